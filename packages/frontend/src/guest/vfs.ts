@@ -1,0 +1,93 @@
+/**
+ * What guest tools (dd, md5sum, cat, ...) see: a tiny VFS with Linux semantics. Paths are guest
+ * paths (`/dev/xvda`, `/dev/zero`, `/tmp/x`); the implementation maps device nodes to the guest's
+ * block layer and character devices, and ordinary files into the guest's root directory.
+ *
+ * Errors are data: an errno name, as a syscall would return it. Nothing here throws for an I/O
+ * error; a thrown exception means a bug.
+ */
+
+export type Errno =
+  | 'EIO'
+  | 'ENOSPC'
+  | 'ENOENT'
+  | 'EACCES'
+  | 'EINVAL'
+  | 'EISDIR'
+  | 'ENOTDIR'
+  | 'EROFS'
+  | 'EBADF'
+  | 'EEXIST'
+  | 'EILSEQ' // what a read gets when PI verification fails (BLK_STS_PROTECTION)
+  | 'EOPNOTSUPP'
+  | 'ENODEV'
+  | 'ENXIO';
+
+/** strerror(3) texts, as glibc prints them. */
+export const STRERROR: Record<Errno, string> = {
+  EIO: 'Input/output error',
+  ENOSPC: 'No space left on device',
+  ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied',
+  EINVAL: 'Invalid argument',
+  EISDIR: 'Is a directory',
+  ENOTDIR: 'Not a directory',
+  EROFS: 'Read-only file system',
+  EBADF: 'Bad file descriptor',
+  EEXIST: 'File exists',
+  EILSEQ: 'Invalid or incomplete multibyte or wide character',
+  EOPNOTSUPP: 'Operation not supported',
+  ENODEV: 'No such device',
+  ENXIO: 'No such device or address',
+};
+
+export type IoResult = { ok: true; n: number } | { ok: false; errno: Errno };
+
+export interface OpenFlags {
+  read: boolean;
+  write: boolean;
+  /** O_CREAT */
+  create?: boolean;
+  /** O_TRUNC */
+  truncate?: boolean;
+  /** O_DIRECT: bypass the page cache; offsets and lengths must be aligned to the logical block size. */
+  direct?: boolean;
+  /** O_SYNC / O_DSYNC: each write is durable before it returns. */
+  sync?: boolean;
+}
+
+export interface GuestFile {
+  readonly path: string;
+  readonly kind: 'blockdev' | 'chardev' | 'file';
+  /** Size in bytes for block devices and files; null for character devices. */
+  size(): number | null;
+  /** Reads up to buf.length bytes at offset; n = 0 at end of file/device. */
+  pread(buf: Uint8Array, offset: number): Promise<IoResult>;
+  /** Writes buf at offset; at the end of a block device returns a short count, then ENOSPC. */
+  pwrite(buf: Uint8Array, offset: number): Promise<IoResult>;
+  /** Writes back dirty data and flushes the device cache. */
+  fsync(): Promise<IoResult>;
+  /** Releases the file; for a block device, writes back dirty pages first (last close), like blkdev_release. */
+  close(): Promise<IoResult>;
+}
+
+export interface GuestVfs {
+  open(path: string, flags: OpenFlags): Promise<GuestFile | { errno: Errno }>;
+}
+
+/** Output channels of a guest command; text is written as-is (commands add their own newlines). */
+export interface CommandIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  /** Aborted when the user interrupts the command (Ctrl-C on `pvblk guest`). */
+  signal: AbortSignal;
+}
+
+export interface GuestCommandContext {
+  vfs: GuestVfs;
+  /** Monotonic clock in nanoseconds, injectable so tests can fix the durations dd prints. */
+  now(): bigint;
+}
+
+/** A guest command: argv[0] is the command name; resolves to the exit status. */
+export type GuestCommand = (argv: string[], io: CommandIo, ctx: GuestCommandContext) => Promise<number>;
