@@ -1,0 +1,3 @@
+export { XenClient, type ClientTransport, type DomainInfo, type EventHandler, type Watch } from './client.ts';
+export { Page, PagesRingMemory, type PageOrigin } from './memory.ts';
+export { connectWs, wsTransport, type ConnectOptions } from './ws.ts';

@@ -1,0 +1,74 @@
+/**
+ * Domains as the hypervisor knows them: identity, credential, and the per-domain tables (grant
+ * table, maptrack, event-channel ports, the frames it shares). A domain's identity is the
+ * authenticated connection it arrived on, never a field of a message.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { HypervisorMessage } from '@pvblk/shared';
+import type { GrantEntry, Mapping, SharedFrame } from './gnttab.ts';
+import type { Port } from './evtchn.ts';
+
+/** Where the hypervisor delivers a domain's messages: one authenticated connection. */
+export interface Session {
+  readonly id: number;
+  /** Human-readable peer address for logs. */
+  readonly peer: string;
+  send(msg: HypervisorMessage): void;
+  close(code: number, reason: string): void;
+}
+
+export interface DomainStats {
+  msgsIn: number;
+  msgsOut: number;
+  invalidMessages: number;
+  eventsSent: number;
+  eventsDelivered: number;
+  pageWrites: number;
+  grantMaps: number;
+  grantCopies: number;
+}
+
+export class Domain {
+  session: Session | null = null;
+  readonly createdAt = Date.now();
+  /** This domain's grant table: ref → entry. */
+  readonly grants = new Map<number, GrantEntry>();
+  /** Frames of this domain that are shared (have grants or mappings), keyed by GFN. */
+  readonly frames = new Map<number, SharedFrame>();
+  /** Mappings this domain holds of other domains' frames: handle → mapping. */
+  readonly maptrack = new Map<number, Mapping>();
+  nextHandle = 1;
+  readonly ports = new Map<number, Port>();
+  readonly stats: DomainStats = {
+    msgsIn: 0,
+    msgsOut: 0,
+    invalidMessages: 0,
+    eventsSent: 0,
+    eventsDelivered: 0,
+    pageWrites: 0,
+    grantMaps: 0,
+    grantCopies: 0,
+  };
+  dying = false;
+
+  constructor(
+    readonly domid: number,
+    readonly name: string,
+    readonly privileged: boolean,
+    private readonly credentialHash: Buffer,
+  ) {}
+
+  /** Constant-time credential check. */
+  accepts(credential: string): boolean {
+    return timingSafeEqual(hashCredential(credential), this.credentialHash);
+  }
+}
+
+export function hashCredential(credential: string): Buffer {
+  return createHash('sha256').update(credential, 'utf8').digest();
+}
+
+/** A fresh guest credential: 192 random bits, URL-safe. */
+export function newCredential(): string {
+  return randomBytes(24).toString('base64url');
+}

@@ -1,0 +1,269 @@
+/**
+ * Grant tables and shared memory.
+ *
+ * Each domain keeps its own pages in its own process. A page becomes known to the hypervisor when its
+ * owner grants it: the grant carries the page's contents, and from then on the owner sends every
+ * write to that page here. The hypervisor keeps the authoritative copy of each shared frame and
+ * forwards every write — from the owner or from a domain that maps the frame writable — to every
+ * other party (owner and mappers), in the order it receives them. Because each connection is FIFO and
+ * event notifications travel the same path, a write sent before a notification reaches the peer
+ * before that notification does: the release/acquire pairing the ring protocol relies on.
+ *
+ * Rules follow Xen's grant_table.c: GTF_reading/GTF_writing are set while a grant is mapped, ending
+ * foreign access fails while it is mapped, a read-only grant cannot be mapped writable, and copy
+ * segments may not cross the page. Deviation: where Xen answers GNTST_general_error for "not granted
+ * to you" and "write-pin of a read-only entry", we answer GNTST_permission_denied, which says what
+ * happened; out-of-range refs are GNTST_bad_gntref as in Xen.
+ */
+import {
+  GNTST,
+  GNTTAB_NR_RESERVED_ENTRIES,
+  GTF_permit_access,
+  GTF_readonly,
+  GTF_reading,
+  GTF_writing,
+  PAGE_SIZE,
+  PvblkError,
+  isZeroPage,
+  type GrantCopyOp,
+  type GrantCopyResult,
+  type GrantMapOp,
+  type GrantMapResult,
+} from '@pvblk/shared';
+import type { Domain } from './domain.ts';
+
+/** Grant entries per domain: Xen's default max_grant_frames (64) × 512 entries per frame. */
+export const MAX_GRANT_ENTRIES = 64 * 512;
+/** Mappings one domain may hold at once (maptrack size); beyond it GNTST_no_space. */
+export const MAX_MAPTRACK = 64 * 1024;
+
+export interface SharedFrame {
+  owner: Domain;
+  gfn: number;
+  data: Buffer;
+  /** Grant refs (in the owner's table) that name this frame. */
+  refs: Set<number>;
+  mappings: Set<Mapping>;
+}
+
+export interface GrantEntry {
+  ref: number;
+  /** The grantee. */
+  domid: number;
+  frame: SharedFrame;
+  readonly: boolean;
+  /** Mappings of this entry currently held (for the busy bits). */
+  mapCount: number;
+  writableMapCount: number;
+}
+
+export interface Mapping {
+  handle: number;
+  mapper: Domain;
+  granter: Domain;
+  ref: number;
+  frame: SharedFrame;
+  readonly: boolean;
+}
+
+/** Where grant operations deliver page writes and forced unmaps. */
+export interface MemorySink {
+  /** Tells `to` that bytes of one of its own frames changed. */
+  ownerWrite(to: Domain, gfn: number, off: number, data: Uint8Array): void;
+  /** Tells a mapper that bytes of a frame it maps changed. */
+  mapperWrite(to: Domain, handle: number, off: number, data: Uint8Array): void;
+  unmapped(to: Domain, handles: number[]): void;
+}
+
+export function grantFlags(e: GrantEntry): number {
+  let f = GTF_permit_access;
+  if (e.readonly) f |= GTF_readonly;
+  if (e.mapCount > 0) f |= GTF_reading;
+  if (e.writableMapCount > 0) f |= GTF_writing;
+  return f;
+}
+
+export class GrantTables {
+  constructor(
+    private readonly sink: MemorySink,
+    private readonly lookup: (domid: number) => Domain | undefined,
+  ) {}
+
+  grant(
+    owner: Domain,
+    ref: number,
+    grantee: number,
+    gfn: number,
+    readonly: boolean,
+    data?: Uint8Array,
+  ): void {
+    if (ref < GNTTAB_NR_RESERVED_ENTRIES) {
+      throw new PvblkError(
+        'EINVAL',
+        `grant ref ${ref} is reserved (refs below ${GNTTAB_NR_RESERVED_ENTRIES})`,
+      );
+    }
+    if (ref >= MAX_GRANT_ENTRIES) {
+      throw new PvblkError(
+        'GNTST_bad_gntref',
+        `grant ref ${ref} is beyond the table (${MAX_GRANT_ENTRIES} entries)`,
+      );
+    }
+    const old = owner.grants.get(ref);
+    if (old && old.mapCount > 0) {
+      throw new PvblkError(
+        'EBUSY',
+        `grant ref ${ref} is mapped by domain ${old.domid}; it cannot be rewritten`,
+      );
+    }
+    if (old) this.dropEntry(owner, old);
+    let frame = owner.frames.get(gfn);
+    if (!frame) {
+      frame = { owner, gfn, data: Buffer.alloc(PAGE_SIZE), refs: new Set(), mappings: new Set() };
+      owner.frames.set(gfn, frame);
+    }
+    // The grant carries the page as the owner sees it now; an absent body means a zero page.
+    if (data) Buffer.from(data.buffer, data.byteOffset, data.length).copy(frame.data);
+    else if (frame.refs.size === 0 && frame.mappings.size === 0) frame.data.fill(0);
+    frame.refs.add(ref);
+    owner.grants.set(ref, { ref, domid: grantee, frame, readonly, mapCount: 0, writableMapCount: 0 });
+  }
+
+  /** gnttab_end_foreign_access: 'ok' when revoked, 'busy' while mapped, 'invalid' for an unused ref. */
+  endAccess(owner: Domain, ref: number): 'ok' | 'busy' | 'invalid' {
+    const e = owner.grants.get(ref);
+    if (!e) return 'invalid';
+    if (e.mapCount > 0) return 'busy';
+    this.dropEntry(owner, e);
+    return 'ok';
+  }
+
+  private dropEntry(owner: Domain, e: GrantEntry): void {
+    owner.grants.delete(e.ref);
+    e.frame.refs.delete(e.ref);
+    this.maybeForget(e.frame);
+  }
+
+  private maybeForget(frame: SharedFrame): void {
+    if (frame.refs.size === 0 && frame.mappings.size === 0) frame.owner.frames.delete(frame.gfn);
+  }
+
+  map(mapper: Domain, ops: GrantMapOp[]): GrantMapResult[] {
+    return ops.map((op) => {
+      const granter = this.lookup(op.dom);
+      if (!granter || granter.dying) return { status: GNTST.bad_domain };
+      if (op.ref >= MAX_GRANT_ENTRIES) return { status: GNTST.bad_gntref };
+      const e = granter.grants.get(op.ref);
+      if (!e || e.domid !== mapper.domid) return { status: GNTST.permission_denied };
+      if (e.readonly && !op.readonly) return { status: GNTST.permission_denied };
+      if (mapper.maptrack.size >= MAX_MAPTRACK) return { status: GNTST.no_space };
+      const handle = mapper.nextHandle++;
+      const m: Mapping = { handle, mapper, granter, ref: op.ref, frame: e.frame, readonly: op.readonly };
+      mapper.maptrack.set(handle, m);
+      e.frame.mappings.add(m);
+      e.mapCount++;
+      if (!op.readonly) e.writableMapCount++;
+      mapper.stats.grantMaps++;
+      return isZeroPage(e.frame.data)
+        ? { status: GNTST.okay, handle }
+        : { status: GNTST.okay, handle, data: Buffer.from(e.frame.data) };
+    });
+  }
+
+  unmap(mapper: Domain, handles: number[]): number[] {
+    return handles.map((h) => {
+      const m = mapper.maptrack.get(h);
+      if (!m) return GNTST.bad_handle;
+      this.dropMapping(m);
+      return GNTST.okay;
+    });
+  }
+
+  private dropMapping(m: Mapping): void {
+    m.mapper.maptrack.delete(m.handle);
+    m.frame.mappings.delete(m);
+    const e = m.granter.grants.get(m.ref);
+    if (e && e.frame === m.frame) {
+      e.mapCount--;
+      if (!m.readonly) e.writableMapCount--;
+    }
+    this.maybeForget(m.frame);
+  }
+
+  copy(caller: Domain, ops: GrantCopyOp[]): GrantCopyResult[] {
+    return ops.map((op) => {
+      const granter = this.lookup(op.dom);
+      if (!granter || granter.dying) return { status: GNTST.bad_domain };
+      if (op.ref >= MAX_GRANT_ENTRIES) return { status: GNTST.bad_gntref };
+      const e = granter.grants.get(op.ref);
+      if (!e || e.domid !== caller.domid) return { status: GNTST.permission_denied };
+      caller.stats.grantCopies++;
+      if (op.dir === 'from') {
+        if (op.off + op.len > PAGE_SIZE) return { status: GNTST.bad_copy_arg };
+        return { status: GNTST.okay, data: Buffer.from(e.frame.data.subarray(op.off, op.off + op.len)) };
+      }
+      if (e.readonly) return { status: GNTST.permission_denied };
+      if (op.off + op.data.length > PAGE_SIZE) return { status: GNTST.bad_copy_arg };
+      this.applyWrite(e.frame, op.off, op.data, null);
+      return { status: GNTST.okay };
+    });
+  }
+
+  /** The owner wrote its own frame. Writes to frames that are no longer shared are dropped. */
+  ownerWrite(owner: Domain, gfn: number, off: number, data: Uint8Array): boolean {
+    const frame = owner.frames.get(gfn);
+    if (!frame) return false;
+    owner.stats.pageWrites++;
+    this.applyWrite(frame, off, data, owner);
+    return true;
+  }
+
+  /** A mapper wrote through its mapping. */
+  mapperWrite(mapper: Domain, handle: number, off: number, data: Uint8Array): void {
+    const m = mapper.maptrack.get(handle);
+    if (!m)
+      throw new PvblkError(
+        'GNTST_bad_handle',
+        `domain ${mapper.domid} holds no mapping with handle ${handle}`,
+      );
+    if (m.readonly) {
+      throw new PvblkError(
+        'EACCES',
+        `domain ${mapper.domid} wrote through read-only mapping ${handle} of domain ${m.granter.domid}'s grant ${m.ref}`,
+      );
+    }
+    mapper.stats.pageWrites++;
+    this.applyWrite(m.frame, off, data, m);
+  }
+
+  /** Applies a write to the authoritative copy and forwards it to everyone else who sees the frame. */
+  private applyWrite(frame: SharedFrame, off: number, data: Uint8Array, from: Domain | Mapping | null): void {
+    frame.data.set(data, off);
+    if (from !== frame.owner) this.sink.ownerWrite(frame.owner, frame.gfn, off, data);
+    for (const m of frame.mappings) {
+      if (m !== from) this.sink.mapperWrite(m.mapper, m.handle, off, data);
+    }
+  }
+
+  /**
+   * Tears down everything a domain holds or gives: its own mappings of others' frames, and every
+   * grant it issued (mappers are told their mappings are gone). Used on domain destruction, and for
+   * Dom0 when its connection drops (it keeps its identity but loses its session state).
+   */
+  releaseAll(d: Domain): void {
+    for (const m of [...d.maptrack.values()]) this.dropMapping(m);
+    const byMapper = new Map<Domain, number[]>();
+    for (const frame of [...d.frames.values()]) {
+      for (const m of [...frame.mappings]) {
+        if (m.mapper !== d) {
+          const list = byMapper.get(m.mapper) ?? [];
+          list.push(m.handle);
+          byMapper.set(m.mapper, list);
+        }
+        this.dropMapping(m);
+      }
+    }
+    for (const e of [...d.grants.values()]) this.dropEntry(d, e);
+    for (const [mapper, handles] of byMapper) if (!mapper.dying) this.sink.unmapped(mapper, handles);
+  }
+}

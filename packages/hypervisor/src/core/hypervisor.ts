@@ -1,0 +1,358 @@
+/**
+ * The hypervisor proper: domains, grant tables, event channels and XenStore behind one message
+ * dispatcher. It knows nothing about sockets: a transport authenticates a connection (`attach`),
+ * feeds it decoded messages (`handle`) and delivers what comes back through the Session.
+ *
+ * Every message the hypervisor sends to a domain — call replies, forwarded page writes, event
+ * upcalls, watch events — goes through `deliver`, the one place where a fault injector or a tracer
+ * will sit (see `Interposer`); handlers never talk to sessions directly.
+ */
+import {
+  DOMID_FIRST_RESERVED,
+  PvblkError,
+  isPvblkError,
+  type ClientMessage,
+  type HypervisorMessage,
+} from '@pvblk/shared';
+import { Domain, hashCredential, newCredential, type Session } from './domain.ts';
+import { EventChannels } from './evtchn.ts';
+import { GrantTables, grantFlags } from './gnttab.ts';
+import { XenStore } from '../xenstore/store.ts';
+import { formatPerms, parsePerms } from '../xenstore/perms.ts';
+
+/** What passes through the delivery seam. */
+export interface Envelope {
+  to: Domain;
+  msg: HypervisorMessage;
+}
+
+/**
+ * The seam for the fault injector and tracer: called for every delivery with the envelope and the
+ * function that performs it. The default calls `next` at once. An interposer may delay, drop,
+ * duplicate or alter deliveries; handlers are unaware of it.
+ */
+export type Interposer = (env: Envelope, next: (env: Envelope) => void) => void;
+
+export interface HypervisorOptions {
+  /** Credential of Dom0, the privileged control domain (kept only as a hash). */
+  dom0Credential: string;
+  /** Receives structured events for logging (domain created, session lost, protocol errors...). */
+  log?: (level: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) => void;
+  interposer?: Interposer;
+}
+
+export interface HypervisorStatus {
+  uptimeSeconds: number;
+  domains: Array<{
+    domid: number;
+    name: string;
+    privileged: boolean;
+    connected: boolean;
+    grants: number;
+    grantsMapped: number;
+    mappings: number;
+    sharedFrames: number;
+    ports: number;
+    stats: Domain['stats'];
+  }>;
+  grantsInUse: number;
+  ports: number;
+  xenstore: { nodes: number; watches: number; transactions: number };
+  messages: { in: Record<string, number>; out: Record<string, number> };
+}
+
+export class Hypervisor {
+  readonly domains = new Map<number, Domain>();
+  readonly xenstore = new XenStore();
+  readonly gnttab: GrantTables;
+  readonly evtchn: EventChannels;
+  interposer: Interposer = (env, next) => next(env);
+  private nextDomid = 1;
+  private readonly started = Date.now();
+  private readonly msgsIn: Record<string, number> = {};
+  private readonly msgsOut: Record<string, number> = {};
+  private readonly log: NonNullable<HypervisorOptions['log']>;
+
+  constructor(opts: HypervisorOptions) {
+    this.log = opts.log ?? (() => {});
+    if (opts.interposer) this.interposer = opts.interposer;
+    const lookup = (domid: number) => this.domains.get(domid);
+    this.gnttab = new GrantTables(
+      {
+        ownerWrite: (to, gfn, off, data) => this.deliver(to, { t: 'mw', gfn, off, data }),
+        mapperWrite: (to, handle, off, data) => this.deliver(to, { t: 'gw', handle, off, data }),
+        unmapped: (to, handles) => this.deliver(to, { t: 'unmapped', handles }),
+      },
+      lookup,
+    );
+    this.evtchn = new EventChannels({ upcall: (to, port) => this.deliver(to, { t: 'ev', port }) }, lookup);
+    this.xenstore.onWatchEvent = (domid, path, token) => {
+      const d = this.domains.get(domid);
+      if (d) this.deliver(d, { t: 'xs_watch', path, token });
+    };
+    this.domains.set(0, new Domain(0, 'Domain-0', true, hashCredential(opts.dom0Credential)));
+    this.xenstore.introduceDomain(0);
+  }
+
+  /** The only way out to a domain. */
+  private deliver(to: Domain, msg: HypervisorMessage): void {
+    this.interposer({ to, msg }, (env) => {
+      const s = env.to.session;
+      if (!s) return;
+      env.to.stats.msgsOut++;
+      this.msgsOut[env.msg.t] = (this.msgsOut[env.msg.t] ?? 0) + 1;
+      s.send(env.msg);
+    });
+  }
+
+  /**
+   * Binds a connection to the domain whose credential it presented. Returns the domain, or throws
+   * EACCES (no domain has that credential) / EBUSY (the domain is already connected).
+   */
+  attach(session: Session, credential: string): Domain {
+    for (const d of this.domains.values()) {
+      if (!d.dying && d.accepts(credential)) {
+        if (d.session) {
+          throw new PvblkError(
+            'EBUSY',
+            `domain ${d.domid} (${d.name}) is already connected from ${d.session.peer}`,
+          );
+        }
+        d.session = session;
+        this.log('info', { domid: d.domid, name: d.name, peer: session.peer }, 'domain connected');
+        return d;
+      }
+    }
+    throw new PvblkError('EACCES', 'no domain has that credential');
+  }
+
+  /**
+   * The connection of a domain went away. A DomU whose connection is lost is destroyed (its process is
+   * its existence). Dom0 survives — a restarted backend reconnects as the same domain — but loses all
+   * session state: its mappings, ports, watches and transactions.
+   */
+  detach(session: Session): void {
+    for (const d of this.domains.values()) {
+      if (d.session !== session) continue;
+      d.session = null;
+      if (d.privileged) {
+        this.log(
+          'warn',
+          { domid: d.domid, peer: session.peer },
+          'control domain disconnected; releasing its session state',
+        );
+        this.gnttab.releaseAll(d);
+        this.evtchn.closeAll(d);
+        (this.xenstore as unknown as { releaseConnection?: (d: number) => void }).releaseConnection?.(
+          d.domid,
+        );
+      } else {
+        this.log('warn', { domid: d.domid, name: d.name }, 'domain connection lost; destroying it');
+        this.destroyDomain(d.domid);
+      }
+    }
+  }
+
+  createDomain(name: string): { domid: number; credential: string } {
+    if (this.domains.size >= DOMID_FIRST_RESERVED - 1) throw new PvblkError('ENOSPC', 'no free domain id');
+    while (this.domains.has(this.nextDomid) || this.nextDomid >= DOMID_FIRST_RESERVED) {
+      this.nextDomid = this.nextDomid >= DOMID_FIRST_RESERVED ? 1 : this.nextDomid + 1;
+    }
+    const domid = this.nextDomid++;
+    const credential = newCredential();
+    this.domains.set(domid, new Domain(domid, name, false, hashCredential(credential)));
+    this.xenstore.introduceDomain(domid);
+    this.log('info', { domid, name }, 'domain created');
+    return { domid, credential };
+  }
+
+  /** Revokes grants, removes mappings, closes ports, removes XenStore nodes, fires watches. */
+  destroyDomain(domid: number): void {
+    const d = this.domains.get(domid);
+    if (!d) throw new PvblkError('ESRCH', `no domain ${domid}`);
+    if (d.privileged) throw new PvblkError('EINVAL', `domain ${domid} is the control domain`);
+    d.dying = true;
+    this.gnttab.releaseAll(d);
+    this.evtchn.closeAll(d);
+    this.domains.delete(domid);
+    this.xenstore.releaseDomain(domid);
+    const s = d.session;
+    d.session = null;
+    s?.close(4000, `domain ${domid} destroyed`);
+    this.log('info', { domid, name: d.name }, 'domain destroyed');
+  }
+
+  /** Dispatches one message from an authenticated domain. Never throws. */
+  handle(d: Domain, m: ClientMessage): void {
+    d.stats.msgsIn++;
+    this.msgsIn[m.t] = (this.msgsIn[m.t] ?? 0) + 1;
+    const id = 'id' in m ? m.id : 0;
+    try {
+      const r = this.dispatch(d, m);
+      if ('id' in m) this.deliver(d, r === undefined ? { t: 'ok', id } : { t: 'ok', id, r });
+    } catch (e) {
+      const code = isPvblkError(e) ? e.code : 'EINVAL';
+      const message = isPvblkError(e) ? e.message.replace(/^[A-Za-z0-9_]+: /, '') : String(e);
+      if (!isPvblkError(e))
+        this.log(
+          'error',
+          { domid: d.domid, type: m.t, err: String((e as Error)?.stack ?? e) },
+          'hypercall handler failed',
+        );
+      this.deliver(d, { t: 'err', id, code, message: `${m.t}: ${message}` });
+    }
+  }
+
+  /** A message that failed validation: answered with EPROTO so the sender learns what was wrong. */
+  reject(d: Domain, id: number | undefined, error: string): void {
+    d.stats.invalidMessages++;
+    this.log('warn', { domid: d.domid, error }, 'invalid message');
+    this.deliver(d, { t: 'err', id: id ?? 0, code: 'EPROTO', message: error });
+  }
+
+  private privileged(d: Domain, what: string): void {
+    if (!d.privileged)
+      throw new PvblkError('EPERM', `${what} is a privileged operation; domain ${d.domid} is not privileged`);
+  }
+
+  private dispatch(d: Domain, m: ClientMessage): unknown {
+    switch (m.t) {
+      case 'hello':
+        throw new PvblkError('EISCONN', `already authenticated as domain ${d.domid}`);
+      case 'dom_create':
+        this.privileged(d, 'domain creation');
+        return this.createDomain(m.name);
+      case 'dom_destroy':
+        this.privileged(d, 'domain destruction');
+        this.destroyDomain(m.domid);
+        return undefined;
+      case 'dom_list':
+        return [...this.domains.values()].map((x) => ({
+          domid: x.domid,
+          name: x.name,
+          connected: x.session !== null,
+          privileged: x.privileged,
+        }));
+      case 'gnt_grant':
+        this.gnttab.grant(d, m.ref, m.domid, m.gfn, m.readonly, m.data);
+        return undefined;
+      case 'gnt_end':
+        return m.refs.map((ref) => this.gnttab.endAccess(d, ref));
+      case 'gnt_map':
+        return this.gnttab.map(d, m.ops);
+      case 'gnt_unmap':
+        return this.gnttab.unmap(d, m.handles);
+      case 'gnt_copy':
+        return this.gnttab.copy(d, m.ops);
+      case 'ev_alloc_unbound':
+        return this.evtchn.allocUnbound(d, m.dom, m.remoteDom);
+      case 'ev_bind_interdomain':
+        return this.evtchn.bindInterdomain(d, m.remoteDom, m.remotePort);
+      case 'ev_close':
+        this.evtchn.close(d, m.port);
+        return undefined;
+      case 'ev_status':
+        return this.evtchn.status(d, m.port);
+      case 'ev_mask':
+        this.evtchn.mask(d, m.port);
+        return undefined;
+      case 'ev_unmask':
+        this.evtchn.unmask(d, m.port);
+        return undefined;
+      case 'ev_send':
+        this.evtchn.send(d, m.port);
+        return undefined;
+      case 'ev_eoi':
+        this.evtchn.eoi(d, m.port);
+        return undefined;
+      case 'mw':
+        this.gnttab.ownerWrite(d, m.gfn, m.off, m.data);
+        return undefined;
+      case 'gw':
+        this.gnttab.mapperWrite(d, m.handle, m.off, m.data);
+        return undefined;
+      case 'fence':
+        // Everything this domain sent before the fence has been applied, and everything forwarded
+        // to it before now is queued ahead of this reply: the reply is a full barrier.
+        return undefined;
+      case 'xs':
+        return this.xs(d, m);
+    }
+  }
+
+  private xs(d: Domain, m: Extract<ClientMessage, { t: 'xs' }>): unknown {
+    const xs = this.xenstore;
+    const path = (): string => {
+      if (m.path === undefined || m.path === null)
+        throw new PvblkError('EINVAL', `xs ${m.op}: path is required`);
+      return m.path;
+    };
+    switch (m.op) {
+      case 'read':
+        return xs.read(d.domid, m.tx, path());
+      case 'write':
+        xs.write(d.domid, m.tx, path(), m.value ?? '');
+        return undefined;
+      case 'mkdir':
+        xs.mkdir(d.domid, m.tx, path());
+        return undefined;
+      case 'rm':
+        xs.rm(d.domid, m.tx, path());
+        return undefined;
+      case 'directory':
+        return xs.directory(d.domid, m.tx, path());
+      case 'get_perms':
+        return formatPerms(xs.getPerms(d.domid, m.tx, path()));
+      case 'set_perms':
+        xs.setPerms(d.domid, m.tx, path(), parsePerms(m.perms ?? []));
+        return undefined;
+      case 'watch':
+        xs.watch(d.domid, path(), m.token ?? '');
+        return undefined;
+      case 'unwatch':
+        xs.unwatch(d.domid, path(), m.token ?? '');
+        return undefined;
+      case 'tx_start':
+        return xs.transactionStart(d.domid);
+      case 'tx_end':
+        xs.transactionEnd(d.domid, m.tx, m.commit ?? false);
+        return undefined;
+    }
+  }
+
+  status(): HypervisorStatus {
+    let grantsInUse = 0;
+    let ports = 0;
+    const domains = [...this.domains.values()].map((d) => {
+      const mapped = [...d.grants.values()].filter((e) => e.mapCount > 0).length;
+      grantsInUse += mapped;
+      ports += d.ports.size;
+      return {
+        domid: d.domid,
+        name: d.name,
+        privileged: d.privileged,
+        connected: d.session !== null,
+        grants: d.grants.size,
+        grantsMapped: mapped,
+        mappings: d.maptrack.size,
+        sharedFrames: d.frames.size,
+        ports: d.ports.size,
+        stats: { ...d.stats },
+      };
+    });
+    return {
+      uptimeSeconds: (Date.now() - this.started) / 1000,
+      domains,
+      grantsInUse,
+      ports,
+      xenstore: this.xenstore.stats(),
+      messages: { in: { ...this.msgsIn }, out: { ...this.msgsOut } },
+    };
+  }
+
+  /** Grant-table flags of one entry as the granter would read them (for tests and debugging). */
+  grantEntryFlags(domid: number, ref: number): number | null {
+    const e = this.domains.get(domid)?.grants.get(ref);
+    return e ? grantFlags(e) : null;
+  }
+}

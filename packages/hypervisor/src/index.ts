@@ -1,0 +1,13 @@
+export {
+  Hypervisor,
+  type Envelope,
+  type Interposer,
+  type HypervisorOptions,
+  type HypervisorStatus,
+} from './core/hypervisor.ts';
+export { Domain, type Session } from './core/domain.ts';
+export { Connection, type FrameTransport } from './connection.ts';
+export { LocalHypervisor } from './local.ts';
+export { startHypervisorServer, type RunningHypervisor, type HypervisorServerOptions } from './server.ts';
+export { XenStore } from './xenstore/index.ts';
+export { runHypervisor, resolveDom0Secret, type HypervisorProcessOptions } from './main.ts';

@@ -1,0 +1,4 @@
+export { createLogger, logFormatFromEnv, type LogFormat } from './logger.ts';
+export { renderRecord, isKmsgRecord, type KmsgRecord } from './render.ts';
+export { DomainKernelLog } from './kernel-log.ts';
+export { onShutdown } from './shutdown.ts';

@@ -1,0 +1,447 @@
+/**
+ * One compliance suite for both implementations of the hypervisor interface: in-process
+ * (LocalHypervisor, no sockets) and over a real WebSocket server. Drivers depend on both behaving
+ * the same, so every behaviour is asserted against both.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import {
+  encodeFrame,
+  EVTCHNSTAT_interdomain,
+  EVTCHNSTAT_unbound,
+  GNTST,
+  GTF_permit_access,
+  GTF_readonly,
+  GTF_reading,
+  GTF_writing,
+  WIRE_VERSION,
+  decodeHypervisorFrame,
+  type HypervisorMessage,
+} from '@pvblk/shared';
+import { LocalHypervisor } from '../src/local.ts';
+import { startHypervisorServer, type RunningHypervisor } from '../src/server.ts';
+import { connectWs } from '../src/client/ws.ts';
+import type { XenClient } from '../src/client/client.ts';
+import type { Hypervisor } from '../src/core/hypervisor.ts';
+
+const DOM0_SECRET = 'compliance-dom0-secret';
+
+interface Setup {
+  hv: Hypervisor;
+  connect(credential: string): Promise<XenClient>;
+  /** Sends raw bytes as one frame and collects what comes back for a short while. */
+  raw(frames: Uint8Array[], waitMs?: number): Promise<{ msgs: HypervisorMessage[]; closed: number | null }>;
+  close(): Promise<void>;
+}
+
+async function localSetup(): Promise<Setup> {
+  const lh = new LocalHypervisor({ dom0Credential: DOM0_SECRET });
+  return {
+    hv: lh.hv,
+    connect: (c) => lh.connect(c),
+    raw: (frames, waitMs = 50) =>
+      new Promise((resolve) => {
+        const t = lh.rawTransport('raw');
+        const msgs: HypervisorMessage[] = [];
+        let closed: number | null = null;
+        t.onFrame((f) => {
+          const d = decodeHypervisorFrame(f);
+          if (d.ok) msgs.push(...d.messages);
+        });
+        t.onClose((code) => (closed = code));
+        for (const f of frames) t.send(Buffer.from(f));
+        setTimeout(() => resolve({ msgs, closed }), waitMs);
+      }),
+    close: async () => {},
+  };
+}
+
+async function wsSetup(): Promise<Setup> {
+  const running: RunningHypervisor = await startHypervisorServer({
+    host: '127.0.0.1',
+    port: 0,
+    dom0Credential: DOM0_SECRET,
+  });
+  const clients: XenClient[] = [];
+  return {
+    hv: running.hv,
+    connect: async (c) => {
+      const cl = await connectWs(running.url, { credential: c, retryForMs: 0 });
+      clients.push(cl);
+      return cl;
+    },
+    raw: (frames, waitMs = 100) =>
+      new Promise((resolve) => {
+        const ws = new WebSocket(running.url);
+        const msgs: HypervisorMessage[] = [];
+        let closed: number | null = null;
+        ws.on('message', (data: Buffer) => {
+          const d = decodeHypervisorFrame(data);
+          if (d.ok) msgs.push(...d.messages);
+        });
+        ws.on('close', (code) => (closed = code));
+        ws.on('open', () => {
+          for (const f of frames) ws.send(f, { binary: true });
+          setTimeout(() => {
+            ws.terminate();
+            resolve({ msgs, closed });
+          }, waitMs);
+        });
+      }),
+    close: async () => {
+      for (const c of clients) c.close();
+      await running.close();
+    },
+  };
+}
+
+const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await tick(5);
+  }
+}
+
+describe.each([
+  ['in-process', localSetup],
+  ['websocket', wsSetup],
+] as const)('hypervisor compliance (%s)', (_name, makeSetup) => {
+  let s: Setup;
+  let dom0: XenClient;
+  beforeEach(async () => {
+    s = await makeSetup();
+    dom0 = await s.connect(DOM0_SECRET);
+  });
+  afterEach(async () => {
+    await s.close();
+  });
+
+  async function newGuest(name = 'guest'): Promise<XenClient> {
+    const { credential } = await dom0.domctl.create(name);
+    return s.connect(credential);
+  }
+
+  describe('domains and credentials', () => {
+    it('authenticates Dom0 as domain 0 and a created guest as the domid it was given', async () => {
+      expect(dom0.domid).toBe(0);
+      expect(dom0.privileged).toBe(true);
+      const { domid, credential } = await dom0.domctl.create('alpha');
+      const g = await s.connect(credential);
+      expect(g.domid).toBe(domid);
+      expect(g.privileged).toBe(false);
+      expect((await dom0.domctl.list()).map((d) => [d.domid, d.name, d.connected])).toEqual([
+        [0, 'Domain-0', true],
+        [domid, 'alpha', true],
+      ]);
+    });
+
+    it('refuses a wrong credential and a second connection of a connected domain', async () => {
+      await expect(s.connect('not-a-credential')).rejects.toMatchObject({ code: 'EACCES' });
+      await expect(s.connect(DOM0_SECRET)).rejects.toMatchObject({ code: 'EBUSY' });
+    });
+
+    it('refuses privileged calls from a guest with EPERM', async () => {
+      const g = await newGuest();
+      await expect(g.domctl.create('evil')).rejects.toMatchObject({ code: 'EPERM' });
+      await expect(g.domctl.destroy(0)).rejects.toMatchObject({ code: 'EPERM' });
+    });
+
+    it('refuses a connection whose first message is not hello, and closes it', async () => {
+      const r = await s.raw([encodeFrame([{ t: 'dom_list', id: 7 }])]);
+      expect(r.msgs[0]).toMatchObject({ t: 'err', code: 'EACCES' });
+      expect(r.closed).toBe(4401);
+    });
+
+    it('refuses a hello of another wire version', async () => {
+      const r = await s.raw([
+        encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION + 1, credential: DOM0_SECRET + 'x' }]),
+      ]);
+      expect(r.msgs[0]).toMatchObject({ t: 'err', code: 'EPROTO' });
+      expect((r.msgs[0] as { message: string }).message).toContain('wire version 2 is not supported');
+    });
+  });
+
+  describe('malformed input', () => {
+    it('answers garbage frames with EPROTO and a reason, without crashing', async () => {
+      const g = await newGuest();
+      const errors: string[] = [];
+      g.onError((e) => errors.push(`${e.code} ${e.message}`));
+      const { credential } = await dom0.domctl.create('raw');
+      const r = await s.raw([
+        encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential }]),
+        Buffer.from([9, 1, 2, 3]),
+        Buffer.from([WIRE_VERSION, 0xc1]),
+        encodeFrame([{ t: 'gnt_map', id: 5, ops: [{ dom: 0, ref: -1, readonly: true }] } as never]),
+        encodeFrame([{ t: 'no_such_call', id: 6 } as never]),
+      ]);
+      const errs = r.msgs.filter((m) => m.t === 'err') as Array<{ id: number; message: string }>;
+      expect(errs.map((e) => e.message)).toEqual([
+        'malformed frame: wire version 9 is not supported (want 1)',
+        expect.stringMatching(/^malformed frame: frame (is not valid msgpack|body is not an array)/),
+        'message 0 (gnt_map): ops must be item 0: ref must be an integer 0..4294967295',
+        'message 0: unknown type "no_such_call"',
+      ]);
+      expect(errs[2].id).toBe(5);
+      // the hypervisor still serves everyone
+      expect((await dom0.domctl.list()).length).toBeGreaterThanOrEqual(2);
+    });
+  });
+
+  describe('grants and shared pages', () => {
+    it('lets the grantee map a grant read-only, refuses a writable map and other domains', async () => {
+      const g = await newGuest('g');
+      const other = await newGuest('other');
+      const page = g.allocPage();
+      page.write(0, Buffer.from('hello from the guest'));
+      const ref = g.gnttab.grantAccess(page, 0, true);
+
+      const [rw] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      expect(rw.status).toBe(GNTST.permission_denied);
+      const [ro] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: true }]);
+      expect(ro.status).toBe(GNTST.okay);
+      expect(ro.page!.read(0, 20).toString()).toBe('hello from the guest');
+      const [stranger] = await other.gnttab.map([{ dom: g.domid, ref, readonly: true }]);
+      expect(stranger.status).toBe(GNTST.permission_denied);
+      const [bad] = await dom0.gnttab.map([{ dom: g.domid, ref: 1 << 20, readonly: true }]);
+      expect(bad.status).toBe(GNTST.bad_gntref);
+      const [nodom] = await dom0.gnttab.map([{ dom: 4242, ref, readonly: true }]);
+      expect(nodom.status).toBe(GNTST.bad_domain);
+
+      expect(s.hv.grantEntryFlags(g.domid, ref)).toBe(GTF_permit_access | GTF_readonly | GTF_reading);
+      expect(() => ro.page!.write(0, Buffer.from('x'))).toThrow(/read-only/);
+    });
+
+    it('propagates writes both ways, and orders them before a following event', async () => {
+      const g = await newGuest();
+      const page = g.allocPage();
+      const ref = g.gnttab.grantAccess(page, 0, false);
+      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      const mapped = m.page!;
+      expect(s.hv.grantEntryFlags(g.domid, ref)).toBe(GTF_permit_access | GTF_reading | GTF_writing);
+
+      // guest → dom0: 200 writes then one event; the handler must see all of them
+      const port = await g.evtchn.allocUnbound(0);
+      const bport = await dom0.evtchn.bindInterdomain(g.domid, port);
+      let seen = -1;
+      let upcalls = 0;
+      dom0.evtchn.onEvent(bport, () => {
+        upcalls++;
+        seen = mapped.readU32LE(400);
+      });
+      await until(() => upcalls === 1, 'the upcall that bind sets pending');
+      for (let i = 1; i <= 200; i++) page.writeU32LE(400, i);
+      g.evtchn.send(port);
+      await until(() => upcalls === 2, 'the event');
+      expect(seen).toBe(200);
+
+      // dom0 → guest through the mapping
+      mapped.write(100, Buffer.from('response'));
+      await dom0.fence();
+      await g.fence();
+      expect(page.read(100, 8).toString()).toBe('response');
+    });
+
+    it('refuses to end access while mapped, and allows it after unmap', async () => {
+      const g = await newGuest();
+      const page = g.allocPage();
+      const ref = g.gnttab.grantAccess(page, 0, false);
+      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      expect(await g.gnttab.endForeignAccess([ref])).toEqual(['busy']);
+      expect(await dom0.gnttab.unmap([m.page!])).toEqual([GNTST.okay]);
+      expect(await dom0.gnttab.unmap([m.page!])).toEqual([GNTST.bad_handle]);
+      expect(await g.gnttab.endForeignAccess([ref])).toEqual(['ok']);
+      const [after] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      expect(after.status).toBe(GNTST.permission_denied);
+      expect(s.hv.status().domains.find((d) => d.domid === g.domid)!.sharedFrames).toBe(0);
+    });
+
+    it('copies to and from granted frames, checking permissions and page bounds (grant copy)', async () => {
+      const g = await newGuest();
+      const src = g.allocPage();
+      src.write(0, Buffer.alloc(4096, 0x5a));
+      const dst = g.allocPage();
+      const refSrc = g.gnttab.grantAccess(src, 0, true);
+      const refDst = g.gnttab.grantAccess(dst, 0, false);
+      const local = dom0.allocPage();
+      local.write(0, Buffer.alloc(4096, 0xa5));
+      const st = await dom0.gnttab.copy([
+        { from: { dom: g.domid, ref: refSrc, off: 0 }, to: { page: local, off: 512 }, len: 1024 },
+        { from: { page: local, off: 0 }, to: { dom: g.domid, ref: refDst, off: 0 }, len: 4096 },
+        { from: { page: local, off: 0 }, to: { dom: g.domid, ref: refSrc, off: 0 }, len: 16 },
+        { from: { dom: g.domid, ref: refSrc, off: 4000 }, to: { page: local, off: 0 }, len: 200 },
+      ]);
+      expect(st).toEqual([GNTST.okay, GNTST.okay, GNTST.permission_denied, GNTST.bad_copy_arg]);
+      expect(local.read(500, 40).toString('hex')).toBe('a5'.repeat(12) + '5a'.repeat(28));
+      await g.fence();
+      // the second op read `local` when the batch was built, before the first op's result landed
+      expect(dst.read(0, 4096).equals(Buffer.alloc(4096, 0xa5))).toBe(true);
+      expect(s.hv.grantEntryFlags(g.domid, refSrc)).toBe(GTF_permit_access | GTF_readonly); // copies leave no busy bits
+    });
+  });
+
+  describe('event channels', () => {
+    it('binds, delivers, coalesces sends made before the upcall is handled, and closes', async () => {
+      const g = await newGuest();
+      const gport = await g.evtchn.allocUnbound(0);
+      expect(await g.evtchn.status(gport)).toMatchObject({ status: EVTCHNSTAT_unbound, remoteDomid: 0 });
+      const bport = await dom0.evtchn.bindInterdomain(g.domid, gport);
+      expect(await g.evtchn.status(gport)).toMatchObject({
+        status: EVTCHNSTAT_interdomain,
+        remoteDomid: 0,
+        remotePort: bport,
+      });
+
+      let upcalls = 0;
+      let release!: () => void;
+      dom0.evtchn.onEvent(bport, () => {
+        upcalls++;
+        if (upcalls === 2) return new Promise<void>((r) => (release = r));
+      });
+      await until(() => upcalls === 1, 'bind upcall');
+      g.evtchn.send(gport);
+      await until(() => upcalls === 2, 'first event');
+      // the handler is still running: these five sends collapse into one pending bit
+      for (let i = 0; i < 5; i++) g.evtchn.send(gport);
+      await g.fence();
+      await tick(30);
+      expect(upcalls).toBe(2);
+      release();
+      await until(() => upcalls === 3, 'the coalesced upcall');
+      await tick(30);
+      expect(upcalls).toBe(3);
+
+      await dom0.evtchn.close(bport);
+      expect(await g.evtchn.status(gport)).toMatchObject({ status: EVTCHNSTAT_unbound, remoteDomid: 0 });
+      g.evtchn.send(gport); // silently dropped on an unbound port
+      await g.fence();
+    });
+
+    it('holds events while masked and delivers one on unmask', async () => {
+      const g = await newGuest();
+      const gport = await g.evtchn.allocUnbound(0);
+      const bport = await dom0.evtchn.bindInterdomain(g.domid, gport);
+      let upcalls = 0;
+      dom0.evtchn.onEvent(bport, () => void upcalls++);
+      await until(() => upcalls === 1, 'bind upcall');
+      await dom0.evtchn.mask(bport);
+      g.evtchn.send(gport);
+      g.evtchn.send(gport);
+      await g.fence();
+      await tick(30);
+      expect(upcalls).toBe(1);
+      await dom0.evtchn.unmask(bport);
+      await until(() => upcalls === 2, 'unmask delivery');
+    });
+
+    it('refuses a guest allocating in another domain, and binding a port not offered to it', async () => {
+      const g = await newGuest('g');
+      const h = await newGuest('h');
+      await expect(g.evtchn.allocUnbound(0, 0)).rejects.toMatchObject({ code: 'EPERM' });
+      const port = await g.evtchn.allocUnbound(0);
+      await expect(h.evtchn.bindInterdomain(g.domid, port)).rejects.toMatchObject({ code: 'EINVAL' });
+      await expect(h.evtchn.bindInterdomain(999, port)).rejects.toMatchObject({ code: 'ESRCH' });
+    });
+  });
+
+  describe('xenstore through the client', () => {
+    it('enforces permissions by the connection identity', async () => {
+      const g = await newGuest();
+      await dom0.xs.write('/local/domain/0/secret', 's3cret');
+      await expect(g.xs.read('/local/domain/0/secret')).rejects.toMatchObject({ code: 'EACCES' });
+      await dom0.xs.write(`/local/domain/${g.domid}/device/x`, 'v');
+      await dom0.xs.setPerms(`/local/domain/${g.domid}/device/x`, [`n${g.domid}`, 'r0']);
+      expect(await g.xs.read('device/x')).toBe('v');
+      expect(await g.xs.getPerms('device/x')).toEqual([`n${g.domid}`, 'r0']);
+    });
+
+    it('fires watches and retries transactions on EAGAIN', async () => {
+      const events: string[] = [];
+      const w = await dom0.xs.watch('/local/domain/0/w', (p) => events.push(p));
+      await dom0.xs.write('/local/domain/0/w/a', '1');
+      await until(() => events.length >= 2, 'watch events');
+      expect(events.slice(0, 2)).toEqual(['/local/domain/0/w', '/local/domain/0/w/a']);
+      await w.unwatch();
+
+      let attempts = 0;
+      await dom0.xs.transaction(async (tx) => {
+        attempts++;
+        const v = await dom0.xs.read('/local/domain/0/w/a', tx);
+        if (attempts === 1) await dom0.xs.write('/local/domain/0/w/a', 'conflict'); // outside the tx
+        await dom0.xs.write('/local/domain/0/w/a', v + '+', tx);
+      });
+      expect(attempts).toBe(2);
+      expect(await dom0.xs.read('/local/domain/0/w/a')).toBe('conflict+');
+    });
+  });
+
+  describe('domain destruction leaves nothing behind', () => {
+    it('revokes grants and mappings, closes ports, removes nodes and fires @releaseDomain', async () => {
+      const g = await newGuest();
+      const h = await newGuest('h');
+      // the guest grants a page to dom0, maps one of h's, binds a channel, owns nodes
+      const gp = g.allocPage();
+      const ref = g.gnttab.grantAccess(gp, 0, false);
+      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      const hp = h.allocPage();
+      const href = h.gnttab.grantAccess(hp, g.domid, true);
+      expect((await g.gnttab.map([{ dom: h.domid, ref: href, readonly: true }]))[0].status).toBe(GNTST.okay);
+      const gport = await g.evtchn.allocUnbound(0);
+      const bport = await dom0.evtchn.bindInterdomain(g.domid, gport);
+      await dom0.xs.mkdir(`/local/domain/${g.domid}`);
+      await dom0.xs.setPerms(`/local/domain/${g.domid}`, [`n${g.domid}`]);
+      await g.xs.write('data/x', '1');
+      const released: string[] = [];
+      await dom0.xs.watch('@releaseDomain', (p) => released.push(p));
+      let closed = false;
+      g.onClose(() => (closed = true));
+
+      await dom0.domctl.destroy(g.domid);
+      await until(() => closed, 'the guest connection to close');
+      await until(() => released.length >= 2, '@releaseDomain');
+
+      expect(m.page!.revoked).toBe(true);
+      expect(s.hv.domains.has(g.domid)).toBe(false);
+      expect(await h.gnttab.endForeignAccess([href])).toEqual(['ok']); // g's mapping of h's page is gone
+      expect(await dom0.evtchn.status(bport)).toMatchObject({ status: EVTCHNSTAT_unbound });
+      expect(s.hv.xenstore.exists(`/local/domain/${g.domid}`)).toBe(false);
+      const st = s.hv.status();
+      expect(st.grantsInUse).toBe(0);
+      expect(st.domains.find((d) => d.domid === 0)!.mappings).toBe(0);
+    });
+
+    it('destroys a guest whose connection drops', async () => {
+      const g = await newGuest();
+      const domid = g.domid;
+      g.close();
+      await until(() => !s.hv.domains.has(domid), 'the domain to be destroyed');
+    });
+  });
+
+  describe('fence is a full barrier (the Dekker pattern the ring relies on)', () => {
+    it('never lets both sides miss each other', async () => {
+      const g = await newGuest();
+      const page = g.allocPage();
+      const ref = g.gnttab.grantAccess(page, 0, false);
+      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      const theirs = m.page!;
+      for (let round = 1; round <= 30; round++) {
+        // each side writes its flag, fences, then reads the other's flag
+        const a = (async () => {
+          page.writeU32LE(0, round);
+          await g.fence();
+          return page.readU32LE(4);
+        })();
+        const b = (async () => {
+          theirs.writeU32LE(4, round);
+          await dom0.fence();
+          return theirs.readU32LE(0);
+        })();
+        const [sawB, sawA] = await Promise.all([a, b]);
+        expect(sawB === round || sawA === round).toBe(true);
+      }
+    });
+  });
+});
