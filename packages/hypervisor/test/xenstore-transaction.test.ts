@@ -1,0 +1,245 @@
+/**
+ * Transactions (xenstore.txt, xenstored transaction.c): a snapshot at start, private changes,
+ * EAGAIN at commit when anything the transaction looked at changed meanwhile, watches fired only
+ * on a successful commit, nothing at all on abort.
+ */
+import { beforeEach, describe, expect, it } from 'vitest';
+import { PvblkError } from '@pvblk/shared';
+import { XenStore } from '../src/xenstore/index.ts';
+
+type Event = [domid: number, path: string, token: string];
+
+let xs: XenStore;
+let events: Event[];
+
+function take(): Event[] {
+  return events.splice(0);
+}
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+    return 'OK';
+  } catch (e) {
+    if (e instanceof PvblkError) return e.code;
+    throw e;
+  }
+}
+
+beforeEach(() => {
+  xs = new XenStore();
+  events = [];
+  xs.onWatchEvent = (domid, path, token) => events.push([domid, path, token]);
+  xs.write(0, 0, '/tx/a', '1');
+  xs.write(0, 0, '/tx/b', '1');
+});
+
+describe('xenstore transactions', () => {
+  it('see the snapshot taken at start, and their own changes only', () => {
+    const t = xs.transactionStart(0);
+    xs.write(0, 0, '/tx/a', '2');
+    xs.write(0, 0, '/tx/new', 'n');
+    expect(xs.read(0, t, '/tx/a')).toBe('1');
+    expect(code(() => xs.read(0, t, '/tx/new'))).toBe('ENOENT');
+    expect(xs.directory(0, t, '/tx')).toEqual(['a', 'b']);
+    xs.write(0, t, '/tx/b', 'mine');
+    xs.write(0, t, '/tx/c/d', 'deep');
+    expect(xs.read(0, t, '/tx/b')).toBe('mine');
+    expect(xs.directory(0, t, '/tx')).toEqual(['a', 'b', 'c']);
+    expect(xs.read(0, 0, '/tx/b')).toBe('1');
+    expect(xs.exists('/tx/c')).toBe(false);
+    expect(xs.directory(0, 0, '/tx')).toEqual(['a', 'b', 'new']);
+  });
+
+  it('commit makes the changes live', () => {
+    const t = xs.transactionStart(0);
+    xs.write(0, t, '/tx/b', '2');
+    xs.write(0, t, '/tx/c/d', 'deep');
+    xs.rm(0, t, '/tx/a');
+    xs.setPerms(0, t, '/tx/b', [{ domid: 0, perm: 'r' }]);
+    expect(xs.exists('/tx/c/d')).toBe(false);
+    xs.transactionEnd(0, t, true);
+    expect(xs.dump('/tx')).toEqual([
+      { path: '/tx', value: '', perms: ['n0'] },
+      { path: '/tx/b', value: '2', perms: ['r0'] },
+      { path: '/tx/c', value: '', perms: ['n0'] },
+      { path: '/tx/c/d', value: 'deep', perms: ['n0'] },
+    ]);
+    expect(xs.stats().transactions).toBe(0);
+    expect(code(() => xs.read(0, t, '/tx/b'))).toBe('ENOENT');
+  });
+
+  it('commit fails with EAGAIN when a node it read changed, and then changes nothing', () => {
+    const t = xs.transactionStart(0);
+    expect(xs.read(0, t, '/tx/a')).toBe('1');
+    xs.write(0, 0, '/tx/a', '2');
+    xs.write(0, t, '/tx/b', 'from-tx');
+    expect(code(() => xs.transactionEnd(0, t, true))).toBe('EAGAIN');
+    expect(xs.read(0, 0, '/tx/b')).toBe('1');
+    // The transaction is over either way.
+    expect(code(() => xs.transactionEnd(0, t, true))).toBe('ENOENT');
+    expect(xs.stats().transactions).toBe(0);
+  });
+
+  it('commit fails with EAGAIN when a node it wrote changed', () => {
+    const t = xs.transactionStart(0);
+    xs.write(0, t, '/tx/a', 'tx');
+    xs.write(0, 0, '/tx/a', 'outside');
+    expect(code(() => xs.transactionEnd(0, t, true))).toBe('EAGAIN');
+    expect(xs.read(0, 0, '/tx/a')).toBe('outside');
+  });
+
+  it('commit fails with EAGAIN when a node it found missing was created', () => {
+    const t = xs.transactionStart(0);
+    expect(code(() => xs.read(0, t, '/tx/ghost'))).toBe('ENOENT');
+    xs.write(0, 0, '/tx/ghost', 'boo');
+    xs.write(0, t, '/tx/b', '2');
+    expect(code(() => xs.transactionEnd(0, t, true))).toBe('EAGAIN');
+  });
+
+  it('commit fails with EAGAIN when a node it found was removed', () => {
+    const t = xs.transactionStart(0);
+    xs.read(0, t, '/tx/a');
+    xs.rm(0, 0, '/tx/a');
+    expect(code(() => xs.transactionEnd(0, t, true))).toBe('EAGAIN');
+  });
+
+  it('commit fails with EAGAIN when a directory it listed gained a child', () => {
+    const t = xs.transactionStart(0);
+    expect(xs.directory(0, t, '/tx')).toEqual(['a', 'b']);
+    xs.write(0, 0, '/tx/z', '');
+    expect(code(() => xs.transactionEnd(0, t, true))).toBe('EAGAIN');
+  });
+
+  it('commit fails with EAGAIN when permissions of a node it read changed', () => {
+    const t = xs.transactionStart(0);
+    xs.read(0, t, '/tx/a');
+    xs.setPerms(0, 0, '/tx/a', [{ domid: 0, perm: 'r' }]);
+    expect(code(() => xs.transactionEnd(0, t, true))).toBe('EAGAIN');
+  });
+
+  it('two transactions creating siblings conflict on the shared parent (xenstored, unlike oxenstored)', () => {
+    const t1 = xs.transactionStart(0);
+    const t2 = xs.transactionStart(0);
+    xs.write(0, t1, '/tx/one', '1');
+    xs.write(0, t2, '/tx/two', '2');
+    xs.transactionEnd(0, t1, true);
+    expect(code(() => xs.transactionEnd(0, t2, true))).toBe('EAGAIN');
+    expect(xs.directory(0, 0, '/tx')).toEqual(['a', 'b', 'one']);
+  });
+
+  it('commit succeeds despite unrelated writes, including new top-level nodes', () => {
+    const t = xs.transactionStart(0);
+    xs.read(0, t, '/tx/a');
+    xs.write(0, t, '/tx/b', 'tx');
+    xs.write(0, 0, '/other/q', 'q');
+    xs.write(0, 0, '/tx', 'parent value');
+    const t2 = xs.transactionStart(0);
+    xs.write(0, t2, '/other/q', 'q2');
+    xs.transactionEnd(0, t2, true);
+    xs.transactionEnd(0, t, true);
+    expect(xs.read(0, 0, '/tx/b')).toBe('tx');
+    expect(xs.read(0, 0, '/other/q')).toBe('q2');
+    expect(xs.read(0, 0, '/tx')).toBe('parent value');
+  });
+
+  it('fire watches only at commit, with old readers included', () => {
+    xs.setPerms(0, 0, '/tx/a', [
+      { domid: 0, perm: 'n' },
+      { domid: 1, perm: 'r' },
+    ]);
+    xs.watch(0, '/tx', 'w');
+    xs.watch(1, '/tx/a', 'guest');
+    take();
+    const t = xs.transactionStart(0);
+    xs.write(0, t, '/tx/a', '2');
+    xs.write(0, t, '/tx/c', '3');
+    xs.setPerms(0, t, '/tx/a', [{ domid: 0, perm: 'n' }]);
+    expect(take()).toEqual([]);
+    xs.transactionEnd(0, t, true);
+    expect(take()).toEqual([
+      [0, '/tx/a', 'w'],
+      // Domain 1 could read /tx/a when the transaction started: it hears that it lost access.
+      [1, '/tx/a', 'guest'],
+      [0, '/tx/c', 'w'],
+    ]);
+  });
+
+  it('report removals at commit, exact below the removed root', () => {
+    xs.write(0, 0, '/tx/a/deep', 'x');
+    xs.watch(0, '/tx/a/deep', 'deep');
+    xs.watch(0, '/tx', 'top');
+    take();
+    const t = xs.transactionStart(0);
+    xs.rm(0, t, '/tx/a');
+    expect(xs.exists('/tx/a/deep')).toBe(true);
+    expect(take()).toEqual([]);
+    xs.transactionEnd(0, t, true);
+    expect(take()).toEqual([
+      [0, '/tx/a/deep', 'deep'],
+      [0, '/tx/a', 'top'],
+    ]);
+    expect(xs.exists('/tx/a')).toBe(false);
+  });
+
+  it('abort changes nothing and fires nothing', () => {
+    xs.watch(0, '/tx', 'w');
+    take();
+    const before = xs.dump();
+    const t = xs.transactionStart(0);
+    xs.write(0, t, '/tx/a', 'changed');
+    xs.write(0, t, '/tx/new/node', 'n');
+    xs.rm(0, t, '/tx/b');
+    xs.transactionEnd(0, t, false);
+    expect(take()).toEqual([]);
+    expect(xs.dump()).toEqual(before);
+    expect(code(() => xs.transactionEnd(0, t, false))).toBe('ENOENT');
+  });
+
+  it('unknown, foreign and zero transaction ids are ENOENT', () => {
+    const t = xs.transactionStart(1);
+    expect(code(() => xs.transactionEnd(0, 0, true))).toBe('ENOENT');
+    expect(code(() => xs.transactionEnd(0, 4242, true))).toBe('ENOENT');
+    expect(code(() => xs.read(0, 4242, '/tx/a'))).toBe('ENOENT');
+    // Domain 2 cannot use, or end, domain 1's transaction.
+    expect(code(() => xs.read(2, t, '/tx/a'))).toBe('ENOENT');
+    expect(code(() => xs.transactionEnd(2, t, false))).toBe('ENOENT');
+    expect(code(() => xs.transactionEnd(1, -1, false))).toBe('EINVAL');
+    xs.transactionEnd(1, t, false);
+    expect(new Set([xs.transactionStart(0), xs.transactionStart(0), xs.transactionStart(1)]).size).toBe(3);
+  });
+
+  it('check permissions inside transactions too', () => {
+    xs.mkdir(0, 0, '/local/domain/1');
+    xs.setPerms(0, 0, '/local/domain/1', [{ domid: 1, perm: 'n' }]);
+    const t = xs.transactionStart(1);
+    expect(code(() => xs.read(1, t, '/tx/a'))).toBe('EACCES');
+    expect(code(() => xs.write(1, t, '/tx/a', 'x'))).toBe('EACCES');
+    expect(code(() => xs.write(1, t, 'state', '4'))).toBe('OK');
+    expect(code(() => xs.setPerms(1, t, 'state', [{ domid: 2, perm: 'n' }]))).toBe('EPERM');
+    expect(xs.getPerms(1, t, 'state')).toEqual([{ domid: 1, perm: 'n' }]);
+    xs.transactionEnd(1, t, true);
+    expect(xs.read(1, 0, 'state')).toBe('4');
+  });
+
+  it('count created nodes against the node quota, at write time and again at commit', () => {
+    const q = new XenStore({ quota: { maxNodesPerDomain: 5 } });
+    q.mkdir(0, 0, '/local/domain/1/d1');
+    q.mkdir(0, 0, '/local/domain/1/d2');
+    q.setPerms(0, 0, '/local/domain/1', [{ domid: 1, perm: 'n' }]);
+    q.setPerms(0, 0, '/local/domain/1/d1', [{ domid: 1, perm: 'n' }]);
+    q.setPerms(0, 0, '/local/domain/1/d2', [{ domid: 1, perm: 'n' }]); // domain 1 owns 3
+    const t1 = q.transactionStart(1);
+    const t2 = q.transactionStart(1);
+    q.write(1, t1, 'd1/x', '');
+    q.write(1, t1, 'd1/y', ''); // 5 as t1 sees it
+    expect(code(() => q.write(1, t1, 'd1/z', ''))).toBe('ENOSPC');
+    q.write(1, t2, 'd2/x', '');
+    q.write(1, t2, 'd2/y', ''); // 5 as t2 sees it
+    q.transactionEnd(1, t1, true); // 5 for real
+    // No conflict (different parents), but committing t2 would make 7.
+    expect(code(() => q.transactionEnd(1, t2, true))).toBe('ENOSPC');
+    expect(q.directory(1, 0, 'd2')).toEqual([]);
+    expect(q.directory(1, 0, 'd1')).toEqual(['x', 'y']);
+  });
+});
