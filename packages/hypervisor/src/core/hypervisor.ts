@@ -94,8 +94,15 @@ export class Hypervisor {
     this.xenstore.introduceDomain(0);
   }
 
+  /** Deliveries to the calling domain made while its call runs; sent after the reply, as Xen returns first. */
+  private deferred: { d: Domain; msgs: HypervisorMessage[] } | null = null;
+
   /** The only way out to a domain. */
   private deliver(to: Domain, msg: HypervisorMessage): void {
+    if (this.deferred && this.deferred.d === to) {
+      this.deferred.msgs.push(msg);
+      return;
+    }
     this.interposer({ to, msg }, (env) => {
       const s = env.to.session;
       if (!s) return;
@@ -187,20 +194,28 @@ export class Hypervisor {
     d.stats.msgsIn++;
     this.msgsIn[m.t] = (this.msgsIn[m.t] ?? 0) + 1;
     const id = 'id' in m ? m.id : 0;
+    // A watch fires at once and a bind sets the new port pending: the caller hears the reply first.
+    const deferred = (this.deferred = { d, msgs: [] as HypervisorMessage[] });
+    let reply: HypervisorMessage;
     try {
       const r = this.dispatch(d, m);
-      if ('id' in m) this.deliver(d, r === undefined ? { t: 'ok', id } : { t: 'ok', id, r });
+      reply = r === undefined ? { t: 'ok', id } : { t: 'ok', id, r };
     } catch (e) {
       const code = isPvblkError(e) ? e.code : 'EINVAL';
       const message = isPvblkError(e) ? e.message.replace(/^[A-Za-z0-9_]+: /, '') : String(e);
-      if (!isPvblkError(e))
+      if (!isPvblkError(e)) {
         this.log(
           'error',
           { domid: d.domid, type: m.t, err: String((e as Error)?.stack ?? e) },
           'hypercall handler failed',
         );
-      this.deliver(d, { t: 'err', id, code, message: `${m.t}: ${message}` });
+      }
+      reply = { t: 'err', id, code, message: `${m.t}: ${message}` };
+    } finally {
+      this.deferred = null;
     }
+    if ('id' in m || reply.t === 'err') this.deliver(d, reply);
+    for (const msg of deferred.msgs) this.deliver(d, msg);
   }
 
   /** A message that failed validation: answered with EPROTO so the sender learns what was wrong. */
