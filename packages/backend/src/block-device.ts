@@ -40,8 +40,18 @@ export type IoErrorKind =
 
 export interface IoError {
   kind: IoErrorKind;
-  /** First 512-byte sector the error refers to (Info fld for medium errors, failing interval for PI). */
+  /**
+   * First 512-byte sector the request failed at, as the kernel reports it (`end_request: … sector
+   * N`): the request's start plus what completed (sd_completed_bytes()), or the failing interval when
+   * the block layer's own PI verify failed.
+   */
   sector: number;
+  /**
+   * The 512-byte sector the device or checker named as bad, when known: the sense Information field
+   * for medium errors (0x1234 → 4660 in the seed, whose request failed at 4656), the failing PI
+   * interval for protection errors. Absent for injected errors that name no block.
+   */
+  badSector?: number;
   /** Which check failed, for kind 'protection'. */
   check?: PiCheck;
   /** Where the failure was detected: the HBA/host integrity checker or the target (device). */

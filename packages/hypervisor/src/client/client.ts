@@ -129,8 +129,11 @@ export class XenClient implements PageWriteSink {
   // plumbing
 
   private enqueue(m: ClientMessage): void {
-    if (this.closed)
+    if (this.closed) {
+      // one-way traffic (page writes, sends, EOIs) of a dead connection has nowhere to go
+      if (!('id' in m)) return;
       throw new PvblkError('ENOTCONN', `not connected to the hypervisor (${this.closeReason})`);
+    }
     // merge a write that continues the previous write to the same page
     const last = this.queue[this.queue.length - 1];
     if (
@@ -400,6 +403,27 @@ export class XenClient implements PageWriteSink {
           ),
         (e: Error) => this.emitError(new PvblkError('EFAULT', `unmap failed: ${e.message}`)),
       );
+    },
+    /** GNTTABOP_copy out of frames granted to us, returning the bytes (no local page involved). */
+    copyFrom: async (
+      ops: Array<{ dom: number; ref: number; off: number; len: number }>,
+    ): Promise<GrantCopyResult[]> => {
+      if (ops.length === 0) return [];
+      return this.call<GrantCopyResult[]>({
+        t: 'gnt_copy',
+        ops: ops.map((o) => ({ dir: 'from' as const, ...o })),
+      });
+    },
+    /** GNTTABOP_copy into frames granted to us (writable grants). */
+    copyTo: async (
+      ops: Array<{ dom: number; ref: number; off: number; data: Uint8Array }>,
+    ): Promise<number[]> => {
+      if (ops.length === 0) return [];
+      const rs = await this.call<GrantCopyResult[]>({
+        t: 'gnt_copy',
+        ops: ops.map((o) => ({ dir: 'to' as const, ...o })),
+      });
+      return rs.map((r) => r.status);
     },
     /**
      * GNTTABOP_copy between our pages and frames granted to us. Each op copies `len` bytes; the local

@@ -1,0 +1,400 @@
+/**
+ * One blkif ring of a vbd as blkback serves it (struct xen_blkif_ring): consume requests, validate
+ * each one from a private copy, move its data, do the I/O, answer, and notify only when the frontend
+ * asked to be woken.
+ *
+ * Hostile-frontend rules (Linux __do_block_io_op / dispatch_rw_block_io):
+ * - the slot is copied before anything is read from it (XSA-155 double fetch);
+ * - a req_prod that runs more than RING_SIZE ahead halts this ring — "Frontend provided bogus ring
+ *   requests" — and nothing else: other rings and other guests keep being served;
+ * - every field is checked; a bad request gets BLKIF_RSP_ERROR, an unknown operation
+ *   BLKIF_RSP_EOPNOTSUPP, always with the id the frontend wrote;
+ * - responses are written field by field (XSA-216).
+ */
+import {
+  BackRing,
+  BLKIF_OP_DISCARD,
+  BLKIF_OP_FLUSH_DISKCACHE,
+  BLKIF_OP_INDIRECT,
+  BLKIF_OP_NAMES,
+  BLKIF_OP_READ,
+  BLKIF_OP_WRITE,
+  BLKIF_OP_WRITE_BARRIER,
+  BLKIF_REQUEST_SIZE,
+  BLKIF_RSP_EOPNOTSUPP,
+  BLKIF_RSP_ERROR,
+  BLKIF_RSP_OKAY,
+  BLKIF_DISCARD_SECURE,
+  decodeIndirectSegments,
+  decodeRequest,
+  KERN_DEBUG,
+  KERN_WARNING,
+  KERN_ERR,
+  SECTOR_SIZE,
+  segmentSectors,
+  writeResponse,
+  type BlkifRequest,
+  type BlkifSegment,
+  type DecodedRequest,
+  type KernelLog,
+} from '@pvblk/shared';
+import {
+  BarrierNotifier,
+  finalCheckWithBarrier,
+  PagesRingMemory,
+  type Page,
+  type XenClient,
+} from '@pvblk/hypervisor/client';
+import type { HostBlockDevice, IoResult } from '../block-device.ts';
+import { BLKIF_REQS_PER_PAGE } from './config.ts';
+import { GrantDataPath, PersistentGrants } from './segments.ts';
+import type { BlkbackStats } from './stats.ts';
+
+export interface RingContext {
+  xc: XenClient;
+  klog: KernelLog;
+  frontDomid: number;
+  devid: number;
+  /** MKDEV(major, minor) of the physical device, for log lines (`dev=%04x`). */
+  pdevice: number;
+  device: HostBlockDevice;
+  maxIndirectSegments: number;
+  flush: boolean;
+  discard: boolean;
+  dataPath: 'map' | 'copy';
+  persistent: PersistentGrants | null;
+  stats: BlkbackStats;
+}
+
+type Outcome = { status: number };
+
+export class BlkifRing {
+  readonly back: BackRing;
+  private readonly mem: PagesRingMemory;
+  private readonly notifier: BarrierNotifier;
+  private readonly data: GrantDataPath;
+  private readonly maxInflight: number;
+  inflight = 0;
+  halted = false;
+  private stopped = false;
+  private draining = false;
+  private kickAgain = false;
+  private waitingForSlot = false;
+  private responsesPending = false;
+  private idleWaiters: Array<() => void> = [];
+  /** Barrier requests wait for everything before them (Linux drains the ring first). */
+  private barrierGate: Promise<void> | null = null;
+
+  constructor(
+    private readonly ctx: RingContext,
+    readonly queue: number,
+    readonly ringPages: Page[],
+    ringSize: number,
+    readonly port: number,
+  ) {
+    this.mem = new PagesRingMemory(ringPages);
+    // BACK_RING_ATTACH at rsp_prod, so a ring that already carried traffic is picked up where it is
+    this.back = new BackRing(this.mem, ringSize, BLKIF_REQUEST_SIZE, this.mem.readU32(8));
+    this.maxInflight = BLKIF_REQS_PER_PAGE * ringPages.length;
+    this.data = new GrantDataPath(ctx.xc, ctx.frontDomid, ctx.dataPath, ctx.persistent, ctx.stats);
+    this.notifier = new BarrierNotifier(
+      () => {
+        ctx.stats.fences++;
+        return ctx.xc.fence();
+      },
+      () => ({ prod: this.back.rspProd, event: this.back.rspEvent }),
+      () => {
+        ctx.stats.notify_sent++;
+        ctx.xc.evtchn.send(this.port);
+      },
+    );
+  }
+
+  start(): void {
+    this.ctx.xc.evtchn.onEvent(this.port, () => {
+      this.ctx.stats.notify_received++;
+      return this.kick();
+    });
+  }
+
+  /** Stops consuming; resolves once every request in flight has been answered (or the timeout passed). */
+  async stop(timeoutMs: number): Promise<boolean> {
+    this.stopped = true;
+    if (this.inflight === 0) return true;
+    return new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+  }
+
+  releasePersistent(): void {
+    this.data.releasePersistent();
+  }
+
+  /** do_block_io_op: consume until the ring is empty, then re-arm req_event behind a barrier. */
+  kick(): Promise<void> {
+    if (this.draining) {
+      this.kickAgain = true;
+      return Promise.resolve();
+    }
+    this.draining = true;
+    return this.drain().finally(() => {
+      this.draining = false;
+    });
+  }
+
+  private async drain(): Promise<void> {
+    do {
+      this.kickAgain = false;
+      for (;;) {
+        if (this.halted || this.stopped) return;
+        const rp = this.back.reqProd;
+        if (this.back.requestProdOverflow(rp)) {
+          const diff = (rp - this.back.rspProdPvt) | 0;
+          this.ctx.klog.printk(
+            KERN_WARNING,
+            `xen-blkback: Frontend provided bogus ring requests (${rp | 0} - ${this.back.rspProdPvt | 0} = ${diff}). Halting ring processing on dev=${this.ctx.pdevice.toString(16).padStart(4, '0')}`,
+          );
+          this.halted = true;
+          return;
+        }
+        let rc = this.back.reqCons;
+        this.waitingForSlot = false;
+        while (rc !== rp) {
+          if (this.back.requestConsOverflow(rc)) break;
+          if (this.inflight >= this.maxInflight) {
+            this.ctx.stats.oo_req++;
+            this.waitingForSlot = true;
+            break;
+          }
+          // a private copy first: nothing is read twice from memory the guest can rewrite
+          const slot = this.mem.read(this.back.slotOffset(rc), BLKIF_REQUEST_SIZE);
+          rc = (rc + 1) >>> 0;
+          this.back.reqCons = rc; // before dispatch: the response may be made at once
+          this.dispatch(decodeRequest(slot, { maxIndirectSegments: this.ctx.maxIndirectSegments }));
+        }
+        if (this.waitingForSlot) return; // a completion kicks us again
+        const more = await finalCheckWithBarrier(
+          () => this.back.finalCheckForRequests(),
+          () => this.back.unconsumedRequests(),
+          () => {
+            this.ctx.stats.fences++;
+            return this.ctx.xc.fence();
+          },
+        );
+        if (!more) break;
+      }
+    } while (this.kickAgain);
+  }
+
+  private dispatch(d: DecodedRequest): void {
+    this.inflight++;
+    const id = d.ok ? d.request.id : d.id;
+    // the response to an indirect request carries the inner operation (Linux blkback/blkfront)
+    const op = d.ok
+      ? d.request.operation === BLKIF_OP_INDIRECT
+        ? d.request.indirectOp
+        : d.request.operation
+      : d.operation;
+    this.execute(d)
+      .catch((e: Error) => {
+        this.ctx.klog.printk(KERN_ERR, `xen-blkback: request ${id} failed unexpectedly: ${e.message}`);
+        return { status: BLKIF_RSP_ERROR };
+      })
+      .then((o) => {
+        this.inflight--;
+        if (o.status === BLKIF_RSP_ERROR) this.ctx.stats.errors++;
+        if (o.status === BLKIF_RSP_EOPNOTSUPP) this.ctx.stats.eopnotsupp++;
+        this.respond(id, op, o.status);
+        if (this.inflight === 0 && this.idleWaiters.length) {
+          for (const w of this.idleWaiters.splice(0)) w();
+        }
+        if (this.waitingForSlot && !this.stopped) void this.kick();
+      });
+  }
+
+  private debug(msg: string): void {
+    this.ctx.klog.printk(KERN_DEBUG, `xen-blkback: ${msg}`);
+  }
+
+  private async execute(d: DecodedRequest): Promise<Outcome> {
+    if (!d.ok) {
+      this.debug(`${d.problem.detail} (domain ${this.ctx.frontDomid}, op ${d.operation})`);
+      return { status: d.problem.code === 'EOPNOTSUPP' ? BLKIF_RSP_EOPNOTSUPP : BLKIF_RSP_ERROR };
+    }
+    const req = d.request;
+    if (this.barrierGate) await this.barrierGate;
+    switch (req.operation) {
+      case BLKIF_OP_DISCARD:
+        return this.discard(req);
+      case BLKIF_OP_FLUSH_DISKCACHE:
+      case BLKIF_OP_WRITE_BARRIER:
+        return this.flushOrBarrier(req);
+      default:
+        return this.readWrite(req);
+    }
+  }
+
+  private async flushOrBarrier(req: Extract<BlkifRequest, { operation: 0 | 1 | 2 | 3 }>): Promise<Outcome> {
+    this.ctx.stats.f_req++;
+    if (!this.ctx.flush) return { status: BLKIF_RSP_EOPNOTSUPP };
+    if (req.operation === BLKIF_OP_WRITE_BARRIER) {
+      // drain everything dispatched before the barrier, and hold back what comes after it
+      let open!: () => void;
+      this.barrierGate = new Promise<void>((r) => (open = r));
+      try {
+        while (this.inflight > 1) await new Promise((r) => setTimeout(r, 1));
+        if (req.segments.length > 0) {
+          const w = await this.readWrite({ ...req, operation: BLKIF_OP_WRITE });
+          if (w.status !== BLKIF_RSP_OKAY) return w;
+        }
+        return this.status(await this.ctx.device.flush());
+      } finally {
+        this.barrierGate = null;
+        open();
+      }
+    }
+    if (req.segments.length > 0) {
+      const w = await this.readWrite({ ...req, operation: BLKIF_OP_WRITE });
+      if (w.status !== BLKIF_RSP_OKAY) return w;
+    }
+    return this.status(await this.ctx.device.flush());
+  }
+
+  private async discard(req: Extract<BlkifRequest, { operation: 5 }>): Promise<Outcome> {
+    this.ctx.stats.ds_req++;
+    const dev = this.ctx.device;
+    if (!this.ctx.discard || !dev.discard) return { status: BLKIF_RSP_EOPNOTSUPP };
+    const start = req.sectorNumber;
+    const end = start + req.nrSectors;
+    if (dev.readOnly || end < start || end > BigInt(dev.sectors)) {
+      this.ctx.klog.printk(
+        KERN_WARNING,
+        `xen-blkback: access denied: DISCARD [${start}->${end}] on dev=${this.ctx.devid.toString(16).padStart(4, '0')}`,
+      );
+      return { status: BLKIF_RSP_ERROR };
+    }
+    const secure = (req.flag & BLKIF_DISCARD_SECURE) !== 0 && dev.discard.secure;
+    const r = await dev.discardRange(Number(start), Number(req.nrSectors), secure);
+    if (!r.ok && r.error.kind === 'notsupp') return { status: BLKIF_RSP_EOPNOTSUPP };
+    return this.status(r);
+  }
+
+  private status(r: IoResult): Outcome {
+    return { status: r.ok ? BLKIF_RSP_OKAY : BLKIF_RSP_ERROR };
+  }
+
+  private async readWrite(req: Extract<BlkifRequest, { operation: 0 | 1 | 2 | 3 | 6 }>): Promise<Outcome> {
+    const dev = this.ctx.device;
+    const isIndirect = req.operation === BLKIF_OP_INDIRECT;
+    const op = isIndirect ? req.indirectOp : req.operation;
+    const isWrite = op !== BLKIF_OP_READ;
+    let segments: BlkifSegment[];
+    if (isIndirect) {
+      const s = await this.indirectSegments(req);
+      if (!s) return { status: BLKIF_RSP_ERROR };
+      segments = s;
+    } else {
+      segments = req.segments;
+    }
+    const nrSects = segments.reduce((n, s) => n + segmentSectors(s), 0);
+    if (isWrite) {
+      this.ctx.stats.wr_req++;
+      this.ctx.stats.wr_sect += nrSects;
+    } else {
+      this.ctx.stats.rd_req++;
+      this.ctx.stats.rd_sect += nrSects;
+    }
+    const opName = BLKIF_OP_NAMES[op] ?? String(op);
+    if (isWrite && dev.readOnly) {
+      this.debug(`write to a read-only vbd of domain ${this.ctx.frontDomid}`);
+      return { status: BLKIF_RSP_ERROR };
+    }
+    const start = req.sectorNumber;
+    const end = start + BigInt(nrSects);
+    if (end > BigInt(dev.sectors)) {
+      this.debug(
+        `access denied: ${opName} of [${start},${end}] on dev=${this.ctx.devid.toString(16).padStart(4, '0')}`,
+      );
+      return { status: BLKIF_RSP_ERROR };
+    }
+    const mask = dev.logicalBlockSize / SECTOR_SIZE - 1;
+    if (
+      (Number(start) & mask) !== 0 ||
+      segments.some((s) => ((s.firstSect | segmentSectors(s)) & mask) !== 0)
+    ) {
+      this.debug(`Misaligned I/O request from domain ${this.ctx.frontDomid}`);
+      return { status: BLKIF_RSP_ERROR };
+    }
+    if (nrSects === 0) return { status: BLKIF_RSP_OKAY };
+
+    const acquired = await this.data.acquire(segments, isWrite);
+    if (!acquired.ok) {
+      this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${acquired.detail}`);
+      return { status: BLKIF_RSP_ERROR };
+    }
+    const io = acquired.io;
+    try {
+      if (isWrite) {
+        const g = await io.gather();
+        if (!g.ok) {
+          this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${g.detail}`);
+          return { status: BLKIF_RSP_ERROR };
+        }
+        return this.status(await dev.write(Number(start), g.data));
+      }
+      const r = await dev.read(Number(start), nrSects);
+      if (!r.ok) return { status: BLKIF_RSP_ERROR };
+      const s = await io.scatter(r.data);
+      if (!s.ok) {
+        this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${s.detail}`);
+        return { status: BLKIF_RSP_ERROR };
+      }
+      return { status: BLKIF_RSP_OKAY };
+    } finally {
+      io.release();
+    }
+  }
+
+  /** Fetches an indirect request's segment array, reading each descriptor once (xen_blkbk_parse_indirect). */
+  private async indirectSegments(
+    req: Extract<BlkifRequest, { operation: 6 }>,
+  ): Promise<BlkifSegment[] | null> {
+    const pseudo = req.indirectGrefs.map((gref) => ({ gref, firstSect: 0, lastSect: 7 }));
+    const acquired = await this.data.acquire(pseudo, true);
+    if (!acquired.ok) {
+      this.ctx.klog.printk(KERN_ERR, `xen-blkback: indirect page: ${acquired.detail}`);
+      return null;
+    }
+    try {
+      const g = await acquired.io.gather();
+      if (!g.ok) return null;
+      const pages = req.indirectGrefs.map((_, i) => g.data.subarray(i * 4096, (i + 1) * 4096));
+      const d = decodeIndirectSegments(pages, req.nrSegments);
+      if (!d.ok) {
+        this.debug(`${d.problem.detail} (indirect, domain ${this.ctx.frontDomid})`);
+        return null;
+      }
+      return d.segments;
+    } finally {
+      acquired.io.release();
+    }
+  }
+
+  /** make_response: fields into the slot; pushes are batched per event-loop turn, then maybe notify. */
+  private respond(id: bigint, operation: number, status: number): void {
+    if (this.halted) return;
+    writeResponse(this.mem, this.back.slotOffset(this.back.rspProdPvt), { id, operation, status });
+    this.back.rspProdPvt = (this.back.rspProdPvt + 1) >>> 0;
+    if (this.responsesPending) return;
+    this.responsesPending = true;
+    queueMicrotask(() => {
+      this.responsesPending = false;
+      if (this.halted) return;
+      this.notifier.pushed(this.back.pushResponsesAndCheckNotify());
+    });
+  }
+}

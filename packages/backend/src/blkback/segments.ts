@@ -1,0 +1,192 @@
+/**
+ * Moving a request's data between the guest's granted pages and a buffer for the disk.
+ *
+ * Three ways, as real backends do it:
+ * - map (Linux blkback): map the segment grants for the request's lifetime, read or write through
+ *   the mapping, unmap before the response goes out (one map round trip per request);
+ * - persistent grants (Linux, when both sides offer feature-persistent): keep grants mapped across
+ *   requests in a per-ring tree keyed by gref, so steady-state I/O maps nothing;
+ * - copy (QEMU qdisk): never map data pages; GNTTABOP_copy in or out (one copy round trip).
+ */
+import { GNTST, SECTOR_SIZE, gntstName, type BlkifSegment } from '@pvblk/shared';
+import type { Page, XenClient } from '@pvblk/hypervisor/client';
+import type { BlkbackStats } from './stats.ts';
+
+/** The persistent grants of one ring (blkback's rb-tree of `struct persistent_gnt`). */
+export class PersistentGrants {
+  readonly tree = new Map<number, { page: Page; active: boolean }>();
+  /** Set once the tree filled up and grants had to be mapped per request (overflow_max_grants). */
+  overflow = false;
+  warnedInUse = false;
+  constructor(readonly max: number) {}
+}
+
+export interface SegmentData {
+  /** Data of the segments, in order (guest → disk). */
+  gather(): Promise<{ ok: true; data: Buffer } | { ok: false; detail: string }>;
+  /** Writes disk data into the segments, in order (disk → guest). */
+  scatter(data: Buffer): Promise<{ ok: true } | { ok: false; detail: string }>;
+  /** Ends the request's use of the grants: unmap (ordered before the response) or mark persistent ones idle. */
+  release(): void;
+}
+
+function segBytes(s: BlkifSegment): { off: number; len: number } {
+  return { off: s.firstSect * SECTOR_SIZE, len: (s.lastSect - s.firstSect + 1) * SECTOR_SIZE };
+}
+
+export class GrantDataPath {
+  constructor(
+    private readonly xc: XenClient,
+    private readonly frontDomid: number,
+    private readonly mode: 'map' | 'copy',
+    private readonly persistent: PersistentGrants | null,
+    private readonly stats: BlkbackStats,
+  ) {}
+
+  /**
+   * Prepares access to the segments' pages. `toDisk` is true when data flows from the guest (a write):
+   * then non-persistent maps are read-only, as Linux maps them for writes.
+   */
+  async acquire(
+    segments: BlkifSegment[],
+    toDisk: boolean,
+  ): Promise<{ ok: true; io: SegmentData } | { ok: false; detail: string }> {
+    if (this.mode === 'copy') return { ok: true, io: this.copyIo(segments) };
+
+    const pages: Array<Page | null> = new Array(segments.length).fill(null);
+    const persistentUsed: number[] = [];
+    const toMap: Array<{ index: number; persist: boolean }> = [];
+    const p = this.persistent;
+    for (let i = 0; i < segments.length; i++) {
+      const gref = segments[i].gref;
+      const hit = p?.tree.get(gref);
+      if (hit && !hit.active) {
+        hit.active = true;
+        pages[i] = hit.page;
+        persistentUsed.push(gref);
+        this.stats.persistent_hits++;
+      } else if (p && !hit && p.tree.size + toMap.filter((m) => m.persist).length < p.max) {
+        toMap.push({ index: i, persist: true });
+      } else {
+        if (p && hit && !p.warnedInUse) p.warnedInUse = true; // "requesting a grant already in use"
+        if (p && !hit) p.overflow = true;
+        toMap.push({ index: i, persist: false });
+      }
+    }
+    const results = await this.xc.gnttab.map(
+      toMap.map((m) => ({
+        dom: this.frontDomid,
+        ref: segments[m.index].gref,
+        readonly: m.persist ? false : toDisk,
+      })),
+    );
+    this.stats.grant_maps += toMap.length;
+    const transient: Page[] = [];
+    let failure: string | null = null;
+    results.forEach((r, k) => {
+      const m = toMap[k];
+      const gref = segments[m.index].gref;
+      if (r.status !== GNTST.okay || !r.page) {
+        failure ??= `segment ${m.index}: mapping grant ${gref} of domain ${this.frontDomid} failed (${gntstName(r.status)})`;
+        return;
+      }
+      pages[m.index] = r.page;
+      if (m.persist && p && !p.tree.has(gref)) {
+        p.tree.set(gref, { page: r.page, active: true });
+        persistentUsed.push(gref);
+        this.stats.persistent_grants = p.tree.size;
+      } else {
+        transient.push(r.page);
+      }
+    });
+    const release = () => {
+      for (const g of persistentUsed) {
+        const e = p?.tree.get(g);
+        if (e) e.active = false;
+      }
+      this.stats.grant_unmaps += transient.length;
+      this.xc.gnttab.unmapAsync(transient);
+    };
+    if (failure) {
+      // unmap what was mapped, as xen_blkbk_map does on any failure (XSA-365)
+      release();
+      return { ok: false, detail: failure };
+    }
+    return {
+      ok: true,
+      io: {
+        gather: async () => {
+          const parts = segments.map((s, i) => {
+            const { off, len } = segBytes(s);
+            return pages[i]!.buf.subarray(off, off + len);
+          });
+          return { ok: true, data: Buffer.concat(parts) };
+        },
+        scatter: async (data) => {
+          let pos = 0;
+          segments.forEach((s, i) => {
+            const { off, len } = segBytes(s);
+            pages[i]!.write(off, data.subarray(pos, pos + len));
+            pos += len;
+          });
+          return { ok: true };
+        },
+        release,
+      },
+    };
+  }
+
+  private copyIo(segments: BlkifSegment[]): SegmentData {
+    return {
+      gather: async () => {
+        const rs = await this.xc.gnttab.copyFrom(
+          segments.map((s) => ({ dom: this.frontDomid, ref: s.gref, ...segBytes(s) })),
+        );
+        this.stats.grant_copies += segments.length;
+        const bad = rs.findIndex((r) => r.status !== GNTST.okay);
+        if (bad >= 0) {
+          return {
+            ok: false,
+            detail: `segment ${bad}: copy from grant ${segments[bad].gref} failed (${gntstName(rs[bad].status)})`,
+          };
+        }
+        return {
+          ok: true,
+          data: Buffer.concat(
+            rs.map((r, i) => (r.data ? Buffer.from(r.data) : Buffer.alloc(segBytes(segments[i]).len))),
+          ),
+        };
+      },
+      scatter: async (data) => {
+        let pos = 0;
+        const ops = segments.map((s) => {
+          const { off, len } = segBytes(s);
+          const op = { dom: this.frontDomid, ref: s.gref, off, data: data.subarray(pos, pos + len) };
+          pos += len;
+          return op;
+        });
+        const st = await this.xc.gnttab.copyTo(ops);
+        this.stats.grant_copies += segments.length;
+        const bad = st.findIndex((x) => x !== GNTST.okay);
+        return bad >= 0
+          ? {
+              ok: false,
+              detail: `segment ${bad}: copy to grant ${segments[bad].gref} failed (${gntstName(st[bad])})`,
+            }
+          : { ok: true };
+      },
+      release: () => {},
+    };
+  }
+
+  /** Unmaps every persistent grant (disconnect). */
+  releasePersistent(): void {
+    const p = this.persistent;
+    if (!p) return;
+    const pages = [...p.tree.values()].map((e) => e.page);
+    p.tree.clear();
+    this.stats.grant_unmaps += pages.length;
+    this.stats.persistent_grants = 0;
+    this.xc.gnttab.unmapAsync(pages);
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * What Linux blkback exposes under /sys/bus/xen-backend/devices/vbd-<domid>-<devid>/statistics, plus
+ * the counters a simulation makes cheap to keep: notifications and grant operations.
+ */
+export interface BlkbackStats {
+  /** Requests that found no free pending_req slot and had to wait. */
+  oo_req: number;
+  rd_req: number;
+  wr_req: number;
+  f_req: number;
+  ds_req: number;
+  rd_sect: number;
+  wr_sect: number;
+  /** Requests answered BLKIF_RSP_ERROR / EOPNOTSUPP. */
+  errors: number;
+  eopnotsupp: number;
+  notify_sent: number;
+  notify_received: number;
+  fences: number;
+  grant_maps: number;
+  grant_unmaps: number;
+  grant_copies: number;
+  persistent_hits: number;
+  persistent_grants: number;
+}
+
+export function newStats(): BlkbackStats {
+  return {
+    oo_req: 0,
+    rd_req: 0,
+    wr_req: 0,
+    f_req: 0,
+    ds_req: 0,
+    rd_sect: 0,
+    wr_sect: 0,
+    errors: 0,
+    eopnotsupp: 0,
+    notify_sent: 0,
+    notify_received: 0,
+    fences: 0,
+    grant_maps: 0,
+    grant_unmaps: 0,
+    grant_copies: 0,
+    persistent_hits: 0,
+    persistent_grants: 0,
+  };
+}
+
+export function addStats(into: BlkbackStats, s: BlkbackStats): void {
+  for (const k of Object.keys(into) as Array<keyof BlkbackStats>) into[k] += s[k];
+}

@@ -1,0 +1,387 @@
+/**
+ * One virtual block device as the backend sees it: the XenBus half of blkback (xenbus.c) — probe,
+ * frontend_changed, connect_ring, connect, disconnect — driving the BlkifRings that do the I/O.
+ *
+ * State changes are handled one at a time in order (Linux runs them on the xenwatch thread). Values
+ * read from the frontend's directory are untrusted: a bad one is a xenbus_dev_fatal (logged, written
+ * to XenStore under error/, device to Closing), never an exception that takes the backend down.
+ */
+import {
+  BLKIF_REQUEST_SIZE,
+  BlkifKey,
+  blkifRingSize,
+  GNTST,
+  gntstName,
+  KERN_ERR,
+  KERN_INFO,
+  parseXenbusState,
+  parseXsBool,
+  parseXsUint,
+  queueDir,
+  ringRefKey,
+  VDISK_READONLY,
+  XEN_IO_PROTO_ABI_X86_64,
+  XenbusState,
+  xenbusStateName,
+  type KernelLog,
+} from '@pvblk/shared';
+import type { Page, Watch, XenClient } from '@pvblk/hypervisor/client';
+import type { HostBlockDevice } from '../block-device.ts';
+import type { BlkbackConfig } from './config.ts';
+import { BlkifRing } from './ring.ts';
+import { PersistentGrants } from './segments.ts';
+import { addStats, newStats, type BlkbackStats } from './stats.ts';
+
+export interface VbdContext {
+  xc: XenClient;
+  klog: KernelLog;
+  config: BlkbackConfig;
+  device: HostBlockDevice;
+  /** MKDEV(major, minor) of the physical device. */
+  pdevice: number;
+  frontDomid: number;
+  devid: number;
+  /** /local/domain/0/backend/vbd/<domid>/<devid> */
+  bePath: string;
+  /** Structured log sink (pino-shaped). */
+  log: (level: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) => void;
+}
+
+/** Thrown inside the state machine to abort with xenbus_dev_fatal semantics. */
+class XenbusFatal extends Error {
+  constructor(
+    readonly errno: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const EINVAL = 22;
+const EIO = 5;
+const ENOSYS = 38;
+const ENOENT = 2;
+
+export class VbdBackend {
+  state: XenbusState = XenbusState.Unknown;
+  fePath = '';
+  rings: BlkifRing[] = [];
+  private ringPages: Page[] = [];
+  private ports: number[] = [];
+  private watch: Watch | null = null;
+  private serial: Promise<void> = Promise.resolve();
+  private removed = false;
+  private readonly ringStats: BlkbackStats[] = [];
+  /** Statistics of rings from earlier connections of this device. */
+  private readonly pastStats = newStats();
+  persistent = false;
+  nrQueues = 0;
+  ringOrder = 0;
+
+  constructor(private readonly ctx: VbdContext) {}
+
+  get name(): string {
+    return `vbd-${this.ctx.frontDomid}-${this.ctx.devid}`;
+  }
+
+  stats(): BlkbackStats {
+    const s = newStats();
+    addStats(s, this.pastStats);
+    for (const r of this.ringStats) addStats(s, r);
+    return s;
+  }
+
+  private get xs() {
+    return this.ctx.xc.xs;
+  }
+
+  /** xenbus probe: publish what we can do, then wait for the frontend. */
+  async probe(): Promise<void> {
+    const { bePath, config } = this.ctx;
+    const fe = await this.xs.tryRead(`${bePath}/${BlkifKey.frontend}`);
+    if (!fe) throw new Error(`${bePath} has no frontend key`);
+    this.fePath = fe;
+    await this.xs.transaction(async (tx) => {
+      if (config.maxIndirectSegments > 0) {
+        await this.xs.write(
+          `${bePath}/${BlkifKey.featureMaxIndirectSegments}`,
+          String(config.maxIndirectSegments),
+          tx,
+        );
+      }
+      await this.xs.write(`${bePath}/${BlkifKey.multiQueueMaxQueues}`, String(config.maxQueues), tx);
+      await this.xs.write(`${bePath}/${BlkifKey.maxRingPageOrder}`, String(config.maxRingPageOrder), tx);
+    });
+    // A backend that restarts under a live frontend cannot use the old connection: ask the
+    // frontend to close, and it comes back through the normal handshake.
+    const feState = parseXenbusState(await this.xs.tryRead(`${fe}/state`));
+    if (
+      feState.ok &&
+      (feState.value === XenbusState.Initialised || feState.value === XenbusState.Connected)
+    ) {
+      this.ctx.klog.printk(
+        KERN_INFO,
+        `xen-blkback: ${this.name}: frontend is ${xenbusStateName(feState.value)}; restarting the handshake`,
+      );
+      await this.switchState(XenbusState.Closing);
+    } else {
+      await this.switchState(XenbusState.InitWait);
+    }
+    this.watch = await this.xs.watch(`${fe}/state`, () => this.enqueue(() => this.frontendChanged()));
+  }
+
+  private enqueue(fn: () => Promise<void>): void {
+    this.serial = this.serial.then(fn).catch((e: Error) => this.fatalFromError(e));
+  }
+
+  private async fatalFromError(e: Error): Promise<void> {
+    if (e instanceof XenbusFatal) {
+      await this.devFatal(e.errno, e.message);
+      return;
+    }
+    this.ctx.log('error', { vbd: this.name, err: e.stack ?? String(e) }, 'blkback state machine error');
+    await this.devFatal(EIO, e.message).catch(() => {});
+  }
+
+  /** xenbus_dev_fatal: log, record under error/, and move to Closing. */
+  private async devFatal(errno: number, msg: string): Promise<void> {
+    if (this.removed) return;
+    this.ctx.klog.printk(KERN_ERR, `vbd ${this.name}: ${errno} ${msg}`);
+    const errPath = `/local/domain/${this.ctx.xc.domid}/error${this.ctx.bePath.replace(`/local/domain/${this.ctx.xc.domid}`, '')}/error`;
+    await this.xs.write(errPath, `${errno} ${msg}`).catch(() => {});
+    await this.disconnect();
+    await this.switchState(XenbusState.Closing).catch(() => {});
+  }
+
+  /** xenbus_switch_state: no-op when unchanged; never recreates a removed directory. */
+  private async switchState(s: XenbusState): Promise<void> {
+    if (this.state === s || this.removed) return;
+    await this.xs.transaction(async (tx) => {
+      const cur = await this.xs.tryRead(`${this.ctx.bePath}/state`, tx);
+      if (cur === null) return;
+      await this.xs.write(`${this.ctx.bePath}/state`, String(s), tx);
+    });
+    this.ctx.log('debug', { vbd: this.name, state: xenbusStateName(s) }, 'backend state');
+    this.state = s;
+  }
+
+  /** frontend_changed() */
+  private async frontendChanged(): Promise<void> {
+    if (this.removed) return;
+    const raw = await this.xs.tryRead(`${this.fePath}/state`);
+    if (raw === null) {
+      // the frontend directory is gone (domain destroyed); the toolstack removes ours
+      await this.disconnect();
+      return;
+    }
+    const st = parseXenbusState(raw, `${this.fePath}/state`);
+    if (!st.ok) throw new XenbusFatal(EINVAL, `saw bad state at frontend: ${st.error}`);
+    switch (st.value) {
+      case XenbusState.Initialising:
+        if (this.state === XenbusState.Closed) {
+          this.ctx.klog.printk(KERN_INFO, `xen-blkback: ${this.name}: prepare for reconnect`);
+          await this.switchState(XenbusState.InitWait);
+        }
+        return;
+      case XenbusState.InitWait:
+        return;
+      case XenbusState.Initialised:
+      case XenbusState.Connected:
+        // Closing: we asked the frontend to go away (restart, or a fatal error); wait for its Closed
+        if (this.state === XenbusState.Connected || this.state === XenbusState.Closing) return;
+        await this.disconnect();
+        await this.connectRing();
+        await this.connect();
+        return;
+      case XenbusState.Closing:
+        await this.switchState(XenbusState.Closing);
+        return;
+      case XenbusState.Closed:
+        await this.disconnect();
+        await this.switchState(XenbusState.Closed);
+        return;
+      case XenbusState.Unknown:
+        await this.remove();
+        return;
+      default:
+        throw new XenbusFatal(EINVAL, `saw state ${st.value} at frontend`);
+    }
+  }
+
+  private async readKey(dir: string, key: string, max?: number): Promise<number> {
+    const v = parseXsUint(await this.xs.tryRead(`${dir}/${key}`), `${dir}/${key}`, max);
+    if (!v.ok) throw new XenbusFatal(ENOENT, `reading ${dir}/${key}: ${v.error}`);
+    return v.value;
+  }
+
+  /** connect_ring(): read the frontend's transport parameters, map the rings, bind the channels. */
+  private async connectRing(): Promise<void> {
+    const { xc, config, frontDomid } = this.ctx;
+    const fe = this.fePath;
+    const protocol = (await this.xs.tryRead(`${fe}/${BlkifKey.protocol}`)) ?? 'x86_32-abi';
+    if (protocol !== XEN_IO_PROTO_ABI_X86_64) {
+      throw new XenbusFatal(
+        ENOSYS,
+        `unknown fe protocol ${protocol} (this backend speaks ${XEN_IO_PROTO_ABI_X86_64})`,
+      );
+    }
+    const fePersistent = parseXsBool(
+      await this.xs.tryRead(`${fe}/${BlkifKey.featurePersistent}`),
+      'feature-persistent',
+    );
+    this.persistent = config.persistentGrants && fePersistent.ok && fePersistent.value;
+    const rawQueues = await this.xs.tryRead(`${fe}/${BlkifKey.multiQueueNumQueues}`);
+    let nrQueues = 1;
+    if (rawQueues !== null) {
+      const q = parseXsUint(rawQueues, 'multi-queue-num-queues');
+      if (!q.ok || q.value === 0 || q.value > config.maxQueues) {
+        throw new XenbusFatal(
+          ENOSYS,
+          `guest requested ${rawQueues} queues, exceeding the maximum of ${config.maxQueues}.`,
+        );
+      }
+      nrQueues = q.value;
+    }
+    const rawOrder = await this.xs.tryRead(`${fe}/${BlkifKey.ringPageOrder}`);
+    let order = 0;
+    if (rawOrder !== null) {
+      const o = parseXsUint(rawOrder, 'ring-page-order');
+      if (!o.ok || o.value > config.maxRingPageOrder) {
+        throw new XenbusFatal(
+          EINVAL,
+          `requested ring page order ${rawOrder} exceed max:${config.maxRingPageOrder}`,
+        );
+      }
+      order = o.value;
+    }
+    const nrPages = 1 << order;
+    const size = blkifRingSize(order);
+    this.nrQueues = nrQueues;
+    this.ringOrder = order;
+
+    for (let q = 0; q < nrQueues; q++) {
+      const dir = nrQueues === 1 ? fe : `${fe}/${queueDir(q)}`;
+      const port = await this.readKey(dir, BlkifKey.eventChannel);
+      const refs: number[] = [];
+      for (let i = 0; i < nrPages; i++) refs.push(await this.readKey(dir, ringRefKey(order, i)));
+      const mapped = await xc.gnttab.map(refs.map((ref) => ({ dom: frontDomid, ref, readonly: false })));
+      const pages = mapped.map((m) => m.page).filter((p): p is Page => p !== undefined);
+      this.ringPages.push(...pages);
+      const bad = mapped.findIndex((m) => m.status !== GNTST.okay);
+      if (bad >= 0) {
+        throw new XenbusFatal(
+          EINVAL,
+          `mapping ring-ref ${refs[bad]} of domain ${frontDomid} failed (${gntstName(mapped[bad].status)})`,
+        );
+      }
+      const localPort = await xc.evtchn.bindInterdomain(frontDomid, port).catch((e: Error) => {
+        throw new XenbusFatal(EINVAL, `binding event-channel ${port}: ${e.message}`);
+      });
+      this.ports.push(localPort);
+      const stats = newStats();
+      this.ringStats.push(stats);
+      const ring = new BlkifRing(
+        {
+          xc,
+          klog: this.ctx.klog,
+          frontDomid,
+          devid: this.ctx.devid,
+          pdevice: this.ctx.pdevice,
+          device: this.ctx.device,
+          maxIndirectSegments: config.maxIndirectSegments,
+          flush: this.ctx.device.writeCache,
+          discard: config.discard && this.ctx.device.discard !== null,
+          dataPath: config.dataPath,
+          persistent: this.persistent ? new PersistentGrants(config.maxPersistentGrants) : null,
+          stats,
+        },
+        q,
+        pages,
+        size,
+        localPort,
+      );
+      // xen_blkif_map: refuse a ring whose producer is already more than a ring ahead
+      if ((ring.back.reqProd - ring.back.rspProd) >>> 0 > size) {
+        throw new XenbusFatal(
+          EIO,
+          `ring ${q}: req_prod ${ring.back.reqProd} is more than ${size} ahead of rsp_prod ${ring.back.rspProd}`,
+        );
+      }
+      this.rings.push(ring);
+    }
+  }
+
+  /** connect(): publish the disk's properties, switch to Connected, start the rings. */
+  private async connect(): Promise<void> {
+    const { bePath, device } = this.ctx;
+    await this.xs.transaction(async (tx) => {
+      const w = (k: string, v: string | number) => this.xs.write(`${bePath}/${k}`, String(v), tx);
+      await w(BlkifKey.featureFlushCache, device.writeCache ? 1 : 0);
+      await w(BlkifKey.featureBarrier, device.writeCache ? 1 : 0);
+      if (this.ctx.config.discard) {
+        if (device.discard) {
+          await w(BlkifKey.featureDiscard, 1);
+          await w(BlkifKey.discardGranularity, device.discard.granularity);
+          await w(BlkifKey.discardAlignment, device.discard.alignment);
+          await w(BlkifKey.discardSecure, device.discard.secure ? 1 : 0);
+        } else {
+          await w(BlkifKey.featureDiscard, 0);
+        }
+      }
+      await w(BlkifKey.featurePersistent, this.ctx.config.persistentGrants ? 1 : 0);
+      await w(BlkifKey.sectors, device.sectors);
+      await w(BlkifKey.info, device.readOnly ? VDISK_READONLY : 0);
+      await w(BlkifKey.sectorSize, device.logicalBlockSize);
+      await w(BlkifKey.physicalSectorSize, device.physicalBlockSize);
+    });
+    await this.switchState(XenbusState.Connected);
+    for (const r of this.rings) r.start();
+    this.ctx.log(
+      'info',
+      {
+        vbd: this.name,
+        queues: this.nrQueues,
+        ringPageOrder: this.ringOrder,
+        persistent: this.persistent,
+        dataPath: this.ctx.config.dataPath,
+        sectors: device.sectors,
+      },
+      `${this.name} connected to ${device.name}`,
+    );
+  }
+
+  /** xen_blkif_disconnect(): idempotent. Waits for in-flight I/O, then drops rings, grants and channels. */
+  async disconnect(): Promise<void> {
+    const rings = this.rings;
+    this.rings = [];
+    for (const r of rings) {
+      const drained = await r.stop(this.ctx.config.drainTimeoutMs);
+      if (!drained)
+        this.ctx.klog.printk(
+          KERN_ERR,
+          `xen-blkback: ${this.name}: pending I/O did not finish; disconnecting anyway`,
+        );
+      r.releasePersistent();
+    }
+    for (const s of this.ringStats.splice(0)) addStats(this.pastStats, s);
+    const pages = this.ringPages.splice(0);
+    const ports = this.ports.splice(0);
+    if (!this.ctx.xc.connected) return;
+    if (pages.length) await this.ctx.xc.gnttab.unmap(pages).catch(() => {});
+    for (const p of ports) await this.ctx.xc.evtchn.close(p).catch(() => {});
+  }
+
+  /** The device is going away (frontend Unknown, or the toolstack removed it). */
+  async remove(): Promise<void> {
+    if (this.removed) return;
+    await this.disconnect();
+    this.removed = true;
+    await this.watch?.unwatch().catch(() => {});
+    this.watch = null;
+  }
+
+  /** Waits until queued state changes have been handled (tests). */
+  settled(): Promise<void> {
+    return this.serial;
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The toolstack, as `xl create` and libxl do it: create a guest domain, lay out its XenStore home, add
+ * its vbds (frontend and backend directories with libxl's owners and permissions, in one
+ * transaction), and clean up the backend side when a domain goes away.
+ */
+import {
+  backendPath,
+  frontendPath,
+  PvblkError,
+  XenbusState,
+  XEN_IO_PROTO_ABI_X86_64,
+  xvdName,
+} from '@pvblk/shared';
+import type { Watch, XenClient } from '@pvblk/hypervisor/client';
+
+export interface VbdSpec {
+  /** virtual-device number, 51712 for xvda. */
+  devid: number;
+  /** The host device, e.g. /dev/sdg (written as `params`). */
+  params: string;
+  /** Major and minor of the host device, for `physical-device` ("8:60", hex). */
+  major: number;
+  minor: number;
+  mode: 'w' | 'r';
+  discard: boolean;
+}
+
+export class Toolstack {
+  private watch: Watch | null = null;
+
+  constructor(
+    private readonly xc: XenClient,
+    private readonly log: (
+      level: 'info' | 'warn' | 'error',
+      obj: Record<string, unknown>,
+      msg: string,
+    ) => void = () => {},
+  ) {
+    if (!xc.privileged) throw new PvblkError('EPERM', 'the toolstack must run in the control domain');
+  }
+
+  /** Starts reaping the backend directories of domains that died. */
+  async start(): Promise<void> {
+    this.watch = await this.xc.xs.watch('@releaseDomain', () => {
+      this.reap().catch((e: Error) =>
+        this.log('error', { err: e.message }, 'reaping released domains failed'),
+      );
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.watch?.unwatch().catch(() => {});
+  }
+
+  /** libxl__domain_make: the domain and its XenStore home. */
+  async createDomain(name: string): Promise<{ domid: number; credential: string }> {
+    const { domid, credential } = await this.xc.domctl.create(name);
+    const home = `/local/domain/${domid}`;
+    await this.xc.xs.transaction(async (tx) => {
+      const xs = this.xc.xs;
+      await xs.mkdir(home, tx);
+      await xs.setPerms(home, ['n0', `r${domid}`], tx);
+      for (const dir of ['device', 'data', 'control']) {
+        await xs.mkdir(`${home}/${dir}`, tx);
+        await xs.setPerms(`${home}/${dir}`, [`n${domid}`], tx);
+      }
+      await xs.write(`${home}/name`, name, tx);
+      await xs.write(`${home}/domid`, String(domid), tx);
+    });
+    this.log('info', { domid, name }, `created domain ${domid} (${name})`);
+    return { domid, credential };
+  }
+
+  /** libxl__device_disk_add: both directories of one vbd, in one transaction. */
+  async addVbd(domid: number, spec: VbdSpec): Promise<{ frontend: string; backend: string }> {
+    const fe = frontendPath(domid, spec.devid);
+    const be = backendPath(this.xc.domid, domid, spec.devid);
+    const dev = xvdName(spec.devid) ?? String(spec.devid);
+    await this.xc.xs.transaction(async (tx) => {
+      const xs = this.xc.xs;
+      // a re-added device starts from a clean directory (absent parents are fine)
+      await xs.rm(fe, tx).catch(() => {});
+      await xs.rm(be, tx).catch(() => {});
+      await xs.mkdir(fe, tx);
+      await xs.setPerms(fe, [`n${domid}`, `r${this.xc.domid}`], tx);
+      await xs.mkdir(be, tx);
+      await xs.setPerms(be, [`n${this.xc.domid}`, `r${domid}`], tx);
+      const f = (k: string, v: string | number) => xs.write(`${fe}/${k}`, String(v), tx);
+      const b = (k: string, v: string | number) => xs.write(`${be}/${k}`, String(v), tx);
+      await f('backend', be);
+      await f('backend-id', this.xc.domid);
+      await f('virtual-device', spec.devid);
+      await f('device-type', 'disk');
+      await f('trusted', 1);
+      await f('protocol', XEN_IO_PROTO_ABI_X86_64);
+      await f('state', XenbusState.Initialising);
+      await b('frontend', fe);
+      await b('frontend-id', domid);
+      await b('online', 1);
+      await b('removable', 0);
+      await b('bootable', 1);
+      await b('dev', dev);
+      await b('type', 'phy');
+      await b('mode', spec.mode);
+      await b('device-type', 'disk');
+      await b('discard-enable', spec.discard ? 1 : 0);
+      await b('params', spec.params);
+      // what the block hotplug script writes once the device is there
+      await b('physical-device', `${spec.major.toString(16)}:${spec.minor.toString(16)}`);
+      await b('physical-device-path', spec.params);
+      await b('state', XenbusState.Initialising);
+    });
+    this.log(
+      'info',
+      { domid, devid: spec.devid, params: spec.params },
+      `added vbd ${dev} of domain ${domid} backed by ${spec.params}`,
+    );
+    return { frontend: fe, backend: be };
+  }
+
+  /** xl destroy. */
+  async destroyDomain(domid: number): Promise<void> {
+    await this.xc.domctl.destroy(domid);
+    await this.reap();
+  }
+
+  /** Removes backend directories whose frontend domain no longer exists. */
+  async reap(): Promise<void> {
+    const live = new Set((await this.xc.domctl.list()).map((d) => String(d.domid)));
+    const root = `/local/domain/${this.xc.domid}/backend/vbd`;
+    const doms = (await this.xc.xs.directory(root).catch(() => [])) as string[];
+    for (const d of doms) {
+      if (live.has(d)) continue;
+      await this.xc.xs.rm(`${root}/${d}`).catch(() => {});
+      this.log('info', { domid: Number(d) }, `removed the vbds of dead domain ${d}`);
+    }
+  }
+}

@@ -1,0 +1,355 @@
+/**
+ * One ring of a blkfront device (struct blkfront_ring_info): the shared ring pages and their grants,
+ * the event channel, the shadow array that maps ring ids back to block requests, and the grants that
+ * carry each request's data.
+ *
+ * Responses are untrusted (blkif_interrupt): too many responses, an id outside the ring, an id with no
+ * request waiting, or the wrong operation each fail the device for good — logged, nothing crashes.
+ */
+import {
+  BLKIF_MAX_SEGMENTS_PER_REQUEST,
+  BLKIF_OP_DISCARD,
+  BLKIF_OP_FLUSH_DISKCACHE,
+  BLKIF_OP_INDIRECT,
+  BLKIF_OP_READ,
+  BLKIF_OP_WRITE,
+  BLKIF_REQUEST_SIZE,
+  BLKIF_RESPONSE_SIZE,
+  BLKIF_SEGS_PER_INDIRECT_FRAME,
+  decodeResponse,
+  encodeIndirectSegments,
+  encodeRequest,
+  FrontRing,
+  SECTOR_SIZE,
+  SRING_RSP_EVENT,
+  type BlkifRequest,
+  type BlkifSegment,
+} from '@pvblk/shared';
+import {
+  BarrierNotifier,
+  finalCheckWithBarrier,
+  PagesRingMemory,
+  type Page,
+  type XenClient,
+} from '@pvblk/hypervisor/client';
+import type { BlockRequest } from '../block/types.ts';
+
+/** A block request waiting for, or occupying, a ring slot. */
+export interface Submission {
+  req: BlockRequest;
+  /** Called once with the blkif status (or null when the device failed). */
+  done(status: number | null): void;
+}
+
+interface Shadow {
+  sub: Submission;
+  /** Operation a response must carry (the inner op for indirect requests). */
+  op: number;
+  /** Grants handed out for this request only, ended at completion. */
+  transientRefs: number[];
+  /** Pages this request allocated (indirect pages in non-persistent mode), freed after the grants end. */
+  transientPages: Page[];
+  /** Persistent grants borrowed: returned to the pool at completion; reads are copied back first. */
+  borrowed: Array<{ grant: PersistentGrant; seg: BlockRequest['segments'][number] | null }>;
+}
+
+export interface PersistentGrant {
+  page: Page;
+  ref: number;
+}
+
+export interface QueueParams {
+  xc: XenClient;
+  backendId: number;
+  order: number;
+  size: number;
+  persistent: boolean;
+  /** Indirect segments per request we may use (0: none). */
+  maxIndirect: number;
+  startIndex: number;
+  /** A response the device cannot accept: fail it (blkif_interrupt's error path). */
+  onFatal(msg: string): void;
+  /** Counters shared by the device. */
+  stats: {
+    requests: number;
+    notifies: number;
+    notifiesAfterFence: number;
+    fences: number;
+    upcalls: number;
+    grants: number;
+  };
+}
+
+export class FrontQueue {
+  readonly pages: Page[] = [];
+  readonly ringRefs: number[] = [];
+  port = 0;
+  readonly ring: FrontRing;
+  private readonly mem: PagesRingMemory;
+  private readonly shadow: Array<Shadow | null>;
+  private readonly freeIds: number[] = [];
+  private readonly notifier: BarrierNotifier;
+  private readonly pool: PersistentGrant[] = [];
+  readonly allPersistent: PersistentGrant[] = [];
+  private dead = false;
+  private handling = false;
+
+  constructor(private readonly p: QueueParams) {
+    for (let i = 0; i < 1 << p.order; i++) this.pages.push(p.xc.allocPage());
+    this.mem = new PagesRingMemory(this.pages);
+    this.ring = FrontRing.init(this.mem, p.size, BLKIF_REQUEST_SIZE, p.startIndex);
+    this.shadow = new Array<Shadow | null>(p.size).fill(null);
+    for (let i = p.size - 1; i >= 0; i--) this.freeIds.push(i);
+    this.notifier = new BarrierNotifier(
+      () => {
+        p.stats.fences++;
+        return p.xc.fence();
+      },
+      () => ({ prod: this.ring.reqProd, event: this.ring.reqEvent }),
+      () => p.xc.evtchn.send(this.port),
+    );
+  }
+
+  /** Grants the ring pages and allocates the event channel (talk_to_blkback's setup_blkring). */
+  async setup(): Promise<void> {
+    const { xc, backendId } = this.p;
+    for (const pg of this.pages) this.ringRefs.push(xc.gnttab.grantAccess(pg, backendId, false));
+    this.port = await xc.evtchn.allocUnbound(backendId);
+    xc.evtchn.onEvent(this.port, () => this.interrupt());
+  }
+
+  get inflight(): number {
+    return this.p.size - this.freeIds.length;
+  }
+
+  hasRoom(): boolean {
+    return !this.dead && this.freeIds.length > 0 && !this.ring.full();
+  }
+
+  /** In-flight submissions, in ring order, for requeueing after a backend reconnect. */
+  takeInflight(): Submission[] {
+    const out: Submission[] = [];
+    for (let i = 0; i < this.shadow.length; i++) {
+      const s = this.shadow[i];
+      if (s) out.push(s.sub);
+    }
+    return out;
+  }
+
+  private takePersistent(): PersistentGrant {
+    const g = this.pool.pop();
+    if (g) return g;
+    const page = this.p.xc.allocPage();
+    const grant = { page, ref: this.p.xc.gnttab.grantAccess(page, this.p.backendId, false) };
+    this.p.stats.grants++;
+    this.allPersistent.push(grant);
+    return grant;
+  }
+
+  /** blkif_queue_request: builds one ring request from a block request and places it on the ring. */
+  queue(sub: Submission): void {
+    const id = this.freeIds.pop()!;
+    const req = sub.req;
+    const sh: Shadow = { sub, op: 0, transientRefs: [], transientPages: [], borrowed: [] };
+    let ringReq: BlkifRequest;
+    const { xc, backendId } = this.p;
+    if (req.op === 'flush') {
+      sh.op = BLKIF_OP_FLUSH_DISKCACHE;
+      ringReq = {
+        operation: BLKIF_OP_FLUSH_DISKCACHE,
+        nrSegments: 0,
+        handle: 0,
+        id: BigInt(id),
+        sectorNumber: 0n,
+        segments: [],
+      };
+    } else if (req.op === 'discard') {
+      sh.op = BLKIF_OP_DISCARD;
+      ringReq = {
+        operation: BLKIF_OP_DISCARD,
+        flag: req.secure ? 1 : 0,
+        handle: 0,
+        id: BigInt(id),
+        sectorNumber: BigInt(req.sector),
+        nrSectors: BigInt(req.nrSectors ?? 0),
+      };
+    } else {
+      const write = req.op === 'write';
+      sh.op = write ? BLKIF_OP_WRITE : BLKIF_OP_READ;
+      const segs: BlkifSegment[] = req.segments.map((s) => {
+        const firstSect = s.off / SECTOR_SIZE;
+        const lastSect = firstSect + s.len / SECTOR_SIZE - 1;
+        if (this.p.persistent) {
+          // bounce through a persistent grant: the backend keeps it mapped across requests
+          const g = this.takePersistent();
+          if (write) g.page.write(s.off, s.page.buf.subarray(s.off, s.off + s.len));
+          sh.borrowed.push({ grant: g, seg: write ? null : s });
+          return { gref: g.ref, firstSect, lastSect };
+        }
+        // grant the guest's own page, read-write even for writes, as Linux does
+        const ref = xc.gnttab.grantAccess(s.page, backendId, false);
+        this.p.stats.grants++;
+        sh.transientRefs.push(ref);
+        return { gref: ref, firstSect, lastSect };
+      });
+      if (segs.length <= BLKIF_MAX_SEGMENTS_PER_REQUEST) {
+        ringReq = {
+          operation: sh.op as 0 | 1,
+          nrSegments: segs.length,
+          handle: 0,
+          id: BigInt(id),
+          sectorNumber: BigInt(req.sector),
+          segments: segs,
+        };
+      } else {
+        const nPages = Math.ceil(segs.length / BLKIF_SEGS_PER_INDIRECT_FRAME);
+        const grefs: number[] = [];
+        const bufs: Buffer[] = [];
+        for (let i = 0; i < nPages; i++) bufs.push(Buffer.alloc(4096));
+        encodeIndirectSegments(bufs, segs);
+        for (let i = 0; i < nPages; i++) {
+          if (this.p.persistent) {
+            const g = this.takePersistent();
+            g.page.write(0, bufs[i]);
+            sh.borrowed.push({ grant: g, seg: null });
+            grefs.push(g.ref);
+          } else {
+            const page = xc.allocPage();
+            page.write(0, bufs[i]);
+            const ref = xc.gnttab.grantAccess(page, backendId, true);
+            this.p.stats.grants++;
+            sh.transientRefs.push(ref);
+            sh.transientPages.push(page);
+            grefs.push(ref);
+          }
+        }
+        ringReq = {
+          operation: BLKIF_OP_INDIRECT,
+          indirectOp: sh.op,
+          nrSegments: segs.length,
+          id: BigInt(id),
+          sectorNumber: BigInt(req.sector),
+          handle: 0,
+          indirectGrefs: grefs,
+        };
+      }
+    }
+    this.shadow[id] = sh;
+    this.mem.write(this.ring.slotOffset(this.ring.reqProdPvt), encodeRequest(ringReq));
+    this.ring.reqProdPvt = (this.ring.reqProdPvt + 1) >>> 0;
+    this.p.stats.requests++;
+  }
+
+  /** Publishes queued requests and notifies if the backend asked for it (behind a barrier when unsure). */
+  push(): void {
+    if (this.dead) return;
+    const before = this.notifier.stats.notifies;
+    this.notifier.pushed(this.ring.pushRequestsAndCheckNotify());
+    this.p.stats.notifies += this.notifier.stats.notifies - before;
+  }
+
+  /** blkif_interrupt */
+  private async interrupt(): Promise<void> {
+    if (this.dead || this.handling) return;
+    this.handling = true;
+    this.p.stats.upcalls++;
+    try {
+      for (;;) {
+        const rp = this.ring.rspProd;
+        if (this.ring.responseProdOverflow(rp)) {
+          return this.fatal(`illegal number of responses ${(rp - this.ring.rspCons) >>> 0}`);
+        }
+        for (let i = this.ring.rspCons; i !== rp; i = (i + 1) >>> 0) {
+          // RING_COPY_RESPONSE: one private copy, read once
+          const rsp = decodeResponse(this.mem.read(this.ring.slotOffset(i), BLKIF_RESPONSE_SIZE));
+          if (rsp.id >= BigInt(this.p.size))
+            return this.fatal(`response has incorrect id (${BigInt.asIntN(64, rsp.id)})`);
+          const id = Number(rsp.id);
+          const sh = this.shadow[id];
+          if (!sh) return this.fatal('response references no pending request');
+          if (rsp.operation !== sh.op)
+            return this.fatal(`response has wrong operation (${rsp.operation} instead of ${sh.op})`);
+          this.shadow[id] = null;
+          this.freeIds.push(id);
+          this.ring.rspCons = (i + 1) >>> 0;
+          this.complete(sh, rsp.status);
+        }
+        this.ring.rspCons = rp;
+        if (this.ring.rspCons !== this.ring.reqProdPvt) {
+          const more = await finalCheckWithBarrier(
+            () => this.ring.finalCheckForResponses(),
+            () => this.ring.unconsumedResponses(),
+            () => {
+              this.p.stats.fences++;
+              return this.p.xc.fence();
+            },
+          );
+          if (!more) break;
+        } else {
+          this.mem.writeU32(SRING_RSP_EVENT, (this.ring.rspCons + 1) >>> 0);
+          break;
+        }
+      }
+    } finally {
+      this.handling = false;
+    }
+    this.onSpace?.();
+  }
+
+  /** Set by the device: called when responses freed ring slots. */
+  onSpace: (() => void) | null = null;
+
+  private complete(sh: Shadow, status: number): void {
+    for (const b of sh.borrowed) {
+      if (b.seg) b.seg.page.write(b.seg.off, b.grant.page.buf.subarray(b.seg.off, b.seg.off + b.seg.len));
+      this.pool.push(b.grant);
+    }
+    if (sh.transientRefs.length) {
+      // gnttab_end_foreign_access: the backend unmapped before responding, so this must succeed
+      const refs = sh.transientRefs;
+      const pages = sh.transientPages;
+      this.p.xc.gnttab.endForeignAccess(refs).then(
+        (r) => {
+          const busy = r.findIndex((x) => x === 'busy');
+          if (busy >= 0 && !this.p.persistent) this.fatal(`backed has not unmapped grant: ${refs[busy]}`);
+          for (const pg of pages) if (pg.grantCount === 0) this.p.xc.freePage(pg);
+        },
+        () => {},
+      );
+    }
+    sh.sub.done(status);
+  }
+
+  private fatal(msg: string): void {
+    if (this.dead) return;
+    this.dead = true;
+    // no EOI: the port stays quiet, as blkfront leaves it masked after a protocol error
+    this.p.onFatal(msg);
+  }
+
+  /**
+   * Tears the ring down (suspend/close). Grants still mapped by a backend that has not let go yet are
+   * retried until they can be ended (gnttab_end_foreign_access's deferred list).
+   */
+  async free(): Promise<void> {
+    this.dead = true;
+    const { xc } = this.p;
+    if (!xc.connected) return;
+    await xc.evtchn.close(this.port).catch(() => {});
+    const refs = [...this.ringRefs, ...this.allPersistent.map((g) => g.ref)];
+    for (const s of this.shadow) if (s) refs.push(...s.transientRefs);
+    this.shadow.fill(null);
+    void endDeferred(xc, refs);
+  }
+}
+
+/** Ends grants, retrying the busy ones every 100 ms for up to a minute ("g.e. still pending"). */
+async function endDeferred(xc: XenClient, refs: number[], tries = 600): Promise<void> {
+  let left = refs;
+  for (let i = 0; i < tries && left.length > 0 && xc.connected; i++) {
+    const r = await xc.gnttab.endForeignAccess(left).catch(() => null);
+    if (!r) return;
+    left = left.filter((_, k) => r[k] === 'busy');
+    if (left.length) await new Promise((res) => setTimeout(res, 100));
+  }
+}

@@ -1,0 +1,153 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { KERN_DEBUG, KERN_INFO } from '@pvblk/shared';
+import { BlkbackDriver } from '@pvblk/backend';
+import { gather, pattern, rwRequest, startStack, until, type Stack } from './stack.ts';
+
+let stack: Stack | null = null;
+afterEach(async () => {
+  await stack?.close();
+  stack = null;
+});
+
+describe.each([
+  { name: 'map, persistent', blkback: { dataPath: 'map' as const }, front: { persistentGrants: true } },
+  { name: 'map, no persistent', blkback: { dataPath: 'map' as const }, front: { persistentGrants: false } },
+  {
+    name: 'grant copy',
+    blkback: { dataPath: 'copy' as const, persistentGrants: false },
+    front: { persistentGrants: false },
+  },
+])('blkfront ↔ blkback in process ($name)', ({ blkback, front }) => {
+  it.each([
+    { order: 0, indirect: 32, pages: 1 },
+    { order: 0, indirect: 0, pages: 11 },
+    { order: 4, indirect: 32, pages: 32 },
+  ])(
+    'writes and reads back (ring order $order, indirect $indirect, $pages pages)',
+    async ({ order, indirect, pages }) => {
+      stack = await startStack({ blkback });
+      const g = await stack.addGuest({
+        front: { ...front, maxRingPageOrder: order, maxIndirectSegments: indirect },
+      });
+      expect(g.front.limits().maxSegments).toBe(indirect || 11);
+      const data = pattern(pages * 4096, 7);
+      const w = await g.front.submit(rwRequest(g.xc, 'write', 2048, data));
+      expect(w).toEqual({ status: 'ok' });
+      expect(g.disk.data.subarray(2048 * 512, 2048 * 512 + data.length).equals(data)).toBe(true);
+      const rreq = rwRequest(g.xc, 'read', 2048, Buffer.alloc(data.length));
+      expect(await g.front.submit(rreq)).toEqual({ status: 'ok' });
+      expect(gather(rreq).equals(data)).toBe(true);
+      const st = stack.blkback.stats()[`${g.domid}/51712`];
+      expect(st.wr_req).toBe(1);
+      expect(st.rd_req).toBe(1);
+      expect(st.wr_sect).toBe(pages * 8);
+    },
+  );
+});
+
+describe('blkfront ↔ blkback in process', () => {
+  it('prints the capability line and connects with the negotiated ring', async () => {
+    stack = await startStack();
+    const g = await stack.addGuest({ front: { maxRingPageOrder: 2 } });
+    expect(g.klog.lines(KERN_INFO)).toContain(
+      'blkfront: xvda: flush diskcache: enabled; persistent grants: enabled; indirect descriptors: enabled; bounce buffer: enabled',
+    );
+    expect(g.front.describe().queues).toEqual([{ ringSize: 128, reqProd: 0, rspCons: 0, inflight: 0 }]);
+    expect(g.front.capacity()).toBe(16384);
+  });
+
+  it('flushes and discards', async () => {
+    stack = await startStack();
+    const g = await stack.addGuest();
+    g.disk.data.fill(0xee, 0, 8 * 4096);
+    expect(await g.front.submit({ op: 'flush', sector: 0, segments: [] })).toEqual({ status: 'ok' });
+    expect(g.disk.flushes).toBe(1);
+    expect(await g.front.submit({ op: 'discard', sector: 8, segments: [], nrSectors: 16 })).toEqual({
+      status: 'ok',
+    });
+    expect(g.disk.data.subarray(8 * 512, 24 * 512).every((b) => b === 0)).toBe(true);
+    expect(g.disk.data[7 * 512]).toBe(0xee);
+  });
+
+  it('runs many concurrent requests across the 2^32 index wrap, with multiple queues', async () => {
+    stack = await startStack();
+    const g = await stack.addGuest({ front: { ringStartIndex: 0xffffff80, maxQueues: 2 } });
+    const n = 600;
+    const reqs = Array.from({ length: n }, (_, i) => rwRequest(g.xc, 'write', i * 8, pattern(4096, i)));
+    const rs = await Promise.all(reqs.map((r) => g.front.submit(r)));
+    expect(rs.every((r) => r.status === 'ok')).toBe(true);
+    const q = g.front.describe().queues as Array<{ reqProd: number }>;
+    expect(q).toHaveLength(2);
+    for (const x of q) expect(x.reqProd).toBeLessThan(0xffffff80); // wrapped past 2^32
+    for (let i = 0; i < n; i++)
+      expect(g.disk.data.subarray(i * 4096, (i + 1) * 4096).equals(pattern(4096, i))).toBe(true);
+    // event-index suppression: far fewer notifications than requests
+    expect(g.front.stats.notifies).toBeLessThan(n);
+  });
+
+  it('fails a request outside the disk and one to a read-only disk, and keeps working', async () => {
+    stack = await startStack();
+    const g = await stack.addGuest();
+    expect(await g.front.submit(rwRequest(g.xc, 'write', 16384, Buffer.alloc(4096)))).toEqual({
+      status: 'ioerr',
+    });
+    expect(
+      stack.hostKlog
+        .lines(KERN_DEBUG)
+        .some((l) => l.startsWith('xen-blkback: access denied: WRITE of [16384,16392]')),
+    ).toBe(true);
+    expect(await g.front.submit(rwRequest(g.xc, 'write', 0, Buffer.alloc(4096, 1)))).toEqual({
+      status: 'ok',
+    });
+    const ro = await stack.addGuest({ disk: { readOnly: true } });
+    expect(ro.front.readOnly).toBe(true); // VDISK_READONLY in the backend's info
+    expect(await ro.front.submit(rwRequest(ro.xc, 'write', 0, Buffer.alloc(4096)))).toEqual({
+      status: 'ioerr',
+    });
+  });
+
+  it('passes disk errors up as an I/O error for that request only', async () => {
+    stack = await startStack();
+    const g = await stack.addGuest();
+    g.disk.failWhen = (op, sector, count) =>
+      op === 'read' && sector <= 4660 && 4660 < sector + count ? { kind: 'medium', sector: 4660 } : null;
+    expect(await g.front.submit(rwRequest(g.xc, 'read', 4656, Buffer.alloc(4096)))).toEqual({
+      status: 'ioerr',
+    });
+    expect(await g.front.submit(rwRequest(g.xc, 'read', 4648, Buffer.alloc(4096)))).toEqual({ status: 'ok' });
+  });
+
+  it('survives blkback dying mid-stream: re-handshakes and re-issues what was in flight', async () => {
+    stack = await startStack();
+    const g = await stack.addGuest();
+    g.disk.delayMs = 20;
+    const writes = Array.from({ length: 20 }, (_, i) =>
+      g.front.submit(rwRequest(g.xc, 'write', i * 8, pattern(4096, 100 + i))),
+    );
+    await until(() => g.front.inflight > 0, 'requests in flight');
+    // Dom0's connection drops as if its process were killed: mappings, ports and watches go with it
+    stack.dom0.close();
+    await until(() => !stack!.lh.hv.domains.get(0)!.session, 'the hypervisor to notice');
+    const dom0 = await stack.lh.connectDom0();
+    const again = new BlkbackDriver({
+      xc: dom0,
+      klog: stack.hostKlog,
+      devices: {
+        open: (p) => (stack!.disks.get(p) ? { device: stack!.disks.get(p)!, pdevice: 0x800060 } : null),
+      },
+    });
+    await again.start();
+    const rs = await Promise.all(writes);
+    expect(rs.every((r) => r.status === 'ok')).toBe(true);
+    for (let i = 0; i < 20; i++)
+      expect(g.disk.data.subarray(i * 4096, (i + 1) * 4096).equals(pattern(4096, 100 + i))).toBe(true);
+    expect(g.front.stats.reconnects).toBe(1);
+    expect(g.front.stats.requeued).toBeGreaterThan(0);
+    // and the device keeps working on the new connection
+    const r = rwRequest(g.xc, 'read', 0, Buffer.alloc(4096));
+    expect(await g.front.submit(r)).toEqual({ status: 'ok' });
+    expect(gather(r).equals(pattern(4096, 100))).toBe(true);
+    await again.stop();
+    dom0.close();
+  });
+});
