@@ -1,0 +1,156 @@
+/**
+ * XenBus device states (io/xenbus.h), the XenStore layout of a vbd, and the virtual-device numbers
+ * of xen-vbd-interface(7). Values read from XenStore are untrusted strings: the parsers return a
+ * typed result naming what is wrong instead of throwing.
+ */
+
+export const XenbusState = {
+  Unknown: 0,
+  Initialising: 1,
+  InitWait: 2,
+  Initialised: 3,
+  Connected: 4,
+  Closing: 5,
+  Closed: 6,
+  Reconfiguring: 7,
+  Reconfigured: 8,
+} as const;
+export type XenbusState = (typeof XenbusState)[keyof typeof XenbusState];
+
+const STATE_NAMES = [
+  'Unknown',
+  'Initialising',
+  'InitWait',
+  'Initialised',
+  'Connected',
+  'Closing',
+  'Closed',
+  'Reconfiguring',
+  'Reconfigured',
+] as const;
+
+export function xenbusStateName(s: number): string {
+  return STATE_NAMES[s] ?? `invalid(${s})`;
+}
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/** A decimal unsigned integer as XenStore holds it ("4", not "04" nor " 4" nor "0x4"). */
+export function parseXsUint(raw: string | null | undefined, key: string, max = 0xffffffff): Parsed<number> {
+  if (raw === null || raw === undefined) return { ok: false, error: `${key}: missing` };
+  if (!/^(0|[1-9][0-9]*)$/.test(raw)) return { ok: false, error: `${key}: "${raw}" is not a decimal number` };
+  const v = Number(raw);
+  if (!Number.isSafeInteger(v) || v > max)
+    return { ok: false, error: `${key}: ${raw} is out of range (max ${max})` };
+  return { ok: true, value: v };
+}
+
+/** `state` node: a XenbusState 0..8 in decimal. */
+export function parseXenbusState(raw: string | null | undefined, key = 'state'): Parsed<XenbusState> {
+  const n = parseXsUint(raw, key, 8);
+  return n.ok ? { ok: true, value: n.value as XenbusState } : n;
+}
+
+/** A boolean feature flag: "0" or "1"; absent means the default. */
+export function parseXsBool(raw: string | null | undefined, key: string, dflt = false): Parsed<boolean> {
+  if (raw === null || raw === undefined) return { ok: true, value: dflt };
+  const n = parseXsUint(raw, key);
+  if (!n.ok) return n;
+  return { ok: true, value: n.value !== 0 };
+}
+
+/** Keys of the blkif handshake (io/blkif.h), grouped by who writes them. */
+export const BlkifKey = {
+  // toolstack, both directories
+  backend: 'backend',
+  backendId: 'backend-id',
+  frontend: 'frontend',
+  frontendId: 'frontend-id',
+  state: 'state',
+  virtualDevice: 'virtual-device',
+  deviceType: 'device-type',
+  trusted: 'trusted',
+  online: 'online',
+  removable: 'removable',
+  bootable: 'bootable',
+  dev: 'dev',
+  type: 'type',
+  mode: 'mode',
+  params: 'params',
+  discardEnable: 'discard-enable',
+  // backend
+  featureMaxIndirectSegments: 'feature-max-indirect-segments',
+  multiQueueMaxQueues: 'multi-queue-max-queues',
+  maxRingPageOrder: 'max-ring-page-order',
+  featureFlushCache: 'feature-flush-cache',
+  featureBarrier: 'feature-barrier',
+  featureDiscard: 'feature-discard',
+  discardGranularity: 'discard-granularity',
+  discardAlignment: 'discard-alignment',
+  discardSecure: 'discard-secure',
+  featurePersistent: 'feature-persistent',
+  sectors: 'sectors',
+  info: 'info',
+  sectorSize: 'sector-size',
+  physicalSectorSize: 'physical-sector-size',
+  // frontend
+  ringRef: 'ring-ref',
+  eventChannel: 'event-channel',
+  ringPageOrder: 'ring-page-order',
+  multiQueueNumQueues: 'multi-queue-num-queues',
+  protocol: 'protocol',
+} as const;
+
+/** `ring-ref` for a one-page ring, `ring-ref0..N-1` otherwise (never both). */
+export function ringRefKey(order: number, page: number): string {
+  return order === 0 ? 'ring-ref' : `ring-ref${page}`;
+}
+
+/** Per-queue directory when more than one queue is used. */
+export function queueDir(queue: number): string {
+  return `queue-${queue}`;
+}
+
+export function frontendPath(frontDomid: number, devid: number): string {
+  return `/local/domain/${frontDomid}/device/vbd/${devid}`;
+}
+
+export function backendPath(backDomid: number, frontDomid: number, devid: number): string {
+  return `/local/domain/${backDomid}/backend/vbd/${frontDomid}/${devid}`;
+}
+
+/**
+ * virtual-device numbers (xen-vbd-interface.7): xvd disks 0-15 use 202<<8 | disk<<4 | part, larger
+ * ones the extended 1<<28 form. Only whole xvd disks are needed here: xvda = 51712.
+ */
+export function xvdDevid(disk: number, part = 0): number {
+  if (disk < 16 && part < 16) return (202 << 8) | (disk << 4) | part;
+  return (1 << 28) | (disk << 8) | part;
+}
+
+function diskLetters(disk: number): string {
+  // xvda..xvdz, xvdaa.. as Linux names them
+  let s = '';
+  let n = disk;
+  do {
+    s = String.fromCharCode(97 + (n % 26)) + s;
+    n = Math.floor(n / 26) - 1;
+  } while (n >= 0);
+  return s;
+}
+
+/** 51712 → "xvda"; returns null for numbers that are not whole xvd disks. */
+export function xvdName(devid: number): string | null {
+  if (devid >>> 8 === 202 && (devid & 0xf) === 0) return `xvd${diskLetters((devid >> 4) & 0xf)}`;
+  if ((devid & (1 << 28)) !== 0 && (devid & 0xff) === 0) return `xvd${diskLetters((devid >> 8) & 0xfffff)}`;
+  return null;
+}
+
+/** "xvda" → 51712; null when the name is not an xvd disk. */
+export function parseXvdName(name: string): number | null {
+  const m = /^(?:\/dev\/)?xvd([a-z]+)$/.exec(name);
+  if (!m) return null;
+  let disk = 0;
+  for (const ch of m[1]) disk = disk * 26 + (ch.charCodeAt(0) - 96);
+  return xvdDevid(disk - 1);
+}
