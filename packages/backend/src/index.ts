@@ -13,3 +13,5 @@ export { BlkbackDriver, type BlkbackOptions, type DeviceResolver } from './blkba
 export { VbdBackend } from './blkback/vbd.ts';
 export { DEFAULT_BLKBACK_CONFIG, type BlkbackConfig } from './blkback/config.ts';
 export type { BlkbackStats } from './blkback/stats.ts';
+export { HostDisks, type HostDisk } from './disks.ts';
+export { runHost, resolveToolstackToken, type HostProcessOptions } from './host.ts';

@@ -5,3 +5,5 @@ export {
   type BlkfrontStats,
 } from './blkfront/device.ts';
 export type * from './block/types.ts';
+export { runDomu, type DomuOptions } from './domu.ts';
+export { runInGuest, startControlServer, type ControlRequest, type GuestCommandStreams } from './control.ts';

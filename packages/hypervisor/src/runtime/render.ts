@@ -27,6 +27,8 @@ export function isKmsgRecord(r: Record<string, unknown>): r is Record<string, un
 /** One human line for a record; null for records that carry nothing to show. */
 export function renderRecord(r: Record<string, unknown>): string | null {
   if (isKmsgRecord(r)) return formatKmsg(r.ts, r.msg);
+  // a guest's console output (its workload): the text as the command printed it
+  if (r.console === true && typeof r.msg === 'string') return r.msg;
   const s = pretty(r).trimEnd();
   return s.length > 0 ? s : null;
 }

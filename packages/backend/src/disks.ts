@@ -1,0 +1,121 @@
+/**
+ * The host's disks: one scsi_debug-like disk per guest, brought up like `modprobe scsi_debug` adds a
+ * host, and named as Linux names them (sdg, sdh, … on hosts 9, 10, …). Blkback finds a vbd's disk by
+ * the `params` the toolstack wrote (/dev/sdg). A registry file in the data directory keeps each guest on
+ * the same disk across backend restarts, so its data survives.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PvblkError, type KernelLog } from '@pvblk/shared';
+import type { HostBlockDevice } from './block-device.ts';
+import type { DeviceResolver } from './blkback/driver.ts';
+import { openScsiDebugDisk, parseScsiDebugParams, formatScsiDebugParams, type SdDisk } from './scsi/index.ts';
+
+/** sd's major number and the minors of its disks (16 per disk). */
+export const SCSI_DISK0_MAJOR = 8;
+/** The first disk pvblk creates is sdg on host 9, as in the seed transcript. */
+const FIRST_DISK_INDEX = 6;
+const FIRST_HOST = 9;
+
+export interface HostDisk {
+  guest: string;
+  path: string;
+  major: number;
+  minor: number;
+  hctl: string;
+  params: string;
+  disk: SdDisk;
+}
+
+function diskName(index: number): string {
+  let s = '';
+  let n = index;
+  do {
+    s = String.fromCharCode(97 + (n % 26)) + s;
+    n = Math.floor(n / 26) - 1;
+  } while (n >= 0);
+  return `sd${s}`;
+}
+
+export class HostDisks implements DeviceResolver {
+  private readonly byPath = new Map<string, HostDisk>();
+  private registry: Record<string, number> = {};
+  private loaded = false;
+
+  constructor(
+    /** null: disks live in memory and vanish with the process. */
+    private readonly dataDir: string | null,
+    private readonly klog: KernelLog,
+  ) {}
+
+  private async load(): Promise<void> {
+    if (this.loaded) return;
+    this.loaded = true;
+    if (!this.dataDir) return;
+    await mkdir(this.dataDir, { recursive: true });
+    try {
+      this.registry = JSON.parse(await readFile(join(this.dataDir, 'disks.json'), 'utf8')) as Record<
+        string,
+        number
+      >;
+    } catch {
+      this.registry = {};
+    }
+  }
+
+  /** The disk of a guest: created on first use, reopened (same data) afterwards. */
+  async forGuest(guest: string, params: string): Promise<HostDisk> {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(guest)) throw new PvblkError('EUSAGE', `bad guest name "${guest}"`);
+    await this.load();
+    const existing = [...this.byPath.values()].find((d) => d.guest === guest);
+    if (existing) return existing;
+    let slot = this.registry[guest];
+    if (slot === undefined) {
+      const used = new Set(Object.values(this.registry));
+      slot = 0;
+      while (used.has(slot)) slot++;
+      this.registry[guest] = slot;
+      if (this.dataDir)
+        await writeFile(join(this.dataDir, 'disks.json'), JSON.stringify(this.registry, null, 2) + '\n');
+    }
+    const name = diskName(FIRST_DISK_INDEX + slot);
+    const hctl = `${FIRST_HOST + slot}:0:0:0`;
+    const parsed = parseScsiDebugParams(params);
+    const full = { ...parsed, host_name: name, hctl };
+    const disk = await openScsiDebugDisk({
+      dataDir: this.dataDir ? join(this.dataDir, 'disks') : undefined,
+      params: full,
+      log: this.klog,
+    });
+    const d: HostDisk = {
+      guest,
+      path: `/dev/${name}`,
+      major: SCSI_DISK0_MAJOR,
+      minor: 16 * (FIRST_DISK_INDEX + slot),
+      hctl,
+      params: formatScsiDebugParams(full),
+      disk,
+    };
+    this.byPath.set(d.path, d);
+    return d;
+  }
+
+  open(params: string): { device: HostBlockDevice; pdevice: number } | null {
+    const d = this.byPath.get(params);
+    // MKDEV as the kernel encodes it internally (major << 20 | minor), what blkback prints as dev=%04x
+    return d ? { device: d.disk, pdevice: (d.major << 20) | d.minor } : null;
+  }
+
+  list(): HostDisk[] {
+    return [...this.byPath.values()];
+  }
+
+  get(path: string): HostDisk | undefined {
+    return this.byPath.get(path);
+  }
+
+  async closeAll(): Promise<void> {
+    for (const d of this.byPath.values()) await d.disk.close().catch(() => {});
+    this.byPath.clear();
+  }
+}

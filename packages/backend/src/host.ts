@@ -1,0 +1,139 @@
+/**
+ * `pvblk host`: Dom0's process — the toolstack, blkback, and the host's SCSI disks — connected to the
+ * hypervisor as the control domain, with the management API guests are provisioned through.
+ */
+import { readFileSync } from 'node:fs';
+import { PvblkError, xvdDevid } from '@pvblk/shared';
+import { connectWs } from '@pvblk/hypervisor/client';
+import { createLogger, DomainKernelLog, onShutdown } from '@pvblk/hypervisor/runtime';
+import { resolveDom0Secret } from '@pvblk/hypervisor';
+import { startApi } from './api.ts';
+import { BlkbackDriver } from './blkback/driver.ts';
+import type { BlkbackConfig } from './blkback/config.ts';
+import { HostDisks } from './disks.ts';
+import { Toolstack } from './toolstack.ts';
+import { parseScsiDebugParams } from './scsi/index.ts';
+
+export interface HostProcessOptions {
+  hypervisorUrl: string;
+  /** Where disks live; null keeps them in memory. */
+  dataDir: string | null;
+  /** Default scsi_debug parameters of a new guest's disk, modprobe-style. */
+  disk: string;
+  apiHost: string;
+  apiPort: number;
+  blkback: Partial<BlkbackConfig>;
+}
+
+/** The provisioning token guests present to the management API (PVBLK_TOOLSTACK_TOKEN[_FILE]). */
+export function resolveToolstackToken(env = process.env): string {
+  const file = env.PVBLK_TOOLSTACK_TOKEN_FILE;
+  let token = env.PVBLK_TOOLSTACK_TOKEN;
+  if (!token && file) {
+    try {
+      token = readFileSync(file, 'utf8').trim();
+    } catch (e) {
+      throw new PvblkError(
+        'EUSAGE',
+        `cannot read the provisioning token file ${file}: ${(e as Error).message}`,
+      );
+    }
+  }
+  if (!token) {
+    throw new PvblkError(
+      'EUSAGE',
+      'no provisioning token: set PVBLK_TOOLSTACK_TOKEN or PVBLK_TOOLSTACK_TOKEN_FILE',
+    );
+  }
+  return token;
+}
+
+export async function runHost(opts: HostProcessOptions): Promise<void> {
+  const log = createLogger('host');
+  const klog = new DomainKernelLog(log);
+  parseScsiDebugParams(opts.disk); // refuse bad parameters before anything starts
+  const credential = resolveDom0Secret({});
+  const token = resolveToolstackToken();
+  const xc = await connectWs(opts.hypervisorUrl, {
+    credential,
+    onRetry: (attempt, delay, err) =>
+      log.info({ attempt, delay, err: err.message }, 'hypervisor not reachable yet; retrying'),
+  });
+  log.info({ domid: xc.domid, url: opts.hypervisorUrl }, 'connected to the hypervisor as the control domain');
+  const disks = new HostDisks(opts.dataDir, klog);
+  const toolstack = new Toolstack(xc, (l, o, m) => log[l](o, m));
+  await toolstack.start();
+  const blkback = new BlkbackDriver({
+    xc,
+    klog,
+    devices: disks,
+    config: opts.blkback,
+    log: (l, o, m) => log[l](o, m),
+  });
+  await blkback.start();
+
+  const api = await startApi(opts.apiHost, opts.apiPort, token, {
+    createGuest: async ({ name, disk }) => {
+      const live = (await xc.domctl.list()).filter((d) => d.name === name && !d.privileged);
+      for (const d of live) {
+        if (d.connected)
+          throw new PvblkError('EEXIST', `a guest named ${name} is running as domain ${d.domid}`);
+        await toolstack.destroyDomain(d.domid); // created but never booted: replace it
+      }
+      const hd = await disks.forGuest(name, disk ?? opts.disk);
+      const { domid, credential: guestCredential } = await toolstack.createDomain(name);
+      const devid = xvdDevid(0);
+      await toolstack.addVbd(domid, {
+        devid,
+        params: hd.path,
+        major: hd.major,
+        minor: hd.minor,
+        mode: 'w',
+        discard: true,
+      });
+      return {
+        domid,
+        credential: guestCredential,
+        vbds: [{ dev: 'xvda', devid, backend: hd.path, hctl: hd.hctl, params: hd.params }],
+      };
+    },
+    destroyGuest: (domid) => toolstack.destroyDomain(domid),
+    listGuests: async () => ({
+      domains: await xc.domctl.list(),
+      disks: disks
+        .list()
+        .map((d) => ({
+          guest: d.guest,
+          path: d.path,
+          hctl: d.hctl,
+          params: d.params,
+          scsi_debug: d.disk.target.stats(),
+        })),
+      vbds: blkback.stats(),
+    }),
+    setDiskParam: async (name, key, value) => {
+      const d = disks.get(`/dev/${name}`);
+      if (!d) throw new PvblkError('ENOENT', `no disk ${name}`);
+      d.disk.target.applyRuntimeParam(key, value);
+      log.info({ disk: name, key, value }, `scsi_debug ${name}: ${key}=${value}`);
+      return { disk: name, [key]: value };
+    },
+  });
+  log.info({ event: 'ready', api: api.url, domid: xc.domid }, `host ready; management API on ${api.url}`);
+
+  let stopping = false;
+  xc.onClose((code, reason) => {
+    if (stopping) return;
+    log.error({ code, reason }, 'lost the hypervisor; exiting');
+    process.exit(1);
+  });
+  onShutdown(async (signal) => {
+    stopping = true;
+    log.info({ signal }, 'host shutting down');
+    api.server.close();
+    await blkback.stop();
+    await toolstack.stop();
+    await disks.closeAll();
+    xc.close();
+  });
+}

@@ -1,0 +1,190 @@
+/**
+ * `pvblk domu`: a guest domain's process. It asks the host's toolstack to create it (the way `xl create`
+ * would have), connects to the hypervisor with the credential it got back, attaches every vbd the
+ * toolstack gave it through blkfront, puts the guest block layer and page cache on top, and then serves
+ * guest commands on its control socket until it is stopped.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PvblkError, xvdName, type KernelMessage } from '@pvblk/shared';
+import { connectWs, type XenClient } from '@pvblk/hypervisor/client';
+import { createLogger, DomainKernelLog, onShutdown } from '@pvblk/hypervisor/runtime';
+import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
+import { GuestBlockQueue } from './block/queue.ts';
+import { BlockDeviceCache } from './block/page-cache.ts';
+import { GuestFs } from './guest/guest-vfs.ts';
+import { startControlServer, type ControlRequest } from './control.ts';
+import { guestCommands, type GuestDisk } from './guest/toolbox.ts';
+import { quoteArgv, runCommandLine } from './guest/shell.ts';
+import type { GuestCommandContext } from './guest/vfs.ts';
+
+export interface DomuOptions {
+  name: string;
+  hypervisorUrl: string;
+  toolstackUrl: string;
+  controlPath: string;
+  /** Host directory that is the guest's own filesystem; null: a temporary one, removed at exit. */
+  root: string | null;
+  /** A command line to run once the disks are up. */
+  workload: string | null;
+  blkfront: Partial<BlkfrontOptions>;
+}
+
+/** Asks the host to create this guest; retries while the host is not up yet. */
+async function provision(
+  url: string,
+  token: string,
+  name: string,
+  onRetry: (attempt: number, err: string) => void,
+): Promise<{ domid: number; credential: string }> {
+  const deadline = Date.now() + 60_000;
+  let delay = 200;
+  for (let attempt = 1; ; attempt++) {
+    let res: Response;
+    try {
+      res = await fetch(new URL('/guests', url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ name }),
+      });
+    } catch (e) {
+      if (Date.now() + delay > deadline) {
+        throw new PvblkError(
+          'ECONNREFUSED',
+          `cannot reach the host's toolstack at ${url}: ${(e as Error).message}`,
+        );
+      }
+      onRetry(attempt, (e as Error).message);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 2000);
+      continue;
+    }
+    const body = (await res.json().catch(() => ({}))) as {
+      domid?: number;
+      credential?: string;
+      error?: string;
+      message?: string;
+    };
+    if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
+      throw new PvblkError(
+        'EACCES',
+        `the toolstack refused to create guest ${name}: ${res.status} ${body.message ?? body.error ?? ''}`.trim(),
+      );
+    }
+    return { domid: body.domid, credential: body.credential };
+  }
+}
+
+function provisioningToken(env = process.env): string {
+  const t = env.PVBLK_TOOLSTACK_TOKEN;
+  if (t) return t;
+  if (env.PVBLK_TOOLSTACK_TOKEN_FILE) {
+    try {
+      return readFileSync(env.PVBLK_TOOLSTACK_TOKEN_FILE, 'utf8').trim();
+    } catch (e) {
+      throw new PvblkError(
+        'EUSAGE',
+        `cannot read the provisioning token file ${env.PVBLK_TOOLSTACK_TOKEN_FILE}: ${(e as Error).message}`,
+      );
+    }
+  }
+  throw new PvblkError(
+    'EUSAGE',
+    'no provisioning token: set PVBLK_TOOLSTACK_TOKEN or PVBLK_TOOLSTACK_TOKEN_FILE',
+  );
+}
+
+/** Attaches every vbd under device/vbd, as xenbus enumerates a guest's devices at boot. */
+async function attachDisks(
+  xc: XenClient,
+  klog: DomainKernelLog,
+  opts: BlkfrontOptions,
+  log: (level: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) => void,
+): Promise<GuestDisk[]> {
+  const devids = await xc.xs.directory(`/local/domain/${xc.domid}/device/vbd`).catch(() => [] as string[]);
+  const disks: GuestDisk[] = [];
+  for (const d of devids) {
+    const name = xvdName(Number(d)) ?? `xvd-${d}`;
+    const front = new Blkfront(xc, klog, `/local/domain/${xc.domid}/device/vbd/${d}`, name, opts, log);
+    await front.start();
+    const connected = await Promise.race([
+      front.whenConnected().then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 30_000)),
+    ]);
+    if (!connected) {
+      log('error', { dev: name }, `${name}: the backend did not connect within 30 s`);
+      continue;
+    }
+    const queue = new GuestBlockQueue(front, klog);
+    const cache = new BlockDeviceCache(queue, klog);
+    disks.push({ name, front, queue, cache });
+  }
+  return disks;
+}
+
+export async function runDomu(o: DomuOptions): Promise<void> {
+  const log = createLogger(o.name);
+  const klog = new DomainKernelLog(log);
+  const token = provisioningToken();
+  const { domid, credential } = await provision(o.toolstackUrl, token, o.name, (attempt, err) =>
+    log.info({ attempt, err }, 'toolstack not reachable yet; retrying'),
+  );
+  log.info({ domid }, `created as domain ${domid}`);
+  const xc = await connectWs(o.hypervisorUrl, { credential });
+  const logFn = (l: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) =>
+    log[l](obj, msg);
+  const disks = await attachDisks(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS, ...o.blkfront }, logFn);
+
+  const root = o.root ?? (await mkdtemp(join(tmpdir(), `pvblk-${o.name}-`)));
+  await mkdir(join(root, 'tmp'), { recursive: true });
+  const vfs = new GuestFs(root);
+  for (const d of disks) vfs.registerBlockDevice(d.name, d.queue, d.cache);
+  const commands = guestCommands({ klog, disks, vfs });
+  const ctx: GuestCommandContext = { vfs, now: () => process.hrtime.bigint() };
+
+  const runRequest = (
+    req: ControlRequest,
+    io: { stdout(t: string): void; stderr(t: string): void; signal: AbortSignal },
+  ) => runCommandLine('line' in req ? req.line : quoteArgv(req.argv), io, ctx, commands);
+
+  const control = await startControlServer(o.controlPath, (req, s) => {
+    // the console: kernel messages that happen while the command runs, in order with its output
+    const unsubscribe = klog.subscribe((m: KernelMessage) => s.kmsg(m));
+    return runRequest(req, s).finally(unsubscribe);
+  });
+  log.info(
+    { event: 'ready', domid, control: o.controlPath, disks: disks.map((d) => d.name) },
+    `guest ${o.name} up; control socket ${o.controlPath}`,
+  );
+
+  let stopping = false;
+  xc.onClose((code, reason) => {
+    if (stopping) return;
+    log.error({ code, reason }, 'lost the hypervisor (domain destroyed?); exiting');
+    process.exit(1);
+  });
+  onShutdown(async (signal) => {
+    stopping = true;
+    log.info({ signal }, 'guest shutting down');
+    control.close();
+    for (const d of disks) await d.cache.fsync().catch(() => {});
+    for (const d of disks) await d.front.stop().catch(() => {});
+    xc.close();
+    await rm(o.controlPath, { force: true });
+    if (!o.root) await rm(root, { recursive: true, force: true });
+  });
+
+  if (o.workload) {
+    const line = o.workload;
+    const console = (stream: 'stdout' | 'stderr') => (t: string) => {
+      for (const l of t.split('\n')) if (l.length) log.info({ console: true, stream }, l);
+    };
+    const code = await runRequest(
+      { line },
+      { stdout: console('stdout'), stderr: console('stderr'), signal: new AbortController().signal },
+    );
+    log.info({ event: 'workload-done', status: code }, `workload finished with status ${code}`);
+  }
+}

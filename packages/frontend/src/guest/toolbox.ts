@@ -1,0 +1,176 @@
+/**
+ * The commands a guest offers: the coreutils-like tools (dd, md5sum, cmp, …) plus the ones that need
+ * the running guest — dmesg reads its kernel log, sync writes back its page caches, blockdev and lsblk
+ * describe its disks, demo is the default workload — and `sh -c` for command lines.
+ */
+import { formatKmsg, type KernelMessage } from '@pvblk/shared';
+import type { Blkfront } from '../blkfront/device.ts';
+import type { BlockDeviceCache } from '../block/page-cache.ts';
+import type { GuestBlockQueue } from '../block/queue.ts';
+import { COMMANDS } from './commands.ts';
+import { runCommandLine, quoteArgv } from './shell.ts';
+import { STRERROR, type GuestCommand, type GuestVfs } from './vfs.ts';
+
+export interface GuestDisk {
+  name: string;
+  front: Blkfront;
+  queue: GuestBlockQueue;
+  cache: BlockDeviceCache;
+}
+
+export interface GuestRuntime {
+  klog: { messages(): readonly KernelMessage[] };
+  disks: GuestDisk[];
+  vfs: GuestVfs;
+}
+
+const LEVEL_NAMES = ['emerg', 'alert', 'crit', 'err', 'warn', 'notice', 'info', 'debug'];
+
+/** The default workload: write random data to the disk, read it back, compare. */
+export const DEMO_SCRIPT = [
+  'dd if=/dev/urandom of=/tmp/demo.in bs=4096 count=256',
+  'dd if=/tmp/demo.in of=/dev/xvda bs=4096 oflag=direct conv=fsync',
+  'dd if=/dev/xvda of=/tmp/demo.out bs=4096 count=256 iflag=direct',
+  'cmp /tmp/demo.in /tmp/demo.out',
+  'md5sum /tmp/demo.in /tmp/demo.out',
+];
+
+function findDisk(rt: GuestRuntime, path: string): GuestDisk | undefined {
+  return rt.disks.find((d) => `/dev/${d.name}` === path || d.name === path);
+}
+
+export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
+  const commands: Record<string, GuestCommand> = { ...COMMANDS };
+
+  commands.dmesg = async (argv, io) => {
+    // dmesg [-l level[,level…]] : the kernel ring buffer with its timestamps
+    let levels: Set<number> | null = null;
+    for (let i = 1; i < argv.length; i++) {
+      const a = argv[i];
+      const v = a === '-l' || a === '--level' ? argv[++i] : a.startsWith('--level=') ? a.slice(8) : null;
+      if (v === null || v === undefined) {
+        io.stderr(`dmesg: unrecognized option '${a}'\n`);
+        return 1;
+      }
+      levels = new Set<number>();
+      for (const name of v.split(',')) {
+        const n = LEVEL_NAMES.indexOf(name);
+        if (n < 0) {
+          io.stderr(`dmesg: unknown level '${name}'\n`);
+          return 1;
+        }
+        levels.add(n);
+      }
+    }
+    for (const m of rt.klog.messages())
+      if (!levels || levels.has(m.level)) io.stdout(formatKmsg(m.ts, m.text) + '\n');
+    return 0;
+  };
+
+  commands.sync = async (_argv, io) => {
+    let status = 0;
+    for (const d of rt.disks) {
+      const r = await d.cache.fsync();
+      if (!r.ok) {
+        io.stderr(`sync: error syncing '/dev/${d.name}': ${STRERROR[r.errno]}\n`);
+        status = 1;
+      }
+    }
+    return status;
+  };
+
+  commands.blockdev = async (argv, io) => {
+    // blockdev --getsize64|--getsz|--getss|--getpbsz|--getbsz|--getro|--flushbufs <device>
+    const dev = argv[argv.length - 1];
+    const d = findDisk(rt, dev ?? '');
+    if (argv.length < 3 || !d) {
+      io.stderr(
+        argv.length < 3
+          ? 'usage: blockdev --getsize64|--getsz|--getss|--getpbsz|--getbsz|--getro|--flushbufs <device>\n'
+          : `blockdev: cannot open ${dev}: No such file or directory\n`,
+      );
+      return 1;
+    }
+    const l = d.queue.limits();
+    for (const op of argv.slice(1, -1)) {
+      switch (op) {
+        case '--getsize64':
+          io.stdout(`${d.queue.capacity() * 512}\n`);
+          break;
+        case '--getsz':
+          io.stdout(`${d.queue.capacity()}\n`);
+          break;
+        case '--getss':
+          io.stdout(`${l.logicalBlockSize}\n`);
+          break;
+        case '--getpbsz':
+          io.stdout(`${l.physicalBlockSize}\n`);
+          break;
+        case '--getbsz':
+          io.stdout(`${d.cache.blockSize}\n`);
+          break;
+        case '--getro':
+          io.stdout(`${d.front.readOnly ? 1 : 0}\n`);
+          break;
+        case '--flushbufs': {
+          const r = await d.cache.fsync();
+          if (!r.ok) {
+            io.stderr(`blockdev: BLKFLSBUF: ${STRERROR[r.errno]}\n`);
+            return 1;
+          }
+          break;
+        }
+        default:
+          io.stderr(`blockdev: Unknown command: ${op}\n`);
+          return 1;
+      }
+    }
+    return 0;
+  };
+
+  commands.lsblk = async (_argv, io) => {
+    io.stdout('NAME MAJ:MIN RM   SIZE RO TYPE MOUNTPOINT\n');
+    for (const d of rt.disks) {
+      const bytes = d.queue.capacity() * 512;
+      const size =
+        bytes >= 1 << 30 ? `${(bytes / (1 << 30)).toFixed(1)}G` : `${Math.round(bytes / (1 << 20))}M`;
+      io.stdout(
+        `${d.name.padEnd(4)} 202:${String(d.front.nodename.split('/').pop() === '51712' ? 0 : 16).padEnd(3)}  0 ${size.padStart(5)}  ${d.front.readOnly ? 1 : 0} disk \n`,
+      );
+    }
+    return 0;
+  };
+
+  commands.sh = async (argv, io, ctx) => {
+    if (argv[1] !== '-c' || argv.length < 3) {
+      io.stderr('sh: usage: sh -c <command line>\n');
+      return 2;
+    }
+    return runCommandLine(argv[2], io, ctx, commands);
+  };
+
+  commands.demo = async (_argv, io, ctx) => {
+    for (const line of DEMO_SCRIPT) {
+      io.stdout(`+ ${line}\n`);
+      const status = await runCommandLine(line, io, ctx, commands);
+      if (status !== 0) {
+        io.stderr(`demo: \`${line}' failed with status ${status}\n`);
+        return status;
+      }
+    }
+    io.stdout(
+      'demo: 1048576 random bytes written to /dev/xvda with O_DIRECT, read back and verified identical\n',
+    );
+    return 0;
+  };
+
+  commands.help = async (_argv, io) => {
+    io.stdout(`commands: ${Object.keys(commands).sort().join(' ')}\n`);
+    io.stdout(
+      `command lines may use ; && || and > >> (e.g. ${quoteArgv(['sh', '-c', 'echo 0 > /sys/block/xvda/integrity/read_verify'])})\n`,
+    );
+    return 0;
+  };
+
+  return commands;
+}
