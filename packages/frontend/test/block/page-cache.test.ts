@@ -1,0 +1,394 @@
+/**
+ * The block device page cache against the fake driver: block size, read-modify-write, writeback
+ * merging, fsync/FLUSH, the end of the device, O_DIRECT, concurrency, dirty throttling, eviction,
+ * last close — and the seed scenario at this level.
+ */
+import { KERN_ERR, KERN_WARNING, MemoryKernelLog, SECTOR_SIZE } from '@pvblk/shared';
+import { describe, expect, it } from 'vitest';
+import { BlockDeviceCache, type BlockDeviceCacheOptions } from '../../src/block/page-cache.ts';
+import { GuestBlockQueue } from '../../src/block/queue.ts';
+import { FakeDriver, TYPE1_CRC, type FakeDriverOptions } from './fake-driver.ts';
+
+const KiB = 1024;
+const MiB = 1024 * 1024;
+
+function setup(
+  opts: FakeDriverOptions = {},
+  cacheOpts: BlockDeviceCacheOptions = {},
+): { driver: FakeDriver; log: MemoryKernelLog; q: GuestBlockQueue; cache: BlockDeviceCache } {
+  const driver = new FakeDriver(opts);
+  const log = new MemoryKernelLog();
+  const q = new GuestBlockQueue(driver, log);
+  const cache = new BlockDeviceCache(q, log, cacheOpts);
+  cache.open();
+  return { driver, log, q, cache };
+}
+
+function pattern(n: number, seed = 7): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
+  return b;
+}
+
+describe('block size (set_init_blocksize)', () => {
+  it.each([
+    [16384, 512, 4096], // 8 MiB
+    [16385, 512, 512], // 8 MiB + 512: bit 512 set
+    [16386, 512, 1024], // 8 MiB + 1 KiB
+    [16388, 512, 2048], // 8 MiB + 2 KiB
+    [16392, 512, 4096], // 8 MiB + 4 KiB
+    [16392, 4096, 4096], // a 4Kn device
+  ])('capacity %i sectors, logical block %i -> %i', (capacity, lbs, want) => {
+    const { cache } = setup({ capacity, limits: { logicalBlockSize: lbs, physicalBlockSize: lbs } });
+    expect(cache.blockSize).toBe(want);
+  });
+});
+
+describe('buffered writes', () => {
+  it('a 512-byte write at sector 4656 first READs the 4 KiB block 4656..4663, and writes it back at fsync', async () => {
+    const { driver, cache } = setup();
+    const r = await cache.pwrite(Buffer.alloc(512, 0xaa), 4656 * SECTOR_SIZE);
+    expect(r).toEqual({ ok: true, n: 512 });
+    expect(driver.requests.map((x) => [x.op, x.sector, x.nrSectors])).toEqual([['read', 4656, 8]]);
+    expect(await cache.fsync()).toEqual({ ok: true, n: 0 });
+    expect(driver.requests.map((x) => [x.op, x.sector, x.nrSectors])).toEqual([
+      ['read', 4656, 8],
+      ['write', 4656, 8],
+      ['flush', 0, 0],
+    ]);
+    expect(driver.data[4656 * 512]).toBe(0xaa);
+    expect(driver.data[4657 * 512]).toBe(0);
+  });
+
+  it('a write covering whole blocks needs no read', async () => {
+    const { driver, cache } = setup();
+    await cache.pwrite(pattern(8192), 8192);
+    expect(driver.requests).toEqual([]);
+  });
+
+  it('with 512-byte blocks only the partly covered 512-byte blocks are read', async () => {
+    const { driver, cache } = setup({ capacity: 16385 });
+    expect(cache.blockSize).toBe(512);
+    // Bytes 256..1280: block 0 partly, block 1 wholly, block 2 partly -> reads of blocks 0 and 2 only.
+    await cache.pwrite(Buffer.alloc(1024, 1), 256);
+    expect(driver.ranges('read')).toEqual([
+      [0, 1],
+      [2, 1],
+    ]);
+  });
+
+  it('a failing read-modify-write fails the write with EIO and copies nothing', async () => {
+    const { driver, log, cache } = setup();
+    driver.failWhen({ op: 'read', from: 4660, to: 4669, status: 'ioerr' });
+    expect(await cache.pwrite(Buffer.alloc(512), 4656 * 512)).toEqual({ ok: false, errno: 'EIO' });
+    expect(cache.dirtyBytes()).toBe(0);
+    expect(log.lines()).toEqual(['end_request: I/O error, dev xvda, sector 4656']);
+    // A write spanning a good page and then the bad one returns the good part.
+    const r = await cache.pwrite(Buffer.alloc(4096 + 512), 4648 * 512 + 0);
+    expect(r).toEqual({ ok: true, n: 4096 });
+  });
+
+  it('writes up to the end of the device, then ENOSPC', async () => {
+    const { cache } = setup({ capacity: 64 });
+    const size = 64 * 512;
+    expect(await cache.pwrite(Buffer.alloc(1024, 1), size - 512)).toEqual({ ok: true, n: 512 });
+    expect(await cache.pwrite(Buffer.alloc(512), size)).toEqual({ ok: false, errno: 'ENOSPC' });
+    expect(await cache.pwrite(Buffer.alloc(0), size)).toEqual({ ok: true, n: 0 });
+    expect(await cache.pwrite(Buffer.alloc(0), size + 512)).toEqual({ ok: false, errno: 'ENOSPC' });
+  });
+
+  it('a read-only device refuses writes', async () => {
+    const { cache } = setup({ readOnly: true });
+    expect(await cache.pwrite(Buffer.alloc(512), 0)).toEqual({ ok: false, errno: 'EROFS' });
+  });
+});
+
+describe('writeback', () => {
+  it('merges contiguous dirty blocks across pages and splits them at the queue limits', async () => {
+    const { driver, cache } = setup();
+    for (let off = 0; off < MiB; off += 4096) await cache.pwrite(pattern(4096, off), off);
+    await cache.pwrite(pattern(4096), 2 * MiB);
+    expect(driver.requests).toEqual([]);
+    await cache.fsync();
+    const writes = driver.ranges('write');
+    // 1 MiB = 2048 sectors = 23 requests of 88 + one of 24, then the separate page at 2 MiB.
+    expect(writes.length).toBe(25);
+    expect(writes.slice(0, 2)).toEqual([
+      [0, 88],
+      [88, 88],
+    ]);
+    expect(writes[23]).toEqual([2024, 24]);
+    expect(writes[24]).toEqual([4096, 8]);
+    expect(driver.requests.filter((r) => r.op === 'write').every((r) => r.nrSegments <= 11)).toBe(true);
+    expect(driver.data.subarray(4096, 8192)).toEqual(pattern(4096, 4096));
+    expect(driver.ranges('flush')).toEqual([[0, 0]]);
+  });
+
+  it('fsync issues no flush to a device without a write cache', async () => {
+    const { driver, cache } = setup({ flush: false });
+    await cache.pwrite(pattern(4096), 0);
+    expect(await cache.fsync()).toEqual({ ok: true, n: 0 });
+    expect(driver.ranges('flush')).toEqual([]);
+  });
+
+  it('a failed writeback loses the blocks, logs them, and the next fsync reports EIO once', async () => {
+    const { driver, log, cache } = setup();
+    driver.failWhen({ op: 'write', from: 8, to: 8, status: 'ioerr' });
+    await cache.pwrite(pattern(3 * 4096), 0);
+    expect(await cache.fsync()).toEqual({ ok: false, errno: 'EIO' });
+    expect(driver.ranges('flush')).toEqual([]); // blkdev_fsync stops at the writeback error
+    expect(log.messages.map((m) => [m.level, m.text])).toEqual([
+      [KERN_ERR, 'end_request: I/O error, dev xvda, sector 0'],
+      [KERN_ERR, 'Buffer I/O error on device xvda, logical block 0'],
+      [KERN_WARNING, 'lost page write due to I/O error on xvda'],
+      [KERN_ERR, 'Buffer I/O error on device xvda, logical block 1'],
+      [KERN_WARNING, 'lost page write due to I/O error on xvda'],
+      [KERN_ERR, 'Buffer I/O error on device xvda, logical block 2'],
+      [KERN_WARNING, 'lost page write due to I/O error on xvda'],
+    ]);
+    expect(await cache.fsync()).toEqual({ ok: true, n: 0 });
+    // The lost blocks are no longer uptodate: a read goes to the device.
+    const before = driver.requests.length;
+    await cache.pread(Buffer.alloc(512), 0);
+    expect(driver.requests.length).toBe(before + 1);
+  });
+
+  it('a failed flush makes fsync fail with EIO', async () => {
+    const { driver, cache } = setup();
+    driver.failWhen({ op: 'flush', from: 0, to: 0, status: 'ioerr' });
+    expect(await cache.fsync()).toEqual({ ok: false, errno: 'EIO' });
+  });
+
+  it('writes back in the writer when dirty data passes the threshold (balance_dirty_pages)', async () => {
+    const { driver, cache } = setup({}, { dirtyThresholdBytes: 64 * KiB });
+    for (let off = 0; off < 64 * KiB; off += 4096) await cache.pwrite(pattern(4096), off);
+    expect(driver.requests).toEqual([]);
+    await cache.pwrite(pattern(4096), 64 * KiB);
+    expect(cache.dirtyBytes()).toBe(0);
+    expect(driver.ranges('write').reduce((n, [, s]) => n + s, 0)).toBe(136);
+  });
+
+  it('last close writes back and drops the cache', async () => {
+    const { driver, cache } = setup();
+    cache.open(); // a second opener
+    await cache.pwrite(pattern(4096), 0);
+    expect(await cache.close()).toEqual({ ok: true, n: 0 });
+    expect(driver.ranges('write')).toEqual([]);
+    expect(await cache.close()).toEqual({ ok: true, n: 0 });
+    expect(driver.ranges('write')).toEqual([[0, 8]]);
+    expect(driver.ranges('flush')).toEqual([]);
+    expect(cache.cachedBytes()).toBe(0);
+    expect(driver.livePages.size).toBe(0);
+  });
+});
+
+describe('buffered reads', () => {
+  it('reads the missing blocks of a range in one bio and serves cached blocks from memory', async () => {
+    const { driver, cache } = setup();
+    pattern(64 * KiB).copy(driver.data);
+    const buf = Buffer.alloc(10000);
+    expect(await cache.pread(buf, 100)).toEqual({ ok: true, n: 10000 });
+    expect(buf).toEqual(driver.data.subarray(100, 10100));
+    expect(driver.ranges('read')).toEqual([[0, 24]]);
+    await cache.pread(Buffer.alloc(20000), 0);
+    expect(driver.ranges('read')).toEqual([
+      [0, 24],
+      [24, 16],
+    ]);
+  });
+
+  it('at the end of the device: short read, then 0', async () => {
+    const { cache } = setup({ capacity: 64 });
+    expect(await cache.pread(Buffer.alloc(4096), 30 * KiB)).toEqual({ ok: true, n: 2048 });
+    expect(await cache.pread(Buffer.alloc(4096), 32 * KiB)).toEqual({ ok: true, n: 0 });
+  });
+
+  it('a failing page after good ones: the bio is retried page by page, the read is short, then EIO', async () => {
+    const { driver, log, cache } = setup();
+    driver.failWhen({ op: 'read', from: 4660, to: 4669, status: 'ioerr' });
+    const buf = Buffer.alloc(4 * 4096);
+    const r = await cache.pread(buf, 4640 * 512);
+    expect(r).toEqual({ ok: true, n: 2 * 4096 });
+    expect(driver.ranges('read')).toEqual([
+      [4640, 32],
+      [4640, 8],
+      [4648, 8],
+      [4656, 8],
+    ]);
+    expect(log.lines()).toEqual([
+      'end_request: I/O error, dev xvda, sector 4640',
+      'end_request: I/O error, dev xvda, sector 4656',
+      'Buffer I/O error on device xvda, logical block 582',
+    ]);
+    expect(await cache.pread(buf, 4656 * 512)).toEqual({ ok: false, errno: 'EIO' });
+  });
+
+  it('a PI verify failure is EIO to a buffered reader', async () => {
+    const { driver, log, cache } = setup({ integrity: TYPE1_CRC });
+    await cache.pwrite(pattern(4096), 0);
+    await cache.close();
+    cache.open();
+    driver.data[5] ^= 1;
+    expect(await cache.pread(Buffer.alloc(512), 0)).toEqual({ ok: false, errno: 'EIO' });
+    expect(log.lines()).toEqual([
+      expect.stringMatching(/^xvda: guard tag error at sector 0 /),
+      'Buffer I/O error on device xvda, logical block 0',
+    ]);
+  });
+});
+
+describe('concurrency', () => {
+  it('concurrent readers of the same blocks share one read', async () => {
+    const { driver, cache } = setup();
+    pattern(8192).copy(driver.data);
+    const a = Buffer.alloc(8192);
+    const b = Buffer.alloc(4096);
+    const [ra, rb] = await Promise.all([cache.pread(a, 0), cache.pread(b, 4096)]);
+    expect([ra, rb]).toEqual([
+      { ok: true, n: 8192 },
+      { ok: true, n: 4096 },
+    ]);
+    expect(driver.ranges('read')).toEqual([[0, 16]]);
+    expect(b).toEqual(driver.data.subarray(4096, 8192));
+  });
+
+  it('concurrent partial writers to one block: one read-modify-write, both writes kept', async () => {
+    const { driver, cache } = setup();
+    await Promise.all([cache.pwrite(Buffer.alloc(512, 1), 0), cache.pwrite(Buffer.alloc(512, 2), 1024)]);
+    expect(driver.ranges('read')).toEqual([[0, 8]]);
+    await cache.fsync();
+    expect(driver.data[0]).toBe(1);
+    expect(driver.data[1024]).toBe(2);
+    expect(driver.data[512]).toBe(0);
+  });
+
+  it('a write to a page under writeback waits for it (stable pages)', async () => {
+    const { driver, cache } = setup();
+    await cache.pwrite(Buffer.alloc(4096, 1), 0);
+    let open!: () => void;
+    driver.gate = new Promise((r) => (open = r));
+    const sync = cache.fsync();
+    await new Promise((r) => setImmediate(r));
+    const w = cache.pwrite(Buffer.alloc(4096, 2), 0);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(driver.requests.find((r) => r.op === 'write')!.data![0]).toBe(1);
+    open();
+    driver.gate = null;
+    await Promise.all([sync, w]);
+    expect(driver.data[0]).toBe(1);
+    await cache.fsync();
+    expect(driver.data[0]).toBe(2);
+  });
+});
+
+describe('eviction', () => {
+  it('keeps the cache under its limit by dropping clean pages, least recently used first', async () => {
+    const { driver, cache } = setup({}, { cacheLimitBytes: 64 * KiB });
+    const buf = Buffer.alloc(4096);
+    for (let off = 0; off < 256 * KiB; off += 4096) await cache.pread(buf, off);
+    expect(cache.cachedBytes()).toBe(64 * KiB);
+    expect(driver.livePages.size).toBe(16);
+    const reads = driver.requests.length;
+    await cache.pread(buf, 252 * KiB); // still cached
+    expect(driver.requests.length).toBe(reads);
+    await cache.pread(buf, 0); // evicted long ago
+    expect(driver.requests.length).toBe(reads + 1);
+  });
+
+  it('never evicts dirty pages', async () => {
+    const { cache } = setup({}, { cacheLimitBytes: 16 * KiB });
+    for (let off = 0; off < 64 * KiB; off += 4096) await cache.pwrite(pattern(4096), off);
+    expect(cache.dirtyBytes()).toBe(64 * KiB);
+    expect(cache.cachedBytes()).toBe(64 * KiB);
+  });
+});
+
+describe('O_DIRECT', () => {
+  it('requires alignment to the logical block size', async () => {
+    const { cache } = setup();
+    expect(await cache.directRead(Buffer.alloc(512), 256)).toEqual({ ok: false, errno: 'EINVAL' });
+    expect(await cache.directWrite(Buffer.alloc(1000), 0)).toEqual({ ok: false, errno: 'EINVAL' });
+    const k4 = setup({ limits: { logicalBlockSize: 4096, physicalBlockSize: 4096 } }).cache;
+    expect(await k4.directWrite(Buffer.alloc(512), 0)).toEqual({ ok: false, errno: 'EINVAL' });
+  });
+
+  it('bypasses the cache with temporary pages, freed afterwards', async () => {
+    const { driver, cache } = setup();
+    const data = pattern(1536);
+    expect(await cache.directWrite(data, 512)).toEqual({ ok: true, n: 1536 });
+    expect(driver.ranges('write')).toEqual([[1, 3]]);
+    expect(driver.data.subarray(512, 2048)).toEqual(data);
+    const back = Buffer.alloc(1536);
+    expect(await cache.directRead(back, 512)).toEqual({ ok: true, n: 1536 });
+    expect(back).toEqual(data);
+    expect(driver.livePages.size).toBe(0);
+    expect(cache.cachedBytes()).toBe(0);
+  });
+
+  it('writes back dirty cached data before a direct read of the range', async () => {
+    const { driver, cache } = setup();
+    await cache.pwrite(Buffer.alloc(4096, 9), 0);
+    const back = Buffer.alloc(4096);
+    await cache.directRead(back, 0);
+    expect(driver.ranges('write')).toEqual([[0, 8]]);
+    expect(back[0]).toBe(9);
+  });
+
+  it('invalidates overlapping cached pages on a direct write', async () => {
+    const { driver, cache } = setup();
+    const buf = Buffer.alloc(4096);
+    await cache.pread(buf, 0);
+    await cache.directWrite(Buffer.alloc(512, 5), 1024);
+    expect(cache.cachedBytes()).toBe(0);
+    await cache.pread(buf, 0);
+    expect(buf[1024]).toBe(5);
+    expect(driver.ranges('read')).toEqual([
+      [0, 8],
+      [0, 8],
+    ]);
+  });
+
+  it('returns blk_status_to_errno of a failed bio: EILSEQ for protection, EIO for ioerr', async () => {
+    const { driver, cache } = setup({ integrity: TYPE1_CRC });
+    await cache.directWrite(pattern(4096), 0);
+    driver.data[100] ^= 1;
+    expect(await cache.directRead(Buffer.alloc(4096), 0)).toEqual({ ok: false, errno: 'EILSEQ' });
+    driver.failWhen({ op: 'read', from: 16, to: 16, status: 'ioerr' });
+    expect(await cache.directRead(Buffer.alloc(4096), 8192)).toEqual({ ok: false, errno: 'EIO' });
+    expect(driver.livePages.size).toBe(0);
+  });
+
+  it('at the end of the device: short, then ENOSPC for writes and 0 for reads', async () => {
+    const { cache } = setup({ capacity: 64 });
+    expect(await cache.directWrite(Buffer.alloc(2048), 31 * KiB)).toEqual({ ok: true, n: 1024 });
+    expect(await cache.directWrite(Buffer.alloc(512), 32 * KiB)).toEqual({ ok: false, errno: 'ENOSPC' });
+    expect(await cache.directRead(Buffer.alloc(512), 32 * KiB)).toEqual({ ok: true, n: 0 });
+  });
+});
+
+describe('seed scenario: dd if=/dev/zero of=/dev/xvda on a disk whose reads of 4660..4669 fail', () => {
+  it('fails the write at byte 4656*512 with EIO after 4656 good writes, with one end_request line', async () => {
+    const { driver, log, cache } = setup({ capacity: 16384 });
+    driver.failWhen({ op: 'read', from: 4660, to: 4669, status: 'ioerr' });
+    const zeros = Buffer.alloc(512);
+    let records = 0;
+    let last: unknown = null;
+    for (let off = 0; off < 16384 * 512; off += 512) {
+      const r = await cache.pwrite(zeros, off);
+      if (!r.ok) {
+        last = r;
+        break;
+      }
+      records++;
+    }
+    expect(records).toBe(4656);
+    expect(last).toEqual({ ok: false, errno: 'EIO' });
+    expect(log.lines()).toEqual(['end_request: I/O error, dev xvda, sector 4656']);
+    // Every 4 KiB block was read once before its first partial write; nothing was written yet.
+    expect(driver.ranges('read').length).toBe(583);
+    expect(driver.ranges('write')).toEqual([]);
+    expect(await cache.close()).toEqual({ ok: true, n: 0 });
+    const written = driver.ranges('write').reduce((n, [, s]) => n + s, 0);
+    expect(written).toBe(4656);
+  });
+});
