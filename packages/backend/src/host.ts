@@ -100,15 +100,13 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     destroyGuest: (domid) => toolstack.destroyDomain(domid),
     listGuests: async () => ({
       domains: await xc.domctl.list(),
-      disks: disks
-        .list()
-        .map((d) => ({
-          guest: d.guest,
-          path: d.path,
-          hctl: d.hctl,
-          params: d.params,
-          scsi_debug: d.disk.target.stats(),
-        })),
+      disks: disks.list().map((d) => ({
+        guest: d.guest,
+        path: d.path,
+        hctl: d.hctl,
+        params: d.params,
+        scsi_debug: d.disk.target.stats(),
+      })),
       vbds: blkback.stats(),
     }),
     setDiskParam: async (name, key, value) => {

@@ -26,13 +26,8 @@ const isUint =
   (max: number): Check =>
   (v) =>
     typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max ? null : `an integer 0..${max}`;
-const u8 = isUint(0xff);
 const u16 = isUint(0xffff);
 const u32 = isUint(0xffffffff);
-const int =
-  (min: number, max: number): Check =>
-  (v) =>
-    typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? null : `an integer ${min}..${max}`;
 const str =
   (maxLen: number): Check =>
   (v) =>

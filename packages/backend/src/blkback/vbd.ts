@@ -7,7 +7,6 @@
  * to XenStore under error/, device to Closing), never an exception that takes the backend down.
  */
 import {
-  BLKIF_REQUEST_SIZE,
   BlkifKey,
   blkifRingSize,
   GNTST,
