@@ -23,6 +23,7 @@ import {
 } from './stack.ts';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostname } from 'node:os';
 
 const DEFAULT_DISK = process.env.PVBLK_DISK ?? '';
 
@@ -375,7 +376,7 @@ program
   .description(
     'run a guest domain: asks the host to create it, attaches its disks with blkfront, serves guest commands',
   )
-  .option('--name <name>', 'guest name', process.env.PVBLK_GUEST_NAME ?? 'guest')
+  .option('--name <name>', 'guest name; @hostname uses the host name (one per container with --scale)', process.env.PVBLK_GUEST_NAME ?? 'guest')
   .option(
     '--hypervisor <url>',
     "the hypervisor's WebSocket URL",
@@ -418,10 +419,10 @@ program
       ringStartIndex: number;
     }) =>
       runDomu({
-        name: o.name,
+        name: o.name === '@hostname' ? hostname() : o.name,
         hypervisorUrl: o.hypervisor,
         toolstackUrl: o.toolstack,
-        controlPath: o.control ?? join(defaultRunDir(), `${o.name}.sock`),
+        controlPath: o.control ?? join(defaultRunDir(), `${o.name === '@hostname' ? 'guest' : o.name}.sock`),
         root: o.root ?? null,
         workload: o.run ?? null,
         blkfront: {

@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { renderRecord } from '@pvblk/hypervisor/runtime';
 
-const PVBLK_BIN = fileURLToPath(new URL('../../bin/pvblk.mjs', import.meta.url));
+// children run the same entry point as this process (bin/pvblk.mjs in a checkout, the bundle in an image)
+const PVBLK_BIN = process.argv[1] ?? fileURLToPath(new URL('../../bin/pvblk.mjs', import.meta.url));
 
 export type LogRecord = Record<string, unknown> & { level?: number; msg?: string };
 
