@@ -71,6 +71,12 @@ function stackOptions(cmd: Command): Command {
       'blkfront max_indirect_segments (0: no indirect requests)',
       intOption('--indirect-segments', 0, 4096),
       32,
+    )
+    .option(
+      '--ring-start-index <n>',
+      'start the ring indices here, e.g. 0xffffff00 to cross 2^32 early',
+      intOption('--ring-start-index', 0, 0xffffffff),
+      0,
     );
 }
 
@@ -87,6 +93,7 @@ interface StackCli {
   ringPageOrder: number;
   queues: number;
   indirectSegments: number;
+  ringStartIndex: number;
 }
 
 function stackConfig(o: StackCli) {
@@ -106,6 +113,8 @@ function stackConfig(o: StackCli) {
       String(o.queues),
       '--indirect-segments',
       String(o.indirectSegments),
+      '--ring-start-index',
+      String(o.ringStartIndex),
       ...persistent,
     ],
   };
@@ -376,7 +385,11 @@ program
   .description(
     'run a guest domain: asks the host to create it, attaches its disks with blkfront, serves guest commands',
   )
-  .option('--name <name>', 'guest name; @hostname uses the host name (one per container with --scale)', process.env.PVBLK_GUEST_NAME ?? 'guest')
+  .option(
+    '--name <name>',
+    'guest name; @hostname uses the host name (one per container with --scale)',
+    process.env.PVBLK_GUEST_NAME ?? 'guest',
+  )
   .option(
     '--hypervisor <url>',
     "the hypervisor's WebSocket URL",

@@ -13,6 +13,8 @@ export interface ApiHandlers {
   destroyGuest(domid: number): Promise<void>;
   listGuests(): Promise<unknown>;
   setDiskParam(disk: string, key: string, value: string): Promise<unknown>;
+  /** Arms a blkback fault on a vbd (testing frontends against a hostile backend). */
+  injectFault(domid: number, devid: number, fault: string): Promise<unknown>;
 }
 
 function sameToken(a: string, b: string): boolean {
@@ -71,6 +73,7 @@ export async function startApi(
     const route = async (): Promise<void> => {
       const m = /^\/guests\/(\d+)$/.exec(url.pathname);
       const d = /^\/disks\/(sd[a-z]+)\/params$/.exec(url.pathname);
+      const f = /^\/vbds\/(\d+)\/(\d+)\/fault$/.exec(url.pathname);
       if (req.method === 'POST' && url.pathname === '/guests') {
         const b = await readJson(req);
         if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
@@ -88,6 +91,11 @@ export async function startApi(
         if (typeof b.key !== 'string' || typeof b.value !== 'string')
           throw new PvblkError('EINVAL', 'body needs key and value strings');
         return send(200, await h.setDiskParam(d[1], b.key, b.value));
+      }
+      if (req.method === 'POST' && f) {
+        const b = await readJson(req);
+        if (typeof b.fault !== 'string') throw new PvblkError('EINVAL', 'body.fault must be a string');
+        return send(200, await h.injectFault(Number(f[1]), Number(f[2]), b.fault));
       }
       send(404, { error: 'ENOENT', message: `no route ${req.method} ${url.pathname}` });
     };

@@ -116,6 +116,15 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       log.info({ disk: name, key, value }, `scsi_debug ${name}: ${key}=${value}`);
       return { disk: name, [key]: value };
     },
+    injectFault: async (domid, devid, fault) => {
+      if (fault !== 'bad-response-id')
+        throw new PvblkError('EINVAL', `unknown fault "${fault}" (known: bad-response-id)`);
+      const vbd = blkback.vbds.get(`${domid}/${devid}`);
+      if (!vbd || !vbd.injectFault({ badResponseId: true }))
+        throw new PvblkError('ENOENT', `no connected vbd ${domid}/${devid}`);
+      log.warn({ domid, devid, fault }, `fault armed on vbd-${domid}-${devid}: ${fault}`);
+      return { armed: fault, vbd: `${domid}/${devid}` };
+    },
   });
   log.info({ event: 'ready', api: api.url, domid: xc.domid }, `host ready; management API on ${api.url}`);
 

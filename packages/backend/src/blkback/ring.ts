@@ -68,7 +68,14 @@ export interface RingContext {
 
 type Outcome = { status: number };
 
+/** Misbehaviour on demand, to test a frontend against a hostile backend. Each fault fires once. */
+export interface BackFaults {
+  /** Answer the next request with an id the frontend never used. */
+  badResponseId: boolean;
+}
+
 export class BlkifRing {
+  readonly faults: BackFaults = { badResponseId: false };
   readonly back: BackRing;
   private readonly mem: PagesRingMemory;
   private readonly notifier: BarrierNotifier;
@@ -387,6 +394,10 @@ export class BlkifRing {
   /** make_response: fields into the slot; pushes are batched per event-loop turn, then maybe notify. */
   private respond(id: bigint, operation: number, status: number): void {
     if (this.halted) return;
+    if (this.faults.badResponseId) {
+      this.faults.badResponseId = false;
+      id = 0xdead_beefn;
+    }
     writeResponse(this.mem, this.back.slotOffset(this.back.rspProdPvt), { id, operation, status });
     this.back.rspProdPvt = (this.back.rspProdPvt + 1) >>> 0;
     if (this.responsesPending) return;

@@ -379,6 +379,13 @@ export class VbdBackend {
     this.watch = null;
   }
 
+  /** Arms a fault on every ring of this device; false when it is not connected. */
+  injectFault(f: Partial<import('./ring.ts').BackFaults>): boolean {
+    if (this.rings.length === 0) return false;
+    for (const r of this.rings) Object.assign(r.faults, f);
+    return true;
+  }
+
   /** Waits until queued state changes have been handled (tests). */
   settled(): Promise<void> {
     return this.serial;

@@ -518,6 +518,13 @@ export class Blkfront implements BlockDriver {
     for (const s of subs) s.done(null);
   }
 
+  /** Arms a fault on every queue's next request or push (see FrontFaults). */
+  injectFault(f: Partial<import('./queue.ts').FrontFaults>): boolean {
+    if (this.queues.length === 0) return false;
+    for (const q of this.queues) Object.assign(q.faults, f);
+    return true;
+  }
+
   get inflight(): number {
     return this.queues.reduce((n, q) => n + q.inflight, 0);
   }

@@ -80,7 +80,19 @@ export interface QueueParams {
   };
 }
 
+/**
+ * Misbehaviour on demand, to test a backend against a hostile frontend (the debugfs-like seam the
+ * fuzzing work builds on). Each fault fires once.
+ */
+export interface FrontFaults {
+  /** Rewrites the next request's slot bytes after it is encoded (e.g. nr_segments = 12). */
+  mutateNextRequest: ((slot: Buffer) => void) | null;
+  /** On the next push, publish req_prod this far beyond the real one (bogus ring indices). */
+  bogusReqProdAhead: number | null;
+}
+
 export class FrontQueue {
+  readonly faults: FrontFaults = { mutateNextRequest: null, bogusReqProdAhead: null };
   readonly pages: Page[] = [];
   readonly ringRefs: number[] = [];
   port = 0;
@@ -235,7 +247,13 @@ export class FrontQueue {
       }
     }
     this.shadow[id] = sh;
-    this.mem.write(this.ring.slotOffset(this.ring.reqProdPvt), encodeRequest(ringReq));
+    const slot = encodeRequest(ringReq);
+    const mutate = this.faults.mutateNextRequest;
+    if (mutate) {
+      this.faults.mutateNextRequest = null;
+      mutate(slot);
+    }
+    this.mem.write(this.ring.slotOffset(this.ring.reqProdPvt), slot);
     this.ring.reqProdPvt = (this.ring.reqProdPvt + 1) >>> 0;
     this.p.stats.requests++;
   }
@@ -244,6 +262,14 @@ export class FrontQueue {
   push(): void {
     if (this.dead) return;
     const before = this.notifier.stats.notifies;
+    const ahead = this.faults.bogusReqProdAhead;
+    if (ahead !== null) {
+      this.faults.bogusReqProdAhead = null;
+      this.ring.pushRequests();
+      this.mem.writeU32(0, (this.ring.reqProdPvt + ahead) >>> 0);
+      this.p.xc.evtchn.send(this.port);
+      return;
+    }
     this.notifier.pushed(this.ring.pushRequestsAndCheckNotify());
     this.p.stats.notifies += this.notifier.stats.notifies - before;
   }

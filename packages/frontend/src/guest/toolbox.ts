@@ -141,6 +141,86 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     return 0;
   };
 
+  commands.blkdiscard = async (argv, io) => {
+    // blkdiscard [-o offset] [-l length] [-s] <device>
+    let offset = 0;
+    let length: number | null = null;
+    let secure = false;
+    let dev: string | null = null;
+    for (let i = 1; i < argv.length; i++) {
+      const a = argv[i];
+      if (a === '-o' || a === '--offset') offset = Number(argv[++i]);
+      else if (a === '-l' || a === '--length') length = Number(argv[++i]);
+      else if (a === '-s' || a === '--secure') secure = true;
+      else dev = a;
+    }
+    const d = dev ? findDisk(rt, dev) : undefined;
+    if (!d) {
+      io.stderr(
+        `blkdiscard: ${dev ?? 'no device specified'}: ${dev ? 'No such file or directory' : 'Try blkdiscard --help'}\n`,
+      );
+      return 1;
+    }
+    const size = d.queue.capacity() * 512;
+    const len = length ?? size - offset;
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(len) ||
+      offset % 512 ||
+      len % 512 ||
+      offset + len > size
+    ) {
+      io.stderr(
+        `blkdiscard: ${dev}: offset ${offset} and length ${len} must be 512-byte aligned and within the device\n`,
+      );
+      return 1;
+    }
+    // the page cache must not keep stale blocks of the discarded range
+    await d.cache.fsync();
+    d.cache.invalidateAll();
+    const r = await d.queue.submitBio({
+      op: 'discard',
+      sector: offset / 512,
+      segments: [],
+      nrSectors: len / 512,
+      secure,
+    });
+    if (r.status !== 'ok') {
+      io.stderr(
+        `blkdiscard: ${dev}: BLKDISCARD ioctl failed: ${r.status === 'notsupp' ? 'Operation not supported' : 'Input/output error'}\n`,
+      );
+      return 1;
+    }
+    return 0;
+  };
+
+  commands['blkfront-fault'] = async (argv, io) => {
+    // blkfront-fault <device> nr_segments=N | last_sect=N | bogus_req_prod[=ahead]
+    const d = argv[1] ? findDisk(rt, argv[1]) : undefined;
+    const spec = argv[2] ?? '';
+    const m = /^(nr_segments|last_sect|bogus_req_prod)(?:=(\d+))?$/.exec(spec);
+    if (!d || !m) {
+      io.stderr('usage: blkfront-fault /dev/xvdX nr_segments=N | last_sect=N | bogus_req_prod[=N]\n');
+      return 2;
+    }
+    const n = Number(m[2] ?? 100);
+    const armed =
+      m[1] === 'bogus_req_prod'
+        ? d.front.injectFault({ bogusReqProdAhead: n })
+        : d.front.injectFault({
+            mutateNextRequest: (slot) => {
+              if (m[1] === 'nr_segments') slot[1] = n;
+              else slot[29] = n; // segment 0's last_sect
+            },
+          });
+    if (!armed) {
+      io.stderr(`blkfront-fault: ${argv[1]} is not connected\n`);
+      return 1;
+    }
+    io.stdout(`blkfront-fault: ${d.name}: ${spec} armed for the next request\n`);
+    return 0;
+  };
+
   commands.sh = async (argv, io, ctx) => {
     if (argv[1] !== '-c' || argv.length < 3) {
       io.stderr('sh: usage: sh -c <command line>\n');
