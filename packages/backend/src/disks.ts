@@ -39,7 +39,7 @@ function diskName(index: number): string {
 
 export class HostDisks implements DeviceResolver {
   private readonly byPath = new Map<string, HostDisk>();
-  private registry: Record<string, number> = {};
+  private registry: Record<string, { slot: number; params: string }> = {};
   private loaded = false;
 
   constructor(
@@ -54,10 +54,7 @@ export class HostDisks implements DeviceResolver {
     if (!this.dataDir) return;
     await mkdir(this.dataDir, { recursive: true });
     try {
-      this.registry = JSON.parse(await readFile(join(this.dataDir, 'disks.json'), 'utf8')) as Record<
-        string,
-        number
-      >;
+      this.registry = JSON.parse(await readFile(join(this.dataDir, 'disks.json'), 'utf8')) as Record<string, { slot: number; params: string }>;
     } catch {
       this.registry = {};
     }
@@ -69,15 +66,17 @@ export class HostDisks implements DeviceResolver {
     await this.load();
     const existing = [...this.byPath.values()].find((d) => d.guest === guest);
     if (existing) return existing;
-    let slot = this.registry[guest];
-    if (slot === undefined) {
-      const used = new Set(Object.values(this.registry));
-      slot = 0;
+    let entry = this.registry[guest];
+    if (entry === undefined) {
+      const used = new Set(Object.values(this.registry).map((e) => e.slot));
+      let slot = 0;
       while (used.has(slot)) slot++;
-      this.registry[guest] = slot;
-      if (this.dataDir)
-        await writeFile(join(this.dataDir, 'disks.json'), JSON.stringify(this.registry, null, 2) + '\n');
+      entry = this.registry[guest] = { slot, params };
+    } else {
+      entry.params = params;
     }
+    if (this.dataDir) await writeFile(join(this.dataDir, 'disks.json'), JSON.stringify(this.registry, null, 2) + '\n');
+    const slot = entry.slot;
     const name = diskName(FIRST_DISK_INDEX + slot);
     const hctl = `${FIRST_HOST + slot}:0:0:0`;
     const parsed = parseScsiDebugParams(params);
@@ -98,6 +97,17 @@ export class HostDisks implements DeviceResolver {
     };
     this.byPath.set(d.path, d);
     return d;
+  }
+
+  /**
+   * Brings back every disk of the registry, with the parameters it last had: a restarted backend
+   * must find the disks its vbds name before it re-attaches to the guests.
+   */
+  async restore(): Promise<HostDisk[]> {
+    await this.load();
+    const out: HostDisk[] = [];
+    for (const [guest, e] of Object.entries(this.registry)) out.push(await this.forGuest(guest, e.params));
+    return out;
   }
 
   open(params: string): { device: HostBlockDevice; pdevice: number } | null {
