@@ -54,7 +54,10 @@ export class HostDisks implements DeviceResolver {
     if (!this.dataDir) return;
     await mkdir(this.dataDir, { recursive: true });
     try {
-      this.registry = JSON.parse(await readFile(join(this.dataDir, 'disks.json'), 'utf8')) as Record<string, { slot: number; params: string }>;
+      this.registry = JSON.parse(await readFile(join(this.dataDir, 'disks.json'), 'utf8')) as Record<
+        string,
+        { slot: number; params: string }
+      >;
     } catch {
       this.registry = {};
     }
@@ -75,7 +78,8 @@ export class HostDisks implements DeviceResolver {
     } else {
       entry.params = params;
     }
-    if (this.dataDir) await writeFile(join(this.dataDir, 'disks.json'), JSON.stringify(this.registry, null, 2) + '\n');
+    if (this.dataDir)
+      await writeFile(join(this.dataDir, 'disks.json'), JSON.stringify(this.registry, null, 2) + '\n');
     const slot = entry.slot;
     const name = diskName(FIRST_DISK_INDEX + slot);
     const hctl = `${FIRST_HOST + slot}:0:0:0`;

@@ -61,7 +61,8 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
   });
   log.info({ domid: xc.domid, url: opts.hypervisorUrl }, 'connected to the hypervisor as the control domain');
   const disks = new HostDisks(opts.dataDir, klog);
-  for (const d of await disks.restore()) log.info({ disk: d.path, guest: d.guest, params: d.params }, `restored disk ${d.path} of ${d.guest}`);
+  for (const d of await disks.restore())
+    log.info({ disk: d.path, guest: d.guest, params: d.params }, `restored disk ${d.path} of ${d.guest}`);
   const toolstack = new Toolstack(xc, (l, o, m) => log[l](o, m));
   await toolstack.start();
   const blkback = new BlkbackDriver({

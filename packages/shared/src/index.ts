@@ -8,3 +8,4 @@ export * from './evtchn.ts';
 export * from './crc.ts';
 export * from './pi.ts';
 export * from './wire.ts';
+export * from './blkif-integrity.ts';

@@ -20,6 +20,8 @@ export interface BlkbackConfig {
   dataPath: 'map' | 'copy';
   /** Offer BLKIF_OP_DISCARD when the device supports it (the toolstack's discard-enable). */
   discard: boolean;
+  /** Offer the blkif integrity extension when the device has an integrity profile. */
+  integrity: boolean;
   /** Longest a disconnect waits for in-flight I/O before giving up on it. */
   drainTimeoutMs: number;
 }
@@ -32,6 +34,7 @@ export const DEFAULT_BLKBACK_CONFIG: Readonly<BlkbackConfig> = Object.freeze({
   maxPersistentGrants: 1056,
   dataPath: 'map',
   discard: true,
+  integrity: true,
   drainTimeoutMs: 10_000,
 });
 

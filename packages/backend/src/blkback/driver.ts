@@ -12,7 +12,7 @@ import type { BlkbackStats } from './stats.ts';
 
 export interface DeviceResolver {
   /** Opens the host device a vbd's `params` names (e.g. /dev/sdg); null when unknown. */
-  open(params: string): { device: HostBlockDevice; pdevice: number } | null;
+  open(params: string): { device: HostBlockDevice; pdevice: number; startSector?: number } | null;
 }
 
 export interface BlkbackOptions {
@@ -84,6 +84,7 @@ export class BlkbackDriver {
           config: this.config,
           device: opened.device,
           pdevice: opened.pdevice,
+          startSector: opened.startSector ?? 0,
           frontDomid: Number(dom),
           devid: Number(dev),
           bePath,

@@ -37,6 +37,17 @@ import {
   type BlkifSegment,
   type DecodedRequest,
   type KernelLog,
+  BLKIF_OP_INTEGRITY,
+  BLKIF_RSP_EPROTECTION,
+  BLKIF_PI_CHECK_APP,
+  BLKIF_PI_CHECK_GUARD,
+  BLKIF_PI_CHECK_REF,
+  decodeIntegrityDescriptors,
+  decodeIntegrityRequest,
+  PI_TUPLE_SIZE,
+  writeIntegrityResponse,
+  type BlkifIntegrityRequest,
+  type IntegrityResponseInfo,
 } from '@pvblk/shared';
 import {
   BarrierNotifier,
@@ -45,7 +56,7 @@ import {
   type Page,
   type XenClient,
 } from '@pvblk/hypervisor/client';
-import type { HostBlockDevice, IoResult } from '../block-device.ts';
+import type { HostBlockDevice, IntegrityProfile, IoError, IoResult } from '../block-device.ts';
 import { BLKIF_REQS_PER_PAGE } from './config.ts';
 import { GrantDataPath, PersistentGrants } from './segments.ts';
 import type { BlkbackStats } from './stats.ts';
@@ -64,9 +75,13 @@ export interface RingContext {
   dataPath: 'map' | 'copy';
   persistent: PersistentGrants | null;
   stats: BlkbackStats;
+  /** The PI format negotiated with the frontend (the blkif integrity extension), or null. */
+  integrity: IntegrityProfile | null;
+  /** Where the vbd starts on the host device (a partition), in 512-byte sectors: ref tags are remapped by it. */
+  startSector: number;
 }
 
-type Outcome = { status: number };
+type Outcome = { status: number; info?: IntegrityResponseInfo };
 
 /** Misbehaviour on demand, to test a frontend against a hostile backend. Each fault fires once. */
 export interface BackFaults {
@@ -181,7 +196,11 @@ export class BlkifRing {
           const slot = this.mem.read(this.back.slotOffset(rc), BLKIF_REQUEST_SIZE);
           rc = (rc + 1) >>> 0;
           this.back.reqCons = rc; // before dispatch: the response may be made at once
-          this.dispatch(decodeRequest(slot, { maxIndirectSegments: this.ctx.maxIndirectSegments }));
+          if (slot[0] === BLKIF_OP_INTEGRITY && this.ctx.integrity) {
+            this.dispatchIntegrity(slot);
+          } else {
+            this.dispatch(decodeRequest(slot, { maxIndirectSegments: this.ctx.maxIndirectSegments }));
+          }
         }
         if (this.waitingForSlot) return; // a completion kicks us again
         const more = await finalCheckWithBarrier(
@@ -198,7 +217,6 @@ export class BlkifRing {
   }
 
   private dispatch(d: DecodedRequest): void {
-    this.inflight++;
     const id = d.ok ? d.request.id : d.id;
     // the response to an indirect request carries the inner operation (Linux blkback/blkfront)
     const op = d.ok
@@ -206,16 +224,38 @@ export class BlkifRing {
         ? d.request.indirectOp
         : d.request.operation
       : d.operation;
-    this.execute(d)
+    this.track(id, op, this.execute(d));
+  }
+
+  private dispatchIntegrity(slot: Buffer): void {
+    const d = decodeIntegrityRequest(slot, Math.max(this.ctx.maxIndirectSegments, 11));
+    const id = d.ok ? d.request.id : d.id;
+    if (!d.ok) {
+      this.debug(`${d.problem.detail} (integrity, domain ${this.ctx.frontDomid})`);
+      this.track(id, BLKIF_OP_INTEGRITY, Promise.resolve({ status: BLKIF_RSP_ERROR }));
+      return;
+    }
+    this.track(
+      id,
+      BLKIF_OP_INTEGRITY,
+      (this.barrierGate ?? Promise.resolve()).then(() => this.integrityRw(d.request)),
+    );
+  }
+
+  /** Counts a request in flight, answers it when its work settles, and resumes consuming if we had paused. */
+  private track(id: bigint, op: number, work: Promise<Outcome>): void {
+    this.inflight++;
+    work
       .catch((e: Error) => {
         this.ctx.klog.printk(KERN_ERR, `xen-blkback: request ${id} failed unexpectedly: ${e.message}`);
-        return { status: BLKIF_RSP_ERROR };
+        return { status: BLKIF_RSP_ERROR } as Outcome;
       })
       .then((o) => {
         this.inflight--;
         if (o.status === BLKIF_RSP_ERROR) this.ctx.stats.errors++;
         if (o.status === BLKIF_RSP_EOPNOTSUPP) this.ctx.stats.eopnotsupp++;
-        this.respond(id, op, o.status);
+        if (o.status === BLKIF_RSP_EPROTECTION) this.ctx.stats.pi_errors++;
+        this.respond(id, op, o.status, o.info);
         if (this.inflight === 0 && this.idleWaiters.length) {
           for (const w of this.idleWaiters.splice(0)) w();
         }
@@ -366,6 +406,128 @@ export class BlkifRing {
     }
   }
 
+  /**
+   * BLKIF_OP_INTEGRITY: data and PI move together. The guest's ref tags are remapped from its
+   * virtual seed to the device's LBAs on the way down and back on the way up (blk_integrity_prepare /
+   * _complete); tuples that do not carry the expected virtual ref are left alone, so a misdirected
+   * write still fails the ref check below. Checks happen in the host's sd/HBA model and in the device.
+   */
+  private async integrityRw(req: BlkifIntegrityRequest): Promise<Outcome> {
+    const dev = this.ctx.device;
+    const prof = this.ctx.integrity!;
+    const isWrite = req.integrityOp === BLKIF_OP_WRITE;
+    const spi = prof.interval / SECTOR_SIZE;
+    // descriptors: data segments, then PI segments, in the indirect pages
+    const pseudo = req.indirectGrefs.map((gref) => ({ gref, firstSect: 0, lastSect: 7 }));
+    const ind = await this.data.acquire(pseudo, true);
+    if (!ind.ok) {
+      this.ctx.klog.printk(KERN_ERR, `xen-blkback: integrity descriptors: ${ind.detail}`);
+      return { status: BLKIF_RSP_ERROR };
+    }
+    let desc: ReturnType<typeof decodeIntegrityDescriptors>;
+    try {
+      const g = await ind.io.gather();
+      if (!g.ok) return { status: BLKIF_RSP_ERROR };
+      const pages = req.indirectGrefs.map((_, i) => g.data.subarray(i * 4096, (i + 1) * 4096));
+      desc = decodeIntegrityDescriptors(
+        pages,
+        req.nrSegments,
+        req.nrPiSegments,
+        (sectors) => (sectors / spi) * PI_TUPLE_SIZE,
+      );
+    } finally {
+      ind.io.release();
+    }
+    if (!desc.ok) {
+      this.debug(`${desc.problem.detail} (integrity, domain ${this.ctx.frontDomid})`);
+      return { status: BLKIF_RSP_ERROR };
+    }
+    const segments = desc.data;
+    const nrSects = segments.reduce((n, s) => n + segmentSectors(s), 0);
+    const start = req.sectorNumber;
+    if (start + BigInt(nrSects) > BigInt(dev.sectors) || Number(start) % spi !== 0 || nrSects % spi !== 0) {
+      this.debug(
+        `access denied: integrity ${isWrite ? 'WRITE' : 'READ'} of [${start},${start + BigInt(nrSects)}]`,
+      );
+      return { status: BLKIF_RSP_ERROR };
+    }
+    if (isWrite) {
+      this.ctx.stats.wr_req++;
+      this.ctx.stats.wr_sect += nrSects;
+    } else {
+      this.ctx.stats.rd_req++;
+      this.ctx.stats.rd_sect += nrSects;
+    }
+    const sector = Number(start);
+    const checks = {
+      guard: (req.piFlags & BLKIF_PI_CHECK_GUARD) !== 0,
+      app: (req.piFlags & BLKIF_PI_CHECK_APP) !== 0,
+      ref: (req.piFlags & BLKIF_PI_CHECK_REF) !== 0 && prof.type !== 3,
+    };
+    const virtSeed = req.refTag >>> 0;
+    const physSeed = (this.ctx.startSector + sector) / spi;
+    const piSegs = desc.pi.map((p) => ({ gref: p.gref, firstSect: 0, lastSect: 7 }));
+    const all = await this.data.acquire([...segments, ...piSegs], isWrite);
+    if (!all.ok) {
+      this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${all.detail}`);
+      return { status: BLKIF_RSP_ERROR };
+    }
+    const io = all.io;
+    const dataBytes = nrSects * SECTOR_SIZE;
+    try {
+      if (isWrite) {
+        const g = await io.gather();
+        if (!g.ok) return { status: BLKIF_RSP_ERROR };
+        const data = g.data.subarray(0, dataBytes);
+        const tuples = Buffer.concat(
+          desc.pi.map((p, i) => {
+            const base = dataBytes + i * 4096;
+            return g.data.subarray(base + p.offset, base + p.offset + p.length);
+          }),
+        );
+        this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
+        remapRefs(tuples, virtSeed, physSeed, prof.type);
+        const r = await dev.write(sector, Buffer.from(data), { tuples, checks });
+        return this.integrityOutcome(r, sector);
+      }
+      const r = await dev.read(sector, nrSects, { checks });
+      if (!r.ok) return this.integrityOutcome(r, sector);
+      const tuples = r.pi ?? Buffer.alloc((dataBytes / prof.interval) * PI_TUPLE_SIZE);
+      this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
+      remapRefs(tuples, physSeed, virtSeed, prof.type);
+      // PI pages get the tuples at their offsets; the rest of those pages is left as it was
+      const out = Buffer.alloc(dataBytes + desc.pi.length * 4096);
+      r.data.copy(out, 0);
+      const gathered = desc.pi.length ? await io.gather() : null;
+      let pos = 0;
+      desc.pi.forEach((p, i) => {
+        const base = dataBytes + i * 4096;
+        if (gathered?.ok) gathered.data.copy(out, base, base, base + 4096);
+        tuples.copy(out, base + p.offset, pos, pos + p.length);
+        pos += p.length;
+      });
+      const s = await io.scatter(out);
+      return s.ok ? { status: BLKIF_RSP_OKAY } : { status: BLKIF_RSP_ERROR };
+    } finally {
+      io.release();
+    }
+  }
+
+  /** Turns the device's result into the response, with which check failed and where. */
+  private integrityOutcome(r: IoResult | { ok: false; error: IoError }, sector: number): Outcome {
+    if (r.ok) return { status: BLKIF_RSP_OKAY };
+    const e = r.error;
+    if (e.kind !== 'protection') return { status: BLKIF_RSP_ERROR };
+    const bad = (e.badSector ?? e.sector) - this.ctx.startSector;
+    const caughtBy = e.detectedBy === 'host' ? 'backend' : 'device';
+    if (caughtBy === 'backend') this.ctx.stats.pi_caught_backend++;
+    else this.ctx.stats.pi_caught_device++;
+    return {
+      status: BLKIF_RSP_EPROTECTION,
+      info: { check: e.check ?? 'guard', caughtBy, sectorOffset: Math.max(0, bad - sector) },
+    };
+  }
+
   /** Fetches an indirect request's segment array, reading each descriptor once (xen_blkbk_parse_indirect). */
   private async indirectSegments(
     req: Extract<BlkifRequest, { operation: 6 }>,
@@ -392,13 +554,15 @@ export class BlkifRing {
   }
 
   /** make_response: fields into the slot; pushes are batched per event-loop turn, then maybe notify. */
-  private respond(id: bigint, operation: number, status: number): void {
+  private respond(id: bigint, operation: number, status: number, info?: IntegrityResponseInfo): void {
     if (this.halted) return;
     if (this.faults.badResponseId) {
       this.faults.badResponseId = false;
       id = 0xdead_beefn;
     }
-    writeResponse(this.mem, this.back.slotOffset(this.back.rspProdPvt), { id, operation, status });
+    const off = this.back.slotOffset(this.back.rspProdPvt);
+    if (operation === BLKIF_OP_INTEGRITY) writeIntegrityResponse(this.mem, off, { id, status, info });
+    else writeResponse(this.mem, off, { id, operation, status });
     this.back.rspProdPvt = (this.back.rspProdPvt + 1) >>> 0;
     if (this.responsesPending) return;
     this.responsesPending = true;
@@ -407,5 +571,16 @@ export class BlkifRing {
       if (this.halted) return;
       this.notifier.pushed(this.back.pushResponsesAndCheckNotify());
     });
+  }
+}
+
+/**
+ * __blk_reftag_remap: tuples whose ref tag is the expected `from` seed (+ interval) are rewritten to
+ * the `to` seed (+ interval). Type 3 has no ref tag to remap.
+ */
+export function remapRefs(tuples: Buffer, from: number, to: number, type: 1 | 2 | 3): void {
+  if (type === 3 || from === to) return;
+  for (let i = 0, off = 4; off < tuples.length; i++, off += PI_TUPLE_SIZE) {
+    if (tuples.readUInt32BE(off) === (from + i) >>> 0) tuples.writeUInt32BE((to + i) >>> 0, off);
   }
 }

@@ -22,6 +22,11 @@ export interface BlkbackStats {
   grant_copies: number;
   persistent_hits: number;
   persistent_grants: number;
+  /** PI tuples moved by integrity requests, and their failures by where they were caught. */
+  pi_tuples: number;
+  pi_errors: number;
+  pi_caught_backend: number;
+  pi_caught_device: number;
 }
 
 export function newStats(): BlkbackStats {
@@ -43,6 +48,10 @@ export function newStats(): BlkbackStats {
     grant_copies: 0,
     persistent_hits: 0,
     persistent_grants: 0,
+    pi_tuples: 0,
+    pi_errors: 0,
+    pi_caught_backend: 0,
+    pi_caught_device: 0,
   };
 }
 

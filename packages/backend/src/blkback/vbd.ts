@@ -23,6 +23,7 @@ import {
   XenbusState,
   xenbusStateName,
   type KernelLog,
+  IntegrityKey,
 } from '@pvblk/shared';
 import type { Page, Watch, XenClient } from '@pvblk/hypervisor/client';
 import type { HostBlockDevice } from '../block-device.ts';
@@ -38,6 +39,8 @@ export interface VbdContext {
   device: HostBlockDevice;
   /** MKDEV(major, minor) of the physical device. */
   pdevice: number;
+  /** First sector of the vbd on the device (a partition); 0 for a whole disk. */
+  startSector: number;
   frontDomid: number;
   devid: number;
   /** /local/domain/0/backend/vbd/<domid>/<devid> */
@@ -74,6 +77,7 @@ export class VbdBackend {
   /** Statistics of rings from earlier connections of this device. */
   private readonly pastStats = newStats();
   persistent = false;
+  integrity: import('../block-device.ts').IntegrityProfile | null = null;
   nrQueues = 0;
   ringOrder = 0;
 
@@ -110,6 +114,19 @@ export class VbdBackend {
       }
       await this.xs.write(`${bePath}/${BlkifKey.multiQueueMaxQueues}`, String(config.maxQueues), tx);
       await this.xs.write(`${bePath}/${BlkifKey.maxRingPageOrder}`, String(config.maxRingPageOrder), tx);
+      // the integrity extension (docs/blkif-integrity.md): offered when the host can carry PI (DIX)
+      // and indirect pages exist to hold the descriptors
+      const prof = this.ctx.device.integrity;
+      if (prof && config.maxIndirectSegments > 0 && config.integrity) {
+        const w = (k: string, v: string | number) => this.xs.write(`${bePath}/${k}`, String(v), tx);
+        await w(IntegrityKey.feature, 1);
+        await w(IntegrityKey.type, prof.type);
+        await w(IntegrityKey.guard, prof.guard);
+        await w(IntegrityKey.interval, prof.interval);
+        await w(IntegrityKey.tupleSize, prof.tupleSize);
+        await w(IntegrityKey.tagSize, prof.tagSize);
+        await w(IntegrityKey.device, prof.deviceCapable ? 1 : 0);
+      }
     });
     // A backend that restarts under a live frontend cannot use the old connection: ask the
     // frontend to close, and it comes back through the normal handshake.
@@ -229,6 +246,12 @@ export class VbdBackend {
       'feature-persistent',
     );
     this.persistent = config.persistentGrants && fePersistent.ok && fePersistent.value;
+    const feIntegrity = parseXsBool(
+      await this.xs.tryRead(`${fe}/${IntegrityKey.feature}`),
+      IntegrityKey.feature,
+    );
+    const offered = this.ctx.device.integrity !== null && config.maxIndirectSegments > 0 && config.integrity;
+    this.integrity = offered && feIntegrity.ok && feIntegrity.value ? this.ctx.device.integrity : null;
     const rawQueues = await this.xs.tryRead(`${fe}/${BlkifKey.multiQueueNumQueues}`);
     let nrQueues = 1;
     if (rawQueues !== null) {
@@ -293,6 +316,8 @@ export class VbdBackend {
           dataPath: config.dataPath,
           persistent: this.persistent ? new PersistentGrants(config.maxPersistentGrants) : null,
           stats,
+          integrity: this.integrity,
+          startSector: this.ctx.startSector,
         },
         q,
         pages,
@@ -342,6 +367,7 @@ export class VbdBackend {
         queues: this.nrQueues,
         ringPageOrder: this.ringOrder,
         persistent: this.persistent,
+        integrity: this.integrity?.name ?? 'none',
         dataPath: this.ctx.config.dataPath,
         sectors: device.sectors,
       },

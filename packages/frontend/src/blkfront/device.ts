@@ -18,6 +18,7 @@ import {
   BlkifKey,
   blkifRingSize,
   KERN_ALERT,
+  KERN_ERR,
   KERN_INFO,
   KERN_WARNING,
   parseXenbusState,
@@ -30,6 +31,9 @@ import {
   XenbusState,
   xenbusStateName,
   type KernelLog,
+  BLKIF_RSP_EPROTECTION,
+  IntegrityKey,
+  type IntegrityResponseInfo,
 } from '@pvblk/shared';
 import type { Page, Watch, XenClient } from '@pvblk/hypervisor/client';
 import type { BlockDriver, BlockRequest, BlockResult, DeviceIntegrity, QueueLimits } from '../block/types.ts';
@@ -46,6 +50,8 @@ export interface BlkfrontOptions {
   persistentGrants: boolean;
   /** Initial ring index (tests start near 2^32 to cross the wrap in a live run). */
   ringStartIndex: number;
+  /** Opt in to the blkif integrity extension when the backend offers it. */
+  integrity: boolean;
 }
 
 export const DEFAULT_BLKFRONT_OPTIONS: Readonly<BlkfrontOptions> = Object.freeze({
@@ -54,6 +60,7 @@ export const DEFAULT_BLKFRONT_OPTIONS: Readonly<BlkfrontOptions> = Object.freeze
   maxIndirectSegments: 32,
   persistentGrants: true,
   ringStartIndex: 0,
+  integrity: true,
 });
 
 export interface BlkfrontStats {
@@ -168,9 +175,12 @@ export class Blkfront implements BlockDriver {
     return this.features.flush || this.features.barrier;
   }
 
+  /** The PI format negotiated with the backend (blkif integrity extension), or null. */
   integrity(): DeviceIntegrity | null {
-    return null;
+    return this.integrityFormat;
   }
+
+  private integrityFormat: DeviceIntegrity | null = null;
 
   allocPage(): Page {
     return this.xc.allocPage();
@@ -187,9 +197,9 @@ export class Blkfront implements BlockDriver {
     return new Promise<BlockResult>((resolve) => {
       const sub: Submission = {
         req,
-        done: (status) => {
+        done: (status, info) => {
           this.stats.completions++;
-          resolve(this.toResult(req, status));
+          resolve(this.toResult(req, status, info));
         },
       };
       this.pending.push(sub);
@@ -197,9 +207,25 @@ export class Blkfront implements BlockDriver {
     });
   }
 
-  private toResult(req: BlockRequest, status: number | null): BlockResult {
+  private toResult(req: BlockRequest, status: number | null, info?: IntegrityResponseInfo): BlockResult {
     if (status === BLKIF_RSP_OKAY) return { status: 'ok' };
     this.stats.errors++;
+    if (status === BLKIF_RSP_EPROTECTION && info) {
+      const check = info.check ?? 'guard';
+      const where = info.caughtBy === 'device' ? 'the device' : 'the backend';
+      this.klog.printk(
+        KERN_ERR,
+        `blkfront: ${this.name}: ${check === 'app' ? 'application' : check === 'ref' ? 'reference' : 'guard'} tag check failed at sector ${req.sector + info.sectorOffset} (caught by ${where})`,
+      );
+      return {
+        status: 'protection',
+        pi: {
+          check: info.check ?? 'guard',
+          sector: req.sector + info.sectorOffset,
+          caughtBy: info.caughtBy ?? 'backend',
+        },
+      };
+    }
     if (status === BLKIF_RSP_EOPNOTSUPP) {
       if (req.op === 'discard') {
         this.klog.printk(KERN_WARNING, `blkfront: ${this.name}: discard op failed`);
@@ -348,6 +374,7 @@ export class Blkfront implements BlockDriver {
     );
     const maxIndirect = indirect <= BLKIF_MAX_SEGMENTS_PER_REQUEST ? 0 : indirect;
     const size = blkifRingSize(ringOrder);
+    this.integrityFormat = beIndirect > 0 && this.opts.integrity ? await this.readIntegrityOffer() : null;
 
     this.queues = [];
     for (let q = 0; q < nrQueues; q++) {
@@ -378,10 +405,44 @@ export class Blkfront implements BlockDriver {
       if (nrQueues > 1) await w(BlkifKey.multiQueueNumQueues, nrQueues);
       await w(BlkifKey.protocol, XEN_IO_PROTO_ABI_X86_64);
       await w(BlkifKey.featurePersistent, this.opts.persistentGrants ? 1 : 0);
+      if (this.integrityFormat) await w(IntegrityKey.feature, 1);
     });
     this.features.maxIndirect = maxIndirect;
     await this.switchState(XenbusState.Initialised);
     this.log('debug', { dev: this.name, be, ringOrder, nrQueues, maxIndirect }, 'rings set up');
+  }
+
+  /** The backend's integrity offer, if it makes one we understand (else plain blkif). */
+  private async readIntegrityOffer(): Promise<DeviceIntegrity | null> {
+    const xs = this.xc.xs;
+    const be = this.backendPath;
+    const offered = parseXsBool(await xs.tryRead(`${be}/${IntegrityKey.feature}`), IntegrityKey.feature);
+    if (!offered.ok || !offered.value) return null;
+    const type = await this.readBackendUint(IntegrityKey.type, 0);
+    const interval = await this.readBackendUint(IntegrityKey.interval, 0);
+    const tuple = await this.readBackendUint(IntegrityKey.tupleSize, 0);
+    const tagSize = await this.readBackendUint(IntegrityKey.tagSize, 0);
+    const guard = await xs.tryRead(`${be}/${IntegrityKey.guard}`);
+    if (
+      (type !== 1 && type !== 2 && type !== 3) ||
+      (guard !== 'crc' && guard !== 'ip') ||
+      tuple !== 8 ||
+      (interval !== 512 && interval !== 4096)
+    ) {
+      this.log(
+        'warn',
+        { dev: this.name, type, guard, interval, tuple },
+        'ignoring an integrity offer we do not understand',
+      );
+      return null;
+    }
+    return {
+      type,
+      guard,
+      interval,
+      tagSize,
+      name: `T10-DIF-TYPE${type === 3 ? 3 : 1}-${guard.toUpperCase()}`,
+    };
   }
 
   private async readBackendUint(key: string, dflt: number): Promise<number> {
@@ -482,6 +543,12 @@ export class Blkfront implements BlockDriver {
     const persistent = this.features.persistent ? 'enabled;' : 'disabled;';
     const indirect = this.features.maxIndirect > 0 ? 'enabled;' : 'disabled;';
     const bounce = this.features.persistent ? 'enabled' : 'disabled;';
+    if (this.integrityFormat) {
+      this.klog.printk(
+        KERN_INFO,
+        `blkfront: ${this.name}: integrity: ${this.integrityFormat.name}, interval ${this.integrityFormat.interval}, tag size ${this.integrityFormat.tagSize}`,
+      );
+    }
     this.klog.printk(
       KERN_INFO,
       `blkfront: ${this.name}: ${flush} persistent grants: ${persistent} indirect descriptors: ${indirect} bounce buffer: ${bounce}`,

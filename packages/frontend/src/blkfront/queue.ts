@@ -24,6 +24,15 @@ import {
   SRING_RSP_EVENT,
   type BlkifRequest,
   type BlkifSegment,
+  BLKIF_OP_INTEGRITY,
+  BLKIF_PI_CHECK_APP,
+  BLKIF_PI_CHECK_GUARD,
+  BLKIF_PI_CHECK_REF,
+  decodeIntegrityResponseInfo,
+  encodeIntegrityDescriptors,
+  encodeIntegrityRequest,
+  type BlkifPiSegment,
+  type IntegrityResponseInfo,
 } from '@pvblk/shared';
 import {
   BarrierNotifier,
@@ -37,8 +46,8 @@ import type { BlockRequest } from '../block/types.ts';
 /** A block request waiting for, or occupying, a ring slot. */
 export interface Submission {
   req: BlockRequest;
-  /** Called once with the blkif status (or null when the device failed). */
-  done(status: number | null): void;
+  /** Called once with the blkif status (or null when the device failed), and for integrity requests what failed. */
+  done(status: number | null, info?: IntegrityResponseInfo): void;
 }
 
 interface Shadow {
@@ -51,6 +60,8 @@ interface Shadow {
   transientPages: Page[];
   /** Persistent grants borrowed: returned to the pool at completion; reads are copied back first. */
   borrowed: Array<{ grant: PersistentGrant; seg: BlockRequest['segments'][number] | null }>;
+  /** Read with PI: where the backend puts the tuples, copied into the request at completion. */
+  piIn: Array<{ page: Page; offset: number; length: number }>;
 }
 
 export interface PersistentGrant {
@@ -162,7 +173,7 @@ export class FrontQueue {
   queue(sub: Submission): void {
     const id = this.freeIds.pop()!;
     const req = sub.req;
-    const sh: Shadow = { sub, op: 0, transientRefs: [], transientPages: [], borrowed: [] };
+    const sh: Shadow = { sub, op: 0, transientRefs: [], transientPages: [], borrowed: [], piIn: [] };
     let ringReq: BlkifRequest;
     const { xc, backendId } = this.p;
     if (req.op === 'flush') {
@@ -204,6 +215,11 @@ export class FrontQueue {
         sh.transientRefs.push(ref);
         return { gref: ref, firstSect, lastSect };
       });
+      if (req.integrity) {
+        this.shadow[id] = sh;
+        this.placeIntegrity(id, sh, req, segs);
+        return;
+      }
       if (segs.length <= BLKIF_MAX_SEGMENTS_PER_REQUEST) {
         ringReq = {
           operation: sh.op as 0 | 1,
@@ -247,7 +263,11 @@ export class FrontQueue {
       }
     }
     this.shadow[id] = sh;
-    const slot = encodeRequest(ringReq);
+    this.place(encodeRequest(ringReq));
+  }
+
+  /** Copies a finished request into the next ring slot (blkfront's `*final_ring_req = *ring_req`). */
+  private place(slot: Buffer): void {
     const mutate = this.faults.mutateNextRequest;
     if (mutate) {
       this.faults.mutateNextRequest = null;
@@ -256,6 +276,61 @@ export class FrontQueue {
     this.mem.write(this.ring.slotOffset(this.ring.reqProdPvt), slot);
     this.ring.reqProdPvt = (this.ring.reqProdPvt + 1) >>> 0;
     this.p.stats.requests++;
+  }
+
+  /** A page for PI or descriptors: borrowed from the persistent pool, or allocated and granted. */
+  private auxPage(sh: Shadow, contents: Buffer | null): { page: Page; ref: number } {
+    if (this.p.persistent) {
+      const g = this.takePersistent();
+      if (contents) g.page.write(0, contents);
+      sh.borrowed.push({ grant: g, seg: null });
+      return g;
+    }
+    const page = this.p.xc.allocPage();
+    if (contents) page.write(0, contents);
+    const ref = this.p.xc.gnttab.grantAccess(page, this.p.backendId, false);
+    this.p.stats.grants++;
+    sh.transientRefs.push(ref);
+    sh.transientPages.push(page);
+    return { page, ref };
+  }
+
+  /** BLKIF_OP_INTEGRITY (docs/blkif-integrity.md): PI pages after the data, descriptors in indirect pages. */
+  private placeIntegrity(id: number, sh: Shadow, req: BlockRequest, segs: BlkifSegment[]): void {
+    const integ = req.integrity!;
+    const write = req.op === 'write';
+    sh.op = BLKIF_OP_INTEGRITY;
+    const pi: BlkifPiSegment[] = [];
+    for (let off = 0; off < integ.tuples.length; off += 4096) {
+      const length = Math.min(4096, integ.tuples.length - off);
+      const content = write ? Buffer.concat([integ.tuples.subarray(off, off + length)], 4096) : null;
+      const { page, ref } = this.auxPage(sh, content);
+      pi.push({ gref: ref, offset: 0, length });
+      if (!write) sh.piIn.push({ page, offset: 0, length });
+    }
+    const nPages = Math.ceil((segs.length + pi.length) / BLKIF_SEGS_PER_INDIRECT_FRAME);
+    const bufs = Array.from({ length: nPages }, () => Buffer.alloc(4096));
+    encodeIntegrityDescriptors(bufs, segs, pi);
+    const grefs = bufs.map((b) => this.auxPage(sh, b).ref);
+    const c = integ.checks;
+    const slot = encodeIntegrityRequest({
+      operation: BLKIF_OP_INTEGRITY,
+      integrityOp: write ? BLKIF_OP_WRITE : BLKIF_OP_READ,
+      nrSegments: segs.length,
+      nrPiSegments: pi.length,
+      piFlags:
+        (c.guard ? BLKIF_PI_CHECK_GUARD : 0) |
+        (c.app ? BLKIF_PI_CHECK_APP : 0) |
+        (c.ref ? BLKIF_PI_CHECK_REF : 0),
+      id: BigInt(id),
+      sectorNumber: BigInt(req.sector),
+      handle: 0,
+      appTag: integ.appTag,
+      appTagMask: 0xffff,
+      refTag: integ.refSeed,
+      indirectGrefs: grefs,
+    });
+    this.place(slot);
   }
 
   /** Publishes queued requests and notifies if the backend asked for it (behind a barrier when unsure). */
@@ -295,10 +370,14 @@ export class FrontQueue {
           if (!sh) return this.fatal('response references no pending request');
           if (rsp.operation !== sh.op)
             return this.fatal(`response has wrong operation (${rsp.operation} instead of ${sh.op})`);
+          const info =
+            sh.op === BLKIF_OP_INTEGRITY
+              ? decodeIntegrityResponseInfo(this.mem.read(this.ring.slotOffset(i), BLKIF_RESPONSE_SIZE))
+              : undefined;
           this.shadow[id] = null;
           this.freeIds.push(id);
           this.ring.rspCons = (i + 1) >>> 0;
-          this.complete(sh, rsp.status);
+          this.complete(sh, rsp.status, info);
         }
         this.ring.rspCons = rp;
         if (this.ring.rspCons !== this.ring.reqProdPvt) {
@@ -325,7 +404,15 @@ export class FrontQueue {
   /** Set by the device: called when responses freed ring slots. */
   onSpace: (() => void) | null = null;
 
-  private complete(sh: Shadow, status: number): void {
+  private complete(sh: Shadow, status: number, info?: IntegrityResponseInfo): void {
+    const tuples = sh.sub.req.integrity?.tuples;
+    if (tuples && sh.piIn.length) {
+      let pos = 0;
+      for (const p of sh.piIn) {
+        p.page.buf.copy(tuples, pos, p.offset, p.offset + p.length);
+        pos += p.length;
+      }
+    }
     for (const b of sh.borrowed) {
       if (b.seg) b.seg.page.write(b.seg.off, b.grant.page.buf.subarray(b.seg.off, b.seg.off + b.seg.len));
       this.pool.push(b.grant);
@@ -343,7 +430,7 @@ export class FrontQueue {
         () => {},
       );
     }
-    sh.sub.done(status);
+    sh.sub.done(status, info);
   }
 
   private fatal(msg: string): void {

@@ -542,7 +542,15 @@ export class GuestBlockQueue {
       shifted >= 0 &&
       shifted + (end - req.sector) <= this.capacity()
     ) {
-      out = { ...out, sector: shifted };
+      // The request now says it is for the new place (its seed follows the sector), but its tuples
+      // still carry the ref tags generated for the old one: a write with wrong ref tags.
+      const bi = this.integrity();
+      out = {
+        ...out,
+        sector: shifted,
+        integrity:
+          out.integrity && bi ? { ...out.integrity, refSeed: this.seedOf(shifted, bi) } : out.integrity,
+      };
       this.stats.faultHits.misdirect++;
     }
     return out;

@@ -221,6 +221,53 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     return 0;
   };
 
+  commands['integrity-fault'] = async (argv, io) => {
+    // integrity-fault <device> corrupt_after_generate=SECTOR | misdirect=FROM:TO | clear
+    const d = argv[1] ? findDisk(rt, argv[1]) : undefined;
+    const spec = argv[2] ?? '';
+    const c = /^corrupt_after_generate=(\d+)$/.exec(spec);
+    const m = /^misdirect=(\d+):(\d+)$/.exec(spec);
+    if (!d || (!c && !m && spec !== 'clear')) {
+      io.stderr(
+        'usage: integrity-fault /dev/xvdX corrupt_after_generate=SECTOR | misdirect=FROM:TO | clear\n',
+      );
+      return 2;
+    }
+    if (spec === 'clear') {
+      d.queue.faults.corruptAfterGenerate = null;
+      d.queue.faults.misdirect = null;
+    } else if (c) {
+      d.queue.faults.corruptAfterGenerate = { sector: Number(c[1]) };
+    } else if (m) {
+      d.queue.faults.misdirect = { fromSector: Number(m[1]), toSector: Number(m[2]) };
+    }
+    io.stdout(`integrity-fault: ${d.name}: ${spec}\n`);
+    return 0;
+  };
+
+  commands.blkstat = async (argv, io) => {
+    // blkstat <device>: the block layer's and blkfront's counters as JSON (where PI errors were caught)
+    const d = argv[1] ? findDisk(rt, argv[1]) : undefined;
+    if (!d) {
+      io.stderr('usage: blkstat /dev/xvdX\n');
+      return 2;
+    }
+    const q = d.queue.stats;
+    io.stdout(
+      JSON.stringify(
+        {
+          device: d.name,
+          integrity: d.queue.integrity()?.name ?? 'none',
+          queue: q,
+          blkfront: d.front.describe(),
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+    return 0;
+  };
+
   commands.sh = async (argv, io, ctx) => {
     if (argv[1] !== '-c' || argv.length < 3) {
       io.stderr('sh: usage: sh -c <command line>\n');
