@@ -73,6 +73,12 @@ function stackOptions(cmd: Command): Command {
       32,
     )
     .option(
+      '--partition-start <sectors>',
+      'serve each guest a partition of its disk starting here (PI ref tags are remapped)',
+      intOption('--partition-start', 0, 1 << 30),
+      0,
+    )
+    .option(
       '--ring-start-index <n>',
       'start the ring indices here, e.g. 0xffffff00 to cross 2^32 early',
       intOption('--ring-start-index', 0, 0xffffffff),
@@ -94,6 +100,7 @@ interface StackCli {
   queues: number;
   indirectSegments: number;
   ringStartIndex: number;
+  partitionStart: number;
 }
 
 function stackConfig(o: StackCli) {
@@ -105,7 +112,7 @@ function stackConfig(o: StackCli) {
     runDir: o.runDir,
     host: o.host,
     port: o.port,
-    hostArgs: ['--data-path', o.dataPath, ...persistent],
+    hostArgs: ['--data-path', o.dataPath, '--partition-start', String(o.partitionStart), ...persistent],
     guestArgs: [
       '--ring-page-order',
       String(o.ringPageOrder),
@@ -343,6 +350,12 @@ program
   )
   .option('--no-persistent', 'do not offer persistent grants')
   .option(
+    '--partition-start <sectors>',
+    'serve guests a partition of their disk starting at this sector (PI ref tags are remapped)',
+    intOption('--partition-start', 0, 1 << 30),
+    Number(process.env.PVBLK_PARTITION_START ?? 0),
+  )
+  .option(
     '--max-indirect-segments <n>',
     'feature-max-indirect-segments (0 disables indirect)',
     intOption('--max-indirect-segments', 0, 4096),
@@ -363,8 +376,10 @@ program
       maxIndirectSegments: number;
       maxRingPageOrder: number;
       maxQueues: number;
+      partitionStart: number;
     }) =>
       runHost({
+        partitionStart: o.partitionStart,
         hypervisorUrl: o.hypervisor,
         dataDir: o.memory ? null : o.dataDir,
         disk: o.disk,

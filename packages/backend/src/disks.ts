@@ -8,6 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PvblkError, type KernelLog } from '@pvblk/shared';
 import type { HostBlockDevice } from './block-device.ts';
+import { PartitionDevice } from './partition.ts';
 import type { DeviceResolver } from './blkback/driver.ts';
 import { openScsiDebugDisk, parseScsiDebugParams, formatScsiDebugParams, type SdDisk } from './scsi/index.ts';
 
@@ -25,6 +26,8 @@ export interface HostDisk {
   hctl: string;
   params: string;
   disk: SdDisk;
+  /** The vbd's view: the whole disk, or its first partition starting at `partitionStart`. */
+  vbd: { path: string; device: HostBlockDevice; startSector: number };
 }
 
 function diskName(index: number): string {
@@ -39,6 +42,7 @@ function diskName(index: number): string {
 
 export class HostDisks implements DeviceResolver {
   private readonly byPath = new Map<string, HostDisk>();
+  private readonly byVbd = new Map<string, HostDisk>();
   private registry: Record<string, { slot: number; params: string }> = {};
   private loaded = false;
 
@@ -46,6 +50,8 @@ export class HostDisks implements DeviceResolver {
     /** null: disks live in memory and vanish with the process. */
     private readonly dataDir: string | null,
     private readonly klog: KernelLog,
+    /** Serve guests a partition starting at this sector (ref tags are then remapped); 0: the whole disk. */
+    private readonly partitionStart = 0,
   ) {}
 
   private async load(): Promise<void> {
@@ -98,8 +104,23 @@ export class HostDisks implements DeviceResolver {
       hctl,
       params: formatScsiDebugParams(full),
       disk,
+      vbd:
+        this.partitionStart > 0
+          ? {
+              path: `/dev/${name}1`,
+              device: new PartitionDevice(disk, this.partitionStart, `${name}1`),
+              startSector: this.partitionStart,
+            }
+          : { path: `/dev/${name}`, device: disk, startSector: 0 },
     };
+    if (this.partitionStart > 0 && this.partitionStart >= disk.sectors) {
+      throw new PvblkError(
+        'EUSAGE',
+        `partition start ${this.partitionStart} is beyond ${name} (${disk.sectors} sectors)`,
+      );
+    }
     this.byPath.set(d.path, d);
+    this.byVbd.set(d.vbd.path, d);
     return d;
   }
 
@@ -114,10 +135,16 @@ export class HostDisks implements DeviceResolver {
     return out;
   }
 
-  open(params: string): { device: HostBlockDevice; pdevice: number } | null {
-    const d = this.byPath.get(params);
+  open(params: string): { device: HostBlockDevice; pdevice: number; startSector: number } | null {
+    const d = this.byVbd.get(params);
+    if (!d) return null;
+    const part = d.vbd.startSector > 0 ? 1 : 0;
     // MKDEV as the kernel encodes it internally (major << 20 | minor), what blkback prints as dev=%04x
-    return d ? { device: d.disk, pdevice: (d.major << 20) | d.minor } : null;
+    return {
+      device: d.vbd.device,
+      pdevice: (d.major << 20) | (d.minor + part),
+      startSector: d.vbd.startSector,
+    };
   }
 
   list(): HostDisk[] {
@@ -131,5 +158,6 @@ export class HostDisks implements DeviceResolver {
   async closeAll(): Promise<void> {
     for (const d of this.byPath.values()) await d.disk.close().catch(() => {});
     this.byPath.clear();
+    this.byVbd.clear();
   }
 }

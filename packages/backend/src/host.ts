@@ -23,6 +23,8 @@ export interface HostProcessOptions {
   apiHost: string;
   apiPort: number;
   blkback: Partial<BlkbackConfig>;
+  /** Serve each guest the first partition of its disk, starting here (sectors); 0 = the whole disk. */
+  partitionStart: number;
 }
 
 /** The provisioning token guests present to the management API (PVBLK_TOOLSTACK_TOKEN[_FILE]). */
@@ -60,7 +62,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       log.info({ attempt, delay, err: err.message }, 'hypervisor not reachable yet; retrying'),
   });
   log.info({ domid: xc.domid, url: opts.hypervisorUrl }, 'connected to the hypervisor as the control domain');
-  const disks = new HostDisks(opts.dataDir, klog);
+  const disks = new HostDisks(opts.dataDir, klog, opts.partitionStart);
   for (const d of await disks.restore())
     log.info({ disk: d.path, guest: d.guest, params: d.params }, `restored disk ${d.path} of ${d.guest}`);
   const toolstack = new Toolstack(xc, (l, o, m) => log[l](o, m));
@@ -87,16 +89,25 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       const devid = xvdDevid(0);
       await toolstack.addVbd(domid, {
         devid,
-        params: hd.path,
+        params: hd.vbd.path,
         major: hd.major,
-        minor: hd.minor,
+        minor: hd.minor + (hd.vbd.startSector > 0 ? 1 : 0),
         mode: 'w',
         discard: true,
       });
       return {
         domid,
         credential: guestCredential,
-        vbds: [{ dev: 'xvda', devid, backend: hd.path, hctl: hd.hctl, params: hd.params }],
+        vbds: [
+          {
+            dev: 'xvda',
+            devid,
+            backend: hd.vbd.path,
+            startSector: hd.vbd.startSector,
+            hctl: hd.hctl,
+            params: hd.params,
+          },
+        ],
       };
     },
     destroyGuest: (domid) => toolstack.destroyDomain(domid),
