@@ -32,18 +32,30 @@ describe('backend killed with SIGKILL in the middle of a write stream', () => {
     dirs.push(data);
     sys = await startSystem({ dataDir: data.path });
     const g = await sys.guest('guest');
-    expect((await sh(g.socket, 'dd if=/dev/urandom of=/tmp/pattern bs=4096 count=1024 status=none')).code).toBe(0);
-    const stream = sh(g.socket, 'dd if=/tmp/pattern of=/dev/xvda bs=4096 oflag=direct status=none && echo stream-done');
+    expect(
+      (await sh(g.socket, 'dd if=/dev/urandom of=/tmp/pattern bs=4096 count=1024 status=none')).code,
+    ).toBe(0);
+    const stream = sh(
+      g.socket,
+      'dd if=/tmp/pattern of=/dev/xvda bs=4096 oflag=direct status=none && echo stream-done',
+    );
     // let part of the stream be acknowledged, then kill the backend process outright
     await new Promise((r) => setTimeout(r, 800));
     await sys.restartHost('SIGKILL');
     const s = await stream;
     expect(s.out).toBe('stream-done\n');
     expect(s.code).toBe(0);
-    const check = await sh(g.socket, 'dd if=/dev/xvda of=/tmp/back bs=4096 count=1024 iflag=direct status=none && cmp /tmp/pattern /tmp/back && echo intact');
+    const check = await sh(
+      g.socket,
+      'dd if=/dev/xvda of=/tmp/back bs=4096 count=1024 iflag=direct status=none && cmp /tmp/pattern /tmp/back && echo intact',
+    );
     expect(check.out).toBe('intact\n');
     // the guest saw the backend go and come back
-    expect(g.records.some((r) => r.msg === 'blkif_recover: re-issuing requests' || String(r.msg).includes('backend went away'))).toBe(true);
+    expect(
+      g.records.some(
+        (r) => r.msg === 'blkif_recover: re-issuing requests' || String(r.msg).includes('backend went away'),
+      ),
+    ).toBe(true);
   });
 });
 
@@ -53,10 +65,20 @@ describe('hostile peers', () => {
     const evil = await sys.guest('evil');
     const good = await sys.guest('good');
     for (const fault of ['nr_segments=12', 'last_sect=8']) {
-      const r = await sh(evil.socket, `blkfront-fault /dev/xvda ${fault} && dd if=/dev/zero of=/dev/xvda bs=4096 count=1 oflag=direct`);
+      const r = await sh(
+        evil.socket,
+        `blkfront-fault /dev/xvda ${fault} && dd if=/dev/zero of=/dev/xvda bs=4096 count=1 oflag=direct`,
+      );
       expect(r.code).toBe(1);
       expect(r.out).toContain("dd: writing `/dev/xvda': Input/output error"); // coreutils 8.13 wording with bs=
-      expect((await sh(evil.socket, 'dd if=/dev/zero of=/dev/xvda bs=4096 count=1 oflag=direct status=none && echo ok')).out).toBe('ok\n');
+      expect(
+        (
+          await sh(
+            evil.socket,
+            'dd if=/dev/zero of=/dev/xvda bs=4096 count=1 oflag=direct status=none && echo ok',
+          )
+        ).out,
+      ).toBe('ok\n');
     }
     const host = sys.host.records.filter((r) => r.kmsg === true).map((r) => String(r.msg));
     expect(host).toContain('xen-blkback: Bad number of segments in request (12) (domain 1, op 1)');
@@ -72,8 +94,12 @@ describe('hostile peers', () => {
     expect((await sh(evil.socket, 'blkfront-fault /dev/xvda bogus_req_prod=100')).code).toBe(0);
     // this request will never be answered: the backend stops processing that ring
     void sh(evil.socket, 'dd if=/dev/zero of=/dev/xvda bs=4096 count=1 oflag=direct').catch(() => {});
-    const halted = await sys.host.waitFor((r) => String(r.msg).startsWith('xen-blkback: Frontend provided bogus ring requests'));
-    expect(String(halted.msg)).toMatch(/^xen-blkback: Frontend provided bogus ring requests \(101 - 0 = 101\)\. Halting ring processing on dev=800060$/);
+    const halted = await sys.host.waitFor((r) =>
+      String(r.msg).startsWith('xen-blkback: Frontend provided bogus ring requests'),
+    );
+    expect(String(halted.msg)).toMatch(
+      /^xen-blkback: Frontend provided bogus ring requests \(101 - 0 = 101\)\. Halting ring processing on dev=800060$/,
+    );
     expect((await sh(good.socket, 'demo')).code).toBe(0);
     expect(sys.host.proc.exitCode).toBeNull();
   });
@@ -85,15 +111,24 @@ describe('hostile peers', () => {
     const domid = Number((await victim.waitFor((r) => r.event === 'ready')).domid);
     const res = await fetch(`${sys.api}/vbds/${domid}/51712/fault`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${SECRETS.PVBLK_TOOLSTACK_TOKEN}`, 'content-type': 'application/json' },
+      headers: {
+        authorization: `Bearer ${SECRETS.PVBLK_TOOLSTACK_TOKEN}`,
+        'content-type': 'application/json',
+      },
       body: JSON.stringify({ fault: 'bad-response-id' }),
     });
     expect(res.status).toBe(200);
     const r = await sh(victim.socket, 'dd if=/dev/zero of=/dev/xvda bs=4096 count=1 oflag=direct');
     expect(r.code).toBe(1);
-    expect(r.kmsg).toEqual(['xvda: response has incorrect id (3735928559)', 'xvda disabled for further use', 'end_request: I/O error, dev xvda, sector 0']);
+    expect(r.kmsg).toEqual([
+      'xvda: response has incorrect id (3735928559)',
+      'xvda disabled for further use',
+      'end_request: I/O error, dev xvda, sector 0',
+    ]);
     // the device stays failed; the guest process and everyone else carry on
-    expect((await sh(victim.socket, 'dd if=/dev/xvda of=/dev/null bs=4096 count=1 iflag=direct')).code).toBe(1);
+    expect((await sh(victim.socket, 'dd if=/dev/xvda of=/dev/null bs=4096 count=1 iflag=direct')).code).toBe(
+      1,
+    );
     expect((await sh(victim.socket, 'echo alive')).out).toBe('alive\n');
     expect((await sh(other.socket, 'demo')).code).toBe(0);
   });
