@@ -145,7 +145,9 @@ stackOptions(
     onText: (name, line) => process.stdout.write(pre(name, line) + '\n'),
   });
   let stack: RunningStack | null = null;
+  let stopping = false;
   const stop = async (code: number) => {
+    stopping = true;
     await sup.stopAll();
     process.exit(code);
   };
@@ -164,6 +166,7 @@ stackOptions(
   // a child dying on its own takes the stack down
   for (const c of sup.children) {
     void c.exited.then((code) => {
+      if (stopping) return;
       process.stderr.write(`pvblk: ${c.name} exited (${code}); stopping\n`);
       void stop(1);
     });
