@@ -126,6 +126,9 @@ export class VbdBackend {
         await w(IntegrityKey.tupleSize, prof.tupleSize);
         await w(IntegrityKey.tagSize, prof.tagSize);
         await w(IntegrityKey.device, prof.deviceCapable ? 1 : 0);
+      } else {
+        // an earlier backend may have offered it: take the offer back, or the frontend opts in to nothing
+        for (const k of Object.values(IntegrityKey)) await this.xs.rm(`${bePath}/${k}`, tx).catch(() => {});
       }
     });
     // A backend that restarts under a live frontend cannot use the old connection: ask the

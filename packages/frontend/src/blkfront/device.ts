@@ -197,9 +197,10 @@ export class Blkfront implements BlockDriver {
     return new Promise<BlockResult>((resolve) => {
       const sub: Submission = {
         req,
-        done: (status, info) => {
+        done: (status, info, piDropped) => {
           this.stats.completions++;
-          resolve(this.toResult(req, status, info));
+          const r = this.toResult(req, status, info);
+          resolve(piDropped ? { ...r, piDropped: true } : r);
         },
       };
       this.pending.push(sub);
@@ -385,6 +386,7 @@ export class Blkfront implements BlockDriver {
         size,
         persistent: this.opts.persistentGrants,
         maxIndirect,
+        integrity: this.integrityFormat !== null,
         startIndex: this.opts.ringStartIndex,
         onFatal: (msg) => this.fail(msg),
         stats: this.stats,
@@ -406,6 +408,7 @@ export class Blkfront implements BlockDriver {
       await w(BlkifKey.protocol, XEN_IO_PROTO_ABI_X86_64);
       await w(BlkifKey.featurePersistent, this.opts.persistentGrants ? 1 : 0);
       if (this.integrityFormat) await w(IntegrityKey.feature, 1);
+      else await xs.rm(`${this.nodename}/${IntegrityKey.feature}`, tx).catch(() => {});
     });
     this.features.maxIndirect = maxIndirect;
     await this.switchState(XenbusState.Initialised);

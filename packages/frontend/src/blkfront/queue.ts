@@ -47,7 +47,7 @@ import type { BlockRequest } from '../block/types.ts';
 export interface Submission {
   req: BlockRequest;
   /** Called once with the blkif status (or null when the device failed), and for integrity requests what failed. */
-  done(status: number | null, info?: IntegrityResponseInfo): void;
+  done(status: number | null, info?: IntegrityResponseInfo, piDropped?: boolean): void;
 }
 
 interface Shadow {
@@ -77,6 +77,9 @@ export interface QueueParams {
   persistent: boolean;
   /** Indirect segments per request we may use (0: none). */
   maxIndirect: number;
+  /** The integrity extension is on for this connection. A request carrying PI from before a
+   * reconnect that lost it goes out as plain READ/WRITE, and its completion says the PI did not travel. */
+  integrity: boolean;
   startIndex: number;
   /** A response the device cannot accept: fail it (blkif_interrupt's error path). */
   onFatal(msg: string): void;
@@ -215,7 +218,7 @@ export class FrontQueue {
         sh.transientRefs.push(ref);
         return { gref: ref, firstSect, lastSect };
       });
-      if (req.integrity) {
+      if (req.integrity && this.p.integrity) {
         this.shadow[id] = sh;
         this.placeIntegrity(id, sh, req, segs);
         return;
@@ -430,7 +433,7 @@ export class FrontQueue {
         () => {},
       );
     }
-    sh.sub.done(status, info);
+    sh.sub.done(status, info, sh.sub.req.integrity !== undefined && sh.op !== BLKIF_OP_INTEGRITY);
   }
 
   private fatal(msg: string): void {

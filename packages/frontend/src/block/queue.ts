@@ -394,7 +394,7 @@ export class GuestBlockQueue {
       );
       return res;
     }
-    if (readIntegrity && bi) {
+    if (readIntegrity && bi && !res.piDropped) {
       // The request itself succeeded, so blk_update_request() printed nothing; the verifier runs in
       // bio_integrity_endio() afterwards and only prints its own line.
       const bad = this.verify(req, readIntegrity, bi);

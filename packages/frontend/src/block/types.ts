@@ -47,6 +47,8 @@ export interface BlockResult {
   status: BlkStatus;
   /** For protection errors: which check failed and the first failing 512-byte sector. */
   pi?: { check: 'guard' | 'app' | 'ref'; sector: number; caughtBy: 'guest' | 'backend' | 'device' };
+  /** The request's PI did not travel (the connection lost the integrity extension meanwhile): nothing to verify. */
+  piDropped?: boolean;
 }
 
 /** struct queue_limits, as blkfront sets them. */
