@@ -6,7 +6,7 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PvblkError, type KernelLog } from '@pvblk/shared';
+import { diskLetters, PvblkError, type KernelLog } from '@pvblk/shared';
 import type { HostBlockDevice } from './block-device.ts';
 import { PartitionDevice } from './partition.ts';
 import type { DeviceResolver } from './blkback/driver.ts';
@@ -31,13 +31,7 @@ export interface HostDisk {
 }
 
 function diskName(index: number): string {
-  let s = '';
-  let n = index;
-  do {
-    s = String.fromCharCode(97 + (n % 26)) + s;
-    n = Math.floor(n / 26) - 1;
-  } while (n >= 0);
-  return `sd${s}`;
+  return `sd${diskLetters(index)}`;
 }
 
 export class HostDisks implements DeviceResolver {

@@ -128,8 +128,8 @@ export function xvdDevid(disk: number, part = 0): number {
   return (1 << 28) | (disk << 8) | part;
 }
 
-function diskLetters(disk: number): string {
-  // xvda..xvdz, xvdaa.. as Linux names them
+/** Disk letters as Linux names disks: 0 → a, 25 → z, 26 → aa (sd_format_disk_name). */
+export function diskLetters(disk: number): string {
   let s = '';
   let n = disk;
   do {
