@@ -2,11 +2,15 @@
  * `pvblk host`: Dom0's process — the toolstack, blkback, and the host's SCSI disks — connected to the
  * hypervisor as the control domain, with the management API guests are provisioned through.
  */
-import { readFileSync } from 'node:fs';
 import { PvblkError, xvdDevid } from '@pvblk/shared';
 import { connectWs } from '@pvblk/hypervisor/client';
-import { createLogger, DomainKernelLog, onShutdown } from '@pvblk/hypervisor/runtime';
-import { resolveDom0Secret } from '@pvblk/hypervisor';
+import {
+  createLogger,
+  DomainKernelLog,
+  onShutdown,
+  resolveDom0Secret,
+  resolveToolstackToken,
+} from '@pvblk/hypervisor/runtime';
 import { startApi } from './api.ts';
 import { BlkbackDriver } from './blkback/driver.ts';
 import type { BlkbackConfig } from './blkback/config.ts';
@@ -25,29 +29,6 @@ export interface HostProcessOptions {
   blkback: Partial<BlkbackConfig>;
   /** Serve each guest the first partition of its disk, starting here (sectors); 0 = the whole disk. */
   partitionStart: number;
-}
-
-/** The provisioning token guests present to the management API (PVBLK_TOOLSTACK_TOKEN[_FILE]). */
-export function resolveToolstackToken(env = process.env): string {
-  const file = env.PVBLK_TOOLSTACK_TOKEN_FILE;
-  let token = env.PVBLK_TOOLSTACK_TOKEN;
-  if (!token && file) {
-    try {
-      token = readFileSync(file, 'utf8').trim();
-    } catch (e) {
-      throw new PvblkError(
-        'EUSAGE',
-        `cannot read the provisioning token file ${file}: ${(e as Error).message}`,
-      );
-    }
-  }
-  if (!token) {
-    throw new PvblkError(
-      'EUSAGE',
-      'no provisioning token: set PVBLK_TOOLSTACK_TOKEN or PVBLK_TOOLSTACK_TOKEN_FILE',
-    );
-  }
-  return token;
 }
 
 export async function runHost(opts: HostProcessOptions): Promise<void> {

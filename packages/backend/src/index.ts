@@ -14,4 +14,4 @@ export { VbdBackend } from './blkback/vbd.ts';
 export { DEFAULT_BLKBACK_CONFIG, type BlkbackConfig } from './blkback/config.ts';
 export type { BlkbackStats } from './blkback/stats.ts';
 export { HostDisks, type HostDisk } from './disks.ts';
-export { runHost, resolveToolstackToken, type HostProcessOptions } from './host.ts';
+export { runHost, type HostProcessOptions } from './host.ts';

@@ -4,13 +4,12 @@
  * toolstack gave it through blkfront, puts the guest block layer and page cache on top, and then serves
  * guest commands on its control socket until it is stopped.
  */
-import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PvblkError, xvdName, type KernelMessage } from '@pvblk/shared';
 import { connectWs, type XenClient } from '@pvblk/hypervisor/client';
-import { createLogger, DomainKernelLog, onShutdown } from '@pvblk/hypervisor/runtime';
+import { createLogger, DomainKernelLog, onShutdown, resolveToolstackToken } from '@pvblk/hypervisor/runtime';
 import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
 import { GuestBlockQueue } from './block/queue.ts';
 import { BlockDeviceCache } from './block/page-cache.ts';
@@ -77,25 +76,6 @@ async function provision(
   }
 }
 
-function provisioningToken(env = process.env): string {
-  const t = env.PVBLK_TOOLSTACK_TOKEN;
-  if (t) return t;
-  if (env.PVBLK_TOOLSTACK_TOKEN_FILE) {
-    try {
-      return readFileSync(env.PVBLK_TOOLSTACK_TOKEN_FILE, 'utf8').trim();
-    } catch (e) {
-      throw new PvblkError(
-        'EUSAGE',
-        `cannot read the provisioning token file ${env.PVBLK_TOOLSTACK_TOKEN_FILE}: ${(e as Error).message}`,
-      );
-    }
-  }
-  throw new PvblkError(
-    'EUSAGE',
-    'no provisioning token: set PVBLK_TOOLSTACK_TOKEN or PVBLK_TOOLSTACK_TOKEN_FILE',
-  );
-}
-
 /** Attaches every vbd under device/vbd, as xenbus enumerates a guest's devices at boot. */
 async function attachDisks(
   xc: XenClient,
@@ -127,7 +107,7 @@ async function attachDisks(
 export async function runDomu(o: DomuOptions): Promise<void> {
   const log = createLogger(o.name);
   const klog = new DomainKernelLog(log);
-  const token = provisioningToken();
+  const token = resolveToolstackToken();
   const { domid, credential } = await provision(o.toolstackUrl, token, o.name, (attempt, err) =>
     log.info({ attempt, err }, 'toolstack not reachable yet; retrying'),
   );

@@ -10,4 +10,5 @@ export { Connection, type FrameTransport } from './connection.ts';
 export { LocalHypervisor } from './local.ts';
 export { startHypervisorServer, type RunningHypervisor, type HypervisorServerOptions } from './server.ts';
 export { XenStore } from './xenstore/index.ts';
-export { runHypervisor, resolveDom0Secret, type HypervisorProcessOptions } from './main.ts';
+export { runHypervisor, type HypervisorProcessOptions } from './main.ts';
+export { resolveDom0Secret, resolveToolstackToken } from './runtime/secrets.ts';

@@ -2,10 +2,8 @@
  * `pvblk hypervisor`: the broker process. Listens for domains on a WebSocket, serves /healthz and
  * /status, logs structured records, and stops cleanly on SIGINT/SIGTERM.
  */
-import { readFileSync } from 'node:fs';
-import { PvblkError } from '@pvblk/shared';
 import { startHypervisorServer } from './server.ts';
-import { createLogger, onShutdown } from './runtime/index.ts';
+import { createLogger, onShutdown, resolveDom0Secret } from './runtime/index.ts';
 
 export interface HypervisorProcessOptions {
   host: string;
@@ -13,32 +11,6 @@ export interface HypervisorProcessOptions {
   /** Dom0's credential; or read from `dom0SecretFile`. */
   dom0Secret?: string;
   dom0SecretFile?: string;
-}
-
-/** Reads Dom0's credential from the options or the environment (PVBLK_DOM0_SECRET, PVBLK_DOM0_SECRET_FILE). */
-export function resolveDom0Secret(
-  opts: { dom0Secret?: string; dom0SecretFile?: string },
-  env = process.env,
-): string {
-  const file = opts.dom0SecretFile ?? env.PVBLK_DOM0_SECRET_FILE;
-  const secret = opts.dom0Secret ?? env.PVBLK_DOM0_SECRET ?? (file ? readSecretFile(file) : undefined);
-  if (!secret) {
-    throw new PvblkError(
-      'EUSAGE',
-      'no Dom0 credential: set PVBLK_DOM0_SECRET or PVBLK_DOM0_SECRET_FILE (pvblk up and docker compose generate one)',
-    );
-  }
-  if (secret.length < 16)
-    throw new PvblkError('EUSAGE', 'the Dom0 credential must be at least 16 characters');
-  return secret;
-}
-
-function readSecretFile(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').trim();
-  } catch (e) {
-    throw new PvblkError('EUSAGE', `cannot read the Dom0 credential file ${file}: ${(e as Error).message}`);
-  }
 }
 
 export async function runHypervisor(opts: HypervisorProcessOptions): Promise<void> {

@@ -2,3 +2,4 @@ export { createLogger, logFormatFromEnv, type LogFormat } from './logger.ts';
 export { renderRecord, isKmsgRecord, type KmsgRecord } from './render.ts';
 export { DomainKernelLog } from './kernel-log.ts';
 export { onShutdown } from './shutdown.ts';
+export { resolveDom0Secret, resolveToolstackToken } from './secrets.ts';
