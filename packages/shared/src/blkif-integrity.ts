@@ -14,9 +14,9 @@ import {
   BLKIF_REQUEST_SIZE,
   BLKIF_RSP_OKAY,
   BLKIF_SEGS_PER_INDIRECT_FRAME,
-  BLKIF_SEGMENT_SIZE,
   BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST,
   segmentProblem,
+  descriptorAt,
   decodeSegment,
   encodeSegment,
   type BlkifRequestProblem,
@@ -191,12 +191,8 @@ export function encodeIntegrityDescriptors(
   data: BlkifSegment[],
   pi: BlkifPiSegment[],
 ): void {
-  const at = (i: number): [Uint8Array, number] => [
-    pages[Math.floor(i / BLKIF_SEGS_PER_INDIRECT_FRAME)],
-    (i % BLKIF_SEGS_PER_INDIRECT_FRAME) * BLKIF_SEGMENT_SIZE,
-  ];
-  data.forEach((s, i) => encodeSegment(...at(i), s));
-  pi.forEach((s, i) => encodePiSegment(...at(data.length + i), s));
+  data.forEach((s, i) => encodeSegment(...descriptorAt(pages, i), s));
+  pi.forEach((s, i) => encodePiSegment(...descriptorAt(pages, data.length + i), s));
 }
 
 /**
@@ -210,14 +206,10 @@ export function decodeIntegrityDescriptors(
   nrPiSegments: number,
   piBytesFor: (dataSectors: number) => number,
 ): { ok: true; data: BlkifSegment[]; pi: BlkifPiSegment[] } | { ok: false; problem: BlkifRequestProblem } {
-  const at = (i: number): [Uint8Array, number] => [
-    pages[Math.floor(i / BLKIF_SEGS_PER_INDIRECT_FRAME)],
-    (i % BLKIF_SEGS_PER_INDIRECT_FRAME) * BLKIF_SEGMENT_SIZE,
-  ];
   const data: BlkifSegment[] = [];
   let sectors = 0;
   for (let i = 0; i < nrSegments; i++) {
-    const s = decodeSegment(...at(i));
+    const s = decodeSegment(...descriptorAt(pages, i));
     const p = segmentProblem(s, i);
     if (p) return { ok: false, problem: p };
     sectors += s.lastSect - s.firstSect + 1;
@@ -226,7 +218,7 @@ export function decodeIntegrityDescriptors(
   const pi: BlkifPiSegment[] = [];
   let piBytes = 0;
   for (let i = 0; i < nrPiSegments; i++) {
-    const s = decodePiSegment(...at(nrSegments + i));
+    const s = decodePiSegment(...descriptorAt(pages, nrSegments + i));
     if (s.length === 0 || s.length % 8 !== 0 || s.offset % 8 !== 0 || s.offset + s.length > 4096) {
       return {
         ok: false,

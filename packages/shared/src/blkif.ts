@@ -303,6 +303,14 @@ export function decodeRequest(slot: Uint8Array, limits: DecodeLimits): DecodedRe
   }
 }
 
+/** Where descriptor `i` of an indirect request lives: its page and byte offset (512 per page). */
+export function descriptorAt(pages: Uint8Array[], i: number): [Uint8Array, number] {
+  return [
+    pages[Math.floor(i / BLKIF_SEGS_PER_INDIRECT_FRAME)],
+    (i % BLKIF_SEGS_PER_INDIRECT_FRAME) * BLKIF_SEGMENT_SIZE,
+  ];
+}
+
 /**
  * Reads the segment array of an indirect request from private copies of its indirect pages, each
  * segment read once and checked (xen_blkbk_parse_indirect reads first/last_sect once with READ_ONCE).
@@ -313,8 +321,7 @@ export function decodeIndirectSegments(
 ): { ok: true; segments: BlkifSegment[] } | { ok: false; problem: BlkifRequestProblem } {
   const segments: BlkifSegment[] = [];
   for (let i = 0; i < nrSegments; i++) {
-    const page = pages[Math.floor(i / BLKIF_SEGS_PER_INDIRECT_FRAME)];
-    const seg = decodeSegment(page, (i % BLKIF_SEGS_PER_INDIRECT_FRAME) * BLKIF_SEGMENT_SIZE);
+    const seg = decodeSegment(...descriptorAt(pages, i));
     const p = segmentProblem(seg, i);
     if (p) return { ok: false, problem: p };
     segments.push(seg);
@@ -324,13 +331,7 @@ export function decodeIndirectSegments(
 
 /** Fills indirect pages with a segment array (frontend side). */
 export function encodeIndirectSegments(pages: Uint8Array[], segments: BlkifSegment[]): void {
-  segments.forEach((s, i) =>
-    encodeSegment(
-      pages[Math.floor(i / BLKIF_SEGS_PER_INDIRECT_FRAME)],
-      (i % BLKIF_SEGS_PER_INDIRECT_FRAME) * BLKIF_SEGMENT_SIZE,
-      s,
-    ),
-  );
+  segments.forEach((s, i) => encodeSegment(...descriptorAt(pages, i), s));
 }
 
 /**

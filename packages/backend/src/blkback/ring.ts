@@ -418,26 +418,14 @@ export class BlkifRing {
     const isWrite = req.integrityOp === BLKIF_OP_WRITE;
     const spi = prof.interval / SECTOR_SIZE;
     // descriptors: data segments, then PI segments, in the indirect pages
-    const pseudo = req.indirectGrefs.map((gref) => ({ gref, firstSect: 0, lastSect: 7 }));
-    const ind = await this.data.acquire(pseudo, true);
-    if (!ind.ok) {
-      this.ctx.klog.printk(KERN_ERR, `xen-blkback: integrity descriptors: ${ind.detail}`);
-      return { status: BLKIF_RSP_ERROR };
-    }
-    let desc: ReturnType<typeof decodeIntegrityDescriptors>;
-    try {
-      const g = await ind.io.gather();
-      if (!g.ok) return { status: BLKIF_RSP_ERROR };
-      const pages = req.indirectGrefs.map((_, i) => g.data.subarray(i * 4096, (i + 1) * 4096));
-      desc = decodeIntegrityDescriptors(
-        pages,
-        req.nrSegments,
-        req.nrPiSegments,
-        (sectors) => (sectors / spi) * PI_TUPLE_SIZE,
-      );
-    } finally {
-      ind.io.release();
-    }
+    const pages = await this.indirectPages(req.indirectGrefs, 'integrity descriptors');
+    if (!pages) return { status: BLKIF_RSP_ERROR };
+    const desc = decodeIntegrityDescriptors(
+      pages,
+      req.nrSegments,
+      req.nrPiSegments,
+      (sectors) => (sectors / spi) * PI_TUPLE_SIZE,
+    );
     if (!desc.ok) {
       this.debug(`${desc.problem.detail} (integrity, domain ${this.ctx.frontDomid})`);
       return { status: BLKIF_RSP_ERROR };
@@ -532,22 +520,33 @@ export class BlkifRing {
   private async indirectSegments(
     req: Extract<BlkifRequest, { operation: 6 }>,
   ): Promise<BlkifSegment[] | null> {
-    const pseudo = req.indirectGrefs.map((gref) => ({ gref, firstSect: 0, lastSect: 7 }));
-    const acquired = await this.data.acquire(pseudo, true);
+    const pages = await this.indirectPages(req.indirectGrefs, 'indirect page');
+    if (!pages) return null;
+    const d = decodeIndirectSegments(pages, req.nrSegments);
+    if (!d.ok) {
+      this.debug(`${d.problem.detail} (indirect, domain ${this.ctx.frontDomid})`);
+      return null;
+    }
+    return d.segments;
+  }
+
+  /**
+   * Private copies of the pages holding an indirect request's descriptors (mapped read-only or copied,
+   * then released at once): every descriptor is then read from memory the guest can no longer change.
+   */
+  private async indirectPages(grefs: number[], what: string): Promise<Uint8Array[] | null> {
+    const acquired = await this.data.acquire(
+      grefs.map((gref) => ({ gref, firstSect: 0, lastSect: 7 })),
+      true,
+    );
     if (!acquired.ok) {
-      this.ctx.klog.printk(KERN_ERR, `xen-blkback: indirect page: ${acquired.detail}`);
+      this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${what}: ${acquired.detail}`);
       return null;
     }
     try {
       const g = await acquired.io.gather();
       if (!g.ok) return null;
-      const pages = req.indirectGrefs.map((_, i) => g.data.subarray(i * 4096, (i + 1) * 4096));
-      const d = decodeIndirectSegments(pages, req.nrSegments);
-      if (!d.ok) {
-        this.debug(`${d.problem.detail} (indirect, domain ${this.ctx.frontDomid})`);
-        return null;
-      }
-      return d.segments;
+      return grefs.map((_, i) => g.data.subarray(i * 4096, (i + 1) * 4096));
     } finally {
       acquired.io.release();
     }
