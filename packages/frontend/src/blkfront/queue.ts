@@ -238,22 +238,7 @@ export class FrontQueue {
         const bufs: Buffer[] = [];
         for (let i = 0; i < nPages; i++) bufs.push(Buffer.alloc(4096));
         encodeIndirectSegments(bufs, segs);
-        for (let i = 0; i < nPages; i++) {
-          if (this.p.persistent) {
-            const g = this.takePersistent();
-            g.page.write(0, bufs[i]);
-            sh.borrowed.push({ grant: g, seg: null });
-            grefs.push(g.ref);
-          } else {
-            const page = xc.allocPage();
-            page.write(0, bufs[i]);
-            const ref = xc.gnttab.grantAccess(page, backendId, true);
-            this.p.stats.grants++;
-            sh.transientRefs.push(ref);
-            sh.transientPages.push(page);
-            grefs.push(ref);
-          }
-        }
+        for (const b of bufs) grefs.push(this.auxPage(sh, b, true).ref);
         ringReq = {
           operation: BLKIF_OP_INDIRECT,
           indirectOp: sh.op,
@@ -281,8 +266,11 @@ export class FrontQueue {
     this.p.stats.requests++;
   }
 
-  /** A page for PI or descriptors: borrowed from the persistent pool, or allocated and granted. */
-  private auxPage(sh: Shadow, contents: Buffer | null): { page: Page; ref: number } {
+  /**
+   * A page for descriptors or PI: borrowed from the persistent pool (always granted writable), or
+   * allocated and granted for this request only, read-only when the backend has no business writing it.
+   */
+  private auxPage(sh: Shadow, contents: Buffer | null, readonly = false): { page: Page; ref: number } {
     if (this.p.persistent) {
       const g = this.takePersistent();
       if (contents) g.page.write(0, contents);
@@ -291,7 +279,7 @@ export class FrontQueue {
     }
     const page = this.p.xc.allocPage();
     if (contents) page.write(0, contents);
-    const ref = this.p.xc.gnttab.grantAccess(page, this.p.backendId, false);
+    const ref = this.p.xc.gnttab.grantAccess(page, this.p.backendId, readonly);
     this.p.stats.grants++;
     sh.transientRefs.push(ref);
     sh.transientPages.push(page);
