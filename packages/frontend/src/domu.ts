@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PvblkError, xvdName, type KernelMessage } from '@pvblk/shared';
-import { connectWs, type XenClient } from '@pvblk/hypervisor/client';
+import { connectWs, withBackoff, type XenClient } from '@pvblk/hypervisor/client';
 import { createLogger, DomainKernelLog, onShutdown, resolveToolstackToken } from '@pvblk/hypervisor/runtime';
 import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
 import { GuestBlockQueue } from './block/queue.ts';
@@ -38,42 +38,36 @@ async function provision(
   name: string,
   onRetry: (attempt: number, err: string) => void,
 ): Promise<{ domid: number; credential: string }> {
-  const deadline = Date.now() + 60_000;
-  let delay = 200;
-  for (let attempt = 1; ; attempt++) {
-    let res: Response;
-    try {
-      res = await fetch(new URL('/guests', url), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-        body: JSON.stringify({ name }),
-      });
-    } catch (e) {
-      if (Date.now() + delay > deadline) {
-        throw new PvblkError(
-          'ECONNREFUSED',
-          `cannot reach the host's toolstack at ${url}: ${(e as Error).message}`,
-        );
-      }
-      onRetry(attempt, (e as Error).message);
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 2000);
-      continue;
-    }
-    const body = (await res.json().catch(() => ({}))) as {
-      domid?: number;
-      credential?: string;
-      error?: string;
-      message?: string;
-    };
-    if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
-      throw new PvblkError(
-        'EACCES',
-        `the toolstack refused to create guest ${name}: ${res.status} ${body.message ?? body.error ?? ''}`.trim(),
-      );
-    }
-    return { domid: body.domid, credential: body.credential };
+  let res: Response;
+  try {
+    res = await withBackoff(
+      () =>
+        fetch(new URL('/guests', url), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify({ name }),
+        }),
+      { retryForMs: 60_000, firstDelayMs: 200, onRetry: (n, _delay, e) => onRetry(n, e.message) },
+    );
+  } catch (e) {
+    throw new PvblkError(
+      'ECONNREFUSED',
+      `cannot reach the host's toolstack at ${url}: ${(e as Error).message}`,
+    );
   }
+  const body = (await res.json().catch(() => ({}))) as {
+    domid?: number;
+    credential?: string;
+    error?: string;
+    message?: string;
+  };
+  if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
+    throw new PvblkError(
+      'EACCES',
+      `the toolstack refused to create guest ${name}: ${res.status} ${body.message ?? body.error ?? ''}`.trim(),
+    );
+  }
+  return { domid: body.domid, credential: body.credential };
 }
 
 /** Attaches every vbd under device/vbd, as xenbus enumerates a guest's devices at boot. */

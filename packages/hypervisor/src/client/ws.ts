@@ -5,6 +5,7 @@
 import { WebSocket } from 'ws';
 import { PvblkError, WIRE_MAX_FRAME } from '@pvblk/shared';
 import { XenClient, type ClientTransport } from './client.ts';
+import { withBackoff } from './backoff.ts';
 
 function openSocket(url: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
@@ -53,22 +54,15 @@ export interface ConnectOptions {
 
 /** Connects and authenticates; retries with capped exponential backoff while the hypervisor is not there. */
 export async function connectWs(url: string, opts: ConnectOptions): Promise<XenClient> {
-  const deadline = Date.now() + (opts.retryForMs ?? 30_000);
-  let delay = 100;
-  for (let attempt = 1; ; attempt++) {
-    let ws: WebSocket;
-    try {
-      ws = await openSocket(url);
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      if (Date.now() + delay > deadline) {
-        throw new PvblkError('ECONNREFUSED', `cannot reach the hypervisor at ${url}: ${err.message}`);
-      }
-      opts.onRetry?.(attempt, delay, err);
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 2000);
-      continue;
-    }
-    return XenClient.connect(wsTransport(ws, url), opts.credential);
+  let ws: WebSocket;
+  try {
+    ws = await withBackoff(() => openSocket(url), {
+      retryForMs: opts.retryForMs ?? 30_000,
+      firstDelayMs: 100,
+      onRetry: opts.onRetry,
+    });
+  } catch (e) {
+    throw new PvblkError('ECONNREFUSED', `cannot reach the hypervisor at ${url}: ${(e as Error).message}`);
   }
+  return XenClient.connect(wsTransport(ws, url), opts.credential);
 }
