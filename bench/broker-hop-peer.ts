@@ -17,11 +17,11 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import type * as WsModule from 'ws';
 import { decodeClientFrame, encodeFrame, type ClientMessage } from '@pvblk/shared';
-import { connectWs, type Page, type XenClient } from '@pvblk/hypervisor/client';
+import { connectWs, type Page, type XenClient } from '@pvblk/client';
 import { nextTurn, serveRpc, summarize, usSince, wsMaskImplementation, type LatencySummary } from './lib.ts';
 
 /** `ws` is a dependency of the hypervisor package (not of the root): load the same copy it uses. */
-const ws = createRequire(new URL('../packages/hypervisor/package.json', import.meta.url))(
+const ws = createRequire(new URL('../packages/client/package.json', import.meta.url))(
   'ws',
 ) as typeof WsModule;
 

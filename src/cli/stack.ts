@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import { renderRecord } from '@pvblk/hypervisor/runtime';
+import { renderRecord } from '@pvblk/runtime';
 
 // children run the same entry point as this process (bin/pvblk.mjs in a checkout, the bundle in an image)
 const PVBLK_BIN = process.argv[1] ?? fileURLToPath(new URL('../../bin/pvblk.mjs', import.meta.url));

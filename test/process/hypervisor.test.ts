@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { connectWs, type XenClient } from '@pvblk/hypervisor/client';
+import { connectWs, type XenClient } from '@pvblk/client';
 import { GNTST } from '@pvblk/shared';
 import { SECRETS, startProc, type Proc } from './helpers.ts';
 

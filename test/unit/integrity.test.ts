@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KERN_DEBUG, KERN_ERR, MemoryKernelLog, computeGuard, frontendPath, xvdDevid } from '@pvblk/shared';
 import { LocalHypervisor } from '@pvblk/hypervisor';
-import type { XenClient } from '@pvblk/hypervisor/client';
+import type { XenClient } from '@pvblk/client';
 import {
   BlkbackDriver,
   Toolstack,

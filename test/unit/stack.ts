@@ -5,7 +5,7 @@
  */
 import { frontendPath, MemoryKernelLog, xvdDevid } from '@pvblk/shared';
 import { LocalHypervisor } from '@pvblk/hypervisor';
-import type { XenClient } from '@pvblk/hypervisor/client';
+import type { XenClient } from '@pvblk/client';
 import {
   BlkbackDriver,
   MemoryBlockDevice,

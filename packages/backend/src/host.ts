@@ -3,14 +3,14 @@
  * hypervisor as the control domain, with the management API guests are provisioned through.
  */
 import { PvblkError, xvdDevid } from '@pvblk/shared';
-import { connectWs } from '@pvblk/hypervisor/client';
+import { connectWs } from '@pvblk/client';
 import {
   createLogger,
   DomainKernelLog,
   onShutdown,
   resolveDom0Secret,
   resolveToolstackToken,
-} from '@pvblk/hypervisor/runtime';
+} from '@pvblk/runtime';
 import { startApi } from './api.ts';
 import { BlkbackDriver } from './blkback/driver.ts';
 import type { BlkbackConfig } from './blkback/config.ts';

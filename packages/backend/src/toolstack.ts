@@ -11,7 +11,7 @@ import {
   XEN_IO_PROTO_ABI_X86_64,
   xvdName,
 } from '@pvblk/shared';
-import type { Watch, XenClient } from '@pvblk/hypervisor/client';
+import type { Watch, XenClient } from '@pvblk/client';
 
 export interface VbdSpec {
   /** virtual-device number, 51712 for xvda. */

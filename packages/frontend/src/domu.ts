@@ -8,8 +8,14 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PvblkError, xvdName, type KernelMessage } from '@pvblk/shared';
-import { connectWs, withBackoff, type XenClient } from '@pvblk/hypervisor/client';
-import { createLogger, DomainKernelLog, onShutdown, resolveToolstackToken } from '@pvblk/hypervisor/runtime';
+import { connectWs, type XenClient } from '@pvblk/client';
+import {
+  createLogger,
+  DomainKernelLog,
+  onShutdown,
+  resolveToolstackToken,
+  withBackoff,
+} from '@pvblk/runtime';
 import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
 import { GuestBlockQueue } from './block/queue.ts';
 import { BlockDeviceCache } from './block/page-cache.ts';

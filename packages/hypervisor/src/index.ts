@@ -11,4 +11,3 @@ export { LocalHypervisor } from './local.ts';
 export { startHypervisorServer, type RunningHypervisor, type HypervisorServerOptions } from './server.ts';
 export { XenStore } from './xenstore/index.ts';
 export { runHypervisor, type HypervisorProcessOptions } from './main.ts';
-export { resolveDom0Secret, resolveToolstackToken } from './runtime/secrets.ts';

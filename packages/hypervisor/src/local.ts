@@ -5,7 +5,7 @@
  */
 import { Connection, type FrameTransport } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
-import { XenClient, type ClientTransport } from './client/client.ts';
+import { XenClient, type ClientTransport } from '@pvblk/client';
 
 class Pipe {
   private q: Array<Buffer | null> = [];

@@ -3,7 +3,7 @@
  * /status, logs structured records, and stops cleanly on SIGINT/SIGTERM.
  */
 import { startHypervisorServer } from './server.ts';
-import { createLogger, onShutdown, resolveDom0Secret } from './runtime/index.ts';
+import { createLogger, onShutdown, resolveDom0Secret } from '@pvblk/runtime';
 
 export interface HypervisorProcessOptions {
   host: string;

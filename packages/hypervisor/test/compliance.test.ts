@@ -20,8 +20,7 @@ import {
 } from '@pvblk/shared';
 import { LocalHypervisor } from '../src/local.ts';
 import { startHypervisorServer, type RunningHypervisor } from '../src/server.ts';
-import { connectWs } from '../src/client/ws.ts';
-import type { XenClient } from '../src/client/client.ts';
+import { connectWs, type XenClient } from '@pvblk/client';
 import type { Hypervisor } from '../src/core/hypervisor.ts';
 
 const DOM0_SECRET = 'compliance-dom0-secret';

@@ -55,7 +55,7 @@ import {
   PagesRingMemory,
   type Page,
   type XenClient,
-} from '@pvblk/hypervisor/client';
+} from '@pvblk/client';
 import type { HostBlockDevice, IntegrityProfile, IoError, IoResult } from '../block-device.ts';
 import { BLKIF_REQS_PER_PAGE } from './config.ts';
 import { GrantDataPath, PersistentGrants } from './segments.ts';

@@ -25,7 +25,7 @@ import {
   type KernelLog,
   IntegrityKey,
 } from '@pvblk/shared';
-import type { Page, Watch, XenClient } from '@pvblk/hypervisor/client';
+import type { Page, Watch, XenClient } from '@pvblk/client';
 import type { HostBlockDevice } from '../block-device.ts';
 import type { BlkbackConfig } from './config.ts';
 import { BlkifRing } from './ring.ts';

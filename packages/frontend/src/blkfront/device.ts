@@ -35,7 +35,7 @@ import {
   IntegrityKey,
   type IntegrityResponseInfo,
 } from '@pvblk/shared';
-import type { Page, Watch, XenClient } from '@pvblk/hypervisor/client';
+import type { Page, Watch, XenClient } from '@pvblk/client';
 import type { BlockDriver, BlockRequest, BlockResult, DeviceIntegrity, QueueLimits } from '../block/types.ts';
 import { FrontQueue, type Submission } from './queue.ts';
 

@@ -40,7 +40,7 @@ import {
   PagesRingMemory,
   type Page,
   type XenClient,
-} from '@pvblk/hypervisor/client';
+} from '@pvblk/client';
 import type { BlockRequest } from '../block/types.ts';
 
 /** A block request waiting for, or occupying, a ring slot. */

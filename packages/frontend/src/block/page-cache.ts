@@ -31,7 +31,7 @@
  *   Errors are blk_status_to_errno() of the failed bio (EILSEQ for protection), as
  *   blkdev_direct_IO reports them since 4.x (3.x dio said EIO for every failure).
  */
-import type { Page } from '@pvblk/hypervisor/client';
+import type { Page } from '@pvblk/client';
 import { KERN_ERR, KERN_WARNING, PAGE_SIZE, SECTOR_SIZE, type KernelLog } from '@pvblk/shared';
 import type { Errno, IoResult } from '../guest/vfs.ts';
 import { blkStatusToErrno, type BioResult, type GuestBlockQueue } from './queue.ts';

@@ -13,7 +13,7 @@
  *
  * Fault injection hooks for the corruption experiments sit in `faults` (see QueueFaults).
  */
-import type { Page } from '@pvblk/hypervisor/client';
+import type { Page } from '@pvblk/client';
 import {
   KERN_ERR,
   KERN_INFO,

@@ -6,7 +6,7 @@
  * Data lives in pages the guest owns (`Page` from the hypercall client), so that the driver can grant
  * the very pages the page cache holds, as Linux grants bio pages to the backend.
  */
-import type { Page } from '@pvblk/hypervisor/client';
+import type { Page } from '@pvblk/client';
 
 /** One piece of a request: `len` bytes at `off` within one 4 KiB page; both multiples of 512. */
 export interface BioSegment {

@@ -8,7 +8,7 @@
  * store). A write with PI stores the tuples it carries; a write without PI (write_generate off) gets
  * PI generated with ref = LBA, as an HBA inserting it would. Reads with PI return the stored tuples.
  */
-import { Page } from '@pvblk/hypervisor/client';
+import { Page } from '@pvblk/client';
 import { PAGE_SIZE, PI_TUPLE_SIZE, SECTOR_SIZE, generatePi, verifyPi } from '@pvblk/shared';
 import type {
   BlkStatus,

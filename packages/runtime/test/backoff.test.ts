@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { withBackoff } from '../src/client/backoff.ts';
+import { withBackoff } from '../src/backoff.ts';
 
 describe('withBackoff', () => {
   it('retries with doubling delays until the attempt succeeds', async () => {

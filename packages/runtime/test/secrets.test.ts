@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resolveDom0Secret, resolveToolstackToken } from '../src/runtime/secrets.ts';
+import { resolveDom0Secret, resolveToolstackToken } from '../src/secrets.ts';
 
 describe('secrets from the environment or a file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pvblk-secret-'));

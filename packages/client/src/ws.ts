@@ -5,7 +5,7 @@
 import { WebSocket } from 'ws';
 import { PvblkError, WIRE_MAX_FRAME } from '@pvblk/shared';
 import { XenClient, type ClientTransport } from './client.ts';
-import { withBackoff } from './backoff.ts';
+import { withBackoff } from '@pvblk/runtime';
 
 function openSocket(url: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {

@@ -3,3 +3,4 @@ export { renderRecord, isKmsgRecord, type KmsgRecord } from './render.ts';
 export { DomainKernelLog } from './kernel-log.ts';
 export { onShutdown } from './shutdown.ts';
 export { resolveDom0Secret, resolveToolstackToken } from './secrets.ts';
+export { withBackoff } from './backoff.ts';
