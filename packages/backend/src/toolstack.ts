@@ -11,7 +11,7 @@ import {
   XEN_IO_PROTO_ABI_X86_64,
   xvdName,
 } from '@pvblk/shared';
-import type { Watch, XenClient } from '@pvblk/client';
+import type { Watch, Hypercalls } from '@pvblk/client';
 
 export interface VbdSpec {
   /** virtual-device number, 51712 for xvda. */
@@ -29,7 +29,7 @@ export class Toolstack {
   private watch: Watch | null = null;
 
   constructor(
-    private readonly xc: XenClient,
+    private readonly xc: Hypercalls,
     private readonly log: (
       level: 'info' | 'warn' | 'error',
       obj: Record<string, unknown>,

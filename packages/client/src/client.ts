@@ -24,6 +24,7 @@ import {
   type HypervisorMessage,
 } from '@pvblk/shared';
 import { Page, type PageWriteSink } from './memory.ts';
+import type { DomainInfo, EventHandler, Hypercalls, Watch } from './hypercalls.ts';
 
 export interface ClientTransport {
   readonly peer: string;
@@ -33,28 +34,13 @@ export interface ClientTransport {
   onClose(cb: (code: number, reason: string) => void): void;
 }
 
-export type EventHandler = () => void | Promise<void>;
-
-export interface Watch {
-  readonly path: string;
-  readonly token: string;
-  unwatch(): Promise<void>;
-}
-
-export interface DomainInfo {
-  domid: number;
-  name: string;
-  connected: boolean;
-  privileged: boolean;
-}
-
 type Call = Exclude<ClientMessage, { t: 'ev_send' | 'ev_eoi' | 'mw' | 'gw' }>;
 type CallWithoutId = Call extends infer M ? (M extends { id: number } ? Omit<M, 'id'> : never) : never;
 
 /** Grant refs per domain (Xen's default 64 grant frames). */
 const MAX_REFS = 64 * 512;
 
-export class XenClient implements PageWriteSink {
+export class XenClient implements Hypercalls, PageWriteSink {
   readonly domid: number;
   readonly name: string;
   readonly privileged: boolean;

@@ -1,4 +1,15 @@
-export { XenClient, type ClientTransport, type DomainInfo, type EventHandler, type Watch } from './client.ts';
+export { XenClient, type ClientTransport } from './client.ts';
+export type {
+  DomainInfo,
+  DomctlOps,
+  EndAccessResult,
+  EventChannelOps,
+  EventHandler,
+  GrantTableOps,
+  Hypercalls,
+  Watch,
+  XenStoreOps,
+} from './hypercalls.ts';
 export { Page, PagesRingMemory, type PageOrigin } from './memory.ts';
 export { connectWs, wsTransport, type ConnectOptions } from './ws.ts';
 export { BarrierNotifier, finalCheckWithBarrier } from './ring-sync.ts';

@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PvblkError, xvdName, type KernelMessage } from '@pvblk/shared';
-import { connectWs, type XenClient } from '@pvblk/client';
+import { connectWs, type Hypercalls } from '@pvblk/client';
 import {
   createLogger,
   DomainKernelLog,
@@ -78,7 +78,7 @@ async function provision(
 
 /** Attaches every vbd under device/vbd, as xenbus enumerates a guest's devices at boot. */
 async function attachDisks(
-  xc: XenClient,
+  xc: Hypercalls,
   klog: DomainKernelLog,
   opts: BlkfrontOptions,
   log: (level: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) => void,

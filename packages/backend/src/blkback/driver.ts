@@ -4,7 +4,7 @@
  * goes away — as xenbus_backend's watch on "backend" does in Linux.
  */
 import type { KernelLog } from '@pvblk/shared';
-import type { Watch, XenClient } from '@pvblk/client';
+import type { Watch, Hypercalls } from '@pvblk/client';
 import type { HostBlockDevice } from '../block-device.ts';
 import { DEFAULT_BLKBACK_CONFIG, type BlkbackConfig } from './config.ts';
 import { VbdBackend, type VbdContext } from './vbd.ts';
@@ -16,7 +16,7 @@ export interface DeviceResolver {
 }
 
 export interface BlkbackOptions {
-  xc: XenClient;
+  xc: Hypercalls;
   klog: KernelLog;
   devices: DeviceResolver;
   config?: Partial<BlkbackConfig>;

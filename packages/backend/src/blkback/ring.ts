@@ -54,7 +54,7 @@ import {
   finalCheckWithBarrier,
   PagesRingMemory,
   type Page,
-  type XenClient,
+  type Hypercalls,
 } from '@pvblk/client';
 import type { HostBlockDevice, IntegrityProfile, IoError, IoResult } from '../block-device.ts';
 import { BLKIF_REQS_PER_PAGE } from './config.ts';
@@ -62,7 +62,7 @@ import { GrantDataPath, PersistentGrants } from './segments.ts';
 import type { BlkbackStats } from './stats.ts';
 
 export interface RingContext {
-  xc: XenClient;
+  xc: Hypercalls;
   klog: KernelLog;
   frontDomid: number;
   devid: number;

@@ -9,7 +9,7 @@
  * - copy (QEMU qdisk): never map data pages; GNTTABOP_copy in or out (one copy round trip).
  */
 import { GNTST, SECTOR_SIZE, gntstName, type BlkifSegment } from '@pvblk/shared';
-import type { Page, XenClient } from '@pvblk/client';
+import type { Page, Hypercalls } from '@pvblk/client';
 import type { BlkbackStats } from './stats.ts';
 
 /** The persistent grants of one ring (blkback's rb-tree of `struct persistent_gnt`). */
@@ -36,7 +36,7 @@ function segBytes(s: BlkifSegment): { off: number; len: number } {
 
 export class GrantDataPath {
   constructor(
-    private readonly xc: XenClient,
+    private readonly xc: Hypercalls,
     private readonly frontDomid: number,
     private readonly mode: 'map' | 'copy',
     private readonly persistent: PersistentGrants | null,

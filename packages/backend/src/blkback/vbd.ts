@@ -25,7 +25,7 @@ import {
   type KernelLog,
   IntegrityKey,
 } from '@pvblk/shared';
-import type { Page, Watch, XenClient } from '@pvblk/client';
+import type { Page, Watch, Hypercalls } from '@pvblk/client';
 import type { HostBlockDevice } from '../block-device.ts';
 import type { BlkbackConfig } from './config.ts';
 import { BlkifRing } from './ring.ts';
@@ -33,7 +33,7 @@ import { PersistentGrants } from './segments.ts';
 import { addStats, newStats, type BlkbackStats } from './stats.ts';
 
 export interface VbdContext {
-  xc: XenClient;
+  xc: Hypercalls;
   klog: KernelLog;
   config: BlkbackConfig;
   device: HostBlockDevice;

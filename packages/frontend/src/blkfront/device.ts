@@ -35,7 +35,7 @@ import {
   IntegrityKey,
   type IntegrityResponseInfo,
 } from '@pvblk/shared';
-import type { Page, Watch, XenClient } from '@pvblk/client';
+import type { Page, Watch, Hypercalls } from '@pvblk/client';
 import type { BlockDriver, BlockRequest, BlockResult, DeviceIntegrity, QueueLimits } from '../block/types.ts';
 import { FrontQueue, type Submission } from './queue.ts';
 
@@ -128,7 +128,7 @@ export class Blkfront implements BlockDriver {
   };
 
   constructor(
-    private readonly xc: XenClient,
+    private readonly xc: Hypercalls,
     private readonly klog: KernelLog,
     /** /local/domain/<me>/device/vbd/<devid> */
     readonly nodename: string,

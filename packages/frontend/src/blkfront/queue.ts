@@ -39,7 +39,7 @@ import {
   finalCheckWithBarrier,
   PagesRingMemory,
   type Page,
-  type XenClient,
+  type Hypercalls,
 } from '@pvblk/client';
 import type { BlockRequest } from '../block/types.ts';
 
@@ -70,7 +70,7 @@ export interface PersistentGrant {
 }
 
 export interface QueueParams {
-  xc: XenClient;
+  xc: Hypercalls;
   backendId: number;
   order: number;
   size: number;
@@ -448,7 +448,7 @@ export class FrontQueue {
 }
 
 /** Ends grants, retrying the busy ones every 100 ms for up to a minute ("g.e. still pending"). */
-async function endDeferred(xc: XenClient, refs: number[], tries = 600): Promise<void> {
+async function endDeferred(xc: Hypercalls, refs: number[], tries = 600): Promise<void> {
   let left = refs;
   for (let i = 0; i < tries && left.length > 0 && xc.connected; i++) {
     const r = await xc.gnttab.endForeignAccess(left).catch(() => null);
