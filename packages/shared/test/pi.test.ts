@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { loadVectors } from './vectors.ts';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { crc16T10DifBitwise, ipChecksum } from '../src/crc.ts';
@@ -32,9 +32,7 @@ interface VectorFile {
   patterns: Record<string, string>;
 }
 
-const vectors = JSON.parse(
-  readFileSync(new URL('../../../../shared/vectors/pi-vectors.json', import.meta.url), 'utf8'),
-) as VectorFile;
+const vectors = loadVectors<VectorFile>('pi-vectors.json');
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const fromHex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
