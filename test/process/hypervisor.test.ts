@@ -16,6 +16,7 @@ let hv: Proc;
 let url: string;
 let http: string;
 let dom0: XenClient;
+const operator = { authorization: `Bearer ${SECRETS.PVBLK_DOM0_SECRET}` };
 
 beforeAll(async () => {
   hv = startProc('hypervisor', ['hypervisor', '--port', '0'], SECRETS);
@@ -30,11 +31,16 @@ afterAll(async () => {
 });
 
 describe('hypervisor process', () => {
-  it('serves /healthz and a JSON /status', async () => {
+  it('serves /healthz to anyone and a JSON /status to the operator only', async () => {
     const h = await fetch(`${http}healthz`);
     expect(h.status).toBe(200);
     expect(await h.text()).toBe('ok\n');
-    const s = (await (await fetch(`${http}status`)).json()) as {
+    const anon = await fetch(`${http}status`);
+    expect(anon.status).toBe(401);
+    expect(((await anon.json()) as { error: string }).error).toBe('EACCES');
+    const wrong = await fetch(`${http}status`, { headers: { authorization: 'Bearer guessed' } });
+    expect(wrong.status).toBe(401);
+    const s = (await (await fetch(`${http}status`, { headers: operator })).json()) as {
       domains: Array<{ domid: number; connected: boolean }>;
     };
     expect(s.domains.find((d) => d.domid === 0)).toMatchObject({ connected: true });
@@ -46,7 +52,7 @@ describe('hypervisor process', () => {
     });
     const closed = await new Promise<number>((resolve) => {
       const ws = new WebSocket(url);
-      ws.on('open', () => ws.send(Buffer.from([1, 0xc0])));
+      ws.on('open', () => ws.send(Buffer.from([2, 0xc0])));
       ws.on('close', (code) => resolve(code));
     });
     expect(closed).toBe(4400); // a malformed first frame: protocol error, connection dropped
@@ -83,7 +89,7 @@ describe('hypervisor process', () => {
 
     child.kill('SIGKILL');
     for (let i = 0; i < 100; i++) {
-      const s = (await (await fetch(`${http}status`)).json()) as {
+      const s = (await (await fetch(`${http}status`, { headers: operator })).json()) as {
         domains: Array<{ domid: number }>;
         grantsInUse: number;
       };

@@ -12,6 +12,7 @@ import {
   decodeHypervisorFrame,
   DOMID_SELF,
   encodeFrame,
+  encodeFrames,
   GNTTAB_NR_RESERVED_ENTRIES,
   GNTST,
   isZeroPage,
@@ -34,7 +35,8 @@ export interface ClientTransport {
   onClose(cb: (code: number, reason: string) => void): void;
 }
 
-type Call = Exclude<ClientMessage, { t: 'ev_send' | 'ev_eoi' | 'mw' | 'gw' }>;
+type OneWay = 'ev_send' | 'ev_eoi' | 'ev_notify_if' | 'ev_final_check' | 'mw' | 'gw';
+type Call = Exclude<ClientMessage, { t: OneWay }>;
 type CallWithoutId = Call extends infer M ? (M extends { id: number } ? Omit<M, 'id'> : never) : never;
 
 /** Grant refs per domain (Xen's default 64 grant frames). */
@@ -120,19 +122,25 @@ export class XenClient implements Hypercalls, PageWriteSink {
       if (!('id' in m)) return;
       throw new PvblkError('ENOTCONN', `not connected to the hypervisor (${this.closeReason})`);
     }
-    // merge a write that continues the previous write to the same page
+    // A write that overlaps or continues the previous one to the same page joins its record (both are
+    // snapshots taken in program order, so the joined bytes are the state after both). Only the last
+    // record is joined: a record further back may have an event or another page's write after it, and
+    // the peer must never see a later write before an earlier one (a producer index before its slot).
     const last = this.queue[this.queue.length - 1];
-    if (
-      last &&
-      (m.t === 'mw' || m.t === 'gw') &&
-      last.t === m.t &&
-      (m.t === 'mw'
-        ? (last as { gfn: number }).gfn === m.gfn
-        : (last as { handle: number }).handle === m.handle)
-    ) {
+    if (last && (m.t === 'mw' || m.t === 'gw') && last.t === m.t) {
+      const same =
+        m.t === 'mw'
+          ? (last as { gfn: number }).gfn === m.gfn
+          : (last as { handle: number }).handle === m.handle;
       const l = last as { off: number; data: Uint8Array };
-      if (l.off + l.data.length === m.off) {
-        l.data = Buffer.concat([l.data, m.data]);
+      const lo = Math.min(l.off, m.off);
+      const hi = Math.max(l.off + l.data.length, m.off + m.data.length);
+      if (same && hi - lo <= l.data.length + m.data.length) {
+        const joined = Buffer.allocUnsafe(hi - lo);
+        joined.set(l.data, l.off - lo);
+        joined.set(m.data, m.off - lo);
+        l.off = lo;
+        l.data = joined;
         return;
       }
     }
@@ -148,8 +156,10 @@ export class XenClient implements Hypercalls, PageWriteSink {
     if (this.closed || this.queue.length === 0) return;
     const q = this.queue;
     this.queue = [];
-    this.stats.framesSent++;
-    this.transport.send(encodeFrame(q));
+    for (const f of encodeFrames(q)) {
+      this.stats.framesSent++;
+      this.transport.send(f);
+    }
   }
 
   private call<T>(m: CallWithoutId): Promise<T> {
@@ -289,7 +299,10 @@ export class XenClient implements Hypercalls, PageWriteSink {
     return this.call({ t: 'fence' });
   }
 
-  pageWrite(page: Page, off: number, data: Uint8Array): void {
+  pageWrite(page: Page, off: number, len: number): void {
+    // a snapshot now: the page may change again before the frame is sent, and the peer must see
+    // this write's bytes in this write's place in the order
+    const data = Buffer.from(page.buf.subarray(off, off + len));
     if (page.origin.kind === 'local') this.enqueue({ t: 'mw', gfn: page.origin.gfn, off, data });
     else this.enqueue({ t: 'gw', handle: page.origin.handle, off, data });
   }
@@ -359,10 +372,13 @@ export class XenClient implements Hypercalls, PageWriteSink {
       return rs.map((r, i) => {
         if (r.status !== GNTST.okay || r.handle === undefined) return { status: r.status };
         const op = ops[i];
+        // a second mapping of a frame we already map shares its page (the broker says which)
+        const shared = r.alias !== undefined ? this.mappedPages.get(r.alias) : undefined;
         const page = new Page(
           this,
           { kind: 'mapped', handle: r.handle, granter: op.dom, ref: op.ref, readonly: op.readonly },
-          r.data,
+          shared ? undefined : r.data,
+          shared,
         );
         this.mappedPages.set(r.handle, page);
         return { status: r.status, page };
@@ -451,6 +467,12 @@ export class XenClient implements Hypercalls, PageWriteSink {
   // -------------------------------------------------------------------------------------------
   // event channels
 
+  private ringPageRef(p: Page): { mapped: boolean; page: number } {
+    return p.origin.kind === 'local'
+      ? { mapped: false, page: p.origin.gfn }
+      : { mapped: true, page: p.origin.handle };
+  }
+
   readonly evtchn = {
     allocUnbound: (remoteDom: number, dom: number = DOMID_SELF) =>
       this.call<number>({ t: 'ev_alloc_unbound', dom, remoteDom }),
@@ -464,6 +486,12 @@ export class XenClient implements Hypercalls, PageWriteSink {
     send: (port: number): void => {
       this.stats.eventsSent++;
       this.enqueue({ t: 'ev_send', port });
+    },
+    notifyIf: (port: number, header: Page, eventOff: number, oldProd: number, newProd: number): void => {
+      this.enqueue({ t: 'ev_notify_if', port, ...this.ringPageRef(header), eventOff, oldProd, newProd });
+    },
+    finalCheck: (port: number, header: Page, prodOff: number, cons: number): void => {
+      this.enqueue({ t: 'ev_final_check', port, ...this.ringPageRef(header), prodOff, cons });
     },
     close: async (port: number): Promise<void> => {
       this.handlers.delete(port);

@@ -54,6 +54,17 @@ export interface EventChannelOps {
   /** Registers the upcall handler; the EOI is sent when the handler (or its promise) is done. */
   onEvent(port: number, handler: EventHandler): void;
   send(port: number): void;
+  /**
+   * The producer half of ring.h's barrier: after publishing a new producer index, send on `port` iff
+   * the peer's event index (at `eventOff` of the ring's first page `header`) lies in (oldProd,
+   * newProd] — decided where the ring is coherent, so no wake-up is lost and none is spurious.
+   */
+  notifyIf(port: number, header: Page, eventOff: number, oldProd: number, newProd: number): void;
+  /**
+   * The consumer half (RING_FINAL_CHECK_FOR_*): after writing our event index, raise our own `port`
+   * iff the producer index at `prodOff` differs from `cons` where the ring is coherent.
+   */
+  finalCheck(port: number, header: Page, prodOff: number, cons: number): void;
   close(port: number): Promise<void>;
   mask(port: number): Promise<void>;
   unmask(port: number): Promise<void>;

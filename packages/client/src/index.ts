@@ -12,4 +12,4 @@ export type {
 } from './hypercalls.ts';
 export { Page, PagesRingMemory, type PageOrigin } from './memory.ts';
 export { connectWs, wsTransport, type ConnectOptions } from './ws.ts';
-export { BarrierNotifier, finalCheckWithBarrier } from './ring-sync.ts';
+export { RingEvents } from './ring-sync.ts';

@@ -7,8 +7,8 @@
 import { PAGE_SIZE, PvblkError, type RingMemory } from '@pvblk/shared';
 
 export interface PageWriteSink {
-  /** Called for every write to a page that others can see; `data` is a private copy. */
-  pageWrite(page: Page, off: number, data: Uint8Array): void;
+  /** Called after every write to a page that others can see: bytes [off, off + len) changed. */
+  pageWrite(page: Page, off: number, len: number): void;
 }
 
 export type PageOrigin =
@@ -26,8 +26,10 @@ export class Page {
     private readonly sink: PageWriteSink,
     readonly origin: PageOrigin,
     contents?: Uint8Array,
+    /** Another mapping of the same frame in this domain: both see one buffer, as two PTEs of one page. */
+    sharedWith?: Page,
   ) {
-    this.buf = Buffer.alloc(PAGE_SIZE);
+    this.buf = sharedWith ? sharedWith.buf : Buffer.alloc(PAGE_SIZE);
     if (contents) this.buf.set(contents);
   }
 
@@ -47,9 +49,10 @@ export class Page {
     return this.origin.kind === 'mapped' ? !this.revoked : this.grantCount > 0;
   }
 
-  write(off: number, src: Uint8Array): void {
-    if (off < 0 || off + src.length > PAGE_SIZE) {
-      throw new RangeError(`page write of ${src.length} bytes at ${off} crosses the page`);
+  /** Checks a store of `len` bytes at `off` before it happens. */
+  private writable(off: number, len: number): void {
+    if (off < 0 || off + len > PAGE_SIZE) {
+      throw new RangeError(`page write of ${len} bytes at ${off} crosses the page`);
     }
     if (this.origin.kind === 'mapped' && this.origin.readonly) {
       throw new PvblkError(
@@ -57,18 +60,28 @@ export class Page {
         `mapping ${this.origin.handle} of domain ${this.origin.granter}'s grant ${this.origin.ref} is read-only`,
       );
     }
+  }
+
+  private stored(off: number, len: number): void {
+    if (this.visible && len > 0) this.sink.pageWrite(this, off, len);
+  }
+
+  write(off: number, src: Uint8Array): void {
+    this.writable(off, src.length);
     this.buf.set(src, off);
-    if (this.visible) this.sink.pageWrite(this, off, Buffer.from(src));
+    this.stored(off, src.length);
   }
 
   writeU32LE(off: number, value: number): void {
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32LE(value >>> 0);
-    this.write(off, b);
+    this.writable(off, 4);
+    this.buf.writeUInt32LE(value >>> 0, off);
+    this.stored(off, 4);
   }
 
   fill(value: number, off = 0, len = PAGE_SIZE - off): void {
-    this.write(off, Buffer.alloc(len, value));
+    this.writable(off, len);
+    this.buf.fill(value, off, off + len);
+    this.stored(off, len);
   }
 
   read(off: number, len: number): Buffer {
@@ -101,6 +114,8 @@ export class PagesRingMemory implements RingMemory {
   }
 
   writeU32(off: number, value: number): void {
+    const o = off % PAGE_SIZE;
+    if (o + 4 <= PAGE_SIZE) return this.pages[Math.floor(off / PAGE_SIZE)].writeU32LE(o, value);
     const b = Buffer.allocUnsafe(4);
     b.writeUInt32LE(value >>> 0);
     this.write(off, b);

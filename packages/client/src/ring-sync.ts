@@ -5,86 +5,53 @@
  * copy, updated in order. A producer that pushes and then reads the peer's event index from its own
  * copy may read a stale value; a consumer that sets its event index and then re-reads the producer's
  * index may miss a push in flight. Either can lose a wake-up (the classic Dekker race), exactly as on
- * real hardware without the barrier. `XenClient.fence()` is that barrier: once it resolves, everything
- * we wrote is applied and everything written before it by others has reached us.
+ * real hardware without the barrier.
  *
- * The barrier costs a round trip, so it is only taken when the cheap local check says "no": a
- * notification that the local view already calls for is sent at once (a spurious one is harmless);
- * only a "no notification needed" is confirmed after a fence before it is believed.
+ * Both decisions are therefore made at the hypervisor, which applies every write of every domain in
+ * one order: after a push, the producer sends NOTIFY_IF (notify iff the event index there lies in
+ * (old, new]); after writing its event index, a consumer that sees nothing more to do locally sends
+ * FINAL (raise my own port iff the producer index there has moved past what I consumed). Whichever of
+ * the two the hypervisor applies first, the other sees its effect: the wake-up cannot be lost, no
+ * notification is sent that the event index did not ask for, and neither side waits for a round trip.
+ * `req_event`/`rsp_event` keep their meaning: they are written into the shared page and honoured.
  */
-import { notifyNeeded } from '@pvblk/shared';
+import { SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD } from '@pvblk/shared';
+import type { Hypercalls } from './hypercalls.ts';
+import type { Page } from './memory.ts';
 
-/** Producer side: RING_PUSH_*_AND_CHECK_NOTIFY with the mb() made real. */
-export class BarrierNotifier {
-  /** Old prod of the first push whose "no notify" has not been confirmed yet. */
-  private windowStart: number | null = null;
-  private fencing = false;
-  /** Counters for statistics: notifications sent, decided after a barrier, barriers taken. */
-  readonly stats = { notifies: 0, notifiesAfterFence: 0, fences: 0 };
+export class RingEvents {
+  /** NOTIFY_IF and FINAL records sent (whether an event follows is the hypervisor's call). */
+  readonly stats = { notifyChecks: 0, finalChecks: 0 };
 
   constructor(
-    private readonly fence: () => Promise<void>,
-    /** Our current published producer index and the peer's event index, from our copy of the page. */
-    private readonly view: () => { prod: number; event: number },
-    private readonly notify: () => void,
+    private readonly xc: Hypercalls,
+    /** The ring's first page: the shared header with the four indices. */
+    private readonly header: Page,
+    /** The requester (blkfront) pushes requests; the responder (blkback) pushes responses. */
+    private readonly role: 'requester' | 'responder',
+    /** The local event-channel port of this ring (known once it is allocated or bound). */
+    private readonly port: () => number,
   ) {}
 
-  /** Call after each push with the macro's result. */
-  pushed(r: { notify: boolean; oldProd: number; newProd: number }): void {
-    if (r.notify) {
-      // The peer will wake and see everything published so far, including any unconfirmed window.
-      this.windowStart = null;
-      this.stats.notifies++;
-      this.notify();
-      return;
-    }
+  /** After RING_PUSH_REQUESTS / RING_PUSH_RESPONSES: notify the peer if its event index asks for it. */
+  pushed(r: { oldProd: number; newProd: number }): void {
     if (r.oldProd === r.newProd) return;
-    if (this.windowStart === null) this.windowStart = r.oldProd;
-    this.confirm();
+    this.stats.notifyChecks++;
+    const eventOff = this.role === 'requester' ? SRING_REQ_EVENT : SRING_RSP_EVENT;
+    this.xc.evtchn.notifyIf(this.port(), this.header, eventOff, r.oldProd, r.newProd);
   }
 
-  private confirm(): void {
-    if (this.fencing) return;
-    this.fencing = true;
-    this.stats.fences++;
-    const covered = this.view().prod;
-    this.fence().then(
-      () => {
-        this.fencing = false;
-        const start = this.windowStart;
-        if (start === null) return;
-        const { prod, event } = this.view();
-        if (notifyNeeded(start, covered, event)) {
-          // sent after every push so far: the peer will see all of them when it wakes
-          this.stats.notifies++;
-          this.stats.notifiesAfterFence++;
-          this.notify();
-          this.windowStart = null;
-        } else {
-          // (start, covered] is confirmed quiet; later pushes still need their own barrier
-          this.windowStart = prod === covered ? null : covered;
-        }
-        // pushes made after the fence was sent need a barrier of their own
-        if (this.windowStart !== null) this.confirm();
-      },
-      () => {
-        this.fencing = false; // the connection is gone; nobody is listening any more
-      },
-    );
+  /**
+   * RING_FINAL_CHECK_FOR_REQUESTS / _RESPONSES. `check` is the ring's own first half: it writes the
+   * event index and says whether work is already visible here. Returns true when the caller must
+   * keep consuming; false when it may go idle — then the hypervisor raises our port if work arrived
+   * that our copy has not seen yet, and we are called again.
+   */
+  finalCheck(check: () => boolean, cons: number): boolean {
+    if (check()) return true;
+    this.stats.finalChecks++;
+    const prodOff = this.role === 'requester' ? SRING_RSP_PROD : SRING_REQ_PROD;
+    this.xc.evtchn.finalCheck(this.port(), this.header, prodOff, cons);
+    return false;
   }
-}
-
-/**
- * Consumer side: RING_FINAL_CHECK_FOR_* with the mb() made real. `finalCheck` sets the event index
- * (the ring's own final check) and `unconsumed` re-reads the producer index; resolves true when more
- * work arrived and the caller must keep consuming.
- */
-export async function finalCheckWithBarrier(
-  finalCheck: () => boolean,
-  unconsumed: () => number,
-  fence: () => Promise<void>,
-): Promise<boolean> {
-  if (finalCheck()) return true;
-  await fence();
-  return unconsumed() > 0;
 }

@@ -1,25 +1,41 @@
 /**
  * One domain's connection to the hypervisor, independent of the transport (a WebSocket, or an
  * in-process pipe in unit tests): the hello/credential handshake, frame decoding with clear errors for
- * malformed input, and the outbound queue that packs everything produced in one event-loop turn into
- * one frame.
+ * malformed input, the inbox the fair scheduler serves, and the outbox that packs everything owed to
+ * the domain in one event-loop turn into as few frames as fit.
+ *
+ * Bounds, so that no peer — authenticated or not — can make the broker run out of memory or time:
+ * - input: decoded messages wait in the inbox; past IN_HIGH the socket is paused (TCP backpressure
+ *   on the sender) until the scheduler has served it below IN_LOW;
+ * - output: frames are cut below WIRE_FRAME_TARGET whatever is owed (never one frame over the peer's
+ *   limit); past OUT_HIGH bytes owed the connection is congested — its own input is not served, and
+ *   senders whose messages produce output for it wait (see FairScheduler) — and past OUT_MAX it is cut
+ *   off as a peer that does not read;
+ * - watch events: an event already queued for the same watch and path is not queued twice (the
+ *   receiver reads the node anyway), and at most MAX_PENDING_WATCH_EVENTS wait per turn (oxenstored's
+ *   maxwatchevents): beyond, events are dropped, counted and logged.
  */
 import {
   decodeClientFrame,
-  encodeFrame,
+  encodeFrames,
   PvblkError,
   WIRE_VERSION,
+  type ClientMessage,
   type HypervisorMessage,
+  type InvalidMessage,
 } from '@pvblk/shared';
 import type { Domain, Session } from './core/domain.ts';
 import type { Hypervisor } from './core/hypervisor.ts';
+import type { FairScheduler, Schedulable } from './scheduler.ts';
 
 export interface FrameTransport {
   readonly peer: string;
-  sendFrame(frame: Buffer): void;
+  /** Hands one frame to the socket; `written` runs once it has left this process (or the socket closed). */
+  sendFrame(frame: Buffer, written: () => void): void;
   close(code: number, reason: string): void;
-  /** Bytes queued but not yet written to the socket; used to cut off a peer that never reads. */
-  bufferedAmount(): number;
+  /** Stops reading from the peer (its frames wait in the kernel and then in its own process). */
+  pause(): void;
+  resume(): void;
 }
 
 /** WebSocket close codes used by the hypervisor (4000-4999 are application codes). */
@@ -27,35 +43,63 @@ export const CLOSE_DOMAIN_DESTROYED = 4000;
 export const CLOSE_AUTH_FAILED = 4401;
 export const CLOSE_PROTOCOL = 4400;
 export const CLOSE_SLOW_CONSUMER = 4429;
+export const CLOSE_INTERNAL = 4500;
 
 /** Frames in a row that fail to decode before the connection is dropped. */
 const MAX_BAD_FRAMES = 100;
-/** Bytes a peer may leave unread before we stop queueing for it. */
-const MAX_BUFFERED = 64 * 1024 * 1024;
-/** Flush a batch early once it carries this many payload bytes. */
-const BATCH_BYTES = 4 * 1024 * 1024;
+/** Output backlog (bytes owed + bytes handed to the socket) at which a connection is congested … */
+export const OUT_HIGH = 4 * 1024 * 1024;
+/** … and at which it is not any more. */
+export const OUT_LOW = 1024 * 1024;
+/** A peer that leaves this much unread is not reading: it is disconnected. */
+export const OUT_MAX = 64 * 1024 * 1024;
+/** Inbox sizes (messages) at which reading from the socket pauses and resumes. */
+const IN_HIGH = 16 * 1024;
+const IN_LOW = 4 * 1024;
+/** Watch events waiting for one connection in one turn (oxenstored's default maxwatchevents). */
+export const MAX_PENDING_WATCH_EVENTS = 1024;
+
+type Inbound = ClientMessage | { t: '__invalid'; bad: InvalidMessage };
 
 let nextSessionId = 1;
 
-export class Connection implements Session {
+export type ConnectionLog = (
+  level: 'info' | 'warn' | 'error' | 'debug',
+  obj: Record<string, unknown>,
+  msg: string,
+) => void;
+
+export class Connection implements Session, Schedulable {
+  /** The connection whose message is being handled (the cause of any output produced meanwhile). */
+  private static serving: Connection | null = null;
   readonly id = nextSessionId++;
   domain: Domain | null = null;
-  private queue: HypervisorMessage[] = [];
-  private queuedBytes = 0;
+  closed = false;
+  /** Counters for /status: what was coalesced or dropped to keep the output bounded. */
+  readonly counters = { watchEventsCoalesced: 0, watchEventsDropped: 0, readPauses: 0 };
+
+  private inbox: Inbound[] = [];
+  private inHead = 0;
+  private readingPaused = false;
+  private outbox: HypervisorMessage[] = [];
+  private outBytes = 0;
+  private inflight = 0;
   private flushScheduled = false;
+  private readonly pendingWatch = new Set<string>();
+  private droppedThisTurn = 0;
   private badFrames = 0;
-  private closed = false;
+  private congested = false;
+  /** Receivers this connection waits for, and the senders that wait for this one. */
+  private readonly waitingFor = new Set<Connection>();
+  private readonly waiters = new Set<Connection>();
   private readonly helloTimer: NodeJS.Timeout;
 
   constructor(
     private readonly hv: Hypervisor,
+    private readonly scheduler: FairScheduler,
     private readonly transport: FrameTransport,
-    private readonly log: (
-      level: 'info' | 'warn' | 'debug',
-      obj: Record<string, unknown>,
-      msg: string,
-    ) => void,
-    helloTimeoutMs = 10_000,
+    private readonly log: ConnectionLog,
+    helloTimeoutMs = 5_000,
   ) {
     this.helloTimer = setTimeout(() => {
       if (!this.domain) this.close(CLOSE_AUTH_FAILED, 'no hello within the time limit');
@@ -67,34 +111,107 @@ export class Connection implements Session {
     return this.transport.peer;
   }
 
-  send(msg: HypervisorMessage): void {
-    if (this.closed) return;
-    this.queue.push(msg);
-    if ('data' in msg && msg.data instanceof Uint8Array) this.queuedBytes += msg.data.length;
-    if (this.queuedBytes >= BATCH_BYTES) {
-      this.flush();
-    } else if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+  get blocked(): boolean {
+    return this.congested || this.waitingFor.size > 0;
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.closed || this.queue.length === 0) return;
-    if (this.transport.bufferedAmount() > MAX_BUFFERED) {
+  /** Bytes owed to the peer that it has not read yet. */
+  get backlog(): number {
+    return this.outBytes + this.inflight;
+  }
+
+  /** Messages received and not yet served. */
+  get pendingInput(): number {
+    return this.inbox.length - this.inHead;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // output
+
+  send(msg: HypervisorMessage): void {
+    if (this.closed) return;
+    if (msg.t === 'xs_watch') {
+      const key = `${msg.token}\u0000${msg.path}`;
+      if (this.pendingWatch.has(key)) {
+        this.counters.watchEventsCoalesced++;
+        return;
+      }
+      if (this.pendingWatch.size >= MAX_PENDING_WATCH_EVENTS) {
+        this.counters.watchEventsDropped++;
+        this.droppedThisTurn++;
+        return;
+      }
+      this.pendingWatch.add(key);
+    }
+    this.outbox.push(msg);
+    this.outBytes += 16 + ('data' in msg && msg.data instanceof Uint8Array ? msg.data.length : 0);
+    if (this.backlog > OUT_MAX) {
       this.log(
         'warn',
-        { peer: this.peer, domid: this.domain?.domid },
+        { peer: this.peer, domid: this.domain?.domid, backlog: this.backlog },
         'peer is not reading; dropping the connection',
       );
       this.close(CLOSE_SLOW_CONSUMER, 'too much unread data');
       return;
     }
-    const msgs = this.queue;
-    this.queue = [];
-    this.queuedBytes = 0;
-    this.transport.sendFrame(encodeFrame(msgs));
+    if (!this.congested && this.backlog > OUT_HIGH) this.congested = true;
+    if (this.congested) this.holdSender();
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** The domain being served produced output for us while we are congested: it waits for us to drain. */
+  private holdSender(): void {
+    const s = Connection.serving;
+    if (!s || s === this || s.closed) return;
+    // the control domain never waits on a guest: a guest that does not read is cut off at OUT_MAX
+    if (s.domain?.privileged && !this.domain?.privileged) return;
+    if (s.waitingFor.has(this)) return;
+    s.waitingFor.add(this);
+    this.waiters.add(s);
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.droppedThisTurn > 0) {
+      this.log(
+        'warn',
+        { peer: this.peer, domid: this.domain?.domid, dropped: this.droppedThisTurn },
+        `dropped watch events over the limit of ${MAX_PENDING_WATCH_EVENTS} per turn`,
+      );
+      this.droppedThisTurn = 0;
+    }
+    this.pendingWatch.clear();
+    if (this.closed || this.outbox.length === 0) return;
+    const msgs = this.outbox;
+    this.outbox = [];
+    this.outBytes = 0;
+    for (const f of encodeFrames(msgs)) {
+      const n = f.length;
+      this.inflight += n;
+      this.transport.sendFrame(f, () => {
+        this.inflight -= n;
+        this.maybeDrained();
+      });
+    }
+    this.maybeDrained();
+  }
+
+  private maybeDrained(): void {
+    if (!this.congested || this.backlog > OUT_LOW) return;
+    this.congested = false;
+    if (this.pendingInput > 0) this.scheduler.wake(this);
+    this.releaseWaiters();
+  }
+
+  private releaseWaiters(): void {
+    for (const w of this.waiters) {
+      w.waitingFor.delete(this);
+      if (w.waitingFor.size === 0 && !w.blocked && w.pendingInput > 0) this.scheduler.wake(w);
+    }
+    this.waiters.clear();
   }
 
   close(code: number, reason: string): void {
@@ -103,11 +220,43 @@ export class Connection implements Session {
     this.closed = true;
     clearTimeout(this.helloTimer);
     this.transport.close(code, reason);
+    this.forget();
   }
+
+  /** Drops every tie to other connections and the queued input (on close). */
+  private forget(): void {
+    this.inbox = [];
+    this.inHead = 0;
+    this.releaseWaiters();
+    for (const r of this.waitingFor) r.waiters.delete(this);
+    this.waitingFor.clear();
+  }
+
+  private sendNow(msg: HypervisorMessage): void {
+    this.outbox.push(msg);
+    this.flush();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // input
 
   /** Called by the transport with every frame received. Never throws. */
   onFrame(frame: Uint8Array): void {
     if (this.closed) return;
+    try {
+      this.receive(frame);
+    } catch (e) {
+      // a bug in the broker, reached by this peer's input: the peer loses its connection, nobody else
+      this.log(
+        'error',
+        { peer: this.peer, domid: this.domain?.domid, err: String((e as Error)?.stack ?? e) },
+        'internal error handling a frame; closing the connection',
+      );
+      this.close(CLOSE_INTERNAL, 'internal error');
+    }
+  }
+
+  private receive(frame: Uint8Array): void {
     const decoded = decodeClientFrame(frame);
     if (!decoded.ok) {
       this.badFrames++;
@@ -123,56 +272,99 @@ export class Connection implements Session {
     }
     this.badFrames = 0;
     let msgs = decoded.messages;
+    let invalid = decoded.invalid;
     if (!this.domain) {
-      const first = msgs[0];
-      if (!first || first.t !== 'hello' || decoded.invalid.some((b) => b.index === 0)) {
-        this.sendNow({
-          t: 'err',
-          id: 0,
-          code: 'EACCES',
-          message: 'the first message must be hello with a credential',
-        });
-        this.close(CLOSE_AUTH_FAILED, 'expected hello');
-        return;
-      }
-      if (first.v !== WIRE_VERSION) {
-        this.sendNow({
-          t: 'err',
-          id: first.id,
-          code: 'EPROTO',
-          message: `wire version ${first.v} is not supported (this hypervisor speaks ${WIRE_VERSION})`,
-        });
-        this.close(CLOSE_PROTOCOL, 'wire version mismatch');
-        return;
-      }
-      try {
-        this.domain = this.hv.attach(this, first.credential);
-      } catch (e) {
-        const err = e as PvblkError;
-        this.log('warn', { peer: this.peer, code: err.code }, 'authentication refused');
-        this.sendNow({ t: 'err', id: first.id, code: err.code ?? 'EACCES', message: err.message });
-        this.close(
-          CLOSE_AUTH_FAILED,
-          err.code === 'EBUSY' ? 'domain already connected' : 'authentication failed',
-        );
-        return;
-      }
-      clearTimeout(this.helloTimer);
-      const d = this.domain;
-      this.send({ t: 'ok', id: first.id, r: { domid: d.domid, name: d.name, privileged: d.privileged } });
+      if (!this.hello(msgs[0], invalid)) return;
       msgs = msgs.slice(1);
+      invalid = invalid.filter((b) => b.index !== 0);
     }
-    const d = this.domain;
-    for (const bad of decoded.invalid) this.hv.reject(d, bad.id, bad.error);
-    for (const m of msgs) {
-      if (this.closed || d.dying) return;
-      this.hv.handle(d, m);
+    // keep the frame's order: an invalid message is answered where it stood among the valid ones
+    let v = 0;
+    let k = 0;
+    const first = decoded.messages.length - msgs.length; // the hello, when it was in this frame
+    while (v < msgs.length || k < invalid.length) {
+      if (k < invalid.length && invalid[k].index <= first + v + k)
+        this.inbox.push({ t: '__invalid', bad: invalid[k++] });
+      else this.inbox.push(msgs[v++]);
     }
+    if (!this.readingPaused && this.pendingInput > IN_HIGH) {
+      this.readingPaused = true;
+      this.counters.readPauses++;
+      this.transport.pause();
+    }
+    if (this.pendingInput > 0) this.scheduler.arrived(this);
   }
 
-  private sendNow(msg: HypervisorMessage): void {
-    this.queue.push(msg);
-    this.flush();
+  /** The first message of a connection: hello with a credential. False when the connection is refused. */
+  private hello(first: ClientMessage | undefined, invalid: InvalidMessage[]): boolean {
+    if (!first || first.t !== 'hello' || invalid.some((b) => b.index === 0)) {
+      this.sendNow({
+        t: 'err',
+        id: 0,
+        code: 'EACCES',
+        message: 'the first message must be hello with a credential',
+      });
+      this.close(CLOSE_AUTH_FAILED, 'expected hello');
+      return false;
+    }
+    if (first.v !== WIRE_VERSION) {
+      this.sendNow({
+        t: 'err',
+        id: first.id,
+        code: 'EPROTO',
+        message: `wire version ${first.v} is not supported (this hypervisor speaks ${WIRE_VERSION})`,
+      });
+      this.close(CLOSE_PROTOCOL, 'wire version mismatch');
+      return false;
+    }
+    try {
+      this.domain = this.hv.attach(this, first.credential);
+    } catch (e) {
+      const err = e as PvblkError;
+      this.log('warn', { peer: this.peer, code: err.code }, 'authentication refused');
+      this.sendNow({ t: 'err', id: first.id, code: err.code ?? 'EACCES', message: err.message });
+      this.close(
+        CLOSE_AUTH_FAILED,
+        err.code === 'EBUSY' ? 'domain already connected' : 'authentication failed',
+      );
+      return false;
+    }
+    clearTimeout(this.helloTimer);
+    const d = this.domain;
+    this.send({ t: 'ok', id: first.id, r: { domid: d.domid, name: d.name, privileged: d.privileged } });
+    return true;
+  }
+
+  /** Serves up to `budget` messages of the inbox (the scheduler calls this). True when input remains. */
+  runSlice(budget: number): boolean {
+    const d = this.domain;
+    if (!d || this.closed) return false;
+    const prev = Connection.serving;
+    Connection.serving = this;
+    try {
+      for (let n = 0; n < budget && this.inHead < this.inbox.length; n++) {
+        if (this.closed || d.dying) return false;
+        const m = this.inbox[this.inHead];
+        this.inbox[this.inHead++] = undefined as unknown as Inbound;
+        if (m.t === '__invalid') this.hv.reject(d, m.bad.id, m.bad.error);
+        else this.hv.handle(d, m);
+        if (this.blocked) break;
+      }
+    } finally {
+      Connection.serving = prev;
+    }
+    if (this.inHead === this.inbox.length) {
+      this.inbox = [];
+      this.inHead = 0;
+    } else if (this.inHead > 4096) {
+      this.inbox = this.inbox.slice(this.inHead);
+      this.inHead = 0;
+    }
+    if (this.readingPaused && this.pendingInput < IN_LOW && !this.closed) {
+      this.readingPaused = false;
+      this.transport.resume();
+    }
+    return this.pendingInput > 0 && !this.closed;
   }
 
   /** Called by the transport when the connection is gone. */
@@ -180,6 +372,7 @@ export class Connection implements Session {
     const wasOpen = !this.closed;
     this.closed = true;
     clearTimeout(this.helloTimer);
+    this.forget();
     if (this.domain) this.hv.detach(this);
     if (wasOpen) this.log('debug', { peer: this.peer }, 'connection closed');
   }

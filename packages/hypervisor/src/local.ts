@@ -5,16 +5,18 @@
  */
 import { Connection, type FrameTransport } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
+import { FairScheduler } from './scheduler.ts';
 import { XenClient, type ClientTransport } from '@pvblk/client';
 
 class Pipe {
-  private q: Array<Buffer | null> = [];
+  private q: Array<Buffer | (() => void) | null> = [];
   private scheduled = false;
   constructor(
     private readonly deliver: (f: Buffer) => void,
     private readonly end: () => void,
   ) {}
-  push(f: Buffer | null): void {
+  /** A frame, a callback to run when everything before it is delivered, or null (the end). */
+  push(f: Buffer | (() => void) | null): void {
     this.q.push(f);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -27,13 +29,15 @@ class Pipe {
     this.q = [];
     for (const f of q) {
       if (f === null) return this.end();
-      this.deliver(f);
+      if (typeof f === 'function') f();
+      else this.deliver(f);
     }
   }
 }
 
 export class LocalHypervisor {
   readonly hv: Hypervisor;
+  private readonly scheduler = new FairScheduler();
   private readonly connections = new Set<Connection>();
 
   constructor(opts: Partial<HypervisorOptions> & { dom0Credential?: string } = {}) {
@@ -52,7 +56,11 @@ export class LocalHypervisor {
     );
     const transport: FrameTransport = {
       peer,
-      sendFrame: (f) => open && toClient.push(f),
+      sendFrame: (f, written) => {
+        if (!open) return written();
+        toClient.push(f);
+        toClient.push(written);
+      },
       close: (code, reason) => {
         if (!open) return;
         open = false;
@@ -60,9 +68,11 @@ export class LocalHypervisor {
         toClient.push(null);
         toServer.push(null);
       },
-      bufferedAmount: () => 0,
+      // an in-process pipe has no socket to stop reading
+      pause: () => {},
+      resume: () => {},
     };
-    const conn = new Connection(this.hv, transport, () => {});
+    const conn = new Connection(this.hv, this.scheduler, transport, () => {});
     this.connections.add(conn);
     const toServer = new Pipe(
       (f) => conn.onFrame(f),

@@ -1,17 +1,30 @@
 /**
  * The hypervisor as a network service: one HTTP server that upgrades WebSocket connections (one per
- * domain) and answers `/healthz` and `/status` (JSON) for humans, healthchecks and dashboards.
+ * domain), answers `/healthz` for healthchecks, and `/status` (JSON) for the operator.
+ *
+ * Who may come in: any number of domains, but at most `maxConnectionsPerAddress` connections from one
+ * address, of which at most `maxUnauthenticatedPerAddress` may still be waiting to say hello (which
+ * they must do within `helloTimeoutMs`). `/status` describes every domain, so it takes the operator's
+ * credential — the Dom0 secret — as a bearer token; `/healthz` says only "ok".
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WIRE_MAX_FRAME } from '@pvblk/shared';
 import { Connection } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
+import { FairScheduler } from './scheduler.ts';
 
 export interface HypervisorServerOptions extends HypervisorOptions {
   host: string;
   port: number;
+  /** Connections one remote address may hold (default 256: a local stack has up to 64 guests and more tools). */
+  maxConnectionsPerAddress?: number;
+  /** Of those, connections that have not said hello yet (default 16). */
+  maxUnauthenticatedPerAddress?: number;
+  /** Time a connection has to say hello (default 5 s). */
+  helloTimeoutMs?: number;
 }
 
 export interface RunningHypervisor {
@@ -19,20 +32,50 @@ export interface RunningHypervisor {
   host: string;
   port: number;
   url: string;
+  /** Connections per remote address, for /status. */
+  connections(): Record<string, { open: number; unauthenticated: number }>;
   close(): Promise<void>;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const h = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+  return timingSafeEqual(h(a), h(b));
 }
 
 export async function startHypervisorServer(opts: HypervisorServerOptions): Promise<RunningHypervisor> {
   const hv = new Hypervisor(opts);
   const log = opts.log ?? (() => {});
+  const scheduler = new FairScheduler();
+  const maxPerAddress = opts.maxConnectionsPerAddress ?? 256;
+  const maxUnauthPerAddress = opts.maxUnauthenticatedPerAddress ?? 16;
+  const byAddress = new Map<string, Set<Connection>>();
+
+  const connectionsByAddress = () => {
+    const out: Record<string, { open: number; unauthenticated: number }> = {};
+    for (const [addr, set] of byAddress) {
+      out[addr] = { open: set.size, unauthenticated: [...set].filter((c) => !c.domain).length };
+    }
+    return out;
+  };
+
   const http = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (req.method === 'GET' && url.pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (req.method === 'GET' && url.pathname === '/status') {
+      const auth = req.headers.authorization ?? '';
+      if (!auth.startsWith('Bearer ') || !sameSecret(auth.slice(7), opts.dom0Credential)) {
+        res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end(
+          JSON.stringify({
+            error: 'EACCES',
+            message: "/status is the operator's: send the Dom0 secret as a bearer token",
+          }) + '\n',
+        );
+        return;
+      }
       res
         .writeHead(200, { 'content-type': 'application/json' })
-        .end(JSON.stringify(hv.status(), null, 2) + '\n');
+        .end(JSON.stringify({ ...hv.status(), connections: connectionsByAddress() }, null, 2) + '\n');
     } else {
       res
         .writeHead(404, { 'content-type': 'text/plain' })
@@ -41,28 +84,48 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: WIRE_MAX_FRAME, perMessageDeflate: false });
   http.on('upgrade', (req, socket, head) => {
+    const addr = req.socket.remoteAddress ?? '?';
+    const set = byAddress.get(addr);
+    const unauth = set ? [...set].filter((c) => !c.domain).length : 0;
+    if ((set?.size ?? 0) >= maxPerAddress || unauth >= maxUnauthPerAddress) {
+      log(
+        'warn',
+        { peer: addr, open: set?.size ?? 0, unauthenticated: unauth },
+        'refusing a connection: too many from this address',
+      );
+      socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
-    const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    const addr = req.socket.remoteAddress ?? '?';
+    const peer = `${addr}:${req.socket.remotePort}`;
     const conn = new Connection(
       hv,
+      scheduler,
       {
         peer,
-        sendFrame: (f) => ws.send(f, { binary: true }),
+        sendFrame: (f, written) => ws.send(f, { binary: true }, () => written()),
         close: (code, reason) => ws.close(code, reason),
-        bufferedAmount: () => ws.bufferedAmount,
+        pause: () => ws.pause(),
+        resume: () => ws.resume(),
       },
       (level, obj, msg) => log(level, obj, msg),
+      opts.helloTimeoutMs,
     );
+    let set = byAddress.get(addr);
+    if (!set) byAddress.set(addr, (set = new Set()));
+    set.add(conn);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (!isBinary) {
-        conn.onFrame(Buffer.from([0])); // text frames are not part of the protocol: answered as malformed
-        return;
-      }
-      conn.onFrame(data);
+      // text frames are not part of the protocol: answered as malformed
+      conn.onFrame(isBinary ? data : Buffer.from([0]));
     });
-    ws.on('close', () => conn.onClose());
+    ws.on('close', () => {
+      set.delete(conn);
+      if (set.size === 0) byAddress.delete(addr);
+      conn.onClose();
+    });
     ws.on('error', (e) => log('warn', { peer, err: e.message }, 'websocket error'));
   });
   await new Promise<void>((resolve, reject) => {
@@ -76,6 +139,7 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
     host: opts.host,
     port: addr.port,
     url: `ws://${host}:${addr.port}/`,
+    connections: connectionsByAddress,
     close: () =>
       new Promise<void>((resolve) => {
         for (const c of wss.clients) c.terminate();

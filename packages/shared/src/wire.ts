@@ -1,70 +1,51 @@
 /**
  * The broker wire protocol: how a domain's process talks to the hypervisor over one WebSocket.
  *
- * A frame is one binary WebSocket message: a version byte, then a msgpack array of messages. All the
- * messages a process produces in one event-loop turn travel in one frame (a ring push followed by its
- * notification maps naturally onto that), and the receiver handles them in order — which is what makes
- * "writes before a notification are visible before the notification is handled" hold.
+ * A frame is one binary WebSocket message: a version byte, then records, back to back. The records
+ * that carry the ring's traffic have fixed binary layouts (little-endian), so the broker routes page
+ * contents without decoding or re-encoding them:
  *
- * Calls carry an `id` and get exactly one `ok`/`err` reply with the same id. Page writes, event sends
- * and EOIs are one-way. Everything decoded here is untrusted: `decodeFrame` never throws, and each
- * message is checked field by field against its schema, with errors that name the message, the field
- * and what was expected.
+ *   0x01 MSG        u32 len, then a MessagePack map of len bytes (calls, replies, XenStore, …)
+ *   0x02 PAGE_OWN   u32 gfn, u16 off, u16 len, data     a write to one of the sender's/receiver's own frames
+ *   0x03 PAGE_MAP   u32 handle, u16 off, u16 len, data  a write through a grant mapping
+ *   0x04 EVENT      u32 port                            to the broker: EVTCHNOP_send; from it: an upcall
+ *   0x05 EOI        u32 port                            to the broker: the upcall is handled (lateeoi)
+ *   0x06 NOTIFY_IF  u32 port, u8 mapped, u32 page, u16 eventOff, u32 oldProd, u32 newProd
+ *   0x07 FINAL      u32 port, u8 mapped, u32 page, u16 prodOff, u32 cons
+ *
+ * NOTIFY_IF and FINAL are the two places where ring.h needs a full barrier (mb()), decided where the
+ * ring is coherent — at the broker, which applies every write in one order — instead of by a round
+ * trip: NOTIFY_IF sends the event iff the event index in the ring page lies in (oldProd, newProd]
+ * (RING_PUSH_*_AND_CHECK_NOTIFY); FINAL raises the sender's own port iff the producer index differs
+ * from `cons` (RING_FINAL_CHECK_FOR_*, after the sender's write of its event index).
+ *
+ * Records are applied in order; everything a process produces in one event-loop turn travels in one
+ * frame when it fits, so "writes before a notification are visible before the notification is
+ * handled" holds. Frames are cut between records, never inside one, below WIRE_FRAME_TARGET.
+ *
+ * Everything decoded here is untrusted: `decodeClientFrame` never throws, MessagePack is decoded by a
+ * strict decoder (no extensions, no 64-bit integers beyond 2^53), every message is checked field by
+ * field, and error texts describe what was found without echoing the peer's bytes.
  */
 import { Packr } from 'msgpackr';
+import { decodeMsgpack, type MsgpackValue } from './msgpack.ts';
 
-export const WIRE_VERSION = 1;
-/** Largest frame accepted: a map of 256 indirect segments returns 1 MiB of page contents. */
+export const WIRE_VERSION = 2;
+/** Largest frame accepted. */
 export const WIRE_MAX_FRAME = 16 * 1024 * 1024;
+/** Encoders cut frames at this size (between records), far below what the peer accepts. */
+export const WIRE_FRAME_TARGET = 1024 * 1024;
+/** Largest single MSG record: a reply carrying page contents stays well below the frame limit. */
+export const WIRE_MAX_MESSAGE = 8 * 1024 * 1024;
 export const PAGE_SIZE = 4096;
 
-// ---------------------------------------------------------------------------------------------
-// Field checks: each returns null when valid, else what was expected.
-type Check = (v: unknown) => string | null;
-
-const isUint =
-  (max: number): Check =>
-  (v) =>
-    typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max ? null : `an integer 0..${max}`;
-const u16 = isUint(0xffff);
-const u32 = isUint(0xffffffff);
-const str =
-  (maxLen: number): Check =>
-  (v) =>
-    typeof v === 'string' && Buffer.byteLength(v) <= maxLen ? null : `a string of at most ${maxLen} bytes`;
-const bool: Check = (v) => (typeof v === 'boolean' ? null : 'a boolean');
-const bytes =
-  (maxLen: number): Check =>
-  (v) =>
-    v instanceof Uint8Array && v.length <= maxLen ? null : `bytes (at most ${maxLen})`;
-const opt =
-  (c: Check): Check =>
-  (v) =>
-    v === undefined || v === null ? null : c(v);
-const arrayOf =
-  (c: Check, maxLen: number): Check =>
-  (v) => {
-    if (!Array.isArray(v) || v.length > maxLen) return `an array of at most ${maxLen} items`;
-    for (let i = 0; i < v.length; i++) {
-      const e = c(v[i]);
-      if (e) return `item ${i}: ${e}`;
-    }
-    return null;
-  };
-const obj =
-  (fields: Record<string, Check>): Check =>
-  (v) => {
-    if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array) return 'a map';
-    for (const [k, c] of Object.entries(fields)) {
-      const e = c((v as Record<string, unknown>)[k]);
-      if (e) return `${k} must be ${e}`;
-    }
-    return null;
-  };
-const oneOf =
-  (...vals: string[]): Check =>
-  (v) =>
-    typeof v === 'string' && vals.includes(v) ? null : `one of ${vals.join('|')}`;
+export const REC_MSG = 0x01;
+export const REC_PAGE_OWN = 0x02;
+export const REC_PAGE_MAP = 0x03;
+export const REC_EVENT = 0x04;
+export const REC_EOI = 0x05;
+export const REC_NOTIFY_IF = 0x06;
+export const REC_FINAL = 0x07;
 
 // ---------------------------------------------------------------------------------------------
 // Message shapes.
@@ -79,6 +60,8 @@ export interface GrantMapResult {
   handle?: number;
   /** Current page contents; absent when the page is all zeros. */
   data?: Uint8Array;
+  /** Set when this domain already maps the same frame under another handle: the two share one page. */
+  alias?: number;
 }
 /** One grant-copy segment, as seen by the broker: the caller's side of a copy stays local. */
 export type GrantCopyOp =
@@ -102,6 +85,12 @@ export type XsOp =
   | 'unwatch'
   | 'tx_start'
   | 'tx_end';
+
+/** Where a ring's header is: one of the sender's own frames (by GFN) or a mapping (by handle). */
+export interface RingPageRef {
+  mapped: boolean;
+  page: number;
+}
 
 /** Messages a domain sends to the hypervisor. */
 export type ClientMessage =
@@ -140,9 +129,11 @@ export type ClientMessage =
       commit?: boolean;
     }
   | { t: 'fence'; id: number }
-  // one-way
+  // one-way, binary records
   | { t: 'ev_send'; port: number }
   | { t: 'ev_eoi'; port: number }
+  | ({ t: 'ev_notify_if'; port: number; eventOff: number; oldProd: number; newProd: number } & RingPageRef)
+  | ({ t: 'ev_final_check'; port: number; prodOff: number; cons: number } & RingPageRef)
   /** The owner writes its own frame (only frames it has granted are propagated). */
   | { t: 'mw'; gfn: number; off: number; data: Uint8Array }
   /** A mapper writes through its mapping handle. */
@@ -160,16 +151,81 @@ export type HypervisorMessage =
   | { t: 'unmapped'; handles: number[] };
 
 export type ClientMessageType = ClientMessage['t'];
+export type WireMessage = ClientMessage | HypervisorMessage;
 
-const CLIENT_SCHEMAS: Record<ClientMessageType, Record<string, Check>> = {
+// ---------------------------------------------------------------------------------------------
+// Field checks for MSG records: each returns null when valid, else what was expected.
+
+type Check = (v: MsgpackValue | undefined) => string | null;
+
+const isUint =
+  (max: number): Check =>
+  (v) =>
+    typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max ? null : `an integer 0..${max}`;
+const u16 = isUint(0xffff);
+const u32 = isUint(0xffffffff);
+const str =
+  (maxLen: number): Check =>
+  (v) =>
+    typeof v === 'string' && Buffer.byteLength(v) <= maxLen ? null : `a string of at most ${maxLen} bytes`;
+const bool: Check = (v) => (typeof v === 'boolean' ? null : 'a boolean');
+const bytes =
+  (maxLen: number): Check =>
+  (v) =>
+    v instanceof Uint8Array && v.length <= maxLen ? null : `bytes (at most ${maxLen})`;
+const opt =
+  (c: Check): Check =>
+  (v) =>
+    v === undefined || v === null ? null : c(v);
+const arrayOf =
+  (c: Check, maxLen: number): Check =>
+  (v) => {
+    if (!Array.isArray(v) || v.length > maxLen) return `an array of at most ${maxLen} items`;
+    for (let i = 0; i < v.length; i++) {
+      const e = c(v[i]);
+      if (e) return `item ${i}: ${e}`;
+    }
+    return null;
+  };
+const isMap = (v: MsgpackValue | undefined): v is { [k: string]: MsgpackValue } =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+const obj =
+  (fields: Record<string, Check>): Check =>
+  (v) => {
+    if (!isMap(v)) return 'a map';
+    for (const [k, c] of Object.entries(fields)) {
+      const e = c(v[k]);
+      if (e) return `${k} must be ${e}`;
+    }
+    return null;
+  };
+const oneOf =
+  (...vals: string[]): Check =>
+  (v) =>
+    typeof v === 'string' && vals.includes(v) ? null : `one of ${vals.join('|')}`;
+
+/**
+ * Batch limits per call, like Xen's: a hypercall does a bounded amount of work before it must be
+ * continued, and a reply must fit a frame. Refused beyond them with E2BIG.
+ */
+export const MAX_MAP_OPS = 1024;
+export const MAX_COPY_OPS = 1024;
+export const MAX_END_REFS = 4096;
+
+type MsgType = Exclude<
+  ClientMessageType,
+  'ev_send' | 'ev_eoi' | 'ev_notify_if' | 'ev_final_check' | 'mw' | 'gw'
+>;
+
+const CLIENT_SCHEMAS: Record<MsgType, Record<string, Check>> = {
   hello: { id: u32, v: u32, credential: str(256) },
   dom_create: { id: u32, name: str(64) },
   dom_destroy: { id: u32, domid: u16 },
   dom_list: { id: u32 },
   gnt_grant: { id: u32, ref: u32, domid: u16, gfn: u32, readonly: bool, data: opt(bytes(PAGE_SIZE)) },
-  gnt_end: { id: u32, refs: arrayOf(u32, 4096) },
-  gnt_map: { id: u32, ops: arrayOf(obj({ dom: u16, ref: u32, readonly: bool }), 4096) },
-  gnt_unmap: { id: u32, handles: arrayOf(u32, 4096) },
+  gnt_end: { id: u32, refs: arrayOf(u32, MAX_END_REFS) },
+  gnt_map: { id: u32, ops: arrayOf(obj({ dom: u16, ref: u32, readonly: bool }), MAX_MAP_OPS) },
+  gnt_unmap: { id: u32, handles: arrayOf(u32, MAX_MAP_OPS) },
   gnt_copy: {
     id: u32,
     ops: arrayOf((v) => {
@@ -178,7 +234,7 @@ const CLIENT_SCHEMAS: Record<ClientMessageType, Record<string, Check>> = {
       return (v as { dir: string }).dir === 'from'
         ? obj({ dom: u16, ref: u32, off: isUint(PAGE_SIZE), len: isUint(PAGE_SIZE) })(v)
         : obj({ dom: u16, ref: u32, off: isUint(PAGE_SIZE), data: bytes(PAGE_SIZE) })(v);
-    }, 4096),
+    }, MAX_COPY_OPS),
   },
   ev_alloc_unbound: { id: u32, dom: u16, remoteDom: u16 },
   ev_bind_interdomain: { id: u32, remoteDom: u16, remotePort: u32 },
@@ -209,21 +265,30 @@ const CLIENT_SCHEMAS: Record<ClientMessageType, Record<string, Check>> = {
     commit: opt(bool),
   },
   fence: { id: u32 },
-  ev_send: { port: u32 },
-  ev_eoi: { port: u32 },
-  mw: { gfn: u32, off: isUint(PAGE_SIZE - 1), data: bytes(PAGE_SIZE) },
-  gw: { handle: u32, off: isUint(PAGE_SIZE - 1), data: bytes(PAGE_SIZE) },
 };
 
-const HYPERVISOR_SCHEMAS: Record<HypervisorMessage['t'], Record<string, Check>> = {
+const HYPERVISOR_SCHEMAS: Record<
+  Exclude<HypervisorMessage['t'], 'ev' | 'mw' | 'gw'>,
+  Record<string, Check>
+> = {
   ok: { id: u32 },
   err: { id: u32, code: str(64), message: str(4096) },
-  ev: { port: u32 },
   xs_watch: { path: str(4096), token: str(4096) },
-  mw: { gfn: u32, off: isUint(PAGE_SIZE - 1), data: bytes(PAGE_SIZE) },
-  gw: { handle: u32, off: isUint(PAGE_SIZE - 1), data: bytes(PAGE_SIZE) },
   unmapped: { handles: arrayOf(u32, 1 << 20) },
 };
+
+/** What a peer sent, described without echoing it (error texts must not carry the peer's bytes). */
+function describe(v: MsgpackValue | undefined): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'nil';
+  if (typeof v === 'string')
+    return /^[a-z_]{1,32}$/.test(v) ? `"${v}"` : `a string of ${Buffer.byteLength(v)} bytes`;
+  if (typeof v === 'number') return Number.isInteger(v) ? 'an integer' : 'a float';
+  if (typeof v === 'boolean') return 'a boolean';
+  if (v instanceof Uint8Array) return `${v.length} bytes of binary`;
+  if (Array.isArray(v)) return `an array of ${v.length} items`;
+  return 'a map';
+}
 
 /** A message that failed validation: `id` is set when the sender can be answered with an `err`. */
 export interface InvalidMessage {
@@ -232,88 +297,273 @@ export interface InvalidMessage {
   error: string;
 }
 
-function validate<T extends { t: string }>(
-  raw: unknown,
+function validateMsg<T>(
+  raw: MsgpackValue,
   index: number,
   schemas: Record<string, Record<string, Check>>,
 ): { ok: true; msg: T } | { ok: false; bad: InvalidMessage } {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    return { ok: false, bad: { index, error: `message ${index}: not a map` } };
-  }
-  const m = raw as Record<string, unknown>;
-  const t = m.t;
-  const id = typeof m.id === 'number' && u32(m.id) === null ? m.id : undefined;
+  if (!isMap(raw))
+    return { ok: false, bad: { index, error: `message ${index}: ${describe(raw)}, not a map` } };
+  const t = raw.t;
+  const id = typeof raw.id === 'number' && u32(raw.id) === null ? raw.id : undefined;
   if (typeof t !== 'string' || !Object.hasOwn(schemas, t)) {
-    return { ok: false, bad: { index, id, error: `message ${index}: unknown type ${JSON.stringify(t)}` } };
+    return { ok: false, bad: { index, id, error: `message ${index}: unknown type ${describe(t)}` } };
   }
-  const e = obj(schemas[t])(m);
+  const e = obj(schemas[t])(raw);
   if (e) return { ok: false, bad: { index, id, error: `message ${index} (${t}): ${e}` } };
-  // segment offsets must stay within the page (GNTST_bad_copy_arg is for semantic checks; this is shape)
-  if ((t === 'mw' || t === 'gw') && (m.off as number) + (m.data as Uint8Array).length > PAGE_SIZE) {
-    return {
-      ok: false,
-      bad: { index, id, error: `message ${index} (${t}): off + data.length exceeds the page` },
-    };
-  }
-  return { ok: true, msg: m as unknown as T };
+  return { ok: true, msg: raw as unknown as T };
 }
 
 // ---------------------------------------------------------------------------------------------
-// Frames.
+// Encoding.
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
+const packr = new Packr({
+  useRecords: false,
+  structuredClone: false,
+  mapsAsObjects: true,
+  variableMapSize: true,
+  encodeUndefinedAsNil: true,
+});
 
-export function encodeFrame(msgs: ReadonlyArray<ClientMessage | HypervisorMessage>): Buffer {
-  const body = packr.pack(msgs);
-  const out = Buffer.allocUnsafe(body.length + 1);
-  out[0] = WIRE_VERSION;
-  body.copy(out, 1);
-  return out;
+/** Size of the record a message becomes, counting a MSG record's body (already packed) as `packed`. */
+function recordSize(m: WireMessage, packed: Uint8Array | null): number {
+  switch (m.t) {
+    case 'mw':
+    case 'gw':
+      return 9 + m.data.length;
+    case 'ev':
+    case 'ev_send':
+    case 'ev_eoi':
+      return 5;
+    case 'ev_notify_if':
+      return 24;
+    case 'ev_final_check':
+      return 20;
+    default:
+      return 5 + packed!.length;
+  }
 }
+
+function isBinary(m: WireMessage): boolean {
+  switch (m.t) {
+    case 'mw':
+    case 'gw':
+    case 'ev':
+    case 'ev_send':
+    case 'ev_eoi':
+    case 'ev_notify_if':
+    case 'ev_final_check':
+      return true;
+    default:
+      return false;
+  }
+}
+
+function writeRecord(out: Buffer, at: number, m: WireMessage, packed: Uint8Array | null): number {
+  switch (m.t) {
+    case 'mw':
+    case 'gw':
+      out[at] = m.t === 'mw' ? REC_PAGE_OWN : REC_PAGE_MAP;
+      out.writeUInt32LE(m.t === 'mw' ? m.gfn : m.handle, at + 1);
+      out.writeUInt16LE(m.off, at + 5);
+      out.writeUInt16LE(m.data.length, at + 7);
+      out.set(m.data, at + 9);
+      return at + 9 + m.data.length;
+    case 'ev':
+    case 'ev_send':
+    case 'ev_eoi':
+      out[at] = m.t === 'ev_eoi' ? REC_EOI : REC_EVENT;
+      out.writeUInt32LE(m.port, at + 1);
+      return at + 5;
+    case 'ev_notify_if':
+      out[at] = REC_NOTIFY_IF;
+      out.writeUInt32LE(m.port, at + 1);
+      out[at + 5] = m.mapped ? 1 : 0;
+      out.writeUInt32LE(m.page, at + 6);
+      out.writeUInt16LE(m.eventOff, at + 10);
+      out.writeUInt32LE(m.oldProd >>> 0, at + 12);
+      out.writeUInt32LE(m.newProd >>> 0, at + 16);
+      out.fill(0, at + 20, at + 24);
+      return at + 24;
+    case 'ev_final_check':
+      out[at] = REC_FINAL;
+      out.writeUInt32LE(m.port, at + 1);
+      out[at + 5] = m.mapped ? 1 : 0;
+      out.writeUInt32LE(m.page, at + 6);
+      out.writeUInt16LE(m.prodOff, at + 10);
+      out.writeUInt32LE(m.cons >>> 0, at + 12);
+      out.fill(0, at + 16, at + 20);
+      return at + 20;
+    default:
+      out[at] = REC_MSG;
+      out.writeUInt32LE(packed!.length, at + 1);
+      out.set(packed!, at + 5);
+      return at + 5 + packed!.length;
+  }
+}
+
+/**
+ * Encodes messages into frames, in order, cutting between records so that no frame exceeds
+ * `target` bytes (a single record larger than the target gets a frame of its own). Page data is read
+ * from the `data` views when this runs: a page written twice in one turn goes out with its latest
+ * contents, as a peer reading shared memory late would see it.
+ */
+export function encodeFrames(msgs: ReadonlyArray<WireMessage>, target = WIRE_FRAME_TARGET): Buffer[] {
+  const frames: Buffer[] = [];
+  let i = 0;
+  while (i < msgs.length) {
+    // size this frame's records first, then write them into one allocation
+    const packed: Array<Uint8Array | null> = [];
+    let size = 1;
+    let j = i;
+    while (j < msgs.length) {
+      const m = msgs[j];
+      const p = isBinary(m) ? null : Buffer.from(packr.pack(m));
+      const s = recordSize(m, p);
+      if (j > i && size + s > target) break;
+      packed.push(p);
+      size += s;
+      j++;
+    }
+    const out = Buffer.allocUnsafe(size);
+    out[0] = WIRE_VERSION;
+    let at = 1;
+    for (let k = i; k < j; k++) at = writeRecord(out, at, msgs[k], packed[k - i]);
+    frames.push(out);
+    i = j;
+  }
+  return frames;
+}
+
+/** One frame (tests and one-off sends; the message list must fit one). */
+export function encodeFrame(msgs: ReadonlyArray<WireMessage>): Buffer {
+  const f = encodeFrames(msgs, Number.MAX_SAFE_INTEGER);
+  return f[0] ?? Buffer.from([WIRE_VERSION]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding.
 
 export type DecodedFrame<T> =
   { ok: true; messages: T[]; invalid: InvalidMessage[] } | { ok: false; error: string };
 
-function decodeRaw(frame: Uint8Array): { ok: true; items: unknown[] } | { ok: false; error: string } {
+type Side = 'client' | 'hypervisor';
+
+/**
+ * The frame's records, parsed and checked. A structural error (truncated record, unknown record kind,
+ * bad page range) rejects the whole frame; a MSG record that is well-formed MessagePack but not a valid
+ * message is listed in `invalid` and the rest of the frame stands.
+ */
+function decodeFrameAs<T>(frame: Uint8Array, side: Side): DecodedFrame<T> {
   if (frame.length > WIRE_MAX_FRAME)
     return { ok: false, error: `frame of ${frame.length} bytes exceeds ${WIRE_MAX_FRAME}` };
   if (frame.length < 2) return { ok: false, error: `frame of ${frame.length} bytes is too short` };
   if (frame[0] !== WIRE_VERSION)
     return { ok: false, error: `wire version ${frame[0]} is not supported (want ${WIRE_VERSION})` };
-  let items: unknown;
-  try {
-    items = packr.unpack(frame.subarray(1));
-  } catch (e) {
-    return { ok: false, error: `frame is not valid msgpack: ${(e as Error).message}` };
-  }
-  if (!Array.isArray(items)) return { ok: false, error: 'frame body is not an array of messages' };
-  return { ok: true, items };
-}
-
-function decodeWith<T extends { t: string }>(
-  frame: Uint8Array,
-  schemas: Record<string, Record<string, Check>>,
-): DecodedFrame<T> {
-  const raw = decodeRaw(frame);
-  if (!raw.ok) return raw;
+  const buf = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
   const messages: T[] = [];
   const invalid: InvalidMessage[] = [];
-  raw.items.forEach((item, i) => {
-    const r = validate<T>(item, i, schemas);
-    if (r.ok) messages.push(r.msg);
-    else invalid.push(r.bad);
-  });
+  const schemas = side === 'client' ? CLIENT_SCHEMAS : HYPERVISOR_SCHEMAS;
+  let at = 1;
+  let index = 0;
+  const need = (n: number, what: string): string | null =>
+    buf.length - at < n ? `record ${index} (${what}) at byte ${at} is truncated` : null;
+  while (at < buf.length) {
+    const kind = buf[at];
+    let e: string | null = null;
+    switch (kind) {
+      case REC_MSG: {
+        if ((e = need(5, 'message'))) return { ok: false, error: e };
+        const len = buf.readUInt32LE(at + 1);
+        if (len > WIRE_MAX_MESSAGE)
+          return {
+            ok: false,
+            error: `record ${index}: a message of ${len} bytes is over ${WIRE_MAX_MESSAGE}`,
+          };
+        if ((e = need(5 + len, 'message'))) return { ok: false, error: e };
+        const d = decodeMsgpack(buf, at + 5, at + 5 + len);
+        at += 5 + len;
+        if (!d.ok) return { ok: false, error: `record ${index}: not valid MessagePack: ${d.error}` };
+        const r = validateMsg<T>(d.value, index, schemas);
+        if (r.ok) messages.push(r.msg);
+        else invalid.push(r.bad);
+        break;
+      }
+      case REC_PAGE_OWN:
+      case REC_PAGE_MAP: {
+        if ((e = need(9, 'page write'))) return { ok: false, error: e };
+        const ref = buf.readUInt32LE(at + 1);
+        const off = buf.readUInt16LE(at + 5);
+        const len = buf.readUInt16LE(at + 7);
+        if (len === 0 || off + len > PAGE_SIZE)
+          return {
+            ok: false,
+            error: `record ${index}: a page write of ${len} bytes at ${off} is outside the page`,
+          };
+        if ((e = need(9 + len, 'page write'))) return { ok: false, error: e };
+        const data = buf.subarray(at + 9, at + 9 + len);
+        at += 9 + len;
+        messages.push(
+          (kind === REC_PAGE_OWN
+            ? { t: 'mw', gfn: ref, off, data }
+            : { t: 'gw', handle: ref, off, data }) as T,
+        );
+        break;
+      }
+      case REC_EVENT:
+      case REC_EOI: {
+        if ((e = need(5, 'event'))) return { ok: false, error: e };
+        const port = buf.readUInt32LE(at + 1);
+        at += 5;
+        if (side === 'hypervisor') {
+          if (kind === REC_EOI) return { ok: false, error: `record ${index}: an EOI from the hypervisor` };
+          messages.push({ t: 'ev', port } as T);
+        } else messages.push({ t: kind === REC_EVENT ? 'ev_send' : 'ev_eoi', port } as T);
+        break;
+      }
+      case REC_NOTIFY_IF:
+      case REC_FINAL: {
+        if (side === 'hypervisor')
+          return { ok: false, error: `record ${index}: a ring check from the hypervisor` };
+        const size = kind === REC_NOTIFY_IF ? 24 : 20;
+        if ((e = need(size, 'ring check'))) return { ok: false, error: e };
+        const port = buf.readUInt32LE(at + 1);
+        const mappedByte = buf[at + 5];
+        const page = buf.readUInt32LE(at + 6);
+        const off = buf.readUInt16LE(at + 10);
+        const a = buf.readUInt32LE(at + 12);
+        const b = kind === REC_NOTIFY_IF ? buf.readUInt32LE(at + 16) : 0;
+        at += size;
+        if (mappedByte > 1 || off > PAGE_SIZE - 4 || off % 4 !== 0) {
+          return { ok: false, error: `record ${index}: a ring check names a bad page or offset` };
+        }
+        const mapped = mappedByte === 1;
+        messages.push(
+          (kind === REC_NOTIFY_IF
+            ? { t: 'ev_notify_if', port, mapped, page, eventOff: off, oldProd: a, newProd: b }
+            : { t: 'ev_final_check', port, mapped, page, prodOff: off, cons: a }) as T,
+        );
+        break;
+      }
+      default:
+        return {
+          ok: false,
+          error: `record ${index} at byte ${at}: unknown record kind 0x${kind.toString(16)}`,
+        };
+    }
+    index++;
+  }
   return { ok: true, messages, invalid };
 }
 
-/** Decodes a frame from a domain (untrusted): valid messages plus a list of the invalid ones. */
+/** Decodes a frame from a domain (untrusted): valid messages plus a list of the invalid ones. Never throws. */
 export function decodeClientFrame(frame: Uint8Array): DecodedFrame<ClientMessage> {
-  return decodeWith<ClientMessage>(frame, CLIENT_SCHEMAS);
+  return decodeFrameAs<ClientMessage>(frame, 'client');
 }
 
-/** Decodes a frame from the hypervisor. */
+/** Decodes a frame from the hypervisor. Never throws. */
 export function decodeHypervisorFrame(frame: Uint8Array): DecodedFrame<HypervisorMessage> {
-  return decodeWith<HypervisorMessage>(frame, HYPERVISOR_SCHEMAS);
+  return decodeFrameAs<HypervisorMessage>(frame, 'hypervisor');
 }
 
 /** True when a page is all zeros: such pages travel without their contents. */

@@ -49,13 +49,7 @@ import {
   type BlkifIntegrityRequest,
   type IntegrityResponseInfo,
 } from '@pvblk/shared';
-import {
-  BarrierNotifier,
-  finalCheckWithBarrier,
-  PagesRingMemory,
-  type Page,
-  type Hypercalls,
-} from '@pvblk/client';
+import { PagesRingMemory, RingEvents, type Page, type Hypercalls } from '@pvblk/client';
 import type { HostBlockDevice, IntegrityProfile, IoError, IoResult } from '../block-device.ts';
 import { BLKIF_REQS_PER_PAGE } from './config.ts';
 import { GrantDataPath, PersistentGrants } from './segments.ts';
@@ -93,7 +87,7 @@ export class BlkifRing {
   readonly faults: BackFaults = { badResponseId: false };
   readonly back: BackRing;
   private readonly mem: PagesRingMemory;
-  private readonly notifier: BarrierNotifier;
+  private readonly events: RingEvents;
   private readonly data: GrantDataPath;
   private readonly maxInflight: number;
   inflight = 0;
@@ -119,17 +113,7 @@ export class BlkifRing {
     this.back = new BackRing(this.mem, ringSize, BLKIF_REQUEST_SIZE, this.mem.readU32(8));
     this.maxInflight = BLKIF_REQS_PER_PAGE * ringPages.length;
     this.data = new GrantDataPath(ctx.xc, ctx.frontDomid, ctx.dataPath, ctx.persistent, ctx.stats);
-    this.notifier = new BarrierNotifier(
-      () => {
-        ctx.stats.fences++;
-        return ctx.xc.fence();
-      },
-      () => ({ prod: this.back.rspProd, event: this.back.rspEvent }),
-      () => {
-        ctx.stats.notify_sent++;
-        ctx.xc.evtchn.send(this.port);
-      },
-    );
+    this.events = new RingEvents(ctx.xc, ringPages[0], 'responder', () => this.port);
   }
 
   start(): void {
@@ -203,15 +187,7 @@ export class BlkifRing {
           }
         }
         if (this.waitingForSlot) return; // a completion kicks us again
-        const more = await finalCheckWithBarrier(
-          () => this.back.finalCheckForRequests(),
-          () => this.back.unconsumedRequests(),
-          () => {
-            this.ctx.stats.fences++;
-            return this.ctx.xc.fence();
-          },
-        );
-        if (!more) break;
+        if (!this.events.finalCheck(() => this.back.finalCheckForRequests(), this.back.reqCons)) break;
       }
     } while (this.kickAgain);
   }
@@ -568,7 +544,7 @@ export class BlkifRing {
     queueMicrotask(() => {
       this.responsesPending = false;
       if (this.halted) return;
-      this.notifier.pushed(this.back.pushResponsesAndCheckNotify());
+      this.events.pushed(this.back.pushResponsesAndCheckNotify());
     });
   }
 }

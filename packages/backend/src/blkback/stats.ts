@@ -14,9 +14,8 @@ export interface BlkbackStats {
   /** Requests answered BLKIF_RSP_ERROR / EOPNOTSUPP. */
   errors: number;
   eopnotsupp: number;
-  notify_sent: number;
+  /** Notifications from the frontend (upcalls on the ring's port); whether one is sent is decided at the hypervisor. */
   notify_received: number;
-  fences: number;
   grant_maps: number;
   grant_unmaps: number;
   grant_copies: number;
@@ -40,9 +39,7 @@ export function newStats(): BlkbackStats {
     wr_sect: 0,
     errors: 0,
     eopnotsupp: 0,
-    notify_sent: 0,
     notify_received: 0,
-    fences: 0,
     grant_maps: 0,
     grant_unmaps: 0,
     grant_copies: 0,

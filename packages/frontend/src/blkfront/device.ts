@@ -69,9 +69,6 @@ export interface BlkfrontStats {
   errors: number;
   requeued: number;
   reconnects: number;
-  notifies: number;
-  notifiesAfterFence: number;
-  fences: number;
   upcalls: number;
   grants: number;
 }
@@ -120,9 +117,6 @@ export class Blkfront implements BlockDriver {
     errors: 0,
     requeued: 0,
     reconnects: 0,
-    notifies: 0,
-    notifiesAfterFence: 0,
-    fences: 0,
     upcalls: 0,
     grants: 0,
   };

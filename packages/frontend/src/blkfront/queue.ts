@@ -34,13 +34,7 @@ import {
   type BlkifPiSegment,
   type IntegrityResponseInfo,
 } from '@pvblk/shared';
-import {
-  BarrierNotifier,
-  finalCheckWithBarrier,
-  PagesRingMemory,
-  type Page,
-  type Hypercalls,
-} from '@pvblk/client';
+import { PagesRingMemory, RingEvents, type Page, type Hypercalls } from '@pvblk/client';
 import type { BlockRequest } from '../block/types.ts';
 
 /** A block request waiting for, or occupying, a ring slot. */
@@ -86,9 +80,6 @@ export interface QueueParams {
   /** Counters shared by the device. */
   stats: {
     requests: number;
-    notifies: number;
-    notifiesAfterFence: number;
-    fences: number;
     upcalls: number;
     grants: number;
   };
@@ -114,7 +105,7 @@ export class FrontQueue {
   private readonly mem: PagesRingMemory;
   private readonly shadow: Array<Shadow | null>;
   private readonly freeIds: number[] = [];
-  private readonly notifier: BarrierNotifier;
+  private readonly events: RingEvents;
   private readonly pool: PersistentGrant[] = [];
   readonly allPersistent: PersistentGrant[] = [];
   private dead = false;
@@ -126,14 +117,7 @@ export class FrontQueue {
     this.ring = FrontRing.init(this.mem, p.size, BLKIF_REQUEST_SIZE, p.startIndex);
     this.shadow = new Array<Shadow | null>(p.size).fill(null);
     for (let i = p.size - 1; i >= 0; i--) this.freeIds.push(i);
-    this.notifier = new BarrierNotifier(
-      () => {
-        p.stats.fences++;
-        return p.xc.fence();
-      },
-      () => ({ prod: this.ring.reqProd, event: this.ring.reqEvent }),
-      () => p.xc.evtchn.send(this.port),
-    );
+    this.events = new RingEvents(p.xc, this.pages[0], 'requester', () => this.port);
   }
 
   /** Grants the ring pages and allocates the event channel (talk_to_blkback's setup_blkring). */
@@ -324,10 +308,9 @@ export class FrontQueue {
     this.place(slot);
   }
 
-  /** Publishes queued requests and notifies if the backend asked for it (behind a barrier when unsure). */
+  /** Publishes queued requests; the backend is notified if its req_event asks for it (see RingEvents). */
   push(): void {
     if (this.dead) return;
-    const before = this.notifier.stats.notifies;
     const ahead = this.faults.bogusReqProdAhead;
     if (ahead !== null) {
       this.faults.bogusReqProdAhead = null;
@@ -336,8 +319,7 @@ export class FrontQueue {
       this.p.xc.evtchn.send(this.port);
       return;
     }
-    this.notifier.pushed(this.ring.pushRequestsAndCheckNotify());
-    this.p.stats.notifies += this.notifier.stats.notifies - before;
+    this.events.pushed(this.ring.pushRequestsAndCheckNotify());
   }
 
   /** blkif_interrupt */
@@ -372,15 +354,7 @@ export class FrontQueue {
         }
         this.ring.rspCons = rp;
         if (this.ring.rspCons !== this.ring.reqProdPvt) {
-          const more = await finalCheckWithBarrier(
-            () => this.ring.finalCheckForResponses(),
-            () => this.ring.unconsumedResponses(),
-            () => {
-              this.p.stats.fences++;
-              return this.p.xc.fence();
-            },
-          );
-          if (!more) break;
+          if (!this.events.finalCheck(() => this.ring.finalCheckForResponses(), this.ring.rspCons)) break;
         } else {
           this.mem.writeU32(SRING_RSP_EVENT, (this.ring.rspCons + 1) >>> 0);
           break;

@@ -26,6 +26,8 @@ export interface DomainStats {
   pageWrites: number;
   grantMaps: number;
   grantCopies: number;
+  /** NOTIFY_IF and FINAL ring checks decided here. */
+  ringChecks: number;
 }
 
 export class Domain {
@@ -48,6 +50,7 @@ export class Domain {
     pageWrites: 0,
     grantMaps: 0,
     grantCopies: 0,
+    ringChecks: 0,
   };
   dying = false;
 

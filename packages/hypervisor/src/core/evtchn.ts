@@ -33,18 +33,23 @@ export interface EventSink {
   upcall(to: Domain, port: number): void;
 }
 
+/** xl's `max_event_channels` default: ports 1..1023 for a guest. The control domain gets the whole 2-level ABI. */
+export const DEFAULT_MAX_EVTCHN_PORT = 1023;
+
 export class EventChannels {
   constructor(
     private readonly sink: EventSink,
     private readonly lookup: (domid: number) => Domain | undefined,
+    /** Highest port a guest may use (xl.cfg max_event_channels - 1 … as Xen's max_evtchn_port). */
+    private readonly maxGuestPort = DEFAULT_MAX_EVTCHN_PORT,
   ) {}
 
   private allocPort(d: Domain): number {
-    for (let p = 1; p < EVTCHN_2L_NR_CHANNELS; p++) if (!d.ports.has(p)) return p;
-    throw new PvblkError(
-      'ENOSPC',
-      `domain ${d.domid} has no free event channel port (${EVTCHN_2L_NR_CHANNELS} max)`,
-    );
+    const limit = d.privileged
+      ? EVTCHN_2L_NR_CHANNELS - 1
+      : Math.min(this.maxGuestPort, EVTCHN_2L_NR_CHANNELS - 1);
+    for (let p = 1; p <= limit; p++) if (!d.ports.has(p)) return p;
+    throw new PvblkError('ENOSPC', `domain ${d.domid} has no free event channel port (ports 1..${limit})`);
   }
 
   private port(d: Domain, port: number): Port {
@@ -113,6 +118,15 @@ export class EventChannels {
     const p = this.port(caller, port);
     caller.stats.eventsSent++;
     if (p.state === 'interdomain' && p.remote) this.raise(p.remote);
+  }
+
+  /**
+   * Raises the caller's own interdomain port, as a send from its peer would: the FINAL ring check
+   * found work the caller's copy of the ring has not seen yet.
+   */
+  raiseOwn(caller: Domain, port: number): void {
+    const p = this.port(caller, port);
+    if (p.state === 'interdomain') this.raise(p);
   }
 
   private raise(p: Port): void {

@@ -32,10 +32,30 @@ import {
 } from '@pvblk/shared';
 import type { Domain } from './domain.ts';
 
-/** Grant entries per domain: Xen's default max_grant_frames (64) × 512 entries per frame. */
-export const MAX_GRANT_ENTRIES = 64 * 512;
-/** Mappings one domain may hold at once (maptrack size); beyond it GNTST_no_space. */
-export const MAX_MAPTRACK = 64 * 1024;
+/** Grant-table limits per domain (Xen's `max_grant_frames` and `max_maptrack_frames`, and the broker's own). */
+export interface GrantLimits {
+  /** Grant-table frames: refs run below frames × 512 (v1 entries); Xen's default is 64. */
+  maxGrantFrames: number;
+  /** Mappings one domain may hold at once (maptrack entries); GNTST_no_space beyond. */
+  maxMaptrack: number;
+  /**
+   * Frames of one domain the broker keeps a copy of (granted or mapped): the broker's memory per
+   * domain is about 4 KiB times this. ENOMEM beyond, as a domain over its memory allocation gets.
+   */
+  maxSharedFrames: number;
+  /** Bytes one GNTTABOP_copy may move out of frames (its reply must fit a frame); E2BIG beyond. */
+  maxCopyBytes: number;
+}
+
+export const DEFAULT_GRANT_LIMITS: Readonly<GrantLimits> = Object.freeze({
+  maxGrantFrames: 64,
+  maxMaptrack: 64 * 1024,
+  maxSharedFrames: 16 * 1024,
+  maxCopyBytes: 2 * 1024 * 1024,
+});
+
+/** v1 grant entries per grant-table frame. */
+export const GRANT_ENTRIES_PER_FRAME = 512;
 
 export interface SharedFrame {
   owner: Domain;
@@ -84,10 +104,17 @@ export function grantFlags(e: GrantEntry): number {
 }
 
 export class GrantTables {
+  readonly limits: GrantLimits;
+  private readonly maxEntries: number;
+
   constructor(
     private readonly sink: MemorySink,
     private readonly lookup: (domid: number) => Domain | undefined,
-  ) {}
+    limits: Partial<GrantLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_GRANT_LIMITS, ...limits };
+    this.maxEntries = this.limits.maxGrantFrames * GRANT_ENTRIES_PER_FRAME;
+  }
 
   grant(
     owner: Domain,
@@ -103,10 +130,10 @@ export class GrantTables {
         `grant ref ${ref} is reserved (refs below ${GNTTAB_NR_RESERVED_ENTRIES})`,
       );
     }
-    if (ref >= MAX_GRANT_ENTRIES) {
+    if (ref >= this.maxEntries) {
       throw new PvblkError(
         'GNTST_bad_gntref',
-        `grant ref ${ref} is beyond the table (${MAX_GRANT_ENTRIES} entries)`,
+        `grant ref ${ref} is beyond the table (${this.maxEntries} entries: max_grant_frames ${this.limits.maxGrantFrames})`,
       );
     }
     const old = owner.grants.get(ref);
@@ -119,6 +146,12 @@ export class GrantTables {
     if (old) this.dropEntry(owner, old);
     let frame = owner.frames.get(gfn);
     if (!frame) {
+      if (!owner.privileged && owner.frames.size >= this.limits.maxSharedFrames) {
+        throw new PvblkError(
+          'ENOMEM',
+          `domain ${owner.domid} already shares ${owner.frames.size} frames, its limit (max shared frames ${this.limits.maxSharedFrames})`,
+        );
+      }
       frame = { owner, gfn, data: Buffer.alloc(PAGE_SIZE), refs: new Set(), mappings: new Set() };
       owner.frames.set(gfn, frame);
     }
@@ -152,11 +185,15 @@ export class GrantTables {
     return ops.map((op) => {
       const granter = this.lookup(op.dom);
       if (!granter || granter.dying) return { status: GNTST.bad_domain };
-      if (op.ref >= MAX_GRANT_ENTRIES) return { status: GNTST.bad_gntref };
+      if (op.ref >= this.maxEntries) return { status: GNTST.bad_gntref };
       const e = granter.grants.get(op.ref);
       if (!e || e.domid !== mapper.domid) return { status: GNTST.permission_denied };
       if (e.readonly && !op.readonly) return { status: GNTST.permission_denied };
-      if (mapper.maptrack.size >= MAX_MAPTRACK) return { status: GNTST.no_space };
+      if (mapper.maptrack.size >= this.limits.maxMaptrack) return { status: GNTST.no_space };
+      // A frame this domain already maps (through another ref): the new mapping shares that page in
+      // the mapper, so two views of one frame cannot diverge, and writes are forwarded once per domain.
+      let alias: Mapping | undefined;
+      for (const x of e.frame.mappings) if (x.mapper === mapper) alias = x;
       const handle = mapper.nextHandle++;
       const m: Mapping = { handle, mapper, granter, ref: op.ref, frame: e.frame, readonly: op.readonly };
       mapper.maptrack.set(handle, m);
@@ -164,6 +201,7 @@ export class GrantTables {
       e.mapCount++;
       if (!op.readonly) e.writableMapCount++;
       mapper.stats.grantMaps++;
+      if (alias) return { status: GNTST.okay, handle, alias: alias.handle };
       return isZeroPage(e.frame.data)
         ? { status: GNTST.okay, handle }
         : { status: GNTST.okay, handle, data: Buffer.from(e.frame.data) };
@@ -191,10 +229,19 @@ export class GrantTables {
   }
 
   copy(caller: Domain, ops: GrantCopyOp[]): GrantCopyResult[] {
+    // the reply carries what is copied out: bounded per call, as a hypercall's batch is
+    let out = 0;
+    for (const op of ops) if (op.dir === 'from') out += op.len;
+    if (out > this.limits.maxCopyBytes) {
+      throw new PvblkError(
+        'E2BIG',
+        `${ops.length} copy operations would move ${out} bytes out; the limit per call is ${this.limits.maxCopyBytes}`,
+      );
+    }
     return ops.map((op) => {
       const granter = this.lookup(op.dom);
       if (!granter || granter.dying) return { status: GNTST.bad_domain };
-      if (op.ref >= MAX_GRANT_ENTRIES) return { status: GNTST.bad_gntref };
+      if (op.ref >= this.maxEntries) return { status: GNTST.bad_gntref };
       const e = granter.grants.get(op.ref);
       if (!e || e.domid !== caller.domid) return { status: GNTST.permission_denied };
       caller.stats.grantCopies++;
@@ -236,13 +283,42 @@ export class GrantTables {
     this.applyWrite(m.frame, off, data, m);
   }
 
-  /** Applies a write to the authoritative copy and forwards it to everyone else who sees the frame. */
+  /**
+   * Applies a write to the authoritative copy and forwards it to every other domain that sees the
+   * frame — once per domain, whatever number of mappings it holds (they share one page there). What
+   * is forwarded is the written bytes themselves (`data`, a slice of the received frame, which nothing
+   * changes afterwards), never a view of the copy: a later write must not show through an earlier record.
+   */
   private applyWrite(frame: SharedFrame, off: number, data: Uint8Array, from: Domain | Mapping | null): void {
     frame.data.set(data, off);
-    if (from !== frame.owner) this.sink.ownerWrite(frame.owner, frame.gfn, off, data);
+    const writer = from === null ? null : 'mapper' in from ? from.mapper : from;
+    if (writer !== frame.owner) this.sink.ownerWrite(frame.owner, frame.gfn, off, data);
+    let told: Domain[] | null = null;
     for (const m of frame.mappings) {
-      if (m !== from) this.sink.mapperWrite(m.mapper, m.handle, off, data);
+      if (m.mapper === writer || m.mapper.dying) continue;
+      if (told?.includes(m.mapper)) continue;
+      (told ??= []).push(m.mapper);
+      this.sink.mapperWrite(m.mapper, m.handle, off, data);
     }
+  }
+
+  /**
+   * The frame that holds a ring's header, as the caller names it: one of its own frames (shared), or
+   * one it maps. For the ring checks (NOTIFY_IF, FINAL) that are decided here.
+   */
+  ringFrame(caller: Domain, mapped: boolean, page: number): SharedFrame {
+    if (mapped) {
+      const m = caller.maptrack.get(page);
+      if (!m)
+        throw new PvblkError(
+          'GNTST_bad_handle',
+          `domain ${caller.domid} holds no mapping with handle ${page}`,
+        );
+      return m.frame;
+    }
+    const f = caller.frames.get(page);
+    if (!f) throw new PvblkError('EINVAL', `frame ${page} of domain ${caller.domid} is not shared`);
+    return f;
   }
 
   /**

@@ -9,15 +9,17 @@
  */
 import {
   DOMID_FIRST_RESERVED,
+  notifyNeeded,
   PvblkError,
   isPvblkError,
   type ClientMessage,
   type HypervisorMessage,
 } from '@pvblk/shared';
 import { Domain, hashCredential, newCredential, type Session } from './domain.ts';
-import { EventChannels } from './evtchn.ts';
-import { GrantTables, grantFlags } from './gnttab.ts';
+import { DEFAULT_MAX_EVTCHN_PORT, EventChannels } from './evtchn.ts';
+import { GrantTables, grantFlags, type GrantLimits } from './gnttab.ts';
 import { XenStore } from '../xenstore/store.ts';
+import type { XenStoreQuota } from '../xenstore/quota.ts';
 import { formatPerms, parsePerms } from '../xenstore/perms.ts';
 
 /** What passes through the delivery seam. */
@@ -39,7 +41,18 @@ export interface HypervisorOptions {
   /** Receives structured events for logging (domain created, session lost, protocol errors...). */
   log?: (level: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) => void;
   interposer?: Interposer;
+  /** Grant-table and shared-memory limits per domain. */
+  grants?: Partial<GrantLimits>;
+  /** Highest event-channel port a guest may use (xl's max_event_channels - 1). */
+  maxGuestEvtchnPort?: number;
+  /** XenStore quotas (xenstored's). */
+  xenstoreQuota?: Partial<XenStoreQuota>;
+  /** Domains that may exist at once, Dom0 included. */
+  maxDomains?: number;
 }
+
+/** Longest error text sent back: a reply must stay valid however long the offending input was. */
+const MAX_ERROR_TEXT = 1024;
 
 export interface HypervisorStatus {
   uptimeSeconds: number;
@@ -63,7 +76,7 @@ export interface HypervisorStatus {
 
 export class Hypervisor {
   readonly domains = new Map<number, Domain>();
-  readonly xenstore = new XenStore();
+  readonly xenstore: XenStore;
   readonly gnttab: GrantTables;
   readonly evtchn: EventChannels;
   interposer: Interposer = (env, next) => next(env);
@@ -72,10 +85,13 @@ export class Hypervisor {
   private readonly msgsIn: Record<string, number> = {};
   private readonly msgsOut: Record<string, number> = {};
   private readonly log: NonNullable<HypervisorOptions['log']>;
+  private readonly maxDomains: number;
 
   constructor(opts: HypervisorOptions) {
     this.log = opts.log ?? (() => {});
     if (opts.interposer) this.interposer = opts.interposer;
+    this.maxDomains = opts.maxDomains ?? DOMID_FIRST_RESERVED;
+    this.xenstore = new XenStore({ quota: opts.xenstoreQuota });
     const lookup = (domid: number) => this.domains.get(domid);
     this.gnttab = new GrantTables(
       {
@@ -84,8 +100,13 @@ export class Hypervisor {
         unmapped: (to, handles) => this.deliver(to, { t: 'unmapped', handles }),
       },
       lookup,
+      opts.grants,
     );
-    this.evtchn = new EventChannels({ upcall: (to, port) => this.deliver(to, { t: 'ev', port }) }, lookup);
+    this.evtchn = new EventChannels(
+      { upcall: (to, port) => this.deliver(to, { t: 'ev', port }) },
+      lookup,
+      opts.maxGuestEvtchnPort ?? DEFAULT_MAX_EVTCHN_PORT,
+    );
     this.xenstore.onWatchEvent = (domid, path, token) => {
       const d = this.domains.get(domid);
       if (d) this.deliver(d, { t: 'xs_watch', path, token });
@@ -161,7 +182,11 @@ export class Hypervisor {
   }
 
   createDomain(name: string): { domid: number; credential: string } {
-    if (this.domains.size >= DOMID_FIRST_RESERVED - 1) throw new PvblkError('ENOSPC', 'no free domain id');
+    if (this.domains.size >= Math.min(this.maxDomains, DOMID_FIRST_RESERVED - 1))
+      throw new PvblkError(
+        'ENOSPC',
+        `${this.domains.size} domains exist, the limit (max domains ${this.maxDomains})`,
+      );
     while (this.domains.has(this.nextDomid) || this.nextDomid >= DOMID_FIRST_RESERVED) {
       this.nextDomid = this.nextDomid >= DOMID_FIRST_RESERVED ? 1 : this.nextDomid + 1;
     }
@@ -202,7 +227,10 @@ export class Hypervisor {
       reply = r === undefined ? { t: 'ok', id } : { t: 'ok', id, r };
     } catch (e) {
       const code = isPvblkError(e) ? e.code : 'EINVAL';
-      const message = isPvblkError(e) ? e.message.replace(/^[A-Za-z0-9_]+: /, '') : String(e);
+      const message = (isPvblkError(e) ? e.message.replace(/^[A-Za-z0-9_]+: /, '') : String(e)).slice(
+        0,
+        MAX_ERROR_TEXT,
+      );
       if (!isPvblkError(e)) {
         this.log(
           'error',
@@ -242,6 +270,8 @@ export class Hypervisor {
         this.destroyDomain(m.domid);
         return undefined;
       case 'dom_list':
+        // XEN_DOMCTL_getdomaininfo is the control domain's: a guest learns nothing of the others
+        this.privileged(d, 'listing domains');
         return [...this.domains.values()].map((x) => ({
           domid: x.domid,
           name: x.name,
@@ -280,6 +310,20 @@ export class Hypervisor {
       case 'ev_eoi':
         this.evtchn.eoi(d, m.port);
         return undefined;
+      case 'ev_notify_if': {
+        // RING_PUSH_*_AND_CHECK_NOTIFY's mb() and test, where every write is already applied in order
+        const event = this.gnttab.ringFrame(d, m.mapped, m.page).data.readUInt32LE(m.eventOff);
+        d.stats.ringChecks++;
+        if (notifyNeeded(m.oldProd, m.newProd, event)) this.evtchn.send(d, m.port);
+        return undefined;
+      }
+      case 'ev_final_check': {
+        // RING_FINAL_CHECK_FOR_*'s mb() and re-read: work the caller has not seen yet wakes it
+        const prod = this.gnttab.ringFrame(d, m.mapped, m.page).data.readUInt32LE(m.prodOff);
+        d.stats.ringChecks++;
+        if (prod !== m.cons >>> 0) this.evtchn.raiseOwn(d, m.port);
+        return undefined;
+      }
       case 'mw':
         this.gnttab.ownerWrite(d, m.gfn, m.off, m.data);
         return undefined;
