@@ -324,7 +324,57 @@ program
     intOption('--port', 0, 65535),
     Number(process.env.PVBLK_HYPERVISOR_PORT ?? 7480),
   )
-  .action((o: { host: string; port: number }) => runHypervisor(o).catch(fail));
+  .option(
+    '--max-domains <n>',
+    'domains that may exist at once, Dom0 included',
+    intOption('--max-domains', 2, 32752),
+    Number(process.env.PVBLK_MAX_DOMAINS ?? 256),
+  )
+  .option(
+    '--max-grant-frames <n>',
+    "grant-table frames per domain (Xen's max_grant_frames; 512 refs each)",
+    intOption('--max-grant-frames', 1, 4096),
+    64,
+  )
+  .option(
+    '--max-shared-pages <n>',
+    'pages of one guest the hypervisor keeps a copy of (its memory per guest is 4 KiB times this)',
+    intOption('--max-shared-pages', 16, 1 << 22),
+    16384,
+  )
+  .option(
+    '--max-evtchn-port <n>',
+    "highest event-channel port of a guest (xl's max_event_channels - 1)",
+    intOption('--max-evtchn-port', 1, 4095),
+    1023,
+  )
+  .option(
+    '--max-connections-per-address <n>',
+    'WebSocket connections one remote address may hold',
+    intOption('--max-connections-per-address', 1, 65535),
+    256,
+  )
+  .action(
+    (o: {
+      host: string;
+      port: number;
+      maxDomains: number;
+      maxGrantFrames: number;
+      maxSharedPages: number;
+      maxEvtchnPort: number;
+      maxConnectionsPerAddress: number;
+    }) =>
+      runHypervisor({
+        host: o.host,
+        port: o.port,
+        limits: {
+          maxDomains: o.maxDomains,
+          grants: { maxGrantFrames: o.maxGrantFrames, maxSharedFrames: o.maxSharedPages },
+          maxGuestEvtchnPort: o.maxEvtchnPort,
+          maxConnectionsPerAddress: o.maxConnectionsPerAddress,
+        },
+      }).catch(fail),
+  );
 
 program
   .command('host')

@@ -2,12 +2,17 @@
  * `pvblk hypervisor`: the broker process. Listens for domains on a WebSocket, serves /healthz and
  * /status, logs structured records, and stops cleanly on SIGINT/SIGTERM.
  */
-import { startHypervisorServer } from './server.ts';
+import { startHypervisorServer, type HypervisorServerOptions } from './server.ts';
 import { createLogger, onShutdown, resolveDom0Secret } from '@pvblk/runtime';
 
 export interface HypervisorProcessOptions {
   host: string;
   port: number;
+  /** Per-domain and per-address limits (see HypervisorOptions, HypervisorServerOptions). */
+  limits?: Pick<
+    HypervisorServerOptions,
+    'maxDomains' | 'grants' | 'maxGuestEvtchnPort' | 'maxConnectionsPerAddress' | 'helloTimeoutMs'
+  >;
   /** Dom0's credential; or read from `dom0SecretFile`. */
   dom0Secret?: string;
   dom0SecretFile?: string;
@@ -19,6 +24,7 @@ export async function runHypervisor(opts: HypervisorProcessOptions): Promise<voi
   const running = await startHypervisorServer({
     host: opts.host,
     port: opts.port,
+    ...opts.limits,
     dom0Credential,
     log: (level, obj, msg) => log[level](obj, msg),
   });

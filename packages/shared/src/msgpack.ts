@@ -229,10 +229,12 @@ export function decodeMsgpack(
   end = buf.length,
   limits: MsgpackLimits = DEFAULT_MSGPACK_LIMITS,
 ): MsgpackResult {
-  const r = new Reader(buf, start, end, new DataView(buf.buffer, buf.byteOffset, buf.byteLength));
+  // positions in errors count from `start`: the value's own first byte is byte 0
+  const b = buf.subarray(start, end);
+  const r = new Reader(b, 0, b.length, new DataView(b.buffer, b.byteOffset, b.byteLength));
   try {
     const v = value(r, 1, limits);
-    if (r.pos !== end) return { ok: false, error: `${end - r.pos} bytes after the value` };
+    if (r.pos !== b.length) return { ok: false, error: `${b.length - r.pos} bytes after the value` };
     return { ok: true, value: v };
   } catch (e) {
     if (e instanceof Malformed) return { ok: false, error: e.error };

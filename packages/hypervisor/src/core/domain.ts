@@ -15,6 +15,9 @@ export interface Session {
   readonly peer: string;
   send(msg: HypervisorMessage): void;
   close(code: number, reason: string): void;
+  /** Bytes owed to the domain and not read yet, and messages received and not served yet. */
+  readonly backlog?: number;
+  readonly pendingInput?: number;
 }
 
 export interface DomainStats {

@@ -41,7 +41,7 @@ export class EventChannels {
     private readonly sink: EventSink,
     private readonly lookup: (domid: number) => Domain | undefined,
     /** Highest port a guest may use (xl.cfg max_event_channels - 1 … as Xen's max_evtchn_port). */
-    private readonly maxGuestPort = DEFAULT_MAX_EVTCHN_PORT,
+    readonly maxGuestPort = DEFAULT_MAX_EVTCHN_PORT,
   ) {}
 
   private allocPort(d: Domain): number {

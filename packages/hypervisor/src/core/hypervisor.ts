@@ -10,6 +10,7 @@
 import {
   DOMID_FIRST_RESERVED,
   notifyNeeded,
+  PAGE_SIZE,
   PvblkError,
   isPvblkError,
   type ClientMessage,
@@ -67,7 +68,18 @@ export interface HypervisorStatus {
     sharedFrames: number;
     ports: number;
     stats: Domain['stats'];
+    /** What the broker holds for this domain: frame copies, unread output, unserved input, XenStore. */
+    memory: { sharedFrameBytes: number; backlogBytes: number; pendingInput: number };
+    xenstore: { nodes: number; watches: number; transactions: number };
   }>;
+  limits: {
+    maxDomains: number;
+    maxGrantFrames: number;
+    maxMaptrack: number;
+    maxSharedFrames: number;
+    maxCopyBytes: number;
+    maxGuestEvtchnPort: number;
+  };
   grantsInUse: number;
   ports: number;
   xenstore: { nodes: number; watches: number; transactions: number };
@@ -397,6 +409,12 @@ export class Hypervisor {
         sharedFrames: d.frames.size,
         ports: d.ports.size,
         stats: { ...d.stats },
+        memory: {
+          sharedFrameBytes: d.frames.size * PAGE_SIZE,
+          backlogBytes: d.session?.backlog ?? 0,
+          pendingInput: d.session?.pendingInput ?? 0,
+        },
+        xenstore: this.xenstore.domainStats(d.domid),
       };
     });
     return {
@@ -406,6 +424,11 @@ export class Hypervisor {
       ports,
       xenstore: this.xenstore.stats(),
       messages: { in: { ...this.msgsIn }, out: { ...this.msgsOut } },
+      limits: {
+        maxDomains: this.maxDomains,
+        ...this.gnttab.limits,
+        maxGuestEvtchnPort: this.evtchn.maxGuestPort,
+      },
     };
   }
 

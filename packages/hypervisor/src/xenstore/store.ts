@@ -320,6 +320,15 @@ export class XenStore {
     return { nodes: this.nodeCount(), watches: this.watches.size, transactions: this.transactions.size };
   }
 
+  /** What one domain holds, against its quota. */
+  domainStats(domid: number): XenStoreStats {
+    return {
+      nodes: this.owned(domid),
+      watches: this.watches.count(domid),
+      transactions: this.countTransactions(domid),
+    };
+  }
+
   /** The subtree at `path` (default: everything), parents before children. No permission check. */
   dump(path = '/'): DumpEntry[] {
     const out: DumpEntry[] = [];

@@ -1,0 +1,179 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  decodeClientFrame,
+  decodeHypervisorFrame,
+  encodeFrame,
+  encodeFrames,
+  WIRE_MAX_FRAME,
+  WIRE_VERSION,
+  type ClientMessage,
+  type HypervisorMessage,
+} from '../src/wire.ts';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const bytes = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+const clientOk = (f: Uint8Array): ClientMessage[] => {
+  const d = decodeClientFrame(f);
+  if (!d.ok) throw new Error(d.error);
+  expect(d.invalid).toEqual([]);
+  return d.messages;
+};
+
+describe('wire frames: one fixture per record kind', () => {
+  it('PAGE_OWN and PAGE_MAP: kind, u32 gfn/handle, u16 off, u16 len, the bytes', () => {
+    const f = encodeFrame([
+      { t: 'mw', gfn: 0x1234, off: 8, data: Buffer.from([0xaa, 0xbb]) },
+      { t: 'gw', handle: 7, off: 4094, data: Buffer.from([1, 2]) },
+    ]);
+    expect(hex(f)).toBe(
+      '02' + '02 34120000 0800 0200 aabb'.replace(/ /g, '') + '03 07000000 fe0f 0200 0102'.replace(/ /g, ''),
+    );
+    expect(clientOk(f)).toEqual([
+      { t: 'mw', gfn: 0x1234, off: 8, data: Buffer.from([0xaa, 0xbb]) },
+      { t: 'gw', handle: 7, off: 4094, data: Buffer.from([1, 2]) },
+    ]);
+  });
+
+  it('EVENT, EOI, NOTIFY_IF and FINAL', () => {
+    const msgs: ClientMessage[] = [
+      { t: 'ev_send', port: 3 },
+      { t: 'ev_eoi', port: 4 },
+      {
+        t: 'ev_notify_if',
+        port: 5,
+        mapped: false,
+        page: 0x1000,
+        eventOff: 4,
+        oldProd: 0xffffffff,
+        newProd: 1,
+      },
+      { t: 'ev_final_check', port: 6, mapped: true, page: 9, prodOff: 8, cons: 2 },
+    ];
+    const f = encodeFrame(msgs);
+    expect(hex(f)).toBe(
+      [
+        '02',
+        '04 03000000',
+        '05 04000000',
+        '06 05000000 00 00100000 0400 ffffffff 01000000 00000000',
+        '07 06000000 01 09000000 0800 02000000 00000000',
+      ]
+        .join('')
+        .replace(/ /g, ''),
+    );
+    expect(clientOk(f)).toEqual(msgs);
+  });
+
+  it('MSG: kind, u32 length, one MessagePack map', () => {
+    const f = encodeFrame([{ t: 'fence', id: 5 }]);
+    // 82 = map of 2; a1 74 = "t"; a5 "fence"; a2 "id"; 05
+    expect(hex(f)).toBe('02' + '01 0d000000'.replace(/ /g, '') + '82a174a566656e6365a2696405');
+    expect(clientOk(f)).toEqual([{ t: 'fence', id: 5 }]);
+  });
+
+  it('hypervisor frames: an upcall is an EVENT record; calls are MSG records', () => {
+    const msgs: HypervisorMessage[] = [
+      { t: 'ev', port: 9 },
+      { t: 'ok', id: 2, r: { domid: 1 } },
+      { t: 'xs_watch', path: '/local/domain/1/device', token: 'w1' },
+    ];
+    const d = decodeHypervisorFrame(encodeFrame(msgs));
+    expect(
+      d.ok && d.messages.map((m) => ({ ...m, r: m.t === 'ok' ? { ...(m.r as object) } : undefined })),
+    ).toEqual(msgs.map((m) => ({ ...m, r: m.t === 'ok' ? m.r : undefined })));
+  });
+});
+
+describe('frame limits', () => {
+  it('cuts frames between records below the target, in order, whatever is owed', () => {
+    const page = Buffer.alloc(4096, 7);
+    const msgs: ClientMessage[] = Array.from({ length: 600 }, (_, i) => ({
+      t: 'mw',
+      gfn: i,
+      off: 0,
+      data: page,
+    }));
+    const frames = encodeFrames(msgs, 1024 * 1024);
+    expect(frames.length).toBe(3);
+    for (const f of frames) expect(f.length).toBeLessThanOrEqual(1024 * 1024);
+    const gfns = frames.flatMap((f) => clientOk(f).map((m) => (m as { gfn: number }).gfn));
+    expect(gfns).toEqual(msgs.map((_, i) => i));
+  });
+
+  it('refuses frames over the limit, of another version, and records that are truncated or out of the page', () => {
+    expect(decodeClientFrame(Buffer.alloc(WIRE_MAX_FRAME + 1, WIRE_VERSION))).toEqual({
+      ok: false,
+      error: `frame of ${WIRE_MAX_FRAME + 1} bytes exceeds ${WIRE_MAX_FRAME}`,
+    });
+    // the frame that crashed the v1 broker, as it was sent
+    expect(decodeClientFrame(bytes('01 91 81 a1 74 cf ff ff ff ff ff ff ff ff'))).toEqual({
+      ok: false,
+      error: `wire version 1 is not supported (want ${WIRE_VERSION})`,
+    });
+    // the same message in a v2 MSG record
+    expect(decodeClientFrame(bytes('02 01 0c000000 81 a1 74 cf ff ff ff ff ff ff ff ff'))).toEqual({
+      ok: false,
+      error: 'record 0: not valid MessagePack: the 64-bit integer at byte 3 is outside ±2^53',
+    });
+    expect(decodeClientFrame(bytes('02 02 00000000 0000 0500 aabb'))).toEqual({
+      ok: false,
+      error: 'record 0 (page write) at byte 1 is truncated',
+    });
+    expect(decodeClientFrame(bytes('02 02 00000000 ff0f 0200 aabb'))).toEqual({
+      ok: false,
+      error: 'record 0: a page write of 2 bytes at 4095 is outside the page',
+    });
+    expect(decodeClientFrame(bytes('02 02 00000000 0000 0000'))).toMatchObject({ ok: false });
+    expect(decodeClientFrame(bytes('02 06 01000000 02 00000000 0400 00000000 01000000 00000000'))).toEqual({
+      ok: false,
+      error: 'record 0: a ring check names a bad page or offset',
+    });
+    // a ring check is something a domain sends, never the hypervisor
+    expect(decodeHypervisorFrame(encodeFrame([{ t: 'ev_eoi', port: 1 }]))).toMatchObject({ ok: false });
+  });
+
+  it('answers a well-formed message of the wrong shape in the invalid list, naming the field, never echoing a peer string', () => {
+    const secret = 'x'.repeat(3000);
+    const d = decodeClientFrame(
+      encodeFrame([
+        { t: 'fence', id: 1 },
+        { t: secret, id: 2 } as never,
+        { t: 'xs', id: 3, op: 'read', tx: 0, path: 7 } as never,
+      ]),
+    );
+    expect(d.ok && d.messages).toEqual([{ t: 'fence', id: 1 }]);
+    expect(d.ok && d.invalid).toEqual([
+      { index: 1, id: 2, error: 'message 1: unknown type a string of 3000 bytes' },
+      { index: 2, id: 3, error: 'message 2 (xs): path must be a string of at most 4096 bytes' },
+    ]);
+  });
+
+  it('never throws on random or mutated frames', () => {
+    const valid = encodeFrame([
+      { t: 'xs', id: 1, op: 'write', tx: 0, path: '/a', value: 'b' },
+      { t: 'mw', gfn: 1, off: 0, data: Buffer.alloc(16, 1) },
+      { t: 'ev_notify_if', port: 1, mapped: false, page: 1, eventOff: 4, oldProd: 0, newProd: 1 },
+    ]);
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 512 }).map((b) => Buffer.concat([Buffer.from([WIRE_VERSION]), b])),
+          fc
+            .array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 })
+            .map((muts) => {
+              const b = Buffer.from(valid);
+              for (const [i, v] of muts) b[i] = v;
+              return b;
+            }),
+          fc.nat(valid.length).map((n) => valid.subarray(0, n)),
+        ),
+        (f) => {
+          expect(() => decodeClientFrame(f)).not.toThrow();
+          expect(() => decodeHypervisorFrame(f)).not.toThrow();
+        },
+      ),
+      { numRuns: 5000 },
+    );
+  });
+});

@@ -1,0 +1,192 @@
+/**
+ * Attacks on the hypervisor process from strangers and from an authenticated guest, across real
+ * processes (hypervisor, host, a victim guest; the attacker is this test speaking the wire protocol).
+ * After each attack: no process exited, the victim's I/O still verifies, and the attacker holds
+ * nothing it should not. Named by the finding of the hostile-peers issue each one reproduces.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Packr } from 'msgpackr';
+import { WebSocket } from 'ws';
+import { connectWs, type XenClient } from '@pvblk/client';
+import { runInGuest } from '@pvblk/frontend';
+import { encodeFrame, WIRE_VERSION } from '@pvblk/shared';
+import { SECRETS, startSystem } from './helpers.ts';
+
+type System = Awaited<ReturnType<typeof startSystem>>;
+let sys: System;
+let victim: Awaited<ReturnType<System['guest']>>;
+const operator = { authorization: `Bearer ${SECRETS.PVBLK_DOM0_SECRET}` };
+
+interface Status {
+  domains: Array<{
+    domid: number;
+    name: string;
+    grants: number;
+    mappings: number;
+    ports: number;
+    memory: { sharedFrameBytes: number; backlogBytes: number; pendingInput: number };
+  }>;
+  connections: Record<string, { open: number; unauthenticated: number }>;
+}
+const status = async (): Promise<Status> =>
+  (await (
+    await fetch(`${sys.url.replace('ws://', 'http://')}status`, { headers: operator })
+  ).json()) as Status;
+
+async function sh(line: string): Promise<{ code: number; out: string }> {
+  let out = '';
+  const code = await runInGuest(
+    victim.socket,
+    { line },
+    { stdout: (t) => (out += t), stderr: (t) => (out += t), kmsg: () => {} },
+  );
+  return { code, out };
+}
+
+/** Everyone is still there and the victim's disk still round-trips data. */
+async function survivors(): Promise<void> {
+  expect(sys.host.proc.exitCode).toBe(null);
+  expect(victim.proc.exitCode).toBe(null);
+  expect((await fetch(`${sys.url.replace('ws://', 'http://')}healthz`)).status).toBe(200);
+  const r = await sh('demo');
+  expect(r.out).toContain('read back and verified identical');
+  expect(r.code).toBe(0);
+}
+
+/** A guest domain the attacker owns: created by the toolstack like any other, credential in hand. */
+async function attackerDomain(name: string): Promise<{ domid: number; xc: XenClient }> {
+  const res = await fetch(`${sys.api}/guests`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${SECRETS.PVBLK_TOOLSTACK_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name }),
+  });
+  expect(res.status).toBe(201);
+  const { domid, credential } = (await res.json()) as { domid: number; credential: string };
+  return { domid, xc: await connectWs(sys.url, { credential, retryForMs: 0 }) };
+}
+
+/** Sends raw frames on a fresh socket; resolves with the close code. */
+function rawSocket(frames: Buffer[]): Promise<number> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(sys.url);
+    ws.on('open', () => frames.forEach((f) => ws.send(f, { binary: true })));
+    ws.on('close', (code) => resolve(code));
+    ws.on('error', () => {});
+  });
+}
+
+beforeAll(async () => {
+  sys = await startSystem();
+  victim = await sys.guest('victim');
+});
+afterAll(async () => {
+  await sys?.stop();
+});
+
+describe('hostile peers against the hypervisor process', () => {
+  it('finding 1: pre-authentication frames that crashed the broker (64-bit type, cyclic clone, garbage) only close that socket', async () => {
+    const v2msg = (body: Uint8Array) => {
+      const h = Buffer.alloc(6);
+      h[0] = WIRE_VERSION;
+      h[1] = 1;
+      h.writeUInt32LE(body.length, 2);
+      return Buffer.concat([h, body]);
+    };
+    const cyclic: Record<string, unknown> = { t: 'hello' };
+    cyclic.self = cyclic;
+    const codes = await Promise.all([
+      rawSocket([Buffer.from('0191 81a174 cfffffffffffffffff'.replace(/ /g, ''), 'hex')]),
+      rawSocket([v2msg(Buffer.from('81a174cfffffffffffffffff', 'hex'))]),
+      rawSocket([v2msg(new Packr({ structuredClone: true }).pack(cyclic))]),
+      rawSocket([Buffer.from([WIRE_VERSION, 0x09, 1, 2, 3])]),
+      rawSocket([encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential: 'guessed' }])]),
+    ]);
+    expect(codes).toEqual([4400, 4400, 4400, 4400, 4401]);
+    await survivors();
+  });
+
+  it('refuses a flood of silent sockets from one address beyond its limit of unauthenticated connections', async () => {
+    const sockets = Array.from({ length: 40 }, () => new WebSocket(sys.url));
+    const outcomes = await Promise.all(
+      sockets.map(
+        (ws) =>
+          new Promise<string>((resolve) => {
+            ws.on('open', () => resolve('open'));
+            ws.on('unexpected-response', (_req, res) => resolve(String(res.statusCode)));
+            ws.on('error', () => resolve('error'));
+          }),
+      ),
+    );
+    expect(outcomes.filter((o) => o === 'open').length).toBe(16);
+    expect(outcomes.filter((o) => o === '429').length).toBe(24);
+    for (const ws of sockets) ws.terminate();
+    await survivors();
+  });
+
+  it('finding 2: a guest writing its own vbd state 320,000 times in one frame does not take Dom0 down', async () => {
+    const { domid, xc } = await attackerDomain('flood');
+    const node = `/local/domain/${domid}/device/vbd/51712/state`;
+    // one frame, as the attacker sent it: every write a call; replies and watch events are the amplification
+    const n = 320_000;
+    const writes = Array.from({ length: n }, (_, i) =>
+      xc.xs.write(node, String(i % 2 ? 1 : 3)).catch(() => null),
+    );
+    await Promise.all(writes);
+    // the flood was served, in slices, and Dom0 is still connected and serving
+    const s = await status();
+    expect(s.domains.find((d) => d.domid === 0)).toBeDefined();
+    expect(s.domains.find((d) => d.domid === domid)?.memory.pendingInput).toBe(0);
+    xc.close();
+    await survivors();
+  }, 180_000);
+
+  it('finding 6: copy amplification is bounded per call (E2BIG) and only slows the domain that asks for it', async () => {
+    const { domid, xc } = await attackerDomain('amplifier');
+    const page = xc.allocPage();
+    page.fill(0x5a);
+    const ref = xc.gnttab.grantAccess(page, domid, false); // granted to itself: it may copy from it
+    const big = Array.from({ length: 1024 }, () => ({ dom: domid, ref, off: 0, len: 4096 }));
+    await expect(xc.gnttab.copyFrom(big)).rejects.toMatchObject({ code: 'E2BIG' });
+    // 32 calls at the limit (2 MiB each), not read promptly: the attacker's own backlog, nobody else's
+    const half = big.slice(0, 512);
+    const flood = Promise.all(Array.from({ length: 32 }, () => xc.gnttab.copyFrom(half)));
+    await survivors();
+    const results = await flood;
+    expect(results.every((r) => r.length === 512 && r.every((x) => x.status === 0))).toBe(true);
+    xc.close();
+  });
+
+  it('finding 6: 128 watches and 200 writes in one frame: watch events are coalesced, not multiplied', async () => {
+    const { domid, xc } = await attackerDomain('watcher');
+    const base = `/local/domain/${domid}/data`;
+    let events = 0;
+    const watches = [];
+    for (let i = 0; i < 128; i++) {
+      watches.push(await xc.xs.watch(`${base}`, () => void events++));
+    }
+    const before = events;
+    await Promise.all(Array.from({ length: 200 }, (_, i) => xc.xs.write(`${base}/k`, String(i))));
+    await xc.fence();
+    // at most one pending event per watch per turn: far fewer than 128 × 200
+    expect(events - before).toBeLessThan(128 * 200);
+    expect(events - before).toBeGreaterThanOrEqual(128);
+    xc.close();
+    await survivors();
+  });
+
+  it('a guest cannot list other domains, and holds nothing of another domain after these attacks', async () => {
+    const { domid, xc } = await attackerDomain('snoop');
+    await expect(xc.domctl.list()).rejects.toMatchObject({ code: 'EPERM' });
+    const victimDomid = Number((await victim.waitFor((r) => r.event === 'ready')).domid);
+    // guess the victim's grant refs: none is granted to the attacker
+    const guesses = await xc.gnttab.map(
+      Array.from({ length: 64 }, (_, i) => ({ dom: victimDomid, ref: 8 + i, readonly: true })),
+    );
+    expect(guesses.every((g) => g.status !== 0)).toBe(true);
+    const s = await status();
+    const mine = s.domains.find((d) => d.domid === domid)!;
+    expect(mine.mappings).toBe(0);
+    xc.close();
+    await survivors();
+  });
+});
