@@ -1,0 +1,91 @@
+/**
+ * The fuzzing campaign: hundreds of thousands of hostile frames against a real hypervisor process
+ * (test/fuzz/broker-fuzzer.ts), seed after seed. Prints progress and a summary, writes
+ * bench/results/fuzz-campaign.json. Figures from a run are kept in docs/security.md.
+ *
+ *   node --import tsx scripts/fuzz-campaign.ts [--frames N] [--seeds K] [--first-seed S]
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { fuzzBroker, type BrokerFuzzReport } from '../test/fuzz/broker-fuzzer.ts';
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return dflt;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isSafeInteger(v) || v < 1) {
+    console.error(`fuzz-campaign: ${name} must be a positive integer (got ${process.argv[i + 1]})`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const frames = arg('--frames', 100_000);
+const seeds = arg('--seeds', 4);
+const firstSeed = arg('--first-seed', 1);
+const secret = `fuzz-campaign-${process.pid}-secret`;
+const bin = fileURLToPath(new URL('../bin/pvblk.mjs', import.meta.url));
+
+const hv = spawn(process.execPath, [bin, 'hypervisor', '--port', '0'], {
+  env: { ...process.env, PVBLK_DOM0_SECRET: secret, PVBLK_LOG_FORMAT: 'json', PVBLK_LOG_LEVEL: 'error' },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+let exited: number | null = null;
+hv.on('exit', (code, sig) => (exited = code ?? (sig ? 128 : -1)));
+const url = await new Promise<string>((resolve, reject) => {
+  createInterface({ input: hv.stdout! }).on('line', (l) => {
+    try {
+      const r = JSON.parse(l) as { event?: string; url?: string };
+      if (r.event === 'ready' && r.url) resolve(r.url);
+    } catch {
+      /* not a record */
+    }
+  });
+  hv.on('exit', () => reject(new Error('the hypervisor exited before it was ready')));
+});
+
+const perSeed = Math.ceil(frames / seeds);
+const reports: BrokerFuzzReport[] = [];
+const t0 = Date.now();
+for (let k = 0; k < seeds; k++) {
+  const seed = firstSeed + k;
+  const r = await fuzzBroker({
+    url,
+    dom0Secret: secret,
+    frames: perSeed,
+    seed,
+    onProgress: (n) =>
+      process.stderr.write(
+        `\rseed ${seed}: ${n}/${perSeed} frames, ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed   `,
+      ),
+  });
+  process.stderr.write('\n');
+  reports.push(r);
+}
+const sum = (k: keyof BrokerFuzzReport) => reports.reduce((n, r) => n + (r[k] as number), 0);
+const summary = {
+  frames: sum('framesSent'),
+  framesPreAuth: sum('framesPreAuth'),
+  framesAuthenticated: sum('framesAuthenticated'),
+  errorsAnswered: sum('errorsAnswered'),
+  connectionsClosedByBroker: sum('connectionsClosedByBroker'),
+  attackerDomains: sum('attackerDomainsCreated'),
+  victimChecks: sum('victimChecks'),
+  victimFailures: sum('victimFailures'),
+  hypervisorDown: sum('hypervisorDown'),
+  hypervisorExited: exited !== null,
+  leaks: reports.flatMap((r) => r.leaks.map((l) => `seed ${r.seed}: ${l}`)),
+  seconds: (Date.now() - t0) / 1000,
+};
+hv.kill('SIGTERM');
+console.log(JSON.stringify(summary, null, 2));
+mkdirSync(fileURLToPath(new URL('../bench/results', import.meta.url)), { recursive: true });
+writeFileSync(
+  fileURLToPath(new URL('../bench/results/fuzz-campaign.json', import.meta.url)),
+  JSON.stringify({ summary, reports }, null, 2) + '\n',
+);
+const failed =
+  summary.victimFailures + summary.hypervisorDown + summary.leaks.length + (summary.hypervisorExited ? 1 : 0);
+process.exit(failed ? 1 : 0);
