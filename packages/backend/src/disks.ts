@@ -287,7 +287,7 @@ export class HostDisks implements DeviceResolver {
       }
     }
     const stored = parseScsiDebugParams(entry.params);
-    const differ = [...new Set(keys)].filter((k) => asked[k] !== stored[k]);
+    const differ = SCSI_DEBUG_PARAM_NAMES.filter((k) => keys.includes(k) && asked[k] !== stored[k]);
     const fixed = differ.filter((k) => !RUNTIME_WRITABLE_PARAMS.includes(k));
     if (fixed.length > 0) {
       const path = `/dev/${entry.disk}`;

@@ -44,7 +44,7 @@ export function parseByteSize(raw: string): number {
   return v;
 }
 
-/** Bytes for people: "1 GiB", "97.7 GiB", "512 MiB", "100 bytes". */
+/** Bytes for people: "1 GiB", "97.7 GiB", "1040 MiB", "100 bytes". */
 export function formatBytes(n: number): string {
   for (const [unit, size] of [
     ['TiB', TiB],
@@ -52,10 +52,10 @@ export function formatBytes(n: number): string {
     ['MiB', MiB],
     ['KiB', KiB],
   ] as const) {
-    if (n >= size) {
-      const v = n / size;
+    // exact in the largest unit that divides it; rounded only where a tenth is under 1 %
+    const v = n / size;
+    if (v >= 1 && (Number.isInteger(v) || v >= 10))
       return `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit}`;
-    }
   }
   return `${n} bytes`;
 }
