@@ -6,6 +6,7 @@
  */
 import { readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,6 +85,25 @@ describe('a guest with its own token, against the host API (finding 4)', () => {
       expect(r.status).toBe(401);
       expect(r.body.error).toBe('EACCES');
     }
+  });
+
+  it('an unparsable request target is a 400, not the end of the host (it was, before any token)', async () => {
+    const u = new URL(sys.api);
+    const reply = await new Promise<string>((resolve, reject) => {
+      const sock = connect(Number(u.port), u.hostname, () =>
+        sock.write('GET // HTTP/1.1\r\nHost: x\r\n\r\n'),
+      );
+      let got = '';
+      sock.on('data', (d) => (got += String(d)));
+      sock.on('error', reject);
+      sock.on('close', () => resolve(got));
+      sock.setTimeout(10_000, () => sock.destroy());
+      sock.on('data', () => sock.end());
+    });
+    expect(reply.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect(reply).toContain('"message": "the request target is not a valid path"');
+    expect((await api('GET', '/guests', OP)).status).toBe(200);
+    expect(sys.host.proc.exitCode).toBeNull();
   });
 
   it("cannot DELETE another guest's domain (403), nor a domain that does not exist; guest2 lives", async () => {

@@ -117,7 +117,13 @@ export async function startApi(
         .writeHead(code, { 'content-type': 'application/json', ...headers })
         .end(JSON.stringify(body, null, 2) + '\n');
     };
-    const url = new URL(req.url ?? '/', 'http://x');
+    let url: URL;
+    try {
+      // a request target URL cannot parse ("GET // HTTP/1.1") must not throw out of this listener
+      url = new URL(req.url ?? '/', 'http://x');
+    } catch {
+      return send(400, { error: 'EINVAL', message: 'the request target is not a valid path' });
+    }
     if (url.pathname === '/healthz')
       return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     const who = authenticate(req.headers.authorization, creds);
