@@ -174,7 +174,7 @@ describe('a guest with its own token, against the host API (finding 4)', () => {
     );
     const sum = /^([0-9a-f]{32}) {2}\/tmp\/p$/m.exec(w.out)?.[1];
     expect(sum, w.out).toBeDefined();
-    await g2.kill('SIGKILL');
+    await g2.kill('SIGTERM');
     // through the API with guest1's token …
     const r = await api('POST', '/guests', token('guest1'), { name: 'guest2' });
     expect(r.status).toBe(403);
@@ -265,10 +265,11 @@ describe('enrolment (compose guests): new names only, the key returned once and 
   let host: ReturnType<typeof startProc>;
   let api: string;
   let url: string;
-  const run = tempDir('pvblk-enrol-');
+  let run: ReturnType<typeof tempDir>;
   const env = { ...SECRETS, PVBLK_ENROL_TOKEN: ENROL };
 
   beforeAll(async () => {
+    run = tempDir('pvblk-enrol-');
     hv = startProc('hypervisor', ['hypervisor', '--port', '0'], SECRETS);
     url = String((await hv.waitFor((r) => r.event === 'ready')).url);
     host = startProc('host', ['host', '--hypervisor', url, '--api-port', '0', '--memory'], env);
@@ -277,7 +278,7 @@ describe('enrolment (compose guests): new names only, the key returned once and 
   afterAll(async () => {
     await host?.kill();
     await hv?.kill();
-    run.cleanup();
+    run?.cleanup();
   });
 
   it('a guest process enrols, keeps its token in PVBLK_GUEST_TOKEN_FILE, and boots again with it', async () => {
@@ -298,7 +299,7 @@ describe('enrolment (compose guests): new names only, the key returned once and 
     await first.waitFor((r) => r.event === 'ready');
     const kept = readFileSync(keyFile, 'utf8').trim();
     expect(kept).toBe(deriveGuestToken(OP, 'compose1'));
-    await first.kill('SIGKILL');
+    await first.kill('SIGTERM');
     // a second boot under the same name uses the kept token (enrolment would be refused now)
     const again = startProc('compose1', args, guestEnv);
     await again.waitFor((r) => r.event === 'ready');
