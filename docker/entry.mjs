@@ -39,4 +39,12 @@ if (process.argv[2] === 'domu' && v.startsWith('@replica')) {
   // @replica → guest<N>; @replica:<base> → <base><N>
   process.env.PVBLK_GUEST_NAME = await replicaName(v.slice('@replica:'.length) || 'guest');
 }
+// PVBLK_GUEST_KEYS_DIR: where each guest keeps the guest token its enrolment returned, one file per
+// name, so the name boots again after `down` + `up` (docs/security-host.md)
+const keys = process.env.PVBLK_GUEST_KEYS_DIR;
+if (process.argv[2] === 'domu' && keys && !process.env.PVBLK_GUEST_TOKEN_FILE) {
+  const name =
+    process.env.PVBLK_GUEST_NAME === '@hostname' ? hostname() : process.env.PVBLK_GUEST_NAME || 'guest';
+  process.env.PVBLK_GUEST_TOKEN_FILE = `${keys}/${name}`;
+}
 await import('../src/cli/main.ts');

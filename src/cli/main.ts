@@ -6,10 +6,10 @@
  *   pvblk guest <cmd…>            run a command in an already running guest
  *   pvblk hypervisor|host|domu    one process of the system (what `up` and docker compose start)
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatKmsg, isPvblkError, DEFAULT_CONSOLE_LOGLEVEL, type KernelMessage } from '@pvblk/shared';
 import { runHypervisor } from '@pvblk/hypervisor';
-import { runHost } from '@pvblk/backend';
+import { parseByteSize, runHost } from '@pvblk/backend';
 import { runDomu, runInGuest } from '@pvblk/frontend';
 import { choiceOption, guestNames, intOption } from './options.ts';
 import {
@@ -38,6 +38,17 @@ const program = new Command('pvblk')
   .enablePositionalOptions()
   .showHelpAfterError('(run with --help for usage)')
   .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `pvblk: ${s}` : s) });
+
+/** A byte size option ("1G", "512M", bytes). */
+function sizeOption(name: string) {
+  return (raw: string): number => {
+    try {
+      return parseByteSize(raw);
+    } catch (e) {
+      throw new InvalidArgumentError(`${name}: ${(e as Error).message.replace(/^[A-Z0-9]+: /, '')}`);
+    }
+  };
+}
 
 // ------------------------------------------------------------------------------------------------
 // Options of the stack commands (up, run)
@@ -379,7 +390,7 @@ program
 program
   .command('host')
   .description(
-    'run Dom0: the toolstack, blkback and the host disks; needs the Dom0 secret and PVBLK_TOOLSTACK_TOKEN',
+    'run Dom0: the toolstack, blkback and the host disks; needs the Dom0 secret and the operator token (PVBLK_TOOLSTACK_TOKEN)',
   )
   .option(
     '--hypervisor <url>',
@@ -416,8 +427,48 @@ program
   )
   .option('--max-ring-page-order <n>', 'max-ring-page-order', intOption('--max-ring-page-order', 0, 4), 4)
   .option('--max-queues <n>', 'multi-queue-max-queues', intOption('--max-queues', 1, 64), 4)
+  // quotas and the SCSI layout (docs/security-host.md); each also read from its PVBLK_ variable
+  .addOption(
+    new Option('--max-guests <n>', 'guest domains alive at once')
+      .env('PVBLK_MAX_GUESTS')
+      .argParser(intOption('--max-guests', 0, 1 << 20))
+      .default(64),
+  )
+  .addOption(
+    new Option('--max-disk-size <size>', 'largest disk a guest gets (bytes, or with K, M, G, T)')
+      .env('PVBLK_MAX_DISK_SIZE')
+      .argParser(sizeOption('--max-disk-size'))
+      .default(1 << 30, '1G'),
+  )
+  .addOption(
+    new Option('--max-total-disk <size>', 'capacity of all disks the host keeps together')
+      .env('PVBLK_MAX_TOTAL_DISK')
+      .argParser(sizeOption('--max-total-disk'))
+      .default(4 * (1 << 30), '4G'),
+  )
+  .addOption(
+    new Option('--scsi-host <n>', 'SCSI host number of the first disk (9 as in 9:0:0:0)')
+      .env('PVBLK_SCSI_HOST')
+      .argParser(intOption('--scsi-host', 0, 1 << 20))
+      .default(9),
+  )
+  .addOption(
+    new Option('--first-disk <sdX>', "kernel name of the first guest's disk")
+      .env('PVBLK_FIRST_DISK')
+      .argParser((v) => {
+        if (!/^sd[a-z]{1,3}$/.test(v))
+          throw new InvalidArgumentError(`--first-disk must look like sdg (got "${v}")`);
+        return v;
+      })
+      .default('sdg'),
+  )
   .action(
     (o: {
+      maxGuests: number;
+      maxDiskSize: number;
+      maxTotalDisk: number;
+      scsiHost: number;
+      firstDisk: string;
       hypervisor: string;
       dataDir: string;
       memory?: boolean;
@@ -438,6 +489,8 @@ program
         disk: o.disk,
         apiHost: o.apiHost,
         apiPort: o.apiPort,
+        quotas: { maxGuests: o.maxGuests, maxDiskBytes: o.maxDiskSize, maxTotalDiskBytes: o.maxTotalDisk },
+        layout: { firstScsiHost: o.scsiHost, firstDisk: o.firstDisk },
         blkback: {
           dataPath: choiceOption('--data-path', ['map', 'copy'] as const)(o.dataPath),
           persistentGrants: o.persistent,

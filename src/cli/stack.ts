@@ -5,13 +5,13 @@
  * everything on Ctrl-C or when the job is done.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { renderRecord } from '@pvblk/runtime';
+import { baseEnv, childEnv, stackCredentials } from './child-env.ts';
 
 // children run the same entry point as this process (bin/pvblk.mjs in a checkout, the bundle in an image)
 const PVBLK_BIN = process.argv[1] ?? fileURLToPath(new URL('../../bin/pvblk.mjs', import.meta.url));
@@ -52,7 +52,8 @@ export class Supervisor {
 
   start(spec: ChildSpec): StackChild {
     const proc = spawn(process.execPath, [PVBLK_BIN, ...spec.args], {
-      env: { ...process.env, PVBLK_LOG_FORMAT: 'json', ...spec.env },
+      // an explicit environment, never a copy of ours (child-env.ts)
+      env: { ...(spec.env ?? baseEnv(null)), PVBLK_LOG_FORMAT: 'json' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const records: LogRecord[] = [];
@@ -122,21 +123,14 @@ export interface RunningStack {
   sockets: Map<string, string>;
 }
 
-export function stackSecrets(): Record<string, string> {
-  return {
-    PVBLK_DOM0_SECRET: process.env.PVBLK_DOM0_SECRET ?? randomBytes(24).toString('base64url'),
-    PVBLK_TOOLSTACK_TOKEN: process.env.PVBLK_TOOLSTACK_TOKEN ?? randomBytes(24).toString('base64url'),
-  };
-}
-
 /** Starts hypervisor, host and guests in order, each once the one before is ready. */
 export async function startStack(sup: Supervisor, o: StackOptions): Promise<RunningStack> {
-  const env = stackSecrets();
+  const creds = stackCredentials();
   await mkdir(o.runDir, { recursive: true });
   const hv = sup.start({
     name: 'hypervisor',
     args: ['hypervisor', '--host', o.host, '--port', String(o.port)],
-    env,
+    env: childEnv('hypervisor', creds),
   });
   const hvReady = await hv.ready;
   const hypervisorUrl = String(hvReady.url);
@@ -152,7 +146,7 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
   ];
   if (o.dataDir) hostArgs.push('--data-dir', resolve(o.dataDir));
   else hostArgs.push('--memory');
-  const host = sup.start({ name: 'host', args: hostArgs, env });
+  const host = sup.start({ name: 'host', args: hostArgs, env: childEnv('host', creds) });
   const apiUrl = String((await host.ready).api);
   const sockets = new Map<string, string>();
   const guests = o.guests.map((name) => {
@@ -172,7 +166,7 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
         sock,
         ...o.guestArgs,
       ],
-      env: { PVBLK_TOOLSTACK_TOKEN: env.PVBLK_TOOLSTACK_TOKEN },
+      env: childEnv('guest', creds, name),
     });
   });
   await Promise.all(guests.map((g) => g.ready));

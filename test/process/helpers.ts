@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { deriveGuestToken } from '@pvblk/runtime';
 
 export const PVBLK = fileURLToPath(new URL('../../bin/pvblk.mjs', import.meta.url));
 
@@ -176,7 +177,8 @@ export async function startSystem(o: { disk?: string; dataDir?: string; hostArgs
       const g = startProc(
         name,
         ['domu', '--name', name, '--hypervisor', url, '--toolstack', api, '--control', socket, ...args],
-        SECRETS,
+        // a guest holds its own token only, as under `pvblk up`
+        { PVBLK_GUEST_TOKEN: deriveGuestToken(SECRETS.PVBLK_TOOLSTACK_TOKEN, name) },
       );
       procs.push(g);
       await g.waitFor((r) => r.event === 'ready');

@@ -1,25 +1,73 @@
 /**
- * The host's management API over HTTP: what `xl create` is to a Xen host. A guest process asks it to
- * create its domain and disk (POST /guests) and receives the domid and the credential it will present
- * to the hypervisor. Requests need the provisioning token; the API never sees Dom0's credential.
+ * The host's management API over HTTP: what `xl` is to a Xen host. Two roles, as Xen separates the
+ * control domain's toolstack from a guest's view of itself (docs/security-host.md):
+ *
+ *   operator  PVBLK_TOOLSTACK_TOKEN: everything — create, list and destroy any guest, disk parameters,
+ *             disk removal, fault injection, issuing guest tokens.
+ *   guest     its guest token (pvblk-guest.<name>.<mac>): create or boot its own domain, read its own
+ *             state, destroy its own domain; nothing about any other guest, no disk parameters.
+ *   enrol     PVBLK_ENROL_TOKEN (compose guests): create a guest under a name nobody holds yet, and
+ *             receive that name's guest token once.
+ *
+ * The API never sees Dom0's credential. A request without a valid credential gets 401; a valid
+ * credential asking for something its role may not do gets 403. Errors carry the errno name and a
+ * message; the HTTP status follows the errno (E2BIG 413, EAGAIN 429, ENOSPC 507, …).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
+import { checkGuestName, verifyGuestToken } from '@pvblk/runtime';
+
+export type Principal = { role: 'operator' } | { role: 'guest'; name: string } | { role: 'enrol' };
+
+export interface ApiCredentials {
+  operatorToken: string;
+  /** null: this host offers no enrolment. */
+  enrolToken: string | null;
+}
 
 export interface ApiHandlers {
-  createGuest(body: { name: string; disk?: string }): Promise<unknown>;
-  destroyGuest(domid: number): Promise<void>;
-  listGuests(): Promise<unknown>;
+  /** Who may ask for which name is checked here; whether the name is free, by the handler. */
+  createGuest(who: Principal, body: { name: string; disk?: string }): Promise<unknown>;
+  /** Domains, disks and vbds; only those of guest `name` when given. */
+  listGuests(name?: string): Promise<unknown>;
+  /** A guest may destroy only its own domain: the handler knows which domain is whose. */
+  destroyGuest(who: Principal, domid: number): Promise<void>;
   setDiskParam(disk: string, key: string, value: string): Promise<unknown>;
+  /** Deletes a disk and its data, by disk name (sdg) or by guest name. */
+  removeDisk(which: { disk: string } | { guest: string }): Promise<unknown>;
   /** Arms a blkback fault on a vbd (testing frontends against a hostile backend). */
   injectFault(domid: number, devid: number, fault: string): Promise<unknown>;
+  /** The guest token of `name`, for an operator handing it to a guest started elsewhere. */
+  issueGuestToken(name: string): Promise<unknown>;
 }
 
 function sameToken(a: string, b: string): boolean {
   const h = (s: string) => createHash('sha256').update(s).digest();
   return timingSafeEqual(h(a), h(b));
+}
+
+/** The principal a bearer token proves; null when it proves nothing. */
+export function authenticate(header: string | undefined, creds: ApiCredentials): Principal | null {
+  if (!header?.startsWith('Bearer ')) return null;
+  const token = header.slice(7).trim();
+  if (sameToken(token, creds.operatorToken)) return { role: 'operator' };
+  if (creds.enrolToken !== null && sameToken(token, creds.enrolToken)) return { role: 'enrol' };
+  const name = verifyGuestToken(creds.operatorToken, token);
+  return name === null ? null : { role: 'guest', name };
+}
+
+export function describePrincipal(who: Principal): string {
+  return who.role === 'guest'
+    ? `guest ${who.name}`
+    : who.role === 'enrol'
+      ? 'an enrolment token'
+      : 'the operator';
+}
+
+function forbidden(who: Principal, what: string): PvblkError {
+  return new PvblkError('EACCES', `${describePrincipal(who)} may not ${what}: that is the operator's`);
 }
 
 async function readJson(req: IncomingMessage, limit = 64 * 1024): Promise<Record<string, unknown>> {
@@ -40,59 +88,112 @@ async function readJson(req: IncomingMessage, limit = 64 * 1024): Promise<Record
   }
 }
 
-const STATUS: Record<string, number> = {
+/** HTTP status of each errno the API answers with. */
+export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   EINVAL: 400,
   EUSAGE: 400,
-  E2BIG: 413,
   EACCES: 403,
-  ESRCH: 404,
+  EPERM: 403,
   ENOENT: 404,
+  ESRCH: 404,
   EEXIST: 409,
-};
+  EBUSY: 409,
+  E2BIG: 413,
+  EAGAIN: 429,
+  EROFS: 503,
+  ENOSPC: 507,
+});
 
 export async function startApi(
   host: string,
   port: number,
-  token: string,
+  creds: ApiCredentials,
   h: ApiHandlers,
+  onInternalError: (route: string, err: unknown) => void = () => {},
 ): Promise<{ server: Server; url: string }> {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const send = (code: number, body: unknown) => {
-      res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(body, null, 2) + '\n');
+    const send = (code: number, body: unknown, headers: Record<string, string> = {}) => {
+      res
+        .writeHead(code, { 'content-type': 'application/json', ...headers })
+        .end(JSON.stringify(body, null, 2) + '\n');
     };
-    const url = new URL(req.url ?? '/', 'http://x');
+    let url: URL;
+    try {
+      // a request target URL cannot parse ("GET // HTTP/1.1") must not throw out of this listener
+      url = new URL(req.url ?? '/', 'http://x');
+    } catch {
+      return send(400, { error: 'EINVAL', message: 'the request target is not a valid path' });
+    }
     if (url.pathname === '/healthz')
       return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    const auth = req.headers.authorization ?? '';
-    if (!auth.startsWith('Bearer ') || !sameToken(auth.slice(7), token)) {
-      return send(401, {
-        error: 'EACCES',
-        message: 'a valid provisioning token is required (Authorization: Bearer …)',
-      });
+    const who = authenticate(req.headers.authorization, creds);
+    if (!who) {
+      return send(
+        401,
+        {
+          error: 'EACCES',
+          message:
+            'a valid token is required (Authorization: Bearer <the operator token, a guest token or the enrolment token>)',
+        },
+        { 'www-authenticate': 'Bearer realm="pvblk toolstack"' },
+      );
     }
+    const operatorOnly = (what: string) => {
+      if (who.role !== 'operator') throw forbidden(who, what);
+    };
     const route = async (): Promise<void> => {
       const m = /^\/guests\/(\d+)$/.exec(url.pathname);
       const d = /^\/disks\/(sd[a-z]+)\/params$/.exec(url.pathname);
+      const dr = /^\/disks(?:\/(sd[a-z]+))?$/.exec(url.pathname);
       const f = /^\/vbds\/(\d+)\/(\d+)\/fault$/.exec(url.pathname);
       if (req.method === 'POST' && url.pathname === '/guests') {
         const b = await readJson(req);
         if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
+        checkGuestName(b.name);
         if (b.disk !== undefined && typeof b.disk !== 'string')
           throw new PvblkError('EINVAL', 'body.disk must be a string');
-        return send(201, await h.createGuest({ name: b.name, disk: b.disk as string | undefined }));
+        if (who.role === 'guest' && b.name !== who.name)
+          throw new PvblkError('EACCES', `guest ${who.name}'s token may create only guest ${who.name}`);
+        if (b.disk !== undefined) operatorOnly('choose disk parameters (body.disk)');
+        return send(201, await h.createGuest(who, { name: b.name, disk: b.disk as string | undefined }));
       }
-      if (req.method === 'GET' && url.pathname === '/guests') return send(200, await h.listGuests());
+      if (req.method === 'GET' && url.pathname === '/guests') {
+        const name = url.searchParams.get('name') ?? undefined;
+        if (who.role === 'enrol') throw forbidden(who, 'read guests');
+        if (who.role === 'guest') {
+          if (name !== undefined && name !== who.name) throw forbidden(who, `read guest ${name}`);
+          return send(200, await h.listGuests(who.name));
+        }
+        return send(200, await h.listGuests(name));
+      }
       if (req.method === 'DELETE' && m) {
-        await h.destroyGuest(Number(m[1]));
+        if (who.role === 'enrol') throw forbidden(who, 'destroy domains');
+        await h.destroyGuest(who, Number(m[1]));
         return send(200, { destroyed: Number(m[1]) });
       }
+      if (req.method === 'POST' && url.pathname === '/tokens') {
+        operatorOnly('issue guest tokens');
+        const b = await readJson(req);
+        if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
+        return send(201, await h.issueGuestToken(checkGuestName(b.name)));
+      }
       if (req.method === 'POST' && d) {
+        operatorOnly('change disk parameters');
         const b = await readJson(req);
         if (typeof b.key !== 'string' || typeof b.value !== 'string')
           throw new PvblkError('EINVAL', 'body needs key and value strings');
         return send(200, await h.setDiskParam(d[1], b.key, b.value));
       }
+      if (req.method === 'DELETE' && dr) {
+        operatorOnly('delete disks');
+        const guest = url.searchParams.get('guest');
+        if (dr[1]) return send(200, await h.removeDisk({ disk: dr[1] }));
+        if (guest === null)
+          throw new PvblkError('EINVAL', 'DELETE /disks needs /disks/<sdX> or ?guest=<name>');
+        return send(200, await h.removeDisk({ guest: checkGuestName(guest) }));
+      }
       if (req.method === 'POST' && f) {
+        operatorOnly('arm faults');
         const b = await readJson(req);
         if (typeof b.fault !== 'string') throw new PvblkError('EINVAL', 'body.fault must be a string');
         return send(200, await h.injectFault(Number(f[1]), Number(f[2]), b.fault));
@@ -100,8 +201,16 @@ export async function startApi(
       send(404, { error: 'ENOENT', message: `no route ${req.method} ${url.pathname}` });
     };
     route().catch((e: unknown) => {
-      const code = isPvblkError(e) ? e.code : 'EIO';
-      send(STATUS[code] ?? 500, { error: code, message: (e as Error).message });
+      if (isPvblkError(e)) {
+        const message = e.message.startsWith(`${e.code}: `) ? e.message.slice(e.code.length + 2) : e.message;
+        return send(HTTP_STATUS[e.code] ?? 500, { error: e.code, message });
+      }
+      // a bug, not a refusal: the details go to the host's log, not to the caller
+      onInternalError(`${req.method} ${url.pathname}`, e);
+      send(500, {
+        error: 'EIO',
+        message: `the host failed on ${req.method} ${url.pathname} (internal error; the host's log has the details)`,
+      });
     });
   });
   await new Promise<void>((resolve, reject) => {

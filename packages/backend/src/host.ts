@@ -6,15 +6,18 @@ import { PvblkError, xvdDevid } from '@pvblk/shared';
 import { connectWs } from '@pvblk/client';
 import {
   createLogger,
+  deriveGuestToken,
   DomainKernelLog,
   onShutdown,
   resolveDom0Secret,
-  resolveToolstackToken,
+  resolveEnrolToken,
+  resolveOperatorToken,
 } from '@pvblk/runtime';
-import { startApi } from './api.ts';
+import { describePrincipal, startApi, type Principal } from './api.ts';
 import { BlkbackDriver } from './blkback/driver.ts';
 import type { BlkbackConfig } from './blkback/config.ts';
-import { HostDisks } from './disks.ts';
+import { DEFAULT_DISK_LAYOUT, HostDisks, type DiskLayout } from './disks.ts';
+import { checkGuestCount, DEFAULT_HOST_QUOTAS, formatBytes, type HostQuotas } from './quota.ts';
 import { Toolstack } from './toolstack.ts';
 import { parseScsiDebugParams } from './scsi/index.ts';
 
@@ -22,28 +25,55 @@ export interface HostProcessOptions {
   hypervisorUrl: string;
   /** Where disks live; null keeps them in memory. */
   dataDir: string | null;
-  /** Default scsi_debug parameters of a new guest's disk, modprobe-style. */
+  /** Default scsi_debug parameters of a guest's disk, modprobe-style. */
   disk: string;
   apiHost: string;
   apiPort: number;
   blkback: Partial<BlkbackConfig>;
   /** Serve each guest the first partition of its disk, starting here (sectors); 0 = the whole disk. */
   partitionStart: number;
+  quotas?: Partial<HostQuotas>;
+  layout?: Partial<DiskLayout>;
+}
+
+/** Why the hypervisor connection closed, in words, from the WebSocket close code. */
+export function explainClose(code: number, reason: string): string {
+  const why: Record<number, string> = {
+    1000: 'the hypervisor closed the connection (it is shutting down)',
+    1001: 'the hypervisor is going away (shut down or restarted)',
+    1006: 'the connection dropped without a close frame: the hypervisor process exited or was killed, or the network failed',
+    1009: 'a frame was over the size limit',
+    1011: 'the hypervisor hit an internal error',
+    4000: 'the hypervisor destroyed this domain',
+    4400: 'the hypervisor found a protocol error in what this host sent',
+    4401: 'the hypervisor refused this host’s credential (is another Dom0 connected with the same secret?)',
+    4429: 'the hypervisor dropped this host for reading its messages too slowly',
+  };
+  const text = why[code] ?? `the hypervisor closed the connection with code ${code}`;
+  return reason ? `${text} (close code ${code}: ${reason})` : `${text} (close code ${code})`;
 }
 
 export async function runHost(opts: HostProcessOptions): Promise<void> {
   const log = createLogger('host');
   const klog = new DomainKernelLog(log);
   parseScsiDebugParams(opts.disk); // refuse bad parameters before anything starts
+  const quotas: HostQuotas = { ...DEFAULT_HOST_QUOTAS, ...opts.quotas };
   const credential = resolveDom0Secret({});
-  const token = resolveToolstackToken();
+  const operatorToken = resolveOperatorToken();
+  const enrolToken = resolveEnrolToken();
+  const disks = new HostDisks({
+    dataDir: opts.dataDir,
+    klog,
+    partitionStart: opts.partitionStart,
+    layout: { ...DEFAULT_DISK_LAYOUT, ...opts.layout },
+    quotas,
+  });
   const xc = await connectWs(opts.hypervisorUrl, {
     credential,
     onRetry: (attempt, delay, err) =>
       log.info({ attempt, delay, err: err.message }, 'hypervisor not reachable yet; retrying'),
   });
   log.info({ domid: xc.domid, url: opts.hypervisorUrl }, 'connected to the hypervisor as the control domain');
-  const disks = new HostDisks(opts.dataDir, klog, opts.partitionStart);
   for (const d of await disks.restore())
     log.info({ disk: d.path, guest: d.guest, params: d.params }, `restored disk ${d.path} of ${d.guest}`);
   const toolstack = new Toolstack(xc, (l, o, m) => log[l](o, m));
@@ -57,75 +87,178 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
   });
   await blkback.start();
 
-  const api = await startApi(opts.apiHost, opts.apiPort, token, {
-    createGuest: async ({ name, disk }) => {
-      const live = (await xc.domctl.list()).filter((d) => d.name === name && !d.privileged);
-      for (const d of live) {
-        if (d.connected)
-          throw new PvblkError('EEXIST', `a guest named ${name} is running as domain ${d.domid}`);
-        await toolstack.destroyDomain(d.domid); // created but never booted: replace it
-      }
-      const hd = await disks.forGuest(name, disk ?? opts.disk);
-      const { domid, credential: guestCredential } = await toolstack.createDomain(name);
-      const devid = xvdDevid(0);
-      await toolstack.addVbd(domid, {
-        devid,
-        params: hd.vbd.path,
-        major: hd.major,
-        minor: hd.minor + (hd.vbd.startSector > 0 ? 1 : 0),
-        mode: 'w',
-        discard: true,
-      });
-      return {
-        domid,
-        credential: guestCredential,
-        vbds: [
-          {
-            dev: 'xvda',
-            devid,
-            backend: hd.vbd.path,
-            startSector: hd.vbd.startSector,
-            hctl: hd.hctl,
-            params: hd.params,
-          },
-        ],
-      };
+  // one management operation at a time: quotas and names are checked and taken atomically
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = queue.then(fn, fn);
+    queue = run.catch(() => {});
+    return run;
+  };
+
+  const listGuests = async (name?: string) => {
+    const domains = (await xc.domctl.list()).filter((d) => name === undefined || d.name === name);
+    const domids = new Set(domains.map((d) => String(d.domid)));
+    return {
+      domains,
+      disks: disks
+        .list()
+        .filter((d) => name === undefined || d.guest === name)
+        .map((d) => ({
+          guest: d.guest,
+          path: d.path,
+          hctl: d.hctl,
+          params: d.params,
+          scsi_debug: d.disk.target.stats(),
+        })),
+      vbds: Object.fromEntries(
+        Object.entries(blkback.stats()).filter(([k]) => name === undefined || domids.has(k.split('/')[0])),
+      ),
+    };
+  };
+
+  const createGuest = async (who: Principal, name: string, diskParams: string | undefined) => {
+    const domains = await xc.domctl.list();
+    const same = domains.filter((d) => d.name === name && !d.privileged);
+    if (who.role === 'enrol' && (same.length > 0 || (await disks.has(name)))) {
+      throw new PvblkError(
+        'EEXIST',
+        `the name ${name} is taken on this host: enrolment creates only new names; the guest that owns ${name} boots with its guest token (PVBLK_GUEST_TOKEN[_FILE])`,
+      );
+    }
+    for (const d of same) {
+      if (d.connected)
+        throw new PvblkError('EEXIST', `a guest named ${name} is running as domain ${d.domid}`);
+    }
+    checkGuestCount(quotas, name, domains.filter((d) => !d.privileged && d.name !== name).length);
+    const { disk: hd, created, changes } = await disks.attach(name, diskParams ?? opts.disk);
+    if (created) {
+      log.info(
+        { guest: name, disk: hd.path, params: hd.params, by: who.role },
+        `created disk ${hd.path} of ${name} (${formatBytes(hd.disk.sectors * 512)}; ${formatBytes(disks.usedBytes())} of ${formatBytes(quotas.maxTotalDiskBytes)} allotted)`,
+      );
+    } else {
+      log.info({ guest: name, disk: hd.path, params: hd.params }, `reusing disk ${hd.path} of ${name}`);
+    }
+    for (const c of changes) {
+      log.info(
+        { disk: hd.path, key: c.key, was: c.was, now: c.now },
+        `scsi_debug ${hd.path.slice(5)}: ${c.key}=${c.now} (was ${c.was})`,
+      );
+    }
+    for (const d of same) await toolstack.destroyDomain(d.domid); // created but never booted: replace it
+    const { domid, credential: guestCredential } = await toolstack.createDomain(name);
+    const devid = xvdDevid(0);
+    await toolstack.addVbd(domid, {
+      devid,
+      params: hd.vbd.path,
+      major: hd.major,
+      minor: hd.minor + (hd.vbd.startSector > 0 ? 1 : 0),
+      mode: 'w',
+      discard: true,
+    });
+    return {
+      domid,
+      credential: guestCredential,
+      // enrolment hands out the name's guest token once: the guest keeps it to boot again
+      ...(who.role === 'enrol' ? { guestToken: deriveGuestToken(operatorToken, name) } : {}),
+      vbds: [
+        {
+          dev: 'xvda',
+          devid,
+          backend: hd.vbd.path,
+          startSector: hd.vbd.startSector,
+          hctl: hd.hctl,
+          params: hd.params,
+        },
+      ],
+    };
+  };
+
+  const removeDisk = async (which: { disk: string } | { guest: string }) => {
+    const hd = 'disk' in which ? disks.get(`/dev/${which.disk}`) : disks.byGuest(which.guest);
+    const guest = 'guest' in which ? which.guest : hd?.guest;
+    if (guest === undefined) throw new PvblkError('ENOENT', `no disk ${'disk' in which ? which.disk : ''}`);
+    const live = (await xc.domctl.list()).filter((d) => d.name === guest && !d.privileged);
+    if (live.length > 0) {
+      throw new PvblkError(
+        'EBUSY',
+        `the disk of guest ${guest} is in use by domain ${live[0].domid}: stop the guest first (DELETE /guests/${live[0].domid})`,
+      );
+    }
+    if (hd) {
+      const users = await toolstack.vbdsUsing(hd.vbd.path);
+      if (users.length > 0)
+        throw new PvblkError(
+          'EBUSY',
+          `the disk of guest ${guest} is still attached to vbd ${users.join(', ')}`,
+        );
+      await blkback.settled();
+    }
+    const { path } = await disks.remove(guest);
+    log.warn(
+      { guest, disk: path },
+      `deleted disk ${path} of ${guest} and its data; the name ${guest} is free`,
+    );
+    return { removed: path, guest };
+  };
+
+  const api = await startApi(
+    opts.apiHost,
+    opts.apiPort,
+    { operatorToken, enrolToken },
+    {
+      createGuest: (who, { name, disk }) => serial(() => createGuest(who, name, disk)),
+      listGuests,
+      destroyGuest: (who, domid) =>
+        serial(async () => {
+          if (who.role !== 'operator') {
+            const d = (await xc.domctl.list()).find((x) => x.domid === domid);
+            if (!d || who.role !== 'guest' || d.name !== who.name || d.privileged)
+              throw new PvblkError(
+                'EACCES',
+                `${describePrincipal(who)} may destroy only its own domain (domain ${domid} is not ${who.role === 'guest' ? who.name : 'its'})`,
+              );
+          }
+          await toolstack.destroyDomain(domid);
+        }),
+      setDiskParam: (name, key, value) =>
+        serial(async () => {
+          const c = await disks.setParam(`/dev/${name}`, key, value);
+          log.info(
+            { disk: name, key, value: c.now, was: c.was },
+            `scsi_debug ${name}: ${key}=${c.now} (was ${c.was})`,
+          );
+          return { disk: name, [key]: c.now };
+        }),
+      removeDisk: (which) => serial(() => removeDisk(which)),
+      injectFault: async (domid, devid, fault) => {
+        if (fault !== 'bad-response-id')
+          throw new PvblkError('EINVAL', `unknown fault "${fault}" (known: bad-response-id)`);
+        const vbd = blkback.vbds.get(`${domid}/${devid}`);
+        if (!vbd || !vbd.injectFault({ badResponseId: true }))
+          throw new PvblkError('ENOENT', `no connected vbd ${domid}/${devid}`);
+        log.warn({ domid, devid, fault }, `fault armed on vbd-${domid}-${devid}: ${fault}`);
+        return { armed: fault, vbd: `${domid}/${devid}` };
+      },
+      issueGuestToken: async (name) => ({ name, token: deriveGuestToken(operatorToken, name) }),
     },
-    destroyGuest: (domid) => toolstack.destroyDomain(domid),
-    listGuests: async () => ({
-      domains: await xc.domctl.list(),
-      disks: disks.list().map((d) => ({
-        guest: d.guest,
-        path: d.path,
-        hctl: d.hctl,
-        params: d.params,
-        scsi_debug: d.disk.target.stats(),
-      })),
-      vbds: blkback.stats(),
-    }),
-    setDiskParam: async (name, key, value) => {
-      const d = disks.get(`/dev/${name}`);
-      if (!d) throw new PvblkError('ENOENT', `no disk ${name}`);
-      d.disk.target.applyRuntimeParam(key, value);
-      log.info({ disk: name, key, value }, `scsi_debug ${name}: ${key}=${value}`);
-      return { disk: name, [key]: value };
+    (route, err) => log.error({ route, err }, `internal error on ${route}`),
+  );
+  log.info(
+    {
+      event: 'ready',
+      api: api.url,
+      domid: xc.domid,
+      quotas,
+      enrolment: enrolToken !== null,
     },
-    injectFault: async (domid, devid, fault) => {
-      if (fault !== 'bad-response-id')
-        throw new PvblkError('EINVAL', `unknown fault "${fault}" (known: bad-response-id)`);
-      const vbd = blkback.vbds.get(`${domid}/${devid}`);
-      if (!vbd || !vbd.injectFault({ badResponseId: true }))
-        throw new PvblkError('ENOENT', `no connected vbd ${domid}/${devid}`);
-      log.warn({ domid, devid, fault }, `fault armed on vbd-${domid}-${devid}: ${fault}`);
-      return { armed: fault, vbd: `${domid}/${devid}` };
-    },
-  });
-  log.info({ event: 'ready', api: api.url, domid: xc.domid }, `host ready; management API on ${api.url}`);
+    `host ready; management API on ${api.url} (up to ${quotas.maxGuests} guests, ${formatBytes(quotas.maxDiskBytes)} per disk, ${formatBytes(quotas.maxTotalDiskBytes)} in all)`,
+  );
 
   let stopping = false;
   xc.onClose((code, reason) => {
     if (stopping) return;
-    log.error({ code, reason }, 'lost the hypervisor; exiting');
+    log.error({ code, reason }, `lost the hypervisor: ${explainClose(code, reason)}; exiting`);
     process.exit(1);
   });
   onShutdown(async (signal) => {

@@ -124,6 +124,18 @@ export class Toolstack {
     await this.reap();
   }
 
+  /** The vbds ("<domid>/<devid>") whose backend directory names host device `params`. */
+  async vbdsUsing(params: string): Promise<string[]> {
+    const root = `/local/domain/${this.xc.domid}/backend/vbd`;
+    const out: string[] = [];
+    for (const d of (await this.xc.xs.directory(root).catch(() => [])) as string[]) {
+      for (const v of (await this.xc.xs.directory(`${root}/${d}`).catch(() => [])) as string[]) {
+        if ((await this.xc.xs.tryRead(`${root}/${d}/${v}/params`)) === params) out.push(`${d}/${v}`);
+      }
+    }
+    return out;
+  }
+
   /** Removes backend directories whose frontend domain no longer exists. */
   async reap(): Promise<void> {
     const live = new Set((await this.xc.domctl.list()).map((d) => String(d.domid)));

@@ -4,17 +4,18 @@
  * toolstack gave it through blkfront, puts the guest block layer and page cache on top, and then serves
  * guest commands on its control socket until it is stopped.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PvblkError, xvdName, type KernelMessage } from '@pvblk/shared';
+import { dirname, join } from 'node:path';
+import { PvblkError, xvdName, type ErrorCode, type KernelMessage } from '@pvblk/shared';
 import { connectWs, type Hypercalls } from '@pvblk/client';
 import {
   createLogger,
   DomainKernelLog,
   onShutdown,
-  resolveToolstackToken,
+  resolveGuestCredential,
   withBackoff,
+  type GuestCredential,
 } from '@pvblk/runtime';
 import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
 import { GuestBlockQueue } from './block/queue.ts';
@@ -37,10 +38,25 @@ export interface DomuOptions {
   blkfront: Partial<BlkfrontOptions>;
 }
 
-/** Asks the host to create this guest; retries while the host is not up yet. */
+/** The errno a refusal of the host's API means to a guest, by HTTP status (docs/security-host.md). */
+const ERRNO_OF_STATUS: Readonly<Record<number, ErrorCode>> = {
+  400: 'EINVAL',
+  401: 'EACCES',
+  403: 'EACCES',
+  404: 'ENOENT',
+  409: 'EEXIST',
+  413: 'E2BIG',
+  429: 'EAGAIN',
+  507: 'ENOSPC',
+};
+
+/**
+ * Asks the host to create this guest; retries while the host is not up yet. A guest that enrolled
+ * keeps the guest token the host returned (in `cred.saveTo`) and boots with it from then on.
+ */
 async function provision(
   url: string,
-  token: string,
+  cred: GuestCredential,
   name: string,
   onRetry: (attempt: number, err: string) => void,
 ): Promise<{ domid: number; credential: string }> {
@@ -50,7 +66,7 @@ async function provision(
       () =>
         fetch(new URL('/guests', url), {
           method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${cred.token}` },
           body: JSON.stringify({ name }),
         }),
       { retryForMs: 60_000, firstDelayMs: 200, onRetry: (n, _delay, e) => onRetry(n, e.message) },
@@ -64,14 +80,40 @@ async function provision(
   const body = (await res.json().catch(() => ({}))) as {
     domid?: number;
     credential?: string;
+    guestToken?: string;
     error?: string;
     message?: string;
   };
   if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
+    // 5xx: the host names the condition (EROFS, EIO) when it is one a guest can be told about
+    const code: ErrorCode =
+      ERRNO_OF_STATUS[res.status] ??
+      (body.error === 'EROFS' ? 'EROFS' : res.status >= 500 ? 'EIO' : 'EINVAL');
+    const hint =
+      res.status === 401 && cred.kind === 'guest'
+        ? ' (is this guest token from another host, or was the operator token changed?)'
+        : '';
     throw new PvblkError(
-      'EACCES',
-      `the toolstack refused to create guest ${name}: ${res.status} ${body.message ?? body.error ?? ''}`.trim(),
+      code,
+      `the host refused to create guest ${name} (HTTP ${res.status}): ${body.message ?? body.error ?? res.statusText}${hint}`,
     );
+  }
+  if (cred.kind === 'enrol') {
+    if (typeof body.guestToken !== 'string')
+      throw new PvblkError('EPROTO', `the host enrolled guest ${name} but sent no guest token`);
+    const saveTo = cred.saveTo;
+    if (saveTo) {
+      const tmp = `${saveTo}.tmp`;
+      await mkdir(dirname(saveTo), { recursive: true })
+        .then(() => writeFile(tmp, body.guestToken + '\n', { mode: 0o600 }))
+        .then(() => rename(tmp, saveTo))
+        .catch((e: Error) => {
+          throw new PvblkError(
+            'EIO',
+            `enrolled as ${name}, but cannot keep its guest token in ${saveTo}: ${e.message}`,
+          );
+        });
+    }
   }
   return { domid: body.domid, credential: body.credential };
 }
@@ -107,10 +149,17 @@ async function attachDisks(
 export async function runDomu(o: DomuOptions): Promise<void> {
   const log = createLogger(o.name);
   const klog = new DomainKernelLog(log);
-  const token = resolveToolstackToken();
-  const { domid, credential } = await provision(o.toolstackUrl, token, o.name, (attempt, err) =>
+  const cred = resolveGuestCredential();
+  const { domid, credential } = await provision(o.toolstackUrl, cred, o.name, (attempt, err) =>
     log.info({ attempt, err }, 'toolstack not reachable yet; retrying'),
   );
+  if (cred.kind === 'enrol')
+    log.info(
+      { enrolled: o.name, kept: cred.saveTo },
+      cred.saveTo
+        ? `enrolled as ${o.name}; its guest token is kept in ${cred.saveTo}`
+        : `enrolled as ${o.name}; its guest token is not kept (set PVBLK_GUEST_TOKEN_FILE), so this name cannot boot again`,
+    );
   log.info({ domid }, `created as domain ${domid}`);
   const xc = await connectWs(o.hypervisorUrl, { credential });
   const logFn = (l: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) =>
