@@ -29,7 +29,7 @@ const secret = `fuzz-campaign-${process.pid}-secret`;
 const bin = fileURLToPath(new URL('../bin/pvblk.mjs', import.meta.url));
 
 const hv = spawn(process.execPath, [bin, 'hypervisor', '--port', '0'], {
-  env: { ...process.env, PVBLK_DOM0_SECRET: secret, PVBLK_LOG_FORMAT: 'json', PVBLK_LOG_LEVEL: 'error' },
+  env: { ...process.env, PVBLK_DOM0_SECRET: secret, PVBLK_LOG_FORMAT: 'json', PVBLK_LOG_LEVEL: 'info' },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 let exited: number | null = null;

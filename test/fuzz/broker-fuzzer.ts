@@ -11,7 +11,7 @@
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { WebSocket } from 'ws';
-import { connectWs } from '@pvblk/client';
+import { connectWs, type XenClient } from '@pvblk/client';
 import { encodeFrame, WIRE_VERSION, type ClientMessage } from '@pvblk/shared';
 
 export interface BrokerFuzzOptions {
@@ -257,7 +257,16 @@ export async function fuzzBroker(o: BrokerFuzzOptions): Promise<BrokerFuzzReport
     hypervisorDown: 0,
     leaks: [],
   };
-  const dom0 = await connectWs(o.url, { credential: o.dom0Secret, retryForMs: 0 });
+  // Dom0's previous connection (an earlier run's) may not be gone from the broker yet: EBUSY until it is
+  let dom0: XenClient | null = null;
+  for (let attempt = 0; !dom0; attempt++) {
+    try {
+      dom0 = await connectWs(o.url, { credential: o.dom0Secret, retryForMs: 0 });
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EBUSY' || attempt >= 100) throw e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
   // the victim: a guest with a grant, a port and a node of its own, that must keep being served
   const v = await dom0.domctl.create('fuzz-victim');
   const victim = await connectWs(o.url, { credential: v.credential, retryForMs: 0 });
