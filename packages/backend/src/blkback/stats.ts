@@ -16,12 +16,17 @@ export interface BlkbackStats {
   eopnotsupp: number;
   notify_sent: number;
   notify_received: number;
+  /** Events that found no request (xenbus `spurious_events`), and the EOI delay they earned, in ms. */
+  spurious_events: number;
+  jiffies_eoi_delayed: number;
   fences: number;
   grant_maps: number;
   grant_unmaps: number;
   grant_copies: number;
   persistent_hits: number;
   persistent_grants: number;
+  /** Persistent grants unmapped by the LRU (idle too long, or the tree was full). */
+  persistent_purged: number;
   /** PI tuples moved by integrity requests, and their failures by where they were caught. */
   pi_tuples: number;
   pi_errors: number;
@@ -42,12 +47,15 @@ export function newStats(): BlkbackStats {
     eopnotsupp: 0,
     notify_sent: 0,
     notify_received: 0,
+    spurious_events: 0,
+    jiffies_eoi_delayed: 0,
     fences: 0,
     grant_maps: 0,
     grant_unmaps: 0,
     grant_copies: 0,
     persistent_hits: 0,
     persistent_grants: 0,
+    persistent_purged: 0,
     pi_tuples: 0,
     pi_errors: 0,
     pi_caught_backend: 0,
