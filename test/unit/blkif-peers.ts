@@ -55,7 +55,7 @@ export interface Host {
   lh: LocalHypervisor;
   readonly dom0: XenClient;
   klog: MemoryKernelLog;
-  toolstack: Toolstack;
+  readonly toolstack: Toolstack;
   readonly blkback: BlkbackDriver;
   /** A domain with one vbd; blkback sees it with every key already in place. */
   domain(o?: { vbd?: VbdKeys; disk?: MemoryDeviceOptions | HostBlockDevice }): Promise<HostDomain>;
@@ -68,7 +68,7 @@ export async function startHost(o: { blkback?: Partial<BlkbackConfig> } = {}): P
   const lh = new LocalHypervisor({ dom0Credential: 'dom0-local' });
   let dom0 = await lh.connectDom0();
   const klog = new MemoryKernelLog();
-  const toolstack = new Toolstack(dom0);
+  let toolstack = new Toolstack(dom0);
   await toolstack.start();
   const devices = new Map<string, HostBlockDevice>();
   const resolver = {
@@ -87,7 +87,9 @@ export async function startHost(o: { blkback?: Partial<BlkbackConfig> } = {}): P
       return dom0;
     },
     klog,
-    toolstack,
+    get toolstack() {
+      return toolstack;
+    },
     get blkback() {
       return blkback;
     },
@@ -140,6 +142,8 @@ export async function startHost(o: { blkback?: Partial<BlkbackConfig> } = {}): P
       dom0.close();
       await until(() => !lh.hv.domains.get(0)!.session, 'the hypervisor to notice');
       dom0 = await lh.connectDom0();
+      toolstack = new Toolstack(dom0);
+      await toolstack.start();
       blkback = new BlkbackDriver({ xc: dom0, klog, config, devices: resolver });
       await blkback.start();
     },

@@ -506,7 +506,8 @@ export class FrontQueue {
       const busy = r.findIndex((x) => x === 'busy');
       if (busy >= 0) {
         this.fatal(`backed has not unmapped grant: ${refs[busy]}`);
-        return; // the device's failure completes the request; the pages stay granted, never reused
+        // never OKAY: the request fails with the device; its pages stay granted, never reused
+        return sh.sub.done(null);
       }
     }
     for (const pg of sh.transientPages) this.p.pages.free(pg);
