@@ -9,6 +9,7 @@ import {
   BLKIF_RESPONSE_SIZE,
   blkifRingSize,
   decodeResponse,
+  backendPath,
   frontendPath,
   MemoryKernelLog,
   sharedRingInit,
@@ -64,6 +65,45 @@ export interface Host {
   close(): Promise<void>;
 }
 
+/**
+ * Toolstack.addVbd's layout of both directories, in one transaction so that blkback sees every key
+ * at once, with the extra keys a test asks for (libxl writes them for cdroms, untrusted backends…).
+ */
+export async function writeVbd(dom0: XenClient, domid: number, params: string, v: VbdKeys): Promise<void> {
+  const fe = frontendPath(domid, DEVID);
+  const be = backendPath(dom0.domid, domid, DEVID);
+  await dom0.xs.transaction(async (tx) => {
+    await dom0.xs.rm(fe, tx).catch(() => {});
+    await dom0.xs.rm(be, tx).catch(() => {});
+    await dom0.xs.mkdir(fe, tx);
+    await dom0.xs.setPerms(fe, [`n${domid}`, `r${dom0.domid}`], tx);
+    await dom0.xs.mkdir(be, tx);
+    await dom0.xs.setPerms(be, [`n${dom0.domid}`, `r${domid}`], tx);
+    const f = (k: string, val: string) => dom0.xs.write(`${fe}/${k}`, val, tx);
+    const b = (k: string, val: string) => dom0.xs.write(`${be}/${k}`, val, tx);
+    await f('backend', be);
+    await f('backend-id', String(dom0.domid));
+    await f('virtual-device', String(DEVID));
+    await f('device-type', v.deviceType ?? 'disk');
+    if (v.trusted !== null) await f('trusted', v.trusted ?? '1');
+    await f('protocol', XEN_IO_PROTO_ABI_X86_64);
+    await f('state', '1');
+    await b('frontend', fe);
+    await b('frontend-id', String(domid));
+    if (v.online !== null) await b('online', v.online ?? '1');
+    await b('removable', v.removable ?? '0');
+    await b('bootable', '1');
+    await b('dev', 'xvda');
+    await b('type', 'phy');
+    await b('mode', v.mode ?? 'w');
+    await b('device-type', v.deviceType ?? 'disk');
+    if (v.discardEnable !== null) await b('discard-enable', v.discardEnable ?? '1');
+    await b('params', params);
+    await b('physical-device', '8:60');
+    await b('state', '1');
+  });
+}
+
 export async function startHost(o: { blkback?: Partial<BlkbackConfig> } = {}): Promise<Host> {
   const lh = new LocalHypervisor({ dom0Credential: 'dom0-local' });
   let dom0 = await lh.connectDom0();
@@ -101,39 +141,9 @@ export async function startHost(o: { blkback?: Partial<BlkbackConfig> } = {}): P
           : new MemoryBlockDevice({ name: params.slice(5), ...(d.disk as MemoryDeviceOptions) });
       devices.set(params, disk);
       const { domid, credential } = await toolstack.createDomain(`guest${++n}`);
-      // the vbd is written with blkback's watch held back: it must see every key at once
       const fe = frontendPath(domid, DEVID);
-      const be = `/local/domain/0/backend/vbd/${domid}/${DEVID}`;
-      await dom0.xs.transaction(async (tx) => {
-        // Toolstack.addVbd's layout, with the extra keys the test asks for
-        await dom0.xs.mkdir(fe, tx);
-        await dom0.xs.setPerms(fe, [`n${domid}`, 'r0'], tx);
-        await dom0.xs.mkdir(be, tx);
-        await dom0.xs.setPerms(be, ['n0', `r${domid}`], tx);
-        const f = (k: string, v: string) => dom0.xs.write(`${fe}/${k}`, v, tx);
-        const b = (k: string, v: string) => dom0.xs.write(`${be}/${k}`, v, tx);
-        const v = d.vbd ?? {};
-        await f('backend', be);
-        await f('backend-id', '0');
-        await f('virtual-device', String(DEVID));
-        await f('device-type', v.deviceType ?? 'disk');
-        if (v.trusted !== null) await f('trusted', v.trusted ?? '1');
-        await f('protocol', XEN_IO_PROTO_ABI_X86_64);
-        await f('state', '1');
-        await b('frontend', fe);
-        await b('frontend-id', String(domid));
-        if (v.online !== null) await b('online', v.online ?? '1');
-        await b('removable', v.removable ?? '0');
-        await b('bootable', '1');
-        await b('dev', 'xvda');
-        await b('type', 'phy');
-        await b('mode', v.mode ?? 'w');
-        await b('device-type', v.deviceType ?? 'disk');
-        if (v.discardEnable !== null) await b('discard-enable', v.discardEnable ?? '1');
-        await b('params', params);
-        await b('physical-device', '8:60');
-        await b('state', '1');
-      });
+      const be = backendPath(0, domid, DEVID);
+      await writeVbd(dom0, domid, params, d.vbd ?? {});
       await until(() => blkback.vbds.has(`${domid}/${DEVID}`), 'blkback to probe the vbd');
       return { domid, credential, fe, be, disk };
     },
@@ -206,10 +216,11 @@ export class RawFront {
   upcalls = 0;
 
   constructor(
-    readonly host: Host,
     readonly xc: XenClient,
-    readonly d: HostDomain,
+    readonly d: { domid: number; fe: string; be: string },
     readonly hs: RawHandshake = {},
+    /** Reads a node as Dom0 (error nodes are not readable by the guest); null when there is no Dom0 here. */
+    private readonly readAsDom0: ((path: string) => Promise<string | null>) | null = null,
   ) {
     const order = hs.order ?? 0;
     for (let i = 0; i < 1 << order; i++) this.pages.push(xc.allocPage());
@@ -220,7 +231,7 @@ export class RawFront {
 
   static async connect(host: Host, d: HostDomain, hs: RawHandshake = {}): Promise<RawFront> {
     const xc = await host.lh.connect(d.credential);
-    const f = new RawFront(host, xc, d, hs);
+    const f = new RawFront(xc, d, hs, (p) => host.dom0.xs.tryRead(p));
     await f.handshake();
     return f;
   }
@@ -257,7 +268,7 @@ export class RawFront {
 
   /** The backend's xenbus_dev_fatal message, if any (read as Dom0: the guest may not). */
   async error(): Promise<string | null> {
-    return this.host.dom0.xs.tryRead(`/local/domain/0/error/backend/vbd/${this.d.domid}/${DEVID}/error`);
+    return this.readAsDom0?.(`/local/domain/0/error/backend/vbd/${this.d.domid}/${DEVID}/error`) ?? null;
   }
 
   /** Puts raw request slots on the ring, publishes them and notifies. */

@@ -266,7 +266,9 @@ describe('handshake (connect_ring, read_per_ring_refs)', () => {
     host = await startHost();
     const d = await host.domain();
     const xc = await host.lh.connect(d.credential);
-    const f = new RawFront(host, xc, d, { order: 0, writeOrder: true, multiRef: false });
+    const f = new RawFront(xc, d, { order: 0, writeOrder: true, multiRef: false }, (p) =>
+      host!.dom0.xs.tryRead(p),
+    );
     await f.handshake(false);
     await waitFor(async () => (await f.beState()) === 5, 'the backend to go Closing');
     expect(await f.error()).toMatch(
@@ -281,7 +283,7 @@ describe('handshake (connect_ring, read_per_ring_refs)', () => {
     host = await startHost();
     const d = await host.domain();
     const xc = await host.lh.connect(d.credential);
-    const f = new RawFront(host, xc, d, { protocol });
+    const f = new RawFront(xc, d, { protocol }, (p) => host!.dom0.xs.tryRead(p));
     await f.handshake(false);
     await waitFor(async () => (await f.beState()) === 5, 'the backend to go Closing');
     expect(await f.error()).toBe(`38 ${msg}`);

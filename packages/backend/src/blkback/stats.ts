@@ -32,6 +32,8 @@ export interface BlkbackStats {
   pi_errors: number;
   pi_caught_backend: number;
   pi_caught_device: number;
+  /** Gauge, not a counter: timers the device's rings hold now (0 once it is disconnected). */
+  timers: number;
 }
 
 export function newStats(): BlkbackStats {
@@ -60,6 +62,7 @@ export function newStats(): BlkbackStats {
     pi_errors: 0,
     pi_caught_backend: 0,
     pi_caught_device: 0,
+    timers: 0,
   };
 }
 

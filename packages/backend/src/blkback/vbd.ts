@@ -116,6 +116,7 @@ export class VbdBackend {
     const s = newStats();
     addStats(s, this.pastStats);
     for (const r of this.ringStats) addStats(s, r);
+    s.timers = this.liveTimers;
     return s;
   }
 
