@@ -435,6 +435,75 @@ describe('error paths', () => {
     ]);
   });
 
+  it('an unknown operation is answered EOPNOTSUPP with the id and operation the frontend wrote (dispatch_other_io)', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const f = await RawFront.connect(host, d);
+    const slot = Buffer.alloc(112);
+    slot[0] = 9; // no such operation
+    slot.writeBigUInt64LE(0x1122334455667788n, 8);
+    f.push([slot]);
+    expect((await f.responses(1))[0]).toEqual({
+      id: 0x1122334455667788n,
+      operation: 9,
+      status: BLKIF_RSP_EOPNOTSUPP,
+    });
+  });
+
+  it('misaligned I/O on a 4 KiB-sector disk is refused (sector_number and segment lengths in logical blocks)', async () => {
+    host = await startHost();
+    const d = await host.domain({ disk: { logicalBlockSize: 4096 } });
+    const f = await RawFront.connect(host, d);
+    const a = f.grant(Buffer.alloc(4096, 1));
+    f.push([W(1, 1, a.ref), W(2, 8, a.ref, 3), W(3, 8, a.ref)]);
+    expect((await f.responses(3)).map((r) => r.status)).toEqual([
+      BLKIF_RSP_ERROR,
+      BLKIF_RSP_ERROR,
+      BLKIF_RSP_OKAY,
+    ]);
+    expect(host.klog.lines(KERN_DEBUG)).toContain(
+      `xen-blkback: Misaligned I/O request from domain ${d.domid}`,
+    );
+  });
+
+  it("refused requests are paced: the ring backs off 1 ms after each (fail_response's msleep(1))", async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const f = await RawFront.connect(host, d);
+    const a = f.grant(Buffer.alloc(4096, 1));
+    const bad = Array.from({ length: 20 }, (_, i) => W(i, 1 << 30, a.ref)); // beyond the disk
+    const t0 = process.hrtime.bigint();
+    f.push(bad);
+    expect((await f.responses(20)).every((r) => r.status === BLKIF_RSP_ERROR)).toBe(true);
+    // a lower bound only (a loaded machine makes it longer, never shorter): 19 pauses of at least 1 ms
+    expect(Number(process.hrtime.bigint() - t0) / 1e6).toBeGreaterThanOrEqual(19);
+  });
+
+  it('a ring whose req_prod is already more than a ring ahead is refused at connect (xen_blkif_map)', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const xc = await host.lh.connect(d.credential);
+    const f = new RawFront(xc, d, {}, (p) => host!.dom0.xs.tryRead(p));
+    f.mem.writeU32(0, 40);
+    await f.handshake(false);
+    await waitFor(async () => (await f.beState()) === 5, 'the backend to go Closing');
+    expect(await f.error()).toBe('5 ring 0: req_prod 40 is more than 32 ahead of rsp_prod 0');
+  });
+
+  it('a discard the backend cannot do: discard disabled, BLK_STS_NOTSUPP (blkif_interrupt)', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    (d.disk as MemoryBlockDevice).failWhen = (op) =>
+      op === 'discard' ? { kind: 'notsupp', sector: 0 } : null;
+    const g = await attachBlkfront(host, d);
+    expect(g.front.limits().discard).not.toBeNull();
+    expect(await g.front.submit({ op: 'discard', sector: 0, segments: [], nrSectors: 8 })).toEqual({
+      status: 'notsupp',
+    });
+    expect(g.klog.lines(KERN_WARNING)).toContain('blkfront: xvda: discard op failed');
+    expect(g.front.limits().discard).toBeNull();
+  });
+
   it('blkfront requests carry handle = the virtual-device number', async () => {
     host = await startHost();
     const d = await host.domain();
