@@ -218,11 +218,10 @@ export class VbdBackend {
     if (oldIndirect.ok && oldIndirect.value > config.maxIndirectSegments) {
       return `feature-max-indirect-segments went from ${oldIndirect.value} to ${config.maxIndirectSegments}`;
     }
-    const oldPersistent = parseXsBool(await old(BlkifKey.featurePersistent), 'persistent');
-    if (oldPersistent.ok && (await old(BlkifKey.featurePersistent)) !== null) {
-      if (oldPersistent.value !== config.persistentGrants) {
-        return `feature-persistent went from ${oldPersistent.value ? 1 : 0} to ${config.persistentGrants ? 1 : 0}`;
-      }
+    const rawPersistent = await old(BlkifKey.featurePersistent);
+    const oldPersistent = parseXsBool(rawPersistent, 'persistent');
+    if (rawPersistent !== null && oldPersistent.ok && oldPersistent.value !== config.persistentGrants) {
+      return `feature-persistent went from ${oldPersistent.value ? 1 : 0} to ${config.persistentGrants ? 1 : 0}`;
     }
     const optedIn = parseXsBool(await this.xs.tryRead(`${fe}/${IntegrityKey.feature}`), 'integrity');
     if (optedIn.ok && optedIn.value) {
