@@ -120,6 +120,13 @@ export class BlkbackDriver {
     return out;
   }
 
+  /** Timers held by every ring of every device (tests: none may outlive a disconnect). */
+  liveTimers(): number {
+    let n = 0;
+    for (const v of this.vbds.values()) n += v.liveTimers;
+    return n;
+  }
+
   async stop(): Promise<void> {
     await this.watch?.unwatch().catch(() => {});
     for (const v of this.vbds.values()) await v.remove();

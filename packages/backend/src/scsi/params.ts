@@ -69,6 +69,12 @@ export interface ScsiDebugParams {
   lbpws: 0 | 1;
   /** Unmapped blocks read back as zeroes (scsi_debug default 1). */
   lbprz: 0 | 1;
+  /**
+   * Capacity the disk reports, in GiB; 0 (the default) reports the store's dev_size_mb. Larger than
+   * the store, accesses wrap around it (do_device_access's `lba % sdebug_store_sectors`). Writable at
+   * runtime: that is how a disk grows under a running guest (sdebug_virtual_gb_store).
+   */
+  virtual_gb: number;
   /** pvblk: the host's kernel name for the disk (`sdg` in the seed). */
   host_name: string;
   /** pvblk: SCSI address host:channel:target:lun (`9:0:0:0` in the seed). */
@@ -91,6 +97,7 @@ export const DEFAULT_SCSI_DEBUG_PARAMS: Readonly<ScsiDebugParams> = Object.freez
   lbpu: 0,
   lbpws: 0,
   lbprz: 1,
+  virtual_gb: 0,
   host_name: 'sdg',
   hctl: '9:0:0:0',
 });
@@ -114,13 +121,14 @@ export const SCSI_DEBUG_PARAM_NAMES: readonly ScsiDebugParamName[] = [
   'lbpu',
   'lbpws',
   'lbprz',
+  'virtual_gb',
   'host_name',
   'hctl',
 ];
 
 /**
- * Parameters that can change while the disk is in use. 1.82 exposes `delay`, `dsense`, `every_nth`
- * and `opts` as writable attributes of /sys/bus/pseudo/drivers/scsi_debug; later versions make
+ * Parameters that can change while the disk is in use. 1.82 exposes `delay`, `dsense`, `every_nth`,
+ * `opts` and `virtual_gb` as writable attributes of /sys/bus/pseudo/drivers/scsi_debug; later versions make
  * `medium_error_start/count` writable module parameters (/sys/module/scsi_debug/parameters). The
  * format-defining ones (dif, dix, guard, ato, sector_size, dev_size_mb) are read-only in every
  * version: changing them means reloading the module, i.e. a new disk.
@@ -132,6 +140,7 @@ export const RUNTIME_WRITABLE_PARAMS: readonly ScsiDebugParamName[] = [
   'dsense',
   'medium_error_start',
   'medium_error_count',
+  'virtual_gb',
 ];
 
 const INT_RE = /^[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\n?$/;
@@ -215,6 +224,7 @@ function coerce(key: ScsiDebugParamName, raw: string | number): ScsiDebugParams[
     case 'delay':
     case 'medium_error_start':
     case 'medium_error_count':
+    case 'virtual_gb':
       if (v < 0) throw usage(`disk parameter "${key}": must be >= 0 (got ${v})`);
       return v;
     case 'dix':
@@ -286,6 +296,11 @@ export function applyRuntimeParam(p: ScsiDebugParams, key: string, value: string
 /** Logical blocks of the store: dev_size_mb MiB divided into sector_size blocks. */
 export function storeBlocks(p: ScsiDebugParams): number {
   return Math.floor((p.dev_size_mb * 1048576) / p.sector_size);
+}
+
+/** get_sdebug_capacity(): what READ CAPACITY reports — virtual_gb when set, else the store. */
+export function capacityBlocks(p: ScsiDebugParams): number {
+  return p.virtual_gb > 0 ? Math.floor((p.virtual_gb * 1073741824) / p.sector_size) : storeBlocks(p);
 }
 
 /** dix as scsi_debug reads it. */

@@ -64,7 +64,7 @@ import {
   encodeWriteSame16,
   formatCdb,
 } from './cdb.ts';
-import { OPT_N_WCE, dixEnabled, parseScsiDebugParams, storeBlocks, type ScsiDebugParams } from './params.ts';
+import { OPT_N_WCE, dixEnabled, parseScsiDebugParams, type ScsiDebugParams } from './params.ts';
 import {
   ScsiDebugTarget,
   storeFormatFor,
@@ -171,7 +171,6 @@ type Errno = 'EIO' | 'EREMOTEIO' | 'EILSEQ' | 'ENOLINK' | 'EBADE';
 export class SdDisk implements HostBlockDevice {
   readonly name: string;
   readonly hctl: string;
-  readonly sectors: number;
   readonly logicalBlockSize: number;
   readonly physicalBlockSize: number;
   readonly readOnly = false;
@@ -202,7 +201,6 @@ export class SdDisk implements HostBlockDevice {
     this.logResult = opts.logResult ?? false;
     this.logicalBlockSize = p.sector_size;
     this.physicalBlockSize = p.sector_size;
-    this.sectors = (storeBlocks(p) * p.sector_size) / 512;
     this.difType = p.dif;
     this.guardKind = p.guard === 1 ? 'ip' : 'crc';
     this.integrity = integrityProfileFor(p);
@@ -220,6 +218,14 @@ export class SdDisk implements HostBlockDevice {
         this.log.printk(KERN_NOTICE, `${this.prefix} DIF application tag size ${this.integrity.tagSize}`);
       }
     }
+  }
+
+  /**
+   * Size in 512-byte sectors: the target's capacity, re-read as sd_revalidate_disk would after the
+   * capacity-changed unit attention (a runtime virtual_gb change) — set_capacity_and_notify at once.
+   */
+  get sectors(): number {
+    return (this.target.capacityBlocks * this.logicalBlockSize) / 512;
   }
 
   async read(sector: number, count: number, pi?: { checks: PiBuffer['checks'] }): Promise<ReadResult> {
