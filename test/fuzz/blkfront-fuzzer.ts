@@ -16,7 +16,6 @@ import {
   BLKIF_OP_INDIRECT,
   BLKIF_OP_READ,
   BLKIF_REQUEST_SIZE,
-  BLKIF_RSP_ERROR,
   BLKIF_RSP_OKAY,
   blkifRingSize,
   decodeRequest,
