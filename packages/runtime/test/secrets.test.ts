@@ -1,13 +1,14 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { resolveDom0Secret, resolveToolstackToken } from '../src/secrets.ts';
 
 describe('secrets from the environment or a file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pvblk-secret-'));
   const file = join(dir, 'token');
   writeFileSync(file, 'from-a-file-0123456789\n');
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('prefers the variable, then the file, trimmed', () => {
     expect(resolveDom0Secret({}, { PVBLK_DOM0_SECRET: 'a'.repeat(16), PVBLK_DOM0_SECRET_FILE: file })).toBe(
