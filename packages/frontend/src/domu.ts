@@ -7,7 +7,7 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PvblkError, xvdName, type KernelMessage } from '@pvblk/shared';
+import { KERN_INFO, PvblkError, XenbusState, xvdName, type KernelMessage } from '@pvblk/shared';
 import { connectWs, type Hypercalls } from '@pvblk/client';
 import {
   createLogger,
@@ -104,6 +104,43 @@ async function attachDisks(
   return disks;
 }
 
+/**
+ * xenbus_dev_shutdown() for one vbd: the guest asks to close (Closing) and waits until blkfront has
+ * seen the backend follow and reached Closed, at most 5 s as Linux does; then blkfront stops watching
+ * (a guest going down does not reconnect) and releases its rings.
+ */
+async function closeVbd(xc: Hypercalls, d: GuestDisk, klog: DomainKernelLog): Promise<void> {
+  const nodename = d.front.nodename;
+  const shortName = nodename.replace(/^\/local\/domain\/\d+\//, '');
+  const state = await xc.xs.tryRead(`${nodename}/state`);
+  if (state !== String(XenbusState.Connected)) {
+    klog.printk(
+      KERN_INFO,
+      `xenbus_dev_shutdown: ${shortName}: state ${state ?? 'gone'} != Connected, skipping`,
+    );
+    await d.front.stop();
+    return;
+  }
+  let closed!: () => void;
+  const whenClosed = new Promise<void>((r) => (closed = r));
+  const watch = await xc.xs.watch(`${nodename}/state`, () => {
+    void xc.xs.tryRead(`${nodename}/state`).then(
+      (v) => v === String(XenbusState.Closed) && closed(),
+      () => closed(),
+    );
+  });
+  await xc.xs.write(`${nodename}/state`, String(XenbusState.Closing));
+  let timer: NodeJS.Timeout | undefined;
+  const inTime = await Promise.race([
+    whenClosed.then(() => true),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000))),
+  ]);
+  clearTimeout(timer);
+  if (!inTime) klog.printk(KERN_INFO, `xenbus_dev_shutdown: ${shortName} timeout closing device`);
+  await watch.unwatch().catch(() => {});
+  await d.front.stop();
+}
+
 export async function runDomu(o: DomuOptions): Promise<void> {
   const log = createLogger(o.name);
   const klog = new DomainKernelLog(log);
@@ -117,6 +154,7 @@ export async function runDomu(o: DomuOptions): Promise<void> {
     log[l](obj, msg);
   const disks = await attachDisks(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS, ...o.blkfront }, logFn);
 
+  // the guest's own files: a directory given to it, or a temporary one it removes when it stops
   const root = o.root ?? (await mkdtemp(join(tmpdir(), `pvblk-${o.name}-`)));
   await mkdir(join(root, 'tmp'), { recursive: true });
   const vfs = new GuestFs(root);
@@ -140,20 +178,30 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   );
 
   let stopping = false;
+  // Every step of the shutdown needs the hypervisor; when it is gone too (all of a stack told to stop
+  // at once) nothing it would have answered is awaited any longer.
+  let lost!: () => void;
+  const hypervisorGone = new Promise<void>((r) => (lost = r));
+  const unlessGone = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), hypervisorGone]);
   xc.onClose((code, reason) => {
+    lost();
     if (stopping) return;
     log.error({ code, reason }, 'lost the hypervisor (domain destroyed?); exiting');
     process.exit(1);
   });
-  onShutdown(async (signal) => {
+  const workload = new AbortController();
+  onShutdown(async (reason) => {
     stopping = true;
-    log.info({ signal }, 'guest shutting down');
-    control.close();
-    for (const d of disks) await d.cache.fsync().catch(() => {});
-    for (const d of disks) await d.front.stop().catch(() => {});
+    log.info({ reason }, 'guest shutting down');
+    // running commands end as on Ctrl-C (dd prints its statistics to whoever ran it)
+    workload.abort();
+    await control.close();
+    // what the page cache holds reaches the disk, then each vbd closes through the XenBus handshake
+    for (const d of disks) await unlessGone(d.cache.fsync());
+    for (const d of disks) if (xc.connected) await unlessGone(closeVbd(xc, d, klog));
     xc.close();
-    await rm(o.controlPath, { force: true });
     if (!o.root) await rm(root, { recursive: true, force: true });
+    log.info({ event: 'stopped' }, 'guest stopped');
   });
 
   if (o.workload) {
@@ -163,7 +211,7 @@ export async function runDomu(o: DomuOptions): Promise<void> {
     };
     const code = await runRequest(
       { line },
-      { stdout: console('stdout'), stderr: console('stderr'), signal: new AbortController().signal },
+      { stdout: console('stdout'), stderr: console('stderr'), signal: workload.signal },
     );
     log.info({ event: 'workload-done', status: code }, `workload finished with status ${code}`);
   }
