@@ -19,7 +19,7 @@ import {
 import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
 import { GuestBlockQueue } from './block/queue.ts';
 import { BlockDeviceCache } from './block/page-cache.ts';
-import { GuestFs } from './guest/guest-vfs.ts';
+import { GuestFs, xenDevNumbers } from './guest/guest-vfs.ts';
 import { startControlServer, type ControlRequest } from './control.ts';
 import { guestCommands, type GuestDisk } from './guest/toolbox.ts';
 import { quoteArgv, runCommandLine } from './guest/shell.ts';
@@ -99,7 +99,7 @@ async function attachDisks(
     }
     const queue = new GuestBlockQueue(front, klog);
     const cache = new BlockDeviceCache(queue, klog);
-    disks.push({ name, front, queue, cache });
+    disks.push({ name, devid: Number(d), front, queue, cache });
   }
   return disks;
 }
@@ -158,7 +158,9 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   const root = o.root ?? (await mkdtemp(join(tmpdir(), `pvblk-${o.name}-`)));
   await mkdir(join(root, 'tmp'), { recursive: true });
   const vfs = new GuestFs(root);
-  for (const d of disks) vfs.registerBlockDevice(d.name, d.queue, d.cache);
+  // blkfront never sees VDISK_REMOVABLE or VDISK_CDROM from pvblk's backend: fixed disks
+  for (const d of disks)
+    vfs.registerBlockDevice(d.name, d.queue, d.cache, { ...xenDevNumbers(d.devid), removable: false });
   const commands = guestCommands({ klog, disks, vfs });
   const ctx: GuestCommandContext = { vfs, now: () => process.hrtime.bigint() };
 
