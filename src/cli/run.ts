@@ -83,7 +83,12 @@ export function registerRun(program: Command, fail: (e: unknown) => never): void
       if (commandsRunning && !interrupt.signal.aborted) return interrupt.abort();
       void finish(forced ?? status);
     };
-    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, () => stop(shellStatus(null, s)));
+    // Ctrl-C ends with the command's status (130 for dd); SIGTERM/SIGHUP end the run itself: 128 + N
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+      process.on(s, () => {
+        if (s !== 'SIGINT') forced ??= shellStatus(null, s);
+        stop(shellStatus(null, s));
+      });
     local.onDown = () => stop(0);
     cons.onGone = () => {
       forced = shellStatus(null, 'SIGPIPE');

@@ -170,11 +170,28 @@ describe('a stack leaves nothing behind', () => {
     process.kill(-run.proc.pid!, 'SIGINT');
     const e = await run.exited;
     expect(e.code).toBe(130);
+    // status=progress rewrites its line with \r: each rewrite keeps the `guest | ` prefix
+    const progress = run.out.filter((l) => /copied, \d+ s, /.test(l));
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.every((l) => /^guest \| \d+ bytes \([0-9.]+ [kMG]B\) copied, \d+ s, /.test(l))).toBe(
+      true,
+    );
     const tail = run.out.slice(-3);
     expect(tail[0]).toMatch(/^guest \| \d+\+0 records in$/);
     expect(tail[1]).toMatch(/^guest \| \d+\+0 records out$/);
     expect(tail[2]).toMatch(/^guest \| \d+ bytes \([0-9.]+ [kMG]B\) copied, [0-9.]+ s, /);
     expect(run.out.join('\n')).not.toContain('ECONNRESET');
+    expect(leftovers()).toEqual(['run']);
+  });
+
+  it('SIGHUP of `pvblk run` (its terminal closed) interrupts the command and stops the stack: 129', async () => {
+    const run = start(['run', '--memory', '--run-dir', runDir, '--', 'sh', '-c', 'echo started; sleep 600']);
+    await run.line((l) => l === 'guest | started');
+    const pids = pidsOf(runDir);
+    run.proc.kill('SIGHUP');
+    const e = await run.exited;
+    expect(e.code).toBe(129);
+    expect(pids.filter((p) => !processGone(p))).toEqual([]);
     expect(leftovers()).toEqual(['run']);
   });
 
