@@ -22,8 +22,6 @@ export interface ChildSpec {
   name: string;
   args: string[];
   env?: Record<string, string>;
-  /** Stop order: higher tiers stop first, every child of a tier at once (guests, then host, then hypervisor). */
-  tier: number;
 }
 
 /** How a child ended, as a shell reports it: its exit code, or 128 + the number of the signal. */
@@ -34,6 +32,7 @@ export interface ChildExit {
 
 export interface StackChild {
   name: string;
+  /** Stop order: higher tiers stop first. */
   tier: number;
   proc: ChildProcess;
   ready: Promise<LogRecord>;
@@ -123,7 +122,7 @@ export class Supervisor {
         res(e);
       });
     });
-    const child: StackChild = { name: spec.name, tier: spec.tier, proc, ready, exited, records };
+    const child: StackChild = { name: spec.name, tier: tierOf(spec.args[0]), proc, ready, exited, records };
     this.children.push(child);
     return child;
   }
@@ -185,8 +184,13 @@ export interface RunningStack {
   sockets: Map<string, string>;
 }
 
-/** The tiers of ChildSpec: guests stop first, the hypervisor last. */
-export const TIER = { hypervisor: 0, host: 1, guest: 2 } as const;
+/**
+ * Stop order by role (the child's first argument): guests first, every one at once, then the host,
+ * then the hypervisor.
+ */
+function tierOf(role: string | undefined): number {
+  return role === 'hypervisor' ? 0 : role === 'host' ? 1 : 2;
+}
 
 export function stackSecrets(): Record<string, string> {
   return {
@@ -203,7 +207,6 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
     name: 'hypervisor',
     args: ['hypervisor', '--host', o.host, '--port', String(o.port)],
     env,
-    tier: TIER.hypervisor,
   });
   const hvReady = await hv.ready;
   const hypervisorUrl = String(hvReady.url);
@@ -219,7 +222,7 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
   ];
   if (o.dataDir) hostArgs.push('--data-dir', resolve(o.dataDir));
   else hostArgs.push('--memory');
-  const host = sup.start({ name: 'host', args: hostArgs, env, tier: TIER.host });
+  const host = sup.start({ name: 'host', args: hostArgs, env });
   const apiUrl = String((await host.ready).api);
   const sockets = new Map<string, string>();
   const guests = o.guests.map((name) => {
@@ -242,7 +245,6 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
         ...o.guestArgs,
       ],
       env: { PVBLK_TOOLSTACK_TOKEN: env.PVBLK_TOOLSTACK_TOKEN },
-      tier: TIER.guest,
     });
   });
   await Promise.all(guests.map((g) => g.ready));
