@@ -10,6 +10,8 @@ import { delimiter, join, relative, resolve } from 'node:path';
 import type { Server } from 'node:net';
 import { Option, type Command } from 'commander';
 import { parseScsiDebugParams } from '@pvblk/backend';
+import { logLevelFromEnv } from '@pvblk/runtime';
+import { PvblkError } from '@pvblk/shared';
 import { guestNames, intOption } from './options.ts';
 import { StackLock, type StackInfo } from './lock.ts';
 import { removeDisks } from './disks.ts';
@@ -126,6 +128,13 @@ export class LocalStack {
   static async open(command: 'up' | 'run', o: StackCli, sup: Supervisor): Promise<LocalStack> {
     const config = stackConfig(o);
     parseScsiDebugParams(config.disk); // a bad --disk is refused before anything starts
+    // the processes tell their readiness in info records: a quieter level would hide them
+    const level = logLevelFromEnv();
+    if (['fatal', 'error', 'warn', 'silent'].includes(level))
+      throw new PvblkError(
+        'EUSAGE',
+        `PVBLK_LOG_LEVEL=${level} would hide the records \`pvblk ${command}\` starts its processes by; use info, debug or trace`,
+      );
     const lock = await StackLock.acquire({ command, runDir: config.runDir, dataDir: config.dataDir });
     // the guests' own files, under the run dir: what a stack killed outright left there goes now
     const workDir = join(config.runDir, 'files');

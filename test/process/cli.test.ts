@@ -53,6 +53,13 @@ describe('the pvblk command', () => {
       'pvblk: PVBLK_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "bogus")\n',
     );
     expect(level.code).toBe(2);
+    const quiet = await pvblk(['run', '--memory', '--run-dir', runDir, '--', 'true'], {
+      env: { ...env, PVBLK_LOG_LEVEL: 'warn' },
+    });
+    expect(quiet.stderr).toBe(
+      'pvblk: PVBLK_LOG_LEVEL=warn would hide the records `pvblk run` starts its processes by; use info, debug or trace\n',
+    );
+    expect(quiet.code).toBe(2);
   });
 
   it('PVBLK_DATA_DIR is where `pvblk run` keeps disks; --fresh and `pvblk disks rm` reset them', async () => {
