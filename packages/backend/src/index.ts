@@ -35,3 +35,4 @@ export {
 } from './quota.ts';
 export { authenticate, HTTP_STATUS, type Principal, type ApiCredentials } from './api.ts';
 export { runHost, explainClose, type HostProcessOptions } from './host.ts';
+export { DEFAULT_SCSI_DEBUG_PARAMS, formatScsiDebugParams, parseScsiDebugParams } from './scsi/index.ts';
