@@ -45,7 +45,7 @@ const DETECTED = new Set(['unknown-id', 'id-outside-ring', 'twice', 'wrong-op', 
 
 export const answer: fc.Arbitrary<Answer> = fc.oneof(
   {
-    weight: 12,
+    weight: 400,
     arbitrary: fc
       .constantFrom(0 as const, -1 as const)
       .map((status) => ({ kind: 'honest' as const, status })),
