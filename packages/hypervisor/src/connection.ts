@@ -27,6 +27,7 @@ import {
 import type { Domain, Session } from './core/domain.ts';
 import type { Hypervisor } from './core/hypervisor.ts';
 import type { FairScheduler, Schedulable } from './scheduler.ts';
+import { brokerTrace } from './trace.ts';
 
 export interface FrameTransport {
   readonly peer: string;
@@ -190,12 +191,17 @@ export class Connection implements Session, Schedulable {
     this.outBytes = 0;
     for (const f of encodeFrames(msgs)) {
       const n = f.length;
+      if (this.domain) {
+        this.domain.stats.framesOut++;
+        this.domain.stats.bytesOut += n;
+      }
       this.inflight += n;
       this.transport.sendFrame(f, () => {
         this.inflight -= n;
         this.maybeDrained();
       });
     }
+    if (this.domain) brokerTrace?.frameOut(this.domain.domid);
     this.maybeDrained();
   }
 
@@ -271,6 +277,11 @@ export class Connection implements Session, Schedulable {
       return;
     }
     this.badFrames = 0;
+    if (this.domain) {
+      this.domain.stats.framesIn++;
+      this.domain.stats.bytesIn += frame.length;
+      brokerTrace?.frameIn(this.domain.domid, decoded.messages);
+    }
     let msgs = decoded.messages;
     let invalid = decoded.invalid;
     if (!this.domain) {

@@ -4,3 +4,12 @@ export { DomainKernelLog } from './kernel-log.ts';
 export { onShutdown } from './shutdown.ts';
 export { resolveDom0Secret, resolveToolstackToken } from './secrets.ts';
 export { withBackoff } from './backoff.ts';
+export {
+  processTrace,
+  decodeStamps,
+  STAMP,
+  TraceRecorder,
+  TRACE_CAPACITY,
+  type ClockProbe,
+  type TraceDump,
+} from './trace.ts';

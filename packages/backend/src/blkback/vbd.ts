@@ -321,6 +321,7 @@ export class VbdBackend {
           stats,
           integrity: this.integrity,
           startSector: this.ctx.startSector,
+          trace: config.trace?.ring(frontDomid, q, localPort, xc.domid) ?? null,
         },
         q,
         pages,

@@ -38,6 +38,7 @@ import {
 import type { Page, Watch, Hypercalls } from '@pvblk/client';
 import type { BlockDriver, BlockRequest, BlockResult, DeviceIntegrity, QueueLimits } from '../block/types.ts';
 import { FrontQueue, type Submission } from './queue.ts';
+import { blkfrontTrace, type BlkfrontTrace } from './trace.ts';
 
 export interface BlkfrontOptions {
   /** max_ring_page_order module parameter (Linux default 0: a one-page ring). */
@@ -52,6 +53,8 @@ export interface BlkfrontOptions {
   ringStartIndex: number;
   /** Opt in to the blkif integrity extension when the backend offers it. */
   integrity: boolean;
+  /** Trace hooks for `pvblk bench --trace` (trace.ts); null when tracing is off. */
+  trace?: BlkfrontTrace | null;
 }
 
 export const DEFAULT_BLKFRONT_OPTIONS: Readonly<BlkfrontOptions> = Object.freeze({
@@ -61,6 +64,7 @@ export const DEFAULT_BLKFRONT_OPTIONS: Readonly<BlkfrontOptions> = Object.freeze
   persistentGrants: true,
   ringStartIndex: 0,
   integrity: true,
+  trace: blkfrontTrace,
 });
 
 export interface BlkfrontStats {
@@ -186,6 +190,7 @@ export class Blkfront implements BlockDriver {
 
   submit(req: BlockRequest): Promise<BlockResult> {
     if (this.failed) return Promise.resolve({ status: 'ioerr' });
+    this.opts.trace?.submitted(req);
     if (req.op === 'flush' && !this.flushSupported()) return Promise.resolve({ status: 'ioerr' });
     if (req.op === 'discard' && !this.features.discard) return Promise.resolve({ status: 'notsupp' });
     return new Promise<BlockResult>((resolve) => {
@@ -386,6 +391,7 @@ export class Blkfront implements BlockDriver {
         stats: this.stats,
       });
       await fq.setup();
+      fq.trace = this.opts.trace?.ring(this.xc.domid, q, fq.port) ?? null;
       fq.onSpace = () => this.schedulePush();
       this.queues.push(fq);
     }

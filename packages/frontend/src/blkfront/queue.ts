@@ -36,6 +36,7 @@ import {
 } from '@pvblk/shared';
 import { PagesRingMemory, RingEvents, type Page, type Hypercalls } from '@pvblk/client';
 import type { BlockRequest } from '../block/types.ts';
+import type { BlkfrontRingTrace } from './trace.ts';
 
 /** A block request waiting for, or occupying, a ring slot. */
 export interface Submission {
@@ -110,6 +111,8 @@ export class FrontQueue {
   readonly allPersistent: PersistentGrant[] = [];
   private dead = false;
   private handling = false;
+  /** Trace hooks (trace.ts), set by the device once the port is known; null when tracing is off. */
+  trace: BlkfrontRingTrace | null = null;
 
   constructor(private readonly p: QueueParams) {
     for (let i = 0; i < 1 << p.order; i++) this.pages.push(p.xc.allocPage());
@@ -160,6 +163,7 @@ export class FrontQueue {
   queue(sub: Submission): void {
     const id = this.freeIds.pop()!;
     const req = sub.req;
+    this.trace?.placed(this.ring.reqProdPvt, id, req);
     const sh: Shadow = { sub, op: 0, transientRefs: [], transientPages: [], borrowed: [], piIn: [] };
     let ringReq: BlkifRequest;
     const { xc, backendId } = this.p;
@@ -319,7 +323,9 @@ export class FrontQueue {
       this.p.xc.evtchn.send(this.port);
       return;
     }
-    this.events.pushed(this.ring.pushRequestsAndCheckNotify());
+    const pushed = this.ring.pushRequestsAndCheckNotify();
+    this.trace?.pushed(pushed.oldProd, pushed.newProd);
+    this.events.pushed(pushed);
   }
 
   /** blkif_interrupt */
@@ -347,6 +353,7 @@ export class FrontQueue {
             sh.op === BLKIF_OP_INTEGRITY
               ? decodeIntegrityResponseInfo(this.mem.read(this.ring.slotOffset(i), BLKIF_RESPONSE_SIZE))
               : undefined;
+          this.trace?.completed(id);
           this.shadow[id] = null;
           this.freeIds.push(id);
           this.ring.rspCons = (i + 1) >>> 0;
