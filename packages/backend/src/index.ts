@@ -15,3 +15,4 @@ export { DEFAULT_BLKBACK_CONFIG, type BlkbackConfig } from './blkback/config.ts'
 export type { BlkbackStats } from './blkback/stats.ts';
 export { HostDisks, type HostDisk } from './disks.ts';
 export { runHost, type HostProcessOptions } from './host.ts';
+export { parseScsiDebugParams, storeBlocks, type ScsiDebugParams } from './scsi/params.ts';

@@ -27,7 +27,7 @@ import type { GuestDisk } from './toolbox.ts';
 import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs } from './vfs.ts';
 import { blkStatusToErrno } from '../block/queue.ts';
 import { rwKinds, type FioJob } from './fio-options.ts';
-import { batchBucket, depthBucket, JobStats, Samples, type DiskUtil } from './fio-stats.ts';
+import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 
 const PAGE = 4096;
@@ -157,7 +157,6 @@ export class Worker {
   /** Last write per offset, for the verify phase. */
   private readonly written = new Map<number, number>();
   private window = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
-  private readonly occupancy = new Samples();
   state = 'P';
   private bytesTarget: number;
   private bytesDone = 0;
@@ -305,8 +304,6 @@ export class Worker {
           : this.kinds.random
             ? 'r'
             : 'R';
-    const guest = this.target.disk.front.stats;
-    const before = { ...guest };
     return new Promise<void>((resolve) => {
       this.done = () => {
         const end = now();
@@ -315,14 +312,6 @@ export class Worker {
         if (this.stats.write.ios) this.stats.write.runtimeMs = runtime;
         this.stats.totalRunMs = end - this.tStart;
         this.closeWindow(end, true);
-        const after = this.target.disk.front.stats;
-        this.stats.guest = {
-          requests: after.requests - before.requests,
-          completions: after.completions - before.completions,
-          upcalls: after.upcalls - before.upcalls,
-          grants: after.grants - before.grants,
-          ringOccupancy: this.occupancy.toRaw(),
-        };
         this.state = '_';
         resolve();
       };
@@ -378,7 +367,7 @@ export class Worker {
     this.inflight++;
     this.issued++;
     this.stats.depthMap[depthBucket(this.inflight)]++;
-    this.occupancy.add(this.target.disk.front.inflight);
+    this.stats.ringOccupancy.add(this.target.disk.front.inflight);
     if (write && this.job.verify !== 'none') {
       const numberio = this.numberio++;
       fillVerifyBlock(this.job.verify, slot.buf!, {
@@ -574,6 +563,28 @@ export class Worker {
     });
     this.state = '_';
   }
+}
+
+/** blkfront's counters of a device (the difference over a command). */
+export function frontSnapshot(d: GuestDisk): DeviceCounters {
+  const s = d.front.stats;
+  return {
+    name: d.name,
+    requests: s.requests,
+    completions: s.completions,
+    upcalls: s.upcalls,
+    grants: s.grants,
+  };
+}
+
+export function frontDelta(a: DeviceCounters, b: DeviceCounters): DeviceCounters {
+  return {
+    name: a.name,
+    requests: b.requests - a.requests,
+    completions: b.completions - a.completions,
+    upcalls: b.upcalls - a.upcalls,
+    grants: b.grants - a.grants,
+  };
 }
 
 /** The block device's counters, for fio's "Disk stats" (the difference over the run). */

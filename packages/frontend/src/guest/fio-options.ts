@@ -142,7 +142,7 @@ export function parseTime(opt: string, raw: string): number {
   return Number(m[1]) * TIME_UNITS[m[2] ?? 's'];
 }
 
-function parseInt10(opt: string, raw: string, min: number, max: number): number {
+export function parseIntOption(opt: string, raw: string, min: number, max: number): number {
   if (!/^-?[0-9]+$/.test(raw.trim())) return failedParsing(opt, raw);
   const v = Number(raw);
   if (v < min) return failedParsing(opt, raw, `${opt}: min value out of range: ${v} (${min} min)`);
@@ -150,13 +150,13 @@ function parseInt10(opt: string, raw: string, min: number, max: number): number 
   return v;
 }
 
-function parseBool(opt: string, raw: string): boolean {
+export function parseBool(opt: string, raw: string): boolean {
   if (raw === '1' || raw === 'true' || raw === 'on' || raw === 'yes') return true;
   if (raw === '0' || raw === 'false' || raw === 'off' || raw === 'no') return false;
   return failedParsing(opt, raw, `${opt}: not a boolean: ${raw} (0 or 1)`);
 }
 
-function parseChoice<T extends string>(
+export function parseChoice<T extends string>(
   opt: string,
   raw: string,
   values: ReadonlyArray<readonly [T, string]>,
@@ -193,12 +193,12 @@ const OPTIONS: Record<string, OptionDef> = {
   readwrite: {
     apply: jobOpt((j, v) => (j.rw = parseChoice('readwrite', v === 'readwrite' ? 'rw' : v, RW_VALUES))),
   },
-  rwmixread: { apply: jobOpt((j, v) => (j.rwmixread = parseInt10('rwmixread', v, 0, 100))) },
-  rwmixwrite: { apply: jobOpt((j, v) => (j.rwmixread = 100 - parseInt10('rwmixwrite', v, 0, 100))) },
+  rwmixread: { apply: jobOpt((j, v) => (j.rwmixread = parseIntOption('rwmixread', v, 0, 100))) },
+  rwmixwrite: { apply: jobOpt((j, v) => (j.rwmixread = 100 - parseIntOption('rwmixwrite', v, 0, 100))) },
   bs: { apply: jobOpt((j, v) => (j.bs = positiveSize('bs', v))) },
   blocksize: { apply: jobOpt((j, v) => (j.bs = positiveSize('blocksize', v))) },
-  iodepth: { apply: jobOpt((j, v) => (j.iodepth = parseInt10('iodepth', v, 1, 65536))) },
-  numjobs: { apply: jobOpt((j, v) => (j.numjobs = parseInt10('numjobs', v, 1, 64))) },
+  iodepth: { apply: jobOpt((j, v) => (j.iodepth = parseIntOption('iodepth', v, 1, 65536))) },
+  numjobs: { apply: jobOpt((j, v) => (j.numjobs = parseIntOption('numjobs', v, 1, 64))) },
   size: { apply: jobOpt((j, v) => (j.size = positiveSize('size', v))) },
   offset: { apply: jobOpt((j, v) => (j.offset = parseSize('offset', v))) },
   runtime: { apply: jobOpt((j, v) => (j.runtime = positiveTime('runtime', v))) },
@@ -233,7 +233,7 @@ const OPTIONS: Record<string, OptionDef> = {
   verify_only: { flag: true, apply: jobOpt((j, v) => (j.verifyOnly = parseBool('verify_only', v))) },
   randseed: {
     apply: jobOpt((j, v) => {
-      j.randseed = parseInt10('randseed', v, 0, 0xffffffff);
+      j.randseed = parseIntOption('randseed', v, 0, 0xffffffff);
       j.randrepeat = true;
     }),
   },

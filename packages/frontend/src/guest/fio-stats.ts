@@ -204,8 +204,9 @@ export function latBuckets(ns: number): { unit: 'n' | 'u' | 'm'; idx: number } {
   return { unit: 'm', idx: m < 0 ? 11 : m };
 }
 
-/** Counters of the guest's block stack over the job (pvblk's own, not fio's). */
-export interface GuestCounters {
+/** blkfront's counters of one device over a whole fio command (pvblk's own, not fio's). */
+export interface DeviceCounters {
+  name: string;
   /** Ring requests blkfront put on its rings. */
   requests: number;
   completions: number;
@@ -213,8 +214,6 @@ export interface GuestCounters {
   upcalls: number;
   /** Grant operations by blkfront (grant_foreign_access). */
   grants: number;
-  /** Ring occupancy (requests in flight on the rings) sampled at each issue. */
-  ringOccupancy: RawSamples;
 }
 
 /** The block device's counters over the job, for fio's "Disk stats" lines. */
@@ -253,7 +252,8 @@ export class JobStats {
   readonly latN = new Array<number>(10).fill(0);
   readonly latU = new Array<number>(10).fill(0);
   readonly latM = new Array<number>(12).fill(0);
-  guest: GuestCounters | null = null;
+  /** Requests in flight on the device's rings, sampled at each issue (pvblk's own). */
+  readonly ringOccupancy = new Samples();
 
   constructor(
     public name: string,
@@ -296,20 +296,7 @@ export class JobStats {
       this.latU[i] += o.latU[i];
     }
     for (let i = 0; i < 12; i++) this.latM[i] += o.latM[i];
-    if (o.guest) {
-      if (!this.guest) this.guest = { ...o.guest };
-      else {
-        const occ = Samples.fromRaw(this.guest.ringOccupancy);
-        occ.merge(Samples.fromRaw(o.guest.ringOccupancy));
-        this.guest = {
-          requests: this.guest.requests + o.guest.requests,
-          completions: this.guest.completions + o.guest.completions,
-          upcalls: this.guest.upcalls + o.guest.upcalls,
-          grants: this.guest.grants + o.guest.grants,
-          ringOccupancy: occ.toRaw(),
-        };
-      }
-    }
+    this.ringOccupancy.merge(o.ringOccupancy);
   }
 
   toRaw(): RawJob {
@@ -336,7 +323,7 @@ export class JobStats {
       latN: [...this.latN],
       latU: [...this.latU],
       latM: [...this.latM],
-      guest: this.guest,
+      ringOccupancy: this.ringOccupancy.toRaw(),
     };
   }
 
@@ -362,7 +349,7 @@ export class JobStats {
     r.latN.forEach((v, i) => (j.latN[i] = v));
     r.latU.forEach((v, i) => (j.latU[i] = v));
     r.latM.forEach((v, i) => (j.latM[i] = v));
-    j.guest = r.guest;
+    j.ringOccupancy.merge(Samples.fromRaw(r.ringOccupancy));
     return j;
   }
 }
@@ -390,5 +377,5 @@ export interface RawJob {
   latN: number[];
   latU: number[];
   latM: number[];
-  guest: GuestCounters | null;
+  ringOccupancy: RawSamples;
 }

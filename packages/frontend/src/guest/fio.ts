@@ -18,8 +18,8 @@ import {
   type FioCommandLine,
   type FioJob,
 } from './fio-options.ts';
-import { diskDelta, diskSnapshot, Worker } from './fio-engine.ts';
-import { JobStats } from './fio-stats.ts';
+import { diskDelta, diskSnapshot, frontDelta, frontSnapshot, Worker } from './fio-engine.ts';
+import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
 import type { CommandIo, GuestCommand } from './vfs.ts';
 
@@ -227,6 +227,7 @@ async function runFio(
   }
   const disks = [...new Set(targets.values())];
   const before = disks.map((d) => diskSnapshot(d));
+  const front0 = disks.map((d) => frontSnapshot(d));
   const cpu0 = process.cpuUsage();
   const ru0 = process.resourceUsage();
   const tStart = Date.now();
@@ -288,6 +289,7 @@ async function runFio(
     w.stats.minf = Math.round((ru.minorPageFault - ru0.minorPageFault) / n);
   }
   const after = disks.map((d) => diskSnapshot(d));
+  const devices = disks.map((d, i) => frontDelta(front0[i], frontSnapshot(d)));
   const report = {
     jobs: reportJobs(workers, cl, raw),
     disks: before.map((b, i) => diskDelta(b, after[i])),
@@ -295,10 +297,19 @@ async function runFio(
     timestampMs: Date.now(),
     pid: process.pid,
   };
-  if (fmt === 'json' || fmt === 'json+')
-    io.stdout(JSON.stringify(renderJson(report, fmt === 'json+'), null, 2) + '\n');
-  else if (fmt === 'terse') io.stdout(renderTerse(report));
-  else io.stdout('\n' + renderNormal(report));
+  if (fmt === 'json' || fmt === 'json+') {
+    const json = renderJson(report, fmt === 'json+');
+    json.pvblk = { devices: devices.map(deviceJson) };
+    io.stdout(JSON.stringify(json, null, 2) + '\n');
+  } else if (fmt === 'terse') io.stdout(renderTerse(report));
+  else {
+    io.stdout('\n' + renderNormal(report));
+    for (const d of devices) {
+      io.stdout(
+        `  ${d.name} (blkfront): ring requests=${d.requests}, notifications received=${d.upcalls} (${(d.requests ? d.upcalls / d.requests : 0).toFixed(3)}/request), grant operations=${d.grants}\n`,
+      );
+    }
+  }
   const failed = workers.find((w) => w.stats.error);
   if (failed) {
     io.stderr(`fio: pid=${process.pid}, err=${failed.stats.error}/${failed.stats.verror}\n`);
@@ -307,20 +318,24 @@ async function runFio(
   return io.signal.aborted ? 130 : 0;
 }
 
+/** blkfront's counters of a device over the command, with the per-request ratios. */
+export function deviceJson(d: DeviceCounters): Record<string, number | string> {
+  return {
+    name: d.name,
+    ring_requests: d.requests,
+    completions: d.completions,
+    notifications_received: d.upcalls,
+    notifications_received_per_request: d.requests ? d.upcalls / d.requests : 0,
+    grant_operations: d.grants,
+  };
+}
+
 /** Jobs for the report: one per worker, or one per job with group_reporting. */
 function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioReportJob[] {
   const pvblkOf = (s: JobStats): Record<string, unknown> => {
-    const g = s.guest;
-    const ios = s.totalIos;
+    const occ = s.ringOccupancy;
     const o: Record<string, unknown> = {
-      guest: g && {
-        ring_requests: g.requests,
-        ring_requests_per_io: ios ? g.requests / ios : 0,
-        notifications_received: g.upcalls,
-        notifications_received_per_request: g.requests ? g.upcalls / g.requests : 0,
-        grant_operations: g.grants,
-        ring_occupancy: { mean: g.ringOccupancy.mean, max: g.ringOccupancy.max },
-      },
+      ring_occupancy: { samples: occ.n, mean: occ.mean, max: occ.max, p50: occ.pct(50), p99: occ.pct(99) },
     };
     if (raw) o.raw = s.toRaw();
     return o;
