@@ -516,4 +516,5 @@ program
       }).catch(fail),
   );
 
+await import('./bench.ts').then((m) => m.registerBench(program));
 program.parseAsync(process.argv).catch(fail);
