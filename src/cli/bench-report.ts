@@ -234,7 +234,7 @@ function counterLines(p: PointResult): string[] {
   const occ = p.guests.flatMap((g) => g.jobs).reduce((s, j) => (s.merge(j.ringOccupancy), s), new Samples());
   if (occ.n)
     out.push(
-      `ring occupancy (requests in flight on the rings, sampled at each I/O issue): mean ${occ.mean.toFixed(1)}, p50 ${occ.pct(50)}, p99 ${occ.pct(99)}, max ${occ.max}`,
+      `ring occupancy (requests on the rings right after each I/O's push): mean ${occ.mean.toFixed(1)}, p50 ${occ.pct(50)}, p99 ${occ.pct(99)}, max ${occ.max}`,
     );
   return out;
 }
@@ -255,7 +255,7 @@ function stageLines(st: PointResult['stages']): string[] {
   out.push(`  clocks: ${st.method}`);
   for (const c of st.clocks)
     out.push(
-      `    ${c.name} (domid ${c.domid}): ${c.offsetMs >= 0 ? '+' : ''}${c.offsetMs.toFixed(3)} ms ± ${c.uncertaintyUs.toFixed(1)} usec (${c.probes} probes)`,
+      `    ${c.name} (domid ${c.domid}): ${c.offsetMs >= 0 ? '+' : ''}${c.offsetMs.toFixed(3)} ms ± ${c.uncertaintyUs.toFixed(1)} usec (probes alone: ± ${c.probeUncertaintyUs.toFixed(1)} usec, ${c.probes} probes${c.narrowed ? '' : '; causal bounds disagreed with them, not narrowed'})`,
     );
   const dropped = Object.entries(st.dropped).filter(([, n]) => n > 0);
   if (dropped.length)

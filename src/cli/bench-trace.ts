@@ -76,9 +76,13 @@ export interface ClockOffset {
   domid: number;
   /** Add to this process's stamps to get the hypervisor's clock, ms. */
   offsetMs: number;
-  /** Half the round trip of the probe used, µs. */
+  /** How far the true offset can be from offsetMs, µs. */
   uncertaintyUs: number;
+  /** The NTP-style estimate alone: half the round trip of the best probe, µs. */
+  probeUncertaintyUs: number;
   probes: number;
+  /** Whether the causal bounds narrowed the probe's window (false: they contradicted it, kept as is). */
+  narrowed: boolean;
 }
 
 export interface StageBreakdown {
@@ -96,7 +100,45 @@ export interface StageBreakdown {
 }
 
 export const CLOCK_METHOD =
-  "offsets to the hypervisor measured NTP-style over each process's own hypervisor connection: a fence stamped when sent and answered there (t0, t1) and when handled at the hypervisor (T); offset = T - (t0+t1)/2, ± (t1-t0)/2, smallest round trip of 16";
+  "offsets to the hypervisor's clock measured NTP-style over each process's own hypervisor connection (a fence stamped when sent and answered there, t0 and t1, and when handled at the hypervisor, T: offset = T - (t0+t1)/2 ± (t1-t0)/2, best of 16), then narrowed by causality (a push precedes its frame's arrival at the broker, the broker's send precedes the consumer seeing it)";
+
+/**
+ * Narrows each domain's offset with the order the protocol guarantees: a guest pushed a request
+ * before the broker received the frame, and consumed a response after the broker sent it; blkback
+ * consumed a request after the broker sent it, and pushed a response before the broker received it.
+ * Every joined request bounds the offset from both sides; the estimate moves to the middle of the
+ * tightest interval that agrees with the probe's window (or stays, when they disagree).
+ */
+function narrowClocks(reqs: Map<string, Times>, clocks: ClockOffset[], targets: TraceTarget[]): void {
+  for (const c of clocks) {
+    const target = targets.find((t) => t.name === c.name);
+    if (!target) continue;
+    const guest = target.role === 'guest';
+    let lo = -c.probeUncertaintyUs / 1000;
+    let hi = c.probeUncertaintyUs / 1000;
+    const mine: Times[] = [];
+    for (const [k, v] of reqs) {
+      if (guest && Number(k.split(':')[0]) >>> 16 !== c.domid) continue;
+      mine.push(v);
+      if (guest) {
+        if (!Number.isNaN(v[F.bInReq] - v[F.push])) hi = Math.min(hi, v[F.bInReq] - v[F.push]);
+        if (!Number.isNaN(v[F.bOutRsp] - v[F.done])) lo = Math.max(lo, v[F.bOutRsp] - v[F.done]);
+      } else {
+        if (!Number.isNaN(v[F.bOutReq] - v[F.consume])) lo = Math.max(lo, v[F.bOutReq] - v[F.consume]);
+        if (!Number.isNaN(v[F.bInRsp] - v[F.bpush])) hi = Math.min(hi, v[F.bInRsp] - v[F.bpush]);
+      }
+    }
+    if (lo > hi) continue;
+    const delta = (lo + hi) / 2;
+    const fields = guest
+      ? [F.submit, F.push, F.done]
+      : [F.consume, F.diskStart, F.diskDone, F.respond, F.bpush];
+    for (const v of mine) for (const f of fields) v[f] += delta;
+    c.offsetMs += delta;
+    c.uncertaintyUs = ((hi - lo) / 2) * 1000;
+    c.narrowed = true;
+  }
+}
 
 const ring = (domid: number, queue: number) => ((domid << 16) | queue) >>> 0;
 
@@ -144,7 +186,15 @@ export function joinTraces(dumps: Map<TraceTarget, TraceDump>): StageBreakdown |
     }
     if (!best) return { error: `no clock probe of ${t.name} reached the hypervisor's trace` };
     offsetOf.set(t, best.off);
-    clocks.push({ name: t.name, domid, offsetMs: best.off, uncertaintyUs: best.half * 1000, probes: n });
+    clocks.push({
+      name: t.name,
+      domid,
+      offsetMs: best.off,
+      uncertaintyUs: best.half * 1000,
+      probeUncertaintyUs: best.half * 1000,
+      probes: n,
+      narrowed: false,
+    });
   }
 
   const reqs = new Map<string, Times>();
@@ -231,6 +281,7 @@ export function joinTraces(dumps: Map<TraceTarget, TraceDump>): StageBreakdown |
       }
     }
   }
+  narrowClocks(reqs, clocks, [...dumps.keys()]);
   const stages = STAGES.map((name) => ({ name, ns: new Samples(), negative: 0 }));
   const total = new Samples();
   let complete = 0;

@@ -217,9 +217,7 @@ function diff<T extends object>(a: T | undefined, b: T | undefined): T | null {
 }
 
 /** Parses the rates of a guest's ETA line, to sum the lines of several guests. */
-function parseEta(
-  line: string,
-): {
+function parseEta(line: string): {
   running: number;
   states: string[];
   done: number | null;

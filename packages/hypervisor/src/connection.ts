@@ -145,6 +145,7 @@ export class Connection implements Session, Schedulable {
       this.pendingWatch.add(key);
     }
     this.outbox.push(msg);
+    if (this.domain) brokerTrace?.queued(this.domain.domid);
     this.outBytes += 16 + ('data' in msg && msg.data instanceof Uint8Array ? msg.data.length : 0);
     if (this.backlog > OUT_MAX) {
       this.log(
@@ -186,6 +187,8 @@ export class Connection implements Session, Schedulable {
     }
     this.pendingWatch.clear();
     if (this.closed || this.outbox.length === 0) return;
+    // trace: the time before the frames go out (a stamp taken after could be late by a preemption)
+    if (this.domain) brokerTrace?.frameOut(this.domain.domid);
     const msgs = this.outbox;
     this.outbox = [];
     this.outBytes = 0;
@@ -201,7 +204,6 @@ export class Connection implements Session, Schedulable {
         this.maybeDrained();
       });
     }
-    if (this.domain) brokerTrace?.frameOut(this.domain.domid);
     this.maybeDrained();
   }
 

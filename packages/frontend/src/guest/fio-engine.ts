@@ -367,7 +367,6 @@ export class Worker {
     this.inflight++;
     this.issued++;
     this.stats.depthMap[depthBucket(this.inflight)]++;
-    this.stats.ringOccupancy.add(this.target.disk.front.inflight);
     if (write && this.job.verify !== 'none') {
       const numberio = this.numberio++;
       fillVerifyBlock(this.job.verify, slot.buf!, {
@@ -388,13 +387,18 @@ export class Worker {
         segments: slot.segments,
       });
       // blkfront pushes in a microtask queued by the submit: this one runs after that push
-      queueMicrotask(() => (io.tSubmitted = now()));
+      queueMicrotask(() => {
+        io.tSubmitted = now();
+        // ring occupancy right after the push that published this I/O (it counts itself)
+        this.stats.ringOccupancy.add(this.target.disk.front.inflight);
+      });
       p.then(
         (res) => this.complete(io, res.status === 'ok' ? null : (blkStatusToErrno(res.status) ?? 'EIO')),
         () => this.complete(io, 'EIO'),
       );
     } else {
       io.tSubmitted = tIssue;
+      this.stats.ringOccupancy.add(this.target.disk.front.inflight);
       const f = this.file!;
       (write ? f.pwrite(slot.buf!, offset) : f.pread(slot.buf!, offset)).then(
         (r) => this.complete(io, r.ok ? (r.n === this.job.bs ? null : 'EIO') : r.errno),

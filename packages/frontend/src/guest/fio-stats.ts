@@ -252,7 +252,7 @@ export class JobStats {
   readonly latN = new Array<number>(10).fill(0);
   readonly latU = new Array<number>(10).fill(0);
   readonly latM = new Array<number>(12).fill(0);
-  /** Requests in flight on the device's rings, sampled at each issue (pvblk's own). */
+  /** Requests on the device's rings right after each I/O was pushed (pvblk's own). */
   readonly ringOccupancy = new Samples();
 
   constructor(
