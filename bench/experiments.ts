@@ -27,8 +27,10 @@ interface Experiment {
   id: string;
   title: string;
   args: string[];
-  /** The figure the ratio is taken of, and which point over which. */
+  /** The figure the ratio is taken of … */
   figure: 'iops' | 'mibps' | 'clatP50us' | 'notifyPerRequest';
+  /** … of which point over which (point labels as `key=value …`; default: last over first). */
+  compare?: [string, string];
 }
 
 export const EXPERIMENTS: Experiment[] = [
@@ -170,7 +172,16 @@ for (const e of chosen) {
   }
   const ps = points(j).map((p) => ({ point: p.pvblk.point, ...figures(p) }));
   printTable(
-    ['point', 'IOPS', 'MiB/s', 'clat p50 µs', 'clat p99 µs', 'notify/req', 'req/io', 'grant ops/req'],
+    [
+      'point',
+      'IOPS',
+      'MiB/s',
+      'clat p50 µs',
+      'clat p99 µs',
+      'notify/req (both ways)',
+      'req/io',
+      'grant ops/req',
+    ],
     ps.map((p) => [
       Object.entries(p.point)
         .map(([k, v]) => `${k}=${v}`)

@@ -239,6 +239,7 @@ export interface BenchPointJson {
       lastBytes: number;
       maxBytes: number;
       slopeMiBPerMin: number | null;
+      series: Array<[number, number]>;
     }>;
     stages: unknown;
   };

@@ -27,13 +27,30 @@ const load1 = loadavg();
 const p = points(j)[0];
 const f = figures(p);
 const mib = (b: number) => (b / 1048576).toFixed(1);
+// each half's range: a process that holds on to something per request has a second half that keeps rising
+const halves = (s: Array<[number, number]>) => {
+  const h = Math.floor(s.length / 2);
+  const r = (xs: Array<[number, number]>) =>
+    `${mib(Math.min(...xs.map((x) => x[1])))}-${mib(Math.max(...xs.map((x) => x[1])))}`;
+  return [r(s.slice(0, h)), r(s.slice(h))];
+};
 printTable(
-  ['process', 'first MiB', 'last MiB', 'max MiB', 'slope 2nd half (MiB/min)', 'samples'],
+  [
+    'process',
+    'first MiB',
+    'last MiB',
+    'max MiB',
+    '1st half MiB',
+    '2nd half MiB',
+    'slope 2nd half (MiB/min)',
+    'samples',
+  ],
   p.pvblk.memory.map((m) => [
     m.name,
     mib(m.firstBytes),
     mib(m.lastBytes),
     mib(m.maxBytes),
+    ...halves(m.series),
     m.slopeMiBPerMin === null ? '–' : m.slopeMiBPerMin.toFixed(2),
     String(m.samples),
   ]),

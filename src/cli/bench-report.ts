@@ -384,7 +384,7 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
       per_request: perRequest(g, p),
     })),
     dom0_broker: p.dom0Broker,
-    memory: p.rss.map(summarizeRss),
+    memory: p.rss.map((r) => ({ ...summarizeRss(r), series: r.samples })),
     stages:
       st && !('error' in st)
         ? {
