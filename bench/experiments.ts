@@ -6,7 +6,7 @@
  *
  *   node --import tsx bench/experiments.ts [--quick] [id…]     (≈ 10 min; --quick ≈ 4 min)
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
@@ -97,7 +97,8 @@ export const EXPERIMENTS: Experiment[] = [
   },
   {
     id: 'queues',
-    title: '1 vs 4 queues while CPU-bound (4 KiB randread, 4 jobs × QD16)',
+    title:
+      '1 vs 4 queues while CPU-bound (4 KiB randread, 4 jobs × QD16), also against one ring of as many slots',
     args: [
       '--name=mq',
       '--rw=randread',
@@ -109,8 +110,12 @@ export const EXPERIMENTS: Experiment[] = [
       'delay=0',
       '--sweep',
       'queues=1,4',
+      '--sweep',
+      'ring-page-order=0,2',
     ],
     figure: 'iops',
+    // four rings of one page against one ring of four pages: the same 128 slots
+    compare: ['queues=4 ring-page-order=0', 'queues=1 ring-page-order=2'],
   },
   {
     id: 'notify',
@@ -210,9 +215,19 @@ for (const e of chosen) {
 }
 const load1 = loadavg();
 const m = machineInfo();
+// running some experiments updates those in the results file and keeps the others
+let kept: Array<Record<string, unknown>> = [];
+try {
+  const prev = JSON.parse(readFileSync(new URL('experiments.json', RESULTS_DIR), 'utf8')) as {
+    experiments?: Array<Record<string, unknown>>;
+  };
+  kept = (prev.experiments ?? []).filter((x) => !out.some((o) => o.id === x.id));
+} catch {
+  kept = [];
+}
 console.log(
   `\n${m.cores} cores (${m.cpu}), Node ${m.node}; load average ${load0[0].toFixed(2)} before, ${load1[0].toFixed(2)} after`,
 );
 console.log(
-  `results: ${writeResults('experiments', { machine: m, runtimeSeconds: Number(runtime), loadavg: { before: load0, after: load1 }, experiments: out })}`,
+  `results: ${writeResults('experiments', { machine: m, runtimeSeconds: Number(runtime), loadavg: { before: load0, after: load1 }, experiments: [...kept, ...out] })}`,
 );
