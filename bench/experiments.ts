@@ -200,15 +200,22 @@ for (const e of chosen) {
       p.grantOpsPerRequest.toFixed(3),
     ]),
   );
-  const first = ps[0][e.figure];
-  const last = ps[ps.length - 1][e.figure];
-  console.log(`${e.figure}: last/first = ${(last / first).toFixed(2)}×`);
+  const label = (p: (typeof ps)[number]) =>
+    Object.entries(p.point)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+  const [x, y] = e.compare
+    ? e.compare.map((l) => ps.find((p) => label(p) === l)!)
+    : [ps[ps.length - 1], ps[0]];
+  const r = x[e.figure] / y[e.figure];
+  console.log(`${e.figure}: ${label(x)} / ${label(y)} = ${r.toFixed(2)}×`);
   out.push({
     id: e.id,
     title: e.title,
     args,
     figure: e.figure,
-    ratioLastOverFirst: last / first,
+    compared: [label(x), label(y)],
+    ratio: r,
     points: ps,
     runs: points(j),
   });

@@ -131,7 +131,13 @@ export function sweepSpec(points: PointResult[], o: BenchOptions): Spec {
     if (s.relayP50 !== null) lat.push({ point: x, series: 'relay RTT p50', usec: s.relayP50 / 1000 });
   }
   const order = points.map(pointLabel);
-  const x = { field: 'point', type: 'ordinal', sort: order, title: keys };
+  const x = {
+    field: 'point',
+    type: 'ordinal',
+    sort: order,
+    title: keys,
+    axis: { labelAngle: -30, labelLimit: 400 },
+  };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     vconcat: [
@@ -160,6 +166,7 @@ export function sweepSpec(points: PointResult[], o: BenchOptions): Spec {
         },
       },
     ],
+    resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },
     config: { font: 'DejaVu Sans' },
   };
 }
