@@ -188,6 +188,13 @@ export async function renderSpec(spec: Spec, png: boolean): Promise<Buffer> {
     .asPng();
 }
 
+/** Loads the plotting libraries (before a run, so a missing one stops the command before anything starts). */
+export async function checkPlotting(png: boolean): Promise<void> {
+  await load<VegaLiteModule>('vega-lite');
+  await load<VegaModule>('vega');
+  if (png) await load<ResvgModule>('@resvg/resvg-js');
+}
+
 export async function writePlot(file: string, points: PointResult[], o: BenchOptions): Promise<void> {
   const spec = points.length > 1 ? sweepSpec(points, o) : singleSpec(points[0], o);
   await writeFile(file, await renderSpec(spec, /\.png$/i.test(file)));

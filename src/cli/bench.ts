@@ -562,6 +562,15 @@ export async function runBench(argv: string[]): Promise<number> {
     write(BENCH_USAGE);
     return 0;
   }
+  if (o.plot) {
+    try {
+      const { checkPlotting } = await import('./bench-plot.ts');
+      await checkPlotting(/\.png$/i.test(o.plot));
+    } catch (e) {
+      process.stderr.write(`pvblk bench: --plot ${o.plot}: ${(e as Error).message}\n`);
+      return 1;
+    }
+  }
   const fmt = o.cl.global.outputFormat;
   const eta = o.cl.global.eta === 'always' || (o.cl.global.eta === 'auto' && process.stdout.isTTY === true);
   const points = benchPoints(o);
