@@ -27,6 +27,8 @@ const COMMON = [
   'NODE_V8_COVERAGE',
   'PVBLK_LOG_LEVEL',
   'PVBLK_LOG_FORMAT',
+  // `pvblk bench --trace`: where each process dumps its trace stamps
+  'PVBLK_TRACE',
 ];
 
 /** Configuration each role reads from the environment that `up` does not pass as options. */

@@ -337,4 +337,5 @@ program
     },
   );
 
+await import('./bench.ts').then((m) => m.registerBench(program));
 program.parseAsync(process.argv).catch(fail);

@@ -232,18 +232,22 @@ export async function fuzzBlkback(o: BlkbackFuzzOptions): Promise<BlkbackFuzzRep
         if (w.status !== 'ok' || r.status !== 'ok' || !back.buf.equals(data)) report.victimFailures++;
       }
     }
-    // the attacker goes away; Dom0 must let go of everything it held for it
+    // the attacker goes away; Dom0 must let go of everything it held for it, and blkback must stop
+    // every timer of the vbd once the toolstack has removed it
+    const key = `${attackerDomain.domid}/51712`;
+    const vbd = host.blkback.vbds.get(key);
     front.xc.close();
     const dom0 = host.lh.hv.domains.get(0)!;
     const held = () =>
       [...dom0.maptrack.values()].filter((m) => m.granter.domid === attackerDomain.domid).length;
+    const gone = () =>
+      !host.lh.hv.domains.has(attackerDomain.domid) && held() === 0 && !host.blkback.vbds.has(key);
     const end = Date.now() + 5000;
-    while ((host.lh.hv.domains.has(attackerDomain.domid) || held() > 0) && Date.now() < end)
-      await new Promise((r) => setTimeout(r, 10));
+    while (!gone() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
     if (host.lh.hv.domains.has(attackerDomain.domid))
       report.leaks.push('the attacker domain survived its connection');
     if (held() > 0) report.leaks.push(`Dom0 still maps ${held()} of the attacker's pages`);
-    const vbd = host.blkback.vbds.get(`${attackerDomain.domid}/51712`);
+    if (host.blkback.vbds.has(key)) report.leaks.push("blkback kept the dead domain's vbd");
     const timers = vbd ? vbd.stats().timers : 0;
     if (timers > 0) report.leaks.push(`blkback keeps ${timers} timers for the dead vbd`);
     victim.front.stop().catch(() => {});

@@ -35,4 +35,10 @@ export {
 } from './quota.ts';
 export { authenticate, HTTP_STATUS, type Principal, type ApiCredentials } from './api.ts';
 export { runHost, explainClose, type HostProcessOptions } from './host.ts';
-export { DEFAULT_SCSI_DEBUG_PARAMS, formatScsiDebugParams, parseScsiDebugParams } from './scsi/index.ts';
+export {
+  DEFAULT_SCSI_DEBUG_PARAMS,
+  formatScsiDebugParams,
+  parseScsiDebugParams,
+  storeBlocks,
+  type ScsiDebugParams,
+} from './scsi/index.ts';

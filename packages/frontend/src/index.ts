@@ -14,3 +14,4 @@ export {
   type ControlServer,
   type GuestCommandStreams,
 } from './control.ts';
+export * from './guest/fio-api.ts';

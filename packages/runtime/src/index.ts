@@ -24,3 +24,12 @@ export {
 } from './secrets.ts';
 export { withBackoff } from './backoff.ts';
 export { errnoForHttpStatus } from './http-errno.ts';
+export {
+  processTrace,
+  decodeStamps,
+  STAMP,
+  TraceRecorder,
+  TRACE_CAPACITY,
+  type ClockProbe,
+  type TraceDump,
+} from './trace.ts';

@@ -1,6 +1,7 @@
 /**
  * blkback's tunables, named and defaulted as Linux's module parameters and constants.
  */
+import { blkbackTrace, type BlkbackTrace } from './trace.ts';
 
 export interface BlkbackConfig {
   /** max_ring_page_order: largest ring the backend maps, log2 pages (XENBUS_MAX_RING_GRANT_ORDER). */
@@ -34,6 +35,8 @@ export interface BlkbackConfig {
   integrity: boolean;
   /** Longest a disconnect waits for in-flight I/O before giving up on it. */
   drainTimeoutMs: number;
+  /** Trace hooks for `pvblk bench --trace` (trace.ts); null when tracing is off. */
+  trace?: BlkbackTrace | null;
 }
 
 export const DEFAULT_BLKBACK_CONFIG: Readonly<BlkbackConfig> = Object.freeze({
@@ -48,6 +51,7 @@ export const DEFAULT_BLKBACK_CONFIG: Readonly<BlkbackConfig> = Object.freeze({
   advertiseFlushCache: true,
   integrity: true,
   drainTimeoutMs: 10_000,
+  trace: blkbackTrace,
 });
 
 /** XEN_BLKIF_REQS_PER_PAGE: requests in flight per ring page. */

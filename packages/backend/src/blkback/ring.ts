@@ -70,6 +70,7 @@ import type { HostBlockDevice, IntegrityProfile, IoError, IoResult } from '../bl
 import { BLKIF_REQS_PER_PAGE } from './config.ts';
 import { GrantDataPath, PersistentGrants } from './segments.ts';
 import type { BlkbackStats } from './stats.ts';
+import type { BlkbackRingTrace } from './trace.ts';
 
 export interface RingContext {
   xc: Hypercalls;
@@ -97,6 +98,8 @@ export interface RingContext {
   withdrawFeature(key: 'feature-flush-cache' | 'feature-barrier'): void;
   /** Called at every wake of the ring: the vbd compares the device's size with what it published. */
   checkResize(): void;
+  /** Trace hooks (trace.ts); null when tracing is off. */
+  trace?: BlkbackRingTrace | null;
 }
 
 type Outcome = { status: number; info?: IntegrityResponseInfo; refused?: boolean };
@@ -296,6 +299,7 @@ export class BlkifRing {
           }
           // a private copy first: nothing is read twice from memory the guest can rewrite
           const slot = this.mem.read(this.back.slotOffset(rc), BLKIF_REQUEST_SIZE);
+          this.ctx.trace?.consumed(rc, slot);
           this.back.reqCons = (rc + 1) >>> 0; // before dispatch: the response may be made at once
           this.sawRequest = true;
           const d = this.classify(slot);
@@ -529,9 +533,14 @@ export class BlkifRing {
           this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${g.detail}`);
           return { status: BLKIF_RSP_ERROR };
         }
-        return this.status(await dev.write(Number(start), g.data));
+        this.ctx.trace?.diskStart(req.id);
+        const w = await dev.write(Number(start), g.data);
+        this.ctx.trace?.diskDone(req.id);
+        return this.status(w);
       }
+      this.ctx.trace?.diskStart(req.id);
       const r = await dev.read(Number(start), nrSects);
+      this.ctx.trace?.diskDone(req.id);
       if (!r.ok) return { status: BLKIF_RSP_ERROR };
       const s = await io.scatter(r.data);
       if (!s.ok) {
@@ -615,10 +624,14 @@ export class BlkifRing {
         );
         this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
         remapRefs(tuples, virtSeed, physSeed, prof.type);
+        this.ctx.trace?.diskStart(req.id);
         const r = await dev.write(sector, Buffer.from(data), { tuples, checks });
+        this.ctx.trace?.diskDone(req.id);
         return this.integrityOutcome(r, sector);
       }
+      this.ctx.trace?.diskStart(req.id);
       const r = await dev.read(sector, nrSects, { checks });
+      this.ctx.trace?.diskDone(req.id);
       if (!r.ok) return this.integrityOutcome(r, sector);
       const tuples = r.pi ?? Buffer.alloc((dataBytes / prof.interval) * PI_TUPLE_SIZE);
       this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
@@ -698,6 +711,7 @@ export class BlkifRing {
       this.faults.badResponseId = false;
       id = 0xdead_beefn;
     }
+    this.ctx.trace?.responded(id, this.back.rspProdPvt);
     const off = this.back.slotOffset(this.back.rspProdPvt);
     if (operation === BLKIF_OP_INTEGRITY) writeIntegrityResponse(this.mem, off, { id, status, info });
     else writeResponse(this.mem, off, { id, operation, status });
@@ -706,7 +720,9 @@ export class BlkifRing {
     this.responsesPending = true;
     queueMicrotask(() => {
       this.responsesPending = false;
-      this.events.pushed(this.back.pushResponsesAndCheckNotify());
+      const pushed = this.back.pushResponsesAndCheckNotify();
+      this.ctx.trace?.pushed(pushed.oldProd, pushed.newProd);
+      this.events.pushed(pushed);
     });
   }
 }

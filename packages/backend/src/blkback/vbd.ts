@@ -436,6 +436,7 @@ export class VbdBackend {
               this.xs.write(`${this.ctx.bePath}/${key}`, '0').catch(() => {});
             },
             checkResize: () => this.checkResize(),
+            trace: config.trace?.ring(frontDomid, q, localPort, xc.domid) ?? null,
           },
           q,
           pages,

@@ -61,6 +61,11 @@ export interface ScsiDebugParams {
    * it to every command except SYNCHRONIZE CACHE, which scsi_debug answers without delay.
    */
   delay: number;
+  /**
+   * Response delay in nanoseconds (scsi_debug default 0, later versions than 1.82): when non-zero it
+   * overrides `delay`, as scsi_debug's JDELAY_OVERRIDDEN does. Kept to the microsecond (see delay.ts).
+   */
+  ndelay: number;
   /** 0: fixed-format sense (0x70), 1: descriptor format (0x72). */
   dsense: 0 | 1;
   /** Logical block provisioning: UNMAP supported (scsi_debug default 0). */
@@ -93,6 +98,7 @@ export const DEFAULT_SCSI_DEBUG_PARAMS: Readonly<ScsiDebugParams> = Object.freez
   medium_error_start: OPT_MEDIUM_ERR_ADDR,
   medium_error_count: OPT_MEDIUM_ERR_NUM,
   delay: 1,
+  ndelay: 0,
   dsense: 0,
   lbpu: 0,
   lbpws: 0,
@@ -117,6 +123,7 @@ export const SCSI_DEBUG_PARAM_NAMES: readonly ScsiDebugParamName[] = [
   'medium_error_start',
   'medium_error_count',
   'delay',
+  'ndelay',
   'dsense',
   'lbpu',
   'lbpws',
@@ -137,6 +144,7 @@ export const RUNTIME_WRITABLE_PARAMS: readonly ScsiDebugParamName[] = [
   'opts',
   'every_nth',
   'delay',
+  'ndelay',
   'dsense',
   'medium_error_start',
   'medium_error_count',
@@ -227,6 +235,11 @@ function coerce(key: ScsiDebugParamName, raw: string | number): ScsiDebugParams[
     case 'virtual_gb':
       if (v < 0) throw usage(`disk parameter "${key}": must be >= 0 (got ${v})`);
       return v;
+    case 'ndelay':
+      // scsi_debug ignores (at load) or refuses (in sysfs) a delay of a second or more
+      if (v < 0 || v >= 1_000_000_000)
+        throw usage(`disk parameter "ndelay": must be 0 to 999999999 nanoseconds (got ${v})`);
+      return v;
     case 'dix':
     case 'opts':
     case 'every_nth':
@@ -290,7 +303,11 @@ export function applyRuntimeParam(p: ScsiDebugParams, key: string, value: string
       `disk parameter "${key}" is fixed while the disk exists (writable at runtime: ${RUNTIME_WRITABLE_PARAMS.join(', ')})`,
     );
   }
-  return { ...p, [key]: coerce(key, value) };
+  const v = coerce(key, value);
+  // delay_store() clears ndelay; ndelay_store() of 0 puts the default jiffy delay back
+  if (key === 'delay') return { ...p, delay: v as number, ndelay: 0 };
+  if (key === 'ndelay') return { ...p, ndelay: v as number, delay: v === 0 ? 1 : p.delay };
+  return { ...p, [key]: v };
 }
 
 /** Logical blocks of the store: dev_size_mb MiB divided into sector_size blocks. */

@@ -93,6 +93,7 @@ import {
   buildSense,
 } from './sense.ts';
 import { PI_INTERVAL, type BlockStore, type StoreFormat, type StoreRead } from './store.ts';
+import { delayNs } from './delay.ts';
 
 /**
  * How the command ended. GOOD, CHECK_CONDITION and TASK_SET_FULL are SAM status codes; HOST_BUSY
@@ -378,7 +379,9 @@ export class ScsiDebugTarget {
         break;
     }
     this.noiseResult(p, res);
-    if (delayed && p.delay > 0) await sleep(p.delay);
+    // ndelay: an hrtimer, kept to the microsecond; delay: jiffies, as coarse as the timer wheel
+    if (delayed && p.ndelay > 0) await delayNs(p.ndelay);
+    else if (delayed && p.delay > 0) await sleep(p.delay);
     return res;
   }
 

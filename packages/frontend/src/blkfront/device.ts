@@ -42,6 +42,7 @@ import type { Page, Watch, Hypercalls } from '@pvblk/client';
 import type { BlockDriver, BlockRequest, BlockResult, DeviceIntegrity, QueueLimits } from '../block/types.ts';
 import { FrontQueue, type PageAllocator, type Submission } from './queue.ts';
 import { splitToLimits } from './split.ts';
+import { blkfrontTrace, type BlkfrontTrace } from './trace.ts';
 
 export interface BlkfrontOptions {
   /** max_ring_page_order module parameter (Linux default 0: a one-page ring). */
@@ -62,6 +63,8 @@ export interface BlkfrontOptions {
    * get bounce buffers (XSA-403).
    */
   trusted: boolean;
+  /** Trace hooks for `pvblk bench --trace` (trace.ts); null when tracing is off. */
+  trace?: BlkfrontTrace | null;
 }
 
 export const DEFAULT_BLKFRONT_OPTIONS: Readonly<BlkfrontOptions> = Object.freeze({
@@ -72,6 +75,7 @@ export const DEFAULT_BLKFRONT_OPTIONS: Readonly<BlkfrontOptions> = Object.freeze
   ringStartIndex: 0,
   integrity: true,
   trusted: true,
+  trace: blkfrontTrace,
 });
 
 export interface BlkfrontStats {
@@ -233,6 +237,7 @@ export class Blkfront implements BlockDriver {
 
   submit(req: BlockRequest): Promise<BlockResult> {
     if (this.failed) return Promise.resolve({ status: 'ioerr' });
+    this.opts.trace?.submitted(req);
     // blkif_queue_rq: the backend may withdraw flush support at any time; a flush then completes at
     // once with success (there is no cache left to flush)
     if (req.op === 'flush' && !this.features.flush) return Promise.resolve({ status: 'ok' });
@@ -459,6 +464,7 @@ export class Blkfront implements BlockDriver {
         stats: this.stats,
       });
       await fq.setup();
+      fq.trace = this.opts.trace?.ring(this.xc.domid, q, fq.port) ?? null;
       fq.onSpace = () => this.schedulePush();
       this.queues.push(fq);
     }

@@ -46,6 +46,7 @@ import {
 } from '@pvblk/shared';
 import { PagesRingMemory, RingEvents, type Page, type Hypercalls } from '@pvblk/client';
 import type { BlockRequest } from '../block/types.ts';
+import type { BlkfrontRingTrace } from './trace.ts';
 
 /** A block request waiting for, or occupying, a ring slot. */
 export interface Submission {
@@ -145,6 +146,8 @@ export class FrontQueue {
   bounce = false;
   private dead = false;
   private handling = false;
+  /** Trace hooks (trace.ts), set by the device once the port is known; null when tracing is off. */
+  trace: BlkfrontRingTrace | null = null;
 
   constructor(private readonly p: QueueParams) {
     for (let i = 0; i < 1 << p.order; i++) this.pages.push(p.pages.alloc());
@@ -195,6 +198,7 @@ export class FrontQueue {
   queue(sub: Submission): void {
     const id = this.freeIds.pop()!;
     const req = sub.req;
+    this.trace?.placed(this.ring.reqProdPvt, id, req);
     const sh: Shadow = {
       sub,
       op: 0,
@@ -370,7 +374,9 @@ export class FrontQueue {
       this.p.xc.evtchn.send(this.port);
       return;
     }
-    this.events.pushed(this.ring.pushRequestsAndCheckNotify());
+    const pushed = this.ring.pushRequestsAndCheckNotify();
+    this.trace?.pushed(pushed.oldProd, pushed.newProd);
+    this.events.pushed(pushed);
   }
 
   /** blkif_interrupt, then its xen_irq_lateeoi: an upcall that found no response is backed off. */
@@ -434,6 +440,7 @@ export class FrontQueue {
           this.fatal(`response has wrong operation (${rsp.operation} instead of ${sh.op})`);
           return consumed;
         }
+        this.trace?.completed(id);
         const info = sh.op === BLKIF_OP_INTEGRITY ? decodeIntegrityResponseInfo(copy) : undefined;
         this.shadow[id] = null;
         this.freeIds.push(id);

@@ -315,6 +315,8 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     return 0;
   };
 
+  commands.fio = async (argv, io, ctx) => (await import('./fio.ts')).fioCommand(rt)(argv, io, ctx);
+
   commands.help = async (_argv, io) => {
     io.stdout(`commands: ${Object.keys(commands).sort().join(' ')}\n`);
     io.stdout(
