@@ -266,13 +266,16 @@ function stageLines(st: PointResult['stages']): string[] {
 function memoryLines(p: PointResult): string[] {
   if (!p.rss.length) return [];
   const mib = (b: number) => `${(b / 1048576).toFixed(1)}MiB`;
+  const ios = sum(p.guests.flatMap((g) => g.jobs.map((j) => j.totalIos))) || 1;
   const out = [
-    `memory (VmRSS from /proc/<pid>/status every ${p.rssIntervalMs} ms during the measured run):`,
-    `  ${'process'.padEnd(12)} ${'first'.padStart(9)} ${'last'.padStart(9)} ${'max'.padStart(9)} ${'slope, 2nd half'.padStart(16)} samples`,
+    `memory (VmRSS from /proc/<pid>/status every ${p.rssIntervalMs} ms during the measured run) and CPU (utime + stime from /proc/<pid>/stat):`,
+    `  ${'process'.padEnd(12)} ${'first'.padStart(9)} ${'last'.padStart(9)} ${'max'.padStart(9)} ${'slope, 2nd half'.padStart(16)} samples ${'cpu s'.padStart(7)} ${'cpu/io'.padStart(9)}`,
   ];
   for (const s of p.rss.map(summarizeRss)) {
+    const cpu = s.cpuSeconds === null ? '–' : s.cpuSeconds.toFixed(2);
+    const perIo = s.cpuSeconds === null ? '–' : `${((s.cpuSeconds * 1e6) / ios).toFixed(1)}us`;
     out.push(
-      `  ${s.name.padEnd(12)} ${mib(s.firstBytes).padStart(9)} ${mib(s.lastBytes).padStart(9)} ${mib(s.maxBytes).padStart(9)} ${(s.slopeMiBPerMin === null ? '–' : `${s.slopeMiBPerMin >= 0 ? '+' : ''}${s.slopeMiBPerMin.toFixed(2)} MiB/min`).padStart(16)} ${s.samples}`,
+      `  ${s.name.padEnd(12)} ${mib(s.firstBytes).padStart(9)} ${mib(s.lastBytes).padStart(9)} ${mib(s.maxBytes).padStart(9)} ${(s.slopeMiBPerMin === null ? '–' : `${s.slopeMiBPerMin >= 0 ? '+' : ''}${s.slopeMiBPerMin.toFixed(2)} MiB/min`).padStart(16)} ${String(s.samples).padStart(7)} ${cpu.padStart(7)} ${perIo.padStart(9)}`,
     );
   }
   return out;

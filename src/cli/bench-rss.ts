@@ -2,7 +2,9 @@
  * Every process's resident memory during a measured run, sampled from /proc/<pid>/status (VmRSS), so
  * a steady-state claim ("RSS stays flat at QD32 for 60 s") can be checked: first, last and highest
  * sample, and the least-squares slope over the second half of the run (MiB per minute), which ignores
- * the warm-up growth of JIT code and pools.
+ * the warm-up growth of JIT code and pools. And the CPU time each process used over the run, from
+ * /proc/<pid>/stat (utime + stime): CPU per I/O is a cost figure a loaded machine disturbs far less
+ * than latency.
  */
 import { readFile } from 'node:fs/promises';
 
@@ -11,6 +13,8 @@ export interface RssSeries {
   pid: number;
   /** [ms since the start of sampling, bytes]. */
   samples: Array<[number, number]>;
+  /** CPU time (user + system) at the first and the last sample, in clock ticks; null without /proc. */
+  cpuTicks: [number, number] | null;
 }
 
 export interface RssSummary {
@@ -22,6 +26,22 @@ export interface RssSummary {
   maxBytes: number;
   /** MiB per minute over the second half of the samples (null with fewer than 4 there). */
   slopeMiBPerMin: number | null;
+  /** CPU seconds (user + system) the process used during the run; null without /proc. */
+  cpuSeconds: number | null;
+}
+
+/** USER_HZ: what /proc/<pid>/stat counts CPU time in (100 on every Linux architecture pvblk runs on). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+async function cpuTicksOf(pid: number): Promise<number | null> {
+  try {
+    const s = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // fields after the command name (which may hold spaces) start after the last ')'
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15 of the whole line)
+  } catch {
+    return null;
+  }
 }
 
 async function rssOf(pid: number): Promise<number | null> {
@@ -43,15 +63,16 @@ export class RssSampler {
     procs: Array<{ name: string; pid: number }>,
     private readonly intervalMs: number,
   ) {
-    this.series = procs.map((p) => ({ ...p, samples: [] }));
+    this.series = procs.map((p) => ({ ...p, samples: [], cpuTicks: null }));
   }
 
   private async sample(): Promise<void> {
     const t = performance.now() - this.t0;
     await Promise.all(
       this.series.map(async (s) => {
-        const b = await rssOf(s.pid);
+        const [b, cpu] = await Promise.all([rssOf(s.pid), cpuTicksOf(s.pid)]);
         if (b !== null) s.samples.push([t, b]);
+        if (cpu !== null) s.cpuTicks = s.cpuTicks ? [s.cpuTicks[0], cpu] : [cpu, cpu];
       }),
     );
   }
@@ -67,6 +88,11 @@ export class RssSampler {
     await this.sample();
     return this.series;
   }
+}
+
+/** CPU seconds a process used over the sampled run. */
+export function cpuSecondsOf(s: RssSeries): number | null {
+  return s.cpuTicks ? (s.cpuTicks[1] - s.cpuTicks[0]) / CLOCK_TICKS_PER_SECOND : null;
 }
 
 export function summarizeRss(s: RssSeries): RssSummary {
@@ -93,5 +119,6 @@ export function summarizeRss(s: RssSeries): RssSummary {
     lastBytes: b[b.length - 1] ?? 0,
     maxBytes: b.length ? Math.max(...b) : 0,
     slopeMiBPerMin: slope,
+    cpuSeconds: cpuSecondsOf(s),
   };
 }
