@@ -3,8 +3,6 @@
  * domain of its own, provisioned through the host's API like any guest, on its own WebSocket), a Dom0
  * process of the test's choosing (fixtures/dom0.ts), and the host's API as a test reads it.
  */
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectWs } from '@pvblk/client';
@@ -12,7 +10,7 @@ import { backendPath, frontendPath, xvdDevid } from '@pvblk/shared';
 import { runInGuest } from '@pvblk/frontend';
 import type { BlkbackStats } from '@pvblk/backend';
 import { RawFront, type RawHandshake, type VbdKeys } from '../unit/blkif-peers.ts';
-import { SECRETS, startProc, tempDir, type LogRecord, type Proc } from './helpers.ts';
+import { SECRETS, startProc, startScript, tempDir, type Proc } from './helpers.ts';
 
 const DOM0 = fileURLToPath(new URL('./fixtures/dom0.ts', import.meta.url));
 const DEVID = xvdDevid(0);
@@ -89,64 +87,6 @@ export async function blkstat(socket: string): Promise<Record<string, unknown>> 
   const r = await sh(socket, 'blkstat /dev/xvda');
   if (r.code !== 0) throw new Error(`blkstat failed: ${r.out}`);
   return (JSON.parse(r.out) as { blkfront: Record<string, unknown> }).blkfront;
-}
-
-/** Starts a TypeScript script as a process with JSON logs (records parsed as startProc does). */
-function startScript(name: string, file: string, args: string[], env: Record<string, string>): Proc {
-  const proc = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
-    env: { ...process.env, PVBLK_LOG_FORMAT: 'json', PVBLK_LOG_LEVEL: 'debug', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const records: LogRecord[] = [];
-  const waiters: Array<{ pred: (r: LogRecord) => boolean; resolve: (r: LogRecord) => void }> = [];
-  createInterface({ input: proc.stdout! }).on('line', (line) => {
-    let r: LogRecord;
-    try {
-      r = JSON.parse(line) as LogRecord;
-    } catch {
-      r = { msg: line, text: true };
-    }
-    records.push(r);
-    for (const w of [...waiters]) {
-      if (w.pred(r)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(r);
-      }
-    }
-  });
-  let stderr = '';
-  proc.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
-  return {
-    name,
-    proc,
-    records,
-    exited,
-    waitFor(pred, ms = 30_000) {
-      const hit = records.find(pred);
-      if (hit) return Promise.resolve(hit);
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(
-          () => reject(new Error(`${name}: timed out; stderr: ${stderr.slice(-2000)}`)),
-          ms,
-        );
-        waiters.push({
-          pred,
-          resolve: (r) => {
-            clearTimeout(t);
-            resolve(r);
-          },
-        });
-        void exited.then((code) =>
-          reject(new Error(`${name} exited (${code}); stderr: ${stderr.slice(-2000)}`)),
-        );
-      });
-    },
-    kill(signal = 'SIGTERM') {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      return exited;
-    },
-  };
 }
 
 /** Options of the test's Dom0 (fixtures/dom0.ts). */

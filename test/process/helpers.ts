@@ -174,7 +174,22 @@ export interface Proc {
 
 /** Starts one `pvblk <role>` process with JSON logs. */
 export function startProc(name: string, args: string[], env: Record<string, string> = {}): Proc {
-  const proc = spawn(process.execPath, [PVBLK, ...args], {
+  return watchProc(name, [PVBLK, ...args], env);
+}
+
+/** Starts a TypeScript script of the tests (a fixture process) with JSON logs, watched as startProc does. */
+export function startScript(
+  name: string,
+  file: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Proc {
+  return watchProc(name, ['--import', 'tsx', file, ...args], env);
+}
+
+/** A Node child with JSON logs on stdout: its records, waits on them, its exit. */
+function watchProc(name: string, argv: string[], env: Record<string, string>): Proc {
+  const proc = spawn(process.execPath, argv, {
     env: { ...process.env, PVBLK_LOG_FORMAT: 'json', PVBLK_LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
