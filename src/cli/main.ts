@@ -12,6 +12,7 @@ import { runHypervisor } from '@pvblk/hypervisor';
 import { parseByteSize, runHost } from '@pvblk/backend';
 import { runDomu, runInGuest } from '@pvblk/frontend';
 import { choiceOption, guestNames, intOption } from './options.ts';
+import { registerDriverDomainCommands } from './driver-domain.ts';
 import {
   defaultRunDir,
   prefixer,
@@ -568,5 +569,7 @@ program
         },
       }).catch(fail),
   );
+
+registerDriverDomainCommands(program);
 
 program.parseAsync(process.argv).catch(fail);

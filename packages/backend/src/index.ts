@@ -35,3 +35,6 @@ export {
 } from './quota.ts';
 export { authenticate, HTTP_STATUS, type Principal, type ApiCredentials } from './api.ts';
 export { runHost, explainClose, type HostProcessOptions } from './host.ts';
+export { runDriverDomain, type DriverDomainOptions } from './driver-domain.ts';
+export { DriverDomains, PLACEMENTS, placementFromEnv, type Placement } from './driver-domains.ts';
+export { BlockHotplug } from './hotplug.ts';

@@ -6,6 +6,7 @@ export {
   resolveDom0Secret,
   resolveOperatorToken,
   resolveEnrolToken,
+  resolveDriverDomainToken,
   resolveGuestCredential,
   deriveGuestToken,
   verifyGuestToken,
@@ -16,3 +17,11 @@ export {
   type GuestCredential,
 } from './secrets.ts';
 export { withBackoff } from './backoff.ts';
+export {
+  deriveGroupToken,
+  verifyGroupToken,
+  checkGroupPrefix,
+  inGroup,
+  GROUP_KINDS,
+  type GroupKind,
+} from './group-tokens.ts';
