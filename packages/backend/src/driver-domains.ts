@@ -149,7 +149,7 @@ export class DriverDomains {
    * directories it writes itself (rwperm): libxl, device-model, error (xenbus_dev_error's), backend
    * (under which the toolstack puts the vbds it serves).
    */
-  async create(name: string): Promise<{ domid: number; credential: string }> {
+  async create(name: string, by = 'operator'): Promise<{ domid: number; credential: string }> {
     await this.load();
     const dds = await this.running();
     const guestDomain = (await this.o.xc.domctl.list()).some(
@@ -173,7 +173,7 @@ export class DriverDomains {
         await this.xs.setPerms(`/local/domain/${domid}/${dir}`, [`n${domid}`], tx);
       }
     });
-    this.log('info', { domid, name }, `created driver domain ${name} as domain ${domid}`);
+    this.log('info', { domid, driverDomain: name, by }, `created driver domain ${name} as domain ${domid}`);
     return { domid, credential };
   }
 
@@ -334,7 +334,7 @@ export class DriverDomains {
         if (!Number.isInteger(id) || id === 0 || live.has(id)) continue;
         this.log(
           'warn',
-          { domid: d.domid, name: d.name, backend: id },
+          { domid: d.domid, guest: d.name, backend: id },
           `the driver domain (domain ${id}) that served vbd ${v} of ${d.name} is gone; destroying domain ${d.domid} (${d.name})`,
         );
         await this.o.toolstack.destroyDomain(d.domid).catch((e: unknown) => {

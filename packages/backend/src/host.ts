@@ -291,12 +291,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
         return { armed: fault, vbd: `${domid}/${devid}` };
       },
       issueGuestToken: async (name) => ({ name, token: deriveGuestToken(operatorToken, name) }),
-      createDriverDomain: (who, name) =>
-        serial(async () => {
-          const r = await driverDomains.create(name);
-          log.info({ name, domid: r.domid, by: who.role }, `driver domain ${name} is domain ${r.domid}`);
-          return r;
-        }),
+      createDriverDomain: (who, name) => serial(() => driverDomains.create(name, who.role)),
     },
     (route, err) => log.error({ route, err }, `internal error on ${route}`),
   );
