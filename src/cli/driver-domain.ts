@@ -4,18 +4,11 @@
  * as swarm secrets). Registered on the program by main.ts.
  */
 import { Option, type Command } from 'commander';
-import { isPvblkError } from '@pvblk/shared';
 import { runDriverDomain } from '@pvblk/backend';
-import { deriveGroupToken, deriveGuestToken, resolveOperatorToken } from '@pvblk/runtime';
+import { deriveGroupToken, deriveGuestToken, resolveOperatorToken, watchForShutdown } from '@pvblk/runtime';
 import { choiceOption, intOption } from './options.ts';
 
-function fail(e: unknown): never {
-  const msg = isPvblkError(e) ? e.message : e instanceof Error ? e.message : String(e);
-  process.stderr.write(`pvblk: ${msg}\n`);
-  process.exit(isPvblkError(e) && e.code === 'EUSAGE' ? 2 : 1);
-}
-
-export function registerDriverDomainCommands(program: Command): void {
+export function registerDriverDomainCommands(program: Command, fail: (e: unknown) => never): void {
   program
     .command('driver-domain')
     .description(
@@ -71,8 +64,9 @@ export function registerDriverDomainCommands(program: Command): void {
         persistent: boolean;
         partitionStart: number;
         scsiHost: number;
-      }) =>
-        runDriverDomain({
+      }) => {
+        watchForShutdown();
+        return runDriverDomain({
           name: o.name,
           hypervisorUrl: o.hypervisor,
           toolstackUrl: o.toolstack,
@@ -83,7 +77,8 @@ export function registerDriverDomainCommands(program: Command): void {
             dataPath: choiceOption('--data-path', ['map', 'copy'] as const)(o.dataPath),
             persistentGrants: o.persistent,
           },
-        }).catch(fail),
+        }).catch(fail);
+      },
     );
 
   program
@@ -92,10 +87,13 @@ export function registerDriverDomainCommands(program: Command): void {
       "print a token derived from the operator token (PVBLK_TOOLSTACK_TOKEN[_FILE]): one guest's, or a group token for the replicas of a service (docs/swarm.md)",
     )
     .option('--guest <name>', "guest <name>'s own token")
-    .option('--guests <prefix>', 'a group token: boots any guest <prefix>1, <prefix>2, …')
+    .option(
+      '--guests <prefix>',
+      'a group token: boots any guest whose name starts with <prefix> (guest1, guest2, …)',
+    )
     .option(
       '--driver-domains <prefix>',
-      'a group token: has Dom0 create driver domain <prefix>1, <prefix>2, …',
+      'a group token: has Dom0 create any driver domain whose name starts with <prefix>',
     )
     .action((o: { guest?: string; guests?: string; driverDomains?: string }) => {
       try {

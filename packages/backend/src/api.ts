@@ -9,8 +9,8 @@
  *   enrol     PVBLK_ENROL_TOKEN (compose guests): create a guest under a name nobody holds yet, and
  *             receive that name's guest token once.
  *   group     a group token (swarm services, packages/runtime/src/group-tokens.ts): kind guest boots
- *             any guest <prefix><n> as that guest's own token would; kind driver-domain has Dom0 create
- *             the driver domain <prefix><n>. Nothing else.
+ *             any guest <prefix>… as that guest's own token would; kind driver-domain has Dom0 create
+ *             the driver domain <prefix>…. Nothing else.
  *
  * The API never sees Dom0's credential. A request without a valid credential gets 401; a valid
  * credential asking for something its role may not do gets 403. Errors carry the errno name and a
@@ -75,7 +75,7 @@ export function describePrincipal(who: Principal): string {
     : who.role === 'enrol'
       ? 'an enrolment token'
       : who.role === 'group'
-        ? `the ${who.kind} group ${who.prefix}<n>`
+        ? `the ${who.kind} group ${who.prefix}*`
         : 'the operator';
 }
 

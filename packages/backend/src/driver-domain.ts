@@ -11,6 +11,7 @@ import { connectWs } from '@pvblk/client';
 import {
   createLogger,
   DomainKernelLog,
+  errnoForHttpStatus,
   onShutdown,
   resolveDriverDomainToken,
   withBackoff,
@@ -65,9 +66,8 @@ async function createDomain(
     message?: string;
   };
   if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
-    const code = res.status === 401 || res.status === 403 ? 'EACCES' : res.status === 409 ? 'EEXIST' : 'EIO';
     throw new PvblkError(
-      code,
+      errnoForHttpStatus(res.status, body.error),
       `the host refused to create driver domain ${name} (HTTP ${res.status}): ${body.message ?? body.error ?? res.statusText}`,
     );
   }

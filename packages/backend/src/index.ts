@@ -35,6 +35,7 @@ export {
 } from './quota.ts';
 export { authenticate, HTTP_STATUS, type Principal, type ApiCredentials } from './api.ts';
 export { runHost, explainClose, type HostProcessOptions } from './host.ts';
+export { DEFAULT_SCSI_DEBUG_PARAMS, formatScsiDebugParams, parseScsiDebugParams } from './scsi/index.ts';
 export { runDriverDomain, type DriverDomainOptions } from './driver-domain.ts';
 export { DriverDomains, PLACEMENTS, placementFromEnv, type Placement } from './driver-domains.ts';
 export { BlockHotplug } from './hotplug.ts';

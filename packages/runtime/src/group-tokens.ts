@@ -3,8 +3,8 @@
  * replica a secret of its own (a swarm service's secrets are the same for all its tasks) and the
  * replicas cannot keep a key where they run (a task may be rescheduled on any node).
  *
- * A group token covers the names `<prefix><n>` (n = 1, 2, … as swarm numbers a service's slots) of
- * one kind of domain, and proves the operator issued it:
+ * A group token covers the names that start with its prefix (`guest` + a swarm task slot: guest1,
+ * guest2, …; `dd-` + a node's host name) of one kind of domain, and proves the operator issued it:
  *
  *   pvblk-group.<kind>.<prefix>.<base64url HMAC-SHA256(operator token, "pvblk group token v1" NUL kind NUL prefix)>
  *
@@ -17,22 +17,22 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { PvblkError } from '@pvblk/shared';
-import { checkGuestName } from './secrets.ts';
+import { GUEST_NAME_RE } from './secrets.ts';
 
 export type GroupKind = 'guest' | 'driver-domain';
 export const GROUP_KINDS: readonly GroupKind[] = ['guest', 'driver-domain'];
 
 const PREFIX = 'pvblk-group.';
 const CONTEXT = 'pvblk group token v1\0';
-/** A group's prefix: a guest name's first characters, no digit at the end (guest1 must be unambiguous). */
-const GROUP_PREFIX_RE = /^[A-Za-z_.-][A-Za-z0-9_.-]{0,54}$/;
+/** A group's prefix: the first characters of its names. */
+const GROUP_PREFIX_RE = /^[A-Za-z0-9_.-]{1,55}$/;
 const TOKEN_RE = /^pvblk-group\.(guest|driver-domain)\.([A-Za-z0-9_.-]{1,55})\.([A-Za-z0-9_-]{43})$/;
 
 export function checkGroupPrefix(prefix: string): string {
-  if (!GROUP_PREFIX_RE.test(prefix) || /[0-9]$/.test(prefix))
+  if (!GROUP_PREFIX_RE.test(prefix))
     throw new PvblkError(
       'EINVAL',
-      `bad group prefix ${JSON.stringify(prefix.slice(0, 80))}: 1-55 characters of A-Z a-z 0-9 _ . -, not starting or ending with a digit`,
+      `bad group prefix ${JSON.stringify(prefix.slice(0, 80))}: 1-55 characters of A-Z a-z 0-9 _ . -`,
     );
   return prefix;
 }
@@ -41,7 +41,7 @@ function groupMac(operatorToken: string, kind: GroupKind, prefix: string): Buffe
   return createHmac('sha256', operatorToken).update(`${CONTEXT}${kind}\0${prefix}`).digest();
 }
 
-/** The group token of the names `<prefix><n>` of one kind, as the operator issues it. */
+/** The group token of the names starting with `prefix` of one kind, as the operator issues it. */
 export function deriveGroupToken(operatorToken: string, kind: GroupKind, prefix: string): string {
   if (!GROUP_KINDS.includes(kind)) throw new PvblkError('EINVAL', `bad group kind ${JSON.stringify(kind)}`);
   checkGroupPrefix(prefix);
@@ -55,16 +55,14 @@ export function verifyGroupToken(
 ): { kind: GroupKind; prefix: string } | null {
   if (!token.startsWith(PREFIX)) return null;
   const m = TOKEN_RE.exec(token);
-  if (!m || !GROUP_PREFIX_RE.test(m[2]) || /[0-9]$/.test(m[2])) return null;
+  if (!m) return null;
   const kind = m[1] as GroupKind;
   const given = Buffer.from(m[3], 'base64url');
   const want = groupMac(operatorToken, kind, m[2]);
   return given.length === want.length && timingSafeEqual(given, want) ? { kind, prefix: m[2] } : null;
 }
 
-/** Whether `name` is one of the group's: the prefix and a slot number (1, 2, … no leading zero). */
+/** Whether `name` is one of the group's: the prefix and at least one more character. */
 export function inGroup(prefix: string, name: string): boolean {
-  if (!name.startsWith(prefix)) return false;
-  const slot = name.slice(prefix.length);
-  return /^[1-9][0-9]{0,8}$/.test(slot) && checkGuestName(name) === name;
+  return name.length > prefix.length && name.startsWith(prefix) && GUEST_NAME_RE.test(name);
 }

@@ -30,19 +30,18 @@ describe('group tokens', () => {
     expect(verifyGroupToken(OP, `${t}x`)).toBeNull();
   });
 
-  it('covers <prefix><slot> only', () => {
+  it('covers the names that start with its prefix', () => {
     expect(inGroup('guest', 'guest1')).toBe(true);
     expect(inGroup('guest', 'guest64')).toBe(true);
+    expect(inGroup('dd-', 'dd-node-a')).toBe(true);
     expect(inGroup('guest', 'guest')).toBe(false);
-    expect(inGroup('guest', 'guest01')).toBe(false);
-    expect(inGroup('guest', 'guest1a')).toBe(false);
-    expect(inGroup('guest', 'guestx1')).toBe(false);
+    expect(inGroup('guest', 'guestx/1')).toBe(false);
+    expect(inGroup('guest', 'Guest1')).toBe(false);
     expect(inGroup('dd', 'guest1')).toBe(false);
   });
 
-  it('refuses prefixes that would make names ambiguous or bad', () => {
-    expect(() => deriveGroupToken(OP, 'guest', 'guest1')).toThrow(/EINVAL: bad group prefix/);
-    expect(() => deriveGroupToken(OP, 'guest', '')).toThrow(/EINVAL/);
+  it('refuses bad prefixes', () => {
+    expect(() => deriveGroupToken(OP, 'guest', '')).toThrow(/EINVAL: bad group prefix/);
     expect(() => deriveGroupToken(OP, 'guest', 'a/b')).toThrow(/EINVAL/);
   });
 });
