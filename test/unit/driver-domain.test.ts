@@ -56,11 +56,14 @@ interface World {
 }
 
 let w: World;
+/** The guests whose disks Dom0 keeps (HostDisks' list in the host). */
+let dom0Guests: string[] = [];
 
 async function bootGuest(name: string, diskParams = 'dev_size_mb=8'): Promise<World['guests'][number]> {
   const backend = await w.dds.place(name);
   const { domid, credential } = await w.toolstack.createDomain(name);
   if (backend.domid === 0) {
+    dom0Guests.push(name);
     await w.toolstack.addVbd(domid, {
       devid: DEVID,
       params: '/dev/sdg',
@@ -89,6 +92,7 @@ async function bootGuest(name: string, diskParams = 'dev_size_mb=8'): Promise<Wo
 }
 
 beforeEach(async () => {
+  dom0Guests = [];
   const lh = new LocalHypervisor({ dom0Credential: 'dom0-local' });
   const dom0 = await lh.connectDom0();
   const toolstack = new Toolstack(dom0);
@@ -105,7 +109,8 @@ beforeEach(async () => {
     toolstack,
     dataDir: null,
     placement: 'spread',
-    hasDom0Disk: async () => false,
+    hasDom0Disk: async (g) => dom0Guests.includes(g),
+    dom0Guests: () => dom0Guests,
   });
   await dds.start();
   // the driver domain: created by Dom0's toolstack, connected with its own credential

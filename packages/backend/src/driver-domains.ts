@@ -10,8 +10,9 @@
  *
  * Which backend serves a new guest is the placement policy (PVBLK_PLACEMENT): `dom0` (every disk in
  * Dom0), `spread` (the backend domain — Dom0 or a running driver domain — with the fewest disks), or
- * `driver-domains` (the running driver domain with the fewest disks). A guest stays where its disk is
- * (placement.json in the data directory). See docs/driver-domains.md.
+ * `driver-domains` (the running driver domain with the fewest disks). A guest stays where its disk is:
+ * Dom0's disks are in Dom0's disk registry, and the guests placed on driver domains in placement.json
+ * in the data directory (written only once a driver domain serves a guest). See docs/driver-domains.md.
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -50,6 +51,8 @@ export interface DriverDomainsOptions {
   placement: Placement;
   /** Whether Dom0 keeps a disk for this guest already (it is served there). */
   hasDom0Disk(guest: string): Promise<boolean>;
+  /** The guests whose disks Dom0 keeps. */
+  dom0Guests(): string[];
   log?: Log;
   hotplugTimeoutMs?: number;
 }
@@ -61,7 +64,7 @@ export interface Backend {
 }
 
 export class DriverDomains {
-  /** guest name → the name of the backend domain that keeps its disk. */
+  /** guest name → the name of the driver domain that keeps its disk. */
   private registry: Record<string, string> = {};
   private loaded = false;
   private watch: Watch | null = null;
@@ -205,15 +208,18 @@ export class DriverDomains {
         'EAGAIN',
         `placement "driver-domains" and no driver domain is running: start one (pvblk driver-domain)`,
       );
-    const load = (b: Backend) => Object.values(this.registry).filter((x) => x === b.name).length;
+    const load = (b: Backend) =>
+      b.domid === 0
+        ? this.o.dom0Guests().length
+        : Object.values(this.registry).filter((x) => x === b.name).length;
     // the fewest disks; on a tie, Dom0, then driver domains by domid (the order they came up)
     return candidates.reduce((best, b) => (load(b) < load(best) ? b : best));
   }
 
-  /** Records where a guest's disk is (kept across host restarts). */
+  /** Records where a guest's disk is (kept across host restarts); Dom0's disk registry has its own. */
   async remember(guest: string, backend: Backend): Promise<void> {
     await this.load();
-    if (this.registry[guest] === backend.name) return;
+    if (backend.domid === 0 || this.registry[guest] === backend.name) return;
     this.registry[guest] = backend.name;
     await this.save();
   }
@@ -226,10 +232,12 @@ export class DriverDomains {
     await this.save();
   }
 
-  /** The backend of every guest placed so far. */
+  /** The backend of every guest that has a disk: Dom0's, then those on driver domains. */
   async placements(): Promise<Record<string, string>> {
     await this.load();
-    return { ...this.registry };
+    const out: Record<string, string> = {};
+    for (const g of this.o.dom0Guests()) out[g] = DOM0_BACKEND;
+    return { ...out, ...this.registry };
   }
 
   /**

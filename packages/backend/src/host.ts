@@ -94,6 +94,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     dataDir: opts.dataDir,
     placement,
     hasDom0Disk: (guest) => disks.has(guest),
+    dom0Guests: () => disks.list().map((d) => d.guest),
     log: (l, o, m) => log[l](o, m),
   });
   await driverDomains.start();
