@@ -14,6 +14,7 @@ import { runHypervisor } from '@pvblk/hypervisor';
 import { parseByteSize, runHost } from '@pvblk/backend';
 import { runDomu } from '@pvblk/frontend';
 import { logFormatFromEnv, logLevelFromEnv, watchForShutdown } from '@pvblk/runtime';
+import { registerDriverDomainCommands } from './driver-domain.ts';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import pkg from '../../package.json' with { type: 'json' };
@@ -336,6 +337,8 @@ program
       }).catch(fail);
     },
   );
+
+registerDriverDomainCommands(program, fail);
 
 await import('./bench.ts').then((m) => m.registerBench(program));
 program.parseAsync(process.argv).catch(fail);

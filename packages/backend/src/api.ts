@@ -8,6 +8,9 @@
  *             state, destroy its own domain; nothing about any other guest, no disk parameters.
  *   enrol     PVBLK_ENROL_TOKEN (compose guests): create a guest under a name nobody holds yet, and
  *             receive that name's guest token once.
+ *   group     a group token (swarm services, packages/runtime/src/group-tokens.ts): kind guest boots
+ *             any guest <prefix>… as that guest's own token would; kind driver-domain has Dom0 create
+ *             the driver domain <prefix>…. Nothing else.
  *
  * The API never sees Dom0's credential. A request without a valid credential gets 401; a valid
  * credential asking for something its role may not do gets 403. Errors carry the errno name and a
@@ -17,9 +20,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
-import { checkGuestName, verifyGuestToken } from '@pvblk/runtime';
+import { checkGuestName, inGroup, verifyGroupToken, verifyGuestToken, type GroupKind } from '@pvblk/runtime';
 
-export type Principal = { role: 'operator' } | { role: 'guest'; name: string } | { role: 'enrol' };
+export type Principal =
+  | { role: 'operator' }
+  | { role: 'guest'; name: string }
+  | { role: 'enrol' }
+  | { role: 'group'; kind: GroupKind; prefix: string };
 
 export interface ApiCredentials {
   operatorToken: string;
@@ -41,6 +48,8 @@ export interface ApiHandlers {
   injectFault(domid: number, devid: number, fault: string): Promise<unknown>;
   /** The guest token of `name`, for an operator handing it to a guest started elsewhere. */
   issueGuestToken(name: string): Promise<unknown>;
+  /** Creates driver domain `name` (a DomU that runs blkback and its own disks); its domid and credential. */
+  createDriverDomain?(who: Principal, name: string): Promise<unknown>;
 }
 
 function sameToken(a: string, b: string): boolean {
@@ -54,6 +63,8 @@ export function authenticate(header: string | undefined, creds: ApiCredentials):
   const token = header.slice(7).trim();
   if (sameToken(token, creds.operatorToken)) return { role: 'operator' };
   if (creds.enrolToken !== null && sameToken(token, creds.enrolToken)) return { role: 'enrol' };
+  const group = verifyGroupToken(creds.operatorToken, token);
+  if (group !== null) return { role: 'group', ...group };
   const name = verifyGuestToken(creds.operatorToken, token);
   return name === null ? null : { role: 'guest', name };
 }
@@ -63,7 +74,9 @@ export function describePrincipal(who: Principal): string {
     ? `guest ${who.name}`
     : who.role === 'enrol'
       ? 'an enrolment token'
-      : 'the operator';
+      : who.role === 'group'
+        ? `the ${who.kind} group ${who.prefix}*`
+        : 'the operator';
 }
 
 function forbidden(who: Principal, what: string): PvblkError {
@@ -155,11 +168,26 @@ export async function startApi(
         if (who.role === 'guest' && b.name !== who.name)
           throw new PvblkError('EACCES', `guest ${who.name}'s token may create only guest ${who.name}`);
         if (b.disk !== undefined) operatorOnly('choose disk parameters (body.disk)');
-        return send(201, await h.createGuest(who, { name: b.name, disk: b.disk as string | undefined }));
+        // a guest group's token boots a guest of the group as that guest's own token would
+        if (who.role === 'group' && (who.kind !== 'guest' || !inGroup(who.prefix, b.name)))
+          throw new PvblkError('EACCES', `${describePrincipal(who)} may not create guest ${b.name}`);
+        const as: Principal = who.role === 'group' ? { role: 'guest', name: b.name } : who;
+        return send(201, await h.createGuest(as, { name: b.name, disk: b.disk as string | undefined }));
+      }
+      if (req.method === 'POST' && url.pathname === '/driver-domains' && h.createDriverDomain) {
+        const b = await readJson(req);
+        if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
+        checkGuestName(b.name);
+        if (
+          who.role !== 'operator' &&
+          !(who.role === 'group' && who.kind === 'driver-domain' && inGroup(who.prefix, b.name))
+        )
+          throw new PvblkError('EACCES', `${describePrincipal(who)} may not create driver domain ${b.name}`);
+        return send(201, await h.createDriverDomain(who, b.name));
       }
       if (req.method === 'GET' && url.pathname === '/guests') {
         const name = url.searchParams.get('name') ?? undefined;
-        if (who.role === 'enrol') throw forbidden(who, 'read guests');
+        if (who.role === 'enrol' || who.role === 'group') throw forbidden(who, 'read guests');
         if (who.role === 'guest') {
           if (name !== undefined && name !== who.name) throw forbidden(who, `read guest ${name}`);
           return send(200, await h.listGuests(who.name));
@@ -167,7 +195,7 @@ export async function startApi(
         return send(200, await h.listGuests(name));
       }
       if (req.method === 'DELETE' && m) {
-        if (who.role === 'enrol') throw forbidden(who, 'destroy domains');
+        if (who.role === 'enrol' || who.role === 'group') throw forbidden(who, 'destroy domains');
         await h.destroyGuest(who, Number(m[1]));
         return send(200, { destroyed: Number(m[1]) });
       }

@@ -19,6 +19,7 @@ import type { BlkbackConfig } from './blkback/config.ts';
 import { DEFAULT_DISK_LAYOUT, HostDisks, type DiskLayout } from './disks.ts';
 import { checkGuestCount, DEFAULT_HOST_QUOTAS, formatBytes, type HostQuotas } from './quota.ts';
 import { Toolstack } from './toolstack.ts';
+import { DriverDomains, placementFromEnv } from './driver-domains.ts';
 import { parseScsiDebugParams } from './scsi/index.ts';
 
 export interface HostProcessOptions {
@@ -61,6 +62,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
   const credential = resolveDom0Secret({});
   const operatorToken = resolveOperatorToken();
   const enrolToken = resolveEnrolToken();
+  const placement = placementFromEnv();
   const disks = new HostDisks({
     dataDir: opts.dataDir,
     klog,
@@ -86,6 +88,16 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     log: (l, o, m) => log[l](o, m),
   });
   await blkback.start();
+  const driverDomains = new DriverDomains({
+    xc,
+    toolstack,
+    dataDir: opts.dataDir,
+    placement,
+    hasDom0Disk: (guest) => disks.has(guest),
+    dom0Guests: () => disks.list().map((d) => d.guest),
+    log: (l, o, m) => log[l](o, m),
+  });
+  await driverDomains.start();
 
   // one management operation at a time: quotas and names are checked and taken atomically
   let queue: Promise<unknown> = Promise.resolve();
@@ -98,8 +110,10 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
   const listGuests = async (name?: string) => {
     const domains = (await xc.domctl.list()).filter((d) => name === undefined || d.name === name);
     const domids = new Set(domains.map((d) => String(d.domid)));
+    const placed = await driverDomains.placements();
     return {
       domains,
+      placement: Object.fromEntries(Object.entries(placed).filter(([g]) => name === undefined || g === name)),
       disks: disks
         .list()
         .filter((d) => name === undefined || d.guest === name)
@@ -118,8 +132,11 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
 
   const createGuest = async (who: Principal, name: string, diskParams: string | undefined) => {
     const domains = await xc.domctl.list();
+    if (await driverDomains.isDriverDomainName(name))
+      throw new PvblkError('EEXIST', `${name} is a driver domain on this host, not a guest`);
     const same = domains.filter((d) => d.name === name && !d.privileged);
-    if (who.role === 'enrol' && (same.length > 0 || (await disks.has(name)))) {
+    const placed = (await driverDomains.placements())[name] !== undefined;
+    if (who.role === 'enrol' && (same.length > 0 || placed || (await disks.has(name)))) {
       throw new PvblkError(
         'EEXIST',
         `the name ${name} is taken on this host: enrolment creates only new names; the guest that owns ${name} boots with its guest token (PVBLK_GUEST_TOKEN[_FILE])`,
@@ -130,7 +147,40 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
         throw new PvblkError('EEXIST', `a guest named ${name} is running as domain ${d.domid}`);
     }
     checkGuestCount(quotas, name, domains.filter((d) => !d.privileged && d.name !== name).length);
+    const backend = await driverDomains.place(name);
+    if (backend.domid !== 0) {
+      // xl's backend=<driver domain>: the disk is the driver domain's, opened by its hotplug
+      for (const d of same) await toolstack.destroyDomain(d.domid);
+      const { domid, credential: guestCredential } = await toolstack.createDomain(name);
+      const devid = xvdDevid(0);
+      const vbd = await driverDomains
+        .addVbd(domid, backend, name, { devid, mode: 'w', discard: true }, diskParams ?? opts.disk)
+        .catch(async (e: unknown) => {
+          await toolstack.destroyDomain(domid).catch(() => {});
+          throw e;
+        });
+      await driverDomains.remember(name, backend);
+      log.info(
+        { guest: name, domid, driverDomain: backend.name, backendDomid: backend.domid, by: who.role },
+        `guest ${name}'s disk is served by driver domain ${backend.name} (domain ${backend.domid}) as ${vbd.physicalDevicePath}`,
+      );
+      return {
+        domid,
+        credential: guestCredential,
+        ...(who.role === 'enrol' ? { guestToken: deriveGuestToken(operatorToken, name) } : {}),
+        vbds: [
+          {
+            dev: 'xvda',
+            devid,
+            backend: vbd.physicalDevicePath,
+            backendDomain: backend.name,
+            backendDomid: backend.domid,
+          },
+        ],
+      };
+    }
     const { disk: hd, created, changes } = await disks.attach(name, diskParams ?? opts.disk);
+    await driverDomains.remember(name, backend);
     if (created) {
       log.info(
         { guest: name, disk: hd.path, params: hd.params, by: who.role },
@@ -195,6 +245,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       await blkback.settled();
     }
     const { path } = await disks.remove(guest);
+    await driverDomains.forget(guest);
     log.warn(
       { guest, disk: path },
       `deleted disk ${path} of ${guest} and its data; the name ${guest} is free`,
@@ -241,6 +292,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
         return { armed: fault, vbd: `${domid}/${devid}` };
       },
       issueGuestToken: async (name) => ({ name, token: deriveGuestToken(operatorToken, name) }),
+      createDriverDomain: (who, name) => serial(() => driverDomains.create(name, who.role)),
     },
     (route, err) => log.error({ route, err }, `internal error on ${route}`),
   );
@@ -251,6 +303,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       domid: xc.domid,
       quotas,
       enrolment: enrolToken !== null,
+      placement,
     },
     `host ready; management API on ${api.url} (up to ${quotas.maxGuests} guests, ${formatBytes(quotas.maxDiskBytes)} per disk, ${formatBytes(quotas.maxTotalDiskBytes)} in all)`,
   );
@@ -266,6 +319,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     log.info({ signal }, 'host shutting down');
     api.server.close();
     await blkback.stop();
+    await driverDomains.stop();
     await toolstack.stop();
     await disks.closeAll();
     xc.close();

@@ -42,3 +42,6 @@ export {
   storeBlocks,
   type ScsiDebugParams,
 } from './scsi/index.ts';
+export { runDriverDomain, type DriverDomainOptions } from './driver-domain.ts';
+export { DriverDomains, PLACEMENTS, placementFromEnv, type Placement } from './driver-domains.ts';
+export { BlockHotplug } from './hotplug.ts';

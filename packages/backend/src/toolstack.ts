@@ -16,13 +16,21 @@ import type { Watch, Hypercalls } from '@pvblk/client';
 export interface VbdSpec {
   /** virtual-device number, 51712 for xvda. */
   devid: number;
-  /** The host device, e.g. /dev/sdg (written as `params`). */
+  /** The host device, e.g. /dev/sdg (written as `params`); in a driver domain, the disk it names. */
   params: string;
-  /** Major and minor of the host device, for `physical-device` ("8:60", hex). */
-  major: number;
-  minor: number;
+  /**
+   * Major and minor of the host device, for `physical-device` ("8:60", hex), as the block hotplug
+   * script writes it once the device is there. Absent for a driver domain's disk: the hotplug runs in
+   * the driver domain (xl devd), which writes it (docs/driver-domains.md).
+   */
+  major?: number;
+  minor?: number;
   mode: 'w' | 'r';
   discard: boolean;
+  /** The domain that runs the backend (xl's `backend=`): Dom0 when absent, else a driver domain. */
+  backendDomid?: number;
+  /** More keys for the backend directory (a driver domain's hotplug reads them). */
+  backendKeys?: Record<string, string>;
 }
 
 export class Toolstack {
@@ -73,22 +81,25 @@ export class Toolstack {
 
   /** libxl__device_disk_add: both directories of one vbd, in one transaction. */
   async addVbd(domid: number, spec: VbdSpec): Promise<{ frontend: string; backend: string }> {
+    const bd = spec.backendDomid ?? this.xc.domid;
     const fe = frontendPath(domid, spec.devid);
-    const be = backendPath(this.xc.domid, domid, spec.devid);
+    const be = backendPath(bd, domid, spec.devid);
     const dev = xvdName(spec.devid) ?? String(spec.devid);
     await this.xc.xs.transaction(async (tx) => {
       const xs = this.xc.xs;
       // a re-added device starts from a clean directory (absent parents are fine)
       await xs.rm(fe, tx).catch(() => {});
       await xs.rm(be, tx).catch(() => {});
+      // libxl__device_generic_add: the frontend owns its directory and the backend domain may read
+      // it; the backend domain owns its directory and the frontend may read it
       await xs.mkdir(fe, tx);
-      await xs.setPerms(fe, [`n${domid}`, `r${this.xc.domid}`], tx);
+      await xs.setPerms(fe, [`n${domid}`, `r${bd}`], tx);
       await xs.mkdir(be, tx);
-      await xs.setPerms(be, [`n${this.xc.domid}`, `r${domid}`], tx);
+      await xs.setPerms(be, [`n${bd}`, `r${domid}`], tx);
       const f = (k: string, v: string | number) => xs.write(`${fe}/${k}`, String(v), tx);
       const b = (k: string, v: string | number) => xs.write(`${be}/${k}`, String(v), tx);
       await f('backend', be);
-      await f('backend-id', this.xc.domid);
+      await f('backend-id', bd);
       await f('virtual-device', spec.devid);
       await f('device-type', 'disk');
       await f('trusted', 1);
@@ -105,15 +116,18 @@ export class Toolstack {
       await b('device-type', 'disk');
       await b('discard-enable', spec.discard ? 1 : 0);
       await b('params', spec.params);
-      // what the block hotplug script writes once the device is there
-      await b('physical-device', `${spec.major.toString(16)}:${spec.minor.toString(16)}`);
-      await b('physical-device-path', spec.params);
+      for (const [k, v] of Object.entries(spec.backendKeys ?? {})) await b(k, v);
+      // what the block hotplug script writes once the device is there (in Dom0: at once)
+      if (spec.major !== undefined && spec.minor !== undefined) {
+        await b('physical-device', `${spec.major.toString(16)}:${spec.minor.toString(16)}`);
+        await b('physical-device-path', spec.params);
+      }
       await b('state', XenbusState.Initialising);
     });
     this.log(
       'info',
-      { domid, devid: spec.devid, params: spec.params },
-      `added vbd ${dev} of domain ${domid} backed by ${spec.params}`,
+      { domid, devid: spec.devid, params: spec.params, backend: bd },
+      `added vbd ${dev} of domain ${domid} backed by ${spec.params}${bd === this.xc.domid ? '' : ` in driver domain ${bd}`}`,
     );
     return { frontend: fe, backend: be };
   }

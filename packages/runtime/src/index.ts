@@ -13,6 +13,7 @@ export {
   resolveDom0Secret,
   resolveOperatorToken,
   resolveEnrolToken,
+  resolveDriverDomainToken,
   resolveGuestCredential,
   deriveGuestToken,
   verifyGuestToken,
@@ -33,3 +34,11 @@ export {
   type ClockProbe,
   type TraceDump,
 } from './trace.ts';
+export {
+  deriveGroupToken,
+  verifyGroupToken,
+  checkGroupPrefix,
+  inGroup,
+  GROUP_KINDS,
+  type GroupKind,
+} from './group-tokens.ts';

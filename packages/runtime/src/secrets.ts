@@ -95,6 +95,20 @@ export function resolveEnrolToken(env: Env = process.env): string | null {
   return token === null ? null : checkLength(token, 'enrolment token (PVBLK_ENROL_TOKEN)');
 }
 
+/**
+ * A driver domain's credential for the host's API (PVBLK_DRIVER_DOMAIN_TOKEN[_FILE]): a group token
+ * of kind driver-domain (group-tokens.ts) or the operator's token.
+ */
+export function resolveDriverDomainToken(env: Env = process.env): string {
+  const token = readOptionalSecret('PVBLK_DRIVER_DOMAIN_TOKEN', 'driver domain token', env);
+  if (token !== null) return token;
+  if (env.PVBLK_TOOLSTACK_TOKEN || env.PVBLK_TOOLSTACK_TOKEN_FILE) return resolveOperatorToken(env);
+  throw new PvblkError(
+    'EUSAGE',
+    "no credential for the host's management API: set PVBLK_DRIVER_DOMAIN_TOKEN[_FILE] (a driver-domain group token: pvblk token --driver-domains <prefix>) or PVBLK_TOOLSTACK_TOKEN[_FILE] (the operator's)",
+  );
+}
+
 // ------------------------------------------------------------------------------------------------
 // Guest names and guest tokens
 
