@@ -7,8 +7,8 @@
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PvblkError, xvdName, type ErrorCode, type KernelMessage } from '@pvblk/shared';
-import { connectWs, type Hypercalls } from '@pvblk/client';
+import { PvblkError, type ErrorCode, type KernelMessage } from '@pvblk/shared';
+import { connectWs } from '@pvblk/client';
 import {
   createLogger,
   DomainKernelLog,
@@ -17,12 +17,11 @@ import {
   withBackoff,
   type GuestCredential,
 } from '@pvblk/runtime';
-import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
-import { GuestBlockQueue } from './block/queue.ts';
-import { BlockDeviceCache } from './block/page-cache.ts';
+import { DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
+import { XenbusProbe } from './xenbus-probe.ts';
 import { GuestFs } from './guest/guest-vfs.ts';
 import { startControlServer, type ControlRequest } from './control.ts';
-import { guestCommands, type GuestDisk } from './guest/toolbox.ts';
+import { guestCommands } from './guest/toolbox.ts';
 import { quoteArgv, runCommandLine } from './guest/shell.ts';
 import type { GuestCommandContext } from './guest/vfs.ts';
 
@@ -118,34 +117,6 @@ async function provision(
   return { domid: body.domid, credential: body.credential };
 }
 
-/** Attaches every vbd under device/vbd, as xenbus enumerates a guest's devices at boot. */
-async function attachDisks(
-  xc: Hypercalls,
-  klog: DomainKernelLog,
-  opts: BlkfrontOptions,
-  log: (level: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) => void,
-): Promise<GuestDisk[]> {
-  const devids = await xc.xs.directory(`/local/domain/${xc.domid}/device/vbd`).catch(() => [] as string[]);
-  const disks: GuestDisk[] = [];
-  for (const d of devids) {
-    const name = xvdName(Number(d)) ?? `xvd-${d}`;
-    const front = new Blkfront(xc, klog, `/local/domain/${xc.domid}/device/vbd/${d}`, name, opts, log);
-    await front.start();
-    const connected = await Promise.race([
-      front.whenConnected().then(() => true),
-      new Promise<boolean>((r) => setTimeout(() => r(false), 30_000)),
-    ]);
-    if (!connected) {
-      log('error', { dev: name }, `${name}: the backend did not connect within 30 s`);
-      continue;
-    }
-    const queue = new GuestBlockQueue(front, klog);
-    const cache = new BlockDeviceCache(queue, klog);
-    disks.push({ name, front, queue, cache });
-  }
-  return disks;
-}
-
 export async function runDomu(o: DomuOptions): Promise<void> {
   const log = createLogger(o.name);
   const klog = new DomainKernelLog(log);
@@ -164,7 +135,8 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   const xc = await connectWs(o.hypervisorUrl, { credential });
   const logFn = (l: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) =>
     log[l](obj, msg);
-  const disks = await attachDisks(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS, ...o.blkfront }, logFn);
+  const probe = new XenbusProbe(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS, ...o.blkfront }, logFn);
+  const disks = await probe.probeAll();
 
   const root = o.root ?? (await mkdtemp(join(tmpdir(), `pvblk-${o.name}-`)));
   await mkdir(join(root, 'tmp'), { recursive: true });
@@ -172,6 +144,11 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   for (const d of disks) vfs.registerBlockDevice(d.name, d.queue, d.cache);
   const commands = guestCommands({ klog, disks, vfs });
   const ctx: GuestCommandContext = { vfs, now: () => process.hrtime.bigint() };
+  // hot-plugged vbds come and go (xenbus_probe_frontend); `disks` is the live list
+  await probe.listen({
+    added: (d) => vfs.registerBlockDevice(d.name, d.queue, d.cache),
+    removed: (d) => vfs.unregisterBlockDevice(d.name),
+  });
 
   const runRequest = (
     req: ControlRequest,
