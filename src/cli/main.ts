@@ -21,6 +21,8 @@ import {
   type LogRecord,
   type RunningStack,
 } from './stack.ts';
+import { registerXl } from './xl.ts';
+import { registerXenstore } from './xenstore.ts';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
@@ -568,5 +570,8 @@ program
         },
       }).catch(fail),
   );
+
+registerXl(program, fail);
+registerXenstore(program, fail);
 
 program.parseAsync(process.argv).catch(fail);

@@ -223,13 +223,20 @@ export async function startApi(
           void s();
         };
         res.on('close', end);
+        // the watch fires at once, before the answer's headers are out: early events wait for them
+        let early: string[] | null = [];
         try {
-          stop = await need(h.watchXenstore)(paths, (p) => res.write(p + '\n'));
+          stop = await need(h.watchXenstore)(paths, (p) => {
+            if (early) early.push(p);
+            else res.write(p + '\n');
+          });
         } catch (e) {
           watchStreams--;
           throw e;
         }
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+        for (const p of early) res.write(p + '\n');
+        early = null;
         res.flushHeaders();
         if (res.destroyed) end();
         return;
@@ -311,6 +318,11 @@ export async function startApi(
       send(404, { error: 'ENOENT', message: `no route ${req.method} ${url.pathname}` });
     };
     route().catch((e: unknown) => {
+      // an answer already under way (a watch stream) cannot carry an error any more: cut it
+      if (res.headersSent) {
+        if (!isPvblkError(e)) onInternalError(`${req.method} ${url.pathname}`, e);
+        return void res.destroy();
+      }
       if (isPvblkError(e)) {
         const message = e.message.startsWith(`${e.code}: `) ? e.message.slice(e.code.length + 2) : e.message;
         return send(HTTP_STATUS[e.code] ?? 500, { error: e.code, message });

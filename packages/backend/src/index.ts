@@ -35,3 +35,14 @@ export {
 } from './quota.ts';
 export { authenticate, HTTP_STATUS, type Principal, type ApiCredentials } from './api.ts';
 export { runHost, explainClose, type HostProcessOptions } from './host.ts';
+export {
+  parseDiskSpec,
+  diskToJson,
+  checkPvblkDisk,
+  vdevNumber,
+  DiskSpecError,
+  SCSI_DEBUG_TARGET,
+  type XlDisk,
+  type PvblkDisk,
+} from './xl-disk-spec.ts';
+export type { LsNode, XsRequest, XsResult } from './xenstore-ops.ts';
