@@ -22,8 +22,8 @@ export interface OperatorAccess {
   token: string;
   /** The hypervisor's URL, when known (xl create starts a guest process that needs it). */
   hypervisor: string | null;
-  /** The run dir the stack was found in (xl create puts the guest's socket there). */
-  runDir: string | null;
+  /** The run dir (xl create puts the guest's socket and log there). */
+  runDir: string;
 }
 
 /** Written by `pvblk up`/`run` once the host is ready; removed when that process exits. */
@@ -89,7 +89,7 @@ export function resolveOperatorAccess(
     api,
     token,
     hypervisor: env.PVBLK_HYPERVISOR_URL ?? (published?.api === api ? (published?.hypervisor ?? null) : null),
-    runDir: published?.api === api ? o.runDir : null,
+    runDir: o.runDir,
   };
 }
 

@@ -7,7 +7,7 @@
  * or exits 0 on bad input (block-list of an unknown domain), pvblk says so and exits 1.
  */
 import { spawn } from 'node:child_process';
-import { openSync, readFileSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { deriveGuestToken } from '@pvblk/runtime';
@@ -282,7 +282,8 @@ export function registerXl(program: Command, fail: (e: unknown) => never): void 
 
 /** The guest's process, detached, logging to <run dir>/<name>.log; it boots into the created domain. */
 function startGuestProcess(a: OperatorAccess, name: string): void {
-  const runDir = a.runDir ?? defaultRunDir();
+  const runDir = a.runDir;
+  mkdirSync(runDir, { recursive: true });
   const log = openSync(join(runDir, `${name}.log`), 'a');
   const env: Record<string, string> = { PVBLK_GUEST_TOKEN: deriveGuestToken(a.token, name) };
   for (const k of ['PATH', 'HOME', 'USER', 'TMPDIR', 'LANG', 'TZ', 'PVBLK_LOG_LEVEL', 'PVBLK_LOG_FORMAT'])

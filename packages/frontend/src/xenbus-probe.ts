@@ -136,12 +136,16 @@ export class XenbusProbe {
   private async remove(devid: number): Promise<void> {
     const front = this.fronts.get(devid)!;
     this.fronts.delete(devid);
-    await front.remove();
+    const unanswered = await front.remove();
     const i = this.disks.findIndex((d) => d.front === front);
     if (i >= 0) {
       const [disk] = this.disks.splice(i, 1);
       this.hooks.removed(disk);
     }
-    this.log('info', { dev: front.name, devid }, `${front.name}: device removed`);
+    this.log(
+      'info',
+      { dev: front.name, devid, unanswered },
+      `${front.name}: device removed${unanswered ? ` (${unanswered} requests never answered failed)` : ''}`,
+    );
   }
 }

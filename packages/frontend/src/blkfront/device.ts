@@ -472,14 +472,16 @@ export class Blkfront implements BlockDriver {
   /**
    * blkfront_remove(): the device's directory is gone. Anything still waiting or on the ring fails
    * (a backend that answered everything leaves nothing here), the rings and grants are released.
+   * Returns how many requests failed so.
    */
-  async remove(): Promise<void> {
+  async remove(): Promise<number> {
     this.unplugged = true;
     this.markDead();
     const subs = this.pending.splice(0);
     for (const q of this.queues) subs.push(...q.takeInflight());
     for (const s of subs) s.done(BLKIF_RSP_ERROR);
     await this.stop();
+    return subs.length;
   }
 
   /** talk_to_blkback() */
