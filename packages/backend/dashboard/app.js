@@ -1,4 +1,4 @@
-/* global document, location, history, sessionStorage, URLSearchParams, fetch, WebSocket */
+/* global document, location, history, sessionStorage, URLSearchParams, fetch, WebSocket, TextEncoder */
 // The pvblk dashboard: one WebSocket to the host (/dashboard/ws), opened with the operator token,
 // and a page rebuilt from each message. The token comes from the URL's fragment (#token=…), which a
 // browser never sends to a server; it is kept in sessionStorage and removed from the address bar.
@@ -207,12 +207,31 @@ function renderHistogram(s) {
   box.replaceChildren(...rows);
 }
 
-// ---- XenStore, as xenstore-ls -p prints it -----------------------------------------------------
+// ---- XenStore, as xenstore-ls -p prints it (xenstore_client.c do_ls, 80 columns) ---------------
+function sanitise(v) {
+  let out = '';
+  for (const c of new TextEncoder().encode(v)) {
+    if (c >= 0x20 && c <= 0x7e && c !== 0x5c) out += String.fromCharCode(c);
+    else if (c === 0x09) out += '\\t';
+    else if (c === 0x0a) out += '\\n';
+    else if (c === 0x0d) out += '\\r';
+    else if (c === 0x5c) out += '\\\\';
+    else if (c < 8) out += '\\' + c.toString(8).padStart(3, '0');
+    else out += '\\x' + c.toString(16).padStart(2, '0');
+  }
+  return out;
+}
+
 function renderXenstore(nodes) {
   const lines = nodes.map((n) => {
-    const value = n.value === null ? ':' : ` = "${n.value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}"`;
-    const perms = n.perms ? `  (${n.perms.join(',')})` : '';
-    return `${' '.repeat(n.depth)}${n.name}${value}${perms}`;
+    let line = ' '.repeat(n.depth) + n.name;
+    if (n.value === null) return line + ':';
+    const part = ` = "${sanitise(n.value)}"`;
+    if (line.length + new TextEncoder().encode(n.value).length + 8 > 80)
+      return `${line} = "${sanitise(n.value).slice(0, Math.max(0, 72 - line.length))}\\..."  (${(n.perms ?? []).join(',')})`;
+    line += part + ' ';
+    for (let w = line.length; w < 60; w++) line += w & 1 ? '.' : ' ';
+    return `${line}  (${(n.perms ?? []).join(',')})`;
   });
   $('#xenstore').textContent = lines.join('\n');
 }
@@ -223,6 +242,7 @@ let lastTargets = '';
 async function loadControls() {
   const res = await fetch('/controls', { headers: { authorization: `Bearer ${token}` } });
   if (res.ok) controls = await res.json();
+  lastTargets = ''; // the next snapshot draws them
 }
 
 function renderControls(s) {
