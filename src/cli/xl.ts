@@ -24,6 +24,28 @@ import {
 import { parseXlConfig } from './xl-config.ts';
 
 const out = (s: string) => process.stdout.write(s);
+
+/**
+ * Progress of an operation that waits on the guest or the backend (detach waits up to 10 s for the
+ * close, create up to 30 s for the boot): after a second, a line on the terminal counting the seconds,
+ * rewritten in place and erased at the end. Nothing when stderr is not a terminal (scripts see xl's
+ * output only).
+ */
+async function withProgress<T>(label: string, p: Promise<T>): Promise<T> {
+  if (!process.stderr.isTTY) return p;
+  const started = Date.now();
+  let shown = false;
+  const timer = setInterval(() => {
+    shown = true;
+    process.stderr.write(`\r${label} (${Math.floor((Date.now() - started) / 1000)} s)`);
+  }, 1000);
+  try {
+    return await p;
+  } finally {
+    clearInterval(timer);
+    if (shown) process.stderr.write('\r\x1b[K');
+  }
+}
 const err = (s: string) => process.stderr.write(s);
 
 /** An exit with xl's message already printed. */
@@ -164,7 +186,10 @@ export function registerXl(program: Command, fail: (e: unknown) => never): void 
           }
           const domid = await qualifierToDomid(a, domain);
           if (domid === null) exit(1, `${domain} is an invalid domain identifier`);
-          const r = await operatorCall(a, 'POST', `/guests/${domid}/vbds`, { spec });
+          const r = await withProgress(
+            `waiting for the backend of ${spec.join(' ')}`,
+            operatorCall(a, 'POST', `/guests/${domid}/vbds`, { spec }),
+          );
           const no = refusal(r);
           if (no) libxlError(no, 'libxl_device_disk_add failed.');
         },
@@ -185,10 +210,13 @@ export function registerXl(program: Command, fail: (e: unknown) => never): void 
       action(fail, async (a, domain: string, vdev: string, o: { force?: boolean }) => {
         const domid = await findDomain(a, domain);
         if (vdevNumber(vdev) === null) exit(1, `Error: Device ${vdev} not connected.`);
-        const r = await operatorCall(
-          a,
-          'DELETE',
-          `/guests/${domid}/vbds/${encodeURIComponent(vdev)}${o.force ? '?force=1' : ''}`,
+        const r = await withProgress(
+          `waiting for domain ${domid} to close ${vdev}`,
+          operatorCall(
+            a,
+            'DELETE',
+            `/guests/${domid}/vbds/${encodeURIComponent(vdev)}${o.force ? '?force=1' : ''}`,
+          ),
         );
         const no = refusal(r);
         if (!no) return;
@@ -245,7 +273,7 @@ export function registerXl(program: Command, fail: (e: unknown) => never): void 
             `domain ${domid} (${cfg.name}) is created, paused: its process needs the hypervisor's URL (PVBLK_HYPERVISOR_URL) to start`,
           );
         startGuestProcess(a, cfg.name);
-        await waitRunning(a, domid);
+        await withProgress(`waiting for domain ${domid} (${cfg.name}) to boot`, waitRunning(a, domid));
       }),
     );
 
