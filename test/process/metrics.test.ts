@@ -186,3 +186,43 @@ describe("the host's /metrics", () => {
     expect(fams.some((f) => f.name === 'pvblk_host_process_cpu_seconds_total')).toBe(true);
   });
 });
+
+describe("the operator tools' routes refuse a guest", () => {
+  it('every one answers 403 to a guest token and 401 without a token; nothing is attached or written', async () => {
+    const guestToken = deriveGuestToken(SECRETS.PVBLK_TOOLSTACK_TOKEN, 'guest');
+    const routes: Array<[string, string, unknown?]> = [
+      ['GET', '/domains'],
+      ['GET', `/guests/${domid}/vbds`],
+      ['POST', `/guests/${domid}/vbds`, { spec: ['vdev=xvdb, target=scsi_debug:'] }],
+      ['DELETE', `/guests/${domid}/vbds/xvda`],
+      ['POST', '/xenstore', { mode: 'write', pairs: [['/tool/by-guest', '1']] }],
+      ['POST', '/xenstore', { mode: 'ls', path: '/' }],
+      ['GET', '/xenstore/watch?path=/tool'],
+      ['GET', '/metrics'],
+      ['GET', '/controls'],
+      ['POST', '/guests', { name: 'guest', vbds: [['vdev=xvdb, target=scsi_debug:']] }],
+    ];
+    for (const [method, path, body] of routes) {
+      const call = (token?: string) =>
+        fetch(`${sys.api}${path}`, {
+          method,
+          headers: {
+            ...(token ? { authorization: `Bearer ${token}` } : {}),
+            'content-type': 'application/json',
+          },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+      const asGuest = await call(guestToken);
+      expect([method, path, asGuest.status]).toEqual([method, path, 403]);
+      expect(((await asGuest.json()) as { error: string }).error).toBe('EACCES');
+      expect([method, path, (await call()).status]).toEqual([method, path, 401]);
+    }
+    const ops = await api<{ mode: string; failed?: unknown }>(sys.api, 'POST', '/xenstore', {
+      mode: 'exists',
+      paths: ['/tool/by-guest'],
+    });
+    expect(ops.failed).toBeDefined();
+    const vbds = await api<Array<{ devid: number }>>(sys.api, 'GET', `/guests/${domid}/vbds`);
+    expect(vbds.map((v) => v.devid)).toEqual([51712]);
+  });
+});
