@@ -141,7 +141,8 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     who: Principal,
     name: string,
     diskParams: string | undefined,
-    extraVbds: string[][] = [],
+    /** xl create's further disks; given (even empty), the domain waits paused for its process. */
+    extraVbds?: string[][],
   ) => {
     const domains = await xc.domctl.list();
     const same = domains.filter((d) => d.name === name && !d.privileged);
@@ -194,12 +195,12 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     // xl create's further disks; any refusal takes the new domain away again
     const attached = [];
     try {
-      for (const spec of extraVbds) attached.push(await hotplug.attach(domid, spec));
+      for (const spec of extraVbds ?? []) attached.push(await hotplug.attach(domid, spec));
     } catch (e) {
       await toolstack.destroyDomain(domid).catch(() => {});
       throw e;
     }
-    if (who.role === 'operator' && extraVbds.length > 0)
+    if (who.role === 'operator' && extraVbds !== undefined)
       pendingBoots.set(name, { domid, credential: guestCredential });
     return {
       domid,
