@@ -169,6 +169,27 @@ describe('hot attach, I/O, detach, re-attach', () => {
   });
 });
 
+describe("a stopped guest's disk attached elsewhere", () => {
+  it('the guest cannot boot on it until it is detached', async () => {
+    const disk = (await api<{ disks: Array<{ path: string }> }>(sys.api, 'GET', '/guests?name=guest2'))
+      .disks[0].path;
+    await guest2.kill('SIGTERM');
+    await eventually(async () => !(await xl('list')).stdout.includes('guest2 '), 'guest2 gone');
+    expect((await xl('block-attach', 'guest', `vdev=xvdd, access=ro, target=${disk}`)).code).toBe(0);
+    const refused = await sys.guest('guest2').then(
+      () => null,
+      (e: Error) => e.message,
+    );
+    expect(refused).toMatch(/exited \(1\)/);
+    expect(refused).toContain(
+      `the disk of guest guest2 (${disk}) is attached to domain ${domid} as vbd 51760: detach it first`,
+    );
+    expect((await xl('block-detach', 'guest', 'xvdd')).code).toBe(0);
+    guest2 = await sys.guest('guest2');
+    expect((await sh(guest2.socket, 'lsblk')).out).toContain('xvda');
+  });
+});
+
 describe('bad input: xl messages, exit status 1, nothing changed', () => {
   it('a malformed spec, an unknown domain, an unknown vdev, a vdev already there', async () => {
     const before = await xl('block-list', 'guest', 'guest2');
