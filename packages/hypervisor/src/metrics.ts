@@ -9,8 +9,8 @@
  *   each call (its dispatch, not the wire), by message type;
  * - `pvblk_domain_cpu_seconds_total{domid}`: the sum of that time per domain — what `xl list` shows as
  *   Time(s). A pvblk domain's own CPU time belongs to its process, which the hypervisor cannot see;
- *   the time Xen spent on a domain's behalf is the honest equivalent. `/status` carries it too
- *   (`cpuSeconds` of each domain).
+ *   the time Xen spent on a domain's behalf is the honest equivalent. `/status` carries both too
+ *   (`cpuSeconds` of each domain, `hypercalls` with the histogram's buckets).
  *
  * Counters are read from the hypervisor's own tables at scrape time, so a scrape costs nothing between
  * scrapes; the histogram is kept in fixed buckets (a few array increments per message).
@@ -49,6 +49,16 @@ class FixedHistogram {
 
   reset(): void {
     this.series.clear();
+  }
+
+  /** Cumulative counts per bucket, by label value (for /status and the dashboard). */
+  snapshot(): {
+    buckets: number[];
+    byType: Record<string, { counts: number[]; sum: number; count: number }>;
+  } {
+    const byType: Record<string, { counts: number[]; sum: number; count: number }> = {};
+    for (const [k, s] of this.series) byType[k] = { counts: [...s.counts], sum: s.sum, count: s.count };
+    return { buckets: [...this.buckets], byType };
   }
 
   get() {
@@ -121,11 +131,15 @@ export function instrumentHypervisor(
   };
   const cpuSeconds = (domid: number) => Number(cpuNs.get(domid) ?? 0n) / 1e9;
   const status = hv.status.bind(hv);
-  hv.status = (): HypervisorStatus => {
+  hv.status = (): HypervisorStatus & { hypercalls: ReturnType<FixedHistogram['snapshot']> } => {
     const s = status();
     // destroyed domains' time goes with them (their domid may be reused)
     for (const id of cpuNs.keys()) if (!hv.domains.has(id)) cpuNs.delete(id);
-    return { ...s, domains: s.domains.map((d) => ({ ...d, cpuSeconds: cpuSeconds(d.domid) })) };
+    return {
+      ...s,
+      domains: s.domains.map((d) => ({ ...d, cpuSeconds: cpuSeconds(d.domid) })),
+      hypercalls: hist.snapshot(),
+    };
   };
 
   let snapshot: HypervisorStatus | null = null;
