@@ -7,3 +7,4 @@ export {
 export type * from './block/types.ts';
 export { runDomu, type DomuOptions } from './domu.ts';
 export { runInGuest, startControlServer, type ControlRequest, type GuestCommandStreams } from './control.ts';
+export { XenbusProbe, type XenbusHooks } from './xenbus-probe.ts';
