@@ -46,3 +46,4 @@ export {
   type PvblkDisk,
 } from './xl-disk-spec.ts';
 export type { LsNode, XsRequest, XsResult } from './xenstore-ops.ts';
+export { DEFAULT_SCSI_DEBUG_PARAMS, formatScsiDebugParams, parseScsiDebugParams } from './scsi/index.ts';

@@ -315,10 +315,15 @@ export class Toolstack {
   async reap(): Promise<void> {
     const live = new Set((await this.xc.domctl.list()).map((d) => String(d.domid)));
     const root = `/local/domain/${this.xc.domid}/backend/vbd`;
+    // blkback's xenbus_dev_fatal records land under error/<backend path>: they go with the domain too,
+    // or every guest that ever misbehaved would leave nodes behind in Dom0's tree
+    const errors = `/local/domain/${this.xc.domid}/error/backend/vbd`;
     const doms = (await this.xc.xs.directory(root).catch(() => [])) as string[];
-    for (const d of doms) {
+    const erred = (await this.xc.xs.directory(errors).catch(() => [])) as string[];
+    for (const d of new Set([...doms, ...erred])) {
       if (live.has(d)) continue;
       await this.xc.xs.rm(`${root}/${d}`).catch(() => {});
+      await this.xc.xs.rm(`${errors}/${d}`).catch(() => {});
       this.log('info', { domid: Number(d) }, `removed the vbds of dead domain ${d}`);
     }
   }

@@ -7,11 +7,12 @@
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PvblkError, type ErrorCode, type KernelMessage } from '@pvblk/shared';
-import { connectWs } from '@pvblk/client';
+import { KERN_INFO, PvblkError, XenbusState, type KernelMessage } from '@pvblk/shared';
+import { connectWs, type Hypercalls } from '@pvblk/client';
 import {
   createLogger,
   DomainKernelLog,
+  errnoForHttpStatus,
   onShutdown,
   resolveGuestCredential,
   withBackoff,
@@ -19,9 +20,9 @@ import {
 } from '@pvblk/runtime';
 import { DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
 import { XenbusProbe } from './xenbus-probe.ts';
-import { GuestFs } from './guest/guest-vfs.ts';
+import { GuestFs, xenDevNumbers } from './guest/guest-vfs.ts';
 import { startControlServer, type ControlRequest } from './control.ts';
-import { guestCommands } from './guest/toolbox.ts';
+import { guestCommands, type GuestDisk } from './guest/toolbox.ts';
 import { quoteArgv, runCommandLine } from './guest/shell.ts';
 import type { GuestCommandContext } from './guest/vfs.ts';
 
@@ -36,18 +37,6 @@ export interface DomuOptions {
   workload: string | null;
   blkfront: Partial<BlkfrontOptions>;
 }
-
-/** The errno a refusal of the host's API means to a guest, by HTTP status (docs/security-host.md). */
-const ERRNO_OF_STATUS: Readonly<Record<number, ErrorCode>> = {
-  400: 'EINVAL',
-  401: 'EACCES',
-  403: 'EACCES',
-  404: 'ENOENT',
-  409: 'EEXIST',
-  413: 'E2BIG',
-  429: 'EAGAIN',
-  507: 'ENOSPC',
-};
 
 /**
  * Asks the host to create this guest; retries while the host is not up yet. A guest that enrolled
@@ -84,10 +73,8 @@ async function provision(
     message?: string;
   };
   if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
-    // 5xx: the host names the condition (EROFS, EIO) when it is one a guest can be told about
-    const code: ErrorCode =
-      ERRNO_OF_STATUS[res.status] ??
-      (body.error === 'EROFS' ? 'EROFS' : res.status >= 500 ? 'EIO' : 'EINVAL');
+    // the host names the condition (EROFS, ENOSPC …) in the body; otherwise the status class decides
+    const code = errnoForHttpStatus(res.status, body.error);
     const hint =
       res.status === 401 && cred.kind === 'guest'
         ? ' (is this guest token from another host, or was the operator token changed?)'
@@ -117,6 +104,43 @@ async function provision(
   return { domid: body.domid, credential: body.credential };
 }
 
+/**
+ * xenbus_dev_shutdown() for one vbd: the guest asks to close (Closing) and waits until blkfront has
+ * seen the backend follow and reached Closed, at most 5 s as Linux does; then blkfront stops watching
+ * (a guest going down does not reconnect) and releases its rings.
+ */
+async function closeVbd(xc: Hypercalls, d: GuestDisk, klog: DomainKernelLog): Promise<void> {
+  const nodename = d.front.nodename;
+  const shortName = nodename.replace(/^\/local\/domain\/\d+\//, '');
+  const state = await xc.xs.tryRead(`${nodename}/state`);
+  if (state !== String(XenbusState.Connected)) {
+    klog.printk(
+      KERN_INFO,
+      `xenbus_dev_shutdown: ${shortName}: state ${state ?? 'gone'} != Connected, skipping`,
+    );
+    await d.front.stop();
+    return;
+  }
+  let closed!: () => void;
+  const whenClosed = new Promise<void>((r) => (closed = r));
+  const watch = await xc.xs.watch(`${nodename}/state`, () => {
+    void xc.xs.tryRead(`${nodename}/state`).then(
+      (v) => v === String(XenbusState.Closed) && closed(),
+      () => closed(),
+    );
+  });
+  await xc.xs.write(`${nodename}/state`, String(XenbusState.Closing));
+  let timer: NodeJS.Timeout | undefined;
+  const inTime = await Promise.race([
+    whenClosed.then(() => true),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000))),
+  ]);
+  clearTimeout(timer);
+  if (!inTime) klog.printk(KERN_INFO, `xenbus_dev_shutdown: ${shortName} timeout closing device`);
+  await watch.unwatch().catch(() => {});
+  await d.front.stop();
+}
+
 export async function runDomu(o: DomuOptions): Promise<void> {
   const log = createLogger(o.name);
   const klog = new DomainKernelLog(log);
@@ -138,15 +162,19 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   const probe = new XenbusProbe(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS, ...o.blkfront }, logFn);
   const disks = await probe.probeAll();
 
+  // the guest's own files: a directory given to it, or a temporary one it removes when it stops
   const root = o.root ?? (await mkdtemp(join(tmpdir(), `pvblk-${o.name}-`)));
   await mkdir(join(root, 'tmp'), { recursive: true });
   const vfs = new GuestFs(root);
-  for (const d of disks) vfs.registerBlockDevice(d.name, d.queue, d.cache);
+  // blkfront never sees VDISK_REMOVABLE or VDISK_CDROM from pvblk's backend: fixed disks
+  for (const d of disks)
+    vfs.registerBlockDevice(d.name, d.queue, d.cache, { ...xenDevNumbers(d.devid), removable: false });
   const commands = guestCommands({ klog, disks, vfs });
   const ctx: GuestCommandContext = { vfs, now: () => process.hrtime.bigint() };
   // hot-plugged vbds come and go (xenbus_probe_frontend); `disks` is the live list
   await probe.listen({
-    added: (d) => vfs.registerBlockDevice(d.name, d.queue, d.cache),
+    added: (d) =>
+      vfs.registerBlockDevice(d.name, d.queue, d.cache, { ...xenDevNumbers(d.devid), removable: false }),
     removed: (d) => vfs.unregisterBlockDevice(d.name),
   });
 
@@ -166,20 +194,30 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   );
 
   let stopping = false;
+  // Every step of the shutdown needs the hypervisor; when it is gone too (all of a stack told to stop
+  // at once) nothing it would have answered is awaited any longer.
+  let lost!: () => void;
+  const hypervisorGone = new Promise<void>((r) => (lost = r));
+  const unlessGone = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), hypervisorGone]);
   xc.onClose((code, reason) => {
+    lost();
     if (stopping) return;
     log.error({ code, reason }, 'lost the hypervisor (domain destroyed?); exiting');
     process.exit(1);
   });
-  onShutdown(async (signal) => {
+  const workload = new AbortController();
+  onShutdown(async (reason) => {
     stopping = true;
-    log.info({ signal }, 'guest shutting down');
-    control.close();
-    for (const d of disks) await d.cache.fsync().catch(() => {});
-    for (const d of disks) await d.front.stop().catch(() => {});
+    log.info({ reason }, 'guest shutting down');
+    // running commands end as on Ctrl-C (dd prints its statistics to whoever ran it)
+    workload.abort();
+    await control.close();
+    // what the page cache holds reaches the disk, then each vbd closes through the XenBus handshake
+    for (const d of disks) await unlessGone(d.cache.fsync());
+    for (const d of disks) if (xc.connected) await unlessGone(closeVbd(xc, d, klog));
     xc.close();
-    await rm(o.controlPath, { force: true });
     if (!o.root) await rm(root, { recursive: true, force: true });
+    log.info({ event: 'stopped' }, 'guest stopped');
   });
 
   if (o.workload) {
@@ -189,7 +227,7 @@ export async function runDomu(o: DomuOptions): Promise<void> {
     };
     const code = await runRequest(
       { line },
-      { stdout: console('stdout'), stderr: console('stderr'), signal: new AbortController().signal },
+      { stdout: console('stdout'), stderr: console('stderr'), signal: workload.signal },
     );
     log.info({ event: 'workload-done', status: code }, `workload finished with status ${code}`);
   }

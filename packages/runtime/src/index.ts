@@ -1,7 +1,14 @@
-export { createLogger, logFormatFromEnv, type LogFormat } from './logger.ts';
+export {
+  createLogger,
+  logFormatFromEnv,
+  logLevelFromEnv,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+} from './logger.ts';
 export { renderRecord, isKmsgRecord, type KmsgRecord } from './render.ts';
 export { DomainKernelLog } from './kernel-log.ts';
-export { onShutdown } from './shutdown.ts';
+export { onShutdown, watchForShutdown, supervised } from './shutdown.ts';
 export {
   resolveDom0Secret,
   resolveOperatorToken,
@@ -16,3 +23,4 @@ export {
   type GuestCredential,
 } from './secrets.ts';
 export { withBackoff } from './backoff.ts';
+export { errnoForHttpStatus } from './http-errno.ts';

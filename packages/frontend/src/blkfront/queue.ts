@@ -23,6 +23,7 @@ import {
   BLKIF_OP_WRITE,
   BLKIF_REQUEST_SIZE,
   BLKIF_RESPONSE_SIZE,
+  BLKIF_SEGMENT_SIZE,
   BLKIF_SEGS_PER_INDIRECT_FRAME,
   decodeResponse,
   encodeIndirectSegments,
@@ -267,7 +268,7 @@ export class FrontQueue {
         const bufs: Buffer[] = [];
         for (let i = 0; i < nPages; i++) bufs.push(Buffer.alloc(4096));
         encodeIndirectSegments(bufs, segs);
-        for (const b of bufs) grefs.push(this.auxPage(sh, b, true).ref);
+        for (const b of descriptorsWritten(bufs, segs.length)) grefs.push(this.auxPage(sh, b, true).ref);
         ringReq = {
           operation: BLKIF_OP_INDIRECT,
           indirectOp: sh.op,
@@ -327,7 +328,8 @@ export class FrontQueue {
     const pi: BlkifPiSegment[] = [];
     for (let off = 0; off < integ.tuples.length; off += 4096) {
       const length = Math.min(4096, integ.tuples.length - off);
-      const content = write ? Buffer.concat([integ.tuples.subarray(off, off + length)], 4096) : null;
+      // only the tuples are written: the rest of a reused page is never read, and need not travel
+      const content = write ? integ.tuples.subarray(off, off + length) : null;
       const { page, ref } = this.auxPage(sh, content);
       pi.push({ gref: ref, offset: 0, length });
       if (!write) sh.piIn.push({ page, offset: 0, length });
@@ -335,7 +337,7 @@ export class FrontQueue {
     const nPages = Math.ceil((segs.length + pi.length) / BLKIF_SEGS_PER_INDIRECT_FRAME);
     const bufs = Array.from({ length: nPages }, () => Buffer.alloc(4096));
     encodeIntegrityDescriptors(bufs, segs, pi);
-    const grefs = bufs.map((b) => this.auxPage(sh, b).ref);
+    const grefs = descriptorsWritten(bufs, segs.length + pi.length).map((b) => this.auxPage(sh, b).ref);
     const c = integ.checks;
     const slot = encodeIntegrityRequest({
       operation: BLKIF_OP_INTEGRITY,
@@ -541,4 +543,19 @@ async function endDeferred(xc: Hypercalls, refs: number[], then: () => void, tri
     if (left.length) await new Promise((res) => setTimeout(res, 100));
   }
   then();
+}
+
+/**
+ * The bytes of indirect pages that hold `n` descriptors: what is written into the granted pages. The
+ * backend reads exactly the descriptors the request counts, so the rest of a page (stale in a reused
+ * persistent page) is never read — and writing only these bytes keeps them off the wire.
+ */
+function descriptorsWritten(pages: Buffer[], n: number): Buffer[] {
+  return pages.map((p, i) =>
+    p.subarray(
+      0,
+      Math.max(0, Math.min(BLKIF_SEGS_PER_INDIRECT_FRAME, n - i * BLKIF_SEGS_PER_INDIRECT_FRAME)) *
+        BLKIF_SEGMENT_SIZE,
+    ),
+  );
 }
