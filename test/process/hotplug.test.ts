@@ -78,7 +78,7 @@ describe('hot attach, I/O, detach, re-attach', () => {
     expect(r.code).toBe(0);
     await guest.waitFor(added('xvdb'));
     const lsblk = await sh(guest.socket, 'lsblk');
-    expect(lsblk.out).toContain('xvdb 202:16   0    4M  0 disk');
+    expect(lsblk.out).toMatch(/^xvdb +202:16 +0 +4M +0 disk/m);
     const w = await sh(
       guest.socket,
       'dd if=/dev/urandom of=/tmp/p bs=4096 count=64 status=none && dd if=/tmp/p of=/dev/xvdb bs=4096 oflag=direct status=none && dd if=/dev/xvdb of=/tmp/q bs=4096 count=64 iflag=direct status=none && cmp /tmp/p /tmp/q && echo same',
@@ -273,8 +273,8 @@ describe('xl create and destroy', () => {
       'guest3 up',
     );
     const lsblk = await sh(sock, 'lsblk');
-    expect(lsblk.out).toContain('xvda 202:0    0    4M  0 disk');
-    expect(lsblk.out).toContain('xvdb 202:16   0    2M  1 disk');
+    expect(lsblk.out).toMatch(/^xvda +202:0 +0 +4M +0 disk/m);
+    expect(lsblk.out).toMatch(/^xvdb +202:16 +0 +2M +1 disk/m);
     const d = await xl('destroy', 'guest3');
     expect(d.code).toBe(0);
     expect((await xl('list', 'guest3')).stderr).toBe('guest3 is an invalid domain identifier (rc=-6)\n');
