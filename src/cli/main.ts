@@ -15,6 +15,8 @@ import { parseByteSize, runHost } from '@pvblk/backend';
 import { runDomu } from '@pvblk/frontend';
 import { logFormatFromEnv, logLevelFromEnv, watchForShutdown } from '@pvblk/runtime';
 import { registerDriverDomainCommands } from './driver-domain.ts';
+import { registerXl } from './xl.ts';
+import { registerXenstore } from './xenstore.ts';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import pkg from '../../package.json' with { type: 'json' };
@@ -337,6 +339,9 @@ program
       }).catch(fail);
     },
   );
+
+registerXl(program, fail);
+registerXenstore(program, fail);
 
 registerDriverDomainCommands(program, fail);
 

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { renderRecord } from '@pvblk/runtime';
 import { baseEnv, childEnv, stackCredentials } from './child-env.ts';
+import { publishOperatorAccess } from './xl-access.ts';
 
 // children run the same entry point as this process (bin/pvblk.mjs in a checkout, the bundle in an image)
 const PVBLK_BIN = process.argv[1] ?? fileURLToPath(new URL('../../bin/pvblk.mjs', import.meta.url));
@@ -218,6 +219,7 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
   else hostArgs.push('--memory');
   const host = sup.start({ name: 'host', args: hostArgs, env: childEnv('host', creds) });
   const apiUrl = String((await host.ready).api);
+  publishOperatorAccess(o.runDir, { api: apiUrl, hypervisor: hypervisorUrl, token: creds.operatorToken });
   const sockets = new Map<string, string>();
   const guests = o.guests.map((name) => {
     const sock = join(o.runDir, `${name}.sock`);

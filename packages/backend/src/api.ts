@@ -15,12 +15,20 @@
  * The API never sees Dom0's credential. A request without a valid credential gets 401; a valid
  * credential asking for something its role may not do gets 403. Errors carry the errno name and a
  * message; the HTTP status follows the errno (E2BIG 413, EAGAIN 429, ENOSPC 507, …).
+ *
+ * The operator's tools (docs/tools.md) have routes of their own, all operator only: `GET /domains`
+ * (xl list), `GET|POST /guests/<domid>/vbds`, `DELETE /guests/<domid>/vbds/<vdev>` (block-list,
+ * block-attach, block-detach), `POST /xenstore` and `GET /xenstore/watch` (xenstore-*), `GET
+ * /metrics` (Prometheus), `GET /controls` (what the dashboard offers to change). The dashboard's page
+ * (`/dashboard`) is static and public; every datum it shows comes over its WebSocket, which asks for
+ * the operator token first.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
 import { checkGuestName, inGroup, verifyGroupToken, verifyGuestToken, type GroupKind } from '@pvblk/runtime';
+import { parseXsRequest, type XsRequest, type XsResult, MAX_WATCH_STREAMS } from './xenstore-ops.ts';
 
 export type Principal =
   | { role: 'operator' }
@@ -35,8 +43,12 @@ export interface ApiCredentials {
 }
 
 export interface ApiHandlers {
-  /** Who may ask for which name is checked here; whether the name is free, by the handler. */
-  createGuest(who: Principal, body: { name: string; disk?: string }): Promise<unknown>;
+  /**
+   * Who may ask for which name is checked here; whether the name is free, by the handler. `vbds`
+   * (operator: xl create's disk list) adds vbds after xvda; the domain then waits, paused, for its
+   * process to boot with the name's guest token.
+   */
+  createGuest(who: Principal, body: { name: string; disk?: string; vbds?: string[][] }): Promise<unknown>;
   /** Domains, disks and vbds; only those of guest `name` when given. */
   listGuests(name?: string): Promise<unknown>;
   /** A guest may destroy only its own domain: the handler knows which domain is whose. */
@@ -50,6 +62,21 @@ export interface ApiHandlers {
   issueGuestToken(name: string): Promise<unknown>;
   /** Creates driver domain `name` (a DomU that runs blkback and its own disks); its domid and credential. */
   createDriverDomain?(who: Principal, name: string): Promise<unknown>;
+  // The operator tools' routes; a host without them (a test Dom0) answers 404 there.
+  /** xl list: every domain with its libxl_dominfo fields. */
+  listDomains?(): Promise<unknown>;
+  /** xl block-list, block-attach, block-detach. */
+  listVbds?(domid: number): Promise<unknown>;
+  attachVbd?(domid: number, spec: string[]): Promise<unknown>;
+  detachVbd?(domid: number, vdev: string, force: boolean): Promise<unknown>;
+  /** One xenstore-* invocation as Dom0. */
+  xenstore?(req: XsRequest): Promise<XsResult>;
+  /** xenstore-watch: calls `onEvent` with each fired path until the returned function is called. */
+  watchXenstore?(paths: string[], onEvent: (path: string) => void): Promise<() => Promise<void>>;
+  /** Prometheus text format. */
+  metrics?(): Promise<{ contentType: string; text: string }>;
+  /** The controls the dashboard offers (faults, runtime disk parameters), as data. */
+  controls?(): Promise<unknown>;
 }
 
 function sameToken(a: string, b: string): boolean {
@@ -114,8 +141,12 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   E2BIG: 413,
   EAGAIN: 429,
   EROFS: 503,
+  ETIMEDOUT: 504,
   ENOSPC: 507,
 });
+
+/** Requests answered before any credential is asked for (the dashboard's static page). */
+export type PublicRoute = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean;
 
 export async function startApi(
   host: string,
@@ -123,7 +154,9 @@ export async function startApi(
   creds: ApiCredentials,
   h: ApiHandlers,
   onInternalError: (route: string, err: unknown) => void = () => {},
+  publicRoute: PublicRoute = () => false,
 ): Promise<{ server: Server; url: string }> {
+  let watchStreams = 0;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const send = (code: number, body: unknown, headers: Record<string, string> = {}) => {
       res
@@ -139,6 +172,7 @@ export async function startApi(
     }
     if (url.pathname === '/healthz')
       return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    if (publicRoute(req, res, url)) return;
     const who = authenticate(req.headers.authorization, creds);
     if (!who) {
       return send(
@@ -151,6 +185,11 @@ export async function startApi(
         { 'www-authenticate': 'Bearer realm="pvblk toolstack"' },
       );
     }
+    const need = <F>(fn: F | undefined): F => {
+      if (fn === undefined)
+        throw new PvblkError('ENOENT', `no route ${req.method} ${url.pathname} on this host`);
+      return fn;
+    };
     const operatorOnly = (what: string) => {
       if (who.role !== 'operator') throw forbidden(who, what);
     };
@@ -159,6 +198,67 @@ export async function startApi(
       const d = /^\/disks\/(sd[a-z]+)\/params$/.exec(url.pathname);
       const dr = /^\/disks(?:\/(sd[a-z]+))?$/.exec(url.pathname);
       const f = /^\/vbds\/(\d+)\/(\d+)\/fault$/.exec(url.pathname);
+      const vl = /^\/guests\/(\d+)\/vbds$/.exec(url.pathname);
+      const vd = /^\/guests\/(\d+)\/vbds\/([A-Za-z0-9]+)$/.exec(url.pathname);
+      if (
+        vl ||
+        vd ||
+        ['/domains', '/xenstore', '/xenstore/watch', '/metrics', '/controls'].includes(url.pathname)
+      )
+        operatorOnly('use the operator tools (xl, xenstore-*, metrics, the dashboard)');
+      if (req.method === 'GET' && url.pathname === '/domains') return send(200, await need(h.listDomains)());
+      if (req.method === 'GET' && vl) return send(200, await need(h.listVbds)(Number(vl[1])));
+      if (req.method === 'POST' && vl) {
+        const b = await readJson(req);
+        if (!Array.isArray(b.spec) || b.spec.length === 0 || b.spec.some((x) => typeof x !== 'string'))
+          throw new PvblkError('EINVAL', 'body.spec must be a non-empty array of disk specification strings');
+        return send(201, await need(h.attachVbd)(Number(vl[1]), b.spec as string[]));
+      }
+      if (req.method === 'DELETE' && vd) {
+        const force = url.searchParams.get('force');
+        return send(200, await need(h.detachVbd)(Number(vd[1]), vd[2], force === '1' || force === 'true'));
+      }
+      if (req.method === 'POST' && url.pathname === '/xenstore')
+        return send(200, await need(h.xenstore)(parseXsRequest(await readJson(req))));
+      if (req.method === 'GET' && url.pathname === '/xenstore/watch') {
+        const paths = url.searchParams.getAll('path');
+        if (paths.length === 0 || paths.length > 64 || paths.some((p) => p.length === 0 || p.length > 3072))
+          throw new PvblkError('EINVAL', 'watch needs 1 to 64 path= parameters');
+        if (watchStreams >= MAX_WATCH_STREAMS)
+          throw new PvblkError('EAGAIN', `${MAX_WATCH_STREAMS} xenstore watches are streaming already`);
+        watchStreams++;
+        let stop: (() => Promise<void>) | null = null;
+        const end = () => {
+          if (stop === null) return;
+          const s = stop;
+          stop = null;
+          watchStreams--;
+          void s();
+        };
+        res.on('close', end);
+        // the watch fires at once, before the answer's headers are out: early events wait for them
+        let early: string[] | null = [];
+        try {
+          stop = await need(h.watchXenstore)(paths, (p) => {
+            if (early) early.push(p);
+            else res.write(p + '\n');
+          });
+        } catch (e) {
+          watchStreams--;
+          throw e;
+        }
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+        for (const p of early) res.write(p + '\n');
+        early = null;
+        res.flushHeaders();
+        if (res.destroyed) end();
+        return;
+      }
+      if (req.method === 'GET' && url.pathname === '/metrics') {
+        const m = await need(h.metrics)();
+        return void res.writeHead(200, { 'content-type': m.contentType }).end(m.text);
+      }
+      if (req.method === 'GET' && url.pathname === '/controls') return send(200, await need(h.controls)());
       if (req.method === 'POST' && url.pathname === '/guests') {
         const b = await readJson(req);
         if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
@@ -168,11 +268,25 @@ export async function startApi(
         if (who.role === 'guest' && b.name !== who.name)
           throw new PvblkError('EACCES', `guest ${who.name}'s token may create only guest ${who.name}`);
         if (b.disk !== undefined) operatorOnly('choose disk parameters (body.disk)');
+        let vbds: string[][] | undefined;
+        if (b.vbds !== undefined) {
+          operatorOnly('add vbds (body.vbds)');
+          if (
+            !Array.isArray(b.vbds) ||
+            b.vbds.length > 64 ||
+            b.vbds.some((v) => !Array.isArray(v) || v.length === 0 || v.some((x) => typeof x !== 'string'))
+          )
+            throw new PvblkError(
+              'EINVAL',
+              'body.vbds must be an array (at most 64) of disk specifications, each an array of strings',
+            );
+          vbds = b.vbds as string[][];
+        }
         // a guest group's token boots a guest of the group as that guest's own token would
         if (who.role === 'group' && (who.kind !== 'guest' || !inGroup(who.prefix, b.name)))
           throw new PvblkError('EACCES', `${describePrincipal(who)} may not create guest ${b.name}`);
         const as: Principal = who.role === 'group' ? { role: 'guest', name: b.name } : who;
-        return send(201, await h.createGuest(as, { name: b.name, disk: b.disk as string | undefined }));
+        return send(201, await h.createGuest(as, { name: b.name, disk: b.disk as string | undefined, vbds }));
       }
       if (req.method === 'POST' && url.pathname === '/driver-domains' && h.createDriverDomain) {
         const b = await readJson(req);
@@ -229,6 +343,11 @@ export async function startApi(
       send(404, { error: 'ENOENT', message: `no route ${req.method} ${url.pathname}` });
     };
     route().catch((e: unknown) => {
+      // an answer already under way (a watch stream) cannot carry an error any more: cut it
+      if (res.headersSent) {
+        if (!isPvblkError(e)) onInternalError(`${req.method} ${url.pathname}`, e);
+        return void res.destroy();
+      }
       if (isPvblkError(e)) {
         const message = e.message.startsWith(`${e.code}: `) ? e.message.slice(e.code.length + 2) : e.message;
         return send(HTTP_STATUS[e.code] ?? 500, { error: e.code, message });

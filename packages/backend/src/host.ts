@@ -20,7 +20,23 @@ import { DEFAULT_DISK_LAYOUT, HostDisks, type DiskLayout } from './disks.ts';
 import { checkGuestCount, DEFAULT_HOST_QUOTAS, formatBytes, type HostQuotas } from './quota.ts';
 import { Toolstack } from './toolstack.ts';
 import { DriverDomains, placementFromEnv } from './driver-domains.ts';
-import { parseScsiDebugParams } from './scsi/index.ts';
+import { parseScsiDebugParams, RUNTIME_WRITABLE_PARAMS } from './scsi/index.ts';
+import { VbdAttach } from './vbd-attach.ts';
+import { runXsRequest } from './xenstore-ops.ts';
+import { diskViews, domInfos, hypervisorStatusReader, vbdViews } from './observe.ts';
+import { hostMetrics } from './metrics.ts';
+import { startDashboard } from './dashboard.ts';
+
+/**
+ * The faults blkback can arm on a vbd (POST /vbds/<domid>/<devid>/fault), with what each does: the
+ * API checks names against this list and the dashboard offers it as it is.
+ */
+export const VBD_FAULTS: ReadonlyArray<{ name: string; help: string }> = [
+  {
+    name: 'bad-response-id',
+    help: "the next response carries an id the frontend never sent (blkfront fails the device: 'response has incorrect id')",
+  },
+];
 
 export interface HostProcessOptions {
   hypervisorUrl: string;
@@ -98,6 +114,11 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     log: (l, o, m) => log[l](o, m),
   });
   await driverDomains.start();
+  const hotplug = new VbdAttach(xc, toolstack, disks, (l, o, m) => log[l](o, m));
+  const readStatus = hypervisorStatusReader(opts.hypervisorUrl, credential);
+  const metrics = hostMetrics({ vbds: () => vbdViews(blkback), disks: () => diskViews(disks) });
+  /** Domains the operator created (xl create) that wait, paused, for their process: name → credential. */
+  const pendingBoots = new Map<string, { domid: number; credential: string }>();
 
   // one management operation at a time: quotas and names are checked and taken atomically
   let queue: Promise<unknown> = Promise.resolve();
@@ -130,11 +151,24 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     };
   };
 
-  const createGuest = async (who: Principal, name: string, diskParams: string | undefined) => {
+  const createGuest = async (
+    who: Principal,
+    name: string,
+    diskParams: string | undefined,
+    /** xl create's further disks; given (even empty), the domain waits paused for its process. */
+    extraVbds?: string[][],
+  ) => {
     const domains = await xc.domctl.list();
     if (await driverDomains.isDriverDomainName(name))
       throw new PvblkError('EEXIST', `${name} is a driver domain on this host, not a guest`);
     const same = domains.filter((d) => d.name === name && !d.privileged);
+    // the process of a domain the operator created (xl create) boots into it, vbds and all
+    const pending = pendingBoots.get(name);
+    if (pending && who.role !== 'operator' && same.some((d) => d.domid === pending.domid && !d.connected)) {
+      pendingBoots.delete(name);
+      log.info({ domid: pending.domid, name }, `domain ${pending.domid} (${name}) boots`);
+      return { domid: pending.domid, credential: pending.credential, vbds: [] };
+    }
     const placed = (await driverDomains.placements())[name] !== undefined;
     if (who.role === 'enrol' && (same.length > 0 || placed || (await disks.has(name)))) {
       throw new PvblkError(
@@ -195,7 +229,9 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
         `scsi_debug ${hd.path.slice(5)}: ${c.key}=${c.now} (was ${c.was})`,
       );
     }
+    await hotplug.checkBootDisk(hd, name);
     for (const d of same) await toolstack.destroyDomain(d.domid); // created but never booted: replace it
+    pendingBoots.delete(name);
     const { domid, credential: guestCredential } = await toolstack.createDomain(name);
     const devid = xvdDevid(0);
     await toolstack.addVbd(domid, {
@@ -206,6 +242,16 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       mode: 'w',
       discard: true,
     });
+    // xl create's further disks; any refusal takes the new domain away again
+    const attached = [];
+    try {
+      for (const spec of extraVbds ?? []) attached.push(await hotplug.attach(domid, spec));
+    } catch (e) {
+      await toolstack.destroyDomain(domid).catch(() => {});
+      throw e;
+    }
+    if (who.role === 'operator' && extraVbds !== undefined)
+      pendingBoots.set(name, { domid, credential: guestCredential });
     return {
       domid,
       credential: guestCredential,
@@ -220,6 +266,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
           hctl: hd.hctl,
           params: hd.params,
         },
+        ...attached.map((a) => ({ dev: a.vdev, devid: a.devid, backend: a.disk })),
       ],
     };
   };
@@ -253,12 +300,52 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     return { removed: path, guest };
   };
 
+  // what the dashboard offers to change, as data: each control names its route and fields
+  const controls = [
+    {
+      id: 'vbd-fault',
+      label: 'arm a backend fault',
+      target: 'vbd',
+      method: 'POST',
+      path: '/vbds/{domid}/{devid}/fault',
+      fields: [
+        {
+          name: 'fault',
+          choices: VBD_FAULTS.map((f) => f.name),
+          help: VBD_FAULTS.map((f) => `${f.name}: ${f.help}`),
+        },
+      ],
+    },
+    {
+      id: 'disk-param',
+      label: 'scsi_debug parameter (/sys/bus/pseudo/drivers/scsi_debug/…)',
+      target: 'disk',
+      method: 'POST',
+      path: '/disks/{disk}/params',
+      fields: [{ name: 'key', choices: [...RUNTIME_WRITABLE_PARAMS] }, { name: 'value' }],
+    },
+  ];
+  const dashboard = startDashboard({
+    creds: { operatorToken, enrolToken },
+    snapshot: async () => {
+      const status = await readStatus().catch(() => null);
+      return {
+        time: Date.now(),
+        domains: status ? domInfos(status) : [],
+        hypervisor: status,
+        vbds: vbdViews(blkback),
+        disks: diskViews(disks),
+      };
+    },
+    xenstore: xc.xs,
+    log: (l, o, m) => log[l](o, m),
+  });
   const api = await startApi(
     opts.apiHost,
     opts.apiPort,
     { operatorToken, enrolToken },
     {
-      createGuest: (who, { name, disk }) => serial(() => createGuest(who, name, disk)),
+      createGuest: (who, { name, disk, vbds }) => serial(() => createGuest(who, name, disk, vbds)),
       listGuests,
       destroyGuest: (who, domid) =>
         serial(async () => {
@@ -283,8 +370,11 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
         }),
       removeDisk: (which) => serial(() => removeDisk(which)),
       injectFault: async (domid, devid, fault) => {
-        if (fault !== 'bad-response-id')
-          throw new PvblkError('EINVAL', `unknown fault "${fault}" (known: bad-response-id)`);
+        if (!VBD_FAULTS.some((f) => f.name === fault))
+          throw new PvblkError(
+            'EINVAL',
+            `unknown fault "${fault}" (known: ${VBD_FAULTS.map((f) => f.name).join(', ')})`,
+          );
         const vbd = blkback.vbds.get(`${domid}/${devid}`);
         if (!vbd || !vbd.injectFault({ badResponseId: true }))
           throw new PvblkError('ENOENT', `no connected vbd ${domid}/${devid}`);
@@ -293,9 +383,30 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       },
       issueGuestToken: async (name) => ({ name, token: deriveGuestToken(operatorToken, name) }),
       createDriverDomain: (who, name) => serial(() => driverDomains.create(name, who.role)),
+      listDomains: async () => domInfos(await readStatus()),
+      listVbds: (domid) => hotplug.list(domid),
+      attachVbd: (domid, spec) => serial(() => hotplug.attach(domid, spec)),
+      detachVbd: (domid, vdev, force) => hotplug.detach(domid, vdev, force),
+      xenstore: (req) => runXsRequest(xc.xs, req),
+      watchXenstore: async (paths, onEvent) => {
+        const watches: Array<{ unwatch(): Promise<void> }> = [];
+        try {
+          for (const p of paths) watches.push(await xc.xs.watch(p, (path) => onEvent(path)));
+        } catch (e) {
+          for (const w of watches) await w.unwatch().catch(() => {});
+          throw e;
+        }
+        return async () => {
+          for (const w of watches) await w.unwatch().catch(() => {});
+        };
+      },
+      metrics: async () => ({ contentType: metrics.contentType, text: await metrics.metrics() }),
+      controls: async () => controls,
     },
     (route, err) => log.error({ route, err }, `internal error on ${route}`),
+    (req, res, url) => dashboard.serveStatic(req, res, url),
   );
+  dashboard.attach(api.server);
   log.info(
     {
       event: 'ready',
@@ -317,6 +428,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
   onShutdown(async (signal) => {
     stopping = true;
     log.info({ signal }, 'host shutting down');
+    await dashboard.close();
     api.server.close();
     await blkback.stop();
     await driverDomains.stop();

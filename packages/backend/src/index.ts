@@ -36,6 +36,17 @@ export {
 export { authenticate, HTTP_STATUS, type Principal, type ApiCredentials } from './api.ts';
 export { runHost, explainClose, type HostProcessOptions } from './host.ts';
 export {
+  parseDiskSpec,
+  diskToJson,
+  checkPvblkDisk,
+  vdevNumber,
+  DiskSpecError,
+  SCSI_DEBUG_TARGET,
+  type XlDisk,
+  type PvblkDisk,
+} from './xl-disk-spec.ts';
+export type { LsNode, XsRequest, XsResult } from './xenstore-ops.ts';
+export {
   DEFAULT_SCSI_DEBUG_PARAMS,
   formatScsiDebugParams,
   parseScsiDebugParams,

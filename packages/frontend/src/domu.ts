@@ -7,7 +7,7 @@
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { KERN_INFO, PvblkError, XenbusState, xvdName, type KernelMessage } from '@pvblk/shared';
+import { KERN_INFO, PvblkError, XenbusState, type KernelMessage } from '@pvblk/shared';
 import { connectWs, type Hypercalls } from '@pvblk/client';
 import {
   createLogger,
@@ -18,9 +18,8 @@ import {
   withBackoff,
   type GuestCredential,
 } from '@pvblk/runtime';
-import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
-import { GuestBlockQueue } from './block/queue.ts';
-import { BlockDeviceCache } from './block/page-cache.ts';
+import { DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
+import { XenbusProbe } from './xenbus-probe.ts';
 import { GuestFs, xenDevNumbers } from './guest/guest-vfs.ts';
 import { startControlServer, type ControlRequest } from './control.ts';
 import { guestCommands, type GuestDisk } from './guest/toolbox.ts';
@@ -105,34 +104,6 @@ async function provision(
   return { domid: body.domid, credential: body.credential };
 }
 
-/** Attaches every vbd under device/vbd, as xenbus enumerates a guest's devices at boot. */
-async function attachDisks(
-  xc: Hypercalls,
-  klog: DomainKernelLog,
-  opts: BlkfrontOptions,
-  log: (level: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) => void,
-): Promise<GuestDisk[]> {
-  const devids = await xc.xs.directory(`/local/domain/${xc.domid}/device/vbd`).catch(() => [] as string[]);
-  const disks: GuestDisk[] = [];
-  for (const d of devids) {
-    const name = xvdName(Number(d)) ?? `xvd-${d}`;
-    const front = new Blkfront(xc, klog, `/local/domain/${xc.domid}/device/vbd/${d}`, name, opts, log);
-    await front.start();
-    const connected = await Promise.race([
-      front.whenConnected().then(() => true),
-      new Promise<boolean>((r) => setTimeout(() => r(false), 30_000)),
-    ]);
-    if (!connected) {
-      log('error', { dev: name }, `${name}: the backend did not connect within 30 s`);
-      continue;
-    }
-    const queue = new GuestBlockQueue(front, klog);
-    const cache = new BlockDeviceCache(queue, klog);
-    disks.push({ name, devid: Number(d), front, queue, cache });
-  }
-  return disks;
-}
-
 /**
  * xenbus_dev_shutdown() for one vbd: the guest asks to close (Closing) and waits until blkfront has
  * seen the backend follow and reached Closed, at most 5 s as Linux does; then blkfront stops watching
@@ -188,7 +159,8 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   const xc = await connectWs(o.hypervisorUrl, { credential });
   const logFn = (l: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) =>
     log[l](obj, msg);
-  const disks = await attachDisks(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS, ...o.blkfront }, logFn);
+  const probe = new XenbusProbe(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS, ...o.blkfront }, logFn);
+  const disks = await probe.probeAll();
 
   // the guest's own files: a directory given to it, or a temporary one it removes when it stops
   const root = o.root ?? (await mkdtemp(join(tmpdir(), `pvblk-${o.name}-`)));
@@ -199,6 +171,12 @@ export async function runDomu(o: DomuOptions): Promise<void> {
     vfs.registerBlockDevice(d.name, d.queue, d.cache, { ...xenDevNumbers(d.devid), removable: false });
   const commands = guestCommands({ klog, disks, vfs });
   const ctx: GuestCommandContext = { vfs, now: () => process.hrtime.bigint() };
+  // hot-plugged vbds come and go (xenbus_probe_frontend); `disks` is the live list
+  await probe.listen({
+    added: (d) =>
+      vfs.registerBlockDevice(d.name, d.queue, d.cache, { ...xenDevNumbers(d.devid), removable: false }),
+    removed: (d) => vfs.unregisterBlockDevice(d.name),
+  });
 
   const runRequest = (
     req: ControlRequest,

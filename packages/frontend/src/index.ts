@@ -15,3 +15,4 @@ export {
   type GuestCommandStreams,
 } from './control.ts';
 export * from './guest/fio-api.ts';
+export { XenbusProbe, type XenbusHooks } from './xenbus-probe.ts';

@@ -153,7 +153,11 @@ export class VbdBackend {
     // what the previous instance offered, read before this one overwrites it
     const changed = live ? await this.offerChangedUnder(fe) : null;
 
-    await this.xs.transaction(async (tx) => {
+    // the toolstack may have taken the device away while we read it (its domain died at once): then
+    // nothing is written, or the writes would bring back part of a directory nobody owns any more
+    const present = await this.xs.transaction(async (tx) => {
+      if (this.removed || (await this.xs.tryRead(`${bePath}/${BlkifKey.frontend}`, tx)) === null)
+        return false;
       if (config.maxIndirectSegments > 0) {
         await this.xs.write(
           `${bePath}/${BlkifKey.featureMaxIndirectSegments}`,
@@ -181,7 +185,9 @@ export class VbdBackend {
         // an earlier backend may have offered it: take the offer back, or the frontend opts in to nothing
         for (const k of Object.values(IntegrityKey)) await this.xs.rm(`${bePath}/${k}`, tx).catch(() => {});
       }
+      return true;
     });
+    if (!present) return;
     if (changed) {
       this.ctx.klog.printk(
         KERN_INFO,
@@ -198,7 +204,10 @@ export class VbdBackend {
       await this.switchState(XenbusState.InitWait);
     }
     // the watch fires at once: a live frontend is connected to straight away (frontend_changed)
-    this.watch = await this.xs.watch(`${fe}/state`, () => this.enqueue(() => this.frontendChanged()));
+    const watch = await this.xs.watch(`${fe}/state`, () => this.enqueue(() => this.frontendChanged()));
+    // removed while the watch was being set up: it must not outlive the device
+    if (this.removed) await watch.unwatch().catch(() => {});
+    else this.watch = watch;
   }
 
   /** The integrity profile this backend offers, or null. */

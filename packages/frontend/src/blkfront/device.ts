@@ -10,6 +10,13 @@
  * re-initialises, runs the handshake again, and re-issues them on the new ring (blkif_recover). The
  * block layer never sees the interruption: an acknowledged write stays acknowledged, an
  * unacknowledged one is sent again.
+ *
+ * Hot-unplug: when the toolstack takes the device away (the backend's `online` is 0 when it goes
+ * Closing — libxl writes both in one transaction), blkfront closes for good instead (6.x
+ * blkfront_closing): nothing more goes on the ring, the disk is marked dead ("detected capacity
+ * change from N to 0"), the requests on the ring stay there and complete as the backend answers them
+ * (blkback drains before it disconnects), and the frontend goes Closed. When the device's directory
+ * then goes away, `remove()` (blkfront_remove) fails whatever was never answered.
  */
 import {
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
@@ -149,6 +156,8 @@ export class Blkfront implements BlockDriver {
   failed = false;
   /** Requests were taken off a dead ring and wait for the next connection. */
   private recovering = false;
+  /** The toolstack took the device away (hot-unplug): no new requests, no reconnect. */
+  private unplugged = false;
   private connectedOnce = false;
   private pushScheduled = false;
   private readonly connectedWaiters: Array<() => void> = [];
@@ -236,7 +245,8 @@ export class Blkfront implements BlockDriver {
   }
 
   submit(req: BlockRequest): Promise<BlockResult> {
-    if (this.failed) return Promise.resolve({ status: 'ioerr' });
+    // a dead disk (blk_mark_disk_dead) fails new I/O before it reaches the driver
+    if (this.failed || this.unplugged) return Promise.resolve({ status: 'ioerr' });
     this.opts.trace?.submitted(req);
     // blkif_queue_rq: the backend may withdraw flush support at any time; a flush then completes at
     // once with success (there is no cache left to flush)
@@ -399,6 +409,7 @@ export class Blkfront implements BlockDriver {
     }
     switch (st.value) {
       case XenbusState.InitWait:
+        if (this.unplugged) return;
         if (this.state !== XenbusState.Initialising && this.state !== XenbusState.Closed) return;
         if (this.state === XenbusState.Closed) await this.switchState(XenbusState.Initialising);
         await this.talkToBlkback();
@@ -413,11 +424,20 @@ export class Blkfront implements BlockDriver {
         return;
       case XenbusState.Closing:
       case XenbusState.Closed:
+        if (this.unplugged || (await this.backendOffline())) {
+          await this.closing();
+          return;
+        }
         if (this.state === XenbusState.Connected || this.state === XenbusState.Initialised) {
           await this.suspend();
           await this.switchState(XenbusState.Closed);
         }
-        if (st.value === XenbusState.Closed && this.state === XenbusState.Closed && !this.failed) {
+        if (
+          st.value === XenbusState.Closed &&
+          this.state === XenbusState.Closed &&
+          !this.failed &&
+          !this.unplugged
+        ) {
           // come back: Initialising makes the backend prepare for a reconnect
           await this.switchState(XenbusState.Initialising);
         }
@@ -425,6 +445,48 @@ export class Blkfront implements BlockDriver {
       default:
         return;
     }
+  }
+
+  /** The toolstack set the backend's `online` to 0: the device is being taken away, not restarted. */
+  private async backendOffline(): Promise<boolean> {
+    const raw = await this.xc.xs.tryRead(`${this.backendPath}/${BlkifKey.online}`);
+    return raw === '0';
+  }
+
+  /**
+   * blkfront_closing() (6.x): stop the queues, mark the disk dead (blk_mark_disk_dead →
+   * set_capacity_and_notify prints the capacity change), and go Closed (xenbus_frontend_closed). The
+   * requests already on the ring keep their slots: their answers still arrive and complete them.
+   */
+  private async closing(): Promise<void> {
+    if (this.state === XenbusState.Closed && this.unplugged) return;
+    this.unplugged = true;
+    this.markDead();
+    // waiting in the block layer, never sent: the disk is dead, they fail
+    for (const s of this.pending.splice(0)) s.done(BLKIF_RSP_ERROR);
+    await this.switchState(XenbusState.Closed);
+    this.log('info', { dev: this.name, inflight: this.inflight }, `${this.name}: closed by the toolstack`);
+  }
+
+  private markDead(): void {
+    if (this.sectors !== 0 && this.connectedOnce)
+      this.klog.printk(KERN_INFO, `${this.name}: detected capacity change from ${this.sectors} to 0`);
+    this.sectors = 0;
+  }
+
+  /**
+   * blkfront_remove(): the device's directory is gone. Anything still waiting or on the ring fails
+   * (a backend that answered everything leaves nothing here), the rings and grants are released.
+   * Returns how many requests failed so.
+   */
+  async remove(): Promise<number> {
+    this.unplugged = true;
+    this.markDead();
+    const subs = this.pending.splice(0);
+    for (const q of this.queues) subs.push(...q.takeInflight());
+    for (const s of subs) s.done(BLKIF_RSP_ERROR);
+    await this.stop();
+    return subs.length;
   }
 
   /** talk_to_blkback() */

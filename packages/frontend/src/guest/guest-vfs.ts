@@ -163,6 +163,11 @@ export class GuestFs implements GuestVfs {
     }
   }
 
+  /** del_gendisk: the device leaves /dev and /sys/block (hot-unplug). */
+  unregisterBlockDevice(name: string): void {
+    this.disks.delete(name);
+  }
+
   async open(guestPath: string, flags: OpenFlags): Promise<GuestFile | { errno: Errno }> {
     const p = path.posix.resolve('/', guestPath);
     const trailingSlash = guestPath.length > 1 && guestPath.endsWith('/');
