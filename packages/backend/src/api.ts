@@ -54,6 +54,12 @@ export interface ApiHandlers {
   /** A guest may destroy only its own domain: the handler knows which domain is whose. */
   destroyGuest(who: Principal, domid: number): Promise<void>;
   setDiskParam(disk: string, key: string, value: string): Promise<unknown>;
+  /**
+   * `/sys/block/<sdX>/device/timeout` of the host's SCSI disk, in seconds: read it (value undefined) or
+   * write it (sdev_store_timeout); commands issued from then on use it. Not kept across host restarts,
+   * as sysfs is not.
+   */
+  diskTimeout?(disk: string, value?: string): Promise<unknown>;
   /** Deletes a disk and its data, by disk name (sdg) or by guest name. */
   removeDisk(which: { disk: string } | { guest: string }): Promise<unknown>;
   /** Arms a blkback fault on a vbd (testing frontends against a hostile backend). */
@@ -196,6 +202,7 @@ export async function startApi(
     const route = async (): Promise<void> => {
       const m = /^\/guests\/(\d+)$/.exec(url.pathname);
       const d = /^\/disks\/(sd[a-z]+)\/params$/.exec(url.pathname);
+      const dt = /^\/disks\/(sd[a-z]+)\/device\/timeout$/.exec(url.pathname);
       const dr = /^\/disks(?:\/(sd[a-z]+))?$/.exec(url.pathname);
       const f = /^\/vbds\/(\d+)\/(\d+)\/fault$/.exec(url.pathname);
       const vl = /^\/guests\/(\d+)\/vbds$/.exec(url.pathname);
@@ -325,6 +332,14 @@ export async function startApi(
         if (typeof b.key !== 'string' || typeof b.value !== 'string')
           throw new PvblkError('EINVAL', 'body needs key and value strings');
         return send(200, await h.setDiskParam(d[1], b.key, b.value));
+      }
+      if (dt && (req.method === 'GET' || req.method === 'PUT')) {
+        operatorOnly("read or set a disk's command timeout");
+        if (req.method === 'GET') return send(200, await need(h.diskTimeout)(dt[1]));
+        const b = await readJson(req);
+        if (typeof b.value !== 'string' && typeof b.value !== 'number')
+          throw new PvblkError('EINVAL', 'body.value must be the timeout in seconds (a string or a number)');
+        return send(200, await need(h.diskTimeout)(dt[1], String(b.value)));
       }
       if (req.method === 'DELETE' && dr) {
         operatorOnly('delete disks');

@@ -368,6 +368,24 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
           );
           return { disk: name, [key]: c.now };
         }),
+      diskTimeout: async (name, value) => {
+        const d = disks.get(`/dev/${name}`);
+        if (!d) throw new PvblkError('ENOENT', `no disk ${name}`);
+        const sd = d.disk;
+        if (value !== undefined) {
+          const was = sd.timeoutSeconds;
+          if (!sd.setTimeoutSeconds(value))
+            throw new PvblkError(
+              'EINVAL',
+              `/sys/block/${name}/device/timeout: "${value.slice(0, 32)}" is not a whole number of seconds`,
+            );
+          log.info(
+            { disk: name, timeout: sd.timeoutSeconds, was },
+            `sd ${d.hctl} [${name}]: device/timeout ${sd.timeoutSeconds} s (was ${was} s)`,
+          );
+        }
+        return { disk: name, timeout: sd.timeoutSeconds };
+      },
       removeDisk: (which) => serial(() => removeDisk(which)),
       injectFault: async (domid, devid, fault) => {
         if (!VBD_FAULTS.some((f) => f.name === fault))
