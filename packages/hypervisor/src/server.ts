@@ -15,6 +15,7 @@ import { WIRE_MAX_FRAME } from '@pvblk/shared';
 import { Connection } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
 import { FairScheduler } from './scheduler.ts';
+import { handleNemesisRoute } from './nemesis-routes.ts';
 
 export interface HypervisorServerOptions extends HypervisorOptions {
   host: string;
@@ -59,6 +60,7 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   };
 
   const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (handleNemesisRoute(hv, req, res, (token) => sameSecret(token, opts.dom0Credential), log)) return;
     const url = new URL(req.url ?? '/', 'http://x');
     if (req.method === 'GET' && url.pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
