@@ -15,6 +15,8 @@ export interface ApiHandlers {
   setDiskParam(disk: string, key: string, value: string): Promise<unknown>;
   /** Arms a blkback fault on a vbd (testing frontends against a hostile backend). */
   injectFault(domid: number, devid: number, fault: string): Promise<unknown>;
+  /** Routes with their own (operator) authorization, tried first: true when one served the request. */
+  operatorRoutes?(req: IncomingMessage, res: ServerResponse): boolean;
 }
 
 function sameToken(a: string, b: string): boolean {
@@ -57,6 +59,7 @@ export async function startApi(
   h: ApiHandlers,
 ): Promise<{ server: Server; url: string }> {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (h.operatorRoutes?.(req, res)) return;
     const send = (code: number, body: unknown) => {
       res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(body, null, 2) + '\n');
     };

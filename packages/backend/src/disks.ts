@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { diskLetters, PvblkError, type KernelLog } from '@pvblk/shared';
 import type { HostBlockDevice } from './block-device.ts';
 import { PartitionDevice } from './partition.ts';
+import { DmStack } from './dm/stack.ts';
 import type { DeviceResolver } from './blkback/driver.ts';
 import { openScsiDebugDisk, parseScsiDebugParams, formatScsiDebugParams, type SdDisk } from './scsi/index.ts';
 
@@ -26,8 +27,8 @@ export interface HostDisk {
   hctl: string;
   params: string;
   disk: SdDisk;
-  /** The vbd's view: the whole disk, or its first partition starting at `partitionStart`. */
-  vbd: { path: string; device: HostBlockDevice; startSector: number };
+  /** The vbd's view: the whole disk, or its first partition starting at `partitionStart`, under its device-mapper stack. */
+  vbd: { path: string; device: DmStack; startSector: number };
 }
 
 function diskName(index: number): string {
@@ -102,10 +103,15 @@ export class HostDisks implements DeviceResolver {
         this.partitionStart > 0
           ? {
               path: `/dev/${name}1`,
-              device: new PartitionDevice(disk, this.partitionStart, `${name}1`),
+              device: this.dm(
+                new PartitionDevice(disk, this.partitionStart, `${name}1`),
+                `/dev/${name}1`,
+                slot,
+                1,
+              ),
               startSector: this.partitionStart,
             }
-          : { path: `/dev/${name}`, device: disk, startSector: 0 },
+          : { path: `/dev/${name}`, device: this.dm(disk, `/dev/${name}`, slot, 0), startSector: 0 },
     };
     if (this.partitionStart > 0 && this.partitionStart >= disk.sectors) {
       throw new PvblkError(
@@ -116,6 +122,15 @@ export class HostDisks implements DeviceResolver {
     this.byPath.set(d.path, d);
     this.byVbd.set(d.vbd.path, d);
     return d;
+  }
+
+  /** The device-mapper stack a vbd's device sits under (tables name it by path or major:minor). */
+  private dm(dev: HostBlockDevice, path: string, slot: number, part: number): DmStack {
+    return new DmStack(
+      dev,
+      [path, `${SCSI_DISK0_MAJOR}:${16 * (FIRST_DISK_INDEX + slot) + part}`],
+      this.klog,
+    );
   }
 
   /**

@@ -17,6 +17,7 @@ import type { BlkbackConfig } from './blkback/config.ts';
 import { HostDisks } from './disks.ts';
 import { Toolstack } from './toolstack.ts';
 import { parseScsiDebugParams } from './scsi/index.ts';
+import { handleOperatorRoute, operatorCheck } from './operator-api.ts';
 
 export interface HostProcessOptions {
   hypervisorUrl: string;
@@ -119,6 +120,8 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       log.warn({ domid, devid, fault }, `fault armed on vbd-${domid}-${devid}: ${fault}`);
       return { armed: fault, vbd: `${domid}/${devid}` };
     },
+    operatorRoutes: (req, res) =>
+      handleOperatorRoute({ disks, blkback, operator: operatorCheck(credential) }, req, res),
   });
   log.info({ event: 'ready', api: api.url, domid: xc.domid }, `host ready; management API on ${api.url}`);
 
