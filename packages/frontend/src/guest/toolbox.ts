@@ -10,6 +10,7 @@ import type { GuestBlockQueue } from '../block/queue.ts';
 import { COMMANDS } from './commands.ts';
 import { runCommandLine, quoteArgv } from './shell.ts';
 import { STRERROR, type GuestCommand, type GuestVfs } from './vfs.ts';
+import { chaosIoCommand } from './chaos-io.ts';
 
 export interface GuestDisk {
   name: string;
@@ -267,6 +268,8 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     );
     return 0;
   };
+
+  commands['chaos-io'] = chaosIoCommand(rt.disks);
 
   commands.sh = async (argv, io, ctx) => {
     if (argv[1] !== '-c' || argv.length < 3) {
