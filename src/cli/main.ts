@@ -516,4 +516,6 @@ program
       }).catch(fail),
   );
 
+(await import('./chaos.ts')).registerChaos(program);
+
 program.parseAsync(process.argv).catch(fail);

@@ -103,7 +103,11 @@ export function handleOperatorRoute(
   const route = async (): Promise<void> => {
     if (m === 'GET' && p === '/dm')
       return send(200, {
-        disks: ctx.disks.list().map((d) => ({ disk: d.vbd.path.slice(5), layers: d.vbd.device.list() })),
+        disks: ctx.disks.list().map((d) => ({
+          disk: d.vbd.path.slice(5),
+          sectors: d.vbd.device.sectors,
+          layers: d.vbd.device.list(),
+        })),
       });
     if (m === 'POST' && disk) {
       const b = await readBody(req);

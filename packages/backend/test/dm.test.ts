@@ -52,6 +52,7 @@ describe('dm-flakey', () => {
     advance(1000);
     expect((await dm.read(0, 8)).ok).toBe(true);
     expect(dm.list()[0]).toEqual({
+      counters: { readsFailed: 1, writesFailed: 1, writesDropped: 0, corrupted: 0 },
       name: 'fl',
       table: `0 ${SECTORS} flakey /dev/sdg 0 2 1 2 error_reads error_writes`, // what Linux fills in
       status: `0 ${SECTORS} flakey up`,

@@ -208,8 +208,12 @@ export class BlkifTracer {
   }
 
   private decodeNew(ring: RingState, front: Domain): void {
-    const prod = ring.frames[0].data.readUInt32LE(SRING_REQ_PROD);
+    const f = ring.frames[0].data;
+    const prod = f.readUInt32LE(SRING_REQ_PROD);
     let i = ring.seenReqProd ?? prod;
+    // requests published while the nemesis was not installed went by unseen: those not answered yet
+    // are still in their slots, from rsp_prod on
+    if ((prod - i) >>> 0 > ring.size) i = f.readUInt32LE(SRING_RSP_PROD);
     // a req_prod more than a ring ahead is the backend's problem (it halts the ring); learn nothing
     if ((prod - i) >>> 0 > ring.size) i = prod;
     for (; i !== prod; i = (i + 1) >>> 0) this.learn(front, this.slot(ring, i));

@@ -5,6 +5,8 @@
  *   GET    /nemesis                         rules with their counters, paused domains, held messages, timers
  *   GET    /nemesis/log?since=N             injections after sequence number N
  *   GET    /nemesis/rings                   every frontend ring's shared indices, read from the frames
+ *   GET    /nemesis/xenstore?path=P         the children of a XenStore node (404 when absent): for the
+ *                                           leak checks of a chaos run
  *   POST   /nemesis/rules                   add a rule: {"action":"delay","domain":1,"kind":"ev","delay_ms":20,
  *                                           "probability":50,"times":-1}  → 201 {"id": n}
  *   DELETE /nemesis/rules[/<id>]            remove one rule, or all
@@ -92,6 +94,10 @@ export function handleNemesisRoute(
       return send(200, { injections: n.injections(since) });
     }
     if (m === 'GET' && p === '/nemesis/rings') return send(200, { rings: n.tracer.indices() });
+    if (m === 'GET' && p === '/nemesis/xenstore') {
+      const path = url.searchParams.get('path') ?? '/';
+      return send(200, { path, children: hv.xenstore.directory(0, 0, path) });
+    }
     if (m === 'POST' && p === '/nemesis/rules') return send(201, { id: n.addRule(await body(req)) });
     if (m === 'DELETE' && p === '/nemesis/rules') {
       n.clearRules();

@@ -147,7 +147,8 @@ export class Nemesis {
   private rules: Rule[] = [];
   private nextRule = 1;
   private readonly gates = new Map<Domain, Gate>();
-  private readonly reordered = new Set<NodeJS.Timeout>();
+  /** Reordered messages in transit: their timers and what delivers them. */
+  private readonly reordered = new Map<NodeJS.Timeout, () => void>();
   private rng: Prng;
   private seed: number;
   private seq = 0;
@@ -334,6 +335,12 @@ export class Nemesis {
   /** Removes every rule, resumes every domain and delivers whatever is held, in order. */
   reset(): void {
     this.rules = [];
+    // reordered messages still in transit arrive now
+    for (const [t, deliver] of [...this.reordered]) {
+      clearTimeout(t);
+      this.reordered.delete(t);
+      deliver();
+    }
     for (const d of [...this.gates.keys()]) {
       const g = this.gates.get(d)!;
       if (g.paused) this.resume(d.domid);
@@ -538,12 +545,13 @@ export class Nemesis {
       case 'reorder': {
         this.counters.reordered++;
         this.record({ ...base, port, delayMs: r.delayMs, ...this.pieceInfo(hits[0]) }, r);
+        const deliver = () => this.pass(h.send, h.env);
         const t = setTimeout(() => {
           this.reordered.delete(t);
-          this.pass(h.send, h.env);
+          deliver();
           this.update();
         }, r.delayMs);
-        this.reordered.add(t);
+        this.reordered.set(t, deliver);
         return;
       }
       case 'corrupt': {

@@ -28,6 +28,8 @@ export interface DmLayerInfo {
   status: string;
   /** I/O held by the target (delay): 0 at rest. */
   pending: number;
+  /** What the target did to I/O so far (flakey: failed, dropped, corrupted; dust: failed, remapped). */
+  counters?: Record<string, number>;
 }
 
 /** A device made of a layer's target, with the geometry of the disk below. */
@@ -218,6 +220,7 @@ export class DmStack implements HostBlockDevice {
       table: table ? `${head} ${table}` : head,
       status: status ? `${head} ${status}` : head,
       pending: t.pending(),
+      ...('counters' in t ? { counters: { ...(t as { counters: Record<string, number> }).counters } } : {}),
     };
   }
 

@@ -154,6 +154,8 @@ async function runOp(disk: GuestDisk, seed: number, op: ChaosOp): Promise<ChaosO
     }
     const r = await disk.cache.pread(buf, b * CHAOS_BLOCK);
     if (!r.ok) return done({ s: r.errno });
+    // read(2) stops short at a page that cannot be read: an error for the blocks it did not return
+    if (r.n < buf.length) return done({ s: 'short' });
     return done({ s: 'ok', blocks: judge(seed, b, n, buf, op.c) });
   }
   // O_DIRECT through the block layer: its result says which layer caught a PI error
