@@ -128,6 +128,8 @@ class ChaosRun {
   private ops = 0;
   private injSeq = 0;
   private writesLostToDrop = 0;
+  /** The disks offer discard (ours always do: lbpws=1). */
+  private discardSupported = true;
   /** Per guest: blocks where a read showed that writes were lost to drop_writes. */
   private readonly lostBlocks = new Map<number, number>();
   private baseline: Dom0Counts | null = null;
@@ -174,6 +176,12 @@ class ChaosRun {
     return `${((Date.now() - this.t0) / 1000).toFixed(3).padStart(8)}s [${String(Math.max(this.step, 0)).padStart(3)}/${this.s.steps}]`;
   }
 
+  /** The guest's process went away: its page cache, and what its rings said, with it. */
+  private lost(g: GuestState): void {
+    g.shadow.guestLost();
+    g.ring = null;
+  }
+
   private domid(g: GuestState): number {
     return this.stack.guests.get(g.name)?.domid ?? -1;
   }
@@ -200,7 +208,7 @@ class ChaosRun {
         if (!p) throw new Error(`guest ${g.name} did not come up`);
         const d = await this.stack.diskOf(g.name);
         g.disk = { dm: d.disk, scsi: d.disk.replace(/\d+$/, ''), sectors: d.sectors };
-        if (this.stack.attached) await this.stack.hostSend('DELETE', `/dm/${d.disk}`);
+        if (this.stack.attached) await this.checkAttachedDisk(g, d.disk);
       }
       if (this.stack.attached) await this.fill();
       for (this.step = 0; this.step < this.s.steps; this.step++) {
@@ -290,6 +298,7 @@ class ChaosRun {
   private explains(g: GuestState, op: PlannedOp, r: ChaosOpResult): string | null {
     const write = op.k === 'w' || op.k === 'f' || op.k === 't';
     const flakey = this.activeOn(g, 'flakey-error');
+    if (op.k === 't' && r.s === 'notsupp' && !this.discardSupported) return 'no discard on this disk';
     const ioerr = r.s === 'ioerr' || r.s === 'EIO' || r.s === 'short';
     if (flakey && ioerr) {
       const f = String(flakey.ev.params.features);
@@ -324,7 +333,14 @@ class ChaosRun {
     }
     const res = (out.out.r as ChaosOpResult[]) ?? [];
     if (out.out.ring) g.ring = out.out.ring as Record<string, unknown>;
-    return ops.map((op, i) => this.checkOp(g, op, res[i], step));
+    // An fsync covers the writes acknowledged before it was called, not those running beside it in
+    // the same batch (they may or may not be in its writeback): it is applied to the shadow first.
+    const classes = new Array<string>(ops.length);
+    for (const pass of [true, false])
+      ops.forEach((op, i) => {
+        if ((op.k === 'f') === pass) classes[i] = this.checkOp(g, op, res[i], step);
+      });
+    return classes;
   }
 
   private uncertain(g: GuestState, op: PlannedOp): void {
@@ -340,7 +356,7 @@ class ChaosRun {
     else this.violate('hung-request', 'pvblk', what);
     // the ring is lost for good: the guest is restarted to go on
     const p = await this.stack.restartGuest(g.name);
-    g.shadow.guestLost();
+    this.lost(g);
     if (!p) throw new Error(`guest ${g.name} did not come back after a hang at step ${step}`);
   }
 
@@ -635,7 +651,7 @@ class ChaosRun {
         if (p) await p.child.exited;
       }
       const ok = (await this.stack.restartGuest(g.name, 'SIGKILL')) !== null;
-      g.shadow.guestLost();
+      this.lost(g);
       return ok;
     };
     switch (ev.kind) {
@@ -666,7 +682,7 @@ class ChaosRun {
       case 'reboot': {
         this.interruptions = this.guests.map(() => true);
         const ok = await this.stack.reboot();
-        for (const x of this.guests) x.shadow.guestLost();
+        for (const x of this.guests) this.lost(x);
         return back(ok, 'the stack');
       }
       default:
@@ -683,7 +699,7 @@ class ChaosRun {
       this.stack.guests.delete(g.name);
       await this.stack.domainGone(old.domid);
     }
-    g.shadow.guestLost();
+    this.lost(g);
     const start = this.stack.startGuest(g.name);
     await wait(Number(ev.params.after_ms));
     if (ev.kind === 'kill-host-handshake') {
@@ -780,6 +796,26 @@ class ChaosRun {
 
   // -------------------------------------------------------------------------------------------
   // start, end
+
+  /**
+   * Attached to a stack this run did not start: its disks are what its host makes (PVBLK_DISK). A
+   * schedule for PI on needs a PI disk (and the other way round); discards are expected to work only
+   * where the disk offers them. Layers a previous run left are removed.
+   */
+  private async checkAttachedDisk(g: GuestState, dm: string): Promise<void> {
+    const l = (await this.stack.apiSend('GET', '/guests')) as {
+      disks: Array<{ guest: string; params: string }>;
+    };
+    const params = l.disks.find((x) => x.guest === g.name)?.params ?? '';
+    const num = (k: string) => Number(new RegExp(`(?:^|\\s)${k}=(\\d+)`).exec(params)?.[1] ?? 0);
+    const pi = num('dif') > 0 || num('dix') > 0;
+    if (pi !== this.s.pi)
+      throw new Error(
+        `the stack's disk for ${g.name} has PI ${pi ? 'on' : 'off'} (${params}): run with ${pi ? '--pi' : '--no-pi'}`,
+      );
+    this.discardSupported = num('lbpws') === 1 || (num('lbpu') === 1 && num('lbprz') === 0);
+    await this.stack.hostSend('DELETE', `/dm/${dm}`);
+  }
 
   /** Attached to a disk this run did not make: write every block once, so the shadow knows it. */
   private async fill(): Promise<void> {

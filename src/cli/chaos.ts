@@ -87,14 +87,36 @@ function shapeArgs(o: ChaosCli): string {
   return a.join(' ');
 }
 
+/** A default from the environment (compose: PVBLK_CHAOS_SEED=7 docker compose run --rm chaos), checked like the option. */
+function envDefault(name: string, option: string, min: number, max: number, dflt: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  try {
+    return intOption(option, min, max)(raw);
+  } catch (e) {
+    process.stderr.write(`pvblk chaos: ${name}: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
+}
+
 export function registerChaos(program: Command): void {
   program
     .command('chaos')
     .description(
       'fault injection across process boundaries: seeded schedules of broker, process and disk faults under a verifying workload, with an invariant checker',
     )
-    .option('--seed <n>', 'first seed of the campaign', intOption('--seed', 0, 0xffffffff), 1)
-    .option('--runs <m>', 'schedules to run: seeds n … n+m-1', intOption('--runs', 1, 1_000_000), 1)
+    .option(
+      '--seed <n>',
+      'first seed of the campaign (env PVBLK_CHAOS_SEED)',
+      intOption('--seed', 0, 0xffffffff),
+      envDefault('PVBLK_CHAOS_SEED', '--seed', 0, 0xffffffff, 1),
+    )
+    .option(
+      '--runs <m>',
+      'schedules to run: seeds n … n+m-1 (env PVBLK_CHAOS_RUNS)',
+      intOption('--runs', 1, 1_000_000),
+      envDefault('PVBLK_CHAOS_RUNS', '--runs', 1, 1_000_000, 1),
+    )
     .option(
       '--duration <s>',
       `length of each schedule, in nominal seconds of workload (${STEPS_PER_SECOND} steps per second)`,
@@ -103,8 +125,8 @@ export function registerChaos(program: Command): void {
     )
     .option(
       '--faults <list>',
-      `fault kinds or groups (nemesis, process, disk, all, none): ${FAULT_KINDS.join(', ')}`,
-      'all',
+      `fault kinds or groups (nemesis, process, disk, all, none): ${FAULT_KINDS.join(', ')} (env PVBLK_CHAOS_FAULTS)`,
+      process.env.PVBLK_CHAOS_FAULTS || 'all',
     )
     .option('--pi', 'disks with T10 PI (dif=1 dix=1), carried end to end (default)', true)
     .option('--no-pi', 'disks without PI: corruptions go undetected and are counted as silent')
