@@ -531,7 +531,7 @@ export function validateSchedule(raw: unknown, allowed: readonly FaultKind[] = F
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad('not a JSON object');
   const s = raw as Record<string, unknown>;
   for (const k of Object.keys(s))
-    if (!['version', 'seed', 'pi', 'guests', 'steps', 'workload', 'events'].includes(k))
+    if (!['version', 'seed', 'pi', 'guests', 'steps', 'workload', 'backend', 'events'].includes(k))
       bad(`unknown field "${k}"`);
   if (s.version !== 1) bad(`version must be 1 (got ${JSON.stringify(s.version)})`);
   const int = (v: unknown, name: string, lo: number, hi: number): number =>
