@@ -174,6 +174,9 @@ export class ChaosStack {
           this.apiUrl,
           '--control',
           socket,
+          // the guest's own files live in the run's directory: a killed guest leaves nothing behind
+          '--root',
+          join(this.dir, 'root', name),
           ...this.o.guestArgs,
         ],
         env: { PVBLK_TOOLSTACK_TOKEN: this.env.PVBLK_TOOLSTACK_TOKEN },
