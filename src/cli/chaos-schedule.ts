@@ -579,9 +579,29 @@ export function validateSchedule(raw: unknown, allowed: readonly FaultKind[] = F
     for (const [k, v] of Object.entries(params))
       if (typeof v !== 'number' && typeof v !== 'string')
         bad(`event ${i}: params.${k} must be a number or a string`);
+    const ranges: Record<string, [number, number]> = {
+      probability: [0, 100],
+      delay_ms: [1, 600_000],
+      ms: [1, 600_000],
+      after_ms: [0, 60_000],
+      bits: [1, 64],
+      every_nth: [-1_000_000, 1_000_000],
+      byte: [1, 12],
+      value: [0, 255],
+    };
+    for (const [k, [lo, hi]] of Object.entries(ranges))
+      if (params[k] !== undefined) int(params[k], `event ${i}: params.${k}`, lo, hi);
     const c = FAULT_CLASSES[ev.kind as FaultKind];
-    if (c.victim && (typeof params.block !== 'number' || params.block < 0))
-      bad(`event ${i}: ${ev.kind} needs params.block, a block of the direct region`);
+    const direct = regions(workload);
+    if (
+      c.victim &&
+      (typeof params.block !== 'number' ||
+        params.block < direct.direct[0] ||
+        params.block > direct.direct[1] - 2)
+    )
+      bad(
+        `event ${i}: ${ev.kind} needs params.block, a block of the direct region (0-${direct.direct[1] - 2})`,
+      );
     return { at, kind: ev.kind as FaultKind, guest, for: len, params: params as FaultEvent['params'] };
   });
   return { version: 1, seed, pi: s.pi as boolean, guests, steps, workload, backend, events };

@@ -34,6 +34,11 @@ describe('a schedule', () => {
       expect(b).toEqual(a);
       expect(planSteps(b)).toEqual(planSteps(a));
     }
+    // what the generator makes, the validator takes back unchanged (--print-schedule | --schedule)
+    for (let seed = 1; seed <= 300; seed++) {
+      const s = generateSchedule(opts(seed));
+      expect(validateSchedule(JSON.parse(JSON.stringify(s)))).toEqual(s);
+    }
     const seen = new Set([1, 2, 3, 4, 5, 6].map((s) => JSON.stringify(generateSchedule(opts(s)).events)));
     expect(seen.size).toBe(6);
   });
@@ -150,6 +155,14 @@ describe('bad input', () => {
       /workload: maxlen must be 1-32/,
     );
     expect(bad((s) => ((s.backend as Record<string, string>).dataPath = 'dma'))).toMatch(/backend.dataPath/);
+    expect(
+      bad(
+        (s) =>
+          (s.events = [
+            { at: 5, kind: 'ev-dup', guest: 0, for: 2, params: { target: 'host', probability: 101 } },
+          ]),
+      ),
+    ).toMatch(/event 0: params.probability must be an integer 0-100/);
     expect(() => validateSchedule(good as Schedule, ['dust'])).toThrow(/is not available here/);
   });
 });
