@@ -126,7 +126,9 @@ class ChaosRun {
   private readonly corr = new Map<number, CorruptionOutcome>();
   private readonly t0 = Date.now();
   private ops = 0;
-  private injSeq = 0;
+  /** Faults the nemesis injected, over every hypervisor of the run (a reboot starts a new one). */
+  private injections = 0;
+  private injBase = 0;
   private writesLostToDrop = 0;
   /** The disks offer discard (ours always do: lbpws=1). */
   private discardSupported = true;
@@ -203,6 +205,7 @@ class ChaosRun {
           if (!(await this.xsExists(p))) this.baseline.nodes++;
       }
       await this.stack.hvSend('POST', '/nemesis/seed', { seed: this.s.seed });
+      this.injBase = ((await this.stack.hvGet('/nemesis')) as { injections: number }).injections;
       for (const g of this.guests) {
         const p = await this.stack.startGuest(g.name);
         if (!p) throw new Error(`guest ${g.name} did not come up`);
@@ -309,7 +312,7 @@ class ChaosRun {
       for (let i = 0; i < (op.n ?? 0); i++) if (dust.bad?.has(op.b! + i)) return 'dust';
     }
     const sd = this.activeOn(g, 'scsi-debug');
-    if (sd && (Number(sd.ev.params.opts) & 0x60) !== 0 && (r.s === 'protection' || r.s === 'EIO'))
+    if (sd && (Number(sd.ev.params.opts) & 0x60) !== 0 && (r.s === 'protection' || ioerr))
       return 'scsi-debug';
     for (const a of this.active) {
       if (a.ev.guest !== g.index || !FAULT_CLASSES[a.ev.kind].corrupts) continue;
@@ -466,8 +469,7 @@ class ChaosRun {
   }
 
   private async rule(a: Active, body: Record<string, unknown>): Promise<void> {
-    const log = (await this.stack.hvGet(`/nemesis/log?since=0`)) as { injections: Array<{ seq: number }> };
-    a.injSeq = log.injections.length ? log.injections[log.injections.length - 1].seq : 0;
+    a.injSeq = ((await this.stack.hvGet('/nemesis')) as { injections: number }).injections;
     a.rule = ((await this.stack.hvSend('POST', '/nemesis/rules', body)) as { id: number }).id;
   }
 
@@ -681,6 +683,7 @@ class ChaosRun {
         return back(await guestGone('cut'), g.name);
       case 'reboot': {
         this.interruptions = this.guests.map(() => true);
+        await this.countInjections();
         const ok = await this.stack.reboot();
         for (const x of this.guests) this.lost(x);
         return back(ok, 'the stack');
@@ -883,8 +886,16 @@ class ChaosRun {
   }
 
   /** Nothing left behind: checked after the guests shut down, then every process stops cleanly. */
+  /** Adds what the nemesis injected since `injBase` (a hypervisor we attached to counts from before us). */
+  private async countInjections(): Promise<void> {
+    const st = (await this.stack.hvGet('/nemesis').catch(() => null)) as { injections: number } | null;
+    this.injections += (st?.injections ?? this.injBase) - this.injBase;
+    this.injBase = 0;
+  }
+
   private async teardown(): Promise<void> {
     this.step = this.s.steps;
+    await this.countInjections();
     const nem = (await this.stack.hvSend('POST', '/nemesis/reset')) as {
       rules: unknown[];
       paused: number[];
@@ -1027,7 +1038,7 @@ class ChaosRun {
       stats: {
         ops: this.ops,
         seconds: Math.round((Date.now() - this.t0) / 100) / 10,
-        nemesisInjections: this.injSeq,
+        nemesisInjections: this.injections,
         writesLostToDrop: this.writesLostToDrop,
       },
     };
