@@ -989,7 +989,7 @@ class ChaosRun {
             ?.rings.find((x) => x.queue === r.queue);
           const f = front[r.queue];
           parts.push(
-            `${g.name}/q${r.queue} ${r.reqProd}/${back?.req_cons ?? '?'} ${r.rspProd}/${f?.rspCons ?? '?'} if ${f?.inflight ?? '?'}`,
+            `${g.name}/q${r.queue} req ${r.reqProd}/${back?.req_cons ?? '?'} rsp ${r.rspProd}/${f?.rspCons ?? '?'} inflight ${f?.inflight ?? '?'}`,
           );
         }
       }
