@@ -273,3 +273,19 @@ function bitsDiffering(a: Buffer, b: Buffer): number[] {
   }
   return out;
 }
+
+describe('reset', () => {
+  it('resumes paused domains (also one destroyed meanwhile), delivers what is held and uninstalls itself', async () => {
+    const p = await pair();
+    p.nem.pause(0);
+    p.nem.pause(p.guest.domid);
+    p.nem.addRule({ action: 'reorder', domain: 0, kind: 'ev', delay_ms: 60_000, times: -1 });
+    p.guest.evtchn.send(p.guestPort);
+    // the guest is paused: what it sent waits at the broker's door
+    await until(() => (p.nem.status().held[p.guest.domid]?.in ?? 0) > 0, 'the send to be held');
+    p.lh.hv.destroyDomain(p.guest.domid);
+    p.nem.reset();
+    expect(p.nem.status()).toMatchObject({ rules: [], paused: [], held: {}, timers: 0, installed: false });
+    expect(p.lh.hv.interposer).toBeNull();
+  });
+});

@@ -342,8 +342,11 @@ export class Nemesis {
       deliver();
     }
     for (const d of [...this.gates.keys()]) {
-      const g = this.gates.get(d)!;
-      if (g.paused) this.resume(d.domid);
+      if (this.gates.get(d)?.paused) this.resume(d.domid);
+      // resume() may have retired the gate already
+      const g = this.gates.get(d);
+      if (!g) continue;
+      g.paused = false;
       g.until = 0;
       if (g.timer) clearTimeout(g.timer);
       g.timer = null;
