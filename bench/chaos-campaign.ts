@@ -55,7 +55,8 @@ function campaign(pi: boolean): Promise<{ json: ChaosJson; wallSeconds: number }
     const p = spawn(process.execPath, [PVBLK, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (d) => (out += d));
-    p.on('exit', (code) => {
+    // 'close', not 'exit': the child's stdout may still hold data when it has exited
+    p.on('close', (code) => {
       try {
         resolve({ json: JSON.parse(out) as ChaosJson, wallSeconds: (Date.now() - t0) / 1000 });
       } catch {
@@ -66,9 +67,18 @@ function campaign(pi: boolean): Promise<{ json: ChaosJson; wallSeconds: number }
 }
 
 const modes: Array<{ pi: boolean; json: ChaosJson; wallSeconds: number }> = [];
+const save = () =>
+  writeResults('chaos-campaign', {
+    machine: machineInfo(),
+    runs,
+    seed,
+    jobs,
+    modes: modes.map((m) => ({ pi: m.pi, wallSeconds: m.wallSeconds, ...m.json })),
+  });
 for (const pi of [true, false]) {
   console.log(`chaos campaign: ${runs} schedules, seeds ${seed}-${seed + runs - 1}, PI ${pi ? 'on' : 'off'}`);
   modes.push({ pi, ...(await campaign(pi)) });
+  save(); // a mode's results are kept as soon as they exist
 }
 
 console.log('');
@@ -109,11 +119,4 @@ for (const m of modes) {
     for (const v of s.violations.filter((x) => !x.cause.startsWith('fault:')))
       console.log(`  seed ${s.seed} step ${v.step}: ${v.kind}: ${v.message}`);
 }
-const file = writeResults('chaos-campaign', {
-  machine: machineInfo(),
-  runs,
-  seed,
-  jobs,
-  modes: modes.map((m) => ({ pi: m.pi, wallSeconds: m.wallSeconds, ...m.json })),
-});
-console.log(`\nresults: ${file}`);
+console.log(`\nresults: ${save()}`);
