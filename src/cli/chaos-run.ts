@@ -399,7 +399,7 @@ class ChaosRun {
         return 'ok';
       case 'r': {
         const verdicts: string[] = [];
-        (r.blocks ?? []).forEach((v, i) => verdicts.push(this.checkBlock(g, op.b! + i, v, step)));
+        (r.blocks ?? []).forEach((v, i) => verdicts.push(this.checkBlock(g, op.b! + i, v, step, op.d === 0)));
         const bad = verdicts.filter((v) => v !== 'ok');
         return bad.length ? `ok:${bad.join(',')}` : 'ok';
       }
@@ -407,8 +407,8 @@ class ChaosRun {
   }
 
   /** One block read back: consistent, lost to drop_writes, corrupt (by a fault or not), or wrong. */
-  private checkBlock(g: GuestState, b: number, v: BlockVerdict, step: number): string {
-    const m = g.shadow.read(b, v);
+  private checkBlock(g: GuestState, b: number, v: BlockVerdict, step: number, viaCache: boolean): string {
+    const m = g.shadow.read(b, v, viaCache);
     switch (m.kind) {
       case 'ok':
         return 'ok';

@@ -153,8 +153,12 @@ export class Shadow {
     return this.blocks[b].poisoned;
   }
 
-  /** Judges what a read saw; narrows the block's sets when it is consistent. */
-  read(b: number, v: BlockVerdict): Mismatch {
+  /**
+   * Judges what a read saw; narrows the block's sets when it is consistent. A read through the page
+   * cache says what the cache holds, not what the disk does (a page whose writeback drop_writes
+   * threw away is clean there and different on the disk): only a direct read narrows `ondisk`.
+   */
+  read(b: number, v: BlockVerdict, viaCache = false): Mismatch {
     const s = this.blocks[b];
     if (s.visible.size === 0) {
       // unknown until now: what was read defines it
@@ -166,7 +170,7 @@ export class Shadow {
     if (typeof v === 'number') {
       if (s.visible.has(v)) {
         s.visible = new Set([v]);
-        if (!s.dirty) s.ondisk = new Set([v]);
+        if (!s.dirty && !viaCache) s.ondisk = new Set([v]);
         const lost = [...s.dropped];
         s.dropped.clear();
         return lost.length ? { kind: 'dropped', wids: lost } : { kind: 'ok' };
@@ -180,7 +184,7 @@ export class Shadow {
       const ok = s.visible.has(key) || (s.tornOk && v.t.every((w) => s.visible.has(w)));
       if (!ok) return { kind: 'wrong', got: show(key), expected: this.expect(s) };
       s.visible = new Set([key]);
-      if (!s.dirty) s.ondisk = new Set([key]);
+      if (!s.dirty && !viaCache) s.ondisk = new Set([key]);
       return { kind: 'ok' };
     }
     const known = s.poisoned !== null && s.poisoned.near === v.near && v.x <= Math.max(8, s.poisoned.bits);
