@@ -1,11 +1,12 @@
 /**
  * Helpers shared by the benchmark scripts: order statistics, the machine description every result
- * file carries, a fixed-width table printer, the JSON writer for bench/results/ (git-ignored), and a
- * tiny request/response layer over a child process's IPC channel for multi-process benchmarks.
+ * file carries, the CPU other processes used meanwhile, a fixed-width table printer, the JSON writer
+ * for bench/results/ (git-ignored), and a runner for `pvblk bench` (the scripts measure through it).
  *
  * Benchmarks are scripts, not tests: they print and record figures, they do not assert on them.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { createRequire } from 'node:module';
@@ -172,75 +173,128 @@ export const sizeLabel = (n: number): string =>
 export const kilo = (x: number): string => (x >= 1000 ? `${(x / 1000).toFixed(1)}k` : x.toFixed(0));
 
 // ---------------------------------------------------------------------------------------------
-// IPC request/response between a benchmark driver and the child processes it forks
+// pvblk bench
 
-interface RpcRequest {
-  rpc: number;
-  cmd: string;
-  args: unknown;
-}
-interface RpcReply {
-  rpc: number;
-  ok: boolean;
-  result?: unknown;
-  error?: string;
-}
+const PVBLK = fileURLToPath(new URL('../bin/pvblk.mjs', import.meta.url));
 
-export interface RpcPeer {
-  call<T>(cmd: string, args?: unknown, timeoutMs?: number): Promise<T>;
-}
-
-/** Driver side: calls commands served by `serveRpc` in a child forked with an IPC channel. */
-export function rpcPeer(child: ChildProcess, name: string): RpcPeer {
-  let next = 1;
-  const pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void }>();
-  child.on('message', (m: RpcReply) => {
-    const p = pending.get(m.rpc);
-    if (!p) return;
-    pending.delete(m.rpc);
-    if (m.ok) p.resolve(m.result);
-    else p.reject(new Error(`${name}: ${m.error}`));
+/** Runs `pvblk bench <args> --output-format=json` and returns its parsed JSON (a sweep has `sweep`). */
+export function pvblkBench(args: string[]): Promise<BenchJson> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [PVBLK, 'bench', ...args, '--output-format=json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d));
+    p.stderr.on('data', (d: Buffer) => (err += d));
+    p.on('exit', (code) => {
+      if (code !== 0)
+        return reject(new Error(`pvblk bench ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
+      try {
+        resolve(JSON.parse(out) as BenchJson);
+      } catch (e) {
+        reject(new Error(`pvblk bench printed no JSON: ${(e as Error).message}; ${err.slice(-500)}`));
+      }
+    });
   });
-  child.on('exit', (code, signal) => {
-    for (const p of pending.values()) p.reject(new Error(`${name} exited (${code ?? signal})`));
-    pending.clear();
-  });
-  return {
-    call: <T>(cmd: string, args: unknown = {}, timeoutMs = 60_000) =>
-      new Promise<T>((resolve, reject) => {
-        const rpc = next++;
-        const timer = setTimeout(() => {
-          pending.delete(rpc);
-          reject(new Error(`${name}: ${cmd} did not answer within ${timeoutMs} ms`));
-        }, timeoutMs);
-        pending.set(rpc, {
-          resolve: (r) => {
-            clearTimeout(timer);
-            resolve(r as T);
-          },
-          reject: (e) => {
-            clearTimeout(timer);
-            reject(e);
-          },
-        });
-        child.send({ rpc, cmd, args } satisfies RpcRequest);
-      }),
+}
+
+/** The parts of `pvblk bench`'s JSON the scripts read. */
+export interface BenchDir {
+  iops: number;
+  bw_bytes: number;
+  total_ios: number;
+  clat_ns: { mean: number; percentile: Record<string, number> };
+  lat_ns: { mean: number };
+}
+
+export interface BenchJob {
+  jobname: string;
+  read: BenchDir;
+  write: BenchDir;
+  pvblk: {
+    relay?: {
+      iops: number;
+      bw_bytes: number;
+      rtt_ns: Record<string, number>;
+      ratio: { iops: number; bw: number; clat: Record<string, number> };
+    };
+    ring_occupancy: { mean: number; max: number };
   };
 }
 
-/** Child side: answers the driver's calls; the process exits when the driver goes away. */
-export function serveRpc(handlers: Record<string, (args: never) => unknown>): void {
-  if (!process.send) throw new Error('this script is started by a benchmark driver (no IPC channel)');
-  process.on('message', async (m: RpcRequest) => {
-    const h = handlers[m.cmd];
-    let reply: RpcReply;
-    try {
-      if (!h) throw new Error(`unknown command ${m.cmd}`);
-      reply = { rpc: m.rpc, ok: true, result: await h(m.args as never) };
-    } catch (e) {
-      reply = { rpc: m.rpc, ok: false, error: (e as Error)?.stack ?? String(e) };
-    }
-    process.send!(reply);
-  });
-  process.on('disconnect', () => process.exit(0));
+export interface BenchPointJson {
+  jobs: BenchJob[];
+  pvblk: {
+    point: Record<string, string>;
+    guests: Array<{
+      per_request: Record<string, number>;
+      blkback: Record<string, number> | null;
+      broker: Record<string, number> | null;
+    }>;
+    memory: Array<{
+      name: string;
+      samples: number;
+      firstBytes: number;
+      lastBytes: number;
+      maxBytes: number;
+      slopeMiBPerMin: number | null;
+      series: Array<[number, number]>;
+    }>;
+    stages: unknown;
+  };
 }
+
+export type BenchJson = BenchPointJson | { sweep: BenchPointJson[] };
+
+export function points(j: BenchJson): BenchPointJson[] {
+  return 'sweep' in j ? j.sweep : [j];
+}
+
+/** The figures of a point, over all its jobs and both directions. */
+export function figures(p: BenchPointJson): {
+  iops: number;
+  mibps: number;
+  clatP50us: number;
+  clatP99us: number;
+  relayIops: number | null;
+  relayMibps: number | null;
+  relayRttP50us: number | null;
+  notifyPerRequest: number;
+  notifyToBackend: number;
+  notifyToGuest: number;
+  requestsPerIo: number;
+  grantOpsPerRequest: number;
+} {
+  const dirs = p.jobs.flatMap((j) => [j.read, j.write]).filter((d) => d.total_ios > 0);
+  const iops = dirs.reduce((a, d) => a + d.iops, 0);
+  const bw = dirs.reduce((a, d) => a + d.bw_bytes, 0);
+  const w = (k: string) =>
+    dirs.reduce((a, d) => a + d.clat_ns.percentile[k] * d.total_ios, 0) /
+    dirs.reduce((a, d) => a + d.total_ios, 0);
+  const rel = p.jobs.map((j) => j.pvblk.relay).filter((r) => r);
+  const g = p.pvblk.guests;
+  const per = (k: string) =>
+    g.reduce((a, x) => a + x.per_request[k] * x.per_request.requests, 0) /
+    Math.max(
+      1,
+      g.reduce((a, x) => a + x.per_request.requests, 0),
+    );
+  return {
+    iops,
+    mibps: bw / 1048576,
+    clatP50us: w('50.000000') / 1000,
+    clatP99us: w('99.000000') / 1000,
+    relayIops: rel.length ? rel.reduce((a, r) => a + r!.iops, 0) : null,
+    relayMibps: rel.length ? rel.reduce((a, r) => a + r!.bw_bytes, 0) / 1048576 : null,
+    relayRttP50us: rel.length ? rel[0]!.rtt_ns.p50 / 1000 : null,
+    notifyToBackend: per('notificationsToBackend'),
+    notifyToGuest: per('notificationsToGuest'),
+    notifyPerRequest: per('notificationsToBackend') + per('notificationsToGuest'),
+    requestsPerIo: per('requestsPerIo'),
+    grantOpsPerRequest: per('grantOpsGuest') + per('grantOpsBackend'),
+  };
+}
+
+export const ratio = (a: number, b: number | null): string => (b ? `${(a / b).toFixed(2)}×` : '–');
+export const quick = process.argv.includes('--quick');

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepares a fresh CI machine for the compose end-to-end test (test/docker/compose.test.ts):
+# Prepares a fresh CI machine for the Docker end-to-end tests (test/docker/compose.test.ts and
+# swarm.test.ts, which makes the engine a single-node swarm itself and leaves it at the end):
 #   1. installs Docker Engine and docker-compose with apt-get if they are missing;
 #   2. starts dockerd in the background if `docker info` does not answer (no systemd on CI machines);
 #   3. picks the Node base image: node:22-slim if it can be pulled, otherwise a local base image built
@@ -84,7 +85,7 @@ else
   exit 0
 fi
 
-# ---- 4. build the pvblk image once (the test's own build is then a cache hit) ----------------------
+# ---- 4. build the pvblk image once (the tests' own builds are then cache hits) ---------------------
 if command -v docker-compose >/dev/null 2>&1; then compose="docker-compose"; else compose="docker compose"; fi
 start=$(date +%s)
 if NODE_IMAGE=$image timeout 600 $compose -p pvblk-ci-prepare build >"$OUT/build.log" 2>&1; then

@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { runInGuest } from '@pvblk/frontend';
 import { PvblkError } from '@pvblk/shared';
-import { stackSecrets, Supervisor, type LogRecord, type StackChild } from './stack.ts';
+import { Supervisor, type LogRecord, type StackChild } from './stack.ts';
+import { childEnv, stackCredentials, type StackCredentials } from './child-env.ts';
 
 export interface ChaosStackOptions {
   guests: string[];
@@ -63,7 +64,7 @@ export async function until<T>(
 
 export class ChaosStack {
   readonly sup: Supervisor;
-  private readonly env: Record<string, string>;
+  private readonly creds: StackCredentials;
   private dir = '';
   hv: StackChild | null = null;
   host: StackChild | null = null;
@@ -82,9 +83,10 @@ export class ChaosStack {
       onRecord: (c, r) => o.onRecord?.(c, r),
       onText: (c, l) => o.onText?.(c, l),
     });
-    this.env = o.attach
-      ? { PVBLK_DOM0_SECRET: o.attach.dom0Secret, PVBLK_TOOLSTACK_TOKEN: o.attach.toolstackToken }
-      : stackSecrets();
+    // attached: the operator's credentials (a guest's token derives from the operator token)
+    this.creds = o.attach
+      ? { dom0Secret: o.attach.dom0Secret, operatorToken: o.attach.toolstackToken, enrolToken: null }
+      : stackCredentials();
   }
 
   get attached(): boolean {
@@ -92,7 +94,7 @@ export class ChaosStack {
   }
 
   get dom0Secret(): string {
-    return this.env.PVBLK_DOM0_SECRET;
+    return this.creds.dom0Secret;
   }
 
   /** The hypervisor's HTTP base (its WebSocket URL, as http). */
@@ -101,8 +103,8 @@ export class ChaosStack {
   }
 
   private watch(c: StackChild): StackChild {
-    void c.exited.then((code) => {
-      if (!this.expected.has(c)) this.crashes.push({ name: c.name, code });
+    void c.exited.then((e) => {
+      if (!this.expected.has(c)) this.crashes.push({ name: c.name, code: e.status });
     });
     return c;
   }
@@ -124,7 +126,7 @@ export class ChaosStack {
       this.sup.start({
         name: 'hypervisor',
         args: ['hypervisor', '--host', '127.0.0.1', '--port', String(this.hvPort)],
-        env: this.env,
+        env: childEnv('hypervisor', this.creds),
       }),
     );
     const r = await c.ready;
@@ -149,7 +151,7 @@ export class ChaosStack {
           join(this.dir, 'data'),
           ...this.o.hostArgs,
         ],
-        env: this.env,
+        env: childEnv('host', this.creds),
       }),
     );
     const r = await c.ready;
@@ -179,7 +181,7 @@ export class ChaosStack {
           join(this.dir, 'root', name),
           ...this.o.guestArgs,
         ],
-        env: { PVBLK_TOOLSTACK_TOKEN: this.env.PVBLK_TOOLSTACK_TOKEN },
+        env: childEnv('guest', this.creds, name),
       }),
     );
     const r = await Promise.race([c.ready.catch(() => null), wait(timeoutMs).then(() => null)]);
@@ -308,7 +310,7 @@ export class ChaosStack {
   }
   /** The host's management API (provisioning token): scsi_debug parameters, guests and disks. */
   apiSend(method: string, path: string, body?: unknown): Promise<unknown> {
-    return this.http(this.apiUrl, this.env.PVBLK_TOOLSTACK_TOKEN, method, path, body);
+    return this.http(this.apiUrl, this.creds.operatorToken, method, path, body);
   }
 
   /** The host disk of a guest (`sdg`), from the management API. */
@@ -374,7 +376,7 @@ export class ChaosStack {
       if (!c || c.proc.exitCode !== null || c.proc.signalCode !== null) continue;
       this.expected.add(c);
       c.proc.kill('SIGTERM');
-      const code = await Promise.race([c.exited, wait(5000).then(() => -1)]);
+      const code = await Promise.race([c.exited.then((e) => e.status), wait(5000).then(() => -1)]);
       if (code !== 0) bad.push({ name: c.name, code });
     }
     return bad;

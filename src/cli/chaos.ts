@@ -17,7 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
-import { resolveDom0Secret, resolveToolstackToken } from '@pvblk/runtime';
+import { resolveDom0Secret, resolveOperatorToken } from '@pvblk/runtime';
 import { intOption } from './options.ts';
 import {
   DEFAULT_WORKLOAD,
@@ -193,7 +193,7 @@ async function chaos(o: ChaosCli): Promise<void> {
       hypervisorUrl: o.hypervisor,
       apiUrl: o.toolstack,
       dom0Secret: resolveDom0Secret(),
-      toolstackToken: resolveToolstackToken(),
+      toolstackToken: resolveOperatorToken(),
     };
   }
   const steps = o.duration * STEPS_PER_SECOND;

@@ -4,313 +4,89 @@
  *   pvblk up                      hypervisor + host + guest(s), logs prefixed by name, Ctrl-C stops
  *   pvblk run [opts] -- <cmd…>    start the stack, run one command in the guest(s), print the consoles
  *   pvblk guest <cmd…>            run a command in an already running guest
+ *   pvblk status | down           the local stack of a run dir
+ *   pvblk disks ls | rm           the disks a data dir keeps
  *   pvblk hypervisor|host|domu    one process of the system (what `up` and docker compose start)
  */
-import { Command, Option } from 'commander';
-import { formatKmsg, isPvblkError, DEFAULT_CONSOLE_LOGLEVEL, type KernelMessage } from '@pvblk/shared';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { isPvblkError } from '@pvblk/shared';
 import { runHypervisor } from '@pvblk/hypervisor';
-import { runHost } from '@pvblk/backend';
-import { runDomu, runInGuest } from '@pvblk/frontend';
-import { choiceOption, guestNames, intOption } from './options.ts';
-import {
-  defaultRunDir,
-  prefixer,
-  renderRecord,
-  startStack,
-  Supervisor,
-  type LogRecord,
-  type RunningStack,
-} from './stack.ts';
-import { readdirSync } from 'node:fs';
+import { parseByteSize, runHost } from '@pvblk/backend';
+import { runDomu } from '@pvblk/frontend';
+import { logFormatFromEnv, logLevelFromEnv, watchForShutdown } from '@pvblk/runtime';
+import { registerDriverDomainCommands } from './driver-domain.ts';
+import { registerXl } from './xl.ts';
+import { registerXenstore } from './xenstore.ts';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
+import pkg from '../../package.json' with { type: 'json' };
+import { choiceOption, intOption } from './options.ts';
+import { defaultRunDir } from './stack.ts';
+import { fsErrorText } from './lock.ts';
+import { registerUp } from './up.ts';
+import { registerRun } from './run.ts';
+import { registerGuest } from './guest.ts';
+import { registerManage } from './manage.ts';
 
 const DEFAULT_DISK = process.env.PVBLK_DISK ?? '';
 
+/** An error as the user reads it: what was wrong, in their terms; EUSAGE exits 2, anything else 1. */
 function fail(e: unknown): never {
-  const msg = isPvblkError(e) ? e.message : e instanceof Error ? e.message : String(e);
+  let msg: string;
+  if (isPvblkError(e)) msg = e.code === 'EUSAGE' ? e.message.slice('EUSAGE: '.length) : e.message;
+  else {
+    const n = e as NodeJS.ErrnoException & { address?: string; port?: number };
+    const where = n.path ?? (n.address !== undefined ? `${n.address}:${n.port}` : undefined);
+    const text: Record<string, string> = {
+      EADDRINUSE: 'address already in use',
+      EADDRNOTAVAIL: 'address not available on this machine',
+      ECONNREFUSED: 'connection refused',
+    };
+    msg =
+      n.code && n.syscall
+        ? `${n.syscall} ${where ?? ''}: ${text[n.code] ?? fsErrorText(n)}`.replace(' :', ':')
+        : e instanceof Error
+          ? e.message
+          : String(e);
+  }
   process.stderr.write(`pvblk: ${msg}\n`);
   process.exit(isPvblkError(e) && e.code === 'EUSAGE' ? 2 : 1);
 }
 
 const program = new Command('pvblk')
   .description('The Xen PV block protocol (blkfront/blkback) with T10 DIF/DIX, as a multi-process simulation')
+  .version(`pvblk ${pkg.version}`, '-V, --version', 'print the version')
   .enablePositionalOptions()
   .showHelpAfterError('(run with --help for usage)')
-  .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `pvblk: ${s}` : s) });
-
-// ------------------------------------------------------------------------------------------------
-// Options of the stack commands (up, run)
-
-function stackOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      '--disk <params>',
-      'scsi_debug parameters of each guest\'s disk, modprobe-style, e.g. "dif=1 opts=34"',
-      DEFAULT_DISK,
-    )
-    .option('--guests <n>', 'number of guests', intOption('--guests', 1, 64), 1)
-    .option('--data-dir <dir>', 'where disks are kept between runs', '.pvblk/data')
-    .option('--memory', 'keep disks in memory instead (nothing survives the run)')
-    .option('--run-dir <dir>', 'where guests put their control sockets', defaultRunDir())
-    .option('--host <addr>', 'address the hypervisor listens on', '127.0.0.1')
-    .option('--port <n>', 'hypervisor port (0 picks a free one)', intOption('--port', 0, 65535), 0)
-    .addOption(
-      new Option('--data-path <how>', 'how blkback moves data').choices(['map', 'copy']).default('map'),
-    )
-    .option('--no-persistent', 'do not use persistent grants')
-    .option(
-      '--ring-page-order <n>',
-      'blkfront ring size: 2^n pages (blkback allows up to 4)',
-      intOption('--ring-page-order', 0, 4),
-      0,
-    )
-    .option('--queues <n>', 'blkfront queues (rings) per device', intOption('--queues', 1, 16), 1)
-    .option(
-      '--indirect-segments <n>',
-      'blkfront max_indirect_segments (0: no indirect requests)',
-      intOption('--indirect-segments', 0, 4096),
-      32,
-    )
-    .option(
-      '--partition-start <sectors>',
-      'serve each guest a partition of its disk starting here (PI ref tags are remapped)',
-      intOption('--partition-start', 0, 1 << 30),
-      0,
-    )
-    .option(
-      '--ring-start-index <n>',
-      'start the ring indices here, e.g. 0xffffff00 to cross 2^32 early',
-      intOption('--ring-start-index', 0, 0xffffffff),
-      0,
-    );
-}
-
-interface StackCli {
-  disk: string;
-  guests: number;
-  dataDir: string;
-  memory?: boolean;
-  runDir: string;
-  host: string;
-  port: number;
-  dataPath: 'map' | 'copy';
-  persistent: boolean;
-  ringPageOrder: number;
-  queues: number;
-  indirectSegments: number;
-  ringStartIndex: number;
-  partitionStart: number;
-}
-
-function stackConfig(o: StackCli) {
-  const persistent = o.persistent ? [] : ['--no-persistent'];
-  return {
-    guests: guestNames(o.guests),
-    disk: o.disk,
-    dataDir: o.memory ? null : o.dataDir,
-    runDir: o.runDir,
-    host: o.host,
-    port: o.port,
-    hostArgs: ['--data-path', o.dataPath, '--partition-start', String(o.partitionStart), ...persistent],
-    guestArgs: [
-      '--ring-page-order',
-      String(o.ringPageOrder),
-      '--queues',
-      String(o.queues),
-      '--indirect-segments',
-      String(o.indirectSegments),
-      '--ring-start-index',
-      String(o.ringStartIndex),
-      ...persistent,
-    ],
-  };
-}
-
-stackOptions(
-  program
-    .command('up')
-    .description(
-      'start the hypervisor, the host and the guest(s) locally and show their logs; Ctrl-C stops them',
-    ),
-).action(async (o: StackCli) => {
-  const cfg = stackConfig(o);
-  const names = ['hypervisor', 'host', ...cfg.guests];
-  const pre = prefixer(names);
-  const sup = new Supervisor({
-    onRecord: (name, r) => {
-      const line = renderRecord(r);
-      if (line !== null) process.stdout.write(pre(name, line) + '\n');
-    },
-    onText: (name, line) => process.stdout.write(pre(name, line) + '\n'),
-  });
-  let stack: RunningStack | null = null;
-  let stopping = false;
-  const stop = async (code: number) => {
-    stopping = true;
-    await sup.stopAll();
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void stop(0));
-  process.on('SIGTERM', () => void stop(0));
-  try {
-    stack = await startStack(sup, cfg);
-  } catch (e) {
-    process.stderr.write(`pvblk: the stack did not start: ${(e as Error).message}\n`);
-    await stop(1);
-  }
-  const first = [...stack!.sockets.keys()][0];
-  process.stdout.write(
-    `pvblk: up. In another terminal: pvblk guest${o.guests > 1 || o.runDir !== defaultRunDir() ? ` --name ${first}${o.runDir !== defaultRunDir() ? ` --run-dir ${o.runDir}` : ''}` : ''} dd if=/dev/zero of=/dev/xvda bs=4096 count=16 — Ctrl-C stops everything.\n`,
-  );
-  // a child dying on its own takes the stack down
-  for (const c of sup.children) {
-    void c.exited.then((code) => {
-      if (stopping) return;
-      process.stderr.write(`pvblk: ${c.name} exited (${code}); stopping\n`);
-      void stop(1);
-    });
-  }
-});
-
-stackOptions(
-  program
-    .command('run')
-    .description(
-      "start the stack, run one command in each guest, print the guest and host consoles, stop; exits with the command's status",
-    )
-    .option('-v, --verbose', "also show every process's log records as they happen")
-    .option(
-      '--loglevel <n>',
-      'console loglevel: kernel messages below it are shown (dmesg -n)',
-      intOption('--loglevel', 1, 8),
-      DEFAULT_CONSOLE_LOGLEVEL,
-    )
-    .argument('[command...]', 'the guest command (default: demo)'),
-).action(async (command: string[], o: StackCli & { verbose?: boolean; loglevel: number }) => {
-  const cfg = stackConfig(o);
-  const argv = command.length ? command : ['demo'];
-  const names = [...cfg.guests, 'host', ...(o.verbose ? ['hypervisor'] : [])];
-  const pre = prefixer(names);
-  const print = (name: string, text: string) => process.stdout.write(pre(name, text) + '\n');
-  const hostConsole: string[] = [];
-  let capturing = false;
-  const sup = new Supervisor({
-    onRecord: (name, r: LogRecord) => {
-      const isKmsg = r.kmsg === true && typeof r.klevel === 'number';
-      if (o.verbose) {
-        const line = renderRecord(r);
-        if (line !== null) print(name, line);
-        return;
-      }
-      if (capturing && name === 'host' && isKmsg && (r.klevel as number) < o.loglevel) {
-        hostConsole.push(formatKmsg(r.ts as number, String(r.msg)));
-      }
-    },
-    onText: (name, line) => print(name, line),
-  });
-  process.on('SIGINT', () => void sup.stopAll().then(() => process.exit(130)));
-  let stack: RunningStack;
-  try {
-    stack = await startStack(sup, cfg);
-  } catch (e) {
-    process.stderr.write(`pvblk: the stack did not start: ${(e as Error).message}\n`);
-    for (const c of sup.children)
-      for (const r of c.records.slice(-20)) process.stderr.write(pre(c.name, renderRecord(r) ?? '') + '\n');
-    await sup.stopAll();
-    process.exit(1);
-  }
-  capturing = true;
-  const statuses = await Promise.all(
-    cfg.guests.map((name) => {
-      const lines = { out: '', err: '' };
-      const emit = (key: 'out' | 'err', text: string) => {
-        lines[key] += text;
-        let nl: number;
-        while ((nl = lines[key].indexOf('\n')) >= 0) {
-          print(name, lines[key].slice(0, nl));
-          lines[key] = lines[key].slice(nl + 1);
-        }
-      };
-      return runInGuest(
-        stack.sockets.get(name)!,
-        { argv },
-        {
-          stdout: (t) => emit('out', t),
-          stderr: (t) => emit('err', t),
-          kmsg: (m: KernelMessage) => {
-            if (m.level < o.loglevel) print(name, formatKmsg(m.ts, m.text));
-          },
-        },
-      )
-        .catch((e: Error) => {
-          print(name, `pvblk: ${e.message}`);
-          return 1;
-        })
-        .finally(() => {
-          if (lines.out) print(name, lines.out);
-          if (lines.err) print(name, lines.err);
-        });
-    }),
-  );
-  // let the host's last log records arrive before printing its console
-  await new Promise((r) => setTimeout(r, 100));
-  capturing = false;
-  for (const l of hostConsole) print('host', l);
-  await sup.stopAll();
-  process.exit(Math.max(...statuses));
-});
-
-program
-  .command('guest')
-  .description('run a command in a running guest (started by `pvblk up` or docker compose)')
-  .option('--name <name>', 'which guest (default: the only one running)')
-  .option('--run-dir <dir>', "where the guests' control sockets are", defaultRunDir())
-  .option(
-    '--loglevel <n>',
-    'console loglevel for kernel messages',
-    intOption('--loglevel', 1, 8),
-    DEFAULT_CONSOLE_LOGLEVEL,
-  )
-  .argument('<command...>', 'the command, e.g. dd if=/dev/zero of=/dev/xvda bs=4096 count=1')
-  .passThroughOptions()
-  .action(async (command: string[], o: { name?: string; runDir: string; loglevel: number }) => {
-    let name = o.name;
-    if (!name) {
-      let socks: string[] = [];
-      try {
-        socks = readdirSync(o.runDir).filter((f) => f.endsWith('.sock'));
-      } catch {
-        socks = [];
-      }
-      if (socks.length === 1) name = socks[0].slice(0, -5);
-      else if (socks.length === 0)
-        fail(`no running guest has a control socket in ${o.runDir} (start one with \`pvblk up\`)`);
-      else
-        fail(
-          `several guests are running (${socks.map((s) => s.slice(0, -5)).join(', ')}): choose one with --name`,
-        );
-    }
-    const ac = new AbortController();
-    process.on('SIGINT', () => ac.abort());
+  .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `pvblk: ${s}` : s) })
+  .hook('preAction', () => {
+    // the environment every process reads, checked before anything starts
     try {
-      const code = await runInGuest(
-        join(o.runDir, `${name}.sock`),
-        command.length === 1 && /[;&|>]/.test(command[0]) ? { line: command[0] } : { argv: command },
-        {
-          stdout: (t) => process.stdout.write(t),
-          stderr: (t) => process.stderr.write(t),
-          kmsg: (m) => {
-            if (m.level < o.loglevel) process.stdout.write(formatKmsg(m.ts, m.text) + '\n');
-          },
-        },
-        ac.signal,
-      );
-      process.exit(code);
+      logLevelFromEnv();
+      logFormatFromEnv();
     } catch (e) {
       fail(e);
     }
   });
+
+/** A byte size option ("1G", "512M", bytes). */
+function sizeOption(name: string) {
+  return (raw: string): number => {
+    try {
+      return parseByteSize(raw);
+    } catch (e) {
+      throw new InvalidArgumentError(`${name}: ${(e as Error).message.replace(/^[A-Z0-9]+: /, '')}`);
+    }
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Options of the stack commands (up, run)
+
+registerUp(program, fail);
+registerRun(program, fail);
+registerGuest(program, fail);
+registerManage(program, fail);
 
 program
   .command('hypervisor')
@@ -363,8 +139,9 @@ program
       maxSharedPages: number;
       maxEvtchnPort: number;
       maxConnectionsPerAddress: number;
-    }) =>
-      runHypervisor({
+    }) => {
+      watchForShutdown();
+      return runHypervisor({
         host: o.host,
         port: o.port,
         limits: {
@@ -373,13 +150,14 @@ program
           maxGuestEvtchnPort: o.maxEvtchnPort,
           maxConnectionsPerAddress: o.maxConnectionsPerAddress,
         },
-      }).catch(fail),
+      }).catch(fail);
+    },
   );
 
 program
   .command('host')
   .description(
-    'run Dom0: the toolstack, blkback and the host disks; needs the Dom0 secret and PVBLK_TOOLSTACK_TOKEN',
+    'run Dom0: the toolstack, blkback and the host disks; needs the Dom0 secret and the operator token (PVBLK_TOOLSTACK_TOKEN)',
   )
   .option(
     '--hypervisor <url>',
@@ -416,8 +194,48 @@ program
   )
   .option('--max-ring-page-order <n>', 'max-ring-page-order', intOption('--max-ring-page-order', 0, 4), 4)
   .option('--max-queues <n>', 'multi-queue-max-queues', intOption('--max-queues', 1, 64), 4)
+  // quotas and the SCSI layout (docs/security-host.md); each also read from its PVBLK_ variable
+  .addOption(
+    new Option('--max-guests <n>', 'guest domains alive at once')
+      .env('PVBLK_MAX_GUESTS')
+      .argParser(intOption('--max-guests', 0, 1 << 20))
+      .default(64),
+  )
+  .addOption(
+    new Option('--max-disk-size <size>', 'largest disk a guest gets (bytes, or with K, M, G, T)')
+      .env('PVBLK_MAX_DISK_SIZE')
+      .argParser(sizeOption('--max-disk-size'))
+      .default(1 << 30, '1G'),
+  )
+  .addOption(
+    new Option('--max-total-disk <size>', 'capacity of all disks the host keeps together')
+      .env('PVBLK_MAX_TOTAL_DISK')
+      .argParser(sizeOption('--max-total-disk'))
+      .default(4 * (1 << 30), '4G'),
+  )
+  .addOption(
+    new Option('--scsi-host <n>', 'SCSI host number of the first disk (9 as in 9:0:0:0)')
+      .env('PVBLK_SCSI_HOST')
+      .argParser(intOption('--scsi-host', 0, 1 << 20))
+      .default(9),
+  )
+  .addOption(
+    new Option('--first-disk <sdX>', "kernel name of the first guest's disk")
+      .env('PVBLK_FIRST_DISK')
+      .argParser((v) => {
+        if (!/^sd[a-z]{1,3}$/.test(v))
+          throw new InvalidArgumentError(`--first-disk must look like sdg (got "${v}")`);
+        return v;
+      })
+      .default('sdg'),
+  )
   .action(
     (o: {
+      maxGuests: number;
+      maxDiskSize: number;
+      maxTotalDisk: number;
+      scsiHost: number;
+      firstDisk: string;
       hypervisor: string;
       dataDir: string;
       memory?: boolean;
@@ -430,14 +248,17 @@ program
       maxRingPageOrder: number;
       maxQueues: number;
       partitionStart: number;
-    }) =>
-      runHost({
+    }) => {
+      watchForShutdown();
+      return runHost({
         partitionStart: o.partitionStart,
         hypervisorUrl: o.hypervisor,
         dataDir: o.memory ? null : o.dataDir,
         disk: o.disk,
         apiHost: o.apiHost,
         apiPort: o.apiPort,
+        quotas: { maxGuests: o.maxGuests, maxDiskBytes: o.maxDiskSize, maxTotalDiskBytes: o.maxTotalDisk },
+        layout: { firstScsiHost: o.scsiHost, firstDisk: o.firstDisk },
         blkback: {
           dataPath: choiceOption('--data-path', ['map', 'copy'] as const)(o.dataPath),
           persistentGrants: o.persistent,
@@ -445,7 +266,8 @@ program
           maxRingPageOrder: o.maxRingPageOrder,
           maxQueues: o.maxQueues,
         },
-      }).catch(fail),
+      }).catch(fail);
+    },
   );
 
 program
@@ -498,8 +320,9 @@ program
       indirectSegments: number;
       persistent: boolean;
       ringStartIndex: number;
-    }) =>
-      runDomu({
+    }) => {
+      watchForShutdown();
+      return runDomu({
         name: o.name === '@hostname' ? hostname() : o.name,
         hypervisorUrl: o.hypervisor,
         toolstackUrl: o.toolstack,
@@ -513,8 +336,16 @@ program
           persistentGrants: o.persistent,
           ringStartIndex: o.ringStartIndex,
         },
-      }).catch(fail),
+      }).catch(fail);
+    },
   );
+
+registerXl(program, fail);
+registerXenstore(program, fail);
+
+registerDriverDomainCommands(program, fail);
+
+await import('./bench.ts').then((m) => m.registerBench(program));
 
 (await import('./chaos.ts')).registerChaos(program);
 

@@ -5,13 +5,14 @@
  * everything on Ctrl-C or when the job is done.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { renderRecord } from '@pvblk/runtime';
+import { baseEnv, childEnv, stackCredentials } from './child-env.ts';
+import { publishOperatorAccess } from './xl-access.ts';
 
 // children run the same entry point as this process (bin/pvblk.mjs in a checkout, the bundle in an image)
 const PVBLK_BIN = process.argv[1] ?? fileURLToPath(new URL('../../bin/pvblk.mjs', import.meta.url));
@@ -24,11 +25,20 @@ export interface ChildSpec {
   env?: Record<string, string>;
 }
 
+/** How a child ended, as a shell reports it: its exit code, or 128 + the number of the signal. */
+export interface ChildExit {
+  status: number;
+  signal: NodeJS.Signals | null;
+}
+
 export interface StackChild {
   name: string;
+  /** Stop order: higher tiers stop first. */
+  tier: number;
   proc: ChildProcess;
   ready: Promise<LogRecord>;
-  exited: Promise<number | null>;
+  /** Resolves once the child has exited and everything it wrote has been read. */
+  exited: Promise<ChildExit>;
   /** Every record the child logged, in order (for diagnostics when startup fails). */
   records: LogRecord[];
 }
@@ -44,17 +54,39 @@ export function defaultRunDir(): string {
   return process.env.PVBLK_RUN_DIR ?? join(tmpdir(), `pvblk-${process.getuid?.() ?? 'user'}`);
 }
 
+export function shellStatus(code: number | null, signal: NodeJS.Signals | null): number {
+  if (signal) return 128 + (osConstants.signals[signal] ?? 0);
+  return code ?? 0;
+}
+
+/** "exited with status 1", "was killed by SIGKILL (status 137)". */
+export function describeExit(e: ChildExit): string {
+  return e.signal ? `was killed by ${e.signal} (status ${e.status})` : `exited with status ${e.status}`;
+}
+
+/**
+ * The children of `pvblk up`/`run`. Each runs in its own session (a terminal's Ctrl-C reaches only
+ * this process, which stops them in order) with an IPC channel it watches: if this process dies,
+ * however it dies, they see the channel close and shut down on their own.
+ */
 export class Supervisor {
   readonly children: StackChild[] = [];
-  private stopping = false;
+  private stopping: Promise<void> | null = null;
+  private flushSeq = 0;
+  private readonly flushWaiters = new Map<number, () => void>();
 
   constructor(private readonly opts: SupervisorOptions) {}
 
   start(spec: ChildSpec): StackChild {
+    if (this.stopping) throw new Error(`not starting ${spec.name}: the stack is stopping`);
     const proc = spawn(process.execPath, [PVBLK_BIN, ...spec.args], {
-      env: { ...process.env, PVBLK_LOG_FORMAT: 'json', ...spec.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // an explicit environment, never a copy of ours (child-env.ts)
+      env: { ...(spec.env ?? baseEnv(null)), PVBLK_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      detached: true,
     });
+    // A child that is gone cannot take a message: the error is the `exited` path's business.
+    proc.on('error', () => {});
     const records: LogRecord[] = [];
     let markReady!: (r: LogRecord) => void;
     let failReady!: (e: Error) => void;
@@ -74,33 +106,63 @@ export class Supervisor {
         }
       }
       if (!r) return this.opts.onText(spec.name, line);
+      if (r.event === 'flushed' && typeof r.id === 'number') {
+        this.flushWaiters.get(r.id)?.();
+        return;
+      }
       records.push(r);
       if (r.event === 'ready') markReady(r);
       this.opts.onRecord(spec.name, r);
     };
     createInterface({ input: proc.stdout! }).on('line', handleLine);
     createInterface({ input: proc.stderr! }).on('line', (l) => this.opts.onText(spec.name, l));
-    const exited = new Promise<number | null>((res) => {
-      proc.on('exit', (code, signal) => {
-        failReady(new Error(`${spec.name} exited (${code ?? signal}) before it was ready`));
-        res(code ?? (signal ? 128 : null));
+    // 'close' comes after 'exit' and after the child's stdout and stderr have been read to the end
+    const exited = new Promise<ChildExit>((res) => {
+      proc.on('close', (code, signal) => {
+        const e = { status: shellStatus(code, signal), signal };
+        failReady(new Error(`${spec.name} ${describeExit(e)} before it was ready`));
+        res(e);
       });
     });
-    const child = { name: spec.name, proc, ready, exited, records };
+    const child: StackChild = { name: spec.name, tier: tierOf(spec.args[0]), proc, ready, exited, records };
     this.children.push(child);
     return child;
   }
 
-  /** SIGTERM everything (newest first), then SIGKILL what is left after the grace period. */
-  async stopAll(graceMs = 5000): Promise<void> {
-    if (this.stopping) return;
-    this.stopping = true;
-    for (const c of [...this.children].reverse()) {
-      if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGTERM');
-      const t = setTimeout(() => c.proc.kill('SIGKILL'), graceMs);
-      await c.exited;
-      clearTimeout(t);
-    }
+  /**
+   * Waits until everything `child` logged so far has been read: it answers a flush request on the IPC
+   * channel with a record that follows all of its earlier records on its stdout.
+   */
+  async flush(child: StackChild): Promise<void> {
+    if (!child.proc.connected) return;
+    const id = ++this.flushSeq;
+    const answered = new Promise<void>((res) => this.flushWaiters.set(id, res));
+    child.proc.send({ type: 'flush', id });
+    await Promise.race([answered, child.exited]);
+    this.flushWaiters.delete(id);
+  }
+
+  /**
+   * SIGTERM by tiers, highest first — the guests shut down (flush, close their vbds) while the host
+   * and the hypervisor are still there — and SIGKILL what is left after the grace period.
+   */
+  stopAll(graceMs = 5000): Promise<void> {
+    this.stopping ??= (async () => {
+      const tiers = [...new Set(this.children.map((c) => c.tier))].sort((a, b) => b - a);
+      for (const tier of tiers) {
+        await Promise.all(
+          this.children
+            .filter((c) => c.tier === tier)
+            .map(async (c) => {
+              if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGTERM');
+              const t = setTimeout(() => c.proc.kill('SIGKILL'), graceMs);
+              await c.exited;
+              clearTimeout(t);
+            }),
+        );
+      }
+    })();
+    return this.stopping;
   }
 }
 
@@ -113,6 +175,8 @@ export interface StackOptions {
   port: number;
   hostArgs: string[];
   guestArgs: string[];
+  /** A directory of this stack's own: each guest's files (its `/tmp`, …) live in `<workDir>/<name>`. */
+  workDir: string;
 }
 
 export interface RunningStack {
@@ -122,21 +186,22 @@ export interface RunningStack {
   sockets: Map<string, string>;
 }
 
-export function stackSecrets(): Record<string, string> {
-  return {
-    PVBLK_DOM0_SECRET: process.env.PVBLK_DOM0_SECRET ?? randomBytes(24).toString('base64url'),
-    PVBLK_TOOLSTACK_TOKEN: process.env.PVBLK_TOOLSTACK_TOKEN ?? randomBytes(24).toString('base64url'),
-  };
+/**
+ * Stop order by role (the child's first argument): guests first, every one at once, then the host,
+ * then the hypervisor.
+ */
+function tierOf(role: string | undefined): number {
+  return role === 'hypervisor' ? 0 : role === 'host' ? 1 : 2;
 }
 
 /** Starts hypervisor, host and guests in order, each once the one before is ready. */
 export async function startStack(sup: Supervisor, o: StackOptions): Promise<RunningStack> {
-  const env = stackSecrets();
+  const creds = stackCredentials();
   await mkdir(o.runDir, { recursive: true });
   const hv = sup.start({
     name: 'hypervisor',
     args: ['hypervisor', '--host', o.host, '--port', String(o.port)],
-    env,
+    env: childEnv('hypervisor', creds),
   });
   const hvReady = await hv.ready;
   const hypervisorUrl = String(hvReady.url);
@@ -152,8 +217,9 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
   ];
   if (o.dataDir) hostArgs.push('--data-dir', resolve(o.dataDir));
   else hostArgs.push('--memory');
-  const host = sup.start({ name: 'host', args: hostArgs, env });
+  const host = sup.start({ name: 'host', args: hostArgs, env: childEnv('host', creds) });
   const apiUrl = String((await host.ready).api);
+  publishOperatorAccess(o.runDir, { api: apiUrl, hypervisor: hypervisorUrl, token: creds.operatorToken });
   const sockets = new Map<string, string>();
   const guests = o.guests.map((name) => {
     const sock = join(o.runDir, `${name}.sock`);
@@ -170,9 +236,11 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
         apiUrl,
         '--control',
         sock,
+        '--root',
+        join(o.workDir, name),
         ...o.guestArgs,
       ],
-      env: { PVBLK_TOOLSTACK_TOKEN: env.PVBLK_TOOLSTACK_TOKEN },
+      env: childEnv('guest', creds, name),
     });
   });
   await Promise.all(guests.map((g) => g.ready));

@@ -1,74 +1,32 @@
 /**
  * End to end through docker compose: the image from docker/Dockerfile, the stack of docker-compose.yml
- * (secrets, hypervisor, host, guest), the seed transcript from the guest's boot workload, `exec` into a
- * guest, scaling, and data that survives `down` + `up`.
+ * with its compose override (secrets, hypervisor, host, guest), the seed transcript from the guest's
+ * boot workload, `exec` into a guest, scaling, guests that come back with their disks when `up` with
+ * the publish override recreates the hypervisor and the host under them (and do not run the boot
+ * workload again), and data that survives `down` + `up`.
  *
  * Skipped (and reported as skipped) when there is no working Docker engine or no compose; on CI,
  * docker/ci-prepare.sh installs and starts both first and picks the Node base image
  * (.ci/out/node-image). Every docker command is bounded by a timeout; the project is torn down with
  * `down -v` whatever happens.
  */
-import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  detectCompose,
+  expectInOrder,
+  expectKernelFormat,
+  GUEST_SEED,
+  guestArgv,
+  HOST_SEED,
+  nodeImage,
+  run,
+  until,
+  type Result,
+} from './helpers.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const PROJECT = `pvblk-test-${process.pid}`;
-
-/** `docker compose` (v2) if present, else docker-compose (1.x); null with the reason when neither works. */
-function detect(): { compose: string[] | null; reason: string | null } {
-  const ok = (cmd: string, args: string[]) => {
-    const r = spawnSync(cmd, args, { stdio: 'ignore', timeout: 20_000 });
-    return r.status === 0;
-  };
-  if (!ok('docker', ['--version'])) return { compose: null, reason: 'the docker command is not installed' };
-  if (!ok('docker', ['info', '--format', '{{.ServerVersion}}']))
-    return {
-      compose: null,
-      reason: '`docker info` fails: no running Docker engine (run docker/ci-prepare.sh)',
-    };
-  if (ok('docker', ['compose', 'version'])) return { compose: ['docker', 'compose'], reason: null };
-  if (ok('docker-compose', ['version', '--short'])) return { compose: ['docker-compose'], reason: null };
-  return { compose: null, reason: 'neither `docker compose` nor docker-compose is installed' };
-}
-
-const { compose, reason } = detect();
+const { compose, reason } = detectCompose();
 if (reason) console.warn(`test/docker/compose.test.ts skipped: ${reason}`);
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-function run(cmd: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = {}): Promise<Result> {
-  const started = Date.now();
-  return new Promise((res) => {
-    execFile(
-      cmd,
-      args,
-      {
-        cwd: ROOT,
-        env: { ...process.env, ...env },
-        timeout: timeoutMs,
-        killSignal: 'SIGKILL',
-        maxBuffer: 64 * 1024 * 1024,
-      },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 124) : 0;
-        res({
-          code,
-          stdout,
-          stderr: stderr + (err && err.killed ? `\n(killed after ${timeoutMs} ms)` : ''),
-          ms: Date.now() - started,
-        });
-      },
-    );
-  });
-}
 
 /** The same settings for every compose command of the test: one stack, the seed's disk and workload. */
 const ENV: NodeJS.ProcessEnv = {
@@ -76,7 +34,20 @@ const ENV: NodeJS.ProcessEnv = {
   PVBLK_WORKLOAD: 'dd if=/dev/zero of=/dev/xvda',
   PVBLK_GUEST_NAME: '@replica',
   COMPOSE_PROJECT_NAME: PROJECT,
+  // the publish override on free ports of this machine's loopback
+  PVBLK_HYPERVISOR_PUBLISH: '127.0.0.1:0',
+  PVBLK_API_PUBLISH: '127.0.0.1:0',
 };
+
+/** The README's publish override, against the same project: base, compose override, publish. */
+const PUBLISH = [
+  '-f',
+  'docker-compose.yml',
+  '-f',
+  'docker-compose.override.yml',
+  '-f',
+  'docker-compose.publish.yml',
+];
 
 function dc(args: string[], timeoutMs = 60_000): Promise<Result> {
   return run(compose![0], [...compose!.slice(1), '-p', PROJECT, ...args], timeoutMs, ENV);
@@ -92,27 +63,22 @@ async function dcOk(args: string[], timeoutMs = 60_000): Promise<Result> {
   return r;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function ids(service: string): Promise<string[]> {
+  return (await dc(['ps', '-q', service], 30_000)).stdout.split('\n').filter(Boolean);
+}
 
-/** Polls until check() returns a value (not undefined) or the deadline passes. */
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(1000);
-  }
+async function inspect(format: string, id: string): Promise<string> {
+  return (await run('docker', ['inspect', '--format', format, id], 30_000)).stdout.trim();
 }
 
 /** Waits until `count` containers of a service report healthy. */
 async function healthy(service: string, count: number, timeoutMs = 90_000): Promise<void> {
   await until(`${count} healthy ${service} container(s)`, timeoutMs, async () => {
-    const ids = (await dc(['ps', '-q', service], 30_000)).stdout.split('\n').filter(Boolean);
-    if (ids.length !== count) return undefined;
-    const r = await run('docker', ['inspect', '--format', '{{.State.Health.Status}}', ...ids], 30_000);
+    const all = await ids(service);
+    if (all.length !== count) return undefined;
+    const r = await run('docker', ['inspect', '--format', '{{.State.Health.Status}}', ...all], 30_000);
     const states = r.stdout.split('\n').filter(Boolean);
-    return states.length === count && states.every((s) => s === 'healthy') ? true : undefined;
+    return states.length === count && states.every((st) => st === 'healthy') ? true : undefined;
   });
 }
 
@@ -120,55 +86,30 @@ async function logs(service: string): Promise<string> {
   return (await dcOk(['logs', '--no-color', service], 60_000)).stdout;
 }
 
-/**
- * Runs a command in a guest through `pvblk guest`: a simple command as separate arguments (as a user
- * types it), a command line with ; && || > as one argument.
- */
+/** Runs a command in a guest through `pvblk guest`, as the README spells it. */
 function guest(line: string, index = 1): Promise<Result> {
-  const argv = /[;&|>]/.test(line) ? [line] : line.split(/\s+/);
-  return dc(['exec', '-T', `--index=${index}`, 'guest', 'pvblk', 'guest', ...argv], 60_000);
+  return dc(['exec', '-T', `--index=${index}`, 'guest', 'pvblk', 'guest', ...guestArgv(line)], 60_000);
 }
 
-/** The Node base image: what docker/ci-prepare.sh chose, else node:22-slim, else a local one. */
-async function nodeImage(): Promise<string> {
-  const file = join(ROOT, '.ci/out/node-image');
-  if (existsSync(file)) {
-    const tag = readFileSync(file, 'utf8').trim();
-    if (tag && (await run('docker', ['image', 'inspect', tag], 30_000)).code === 0) return tag;
-  }
-  if ((await run('docker', ['image', 'inspect', 'node:22-slim'], 30_000)).code === 0) return 'node:22-slim';
-  if ((await run('docker', ['pull', '-q', 'node:22-slim'], 120_000)).code === 0) return 'node:22-slim';
-  const local = await run('bash', ['docker/local-base-image.sh'], 300_000);
-  const tag = local.stdout.trim().split('\n').at(-1) ?? '';
-  if (local.code !== 0 || !tag) throw new Error(`no Node base image: ${local.stderr.slice(-2000)}`);
-  return tag;
+/** Writes 16 random blocks at `seek` (4 KiB blocks, O_DIRECT, fsync) and returns their md5. */
+async function writeRandom(index: number, seek: number): Promise<string> {
+  const w = await guest(
+    `dd if=/dev/urandom of=/tmp/p bs=4096 count=16 && dd if=/tmp/p of=/dev/xvda bs=4096 count=16 seek=${seek} oflag=direct conv=fsync && md5sum /tmp/p`,
+    index,
+  );
+  expect(w.code, w.stderr).toBe(0);
+  const sum = /^([0-9a-f]{32}) {2}\/tmp\/p$/m.exec(w.stdout)?.[1];
+  expect(sum, w.stdout).toBeDefined();
+  return sum!;
 }
 
-const GUEST_SEED = [
-  'end_request: I/O error, dev xvda, sector 4656',
-  "dd: writing to `/dev/xvda': Input/output error",
-  '4657+0 records in',
-  '4656+0 records out',
-  '2383872 bytes (2.4 MB) copied',
-];
-const HOST_SEED = [
-  'Sense Key : Medium Error [current]',
-  'Info fld=0x1234',
-  'sd 9:0:0:0 [sdg]',
-  'Add. Sense: Unrecovered read error',
-  'sd 9:0:0:0 [sdg] CDB:',
-  'Read(10): 28 20 00 00 12 30 00 00 08 00',
-  'end_request: critical target error, dev sdg, sector 4656',
-];
-
-/** Asserts the lines appear in this order (each after the previous one). */
-function expectInOrder(text: string, lines: string[]): void {
-  let at = 0;
-  for (const l of lines) {
-    const i = text.indexOf(l, at);
-    expect(i, `"${l}" after offset ${at} in:\n${text}`).toBeGreaterThanOrEqual(0);
-    at = i + l.length;
-  }
+async function readBack(index: number, skip: number): Promise<string> {
+  const r = await guest(
+    `dd if=/dev/xvda of=/tmp/q bs=4096 count=16 skip=${skip} iflag=direct && md5sum /tmp/q`,
+    index,
+  );
+  expect(r.code, r.stderr).toBe(0);
+  return /^([0-9a-f]{32}) {2}\/tmp\/q$/m.exec(r.stdout)?.[1] ?? r.stdout;
 }
 
 describe.skipIf(compose === null)('docker compose: the pvblk stack in containers', () => {
@@ -204,10 +145,7 @@ describe.skipIf(compose === null)('docker compose: the pvblk stack in containers
       return l.includes(HOST_SEED.at(-1)!) ? l : undefined;
     });
     expectInOrder(hostLog, HOST_SEED);
-    for (const l of HOST_SEED)
-      expect(hostLog).toMatch(
-        new RegExp(`\\[\\s*\\d+\\.\\d{6}\\] ${l.replace(/[[\]().*+?^$\\|]/g, '\\$&')}`),
-      );
+    expectKernelFormat(hostLog, HOST_SEED);
     // the generated credentials: in their volumes, not in any log; a guest sees only its token
     const hv = await logs('hypervisor');
     expect(hv).toContain('hypervisor listening on ws://0.0.0.0:7480/');
@@ -241,7 +179,7 @@ describe.skipIf(compose === null)('docker compose: the pvblk stack in containers
       'hypervisor',
       'node',
       '-e',
-      "fetch('http://127.0.0.1:7480/status').then(r => r.json()).then(s => console.log(JSON.stringify(s.domains)))",
+      "const t = require('fs').readFileSync('/secrets/dom0/secret', 'utf8').trim(); fetch('http://127.0.0.1:7480/status', { headers: { authorization: 'Bearer ' + t } }).then(r => r.json()).then(s => console.log(JSON.stringify(s.domains)))",
     ]);
     const domains = JSON.parse(r.stdout.trim()) as { domid: number; name: string; connected: boolean }[];
     expect(domains.length).toBeGreaterThanOrEqual(3);
@@ -251,23 +189,49 @@ describe.skipIf(compose === null)('docker compose: the pvblk stack in containers
     expect(second.code, second.stderr).toBe(0);
   });
 
-  it('keeps the disks across `down` and `up` (named volume, stable guest names)', async () => {
-    // beyond sector 4656, where the boot workload's dd stops (it runs again at the next boot)
-    const where = 'bs=4096 count=16 seek=1500';
-    const w = await guest(
-      `dd if=/dev/urandom of=/tmp/p bs=4096 count=16 && dd if=/tmp/p of=/dev/xvda ${where} oflag=direct conv=fsync && md5sum /tmp/p`,
-    );
-    expect(w.code, w.stderr).toBe(0);
-    const sum = /^([0-9a-f]{32}) {2}\/tmp\/p$/m.exec(w.stdout)?.[1];
-    expect(sum, w.stdout).toBeDefined();
+  it('`up` with the publish override against the running stack brings every guest back with its disk; the boot workload does not run again', async () => {
+    // in the first MiB, where the boot workload's dd writes: a second run would overwrite it
+    const sums = [await writeRandom(1, 0), await writeRandom(2, 0)];
+    const guests = await ids('guest');
+    const restarts = await Promise.all(guests.map((id) => inspect('{{.RestartCount}}', id)));
+    const hvBefore = (await ids('hypervisor'))[0];
+    const up = await dcOk([...PUBLISH, 'up', '-d', '--scale', 'guest=2'], 180_000);
+    // compose recreates the hypervisor and the host (they gain ports) and leaves the guests be …
+    expect((await ids('hypervisor'))[0]).not.toBe(hvBefore);
+    expect(await ids('guest')).toEqual(guests);
+    // … which lose their hypervisor, exit, and are restarted by their policy
+    await until('both guests restarted', 90_000, async () => {
+      const now = await Promise.all(guests.map((id) => inspect('{{.RestartCount}}', id)));
+      return now.every((n, i) => Number(n) > Number(restarts[i])) ? true : undefined;
+    });
+    await healthy('guest', 2);
+    expect(await readBack(1, 0)).toBe(sums[0]);
+    expect(await readBack(2, 0)).toBe(sums[1]);
+    const guestLog = await logs('guest');
+    expect(guestLog).toMatch(/the boot workload already ran on guest1 .*; not running it again/);
+    expect(guestLog).toMatch(/the boot workload already ran on guest2 .*; not running it again/);
+    // the published hypervisor answers on this machine, and knows both guests again
+    const hv = (await ids('hypervisor'))[0];
+    const port = /:(\d+)\s*$/m.exec((await run('docker', ['port', hv, '7480/tcp'], 30_000)).stdout)?.[1];
+    expect(port, up.stderr).toBeDefined();
+    const secret = (await dcOk(['exec', '-T', 'host', 'cat', '/secrets/dom0/secret'])).stdout.trim();
+    const status = (await (
+      await fetch(`http://127.0.0.1:${port}/status`, { headers: { authorization: `Bearer ${secret}` } })
+    ).json()) as { domains: Array<{ name: string; connected: boolean; privileged: boolean }> };
+    expect(
+      status.domains
+        .filter((d) => !d.privileged && d.connected)
+        .map((d) => d.name)
+        .sort(),
+    ).toEqual(['guest1', 'guest2']);
+  });
+
+  it('keeps the disks across `down` and `up` (named volumes, stable guest names)', async () => {
+    const sum = await writeRandom(1, 0);
     await dcOk(['down'], 90_000);
     await dcOk(['up', '-d'], 180_000);
     await healthy('guest', 1);
-    const r = await guest(
-      `dd if=/dev/xvda of=/tmp/p ${where.replace('seek', 'skip')} iflag=direct && md5sum /tmp/p`,
-    );
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain(`${sum}  /tmp/p`);
+    expect(await readBack(1, 0)).toBe(sum);
   });
 
   it('`down -v` stops everything quickly', async () => {

@@ -3,11 +3,12 @@
  * (hypervisor, host, guest) the way `pvblk up` does, each a child process talking over real sockets.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { deriveGuestToken } from '@pvblk/runtime';
 
 export const PVBLK = fileURLToPath(new URL('../../bin/pvblk.mjs', import.meta.url));
 
@@ -32,11 +33,109 @@ export function pvblk(
     p.stdout.on('data', (d) => (stdout += d));
     p.stderr.on('data', (d) => (stderr += d));
     const t = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 90_000);
-    p.on('exit', (code) => {
+    p.on('close', (code) => {
       clearTimeout(t);
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** A `pvblk` process followed line by line while it runs. */
+export interface Running {
+  proc: ChildProcess;
+  /** Lines of stdout and stderr so far, in the order they arrived. */
+  out: string[];
+  /** Resolves with the first line (already seen or future) that matches. */
+  line(pred: (l: string) => boolean, ms?: number): Promise<string>;
+  /** The exit, as a shell reports it (128 + signal number for a signal). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * Starts `pvblk <args>`; `detached` gives it its own process group, so a test can send the group a
+ * signal as a terminal's Ctrl-C does (`process.kill(-pid, 'SIGINT')`).
+ */
+export function startPvblk(
+  args: string[],
+  opts: { env?: Record<string, string>; detached?: boolean; cwd?: string } = {},
+): Running {
+  const proc = spawn(process.execPath, [PVBLK, ...args], {
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: opts.detached ?? false,
+    cwd: opts.cwd,
+  });
+  const out: string[] = [];
+  const waiters: Array<{ pred: (l: string) => boolean; resolve: (l: string) => void }> = [];
+  const take = (l: string) => {
+    out.push(l);
+    for (const w of [...waiters])
+      if (w.pred(l)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(l);
+      }
+  };
+  createInterface({ input: proc.stdout! }).on('line', take);
+  createInterface({ input: proc.stderr! }).on('line', take);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+    proc.on('close', (code, signal) => res({ code, signal })),
+  );
+  return {
+    proc,
+    out,
+    exited,
+    line(pred, ms = 60_000) {
+      const hit = out.find(pred);
+      if (hit !== undefined) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(
+          () => reject(new Error(`no such line within ${ms} ms; output so far:\n${out.join('\n')}`)),
+          ms,
+        );
+        waiters.push({
+          pred,
+          resolve: (l) => {
+            clearTimeout(t);
+            resolve(l);
+          },
+        });
+        void exited.then(() =>
+          setImmediate(() => reject(new Error(`pvblk exited; output:\n${out.join('\n')}`))),
+        );
+      });
+    },
+  };
+}
+
+/** A process that has exited (a zombie not yet reaped by its new parent counts as gone). */
+export function processGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** Waits until `cond` holds, checking every few milliseconds; returns how long it took. */
+export async function waitUntil(cond: () => boolean, ms: number, what: string): Promise<number> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return performance.now() - t0;
+}
+
+/** The stack described by the lock in a run dir (pids of its processes, sockets). */
+export function stackInfo(runDir: string): {
+  pid: number;
+  processes?: Array<{ name: string; pid: number }>;
+} {
+  return JSON.parse(readFileSync(join(runDir, 'pvblk.lock'), 'utf8')) as {
+    pid: number;
+    processes?: Array<{ name: string; pid: number }>;
+  };
 }
 
 /** Lines of one process's output in `pvblk run`, without the `name | ` prefix. */
@@ -75,7 +174,22 @@ export interface Proc {
 
 /** Starts one `pvblk <role>` process with JSON logs. */
 export function startProc(name: string, args: string[], env: Record<string, string> = {}): Proc {
-  const proc = spawn(process.execPath, [PVBLK, ...args], {
+  return watchProc(name, [PVBLK, ...args], env);
+}
+
+/** Starts a TypeScript script of the tests (a fixture process) with JSON logs, watched as startProc does. */
+export function startScript(
+  name: string,
+  file: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Proc {
+  return watchProc(name, ['--import', 'tsx', file, ...args], env);
+}
+
+/** A Node child with JSON logs on stdout: its records, waits on them, its exit. */
+function watchProc(name: string, argv: string[], env: Record<string, string>): Proc {
+  const proc = spawn(process.execPath, argv, {
     env: { ...process.env, PVBLK_LOG_FORMAT: 'json', PVBLK_LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -175,8 +289,22 @@ export async function startSystem(o: { disk?: string; dataDir?: string; hostArgs
       const socket = join(run.path, `${name}.sock`);
       const g = startProc(
         name,
-        ['domu', '--name', name, '--hypervisor', url, '--toolstack', api, '--control', socket, ...args],
-        SECRETS,
+        [
+          'domu',
+          '--name',
+          name,
+          '--hypervisor',
+          url,
+          '--toolstack',
+          api,
+          '--control',
+          socket,
+          '--root',
+          join(run.path, `${name}.root`),
+          ...args,
+        ],
+        // a guest holds its own token only, as under `pvblk up`
+        { PVBLK_GUEST_TOKEN: deriveGuestToken(SECRETS.PVBLK_TOOLSTACK_TOKEN, name) },
       );
       procs.push(g);
       await g.waitFor((r) => r.event === 'ready');

@@ -4,7 +4,7 @@
  * After each attack: no process exited, the victim's I/O still verifies, and the attacker holds
  * nothing it should not. Named by the finding of the hostile-peers issue each one reproduces.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
 import { WebSocket } from 'ws';
 import { connectWs, type XenClient } from '@pvblk/client';
@@ -25,7 +25,9 @@ interface Status {
     mappings: number;
     ports: number;
     memory: { sharedFrameBytes: number; backlogBytes: number; pendingInput: number };
+    xenstore: { nodes: number; watches: number; transactions: number };
   }>;
+  xenstore: { nodes: number; watches: number; transactions: number };
   connections: Record<string, { open: number; unauthenticated: number }>;
 }
 const status = async (): Promise<Status> =>
@@ -53,6 +55,26 @@ async function survivors(): Promise<void> {
   expect(r.code).toBe(0);
 }
 
+/**
+ * What the hypervisor holds for everyone but the victim (whose persistent grants may grow as it
+ * works): domains, grants, mappings, ports, XenStore nodes and watches, and Dom0's unread output. Once
+ * an attacker is destroyed, this must be what it was before the attack.
+ */
+async function baseline(): Promise<unknown> {
+  const s = await status();
+  const victimDomid = Number((await victim.waitFor((r) => r.event === 'ready')).domid);
+  return {
+    domains: s.domains.map((d) => d.domid),
+    others: s.domains
+      .filter((d) => d.domid !== victimDomid)
+      .map((d) => ({ domid: d.domid, grants: d.grants, ports: d.ports, xenstore: d.xenstore })),
+    nodes: s.xenstore.nodes,
+    dom0Backlog: s.domains.find((d) => d.domid === 0)!.memory.backlogBytes,
+  };
+}
+let before: unknown;
+const attackers: number[] = [];
+
 /** A guest domain the attacker owns: created by the toolstack like any other, credential in hand. */
 async function attackerDomain(name: string): Promise<{ domid: number; xc: XenClient }> {
   const res = await fetch(`${sys.api}/guests`, {
@@ -62,6 +84,7 @@ async function attackerDomain(name: string): Promise<{ domid: number; xc: XenCli
   });
   expect(res.status).toBe(201);
   const { domid, credential } = (await res.json()) as { domid: number; credential: string };
+  attackers.push(domid);
   return { domid, xc: await connectWs(sys.url, { credential, retryForMs: 0 }) };
 }
 
@@ -78,6 +101,24 @@ function rawSocket(frames: Buffer[]): Promise<number> {
 beforeAll(async () => {
   sys = await startSystem();
   victim = await sys.guest('victim');
+  before = await baseline();
+});
+
+// after each attack the toolstack destroys the attacker's domains; nothing of them may remain
+afterEach(async () => {
+  for (const domid of attackers.splice(0)) {
+    await fetch(`${sys.api}/guests/${domid}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${SECRETS.PVBLK_TOOLSTACK_TOKEN}` },
+    });
+  }
+  const end = Date.now() + 10_000;
+  let now = await baseline();
+  while (JSON.stringify(now) !== JSON.stringify(before) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 50));
+    now = await baseline();
+  }
+  expect(now).toEqual(before);
 });
 afterAll(async () => {
   await sys?.stop();

@@ -3,10 +3,17 @@
  * run through the control socket, the consoles printed with name prefixes.
  */
 import { describe, expect, it } from 'vitest';
-import { linesOf, normalise, pvblk } from './helpers.ts';
+import { linesOf, normalise, pvblk, tempDir } from './helpers.ts';
 
-const RUN = (extra: string[], cmd: string[]) =>
-  pvblk(['run', '--memory', '--run-dir', `/tmp/pvblk-t-${process.pid}`, ...extra, '--', ...cmd]);
+/** `pvblk run` with its own run dir, removed afterwards. */
+async function RUN(extra: string[], cmd: string[]) {
+  const run = tempDir('pvblk-t-');
+  try {
+    return await pvblk(['run', '--memory', '--run-dir', run.path, ...extra, '--', ...cmd]);
+  } finally {
+    run.cleanup();
+  }
+}
 
 describe('pvblk run', () => {
   it("prints dd's coreutils output line by line and exits with its status", async () => {

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { linesOf, normalise, pvblk } from './helpers.ts';
+import { linesOf, normalise, pvblk, tempDir } from './helpers.ts';
 
 /** The talk's two consoles, as `pvblk run` prints them: `guest | …` then `host  | …`. */
 function talkTranscript(): string[] {
@@ -22,8 +22,14 @@ function talkTranscript(): string[] {
   return out;
 }
 
-const run = (disk: string, cmd: string[]) =>
-  pvblk(['run', '--memory', '--run-dir', `/tmp/pvblk-seed-${process.pid}`, '--disk', disk, '--', ...cmd]);
+async function run(disk: string, cmd: string[]) {
+  const dir = tempDir('pvblk-seed-');
+  try {
+    return await pvblk(['run', '--memory', '--run-dir', dir.path, '--disk', disk, '--', ...cmd]);
+  } finally {
+    dir.cleanup();
+  }
+}
 
 describe('the seed transcript', () => {
   it('pvblk run --disk "dif=1 opts=34" -- dd if=/dev/zero of=/dev/xvda prints it line for line', async () => {

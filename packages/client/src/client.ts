@@ -24,6 +24,7 @@ import {
   type GrantMapResult,
   type HypervisorMessage,
 } from '@pvblk/shared';
+import { processTrace } from '@pvblk/runtime';
 import { Page, type PageWriteSink } from './memory.ts';
 import type { DomainInfo, EventHandler, Hypercalls, Watch } from './hypercalls.ts';
 
@@ -110,6 +111,7 @@ export class XenClient implements Hypercalls, PageWriteSink {
     c.nextId = 2;
     transport.onFrame((f) => c.onFrame(f));
     transport.onClose((code, reason) => c.onTransportClose(code, reason));
+    processTrace?.addClock(() => c.clockProbe());
     return c;
   }
 
@@ -297,6 +299,17 @@ export class XenClient implements Hypercalls, PageWriteSink {
   /** mb(): resolves once everything sent before it is applied and everything forwarded to us has arrived. */
   fence(): Promise<void> {
     return this.call({ t: 'fence' });
+  }
+
+  /**
+   * One clock probe for tracing (@pvblk/runtime's trace.ts): a fence, with our clock when it was
+   * queued and when it was answered; the hypervisor stamps the fence's id with its own clock.
+   */
+  async clockProbe(): Promise<{ domid: number; id: number; t0: number; t1: number }> {
+    const id = this.nextId;
+    const t0 = performance.now();
+    await this.fence();
+    return { domid: this.domid, id, t0, t1: performance.now() };
   }
 
   pageWrite(page: Page, off: number, len: number): void {

@@ -8,7 +8,7 @@
  *   ← {"out": "…"} | {"err": "…"} | {"kmsg": {"ts": 107.298247, "level": 3, "text": "…"}} | {"exit": 1}
  *   → {"signal": "SIGINT"}   (Ctrl-C on the client)
  */
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { PvblkError, type KernelMessage } from '@pvblk/shared';
@@ -39,9 +39,33 @@ function parseRequest(line: string): ControlRequest | string {
   return 'request needs argv (a non-empty array of strings) or line (a string)';
 }
 
-export async function startControlServer(path: string, handler: ControlHandler): Promise<Server> {
+/** True when a live guest serves `path` (a socket file nobody listens on is left by a dead guest). */
+export function controlSocketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection(path);
+    sock.on('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.on('error', () => resolve(false));
+  });
+}
+
+export interface ControlServer {
+  readonly path: string;
+  /**
+   * Stops accepting commands, interrupts the running ones as Ctrl-C would (dd prints its statistics,
+   * the client gets the output and the exit status), waits up to `graceMs` for them, removes the socket.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startControlServer(path: string, handler: ControlHandler): Promise<ControlServer> {
   await mkdir(dirname(path), { recursive: true });
-  await rm(path, { force: true });
+  if (await controlSocketAnswers(path))
+    throw new PvblkError('EBUSY', `another guest already serves the control socket ${path}`);
+  await rm(path, { force: true }); // left by a guest that is gone
+  const running = new Map<AbortController, Promise<void>>();
   const server = createServer((sock: Socket) => {
     let buf = '';
     let started = false;
@@ -75,22 +99,25 @@ export async function startControlServer(path: string, handler: ControlHandler):
           sock.end();
           return;
         }
-        handler(req, {
+        const done = handler(req, {
           stdout: (text) => send({ out: text }),
           stderr: (text) => send({ err: text }),
           kmsg: (m) => send({ kmsg: { ts: Number(m.ts.toFixed(6)), level: m.level, text: m.text } }),
           signal: ac.signal,
-        }).then(
-          (code) => {
-            send({ exit: code });
-            sock.end();
-          },
-          (e: Error) => {
-            send({ err: `control: ${e.message}\n` });
-            send({ exit: 1 });
-            sock.end();
-          },
-        );
+        })
+          .then(
+            (code) => {
+              send({ exit: code });
+              sock.end();
+            },
+            (e: Error) => {
+              send({ err: `control: ${e.message}\n` });
+              send({ exit: 1 });
+              sock.end();
+            },
+          )
+          .finally(() => running.delete(ac));
+        running.set(ac, done);
       }
     });
   });
@@ -98,7 +125,20 @@ export async function startControlServer(path: string, handler: ControlHandler):
     server.once('error', reject);
     server.listen(path, () => resolve());
   });
-  return server;
+  return {
+    path,
+    async close(graceMs = 2000) {
+      server.close();
+      for (const ac of running.keys()) ac.abort();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(running.values()),
+        new Promise((r) => (timer = setTimeout(r, graceMs))),
+      ]);
+      clearTimeout(timer);
+      await rm(path, { force: true });
+    },
+  };
 }
 
 export interface GuestCommandStreams {
@@ -119,14 +159,19 @@ export function runInGuest(
     let buf = '';
     let exit: number | null = null;
     sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
-    signal?.addEventListener('abort', () => sock.write(JSON.stringify({ signal: 'SIGINT' }) + '\n'));
+    signal?.addEventListener('abort', () => {
+      if (!sock.destroyed) sock.write(JSON.stringify({ signal: 'SIGINT' }) + '\n');
+    });
     sock.on('error', (e: NodeJS.ErrnoException) => {
-      const hint =
-        e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? ' (is the guest running? see `pvblk up`)' : '';
+      const why: Record<string, string> = {
+        ENOENT: 'no such socket (is the guest running? start one with `pvblk up`)',
+        ECONNREFUSED: 'nobody listens on it (the guest that made it is gone)',
+        EACCES: 'permission denied',
+      };
       reject(
         new PvblkError(
           'ECONNREFUSED',
-          `cannot reach the guest's control socket ${path}: ${e.message}${hint}`,
+          `cannot reach the guest's control socket ${path}: ${why[e.code ?? ''] ?? e.code ?? e.message}`,
         ),
       );
     });
@@ -136,7 +181,12 @@ export function runInGuest(
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        const m = JSON.parse(line) as { out?: string; err?: string; kmsg?: KernelMessage; exit?: number };
+        let m: { out?: string; err?: string; kmsg?: KernelMessage; exit?: number };
+        try {
+          m = JSON.parse(line) as typeof m;
+        } catch {
+          continue; // not the guest's protocol: ignored, the exit status decides
+        }
         if (m.out !== undefined) streams.stdout(m.out);
         else if (m.err !== undefined) streams.stderr(m.err);
         else if (m.kmsg !== undefined) streams.kmsg(m.kmsg);
@@ -146,7 +196,10 @@ export function runInGuest(
     sock.on('close', () => {
       if (exit === null)
         reject(
-          new PvblkError('ECONNRESET', 'the guest closed the control connection without an exit status'),
+          new PvblkError(
+            'ECONNRESET',
+            `the guest closed ${path} before the command finished (it stopped or was killed)`,
+          ),
         );
       else resolve(exit);
     });

@@ -4,22 +4,23 @@
  * toolstack gave it through blkfront, puts the guest block layer and page cache on top, and then serves
  * guest commands on its control socket until it is stopped.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PvblkError, xvdName, type KernelMessage } from '@pvblk/shared';
+import { dirname, join } from 'node:path';
+import { KERN_INFO, PvblkError, XenbusState, type KernelMessage } from '@pvblk/shared';
 import { connectWs, type Hypercalls } from '@pvblk/client';
 import {
   createLogger,
   DomainKernelLog,
+  errnoForHttpStatus,
   onShutdown,
-  resolveToolstackToken,
+  resolveGuestCredential,
   withBackoff,
+  type GuestCredential,
 } from '@pvblk/runtime';
-import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
-import { GuestBlockQueue } from './block/queue.ts';
-import { BlockDeviceCache } from './block/page-cache.ts';
-import { GuestFs } from './guest/guest-vfs.ts';
+import { DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
+import { XenbusProbe } from './xenbus-probe.ts';
+import { GuestFs, xenDevNumbers } from './guest/guest-vfs.ts';
 import { startControlServer, type ControlRequest } from './control.ts';
 import { guestCommands, type GuestDisk } from './guest/toolbox.ts';
 import { quoteArgv, runCommandLine } from './guest/shell.ts';
@@ -37,10 +38,13 @@ export interface DomuOptions {
   blkfront: Partial<BlkfrontOptions>;
 }
 
-/** Asks the host to create this guest; retries while the host is not up yet. */
+/**
+ * Asks the host to create this guest; retries while the host is not up yet. A guest that enrolled
+ * keeps the guest token the host returned (in `cred.saveTo`) and boots with it from then on.
+ */
 async function provision(
   url: string,
-  token: string,
+  cred: GuestCredential,
   name: string,
   onRetry: (attempt: number, err: string) => void,
 ): Promise<{ domid: number; credential: string }> {
@@ -50,7 +54,7 @@ async function provision(
       () =>
         fetch(new URL('/guests', url), {
           method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${cred.token}` },
           body: JSON.stringify({ name }),
         }),
       { retryForMs: 60_000, firstDelayMs: 200, onRetry: (n, _delay, e) => onRetry(n, e.message) },
@@ -64,65 +68,115 @@ async function provision(
   const body = (await res.json().catch(() => ({}))) as {
     domid?: number;
     credential?: string;
+    guestToken?: string;
     error?: string;
     message?: string;
   };
   if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
+    // the host names the condition (EROFS, ENOSPC …) in the body; otherwise the status class decides
+    const code = errnoForHttpStatus(res.status, body.error);
+    const hint =
+      res.status === 401 && cred.kind === 'guest'
+        ? ' (is this guest token from another host, or was the operator token changed?)'
+        : '';
     throw new PvblkError(
-      'EACCES',
-      `the toolstack refused to create guest ${name}: ${res.status} ${body.message ?? body.error ?? ''}`.trim(),
+      code,
+      `the host refused to create guest ${name} (HTTP ${res.status}): ${body.message ?? body.error ?? res.statusText}${hint}`,
     );
+  }
+  if (cred.kind === 'enrol') {
+    if (typeof body.guestToken !== 'string')
+      throw new PvblkError('EPROTO', `the host enrolled guest ${name} but sent no guest token`);
+    const saveTo = cred.saveTo;
+    if (saveTo) {
+      const tmp = `${saveTo}.tmp`;
+      await mkdir(dirname(saveTo), { recursive: true })
+        .then(() => writeFile(tmp, body.guestToken + '\n', { mode: 0o600 }))
+        .then(() => rename(tmp, saveTo))
+        .catch((e: Error) => {
+          throw new PvblkError(
+            'EIO',
+            `enrolled as ${name}, but cannot keep its guest token in ${saveTo}: ${e.message}`,
+          );
+        });
+    }
   }
   return { domid: body.domid, credential: body.credential };
 }
 
-/** Attaches every vbd under device/vbd, as xenbus enumerates a guest's devices at boot. */
-async function attachDisks(
-  xc: Hypercalls,
-  klog: DomainKernelLog,
-  opts: BlkfrontOptions,
-  log: (level: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) => void,
-): Promise<GuestDisk[]> {
-  const devids = await xc.xs.directory(`/local/domain/${xc.domid}/device/vbd`).catch(() => [] as string[]);
-  const disks: GuestDisk[] = [];
-  for (const d of devids) {
-    const name = xvdName(Number(d)) ?? `xvd-${d}`;
-    const front = new Blkfront(xc, klog, `/local/domain/${xc.domid}/device/vbd/${d}`, name, opts, log);
-    await front.start();
-    const connected = await Promise.race([
-      front.whenConnected().then(() => true),
-      new Promise<boolean>((r) => setTimeout(() => r(false), 30_000)),
-    ]);
-    if (!connected) {
-      log('error', { dev: name }, `${name}: the backend did not connect within 30 s`);
-      continue;
-    }
-    const queue = new GuestBlockQueue(front, klog);
-    const cache = new BlockDeviceCache(queue, klog);
-    disks.push({ name, front, queue, cache });
+/**
+ * xenbus_dev_shutdown() for one vbd: the guest asks to close (Closing) and waits until blkfront has
+ * seen the backend follow and reached Closed, at most 5 s as Linux does; then blkfront stops watching
+ * (a guest going down does not reconnect) and releases its rings.
+ */
+async function closeVbd(xc: Hypercalls, d: GuestDisk, klog: DomainKernelLog): Promise<void> {
+  const nodename = d.front.nodename;
+  const shortName = nodename.replace(/^\/local\/domain\/\d+\//, '');
+  const state = await xc.xs.tryRead(`${nodename}/state`);
+  if (state !== String(XenbusState.Connected)) {
+    klog.printk(
+      KERN_INFO,
+      `xenbus_dev_shutdown: ${shortName}: state ${state ?? 'gone'} != Connected, skipping`,
+    );
+    await d.front.stop();
+    return;
   }
-  return disks;
+  let closed!: () => void;
+  const whenClosed = new Promise<void>((r) => (closed = r));
+  const watch = await xc.xs.watch(`${nodename}/state`, () => {
+    void xc.xs.tryRead(`${nodename}/state`).then(
+      (v) => v === String(XenbusState.Closed) && closed(),
+      () => closed(),
+    );
+  });
+  await xc.xs.write(`${nodename}/state`, String(XenbusState.Closing));
+  let timer: NodeJS.Timeout | undefined;
+  const inTime = await Promise.race([
+    whenClosed.then(() => true),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000))),
+  ]);
+  clearTimeout(timer);
+  if (!inTime) klog.printk(KERN_INFO, `xenbus_dev_shutdown: ${shortName} timeout closing device`);
+  await watch.unwatch().catch(() => {});
+  await d.front.stop();
 }
 
 export async function runDomu(o: DomuOptions): Promise<void> {
   const log = createLogger(o.name);
   const klog = new DomainKernelLog(log);
-  const token = resolveToolstackToken();
-  const { domid, credential } = await provision(o.toolstackUrl, token, o.name, (attempt, err) =>
+  const cred = resolveGuestCredential();
+  const { domid, credential } = await provision(o.toolstackUrl, cred, o.name, (attempt, err) =>
     log.info({ attempt, err }, 'toolstack not reachable yet; retrying'),
   );
+  if (cred.kind === 'enrol')
+    log.info(
+      { enrolled: o.name, kept: cred.saveTo },
+      cred.saveTo
+        ? `enrolled as ${o.name}; its guest token is kept in ${cred.saveTo}`
+        : `enrolled as ${o.name}; its guest token is not kept (set PVBLK_GUEST_TOKEN_FILE), so this name cannot boot again`,
+    );
   log.info({ domid }, `created as domain ${domid}`);
   const xc = await connectWs(o.hypervisorUrl, { credential });
   const logFn = (l: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) =>
     log[l](obj, msg);
-  const disks = await attachDisks(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS, ...o.blkfront }, logFn);
+  const probe = new XenbusProbe(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS, ...o.blkfront }, logFn);
+  const disks = await probe.probeAll();
 
+  // the guest's own files: a directory given to it, or a temporary one it removes when it stops
   const root = o.root ?? (await mkdtemp(join(tmpdir(), `pvblk-${o.name}-`)));
   await mkdir(join(root, 'tmp'), { recursive: true });
   const vfs = new GuestFs(root);
-  for (const d of disks) vfs.registerBlockDevice(d.name, d.queue, d.cache);
+  // blkfront never sees VDISK_REMOVABLE or VDISK_CDROM from pvblk's backend: fixed disks
+  for (const d of disks)
+    vfs.registerBlockDevice(d.name, d.queue, d.cache, { ...xenDevNumbers(d.devid), removable: false });
   const commands = guestCommands({ klog, disks, vfs });
   const ctx: GuestCommandContext = { vfs, now: () => process.hrtime.bigint() };
+  // hot-plugged vbds come and go (xenbus_probe_frontend); `disks` is the live list
+  await probe.listen({
+    added: (d) =>
+      vfs.registerBlockDevice(d.name, d.queue, d.cache, { ...xenDevNumbers(d.devid), removable: false }),
+    removed: (d) => vfs.unregisterBlockDevice(d.name),
+  });
 
   const runRequest = (
     req: ControlRequest,
@@ -140,20 +194,30 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   );
 
   let stopping = false;
+  // Every step of the shutdown needs the hypervisor; when it is gone too (all of a stack told to stop
+  // at once) nothing it would have answered is awaited any longer.
+  let lost!: () => void;
+  const hypervisorGone = new Promise<void>((r) => (lost = r));
+  const unlessGone = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), hypervisorGone]);
   xc.onClose((code, reason) => {
+    lost();
     if (stopping) return;
     log.error({ code, reason }, 'lost the hypervisor (domain destroyed?); exiting');
     process.exit(1);
   });
-  onShutdown(async (signal) => {
+  const workload = new AbortController();
+  onShutdown(async (reason) => {
     stopping = true;
-    log.info({ signal }, 'guest shutting down');
-    control.close();
-    for (const d of disks) await d.cache.fsync().catch(() => {});
-    for (const d of disks) await d.front.stop().catch(() => {});
+    log.info({ reason }, 'guest shutting down');
+    // running commands end as on Ctrl-C (dd prints its statistics to whoever ran it)
+    workload.abort();
+    await control.close();
+    // what the page cache holds reaches the disk, then each vbd closes through the XenBus handshake
+    for (const d of disks) await unlessGone(d.cache.fsync());
+    for (const d of disks) if (xc.connected) await unlessGone(closeVbd(xc, d, klog));
     xc.close();
-    await rm(o.controlPath, { force: true });
     if (!o.root) await rm(root, { recursive: true, force: true });
+    log.info({ event: 'stopped' }, 'guest stopped');
   });
 
   if (o.workload) {
@@ -163,7 +227,7 @@ export async function runDomu(o: DomuOptions): Promise<void> {
     };
     const code = await runRequest(
       { line },
-      { stdout: console('stdout'), stderr: console('stderr'), signal: new AbortController().signal },
+      { stdout: console('stdout'), stderr: console('stderr'), signal: workload.signal },
     );
     log.info({ event: 'workload-done', status: code }, `workload finished with status ${code}`);
   }

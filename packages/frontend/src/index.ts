@@ -6,4 +6,13 @@ export {
 } from './blkfront/device.ts';
 export type * from './block/types.ts';
 export { runDomu, type DomuOptions } from './domu.ts';
-export { runInGuest, startControlServer, type ControlRequest, type GuestCommandStreams } from './control.ts';
+export {
+  controlSocketAnswers,
+  runInGuest,
+  startControlServer,
+  type ControlRequest,
+  type ControlServer,
+  type GuestCommandStreams,
+} from './control.ts';
+export * from './guest/fio-api.ts';
+export { XenbusProbe, type XenbusHooks } from './xenbus-probe.ts';

@@ -512,7 +512,9 @@ describe('dd copying', () => {
     });
     const n = await runDd('dd of=/dev/null', vfs);
     expect(n.status).toBe(1);
-    expect(n.stderr).toBe('dd: reading from standard input is not supported in this guest; use if=FILE\n');
+    expect(n.stderr).toBe(
+      'dd: reading from standard input needs a pipe in this guest (… | dd); use if=FILE\n',
+    );
   });
 
   it('stops on SIGINT with the statistics and status 130', async () => {

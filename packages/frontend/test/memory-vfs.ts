@@ -14,7 +14,7 @@
  * Faults are injected per device/file as functions of (offset, length), so a test can say "writes
  * reaching byte X fail with EIO" or "reads covering byte Y fail with EIO".
  */
-import type { Errno, GuestFile, GuestVfs, IoResult, OpenFlags } from '../src/guest/vfs.ts';
+import type { Dirent, Errno, GuestFile, GuestVfs, IoResult, OpenFlags } from '../src/guest/vfs.ts';
 
 export interface Faults {
   /** Consulted before each pread with the clamped range; an errno fails the call. */
@@ -146,6 +146,21 @@ export class MemoryVfs implements GuestVfs {
     const n = this.nodes.get(path);
     if (!n) throw new Error(`MemoryVfs: no node ${path}`);
     return n;
+  }
+
+  async readdir(path: string): Promise<Dirent[] | { errno: Errno }> {
+    const dir = path.length > 1 ? path.replace(/\/+$/, '') : path;
+    if (!this.dirs.has(dir)) return { errno: this.nodes.has(dir) ? 'ENOTDIR' : 'ENOENT' };
+    const out: Dirent[] = [];
+    for (const d of this.dirs)
+      if (d !== '/' && parentDir(d) === dir)
+        out.push({ name: d.slice(dir.length + (dir === '/' ? 0 : 1)), kind: 'dir' });
+    for (const [p, n] of this.nodes) {
+      if (parentDir(p) !== dir) continue;
+      const kind = n.kind === 'file' ? 'file' : n.kind === 'blockdev' ? 'blockdev' : 'chardev';
+      out.push({ name: p.slice(dir.length + (dir === '/' ? 0 : 1)), kind });
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   async open(path: string, flags: OpenFlags): Promise<GuestFile | { errno: Errno }> {

@@ -34,7 +34,24 @@ const MiB = 1024 * 1024;
 describe('COMMANDS', () => {
   it('has the toolbox', () => {
     expect(Object.keys(COMMANDS).sort()).toEqual(
-      ['cat', 'cmp', 'dd', 'echo', 'false', 'md5sum', 'sha1sum', 'sha256sum', 'sleep', 'sync', 'true'].sort(),
+      [
+        'cat',
+        'cmp',
+        'dd',
+        'echo',
+        'false',
+        'grep',
+        'head',
+        'ls',
+        'md5sum',
+        'sha1sum',
+        'sha256sum',
+        'sleep',
+        'sync',
+        'tail',
+        'true',
+        'wc',
+      ].sort(),
     );
   });
 });
@@ -87,7 +104,7 @@ describe('md5sum / sha1sum / sha256sum', () => {
     });
   });
 
-  it('rejects unknown options and stdin', async () => {
+  it('rejects unknown options, and stdin without a pipe', async () => {
     const vfs = new MemoryVfs();
     expect(await sh(['md5sum', '-x', '/dev/zero'], vfs)).toEqual({
       status: 1,
@@ -95,7 +112,7 @@ describe('md5sum / sha1sum / sha256sum', () => {
       stderr: "md5sum: invalid option -- 'x'\nTry `md5sum --help' for more information.\n",
     });
     expect((await sh(['md5sum'], vfs)).stderr).toBe(
-      'md5sum: -: standard input is not supported in this guest\n',
+      'md5sum: -: no standard input here (this guest has no terminal; use a pipe: … | cmd)\n',
     );
   });
 

@@ -27,6 +27,7 @@ import {
 import type { Domain, Session } from './core/domain.ts';
 import type { Hypervisor } from './core/hypervisor.ts';
 import type { FairScheduler, Schedulable } from './scheduler.ts';
+import { brokerTrace } from './trace.ts';
 
 export interface FrameTransport {
   readonly peer: string;
@@ -144,6 +145,7 @@ export class Connection implements Session, Schedulable {
       this.pendingWatch.add(key);
     }
     this.outbox.push(msg);
+    if (this.domain) brokerTrace?.queued(this.domain.domid);
     this.outBytes += 16 + ('data' in msg && msg.data instanceof Uint8Array ? msg.data.length : 0);
     if (this.backlog > OUT_MAX) {
       this.log(
@@ -185,11 +187,17 @@ export class Connection implements Session, Schedulable {
     }
     this.pendingWatch.clear();
     if (this.closed || this.outbox.length === 0) return;
+    // trace: the time before the frames go out (a stamp taken after could be late by a preemption)
+    if (this.domain) brokerTrace?.frameOut(this.domain.domid);
     const msgs = this.outbox;
     this.outbox = [];
     this.outBytes = 0;
     for (const f of encodeFrames(msgs)) {
       const n = f.length;
+      if (this.domain) {
+        this.domain.stats.framesOut++;
+        this.domain.stats.bytesOut += n;
+      }
       this.inflight += n;
       this.transport.sendFrame(f, () => {
         this.inflight -= n;
@@ -271,6 +279,11 @@ export class Connection implements Session, Schedulable {
       return;
     }
     this.badFrames = 0;
+    if (this.domain) {
+      this.domain.stats.framesIn++;
+      this.domain.stats.bytesIn += frame.length;
+      brokerTrace?.frameIn(this.domain.domid, decoded.messages);
+    }
     let msgs = decoded.messages;
     let invalid = decoded.invalid;
     if (!this.domain) {

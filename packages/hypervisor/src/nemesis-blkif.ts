@@ -163,7 +163,8 @@ export class BlkifTracer {
     }
     for (const devid of devids) {
       const base = `/local/domain/${d.domid}/device/vbd/${devid}`;
-      const order = Number(read(`${base}/${BlkifKey.ringPageOrder}`) ?? 0);
+      const orderNode = read(`${base}/${BlkifKey.ringPageOrder}`);
+      const order = Number(orderNode ?? 0);
       const nq = Number(read(`${base}/${BlkifKey.multiQueueNumQueues}`) ?? 1);
       if (!Number.isInteger(order) || order < 0 || order > 4 || !Number.isInteger(nq) || nq < 1 || nq > 64)
         continue;
@@ -171,7 +172,7 @@ export class BlkifTracer {
         const dir = nq === 1 ? base : `${base}/${queueDir(q)}`;
         const frames: SharedFrame[] = [];
         for (let i = 0; i < 1 << order; i++) {
-          const ref = Number(read(`${dir}/${ringRefKey(order, i)}`));
+          const ref = Number(read(`${dir}/${ringRefKey(orderNode != null, i)}`));
           const e = Number.isInteger(ref) ? d.grants.get(ref) : undefined;
           if (!e) break;
           frames.push(e.frame);

@@ -16,6 +16,7 @@ import { Connection } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
 import { FairScheduler } from './scheduler.ts';
 import { handleNemesisRoute } from './nemesis-routes.ts';
+import { instrumentHypervisor } from './metrics.ts';
 
 export interface HypervisorServerOptions extends HypervisorOptions {
   host: string;
@@ -59,9 +60,18 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
     return out;
   };
 
+  const metrics = instrumentHypervisor(hv, opts.dom0Credential, { connections: connectionsByAddress });
   const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (metrics.serve(req, res)) return;
     if (handleNemesisRoute(hv, req, res, (token) => sameSecret(token, opts.dom0Credential), log)) return;
-    const url = new URL(req.url ?? '/', 'http://x');
+    let url: URL;
+    try {
+      // a request target URL cannot parse ("GET // HTTP/1.1") must not throw out of this listener
+      url = new URL(req.url ?? '/', 'http://x');
+    } catch {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('bad request target\n');
+      return;
+    }
     if (req.method === 'GET' && url.pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (req.method === 'GET' && url.pathname === '/status') {

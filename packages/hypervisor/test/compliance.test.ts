@@ -24,6 +24,8 @@ import { connectWs, type XenClient } from '@pvblk/client';
 import type { Hypervisor } from '../src/core/hypervisor.ts';
 
 const DOM0_SECRET = 'compliance-dom0-secret';
+/** Small limits, so that the quota tests reach them quickly (the same for both implementations). */
+const LIMITS = { maxDomains: 8, maxGuestEvtchnPort: 16, grants: { maxSharedFrames: 64 } };
 
 interface RawResult {
   msgs: HypervisorMessage[];
@@ -80,7 +82,7 @@ interface Setup {
 }
 
 async function localSetup(): Promise<Setup> {
-  const lh = new LocalHypervisor({ dom0Credential: DOM0_SECRET });
+  const lh = new LocalHypervisor({ dom0Credential: DOM0_SECRET, ...LIMITS });
   return {
     hv: lh.hv,
     connect: (c) => lh.connect(c),
@@ -101,6 +103,7 @@ async function wsSetup(): Promise<Setup> {
     host: '127.0.0.1',
     port: 0,
     dom0Credential: DOM0_SECRET,
+    ...LIMITS,
   });
   const clients: XenClient[] = [];
   return {
@@ -237,6 +240,7 @@ describe.each([
       const page = g.allocPage();
       page.write(0, Buffer.from('hello from the guest'));
       const ref = g.gnttab.grantAccess(page, 0, true);
+      await g.fence(); // granted before another connection uses the ref
 
       const [rw] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
       expect(rw.status).toBe(GNTST.permission_denied);
@@ -258,6 +262,7 @@ describe.each([
       const g = await newGuest();
       const page = g.allocPage();
       const ref = g.gnttab.grantAccess(page, 0, false);
+      await g.fence(); // granted before another connection uses the ref
       const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
       const mapped = m.page!;
       expect(s.hv.grantEntryFlags(g.domid, ref)).toBe(GTF_permit_access | GTF_reading | GTF_writing);
@@ -288,6 +293,7 @@ describe.each([
       const g = await newGuest();
       const page = g.allocPage();
       const ref = g.gnttab.grantAccess(page, 0, false);
+      await g.fence(); // granted before another connection uses the ref
       const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
       expect(await g.gnttab.endForeignAccess([ref])).toEqual(['busy']);
       expect(await dom0.gnttab.unmap([m.page!])).toEqual([GNTST.okay]);
@@ -305,6 +311,7 @@ describe.each([
       const dst = g.allocPage();
       const refSrc = g.gnttab.grantAccess(src, 0, true);
       const refDst = g.gnttab.grantAccess(dst, 0, false);
+      await g.fence(); // granted before another connection uses the ref
       const local = dom0.allocPage();
       local.write(0, Buffer.alloc(4096, 0xa5));
       const st = await dom0.gnttab.copy([
@@ -319,6 +326,74 @@ describe.each([
       // the second op read `local` when the batch was built, before the first op's result landed
       expect(dst.read(0, 4096).equals(Buffer.alloc(4096, 0xa5))).toBe(true);
       expect(s.hv.grantEntryFlags(g.domid, refSrc)).toBe(GTF_permit_access | GTF_readonly); // copies leave no busy bits
+    });
+  });
+
+  describe('limits and amplification (a guest must not make the broker work or hold memory for it unboundedly)', () => {
+    it('maps a frame granted under two refs as one page: views cannot diverge and writes come once', async () => {
+      const g = await newGuest('g');
+      const page = g.allocPage();
+      const refs = [g.gnttab.grantAccess(page, 0, false), g.gnttab.grantAccess(page, 0, false)];
+      await g.fence();
+      const [a, b] = await dom0.gnttab.map(refs.map((ref) => ({ dom: g.domid, ref, readonly: false })));
+      expect(a.status).toBe(GNTST.okay);
+      expect(b.status).toBe(GNTST.okay);
+      a.page!.write(0, Buffer.from('through a'));
+      expect(b.page!.read(0, 9).toString()).toBe('through a');
+      await dom0.fence();
+      expect(page.read(0, 9).toString()).toBe('through a');
+    });
+
+    it('forwards a write to a frame mapped under 1001 refs once, not 1001 times (finding 3)', async () => {
+      const g = await newGuest('g');
+      const page = g.allocPage();
+      const refs = Array.from({ length: 1001 }, () => g.gnttab.grantAccess(page, 0, false));
+      await g.fence(); // the grants are in the table before Dom0 (another connection) maps them
+      const maps = await dom0.gnttab.map(refs.map((ref) => ({ dom: g.domid, ref, readonly: false })));
+      expect([...new Set(maps.map((m) => m.status))]).toEqual([GNTST.okay]);
+      const out0 = s.hv.domains.get(0)!.stats.msgsOut;
+      for (let i = 0; i < 1000; i++) page.write(i, Buffer.from([i & 0xff]));
+      await g.fence();
+      await dom0.fence();
+      // the writes arrive as one joined write (adjacent bytes), plus the fence reply
+      expect(s.hv.domains.get(0)!.stats.msgsOut - out0).toBeLessThanOrEqual(2);
+      expect(maps[1000].page!.read(999, 1)[0]).toBe(999 & 0xff);
+      await dom0.gnttab.unmap(maps.map((m) => m.page!));
+    });
+
+    it('bounds grant copies per call with E2BIG, and answers within the limit', async () => {
+      const g = await newGuest('g');
+      const page = g.allocPage();
+      page.fill(7);
+      const ref = g.gnttab.grantAccess(page, 0, true);
+      await g.fence(); // granted before another connection uses the ref
+      const op = { dom: g.domid, ref, off: 0, len: 4096 };
+      await expect(dom0.gnttab.copyFrom(Array.from({ length: 1024 }, () => op))).rejects.toMatchObject({
+        code: 'E2BIG',
+      });
+      const r = await dom0.gnttab.copyFrom(Array.from({ length: 512 }, () => op));
+      expect(r.every((x) => x.status === GNTST.okay && x.data![4095] === 7)).toBe(true);
+    });
+
+    it("keeps a guest's shared frames, ports and the domain count under their limits, with Xen's errors", async () => {
+      const g = await newGuest('g');
+      const errors: string[] = [];
+      g.onError((e) => errors.push(e.code));
+      for (let i = 0; i < 65; i++) g.gnttab.grantAccess(g.allocPage(), 0, true);
+      await g.fence();
+      expect(errors).toEqual(['EFAULT']); // the 65th grant: ENOMEM from the broker, surfaced as a failed grant
+      expect(s.hv.domains.get(g.domid)!.frames.size).toBe(64);
+      const ports: number[] = [];
+      for (let i = 0; i < 16; i++) ports.push(await g.evtchn.allocUnbound(0));
+      expect(Math.max(...ports)).toBe(16);
+      await expect(g.evtchn.allocUnbound(0)).rejects.toMatchObject({ code: 'ENOSPC' });
+      for (let i = s.hv.domains.size; i < 8; i++) await dom0.domctl.create(`filler${i}`);
+      await expect(dom0.domctl.create('one-too-many')).rejects.toMatchObject({ code: 'ENOSPC' });
+    });
+
+    it('does not let a guest list the domains (XEN_DOMCTL_getdomaininfo is privileged)', async () => {
+      const g = await newGuest('g');
+      await expect(g.domctl.list()).rejects.toMatchObject({ code: 'EPERM' });
     });
   });
 
@@ -429,6 +504,7 @@ describe.each([
       const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
       const hp = h.allocPage();
       const href = h.gnttab.grantAccess(hp, g.domid, true);
+      await h.fence(); // granted before another connection uses the ref
       expect((await g.gnttab.map([{ dom: h.domid, ref: href, readonly: true }]))[0].status).toBe(GNTST.okay);
       const gport = await g.evtchn.allocUnbound(0);
       const bport = await dom0.evtchn.bindInterdomain(g.domid, gport);
@@ -467,6 +543,7 @@ describe.each([
       const g = await newGuest();
       const page = g.allocPage();
       const ref = g.gnttab.grantAccess(page, 0, false);
+      await g.fence(); // granted before another connection uses the ref
       const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
       const theirs = m.page!;
       for (let round = 1; round <= 30; round++) {

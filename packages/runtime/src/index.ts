@@ -1,6 +1,44 @@
-export { createLogger, logFormatFromEnv, type LogFormat } from './logger.ts';
+export {
+  createLogger,
+  logFormatFromEnv,
+  logLevelFromEnv,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+} from './logger.ts';
 export { renderRecord, isKmsgRecord, type KmsgRecord } from './render.ts';
 export { DomainKernelLog } from './kernel-log.ts';
-export { onShutdown } from './shutdown.ts';
-export { resolveDom0Secret, resolveToolstackToken } from './secrets.ts';
+export { onShutdown, watchForShutdown, supervised } from './shutdown.ts';
+export {
+  resolveDom0Secret,
+  resolveOperatorToken,
+  resolveEnrolToken,
+  resolveDriverDomainToken,
+  resolveGuestCredential,
+  deriveGuestToken,
+  verifyGuestToken,
+  guestTokenName,
+  checkGuestName,
+  GUEST_NAME_RE,
+  MIN_SECRET_LENGTH,
+  type GuestCredential,
+} from './secrets.ts';
 export { withBackoff } from './backoff.ts';
+export { errnoForHttpStatus } from './http-errno.ts';
+export {
+  processTrace,
+  decodeStamps,
+  STAMP,
+  TraceRecorder,
+  TRACE_CAPACITY,
+  type ClockProbe,
+  type TraceDump,
+} from './trace.ts';
+export {
+  deriveGroupToken,
+  verifyGroupToken,
+  checkGroupPrefix,
+  inGroup,
+  GROUP_KINDS,
+  type GroupKind,
+} from './group-tokens.ts';

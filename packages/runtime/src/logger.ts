@@ -7,21 +7,33 @@
  * the printk level and the dmesg timestamp: the renderer prints them exactly as dmesg would.
  */
 import pino, { type Logger } from 'pino';
+import { PvblkError } from '@pvblk/shared';
 import { renderRecord } from './render.ts';
 
 export type LogFormat = 'json' | 'pretty';
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 export function logFormatFromEnv(env: NodeJS.ProcessEnv = process.env): LogFormat {
   const v = env.PVBLK_LOG_FORMAT ?? 'json';
   if (v !== 'json' && v !== 'pretty') {
-    throw new Error(`PVBLK_LOG_FORMAT must be "json" or "pretty" (got "${v}")`);
+    throw new PvblkError('EUSAGE', `PVBLK_LOG_FORMAT must be json or pretty (got "${v}")`);
   }
   return v;
 }
 
-export function createLogger(name: string, opts: { format?: LogFormat; level?: string } = {}): Logger {
+export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): LogLevel {
+  const v = env.PVBLK_LOG_LEVEL ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(v)) {
+    throw new PvblkError('EUSAGE', `PVBLK_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${v}")`);
+  }
+  return v as LogLevel;
+}
+
+export function createLogger(name: string, opts: { format?: LogFormat; level?: LogLevel } = {}): Logger {
   const format = opts.format ?? logFormatFromEnv();
-  const level = opts.level ?? process.env.PVBLK_LOG_LEVEL ?? 'info';
+  const level = opts.level ?? logLevelFromEnv();
   const base = { name };
   if (format === 'json') {
     return pino(

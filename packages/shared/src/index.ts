@@ -9,3 +9,4 @@ export * from './crc.ts';
 export * from './pi.ts';
 export * from './wire.ts';
 export * from './blkif-integrity.ts';
+export * from './lateeoi.ts';

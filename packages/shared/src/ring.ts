@@ -130,9 +130,13 @@ export class FrontRing extends RingSide {
     return new FrontRing(mem, size, entrySize, start);
   }
 
-  /** RING_FREE_REQUESTS. */
+  /**
+   * RING_FREE_REQUESTS: `RING_SIZE - (req_prod_pvt - rsp_cons)` in unsigned int arithmetic. Within the
+   * contract (at most RING_SIZE outstanding) it is 0..RING_SIZE; outside it wraps modulo 2^32 as the C
+   * macro does, so a corrupted private index gives a huge count, never a negative one.
+   */
   freeRequests(): number {
-    return this.size - ((this.reqProdPvt - this.rspCons) >>> 0);
+    return (this.size - ((this.reqProdPvt - this.rspCons) >>> 0)) >>> 0;
   }
   /** RING_FULL. */
   full(): boolean {
@@ -187,10 +191,14 @@ export class BackRing extends RingSide {
     this.reqCons = start >>> 0;
   }
 
-  /** XEN_RING_NR_UNCONSUMED_REQUESTS: min(published - consumed, free response slots). */
+  /**
+   * XEN_RING_NR_UNCONSUMED_REQUESTS: min(published - consumed, free response slots), both terms
+   * unsigned int as in ring.h (the second wraps, rather than going negative, when req_cons has run
+   * more than RING_SIZE ahead of rsp_prod_pvt).
+   */
   unconsumedRequests(): number {
     const req = (this.reqProd - this.reqCons) >>> 0;
-    const rsp = this.size - ((this.reqCons - this.rspProdPvt) >>> 0);
+    const rsp = (this.size - ((this.reqCons - this.rspProdPvt) >>> 0)) >>> 0;
     return Math.min(req, rsp);
   }
   /** RING_REQUEST_CONS_OVERFLOW: no response slot left for request `cons`. */

@@ -101,9 +101,13 @@ export const BlkifKey = {
   protocol: 'protocol',
 } as const;
 
-/** `ring-ref` for a one-page ring, `ring-ref0..N-1` otherwise (never both). */
-export function ringRefKey(order: number, page: number): string {
-  return order === 0 ? 'ring-ref' : `ring-ref${page}`;
+/**
+ * The key holding the grant of ring page `page`: `ring-ref` when the frontend wrote no
+ * `ring-page-order`, `ring-ref0..N-1` when it did — even for order 0 (Linux read_per_ring_refs'
+ * multi_ref, QEMU's xen_block_connect). A frontend writes ring-page-order only for multi-page rings.
+ */
+export function ringRefKey(multiRef: boolean, page: number): string {
+  return multiRef ? `ring-ref${page}` : 'ring-ref';
 }
 
 /** Per-queue directory when more than one queue is used. */

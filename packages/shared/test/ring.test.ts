@@ -282,3 +282,67 @@ describe('ring arithmetic across the 2^32 wrap (properties)', () => {
     expect(front.responseProdOverflow(front.rspProd)).toBe(true);
   });
 });
+
+describe("private indices outside the contract: ring.h's unsigned arithmetic", () => {
+  interface Rows {
+    front: { rows: Array<[number, number, number, number, number, number, number]> };
+    back: { rows: Array<[number, number, number, number, number]> };
+  }
+  const P = loadVectors<Rows>('ring-private-index-vectors.json');
+  const pages = (size: number) => new BufferRingMemory(Buffer.alloc(SRING_HEADER_SIZE + size * 112));
+
+  it.each(P.front.rows)(
+    'front size %d req_prod_pvt %d rsp_cons %d rsp_prod %d: free %d, full %d, unconsumed %d',
+    (size, reqProdPvt, rspCons, rspProd, free, full, unconsumed) => {
+      const mem = pages(size);
+      const front = new FrontRing(mem, size, BLKIF_REQUEST_SIZE);
+      front.reqProdPvt = reqProdPvt;
+      front.rspCons = rspCons;
+      mem.writeU32(8, rspProd);
+      expect(front.freeRequests()).toBe(free);
+      expect(front.full()).toBe(full === 1);
+      expect(front.unconsumedResponses()).toBe(unconsumed);
+    },
+  );
+
+  it.each(P.back.rows)(
+    'back size %d rsp_prod_pvt %d req_cons %d req_prod %d: unconsumed %d',
+    (size, rspProdPvt, reqCons, reqProd, unconsumed) => {
+      const mem = pages(size);
+      const back = new BackRing(mem, size, BLKIF_REQUEST_SIZE);
+      back.rspProdPvt = rspProdPvt;
+      back.reqCons = reqCons;
+      mem.writeU32(0, reqProd);
+      expect(back.unconsumedRequests()).toBe(unconsumed);
+    },
+  );
+
+  it('the in-contract counts of the golden wraparound page agree with the same helpers', () => {
+    const v = vec('wraparound');
+    const { mem } = page();
+    const front = FrontRing.init(mem, 32, BLKIF_REQUEST_SIZE, 0xfffffffe);
+    front.reqProdPvt = (0xfffffffe + 4) >>> 0;
+    front.pushRequests();
+    expect(front.freeRequests()).toBe(v.front_free_requests);
+    const back = new BackRing(mem, 32, BLKIF_REQUEST_SIZE, mem.readU32(8));
+    expect(back.unconsumedRequests()).toBe(v.back_unconsumed);
+  });
+
+  it('never returns a negative count for any private indices (property)', () => {
+    fc.assert(
+      fc.property(fc.nat(0xffffffff), fc.nat(0xffffffff), fc.nat(0xffffffff), (a, b, c) => {
+        const mem = pages(32);
+        const front = new FrontRing(mem, 32, BLKIF_REQUEST_SIZE);
+        front.reqProdPvt = a;
+        front.rspCons = b;
+        mem.writeU32(8, c);
+        const back = new BackRing(mem, 32, BLKIF_REQUEST_SIZE);
+        back.rspProdPvt = a;
+        back.reqCons = b;
+        mem.writeU32(0, c);
+        const counts = [front.freeRequests(), front.unconsumedResponses(), back.unconsumedRequests()];
+        return counts.every((n) => Number.isInteger(n) && n >= 0 && n <= 0xffffffff);
+      }),
+    );
+  });
+});

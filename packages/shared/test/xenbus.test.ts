@@ -65,8 +65,10 @@ describe('xenbus', () => {
   it('builds the vbd paths and ring-ref keys', () => {
     expect(frontendPath(3, 51712)).toBe('/local/domain/3/device/vbd/51712');
     expect(backendPath(0, 3, 51712)).toBe('/local/domain/0/backend/vbd/3/51712');
-    expect(ringRefKey(0, 0)).toBe('ring-ref');
-    expect(ringRefKey(2, 3)).toBe('ring-ref3');
+    expect(ringRefKey(false, 0)).toBe('ring-ref');
+    expect(ringRefKey(true, 3)).toBe('ring-ref3');
+    // ring-page-order present with value 0: one page, named ring-ref0
+    expect(ringRefKey(true, 0)).toBe('ring-ref0');
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * blkback's tunables, named and defaulted as Linux's module parameters and constants.
  */
+import { blkbackTrace, type BlkbackTrace } from './trace.ts';
 
 export interface BlkbackConfig {
   /** max_ring_page_order: largest ring the backend maps, log2 pages (XENBUS_MAX_RING_GRANT_ORDER). */
@@ -14,16 +15,28 @@ export interface BlkbackConfig {
   /** max_persistent_grants per ring. */
   maxPersistentGrants: number;
   /**
+   * persistent_grant_unused_seconds, in milliseconds here: a persistent grant idle this long is
+   * unmapped by the next LRU pass (purge_persistent_gnt). 0 keeps idle grants for ever.
+   */
+  persistentGrantUnusedMs: number;
+  /** LRU_INTERVAL: how often a connected ring wakes to purge persistent grants and notice a resize. */
+  lruIntervalMs: number;
+  /**
    * How request data moves: 'map' maps the guest's grants (Linux blkback), 'copy' uses grant copy and
    * never maps data pages (QEMU's qdisk).
    */
   dataPath: 'map' | 'copy';
-  /** Offer BLKIF_OP_DISCARD when the device supports it (the toolstack's discard-enable). */
-  discard: boolean;
+  /**
+   * Write feature-flush-cache at connect (Linux always does). false stands in for a backend older than
+   * that key (Linux before 2.6.37), which offers only feature-barrier — for testing frontends.
+   */
+  advertiseFlushCache: boolean;
   /** Offer the blkif integrity extension when the device has an integrity profile. */
   integrity: boolean;
   /** Longest a disconnect waits for in-flight I/O before giving up on it. */
   drainTimeoutMs: number;
+  /** Trace hooks for `pvblk bench --trace` (trace.ts); null when tracing is off. */
+  trace?: BlkbackTrace | null;
 }
 
 export const DEFAULT_BLKBACK_CONFIG: Readonly<BlkbackConfig> = Object.freeze({
@@ -32,11 +45,17 @@ export const DEFAULT_BLKBACK_CONFIG: Readonly<BlkbackConfig> = Object.freeze({
   maxIndirectSegments: 256,
   persistentGrants: true,
   maxPersistentGrants: 1056,
+  persistentGrantUnusedMs: 60_000,
+  lruIntervalMs: 100,
   dataPath: 'map',
-  discard: true,
+  advertiseFlushCache: true,
   integrity: true,
   drainTimeoutMs: 10_000,
+  trace: blkbackTrace,
 });
 
 /** XEN_BLKIF_REQS_PER_PAGE: requests in flight per ring page. */
 export const BLKIF_REQS_PER_PAGE = 32;
+
+/** LRU_PERCENT_CLEAN: share of max_persistent_grants a full tree gives back per purge. */
+export const LRU_PERCENT_CLEAN = 5;

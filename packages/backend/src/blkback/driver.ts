@@ -69,10 +69,16 @@ export class BlkbackDriver {
         const bePath = `${this.root}/${key}`;
         present.add(key);
         if (this.vbds.has(key)) continue;
-        // the toolstack writes the directory in one transaction; wait for its frontend key
-        const params = await xs.tryRead(`${bePath}/params`);
-        const fe = await xs.tryRead(`${bePath}/frontend`);
-        if (params === null || fe === null) continue;
+        // the toolstack writes the directory in one transaction; wait for its frontend key, and (as
+        // backend_changed does) for physical-device, which the hotplug script writes once the device
+        // is there: at once in Dom0, later in a driver domain (docs/driver-domains.md)
+        // (the three reads go out together: one round trip between seeing the directory and probing)
+        const [params, fe, pdev] = await Promise.all([
+          xs.tryRead(`${bePath}/params`),
+          xs.tryRead(`${bePath}/frontend`),
+          xs.tryRead(`${bePath}/physical-device`),
+        ]);
+        if (params === null || fe === null || pdev === null) continue;
         const opened = this.opts.devices.open(params);
         if (!opened) {
           this.log('error', { vbd: key, params }, 'no such host device; leaving the vbd unconnected');
@@ -118,6 +124,13 @@ export class BlkbackDriver {
     const out: Record<string, BlkbackStats> = {};
     for (const [k, v] of this.vbds) out[k] = v.stats();
     return out;
+  }
+
+  /** Timers held by every ring of every device (tests: none may outlive a disconnect). */
+  liveTimers(): number {
+    let n = 0;
+    for (const v of this.vbds.values()) n += v.liveTimers;
+    return n;
   }
 
   async stop(): Promise<void> {

@@ -3,20 +3,34 @@
  * each one from a private copy, move its data, do the I/O, answer, and notify only when the frontend
  * asked to be woken.
  *
- * Hostile-frontend rules (Linux __do_block_io_op / dispatch_rw_block_io):
+ * Rules taken from Linux (drivers/block/xen-blkback/blkback.c):
  * - the slot is copied before anything is read from it (XSA-155 double fetch);
  * - a req_prod that runs more than RING_SIZE ahead halts this ring — "Frontend provided bogus ring
- *   requests" — and nothing else: other rings and other guests keep being served;
- * - every field is checked; a bad request gets BLKIF_RSP_ERROR, an unknown operation
- *   BLKIF_RSP_EOPNOTSUPP, always with the id the frontend wrote;
+ *   requests" — and nothing else: other rings and other guests keep being served; a halted ring
+ *   sends no more EOIs, so its event channel goes quiet;
+ * - every field is checked; a refused request gets BLKIF_RSP_ERROR (then the ring backs off 1 ms, as
+ *   dispatch_rw_block_io's fail_response does), an unknown operation BLKIF_RSP_EOPNOTSUPP, always with
+ *   the id the frontend wrote and, for an indirect request, its indirect_op;
+ * - WRITE_BARRIER waits for every request before it (xen_blk_drain_io), then flushes and writes;
+ *   FLUSH_DISKCACHE flushes first too (REQ_PREFLUSH); on a device without a write cache the flush is
+ *   stripped and an empty one answered OKAY, as the block layer does;
+ * - an event that finds no request is a spurious EOI: the EOI, and with it the next upcall, is held
+ *   back by the lateeoi rule (XSA-332);
  * - responses are written field by field (XSA-216).
+ *
+ * One deliberate difference: responses go out in the order the requests were consumed, not in
+ * completion order. Then the requests between rsp_prod and req_prod are exactly the unanswered ones,
+ * and a blkback that restarts after a crash can re-attach at rsp_prod (BACK_RING_ATTACH) without
+ * answering a request twice or forgetting one — Linux's re-attach is only safe after a clean unbind.
+ *
+ * Nothing here polls: waits are on promises resolved by completions, and the only timers (the LRU
+ * pass, the 1 ms back-off, a delayed EOI) are all cancelled by stop().
  */
 import {
   BackRing,
   BLKIF_OP_DISCARD,
   BLKIF_OP_FLUSH_DISKCACHE,
   BLKIF_OP_INDIRECT,
-  BLKIF_OP_NAMES,
   BLKIF_OP_READ,
   BLKIF_OP_WRITE,
   BLKIF_OP_WRITE_BARRIER,
@@ -32,8 +46,10 @@ import {
   KERN_ERR,
   SECTOR_SIZE,
   segmentSectors,
+  SpuriousEventBackoff,
   writeResponse,
   type BlkifRequest,
+  type BlkifRwRequest,
   type BlkifSegment,
   type DecodedRequest,
   type KernelLog,
@@ -54,6 +70,7 @@ import type { HostBlockDevice, IntegrityProfile, IoError, IoResult } from '../bl
 import { BLKIF_REQS_PER_PAGE } from './config.ts';
 import { GrantDataPath, PersistentGrants } from './segments.ts';
 import type { BlkbackStats } from './stats.ts';
+import type { BlkbackRingTrace } from './trace.ts';
 
 export interface RingContext {
   xc: Hypercalls;
@@ -64,8 +81,10 @@ export interface RingContext {
   pdevice: number;
   device: HostBlockDevice;
   maxIndirectSegments: number;
-  flush: boolean;
-  discard: boolean;
+  /** The vbd is read-only (`mode` without 'w'): every write-class request is refused. */
+  readOnly: boolean;
+  /** The device has a volatile write cache (vbd->flush_support); without one, flushes are stripped. */
+  flushSupport: boolean;
   dataPath: 'map' | 'copy';
   persistent: PersistentGrants | null;
   stats: BlkbackStats;
@@ -73,15 +92,38 @@ export interface RingContext {
   integrity: IntegrityProfile | null;
   /** Where the vbd starts on the host device (a partition), in 512-byte sectors: ref tags are remapped by it. */
   startSector: number;
+  /** LRU_INTERVAL: the ring wakes this often to purge persistent grants and notice a resize. */
+  lruIntervalMs: number;
+  /** The device answered a flush or barrier with "not supported": withdraw that feature (Linux writes it 0). */
+  withdrawFeature(key: 'feature-flush-cache' | 'feature-barrier'): void;
+  /** Called at every wake of the ring: the vbd compares the device's size with what it published. */
+  checkResize(): void;
+  /** Trace hooks (trace.ts); null when tracing is off. */
+  trace?: BlkbackRingTrace | null;
 }
 
-type Outcome = { status: number; info?: IntegrityResponseInfo };
+type Outcome = { status: number; info?: IntegrityResponseInfo; refused?: boolean };
 
 /** Misbehaviour on demand, to test a frontend against a hostile backend. Each fault fires once. */
 export interface BackFaults {
   /** Answer the next request with an id the frontend never used. */
   badResponseId: boolean;
 }
+
+/** A consumed request waiting for its answer; answers leave in this order. */
+interface Pending {
+  id: bigint;
+  op: number;
+  outcome: Outcome | null;
+  done: Promise<void>;
+  resolve(): void;
+}
+
+/** What a request turned into once decoded and checked. */
+type Dispatch =
+  | { kind: 'refuse'; id: bigint; op: number; status: number }
+  | { kind: 'barrier'; id: bigint; req: BlkifRwRequest }
+  | { kind: 'work'; id: bigint; op: number; run: () => Promise<Outcome> };
 
 export class BlkifRing {
   readonly faults: BackFaults = { badResponseId: false };
@@ -90,16 +132,23 @@ export class BlkifRing {
   private readonly events: RingEvents;
   private readonly data: GrantDataPath;
   private readonly maxInflight: number;
-  inflight = 0;
+  private readonly backoff = new SpuriousEventBackoff();
+  /** Consumed and not yet answered, in ring order. */
+  private readonly pending: Pending[] = [];
   halted = false;
   private stopped = false;
-  private draining = false;
+  private draining: Promise<void> | null = null;
   private kickAgain = false;
   private waitingForSlot = false;
+  /** A request was consumed since the last EOI (Linux clears XEN_EOI_FLAG_SPURIOUS). */
+  private sawRequest = false;
+  /** A request was refused: back off before consuming the next one (fail_response's msleep(1)). */
+  private backOffPending = false;
   private responsesPending = false;
   private idleWaiters: Array<() => void> = [];
-  /** Barrier requests wait for everything before them (Linux drains the ring first). */
-  private barrierGate: Promise<void> | null = null;
+  private readonly sleeps = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
+  private lru: NodeJS.Timeout | null = null;
+  private stopWaiters: Array<() => void> = [];
 
   constructor(
     private readonly ctx: RingContext,
@@ -116,17 +165,55 @@ export class BlkifRing {
     this.events = new RingEvents(ctx.xc, ringPages[0], 'responder', () => this.port);
   }
 
+  /** Requests consumed and not answered yet. */
+  get inflight(): number {
+    return this.pending.length;
+  }
+
+  /** Timers this ring holds (tests check that none survives stop()). */
+  get liveTimers(): number {
+    return this.sleeps.size + (this.lru ? 1 : 0);
+  }
+
   start(): void {
-    this.ctx.xc.evtchn.onEvent(this.port, () => {
-      this.ctx.stats.notify_received++;
-      return this.kick();
-    });
+    this.ctx.xc.evtchn.onEvent(this.port, () => this.onEvent());
+    // xen_blkif_schedule wakes at least every LRU_INTERVAL: resize check, persistent-grant purge
+    this.lru = setInterval(() => {
+      this.ctx.checkResize();
+      this.data.purgePersistent(Date.now());
+    }, this.ctx.lruIntervalMs);
+    this.lru.unref();
+  }
+
+  /** The upcall: consume, then EOI — late and held back when the event found nothing. */
+  private async onEvent(): Promise<void> {
+    this.ctx.stats.notify_received++;
+    this.ctx.checkResize();
+    await this.kick();
+    if (this.halted) {
+      // no EOI for a ring we stopped serving: its port stays quiet until the device goes away
+      await new Promise<void>((r) => (this.stopped ? r() : this.stopWaiters.push(r)));
+      return;
+    }
+    const spurious = !this.sawRequest;
+    this.sawRequest = false;
+    const delay = this.backoff.eoi(spurious);
+    if (spurious) this.ctx.stats.spurious_events++;
+    if (delay > 0) {
+      this.ctx.stats.jiffies_eoi_delayed += delay;
+      await this.sleep(delay);
+    }
   }
 
   /** Stops consuming; resolves once every request in flight has been answered (or the timeout passed). */
   async stop(timeoutMs: number): Promise<boolean> {
     this.stopped = true;
-    if (this.inflight === 0) return true;
+    if (this.lru) clearInterval(this.lru);
+    this.lru = null;
+    for (const s of [...this.sleeps]) s.wake();
+    for (const w of this.stopWaiters.splice(0)) w();
+    await this.draining;
+    if (this.pending.length === 0) return true;
     return new Promise<boolean>((resolve) => {
       const t = setTimeout(() => resolve(false), timeoutMs);
       this.idleWaiters.push(() => {
@@ -140,19 +227,48 @@ export class BlkifRing {
     this.data.releasePersistent();
   }
 
+  /** A cancellable pause: stop() ends it at once, so no timer outlives the ring. */
+  private sleep(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const entry = {
+        timer: setTimeout(() => entry.wake(), ms),
+        wake: () => {
+          clearTimeout(entry.timer);
+          this.sleeps.delete(entry);
+          resolve();
+        },
+      };
+      this.sleeps.add(entry);
+    });
+  }
+
+  /** Resolves once nothing consumed is left unanswered (xen_blk_drain_io's wait), or at stop. */
+  private idle(): Promise<void> {
+    if (this.pending.length === 0) return Promise.resolve();
+    return new Promise<void>((r) => this.idleWaiters.push(r));
+  }
+
   /** do_block_io_op: consume until the ring is empty, then re-arm req_event behind a barrier. */
   kick(): Promise<void> {
     if (this.draining) {
       this.kickAgain = true;
-      return Promise.resolve();
+      return this.draining;
     }
-    this.draining = true;
-    return this.drain().finally(() => {
-      this.draining = false;
-    });
+    const run = this.consume()
+      .catch((e: Error) => {
+        // the hypervisor went away under us (a fence or a map failed): nothing more to serve
+        if (this.ctx.xc.connected)
+          this.ctx.klog.printk(KERN_ERR, `xen-blkback: ring ${this.queue}: ${e.message}`);
+      })
+      .finally(() => {
+        this.draining = null;
+      });
+    this.draining = run;
+    return run;
   }
 
-  private async drain(): Promise<void> {
+  private async consume(): Promise<void> {
     do {
       this.kickAgain = false;
       for (;;) {
@@ -167,139 +283,211 @@ export class BlkifRing {
           this.halted = true;
           return;
         }
-        let rc = this.back.reqCons;
         this.waitingForSlot = false;
-        while (rc !== rp) {
+        while (this.back.reqCons !== rp && !this.stopped) {
+          const rc = this.back.reqCons;
           if (this.back.requestConsOverflow(rc)) break;
-          if (this.inflight >= this.maxInflight) {
+          if (this.pending.length >= this.maxInflight) {
             this.ctx.stats.oo_req++;
             this.waitingForSlot = true;
             break;
           }
+          if (this.backOffPending) {
+            this.backOffPending = false;
+            await this.sleep(1);
+            continue;
+          }
           // a private copy first: nothing is read twice from memory the guest can rewrite
           const slot = this.mem.read(this.back.slotOffset(rc), BLKIF_REQUEST_SIZE);
-          rc = (rc + 1) >>> 0;
-          this.back.reqCons = rc; // before dispatch: the response may be made at once
-          if (slot[0] === BLKIF_OP_INTEGRITY && this.ctx.integrity) {
-            this.dispatchIntegrity(slot);
+          this.ctx.trace?.consumed(rc, slot);
+          this.back.reqCons = (rc + 1) >>> 0; // before dispatch: the response may be made at once
+          this.sawRequest = true;
+          const d = this.classify(slot);
+          if (d.kind === 'refuse') {
+            this.answerNow(d.id, d.op, { status: d.status });
+            if (d.status === BLKIF_RSP_ERROR) this.backOffPending = true;
+          } else if (d.kind === 'barrier') {
+            // xen_blk_drain_io: everything consumed before the barrier completes first; what follows
+            // it waits until the barrier itself is done
+            await this.idle();
+            if (this.stopped) return; // unanswered: the next connection sees it again
+            await this.track(d.id, BLKIF_OP_WRITE_BARRIER, this.flushThenWrite(d.req)).done;
           } else {
-            this.dispatch(decodeRequest(slot, { maxIndirectSegments: this.ctx.maxIndirectSegments }));
+            this.track(d.id, d.op, d.run());
           }
         }
-        if (this.waitingForSlot) return; // a completion kicks us again
+        if (this.waitingForSlot || this.stopped) return; // a completion kicks us again
         if (!this.events.finalCheck(() => this.back.finalCheckForRequests(), this.back.reqCons)) break;
       }
-    } while (this.kickAgain);
+    } while (this.kickAgain && !this.stopped && !this.halted);
   }
 
-  private dispatch(d: DecodedRequest): void {
-    const id = d.ok ? d.request.id : d.id;
-    // the response to an indirect request carries the inner operation (Linux blkback/blkfront)
-    const op = d.ok
-      ? d.request.operation === BLKIF_OP_INDIRECT
-        ? d.request.indirectOp
-        : d.request.operation
-      : d.operation;
-    this.track(id, op, this.execute(d));
+  /** Decodes a request and applies the checks that need no I/O (dispatch_rw_block_io's first half). */
+  private classify(slot: Buffer): Dispatch {
+    if (slot[0] === BLKIF_OP_INTEGRITY && this.ctx.integrity) return this.classifyIntegrity(slot);
+    const d = decodeRequest(slot, { maxIndirectSegments: this.ctx.maxIndirectSegments });
+    if (!d.ok) return this.refuse(d, slot);
+    const req = d.request;
+    switch (req.operation) {
+      case BLKIF_OP_DISCARD:
+        return { kind: 'work', id: req.id, op: req.operation, run: () => this.discard(req) };
+      case BLKIF_OP_WRITE_BARRIER:
+      case BLKIF_OP_FLUSH_DISKCACHE: {
+        this.ctx.stats.f_req++;
+        const bad = this.checkDirect(req, true);
+        if (bad) return { kind: 'refuse', id: req.id, op: req.operation, status: BLKIF_RSP_ERROR };
+        if (req.operation === BLKIF_OP_WRITE_BARRIER) return { kind: 'barrier', id: req.id, req };
+        return { kind: 'work', id: req.id, op: req.operation, run: () => this.flushThenWrite(req) };
+      }
+      case BLKIF_OP_INDIRECT:
+        this.countRequest(req.indirectOp !== BLKIF_OP_READ);
+        // the descriptors live in granted pages: fetched and checked in readWrite
+        return { kind: 'work', id: req.id, op: req.indirectOp, run: () => this.readWrite(req) };
+      default: {
+        this.countRequest(req.operation !== BLKIF_OP_READ);
+        const bad = this.checkDirect(req, req.operation !== BLKIF_OP_READ);
+        if (bad) return { kind: 'refuse', id: req.id, op: req.operation, status: BLKIF_RSP_ERROR };
+        return { kind: 'work', id: req.id, op: req.operation, run: () => this.readWrite(req) };
+      }
+    }
   }
 
-  private dispatchIntegrity(slot: Buffer): void {
+  /** st_rd_req / st_wr_req, counted as dispatch_rw_block_io does: before the request is checked. */
+  private countRequest(write: boolean): void {
+    if (write) this.ctx.stats.wr_req++;
+    else this.ctx.stats.rd_req++;
+  }
+
+  /** A request the decoder rejected: ERROR, or EOPNOTSUPP for an unknown operation (dispatch_other_io). */
+  private refuse(d: Extract<DecodedRequest, { ok: false }>, slot: Buffer): Dispatch {
+    // the answer to an indirect request carries its indirect_op (byte 1), whatever was wrong with it:
+    // make_response is given req_operation, and blkfront compares the response with it
+    const op = d.operation === BLKIF_OP_INDIRECT ? slot[1] : d.operation;
+    this.debug(`${d.problem.detail} (domain ${this.ctx.frontDomid}, op ${d.operation})`);
+    const notsupp = d.problem.code === 'EOPNOTSUPP';
+    return { kind: 'refuse', id: d.id, op, status: notsupp ? BLKIF_RSP_EOPNOTSUPP : BLKIF_RSP_ERROR };
+  }
+
+  /**
+   * xen_vbd_translate and the alignment check for a direct request: read-only vbd, range, logical
+   * block alignment. Logs as Linux does and returns true when the request must be refused.
+   */
+  private checkDirect(req: Extract<BlkifRequest, { operation: 0 | 1 | 2 | 3 }>, write: boolean): boolean {
+    const nrSects = req.segments.reduce((n, s) => n + segmentSectors(s), 0);
+    return this.translate(req.sectorNumber, nrSects, write, req.segments);
+  }
+
+  private translate(start: bigint, nrSects: number, write: boolean, segments: BlkifSegment[]): boolean {
+    const dev = this.ctx.device;
+    const end = start + BigInt(nrSects);
+    if ((write && this.ctx.readOnly) || (nrSects > 0 && end > BigInt(dev.sectors))) {
+      this.debug(
+        `access denied: ${write ? 'write' : 'read'} of [${start},${end}] on dev=${this.ctx.pdevice.toString(16).padStart(4, '0')}`,
+      );
+      return true;
+    }
+    const mask = dev.logicalBlockSize / SECTOR_SIZE - 1;
+    if (
+      (Number(BigInt.asUintN(32, start)) & mask) !== 0 ||
+      segments.some((s) => (segmentSectors(s) & mask) !== 0)
+    ) {
+      this.debug(`Misaligned I/O request from domain ${this.ctx.frontDomid}`);
+      return true;
+    }
+    return false;
+  }
+
+  private classifyIntegrity(slot: Buffer): Dispatch {
     const d = decodeIntegrityRequest(slot, Math.max(this.ctx.maxIndirectSegments, 11));
-    const id = d.ok ? d.request.id : d.id;
     if (!d.ok) {
       this.debug(`${d.problem.detail} (integrity, domain ${this.ctx.frontDomid})`);
-      this.track(id, BLKIF_OP_INTEGRITY, Promise.resolve({ status: BLKIF_RSP_ERROR }));
-      return;
+      return { kind: 'refuse', id: d.id, op: BLKIF_OP_INTEGRITY, status: BLKIF_RSP_ERROR };
     }
-    this.track(
-      id,
-      BLKIF_OP_INTEGRITY,
-      (this.barrierGate ?? Promise.resolve()).then(() => this.integrityRw(d.request)),
-    );
+    return {
+      kind: 'work',
+      id: d.request.id,
+      op: BLKIF_OP_INTEGRITY,
+      run: () => this.integrityRw(d.request),
+    };
   }
 
-  /** Counts a request in flight, answers it when its work settles, and resumes consuming if we had paused. */
-  private track(id: bigint, op: number, work: Promise<Outcome>): void {
-    this.inflight++;
+  /** Answers a request that needs no I/O, in its place in the answer order. */
+  private answerNow(id: bigint, op: number, o: Outcome): void {
+    this.track(id, op, Promise.resolve(o));
+  }
+
+  /** Counts a request in flight; its answer goes out once it and everything consumed before it are done. */
+  private track(id: bigint, op: number, work: Promise<Outcome>): Pending {
+    let resolve!: () => void;
+    const p: Pending = { id, op, outcome: null, done: new Promise<void>((r) => (resolve = r)), resolve };
+    this.pending.push(p);
     work
       .catch((e: Error) => {
         this.ctx.klog.printk(KERN_ERR, `xen-blkback: request ${id} failed unexpectedly: ${e.message}`);
         return { status: BLKIF_RSP_ERROR } as Outcome;
       })
       .then((o) => {
-        this.inflight--;
-        if (o.status === BLKIF_RSP_ERROR) this.ctx.stats.errors++;
-        if (o.status === BLKIF_RSP_EOPNOTSUPP) this.ctx.stats.eopnotsupp++;
-        if (o.status === BLKIF_RSP_EPROTECTION) this.ctx.stats.pi_errors++;
-        this.respond(id, op, o.status, o.info);
-        if (this.inflight === 0 && this.idleWaiters.length) {
-          for (const w of this.idleWaiters.splice(0)) w();
-        }
-        if (this.waitingForSlot && !this.stopped) void this.kick();
+        p.outcome = o;
+        if (o.refused) this.backOffPending = true;
+        this.answerInOrder();
       });
+    return p;
+  }
+
+  /** Writes the answers at the head of the queue whose work is done, in consumption order. */
+  private answerInOrder(): void {
+    while (this.pending.length > 0 && this.pending[0].outcome) {
+      const p = this.pending.shift()!;
+      const o = p.outcome!;
+      if (o.status === BLKIF_RSP_ERROR) this.ctx.stats.errors++;
+      if (o.status === BLKIF_RSP_EOPNOTSUPP) this.ctx.stats.eopnotsupp++;
+      if (o.status === BLKIF_RSP_EPROTECTION) this.ctx.stats.pi_errors++;
+      this.respond(p.id, p.op, o.status, o.info);
+      p.resolve();
+    }
+    if (this.pending.length === 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (this.waitingForSlot && !this.stopped) void this.kick();
   }
 
   private debug(msg: string): void {
     this.ctx.klog.printk(KERN_DEBUG, `xen-blkback: ${msg}`);
   }
 
-  private async execute(d: DecodedRequest): Promise<Outcome> {
-    if (!d.ok) {
-      this.debug(`${d.problem.detail} (domain ${this.ctx.frontDomid}, op ${d.operation})`);
-      return { status: d.problem.code === 'EOPNOTSUPP' ? BLKIF_RSP_EOPNOTSUPP : BLKIF_RSP_ERROR };
-    }
-    const req = d.request;
-    if (this.barrierGate) await this.barrierGate;
-    switch (req.operation) {
-      case BLKIF_OP_DISCARD:
-        return this.discard(req);
-      case BLKIF_OP_FLUSH_DISKCACHE:
-      case BLKIF_OP_WRITE_BARRIER:
-        return this.flushOrBarrier(req);
-      default:
-        return this.readWrite(req);
-    }
-  }
-
-  private async flushOrBarrier(req: Extract<BlkifRequest, { operation: 0 | 1 | 2 | 3 }>): Promise<Outcome> {
-    this.ctx.stats.f_req++;
-    if (!this.ctx.flush) return { status: BLKIF_RSP_EOPNOTSUPP };
-    if (req.operation === BLKIF_OP_WRITE_BARRIER) {
-      // drain everything dispatched before the barrier, and hold back what comes after it
-      let open!: () => void;
-      this.barrierGate = new Promise<void>((r) => (open = r));
-      try {
-        while (this.inflight > 1) await new Promise((r) => setTimeout(r, 1));
-        if (req.segments.length > 0) {
-          const w = await this.readWrite({ ...req, operation: BLKIF_OP_WRITE });
-          if (w.status !== BLKIF_RSP_OKAY) return w;
-        }
-        return this.status(await this.ctx.device.flush());
-      } finally {
-        this.barrierGate = null;
-        open();
+  /**
+   * WRITE_BARRIER and FLUSH_DISKCACHE: REQ_OP_WRITE | REQ_PREFLUSH — the cache is flushed, then the
+   * data (if any) written. Without a write cache the block layer strips the flush: an empty one
+   * completes OKAY at once, one with data is a plain write. A device that cannot flush makes the
+   * backend withdraw the feature and answer EOPNOTSUPP (__end_block_io_op).
+   */
+  private async flushThenWrite(req: BlkifRwRequest): Promise<Outcome> {
+    if (this.ctx.flushSupport) {
+      const f = await this.ctx.device.flush();
+      if (!f.ok && f.error.kind === 'notsupp') {
+        const barrier = req.operation === BLKIF_OP_WRITE_BARRIER;
+        this.debug(`${barrier ? 'write barrier' : 'flush diskcache'} op failed, not supported`);
+        this.ctx.withdrawFeature(barrier ? 'feature-barrier' : 'feature-flush-cache');
+        return { status: BLKIF_RSP_EOPNOTSUPP };
       }
+      if (!f.ok) return { status: BLKIF_RSP_ERROR };
     }
-    if (req.segments.length > 0) {
-      const w = await this.readWrite({ ...req, operation: BLKIF_OP_WRITE });
-      if (w.status !== BLKIF_RSP_OKAY) return w;
-    }
-    return this.status(await this.ctx.device.flush());
+    if (req.segments.length === 0) return { status: BLKIF_RSP_OKAY };
+    return this.readWrite({ ...req, operation: BLKIF_OP_WRITE });
   }
 
+  /** dispatch_discard_io (synchronous in Linux's ring thread; its answer keeps its place here too). */
   private async discard(req: Extract<BlkifRequest, { operation: 5 }>): Promise<Outcome> {
-    this.ctx.stats.ds_req++;
     const dev = this.ctx.device;
-    if (!this.ctx.discard || !dev.discard) return { status: BLKIF_RSP_EOPNOTSUPP };
     const start = req.sectorNumber;
     const end = start + req.nrSectors;
-    if (dev.readOnly || end < start || end > BigInt(dev.sectors)) {
+    if (this.ctx.readOnly || end < start || end > BigInt(dev.sectors)) {
       this.ctx.klog.printk(
         KERN_WARNING,
-        `xen-blkback: access denied: DISCARD [${start}->${end}] on dev=${this.ctx.devid.toString(16).padStart(4, '0')}`,
+        `xen-blkback: access denied: DISCARD [${start}->${end}] on dev=${this.ctx.pdevice.toString(16).padStart(4, '0')}`,
       );
       return { status: BLKIF_RSP_ERROR };
     }
+    this.ctx.stats.ds_req++;
+    if (!dev.discard) return { status: BLKIF_RSP_EOPNOTSUPP };
     const secure = (req.flag & BLKIF_DISCARD_SECURE) !== 0 && dev.discard.secure;
     const r = await dev.discardRange(Number(start), Number(req.nrSectors), secure);
     if (!r.ok && r.error.kind === 'notsupp') return { status: BLKIF_RSP_EOPNOTSUPP };
@@ -318,40 +506,18 @@ export class BlkifRing {
     let segments: BlkifSegment[];
     if (isIndirect) {
       const s = await this.indirectSegments(req);
-      if (!s) return { status: BLKIF_RSP_ERROR };
+      if (!s) return { status: BLKIF_RSP_ERROR, refused: true };
       segments = s;
+      const n = segments.reduce((a, x) => a + segmentSectors(x), 0);
+      if (this.translate(req.sectorNumber, n, isWrite, segments))
+        return { status: BLKIF_RSP_ERROR, refused: true };
     } else {
       segments = req.segments;
     }
     const nrSects = segments.reduce((n, s) => n + segmentSectors(s), 0);
-    if (isWrite) {
-      this.ctx.stats.wr_req++;
-      this.ctx.stats.wr_sect += nrSects;
-    } else {
-      this.ctx.stats.rd_req++;
-      this.ctx.stats.rd_sect += nrSects;
-    }
-    const opName = BLKIF_OP_NAMES[op] ?? String(op);
-    if (isWrite && dev.readOnly) {
-      this.debug(`write to a read-only vbd of domain ${this.ctx.frontDomid}`);
-      return { status: BLKIF_RSP_ERROR };
-    }
+    if (isWrite) this.ctx.stats.wr_sect += nrSects;
+    else this.ctx.stats.rd_sect += nrSects;
     const start = req.sectorNumber;
-    const end = start + BigInt(nrSects);
-    if (end > BigInt(dev.sectors)) {
-      this.debug(
-        `access denied: ${opName} of [${start},${end}] on dev=${this.ctx.devid.toString(16).padStart(4, '0')}`,
-      );
-      return { status: BLKIF_RSP_ERROR };
-    }
-    const mask = dev.logicalBlockSize / SECTOR_SIZE - 1;
-    if (
-      (Number(start) & mask) !== 0 ||
-      segments.some((s) => ((s.firstSect | segmentSectors(s)) & mask) !== 0)
-    ) {
-      this.debug(`Misaligned I/O request from domain ${this.ctx.frontDomid}`);
-      return { status: BLKIF_RSP_ERROR };
-    }
     if (nrSects === 0) return { status: BLKIF_RSP_OKAY };
 
     const acquired = await this.data.acquire(segments, isWrite);
@@ -367,9 +533,14 @@ export class BlkifRing {
           this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${g.detail}`);
           return { status: BLKIF_RSP_ERROR };
         }
-        return this.status(await dev.write(Number(start), g.data));
+        this.ctx.trace?.diskStart(req.id);
+        const w = await dev.write(Number(start), g.data);
+        this.ctx.trace?.diskDone(req.id);
+        return this.status(w);
       }
+      this.ctx.trace?.diskStart(req.id);
       const r = await dev.read(Number(start), nrSects);
+      this.ctx.trace?.diskDone(req.id);
       if (!r.ok) return { status: BLKIF_RSP_ERROR };
       const s = await io.scatter(r.data);
       if (!s.ok) {
@@ -395,7 +566,7 @@ export class BlkifRing {
     const spi = prof.interval / SECTOR_SIZE;
     // descriptors: data segments, then PI segments, in the indirect pages
     const pages = await this.indirectPages(req.indirectGrefs, 'integrity descriptors');
-    if (!pages) return { status: BLKIF_RSP_ERROR };
+    if (!pages) return { status: BLKIF_RSP_ERROR, refused: true };
     const desc = decodeIntegrityDescriptors(
       pages,
       req.nrSegments,
@@ -404,16 +575,18 @@ export class BlkifRing {
     );
     if (!desc.ok) {
       this.debug(`${desc.problem.detail} (integrity, domain ${this.ctx.frontDomid})`);
-      return { status: BLKIF_RSP_ERROR };
+      return { status: BLKIF_RSP_ERROR, refused: true };
     }
     const segments = desc.data;
     const nrSects = segments.reduce((n, s) => n + segmentSectors(s), 0);
     const start = req.sectorNumber;
-    if (start + BigInt(nrSects) > BigInt(dev.sectors) || Number(start) % spi !== 0 || nrSects % spi !== 0) {
+    // the same xen_vbd_translate as a plain write: a read-only vbd refuses integrity writes too
+    if (this.translate(start, nrSects, isWrite, segments)) return { status: BLKIF_RSP_ERROR, refused: true };
+    if (Number(start) % spi !== 0 || nrSects % spi !== 0) {
       this.debug(
         `access denied: integrity ${isWrite ? 'WRITE' : 'READ'} of [${start},${start + BigInt(nrSects)}]`,
       );
-      return { status: BLKIF_RSP_ERROR };
+      return { status: BLKIF_RSP_ERROR, refused: true };
     }
     if (isWrite) {
       this.ctx.stats.wr_req++;
@@ -451,10 +624,14 @@ export class BlkifRing {
         );
         this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
         remapRefs(tuples, virtSeed, physSeed, prof.type);
+        this.ctx.trace?.diskStart(req.id);
         const r = await dev.write(sector, Buffer.from(data), { tuples, checks });
+        this.ctx.trace?.diskDone(req.id);
         return this.integrityOutcome(r, sector);
       }
+      this.ctx.trace?.diskStart(req.id);
       const r = await dev.read(sector, nrSects, { checks });
+      this.ctx.trace?.diskDone(req.id);
       if (!r.ok) return this.integrityOutcome(r, sector);
       const tuples = r.pi ?? Buffer.alloc((dataBytes / prof.interval) * PI_TUPLE_SIZE);
       this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
@@ -530,11 +707,11 @@ export class BlkifRing {
 
   /** make_response: fields into the slot; pushes are batched per event-loop turn, then maybe notify. */
   private respond(id: bigint, operation: number, status: number, info?: IntegrityResponseInfo): void {
-    if (this.halted) return;
     if (this.faults.badResponseId) {
       this.faults.badResponseId = false;
       id = 0xdead_beefn;
     }
+    this.ctx.trace?.responded(id, this.back.rspProdPvt);
     const off = this.back.slotOffset(this.back.rspProdPvt);
     if (operation === BLKIF_OP_INTEGRITY) writeIntegrityResponse(this.mem, off, { id, status, info });
     else writeResponse(this.mem, off, { id, operation, status });
@@ -543,8 +720,9 @@ export class BlkifRing {
     this.responsesPending = true;
     queueMicrotask(() => {
       this.responsesPending = false;
-      if (this.halted) return;
-      this.events.pushed(this.back.pushResponsesAndCheckNotify());
+      const pushed = this.back.pushResponsesAndCheckNotify();
+      this.ctx.trace?.pushed(pushed.oldProd, pushed.newProd);
+      this.events.pushed(pushed);
     });
   }
 }

@@ -11,14 +11,61 @@
 import { GNTST, SECTOR_SIZE, gntstName, type BlkifSegment } from '@pvblk/shared';
 import type { Page, Hypercalls } from '@pvblk/client';
 import type { BlkbackStats } from './stats.ts';
+import { LRU_PERCENT_CLEAN } from './config.ts';
+
+/** One entry of the tree (struct persistent_gnt). */
+interface PersistentGrant {
+  page: Page;
+  /** In use by a request in flight (PERSISTENT_GNT_ACTIVE). */
+  active: boolean;
+  /** When the last request using it finished (persistent_gnt->last_used). */
+  lastUsed: number;
+}
 
 /** The persistent grants of one ring (blkback's rb-tree of `struct persistent_gnt`). */
 export class PersistentGrants {
-  readonly tree = new Map<number, { page: Page; active: boolean }>();
+  readonly tree = new Map<number, PersistentGrant>();
   /** Set once the tree filled up and grants had to be mapped per request (overflow_max_grants). */
   overflow = false;
   warnedInUse = false;
-  constructor(readonly max: number) {}
+  constructor(
+    readonly max: number,
+    /** persistent_grant_unused_seconds, in ms; 0: idle grants are only purged when the tree is full. */
+    readonly unusedMs: number,
+  ) {}
+
+  /**
+   * purge_persistent_gnt: takes out of the tree every idle grant unused for `unusedMs`, and when the
+   * tree is full (or overflowed) enough idle ones — LRU_PERCENT_CLEAN of the maximum beyond it — to
+   * make room. Grants in use are never taken. Returns the pages to unmap.
+   */
+  purge(now: number): Page[] {
+    const size = this.tree.size;
+    let numClean = 0;
+    if (size > this.max || (size === this.max && this.overflow)) {
+      numClean = Math.min(size, size - this.max + Math.floor(this.max / 100) * LRU_PERCENT_CLEAN);
+    }
+    const out: Page[] = [];
+    const timedOut = (g: PersistentGrant) => this.unusedMs > 0 && now - g.lastUsed >= this.unusedMs;
+    // the tree is walked in gref order, as rb-tree iteration does
+    const inOrder = () => [...this.tree].sort((a, b) => a[0] - b[0]);
+    for (const [gref, g] of inOrder()) {
+      if (g.active || !timedOut(g)) continue;
+      this.tree.delete(gref);
+      out.push(g.page);
+    }
+    if (out.length < numClean) {
+      // not enough idle-for-long grants: take recently used idle ones too (the scan_used pass)
+      for (const [gref, g] of inOrder()) {
+        if (out.length >= numClean) break;
+        if (g.active) continue;
+        this.tree.delete(gref);
+        out.push(g.page);
+      }
+    }
+    if (out.length > 0) this.overflow = false;
+    return out;
+  }
 }
 
 export interface SegmentData {
@@ -92,7 +139,7 @@ export class GrantDataPath {
       }
       pages[m.index] = r.page;
       if (m.persist && p && !p.tree.has(gref)) {
-        p.tree.set(gref, { page: r.page, active: true });
+        p.tree.set(gref, { page: r.page, active: true, lastUsed: Date.now() });
         persistentUsed.push(gref);
         this.stats.persistent_grants = p.tree.size;
       } else {
@@ -100,9 +147,13 @@ export class GrantDataPath {
       }
     });
     const release = () => {
+      const now = Date.now();
       for (const g of persistentUsed) {
         const e = p?.tree.get(g);
-        if (e) e.active = false;
+        if (e) {
+          e.active = false;
+          e.lastUsed = now;
+        }
       }
       this.stats.grant_unmaps += transient.length;
       this.xc.gnttab.unmapAsync(transient);
@@ -177,6 +228,19 @@ export class GrantDataPath {
       },
       release: () => {},
     };
+  }
+
+  /** One LRU pass (xen_blkif_schedule → purge_persistent_gnt → xen_blkbk_unmap_purged_grants). */
+  purgePersistent(now: number): number {
+    const p = this.persistent;
+    if (!p) return 0;
+    const pages = p.purge(now);
+    if (pages.length === 0) return 0;
+    this.stats.persistent_purged += pages.length;
+    this.stats.grant_unmaps += pages.length;
+    this.stats.persistent_grants = p.tree.size;
+    this.xc.gnttab.unmapAsync(pages);
+    return pages.length;
   }
 
   /** Unmaps every persistent grant (disconnect). */

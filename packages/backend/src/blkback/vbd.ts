@@ -1,10 +1,17 @@
 /**
  * One virtual block device as the backend sees it: the XenBus half of blkback (xenbus.c) — probe,
- * frontend_changed, connect_ring, connect, disconnect — driving the BlkifRings that do the I/O.
+ * backend_changed, frontend_changed, connect_ring, connect, disconnect, and xen_vbd_resize — driving
+ * the BlkifRings that do the I/O.
  *
  * State changes are handled one at a time in order (Linux runs them on the xenwatch thread). Values
  * read from the frontend's directory are untrusted: a bad one is a xenbus_dev_fatal (logged, written
  * to XenStore under error/, device to Closing), never an exception that takes the backend down.
+ *
+ * A blkback that starts under a live frontend (the previous instance crashed) re-attaches to the rings
+ * the frontend still has, at rsp_prod, as Linux's connect path does: the frontend sees nothing. Only
+ * when what this instance offers no longer covers what the frontend negotiated with the previous one
+ * (fewer indirect segments, persistent grants switched, the integrity extension withdrawn) does it ask
+ * the frontend to go through the handshake again (Closing), which pvblk's blkfront survives.
  */
 import {
   BlkifKey,
@@ -18,7 +25,10 @@ import {
   parseXsUint,
   queueDir,
   ringRefKey,
+  VDISK_CDROM,
   VDISK_READONLY,
+  VDISK_REMOVABLE,
+  XEN_IO_PROTO_ABI_X86_32,
   XEN_IO_PROTO_ABI_X86_64,
   XenbusState,
   xenbusStateName,
@@ -26,7 +36,7 @@ import {
   IntegrityKey,
 } from '@pvblk/shared';
 import type { Page, Watch, Hypercalls } from '@pvblk/client';
-import type { HostBlockDevice } from '../block-device.ts';
+import type { HostBlockDevice, IntegrityProfile } from '../block-device.ts';
 import type { BlkbackConfig } from './config.ts';
 import { BlkifRing } from './ring.ts';
 import { PersistentGrants } from './segments.ts';
@@ -76,10 +86,20 @@ export class VbdBackend {
   private readonly ringStats: BlkbackStats[] = [];
   /** Statistics of rings from earlier connections of this device. */
   private readonly pastStats = newStats();
+  /** feature_gnt_persistent: both sides offered persistent grants (connect_ring). */
   persistent = false;
-  integrity: import('../block-device.ts').IntegrityProfile | null = null;
+  integrity: IntegrityProfile | null = null;
   nrQueues = 0;
   ringOrder = 0;
+  /** vbd->readonly: `mode` has no 'w'. */
+  readOnly = false;
+  /** vbd->type: VDISK_CDROM / VDISK_REMOVABLE. */
+  type = 0;
+  /** vbd->size: the size last published in `sectors`, compared with the device's at every ring wake. */
+  size = 0;
+  private resizing = false;
+  /** The frontend's `protocol` key (null: absent, which means the native ABI). */
+  protocol: string | null = null;
 
   constructor(private readonly ctx: VbdContext) {}
 
@@ -87,37 +107,72 @@ export class VbdBackend {
     return `vbd-${this.ctx.frontDomid}-${this.ctx.devid}`;
   }
 
+  /** The xenbus device's nodename as Linux prints it (relative to the backend domain's home). */
+  get nodename(): string {
+    return `backend/vbd/${this.ctx.frontDomid}/${this.ctx.devid}`;
+  }
+
   stats(): BlkbackStats {
     const s = newStats();
     addStats(s, this.pastStats);
     for (const r of this.ringStats) addStats(s, r);
+    s.timers = this.liveTimers;
     return s;
+  }
+
+  /** Timers held by this device's rings (none once it is disconnected). */
+  get liveTimers(): number {
+    return this.rings.reduce((n, r) => n + r.liveTimers, 0);
   }
 
   private get xs() {
     return this.ctx.xc.xs;
   }
 
-  /** xenbus probe: publish what we can do, then wait for the frontend. */
+  /**
+   * xen_blkbk_probe + backend_changed: read the toolstack's keys, publish what we can do, then wait
+   * for the frontend (InitWait) — or, under a frontend that is already up, re-attach to it.
+   */
   async probe(): Promise<void> {
     const { bePath, config } = this.ctx;
     const fe = await this.xs.tryRead(`${bePath}/${BlkifKey.frontend}`);
     if (!fe) throw new Error(`${bePath} has no frontend key`);
     this.fePath = fe;
-    await this.xs.transaction(async (tx) => {
+    // backend_changed: mode 'r' makes a read-only vbd; a cdrom is what the frontend's device-type says
+    const mode = await this.xs.tryRead(`${bePath}/${BlkifKey.mode}`);
+    if (mode === null) throw new Error(`${bePath}: reading mode: no such key`);
+    this.readOnly = !mode.includes('w') || this.ctx.device.readOnly;
+    const feType = await this.xs.tryRead(`${fe}/${BlkifKey.deviceType}`);
+    const removable = parseXsBool(await this.xs.tryRead(`${bePath}/${BlkifKey.removable}`), 'removable');
+    this.type =
+      (feType === 'cdrom' ? VDISK_CDROM : 0) | (removable.ok && removable.value ? VDISK_REMOVABLE : 0);
+
+    const feState = parseXenbusState(await this.xs.tryRead(`${fe}/state`));
+    const live =
+      feState.ok && (feState.value === XenbusState.Initialised || feState.value === XenbusState.Connected);
+    // what the previous instance offered, read before this one overwrites it
+    const changed = live ? await this.offerChangedUnder(fe) : null;
+
+    // the toolstack may have taken the device away while we read it (its domain died at once): then
+    // nothing is written, or the writes would bring back part of a directory nobody owns any more
+    const present = await this.xs.transaction(async (tx) => {
+      if (this.removed || (await this.xs.tryRead(`${bePath}/${BlkifKey.frontend}`, tx)) === null)
+        return false;
       if (config.maxIndirectSegments > 0) {
         await this.xs.write(
           `${bePath}/${BlkifKey.featureMaxIndirectSegments}`,
           String(config.maxIndirectSegments),
           tx,
         );
+      } else {
+        await this.xs.rm(`${bePath}/${BlkifKey.featureMaxIndirectSegments}`, tx).catch(() => {});
       }
       await this.xs.write(`${bePath}/${BlkifKey.multiQueueMaxQueues}`, String(config.maxQueues), tx);
       await this.xs.write(`${bePath}/${BlkifKey.maxRingPageOrder}`, String(config.maxRingPageOrder), tx);
       // the integrity extension (docs/blkif-integrity.md): offered when the host can carry PI (DIX)
       // and indirect pages exist to hold the descriptors
-      const prof = this.ctx.device.integrity;
-      if (prof && config.maxIndirectSegments > 0 && config.integrity) {
+      const prof = this.offeredIntegrity();
+      if (prof) {
         const w = (k: string, v: string | number) => this.xs.write(`${bePath}/${k}`, String(v), tx);
         await w(IntegrityKey.feature, 1);
         await w(IntegrityKey.type, prof.type);
@@ -130,23 +185,64 @@ export class VbdBackend {
         // an earlier backend may have offered it: take the offer back, or the frontend opts in to nothing
         for (const k of Object.values(IntegrityKey)) await this.xs.rm(`${bePath}/${k}`, tx).catch(() => {});
       }
+      return true;
     });
-    // A backend that restarts under a live frontend cannot use the old connection: ask the
-    // frontend to close, and it comes back through the normal handshake.
-    const feState = parseXenbusState(await this.xs.tryRead(`${fe}/state`));
-    if (
-      feState.ok &&
-      (feState.value === XenbusState.Initialised || feState.value === XenbusState.Connected)
-    ) {
+    if (!present) return;
+    if (changed) {
       this.ctx.klog.printk(
         KERN_INFO,
-        `xen-blkback: ${this.name}: frontend is ${xenbusStateName(feState.value)}; restarting the handshake`,
+        `xen-blkback: ${this.name}: frontend is ${xenbusStateName(feState.ok ? feState.value : 0)} but ${changed}; restarting the handshake`,
       );
       await this.switchState(XenbusState.Closing);
     } else {
+      if (live) {
+        this.ctx.klog.printk(
+          KERN_INFO,
+          `xen-blkback: ${this.name}: frontend is ${xenbusStateName(feState.ok ? feState.value : 0)}; re-attaching to its rings`,
+        );
+      }
       await this.switchState(XenbusState.InitWait);
     }
-    this.watch = await this.xs.watch(`${fe}/state`, () => this.enqueue(() => this.frontendChanged()));
+    // the watch fires at once: a live frontend is connected to straight away (frontend_changed)
+    const watch = await this.xs.watch(`${fe}/state`, () => this.enqueue(() => this.frontendChanged()));
+    // removed while the watch was being set up: it must not outlive the device
+    if (this.removed) await watch.unwatch().catch(() => {});
+    else this.watch = watch;
+  }
+
+  /** The integrity profile this backend offers, or null. */
+  private offeredIntegrity(): IntegrityProfile | null {
+    const prof = this.ctx.device.integrity;
+    return prof && this.ctx.config.maxIndirectSegments > 0 && this.ctx.config.integrity ? prof : null;
+  }
+
+  /**
+   * Why the rings of a live frontend cannot be taken over as they are, or null when they can: the
+   * frontend negotiated with the previous instance, whose offer is still in our directory.
+   */
+  private async offerChangedUnder(fe: string): Promise<string | null> {
+    const { bePath, config } = this.ctx;
+    const old = async (k: string) => this.xs.tryRead(`${bePath}/${k}`);
+    const oldIndirect = parseXsUint(await old(BlkifKey.featureMaxIndirectSegments), 'indirect');
+    if (oldIndirect.ok && oldIndirect.value > config.maxIndirectSegments) {
+      return `feature-max-indirect-segments went from ${oldIndirect.value} to ${config.maxIndirectSegments}`;
+    }
+    const rawPersistent = await old(BlkifKey.featurePersistent);
+    const oldPersistent = parseXsBool(rawPersistent, 'persistent');
+    if (rawPersistent !== null && oldPersistent.ok && oldPersistent.value !== config.persistentGrants) {
+      return `feature-persistent went from ${oldPersistent.value ? 1 : 0} to ${config.persistentGrants ? 1 : 0}`;
+    }
+    const optedIn = parseXsBool(await this.xs.tryRead(`${fe}/${IntegrityKey.feature}`), 'integrity');
+    if (optedIn.ok && optedIn.value) {
+      const prof = this.offeredIntegrity();
+      if (!prof) return 'the integrity extension is no longer offered';
+      const same =
+        (await old(IntegrityKey.type)) === String(prof.type) &&
+        (await old(IntegrityKey.guard)) === prof.guard &&
+        (await old(IntegrityKey.interval)) === String(prof.interval);
+      if (!same) return 'the integrity format changed';
+    }
+    return null;
   }
 
   private enqueue(fn: () => Promise<void>): void {
@@ -198,7 +294,7 @@ export class VbdBackend {
     switch (st.value) {
       case XenbusState.Initialising:
         if (this.state === XenbusState.Closed) {
-          this.ctx.klog.printk(KERN_INFO, `xen-blkback: ${this.name}: prepare for reconnect`);
+          this.ctx.klog.printk(KERN_INFO, `xen-blkback: ${this.nodename}: prepare for reconnect`);
           await this.switchState(XenbusState.InitWait);
         }
         return;
@@ -215,10 +311,14 @@ export class VbdBackend {
       case XenbusState.Closing:
         await this.switchState(XenbusState.Closing);
         return;
-      case XenbusState.Closed:
+      case XenbusState.Closed: {
         await this.disconnect();
         await this.switchState(XenbusState.Closed);
+        // xenbus_dev_is_online: without online=1 the device goes away with the frontend
+        const online = parseXsUint(await this.xs.tryRead(`${this.ctx.bePath}/${BlkifKey.online}`), 'online');
+        if (!(online.ok && online.value !== 0)) await this.remove();
         return;
+      }
       case XenbusState.Unknown:
         await this.remove();
         return;
@@ -237,12 +337,17 @@ export class VbdBackend {
   private async connectRing(): Promise<void> {
     const { xc, config, frontDomid } = this.ctx;
     const fe = this.fePath;
-    const protocol = (await this.xs.tryRead(`${fe}/${BlkifKey.protocol}`)) ?? 'x86_32-abi';
-    if (protocol !== XEN_IO_PROTO_ABI_X86_64) {
+    // blkif.h: an absent protocol is the native ABI, which for this backend is x86_64
+    const protocol = await this.xs.tryRead(`${fe}/${BlkifKey.protocol}`);
+    this.protocol = protocol;
+    if (protocol === XEN_IO_PROTO_ABI_X86_32) {
       throw new XenbusFatal(
         ENOSYS,
-        `unknown fe protocol ${protocol} (this backend speaks ${XEN_IO_PROTO_ABI_X86_64})`,
+        `unsupported fe protocol ${protocol} (this backend implements ${XEN_IO_PROTO_ABI_X86_64} only)`,
       );
+    }
+    if (protocol !== null && protocol !== XEN_IO_PROTO_ABI_X86_64) {
+      throw new XenbusFatal(ENOSYS, `unknown fe protocol ${protocol}`);
     }
     const fePersistent = parseXsBool(
       await this.xs.tryRead(`${fe}/${BlkifKey.featurePersistent}`),
@@ -253,8 +358,8 @@ export class VbdBackend {
       await this.xs.tryRead(`${fe}/${IntegrityKey.feature}`),
       IntegrityKey.feature,
     );
-    const offered = this.ctx.device.integrity !== null && config.maxIndirectSegments > 0 && config.integrity;
-    this.integrity = offered && feIntegrity.ok && feIntegrity.value ? this.ctx.device.integrity : null;
+    const offered = this.offeredIntegrity();
+    this.integrity = offered && feIntegrity.ok && feIntegrity.value ? offered : null;
     const rawQueues = await this.xs.tryRead(`${fe}/${BlkifKey.multiQueueNumQueues}`);
     let nrQueues = 1;
     if (rawQueues !== null) {
@@ -267,8 +372,10 @@ export class VbdBackend {
       }
       nrQueues = q.value;
     }
+    // a ring-page-order key, even "0", means the refs are ring-ref0..N-1 (Linux multi_ref, QEMU too)
     const rawOrder = await this.xs.tryRead(`${fe}/${BlkifKey.ringPageOrder}`);
     let order = 0;
+    const multiRef = rawOrder !== null;
     if (rawOrder !== null) {
       const o = parseXsUint(rawOrder, 'ring-page-order');
       if (!o.ok || o.value > config.maxRingPageOrder) {
@@ -288,7 +395,7 @@ export class VbdBackend {
       const dir = nrQueues === 1 ? fe : `${fe}/${queueDir(q)}`;
       const port = await this.readKey(dir, BlkifKey.eventChannel);
       const refs: number[] = [];
-      for (let i = 0; i < nrPages; i++) refs.push(await this.readKey(dir, ringRefKey(order, i)));
+      for (let i = 0; i < nrPages; i++) refs.push(await this.readKey(dir, ringRefKey(multiRef, i)));
       const mapped = await xc.gnttab.map(refs.map((ref) => ({ dom: frontDomid, ref, readonly: false })));
       const pages = mapped.map((m) => m.page).filter((p): p is Page => p !== undefined);
       this.ringPages.push(...pages);
@@ -299,65 +406,93 @@ export class VbdBackend {
           `mapping ring-ref ${refs[bad]} of domain ${frontDomid} failed (${gntstName(mapped[bad].status)})`,
         );
       }
+      // xen_blkif_map: refuse a ring whose producer is already more than a ring ahead
+      const reqProd = pages[0].buf.readUInt32LE(0);
+      const rspProd = pages[0].buf.readUInt32LE(8);
+      if ((reqProd - rspProd) >>> 0 > size) {
+        throw new XenbusFatal(
+          EIO,
+          `ring ${q}: req_prod ${reqProd} is more than ${size} ahead of rsp_prod ${rspProd}`,
+        );
+      }
       const localPort = await xc.evtchn.bindInterdomain(frontDomid, port).catch((e: Error) => {
         throw new XenbusFatal(EINVAL, `binding event-channel ${port}: ${e.message}`);
       });
       this.ports.push(localPort);
       const stats = newStats();
       this.ringStats.push(stats);
-      const ring = new BlkifRing(
-        {
-          xc,
-          klog: this.ctx.klog,
-          frontDomid,
-          devid: this.ctx.devid,
-          pdevice: this.ctx.pdevice,
-          device: this.ctx.device,
-          maxIndirectSegments: config.maxIndirectSegments,
-          flush: this.ctx.device.writeCache,
-          discard: config.discard && this.ctx.device.discard !== null,
-          dataPath: config.dataPath,
-          persistent: this.persistent ? new PersistentGrants(config.maxPersistentGrants) : null,
-          stats,
-          integrity: this.integrity,
-          startSector: this.ctx.startSector,
-        },
-        q,
-        pages,
-        size,
-        localPort,
+      this.rings.push(
+        new BlkifRing(
+          {
+            xc,
+            klog: this.ctx.klog,
+            frontDomid,
+            devid: this.ctx.devid,
+            pdevice: this.ctx.pdevice,
+            device: this.ctx.device,
+            maxIndirectSegments: config.maxIndirectSegments,
+            readOnly: this.readOnly,
+            flushSupport: this.ctx.device.writeCache,
+            dataPath: config.dataPath,
+            persistent: this.persistent
+              ? new PersistentGrants(config.maxPersistentGrants, config.persistentGrantUnusedMs)
+              : null,
+            stats,
+            integrity: this.integrity,
+            startSector: this.ctx.startSector,
+            lruIntervalMs: config.lruIntervalMs,
+            withdrawFeature: (key) => {
+              this.xs.write(`${this.ctx.bePath}/${key}`, '0').catch(() => {});
+            },
+            checkResize: () => this.checkResize(),
+            trace: config.trace?.ring(frontDomid, q, localPort, xc.domid) ?? null,
+          },
+          q,
+          pages,
+          size,
+          localPort,
+        ),
       );
-      // xen_blkif_map: refuse a ring whose producer is already more than a ring ahead
-      if ((ring.back.reqProd - ring.back.rspProd) >>> 0 > size) {
-        throw new XenbusFatal(
-          EIO,
-          `ring ${q}: req_prod ${ring.back.reqProd} is more than ${size} ahead of rsp_prod ${ring.back.rspProd}`,
-        );
-      }
-      this.rings.push(ring);
     }
   }
 
   /** connect(): publish the disk's properties, switch to Connected, start the rings. */
   private async connect(): Promise<void> {
-    const { bePath, device } = this.ctx;
+    const { bePath, device, config } = this.ctx;
+    const discardEnable = parseXsBool(
+      await this.xs.tryRead(`${bePath}/${BlkifKey.discardEnable}`),
+      'discard-enable',
+      true,
+    );
+    this.size = device.sectors;
     await this.xs.transaction(async (tx) => {
       const w = (k: string, v: string | number) => this.xs.write(`${bePath}/${k}`, String(v), tx);
-      await w(BlkifKey.featureFlushCache, device.writeCache ? 1 : 0);
-      await w(BlkifKey.featureBarrier, device.writeCache ? 1 : 0);
-      if (this.ctx.config.discard) {
+      const flush = device.writeCache ? 1 : 0;
+      if (config.advertiseFlushCache) await w(BlkifKey.featureFlushCache, flush);
+      else await this.xs.rm(`${bePath}/${BlkifKey.featureFlushCache}`, tx).catch(() => {});
+      // xen_blkbk_discard: nothing at all is written when the toolstack said discard-enable=0
+      if (!discardEnable.ok || discardEnable.value) {
         if (device.discard) {
-          await w(BlkifKey.featureDiscard, 1);
           await w(BlkifKey.discardGranularity, device.discard.granularity);
           await w(BlkifKey.discardAlignment, device.discard.alignment);
           await w(BlkifKey.discardSecure, device.discard.secure ? 1 : 0);
+          await w(BlkifKey.featureDiscard, 1);
         } else {
           await w(BlkifKey.featureDiscard, 0);
         }
+      } else {
+        for (const k of [
+          BlkifKey.featureDiscard,
+          BlkifKey.discardGranularity,
+          BlkifKey.discardAlignment,
+          BlkifKey.discardSecure,
+        ])
+          await this.xs.rm(`${bePath}/${k}`, tx).catch(() => {});
       }
-      await w(BlkifKey.featurePersistent, this.ctx.config.persistentGrants ? 1 : 0);
-      await w(BlkifKey.sectors, device.sectors);
-      await w(BlkifKey.info, device.readOnly ? VDISK_READONLY : 0);
+      await w(BlkifKey.featureBarrier, flush);
+      await w(BlkifKey.featurePersistent, config.persistentGrants ? 1 : 0);
+      await w(BlkifKey.sectors, this.size);
+      await w(BlkifKey.info, this.type | (this.readOnly ? VDISK_READONLY : 0));
       await w(BlkifKey.sectorSize, device.logicalBlockSize);
       await w(BlkifKey.physicalSectorSize, device.physicalBlockSize);
     });
@@ -372,10 +507,40 @@ export class VbdBackend {
         persistent: this.persistent,
         integrity: this.integrity?.name ?? 'none',
         dataPath: this.ctx.config.dataPath,
-        sectors: device.sectors,
+        sectors: this.size,
+        readOnly: this.readOnly,
+        protocol: this.protocol ?? 'unspecified, assuming default',
+        rspProd: this.rings.map((r) => r.back.rspProdPvt),
       },
-      `${this.name} connected to ${device.name}`,
+      `${this.name} connected to ${this.ctx.device.name}`,
     );
+  }
+
+  /** Called whenever a ring wakes (xen_blkif_schedule's `vbd->size != vbd_sz(vbd)` test). */
+  checkResize(): void {
+    if (this.resizing || this.state !== XenbusState.Connected) return;
+    if (this.ctx.device.sectors === this.size) return;
+    this.resizing = true;
+    this.enqueue(() => this.resize().finally(() => (this.resizing = false)));
+  }
+
+  /** xen_vbd_resize: publish the new size and rewrite `state`, so the frontend's watch fires. */
+  private async resize(): Promise<void> {
+    if (this.state !== XenbusState.Connected || this.removed) return;
+    const size = this.ctx.device.sectors;
+    if (size === this.size) return;
+    const major = Math.floor(this.ctx.pdevice / 2 ** 20);
+    const minor = this.ctx.pdevice & 0xfffff;
+    this.ctx.klog.printk(
+      KERN_INFO,
+      `xen-blkback: VBD Resize: Domid: ${this.ctx.frontDomid}, Device: (${major}, ${minor})`,
+    );
+    this.ctx.klog.printk(KERN_INFO, `xen-blkback: VBD Resize: new size ${size}`);
+    this.size = size;
+    await this.xs.transaction(async (tx) => {
+      await this.xs.write(`${this.ctx.bePath}/${BlkifKey.sectors}`, String(size), tx);
+      await this.xs.write(`${this.ctx.bePath}/state`, String(this.state), tx);
+    });
   }
 
   /** xen_blkif_disconnect(): idempotent. Waits for in-flight I/O, then drops rings, grants and channels. */
@@ -399,7 +564,7 @@ export class VbdBackend {
     for (const p of ports) await this.ctx.xc.evtchn.close(p).catch(() => {});
   }
 
-  /** The device is going away (frontend Unknown, or the toolstack removed it). */
+  /** The device is going away (frontend Unknown, offline and Closed, or the toolstack removed it). */
   async remove(): Promise<void> {
     if (this.removed) return;
     await this.disconnect();

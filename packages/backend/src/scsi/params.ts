@@ -61,6 +61,11 @@ export interface ScsiDebugParams {
    * it to every command except SYNCHRONIZE CACHE, which scsi_debug answers without delay.
    */
   delay: number;
+  /**
+   * Response delay in nanoseconds (scsi_debug default 0, later versions than 1.82): when non-zero it
+   * overrides `delay`, as scsi_debug's JDELAY_OVERRIDDEN does. Kept to the microsecond (see delay.ts).
+   */
+  ndelay: number;
   /** 0: fixed-format sense (0x70), 1: descriptor format (0x72). */
   dsense: 0 | 1;
   /** Logical block provisioning: UNMAP supported (scsi_debug default 0). */
@@ -69,6 +74,12 @@ export interface ScsiDebugParams {
   lbpws: 0 | 1;
   /** Unmapped blocks read back as zeroes (scsi_debug default 1). */
   lbprz: 0 | 1;
+  /**
+   * Capacity the disk reports, in GiB; 0 (the default) reports the store's dev_size_mb. Larger than
+   * the store, accesses wrap around it (do_device_access's `lba % sdebug_store_sectors`). Writable at
+   * runtime: that is how a disk grows under a running guest (sdebug_virtual_gb_store).
+   */
+  virtual_gb: number;
   /** pvblk: the host's kernel name for the disk (`sdg` in the seed). */
   host_name: string;
   /** pvblk: SCSI address host:channel:target:lun (`9:0:0:0` in the seed). */
@@ -87,10 +98,12 @@ export const DEFAULT_SCSI_DEBUG_PARAMS: Readonly<ScsiDebugParams> = Object.freez
   medium_error_start: OPT_MEDIUM_ERR_ADDR,
   medium_error_count: OPT_MEDIUM_ERR_NUM,
   delay: 1,
+  ndelay: 0,
   dsense: 0,
   lbpu: 0,
   lbpws: 0,
   lbprz: 1,
+  virtual_gb: 0,
   host_name: 'sdg',
   hctl: '9:0:0:0',
 });
@@ -110,17 +123,19 @@ export const SCSI_DEBUG_PARAM_NAMES: readonly ScsiDebugParamName[] = [
   'medium_error_start',
   'medium_error_count',
   'delay',
+  'ndelay',
   'dsense',
   'lbpu',
   'lbpws',
   'lbprz',
+  'virtual_gb',
   'host_name',
   'hctl',
 ];
 
 /**
- * Parameters that can change while the disk is in use. 1.82 exposes `delay`, `dsense`, `every_nth`
- * and `opts` as writable attributes of /sys/bus/pseudo/drivers/scsi_debug; later versions make
+ * Parameters that can change while the disk is in use. 1.82 exposes `delay`, `dsense`, `every_nth`,
+ * `opts` and `virtual_gb` as writable attributes of /sys/bus/pseudo/drivers/scsi_debug; later versions make
  * `medium_error_start/count` writable module parameters (/sys/module/scsi_debug/parameters). The
  * format-defining ones (dif, dix, guard, ato, sector_size, dev_size_mb) are read-only in every
  * version: changing them means reloading the module, i.e. a new disk.
@@ -129,9 +144,11 @@ export const RUNTIME_WRITABLE_PARAMS: readonly ScsiDebugParamName[] = [
   'opts',
   'every_nth',
   'delay',
+  'ndelay',
   'dsense',
   'medium_error_start',
   'medium_error_count',
+  'virtual_gb',
 ];
 
 const INT_RE = /^[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\n?$/;
@@ -215,7 +232,13 @@ function coerce(key: ScsiDebugParamName, raw: string | number): ScsiDebugParams[
     case 'delay':
     case 'medium_error_start':
     case 'medium_error_count':
+    case 'virtual_gb':
       if (v < 0) throw usage(`disk parameter "${key}": must be >= 0 (got ${v})`);
+      return v;
+    case 'ndelay':
+      // scsi_debug ignores (at load) or refuses (in sysfs) a delay of a second or more
+      if (v < 0 || v >= 1_000_000_000)
+        throw usage(`disk parameter "ndelay": must be 0 to 999999999 nanoseconds (got ${v})`);
       return v;
     case 'dix':
     case 'opts':
@@ -280,12 +303,21 @@ export function applyRuntimeParam(p: ScsiDebugParams, key: string, value: string
       `disk parameter "${key}" is fixed while the disk exists (writable at runtime: ${RUNTIME_WRITABLE_PARAMS.join(', ')})`,
     );
   }
-  return { ...p, [key]: coerce(key, value) };
+  const v = coerce(key, value);
+  // delay_store() clears ndelay; ndelay_store() of 0 puts the default jiffy delay back
+  if (key === 'delay') return { ...p, delay: v as number, ndelay: 0 };
+  if (key === 'ndelay') return { ...p, ndelay: v as number, delay: v === 0 ? 1 : p.delay };
+  return { ...p, [key]: v };
 }
 
 /** Logical blocks of the store: dev_size_mb MiB divided into sector_size blocks. */
 export function storeBlocks(p: ScsiDebugParams): number {
   return Math.floor((p.dev_size_mb * 1048576) / p.sector_size);
+}
+
+/** get_sdebug_capacity(): what READ CAPACITY reports — virtual_gb when set, else the store. */
+export function capacityBlocks(p: ScsiDebugParams): number {
+  return p.virtual_gb > 0 ? Math.floor((p.virtual_gb * 1073741824) / p.sector_size) : storeBlocks(p);
 }
 
 /** dix as scsi_debug reads it. */

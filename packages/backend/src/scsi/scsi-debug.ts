@@ -72,6 +72,7 @@ import {
   applyRuntimeParam,
   dixEnabled,
   storeBlocks,
+  capacityBlocks,
   validateScsiDebugParams,
   type ScsiDebugParams,
 } from './params.ts';
@@ -91,7 +92,8 @@ import {
   RECOVERED_ERROR,
   buildSense,
 } from './sense.ts';
-import { PI_INTERVAL, type BlockStore, type StoreFormat } from './store.ts';
+import { PI_INTERVAL, type BlockStore, type StoreFormat, type StoreRead } from './store.ts';
+import { delayNs } from './delay.ts';
 
 /**
  * How the command ended. GOOD, CHECK_CONDITION and TASK_SET_FULL are SAM status codes; HOST_BUSY
@@ -255,8 +257,9 @@ export class ScsiDebugTarget {
     return { ...this.p };
   }
 
+  /** What READ CAPACITY reports (get_sdebug_capacity): virtual_gb when set, else the store's size. */
   get capacityBlocks(): number {
-    return storeBlocks(this.p);
+    return capacityBlocks(this.p);
   }
 
   get blockSize(): number {
@@ -376,7 +379,9 @@ export class ScsiDebugTarget {
         break;
     }
     this.noiseResult(p, res);
-    if (delayed && p.delay > 0) await sleep(p.delay);
+    // ndelay: an hrtimer, kept to the microsecond; delay: jiffies, as coarse as the timer wheel
+    if (delayed && p.ndelay > 0) await delayNs(p.ndelay);
+    else if (delayed && p.delay > 0) await sleep(p.delay);
     return res;
   }
 
@@ -431,7 +436,7 @@ export class ScsiDebugTarget {
 
   /** check_device_access_params(). */
   private accessCheck(p: ScsiDebugParams, lba: number, blocks: number): ScsiResult | null {
-    const capacity = storeBlocks(p);
+    const capacity = capacityBlocks(p);
     if (lba + blocks > capacity) return this.check(p, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE, 0);
     if (blocks > capacity) return this.check(p, ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, 0);
     return null;
@@ -475,7 +480,7 @@ export class ScsiDebugTarget {
       };
     }
 
-    const { data, pi } = await this.store.read(d.lba, num);
+    const { data, pi } = await this.storeRead(d.lba, num);
     if (pi && p.dif > 0 && d.protect !== 0 && d.protect !== 3) {
       const bad = this.verify(p, d, data, pi, false);
       if (bad) return { ...this.check(p, ABORTED_COMMAND, ASC_PI_ERROR, bad.ascq), failedSector: bad.sector };
@@ -536,7 +541,7 @@ export class ScsiDebugTarget {
           return { ...this.check(p, ABORTED_COMMAND, ASC_PI_ERROR, bad.ascq), failedSector: bad.sector };
       }
     }
-    await this.store.write(d.lba, data, pi);
+    await this.storeWrite(d.lba, data, pi);
     if (pi) this.counters.dixWrites++;
     if (inj === 'recovered') return this.check(p, RECOVERED_ERROR, ASC_THRESHOLD_EXCEEDED, 0);
     if (inj === 'dif') return this.check(p, ABORTED_COMMAND, ASC_PI_ERROR, 1, 'DID_ABORT');
@@ -622,7 +627,7 @@ export class ScsiDebugTarget {
       const n = Math.min(256, d.blocks - done);
       const chunk = Buffer.alloc(n * p.sector_size);
       for (let i = 0; i < n; i++) block.copy(chunk, i * p.sector_size);
-      await this.store.write(d.lba + done, chunk);
+      await this.storeWrite(d.lba + done, chunk);
       done += n;
     }
     return good();
@@ -641,6 +646,46 @@ export class ScsiDebugTarget {
   }
 
   /**
+   * do_device_access(): the store holds dev_size_mb; a disk reporting more (virtual_gb) maps block
+   * `lba` to `lba % store blocks`, an access crossing the store's end wrapping to its start.
+   */
+  private storePieces(lba: number, blocks: number): Array<{ at: number; lba: number; n: number }> {
+    const size = this.store.format.blocks;
+    const out: Array<{ at: number; lba: number; n: number }> = [];
+    for (let done = 0; done < blocks;) {
+      const l = (lba + done) % size;
+      const n = Math.min(blocks - done, size - l);
+      out.push({ at: done, lba: l, n });
+      done += n;
+    }
+    return out;
+  }
+
+  private async storeRead(lba: number, blocks: number): Promise<StoreRead> {
+    const parts = this.storePieces(lba, blocks);
+    if (parts.length === 1) return this.store.read(parts[0].lba, parts[0].n);
+    const reads = [];
+    for (const q of parts) reads.push(await this.store.read(q.lba, q.n));
+    return {
+      data: Buffer.concat(reads.map((r) => r.data)),
+      pi: reads[0].pi === null ? null : Buffer.concat(reads.map((r) => r.pi!)),
+    };
+  }
+
+  private async storeWrite(lba: number, data: Buffer, pi?: Buffer | null): Promise<void> {
+    const bs = this.store.format.blockSize;
+    const parts = this.storePieces(lba, data.length / bs);
+    const tupleBytes = pi ? pi.length / (data.length / bs) : 0;
+    for (const q of parts) {
+      await this.store.write(
+        q.lba,
+        data.subarray(q.at * bs, (q.at + q.n) * bs),
+        pi ? pi.subarray(q.at * tupleBytes, (q.at + q.n) * tupleBytes) : pi,
+      );
+    }
+  }
+
+  /**
    * unmap_region() with unmap_granularity 1: zero the data when lbprz=1 and reset the PI to 0xFF
    * (current scsi_debug; 1.82 left stale PI that no longer matched the zeroed data).
    */
@@ -651,10 +696,10 @@ export class ScsiDebugTarget {
       const n = Math.min(256, blocks - done);
       const pi = f.pi ? Buffer.alloc(n * piPerBlock, 0xff) : undefined;
       if (p.lbprz === 1) {
-        await this.store.write(lba + done, Buffer.alloc(n * f.blockSize), pi);
+        await this.storeWrite(lba + done, Buffer.alloc(n * f.blockSize), pi);
       } else if (pi) {
-        const { data } = await this.store.read(lba + done, n);
-        await this.store.write(lba + done, data, pi);
+        const { data } = await this.storeRead(lba + done, n);
+        await this.storeWrite(lba + done, data, pi);
       }
       done += n;
     }

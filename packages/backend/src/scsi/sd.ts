@@ -21,16 +21,24 @@
  * (dev_printk itself prints `sd 9:0:0:0: [sdg]`). The sense block, CDB and end_request lines go out
  * at KERN_ERR; the midlayer's KERN_INFO description and `Result:` lines only with `logResult`.
  *
- * Error handler, minimally: a command that never completes is aborted after `timeoutMs` (SD_TIMEOUT)
- * and retried up to SD_MAX_RETRIES times; then it fails with DRIVER_TIMEOUT ("Unhandled error code",
- * "end_request: I/O error"). Retryable sense (ABORTED COMMAND other than 0x10, …) is retried the
- * same number of times; TASK SET FULL and HOST_BUSY are requeued without counting.
+ * Error handler, as 3.12–3.18 run it (the asynchronous abort of scsi_error.c): a command that
+ * never completes times out after the device's timeout (SD_TIMEOUT, `/sys/block/sdX/device/timeout`),
+ * its abort is scheduled and run 10 ms (HZ/100) later, and the aborted command is retried up to
+ * SD_MAX_RETRIES times; then it is finished with DID_TIME_OUT ("Unhandled error code",
+ * "end_request: I/O error"). Each step prints the line scsi_error.c logs at error-recovery logging
+ * level 3 (`scsi_logging_level -s -E 3`) — `… scmd ffff8800… abort scheduled`, `aborting command …`,
+ * `retry aborted command` / `finish aborted command` — as they happen, so a stuck disk is visible
+ * from its first timeout; Linux's default logging level (0) would keep them quiet, which `ehLogging:
+ * 0` gives. The scmd addresses are made up (stable per command, like a slab address). Retryable
+ * sense (ABORTED COMMAND other than 0x10, …) is retried the same number of times; TASK SET FULL and
+ * HOST_BUSY are requeued without counting.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   KERN_ERR,
   KERN_INFO,
   KERN_NOTICE,
+  KERN_WARNING,
   PI_APP_ESCAPE,
   PI_REF_ESCAPE,
   PI_TUPLE_SIZE,
@@ -64,7 +72,7 @@ import {
   encodeWriteSame16,
   formatCdb,
 } from './cdb.ts';
-import { OPT_N_WCE, dixEnabled, parseScsiDebugParams, storeBlocks, type ScsiDebugParams } from './params.ts';
+import { OPT_N_WCE, dixEnabled, parseScsiDebugParams, type ScsiDebugParams } from './params.ts';
 import {
   ScsiDebugTarget,
   storeFormatFor,
@@ -103,6 +111,10 @@ export const SD_MAX_RETRIES = 5;
 const MAX_REQUEUES = 1000;
 /** SCSI_QUEUE_DELAY: 3 jiffies before a requeued command is tried again. */
 const REQUEUE_DELAY_MS = 3;
+/** scsi_abort_command() queues the abort work HZ/100 after the timeout. */
+const ABORT_DELAY_MS = 10;
+/** The scsi_logging_level ERROR_RECOVERY field at which scsi_error.c prints the abort and the retry. */
+const EH_LOG_ABORTS = 3;
 
 /** The device prefix of sd's log lines, in the seed's form. */
 export function sdevPrefix(hctl: string, name: string): string {
@@ -154,6 +166,8 @@ export interface SdOptions {
   timeoutMs?: number;
   /** Also print the 3.x midlayer's KERN_INFO lines (description, `Result: hostbyte=…`). */
   logResult?: boolean;
+  /** scsi_logging_level's ERROR_RECOVERY field (default 3: the abort and retry lines are printed). */
+  ehLogging?: number;
 }
 
 /** How one SCSI command ended, after retries, as sd_done()/scsi_io_completion() see it. */
@@ -171,7 +185,6 @@ type Errno = 'EIO' | 'EREMOTEIO' | 'EILSEQ' | 'ENOLINK' | 'EBADE';
 export class SdDisk implements HostBlockDevice {
   readonly name: string;
   readonly hctl: string;
-  readonly sectors: number;
   readonly logicalBlockSize: number;
   readonly physicalBlockSize: number;
   readonly readOnly = false;
@@ -183,8 +196,12 @@ export class SdDisk implements HostBlockDevice {
 
   private readonly log: KernelLog;
   private readonly prefix: string;
-  private readonly timeoutMs: number;
+  /** The request queue's rq_timeout: `/sys/block/sdX/device/timeout` × HZ. */
+  private timeoutMs: number;
   private readonly logResult: boolean;
+  private readonly ehLogging: number;
+  /** Commands issued so far: each gets an scmd address for the error handler's lines. */
+  private issued = 0;
   /** The protection type the disk is formatted with (0 = none): sdkp->protection_type. */
   private readonly difType: 0 | 1 | 2 | 3;
   private readonly guardKind: 'crc' | 'ip';
@@ -200,9 +217,9 @@ export class SdDisk implements HostBlockDevice {
     this.prefix = sdevPrefix(this.hctl, this.name);
     this.timeoutMs = opts.timeoutMs ?? SD_TIMEOUT_MS;
     this.logResult = opts.logResult ?? false;
+    this.ehLogging = opts.ehLogging ?? EH_LOG_ABORTS;
     this.logicalBlockSize = p.sector_size;
     this.physicalBlockSize = p.sector_size;
-    this.sectors = (storeBlocks(p) * p.sector_size) / 512;
     this.difType = p.dif;
     this.guardKind = p.guard === 1 ? 'ip' : 'crc';
     this.integrity = integrityProfileFor(p);
@@ -220,6 +237,30 @@ export class SdDisk implements HostBlockDevice {
         this.log.printk(KERN_NOTICE, `${this.prefix} DIF application tag size ${this.integrity.tagSize}`);
       }
     }
+  }
+
+  /**
+   * Size in 512-byte sectors: the target's capacity, re-read as sd_revalidate_disk would after the
+   * capacity-changed unit attention (a runtime virtual_gb change) — set_capacity_and_notify at once.
+   */
+  get sectors(): number {
+    return (this.target.capacityBlocks * this.logicalBlockSize) / 512;
+  }
+
+  /** `/sys/block/sdX/device/timeout` (sdev_show_timeout): seconds. */
+  get timeoutSeconds(): number {
+    return Math.floor(this.timeoutMs / 1000);
+  }
+
+  /**
+   * Writing `/sys/block/sdX/device/timeout` (sdev_store_timeout: an int, then rq_timeout = timeout × HZ);
+   * commands issued from then on use it. pvblk refuses what is not a non-negative integer with EINVAL.
+   */
+  setTimeoutSeconds(text: string): boolean {
+    const m = /^\s*\+?(\d{1,7})\s*$/.exec(text);
+    if (!m) return false;
+    this.timeoutMs = Number(m[1]) * 1000;
+    return true;
   }
 
   async read(sector: number, count: number, pi?: { checks: PiBuffer['checks'] }): Promise<ReadResult> {
@@ -487,6 +528,10 @@ export class SdDisk implements HostBlockDevice {
   private async execute(cmd: ScsiCommand, hba?: (r: ScsiResult) => ScsiResult): Promise<Outcome> {
     let retries = 0;
     let requeues = 0;
+    const scmd = scmdAddress(this.issued++);
+    const eh = (level: typeof KERN_INFO | typeof KERN_WARNING, text: string) => {
+      if (this.ehLogging >= EH_LOG_ABORTS) this.log.printk(level, `${this.prefix} scmd ${scmd} ${text}`);
+    };
     for (;;) {
       let r = await this.target.queueCommand(cmd);
       if (hba) r = hba(r);
@@ -494,11 +539,18 @@ export class SdDisk implements HostBlockDevice {
         case 'GOOD':
           return { result: r, hostByte: r.hostByte, timedOut: false, starved: false };
         case 'TIMEOUT':
-          // scsi_times_out() → error handler: abort succeeds, then the command is retried.
+          // scsi_times_out() → scsi_abort_command(); scmd_eh_abort_handler() runs HZ/100 later
           await sleep(this.timeoutMs);
+          eh(KERN_INFO, 'abort scheduled');
+          await sleep(ABORT_DELAY_MS);
+          eh(KERN_INFO, `aborting command ${scmd}`);
           this.target.abort();
-          if (++retries <= SD_MAX_RETRIES) continue;
-          return { result: r, hostByte: 'DID_OK', timedOut: true, starved: false };
+          if (++retries <= SD_MAX_RETRIES) {
+            eh(KERN_WARNING, 'retry aborted command');
+            continue;
+          }
+          eh(KERN_WARNING, 'finish aborted command');
+          return { result: r, hostByte: 'DID_TIME_OUT', timedOut: true, starved: false };
         case 'HOST_BUSY':
         case 'TASK_SET_FULL':
           if (++requeues > MAX_REQUEUES)
@@ -583,7 +635,8 @@ export class SdDisk implements HostBlockDevice {
       if (this.logResult) {
         if (description) this.log.printk(KERN_INFO, `${this.prefix} ${description}`);
         this.log.printk(KERN_INFO, this.prefix);
-        const driver = sense ? 'DRIVER_SENSE' : out.timedOut ? 'DRIVER_TIMEOUT' : 'DRIVER_OK';
+        // the aborted command carries DID_TIME_OUT; DRIVER_TIMEOUT is only set on a result still 0
+        const driver = sense ? 'DRIVER_SENSE' : 'DRIVER_OK';
         this.log.printk(KERN_INFO, `Result: hostbyte=${printedHost} driverbyte=${driver}`);
       }
       if (h) this.printSense(sense!, h);
@@ -703,6 +756,11 @@ function classify(
   return { kind, sector, detail };
 }
 
+/** A kernel-looking address for a command (a made-up slab object: stable for the command's retries). */
+function scmdAddress(n: number): string {
+  return (0xffff880037a3c000n + BigInt(n % 64) * 0x1c0n).toString(16);
+}
+
 function padTo(b: Buffer | undefined, len: number): Buffer {
   if (b && b.length === len) return b;
   const out = Buffer.alloc(len);
@@ -718,6 +776,7 @@ export interface OpenScsiDebugDiskOptions {
   log: KernelLog;
   timeoutMs?: number;
   logResult?: boolean;
+  ehLogging?: number;
 }
 
 /**
@@ -731,7 +790,14 @@ export async function openScsiDebugDisk(opts: OpenScsiDebugDiskOptions): Promise
     ? await FileStore.open({ dir: opts.dataDir, name: params.host_name, format, log: opts.log })
     : new MemoryStore(format);
   try {
-    return new SdDisk({ params, store, log: opts.log, timeoutMs: opts.timeoutMs, logResult: opts.logResult });
+    return new SdDisk({
+      params,
+      store,
+      log: opts.log,
+      timeoutMs: opts.timeoutMs,
+      logResult: opts.logResult,
+      ehLogging: opts.ehLogging,
+    });
   } catch (e) {
     await store.close();
     throw e;

@@ -7,7 +7,8 @@
  * scsi_debug keeps its store in vmalloc'ed RAM: data zeroed and PI memset to 0xFF at load (so
  * never-written blocks carry the escape app tag 0xFFFF). pvblk keeps it in a file so a backend
  * restart finds the same disk; a JSON sidecar records the format, and parameters that need another
- * format re-create the store, which is what reloading scsi_debug with other parameters does.
+ * format re-create the store, which is what reloading scsi_debug with other parameters does. With
+ * `--memory` it lives in memory, allocated as it is written (a disk's size is a quota, not a cost).
  *
  * Records are addressed with positional reads and writes, so requests to different ranges can run
  * concurrently without a lock.
@@ -132,45 +133,125 @@ function blankRecord(f: StoreFormat): Buffer {
   return r;
 }
 
-/** The store in memory, for unit tests; same layout and semantics as the file store. */
+/** Records per chunk of the memory store: 64 KiB of records, at least one. */
+function recordsPerChunk(f: StoreFormat): number {
+  return Math.max(1, Math.floor(MEMORY_CHUNK / recordSize(f)));
+}
+
+/** Bytes of one chunk of the memory store. */
+const MEMORY_CHUNK = 64 * 1024;
+
+/**
+ * The store in memory (`pvblk host --memory`, unit tests); same layout and semantics as the file
+ * store. Allocated on write, as scsi_debug's own store is not: a chunk of records comes into being
+ * (formatted blank) when a block in it is first written, so a 1 GiB disk costs the host only what
+ * its guest wrote, not 1 GiB up front. Never-written ranges read as a freshly formatted medium.
+ */
 export class MemoryStore implements BlockStore {
   readonly format: StoreFormat;
-  /** The raw records, exposed so tests can corrupt the medium. */
-  readonly bytes: Buffer;
+  private readonly chunks = new Map<number, Buffer>();
+  private readonly perChunk: number;
+  private readonly blank: Buffer;
+  private closed = false;
 
   constructor(format: StoreFormat) {
     this.format = { ...format };
+    this.perChunk = recordsPerChunk(format);
     const rs = recordSize(format);
-    this.bytes = Buffer.alloc(format.blocks * rs);
+    this.blank = Buffer.alloc(this.perChunk * rs);
     if (format.pi) {
-      const blank = blankRecord(format);
-      for (let i = 0; i < format.blocks; i++) blank.copy(this.bytes, i * rs);
+      const r = blankRecord(format);
+      for (let i = 0; i < this.perChunk; i++) r.copy(this.blank, i * rs);
     }
   }
 
-  async read(lba: number, blocks: number): Promise<StoreRead> {
+  /** Bytes of records allocated so far (what the store costs the host). */
+  get allocatedBytes(): number {
+    return this.chunks.size * this.blank.length;
+  }
+
+  /** The raw records of `blocks` blocks from `lba`, as the medium holds them (tests corrupt it). */
+  raw(lba: number, blocks: number): Buffer {
+    this.checkOpen();
     checkRange(this.format, lba, blocks);
     const rs = recordSize(this.format);
-    return deinterleave(this.format, Buffer.from(this.bytes.subarray(lba * rs, (lba + blocks) * rs)));
+    const out = Buffer.allocUnsafe(blocks * rs);
+    this.each(lba, blocks, (chunk, from, count, at) => {
+      const src = this.chunks.get(chunk) ?? this.blank;
+      src.copy(out, at * rs, from * rs, (from + count) * rs);
+    });
+    return out;
+  }
+
+  /** Replace raw records (data and tuples interleaved) from `lba`: the tests' way to corrupt the medium. */
+  patch(lba: number, records: Buffer): void {
+    const rs = recordSize(this.format);
+    if (records.length % rs !== 0)
+      throw new PvblkError('EINVAL', `a raw patch must be whole ${rs}-byte records (got ${records.length})`);
+    const blocks = records.length / rs;
+    this.checkOpen();
+    checkRange(this.format, lba, blocks);
+    this.each(lba, blocks, (chunk, from, count, at) => {
+      records.copy(this.chunkFor(chunk), from * rs, at * rs, (at + count) * rs);
+    });
+  }
+
+  async read(lba: number, blocks: number): Promise<StoreRead> {
+    return deinterleave(this.format, this.raw(lba, blocks));
   }
 
   async write(lba: number, data: Buffer, pi?: Buffer | null): Promise<void> {
     const f = this.format;
     const blocks = checkWrite(f, lba, data, pi);
+    this.checkOpen();
     const rs = recordSize(f);
-    if (!f.pi) {
-      data.copy(this.bytes, lba * rs);
-    } else if (pi) {
-      interleave(f, data, pi).copy(this.bytes, lba * rs);
-    } else {
-      for (let i = 0; i < blocks; i++)
-        data.copy(this.bytes, (lba + i) * rs, i * f.blockSize, (i + 1) * f.blockSize);
-    }
+    if (!f.pi) return this.patch(lba, data);
+    if (pi) return this.patch(lba, interleave(f, data, pi));
+    // data only: the tuples between the blocks stay as they are
+    this.each(lba, blocks, (chunk, from, count, at) => {
+      const c = this.chunkFor(chunk);
+      for (let i = 0; i < count; i++)
+        data.copy(c, (from + i) * rs, (at + i) * f.blockSize, (at + i + 1) * f.blockSize);
+    });
   }
 
   async flush(): Promise<void> {}
 
-  async close(): Promise<void> {}
+  /** Frees every chunk: a removed memory disk gives its memory back. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.chunks.clear();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new PvblkError('EBADF', 'the memory store is closed');
+  }
+
+  private chunkFor(index: number): Buffer {
+    let c = this.chunks.get(index);
+    if (!c) {
+      c = Buffer.from(this.blank);
+      this.chunks.set(index, c);
+    }
+    return c;
+  }
+
+  /** Calls `fn(chunk, firstRecordInChunk, records, indexInRange)` for each chunk the range touches. */
+  private each(
+    lba: number,
+    blocks: number,
+    fn: (chunk: number, from: number, count: number, at: number) => void,
+  ): void {
+    let at = 0;
+    while (at < blocks) {
+      const b = lba + at;
+      const chunk = Math.floor(b / this.perChunk);
+      const from = b - chunk * this.perChunk;
+      const count = Math.min(this.perChunk - from, blocks - at);
+      fn(chunk, from, count, at);
+      at += count;
+    }
+  }
 }
 
 const HEADER_MAGIC = 'pvblk-scsi-debug-store';

@@ -133,7 +133,7 @@ describe('scsi_debug parameters', () => {
       'EUSAGE: disk parameter "dif": must be 0, 1, 2 or 3 (got 7)',
     );
     expect(usageError(() => parseScsiDebugParams('diff=1'))).toBe(
-      'EUSAGE: unknown disk parameter "diff" (known: dev_size_mb, sector_size, dif, dix, guard, ato, opts, every_nth, medium_error_start, medium_error_count, delay, dsense, lbpu, lbpws, lbprz, host_name, hctl)',
+      'EUSAGE: unknown disk parameter "diff" (known: dev_size_mb, sector_size, dif, dix, guard, ato, opts, every_nth, medium_error_start, medium_error_count, delay, ndelay, dsense, lbpu, lbpws, lbprz, virtual_gb, host_name, hctl)',
     );
     expect(usageError(() => parseScsiDebugParams('sector_size=513'))).toBe(
       'EUSAGE: disk parameter "sector_size": must be 512, 1024, 2048 or 4096 (got 513)',
@@ -203,7 +203,7 @@ describe('scsi_debug parameters', () => {
       'dif=1 opts=0x22',
     );
     expect(formatScsiDebugParams(DEFAULT_SCSI_DEBUG_PARAMS)).toBe(
-      'dev_size_mb=8 sector_size=512 dif=0 dix=0 guard=0 ato=1 opts=0x0 every_nth=0 medium_error_start=4660 medium_error_count=10 delay=1 dsense=0 lbpu=0 lbpws=0 lbprz=1 host_name=sdg hctl=9:0:0:0',
+      'dev_size_mb=8 sector_size=512 dif=0 dix=0 guard=0 ato=1 opts=0x0 every_nth=0 medium_error_start=4660 medium_error_count=10 delay=1 ndelay=0 dsense=0 lbpu=0 lbpws=0 lbprz=1 virtual_gb=0 host_name=sdg hctl=9:0:0:0',
     );
   });
 
@@ -215,9 +215,10 @@ describe('scsi_debug parameters', () => {
     expect(applyRuntimeParam(p, 'medium_error_count', 3).medium_error_count).toBe(3);
     expect(applyRuntimeParam(p, 'delay', '0').delay).toBe(0);
     expect(applyRuntimeParam(p, 'dsense', '1').dsense).toBe(1);
+    expect(applyRuntimeParam(p, 'virtual_gb', '1').virtual_gb).toBe(1);
     expect(p.opts).toBe(0);
     const fixed =
-      'writable at runtime: opts, every_nth, delay, dsense, medium_error_start, medium_error_count';
+      'writable at runtime: opts, every_nth, delay, ndelay, dsense, medium_error_start, medium_error_count, virtual_gb';
     for (const key of ['dif', 'dix', 'sector_size', 'dev_size_mb', 'guard', 'ato', 'lbpws', 'host_name']) {
       expect(usageError(() => applyRuntimeParam(p, key, '1'))).toBe(
         `EUSAGE: disk parameter "${key}" is fixed while the disk exists (${fixed})`,

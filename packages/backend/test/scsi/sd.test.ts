@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   KERN_ERR,
+  KERN_WARNING,
   KERN_INFO,
   KERN_NOTICE,
   MemoryKernelLog,
@@ -49,7 +50,7 @@ afterEach(async () => {
 
 async function disk(
   params: string,
-  opts: { dataDir?: string; logResult?: boolean; timeoutMs?: number } = {},
+  opts: { dataDir?: string; logResult?: boolean; timeoutMs?: number; ehLogging?: number } = {},
 ): Promise<Opened> {
   const log = new MemoryKernelLog();
   const d = await openScsiDebugDisk({ params: `delay=0 ${params}`, log, ...opts });
@@ -597,12 +598,28 @@ describe('sd: injected faults', () => {
     ]);
   });
 
-  it('aborts and retries a timed-out command, and fails with DRIVER_TIMEOUT when it keeps timing out', async () => {
+  it('aborts and retries a timed-out command, printing the abort and the retry as scsi_error.c does', async () => {
     const once = await disk('opts=4 every_nth=2', { timeoutMs: 1 });
     await once.d.read(0, 8);
+    once.all();
     expect((await once.d.read(0, 8)).ok).toBe(true);
     expect(once.d.target.stats()).toMatchObject({ aborts: 1, timeouts: 1, commands: 3 });
+    // the second command (scmd #1) timed out, was aborted and retried once
+    expect(once.all()).toEqual([
+      'sd 9:0:0:0 [sdg] scmd ffff880037a3c1c0 abort scheduled',
+      'sd 9:0:0:0 [sdg] scmd ffff880037a3c1c0 aborting command ffff880037a3c1c0',
+      'sd 9:0:0:0 [sdg] scmd ffff880037a3c1c0 retry aborted command',
+    ]);
+    expect(once.log.messages.slice(-3).map((m) => m.level)).toEqual([KERN_INFO, KERN_INFO, KERN_WARNING]);
 
+    const quiet = await disk('opts=4 every_nth=2', { timeoutMs: 1, ehLogging: 0 });
+    await quiet.d.read(0, 8);
+    quiet.all();
+    expect((await quiet.d.read(0, 8)).ok).toBe(true);
+    expect(quiet.all()).toEqual([]); // scsi_logging_level 0: Linux's silence
+  });
+
+  it('finishes a command that keeps timing out with DID_TIME_OUT after SD_MAX_RETRIES retries', async () => {
     const always = await disk('opts=4 every_nth=1', { timeoutMs: 1, logResult: true });
     always.all();
     const r = await always.d.read(0, 8);
@@ -611,14 +628,33 @@ describe('sd: injected faults', () => {
       error: { kind: 'timeout', sector: 0, detail: 'command timed out, retries exhausted' },
     });
     expect(always.d.target.stats()).toMatchObject({ aborts: 6, commands: 6 });
-    expect(always.all()).toEqual([
+    const lines = always.all();
+    const scmd = 'sd 9:0:0:0 [sdg] scmd ffff880037a3c000';
+    expect(lines.filter((l) => l === `${scmd} retry aborted command`)).toHaveLength(5);
+    expect(lines.slice(-9)).toEqual([
+      `${scmd} abort scheduled`,
+      `${scmd} aborting command ffff880037a3c000`,
+      `${scmd} finish aborted command`,
       'sd 9:0:0:0 [sdg] Unhandled error code',
       'sd 9:0:0:0 [sdg]',
-      'Result: hostbyte=DID_OK driverbyte=DRIVER_TIMEOUT',
+      'Result: hostbyte=DID_TIME_OUT driverbyte=DRIVER_OK',
       'sd 9:0:0:0 [sdg] CDB:',
       'Read(10): 28 00 00 00 00 00 00 00 08 00',
       'end_request: I/O error, dev sdg, sector 0',
     ]);
+  });
+
+  it('device/timeout: shown in seconds (30 by default), settable, used by the next command', async () => {
+    const { d, log } = await disk('opts=4 every_nth=2');
+    expect(d.timeoutSeconds).toBe(30);
+    expect(d.setTimeoutSeconds('abc')).toBe(false);
+    expect(d.setTimeoutSeconds('-1')).toBe(false);
+    expect(d.setTimeoutSeconds('0\n')).toBe(true);
+    expect(d.timeoutSeconds).toBe(0);
+    await d.read(0, 8);
+    // with 0 s the timed-out command is aborted at once instead of 30 s later
+    expect((await d.read(0, 8)).ok).toBe(true);
+    expect(log.messages.some((m) => m.text.endsWith('abort scheduled'))).toBe(true);
   });
 
   it('requeues HOST_BUSY and TASK SET FULL', async () => {

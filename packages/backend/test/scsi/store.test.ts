@@ -189,3 +189,38 @@ describe('FileStore', () => {
     );
   });
 });
+
+describe('MemoryStore allocation', () => {
+  it('costs nothing until written: a 1 GiB PI disk reads blank and allocates only the chunks written', async () => {
+    const f: StoreFormat = { blockSize: 512, blocks: 2 * 1024 * 1024, pi: true };
+    const s = new MemoryStore(f);
+    expect(s.allocatedBytes).toBe(0);
+    const far = await s.read(f.blocks - 2, 2);
+    expect(far.data).toEqual(Buffer.alloc(1024));
+    expect(far.pi).toEqual(Buffer.alloc(16, 0xff));
+    expect(s.allocatedBytes).toBe(0);
+    // a write across a chunk boundary (126 records of 520 bytes per 64 KiB chunk) makes two chunks
+    await s.write(125, pattern(1024, 3), pattern(16, 4));
+    expect(s.allocatedBytes).toBeGreaterThan(0);
+    expect(s.allocatedBytes).toBeLessThanOrEqual(2 * 64 * 1024);
+    expect(await s.read(125, 2)).toEqual({ data: pattern(1024, 3), pi: pattern(16, 4) });
+    // the rest of both chunks is still a blank medium
+    const around = await s.read(0, 1);
+    expect(around.pi).toEqual(Buffer.alloc(8, 0xff));
+    await s.close();
+    expect(s.allocatedBytes).toBe(0);
+    await expect(s.read(0, 1)).rejects.toSatisfy((e) => isPvblkError(e, 'EBADF'));
+  });
+
+  it('exposes the raw medium for corruption tests, interleaved as on a PI drive', async () => {
+    const s = new MemoryStore(PI512);
+    await s.write(5, pattern(512, 3), Buffer.from('0102030405060708', 'hex'));
+    const raw = s.raw(5, 1);
+    expect(raw.subarray(0, 512)).toEqual(pattern(512, 3));
+    expect(raw.subarray(512)).toEqual(Buffer.from('0102030405060708', 'hex'));
+    raw[512] ^= 0xff;
+    s.patch(5, raw);
+    expect((await s.read(5, 1)).pi).toEqual(Buffer.from('fe02030405060708', 'hex'));
+    expect(() => s.patch(0, Buffer.alloc(100))).toThrow('whole 520-byte records');
+  });
+});

@@ -10,10 +10,20 @@
  * re-initialises, runs the handshake again, and re-issues them on the new ring (blkif_recover). The
  * block layer never sees the interruption: an acknowledged write stays acknowledged, an
  * unacknowledged one is sent again.
+ *
+ * Hot-unplug: when the toolstack takes the device away (the backend's `online` is 0 when it goes
+ * Closing — libxl writes both in one transaction), blkfront closes for good instead (6.x
+ * blkfront_closing): nothing more goes on the ring, the disk is marked dead ("detected capacity
+ * change from N to 0"), the requests on the ring stay there and complete as the backend answers them
+ * (blkback drains before it disconnects), and the frontend goes Closed. When the device's directory
+ * then goes away, `remove()` (blkfront_remove) fails whatever was never answered.
  */
 import {
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
+  BLKIF_OP_FLUSH_DISKCACHE,
+  BLKIF_OP_WRITE_BARRIER,
   BLKIF_RSP_EOPNOTSUPP,
+  BLKIF_RSP_ERROR,
   BLKIF_RSP_OKAY,
   BlkifKey,
   blkifRingSize,
@@ -37,7 +47,9 @@ import {
 } from '@pvblk/shared';
 import type { Page, Watch, Hypercalls } from '@pvblk/client';
 import type { BlockDriver, BlockRequest, BlockResult, DeviceIntegrity, QueueLimits } from '../block/types.ts';
-import { FrontQueue, type Submission } from './queue.ts';
+import { FrontQueue, type PageAllocator, type Submission } from './queue.ts';
+import { splitToLimits } from './split.ts';
+import { blkfrontTrace, type BlkfrontTrace } from './trace.ts';
 
 export interface BlkfrontOptions {
   /** max_ring_page_order module parameter (Linux default 0: a one-page ring). */
@@ -52,6 +64,14 @@ export interface BlkfrontOptions {
   ringStartIndex: number;
   /** Opt in to the blkif integrity extension when the backend offers it. */
   integrity: boolean;
+  /**
+   * The `trusted` module parameter: false treats every backend as untrusted. A backend is also
+   * untrusted when the toolstack wrote `trusted` = 0 in the frontend's directory. Untrusted backends
+   * get bounce buffers (XSA-403).
+   */
+  trusted: boolean;
+  /** Trace hooks for `pvblk bench --trace` (trace.ts); null when tracing is off. */
+  trace?: BlkfrontTrace | null;
 }
 
 export const DEFAULT_BLKFRONT_OPTIONS: Readonly<BlkfrontOptions> = Object.freeze({
@@ -61,6 +81,8 @@ export const DEFAULT_BLKFRONT_OPTIONS: Readonly<BlkfrontOptions> = Object.freeze
   persistentGrants: true,
   ringStartIndex: 0,
   integrity: true,
+  trusted: true,
+  trace: blkfrontTrace,
 });
 
 export interface BlkfrontStats {
@@ -71,13 +93,22 @@ export interface BlkfrontStats {
   reconnects: number;
   upcalls: number;
   grants: number;
+  /** Upcalls that found no response, and the EOI delay they earned (lateeoi, XSA-391). */
+  spuriousEvents: number;
+  eoiDelayedMs: number;
 }
 
+/** blkfront_gather_backend_features' result, named as Linux's blkfront_info fields. */
 interface Features {
+  /** feature_flush: the device has a write cache to flush (feature-flush-cache or feature-barrier). */
   flush: boolean;
-  barrier: boolean;
+  /** feature_fua: only feature-barrier was offered, so a flush goes out as WRITE_BARRIER. */
+  fua: boolean;
   discard: { granularity: number; alignment: number; secure: boolean } | null;
+  /** feature_persistent: both sides offered persistent grants. */
   persistent: boolean;
+  /** bounce: data travels in pages of ours (persistent grants, or an untrusted backend). */
+  bounce: boolean;
   maxIndirect: number;
 }
 
@@ -99,15 +130,34 @@ export class Blkfront implements BlockDriver {
   private info = 0;
   private features: Features = {
     flush: false,
-    barrier: false,
+    fua: false,
     discard: null,
     persistent: false,
+    bounce: false,
     maxIndirect: 0,
+  };
+  /** The device's handle: its virtual-device number, the last component of its XenStore node. */
+  readonly handle: number;
+  /** Pages taken from the domain's allocator by blkfront and the block layer above it, not yet given back. */
+  private pagesInUse = 0;
+  private readonly pageAllocator: PageAllocator = {
+    alloc: () => {
+      this.pagesInUse++;
+      return this.xc.allocPage();
+    },
+    free: (p) => {
+      // a page still granted cannot go back: the backend may still reach it
+      if (p.grantCount > 0) return;
+      this.xc.freePage(p);
+      this.pagesInUse--;
+    },
   };
   /** The device failed for good (a hostile or broken backend). */
   failed = false;
   /** Requests were taken off a dead ring and wait for the next connection. */
   private recovering = false;
+  /** The toolstack took the device away (hot-unplug): no new requests, no reconnect. */
+  private unplugged = false;
   private connectedOnce = false;
   private pushScheduled = false;
   private readonly connectedWaiters: Array<() => void> = [];
@@ -119,6 +169,8 @@ export class Blkfront implements BlockDriver {
     reconnects: 0,
     upcalls: 0,
     grants: 0,
+    spuriousEvents: 0,
+    eoiDelayedMs: 0,
   };
 
   constructor(
@@ -131,6 +183,7 @@ export class Blkfront implements BlockDriver {
     private readonly log: Log = () => {},
   ) {
     this.name = name;
+    this.handle = Number(nodename.slice(nodename.lastIndexOf('/') + 1)) || 0;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -166,7 +219,7 @@ export class Blkfront implements BlockDriver {
   }
 
   flushSupported(): boolean {
-    return this.features.flush || this.features.barrier;
+    return this.features.flush;
   }
 
   /** The PI format negotiated with the backend (blkif integrity extension), or null. */
@@ -175,25 +228,36 @@ export class Blkfront implements BlockDriver {
   }
 
   private integrityFormat: DeviceIntegrity | null = null;
+  /** The backend is not trusted (`trusted` = 0, or the module parameter): data is bounced. */
+  private untrusted = false;
 
   allocPage(): Page {
-    return this.xc.allocPage();
+    return this.pageAllocator.alloc();
   }
 
   freePage(p: Page): void {
-    if (p.grantCount === 0) this.xc.freePage(p);
+    this.pageAllocator.free(p);
+  }
+
+  /** The operation a flush goes out as (blkif_queue_rw_req): a barrier when that is all there is. */
+  private flushOperation(): number {
+    return this.features.fua ? BLKIF_OP_WRITE_BARRIER : BLKIF_OP_FLUSH_DISKCACHE;
   }
 
   submit(req: BlockRequest): Promise<BlockResult> {
-    if (this.failed) return Promise.resolve({ status: 'ioerr' });
-    if (req.op === 'flush' && !this.flushSupported()) return Promise.resolve({ status: 'ioerr' });
+    // a dead disk (blk_mark_disk_dead) fails new I/O before it reaches the driver
+    if (this.failed || this.unplugged) return Promise.resolve({ status: 'ioerr' });
+    this.opts.trace?.submitted(req);
+    // blkif_queue_rq: the backend may withdraw flush support at any time; a flush then completes at
+    // once with success (there is no cache left to flush)
+    if (req.op === 'flush' && !this.features.flush) return Promise.resolve({ status: 'ok' });
     if (req.op === 'discard' && !this.features.discard) return Promise.resolve({ status: 'notsupp' });
     return new Promise<BlockResult>((resolve) => {
       const sub: Submission = {
         req,
         done: (status, info, piDropped) => {
           this.stats.completions++;
-          const r = this.toResult(req, status, info);
+          const r = this.toResult(req, status, info, sub.sentAs);
           resolve(piDropped ? { ...r, piDropped: true } : r);
         },
       };
@@ -202,7 +266,18 @@ export class Blkfront implements BlockDriver {
     });
   }
 
-  private toResult(req: BlockRequest, status: number | null, info?: IntegrityResponseInfo): BlockResult {
+  /**
+   * blkif_interrupt's completion rules: what the block layer is told for each status. A flush or
+   * barrier the backend cannot do (EOPNOTSUPP, or an empty one answered ERROR) is reported as success
+   * with flushing disabled for good (feature_flush = feature_fua = 0) — Linux's BLK_STS_NOTSUPP →
+   * BLK_STS_OK; a failing discard disables discard and reports BLK_STS_NOTSUPP.
+   */
+  private toResult(
+    req: BlockRequest,
+    status: number | null,
+    info?: IntegrityResponseInfo,
+    sentAs?: number,
+  ): BlockResult {
     if (status === BLKIF_RSP_OKAY) return { status: 'ok' };
     this.stats.errors++;
     if (status === BLKIF_RSP_EPROTECTION && info) {
@@ -221,24 +296,24 @@ export class Blkfront implements BlockDriver {
         },
       };
     }
-    if (status === BLKIF_RSP_EOPNOTSUPP) {
-      if (req.op === 'discard') {
-        this.klog.printk(KERN_WARNING, `blkfront: ${this.name}: discard op failed`);
-        this.features.discard = null;
-        return { status: 'notsupp' };
-      }
-      if (req.op === 'flush') {
-        this.klog.printk(KERN_WARNING, `blkfront: ${this.name}: flush op failed`);
-        this.features.flush = this.features.barrier = false;
-        this.logCapabilities();
-        return { status: 'ok' }; // NOTSUPP on a flush is reported as success, as Linux does
-      }
+    if (req.op === 'discard' && status === BLKIF_RSP_EOPNOTSUPP) {
+      this.klog.printk(KERN_WARNING, `blkfront: ${this.name}: discard op failed`);
+      this.features.discard = null;
+      return { status: 'notsupp' };
     }
     if (req.op === 'flush' && status !== null) {
-      this.features.flush = this.features.barrier = false;
-      this.klog.printk(KERN_WARNING, `blkfront: ${this.name}: empty flush op failed`);
-      this.logCapabilities();
-      return { status: 'ok' };
+      const name = sentAs === BLKIF_OP_WRITE_BARRIER ? 'barrier' : 'flush';
+      let notsupp = false;
+      if (status === BLKIF_RSP_EOPNOTSUPP) {
+        this.klog.printk(KERN_WARNING, `blkfront: ${this.name}: ${name} op failed`);
+        notsupp = true;
+      }
+      if (status === BLKIF_RSP_ERROR && req.segments.length === 0) {
+        this.klog.printk(KERN_WARNING, `blkfront: ${this.name}: empty ${name} op failed`);
+        notsupp = true;
+      }
+      this.features.flush = this.features.fua = false;
+      return notsupp ? { status: 'ok' } : { status: 'ioerr' };
     }
     return { status: 'ioerr' };
   }
@@ -259,7 +334,15 @@ export class Blkfront implements BlockDriver {
     while (this.pending.length > 0) {
       const q = this.pickQueue();
       if (!q) break;
-      q.queue(this.pending.shift()!);
+      const sub = this.pending.shift()!;
+      // a request from before a reconnect may be bigger than this connection allows (blkif_recover
+      // re-submits through the block layer, which splits to the new limits)
+      const parts = splitToLimits(sub, this.limits().maxSegments);
+      if (parts.length > 1) {
+        this.pending.unshift(...parts);
+        continue;
+      }
+      q.queue(sub);
       touched.add(q);
     }
     for (const q of touched) q.push();
@@ -326,6 +409,7 @@ export class Blkfront implements BlockDriver {
     }
     switch (st.value) {
       case XenbusState.InitWait:
+        if (this.unplugged) return;
         if (this.state !== XenbusState.Initialising && this.state !== XenbusState.Closed) return;
         if (this.state === XenbusState.Closed) await this.switchState(XenbusState.Initialising);
         await this.talkToBlkback();
@@ -340,11 +424,20 @@ export class Blkfront implements BlockDriver {
         return;
       case XenbusState.Closing:
       case XenbusState.Closed:
+        if (this.unplugged || (await this.backendOffline())) {
+          await this.closing();
+          return;
+        }
         if (this.state === XenbusState.Connected || this.state === XenbusState.Initialised) {
           await this.suspend();
           await this.switchState(XenbusState.Closed);
         }
-        if (st.value === XenbusState.Closed && this.state === XenbusState.Closed && !this.failed) {
+        if (
+          st.value === XenbusState.Closed &&
+          this.state === XenbusState.Closed &&
+          !this.failed &&
+          !this.unplugged
+        ) {
           // come back: Initialising makes the backend prepare for a reconnect
           await this.switchState(XenbusState.Initialising);
         }
@@ -352,6 +445,48 @@ export class Blkfront implements BlockDriver {
       default:
         return;
     }
+  }
+
+  /** The toolstack set the backend's `online` to 0: the device is being taken away, not restarted. */
+  private async backendOffline(): Promise<boolean> {
+    const raw = await this.xc.xs.tryRead(`${this.backendPath}/${BlkifKey.online}`);
+    return raw === '0';
+  }
+
+  /**
+   * blkfront_closing() (6.x): stop the queues, mark the disk dead (blk_mark_disk_dead →
+   * set_capacity_and_notify prints the capacity change), and go Closed (xenbus_frontend_closed). The
+   * requests already on the ring keep their slots: their answers still arrive and complete them.
+   */
+  private async closing(): Promise<void> {
+    if (this.state === XenbusState.Closed && this.unplugged) return;
+    this.unplugged = true;
+    this.markDead();
+    // waiting in the block layer, never sent: the disk is dead, they fail
+    for (const s of this.pending.splice(0)) s.done(BLKIF_RSP_ERROR);
+    await this.switchState(XenbusState.Closed);
+    this.log('info', { dev: this.name, inflight: this.inflight }, `${this.name}: closed by the toolstack`);
+  }
+
+  private markDead(): void {
+    if (this.sectors !== 0 && this.connectedOnce)
+      this.klog.printk(KERN_INFO, `${this.name}: detected capacity change from ${this.sectors} to 0`);
+    this.sectors = 0;
+  }
+
+  /**
+   * blkfront_remove(): the device's directory is gone. Anything still waiting or on the ring fails
+   * (a backend that answered everything leaves nothing here), the rings and grants are released.
+   * Returns how many requests failed so.
+   */
+  async remove(): Promise<number> {
+    this.unplugged = true;
+    this.markDead();
+    const subs = this.pending.splice(0);
+    for (const q of this.queues) subs.push(...q.takeInflight());
+    for (const s of subs) s.done(BLKIF_RSP_ERROR);
+    await this.stop();
+    return subs.length;
   }
 
   /** talk_to_blkback() */
@@ -370,22 +505,28 @@ export class Blkfront implements BlockDriver {
     const maxIndirect = indirect <= BLKIF_MAX_SEGMENTS_PER_REQUEST ? 0 : indirect;
     const size = blkifRingSize(ringOrder);
     this.integrityFormat = beIndirect > 0 && this.opts.integrity ? await this.readIntegrityOffer() : null;
+    // info->bounce: the module parameter, or trusted = 0 in our own directory (talk_to_blkback)
+    const trusted = parseXsBool(await xs.tryRead(`${this.nodename}/${BlkifKey.trusted}`), 'trusted', true);
+    this.untrusted = !this.opts.trusted || !trusted.ok || !trusted.value;
 
     this.queues = [];
     for (let q = 0; q < nrQueues; q++) {
       const fq = new FrontQueue({
         xc: this.xc,
+        pages: this.pageAllocator,
         backendId: this.backendId,
+        handle: this.handle,
         order: ringOrder,
         size,
-        persistent: this.opts.persistentGrants,
         maxIndirect,
+        flushOperation: () => this.flushOperation(),
         integrity: this.integrityFormat !== null,
         startIndex: this.opts.ringStartIndex,
         onFatal: (msg) => this.fail(msg),
         stats: this.stats,
       });
       await fq.setup();
+      fq.trace = this.opts.trace?.ring(this.xc.domid, q, fq.port) ?? null;
       fq.onSpace = () => this.schedulePush();
       this.queues.push(fq);
     }
@@ -394,7 +535,7 @@ export class Blkfront implements BlockDriver {
       for (const [q, fq] of this.queues.entries()) {
         const dir = nrQueues === 1 ? '' : `${queueDir(q)}/`;
         for (let i = 0; i < fq.ringRefs.length; i++)
-          await w(`${dir}${ringRefKey(ringOrder, i)}`, fq.ringRefs[i]);
+          await w(`${dir}${ringRefKey(ringOrder > 0, i)}`, fq.ringRefs[i]);
         await w(`${dir}${BlkifKey.eventChannel}`, fq.port);
       }
       if (ringOrder > 0) await w(BlkifKey.ringPageOrder, ringOrder);
@@ -491,11 +632,14 @@ export class Blkfront implements BlockDriver {
       const v = parseXsBool(await xs.tryRead(`${be}/${k}`), k);
       return v.ok && v.value;
     };
-    const barrier = await flag(BlkifKey.featureBarrier);
-    const flushCache = await flag(BlkifKey.featureFlushCache);
-    // feature-flush-cache wins over feature-barrier when both are offered
-    this.features.flush = flushCache;
-    this.features.barrier = barrier && !flushCache;
+    // blkfront_gather_backend_features: a barrier-only backend gets WRITE_BARRIER (flush + fua);
+    // feature-flush-cache wins when both are offered
+    this.features.flush = this.features.fua = false;
+    if (await flag(BlkifKey.featureBarrier)) this.features.flush = this.features.fua = true;
+    if (await flag(BlkifKey.featureFlushCache)) {
+      this.features.flush = true;
+      this.features.fua = false;
+    }
     this.features.discard = (await flag(BlkifKey.featureDiscard))
       ? {
           granularity: await this.readBackendUint(BlkifKey.discardGranularity, 0),
@@ -504,6 +648,11 @@ export class Blkfront implements BlockDriver {
         }
       : null;
     this.features.persistent = this.opts.persistentGrants && (await flag(BlkifKey.featurePersistent));
+    this.features.bounce = this.untrusted || this.features.persistent;
+    for (const q of this.queues) {
+      q.persistent = this.features.persistent;
+      q.bounce = this.features.bounce;
+    }
     await this.switchState(XenbusState.Connected);
     this.logCapabilities();
     if (this.connectedOnce) this.stats.reconnects++;
@@ -532,14 +681,15 @@ export class Blkfront implements BlockDriver {
 
   /** The capability line xlvbd_flush prints. */
   private logCapabilities(): void {
-    const flush = this.features.barrier
-      ? 'barrier: enabled;'
-      : this.features.flush
-        ? 'flush diskcache: enabled;'
-        : 'barrier or flush: disabled;';
+    const flush =
+      this.features.flush && this.features.fua
+        ? 'barrier: enabled;'
+        : this.features.flush
+          ? 'flush diskcache: enabled;'
+          : 'barrier or flush: disabled;';
     const persistent = this.features.persistent ? 'enabled;' : 'disabled;';
     const indirect = this.features.maxIndirect > 0 ? 'enabled;' : 'disabled;';
-    const bounce = this.features.persistent ? 'enabled' : 'disabled;';
+    const bounce = this.features.bounce ? 'enabled' : 'disabled;';
     if (this.integrityFormat) {
       this.klog.printk(
         KERN_INFO,
@@ -607,6 +757,8 @@ export class Blkfront implements BlockDriver {
         inflight: q.inflight,
       })),
       features: { ...this.features },
+      handle: this.handle,
+      pages: this.pagesInUse,
       failed: this.failed,
       stats: { ...this.stats },
     };

@@ -99,6 +99,8 @@ export interface QueueStats {
   discardIos: number;
   discardSectors: number;
   inFlight: number;
+  /** In flight by direction as part_in_flight() counts them: reads, and writes (flushes, discards too). */
+  inFlightRw: [number, number];
   ioTicksMs: number;
   timeInQueueMs: number;
   /** Requests that completed with an error, by status (a failed guest verify counts as protection). */
@@ -183,6 +185,7 @@ export class GuestBlockQueue {
     discardIos: 0,
     discardSectors: 0,
     inFlight: 0,
+    inFlightRw: [0, 0],
     ioTicksMs: 0,
     timeInQueueMs: 0,
     errors: { ioerr: 0, protection: 0, notsupp: 0, nospc: 0 },
@@ -373,13 +376,16 @@ export class GuestBlockQueue {
     }
 
     const t0 = this.now();
+    const dir = req.op === 'read' ? 0 : 1;
     if (this.stats.inFlight++ === 0) this.busySince = t0;
+    this.stats.inFlightRw[dir]++;
     let res: BlockResult;
     try {
       res = await this.driver.submit(sent);
     } finally {
       for (const p of cleanups) this.driver.freePage(p);
       const t1 = this.now();
+      this.stats.inFlightRw[dir]--;
       if (--this.stats.inFlight === 0) this.stats.ioTicksMs += t1 - this.busySince;
       this.account(req, nr, t1 - t0);
     }

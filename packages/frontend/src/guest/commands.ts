@@ -4,11 +4,22 @@
  * more information.` after usage errors. The shell (argv splitting) is the caller's; argv[0] is the
  * command name.
  *
- * The guest has no standard input, so tools that would read it (no file operands, or `-`) say so.
+ * Standard input is a pipe (`a | b`) when there is one; without it, tools that would read it (no file
+ * operands, or `-`) say that this guest has no terminal to read.
  */
 import { createHash } from 'node:crypto';
 import { dd, quote } from './dd.ts';
-import { STRERROR, type CommandIo, type GuestCommand, type GuestFile, type GuestVfs } from './vfs.ts';
+import { stdinFile } from './stdin.ts';
+import { grep, head, tail, wc } from './filters.ts';
+import { ls } from './ls.ts';
+import {
+  STRERROR,
+  type CommandIo,
+  type Errno,
+  type GuestCommand,
+  type GuestFile,
+  type GuestVfs,
+} from './vfs.ts';
 
 const CHUNK = 64 * 1024;
 const SIGINT_STATUS = 130;
@@ -54,7 +65,11 @@ async function readWhole(
   io: CommandIo,
   sink: (chunk: Uint8Array) => void | boolean,
 ): Promise<ReadOutcome> {
-  const f = await vfs.open(path, { read: true, write: false });
+  let f: GuestFile | { errno: Errno };
+  if (path === '-') {
+    if (!io.stdin) return { ok: false, message: NO_STDIN };
+    f = stdinFile(io.stdin);
+  } else f = await vfs.open(path, { read: true, write: false });
   if ('errno' in f) return { ok: false, message: STRERROR[f.errno] };
   try {
     const buf = new Uint8Array(CHUNK);
@@ -72,7 +87,7 @@ async function readWhole(
   }
 }
 
-const NO_STDIN = 'standard input is not supported in this guest';
+const NO_STDIN = 'no standard input here (this guest has no terminal; use a pipe: … | cmd)';
 
 function digestCommand(prog: string, algorithm: 'md5' | 'sha1' | 'sha256'): GuestCommand {
   return async (argv, io, ctx) => {
@@ -89,11 +104,6 @@ function digestCommand(prog: string, algorithm: 'md5' | 'sha1' | 'sha256'): Gues
     const files = operands.length ? operands : ['-'];
     let status = 0;
     for (const path of files) {
-      if (path === '-') {
-        io.stderr(`${prog}: -: ${NO_STDIN}\n`);
-        status = 1;
-        continue;
-      }
       const hash = createHash(algorithm);
       const r = await readWhole(ctx.vfs, path, io, (chunk) => {
         hash.update(chunk);
@@ -258,11 +268,6 @@ export const cat: GuestCommand = async (argv, io, ctx) => {
   }
   let status = 0;
   for (const path of operands.length ? operands : ['-']) {
-    if (path === '-') {
-      io.stderr(`cat: -: ${NO_STDIN}\n`);
-      status = 1;
-      continue;
-    }
     const r = await readWhole(ctx.vfs, path, io, (chunk) => {
       io.stdout(latin1(chunk));
     });
@@ -387,4 +392,9 @@ export const COMMANDS: Record<string, GuestCommand> = {
   true: trueCommand,
   false: falseCommand,
   sleep,
+  head,
+  tail,
+  wc,
+  grep,
+  ls,
 };

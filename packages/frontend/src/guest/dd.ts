@@ -10,7 +10,7 @@
  * oflag=seek_bytes (8.16).
  *
  * Deliberate departures, because the guest has no file descriptors of its own:
- * - There is no standard input: without if= dd says so and exits 1.
+ * - Standard input is a pipe (`… | dd`) or absent: without if= and without a pipe dd says so and exits 1.
  * - Without of= the output goes to the command's stdout as latin1 text, like a pipe or tty: it is
  *   a character device for seek= (lseek succeeds) and fsync fails with EINVAL.
  * - conv=ascii/ebcdic/ibm and conv=block/unblock (with cbs=) are refused as unsupported.
@@ -18,6 +18,7 @@
  * - GuestFile has no ftruncate: for `seek=N` on a regular file without conv=notrunc, the file is cut
  *   to N*obs bytes by rewriting its prefix (or zero-extended), which leaves the same content.
  */
+import { stdinFile } from './stdin.ts';
 import {
   STRERROR,
   type Errno,
@@ -247,7 +248,7 @@ Copy a file, converting and formatting according to the operands.
   conv=CONVS      convert the file as per the comma separated symbol list
   count=BLOCKS    copy only BLOCKS input blocks
   ibs=BYTES       read up to BYTES bytes at a time (default: 512)
-  if=FILE         read from FILE (this guest has no standard input)
+  if=FILE         read from FILE instead of stdin (a pipe: … | dd)
   iflag=FLAGS     read as per the comma separated symbol list
   obs=BYTES       write BYTES bytes at a time (default: 512)
   of=FILE         write to FILE instead of stdout
@@ -558,16 +559,23 @@ class DdRun {
   private async main(): Promise<number> {
     const { cfg, ctx } = this;
     if (cfg.inputFile === undefined) {
-      this.die('reading from standard input is not supported in this guest; use if=FILE');
+      // standard input: the pipe of `… | dd`; without one there is no terminal to read here
+      if (!this.io.stdin)
+        this.die('reading from standard input needs a pipe in this guest (… | dd); use if=FILE');
+      if (cfg.iflags.has('direct')) this.die(`setting flags for ${quote(this.inputName)}`, 'EINVAL');
+      if (cfg.skipRecords !== 0n || cfg.skipBytes !== 0)
+        this.die('skip= on standard input is not supported in this guest');
+      this.input = stdinFile(this.io.stdin);
+    } else {
+      this.inputName = cfg.inputFile;
+      const inFlags: OpenFlags = {
+        read: true,
+        write: false,
+        direct: cfg.iflags.has('direct'),
+        sync: cfg.iflags.has('sync') || cfg.iflags.has('dsync'),
+      };
+      this.input = await this.openChecked(cfg.inputFile, inFlags, cfg.iflags);
     }
-    this.inputName = cfg.inputFile;
-    const inFlags: OpenFlags = {
-      read: true,
-      write: false,
-      direct: cfg.iflags.has('direct'),
-      sync: cfg.iflags.has('sync') || cfg.iflags.has('dsync'),
-    };
-    this.input = await this.openChecked(cfg.inputFile, inFlags, cfg.iflags);
 
     const seeking = cfg.seekRecords !== 0n || cfg.seekBytes !== 0;
     if (cfg.outputFile === undefined) {

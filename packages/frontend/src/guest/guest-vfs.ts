@@ -21,15 +21,62 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { BlockDeviceCache } from '../block/page-cache.ts';
 import type { GuestBlockQueue } from '../block/queue.ts';
-import type { Errno, GuestFile, GuestVfs, IoResult, OpenFlags } from './vfs.ts';
+import type {
+  BlockIoctl,
+  Dirent,
+  Errno,
+  GuestFile,
+  GuestVfs,
+  IoctlResult,
+  IoResult,
+  OpenFlags,
+} from './vfs.ts';
 
 const ok = (n: number): IoResult => ({ ok: true, n });
 const fail = (errno: Errno): IoResult => ({ ok: false, errno });
 
-interface BlockDevice {
+/** What a guest block device is beyond its queue and cache: the device number and its settings. */
+export interface BlockDeviceInfo {
+  major: number;
+  minor: number;
+  /** GENHD_FL_REMOVABLE (blkfront: VDISK_REMOVABLE or a cdrom). */
+  removable: boolean;
+}
+
+interface BlockDevice extends BlockDeviceInfo {
   queue: GuestBlockQueue;
   cache: BlockDeviceCache;
+  /** The disk's read-only policy: set_disk_ro() at probe (VDISK_READONLY), then BLKROSET. */
+  ro: boolean;
+  /**
+   * Queue settings shown and stored as Linux does. pvblk's block layer has no elevator and no
+   * request limit: scheduler, nr_requests, rotational, read_ahead_kb and write_cache change nothing
+   * else. io_timeout is blk-mq's (5.x): blkfront has no timeout handler, so an expired request is
+   * only re-armed — a guest waits for its backend.
+   */
+  nrRequests: number;
+  scheduler: string;
+  rotational: boolean;
+  readAheadKb: number;
+  writeCache: boolean;
+  ioTimeoutMs: number;
 }
+
+/**
+ * The device number blkfront gives a vbd (xlvbd_alloc_gendisk): for xvd vdevs the major and minor
+ * encoded in the number (202:0 for 51712, 202:16 for xvdb), for extended ones XENVBD_MAJOR with the
+ * disk and partition as minor.
+ */
+export function xenDevNumbers(devid: number): { major: number; minor: number } {
+  if (devid < 1 << 28) return { major: devid >> 8, minor: devid & 0xff };
+  return { major: 202, minor: devid & ((1 << 28) - 1) };
+}
+
+/** 3.x's elevators, in the order `queue/scheduler` lists them; cfq is CONFIG_DEFAULT_IOSCHED. */
+const ELEVATORS = ['noop', 'deadline', 'cfq'];
+/** BLKDEV_MIN_RQ and BLKDEV_MAX_RQ (the default nr_requests of a request_fn queue). */
+const BLKDEV_MIN_RQ = 4;
+const BLKDEV_MAX_RQ = 128;
 
 /** A sysfs attribute: `show` renders the file, `store` (writable attributes only) parses a write. */
 interface Attribute {
@@ -46,8 +93,79 @@ export class GuestFs implements GuestVfs {
   /** `root`: the host directory that is the guest's `/` for ordinary files. */
   constructor(readonly root: string) {}
 
-  registerBlockDevice(name: string, queue: GuestBlockQueue, cache: BlockDeviceCache): void {
-    this.disks.set(name, { queue, cache });
+  registerBlockDevice(
+    name: string,
+    queue: GuestBlockQueue,
+    cache: BlockDeviceCache,
+    info: BlockDeviceInfo = { major: 202, minor: 16 * this.disks.size, removable: false },
+  ): void {
+    this.disks.set(name, {
+      ...info,
+      queue,
+      cache,
+      ro: queue.driver.readOnly,
+      nrRequests: BLKDEV_MAX_RQ,
+      scheduler: 'cfq',
+      rotational: false, // blkfront marks its queue QUEUE_FLAG_VIRT, which is QUEUE_FLAG_NONROT
+      readAheadKb: 128,
+      writeCache: queue.driver.flushSupported(),
+      ioTimeoutMs: 30_000,
+    });
+  }
+
+  async readdir(guestPath: string): Promise<Dirent[] | { errno: Errno }> {
+    const p = path.posix.resolve('/', guestPath);
+    const sorted = (names: Array<[string, Dirent['kind']]>) =>
+      names.map(([name, kind]) => ({ name, kind })).sort((a, b) => (a.name < b.name ? -1 : 1));
+    if (p === '/dev') {
+      return sorted([
+        ...[...this.disks.keys()].map((n): [string, Dirent['kind']] => [n, 'blockdev']),
+        ...Object.keys(CHAR_DEVICES).map((n): [string, Dirent['kind']] => [n, 'chardev']),
+      ]);
+    }
+    if (p === '/dev' || p.startsWith('/dev/'))
+      return { errno: this.disks.has(p.slice(5)) || p.slice(5) in CHAR_DEVICES ? 'ENOTDIR' : 'ENOENT' };
+    if (p === '/sys' || p.startsWith('/sys/')) {
+      const node = this.sysNode(p);
+      if (!node) return { errno: 'ENOENT' };
+      if (node.kind !== 'dir') return { errno: 'ENOTDIR' };
+      return sorted(this.sysChildren(p));
+    }
+    const host = await this.readHostDir(p);
+    if ('errno' in host) return host;
+    if (p === '/') {
+      const names = new Set(host.map((d) => d.name));
+      for (const n of ['dev', 'sys']) if (!names.has(n)) host.push({ name: n, kind: 'dir' });
+    }
+    return host.sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  private async readHostDir(p: string): Promise<Dirent[] | { errno: Errno }> {
+    try {
+      const root = await this.rootDir();
+      const real = await fsp.realpath(path.join(root, p));
+      if (real !== root && !real.startsWith(root + path.sep)) return { errno: 'EACCES' };
+      const entries = await fsp.readdir(real, { withFileTypes: true });
+      return entries.map((e) => ({
+        name: e.name,
+        kind: e.isDirectory()
+          ? 'dir'
+          : e.isFile()
+            ? 'file'
+            : e.isSymbolicLink()
+              ? 'symlink'
+              : e.isSocket()
+                ? 'socket'
+                : 'other',
+      }));
+    } catch (e) {
+      return { errno: toErrno(e) };
+    }
+  }
+
+  /** del_gendisk: the device leaves /dev and /sys/block (hot-unplug). */
+  unregisterBlockDevice(name: string): void {
+    this.disks.delete(name);
   }
 
   async open(guestPath: string, flags: OpenFlags): Promise<GuestFile | { errno: Errno }> {
@@ -97,9 +215,25 @@ export class GuestFs implements GuestVfs {
     const disk = this.disks.get(parts[2]);
     if (!disk) return null;
     const rest = parts.slice(3).join('/');
-    if (rest === '' || rest === 'queue' || rest === 'integrity') return { kind: 'dir' };
+    if (rest === '' || SYS_DISK_DIRS.includes(rest)) return { kind: 'dir' };
     const attr = diskAttributes(disk)[rest];
     return attr ? { kind: 'attr', attr } : null;
+  }
+
+  /** The entries of a sysfs directory (which sysNode() says exists). */
+  private sysChildren(p: string): Array<[string, Dirent['kind']]> {
+    const parts = p.split('/').filter((x) => x);
+    if (parts.length === 1) return [['block', 'dir']];
+    if (parts.length === 2) return [...this.disks.keys()].map((n) => [n, 'dir']);
+    const prefix = parts.slice(3).join('/');
+    const attrs = Object.keys(diskAttributes(this.disks.get(parts[2])!));
+    const out: Array<[string, Dirent['kind']]> = [];
+    if (prefix === '') for (const d of SYS_DISK_DIRS) out.push([d, 'dir']);
+    for (const a of attrs) {
+      const slash = a.lastIndexOf('/');
+      if ((slash < 0 ? '' : a.slice(0, slash)) === prefix) out.push([a.slice(slash + 1), 'file']);
+    }
+    return out;
   }
 
   // --- ordinary files --------------------------------------------------------------------------
@@ -143,6 +277,8 @@ export class GuestFs implements GuestVfs {
 
 // --- sysfs attributes ----------------------------------------------------------------------------
 
+const SYS_DISK_DIRS = ['queue', 'integrity'];
+
 function diskAttributes(d: BlockDevice): Record<string, Attribute> {
   const q = d.queue;
   const ro = (f: () => string | number): Attribute => ({ show: () => `${f()}\n` });
@@ -155,28 +291,81 @@ function diskAttributes(d: BlockDevice): Record<string, Attribute> {
       return null;
     },
   });
+  /** queue_var_store(): an unsigned long, then the setter's own check. */
+  const number = (get: () => number, set: (v: number) => boolean): Attribute => ({
+    show: () => `${get()}\n`,
+    store: (text) => {
+      const v = kstrtoul(text);
+      return v !== null && v <= BigInt(Number.MAX_SAFE_INTEGER) && set(Number(v)) ? null : 'EINVAL';
+    },
+  });
   const bi = (): ReturnType<GuestBlockQueue['integrity']> => q.integrity();
   return {
     size: ro(() => q.capacity()),
-    ro: ro(() => (q.driver.readOnly ? 1 : 0)),
+    ro: ro(() => (d.ro ? 1 : 0)),
+    removable: ro(() => (d.removable ? 1 : 0)),
+    dev: ro(() => `${d.major}:${d.minor}`),
     stat: { show: () => q.statLine() },
+    // part_inflight_show(): reads and writes in flight, "%8u %8u"
+    inflight: {
+      show: () => q.stats.inFlightRw.map((n) => String(n).padStart(8, ' ')).join(' ') + '\n',
+    },
+    alignment_offset: ro(() => 0),
+    discard_alignment: ro(() => 0),
     'queue/logical_block_size': ro(() => q.limits().logicalBlockSize),
     'queue/physical_block_size': ro(() => q.limits().physicalBlockSize),
     'queue/hw_sector_size': ro(() => q.limits().logicalBlockSize),
+    // blk_queue_physical_block_size() raises io_min to the physical block size; nothing sets io_opt
+    'queue/minimum_io_size': ro(() => q.limits().physicalBlockSize),
+    'queue/optimal_io_size': ro(() => 0),
     'queue/max_hw_sectors_kb': ro(() => q.limits().maxHwSectors >> 1),
-    'queue/max_sectors_kb': {
-      show: () => `${q.maxSectors >> 1}\n`,
-      store: (text) => {
-        const v = kstrtoul(text);
-        return v !== null && v <= BigInt(Number.MAX_SAFE_INTEGER) && q.setMaxSectorsKb(Number(v))
-          ? null
-          : 'EINVAL';
-      },
-    },
+    'queue/max_sectors_kb': number(
+      () => q.maxSectors >> 1,
+      (v) => q.setMaxSectorsKb(v),
+    ),
     'queue/max_segments': ro(() => q.limits().maxSegments),
     'queue/max_segment_size': ro(() => q.limits().maxSegmentSize),
     'queue/discard_max_bytes': ro(() => (q.limits().discard?.maxSectors ?? 0) * 512),
     'queue/discard_granularity': ro(() => q.limits().discard?.granularity ?? 0),
+    'queue/discard_zeroes_data': ro(() => 0),
+    // queue_requests_store(): anything below BLKDEV_MIN_RQ becomes BLKDEV_MIN_RQ
+    'queue/nr_requests': number(
+      () => d.nrRequests,
+      (v) => ((d.nrRequests = Math.max(v, BLKDEV_MIN_RQ)), true),
+    ),
+    // elv_iosched_show(): every elevator, the current one in brackets
+    'queue/scheduler': {
+      show: () => ELEVATORS.map((e) => (e === d.scheduler ? `[${e}]` : e)).join(' ') + '\n',
+      store: (text) => {
+        const name = text.trim();
+        if (!ELEVATORS.includes(name)) return 'EINVAL';
+        d.scheduler = name;
+        return null;
+      },
+    },
+    'queue/rotational': flag(
+      () => d.rotational,
+      (v) => (d.rotational = v),
+    ),
+    'queue/read_ahead_kb': number(
+      () => d.readAheadKb,
+      (v) => ((d.readAheadKb = v), true),
+    ),
+    // queue_wc_show()/queue_wc_store() (4.7)
+    'queue/write_cache': {
+      show: () => (d.writeCache ? 'write back\n' : 'write through\n'),
+      store: (text) => {
+        if (text.startsWith('write back')) d.writeCache = true;
+        else if (text.startsWith('write through') || text.startsWith('none')) d.writeCache = false;
+        else return 'EINVAL';
+        return null;
+      },
+    },
+    // blk-mq's io_timeout (5.0): milliseconds, 0 refused
+    'queue/io_timeout': number(
+      () => d.ioTimeoutMs,
+      (v) => v > 0 && v <= 0xffffffff && ((d.ioTimeoutMs = v), true),
+    ),
     // blk-integrity.c: `format` is "none" without a profile (tuple_size 0).
     'integrity/format': ro(() => bi()?.name ?? 'none'),
     'integrity/tag_size': ro(() => bi()?.tagSize ?? 0),
@@ -269,6 +458,8 @@ class BlockDevFile extends OpenFile {
   }
 
   protected async doWrite(buf: Uint8Array, offset: number): Promise<IoResult> {
+    // generic_write_checks(): a block device set read-only refuses writes
+    if (this.disk.ro) return fail('EPERM');
     const c = this.disk.cache;
     const r = this.flags.direct ? await c.directWrite(buf, offset) : await c.pwrite(buf, offset);
     if (!r.ok || !this.flags.sync || r.n === 0) return r;
@@ -284,6 +475,41 @@ class BlockDevFile extends OpenFile {
   protected async doClose(): Promise<IoResult> {
     await this.disk.cache.close();
     return ok(0);
+  }
+
+  /** blkdev_ioctl() for what blockdev(8) asks. */
+  async ioctl(cmd: BlockIoctl, arg = 0): Promise<IoctlResult> {
+    if (this.closed) return { ok: false, errno: 'EBADF' };
+    const d = this.disk;
+    const l = d.queue.limits();
+    const value = (v: number): IoctlResult => ({ ok: true, value: v });
+    switch (cmd) {
+      case 'BLKROSET':
+        d.ro = arg !== 0;
+        return value(0);
+      case 'BLKROGET':
+        return value(d.ro ? 1 : 0);
+      case 'BLKGETSIZE':
+        return value(d.queue.capacity());
+      case 'BLKGETSIZE64':
+        return value(d.queue.capacity() * 512);
+      case 'BLKSSZGET':
+        return value(l.logicalBlockSize);
+      case 'BLKPBSZGET':
+        return value(l.physicalBlockSize);
+      case 'BLKBSZGET':
+        return value(d.cache.blockSize);
+      case 'BLKFLSBUF': {
+        // fsync_bdev() then invalidate_bdev(): written back, then dropped from the cache
+        const r = await d.cache.fsync();
+        if (!r.ok) return r;
+        d.cache.invalidateAll();
+        return value(0);
+      }
+      case 'BLKRRPART':
+        // rescan_partitions(): the vbd carries no partition table, so there is nothing to add
+        return value(0);
+    }
   }
 }
 

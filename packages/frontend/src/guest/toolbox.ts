@@ -9,11 +9,21 @@ import type { BlockDeviceCache } from '../block/page-cache.ts';
 import type { GuestBlockQueue } from '../block/queue.ts';
 import { COMMANDS } from './commands.ts';
 import { runCommandLine, quoteArgv } from './shell.ts';
-import { STRERROR, type GuestCommand, type GuestVfs } from './vfs.ts';
+import { lsblk } from './lsblk.ts';
+import {
+  STRERROR,
+  type BlockIoctl,
+  type CommandIo,
+  type GuestCommand,
+  type GuestVfs,
+  type IoctlResult,
+} from './vfs.ts';
 import { chaosIoCommand } from './chaos-io.ts';
 
 export interface GuestDisk {
   name: string;
+  /** The vbd's virtual-device number (51712 for xvda). */
+  devid: number;
   front: Blkfront;
   queue: GuestBlockQueue;
   cache: BlockDeviceCache;
@@ -39,6 +49,28 @@ export const DEMO_SCRIPT = [
 function findDisk(rt: GuestRuntime, path: string): GuestDisk | undefined {
   return rt.disks.find((d) => `/dev/${d.name}` === path || d.name === path);
 }
+
+/** What a tool says of a device this guest does not have. */
+function noSuchDevice(io: CommandIo, tool: string, dev: string): number {
+  io.stderr(`${tool}: ${dev}: ${STRERROR.ENODEV}\n`);
+  return 1;
+}
+
+/** blockdev's commands: the ioctl each issues, its argument, and whether it prints the result. */
+const BLOCKDEV_COMMANDS: Record<string, { ioctl: BlockIoctl; arg?: number; prints: boolean }> = {
+  '--setro': { ioctl: 'BLKROSET', arg: 1, prints: false },
+  '--setrw': { ioctl: 'BLKROSET', arg: 0, prints: false },
+  '--getro': { ioctl: 'BLKROGET', prints: true },
+  '--getsz': { ioctl: 'BLKGETSIZE', prints: true },
+  '--getsize': { ioctl: 'BLKGETSIZE', prints: true },
+  '--getsize64': { ioctl: 'BLKGETSIZE64', prints: true },
+  '--getss': { ioctl: 'BLKSSZGET', prints: true },
+  '--getpbsz': { ioctl: 'BLKPBSZGET', prints: true },
+  '--getbsz': { ioctl: 'BLKBSZGET', prints: true },
+  '--flushbufs': { ioctl: 'BLKFLSBUF', prints: false },
+  '--rereadpt': { ioctl: 'BLKRRPART', prints: false },
+};
+const BLOCKDEV_USAGE = `usage: blockdev [-q] ${Object.keys(BLOCKDEV_COMMANDS).join('|')} <device>...`;
 
 export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
   const commands: Record<string, GuestCommand> = { ...COMMANDS };
@@ -80,67 +112,52 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     return status;
   };
 
-  commands.blockdev = async (argv, io) => {
-    // blockdev --getsize64|--getsz|--getss|--getpbsz|--getbsz|--getro|--flushbufs <device>
-    const dev = argv[argv.length - 1];
-    const d = findDisk(rt, dev ?? '');
-    if (argv.length < 3 || !d) {
-      io.stderr(
-        argv.length < 3
-          ? 'usage: blockdev --getsize64|--getsz|--getss|--getpbsz|--getbsz|--getro|--flushbufs <device>\n'
-          : `blockdev: cannot open ${dev}: No such file or directory\n`,
-      );
+  commands.blockdev = async (argv, io, ctx) => {
+    // blockdev [-q] --cmd... device...: each command, in order, on each device (util-linux 2.2x)
+    const cmds: string[] = [];
+    let i = 1;
+    for (; i < argv.length && argv[i].startsWith('-'); i++)
+      if (argv[i] !== '-q' && argv[i] !== '-v') cmds.push(argv[i]);
+    const devices = argv.slice(i);
+    const unknown = cmds.find((c) => !(c in BLOCKDEV_COMMANDS));
+    if (unknown !== undefined || cmds.length === 0 || devices.length === 0) {
+      if (unknown !== undefined) io.stderr(`blockdev: Unknown command: ${unknown}\n`);
+      io.stderr(`${BLOCKDEV_USAGE}\n`);
       return 1;
     }
-    const l = d.queue.limits();
-    for (const op of argv.slice(1, -1)) {
-      switch (op) {
-        case '--getsize64':
-          io.stdout(`${d.queue.capacity() * 512}\n`);
-          break;
-        case '--getsz':
-          io.stdout(`${d.queue.capacity()}\n`);
-          break;
-        case '--getss':
-          io.stdout(`${l.logicalBlockSize}\n`);
-          break;
-        case '--getpbsz':
-          io.stdout(`${l.physicalBlockSize}\n`);
-          break;
-        case '--getbsz':
-          io.stdout(`${d.cache.blockSize}\n`);
-          break;
-        case '--getro':
-          io.stdout(`${d.front.readOnly ? 1 : 0}\n`);
-          break;
-        case '--flushbufs': {
-          const r = await d.cache.fsync();
+    let status = 0;
+    for (const dev of devices) {
+      const f = await ctx.vfs.open(dev, { read: true, write: false });
+      if ('errno' in f) {
+        io.stderr(`blockdev: cannot open ${dev}: ${STRERROR[f.errno]}\n`);
+        status = 1;
+        continue;
+      }
+      try {
+        for (const c of cmds) {
+          const { ioctl, arg, prints } = BLOCKDEV_COMMANDS[c];
+          const r: IoctlResult = f.ioctl ? await f.ioctl(ioctl, arg) : { ok: false, errno: 'ENOTTY' };
           if (!r.ok) {
-            io.stderr(`blockdev: BLKFLSBUF: ${STRERROR[r.errno]}\n`);
-            return 1;
+            io.stderr(`${ioctl}: ${STRERROR[r.errno]}\n`);
+            status = 1;
+            break;
           }
-          break;
+          if (prints) io.stdout(`${r.value}\n`);
         }
-        default:
-          io.stderr(`blockdev: Unknown command: ${op}\n`);
-          return 1;
+      } finally {
+        await f.close();
       }
     }
-    return 0;
+    return status;
   };
 
-  commands.lsblk = async (_argv, io) => {
-    io.stdout('NAME MAJ:MIN RM   SIZE RO TYPE MOUNTPOINT\n');
-    for (const d of rt.disks) {
-      const bytes = d.queue.capacity() * 512;
-      const size =
-        bytes >= 1 << 30 ? `${(bytes / (1 << 30)).toFixed(1)}G` : `${Math.round(bytes / (1 << 20))}M`;
-      io.stdout(
-        `${d.name.padEnd(4)} 202:${String(d.front.nodename.split('/').pop() === '51712' ? 0 : 16).padEnd(3)}  0 ${size.padStart(5)}  ${d.front.readOnly ? 1 : 0} disk \n`,
-      );
-    }
-    return 0;
-  };
+  commands.lsblk = (argv, io, ctx) =>
+    lsblk(
+      argv,
+      io,
+      ctx,
+      rt.disks.map((d) => d.name),
+    );
 
   commands.blkdiscard = async (argv, io) => {
     // blkdiscard [-o offset] [-l length] [-s] <device>
@@ -155,10 +172,14 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
       else if (a === '-s' || a === '--secure') secure = true;
       else dev = a;
     }
-    const d = dev ? findDisk(rt, dev) : undefined;
+    if (!dev) {
+      io.stderr("blkdiscard: no device specified\nTry `blkdiscard --help' for more information.\n");
+      return 1;
+    }
+    const d = findDisk(rt, dev);
     if (!d) {
       io.stderr(
-        `blkdiscard: ${dev ?? 'no device specified'}: ${dev ? 'No such file or directory' : 'Try blkdiscard --help'}\n`,
+        `blkdiscard: cannot open ${dev}: ${STRERROR[dev.startsWith('/dev/') ? 'ENOENT' : 'ENOTTY']}\n`,
       );
       return 1;
     }
@@ -197,13 +218,14 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
 
   commands['blkfront-fault'] = async (argv, io) => {
     // blkfront-fault <device> nr_segments=N | last_sect=N | bogus_req_prod[=ahead]
-    const d = argv[1] ? findDisk(rt, argv[1]) : undefined;
     const spec = argv[2] ?? '';
     const m = /^(nr_segments|last_sect|bogus_req_prod)(?:=(\d+))?$/.exec(spec);
-    if (!d || !m) {
+    if (!argv[1] || !m) {
       io.stderr('usage: blkfront-fault /dev/xvdX nr_segments=N | last_sect=N | bogus_req_prod[=N]\n');
       return 2;
     }
+    const d = findDisk(rt, argv[1]);
+    if (!d) return noSuchDevice(io, 'blkfront-fault', argv[1]);
     const n = Number(m[2] ?? 100);
     const armed =
       m[1] === 'bogus_req_prod'
@@ -224,16 +246,17 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
 
   commands['integrity-fault'] = async (argv, io) => {
     // integrity-fault <device> corrupt_after_generate=SECTOR | misdirect=FROM:TO | clear
-    const d = argv[1] ? findDisk(rt, argv[1]) : undefined;
     const spec = argv[2] ?? '';
     const c = /^corrupt_after_generate=(\d+)$/.exec(spec);
     const m = /^misdirect=(\d+):(\d+)$/.exec(spec);
-    if (!d || (!c && !m && spec !== 'clear')) {
+    if (!argv[1] || (!c && !m && spec !== 'clear')) {
       io.stderr(
         'usage: integrity-fault /dev/xvdX corrupt_after_generate=SECTOR | misdirect=FROM:TO | clear\n',
       );
       return 2;
     }
+    const d = findDisk(rt, argv[1]);
+    if (!d) return noSuchDevice(io, 'integrity-fault', argv[1]);
     if (spec === 'clear') {
       d.queue.faults.corruptAfterGenerate = null;
       d.queue.faults.misdirect = null;
@@ -248,11 +271,12 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
 
   commands.blkstat = async (argv, io) => {
     // blkstat <device>: the block layer's and blkfront's counters as JSON (where PI errors were caught)
-    const d = argv[1] ? findDisk(rt, argv[1]) : undefined;
-    if (!d) {
+    if (!argv[1]) {
       io.stderr('usage: blkstat /dev/xvdX\n');
       return 2;
     }
+    const d = findDisk(rt, argv[1]);
+    if (!d) return noSuchDevice(io, 'blkstat', argv[1]);
     const q = d.queue.stats;
     io.stdout(
       JSON.stringify(
@@ -294,10 +318,12 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     return 0;
   };
 
+  commands.fio = async (argv, io, ctx) => (await import('./fio.ts')).fioCommand(rt)(argv, io, ctx);
+
   commands.help = async (_argv, io) => {
     io.stdout(`commands: ${Object.keys(commands).sort().join(' ')}\n`);
     io.stdout(
-      `command lines may use ; && || and > >> (e.g. ${quoteArgv(['sh', '-c', 'echo 0 > /sys/block/xvda/integrity/read_verify'])})\n`,
+      `command lines may use ; && || | > >>, $? and $NAME (e.g. ${quoteArgv(['sh', '-c', 'echo 0 > /sys/block/xvda/integrity/read_verify'])})\n`,
     );
     return 0;
   };

@@ -21,7 +21,10 @@ export type Errno =
   | 'EILSEQ' // what a read gets when PI verification fails (BLK_STS_PROTECTION)
   | 'EOPNOTSUPP'
   | 'ENODEV'
-  | 'ENXIO';
+  | 'ENXIO'
+  | 'EPERM' // a write to a block device set read-only (BLKROSET), as generic_write_checks() answers
+  | 'ENOTTY' // an ioctl the file does not know
+  | 'EBUSY';
 
 /** strerror(3) texts, as glibc prints them. */
 export const STRERROR: Record<Errno, string> = {
@@ -39,6 +42,9 @@ export const STRERROR: Record<Errno, string> = {
   EOPNOTSUPP: 'Operation not supported',
   ENODEV: 'No such device',
   ENXIO: 'No such device or address',
+  EPERM: 'Operation not permitted',
+  ENOTTY: 'Inappropriate ioctl for device',
+  EBUSY: 'Device or resource busy',
 };
 
 export type IoResult = { ok: true; n: number } | { ok: false; errno: Errno };
@@ -69,17 +75,53 @@ export interface GuestFile {
   fsync(): Promise<IoResult>;
   /** Releases the file; for a block device, writes back dirty pages first (last close), like blkdev_release. */
   close(): Promise<IoResult>;
+  /** ioctl(2) on a block device (what blockdev(8) uses); other files answer ENOTTY. */
+  ioctl?(cmd: BlockIoctl, arg?: number): Promise<IoctlResult>;
+}
+
+/** The block device ioctls of <linux/fs.h> the guest's tools use. */
+export type BlockIoctl =
+  | 'BLKROSET'
+  | 'BLKROGET'
+  | 'BLKGETSIZE'
+  | 'BLKGETSIZE64'
+  | 'BLKSSZGET'
+  | 'BLKPBSZGET'
+  | 'BLKBSZGET'
+  | 'BLKFLSBUF'
+  | 'BLKRRPART';
+
+export type IoctlResult = { ok: true; value: number } | { ok: false; errno: Errno };
+
+export type DirentKind = 'dir' | 'file' | 'blockdev' | 'chardev' | 'socket' | 'symlink' | 'other';
+
+export interface Dirent {
+  name: string;
+  kind: DirentKind;
 }
 
 export interface GuestVfs {
   open(path: string, flags: OpenFlags): Promise<GuestFile | { errno: Errno }>;
+  /** The entries of a directory (without `.` and `..`), or ENOENT/ENOTDIR/EACCES. */
+  readdir(path: string): Promise<Dirent[] | { errno: Errno }>;
+}
+
+/** A command's standard input: the read end of a pipe. */
+export interface GuestInput {
+  /** The next bytes written into the pipe; null once the writer has finished and all was read. */
+  read(): Promise<Uint8Array | null>;
 }
 
 /** Output channels of a guest command; text is written as-is (commands add their own newlines). */
 export interface CommandIo {
   stdout(text: string): void;
   stderr(text: string): void;
-  /** Aborted when the user interrupts the command (Ctrl-C on `pvblk guest`). */
+  /** Standard input when the command reads a pipe (`a | b`); absent otherwise (no terminal here). */
+  stdin?: GuestInput;
+  /**
+   * Aborted when the user interrupts the command (Ctrl-C on `pvblk guest`), or when the command
+   * writes into a pipe whose reader has finished (SIGPIPE).
+   */
   signal: AbortSignal;
 }
 

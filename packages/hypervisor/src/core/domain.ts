@@ -31,6 +31,11 @@ export interface DomainStats {
   grantCopies: number;
   /** NOTIFY_IF and FINAL ring checks decided here. */
   ringChecks: number;
+  /** WebSocket frames and their bytes, from the domain and to it. */
+  framesIn: number;
+  bytesIn: number;
+  framesOut: number;
+  bytesOut: number;
 }
 
 export class Domain {
@@ -54,6 +59,10 @@ export class Domain {
     grantMaps: 0,
     grantCopies: 0,
     ringChecks: 0,
+    framesIn: 0,
+    bytesIn: 0,
+    framesOut: 0,
+    bytesOut: 0,
   };
   dying = false;
 

@@ -22,6 +22,7 @@ import { GrantTables, grantFlags, type GrantLimits } from './gnttab.ts';
 import { XenStore } from '../xenstore/store.ts';
 import type { XenStoreQuota } from '../xenstore/quota.ts';
 import { formatPerms, parsePerms } from '../xenstore/perms.ts';
+import { brokerTrace } from '../trace.ts';
 
 /** What passes through the delivery seam. */
 export interface Envelope {
@@ -346,6 +347,7 @@ export class Hypervisor {
         const event = this.gnttab.ringFrame(d, m.mapped, m.page).data.readUInt32LE(m.eventOff);
         d.stats.ringChecks++;
         if (notifyNeeded(m.oldProd, m.newProd, event)) this.evtchn.send(d, m.port);
+        brokerTrace?.routed(d.domid, m.port, m.oldProd, m.newProd, d.ports.get(m.port)?.remoteDomid ?? -1);
         return undefined;
       }
       case 'ev_final_check': {
@@ -364,6 +366,7 @@ export class Hypervisor {
       case 'fence':
         // Everything this domain sent before the fence has been applied, and everything forwarded
         // to it before now is queued ahead of this reply: the reply is a full barrier.
+        brokerTrace?.fence(d.domid, m.id);
         return undefined;
       case 'xs':
         return this.xs(d, m);

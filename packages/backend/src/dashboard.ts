@@ -1,0 +1,192 @@
+/**
+ * The live dashboard, served by the host next to its API: a static page (`/dashboard`, plain HTML, JS
+ * and CSS from packages/backend/dashboard, no build step, no framework) and a WebSocket
+ * (`/dashboard/ws`) that pushes what the operator watches:
+ *
+ *   {"type":"snapshot", ...}   every `intervalMs` (domains as xl list sees them, the hypervisor's
+ *                              per-domain grants, mappings, ports, events and its hypercall
+ *                              histogram, each vbd's state, counters and rings, each disk)
+ *   {"type":"xenstore", nodes} the XenStore tree with values and permissions, when it changed
+ *                              (a Dom0 watch on "/" marks it dirty; sent at most every `intervalMs`)
+ *
+ * Operator only. The page itself holds no data and is public; the socket's first message must be
+ * {"token": <the operator token>} within 5 s, else it is closed: 4401 without a valid token, 4403 for
+ * a guest or enrolment token (the API's 401 and 403). The page gets the token from the URL's
+ * fragment (`/dashboard#token=…`, never sent to a server) and sends it; its controls call the API's
+ * own routes with it (fault injection, disk parameters: `GET /controls` lists them, so new ones show
+ * up without a change here).
+ */
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { XenStoreOps, Watch } from '@pvblk/client';
+import { authenticate, type ApiCredentials } from './api.ts';
+import { runXsRequest } from './xenstore-ops.ts';
+
+export interface DashboardOptions {
+  creds: ApiCredentials;
+  snapshot(): Promise<Record<string, unknown>>;
+  xenstore: XenStoreOps;
+  log: (level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string) => void;
+  intervalMs?: number;
+  /** Sockets open at once. */
+  maxClients?: number;
+}
+
+const ASSETS: Record<string, string> = {
+  '': 'index.html',
+  'app.js': 'app.js',
+  'style.css': 'style.css',
+};
+const TYPES: Record<string, string> = {
+  html: 'text/html; charset=utf-8',
+  js: 'text/javascript; charset=utf-8',
+  css: 'text/css; charset=utf-8',
+};
+/** Where the files are: beside src/ in the repository, beside the bundle in the container image. */
+const ASSET_DIRS = [new URL('../dashboard/', import.meta.url), new URL('./dashboard/', import.meta.url)];
+
+async function readAsset(file: string): Promise<Buffer | null> {
+  for (const dir of ASSET_DIRS) {
+    const data = await readFile(new URL(file, dir)).catch(() => null);
+    if (data) return data;
+  }
+  return null;
+}
+
+export interface Dashboard {
+  /** Answers the static page's requests; false for any other path. */
+  serveStatic(req: IncomingMessage, res: ServerResponse, url: URL): boolean;
+  /** Takes the WebSocket upgrades of `/dashboard/ws` on the API's server. */
+  attach(server: Server): void;
+  close(): Promise<void>;
+}
+
+export function startDashboard(o: DashboardOptions): Dashboard {
+  const interval = o.intervalMs ?? 500;
+  const maxClients = o.maxClients ?? 8;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  const clients = new Set<WebSocket>();
+  let timer: NodeJS.Timeout | null = null;
+  let watch: Watch | null = null;
+  let treeDirty = true;
+  let lastTree = '';
+  let busy = false;
+
+  const broadcast = (msg: string) => {
+    for (const c of clients) if (c.readyState === c.OPEN && c.bufferedAmount < 4 << 20) c.send(msg);
+  };
+  const tick = async () => {
+    if (busy || clients.size === 0) return;
+    busy = true;
+    try {
+      broadcast(JSON.stringify({ type: 'snapshot', ...(await o.snapshot()) }));
+      if (treeDirty) {
+        treeDirty = false;
+        const r = await runXsRequest(o.xenstore, { mode: 'ls', path: '/', perms: true });
+        const text = JSON.stringify({ type: 'xenstore', nodes: r.mode === 'ls' ? r.nodes : [] });
+        if (text !== lastTree) {
+          lastTree = text;
+          broadcast(text);
+        }
+      }
+    } catch (e) {
+      o.log('warn', { err: (e as Error).message }, 'dashboard update failed');
+    } finally {
+      busy = false;
+    }
+  };
+  const startUpdates = async () => {
+    if (timer) return;
+    timer = setInterval(() => void tick(), interval);
+    watch = await o.xenstore
+      .watch('/', () => {
+        treeDirty = true;
+      })
+      .catch(() => null);
+  };
+  const stopUpdates = async () => {
+    if (timer) clearInterval(timer);
+    timer = null;
+    await watch?.unwatch().catch(() => {});
+    watch = null;
+  };
+
+  wss.on('connection', (ws: WebSocket) => {
+    let authed = false;
+    const hello = setTimeout(() => ws.close(4401, 'send {"token": "<operator token>"} first'), 5000);
+    ws.on('message', (data: Buffer) => {
+      if (authed) return; // the page only listens after its token
+      clearTimeout(hello);
+      let token: unknown;
+      try {
+        token = (JSON.parse(data.toString('utf8')) as { token?: unknown }).token;
+      } catch {
+        token = null;
+      }
+      const who = typeof token === 'string' ? authenticate(`Bearer ${token}`, o.creds) : null;
+      if (!who) return ws.close(4401, 'a valid token is required');
+      if (who.role !== 'operator') return ws.close(4403, "the dashboard is the operator's");
+      if (clients.size >= maxClients) return ws.close(4429, `${maxClients} dashboards are open already`);
+      authed = true;
+      clients.add(ws);
+      ws.send(JSON.stringify({ type: 'hello', intervalMs: interval }));
+      treeDirty = true;
+      lastTree = '';
+      void startUpdates().then(() => tick());
+    });
+    ws.on('close', () => {
+      clearTimeout(hello);
+      clients.delete(ws);
+      if (clients.size === 0) void stopUpdates();
+    });
+    ws.on('error', () => {});
+  });
+
+  return {
+    serveStatic(req, res, url) {
+      const m = /^\/dashboard(?:\/([a-z.]*))?$/.exec(url.pathname);
+      if (!m || req.method !== 'GET') return false;
+      const file = ASSETS[m[1] ?? ''];
+      if (file === undefined) return false;
+      void readAsset(file).then((data) => {
+        if (!data) {
+          res
+            .writeHead(404, { 'content-type': 'text/plain' })
+            .end(`the dashboard's ${file} is not in this build\n`);
+          return;
+        }
+        res
+          .writeHead(200, {
+            'content-type': TYPES[file.split('.').pop() ?? ''] ?? 'application/octet-stream',
+            'cache-control': 'no-store',
+            // the page talks to this origin only
+            'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'",
+          })
+          .end(data);
+      });
+      return true;
+    },
+    attach(server: Server) {
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        let path = '';
+        try {
+          path = new URL(req.url ?? '/', 'http://x').pathname;
+        } catch {
+          path = '';
+        }
+        if (path !== '/dashboard/ws') {
+          socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          return;
+        }
+        wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+      });
+    },
+    async close() {
+      await stopUpdates();
+      for (const c of clients) c.terminate();
+      wss.close();
+    },
+  };
+}

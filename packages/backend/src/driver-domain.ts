@@ -1,0 +1,124 @@
+/**
+ * `pvblk driver-domain`: a storage driver domain's process — a DomU that runs blkback and its own
+ * disks, and no toolstack. It asks Dom0's toolstack to create its domain (POST /driver-domains, as
+ * `xl create` of a domain with driver_domain=1 would), connects to the hypervisor with the domain
+ * credential it got back (never Dom0's secret: it is unprivileged, and the hypervisor lets it do only
+ * what any guest may), and serves the vbds the toolstack places on it: the hotplug opens each disk
+ * (hotplug.ts), blkback — unchanged — maps what the guest grants it.
+ */
+import { PvblkError } from '@pvblk/shared';
+import { connectWs } from '@pvblk/client';
+import {
+  createLogger,
+  DomainKernelLog,
+  errnoForHttpStatus,
+  onShutdown,
+  resolveDriverDomainToken,
+  withBackoff,
+} from '@pvblk/runtime';
+import { BlkbackDriver } from './blkback/driver.ts';
+import type { BlkbackConfig } from './blkback/config.ts';
+import { DEFAULT_DISK_LAYOUT, HostDisks, type DiskLayout } from './disks.ts';
+import { BlockHotplug } from './hotplug.ts';
+import { DEFAULT_HOST_QUOTAS, type HostQuotas } from './quota.ts';
+import { explainClose } from './host.ts';
+
+export interface DriverDomainOptions {
+  name: string;
+  hypervisorUrl: string;
+  toolstackUrl: string;
+  /** Where this driver domain's disks live; null keeps them in memory. */
+  dataDir: string | null;
+  blkback: Partial<BlkbackConfig>;
+  partitionStart: number;
+  quotas?: Partial<HostQuotas>;
+  layout?: Partial<DiskLayout>;
+}
+
+/** Asks Dom0's toolstack for this driver domain; retries while the host is not up yet. */
+async function createDomain(
+  url: string,
+  token: string,
+  name: string,
+  onRetry: (attempt: number, err: string) => void,
+): Promise<{ domid: number; credential: string }> {
+  let res: Response;
+  try {
+    res = await withBackoff(
+      () =>
+        fetch(new URL('/driver-domains', url), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify({ name }),
+        }),
+      { retryForMs: 60_000, firstDelayMs: 200, onRetry: (n, _d, e) => onRetry(n, e.message) },
+    );
+  } catch (e) {
+    throw new PvblkError(
+      'ECONNREFUSED',
+      `cannot reach the host's toolstack at ${url}: ${(e as Error).message}`,
+    );
+  }
+  const body = (await res.json().catch(() => ({}))) as {
+    domid?: number;
+    credential?: string;
+    error?: string;
+    message?: string;
+  };
+  if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
+    throw new PvblkError(
+      errnoForHttpStatus(res.status, body.error),
+      `the host refused to create driver domain ${name} (HTTP ${res.status}): ${body.message ?? body.error ?? res.statusText}`,
+    );
+  }
+  return { domid: body.domid, credential: body.credential };
+}
+
+export async function runDriverDomain(o: DriverDomainOptions): Promise<void> {
+  const log = createLogger(o.name);
+  const klog = new DomainKernelLog(log);
+  const token = resolveDriverDomainToken();
+  const quotas: HostQuotas = { ...DEFAULT_HOST_QUOTAS, ...o.quotas };
+  const disks = new HostDisks({
+    dataDir: o.dataDir,
+    klog,
+    partitionStart: o.partitionStart,
+    layout: { ...DEFAULT_DISK_LAYOUT, ...o.layout },
+    quotas,
+  });
+  for (const d of await disks.restore())
+    log.info({ disk: d.path, guest: d.guest, params: d.params }, `restored disk ${d.path} of ${d.guest}`);
+  const { domid, credential } = await createDomain(o.toolstackUrl, token, o.name, (attempt, err) =>
+    log.info({ attempt, err }, 'toolstack not reachable yet; retrying'),
+  );
+  const xc = await connectWs(o.hypervisorUrl, { credential });
+  log.info(
+    { domid: xc.domid, privileged: xc.privileged, url: o.hypervisorUrl },
+    `connected to the hypervisor as driver domain ${o.name} (domain ${domid})`,
+  );
+  const logFn = (l: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string) =>
+    log[l](obj, msg);
+  const hotplug = new BlockHotplug(xc, disks, logFn);
+  await hotplug.start();
+  const blkback = new BlkbackDriver({ xc, klog, devices: hotplug.resolver, config: o.blkback, log: logFn });
+  await blkback.start();
+  log.info(
+    { event: 'ready', domid: xc.domid, disks: disks.list().map((d) => d.path) },
+    `driver domain ${o.name} ready (domain ${xc.domid}); serving the vbds Dom0 places on it`,
+  );
+
+  let stopping = false;
+  xc.onClose((code, reason) => {
+    if (stopping) return;
+    log.error({ code, reason }, `lost the hypervisor: ${explainClose(code, reason)}; exiting`);
+    process.exit(1);
+  });
+  onShutdown(async (signal) => {
+    stopping = true;
+    log.info({ signal }, 'driver domain shutting down');
+    await blkback.stop();
+    await hotplug.stop();
+    await disks.closeAll();
+    xc.close();
+  });
+}

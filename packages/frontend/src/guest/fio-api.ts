@@ -1,0 +1,54 @@
+/**
+ * What `pvblk bench` (the host-side CLI) uses of the guest's fio: one parser, one set of statistics
+ * and one renderer for both, so the bench prints exactly what fio in the guest prints.
+ */
+export {
+  checkJob,
+  checkJobAgainstDevice,
+  closestOption,
+  DEFAULT_PERCENTILES,
+  FIO_OPTION_NAMES,
+  FIO_VERSION,
+  FioUsageError,
+  fioTakesValue,
+  jobSize,
+  parseBool,
+  parseChoice,
+  parseFioOptions,
+  parseIntOption,
+  parseSize,
+  parseTime,
+  rwKinds,
+  splitOptions,
+  type FioCommandLine,
+  type FioGlobal,
+  type FioJob,
+  type FioRw,
+  type SplitOption,
+} from './fio-options.ts';
+export {
+  DirStats,
+  JobStats,
+  Samples,
+  type DeviceCounters,
+  type DiskUtil,
+  type RawJob,
+  type RawSamples,
+} from './fio-stats.ts';
+export {
+  num2str,
+  renderJson,
+  renderNormal,
+  renderTerse,
+  type FioReport,
+  type FioReportJob,
+} from './fio-report.ts';
+export {
+  condensedRunStr,
+  etaLine,
+  etaToStr,
+  jobBanner,
+  PVBLK_STACK_OPTIONS,
+  runBanner,
+  deviceJson,
+} from './fio.ts';

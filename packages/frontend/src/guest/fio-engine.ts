@@ -1,0 +1,625 @@
+/**
+ * The I/O of the guest's `fio`: workers (a job × numjobs) that keep `iodepth` I/Os in flight against
+ * a guest block device and account them as fio does.
+ *
+ * Two engines, chosen by `direct`:
+ * - direct=1 (libaio, io_uring, pvblk): each I/O is a bio submitted straight to the guest block layer
+ *   (GuestBlockQueue.submitBio — what io_submit() does for an O_DIRECT block device), from buffers
+ *   allocated once per I/O slot as fio allocates its io_u buffers. submitBio reaches blkfront
+ *   synchronously and blkfront pushes everything queued in one microtask, so slat is measured from
+ *   the issue to the end of that push (a microtask queued right after the submit), clat from there to
+ *   the completion, lat from issue to completion. The device's page cache is written back and
+ *   dropped at open and after writing, as blkdev_direct_IO keeps the two coherent.
+ * - direct=0: pread/pwrite through the guest's page cache (the VFS file), several in flight for
+ *   iodepth > 1 (like fio's posixaio); no slat, clat = lat = the call.
+ * psync and sync run with iodepth 1, as fio's synchronous engines do.
+ *
+ * Completions of one interrupt are reaped together and the free slots refilled once, at the end of
+ * that microtask burst (process.nextTick), so a burst of completions becomes one push and at most
+ * one notification — fio's io_getevents()+io_submit() loop.
+ *
+ * Deliberate differences from fio: verify reads after the write phase are not accounted in the read
+ * statistics; CPU and context switches are the guest process's, divided among its workers.
+ */
+import type { Page } from '@pvblk/client';
+import type { BioSegment } from '../block/types.ts';
+import type { GuestDisk } from './toolbox.ts';
+import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs } from './vfs.ts';
+import { blkStatusToErrno } from '../block/queue.ts';
+import { rwKinds, type FioJob } from './fio-options.ts';
+import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
+import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
+
+const PAGE = 4096;
+/** fio's bw_avg_time / iops_avg_time. */
+const AVG_WINDOW_MS = 500;
+
+const ERRNO_NUM: Partial<Record<Errno, number>> = {
+  EIO: 5,
+  ENOSPC: 28,
+  EINVAL: 22,
+  EILSEQ: 84,
+  EOPNOTSUPP: 95,
+  ENXIO: 6,
+};
+
+/** mulberry32: small, seeded, good enough for offsets and read/write choices. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Offsets of one worker: sequential with wrap-around, or a fresh random permutation per pass. */
+class Offsets {
+  private readonly blocks: number;
+  private perm: Uint32Array | null = null;
+  private i = 0;
+
+  constructor(
+    private readonly base: number,
+    size: number,
+    private readonly bs: number,
+    private readonly random: boolean,
+    private readonly rand: () => number,
+  ) {
+    this.blocks = Math.max(1, Math.floor(size / bs));
+  }
+
+  /** Blocks in one pass over the region. */
+  get count(): number {
+    return this.blocks;
+  }
+
+  next(): number {
+    const k = this.i++ % this.blocks;
+    if (!this.random) return this.base + k * this.bs;
+    if (k === 0 || !this.perm) this.shuffle();
+    return this.base + this.perm![k] * this.bs;
+  }
+
+  /** fio's random map: every block once per pass, in a seeded order. */
+  private shuffle(): void {
+    const p = this.perm ?? new Uint32Array(this.blocks);
+    for (let j = 0; j < p.length; j++) p[j] = j;
+    for (let j = p.length - 1; j > 0; j--) {
+      const r = Math.floor(this.rand() * (j + 1));
+      const t = p[j];
+      p[j] = p[r];
+      p[r] = t;
+    }
+    this.perm = p;
+  }
+}
+
+export interface Progress {
+  /** Per worker: its state character (fio's run_str: R/r/W/w/M/m/V). */
+  states: string[];
+  readBytesPerSec: number;
+  writeBytesPerSec: number;
+  readIops: number;
+  writeIops: number;
+  /** 0..1, or null while unknown. */
+  done: number | null;
+  etaSec: number | null;
+}
+
+export interface WorkerTarget {
+  path: string;
+  disk: GuestDisk;
+  vfs: GuestVfs;
+}
+
+interface Slot {
+  /** direct=1: the I/O's pages, as the bio's segments. */
+  pages: Page[];
+  segments: BioSegment[];
+  /** The block contiguous: the buffer of buffered I/O, and where verify builds and checks blocks. */
+  buf: Buffer | null;
+}
+
+interface Io {
+  slot: Slot;
+  write: boolean;
+  offset: number;
+  tIssue: number;
+  tSubmitted: number;
+}
+
+const now = (): number => performance.now();
+
+/** One fio worker (a job, or one of its numjobs clones). */
+export class Worker {
+  readonly stats: JobStats;
+  private readonly kinds: ReturnType<typeof rwKinds>;
+  private readonly offsets: Offsets;
+  private readonly rand: () => number;
+  private readonly depth: number;
+  private readonly direct: boolean;
+  private readonly slots: Slot[] = [];
+  private readonly freeSlots: Slot[] = [];
+  private file: GuestFile | null = null;
+  private inflight = 0;
+  private issued = 0;
+  private numberio = 0;
+  private stopping = false;
+  private pumpQueued = false;
+  private completedBurst = 0;
+  private tStart = 0;
+  private tMeasure = 0;
+  private tEnd = 0;
+  private done!: () => void;
+  /** Last write per offset, for the verify phase. */
+  private readonly written = new Map<number, number>();
+  private window = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
+  state = 'P';
+  private bytesTarget: number;
+  private bytesDone = 0;
+
+  constructor(
+    readonly job: FioJob,
+    readonly index: number,
+    private readonly target: WorkerTarget,
+    private readonly io: CommandIo,
+  ) {
+    this.stats = new JobStats(job.name);
+    this.kinds = rwKinds(job.rw);
+    const bytes = target.disk.queue.capacity() * 512;
+    const size = job.size ?? bytes - job.offset;
+    const seed = job.randrepeat
+      ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
+      : (Math.random() * 2 ** 32) >>> 0;
+    this.rand = rng(seed);
+    this.offsets = new Offsets(job.offset, size, job.bs, this.kinds.random, this.rand);
+    this.direct = job.direct;
+    this.depth = job.ioengine === 'psync' || job.ioengine === 'sync' ? 1 : job.iodepth;
+    this.bytesTarget = this.offsets.count * job.bs;
+  }
+
+  private fail(errno: Errno, func: string, line: string): void {
+    if (this.stats.error) return;
+    this.io.stderr(line + '\n');
+    this.stats.error = ERRNO_NUM[errno] ?? 5;
+    this.stats.verror = `file:io_u.c, func=${func}, error=${STRERROR[errno]}`;
+    this.stopping = true;
+  }
+
+  private allocSlots(): void {
+    const driver = this.target.disk.queue.driver;
+    const bs = this.job.bs;
+    for (let s = 0; s < this.depth; s++) {
+      // fio fills its buffers with random data once (a zero page would travel without contents)
+      const fill = rng(this.index * 7919 + s * 104729);
+      const random = (b: Buffer) => {
+        for (let i = 0; i + 4 <= b.length; i += 4) b.writeUInt32LE((fill() * 2 ** 32) >>> 0, i);
+      };
+      const pages: Page[] = [];
+      const segments: BioSegment[] = [];
+      if (this.direct) {
+        for (let p = 0; p * PAGE < bs; p++) {
+          const page = driver.allocPage();
+          random(page.buf);
+          pages.push(page);
+          segments.push({ page, off: 0, len: Math.min(PAGE, bs - p * PAGE) });
+        }
+      }
+      let buf: Buffer | null = null;
+      if (!this.direct || this.job.verify !== 'none') {
+        buf = Buffer.alloc(bs);
+        random(buf);
+      }
+      const slot = { pages, segments, buf };
+      this.slots.push(slot);
+      this.freeSlots.push(slot);
+    }
+  }
+
+  /** direct=1: the block between the contiguous buffer and the bio's pages. */
+  private toPages(slot: Slot): void {
+    let pos = 0;
+    for (const sg of slot.segments) {
+      slot.buf!.copy(sg.page.buf, sg.off, pos, pos + sg.len);
+      pos += sg.len;
+    }
+  }
+
+  private fromPages(slot: Slot): void {
+    let pos = 0;
+    for (const sg of slot.segments) {
+      sg.page.buf.copy(slot.buf!, pos, sg.off, sg.off + sg.len);
+      pos += sg.len;
+    }
+  }
+
+  private freeSlotsAll(): void {
+    const driver = this.target.disk.queue.driver;
+    for (const s of this.slots) for (const p of s.pages) driver.freePage(p);
+    this.slots.length = 0;
+    this.freeSlots.length = 0;
+  }
+
+  async open(): Promise<boolean> {
+    const cache = this.target.disk.cache;
+    if (this.direct) {
+      // what O_DIRECT keeps coherent range by range: nothing of the device stays cached under us
+      const r = await cache.fsync();
+      if (!r.ok) {
+        this.fail(
+          r.errno,
+          'fsync',
+          `fio: pid=${process.pid}, err=${ERRNO_NUM[r.errno]}/file:filesetup.c, func=fsync, error=${STRERROR[r.errno]}`,
+        );
+        return false;
+      }
+      cache.invalidateAll();
+    } else {
+      const f = await this.target.vfs.open(this.target.path, { read: true, write: this.kinds.write });
+      if ('errno' in f) {
+        this.io.stderr(`fio: failed opening ${this.target.path}: ${STRERROR[f.errno]}\n`);
+        this.stats.error = ERRNO_NUM[f.errno] ?? 5;
+        this.stats.verror = `file:filesetup.c, func=open(${this.target.path}), error=${STRERROR[f.errno]}`;
+        return false;
+      }
+      this.file = f;
+    }
+    this.allocSlots();
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (this.direct) {
+      if (this.kinds.write) this.target.disk.cache.invalidateAll();
+    } else if (this.file) {
+      await this.file.close();
+      this.file = null;
+    }
+    this.freeSlotsAll();
+  }
+
+  stop(): void {
+    this.stopping = true;
+  }
+
+  /** The workload: resolves when the last I/O has completed. */
+  run(): Promise<void> {
+    const j = this.job;
+    this.tStart = now();
+    this.tMeasure = this.tStart + j.rampTime;
+    this.tEnd = j.runtime !== null ? this.tMeasure + j.runtime : Infinity;
+    this.window.t = this.tMeasure;
+    this.state =
+      this.kinds.read && this.kinds.write
+        ? this.kinds.random
+          ? 'm'
+          : 'M'
+        : this.kinds.write
+          ? this.kinds.random
+            ? 'w'
+            : 'W'
+          : this.kinds.random
+            ? 'r'
+            : 'R';
+    return new Promise<void>((resolve) => {
+      this.done = () => {
+        const end = now();
+        const runtime = Math.max(0, end - this.tMeasure);
+        if (this.stats.read.ios) this.stats.read.runtimeMs = runtime;
+        if (this.stats.write.ios) this.stats.write.runtimeMs = runtime;
+        this.stats.totalRunMs = end - this.tStart;
+        this.closeWindow(end, true);
+        this.state = '_';
+        resolve();
+      };
+      this.pump();
+    });
+  }
+
+  private more(t: number): boolean {
+    if (this.stopping) return false;
+    if (t >= this.tEnd) return false;
+    if (this.job.timeBased) return true;
+    // size-based: one pass (ramp I/O does not count towards it)
+    return this.bytesDone + this.inflightBytes() < this.bytesTarget;
+  }
+
+  private inflightBytes(): number {
+    return this.inflight * this.job.bs;
+  }
+
+  /** Refills the free slots: fio's submit loop. */
+  private pump(): void {
+    this.pumpQueued = false;
+    if (this.completedBurst) {
+      this.stats.completeMap[batchBucket(this.completedBurst)]++;
+      this.stats.totalComplete++;
+      this.completedBurst = 0;
+    }
+    const t = now();
+    let n = 0;
+    while (this.inflight < this.depth && this.more(t)) {
+      this.issue(t);
+      n++;
+    }
+    if (n) {
+      this.stats.submitMap[batchBucket(n)]++;
+      this.stats.totalSubmit++;
+    }
+    if (this.inflight === 0 && !this.more(t)) this.done();
+  }
+
+  private pickWrite(): boolean {
+    const k = this.kinds;
+    if (!k.read) return true;
+    if (!k.write) return false;
+    return this.rand() * 100 >= this.job.rwmixread;
+  }
+
+  private issue(t: number): void {
+    const slot = this.freeSlots.pop()!;
+    const write = this.pickWrite();
+    const offset = this.offsets.next();
+    const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0 };
+    this.inflight++;
+    this.issued++;
+    this.stats.depthMap[depthBucket(this.inflight)]++;
+    if (write && this.job.verify !== 'none') {
+      const numberio = this.numberio++;
+      fillVerifyBlock(this.job.verify, slot.buf!, {
+        offset,
+        seed: this.job.randseed,
+        numberio,
+        thread: this.index,
+      });
+      if (this.direct) this.toPages(slot);
+      this.written.set(offset, numberio);
+    }
+    const tIssue = now();
+    io.tIssue = tIssue;
+    if (this.direct) {
+      const p = this.target.disk.queue.submitBio({
+        op: write ? 'write' : 'read',
+        sector: offset / 512,
+        segments: slot.segments,
+      });
+      // blkfront pushes in a microtask queued by the submit: this one runs after that push
+      queueMicrotask(() => {
+        io.tSubmitted = now();
+        // ring occupancy right after the push that published this I/O (it counts itself)
+        this.stats.ringOccupancy.add(this.target.disk.front.inflight);
+      });
+      p.then(
+        (res) => this.complete(io, res.status === 'ok' ? null : (blkStatusToErrno(res.status) ?? 'EIO')),
+        () => this.complete(io, 'EIO'),
+      );
+    } else {
+      io.tSubmitted = tIssue;
+      this.stats.ringOccupancy.add(this.target.disk.front.inflight);
+      const f = this.file!;
+      (write ? f.pwrite(slot.buf!, offset) : f.pread(slot.buf!, offset)).then(
+        (r) => this.complete(io, r.ok ? (r.n === this.job.bs ? null : 'EIO') : r.errno),
+        () => this.complete(io, 'EIO'),
+      );
+    }
+  }
+
+  private complete(io: Io, err: Errno | null): void {
+    const t = now();
+    this.inflight--;
+    this.freeSlots.push(io.slot);
+    this.completedBurst++;
+    if (err) {
+      this.fail(
+        err,
+        'io_u error',
+        `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${io.write ? 'write' : 'read'} offset=${io.offset}, buflen=${this.job.bs}`,
+      );
+    } else {
+      if (!io.write && this.job.verify !== 'none') {
+        // a read workload with verify checks what it reads (blocks written earlier with headers)
+        this.verifyRead(io);
+      }
+      this.account(io, t);
+    }
+    if (!this.pumpQueued) {
+      this.pumpQueued = true;
+      process.nextTick(() => this.pump());
+    }
+  }
+
+  private verifyRead(io: Io): void {
+    if (this.job.verify === 'none') return;
+    if (this.direct) this.fromPages(io.slot);
+    const bad = checkVerifyBlock(this.job.verify, io.slot.buf!, this.target.path, io.offset);
+    if (bad) this.verifyFailed(bad);
+  }
+
+  private verifyFailed(lines: string[]): void {
+    if (this.stats.error) return;
+    this.io.stderr(lines.join('\n') + '\n');
+    this.stats.error = 84;
+    this.stats.verror = `file:io_u.c, func=io_u_queued_complete, error=${STRERROR.EILSEQ}`;
+    this.stopping = true;
+  }
+
+  private account(io: Io, t: number): void {
+    if (io.tIssue < this.tMeasure) return; // ramp: issued before the measurement started
+    const d = io.write ? this.stats.write : this.stats.read;
+    const bs = this.job.bs;
+    d.ios++;
+    d.bytes += bs;
+    this.bytesDone += bs;
+    const lat = (t - io.tIssue) * 1e6;
+    if (this.direct) {
+      d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
+      d.clat.add((t - io.tSubmitted) * 1e6);
+    } else {
+      d.clat.add(lat);
+    }
+    d.lat.add(lat);
+    this.stats.markLatency(lat);
+    if (io.write) {
+      this.window.wBytes += bs;
+      this.window.wIos++;
+    } else {
+      this.window.rBytes += bs;
+      this.window.rIos++;
+    }
+    if (t - this.window.t >= AVG_WINDOW_MS) this.closeWindow(t, false);
+  }
+
+  private lastRates = { r: 0, w: 0, ri: 0, wi: 0 };
+
+  /** fio's add_bw_samples()/add_iops_samples(): one sample per window of each active direction. */
+  private closeWindow(t: number, final: boolean): void {
+    const w = this.window;
+    const span = t - w.t;
+    if (span <= 0 || (final && span < AVG_WINDOW_MS / 2)) return;
+    const s = span / 1000;
+    this.lastRates = { r: w.rBytes / s, w: w.wBytes / s, ri: w.rIos / s, wi: w.wIos / s };
+    if (this.kinds.read && (w.rIos || this.stats.read.ios)) {
+      this.stats.read.bw.add(w.rBytes / 1024 / s);
+      this.stats.read.iops.add(w.rIos / s);
+    }
+    if (this.kinds.write && (w.wIos || this.stats.write.ios)) {
+      this.stats.write.bw.add(w.wBytes / 1024 / s);
+      this.stats.write.iops.add(w.wIos / s);
+    }
+    this.window = { t, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
+  }
+
+  progress(): { rB: number; wB: number; rI: number; wI: number; done: number | null; eta: number | null } {
+    const t = now();
+    const r = this.lastRates;
+    if (this.state === '_') return { rB: 0, wB: 0, rI: 0, wI: 0, done: 1, eta: 0 };
+    let done: number | null = null;
+    let eta: number | null = null;
+    if (this.tEnd !== Infinity) {
+      const total = this.tEnd - this.tStart;
+      done = Math.min(1, (t - this.tStart) / total);
+      eta = Math.max(0, (this.tEnd - t) / 1000);
+    }
+    if (!this.job.timeBased && this.bytesTarget) {
+      const d = this.bytesDone / this.bytesTarget;
+      const rate = r.r + r.w;
+      const e = rate > 0 ? (this.bytesTarget - this.bytesDone) / rate : null;
+      if (done === null || d > done) {
+        done = d;
+        eta = e;
+      }
+    }
+    return { rB: r.r, wB: r.w, rI: r.ri, wI: r.wi, done, eta };
+  }
+
+  /**
+   * The verify phase: reads back every block this worker wrote (or, for verify_only, every block of
+   * the region the workload covers) and checks it. Stops at the first failure, as fio does.
+   */
+  async verify(): Promise<void> {
+    if (this.job.verify === 'none' || this.stats.error) return;
+    if (!this.job.verifyOnly && !(this.kinds.write && this.job.doVerify)) return;
+    const offsets: number[] = this.job.verifyOnly
+      ? Array.from({ length: this.offsets.count }, (_, k) => this.job.offset + k * this.job.bs)
+      : [...this.written.keys()].sort((a, b) => a - b);
+    this.state = 'V';
+    let next = 0;
+    await new Promise<void>((resolve) => {
+      let inflight = 0;
+      const pump = () => {
+        while (inflight < this.depth && next < offsets.length && !this.stats.error && !this.stopping) {
+          const offset = offsets[next++];
+          const slot = this.freeSlots.pop()!;
+          inflight++;
+          const finish = (err: Errno | null) => {
+            inflight--;
+            this.freeSlots.push(slot);
+            if (err)
+              this.fail(
+                err,
+                'io_u error',
+                `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: read offset=${offset}, buflen=${this.job.bs}`,
+              );
+            else this.verifyRead({ slot, write: false, offset, tIssue: 0, tSubmitted: 0 });
+            if (inflight === 0 && (next >= offsets.length || this.stats.error || this.stopping)) resolve();
+            else pump();
+          };
+          if (this.direct) {
+            this.target.disk.queue
+              .submitBio({ op: 'read', sector: offset / 512, segments: slot.segments })
+              .then(
+                (res) => finish(res.status === 'ok' ? null : (blkStatusToErrno(res.status) ?? 'EIO')),
+                () => finish('EIO'),
+              );
+          } else {
+            this.file!.pread(slot.buf!, offset).then(
+              (r) => finish(r.ok ? null : r.errno),
+              () => finish('EIO'),
+            );
+          }
+        }
+        if (inflight === 0) resolve();
+      };
+      pump();
+    });
+    this.state = '_';
+  }
+}
+
+/** blkfront's counters of a device (the difference over a command). */
+export function frontSnapshot(d: GuestDisk): DeviceCounters {
+  const s = d.front.stats;
+  return {
+    name: d.name,
+    requests: s.requests,
+    completions: s.completions,
+    upcalls: s.upcalls,
+    grants: s.grants,
+  };
+}
+
+export function frontDelta(a: DeviceCounters, b: DeviceCounters): DeviceCounters {
+  return {
+    name: a.name,
+    requests: b.requests - a.requests,
+    completions: b.completions - a.completions,
+    upcalls: b.upcalls - a.upcalls,
+    grants: b.grants - a.grants,
+  };
+}
+
+/** The block device's counters, for fio's "Disk stats" (the difference over the run). */
+export function diskSnapshot(d: GuestDisk): Omit<DiskUtil, 'msec'> & { t: number } {
+  const s = d.queue.stats;
+  const ioTicks = s.ioTicksMs;
+  return {
+    name: d.name,
+    readIos: s.readIos,
+    writeIos: s.writeIos,
+    readSectors: s.readSectors,
+    writeSectors: s.writeSectors,
+    readTicks: s.readTicksMs,
+    writeTicks: s.writeTicksMs,
+    inQueue: s.timeInQueueMs,
+    ioTicks,
+    t: performance.now(),
+  };
+}
+
+export function diskDelta(a: ReturnType<typeof diskSnapshot>, b: ReturnType<typeof diskSnapshot>): DiskUtil {
+  return {
+    name: a.name,
+    readIos: b.readIos - a.readIos,
+    writeIos: b.writeIos - a.writeIos,
+    readSectors: b.readSectors - a.readSectors,
+    writeSectors: b.writeSectors - a.writeSectors,
+    readTicks: b.readTicks - a.readTicks,
+    writeTicks: b.writeTicks - a.writeTicks,
+    inQueue: b.inQueue - a.inQueue,
+    ioTicks: b.ioTicks - a.ioTicks,
+    msec: b.t - a.t,
+  };
+}

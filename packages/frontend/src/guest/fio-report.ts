@@ -1,0 +1,531 @@
+/**
+ * fio's three outputs, printed from JobStats the way fio 3.x prints them (stat.c, lib/num2str.c):
+ * the normal report (job line, IOPS/BW, slat/clat/lat, the clat percentile block, bw/iops samples,
+ * latency buckets, cpu, IO depths, issued, the group's run status and the disk stats), JSON with fio's
+ * keys (plus a `pvblk` object per job for what fio does not have), and terse version 3.
+ *
+ * Percentiles come from HDR histograms (3 significant digits) where fio has its own log-linear
+ * histogram; min/max/mean/stdev are exact, as in fio.
+ */
+import { FIO_VERSION } from './fio-options.ts';
+import type { DirStats, DiskUtil, JobStats, Samples } from './fio-stats.ts';
+
+export interface FioReportJob {
+  stats: JobStats;
+  /** The options given for the job, as fio's "job options". */
+  options: Record<string, string>;
+  /** pvblk's own figures for the job (counters, ratios against the relay, …). */
+  pvblk?: Record<string, unknown>;
+}
+
+export interface FioReport {
+  jobs: FioReportJob[];
+  disks: DiskUtil[];
+  percentiles: number[];
+  timestampMs: number;
+  pid: number;
+  /** Lines printed after a job's normal report (pvblk's comparison with the relay, …). */
+  extraNormal?: (job: FioReportJob) => string[];
+}
+
+// ------------------------------------------------------------------------------------------------
+// lib/num2str.c
+
+type Units = 'none' | 'byte' | 'bytepersec';
+const UNIT_STR: Record<Units, string> = { none: '', byte: 'B', bytepersec: 'B/s' };
+const SI = ['', 'k', 'M', 'G', 'T', 'P', 'E'];
+const IEC = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi', 'Ei'];
+
+/** fio's num2str(): at most `maxlen` digits, a unit prefix, carry rounding as fio does it. */
+export function num2str(num: number, maxlen: number, pow2: boolean, units: Units): string {
+  const thousand = pow2 ? 1024 : 1000;
+  const prefix = pow2 ? IEC : SI;
+  let n = Math.floor(num);
+  let post = 0;
+  let modulo = -1;
+  while (post < SI.length) {
+    if (String(n).length <= maxlen) break;
+    modulo = n % thousand;
+    n = Math.floor(n / thousand);
+    post++;
+  }
+  if (post >= SI.length) post = 0;
+  if (modulo === -1) return `${n}${prefix[post]}${UNIT_STR[units]}`;
+  const room = maxlen - String(n).length;
+  if (room <= 1) {
+    if (modulo >= thousand / 2) n++;
+    return `${n}${prefix[post]}${UNIT_STR[units]}`;
+  }
+  const frac = (modulo / thousand).toFixed(room - 1);
+  if (frac[0] === '1') n++;
+  return `${n}.${frac.slice(2)}${prefix[post]}${UNIT_STR[units]}`;
+}
+
+const f2 = (v: number): string => v.toFixed(2);
+const pad = (s: string | number, w: number): string => String(s).padStart(w, ' ');
+
+// ------------------------------------------------------------------------------------------------
+// normal output
+
+/** display_lat(): the unit is chosen from min, max and stdev, as nsec_to_usec/nsec_to_msec do. */
+function displayLat(name: string, s: Samples): string {
+  let min = s.min;
+  let max = s.max;
+  let mean = s.mean;
+  let dev = s.stdev;
+  let base = '(nsec)';
+  if (min > 2_000_000 && max > 99_999_999 && dev > 1_000_000) {
+    min = Math.floor(min / 1e6);
+    max = Math.floor(max / 1e6);
+    mean /= 1e6;
+    dev /= 1e6;
+    base = '(msec)';
+  } else if (min > 2000 && max > 99_999 && dev > 1000) {
+    min = Math.floor(min / 1000);
+    max = Math.floor(max / 1000);
+    mean /= 1000;
+    dev /= 1000;
+    base = '(usec)';
+  }
+  return `    ${name} ${base}: min=${num2str(min, 6, false, 'none')}, max=${num2str(max, 6, false, 'none')}, avg=${pad(f2(mean), 5)}, stdev=${pad(f2(dev), 5)}`;
+}
+
+/** show_clat_percentiles(). */
+function percentileBlock(pre: string, s: Samples, plist: number[]): string[] {
+  const vals = plist.map((p) => s.pct(p));
+  const minv = Math.min(...vals);
+  const maxv = Math.max(...vals);
+  let scale = 0;
+  let unit = 'nsec';
+  if (minv > 2_000_000 && maxv > 99_999_999) {
+    scale = 2;
+    unit = 'msec';
+  } else if (minv > 2000 && maxv > 99_999) {
+    scale = 1;
+    unit = 'usec';
+  }
+  const divisor = 1000 ** scale;
+  const width = Math.max(5, Math.floor(Math.log10(Math.max(1, maxv / divisor))) + 1);
+  const perLine = Math.floor((80 - 7) / (2 + 10 + width));
+  const out = [`    ${pre} percentiles (${unit}):`];
+  let line = '     |';
+  vals.forEach((v0, j) => {
+    let v = v0;
+    for (let i = 0; i < scale; i++) v = Math.floor((v + 999) / 1000);
+    const last = j === vals.length - 1;
+    line += ` ${pad(plist[j].toFixed(2), 5)}th=[${pad(v, width)}]${last ? '' : ','}`;
+    if (last || j % perLine === perLine - 1) {
+      out.push(line);
+      line = '     |';
+    }
+  });
+  return out;
+}
+
+function ddirName(d: 'read' | 'write'): string {
+  return d;
+}
+
+function bwOf(d: DirStats): number {
+  return d.runtimeMs ? Math.floor((1000 * d.bytes) / d.runtimeMs) : 0;
+}
+
+function iopsOf(d: DirStats): number {
+  return d.runtimeMs ? (1000 * d.ios) / d.runtimeMs : 0;
+}
+
+function ddirNormal(name: 'read' | 'write', d: DirStats, plist: number[], groupAgg: number): string[] {
+  const out: string[] = [];
+  const bw = bwOf(d);
+  const iops = Math.floor(iopsOf(d));
+  out.push(
+    `  ${ddirName(name)}: IOPS=${num2str(iops, 4, false, 'none')}, BW=${num2str(bw, 4, true, 'bytepersec')} (${num2str(bw, 4, false, 'bytepersec')})(${num2str(d.bytes, 4, true, 'byte')}/${Math.round(d.runtimeMs)}msec)`,
+  );
+  if (d.slat.n) out.push(displayLat('slat', d.slat));
+  if (d.clat.n) out.push(displayLat('clat', d.clat));
+  if (d.lat.n) out.push(displayLat(' lat', d.lat));
+  if (d.clat.n) out.push(...percentileBlock('clat', d.clat, plist));
+  if (d.bw.n) {
+    let { min, max } = d.bw;
+    let mean = d.bw.mean;
+    let dev = d.bw.stdev;
+    let unit = 'KiB';
+    const perAgg = groupAgg > 1024 ? Math.min(100, (mean * 100) / (groupAgg / 1024)) : 100;
+    if (mean > 1024 * 1024) {
+      min = Math.floor(min / 1024);
+      max = Math.floor(max / 1024);
+      mean /= 1024;
+      dev /= 1024;
+      unit = 'MiB';
+    }
+    out.push(
+      `   bw (${pad(unit, 5)}/s): min=${pad(min, 5)}, max=${pad(max, 5)}, per=${f2(perAgg)}%, avg=${pad(f2(mean), 5)}, stdev=${pad(f2(dev), 5)}, samples=${d.bw.n}`,
+    );
+  }
+  if (d.iops.n) {
+    out.push(
+      `   iops        : min=${pad(d.iops.min, 5)}, max=${pad(d.iops.max, 5)}, avg=${pad(f2(d.iops.mean), 5)}, stdev=${pad(f2(d.iops.stdev), 5)}, samples=${d.iops.n}`,
+    );
+  }
+  return out;
+}
+
+const LAT_LABELS = ['2', '4', '10', '20', '50', '100', '250', '500', '750', '1000', '2000', '>=2000'];
+
+/** stat_calc_lat(): percentages of all ios, at least 0.01 when any. */
+function latPercents(counts: number[], total: number): number[] {
+  return counts.map((c) => {
+    if (!total) return 0;
+    const p = (c / total) * 100;
+    return p < 0.01 && c ? 0.01 : p;
+  });
+}
+
+function showLat(percents: number[], unit: string): string[] {
+  const out: string[] = [];
+  let line: string[] = [];
+  percents.forEach((p, i) => {
+    if (p <= 0) return;
+    line.push(`${LAT_LABELS[i]}=${f2(p)}%`);
+    if (line.length === 5) {
+      out.push(`  lat (${unit})   : ${line.join(', ')}`);
+      line = [];
+    }
+  });
+  if (line.length) out.push(`  lat (${unit})   : ${line.join(', ')}`);
+  return out;
+}
+
+/** stat_calc_dist(): percentages, at least 0.1 when any. */
+function dist(map: number[], total: number): string[] {
+  return map.map((c) => {
+    if (!total) return '0.0';
+    const p = (c / total) * 100;
+    return (p < 0.1 && c ? 0.1 : p).toFixed(1);
+  });
+}
+
+function ctimeOf(ms: number): string {
+  // fio prints ctime(3): "Thu Nov 14 12:00:00 2023"
+  const d = new Date(ms);
+  const day = d.toLocaleString('en-US', { weekday: 'short' });
+  const mon = d.toLocaleString('en-US', { month: 'short' });
+  const hh = String(d.getHours()).padStart(2, '0');
+  const mm = String(d.getMinutes()).padStart(2, '0');
+  const ss = String(d.getSeconds()).padStart(2, '0');
+  return `${day} ${mon} ${String(d.getDate()).padStart(2, ' ')} ${hh}:${mm}:${ss} ${d.getFullYear()}`;
+}
+
+function groupAgg(
+  jobs: FioReportJob[],
+  dir: 'read' | 'write',
+): { agg: number; bytes: number; minRun: number; maxRun: number; minBw: number; maxBw: number } {
+  let bytes = 0;
+  let minRun = Infinity;
+  let maxRun = 0;
+  let minBw = Infinity;
+  let maxBw = 0;
+  for (const j of jobs) {
+    const d = j.stats[dir];
+    if (!d.runtimeMs) continue;
+    bytes += d.bytes;
+    minRun = Math.min(minRun, d.runtimeMs);
+    maxRun = Math.max(maxRun, d.runtimeMs);
+    const bw = bwOf(d);
+    minBw = Math.min(minBw, bw);
+    maxBw = Math.max(maxBw, bw);
+  }
+  const agg = maxRun ? Math.floor((1000 * bytes) / maxRun) : 0;
+  return { agg, bytes, minRun, maxRun, minBw, maxBw };
+}
+
+export function renderNormal(r: FioReport): string {
+  const out: string[] = [];
+  const aggs = { read: groupAgg(r.jobs, 'read'), write: groupAgg(r.jobs, 'write') };
+  for (const job of r.jobs) {
+    const ts = job.stats;
+    if (!ts.totalIos && !ts.read.bytes && !ts.write.bytes && !ts.error) continue;
+    const err = ts.error ? `err=${pad(ts.error, 2)} (${ts.verror})` : `err=${pad(0, 2)}`;
+    out.push(
+      `${ts.name}: (groupid=${ts.groupid}, jobs=${ts.members}): ${err}: pid=${r.pid}: ${ctimeOf(ts.jobStartMs || r.timestampMs)}`,
+    );
+    for (const dir of ['read', 'write'] as const) {
+      if (ts[dir].bytes) out.push(...ddirNormal(dir, ts[dir], r.percentiles, aggs[dir].agg));
+    }
+    const total = ts.totalIos;
+    out.push(...showLat(latPercents(ts.latN, total), 'nsec'));
+    out.push(...showLat(latPercents(ts.latU, total), 'usec'));
+    out.push(...showLat(latPercents(ts.latM, total), 'msec'));
+    const run = ts.totalRunMs || 1;
+    out.push(
+      `  cpu          : usr=${f2((ts.usrMs * 100) / run)}%, sys=${f2((ts.sysMs * 100) / run)}%, ctx=${ts.ctx}, majf=${ts.majf}, minf=${ts.minf}`,
+    );
+    const io = dist(ts.depthMap, total);
+    out.push(
+      `  IO depths    : 1=${io[0]}%, 2=${io[1]}%, 4=${io[2]}%, 8=${io[3]}%, 16=${io[4]}%, 32=${io[5]}%, >=64=${io[6]}%`,
+    );
+    const sub = dist(ts.submitMap, ts.totalSubmit);
+    out.push(
+      `     submit    : 0=${sub[0]}%, 4=${sub[1]}%, 8=${sub[2]}%, 16=${sub[3]}%, 32=${sub[4]}%, 64=${sub[5]}%, >=64=${sub[6]}%`,
+    );
+    const com = dist(ts.completeMap, ts.totalComplete);
+    out.push(
+      `     complete  : 0=${com[0]}%, 4=${com[1]}%, 8=${com[2]}%, 16=${com[3]}%, 32=${com[4]}%, 64=${com[5]}%, >=64=${com[6]}%`,
+    );
+    out.push(
+      `     issued rwts: total=${ts.read.ios},${ts.write.ios},0,0 short=${ts.read.shortIos},${ts.write.shortIos},0,0 dropped=${ts.read.dropIos},${ts.write.dropIos},0,0`,
+    );
+    const depth = Number(job.options.iodepth ?? 1);
+    out.push(`     latency   : target=0, window=0, percentile=100.00%, depth=${depth}`);
+    if (r.extraNormal) out.push(...r.extraNormal(job));
+    out.push('');
+  }
+  out.push(`Run status group 0 (all jobs):`);
+  for (const dir of ['read', 'write'] as const) {
+    const g = aggs[dir];
+    if (!g.maxRun) continue;
+    out.push(
+      `${dir === 'read' ? '   READ' : '  WRITE'}: bw=${num2str(g.agg, 4, true, 'bytepersec')} (${num2str(g.agg, 4, false, 'bytepersec')}), ${num2str(g.minBw, 4, true, 'bytepersec')}-${num2str(g.maxBw, 4, true, 'bytepersec')} (${num2str(g.minBw, 4, false, 'bytepersec')}-${num2str(g.maxBw, 4, false, 'bytepersec')}), io=${num2str(g.bytes, 4, true, 'byte')} (${num2str(g.bytes, 4, false, 'byte')}), run=${Math.round(g.minRun)}-${Math.round(g.maxRun)}msec`,
+    );
+  }
+  if (r.disks.length) {
+    out.push('', 'Disk stats (read/write):');
+    for (const d of r.disks) {
+      const util = d.msec ? Math.min(100, (100 * d.ioTicks) / d.msec) : 0;
+      out.push(
+        `  ${d.name}: ios=${d.readIos}/${d.writeIos}, sectors=${d.readSectors}/${d.writeSectors}, merge=0/0, ticks=${Math.round(d.readTicks)}/${Math.round(d.writeTicks)}, in_queue=${Math.round(d.inQueue)}, util=${f2(util)}%`,
+      );
+    }
+  }
+  return out.join('\n') + '\n';
+}
+
+// ------------------------------------------------------------------------------------------------
+// JSON
+
+function latJson(s: Samples, plist: number[] | null, plus: boolean): Record<string, unknown> {
+  const o: Record<string, unknown> = {
+    min: s.n ? s.min : 0,
+    max: s.max,
+    mean: s.mean,
+    stddev: s.stdev,
+    N: s.n,
+  };
+  if (plist && s.n) {
+    const p: Record<string, number> = {};
+    for (const x of plist) p[x.toFixed(6)] = s.pct(x);
+    o.percentile = p;
+    if (plus) o.bins = Object.fromEntries(s.bins().map(([v, c]) => [String(v), c]));
+  }
+  return o;
+}
+
+function ddirJson(d: DirStats, plist: number[], plus: boolean, groupAgg: number): Record<string, unknown> {
+  const bwBytes = bwOf(d);
+  const perAgg =
+    d.bw.n && groupAgg > 1024 ? Math.min(100, (d.bw.mean * 100) / (groupAgg / 1024)) : d.bw.n ? 100 : 0;
+  return {
+    io_bytes: d.bytes,
+    io_kbytes: Math.floor(d.bytes / 1024),
+    bw_bytes: bwBytes,
+    bw: Math.floor(bwBytes / 1024),
+    iops: iopsOf(d),
+    runtime: Math.round(d.runtimeMs),
+    total_ios: d.ios,
+    short_ios: d.shortIos,
+    drop_ios: d.dropIos,
+    slat_ns: latJson(d.slat, null, plus),
+    clat_ns: latJson(d.clat, plist, plus),
+    lat_ns: latJson(d.lat, null, plus),
+    bw_min: d.bw.n ? d.bw.min : 0,
+    bw_max: d.bw.max,
+    bw_agg: perAgg,
+    bw_mean: d.bw.mean,
+    bw_dev: d.bw.stdev,
+    bw_samples: d.bw.n,
+    iops_min: d.iops.n ? d.iops.min : 0,
+    iops_max: d.iops.max,
+    iops_mean: d.iops.mean,
+    iops_stddev: d.iops.stdev,
+    iops_samples: d.iops.n,
+  };
+}
+
+function emptyDir(): Record<string, unknown> {
+  const zero = { min: 0, max: 0, mean: 0, stddev: 0, N: 0 };
+  return {
+    io_bytes: 0,
+    io_kbytes: 0,
+    bw_bytes: 0,
+    bw: 0,
+    iops: 0,
+    runtime: 0,
+    total_ios: 0,
+    short_ios: 0,
+    drop_ios: 0,
+    slat_ns: zero,
+    clat_ns: zero,
+    lat_ns: zero,
+    bw_min: 0,
+    bw_max: 0,
+    bw_agg: 0,
+    bw_mean: 0,
+    bw_dev: 0,
+    bw_samples: 0,
+    iops_min: 0,
+    iops_max: 0,
+    iops_mean: 0,
+    iops_stddev: 0,
+    iops_samples: 0,
+  };
+}
+
+function latMap(labels: string[], percents: number[]): Record<string, number> {
+  return Object.fromEntries(labels.map((l, i) => [l, percents[i]]));
+}
+
+export function renderJson(r: FioReport, plus = false): Record<string, unknown> {
+  const aggs = { read: groupAgg(r.jobs, 'read'), write: groupAgg(r.jobs, 'write') };
+  const jobs = r.jobs.map((job) => {
+    const ts = job.stats;
+    const total = ts.totalIos;
+    const run = ts.totalRunMs || 1;
+    const depthNames = ['1', '2', '4', '8', '16', '32', '>=64'];
+    const batchNames = ['0', '4', '8', '16', '32', '64', '>=64'];
+    const pcts = (m: number[], t: number) => m.map((c) => (t ? (c / t) * 100 : 0));
+    const o: Record<string, unknown> = {
+      jobname: ts.name,
+      groupid: ts.groupid,
+      job_start: Math.round(ts.jobStartMs),
+      error: ts.error,
+      eta: 0,
+      elapsed: Math.round(ts.totalRunMs / 1000),
+      'job options': job.options,
+      read: ts.read.ios ? ddirJson(ts.read, r.percentiles, plus, aggs.read.agg) : emptyDir(),
+      write: ts.write.ios ? ddirJson(ts.write, r.percentiles, plus, aggs.write.agg) : emptyDir(),
+      trim: emptyDir(),
+      sync: { total_ios: 0, lat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 } },
+      job_runtime: Math.round(ts.totalRunMs),
+      usr_cpu: (ts.usrMs * 100) / run,
+      sys_cpu: (ts.sysMs * 100) / run,
+      ctx: ts.ctx,
+      majf: ts.majf,
+      minf: ts.minf,
+      iodepth_level: Object.fromEntries(depthNames.map((n, i) => [n, pcts(ts.depthMap, total)[i]])),
+      iodepth_submit: Object.fromEntries(
+        batchNames.map((n, i) => [n, pcts(ts.submitMap, ts.totalSubmit)[i]]),
+      ),
+      iodepth_complete: Object.fromEntries(
+        batchNames.map((n, i) => [n, pcts(ts.completeMap, ts.totalComplete)[i]]),
+      ),
+      latency_ns: latMap(LAT_LABELS.slice(0, 10), latPercents(ts.latN, total)),
+      latency_us: latMap(LAT_LABELS.slice(0, 10), latPercents(ts.latU, total)),
+      latency_ms: latMap(LAT_LABELS, latPercents(ts.latM, total)),
+      latency_depth: Number(job.options.iodepth ?? 1),
+      latency_target: 0,
+      latency_percentile: 100,
+      latency_window: 0,
+    };
+    if (ts.verror) o.verror = ts.verror;
+    if (job.pvblk) o.pvblk = job.pvblk;
+    return o;
+  });
+  const d = new Date(r.timestampMs);
+  return {
+    'fio version': FIO_VERSION,
+    timestamp: Math.floor(r.timestampMs / 1000),
+    timestamp_ms: Math.round(r.timestampMs),
+    time: ctimeOf(d.getTime()),
+    jobs,
+    disk_util: r.disks.map((x) => ({
+      name: x.name,
+      read_ios: x.readIos,
+      write_ios: x.writeIos,
+      read_sectors: x.readSectors,
+      write_sectors: x.writeSectors,
+      read_merges: 0,
+      write_merges: 0,
+      read_ticks: Math.round(x.readTicks),
+      write_ticks: Math.round(x.writeTicks),
+      in_queue: Math.round(x.inQueue),
+      util: x.msec ? Math.min(100, (100 * x.ioTicks) / x.msec) : 0,
+    })),
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// terse, version 3
+
+const tf = (v: number): string => v.toFixed(6);
+
+function ddirTerse(d: DirStats, plist: number[], groupAgg: number): string {
+  const parts: string[] = [];
+  const runt = Math.round(d.runtimeMs);
+  const bwKiB = runt ? Math.floor(Math.floor((1000 * d.bytes) / runt) / 1024) : 0;
+  const iops = runt ? Math.floor((1000 * d.ios) / runt) : 0;
+  parts.push(String(Math.floor(d.bytes / 1024)), String(bwKiB), String(iops), String(runt));
+  const lat = (s: Samples) =>
+    s.n
+      ? [Math.floor(s.min / 1000), Math.floor(s.max / 1000), tf(s.mean / 1000), tf(s.stdev / 1000)].map(
+          String,
+        )
+      : ['0', '0', tf(0), tf(0)];
+  parts.push(...lat(d.slat), ...lat(d.clat));
+  for (let i = 0; i < 20; i++) {
+    if (i < plist.length && d.clat.n)
+      parts.push(`${tf(plist[i])}%=${Math.floor(d.clat.pct(plist[i]) / 1000)}`);
+    else parts.push('0%=0');
+  }
+  parts.push(...lat(d.lat));
+  if (d.bw.n) {
+    const perAgg = groupAgg ? Math.min(100, (d.bw.mean * 100) / (groupAgg / 1024)) : 100;
+    parts.push(String(d.bw.min), String(d.bw.max), `${tf(perAgg)}%`, tf(d.bw.mean), tf(d.bw.stdev));
+  } else {
+    parts.push('0', '0', `${tf(0)}%`, tf(0), tf(0));
+  }
+  return parts.join(';');
+}
+
+export function renderTerse(r: FioReport): string {
+  const aggs = { read: groupAgg(r.jobs, 'read'), write: groupAgg(r.jobs, 'write') };
+  const lines = r.jobs.map((job) => {
+    const ts = job.stats;
+    const total = ts.totalIos;
+    const run = ts.totalRunMs || 1;
+    const parts: string[] = [`3;${FIO_VERSION};${ts.name};${ts.groupid};${ts.error}`];
+    parts.push(ddirTerse(ts.read, r.percentiles, aggs.read.agg));
+    parts.push(ddirTerse(ts.write, r.percentiles, aggs.write.agg));
+    parts.push(
+      [
+        `${tf((ts.usrMs * 100) / run)}%`,
+        `${tf((ts.sysMs * 100) / run)}%`,
+        String(ts.ctx),
+        String(ts.majf),
+        String(ts.minf),
+      ].join(';'),
+    );
+    parts.push(
+      dist(ts.depthMap, total)
+        .map((p) => `${p}%`)
+        .join(';'),
+    );
+    // the microsecond row holds the nanosecond buckets in its first one (stat_calc_lat_nu)
+    const us = latPercents(ts.latU, total);
+    const ns = ts.latN.reduce((a, b) => a + b, 0);
+    if (total) us[0] += (100 * ns) / total;
+    parts.push(us.map((p) => `${f2(p)}%`).join(';'));
+    parts.push(
+      latPercents(ts.latM, total)
+        .map((p) => `${f2(p)}%`)
+        .join(';'),
+    );
+    for (const d of r.disks) {
+      const util = d.msec ? Math.min(100, (100 * d.ioTicks) / d.msec) : 0;
+      parts.push(
+        `${d.name};${d.readIos};${d.writeIos};0;0;${Math.round(d.readTicks)};${Math.round(d.writeTicks)};${Math.round(d.inQueue)};${f2(util)}%`,
+      );
+    }
+    return parts.join(';');
+  });
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,381 @@
+/**
+ * What fio accounts per job and per direction, kept the way fio keeps it so that its three outputs
+ * can be printed from it: exact min/max/mean/stdev (Welford, sample stdev as fio's calc_lat()), and
+ * the distribution in an HDR histogram (hdr-histogram-js, 3 significant digits) for percentiles —
+ * fio's own log-linear histogram has the same relative precision. Everything merges (numjobs with
+ * group_reporting, several guests in `pvblk bench`) and travels as JSON (`toRaw`/`fromRaw`), the
+ * histograms as HdrHistogram's compressed base64 form.
+ */
+import * as hdr from 'hdr-histogram-js';
+
+/** A latency (ns) or rate sample set: exact moments plus an HDR histogram. */
+export class Samples {
+  n = 0;
+  min = Infinity;
+  max = 0;
+  mean = 0;
+  /** Sum of squared deviations from the mean (Welford's M2). */
+  m2 = 0;
+  readonly hist: hdr.Histogram;
+
+  constructor(hist?: hdr.Histogram) {
+    this.hist =
+      hist ??
+      hdr.build({
+        lowestDiscernibleValue: 1,
+        highestTrackableValue: 2,
+        numberOfSignificantValueDigits: 3,
+        autoResize: true,
+        bitBucketSize: 32,
+        useWebAssembly: false,
+      });
+  }
+
+  add(v: number): void {
+    const x = Math.max(0, Math.round(v));
+    this.n++;
+    if (x < this.min) this.min = x;
+    if (x > this.max) this.max = x;
+    const d = x - this.mean;
+    this.mean += d / this.n;
+    this.m2 += d * (x - this.mean);
+    this.hist.recordValue(x);
+  }
+
+  merge(o: Samples): void {
+    if (o.n === 0) return;
+    const n = this.n + o.n;
+    const d = o.mean - this.mean;
+    this.m2 += o.m2 + (d * d * this.n * o.n) / n;
+    this.mean += (d * o.n) / n;
+    this.n = n;
+    this.min = Math.min(this.min, o.min);
+    this.max = Math.max(this.max, o.max);
+    this.hist.add(o.hist);
+  }
+
+  /** Sample standard deviation, as fio's calc_lat(). */
+  get stdev(): number {
+    return this.n > 1 ? Math.sqrt(this.m2 / (this.n - 1)) : 0;
+  }
+
+  /** The value at percentile p (0-100), clamped to the exact extremes. */
+  pct(p: number): number {
+    if (this.n === 0) return 0;
+    return Math.min(this.max, Math.max(this.min, this.hist.getValueAtPercentile(p)));
+  }
+
+  /** (value, count) of every recorded bucket, lowest first: fio's json+ bins, and the CDF plots. */
+  bins(): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    const it = (this.hist as hdr.JsHistogram).recordedValuesIterator;
+    it.reset();
+    while (it.hasNext()) {
+      const v = it.next();
+      out.push([v.valueIteratedTo, v.countAtValueIteratedTo]);
+    }
+    return out;
+  }
+
+  toRaw(): RawSamples {
+    return {
+      n: this.n,
+      min: this.n ? this.min : 0,
+      max: this.max,
+      mean: this.mean,
+      m2: this.m2,
+      hdr: this.n ? hdr.encodeIntoCompressedBase64(this.hist) : '',
+    };
+  }
+
+  static fromRaw(r: RawSamples): Samples {
+    const s = new Samples(r.hdr ? hdr.decodeFromCompressedBase64(r.hdr, 32, false) : undefined);
+    s.n = r.n;
+    s.min = r.n ? r.min : Infinity;
+    s.max = r.max;
+    s.mean = r.mean;
+    s.m2 = r.m2;
+    return s;
+  }
+}
+
+export interface RawSamples {
+  n: number;
+  min: number;
+  max: number;
+  mean: number;
+  m2: number;
+  hdr: string;
+}
+
+/** One direction (read or write) of a job: fio's per-ddir fields. */
+export class DirStats {
+  ios = 0;
+  bytes = 0;
+  shortIos = 0;
+  dropIos = 0;
+  /** Milliseconds this direction ran (fio's ts->runtime[ddir]). */
+  runtimeMs = 0;
+  readonly slat = new Samples();
+  readonly clat = new Samples();
+  readonly lat = new Samples();
+  /** KiB/s per averaging window (fio's bw_avg_time, 500 ms). */
+  readonly bw = new Samples();
+  readonly iops = new Samples();
+
+  merge(o: DirStats): void {
+    this.ios += o.ios;
+    this.bytes += o.bytes;
+    this.shortIos += o.shortIos;
+    this.dropIos += o.dropIos;
+    this.runtimeMs = Math.max(this.runtimeMs, o.runtimeMs);
+    this.slat.merge(o.slat);
+    this.clat.merge(o.clat);
+    this.lat.merge(o.lat);
+    this.bw.merge(o.bw);
+    this.iops.merge(o.iops);
+  }
+
+  toRaw(): RawDir {
+    return {
+      ios: this.ios,
+      bytes: this.bytes,
+      shortIos: this.shortIos,
+      dropIos: this.dropIos,
+      runtimeMs: this.runtimeMs,
+      slat: this.slat.toRaw(),
+      clat: this.clat.toRaw(),
+      lat: this.lat.toRaw(),
+      bw: this.bw.toRaw(),
+      iops: this.iops.toRaw(),
+    };
+  }
+
+  static fromRaw(r: RawDir): DirStats {
+    const d = new DirStats();
+    d.ios = r.ios;
+    d.bytes = r.bytes;
+    d.shortIos = r.shortIos;
+    d.dropIos = r.dropIos;
+    d.runtimeMs = r.runtimeMs;
+    for (const k of ['slat', 'clat', 'lat', 'bw', 'iops'] as const) d[k].merge(Samples.fromRaw(r[k]));
+    return d;
+  }
+}
+
+export interface RawDir {
+  ios: number;
+  bytes: number;
+  shortIos: number;
+  dropIos: number;
+  runtimeMs: number;
+  slat: RawSamples;
+  clat: RawSamples;
+  lat: RawSamples;
+  bw: RawSamples;
+  iops: RawSamples;
+}
+
+/** fio's io_u_dist buckets: queue depth at issue (1, 2, 4, 8, 16, 32, >=64). */
+export function depthBucket(depth: number): number {
+  if (depth <= 1) return 0;
+  return Math.min(6, Math.floor(Math.log2(depth)));
+}
+
+/** fio's submit/complete buckets: ios per submission or reap (0, 4, 8, 16, 32, 64, >=64). */
+export function batchBucket(n: number): number {
+  if (n <= 0) return 0;
+  if (n <= 4) return 1;
+  if (n <= 8) return 2;
+  if (n <= 16) return 3;
+  if (n <= 32) return 4;
+  if (n <= 64) return 5;
+  return 6;
+}
+
+/** fio's latency buckets (io_u_lat_n/u/m): index of the first range a latency lies below. */
+const LAT_EDGES = [2, 4, 10, 20, 50, 100, 250, 500, 750, 1000];
+export function latBuckets(ns: number): { unit: 'n' | 'u' | 'm'; idx: number } {
+  if (ns < 1000) return { unit: 'n', idx: LAT_EDGES.findIndex((e) => ns < e) };
+  const us = ns / 1000;
+  if (us < 1000) return { unit: 'u', idx: LAT_EDGES.findIndex((e) => us < e) };
+  const ms = us / 1000;
+  const m = [...LAT_EDGES, 2000].findIndex((e) => ms < e);
+  return { unit: 'm', idx: m < 0 ? 11 : m };
+}
+
+/** blkfront's counters of one device over a whole fio command (pvblk's own, not fio's). */
+export interface DeviceCounters {
+  name: string;
+  /** Ring requests blkfront put on its rings. */
+  requests: number;
+  completions: number;
+  /** Notifications received by the guest (blkfront's upcalls). */
+  upcalls: number;
+  /** Grant operations by blkfront (grant_foreign_access). */
+  grants: number;
+}
+
+/** The block device's counters over the job, for fio's "Disk stats" lines. */
+export interface DiskUtil {
+  name: string;
+  readIos: number;
+  writeIos: number;
+  readSectors: number;
+  writeSectors: number;
+  readTicks: number;
+  writeTicks: number;
+  inQueue: number;
+  ioTicks: number;
+  msec: number;
+}
+
+export class JobStats {
+  error = 0;
+  verror = '';
+  members = 1;
+  jobStartMs = 0;
+  /** Wall time of the job, ms (fio's total_run_time). */
+  totalRunMs = 0;
+  usrMs = 0;
+  sysMs = 0;
+  ctx = 0;
+  majf = 0;
+  minf = 0;
+  readonly read = new DirStats();
+  readonly write = new DirStats();
+  readonly depthMap = new Array<number>(7).fill(0);
+  readonly submitMap = new Array<number>(7).fill(0);
+  readonly completeMap = new Array<number>(7).fill(0);
+  totalSubmit = 0;
+  totalComplete = 0;
+  readonly latN = new Array<number>(10).fill(0);
+  readonly latU = new Array<number>(10).fill(0);
+  readonly latM = new Array<number>(12).fill(0);
+  /** Requests on the device's rings right after each I/O was pushed (pvblk's own). */
+  readonly ringOccupancy = new Samples();
+
+  constructor(
+    public name: string,
+    public groupid = 0,
+  ) {}
+
+  get totalIos(): number {
+    return this.read.ios + this.write.ios;
+  }
+
+  markLatency(ns: number): void {
+    const b = latBuckets(ns);
+    (b.unit === 'n' ? this.latN : b.unit === 'u' ? this.latU : this.latM)[b.idx]++;
+  }
+
+  merge(o: JobStats): void {
+    this.members += o.members;
+    if (!this.error && o.error) {
+      this.error = o.error;
+      this.verror = o.verror;
+    }
+    this.jobStartMs = this.jobStartMs ? Math.min(this.jobStartMs, o.jobStartMs) : o.jobStartMs;
+    this.totalRunMs = Math.max(this.totalRunMs, o.totalRunMs);
+    this.usrMs += o.usrMs;
+    this.sysMs += o.sysMs;
+    this.ctx += o.ctx;
+    this.majf += o.majf;
+    this.minf += o.minf;
+    this.read.merge(o.read);
+    this.write.merge(o.write);
+    for (let i = 0; i < 7; i++) {
+      this.depthMap[i] += o.depthMap[i];
+      this.submitMap[i] += o.submitMap[i];
+      this.completeMap[i] += o.completeMap[i];
+    }
+    this.totalSubmit += o.totalSubmit;
+    this.totalComplete += o.totalComplete;
+    for (let i = 0; i < 10; i++) {
+      this.latN[i] += o.latN[i];
+      this.latU[i] += o.latU[i];
+    }
+    for (let i = 0; i < 12; i++) this.latM[i] += o.latM[i];
+    this.ringOccupancy.merge(o.ringOccupancy);
+  }
+
+  toRaw(): RawJob {
+    return {
+      name: this.name,
+      groupid: this.groupid,
+      error: this.error,
+      verror: this.verror,
+      members: this.members,
+      jobStartMs: this.jobStartMs,
+      totalRunMs: this.totalRunMs,
+      usrMs: this.usrMs,
+      sysMs: this.sysMs,
+      ctx: this.ctx,
+      majf: this.majf,
+      minf: this.minf,
+      read: this.read.toRaw(),
+      write: this.write.toRaw(),
+      depthMap: [...this.depthMap],
+      submitMap: [...this.submitMap],
+      completeMap: [...this.completeMap],
+      totalSubmit: this.totalSubmit,
+      totalComplete: this.totalComplete,
+      latN: [...this.latN],
+      latU: [...this.latU],
+      latM: [...this.latM],
+      ringOccupancy: this.ringOccupancy.toRaw(),
+    };
+  }
+
+  static fromRaw(r: RawJob): JobStats {
+    const j = new JobStats(r.name, r.groupid);
+    j.error = r.error;
+    j.verror = r.verror;
+    j.members = r.members;
+    j.jobStartMs = r.jobStartMs;
+    j.totalRunMs = r.totalRunMs;
+    j.usrMs = r.usrMs;
+    j.sysMs = r.sysMs;
+    j.ctx = r.ctx;
+    j.majf = r.majf;
+    j.minf = r.minf;
+    j.read.merge(DirStats.fromRaw(r.read));
+    j.write.merge(DirStats.fromRaw(r.write));
+    r.depthMap.forEach((v, i) => (j.depthMap[i] = v));
+    r.submitMap.forEach((v, i) => (j.submitMap[i] = v));
+    r.completeMap.forEach((v, i) => (j.completeMap[i] = v));
+    j.totalSubmit = r.totalSubmit;
+    j.totalComplete = r.totalComplete;
+    r.latN.forEach((v, i) => (j.latN[i] = v));
+    r.latU.forEach((v, i) => (j.latU[i] = v));
+    r.latM.forEach((v, i) => (j.latM[i] = v));
+    j.ringOccupancy.merge(Samples.fromRaw(r.ringOccupancy));
+    return j;
+  }
+}
+
+export interface RawJob {
+  name: string;
+  groupid: number;
+  error: number;
+  verror: string;
+  members: number;
+  jobStartMs: number;
+  totalRunMs: number;
+  usrMs: number;
+  sysMs: number;
+  ctx: number;
+  majf: number;
+  minf: number;
+  read: RawDir;
+  write: RawDir;
+  depthMap: number[];
+  submitMap: number[];
+  completeMap: number[];
+  totalSubmit: number;
+  totalComplete: number;
+  latN: number[];
+  latU: number[];
+  latM: number[];
+  ringOccupancy: RawSamples;
+}

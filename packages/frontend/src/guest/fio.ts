@@ -1,0 +1,359 @@
+/**
+ * `fio` inside a guest: fio's command-line jobs run against the guest's block devices, with fio's
+ * outputs (normal, json, json+, terse) and its live ETA line. Like fio in a VM, it sees only what a
+ * guest sees: its own requests, latencies and blkfront's counters; the broker's and the backend's side
+ * are `pvblk bench`'s business (it runs this command in each guest and adds them).
+ *
+ *   pvblk guest fio --name=randw --rw=randwrite --bs=4k --iodepth=32 --direct=1 --size=4m
+ */
+import { num2str, renderJson, renderNormal, renderTerse, type FioReportJob } from './fio-report.ts';
+import {
+  checkJob,
+  checkJobAgainstDevice,
+  FIO_VERSION,
+  FioUsageError,
+  fioTakesValue,
+  parseFioOptions,
+  splitOptions,
+  type FioCommandLine,
+  type FioJob,
+} from './fio-options.ts';
+import { diskDelta, diskSnapshot, frontDelta, frontSnapshot, Worker } from './fio-engine.ts';
+import { JobStats, type DeviceCounters } from './fio-stats.ts';
+import type { GuestDisk, GuestRuntime } from './toolbox.ts';
+import type { CommandIo, GuestCommand } from './vfs.ts';
+
+/**
+ * Options of `pvblk bench` that configure the stack (name → whether it takes a value): meaningless
+ * inside a running guest, refused there with a message saying so.
+ */
+export const PVBLK_STACK_OPTIONS: Readonly<Record<string, boolean>> = {
+  pi: false,
+  disk: true,
+  persistent: false,
+  'no-persistent': false,
+  'data-path': true,
+  'indirect-segments': true,
+  'ring-page-order': true,
+  queues: true,
+  guests: true,
+  baseline: false,
+  plot: true,
+  sweep: true,
+  trace: false,
+};
+
+/** pvblk's own option of the guest's fio: include the raw statistics (HDR histograms) for tools. */
+const RAW_OPTION = 'pvblk_raw';
+
+export const FIO_USAGE = `usage: fio --name=<job> [options] [--name=<job> [options] …]
+job options (fio's names and syntax; --opt=value or --opt value):
+  --filename=/dev/xvda   --rw=read|write|randread|randwrite|rw|randrw   --rwmixread=50
+  --bs=4k   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0
+  --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
+  --ioengine=libaio|io_uring|psync|sync   --verify=none|crc32c|md5   --do_verify=1   --verify_only
+  --randseed=<n>   --randrepeat=1   --group_reporting   --percentile_list=1:5:…:99.99
+  --output-format=normal|json|json+|terse   --eta=auto|always|never
+`;
+
+/** fio's job line at startup, for the normal output. */
+export function jobBanner(job: FioJob): string {
+  const b = num2str(job.bs, 4, true, 'byte');
+  return `${job.name}: (g=0): rw=${job.rw}, bs=(R) ${b}-${b}, (W) ${b}-${b}, (T) ${b}-${b}, ioengine=${job.ioengine}, iodepth=${job.iodepth}`;
+}
+
+/** fio's banner before the run: job lines, version, "Starting N processes". */
+export function runBanner(jobs: FioJob[]): string[] {
+  const out: string[] = [];
+  for (const j of jobs) {
+    out.push(jobBanner(j));
+    if (j.numjobs > 1) out.push('...');
+  }
+  const n = jobs.reduce((a, j) => a + j.numjobs, 0);
+  out.push(FIO_VERSION, `Starting ${n} process${n === 1 ? '' : 'es'}`);
+  return out;
+}
+
+/** eta_to_str(). */
+export function etaToStr(sec: number | null): string {
+  if (sec === null || !Number.isFinite(sec)) return '--';
+  let s = Math.max(0, Math.round(sec));
+  const d = Math.floor(s / 86400);
+  s -= d * 86400;
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  const p2 = (v: number) => String(v).padStart(2, '0');
+  return `${d ? `${p2(d)}d:` : ''}${h || d ? `${p2(h)}h:` : ''}${p2(m)}m:${p2(s)}s`;
+}
+
+/** fio's condensed run string: runs of one state as `w(4)`. */
+export function condensedRunStr(states: string[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < states.length;) {
+    let j = i;
+    while (j < states.length && states[j] === states[i]) j++;
+    out.push(`${states[i]}(${j - i})`);
+    i = j;
+  }
+  return out.join(',');
+}
+
+/** The ETA line fio redraws once a second (display_thread_status()). */
+export function etaLine(p: {
+  running: number;
+  states: string[];
+  done: number | null;
+  eta: number | null;
+  rB: number;
+  wB: number;
+  rI: number;
+  wI: number;
+}): string {
+  const perc = p.done === null ? '-.-%' : `${(p.done * 100).toFixed(1)}%`;
+  let rates = '';
+  const has = { r: p.rB > 0 || p.rI > 0, w: p.wB > 0 || p.wI > 0 };
+  if (has.r || has.w) {
+    const bw = [
+      has.r ? `r=${num2str(p.rB, 4, true, 'bytepersec')}` : '',
+      has.w ? `w=${num2str(p.wB, 4, true, 'bytepersec')}` : '',
+    ]
+      .filter(Boolean)
+      .join(',');
+    const io = [
+      has.r ? `r=${num2str(p.rI, 4, false, 'none')}` : '',
+      has.w ? `w=${num2str(p.wI, 4, false, 'none')}` : '',
+    ]
+      .filter(Boolean)
+      .join(',');
+    rates = `[${bw}][${io} IOPS]`;
+  }
+  return `Jobs: ${p.running} (f=${p.running}): [${condensedRunStr(p.states)}][${perc}]${rates}[eta ${etaToStr(p.eta)}]`;
+}
+
+function findDisk(rt: GuestRuntime, path: string | null): GuestDisk | undefined {
+  if (path === null) return rt.disks[0];
+  return rt.disks.find((d) => `/dev/${d.name}` === path || d.name === path);
+}
+
+/** Parses the guest fio's argv (without argv[0]); throws FioUsageError. */
+export function parseGuestFio(args: string[]): { cl: FioCommandLine; raw: boolean } {
+  let raw = false;
+  const opts = splitOptions('fio', args, (n) => fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true);
+  const cl = parseFioOptions(
+    opts,
+    (o) => {
+      if (o.name === RAW_OPTION) {
+        raw = o.value === null || o.value === '1';
+        return true;
+      }
+      if (Object.hasOwn(PVBLK_STACK_OPTIONS, o.name)) {
+        throw new FioUsageError([
+          `fio: option '--${o.name}' configures the stack of \`pvblk bench\`; a running guest cannot change it`,
+        ]);
+      }
+      return false;
+    },
+    [],
+  );
+  for (const j of cl.jobs) checkJob(j);
+  return { cl, raw };
+}
+
+/** The guest command. */
+export function fioCommand(rt: GuestRuntime): GuestCommand {
+  return async (argv, io) => {
+    if (argv.length === 1 || argv.includes('--help') || argv.includes('-h')) {
+      (argv.length === 1 ? io.stderr : io.stdout)(FIO_USAGE);
+      return argv.length === 1 ? 1 : 0;
+    }
+    let parsed: { cl: FioCommandLine; raw: boolean };
+    const targets = new Map<FioJob, GuestDisk>();
+    try {
+      parsed = parseGuestFio(argv.slice(1));
+      for (const j of parsed.cl.jobs) {
+        const disk = findDisk(rt, j.filename);
+        if (!disk) {
+          throw new FioUsageError([
+            j.filename === null
+              ? 'fio: this guest has no block device'
+              : `fio: ${j.filename}: not a block device of this guest (${rt.disks.map((d) => `/dev/${d.name}`).join(', ') || 'none'})`,
+          ]);
+        }
+        checkJobAgainstDevice(j, {
+          path: `/dev/${disk.name}`,
+          bytes: disk.queue.capacity() * 512,
+          logicalBlockSize: disk.queue.limits().logicalBlockSize,
+        });
+        if (j.rw !== 'read' && j.rw !== 'randread' && disk.front.readOnly) {
+          throw new FioUsageError([`fio: /dev/${disk.name} is read-only: it cannot be written`]);
+        }
+        targets.set(j, disk);
+      }
+    } catch (e) {
+      if (e instanceof FioUsageError) {
+        io.stderr(e.lines.join('\n') + '\n');
+        return 1;
+      }
+      throw e;
+    }
+    return runFio(rt, parsed.cl, targets, io, parsed.raw);
+  };
+}
+
+async function runFio(
+  rt: GuestRuntime,
+  cl: FioCommandLine,
+  targets: Map<FioJob, GuestDisk>,
+  io: CommandIo,
+  raw: boolean,
+): Promise<number> {
+  const fmt = cl.global.outputFormat;
+  if (fmt === 'normal') io.stdout(runBanner(cl.jobs).join('\n') + '\n');
+  const workers: Worker[] = [];
+  let index = 0;
+  for (const j of cl.jobs) {
+    for (let k = 0; k < j.numjobs; k++) {
+      workers.push(
+        new Worker(
+          j,
+          index++,
+          { path: `/dev/${targets.get(j)!.name}`, disk: targets.get(j)!, vfs: rt.vfs },
+          io,
+        ),
+      );
+    }
+  }
+  const disks = [...new Set(targets.values())];
+  const before = disks.map((d) => diskSnapshot(d));
+  const front0 = disks.map((d) => frontSnapshot(d));
+  const cpu0 = process.cpuUsage();
+  const ru0 = process.resourceUsage();
+  const tStart = Date.now();
+  const opened = await Promise.all(workers.map((w) => w.open()));
+  const onAbort = () => workers.forEach((w) => w.stop());
+  io.signal.addEventListener('abort', onAbort);
+  const showEta = cl.global.eta === 'always';
+  let etaTimer: NodeJS.Timeout | null = null;
+  if (showEta) {
+    etaTimer = setInterval(() => {
+      const ps = workers.map((w) => w.progress());
+      const running = workers.filter((w) => w.state !== '_' && w.state !== 'P').length;
+      const known = ps.filter((p) => p.done !== null);
+      io.stdout(
+        etaLine({
+          running,
+          states: workers.map((w) => w.state),
+          done: known.length ? Math.min(...known.map((p) => p.done!)) : null,
+          eta: known.length ? Math.max(...known.map((p) => p.eta ?? 0)) : null,
+          rB: ps.reduce((a, p) => a + p.rB, 0),
+          wB: ps.reduce((a, p) => a + p.wB, 0),
+          rI: ps.reduce((a, p) => a + p.rI, 0),
+          wI: ps.reduce((a, p) => a + p.wI, 0),
+        }) + '\r',
+      );
+    }, 1000);
+  }
+  try {
+    await Promise.all(
+      workers.map(async (w, i) => {
+        if (!opened[i]) return;
+        if (!w.job.verifyOnly) await w.run();
+        await w.verify();
+        await w.close();
+      }),
+    );
+  } finally {
+    if (etaTimer) {
+      clearInterval(etaTimer);
+      io.stdout('\n');
+    }
+    io.signal.removeEventListener('abort', onAbort);
+  }
+  const cpu = process.cpuUsage(cpu0);
+  const ru = process.resourceUsage();
+  const n = workers.length;
+  for (const w of workers) {
+    w.stats.jobStartMs = tStart;
+    w.stats.usrMs = cpu.user / 1000 / n;
+    w.stats.sysMs = cpu.system / 1000 / n;
+    w.stats.ctx = Math.round(
+      (ru.voluntaryContextSwitches -
+        ru0.voluntaryContextSwitches +
+        ru.involuntaryContextSwitches -
+        ru0.involuntaryContextSwitches) /
+        n,
+    );
+    w.stats.majf = Math.round((ru.majorPageFault - ru0.majorPageFault) / n);
+    w.stats.minf = Math.round((ru.minorPageFault - ru0.minorPageFault) / n);
+  }
+  const after = disks.map((d) => diskSnapshot(d));
+  const devices = disks.map((d, i) => frontDelta(front0[i], frontSnapshot(d)));
+  const report = {
+    jobs: reportJobs(workers, cl, raw),
+    disks: before.map((b, i) => diskDelta(b, after[i])),
+    percentiles: cl.global.percentileList,
+    timestampMs: Date.now(),
+    pid: process.pid,
+  };
+  if (fmt === 'json' || fmt === 'json+') {
+    const json = renderJson(report, fmt === 'json+');
+    json.pvblk = { devices: devices.map(deviceJson) };
+    io.stdout(JSON.stringify(json, null, 2) + '\n');
+  } else if (fmt === 'terse') io.stdout(renderTerse(report));
+  else {
+    io.stdout('\n' + renderNormal(report));
+    for (const d of devices) {
+      io.stdout(
+        `  ${d.name} (blkfront): ring requests=${d.requests}, notifications received=${d.upcalls} (${(d.requests ? d.upcalls / d.requests : 0).toFixed(3)}/request), grant operations=${d.grants}\n`,
+      );
+    }
+  }
+  const failed = workers.find((w) => w.stats.error);
+  if (failed) {
+    io.stderr(`fio: pid=${process.pid}, err=${failed.stats.error}/${failed.stats.verror}\n`);
+    return 1;
+  }
+  return io.signal.aborted ? 130 : 0;
+}
+
+/** blkfront's counters of a device over the command, with the per-request ratios. */
+export function deviceJson(d: DeviceCounters): Record<string, number | string> {
+  return {
+    name: d.name,
+    ring_requests: d.requests,
+    completions: d.completions,
+    notifications_received: d.upcalls,
+    notifications_received_per_request: d.requests ? d.upcalls / d.requests : 0,
+    grant_operations: d.grants,
+  };
+}
+
+/** Jobs for the report: one per worker, or one per job with group_reporting. */
+function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioReportJob[] {
+  const pvblkOf = (s: JobStats): Record<string, unknown> => {
+    const occ = s.ringOccupancy;
+    const o: Record<string, unknown> = {
+      ring_occupancy: { samples: occ.n, mean: occ.mean, max: occ.max, p50: occ.pct(50), p99: occ.pct(99) },
+    };
+    if (raw) o.raw = s.toRaw();
+    return o;
+  };
+  if (cl.global.groupReporting) {
+    const out: FioReportJob[] = [];
+    cl.jobs.forEach((j, ji) => {
+      const ws = workers.filter((w) => w.job === j);
+      const merged = new JobStats(j.name);
+      merged.members = 0;
+      for (const w of ws) merged.merge(w.stats);
+      out.push({ stats: merged, options: cl.given[ji], pvblk: pvblkOf(merged) });
+    });
+    return out;
+  }
+  return workers.map((w) => ({
+    stats: w.stats,
+    options: cl.given[cl.jobs.indexOf(w.job)],
+    pvblk: pvblkOf(w.stats),
+  }));
+}

@@ -1,0 +1,312 @@
+/**
+ * The guest fio's parts against fio's own definitions: option syntax and messages (fio's parse.c and
+ * init.c), verify headers and checksums (verify.c, the CRC-32C check value), num2str (lib/num2str.c),
+ * the percentile block and the terse v3 field list (stat.c), JSON keys (stat.c's json output).
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  checkJob,
+  checkJobAgainstDevice,
+  FioUsageError,
+  fioTakesValue,
+  parseFioOptions,
+  splitOptions,
+} from '../src/guest/fio-options.ts';
+import { checkVerifyBlock, crc32c, fillVerifyBlock } from '../src/guest/fio-verify.ts';
+import { JobStats, Samples, depthBucket, latBuckets } from '../src/guest/fio-stats.ts';
+import { num2str, renderJson, renderNormal, renderTerse, type FioReport } from '../src/guest/fio-report.ts';
+import { condensedRunStr, etaLine, etaToStr, parseGuestFio } from '../src/guest/fio.ts';
+
+function parse(args: string[]) {
+  return parseFioOptions(splitOptions('fio', args, fioTakesValue));
+}
+
+function usage(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof FioUsageError) return e.lines;
+    throw e;
+  }
+  throw new Error('no usage error');
+}
+
+describe('fio options', () => {
+  it('takes --opt=value and --opt value alike, with fio units', () => {
+    const a = parse([
+      '--name=j',
+      '--rw=randwrite',
+      '--bs=4k',
+      '--iodepth=32',
+      '--size=1m',
+      '--runtime=2s',
+      '--time_based',
+    ]);
+    const b = parse([
+      '--name',
+      'j',
+      '--rw',
+      'randwrite',
+      '--bs',
+      '4KiB',
+      '--iodepth',
+      '32',
+      '--size',
+      '1024k',
+      '--runtime',
+      '2000ms',
+      '--time_based',
+    ]);
+    for (const cl of [a, b]) {
+      expect(cl.jobs).toHaveLength(1);
+      expect(cl.jobs[0]).toMatchObject({
+        name: 'j',
+        rw: 'randwrite',
+        bs: 4096,
+        iodepth: 32,
+        size: 1048576,
+        runtime: 2000,
+        timeBased: true,
+      });
+    }
+  });
+
+  it('applies options before the first --name to every job, and each --name starts a job', () => {
+    const cl = parse([
+      '--bs=8k',
+      '--direct=1',
+      '--name=a',
+      '--rw=read',
+      '--name=b',
+      '--rw=write',
+      '--iodepth=4',
+    ]);
+    expect(cl.jobs.map((j) => [j.name, j.rw, j.bs, j.direct, j.iodepth])).toEqual([
+      ['a', 'read', 8192, true, 1],
+      ['b', 'write', 8192, true, 4],
+    ]);
+    expect(cl.given[1]).toEqual({ bs: '8k', direct: '1', name: 'b', rw: 'write', iodepth: '4' });
+  });
+
+  it('refuses what fio refuses, in its words', () => {
+    expect(usage(() => parse(['--name=j', '--iodepth=0']))).toEqual([
+      'iodepth: min value out of range: 0 (1 min)',
+      'fio: failed parsing iodepth=0',
+    ]);
+    expect(usage(() => parse(['--name=j', '--iodeph=4']))).toEqual([
+      "fio: unrecognized option '--iodeph=4'",
+      'Did you mean iodepth?',
+    ]);
+    const rw = usage(() => parse(['--name=j', '--rw=bogus']));
+    expect(rw[0]).toBe('        valid values: read       Sequential read');
+    expect(rw[rw.length - 1]).toBe('fio: failed parsing rw=bogus');
+    expect(usage(() => parse(['--rw=read']))[0]).toBe('No job(s) defined');
+    expect(usage(() => parse(['--name=j', '--bs']))).toEqual([
+      'Option bs requires an argument',
+      'fio: failed parsing bs',
+    ]);
+    expect(usage(() => parse(['--name=j', 'jobfile.fio']))[0]).toMatch(/job files are not supported/);
+    expect(usage(() => checkJob(parse(['--name=j', '--time_based']).jobs[0]))).toEqual([
+      'fio: j: time_based needs a runtime (--runtime=<seconds>)',
+    ]);
+  });
+
+  it('checks a job against the device it runs on', () => {
+    const dev = { path: '/dev/xvda', bytes: 8 << 20, logicalBlockSize: 512 };
+    expect(usage(() => checkJobAgainstDevice(parse(['--name=j', '--bs=1000']).jobs[0], dev))).toEqual([
+      'fio: bs=1000 is not a multiple of the logical block size of /dev/xvda (512)',
+    ]);
+    expect(usage(() => checkJobAgainstDevice(parse(['--name=j', '--size=16m']).jobs[0], dev))).toEqual([
+      'fio: offset=0 size=16777216 goes past the end of /dev/xvda (8388608 bytes)',
+    ]);
+    expect(
+      usage(() => checkJobAgainstDevice(parse(['--name=j', '--size=2k', '--bs=4k']).jobs[0], dev)),
+    ).toEqual(['fio: size too small, must not be less than minimum block size: 2048 < 4096']);
+    expect(() => checkJobAgainstDevice(parse(['--name=j', '--size=8m']).jobs[0], dev)).not.toThrow();
+  });
+
+  it("refuses pvblk bench's stack options inside a guest", () => {
+    expect(usage(() => parseGuestFio(['--name=j', '--queues=4']))).toEqual([
+      "fio: option '--queues' configures the stack of `pvblk bench`; a running guest cannot change it",
+    ]);
+    expect(usage(() => parseGuestFio(['--name=j', '--pi']))[0]).toMatch(/option '--pi' configures the stack/);
+  });
+});
+
+describe('fio verify', () => {
+  it('computes CRC-32C (check value of "123456789" is e3069283)', () => {
+    expect(crc32c(Buffer.from('123456789')).toString(16)).toBe('e3069283');
+    expect(crc32c(Buffer.alloc(0))).toBe(0);
+  });
+
+  it("writes fio's header and finds a flipped bit with fio's message", () => {
+    for (const kind of ['crc32c', 'md5'] as const) {
+      const b = Buffer.alloc(4096);
+      fillVerifyBlock(kind, b, { offset: 8192, seed: 7, numberio: 3, thread: 0 });
+      expect(b.readUInt16LE(0)).toBe(0xacca);
+      expect(b[2]).toBe(0x81);
+      expect(b.readUInt32LE(4)).toBe(4096);
+      expect(Number(b.readBigUInt64LE(16))).toBe(8192);
+      expect(checkVerifyBlock(kind, b, '/dev/xvda', 8192)).toBeNull();
+      const bad = Buffer.from(b);
+      bad[1000] ^= 0x10;
+      const lines = checkVerifyBlock(kind, bad, '/dev/xvda', 8192)!;
+      expect(lines[0]).toBe(
+        `${kind}: verify failed at file /dev/xvda offset 8192, length 4096 (requested block: offset=8192, length=4096, flags=88)`,
+      );
+      expect(lines[1]).toMatch(/^ {7}Expected CRC: [0-9a-f]+$/);
+      expect(lines[2]).toMatch(/^ {7}Received CRC: [0-9a-f]+$/);
+      // a block written for another offset (a misdirected write) fails on its header
+      expect(checkVerifyBlock(kind, b, '/dev/xvda', 4096)![0]).toBe(
+        'verify: bad header offset 8192, wanted 4096 at file /dev/xvda offset 4096, length 4096 (requested block: offset=4096, length=4096)',
+      );
+      expect(checkVerifyBlock(kind, Buffer.alloc(4096), '/dev/xvda', 0)![0]).toMatch(
+        /^verify: bad magic header 0, wanted acca at file \/dev\/xvda offset 0/,
+      );
+    }
+  });
+});
+
+describe('fio statistics and output', () => {
+  it('formats numbers like num2str', () => {
+    expect(num2str(4096, 4, true, 'byte')).toBe('4096B');
+    expect(num2str(131072, 4, true, 'byte')).toBe('128KiB');
+    expect(num2str(20123, 4, false, 'none')).toBe('20.1k');
+    expect(num2str(1048576 * 19.6, 4, true, 'bytepersec')).toBe('19.6MiB/s');
+    expect(num2str(999, 4, false, 'none')).toBe('999');
+    expect(num2str(123456, 6, false, 'none')).toBe('123456');
+    expect(num2str(1234567, 6, false, 'none')).toBe('1234.6k');
+  });
+
+  it('buckets depth and latency as fio', () => {
+    expect([1, 2, 3, 4, 7, 8, 16, 31, 32, 63, 64, 500].map(depthBucket)).toEqual([
+      0, 1, 1, 2, 2, 3, 4, 4, 5, 5, 6, 6,
+    ]);
+    expect(latBuckets(1500)).toEqual({ unit: 'u', idx: 0 });
+    expect(latBuckets(250_000)).toEqual({ unit: 'u', idx: 7 });
+    expect(latBuckets(2_500_000_000)).toEqual({ unit: 'm', idx: 11 });
+  });
+
+  it('merges and round-trips samples exactly (moments) and by histogram (percentiles)', () => {
+    const a = new Samples();
+    const b = new Samples();
+    const all = new Samples();
+    for (let i = 1; i <= 1000; i++) {
+      (i % 3 ? a : b).add(i * 1000);
+      all.add(i * 1000);
+    }
+    a.merge(b);
+    expect(a.n).toBe(1000);
+    expect(a.mean).toBeCloseTo(all.mean, 6);
+    expect(a.stdev).toBeCloseTo(all.stdev, 6);
+    expect(a.min).toBe(1000);
+    expect(a.max).toBe(1_000_000);
+    const back = Samples.fromRaw(JSON.parse(JSON.stringify(a.toRaw())));
+    expect(back.pct(50)).toBe(a.pct(50));
+    expect(Math.abs(back.pct(50) - 500_000) / 500_000).toBeLessThan(0.001);
+  });
+
+  function report(): FioReport {
+    const s = new JobStats('randw');
+    s.write.ios = 1000;
+    s.write.bytes = 1000 * 4096;
+    s.write.runtimeMs = 1000;
+    for (let i = 0; i < 1000; i++) {
+      s.write.slat.add(20_000 + i);
+      s.write.clat.add(200_000 + i * 100);
+      s.write.lat.add(220_000 + i * 100);
+      s.markLatency(220_000 + i * 100);
+      s.depthMap[0]++;
+    }
+    s.write.bw.add(4000);
+    s.write.iops.add(1000);
+    s.totalRunMs = 1000;
+    return {
+      jobs: [{ stats: s, options: { name: 'randw', rw: 'randwrite', iodepth: '1' } }],
+      disks: [
+        {
+          name: 'xvda',
+          readIos: 0,
+          writeIos: 1000,
+          readSectors: 0,
+          writeSectors: 8000,
+          readTicks: 0,
+          writeTicks: 900,
+          inQueue: 900,
+          ioTicks: 950,
+          msec: 1000,
+        },
+      ],
+      percentiles: [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99],
+      timestampMs: Date.UTC(2024, 0, 2, 3, 4, 5),
+      pid: 42,
+    };
+  }
+
+  it("prints the normal report in fio's layout", () => {
+    const text = renderNormal(report());
+    const lines = text.split('\n');
+    expect(lines[0]).toMatch(
+      /^randw: \(groupid=0, jobs=1\): err= 0: pid=42: \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$/,
+    );
+    expect(lines[1]).toBe('  write: IOPS=1000, BW=4000KiB/s (4096kB/s)(4000KiB/1000msec)');
+    expect(lines).toContain('    clat percentiles (usec):');
+    // 4 per line, "     |" continued, fio's " %5.2fth=[%5llu]" cells
+    const i = lines.indexOf('    clat percentiles (usec):');
+    expect(lines[i + 1]).toMatch(
+      /^ {5}\| {2}1\.00th=\[ {2}\d{3}\], {2}5\.00th=\[ {2}\d{3}\], 10\.00th=\[ {2}\d{3}\], 20\.00th=\[ {2}\d{3}\],$/,
+    );
+    expect(lines[i + 5]).toMatch(/^ {5}\| 99\.99th=\[ {2}\d{3}\]$/);
+    expect(text).toContain(
+      '  WRITE: bw=4000KiB/s (4096kB/s), 4000KiB/s-4000KiB/s (4096kB/s-4096kB/s), io=4000KiB (4096kB), run=1000-1000msec',
+    );
+    expect(text).toContain(
+      '  xvda: ios=0/1000, sectors=0/8000, merge=0/0, ticks=0/900, in_queue=900, util=95.00%',
+    );
+  });
+
+  it("prints terse version 3 with fio's 121 fields plus 9 per disk", () => {
+    const f = renderTerse(report()).trimEnd().split(';');
+    expect(f.slice(0, 5)).toEqual(['3', 'fio-3.36', 'randw', '0', '0']);
+    expect(f).toHaveLength(121 + 9);
+    // write section starts after the 41 read fields: kb, bw (KiB/s), iops, runtime
+    expect(f.slice(46, 50)).toEqual(['4000', '4000', '1000', '1000']);
+    expect(f[f.length - 9]).toBe('xvda');
+  });
+
+  it("carries fio's JSON keys", () => {
+    const j = renderJson(report()) as { jobs: Array<Record<string, Record<string, unknown>>> };
+    const w = j.jobs[0].write as Record<string, unknown>;
+    expect(w.iops).toBe(1000);
+    expect(w.bw_bytes).toBe(4096000);
+    expect(w.total_ios).toBe(1000);
+    const clat = w.clat_ns as { percentile: Record<string, number>; N: number };
+    expect(Object.keys(clat.percentile)).toContain('50.000000');
+    expect(Object.keys(clat.percentile)).toContain('99.990000');
+    expect(clat.N).toBe(1000);
+    expect((w.lat_ns as { N: number }).N).toBe(1000);
+    expect(w.slat_ns).toMatchObject({ N: 1000 });
+    expect(j.jobs[0]['job options']).toEqual({ name: 'randw', rw: 'randwrite', iodepth: '1' });
+    expect(Object.keys(j.jobs[0].latency_us)).toEqual([
+      '2',
+      '4',
+      '10',
+      '20',
+      '50',
+      '100',
+      '250',
+      '500',
+      '750',
+      '1000',
+    ]);
+  });
+
+  it('draws the ETA line as fio', () => {
+    expect(etaToStr(22)).toBe('00m:22s');
+    expect(etaToStr(3723)).toBe('01h:02m:03s');
+    expect(condensedRunStr(['w', 'w', 'R'])).toBe('w(2),R(1)');
+    expect(
+      etaLine({ running: 1, states: ['w'], done: 0.12, eta: 22, rB: 0, wB: 19.6 * 1048576, rI: 0, wI: 5012 }),
+    ).toBe('Jobs: 1 (f=1): [w(1)][12.0%][w=19.6MiB/s][w=5012 IOPS][eta 00m:22s]');
+  });
+});

@@ -1,0 +1,215 @@
+/**
+ * What a guest shows of its disks: the sysfs attributes in Linux's formats (and the writable ones
+ * refusing what Linux refuses), /dev and /sys listings, the read-only policy blockdev sets (writes
+ * then fail with EPERM), lsblk's columns and layout, and "no such device" for disks it does not have.
+ */
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { MemoryKernelLog } from '@pvblk/shared';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Blkfront } from '../src/blkfront/device.ts';
+import { BlockDeviceCache } from '../src/block/page-cache.ts';
+import { GuestBlockQueue } from '../src/block/queue.ts';
+import type { BlockRequest, BlockResult } from '../src/block/types.ts';
+import { GuestFs, xenDevNumbers } from '../src/guest/guest-vfs.ts';
+import { humanSize } from '../src/guest/lsblk.ts';
+import { runCommandLine } from '../src/guest/shell.ts';
+import { guestCommands, type GuestDisk } from '../src/guest/toolbox.ts';
+import { FakeDriver } from './block/fake-driver.ts';
+
+let root: string;
+beforeEach(async () => {
+  root = await fsp.mkdtemp(path.join(os.tmpdir(), 'pvblk-devices-'));
+});
+afterEach(async () => {
+  await fsp.rm(root, { recursive: true, force: true });
+});
+
+function guest(opts: { flush?: boolean } = {}) {
+  const driver = new FakeDriver({ flush: opts.flush ?? true });
+  const klog = new MemoryKernelLog();
+  const queue = new GuestBlockQueue(driver, klog);
+  const cache = new BlockDeviceCache(queue, klog);
+  const vfs = new GuestFs(root);
+  vfs.registerBlockDevice('xvda', queue, cache, { ...xenDevNumbers(51712), removable: false });
+  // the tools here never reach blkfront itself
+  const disks: GuestDisk[] = [{ name: 'xvda', devid: 51712, front: {} as Blkfront, queue, cache }];
+  const commands = guestCommands({ klog: { messages: () => klog.messages }, disks, vfs });
+  const sh = async (line: string) => {
+    let out = '';
+    let err = '';
+    const status = await runCommandLine(
+      line,
+      { stdout: (t) => (out += t), stderr: (t) => (err += t), signal: new AbortController().signal },
+      { vfs, now: () => 0n },
+      commands,
+    );
+    return { status, out, err };
+  };
+  return { driver, queue, vfs, sh };
+}
+
+describe('sysfs', () => {
+  it('lists /dev, /sys/block and a disk directory', async () => {
+    const { sh } = guest();
+    expect((await sh('ls /dev')).out).toBe('full\nnull\nrandom\nurandom\nxvda\nzero\n');
+    expect((await sh('ls /sys /sys/block')).out).toBe('/sys:\nblock\n\n/sys/block:\nxvda\n');
+    const top = (await sh('ls -F /sys/block/xvda')).out.split('\n');
+    expect(top).toEqual(
+      expect.arrayContaining(['dev', 'inflight', 'integrity/', 'queue/', 'removable', 'ro', 'size', 'stat']),
+    );
+    const queue = (await sh('ls /sys/block/xvda/queue')).out.split('\n');
+    expect(queue).toEqual(
+      expect.arrayContaining(['nr_requests', 'rotational', 'scheduler', 'write_cache', 'io_timeout']),
+    );
+    expect((await sh('ls /sys/block/xvdz')).err).toBe(
+      'ls: cannot access /sys/block/xvdz: No such file or directory\n',
+    );
+  });
+
+  it("shows the attributes in Linux's formats", async () => {
+    const { sh } = guest();
+    const cat = async (a: string) => (await sh(`cat /sys/block/xvda/${a}`)).out;
+    expect(await cat('dev')).toBe('202:0\n');
+    expect(await cat('removable')).toBe('0\n');
+    expect(await cat('ro')).toBe('0\n');
+    expect(await cat('inflight')).toBe('       0        0\n');
+    expect(await cat('queue/nr_requests')).toBe('128\n');
+    expect(await cat('queue/scheduler')).toBe('noop deadline [cfq]\n');
+    expect(await cat('queue/rotational')).toBe('0\n');
+    expect(await cat('queue/write_cache')).toBe('write back\n');
+    expect(await cat('queue/io_timeout')).toBe('30000\n');
+    expect((await guest({ flush: false }).sh('cat /sys/block/xvda/queue/write_cache')).out).toBe(
+      'write through\n',
+    );
+  });
+
+  it('writable attributes take what Linux takes and refuse the rest with EINVAL', async () => {
+    const { sh } = guest();
+    const set = async (a: string, v: string) => (await sh(`echo ${v} > /sys/block/xvda/${a}`)).err;
+    const cat = async (a: string) => (await sh(`cat /sys/block/xvda/${a}`)).out;
+    expect(await set('queue/nr_requests', '2')).toBe('');
+    expect(await cat('queue/nr_requests')).toBe('4\n'); // BLKDEV_MIN_RQ
+    expect(await set('queue/scheduler', 'deadline')).toBe('');
+    expect(await cat('queue/scheduler')).toBe('noop [deadline] cfq\n');
+    expect(await set('queue/scheduler', 'bfq')).toBe('sh: write error: Invalid argument\n');
+    expect(await set('queue/write_cache', "'write through'")).toBe('');
+    expect(await cat('queue/write_cache')).toBe('write through\n');
+    expect(await set('queue/io_timeout', '0')).toBe('sh: write error: Invalid argument\n');
+    expect(await set('queue/rotational', '1')).toBe('');
+    expect(await cat('queue/rotational')).toBe('1\n');
+    expect(await set('dev', '1:1')).toBe('sh: /sys/block/xvda/dev: Permission denied\n');
+  });
+
+  it('inflight counts reads and writes in flight separately', async () => {
+    const { driver, sh } = guest();
+    const held: Array<() => void> = [];
+    const submit = driver.submit.bind(driver);
+    driver.submit = (req: BlockRequest): Promise<BlockResult> =>
+      new Promise((resolve) => held.push(() => void submit(req).then(resolve)));
+    const io = sh('dd if=/dev/xvda of=/dev/null bs=4096 count=1 iflag=direct status=none');
+    while (held.length === 0) await new Promise((r) => setImmediate(r));
+    // the attribute is read while the read is held in the driver
+    driver.submit = submit;
+    expect((await sh('cat /sys/block/xvda/inflight')).out).toBe('       1        0\n');
+    held[0]();
+    expect((await io).status).toBe(0);
+    expect((await sh('cat /sys/block/xvda/inflight')).out).toBe('       0        0\n');
+  });
+});
+
+describe('blockdev', () => {
+  it('--setro makes writes fail with EPERM, as Linux; --setrw lifts it; ro and lsblk follow', async () => {
+    const { sh } = guest();
+    expect(await sh('blockdev --setro /dev/xvda')).toEqual({ status: 0, out: '', err: '' });
+    expect((await sh('blockdev --getro /dev/xvda')).out).toBe('1\n');
+    expect((await sh('cat /sys/block/xvda/ro')).out).toBe('1\n');
+    const w = await sh('dd if=/dev/zero of=/dev/xvda bs=4096 count=1 oflag=direct');
+    expect(w.status).toBe(1);
+    expect(w.err.split('\n')[0]).toBe("dd: writing `/dev/xvda': Operation not permitted");
+    expect((await sh('lsblk -n -o NAME,RO')).out).toBe('xvda  1\n');
+    expect((await sh('blockdev --setrw /dev/xvda; blockdev --getro /dev/xvda')).out).toBe('0\n');
+    expect((await sh('dd if=/dev/zero of=/dev/xvda bs=4096 count=1 oflag=direct status=none')).status).toBe(
+      0,
+    );
+  });
+
+  it('answers several commands in order; --rereadpt finds no partition table; errors as util-linux', async () => {
+    const { sh } = guest();
+    expect(await sh('blockdev --getss --getsize64 --rereadpt --getsz /dev/xvda')).toEqual({
+      status: 0,
+      out: '512\n8388608\n16384\n',
+      err: '',
+    });
+    expect(await sh('blockdev --getro /dev/xvdz')).toEqual({
+      status: 1,
+      out: '',
+      err: 'blockdev: cannot open /dev/xvdz: No such file or directory\n',
+    });
+    expect((await sh('blockdev --getsize64 /dev/zero')).err).toBe(
+      'BLKGETSIZE64: Inappropriate ioctl for device\n',
+    );
+    expect((await sh('blockdev --frob /dev/xvda')).err.split('\n')[0]).toBe(
+      'blockdev: Unknown command: --frob',
+    );
+  });
+});
+
+describe('lsblk', () => {
+  it("prints util-linux's default columns and layout", async () => {
+    const { sh } = guest();
+    expect((await sh('lsblk')).out).toBe(
+      'NAME MAJ:MIN RM SIZE RO TYPE MOUNTPOINT\nxvda 202:0    0   8M  0 disk \n',
+    );
+    expect((await sh('lsblk -o NAME,MAJ:MIN,RM,SIZE,RO,TYPE,MOUNTPOINT')).out).toBe((await sh('lsblk')).out);
+  });
+
+  it('-o with other columns, -b, -n, -r, -P, -t; unknown columns and devices', async () => {
+    const { sh } = guest();
+    expect((await sh('lsblk -o name,rq-size,sched,rota,phy-sec,log-sec')).out).toBe(
+      'NAME RQ-SIZE SCHED ROTA PHY-SEC LOG-SEC\nxvda     128 cfq      0     512     512\n',
+    );
+    expect((await sh('lsblk -b -n -o NAME,SIZE /dev/xvda')).out).toBe('xvda 8388608\n');
+    expect((await sh('lsblk -r')).out).toBe(
+      'NAME MAJ:MIN RM SIZE RO TYPE MOUNTPOINT\nxvda 202:0 0 8M 0 disk \n',
+    );
+    expect((await sh('lsblk -P -o NAME,MAJ:MIN')).out).toBe('NAME="xvda" MAJ:MIN="202:0"\n');
+    expect((await sh('lsblk -t')).out.split('\n')[0]).toBe(
+      'NAME ALIGNMENT MIN-IO OPT-IO PHY-SEC LOG-SEC ROTA SCHED RQ-SIZE',
+    );
+    expect(await sh('lsblk -o NAME,FOO')).toEqual({
+      status: 1,
+      out: '',
+      err: 'lsblk: unknown column: FOO\n',
+    });
+    expect((await sh('lsblk /dev/xvdz')).err).toBe('lsblk: /dev/xvdz: not a block device\n');
+  });
+
+  it('sizes as size_to_human_string() prints them', () => {
+    expect(humanSize(8 << 20)).toBe('8M');
+    expect(humanSize(500107862016)).toBe('465.8G');
+    expect(humanSize(512)).toBe('512B');
+    expect(humanSize(1.5 * 2 ** 30)).toBe('1.5G');
+    expect(humanSize(2 ** 30 - 1)).toBe('1024M');
+  });
+});
+
+describe('tools on a disk the guest does not have', () => {
+  it('say "No such device"; a missing operand is a usage error', async () => {
+    const { sh } = guest();
+    expect(await sh('integrity-fault /dev/xvdz clear')).toEqual({
+      status: 1,
+      out: '',
+      err: 'integrity-fault: /dev/xvdz: No such device\n',
+    });
+    expect((await sh('blkfront-fault /dev/xvdz nr_segments=12')).err).toBe(
+      'blkfront-fault: /dev/xvdz: No such device\n',
+    );
+    expect((await sh('blkstat /dev/xvdz')).err).toBe('blkstat: /dev/xvdz: No such device\n');
+    expect((await sh('blkdiscard /dev/xvdz')).err).toBe(
+      'blkdiscard: cannot open /dev/xvdz: No such file or directory\n',
+    );
+    expect((await sh('integrity-fault /dev/xvda')).status).toBe(2);
+  });
+});

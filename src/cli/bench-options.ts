@@ -1,0 +1,328 @@
+/**
+ * `pvblk bench`'s command line: fio's job options (parsed by the guest fio's own parser, so both take
+ * exactly the same syntax) plus pvblk's, which shape the stack the jobs run on. Every value is checked
+ * here, against the disk the stack will have, before anything is started: a mistake is refused with a
+ * fio-style message naming the option, and the command exits with status 1.
+ */
+import {
+  checkJob,
+  checkJobAgainstDevice,
+  FIO_OPTION_NAMES,
+  FioUsageError,
+  fioTakesValue,
+  parseBool,
+  parseChoice,
+  parseFioOptions,
+  parseIntOption,
+  parseTime,
+  PVBLK_STACK_OPTIONS,
+  rwKinds,
+  splitOptions,
+  type FioCommandLine,
+  type FioJob,
+  type SplitOption,
+} from '@pvblk/frontend';
+import { parseScsiDebugParams, storeBlocks } from '@pvblk/backend';
+import { isPvblkError } from '@pvblk/shared';
+
+/** The stack a bench point runs on. */
+export interface StackShape {
+  pi: boolean;
+  disk: string;
+  persistent: boolean;
+  dataPath: 'map' | 'copy';
+  indirectSegments: number;
+  ringPageOrder: number;
+  queues: number;
+  guests: number;
+}
+
+export interface BenchOptions {
+  cl: FioCommandLine;
+  stack: StackShape;
+  baseline: boolean;
+  plot: string | null;
+  trace: boolean;
+  /** Untimed I/O before each measured run (pvblk's and the relay's), ms. */
+  warmupMs: number;
+  /** Sample every process's RSS this often, ms. */
+  rssIntervalMs: number;
+  sweeps: Sweep[];
+}
+
+export interface Sweep {
+  key: SweepKey;
+  /** The values as written, in order. */
+  values: string[];
+}
+
+/** What --sweep can vary: job options (same stack) and stack options (a new stack per point). */
+export const SWEEP_JOB_KEYS = ['iodepth', 'bs', 'numjobs', 'rwmixread', 'rw'] as const;
+export const SWEEP_STACK_KEYS = [
+  'ring-page-order',
+  'queues',
+  'indirect-segments',
+  'data-path',
+  'persistent',
+  'pi',
+  'guests',
+  'ndelay',
+] as const;
+export type SweepKey = (typeof SWEEP_JOB_KEYS)[number] | (typeof SWEEP_STACK_KEYS)[number];
+
+/** pvblk's own options that are not the stack's: name → takes a value. */
+const BENCH_OPTIONS: Record<string, boolean> = { warmup: true, 'rss-interval': true, help: false };
+
+export const BENCH_USAGE = `usage: pvblk bench --name=<job> [fio options] [pvblk options]
+
+Starts its own stack (hypervisor, host, guests), runs the fio job in every guest (as
+\`pvblk guest fio\` would), and prints fio's report with what only the host sees: notifications each
+way, grant operations, broker frames and bytes per request, every process's memory.
+
+fio options (fio's names and syntax, --opt=value or --opt value):
+  --name --filename --rw=read|write|randread|randwrite|rw|randrw --rwmixread --bs --iodepth
+  --numjobs --size --offset --runtime --time_based --ramp_time --direct=0|1 --ioengine
+  --verify=none|crc32c|md5 --do_verify --verify_only --randseed --group_reporting
+  --percentile_list --output-format=normal|json|json+|terse --eta=auto|always|never
+
+pvblk options:
+  --pi                       disk formatted with PI (dif=1 dix=1) and the blkif integrity extension
+  --disk "<params>"          scsi_debug parameters of the disks (e.g. "ndelay=200000 dev_size_mb=64")
+  --persistent, --no-persistent   persistent grants (default on)
+  --data-path map|copy       blkback maps grants (Linux) or copies (QEMU qdisk)
+  --indirect-segments N      blkfront max_indirect_segments (32; 0 = 11-segment requests only)
+  --ring-page-order N        ring of 2^N pages (0-4)
+  --queues N                 rings per device (1-16)
+  --guests N                 guests running the job at once (1-64)
+  --baseline                 also measure a plain relay of the same bytes over the same three
+                             hops (ws + the wire codec) and print pvblk/relay beside every figure
+  --trace                    per-stage latency breakdown from trace stamps in every process
+  --plot FILE.svg|FILE.png   latency CDF (and stage breakdown with --trace); IOPS and latency
+                             against the swept value with --sweep
+  --sweep KEY=V1,V2,…        run once per value: ${[...SWEEP_JOB_KEYS, ...SWEEP_STACK_KEYS].join(', ')}
+  --warmup TIME              untimed I/O before each measured run (default 500ms)
+  --rss-interval TIME        how often every process's RSS is sampled (default 1s)
+`;
+
+const fail = (...lines: string[]): never => {
+  throw new FioUsageError(lines);
+};
+
+export const DEFAULT_STACK: StackShape = {
+  pi: false,
+  disk: '',
+  persistent: true,
+  dataPath: 'map',
+  indirectSegments: 32,
+  ringPageOrder: 0,
+  queues: 1,
+  guests: 1,
+};
+
+/** Applies one stack option (also used for sweep values). */
+function applyStack(s: StackShape, name: string, value: string | null): void {
+  const need = (): string =>
+    value ?? fail(`Option ${name} requires an argument`, `fio: failed parsing ${name}`);
+  switch (name) {
+    case 'pi':
+      s.pi = value === null ? true : parseBool('pi', value);
+      return;
+    case 'persistent':
+      s.persistent = value === null ? true : parseBool('persistent', value);
+      return;
+    case 'no-persistent':
+      if (value !== null) fail(`fio: option '--no-persistent' takes no value (got "${value}")`);
+      s.persistent = false;
+      return;
+    case 'disk':
+      s.disk = need();
+      return;
+    case 'data-path':
+      s.dataPath = parseChoice('data-path', need(), [
+        ['map', "blkback maps the guest's grants (Linux blkback)"],
+        ['copy', 'blkback uses grant copy (QEMU qdisk)'],
+      ] as const);
+      return;
+    case 'indirect-segments':
+      s.indirectSegments = parseIntOption('indirect-segments', need(), 0, 4096);
+      return;
+    case 'ring-page-order':
+      s.ringPageOrder = parseIntOption('ring-page-order', need(), 0, 4);
+      return;
+    case 'queues':
+      s.queues = parseIntOption('queues', need(), 1, 16);
+      return;
+    case 'guests':
+      s.guests = parseIntOption('guests', need(), 1, 64);
+      return;
+  }
+}
+
+/** Sets `ndelay=` in a disk parameter string (the sweep key `ndelay`). */
+export function withDiskParam(disk: string, key: string, value: string): string {
+  const kept = disk.split(/\s+/).filter((t) => t && !t.startsWith(`${key}=`));
+  return [...kept, `${key}=${value}`].join(' ');
+}
+
+/** The disk parameters a stack gets: --disk, plus dif=1 dix=1 with --pi. */
+export function diskParams(s: StackShape): string {
+  let d = s.disk;
+  if (s.pi) {
+    if (!/\bdif=/.test(d)) d = withDiskParam(d, 'dif', '1');
+    if (!/\bdix=/.test(d)) d = withDiskParam(d, 'dix', '1');
+  }
+  return d.trim();
+}
+
+/** One point of a sweep: the job options and the stack it runs on. */
+export interface BenchPoint {
+  label: Record<string, string>;
+  cl: FioCommandLine;
+  stack: StackShape;
+}
+
+function applyJobValue(cl: FioCommandLine, key: string, value: string): FioCommandLine {
+  // reparse each job's options with the swept one last: one parser for every value
+  const opts: SplitOption[] = [];
+  const opt = (k: string, v: string): SplitOption => ({ name: k, value: v, arg: `--${k}=${v}` });
+  for (const given of cl.given) {
+    opts.push(opt('name', given.name));
+    for (const [k, v] of Object.entries(given)) if (k !== 'name') opts.push(opt(k, v));
+    opts.push(opt(key, value));
+  }
+  const next = parseFioOptions(opts);
+  next.global = cl.global;
+  return next;
+}
+
+/** Every point of the sweeps (their cartesian product), or the one run. */
+export function benchPoints(o: BenchOptions): BenchPoint[] {
+  let points: BenchPoint[] = [{ label: {}, cl: o.cl, stack: { ...o.stack } }];
+  for (const sw of o.sweeps) {
+    const next: BenchPoint[] = [];
+    for (const p of points) {
+      for (const v of sw.values) {
+        const stack = { ...p.stack };
+        let cl = p.cl;
+        if ((SWEEP_JOB_KEYS as readonly string[]).includes(sw.key)) cl = applyJobValue(cl, sw.key, v);
+        else if (sw.key === 'ndelay') stack.disk = withDiskParam(stack.disk, 'ndelay', v);
+        else applyStack(stack, sw.key, v);
+        next.push({ label: { ...p.label, [sw.key]: v }, cl, stack });
+      }
+    }
+    points = next;
+  }
+  return points;
+}
+
+/** True when two points can share one running stack (only job options differ). */
+export function sameStack(a: StackShape, b: StackShape): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function parseSweep(raw: string): Sweep {
+  const eq = raw.indexOf('=');
+  const key = eq < 0 ? raw : raw.slice(0, eq);
+  const known = [...SWEEP_JOB_KEYS, ...SWEEP_STACK_KEYS] as readonly string[];
+  if (!known.includes(key))
+    fail(
+      `fio: --sweep ${raw}: cannot sweep "${key}" (sweepable: ${known.join(', ')})`,
+      'fio: failed parsing sweep=' + raw,
+    );
+  const values = eq < 0 ? [] : raw.slice(eq + 1).split(',');
+  if (values.length < 1 || values.some((v) => v === ''))
+    fail(`fio: --sweep ${raw}: give the values as ${key}=V1,V2,…`, 'fio: failed parsing sweep=' + raw);
+  return { key: key as SweepKey, values };
+}
+
+/** Parses and checks the whole command line. Throws FioUsageError with fio-style lines. */
+export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
+  if (argv.includes('--help') || argv.includes('-h')) return 'help';
+  const stack: StackShape = { ...DEFAULT_STACK };
+  let baseline = false;
+  let plot: string | null = null;
+  let trace = false;
+  let warmupMs = 500;
+  let rssIntervalMs = 1000;
+  const sweeps: Sweep[] = [];
+  const takes = (n: string) =>
+    fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true || BENCH_OPTIONS[n] === true;
+  const opts = splitOptions('pvblk bench', argv, takes);
+  const cl = parseFioOptions(
+    opts,
+    (o) => {
+      switch (o.name) {
+        case 'baseline':
+          baseline = o.value === null ? true : parseBool('baseline', o.value);
+          return true;
+        case 'trace':
+          trace = o.value === null ? true : parseBool('trace', o.value);
+          return true;
+        case 'plot':
+          plot = o.value ?? '';
+          if (!/\.(svg|png)$/i.test(plot))
+            fail(
+              `fio: --plot ${plot}: the file name must end in .svg or .png`,
+              `fio: failed parsing plot=${plot}`,
+            );
+          return true;
+        case 'sweep':
+          sweeps.push(parseSweep(o.value ?? ''));
+          return true;
+        case 'warmup':
+          warmupMs = parseTime('warmup', o.value ?? '');
+          return true;
+        case 'rss-interval':
+          rssIntervalMs = parseTime('rss-interval', o.value ?? '');
+          if (rssIntervalMs < 100) fail(`rss-interval: min value out of range: ${o.value} (100ms min)`);
+          return true;
+      }
+      if (Object.hasOwn(PVBLK_STACK_OPTIONS, o.name)) {
+        applyStack(stack, o.name, o.value);
+        return true;
+      }
+      return false;
+    },
+    [...Object.keys(PVBLK_STACK_OPTIONS), ...Object.keys(BENCH_OPTIONS)],
+  );
+  const seen = new Set<string>();
+  for (const s of sweeps) {
+    if (seen.has(s.key)) fail(`fio: --sweep ${s.key} given twice`);
+    seen.add(s.key);
+  }
+  const o: BenchOptions = { cl, stack, baseline, plot, trace, warmupMs, rssIntervalMs, sweeps };
+  for (const p of benchPoints(o)) checkPoint(p);
+  return o;
+}
+
+/** Everything a point must satisfy before a stack is started for it. */
+function checkPoint(p: BenchPoint): void {
+  let params;
+  try {
+    params = parseScsiDebugParams(diskParams(p.stack));
+  } catch (e) {
+    if (isPvblkError(e)) fail(`fio: --disk: ${e.message.replace(/^[A-Z]+: /, '')}`);
+    throw e;
+  }
+  const bytes = storeBlocks(params) * params.sector_size;
+  for (const job of p.cl.jobs) {
+    checkJob(job);
+    if (job.filename !== null && job.filename !== '/dev/xvda' && job.filename !== 'xvda') {
+      fail(`fio: ${job.filename}: the bench's guests have one disk, /dev/xvda`);
+    }
+    checkJobAgainstDevice(job, { path: '/dev/xvda', bytes, logicalBlockSize: params.sector_size });
+    checkOverlap(job);
+  }
+}
+
+/** fio warns that several writers overwrite each other's blocks; with verify that is a certain failure. */
+function checkOverlap(job: FioJob): void {
+  if (job.numjobs > 1 && job.verify !== 'none' && rwKinds(job.rw).write) {
+    fail(
+      `fio: ${job.name}: verify with numjobs=${job.numjobs} on one region: the writers overwrite each other's blocks`,
+      'fio: give each job its own --offset and --size, or numjobs=1',
+    );
+  }
+}
+
+export { FIO_OPTION_NAMES };

@@ -1,0 +1,464 @@
+/**
+ * What `pvblk bench` prints: fio's report of the jobs of every guest (one group, as fio prints
+ * concurrent jobs), then what only the host can see — per ring request: notifications each way,
+ * grant operations, frames and bytes through the broker; ring occupancy; the stage breakdown with
+ * how the clocks were aligned; every process's memory — and with --baseline the relay measured in
+ * the same run, pvblk/relay beside every figure. JSON carries the same in fio's shape plus `pvblk`.
+ */
+import {
+  JobStats,
+  num2str,
+  renderJson,
+  renderNormal,
+  renderTerse,
+  Samples,
+  type DeviceCounters,
+  type DiskUtil,
+  type FioReport,
+  type FioReportJob,
+} from '@pvblk/frontend';
+import type { StackShape } from './bench-options.ts';
+import { diskParams } from './bench-options.ts';
+import type { RelayResult } from './bench-relay.ts';
+import { summarizeRss, type RssSeries } from './bench-rss.ts';
+import type { StageBreakdown } from './bench-trace.ts';
+
+/** The hypervisor's per-domain counters (its /status), as a difference over the run. */
+export interface BrokerCounters {
+  msgsIn: number;
+  msgsOut: number;
+  eventsSent: number;
+  eventsDelivered: number;
+  pageWrites: number;
+  grantMaps: number;
+  grantCopies: number;
+  ringChecks: number;
+  framesIn: number;
+  bytesIn: number;
+  framesOut: number;
+  bytesOut: number;
+}
+
+/** blkback's statistics of a guest's vbd(s), as a difference over the run. */
+export type BlkbackCounters = Record<string, number>;
+
+export interface GuestRun {
+  name: string;
+  domid: number;
+  status: number;
+  jobs: JobStats[];
+  options: Array<Record<string, string>>;
+  disks: DiskUtil[];
+  devices: DeviceCounters[];
+  stderr: string;
+  broker: BrokerCounters | null;
+  blkback: BlkbackCounters | null;
+}
+
+export interface PointResult {
+  label: Record<string, string>;
+  stack: StackShape;
+  guests: GuestRun[];
+  dom0Broker: BrokerCounters | null;
+  rss: RssSeries[];
+  rssIntervalMs: number;
+  stages: StageBreakdown | { error: string } | null;
+  relay: Map<string, RelayResult> | null;
+  relayError: string | null;
+  groupReporting: boolean;
+  percentiles: number[];
+}
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/** Ring requests of a guest over the run (all its devices). */
+function guestRequests(g: GuestRun): number {
+  return sum(g.devices.map((d) => d.requests));
+}
+
+export interface PerRequest {
+  requests: number;
+  ios: number;
+  requestsPerIo: number;
+  notificationsToBackend: number;
+  notificationsToGuest: number;
+  grantOpsGuest: number;
+  grantOpsBackend: number;
+  framesGuestToBroker: number;
+  framesBrokerToGuest: number;
+  bytesGuestToBroker: number;
+  bytesBrokerToGuest: number;
+  framesDom0ToBroker: number;
+  framesBrokerToDom0: number;
+  bytesDom0ToBroker: number;
+  bytesBrokerToDom0: number;
+}
+
+/** Per ring request figures of one guest (Dom0's share: by this guest's part of all requests). */
+export function perRequest(g: GuestRun, p: PointResult): PerRequest {
+  const r = guestRequests(g) || 1;
+  const all = sum(p.guests.map(guestRequests)) || 1;
+  const share = guestRequests(g) / all;
+  const bk = g.blkback ?? {};
+  const br = g.broker;
+  const d0 = p.dom0Broker;
+  return {
+    requests: guestRequests(g),
+    ios: sum(g.jobs.map((j) => j.totalIos)),
+    requestsPerIo: guestRequests(g) / (sum(g.jobs.map((j) => j.totalIos)) || 1),
+    notificationsToBackend: (bk.notify_received ?? 0) / r,
+    notificationsToGuest: sum(g.devices.map((d) => d.upcalls)) / r,
+    grantOpsGuest: sum(g.devices.map((d) => d.grants)) / r,
+    grantOpsBackend: ((bk.grant_maps ?? 0) + (bk.grant_unmaps ?? 0) + (bk.grant_copies ?? 0)) / r,
+    framesGuestToBroker: (br?.framesIn ?? 0) / r,
+    framesBrokerToGuest: (br?.framesOut ?? 0) / r,
+    bytesGuestToBroker: (br?.bytesIn ?? 0) / r,
+    bytesBrokerToGuest: (br?.bytesOut ?? 0) / r,
+    framesDom0ToBroker: ((d0?.framesIn ?? 0) * share) / r,
+    framesBrokerToDom0: ((d0?.framesOut ?? 0) * share) / r,
+    bytesDom0ToBroker: ((d0?.bytesIn ?? 0) * share) / r,
+    bytesBrokerToDom0: ((d0?.bytesOut ?? 0) * share) / r,
+  };
+}
+
+/** The report's jobs: every guest's, suffixed with the guest when there are several, or merged. */
+export function reportJobs(p: PointResult): Array<FioReportJob & { guest: GuestRun }> {
+  const many = p.guests.length > 1;
+  const jobs: Array<FioReportJob & { guest: GuestRun }> = [];
+  for (const g of p.guests) {
+    g.jobs.forEach((s, i) => {
+      if (many) s.name = `${s.name.replace(/@.*$/, '')}@${g.name}`;
+      jobs.push({ stats: s, options: g.options[i] ?? g.options[0] ?? {}, guest: g });
+    });
+  }
+  if (p.groupReporting && jobs.length > 1) {
+    const merged = new JobStats(jobs[0].stats.name.replace(/@.*$/, ''));
+    merged.members = 0;
+    for (const j of jobs) merged.merge(j.stats);
+    return [{ stats: merged, options: jobs[0].options, guest: p.guests[0] }];
+  }
+  return jobs;
+}
+
+/** A guest's jobs merged (what its relay client is compared with). */
+function guestMerged(g: GuestRun): JobStats {
+  const m = new JobStats(g.name);
+  m.members = 0;
+  for (const j of g.jobs) m.merge(j);
+  return m;
+}
+
+function relayMerged(
+  p: PointResult,
+  guests: GuestRun[],
+): { ios: number; bytes: number; runtimeMs: number; rtt: Samples } | null {
+  if (!p.relay) return null;
+  const rs = guests.map((g) => p.relay!.get(g.name)).filter((r): r is RelayResult => !!r);
+  if (!rs.length) return null;
+  const rtt = new Samples();
+  for (const r of rs) rtt.merge(Samples.fromRaw(r.rtt));
+  return {
+    ios: sum(rs.map((r) => r.ios)),
+    bytes: sum(rs.map((r) => r.bytes)),
+    runtimeMs: Math.max(...rs.map((r) => r.runtimeMs)),
+    rtt,
+  };
+}
+
+const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
+const fx = (v: number) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–');
+const us = (ns: number) => (ns / 1000).toFixed(1);
+
+export interface Comparison {
+  iops: [number, number];
+  mibps: [number, number];
+  clat: Array<[string, number, number]>;
+}
+
+/** pvblk (clat: ring push → completion) against the relay (issue → response), same run. */
+export function compare(
+  s: JobStats,
+  rel: NonNullable<ReturnType<typeof relayMerged>>,
+  plist: number[],
+): Comparison {
+  const d = [s.read, s.write];
+  const ios = sum(d.map((x) => x.ios));
+  const bytes = sum(d.map((x) => x.bytes));
+  const run = Math.max(...d.map((x) => x.runtimeMs)) || 1;
+  const clat = new Samples();
+  for (const x of d) clat.merge(x.clat);
+  const rows: Array<[string, number, number]> = [
+    ['min', clat.min, rel.rtt.min],
+    ['avg', clat.mean, rel.rtt.mean],
+    ['stdev', clat.stdev, rel.rtt.stdev],
+    ...plist.map((p) => [`p${p}`, clat.pct(p), rel.rtt.pct(p)] as [string, number, number]),
+    ['max', clat.max, rel.rtt.max],
+  ];
+  return {
+    iops: [(1000 * ios) / run, (1000 * rel.ios) / (rel.runtimeMs || 1)],
+    mibps: [(1000 * bytes) / run / 1048576, (1000 * rel.bytes) / (rel.runtimeMs || 1) / 1048576],
+    clat: rows,
+  };
+}
+
+function comparisonLines(c: Comparison, what: string): string[] {
+  const out = [
+    `  pvblk vs relay (${what}; same run: client → relay → server over ws with the same frames):`,
+    `    ${'figure'.padEnd(16)} ${'pvblk'.padStart(10)} ${'relay'.padStart(10)} ${'pvblk/relay'.padStart(12)}`,
+    `    ${'IOPS'.padEnd(16)} ${num2str(c.iops[0], 4, false, 'none').padStart(10)} ${num2str(c.iops[1], 4, false, 'none').padStart(10)} ${fx(ratio(c.iops[0], c.iops[1])).padStart(12)}`,
+    `    ${'BW (MiB/s)'.padEnd(16)} ${c.mibps[0].toFixed(1).padStart(10)} ${c.mibps[1].toFixed(1).padStart(10)} ${fx(ratio(c.mibps[0], c.mibps[1])).padStart(12)}`,
+  ];
+  for (const [name, a, b] of c.clat) {
+    out.push(
+      `    ${`clat ${name} (usec)`.padEnd(16)} ${us(a).padStart(10)} ${us(b).padStart(10)} ${fx(ratio(a, b)).padStart(12)}`,
+    );
+  }
+  return out;
+}
+
+function counterLines(p: PointResult): string[] {
+  const out = [
+    "pvblk counters per ring request (guest: blkfront; backend: blkback's statistics; broker: the hypervisor's /status):",
+    `  ${'guest'.padEnd(8)} ${'domid'.padStart(5)} ${'requests'.padStart(9)} ${'req/io'.padStart(7)} ${'notify→be'.padStart(9)} ${'notify→fe'.padStart(9)} ${'grants fe'.padStart(9)} ${'grants be'.padStart(9)} ${'frames fe→hv'.padStart(12)} ${'hv→fe'.padStart(6)} ${'hv→be'.padStart(6)} ${'be→hv'.padStart(6)} ${'KiB fe→hv'.padStart(9)} ${'hv→be'.padStart(6)}`,
+  ];
+  for (const g of p.guests) {
+    const r = perRequest(g, p);
+    const f3 = (v: number) => v.toFixed(3);
+    out.push(
+      `  ${g.name.padEnd(8)} ${String(g.domid).padStart(5)} ${String(r.requests).padStart(9)} ${r.requestsPerIo.toFixed(2).padStart(7)} ${f3(r.notificationsToBackend).padStart(9)} ${f3(r.notificationsToGuest).padStart(9)} ${f3(r.grantOpsGuest).padStart(9)} ${f3(r.grantOpsBackend).padStart(9)} ${f3(r.framesGuestToBroker).padStart(12)} ${f3(r.framesBrokerToGuest).padStart(6)} ${f3(r.framesBrokerToDom0).padStart(6)} ${f3(r.framesDom0ToBroker).padStart(6)} ${(r.bytesGuestToBroker / 1024).toFixed(2).padStart(9)} ${(r.bytesBrokerToDom0 / 1024).toFixed(2).padStart(6)}`,
+    );
+  }
+  out.push(
+    "  (notify→be: events blkback received; notify→fe: blkfront upcalls; Dom0's frames shared among guests by requests)",
+  );
+  const occ = p.guests.flatMap((g) => g.jobs).reduce((s, j) => (s.merge(j.ringOccupancy), s), new Samples());
+  if (occ.n)
+    out.push(
+      `ring occupancy (requests on the rings right after each I/O's push): mean ${occ.mean.toFixed(1)}, p50 ${occ.pct(50)}, p99 ${occ.pct(99)}, max ${occ.max}`,
+    );
+  return out;
+}
+
+function stageLines(st: PointResult['stages']): string[] {
+  if (!st) return [];
+  if ('error' in st) return [`stages: not available (${st.error})`];
+  const out = [
+    `stages (--trace; ${st.requests} requests with every stamp, ${st.incomplete} without; usec):`,
+    `  ${'stage'.padEnd(28)} ${'mean'.padStart(8)} ${'p50'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(9)}`,
+  ];
+  for (const s of [...st.stages, { name: 'total (submit → completion)', ns: st.total, negative: 0 }]) {
+    const n = s.ns;
+    out.push(
+      `  ${s.name.padEnd(28)} ${us(n.mean).padStart(8)} ${us(n.pct(50)).padStart(8)} ${us(n.pct(99)).padStart(8)} ${us(n.max).padStart(9)}${s.negative ? `  (${s.negative} negative, clamped)` : ''}`,
+    );
+  }
+  out.push(`  clocks: ${st.method}`);
+  for (const c of st.clocks)
+    out.push(
+      `    ${c.name} (domid ${c.domid}): ${c.offsetMs >= 0 ? '+' : ''}${c.offsetMs.toFixed(3)} ms ± ${c.uncertaintyUs.toFixed(1)} usec (probes alone: ± ${c.probeUncertaintyUs.toFixed(1)} usec, ${c.probes} probes${c.narrowed ? '' : '; causal bounds disagreed with them, not narrowed'})`,
+    );
+  const dropped = Object.entries(st.dropped).filter(([, n]) => n > 0);
+  if (dropped.length)
+    out.push(`  stamps overwritten (recorder full): ${dropped.map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  return out;
+}
+
+function memoryLines(p: PointResult): string[] {
+  if (!p.rss.length) return [];
+  const mib = (b: number) => `${(b / 1048576).toFixed(1)}MiB`;
+  const ios = sum(p.guests.flatMap((g) => g.jobs.map((j) => j.totalIos))) || 1;
+  const out = [
+    `memory (VmRSS from /proc/<pid>/status every ${p.rssIntervalMs} ms during the measured run) and CPU (utime + stime from /proc/<pid>/stat):`,
+    `  ${'process'.padEnd(12)} ${'first'.padStart(9)} ${'last'.padStart(9)} ${'max'.padStart(9)} ${'slope, 2nd half'.padStart(16)} samples ${'cpu s'.padStart(7)} ${'cpu/io'.padStart(9)}`,
+  ];
+  for (const s of p.rss.map(summarizeRss)) {
+    const cpu = s.cpuSeconds === null ? '–' : s.cpuSeconds.toFixed(2);
+    const perIo = s.cpuSeconds === null ? '–' : `${((s.cpuSeconds * 1e6) / ios).toFixed(1)}us`;
+    out.push(
+      `  ${s.name.padEnd(12)} ${mib(s.firstBytes).padStart(9)} ${mib(s.lastBytes).padStart(9)} ${mib(s.maxBytes).padStart(9)} ${(s.slopeMiBPerMin === null ? '–' : `${s.slopeMiBPerMin >= 0 ? '+' : ''}${s.slopeMiBPerMin.toFixed(2)} MiB/min`).padStart(16)} ${String(s.samples).padStart(7)} ${cpu.padStart(7)} ${perIo.padStart(9)}`,
+    );
+  }
+  return out;
+}
+
+function fioReport(p: PointResult, withExtra: boolean): FioReport {
+  const jobs = reportJobs(p);
+  const lastOfGuest = new Map<GuestRun, FioReportJob>();
+  for (const j of jobs) lastOfGuest.set(j.guest, j);
+  return {
+    jobs,
+    disks: p.guests.flatMap((g) =>
+      g.disks.map((d) => ({ ...d, name: p.guests.length > 1 ? `${d.name}@${g.name}` : d.name })),
+    ),
+    percentiles: p.percentiles,
+    timestampMs: Date.now(),
+    pid: process.pid,
+    extraNormal: withExtra
+      ? (job) => {
+          if (!p.relay) return [];
+          const j = job as FioReportJob & { guest: GuestRun };
+          if (p.groupReporting && jobs.length === 1) {
+            const rel = relayMerged(p, p.guests);
+            return rel
+              ? comparisonLines(compare(j.stats, rel, p.percentiles), `all ${p.guests.length} guests`)
+              : [];
+          }
+          if (lastOfGuest.get(j.guest) !== job) return [];
+          const rel = relayMerged(p, [j.guest]);
+          return rel
+            ? comparisonLines(compare(guestMerged(j.guest), rel, p.percentiles), `${j.guest.name}'s jobs`)
+            : [];
+        }
+      : undefined,
+  };
+}
+
+export function pointLabel(p: PointResult): string {
+  return Object.entries(p.label)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+}
+
+export function renderPointNormal(p: PointResult): string {
+  const out: string[] = [];
+  out.push(renderNormal(fioReport(p, true)).trimEnd());
+  out.push('');
+  out.push(
+    `pvblk stack: disk "${diskParams(p.stack)}", ${p.stack.guests} guest${p.stack.guests > 1 ? 's' : ''}, ring-page-order ${p.stack.ringPageOrder}, queues ${p.stack.queues}, indirect-segments ${p.stack.indirectSegments}, persistent grants ${p.stack.persistent ? 'on' : 'off'}, data path ${p.stack.dataPath}${p.stack.pi ? ', PI (blkif integrity)' : ''}`,
+  );
+  out.push(...counterLines(p));
+  out.push(...stageLines(p.stages));
+  out.push(...memoryLines(p));
+  if (p.relayError) out.push(`relay baseline: failed (${p.relayError})`);
+  return out.join('\n') + '\n';
+}
+
+export function renderPointTerse(p: PointResult): string {
+  return renderTerse(fioReport(p, false));
+}
+
+/** fio's JSON of a point, with pvblk's per-job and top-level additions. */
+export function renderPointJson(p: PointResult, plus: boolean): Record<string, unknown> {
+  const report = fioReport(p, false);
+  const json = renderJson(report, plus);
+  const jobs = json.jobs as Array<Record<string, unknown>>;
+  report.jobs.forEach((job, i) => {
+    const j = job as FioReportJob & { guest: GuestRun };
+    const occ = j.stats.ringOccupancy;
+    const o: Record<string, unknown> = {
+      guest: j.guest.name,
+      domid: j.guest.domid,
+      ring_occupancy: { samples: occ.n, mean: occ.mean, p50: occ.pct(50), p99: occ.pct(99), max: occ.max },
+    };
+    const rel = p.relay
+      ? relayMerged(p, p.groupReporting && report.jobs.length === 1 ? p.guests : [j.guest])
+      : null;
+    if (rel) {
+      const c = compare(
+        p.groupReporting && report.jobs.length === 1 ? j.stats : guestMerged(j.guest),
+        rel,
+        p.percentiles,
+      );
+      o.relay = {
+        compared: p.groupReporting && report.jobs.length === 1 ? 'all guests' : `${j.guest.name}'s jobs`,
+        iops: c.iops[1],
+        bw_bytes: c.mibps[1] * 1048576,
+        rtt_ns: Object.fromEntries(c.clat.map(([k, , b]) => [k, b])),
+        ratio: {
+          iops: ratio(c.iops[0], c.iops[1]),
+          bw: ratio(c.mibps[0], c.mibps[1]),
+          clat: Object.fromEntries(c.clat.map(([k, a, b]) => [k, ratio(a, b)])),
+        },
+      };
+    }
+    jobs[i].pvblk = o;
+  });
+  const st = p.stages;
+  json.pvblk = {
+    point: p.label,
+    stack: { ...p.stack, disk: diskParams(p.stack) },
+    guests: p.guests.map((g) => ({
+      name: g.name,
+      domid: g.domid,
+      exit_status: g.status,
+      devices: g.devices,
+      blkback: g.blkback,
+      broker: g.broker,
+      per_request: perRequest(g, p),
+    })),
+    dom0_broker: p.dom0Broker,
+    memory: p.rss.map((r) => ({ ...summarizeRss(r), series: r.samples })),
+    stages:
+      st && !('error' in st)
+        ? {
+            clock_method: st.method,
+            clocks: st.clocks,
+            requests: st.requests,
+            incomplete: st.incomplete,
+            dropped: st.dropped,
+            stages_ns: [...st.stages, { name: 'total', ns: st.total, negative: 0 }].map((s) => ({
+              name: s.name,
+              mean: s.ns.mean,
+              p50: s.ns.pct(50),
+              p99: s.ns.pct(99),
+              max: s.ns.max,
+              negative: s.negative,
+            })),
+          }
+        : (st ?? null),
+    relay: p.relay ? Object.fromEntries([...p.relay.entries()]) : null,
+    relay_error: p.relayError,
+  };
+  return json;
+}
+
+/** A one-line summary of a point for sweep tables. */
+export function pointSummary(p: PointResult): {
+  iops: number;
+  mibps: number;
+  clatP50: number;
+  clatP99: number;
+  relayIops: number | null;
+  relayP50: number | null;
+  notifyPerReq: number;
+} {
+  const jobs = p.guests.flatMap((g) => g.jobs);
+  const ios = sum(jobs.map((j) => j.totalIos));
+  const bytes = sum(jobs.map((j) => j.read.bytes + j.write.bytes));
+  const run = Math.max(...jobs.map((j) => Math.max(j.read.runtimeMs, j.write.runtimeMs))) || 1;
+  const clat = new Samples();
+  for (const j of jobs) {
+    clat.merge(j.read.clat);
+    clat.merge(j.write.clat);
+  }
+  const rel = relayMerged(p, p.guests);
+  const reqs = sum(p.guests.map(guestRequests)) || 1;
+  const notify = sum(
+    p.guests.map((g) => (g.blkback?.notify_received ?? 0) + sum(g.devices.map((d) => d.upcalls))),
+  );
+  return {
+    iops: (1000 * ios) / run,
+    mibps: (1000 * bytes) / run / 1048576,
+    clatP50: clat.pct(50),
+    clatP99: clat.pct(99),
+    relayIops: rel ? (1000 * rel.ios) / (rel.runtimeMs || 1) : null,
+    relayP50: rel ? rel.rtt.pct(50) : null,
+    notifyPerReq: notify / reqs,
+  };
+}
+
+export function sweepTable(points: PointResult[]): string {
+  const out = ['', 'Sweep summary:'];
+  const hasRelay = points.some((p) => p.relay);
+  out.push(
+    `  ${'point'.padEnd(32)} ${'IOPS'.padStart(8)} ${'MiB/s'.padStart(8)} ${'clat p50'.padStart(9)} ${'clat p99'.padStart(9)} ${'notify/req'.padStart(10)}${hasRelay ? ` ${'relay IOPS'.padStart(10)} ${'IOPS ratio'.padStart(10)} ${'p50 ratio'.padStart(9)}` : ''}`,
+  );
+  for (const p of points) {
+    const s = pointSummary(p);
+    out.push(
+      `  ${pointLabel(p).padEnd(32)} ${num2str(s.iops, 4, false, 'none').padStart(8)} ${s.mibps.toFixed(1).padStart(8)} ${us(s.clatP50).padStart(9)} ${us(s.clatP99).padStart(9)} ${s.notifyPerReq.toFixed(3).padStart(10)}${hasRelay ? ` ${(s.relayIops === null ? '–' : num2str(s.relayIops, 4, false, 'none')).padStart(10)} ${fx(ratio(s.iops, s.relayIops ?? NaN)).padStart(10)} ${fx(ratio(s.clatP50, s.relayP50 ?? NaN)).padStart(9)}` : ''}`,
+    );
+  }
+  out.push('  (clat in usec; notify/req: notifications each way, summed, per ring request)');
+  return out.join('\n') + '\n';
+}

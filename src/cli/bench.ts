@@ -1,0 +1,637 @@
+/**
+ * `pvblk bench`: fio-shaped latency experiments on a stack of its own.
+ *
+ * For each point (one, or one per --sweep value) it starts — or keeps, when only job options change —
+ * a hypervisor, a host and N guests exactly as `pvblk run` does (startStack/Supervisor), warms up, then
+ * runs the job in every guest with the guest's own `fio` (the same parser, engine and statistics as
+ * `pvblk guest fio`), while it samples every process's RSS and, around the run, reads the host-side
+ * counters (the hypervisor's /status with the Dom0 secret, blkback's statistics from the host's API
+ * with the provisioning token). With --trace it collects and joins every process's trace stamps, with
+ * --baseline it runs the relay (bench-relay.ts) with the same job shape right after, and prints fio's
+ * report with pvblk's figures (bench-report.ts); --plot draws them (bench-plot.ts).
+ */
+import type { Command } from 'commander';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  etaLine,
+  FioUsageError,
+  JobStats,
+  runBanner,
+  runInGuest,
+  type DeviceCounters,
+  type DiskUtil,
+  type FioCommandLine,
+  type RawJob,
+} from '@pvblk/frontend';
+import {
+  BENCH_USAGE,
+  benchPoints,
+  diskParams,
+  parseBenchArgs,
+  sameStack,
+  type BenchOptions,
+  type BenchPoint,
+  type StackShape,
+} from './bench-options.ts';
+import {
+  runRelay,
+  runRelayClient,
+  runRelayServer,
+  type RelayClientSpec,
+  type RelayResult,
+} from './bench-relay.ts';
+import {
+  renderPointJson,
+  renderPointNormal,
+  renderPointTerse,
+  sweepTable,
+  type BlkbackCounters,
+  type BrokerCounters,
+  type GuestRun,
+  type PointResult,
+} from './bench-report.ts';
+import { RssSampler } from './bench-rss.ts';
+import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
+import { guestNames } from './options.ts';
+import { startStack, Supervisor, type LogRecord, type RunningStack, type StackChild } from './stack.ts';
+
+interface LiveStack {
+  shape: StackShape;
+  sup: Supervisor;
+  running: RunningStack;
+  dom0Secret: string;
+  token: string;
+  guests: Array<{ name: string; socket: string; domid: number; pid: number }>;
+  children: StackChild[];
+  traceDir: string | null;
+  tmp: string;
+}
+
+const write = (s: string) => process.stdout.write(s);
+
+export function registerBench(program: Command): void {
+  program
+    .command('bench')
+    .description(
+      "fio-shaped latency experiments: start a stack, run fio jobs in the guests, report with pvblk's counters (pvblk bench --help)",
+    )
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .passThroughOptions()
+    .argument('[options...]', 'fio job options and pvblk options')
+    .action(async (args: string[]) => {
+      process.exit(await runBench(args));
+    });
+}
+
+function fioArgv(cl: FioCommandLine, override: Record<string, string | null>, extra: string[]): string[] {
+  const argv = ['fio'];
+  for (const given of cl.given) {
+    argv.push(`--name=${given.name}`);
+    for (const [k, v] of Object.entries({ ...given, ...override })) {
+      if (k === 'name' || v === null) continue;
+      argv.push(`--${k}=${v}`);
+    }
+  }
+  if (cl.global.percentileList.length) argv.push(`--percentile_list=${cl.global.percentileList.join(':')}`);
+  return [...argv, ...extra];
+}
+
+async function startBenchStack(shape: StackShape, o: BenchOptions): Promise<LiveStack> {
+  const tmp = await mkdtemp(join(tmpdir(), 'pvblk-bench-'));
+  // the stack's secrets: the children read them from the environment, the bench needs them for
+  // /status and the host's API
+  const dom0Secret = (process.env.PVBLK_DOM0_SECRET ??= randomBytes(24).toString('base64url'));
+  const token = (process.env.PVBLK_TOOLSTACK_TOKEN ??= randomBytes(24).toString('base64url'));
+  let traceDir: string | null = null;
+  if (o.trace) {
+    traceDir = join(tmp, 'trace');
+    await mkdir(traceDir, { recursive: true });
+    process.env.PVBLK_TRACE = traceDir;
+  } else {
+    delete process.env.PVBLK_TRACE;
+  }
+  const errors: string[] = [];
+  const sup = new Supervisor({
+    onRecord: (name: string, r: LogRecord) => {
+      if ((r.level ?? 0) >= 50) errors.push(`${name} | ${String(r.msg)}`);
+    },
+    onText: (name: string, line: string) => process.stderr.write(`${name} | ${line}\n`),
+  });
+  const persistent = shape.persistent ? [] : ['--no-persistent'];
+  const cfg = {
+    guests: guestNames(shape.guests),
+    disk: diskParams(shape),
+    dataDir: null,
+    runDir: join(tmp, 'run'),
+    workDir: join(tmp, 'work'),
+    host: '127.0.0.1',
+    port: 0,
+    hostArgs: [
+      '--data-path',
+      shape.dataPath,
+      '--max-queues',
+      String(Math.max(4, shape.queues)),
+      ...persistent,
+    ],
+    guestArgs: [
+      '--ring-page-order',
+      String(shape.ringPageOrder),
+      '--queues',
+      String(shape.queues),
+      '--indirect-segments',
+      String(shape.indirectSegments),
+      ...persistent,
+    ],
+  };
+  let running: RunningStack;
+  try {
+    running = await startStack(sup, cfg);
+  } catch (e) {
+    await sup.stopAll();
+    await rm(tmp, { recursive: true, force: true });
+    throw new Error(
+      `the stack did not start: ${(e as Error).message}${errors.length ? `\n${errors.join('\n')}` : ''}`,
+    );
+  }
+  const guests = cfg.guests.map((name) => {
+    const child = sup.children.find((c) => c.name === name)!;
+    const rec = child.records.find((r) => r.event === 'ready');
+    return {
+      name,
+      socket: running.sockets.get(name)!,
+      domid: Number(rec?.domid ?? -1),
+      pid: child.proc.pid!,
+    };
+  });
+  return { shape, sup, running, dom0Secret, token, guests, children: [...sup.children], traceDir, tmp };
+}
+
+async function stopBenchStack(s: LiveStack): Promise<void> {
+  await s.sup.stopAll();
+  await rm(s.tmp, { recursive: true, force: true });
+  delete process.env.PVBLK_TRACE;
+}
+
+async function getJson(url: string, bearer: string): Promise<unknown> {
+  const res = await fetch(url, { headers: { authorization: `Bearer ${bearer}` } });
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${res.statusText}`);
+  return res.json();
+}
+
+interface Counters {
+  broker: Map<number, BrokerCounters>;
+  vbds: Map<number, BlkbackCounters>;
+}
+
+async function readCounters(s: LiveStack): Promise<Counters> {
+  const statusUrl = s.running.hypervisorUrl.replace(/^ws/, 'http').replace(/\/?$/, '/status');
+  const status = (await getJson(statusUrl, s.dom0Secret)) as {
+    domains: Array<{ domid: number; stats: BrokerCounters }>;
+  };
+  const guests = (await getJson(new URL('/guests', s.running.apiUrl).href, s.token)) as {
+    vbds: Record<string, BlkbackCounters>;
+  };
+  const broker = new Map(status.domains.map((d) => [d.domid, d.stats]));
+  const vbds = new Map<number, BlkbackCounters>();
+  for (const [key, st] of Object.entries(guests.vbds ?? {})) {
+    const domid = Number(key.split('/')[0]);
+    const acc = vbds.get(domid) ?? {};
+    for (const [k, v] of Object.entries(st)) if (typeof v === 'number') acc[k] = (acc[k] ?? 0) + v;
+    vbds.set(domid, acc);
+  }
+  return { broker, vbds };
+}
+
+function diff<T extends object>(a: T | undefined, b: T | undefined): T | null {
+  if (!b) return null;
+  const out: Record<string, number> = {};
+  const before = (a ?? {}) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(b))
+    if (typeof v === 'number') out[k] = v - ((before[k] as number) ?? 0);
+  return out as T;
+}
+
+/** Parses the rates of a guest's ETA line, to sum the lines of several guests. */
+function parseEta(line: string): {
+  running: number;
+  states: string[];
+  done: number | null;
+  eta: number | null;
+  rB: number;
+  wB: number;
+  rI: number;
+  wI: number;
+} | null {
+  const m =
+    /^Jobs: (\d+) \(f=\d+\): \[([^\]]*)\]\[([^\]]*)\](?:\[([^\]]*)\]\[([^\]]*) IOPS\])?\[eta ([^\]]+)\]/.exec(
+      line.trim(),
+    );
+  if (!m) return null;
+  const unit: Record<string, number> = {
+    '': 1,
+    k: 1e3,
+    M: 1e6,
+    G: 1e9,
+    Ki: 1024,
+    Mi: 1048576,
+    Gi: 1073741824,
+  };
+  const num = (v: string) => {
+    const x = /^([\d.]+)(Ki|Mi|Gi|k|M|G)?/.exec(v);
+    return x ? Number(x[1]) * (unit[x[2] ?? ''] ?? 1) : 0;
+  };
+  const pairs = (s: string | undefined) => {
+    const r = { r: 0, w: 0 };
+    for (const p of (s ?? '').split(',')) {
+      const [k, v] = p.split('=');
+      if (k === 'r' || k === 'w') r[k] = num(v ?? '');
+    }
+    return r;
+  };
+  const states: string[] = [];
+  for (const part of m[2].split(',')) {
+    const x = /^(.)\((\d+)\)$/.exec(part);
+    if (x) for (let i = 0; i < Number(x[2]); i++) states.push(x[1]);
+  }
+  const eta = /^(?:(\d+)d:)?(?:(\d+)h:)?(\d+)m:(\d+)s$/.exec(m[6]);
+  const bw = pairs(m[4]);
+  const io = pairs(m[5]);
+  return {
+    running: Number(m[1]),
+    states,
+    done: m[3].endsWith('%') && m[3] !== '-.-%' ? Number(m[3].slice(0, -1)) / 100 : null,
+    eta: eta
+      ? Number(eta[1] ?? 0) * 86400 + Number(eta[2] ?? 0) * 3600 + Number(eta[3]) * 60 + Number(eta[4])
+      : null,
+    rB: bw.r,
+    wB: bw.w,
+    rI: io.r,
+    wI: io.w,
+  };
+}
+
+interface GuestOutput {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `fio …` in every guest at once; ETA lines (when asked for) are summed and redrawn here. */
+async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<GuestOutput[]> {
+  const latest = new Map<string, string>();
+  const redraw = () => {
+    const parsed = [...latest.values()].map(parseEta).filter((x): x is NonNullable<typeof x> => !!x);
+    if (!parsed.length) return;
+    const dones = parsed.map((p) => p.done).filter((d): d is number => d !== null);
+    const etas = parsed.map((p) => p.eta).filter((d): d is number => d !== null);
+    write(
+      etaLine({
+        running: parsed.reduce((a, p) => a + p.running, 0),
+        states: parsed.flatMap((p) => p.states),
+        done: dones.length ? Math.min(...dones) : null,
+        eta: etas.length ? Math.max(...etas) : null,
+        rB: parsed.reduce((a, p) => a + p.rB, 0),
+        wB: parsed.reduce((a, p) => a + p.wB, 0),
+        rI: parsed.reduce((a, p) => a + p.rI, 0),
+        wI: parsed.reduce((a, p) => a + p.wI, 0),
+      }) + '\r',
+    );
+  };
+  const outs = await Promise.all(
+    s.guests.map(async (g) => {
+      let stdout = '';
+      let stderr = '';
+      let pending = '';
+      const status = await runInGuest(
+        g.socket,
+        { argv },
+        {
+          stdout: (t) => {
+            if (!eta) {
+              stdout += t;
+              return;
+            }
+            pending += t;
+            let cr: number;
+            while ((cr = pending.indexOf('\r')) >= 0) {
+              latest.set(g.name, pending.slice(0, cr));
+              pending = pending.slice(cr + 1);
+              redraw();
+            }
+            if (pending.startsWith('\n')) pending = pending.slice(1);
+            if (pending.includes('{')) {
+              stdout += pending;
+              pending = '';
+            }
+          },
+          stderr: (t) => (stderr += t),
+          kmsg: () => {},
+        },
+      ).catch((e: Error) => {
+        stderr += `pvblk: ${e.message}\n`;
+        return 1;
+      });
+      return { status, stdout: stdout + pending, stderr };
+    }),
+  );
+  if (eta) write('\n');
+  return outs;
+}
+
+interface GuestJson {
+  jobs: Array<{ jobname: string; 'job options': Record<string, string>; pvblk?: { raw?: RawJob } }>;
+  disk_util: Array<Record<string, number | string>>;
+  pvblk?: { devices?: Array<Record<string, number | string>> };
+}
+
+function parseGuestJson(text: string): GuestJson | null {
+  const at = text.indexOf('{');
+  if (at < 0) return null;
+  try {
+    return JSON.parse(text.slice(at)) as GuestJson;
+  } catch {
+    return null;
+  }
+}
+
+async function runBaseline(
+  p: BenchPoint,
+  o: BenchOptions,
+  guests: GuestRun[],
+): Promise<Map<string, RelayResult>> {
+  const results = new Map<string, RelayResult>();
+  const waiting = new Map<string, (r: RelayResult) => void>();
+  const sup = new Supervisor({
+    onRecord: (name, r) => {
+      if (r.event === 'result') waiting.get(name)?.(r.result as RelayResult);
+    },
+    onText: (n, l) => process.stderr.write(`${n} | ${l}\n`),
+  });
+  // the relay's processes are no stack of pvblk: no tracing there
+  const env = { PVBLK_TRACE: '' };
+  const spawn = (name: string, args: string[], tier: number) => {
+    const spec = { name, args: ['bench', ...args], env, tier };
+    return sup.start(spec);
+  };
+  try {
+    const relay = spawn('relay', ['--relay-role=relay'], 0);
+    const url = String((await relay.ready).url);
+    await spawn('relay-server', ['--relay-role=server', `--relay-url=${url}`], 1).ready;
+    const job = p.cl.jobs[0];
+    const depth = p.cl.jobs.reduce((a, j) => a + j.iodepth * j.numjobs, 0);
+    const readPct =
+      job.rw === 'read' || job.rw === 'randread'
+        ? 100
+        : job.rw === 'write' || job.rw === 'randwrite'
+          ? 0
+          : job.rwmixread;
+    await Promise.all(
+      guests.map((g, i) => {
+        const ios = g.jobs.reduce((a, j) => a + j.totalIos, 0);
+        const spec: RelayClientSpec = {
+          url,
+          client: i,
+          bs: job.bs,
+          depth,
+          readPct,
+          runtimeMs: job.timeBased ? job.runtime : null,
+          ios: job.timeBased ? null : Math.max(1, ios),
+          warmupMs: o.warmupMs,
+          seed: job.randseed + i,
+        };
+        const name = `relay-client${i}`;
+        const got = new Promise<RelayResult>((resolve) => waiting.set(name, resolve));
+        const c = spawn(name, ['--relay-role=client', `--relay-spec=${JSON.stringify(spec)}`], 2);
+        // the result record may be read just after the exit: give it a moment before giving up
+        const died = c.exited.then(
+          () =>
+            new Promise<RelayResult>((_, reject) =>
+              setTimeout(() => reject(new Error(`${name} exited without a result`)), 1000).unref(),
+            ),
+        );
+        return Promise.race([got, died]).then((r) => results.set(g.name, r));
+      }),
+    );
+    return results;
+  } finally {
+    await sup.stopAll();
+  }
+}
+
+async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boolean): Promise<PointResult> {
+  // warm-up: the same jobs, untimed, without verify (JIT, pools, persistent grants)
+  if (o.warmupMs > 0) {
+    await runInGuests(
+      s,
+      fioArgv(
+        p.cl,
+        {
+          time_based: '1',
+          runtime: `${Math.round(o.warmupMs)}ms`,
+          ramp_time: null,
+          verify: 'none',
+          verify_only: null,
+        },
+        ['--output-format=json'],
+      ),
+      false,
+    );
+  }
+  const procs = s.children.map((c) => ({ name: c.name, pid: c.proc.pid! }));
+  const targets: TraceTarget[] = s.children.map((c) => ({
+    name: c.name,
+    pid: c.proc.pid!,
+    role: c.name === 'hypervisor' ? 'hypervisor' : c.name === 'host' ? 'host' : 'guest',
+  }));
+  if (s.traceDir) await collectTraces(targets, s.traceDir); // empties the recorders: only the run remains
+  const before = await readCounters(s);
+  const rss = new RssSampler(procs, o.rssIntervalMs);
+  rss.start();
+  const outs = await runInGuests(
+    s,
+    fioArgv(p.cl, {}, ['--output-format=json', '--pvblk_raw', ...(eta ? ['--eta=always'] : [])]),
+    eta,
+  );
+  const series = await rss.stop();
+  const after = await readCounters(s);
+  let stages: PointResult['stages'] = null;
+  if (s.traceDir) {
+    try {
+      stages = joinTraces(await collectTraces(targets, s.traceDir));
+    } catch (e) {
+      stages = { error: (e as Error).message };
+    }
+  }
+  const guests: GuestRun[] = s.guests.map((g, i) => {
+    const out = outs[i];
+    const json = parseGuestJson(out.stdout);
+    const jobs = (json?.jobs ?? []).map((j) =>
+      j.pvblk?.raw ? JobStats.fromRaw(j.pvblk.raw) : new JobStats(j.jobname),
+    );
+    const devices: DeviceCounters[] = (json?.pvblk?.devices ?? []).map((d) => ({
+      name: String(d.name),
+      requests: Number(d.ring_requests),
+      completions: Number(d.completions),
+      upcalls: Number(d.notifications_received),
+      grants: Number(d.grant_operations),
+    }));
+    const disks: DiskUtil[] = (json?.disk_util ?? []).map((d) => ({
+      name: String(d.name),
+      readIos: Number(d.read_ios),
+      writeIos: Number(d.write_ios),
+      readSectors: Number(d.read_sectors),
+      writeSectors: Number(d.write_sectors),
+      readTicks: Number(d.read_ticks),
+      writeTicks: Number(d.write_ticks),
+      inQueue: Number(d.in_queue),
+      ioTicks: (Number(d.util) / 100) * Math.max(...jobs.map((j) => j.totalRunMs), 1),
+      msec: Math.max(...jobs.map((j) => j.totalRunMs), 1),
+    }));
+    if (out.stderr)
+      process.stderr.write(s.guests.length > 1 ? out.stderr.replace(/^/gm, `${g.name}: `) : out.stderr);
+    if (!json && out.status === 0) process.stderr.write(`pvblk: ${g.name}: fio printed no JSON\n`);
+    return {
+      name: g.name,
+      domid: g.domid,
+      status: json ? out.status : out.status || 1,
+      jobs,
+      options: (json?.jobs ?? []).map((j) => j['job options']),
+      disks,
+      devices,
+      stderr: out.stderr,
+      broker: diff(before.broker.get(g.domid), after.broker.get(g.domid)),
+      blkback: diff(before.vbds.get(g.domid), after.vbds.get(g.domid)),
+    };
+  });
+  let relay: Map<string, RelayResult> | null = null;
+  let relayError: string | null = null;
+  if (o.baseline) {
+    try {
+      relay = await runBaseline(p, o, guests);
+    } catch (e) {
+      relayError = (e as Error).message;
+    }
+  }
+  return {
+    label: p.label,
+    stack: p.stack,
+    guests,
+    dom0Broker: diff(before.broker.get(0), after.broker.get(0)),
+    rss: series,
+    rssIntervalMs: o.rssIntervalMs,
+    stages,
+    relay,
+    relayError,
+    groupReporting: p.cl.global.groupReporting,
+    percentiles: p.cl.global.percentileList,
+  };
+}
+
+/** The hidden roles of the relay baseline's processes. */
+async function runRelayRole(argv: string[]): Promise<number> {
+  const get = (k: string) => argv.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3);
+  const role = get('relay-role');
+  if (role === 'relay') await runRelay();
+  else if (role === 'server') await runRelayServer(get('relay-url') ?? '');
+  else if (role === 'client') await runRelayClient(JSON.parse(get('relay-spec') ?? '{}') as RelayClientSpec);
+  else {
+    process.stderr.write(`pvblk bench: unknown relay role ${role}\n`);
+    return 2;
+  }
+  return 0;
+}
+
+export async function runBench(argv: string[]): Promise<number> {
+  if (argv.some((a) => a.startsWith('--relay-role='))) return runRelayRole(argv);
+  let o: BenchOptions | 'help';
+  try {
+    o = parseBenchArgs(argv);
+  } catch (e) {
+    if (e instanceof FioUsageError) {
+      process.stderr.write(e.lines.join('\n') + '\n');
+      return 1;
+    }
+    throw e;
+  }
+  if (o === 'help') {
+    write(BENCH_USAGE);
+    return 0;
+  }
+  if (o.plot) {
+    try {
+      const { checkPlotting } = await import('./bench-plot.ts');
+      await checkPlotting(/\.png$/i.test(o.plot));
+    } catch (e) {
+      process.stderr.write(`pvblk bench: --plot ${o.plot}: ${(e as Error).message}\n`);
+      return 1;
+    }
+  }
+  const fmt = o.cl.global.outputFormat;
+  const eta = o.cl.global.eta === 'always' || (o.cl.global.eta === 'auto' && process.stdout.isTTY === true);
+  const points = benchPoints(o);
+  const results: PointResult[] = [];
+  let stack: LiveStack | null = null;
+  const onSignal = () => {
+    void (stack ? stopBenchStack(stack) : Promise.resolve()).then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    for (const p of points) {
+      if (!stack || !sameStack(stack.shape, p.stack)) {
+        if (stack) await stopBenchStack(stack);
+        stack = null;
+        stack = await startBenchStack(p.stack, o);
+      }
+      if (fmt === 'normal') {
+        if (points.length > 1)
+          write(
+            `\n=== ${Object.entries(p.label)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')}\n`,
+          );
+        const banner = runBanner(p.cl.jobs);
+        if (p.stack.guests > 1) banner[banner.length - 1] += ` in each of ${p.stack.guests} guests`;
+        write(banner.join('\n') + '\n');
+      }
+      const r = await runPoint(stack, p, o, eta && fmt === 'normal');
+      results.push(r);
+      if (fmt === 'normal') write('\n' + renderPointNormal(r));
+      else if (fmt === 'terse') write(renderPointTerse(r));
+    }
+  } catch (e) {
+    process.stderr.write(`pvblk bench: ${(e as Error).message}\n`);
+    if (stack) await stopBenchStack(stack);
+    return 1;
+  }
+  if (stack) await stopBenchStack(stack);
+  if (fmt === 'json' || fmt === 'json+') {
+    const docs = results.map((r) => renderPointJson(r, fmt === 'json+'));
+    write(
+      JSON.stringify(
+        docs.length === 1 ? docs[0] : { 'fio version': docs[0]['fio version'], sweep: docs },
+        null,
+        2,
+      ) + '\n',
+    );
+  } else if (fmt === 'normal' && results.length > 1) {
+    write(sweepTable(results));
+  }
+  if (o.plot) {
+    try {
+      const { writePlot } = await import('./bench-plot.ts');
+      await writePlot(o.plot, results, o);
+      if (fmt === 'normal') write(`plot: ${o.plot}\n`);
+    } catch (e) {
+      process.stderr.write(`pvblk bench: --plot ${o.plot}: ${(e as Error).message}\n`);
+      return 1;
+    }
+  }
+  const failed = results.some((r) => r.guests.some((g) => g.status !== 0 || g.jobs.some((j) => j.error)));
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,325 @@
+/**
+ * `pvblk bench` and the guest's `fio` across real processes: bad options are refused before anything
+ * starts; a run's JSON has fio's keys and pvblk's counters; the counts of a QD1 write run add up; a
+ * block corrupted on the host's disk file is caught by `--verify` with fio's message; plots are
+ * valid SVG and PNG files. Behaviour only: no figure is asserted.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { open, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pvblk, startSystem, tempDir } from './helpers.ts';
+
+const QUICK = ['--disk', 'delay=0', '--warmup=0', '--rss-interval=200ms'];
+
+describe('pvblk bench: bad input', () => {
+  const tmp = tempDir('pvblk-bench-err-');
+  afterAll(() => tmp.cleanup());
+
+  const cases: Array<[string[], string[]]> = [
+    [
+      ['--name=t', '--iodepth', '0'],
+      ['iodepth: min value out of range: 0 (1 min)', 'fio: failed parsing iodepth=0'],
+    ],
+    [
+      ['--name=t', '--iodeph=4'],
+      ["fio: unrecognized option '--iodeph=4'", 'Did you mean iodepth?'],
+    ],
+    [
+      ['--name=t', '--bs=1000'],
+      ['fio: bs=1000 is not a multiple of the logical block size of /dev/xvda (512)'],
+    ],
+    [
+      ['--name=t', '--size=16m'],
+      ['fio: offset=0 size=16777216 goes past the end of /dev/xvda (8388608 bytes)'],
+    ],
+    [
+      ['--name=t', '--disk', 'dev_size_mb=64', '--size=65m'],
+      ['fio: offset=0 size=68157440 goes past the end of /dev/xvda (67108864 bytes)'],
+    ],
+    [['--name=t', '--rw=trim'], ['fio: failed parsing rw=trim']],
+    [['--name=t', '--time_based'], ['fio: t: time_based needs a runtime (--runtime=<seconds>)']],
+    [
+      ['--name=t', '--queues', '0'],
+      ['queues: min value out of range: 0 (1 min)', 'fio: failed parsing queues=0'],
+    ],
+    [['--name=t', '--ring-page-order=5'], ['ring-page-order: max value out of range: 5 (4 max)']],
+    [['--name=t', '--plot=out.jpg'], ['fio: --plot out.jpg: the file name must end in .svg or .png']],
+    [['--name=t', '--sweep', 'colour=1,2'], ['fio: --sweep colour=1,2: cannot sweep "colour"']],
+    [['--name=t', '--sweep', 'iodepth=1,0'], ['iodepth: min value out of range: 0 (1 min)']],
+    [['--name=t', '--disk', 'nope=1'], ['fio: --disk: unknown disk parameter "nope"']],
+    [
+      ['--name=t', '--rw=write', '--verify=crc32c', '--numjobs=2'],
+      ["fio: t: verify with numjobs=2 on one region: the writers overwrite each other's blocks"],
+    ],
+    [['--name=t', '--filename=/dev/xvdb'], ["fio: /dev/xvdb: the bench's guests have one disk, /dev/xvda"]],
+    [['--rw=read'], ['No job(s) defined']],
+  ];
+
+  for (const [args, lines] of cases) {
+    it(`refuses ${args.join(' ')} with status 1 and starts nothing`, async () => {
+      const r = await pvblk(['bench', ...args], { env: { TMPDIR: tmp.path }, timeoutMs: 30_000 });
+      expect(r.code).toBe(1);
+      for (const l of lines) expect(r.stderr).toContain(l);
+      expect(r.stdout).toBe('');
+      // a stack would have made its temporary directory here
+      expect((await readdir(tmp.path)).filter((f) => f.startsWith('pvblk-bench-'))).toEqual([]);
+    });
+  }
+
+  it('prints its usage with --help', async () => {
+    const r = await pvblk(['bench', '--help'], { env: { TMPDIR: tmp.path } });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^usage: pvblk bench --name=<job>/);
+    expect(r.stdout).toContain('--baseline');
+  });
+});
+
+interface FioJson {
+  'fio version': string;
+  jobs: Array<{
+    jobname: string;
+    error: number;
+    write: {
+      iops: number;
+      bw_bytes: number;
+      total_ios: number;
+      slat_ns: { N: number };
+      clat_ns: { N: number; percentile: Record<string, number> };
+      lat_ns: { N: number; min: number; max: number };
+    };
+    pvblk: {
+      relay?: { ratio: { iops: number; clat: Record<string, number> } };
+      ring_occupancy: { max: number };
+    };
+  }>;
+  disk_util: Array<{ name: string; write_ios: number }>;
+  pvblk: {
+    guests: Array<{
+      devices: Array<{ requests: number; completions: number; upcalls: number }>;
+      blkback: Record<string, number>;
+      broker: Record<string, number>;
+      per_request: Record<string, number>;
+    }>;
+    stages: {
+      requests: number;
+      clocks: Array<{ name: string; uncertaintyUs: number }>;
+      stages_ns: Array<{ name: string }>;
+    };
+    memory: Array<{ name: string; samples: number; maxBytes: number }>;
+  };
+}
+
+describe('pvblk bench: a run', () => {
+  const tmp = tempDir('pvblk-bench-run-');
+  afterAll(() => tmp.cleanup());
+
+  it("writes fio's JSON with pvblk's counters, the relay's ratios and the stage breakdown", async () => {
+    const svg = join(tmp.path, 'cdf.svg');
+    const r = await pvblk(
+      [
+        'bench',
+        '--name=rw4',
+        '--rw=randwrite',
+        '--bs=4k',
+        '--iodepth=4',
+        '--size=256k',
+        '--direct=1',
+        '--output-format=json',
+        '--baseline',
+        '--trace',
+        `--plot=${svg}`,
+        ...QUICK,
+      ],
+      { env: { TMPDIR: tmp.path }, timeoutMs: 120_000 },
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as FioJson;
+    expect(j['fio version']).toMatch(/^fio-3\./);
+    const w = j.jobs[0].write;
+    expect(j.jobs[0].jobname).toBe('rw4');
+    expect(j.jobs[0].error).toBe(0);
+    expect(w.total_ios).toBe(64);
+    expect(w.iops).toBeGreaterThan(0);
+    expect(w.bw_bytes).toBeGreaterThan(0);
+    expect(w.clat_ns.N).toBe(64);
+    expect(w.lat_ns.N).toBe(64);
+    expect(w.slat_ns.N).toBe(64);
+    expect(Object.keys(w.clat_ns.percentile)).toEqual(
+      [
+        '1',
+        '5',
+        '10',
+        '20',
+        '30',
+        '40',
+        '50',
+        '60',
+        '70',
+        '80',
+        '90',
+        '95',
+        '99',
+        '99.5',
+        '99.9',
+        '99.95',
+        '99.99',
+      ].map((p) => Number(p).toFixed(6)),
+    );
+    expect(w.clat_ns.percentile['50.000000']).toBeGreaterThan(0);
+    expect(j.disk_util[0]).toMatchObject({ name: 'xvda' });
+    expect(j.disk_util[0].write_ios).toBeGreaterThanOrEqual(64);
+    // the relay ran in the same run: every figure has its ratio
+    const rel = j.jobs[0].pvblk.relay!;
+    expect(Number.isFinite(rel.ratio.iops)).toBe(true);
+    expect(Number.isFinite(rel.ratio.clat.p50)).toBe(true);
+    expect(j.jobs[0].pvblk.ring_occupancy.max).toBeLessThanOrEqual(4);
+    // host-side counters
+    const g = j.pvblk.guests[0];
+    expect(g.devices[0].requests).toBeGreaterThanOrEqual(64);
+    expect(g.blkback.wr_req).toBeGreaterThanOrEqual(64);
+    expect(g.broker.framesIn).toBeGreaterThan(0);
+    expect(g.per_request.requests).toBe(g.devices[0].requests);
+    // stages: joined requests, clocks measured, 11 stages and the total
+    expect(j.pvblk.stages.requests).toBeGreaterThan(0);
+    expect(j.pvblk.stages.clocks.map((c) => c.name).sort()).toEqual(['guest', 'host']);
+    expect(j.pvblk.stages.stages_ns).toHaveLength(12);
+    // every process's memory was sampled
+    expect(j.pvblk.memory.map((m) => m.name).sort()).toEqual(['guest', 'host', 'hypervisor']);
+    for (const m of j.pvblk.memory) expect(m.samples).toBeGreaterThan(0);
+    const text = await readFile(svg, 'utf8');
+    expect(text.startsWith('<svg')).toBe(true);
+    expect(text.trimEnd().endsWith('</svg>')).toBe(true);
+    expect(text).toContain('Completion latency CDF');
+    expect(text).toContain('Stage breakdown');
+  });
+
+  it('counts: a QD1 write run of N ios has N completions and at most one notification per request each way', async () => {
+    const r = await pvblk(
+      [
+        'bench',
+        '--name=c',
+        '--rw=write',
+        '--bs=4k',
+        '--iodepth=1',
+        '--size=128k',
+        '--direct=1',
+        '--output-format=json',
+        ...QUICK,
+      ],
+      { env: { TMPDIR: tmp.path }, timeoutMs: 120_000 },
+    );
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as FioJson;
+    const n = 32;
+    expect(j.jobs[0].write.total_ios).toBe(n);
+    const g = j.pvblk.guests[0];
+    const d = g.devices[0];
+    // the command also sends the flush of its open (O_DIRECT writes back the cache first): at most one more
+    expect(d.requests - n).toBeGreaterThanOrEqual(0);
+    expect(d.requests - n).toBeLessThanOrEqual(1);
+    expect(d.completions).toBe(d.requests);
+    expect(g.blkback.wr_req).toBe(n);
+    expect(g.blkback.notify_received).toBeLessThanOrEqual(d.requests);
+    expect(d.upcalls).toBeLessThanOrEqual(d.requests);
+    expect(g.blkback.notify_received).toBeGreaterThan(0);
+    expect(d.upcalls).toBeGreaterThan(0);
+  });
+
+  it('sweeps and plots IOPS against the swept value as a PNG', async () => {
+    const png = join(tmp.path, 'sweep.png');
+    const r = await pvblk(
+      [
+        'bench',
+        '--name=s',
+        '--rw=randread',
+        '--bs=4k',
+        '--size=128k',
+        '--direct=1',
+        '--sweep',
+        'iodepth=1,4',
+        `--plot=${png}`,
+        ...QUICK,
+      ],
+      { env: { TMPDIR: tmp.path }, timeoutMs: 120_000 },
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('=== iodepth=1');
+    expect(r.stdout).toContain('=== iodepth=4');
+    expect(r.stdout).toMatch(/Sweep summary:\n.*\n {2}iodepth=1 .*\n {2}iodepth=4 /);
+    const b = await readFile(png);
+    expect(b.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    expect(b.subarray(12, 16).toString('latin1')).toBe('IHDR');
+    expect(b.readUInt32BE(16)).toBeGreaterThan(100); // width
+    expect(b.subarray(b.length - 8, b.length - 4).toString('latin1')).toBe('IEND');
+  });
+});
+
+describe('fio in a running guest: --verify catches a block corrupted on the host', () => {
+  const data = tempDir('pvblk-bench-verify-');
+  let sys: Awaited<ReturnType<typeof startSystem>>;
+  let guestSocketDir = '';
+
+  beforeAll(async () => {
+    sys = await startSystem({ disk: 'delay=0', dataDir: data.path });
+    const g = await sys.guest('vguest');
+    guestSocketDir = join(g.socket, '..');
+  });
+  afterAll(async () => {
+    await sys?.stop();
+    data.cleanup();
+  });
+
+  const fio = (args: string[]) =>
+    pvblk(
+      [
+        'guest',
+        '--run-dir',
+        guestSocketDir,
+        '--name',
+        'vguest',
+        'fio',
+        '--name=v',
+        '--rw=randwrite',
+        '--bs=4k',
+        '--size=64k',
+        '--direct=1',
+        '--verify=crc32c',
+        ...args,
+      ],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+
+  it("verifies what it wrote, then fails on the corrupted block with fio's message", async () => {
+    const w = await fio([]);
+    expect(w.stderr).toBe('');
+    expect(w.code).toBe(0);
+    expect(w.stdout).toContain('v: (groupid=0, jobs=1): err= 0');
+    const again = await fio(['--verify_only']);
+    expect(again.code).toBe(0);
+
+    // flip one byte in the data of block 5 (bytes 20480-24575 of the disk), past the header
+    const dir = join(data.path, 'disks');
+    const img = (await readdir(dir)).find((f) => f.endsWith('.img'))!;
+    const fh = await open(join(dir, img), 'r+');
+    const at = 5 * 4096 + 1000;
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, at);
+    b[0] ^= 0x40;
+    await fh.write(b, 0, 1, at);
+    await fh.close();
+
+    const v = await fio(['--verify_only']);
+    expect(v.code).toBe(1);
+    expect(v.stderr).toContain(
+      'crc32c: verify failed at file /dev/xvda offset 20480, length 4096 (requested block: offset=20480, length=4096, flags=88)',
+    );
+    expect(v.stderr).toMatch(/ {7}Expected CRC: [0-9a-f]{8}\n {7}Received CRC: [0-9a-f]{8}/);
+    expect(v.stderr).toMatch(
+      /fio: pid=\d+, err=84\/file:io_u\.c, func=io_u_queued_complete, error=Invalid or incomplete multibyte or wide character/,
+    );
+    expect(v.stdout).toContain('v: (groupid=0, jobs=1): err=84 (file:io_u.c, func=io_u_queued_complete');
+  });
+});

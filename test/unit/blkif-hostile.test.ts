@@ -1,0 +1,238 @@
+/**
+ * Hostile peers on either side of the ring, in process (issue 8, driver part): each test is named by
+ * what it reproduces, with the XSA it belongs to. The cross-process versions are in
+ * test/process/blkif-hostile.test.ts.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  BLKIF_OP_READ,
+  BLKIF_OP_WRITE,
+  BLKIF_OP_WRITE_BARRIER,
+  BLKIF_REQUEST_SIZE,
+  BLKIF_RSP_OKAY,
+  encodeRequest,
+  KERN_ALERT,
+  KERN_INFO,
+  SpuriousEventBackoff,
+} from '@pvblk/shared';
+import { PagesRingMemory, type Page } from '@pvblk/client';
+import type { MemoryBlockDevice } from '@pvblk/backend';
+import { attachBlkfront, DEVID, RawFront, startHost, waitFor, type Host } from './blkif-peers.ts';
+import { pattern, rwRequest, until } from './stack.ts';
+
+let host: Host | null = null;
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await host?.close();
+  host = null;
+});
+
+const write = (id: number, sector: number, gref: number): Buffer =>
+  encodeRequest({
+    operation: BLKIF_OP_WRITE,
+    nrSegments: 1,
+    handle: DEVID,
+    id: BigInt(id),
+    sectorNumber: BigInt(sector),
+    segments: [{ gref, firstSect: 0, lastSect: 7 }],
+  });
+
+/** The delays the lateeoi rule gives `n` spurious events after `prior` ones (no work in between). */
+function expectedDelays(prior: number, n: number): number {
+  const b = new SpuriousEventBackoff();
+  for (let i = 0; i < prior; i++) b.eoi(true);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += b.eoi(true);
+  return sum;
+}
+
+describe('hostile frontend against blkback', () => {
+  it('XSA-155 (double fetch): every request slot is read from the shared ring exactly once', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const f = await RawFront.connect(host, d);
+    const reads = new Map<number, number>();
+    const orig = PagesRingMemory.prototype.read;
+    vi.spyOn(PagesRingMemory.prototype, 'read').mockImplementation(function (
+      this: PagesRingMemory,
+      off: number,
+      len: number,
+    ) {
+      // blkback's view of the ring is a mapping of the guest's pages
+      if (len === BLKIF_REQUEST_SIZE && this.pages[0].origin.kind === 'mapped')
+        reads.set(off, (reads.get(off) ?? 0) + 1);
+      return orig.call(this, off, len);
+    });
+    const a = f.grant(Buffer.alloc(4096, 1));
+    f.push(Array.from({ length: 20 }, (_, i) => write(i, i * 8, a.ref)));
+    expect((await f.responses(20)).every((r) => r.status === BLKIF_RSP_OKAY)).toBe(true);
+    expect([...reads.values()]).toEqual(Array(20).fill(1));
+  });
+
+  it('XSA-216: a response writes id, operation and status only — no byte of blkback reaches the padding', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const f = await RawFront.connect(host, d);
+    const a = f.grant(Buffer.alloc(4096, 1));
+    const slot = write(7, 0, a.ref);
+    slot.fill(0x5a, 32); // bytes a request of one segment leaves unused: the frontend's own
+    f.push([slot]);
+    await f.responses(1);
+    const after = f.slot(0);
+    expect(after.readBigUInt64LE(0)).toBe(7n);
+    expect(after[8]).toBe(BLKIF_OP_WRITE);
+    expect(after.readInt16LE(10)).toBe(BLKIF_RSP_OKAY);
+    // the pad byte and everything after the status are what the frontend wrote there
+    expect(after[9]).toBe(slot[9]);
+    expect(after.subarray(12).equals(slot.subarray(12))).toBe(true);
+  });
+
+  it('XSA-332: events with no request behind them are spurious EOIs, backed off 1, 2, 4 … ms; other guests unaffected', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const other = await host.domain();
+    const f = await RawFront.connect(host, d);
+    const g = await attachBlkfront(host, other);
+    const stats = () => host!.blkback.stats()[`${d.domid}/${DEVID}`];
+    await until(() => stats().notify_received >= 1, 'the bind upcall');
+    const before = stats();
+    const n = 8;
+    for (let i = 1; i <= n; i++) {
+      f.xc.evtchn.send(f.port);
+      await until(() => stats().notify_received >= before.notify_received + i, `upcall ${i}`);
+      // meanwhile another guest's I/O goes through
+      expect(await g.front.submit(rwRequest(g.xc, 'write', i * 8, pattern(4096, i)))).toEqual({
+        status: 'ok',
+      });
+    }
+    await until(() => stats().spurious_events === before.spurious_events + n, 'all EOIs');
+    expect(stats().jiffies_eoi_delayed - before.jiffies_eoi_delayed).toBe(
+      expectedDelays(before.spurious_events, n),
+    );
+    expect(stats().jiffies_eoi_delayed - before.jiffies_eoi_delayed).toBeGreaterThan(0);
+    // a real request resets the count: served at once, and the next spurious one costs nothing
+    const a = f.grant(Buffer.alloc(4096, 1));
+    f.push([write(1, 0, a.ref)]);
+    expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
+  });
+
+  it('a frontend cannot wedge its ring: [WRITE, WRITE, WRITE_BARRIER, WRITE] + READ all answered, nothing left running once the domain is destroyed', async () => {
+    host = await startHost();
+    const d = await host.domain({ disk: { delayMs: 10 } });
+    const f = await RawFront.connect(host, d);
+    const a = f.grant(Buffer.alloc(4096, 1));
+    const barrier = encodeRequest({
+      operation: BLKIF_OP_WRITE_BARRIER,
+      nrSegments: 0,
+      handle: DEVID,
+      id: 3n,
+      sectorNumber: 0n,
+      segments: [],
+    });
+    const read = encodeRequest({
+      operation: BLKIF_OP_READ,
+      nrSegments: 1,
+      handle: DEVID,
+      id: 5n,
+      sectorNumber: 0n,
+      segments: [{ gref: a.ref, firstSect: 0, lastSect: 7 }],
+    });
+    f.push([write(1, 0, a.ref), write(2, 8, a.ref), barrier, write(4, 16, a.ref), read]);
+    expect((await f.responses(5)).map((r) => Number(r.id))).toEqual([1, 2, 3, 4, 5]);
+    await host.toolstack.destroyDomain(d.domid);
+    await until(() => !host!.blkback.vbds.has(`${d.domid}/${DEVID}`), 'the vbd to go');
+    expect(host.blkback.liveTimers()).toBe(0);
+  });
+});
+
+describe('hostile backend against blkfront', () => {
+  it('XSA-391: upcalls with no response behind them are spurious EOIs, backed off; the device keeps working', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const g = await attachBlkfront(host, d);
+    const ring = host.blkback.vbds.get(`${d.domid}/${DEVID}`)!.rings[0];
+    const before = { ...g.front.stats };
+    const n = 8;
+    for (let i = 1; i <= n; i++) {
+      host.dom0.evtchn.send(ring.port);
+      await until(() => g.front.stats.spuriousEvents >= before.spuriousEvents + i, `spurious upcall ${i}`);
+    }
+    expect(g.front.stats.eoiDelayedMs - before.eoiDelayedMs).toBe(expectedDelays(before.spuriousEvents, n));
+    const r = rwRequest(g.xc, 'write', 0, pattern(4096, 3));
+    expect(await g.front.submit(r)).toEqual({ status: 'ok' });
+  });
+
+  it('XSA-396: a backend that keeps a non-persistent grant mapped fails the device; the request never completes OK', async () => {
+    host = await startHost({ blkback: { persistentGrants: false } });
+    const d = await host.domain();
+    const g = await attachBlkfront(host, d, { persistentGrants: false });
+    // this backend never unmaps what it mapped for a request
+    host.dom0.gnttab.unmapAsync = () => {};
+    const req = rwRequest(g.xc, 'write', 0, pattern(4096, 9));
+    const pagesBefore = g.front.describe().pages as number;
+    expect(await g.front.submit(req)).toEqual({ status: 'ioerr' });
+    expect(g.klog.lines(KERN_ALERT)).toEqual([
+      expect.stringMatching(/^xvda: backed has not unmapped grant: \d+$/),
+      'xvda disabled for further use',
+    ]);
+    // the page is still reachable by the backend: it is not given back for reuse
+    expect(req.segments[0].page.grantCount).toBe(1);
+    g.front.freePage(req.segments[0].page);
+    expect(g.front.describe().pages).toBe(pagesBefore);
+  });
+
+  it('XSA-403: with trusted=0 the backend is given bounce pages holding the request bytes only, never the guest page', async () => {
+    for (const trusted of ['1', '0']) {
+      host = await startHost({ blkback: { persistentGrants: false } });
+      const d = await host.domain({ vbd: { trusted } });
+      const g = await attachBlkfront(host, d, { persistentGrants: false });
+      expect(g.klog.lines(KERN_INFO).at(-1)).toMatch(
+        trusted === '0' ? /bounce buffer: enabled$/ : /bounce buffer: disabled;$/,
+      );
+      const seen: Page[] = [];
+      const map = host.dom0.gnttab.map.bind(host.dom0.gnttab);
+      host.dom0.gnttab.map = async (ops) => {
+        const r = await map(ops);
+        for (const x of r) if (x.page) seen.push(x.page);
+        return r;
+      };
+      // a guest page with a secret in its first kilobyte; the request writes only the second
+      const page = g.xc.allocPage();
+      page.write(0, Buffer.alloc(1024, 0x5e));
+      page.write(1024, pattern(1024, 4));
+      const res = await g.front.submit({
+        op: 'write',
+        sector: 0,
+        segments: [{ page, off: 1024, len: 1024 }],
+      });
+      expect(res).toEqual({ status: 'ok' });
+      expect(seen).toHaveLength(1);
+      const exposed = seen[0].buf;
+      expect(exposed.subarray(1024, 2048).equals(pattern(1024, 4))).toBe(true);
+      expect(exposed.subarray(0, 1024).every((b) => b === 0)).toBe(trusted === '0');
+      expect(exposed.subarray(0, 1024).every((b) => b === 0x5e)).toBe(trusted === '1');
+      // a read lands in the request's bytes of the guest page only
+      const r = await g.front.submit({ op: 'read', sector: 0, segments: [{ page, off: 1024, len: 1024 }] });
+      expect(r).toEqual({ status: 'ok' });
+      expect(page.buf.subarray(0, 1024).every((b) => b === 0x5e)).toBe(true);
+      expect((d.disk as MemoryBlockDevice).data.subarray(0, 1024).equals(pattern(1024, 4))).toBe(true);
+      await host.close();
+      host = null;
+    }
+  });
+});
+
+describe('nothing a peer does leaves work running in Dom0', () => {
+  it('a backend restart, a handshake refused and a destroyed domain leave no timer behind', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const g = await attachBlkfront(host, d);
+    await host.restartBackend();
+    await waitFor(async () => (await host!.dom0.xs.tryRead(`${d.be}/state`)) === '4', 're-attached');
+    expect(await g.front.submit(rwRequest(g.xc, 'write', 0, pattern(4096, 1)))).toEqual({ status: 'ok' });
+    expect(host.blkback.liveTimers()).toBe(1);
+    await host.toolstack.destroyDomain(d.domid);
+    await until(() => host!.blkback.vbds.size === 0, 'the vbd to go');
+    expect(host.blkback.liveTimers()).toBe(0);
+  });
+});
