@@ -250,19 +250,14 @@ describe('the operator-only fault endpoints', () => {
 });
 
 describe('regressions found by seeds', () => {
-  // Seed 14 (PI on, persistent grants off): a buffered write racing an fsync in one batch changes a
-  // page the fsync's writeback has already generated PI for. The backend's DIX check fails ("guard tag
-  // check failed … caught by the backend"), the fsync returns EIO and the racing write's data is lost.
-  // The cause is in packages/frontend/src/block/page-cache.ts (pwrite: writeBegin's check and the copy
-  // are separated by an await, so stable pages are not stable); reported, not fixed here (not this
-  // work's file). `fails` keeps the seed running: when the page cache is fixed, this test fails and
-  // `.fails` must go.
-  it.fails(
-    'seed 14: a buffered write racing fsync on a page under writeback (stable pages with PI)',
-    async () => {
-      const fixture = fileURLToPath(new URL('./fixtures/chaos-seed-14.json', import.meta.url));
-      const r = await chaos(['--schedule', fixture, '--faults', 'none']);
-      expect(own(r.json)).toEqual([]);
-    },
-  );
+  // Seed 14 (PI on, persistent grants off): a buffered write racing an fsync in one batch changed a
+  // page the fsync's writeback had already generated PI for. The backend's DIX check failed ("guard
+  // tag check failed … caught by the backend"), the fsync returned EIO and the racing write's data was
+  // lost: pwrite's writeBegin check and its copy were separated by an await (stable pages were not
+  // stable). Fixed in the page cache; this schedule, fault-free, must stay free of violations.
+  it('seed 14: a buffered write racing fsync on a page under writeback (stable pages with PI)', async () => {
+    const fixture = fileURLToPath(new URL('./fixtures/chaos-seed-14.json', import.meta.url));
+    const r = await chaos(['--schedule', fixture, '--faults', 'none']);
+    expect(own(r.json)).toEqual([]);
+  });
 });

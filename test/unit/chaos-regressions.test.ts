@@ -13,10 +13,9 @@ describe('seed 14: a buffered write racing fsync on a page under writeback', () 
   // await always yields, and an fsync that starts writeback then generates PI over the old contents
   // of a page the write is about to change. The disk (here the fake driver, checking PI as a DIF
   // target does) refuses the data, the fsync fails with EIO, and the racing write's data is marked
-  // not uptodate — lost. Stable pages (required with integrity) are not stable. In
-  // packages/frontend/src/block/page-cache.ts, not this work's file: reported, not fixed. `fails`
-  // keeps the reproduction running; when the page cache is fixed, this fails and `.fails` must go.
-  it.fails('keeps the page stable: the fsync succeeds and the write is not lost', async () => {
+  // not uptodate — lost. Stable pages (required with integrity) were not stable; pwrite now checks
+  // again, with nothing in between, after writeBegin answers.
+  it('keeps the page stable: the fsync succeeds and the write is not lost', async () => {
     const driver = new FakeDriver({ integrity: TYPE1_CRC, verifyWrites: true });
     const log = new MemoryKernelLog();
     const cache = new BlockDeviceCache(new GuestBlockQueue(driver, log), log);
