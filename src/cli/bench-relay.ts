@@ -5,7 +5,7 @@
  *   client (guest's place) ──ws──▶ relay (broker's place) ──ws──▶ server (Dom0's place)
  *
  * All three are `pvblk bench --relay-role=…` processes on loopback, frames are the broker's wire
- * frames (@pvblk/shared's encodeFrames / decode*Frame: a version byte and binary records), and every
+ * frames (@pvblk/shared's FrameWriter / decode*Frame: a version byte and binary records), and every
  * process sends what it produced in one event-loop turn as one frame, as XenClient and the broker do.
  * A request is a 16-byte descriptor write, the payload's page writes (writes: bs bytes in 4 KiB
  * records), and an event; the server copies the payload out, answers with the payload (reads) and a
@@ -19,7 +19,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import {
   decodeClientFrame,
   decodeHypervisorFrame,
-  encodeFrames,
+  FrameWriter,
   WIRE_MAX_FRAME,
   type ClientMessage,
   type HypervisorMessage,
@@ -67,7 +67,7 @@ export interface RelayResult {
 
 /** A WebSocket whose outbound messages of one turn become one frame (or a few, below the target size). */
 class Sender {
-  private out: WireMessage[] = [];
+  private readonly out = new FrameWriter();
   private scheduled = false;
   frames = 0;
   bytes = 0;
@@ -75,7 +75,7 @@ class Sender {
   constructor(private readonly ws: WebSocket) {}
 
   queue(m: WireMessage): void {
-    this.out.push(m);
+    this.out.add(m);
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.flush());
@@ -84,9 +84,7 @@ class Sender {
 
   private flush(): void {
     this.scheduled = false;
-    const msgs = this.out;
-    this.out = [];
-    for (const f of encodeFrames(msgs)) {
+    for (const f of this.out.take()) {
       this.frames++;
       this.bytes += f.length;
       this.ws.send(f, { binary: true });

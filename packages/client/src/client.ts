@@ -12,7 +12,7 @@ import {
   decodeHypervisorFrame,
   DOMID_SELF,
   encodeFrame,
-  encodeFrames,
+  FrameWriter,
   GNTTAB_NR_RESERVED_ENTRIES,
   GNTST,
   isZeroPage,
@@ -52,7 +52,6 @@ export class XenClient implements Hypercalls, PageWriteSink {
     number,
     { resolve: (r: unknown) => void; reject: (e: Error) => void; t: string }
   >();
-  private queue: ClientMessage[] = [];
   private flushScheduled = false;
   private closed = false;
   private closeReason = '';
@@ -118,35 +117,23 @@ export class XenClient implements Hypercalls, PageWriteSink {
   // -------------------------------------------------------------------------------------------
   // plumbing
 
+  /** The frame this turn's messages are written into (sent at the end of the turn). */
+  private readonly out = new FrameWriter();
+
   private enqueue(m: ClientMessage): void {
-    if (this.closed) {
-      // one-way traffic (page writes, sends, EOIs) of a dead connection has nowhere to go
-      if (!('id' in m)) return;
-      throw new PvblkError('ENOTCONN', `not connected to the hypervisor (${this.closeReason})`);
-    }
-    // A write that overlaps or continues the previous one to the same page joins its record (both are
-    // snapshots taken in program order, so the joined bytes are the state after both). Only the last
-    // record is joined: a record further back may have an event or another page's write after it, and
-    // the peer must never see a later write before an earlier one (a producer index before its slot).
-    const last = this.queue[this.queue.length - 1];
-    if (last && (m.t === 'mw' || m.t === 'gw') && last.t === m.t) {
-      const same =
-        m.t === 'mw'
-          ? (last as { gfn: number }).gfn === m.gfn
-          : (last as { handle: number }).handle === m.handle;
-      const l = last as { off: number; data: Uint8Array };
-      const lo = Math.min(l.off, m.off);
-      const hi = Math.max(l.off + l.data.length, m.off + m.data.length);
-      if (same && hi - lo <= l.data.length + m.data.length) {
-        const joined = Buffer.allocUnsafe(hi - lo);
-        joined.set(l.data, l.off - lo);
-        joined.set(m.data, m.off - lo);
-        l.off = lo;
-        l.data = joined;
-        return;
-      }
-    }
-    this.queue.push(m);
+    if (!this.writable(m)) return;
+    this.out.add(m);
+    this.scheduleFlush();
+  }
+
+  /** False for one-way traffic of a dead connection (nowhere to go); a call on one throws ENOTCONN. */
+  private writable(m: { t: string }): boolean {
+    if (!this.closed) return true;
+    if (!('id' in m)) return false;
+    throw new PvblkError('ENOTCONN', `not connected to the hypervisor (${this.closeReason})`);
+  }
+
+  private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -155,10 +142,8 @@ export class XenClient implements Hypercalls, PageWriteSink {
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.closed || this.queue.length === 0) return;
-    const q = this.queue;
-    this.queue = [];
-    for (const f of encodeFrames(q)) {
+    if (this.closed || this.out.empty) return;
+    for (const f of this.out.take()) {
       this.stats.framesSent++;
       this.transport.send(f);
     }
@@ -313,11 +298,13 @@ export class XenClient implements Hypercalls, PageWriteSink {
   }
 
   pageWrite(page: Page, off: number, len: number): void {
-    // a snapshot now: the page may change again before the frame is sent, and the peer must see
-    // this write's bytes in this write's place in the order
-    const data = Buffer.from(page.buf.subarray(off, off + len));
-    if (page.origin.kind === 'local') this.enqueue({ t: 'mw', gfn: page.origin.gfn, off, data });
-    else this.enqueue({ t: 'gw', handle: page.origin.handle, off, data });
+    // the bytes are copied into this turn's frame now, in this write's place in the order: the page
+    // may change again before the frame is sent, and the peer must see each write where it was made
+    // (a write continuing the previous one to the same page extends its record)
+    if (!this.writable({ t: 'mw' })) return;
+    if (page.origin.kind === 'local') this.out.page(false, page.origin.gfn, off, page.buf, off, len);
+    else this.out.page(true, page.origin.handle, off, page.buf, off, len);
+    this.scheduleFlush();
   }
 
   // -------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@
  */
 import {
   decodeClientFrame,
-  encodeFrames,
+  FrameWriter,
   PvblkError,
   WIRE_VERSION,
   type ClientMessage,
@@ -82,8 +82,8 @@ export class Connection implements Session, Schedulable {
   private inbox: Inbound[] = [];
   private inHead = 0;
   private readingPaused = false;
-  private outbox: HypervisorMessage[] = [];
-  private outBytes = 0;
+  /** What is owed to the peer this turn, already encoded (the frames go out at the end of the turn). */
+  private readonly outbox = new FrameWriter();
   private inflight = 0;
   private flushScheduled = false;
   private readonly pendingWatch = new Set<string>();
@@ -118,7 +118,7 @@ export class Connection implements Session, Schedulable {
 
   /** Bytes owed to the peer that it has not read yet. */
   get backlog(): number {
-    return this.outBytes + this.inflight;
+    return this.outbox.size + this.inflight;
   }
 
   /** Messages received and not yet served. */
@@ -144,9 +144,8 @@ export class Connection implements Session, Schedulable {
       }
       this.pendingWatch.add(key);
     }
-    this.outbox.push(msg);
+    this.outbox.add(msg);
     if (this.domain) brokerTrace?.queued(this.domain.domid);
-    this.outBytes += 16 + ('data' in msg && msg.data instanceof Uint8Array ? msg.data.length : 0);
     if (this.backlog > OUT_MAX) {
       this.log(
         'warn',
@@ -186,13 +185,10 @@ export class Connection implements Session, Schedulable {
       this.droppedThisTurn = 0;
     }
     this.pendingWatch.clear();
-    if (this.closed || this.outbox.length === 0) return;
+    if (this.closed || this.outbox.empty) return;
     // trace: the time before the frames go out (a stamp taken after could be late by a preemption)
     if (this.domain) brokerTrace?.frameOut(this.domain.domid);
-    const msgs = this.outbox;
-    this.outbox = [];
-    this.outBytes = 0;
-    for (const f of encodeFrames(msgs)) {
+    for (const f of this.outbox.take()) {
       const n = f.length;
       if (this.domain) {
         this.domain.stats.framesOut++;
@@ -241,7 +237,7 @@ export class Connection implements Session, Schedulable {
   }
 
   private sendNow(msg: HypervisorMessage): void {
-    this.outbox.push(msg);
+    this.outbox.add(msg);
     this.flush();
   }
 

@@ -403,36 +403,111 @@ function writeRecord(out: Buffer, at: number, m: WireMessage, packed: Uint8Array
 }
 
 /**
+ * Frames written as messages are produced: each record is encoded into the frame being built at
+ * once (page data copied from the caller's bytes there and then), so a turn's frame needs one
+ * allocation and no message objects held until the flush. A page write that continues the previous
+ * record's page write (same page, the next bytes) extends that record. Frames are cut between records
+ * below `target` bytes; a record larger than the target gets a frame of its own.
+ */
+export class FrameWriter {
+  private buf: Buffer;
+  private len = 1;
+  private readonly done: Buffer[] = [];
+  private doneBytes = 0;
+  /** Offset of the last record in `buf` when it is a page write (so the next one can extend it). */
+  private lastPage = -1;
+
+  constructor(private readonly target = WIRE_FRAME_TARGET) {
+    this.buf = FrameWriter.fresh(8192);
+  }
+
+  private static fresh(size: number): Buffer {
+    const b = Buffer.allocUnsafe(size);
+    b[0] = WIRE_VERSION;
+    return b;
+  }
+
+  /** Bytes written and not taken yet. */
+  get size(): number {
+    return this.doneBytes + (this.len > 1 ? this.len : 0);
+  }
+
+  get empty(): boolean {
+    return this.len === 1 && this.done.length === 0;
+  }
+
+  /** Room for a record of `n` bytes: the current frame is cut when it would pass the target. */
+  private room(n: number): void {
+    if (this.len > 1 && this.len + n > this.target) this.cut();
+    if (this.len + n > this.buf.length) {
+      const bigger = FrameWriter.fresh(Math.max(this.buf.length * 2, this.len + n));
+      this.buf.copy(bigger, 0, 0, this.len);
+      this.buf = bigger;
+    }
+  }
+
+  private cut(): void {
+    this.done.push(this.buf.subarray(0, this.len));
+    this.doneBytes += this.len;
+    this.buf = FrameWriter.fresh(Math.min(Math.max(8192, this.buf.length), this.target + 64));
+    this.len = 1;
+    this.lastPage = -1;
+  }
+
+  /** A page write: `len` bytes of `src` from `srcOff`, for offset `off` of the page. */
+  page(mapped: boolean, ref: number, off: number, src: Uint8Array, srcOff: number, len: number): void {
+    const kind = mapped ? REC_PAGE_MAP : REC_PAGE_OWN;
+    const l = this.lastPage;
+    if (l >= 0 && this.buf[l] === kind && this.buf.readUInt32LE(l + 1) === ref) {
+      const lastLen = this.buf.readUInt16LE(l + 7);
+      if (this.buf.readUInt16LE(l + 5) + lastLen === off && this.len + len <= this.buf.length) {
+        this.buf.set(src.subarray(srcOff, srcOff + len), this.len);
+        this.buf.writeUInt16LE(lastLen + len, l + 7);
+        this.len += len;
+        return;
+      }
+    }
+    this.room(9 + len);
+    const at = this.len;
+    this.buf[at] = kind;
+    this.buf.writeUInt32LE(ref >>> 0, at + 1);
+    this.buf.writeUInt16LE(off, at + 5);
+    this.buf.writeUInt16LE(len, at + 7);
+    this.buf.set(src.subarray(srcOff, srcOff + len), at + 9);
+    this.len = at + 9 + len;
+    this.lastPage = at;
+  }
+
+  /** Any message, as its record. */
+  add(m: WireMessage): void {
+    if (m.t === 'mw' || m.t === 'gw') {
+      this.page(m.t === 'gw', m.t === 'mw' ? m.gfn : m.handle, m.off, m.data, 0, m.data.length);
+      return;
+    }
+    const packed = isBinary(m) ? null : packr.pack(m);
+    const n = recordSize(m, packed);
+    this.room(n);
+    this.len = writeRecord(this.buf, this.len, m, packed);
+    this.lastPage = -1;
+  }
+
+  /** The frames written so far, in order; the writer starts afresh. */
+  take(): Buffer[] {
+    if (this.len > 1) this.cut();
+    const out = this.done.splice(0);
+    this.doneBytes = 0;
+    return out;
+  }
+}
+
+/**
  * Encodes messages into frames, in order, cutting between records so that no frame exceeds
- * `target` bytes (a single record larger than the target gets a frame of its own). Page data is read
- * from the `data` views when this runs: a page written twice in one turn goes out with its latest
- * contents, as a peer reading shared memory late would see it.
+ * `target` bytes (a single record larger than the target gets a frame of its own).
  */
 export function encodeFrames(msgs: ReadonlyArray<WireMessage>, target = WIRE_FRAME_TARGET): Buffer[] {
-  const frames: Buffer[] = [];
-  let i = 0;
-  while (i < msgs.length) {
-    // size this frame's records first, then write them into one allocation
-    const packed: Array<Uint8Array | null> = [];
-    let size = 1;
-    let j = i;
-    while (j < msgs.length) {
-      const m = msgs[j];
-      const p = isBinary(m) ? null : Buffer.from(packr.pack(m));
-      const s = recordSize(m, p);
-      if (j > i && size + s > target) break;
-      packed.push(p);
-      size += s;
-      j++;
-    }
-    const out = Buffer.allocUnsafe(size);
-    out[0] = WIRE_VERSION;
-    let at = 1;
-    for (let k = i; k < j; k++) at = writeRecord(out, at, msgs[k], packed[k - i]);
-    frames.push(out);
-    i = j;
-  }
-  return frames;
+  const w = new FrameWriter(target);
+  for (const m of msgs) w.add(m);
+  return w.take();
 }
 
 /** One frame (tests and one-off sends; the message list must fit one). */
