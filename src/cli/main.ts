@@ -346,4 +346,7 @@ registerXenstore(program, fail);
 registerDriverDomainCommands(program, fail);
 
 await import('./bench.ts').then((m) => m.registerBench(program));
+
+(await import('./chaos.ts')).registerChaos(program);
+
 program.parseAsync(process.argv).catch(fail);

@@ -17,6 +17,7 @@ import { diskLetters, isPvblkError, PvblkError, type ErrorCode, type KernelLog }
 import { checkGuestName } from '@pvblk/runtime';
 import type { HostBlockDevice } from './block-device.ts';
 import { PartitionDevice } from './partition.ts';
+import { DmStack } from './dm/stack.ts';
 import type { DeviceResolver } from './blkback/driver.ts';
 import {
   openScsiDebugDisk,
@@ -82,8 +83,8 @@ export interface HostDisk {
   hctl: string;
   params: string;
   disk: SdDisk;
-  /** The vbd's view: the whole disk, or its first partition starting at `partitionStart`. */
-  vbd: { path: string; device: HostBlockDevice; startSector: number };
+  /** The vbd's view: the whole disk, or its first partition starting at `partitionStart`, under its device-mapper stack. */
+  vbd: { path: string; device: DmStack; startSector: number };
 }
 
 /** One parameter changed on a live disk. */
@@ -356,14 +357,27 @@ export class HostDisks implements DeviceResolver {
         this.partitionStart > 0
           ? {
               path: `/dev/${entry.disk}1`,
-              device: new PartitionDevice(disk, this.partitionStart, `${entry.disk}1`),
+              device: this.dm(
+                new PartitionDevice(disk, this.partitionStart, `${entry.disk}1`),
+                `/dev/${entry.disk}1`,
+                `${major}:${minor + 1}`,
+              ),
               startSector: this.partitionStart,
             }
-          : { path: `/dev/${entry.disk}`, device: disk, startSector: 0 },
+          : {
+              path: `/dev/${entry.disk}`,
+              device: this.dm(disk, `/dev/${entry.disk}`, `${major}:${minor}`),
+              startSector: 0,
+            },
     };
     this.byPath.set(d.path, d);
     this.byVbd.set(d.vbd.path, d);
     return d;
+  }
+
+  /** The device-mapper stack a vbd's device sits under (tables name it by path or major:minor). */
+  private dm(dev: HostBlockDevice, path: string, devt: string): DmStack {
+    return new DmStack(dev, [path, devt], this.klog);
   }
 
   private async persistParams(d: HostDisk): Promise<void> {

@@ -21,6 +21,7 @@ import { checkGuestCount, DEFAULT_HOST_QUOTAS, formatBytes, type HostQuotas } fr
 import { Toolstack } from './toolstack.ts';
 import { DriverDomains, placementFromEnv } from './driver-domains.ts';
 import { parseScsiDebugParams, RUNTIME_WRITABLE_PARAMS } from './scsi/index.ts';
+import { handleOperatorRoute, operatorCheck } from './operator-api.ts';
 import { VbdAttach } from './vbd-attach.ts';
 import { runXsRequest } from './xenstore-ops.ts';
 import { diskViews, domInfos, hypervisorStatusReader, vbdViews } from './observe.ts';
@@ -420,6 +421,12 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       },
       metrics: async () => ({ contentType: metrics.contentType, text: await metrics.metrics() }),
       controls: async () => controls,
+      // the fault-injection routes take the Dom0 secret or the operator token, never a guest's
+      operatorRoutes: (req, res) => {
+        const dom0 = operatorCheck(credential);
+        const op = operatorCheck(operatorToken);
+        return handleOperatorRoute({ disks, blkback, operator: (t) => dom0(t) || op(t) }, req, res);
+      },
     },
     (route, err) => log.error({ route, err }, `internal error on ${route}`),
     (req, res, url) => dashboard.serveStatic(req, res, url),

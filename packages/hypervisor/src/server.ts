@@ -15,6 +15,7 @@ import { WIRE_MAX_FRAME } from '@pvblk/shared';
 import { Connection } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
 import { FairScheduler } from './scheduler.ts';
+import { handleNemesisRoute } from './nemesis-routes.ts';
 import { instrumentHypervisor } from './metrics.ts';
 
 export interface HypervisorServerOptions extends HypervisorOptions {
@@ -62,6 +63,7 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   const metrics = instrumentHypervisor(hv, opts.dom0Credential, { connections: connectionsByAddress });
   const http = createServer((req: IncomingMessage, res: ServerResponse) => {
     if (metrics.serve(req, res)) return;
+    if (handleNemesisRoute(hv, req, res, (token) => sameSecret(token, opts.dom0Credential), log)) return;
     let url: URL;
     try {
       // a request target URL cannot parse ("GET // HTTP/1.1") must not throw out of this listener

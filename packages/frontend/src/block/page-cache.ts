@@ -231,8 +231,13 @@ export class BlockDeviceCache {
       const cp = this.pin(p);
       try {
         const [from, to] = this.pageRange(p, off, end);
-        if (!(await this.writeBegin(cp, from, to))) return written > 0 ? ok(written) : fail('EIO');
-        // No await between the checks in writeBegin and the copy: nobody can slip in.
+        // writeBegin's answer arrives a microtask after its last check, and an fsync may have put the
+        // page under writeback meanwhile (PI generated over what the page holds now): check again
+        // with nothing in between, as the page lock does, so that pages under writeback stay stable.
+        let began = await this.writeBegin(cp, from, to);
+        while (began && (cp.writeback || cp.reading.some((r) => r)))
+          began = await this.writeBegin(cp, from, to);
+        if (!began) return written > 0 ? ok(written) : fail('EIO');
         cp.page.write(from, buf.subarray(p * PAGE_SIZE + from - off, p * PAGE_SIZE + to - off));
         for (let s = Math.floor(from / this.bs); s * this.bs < to; s++) {
           cp.uptodate[s] = true;

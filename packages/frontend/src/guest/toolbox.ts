@@ -18,6 +18,7 @@ import {
   type GuestVfs,
   type IoctlResult,
 } from './vfs.ts';
+import { chaosIoCommand } from './chaos-io.ts';
 
 export interface GuestDisk {
   name: string;
@@ -291,6 +292,8 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     );
     return 0;
   };
+
+  commands['chaos-io'] = chaosIoCommand(rt.disks);
 
   commands.sh = async (argv, io, ctx) => {
     if (argv[1] !== '-c' || argv.length < 3) {

@@ -28,14 +28,23 @@ import { brokerTrace } from '../trace.ts';
 export interface Envelope {
   to: Domain;
   msg: HypervisorMessage;
+  /** For a reply (`ok`/`err`): the call it answers (a map or copy reply carries page contents). */
+  re?: ClientMessage;
 }
 
 /**
  * The seam for the fault injector and tracer: called for every delivery with the envelope and the
- * function that performs it. The default calls `next` at once. An interposer may delay, drop,
- * duplicate or alter deliveries; handlers are unaware of it.
+ * function that performs it. None is installed by default: deliveries then take the direct path. An
+ * interposer may delay, drop, duplicate or alter deliveries; handlers are unaware of it.
  */
 export type Interposer = (env: Envelope, next: (env: Envelope) => void) => void;
+
+/** The inbound seam (a paused domain's messages are held): called with each message a domain sent. */
+export type InboundInterposer = (
+  from: Domain,
+  m: ClientMessage,
+  next: (from: Domain, m: ClientMessage) => void,
+) => void;
 
 export interface HypervisorOptions {
   /** Credential of Dom0, the privileged control domain (kept only as a hash). */
@@ -92,7 +101,8 @@ export class Hypervisor {
   readonly xenstore: XenStore;
   readonly gnttab: GrantTables;
   readonly evtchn: EventChannels;
-  interposer: Interposer = (env, next) => next(env);
+  interposer: Interposer | null = null;
+  inbound: InboundInterposer | null = null;
   private nextDomid = 1;
   private readonly started = Date.now();
   private readonly msgsIn: Record<string, number> = {};
@@ -132,19 +142,22 @@ export class Hypervisor {
   private deferred: { d: Domain; msgs: HypervisorMessage[] } | null = null;
 
   /** The only way out to a domain. */
-  private deliver(to: Domain, msg: HypervisorMessage): void {
+  private deliver(to: Domain, msg: HypervisorMessage, re?: ClientMessage): void {
     if (this.deferred && this.deferred.d === to) {
       this.deferred.msgs.push(msg);
       return;
     }
-    this.interposer({ to, msg }, (env) => {
-      const s = env.to.session;
-      if (!s) return;
-      env.to.stats.msgsOut++;
-      this.msgsOut[env.msg.t] = (this.msgsOut[env.msg.t] ?? 0) + 1;
-      s.send(env.msg);
-    });
+    if (this.interposer) this.interposer({ to, msg, re }, this.send);
+    else this.send({ to, msg });
   }
+
+  private readonly send = (env: Envelope): void => {
+    const s = env.to.session;
+    if (!s) return;
+    env.to.stats.msgsOut++;
+    this.msgsOut[env.msg.t] = (this.msgsOut[env.msg.t] ?? 0) + 1;
+    s.send(env.msg);
+  };
 
   /**
    * Binds a connection to the domain whose credential it presented. Returns the domain, or throws
@@ -229,6 +242,12 @@ export class Hypervisor {
 
   /** Dispatches one message from an authenticated domain. Never throws. */
   handle(d: Domain, m: ClientMessage): void {
+    if (this.inbound) this.inbound(d, m, this.serve);
+    else this.serve(d, m);
+  }
+
+  private readonly serve = (d: Domain, m: ClientMessage): void => {
+    if (d.dying) return;
     d.stats.msgsIn++;
     this.msgsIn[m.t] = (this.msgsIn[m.t] ?? 0) + 1;
     const id = 'id' in m ? m.id : 0;
@@ -255,9 +274,9 @@ export class Hypervisor {
     } finally {
       this.deferred = null;
     }
-    if ('id' in m || reply.t === 'err') this.deliver(d, reply);
+    if ('id' in m || reply.t === 'err') this.deliver(d, reply, m);
     for (const msg of deferred.msgs) this.deliver(d, msg);
-  }
+  };
 
   /** A message that failed validation: answered with EPROTO so the sender learns what was wrong. */
   reject(d: Domain, id: number | undefined, error: string): void {
