@@ -6,7 +6,7 @@
  * runs the job in every guest with the guest's own `fio` (the same parser, engine and statistics as
  * `pvblk guest fio`), while it samples every process's RSS and, around the run, reads the host-side
  * counters (the hypervisor's /status with the Dom0 secret, blkback's statistics from the host's API
- * with the provisioning token). With --trace it collects and joins every process's trace stamps, with
+ * with the operator token). With --trace it collects and joins every process's trace stamps, with
  * --baseline it runs the relay (bench-relay.ts) with the same job shape right after, and prints fio's
  * report with pvblk's figures (bench-report.ts); --plot draws them (bench-plot.ts).
  */

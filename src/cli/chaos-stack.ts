@@ -308,7 +308,7 @@ export class ChaosStack {
   hostSend(method: string, path: string, body?: unknown): Promise<unknown> {
     return this.http(this.apiUrl, this.dom0Secret, method, path, body);
   }
-  /** The host's management API (provisioning token): scsi_debug parameters, guests and disks. */
+  /** The host's management API (the operator token): scsi_debug parameters, guests and disks. */
   apiSend(method: string, path: string, body?: unknown): Promise<unknown> {
     return this.http(this.apiUrl, this.creds.operatorToken, method, path, body);
   }

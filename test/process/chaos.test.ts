@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PVBLK, SECRETS, startProc, tempDir, type Proc } from './helpers.ts';
+import { deriveGuestToken } from '@pvblk/runtime';
 
 interface ChaosJson {
   summary: {
@@ -206,15 +207,18 @@ describe('the operator-only fault endpoints', () => {
     );
     procs.push(host);
     const api = String((await host.waitFor((r) => r.event === 'ready')).api);
-    // the provisioning token (every guest holds it) opens nothing here
-    expect((await call(api, 'GET', '/dm', SECRETS.PVBLK_TOOLSTACK_TOKEN)).status).toBe(401);
+    // a guest's token opens nothing here; the operator's (Dom0 secret or operator token) does
+    const guestToken = deriveGuestToken(SECRETS.PVBLK_TOOLSTACK_TOKEN, 'g');
+    expect((await call(api, 'GET', '/dm', guestToken)).status).toBe(401);
+    expect((await call(api, 'GET', '/dm', 'guess')).status).toBe(401);
     expect((await call(api, 'GET', '/blkback/rings', dom0)).status).toBe(200);
+    expect((await call(api, 'GET', '/dm', SECRETS.PVBLK_TOOLSTACK_TOKEN)).status).toBe(200);
     const run = tempDir('pvblk-chaos-run-');
     dirs.push(run);
     const g = startProc(
       'g',
       ['domu', '--name', 'g', '--hypervisor', url, '--toolstack', api, '--control', join(run.path, 'g.sock')],
-      SECRETS,
+      { PVBLK_GUEST_TOKEN: guestToken },
     );
     procs.push(g);
     await g.waitFor((r) => r.event === 'ready');

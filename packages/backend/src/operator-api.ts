@@ -1,6 +1,6 @@
 /**
  * The host's operator routes, beside the management API but behind the operator's credential (the
- * Dom0 secret as a bearer token — not the provisioning token every guest holds): run-time fault
+ * Dom0 secret or the operator token as a bearer token — never a guest's token): run-time fault
  * injection under the guests' disks, and blkback's private ring state for the chaos status line.
  *
  *   GET    /dm                              every disk's device-mapper stack (dmsetup ls --tree; table; status)
