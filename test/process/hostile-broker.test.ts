@@ -4,6 +4,7 @@
  * After each attack: no process exited, the victim's I/O still verifies, and the attacker holds
  * nothing it should not. Named by the finding of the hostile-peers issue each one reproduces.
  */
+import { connect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
 import { WebSocket } from 'ws';
@@ -143,6 +144,24 @@ describe('hostile peers against the hypervisor process', () => {
       rawSocket([encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential: 'guessed' }])]),
     ]);
     expect(codes).toEqual([4400, 4400, 4400, 4400, 4401]);
+    await survivors();
+  });
+
+  it('an unparsable HTTP request target (GET //), before any credential, is a 400 — it ended the hypervisor once', async () => {
+    const u = new URL(sys.url);
+    for (const target of ['//', '//:x', '//:99999']) {
+      const reply = await new Promise<string>((resolve, reject) => {
+        const sock = connect(Number(u.port), u.hostname, () =>
+          sock.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+        );
+        let got = '';
+        sock.on('data', (d) => (got += String(d)));
+        sock.on('error', reject);
+        sock.on('close', () => resolve(got));
+        sock.setTimeout(10_000, () => sock.destroy());
+      });
+      expect(reply.split('\r\n')[0], target).toBe('HTTP/1.1 400 Bad Request');
+    }
     await survivors();
   });
 

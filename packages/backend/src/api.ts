@@ -27,7 +27,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
-import { checkGuestName, inGroup, verifyGroupToken, verifyGuestToken, type GroupKind } from '@pvblk/runtime';
+import {
+  checkGuestName,
+  inGroup,
+  readJsonBody,
+  requestUrl,
+  verifyGroupToken,
+  verifyGuestToken,
+  type GroupKind,
+} from '@pvblk/runtime';
 import { parseXsRequest, type XsRequest, type XsResult, MAX_WATCH_STREAMS } from './xenstore-ops.ts';
 
 export type Principal =
@@ -118,24 +126,6 @@ function forbidden(who: Principal, what: string): PvblkError {
   return new PvblkError('EACCES', `${describePrincipal(who)} may not ${what}: that is the operator's`);
 }
 
-async function readJson(req: IncomingMessage, limit = 64 * 1024): Promise<Record<string, unknown>> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > limit) throw new PvblkError('E2BIG', `request body over ${limit} bytes`);
-    chunks.push(c as Buffer);
-  }
-  if (size === 0) return {};
-  try {
-    const v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-    return v as Record<string, unknown>;
-  } catch (e) {
-    throw new PvblkError('EINVAL', `request body is not a JSON object: ${(e as Error).message}`);
-  }
-}
-
 /** HTTP status of each errno the API answers with. */
 export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   EINVAL: 400,
@@ -171,13 +161,8 @@ export async function startApi(
         .writeHead(code, { 'content-type': 'application/json', ...headers })
         .end(JSON.stringify(body, null, 2) + '\n');
     };
-    let url: URL;
-    try {
-      // a request target URL cannot parse ("GET // HTTP/1.1") must not throw out of this listener
-      url = new URL(req.url ?? '/', 'http://x');
-    } catch {
-      return send(400, { error: 'EINVAL', message: 'the request target is not a valid path' });
-    }
+    const url = requestUrl(req);
+    if (!url) return send(400, { error: 'EINVAL', message: 'the request target is not a valid path' });
     if (url.pathname === '/healthz')
       return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     if (publicRoute(req, res, url)) return;
@@ -220,7 +205,7 @@ export async function startApi(
       if (req.method === 'GET' && url.pathname === '/domains') return send(200, await need(h.listDomains)());
       if (req.method === 'GET' && vl) return send(200, await need(h.listVbds)(Number(vl[1])));
       if (req.method === 'POST' && vl) {
-        const b = await readJson(req);
+        const b = await readJsonBody(req);
         if (!Array.isArray(b.spec) || b.spec.length === 0 || b.spec.some((x) => typeof x !== 'string'))
           throw new PvblkError('EINVAL', 'body.spec must be a non-empty array of disk specification strings');
         return send(201, await need(h.attachVbd)(Number(vl[1]), b.spec as string[]));
@@ -230,7 +215,7 @@ export async function startApi(
         return send(200, await need(h.detachVbd)(Number(vd[1]), vd[2], force === '1' || force === 'true'));
       }
       if (req.method === 'POST' && url.pathname === '/xenstore')
-        return send(200, await need(h.xenstore)(parseXsRequest(await readJson(req))));
+        return send(200, await need(h.xenstore)(parseXsRequest(await readJsonBody(req))));
       if (req.method === 'GET' && url.pathname === '/xenstore/watch') {
         const paths = url.searchParams.getAll('path');
         if (paths.length === 0 || paths.length > 64 || paths.some((p) => p.length === 0 || p.length > 3072))
@@ -271,7 +256,7 @@ export async function startApi(
       }
       if (req.method === 'GET' && url.pathname === '/controls') return send(200, await need(h.controls)());
       if (req.method === 'POST' && url.pathname === '/guests') {
-        const b = await readJson(req);
+        const b = await readJsonBody(req);
         if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
         checkGuestName(b.name);
         if (b.disk !== undefined && typeof b.disk !== 'string')
@@ -300,7 +285,7 @@ export async function startApi(
         return send(201, await h.createGuest(as, { name: b.name, disk: b.disk as string | undefined, vbds }));
       }
       if (req.method === 'POST' && url.pathname === '/driver-domains' && h.createDriverDomain) {
-        const b = await readJson(req);
+        const b = await readJsonBody(req);
         if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
         checkGuestName(b.name);
         if (
@@ -326,13 +311,13 @@ export async function startApi(
       }
       if (req.method === 'POST' && url.pathname === '/tokens') {
         operatorOnly('issue guest tokens');
-        const b = await readJson(req);
+        const b = await readJsonBody(req);
         if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
         return send(201, await h.issueGuestToken(checkGuestName(b.name)));
       }
       if (req.method === 'POST' && d) {
         operatorOnly('change disk parameters');
-        const b = await readJson(req);
+        const b = await readJsonBody(req);
         if (typeof b.key !== 'string' || typeof b.value !== 'string')
           throw new PvblkError('EINVAL', 'body needs key and value strings');
         return send(200, await h.setDiskParam(d[1], b.key, b.value));
@@ -340,7 +325,7 @@ export async function startApi(
       if (dt && (req.method === 'GET' || req.method === 'PUT')) {
         operatorOnly("read or set a disk's command timeout");
         if (req.method === 'GET') return send(200, await need(h.diskTimeout)(dt[1]));
-        const b = await readJson(req);
+        const b = await readJsonBody(req);
         if (typeof b.value !== 'string' && typeof b.value !== 'number')
           throw new PvblkError('EINVAL', 'body.value must be the timeout in seconds (a string or a number)');
         return send(200, await need(h.diskTimeout)(dt[1], String(b.value)));
@@ -355,7 +340,7 @@ export async function startApi(
       }
       if (req.method === 'POST' && f) {
         operatorOnly('arm faults');
-        const b = await readJson(req);
+        const b = await readJsonBody(req);
         if (typeof b.fault !== 'string') throw new PvblkError('EINVAL', 'body.fault must be a string');
         return send(200, await h.injectFault(Number(f[1]), Number(f[2]), b.fault));
       }

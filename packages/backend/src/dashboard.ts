@@ -23,6 +23,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { XenStoreOps, Watch } from '@pvblk/client';
 import { authenticate, type ApiCredentials } from './api.ts';
 import { runXsRequest } from './xenstore-ops.ts';
+import { requestUrl } from '@pvblk/runtime';
 
 export interface DashboardOptions {
   creds: ApiCredentials;
@@ -170,12 +171,7 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     },
     attach(server: Server) {
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-        let path = '';
-        try {
-          path = new URL(req.url ?? '/', 'http://x').pathname;
-        } catch {
-          path = '';
-        }
+        const path = requestUrl(req)?.pathname ?? '';
         if (path !== '/dashboard/ws') {
           socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
           return;

@@ -17,6 +17,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPvblkError, PvblkError, xenbusStateName } from '@pvblk/shared';
+import { readJsonBody, requestUrl } from '@pvblk/runtime';
 import type { BlkbackDriver } from './blkback/driver.ts';
 import type { HostDisks, HostDisk } from './disks.ts';
 
@@ -42,27 +43,6 @@ const STATUS: Record<string, number> = {
   E2BIG: 413,
 };
 
-async function readBody(req: IncomingMessage, limit = 64 * 1024): Promise<Record<string, unknown>> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > limit) throw new PvblkError('E2BIG', `request body over ${limit} bytes`);
-    chunks.push(c as Buffer);
-  }
-  let v: unknown = {};
-  if (size > 0) {
-    try {
-      v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    } catch (e) {
-      throw new PvblkError('EINVAL', `request body is not JSON: ${(e as Error).message}`);
-    }
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new PvblkError('EINVAL', 'request body must be a JSON object');
-  return v as Record<string, unknown>;
-}
-
 function str(b: Record<string, unknown>, key: string): string {
   const v = b[key];
   if (typeof v !== 'string') throw new PvblkError('EINVAL', `body.${key} must be a string`);
@@ -81,7 +61,8 @@ export function handleOperatorRoute(
   req: IncomingMessage,
   res: ServerResponse,
 ): boolean {
-  const url = new URL(req.url ?? '/', 'http://x');
+  const url = requestUrl(req);
+  if (!url) return false; // not a path: the API answers 400
   const p = url.pathname;
   if (!/^\/(dm|blkback)(\/|$)/.test(p)) return false;
   const send = (code: number, v: unknown): void => {
@@ -110,15 +91,15 @@ export function handleOperatorRoute(
         })),
       });
     if (m === 'POST' && disk) {
-      const b = await readBody(req);
+      const b = await readJsonBody(req);
       return send(201, diskNamed(ctx.disks, disk[1]).vbd.device.create(str(b, 'name'), str(b, 'table')));
     }
     if (m === 'PUT' && layer) {
-      const b = await readBody(req);
+      const b = await readJsonBody(req);
       return send(200, diskNamed(ctx.disks, layer[1]).vbd.device.reload(layer[2], str(b, 'table')));
     }
     if (m === 'POST' && msg) {
-      const b = await readBody(req);
+      const b = await readJsonBody(req);
       return send(200, {
         output: diskNamed(ctx.disks, msg[1]).vbd.device.message(msg[2], str(b, 'message')),
       });

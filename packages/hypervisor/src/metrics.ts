@@ -19,6 +19,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
 import type { Hypervisor, HypervisorStatus } from './core/hypervisor.ts';
+import { requestUrl } from '@pvblk/runtime';
 
 /** Upper bounds of the hypercall histogram, seconds: 1 µs … 100 ms. */
 export const HYPERCALL_BUCKETS = [
@@ -336,12 +337,8 @@ export function instrumentHypervisor(
   });
 
   const serve = (req: IncomingMessage, res: ServerResponse): boolean => {
-    let path: string;
-    try {
-      path = new URL(req.url ?? '/', 'http://x').pathname;
-    } catch {
-      return false; // not a path this serves (the server answers it)
-    }
+    const path = requestUrl(req)?.pathname;
+    if (path === undefined) return false; // not a path this serves (the server answers it)
     if (req.method !== 'GET' || path !== '/metrics') return false;
     const auth = req.headers.authorization ?? '';
     if (!auth.startsWith('Bearer ') || !sameSecret(auth.slice(7), dom0Credential)) {

@@ -21,6 +21,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
+import { readJsonBody, requestUrl } from '@pvblk/runtime';
 import type { Hypervisor, HypervisorOptions } from './core/hypervisor.ts';
 import { Nemesis } from './nemesis.ts';
 
@@ -35,26 +36,6 @@ export function nemesisOf(hv: Hypervisor, log?: HypervisorOptions['log']): Nemes
 
 const STATUS: Record<string, number> = { EINVAL: 400, ESRCH: 404, ENOENT: 404, ENOTCONN: 409, E2BIG: 413 };
 
-async function body(req: IncomingMessage, limit = 64 * 1024): Promise<Record<string, unknown>> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > limit) throw new PvblkError('E2BIG', `request body over ${limit} bytes`);
-    chunks.push(c as Buffer);
-  }
-  if (size === 0) return {};
-  let v: unknown;
-  try {
-    v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch (e) {
-    throw new PvblkError('EINVAL', `request body is not JSON: ${(e as Error).message}`);
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new PvblkError('EINVAL', 'request body must be a JSON object');
-  return v as Record<string, unknown>;
-}
-
 /**
  * Serves the request if its path is under /nemesis; false otherwise. `operator` says whether a
  * bearer token is the operator's.
@@ -66,7 +47,8 @@ export function handleNemesisRoute(
   operator: (token: string) => boolean,
   log?: HypervisorOptions['log'],
 ): boolean {
-  const url = new URL(req.url ?? '/', 'http://x');
+  const url = requestUrl(req);
+  if (!url) return false; // not a path: the server answers 400
   if (url.pathname !== '/nemesis' && !url.pathname.startsWith('/nemesis/')) return false;
   const send = (code: number, v: unknown): void => {
     res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(v, null, 2) + '\n');
@@ -98,7 +80,7 @@ export function handleNemesisRoute(
       const path = url.searchParams.get('path') ?? '/';
       return send(200, { path, children: hv.xenstore.directory(0, 0, path) });
     }
-    if (m === 'POST' && p === '/nemesis/rules') return send(201, { id: n.addRule(await body(req)) });
+    if (m === 'POST' && p === '/nemesis/rules') return send(201, { id: n.addRule(await readJsonBody(req)) });
     if (m === 'DELETE' && p === '/nemesis/rules') {
       n.clearRules();
       return send(200, { rules: 0 });
@@ -108,7 +90,7 @@ export function handleNemesisRoute(
       return send(200, { removed: Number(rule[1]) });
     }
     if (m === 'POST' && p === '/nemesis/seed') {
-      const b = await body(req);
+      const b = await readJsonBody(req);
       n.setSeed(b.seed as number);
       return send(200, { seed: b.seed });
     }
@@ -119,7 +101,7 @@ export function handleNemesisRoute(
     if (m === 'POST' && dom) {
       const domid = Number(dom[1]);
       if (dom[2] === 'pause') {
-        const b = await body(req);
+        const b = await readJsonBody(req);
         n.pause(domid, b.ms as number | undefined);
       } else if (dom[2] === 'resume') n.resume(domid);
       else n.cut(domid);

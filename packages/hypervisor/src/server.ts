@@ -12,6 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WIRE_MAX_FRAME } from '@pvblk/shared';
+import { requestUrl } from '@pvblk/runtime';
 import { Connection } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
 import { FairScheduler } from './scheduler.ts';
@@ -63,15 +64,13 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   const metrics = instrumentHypervisor(hv, opts.dom0Credential, { connections: connectionsByAddress });
   const http = createServer((req: IncomingMessage, res: ServerResponse) => {
     if (metrics.serve(req, res)) return;
-    if (handleNemesisRoute(hv, req, res, (token) => sameSecret(token, opts.dom0Credential), log)) return;
-    let url: URL;
-    try {
-      // a request target URL cannot parse ("GET // HTTP/1.1") must not throw out of this listener
-      url = new URL(req.url ?? '/', 'http://x');
-    } catch {
+    // a request target URL cannot parse ("GET // HTTP/1.1") must not throw out of this listener
+    const url = requestUrl(req);
+    if (!url) {
       res.writeHead(400, { 'content-type': 'text/plain' }).end('bad request target\n');
       return;
     }
+    if (handleNemesisRoute(hv, req, res, (token) => sameSecret(token, opts.dom0Credential), log)) return;
     if (req.method === 'GET' && url.pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (req.method === 'GET' && url.pathname === '/status') {

@@ -25,6 +25,7 @@ export {
 } from './secrets.ts';
 export { withBackoff } from './backoff.ts';
 export { errnoForHttpStatus } from './http-errno.ts';
+export { requestUrl, readJsonBody, MAX_JSON_BODY } from './http-request.ts';
 export {
   processTrace,
   decodeStamps,

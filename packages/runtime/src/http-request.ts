@@ -1,0 +1,45 @@
+/**
+ * The two things every HTTP route of pvblk reads from a peer it does not trust: the request target
+ * and a JSON body. One implementation, so that no route parses them its own way — a target `new URL`
+ * cannot parse (`GET // HTTP/1.1`) thrown out of a request listener ends the whole process, before
+ * any token is looked at.
+ */
+import type { IncomingMessage } from 'node:http';
+import { PvblkError } from '@pvblk/shared';
+
+/** The request's URL, or null when its target is not a path (the caller answers 400). */
+export function requestUrl(req: IncomingMessage): URL | null {
+  try {
+    return new URL(req.url ?? '/', 'http://x');
+  } catch {
+    return null;
+  }
+}
+
+/** Bodies larger than this are refused with E2BIG before they are parsed. */
+export const MAX_JSON_BODY = 64 * 1024;
+
+/** A request's JSON object body ({} when empty); EINVAL when it is not a JSON object, E2BIG past `limit`. */
+export async function readJsonBody(
+  req: AsyncIterable<unknown>,
+  limit = MAX_JSON_BODY,
+): Promise<Record<string, unknown>> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const c of req) {
+    const b = Buffer.isBuffer(c) ? c : Buffer.from(String(c));
+    size += b.length;
+    if (size > limit) throw new PvblkError('E2BIG', `request body over ${limit} bytes`);
+    chunks.push(b);
+  }
+  if (size === 0) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (e) {
+    throw new PvblkError('EINVAL', `request body is not JSON: ${(e as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new PvblkError('EINVAL', 'request body must be a JSON object');
+  return v as Record<string, unknown>;
+}
