@@ -26,6 +26,7 @@ interface Status {
     mappings: number;
     ports: number;
     memory: { sharedFrameBytes: number; backlogBytes: number; pendingInput: number };
+    stats: { msgsOut: number };
     xenstore: { nodes: number; watches: number; transactions: number };
   }>;
   xenstore: { nodes: number; watches: number; transactions: number };
@@ -199,6 +200,30 @@ describe('hostile peers against the hypervisor process', () => {
     xc.close();
     await survivors();
   }, 180_000);
+
+  it('finding 3: one page granted under 1001 refs, all mapped, then 1000 one-byte writes: the mapper gets them once, not 1001 times', async () => {
+    const granter = await attackerDomain('fanout');
+    const mapper = await attackerDomain('fanout-mapper');
+    const page = granter.xc.allocPage();
+    const refs = Array.from({ length: 1001 }, () => granter.xc.gnttab.grantAccess(page, mapper.domid, false));
+    await granter.xc.fence(); // granted before the other connection maps
+    const maps = await mapper.xc.gnttab.map(
+      refs.map((ref) => ({ dom: granter.domid, ref, readonly: false })),
+    );
+    expect(maps.every((m) => m.status === 0)).toBe(true);
+    const msgsOut = async () => (await status()).domains.find((d) => d.domid === mapper.domid)!.stats.msgsOut;
+    const out0 = await msgsOut();
+    for (let i = 0; i < 1000; i++) page.write(i, Buffer.from([i & 0xff]));
+    await granter.xc.fence();
+    await mapper.xc.fence();
+    // the adjacent writes reach the mapper as one joined write (and the fence's reply), not 1001 × 1000
+    expect((await msgsOut()) - out0).toBeLessThanOrEqual(2);
+    expect(maps[1000].page!.read(999, 1)[0]).toBe(999 & 0xff);
+    expect(maps[0].page!.read(0, 1)[0]).toBe(0);
+    granter.xc.close();
+    mapper.xc.close();
+    await survivors();
+  });
 
   it('finding 6: copy amplification is bounded per call (E2BIG) and only slows the domain that asks for it', async () => {
     const { domid, xc } = await attackerDomain('amplifier');
