@@ -97,7 +97,7 @@ describe.skipIf(!hasChromium)('the dashboard in Chromium', () => {
     await page.close();
   });
 
-  it('the controls come from GET /controls: a disk parameter set from the page reaches the disk', async () => {
+  it('the controls come from GET /controls: a disk parameter, a dm-dust layer and a bad block set from the page', async () => {
     const page = await open(SECRETS.PVBLK_TOOLSTACK_TOKEN);
     const form = 'form[data-control="disk-param:/dev/sdg"]';
     await page.waitForSelector(form);
@@ -114,6 +114,34 @@ describe.skipIf(!hasChromium)('the dashboard in Chromium', () => {
     await page.waitForFunction(
       `document.querySelector('tr[data-disk="/dev/sdg"]')?.textContent?.includes('delay=0')`,
     );
+    // fault injection from the page: a dm-dust layer under the disk, then a bad block in it
+    const sectors = (await (
+      await fetch(`${sys.api}/dm`, { headers: { authorization: `Bearer ${SECRETS.PVBLK_TOOLSTACK_TOKEN}` } })
+    ).json()) as { disks: Array<{ disk: string; sectors: number }> };
+    const sdg = sectors.disks.find((d) => d.disk === 'sdg')!;
+    const create = 'form[data-control="dm-create:/dev/sdg"]';
+    await page.fill(`${create} input[name="name"]`, 'dust1');
+    await page.fill(`${create} input[name="table"]`, `0 ${sdg.sectors} dust /dev/sdg 0 4096`);
+    await page.click(`${create} button`);
+    await page.waitForFunction(
+      `document.querySelector('#control-result')?.textContent?.startsWith('POST /dm/sdg →')`,
+    );
+    expect(await page.textContent('#control-result')).toMatch(/^POST \/dm\/sdg → 201\n/);
+    const message = 'form[data-control="dm-message:/dev/sdg"]';
+    await page.fill(`${message} input[name="name"]`, 'dust1');
+    await page.fill(`${message} input[name="message"]`, 'addbadblock 7');
+    await page.click(`${message} button`);
+    await page.waitForFunction(
+      `document.querySelector('#control-result')?.textContent?.includes('/message →')`,
+    );
+    expect(await page.textContent('#control-result')).toMatch(
+      /^POST \/dm\/sdg\/dust1\/message → 200\n[^]*badblock added at block 7/,
+    );
+    await page.click('form[data-control="dm-remove-all:/dev/sdg"] button');
+    await page.waitForFunction(
+      `document.querySelector('#control-result')?.textContent?.startsWith('DELETE')`,
+    );
+    expect(await page.textContent('#control-result')).toMatch(/^DELETE \/dm\/sdg → 200\n/);
     await page.close();
   });
 

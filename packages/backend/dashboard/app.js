@@ -259,7 +259,11 @@ function renderControls(s) {
       const inputs = c.fields.map((f) =>
         f.choices
           ? el('select', { name: f.name }, ...f.choices.map((x) => el('option', { value: x, text: x })))
-          : el('input', { name: f.name, placeholder: f.name, size: '8' }),
+          : el('input', {
+              name: f.name,
+              placeholder: f.placeholder ?? f.name,
+              size: f.placeholder ? '40' : '8',
+            }),
       );
       const form = el(
         'form',
@@ -270,12 +274,17 @@ function renderControls(s) {
       );
       form.addEventListener('submit', async (ev) => {
         ev.preventDefault();
-        const path = c.path.replace(/\{(\w+)\}/g, (_, k) => encodeURIComponent(String(t[k])));
+        // a path parameter comes from the target (disk, vbd) or, failing that, from a field
         const body = Object.fromEntries(inputs.map((i) => [i.name, i.value]));
+        const path = c.path.replace(/\{(\w+)\}/g, (_, k) => {
+          const v = k in t ? t[k] : body[k];
+          delete body[k];
+          return encodeURIComponent(String(v));
+        });
         const res = await fetch(path, {
           method: c.method,
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          body: JSON.stringify(body),
+          body: c.method === 'DELETE' || c.method === 'GET' ? undefined : JSON.stringify(body),
         });
         $('#control-result').textContent = `${c.method} ${path} → ${res.status}\n${await res.text()}`;
       });

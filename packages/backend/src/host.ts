@@ -325,6 +325,42 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       path: '/disks/{disk}/params',
       fields: [{ name: 'key', choices: [...RUNTIME_WRITABLE_PARAMS] }, { name: 'value' }],
     },
+    {
+      id: 'disk-timeout',
+      label: 'command timeout in seconds (/sys/block/…/device/timeout)',
+      target: 'disk',
+      method: 'PUT',
+      path: '/disks/{disk}/device/timeout',
+      fields: [{ name: 'value' }],
+    },
+    // device-mapper under the disk (docs/faults.md): the routes are the operator's, as this page is
+    {
+      id: 'dm-create',
+      label: 'dmsetup create: a layer on top (flakey, dust, delay, linear, error)',
+      target: 'disk',
+      method: 'POST',
+      path: '/dm/{disk}',
+      fields: [
+        { name: 'name' },
+        { name: 'table', placeholder: '0 <sectors> flakey /dev/<disk> 0 <up> <down> 1 error_writes' },
+      ],
+    },
+    {
+      id: 'dm-message',
+      label: 'dmsetup message (dust: addbadblock N, enable, quiet, …)',
+      target: 'disk',
+      method: 'POST',
+      path: '/dm/{disk}/{name}/message',
+      fields: [{ name: 'name' }, { name: 'message' }],
+    },
+    {
+      id: 'dm-remove-all',
+      label: 'dmsetup remove every layer',
+      target: 'disk',
+      method: 'DELETE',
+      path: '/dm/{disk}',
+      fields: [],
+    },
   ];
   const dashboard = startDashboard({
     creds: { operatorToken, enrolToken },
