@@ -185,6 +185,7 @@ const WORKLOAD_LIMITS: Record<keyof WorkloadSpec, [number, number]> = {
 export function parseWorkload(s: string): WorkloadSpec {
   const w: WorkloadSpec = { ...DEFAULT_WORKLOAD };
   if (s.trim() === '' || s === 'default') return w;
+  const seen = new Set<string>();
   for (const part of s.split(',')) {
     const m = /^([a-z]+)=(\d+)$/.exec(part.trim());
     if (!m) throw new PvblkError('EUSAGE', `--workload: "${part}" is not key=number`);
@@ -194,6 +195,8 @@ export function parseWorkload(s: string): WorkloadSpec {
         'EUSAGE',
         `--workload: unknown key "${m[1]}" (known: ${Object.keys(WORKLOAD_LIMITS).join(', ')})`,
       );
+    if (seen.has(key)) throw new PvblkError('EUSAGE', `--workload: ${key} is given twice`);
+    seen.add(key);
     const v = Number(m[2]);
     const [lo, hi] = WORKLOAD_LIMITS[key];
     if (v < lo || v > hi) throw new PvblkError('EUSAGE', `--workload: ${key} must be ${lo}-${hi} (got ${v})`);
@@ -212,6 +215,9 @@ export function formatWorkload(w: WorkloadSpec): string {
 /** `--faults kill-host,dust,nemesis,…`: kinds and group names; unknown ones refused by name. */
 export function parseFaultList(s: string): FaultKind[] {
   const out = new Set<FaultKind>();
+  // an empty list is a mistake more often than a wish: "none" says it
+  if (s.split(',').every((x) => x.trim() === ''))
+    throw new PvblkError('EUSAGE', '--faults: the list is empty (use "none" for a run without faults)');
   for (const raw of s
     .split(',')
     .map((x) => x.trim())
@@ -523,6 +529,39 @@ export function planSteps(s: Schedule): PlannedStep[] {
 
 const EVENT_FIELDS = ['at', 'kind', 'guest', 'for', 'params'];
 
+/**
+ * The parameters each fault kind reads (drawParams above writes exactly these): required ones must
+ * be there, no other may be — a schedule that leaves one out would run a different fault (a pause
+ * with no length is a pause for good) or abort half-way.
+ */
+const KIND_PARAMS: Record<FaultKind, { required: string[]; optional?: string[] }> = {
+  'ev-delay': { required: ['target', 'delay_ms', 'probability'] },
+  'ev-dup': { required: ['target', 'probability'] },
+  'pw-delay': { required: ['target', 'delay_ms', 'probability'] },
+  'ev-drop': { required: ['target', 'block'] },
+  'pw-reorder': { required: ['delay_ms', 'block'] },
+  'bitflip-write': { required: ['block', 'bits'] },
+  'bitflip-read': { required: ['block', 'bits'] },
+  'pause-guest': { required: ['ms'] },
+  'pause-host': { required: ['ms'] },
+  'cut-guest': { required: ['after_ms'] },
+  'cut-host': { required: ['after_ms'] },
+  'kill-host': { required: ['after_ms'] },
+  'kill-guest': { required: ['after_ms'] },
+  reboot: { required: ['after_ms'] },
+  'stop-host': { required: ['after_ms', 'ms'] },
+  'stop-guest': { required: ['after_ms', 'ms'] },
+  'kill-host-handshake': { required: ['after_ms'] },
+  'kill-guest-handshake': { required: ['after_ms'] },
+  'scsi-debug': { required: ['opts', 'every_nth'] },
+  dust: { required: ['blocks'], optional: ['quiet'] },
+  'flakey-error': { required: ['features'] },
+  'flakey-drop': { required: [] },
+  'flakey-corrupt-write': { required: ['block', 'byte', 'value'] },
+  'flakey-corrupt-read': { required: ['block', 'byte', 'value'] },
+  delay: { required: ['read_ms', 'write_ms', 'flush_ms'] },
+};
+
 /** Checks a schedule read from a file (`--schedule`): anything malformed is refused by name. */
 export function validateSchedule(raw: unknown, allowed: readonly FaultKind[] = FAULT_KINDS): Schedule {
   const bad = (what: string): never => {
@@ -579,6 +618,13 @@ export function validateSchedule(raw: unknown, allowed: readonly FaultKind[] = F
     for (const [k, v] of Object.entries(params))
       if (typeof v !== 'number' && typeof v !== 'string')
         bad(`event ${i}: params.${k} must be a number or a string`);
+    const spec = KIND_PARAMS[ev.kind as FaultKind];
+    for (const k of spec.required)
+      if (params[k] === undefined)
+        bad(`event ${i}: ${ev.kind} needs params.${k} (it takes ${spec.required.join(', ') || 'none'})`);
+    for (const k of Object.keys(params))
+      if (!spec.required.includes(k) && !(spec.optional ?? []).includes(k))
+        bad(`event ${i}: ${ev.kind} takes no params.${k}`);
     const ranges: Record<string, [number, number]> = {
       probability: [0, 100],
       delay_ms: [1, 600_000],
@@ -588,9 +634,28 @@ export function validateSchedule(raw: unknown, allowed: readonly FaultKind[] = F
       every_nth: [-1_000_000, 1_000_000],
       byte: [1, 12],
       value: [0, 255],
+      block: [0, workload.blocks - 1],
+      quiet: [0, 1],
+      read_ms: [0, 600_000],
+      write_ms: [0, 600_000],
+      flush_ms: [0, 600_000],
+      opts: [0, 0xffffff],
     };
     for (const [k, [lo, hi]] of Object.entries(ranges))
       if (params[k] !== undefined) int(params[k], `event ${i}: params.${k}`, lo, hi);
+    if (params.target !== undefined && params.target !== 'guest' && params.target !== 'host')
+      bad(`event ${i}: params.target must be "guest" or "host"`);
+    if (params.blocks !== undefined) {
+      const list = String(params.blocks).trim().split(/\s+/);
+      if (!list.every((b) => /^\d+$/.test(b) && Number(b) < workload.blocks))
+        bad(`event ${i}: params.blocks must be block numbers 0-${workload.blocks - 1} separated by spaces`);
+    }
+    if (params.features !== undefined) {
+      const known = ['error_reads', 'error_writes'];
+      const words = String(params.features).split(/\s+/).filter(Boolean);
+      if (!words.every((f) => known.includes(f)))
+        bad(`event ${i}: params.features must be empty or any of ${known.join(', ')}`);
+    }
     const c = FAULT_CLASSES[ev.kind as FaultKind];
     const direct = regions(workload);
     if (

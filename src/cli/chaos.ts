@@ -261,7 +261,9 @@ async function chaos(o: ChaosCli): Promise<void> {
       }
     }
   };
-  const replayHint = (seed: number) => `pvblk chaos --replay ${seed} ${shapeArgs(o)}`;
+  // a schedule read from a file is replayed from that file, not regenerated from its seed
+  const replayHint = (seed: number) =>
+    o.schedule ? `pvblk chaos --schedule ${o.schedule} -v` : `pvblk chaos --replay ${seed} ${shapeArgs(o)}`;
 
   const runOne = async (seed: number): Promise<void> => {
     const s = fixed ?? scheduleOf(seed);

@@ -7,7 +7,7 @@ import { InvalidArgumentError } from 'commander';
 export function intOption(name: string, min: number, max: number) {
   return (raw: string): number => {
     if (!/^(0|[1-9][0-9]*|0x[0-9a-fA-F]+)$/.test(raw))
-      throw new InvalidArgumentError(`${name} must be an integer (got "${raw}")`);
+      throw new InvalidArgumentError(`${name} must be an integer ${min}-${max} (got "${raw}")`);
     const v = Number(raw);
     if (v < min || v > max)
       throw new InvalidArgumentError(`${name} must be between ${min} and ${max} (got ${raw})`);

@@ -119,6 +119,8 @@ describe('bad input', () => {
       /every operation weight is 0/,
     );
     expect(parseWorkload('qd=4,blocks=64').qd).toBe(4);
+    expect(() => parseWorkload('read=1,read=2')).toThrow(/read is given twice/);
+    expect(() => parseFaultList(',,')).toThrow(/the list is empty \(use "none"/);
   });
 
   it('refuses a malformed schedule, naming what is wrong', () => {
@@ -164,6 +166,19 @@ describe('bad input', () => {
       ),
     ).toMatch(/event 0: params.probability must be an integer 0-100/);
     expect(() => validateSchedule(good as Schedule, ['dust'])).toThrow(/is not available here/);
+    // each kind's parameters: a pause with no length would be a pause for good, a dust with no blocks
+    // would abort half-way
+    const one = (kind: string, params: Record<string, unknown>, len = 2) =>
+      bad((s) => (s.events = [{ at: 5, kind, guest: 0, for: len, params }]));
+    expect(one('pause-host', {}, 0)).toMatch(/event 0: pause-host needs params.ms \(it takes ms\)/);
+    expect(one('stop-guest', { after_ms: 5 }, 0)).toMatch(/stop-guest needs params.ms/);
+    expect(one('dust', { quiet: 0 })).toMatch(/dust needs params.blocks/);
+    expect(one('dust', { blocks: '3 x' })).toMatch(/params.blocks must be block numbers/);
+    expect(one('kill-host', { after_ms: 5, colour: 1 }, 0)).toMatch(/kill-host takes no params.colour/);
+    expect(one('ev-dup', { target: 'moon', probability: 5 })).toMatch(
+      /params.target must be "guest" or "host"/,
+    );
+    expect(one('flakey-error', { features: 'explode' })).toMatch(/params.features must be empty or any of/);
   });
 });
 

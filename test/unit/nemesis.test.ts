@@ -6,7 +6,15 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { GNTST, PvblkError } from '@pvblk/shared';
-import { FaultAttr, LocalHypervisor, Nemesis, Prng, parseFaultAttr } from '@pvblk/hypervisor';
+import {
+  FaultAttr,
+  LocalHypervisor,
+  MAX_HELD_INBOUND,
+  MAX_HELD_OUTBOUND,
+  Nemesis,
+  Prng,
+  parseFaultAttr,
+} from '@pvblk/hypervisor';
 import type { XenClient, Page } from '@pvblk/client';
 import { startStack, rwRequest, gather, pattern, until, type Stack } from './stack.ts';
 
@@ -164,6 +172,26 @@ describe('the nemesis in the delivery path', () => {
     expect(await sent).toBe('answered');
     await until(() => p.events.length === 1, 'the held upcall');
     expect(p.lh.hv.interposer).toBeNull();
+  });
+
+  it('bounds what it holds: a paused guest that keeps sending is cut; a receiver held too long gets it all, in order', async () => {
+    const p = await pair();
+    p.nem.pause(p.guest.domid);
+    const closed = new Promise<number>((r) => p.guest.onClose((code) => r(code)));
+    for (let i = 0; i <= MAX_HELD_INBOUND; i++) p.guest.evtchn.send(p.guestPort);
+    expect(await closed).toBe(4600);
+    await until(() => !p.lh.hv.domains.has(p.guest.domid), 'the domain destroyed');
+    expect(p.nem.status().held).toEqual({});
+
+    const q = await pair();
+    // ten minutes for the first message to Dom0 and all behind it: Dom0's own replies pile up
+    q.nem.addRule({ action: 'delay', domain: 0, delay_ms: 600_000, times: 1 });
+    const order: number[] = [];
+    await Promise.all(
+      Array.from({ length: MAX_HELD_OUTBOUND + 1 }, (_, i) => q.dom0.fence().then(() => order.push(i))),
+    );
+    expect(order.every((v, i) => v === i)).toBe(true);
+    expect(q.nem.status()).toMatchObject({ timers: 0 });
   });
 
   it("cut closes a domain's connection: a guest is destroyed", async () => {

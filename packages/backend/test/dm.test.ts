@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryKernelLog } from '@pvblk/shared';
 import { MemoryBlockDevice } from '../src/memory-device.ts';
-import { DmStack } from '../src/dm/stack.ts';
+import { DmStack, MAX_DM_LAYERS } from '../src/dm/stack.ts';
 import type { FlakeyTarget } from '../src/dm/flakey.ts';
 import type { DustTarget } from '../src/dm/dust.ts';
 
@@ -203,5 +203,20 @@ describe('stacking', () => {
     expect(base.data[0]).toBe(4);
     dm.clear();
     expect(dm.list()).toEqual([]);
+  });
+
+  it(`stops at ${MAX_DM_LAYERS} layers with a message saying so; I/O through the deepest works`, async () => {
+    const { dm } = setup();
+    let below = '/dev/sdg';
+    for (let i = 0; i < MAX_DM_LAYERS; i++) {
+      dm.create(`l${i}`, `0 ${SECTORS} linear ${below} 0`);
+      below = `/dev/mapper/l${i}`;
+    }
+    expect(() => dm.create('one-more', `0 ${SECTORS} linear ${below} 0`)).toThrow(
+      `a disk may have at most ${MAX_DM_LAYERS} device-mapper layers`,
+    );
+    expect((await dm.write(8, block(9))).ok).toBe(true);
+    const r = await dm.read(8, 8);
+    expect(r.ok && r.data[0]).toBe(9);
   });
 });

@@ -4,7 +4,7 @@
  * (sector by sector), or a corruption with the number of bits it differs by.
  */
 import { describe, expect, it } from 'vitest';
-import { chaosPattern, judgeBlock } from '../src/guest/chaos-io.ts';
+import { chaosPattern, checkOp, judgeBlock } from '../src/guest/chaos-io.ts';
 
 describe('chaos-io block contents', () => {
   it('are deterministic, distinct per block and write id, and name themselves in every sector', () => {
@@ -34,5 +34,21 @@ describe('chaos-io block contents', () => {
     // a block holding another block's write: every sector differs from the candidates
     const v = judgeBlock(1, 5, chaosPattern(1, 6, 3), [3]) as { x: number };
     expect(v.x).toBeGreaterThan(1000);
+  });
+});
+
+describe('chaos-io operations from the control socket', () => {
+  it('are checked before they run, naming what is wrong', () => {
+    const blocks = 64;
+    expect(checkOp({ k: 'w', b: 0, n: 1, w: 5, d: 1 }, blocks)).toBeNull();
+    expect(checkOp({ k: 'r', b: 2, n: 2, c: [[0, 5], [7]] }, blocks)).toBeNull();
+    expect(checkOp({ k: 'f' }, blocks)).toBeNull();
+    expect(checkOp({ k: 'x' }, blocks)).toMatch(/unknown operation kind "x"/);
+    expect(checkOp({ k: 'r', b: 63, n: 2 }, blocks)).toMatch(/outside the device/);
+    expect(checkOp({ k: 'w', b: 0, n: 1, w: 2 ** 32 }, blocks)).toMatch(/write id w, 1-4294967295/);
+    expect(checkOp({ k: 'w', b: 0, n: 1, w: 1, d: 7 }, blocks)).toMatch(/d must be 0 .* or 1/);
+    expect(checkOp({ k: 'r', b: 0, n: 1, c: [5] }, blocks)).toMatch(/each entry of c must be a list/);
+    expect(checkOp({ k: 'r', b: 0, n: 1, c: [[null, {}]] }, blocks)).toMatch(/each entry of c/);
+    expect(checkOp({ k: 'r', b: 0, n: 2, c: [[1]] }, blocks)).toMatch(/candidates of every block/);
   });
 });

@@ -11,6 +11,14 @@ export { LocalHypervisor } from './local.ts';
 export { startHypervisorServer, type RunningHypervisor, type HypervisorServerOptions } from './server.ts';
 export { XenStore } from './xenstore/index.ts';
 export { runHypervisor, type HypervisorProcessOptions } from './main.ts';
-export { Nemesis, type Injection, type NemesisAction, NEMESIS_ACTIONS, MESSAGE_KINDS } from './nemesis.ts';
+export {
+  Nemesis,
+  type Injection,
+  type NemesisAction,
+  NEMESIS_ACTIONS,
+  MESSAGE_KINDS,
+  MAX_HELD_INBOUND,
+  MAX_HELD_OUTBOUND,
+} from './nemesis.ts';
 export { Prng, FaultAttr, parseFaultAttr, type FaultAttrSpec } from './nemesis-attr.ts';
 export { nemesisOf } from './nemesis-routes.ts';

@@ -50,6 +50,17 @@ export const CLOSE_NEMESIS_CUT = 4600;
 export const MAX_DELAY_MS = 600_000;
 /** Entries kept in the injection log. */
 const LOG_KEEP = 1000;
+/**
+ * Messages a paused domain may send before its connection is cut: a paused domain's vCPUs would not
+ * run at all, so a peer that keeps sending is not modelled, only bounded (the connection's own
+ * input bound, as for a socket that is not read).
+ */
+export const MAX_HELD_INBOUND = 16_384;
+/**
+ * Messages held for one receiver (delay, pause) or reordered at once, in all: past it, what is held
+ * for that receiver is delivered in order at once — the fault is cut short, memory stays bounded.
+ */
+export const MAX_HELD_OUTBOUND = 65_536;
 
 export interface NemesisMatch {
   domain?: number;
@@ -435,6 +446,15 @@ export class Nemesis {
   ): void => {
     const g = this.gates.get(from);
     if (g?.paused) {
+      if (g.inbound.length >= MAX_HELD_INBOUND) {
+        this.logFn(
+          'warn',
+          { domid: from.domid, held: g.inbound.length },
+          `nemesis: domain ${from.domid} sent more than ${MAX_HELD_INBOUND} messages while paused; cutting its connection`,
+        );
+        this.cut(from.domid);
+        return;
+      }
       g.inbound.push([from, m, next]);
       return;
     }
@@ -449,6 +469,7 @@ export class Nemesis {
     if (g) {
       g.queue.push({ env, send, judged: false });
       this.counters.held++;
+      if (g.queue.length > MAX_HELD_OUTBOUND) return this.overflow(to, g);
       this.schedule(to, g);
       return;
     }
@@ -482,6 +503,21 @@ export class Nemesis {
       this.release(d, g);
       this.update();
     });
+  }
+
+  /** Too much held for one receiver: the delay or pause ends now and everything goes, in order. */
+  private overflow(d: Domain, g: Gate): void {
+    this.logFn(
+      'warn',
+      { domid: d.domid, held: g.queue.length },
+      `nemesis: more than ${MAX_HELD_OUTBOUND} messages held for domain ${d.domid}; delivering them now`,
+    );
+    g.until = 0;
+    if (g.timer) clearTimeout(g.timer);
+    g.timer = null;
+    const queue = g.queue.splice(0);
+    for (const h of queue) this.pass(h.send, h.env);
+    this.update();
   }
 
   /** Delivers what the gate holds, in order, until it closes again (a delay fired) or is empty. */
@@ -546,6 +582,7 @@ export class Nemesis {
         return;
       }
       case 'reorder': {
+        if (this.reordered.size >= MAX_HELD_OUTBOUND) return this.pass(h.send, h.env); // bounded
         this.counters.reordered++;
         this.record({ ...base, port, delayMs: r.delayMs, ...this.pieceInfo(hits[0]) }, r);
         const deliver = () => this.pass(h.send, h.env);

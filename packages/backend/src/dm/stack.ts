@@ -78,6 +78,11 @@ class LayerDevice implements HostBlockDevice {
 }
 
 const NAME = /^[A-Za-z0-9_.+-]{1,64}$/;
+/**
+ * Layers one disk may have. Linux bounds stacking by its kernel stack rather than by a number; each
+ * layer here is a frame of the I/O's call chain, so a limit says so before the chain runs out.
+ */
+export const MAX_DM_LAYERS = 16;
 
 export class DmStack implements HostBlockDevice {
   private readonly layers: LayerDevice[] = [];
@@ -170,6 +175,8 @@ export class DmStack implements HostBlockDevice {
     if (!NAME.test(name)) throw new PvblkError('EINVAL', `bad mapped device name ${JSON.stringify(name)}`);
     if (this.layers.some((l) => l.name === name))
       throw new PvblkError('EEXIST', `device ${name} already exists`);
+    if (this.layers.length >= MAX_DM_LAYERS)
+      throw new PvblkError('EINVAL', `a disk may have at most ${MAX_DM_LAYERS} device-mapper layers`);
     const target = this.build(line, this.layers.length - 1);
     const l = new LayerDevice(this.base, target, name);
     this.layers.push(l);

@@ -101,7 +101,8 @@ function findDisk(disks: GuestDisk[], path: string): GuestDisk | undefined {
   return disks.find((d) => `/dev/${d.name}` === path || d.name === path);
 }
 
-function checkOp(o: unknown, blocks: number): string | null {
+/** Why a control-socket operation cannot run (null: it can): the controller is a peer, not trusted. */
+export function checkOp(o: unknown, blocks: number): string | null {
   if (typeof o !== 'object' || o === null) return 'an operation is an object';
   const op = o as Record<string, unknown>;
   if (!['w', 'r', 'f', 't'].includes(op.k as string)) return `unknown operation kind ${JSON.stringify(op.k)}`;
@@ -110,10 +111,16 @@ function checkOp(o: unknown, blocks: number): string | null {
   const n = op.n as number;
   if (!Number.isInteger(b) || !Number.isInteger(n) || b < 0 || n < 1 || b + n > blocks)
     return `blocks ${b}+${n} are outside the device (${blocks} blocks of 4 KiB)`;
-  if (op.k === 'w' && (!Number.isInteger(op.w) || (op.w as number) < 1))
-    return 'a write needs a write id w ≥ 1';
-  if (op.k === 'r' && op.c !== undefined && (!Array.isArray(op.c) || op.c.length !== n))
-    return 'c must list the candidates of every block read';
+  // write ids are stamped into 32-bit sector headers
+  const id = (v: unknown) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 0xffffffff;
+  if (op.k === 'w' && !id(op.w)) return 'a write needs a write id w, 1-4294967295';
+  if (op.d !== undefined && op.d !== 0 && op.d !== 1) return 'd must be 0 (page cache) or 1 (O_DIRECT)';
+  if (op.k === 'r' && op.c !== undefined) {
+    if (!Array.isArray(op.c) || op.c.length !== n) return 'c must list the candidates of every block read';
+    for (const list of op.c as unknown[])
+      if (!Array.isArray(list) || !list.every((w) => w === 0 || id(w)))
+        return 'each entry of c must be a list of write ids (0: never written)';
+  }
   return null;
 }
 
