@@ -59,8 +59,14 @@ function campaign(pi: boolean): Promise<{ json: ChaosJson; wallSeconds: number }
     p.on('close', (code) => {
       try {
         resolve({ json: JSON.parse(out) as ChaosJson, wallSeconds: (Date.now() - t0) / 1000 });
-      } catch {
-        reject(new Error(`pvblk chaos (${pi ? 'PI on' : 'PI off'}) exited ${code} without a JSON result`));
+      } catch (e) {
+        // keep what came, to see why
+        const raw = writeResults(`chaos-campaign-${pi ? 'pi' : 'nopi'}-stdout`, { stdout: out });
+        reject(
+          new Error(
+            `pvblk chaos (${pi ? 'PI on' : 'PI off'}) exited ${code} without a JSON result (${out.length} bytes: ${(e as Error).message}; kept in ${raw})`,
+          ),
+        );
       }
     });
   });

@@ -341,6 +341,8 @@ async function chaos(o: ChaosCli): Promise<void> {
     if (single && done[0])
       process.stdout.write(`digest ${done[0].digest}  (replay: ${replayHint(done[0].seed)})\n`);
   }
-  if (interrupted) process.exit(130);
-  process.exit(summary.violations.pvblk + summary.violations.harness > 0 ? 1 : 0);
+  // stdout to a pipe is written asynchronously: exit once everything above has been handed over
+  // (a campaign's JSON is megabytes; exiting at once cut it short)
+  const code = interrupted ? 130 : summary.violations.pvblk + summary.violations.harness > 0 ? 1 : 0;
+  process.stdout.write('', () => process.exit(code));
 }
