@@ -817,6 +817,11 @@ class ChaosRun {
         `the stack's disk for ${g.name} has PI ${pi ? 'on' : 'off'} (${params}): run with ${pi ? '--pi' : '--no-pi'}`,
       );
     this.discardSupported = num('lbpws') === 1 || (num('lbpu') === 1 && num('lbprz') === 0);
+    // the disk is this run's guest's, but the stack's default parameters may inject errors of their
+    // own (the seed's opts=34): faults are the schedule's to put, so its disk starts without them
+    for (const key of ['opts', 'every_nth'])
+      if (num(key) !== 0)
+        await this.stack.apiSend('POST', `/disks/${dm.replace(/\d+$/, '')}/params`, { key, value: '0' });
     await this.stack.hostSend('DELETE', `/dm/${dm}`);
   }
 
