@@ -811,10 +811,13 @@ class ChaosRun {
     };
     const params = l.disks.find((x) => x.guest === g.name)?.params ?? '';
     const num = (k: string) => Number(new RegExp(`(?:^|\\s)${k}=(\\d+)`).exec(params)?.[1] ?? 0);
-    const pi = num('dif') > 0 || num('dix') > 0;
+    // end-to-end PI needs both: DIX carries the guest's tuples to the HBA, DIF keeps them on the
+    // medium. dif=1 alone protects only below the HBA (the host generates the tuples), so a corruption
+    // on the way from the guest is not PI's to catch
+    const pi = num('dif') > 0 && num('dix') > 0;
     if (pi !== this.s.pi)
       throw new Error(
-        `the stack's disk for ${g.name} has PI ${pi ? 'on' : 'off'} (${params}): run with ${pi ? '--pi' : '--no-pi'}`,
+        `the stack's disk for ${g.name} has ${pi ? '' : 'no '}end-to-end PI (${params}; that needs dif and dix): run with ${pi ? '--pi' : '--no-pi'}`,
       );
     this.discardSupported = num('lbpws') === 1 || (num('lbpu') === 1 && num('lbprz') === 0);
     // the disk is this run's guest's, but the stack's default parameters may inject errors of their

@@ -182,8 +182,11 @@ async function chaos(o: ChaosCli): Promise<void> {
   const workload = o.workload === 'default' ? { ...DEFAULT_WORKLOAD } : parseWorkload(o.workload);
   let attach: Parameters<typeof runSchedule>[1]['attach'];
   if (o.attach) {
-    const asked = faults.filter((k) => OWNS_HOST.includes(k));
-    if (o.faults !== 'all' && asked.length)
+    // a kind named on its own that cannot run is refused; a group (all, nemesis, process, …) keeps
+    // what can run here
+    const named = o.faults.split(',').map((x) => x.trim());
+    const asked = faults.filter((k) => OWNS_HOST.includes(k) && named.includes(k));
+    if (asked.length)
       throw new PvblkError(
         'EUSAGE',
         `--attach: ${asked.join(', ')} need(s) the host's processes, which are not ours`,
