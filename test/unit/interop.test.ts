@@ -308,6 +308,28 @@ describe('handshake (connect_ring, read_per_ring_refs)', () => {
   });
 });
 
+describe('re-attach with requests already on the ring', () => {
+  // requests pushed while no backend listened (its process was killed): their notification went to
+  // a port nobody had bound, and req_event still asks for the first of them — a later push does not
+  // notify either. The new blkback finds them because binding the interdomain channel leaves its
+  // port pending (evtchn_bind_interdomain), as Xen does, so its first upcall consumes the ring.
+  it('the new blkback serves what the ring already holds, without a notification from the guest', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const f = await RawFront.connect(host, d);
+    const a = f.grant(Buffer.alloc(4096, 5));
+    f.push([W(1, 0, a.ref), R(2, 0, a.ref)], false); // the notification is lost
+    await host.restartBackend();
+    const rs = await f.responses(2, 'the requests pushed before the restart to be answered');
+    expect(rs.map((r) => [Number(r.id), r.operation, r.status])).toEqual([
+      [1, BLKIF_OP_WRITE, BLKIF_RSP_OKAY],
+      [2, BLKIF_OP_READ, BLKIF_RSP_OKAY],
+    ]);
+    expect((d.disk as MemoryBlockDevice).data[0]).toBe(5);
+    expect(host.blkback.stats()[`${d.domid}/${DEVID}`]).toMatchObject({ wr_req: 1, rd_req: 1 });
+  });
+});
+
 describe('backend configuration (backend_changed, connect, xen_vbd_resize)', () => {
   it('mode "r": info has VDISK_READONLY, writes, discards and flushes are refused with BLKIF_RSP_ERROR, reads work', async () => {
     host = await startHost();
