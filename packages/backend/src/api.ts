@@ -30,6 +30,7 @@ import { isPvblkError, PvblkError } from '@pvblk/shared';
 import {
   checkGuestName,
   inGroup,
+  HTTP_STATUS,
   readJsonBody,
   requestUrl,
   verifyGroupToken,
@@ -126,22 +127,7 @@ function forbidden(who: Principal, what: string): PvblkError {
   return new PvblkError('EACCES', `${describePrincipal(who)} may not ${what}: that is the operator's`);
 }
 
-/** HTTP status of each errno the API answers with. */
-export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
-  EINVAL: 400,
-  EUSAGE: 400,
-  EACCES: 403,
-  EPERM: 403,
-  ENOENT: 404,
-  ESRCH: 404,
-  EEXIST: 409,
-  EBUSY: 409,
-  E2BIG: 413,
-  EAGAIN: 429,
-  EROFS: 503,
-  ETIMEDOUT: 504,
-  ENOSPC: 507,
-});
+export { HTTP_STATUS };
 
 /** Requests answered before any credential is asked for (the dashboard's static page). */
 export type PublicRoute = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean;

@@ -16,8 +16,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isPvblkError, PvblkError, xenbusStateName } from '@pvblk/shared';
-import { readJsonBody, requestUrl } from '@pvblk/runtime';
+import { PvblkError, xenbusStateName } from '@pvblk/shared';
+import { errorReply, readJsonBody, requestUrl } from '@pvblk/runtime';
 import type { BlkbackDriver } from './blkback/driver.ts';
 import type { HostDisks, HostDisk } from './disks.ts';
 
@@ -34,14 +34,6 @@ export function operatorCheck(secret: string): (token: string) => boolean {
   const want = h(secret);
   return (token) => timingSafeEqual(h(token), want);
 }
-
-const STATUS: Record<string, number> = {
-  EINVAL: 400,
-  ENOENT: 404,
-  EEXIST: 409,
-  EBUSY: 409,
-  E2BIG: 413,
-};
 
 function str(b: Record<string, unknown>, key: string): string {
   const v = b[key];
@@ -132,9 +124,8 @@ export function handleOperatorRoute(
     send(404, { error: 'ENOENT', message: `no route ${m} ${p}` });
   };
   route().catch((e: unknown) => {
-    const code = isPvblkError(e) ? e.code : 'EIO';
-    const message = isPvblkError(e) ? e.message.replace(/^[A-Za-z0-9_]+: /, '') : String(e);
-    send(STATUS[code] ?? 500, { error: code, message });
+    const r = errorReply(e);
+    send(r.status, r.body);
   });
   return true;
 }

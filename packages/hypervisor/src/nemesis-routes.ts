@@ -20,8 +20,8 @@
  * a filter naming no domain, a probability outside 0-100, …).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isPvblkError, PvblkError } from '@pvblk/shared';
-import { readJsonBody, requestUrl } from '@pvblk/runtime';
+import { PvblkError } from '@pvblk/shared';
+import { errorReply, readJsonBody, requestUrl } from '@pvblk/runtime';
 import type { Hypervisor, HypervisorOptions } from './core/hypervisor.ts';
 import { Nemesis } from './nemesis.ts';
 
@@ -33,8 +33,6 @@ export function nemesisOf(hv: Hypervisor, log?: HypervisorOptions['log']): Nemes
   if (!n) nemeses.set(hv, (n = new Nemesis(hv, log)));
   return n;
 }
-
-const STATUS: Record<string, number> = { EINVAL: 400, ESRCH: 404, ENOENT: 404, ENOTCONN: 409, E2BIG: 413 };
 
 /**
  * Serves the request if its path is under /nemesis; false otherwise. `operator` says whether a
@@ -110,9 +108,8 @@ export function handleNemesisRoute(
     send(404, { error: 'ENOENT', message: `no route ${m} ${p}` });
   };
   route().catch((e: unknown) => {
-    const code = isPvblkError(e) ? e.code : 'EIO';
-    const message = isPvblkError(e) ? e.message.replace(/^[A-Za-z0-9_]+: /, '') : String(e);
-    send(STATUS[code] ?? 500, { error: code, message });
+    const r = errorReply(e);
+    send(r.status, r.body);
   });
   return true;
 }

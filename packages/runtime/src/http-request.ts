@@ -5,7 +5,7 @@
  * any token is looked at.
  */
 import type { IncomingMessage } from 'node:http';
-import { PvblkError } from '@pvblk/shared';
+import { isPvblkError, PvblkError } from '@pvblk/shared';
 
 /** The request's URL, or null when its target is not a path (the caller answers 400). */
 export function requestUrl(req: IncomingMessage): URL | null {
@@ -42,4 +42,29 @@ export async function readJsonBody(
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new PvblkError('EINVAL', 'request body must be a JSON object');
   return v as Record<string, unknown>;
+}
+
+/** HTTP status of each errno pvblk's HTTP routes answer with (anything else: 500). */
+export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
+  EINVAL: 400,
+  EUSAGE: 400,
+  EACCES: 403,
+  EPERM: 403,
+  ENOENT: 404,
+  ESRCH: 404,
+  EEXIST: 409,
+  EBUSY: 409,
+  ENOTCONN: 409,
+  E2BIG: 413,
+  EAGAIN: 429,
+  EROFS: 503,
+  ETIMEDOUT: 504,
+  ENOSPC: 507,
+});
+
+/** A route's failure as the answer says it: its errno, its status, the message without the errno prefix. */
+export function errorReply(e: unknown): { status: number; body: { error: string; message: string } } {
+  const code = isPvblkError(e) ? e.code : 'EIO';
+  const message = isPvblkError(e) ? e.message.replace(/^[A-Za-z0-9_]+: /, '') : String(e);
+  return { status: HTTP_STATUS[code] ?? 500, body: { error: code, message } };
 }

@@ -32,13 +32,9 @@ export interface DmLayerInfo {
   counters?: Record<string, number>;
 }
 
-/** A device made of a layer's target, with the geometry of the disk below. */
-class LayerDevice implements HostBlockDevice {
-  constructor(
-    private readonly base: HostBlockDevice,
-    readonly target: DmTarget,
-    readonly name: string,
-  ) {}
+/** Every device-mapper device here maps its whole base: it has the base's geometry and features. */
+abstract class BaseGeometry {
+  constructor(readonly base: HostBlockDevice) {}
   get sectors() {
     return this.base.sectors;
   }
@@ -59,6 +55,17 @@ class LayerDevice implements HostBlockDevice {
   }
   get discard() {
     return this.base.discard;
+  }
+}
+
+/** A device made of a layer's target, with the geometry of the disk below. */
+class LayerDevice extends BaseGeometry implements HostBlockDevice {
+  constructor(
+    base: HostBlockDevice,
+    readonly target: DmTarget,
+    readonly name: string,
+  ) {
+    super(base);
   }
   read(sector: number, count: number, pi?: { checks: PiBuffer['checks'] }): Promise<ReadResult> {
     return this.target.read(sector, count, pi);
@@ -84,40 +91,21 @@ const NAME = /^[A-Za-z0-9_.+-]{1,64}$/;
  */
 export const MAX_DM_LAYERS = 16;
 
-export class DmStack implements HostBlockDevice {
+export class DmStack extends BaseGeometry implements HostBlockDevice {
   private readonly layers: LayerDevice[] = [];
 
   constructor(
-    readonly base: HostBlockDevice,
+    base: HostBlockDevice,
     /** How tables may name the base device: `/dev/sdg`, `8:96`. */
     private readonly baseNames: string[],
     private readonly klog: KernelLog,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    super(base);
+  }
 
   get name() {
     return this.base.name;
-  }
-  get sectors() {
-    return this.base.sectors;
-  }
-  get logicalBlockSize() {
-    return this.base.logicalBlockSize;
-  }
-  get physicalBlockSize() {
-    return this.base.physicalBlockSize;
-  }
-  get readOnly() {
-    return this.base.readOnly;
-  }
-  get integrity() {
-    return this.base.integrity;
-  }
-  get writeCache() {
-    return this.base.writeCache;
-  }
-  get discard() {
-    return this.base.discard;
   }
 
   private get top(): HostBlockDevice {
