@@ -6,15 +6,13 @@
  * what any guest may), and serves the vbds the toolstack places on it: the hotplug opens each disk
  * (hotplug.ts), blkback — unchanged — maps what the guest grants it.
  */
-import { PvblkError } from '@pvblk/shared';
 import { connectWs } from '@pvblk/client';
 import {
   createLogger,
   DomainKernelLog,
-  errnoForHttpStatus,
   onShutdown,
   resolveDriverDomainToken,
-  withBackoff,
+  requestDomain,
 } from '@pvblk/runtime';
 import { BlkbackDriver } from './blkback/driver.ts';
 import type { BlkbackConfig } from './blkback/config.ts';
@@ -42,36 +40,15 @@ async function createDomain(
   name: string,
   onRetry: (attempt: number, err: string) => void,
 ): Promise<{ domid: number; credential: string }> {
-  let res: Response;
-  try {
-    res = await withBackoff(
-      () =>
-        fetch(new URL('/driver-domains', url), {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-          body: JSON.stringify({ name }),
-        }),
-      { retryForMs: 60_000, firstDelayMs: 200, onRetry: (n, _d, e) => onRetry(n, e.message) },
-    );
-  } catch (e) {
-    throw new PvblkError(
-      'ECONNREFUSED',
-      `cannot reach the host's toolstack at ${url}: ${(e as Error).message}`,
-    );
-  }
-  const body = (await res.json().catch(() => ({}))) as {
-    domid?: number;
-    credential?: string;
-    error?: string;
-    message?: string;
-  };
-  if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
-    throw new PvblkError(
-      errnoForHttpStatus(res.status, body.error),
-      `the host refused to create driver domain ${name} (HTTP ${res.status}): ${body.message ?? body.error ?? res.statusText}`,
-    );
-  }
-  return { domid: body.domid, credential: body.credential };
+  const r = await requestDomain({
+    url,
+    path: '/driver-domains',
+    token,
+    name,
+    what: `driver domain ${name}`,
+    onRetry,
+  });
+  return { domid: r.domid, credential: r.credential };
 }
 
 export async function runDriverDomain(o: DriverDomainOptions): Promise<void> {

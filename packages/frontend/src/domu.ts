@@ -12,10 +12,9 @@ import { connectWs, type Hypercalls } from '@pvblk/client';
 import {
   createLogger,
   DomainKernelLog,
-  errnoForHttpStatus,
   onShutdown,
   resolveGuestCredential,
-  withBackoff,
+  requestDomain,
   type GuestCredential,
 } from '@pvblk/runtime';
 import { DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
@@ -48,42 +47,18 @@ async function provision(
   name: string,
   onRetry: (attempt: number, err: string) => void,
 ): Promise<{ domid: number; credential: string }> {
-  let res: Response;
-  try {
-    res = await withBackoff(
-      () =>
-        fetch(new URL('/guests', url), {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${cred.token}` },
-          body: JSON.stringify({ name }),
-        }),
-      { retryForMs: 60_000, firstDelayMs: 200, onRetry: (n, _delay, e) => onRetry(n, e.message) },
-    );
-  } catch (e) {
-    throw new PvblkError(
-      'ECONNREFUSED',
-      `cannot reach the host's toolstack at ${url}: ${(e as Error).message}`,
-    );
-  }
-  const body = (await res.json().catch(() => ({}))) as {
-    domid?: number;
-    credential?: string;
-    guestToken?: string;
-    error?: string;
-    message?: string;
-  };
-  if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
-    // the host names the condition (EROFS, ENOSPC …) in the body; otherwise the status class decides
-    const code = errnoForHttpStatus(res.status, body.error);
-    const hint =
-      res.status === 401 && cred.kind === 'guest'
+  const body = await requestDomain({
+    url,
+    path: '/guests',
+    token: cred.token,
+    name,
+    what: `guest ${name}`,
+    onRetry,
+    hint: (status) =>
+      status === 401 && cred.kind === 'guest'
         ? ' (is this guest token from another host, or was the operator token changed?)'
-        : '';
-    throw new PvblkError(
-      code,
-      `the host refused to create guest ${name} (HTTP ${res.status}): ${body.message ?? body.error ?? res.statusText}${hint}`,
-    );
-  }
+        : '',
+  });
   if (cred.kind === 'enrol') {
     if (typeof body.guestToken !== 'string')
       throw new PvblkError('EPROTO', `the host enrolled guest ${name} but sent no guest token`);

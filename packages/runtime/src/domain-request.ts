@@ -1,0 +1,55 @@
+/**
+ * How a domain's process asks Dom0's toolstack for its domain (a guest: POST /guests; a driver
+ * domain: POST /driver-domains): retried while the host is not up yet, and a refusal reported with
+ * the errno the host named — one implementation for every kind of domain.
+ */
+import { PvblkError } from '@pvblk/shared';
+import { withBackoff } from './backoff.ts';
+import { errnoForHttpStatus } from './http-errno.ts';
+
+export interface DomainRequest {
+  /** The toolstack's base URL. */
+  url: string;
+  /** `/guests` or `/driver-domains`. */
+  path: string;
+  token: string;
+  name: string;
+  /** What is created, for messages: `guest g1`, `driver domain dd1`. */
+  what: string;
+  onRetry: (attempt: number, err: string) => void;
+  /** Words added to a refusal with this status (a likely cause), or ''. */
+  hint?: (status: number) => string;
+}
+
+/** The host's answer: the domain and its credential, and whatever else it sent (a guest token). */
+export type DomainReply = { domid: number; credential: string } & Record<string, unknown>;
+
+export async function requestDomain(r: DomainRequest): Promise<DomainReply> {
+  let res: Response;
+  try {
+    res = await withBackoff(
+      () =>
+        fetch(new URL(r.path, r.url), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${r.token}` },
+          body: JSON.stringify({ name: r.name }),
+        }),
+      { retryForMs: 60_000, firstDelayMs: 200, onRetry: (n, _delay, e) => r.onRetry(n, e.message) },
+    );
+  } catch (e) {
+    throw new PvblkError(
+      'ECONNREFUSED',
+      `cannot reach the host's toolstack at ${r.url}: ${(e as Error).message}`,
+    );
+  }
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  if (res.status !== 201 || typeof body.domid !== 'number' || typeof body.credential !== 'string') {
+    // the host names the condition (EROFS, ENOSPC …) in the body; otherwise the status class decides
+    const said = body.message ?? body.error ?? res.statusText;
+    throw new PvblkError(
+      errnoForHttpStatus(res.status, body.error),
+      `the host refused to create ${r.what} (HTTP ${res.status}): ${String(said)}${r.hint?.(res.status) ?? ''}`,
+    );
+  }
+  return body as DomainReply;
+}
