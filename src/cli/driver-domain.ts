@@ -6,47 +6,37 @@
 import { Option, type Command } from 'commander';
 import { runDriverDomain } from '@pvblk/backend';
 import { deriveGroupToken, deriveGuestToken, resolveOperatorToken, watchForShutdown } from '@pvblk/runtime';
-import { choiceOption, intOption } from './options.ts';
+import { blkbackOptions, choiceOption, intOption } from './options.ts';
 
 export function registerDriverDomainCommands(program: Command, fail: (e: unknown) => never): void {
-  program
-    .command('driver-domain')
-    .description(
-      "run a storage driver domain: Dom0's toolstack creates it (PVBLK_DRIVER_DOMAIN_TOKEN), it serves the disks of the guests placed on it (PVBLK_PLACEMENT on the host)",
-    )
-    .addOption(
-      new Option('--name <name>', 'its domain name (the backend= guests are placed on)')
-        .env('PVBLK_DRIVER_DOMAIN_NAME')
-        .default('dd1'),
-    )
-    .option(
-      '--hypervisor <url>',
-      "the hypervisor's WebSocket URL",
-      process.env.PVBLK_HYPERVISOR_URL ?? 'ws://127.0.0.1:7480/',
-    )
-    .option(
-      '--toolstack <url>',
-      "Dom0's management API",
-      process.env.PVBLK_TOOLSTACK_URL ?? 'http://127.0.0.1:7481',
-    )
-    .option(
-      '--data-dir <dir>',
-      "where this driver domain's disks live",
-      process.env.PVBLK_DATA_DIR ?? '.pvblk/dd',
-    )
-    .option('--memory', 'keep disks in memory')
-    .addOption(
-      new Option('--data-path <how>', 'how blkback moves data: map grants, or grant copy')
-        .choices(['map', 'copy'])
-        .default(process.env.PVBLK_DATA_PATH ?? 'map'),
-    )
-    .option('--no-persistent', 'do not offer persistent grants')
-    .option(
-      '--partition-start <sectors>',
-      'serve guests a partition of their disk starting at this sector',
-      intOption('--partition-start', 0, 1 << 30),
-      Number(process.env.PVBLK_PARTITION_START ?? 0),
-    )
+  blkbackOptions(
+    program
+      .command('driver-domain')
+      .description(
+        "run a storage driver domain: Dom0's toolstack creates it (PVBLK_DRIVER_DOMAIN_TOKEN), it serves the disks of the guests placed on it (PVBLK_PLACEMENT on the host)",
+      )
+      .addOption(
+        new Option('--name <name>', 'its domain name (the backend= guests are placed on)')
+          .env('PVBLK_DRIVER_DOMAIN_NAME')
+          .default('dd1'),
+      )
+      .option(
+        '--hypervisor <url>',
+        "the hypervisor's WebSocket URL",
+        process.env.PVBLK_HYPERVISOR_URL ?? 'ws://127.0.0.1:7480/',
+      )
+      .option(
+        '--toolstack <url>',
+        "Dom0's management API",
+        process.env.PVBLK_TOOLSTACK_URL ?? 'http://127.0.0.1:7481',
+      )
+      .option(
+        '--data-dir <dir>',
+        "where this driver domain's disks live",
+        process.env.PVBLK_DATA_DIR ?? '.pvblk/dd',
+      )
+      .option('--memory', 'keep disks in memory'),
+  )
     .addOption(
       new Option('--scsi-host <n>', 'SCSI host number of its first disk')
         .env('PVBLK_SCSI_HOST')

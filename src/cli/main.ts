@@ -20,7 +20,7 @@ import { registerXenstore } from './xenstore.ts';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import pkg from '../../package.json' with { type: 'json' };
-import { choiceOption, intOption } from './options.ts';
+import { blkbackOptions, choiceOption, intOption } from './options.ts';
 import { defaultRunDir } from './stack.ts';
 import { fsErrorText } from './lock.ts';
 import { registerUp } from './up.ts';
@@ -154,38 +154,28 @@ program
     },
   );
 
-program
-  .command('host')
-  .description(
-    'run Dom0: the toolstack, blkback and the host disks; needs the Dom0 secret and the operator token (PVBLK_TOOLSTACK_TOKEN)',
-  )
-  .option(
-    '--hypervisor <url>',
-    "the hypervisor's WebSocket URL",
-    process.env.PVBLK_HYPERVISOR_URL ?? 'ws://127.0.0.1:7480/',
-  )
-  .option('--data-dir <dir>', 'where disks live', process.env.PVBLK_DATA_DIR ?? '.pvblk/data')
-  .option('--memory', 'keep disks in memory')
-  .option('--disk <params>', 'scsi_debug parameters of new disks, modprobe-style', DEFAULT_DISK)
-  .option('--api-host <addr>', 'management API address', process.env.PVBLK_API_HOST ?? '127.0.0.1')
-  .option(
-    '--api-port <n>',
-    'management API port',
-    intOption('--api-port', 0, 65535),
-    Number(process.env.PVBLK_API_PORT ?? 7481),
-  )
-  .addOption(
-    new Option('--data-path <how>', 'how blkback moves data: map grants, or grant copy')
-      .choices(['map', 'copy'])
-      .default(process.env.PVBLK_DATA_PATH ?? 'map'),
-  )
-  .option('--no-persistent', 'do not offer persistent grants')
-  .option(
-    '--partition-start <sectors>',
-    'serve guests a partition of their disk starting at this sector (PI ref tags are remapped)',
-    intOption('--partition-start', 0, 1 << 30),
-    Number(process.env.PVBLK_PARTITION_START ?? 0),
-  )
+blkbackOptions(
+  program
+    .command('host')
+    .description(
+      'run Dom0: the toolstack, blkback and the host disks; needs the Dom0 secret and the operator token (PVBLK_TOOLSTACK_TOKEN)',
+    )
+    .option(
+      '--hypervisor <url>',
+      "the hypervisor's WebSocket URL",
+      process.env.PVBLK_HYPERVISOR_URL ?? 'ws://127.0.0.1:7480/',
+    )
+    .option('--data-dir <dir>', 'where disks live', process.env.PVBLK_DATA_DIR ?? '.pvblk/data')
+    .option('--memory', 'keep disks in memory')
+    .option('--disk <params>', 'scsi_debug parameters of new disks, modprobe-style', DEFAULT_DISK)
+    .option('--api-host <addr>', 'management API address', process.env.PVBLK_API_HOST ?? '127.0.0.1')
+    .option(
+      '--api-port <n>',
+      'management API port',
+      intOption('--api-port', 0, 65535),
+      Number(process.env.PVBLK_API_PORT ?? 7481),
+    ),
+)
   .option(
     '--max-indirect-segments <n>',
     'feature-max-indirect-segments (0 disables indirect)',

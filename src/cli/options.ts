@@ -2,7 +2,7 @@
  * Parsing and checking of option values shared by the commands: every bad value is refused with a
  * message that names the option and what it accepts.
  */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 
 export function intOption(name: string, min: number, max: number) {
   return (raw: string): number => {
@@ -26,4 +26,21 @@ export function choiceOption<T extends string>(name: string, choices: readonly T
 
 export function guestNames(n: number): string[] {
   return n === 1 ? ['guest'] : Array.from({ length: n }, (_, i) => `guest${i + 1}`);
+}
+
+/** The data-path options of every process that runs blkback (Dom0's host, a driver domain). */
+export function blkbackOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option('--data-path <how>', 'how blkback moves data: map grants, or grant copy')
+        .choices(['map', 'copy'])
+        .default(process.env.PVBLK_DATA_PATH ?? 'map'),
+    )
+    .option('--no-persistent', 'do not offer persistent grants')
+    .option(
+      '--partition-start <sectors>',
+      'serve guests a partition of their disk starting at this sector (PI ref tags are remapped)',
+      intOption('--partition-start', 0, 1 << 30),
+      Number(process.env.PVBLK_PARTITION_START ?? 0),
+    );
 }
