@@ -20,6 +20,7 @@ import {
   decodeClientFrame,
   decodeHypervisorFrame,
   FrameWriter,
+  mulberry32,
   WIRE_MAX_FRAME,
   type ClientMessage,
   type HypervisorMessage,
@@ -195,24 +196,12 @@ export async function runRelayServer(relayUrl: string): Promise<void> {
   ws.close();
 }
 
-/** mulberry32, as the guest fio's engine. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The client: keeps `depth` requests in flight, times each, prints a result record and exits. */
 export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
   if (spec.depth * 256 + DATA_BASE > LOW) throw new Error('relay: too many requests in flight');
   const ws = await open(`${spec.url}/client/${spec.client}`);
   const out = new Sender(ws);
-  const rand = rng(spec.seed);
+  const rand = mulberry32(spec.seed);
   const pages = Math.ceil(spec.bs / PAGE);
   const bufs = Array.from({ length: spec.depth }, () => {
     const b = Buffer.alloc(spec.bs);

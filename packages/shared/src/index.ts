@@ -10,3 +10,4 @@ export * from './pi.ts';
 export * from './wire.ts';
 export * from './blkif-integrity.ts';
 export * from './lateeoi.ts';
+export { mulberry32 } from './mulberry32.ts';

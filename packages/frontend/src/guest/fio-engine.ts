@@ -21,6 +21,7 @@
  * Deliberate differences from fio: verify reads after the write phase are not accounted in the read
  * statistics; CPU and context switches are the guest process's, divided among its workers.
  */
+import { mulberry32 } from '@pvblk/shared';
 import type { Page } from '@pvblk/client';
 import type { BioSegment } from '../block/types.ts';
 import type { GuestDisk } from './toolbox.ts';
@@ -42,18 +43,6 @@ const ERRNO_NUM: Partial<Record<Errno, number>> = {
   EOPNOTSUPP: 95,
   ENXIO: 6,
 };
-
-/** mulberry32: small, seeded, good enough for offsets and read/write choices. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Offsets of one worker: sequential with wrap-around, or a fresh random permutation per pass. */
 class Offsets {
@@ -174,7 +163,7 @@ export class Worker {
     const seed = job.randrepeat
       ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
       : (Math.random() * 2 ** 32) >>> 0;
-    this.rand = rng(seed);
+    this.rand = mulberry32(seed);
     this.offsets = new Offsets(job.offset, size, job.bs, this.kinds.random, this.rand);
     this.direct = job.direct;
     this.depth = job.ioengine === 'psync' || job.ioengine === 'sync' ? 1 : job.iodepth;
@@ -194,7 +183,7 @@ export class Worker {
     const bs = this.job.bs;
     for (let s = 0; s < this.depth; s++) {
       // fio fills its buffers with random data once (a zero page would travel without contents)
-      const fill = rng(this.index * 7919 + s * 104729);
+      const fill = mulberry32(this.index * 7919 + s * 104729);
       const random = (b: Buffer) => {
         for (let i = 0; i + 4 <= b.length; i += 4) b.writeUInt32LE((fill() * 2 ** 32) >>> 0, i);
       };
