@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pvblk, startPvblk, tempDir, type Running } from './helpers.ts';
+import { pvblk, startPvblk, stopAll, tempDir, type Running } from './helpers.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let tmp: { path: string; cleanup(): void };
@@ -22,10 +22,7 @@ beforeEach(() => {
   runDir = join(tmp.path, 'run');
 });
 afterEach(async () => {
-  for (const r of started.splice(0)) {
-    if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGINT');
-    await r.exited;
-  }
+  await stopAll(started, 'SIGINT');
   tmp.cleanup();
 });
 

@@ -155,6 +155,14 @@ export function normalise(line: string): string {
     .replace(/copied, [0-9.e+-]+ s, [0-9.]+ [kMG]?B\/s$/, 'copied, … s, … kB/s');
 }
 
+/** Empties `list`, signalling each process still running, and waits until every one has exited. */
+export async function stopAll(list: Running[], signal: NodeJS.Signals): Promise<void> {
+  for (const r of list.splice(0)) {
+    if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill(signal);
+    await r.exited;
+  }
+}
+
 export function tempDir(prefix: string): { path: string; cleanup(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };

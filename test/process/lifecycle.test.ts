@@ -8,7 +8,16 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { processGone, pvblk, stackInfo, startPvblk, tempDir, waitUntil, type Running } from './helpers.ts';
+import {
+  processGone,
+  pvblk,
+  stackInfo,
+  startPvblk,
+  stopAll,
+  tempDir,
+  waitUntil,
+  type Running,
+} from './helpers.ts';
 
 let tmp: { path: string; cleanup(): void };
 let env: Record<string, string>;
@@ -45,10 +54,7 @@ beforeEach(() => {
 });
 
 afterEach(async () => {
-  for (const r of started.splice(0)) {
-    if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGKILL');
-    await r.exited;
-  }
+  await stopAll(started, 'SIGKILL');
   tmp.cleanup();
 });
 

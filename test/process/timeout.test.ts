@@ -7,15 +7,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startPvblk, tempDir, type Running } from './helpers.ts';
+import { startPvblk, stopAll, tempDir, type Running } from './helpers.ts';
 
 const tmp = tempDir('pvblk-timeout-');
 const started: Running[] = [];
 afterEach(async () => {
-  for (const r of started.splice(0)) {
-    if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGINT');
-    await r.exited;
-  }
+  await stopAll(started, 'SIGINT');
   tmp.cleanup();
 });
 
