@@ -7,19 +7,13 @@
  * (hotplug.ts), blkback — unchanged — maps what the guest grants it.
  */
 import { connectWs } from '@pvblk/client';
-import {
-  createLogger,
-  DomainKernelLog,
-  onShutdown,
-  resolveDriverDomainToken,
-  requestDomain,
-} from '@pvblk/runtime';
+import { createLogger, DomainKernelLog, resolveDriverDomainToken, requestDomain } from '@pvblk/runtime';
 import { BlkbackDriver } from './blkback/driver.ts';
 import type { BlkbackConfig } from './blkback/config.ts';
 import { DEFAULT_DISK_LAYOUT, HostDisks, type DiskLayout } from './disks.ts';
 import { BlockHotplug } from './hotplug.ts';
 import { DEFAULT_HOST_QUOTAS, type HostQuotas } from './quota.ts';
-import { explainClose } from './host.ts';
+import { serveUntilStopped } from './host.ts';
 
 export interface DriverDomainOptions {
   name: string;
@@ -84,15 +78,7 @@ export async function runDriverDomain(o: DriverDomainOptions): Promise<void> {
     `driver domain ${o.name} ready (domain ${xc.domid}); serving the vbds Dom0 places on it`,
   );
 
-  let stopping = false;
-  xc.onClose((code, reason) => {
-    if (stopping) return;
-    log.error({ code, reason }, `lost the hypervisor: ${explainClose(code, reason)}; exiting`);
-    process.exit(1);
-  });
-  onShutdown(async (signal) => {
-    stopping = true;
-    log.info({ signal }, 'driver domain shutting down');
+  serveUntilStopped(xc, log, 'driver domain', async () => {
     await blkback.stop();
     await hotplug.stop();
     await disks.closeAll();

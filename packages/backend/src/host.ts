@@ -3,7 +3,7 @@
  * hypervisor as the control domain, with the management API guests are provisioned through.
  */
 import { PvblkError, xvdDevid } from '@pvblk/shared';
-import { connectWs } from '@pvblk/client';
+import { connectWs, type Hypercalls } from '@pvblk/client';
 import {
   createLogger,
   deriveGuestToken,
@@ -69,6 +69,29 @@ export function explainClose(code: number, reason: string): string {
   };
   const text = why[code] ?? `the hypervisor closed the connection with code ${code}`;
   return reason ? `${text} (close code ${code}: ${reason})` : `${text} (close code ${code})`;
+}
+
+/**
+ * A backend (Dom0's host, a driver domain) that loses its hypervisor has nothing left to serve: it
+ * says why and exits. Then, on SIGINT/SIGTERM, `stop` runs — and a close it causes is not a loss.
+ */
+export function serveUntilStopped(
+  xc: Pick<Hypercalls, 'onClose'>,
+  log: ReturnType<typeof createLogger>,
+  what: string,
+  stop: () => Promise<void>,
+): void {
+  let stopping = false;
+  xc.onClose((code, reason) => {
+    if (stopping) return;
+    log.error({ code, reason }, `lost the hypervisor: ${explainClose(code, reason)}; exiting`);
+    process.exit(1);
+  });
+  onShutdown(async (signal) => {
+    stopping = true;
+    log.info({ signal }, `${what} shutting down`);
+    await stop();
+  });
 }
 
 export async function runHost(opts: HostProcessOptions): Promise<void> {
@@ -480,15 +503,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     `host ready; management API on ${api.url} (up to ${quotas.maxGuests} guests, ${formatBytes(quotas.maxDiskBytes)} per disk, ${formatBytes(quotas.maxTotalDiskBytes)} in all)`,
   );
 
-  let stopping = false;
-  xc.onClose((code, reason) => {
-    if (stopping) return;
-    log.error({ code, reason }, `lost the hypervisor: ${explainClose(code, reason)}; exiting`);
-    process.exit(1);
-  });
-  onShutdown(async (signal) => {
-    stopping = true;
-    log.info({ signal }, 'host shutting down');
+  serveUntilStopped(xc, log, 'host', async () => {
     await dashboard.close();
     api.server.close();
     await blkback.stop();
