@@ -22,22 +22,10 @@ import { diskParams } from './bench-options.ts';
 import type { RelayResult } from './bench-relay.ts';
 import { summarizeRss, type RssSeries } from './bench-rss.ts';
 import type { StageBreakdown } from './bench-trace.ts';
+import type { DomainStats } from '@pvblk/hypervisor';
 
 /** The hypervisor's per-domain counters (its /status), as a difference over the run. */
-export interface BrokerCounters {
-  msgsIn: number;
-  msgsOut: number;
-  eventsSent: number;
-  eventsDelivered: number;
-  pageWrites: number;
-  grantMaps: number;
-  grantCopies: number;
-  ringChecks: number;
-  framesIn: number;
-  bytesIn: number;
-  framesOut: number;
-  bytesOut: number;
-}
+export type BrokerCounters = DomainStats;
 
 /** blkback's statistics of a guest's vbd(s), as a difference over the run. */
 export type BlkbackCounters = Record<string, number>;

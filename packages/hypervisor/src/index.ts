@@ -5,7 +5,7 @@ export {
   type HypervisorOptions,
   type HypervisorStatus,
 } from './core/hypervisor.ts';
-export { Domain, type Session } from './core/domain.ts';
+export { Domain, type Session, type DomainStats } from './core/domain.ts';
 export { Connection, type FrameTransport } from './connection.ts';
 export { LocalHypervisor } from './local.ts';
 export { startHypervisorServer, type RunningHypervisor, type HypervisorServerOptions } from './server.ts';
