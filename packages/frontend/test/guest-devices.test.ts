@@ -14,9 +14,9 @@ import { GuestBlockQueue } from '../src/block/queue.ts';
 import type { BlockRequest, BlockResult } from '../src/block/types.ts';
 import { GuestFs, xenDevNumbers } from '../src/guest/guest-vfs.ts';
 import { humanSize } from '../src/guest/lsblk.ts';
-import { runCommandLine } from '../src/guest/shell.ts';
 import { guestCommands, type GuestDisk } from '../src/guest/toolbox.ts';
 import { FakeDriver } from './block/fake-driver.ts';
+import { runCaptured } from './run-captured.ts';
 
 let root: string;
 beforeEach(async () => {
@@ -36,17 +36,7 @@ function guest(opts: { flush?: boolean } = {}) {
   // the tools here never reach blkfront itself
   const disks: GuestDisk[] = [{ name: 'xvda', devid: 51712, front: {} as Blkfront, queue, cache }];
   const commands = guestCommands({ klog: { messages: () => klog.messages }, disks, vfs });
-  const sh = async (line: string) => {
-    let out = '';
-    let err = '';
-    const status = await runCommandLine(
-      line,
-      { stdout: (t) => (out += t), stderr: (t) => (err += t), signal: new AbortController().signal },
-      { vfs, now: () => 0n },
-      commands,
-    );
-    return { status, out, err };
-  };
+  const sh = (line: string) => runCaptured(line, vfs, commands);
   return { driver, queue, vfs, sh };
 }
 

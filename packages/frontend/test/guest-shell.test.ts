@@ -4,22 +4,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { COMMANDS } from '../src/guest/commands.ts';
-import { parseCommandLine, runCommandLine } from '../src/guest/shell.ts';
+import { parseCommandLine } from '../src/guest/shell.ts';
 import { MemoryVfs } from './memory-vfs.ts';
+import { runCaptured } from './run-captured.ts';
 
-async function sh(
-  line: string,
-  vfs = new MemoryVfs(),
-): Promise<{ status: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const status = await runCommandLine(
-    line,
-    { stdout: (t) => (out += t), stderr: (t) => (err += t), signal: new AbortController().signal },
-    { vfs, now: () => 0n },
-    COMMANDS,
-  );
-  return { status, out, err };
+function sh(line: string, vfs = new MemoryVfs()): Promise<{ status: number; out: string; err: string }> {
+  return runCaptured(line, vfs, COMMANDS);
 }
 
 const LINES = Array.from({ length: 12 }, (_, i) => `line ${i + 1}\n`).join('');
