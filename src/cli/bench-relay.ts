@@ -64,6 +64,8 @@ export interface RelayResult {
   framesReceived: number;
   bytesSent: number;
   bytesReceived: number;
+  /** CPU seconds (user + system) this client used over the measured run. */
+  cpuSeconds: number;
 }
 
 /** A WebSocket whose outbound messages of one turn become one frame (or a few, below the target size). */
@@ -300,8 +302,12 @@ export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
   const recv0 = { frames: framesReceived, bytes: bytesReceived };
   measuring = true;
   tMeasure = performance.now();
+  // the parent reads every relay process's CPU time from here to the result
+  ready({ event: 'measuring' });
+  const cpu0 = process.cpuUsage();
   await phase(spec.runtimeMs, spec.ios);
   const runtimeMs = performance.now() - tMeasure;
+  const cpu = process.cpuUsage(cpu0);
   const result: RelayResult = {
     client: spec.client,
     ios,
@@ -314,6 +320,7 @@ export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
     framesReceived: framesReceived - recv0.frames,
     bytesSent: out.bytes - sent0.bytes,
     bytesReceived: bytesReceived - recv0.bytes,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
   };
   ready({ event: 'result', result });
   ws.close();

@@ -43,6 +43,12 @@ export interface GuestRun {
   blkback: BlkbackCounters | null;
 }
 
+/** CPU seconds (user + system) one process used over a measured run; null when it could not be read. */
+export interface ProcessCpu {
+  name: string;
+  cpuSeconds: number | null;
+}
+
 export interface PointResult {
   label: Record<string, string>;
   stack: StackShape;
@@ -52,6 +58,8 @@ export interface PointResult {
   rssIntervalMs: number;
   stages: StageBreakdown | { error: string } | null;
   relay: Map<string, RelayResult> | null;
+  /** CPU the relay's processes used over its measured run (null without --baseline). */
+  relayCpu: ProcessCpu[] | null;
   relayError: string | null;
   groupReporting: boolean;
   percentiles: number[];
@@ -251,6 +259,24 @@ function stageLines(st: PointResult['stages']): string[] {
   return out;
 }
 
+/**
+ * CPU per I/O of all pvblk's processes together and of all the relay's (same run): where the
+ * batched ratios come from on a machine with fewer cores than processes.
+ */
+export function cpuPerIo(p: PointResult): { pvblkUs: number | null; relayUs: number | null } {
+  const ios = sum(p.guests.flatMap((g) => g.jobs.map((j) => j.totalIos)));
+  const mine = p.rss.map(summarizeRss).map((s) => s.cpuSeconds);
+  const pvblkUs =
+    ios > 0 && mine.length && mine.every((c) => c !== null) ? (sum(mine as number[]) * 1e6) / ios : null;
+  const rel = relayMerged(p, p.guests);
+  const theirs = p.relayCpu?.map((c) => c.cpuSeconds) ?? [];
+  const relayUs =
+    rel && rel.ios > 0 && theirs.length && theirs.every((c) => c !== null)
+      ? (sum(theirs as number[]) * 1e6) / rel.ios
+      : null;
+  return { pvblkUs, relayUs };
+}
+
 function memoryLines(p: PointResult): string[] {
   if (!p.rss.length) return [];
   const mib = (b: number) => `${(b / 1048576).toFixed(1)}MiB`;
@@ -266,6 +292,25 @@ function memoryLines(p: PointResult): string[] {
       `  ${s.name.padEnd(12)} ${mib(s.firstBytes).padStart(9)} ${mib(s.lastBytes).padStart(9)} ${mib(s.maxBytes).padStart(9)} ${(s.slopeMiBPerMin === null ? '–' : `${s.slopeMiBPerMin >= 0 ? '+' : ''}${s.slopeMiBPerMin.toFixed(2)} MiB/min`).padStart(16)} ${String(s.samples).padStart(7)} ${cpu.padStart(7)} ${perIo.padStart(9)}`,
     );
   }
+  const rel = relayMerged(p, p.guests);
+  if (p.relayCpu && rel) {
+    out.push(
+      `  the relay's processes over its own run (${rel.ios} I/Os; the columns above are pvblk's only):`,
+    );
+    for (const c of p.relayCpu) {
+      const cpu = c.cpuSeconds === null ? '–' : c.cpuSeconds.toFixed(2);
+      const perIo =
+        c.cpuSeconds === null || !rel.ios ? '–' : `${((c.cpuSeconds * 1e6) / rel.ios).toFixed(1)}us`;
+      // the CPU columns line up with pvblk's rows above
+      const name = `  ${c.name}`.padEnd(12 + 1 + 9 * 3 + 16 + 7 + 4);
+      out.push(`  ${name} ${cpu.padStart(7)} ${perIo.padStart(9)}`);
+    }
+  }
+  const { pvblkUs, relayUs } = cpuPerIo(p);
+  if (pvblkUs !== null)
+    out.push(
+      `  CPU per I/O, all processes: pvblk ${pvblkUs.toFixed(1)}us${relayUs !== null ? `, relay ${relayUs.toFixed(1)}us, pvblk/relay ${fx(ratio(pvblkUs, relayUs))}` : ''}`,
+    );
   return out;
 }
 
@@ -395,6 +440,8 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
           }
         : (st ?? null),
     relay: p.relay ? Object.fromEntries([...p.relay.entries()]) : null,
+    relay_cpu: p.relayCpu,
+    cpu_per_io_us: cpuPerIo(p),
     relay_error: p.relayError,
   };
   return json;

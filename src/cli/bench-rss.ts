@@ -31,9 +31,10 @@ export interface RssSummary {
 }
 
 /** USER_HZ: what /proc/<pid>/stat counts CPU time in (100 on every Linux architecture pvblk runs on). */
-const CLOCK_TICKS_PER_SECOND = 100;
+export const CLOCK_TICKS_PER_SECOND = 100;
 
-async function cpuTicksOf(pid: number): Promise<number | null> {
+/** CPU time (utime + stime) a process has used so far, in clock ticks; null when it is gone or there is no /proc. */
+export async function cpuTicksOf(pid: number): Promise<number | null> {
   try {
     const s = await readFile(`/proc/${pid}/stat`, 'utf8');
     // fields after the command name (which may hold spaces) start after the last ')'

@@ -52,8 +52,9 @@ import {
   type BrokerCounters,
   type GuestRun,
   type PointResult,
+  type ProcessCpu,
 } from './bench-report.ts';
-import { RssSampler } from './bench-rss.ts';
+import { CLOCK_TICKS_PER_SECOND, cpuTicksOf, RssSampler } from './bench-rss.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
 import { guestNames } from './options.ts';
 import { startStack, Supervisor, type LogRecord, type RunningStack, type StackChild } from './stack.ts';
@@ -359,15 +360,22 @@ function parseGuestJson(text: string): GuestJson | null {
   }
 }
 
-async function runBaseline(
-  p: BenchPoint,
-  o: BenchOptions,
-  guests: GuestRun[],
-): Promise<Map<string, RelayResult>> {
+/** The relay's results, and the CPU its relay and server processes used over the measured run. */
+interface Baseline {
+  results: Map<string, RelayResult>;
+  cpu: ProcessCpu[];
+}
+
+async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): Promise<Baseline> {
   const results = new Map<string, RelayResult>();
   const waiting = new Map<string, (r: RelayResult) => void>();
+  // CPU ticks of the relay and the server when the first client starts measuring (the clients
+  // count their own, in their result)
+  let routers: Array<{ name: string; pid: number }> = [];
+  let ticks0: Promise<Array<number | null>> | null = null;
   const sup = new Supervisor({
     onRecord: (name, r) => {
+      if (r.event === 'measuring' && !ticks0) ticks0 = Promise.all(routers.map((x) => cpuTicksOf(x.pid)));
       if (r.event === 'result') waiting.get(name)?.(r.result as RelayResult);
     },
     onText: (n, l) => process.stderr.write(`${n} | ${l}\n`),
@@ -381,7 +389,9 @@ async function runBaseline(
   try {
     const relay = spawn('relay', ['--relay-role=relay'], 0);
     const url = String((await relay.ready).url);
-    await spawn('relay-server', ['--relay-role=server', `--relay-url=${url}`], 1).ready;
+    const server = spawn('relay-server', ['--relay-role=server', `--relay-url=${url}`], 1);
+    await server.ready;
+    routers = [relay, server].map((c) => ({ name: c.name, pid: c.proc.pid! }));
     const job = p.cl.jobs[0];
     const depth = p.cl.jobs.reduce((a, j) => a + j.iodepth * j.numjobs, 0);
     const readPct =
@@ -417,7 +427,15 @@ async function runBaseline(
         return Promise.race([got, died]).then((r) => results.set(g.name, r));
       }),
     );
-    return results;
+    const before = (await (ticks0 as Promise<Array<number | null>> | null)) ?? [];
+    const after = await Promise.all(routers.map((x) => cpuTicksOf(x.pid)));
+    const cpu: ProcessCpu[] = routers.map((x, i) => {
+      const a = before[i];
+      const b = after[i];
+      return { name: x.name, cpuSeconds: a != null && b != null ? (b - a) / CLOCK_TICKS_PER_SECOND : null };
+    });
+    for (const [name, r] of results) cpu.push({ name: `relay-client (${name})`, cpuSeconds: r.cpuSeconds });
+    return { results, cpu };
   } finally {
     await sup.stopAll();
   }
@@ -509,10 +527,13 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
     };
   });
   let relay: Map<string, RelayResult> | null = null;
+  let relayCpu: ProcessCpu[] | null = null;
   let relayError: string | null = null;
   if (o.baseline) {
     try {
-      relay = await runBaseline(p, o, guests);
+      const b = await runBaseline(p, o, guests);
+      relay = b.results;
+      relayCpu = b.cpu;
     } catch (e) {
       relayError = (e as Error).message;
     }
@@ -526,6 +547,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
     rssIntervalMs: o.rssIntervalMs,
     stages,
     relay,
+    relayCpu,
     relayError,
     groupReporting: p.cl.global.groupReporting,
     percentiles: p.cl.global.percentileList,

@@ -106,6 +106,8 @@ interface FioJson {
       stages_ns: Array<{ name: string }>;
     };
     memory: Array<{ name: string; samples: number; maxBytes: number }>;
+    relay_cpu: Array<{ name: string; cpuSeconds: number | null }>;
+    cpu_per_io_us: { pvblkUs: number | null; relayUs: number | null };
   };
 }
 
@@ -187,6 +189,11 @@ describe('pvblk bench: a run', () => {
     // every process's memory was sampled
     expect(j.pvblk.memory.map((m) => m.name).sort()).toEqual(['guest', 'host', 'hypervisor']);
     for (const m of j.pvblk.memory) expect(m.samples).toBeGreaterThan(0);
+    // CPU per I/O of both sides: the relay's three processes were measured over its own run
+    expect(j.pvblk.relay_cpu.map((c) => c.name)).toEqual(['relay', 'relay-server', 'relay-client (guest)']);
+    for (const c of j.pvblk.relay_cpu) expect(c.cpuSeconds).toBeGreaterThanOrEqual(0);
+    expect(j.pvblk.cpu_per_io_us.pvblkUs).toBeGreaterThan(0);
+    expect(j.pvblk.cpu_per_io_us.relayUs).toBeGreaterThanOrEqual(0);
     const text = await readFile(svg, 'utf8');
     expect(text.startsWith('<svg')).toBe(true);
     expect(text.trimEnd().endsWith('</svg>')).toBe(true);
