@@ -17,6 +17,17 @@ import { publishOperatorAccess } from './xl-access.ts';
 // children run the same entry point as this process (bin/pvblk.mjs in a checkout, the bundle in an image)
 const PVBLK_BIN = process.argv[1] ?? fileURLToPath(new URL('../../bin/pvblk.mjs', import.meta.url));
 
+/**
+ * V8 flags every child runs with: a young generation that starts at 16 MiB per semi-space instead of
+ * V8's 1 MiB. Under load the broker holds a turn's messages and views of page data while Buffers of
+ * ≈ 135 KiB (a QD32 frame) come and go; from the small default, some runs settled into promoting
+ * those objects and a full mark-compact every 40-90 ms, and the broker then spent 31-38 µs of CPU per
+ * 4 KiB write instead of 13-15 — run to run, at random (`pvblk bench` 4 KiB randwrite QD32: 3 of 5
+ * runs slow without the flag, 9 of 9 fast with it). Costs ≈ 30 MiB of RSS per process.
+ * docker/Dockerfile's `pvblk` wrapper passes the same flag.
+ */
+export const CHILD_NODE_FLAGS = ['--min-semi-space-size=16'];
+
 export type LogRecord = Record<string, unknown> & { level?: number; msg?: string };
 
 export interface ChildSpec {
@@ -79,7 +90,7 @@ export class Supervisor {
 
   start(spec: ChildSpec): StackChild {
     if (this.stopping) throw new Error(`not starting ${spec.name}: the stack is stopping`);
-    const proc = spawn(process.execPath, [PVBLK_BIN, ...spec.args], {
+    const proc = spawn(process.execPath, [...CHILD_NODE_FLAGS, PVBLK_BIN, ...spec.args], {
       // an explicit environment, never a copy of ours (child-env.ts)
       env: { ...(spec.env ?? baseEnv(null)), PVBLK_LOG_FORMAT: 'json' },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
