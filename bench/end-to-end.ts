@@ -3,14 +3,32 @@
  * configuration is one `pvblk bench --baseline` (a stack of its own, the job in the guest, then the
  * relay — client → relay → server over ws with the broker's frames — with the same job shape).
  *
- *   node --import tsx bench/end-to-end.ts [--quick]      (≈ 2 min; --quick ≈ 1 min)
+ *   node --import tsx bench/end-to-end.ts [--quick] [--repeat N]   (≈ 4 min a round; --quick ≈ 1.5)
  *
- * Prints pvblk, relay and pvblk/relay for the four figures issue 10 sets goals for, and writes
- * bench/results/end-to-end.json with every point's full JSON.
+ * Prints pvblk, relay and pvblk/relay for the figures issue 10 sets goals for, and the CPU per I/O
+ * of all pvblk's processes against all the relay's; writes bench/results/end-to-end.json with every
+ * run's full JSON. With `--repeat N` the configurations are run N times in rounds (so a change in the
+ * machine's load touches every configuration alike) and each ratio is the median of its N same-run
+ * ratios, with their range.
  */
 import { loadavg } from 'node:os';
-import { figures, machineInfo, points, printTable, pvblkBench, quick, ratio, writeResults } from './lib.ts';
+import {
+  argValue,
+  figures,
+  machineInfo,
+  median,
+  points,
+  printTable,
+  pvblkBench,
+  quick,
+  writeResults,
+} from './lib.ts';
 
+const repeat = Number(argValue('repeat') ?? '1');
+if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) {
+  process.stderr.write(`end-to-end: --repeat must be an integer from 1 to 20 (got ${argValue('repeat')})\n`);
+  process.exit(2);
+}
 const runtime = quick ? '3' : '10';
 const common = [
   '--direct=1',
@@ -46,48 +64,95 @@ const configs: Array<{ id: string; what: string; args: string[] }> = [
   { id: 'seq128r', what: '128 KiB read QD8', args: ['--name=seqr', '--rw=read', '--bs=128k', '--iodepth=8'] },
 ];
 
-const results: Record<string, unknown> = {};
-const figs: Record<string, ReturnType<typeof figures>> = {};
+type Figures = ReturnType<typeof figures>;
+const results: Record<string, unknown[]> = {};
+const runs: Record<string, Figures[]> = {};
 const load0 = loadavg();
-for (const c of configs) {
-  process.stderr.write(`end-to-end: ${c.what} …\n`);
-  const j = await pvblkBench([...c.args, ...common]);
-  results[c.id] = j;
-  figs[c.id] = figures(points(j)[0]);
+for (let round = 1; round <= repeat; round++) {
+  for (const c of configs) {
+    process.stderr.write(`end-to-end: ${c.what}${repeat > 1 ? ` (round ${round} of ${repeat})` : ''} …\n`);
+    const j = await pvblkBench([...c.args, ...common]);
+    (results[c.id] ??= []).push(j);
+    (runs[c.id] ??= []).push(figures(points(j)[0]));
+  }
 }
 const load1 = loadavg();
 
 const f = (v: number, d = 1) => v.toFixed(d);
-const rows: string[][] = [];
-const add = (what: string, a: number, b: number | null, goal: string, d = 1) =>
-  rows.push([what, f(a, d), b === null ? '–' : f(b, d), ratio(a, b), goal]);
-add(
-  '4 KiB randwrite QD1: clat p50 (µs) vs relay RTT p50',
-  figs.qd1.clatP50us,
-  figs.qd1.relayRttP50us,
-  '≤ 1.3×',
+/** pvblk, relay (medians over the runs), the median of the same-run ratios, and their range. */
+const row = (
+  id: string,
+  mine: (x: Figures) => number | null,
+  theirs: (x: Figures) => number | null,
+  d = 1,
+) => {
+  const rs = runs[id];
+  const a = rs.map(mine).filter((v): v is number => v !== null);
+  const b = rs.map(theirs).filter((v): v is number => v !== null);
+  const ratios = rs
+    .map((x) => [mine(x), theirs(x)])
+    .filter((p): p is [number, number] => p[0] !== null && p[1] !== null && p[1] > 0)
+    .map(([x, y]) => x / y);
+  return [
+    a.length ? f(median(a), d) : '–',
+    b.length ? f(median(b), d) : '–',
+    ratios.length ? `${median(ratios).toFixed(2)}×` : '–',
+    ratios.length > 1 ? `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}×` : '',
+  ];
+};
+const goals: Array<
+  [string, string, (x: Figures) => number | null, (x: Figures) => number | null, string, number]
+> = [
+  [
+    '4 KiB randwrite QD1: clat p50 (µs) vs relay RTT p50',
+    'qd1',
+    (x) => x.clatP50us,
+    (x) => x.relayRttP50us,
+    '≤ 1.3×',
+    1,
+  ],
+  ['4 KiB randwrite QD1: IOPS', 'qd1', (x) => x.iops, (x) => x.relayIops, '', 0],
+  ['4 KiB randwrite QD32: IOPS', 'qd32', (x) => x.iops, (x) => x.relayIops, '', 0],
+  ['4 KiB randwrite QD32 with PI: IOPS', 'qd32pi', (x) => x.iops, (x) => x.relayIops, '≥ 0.8×', 0],
+  ['128 KiB write QD8: MiB/s', 'seq128w', (x) => x.mibps, (x) => x.relayMibps, '≥ 0.8×', 1],
+  ['128 KiB read QD8: MiB/s', 'seq128r', (x) => x.mibps, (x) => x.relayMibps, '≥ 0.8×', 1],
+];
+const ratioHeads = repeat > 1 ? [`pvblk/relay (median of ${repeat})`, 'range'] : ['pvblk/relay', ''];
+printTable(
+  ['figure', 'pvblk', 'relay', ...ratioHeads, 'goal'],
+  goals.map(([what, id, a, b, goal, d]) => [what, ...row(id, a, b, d), goal]),
 );
-add('4 KiB randwrite QD1: IOPS', figs.qd1.iops, figs.qd1.relayIops, '', 0);
-add('4 KiB randwrite QD32: IOPS', figs.qd32.iops, figs.qd32.relayIops, '', 0);
-add('4 KiB randwrite QD32 with PI: IOPS', figs.qd32pi.iops, figs.qd32pi.relayIops, '≥ 0.8×', 0);
-add('128 KiB write QD8: MiB/s', figs.seq128w.mibps, figs.seq128w.relayMibps, '≥ 0.8×');
-add('128 KiB read QD8: MiB/s', figs.seq128r.mibps, figs.seq128r.relayMibps, '≥ 0.8×');
-printTable(['figure', 'pvblk', 'relay', 'pvblk/relay', 'goal'], rows);
+console.log('');
+printTable(
+  ['CPU per I/O, all processes (µs)', 'pvblk', 'relay', ...ratioHeads],
+  configs.map((c) => [
+    c.what,
+    ...row(
+      c.id,
+      (x) => x.cpuPerIoUs,
+      (x) => x.relayCpuPerIoUs,
+      1,
+    ),
+  ]),
+);
 console.log('');
 printTable(
   ['configuration', 'notify→be/req', 'notify→fe/req', 'req/io', 'grant ops/req'],
-  configs.map((c) => [
-    c.what,
-    f(figs[c.id].notifyToBackend, 3),
-    f(figs[c.id].notifyToGuest, 3),
-    f(figs[c.id].requestsPerIo, 2),
-    f(figs[c.id].grantOpsPerRequest, 3),
-  ]),
+  configs.map((c) => {
+    const m = (k: keyof Figures) => median(runs[c.id].map((x) => x[k] as number));
+    return [
+      c.what,
+      f(m('notifyToBackend'), 3),
+      f(m('notifyToGuest'), 3),
+      f(m('requestsPerIo'), 2),
+      f(m('grantOpsPerRequest'), 3),
+    ];
+  }),
 );
 const machine = machineInfo();
 console.log(
   `\n${machine.cores} cores (${machine.cpu}), Node ${machine.node}; runtime ${runtime} s per run; load average ${load0[0].toFixed(2)} before, ${load1[0].toFixed(2)} after (this machine is shared: read the ratios)`,
 );
 console.log(
-  `results: ${writeResults('end-to-end', { machine, runtimeSeconds: Number(runtime), loadavg: { before: load0, after: load1 }, figures: figs, runs: results })}`,
+  `results: ${writeResults('end-to-end', { machine, runtimeSeconds: Number(runtime), repeat, loadavg: { before: load0, after: load1 }, figures: runs, runs: results })}`,
 );

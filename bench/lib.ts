@@ -242,6 +242,8 @@ export interface BenchPointJson {
       series: Array<[number, number]>;
     }>;
     stages: unknown;
+    /** CPU per I/O of all pvblk's processes and (with --baseline) of all the relay's. */
+    cpu_per_io_us?: { pvblkUs: number | null; relayUs: number | null };
   };
 }
 
@@ -265,6 +267,8 @@ export function figures(p: BenchPointJson): {
   notifyToGuest: number;
   requestsPerIo: number;
   grantOpsPerRequest: number;
+  cpuPerIoUs: number | null;
+  relayCpuPerIoUs: number | null;
 } {
   const dirs = p.jobs.flatMap((j) => [j.read, j.write]).filter((d) => d.total_ios > 0);
   const iops = dirs.reduce((a, d) => a + d.iops, 0);
@@ -293,8 +297,17 @@ export function figures(p: BenchPointJson): {
     notifyPerRequest: per('notificationsToBackend') + per('notificationsToGuest'),
     requestsPerIo: per('requestsPerIo'),
     grantOpsPerRequest: per('grantOpsGuest') + per('grantOpsBackend'),
+    cpuPerIoUs: p.pvblk.cpu_per_io_us?.pvblkUs ?? null,
+    relayCpuPerIoUs: p.pvblk.cpu_per_io_us?.relayUs ?? null,
   };
 }
 
-export const ratio = (a: number, b: number | null): string => (b ? `${(a / b).toFixed(2)}×` : '–');
 export const quick = process.argv.includes('--quick');
+
+/** The value of `--name N` / `--name=N` on this script's command line. */
+export function argValue(name: string): string | undefined {
+  const a = process.argv;
+  const i = a.indexOf(`--${name}`);
+  if (i >= 0) return a[i + 1];
+  return a.find((x) => x.startsWith(`--${name}=`))?.slice(name.length + 3);
+}
