@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { KERN_DEBUG, KERN_INFO } from '@pvblk/shared';
 import { BlkbackDriver } from '@pvblk/backend';
+import { MAX_REQUESTS_PER_PUSH } from '@pvblk/frontend';
 import { gather, pattern, rwRequest, startStack, until, type Stack } from './stack.ts';
 
 let stack: Stack | null = null;
@@ -67,6 +68,29 @@ describe('blkfront ↔ blkback in process', () => {
     });
     expect(g.disk.data.subarray(8 * 512, 24 * 512).every((b) => b === 0)).toBe(true);
     expect(g.disk.data[7 * 512]).toBe(0xee);
+  });
+
+  it('publishes a burst in pushes of 16 requests, each frame sent at once with its doorbell', async () => {
+    stack = await startStack();
+    const g = await stack.addGuest();
+    // every push's NOTIFY_IF, and whether its frame had left by the time the call returned
+    const pushes: Array<{ oldProd: number; newProd: number; sentAtOnce: boolean }> = [];
+    const notifyIf = g.xc.evtchn.notifyIf.bind(g.xc.evtchn);
+    g.xc.evtchn.notifyIf = (port, header, eventOff, oldProd, newProd) => {
+      const before = g.xc.stats.framesSent;
+      notifyIf(port, header, eventOff, oldProd, newProd);
+      pushes.push({ oldProd, newProd, sentAtOnce: g.xc.stats.framesSent > before });
+    };
+    // 40 requests submitted in one turn: two pushes of MAX_REQUESTS_PER_PUSH, then the rest
+    const reqs = Array.from({ length: 40 }, (_, i) => rwRequest(g.xc, 'write', i * 8, pattern(4096, i)));
+    const rs = await Promise.all(reqs.map((r) => g.front.submit(r)));
+    expect(rs.every((r) => r.status === 'ok')).toBe(true);
+    expect(MAX_REQUESTS_PER_PUSH).toBe(16);
+    expect(pushes.map((p) => p.newProd - p.oldProd)).toEqual([16, 16, 8]);
+    for (let i = 1; i < pushes.length; i++) expect(pushes[i].oldProd).toBe(pushes[i - 1].newProd);
+    expect(pushes.every((p) => p.sentAtOnce)).toBe(true);
+    for (let i = 0; i < 40; i++)
+      expect(g.disk.data.subarray(i * 4096, (i + 1) * 4096).equals(pattern(4096, i))).toBe(true);
   });
 
   it('runs many concurrent requests across the 2^32 index wrap, with multiple queues', async () => {

@@ -1,6 +1,7 @@
 export {
   Blkfront,
   DEFAULT_BLKFRONT_OPTIONS,
+  MAX_REQUESTS_PER_PUSH,
   type BlkfrontOptions,
   type BlkfrontStats,
 } from './blkfront/device.ts';

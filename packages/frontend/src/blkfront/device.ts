@@ -51,6 +51,16 @@ import { FrontQueue, type PageAllocator, type Submission } from './queue.ts';
 import { splitToLimits } from './split.ts';
 import { blkfrontTrace, type BlkfrontTrace } from './trace.ts';
 
+/**
+ * Requests queued on a ring before they are published, however many arrive in one turn. Linux pushes
+ * at the end of each plug, and a plug holds at most BLK_MAX_REQUEST_COUNT requests (16 until 5.15,
+ * 32 since; blk_add_rq_to_plug flushes when it is reached). With 16, a QD32 burst reaches blkback in
+ * two halves, and — the client sending each push's frame at once — Dom0 starts on the first half
+ * while the guest still builds the second: 4 KiB randwrite QD32 with PI rose from ≈ 14.0k to ≈ 16.0k
+ * IOPS on 2 cores (`pvblk bench`, alternating runs), at ≤ 2 notifications per 32 requests.
+ */
+export const MAX_REQUESTS_PER_PUSH = 16;
+
 export interface BlkfrontOptions {
   /** max_ring_page_order module parameter (Linux default 0: a one-page ring). */
   maxRingPageOrder: number;
@@ -318,7 +328,10 @@ export class Blkfront implements BlockDriver {
     return { status: 'ioerr' };
   }
 
-  /** Everything submitted in one event-loop turn goes out with one push (and at most one notify). */
+  /**
+   * What is submitted in one event-loop turn is published with one push (and at most one notify) per
+   * MAX_REQUESTS_PER_PUSH requests — as Linux publishes at the end of each plug.
+   */
   private schedulePush(): void {
     if (this.pushScheduled) return;
     this.pushScheduled = true;
@@ -330,7 +343,8 @@ export class Blkfront implements BlockDriver {
 
   private pump(): void {
     if (this.state !== XenbusState.Connected || this.failed) return;
-    const touched = new Set<FrontQueue>();
+    // requests queued on each ring since its last push
+    const touched = new Map<FrontQueue, number>();
     while (this.pending.length > 0) {
       const q = this.pickQueue();
       if (!q) break;
@@ -343,9 +357,14 @@ export class Blkfront implements BlockDriver {
         continue;
       }
       q.queue(sub);
-      touched.add(q);
+      const n = (touched.get(q) ?? 0) + 1;
+      touched.set(q, n);
+      if (n >= MAX_REQUESTS_PER_PUSH) {
+        q.push();
+        touched.set(q, 0);
+      }
     }
-    for (const q of touched) q.push();
+    for (const [q, n] of touched) if (n > 0) q.push();
   }
 
   private pickQueue(): FrontQueue | null {
