@@ -106,6 +106,7 @@ interface FioJson {
       stages_ns: Array<{ name: string }>;
     };
     memory: Array<{ name: string; samples: number; maxBytes: number }>;
+    dom0_broker: Record<string, number>;
     relay_cpu: Array<{ name: string; cpuSeconds: number | null }>;
     cpu_per_io_us: { pvblkUs: number | null; relayUs: number | null };
   };
@@ -231,6 +232,10 @@ describe('pvblk bench: a run', () => {
     expect(d.upcalls).toBeLessThanOrEqual(d.requests);
     expect(g.blkback.notify_received).toBeGreaterThan(0);
     expect(d.upcalls).toBeGreaterThan(0);
+    // a request's frame leaves at its doorbell (the push's NOTIFY_IF); FINAL and EOI ride with the
+    // next frame instead of costing one each: about one frame per request each way
+    expect(g.broker.framesIn).toBeLessThanOrEqual(d.requests + 2);
+    expect(j.pvblk.dom0_broker.framesIn).toBeLessThanOrEqual(d.requests + 4);
   });
 
   it('sweeps and plots IOPS against the swept value as a PNG', async () => {
