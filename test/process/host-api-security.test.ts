@@ -437,7 +437,8 @@ describe("pvblk up: children get an explicit environment, never Dom0's secret (f
               .filter(Boolean)
               .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
           );
-          const role = argv[2];
+          // node [its flags] …/pvblk.mjs <role> …
+          const role = argv[argv.findIndex((a) => a.endsWith('pvblk.mjs')) + 1];
           const name = argv.includes('--name') ? argv[argv.indexOf('--name') + 1] : role;
           return { pid: Number(p), role, name, env };
         });
