@@ -13,22 +13,13 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { machineInfo, printTable, writeResults } from './lib.ts';
+import { intArg, machineInfo, printTable, quick, writeResults } from './lib.ts';
 
 const PVBLK = fileURLToPath(new URL('../bin/pvblk.mjs', import.meta.url));
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return dflt;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} needs a positive integer`);
-  return v;
-}
-
-const quick = process.argv.includes('--quick');
-const runs = arg('--runs', quick ? 10 : 500);
-const seed = arg('--seed', 1);
-const jobs = arg('--jobs', 1);
+const runs = intArg('runs', quick ? 10 : 500);
+const seed = intArg('seed', 1);
+const jobs = intArg('jobs', 1);
 
 interface ChaosJson {
   summary: {

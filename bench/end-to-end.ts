@@ -13,8 +13,8 @@
  */
 import { loadavg } from 'node:os';
 import {
-  argValue,
   figures,
+  intArg,
   machineInfo,
   median,
   points,
@@ -24,11 +24,7 @@ import {
   writeResults,
 } from './lib.ts';
 
-const repeat = Number(argValue('repeat') ?? '1');
-if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) {
-  process.stderr.write(`end-to-end: --repeat must be an integer from 1 to 20 (got ${argValue('repeat')})\n`);
-  process.exit(2);
-}
+const repeat = intArg('repeat', 1, 20);
 const runtime = quick ? '3' : '10';
 const common = [
   '--direct=1',

@@ -304,10 +304,20 @@ export function figures(p: BenchPointJson): {
 
 export const quick = process.argv.includes('--quick');
 
-/** The value of `--name N` / `--name=N` on this script's command line. */
-export function argValue(name: string): string | undefined {
+/**
+ * An integer option of this script (`--name N` or `--name=N`), `dflt` when absent; anything but an
+ * integer from 1 to `max` ends the script with a message naming the option (status 2).
+ */
+export function intArg(name: string, dflt: number, max = Number.MAX_SAFE_INTEGER): number {
   const a = process.argv;
   const i = a.indexOf(`--${name}`);
-  if (i >= 0) return a[i + 1];
-  return a.find((x) => x.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const raw = i >= 0 ? a[i + 1] : a.find((x) => x.startsWith(`--${name}=`))?.slice(name.length + 3);
+  if (raw === undefined) return dflt;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < 1 || v > max) {
+    const want = max === Number.MAX_SAFE_INTEGER ? 'a positive integer' : `an integer from 1 to ${max}`;
+    process.stderr.write(`--${name} must be ${want} (got ${raw})\n`);
+    process.exit(2);
+  }
+  return v;
 }
