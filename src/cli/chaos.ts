@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
 import { resolveDom0Secret, resolveOperatorToken } from '@pvblk/runtime';
-import { intOption } from './options.ts';
+import { hypervisorOption, intOption, toolstackOption } from './options.ts';
 import {
   DEFAULT_WORKLOAD,
   FAULT_KINDS,
@@ -100,7 +100,7 @@ function envDefault(name: string, option: string, min: number, max: number, dflt
 }
 
 export function registerChaos(program: Command): void {
-  program
+  const cmd = program
     .command('chaos')
     .description(
       'fault injection across process boundaries: seeded schedules of broker, process and disk faults under a verifying workload, with an invariant checker',
@@ -161,17 +161,8 @@ export function registerChaos(program: Command): void {
         .choices(['text', 'json'])
         .default('text'),
     )
-    .option('--attach', 'run against a running stack (docker compose) instead of starting one')
-    .option(
-      '--hypervisor <url>',
-      'with --attach: the hypervisor',
-      process.env.PVBLK_HYPERVISOR_URL ?? 'ws://127.0.0.1:7480/',
-    )
-    .option(
-      '--toolstack <url>',
-      "with --attach: the host's API",
-      process.env.PVBLK_TOOLSTACK_URL ?? 'http://127.0.0.1:7481',
-    )
+    .option('--attach', 'run against a running stack (docker compose) instead of starting one');
+  toolstackOption(hypervisorOption(cmd, 'with --attach: the hypervisor'), "with --attach: the host's API")
     .option('-v, --verbose', 'status lines for every schedule of a campaign')
     .action((o: ChaosCli) => chaos(o).catch(fail));
 }

@@ -6,30 +6,21 @@
 import { Option, type Command } from 'commander';
 import { runDriverDomain } from '@pvblk/backend';
 import { deriveGroupToken, deriveGuestToken, resolveOperatorToken, watchForShutdown } from '@pvblk/runtime';
-import { blkbackOptions, choiceOption, intOption } from './options.ts';
+import { blkbackOptions, choiceOption, hypervisorOption, intOption, toolstackOption } from './options.ts';
 
 export function registerDriverDomainCommands(program: Command, fail: (e: unknown) => never): void {
+  const dd = program
+    .command('driver-domain')
+    .description(
+      "run a storage driver domain: Dom0's toolstack creates it (PVBLK_DRIVER_DOMAIN_TOKEN), it serves the disks of the guests placed on it (PVBLK_PLACEMENT on the host)",
+    )
+    .addOption(
+      new Option('--name <name>', 'its domain name (the backend= guests are placed on)')
+        .env('PVBLK_DRIVER_DOMAIN_NAME')
+        .default('dd1'),
+    );
   blkbackOptions(
-    program
-      .command('driver-domain')
-      .description(
-        "run a storage driver domain: Dom0's toolstack creates it (PVBLK_DRIVER_DOMAIN_TOKEN), it serves the disks of the guests placed on it (PVBLK_PLACEMENT on the host)",
-      )
-      .addOption(
-        new Option('--name <name>', 'its domain name (the backend= guests are placed on)')
-          .env('PVBLK_DRIVER_DOMAIN_NAME')
-          .default('dd1'),
-      )
-      .option(
-        '--hypervisor <url>',
-        "the hypervisor's WebSocket URL",
-        process.env.PVBLK_HYPERVISOR_URL ?? 'ws://127.0.0.1:7480/',
-      )
-      .option(
-        '--toolstack <url>',
-        "Dom0's management API",
-        process.env.PVBLK_TOOLSTACK_URL ?? 'http://127.0.0.1:7481',
-      )
+    toolstackOption(hypervisorOption(dd), "Dom0's management API")
       .option(
         '--data-dir <dir>',
         "where this driver domain's disks live",

@@ -20,7 +20,7 @@ import { registerXenstore } from './xenstore.ts';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import pkg from '../../package.json' with { type: 'json' };
-import { blkbackOptions, choiceOption, intOption } from './options.ts';
+import { blkbackOptions, choiceOption, hypervisorOption, intOption, toolstackOption } from './options.ts';
 import { defaultRunDir } from './stack.ts';
 import { fsErrorText } from './lock.ts';
 import { registerUp } from './up.ts';
@@ -155,16 +155,13 @@ program
   );
 
 blkbackOptions(
-  program
-    .command('host')
-    .description(
-      'run Dom0: the toolstack, blkback and the host disks; needs the Dom0 secret and the operator token (PVBLK_TOOLSTACK_TOKEN)',
-    )
-    .option(
-      '--hypervisor <url>',
-      "the hypervisor's WebSocket URL",
-      process.env.PVBLK_HYPERVISOR_URL ?? 'ws://127.0.0.1:7480/',
-    )
+  hypervisorOption(
+    program
+      .command('host')
+      .description(
+        'run Dom0: the toolstack, blkback and the host disks; needs the Dom0 secret and the operator token (PVBLK_TOOLSTACK_TOKEN)',
+      ),
+  )
     .option('--data-dir <dir>', 'where disks live', process.env.PVBLK_DATA_DIR ?? '.pvblk/data')
     .option('--memory', 'keep disks in memory')
     .option('--disk <params>', 'scsi_debug parameters of new disks, modprobe-style', DEFAULT_DISK)
@@ -260,26 +257,21 @@ blkbackOptions(
     },
   );
 
-program
-  .command('domu')
-  .description(
-    'run a guest domain: asks the host to create it, attaches its disks with blkfront, serves guest commands',
-  )
-  .option(
-    '--name <name>',
-    'guest name; @hostname uses the host name (one per container with --scale)',
-    process.env.PVBLK_GUEST_NAME ?? 'guest',
-  )
-  .option(
-    '--hypervisor <url>',
-    "the hypervisor's WebSocket URL",
-    process.env.PVBLK_HYPERVISOR_URL ?? 'ws://127.0.0.1:7480/',
-  )
-  .option(
-    '--toolstack <url>',
-    "the host's management API",
-    process.env.PVBLK_TOOLSTACK_URL ?? 'http://127.0.0.1:7481',
-  )
+toolstackOption(
+  hypervisorOption(
+    program
+      .command('domu')
+      .description(
+        'run a guest domain: asks the host to create it, attaches its disks with blkfront, serves guest commands',
+      )
+      .option(
+        '--name <name>',
+        'guest name; @hostname uses the host name (one per container with --scale)',
+        process.env.PVBLK_GUEST_NAME ?? 'guest',
+      ),
+  ),
+  "the host's management API",
+)
   .option('--control <path>', 'control socket path', process.env.PVBLK_CONTROL_SOCKET)
   .option('--root <dir>', "directory holding the guest's own files (/tmp, …)", process.env.PVBLK_GUEST_ROOT)
   .option(

@@ -44,3 +44,13 @@ export function blkbackOptions(cmd: Command): Command {
       Number(process.env.PVBLK_PARTITION_START ?? 0),
     );
 }
+
+/** --hypervisor: the hypervisor's WebSocket URL ($PVBLK_HYPERVISOR_URL, else the default port here). */
+export function hypervisorOption(cmd: Command, help = "the hypervisor's WebSocket URL"): Command {
+  return cmd.option('--hypervisor <url>', help, process.env.PVBLK_HYPERVISOR_URL ?? 'ws://127.0.0.1:7480/');
+}
+
+/** --toolstack: Dom0's management API ($PVBLK_TOOLSTACK_URL, else the default port here). */
+export function toolstackOption(cmd: Command, help: string): Command {
+  return cmd.option('--toolstack <url>', help, process.env.PVBLK_TOOLSTACK_URL ?? 'http://127.0.0.1:7481');
+}
