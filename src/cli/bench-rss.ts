@@ -31,7 +31,7 @@ export interface RssSummary {
 }
 
 /** USER_HZ: what /proc/<pid>/stat counts CPU time in (100 on every Linux architecture pvblk runs on). */
-export const CLOCK_TICKS_PER_SECOND = 100;
+const CLOCK_TICKS_PER_SECOND = 100;
 
 /** CPU time (utime + stime) a process has used so far, in clock ticks; null when it is gone or there is no /proc. */
 export async function cpuTicksOf(pid: number): Promise<number | null> {
@@ -91,9 +91,14 @@ export class RssSampler {
   }
 }
 
+/** CPU seconds between two readings of cpuTicksOf (null when either could not be read). */
+export function cpuSecondsBetween(before: number | null, after: number | null): number | null {
+  return before !== null && after !== null ? (after - before) / CLOCK_TICKS_PER_SECOND : null;
+}
+
 /** CPU seconds a process used over the sampled run. */
 export function cpuSecondsOf(s: RssSeries): number | null {
-  return s.cpuTicks ? (s.cpuTicks[1] - s.cpuTicks[0]) / CLOCK_TICKS_PER_SECOND : null;
+  return s.cpuTicks ? cpuSecondsBetween(s.cpuTicks[0], s.cpuTicks[1]) : null;
 }
 
 export function summarizeRss(s: RssSeries): RssSummary {

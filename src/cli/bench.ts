@@ -54,7 +54,7 @@ import {
   type PointResult,
   type ProcessCpu,
 } from './bench-report.ts';
-import { CLOCK_TICKS_PER_SECOND, cpuTicksOf, RssSampler } from './bench-rss.ts';
+import { cpuSecondsBetween, cpuTicksOf, RssSampler } from './bench-rss.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
 import { guestNames } from './options.ts';
 import { startStack, Supervisor, type LogRecord, type RunningStack, type StackChild } from './stack.ts';
@@ -429,11 +429,10 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
     );
     const before = (await (ticks0 as Promise<Array<number | null>> | null)) ?? [];
     const after = await Promise.all(routers.map((x) => cpuTicksOf(x.pid)));
-    const cpu: ProcessCpu[] = routers.map((x, i) => {
-      const a = before[i];
-      const b = after[i];
-      return { name: x.name, cpuSeconds: a != null && b != null ? (b - a) / CLOCK_TICKS_PER_SECOND : null };
-    });
+    const cpu: ProcessCpu[] = routers.map((x, i) => ({
+      name: x.name,
+      cpuSeconds: cpuSecondsBetween(before[i] ?? null, after[i]),
+    }));
     for (const [name, r] of results) cpu.push({ name: `relay-client (${name})`, cpuSeconds: r.cpuSeconds });
     return { results, cpu };
   } finally {
