@@ -136,7 +136,7 @@ export class XenClient implements Hypercalls, PageWriteSink {
     // set-up), so the peer starts on the request that much sooner, and a QD32 burst pushed in two
     // halves overlaps across the processes. Page writes, calls and the rest wait for the end of the
     // turn (or the next doorbell).
-    if (DOORBELLS.has(m.t)) this.flush();
+    if (DOORBELLS.has(m.t)) this.sendOwed();
     else this.scheduleFlush();
   }
 
@@ -156,6 +156,14 @@ export class XenClient implements Hypercalls, PageWriteSink {
 
   private flush(): void {
     this.flushScheduled = false;
+    this.sendOwed();
+  }
+
+  /**
+   * Sends everything owed now. A flush already scheduled for the end of the turn stays scheduled: it
+   * sends what is queued after this.
+   */
+  private sendOwed(): void {
     if (this.closed || this.out.empty) return;
     for (const f of this.out.take()) {
       this.stats.framesSent++;
