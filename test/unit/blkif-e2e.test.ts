@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { KERN_DEBUG, KERN_INFO } from '@pvblk/shared';
 import { BlkbackDriver } from '@pvblk/backend';
-import { MAX_REQUESTS_PER_PUSH } from '@pvblk/frontend';
+import { MAX_REQUESTS_PER_PUSH, PLUG_FLUSH_BYTES } from '@pvblk/frontend';
 import { gather, pattern, rwRequest, startStack, until, type Stack } from './stack.ts';
 
 let stack: Stack | null = null;
@@ -91,6 +91,32 @@ describe('blkfront ↔ blkback in process', () => {
     expect(pushes.every((p) => p.sentAtOnce)).toBe(true);
     for (let i = 0; i < 40; i++)
       expect(g.disk.data.subarray(i * 4096, (i + 1) * 4096).equals(pattern(4096, i))).toBe(true);
+  });
+
+  it('publishes a request of 128 KiB or more at once, with the smaller ones queued before it (BLK_PLUG_FLUSH_SIZE)', async () => {
+    stack = await startStack();
+    const g = await stack.addGuest();
+    const pushes: number[] = [];
+    const notifyIf = g.xc.evtchn.notifyIf.bind(g.xc.evtchn);
+    g.xc.evtchn.notifyIf = (port, header, eventOff, oldProd, newProd) => {
+      notifyIf(port, header, eventOff, oldProd, newProd);
+      pushes.push(newProd - oldProd);
+    };
+    // one turn: 3 × 4 KiB, 128 KiB, 2 × 4 KiB, 64 KiB, 128 KiB, 4 KiB
+    const sizes = [4, 4, 4, 128, 4, 4, 64, 128, 4].map((k) => k * 1024);
+    const datas = sizes.map((n, i) => pattern(n, 500 + i));
+    let sector = 0;
+    const reqs = datas.map((d) => {
+      const r = rwRequest(g.xc, 'write', sector, d);
+      sector += d.length / 512;
+      return r;
+    });
+    const rs = await Promise.all(reqs.map((r) => g.front.submit(r)));
+    expect(rs.every((r) => r.status === 'ok')).toBe(true);
+    expect(PLUG_FLUSH_BYTES).toBe(128 * 1024);
+    // a push ends at each 128 KiB request; a 64 KiB one waits for the rest of the turn
+    expect(pushes).toEqual([4, 4, 1]);
+    expect(g.disk.data.subarray(0, sector * 512).equals(Buffer.concat(datas))).toBe(true);
   });
 
   it('runs many concurrent requests across the 2^32 index wrap, with multiple queues', async () => {

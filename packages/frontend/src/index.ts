@@ -2,6 +2,7 @@ export {
   Blkfront,
   DEFAULT_BLKFRONT_OPTIONS,
   MAX_REQUESTS_PER_PUSH,
+  PLUG_FLUSH_BYTES,
   type BlkfrontOptions,
   type BlkfrontStats,
 } from './blkfront/device.ts';
