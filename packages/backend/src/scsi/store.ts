@@ -206,12 +206,18 @@ export class MemoryStore implements BlockStore {
     this.checkOpen();
     const rs = recordSize(f);
     if (!f.pi) return this.patch(lba, data);
-    if (pi) return this.patch(lba, interleave(f, data, pi));
-    // data only: the tuples between the blocks stay as they are
+    // each block and its tuples straight into their record (no interleaved copy of the whole write
+    // first); data only: the tuples between the blocks stay as they are
+    const bs = f.blockSize;
+    const piPer = rs - bs;
     this.each(lba, blocks, (chunk, from, count, at) => {
       const c = this.chunkFor(chunk);
-      for (let i = 0; i < count; i++)
-        data.copy(c, (from + i) * rs, (at + i) * f.blockSize, (at + i + 1) * f.blockSize);
+      for (let i = 0; i < count; i++) {
+        const record = (from + i) * rs;
+        const k = at + i;
+        c.set(data.subarray(k * bs, (k + 1) * bs), record);
+        if (pi) c.set(pi.subarray(k * piPer, (k + 1) * piPer), record + bs);
+      }
     });
   }
 
