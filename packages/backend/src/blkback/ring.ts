@@ -625,7 +625,8 @@ export class BlkifRing {
         this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
         remapRefs(tuples, virtSeed, physSeed, prof.type);
         this.ctx.trace?.diskStart(req.id);
-        const r = await dev.write(sector, Buffer.from(data), { tuples, checks });
+        // `data` is this request's own gathered copy: the device takes it as it is
+        const r = await dev.write(sector, data, { tuples, checks });
         this.ctx.trace?.diskDone(req.id);
         return this.integrityOutcome(r, sector);
       }
