@@ -77,8 +77,57 @@ export interface SegmentData {
   release(): void;
 }
 
+/**
+ * A request's segments through mapped pages (persistent or not). A class, not closures made per
+ * request: the loader names every closure it creates, which cost blkback ≈ 1.7 µs a request at QD32.
+ */
+class MappedSegments implements SegmentData {
+  constructor(
+    private readonly segments: BlkifSegment[],
+    /** The mapped page of each segment (entries of failed maps are never read: acquire fails). */
+    private readonly pages: Page[],
+    private readonly persistentUsed: number[],
+    private readonly transient: Page[],
+    private readonly path: GrantDataPath,
+  ) {}
+
+  async gather(): Promise<{ ok: true; data: Buffer }> {
+    const { segments, pages } = this;
+    let bytes = 0;
+    for (const s of segments) bytes += segmentLength(s);
+    const data = Buffer.allocUnsafe(bytes);
+    let pos = 0;
+    for (let i = 0; i < segments.length; i++) {
+      const off = segments[i].firstSect * SECTOR_SIZE;
+      const len = segmentLength(segments[i]);
+      data.set(pages[i].buf.subarray(off, off + len), pos);
+      pos += len;
+    }
+    return { ok: true, data };
+  }
+
+  async scatter(data: Buffer): Promise<{ ok: true }> {
+    let pos = 0;
+    for (let i = 0; i < this.segments.length; i++) {
+      const off = this.segments[i].firstSect * SECTOR_SIZE;
+      const len = segmentLength(this.segments[i]);
+      this.pages[i].write(off, data.subarray(pos, pos + len));
+      pos += len;
+    }
+    return { ok: true };
+  }
+
+  release(): void {
+    this.path.releaseMapped(this.persistentUsed, this.transient);
+  }
+}
+
+function segmentLength(s: BlkifSegment): number {
+  return (s.lastSect - s.firstSect + 1) * SECTOR_SIZE;
+}
+
 function segBytes(s: BlkifSegment): { off: number; len: number } {
-  return { off: s.firstSect * SECTOR_SIZE, len: (s.lastSect - s.firstSect + 1) * SECTOR_SIZE };
+  return { off: s.firstSect * SECTOR_SIZE, len: segmentLength(s) };
 }
 
 export class GrantDataPath {
@@ -120,13 +169,17 @@ export class GrantDataPath {
         toMap.push({ index: i, persist: false });
       }
     }
-    const results = await this.xc.gnttab.map(
-      toMap.map((m) => ({
-        dom: this.frontDomid,
-        ref: segments[m.index].gref,
-        readonly: m.persist ? false : toDisk,
-      })),
-    );
+    // steady state with persistent grants maps nothing: no call, not even a resolved one to await
+    const results =
+      toMap.length === 0
+        ? []
+        : await this.xc.gnttab.map(
+            toMap.map((m) => ({
+              dom: this.frontDomid,
+              ref: segments[m.index].gref,
+              readonly: m.persist ? false : toDisk,
+            })),
+          );
     this.stats.grant_maps += toMap.length;
     const transient: Page[] = [];
     let failure: string | null = null;
@@ -146,45 +199,28 @@ export class GrantDataPath {
         transient.push(r.page);
       }
     });
-    const release = () => {
-      const now = Date.now();
-      for (const g of persistentUsed) {
-        const e = p?.tree.get(g);
-        if (e) {
-          e.active = false;
-          e.lastUsed = now;
-        }
-      }
-      this.stats.grant_unmaps += transient.length;
-      this.xc.gnttab.unmapAsync(transient);
-    };
+    const io = new MappedSegments(segments, pages as Page[], persistentUsed, transient, this);
     if (failure) {
       // unmap what was mapped, as xen_blkbk_map does on any failure (XSA-365)
-      release();
+      io.release();
       return { ok: false, detail: failure };
     }
-    return {
-      ok: true,
-      io: {
-        gather: async () => {
-          const parts = segments.map((s, i) => {
-            const { off, len } = segBytes(s);
-            return pages[i]!.buf.subarray(off, off + len);
-          });
-          return { ok: true, data: Buffer.concat(parts) };
-        },
-        scatter: async (data) => {
-          let pos = 0;
-          segments.forEach((s, i) => {
-            const { off, len } = segBytes(s);
-            pages[i]!.write(off, data.subarray(pos, pos + len));
-            pos += len;
-          });
-          return { ok: true };
-        },
-        release,
-      },
-    };
+    return { ok: true, io };
+  }
+
+  /** MappedSegments.release: mark the persistent grants idle, unmap the transient ones. */
+  releaseMapped(persistentUsed: number[], transient: Page[]): void {
+    const p = this.persistent;
+    const now = Date.now();
+    for (const g of persistentUsed) {
+      const e = p?.tree.get(g);
+      if (e) {
+        e.active = false;
+        e.lastUsed = now;
+      }
+    }
+    this.stats.grant_unmaps += transient.length;
+    this.xc.gnttab.unmapAsync(transient);
   }
 
   private copyIo(segments: BlkifSegment[]): SegmentData {
