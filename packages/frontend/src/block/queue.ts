@@ -592,8 +592,15 @@ export function requestSectors(req: BlockRequest): number {
   return bytes / SECTOR_SIZE;
 }
 
-/** The data of a list of segments, in order, as one buffer. */
+/**
+ * The data of a list of segments, in order, as one buffer — for reading there and then (PI is
+ * generated or checked over it): a single segment is a view of its page, not a copy.
+ */
 export function gather(segments: BioSegment[]): Buffer {
+  if (segments.length === 1) {
+    const s = segments[0];
+    return s.page.buf.subarray(s.off, s.off + s.len);
+  }
   let len = 0;
   for (const s of segments) len += s.len;
   const out = Buffer.allocUnsafe(len);
