@@ -338,10 +338,17 @@ export class FrontQueue {
       pi.push({ gref: ref, offset: 0, length });
       if (!write) sh.piIn.push({ page, offset: 0, length });
     }
-    const nPages = Math.ceil((segs.length + pi.length) / BLKIF_SEGS_PER_INDIRECT_FRAME);
-    const bufs = Array.from({ length: nPages }, () => Buffer.alloc(4096));
+    // each indirect page holds only the descriptors it carries (the rest of the page is never read and
+    // does not travel): a zeroed page per request cost ≈ 1 µs at QD32
+    const n = segs.length + pi.length;
+    const nPages = Math.ceil(n / BLKIF_SEGS_PER_INDIRECT_FRAME);
+    const bufs = Array.from({ length: nPages }, (_, i) =>
+      Buffer.alloc(
+        Math.min(BLKIF_SEGS_PER_INDIRECT_FRAME, n - i * BLKIF_SEGS_PER_INDIRECT_FRAME) * BLKIF_SEGMENT_SIZE,
+      ),
+    );
     encodeIntegrityDescriptors(bufs, segs, pi);
-    const grefs = descriptorsWritten(bufs, segs.length + pi.length).map((b) => this.auxPage(sh, b).ref);
+    const grefs = bufs.map((b) => this.auxPage(sh, b).ref);
     const c = integ.checks;
     const slot = encodeIntegrityRequest({
       operation: BLKIF_OP_INTEGRITY,
