@@ -700,7 +700,9 @@ export class BlkifRing {
     try {
       const g = await acquired.io.gather();
       if (!g.ok) return null;
-      return grefs.map((_, i) => g.data.subarray(i * 4096, (i + 1) * 4096));
+      // gather may hand back a view of the mapped page: the copy is what the guest cannot change
+      const copy = Buffer.from(g.data);
+      return grefs.map((_, i) => copy.subarray(i * 4096, (i + 1) * 4096));
     } finally {
       acquired.io.release();
     }

@@ -69,7 +69,10 @@ export class PersistentGrants {
 }
 
 export interface SegmentData {
-  /** Data of the segments, in order (guest → disk). */
+  /**
+   * Data of the segments, in order (guest → disk): possibly a view of the guest's pages, to be read
+   * before the request completes (a private copy is the caller's to make).
+   */
   gather(): Promise<{ ok: true; data: Buffer } | { ok: false; detail: string }>;
   /** Writes disk data into the segments, in order (disk → guest). */
   scatter(data: Buffer): Promise<{ ok: true } | { ok: false; detail: string }>;
@@ -91,8 +94,17 @@ class MappedSegments implements SegmentData {
     private readonly path: GrantDataPath,
   ) {}
 
+  /**
+   * One segment is handed over as a view of its mapped page, as Linux's bio points at the granted
+   * page (the device copies it before the request completes; a guest that rewrites a page it has in
+   * flight changes only its own data, as with DMA); several are gathered into one buffer.
+   */
   async gather(): Promise<{ ok: true; data: Buffer }> {
     const { segments, pages } = this;
+    if (segments.length === 1) {
+      const off = segments[0].firstSect * SECTOR_SIZE;
+      return { ok: true, data: pages[0].buf.subarray(off, off + segmentLength(segments[0])) };
+    }
     let bytes = 0;
     for (const s of segments) bytes += segmentLength(s);
     const data = Buffer.allocUnsafe(bytes);
