@@ -409,6 +409,18 @@ function writeRecord(out: Buffer, at: number, m: WireMessage, packed: Uint8Array
  * record's page write (same page, the next bytes) extends that record. Frames are cut between records
  * below `target` bytes; a record larger than the target gets a frame of its own.
  */
+/**
+ * The buffer a frame starts in, sized by the frame before it: a power of two from 8 KiB. Sized by the
+ * largest frame so far instead, a writer that once carried a 1 MiB frame allocated 1 MiB for every
+ * frame after it, an event's included — memory that V8 counts against its external-memory limit
+ * when it decides to collect garbage.
+ */
+function frameBufferFor(previous: number): number {
+  let size = 8192;
+  while (size < previous) size *= 2;
+  return size;
+}
+
 export class FrameWriter {
   private buf: Buffer;
   private len = 1;
@@ -449,7 +461,7 @@ export class FrameWriter {
   private cut(): void {
     this.done.push(this.buf.subarray(0, this.len));
     this.doneBytes += this.len;
-    this.buf = FrameWriter.fresh(Math.min(Math.max(8192, this.buf.length), this.target + 64));
+    this.buf = FrameWriter.fresh(Math.min(frameBufferFor(this.len), this.target + 64));
     this.len = 1;
     this.lastPage = -1;
   }

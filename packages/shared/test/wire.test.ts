@@ -5,6 +5,7 @@ import {
   decodeHypervisorFrame,
   encodeFrame,
   encodeFrames,
+  FrameWriter,
   WIRE_MAX_FRAME,
   WIRE_VERSION,
   type ClientMessage,
@@ -175,5 +176,30 @@ describe('frame limits', () => {
       ),
       { numRuns: 5000 },
     );
+  });
+});
+
+const hypervisorOk = (f: Uint8Array): HypervisorMessage[] => {
+  const d = decodeHypervisorFrame(f);
+  if (!d.ok) throw new Error(d.error);
+  return d.messages;
+};
+
+describe('FrameWriter', () => {
+  it("sizes each frame's buffer by the frame before it, not by the largest so far", () => {
+    const w = new FrameWriter();
+    const page = Buffer.alloc(4096, 7);
+    for (let i = 0; i < 64; i++) w.page(false, i, 0, page, 0, 4096); // one frame of 256 KiB + records
+    const [big] = w.take();
+    expect(big.length).toBeGreaterThan(256 * 1024);
+    w.add({ t: 'ev', port: 3 });
+    const [small] = w.take();
+    expect(hypervisorOk(small)).toEqual([{ t: 'ev', port: 3 }]);
+    // the event's frame still had the big one's size to start from; the frame after it does not
+    expect(small.buffer.byteLength).toBeGreaterThanOrEqual(512 * 1024);
+    w.add({ t: 'ev', port: 4 });
+    const [next] = w.take();
+    expect(hypervisorOk(next)).toEqual([{ t: 'ev', port: 4 }]);
+    expect(next.buffer.byteLength).toBe(8192);
   });
 });
