@@ -203,6 +203,33 @@ describe.each([
   });
 
   describe('malformed input', () => {
+    it('answers a page write through a mapping the domain does not hold with an error naming the call', async () => {
+      const { domid, credential } = await dom0.domctl.create('raw-pages');
+      const r = await s.raw(
+        [
+          encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential }]),
+          // a write to a frame it does not own is dropped (it has no such frame); one through a
+          // mapping it does not hold is refused; the fence after them is still answered
+          encodeFrame([
+            { t: 'mw', gfn: 0x7fff_0000, off: 0, data: Buffer.from('x') },
+            { t: 'gw', handle: 77, off: 8, data: Buffer.from('y') },
+            { t: 'fence', id: 9 },
+          ]),
+        ],
+        (x) => x.msgs.some((m) => m.t === 'ok' && m.id === 9),
+      );
+      const after = r.msgs.slice(r.msgs.findIndex((m) => m.t === 'ok' && m.id === 1) + 1);
+      expect(after).toEqual([
+        {
+          t: 'err',
+          id: 0,
+          code: 'GNTST_bad_handle',
+          message: `gw: domain ${domid} holds no mapping with handle 77`,
+        },
+        { t: 'ok', id: 9 },
+      ]);
+    });
+
     it('answers garbage frames with EPROTO and a reason, without crashing', async () => {
       const g = await newGuest();
       const errors: string[] = [];
