@@ -130,8 +130,16 @@ describe('a stack leaves nothing behind', () => {
     expect(stats[2]).toMatch(/^\d+ bytes \([0-9.]+ [kMG]B\) copied, [0-9.]+ s, [0-9.]+ [kMG]?B\/s$/);
 
     // the order of a clean stop: the guest closes its vbd (Closing, then Closed on both ends) and
-    // exits before the host and the hypervisor stop
+    // exits before the host and the hypervisor stop. Lines of one process keep their order in `up`'s
+    // output; lines of two processes do not (each comes through its own pipe), so the handshake is
+    // checked within each process: the guest went Closed after it saw the backend Closing, the
+    // backend went Closing then Closed. The stops are ordered through `up` itself, which stops the
+    // host only once the guest has exited and all it wrote has been read, and the hypervisor after
+    // the host.
     const at = (pred: (l: string) => boolean) => up.out.findIndex(pred);
+    const feSawClosing = at(
+      (l) => l.startsWith('guest ') && l.includes('backend changed') && l.includes('"Closing"'),
+    );
     const feClosed = at(
       (l) => l.startsWith('guest ') && l.includes('frontend state') && l.includes('"Closed"'),
     );
@@ -144,8 +152,10 @@ describe('a stack leaves nothing behind', () => {
     const guestStopped = at((l) => l.includes('guest stopped'));
     const hostStops = at((l) => l.includes('host shutting down'));
     const hvStops = at((l) => l.includes('hypervisor shutting down'));
-    expect([beClosing, feClosed, guestStopped, hostStops, hvStops].every((i) => i >= 0)).toBe(true);
-    expect(beClosing).toBeLessThan(feClosed);
+    expect([feSawClosing, beClosing, feClosed, guestStopped, hostStops, hvStops].every((i) => i >= 0)).toBe(
+      true,
+    );
+    expect(feSawClosing).toBeLessThan(feClosed);
     expect(beClosed).toBeGreaterThan(beClosing);
     expect(guestStopped).toBeLessThan(hostStops);
     expect(hostStops).toBeLessThan(hvStops);

@@ -436,6 +436,8 @@ export class Blkfront implements BlockDriver {
       this.log('warn', { dev: this.name, err: st.error }, 'bad backend state');
       return;
     }
+    // Linux: dev_dbg "blkfront:blkback_changed to state %d."
+    this.log('debug', { dev: this.name, state: xenbusStateName(st.value) }, 'backend changed');
     switch (st.value) {
       case XenbusState.InitWait:
         if (this.unplugged) return;
