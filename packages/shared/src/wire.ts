@@ -403,13 +403,6 @@ function writeRecord(out: Buffer, at: number, m: WireMessage, packed: Uint8Array
 }
 
 /**
- * Frames written as messages are produced: each record is encoded into the frame being built at
- * once (page data copied from the caller's bytes there and then), so a turn's frame needs one
- * allocation and no message objects held until the flush. A page write that continues the previous
- * record's page write (same page, the next bytes) extends that record. Frames are cut between records
- * below `target` bytes; a record larger than the target gets a frame of its own.
- */
-/**
  * The buffer a frame starts in, sized by the frame before it: a power of two from 8 KiB. Sized by the
  * largest frame so far instead, a writer that once carried a 1 MiB frame allocated 1 MiB for every
  * frame after it, an event's included — memory that V8 counts against its external-memory limit
@@ -421,6 +414,13 @@ function frameBufferFor(previous: number): number {
   return size;
 }
 
+/**
+ * Frames written as messages are produced: each record is encoded into the frame being built at
+ * once (page data copied from the caller's bytes there and then), so a turn's frame needs one
+ * allocation and no message objects held until the flush. A page write that continues the previous
+ * record's page write (same page, the next bytes) extends that record. Frames are cut between records
+ * below `target` bytes; a record larger than the target gets a frame of its own.
+ */
 export class FrameWriter {
   private buf: Buffer;
   private len = 1;
@@ -537,11 +537,6 @@ export type DecodedFrame<T> =
 type Side = 'client' | 'hypervisor';
 
 /**
- * The frame's records, parsed and checked. A structural error (truncated record, unknown record kind,
- * bad page range) rejects the whole frame; a MSG record that is well-formed MessagePack but not a valid
- * message is listed in `invalid` and the rest of the frame stands.
- */
-/**
  * The error for a record of `n` bytes at `at` that runs past the frame, or null. A module-level
  * function rather than a closure in decodeFrameAs: the loader keeps function names, and naming a new
  * closure on every frame cost ≈ 3 µs a frame in each process (V8's profiler, 4 KiB writes at QD1).
@@ -550,6 +545,11 @@ function truncated(buf: Buffer, at: number, n: number, index: number, what: stri
   return buf.length - at < n ? `record ${index} (${what}) at byte ${at} is truncated` : null;
 }
 
+/**
+ * The frame's records, parsed and checked. A structural error (truncated record, unknown record kind,
+ * bad page range) rejects the whole frame; a MSG record that is well-formed MessagePack but not a valid
+ * message is listed in `invalid` and the rest of the frame stands.
+ */
 function decodeFrameAs<T>(frame: Uint8Array, side: Side): DecodedFrame<T> {
   if (frame.length > WIRE_MAX_FRAME)
     return { ok: false, error: `frame of ${frame.length} bytes exceeds ${WIRE_MAX_FRAME}` };
