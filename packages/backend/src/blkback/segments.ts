@@ -102,7 +102,7 @@ class MappedSegments implements SegmentData {
   async gather(): Promise<{ ok: true; data: Buffer }> {
     const { segments, pages } = this;
     if (segments.length === 1) {
-      const off = segments[0].firstSect * SECTOR_SIZE;
+      const off = segmentOffset(segments[0]);
       return { ok: true, data: pages[0].buf.subarray(off, off + segmentLength(segments[0])) };
     }
     let bytes = 0;
@@ -110,7 +110,7 @@ class MappedSegments implements SegmentData {
     const data = Buffer.allocUnsafe(bytes);
     let pos = 0;
     for (let i = 0; i < segments.length; i++) {
-      const off = segments[i].firstSect * SECTOR_SIZE;
+      const off = segmentOffset(segments[i]);
       const len = segmentLength(segments[i]);
       data.set(pages[i].buf.subarray(off, off + len), pos);
       pos += len;
@@ -121,7 +121,7 @@ class MappedSegments implements SegmentData {
   async scatter(data: Buffer): Promise<{ ok: true }> {
     let pos = 0;
     for (let i = 0; i < this.segments.length; i++) {
-      const off = this.segments[i].firstSect * SECTOR_SIZE;
+      const off = segmentOffset(this.segments[i]);
       const len = segmentLength(this.segments[i]);
       this.pages[i].write(off, data.subarray(pos, pos + len));
       pos += len;
@@ -134,12 +134,17 @@ class MappedSegments implements SegmentData {
   }
 }
 
+/** Where a segment's bytes start in its page, and how many there are (no object: a hot path). */
+function segmentOffset(s: BlkifSegment): number {
+  return s.firstSect * SECTOR_SIZE;
+}
+
 function segmentLength(s: BlkifSegment): number {
   return (s.lastSect - s.firstSect + 1) * SECTOR_SIZE;
 }
 
 function segBytes(s: BlkifSegment): { off: number; len: number } {
-  return { off: s.firstSect * SECTOR_SIZE, len: segmentLength(s) };
+  return { off: segmentOffset(s), len: segmentLength(s) };
 }
 
 export class GrantDataPath {
