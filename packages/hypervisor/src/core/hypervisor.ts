@@ -250,19 +250,19 @@ export class Hypervisor {
     if (d.dying) return;
     d.stats.msgsIn++;
     this.msgsIn[m.t] = (this.msgsIn[m.t] ?? 0) + 1;
-    // Page writes are most of what domains send (33 records for a 128 KiB write) and have no reply
-    // and nothing to defer: served here, without the envelope below. A refused one (gw through a
-    // read-only or unknown mapping) is answered as any failed call is.
-    if (m.t === 'mw' || m.t === 'gw') {
+    // A one-way message (a page write — most of what domains send, 33 for a 128 KiB write — an
+    // event, a ring check) has no reply for its other output to follow: it is served without the
+    // envelope below. A refused one (a gw through a read-only or unknown mapping, say) is answered as
+    // any failed call is.
+    if (!('id' in m)) {
       try {
-        if (m.t === 'mw') this.gnttab.ownerWrite(d, m.gfn, m.off, m.data);
-        else this.gnttab.mapperWrite(d, m.handle, m.off, m.data);
+        this.dispatch(d, m);
       } catch (e) {
         this.deliver(d, this.failure(d, m, e), m);
       }
       return;
     }
-    const id = 'id' in m ? m.id : 0;
+    const id = m.id;
     // A watch fires at once and a bind sets the new port pending: the caller hears the reply first.
     const deferred = (this.deferred = { d, msgs: [] as HypervisorMessage[] });
     let reply: HypervisorMessage;
@@ -274,7 +274,7 @@ export class Hypervisor {
     } finally {
       this.deferred = null;
     }
-    if ('id' in m || reply.t === 'err') this.deliver(d, reply, m);
+    this.deliver(d, reply, m);
     for (const msg of deferred.msgs) this.deliver(d, msg);
   };
 
@@ -307,8 +307,7 @@ export class Hypervisor {
       throw new PvblkError('EPERM', `${what} is a privileged operation; domain ${d.domid} is not privileged`);
   }
 
-  /** Every call but the page writes, which `serve` handles itself. */
-  private dispatch(d: Domain, m: Exclude<ClientMessage, { t: 'mw' | 'gw' }>): unknown {
+  private dispatch(d: Domain, m: ClientMessage): unknown {
     switch (m.t) {
       case 'hello':
         throw new PvblkError('EISCONN', `already authenticated as domain ${d.domid}`);
@@ -375,6 +374,12 @@ export class Hypervisor {
         if (prod !== m.cons >>> 0) this.evtchn.raiseOwn(d, m.port);
         return undefined;
       }
+      case 'mw':
+        this.gnttab.ownerWrite(d, m.gfn, m.off, m.data);
+        return undefined;
+      case 'gw':
+        this.gnttab.mapperWrite(d, m.handle, m.off, m.data);
+        return undefined;
       case 'fence':
         // Everything this domain sent before the fence has been applied, and everything forwarded
         // to it before now is queued ahead of this reply: the reply is a full barrier.
