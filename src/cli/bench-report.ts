@@ -264,7 +264,7 @@ function stageLines(st: PointResult['stages']): string[] {
  * batched ratios come from on a machine with fewer cores than processes.
  */
 export function cpuPerIo(p: PointResult): { pvblkUs: number | null; relayUs: number | null } {
-  const ios = sum(p.guests.flatMap((g) => g.jobs.map((j) => j.totalIos)));
+  const ios = guestIos(p);
   const mine = p.rss.map(summarizeRss).map((s) => s.cpuSeconds);
   const pvblkUs =
     ios > 0 && mine.length && mine.every((c) => c !== null) ? (sum(mine as number[]) * 1e6) / ios : null;
@@ -277,19 +277,29 @@ export function cpuPerIo(p: PointResult): { pvblkUs: number | null; relayUs: num
   return { pvblkUs, relayUs };
 }
 
+/** I/Os completed by every job of every guest. */
+function guestIos(p: PointResult): number {
+  return sum(p.guests.flatMap((g) => g.jobs.map((j) => j.totalIos)));
+}
+
+/** The memory table's last two columns: CPU seconds, and per I/O ('–' for what could not be read). */
+function cpuColumns(cpuSeconds: number | null, ios: number): string {
+  const cpu = cpuSeconds === null ? '–' : cpuSeconds.toFixed(2);
+  const perIo = cpuSeconds === null || !ios ? '–' : `${((cpuSeconds * 1e6) / ios).toFixed(1)}us`;
+  return `${cpu.padStart(7)} ${perIo.padStart(9)}`;
+}
+
 function memoryLines(p: PointResult): string[] {
   if (!p.rss.length) return [];
   const mib = (b: number) => `${(b / 1048576).toFixed(1)}MiB`;
-  const ios = sum(p.guests.flatMap((g) => g.jobs.map((j) => j.totalIos))) || 1;
+  const ios = guestIos(p) || 1;
   const out = [
     `memory (VmRSS from /proc/<pid>/status every ${p.rssIntervalMs} ms during the measured run) and CPU (utime + stime from /proc/<pid>/stat):`,
     `  ${'process'.padEnd(12)} ${'first'.padStart(9)} ${'last'.padStart(9)} ${'max'.padStart(9)} ${'slope, 2nd half'.padStart(16)} samples ${'cpu s'.padStart(7)} ${'cpu/io'.padStart(9)}`,
   ];
   for (const s of p.rss.map(summarizeRss)) {
-    const cpu = s.cpuSeconds === null ? '–' : s.cpuSeconds.toFixed(2);
-    const perIo = s.cpuSeconds === null ? '–' : `${((s.cpuSeconds * 1e6) / ios).toFixed(1)}us`;
     out.push(
-      `  ${s.name.padEnd(12)} ${mib(s.firstBytes).padStart(9)} ${mib(s.lastBytes).padStart(9)} ${mib(s.maxBytes).padStart(9)} ${(s.slopeMiBPerMin === null ? '–' : `${s.slopeMiBPerMin >= 0 ? '+' : ''}${s.slopeMiBPerMin.toFixed(2)} MiB/min`).padStart(16)} ${String(s.samples).padStart(7)} ${cpu.padStart(7)} ${perIo.padStart(9)}`,
+      `  ${s.name.padEnd(12)} ${mib(s.firstBytes).padStart(9)} ${mib(s.lastBytes).padStart(9)} ${mib(s.maxBytes).padStart(9)} ${(s.slopeMiBPerMin === null ? '–' : `${s.slopeMiBPerMin >= 0 ? '+' : ''}${s.slopeMiBPerMin.toFixed(2)} MiB/min`).padStart(16)} ${String(s.samples).padStart(7)} ${cpuColumns(s.cpuSeconds, ios)}`,
     );
   }
   const rel = relayMerged(p, p.guests);
@@ -298,12 +308,9 @@ function memoryLines(p: PointResult): string[] {
       `  the relay's processes over its own run (${rel.ios} I/Os; the columns above are pvblk's only):`,
     );
     for (const c of p.relayCpu) {
-      const cpu = c.cpuSeconds === null ? '–' : c.cpuSeconds.toFixed(2);
-      const perIo =
-        c.cpuSeconds === null || !rel.ios ? '–' : `${((c.cpuSeconds * 1e6) / rel.ios).toFixed(1)}us`;
       // the CPU columns line up with pvblk's rows above
       const name = `  ${c.name}`.padEnd(12 + 1 + 9 * 3 + 16 + 7 + 4);
-      out.push(`  ${name} ${cpu.padStart(7)} ${perIo.padStart(9)}`);
+      out.push(`  ${name} ${cpuColumns(c.cpuSeconds, rel.ios)}`);
     }
   }
   const { pvblkUs, relayUs } = cpuPerIo(p);
