@@ -48,6 +48,7 @@ import {
 } from '@pvblk/shared';
 import type { Page, Watch, Hypercalls } from '@pvblk/client';
 import type { BlockDriver, BlockRequest, BlockResult, DeviceIntegrity, QueueLimits } from '../block/types.ts';
+import { requestSectors } from '../block/queue.ts';
 import { FrontQueue, type PageAllocator, type Submission } from './queue.ts';
 import { splitToLimits } from './split.ts';
 import { blkfrontTrace, type BlkfrontTrace } from './trace.ts';
@@ -369,7 +370,8 @@ export class Blkfront implements BlockDriver {
       q.queue(sub);
       const n = (touched.get(q) ?? 0) + 1;
       touched.set(q, n);
-      if (n >= MAX_REQUESTS_PER_PUSH || requestBytes(sub.req) >= PLUG_FLUSH_BYTES) {
+      // blk_rq_bytes: what a read or write carries, the range of a discard, 0 for a flush
+      if (n >= MAX_REQUESTS_PER_PUSH || requestSectors(sub.req) * SECTOR_SIZE >= PLUG_FLUSH_BYTES) {
         q.push();
         touched.set(q, 0);
       }
@@ -804,12 +806,4 @@ export class Blkfront implements BlockDriver {
   settled(): Promise<void> {
     return this.serial;
   }
-}
-
-/** blk_rq_bytes: what a read or write carries, the range of a discard, 0 for a flush. */
-function requestBytes(req: BlockRequest): number {
-  if (req.op === 'discard') return (req.nrSectors ?? 0) * SECTOR_SIZE;
-  let bytes = 0;
-  for (const s of req.segments) bytes += s.len;
-  return bytes;
 }
