@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-// The pvblk command. The sources are TypeScript run as they are: register tsx's loader, then start.
-import { register } from 'tsx/esm/api';
+// The pvblk command. The sources are TypeScript run as they are: register the loader, then start.
+import './register.mjs';
 
-register();
 await import('../src/cli/main.ts');
