@@ -1,11 +1,12 @@
 // A module loader hook chained in front of tsx's (bin/register.mjs). tsx compiles with esbuild's
-// keepNames, which wraps every function whose name a bundler might change in a helper that sets it
-// with Object.defineProperty(fn, 'name', …) — for a closure, every time the closure is created. V8
-// then turns each such function into a dictionary-mode object, and the drivers create dozens of named
-// closures per I/O (promise callbacks, EOI and completion handlers): 4 KiB writes at QD1 on one core
-// ran ≈ 10 % faster without it (docs/performance.md). tsx compiles one file at a time and renames
-// nothing, so the names are not at risk: function declarations, classes and methods keep theirs;
-// an arrow function assigned to a constant is anonymous in stack traces (its file and line remain).
+// keepNames, which wraps every function whose name a bundler might change in a helper that sets the
+// name with Object.defineProperty(fn, 'name', …) — for a closure, every time the closure is created,
+// and on a slow path of V8's (the function's map changes). The drivers create dozens of named closures
+// per I/O (promise callbacks, EOI and completion handlers): 4 KiB writes at QD1 on one core made 4-11 %
+// more IOPS without it (docs/performance.md, item 11). tsx compiles one file at a time and renames
+// nothing, so here the helper guards against nothing. Made the identity, it leaves function
+// declarations, classes and methods their own names; an arrow function assigned to a constant, which
+// esbuild wrapped in the helper's call, is anonymous (a stack trace still gives its file and line).
 // The container image's bundle is built without keepNames too (docker/bundle.mjs).
 //
 // The helper is esbuild's exact text; when a tsx or esbuild upgrade changes it, the source passes
