@@ -1,9 +1,10 @@
 // A module loader hook chained in front of tsx's (bin/register.mjs). tsx compiles with esbuild's
 // keepNames, which wraps every function whose name a bundler might change in a helper that sets the
 // name with Object.defineProperty(fn, 'name', …) — for a closure, every time the closure is created,
-// and on a slow path of V8's (the function's map changes). The drivers create dozens of named closures
-// per I/O (promise callbacks, EOI and completion handlers): 4 KiB writes at QD1 on one core made 4-11 %
-// more IOPS without it (docs/performance.md, item 11). tsx compiles one file at a time and renames
+// and on a slow path of V8's (the function's map changes). Named closures are made on every I/O
+// (promise callbacks, EOI and completion handlers: four per 4 KiB write in blkfront, blkback and the
+// hypercall client alone, more in the block layer, fio and the SCSI layer): 4 KiB writes at QD1 on one
+// core made 4-11 % more IOPS without it (docs/performance.md, item 11). tsx compiles one file at a time and renames
 // nothing, so here the helper guards against nothing. Made the identity, it leaves function
 // declarations, classes and methods their own names; an arrow function assigned to a constant, which
 // esbuild wrapped in the helper's call, is anonymous (a stack trace still gives its file and line).
