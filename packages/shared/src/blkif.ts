@@ -155,7 +155,8 @@ export function segmentSectors(seg: BlkifSegment): number {
 
 /** Encodes a whole 112-byte slot (unused bytes zero), as blkfront copies its shadow request in. */
 export function encodeRequest(req: BlkifRequest): Buffer {
-  const b = Buffer.alloc(BLKIF_REQUEST_SIZE);
+  // from Node's pool, zeroed here: Buffer.alloc would give every slot a backing store of its own
+  const b = Buffer.allocUnsafe(BLKIF_REQUEST_SIZE).fill(0);
   b.writeUInt8(req.operation, 0);
   switch (req.operation) {
     case BLKIF_OP_DISCARD:
@@ -340,14 +341,16 @@ export function encodeIndirectSegments(pages: Uint8Array[], segments: BlkifSegme
  * contents to the guest (XSA-216); Linux and QEMU now store the fields individually, and so do we.
  */
 export function writeResponse(mem: RingMemory, off: number, rsp: BlkifResponse): void {
-  const id = Buffer.alloc(8);
-  id.writeBigUInt64LE(BigInt.asUintN(64, rsp.id));
-  mem.write(off, id);
-  mem.write(off + 8, Uint8Array.of(rsp.operation & 0xff));
-  const st = Buffer.alloc(2);
-  st.writeInt16LE(rsp.status);
-  mem.write(off + 10, st);
+  // one scratch for the fields (RingMemory.write copies them before returning)
+  const f = responseFields;
+  f.writeBigUInt64LE(BigInt.asUintN(64, rsp.id), 0);
+  f[8] = rsp.operation & 0xff;
+  f.writeInt16LE(rsp.status, 10);
+  mem.write(off, f.subarray(0, 9));
+  mem.write(off + 10, f.subarray(10, 12));
 }
+
+const responseFields = Buffer.alloc(BLKIF_RESPONSE_SIZE);
 
 export function decodeResponse(slot: Uint8Array): BlkifResponse {
   const b = Buffer.from(slot.buffer, slot.byteOffset, BLKIF_RESPONSE_SIZE);

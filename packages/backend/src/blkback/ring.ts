@@ -115,8 +115,8 @@ interface Pending {
   id: bigint;
   op: number;
   outcome: Outcome | null;
-  done: Promise<void>;
-  resolve(): void;
+  /** Set for a request something waits on (a barrier): called once its answer is written. */
+  answered: (() => void) | null;
 }
 
 /** What a request turned into once decoded and checked. */
@@ -311,7 +311,8 @@ export class BlkifRing {
             // it waits until the barrier itself is done
             await this.idle();
             if (this.stopped) return; // unanswered: the next connection sees it again
-            await this.track(d.id, BLKIF_OP_WRITE_BARRIER, this.flushThenWrite(d.req)).done;
+            const barrier = this.track(d.id, BLKIF_OP_WRITE_BARRIER, this.flushThenWrite(d.req));
+            await new Promise<void>((r) => (barrier.answered = r));
           } else {
             this.track(d.id, d.op, d.run());
           }
@@ -418,8 +419,8 @@ export class BlkifRing {
 
   /** Counts a request in flight; its answer goes out once it and everything consumed before it are done. */
   private track(id: bigint, op: number, work: Promise<Outcome>): Pending {
-    let resolve!: () => void;
-    const p: Pending = { id, op, outcome: null, done: new Promise<void>((r) => (resolve = r)), resolve };
+    // no promise per request for its answer: only a barrier waits on one (see consume)
+    const p: Pending = { id, op, outcome: null, answered: null };
     this.pending.push(p);
     work
       .catch((e: Error) => {
@@ -443,7 +444,7 @@ export class BlkifRing {
       if (o.status === BLKIF_RSP_EOPNOTSUPP) this.ctx.stats.eopnotsupp++;
       if (o.status === BLKIF_RSP_EPROTECTION) this.ctx.stats.pi_errors++;
       this.respond(p.id, p.op, o.status, o.info);
-      p.resolve();
+      p.answered?.();
     }
     if (this.pending.length === 0) for (const w of this.idleWaiters.splice(0)) w();
     if (this.waitingForSlot && !this.stopped) void this.kick();

@@ -345,7 +345,9 @@ export class GuestBlockQueue {
 
   /** Submits every request at once, waits for all, and combines the results. */
   private async runRequests(reqs: BlockRequest[]): Promise<BioResult> {
-    const results = await Promise.all(reqs.map((r) => this.runOne(r)));
+    // most bios are one request: its result without Promise.all's array and callbacks
+    const results =
+      reqs.length === 1 ? [await this.runOne(reqs[0])] : await Promise.all(reqs.map((r) => this.runOne(r)));
     const failed: FailedRange[] = [];
     let first: { req: BlockRequest; res: BlockResult } | null = null;
     results.forEach((res, i) => {
