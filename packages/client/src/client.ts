@@ -150,14 +150,15 @@ export class XenClient implements Hypercalls, PageWriteSink {
   private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      setImmediate(this.flush);
     }
   }
 
-  private flush(): void {
+  /** Bound once: scheduled in every turn that writes anything. */
+  private readonly flush = (): void => {
     this.flushScheduled = false;
     this.sendOwed();
-  }
+  };
 
   /**
    * Sends everything owed now. A flush already scheduled for the end of the turn stays scheduled: it
@@ -323,7 +324,7 @@ export class XenClient implements Hypercalls, PageWriteSink {
     // the bytes are copied into this turn's frame now, in this write's place in the order: the page
     // may change again before the frame is sent, and the peer must see each write where it was made
     // (a write continuing the previous one to the same page extends its record)
-    if (!this.writable({ t: 'mw' })) return;
+    if (this.closed) return; // one-way traffic of a dead connection has nowhere to go
     if (page.origin.kind === 'local') this.out.page(false, page.origin.gfn, off, page.buf, off, len);
     else this.out.page(true, page.origin.handle, off, page.buf, off, len);
     this.scheduleFlush();
@@ -489,12 +490,6 @@ export class XenClient implements Hypercalls, PageWriteSink {
   // -------------------------------------------------------------------------------------------
   // event channels
 
-  private ringPageRef(p: Page): { mapped: boolean; page: number } {
-    return p.origin.kind === 'local'
-      ? { mapped: false, page: p.origin.gfn }
-      : { mapped: true, page: p.origin.handle };
-  }
-
   readonly evtchn = {
     allocUnbound: (remoteDom: number, dom: number = DOMID_SELF) =>
       this.call<number>({ t: 'ev_alloc_unbound', dom, remoteDom }),
@@ -510,10 +505,16 @@ export class XenClient implements Hypercalls, PageWriteSink {
       this.enqueue({ t: 'ev_send', port });
     },
     notifyIf: (port: number, header: Page, eventOff: number, oldProd: number, newProd: number): void => {
-      this.enqueue({ t: 'ev_notify_if', port, ...this.ringPageRef(header), eventOff, oldProd, newProd });
+      const o = header.origin;
+      const mapped = o.kind === 'mapped';
+      const page = o.kind === 'mapped' ? o.handle : o.gfn;
+      this.enqueue({ t: 'ev_notify_if', port, mapped, page, eventOff, oldProd, newProd });
     },
     finalCheck: (port: number, header: Page, prodOff: number, cons: number): void => {
-      this.enqueue({ t: 'ev_final_check', port, ...this.ringPageRef(header), prodOff, cons });
+      const o = header.origin;
+      const mapped = o.kind === 'mapped';
+      const page = o.kind === 'mapped' ? o.handle : o.gfn;
+      this.enqueue({ t: 'ev_final_check', port, mapped, page, prodOff, cons });
     },
     close: async (port: number): Promise<void> => {
       this.handlers.delete(port);

@@ -356,13 +356,14 @@ export class Blkfront implements BlockDriver {
     if (this.state !== XenbusState.Connected || this.failed) return;
     // requests queued on each ring since its last push
     const touched = new Map<FrontQueue, number>();
+    const maxSegments = this.limits().maxSegments;
     while (this.pending.length > 0) {
       const q = this.pickQueue();
       if (!q) break;
       const sub = this.pending.shift()!;
       // a request from before a reconnect may be bigger than this connection allows (blkif_recover
       // re-submits through the block layer, which splits to the new limits)
-      const parts = splitToLimits(sub, this.limits().maxSegments);
+      const parts = splitToLimits(sub, maxSegments);
       if (parts.length > 1) {
         this.pending.unshift(...parts);
         continue;

@@ -195,13 +195,19 @@ export function batchBucket(n: number): number {
 
 /** fio's latency buckets (io_u_lat_n/u/m): index of the first range a latency lies below. */
 const LAT_EDGES = [2, 4, 10, 20, 50, 100, 250, 500, 750, 1000];
+const LAT_EDGES_MS = [...LAT_EDGES, 2000];
 export function latBuckets(ns: number): { unit: 'n' | 'u' | 'm'; idx: number } {
-  if (ns < 1000) return { unit: 'n', idx: LAT_EDGES.findIndex((e) => ns < e) };
+  if (ns < 1000) return { unit: 'n', idx: firstAbove(LAT_EDGES, ns) };
   const us = ns / 1000;
-  if (us < 1000) return { unit: 'u', idx: LAT_EDGES.findIndex((e) => us < e) };
-  const ms = us / 1000;
-  const m = [...LAT_EDGES, 2000].findIndex((e) => ms < e);
+  if (us < 1000) return { unit: 'u', idx: firstAbove(LAT_EDGES, us) };
+  const m = firstAbove(LAT_EDGES_MS, us / 1000);
   return { unit: 'm', idx: m < 0 ? 11 : m };
+}
+
+/** Index of the first edge above `v`, or -1 (a loop: this runs for every I/O). */
+function firstAbove(edges: readonly number[], v: number): number {
+  for (let i = 0; i < edges.length; i++) if (v < edges[i]) return i;
+  return -1;
 }
 
 /** blkfront's counters of one device over a whole fio command (pvblk's own, not fio's). */
