@@ -325,8 +325,7 @@ export class XenClient implements Hypercalls, PageWriteSink {
     // may change again before the frame is sent, and the peer must see each write where it was made
     // (a write continuing the previous one to the same page extends its record)
     if (this.closed) return; // one-way traffic of a dead connection has nowhere to go
-    if (page.origin.kind === 'local') this.out.page(false, page.origin.gfn, off, page.buf, off, len);
-    else this.out.page(true, page.origin.handle, off, page.buf, off, len);
+    this.out.page(page.mapped, page.wireRef, off, page.buf, off, len);
     this.scheduleFlush();
   }
 
@@ -505,15 +504,11 @@ export class XenClient implements Hypercalls, PageWriteSink {
       this.enqueue({ t: 'ev_send', port });
     },
     notifyIf: (port: number, header: Page, eventOff: number, oldProd: number, newProd: number): void => {
-      const o = header.origin;
-      const mapped = o.kind === 'mapped';
-      const page = o.kind === 'mapped' ? o.handle : o.gfn;
+      const { mapped, wireRef: page } = header;
       this.enqueue({ t: 'ev_notify_if', port, mapped, page, eventOff, oldProd, newProd });
     },
     finalCheck: (port: number, header: Page, prodOff: number, cons: number): void => {
-      const o = header.origin;
-      const mapped = o.kind === 'mapped';
-      const page = o.kind === 'mapped' ? o.handle : o.gfn;
+      const { mapped, wireRef: page } = header;
       this.enqueue({ t: 'ev_final_check', port, mapped, page, prodOff, cons });
     },
     close: async (port: number): Promise<void> => {

@@ -44,6 +44,19 @@ export class Page {
     return this.origin.handle;
   }
 
+  /** Whether this page is a mapping of another domain's grant (rather than one of our own frames). */
+  get mapped(): boolean {
+    return this.origin.kind === 'mapped';
+  }
+
+  /**
+   * The number messages name this page by, beside `mapped`: the mapping's handle, or our own frame's
+   * GFN (a page write's record, a ring check's RingPageRef).
+   */
+  get wireRef(): number {
+    return this.origin.kind === 'mapped' ? this.origin.handle : this.origin.gfn;
+  }
+
   /** Whether writes must be sent to the hypervisor. */
   get visible(): boolean {
     return this.origin.kind === 'mapped' ? !this.revoked : this.grantCount > 0;
