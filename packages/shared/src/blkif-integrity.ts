@@ -91,7 +91,8 @@ export interface IntegrityResponseInfo {
 }
 
 export function encodeIntegrityRequest(r: BlkifIntegrityRequest): Buffer {
-  const b = Buffer.alloc(BLKIF_REQUEST_SIZE);
+  // from Node's pool, zeroed (as encodeRequest: a buffer of its own cost ≈ 0.3 µs a request)
+  const b = Buffer.allocUnsafe(BLKIF_REQUEST_SIZE).fill(0);
   b.writeUInt8(BLKIF_OP_INTEGRITY, 0);
   b.writeUInt8(r.integrityOp, 1);
   b.writeUInt16LE(r.nrSegments, 2);
@@ -255,7 +256,7 @@ export function writeIntegrityResponse(
   off: number,
   rsp: { id: bigint; status: number; info?: IntegrityResponseInfo },
 ): void {
-  const b = Buffer.alloc(16);
+  const b = Buffer.allocUnsafe(16).fill(0);
   b.writeBigUInt64LE(BigInt.asUintN(64, rsp.id), 0);
   b.writeUInt8(BLKIF_OP_INTEGRITY, 8);
   const i = rsp.info;

@@ -70,10 +70,11 @@ export class PersistentGrants {
 
 export interface SegmentData {
   /**
-   * Data of the segments, in order (guest → disk): possibly a view of the guest's pages, to be read
-   * before the request completes (a private copy is the caller's to make).
+   * Data of the segments `from` … `to` − 1 (all by default), in order (guest → disk): possibly a view
+   * of the guest's pages, to be read before the request completes (a private copy is the caller's
+   * to make).
    */
-  gather(): Promise<{ ok: true; data: Buffer } | { ok: false; detail: string }>;
+  gather(from?: number, to?: number): Promise<{ ok: true; data: Buffer } | { ok: false; detail: string }>;
   /** Writes disk data into the segments, in order (disk → guest). */
   scatter(data: Buffer): Promise<{ ok: true } | { ok: false; detail: string }>;
   /** Ends the request's use of the grants: unmap (ordered before the response) or mark persistent ones idle. */
@@ -99,17 +100,17 @@ class MappedSegments implements SegmentData {
    * page (the device copies it before the request completes; a guest that rewrites a page it has in
    * flight changes only its own data, as with DMA); several are gathered into one buffer.
    */
-  async gather(): Promise<{ ok: true; data: Buffer }> {
+  async gather(from = 0, to = this.segments.length): Promise<{ ok: true; data: Buffer }> {
     const { segments, pages } = this;
-    if (segments.length === 1) {
-      const off = segmentOffset(segments[0]);
-      return { ok: true, data: pages[0].buf.subarray(off, off + segmentLength(segments[0])) };
+    if (to - from === 1) {
+      const off = segmentOffset(segments[from]);
+      return { ok: true, data: pages[from].buf.subarray(off, off + segmentLength(segments[from])) };
     }
     let bytes = 0;
-    for (const s of segments) bytes += segmentLength(s);
+    for (let i = from; i < to; i++) bytes += segmentLength(segments[i]);
     const data = Buffer.allocUnsafe(bytes);
     let pos = 0;
-    for (let i = 0; i < segments.length; i++) {
+    for (let i = from; i < to; i++) {
       const off = segmentOffset(segments[i]);
       const len = segmentLength(segments[i]);
       data.set(pages[i].buf.subarray(off, off + len), pos);
@@ -242,22 +243,23 @@ export class GrantDataPath {
 
   private copyIo(segments: BlkifSegment[]): SegmentData {
     return {
-      gather: async () => {
+      gather: async (from = 0, to = segments.length) => {
+        const range = segments.slice(from, to);
         const rs = await this.xc.gnttab.copyFrom(
-          segments.map((s) => ({ dom: this.frontDomid, ref: s.gref, ...segBytes(s) })),
+          range.map((s) => ({ dom: this.frontDomid, ref: s.gref, ...segBytes(s) })),
         );
-        this.stats.grant_copies += segments.length;
+        this.stats.grant_copies += range.length;
         const bad = rs.findIndex((r) => r.status !== GNTST.okay);
         if (bad >= 0) {
           return {
             ok: false,
-            detail: `segment ${bad}: copy from grant ${segments[bad].gref} failed (${gntstName(rs[bad].status)})`,
+            detail: `segment ${from + bad}: copy from grant ${range[bad].gref} failed (${gntstName(rs[bad].status)})`,
           };
         }
         return {
           ok: true,
           data: Buffer.concat(
-            rs.map((r, i) => (r.data ? Buffer.from(r.data) : Buffer.alloc(segBytes(segments[i]).len))),
+            rs.map((r, i) => (r.data ? Buffer.from(r.data) : Buffer.alloc(segBytes(range[i]).len))),
           ),
         };
       },

@@ -141,46 +141,52 @@ function recordsPerChunk(f: StoreFormat): number {
 /** Bytes of one chunk of the memory store. */
 const MEMORY_CHUNK = 64 * 1024;
 
+/** One chunk of the memory store: its blocks' data, and their tuples (empty without PI). */
+interface MemoryChunk {
+  data: Buffer;
+  pi: Buffer;
+}
+
 /**
- * The store in memory (`pvblk host --memory`, unit tests); same layout and semantics as the file
- * store. Allocated on write, as scsi_debug's own store is not: a chunk of records comes into being
- * (formatted blank) when a block in it is first written, so a 1 GiB disk costs the host only what
- * its guest wrote, not 1 GiB up front. Never-written ranges read as a freshly formatted medium.
+ * The store in memory (`pvblk host --memory`, unit tests); the same semantics as the file store.
+ * Allocated on write, as scsi_debug's own store is not: a chunk of blocks comes into being (formatted
+ * blank) when a block in it is first written, so a 1 GiB disk costs the host only what its guest
+ * wrote, not 1 GiB up front. Never-written ranges read as a freshly formatted medium.
+ *
+ * Within a chunk, data and tuples are kept apart, as scsi_debug keeps them (its data store and its
+ * dif_storep): a write or read is one copy of the data and one of the tuples per chunk, instead of
+ * two per 512-byte block (a 4 KiB write with PI was 16 copies, each making a view of its source: ≈
+ * 1.5 µs of the host's CPU per write). `raw` and `patch` still show the medium interleaved, as on
+ * a PI drive and in the file store.
  */
 export class MemoryStore implements BlockStore {
   readonly format: StoreFormat;
-  private readonly chunks = new Map<number, Buffer>();
+  private readonly chunks = new Map<number, MemoryChunk>();
   private readonly perChunk: number;
-  private readonly blank: Buffer;
+  /** Bytes of tuples per block (0 without PI). */
+  private readonly piPer: number;
+  private readonly blank: MemoryChunk;
   private closed = false;
 
   constructor(format: StoreFormat) {
     this.format = { ...format };
     this.perChunk = recordsPerChunk(format);
-    const rs = recordSize(format);
-    this.blank = Buffer.alloc(this.perChunk * rs);
-    if (format.pi) {
-      const r = blankRecord(format);
-      for (let i = 0; i < this.perChunk; i++) r.copy(this.blank, i * rs);
-    }
+    this.piPer = recordSize(format) - format.blockSize;
+    this.blank = {
+      data: Buffer.alloc(this.perChunk * format.blockSize),
+      pi: Buffer.alloc(this.perChunk * this.piPer, 0xff),
+    };
   }
 
-  /** Bytes of records allocated so far (what the store costs the host). */
+  /** Bytes allocated so far (what the store costs the host). */
   get allocatedBytes(): number {
-    return this.chunks.size * this.blank.length;
+    return this.chunks.size * this.perChunk * recordSize(this.format);
   }
 
   /** The raw records of `blocks` blocks from `lba`, as the medium holds them (tests corrupt it). */
   raw(lba: number, blocks: number): Buffer {
-    this.checkOpen();
-    checkRange(this.format, lba, blocks);
-    const rs = recordSize(this.format);
-    const out = Buffer.allocUnsafe(blocks * rs);
-    this.each(lba, blocks, (chunk, from, count, at) => {
-      const src = this.chunks.get(chunk) ?? this.blank;
-      src.copy(out, at * rs, from * rs, (from + count) * rs);
-    });
-    return out;
+    const { data, pi } = this.readNow(lba, blocks);
+    return pi ? interleave(this.format, data, pi) : data;
   }
 
   /** Replace raw records (data and tuples interleaved) from `lba`: the tests' way to corrupt the medium. */
@@ -188,37 +194,17 @@ export class MemoryStore implements BlockStore {
     const rs = recordSize(this.format);
     if (records.length % rs !== 0)
       throw new PvblkError('EINVAL', `a raw patch must be whole ${rs}-byte records (got ${records.length})`);
-    const blocks = records.length / rs;
-    this.checkOpen();
-    checkRange(this.format, lba, blocks);
-    this.each(lba, blocks, (chunk, from, count, at) => {
-      records.copy(this.chunkFor(chunk), from * rs, at * rs, (at + count) * rs);
-    });
+    const { data, pi } = deinterleave(this.format, records);
+    this.writeNow(lba, data, pi);
   }
 
   async read(lba: number, blocks: number): Promise<StoreRead> {
-    return deinterleave(this.format, this.raw(lba, blocks));
+    return this.readNow(lba, blocks);
   }
 
   async write(lba: number, data: Buffer, pi?: Buffer | null): Promise<void> {
-    const f = this.format;
-    const blocks = checkWrite(f, lba, data, pi);
-    this.checkOpen();
-    const rs = recordSize(f);
-    if (!f.pi) return this.patch(lba, data);
-    // each block and its tuples straight into their record (no interleaved copy of the whole write
-    // first); data only: the tuples between the blocks stay as they are
-    const bs = f.blockSize;
-    const piPer = rs - bs;
-    this.each(lba, blocks, (chunk, from, count, at) => {
-      const c = this.chunkFor(chunk);
-      for (let i = 0; i < count; i++) {
-        const record = (from + i) * rs;
-        const k = at + i;
-        c.set(data.subarray(k * bs, (k + 1) * bs), record);
-        if (pi) c.set(pi.subarray(k * piPer, (k + 1) * piPer), record + bs);
-      }
-    });
+    checkWrite(this.format, lba, data, pi);
+    this.writeNow(lba, data, pi ?? null);
   }
 
   async flush(): Promise<void> {}
@@ -229,34 +215,59 @@ export class MemoryStore implements BlockStore {
     this.chunks.clear();
   }
 
+  private readNow(lba: number, blocks: number): StoreRead {
+    this.checkOpen();
+    checkRange(this.format, lba, blocks);
+    const bs = this.format.blockSize;
+    const piPer = this.piPer;
+    const data = Buffer.allocUnsafe(blocks * bs);
+    const pi = this.format.pi ? Buffer.allocUnsafe(blocks * piPer) : null;
+    let at = 0;
+    while (at < blocks) {
+      const { chunk, from, count } = this.locate(lba + at, blocks - at);
+      const c = this.chunks.get(chunk) ?? this.blank;
+      c.data.copy(data, at * bs, from * bs, (from + count) * bs);
+      if (pi) c.pi.copy(pi, at * piPer, from * piPer, (from + count) * piPer);
+      at += count;
+    }
+    return { data, pi };
+  }
+
+  /** Whole blocks; without `pi` the blocks' tuples stay as they are. */
+  private writeNow(lba: number, data: Buffer, pi: Buffer | null): void {
+    this.checkOpen();
+    const bs = this.format.blockSize;
+    const blocks = data.length / bs;
+    checkRange(this.format, lba, blocks);
+    const piPer = this.piPer;
+    let at = 0;
+    while (at < blocks) {
+      const { chunk, from, count } = this.locate(lba + at, blocks - at);
+      const c = this.chunkFor(chunk);
+      data.copy(c.data, from * bs, at * bs, (at + count) * bs);
+      if (pi) pi.copy(c.pi, from * piPer, at * piPer, (at + count) * piPer);
+      at += count;
+    }
+  }
+
   private checkOpen(): void {
     if (this.closed) throw new PvblkError('EBADF', 'the memory store is closed');
   }
 
-  private chunkFor(index: number): Buffer {
+  private chunkFor(index: number): MemoryChunk {
     let c = this.chunks.get(index);
     if (!c) {
-      c = Buffer.from(this.blank);
+      c = { data: Buffer.from(this.blank.data), pi: Buffer.from(this.blank.pi) };
       this.chunks.set(index, c);
     }
     return c;
   }
 
-  /** Calls `fn(chunk, firstRecordInChunk, records, indexInRange)` for each chunk the range touches. */
-  private each(
-    lba: number,
-    blocks: number,
-    fn: (chunk: number, from: number, count: number, at: number) => void,
-  ): void {
-    let at = 0;
-    while (at < blocks) {
-      const b = lba + at;
-      const chunk = Math.floor(b / this.perChunk);
-      const from = b - chunk * this.perChunk;
-      const count = Math.min(this.perChunk - from, blocks - at);
-      fn(chunk, from, count, at);
-      at += count;
-    }
+  /** The chunk block `b` is in, its index there, and how many of `left` blocks that chunk holds. */
+  private locate(b: number, left: number): { chunk: number; from: number; count: number } {
+    const chunk = Math.floor(b / this.perChunk);
+    const from = b - chunk * this.perChunk;
+    return { chunk, from, count: Math.min(this.perChunk - from, left) };
   }
 }
 
