@@ -91,6 +91,44 @@ export interface VerifyPiOptions {
    * all-ones, so unwritten blocks read back unchecked).
    */
   escape?: PiEscapeRule;
+  /** Where to keep the guards this check computes, for a later check of the same bytes. */
+  record?: ComputedGuards;
+}
+
+/**
+ * Guards already computed over one data buffer, by interval. A host with DIX on a DIF disk checks a
+ * write's guards twice — the HBA, then the drive — over the same bytes; the second check reads them
+ * here instead of computing each CRC again (≈ 2.7 µs of CPU per 4 KiB). Valid only while the bytes
+ * cannot have changed: the holder hands them on within one synchronous stretch and drops them after.
+ */
+export class ComputedGuards {
+  private readonly values: Int32Array;
+  constructor(
+    readonly data: Uint8Array,
+    readonly guard: GuardKind,
+    readonly interval: number,
+  ) {
+    this.values = new Int32Array(Math.floor(data.length / interval)).fill(-1);
+  }
+
+  /** Notes the guard of interval `i`. */
+  set(i: number, value: number): void {
+    this.values[i] = value;
+  }
+
+  /** The guard of `data[start, end)` computed as `guard`: the recorded one when it is the same interval. */
+  of(data: Uint8Array, start: number, end: number, guard: GuardKind): number {
+    if (
+      data === this.data &&
+      guard === this.guard &&
+      end - start === this.interval &&
+      start % this.interval === 0
+    ) {
+      const v = this.values[start / this.interval];
+      if (v >= 0) return v;
+    }
+    return computeGuard(data, start, end, guard);
+  }
 }
 
 /** Write `t` big-endian at `buf[off, off + 8)`. */
@@ -164,6 +202,8 @@ export function verifyPi(data: Uint8Array, pi: Uint8Array, opts: VerifyPiOptions
   const interval = format.interval;
   const useCrc = format.guard === 'crc';
   const expectedApp = appTag & appTagMask;
+  const r = opts.record;
+  const record = r && r.data === data && r.guard === format.guard && r.interval === interval ? r : null;
   for (let i = 0; i < count; i++) {
     const off = i * PI_TUPLE_SIZE;
     const storedApp = readU16(pi, off + 2);
@@ -173,6 +213,7 @@ export function verifyPi(data: Uint8Array, pi: Uint8Array, opts: VerifyPiOptions
       const start = i * interval;
       const end = start + interval;
       const guard = useCrc ? crc16T10Dif(data, start, end) : ipChecksum(data, start, end);
+      record?.set(i, guard);
       const storedGuard = readU16(pi, off);
       if (storedGuard !== guard)
         return { check: 'guard', interval: i, expected: guard, received: storedGuard };

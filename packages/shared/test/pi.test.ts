@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { crc16T10DifBitwise, ipChecksum } from '../src/crc.ts';
 import { isPvblkError } from '../src/errors.ts';
 import {
+  ComputedGuards,
   PI_TUPLE_SIZE,
   computeGuard,
   decodePiTuple,
@@ -356,6 +357,48 @@ describe('verifyPi', () => {
       expected: 0,
       received: 0xffffffff,
     });
+  });
+});
+
+describe('ComputedGuards', () => {
+  it('keeps the guards verifyPi computed, and not those of intervals it skipped as escapes', () => {
+    const data = new Uint8Array(2048).map((_, i) => i * 7);
+    const pi = new Uint8Array(32);
+    generatePi(data, pi, { format: fmt(1), seed: 100 });
+    pi[3 * 8 + 2] = 0xff; // interval 3: app tag 0xFFFF, an escape Linux does not check
+    pi[3 * 8 + 3] = 0xff;
+    const record = new ComputedGuards(data, 'crc', 512);
+    for (let i = 0; i < 4; i++) record.set(i, 0x1111); // poison: what verifyPi records replaces it
+    expect(verifyPi(data, pi, { format: fmt(1), seed: 100, record })).toBeNull();
+    for (let i = 0; i < 3; i++) {
+      expect(record.of(data, i * 512, (i + 1) * 512, 'crc')).toBe(
+        crc16T10DifBitwise(data, i * 512, (i + 1) * 512),
+      );
+    }
+    expect(record.of(data, 1536, 2048, 'crc')).toBe(0x1111);
+  });
+
+  it('is read, not recomputed: a poisoned record shows through for the same buffer only', () => {
+    const data = new Uint8Array(1024).fill(9);
+    const record = new ComputedGuards(data, 'crc', 512);
+    record.set(1, 0x1234);
+    expect(record.of(data, 512, 1024, 'crc')).toBe(0x1234);
+    // another buffer with the same bytes, another guard kind, another range: computed
+    expect(record.of(Uint8Array.from(data), 512, 1024, 'crc')).toBe(crc16T10DifBitwise(data, 512, 1024));
+    expect(record.of(data, 512, 1024, 'ip')).toBe(ipChecksum(data, 512, 1024));
+    expect(record.of(data, 256, 768, 'crc')).toBe(crc16T10DifBitwise(data, 256, 768));
+    expect(record.of(data, 0, 512, 'crc')).toBe(crc16T10DifBitwise(data, 0, 512));
+  });
+
+  it('is not filled by a check of another buffer or format', () => {
+    const data = new Uint8Array(512).fill(3);
+    const other = Uint8Array.from(data);
+    const pi = new Uint8Array(8);
+    generatePi(data, pi, { format: fmt(1), seed: 0 });
+    const record = new ComputedGuards(data, 'crc', 512);
+    record.set(0, 0x4321);
+    expect(verifyPi(other, pi, { format: fmt(1), seed: 0, record })).toBeNull();
+    expect(record.of(data, 0, 512, 'crc')).toBe(0x4321);
   });
 });
 

@@ -36,6 +36,7 @@ import {
   PvblkError,
   computeGuard,
   decodePiTuple,
+  type ComputedGuards,
   type KernelLog,
 } from '@pvblk/shared';
 import {
@@ -133,6 +134,12 @@ export interface ScsiCommand {
   protOut?: Buffer;
   /** The initiator has a protection buffer: return the blocks' PI with the data. */
   protIn?: boolean;
+  /**
+   * Guards the HBA computed over `dataOut` just before issuing the command (not on the wire): the
+   * target's own check reads them instead of computing them again. Taken when the command is
+   * queued, so a retry, which may find other bytes in the guest's page, computes its own.
+   */
+  guards?: ComputedGuards;
 }
 
 export interface ScsiResult {
@@ -327,6 +334,8 @@ export class ScsiDebugTarget {
     // Parameters are read once per command, so a runtime change applies from the next one.
     const p = this.p;
     const cdb = cmd.cdb;
+    const guards = cmd.guards;
+    cmd.guards = undefined;
     this.counters.commands++;
     if (p.opts & OPT_NOISE) {
       this.log?.printk(KERN_INFO, `scsi_debug: cmd ${Array.from(cdb, hex2).join(' ')}`);
@@ -356,7 +365,7 @@ export class ScsiDebugTarget {
           res = this.check(p, ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, 0);
           break;
         }
-        res = d.write ? await this.respWrite(p, d, cmd, inj) : await this.respRead(p, d, cmd, inj);
+        res = d.write ? await this.respWrite(p, d, cmd, inj, guards) : await this.respRead(p, d, cmd, inj);
         break;
       case 'sync':
         delayed = false;
@@ -515,6 +524,7 @@ export class ScsiDebugTarget {
     d: RwCdb,
     cmd: ScsiCommand,
     inj: Injection | null,
+    guards: ComputedGuards | undefined,
   ): Promise<ScsiResult> {
     const pre = this.protectPrecheck(p, d);
     if (pre) return pre;
@@ -536,7 +546,7 @@ export class ScsiDebugTarget {
       }
       pi = cmd.protOut;
       if (p.dif > 0 && d.protect !== 0 && d.protect !== 3) {
-        const bad = this.verify(p, d, data, pi, true);
+        const bad = this.verify(p, d, data, pi, true, guards);
         if (bad)
           return { ...this.check(p, ABORTED_COMMAND, ASC_PI_ERROR, bad.ascq), failedSector: bad.sector };
       }
@@ -560,6 +570,7 @@ export class ScsiDebugTarget {
     data: Buffer,
     pi: Buffer,
     write: boolean,
+    guards?: ComputedGuards,
   ): { ascq: number; sector: number } | null {
     const perBlock = p.sector_size / PI_INTERVAL;
     const kind = p.guard === 1 ? 'ip' : 'crc';
@@ -570,7 +581,9 @@ export class ScsiDebugTarget {
       const t = decodePiTuple(pi, i * PI_TUPLE_SIZE);
       if (!write && t.appTag === PI_APP_ESCAPE) continue;
       const lba = d.lba + Math.floor(i / perBlock);
-      const guard = computeGuard(data, i * PI_INTERVAL, (i + 1) * PI_INTERVAL, kind);
+      const guard = guards
+        ? guards.of(data, i * PI_INTERVAL, (i + 1) * PI_INTERVAL, kind)
+        : computeGuard(data, i * PI_INTERVAL, (i + 1) * PI_INTERVAL, kind);
       if (t.guard !== guard) {
         this.log?.printk(
           KERN_ERR,

@@ -47,6 +47,7 @@ import {
   decodePiTuple,
   generatePi,
   verifyPi,
+  ComputedGuards,
   type KernelLog,
   type PiFormat,
 } from '@pvblk/shared';
@@ -342,10 +343,12 @@ export class SdDisk implements HostBlockDevice {
       generatePi(data, prot, { format: this.hostFormat(), seed: sector });
     }
     const hba = hbaChecks(op, dix, this.hostType(), checks);
-    const failed = prot ? this.hbaVerify(data, prot, sector, hba) : null;
+    // the drive checks the same bytes again at once: it reads the guards computed here
+    const guards = prot && hba.guard ? new ComputedGuards(data, this.guardKind, PI_INTERVAL) : undefined;
+    const failed = prot ? this.hbaVerify(data, prot, sector, hba, guards) : null;
     const out: Outcome = failed
       ? { result: this.hbaFailure(failed, sector), hostByte: 'DID_ABORT', timedOut: false, starved: false }
-      : await this.execute({ cdb, dataOut: data, protOut: op === 'NORMAL' ? undefined : prot });
+      : await this.execute({ cdb, dataOut: data, protOut: op === 'NORMAL' ? undefined : prot, guards });
     const done = this.complete(cdb, sector, data.length, out, true);
     return done.ok ? { ok: true } : { ok: false, error: done.error };
   }
@@ -455,12 +458,14 @@ export class SdDisk implements HostBlockDevice {
     prot: Buffer | undefined,
     sector: number,
     hba: { guard: boolean; ref: boolean },
+    record?: ComputedGuards,
   ): { check: PiCheck; interval: number } | null {
     if (!data || !prot || (!hba.guard && !hba.ref)) return null;
     const err = verifyPi(data, prot, {
       format: this.hostFormat(),
       seed: sector,
       checks: { guard: hba.guard, ref: hba.ref, app: false },
+      record,
     });
     return err ? { check: err.check, interval: err.interval } : null;
   }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  ComputedGuards,
   KERN_ERR,
   MemoryKernelLog,
   crc16T10Dif,
@@ -179,6 +180,29 @@ describe('scsi_debug target: protection information', () => {
     expect(lines.length).toBe(2 + 32);
     expect((await store.read(7, 1)).data).toEqual(Buffer.alloc(512));
     expect(t.stats().difErrors).toBe(1);
+  });
+
+  it('reads the guards the HBA computed for the command, once: a retry of the same command computes its own', async () => {
+    const { t, log } = target('dif=1');
+    const data = Buffer.alloc(1024, 0x33);
+    const pi = withPi(data, 20, T1);
+    // guards recorded as if the HBA had computed them, one of them wrong: the target believes it
+    const guards = new ComputedGuards(data, 'crc', 512);
+    guards.set(0, crc16T10Dif(data, 0, 512));
+    guards.set(1, crc16T10Dif(data, 512, 1024) ^ 1);
+    const cmd = { cdb: write10(20, 2), dataOut: data, protOut: pi, guards };
+    const r = await t.queueCommand(cmd);
+    expect(sense(r)).toEqual([0xb, 0x10, 1]);
+    expect(r.failedSector).toBe(21);
+    expect(log.lines(KERN_ERR)[0]).toMatch(/^prot_verify_write: GUARD check failed on sector 21 /);
+    // taken with the command: issued again, the target computes the guards and the write passes
+    expect(cmd.guards).toBeUndefined();
+    expect((await t.queueCommand(cmd)).status).toBe('GOOD');
+    // recorded for another buffer (the same bytes): not used
+    const other = new ComputedGuards(Buffer.from(data), 'crc', 512);
+    other.set(0, 0);
+    other.set(1, 0);
+    expect((await t.queueCommand({ ...cmd, guards: other })).status).toBe('GOOD');
   });
 
   it('rejects a wrong reference tag on WRITE', async () => {
