@@ -19,6 +19,11 @@ import {
   descriptorAt,
   decodeSegment,
   encodeSegment,
+  checkDescriptor,
+  readLe16,
+  readLe32,
+  writeLe16,
+  writeLe32,
   type BlkifRequestProblem,
   type BlkifSegment,
 } from './blkif.ts';
@@ -171,19 +176,15 @@ export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): D
 }
 
 export function encodePiSegment(buf: Uint8Array, off: number, s: BlkifPiSegment): void {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  v.setUint32(off, s.gref >>> 0, true);
-  v.setUint16(off + 4, s.offset, true);
-  v.setUint16(off + 6, s.length, true);
+  checkDescriptor(buf, off);
+  writeLe32(buf, off, s.gref >>> 0);
+  writeLe16(buf, off + 4, s.offset);
+  writeLe16(buf, off + 6, s.length);
 }
 
 export function decodePiSegment(buf: Uint8Array, off: number): BlkifPiSegment {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  return {
-    gref: v.getUint32(off, true),
-    offset: v.getUint16(off + 4, true),
-    length: v.getUint16(off + 6, true),
-  };
+  checkDescriptor(buf, off);
+  return { gref: readLe32(buf, off), offset: readLe16(buf, off + 4), length: readLe16(buf, off + 6) };
 }
 
 /** Fills indirect pages with data descriptors followed by PI descriptors. */

@@ -121,17 +121,58 @@ export type DecodedRequest =
   /** Enough to answer: the id as the frontend wrote it and the operation to echo. */
   | { ok: false; id: bigint; operation: number; problem: BlkifRequestProblem };
 
+// Descriptors are read and written byte by byte (little-endian): a DataView made per descriptor
+// was an allocation per segment on both sides of every request.
+
+/** Little-endian u32 at `buf[off, off + 4)`. */
+export function readLe32(buf: Uint8Array, off: number): number {
+  if (off < 0 || off + 4 > buf.length)
+    throw new RangeError(`offset ${off} is outside the ${buf.length}-byte buffer`);
+  return (buf[off] | (buf[off + 1] << 8) | (buf[off + 2] << 16) | (buf[off + 3] << 24)) >>> 0;
+}
+
+/** Little-endian u16 at `buf[off, off + 2)`. */
+export function readLe16(buf: Uint8Array, off: number): number {
+  if (off < 0 || off + 2 > buf.length)
+    throw new RangeError(`offset ${off} is outside the ${buf.length}-byte buffer`);
+  return buf[off] | (buf[off + 1] << 8);
+}
+
+/** Writes `v` as a little-endian u32 at `buf[off, off + 4)`. */
+export function writeLe32(buf: Uint8Array, off: number, v: number): void {
+  if (off < 0 || off + 4 > buf.length)
+    throw new RangeError(`offset ${off} is outside the ${buf.length}-byte buffer`);
+  buf[off] = v;
+  buf[off + 1] = v >>> 8;
+  buf[off + 2] = v >>> 16;
+  buf[off + 3] = v >>> 24;
+}
+
+/** Writes `v` as a little-endian u16 at `buf[off, off + 2)`. */
+export function writeLe16(buf: Uint8Array, off: number, v: number): void {
+  if (off < 0 || off + 2 > buf.length)
+    throw new RangeError(`offset ${off} is outside the ${buf.length}-byte buffer`);
+  buf[off] = v;
+  buf[off + 1] = v >>> 8;
+}
+
+/** An 8-byte descriptor (a segment's or a PI segment's) must lie inside its page. */
+export function checkDescriptor(buf: Uint8Array, off: number): void {
+  if (!(off >= 0 && off + BLKIF_SEGMENT_SIZE <= buf.length))
+    throw new RangeError(`descriptor at offset ${off} is outside the ${buf.length}-byte buffer`);
+}
+
 export function encodeSegment(buf: Uint8Array, off: number, seg: BlkifSegment): void {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  v.setUint32(off, seg.gref >>> 0, true);
-  v.setUint8(off + 4, seg.firstSect);
-  v.setUint8(off + 5, seg.lastSect);
-  v.setUint16(off + 6, 0, true);
+  checkDescriptor(buf, off);
+  writeLe16(buf, off + 6, 0);
+  writeLe32(buf, off, seg.gref >>> 0);
+  buf[off + 4] = seg.firstSect;
+  buf[off + 5] = seg.lastSect;
 }
 
 export function decodeSegment(buf: Uint8Array, off: number): BlkifSegment {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  return { gref: v.getUint32(off, true), firstSect: v.getUint8(off + 4), lastSect: v.getUint8(off + 5) };
+  checkDescriptor(buf, off);
+  return { gref: readLe32(buf, off), firstSect: buf[off + 4], lastSect: buf[off + 5] };
 }
 
 /** Checks blkback applies to every segment: 0 <= first_sect <= last_sect <= 7. */

@@ -8,6 +8,10 @@ import {
   BLKIF_SEGS_PER_INDIRECT_FRAME,
   decodeIndirectSegments,
   decodeRequest,
+  decodeSegment,
+  encodeSegment,
+  readLe16,
+  writeLe16,
   decodeResponse,
   encodeIndirectSegments,
   encodeRequest,
@@ -124,6 +128,28 @@ describe('indirect segment pages', () => {
       ok: false,
       problem: { code: 'BAD_SEGMENT', index: 515, lastSect: 9 },
     });
+  });
+});
+
+describe('segment descriptors', () => {
+  it('encode little-endian at their offset, padding zeroed, and decode back', () => {
+    const page = Buffer.alloc(24, 0xee);
+    encodeSegment(page, 8, { gref: 0x89abcdef, firstSect: 1, lastSect: 7 });
+    expect(page.subarray(8, 16)).toEqual(Buffer.from('efcdab8901070000', 'hex'));
+    expect(page[7]).toBe(0xee);
+    expect(page[16]).toBe(0xee);
+    expect(decodeSegment(page, 8)).toEqual({ gref: 0x89abcdef, firstSect: 1, lastSect: 7 });
+  });
+
+  it('refuse offsets outside the buffer, as a DataView would', () => {
+    const page = Buffer.alloc(12);
+    expect(() => decodeSegment(page, 8)).toThrow(RangeError);
+    expect(() => encodeSegment(page, 8, { gref: 1, firstSect: 0, lastSect: 7 })).toThrow(
+      'descriptor at offset 8 is outside the 12-byte buffer',
+    );
+    expect(() => readLe16(page, -1)).toThrow(RangeError);
+    expect(() => writeLe16(page, 11, 1)).toThrow(RangeError);
+    expect(page).toEqual(Buffer.alloc(12));
   });
 });
 
