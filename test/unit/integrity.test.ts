@@ -13,7 +13,15 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KERN_DEBUG, KERN_ERR, MemoryKernelLog, computeGuard, frontendPath, xvdDevid } from '@pvblk/shared';
+import {
+  BLKIF_PI_INLINE,
+  KERN_DEBUG,
+  KERN_ERR,
+  MemoryKernelLog,
+  computeGuard,
+  frontendPath,
+  xvdDevid,
+} from '@pvblk/shared';
 import { LocalHypervisor } from '@pvblk/hypervisor';
 import type { XenClient } from '@pvblk/client';
 import {
@@ -764,12 +772,79 @@ describe('PI across data paths and request sizes (dif=1 dix=1)', () => {
   });
 });
 
+describe('inline integrity requests (feature-integrity-inline, dif=1 dix=1)', () => {
+  const be = (s: PiStack) => `/local/domain/0/backend/vbd/${s.domid}/${DEVID}`;
+  /** Writes then reads `bytes` at sector 8; returns the persistent grants blkback holds after each. */
+  async function writeRead(bytes: number): Promise<[number, number]> {
+    const s = stack!;
+    const errors = s.stats().errors;
+    const data = randomBytes(bytes);
+    expect(await s.cache.directWrite(data, 8 * 512)).toEqual({ ok: true, n: bytes });
+    const afterWrite = s.stats().persistent_grants;
+    const back = Buffer.alloc(bytes);
+    expect(await s.cache.directRead(back, 8 * 512)).toEqual({ ok: true, n: bytes });
+    expect(back.equals(data)).toBe(true);
+    // the guest's PI reached the medium: every record's ref tag is its LBA
+    const { pi } = await s.sd.target.store.read(8, bytes / 512);
+    for (let i = 0; i < bytes / 512; i++) expect(pi!.readUInt32BE(i * 8 + 4)).toBe(8 + i);
+    expect([s.stats().errors - errors, s.stats().pi_errors]).toEqual([0, 0]);
+    return [afterWrite, s.stats().persistent_grants];
+  }
+
+  it('is offered with the extension, and a 4 KiB write then needs one grant: its data page', async () => {
+    stack = await startPiStack({ params: 'dif=1 dix=1' });
+    expect(await stack.dom0.xs.read(`${be(stack)}/feature-integrity-inline`)).toBe('1');
+    // the write: data descriptor and 8 tuples in the slot; the read: descriptors in the slot, and a
+    // PI page the backend fills in (granted beside the data page it reuses)
+    expect(await writeRead(4096)).toEqual([1, 2]);
+  });
+
+  it('an 8 KiB write has its 128 bytes of tuples in a PI page, its descriptors still in the slot', async () => {
+    stack = await startPiStack({ params: 'dif=1 dix=1' });
+    expect(await writeRead(8192)).toEqual([3, 3]);
+  });
+
+  it('without the offer every integrity request has a descriptor page, and a write a PI page', async () => {
+    stack = await startPiStack({ params: 'dif=1 dix=1', blkback: { integrityInline: false } });
+    expect(await stack.dom0.xs.tryRead(`${be(stack)}/feature-integrity-inline`)).toBeNull();
+    expect(await writeRead(4096)).toEqual([3, 3]);
+  });
+
+  it('refuses inline tuples that do not fit after the descriptors the request claims', async () => {
+    stack = await startPiStack({ params: 'dif=1 dix=1' });
+    const s = stack;
+    // two data descriptors claimed: the second is read from the tuples' bytes; 8 + n sectors of
+    // tuples cannot fit in the 60 bytes left
+    expect(s.front.injectFault({ mutateNextRequest: (b) => b.writeUInt16LE(2, 2) })).toBe(true);
+    expect(await s.cache.directWrite(randomBytes(4096), 8 * 512)).toEqual({ ok: false, errno: 'EIO' });
+    // its first_sect and last_sect are the high bytes of the first tuple's ref tag (8): 0 and 0
+    expect(s.hostKlog.lines(KERN_DEBUG)).toContain(
+      `xen-blkback: inline tuples for 9 sectors need 72 bytes after 2 descriptors; the slot has 76 (integrity, domain ${s.domid})`,
+    );
+    expect(s.stats().wr_req).toBe(0);
+    expect(await writeRead(4096)).toEqual([1, 2]);
+  });
+});
+
 describe('hostile integrity requests (dif=1 dix=1)', () => {
   it.each([
     {
       what: 'nr_pi_segments 0',
       mutate: (b: Buffer) => b.writeUInt16LE(0, 4),
+      line: 'Bad number of PI segments in request (0, inline)',
+    },
+    {
+      what: 'nr_pi_segments 0 (descriptors in indirect pages)',
+      blkback: { integrityInline: false },
+      mutate: (b: Buffer) => b.writeUInt16LE(0, 4),
       line: 'Bad number of PI segments in request (0)',
+    },
+    {
+      what: 'BLKIF_PI_INLINE to a backend that did not offer it',
+      blkback: { integrityInline: false },
+      mutate: (b: Buffer) => (b[6] |= BLKIF_PI_INLINE),
+      line: 'inline integrity request without feature-integrity-inline (domain DOMID)',
+      exact: true,
     },
     {
       what: 'integrity_op 5',
@@ -781,15 +856,20 @@ describe('hostile integrity requests (dif=1 dix=1)', () => {
       mutate: (b: Buffer) => b.writeUInt16LE(257, 2),
       line: 'Bad number of segments in request (257)',
     },
-  ])('$what: answered BLKIF_RSP_ERROR, logged, and the device keeps working', async ({ mutate, line }) => {
-    stack = await startPiStack({ params: 'dif=1 dix=1' });
+  ])('$what: answered BLKIF_RSP_ERROR, logged, and the device keeps working', async (t) => {
+    const { mutate, line } = t;
+    stack = await startPiStack({ params: 'dif=1 dix=1', blkback: 'blkback' in t ? t.blkback : undefined });
     const s = stack;
     const data = randomBytes(4096);
     expect(await s.cache.directWrite(data, 8 * 512)).toEqual({ ok: true, n: 4096 });
     expect(s.front.injectFault({ mutateNextRequest: mutate })).toBe(true);
     expect(await s.cache.directRead(Buffer.alloc(4096), 8 * 512)).toEqual({ ok: false, errno: 'EIO' });
     expect(s.results.at(-1)).toEqual({ op: 'read', sector: 8, res: { status: 'ioerr' } });
-    expect(s.hostKlog.lines(KERN_DEBUG)).toContain(`xen-blkback: ${line} (integrity, domain ${s.domid})`);
+    expect(s.hostKlog.lines(KERN_DEBUG)).toContain(
+      'exact' in t
+        ? `xen-blkback: ${line.replace('DOMID', String(s.domid))}`
+        : `xen-blkback: ${line} (integrity, domain ${s.domid})`,
+    );
     const st = s.stats();
     expect([st.errors, st.pi_errors, st.rd_req]).toEqual([1, 0, 0]);
     const back = Buffer.alloc(4096);
@@ -840,7 +920,27 @@ describe('renegotiation after a backend restart without PI (docs/blkif-integrity
     'integrity-tuple-size',
     'integrity-tag-size',
     'integrity-device',
+    'feature-integrity-inline',
   ];
+
+  it('a restarted backend that no longer offers inline requests makes the frontend reconnect and use pages', async () => {
+    stack = await startPiStack({ params: 'dif=1 dix=1' });
+    const s = stack;
+    expect(await s.cache.directWrite(randomBytes(4096), 0)).toEqual({ ok: true, n: 4096 });
+    await s.restartBackend({ integrityInline: false });
+    await until(() => s.front.stats.reconnects === 1, 'blkfront to reconnect');
+    await s.front.whenConnected();
+    const be = `/local/domain/0/backend/vbd/${s.domid}/${DEVID}`;
+    expect(await s.dom0.xs.tryRead(`${be}/feature-integrity-inline`)).toBeNull();
+    expect(s.front.integrity()).not.toBeNull();
+    const data = randomBytes(4096);
+    expect(await s.cache.directWrite(data, 8 * 512)).toEqual({ ok: true, n: 4096 });
+    // the new connection's first write: its data page, a PI page and a descriptor page
+    expect([s.stats().wr_req, s.stats().persistent_grants, s.stats().errors]).toEqual([1, 3, 0]);
+    const back = Buffer.alloc(4096);
+    expect(await s.cache.directRead(back, 8 * 512)).toEqual({ ok: true, n: 4096 });
+    expect(back.equals(data)).toBe(true);
+  });
 
   it('a restarted backend that does not offer the extension withdraws the offer, and I/O keeps working', async () => {
     stack = await startPiStack({ params: 'dif=1 dix=1' });

@@ -252,7 +252,9 @@ export class BlkifTracer {
       if (!d.ok) return;
       const r = d.request;
       const dir = r.integrityOp === BLKIF_OP_WRITE ? 'write' : 'read';
-      const pages = indirectPages(r.indirectGrefs);
+      // inline (BLKIF_PI_INLINE), the descriptors are in the slot, and a write with no PI segment
+      // has its tuples there too: they travel with the ring page (role ring), not in a PI page
+      const pages = r.inline ? [r.inline] : indirectPages(r.indirectGrefs);
       if (!pages) return;
       const segs: BlkifSegment[] = [];
       for (let k = 0; k < r.nrSegments; k++) segs.push(decodeSegment(...descriptorAt(pages, k)));

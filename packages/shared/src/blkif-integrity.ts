@@ -13,6 +13,7 @@ import {
   BLKIF_OP_WRITE,
   BLKIF_REQUEST_SIZE,
   BLKIF_RSP_OKAY,
+  BLKIF_SEGMENT_SIZE,
   BLKIF_SEGS_PER_INDIRECT_FRAME,
   BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST,
   segmentProblem,
@@ -28,6 +29,7 @@ import {
   type BlkifSegment,
 } from './blkif.ts';
 import type { RingMemory } from './ring.ts';
+import { PvblkError } from './errors.ts';
 
 export const BLKIF_OP_INTEGRITY = 7;
 /** Status of an integrity request whose protection information failed a check. */
@@ -37,6 +39,14 @@ export const BLKIF_RSP_EPROTECTION = -3;
 export const BLKIF_PI_CHECK_GUARD = 1 << 0;
 export const BLKIF_PI_CHECK_APP = 1 << 1;
 export const BLKIF_PI_CHECK_REF = 1 << 2;
+/**
+ * pi_flags: the descriptors are in the slot from @36, not in indirect pages — data descriptors, then
+ * PI descriptors; a write with no PI descriptor carries its tuples there instead, right after its
+ * data descriptors. Only towards a backend that offers `feature-integrity-inline`.
+ */
+export const BLKIF_PI_INLINE = 1 << 7;
+/** Bytes of the slot an inline request has for descriptors and tuples: @36 to the end. */
+export const BLKIF_INTEGRITY_INLINE_BYTES = BLKIF_REQUEST_SIZE - 36;
 
 /** Response byte 9 (pi_status): bits 0-1 the failed check, bits 4-5 where it was caught. */
 export const BLKIF_PI_ERR_GUARD = 1;
@@ -61,6 +71,8 @@ export const IntegrityKey = {
   tagSize: 'integrity-tag-size',
   /** 1 when the backend's medium stores PI (not only its host/HBA). */
   device: 'integrity-device',
+  /** backend: accepts BLKIF_PI_INLINE requests. */
+  inline: 'feature-integrity-inline',
 } as const;
 
 /** Where PI lives inside a granted frame: `length` bytes at `offset`, both multiples of 8. */
@@ -84,8 +96,13 @@ export interface BlkifIntegrityRequest {
   appTagMask: number;
   /** Expected ref tag of the first interval, as the frontend computed it (its virtual seed). */
   refTag: number;
-  /** ceil((nrSegments + nrPiSegments) / 512) pages of descriptors. */
+  /** ceil((nrSegments + nrPiSegments) / 512) pages of descriptors; none with BLKIF_PI_INLINE. */
   indirectGrefs: number[];
+  /**
+   * With BLKIF_PI_INLINE in `piFlags`: the slot's bytes from @36 (BLKIF_INTEGRITY_INLINE_BYTES),
+   * holding the descriptors (and a write's tuples); a private copy once decoded.
+   */
+  inline?: Uint8Array;
 }
 
 export interface IntegrityResponseInfo {
@@ -109,7 +126,16 @@ export function encodeIntegrityRequest(r: BlkifIntegrityRequest): Buffer {
   b.writeUInt16LE(r.appTag, 26);
   b.writeUInt16LE(r.appTagMask, 28);
   b.writeUInt32LE(r.refTag >>> 0, 32);
-  r.indirectGrefs.forEach((g, i) => b.writeUInt32LE(g >>> 0, 36 + 4 * i));
+  if ((r.piFlags & BLKIF_PI_INLINE) !== 0) {
+    if (!r.inline || r.inline.length > BLKIF_INTEGRITY_INLINE_BYTES || r.indirectGrefs.length > 0)
+      throw new PvblkError(
+        'EINVAL',
+        'an inline integrity request needs at most 76 inline bytes and no indirect page',
+      );
+    b.set(r.inline, 36);
+  } else {
+    r.indirectGrefs.forEach((g, i) => b.writeUInt32LE(g >>> 0, 36 + 4 * i));
+  }
   return b;
 }
 
@@ -145,17 +171,26 @@ export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): D
       detail: `Bad number of segments in request (${nrSegments})`,
     });
   }
-  if (nrPiSegments === 0 || nrSegments + nrPiSegments > BLKIF_INTEGRITY_MAX_DESCRIPTORS) {
+  const piFlags = b.readUInt8(6);
+  const inline = (piFlags & BLKIF_PI_INLINE) !== 0;
+  // inline, a write may carry its tuples in the slot (no PI segment); a read needs pages to fill
+  const tuplesInline = inline && nrPiSegments === 0 && integrityOp === BLKIF_OP_WRITE;
+  const maxDescriptors = inline
+    ? Math.floor(BLKIF_INTEGRITY_INLINE_BYTES / BLKIF_SEGMENT_SIZE)
+    : BLKIF_INTEGRITY_MAX_DESCRIPTORS;
+  if ((nrPiSegments === 0 && !tuplesInline) || nrSegments + nrPiSegments > maxDescriptors) {
     return bad({
       code: 'BAD_NR_SEGMENTS',
       nrSegments: nrPiSegments,
-      max: BLKIF_INTEGRITY_MAX_DESCRIPTORS - nrSegments,
-      detail: `Bad number of PI segments in request (${nrPiSegments})`,
+      max: maxDescriptors - nrSegments,
+      detail: `Bad number of PI segments in request (${nrPiSegments}${inline ? ', inline' : ''})`,
     });
   }
-  const pages = Math.ceil((nrSegments + nrPiSegments) / BLKIF_SEGS_PER_INDIRECT_FRAME);
   const indirectGrefs: number[] = [];
-  for (let i = 0; i < pages; i++) indirectGrefs.push(b.readUInt32LE(36 + 4 * i));
+  if (!inline) {
+    const pages = Math.ceil((nrSegments + nrPiSegments) / BLKIF_SEGS_PER_INDIRECT_FRAME);
+    for (let i = 0; i < pages; i++) indirectGrefs.push(b.readUInt32LE(36 + 4 * i));
+  }
   return {
     ok: true,
     request: {
@@ -163,7 +198,7 @@ export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): D
       integrityOp,
       nrSegments,
       nrPiSegments,
-      piFlags: b.readUInt8(6),
+      piFlags,
       id,
       sectorNumber: b.readBigUInt64LE(16),
       handle: b.readUInt16LE(24),
@@ -171,6 +206,8 @@ export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): D
       appTagMask: b.readUInt16LE(28),
       refTag: b.readUInt32LE(32),
       indirectGrefs,
+      // a copy: the descriptors and tuples are read from it later, after the slot buffer is reused
+      ...(inline ? { inline: Buffer.from(b.subarray(36, BLKIF_REQUEST_SIZE)) } : {}),
     },
   };
 }
@@ -208,15 +245,9 @@ export function decodeIntegrityDescriptors(
   nrPiSegments: number,
   piBytesFor: (dataSectors: number) => number,
 ): { ok: true; data: BlkifSegment[]; pi: BlkifPiSegment[] } | { ok: false; problem: BlkifRequestProblem } {
-  const data: BlkifSegment[] = [];
-  let sectors = 0;
-  for (let i = 0; i < nrSegments; i++) {
-    const s = decodeSegment(...descriptorAt(pages, i));
-    const p = segmentProblem(s, i);
-    if (p) return { ok: false, problem: p };
-    sectors += s.lastSect - s.firstSect + 1;
-    data.push(s);
-  }
+  const d = decodeDataDescriptors(pages, nrSegments);
+  if (!d.ok) return d;
+  const { data, sectors } = d;
   const pi: BlkifPiSegment[] = [];
   let piBytes = 0;
   for (let i = 0; i < nrPiSegments; i++) {
@@ -249,6 +280,50 @@ export function decodeIntegrityDescriptors(
     };
   }
   return { ok: true, data, pi };
+}
+
+function decodeDataDescriptors(
+  pages: Uint8Array[],
+  nrSegments: number,
+): { ok: true; data: BlkifSegment[]; sectors: number } | { ok: false; problem: BlkifRequestProblem } {
+  const data: BlkifSegment[] = [];
+  let sectors = 0;
+  for (let i = 0; i < nrSegments; i++) {
+    const s = decodeSegment(...descriptorAt(pages, i));
+    const p = segmentProblem(s, i);
+    if (p) return { ok: false, problem: p };
+    sectors += s.lastSect - s.firstSect + 1;
+    data.push(s);
+  }
+  return { ok: true, data, sectors };
+}
+
+/**
+ * An inline write with its tuples in the slot: the data descriptors, checked as any, then exactly
+ * `piBytesFor(sectors)` bytes of tuples right after them, which must fit the slot. The tuples are a
+ * view of `inline`, the request's private copy.
+ */
+export function decodeInlineWrite(
+  inline: Uint8Array,
+  nrSegments: number,
+  piBytesFor: (dataSectors: number) => number,
+): { ok: true; data: BlkifSegment[]; tuples: Uint8Array } | { ok: false; problem: BlkifRequestProblem } {
+  const d = decodeDataDescriptors([inline], nrSegments);
+  if (!d.ok) return d;
+  const at = nrSegments * BLKIF_SEGMENT_SIZE;
+  const want = piBytesFor(d.sectors);
+  if (at + want > inline.length) {
+    return {
+      ok: false,
+      problem: {
+        code: 'BAD_NR_SEGMENTS',
+        nrSegments,
+        max: Math.floor(inline.length / BLKIF_SEGMENT_SIZE),
+        detail: `inline tuples for ${d.sectors} sectors need ${want} bytes after ${nrSegments} descriptors; the slot has ${inline.length}`,
+      },
+    };
+  }
+  return { ok: true, data: d.data, tuples: inline.subarray(at, at + want) };
 }
 
 /** Writes an integrity response: the base fields plus pi_status @9 and pi_offset @12. */

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
+  BLKIF_INTEGRITY_INLINE_BYTES,
   BLKIF_INTEGRITY_MAX_DESCRIPTORS,
   BLKIF_INTEGRITY_REQUEST_SIZE,
   BLKIF_OP_INTEGRITY,
@@ -17,8 +18,10 @@ import {
   BLKIF_PI_ERR_APP,
   BLKIF_PI_ERR_GUARD,
   BLKIF_PI_ERR_REF,
+  BLKIF_PI_INLINE,
   BLKIF_RSP_EPROTECTION,
   IntegrityKey,
+  decodeInlineWrite,
   decodeIntegrityDescriptors,
   decodeIntegrityRequest,
   decodeIntegrityResponseInfo,
@@ -38,8 +41,10 @@ import {
   BLKIF_RSP_ERROR,
   BLKIF_RSP_OKAY,
   decodeResponse,
+  encodeSegment,
   type BlkifSegment,
 } from '../src/blkif.ts';
+import { PvblkError } from '../src/errors.ts';
 import { BufferRingMemory } from '../src/ring.ts';
 
 /** Hex with spaces and line breaks allowed, for readable literal fixtures. */
@@ -94,6 +99,8 @@ describe('BLKIF_OP_INTEGRITY request layout', () => {
     expect(BLKIF_INTEGRITY_REQUEST_SIZE).toBe(68);
     expect(BLKIF_INTEGRITY_MAX_DESCRIPTORS).toBe(4096);
     expect([BLKIF_PI_CHECK_GUARD, BLKIF_PI_CHECK_APP, BLKIF_PI_CHECK_REF]).toEqual([1, 2, 4]);
+    expect(BLKIF_PI_INLINE).toBe(0x80);
+    expect(BLKIF_INTEGRITY_INLINE_BYTES).toBe(76);
     expect([BLKIF_PI_ERR_GUARD, BLKIF_PI_ERR_APP, BLKIF_PI_ERR_REF]).toEqual([1, 2, 3]);
     expect([BLKIF_PI_CAUGHT_BACKEND, BLKIF_PI_CAUGHT_DEVICE]).toEqual([0x10, 0x20]);
     expect(IntegrityKey).toEqual({
@@ -104,6 +111,7 @@ describe('BLKIF_OP_INTEGRITY request layout', () => {
       tupleSize: 'integrity-tuple-size',
       tagSize: 'integrity-tag-size',
       device: 'integrity-device',
+      inline: 'feature-integrity-inline',
     });
   });
 
@@ -179,7 +187,7 @@ describe('BLKIF_OP_INTEGRITY request layout', () => {
         integrityOp: fc.constantFrom(BLKIF_OP_READ, BLKIF_OP_WRITE),
         nrSegments: fc.integer({ min: 1, max: 4095 }),
         piFrac: fc.double({ min: 0, max: 1, noNaN: true }),
-        piFlags: fc.integer({ min: 0, max: 255 }),
+        piFlags: fc.integer({ min: 0, max: 127 }),
         id: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
         sectorNumber: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
         handle: fc.integer({ min: 0, max: 0xffff }),
@@ -212,6 +220,127 @@ describe('BLKIF_OP_INTEGRITY request layout', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('BLKIF_OP_INTEGRITY inline (BLKIF_PI_INLINE)', () => {
+  /** A 4 KiB write with its 8 tuples in the slot: one data descriptor, then 64 bytes of tuples. */
+  const inlineWrite = (): BlkifIntegrityRequest => {
+    const inline = Buffer.alloc(BLKIF_INTEGRITY_INLINE_BYTES);
+    encodeSegment(inline, 0, { gref: 0x11223344, firstSect: 0, lastSect: 7 });
+    for (let i = 0; i < 64; i++) inline[8 + i] = 0xa0 + i;
+    return {
+      operation: BLKIF_OP_INTEGRITY,
+      integrityOp: BLKIF_OP_WRITE,
+      nrSegments: 1,
+      nrPiSegments: 0,
+      piFlags: BLKIF_PI_INLINE | BLKIF_PI_CHECK_GUARD | BLKIF_PI_CHECK_REF,
+      id: 9n,
+      sectorNumber: 64n,
+      handle: 0x300,
+      appTag: 0,
+      appTagMask: 0xffff,
+      refTag: 64,
+      indirectGrefs: [],
+      inline,
+    };
+  };
+
+  it("puts the descriptors and a write's tuples in the slot from @36, and decodes them back from a copy", () => {
+    const r = inlineWrite();
+    const slot = encodeIntegrityRequest(r);
+    expect(slot[6]).toBe(0x85);
+    expect(slot.subarray(36, 44)).toEqual(Buffer.from('4433221100070000', 'hex'));
+    expect(slot.subarray(44, 108)).toEqual(r.inline!.subarray(8, 72));
+    const d = decodeIntegrityRequest(slot, 256);
+    expect(d).toEqual({ ok: true, request: r });
+    slot.fill(0); // the decoded request does not see the slot change
+    const w = decodeInlineWrite((d as { request: BlkifIntegrityRequest }).request.inline!, 1, (n) => n * 8);
+    expect(w).toEqual({
+      ok: true,
+      data: [{ gref: 0x11223344, firstSect: 0, lastSect: 7 }],
+      tuples: r.inline!.subarray(8, 72),
+    });
+  });
+
+  it('round-trips any inline request that fits the slot', () => {
+    const req = fc
+      .record({
+        write: fc.boolean(),
+        nrSegments: fc.integer({ min: 1, max: 9 }),
+        nrPi: fc.integer({ min: 0, max: 8 }),
+        bytes: fc.uint8Array({ minLength: 76, maxLength: 76 }),
+        checks: fc.integer({ min: 0, max: 7 }),
+      })
+      .filter((r) => r.nrSegments + r.nrPi <= 9 && (r.nrPi > 0 || r.write))
+      .map((r): BlkifIntegrityRequest => ({
+        operation: BLKIF_OP_INTEGRITY,
+        integrityOp: r.write ? BLKIF_OP_WRITE : BLKIF_OP_READ,
+        nrSegments: r.nrSegments,
+        nrPiSegments: r.nrPi,
+        piFlags: BLKIF_PI_INLINE | r.checks,
+        id: 1n,
+        sectorNumber: 8n,
+        handle: 1,
+        appTag: 2,
+        appTagMask: 3,
+        refTag: 4,
+        indirectGrefs: [],
+        inline: Buffer.from(r.bytes),
+      }));
+    fc.assert(
+      fc.property(req, (r) => {
+        expect(decodeIntegrityRequest(encodeIntegrityRequest(r), 256)).toEqual({ ok: true, request: r });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses an inline read without PI segments, and more descriptors than the slot holds', () => {
+    const slot = encodeIntegrityRequest(inlineWrite());
+    slot[1] = BLKIF_OP_READ;
+    expect(decodeIntegrityRequest(slot, 256)).toMatchObject({
+      ok: false,
+      id: 9n,
+      problem: { code: 'BAD_NR_SEGMENTS', detail: 'Bad number of PI segments in request (0, inline)' },
+    });
+    slot[1] = BLKIF_OP_WRITE;
+    slot.writeUInt16LE(9, 2);
+    slot.writeUInt16LE(1, 4);
+    expect(decodeIntegrityRequest(slot, 256)).toMatchObject({ ok: false, problem: { max: 0 } });
+    slot.writeUInt16LE(8, 2);
+    expect(decodeIntegrityRequest(slot, 256)).toMatchObject({ ok: true });
+  });
+
+  it('refuses inline tuples that do not fit after the descriptors, or a bad data descriptor', () => {
+    const inline = Buffer.alloc(76);
+    encodeSegment(inline, 0, { gref: 1, firstSect: 0, lastSect: 7 });
+    encodeSegment(inline, 8, { gref: 2, firstSect: 0, lastSect: 7 });
+    // 16 sectors need 128 bytes of tuples; 60 are left
+    expect(decodeInlineWrite(inline, 2, (n) => n * 8)).toMatchObject({
+      ok: false,
+      problem: {
+        code: 'BAD_NR_SEGMENTS',
+        detail: 'inline tuples for 16 sectors need 128 bytes after 2 descriptors; the slot has 76',
+      },
+    });
+    // with 4096-byte intervals, 2 tuples: they fit
+    expect(decodeInlineWrite(inline, 2, (n) => (n / 8) * 8)).toMatchObject({
+      ok: true,
+      tuples: inline.subarray(16, 32),
+    });
+    encodeSegment(inline, 0, { gref: 1, firstSect: 5, lastSect: 2 });
+    expect(decodeInlineWrite(inline, 2, (n) => n * 8)).toMatchObject({
+      ok: false,
+      problem: { code: 'BAD_SEGMENT', index: 0 },
+    });
+  });
+
+  it('will not encode an inline request whose bytes do not fit or that also names indirect pages', () => {
+    const r = inlineWrite();
+    expect(() => encodeIntegrityRequest({ ...r, inline: Buffer.alloc(77) })).toThrow(PvblkError);
+    expect(() => encodeIntegrityRequest({ ...r, indirectGrefs: [5] })).toThrow('no indirect page');
+    expect(() => encodeIntegrityRequest({ ...r, inline: undefined })).toThrow(PvblkError);
   });
 });
 
@@ -319,9 +448,18 @@ describe('decodeIntegrityRequest on hostile slots', () => {
           const r = d.request;
           expect(r.nrSegments).toBeGreaterThanOrEqual(1);
           expect(r.nrSegments).toBeLessThanOrEqual(maxSegments);
-          expect(r.nrPiSegments).toBeGreaterThanOrEqual(1);
-          expect(r.nrSegments + r.nrPiSegments).toBeLessThanOrEqual(4096);
-          expect(r.indirectGrefs).toHaveLength(Math.ceil((r.nrSegments + r.nrPiSegments) / 512));
+          if ((r.piFlags & BLKIF_PI_INLINE) !== 0) {
+            // inline: everything in the slot's 76 bytes, no page; only a write may carry its tuples
+            expect(r.nrSegments + r.nrPiSegments).toBeLessThanOrEqual(9);
+            if (r.nrPiSegments === 0) expect(r.integrityOp).toBe(BLKIF_OP_WRITE);
+            expect(r.indirectGrefs).toEqual([]);
+            expect(r.inline).toEqual(Buffer.from(bytes.subarray(36)));
+          } else {
+            expect(r.nrPiSegments).toBeGreaterThanOrEqual(1);
+            expect(r.nrSegments + r.nrPiSegments).toBeLessThanOrEqual(4096);
+            expect(r.indirectGrefs).toHaveLength(Math.ceil((r.nrSegments + r.nrPiSegments) / 512));
+            expect(r.inline).toBeUndefined();
+          }
           expect(decodeIntegrityRequest(encodeIntegrityRequest(r), maxSegments)).toEqual(d);
         },
       ),

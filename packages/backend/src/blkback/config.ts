@@ -33,6 +33,8 @@ export interface BlkbackConfig {
   advertiseFlushCache: boolean;
   /** Offer the blkif integrity extension when the device has an integrity profile. */
   integrity: boolean;
+  /** With it, offer feature-integrity-inline: descriptors, and a small write's tuples, in the slot. */
+  integrityInline: boolean;
   /** Longest a disconnect waits for in-flight I/O before giving up on it. */
   drainTimeoutMs: number;
   /** Trace hooks for `pvblk bench --trace` (trace.ts); null when tracing is off. */
@@ -50,6 +52,7 @@ export const DEFAULT_BLKBACK_CONFIG: Readonly<BlkbackConfig> = Object.freeze({
   dataPath: 'map',
   advertiseFlushCache: true,
   integrity: true,
+  integrityInline: true,
   drainTimeoutMs: 10_000,
   trace: blkbackTrace,
 });

@@ -59,6 +59,7 @@ import {
   BLKIF_PI_CHECK_APP,
   BLKIF_PI_CHECK_GUARD,
   BLKIF_PI_CHECK_REF,
+  decodeInlineWrite,
   decodeIntegrityDescriptors,
   decodeIntegrityRequest,
   PI_TUPLE_SIZE,
@@ -91,6 +92,8 @@ export interface RingContext {
   stats: BlkbackStats;
   /** The PI format negotiated with the frontend (the blkif integrity extension), or null. */
   integrity: IntegrityProfile | null;
+  /** feature-integrity-inline was offered: BLKIF_PI_INLINE requests are served, else refused. */
+  integrityInline: boolean;
   /** Where the vbd starts on the host device (a partition), in 512-byte sectors: ref tags are remapped by it. */
   startSector: number;
   /** LRU_INTERVAL: the ring wakes this often to purge persistent grants and notice a resize. */
@@ -405,6 +408,10 @@ export class BlkifRing {
       this.debug(`${d.problem.detail} (integrity, domain ${this.ctx.frontDomid})`);
       return { kind: 'refuse', id: d.id, op: BLKIF_OP_INTEGRITY, status: BLKIF_RSP_ERROR };
     }
+    if (d.request.inline && !this.ctx.integrityInline) {
+      this.debug(`inline integrity request without feature-integrity-inline (domain ${this.ctx.frontDomid})`);
+      return { kind: 'refuse', id: d.request.id, op: BLKIF_OP_INTEGRITY, status: BLKIF_RSP_ERROR };
+    }
     return {
       kind: 'work',
       id: d.request.id,
@@ -566,23 +573,29 @@ export class BlkifRing {
     const prof = this.ctx.integrity!;
     const isWrite = req.integrityOp === BLKIF_OP_WRITE;
     const spi = prof.interval / SECTOR_SIZE;
-    // descriptors: data segments, then PI segments, in the indirect pages
-    const pages = await this.indirectPages(
-      req.indirectGrefs,
-      'integrity descriptors',
-      req.nrSegments + req.nrPiSegments,
-    );
-    if (!pages) return { status: BLKIF_RSP_ERROR, refused: true };
-    const desc = decodeIntegrityDescriptors(
-      pages,
-      req.nrSegments,
-      req.nrPiSegments,
-      (sectors) => (sectors / spi) * PI_TUPLE_SIZE,
-    );
+    const piBytesFor = (sectors: number) => (sectors / spi) * PI_TUPLE_SIZE;
+    // descriptors: data segments, then PI segments, in the indirect pages or in the slot (inline);
+    // an inline write may carry its tuples in the slot instead of PI segments
+    let desc: ReturnType<typeof decodeIntegrityDescriptors> | ReturnType<typeof decodeInlineWrite>;
+    if (req.inline && req.nrPiSegments === 0) {
+      desc = decodeInlineWrite(req.inline, req.nrSegments, piBytesFor);
+    } else {
+      const pages = req.inline
+        ? [req.inline]
+        : await this.indirectPages(
+            req.indirectGrefs,
+            'integrity descriptors',
+            req.nrSegments + req.nrPiSegments,
+          );
+      if (!pages) return { status: BLKIF_RSP_ERROR, refused: true };
+      desc = decodeIntegrityDescriptors(pages, req.nrSegments, req.nrPiSegments, piBytesFor);
+    }
     if (!desc.ok) {
       this.debug(`${desc.problem.detail} (integrity, domain ${this.ctx.frontDomid})`);
       return { status: BLKIF_RSP_ERROR, refused: true };
     }
+    const piDesc = 'pi' in desc ? desc.pi : [];
+    const inlineTuples = 'tuples' in desc ? desc.tuples : null;
     const segments = desc.data;
     const nrSects = segments.reduce((n, s) => n + segmentSectors(s), 0);
     const start = req.sectorNumber;
@@ -609,7 +622,7 @@ export class BlkifRing {
     };
     const virtSeed = req.refTag >>> 0;
     const physSeed = (this.ctx.startSector + sector) / spi;
-    const piSegs = desc.pi.map((p) => ({ gref: p.gref, firstSect: 0, lastSect: 7 }));
+    const piSegs = piDesc.map((p) => ({ gref: p.gref, firstSect: 0, lastSect: 7 }));
     const all = await this.data.acquire([...segments, ...piSegs], isWrite);
     if (!all.ok) {
       this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${all.detail}`);
@@ -622,12 +635,18 @@ export class BlkifRing {
         // the data as a plain write takes it (a view of a one-segment write's page, which the device
         // copies before completing), and the tuples copied out of their pages: remapping rewrites them
         const g = await io.gather(0, segments.length);
-        const gp = await io.gather(segments.length, segments.length + piSegs.length);
-        if (!g.ok || !gp.ok) return { status: BLKIF_RSP_ERROR };
+        if (!g.ok) return { status: BLKIF_RSP_ERROR };
         const data = g.data;
-        const tuples = Buffer.concat(
-          desc.pi.map((p, i) => gp.data.subarray(i * 4096 + p.offset, i * 4096 + p.offset + p.length)),
-        );
+        let tuples: Buffer;
+        if (inlineTuples) {
+          tuples = Buffer.from(inlineTuples);
+        } else {
+          const gp = await io.gather(segments.length, segments.length + piSegs.length);
+          if (!gp.ok) return { status: BLKIF_RSP_ERROR };
+          tuples = Buffer.concat(
+            piDesc.map((p, i) => gp.data.subarray(i * 4096 + p.offset, i * 4096 + p.offset + p.length)),
+          );
+        }
         this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
         remapRefs(tuples, virtSeed, physSeed, prof.type);
         this.ctx.trace?.diskStart(req.id);
@@ -643,11 +662,11 @@ export class BlkifRing {
       this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
       remapRefs(tuples, physSeed, virtSeed, prof.type);
       // PI pages get the tuples at their offsets; the rest of those pages is left as it was
-      const out = Buffer.alloc(dataBytes + desc.pi.length * 4096);
+      const out = Buffer.alloc(dataBytes + piDesc.length * 4096);
       r.data.copy(out, 0);
-      const gathered = desc.pi.length ? await io.gather() : null;
+      const gathered = piDesc.length ? await io.gather() : null;
       let pos = 0;
-      desc.pi.forEach((p, i) => {
+      piDesc.forEach((p, i) => {
         const base = dataBytes + i * 4096;
         if (gathered?.ok) gathered.data.copy(out, base, base, base + 4096);
         tuples.copy(out, base + p.offset, pos, pos + p.length);

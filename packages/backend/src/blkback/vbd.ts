@@ -181,6 +181,8 @@ export class VbdBackend {
         await w(IntegrityKey.tupleSize, prof.tupleSize);
         await w(IntegrityKey.tagSize, prof.tagSize);
         await w(IntegrityKey.device, prof.deviceCapable ? 1 : 0);
+        if (config.integrityInline) await w(IntegrityKey.inline, 1);
+        else await this.xs.rm(`${bePath}/${IntegrityKey.inline}`, tx).catch(() => {});
       } else {
         // an earlier backend may have offered it: take the offer back, or the frontend opts in to nothing
         for (const k of Object.values(IntegrityKey)) await this.xs.rm(`${bePath}/${k}`, tx).catch(() => {});
@@ -241,6 +243,10 @@ export class VbdBackend {
         (await old(IntegrityKey.guard)) === prof.guard &&
         (await old(IntegrityKey.interval)) === String(prof.interval);
       if (!same) return 'the integrity format changed';
+      // a frontend that was offered inline requests may send them: they would now be refused
+      const oldInline = parseXsBool(await old(IntegrityKey.inline), IntegrityKey.inline);
+      if (oldInline.ok && oldInline.value && !config.integrityInline)
+        return 'feature-integrity-inline is no longer offered';
     }
     return null;
   }
@@ -439,6 +445,7 @@ export class VbdBackend {
               : null,
             stats,
             integrity: this.integrity,
+            integrityInline: this.integrity !== null && config.integrityInline,
             startSector: this.ctx.startSector,
             lruIntervalMs: config.lruIntervalMs,
             withdrawFeature: (key) => {

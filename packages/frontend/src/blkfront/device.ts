@@ -249,6 +249,8 @@ export class Blkfront implements BlockDriver {
   }
 
   private integrityFormat: DeviceIntegrity | null = null;
+  /** The backend takes integrity requests inline (feature-integrity-inline). */
+  private integrityInline = false;
   /** The backend is not trusted (`trusted` = 0, or the module parameter): data is bounced. */
   private untrusted = false;
 
@@ -539,6 +541,11 @@ export class Blkfront implements BlockDriver {
     const maxIndirect = indirect <= BLKIF_MAX_SEGMENTS_PER_REQUEST ? 0 : indirect;
     const size = blkifRingSize(ringOrder);
     this.integrityFormat = beIndirect > 0 && this.opts.integrity ? await this.readIntegrityOffer() : null;
+    const inline = parseXsBool(
+      await xs.tryRead(`${this.backendPath}/${IntegrityKey.inline}`),
+      IntegrityKey.inline,
+    );
+    this.integrityInline = this.integrityFormat !== null && inline.ok && inline.value;
     // info->bounce: the module parameter, or trusted = 0 in our own directory (talk_to_blkback)
     const trusted = parseXsBool(await xs.tryRead(`${this.nodename}/${BlkifKey.trusted}`), 'trusted', true);
     this.untrusted = !this.opts.trusted || !trusted.ok || !trusted.value;
@@ -555,6 +562,7 @@ export class Blkfront implements BlockDriver {
         maxIndirect,
         flushOperation: () => this.flushOperation(),
         integrity: this.integrityFormat !== null,
+        integrityInline: this.integrityInline,
         startIndex: this.opts.ringStartIndex,
         onFatal: (msg) => this.fail(msg),
         stats: this.stats,

@@ -38,6 +38,8 @@ import {
   BLKIF_PI_CHECK_APP,
   BLKIF_PI_CHECK_GUARD,
   BLKIF_PI_CHECK_REF,
+  BLKIF_PI_INLINE,
+  BLKIF_INTEGRITY_INLINE_BYTES,
   decodeIntegrityResponseInfo,
   encodeIntegrityDescriptors,
   encodeIntegrityRequest,
@@ -100,6 +102,8 @@ export interface QueueParams {
   /** The integrity extension is on for this connection. A request carrying PI from before a
    * reconnect that lost it goes out as plain READ/WRITE, and its completion says the PI did not travel. */
   integrity: boolean;
+  /** The backend offered feature-integrity-inline: small integrity requests go in the slot alone. */
+  integrityInline: boolean;
   startIndex: number;
   /** The operation a flush becomes: WRITE_BARRIER for a barrier-only backend, else FLUSH_DISKCACHE. */
   flushOperation(): number;
@@ -321,12 +325,28 @@ export class FrontQueue {
     return { page, ref: this.grantTransient(sh, page, readonly) };
   }
 
-  /** BLKIF_OP_INTEGRITY (docs/blkif-integrity.md): PI pages after the data, descriptors in indirect pages. */
+  /**
+   * BLKIF_OP_INTEGRITY (docs/blkif-integrity.md): PI pages after the data, descriptors in indirect
+   * pages — or, towards a backend that takes them inline, the descriptors in the slot, and a write's
+   * tuples too when they fit after its data descriptors (no PI page, no descriptor page).
+   */
   private placeIntegrity(id: number, sh: Shadow, req: BlockRequest, segs: BlkifSegment[]): void {
     const integ = req.integrity!;
     const write = req.op === 'write';
     sh.op = BLKIF_OP_INTEGRITY;
+    const inline = this.p.integrityInline;
+    const tuplesInline =
+      inline &&
+      write &&
+      segs.length * BLKIF_SEGMENT_SIZE + integ.tuples.length <= BLKIF_INTEGRITY_INLINE_BYTES;
     const pi: BlkifPiSegment[] = [];
+    if (tuplesInline) {
+      const bytes = Buffer.allocUnsafe(BLKIF_INTEGRITY_INLINE_BYTES).fill(0);
+      encodeIntegrityDescriptors([bytes], segs, []);
+      integ.tuples.copy(bytes, segs.length * BLKIF_SEGMENT_SIZE);
+      this.place(this.integritySlot(id, req, segs.length, 0, { inline: bytes }));
+      return;
+    }
     for (let off = 0; off < integ.tuples.length; off += 4096) {
       const length = Math.min(4096, integ.tuples.length - off);
       // only the tuples are written: the rest of a reused page is never read, and need not travel
@@ -335,28 +355,47 @@ export class FrontQueue {
       pi.push({ gref: ref, offset: 0, length });
       if (!write) sh.piIn.push({ page, offset: 0, length });
     }
-    const bufs = descriptorPages(segs.length + pi.length);
+    const descriptors = segs.length + pi.length;
+    if (inline && descriptors * BLKIF_SEGMENT_SIZE <= BLKIF_INTEGRITY_INLINE_BYTES) {
+      const bytes = Buffer.allocUnsafe(BLKIF_INTEGRITY_INLINE_BYTES).fill(0);
+      encodeIntegrityDescriptors([bytes], segs, pi);
+      this.place(this.integritySlot(id, req, segs.length, pi.length, { inline: bytes }));
+      return;
+    }
+    const bufs = descriptorPages(descriptors);
     encodeIntegrityDescriptors(bufs, segs, pi);
     const grefs = bufs.map((b) => this.auxPage(sh, b).ref);
+    this.place(this.integritySlot(id, req, segs.length, pi.length, { grefs }));
+  }
+
+  private integritySlot(
+    id: number,
+    req: BlockRequest,
+    nrSegments: number,
+    nrPiSegments: number,
+    where: { inline: Buffer } | { grefs: number[] },
+  ): Buffer {
+    const integ = req.integrity!;
     const c = integ.checks;
-    const slot = encodeIntegrityRequest({
+    return encodeIntegrityRequest({
       operation: BLKIF_OP_INTEGRITY,
-      integrityOp: write ? BLKIF_OP_WRITE : BLKIF_OP_READ,
-      nrSegments: segs.length,
-      nrPiSegments: pi.length,
+      integrityOp: req.op === 'write' ? BLKIF_OP_WRITE : BLKIF_OP_READ,
+      nrSegments,
+      nrPiSegments,
       piFlags:
         (c.guard ? BLKIF_PI_CHECK_GUARD : 0) |
         (c.app ? BLKIF_PI_CHECK_APP : 0) |
-        (c.ref ? BLKIF_PI_CHECK_REF : 0),
+        (c.ref ? BLKIF_PI_CHECK_REF : 0) |
+        ('inline' in where ? BLKIF_PI_INLINE : 0),
       id: BigInt(id),
       sectorNumber: BigInt(req.sector),
       handle: this.p.handle,
       appTag: integ.appTag,
       appTagMask: 0xffff,
       refTag: integ.refSeed,
-      indirectGrefs: grefs,
+      indirectGrefs: 'grefs' in where ? where.grefs : [],
+      ...('inline' in where ? { inline: where.inline } : {}),
     });
-    this.place(slot);
   }
 
   /** Publishes queued requests; the backend is notified if its req_event asks for it (see RingEvents). */
