@@ -158,7 +158,7 @@ export function writeLe16(buf: Uint8Array, off: number, v: number): void {
 
 /** An 8-byte descriptor (a segment's or a PI segment's) must lie inside its page. */
 export function checkDescriptor(buf: Uint8Array, off: number): void {
-  if (!(off >= 0 && off + BLKIF_SEGMENT_SIZE <= buf.length))
+  if (!(Number.isInteger(off) && off >= 0 && off + BLKIF_SEGMENT_SIZE <= buf.length))
     throw new RangeError(`descriptor at offset ${off} is outside the ${buf.length}-byte buffer`);
 }
 

@@ -105,7 +105,8 @@ export class ComputedGuards {
   private readonly values: Int32Array;
   constructor(
     readonly data: Uint8Array,
-    readonly guard: GuardKind,
+    /** The guard function they were computed with. */
+    readonly kind: GuardKind,
     readonly interval: number,
   ) {
     this.values = new Int32Array(Math.floor(data.length / interval)).fill(-1);
@@ -116,11 +117,16 @@ export class ComputedGuards {
     this.values[i] = value;
   }
 
+  /** Drops every recorded guard: later reads compute. */
+  forget(): void {
+    this.values.fill(-1);
+  }
+
   /** The guard of `data[start, end)` computed as `guard`: the recorded one when it is the same interval. */
   of(data: Uint8Array, start: number, end: number, guard: GuardKind): number {
     if (
       data === this.data &&
-      guard === this.guard &&
+      guard === this.kind &&
       end - start === this.interval &&
       start % this.interval === 0
     ) {
@@ -203,7 +209,7 @@ export function verifyPi(data: Uint8Array, pi: Uint8Array, opts: VerifyPiOptions
   const useCrc = format.guard === 'crc';
   const expectedApp = appTag & appTagMask;
   const r = opts.record;
-  const record = r && r.data === data && r.guard === format.guard && r.interval === interval ? r : null;
+  const record = r && r.data === data && r.kind === format.guard && r.interval === interval ? r : null;
   for (let i = 0; i < count; i++) {
     const off = i * PI_TUPLE_SIZE;
     const storedApp = readU16(pi, off + 2);

@@ -388,6 +388,9 @@ describe('ComputedGuards', () => {
     expect(record.of(data, 512, 1024, 'ip')).toBe(ipChecksum(data, 512, 1024));
     expect(record.of(data, 256, 768, 'crc')).toBe(crc16T10DifBitwise(data, 256, 768));
     expect(record.of(data, 0, 512, 'crc')).toBe(crc16T10DifBitwise(data, 0, 512));
+    // forgotten, it computes again
+    record.forget();
+    expect(record.of(data, 512, 1024, 'crc')).toBe(crc16T10DifBitwise(data, 512, 1024));
   });
 
   it('is not filled by a check of another buffer or format', () => {

@@ -634,19 +634,21 @@ export class BlkifRing {
       if (isWrite) {
         // the data as a plain write takes it (a view of a one-segment write's page, which the device
         // copies before completing), and the tuples copied out of their pages: remapping rewrites them
-        const g = await io.gather(0, segments.length);
-        if (!g.ok) return { status: BLKIF_RSP_ERROR };
+        // the data as a plain write takes it: a one-segment write's is a view of its page, which the
+        // device copies before completing (a guest rewriting a page in flight changes only its own
+        // data, as with DMA); the tuples are copied, as remapping rewrites them. Both ranges are
+        // asked for at once: with grant copy each is a call to the hypervisor.
+        const [g, gp] = await Promise.all([
+          io.gather(0, segments.length),
+          inlineTuples ? null : io.gather(segments.length, segments.length + piSegs.length),
+        ]);
+        if (!g.ok || (gp && !gp.ok)) return { status: BLKIF_RSP_ERROR };
         const data = g.data;
-        let tuples: Buffer;
-        if (inlineTuples) {
-          tuples = Buffer.from(inlineTuples);
-        } else {
-          const gp = await io.gather(segments.length, segments.length + piSegs.length);
-          if (!gp.ok) return { status: BLKIF_RSP_ERROR };
-          tuples = Buffer.concat(
-            piDesc.map((p, i) => gp.data.subarray(i * 4096 + p.offset, i * 4096 + p.offset + p.length)),
-          );
-        }
+        const tuples = gp?.ok
+          ? Buffer.concat(
+              piDesc.map((p, i) => gp.data.subarray(i * 4096 + p.offset, i * 4096 + p.offset + p.length)),
+            )
+          : Buffer.from(inlineTuples!);
         this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
         remapRefs(tuples, virtSeed, physSeed, prof.type);
         this.ctx.trace?.diskStart(req.id);
@@ -709,8 +711,9 @@ export class BlkifRing {
   }
 
   /**
-   * Private copies of the pages holding an indirect request's descriptors (mapped read-only or copied,
-   * then released at once): every descriptor is then read from memory the guest can no longer change.
+   * Private copies of the `descriptors` an indirect request's pages hold (mapped read-only or copied,
+   * then released at once), one view per page — empty past the last descriptor: every descriptor is
+   * then read from memory the guest can no longer change.
    */
   private async indirectPages(
     grefs: number[],

@@ -96,9 +96,9 @@ class MappedSegments implements SegmentData {
   ) {}
 
   /**
-   * One segment is handed over as a view of its mapped page, as Linux's bio points at the granted
-   * page (the device copies it before the request completes; a guest that rewrites a page it has in
-   * flight changes only its own data, as with DMA); several are gathered into one buffer.
+   * A range of one segment is handed over as a view of its mapped page, as Linux's bio points at the
+   * granted page (the device copies it before the request completes; a guest that rewrites a page it
+   * has in flight changes only its own data, as with DMA); several are gathered into one buffer.
    */
   async gather(from = 0, to = this.segments.length): Promise<{ ok: true; data: Buffer }> {
     const { segments, pages } = this;

@@ -345,6 +345,9 @@ export class SdDisk implements HostBlockDevice {
     const hba = hbaChecks(op, dix, this.hostType(), checks);
     // the drive checks the same bytes again at once: it reads the guards computed here
     const guards = prot && hba.guard ? new ComputedGuards(data, this.guardKind, PI_INTERVAL) : undefined;
+    // valid until the drive's check, which follows without a turn of the event loop; should one ever
+    // come between (an await before it), this runs first and the drive computes its own
+    if (guards) queueMicrotask(() => guards.forget());
     const failed = prot ? this.hbaVerify(data, prot, sector, hba, guards) : null;
     const out: Outcome = failed
       ? { result: this.hbaFailure(failed, sector), hostByte: 'DID_ABORT', timedOut: false, starved: false }

@@ -1,8 +1,10 @@
 /**
- * The scsi_debug disk's medium: data and protection information of every logical block, kept
- * together the way a PI-formatted drive keeps them — each block followed by its tuples (520-byte
- * records for 512-byte blocks; for 4096-byte blocks 4096 + 8 tuples × 8 = 4160 bytes, one tuple per
- * 512-byte protection interval). A disk without PI (dif=0 and dix=0) has plain block-sized records.
+ * The scsi_debug disk's medium: data and protection information of every logical block. The file
+ * store keeps them together the way a PI-formatted drive does — each block followed by its tuples
+ * (520-byte records for 512-byte blocks; for 4096-byte blocks 4096 + 8 tuples × 8 = 4160 bytes, one
+ * tuple per 512-byte protection interval); the memory store keeps them apart within each chunk and
+ * shows them interleaved the same way. A disk without PI (dif=0 and dix=0) has plain block-sized
+ * records.
  *
  * scsi_debug keeps its store in vmalloc'ed RAM: data zeroed and PI memset to 0xFF at load (so
  * never-written blocks carry the escape app tag 0xFFFF). pvblk keeps it in a file so a backend
@@ -257,7 +259,12 @@ export class MemoryStore implements BlockStore {
   private chunkFor(index: number): MemoryChunk {
     let c = this.chunks.get(index);
     if (!c) {
-      c = { data: Buffer.from(this.blank.data), pi: Buffer.from(this.blank.pi) };
+      // one allocation of its own per chunk: a 1 KiB tuple buffer from Node's pool would keep a
+      // shared 8 KiB slab alive for as long as the chunk lives
+      const bytes = Buffer.allocUnsafeSlow(this.blank.data.length + this.blank.pi.length);
+      c = { data: bytes.subarray(0, this.blank.data.length), pi: bytes.subarray(this.blank.data.length) };
+      this.blank.data.copy(c.data);
+      this.blank.pi.copy(c.pi);
       this.chunks.set(index, c);
     }
     return c;
