@@ -28,6 +28,8 @@ import { isPvblkError } from '@pvblk/shared';
 /** The stack a bench point runs on. */
 export interface StackShape {
   pi: boolean;
+  /** With `pi`, blkback offers inline integrity requests (feature-integrity-inline). */
+  piInline: boolean;
   disk: string;
   persistent: boolean;
   dataPath: 'map' | 'copy';
@@ -65,6 +67,7 @@ export const SWEEP_STACK_KEYS = [
   'data-path',
   'persistent',
   'pi',
+  'pi-inline',
   'guests',
   'ndelay',
 ] as const;
@@ -87,6 +90,7 @@ fio options (fio's names and syntax, --opt=value or --opt value):
 
 pvblk options:
   --pi                       disk formatted with PI (dif=1 dix=1) and the blkif integrity extension
+  --pi-inline, --no-pi-inline   small integrity requests in the ring slot (default on)
   --disk "<params>"          scsi_debug parameters of the disks (e.g. "ndelay=200000 dev_size_mb=64")
   --persistent, --no-persistent   persistent grants (default on)
   --data-path map|copy       blkback maps grants (Linux) or copies (QEMU qdisk)
@@ -110,6 +114,7 @@ const fail = (...lines: string[]): never => {
 
 export const DEFAULT_STACK: StackShape = {
   pi: false,
+  piInline: true,
   disk: '',
   persistent: true,
   dataPath: 'map',
@@ -133,6 +138,13 @@ function applyStack(s: StackShape, name: string, value: string | null): void {
     case 'no-persistent':
       if (value !== null) fail(`fio: option '--no-persistent' takes no value (got "${value}")`);
       s.persistent = false;
+      return;
+    case 'pi-inline':
+      s.piInline = value === null ? true : parseBool('pi-inline', value);
+      return;
+    case 'no-pi-inline':
+      if (value !== null) fail(`fio: option '--no-pi-inline' takes no value (got "${value}")`);
+      s.piInline = false;
       return;
     case 'disk':
       s.disk = need();

@@ -364,7 +364,7 @@ export function renderPointNormal(p: PointResult): string {
   out.push(renderNormal(fioReport(p, true)).trimEnd());
   out.push('');
   out.push(
-    `pvblk stack: disk "${diskParams(p.stack)}", ${p.stack.guests} guest${p.stack.guests > 1 ? 's' : ''}, ring-page-order ${p.stack.ringPageOrder}, queues ${p.stack.queues}, indirect-segments ${p.stack.indirectSegments}, persistent grants ${p.stack.persistent ? 'on' : 'off'}, data path ${p.stack.dataPath}${p.stack.pi ? ', PI (blkif integrity)' : ''}`,
+    `pvblk stack: disk "${diskParams(p.stack)}", ${p.stack.guests} guest${p.stack.guests > 1 ? 's' : ''}, ring-page-order ${p.stack.ringPageOrder}, queues ${p.stack.queues}, indirect-segments ${p.stack.indirectSegments}, persistent grants ${p.stack.persistent ? 'on' : 'off'}, data path ${p.stack.dataPath}${p.stack.pi ? `, PI (blkif integrity${p.stack.piInline ? ', inline' : ', no inline'})` : ''}`,
   );
   out.push(...counterLines(p));
   out.push(...stageLines(p.stages));

@@ -138,6 +138,7 @@ async function startBenchStack(shape: StackShape, o: BenchOptions): Promise<Live
       '--max-queues',
       String(Math.max(4, shape.queues)),
       ...persistent,
+      ...(shape.piInline ? [] : ['--no-pi-inline']),
     ],
     guestArgs: [
       '--ring-page-order',

@@ -43,6 +43,7 @@ export function registerDriverDomainCommands(program: Command, fail: (e: unknown
         memory?: boolean;
         dataPath: string;
         persistent: boolean;
+        piInline: boolean;
         partitionStart: number;
         scsiHost: number;
       }) => {
@@ -57,6 +58,7 @@ export function registerDriverDomainCommands(program: Command, fail: (e: unknown
           blkback: {
             dataPath: choiceOption('--data-path', ['map', 'copy'] as const)(o.dataPath),
             persistentGrants: o.persistent,
+            integrityInline: o.piInline,
           },
         }).catch(fail);
       },

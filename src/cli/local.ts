@@ -41,6 +41,7 @@ export function stackOptions(cmd: Command): Command {
       new Option('--data-path <how>', 'how blkback moves data').choices(['map', 'copy']).default('map'),
     )
     .option('--no-persistent', 'do not use persistent grants')
+    .option('--no-pi-inline', 'integrity requests always in indirect pages (no feature-integrity-inline)')
     .option(
       '--ring-page-order <n>',
       'blkfront ring size: 2^n pages (blkback allows up to 4)',
@@ -84,6 +85,7 @@ export interface StackCli {
   indirectSegments: number;
   ringStartIndex: number;
   partitionStart: number;
+  piInline: boolean;
 }
 
 function stackConfig(o: StackCli): Omit<StackOptions, 'workDir'> {
@@ -95,7 +97,14 @@ function stackConfig(o: StackCli): Omit<StackOptions, 'workDir'> {
     runDir: resolve(o.runDir),
     host: o.host,
     port: o.port,
-    hostArgs: ['--data-path', o.dataPath, '--partition-start', String(o.partitionStart), ...persistent],
+    hostArgs: [
+      '--data-path',
+      o.dataPath,
+      '--partition-start',
+      String(o.partitionStart),
+      ...persistent,
+      ...(o.piInline ? [] : ['--no-pi-inline']),
+    ],
     guestArgs: [
       '--ring-page-order',
       String(o.ringPageOrder),

@@ -231,6 +231,7 @@ blkbackOptions(
       apiPort: number;
       dataPath: string;
       persistent: boolean;
+      piInline: boolean;
       maxIndirectSegments: number;
       maxRingPageOrder: number;
       maxQueues: number;
@@ -249,6 +250,7 @@ blkbackOptions(
         blkback: {
           dataPath: choiceOption('--data-path', ['map', 'copy'] as const)(o.dataPath),
           persistentGrants: o.persistent,
+          integrityInline: o.piInline,
           maxIndirectSegments: o.maxIndirectSegments,
           maxRingPageOrder: o.maxRingPageOrder,
           maxQueues: o.maxQueues,

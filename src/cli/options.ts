@@ -38,6 +38,10 @@ export function blkbackOptions(cmd: Command): Command {
     )
     .option('--no-persistent', 'do not offer persistent grants')
     .option(
+      '--no-pi-inline',
+      'do not offer feature-integrity-inline (integrity requests then always use indirect pages)',
+    )
+    .option(
       '--partition-start <sectors>',
       'serve guests a partition of their disk starting at this sector (PI ref tags are remapped)',
       intOption('--partition-start', 0, 1 << 30),

@@ -238,6 +238,42 @@ describe('pvblk bench: a run', () => {
     expect(j.pvblk.dom0_broker.framesIn).toBeLessThanOrEqual(d.requests + 4);
   });
 
+  it('--pi sends a small write inline; with --no-pi-inline its descriptors and tuples take pages', async () => {
+    const run = async (extra: string[]) => {
+      const r = await pvblk(
+        [
+          'bench',
+          '--name=pi',
+          '--rw=randwrite',
+          '--bs=4k',
+          '--iodepth=1',
+          '--size=256k',
+          '--direct=1',
+          '--output-format=json',
+          '--pi',
+          ...extra,
+          ...QUICK,
+        ],
+        { env: { TMPDIR: tmp.path }, timeoutMs: 120_000 },
+      );
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const j = JSON.parse(r.stdout) as FioJson & { pvblk: { stack: { piInline: boolean } } };
+      expect(j.jobs[0].error).toBe(0);
+      return j.pvblk;
+    };
+    const inline = await run([]);
+    const paged = await run(['--no-pi-inline']);
+    expect([inline.stack.piInline, paged.stack.piInline]).toEqual([true, false]);
+    const [gi, gp] = [inline.guests[0], paged.guests[0]];
+    // one write at a time reuses its grants: the data page alone, or with a PI and a descriptor page
+    expect([gi.blkback.persistent_grants, gp.blkback.persistent_grants]).toEqual([1, 3]);
+    // inline, the tuples ride in the 112-byte slot that is written anyway; paged, they and the
+    // descriptors are two more page writes (64 + 16 bytes, 9 bytes of record header each): ≈ 98 bytes
+    expect(gp.per_request.bytesGuestToBroker - gi.per_request.bytesGuestToBroker).toBeGreaterThan(64);
+    expect(gi.blkback.pi_tuples).toBe(gp.blkback.pi_tuples);
+  });
+
   it('sweeps and plots IOPS against the swept value as a PNG', async () => {
     const png = join(tmp.path, 'sweep.png');
     const r = await pvblk(

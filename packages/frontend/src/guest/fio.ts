@@ -32,6 +32,8 @@ export const PVBLK_STACK_OPTIONS: Readonly<Record<string, boolean>> = {
   disk: true,
   persistent: false,
   'no-persistent': false,
+  'pi-inline': false,
+  'no-pi-inline': false,
   'data-path': true,
   'indirect-segments': true,
   'ring-page-order': true,
