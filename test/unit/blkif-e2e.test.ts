@@ -70,6 +70,28 @@ describe('blkfront ↔ blkback in process', () => {
     expect(g.front.capacity()).toBe(16384);
   });
 
+  it('one guest page in many writes in flight reaches the disk every time (grants mapped per request)', async () => {
+    // blkback maps the page once per request; the broker answers a second mapping of a frame
+    // blkback already maps with "it aliases handle N" — which an unmap sent meanwhile must not have
+    // made Dom0 forget, or the new mapping got a zero page and the disk zeros, answered OKAY
+    stack = await startStack();
+    const g = await stack.addGuest({ front: { persistentGrants: false } });
+    const page = g.xc.allocPage();
+    page.write(0, Buffer.alloc(4096, 0x5a));
+    const writes: Array<Promise<{ status: string }>> = [];
+    for (let i = 0; i < 48; i++) {
+      writes.push(g.front.submit({ op: 'write', sector: 8 * i, segments: [{ page, off: 0, len: 4096 }] }));
+      // let some requests finish (and unmap) while the next ones are mapped
+      if (i % 5 === 4) await new Promise((r) => setImmediate(r));
+    }
+    expect((await Promise.all(writes)).map((r) => r.status)).toEqual(Array(48).fill('ok'));
+    for (let i = 0; i < 48; i++)
+      expect(
+        g.disk.data.subarray(i * 4096, (i + 1) * 4096).equals(Buffer.alloc(4096, 0x5a)),
+        `sector ${8 * i}`,
+      ).toBe(true);
+  });
+
   it('flushes and discards', async () => {
     stack = await startStack();
     const g = await stack.addGuest();

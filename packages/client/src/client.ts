@@ -394,8 +394,20 @@ export class XenClient implements Hypercalls, PageWriteSink {
       return rs.map((r, i) => {
         if (r.status !== GNTST.okay || r.handle === undefined) return { status: r.status };
         const op = ops[i];
-        // a second mapping of a frame we already map shares its page (the broker says which)
+        // a second mapping of a frame we already map shares its page (the broker says which); the
+        // broker answers in order, so the page it names is still ours (unmap forgets a page only
+        // once its answer is back). Naming another would hand out zeros for the frame's contents.
         const shared = r.alias !== undefined ? this.mappedPages.get(r.alias) : undefined;
+        if (r.alias !== undefined && !shared) {
+          this.emitError(
+            new PvblkError(
+              'EFAULT',
+              `map of ref ${op.ref}: handle ${r.handle} aliases ${r.alias}, which is not mapped`,
+            ),
+          );
+          this.call<number[]>({ t: 'gnt_unmap', handles: [r.handle] }).catch(() => {});
+          return { status: GNTST.general_error };
+        }
         const page = new Page(
           this,
           { kind: 'mapped', handle: r.handle, granter: op.dom, ref: op.ref, readonly: op.readonly },
@@ -409,8 +421,11 @@ export class XenClient implements Hypercalls, PageWriteSink {
     unmap: async (pages: Page[]): Promise<number[]> => {
       if (pages.length === 0) return [];
       const handles = pages.map((p) => p.handle);
+      // forgotten only once the hypervisor has applied the unmap: a map it answered before that may
+      // name one of these pages as the one it shares (a guest page in two requests in flight)
+      const st = await this.call<number[]>({ t: 'gnt_unmap', handles });
       for (const h of handles) this.mappedPages.delete(h);
-      return this.call<number[]>({ t: 'gnt_unmap', handles });
+      return st;
     },
     /**
      * Unmaps without waiting for the answer: the hypervisor applies it before anything we send
