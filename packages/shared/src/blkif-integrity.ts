@@ -47,6 +47,8 @@ export const BLKIF_PI_CHECK_REF = 1 << 2;
 export const BLKIF_PI_INLINE = 1 << 7;
 /** Bytes of the slot an inline request has for descriptors and tuples: @36 to the end. */
 export const BLKIF_INTEGRITY_INLINE_BYTES = BLKIF_REQUEST_SIZE - 36;
+/** pi_flags bits with a meaning; the others are reserved and refused, so a later flag is never misread. */
+const BLKIF_PI_FLAGS = BLKIF_PI_CHECK_GUARD | BLKIF_PI_CHECK_APP | BLKIF_PI_CHECK_REF | BLKIF_PI_INLINE;
 
 /** Response byte 9 (pi_status): bits 0-1 the failed check, bits 4-5 where it was caught. */
 export const BLKIF_PI_ERR_GUARD = 1;
@@ -172,7 +174,22 @@ export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): D
     });
   }
   const piFlags = b.readUInt8(6);
+  if ((piFlags & ~BLKIF_PI_FLAGS) !== 0) {
+    return bad({
+      code: 'BAD_INDIRECT_OP',
+      indirectOp: integrityOp,
+      detail: `Reserved pi_flags bits set (0x${piFlags.toString(16).padStart(2, '0')})`,
+    });
+  }
   const inline = (piFlags & BLKIF_PI_INLINE) !== 0;
+  if (inline && nrSegments + nrPiSegments > BLKIF_INTEGRITY_INLINE_BYTES / BLKIF_SEGMENT_SIZE) {
+    return bad({
+      code: 'BAD_NR_SEGMENTS',
+      nrSegments: nrSegments + nrPiSegments,
+      max: Math.floor(BLKIF_INTEGRITY_INLINE_BYTES / BLKIF_SEGMENT_SIZE),
+      detail: `Bad number of segments in an inline request (${nrSegments} + ${nrPiSegments}; at most 9 fit the slot)`,
+    });
+  }
   // inline, a write may carry its tuples in the slot (no PI segment); a read needs pages to fill
   const tuplesInline = inline && nrPiSegments === 0 && integrityOp === BLKIF_OP_WRITE;
   const maxDescriptors = inline

@@ -187,7 +187,7 @@ describe('BLKIF_OP_INTEGRITY request layout', () => {
         integrityOp: fc.constantFrom(BLKIF_OP_READ, BLKIF_OP_WRITE),
         nrSegments: fc.integer({ min: 1, max: 4095 }),
         piFrac: fc.double({ min: 0, max: 1, noNaN: true }),
-        piFlags: fc.integer({ min: 0, max: 127 }),
+        piFlags: fc.integer({ min: 0, max: 7 }),
         id: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
         sectorNumber: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
         handle: fc.integer({ min: 0, max: 0xffff }),
@@ -307,9 +307,28 @@ describe('BLKIF_OP_INTEGRITY inline (BLKIF_PI_INLINE)', () => {
     slot[1] = BLKIF_OP_WRITE;
     slot.writeUInt16LE(9, 2);
     slot.writeUInt16LE(1, 4);
-    expect(decodeIntegrityRequest(slot, 256)).toMatchObject({ ok: false, problem: { max: 0 } });
+    expect(decodeIntegrityRequest(slot, 256)).toMatchObject({
+      ok: false,
+      problem: {
+        max: 9,
+        detail: 'Bad number of segments in an inline request (9 + 1; at most 9 fit the slot)',
+      },
+    });
     slot.writeUInt16LE(8, 2);
     expect(decodeIntegrityRequest(slot, 256)).toMatchObject({ ok: true });
+  });
+
+  it('refuses reserved pi_flags bits, naming them', () => {
+    const slot = encodeIntegrityRequest(inlineWrite());
+    for (const bit of [3, 4, 5, 6]) {
+      const s = Buffer.from(slot);
+      s[6] |= 1 << bit;
+      expect(decodeIntegrityRequest(s, 256)).toMatchObject({
+        ok: false,
+        id: 9n,
+        problem: { detail: `Reserved pi_flags bits set (0x${(0x85 | (1 << bit)).toString(16)})` },
+      });
+    }
   });
 
   it('refuses inline tuples that do not fit after the descriptors, or a bad data descriptor', () => {

@@ -632,8 +632,6 @@ export class BlkifRing {
     const dataBytes = nrSects * SECTOR_SIZE;
     try {
       if (isWrite) {
-        // the data as a plain write takes it (a view of a one-segment write's page, which the device
-        // copies before completing), and the tuples copied out of their pages: remapping rewrites them
         // the data as a plain write takes it: a one-segment write's is a view of its page, which the
         // device copies before completing (a guest rewriting a page in flight changes only its own
         // data, as with DMA); the tuples are copied, as remapping rewrites them. Both ranges are
@@ -642,7 +640,13 @@ export class BlkifRing {
           io.gather(0, segments.length),
           inlineTuples ? null : io.gather(segments.length, segments.length + piSegs.length),
         ]);
-        if (!g.ok || (gp && !gp.ok)) return { status: BLKIF_RSP_ERROR };
+        for (const x of [g, gp]) {
+          if (x && !x.ok) {
+            this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${x.detail}`);
+            return { status: BLKIF_RSP_ERROR };
+          }
+        }
+        if (!g.ok) return { status: BLKIF_RSP_ERROR };
         const data = g.data;
         const tuples = gp?.ok
           ? Buffer.concat(
@@ -663,18 +667,32 @@ export class BlkifRing {
       const tuples = r.pi ?? Buffer.alloc((dataBytes / prof.interval) * PI_TUPLE_SIZE);
       this.ctx.stats.pi_tuples += tuples.length / PI_TUPLE_SIZE;
       remapRefs(tuples, physSeed, virtSeed, prof.type);
-      // PI pages get the tuples at their offsets; the rest of those pages is left as it was
+      // PI pages get the tuples at their offsets; the rest of those pages is left as it was. The
+      // pages are written whole, so each is built once with every tuple bound for it — a page may
+      // hold several PI segments of this request — and written that way at each of its segments.
       const out = Buffer.alloc(dataBytes + piDesc.length * 4096);
       r.data.copy(out, 0);
-      const gathered = piDesc.length ? await io.gather() : null;
+      const gathered = piDesc.length
+        ? await io.gather(segments.length, segments.length + piSegs.length)
+        : null;
+      if (gathered && !gathered.ok) {
+        this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${gathered.detail}`);
+        return { status: BLKIF_RSP_ERROR };
+      }
+      const pageOf = new Map<number, Buffer>();
       let pos = 0;
       piDesc.forEach((p, i) => {
-        const base = dataBytes + i * 4096;
-        if (gathered?.ok) gathered.data.copy(out, base, base, base + 4096);
-        tuples.copy(out, base + p.offset, pos, pos + p.length);
+        let page = pageOf.get(p.gref);
+        if (!page) {
+          page = Buffer.from(gathered!.data.subarray(i * 4096, (i + 1) * 4096));
+          pageOf.set(p.gref, page);
+        }
+        tuples.copy(page, p.offset, pos, pos + p.length);
         pos += p.length;
       });
+      piDesc.forEach((p, i) => pageOf.get(p.gref)!.copy(out, dataBytes + i * 4096));
       const s = await io.scatter(out);
+      if (!s.ok) this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${s.detail}`);
       return s.ok ? { status: BLKIF_RSP_OKAY } : { status: BLKIF_RSP_ERROR };
     } finally {
       io.release();
