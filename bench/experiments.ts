@@ -154,6 +154,22 @@ export const EXPERIMENTS: Experiment[] = [
     ],
     figure: 'iops',
   },
+  {
+    id: 'pi-inline',
+    title: 'PI inline in the ring slot vs descriptor and PI pages (4 KiB randwrite QD32, dif=1 dix=1)',
+    args: [
+      '--name=pii',
+      '--rw=randwrite',
+      '--bs=4k',
+      '--iodepth=32',
+      '--pi',
+      '--disk',
+      'delay=0',
+      '--sweep',
+      'pi-inline=0,1',
+    ],
+    figure: 'iops',
+  },
 ];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith('-'));
