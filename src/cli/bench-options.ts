@@ -124,6 +124,13 @@ export const DEFAULT_STACK: StackShape = {
   guests: 1,
 };
 
+/** A switch given as `--key`, `--key=<bool>` or `--no-key` (which takes no value). */
+function onOff(key: string, name: string, value: string | null): boolean {
+  if (name === key) return value === null ? true : parseBool(key, value);
+  if (value !== null) fail(`fio: option '--${name}' takes no value (got "${value}")`);
+  return false;
+}
+
 /** Applies one stack option (also used for sweep values). */
 function applyStack(s: StackShape, name: string, value: string | null): void {
   const need = (): string =>
@@ -133,18 +140,12 @@ function applyStack(s: StackShape, name: string, value: string | null): void {
       s.pi = value === null ? true : parseBool('pi', value);
       return;
     case 'persistent':
-      s.persistent = value === null ? true : parseBool('persistent', value);
-      return;
     case 'no-persistent':
-      if (value !== null) fail(`fio: option '--no-persistent' takes no value (got "${value}")`);
-      s.persistent = false;
+      s.persistent = onOff('persistent', name, value);
       return;
     case 'pi-inline':
-      s.piInline = value === null ? true : parseBool('pi-inline', value);
-      return;
     case 'no-pi-inline':
-      if (value !== null) fail(`fio: option '--no-pi-inline' takes no value (got "${value}")`);
-      s.piInline = false;
+      s.piInline = onOff('pi-inline', name, value);
       return;
     case 'disk':
       s.disk = need();
