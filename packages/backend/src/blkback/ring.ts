@@ -503,6 +503,12 @@ export class BlkifRing {
     return this.status(r);
   }
 
+  /** A request's grants could not be mapped, copied or written: logged, and BLKIF_RSP_ERROR. */
+  private ioFailed(detail: string): Outcome {
+    this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${detail}`);
+    return { status: BLKIF_RSP_ERROR };
+  }
+
   private status(r: IoResult): Outcome {
     return { status: r.ok ? BLKIF_RSP_OKAY : BLKIF_RSP_ERROR };
   }
@@ -530,18 +536,12 @@ export class BlkifRing {
     if (nrSects === 0) return { status: BLKIF_RSP_OKAY };
 
     const acquired = await this.data.acquire(segments, isWrite);
-    if (!acquired.ok) {
-      this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${acquired.detail}`);
-      return { status: BLKIF_RSP_ERROR };
-    }
+    if (!acquired.ok) return this.ioFailed(acquired.detail);
     const io = acquired.io;
     try {
       if (isWrite) {
         const g = await io.gather();
-        if (!g.ok) {
-          this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${g.detail}`);
-          return { status: BLKIF_RSP_ERROR };
-        }
+        if (!g.ok) return this.ioFailed(g.detail);
         this.ctx.trace?.diskStart(req.id);
         const w = await dev.write(Number(start), g.data);
         this.ctx.trace?.diskDone(req.id);
@@ -552,11 +552,7 @@ export class BlkifRing {
       this.ctx.trace?.diskDone(req.id);
       if (!r.ok) return { status: BLKIF_RSP_ERROR };
       const s = await io.scatter(r.data);
-      if (!s.ok) {
-        this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${s.detail}`);
-        return { status: BLKIF_RSP_ERROR };
-      }
-      return { status: BLKIF_RSP_OKAY };
+      return s.ok ? { status: BLKIF_RSP_OKAY } : this.ioFailed(s.detail);
     } finally {
       io.release();
     }
@@ -624,10 +620,7 @@ export class BlkifRing {
     const physSeed = (this.ctx.startSector + sector) / spi;
     const piSegs = piDesc.map((p) => ({ gref: p.gref, firstSect: 0, lastSect: 7 }));
     const all = await this.data.acquire([...segments, ...piSegs], isWrite);
-    if (!all.ok) {
-      this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${all.detail}`);
-      return { status: BLKIF_RSP_ERROR };
-    }
+    if (!all.ok) return this.ioFailed(all.detail);
     const io = all.io;
     const dataBytes = nrSects * SECTOR_SIZE;
     try {
@@ -640,13 +633,8 @@ export class BlkifRing {
           io.gather(0, segments.length),
           inlineTuples ? null : io.gather(segments.length, segments.length + piSegs.length),
         ]);
-        for (const x of [g, gp]) {
-          if (x && !x.ok) {
-            this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${x.detail}`);
-            return { status: BLKIF_RSP_ERROR };
-          }
-        }
-        if (!g.ok) return { status: BLKIF_RSP_ERROR };
+        if (!g.ok) return this.ioFailed(g.detail);
+        if (gp && !gp.ok) return this.ioFailed(gp.detail);
         const data = g.data;
         const tuples = gp?.ok
           ? Buffer.concat(
@@ -675,10 +663,7 @@ export class BlkifRing {
       const gathered = piDesc.length
         ? await io.gather(segments.length, segments.length + piSegs.length)
         : null;
-      if (gathered && !gathered.ok) {
-        this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${gathered.detail}`);
-        return { status: BLKIF_RSP_ERROR };
-      }
+      if (gathered && !gathered.ok) return this.ioFailed(gathered.detail);
       const pageOf = new Map<number, Buffer>();
       let pos = 0;
       piDesc.forEach((p, i) => {
@@ -692,8 +677,7 @@ export class BlkifRing {
       });
       piDesc.forEach((p, i) => pageOf.get(p.gref)!.copy(out, dataBytes + i * 4096));
       const s = await io.scatter(out);
-      if (!s.ok) this.ctx.klog.printk(KERN_ERR, `xen-blkback: ${s.detail}`);
-      return s.ok ? { status: BLKIF_RSP_OKAY } : { status: BLKIF_RSP_ERROR };
+      return s.ok ? { status: BLKIF_RSP_OKAY } : this.ioFailed(s.detail);
     } finally {
       io.release();
     }
