@@ -47,6 +47,10 @@ export const BLKIF_PI_CHECK_REF = 1 << 2;
 export const BLKIF_PI_INLINE = 1 << 7;
 /** Bytes of the slot an inline request has for descriptors and tuples: @36 to the end. */
 export const BLKIF_INTEGRITY_INLINE_BYTES = BLKIF_REQUEST_SIZE - 36;
+/** Descriptors an inline request can hold: 9. */
+export const BLKIF_INTEGRITY_INLINE_DESCRIPTORS = Math.floor(
+  BLKIF_INTEGRITY_INLINE_BYTES / BLKIF_SEGMENT_SIZE,
+);
 /** pi_flags bits with a meaning; the others are reserved and refused, so a later flag is never misread. */
 const BLKIF_PI_FLAGS = BLKIF_PI_CHECK_GUARD | BLKIF_PI_CHECK_APP | BLKIF_PI_CHECK_REF | BLKIF_PI_INLINE;
 
@@ -182,19 +186,17 @@ export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): D
     });
   }
   const inline = (piFlags & BLKIF_PI_INLINE) !== 0;
-  if (inline && nrSegments + nrPiSegments > BLKIF_INTEGRITY_INLINE_BYTES / BLKIF_SEGMENT_SIZE) {
+  const maxDescriptors = inline ? BLKIF_INTEGRITY_INLINE_DESCRIPTORS : BLKIF_INTEGRITY_MAX_DESCRIPTORS;
+  if (inline && nrSegments + nrPiSegments > maxDescriptors) {
     return bad({
       code: 'BAD_NR_SEGMENTS',
       nrSegments: nrSegments + nrPiSegments,
-      max: Math.floor(BLKIF_INTEGRITY_INLINE_BYTES / BLKIF_SEGMENT_SIZE),
-      detail: `Bad number of segments in an inline request (${nrSegments} + ${nrPiSegments}; at most 9 fit the slot)`,
+      max: maxDescriptors,
+      detail: `Bad number of segments in an inline request (${nrSegments} + ${nrPiSegments}; at most ${maxDescriptors} fit the slot)`,
     });
   }
   // inline, a write may carry its tuples in the slot (no PI segment); a read needs pages to fill
   const tuplesInline = inline && nrPiSegments === 0 && integrityOp === BLKIF_OP_WRITE;
-  const maxDescriptors = inline
-    ? Math.floor(BLKIF_INTEGRITY_INLINE_BYTES / BLKIF_SEGMENT_SIZE)
-    : BLKIF_INTEGRITY_MAX_DESCRIPTORS;
   if ((nrPiSegments === 0 && !tuplesInline) || nrSegments + nrPiSegments > maxDescriptors) {
     return bad({
       code: 'BAD_NR_SEGMENTS',

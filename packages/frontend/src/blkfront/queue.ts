@@ -40,6 +40,7 @@ import {
   BLKIF_PI_CHECK_REF,
   BLKIF_PI_INLINE,
   BLKIF_INTEGRITY_INLINE_BYTES,
+  BLKIF_INTEGRITY_INLINE_DESCRIPTORS,
   decodeIntegrityResponseInfo,
   encodeIntegrityDescriptors,
   encodeIntegrityRequest,
@@ -341,8 +342,7 @@ export class FrontQueue {
       segs.length * BLKIF_SEGMENT_SIZE + integ.tuples.length <= BLKIF_INTEGRITY_INLINE_BYTES;
     const pi: BlkifPiSegment[] = [];
     if (tuplesInline) {
-      const bytes = Buffer.allocUnsafe(BLKIF_INTEGRITY_INLINE_BYTES).fill(0);
-      encodeIntegrityDescriptors([bytes], segs, []);
+      const bytes = inlineDescriptors(segs, []);
       integ.tuples.copy(bytes, segs.length * BLKIF_SEGMENT_SIZE);
       this.place(this.integritySlot(id, req, segs.length, 0, { inline: bytes }));
       return;
@@ -356,10 +356,10 @@ export class FrontQueue {
       if (!write) sh.piIn.push({ page, offset: 0, length });
     }
     const descriptors = segs.length + pi.length;
-    if (inline && descriptors * BLKIF_SEGMENT_SIZE <= BLKIF_INTEGRITY_INLINE_BYTES) {
-      const bytes = Buffer.allocUnsafe(BLKIF_INTEGRITY_INLINE_BYTES).fill(0);
-      encodeIntegrityDescriptors([bytes], segs, pi);
-      this.place(this.integritySlot(id, req, segs.length, pi.length, { inline: bytes }));
+    if (inline && descriptors <= BLKIF_INTEGRITY_INLINE_DESCRIPTORS) {
+      this.place(
+        this.integritySlot(id, req, segs.length, pi.length, { inline: inlineDescriptors(segs, pi) }),
+      );
       return;
     }
     const bufs = descriptorPages(descriptors);
@@ -585,6 +585,13 @@ async function endDeferred(xc: Hypercalls, refs: number[], then: () => void, tri
     if (left.length) await new Promise((res) => setTimeout(res, 100));
   }
   then();
+}
+
+/** The slot's inline bytes (BLKIF_PI_INLINE) holding these descriptors, the rest zero. */
+function inlineDescriptors(segs: BlkifSegment[], pi: BlkifPiSegment[]): Buffer {
+  const bytes = Buffer.allocUnsafe(BLKIF_INTEGRITY_INLINE_BYTES).fill(0);
+  encodeIntegrityDescriptors([bytes], segs, pi);
+  return bytes;
 }
 
 /**
