@@ -196,6 +196,8 @@ export class MemoryStore implements BlockStore {
     const rs = recordSize(this.format);
     if (records.length % rs !== 0)
       throw new PvblkError('EINVAL', `a raw patch must be whole ${rs}-byte records (got ${records.length})`);
+    this.checkOpen();
+    checkRange(this.format, lba, records.length / rs);
     const { data, pi } = deinterleave(this.format, records);
     this.writeNow(lba, data, pi);
   }
@@ -206,6 +208,7 @@ export class MemoryStore implements BlockStore {
 
   async write(lba: number, data: Buffer, pi?: Buffer | null): Promise<void> {
     checkWrite(this.format, lba, data, pi);
+    this.checkOpen();
     this.writeNow(lba, data, pi ?? null);
   }
 
@@ -235,12 +238,10 @@ export class MemoryStore implements BlockStore {
     return { data, pi };
   }
 
-  /** Whole blocks; without `pi` the blocks' tuples stay as they are. */
+  /** Whole blocks, already checked against the store; without `pi` the blocks' tuples stay as they are. */
   private writeNow(lba: number, data: Buffer, pi: Buffer | null): void {
-    this.checkOpen();
     const bs = this.format.blockSize;
     const blocks = data.length / bs;
-    checkRange(this.format, lba, blocks);
     const piPer = this.piPer;
     let at = 0;
     while (at < blocks) {
