@@ -119,19 +119,19 @@ printTable(
   goals.map(([what, id, a, b, goal, d]) => [what, ...row(id, a, b, d), goal]),
 );
 console.log('');
-printTable(
-  ['CPU per I/O, all processes (µs)', 'pvblk', 'relay', ...ratioHeads],
-  configs.map((c) => [
-    c.what,
-    ...row(
-      c.id,
-      (x) => x.cpuPerIoUs,
-      (x) => x.relayCpuPerIoUs,
-      1,
-    ),
-  ]),
-);
-console.log('');
+// in all, then split: user mode (the processes' own code) and kernel (socket calls, wake-ups)
+const cpuTables: Array<[string, (x: Figures) => number | null, (x: Figures) => number | null]> = [
+  ['CPU per I/O, all processes (µs)', (x) => x.cpuPerIoUs, (x) => x.relayCpuPerIoUs],
+  ['… of it in user mode (µs)', (x) => x.cpuUserPerIoUs, (x) => x.relayCpuUserPerIoUs],
+  ['… of it in the kernel (µs)', (x) => x.cpuSystemPerIoUs, (x) => x.relayCpuSystemPerIoUs],
+];
+for (const [head, mine, theirs] of cpuTables) {
+  printTable(
+    [head, 'pvblk', 'relay', ...ratioHeads],
+    configs.map((c) => [c.what, ...row(c.id, mine, theirs, 1)]),
+  );
+  console.log('');
+}
 printTable(
   ['configuration', 'notify→be/req', 'notify→fe/req', 'req/io', 'grant ops/req'],
   configs.map((c) => {

@@ -243,8 +243,15 @@ export interface BenchPointJson {
     }>;
     stages: unknown;
     /** CPU per I/O of all pvblk's processes and (with --baseline) of all the relay's. */
-    cpu_per_io_us?: { pvblkUs: number | null; relayUs: number | null };
+    cpu_per_io_us?: { pvblk: CpuPerIoJson | null; relay: CpuPerIoJson | null };
   };
+}
+
+/** CPU per I/O (µs): in all, in user mode, in the kernel. */
+export interface CpuPerIoJson {
+  us: number;
+  userUs: number;
+  systemUs: number;
 }
 
 export type BenchJson = BenchPointJson | { sweep: BenchPointJson[] };
@@ -269,6 +276,10 @@ export function figures(p: BenchPointJson): {
   grantOpsPerRequest: number;
   cpuPerIoUs: number | null;
   relayCpuPerIoUs: number | null;
+  cpuUserPerIoUs: number | null;
+  relayCpuUserPerIoUs: number | null;
+  cpuSystemPerIoUs: number | null;
+  relayCpuSystemPerIoUs: number | null;
 } {
   const dirs = p.jobs.flatMap((j) => [j.read, j.write]).filter((d) => d.total_ios > 0);
   const iops = dirs.reduce((a, d) => a + d.iops, 0);
@@ -278,6 +289,7 @@ export function figures(p: BenchPointJson): {
     dirs.reduce((a, d) => a + d.total_ios, 0);
   const rel = p.jobs.map((j) => j.pvblk.relay).filter((r) => r);
   const g = p.pvblk.guests;
+  const cpu = p.pvblk.cpu_per_io_us;
   const per = (k: string) =>
     g.reduce((a, x) => a + x.per_request[k] * x.per_request.requests, 0) /
     Math.max(
@@ -297,8 +309,12 @@ export function figures(p: BenchPointJson): {
     notifyPerRequest: per('notificationsToBackend') + per('notificationsToGuest'),
     requestsPerIo: per('requestsPerIo'),
     grantOpsPerRequest: per('grantOpsGuest') + per('grantOpsBackend'),
-    cpuPerIoUs: p.pvblk.cpu_per_io_us?.pvblkUs ?? null,
-    relayCpuPerIoUs: p.pvblk.cpu_per_io_us?.relayUs ?? null,
+    cpuPerIoUs: cpu?.pvblk?.us ?? null,
+    relayCpuPerIoUs: cpu?.relay?.us ?? null,
+    cpuUserPerIoUs: cpu?.pvblk?.userUs ?? null,
+    relayCpuUserPerIoUs: cpu?.relay?.userUs ?? null,
+    cpuSystemPerIoUs: cpu?.pvblk?.systemUs ?? null,
+    relayCpuSystemPerIoUs: cpu?.relay?.systemUs ?? null,
   };
 }
 

@@ -64,8 +64,9 @@ export interface RelayResult {
   framesReceived: number;
   bytesSent: number;
   bytesReceived: number;
-  /** CPU seconds (user + system) this client used over the measured run. */
-  cpuSeconds: number;
+  /** CPU seconds this client used over the measured run, in user mode and in the kernel. */
+  cpuUserSeconds: number;
+  cpuSystemSeconds: number;
 }
 
 /** A WebSocket whose outbound messages of one turn become one frame (or a few, below the target size). */
@@ -320,7 +321,8 @@ export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
     framesReceived: framesReceived - recv0.frames,
     bytesSent: out.bytes - sent0.bytes,
     bytesReceived: bytesReceived - recv0.bytes,
-    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    cpuUserSeconds: cpu.user / 1e6,
+    cpuSystemSeconds: cpu.system / 1e6,
   };
   ready({ event: 'result', result });
   ws.close();

@@ -20,7 +20,7 @@ import {
 import type { StackShape } from './bench-options.ts';
 import { diskParams } from './bench-options.ts';
 import type { RelayResult } from './bench-relay.ts';
-import { summarizeRss, type RssSeries } from './bench-rss.ts';
+import { summarizeRss, type CpuFields, type RssSeries } from './bench-rss.ts';
 import type { StageBreakdown } from './bench-trace.ts';
 import type { DomainStats } from '@pvblk/hypervisor';
 
@@ -43,10 +43,9 @@ export interface GuestRun {
   blkback: BlkbackCounters | null;
 }
 
-/** CPU seconds (user + system) one process used over a measured run; null when it could not be read. */
-export interface ProcessCpu {
+/** CPU seconds one process used over a measured run; null when it could not be read. */
+export interface ProcessCpu extends CpuFields {
   name: string;
-  cpuSeconds: number | null;
 }
 
 export interface PointResult {
@@ -259,22 +258,38 @@ function stageLines(st: PointResult['stages']): string[] {
   return out;
 }
 
+/** CPU per I/O of a group of processes: in all, in user mode and in the kernel (µs). */
+export interface CpuPerIo {
+  us: number;
+  userUs: number;
+  systemUs: number;
+}
+
+/** CPU per I/O of processes that used `cpu` for `ios` I/Os; null when any of them could not be read. */
+function perIo(cpu: CpuFields[], ios: number): CpuPerIo | null {
+  if (!(ios > 0) || !cpu.length) return null;
+  let user = 0;
+  let system = 0;
+  for (const c of cpu) {
+    if (c.cpuUserSeconds === null || c.cpuSystemSeconds === null) return null;
+    user += c.cpuUserSeconds;
+    system += c.cpuSystemSeconds;
+  }
+  return { us: ((user + system) * 1e6) / ios, userUs: (user * 1e6) / ios, systemUs: (system * 1e6) / ios };
+}
+
 /**
  * CPU per I/O of all pvblk's processes together and of all the relay's (same run): where the
- * batched ratios come from on a machine with fewer cores than processes.
+ * batched ratios come from on a machine with fewer cores than processes, and — split into user mode
+ * and kernel — whether a difference is the processes' own code or the kernel's socket calls and
+ * wake-ups, which pvblk and the relay make alike.
  */
-export function cpuPerIo(p: PointResult): { pvblkUs: number | null; relayUs: number | null } {
-  const ios = guestIos(p);
-  const mine = p.rss.map(summarizeRss).map((s) => s.cpuSeconds);
-  const pvblkUs =
-    ios > 0 && mine.length && mine.every((c) => c !== null) ? (sum(mine as number[]) * 1e6) / ios : null;
+export function cpuPerIo(p: PointResult): { pvblk: CpuPerIo | null; relay: CpuPerIo | null } {
   const rel = relayMerged(p, p.guests);
-  const theirs = p.relayCpu?.map((c) => c.cpuSeconds) ?? [];
-  const relayUs =
-    rel && rel.ios > 0 && theirs.length && theirs.every((c) => c !== null)
-      ? (sum(theirs as number[]) * 1e6) / rel.ios
-      : null;
-  return { pvblkUs, relayUs };
+  return {
+    pvblk: perIo(p.rss.map(summarizeRss), guestIos(p)),
+    relay: rel && p.relayCpu ? perIo(p.relayCpu, rel.ios) : null,
+  };
 }
 
 /** I/Os completed by every job of every guest. */
@@ -282,11 +297,16 @@ function guestIos(p: PointResult): number {
   return sum(p.guests.flatMap((g) => g.jobs.map((j) => j.totalIos)));
 }
 
-/** The memory table's last two columns: CPU seconds, and per I/O ('–' for what could not be read). */
-function cpuColumns(cpuSeconds: number | null, ios: number): string {
-  const cpu = cpuSeconds === null ? '–' : cpuSeconds.toFixed(2);
-  const perIo = cpuSeconds === null || !ios ? '–' : `${((cpuSeconds * 1e6) / ios).toFixed(1)}us`;
-  return `${cpu.padStart(7)} ${perIo.padStart(9)}`;
+/** The memory table's CPU columns: seconds, and per I/O in all, user and system ('–' for what could not be read). */
+function cpuColumns(c: CpuFields, ios: number): string {
+  const per = (x: number | null) => (x === null || !ios ? '–' : `${((x * 1e6) / ios).toFixed(1)}us`);
+  const cpu = c.cpuSeconds === null ? '–' : c.cpuSeconds.toFixed(2);
+  return `${cpu.padStart(7)} ${per(c.cpuSeconds).padStart(9)} ${per(c.cpuUserSeconds).padStart(9)} ${per(c.cpuSystemSeconds).padStart(9)}`;
+}
+
+/** "380.9us (usr 180.2, sys 200.7)". */
+function perIoText(c: CpuPerIo): string {
+  return `${c.us.toFixed(1)}us (usr ${c.userUs.toFixed(1)}, sys ${c.systemUs.toFixed(1)})`;
 }
 
 function memoryLines(p: PointResult): string[] {
@@ -294,12 +314,12 @@ function memoryLines(p: PointResult): string[] {
   const mib = (b: number) => `${(b / 1048576).toFixed(1)}MiB`;
   const ios = guestIos(p) || 1;
   const out = [
-    `memory (VmRSS from /proc/<pid>/status every ${p.rssIntervalMs} ms during the measured run) and CPU (utime + stime from /proc/<pid>/stat):`,
-    `  ${'process'.padEnd(12)} ${'first'.padStart(9)} ${'last'.padStart(9)} ${'max'.padStart(9)} ${'slope, 2nd half'.padStart(16)} samples ${'cpu s'.padStart(7)} ${'cpu/io'.padStart(9)}`,
+    `memory (VmRSS from /proc/<pid>/status every ${p.rssIntervalMs} ms during the measured run) and CPU (utime and stime from /proc/<pid>/stat: usr, sys):`,
+    `  ${'process'.padEnd(12)} ${'first'.padStart(9)} ${'last'.padStart(9)} ${'max'.padStart(9)} ${'slope, 2nd half'.padStart(16)} samples ${'cpu s'.padStart(7)} ${'cpu/io'.padStart(9)} ${'usr/io'.padStart(9)} ${'sys/io'.padStart(9)}`,
   ];
   for (const s of p.rss.map(summarizeRss)) {
     out.push(
-      `  ${s.name.padEnd(12)} ${mib(s.firstBytes).padStart(9)} ${mib(s.lastBytes).padStart(9)} ${mib(s.maxBytes).padStart(9)} ${(s.slopeMiBPerMin === null ? '–' : `${s.slopeMiBPerMin >= 0 ? '+' : ''}${s.slopeMiBPerMin.toFixed(2)} MiB/min`).padStart(16)} ${String(s.samples).padStart(7)} ${cpuColumns(s.cpuSeconds, ios)}`,
+      `  ${s.name.padEnd(12)} ${mib(s.firstBytes).padStart(9)} ${mib(s.lastBytes).padStart(9)} ${mib(s.maxBytes).padStart(9)} ${(s.slopeMiBPerMin === null ? '–' : `${s.slopeMiBPerMin >= 0 ? '+' : ''}${s.slopeMiBPerMin.toFixed(2)} MiB/min`).padStart(16)} ${String(s.samples).padStart(7)} ${cpuColumns(s, ios)}`,
     );
   }
   const rel = relayMerged(p, p.guests);
@@ -310,13 +330,16 @@ function memoryLines(p: PointResult): string[] {
     for (const c of p.relayCpu) {
       // the CPU columns line up with pvblk's rows above
       const name = `  ${c.name}`.padEnd(12 + 1 + 9 * 3 + 16 + 7 + 4);
-      out.push(`  ${name} ${cpuColumns(c.cpuSeconds, rel.ios)}`);
+      out.push(`  ${name} ${cpuColumns(c, rel.ios)}`);
     }
   }
-  const { pvblkUs, relayUs } = cpuPerIo(p);
-  if (pvblkUs !== null)
+  const { pvblk, relay } = cpuPerIo(p);
+  if (pvblk)
     out.push(
-      `  CPU per I/O, all processes: pvblk ${pvblkUs.toFixed(1)}us${relayUs !== null ? `, relay ${relayUs.toFixed(1)}us, pvblk/relay ${fx(ratio(pvblkUs, relayUs))}` : ''}`,
+      `  CPU per I/O, all processes: pvblk ${perIoText(pvblk)}` +
+        (relay
+          ? `, relay ${perIoText(relay)}, pvblk/relay ${fx(ratio(pvblk.us, relay.us))} (usr ${fx(ratio(pvblk.userUs, relay.userUs))}, sys ${fx(ratio(pvblk.systemUs, relay.systemUs))})`
+          : ''),
     );
   return out;
 }

@@ -3,8 +3,9 @@
  * a steady-state claim ("RSS stays flat at QD32 for 60 s") can be checked: first, last and highest
  * sample, and the least-squares slope over the second half of the run (MiB per minute), which ignores
  * the warm-up growth of JIT code and pools. And the CPU time each process used over the run, from
- * /proc/<pid>/stat (utime + stime): CPU per I/O is a cost figure a loaded machine disturbs far less
- * than latency.
+ * /proc/<pid>/stat (utime and stime, kept apart as fio's `usr=`/`sys=` are): CPU per I/O is a cost
+ * figure a loaded machine disturbs far less than latency, and its split says whether a difference is
+ * the process's own code or the kernel's (socket calls, wake-ups, page faults).
  */
 import { readFile } from 'node:fs/promises';
 
@@ -13,11 +14,21 @@ export interface RssSeries {
   pid: number;
   /** [ms since the start of sampling, bytes]. */
   samples: Array<[number, number]>;
-  /** CPU time (user + system) at the first and the last sample, in clock ticks; null without /proc. */
-  cpuTicks: [number, number] | null;
+  /** CPU time at the first and the last sample, in clock ticks; null without /proc. */
+  cpuTicks: [CpuTicks, CpuTicks] | null;
 }
 
-export interface RssSummary {
+/** What one process's CPU time over a run is reported as; null where it could not be read. */
+export interface CpuFields {
+  /** CPU seconds, user + system. */
+  cpuSeconds: number | null;
+  /** The same, in user mode (utime) … */
+  cpuUserSeconds: number | null;
+  /** … and in the kernel on its behalf (stime). */
+  cpuSystemSeconds: number | null;
+}
+
+export interface RssSummary extends CpuFields {
   name: string;
   pid: number;
   samples: number;
@@ -26,20 +37,38 @@ export interface RssSummary {
   maxBytes: number;
   /** MiB per minute over the second half of the samples (null with fewer than 4 there). */
   slopeMiBPerMin: number | null;
-  /** CPU seconds (user + system) the process used during the run; null without /proc. */
-  cpuSeconds: number | null;
+}
+
+/** A process's CPU time so far, in clock ticks: user mode (utime) and kernel (stime). */
+export interface CpuTicks {
+  user: number;
+  system: number;
+}
+
+/** CPU seconds used between two readings. */
+export interface CpuSeconds {
+  user: number;
+  system: number;
 }
 
 /** USER_HZ: what /proc/<pid>/stat counts CPU time in (100 on every Linux architecture pvblk runs on). */
 const CLOCK_TICKS_PER_SECOND = 100;
 
-/** CPU time (utime + stime) a process has used so far, in clock ticks; null when it is gone or there is no /proc. */
-export async function cpuTicksOf(pid: number): Promise<number | null> {
+/** The CPU time in a /proc/<pid>/stat line; null when the line has no such fields. */
+export function parseCpuTicks(stat: string): CpuTicks | null {
+  // fields after the command name (which may hold spaces and parentheses) start after the last ')'
+  const close = stat.lastIndexOf(')');
+  if (close < 0) return null;
+  const f = stat.slice(close + 2).split(' ');
+  const user = Number(f[11]); // utime: field 14 of the whole line
+  const system = Number(f[12]); // stime: field 15
+  return Number.isInteger(user) && Number.isInteger(system) ? { user, system } : null;
+}
+
+/** CPU time a process has used so far; null when it is gone or there is no /proc. */
+export async function cpuTicksOf(pid: number): Promise<CpuTicks | null> {
   try {
-    const s = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // fields after the command name (which may hold spaces) start after the last ')'
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15 of the whole line)
+    return parseCpuTicks(await readFile(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return null;
   }
@@ -92,13 +121,17 @@ export class RssSampler {
 }
 
 /** CPU seconds between two readings of cpuTicksOf (null when either could not be read). */
-export function cpuSecondsBetween(before: number | null, after: number | null): number | null {
-  return before !== null && after !== null ? (after - before) / CLOCK_TICKS_PER_SECOND : null;
+export function cpuBetween(before: CpuTicks | null, after: CpuTicks | null): CpuSeconds | null {
+  if (!before || !after) return null;
+  return {
+    user: (after.user - before.user) / CLOCK_TICKS_PER_SECOND,
+    system: (after.system - before.system) / CLOCK_TICKS_PER_SECOND,
+  };
 }
 
 /** CPU seconds a process used over the sampled run. */
-export function cpuSecondsOf(s: RssSeries): number | null {
-  return s.cpuTicks ? cpuSecondsBetween(s.cpuTicks[0], s.cpuTicks[1]) : null;
+export function cpuOf(s: RssSeries): CpuSeconds | null {
+  return s.cpuTicks ? cpuBetween(s.cpuTicks[0], s.cpuTicks[1]) : null;
 }
 
 export function summarizeRss(s: RssSeries): RssSummary {
@@ -125,6 +158,15 @@ export function summarizeRss(s: RssSeries): RssSummary {
     lastBytes: b[b.length - 1] ?? 0,
     maxBytes: b.length ? Math.max(...b) : 0,
     slopeMiBPerMin: slope,
-    cpuSeconds: cpuSecondsOf(s),
+    ...cpuFields(cpuOf(s)),
+  };
+}
+
+/** The three CPU fields of a summary (or of a relay process's row) from one reading. */
+export function cpuFields(c: CpuSeconds | null): CpuFields {
+  return {
+    cpuSeconds: c ? c.user + c.system : null,
+    cpuUserSeconds: c?.user ?? null,
+    cpuSystemSeconds: c?.system ?? null,
   };
 }

@@ -54,7 +54,7 @@ import {
   type PointResult,
   type ProcessCpu,
 } from './bench-report.ts';
-import { cpuSecondsBetween, cpuTicksOf, RssSampler } from './bench-rss.ts';
+import { cpuBetween, cpuFields, cpuTicksOf, RssSampler, type CpuTicks } from './bench-rss.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
 import { guestNames } from './options.ts';
 import { startStack, Supervisor, type LogRecord, type RunningStack, type StackChild } from './stack.ts';
@@ -373,7 +373,7 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
   // CPU ticks of the relay and the server when the first client starts measuring (the clients
   // count their own, in their result)
   let routers: Array<{ name: string; pid: number }> = [];
-  let ticks0: Promise<Array<number | null>> | null = null;
+  let ticks0: Promise<Array<CpuTicks | null>> | null = null;
   const sup = new Supervisor({
     onRecord: (name, r) => {
       if (r.event === 'measuring' && !ticks0) ticks0 = Promise.all(routers.map((x) => cpuTicksOf(x.pid)));
@@ -428,13 +428,17 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
         return Promise.race([got, died]).then((r) => results.set(g.name, r));
       }),
     );
-    const before = (await (ticks0 as Promise<Array<number | null>> | null)) ?? [];
+    const before = (await (ticks0 as Promise<Array<CpuTicks | null>> | null)) ?? [];
     const after = await Promise.all(routers.map((x) => cpuTicksOf(x.pid)));
     const cpu: ProcessCpu[] = routers.map((x, i) => ({
       name: x.name,
-      cpuSeconds: cpuSecondsBetween(before[i] ?? null, after[i]),
+      ...cpuFields(cpuBetween(before[i] ?? null, after[i])),
     }));
-    for (const [name, r] of results) cpu.push({ name: `relay-client (${name})`, cpuSeconds: r.cpuSeconds });
+    for (const [name, r] of results)
+      cpu.push({
+        name: `relay-client (${name})`,
+        ...cpuFields({ user: r.cpuUserSeconds, system: r.cpuSystemSeconds }),
+      });
     return { results, cpu };
   } finally {
     await sup.stopAll();

@@ -105,11 +105,29 @@ interface FioJson {
       clocks: Array<{ name: string; uncertaintyUs: number }>;
       stages_ns: Array<{ name: string }>;
     };
-    memory: Array<{ name: string; samples: number; maxBytes: number }>;
+    memory: Array<{ name: string; samples: number; maxBytes: number } & Cpu>;
     dom0_broker: Record<string, number>;
-    relay_cpu: Array<{ name: string; cpuSeconds: number | null }>;
-    cpu_per_io_us: { pvblkUs: number | null; relayUs: number | null };
+    relay_cpu: Array<{ name: string } & Cpu>;
+    cpu_per_io_us: { pvblk: CpuPerIo | null; relay: CpuPerIo | null };
   };
+}
+
+interface Cpu {
+  cpuSeconds: number | null;
+  cpuUserSeconds: number | null;
+  cpuSystemSeconds: number | null;
+}
+interface CpuPerIo {
+  us: number;
+  userUs: number;
+  systemUs: number;
+}
+
+/** A process's CPU was read, and its total is its user and kernel time. */
+function expectCpuSplit(c: Cpu): void {
+  expect(c.cpuUserSeconds).toBeGreaterThanOrEqual(0);
+  expect(c.cpuSystemSeconds).toBeGreaterThanOrEqual(0);
+  expect(c.cpuSeconds).toBeCloseTo(c.cpuUserSeconds! + c.cpuSystemSeconds!, 9);
 }
 
 describe('pvblk bench: a run', () => {
@@ -190,11 +208,15 @@ describe('pvblk bench: a run', () => {
     // every process's memory was sampled
     expect(j.pvblk.memory.map((m) => m.name).sort()).toEqual(['guest', 'host', 'hypervisor']);
     for (const m of j.pvblk.memory) expect(m.samples).toBeGreaterThan(0);
-    // CPU per I/O of both sides: the relay's three processes were measured over its own run
+    // CPU per I/O of both sides, in user mode and in the kernel: the relay's three processes were
+    // measured over its own run
+    for (const m of j.pvblk.memory) expectCpuSplit(m);
     expect(j.pvblk.relay_cpu.map((c) => c.name)).toEqual(['relay', 'relay-server', 'relay-client (guest)']);
-    for (const c of j.pvblk.relay_cpu) expect(c.cpuSeconds).toBeGreaterThanOrEqual(0);
-    expect(j.pvblk.cpu_per_io_us.pvblkUs).toBeGreaterThan(0);
-    expect(j.pvblk.cpu_per_io_us.relayUs).toBeGreaterThanOrEqual(0);
+    for (const c of j.pvblk.relay_cpu) expectCpuSplit(c);
+    for (const side of [j.pvblk.cpu_per_io_us.pvblk, j.pvblk.cpu_per_io_us.relay]) {
+      expect(side!.us).toBeGreaterThan(0);
+      expect(side!.us).toBeCloseTo(side!.userUs + side!.systemUs, 6);
+    }
     const text = await readFile(svg, 'utf8');
     expect(text.startsWith('<svg')).toBe(true);
     expect(text.trimEnd().endsWith('</svg>')).toBe(true);
