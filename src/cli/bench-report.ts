@@ -266,7 +266,7 @@ export interface CpuPerIo {
 }
 
 /** CPU per I/O of processes that used `cpu` for `ios` I/Os; null when any of them could not be read. */
-function perIo(cpu: CpuFields[], ios: number): CpuPerIo | null {
+export function perIo(cpu: CpuFields[], ios: number): CpuPerIo | null {
   if (!(ios > 0) || !cpu.length) return null;
   let user = 0;
   let system = 0;
@@ -309,6 +309,14 @@ function perIoText(c: CpuPerIo): string {
   return `${c.us.toFixed(1)}us (usr ${c.userUs.toFixed(1)}, sys ${c.systemUs.toFixed(1)})`;
 }
 
+/** The line under the memory table: pvblk's CPU per I/O, and the relay's and the ratios when measured. */
+export function cpuPerIoLine(pvblk: CpuPerIo, relay: CpuPerIo | null): string {
+  const mine = `  CPU per I/O, all processes: pvblk ${perIoText(pvblk)}`;
+  if (!relay) return mine;
+  const r = (a: number, b: number) => fx(ratio(a, b));
+  return `${mine}, relay ${perIoText(relay)}, pvblk/relay ${r(pvblk.us, relay.us)} (usr ${r(pvblk.userUs, relay.userUs)}, sys ${r(pvblk.systemUs, relay.systemUs)})`;
+}
+
 function memoryLines(p: PointResult): string[] {
   if (!p.rss.length) return [];
   const mib = (b: number) => `${(b / 1048576).toFixed(1)}MiB`;
@@ -334,13 +342,7 @@ function memoryLines(p: PointResult): string[] {
     }
   }
   const { pvblk, relay } = cpuPerIo(p);
-  if (pvblk)
-    out.push(
-      `  CPU per I/O, all processes: pvblk ${perIoText(pvblk)}` +
-        (relay
-          ? `, relay ${perIoText(relay)}, pvblk/relay ${fx(ratio(pvblk.us, relay.us))} (usr ${fx(ratio(pvblk.userUs, relay.userUs))}, sys ${fx(ratio(pvblk.systemUs, relay.systemUs))})`
-          : ''),
-    );
+  if (pvblk) out.push(cpuPerIoLine(pvblk, relay));
   return out;
 }
 
