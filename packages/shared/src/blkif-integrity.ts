@@ -136,7 +136,7 @@ export function encodeIntegrityRequest(r: BlkifIntegrityRequest): Buffer {
     if (!r.inline || r.inline.length > BLKIF_INTEGRITY_INLINE_BYTES || r.indirectGrefs.length > 0)
       throw new PvblkError(
         'EINVAL',
-        'an inline integrity request needs at most 76 inline bytes and no indirect page',
+        `an inline integrity request needs at most ${BLKIF_INTEGRITY_INLINE_BYTES} inline bytes and no indirect page`,
       );
     b.set(r.inline, 36);
   } else {
