@@ -57,7 +57,14 @@ import {
 import { cpuBetween, cpuFields, cpuTicksOf, RssSampler, type CpuTicks } from './bench-rss.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
 import { guestNames } from './options.ts';
-import { startStack, Supervisor, type LogRecord, type RunningStack, type StackChild } from './stack.ts';
+import {
+  describeExit,
+  startStack,
+  Supervisor,
+  type LogRecord,
+  type RunningStack,
+  type StackChild,
+} from './stack.ts';
 
 interface LiveStack {
   shape: StackShape;
@@ -393,6 +400,14 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
     const server = spawn('relay-server', ['--relay-role=server', `--relay-url=${url}`], 1);
     await server.ready;
     routers = [relay, server].map((c) => ({ name: c.name, pid: c.proc.pid! }));
+    // the router and the server live until the clients are done: one that goes first leaves the
+    // clients waiting for answers that will never come, so its end is the baseline's
+    const routerGone = Promise.race(
+      [relay, server].map((c) =>
+        c.exited.then((e) => Promise.reject(new Error(`${c.name} ${describeExit(e)} during the run`))),
+      ),
+    );
+    routerGone.catch(() => {}); // the clients' race below reports it
     const job = p.cl.jobs[0];
     const depth = p.cl.jobs.reduce((a, j) => a + j.iodepth * j.numjobs, 0);
     const readPct =
@@ -425,7 +440,7 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
               setTimeout(() => reject(new Error(`${name} exited without a result`)), 1000).unref(),
             ),
         );
-        return Promise.race([got, died]).then((r) => results.set(g.name, r));
+        return Promise.race([got, died, routerGone]).then((r) => results.set(g.name, r));
       }),
     );
     const before = (await (ticks0 as Promise<Array<CpuTicks | null>> | null)) ?? [];

@@ -1,13 +1,15 @@
 /**
  * `pvblk bench` and the guest's `fio` across real processes: bad options are refused before anything
- * starts; a run's JSON has fio's keys and pvblk's counters; the counts of a QD1 write run add up; a
+ * starts; a run's JSON has fio's keys and pvblk's counters; a relay server killed during the baseline
+ * is reported and the rest of the relay stopped; the counts of a QD1 write run add up; a
  * block corrupted on the host's disk file is caught by `--verify` with fio's message; plots are
  * valid SVG and PNG files. Behaviour only: no figure is asserted.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readdirSync, readFileSync } from 'node:fs';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pvblk, startSystem, tempDir } from './helpers.ts';
+import { processGone, pvblk, startPvblk, startSystem, tempDir, waitUntil } from './helpers.ts';
 
 const QUICK = ['--disk', 'delay=0', '--warmup=0', '--rss-interval=200ms'];
 
@@ -130,9 +132,60 @@ function expectCpuSplit(c: Cpu): void {
   expect(c.cpuSeconds).toBeCloseTo(c.cpuUserSeconds! + c.cpuSystemSeconds!, 9);
 }
 
+/** The pid of a child of `parent` whose command line holds `text`, or null. */
+function childWith(parent: number, text: string): number | null {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === parent && readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(text)) return Number(d);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return null;
+}
+
 describe('pvblk bench: a run', () => {
   const tmp = tempDir('pvblk-bench-run-');
   afterAll(() => tmp.cleanup());
+
+  it('reports a relay server killed during the baseline, and does not wait for it', async () => {
+    const b = startPvblk(
+      [
+        'bench',
+        '--name=k',
+        '--rw=randwrite',
+        '--bs=4k',
+        '--direct=1',
+        '--time_based',
+        '--runtime=3',
+        '--baseline',
+        ...QUICK,
+      ],
+      { env: { TMPDIR: tmp.path } },
+    );
+    try {
+      const bench = b.proc.pid!;
+      // the clients start once the server is ready: then the baseline is running
+      await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
+      const server = childWith(bench, 'relay-role=server')!;
+      const others = ['relay-role=relay', 'relay-role=client'].map((t) => childWith(bench, t));
+      expect(others.every((pid) => pid !== null)).toBe(true);
+      process.kill(server, 'SIGKILL');
+      const exit = await b.exited;
+      expect(exit.code).toBe(0); // pvblk's own figures stand
+      expect(b.out).toContain(
+        'relay baseline: failed (relay-server was killed by SIGKILL (status 137) during the run)',
+      );
+      // the relay and its client were stopped, not left waiting
+      for (const pid of others) expect(processGone(pid!)).toBe(true);
+    } finally {
+      // a failed wait must not leave the bench and its stack behind
+      if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGTERM');
+    }
+  });
 
   it("writes fio's JSON with pvblk's counters, the relay's ratios and the stage breakdown", async () => {
     const svg = join(tmp.path, 'cdf.svg');
