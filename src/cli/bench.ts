@@ -74,6 +74,8 @@ interface LiveStack {
   token: string;
   guests: Array<{ name: string; socket: string; domid: number; pid: number }>;
   children: StackChild[];
+  /** Rejects when a process of the stack ends before the stack is stopped (see anyExit). */
+  died: Promise<never>;
   traceDir: string | null;
   tmp: string;
 }
@@ -177,7 +179,23 @@ async function startBenchStack(shape: StackShape, o: BenchOptions): Promise<Live
       pid: child.proc.pid!,
     };
   });
-  return { shape, sup, running, dom0Secret, token, guests, children: [...sup.children], traceDir, tmp };
+  const children = [...sup.children];
+  return { shape, sup, running, dom0Secret, token, guests, children, died: anyExit(children), traceDir, tmp };
+}
+
+/**
+ * Rejects, naming the child and how it ended, when any of `children` exits: for processes that must
+ * outlive what is being waited for. Never settles otherwise; a rejection nobody races is ignored
+ * (the stop at the end of a run makes them all exit).
+ */
+function anyExit(children: StackChild[]): Promise<never> {
+  const gone = Promise.race(
+    children.map((c) =>
+      c.exited.then((e) => Promise.reject(new Error(`${c.name} ${describeExit(e)} during the run`))),
+    ),
+  );
+  gone.catch(() => {});
+  return gone;
 }
 
 async function stopBenchStack(s: LiveStack): Promise<void> {
@@ -402,12 +420,7 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
     routers = [relay, server].map((c) => ({ name: c.name, pid: c.proc.pid! }));
     // the router and the server live until the clients are done: one that goes first leaves the
     // clients waiting for answers that will never come, so its end is the baseline's
-    const routerGone = Promise.race(
-      [relay, server].map((c) =>
-        c.exited.then((e) => Promise.reject(new Error(`${c.name} ${describeExit(e)} during the run`))),
-      ),
-    );
-    routerGone.catch(() => {}); // the clients' race below reports it
+    const routerGone = anyExit([relay, server]);
     const job = p.cl.jobs[0];
     const depth = p.cl.jobs.reduce((a, j) => a + j.iodepth * j.numjobs, 0);
     const readPct =
@@ -640,7 +653,8 @@ export async function runBench(argv: string[]): Promise<number> {
         if (p.stack.guests > 1) banner[banner.length - 1] += ` in each of ${p.stack.guests} guests`;
         write(banner.join('\n') + '\n');
       }
-      const r = await runPoint(stack, p, o, eta && fmt === 'normal');
+      // a stack process that ends on its own ends the run: the guests' jobs would wait for it forever
+      const r = await Promise.race([runPoint(stack, p, o, eta && fmt === 'normal'), stack.died]);
       results.push(r);
       if (fmt === 'normal') write('\n' + renderPointNormal(r));
       else if (fmt === 'terse') write(renderPointTerse(r));

@@ -1,7 +1,7 @@
 /**
  * `pvblk bench` and the guest's `fio` across real processes: bad options are refused before anything
- * starts; a run's JSON has fio's keys and pvblk's counters; a relay server killed during the baseline
- * is reported and the rest of the relay stopped; the counts of a QD1 write run add up; a
+ * starts; a run's JSON has fio's keys and pvblk's counters; a process of the stack or of the relay
+ * killed during a run is reported and the rest stopped; the counts of a QD1 write run add up; a
  * block corrupted on the host's disk file is caught by `--verify` with fio's message; plots are
  * valid SVG and PNG files. Behaviour only: no figure is asserted.
  */
@@ -132,14 +132,15 @@ function expectCpuSplit(c: Cpu): void {
   expect(c.cpuSeconds).toBeCloseTo(c.cpuUserSeconds! + c.cpuSystemSeconds!, 9);
 }
 
-/** The pid of a child of `parent` whose command line holds `text`, or null. */
+/** The pid of a child of `parent` whose command line (arguments joined by spaces) holds `text`, or null. */
 function childWith(parent: number, text: string): number | null {
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === parent && readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(text)) return Number(d);
+      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').join(' ');
+      if (ppid === parent && argv.includes(text)) return Number(d);
     } catch {
       // gone meanwhile
     }
@@ -183,6 +184,38 @@ describe('pvblk bench: a run', () => {
       for (const pid of others) expect(processGone(pid!)).toBe(true);
     } finally {
       // a failed wait must not leave the bench and its stack behind
+      if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGTERM');
+    }
+  });
+
+  it('ends the run with an error when a process of its stack is killed, and stops the rest', async () => {
+    const b = startPvblk(
+      [
+        'bench',
+        '--name=k',
+        '--rw=randwrite',
+        '--bs=4k',
+        '--direct=1',
+        '--time_based',
+        '--runtime=60',
+        ...QUICK,
+      ],
+      { env: { TMPDIR: tmp.path } },
+    );
+    try {
+      const bench = b.proc.pid!;
+      await b.line((l) => l.startsWith('Starting 1 process'));
+      const [hv, host, guest] = ['pvblk.mjs hypervisor', 'pvblk.mjs host', 'pvblk.mjs domu'].map((t) =>
+        childWith(bench, t),
+      );
+      expect([hv, host, guest].every((pid) => pid !== null)).toBe(true);
+      process.kill(host!, 'SIGKILL');
+      // long before the 60 s the job asked for: the guest's fio would wait for its disk forever
+      const exit = await b.exited;
+      expect(exit.code).toBe(1);
+      expect(b.out).toContain('pvblk bench: host was killed by SIGKILL (status 137) during the run');
+      expect(processGone(hv!) && processGone(guest!)).toBe(true);
+    } finally {
       if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGTERM');
     }
   });
