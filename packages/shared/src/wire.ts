@@ -414,6 +414,9 @@ function frameBufferFor(previous: number): number {
   return size;
 }
 
+/** How many frames back a writer remembers sizes, to size a frame that outgrows its first buffer. */
+const RECENT_FRAMES = 8;
+
 /**
  * Frames written as messages are produced: each record is encoded into the frame being built at
  * once (page data copied from the caller's bytes there and then), so a turn's frame needs one
@@ -428,6 +431,9 @@ export class FrameWriter {
   private doneBytes = 0;
   /** Offset of the last record in `buf` when it is a page write (so the next one can extend it). */
   private lastPage = -1;
+  /** Sizes of the last RECENT_FRAMES frames, oldest overwritten first (see room). */
+  private readonly recent = new Array<number>(RECENT_FRAMES).fill(0);
+  private recentAt = 0;
 
   constructor(private readonly target = WIRE_FRAME_TARGET) {
     this.buf = FrameWriter.fresh(8192);
@@ -452,7 +458,13 @@ export class FrameWriter {
   private room(n: number): void {
     if (this.len > 1 && this.len + n > this.target) this.cut();
     if (this.len + n > this.buf.length) {
-      const bigger = FrameWriter.fresh(Math.max(this.buf.length * 2, this.len + n));
+      // A frame that outgrows its buffer goes straight to the size of the largest recent frame, then
+      // doubles: every growth copies what is written so far, and a connection whose big frames
+      // alternate with small ones (requests and events to Dom0) built each big one from 8 KiB up,
+      // copying up to twice its size on the way.
+      const recent = Math.min(frameBufferFor(Math.max(...this.recent)), this.target + 64);
+      const size = Math.max(this.len + n, this.buf.length < recent ? recent : this.buf.length * 2);
+      const bigger = FrameWriter.fresh(size);
       this.buf.copy(bigger, 0, 0, this.len);
       this.buf = bigger;
     }
@@ -461,6 +473,8 @@ export class FrameWriter {
   private cut(): void {
     this.done.push(this.buf.subarray(0, this.len));
     this.doneBytes += this.len;
+    this.recent[this.recentAt] = this.len;
+    this.recentAt = (this.recentAt + 1) % RECENT_FRAMES;
     this.buf = FrameWriter.fresh(Math.min(frameBufferFor(this.len), this.target + 64));
     this.len = 1;
     this.lastPage = -1;

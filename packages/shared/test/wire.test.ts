@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   decodeClientFrame,
   decodeHypervisorFrame,
@@ -201,5 +201,36 @@ describe('FrameWriter', () => {
     const [next] = w.take();
     expect(hypervisorOk(next)).toEqual([{ t: 'ev', port: 4 }]);
     expect(next.buffer.byteLength).toBe(8192);
+  });
+
+  it('builds a big frame that follows small ones in one growth, not by doubling from 8 KiB', () => {
+    const w = new FrameWriter();
+    const page = Buffer.alloc(4096, 9);
+    const big = () => {
+      for (let i = 0; i < 32; i++) w.page(true, i, 0, page, 0, 4096);
+      w.add({ t: 'ev', port: 1 });
+    };
+    big(); // a request's frame …
+    w.take();
+    w.add({ t: 'ev', port: 2 }); // … an event's …
+    w.take();
+    // … and the next request's: the bytes copied to grow its buffer are what the 8 KiB one held
+    const copy = vi.spyOn(Buffer.prototype, 'copy');
+    try {
+      big();
+      const copied = copy.mock.calls.reduce(
+        (a, c) => a + ((c[3] ?? 0) as number) - ((c[2] ?? 0) as number),
+        0,
+      );
+      expect(copied).toBeGreaterThan(0);
+      expect(copied).toBeLessThanOrEqual(8192);
+    } finally {
+      copy.mockRestore();
+    }
+    const [frame] = w.take();
+    const msgs = hypervisorOk(frame);
+    expect(msgs).toHaveLength(33);
+    expect(msgs[31]).toEqual({ t: 'gw', handle: 31, off: 0, data: page });
+    expect(msgs[32]).toEqual({ t: 'ev', port: 1 });
   });
 });
