@@ -69,14 +69,21 @@ export interface RelayResult {
   cpuSystemSeconds: number;
 }
 
-/** A WebSocket whose outbound messages of one turn become one frame (or a few, below the target size). */
+/**
+ * A WebSocket whose outbound messages of one turn become one frame (or a few, below the target size).
+ * A frame's buffer carries a later one once ws is done with it, as XenClient's and the broker's do: at
+ * once for a client (ws masks the frame into a buffer of its own), after the write for the relay.
+ */
 class Sender {
   private readonly out = new FrameWriter();
   private scheduled = false;
   frames = 0;
   bytes = 0;
 
-  constructor(private readonly ws: WebSocket) {}
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly side: 'client' | 'server',
+  ) {}
 
   queue(m: WireMessage): void {
     this.out.add(m);
@@ -91,7 +98,12 @@ class Sender {
     for (const f of this.out.take()) {
       this.frames++;
       this.bytes += f.length;
-      this.ws.send(f, { binary: true });
+      if (this.side === 'client') {
+        this.ws.send(f, { binary: true });
+        this.out.recycle(f);
+      } else {
+        this.ws.send(f, { binary: true }, () => this.out.recycle(f));
+      }
     }
   }
 }
@@ -121,7 +133,7 @@ export async function runRelay(): Promise<void> {
   wss.on('connection', (ws, req) => {
     const url = req.url ?? '';
     if (url === '/server') {
-      const s = new Sender(ws);
+      const s = new Sender(ws, 'server');
       server = s;
       ws.on('message', (data: Buffer) => {
         const d = decodeClientFrame(data);
@@ -139,7 +151,7 @@ export async function runRelay(): Promise<void> {
     }
     const n = Number(/^\/client\/(\d+)$/.exec(url)?.[1] ?? NaN);
     if (!Number.isInteger(n)) return ws.close(4400, 'unknown path');
-    clients.set(n, new Sender(ws));
+    clients.set(n, new Sender(ws, 'server'));
     ws.on('message', (data: Buffer) => {
       const d = decodeClientFrame(data);
       if (!d.ok || !server) return;
@@ -160,7 +172,7 @@ export async function runRelay(): Promise<void> {
 /** The server: takes the payload, answers. */
 export async function runRelayServer(relayUrl: string): Promise<void> {
   const ws = await open(`${relayUrl}/server`);
-  const out = new Sender(ws);
+  const out = new Sender(ws, 'client');
   const desc = new Map<number, Buffer>();
   const scratch = Buffer.alloc(PAGE);
   const payload = Buffer.alloc(PAGE, 0x5a);
@@ -203,7 +215,7 @@ export async function runRelayServer(relayUrl: string): Promise<void> {
 export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
   if (spec.depth * 256 + DATA_BASE > LOW) throw new Error('relay: too many requests in flight');
   const ws = await open(`${spec.url}/client/${spec.client}`);
-  const out = new Sender(ws);
+  const out = new Sender(ws, 'client');
   const rand = mulberry32(spec.seed);
   const pages = Math.ceil(spec.bs / PAGE);
   const bufs = Array.from({ length: spec.depth }, () => {

@@ -30,6 +30,11 @@ import type { DomainInfo, EventHandler, Hypercalls, Watch } from './hypercalls.t
 
 export interface ClientTransport {
   readonly peer: string;
+  /**
+   * True when `send` is done with the frame's bytes by the time it returns (a WebSocket client masks
+   * each frame into a buffer of its own): the frame's buffer may then carry the next one.
+   */
+  readonly copiesFrames?: boolean;
   send(frame: Buffer): void;
   close(): void;
   onFrame(cb: (frame: Uint8Array) => void): void;
@@ -169,6 +174,7 @@ export class XenClient implements Hypercalls, PageWriteSink {
     for (const f of this.out.take()) {
       this.stats.framesSent++;
       this.transport.send(f);
+      if (this.transport.copiesFrames) this.out.recycle(f);
     }
   }
 

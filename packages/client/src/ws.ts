@@ -36,6 +36,9 @@ export function wsTransport(ws: WebSocket, peer: string): ClientTransport {
   });
   return {
     peer,
+    // ws masks a client's frame into a new buffer within send() (RFC 6455 §5.3; the caller's Buffer
+    // is read-only to it), so the frame's own buffer is free again when send returns
+    copiesFrames: true,
     send: (f) => {
       if (ws.readyState === WebSocket.OPEN) ws.send(f, { binary: true });
     },

@@ -33,6 +33,12 @@ export interface FrameTransport {
   readonly peer: string;
   /** Hands one frame to the socket; `written` runs once it has left this process (or the socket closed). */
   sendFrame(frame: Buffer, written: () => void): void;
+  /**
+   * True when, by the time `written` runs, nothing refers to the frame's bytes any more (a socket has
+   * copied them into the kernel): its buffer may then carry a later frame. Not so in process, where
+   * the receiver is handed the frame itself.
+   */
+  readonly releasesFrames?: boolean;
   close(code: number, reason: string): void;
   /** Stops reading from the peer (its frames wait in the kernel and then in its own process). */
   pause(): void;
@@ -197,6 +203,7 @@ export class Connection implements Session, Schedulable {
       this.inflight += n;
       this.transport.sendFrame(f, () => {
         this.inflight -= n;
+        if (this.transport.releasesFrames) this.outbox.recycle(f);
         this.maybeDrained();
       });
     }

@@ -118,6 +118,8 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
       {
         peer,
         sendFrame: (f, written) => ws.send(f, { binary: true }, () => written()),
+        // ws calls back once the socket has taken the frame (or is gone)
+        releasesFrames: true,
         close: (code, reason) => ws.close(code, reason),
         pause: () => ws.pause(),
         resume: () => ws.resume(),

@@ -316,6 +316,39 @@ describe.each([
       expect(page.read(100, 8).toString()).toBe('response');
     });
 
+    it('carries page writes intact both ways while frame buffers are reused', async () => {
+      // Each turn sends four frames of 10 pages (40 KiB) and an event: on websockets every sender's
+      // frame buffers go back to its writer once ws has copied (client) or written (broker) them, and
+      // carry the frames after — a buffer reused too early would show here as another frame's bytes.
+      const g = await newGuest();
+      const pages = Array.from({ length: 40 }, () => g.allocPage());
+      const refs = pages.map((p) => g.gnttab.grantAccess(p, 0, false));
+      await g.fence();
+      const maps = await dom0.gnttab.map(refs.map((ref) => ({ dom: g.domid, ref, readonly: false })));
+      const mapped = maps.map((m) => m.page!);
+      const gport = await g.evtchn.allocUnbound(0);
+      const dport = await dom0.evtchn.bindInterdomain(g.domid, gport);
+      const fill = (round: number, i: number) => {
+        const b = Buffer.alloc(4096);
+        for (let k = 0; k < 4096; k += 4) b.writeUInt32LE(((round * 40 + i) * 4096 + k) >>> 0, k);
+        return b;
+      };
+      for (let round = 0; round < 6; round++) {
+        const guestWrites = round % 2 === 0;
+        const [from, to] = guestWrites ? [pages, mapped] : [mapped, pages];
+        const [writer, reader] = guestWrites ? [g, dom0] : [dom0, g];
+        for (let k = 0; k < 4; k++) {
+          for (let i = k * 10; i < k * 10 + 10; i++) from[i].write(0, fill(round, i));
+          writer.evtchn.send(guestWrites ? gport : dport); // a doorbell: this frame goes now
+        }
+        await writer.fence();
+        await reader.fence();
+        to.forEach((p, i) =>
+          expect(p.read(0, 4096).equals(fill(round, i)), `round ${round} page ${i}`).toBe(true),
+        );
+      }
+    });
+
     it('refuses to end access while mapped, and allows it after unmap', async () => {
       const g = await newGuest();
       const page = g.allocPage();

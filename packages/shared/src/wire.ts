@@ -416,6 +416,9 @@ function frameBufferFor(previous: number): number {
 
 /** How many frames back a writer remembers sizes, to size a frame that outgrows its first buffer. */
 const RECENT_FRAMES = 8;
+/** Frame buffers a writer keeps for reuse, and the largest it keeps (a 128 KiB request's frame fits). */
+const POOLED_BUFFERS = 2;
+const POOLED_BYTES = 256 * 1024 + 64;
 
 /**
  * Frames written as messages are produced: each record is encoded into the frame being built at
@@ -434,15 +437,35 @@ export class FrameWriter {
   /** Sizes of the last RECENT_FRAMES frames, oldest overwritten first (see room). */
   private readonly recent = new Array<number>(RECENT_FRAMES).fill(0);
   private recentAt = 0;
+  /** Buffers of frames the transport is done with (see recycle), for later frames that fit. */
+  private readonly pool: Buffer[] = [];
 
   constructor(private readonly target = WIRE_FRAME_TARGET) {
-    this.buf = FrameWriter.fresh(8192);
+    this.buf = this.fresh(8192);
   }
 
-  private static fresh(size: number): Buffer {
-    const b = Buffer.allocUnsafe(size);
+  /** A buffer for a frame of up to `size` bytes: the smallest pooled one that fits, else a new one. */
+  private fresh(size: number): Buffer {
+    let best = -1;
+    for (let i = 0; i < this.pool.length; i++)
+      if (this.pool[i].length >= size && (best < 0 || this.pool[i].length < this.pool[best].length)) best = i;
+    const b = best >= 0 ? this.pool.splice(best, 1)[0] : Buffer.allocUnsafeSlow(size);
     b[0] = WIRE_VERSION;
     return b;
+  }
+
+  /**
+   * Gives back a frame `take` returned, once the transport has no use for its bytes any more (ws
+   * masks a client's frame into a buffer of its own before `send` returns; a socket has written a
+   * server's when its callback runs): its buffer then holds a later frame instead of a new one. A new
+   * buffer per frame of a 128 KiB request meant a young-generation collection every few requests in
+   * the guest and the broker. At most POOLED_BUFFERS of at most POOLED_BYTES are kept: a bigger
+   * buffer kept a while and then dropped has grown old, and costs a full collection instead.
+   */
+  recycle(frame: Buffer): void {
+    if (frame.byteOffset !== 0 || frame.buffer.byteLength > POOLED_BYTES) return;
+    if (frame.buffer === this.buf.buffer || this.pool.length >= POOLED_BUFFERS) return;
+    this.pool.push(Buffer.from(frame.buffer));
   }
 
   /** Bytes written and not taken yet. */
@@ -464,7 +487,7 @@ export class FrameWriter {
       // copying up to twice its size on the way.
       const recent = Math.min(frameBufferFor(Math.max(...this.recent)), this.target + 64);
       const size = Math.max(this.len + n, this.buf.length < recent ? recent : this.buf.length * 2);
-      const bigger = FrameWriter.fresh(size);
+      const bigger = this.fresh(size);
       this.buf.copy(bigger, 0, 0, this.len);
       this.buf = bigger;
     }
@@ -475,7 +498,7 @@ export class FrameWriter {
     this.doneBytes += this.len;
     this.recent[this.recentAt] = this.len;
     this.recentAt = (this.recentAt + 1) % RECENT_FRAMES;
-    this.buf = FrameWriter.fresh(Math.min(frameBufferFor(this.len), this.target + 64));
+    this.buf = this.fresh(Math.min(frameBufferFor(this.len), this.target + 64));
     this.len = 1;
     this.lastPage = -1;
   }

@@ -233,4 +233,53 @@ describe('FrameWriter', () => {
     expect(msgs[31]).toEqual({ t: 'gw', handle: 31, off: 0, data: page });
     expect(msgs[32]).toEqual({ t: 'ev', port: 1 });
   });
+
+  describe('recycle', () => {
+    const page = Buffer.alloc(4096, 5);
+    const frameOf = (w: FrameWriter, pages: number, port: number) => {
+      for (let i = 0; i < pages; i++) w.page(false, i, 0, page, 0, 4096);
+      w.add({ t: 'ev', port });
+      const frames = w.take();
+      expect(frames).toHaveLength(1);
+      return frames[0];
+    };
+
+    it('builds a later frame in the buffer of one given back, and the frame reads back whole', () => {
+      const w = new FrameWriter();
+      const a = frameOf(w, 10, 1);
+      w.recycle(a);
+      const b = frameOf(w, 10, 2); // built in the buffer allocated when `a` was cut
+      expect(b.buffer).not.toBe(a.buffer);
+      const c = frameOf(w, 10, 3); // built in a's
+      expect(c.buffer).toBe(a.buffer);
+      const msgs = hypervisorOk(c);
+      expect(msgs).toHaveLength(11);
+      expect(msgs[9]).toEqual({ t: 'mw', gfn: 9, off: 0, data: page });
+      expect(msgs[10]).toEqual({ t: 'ev', port: 3 });
+    });
+
+    it('keeps no buffer over 256 KiB, none that a frame does not start, and two at most', () => {
+      const w = new FrameWriter();
+      const big = frameOf(w, 70, 1); // 280 KiB: a 512 KiB buffer
+      w.recycle(big);
+      const seen = new Set<ArrayBufferLike>();
+      for (let i = 0; i < 4; i++) seen.add(frameOf(w, 70, 2 + i).buffer);
+      expect(seen.has(big.buffer)).toBe(false);
+
+      const v = new FrameWriter();
+      const x = frameOf(v, 10, 1);
+      v.recycle(x.subarray(1)); // not a frame take returned
+      const later = [frameOf(v, 10, 2), frameOf(v, 10, 3), frameOf(v, 10, 4)];
+      expect(later.some((f) => f.buffer === x.buffer)).toBe(false);
+
+      const u = new FrameWriter();
+      const given = [frameOf(u, 10, 1), frameOf(u, 10, 2), frameOf(u, 10, 3)];
+      for (const f of given) u.recycle(f);
+      const next = Array.from({ length: 6 }, (_, i) => frameOf(u, 10, 10 + i).buffer);
+      // the first two given back are used again; the third was not kept
+      expect(next.includes(given[0].buffer)).toBe(true);
+      expect(next.includes(given[1].buffer)).toBe(true);
+      expect(next.includes(given[2].buffer)).toBe(false);
+    });
+  });
 });
