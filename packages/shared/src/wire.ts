@@ -465,6 +465,8 @@ export class FrameWriter {
   recycle(frame: Buffer): void {
     if (frame.byteOffset !== 0 || frame.buffer.byteLength > POOLED_BYTES) return;
     if (frame.buffer === this.buf.buffer || this.pool.length >= POOLED_BUFFERS) return;
+    // given back twice, a buffer would carry two frames at once
+    if (this.pool.some((b) => b.buffer === frame.buffer)) return;
     this.pool.push(Buffer.from(frame.buffer));
   }
 

@@ -280,6 +280,15 @@ describe('FrameWriter', () => {
       expect(next.includes(given[0].buffer)).toBe(true);
       expect(next.includes(given[1].buffer)).toBe(true);
       expect(next.includes(given[2].buffer)).toBe(false);
+
+      // one given back twice carries one frame at a time
+      const t = new FrameWriter();
+      const once = frameOf(t, 10, 1);
+      t.recycle(once);
+      t.recycle(once);
+      const after = Array.from({ length: 4 }, (_, i) => frameOf(t, 10, 20 + i));
+      for (let i = 1; i < after.length; i++) expect(after[i].buffer).not.toBe(after[i - 1].buffer);
+      expect(after.filter((f) => f.buffer === once.buffer)).toHaveLength(1);
     });
   });
 });
