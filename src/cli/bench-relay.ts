@@ -71,8 +71,8 @@ export interface RelayResult {
 
 /**
  * A WebSocket whose outbound messages of one turn become one frame (or a few, below the target size).
- * A frame's buffer carries a later one once ws is done with it, as XenClient's and the broker's do: at
- * once for a client (ws masks the frame into a buffer of its own), after the write for the relay.
+ * A frame's buffer carries a later one once ws is done with it, as XenClient's and the broker's do: a
+ * client's when the socket took it all during send, the relay's when the write calls back.
  */
 class Sender {
   private readonly out = new FrameWriter();
@@ -100,7 +100,7 @@ class Sender {
       this.bytes += f.length;
       if (this.side === 'client') {
         this.ws.send(f, { binary: true });
-        this.out.recycle(f);
+        if (this.ws.bufferedAmount === 0) this.out.recycle(f);
       } else {
         this.ws.send(f, { binary: true }, () => this.out.recycle(f));
       }

@@ -32,6 +32,7 @@ function fakeBroker(answer: (m: ClientMessage) => unknown) {
         out.push({ t: 'ok', id: m.id, r });
       }
       if (out.length) setImmediate(() => onFrame(encodeFrame(out)));
+      return false;
     },
     close() {},
     onFrame(cb) {

@@ -31,11 +31,10 @@ import type { DomainInfo, EventHandler, Hypercalls, Watch } from './hypercalls.t
 export interface ClientTransport {
   readonly peer: string;
   /**
-   * True when `send` is done with the frame's bytes by the time it returns (a WebSocket client masks
-   * each frame into a buffer of its own): the frame's buffer may then carry the next one.
+   * Hands a frame over; true when nothing refers to its bytes any more once this returns (the socket
+   * has taken them all), so that the frame's buffer may carry a later frame.
    */
-  readonly copiesFrames?: boolean;
-  send(frame: Buffer): void;
+  send(frame: Buffer): boolean;
   close(): void;
   onFrame(cb: (frame: Uint8Array) => void): void;
   onClose(cb: (code: number, reason: string) => void): void;
@@ -173,8 +172,7 @@ export class XenClient implements Hypercalls, PageWriteSink {
     if (this.closed || this.out.empty) return;
     for (const f of this.out.take()) {
       this.stats.framesSent++;
-      this.transport.send(f);
-      if (this.transport.copiesFrames) this.out.recycle(f);
+      if (this.transport.send(f)) this.out.recycle(f);
     }
   }
 

@@ -36,11 +36,13 @@ export function wsTransport(ws: WebSocket, peer: string): ClientTransport {
   });
   return {
     peer,
-    // ws masks a client's frame into a new buffer within send() (RFC 6455 §5.3; the caller's Buffer
-    // is read-only to it), so the frame's own buffer is free again when send returns
-    copiesFrames: true,
     send: (f) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(f, { binary: true });
+      if (ws.readyState !== WebSocket.OPEN) return true;
+      ws.send(f, { binary: true });
+      // Nothing buffered: the socket took every byte. ws masks a client's frame into a buffer of its
+      // own, but with an all-zero mask it sends the frame itself, and bytes a full socket still holds
+      // may be the frame's.
+      return ws.bufferedAmount === 0;
     },
     close: () => ws.close(1000, 'client closed'),
     onFrame: (cb) => (frameCb = cb),

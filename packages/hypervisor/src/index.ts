@@ -8,7 +8,12 @@ export {
 export { Domain, type Session, type DomainStats } from './core/domain.ts';
 export { Connection, type FrameTransport } from './connection.ts';
 export { LocalHypervisor } from './local.ts';
-export { startHypervisorServer, type RunningHypervisor, type HypervisorServerOptions } from './server.ts';
+export {
+  startHypervisorServer,
+  wsFrameTransport,
+  type RunningHypervisor,
+  type HypervisorServerOptions,
+} from './server.ts';
 export { XenStore } from './xenstore/index.ts';
 export { runHypervisor, type HypervisorProcessOptions } from './main.ts';
 export {

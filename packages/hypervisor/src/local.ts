@@ -83,7 +83,11 @@ export class LocalHypervisor {
     );
     return {
       peer,
-      send: (f) => open && toServer.push(f),
+      // the broker is handed the frame itself
+      send: (f) => {
+        if (open) toServer.push(f);
+        return false;
+      },
       close: () => transport.close(1000, 'client closed'),
       onFrame: (cb) => (frameCb = cb),
       onClose: (cb) => (closeCb = cb),

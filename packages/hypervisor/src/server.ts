@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WIRE_MAX_FRAME } from '@pvblk/shared';
 import { requestUrl } from '@pvblk/runtime';
-import { Connection } from './connection.ts';
+import { Connection, type FrameTransport } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
 import { FairScheduler } from './scheduler.ts';
 import { handleNemesisRoute } from './nemesis-routes.ts';
@@ -43,6 +43,20 @@ export interface RunningHypervisor {
 function sameSecret(a: string, b: string): boolean {
   const h = (s: string) => createHash('sha256').update(s, 'utf8').digest();
   return timingSafeEqual(h(a), h(b));
+}
+
+/** A domain's connection to the broker over a WebSocket (the server's side). */
+export function wsFrameTransport(ws: WebSocket, peer: string): FrameTransport {
+  return {
+    peer,
+    sendFrame: (f, written) => ws.send(f, { binary: true }, () => written()),
+    // ws calls back once the socket has taken the frame's bytes (or is gone): a server's frame is
+    // never masked, so until then the socket may still hold the frame itself
+    releasesFrames: true,
+    close: (code, reason) => ws.close(code, reason),
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
+  };
 }
 
 export async function startHypervisorServer(opts: HypervisorServerOptions): Promise<RunningHypervisor> {
@@ -115,15 +129,7 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
     const conn = new Connection(
       hv,
       scheduler,
-      {
-        peer,
-        sendFrame: (f, written) => ws.send(f, { binary: true }, () => written()),
-        // ws calls back once the socket has taken the frame (or is gone)
-        releasesFrames: true,
-        close: (code, reason) => ws.close(code, reason),
-        pause: () => ws.pause(),
-        resume: () => ws.resume(),
-      },
+      wsFrameTransport(ws, peer),
       (level, obj, msg) => log(level, obj, msg),
       opts.helloTimeoutMs,
     );

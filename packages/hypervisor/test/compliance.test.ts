@@ -318,8 +318,10 @@ describe.each([
 
     it('carries page writes intact both ways while frame buffers are reused', async () => {
       // Each turn sends four frames of 10 pages (40 KiB) and an event: on websockets every sender's
-      // frame buffers go back to its writer once ws has copied (client) or written (broker) them, and
-      // carry the frames after — a buffer reused too early would show here as another frame's bytes.
+      // frame buffers go back to its writer once the socket has taken them, and carry the frames
+      // after — a buffer reused too early would show here as another frame's bytes (in process, the
+      // receiver is handed the frame itself and nothing is reused; test/unit/frame-recycling.test.ts
+      // backs a socket up).
       const g = await newGuest();
       const pages = Array.from({ length: 40 }, () => g.allocPage());
       const refs = pages.map((p) => g.gnttab.grantAccess(p, 0, false));
