@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { processGone, pvblk, startPvblk, startSystem, tempDir, waitUntil } from './helpers.ts';
+import { processGone, pvblk, startPvblk, startSystem, tempDir, waitUntil, type Running } from './helpers.ts';
 
 const QUICK = ['--disk', 'delay=0', '--warmup=0', '--rss-interval=200ms'];
 
@@ -152,7 +152,15 @@ describe('pvblk bench: a run', () => {
   const tmp = tempDir('pvblk-bench-run-');
   afterAll(() => tmp.cleanup());
 
-  it('reports a relay server killed during the baseline, and does not wait for it', async () => {
+  /**
+   * A time-based 4 KiB randwrite bench for `runtime` seconds that `attack` kills a process of; the
+   * bench and its stack are stopped if the test fails before the bench has exited.
+   */
+  async function killedRun(
+    runtime: number,
+    extra: string[],
+    attack: (b: Running, bench: number) => Promise<void>,
+  ): Promise<void> {
     const b = startPvblk(
       [
         'bench',
@@ -161,14 +169,21 @@ describe('pvblk bench: a run', () => {
         '--bs=4k',
         '--direct=1',
         '--time_based',
-        '--runtime=3',
-        '--baseline',
+        `--runtime=${runtime}`,
+        ...extra,
         ...QUICK,
       ],
       { env: { TMPDIR: tmp.path } },
     );
     try {
-      const bench = b.proc.pid!;
+      await attack(b, b.proc.pid!);
+    } finally {
+      if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGTERM');
+    }
+  }
+
+  it('reports a relay server killed during the baseline, and does not wait for it', async () => {
+    await killedRun(3, ['--baseline'], async (b, bench) => {
       // the clients start once the server is ready: then the baseline is running
       await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
       const server = childWith(bench, 'relay-role=server')!;
@@ -182,28 +197,11 @@ describe('pvblk bench: a run', () => {
       );
       // the relay and its client were stopped, not left waiting
       for (const pid of others) expect(processGone(pid!)).toBe(true);
-    } finally {
-      // a failed wait must not leave the bench and its stack behind
-      if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGTERM');
-    }
+    });
   });
 
   it('ends the run with an error when a process of its stack is killed, and stops the rest', async () => {
-    const b = startPvblk(
-      [
-        'bench',
-        '--name=k',
-        '--rw=randwrite',
-        '--bs=4k',
-        '--direct=1',
-        '--time_based',
-        '--runtime=60',
-        ...QUICK,
-      ],
-      { env: { TMPDIR: tmp.path } },
-    );
-    try {
-      const bench = b.proc.pid!;
+    await killedRun(60, [], async (b, bench) => {
       await b.line((l) => l.startsWith('Starting 1 process'));
       const [hv, host, guest] = ['pvblk.mjs hypervisor', 'pvblk.mjs host', 'pvblk.mjs domu'].map((t) =>
         childWith(bench, t),
@@ -215,9 +213,7 @@ describe('pvblk bench: a run', () => {
       expect(exit.code).toBe(1);
       expect(b.out).toContain('pvblk bench: host was killed by SIGKILL (status 137) during the run');
       expect(processGone(hv!) && processGone(guest!)).toBe(true);
-    } finally {
-      if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGTERM');
-    }
+    });
   });
 
   it("writes fio's JSON with pvblk's counters, the relay's ratios and the stage breakdown", async () => {
