@@ -27,6 +27,8 @@ import {
   type WireMessage,
 } from '@pvblk/shared';
 import { Samples, type RawSamples } from '@pvblk/frontend';
+import { wsTransport, type ClientTransport } from '@pvblk/client';
+import { wsFrameTransport } from '@pvblk/hypervisor';
 
 const PAGE = 4096;
 const DESC = 16;
@@ -69,10 +71,28 @@ export interface RelayResult {
   cpuSystemSeconds: number;
 }
 
+/** Hands a frame to the socket and says when its buffer may carry a later frame. */
+type Put = (frame: Buffer, reusable: () => void) => void;
+
+/** A client's side, through pvblk's client transport: the buffer is free if the socket took it all. */
+function clientPut(t: ClientTransport): Put {
+  return (f, reusable) => {
+    if (t.send(f)) reusable();
+  };
+}
+
+/** The relay's side of a connection, through the broker's transport: free once the write calls back. */
+function relayPut(ws: WebSocket): Put {
+  const t = wsFrameTransport(ws, 'relay');
+  return (f, reusable) =>
+    t.sendFrame(f, () => {
+      if (t.releasesFrames) reusable();
+    });
+}
+
 /**
- * A WebSocket whose outbound messages of one turn become one frame (or a few, below the target size).
- * A frame's buffer carries a later one once ws is done with it, as XenClient's and the broker's do: a
- * client's when the socket took it all during send, the relay's when the write calls back.
+ * A WebSocket whose outbound messages of one turn become one frame (or a few, below the target size),
+ * sent through the transports XenClient and the broker use, so that frame buffers are reused as theirs.
  */
 class Sender {
   private readonly out = new FrameWriter();
@@ -80,10 +100,7 @@ class Sender {
   frames = 0;
   bytes = 0;
 
-  constructor(
-    private readonly ws: WebSocket,
-    private readonly side: 'client' | 'server',
-  ) {}
+  constructor(private readonly put: Put) {}
 
   queue(m: WireMessage): void {
     this.out.add(m);
@@ -98,12 +115,7 @@ class Sender {
     for (const f of this.out.take()) {
       this.frames++;
       this.bytes += f.length;
-      if (this.side === 'client') {
-        this.ws.send(f, { binary: true });
-        if (this.ws.bufferedAmount === 0) this.out.recycle(f);
-      } else {
-        this.ws.send(f, { binary: true }, () => this.out.recycle(f));
-      }
+      this.put(f, () => this.out.recycle(f));
     }
   }
 }
@@ -133,7 +145,7 @@ export async function runRelay(): Promise<void> {
   wss.on('connection', (ws, req) => {
     const url = req.url ?? '';
     if (url === '/server') {
-      const s = new Sender(ws, 'server');
+      const s = new Sender(relayPut(ws));
       server = s;
       ws.on('message', (data: Buffer) => {
         const d = decodeClientFrame(data);
@@ -151,7 +163,7 @@ export async function runRelay(): Promise<void> {
     }
     const n = Number(/^\/client\/(\d+)$/.exec(url)?.[1] ?? NaN);
     if (!Number.isInteger(n)) return ws.close(4400, 'unknown path');
-    clients.set(n, new Sender(ws, 'server'));
+    clients.set(n, new Sender(relayPut(ws)));
     ws.on('message', (data: Buffer) => {
       const d = decodeClientFrame(data);
       if (!d.ok || !server) return;
@@ -172,12 +184,13 @@ export async function runRelay(): Promise<void> {
 /** The server: takes the payload, answers. */
 export async function runRelayServer(relayUrl: string): Promise<void> {
   const ws = await open(`${relayUrl}/server`);
-  const out = new Sender(ws, 'client');
+  const t = wsTransport(ws, 'relay');
+  const out = new Sender(clientPut(t));
   const desc = new Map<number, Buffer>();
   const scratch = Buffer.alloc(PAGE);
   const payload = Buffer.alloc(PAGE, 0x5a);
   const rsp = Buffer.alloc(DESC);
-  ws.on('message', (data: Buffer) => {
+  t.onFrame((data) => {
     const d = decodeHypervisorFrame(data);
     if (!d.ok) return;
     for (const m of d.messages as HypervisorMessage[]) {
@@ -215,7 +228,8 @@ export async function runRelayServer(relayUrl: string): Promise<void> {
 export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
   if (spec.depth * 256 + DATA_BASE > LOW) throw new Error('relay: too many requests in flight');
   const ws = await open(`${spec.url}/client/${spec.client}`);
-  const out = new Sender(ws, 'client');
+  const t = wsTransport(ws, 'relay');
+  const out = new Sender(clientPut(t));
   const rand = mulberry32(spec.seed);
   const pages = Math.ceil(spec.bs / PAGE);
   const bufs = Array.from({ length: spec.depth }, () => {
@@ -269,7 +283,7 @@ export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
     while (free.length && t < stopAt && issuedMeasured < target) issue(free.pop()!, t);
     if (inflight === 0 && onIdle) onIdle();
   };
-  ws.on('message', (data: Buffer) => {
+  t.onFrame((data) => {
     framesReceived++;
     bytesReceived += data.length;
     const d = decodeHypervisorFrame(data);
