@@ -16,6 +16,7 @@ import {
   GNTTAB_NR_RESERVED_ENTRIES,
   GNTST,
   isZeroPage,
+  PAGE_RECORD_HEADER,
   PvblkError,
   WIRE_VERSION,
   type ClientMessage,
@@ -23,6 +24,7 @@ import {
   type GrantCopyResult,
   type GrantMapResult,
   type HypervisorMessage,
+  type PageRun,
 } from '@pvblk/shared';
 import { processTrace } from '@pvblk/runtime';
 import { Page, type PageWriteSink } from './memory.ts';
@@ -192,7 +194,7 @@ export class XenClient implements Hypercalls, PageWriteSink {
 
   private onFrame(frame: Uint8Array): void {
     this.stats.framesReceived++;
-    const d = decodeHypervisorFrame(frame);
+    const d = decodeHypervisorFrame(frame, { pageRuns: true });
     if (!d.ok) {
       this.emitError(new PvblkError('EPROTO', `malformed frame from the hypervisor: ${d.error}`));
       return;
@@ -201,8 +203,20 @@ export class XenClient implements Hypercalls, PageWriteSink {
     for (const m of d.messages) this.dispatch(m);
   }
 
-  private dispatch(m: HypervisorMessage): void {
+  private dispatch(m: HypervisorMessage | PageRun): void {
     switch (m.t) {
+      case 'page_run': {
+        // others' writes to pages we see, record by record, copied from the frame
+        const f = m.frame;
+        const pages = m.mapped ? this.mappedPages : this.localPages;
+        for (let at = m.at; at < m.end;) {
+          const len = f.readUInt16LE(at + 7);
+          const start = at + PAGE_RECORD_HEADER;
+          pages.get(f.readUInt32LE(at + 1))?.applyRemoteBytes(f.readUInt16LE(at + 5), f, start, start + len);
+          at = start + len;
+        }
+        return;
+      }
       case 'ok': {
         const p = this.pending.get(m.id);
         if (p) {

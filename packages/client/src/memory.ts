@@ -109,6 +109,11 @@ export class Page {
   applyRemoteWrite(off: number, data: Uint8Array): void {
     this.buf.set(data, off);
   }
+
+  /** The same, from bytes [start, end) of a received frame (no view made per write). */
+  applyRemoteBytes(off: number, src: Buffer, start: number, end: number): void {
+    src.copy(this.buf, off, start, end);
+  }
 }
 
 /** A ring spanning several pages (a multi-page ring need not be contiguous in our memory). */

@@ -23,6 +23,7 @@ import {
   type ClientMessage,
   type HypervisorMessage,
   type InvalidMessage,
+  type PageRun,
 } from '@pvblk/shared';
 import type { Domain, Session } from './core/domain.ts';
 import type { Hypervisor } from './core/hypervisor.ts';
@@ -66,7 +67,7 @@ const IN_LOW = 4 * 1024;
 /** Watch events waiting for one connection in one turn (oxenstored's default maxwatchevents). */
 export const MAX_PENDING_WATCH_EVENTS = 1024;
 
-type Inbound = ClientMessage | { t: '__invalid'; bad: InvalidMessage };
+type Inbound = ClientMessage | PageRun | { t: '__invalid'; bad: InvalidMessage };
 
 let nextSessionId = 1;
 
@@ -151,6 +152,21 @@ export class Connection implements Session, Schedulable {
       this.pendingWatch.add(key);
     }
     this.outbox.add(msg);
+    this.queued();
+  }
+
+  /**
+   * A page write forwarded to this domain, written into the outbox as it comes (no message object:
+   * a 128 KiB request forwards 33 of them). The same bounds as `send`.
+   */
+  sendPage(mapped: boolean, ref: number, off: number, data: Uint8Array): void {
+    if (this.closed) return;
+    this.outbox.page(mapped, ref, off, data, 0, data.length);
+    this.queued();
+  }
+
+  /** After anything was queued: the backlog's bounds, and the flush at the end of the turn. */
+  private queued(): void {
     if (this.domain) brokerTrace?.queued(this.domain.domid);
     if (this.backlog > OUT_MAX) {
       this.log(
@@ -268,7 +284,7 @@ export class Connection implements Session, Schedulable {
   }
 
   private receive(frame: Uint8Array): void {
-    const decoded = decodeClientFrame(frame);
+    const decoded = decodeClientFrame(frame, { pageRuns: true });
     if (!decoded.ok) {
       this.badFrames++;
       this.log(
@@ -295,13 +311,19 @@ export class Connection implements Session, Schedulable {
       invalid = invalid.filter((b) => b.index !== 0);
     }
     // keep the frame's order: an invalid message is answered where it stood among the valid ones
+    // (`pos` is the record index of the next valid message: a page run spans `count` records)
     let v = 0;
     let k = 0;
-    const first = decoded.messages.length - msgs.length; // the hello, when it was in this frame
+    let pos = decoded.messages.length - msgs.length; // the hello, when it was in this frame
     while (v < msgs.length || k < invalid.length) {
-      if (k < invalid.length && invalid[k].index <= first + v + k)
+      if (k < invalid.length && invalid[k].index <= pos) {
         this.inbox.push({ t: '__invalid', bad: invalid[k++] });
-      else this.inbox.push(msgs[v++]);
+        pos++;
+      } else {
+        const m = msgs[v++];
+        this.inbox.push(m);
+        pos += m.t === 'page_run' ? m.count : 1;
+      }
     }
     if (!this.readingPaused && this.pendingInput > IN_HIGH) {
       this.readingPaused = true;
@@ -312,7 +334,7 @@ export class Connection implements Session, Schedulable {
   }
 
   /** The first message of a connection: hello with a credential. False when the connection is refused. */
-  private hello(first: ClientMessage | undefined, invalid: InvalidMessage[]): boolean {
+  private hello(first: ClientMessage | PageRun | undefined, invalid: InvalidMessage[]): boolean {
     if (!first || first.t !== 'hello' || invalid.some((b) => b.index === 0)) {
       this.sendNow({
         t: 'err',
@@ -358,12 +380,14 @@ export class Connection implements Session, Schedulable {
     const prev = Connection.serving;
     Connection.serving = this;
     try {
-      for (let n = 0; n < budget && this.inHead < this.inbox.length; n++) {
+      // the budget is in records: a page run counts as the page writes it holds
+      for (let n = 0; n < budget && this.inHead < this.inbox.length;) {
         if (this.closed || d.dying) return false;
         const m = this.inbox[this.inHead];
         this.inbox[this.inHead++] = undefined as unknown as Inbound;
         if (m.t === '__invalid') this.hv.reject(d, m.bad.id, m.bad.error);
         else this.hv.handle(d, m);
+        n += m.t === 'page_run' ? m.count : 1;
         if (this.blocked) break;
       }
     } finally {

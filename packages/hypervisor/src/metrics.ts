@@ -129,7 +129,8 @@ export function instrumentHypervisor(
     } finally {
       const dt = (performance.now() - t0) / 1e3;
       cpuSec.set(d.domid, (cpuSec.get(d.domid) ?? 0) + dt);
-      hist.observe(m.t, dt);
+      // a run of page writes is observed once, as the kind of write it holds
+      hist.observe(m.t === 'page_run' ? (m.mapped ? 'gw' : 'mw') : m.t, dt);
     }
   };
   const cpuSeconds = (domid: number) => cpuSec.get(domid) ?? 0;

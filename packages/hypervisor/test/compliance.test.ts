@@ -16,6 +16,7 @@ import {
   GTF_writing,
   WIRE_VERSION,
   decodeHypervisorFrame,
+  type ClientMessage,
   type HypervisorMessage,
 } from '@pvblk/shared';
 import { LocalHypervisor } from '../src/local.ts';
@@ -228,6 +229,53 @@ describe.each([
         },
         { t: 'ok', id: 9 },
       ]);
+    });
+
+    it('serves page writes that follow each other record by record: a refused one and an invalid message are answered in their places', async () => {
+      const g = await newGuest('granter');
+      const { domid, credential } = await dom0.domctl.create('raw-mapper');
+      const pages = [g.allocPage(), g.allocPage(), g.allocPage()];
+      const refs = pages.map((p) => g.gnttab.grantAccess(p, domid, false));
+      await g.fence();
+      const gw = (handle: number, text: string): ClientMessage => ({
+        t: 'gw',
+        handle,
+        off: 16,
+        data: Buffer.from(text),
+      });
+      const r = await s.raw(
+        [
+          encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential }]),
+          encodeFrame([
+            { t: 'gnt_map', id: 2, ops: refs.map((ref) => ({ dom: g.domid, ref, readonly: false })) },
+          ]),
+          // a fresh domain's mappings get handles 1, 2, 3 (checked below); 77 is none of its
+          encodeFrame([
+            gw(1, 'one'),
+            gw(77, 'bad'),
+            gw(2, 'two'),
+            { t: 'no_such_call', id: 6 } as never,
+            gw(3, 'three'),
+            { t: 'fence', id: 9 },
+          ]),
+        ],
+        (x) => x.msgs.some((m) => m.t === 'ok' && m.id === 9),
+      );
+      const mapReply = r.msgs.find((m) => m.t === 'ok' && m.id === 2) as { r: Array<{ handle: number }> };
+      expect(mapReply.r.map((x) => x.handle)).toEqual([1, 2, 3]);
+      const after = r.msgs.slice(r.msgs.indexOf(mapReply as HypervisorMessage) + 1);
+      expect(after).toMatchObject([
+        {
+          t: 'err',
+          id: 0,
+          code: 'GNTST_bad_handle',
+          message: `gw: domain ${domid} holds no mapping with handle 77`,
+        },
+        { t: 'err', id: 6, code: 'EPROTO' },
+        { t: 'ok', id: 9 },
+      ]);
+      await g.fence();
+      expect(pages.map((p) => p.read(16, 5).toString())).toEqual(['one\0\0', 'two\0\0', 'three']);
     });
 
     it('answers garbage frames with EPROTO and a reason, without crashing', async () => {

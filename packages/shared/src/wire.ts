@@ -153,6 +153,48 @@ export type HypervisorMessage =
 export type ClientMessageType = ClientMessage['t'];
 export type WireMessage = ClientMessage | HypervisorMessage;
 
+/**
+ * Page-write records that follow each other in a received frame, all of one kind (PAGE_OWN, or
+ * PAGE_MAP when `mapped`): records [at, end) of `frame`, `count` of them, each already checked (its
+ * range lies in the page and in the frame). What `decode*Frame` gives with `pageRuns` instead of one
+ * message per record: a 128 KiB write is 33 page writes, and a message object, a dispatch and a
+ * delivery each made per record cost the broker ≈ 1 µs a record. Read with `pageRecord`.
+ */
+export interface PageRun {
+  t: 'page_run';
+  mapped: boolean;
+  frame: Buffer;
+  at: number;
+  end: number;
+  count: number;
+}
+
+/** Records a page run holds at most: a run is served as one slice of the broker's fair share. */
+export const MAX_PAGE_RUN = 64;
+/** Bytes of a page write's record before its data: kind, u32 ref, u16 off, u16 len. */
+export const PAGE_RECORD_HEADER = 9;
+
+/** The page write at byte `at` of a run's frame: its ref (GFN or handle), offset and length. */
+export function pageRecord(frame: Buffer, at: number): { ref: number; off: number; len: number } {
+  return {
+    ref: frame.readUInt32LE(at + 1),
+    off: frame.readUInt16LE(at + 5),
+    len: frame.readUInt16LE(at + 7),
+  };
+}
+
+/** The message for one record of a run (error replies, and seams that see messages one by one). */
+export function pageRecordMessage(run: PageRun, at: number): Extract<WireMessage, { t: 'mw' | 'gw' }> {
+  const { ref, off, len } = pageRecord(run.frame, at);
+  const data = run.frame.subarray(at + PAGE_RECORD_HEADER, at + PAGE_RECORD_HEADER + len);
+  return run.mapped ? { t: 'gw', handle: ref, off, data } : { t: 'mw', gfn: ref, off, data };
+}
+
+/** Decoding options: `pageRuns` groups page writes that follow each other (see PageRun). */
+export interface DecodeOptions {
+  pageRuns?: boolean;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Field checks for MSG records: each returns null when valid, else what was expected.
 
@@ -589,7 +631,7 @@ function truncated(buf: Buffer, at: number, n: number, index: number, what: stri
  * bad page range) rejects the whole frame; a MSG record that is well-formed MessagePack but not a valid
  * message is listed in `invalid` and the rest of the frame stands.
  */
-function decodeFrameAs<T>(frame: Uint8Array, side: Side): DecodedFrame<T> {
+function decodeFrameAs<T>(frame: Uint8Array, side: Side, runs: boolean): DecodedFrame<T> {
   if (frame.length > WIRE_MAX_FRAME)
     return { ok: false, error: `frame of ${frame.length} bytes exceeds ${WIRE_MAX_FRAME}` };
   if (frame.length < 2) return { ok: false, error: `frame of ${frame.length} bytes is too short` };
@@ -601,6 +643,8 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side): DecodedFrame<T> {
   const schemas = side === 'client' ? CLIENT_SCHEMAS : HYPERVISOR_SCHEMAS;
   let at = 1;
   let index = 0;
+  /** The run the previous record went into, while records of its kind follow it. */
+  let run: PageRun | null = null;
   while (at < buf.length) {
     const kind = buf[at];
     let e: string | null = null;
@@ -634,8 +678,20 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side): DecodedFrame<T> {
             error: `record ${index}: a page write of ${len} bytes at ${off} is outside the page`,
           };
         if ((e = truncated(buf, at, 9 + len, index, 'page write'))) return { ok: false, error: e };
-        const data = buf.subarray(at + 9, at + 9 + len);
+        const start = at;
         at += 9 + len;
+        if (runs) {
+          const mapped = kind === REC_PAGE_MAP;
+          if (run && run.end === start && run.mapped === mapped && run.count < MAX_PAGE_RUN) {
+            run.end = at;
+            run.count++;
+          } else {
+            run = { t: 'page_run', mapped, frame: buf, at: start, end: at, count: 1 };
+            messages.push(run as T);
+          }
+          break;
+        }
+        const data = buf.subarray(start + 9, at);
         messages.push(
           (kind === REC_PAGE_OWN
             ? { t: 'mw', gfn: ref, off, data }
@@ -690,13 +746,29 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side): DecodedFrame<T> {
 }
 
 /** Decodes a frame from a domain (untrusted): valid messages plus a list of the invalid ones. Never throws. */
-export function decodeClientFrame(frame: Uint8Array): DecodedFrame<ClientMessage> {
-  return decodeFrameAs<ClientMessage>(frame, 'client');
+export function decodeClientFrame(frame: Uint8Array): DecodedFrame<ClientMessage>;
+export function decodeClientFrame(
+  frame: Uint8Array,
+  opts: DecodeOptions,
+): DecodedFrame<ClientMessage | PageRun>;
+export function decodeClientFrame(
+  frame: Uint8Array,
+  opts: DecodeOptions = {},
+): DecodedFrame<ClientMessage | PageRun> {
+  return decodeFrameAs<ClientMessage | PageRun>(frame, 'client', opts.pageRuns === true);
 }
 
 /** Decodes a frame from the hypervisor. Never throws. */
-export function decodeHypervisorFrame(frame: Uint8Array): DecodedFrame<HypervisorMessage> {
-  return decodeFrameAs<HypervisorMessage>(frame, 'hypervisor');
+export function decodeHypervisorFrame(frame: Uint8Array): DecodedFrame<HypervisorMessage>;
+export function decodeHypervisorFrame(
+  frame: Uint8Array,
+  opts: DecodeOptions,
+): DecodedFrame<HypervisorMessage | PageRun>;
+export function decodeHypervisorFrame(
+  frame: Uint8Array,
+  opts: DecodeOptions = {},
+): DecodedFrame<HypervisorMessage | PageRun> {
+  return decodeFrameAs<HypervisorMessage | PageRun>(frame, 'hypervisor', opts.pageRuns === true);
 }
 
 /** True when a page is all zeros: such pages travel without their contents. */

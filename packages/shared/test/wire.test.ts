@@ -6,10 +6,14 @@ import {
   encodeFrame,
   encodeFrames,
   FrameWriter,
+  MAX_PAGE_RUN,
+  pageRecord,
+  pageRecordMessage,
   WIRE_MAX_FRAME,
   WIRE_VERSION,
   type ClientMessage,
   type HypervisorMessage,
+  type PageRun,
 } from '../src/wire.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -175,6 +179,82 @@ describe('frame limits', () => {
         },
       ),
       { numRuns: 5000 },
+    );
+  });
+});
+
+/** A decoding with page runs, each run replaced by its records' messages (what decoding without gives). */
+function expandRuns(d: ReturnType<typeof decodeClientFrame>): unknown {
+  if (!d.ok) return d;
+  const messages = d.messages.flatMap((m) => {
+    if ((m as { t: string }).t !== 'page_run') return [m];
+    const run = m as unknown as PageRun;
+    const out = [];
+    for (let at = run.at; at < run.end; at += 9 + pageRecord(run.frame, at).len)
+      out.push(pageRecordMessage(run, at));
+    return out;
+  });
+  return { ...d, messages };
+}
+
+describe('page runs (decoding with pageRuns)', () => {
+  const page = (t: 'mw' | 'gw', ref: number, off: number, n: number, fill: number): ClientMessage =>
+    t === 'mw'
+      ? { t, gfn: ref, off, data: Buffer.alloc(n, fill) }
+      : { t, handle: ref, off, data: Buffer.alloc(n, fill) };
+
+  it('groups page writes that follow each other, of one kind, and reads each record back', () => {
+    const f = encodeFrame([
+      page('mw', 1, 0, 4096, 1),
+      page('mw', 2, 8, 16, 2),
+      page('gw', 3, 0, 4, 3),
+      { t: 'ev_send', port: 5 },
+      page('mw', 4, 100, 1, 4),
+    ]);
+    const d = decodeClientFrame(f, { pageRuns: true });
+    if (!d.ok) throw new Error(d.error);
+    expect(
+      d.messages.map((m) => (m.t === 'page_run' ? `${m.mapped ? 'gw' : 'mw'}×${m.count}` : m.t)),
+    ).toEqual(['mw×2', 'gw×1', 'ev_send', 'mw×1']);
+    const run = d.messages[0] as PageRun;
+    expect(run.at).toBe(1);
+    expect(pageRecord(run.frame, run.at)).toEqual({ ref: 1, off: 0, len: 4096 });
+    expect(pageRecord(run.frame, run.at + 9 + 4096)).toEqual({ ref: 2, off: 8, len: 16 });
+    expect(run.end).toBe(1 + 9 + 4096 + 9 + 16);
+    expect(expandRuns(d)).toEqual(decodeClientFrame(f));
+  });
+
+  it(`splits a longer stretch into runs of at most ${MAX_PAGE_RUN} records`, () => {
+    const f = encodeFrame(Array.from({ length: MAX_PAGE_RUN + 6 }, (_, i) => page('gw', i, 0, 8, i)));
+    const d = decodeHypervisorFrame(f, { pageRuns: true });
+    if (!d.ok) throw new Error(d.error);
+    expect(d.messages.map((m) => (m as PageRun).count)).toEqual([MAX_PAGE_RUN, 6]);
+  });
+
+  it('gives the same messages, invalid ones and errors as decoding without, on random and mutated frames', () => {
+    const valid = encodeFrame([
+      page('mw', 1, 0, 12, 1),
+      page('mw', 2, 4, 12, 2),
+      { t: 'xs', id: 1, op: 'write', tx: 0, path: '/a', value: 'b' },
+      page('gw', 3, 0, 12, 3),
+      { t: 'fence', id: 2 },
+      page('gw', 4, 4090, 6, 4),
+      page('mw', 5, 0, 3, 5),
+    ]);
+    fc.assert(
+      fc.property(
+        fc
+          .array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 4 })
+          .map((muts) => {
+            const b = Buffer.from(valid);
+            for (const [i, v] of muts) b[i] = v;
+            return b;
+          }),
+        (f) => {
+          expect(expandRuns(decodeClientFrame(f, { pageRuns: true }))).toEqual(decodeClientFrame(f));
+        },
+      ),
+      { numRuns: 3000 },
     );
   });
 });

@@ -14,6 +14,8 @@ export interface Session {
   /** Human-readable peer address for logs. */
   readonly peer: string;
   send(msg: HypervisorMessage): void;
+  /** A forwarded page write, without a message object (optional: `send` of an mw/gw otherwise). */
+  sendPage?(mapped: boolean, ref: number, off: number, data: Uint8Array): void;
   close(code: number, reason: string): void;
   /** Bytes owed to the domain and not read yet, and messages received and not served yet. */
   readonly backlog?: number;

@@ -13,8 +13,11 @@ import {
   PAGE_SIZE,
   PvblkError,
   isPvblkError,
+  PAGE_RECORD_HEADER,
+  pageRecordMessage,
   type ClientMessage,
   type HypervisorMessage,
+  type PageRun,
 } from '@pvblk/shared';
 import { Domain, hashCredential, newCredential, type Session } from './domain.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, EventChannels } from './evtchn.ts';
@@ -119,8 +122,8 @@ export class Hypervisor {
     const lookup = (domid: number) => this.domains.get(domid);
     this.gnttab = new GrantTables(
       {
-        ownerWrite: (to, gfn, off, data) => this.deliver(to, { t: 'mw', gfn, off, data }),
-        mapperWrite: (to, handle, off, data) => this.deliver(to, { t: 'gw', handle, off, data }),
+        ownerWrite: (to, gfn, off, data) => this.deliverPage(to, false, gfn, off, data),
+        mapperWrite: (to, handle, off, data) => this.deliverPage(to, true, handle, off, data),
         unmapped: (to, handles) => this.deliver(to, { t: 'unmapped', handles }),
       },
       lookup,
@@ -150,6 +153,22 @@ export class Hypervisor {
     }
     if (this.interposer) this.interposer({ to, msg, re }, this.send);
     else this.send({ to, msg });
+  }
+
+  /**
+   * A forwarded page write: straight into the receiver's outbox when nothing stands in between (no
+   * interposer, no reply being built for that domain), else as a message through `deliver`.
+   */
+  private deliverPage(to: Domain, mapped: boolean, ref: number, off: number, data: Uint8Array): void {
+    const s = to.session;
+    if (this.interposer || this.deferred?.d === to || !s?.sendPage) {
+      this.deliver(to, mapped ? { t: 'gw', handle: ref, off, data } : { t: 'mw', gfn: ref, off, data });
+      return;
+    }
+    const kind = mapped ? 'gw' : 'mw';
+    to.stats.msgsOut++;
+    this.msgsOut.set(kind, (this.msgsOut.get(kind) ?? 0) + 1);
+    s.sendPage(mapped, ref, off, data);
   }
 
   private readonly send = (env: Envelope): void => {
@@ -241,10 +260,44 @@ export class Hypervisor {
     this.log('info', { domid, name: d.name }, 'domain destroyed');
   }
 
-  /** Dispatches one message from an authenticated domain. Never throws. */
-  handle(d: Domain, m: ClientMessage): void {
+  /** Dispatches one message (or run of page writes) from an authenticated domain. Never throws. */
+  handle(d: Domain, m: ClientMessage | PageRun): void {
+    if (m.t === 'page_run') {
+      // the inbound seam sees messages one by one, as they were sent
+      if (this.inbound) {
+        for (let at = m.at; at < m.end; at += PAGE_RECORD_HEADER + m.frame.readUInt16LE(at + 7))
+          this.inbound(d, pageRecordMessage(m, at), this.serve);
+      } else this.serveRun(d, m);
+      return;
+    }
     if (this.inbound) this.inbound(d, m, this.serve);
     else this.serve(d, m);
+  }
+
+  /**
+   * Page writes as they came, record by record, as `serve` would serve each: the same checks, counts
+   * and replies (a refused one is answered as a failed call), without a message object per record.
+   */
+  private serveRun(d: Domain, run: PageRun): void {
+    const kind = run.mapped ? 'gw' : 'mw';
+    d.stats.msgsIn += run.count;
+    this.msgsIn.set(kind, (this.msgsIn.get(kind) ?? 0) + run.count);
+    const f = run.frame;
+    for (let at = run.at; at < run.end;) {
+      if (d.dying) return;
+      const ref = f.readUInt32LE(at + 1);
+      const off = f.readUInt16LE(at + 5);
+      const len = f.readUInt16LE(at + 7);
+      const data = f.subarray(at + PAGE_RECORD_HEADER, at + PAGE_RECORD_HEADER + len);
+      try {
+        if (run.mapped) this.gnttab.mapperWrite(d, ref, off, data);
+        else this.gnttab.ownerWrite(d, ref, off, data);
+      } catch (e) {
+        const m = pageRecordMessage(run, at);
+        this.deliver(d, this.failure(d, m, e), m);
+      }
+      at += PAGE_RECORD_HEADER + len;
+    }
   }
 
   private readonly serve = (d: Domain, m: ClientMessage): void => {
