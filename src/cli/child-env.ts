@@ -25,6 +25,10 @@ const COMMON = [
   'TZ',
   'NODE_OPTIONS',
   'NODE_V8_COVERAGE',
+  // glibc's malloc settings, for whoever measures with them (docs/performance.md: with its default
+  // trimming, the heap of a process moving 64-128 KiB buffers goes back to the kernel and comes back
+  // page fault by page fault, in some runs and not others — the relay's processes as much as pvblk's)
+  'GLIBC_TUNABLES',
   'PVBLK_LOG_LEVEL',
   'PVBLK_LOG_FORMAT',
   // `pvblk bench --trace`: where each process dumps its trace stamps

@@ -7,6 +7,7 @@ const parent = {
   HOME: '/home/op',
   TMPDIR: '/tmp/x',
   PVBLK_LOG_LEVEL: 'debug',
+  GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=67108864',
   PVBLK_DOM0_SECRET: 'exported-dom0-secret-0123456789',
   PVBLK_TOOLSTACK_TOKEN: 'exported-operator-token-0123',
   PVBLK_MAX_DISK_SIZE: '64M',
@@ -30,7 +31,13 @@ describe('the environment of the children of pvblk up/run', () => {
   });
 
   it('gives each role the allowlist and its own secrets, nothing else', () => {
-    const base = { PATH: '/usr/bin', HOME: '/home/op', TMPDIR: '/tmp/x', PVBLK_LOG_LEVEL: 'debug' };
+    const base = {
+      PATH: '/usr/bin',
+      HOME: '/home/op',
+      TMPDIR: '/tmp/x',
+      PVBLK_LOG_LEVEL: 'debug',
+      GLIBC_TUNABLES: parent.GLIBC_TUNABLES,
+    };
     expect(childEnv('hypervisor', creds, undefined, parent)).toEqual({
       ...base,
       PVBLK_DOM0_SECRET: parent.PVBLK_DOM0_SECRET,
