@@ -62,7 +62,7 @@ export const OUT_LOW = 1024 * 1024;
 /** A peer that leaves this much unread is not reading: it is disconnected. */
 export const OUT_MAX = 64 * 1024 * 1024;
 /** Inbox sizes (messages) at which reading from the socket pauses and resumes. */
-const IN_HIGH = 16 * 1024;
+export const IN_HIGH = 16 * 1024;
 const IN_LOW = 4 * 1024;
 /** Watch events waiting for one connection in one turn (oxenstored's default maxwatchevents). */
 export const MAX_PENDING_WATCH_EVENTS = 1024;
@@ -88,6 +88,8 @@ export class Connection implements Session, Schedulable {
 
   private inbox: Inbound[] = [];
   private inHead = 0;
+  /** Records waiting in the inbox: a page run counts as the page writes it holds. */
+  private inRecords = 0;
   private readingPaused = false;
   /** What is owed to the peer this turn, already encoded (the frames go out at the end of the turn). */
   private readonly outbox = new FrameWriter();
@@ -128,9 +130,9 @@ export class Connection implements Session, Schedulable {
     return this.outbox.size + this.inflight;
   }
 
-  /** Messages received and not yet served. */
+  /** Records received and not yet served (the bounds on input count these, whatever their grouping). */
   get pendingInput(): number {
-    return this.inbox.length - this.inHead;
+    return this.inRecords;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -254,6 +256,7 @@ export class Connection implements Session, Schedulable {
   private forget(): void {
     this.inbox = [];
     this.inHead = 0;
+    this.inRecords = 0;
     this.releaseWaiters();
     for (const r of this.waitingFor) r.waiters.delete(this);
     this.waitingFor.clear();
@@ -319,10 +322,13 @@ export class Connection implements Session, Schedulable {
       if (k < invalid.length && invalid[k].index <= pos) {
         this.inbox.push({ t: '__invalid', bad: invalid[k++] });
         pos++;
+        this.inRecords++;
       } else {
         const m = msgs[v++];
         this.inbox.push(m);
-        pos += m.t === 'page_run' ? m.count : 1;
+        const n = m.t === 'page_run' ? m.count : 1;
+        pos += n;
+        this.inRecords += n;
       }
     }
     if (!this.readingPaused && this.pendingInput > IN_HIGH) {
@@ -380,14 +386,18 @@ export class Connection implements Session, Schedulable {
     const prev = Connection.serving;
     Connection.serving = this;
     try {
-      // the budget is in records: a page run counts as the page writes it holds
+      // the budget is in records: a page run counts as the page writes it holds (so a slice may end
+      // up to MAX_PAGE_RUN - 1 records past it, and `blocked` is looked at between runs: a congested
+      // receiver gets at most one run's writes, ≤ 64 pages, past its mark — far below OUT_MAX)
       for (let n = 0; n < budget && this.inHead < this.inbox.length;) {
         if (this.closed || d.dying) return false;
         const m = this.inbox[this.inHead];
         this.inbox[this.inHead++] = undefined as unknown as Inbound;
+        const records = m.t === 'page_run' ? m.count : 1;
+        this.inRecords -= records;
         if (m.t === '__invalid') this.hv.reject(d, m.bad.id, m.bad.error);
         else this.hv.handle(d, m);
-        n += m.t === 'page_run' ? m.count : 1;
+        n += records;
         if (this.blocked) break;
       }
     } finally {

@@ -6,7 +6,7 @@ export {
   type HypervisorStatus,
 } from './core/hypervisor.ts';
 export { Domain, type Session, type DomainStats } from './core/domain.ts';
-export { Connection, type FrameTransport } from './connection.ts';
+export { Connection, IN_HIGH, type FrameTransport } from './connection.ts';
 export { LocalHypervisor } from './local.ts';
 export {
   startHypervisorServer,

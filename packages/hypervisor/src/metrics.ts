@@ -115,7 +115,7 @@ export function instrumentHypervisor(
   const cpuSec = new Map<number, number>();
   const hist = new FixedHistogram(
     'pvblk_hypercall_duration_seconds',
-    'Time the hypervisor spent serving one call of a domain, by message type',
+    'Time the hypervisor spent serving one call of a domain, by message type (page writes that follow each other in a frame are served, and observed, as one)',
     'type',
     HYPERCALL_BUCKETS,
   );

@@ -422,14 +422,18 @@ export class FileStore implements BlockStore {
       const records = interleave(f, data, pi);
       await this.io(() => writeFully(this.fh, records, lba * rs));
     } else {
-      // Data only: one positional write per record so the tuples between them stay untouched.
-      await this.io(() =>
-        Promise.all(
+      // Data only: one positional write per record so the tuples between them stay untouched. All of
+      // them are waited for, failed or not, before the write completes: the caller may reuse `data`
+      // once it has (blkback's gather buffers), and a write still running would read it.
+      await this.io(async () => {
+        const done = await Promise.allSettled(
           Array.from({ length: blocks }, (_, i) =>
             writeFully(this.fh, data.subarray(i * f.blockSize, (i + 1) * f.blockSize), (lba + i) * rs),
           ),
-        ).then(() => undefined),
-      );
+        );
+        const failed = done.find((r) => r.status === 'rejected');
+        if (failed) throw failed.reason;
+      });
     }
   }
 

@@ -13,6 +13,8 @@ export interface Session {
   readonly id: number;
   /** Human-readable peer address for logs. */
   readonly peer: string;
+  /** True once the session was closed: what it still has queued is not served. */
+  readonly closed?: boolean;
   send(msg: HypervisorMessage): void;
   /** A forwarded page write, without a message object (optional: `send` of an mw/gw otherwise). */
   sendPage?(mapped: boolean, ref: number, off: number, data: Uint8Array): void;

@@ -263,11 +263,16 @@ export class Hypervisor {
   /** Dispatches one message (or run of page writes) from an authenticated domain. Never throws. */
   handle(d: Domain, m: ClientMessage | PageRun): void {
     if (m.t === 'page_run') {
-      // the inbound seam sees messages one by one, as they were sent
-      if (this.inbound) {
-        for (let at = m.at; at < m.end; at += PAGE_RECORD_HEADER + m.frame.readUInt16LE(at + 7))
-          this.inbound(d, pageRecordMessage(m, at), this.serve);
-      } else this.serveRun(d, m);
+      if (!this.inbound) return this.serveRun(d, m);
+      // the inbound seam sees messages one by one, as they were sent — and may cut the connection
+      // (or be removed) between two of them: then the rest is not served, as runSlice stops
+      const s = d.session;
+      for (let at = m.at; at < m.end; at += PAGE_RECORD_HEADER + m.frame.readUInt16LE(at + 7)) {
+        if (d.dying || d.session !== s || s?.closed) return;
+        const one = pageRecordMessage(m, at);
+        if (this.inbound) this.inbound(d, one, this.serve);
+        else this.serve(d, one);
+      }
       return;
     }
     if (this.inbound) this.inbound(d, m, this.serve);
@@ -280,11 +285,12 @@ export class Hypervisor {
    */
   private serveRun(d: Domain, run: PageRun): void {
     const kind = run.mapped ? 'gw' : 'mw';
-    d.stats.msgsIn += run.count;
-    this.msgsIn.set(kind, (this.msgsIn.get(kind) ?? 0) + run.count);
     const f = run.frame;
-    for (let at = run.at; at < run.end;) {
-      if (d.dying) return;
+    const s = d.session;
+    let served = 0;
+    for (let at = run.at; at < run.end; served++) {
+      // a reply can cut the sender off (a peer that does not read): stop where serve would
+      if (d.dying || d.session !== s || s?.closed) break;
       const ref = f.readUInt32LE(at + 1);
       const off = f.readUInt16LE(at + 5);
       const len = f.readUInt16LE(at + 7);
@@ -298,6 +304,8 @@ export class Hypervisor {
       }
       at += PAGE_RECORD_HEADER + len;
     }
+    d.stats.msgsIn += served;
+    this.msgsIn.set(kind, (this.msgsIn.get(kind) ?? 0) + served);
   }
 
   private readonly serve = (d: Domain, m: ClientMessage): void => {
