@@ -39,13 +39,14 @@ class FixedHistogram {
     private readonly buckets: readonly number[],
   ) {}
 
-  observe(key: string, seconds: number): void {
+  /** `n` observations of `seconds` each (a run of page writes: each is counted, at the run's mean). */
+  observe(key: string, seconds: number, n = 1): void {
     let s = this.series.get(key);
     if (!s) this.series.set(key, (s = { counts: new Float64Array(this.buckets.length), sum: 0, count: 0 }));
     const b = this.buckets;
-    for (let i = 0; i < b.length; i++) if (seconds <= b[i]) s.counts[i]++;
-    s.sum += seconds;
-    s.count++;
+    for (let i = 0; i < b.length; i++) if (seconds <= b[i]) s.counts[i] += n;
+    s.sum += seconds * n;
+    s.count += n;
   }
 
   reset(): void {
@@ -115,7 +116,7 @@ export function instrumentHypervisor(
   const cpuSec = new Map<number, number>();
   const hist = new FixedHistogram(
     'pvblk_hypercall_duration_seconds',
-    'Time the hypervisor spent serving one call of a domain, by message type (page writes that follow each other in a frame are served, and observed, as one)',
+    'Time the hypervisor spent serving one call of a domain, by message type (page writes that follow each other in a frame are served together and each counted at their mean)',
     'type',
     HYPERCALL_BUCKETS,
   );
@@ -129,8 +130,9 @@ export function instrumentHypervisor(
     } finally {
       const dt = (performance.now() - t0) / 1e3;
       cpuSec.set(d.domid, (cpuSec.get(d.domid) ?? 0) + dt);
-      // a run of page writes is observed once, as the kind of write it holds
-      hist.observe(m.t === 'page_run' ? (m.mapped ? 'gw' : 'mw') : m.t, dt);
+      // a run of page writes: each write counted, as the message counters count them, at the run's mean
+      if (m.t === 'page_run') hist.observe(m.mapped ? 'gw' : 'mw', dt / m.count, m.count);
+      else hist.observe(m.t, dt);
     }
   };
   const cpuSeconds = (domid: number) => cpuSec.get(domid) ?? 0;
