@@ -61,7 +61,7 @@ export const OUT_HIGH = 4 * 1024 * 1024;
 export const OUT_LOW = 1024 * 1024;
 /** A peer that leaves this much unread is not reading: it is disconnected. */
 export const OUT_MAX = 64 * 1024 * 1024;
-/** Inbox sizes (messages) at which reading from the socket pauses and resumes. */
+/** Inbox sizes (records: a page run counts as its writes) at which reading pauses and resumes. */
 export const IN_HIGH = 16 * 1024;
 const IN_LOW = 4 * 1024;
 /** Watch events waiting for one connection in one turn (oxenstored's default maxwatchevents). */

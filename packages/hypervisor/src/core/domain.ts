@@ -19,7 +19,7 @@ export interface Session {
   /** A forwarded page write, without a message object (optional: `send` of an mw/gw otherwise). */
   sendPage?(mapped: boolean, ref: number, off: number, data: Uint8Array): void;
   close(code: number, reason: string): void;
-  /** Bytes owed to the domain and not read yet, and messages received and not served yet. */
+  /** Bytes owed to the domain and not read yet, and records received and not served yet. */
   readonly backlog?: number;
   readonly pendingInput?: number;
 }
