@@ -198,6 +198,26 @@ function anyExit(children: StackChild[]): Promise<never> {
   return gone;
 }
 
+/** How long a failed run waits for a stack process's exit to be reported before naming the failure. */
+const DEATH_GRACE_MS = 2000;
+
+/** How a stack process ended, if one has ended or ends within `ms`; else null. */
+async function deathOf(s: LiveStack, ms: number): Promise<string | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)));
+  try {
+    return await Promise.race([
+      s.died.then(
+        () => null,
+        (e: Error) => e.message,
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function stopBenchStack(s: LiveStack): Promise<void> {
   await s.sup.stopAll();
   await rm(s.tmp, { recursive: true, force: true });
@@ -660,7 +680,11 @@ export async function runBench(argv: string[]): Promise<number> {
       else if (fmt === 'terse') write(renderPointTerse(r));
     }
   } catch (e) {
-    process.stderr.write(`pvblk bench: ${(e as Error).message}\n`);
+    // a stack process that died is the cause of what failed after it (a guest's fio that lost its
+    // disk, a counter read from a dead host's API): the socket can tell first, so its exit is waited
+    // for a moment before the error is named
+    const death = stack ? await deathOf(stack, DEATH_GRACE_MS) : null;
+    process.stderr.write(`pvblk bench: ${death ?? (e as Error).message}\n`);
     if (stack) await stopBenchStack(stack);
     return 1;
   }
