@@ -194,6 +194,37 @@ describe('the nemesis in the delivery path', () => {
     expect(q.nem.status()).toMatchObject({ timers: 0 });
   });
 
+  it.each([
+    { rules: 'no other rule', extraRule: false },
+    { rules: 'another rule installed', extraRule: true },
+  ])(
+    'a paused guest cut off in the middle of a run of page writes ($rules): the broker carries on and applies nothing after the cut',
+    async ({ extraRule }) => {
+      const errors: unknown[] = [];
+      const onErr = (e: unknown) => errors.push(e);
+      process.on('uncaughtException', onErr);
+      try {
+        const p = await pair();
+        // a rule that never fires keeps the seams installed after the pause is dropped
+        if (extraRule) p.nem.addRule({ action: 'drop', kind: ['xs_watch'], domain: 0, probability: 0 });
+        p.nem.pause(p.guest.domid);
+        const closed = new Promise<number>((r) => p.guest.onClose((code) => r(code)));
+        // one-byte writes two bytes apart: separate records, all in one run per frame
+        for (let i = 0; i <= MAX_HELD_INBOUND + 10; i++)
+          p.page.write((i * 2) % 4000, Buffer.from([(i & 0x7f) | 1]));
+        expect(await closed).toBe(4600);
+        await until(() => !p.lh.hv.domains.has(p.guest.domid), 'the guest destroyed');
+        await p.dom0.fence();
+        expect(p.mapped.buf.filter((b) => b !== 0).length).toBe(0);
+        expect(errors).toEqual([]);
+        // the broker still serves the others
+        expect((await p.dom0.domctl.list()).map((d) => d.domid)).toEqual([0]);
+      } finally {
+        process.off('uncaughtException', onErr);
+      }
+    },
+  );
+
   it("cut closes a domain's connection: a guest is destroyed", async () => {
     const p = await pair();
     const closed = new Promise<number>((r) => p.guest.onClose((code) => r(code)));
