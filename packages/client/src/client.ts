@@ -12,11 +12,11 @@ import {
   decodeHypervisorFrame,
   DOMID_SELF,
   encodeFrame,
+  forEachPageRecord,
   FrameWriter,
   GNTTAB_NR_RESERVED_ENTRIES,
   GNTST,
   isZeroPage,
-  PAGE_RECORD_HEADER,
   PvblkError,
   WIRE_VERSION,
   type ClientMessage,
@@ -207,14 +207,10 @@ export class XenClient implements Hypercalls, PageWriteSink {
     switch (m.t) {
       case 'page_run': {
         // others' writes to pages we see, record by record, copied from the frame
-        const f = m.frame;
         const pages = m.mapped ? this.mappedPages : this.localPages;
-        for (let at = m.at; at < m.end;) {
-          const len = f.readUInt16LE(at + 7);
-          const start = at + PAGE_RECORD_HEADER;
-          pages.get(f.readUInt32LE(at + 1))?.applyRemoteBytes(f.readUInt16LE(at + 5), f, start, start + len);
-          at = start + len;
-        }
+        forEachPageRecord(m, (ref, off, start, len) => {
+          pages.get(ref)?.applyRemoteBytes(off, m.frame, start, start + len);
+        });
         return;
       }
       case 'ok': {

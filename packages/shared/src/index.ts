@@ -8,6 +8,7 @@ export * from './evtchn.ts';
 export * from './crc.ts';
 export * from './pi.ts';
 export * from './wire.ts';
+export { SpareBuffers } from './spare-buffers.ts';
 export * from './blkif-integrity.ts';
 export * from './lateeoi.ts';
 export { mulberry32 } from './mulberry32.ts';

@@ -29,6 +29,7 @@
  */
 import { Packr } from 'msgpackr';
 import { decodeMsgpack, type MsgpackValue } from './msgpack.ts';
+import { SpareBuffers } from './spare-buffers.ts';
 
 export const WIRE_VERSION = 2;
 /** Largest frame accepted. */
@@ -158,7 +159,7 @@ export type WireMessage = ClientMessage | HypervisorMessage;
  * PAGE_MAP when `mapped`): records [at, end) of `frame`, `count` of them, each already checked (its
  * range lies in the page and in the frame). What `decode*Frame` gives with `pageRuns` instead of one
  * message per record: a 128 KiB write is 33 page writes, and a message object, a dispatch and a
- * delivery each made per record cost the broker ≈ 1 µs a record. Read with `pageRecord`.
+ * delivery each made per record cost the broker ≈ 1 µs a record. Read with `forEachPageRecord`.
  */
 export interface PageRun {
   t: 'page_run';
@@ -174,20 +175,32 @@ export const MAX_PAGE_RUN = 64;
 /** Bytes of a page write's record before its data: kind, u32 ref, u16 off, u16 len. */
 export const PAGE_RECORD_HEADER = 9;
 
-/** The page write at byte `at` of a run's frame: its ref (GFN or handle), offset and length. */
-export function pageRecord(frame: Buffer, at: number): { ref: number; off: number; len: number } {
-  return {
-    ref: frame.readUInt32LE(at + 1),
-    off: frame.readUInt16LE(at + 5),
-    len: frame.readUInt16LE(at + 7),
-  };
+/**
+ * Visits a run's page writes in order: `fn(ref, off, start, len)` for each, its bytes being
+ * `run.frame[start, start + len)` (no view made: the caller makes one if it keeps them). Stops early
+ * when `fn` returns false.
+ */
+export function forEachPageRecord(
+  run: PageRun,
+  fn: (ref: number, off: number, start: number, len: number) => boolean | void,
+): void {
+  const f = run.frame;
+  for (let at = run.at; at < run.end;) {
+    const len = f.readUInt16LE(at + 7);
+    const start = at + PAGE_RECORD_HEADER;
+    if (fn(f.readUInt32LE(at + 1), f.readUInt16LE(at + 5), start, len) === false) return;
+    at = start + len;
+  }
 }
 
-/** The message for one record of a run (error replies, and seams that see messages one by one). */
-export function pageRecordMessage(run: PageRun, at: number): Extract<WireMessage, { t: 'mw' | 'gw' }> {
-  const { ref, off, len } = pageRecord(run.frame, at);
-  const data = run.frame.subarray(at + PAGE_RECORD_HEADER, at + PAGE_RECORD_HEADER + len);
-  return run.mapped ? { t: 'gw', handle: ref, off, data } : { t: 'mw', gfn: ref, off, data };
+/** One page write of a run as a message (error replies, and seams that see messages one by one). */
+export function pageWriteMessage(
+  mapped: boolean,
+  ref: number,
+  off: number,
+  data: Uint8Array,
+): Extract<WireMessage, { t: 'mw' | 'gw' }> {
+  return mapped ? { t: 'gw', handle: ref, off, data } : { t: 'mw', gfn: ref, off, data };
 }
 
 /** Decoding options: `pageRuns` groups page writes that follow each other (see PageRun). */
@@ -480,7 +493,7 @@ export class FrameWriter {
   private readonly recent = new Array<number>(RECENT_FRAMES).fill(0);
   private recentAt = 0;
   /** Buffers of frames the transport is done with (see recycle), for later frames that fit. */
-  private readonly pool: Buffer[] = [];
+  private readonly pool = new SpareBuffers(POOLED_BUFFERS, POOLED_BYTES);
 
   constructor(private readonly target = WIRE_FRAME_TARGET) {
     this.buf = this.fresh(8192);
@@ -488,10 +501,7 @@ export class FrameWriter {
 
   /** A buffer for a frame of up to `size` bytes: the smallest pooled one that fits, else a new one. */
   private fresh(size: number): Buffer {
-    let best = -1;
-    for (let i = 0; i < this.pool.length; i++)
-      if (this.pool[i].length >= size && (best < 0 || this.pool[i].length < this.pool[best].length)) best = i;
-    const b = best >= 0 ? this.pool.splice(best, 1)[0] : Buffer.allocUnsafeSlow(size);
+    const b = this.pool.take(size);
     b[0] = WIRE_VERSION;
     return b;
   }
@@ -505,11 +515,9 @@ export class FrameWriter {
    * buffer kept a while and then dropped has grown old, and costs a full collection instead.
    */
   recycle(frame: Buffer): void {
-    if (frame.byteOffset !== 0 || frame.buffer.byteLength > POOLED_BYTES) return;
-    if (frame.buffer === this.buf.buffer || this.pool.length >= POOLED_BUFFERS) return;
-    // given back twice, a buffer would carry two frames at once
-    if (this.pool.some((b) => b.buffer === frame.buffer)) return;
-    this.pool.push(Buffer.from(frame.buffer));
+    // a frame not at its buffer's start shares the buffer; the current one still takes records
+    if (frame.byteOffset !== 0 || frame.buffer === this.buf.buffer) return;
+    this.pool.give(Buffer.from(frame.buffer));
   }
 
   /** Bytes written and not taken yet. */

@@ -7,8 +7,8 @@ import {
   encodeFrames,
   FrameWriter,
   MAX_PAGE_RUN,
-  pageRecord,
-  pageRecordMessage,
+  forEachPageRecord,
+  pageWriteMessage,
   WIRE_MAX_FRAME,
   WIRE_VERSION,
   type ClientMessage,
@@ -189,9 +189,10 @@ function expandRuns(d: ReturnType<typeof decodeClientFrame>): unknown {
   const messages = d.messages.flatMap((m) => {
     if ((m as { t: string }).t !== 'page_run') return [m];
     const run = m as unknown as PageRun;
-    const out = [];
-    for (let at = run.at; at < run.end; at += 9 + pageRecord(run.frame, at).len)
-      out.push(pageRecordMessage(run, at));
+    const out: unknown[] = [];
+    forEachPageRecord(run, (ref, off, start, len) => {
+      out.push(pageWriteMessage(run.mapped, ref, off, run.frame.subarray(start, start + len)));
+    });
     return out;
   });
   return { ...d, messages };
@@ -218,8 +219,12 @@ describe('page runs (decoding with pageRuns)', () => {
     ).toEqual(['mw×2', 'gw×1', 'ev_send', 'mw×1']);
     const run = d.messages[0] as PageRun;
     expect(run.at).toBe(1);
-    expect(pageRecord(run.frame, run.at)).toEqual({ ref: 1, off: 0, len: 4096 });
-    expect(pageRecord(run.frame, run.at + 9 + 4096)).toEqual({ ref: 2, off: 8, len: 16 });
+    const records: unknown[] = [];
+    forEachPageRecord(run, (ref, off, start, len) => void records.push({ ref, off, start, len }));
+    expect(records).toEqual([
+      { ref: 1, off: 0, start: 1 + 9, len: 4096 },
+      { ref: 2, off: 8, start: 1 + 9 + 4096 + 9, len: 16 },
+    ]);
     expect(run.end).toBe(1 + 9 + 4096 + 9 + 16);
     expect(expandRuns(d)).toEqual(decodeClientFrame(f));
   });

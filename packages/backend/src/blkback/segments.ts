@@ -8,7 +8,7 @@
  *   requests in a per-ring tree keyed by gref, so steady-state I/O maps nothing;
  * - copy (QEMU qdisk): never map data pages; GNTTABOP_copy in or out (one copy round trip).
  */
-import { GNTST, SECTOR_SIZE, gntstName, type BlkifSegment } from '@pvblk/shared';
+import { GNTST, SECTOR_SIZE, SpareBuffers, gntstName, type BlkifSegment } from '@pvblk/shared';
 import type { Page, Hypercalls } from '@pvblk/client';
 import type { BlkbackStats } from './stats.ts';
 import { LRU_PERCENT_CLEAN } from './config.ts';
@@ -166,7 +166,7 @@ const GATHER_SPARES = 8;
 const GATHER_SPARE_BYTES = 256 * 1024;
 
 export class GrantDataPath {
-  private readonly spares: Buffer[] = [];
+  private readonly spares = new SpareBuffers(GATHER_SPARES, GATHER_SPARE_BYTES);
   /** Gathers since the last LRU pass: none, and the spares go (purgePersistent). */
   private gathers = 0;
 
@@ -250,16 +250,12 @@ export class GrantDataPath {
   /** A buffer of at least `bytes` for a gather: the smallest spare that fits, else a new one. */
   gatherBuffer(bytes: number): Buffer {
     this.gathers++;
-    let best = -1;
-    for (let i = 0; i < this.spares.length; i++)
-      if (this.spares[i].length >= bytes && (best < 0 || this.spares[i].length < this.spares[best].length))
-        best = i;
-    return best >= 0 ? this.spares.splice(best, 1)[0] : Buffer.allocUnsafeSlow(bytes);
+    return this.spares.take(bytes);
   }
 
   /** Takes back a gather buffer nothing refers to any more (its request was released). */
   spareGatherBuffer(b: Buffer): void {
-    if (this.spares.length < GATHER_SPARES && b.length <= GATHER_SPARE_BYTES) this.spares.push(b);
+    this.spares.give(b);
   }
 
   /** MappedSegments.release: mark the persistent grants idle, unmap the transient ones. */
@@ -323,7 +319,7 @@ export class GrantDataPath {
 
   /** One LRU pass (xen_blkif_schedule → purge_persistent_gnt → xen_blkbk_unmap_purged_grants). */
   purgePersistent(now: number): number {
-    if (this.gathers === 0) this.spares.length = 0;
+    if (this.gathers === 0) this.spares.clear();
     this.gathers = 0;
     const p = this.persistent;
     if (!p) return 0;
@@ -338,7 +334,7 @@ export class GrantDataPath {
 
   /** Unmaps every persistent grant (disconnect). */
   releasePersistent(): void {
-    this.spares.length = 0;
+    this.spares.clear();
     const p = this.persistent;
     if (!p) return;
     const pages = [...p.tree.values()].map((e) => e.page);

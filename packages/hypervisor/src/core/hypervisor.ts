@@ -13,8 +13,8 @@ import {
   PAGE_SIZE,
   PvblkError,
   isPvblkError,
-  PAGE_RECORD_HEADER,
-  pageRecordMessage,
+  forEachPageRecord,
+  pageWriteMessage,
   type ClientMessage,
   type HypervisorMessage,
   type PageRun,
@@ -26,6 +26,14 @@ import { XenStore } from '../xenstore/store.ts';
 import type { XenStoreQuota } from '../xenstore/quota.ts';
 import { formatPerms, parsePerms } from '../xenstore/perms.ts';
 import { brokerTrace } from '../trace.ts';
+
+/**
+ * Whether a domain whose messages were being served from `session` may not be served further: it is
+ * dying, or that session was closed or replaced (runSlice stops there too).
+ */
+function cutOff(d: Domain, session: Session | null): boolean {
+  return d.dying || d.session !== session || session?.closed === true;
+}
 
 /** What passes through the delivery seam. */
 export interface Envelope {
@@ -267,12 +275,12 @@ export class Hypervisor {
       // the inbound seam sees messages one by one, as they were sent — and may cut the connection
       // (or be removed) between two of them: then the rest is not served, as runSlice stops
       const s = d.session;
-      for (let at = m.at; at < m.end; at += PAGE_RECORD_HEADER + m.frame.readUInt16LE(at + 7)) {
-        if (d.dying || d.session !== s || s?.closed) return;
-        const one = pageRecordMessage(m, at);
+      forEachPageRecord(m, (ref, off, start, len) => {
+        if (cutOff(d, s)) return false;
+        const one = pageWriteMessage(m.mapped, ref, off, m.frame.subarray(start, start + len));
         if (this.inbound) this.inbound(d, one, this.serve);
         else this.serve(d, one);
-      }
+      });
       return;
     }
     if (this.inbound) this.inbound(d, m, this.serve);
@@ -285,25 +293,21 @@ export class Hypervisor {
    */
   private serveRun(d: Domain, run: PageRun): void {
     const kind = run.mapped ? 'gw' : 'mw';
-    const f = run.frame;
     const s = d.session;
     let served = 0;
-    for (let at = run.at; at < run.end; served++) {
+    forEachPageRecord(run, (ref, off, start, len) => {
       // a reply can cut the sender off (a peer that does not read): stop where serve would
-      if (d.dying || d.session !== s || s?.closed) break;
-      const ref = f.readUInt32LE(at + 1);
-      const off = f.readUInt16LE(at + 5);
-      const len = f.readUInt16LE(at + 7);
-      const data = f.subarray(at + PAGE_RECORD_HEADER, at + PAGE_RECORD_HEADER + len);
+      if (cutOff(d, s)) return false;
+      served++;
+      const data = run.frame.subarray(start, start + len);
       try {
         if (run.mapped) this.gnttab.mapperWrite(d, ref, off, data);
         else this.gnttab.ownerWrite(d, ref, off, data);
       } catch (e) {
-        const m = pageRecordMessage(run, at);
+        const m = pageWriteMessage(run.mapped, ref, off, data);
         this.deliver(d, this.failure(d, m, e), m);
       }
-      at += PAGE_RECORD_HEADER + len;
-    }
+    });
     d.stats.msgsIn += served;
     this.msgsIn.set(kind, (this.msgsIn.get(kind) ?? 0) + served);
   }
