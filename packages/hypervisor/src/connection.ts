@@ -69,6 +69,11 @@ export const MAX_PENDING_WATCH_EVENTS = 1024;
 
 type Inbound = ClientMessage | PageRun | { t: '__invalid'; bad: InvalidMessage };
 
+/** The records of the frame one inbox entry stands for: a page run, its page writes; else one. */
+function recordsIn(m: Inbound): number {
+  return m.t === 'page_run' ? m.count : 1;
+}
+
 let nextSessionId = 1;
 
 export type ConnectionLog = (
@@ -326,7 +331,7 @@ export class Connection implements Session, Schedulable {
       } else {
         const m = msgs[v++];
         this.inbox.push(m);
-        const n = m.t === 'page_run' ? m.count : 1;
+        const n = recordsIn(m);
         pos += n;
         this.inRecords += n;
       }
@@ -393,7 +398,7 @@ export class Connection implements Session, Schedulable {
         if (this.closed || d.dying) return false;
         const m = this.inbox[this.inHead];
         this.inbox[this.inHead++] = undefined as unknown as Inbound;
-        const records = m.t === 'page_run' ? m.count : 1;
+        const records = recordsIn(m);
         this.inRecords -= records;
         if (m.t === '__invalid') this.hv.reject(d, m.bad.id, m.bad.error);
         else this.hv.handle(d, m);
