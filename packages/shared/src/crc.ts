@@ -2,12 +2,13 @@
  * The two guard functions of T10 protection information: CRC-16/T10-DIF (the guard on the wire and
  * on the medium) and the RFC 1071 Internet checksum (the cheaper guard DIX lets a host hand to its
  * HBA). Both run once per 512-byte sector on every PI-protected I/O, so the CRC is table-driven
- * (slicing-by-16) and the checksum sums 32-bit chunks; the bit-at-a-time CRC stays as the
- * executable definition the fast one is tested against.
+ * (slicing-by-16, its loop in WebAssembly: crc-wasm.ts) and the checksum sums 32-bit chunks; the
+ * bit-at-a-time CRC stays as the executable definition the fast one is tested against.
  *
  * All functions take a `[start, end)` byte range so callers can checksum one protection interval of
  * a larger buffer without allocating a subarray.
  */
+import { CRC_SCRATCH, CRC_SCRATCH_BYTES, crcKernel } from './crc-wasm.ts';
 
 /** CRC-16/T10-DIF generator polynomial (x^16 + x^15 + x^11 + x^9 + x^8 + x^7 + x^5 + x^4 + x^2 + x + 1). */
 const T10DIF_POLY = 0x8bb7;
@@ -38,43 +39,23 @@ function buildTables(): Uint16Array[] {
   return tables;
 }
 
-// Module-level constants rather than TABLES[k] in the loop: V8 then sees 16 fixed typed arrays.
-const [T0, T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15] = TABLES;
+const kernel = crcKernel(TABLES);
 
 /**
  * CRC-16/T10-DIF of `data[start, end)`: poly 0x8BB7, init 0, no reflection, no final XOR
  * (check value 0xD0DB for "123456789"). `crc` continues a previous computation, so
  * `crc16T10Dif(b, m, e, crc16T10Dif(b, s, m)) === crc16T10Dif(b, s, e)`.
  *
- * Reads bytes, not 32-bit words: a word view would cost an allocation per call and an endianness
- * branch, which measured slower than it saves on the 512-byte sectors this runs on. So there is no
- * alignment head to handle, only the tail shorter than one 16-byte step.
+ * The bytes are copied into the WebAssembly module's scratch area, at most CRC_SCRATCH_BYTES at a
+ * time: a copy of a 512-byte sector costs a few percent of its CRC.
  */
 export function crc16T10Dif(data: Uint8Array, start = 0, end = data.length, crc = 0): number {
-  let i = start;
-  const stepEnd = start + ((end - start) & ~(SLICES - 1));
   crc &= 0xffff;
-  while (i < stepEnd) {
-    crc =
-      T15[data[i] ^ (crc >>> 8)] ^
-      T14[data[i + 1] ^ (crc & 0xff)] ^
-      T13[data[i + 2]] ^
-      T12[data[i + 3]] ^
-      T11[data[i + 4]] ^
-      T10[data[i + 5]] ^
-      T9[data[i + 6]] ^
-      T8[data[i + 7]] ^
-      T7[data[i + 8]] ^
-      T6[data[i + 9]] ^
-      T5[data[i + 10]] ^
-      T4[data[i + 11]] ^
-      T3[data[i + 12]] ^
-      T2[data[i + 13]] ^
-      T1[data[i + 14]] ^
-      T0[data[i + 15]];
-    i += SLICES;
+  for (let at = start; at < end; at += CRC_SCRATCH_BYTES) {
+    const stop = Math.min(end, at + CRC_SCRATCH_BYTES);
+    kernel.memory.set(data.subarray(at, stop), CRC_SCRATCH);
+    crc = kernel.crc(CRC_SCRATCH, CRC_SCRATCH + (stop - at), crc);
   }
-  for (; i < end; i++) crc = ((crc << 8) & 0xffff) ^ T0[(crc >>> 8) ^ data[i]];
   return crc;
 }
 
