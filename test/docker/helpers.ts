@@ -89,17 +89,25 @@ export async function runOk(
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls until check() returns a value (not undefined) or the deadline passes. */
+/**
+ * Polls until check() returns a value (not undefined) or the deadline passes. On a timeout the error
+ * carries what `explain` says about the state left (for a wait that failed only in a loaded run, the
+ * state is all there is to go on afterwards).
+ */
 export async function until<T>(
   what: string,
   timeoutMs: number,
   check: () => Promise<T | undefined>,
+  explain?: () => Promise<string>,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      const state = explain ? `\n${await explain().catch((e: Error) => `(cannot tell: ${e.message})`)}` : '';
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${state}`);
+    }
     await sleep(1000);
   }
 }

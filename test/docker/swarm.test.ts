@@ -55,11 +55,16 @@ async function containers(service: string, healthyOnly = false): Promise<string[
 }
 
 async function healthy(service: string, count: number, ms = 120_000): Promise<string[]> {
-  return until(`${count} healthy ${service} task(s)`, ms, async () => {
-    const all = await containers(service);
-    const ok = await containers(service, true);
-    return all.length === count && ok.length === count ? ok : undefined;
-  });
+  return until(
+    `${count} healthy ${service} task(s)`,
+    ms,
+    async () => {
+      const all = await containers(service);
+      const ok = await containers(service, true);
+      return all.length === count && ok.length === count ? ok : undefined;
+    },
+    async () => (await docker(['service', 'ps', '--no-trunc', `${STACK}_${service}`])).stdout,
+  );
 }
 
 async function serviceLogs(service: string): Promise<string> {
@@ -123,11 +128,32 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
 
   async function removeStack(): Promise<void> {
     await docker(['stack', 'rm', STACK], 60_000);
-    await until('the stack to be gone', 90_000, async () => {
-      const left = await docker(['ps', '-aq', '-f', `label=com.docker.stack.namespace=${STACK}`]);
-      const nets = await docker(['network', 'ls', '-q', '-f', `label=com.docker.stack.namespace=${STACK}`]);
-      return left.stdout.trim() === '' && nets.stdout.trim() === '' ? true : undefined;
-    });
+    const byStack = ['-f', `label=com.docker.stack.namespace=${STACK}`];
+    await until(
+      "the stack's containers to be gone",
+      90_000,
+      async () => ((await docker(['ps', '-aq', ...byStack])).stdout.trim() === '' ? true : undefined),
+      async () =>
+        (await docker(['ps', '-a', '--format', '{{.Names}} {{.Status}}', ...byStack])).stdout +
+        (await docker(['stack', 'ps', '--no-trunc', STACK])).stdout,
+    );
+    // `docker stack rm` can leave an overlay network behind once its containers are gone (moby/moby
+    // #30064): what a user does then is remove it by hand, and so does this, until none is left.
+    let lastError = '';
+    await until(
+      "the stack's networks to be gone",
+      60_000,
+      async () => {
+        const nets = (await docker(['network', 'ls', '-q', ...byStack])).stdout.split('\n').filter(Boolean);
+        for (const n of nets) {
+          const r = await docker(['network', 'rm', n]);
+          if (r.code !== 0) lastError = r.stderr.trim();
+        }
+        return nets.length === 0 ? true : undefined;
+      },
+      async () =>
+        (await docker(['network', 'ls', ...byStack])).stdout + `last docker network rm error: ${lastError}`,
+    );
     for (const v of ['host-data', 'dd-data']) await docker(['volume', 'rm', '-f', `${STACK}_${v}`]);
     for (const s of ['dom0_secret', 'operator_token', 'guest_token', 'driver_domain_token'])
       await docker(['secret', 'rm', `${STACK}_${s}`]);
@@ -240,10 +266,15 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
     for (const [name, c] of byName) sums.set(name, await writeRandom(c, 100));
     const [before] = await containers('host');
     await dockerOk(['service', 'update', '--force', '--detach', `${STACK}_host`]);
-    await until('a new host task, healthy', 120_000, async () => {
-      const now = await containers('host', true);
-      return now.length === 1 && now[0] !== before ? true : undefined;
-    });
+    await until(
+      'a new host task, healthy',
+      180_000,
+      async () => {
+        const now = await containers('host', true);
+        return now.length === 1 && now[0] !== before ? true : undefined;
+      },
+      async () => (await docker(['service', 'ps', '--no-trunc', `${STACK}_host`])).stdout,
+    );
     // the same guest tasks: they re-handshake where they are
     expect(new Set((await guestsByName()).values())).toEqual(new Set(byName.values()));
     for (const [name, c] of byName) expect(await readBack(c, 100), name).toBe(sums.get(name));
@@ -265,7 +296,7 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
     expect((await listGuests()).placement[onDd]).toBe(ddName);
   });
 
-  it('`docker stack rm` removes every service, network, volume and secret of the stack', async () => {
+  it('`docker stack rm`, and the clean-up a user does after it, leave no service, container, network, volume or secret of the stack', async () => {
     await removeStack();
     removed = true;
     expect(
