@@ -1,14 +1,14 @@
 /**
  * The two guard functions of T10 protection information: CRC-16/T10-DIF (the guard on the wire and
  * on the medium) and the RFC 1071 Internet checksum (the cheaper guard DIX lets a host hand to its
- * HBA). Both run once per 512-byte sector on every PI-protected I/O, so the CRC is table-driven
- * (slicing-by-16, its loop in WebAssembly: crc-wasm.ts) and the checksum sums 32-bit chunks; the
- * bit-at-a-time CRC stays as the executable definition the fast one is tested against.
+ * HBA). Both run once per 512-byte sector on every PI-protected I/O, so both loops run as
+ * WebAssembly (guard-wasm.ts): the CRC table-driven (slicing-by-16), the checksum summing 32-bit
+ * chunks. The bit-at-a-time CRC stays as the executable definition the fast one is tested against.
  *
  * All functions take a `[start, end)` byte range so callers can checksum one protection interval of
  * a larger buffer without allocating a subarray.
  */
-import { CRC_SCRATCH, CRC_SCRATCH_BYTES, crcKernel } from './crc-wasm.ts';
+import { SCRATCH, SCRATCH_BYTES, guardKernel } from './guard-wasm.ts';
 
 /** CRC-16/T10-DIF generator polynomial (x^16 + x^15 + x^11 + x^9 + x^8 + x^7 + x^5 + x^4 + x^2 + x + 1). */
 const T10DIF_POLY = 0x8bb7;
@@ -39,22 +39,22 @@ function buildTables(): Uint16Array[] {
   return tables;
 }
 
-const kernel = crcKernel(TABLES);
+const kernel = guardKernel(TABLES);
 
 /**
  * CRC-16/T10-DIF of `data[start, end)`: poly 0x8BB7, init 0, no reflection, no final XOR
  * (check value 0xD0DB for "123456789"). `crc` continues a previous computation, so
  * `crc16T10Dif(b, m, e, crc16T10Dif(b, s, m)) === crc16T10Dif(b, s, e)`.
  *
- * The bytes are copied into the WebAssembly module's scratch area, at most CRC_SCRATCH_BYTES at a
+ * The bytes are copied into the WebAssembly module's scratch area, at most SCRATCH_BYTES at a
  * time: a copy of a 512-byte sector costs a few percent of its CRC.
  */
 export function crc16T10Dif(data: Uint8Array, start = 0, end = data.length, crc = 0): number {
   crc &= 0xffff;
-  for (let at = start; at < end; at += CRC_SCRATCH_BYTES) {
-    const stop = Math.min(end, at + CRC_SCRATCH_BYTES);
-    kernel.memory.set(data.subarray(at, stop), CRC_SCRATCH);
-    crc = kernel.crc(CRC_SCRATCH, CRC_SCRATCH + (stop - at), crc);
+  for (let at = start; at < end; at += SCRATCH_BYTES) {
+    const stop = Math.min(end, at + SCRATCH_BYTES);
+    kernel.memory.set(data.subarray(at, stop), SCRATCH);
+    crc = kernel.crc(SCRATCH, SCRATCH + (stop - at), crc);
   }
   return crc;
 }
@@ -74,12 +74,6 @@ export function crc16T10DifBitwise(data: Uint8Array, start = 0, end = data.lengt
   return crc;
 }
 
-/**
- * 32-bit chunks summed into a double stay exact below 2^53, i.e. for 2^21 chunks; folding every
- * 2^20 chunks (4 MiB) keeps any input length exact while folding almost never.
- */
-const CHUNKS_PER_FOLD = 1 << 20;
-
 /** Reduce a non-negative sum to 16 bits with end-around carry (one's-complement addition). */
 function foldOnesComplement(sum: number): number {
   while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
@@ -92,24 +86,17 @@ function foldOnesComplement(sum: number): number {
  * u16 whose big-endian bytes are the checksum bytes in network order — the bytes Linux stores raw
  * in the guard field — so a big-endian tuple encoder writes them unchanged.
  *
- * Sums big-endian 32-bit chunks instead of 16-bit words: 2^16 ≡ 1 (mod 0xFFFF), so the high and low
- * halves of each chunk land in the same one's-complement sum, with half the loop iterations.
+ * The module sums the bytes as little-endian words, at most SCRATCH_BYTES (an even number, so no
+ * word straddles two pieces) at a time; the folded sum of the pieces is then swapped into big-endian
+ * order (see guard-wasm.ts).
  */
 export function ipChecksum(data: Uint8Array, start = 0, end = data.length): number {
   let sum = 0;
-  let i = start;
-  const chunkEnd = start + ((end - start) & ~3);
-  while (i < chunkEnd) {
-    const blockEnd = Math.min(chunkEnd, i + CHUNKS_PER_FOLD * 4);
-    for (; i < blockEnd; i += 4) {
-      sum += ((data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]) >>> 0;
-    }
-    sum = foldOnesComplement(sum);
+  for (let at = start; at < end; at += SCRATCH_BYTES) {
+    const stop = Math.min(end, at + SCRATCH_BYTES);
+    kernel.memory.set(data.subarray(at, stop), SCRATCH);
+    sum += kernel.ipsum(SCRATCH, SCRATCH + (stop - at));
   }
-  if (i + 1 < end) {
-    sum += (data[i] << 8) | data[i + 1];
-    i += 2;
-  }
-  if (i < end) sum += data[i] << 8;
-  return ~foldOnesComplement(sum) & 0xffff;
+  const folded = foldOnesComplement(sum);
+  return ~(((folded & 0xff) << 8) | (folded >>> 8)) & 0xffff;
 }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { crc16T10Dif, crc16T10DifBitwise, ipChecksum } from '../src/crc.ts';
-import { CRC_SCRATCH_BYTES } from '../src/crc-wasm.ts';
+import { SCRATCH_BYTES } from '../src/guard-wasm.ts';
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 const filled = (n: number, byte: number): Uint8Array => new Uint8Array(n).fill(byte);
@@ -93,9 +93,9 @@ describe('crc16T10Dif', () => {
   });
 });
 
-describe('the CRC loop in WebAssembly', () => {
+describe("the guards' loops in WebAssembly", () => {
   it('takes a range longer than its scratch area in pieces, from any offset', () => {
-    const big = new Uint8Array(2 * CRC_SCRATCH_BYTES + 4099);
+    const big = new Uint8Array(2 * SCRATCH_BYTES + 4099);
     let x = 0x9e3779b9;
     for (let i = 0; i < big.length; i++) {
       x ^= x << 13;
@@ -106,10 +106,11 @@ describe('the CRC loop in WebAssembly', () => {
     for (const [start, end] of [
       [0, big.length],
       [7, big.length - 5],
-      [CRC_SCRATCH_BYTES - 3, CRC_SCRATCH_BYTES + 20],
-      [1, CRC_SCRATCH_BYTES + 1],
+      [SCRATCH_BYTES - 3, SCRATCH_BYTES + 20],
+      [1, SCRATCH_BYTES + 1],
     ]) {
       expect(crc16T10Dif(big, start, end, 0x1234)).toBe(crc16T10DifBitwise(big, start, end, 0x1234));
+      expect(ipChecksum(big, start, end)).toBe(ipChecksumByWords(big, start, end));
     }
   });
 });

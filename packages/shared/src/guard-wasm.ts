@@ -1,28 +1,34 @@
 /**
- * The CRC-16/T10-DIF inner loop as a WebAssembly function, assembled here byte by byte (no toolchain,
- * no binary in the tree). The same slicing-by-16 step that V8 ran from JavaScript is 1.3× faster as
- * WebAssembly on a 512-byte sector and 1.5× on 4 KiB and more (crc.bench.ts): it reads the 16 bytes
- * as two 64-bit loads instead of 16 bounds-checked byte loads, and its table loads need no bounds
- * checks. The CRC runs over every sector of every PI-protected I/O in both the guest and the host,
- * which made it the largest single item of either at 4 KiB with PI.
+ * The inner loops of the two PI guard functions (crc.ts) as WebAssembly functions, assembled here
+ * byte by byte (no toolchain, no binary in the tree). The CRC's slicing-by-16 step, which V8 ran from
+ * JavaScript, is 1.3× faster as WebAssembly on a 512-byte sector and 1.5× on 4 KiB and more
+ * (crc.bench.ts): it reads the 16 bytes as two 64-bit loads instead of 16 bounds-checked byte loads,
+ * and its table loads need no bounds checks. A guard runs over every sector of every PI-protected I/O
+ * in both the guest and the host, which made the CRC the largest single item of either at 4 KiB with
+ * PI; the Internet checksum, DIX's cheaper guard, moved with it so that it stays the cheaper one.
  *
- * Memory layout: the 16 lookup tables (u16, little-endian) at 0, then a scratch area the caller copies
- * its bytes into (WebAssembly sees only its own memory).
+ * Memory layout: the 16 CRC lookup tables (u16, little-endian) at 0, then a scratch area the caller
+ * copies its bytes into (WebAssembly sees only its own memory).
  *
- * `crc(p, end, c)` returns the CRC register after feeding memory [p, end) into register `c`.
+ * - `crc(p, end, c)` returns the CRC register after feeding memory [p, end) into register `c`.
+ * - `ipsum(p, end)` returns the one's-complement sum of memory [p, end) as little-endian 16-bit
+ *   words (a trailing odd byte as a word of its own), folded to 16 bits. The Internet checksum's
+ *   words are big-endian; a one's-complement sum taken in the other byte order is the byte-swapped
+ *   sum (RFC 1071, section 2), so the caller swaps once at the end.
  */
 
 /** Bytes the tables take: 16 tables of 256 u16 entries. */
 const CRC_TABLES_BYTES = 16 * 256 * 2;
 /** Where the scratch area starts, and how much one call can take. */
-export const CRC_SCRATCH = CRC_TABLES_BYTES;
-export const CRC_SCRATCH_BYTES = 64 * 1024;
+export const SCRATCH = CRC_TABLES_BYTES;
+export const SCRATCH_BYTES = 64 * 1024;
 /** Memory in 64 KiB WebAssembly pages: the tables and the scratch area. */
-const MEMORY_PAGES = Math.ceil((CRC_SCRATCH + CRC_SCRATCH_BYTES) / 65536);
+const MEMORY_PAGES = Math.ceil((SCRATCH + SCRATCH_BYTES) / 65536);
 
 // The few opcodes the function uses (WebAssembly core spec, section 5.4).
 const BLOCK = 0x02;
 const LOOP = 0x03;
+const IF = 0x04;
 const BR = 0x0c;
 const BR_IF = 0x0d;
 const END = 0x0b;
@@ -34,15 +40,21 @@ const I32_LOAD8_U = 0x2d;
 const I32_LOAD16_U = 0x2f;
 const I32_CONST = 0x41;
 const I64_CONST = 0x42;
+const I32_LT_U = 0x49;
+const I32_GT_U = 0x4b;
 const I32_GE_U = 0x4f;
+const I64_LE_U = 0x58;
 const I32_ADD = 0x6a;
 const I32_SUB = 0x6b;
 const I32_AND = 0x71;
 const I32_XOR = 0x73;
 const I32_SHL = 0x74;
 const I32_SHR_U = 0x76;
+const I64_ADD = 0x7c;
+const I64_AND = 0x83;
 const I64_SHR_U = 0x88;
 const I32_WRAP_I64 = 0xa7;
+const I64_EXTEND_I32_U = 0xad;
 const I32 = 0x7f;
 const I64 = 0x7e;
 
@@ -91,7 +103,7 @@ function lookup(t: number, index: number[]): number[] {
   return [...index, ...i32(1), I32_SHL, I32_LOAD16_U, 1, ...uleb(t * 512)];
 }
 
-function body(): number[] {
+function crcBody(): number[] {
   // One 16-byte step: byte j of the step (j = 0 first) goes through table 15 - j; the register's
   // high and low bytes fold into the first two (see crc.ts).
   const step: number[] = [];
@@ -124,7 +136,48 @@ function body(): number[] {
     ...get(C), END,
   ];
   // locals: two i64 (the step's two words), one i32 (stepEnd)
-  const locals = [2, 2, I64, 1, I32];
+  return funcBody([2, 2, I64, 1, I32], code);
+}
+
+function ipsumBody(): number[] {
+  // parameters p and end as in crc; locals: the i64 sum, the i64 word just read, stepEnd
+  const SUM = 2;
+  const X = 3;
+  const STEP = 4;
+  // prettier-ignore
+  const code = [
+    // stepEnd = p + ((end - p) & ~7): 8 bytes a step, as two 32-bit halves of one 64-bit load (2^16
+    // is 1 modulo 0xFFFF, so a 32-bit word adds its two 16-bit words to the sum)
+    ...get(P), ...get(END_AT), ...get(P), I32_SUB, ...i32(-8), I32_AND, I32_ADD, ...set(STEP),
+    BLOCK, VOID, LOOP, VOID,
+    ...get(P), ...get(STEP), I32_GE_U, BR_IF, 1,
+    ...get(P), I64_LOAD, 0, 0, ...set(X),
+    ...get(SUM), ...get(X), ...i32(-1), I64_EXTEND_I32_U, I64_AND, I64_ADD,
+    ...get(X), I64_CONST, ...sleb(32), I64_SHR_U, I64_ADD, ...set(SUM),
+    ...get(P), ...i32(8), I32_ADD, ...set(P),
+    BR, 0, END, END,
+    // the tail: 16-bit words, then a last odd byte (the low byte of its little-endian word)
+    BLOCK, VOID, LOOP, VOID,
+    ...get(P), ...i32(2), I32_ADD, ...get(END_AT), I32_GT_U, BR_IF, 1,
+    ...get(SUM), ...get(P), I32_LOAD16_U, 0, 0, I64_EXTEND_I32_U, I64_ADD, ...set(SUM),
+    ...get(P), ...i32(2), I32_ADD, ...set(P),
+    BR, 0, END, END,
+    ...get(P), ...get(END_AT), I32_LT_U, IF, VOID,
+    ...get(SUM), ...get(P), I32_LOAD8_U, 0, 0, I64_EXTEND_I32_U, I64_ADD, ...set(SUM),
+    END,
+    // fold the carries back in until the sum fits 16 bits (end-around carry)
+    BLOCK, VOID, LOOP, VOID,
+    ...get(SUM), I64_CONST, ...sleb(0xffff), I64_LE_U, BR_IF, 1,
+    ...get(SUM), I64_CONST, ...sleb(0xffff), I64_AND,
+    ...get(SUM), I64_CONST, ...sleb(16), I64_SHR_U, I64_ADD, ...set(SUM),
+    BR, 0, END, END,
+    ...get(SUM), I32_WRAP_I64, END,
+  ];
+  return funcBody([2, 2, I64, 1, I32], code);
+}
+
+/** A function body: its local declarations (count, then count × type per group) and its code. */
+function funcBody(locals: number[], code: number[]): number[] {
   return [...uleb(locals.length + code.length), ...locals, ...code];
 }
 
@@ -137,23 +190,29 @@ function name(s: string): number[] {
 }
 
 /** The module's bytes. */
-function crcModuleBytes(): Uint8Array {
-  const fn = body();
+function moduleBytes(): Uint8Array {
+  const crc = crcBody();
+  const ipsum = ipsumBody();
   // prettier-ignore
   return Uint8Array.from([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 3, I32, I32, I32, 1, I32]), // type 0: (i32, i32, i32) -> i32
-    ...section(3, [1, 0]), // function 0 has type 0
+    ...section(1, [
+      2,
+      0x60, 3, I32, I32, I32, 1, I32, // type 0: (i32, i32, i32) -> i32
+      0x60, 2, I32, I32, 1, I32, // type 1: (i32, i32) -> i32
+    ]),
+    ...section(3, [2, 0, 1]), // function 0 (crc) has type 0, function 1 (ipsum) type 1
     ...section(5, [1, 0x00, ...uleb(MEMORY_PAGES)]), // one memory, no maximum
-    ...section(7, [2, ...name('memory'), 0x02, 0, ...name('crc'), 0x00, 0]),
-    ...section(10, [1, ...fn]),
+    ...section(7, [3, ...name('memory'), 0x02, 0, ...name('crc'), 0x00, 0, ...name('ipsum'), 0x00, 1]),
+    ...section(10, [2, ...crc, ...ipsum]),
   ]);
 }
 
-export interface CrcKernel {
-  /** The module's memory: tables at 0, scratch at CRC_SCRATCH. */
+export interface GuardKernel {
+  /** The module's memory: tables at 0, scratch at SCRATCH. */
   memory: Uint8Array;
   crc(p: number, end: number, c: number): number;
+  ipsum(p: number, end: number): number;
 }
 
 /**
@@ -166,14 +225,14 @@ interface WebAssemblyApi {
     module: object,
     imports: object,
   ) => {
-    exports: { memory: { buffer: ArrayBuffer }; crc: CrcKernel['crc'] };
+    exports: { memory: { buffer: ArrayBuffer }; crc: GuardKernel['crc']; ipsum: GuardKernel['ipsum'] };
   };
 }
 
 /** Instantiates the module and writes `tables` (16 × 256 entries) into its memory. */
-export function crcKernel(tables: ReadonlyArray<Uint16Array>): CrcKernel {
+export function guardKernel(tables: ReadonlyArray<Uint16Array>): GuardKernel {
   const wasm = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
-  const { exports } = new wasm.Instance(new wasm.Module(crcModuleBytes()), {});
+  const { exports } = new wasm.Instance(new wasm.Module(moduleBytes()), {});
   // The module never grows its memory, so this view stays valid.
   const memory = new Uint8Array(exports.memory.buffer);
   tables.forEach((t, k) => {
@@ -182,5 +241,5 @@ export function crcKernel(tables: ReadonlyArray<Uint16Array>): CrcKernel {
       memory[k * 512 + b * 2 + 1] = t[b] >>> 8;
     }
   });
-  return { memory, crc: exports.crc };
+  return { memory, crc: exports.crc, ipsum: exports.ipsum };
 }
