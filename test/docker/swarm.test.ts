@@ -129,13 +129,19 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
   async function removeStack(): Promise<void> {
     await docker(['stack', 'rm', STACK], 60_000);
     const byStack = ['-f', `label=com.docker.stack.namespace=${STACK}`];
+    /** IDs a listing found; undefined when the listing itself failed (which is not "none left"). */
+    const listed = async (args: string[]): Promise<string[] | undefined> => {
+      const r = await docker(args);
+      return r.code === 0 ? r.stdout.split('\n').filter(Boolean) : undefined;
+    };
+    const said = (r: Result): string => r.stdout + r.stderr;
     await until(
       "the stack's containers to be gone",
       90_000,
-      async () => ((await docker(['ps', '-aq', ...byStack])).stdout.trim() === '' ? true : undefined),
+      async () => ((await listed(['ps', '-aq', ...byStack]))?.length === 0 ? true : undefined),
       async () =>
-        (await docker(['ps', '-a', '--format', '{{.Names}} {{.Status}}', ...byStack])).stdout +
-        (await docker(['stack', 'ps', '--no-trunc', STACK])).stdout,
+        said(await docker(['ps', '-a', '--format', '{{.Names}} {{.Status}}', ...byStack])) +
+        said(await docker(['stack', 'ps', '--no-trunc', STACK])),
     );
     // `docker stack rm` can leave an overlay network behind once its containers are gone (moby/moby
     // #30064): what a user does then is remove it by hand, and so does this, until none is left.
@@ -144,15 +150,15 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
       "the stack's networks to be gone",
       60_000,
       async () => {
-        const nets = (await docker(['network', 'ls', '-q', ...byStack])).stdout.split('\n').filter(Boolean);
-        for (const n of nets) {
+        const nets = await listed(['network', 'ls', '-q', ...byStack]);
+        for (const n of nets ?? []) {
           const r = await docker(['network', 'rm', n]);
           if (r.code !== 0) lastError = r.stderr.trim();
         }
-        return nets.length === 0 ? true : undefined;
+        return nets?.length === 0 ? true : undefined;
       },
       async () =>
-        (await docker(['network', 'ls', ...byStack])).stdout + `last docker network rm error: ${lastError}`,
+        said(await docker(['network', 'ls', ...byStack])) + `last docker network rm error: ${lastError}`,
     );
     for (const v of ['host-data', 'dd-data']) await docker(['volume', 'rm', '-f', `${STACK}_${v}`]);
     for (const s of ['dom0_secret', 'operator_token', 'guest_token', 'driver_domain_token'])
@@ -305,6 +311,15 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
       ).stdout.trim(),
     ).toBe('');
     expect((await docker(['secret', 'ls', '-q', '-f', `name=${STACK}_`])).stdout.trim()).toBe('');
+    const byStack = ['-q', '-f', `label=com.docker.stack.namespace=${STACK}`];
+    for (const what of ['ps -a', 'network ls']) {
+      const r = await dockerOk([...what.split(' '), ...byStack]);
+      expect(r.stdout.trim(), `docker ${what}`).toBe('');
+    }
+    for (const v of ['host-data', 'dd-data']) {
+      const r = await docker(['volume', 'inspect', `${STACK}_${v}`]);
+      expect(r.code, `volume ${STACK}_${v} is still there`).not.toBe(0);
+    }
     const left = initialised;
     await cleanup();
     // a swarm this test made is left; one that was there stays

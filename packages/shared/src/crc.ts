@@ -2,8 +2,9 @@
  * The two guard functions of T10 protection information: CRC-16/T10-DIF (the guard on the wire and
  * on the medium) and the RFC 1071 Internet checksum (the cheaper guard DIX lets a host hand to its
  * HBA). Both run once per 512-byte sector on every PI-protected I/O, so both loops run as
- * WebAssembly (guard-wasm.ts): the CRC table-driven (slicing-by-16), the checksum summing 32-bit
- * chunks. The bit-at-a-time CRC stays as the executable definition the fast one is tested against.
+ * WebAssembly (guard-wasm.ts): the CRC table-driven (slicing-by-16), the checksum summing 64-bit
+ * loads. The bit-at-a-time CRC stays as the executable definition the fast one is tested against.
+ * A range must lie within the buffer (RangeError otherwise); an empty or reversed one is empty.
  *
  * All functions take a `[start, end)` byte range so callers can checksum one protection interval of
  * a larger buffer without allocating a subarray.
@@ -42,6 +43,16 @@ function buildTables(): Uint16Array[] {
 const kernel = guardKernel(TABLES);
 
 /**
+ * The module is told a length, not handed a view: a range past the buffer would have it read what an
+ * earlier call left in its memory, where JavaScript read `undefined`.
+ */
+function inBuffer(data: Uint8Array, start: number, end: number): void {
+  if (start < 0 || end > data.length) {
+    throw new RangeError(`guard over [${start}, ${end}) of a ${data.length}-byte buffer`);
+  }
+}
+
+/**
  * CRC-16/T10-DIF of `data[start, end)`: poly 0x8BB7, init 0, no reflection, no final XOR
  * (check value 0xD0DB for "123456789"). `crc` continues a previous computation, so
  * `crc16T10Dif(b, m, e, crc16T10Dif(b, s, m)) === crc16T10Dif(b, s, e)`.
@@ -50,6 +61,7 @@ const kernel = guardKernel(TABLES);
  * time: a copy of a 512-byte sector costs a few percent of its CRC.
  */
 export function crc16T10Dif(data: Uint8Array, start = 0, end = data.length, crc = 0): number {
+  inBuffer(data, start, end);
   crc &= 0xffff;
   for (let at = start; at < end; at += SCRATCH_BYTES) {
     const stop = Math.min(end, at + SCRATCH_BYTES);
@@ -91,6 +103,7 @@ function foldOnesComplement(sum: number): number {
  * order (see guard-wasm.ts).
  */
 export function ipChecksum(data: Uint8Array, start = 0, end = data.length): number {
+  inBuffer(data, start, end);
   let sum = 0;
   for (let at = start; at < end; at += SCRATCH_BYTES) {
     const stop = Math.min(end, at + SCRATCH_BYTES);

@@ -25,7 +25,7 @@ export const SCRATCH_BYTES = 64 * 1024;
 /** Memory in 64 KiB WebAssembly pages: the tables and the scratch area. */
 const MEMORY_PAGES = Math.ceil((SCRATCH + SCRATCH_BYTES) / 65536);
 
-// The few opcodes the function uses (WebAssembly core spec, section 5.4).
+// The few opcodes the two functions use (WebAssembly core spec, section 5.4).
 const BLOCK = 0x02;
 const LOOP = 0x03;
 const IF = 0x04;

@@ -7,7 +7,7 @@ const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 const filled = (n: number, byte: number): Uint8Array => new Uint8Array(n).fill(byte);
 const incrementing = (n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => i & 0xff);
 
-/** RFC 1071 written the obvious way (16-bit words, fold as you go), to check the 32-bit-chunk version. */
+/** RFC 1071 written the obvious way (16-bit words, fold as you go), to check the WebAssembly sum of 64-bit loads. */
 function ipChecksumByWords(data: Uint8Array, start = 0, end = data.length): number {
   let sum = 0;
   let i = start;
@@ -106,12 +106,28 @@ describe("the guards' loops in WebAssembly", () => {
     for (const [start, end] of [
       [0, big.length],
       [7, big.length - 5],
-      [SCRATCH_BYTES - 3, SCRATCH_BYTES + 20],
+      [SCRATCH_BYTES - 3, 2 * SCRATCH_BYTES + 20],
       [1, SCRATCH_BYTES + 1],
     ]) {
       expect(crc16T10Dif(big, start, end, 0x1234)).toBe(crc16T10DifBitwise(big, start, end, 0x1234));
       expect(ipChecksum(big, start, end)).toBe(ipChecksumByWords(big, start, end));
     }
+  });
+
+  it('takes only the low 16 bits of a crc to continue from (the register is 16 bits wide)', () => {
+    const d = incrementing(1000);
+    expect(crc16T10Dif(d, 0, d.length, 0x12345)).toBe(crc16T10Dif(d, 0, d.length, 0x2345));
+    expect(crc16T10Dif(d, 0, d.length, 0x12345)).toBe(crc16T10DifBitwise(d, 0, d.length, 0x2345));
+  });
+
+  it('refuses a range outside the buffer rather than read what the last call left in its memory', () => {
+    const d = incrementing(16);
+    expect(() => crc16T10Dif(d, 0, 20)).toThrow(RangeError);
+    expect(() => crc16T10Dif(d, -1, 8)).toThrow(RangeError);
+    expect(() => ipChecksum(d, 0, 17)).toThrow(RangeError);
+    // an empty or reversed range is empty, as it always was
+    expect(crc16T10Dif(d, 9, 3, 0x77)).toBe(0x77);
+    expect(ipChecksum(d, 9, 3)).toBe(0xffff);
   });
 });
 
@@ -151,7 +167,7 @@ describe('ipChecksum', () => {
     );
   });
 
-  it('stays exact past 2^21 chunks, where an unfolded double sum would start rounding', () => {
+  it('stays exact on 12 MiB, folded piece by piece', () => {
     const big = new Uint8Array(12 * 1024 * 1024 + 3);
     let x = 0x12345678;
     for (let i = 0; i < big.length; i++) {
