@@ -7,7 +7,7 @@
  * A range must lie within the buffer (RangeError otherwise); an empty or reversed one is empty.
  *
  * All functions take a `[start, end)` byte range so callers can checksum one protection interval of
- * a larger buffer without allocating a subarray.
+ * a larger buffer without making a view of it first.
  */
 import { SCRATCH, SCRATCH_BYTES, guardKernel } from './guard-wasm.ts';
 
