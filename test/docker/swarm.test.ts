@@ -38,6 +38,8 @@ const ENV: NodeJS.ProcessEnv = {
   PVBLK_DRIVER_DOMAINS: '1',
 };
 const LABELS = ['pvblk.dom0', 'pvblk.storage'];
+/** The filter that picks what belongs to this test's stack (services, containers, networks). */
+const BY_STACK = ['-f', `label=com.docker.stack.namespace=${STACK}`];
 
 const docker = (args: string[], ms = 60_000) => run('docker', args, ms, ENV);
 const dockerOk = (args: string[], ms = 60_000) => runOk('docker', args, ms, ENV);
@@ -128,7 +130,6 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
 
   async function removeStack(): Promise<void> {
     await docker(['stack', 'rm', STACK], 60_000);
-    const byStack = ['-f', `label=com.docker.stack.namespace=${STACK}`];
     /** IDs a listing found; undefined when the listing itself failed (which is not "none left"). */
     const listed = async (args: string[]): Promise<string[] | undefined> => {
       const r = await docker(args);
@@ -138,9 +139,9 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
     await until(
       "the stack's containers to be gone",
       90_000,
-      async () => ((await listed(['ps', '-aq', ...byStack]))?.length === 0 ? true : undefined),
+      async () => ((await listed(['ps', '-aq', ...BY_STACK]))?.length === 0 ? true : undefined),
       async () =>
-        said(await docker(['ps', '-a', '--format', '{{.Names}} {{.Status}}', ...byStack])) +
+        said(await docker(['ps', '-a', '--format', '{{.Names}} {{.Status}}', ...BY_STACK])) +
         said(await docker(['stack', 'ps', '--no-trunc', STACK])),
     );
     // `docker stack rm` can leave an overlay network behind once its containers are gone (moby/moby
@@ -150,7 +151,7 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
       "the stack's networks to be gone",
       60_000,
       async () => {
-        const nets = await listed(['network', 'ls', '-q', ...byStack]);
+        const nets = await listed(['network', 'ls', '-q', ...BY_STACK]);
         for (const n of nets ?? []) {
           const r = await docker(['network', 'rm', n]);
           if (r.code !== 0) lastError = r.stderr.trim();
@@ -158,7 +159,7 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
         return nets?.length === 0 ? true : undefined;
       },
       async () =>
-        said(await docker(['network', 'ls', ...byStack])) + `last docker network rm error: ${lastError}`,
+        said(await docker(['network', 'ls', ...BY_STACK])) + `last docker network rm error: ${lastError}`,
     );
     for (const v of ['host-data', 'dd-data']) await docker(['volume', 'rm', '-f', `${STACK}_${v}`]);
     for (const s of ['dom0_secret', 'operator_token', 'guest_token', 'driver_domain_token'])
@@ -305,15 +306,10 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
   it('`docker stack rm`, and the clean-up a user does after it, leave no service, container, network, volume or secret of the stack', async () => {
     await removeStack();
     removed = true;
-    expect(
-      (
-        await docker(['service', 'ls', '-q', '-f', `label=com.docker.stack.namespace=${STACK}`])
-      ).stdout.trim(),
-    ).toBe('');
+    expect((await docker(['service', 'ls', '-q', ...BY_STACK])).stdout.trim()).toBe('');
     expect((await docker(['secret', 'ls', '-q', '-f', `name=${STACK}_`])).stdout.trim()).toBe('');
-    const byStack = ['-q', '-f', `label=com.docker.stack.namespace=${STACK}`];
     for (const what of ['ps -a', 'network ls']) {
-      const r = await dockerOk([...what.split(' '), ...byStack]);
+      const r = await dockerOk([...what.split(' '), '-q', ...BY_STACK]);
       expect(r.stdout.trim(), `docker ${what}`).toBe('');
     }
     for (const v of ['host-data', 'dd-data']) {

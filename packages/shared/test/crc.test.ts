@@ -20,6 +20,19 @@ function ipChecksumByWords(data: Uint8Array, start = 0, end = data.length): numb
   return ~sum & 0xffff;
 }
 
+/** `n` bytes of xorshift32, a cheap deterministic filler whose sums do not collapse to round values. */
+function xorshiftBytes(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  let x = seed;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x;
+  }
+  return b;
+}
+
 /** A buffer and a [start, end) range inside it. */
 const bufferWithRange = fc
   .uint8Array({ minLength: 0, maxLength: 1200 })
@@ -95,14 +108,7 @@ describe('crc16T10Dif', () => {
 
 describe("the guards' loops in WebAssembly", () => {
   it('takes a range longer than its scratch area in pieces, from any offset', () => {
-    const big = new Uint8Array(2 * SCRATCH_BYTES + 4099);
-    let x = 0x9e3779b9;
-    for (let i = 0; i < big.length; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      big[i] = x;
-    }
+    const big = xorshiftBytes(2 * SCRATCH_BYTES + 4099, 0x9e3779b9);
     for (const [start, end] of [
       [0, big.length],
       [7, big.length - 5],
@@ -168,15 +174,7 @@ describe('ipChecksum', () => {
   });
 
   it('stays exact on 12 MiB, folded piece by piece', () => {
-    const big = new Uint8Array(12 * 1024 * 1024 + 3);
-    let x = 0x12345678;
-    for (let i = 0; i < big.length; i++) {
-      // xorshift32: cheap deterministic filler so the sum does not collapse to a round value
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      big[i] = x;
-    }
+    const big = xorshiftBytes(12 * 1024 * 1024 + 3, 0x12345678);
     expect(ipChecksum(big)).toBe(ipChecksumByWords(big));
     expect(ipChecksum(filled(12 * 1024 * 1024, 0xff))).toBe(0x0000);
   });
