@@ -56,6 +56,7 @@ import {
 } from './bench-report.ts';
 import { cpuBetween, cpuFields, cpuTicksOf, RssSampler, type CpuTicks } from './bench-rss.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
+import { baseEnv } from './child-env.ts';
 import { guestNames } from './options.ts';
 import {
   describeExit,
@@ -426,8 +427,10 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
     },
     onText: (n, l) => process.stderr.write(`${n} | ${l}\n`),
   });
-  // the relay's processes are no stack of pvblk: no tracing there
-  const env = { PVBLK_TRACE: '' };
+  // The relay's processes get what pvblk's get from the allowlist (child-env.ts), so that a setting
+  // made for a measurement (GLIBC_TUNABLES, NODE_OPTIONS) applies to both sides of a ratio; they are
+  // no stack of pvblk: no secrets, and no tracing there.
+  const env = { ...baseEnv(null), PVBLK_TRACE: '' };
   const spawn = (name: string, args: string[], tier: number) => {
     const spec = { name, args: ['bench', ...args], env, tier };
     return sup.start(spec);

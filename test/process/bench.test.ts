@@ -200,6 +200,66 @@ describe('pvblk bench: a run', () => {
     });
   });
 
+  it("gives the relay's processes the allowlisted environment pvblk's get, and none of its secrets", async () => {
+    // a setting made for a measurement must reach both sides of a ratio
+    const tunables = 'glibc.malloc.trim_threshold=67108864';
+    const nodeOptions = '--max-old-space-size=1024';
+    const token = 'relay-must-not-see-this-token';
+    const environ = (pid: number) =>
+      new Map(
+        readFileSync(`/proc/${pid}/environ`, 'utf8')
+          .split('\0')
+          .filter(Boolean)
+          .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as const),
+      );
+    const b = startPvblk(
+      [
+        'bench',
+        '--name=e',
+        '--rw=randwrite',
+        '--bs=4k',
+        '--direct=1',
+        '--time_based',
+        '--runtime=2',
+        '--baseline',
+        ...QUICK,
+      ],
+      {
+        env: {
+          TMPDIR: tmp.path,
+          GLIBC_TUNABLES: tunables,
+          NODE_OPTIONS: nodeOptions,
+          PVBLK_TOOLSTACK_TOKEN: token,
+        },
+      },
+    );
+    try {
+      const bench = b.proc.pid!;
+      await waitUntil(() => childWith(bench, 'pvblk.mjs host') !== null, 60_000, "pvblk's host runs");
+      const host = environ(childWith(bench, 'pvblk.mjs host')!);
+      expect(host.get('GLIBC_TUNABLES')).toBe(tunables);
+      expect(host.get('NODE_OPTIONS')).toBe(nodeOptions);
+      await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
+      for (const role of ['relay', 'server', 'client']) {
+        const pid = childWith(bench, `relay-role=${role}`);
+        expect(pid, role).not.toBeNull();
+        const env = environ(pid!);
+        expect(env.get('GLIBC_TUNABLES'), role).toBe(tunables);
+        expect(env.get('NODE_OPTIONS'), role).toBe(nodeOptions);
+        expect(env.get('PATH'), role).toBe(process.env.PATH);
+        expect(
+          [...env.values()].some((v) => v.includes(token)),
+          role,
+        ).toBe(false);
+      }
+      const exit = await b.exited;
+      expect(exit.code).toBe(0);
+      expect(b.out.some((l) => l.includes('pvblk/relay'))).toBe(true);
+    } finally {
+      if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGTERM');
+    }
+  });
+
   it('ends the run with an error when a process of its stack is killed, and stops the rest', async () => {
     await killedRun(60, [], async (b, bench) => {
       await b.line((l) => l.startsWith('Starting 1 process'));
