@@ -120,6 +120,18 @@ class Sender {
   }
 }
 
+/**
+ * Resolves when the relay or its server is to stop: SIGTERM from the bench, Ctrl-C or a hang-up,
+ * or the bench itself gone — its IPC channel closes however it died (SIGKILL too; stack.ts), and a
+ * process that waited for SIGTERM alone would run on with nobody left to send it.
+ */
+function stopRequested(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(s, () => resolve());
+    if (process.channel) process.once('disconnect', () => resolve());
+  });
+}
+
 function ready(o: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify({ level: 30, time: Date.now(), ...o }) + '\n');
 }
@@ -177,7 +189,7 @@ export async function runRelay(): Promise<void> {
   await new Promise<void>((r) => wss.once('listening', () => r()));
   const addr = wss.address() as { port: number };
   ready({ event: 'ready', url: `ws://127.0.0.1:${addr.port}`, msg: 'relay listening' });
-  await new Promise<void>((r) => process.once('SIGTERM', () => r()));
+  await stopRequested();
   wss.close();
 }
 
@@ -220,7 +232,7 @@ export async function runRelayServer(relayUrl: string): Promise<void> {
     }
   });
   ready({ event: 'ready', msg: 'relay server connected' });
-  await new Promise<void>((r) => process.once('SIGTERM', () => r()));
+  await stopRequested();
   ws.close();
 }
 

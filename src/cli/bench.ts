@@ -413,6 +413,9 @@ interface Baseline {
   cpu: ProcessCpu[];
 }
 
+/** The relay baseline's processes while they run: an interrupted bench stops them as it stops its stack. */
+let baselineProcesses: Supervisor | null = null;
+
 async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): Promise<Baseline> {
   const results = new Map<string, RelayResult>();
   const waiting = new Map<string, (r: RelayResult) => void>();
@@ -427,6 +430,7 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
     },
     onText: (n, l) => process.stderr.write(`${n} | ${l}\n`),
   });
+  baselineProcesses = sup;
   // The relay's processes get what pvblk's get from the allowlist (child-env.ts), so that a setting
   // made for a measurement (GLIBC_TUNABLES, NODE_OPTIONS) applies to both sides of a ratio; they are
   // no stack of pvblk: no secrets, and no tracing there.
@@ -493,6 +497,7 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
     return { results, cpu };
   } finally {
     await sup.stopAll();
+    baselineProcesses = null;
   }
 }
 
@@ -615,8 +620,11 @@ async function runRelayRole(argv: string[]): Promise<number> {
   const role = get('relay-role');
   if (role === 'relay') await runRelay();
   else if (role === 'server') await runRelayServer(get('relay-url') ?? '');
-  else if (role === 'client') await runRelayClient(JSON.parse(get('relay-spec') ?? '{}') as RelayClientSpec);
-  else {
+  else if (role === 'client') {
+    // a client ends with its run; with the bench gone (its IPC channel closed) nobody reads its result
+    if (process.channel) process.once('disconnect', () => process.exit(1));
+    await runRelayClient(JSON.parse(get('relay-spec') ?? '{}') as RelayClientSpec);
+  } else {
     process.stderr.write(`pvblk bench: unknown relay role ${role}\n`);
     return 2;
   }
@@ -654,7 +662,9 @@ export async function runBench(argv: string[]): Promise<number> {
   const results: PointResult[] = [];
   let stack: LiveStack | null = null;
   const onSignal = () => {
-    void (stack ? stopBenchStack(stack) : Promise.resolve()).then(() => process.exit(130));
+    void Promise.all([stack ? stopBenchStack(stack) : null, baselineProcesses?.stopAll()]).then(() =>
+      process.exit(130),
+    );
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);

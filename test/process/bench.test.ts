@@ -260,6 +260,30 @@ describe('pvblk bench: a run', () => {
     }
   });
 
+  for (const signal of ['SIGINT', 'SIGKILL'] as const) {
+    it(`leaves no relay process behind when the bench gets ${signal} during the baseline`, async () => {
+      await killedRun(6, ['--baseline'], async (b, bench) => {
+        await waitUntil(
+          () => childWith(bench, 'relay-role=client') !== null,
+          60_000,
+          'the relay client runs',
+        );
+        const relay = ['relay', 'server', 'client'].map((r) => childWith(bench, `relay-role=${r}`));
+        expect(relay.every((pid) => pid !== null)).toBe(true);
+        process.kill(bench, signal);
+        const exit = await b.exited;
+        if (signal === 'SIGINT') {
+          // Ctrl-C: the bench stops them itself before it exits
+          expect(exit.code).toBe(130);
+          for (const pid of relay) expect(processGone(pid!)).toBe(true);
+        } else {
+          // nobody left to stop them: they see the bench's IPC channel close and end on their own
+          await waitUntil(() => relay.every((pid) => processGone(pid!)), 20_000, "the relay's processes end");
+        }
+      });
+    });
+  }
+
   it('ends the run with an error when a process of its stack is killed, and stops the rest', async () => {
     await killedRun(60, [], async (b, bench) => {
       await b.line((l) => l.startsWith('Starting 1 process'));
