@@ -28,6 +28,7 @@ import {
 } from '@pvblk/shared';
 import { Samples, type RawSamples } from '@pvblk/frontend';
 import { wsTransport, type ClientTransport } from '@pvblk/client';
+import { supervisorGone } from '@pvblk/runtime';
 import { wsFrameTransport } from '@pvblk/hypervisor';
 
 const PAGE = 4096;
@@ -128,7 +129,8 @@ class Sender {
 function stopRequested(): Promise<void> {
   return new Promise<void>((resolve) => {
     for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(s, () => resolve());
-    if (process.channel) process.once('disconnect', () => resolve());
+    if (supervisorGone()) resolve();
+    else if (process.channel) process.once('disconnect', () => resolve());
   });
 }
 

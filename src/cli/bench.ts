@@ -56,6 +56,7 @@ import {
 } from './bench-report.ts';
 import { cpuBetween, cpuFields, cpuTicksOf, RssSampler, type CpuTicks } from './bench-rss.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
+import { supervisorGone } from '@pvblk/runtime';
 import { baseEnv } from './child-env.ts';
 import { guestNames } from './options.ts';
 import {
@@ -112,6 +113,27 @@ function fioArgv(cl: FioCommandLine, override: Record<string, string | null>, ex
   return [...argv, ...extra];
 }
 
+/**
+ * The supervisors of this bench's processes while they live — a stack starting or running, the relay
+ * baseline's — with the directory each owns: Ctrl-C stops them all, wherever the bench is.
+ */
+const live = new Map<Supervisor, string | null>();
+
+/** Set by Ctrl-C or SIGTERM: from then on the bench only stops (no report, no next point). */
+let interrupted = false;
+
+/** How long an interrupted bench waits for the run in progress to unwind before it exits anyway. */
+const SIGNAL_GRACE_MS = 5000;
+
+async function stopLive(): Promise<void> {
+  await Promise.all(
+    [...live].map(async ([sup, dir]) => {
+      await sup.stopAll();
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }),
+  );
+}
+
 async function startBenchStack(shape: StackShape, o: BenchOptions): Promise<LiveStack> {
   const tmp = await mkdtemp(join(tmpdir(), 'pvblk-bench-'));
   // the stack's secrets: the children read them from the environment, the bench needs them for
@@ -133,6 +155,7 @@ async function startBenchStack(shape: StackShape, o: BenchOptions): Promise<Live
     },
     onText: (name: string, line: string) => process.stderr.write(`${name} | ${line}\n`),
   });
+  live.set(sup, tmp);
   const persistent = shape.persistent ? [] : ['--no-persistent'];
   const cfg = {
     guests: guestNames(shape.guests),
@@ -166,6 +189,7 @@ async function startBenchStack(shape: StackShape, o: BenchOptions): Promise<Live
   } catch (e) {
     await sup.stopAll();
     await rm(tmp, { recursive: true, force: true });
+    live.delete(sup);
     throw new Error(
       `the stack did not start: ${(e as Error).message}${errors.length ? `\n${errors.join('\n')}` : ''}`,
     );
@@ -222,6 +246,7 @@ async function deathOf(s: LiveStack, ms: number): Promise<string | null> {
 async function stopBenchStack(s: LiveStack): Promise<void> {
   await s.sup.stopAll();
   await rm(s.tmp, { recursive: true, force: true });
+  live.delete(s.sup);
   delete process.env.PVBLK_TRACE;
 }
 
@@ -413,9 +438,6 @@ interface Baseline {
   cpu: ProcessCpu[];
 }
 
-/** The relay baseline's processes while they run: an interrupted bench stops them as it stops its stack. */
-let baselineProcesses: Supervisor | null = null;
-
 async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): Promise<Baseline> {
   const results = new Map<string, RelayResult>();
   const waiting = new Map<string, (r: RelayResult) => void>();
@@ -430,7 +452,7 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
     },
     onText: (n, l) => process.stderr.write(`${n} | ${l}\n`),
   });
-  baselineProcesses = sup;
+  live.set(sup, null);
   // The relay's processes get what pvblk's get from the allowlist (child-env.ts), so that a setting
   // made for a measurement (GLIBC_TUNABLES, NODE_OPTIONS) applies to both sides of a ratio; they are
   // no stack of pvblk: no secrets, and no tracing there.
@@ -497,7 +519,7 @@ async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): 
     return { results, cpu };
   } finally {
     await sup.stopAll();
-    baselineProcesses = null;
+    live.delete(sup);
   }
 }
 
@@ -622,6 +644,7 @@ async function runRelayRole(argv: string[]): Promise<number> {
   else if (role === 'server') await runRelayServer(get('relay-url') ?? '');
   else if (role === 'client') {
     // a client ends with its run; with the bench gone (its IPC channel closed) nobody reads its result
+    if (supervisorGone()) return 1;
     if (process.channel) process.once('disconnect', () => process.exit(1));
     await runRelayClient(JSON.parse(get('relay-spec') ?? '{}') as RelayClientSpec);
   } else {
@@ -661,69 +684,92 @@ export async function runBench(argv: string[]): Promise<number> {
   const points = benchPoints(o);
   const results: PointResult[] = [];
   let stack: LiveStack | null = null;
+  let main: Promise<number> = Promise.resolve(0);
   const onSignal = () => {
-    void Promise.all([stack ? stopBenchStack(stack) : null, baselineProcesses?.stopAll()]).then(() =>
-      process.exit(130),
-    );
+    // Stops whatever runs now — a stack starting or running, the relay's processes — and exits as a
+    // shell reports an interrupt. The run in progress fails once its processes are gone; it notices
+    // `interrupted` and prints nothing, starts nothing and leaves the exit to this. A stack cut off
+    // while starting removes its directory when its start has failed (a step still under way could
+    // create it again after a removal here): that is waited for, boundedly, then what is left goes.
+    interrupted = true;
+    void (async () => {
+      await stopLive();
+      await Promise.race([main.catch(() => 0), new Promise((r) => setTimeout(r, SIGNAL_GRACE_MS))]);
+      await stopLive();
+      process.exit(130);
+    })();
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  try {
-    for (const p of points) {
-      if (!stack || !sameStack(stack.shape, p.stack)) {
-        if (stack) await stopBenchStack(stack);
-        stack = null;
-        stack = await startBenchStack(p.stack, o);
-      }
-      if (fmt === 'normal') {
-        if (points.length > 1)
-          write(
-            `\n=== ${Object.entries(p.label)
-              .map(([k, v]) => `${k}=${v}`)
-              .join(' ')}\n`,
-          );
-        const banner = runBanner(p.cl.jobs);
-        if (p.stack.guests > 1) banner[banner.length - 1] += ` in each of ${p.stack.guests} guests`;
-        write(banner.join('\n') + '\n');
-      }
-      // a stack process that ends on its own ends the run: the guests' jobs would wait for it forever
-      const r = await Promise.race([runPoint(stack, p, o, eta && fmt === 'normal'), stack.died]);
-      results.push(r);
-      if (fmt === 'normal') write('\n' + renderPointNormal(r));
-      else if (fmt === 'terse') write(renderPointTerse(r));
-    }
-  } catch (e) {
-    // a stack process that died is the cause of what failed after it (a guest's fio that lost its
-    // disk, a counter read from a dead host's API): the socket can tell first, so its exit is waited
-    // for a moment before the error is named
-    const death = stack ? await deathOf(stack, DEATH_GRACE_MS) : null;
-    process.stderr.write(`pvblk bench: ${death ?? (e as Error).message}\n`);
-    if (stack) await stopBenchStack(stack);
-    return 1;
-  }
-  if (stack) await stopBenchStack(stack);
-  if (fmt === 'json' || fmt === 'json+') {
-    const docs = results.map((r) => renderPointJson(r, fmt === 'json+'));
-    write(
-      JSON.stringify(
-        docs.length === 1 ? docs[0] : { 'fio version': docs[0]['fio version'], sweep: docs },
-        null,
-        2,
-      ) + '\n',
-    );
-  } else if (fmt === 'normal' && results.length > 1) {
-    write(sweepTable(results));
-  }
-  if (o.plot) {
+  main = runPoints(o);
+  const code = await main;
+  // interrupted: the exit is onSignal's, once every process has stopped
+  return interrupted ? new Promise<number>(() => {}) : code;
+
+  async function runPoints(o: BenchOptions): Promise<number> {
     try {
-      const { writePlot } = await import('./bench-plot.ts');
-      await writePlot(o.plot, results, o);
-      if (fmt === 'normal') write(`plot: ${o.plot}\n`);
+      for (const p of points) {
+        if (interrupted) return 130;
+        if (!stack || !sameStack(stack.shape, p.stack)) {
+          if (stack) await stopBenchStack(stack);
+          stack = null;
+          if (interrupted) return 130;
+          stack = await startBenchStack(p.stack, o);
+          if (interrupted) return 130;
+        }
+        if (fmt === 'normal') {
+          if (points.length > 1)
+            write(
+              `\n=== ${Object.entries(p.label)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' ')}\n`,
+            );
+          const banner = runBanner(p.cl.jobs);
+          if (p.stack.guests > 1) banner[banner.length - 1] += ` in each of ${p.stack.guests} guests`;
+          write(banner.join('\n') + '\n');
+        }
+        // a stack process that ends on its own ends the run: the guests' jobs would wait for it forever
+        const r = await Promise.race([runPoint(stack, p, o, eta && fmt === 'normal'), stack.died]);
+        if (interrupted) return 130;
+        results.push(r);
+        if (fmt === 'normal') write('\n' + renderPointNormal(r));
+        else if (fmt === 'terse') write(renderPointTerse(r));
+      }
     } catch (e) {
-      process.stderr.write(`pvblk bench: --plot ${o.plot}: ${(e as Error).message}\n`);
+      if (interrupted) return 130;
+      // a stack process that died is the cause of what failed after it (a guest's fio that lost its
+      // disk, a counter read from a dead host's API): the socket can tell first, so its exit is waited
+      // for a moment before the error is named
+      const death = stack ? await deathOf(stack, DEATH_GRACE_MS) : null;
+      process.stderr.write(`pvblk bench: ${death ?? (e as Error).message}\n`);
+      if (stack) await stopBenchStack(stack);
       return 1;
     }
+    if (stack) await stopBenchStack(stack);
+    if (interrupted) return 130;
+    if (fmt === 'json' || fmt === 'json+') {
+      const docs = results.map((r) => renderPointJson(r, fmt === 'json+'));
+      write(
+        JSON.stringify(
+          docs.length === 1 ? docs[0] : { 'fio version': docs[0]['fio version'], sweep: docs },
+          null,
+          2,
+        ) + '\n',
+      );
+    } else if (fmt === 'normal' && results.length > 1) {
+      write(sweepTable(results));
+    }
+    if (o.plot) {
+      try {
+        const { writePlot } = await import('./bench-plot.ts');
+        await writePlot(o.plot, results, o);
+        if (fmt === 'normal') write(`plot: ${o.plot}\n`);
+      } catch (e) {
+        process.stderr.write(`pvblk bench: --plot ${o.plot}: ${(e as Error).message}\n`);
+        return 1;
+      }
+    }
+    const failed = results.some((r) => r.guests.some((g) => g.status !== 0 || g.jobs.some((j) => j.error)));
+    return failed ? 1 : 0;
   }
-  const failed = results.some((r) => r.guests.some((g) => g.status !== 0 || g.jobs.some((j) => j.error)));
-  return failed ? 1 : 0;
 }

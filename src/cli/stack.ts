@@ -34,6 +34,8 @@ export interface ChildSpec {
   name: string;
   args: string[];
   env?: Record<string, string>;
+  /** Stop order when it is not the role's (`tierOf`): the relay baseline's clients, server, router. */
+  tier?: number;
 }
 
 /** How a child ended, as a shell reports it: its exit code, or 128 + the number of the signal. */
@@ -135,7 +137,14 @@ export class Supervisor {
         res(e);
       });
     });
-    const child: StackChild = { name: spec.name, tier: tierOf(spec.args[0]), proc, ready, exited, records };
+    const child: StackChild = {
+      name: spec.name,
+      tier: spec.tier ?? tierOf(spec.args[0]),
+      proc,
+      ready,
+      exited,
+      records,
+    };
     this.children.push(child);
     return child;
   }

@@ -273,9 +273,12 @@ describe('pvblk bench: a run', () => {
         process.kill(bench, signal);
         const exit = await b.exited;
         if (signal === 'SIGINT') {
-          // Ctrl-C: the bench stops them itself before it exits
+          // Ctrl-C: the bench stops them itself before it exits, and reports nothing of the run it cut
           expect(exit.code).toBe(130);
           for (const pid of relay) expect(processGone(pid!)).toBe(true);
+          expect(b.out.some((l) => l.includes('Run status group') || l.includes('relay baseline'))).toBe(
+            false,
+          );
         } else {
           // nobody left to stop them: they see the bench's IPC channel close and end on their own
           await waitUntil(() => relay.every((pid) => processGone(pid!)), 20_000, "the relay's processes end");
@@ -283,6 +286,25 @@ describe('pvblk bench: a run', () => {
       });
     });
   }
+
+  it('Ctrl-C while the stack is still starting stops what has started and leaves no directory', async () => {
+    // a bench killed outright by an earlier test of this file leaves its directory: only new ones count
+    const dirs = () => readdirSync(tmp.path).filter((f) => f.startsWith('pvblk-bench-'));
+    const before = new Set(dirs());
+    await killedRun(6, [], async (b, bench) => {
+      await waitUntil(
+        () => childWith(bench, 'pvblk.mjs hypervisor') !== null,
+        60_000,
+        'the hypervisor starts',
+      );
+      const hv = childWith(bench, 'pvblk.mjs hypervisor')!;
+      process.kill(bench, 'SIGINT');
+      const exit = await b.exited;
+      expect(exit.code).toBe(130);
+      expect(processGone(hv)).toBe(true);
+      expect(dirs().filter((d) => !before.has(d))).toEqual([]);
+    });
+  });
 
   it('ends the run with an error when a process of its stack is killed, and stops the rest', async () => {
     await killedRun(60, [], async (b, bench) => {

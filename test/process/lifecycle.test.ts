@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   processGone,
@@ -221,6 +222,51 @@ describe('a stack leaves nothing behind', () => {
     expect(e.code).toBe(137);
     expect(up.out).toContain('pvblk: host was killed by SIGKILL (status 137); stopping the stack');
     expect(info.processes!.filter((p) => !processGone(p.pid))).toEqual([]);
+  });
+});
+
+describe('a supervisor that dies while its child is still starting', () => {
+  it('the child ends as soon as it watches, though the channel closed before anyone listened', async () => {
+    // Node emits `disconnect` once, to whoever listens then: a child still loading its modules when
+    // its supervisor dies never hears it, and watching afterwards must notice the channel is gone.
+    const shutdown = fileURLToPath(new URL('../../packages/runtime/src/shutdown.ts', import.meta.url));
+    const child = `
+      // the supervisor's pid from its own hand: by the time this runs it may be gone already
+      const parent = Number(process.env.SUPERVISOR_PID);
+      const poll = setInterval(() => {
+        if (process.ppid === parent) return; // still supervised: keep starting
+        clearInterval(poll);
+        import(${JSON.stringify(pathToFileURL(shutdown).href)}).then((m) => {
+          m.watchForShutdown();
+          setInterval(() => {}, 1000); // alive until the watch ends it
+        });
+      }, 20);`;
+    const supervisor = `
+      const { spawn } = require('node:child_process');
+      const c = spawn(process.execPath, ['--import', 'tsx', '-e', ${JSON.stringify(child)}], {
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        detached: true,
+        env: { ...process.env, SUPERVISOR_PID: String(process.pid) },
+      });
+      console.log(c.pid);
+      setInterval(() => {}, 1000);`;
+    const sup = spawn(process.execPath, ['-e', supervisor], {
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let childPid = 0;
+    try {
+      childPid = await new Promise<number>((resolve, reject) => {
+        sup.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+        sup.once('exit', () => reject(new Error('the supervisor exited before starting its child')));
+      });
+      expect(processGone(childPid)).toBe(false);
+      sup.kill('SIGKILL');
+      await waitUntil(() => processGone(childPid), 20_000, 'the orphaned child ends');
+    } finally {
+      if (sup.exitCode === null && sup.signalCode === null) sup.kill('SIGKILL');
+      if (childPid && !processGone(childPid)) process.kill(childPid, 'SIGKILL');
+    }
   });
 });
 

@@ -43,12 +43,25 @@ function end(reason: string, signal: NodeJS.Signals | null): void {
   );
 }
 
+/**
+ * True when this process was started with an IPC channel that is already closed: its supervisor
+ * died before anyone listened for `disconnect` (Node emits it once, to whoever listens then), e.g.
+ * while this process was still loading its modules. `process.send` stays defined; `connected` is
+ * false.
+ */
+export function supervisorGone(): boolean {
+  return typeof process.send === 'function' && !process.connected;
+}
+
 /** Installs the signal handlers and, under a supervisor, the channel watch. Idempotent. */
 export function watchForShutdown(): void {
   if (installed) return;
   installed = true;
   for (const s of SIGNALS) process.on(s, () => end(s, s));
-  if (process.channel) {
+  if (supervisorGone()) {
+    // nobody is left to stop us, and the event that would have said so has come and gone
+    setImmediate(() => end('supervisor-gone', null));
+  } else if (process.channel) {
     process.on('disconnect', () => end('supervisor-gone', null));
     process.on('message', (m: unknown) => {
       const req = m as { type?: unknown; id?: unknown } | null;
