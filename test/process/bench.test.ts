@@ -9,7 +9,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { processGone, pvblk, startPvblk, startSystem, tempDir, waitUntil, type Running } from './helpers.ts';
+import {
+  environOf,
+  processGone,
+  pvblk,
+  startPvblk,
+  startSystem,
+  tempDir,
+  waitUntil,
+  type Running,
+} from './helpers.ts';
 
 const QUICK = ['--disk', 'delay=0', '--warmup=0', '--rss-interval=200ms'];
 
@@ -205,13 +214,6 @@ describe('pvblk bench: a run', () => {
     const tunables = 'glibc.malloc.trim_threshold=67108864';
     const nodeOptions = '--max-old-space-size=1024';
     const token = 'relay-must-not-see-this-token';
-    const environ = (pid: number) =>
-      new Map(
-        readFileSync(`/proc/${pid}/environ`, 'utf8')
-          .split('\0')
-          .filter(Boolean)
-          .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as const),
-      );
     const b = startPvblk(
       [
         'bench',
@@ -236,19 +238,19 @@ describe('pvblk bench: a run', () => {
     try {
       const bench = b.proc.pid!;
       await waitUntil(() => childWith(bench, 'pvblk.mjs host') !== null, 60_000, "pvblk's host runs");
-      const host = environ(childWith(bench, 'pvblk.mjs host')!);
-      expect(host.get('GLIBC_TUNABLES')).toBe(tunables);
-      expect(host.get('NODE_OPTIONS')).toBe(nodeOptions);
+      const host = environOf(childWith(bench, 'pvblk.mjs host')!);
+      expect(host.GLIBC_TUNABLES).toBe(tunables);
+      expect(host.NODE_OPTIONS).toBe(nodeOptions);
       await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
       for (const role of ['relay', 'server', 'client']) {
         const pid = childWith(bench, `relay-role=${role}`);
         expect(pid, role).not.toBeNull();
-        const env = environ(pid!);
-        expect(env.get('GLIBC_TUNABLES'), role).toBe(tunables);
-        expect(env.get('NODE_OPTIONS'), role).toBe(nodeOptions);
-        expect(env.get('PATH'), role).toBe(process.env.PATH);
+        const env = environOf(pid!);
+        expect(env.GLIBC_TUNABLES, role).toBe(tunables);
+        expect(env.NODE_OPTIONS, role).toBe(nodeOptions);
+        expect(env.PATH, role).toBe(process.env.PATH);
         expect(
-          [...env.values()].some((v) => v.includes(token)),
+          Object.values(env).some((v) => v.includes(token)),
           role,
         ).toBe(false);
       }

@@ -117,6 +117,16 @@ export function processGone(pid: number): boolean {
   }
 }
 
+/** A process's environment as the kernel holds it (`/proc/<pid>/environ`). */
+export function environOf(pid: number): Record<string, string> {
+  return Object.fromEntries(
+    readFileSync(`/proc/${pid}/environ`, 'utf8')
+      .split('\0')
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  );
+}
+
 /** Waits until `cond` holds, checking every few milliseconds; returns how long it took. */
 export async function waitUntil(cond: () => boolean, ms: number, what: string): Promise<number> {
   const t0 = performance.now();

@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runInGuest } from '@pvblk/frontend';
 import { deriveGuestToken } from '@pvblk/runtime';
-import { PVBLK, SECRETS, pvblk, startProc, startSystem, tempDir } from './helpers.ts';
+import { PVBLK, SECRETS, environOf, pvblk, startProc, startSystem, tempDir } from './helpers.ts';
 
 const OP = SECRETS.PVBLK_TOOLSTACK_TOKEN;
 const token = (name: string) => deriveGuestToken(OP, name);
@@ -431,12 +431,7 @@ describe("pvblk up: children get an explicit environment, never Dom0's secret (f
         })
         .map((p) => {
           const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-          const env = Object.fromEntries(
-            readFileSync(`/proc/${p}/environ`, 'utf8')
-              .split('\0')
-              .filter(Boolean)
-              .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-          );
+          const env = environOf(Number(p));
           // node [its flags] …/pvblk.mjs <role> …
           const role = argv[argv.findIndex((a) => a.endsWith('pvblk.mjs')) + 1];
           const name = argv.includes('--name') ? argv[argv.indexOf('--name') + 1] : role;
