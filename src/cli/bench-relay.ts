@@ -28,7 +28,7 @@ import {
 } from '@pvblk/shared';
 import { Samples, type RawSamples } from '@pvblk/frontend';
 import { wsTransport, type ClientTransport } from '@pvblk/client';
-import { supervisorGone } from '@pvblk/runtime';
+import { onShutdown } from '@pvblk/runtime';
 import { wsFrameTransport } from '@pvblk/hypervisor';
 
 const PAGE = 4096;
@@ -122,16 +122,14 @@ class Sender {
 }
 
 /**
- * Resolves when the relay or its server is to stop: SIGTERM from the bench, Ctrl-C or a hang-up,
- * or the bench itself gone — its IPC channel closes however it died (SIGKILL too; stack.ts), and a
- * process that waited for SIGTERM alone would run on with nobody left to send it.
+ * Hands the end of the relay or its server to the runtime's shutdown, as pvblk's own processes do:
+ * SIGTERM from the bench, Ctrl-C, a hang-up, or the bench itself gone — its IPC channel closes
+ * however it died (SIGKILL too), and a process waiting for SIGTERM alone would run on with nobody
+ * left to send it. `close` runs, then the process exits.
  */
-function stopRequested(): Promise<void> {
-  return new Promise<void>((resolve) => {
-    for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(s, () => resolve());
-    if (supervisorGone()) resolve();
-    else if (process.channel) process.once('disconnect', () => resolve());
-  });
+function endOnShutdown(close: () => void): Promise<never> {
+  onShutdown(async () => close());
+  return new Promise<never>(() => {});
 }
 
 function ready(o: Record<string, unknown>): void {
@@ -191,8 +189,7 @@ export async function runRelay(): Promise<void> {
   await new Promise<void>((r) => wss.once('listening', () => r()));
   const addr = wss.address() as { port: number };
   ready({ event: 'ready', url: `ws://127.0.0.1:${addr.port}`, msg: 'relay listening' });
-  await stopRequested();
-  wss.close();
+  await endOnShutdown(() => wss.close());
 }
 
 /** The server: takes the payload, answers. */
@@ -234,8 +231,7 @@ export async function runRelayServer(relayUrl: string): Promise<void> {
     }
   });
   ready({ event: 'ready', msg: 'relay server connected' });
-  await stopRequested();
-  ws.close();
+  await endOnShutdown(() => ws.close());
 }
 
 /** The client: keeps `depth` requests in flight, times each, prints a result record and exits. */

@@ -56,7 +56,7 @@ import {
 } from './bench-report.ts';
 import { cpuBetween, cpuFields, cpuTicksOf, RssSampler, type CpuTicks } from './bench-rss.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
-import { supervisorGone } from '@pvblk/runtime';
+import { watchForShutdown } from '@pvblk/runtime';
 import { baseEnv } from './child-env.ts';
 import { guestNames } from './options.ts';
 import {
@@ -644,8 +644,7 @@ async function runRelayRole(argv: string[]): Promise<number> {
   else if (role === 'server') await runRelayServer(get('relay-url') ?? '');
   else if (role === 'client') {
     // a client ends with its run; with the bench gone (its IPC channel closed) nobody reads its result
-    if (supervisorGone()) return 1;
-    if (process.channel) process.once('disconnect', () => process.exit(1));
+    watchForShutdown();
     await runRelayClient(JSON.parse(get('relay-spec') ?? '{}') as RelayClientSpec);
   } else {
     process.stderr.write(`pvblk bench: unknown relay role ${role}\n`);

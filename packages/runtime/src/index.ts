@@ -8,7 +8,7 @@ export {
 } from './logger.ts';
 export { renderRecord, isKmsgRecord, type KmsgRecord } from './render.ts';
 export { DomainKernelLog } from './kernel-log.ts';
-export { onShutdown, watchForShutdown, supervised, supervisorGone } from './shutdown.ts';
+export { onShutdown, watchForShutdown, supervised } from './shutdown.ts';
 export {
   resolveDom0Secret,
   resolveOperatorToken,

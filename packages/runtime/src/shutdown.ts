@@ -49,7 +49,7 @@ function end(reason: string, signal: NodeJS.Signals | null): void {
  * while this process was still loading its modules. `process.send` stays defined; `connected` is
  * false.
  */
-export function supervisorGone(): boolean {
+function supervisorGone(): boolean {
   return typeof process.send === 'function' && !process.connected;
 }
 
