@@ -683,7 +683,8 @@ export async function runBench(argv: string[]): Promise<number> {
   const points = benchPoints(o);
   const results: PointResult[] = [];
   let stack: LiveStack | null = null;
-  let main: Promise<number> = Promise.resolve(0);
+  // no signal is handled before this turn ends, so the handler below always finds the run it cuts
+  const main = runPoints(o);
   const onSignal = () => {
     // Stops whatever runs now — a stack starting or running, the relay's processes — and exits as a
     // shell reports an interrupt. The run in progress fails once its processes are gone; it notices
@@ -700,7 +701,6 @@ export async function runBench(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  main = runPoints(o);
   const code = await main;
   // interrupted: the exit is onSignal's, once every process has stopped
   return interrupted ? new Promise<number>(() => {}) : code;
