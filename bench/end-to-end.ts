@@ -3,13 +3,16 @@
  * configuration is one `pvblk bench --baseline` (a stack of its own, the job in the guest, then the
  * relay — client → relay → server over ws with the broker's frames — with the same job shape).
  *
- *   node --import tsx bench/end-to-end.ts [--quick] [--repeat N]   (≈ 4 min a round; --quick ≈ 1.5)
+ *   node --import tsx bench/end-to-end.ts [--quick] [--repeat N] [--slices N]
+ *   (≈ 4 min a round; --quick ≈ 1.5)
  *
  * Prints pvblk, relay and pvblk/relay for the figures issue 10 sets goals for, and the CPU per I/O
  * of all pvblk's processes against all the relay's; writes bench/results/end-to-end.json with every
  * run's full JSON. With `--repeat N` the configurations are run N times in rounds (so a change in the
  * machine's load touches every configuration alike) and each ratio is the median of its N same-run
- * ratios, with their range.
+ * ratios, with their range. Within a run, pvblk and the relay take turns in `--slices` slices (10 by
+ * default, 3 with --quick: `pvblk bench --baseline-slices`), so that a slow spell of a shared machine
+ * falls on both sides of each ratio.
  */
 import { loadavg } from 'node:os';
 import {
@@ -26,6 +29,7 @@ import {
 
 const repeat = intArg('repeat', 1, 20);
 const runtime = quick ? '3' : '10';
+const slices = intArg('slices', quick ? 3 : 10, 100);
 const common = [
   '--direct=1',
   '--time_based',
@@ -33,6 +37,7 @@ const common = [
   '--disk',
   'delay=0',
   '--baseline',
+  `--baseline-slices=${slices}`,
   '--warmup=1s',
 ];
 
@@ -147,8 +152,8 @@ printTable(
 );
 const machine = machineInfo();
 console.log(
-  `\n${machine.cores} cores (${machine.cpu}), Node ${machine.node}; runtime ${runtime} s per run; load average ${load0[0].toFixed(2)} before, ${load1[0].toFixed(2)} after (this machine is shared: read the ratios)`,
+  `\n${machine.cores} cores (${machine.cpu}), Node ${machine.node}; runtime ${runtime} s per run in ${slices} slices a side; load average ${load0[0].toFixed(2)} before, ${load1[0].toFixed(2)} after (this machine is shared: read the ratios)`,
 );
 console.log(
-  `results: ${writeResults('end-to-end', { machine, runtimeSeconds: Number(runtime), repeat, loadavg: { before: load0, after: load1 }, figures: runs, runs: results })}`,
+  `results: ${writeResults('end-to-end', { machine, runtimeSeconds: Number(runtime), slices, repeat, loadavg: { before: load0, after: load1 }, figures: runs, runs: results })}`,
 );

@@ -43,6 +43,8 @@ export interface BenchOptions {
   cl: FioCommandLine;
   stack: StackShape;
   baseline: boolean;
+  /** With `baseline`: the measured time cut into this many slices, pvblk's and the relay's in turn. */
+  baselineSlices: number;
   plot: string | null;
   trace: boolean;
   /** Untimed I/O before each measured run (pvblk's and the relay's), ms. */
@@ -74,7 +76,16 @@ export const SWEEP_STACK_KEYS = [
 export type SweepKey = (typeof SWEEP_JOB_KEYS)[number] | (typeof SWEEP_STACK_KEYS)[number];
 
 /** pvblk's own options that are not the stack's: name → takes a value. */
-const BENCH_OPTIONS: Record<string, boolean> = { warmup: true, 'rss-interval': true, help: false };
+const BENCH_OPTIONS: Record<string, boolean> = {
+  warmup: true,
+  'rss-interval': true,
+  'baseline-slices': true,
+  help: false,
+};
+
+/** Slices of a measured run with --baseline-slices: at most this many, each at least this long. */
+export const MAX_BASELINE_SLICES = 100;
+export const MIN_SLICE_MS = 200;
 
 export const BENCH_USAGE = `usage: pvblk bench --name=<job> [fio options] [pvblk options]
 
@@ -100,6 +111,9 @@ pvblk options:
   --guests N                 guests running the job at once (1-64)
   --baseline                 also measure a plain relay of the same bytes over the same three
                              hops (ws + the wire codec) and print pvblk/relay beside every figure
+  --baseline-slices N        with --baseline and --time_based: cut the runtime into N slices and
+                             run pvblk's and the relay's in turn (default 1: pvblk, then the relay),
+                             so that a slow spell of the machine falls on both sides of the ratio
   --trace                    per-stage latency breakdown from trace stamps in every process
   --plot FILE.svg|FILE.png   latency CDF (and stage breakdown with --trace); IOPS and latency
                              against the swept value with --sweep
@@ -253,6 +267,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
   if (argv.includes('--help') || argv.includes('-h')) return 'help';
   const stack: StackShape = { ...DEFAULT_STACK };
   let baseline = false;
+  let baselineSlices = 1;
   let plot: string | null = null;
   let trace = false;
   let warmupMs = 500;
@@ -267,6 +282,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
       switch (o.name) {
         case 'baseline':
           baseline = o.value === null ? true : parseBool('baseline', o.value);
+          return true;
+        case 'baseline-slices':
+          baselineSlices = parseIntOption('baseline-slices', o.value ?? '', 1, MAX_BASELINE_SLICES);
           return true;
         case 'trace':
           trace = o.value === null ? true : parseBool('trace', o.value);
@@ -303,9 +321,41 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
     if (seen.has(s.key)) fail(`fio: --sweep ${s.key} given twice`);
     seen.add(s.key);
   }
-  const o: BenchOptions = { cl, stack, baseline, plot, trace, warmupMs, rssIntervalMs, sweeps };
+  if (baselineSlices > 1) checkSlices(cl, baseline, baselineSlices);
+  const o: BenchOptions = {
+    cl,
+    stack,
+    baseline,
+    baselineSlices,
+    plot,
+    trace,
+    warmupMs,
+    rssIntervalMs,
+    sweeps,
+  };
   for (const p of benchPoints(o)) checkPoint(p);
   return o;
+}
+
+/** Slices take turns by time: a time-based run, one runtime for every job, long enough to cut. */
+function checkSlices(cl: FioCommandLine, baseline: boolean, n: number): void {
+  if (!baseline)
+    fail(`fio: --baseline-slices=${n} needs --baseline (it interleaves pvblk's run with the relay's)`);
+  const runtimes = new Set(cl.jobs.map((j) => (j.timeBased ? j.runtime : null)));
+  if (runtimes.has(null))
+    fail(`fio: --baseline-slices=${n} needs --time_based and --runtime (slices are cut from the runtime)`);
+  if (runtimes.size > 1) fail(`fio: --baseline-slices=${n} needs the same --runtime for every job`);
+  const ms = [...runtimes][0]!;
+  if (ms / n < MIN_SLICE_MS)
+    fail(
+      `fio: --baseline-slices=${n}: runtime=${ms}ms gives slices of ${Math.floor(ms / n)}ms (${MIN_SLICE_MS}ms min)`,
+    );
+}
+
+/** A slice's runtime, ms (whole milliseconds: the guests' fio takes it as `--runtime=<n>ms`). */
+export function sliceRuntimeMs(cl: FioCommandLine, slices: number): number | null {
+  const r = cl.jobs[0].runtime;
+  return r === null ? null : Math.round(r / slices);
 }
 
 /** Everything a point must satisfy before a stack is started for it. */

@@ -46,13 +46,21 @@ export interface RelayClientSpec {
   depth: number;
   /** Percentage of reads. */
   readPct: number;
-  /** Run this long (ms) … */
+  /** Run this long (ms; each slice, with several) … */
   runtimeMs: number | null;
   /** … or this many requests. */
   ios: number | null;
   warmupMs: number;
   seed: number;
+  /**
+   * Measured runs, each started by a `relay-go` message from the bench (`--baseline-slices`): after
+   * its warm-up the client says `warm` and waits; the bench runs pvblk's slices between the relay's.
+   */
+  slices: number;
 }
+
+/** What the bench sends a relay client to start its next measured slice. */
+export const RELAY_GO = 'relay-go';
 
 export interface RelayResult {
   client: number;
@@ -234,9 +242,14 @@ export async function runRelayServer(relayUrl: string): Promise<void> {
   await endOnShutdown(() => ws.close());
 }
 
-/** The client: keeps `depth` requests in flight, times each, prints a result record and exits. */
+/**
+ * The client: keeps `depth` requests in flight and times each; after its warm-up, runs one measured
+ * slice per `relay-go` from the bench, printing a result record for each, then exits.
+ */
 export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
   if (spec.depth * 256 + DATA_BASE > LOW) throw new Error('relay: too many requests in flight');
+  if (!Number.isInteger(spec.slices) || spec.slices < 1)
+    throw new Error(`relay: bad slice count ${spec.slices}`);
   const ws = await open(`${spec.url}/client/${spec.client}`);
   const t = wsTransport(ws, 'relay');
   const out = new Sender(clientPut(t));
@@ -252,7 +265,7 @@ export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
   const isRead = new Uint8Array(spec.depth);
   const free: number[] = [];
   for (let s = spec.depth - 1; s >= 0; s--) free.push(s);
-  const rtt = new Samples();
+  let rtt = new Samples();
   let measuring = false;
   let stopAt = Infinity;
   let target = Infinity;
@@ -332,34 +345,55 @@ export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
       };
       pump();
     });
-  const sent0 = { frames: 0, bytes: 0 };
   await phase(spec.warmupMs, null);
-  sent0.frames = out.frames;
-  sent0.bytes = out.bytes;
-  const recv0 = { frames: framesReceived, bytes: bytesReceived };
-  measuring = true;
-  tMeasure = performance.now();
-  // the parent reads every relay process's CPU time from here to the result
-  ready({ event: 'measuring' });
-  const cpu0 = process.cpuUsage();
-  await phase(spec.runtimeMs, spec.ios);
-  const runtimeMs = performance.now() - tMeasure;
-  const cpu = process.cpuUsage(cpu0);
-  const result: RelayResult = {
-    client: spec.client,
-    ios,
-    reads,
-    writes,
-    bytes,
-    runtimeMs,
-    rtt: rtt.toRaw(),
-    framesSent: out.frames - sent0.frames,
-    framesReceived: framesReceived - recv0.frames,
-    bytesSent: out.bytes - sent0.bytes,
-    bytesReceived: bytesReceived - recv0.bytes,
-    cpuUserSeconds: cpu.user / 1e6,
-    cpuSystemSeconds: cpu.system / 1e6,
-  };
-  ready({ event: 'result', result });
+  // the bench starts each slice: one message per slice, queued if it comes before we wait for it
+  const gos: Array<() => void> = [];
+  let owed = 0;
+  process.on('message', (m: unknown) => {
+    if ((m as { type?: unknown } | null)?.type !== RELAY_GO) return;
+    const w = gos.shift();
+    if (w) w();
+    else owed++;
+  });
+  const go = () =>
+    new Promise<void>((resolve) => {
+      if (owed > 0) {
+        owed--;
+        resolve();
+      } else gos.push(resolve);
+    });
+  ready({ event: 'warm' });
+  for (let slice = 0; slice < spec.slices; slice++) {
+    await go();
+    rtt = new Samples();
+    ios = reads = writes = bytes = 0;
+    const sent0 = { frames: out.frames, bytes: out.bytes };
+    const recv0 = { frames: framesReceived, bytes: bytesReceived };
+    measuring = true;
+    tMeasure = performance.now();
+    // the parent reads every relay process's CPU time from its first slice to its last result
+    ready({ event: 'measuring', slice });
+    const cpu0 = process.cpuUsage();
+    await phase(spec.runtimeMs, spec.ios);
+    const runtimeMs = performance.now() - tMeasure;
+    const cpu = process.cpuUsage(cpu0);
+    measuring = false;
+    const result: RelayResult = {
+      client: spec.client,
+      ios,
+      reads,
+      writes,
+      bytes,
+      runtimeMs,
+      rtt: rtt.toRaw(),
+      framesSent: out.frames - sent0.frames,
+      framesReceived: framesReceived - recv0.frames,
+      bytesSent: out.bytes - sent0.bytes,
+      bytesReceived: bytesReceived - recv0.bytes,
+      cpuUserSeconds: cpu.user / 1e6,
+      cpuSystemSeconds: cpu.system / 1e6,
+    };
+    ready({ event: 'result', slice, result });
+  }
   ws.close();
 }

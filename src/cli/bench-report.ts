@@ -20,6 +20,7 @@ import {
 import type { StackShape } from './bench-options.ts';
 import { diskParams } from './bench-options.ts';
 import type { RelayResult } from './bench-relay.ts';
+import { sliceRatio, type Slice, type SliceSide } from './bench-slices.ts';
 import { summarizeRss, type CpuFields, type RssSeries } from './bench-rss.ts';
 import type { StageBreakdown } from './bench-trace.ts';
 import type { DomainStats } from '@pvblk/hypervisor';
@@ -60,6 +61,8 @@ export interface PointResult {
   /** CPU the relay's processes used over its measured run (null without --baseline). */
   relayCpu: ProcessCpu[] | null;
   relayError: string | null;
+  /** With --baseline-slices: each slice's part of both runs, in the order they ran. */
+  slices: Slice[] | null;
   groupReporting: boolean;
   percentiles: number[];
 }
@@ -346,6 +349,34 @@ function memoryLines(p: PointResult): string[] {
   return out;
 }
 
+const sideIops = (x: SliceSide) => (x.runtimeMs > 0 ? (x.ios * 1000) / x.runtimeMs : 0);
+
+/** --baseline-slices: every slice's rates and ratio, and the ratios' spread. */
+function sliceLines(slices: Slice[] | null): string[] {
+  if (!slices?.length) return [];
+  const ratios = slices.map(sliceRatio).filter((r) => Number.isFinite(r));
+  const sorted = [...ratios].sort((a, b) => a - b);
+  const median = sorted.length
+    ? sorted.length % 2
+      ? sorted[(sorted.length - 1) / 2]
+      : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2
+    : NaN;
+  const out = [
+    `baseline slices (pvblk's run and the relay's in turn, ${slices.length} each): IOPS pvblk/relay per slice min ${fx(sorted[0] ?? NaN)}, median ${fx(median)}, max ${fx(sorted[sorted.length - 1] ?? NaN)}`,
+    `  ${'slice'.padEnd(5)} ${'at (s)'.padStart(8)} ${'pvblk IOPS'.padStart(11)} ${'relay IOPS'.padStart(11)} ${'ratio'.padStart(7)}`,
+  ];
+  slices.forEach((sl, i) => {
+    out.push(
+      `  ${String(i + 1).padEnd(5)} ${(sl.pvblk.startMs / 1000).toFixed(2).padStart(8)} ${sideIops(sl.pvblk).toFixed(0).padStart(11)} ${sideIops(sl.relay).toFixed(0).padStart(11)} ${fx(sliceRatio(sl)).padStart(7)}`,
+    );
+  });
+  return out;
+}
+
+function sliceJson(x: SliceSide): Record<string, number> {
+  return { start_ms: x.startMs, end_ms: x.endMs, ios: x.ios, runtime_ms: x.runtimeMs, iops: sideIops(x) };
+}
+
 function fioReport(p: PointResult, withExtra: boolean): FioReport {
   const jobs = reportJobs(p);
   const lastOfGuest = new Map<GuestRun, FioReportJob>();
@@ -394,6 +425,7 @@ export function renderPointNormal(p: PointResult): string {
   out.push(...counterLines(p));
   out.push(...stageLines(p.stages));
   out.push(...memoryLines(p));
+  out.push(...sliceLines(p.slices));
   if (p.relayError) out.push(`relay baseline: failed (${p.relayError})`);
   return out.join('\n') + '\n';
 }
@@ -475,6 +507,13 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
     relay_cpu: p.relayCpu,
     cpu_per_io_us: cpuPerIo(p),
     relay_error: p.relayError,
+    slices: p.slices
+      ? p.slices.map((sl) => ({
+          pvblk: sliceJson(sl.pvblk),
+          relay: sliceJson(sl.relay),
+          ratio: sliceRatio(sl),
+        }))
+      : null,
   };
   return json;
 }

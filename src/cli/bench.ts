@@ -32,17 +32,14 @@ import {
   diskParams,
   parseBenchArgs,
   sameStack,
+  sliceRuntimeMs,
   type BenchOptions,
   type BenchPoint,
   type StackShape,
 } from './bench-options.ts';
-import {
-  runRelay,
-  runRelayClient,
-  runRelayServer,
-  type RelayClientSpec,
-  type RelayResult,
-} from './bench-relay.ts';
+import { runRelay, runRelayClient, runRelayServer, type RelayClientSpec } from './bench-relay.ts';
+import { RelayBaseline, type Baseline, type BaselineGuest } from './bench-baseline.ts';
+import { appendGuestSlice, type GuestSlice, type Slice } from './bench-slices.ts';
 import {
   renderPointJson,
   renderPointNormal,
@@ -52,15 +49,13 @@ import {
   type BrokerCounters,
   type GuestRun,
   type PointResult,
-  type ProcessCpu,
 } from './bench-report.ts';
-import { cpuBetween, cpuFields, cpuTicksOf, RssSampler, type CpuTicks } from './bench-rss.ts';
+import { RssSampler } from './bench-rss.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
 import { watchForShutdown } from '@pvblk/runtime';
-import { baseEnv } from './child-env.ts';
 import { guestNames } from './options.ts';
 import {
-  describeExit,
+  anyExit,
   startStack,
   Supervisor,
   type LogRecord,
@@ -206,21 +201,6 @@ async function startBenchStack(shape: StackShape, o: BenchOptions): Promise<Live
   });
   const children = [...sup.children];
   return { shape, sup, running, dom0Secret, token, guests, children, died: anyExit(children), traceDir, tmp };
-}
-
-/**
- * Rejects, naming the child and how it ended, when any of `children` exits: for processes that must
- * outlive what is being waited for. Never settles otherwise; a rejection nobody races is ignored
- * (the stop at the end of a run makes them all exit).
- */
-function anyExit(children: StackChild[]): Promise<never> {
-  const gone = Promise.race(
-    children.map((c) =>
-      c.exited.then((e) => Promise.reject(new Error(`${c.name} ${describeExit(e)} during the run`))),
-    ),
-  );
-  gone.catch(() => {});
-  return gone;
 }
 
 /** How long a failed run waits for a stack process's exit to be reported before naming the failure. */
@@ -433,96 +413,6 @@ function parseGuestJson(text: string): GuestJson | null {
 }
 
 /** The relay's results, and the CPU its relay and server processes used over the measured run. */
-interface Baseline {
-  results: Map<string, RelayResult>;
-  cpu: ProcessCpu[];
-}
-
-async function runBaseline(p: BenchPoint, o: BenchOptions, guests: GuestRun[]): Promise<Baseline> {
-  const results = new Map<string, RelayResult>();
-  const waiting = new Map<string, (r: RelayResult) => void>();
-  // CPU ticks of the relay and the server when the first client starts measuring (the clients
-  // count their own, in their result)
-  let routers: Array<{ name: string; pid: number }> = [];
-  let ticks0: Promise<Array<CpuTicks | null>> | null = null;
-  const sup = new Supervisor({
-    onRecord: (name, r) => {
-      if (r.event === 'measuring' && !ticks0) ticks0 = Promise.all(routers.map((x) => cpuTicksOf(x.pid)));
-      if (r.event === 'result') waiting.get(name)?.(r.result as RelayResult);
-    },
-    onText: (n, l) => process.stderr.write(`${n} | ${l}\n`),
-  });
-  live.set(sup, null);
-  // The relay's processes get what pvblk's get from the allowlist (child-env.ts), so that a setting
-  // made for a measurement (GLIBC_TUNABLES, NODE_OPTIONS) applies to both sides of a ratio; they are
-  // no stack of pvblk: no secrets, and no tracing there.
-  const env = { ...baseEnv(null), PVBLK_TRACE: '' };
-  const spawn = (name: string, args: string[], tier: number) => {
-    const spec = { name, args: ['bench', ...args], env, tier };
-    return sup.start(spec);
-  };
-  try {
-    const relay = spawn('relay', ['--relay-role=relay'], 0);
-    const url = String((await relay.ready).url);
-    const server = spawn('relay-server', ['--relay-role=server', `--relay-url=${url}`], 1);
-    await server.ready;
-    routers = [relay, server].map((c) => ({ name: c.name, pid: c.proc.pid! }));
-    // the router and the server live until the clients are done: one that goes first leaves the
-    // clients waiting for answers that will never come, so its end is the baseline's
-    const routerGone = anyExit([relay, server]);
-    const job = p.cl.jobs[0];
-    const depth = p.cl.jobs.reduce((a, j) => a + j.iodepth * j.numjobs, 0);
-    const readPct =
-      job.rw === 'read' || job.rw === 'randread'
-        ? 100
-        : job.rw === 'write' || job.rw === 'randwrite'
-          ? 0
-          : job.rwmixread;
-    await Promise.all(
-      guests.map((g, i) => {
-        const ios = g.jobs.reduce((a, j) => a + j.totalIos, 0);
-        const spec: RelayClientSpec = {
-          url,
-          client: i,
-          bs: job.bs,
-          depth,
-          readPct,
-          runtimeMs: job.timeBased ? job.runtime : null,
-          ios: job.timeBased ? null : Math.max(1, ios),
-          warmupMs: o.warmupMs,
-          seed: job.randseed + i,
-        };
-        const name = `relay-client${i}`;
-        const got = new Promise<RelayResult>((resolve) => waiting.set(name, resolve));
-        const c = spawn(name, ['--relay-role=client', `--relay-spec=${JSON.stringify(spec)}`], 2);
-        // the result record may be read just after the exit: give it a moment before giving up
-        const died = c.exited.then(
-          () =>
-            new Promise<RelayResult>((_, reject) =>
-              setTimeout(() => reject(new Error(`${name} exited without a result`)), 1000).unref(),
-            ),
-        );
-        return Promise.race([got, died, routerGone]).then((r) => results.set(g.name, r));
-      }),
-    );
-    const before = (await (ticks0 as Promise<Array<CpuTicks | null>> | null)) ?? [];
-    const after = await Promise.all(routers.map((x) => cpuTicksOf(x.pid)));
-    const cpu: ProcessCpu[] = routers.map((x, i) => ({
-      name: x.name,
-      ...cpuFields(cpuBetween(before[i] ?? null, after[i])),
-    }));
-    for (const [name, r] of results)
-      cpu.push({
-        name: `relay-client (${name})`,
-        ...cpuFields({ user: r.cpuUserSeconds, system: r.cpuSystemSeconds }),
-      });
-    return { results, cpu };
-  } finally {
-    await sup.stopAll();
-    live.delete(sup);
-  }
-}
-
 async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boolean): Promise<PointResult> {
   // warm-up: the same jobs, untimed, without verify (JIT, pools, persistent grants)
   if (o.warmupMs > 0) {
@@ -542,97 +432,166 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       false,
     );
   }
+  const slices = o.baseline ? o.baselineSlices : 1;
+  // with slices, the relay is up and warm before pvblk's first slice, and the two take turns
+  const relayError: { message: string | null } = { message: null };
+  const relay =
+    slices > 1
+      ? await startRelay(
+          p,
+          o,
+          s.guests.map((g) => ({ name: g.name, ios: 0 })),
+          relayError,
+        )
+      : null;
   const procs = s.children.map((c) => ({ name: c.name, pid: c.proc.pid! }));
   const targets: TraceTarget[] = s.children.map((c) => ({
     name: c.name,
     pid: c.proc.pid!,
     role: c.name === 'hypervisor' ? 'hypervisor' : c.name === 'host' ? 'host' : 'guest',
   }));
-  if (s.traceDir) await collectTraces(targets, s.traceDir); // empties the recorders: only the run remains
-  const before = await readCounters(s);
-  const rss = new RssSampler(procs, o.rssIntervalMs);
-  rss.start();
-  const outs = await runInGuests(
-    s,
-    fioArgv(p.cl, {}, ['--output-format=json', '--pvblk_raw', ...(eta ? ['--eta=always'] : [])]),
-    eta,
-  );
-  const series = await rss.stop();
-  const after = await readCounters(s);
-  let stages: PointResult['stages'] = null;
-  if (s.traceDir) {
-    try {
-      stages = joinTraces(await collectTraces(targets, s.traceDir));
-    } catch (e) {
-      stages = { error: (e as Error).message };
+  try {
+    if (s.traceDir) await collectTraces(targets, s.traceDir); // empties the recorders: only the run remains
+    const before = await readCounters(s);
+    const rss = new RssSampler(procs, o.rssIntervalMs);
+    const t0 = performance.now();
+    const now = () => performance.now() - t0;
+    rss.start();
+    const sliceArgs: Record<string, string> =
+      slices > 1 ? { runtime: `${sliceRuntimeMs(p.cl, slices)}ms` } : {};
+    let runs: GuestSlice[] | null = null;
+    const timeline: Slice[] = [];
+    for (let i = 0; i < slices; i++) {
+      const startMs = now();
+      const outs = await runInGuests(
+        s,
+        fioArgv(p.cl, sliceArgs, [
+          '--output-format=json',
+          '--pvblk_raw',
+          ...(eta && slices === 1 ? ['--eta=always'] : []),
+        ]),
+        eta && slices === 1,
+      );
+      const endMs = now();
+      const these = s.guests.map((g, k) => guestSlice(g.name, s.guests.length, outs[k]));
+      runs = runs ? runs.map((r, k) => appendGuestSlice(r, these[k])) : these;
+      if (relay && !relayError.message) {
+        const pv = {
+          startMs,
+          endMs,
+          ios: these.reduce((a, g) => a + g.jobs.reduce((x, j) => x + j.totalIos, 0), 0),
+          runtimeMs: Math.max(0, ...these.flatMap((g) => g.jobs.map((j) => j.totalRunMs))),
+        };
+        try {
+          timeline.push({ pvblk: pv, relay: await relay.slice(now) });
+        } catch (e) {
+          relayError.message = (e as Error).message;
+        }
+      }
     }
-  }
-  const guests: GuestRun[] = s.guests.map((g, i) => {
-    const out = outs[i];
-    const json = parseGuestJson(out.stdout);
-    const jobs = (json?.jobs ?? []).map((j) =>
-      j.pvblk?.raw ? JobStats.fromRaw(j.pvblk.raw) : new JobStats(j.jobname),
-    );
-    const devices: DeviceCounters[] = (json?.pvblk?.devices ?? []).map((d) => ({
-      name: String(d.name),
-      requests: Number(d.ring_requests),
-      completions: Number(d.completions),
-      upcalls: Number(d.notifications_received),
-      grants: Number(d.grant_operations),
-    }));
-    const disks: DiskUtil[] = (json?.disk_util ?? []).map((d) => ({
-      name: String(d.name),
-      readIos: Number(d.read_ios),
-      writeIos: Number(d.write_ios),
-      readSectors: Number(d.read_sectors),
-      writeSectors: Number(d.write_sectors),
-      readTicks: Number(d.read_ticks),
-      writeTicks: Number(d.write_ticks),
-      inQueue: Number(d.in_queue),
-      ioTicks: (Number(d.util) / 100) * Math.max(...jobs.map((j) => j.totalRunMs), 1),
-      msec: Math.max(...jobs.map((j) => j.totalRunMs), 1),
-    }));
-    if (out.stderr)
-      process.stderr.write(s.guests.length > 1 ? out.stderr.replace(/^/gm, `${g.name}: `) : out.stderr);
-    if (!json && out.status === 0) process.stderr.write(`pvblk: ${g.name}: fio printed no JSON\n`);
-    return {
+    const series = await rss.stop();
+    const after = await readCounters(s);
+    let stages: PointResult['stages'] = null;
+    if (s.traceDir) {
+      try {
+        stages = joinTraces(await collectTraces(targets, s.traceDir));
+      } catch (e) {
+        stages = { error: (e as Error).message };
+      }
+    }
+    const guests: GuestRun[] = s.guests.map((g, i) => ({
       name: g.name,
       domid: g.domid,
-      status: json ? out.status : out.status || 1,
-      jobs,
-      options: (json?.jobs ?? []).map((j) => j['job options']),
-      disks,
-      devices,
-      stderr: out.stderr,
+      ...runs![i],
       broker: diff(before.broker.get(g.domid), after.broker.get(g.domid)),
       blkback: diff(before.vbds.get(g.domid), after.vbds.get(g.domid)),
-    };
-  });
-  let relay: Map<string, RelayResult> | null = null;
-  let relayCpu: ProcessCpu[] | null = null;
-  let relayError: string | null = null;
-  if (o.baseline) {
-    try {
-      const b = await runBaseline(p, o, guests);
-      relay = b.results;
-      relayCpu = b.cpu;
-    } catch (e) {
-      relayError = (e as Error).message;
+    }));
+    let baseline: Baseline | null = null;
+    if (relay && !relayError.message) {
+      baseline = await relay.finish().catch((e: Error) => ((relayError.message = e.message), null));
+    } else if (o.baseline && slices === 1) {
+      const ios = guests.map((g) => ({ name: g.name, ios: g.jobs.reduce((a, j) => a + j.totalIos, 0) }));
+      const one = await startRelay(p, o, ios, relayError);
+      if (one) {
+        try {
+          await one.slice(now);
+          baseline = await one.finish();
+        } catch (e) {
+          relayError.message = (e as Error).message;
+        } finally {
+          await one.stop();
+        }
+      }
     }
+    return {
+      label: p.label,
+      stack: p.stack,
+      guests,
+      dom0Broker: diff(before.broker.get(0), after.broker.get(0)),
+      rss: series,
+      rssIntervalMs: o.rssIntervalMs,
+      stages,
+      relay: baseline?.results ?? null,
+      relayCpu: baseline?.cpu ?? null,
+      relayError: relayError.message,
+      slices: slices > 1 ? timeline : null,
+      groupReporting: p.cl.global.groupReporting,
+      percentiles: p.cl.global.percentileList,
+    };
+  } finally {
+    await relay?.stop();
   }
+}
+
+/** The relay baseline started for a point, or null with the reason in `error` (the run goes on without). */
+async function startRelay(
+  p: BenchPoint,
+  o: BenchOptions,
+  guests: BaselineGuest[],
+  error: { message: string | null },
+): Promise<RelayBaseline | null> {
+  try {
+    return await RelayBaseline.start(p, o, guests, live);
+  } catch (e) {
+    error.message = (e as Error).message;
+    return null;
+  }
+}
+
+/** One guest's fio output for one slice of the run, parsed. */
+function guestSlice(name: string, guests: number, out: GuestOutput): GuestSlice {
+  const json = parseGuestJson(out.stdout);
+  const jobs = (json?.jobs ?? []).map((j) =>
+    j.pvblk?.raw ? JobStats.fromRaw(j.pvblk.raw) : new JobStats(j.jobname),
+  );
+  const devices: DeviceCounters[] = (json?.pvblk?.devices ?? []).map((d) => ({
+    name: String(d.name),
+    requests: Number(d.ring_requests),
+    completions: Number(d.completions),
+    upcalls: Number(d.notifications_received),
+    grants: Number(d.grant_operations),
+  }));
+  const disks: DiskUtil[] = (json?.disk_util ?? []).map((d) => ({
+    name: String(d.name),
+    readIos: Number(d.read_ios),
+    writeIos: Number(d.write_ios),
+    readSectors: Number(d.read_sectors),
+    writeSectors: Number(d.write_sectors),
+    readTicks: Number(d.read_ticks),
+    writeTicks: Number(d.write_ticks),
+    inQueue: Number(d.in_queue),
+    ioTicks: (Number(d.util) / 100) * Math.max(...jobs.map((j) => j.totalRunMs), 1),
+    msec: Math.max(...jobs.map((j) => j.totalRunMs), 1),
+  }));
+  if (out.stderr) process.stderr.write(guests > 1 ? out.stderr.replace(/^/gm, `${name}: `) : out.stderr);
+  if (!json && out.status === 0) process.stderr.write(`pvblk: ${name}: fio printed no JSON\n`);
   return {
-    label: p.label,
-    stack: p.stack,
-    guests,
-    dom0Broker: diff(before.broker.get(0), after.broker.get(0)),
-    rss: series,
-    rssIntervalMs: o.rssIntervalMs,
-    stages,
-    relay,
-    relayCpu,
-    relayError,
-    groupReporting: p.cl.global.groupReporting,
-    percentiles: p.cl.global.percentileList,
+    status: json ? out.status : out.status || 1,
+    jobs,
+    options: (json?.jobs ?? []).map((j) => j['job options']),
+    disks,
+    devices,
+    stderr: out.stderr,
   };
 }
 

@@ -274,3 +274,18 @@ export function prefixer(names: string[]): (name: string, text: string) => strin
 }
 
 export { renderRecord };
+
+/**
+ * Rejects, naming the child and how it ended, when any of `children` exits: for processes that must
+ * outlive what is being waited for. Never settles otherwise; a rejection nobody races is ignored
+ * (the stop at the end of a run makes them all exit).
+ */
+export function anyExit(children: StackChild[]): Promise<never> {
+  const gone = Promise.race(
+    children.map((c) =>
+      c.exited.then((e) => Promise.reject(new Error(`${c.name} ${describeExit(e)} during the run`))),
+    ),
+  );
+  gone.catch(() => {});
+  return gone;
+}

@@ -64,6 +64,26 @@ describe('pvblk bench: bad input', () => {
     ],
     [['--name=t', '--filename=/dev/xvdb'], ["fio: /dev/xvdb: the bench's guests have one disk, /dev/xvda"]],
     [['--rw=read'], ['No job(s) defined']],
+    [
+      ['--name=t', '--time_based', '--runtime=2', '--baseline-slices=4'],
+      ["fio: --baseline-slices=4 needs --baseline (it interleaves pvblk's run with the relay's)"],
+    ],
+    [
+      ['--name=t', '--size=64k', '--baseline', '--baseline-slices=2'],
+      ['fio: --baseline-slices=2 needs --time_based and --runtime (slices are cut from the runtime)'],
+    ],
+    [
+      ['--name=t', '--time_based', '--runtime=1', '--baseline', '--baseline-slices=10'],
+      ['fio: --baseline-slices=10: runtime=1000ms gives slices of 100ms (200ms min)'],
+    ],
+    [
+      ['--name=t', '--time_based', '--runtime=1', '--baseline', '--baseline-slices=0'],
+      ['baseline-slices: min value out of range: 0 (1 min)'],
+    ],
+    [
+      ['--name=t', '--time_based', '--runtime=100', '--baseline', '--baseline-slices=101'],
+      ['baseline-slices: max value out of range: 101 (100 max)'],
+    ],
   ];
 
   for (const [args, lines] of cases) {
@@ -84,6 +104,14 @@ describe('pvblk bench: bad input', () => {
     expect(r.stdout).toContain('--baseline');
   });
 });
+
+interface SliceSide {
+  start_ms: number;
+  end_ms: number;
+  ios: number;
+  runtime_ms: number;
+  iops: number;
+}
 
 interface FioJson {
   'fio version': string;
@@ -118,6 +146,9 @@ interface FioJson {
     };
     memory: Array<{ name: string; samples: number; maxBytes: number } & Cpu>;
     dom0_broker: Record<string, number>;
+    relay: Record<string, { ios: number; runtimeMs: number; rtt: { n: number } }> | null;
+    relay_error: string | null;
+    slices: Array<{ pvblk: SliceSide; relay: SliceSide; ratio: number }> | null;
     relay_cpu: Array<{ name: string } & Cpu>;
     cpu_per_io_us: { pvblk: CpuPerIo | null; relay: CpuPerIo | null };
   };
@@ -412,6 +443,58 @@ describe('pvblk bench: a run', () => {
     expect(text.trimEnd().endsWith('</svg>')).toBe(true);
     expect(text).toContain('Completion latency CDF');
     expect(text).toContain('Stage breakdown');
+  });
+
+  it('--baseline-slices runs pvblk and the relay in turn, and adds the slices up into the run', async () => {
+    const r = await pvblk(
+      [
+        'bench',
+        '--name=sl',
+        '--rw=randwrite',
+        '--bs=4k',
+        '--iodepth=2',
+        '--direct=1',
+        '--time_based',
+        '--runtime=1200ms',
+        '--output-format=json',
+        '--baseline',
+        '--baseline-slices=3',
+        ...QUICK,
+      ],
+      { env: { TMPDIR: tmp.path }, timeoutMs: 120_000 },
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as FioJson;
+    expect(j.pvblk.relay_error).toBeNull();
+    const sl = j.pvblk.slices!;
+    expect(sl).toHaveLength(3);
+    // in turn, on the bench's clock: pvblk's slice, then the relay's, then pvblk's next one
+    for (let i = 0; i < sl.length; i++) {
+      expect(sl[i].pvblk.end_ms).toBeLessThanOrEqual(sl[i].relay.start_ms);
+      if (i + 1 < sl.length) expect(sl[i].relay.end_ms).toBeLessThanOrEqual(sl[i + 1].pvblk.start_ms);
+      for (const side of [sl[i].pvblk, sl[i].relay]) {
+        expect(side.ios).toBeGreaterThan(0);
+        // each side ran for its slice of the runtime (fio stops at it; the relay client too)
+        expect(side.runtime_ms).toBeGreaterThanOrEqual(350);
+        expect(side.runtime_ms).toBeLessThan(side.end_ms - side.start_ms + 1);
+      }
+      expect(sl[i].ratio).toBeCloseTo(sl[i].pvblk.iops / sl[i].relay.iops, 6);
+    }
+    // the run's figures are the slices added up
+    const w = j.jobs[0].write;
+    expect(w.total_ios).toBe(sl.reduce((a, x) => a + x.pvblk.ios, 0));
+    expect(w.clat_ns.N).toBe(w.total_ios);
+    const rel = j.pvblk.relay!.guest;
+    expect(rel.ios).toBe(sl.reduce((a, x) => a + x.relay.ios, 0));
+    expect(rel.rtt.n).toBe(rel.ios);
+    expect(rel.runtimeMs).toBeCloseTo(
+      sl.reduce((a, x) => a + x.relay.runtime_ms, 0),
+      3,
+    );
+    expect(Number.isFinite(j.jobs[0].pvblk.relay!.ratio.iops)).toBe(true);
+    // one relay client served every slice: its CPU is one process's
+    expect(j.pvblk.relay_cpu.map((c) => c.name)).toEqual(['relay', 'relay-server', 'relay-client (guest)']);
   });
 
   it('counts: a QD1 write run of N ios has N completions and at most one notification per request each way', async () => {

@@ -206,6 +206,41 @@ describe('fio statistics and output', () => {
     expect(Math.abs(back.pct(50) - 500_000) / 500_000).toBeLessThan(0.001);
   });
 
+  it('merges larger values into samples decoded from JSON (a later slice of a run)', () => {
+    const early = new Samples();
+    for (let i = 1; i <= 100; i++) early.add(1000 + i);
+    const late = new Samples();
+    for (let i = 1; i <= 100; i++) late.add(50_000_000 + i * 1000);
+    const s = Samples.fromRaw(early.toRaw());
+    s.merge(Samples.fromRaw(late.toRaw()));
+    expect(s.n).toBe(200);
+    expect(s.max).toBe(50_100_000);
+    expect(Math.abs(s.pct(99) - 50_099_000) / 50_099_000).toBeLessThan(0.001);
+    expect(s.pct(25)).toBeLessThan(1101);
+  });
+
+  it('appends a later stretch of a job: times add up, where merging side-by-side jobs keeps the longer', () => {
+    const slice = (ios: number, ms: number) => {
+      const j = new JobStats('sl');
+      j.write.ios = ios;
+      j.write.runtimeMs = ms;
+      j.totalRunMs = ms;
+      for (let i = 0; i < ios; i++) j.write.clat.add(100_000 + i);
+      return j;
+    };
+    const a = slice(300, 400);
+    a.append(slice(500, 410));
+    expect(a.write.ios).toBe(800);
+    expect(a.write.runtimeMs).toBe(810);
+    expect(a.totalRunMs).toBe(810);
+    expect(a.members).toBe(1);
+    expect(a.write.clat.n).toBe(800);
+    const b = slice(300, 400);
+    b.merge(slice(500, 410));
+    expect(b.write.runtimeMs).toBe(410);
+    expect(b.members).toBe(2);
+  });
+
   function report(): FioReport {
     const s = new JobStats('randw');
     s.write.ios = 1000;

@@ -89,7 +89,11 @@ export class Samples {
   }
 
   static fromRaw(r: RawSamples): Samples {
-    const s = new Samples(r.hdr ? hdr.decodeFromCompressedBase64(r.hdr, 32, false) : undefined);
+    const h = r.hdr ? hdr.decodeFromCompressedBase64(r.hdr, 32, false) : undefined;
+    // a decoded histogram covers only the values it held: let it grow, as a fresh one does, so that
+    // a later merge into it (the next slice of a run) may bring larger ones
+    if (h) h.autoResize = true;
+    const s = new Samples(h);
     s.n = r.n;
     s.min = r.n ? r.min : Infinity;
     s.max = r.max;
@@ -134,6 +138,16 @@ export class DirStats {
     this.lat.merge(o.lat);
     this.bw.merge(o.bw);
     this.iops.merge(o.iops);
+  }
+
+  /**
+   * `o` is a later stretch of the same run (a slice of `pvblk bench --baseline-slices`): its time adds
+   * to ours, where `merge` (jobs that ran side by side) keeps the longer.
+   */
+  append(o: DirStats): void {
+    const runtimeMs = this.runtimeMs + o.runtimeMs;
+    this.merge(o);
+    this.runtimeMs = runtimeMs;
   }
 
   toRaw(): RawDir {
@@ -303,6 +317,18 @@ export class JobStats {
     }
     for (let i = 0; i < 12; i++) this.latM[i] += o.latM[i];
     this.ringOccupancy.merge(o.ringOccupancy);
+  }
+
+  /** `o` is a later stretch of the same job (see DirStats.append): times add up, members do not. */
+  append(o: JobStats): void {
+    const members = this.members;
+    const totalRunMs = this.totalRunMs + o.totalRunMs;
+    const runtimeMs = [this.read.runtimeMs + o.read.runtimeMs, this.write.runtimeMs + o.write.runtimeMs];
+    this.merge(o);
+    this.members = members;
+    this.totalRunMs = totalRunMs;
+    this.read.runtimeMs = runtimeMs[0];
+    this.write.runtimeMs = runtimeMs[1];
   }
 
   toRaw(): RawJob {

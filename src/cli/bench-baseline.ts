@@ -1,0 +1,198 @@
+/**
+ * The relay's side of a `pvblk bench --baseline` point: its three kinds of process (bench-relay.ts)
+ * started, warmed up, run for one or more measured slices, and stopped.
+ *
+ * With one slice (the default) the relay runs once, after pvblk's run, as long as it did (or as many
+ * I/Os). With `--baseline-slices N` the measured time is cut into N slices and the two sides take
+ * turns — pvblk's slice, then the relay's, N times — so that a spell of the machine (another
+ * tenant of the host, a stolen vCPU) that lasts seconds falls on both sides of the ratio instead of
+ * on whichever happened to run through it. Each relay client stays up between its slices, warm,
+ * and starts the next one when the bench says so over its IPC channel.
+ */
+import { anyExit, Supervisor, type StackChild } from './stack.ts';
+import { RELAY_GO, type RelayClientSpec, type RelayResult } from './bench-relay.ts';
+import { sliceRuntimeMs, type BenchOptions, type BenchPoint } from './bench-options.ts';
+import type { ProcessCpu } from './bench-report.ts';
+import { cpuBetween, cpuFields, cpuTicksOf, type CpuTicks } from './bench-rss.ts';
+import { baseEnv } from './child-env.ts';
+import { appendRelayResult } from './bench-slices.ts';
+
+export interface Baseline {
+  results: Map<string, RelayResult>;
+  cpu: ProcessCpu[];
+}
+
+/** A guest of the point, as the relay is shaped after it: one relay client per guest. */
+export interface BaselineGuest {
+  name: string;
+  /** The I/Os its jobs did (what a job bounded by size, not time, makes the relay do). */
+  ios: number;
+}
+
+/** One measured slice of the relay: when it ran on the bench's clock, and what it did. */
+export interface RelaySlice {
+  startMs: number;
+  endMs: number;
+  ios: number;
+  /** The longest of the clients' measured runs, ms. */
+  runtimeMs: number;
+}
+
+/** How long a client that exited is waited for its last result record before it counts as lost. */
+const RESULT_GRACE_MS = 1000;
+
+export class RelayBaseline {
+  private readonly results = new Map<string, RelayResult>();
+  /** The result each client owes for the slice running now. */
+  private readonly waiting = new Map<string, (r: RelayResult) => void>();
+  private readonly warm = new Map<string, () => void>();
+  private routers: Array<{ name: string; pid: number }> = [];
+  private ticks0: Promise<Array<CpuTicks | null>> | null = null;
+  private clients: Array<{ guest: string; child: StackChild; died: Promise<never> }> = [];
+  private routerGone: Promise<never> = new Promise(() => {});
+  private slicesRun = 0;
+
+  private constructor(
+    private readonly sup: Supervisor,
+    private readonly slices: number,
+    private readonly live: Map<Supervisor, string | null>,
+  ) {}
+
+  /**
+   * Starts the relay, its server and one client per guest, and waits until every client has warmed
+   * up. The supervisor is in `live` while it lives (the bench stops what is there on Ctrl-C).
+   */
+  static async start(
+    p: BenchPoint,
+    o: BenchOptions,
+    guests: BaselineGuest[],
+    live: Map<Supervisor, string | null>,
+  ): Promise<RelayBaseline> {
+    let b: RelayBaseline | null = null;
+    const sup = new Supervisor({
+      onRecord: (name, r) => b?.record(name, r as { event?: unknown; result?: unknown }),
+      onText: (n, l) => process.stderr.write(`${n} | ${l}\n`),
+    });
+    b = new RelayBaseline(sup, o.baselineSlices, live);
+    live.set(sup, null);
+    try {
+      await b.launch(p, o, guests);
+    } catch (e) {
+      await b.stop();
+      throw e;
+    }
+    return b;
+  }
+
+  private record(name: string, r: { event?: unknown; result?: unknown }): void {
+    if (r.event === 'warm') this.warm.get(name)?.();
+    if (r.event === 'measuring' && !this.ticks0)
+      this.ticks0 = Promise.all(this.routers.map((x) => cpuTicksOf(x.pid)));
+    if (r.event === 'result') {
+      const w = this.waiting.get(name);
+      this.waiting.delete(name);
+      w?.(r.result as RelayResult);
+    }
+  }
+
+  private async launch(p: BenchPoint, o: BenchOptions, guests: BaselineGuest[]): Promise<void> {
+    // The relay's processes get what pvblk's get from the allowlist (child-env.ts), so that a setting
+    // made for a measurement (GLIBC_TUNABLES, NODE_OPTIONS) applies to both sides of a ratio; they are
+    // no stack of pvblk: no secrets, and no tracing there.
+    const env = { ...baseEnv(null), PVBLK_TRACE: '' };
+    const spawn = (name: string, args: string[], tier: number) =>
+      this.sup.start({ name, args: ['bench', ...args], env, tier });
+    const relay = spawn('relay', ['--relay-role=relay'], 0);
+    const url = String((await relay.ready).url);
+    const server = spawn('relay-server', ['--relay-role=server', `--relay-url=${url}`], 1);
+    await server.ready;
+    this.routers = [relay, server].map((c) => ({ name: c.name, pid: c.proc.pid! }));
+    // the router and the server live until the clients are done: one that goes first leaves the
+    // clients waiting for answers that will never come, so its end is the baseline's
+    this.routerGone = anyExit([relay, server]);
+    const job = p.cl.jobs[0];
+    const depth = p.cl.jobs.reduce((a, j) => a + j.iodepth * j.numjobs, 0);
+    const readPct =
+      job.rw === 'read' || job.rw === 'randread'
+        ? 100
+        : job.rw === 'write' || job.rw === 'randwrite'
+          ? 0
+          : job.rwmixread;
+    await Promise.all(
+      guests.map((g, i) => {
+        const spec: RelayClientSpec = {
+          url,
+          client: i,
+          bs: job.bs,
+          depth,
+          readPct,
+          runtimeMs: job.timeBased ? sliceRuntimeMs(p.cl, this.slices) : null,
+          ios: job.timeBased ? null : Math.max(1, g.ios),
+          warmupMs: o.warmupMs,
+          seed: job.randseed + i,
+          slices: this.slices,
+        };
+        const name = `relay-client${i}`;
+        const warm = new Promise<void>((resolve) => this.warm.set(name, resolve));
+        const child = spawn(name, ['--relay-role=client', `--relay-spec=${JSON.stringify(spec)}`], 2);
+        // the result record may be read just after the exit: give it a moment before giving up
+        const died = child.exited.then(
+          () =>
+            new Promise<never>((_, reject) =>
+              setTimeout(() => reject(new Error(`${name} exited without a result`)), RESULT_GRACE_MS).unref(),
+            ),
+        );
+        died.catch(() => {});
+        this.clients.push({ guest: g.name, child, died });
+        return Promise.race([warm, died, this.routerGone]);
+      }),
+    );
+  }
+
+  /** Runs the next measured slice of every client at once; `now` is the bench's clock. */
+  async slice(now: () => number): Promise<RelaySlice> {
+    if (this.slicesRun >= this.slices) throw new Error('relay baseline: no slice left');
+    this.slicesRun++;
+    const startMs = now();
+    const got = await Promise.all(
+      this.clients.map(({ guest, child, died }) => {
+        const name = child.name;
+        const r = new Promise<RelayResult>((resolve) => this.waiting.set(name, resolve));
+        child.proc.send({ type: RELAY_GO });
+        return Promise.race([r, died, this.routerGone]).then((x) => ({ guest, r: x }));
+      }),
+    );
+    const endMs = now();
+    for (const { guest, r } of got) {
+      const had = this.results.get(guest);
+      this.results.set(guest, had ? appendRelayResult(had, r) : r);
+    }
+    return {
+      startMs,
+      endMs,
+      ios: got.reduce((a, x) => a + x.r.ios, 0),
+      runtimeMs: Math.max(...got.map((x) => x.r.runtimeMs)),
+    };
+  }
+
+  /** Every slice's results, with the CPU the relay's processes used from the first slice to now. */
+  async finish(): Promise<Baseline> {
+    const before = (await (this.ticks0 as Promise<Array<CpuTicks | null>> | null)) ?? [];
+    const after = await Promise.all(this.routers.map((x) => cpuTicksOf(x.pid)));
+    const cpu: ProcessCpu[] = this.routers.map((x, i) => ({
+      name: x.name,
+      ...cpuFields(cpuBetween(before[i] ?? null, after[i])),
+    }));
+    for (const [name, r] of this.results)
+      cpu.push({
+        name: `relay-client (${name})`,
+        ...cpuFields({ user: r.cpuUserSeconds, system: r.cpuSystemSeconds }),
+      });
+    return { results: this.results, cpu };
+  }
+
+  async stop(): Promise<void> {
+    await this.sup.stopAll();
+    this.live.delete(this.sup);
+  }
+}
