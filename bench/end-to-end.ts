@@ -29,7 +29,8 @@ import {
 
 const repeat = intArg('repeat', 1, 20);
 const runtime = quick ? '3' : '10';
-const slices = intArg('slices', quick ? 3 : 10, 100);
+// slices of at least 200 ms (pvblk bench's own limit)
+const slices = intArg('slices', quick ? 3 : 10, Number(runtime) * 5);
 const common = [
   '--direct=1',
   '--time_based',

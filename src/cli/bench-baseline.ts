@@ -13,7 +13,7 @@ import { anyExit, Supervisor, type StackChild } from './stack.ts';
 import { RELAY_GO, type RelayClientSpec, type RelayResult } from './bench-relay.ts';
 import { sliceRuntimeMs, type BenchOptions, type BenchPoint } from './bench-options.ts';
 import type { ProcessCpu } from './bench-report.ts';
-import { cpuBetween, cpuFields, cpuTicksOf, type CpuTicks } from './bench-rss.ts';
+import { cpuFields, CpuWindows } from './bench-rss.ts';
 import { baseEnv } from './child-env.ts';
 import { appendRelayResult } from './bench-slices.ts';
 
@@ -47,7 +47,8 @@ export class RelayBaseline {
   private readonly waiting = new Map<string, (r: RelayResult) => void>();
   private readonly warm = new Map<string, () => void>();
   private routers: Array<{ name: string; pid: number }> = [];
-  private ticks0: Promise<Array<CpuTicks | null>> | null = null;
+  /** The relay's and the server's CPU time over the slices (the clients count their own). */
+  private routerCpu = new CpuWindows([]);
   private clients: Array<{ guest: string; child: StackChild; died: Promise<never> }> = [];
   private routerGone: Promise<never> = new Promise(() => {});
   private slicesRun = 0;
@@ -86,8 +87,6 @@ export class RelayBaseline {
 
   private record(name: string, r: { event?: unknown; result?: unknown }): void {
     if (r.event === 'warm') this.warm.get(name)?.();
-    if (r.event === 'measuring' && !this.ticks0)
-      this.ticks0 = Promise.all(this.routers.map((x) => cpuTicksOf(x.pid)));
     if (r.event === 'result') {
       const w = this.waiting.get(name);
       this.waiting.delete(name);
@@ -107,6 +106,7 @@ export class RelayBaseline {
     const server = spawn('relay-server', ['--relay-role=server', `--relay-url=${url}`], 1);
     await server.ready;
     this.routers = [relay, server].map((c) => ({ name: c.name, pid: c.proc.pid! }));
+    this.routerCpu = new CpuWindows(this.routers.map((x) => x.pid));
     // the router and the server live until the clients are done: one that goes first leaves the
     // clients waiting for answers that will never come, so its end is the baseline's
     this.routerGone = anyExit([relay, server]);
@@ -154,6 +154,7 @@ export class RelayBaseline {
     if (this.slicesRun >= this.slices) throw new Error('relay baseline: no slice left');
     this.slicesRun++;
     const startMs = now();
+    await this.routerCpu.begin();
     const got = await Promise.all(
       this.clients.map(({ guest, child, died }) => {
         const name = child.name;
@@ -162,6 +163,7 @@ export class RelayBaseline {
         return Promise.race([r, died, this.routerGone]).then((x) => ({ guest, r: x }));
       }),
     );
+    await this.routerCpu.end();
     const endMs = now();
     for (const { guest, r } of got) {
       const had = this.results.get(guest);
@@ -175,14 +177,10 @@ export class RelayBaseline {
     };
   }
 
-  /** Every slice's results, with the CPU the relay's processes used from the first slice to now. */
-  async finish(): Promise<Baseline> {
-    const before = (await (this.ticks0 as Promise<Array<CpuTicks | null>> | null)) ?? [];
-    const after = await Promise.all(this.routers.map((x) => cpuTicksOf(x.pid)));
-    const cpu: ProcessCpu[] = this.routers.map((x, i) => ({
-      name: x.name,
-      ...cpuFields(cpuBetween(before[i] ?? null, after[i])),
-    }));
+  /** Every slice's results, with the CPU the relay's processes used in them. */
+  finish(): Baseline {
+    const routers = this.routerCpu.seconds();
+    const cpu: ProcessCpu[] = this.routers.map((x, i) => ({ name: x.name, ...cpuFields(routers[i]) }));
     for (const [name, r] of this.results)
       cpu.push({
         name: `relay-client (${name})`,
@@ -191,7 +189,11 @@ export class RelayBaseline {
     return { results: this.results, cpu };
   }
 
+  private stopped = false;
+
   async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
     await this.sup.stopAll();
     this.live.delete(this.sup);
   }

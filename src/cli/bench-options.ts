@@ -345,6 +345,9 @@ function checkSlices(cl: FioCommandLine, baseline: boolean, n: number): void {
   if (runtimes.has(null))
     fail(`fio: --baseline-slices=${n} needs --time_based and --runtime (slices are cut from the runtime)`);
   if (runtimes.size > 1) fail(`fio: --baseline-slices=${n} needs the same --runtime for every job`);
+  // every slice is a run of its own: a ramp would be repeated in each, and not in the relay's
+  if (cl.jobs.some((j) => j.rampTime > 0))
+    fail(`fio: --baseline-slices=${n} cannot be used with ramp_time (each slice would ramp again)`);
   const ms = [...runtimes][0]!;
   if (ms / n < MIN_SLICE_MS)
     fail(

@@ -371,8 +371,6 @@ export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
     const recv0 = { frames: framesReceived, bytes: bytesReceived };
     measuring = true;
     tMeasure = performance.now();
-    // the parent reads every relay process's CPU time from its first slice to its last result
-    ready({ event: 'measuring', slice });
     const cpu0 = process.cpuUsage();
     await phase(spec.runtimeMs, spec.ios);
     const runtimeMs = performance.now() - tMeasure;

@@ -325,7 +325,7 @@ function memoryLines(p: PointResult): string[] {
   const mib = (b: number) => `${(b / 1048576).toFixed(1)}MiB`;
   const ios = guestIos(p) || 1;
   const out = [
-    `memory (VmRSS from /proc/<pid>/status every ${p.rssIntervalMs} ms during the measured run) and CPU (utime and stime from /proc/<pid>/stat: usr, sys):`,
+    `memory (VmRSS from /proc/<pid>/status every ${p.rssIntervalMs} ms during the measured run) and CPU (utime and stime from /proc/<pid>/stat: usr, sys${p.slices ? "; each side's over its own slices" : ''}):`,
     `  ${'process'.padEnd(12)} ${'first'.padStart(9)} ${'last'.padStart(9)} ${'max'.padStart(9)} ${'slope, 2nd half'.padStart(16)} samples ${'cpu s'.padStart(7)} ${'cpu/io'.padStart(9)} ${'usr/io'.padStart(9)} ${'sys/io'.padStart(9)}`,
   ];
   for (const s of p.rss.map(summarizeRss)) {
@@ -362,12 +362,12 @@ function sliceLines(slices: Slice[] | null): string[] {
       : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2
     : NaN;
   const out = [
-    `baseline slices (pvblk's run and the relay's in turn, ${slices.length} each): IOPS pvblk/relay per slice min ${fx(sorted[0] ?? NaN)}, median ${fx(median)}, max ${fx(sorted[sorted.length - 1] ?? NaN)}`,
-    `  ${'slice'.padEnd(5)} ${'at (s)'.padStart(8)} ${'pvblk IOPS'.padStart(11)} ${'relay IOPS'.padStart(11)} ${'ratio'.padStart(7)}`,
+    `baseline slices (pvblk's run and the relay's in turn, ${slices.length} pairs): IOPS pvblk/relay per slice min ${fx(sorted[0] ?? NaN)}, median ${fx(median)}, max ${fx(sorted[sorted.length - 1] ?? NaN)}`,
+    `  ${'slice'.padEnd(5)} ${'at (s)'.padStart(8)} ${'first'.padStart(6)} ${'pvblk IOPS'.padStart(11)} ${'relay IOPS'.padStart(11)} ${'ratio'.padStart(7)}`,
   ];
   slices.forEach((sl, i) => {
     out.push(
-      `  ${String(i + 1).padEnd(5)} ${(sl.pvblk.startMs / 1000).toFixed(2).padStart(8)} ${sideIops(sl.pvblk).toFixed(0).padStart(11)} ${sideIops(sl.relay).toFixed(0).padStart(11)} ${fx(sliceRatio(sl)).padStart(7)}`,
+      `  ${String(i + 1).padEnd(5)} ${(Math.min(sl.pvblk.startMs, sl.relay.startMs) / 1000).toFixed(2).padStart(8)} ${(sl.pvblk.startMs <= sl.relay.startMs ? 'pvblk' : 'relay').padStart(6)} ${sideIops(sl.pvblk).toFixed(0).padStart(11)} ${sideIops(sl.relay).toFixed(0).padStart(11)} ${fx(sliceRatio(sl)).padStart(7)}`,
     );
   });
   return out;

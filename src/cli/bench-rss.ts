@@ -16,6 +16,11 @@ export interface RssSeries {
   samples: Array<[number, number]>;
   /** CPU time at the first and the last sample, in clock ticks; null without /proc. */
   cpuTicks: [CpuTicks, CpuTicks] | null;
+  /**
+   * The CPU time to report instead, when the process was measured over windows of the run rather
+   * than from its first sample to its last (pvblk's slices of a run that takes turns with the relay).
+   */
+  cpu?: CpuSeconds | null;
 }
 
 /** What one process's CPU time over a run is reported as; null where it could not be read. */
@@ -129,9 +134,49 @@ export function cpuBetween(before: CpuTicks | null, after: CpuTicks | null): Cpu
   };
 }
 
-/** CPU seconds a process used over the sampled run. */
+/** CPU seconds a process used over the sampled run (or over its windows, see RssSeries.cpu). */
 export function cpuOf(s: RssSeries): CpuSeconds | null {
+  if (s.cpu !== undefined) return s.cpu;
   return s.cpuTicks ? cpuBetween(s.cpuTicks[0], s.cpuTicks[1]) : null;
+}
+
+/**
+ * The CPU time processes used over several windows of a run, added up: one side's slices when pvblk
+ * and the relay take turns, so that neither is charged with what it did (or idled) during the
+ * other's. A process that could not be read at some window's edge has no figure (null), rather
+ * than a wrong one.
+ */
+export class CpuWindows {
+  private readonly total: Array<CpuSeconds | null>;
+  private opened: Promise<Array<CpuTicks | null>> | null = null;
+
+  constructor(private readonly pids: number[]) {
+    this.total = pids.map(() => ({ user: 0, system: 0 }));
+  }
+
+  private read(): Promise<Array<CpuTicks | null>> {
+    return Promise.all(this.pids.map((p) => cpuTicksOf(p)));
+  }
+
+  begin(): Promise<unknown> {
+    this.opened = this.read();
+    return this.opened;
+  }
+
+  async end(): Promise<void> {
+    if (!this.opened) throw new Error('CpuWindows.end without begin');
+    const [a, b] = await Promise.all([this.opened, this.read()]);
+    this.opened = null;
+    this.total.forEach((t, i) => {
+      const d = cpuBetween(a[i], b[i]);
+      this.total[i] = t && d ? { user: t.user + d.user, system: t.system + d.system } : null;
+    });
+  }
+
+  /** The sums, in the order of the pids given. */
+  seconds(): Array<CpuSeconds | null> {
+    return [...this.total];
+  }
 }
 
 export function summarizeRss(s: RssSeries): RssSummary {

@@ -20,6 +20,8 @@ export interface GuestSlice {
 
 /** `b` ran after `a`, in the same guest, with the same jobs. */
 export function appendGuestSlice(a: GuestSlice, b: GuestSlice): GuestSlice {
+  // a slice whose fio printed nothing holds no jobs: the run's figures start with the next one
+  if (a.jobs.length === 0) return { ...b, status: a.status || b.status, stderr: a.stderr + b.stderr };
   const jobs = a.jobs.map((j, i) => {
     const next = b.jobs[i];
     if (next) j.append(next);

@@ -39,7 +39,7 @@ import {
 } from './bench-options.ts';
 import { runRelay, runRelayClient, runRelayServer, type RelayClientSpec } from './bench-relay.ts';
 import { RelayBaseline, type Baseline, type BaselineGuest } from './bench-baseline.ts';
-import { appendGuestSlice, type GuestSlice, type Slice } from './bench-slices.ts';
+import { appendGuestSlice, type GuestSlice, type Slice, type SliceSide } from './bench-slices.ts';
 import {
   renderPointJson,
   renderPointNormal,
@@ -50,7 +50,7 @@ import {
   type GuestRun,
   type PointResult,
 } from './bench-report.ts';
-import { RssSampler } from './bench-rss.ts';
+import { CpuWindows, RssSampler } from './bench-rss.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
 import { watchForShutdown } from '@pvblk/runtime';
 import { guestNames } from './options.ts';
@@ -457,39 +457,69 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
     const t0 = performance.now();
     const now = () => performance.now() - t0;
     rss.start();
-    const sliceArgs: Record<string, string> =
-      slices > 1 ? { runtime: `${sliceRuntimeMs(p.cl, slices)}ms` } : {};
+    const cl = p.cl;
+    const sliceMs = sliceRuntimeMs(cl, slices);
     let runs: GuestSlice[] | null = null;
     const timeline: Slice[] = [];
-    for (let i = 0; i < slices; i++) {
+    // with slices, each process of the stack is charged only with pvblk's slices
+    const pvCpu = slices > 1 ? new CpuWindows(procs.map((x) => x.pid)) : null;
+    const pvblkSlice = async (i: number): Promise<SliceSide> => {
+      // each slice a fresh seed, so that the slices do not replay one another's offsets
+      const args: Record<string, string> = slices > 1 ? { runtime: `${sliceMs}ms` } : {};
+      if (i > 0) args.randseed = String(cl.jobs[0].randseed + i);
       const startMs = now();
+      await pvCpu?.begin();
       const outs = await runInGuests(
         s,
-        fioArgv(p.cl, sliceArgs, [
+        fioArgv(cl, args, [
           '--output-format=json',
           '--pvblk_raw',
           ...(eta && slices === 1 ? ['--eta=always'] : []),
         ]),
         eta && slices === 1,
       );
+      await pvCpu?.end();
       const endMs = now();
       const these = s.guests.map((g, k) => guestSlice(g.name, s.guests.length, outs[k]));
       runs = runs ? runs.map((r, k) => appendGuestSlice(r, these[k])) : these;
-      if (relay && !relayError.message) {
-        const pv = {
-          startMs,
-          endMs,
-          ios: these.reduce((a, g) => a + g.jobs.reduce((x, j) => x + j.totalIos, 0), 0),
-          runtimeMs: Math.max(0, ...these.flatMap((g) => g.jobs.map((j) => j.totalRunMs))),
-        };
-        try {
-          timeline.push({ pvblk: pv, relay: await relay.slice(now) });
-        } catch (e) {
-          relayError.message = (e as Error).message;
-        }
+      const dirMs = (j: JobStats) => Math.max(j.read.runtimeMs, j.write.runtimeMs);
+      return {
+        startMs,
+        endMs,
+        ios: these.reduce((a, g) => a + g.jobs.reduce((x, j) => x + j.totalIos, 0), 0),
+        runtimeMs: Math.max(0, ...these.flatMap((g) => g.jobs.map(dirMs))),
+      };
+    };
+    const relaySlice = async (): Promise<SliceSide | null> => {
+      if (!relay || relayError.message) return null;
+      try {
+        return await relay.slice(now);
+      } catch (e) {
+        // the rest of the relay stops now: its clients must not run on beside pvblk's next slice
+        relayError.message = (e as Error).message;
+        await relay.stop();
+        return null;
+      }
+    };
+    for (let i = 0; i < slices; i++) {
+      if (interrupted) throw new Error('interrupted');
+      // in turn, and every other pair the other way round: a machine that speeds up or slows down
+      // through the run then favours neither side
+      if (i % 2 === 0) {
+        const pv = await pvblkSlice(i);
+        const rel = await relaySlice();
+        if (rel) timeline.push({ pvblk: pv, relay: rel });
+      } else {
+        const rel = await relaySlice();
+        const pv = await pvblkSlice(i);
+        if (rel) timeline.push({ pvblk: pv, relay: rel });
       }
     }
     const series = await rss.stop();
+    if (pvCpu) {
+      const cpu = pvCpu.seconds();
+      series.forEach((x, i) => (x.cpu = cpu[i]));
+    }
     const after = await readCounters(s);
     let stages: PointResult['stages'] = null;
     if (s.traceDir) {
@@ -503,19 +533,21 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       name: g.name,
       domid: g.domid,
       ...runs![i],
+      // the options as given, not the slice's runtime and seed
+      options: slices > 1 ? runs![i].options.map((x) => wholeRunOptions(x, cl)) : runs![i].options,
       broker: diff(before.broker.get(g.domid), after.broker.get(g.domid)),
       blkback: diff(before.vbds.get(g.domid), after.vbds.get(g.domid)),
     }));
     let baseline: Baseline | null = null;
     if (relay && !relayError.message) {
-      baseline = await relay.finish().catch((e: Error) => ((relayError.message = e.message), null));
+      baseline = relay.finish();
     } else if (o.baseline && slices === 1) {
       const ios = guests.map((g) => ({ name: g.name, ios: g.jobs.reduce((a, j) => a + j.totalIos, 0) }));
       const one = await startRelay(p, o, ios, relayError);
       if (one) {
         try {
           await one.slice(now);
-          baseline = await one.finish();
+          baseline = one.finish();
         } catch (e) {
           relayError.message = (e as Error).message;
         } finally {
@@ -556,6 +588,11 @@ async function startRelay(
     error.message = (e as Error).message;
     return null;
   }
+}
+
+/** The first slice's `job options` as the whole run's: its runtime was the slice's. */
+function wholeRunOptions(o: Record<string, string>, cl: FioCommandLine): Record<string, string> {
+  return 'runtime' in o ? { ...o, runtime: `${cl.jobs[0].runtime}ms` } : o;
 }
 
 /** One guest's fio output for one slice of the run, parsed. */

@@ -77,6 +77,10 @@ describe('pvblk bench: bad input', () => {
       ['fio: --baseline-slices=10: runtime=1000ms gives slices of 100ms (200ms min)'],
     ],
     [
+      ['--name=t', '--time_based', '--runtime=2', '--ramp_time=1', '--baseline', '--baseline-slices=2'],
+      ['fio: --baseline-slices=2 cannot be used with ramp_time (each slice would ramp again)'],
+    ],
+    [
       ['--name=t', '--time_based', '--runtime=1', '--baseline', '--baseline-slices=0'],
       ['baseline-slices: min value out of range: 0 (1 min)'],
     ],
@@ -118,6 +122,8 @@ interface FioJson {
   jobs: Array<{
     jobname: string;
     error: number;
+    job_runtime: number;
+    'job options': Record<string, string>;
     write: {
       iops: number;
       bw_bytes: number;
@@ -469,17 +475,26 @@ describe('pvblk bench: a run', () => {
     expect(j.pvblk.relay_error).toBeNull();
     const sl = j.pvblk.slices!;
     expect(sl).toHaveLength(3);
-    // in turn, on the bench's clock: pvblk's slice, then the relay's, then pvblk's next one
-    for (let i = 0; i < sl.length; i++) {
-      expect(sl[i].pvblk.end_ms).toBeLessThanOrEqual(sl[i].relay.start_ms);
-      if (i + 1 < sl.length) expect(sl[i].relay.end_ms).toBeLessThanOrEqual(sl[i + 1].pvblk.start_ms);
-      for (const side of [sl[i].pvblk, sl[i].relay]) {
+    // in turn, on the bench's clock, and every other pair the other way round: no two of the six
+    // measured stretches overlap
+    const spans = sl
+      .flatMap((x) => [x.pvblk, x.relay])
+      .map((x) => [x.start_ms, x.end_ms])
+      .sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < spans.length; i++) expect(spans[i][0]).toBeGreaterThanOrEqual(spans[i - 1][1]);
+    expect(sl.map((x) => (x.pvblk.start_ms < x.relay.start_ms ? 'pvblk' : 'relay'))).toEqual([
+      'pvblk',
+      'relay',
+      'pvblk',
+    ]);
+    for (const x of sl) {
+      for (const side of [x.pvblk, x.relay]) {
         expect(side.ios).toBeGreaterThan(0);
         // each side ran for its slice of the runtime (fio stops at it; the relay client too)
         expect(side.runtime_ms).toBeGreaterThanOrEqual(350);
         expect(side.runtime_ms).toBeLessThan(side.end_ms - side.start_ms + 1);
       }
-      expect(sl[i].ratio).toBeCloseTo(sl[i].pvblk.iops / sl[i].relay.iops, 6);
+      expect(x.ratio).toBeCloseTo(x.pvblk.iops / x.relay.iops, 6);
     }
     // the run's figures are the slices added up
     const w = j.jobs[0].write;
@@ -493,8 +508,13 @@ describe('pvblk bench: a run', () => {
       3,
     );
     expect(Number.isFinite(j.jobs[0].pvblk.relay!.ratio.iops)).toBe(true);
-    // one relay client served every slice: its CPU is one process's
+    expect(
+      Math.abs(j.jobs[0].job_runtime - sl.reduce((a, x) => a + x.pvblk.runtime_ms, 0)),
+    ).toBeLessThanOrEqual(1);
+    // the options as given: the whole run's runtime, not a slice's
+    expect(j.jobs[0]['job options'].runtime).toBe('1200ms');
     expect(j.pvblk.relay_cpu.map((c) => c.name)).toEqual(['relay', 'relay-server', 'relay-client (guest)']);
+    for (const c of [...j.pvblk.relay_cpu, ...j.pvblk.memory]) expectCpuSplit(c);
   });
 
   it('counts: a QD1 write run of N ios has N completions and at most one notification per request each way', async () => {
