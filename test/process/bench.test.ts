@@ -246,6 +246,46 @@ describe('pvblk bench: a run', () => {
     });
   });
 
+  it('with slices, a relay server killed during the run: pvblk runs every slice, the relay is stopped', async () => {
+    await killedRun(4, ['--baseline', '--baseline-slices=4'], async (b, bench) => {
+      // with slices the relay is up, warm, before pvblk's first slice
+      await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
+      const server = childWith(bench, 'relay-role=server')!;
+      const others = ['relay-role=relay', 'relay-role=client'].map((t) => childWith(bench, t));
+      expect(others.every((pid) => pid !== null)).toBe(true);
+      process.kill(server, 'SIGKILL');
+      const exit = await b.exited;
+      expect(exit.code).toBe(0); // pvblk's own figures stand
+      expect(b.out).toContain(
+        'relay baseline: failed (relay-server was killed by SIGKILL (status 137) during the run)',
+      );
+      for (const pid of others) expect(processGone(pid!)).toBe(true);
+      // all four of pvblk's slices ran: its runtime is the whole run's
+      const run = b.out.map((l) => /WRITE: .* run=(\d+)-(\d+)msec/.exec(l)).find((m) => m);
+      expect(run).toBeTruthy();
+      expect(Number(run![1])).toBeGreaterThanOrEqual(3900);
+    });
+  });
+
+  it('with slices, Ctrl-C stops the stack and the relay wherever the run is', async () => {
+    await killedRun(4, ['--baseline', '--baseline-slices=4'], async (b, bench) => {
+      await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
+      const all = [
+        'relay-role=relay',
+        'relay-role=server',
+        'relay-role=client',
+        'pvblk.mjs host',
+        'pvblk.mjs hypervisor',
+      ].map((t) => childWith(bench, t));
+      expect(all.every((pid) => pid !== null)).toBe(true);
+      process.kill(bench, 'SIGINT');
+      const exit = await b.exited;
+      expect(exit.code).toBe(130);
+      for (const pid of all) expect(processGone(pid!)).toBe(true);
+      expect(b.out.some((l) => l.includes('Run status group') || l.includes('baseline slices'))).toBe(false);
+    });
+  });
+
   it("gives the relay's processes the allowlisted environment pvblk's get, and none of its secrets", async () => {
     // a setting made for a measurement must reach both sides of a ratio
     const tunables = 'glibc.malloc.trim_threshold=67108864';
