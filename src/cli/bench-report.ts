@@ -12,15 +12,13 @@ import {
   renderNormal,
   renderTerse,
   Samples,
-  type DeviceCounters,
-  type DiskUtil,
   type FioReport,
   type FioReportJob,
 } from '@pvblk/frontend';
 import type { StackShape } from './bench-options.ts';
 import { diskParams } from './bench-options.ts';
 import type { RelayResult } from './bench-relay.ts';
-import { sliceRatio, type Slice, type SliceSide } from './bench-slices.ts';
+import { sliceRatio, type GuestSlice, type Slice, type SliceSide } from './bench-slices.ts';
 import { summarizeRss, type CpuFields, type RssSeries } from './bench-rss.ts';
 import type { StageBreakdown } from './bench-trace.ts';
 import type { DomainStats } from '@pvblk/hypervisor';
@@ -31,15 +29,10 @@ export type BrokerCounters = DomainStats;
 /** blkback's statistics of a guest's vbd(s), as a difference over the run. */
 export type BlkbackCounters = Record<string, number>;
 
-export interface GuestRun {
+/** A guest's run: its slices added up (one, without --baseline-slices), and the host's counters. */
+export interface GuestRun extends GuestSlice {
   name: string;
   domid: number;
-  status: number;
-  jobs: JobStats[];
-  options: Array<Record<string, string>>;
-  disks: DiskUtil[];
-  devices: DeviceCounters[];
-  stderr: string;
   broker: BrokerCounters | null;
   blkback: BlkbackCounters | null;
 }

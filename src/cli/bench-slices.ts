@@ -31,56 +31,30 @@ export function appendGuestSlice(a: GuestSlice, b: GuestSlice): GuestSlice {
     status: a.status || b.status,
     jobs,
     options: a.options.length ? a.options : b.options,
-    disks: a.disks.map((d, i) => (b.disks[i] ? sumDisk(d, b.disks[i]) : d)),
-    devices: a.devices.map((d, i) => (b.devices[i] ? sumDevice(d, b.devices[i]) : d)),
+    disks: a.disks.map((d, i) => (b.disks[i] ? addCounters(d, b.disks[i]) : d)),
+    devices: a.devices.map((d, i) => (b.devices[i] ? addCounters(d, b.devices[i]) : d)),
     stderr: a.stderr + b.stderr,
   };
 }
 
-function sumDisk(a: DiskUtil, b: DiskUtil): DiskUtil {
-  return {
-    name: a.name,
-    readIos: a.readIos + b.readIos,
-    writeIos: a.writeIos + b.writeIos,
-    readSectors: a.readSectors + b.readSectors,
-    writeSectors: a.writeSectors + b.writeSectors,
-    readTicks: a.readTicks + b.readTicks,
-    writeTicks: a.writeTicks + b.writeTicks,
-    inQueue: a.inQueue + b.inQueue,
-    ioTicks: a.ioTicks + b.ioTicks,
-    msec: a.msec + b.msec,
-  };
-}
-
-function sumDevice(a: DeviceCounters, b: DeviceCounters): DeviceCounters {
-  return {
-    name: a.name,
-    requests: a.requests + b.requests,
-    completions: a.completions + b.completions,
-    upcalls: a.upcalls + b.upcalls,
-    grants: a.grants + b.grants,
-  };
+/**
+ * Counters of two stretches of one run added up: every number of `b` added to `a`'s, everything else
+ * (a name, a histogram) kept as `a` has it.
+ */
+function addCounters<T extends object>(a: T, b: T): T {
+  const out: Record<string, unknown> = { ...(a as Record<string, unknown>) };
+  const more = b as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(a))
+    if (typeof v === 'number' && typeof more[k] === 'number') out[k] = v + (more[k] as number);
+  return out as T;
 }
 
 /** `b` is a relay client's later slice: counts, times and CPU add up, round trips merge. */
 export function appendRelayResult(a: RelayResult, b: RelayResult): RelayResult {
   const rtt = Samples.fromRaw(a.rtt);
   rtt.merge(Samples.fromRaw(b.rtt));
-  return {
-    client: a.client,
-    ios: a.ios + b.ios,
-    reads: a.reads + b.reads,
-    writes: a.writes + b.writes,
-    bytes: a.bytes + b.bytes,
-    runtimeMs: a.runtimeMs + b.runtimeMs,
-    rtt: rtt.toRaw(),
-    framesSent: a.framesSent + b.framesSent,
-    framesReceived: a.framesReceived + b.framesReceived,
-    bytesSent: a.bytesSent + b.bytesSent,
-    bytesReceived: a.bytesReceived + b.bytesReceived,
-    cpuUserSeconds: a.cpuUserSeconds + b.cpuUserSeconds,
-    cpuSystemSeconds: a.cpuSystemSeconds + b.cpuSystemSeconds,
-  };
+  // the client number is a name, not a count
+  return { ...addCounters(a, b), client: a.client, rtt: rtt.toRaw() };
 }
 
 /** One side's part of a slice, on the bench's clock (ms since the point started). */
