@@ -343,13 +343,22 @@ describe('FrameWriter', () => {
       expect(msgs[10]).toEqual({ t: 'ev', port: 3 });
     });
 
-    it('keeps no buffer over 256 KiB, none that a frame does not start, and two at most', () => {
+    it('keeps buffers up to its target, none bigger, none that a frame does not start, and two at most', () => {
       const w = new FrameWriter();
-      const big = frameOf(w, 70, 1); // 280 KiB: a 512 KiB buffer
+      const big = frameOf(w, 70, 1); // 280 KiB: a 512 KiB buffer, below the 1 MiB target
       w.recycle(big);
       const seen = new Set<ArrayBufferLike>();
       for (let i = 0; i < 4; i++) seen.add(frameOf(w, 70, 2 + i).buffer);
-      expect(seen.has(big.buffer)).toBe(false);
+      expect(seen.has(big.buffer)).toBe(true);
+
+      // a page record larger than a 2 KiB target gets a frame, and a buffer, of its own: not kept
+      const s = new FrameWriter(2048);
+      s.page(false, 1, 0, page, 0, 4096);
+      const [own] = s.take();
+      expect(own.length).toBe(1 + 9 + 4096);
+      s.recycle(own);
+      const small = Array.from({ length: 4 }, (_, i) => frameOf(s, 0, 30 + i).buffer);
+      expect(small.includes(own.buffer)).toBe(false);
 
       const v = new FrameWriter();
       const x = frameOf(v, 10, 1);
