@@ -178,10 +178,22 @@ export const kilo = (x: number): string => (x >= 1000 ? `${(x / 1000).toFixed(1)
 const PVBLK = fileURLToPath(new URL('../bin/pvblk.mjs', import.meta.url));
 
 /** Runs `pvblk bench <args> --output-format=json` and returns its parsed JSON (a sweep has `sweep`). */
-export function pvblkBench(args: string[]): Promise<BenchJson> {
+export async function pvblkBench(args: string[]): Promise<BenchJson> {
+  return (await pvblkBenchRun(args)).json;
+}
+
+/**
+ * `pvblkBench` with variables added to its environment, returning its console (stderr: the stack's
+ * processes' lines that are not log records, each after its `name |`) with the JSON.
+ */
+export function pvblkBenchRun(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ json: BenchJson; console: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [PVBLK, 'bench', ...args, '--output-format=json'], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
     });
     let out = '';
     let err = '';
@@ -191,7 +203,7 @@ export function pvblkBench(args: string[]): Promise<BenchJson> {
       if (code !== 0)
         return reject(new Error(`pvblk bench ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
       try {
-        resolve(JSON.parse(out) as BenchJson);
+        resolve({ json: JSON.parse(out) as BenchJson, console: err });
       } catch (e) {
         reject(new Error(`pvblk bench printed no JSON: ${(e as Error).message}; ${err.slice(-500)}`));
       }

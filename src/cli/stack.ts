@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { renderRecord } from '@pvblk/runtime';
+import { PvblkError } from '@pvblk/shared';
 import { baseEnv, childEnv, stackCredentials } from './child-env.ts';
 import { publishOperatorAccess } from './xl-access.ts';
 
@@ -18,15 +19,39 @@ import { publishOperatorAccess } from './xl-access.ts';
 const PVBLK_BIN = process.argv[1] ?? fileURLToPath(new URL('../../bin/pvblk.mjs', import.meta.url));
 
 /**
- * V8 flags every child runs with: a young generation that starts at 16 MiB per semi-space instead of
- * V8's 1 MiB. Under load the broker holds a turn's messages and views of page data while Buffers of
- * ≈ 135 KiB (a QD32 frame) come and go; from the small default, some runs settled into promoting
- * those objects and a full mark-compact every 40-90 ms, and the broker then spent 31-38 µs of CPU per
- * 4 KiB write instead of 13-15 — run to run, at random (`pvblk bench` 4 KiB randwrite QD32: 3 of 5
- * runs slow without the flag, 9 of 9 fast with it). Costs ≈ 30 MiB of RSS per process.
- * docker/Dockerfile's `pvblk` wrapper passes the same flag.
+ * V8 flags every child runs with (the relay's too; docker/Dockerfile's `pvblk` wrapper passes the same):
+ *
+ * - `--min-semi-space-size=16`: a young generation that starts at 16 MiB per semi-space instead of
+ *   V8's 1 MiB. Under load the broker holds a turn's messages and views of page data while Buffers of
+ *   ≈ 135 KiB (a QD32 frame) come and go; from the small default, some runs settled into promoting
+ *   those objects and a full mark-compact every 40-90 ms (`pvblk bench` 4 KiB randwrite QD32: 3 of 5
+ *   runs slow without the flag, 9 of 9 fast with it). Costs ≈ 30 MiB of RSS per process.
+ * - `--no-incremental-marking`: V8 counts the ArrayBuffers allocated since its last mark-compact
+ *   against the old generation's limit, and a process that moves 128 KiB frames allocates them fast
+ *   and briefly (one per socket read, one per ws message that spans reads); they die young, but only a
+ *   scavenge frees them, and a process that allocates little else scavenges rarely. Some runs
+ *   settled into starting an incremental marking on that count every 30-100 ms, each ending in a
+ *   mark-compact that found the old generation as it was (15.5 → 15.1 MB): the broker then spent 3-4×
+ *   its usual CPU per 128 KiB I/O. Without incremental marking V8 collects the old generation only
+ *   when it is full (bench/collector.ts: the runs and counts are in docs/performance.md).
+ *
+ * `PVBLK_NODE_FLAGS` (space-separated) replaces the list, for experiments with the collector.
  */
-export const CHILD_NODE_FLAGS = ['--min-semi-space-size=16'];
+export const CHILD_NODE_FLAGS: readonly string[] = ['--min-semi-space-size=16', '--no-incremental-marking'];
+
+/** The flags children get: CHILD_NODE_FLAGS, or `PVBLK_NODE_FLAGS` when the environment sets it. */
+export function childNodeFlags(env: NodeJS.ProcessEnv = process.env): string[] {
+  const raw = env.PVBLK_NODE_FLAGS;
+  if (raw === undefined) return [...CHILD_NODE_FLAGS];
+  const flags = raw.split(/\s+/).filter((f) => f.length > 0);
+  for (const f of flags)
+    if (!/^--[a-z][a-z0-9_-]*(=\S+)?$/i.test(f))
+      throw new PvblkError(
+        'EINVAL',
+        `PVBLK_NODE_FLAGS: "${f}" is not a node option (--name or --name=value)`,
+      );
+  return flags;
+}
 
 export type LogRecord = Record<string, unknown> & { level?: number; msg?: string };
 
@@ -88,11 +113,15 @@ export class Supervisor {
   private flushSeq = 0;
   private readonly flushWaiters = new Map<number, () => void>();
 
-  constructor(private readonly opts: SupervisorOptions) {}
+  private readonly nodeFlags: string[];
+
+  constructor(private readonly opts: SupervisorOptions) {
+    this.nodeFlags = childNodeFlags();
+  }
 
   start(spec: ChildSpec): StackChild {
     if (this.stopping) throw new Error(`not starting ${spec.name}: the stack is stopping`);
-    const proc = spawn(process.execPath, [...CHILD_NODE_FLAGS, PVBLK_BIN, ...spec.args], {
+    const proc = spawn(process.execPath, [...this.nodeFlags, PVBLK_BIN, ...spec.args], {
       // an explicit environment, never a copy of ours (child-env.ts)
       env: { ...(spec.env ?? baseEnv(null)), PVBLK_LOG_FORMAT: 'json' },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

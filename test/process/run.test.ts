@@ -56,6 +56,27 @@ describe('pvblk run', () => {
     expect(c.stdout + c.stderr).toContain('disk parameter "dif": must be 0, 1, 2 or 3 (got 7)');
   });
 
+  it("starts its processes with PVBLK_NODE_FLAGS in place of pvblk's own V8 flags, and refuses a bad one", async () => {
+    const run = tempDir('pvblk-t-');
+    try {
+      // --trace-gc in place of the default flags: each process's young collections show in its console
+      const r = await pvblk(['run', '--memory', '--run-dir', run.path, '--', 'true'], {
+        env: { PVBLK_NODE_FLAGS: '--trace-gc' },
+      });
+      expect(r.code).toBe(0);
+      for (const name of ['hypervisor', 'host', 'guest'])
+        expect(r.stdout + r.stderr).toMatch(new RegExp(`^${name} +\\| .*Scavenge`, 'm'));
+      const bad = await pvblk(['run', '--memory', '--run-dir', run.path, '--', 'true'], {
+        env: { PVBLK_NODE_FLAGS: '--trace-gc  -e' },
+      });
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toContain('PVBLK_NODE_FLAGS: "-e" is not a node option (--name or --name=value)');
+      expect(bad.stdout + bad.stderr).not.toMatch(/^hypervisor +\|/m);
+    } finally {
+      run.cleanup();
+    }
+  });
+
   it('shows --help for every command', async () => {
     for (const cmd of [[], ['up'], ['run'], ['guest'], ['hypervisor'], ['host'], ['domu']]) {
       const r = await pvblk([...cmd, '--help']);
