@@ -10,7 +10,8 @@
  *   node --import tsx bench/collector.ts [--runs N] [--quick]   (≈ 40 s a run; --quick: 2 runs each)
  *
  * Sets, run in turn: "pvblk" (the flags pvblk starts its processes with: CHILD_NODE_FLAGS) and
- * "incremental" (the same without --no-incremental-marking). Writes bench/results/collector.json.
+ * "before" (the flags before the collector state was found: --min-semi-space-size=16 alone). Writes
+ * bench/results/collector.json.
  */
 import { CHILD_NODE_FLAGS } from '../src/cli/stack.ts';
 import {
@@ -27,7 +28,8 @@ import {
 const runs = intArg('runs', quick ? 2 : 4, 20);
 const sets: Array<{ id: string; flags: string[] }> = [
   { id: 'pvblk', flags: [...CHILD_NODE_FLAGS] },
-  { id: 'incremental', flags: CHILD_NODE_FLAGS.filter((f) => f !== '--no-incremental-marking') },
+  // the flags before the collector state was found: incremental marking, V8's own growing factor
+  { id: 'before', flags: ['--min-semi-space-size=16'] },
 ];
 const args = [
   '--name=collector',

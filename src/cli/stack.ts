@@ -34,10 +34,19 @@ const PVBLK_BIN = process.argv[1] ?? fileURLToPath(new URL('../../bin/pvblk.mjs'
  *   mark-compact that found the old generation as it was (15.5 → 15.1 MB): the broker then spent 3-4×
  *   its usual CPU per 128 KiB I/O. Without incremental marking V8 collects the old generation only
  *   when it is full (bench/collector.ts: the runs and counts are in docs/performance.md).
+ * - `--heap-growing-percent=50`: the old generation's limit after a collection is 1.5× what survived
+ *   it. Without incremental marking, V8's own factor let the broker's old generation grow from 15 to
+ *   59 MB before its second full collection, 100 s into a 4 KiB QD32 run: in four 60 s runs its RSS
+ *   rose 14-27 MiB (second-half slopes of 11-35 MiB/min). With the fixed factor it was collected about
+ *   twice a minute, and flat (second-half slopes of 0.01-2.15 MiB/min in four runs).
  *
  * `PVBLK_NODE_FLAGS` (space-separated) replaces the list, for experiments with the collector.
  */
-export const CHILD_NODE_FLAGS: readonly string[] = ['--min-semi-space-size=16', '--no-incremental-marking'];
+export const CHILD_NODE_FLAGS: readonly string[] = [
+  '--min-semi-space-size=16',
+  '--no-incremental-marking',
+  '--heap-growing-percent=50',
+];
 
 /** The flags children get: CHILD_NODE_FLAGS, or `PVBLK_NODE_FLAGS` when the environment sets it. */
 export function childNodeFlags(env: NodeJS.ProcessEnv = process.env): string[] {
