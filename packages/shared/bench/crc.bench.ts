@@ -15,6 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { crc16T10Dif, crc16T10DifBitwise, ipChecksum } from '../src/crc.ts';
 import { generatePi, piBytesFor, verifyPi, type PiFormat } from '../src/pi.ts';
+import { xorshiftBytes } from '../test/xorshift.ts';
 
 const ROUNDS = 9;
 const WARMUP_MS = 200;
@@ -122,23 +123,10 @@ function measure(
   return { median: sorted[Math.floor(sorted.length / 2)], rounds };
 }
 
-/** Pseudo-random fill (xorshift32): content does not change table-driven speed, but keep it honest. */
-function randomBytes(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed | 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x;
-  }
-  return b;
-}
-
 const rows: Row[] = [];
 
 for (const size of SIZES) {
-  const buf = randomBytes(size, size);
+  const buf = xorshiftBytes(size, size);
   const cases: [string, () => number, number][] = [
     ['crc16T10Dif (slicing-by-16, WebAssembly)', () => crc16T10Dif(buf), ROUND_BYTES],
     ['crc16 one-table (baseline)', () => crc16OneTable(buf), ROUND_BYTES],
@@ -162,7 +150,7 @@ for (const size of SIZES) {
 
 // One 4 KiB block = 8 protection intervals of 512 bytes, the common guest I/O unit.
 const BLOCK = 4096;
-const block = randomBytes(BLOCK, 0x5eed);
+const block = xorshiftBytes(BLOCK, 0x5eed);
 for (const guard of ['crc', 'ip'] as const) {
   const format: PiFormat = { type: 1, guard, interval: 512 };
   const pi = new Uint8Array(piBytesFor(BLOCK, format.interval));

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { crc16T10Dif, crc16T10DifBitwise, ipChecksum } from '../src/crc.ts';
 import { SCRATCH_BYTES } from '../src/guard-wasm.ts';
+import { xorshiftBytes } from './xorshift.ts';
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 const filled = (n: number, byte: number): Uint8Array => new Uint8Array(n).fill(byte);
@@ -18,19 +19,6 @@ function ipChecksumByWords(data: Uint8Array, start = 0, end = data.length): numb
   if (i < end) sum += data[i] << 8;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
-}
-
-/** `n` bytes of xorshift32, a cheap deterministic filler whose sums do not collapse to round values. */
-function xorshiftBytes(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x;
-  }
-  return b;
 }
 
 /** A buffer and a [start, end) range inside it. */
