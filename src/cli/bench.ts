@@ -12,8 +12,7 @@
  */
 import type { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   etaLine,
@@ -51,6 +50,7 @@ import {
   type PointResult,
 } from './bench-report.ts';
 import { CpuWindows, RssSampler } from './bench-rss.ts';
+import { makeBenchDir, sweepStaleBenchDirs } from './bench-dirs.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
 import { watchForShutdown } from '@pvblk/runtime';
 import { guestNames } from './options.ts';
@@ -130,7 +130,9 @@ async function stopLive(): Promise<void> {
 }
 
 async function startBenchStack(shape: StackShape, o: BenchOptions): Promise<LiveStack> {
-  const tmp = await mkdtemp(join(tmpdir(), 'pvblk-bench-'));
+  // what benches killed outright left behind (bench-dirs.ts)
+  await sweepStaleBenchDirs();
+  const tmp = await makeBenchDir();
   // the stack's secrets: the children read them from the environment, the bench needs them for
   // /status and the host's API
   const dom0Secret = (process.env.PVBLK_DOM0_SECRET ??= randomBytes(24).toString('base64url'));

@@ -6,7 +6,7 @@
  * valid SVG and PNG files. Behaviour only: no figure is asserted.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -339,8 +339,12 @@ describe('pvblk bench: a run', () => {
     }
   });
 
+  /** The benches' directories under this file's TMPDIR. */
+  const benchDirs = () => readdirSync(tmp.path).filter((f) => f.startsWith('pvblk-bench-'));
+
   for (const signal of ['SIGINT', 'SIGKILL'] as const) {
     it(`leaves no relay process behind when the bench gets ${signal} during the baseline`, async () => {
+      const before = new Set(benchDirs());
       await killedRun(6, ['--baseline'], async (b, bench) => {
         await waitUntil(
           () => childWith(bench, 'relay-role=client') !== null,
@@ -361,6 +365,16 @@ describe('pvblk bench: a run', () => {
         } else {
           // nobody left to stop them: they see the bench's IPC channel close and end on their own
           await waitUntil(() => relay.every((pid) => processGone(pid!)), 20_000, "the relay's processes end");
+          // nor to remove the bench's directory: it names the bench's pid, and the next bench removes it
+          const left = benchDirs().filter((d) => !before.has(d));
+          expect(left).toHaveLength(1);
+          expect(readFileSync(join(tmp.path, left[0], 'bench.pid'), 'utf8')).toBe(`${bench}\n`);
+          const next = await pvblk(['bench', '--name=n', '--rw=write', '--bs=4k', '--size=64k', ...QUICK], {
+            env: { TMPDIR: tmp.path },
+            timeoutMs: 120_000,
+          });
+          expect(next.code).toBe(0);
+          expect(existsSync(join(tmp.path, left[0]))).toBe(false);
         }
       });
     });
@@ -368,7 +382,7 @@ describe('pvblk bench: a run', () => {
 
   it('Ctrl-C while the stack is still starting stops what has started and leaves no directory', async () => {
     // a bench killed outright by an earlier test of this file leaves its directory: only new ones count
-    const dirs = () => readdirSync(tmp.path).filter((f) => f.startsWith('pvblk-bench-'));
+    const dirs = benchDirs;
     const before = new Set(dirs());
     await killedRun(6, [], async (b, bench) => {
       await waitUntil(
