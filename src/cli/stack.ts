@@ -30,7 +30,7 @@ const PVBLK_BIN = process.argv[1] ?? fileURLToPath(new URL('../../bin/pvblk.mjs'
  *   against the old generation's limit, and a process that moves 128 KiB frames allocates them fast
  *   and briefly (one per socket read, one per ws message that spans reads); they die young, but only a
  *   scavenge frees them, and a process that allocates little else scavenges rarely. Some runs
- *   settled into starting an incremental marking on that count every 30-100 ms, each ending in a
+ *   settled into starting an incremental marking on that count every 30-160 ms, each ending in a
  *   mark-compact that found the old generation as it was (15.5 → 15.1 MB): the broker then spent 3-4×
  *   its usual CPU per 128 KiB I/O. Without incremental marking V8 collects the old generation only
  *   when it is full (bench/collector.ts: the runs and counts are in docs/performance.md).
