@@ -8,6 +8,7 @@
 import { lstat, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processRuns } from './lock.ts';
 
 const PREFIX = 'pvblk-bench-';
 /** The file in a bench's directory that holds the bench's pid. */
@@ -18,16 +19,6 @@ export async function makeBenchDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), PREFIX));
   await writeFile(join(dir, OWNER_FILE), `${process.pid}\n`);
   return dir;
-}
-
-/** True while a process with this pid exists (ours or not: EPERM means it runs as someone else). */
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
@@ -54,7 +45,7 @@ export async function sweepStaleBenchDirs(): Promise<string[]> {
       if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
       const text = await readFile(join(dir, OWNER_FILE), 'utf8');
       if (!/^[1-9]\d{0,9}\n?$/.test(text)) continue;
-      if (running(Number(text.trim()))) continue;
+      if (processRuns(Number(text.trim()))) continue;
       await rm(dir, { recursive: true, force: true });
       removed.push(dir);
     } catch {

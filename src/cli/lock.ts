@@ -45,6 +45,16 @@ export function fsErrorText(e: unknown): string {
   return text[code] ?? (code || String(e));
 }
 
+/** True while a process with this pid exists (ours or not: EPERM means it runs as someone else). */
+export function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** A process that still runs and is a pvblk process (not a pid reused by something else). */
 export function pvblkProcessAlive(pid: number): boolean {
   try {

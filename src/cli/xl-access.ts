@@ -14,6 +14,7 @@ import { chmodSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node
 import { join } from 'node:path';
 import { PvblkError } from '@pvblk/shared';
 import { resolveOperatorToken } from '@pvblk/runtime';
+import { processRuns } from './lock.ts';
 
 export const ACCESS_FILE = 'toolstack.json';
 
@@ -46,15 +47,6 @@ export function publishOperatorAccess(
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** The stack's URL and the operator token, or an error saying what is missing and how to give it. */
 export function resolveOperatorAccess(
   o: { api?: string; runDir: string },
@@ -70,7 +62,7 @@ export function resolveOperatorAccess(
       throw new PvblkError('EACCES', `${join(o.runDir, ACCESS_FILE)} is not readable: it is the operator's`);
     published = null;
   }
-  if (published && typeof published.pid === 'number' && !alive(published.pid)) published = null;
+  if (published && typeof published.pid === 'number' && !processRuns(published.pid)) published = null;
   const api = o.api ?? env.PVBLK_TOOLSTACK_URL ?? published?.api;
   if (!api)
     throw new PvblkError(
