@@ -130,8 +130,6 @@ async function stopLive(): Promise<void> {
 }
 
 async function startBenchStack(shape: StackShape, o: BenchOptions): Promise<LiveStack> {
-  // what benches killed outright left behind (bench-dirs.ts)
-  await sweepStaleBenchDirs();
   const tmp = await makeBenchDir();
   // the stack's secrets: the children read them from the environment, the bench needs them for
   // /status and the host's API
@@ -704,6 +702,8 @@ export async function runBench(argv: string[]): Promise<number> {
   return interrupted ? new Promise<number>(() => {}) : code;
 
   async function runPoints(o: BenchOptions): Promise<number> {
+    // what benches killed outright left behind (bench-dirs.ts): once, whatever number of stacks follow
+    await sweepStaleBenchDirs();
     try {
       for (const p of points) {
         if (interrupted) return 130;
