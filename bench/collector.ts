@@ -21,6 +21,7 @@ import {
   median,
   printTable,
   pvblkBenchRun,
+  type ProcessCpuJson,
   quick,
   writeResults,
 } from './lib.ts';
@@ -54,11 +55,6 @@ const PROCESSES: Array<{ name: string; cpu: string }> = [
   { name: 'relay-client0', cpu: 'relay-client (guest)' },
 ];
 
-interface CpuJson {
-  name: string;
-  cpuSeconds: number | null;
-  cpuUserSeconds: number | null;
-}
 interface RunRecord {
   set: string;
   flags: string[];
@@ -72,10 +68,8 @@ interface RunRecord {
 
 /** Lines of `name`'s console that `--trace-gc` printed for a collection of `kind`. */
 function collections(console: string, name: string, kind: 'Mark-Compact' | 'Scavenge'): number {
-  const re = new RegExp(
-    `^${name.replace(/[-]/g, '\\-')} +\\| \\[\\d+:0x[0-9a-f]+\\] +\\d+ ms: ${kind}`,
-    'gm',
-  );
+  // process names are letters, digits and '-': nothing to escape
+  const re = new RegExp(`^${name} +\\| \\[\\d+:0x[0-9a-f]+\\] +\\d+ ms: ${kind}`, 'gm');
   return console.match(re)?.length ?? 0;
 }
 
@@ -88,17 +82,14 @@ for (let i = 0; i < runs; i++) {
     if ('sweep' in json) throw new Error('a sweep where one point was asked for');
     const f = figures(json);
     const ios = json.jobs.reduce((a, j) => a + j.read.total_ios + j.write.total_ios, 0);
-    const raw = json as unknown as {
-      pvblk: { memory: CpuJson[]; relay_cpu?: CpuJson[]; relay?: { guest?: { ios: number } } };
-    };
-    const relayIos = raw.pvblk.relay?.guest?.ios ?? 0;
+    const relayIos = json.pvblk.relay?.guest?.ios ?? 0;
     const cpuPerIoUs: RunRecord['cpuPerIoUs'] = {};
-    const per = (c: CpuJson, n: number) =>
+    const per = (c: ProcessCpuJson, n: number) =>
       c.cpuSeconds === null || c.cpuUserSeconds === null || n === 0
         ? null
         : { us: (c.cpuSeconds * 1e6) / n, userUs: (c.cpuUserSeconds * 1e6) / n };
-    for (const c of raw.pvblk.memory) cpuPerIoUs[c.name] = per(c, ios);
-    for (const c of raw.pvblk.relay_cpu ?? []) cpuPerIoUs[c.name] = per(c, relayIos);
+    for (const c of json.pvblk.memory) cpuPerIoUs[c.name] = per(c, ios);
+    for (const c of json.pvblk.relay_cpu ?? []) cpuPerIoUs[c.name] = per(c, relayIos);
     const rec: RunRecord = {
       set: set.id,
       flags,

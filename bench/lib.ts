@@ -244,19 +244,31 @@ export interface BenchPointJson {
       blkback: Record<string, number> | null;
       broker: Record<string, number> | null;
     }>;
-    memory: Array<{
-      name: string;
-      samples: number;
-      firstBytes: number;
-      lastBytes: number;
-      maxBytes: number;
-      slopeMiBPerMin: number | null;
-      series: Array<[number, number]>;
-    }>;
+    memory: Array<
+      {
+        name: string;
+        samples: number;
+        firstBytes: number;
+        lastBytes: number;
+        maxBytes: number;
+        slopeMiBPerMin: number | null;
+        series: Array<[number, number]>;
+      } & ProcessCpuJson
+    >;
     stages: unknown;
     /** CPU per I/O of all pvblk's processes and (with --baseline) of all the relay's. */
     cpu_per_io_us?: { pvblk: CpuPerIoJson | null; relay: CpuPerIoJson | null };
+    /** With --baseline: the relay's processes' CPU, and its client's I/Os. */
+    relay_cpu?: ProcessCpuJson[];
+    relay?: { guest?: { ios: number } };
   };
+}
+
+/** One process's CPU over its measured run (null when /proc could not be read). */
+export interface ProcessCpuJson {
+  name: string;
+  cpuSeconds: number | null;
+  cpuUserSeconds: number | null;
 }
 
 /** CPU per I/O (µs): in all, in user mode, in the kernel. */
