@@ -12,6 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  composeProjects,
   detectCompose,
   expectInOrder,
   expectKernelFormat,
@@ -20,6 +21,7 @@ import {
   HOST_SEED,
   nodeImage,
   run,
+  staleRuns,
   until,
   type Result,
 } from './helpers.ts';
@@ -119,6 +121,20 @@ describe.skipIf(compose === null)('docker compose: the pvblk stack in containers
     const image = await nodeImage();
     ENV.NODE_IMAGE = image;
     await dc(['down', '-v', '--remove-orphans'], 60_000); // leftovers of a killed run with this pid
+    // and of killed runs with other pids: their hypervisor would run (and be health-checked) beside ours
+    for (const stale of staleRuns(await composeProjects(), /^pvblk-test-(\d+)$/)) {
+      console.warn(`docker test: removing project ${stale}, left by a test run that no longer runs`);
+      const r = await run(
+        compose![0],
+        [...compose!.slice(1), '-p', stale, 'down', '-v', '--remove-orphans'],
+        90_000,
+        {
+          ...ENV,
+          COMPOSE_PROJECT_NAME: stale,
+        },
+      );
+      if (r.code !== 0) console.warn(`docker test: could not remove ${stale}: ${r.stderr.slice(-1000)}`);
+    }
     const b = await dcOk(['build'], 600_000);
     console.warn(`docker test: built with NODE_IMAGE=${image} in ${(b.ms / 1000).toFixed(1)} s`);
   }, 900_000);

@@ -112,6 +112,48 @@ export async function until<T>(
   }
 }
 
+/** Whether a process of this pid still runs (a pid of another user's process counts as running). */
+function pidRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The names matching `pattern` (its first group the pid of the test run that made them) whose run is
+ * gone: a test run killed outright (a CI run cut short, SIGKILL) cannot tear its stack down, and a
+ * stack left running — a hypervisor container and its health check every few seconds — skews every
+ * later benchmark on the machine. This run's own pid is never stale; nor is a pid that runs again.
+ */
+export function staleRuns(names: Iterable<string>, pattern: RegExp): string[] {
+  const out = new Set<string>();
+  for (const name of names) {
+    const m = pattern.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || pidRuns(pid)) continue;
+    out.add(name);
+  }
+  return [...out];
+}
+
+/** The compose projects that own containers or volumes on this engine. */
+export async function composeProjects(): Promise<string[]> {
+  const label = '{{.Label "com.docker.compose.project"}}';
+  const [ps, vol] = await Promise.all([
+    run('docker', ['ps', '-a', '--filter', 'label=com.docker.compose.project', '--format', label], 30_000),
+    run(
+      'docker',
+      ['volume', 'ls', '--filter', 'label=com.docker.compose.project', '--format', label],
+      30_000,
+    ),
+  ]);
+  return [...ps.stdout.split('\n'), ...vol.stdout.split('\n')].map((l) => l.trim()).filter(Boolean);
+}
+
 /** The Node base image: what docker/ci-prepare.sh chose, else node:22-slim, else a local one. */
 export async function nodeImage(): Promise<string> {
   const file = join(ROOT, '.ci/out/node-image');

@@ -21,6 +21,7 @@ import {
   noEngine,
   run,
   runOk,
+  staleRuns,
   until,
   type Result,
 } from './helpers.ts';
@@ -39,7 +40,11 @@ const ENV: NodeJS.ProcessEnv = {
 };
 const LABELS = ['pvblk.dom0', 'pvblk.storage'];
 /** The filter that picks what belongs to this test's stack (services, containers, networks). */
-const BY_STACK = ['-f', `label=com.docker.stack.namespace=${STACK}`];
+const BY_STACK = byStack(STACK);
+
+function byStack(stack: string): string[] {
+  return ['-f', `label=com.docker.stack.namespace=${stack}`];
+}
 
 const docker = (args: string[], ms = 60_000) => run('docker', args, ms, ENV);
 const dockerOk = (args: string[], ms = 60_000) => runOk('docker', args, ms, ENV);
@@ -128,8 +133,10 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
   const addedLabels: string[] = [];
   let removed = false;
 
-  async function removeStack(): Promise<void> {
-    await docker(['stack', 'rm', STACK], 60_000);
+  /** Removes a stack of this test (this run's, or one a killed run left) and what it created. */
+  async function removeStack(stack = STACK): Promise<void> {
+    const BY_STACK = byStack(stack);
+    await docker(['stack', 'rm', stack], 60_000);
     /** IDs a listing found; undefined when the listing itself failed (which is not "none left"). */
     const listed = async (args: string[]): Promise<string[] | undefined> => {
       const r = await docker(args);
@@ -142,7 +149,7 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
       async () => ((await listed(['ps', '-aq', ...BY_STACK]))?.length === 0 ? true : undefined),
       async () =>
         said(await docker(['ps', '-a', '--format', '{{.Names}} {{.Status}}', ...BY_STACK])) +
-        said(await docker(['stack', 'ps', '--no-trunc', STACK])),
+        said(await docker(['stack', 'ps', '--no-trunc', stack])),
     );
     // `docker stack rm` can leave an overlay network behind once its containers are gone (moby/moby
     // #30064): what a user does then is remove it by hand, and so does this, until none is left.
@@ -161,9 +168,9 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
       async () =>
         said(await docker(['network', 'ls', ...BY_STACK])) + `last docker network rm error: ${lastError}`,
     );
-    for (const v of ['host-data', 'dd-data']) await docker(['volume', 'rm', '-f', `${STACK}_${v}`]);
+    for (const v of ['host-data', 'dd-data']) await docker(['volume', 'rm', '-f', `${stack}_${v}`]);
     for (const s of ['dom0_secret', 'operator_token', 'guest_token', 'driver_domain_token'])
-      await docker(['secret', 'rm', `${STACK}_${s}`]);
+      await docker(['secret', 'rm', `${stack}_${s}`]);
   }
 
   async function cleanup(): Promise<void> {
@@ -192,6 +199,12 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
     [node, , hostname] = info;
     if (info[1] !== 'true')
       throw new Error('this node is in a swarm but not a manager: it cannot deploy a stack');
+    // what a killed run of this test left running: its services would run beside this run's
+    const stacks = await docker(['stack', 'ls', '--format', '{{.Name}}']);
+    for (const stale of staleRuns(stacks.stdout.split('\n'), /^pvblkt(\d+)$/)) {
+      console.warn(`swarm test: removing ${stale}, left by a test run that no longer runs`);
+      await removeStack(stale);
+    }
     const labels = JSON.parse(
       (await dockerOk(['node', 'inspect', '--format', '{{json .Spec.Labels}}', node])).stdout,
     ) as Record<string, string> | null;
