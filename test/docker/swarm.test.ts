@@ -135,7 +135,7 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
 
   /** Removes a stack of this test (this run's, or one a killed run left) and what it created. */
   async function removeStack(stack = STACK): Promise<void> {
-    const BY_STACK = byStack(stack);
+    const ofStack = byStack(stack);
     await docker(['stack', 'rm', stack], 60_000);
     /** IDs a listing found; undefined when the listing itself failed (which is not "none left"). */
     const listed = async (args: string[]): Promise<string[] | undefined> => {
@@ -146,9 +146,9 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
     await until(
       "the stack's containers to be gone",
       90_000,
-      async () => ((await listed(['ps', '-aq', ...BY_STACK]))?.length === 0 ? true : undefined),
+      async () => ((await listed(['ps', '-aq', ...ofStack]))?.length === 0 ? true : undefined),
       async () =>
-        said(await docker(['ps', '-a', '--format', '{{.Names}} {{.Status}}', ...BY_STACK])) +
+        said(await docker(['ps', '-a', '--format', '{{.Names}} {{.Status}}', ...ofStack])) +
         said(await docker(['stack', 'ps', '--no-trunc', stack])),
     );
     // `docker stack rm` can leave an overlay network behind once its containers are gone (moby/moby
@@ -158,7 +158,7 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
       "the stack's networks to be gone",
       60_000,
       async () => {
-        const nets = await listed(['network', 'ls', '-q', ...BY_STACK]);
+        const nets = await listed(['network', 'ls', '-q', ...ofStack]);
         for (const n of nets ?? []) {
           const r = await docker(['network', 'rm', n]);
           if (r.code !== 0) lastError = r.stderr.trim();
@@ -166,7 +166,7 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
         return nets?.length === 0 ? true : undefined;
       },
       async () =>
-        said(await docker(['network', 'ls', ...BY_STACK])) + `last docker network rm error: ${lastError}`,
+        said(await docker(['network', 'ls', ...ofStack])) + `last docker network rm error: ${lastError}`,
     );
     for (const v of ['host-data', 'dd-data']) await docker(['volume', 'rm', '-f', `${stack}_${v}`]);
     for (const s of ['dom0_secret', 'operator_token', 'guest_token', 'driver_domain_token'])
