@@ -41,6 +41,13 @@ export interface RelaySlice {
 /** How long a client that exited is waited for its last result record before it counts as lost. */
 const RESULT_GRACE_MS = 1000;
 
+/**
+ * The relay's stop order (the supervisor stops higher tiers first, each once the one before has
+ * exited): the clients, then the server, then the router — a router or server that went first would
+ * leave the others waiting for answers that never come.
+ */
+export const RELAY_TIER = { router: 0, server: 1, client: 2 } as const;
+
 export class RelayBaseline {
   private readonly results = new Map<string, RelayResult>();
   /** The result each client owes for the slice running now. */
@@ -101,9 +108,9 @@ export class RelayBaseline {
     const env = { ...baseEnv(null), PVBLK_TRACE: '' };
     const spawn = (name: string, args: string[], tier: number) =>
       this.sup.start({ name, args: ['bench', ...args], env, tier });
-    const relay = spawn('relay', ['--relay-role=relay'], 0);
+    const relay = spawn('relay', ['--relay-role=relay'], RELAY_TIER.router);
     const url = String((await relay.ready).url);
-    const server = spawn('relay-server', ['--relay-role=server', `--relay-url=${url}`], 1);
+    const server = spawn('relay-server', ['--relay-role=server', `--relay-url=${url}`], RELAY_TIER.server);
     await server.ready;
     this.routers = [relay, server].map((c) => ({ name: c.name, pid: c.proc.pid! }));
     this.routerCpu = new CpuWindows(this.routers.map((x) => x.pid));
@@ -134,7 +141,11 @@ export class RelayBaseline {
         };
         const name = `relay-client${i}`;
         const warm = new Promise<void>((resolve) => this.warm.set(name, resolve));
-        const child = spawn(name, ['--relay-role=client', `--relay-spec=${JSON.stringify(spec)}`], 2);
+        const child = spawn(
+          name,
+          ['--relay-role=client', `--relay-spec=${JSON.stringify(spec)}`],
+          RELAY_TIER.client,
+        );
         // the result record may be read just after the exit: give it a moment before giving up
         const died = child.exited.then(
           () =>
