@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { processRuns } from '../../src/cli/lock.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -112,16 +113,6 @@ export async function until<T>(
   }
 }
 
-/** Whether a process of this pid still runs (a pid of another user's process counts as running). */
-function pidRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * The names matching `pattern` (its first group the pid of the test run that made them) whose run is
  * gone: a test run killed outright (a CI run cut short, SIGKILL) cannot tear its stack down, and a
@@ -134,7 +125,7 @@ export function staleRuns(names: Iterable<string>, pattern: RegExp): string[] {
     const m = pattern.exec(name);
     if (!m) continue;
     const pid = Number(m[1]);
-    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || pidRuns(pid)) continue;
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || processRuns(pid)) continue;
     out.add(name);
   }
   return [...out];
