@@ -51,8 +51,12 @@ const PUBLISH = [
   'docker-compose.publish.yml',
 ];
 
-function dc(args: string[], timeoutMs = 60_000): Promise<Result> {
-  return run(compose![0], [...compose!.slice(1), '-p', PROJECT, ...args], timeoutMs, ENV);
+/** A compose command against this test's project, or (for a killed run's leftovers) another one. */
+function dc(args: string[], timeoutMs = 60_000, project = PROJECT): Promise<Result> {
+  return run(compose![0], [...compose!.slice(1), '-p', project, ...args], timeoutMs, {
+    ...ENV,
+    COMPOSE_PROJECT_NAME: project,
+  });
 }
 
 async function dcOk(args: string[], timeoutMs = 60_000): Promise<Result> {
@@ -124,15 +128,7 @@ describe.skipIf(compose === null)('docker compose: the pvblk stack in containers
     // and of killed runs with other pids: their hypervisor would run (and be health-checked) beside ours
     for (const stale of staleRuns(await composeProjects(), /^pvblk-test-(\d+)$/)) {
       console.warn(`docker test: removing project ${stale}, left by a test run that no longer runs`);
-      const r = await run(
-        compose![0],
-        [...compose!.slice(1), '-p', stale, 'down', '-v', '--remove-orphans'],
-        90_000,
-        {
-          ...ENV,
-          COMPOSE_PROJECT_NAME: stale,
-        },
-      );
+      const r = await dc(['down', '-v', '--remove-orphans'], 90_000, stale);
       if (r.code !== 0) console.warn(`docker test: could not remove ${stale}: ${r.stderr.slice(-1000)}`);
     }
     const b = await dcOk(['build'], 600_000);
