@@ -21,12 +21,13 @@ import {
   HOST_SEED,
   nodeImage,
   run,
+  runHost,
   staleRuns,
   until,
   type Result,
 } from './helpers.ts';
 
-const PROJECT = `pvblk-test-${process.pid}`;
+const PROJECT = `pvblk-test-${process.pid}-${runHost()}`;
 const { compose, reason } = detectCompose();
 if (reason) console.warn(`test/docker/compose.test.ts skipped: ${reason}`);
 
@@ -126,7 +127,7 @@ describe.skipIf(compose === null)('docker compose: the pvblk stack in containers
     ENV.NODE_IMAGE = image;
     await dc(['down', '-v', '--remove-orphans'], 60_000); // leftovers of a killed run with this pid
     // and of killed runs with other pids: their hypervisor would run (and be health-checked) beside ours
-    for (const stale of staleRuns(await composeProjects(), /^pvblk-test-(\d+)$/)) {
+    for (const stale of staleRuns(await composeProjects(), /^pvblk-test-(\d+)-([0-9a-f]{8})$/)) {
       console.warn(`docker test: removing project ${stale}, left by a test run that no longer runs`);
       const r = await dc(['down', '-v', '--remove-orphans'], 90_000, stale);
       if (r.code !== 0) console.warn(`docker test: could not remove ${stale}: ${r.stderr.slice(-1000)}`);

@@ -3,7 +3,9 @@
  * deadline, the Node base image, waiting on conditions, and the seed transcript.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
@@ -114,16 +116,36 @@ export async function until<T>(
 }
 
 /**
- * The names matching `pattern` (its first group the pid of the test run that made them) whose run is
- * gone: a test run killed outright (a CI run cut short, SIGKILL) cannot tear its stack down, and a
- * stack left running — a hypervisor container and its health check every few seconds — skews every
- * later benchmark on the machine. This run's own pid is never stale; nor is a pid that runs again.
+ * Where this test run's pids mean something: this boot of this machine's kernel and this pid
+ * namespace, as 8 hex digits. The Docker tests put it into the names they make beside their pid, so
+ * a run never judges a name made by a run in another pid namespace that shares the engine (a CI job
+ * in a container with the host's socket, a second machine using the same engine) — there, the pid
+ * says nothing about whether that run is alive. Without /proc (not Linux), the host name stands in.
  */
-export function staleRuns(names: Iterable<string>, pattern: RegExp): string[] {
+export function runHost(): string {
+  let where: string;
+  try {
+    // the boot id tells machines (and boots) apart; the namespace's inode tells namespaces apart on
+    // one boot (the initial namespace has the same inode on every machine, hence both)
+    where = `${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()} ${readlinkSync('/proc/self/ns/pid')}`;
+  } catch {
+    where = hostname();
+  }
+  return createHash('sha256').update(where).digest('hex').slice(0, 8);
+}
+
+/**
+ * The names matching `pattern` (its groups: the pid of the test run that made them, then the
+ * runHost() it ran in) whose run is gone: a test run killed outright (a CI run cut short, SIGKILL)
+ * cannot tear its stack down, and a stack left running — a hypervisor container and its health check
+ * every few seconds — skews every later benchmark on the machine. Only names made where this run is
+ * (`host`) are judged; this run's own pid is never stale; nor is a pid that runs again.
+ */
+export function staleRuns(names: Iterable<string>, pattern: RegExp, host = runHost()): string[] {
   const out = new Set<string>();
   for (const name of names) {
     const m = pattern.exec(name);
-    if (!m) continue;
+    if (!m || m[2] !== host) continue;
     const pid = Number(m[1]);
     if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || processRuns(pid)) continue;
     out.add(name);

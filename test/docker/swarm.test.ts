@@ -21,6 +21,7 @@ import {
   noEngine,
   run,
   runOk,
+  runHost,
   staleRuns,
   until,
   type Result,
@@ -29,7 +30,7 @@ import {
 const reason = noEngine();
 if (reason) console.warn(`test/docker/swarm.test.ts skipped: ${reason}`);
 
-const STACK = `pvblkt${process.pid}`;
+const STACK = `pvblkt${process.pid}h${runHost()}`;
 const IMAGE = 'pvblk:local';
 const ENV: NodeJS.ProcessEnv = {
   PVBLK_SECRETS: STACK,
@@ -201,7 +202,7 @@ describe.skipIf(reason !== null)('docker swarm: the pvblk stack as services', ()
       throw new Error('this node is in a swarm but not a manager: it cannot deploy a stack');
     // what a killed run of this test left running: its services would run beside this run's
     const stacks = await docker(['stack', 'ls', '--format', '{{.Name}}']);
-    for (const stale of staleRuns(stacks.stdout.split('\n'), /^pvblkt(\d+)$/)) {
+    for (const stale of staleRuns(stacks.stdout.split('\n'), /^pvblkt(\d+)h([0-9a-f]{8})$/)) {
       console.warn(`swarm test: removing ${stale}, left by a test run that no longer runs`);
       await removeStack(stale);
     }
