@@ -7,7 +7,7 @@
  * into a guest-visible status. Only caller bugs — buffers whose lengths disagree, a malformed
  * format — throw `PvblkError('EINVAL')`.
  */
-import { crc16T10Dif, ipChecksum } from './crc.ts';
+import { crc16T10Dif, intervalGuards, ipChecksum } from './crc.ts';
 import { PvblkError } from './errors.ts';
 
 /** Bytes of one tuple: guard u16, application tag u16, reference tag u32, all big-endian. */
@@ -43,7 +43,7 @@ export interface PiFormat {
 }
 
 /** Which escape rule decides that an interval is exempt from checking; see {@link verifyPi}. */
-export type PiEscapeRule = 'linux' | 'scsi_debug';
+export type PiEscapeRule = 'linux' | 'scsi_debug' | 'none';
 
 export type PiCheck = 'guard' | 'app' | 'ref';
 
@@ -88,10 +88,23 @@ export interface VerifyPiOptions {
   /**
    * `linux` (default): Types 1/2 skip an interval whose app tag is 0xFFFF; Type 3 needs app 0xFFFF
    * and ref 0xFFFFFFFF. `scsi_debug`: app 0xFFFF skips for every type (its never-written PI is
-   * all-ones, so unwritten blocks read back unchecked).
+   * all-ones, so unwritten blocks read back unchecked). `none`: nothing is skipped (scsi_debug's
+   * prot_verify_write()).
    */
   escape?: PiEscapeRule;
-  /** Where to keep the guards this check computes, for a later check of the same bytes. */
+  /**
+   * The order of the checks within an interval, which decides the one reported when an interval
+   * fails several: by default SBC's ASCQ order — guard, app, ref — as scsi_debug's dif_verify();
+   * Linux's block layer (t10-pi.c) checks the reference tag before the guard: `['ref', 'guard']`
+   * (with pvblk's app-tag check after them). Checks switched off in `checks` are not run wherever
+   * they stand; a check left out of the order is not run either.
+   */
+  order?: readonly PiCheck[];
+  /**
+   * The guards of these bytes, shared by the checks of one write (the HBA's, then the drive's): when
+   * it holds every interval's, they are used instead of computed; otherwise the ones computed here —
+   * every interval's, escapes included — are kept in it for the next check.
+   */
   record?: ComputedGuards;
 }
 
@@ -120,6 +133,24 @@ export class ComputedGuards {
   /** Drops every recorded guard: later reads compute. */
   forget(): void {
     this.values.fill(-1);
+  }
+
+  /** Whether these are the guards of `data` by `kind` and `interval`. */
+  covers(data: Uint8Array, kind: GuardKind, interval: number): boolean {
+    return data === this.data && kind === this.kind && interval === this.interval;
+  }
+
+  /** Copies the first `count` guards into `out` when all of them are recorded; false otherwise. */
+  take(out: Uint16Array, count: number): boolean {
+    if (count > this.values.length) return false;
+    for (let i = 0; i < count; i++) if (this.values[i] < 0) return false;
+    for (let i = 0; i < count; i++) out[i] = this.values[i];
+    return true;
+  }
+
+  /** Records the first `count` guards of `guards`. */
+  keep(guards: Uint16Array, count: number): void {
+    for (let i = 0; i < Math.min(count, this.values.length); i++) this.values[i] = guards[i];
   }
 
   /** The guard of `data[start, end)` computed as `guard`: the recorded one when it is the same interval. */
@@ -175,24 +206,24 @@ export function generatePi(data: Uint8Array, pi: Uint8Array, opts: GeneratePiOpt
   checkSeed(seed, count);
   const appTag = checkUint(opts.appTag ?? 0, 0xffff, 'appTag');
   const type3Ref = checkUint(opts.type3Ref ?? 0, 0xffffffff, 'type3Ref');
-  const interval = format.interval;
-  const useCrc = format.guard === 'crc';
+  const guards = guardsOf(data, format, count);
   const hasRef = format.type !== 3;
   for (let i = 0; i < count; i++) {
-    const start = i * interval;
-    const end = start + interval;
-    const guard = useCrc ? crc16T10Dif(data, start, end) : ipChecksum(data, start, end);
     // `>>> 0` is ToUint32, i.e. mod 2^32, exact because seed + i stays a safe integer.
-    writeTuple(pi, i * PI_TUPLE_SIZE, guard, appTag, hasRef ? (seed + i) >>> 0 : type3Ref);
+    writeTuple(pi, i * PI_TUPLE_SIZE, guards[i], appTag, hasRef ? (seed + i) >>> 0 : type3Ref);
   }
 }
 
+/** SBC's order of the checks (the ASCQs 1, 2, 3 of ASC 0x10), and scsi_debug's. */
+const SBC_ORDER: readonly PiCheck[] = ['guard', 'app', 'ref'];
+
 /**
  * Check every interval of `data` against its tuple in `pi` and return the first failure, or null.
- * Per interval: skip it if it is an escape, then guard, then app (`(stored & mask) !== (appTag &
- * mask)`), then ref (`(seed + i) mod 2^32`, Types 1/2 only). That is the order of SBC's ASCQs
- * (0x10/0x01 guard, /0x02 app, /0x03 ref) and of scsi_debug's dif_verify(); Linux's block layer
- * tests ref before guard, which only changes the report when one interval fails both.
+ * Per interval: skip it if it is an escape (`escape`), then run the checks in `order` — by default
+ * guard, then app (`(stored & mask) !== (appTag & mask)`), then ref (`(seed + i) mod 2^32`, Types
+ * 1/2 only): the order of SBC's ASCQs (0x10/0x01 guard, /0x02 app, /0x03 ref) and of scsi_debug's
+ * dif_verify(). Linux's block layer tests ref before guard, which only changes the report when one
+ * interval fails both; its callers pass that order. Every verifier of PI in pvblk is this one.
  */
 export function verifyPi(data: Uint8Array, pi: Uint8Array, opts: VerifyPiOptions): PiVerifyError | null {
   const { format, seed } = opts;
@@ -200,40 +231,55 @@ export function verifyPi(data: Uint8Array, pi: Uint8Array, opts: VerifyPiOptions
   checkSeed(seed, count);
   const appTag = checkUint(opts.appTag ?? 0, 0xffff, 'appTag');
   const appTagMask = checkUint(opts.appTagMask ?? 0xffff, 0xffff, 'appTagMask');
-  const checkGuard = opts.checks?.guard ?? true;
-  const checkApp = opts.checks?.app ?? false;
+  const order = opts.order ?? SBC_ORDER;
+  const checkGuard = (opts.checks?.guard ?? true) && order.includes('guard');
+  const checkApp = (opts.checks?.app ?? false) && order.includes('app');
   // Type 3 leaves the reference tag undefined, so there is nothing to compare it against.
-  const checkRef = (opts.checks?.ref ?? true) && format.type !== 3;
-  const escapeNeedsRef = (opts.escape ?? 'linux') === 'linux' && format.type === 3;
-  const interval = format.interval;
-  const useCrc = format.guard === 'crc';
+  const checkRef = (opts.checks?.ref ?? true) && format.type !== 3 && order.includes('ref');
+  const escape = opts.escape ?? 'linux';
+  const escapeNeedsRef = escape === 'linux' && format.type === 3;
   const expectedApp = appTag & appTagMask;
-  const r = opts.record;
-  const record = r && r.data === data && r.kind === format.guard && r.interval === interval ? r : null;
+  const guards = checkGuard ? guardsOf(data, format, count, opts.record) : null;
   for (let i = 0; i < count; i++) {
     const off = i * PI_TUPLE_SIZE;
     const storedApp = readU16(pi, off + 2);
     const storedRef = readU32(pi, off + 4);
-    if (storedApp === PI_APP_ESCAPE && (!escapeNeedsRef || storedRef === PI_REF_ESCAPE)) continue;
-    if (checkGuard) {
-      const start = i * interval;
-      const end = start + interval;
-      const guard = useCrc ? crc16T10Dif(data, start, end) : ipChecksum(data, start, end);
-      record?.set(i, guard);
-      const storedGuard = readU16(pi, off);
-      if (storedGuard !== guard)
-        return { check: 'guard', interval: i, expected: guard, received: storedGuard };
-    }
-    if (checkApp && (storedApp & appTagMask) !== expectedApp) {
-      return { check: 'app', interval: i, expected: appTag, received: storedApp };
-    }
-    if (checkRef) {
-      const expectedRef = (seed + i) >>> 0;
-      if (storedRef !== expectedRef)
-        return { check: 'ref', interval: i, expected: expectedRef, received: storedRef };
+    if (escape !== 'none' && storedApp === PI_APP_ESCAPE && (!escapeNeedsRef || storedRef === PI_REF_ESCAPE))
+      continue;
+    for (const check of order) {
+      if (check === 'guard' && guards) {
+        const storedGuard = readU16(pi, off);
+        if (storedGuard !== guards[i])
+          return { check: 'guard', interval: i, expected: guards[i], received: storedGuard };
+      } else if (check === 'app' && checkApp) {
+        if ((storedApp & appTagMask) !== expectedApp)
+          return { check: 'app', interval: i, expected: appTag, received: storedApp };
+      } else if (check === 'ref' && checkRef) {
+        const expectedRef = (seed + i) >>> 0;
+        if (storedRef !== expectedRef)
+          return { check: 'ref', interval: i, expected: expectedRef, received: storedRef };
+      }
     }
   }
   return null;
+}
+
+/** Where guardsOf() leaves its guards (grown on demand; read before the next call). */
+let guardScratch = new Uint16Array(256);
+
+/**
+ * The guard of each of the `count` intervals of `data`: those `record` holds for these bytes when it
+ * holds them all, else computed in one pass (and kept in `record`). The array is shared: read it
+ * before calling again.
+ */
+function guardsOf(data: Uint8Array, format: PiFormat, count: number, record?: ComputedGuards): Uint16Array {
+  if (guardScratch.length < count) guardScratch = new Uint16Array(Math.max(count, 2 * guardScratch.length));
+  const out = guardScratch;
+  const r = record?.covers(data, format.guard, format.interval) ? record : null;
+  if (r?.take(out, count)) return out;
+  intervalGuards(data, 0, count * format.interval, format.interval, format.guard, out);
+  r?.keep(out, count);
+  return out;
 }
 
 function writeTuple(buf: Uint8Array, off: number, guard: number, appTag: number, refTag: number): void {

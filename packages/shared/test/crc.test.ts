@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { crc16T10Dif, crc16T10DifBitwise, ipChecksum } from '../src/crc.ts';
+import { crc16T10Dif, crc16T10DifBitwise, intervalGuards, ipChecksum } from '../src/crc.ts';
 import { SCRATCH_BYTES } from '../src/guard-wasm.ts';
 import { xorshiftBytes } from './xorshift.ts';
 
@@ -165,5 +165,57 @@ describe('ipChecksum', () => {
     const big = xorshiftBytes(12 * 1024 * 1024 + 3, 0x12345678);
     expect(ipChecksum(big)).toBe(ipChecksumByWords(big));
     expect(ipChecksum(filled(12 * 1024 * 1024, 0xff))).toBe(0x0000);
+  });
+});
+
+describe('intervalGuards', () => {
+  /** Each interval's guard computed on its own, as the one-call loop must reproduce. */
+  const oneByOne = (data: Uint8Array, start: number, end: number, interval: number, kind: 'crc' | 'ip') =>
+    Array.from({ length: (end - start) / interval }, (_, i) => {
+      const at = start + i * interval;
+      return kind === 'crc'
+        ? crc16T10DifBitwise(data, at, at + interval)
+        : ipChecksumByWords(data, at, at + interval);
+    });
+
+  it('equals one guard per interval, for both kinds, any interval and offset', () => {
+    const data = xorshiftBytes(3 * SCRATCH_BYTES + 4096, 0x1d0f);
+    // 4 KiB with 512-byte intervals (the common case); odd intervals; whole pieces of the scratch
+    // area and more than one; intervals too small or too large for the one-call loop
+    const cases: Array<[number, number, number]> = [
+      [0, 4096, 512],
+      [7, 7 + 4096, 512],
+      [1, 1 + 5 * 520, 520],
+      [3, 3 + 9 * 5, 5],
+      [0, 2 * SCRATCH_BYTES + 1024, 512],
+      [4096, 4096 + 3 * 4096, 4096],
+      [0, 40, 4],
+      [2, 2 + 6 * 3, 3],
+      [0, 2 * SCRATCH_BYTES, SCRATCH_BYTES],
+      [5, 5 + SCRATCH_BYTES + 2, SCRATCH_BYTES + 2],
+      [10, 10, 512],
+    ];
+    for (const kind of ['crc', 'ip'] as const) {
+      for (const [start, end, interval] of cases) {
+        const want = oneByOne(data, start, end, interval, kind);
+        const out = new Uint16Array(want.length + 2).fill(0xbeef);
+        expect(
+          intervalGuards(data, start, end, interval, kind, out),
+          `${kind} ${start} ${end} ${interval}`,
+        ).toBe(want.length);
+        expect(Array.from(out.subarray(0, want.length)), `${kind} ${start} ${end} ${interval}`).toEqual(want);
+        expect(Array.from(out.subarray(want.length))).toEqual([0xbeef, 0xbeef]); // nothing past them
+      }
+    }
+  });
+
+  it('refuses a range that is not whole intervals, a bad interval, a short output or a range outside', () => {
+    const data = new Uint8Array(4096);
+    const out = new Uint16Array(8);
+    expect(() => intervalGuards(data, 0, 4000, 512, 'crc', out)).toThrow(/not a whole number of 512-byte/);
+    expect(() => intervalGuards(data, 0, 4096, 0, 'crc', out)).toThrow(RangeError);
+    expect(() => intervalGuards(data, 0, 4096, 1.5, 'crc', out)).toThrow(RangeError);
+    expect(() => intervalGuards(data, 0, 4096, 256, 'crc', out)).toThrow(/16 guards do not fit in 8/);
+    expect(() => intervalGuards(data, 512, 4608, 512, 'ip', out)).toThrow(RangeError);
   });
 });

@@ -301,6 +301,42 @@ describe('verifyPi', () => {
     expect(verifyPi(data, pi, { format: fmt(1), seed: 5, checks: { guard: false } })?.check).toBe('ref');
   });
 
+  it('runs the checks in the order asked for: Linux checks ref before guard', () => {
+    const { data, pi } = fixture();
+    data[0] = 0x01; // interval 0 fails its guard …
+    const all = { guard: true, app: true, ref: true };
+    // … and, with seed 5, its ref and (with app tag 1) its app tag
+    const opts = { format: fmt(1), seed: 5, appTag: 1, checks: all };
+    expect(verifyPi(data, pi, opts)?.check).toBe('guard');
+    expect(verifyPi(data, pi, { ...opts, order: ['ref', 'guard', 'app'] })?.check).toBe('ref');
+    expect(verifyPi(data, pi, { ...opts, order: ['app', 'ref', 'guard'] })?.check).toBe('app');
+    // a check left out of the order is not run, whatever `checks` says
+    expect(verifyPi(data, pi, { ...opts, order: ['guard', 'ref'], seed: 100 })?.check).toBe('guard');
+    data[0] = 0;
+    expect(verifyPi(data, pi, { ...opts, order: ['guard', 'ref'], seed: 100 })).toBe(null);
+    // the order decides within an interval, not across them: interval 0 is reported first
+    pi[2 * 8 + 7] ^= 0x01; // ref of interval 2 wrong
+    data[0] = 0x01; // guard of interval 0 wrong
+    expect(verifyPi(data, pi, { format: fmt(1), seed: 100, order: ['ref', 'guard'] })).toEqual({
+      check: 'guard',
+      interval: 0,
+      expected: 0xb45e,
+      received: 0x0000,
+    });
+  });
+
+  it("escape 'none' checks every interval: scsi_debug's check of a write", () => {
+    const { data, pi } = fixture();
+    pi[1 * 8 + 2] = 0xff;
+    pi[1 * 8 + 3] = 0xff; // interval 1: app tag 0xFFFF
+    data[600] = 0x55; // and corrupt
+    expect(verifyPi(data, pi, { format: fmt(1), seed: 100, escape: 'scsi_debug' })).toBe(null);
+    expect(verifyPi(data, pi, { format: fmt(1), seed: 100, escape: 'none' })).toMatchObject({
+      check: 'guard',
+      interval: 1,
+    });
+  });
+
   it('never checks the Type 3 ref tag', () => {
     const data = new Uint8Array(1024);
     const pi = new Uint8Array(16);
@@ -361,21 +397,50 @@ describe('verifyPi', () => {
 });
 
 describe('ComputedGuards', () => {
-  it('keeps the guards verifyPi computed, and not those of intervals it skipped as escapes', () => {
+  it("fills an empty record with every interval's guard, escapes included", () => {
     const data = new Uint8Array(2048).map((_, i) => i * 7);
     const pi = new Uint8Array(32);
     generatePi(data, pi, { format: fmt(1), seed: 100 });
     pi[3 * 8 + 2] = 0xff; // interval 3: app tag 0xFFFF, an escape Linux does not check
     pi[3 * 8 + 3] = 0xff;
     const record = new ComputedGuards(data, 'crc', 512);
-    for (let i = 0; i < 4; i++) record.set(i, 0x1111); // poison: what verifyPi records replaces it
     expect(verifyPi(data, pi, { format: fmt(1), seed: 100, record })).toBeNull();
-    for (let i = 0; i < 3; i++) {
+    // the guards of all four intervals are computed in one pass: the escape's is a true one too
+    for (let i = 0; i < 4; i++) {
       expect(record.of(data, i * 512, (i + 1) * 512, 'crc')).toBe(
         crc16T10DifBitwise(data, i * 512, (i + 1) * 512),
       );
     }
-    expect(record.of(data, 1536, 2048, 'crc')).toBe(0x1111);
+  });
+
+  it('is used instead of computing when it holds every guard: the check of the same write after the HBA', () => {
+    const data = new Uint8Array(1024).map((_, i) => i * 5);
+    const pi = new Uint8Array(16);
+    generatePi(data, pi, { format: fmt(1), seed: 9 });
+    const record = new ComputedGuards(data, 'crc', 512);
+    record.set(0, 0x1111); // poisoned: a record that is read shows through
+    record.set(1, 0x2222);
+    expect(verifyPi(data, pi, { format: fmt(1), seed: 9, record })).toMatchObject({
+      check: 'guard',
+      interval: 0,
+      expected: 0x1111,
+    });
+    // with one guard missing, all are computed, and the record's are replaced
+    record.forget();
+    record.set(0, 0x1111);
+    expect(verifyPi(data, pi, { format: fmt(1), seed: 9, record })).toBeNull();
+    expect(record.of(data, 0, 512, 'crc')).toBe(crc16T10DifBitwise(data, 0, 512));
+  });
+
+  it('keeps nothing when the guard is not checked', () => {
+    const data = new Uint8Array(1024).map((_, i) => i * 3);
+    const pi = new Uint8Array(16);
+    generatePi(data, pi, { format: fmt(1), seed: 5 });
+    const record = new ComputedGuards(data, 'crc', 512);
+    record.set(0, 0x1111);
+    const checks = { guard: false, ref: true };
+    expect(verifyPi(data, pi, { format: fmt(1), seed: 5, checks, record })).toBeNull();
+    expect(record.of(data, 0, 512, 'crc')).toBe(0x1111);
   });
 
   it('is read, not recomputed: a poisoned record shows through for the same buffer only', () => {

@@ -31,11 +31,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   KERN_ERR,
   KERN_INFO,
-  PI_APP_ESCAPE,
   PI_TUPLE_SIZE,
   PvblkError,
-  computeGuard,
-  decodePiTuple,
+  verifyPi,
   type ComputedGuards,
   type KernelLog,
 } from '@pvblk/shared';
@@ -573,34 +571,27 @@ export class ScsiDebugTarget {
     guards?: ComputedGuards,
   ): { ascq: number; sector: number } | null {
     const perBlock = p.sector_size / PI_INTERVAL;
-    const kind = p.guard === 1 ? 'ip' : 'crc';
+    const bad = verifyPi(data, pi, {
+      format: { type: p.dif as 1 | 2 | 3, guard: p.guard === 1 ? 'ip' : 'crc', interval: PI_INTERVAL },
+      seed: d.size === 32 ? (d.expectedRef ?? 0) : d.lba * perBlock,
+      checks: { guard: true, ref: true, app: false },
+      order: ['guard', 'ref'],
+      escape: write ? 'none' : 'scsi_debug',
+      record: guards,
+    });
+    if (!bad) return null;
     const fn = write ? 'prot_verify_write' : 'prot_verify_read';
-    const firstRef = d.size === 32 ? (d.expectedRef ?? 0) : d.lba * perBlock;
-    const intervals = data.length / PI_INTERVAL;
-    for (let i = 0; i < intervals; i++) {
-      const t = decodePiTuple(pi, i * PI_TUPLE_SIZE);
-      if (!write && t.appTag === PI_APP_ESCAPE) continue;
-      const lba = d.lba + Math.floor(i / perBlock);
-      const guard = guards
-        ? guards.of(data, i * PI_INTERVAL, (i + 1) * PI_INTERVAL, kind)
-        : computeGuard(data, i * PI_INTERVAL, (i + 1) * PI_INTERVAL, kind);
-      if (t.guard !== guard) {
-        this.log?.printk(
-          KERN_ERR,
-          `${fn}: GUARD check failed on sector ${lba} rcvd ${hex4(t.guard)}, ${write ? 'calculated' : 'data'} ${hex4(guard)}`,
-        );
-        this.counters.difErrors++;
-        if (write) this.dumpSector(data, Math.floor(i / perBlock) * p.sector_size, p.sector_size);
-        return { ascq: 1, sector: d.lba * perBlock + i };
-      }
-      if (p.dif !== 3 && t.refTag !== (firstRef + i) % 0x100000000) {
-        this.log?.printk(KERN_ERR, `${fn}: REF check failed on sector ${lba}`);
-        this.counters.difErrors++;
-        if (write) this.dumpSector(data, Math.floor(i / perBlock) * p.sector_size, p.sector_size);
-        return { ascq: 3, sector: d.lba * perBlock + i };
-      }
-    }
-    return null;
+    const i = bad.interval;
+    const lba = d.lba + Math.floor(i / perBlock);
+    this.log?.printk(
+      KERN_ERR,
+      bad.check === 'guard'
+        ? `${fn}: GUARD check failed on sector ${lba} rcvd ${hex4(bad.received)}, ${write ? 'calculated' : 'data'} ${hex4(bad.expected)}`
+        : `${fn}: REF check failed on sector ${lba}`,
+    );
+    this.counters.difErrors++;
+    if (write) this.dumpSector(data, Math.floor(i / perBlock) * p.sector_size, p.sector_size);
+    return { ascq: bad.check === 'guard' ? 1 : 3, sector: d.lba * perBlock + i };
   }
 
   /** 1.82's dump_sector() after a failed write check: printable bytes as ` c `, others as `xx `. */

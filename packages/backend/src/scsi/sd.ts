@@ -39,12 +39,8 @@ import {
   KERN_INFO,
   KERN_NOTICE,
   KERN_WARNING,
-  PI_APP_ESCAPE,
-  PI_REF_ESCAPE,
   PI_TUPLE_SIZE,
   PvblkError,
-  computeGuard,
-  decodePiTuple,
   generatePi,
   verifyPi,
   ComputedGuards,
@@ -496,40 +492,29 @@ export class SdDisk implements HostBlockDevice {
    * the first escape, later intervals are still checked (as t10-pi.c does since 4.x).
    */
   private blockLayerVerify(data: Buffer, prot: Buffer, sector: number): IoError | null {
-    const type = this.hostType();
-    for (let i = 0; i < data.length / PI_INTERVAL; i++) {
-      const t = decodePiTuple(prot, i * PI_TUPLE_SIZE);
-      const seed = sector + i;
-      if (t.appTag === PI_APP_ESCAPE && (type !== 3 || t.refTag === PI_REF_ESCAPE)) continue;
-      if (type !== 3 && t.refTag !== seed % 0x100000000) {
-        this.log.printk(KERN_ERR, `${this.name}: ref tag error on sector ${seed} (rcvd ${t.refTag})`);
-        return {
-          kind: 'protection',
-          check: 'ref',
-          sector: seed,
-          badSector: seed,
-          detectedBy: 'host',
-          detail: 'ref tag error',
-        };
-      }
-      const guard = computeGuard(data, i * PI_INTERVAL, (i + 1) * PI_INTERVAL, this.guardKind);
-      if (t.guard !== guard) {
-        const h = (v: number) => v.toString(16).padStart(4, '0');
-        this.log.printk(
-          KERN_ERR,
-          `${this.name}: guard tag error on sector ${seed} (rcvd ${h(t.guard)}, data ${h(guard)})`,
-        );
-        return {
-          kind: 'protection',
-          check: 'guard',
-          sector: seed,
-          badSector: seed,
-          detectedBy: 'host',
-          detail: 'guard tag error',
-        };
-      }
-    }
-    return null;
+    const bad = verifyPi(data, prot, {
+      format: this.hostFormat(),
+      seed: sector,
+      checks: { guard: true, ref: true, app: false },
+      order: ['ref', 'guard'],
+    });
+    if (!bad) return null;
+    const seed = sector + bad.interval;
+    const h = (v: number) => v.toString(16).padStart(4, '0');
+    this.log.printk(
+      KERN_ERR,
+      bad.check === 'ref'
+        ? `${this.name}: ref tag error on sector ${seed} (rcvd ${bad.received})`
+        : `${this.name}: guard tag error on sector ${seed} (rcvd ${h(bad.received)}, data ${h(bad.expected)})`,
+    );
+    return {
+      kind: 'protection',
+      check: bad.check,
+      sector: seed,
+      badSector: seed,
+      detectedBy: 'host',
+      detail: `${bad.check} tag error`,
+    };
   }
 
   /**

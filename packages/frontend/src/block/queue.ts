@@ -18,14 +18,13 @@ import {
   KERN_ERR,
   KERN_INFO,
   PAGE_SIZE,
-  PI_APP_ESCAPE,
-  PI_REF_ESCAPE,
   PI_TUPLE_SIZE,
   PvblkError,
   SECTOR_SIZE,
-  computeGuard,
   generatePi,
+  verifyPi,
   type KernelLog,
+  type PiCheck,
 } from '@pvblk/shared';
 import type {
   BioSegment,
@@ -481,50 +480,33 @@ export class GuestBlockQueue {
    */
   private verify(req: BlockRequest, integ: RequestIntegrity, bi: DeviceIntegrity): BlockResult | null {
     const data = gather(req.segments);
-    const t = integ.tuples;
     const count = data.length / bi.interval;
-    const hasRef = bi.type !== 3;
+    const bad = verifyPi(data, integ.tuples, {
+      format: { type: bi.type, guard: bi.guard, interval: bi.interval },
+      seed: integ.refSeed,
+      appTag: integ.appTag,
+      checks: { guard: true, ref: true, app: integ.checks.app },
+      order: LINUX_ORDER,
+    });
+    // every interval up to the failing one was looked at, escapes included
+    this.stats.piVerified += bad ? bad.interval + 1 : count;
+    if (!bad) return null;
+    const seed = integ.refSeed + bad.interval;
     const sectorsPerInterval = bi.interval / SECTOR_SIZE;
-    for (let i = 0; i < count; i++) {
-      this.stats.piVerified++;
-      const off = i * PI_TUPLE_SIZE;
-      const storedGuard = t.readUInt16BE(off);
-      const storedApp = t.readUInt16BE(off + 2);
-      const storedRef = t.readUInt32BE(off + 4);
-      const seed = integ.refSeed + i;
-      const fail = (check: 'guard' | 'app' | 'ref', line: string): BlockResult => {
-        this.stats.piVerifyErrors[check]++;
-        this.stats.errors.protection++;
-        this.log.printk(KERN_ERR, `${this.name}: ${line}`);
-        return {
-          status: 'protection',
-          pi: { check, sector: req.sector + i * sectorsPerInterval, caughtBy: 'guest' },
-        };
-      };
-      if (hasRef) {
-        if (storedApp === PI_APP_ESCAPE) continue;
-        const want = seed >>> 0;
-        if (storedRef !== want) return fail('ref', `ref tag error at location ${want} (rcvd ${storedRef})`);
-      } else if (storedApp === PI_APP_ESCAPE && storedRef === PI_REF_ESCAPE) {
-        continue;
-      }
-      const start = i * bi.interval;
-      const guard = computeGuard(data, start, start + bi.interval, bi.guard);
-      if (storedGuard !== guard) {
-        return fail(
-          'guard',
-          `guard tag error at sector ${seed} (rcvd ${hex4(storedGuard)}, want ${hex4(guard)})`,
-        );
-      }
-      if (integ.checks.app && storedApp !== integ.appTag) {
-        // Not a Linux message: the block layer has no app-tag check. Same shape as the guard line.
-        return fail(
-          'app',
-          `app tag error at sector ${seed} (rcvd ${hex4(storedApp)}, want ${hex4(integ.appTag)})`,
-        );
-      }
-    }
-    return null;
+    const line =
+      bad.check === 'ref'
+        ? `ref tag error at location ${bad.expected} (rcvd ${bad.received})`
+        : bad.check === 'guard'
+          ? `guard tag error at sector ${seed} (rcvd ${hex4(bad.received)}, want ${hex4(bad.expected)})`
+          : // Not a Linux message: the block layer has no app-tag check. Same shape as the guard line.
+            `app tag error at sector ${seed} (rcvd ${hex4(bad.received)}, want ${hex4(bad.expected)})`;
+    this.stats.piVerifyErrors[bad.check]++;
+    this.stats.errors.protection++;
+    this.log.printk(KERN_ERR, `${this.name}: ${line}`);
+    return {
+      status: 'protection',
+      pi: { check: bad.check, sector: req.sector + bad.interval * sectorsPerInterval, caughtBy: 'guest' },
+    };
   }
 
   // --- fault injection -------------------------------------------------------------------------
@@ -582,6 +564,9 @@ export class GuestBlockQueue {
     });
   }
 }
+
+/** t10-pi.c checks the reference tag before the guard; pvblk's app-tag check comes last. */
+const LINUX_ORDER: readonly PiCheck[] = ['ref', 'guard', 'app'];
 
 function hex4(v: number): string {
   return v.toString(16).padStart(4, '0');
