@@ -152,6 +152,27 @@ printTable(
     ];
   }),
 );
+console.log('');
+// each round's ratio beside the CPU the hypervisor under this machine stole while each side ran: a
+// round in which one side lost a fifth of its time to another tenant measured the host, not pvblk
+printTable(
+  [
+    'figure with a goal',
+    ...Array.from({ length: repeat }, (_, i) => `round ${i + 1}: ratio (steal pvblk/relay)`),
+  ],
+  goals
+    .filter(([, , , , goal]) => goal !== '')
+    .map(([what, id, a, b]) => [
+      what,
+      ...runs[id].map((x) => {
+        const mine = a(x);
+        const theirs = b(x);
+        const r = mine !== null && theirs ? `${(mine / theirs).toFixed(2)}×` : '–';
+        const st = (v: number | null) => (v === null ? '–' : v.toFixed(1));
+        return `${r} (${st(x.stealPct)}/${st(x.relayStealPct)} %)`;
+      }),
+    ]),
+);
 const machine = machineInfo();
 console.log(
   `\n${machine.cores} cores (${machine.cpu}), Node ${machine.node}; runtime ${runtime} s per run${slices > 1 ? ` in ${slices} slices a side` : ''}; load average ${load0[0].toFixed(2)} before, ${load1[0].toFixed(2)} after (this machine is shared: read the ratios)`,

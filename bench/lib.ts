@@ -261,7 +261,16 @@ export interface BenchPointJson {
     /** With --baseline: the relay's processes' CPU, and its client's I/Os. */
     relay_cpu?: ProcessCpuJson[];
     relay?: { guest?: { ios: number } };
+    /** The machine's CPU while each side ran (busy, and stolen by the hypervisor under a VM). */
+    machine?: { pvblk: MachineJson | null; relay: MachineJson | null };
   };
+}
+
+/** `pvblk.machine.*` of `pvblk bench --output-format=json`. */
+export interface MachineJson {
+  cpu_seconds: number;
+  busy_pct: number;
+  steal_pct: number;
 }
 
 /** One process's CPU over its measured run (null when /proc could not be read). */
@@ -304,6 +313,8 @@ export function figures(p: BenchPointJson): {
   relayCpuUserPerIoUs: number | null;
   cpuSystemPerIoUs: number | null;
   relayCpuSystemPerIoUs: number | null;
+  stealPct: number | null;
+  relayStealPct: number | null;
 } {
   const dirs = p.jobs.flatMap((j) => [j.read, j.write]).filter((d) => d.total_ios > 0);
   const iops = dirs.reduce((a, d) => a + d.iops, 0);
@@ -339,6 +350,8 @@ export function figures(p: BenchPointJson): {
     relayCpuUserPerIoUs: cpu?.relay?.userUs ?? null,
     cpuSystemPerIoUs: cpu?.pvblk?.systemUs ?? null,
     relayCpuSystemPerIoUs: cpu?.relay?.systemUs ?? null,
+    stealPct: p.pvblk.machine?.pvblk?.steal_pct ?? null,
+    relayStealPct: p.pvblk.machine?.relay?.steal_pct ?? null,
   };
 }
 

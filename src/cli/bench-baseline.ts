@@ -13,13 +13,15 @@ import { anyExit, Supervisor, type StackChild } from './stack.ts';
 import { RELAY_GO, type RelayClientSpec, type RelayResult } from './bench-relay.ts';
 import { sliceRuntimeMs, type BenchOptions, type BenchPoint } from './bench-options.ts';
 import type { ProcessCpu } from './bench-report.ts';
-import { cpuFields, CpuWindows } from './bench-rss.ts';
+import { cpuFields, CpuWindows, type MachineCpu } from './bench-rss.ts';
 import { baseEnv } from './child-env.ts';
 import { appendRelayResult } from './bench-slices.ts';
 
 export interface Baseline {
   results: Map<string, RelayResult>;
   cpu: ProcessCpu[];
+  /** The machine's CPU over the relay's measured slices. */
+  machine: MachineCpu | null;
 }
 
 /** A guest of the point, as the relay is shaped after it: one relay client per guest. */
@@ -197,7 +199,7 @@ export class RelayBaseline {
         name: `relay-client (${name})`,
         ...cpuFields({ user: r.cpuUserSeconds, system: r.cpuSystemSeconds }),
       });
-    return { results: this.results, cpu };
+    return { results: this.results, cpu, machine: this.routerCpu.machineCpu() };
   }
 
   private stopped = false;

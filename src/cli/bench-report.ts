@@ -19,7 +19,7 @@ import type { StackShape } from './bench-options.ts';
 import { diskParams } from './bench-options.ts';
 import type { RelayResult } from './bench-relay.ts';
 import { sliceRatio, type GuestSlice, type Slice, type SliceSide } from './bench-slices.ts';
-import { summarizeRss, type CpuFields, type RssSeries } from './bench-rss.ts';
+import { summarizeRss, type CpuFields, type MachineCpu, type RssSeries } from './bench-rss.ts';
 import type { StageBreakdown } from './bench-trace.ts';
 import type { DomainStats } from '@pvblk/hypervisor';
 
@@ -53,6 +53,8 @@ export interface PointResult {
   relay: Map<string, RelayResult> | null;
   /** CPU the relay's processes used over its measured run (null without --baseline). */
   relayCpu: ProcessCpu[] | null;
+  /** The whole machine's CPU while each side was measured (null where /proc/stat could not be read). */
+  machine: { pvblk: MachineCpu | null; relay: MachineCpu | null };
   relayError: string | null;
   /** With --baseline-slices: each slice's part of both runs, in the order they ran. */
   slices: Slice[] | null;
@@ -339,7 +341,25 @@ function memoryLines(p: PointResult): string[] {
   }
   const { pvblk, relay } = cpuPerIo(p);
   if (pvblk) out.push(cpuPerIoLine(pvblk, relay));
+  const m = machineLine(p.machine);
+  if (m) out.push(m);
   return out;
+}
+
+/**
+ * The line on the machine's CPU while each side was measured: a ratio taken while one side had a
+ * fifth of its CPU stolen (a shared cloud host) says more about the host than about pvblk.
+ */
+export function machineLine(m: PointResult['machine']): string | null {
+  const side = (c: MachineCpu) => `busy ${c.busyPct.toFixed(1)}%, steal ${c.stealPct.toFixed(1)}%`;
+  if (!m.pvblk) return null;
+  const mine = `  machine (/proc/stat, all CPUs): ${side(m.pvblk)} while pvblk ran`;
+  return m.relay ? `${mine}; ${side(m.relay)} while the relay ran` : mine;
+}
+
+/** The JSON of a machine share (fio's style of keys). */
+function machineJson(c: MachineCpu | null): Record<string, number> | null {
+  return c ? { cpu_seconds: c.cpuSeconds, busy_pct: c.busyPct, steal_pct: c.stealPct } : null;
 }
 
 const sideIops = (x: SliceSide) => (x.runtimeMs > 0 ? (x.ios * 1000) / x.runtimeMs : 0);
@@ -499,6 +519,7 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
     relay: p.relay ? Object.fromEntries([...p.relay.entries()]) : null,
     relay_cpu: p.relayCpu,
     cpu_per_io_us: cpuPerIo(p),
+    machine: { pvblk: machineJson(p.machine.pvblk), relay: machineJson(p.machine.relay) },
     relay_error: p.relayError,
     slices: p.slices
       ? p.slices.map((sl) => ({

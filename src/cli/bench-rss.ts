@@ -5,7 +5,10 @@
  * the warm-up growth of JIT code and pools. And the CPU time each process used over the run, from
  * /proc/<pid>/stat (utime and stime, kept apart as fio's `usr=`/`sys=` are): CPU per I/O is a cost
  * figure a loaded machine disturbs far less than latency, and its split says whether a difference is
- * the process's own code or the kernel's (socket calls, wake-ups, page faults).
+ * the process's own code or the kernel's (socket calls, wake-ups, page faults). And the whole
+ * machine's CPU time over the same windows, from /proc/stat: how busy it was, and how much of its
+ * time the hypervisor under a virtual machine gave to others (steal) — on a cloud VM the one figure
+ * that says whether a ratio was measured on a quiet machine or through another tenant's burst.
  */
 import { readFile } from 'node:fs/promises';
 
@@ -56,6 +59,67 @@ export interface CpuSeconds {
   system: number;
 }
 
+/** The whole machine's CPU time so far (the `cpu` line of /proc/stat, all CPUs), in clock ticks. */
+export interface MachineTicks {
+  /** Every state: user, nice, system, idle, iowait, irq, softirq, steal. */
+  total: number;
+  /** Idle and waiting for I/O. */
+  idle: number;
+  /** Wanted to run, but the hypervisor ran another virtual CPU (0 on bare metal). */
+  steal: number;
+}
+
+/** The machine's CPU over a window (or several, added up): its shares, in per cent of `cpuSeconds`. */
+export interface MachineCpu {
+  /** CPU seconds of all CPUs over the window (its length times the CPUs). */
+  cpuSeconds: number;
+  /** Neither idle nor stolen: what every process on the machine (pvblk's, the relay's, others') ran. */
+  busyPct: number;
+  stealPct: number;
+}
+
+/** The machine's CPU time in /proc/stat's text; null when it has no `cpu` line. */
+export function parseMachineTicks(stat: string): MachineTicks | null {
+  const line = /^cpu (.*)$/m.exec(stat);
+  if (!line) return null;
+  const f = line[1].trim().split(/\s+/).map(Number);
+  // user nice system idle iowait irq softirq steal (guest and guest_nice are counted in user and nice)
+  if (f.length < 8 || f.slice(0, 8).some((x) => !Number.isSafeInteger(x) || x < 0)) return null;
+  return { total: sum8(f), idle: f[3] + f[4], steal: f[7] };
+}
+
+function sum8(f: number[]): number {
+  let t = 0;
+  for (let i = 0; i < 8; i++) t += f[i];
+  return t;
+}
+
+/** The machine's CPU time so far; null without /proc. */
+export async function machineTicks(): Promise<MachineTicks | null> {
+  try {
+    return parseMachineTicks(await readFile('/proc/stat', 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/** The ticks between two readings (null when either is missing or the counters went backwards). */
+export function machineBetween(a: MachineTicks | null, b: MachineTicks | null): MachineTicks | null {
+  if (!a || !b) return null;
+  const d = { total: b.total - a.total, idle: b.idle - a.idle, steal: b.steal - a.steal };
+  return d.total >= 0 && d.idle >= 0 && d.steal >= 0 ? d : null;
+}
+
+/** Ticks as the shares a report shows; null for an empty window. */
+export function machineCpu(t: MachineTicks | null): MachineCpu | null {
+  if (!t || t.total <= 0) return null;
+  return {
+    cpuSeconds: t.total / CLOCK_TICKS_PER_SECOND,
+    busyPct: (100 * (t.total - t.idle - t.steal)) / t.total,
+    stealPct: (100 * t.steal) / t.total,
+  };
+}
+
 /** USER_HZ: what /proc/<pid>/stat counts CPU time in (100 on every Linux architecture pvblk runs on). */
 const CLOCK_TICKS_PER_SECOND = 100;
 
@@ -93,6 +157,8 @@ export class RssSampler {
   private readonly series: RssSeries[];
   private timer: NodeJS.Timeout | null = null;
   private readonly t0 = performance.now();
+  /** The machine's CPU time at the first and the last sample. */
+  private machine: [MachineTicks, MachineTicks] | null = null;
 
   constructor(
     procs: Array<{ name: string; pid: number }>,
@@ -103,13 +169,20 @@ export class RssSampler {
 
   private async sample(): Promise<void> {
     const t = performance.now() - this.t0;
-    await Promise.all(
-      this.series.map(async (s) => {
+    const [m] = await Promise.all([
+      machineTicks(),
+      ...this.series.map(async (s) => {
         const [b, cpu] = await Promise.all([rssOf(s.pid), cpuTicksOf(s.pid)]);
         if (b !== null) s.samples.push([t, b]);
         if (cpu !== null) s.cpuTicks = s.cpuTicks ? [s.cpuTicks[0], cpu] : [cpu, cpu];
       }),
-    );
+    ]);
+    if (m) this.machine = this.machine ? [this.machine[0], m] : [m, m];
+  }
+
+  /** The machine's CPU between the first sample and the last (after stop()). */
+  machineCpu(): MachineCpu | null {
+    return this.machine ? machineCpu(machineBetween(this.machine[0], this.machine[1])) : null;
   }
 
   start(): void {
@@ -148,14 +221,15 @@ export function cpuOf(s: RssSeries): CpuSeconds | null {
  */
 export class CpuWindows {
   private readonly total: Array<CpuSeconds | null>;
-  private opened: Promise<Array<CpuTicks | null>> | null = null;
+  private machine: MachineTicks | null = { total: 0, idle: 0, steal: 0 };
+  private opened: Promise<[MachineTicks | null, Array<CpuTicks | null>]> | null = null;
 
   constructor(private readonly pids: number[]) {
     this.total = pids.map(() => ({ user: 0, system: 0 }));
   }
 
-  private read(): Promise<Array<CpuTicks | null>> {
-    return Promise.all(this.pids.map((p) => cpuTicksOf(p)));
+  private read(): Promise<[MachineTicks | null, Array<CpuTicks | null>]> {
+    return Promise.all([machineTicks(), Promise.all(this.pids.map((p) => cpuTicksOf(p)))]);
   }
 
   begin(): Promise<unknown> {
@@ -165,17 +239,31 @@ export class CpuWindows {
 
   async end(): Promise<void> {
     if (!this.opened) throw new Error('CpuWindows.end without begin');
-    const [a, b] = await Promise.all([this.opened, this.read()]);
+    const [[ma, a], [mb, b]] = await Promise.all([this.opened, this.read()]);
     this.opened = null;
     this.total.forEach((t, i) => {
       const d = cpuBetween(a[i], b[i]);
       this.total[i] = t && d ? { user: t.user + d.user, system: t.system + d.system } : null;
     });
+    const m = machineBetween(ma, mb);
+    this.machine =
+      this.machine && m
+        ? {
+            total: this.machine.total + m.total,
+            idle: this.machine.idle + m.idle,
+            steal: this.machine.steal + m.steal,
+          }
+        : null;
   }
 
   /** The sums, in the order of the pids given. */
   seconds(): Array<CpuSeconds | null> {
     return [...this.total];
+  }
+
+  /** The machine's CPU over the windows, added up. */
+  machineCpu(): MachineCpu | null {
+    return machineCpu(this.machine);
   }
 }
 

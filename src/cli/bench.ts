@@ -565,6 +565,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       stages,
       relay: baseline?.results ?? null,
       relayCpu: baseline?.cpu ?? null,
+      machine: { pvblk: pvCpu ? pvCpu.machineCpu() : rss.machineCpu(), relay: baseline?.machine ?? null },
       relayError: relayError.message,
       slices: slices > 1 ? timeline : null,
       groupReporting: p.cl.global.groupReporting,

@@ -157,7 +157,23 @@ interface FioJson {
     slices: Array<{ pvblk: SliceSide; relay: SliceSide; ratio: number }> | null;
     relay_cpu: Array<{ name: string } & Cpu>;
     cpu_per_io_us: { pvblk: CpuPerIo | null; relay: CpuPerIo | null };
+    machine: { pvblk: Machine | null; relay: Machine | null };
   };
+}
+
+interface Machine {
+  cpu_seconds: number;
+  busy_pct: number;
+  steal_pct: number;
+}
+
+/** The machine's CPU over a side's measured time: some of it, in shares that add up to at most 100. */
+function expectMachine(m: Machine | null): void {
+  expect(m).not.toBeNull();
+  expect(m!.cpu_seconds).toBeGreaterThan(0);
+  expect(m!.busy_pct).toBeGreaterThan(0);
+  expect(m!.steal_pct).toBeGreaterThanOrEqual(0);
+  expect(m!.busy_pct + m!.steal_pct).toBeLessThanOrEqual(100);
 }
 
 interface Cpu {
@@ -498,6 +514,9 @@ describe('pvblk bench: a run', () => {
       expect(side!.us).toBeGreaterThan(0);
       expect(side!.us).toBeCloseTo(side!.userUs + side!.systemUs, 6);
     }
+    // and the machine's CPU while each side ran: busy, and stolen by the hypervisor under this VM
+    expectMachine(j.pvblk.machine.pvblk);
+    expectMachine(j.pvblk.machine.relay);
     const text = await readFile(svg, 'utf8');
     expect(text.startsWith('<svg')).toBe(true);
     expect(text.trimEnd().endsWith('</svg>')).toBe(true);
@@ -569,6 +588,9 @@ describe('pvblk bench: a run', () => {
     expect(j.jobs[0]['job options'].runtime).toBe('1200ms');
     expect(j.pvblk.relay_cpu.map((c) => c.name)).toEqual(['relay', 'relay-server', 'relay-client (guest)']);
     for (const c of [...j.pvblk.relay_cpu, ...j.pvblk.memory]) expectCpuSplit(c);
+    // each side's share of the machine over its own slices
+    expectMachine(j.pvblk.machine.pvblk);
+    expectMachine(j.pvblk.machine.relay);
   });
 
   it('counts: a QD1 write run of N ios has N completions and at most one notification per request each way', async () => {

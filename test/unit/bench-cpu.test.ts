@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { cpuBetween, cpuFields, cpuTicksOf, parseCpuTicks } from '../../src/cli/bench-rss.ts';
-import { cpuPerIoLine, perIo } from '../../src/cli/bench-report.ts';
+import {
+  cpuBetween,
+  cpuFields,
+  cpuTicksOf,
+  CpuWindows,
+  machineBetween,
+  machineCpu,
+  machineTicks,
+  parseCpuTicks,
+  parseMachineTicks,
+} from '../../src/cli/bench-rss.ts';
+import { cpuPerIoLine, machineLine, perIo } from '../../src/cli/bench-report.ts';
 
 // a /proc/<pid>/stat line (proc(5)): utime and stime are fields 14 and 15 of the whole line
 const line = (comm: string, utime: number, stime: number) =>
@@ -60,5 +70,64 @@ describe('bench CPU time: user mode and kernel, apart', () => {
     expect(cpuPerIoLine(pvblk, null)).toBe(
       '  CPU per I/O, all processes: pvblk 380.2us (usr 266.0, sys 114.2)',
     );
+  });
+});
+
+describe("the machine's CPU while each side ran: busy and stolen", () => {
+  // /proc/stat as proc(5) lays it out: the all-CPU line, then one per CPU
+  const stat = (user: number, idle: number, iowait: number, steal: number) =>
+    `cpu  ${user} 5 ${user / 2} ${idle} ${iowait} 0 3 ${steal} 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\nintr 0\n`;
+
+  it('reads the all-CPU line: every state, idle with iowait, and steal', () => {
+    expect(parseMachineTicks(stat(100, 1000, 20, 7))).toEqual({
+      total: 100 + 5 + 50 + 1000 + 20 + 0 + 3 + 7,
+      idle: 1020,
+      steal: 7,
+    });
+    // a kernel older than steal (2.6.11) has seven fields: no figure, not a wrong one
+    expect(parseMachineTicks('cpu  1 2 3 4 5 6 7\n')).toBeNull();
+    expect(parseMachineTicks('cpu0 1 2 3 4 5 6 7 8\n')).toBeNull();
+    expect(parseMachineTicks('cpu  1 2 3 x 5 6 7 8\n')).toBeNull();
+    expect(parseMachineTicks('')).toBeNull();
+  });
+
+  it('turns two readings into shares of the window', () => {
+    const a = parseMachineTicks(stat(100, 1000, 0, 0))!;
+    const b = parseMachineTicks(stat(300, 1150, 0, 50))!;
+    const d = machineBetween(a, b)!;
+    // 200 user + 100 system + 150 idle + 50 steal = 500 ticks = 5 CPU seconds
+    expect(d).toEqual({ total: 500, idle: 150, steal: 50 });
+    expect(machineCpu(d)).toEqual({ cpuSeconds: 5, busyPct: 60, stealPct: 10 });
+    // counters that went backwards (another boot, a wrapped counter) or an empty window: none
+    expect(machineBetween(b, a)).toBeNull();
+    expect(machineBetween(null, b)).toBeNull();
+    expect(machineCpu({ total: 0, idle: 0, steal: 0 })).toBeNull();
+  });
+
+  it("adds up a side's windows, and reads this machine's own counters", async () => {
+    const m = await machineTicks();
+    expect(m).not.toBeNull();
+    const w = new CpuWindows([process.pid]);
+    await w.begin();
+    // a window long enough for the clock tick (10 ms) to move: burn CPU until it has
+    const t0 = (await machineTicks())!.total;
+    for (let i = 0; i < 1e6 && (await machineTicks())!.total === t0; i++) for (let k = 0; k < 1e5; k++);
+    await w.end();
+    const c = w.machineCpu()!;
+    expect(c.cpuSeconds).toBeGreaterThan(0);
+    expect(c.busyPct).toBeGreaterThan(0);
+    expect(c.busyPct + c.stealPct).toBeLessThanOrEqual(100);
+  });
+
+  it('prints both sides when the relay ran, and nothing without a reading', () => {
+    const pvblk = { cpuSeconds: 20, busyPct: 71.25, stealPct: 2.5 };
+    const relay = { cpuSeconds: 20, busyPct: 48, stealPct: 25.94 };
+    expect(machineLine({ pvblk, relay })).toBe(
+      '  machine (/proc/stat, all CPUs): busy 71.3%, steal 2.5% while pvblk ran; busy 48.0%, steal 25.9% while the relay ran',
+    );
+    expect(machineLine({ pvblk, relay: null })).toBe(
+      '  machine (/proc/stat, all CPUs): busy 71.3%, steal 2.5% while pvblk ran',
+    );
+    expect(machineLine({ pvblk: null, relay })).toBeNull();
   });
 });
