@@ -13,7 +13,14 @@
  */
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { diskLetters, isPvblkError, PvblkError, type ErrorCode, type KernelLog } from '@pvblk/shared';
+import {
+  diskIndex,
+  diskLetters,
+  isPvblkError,
+  PvblkError,
+  type ErrorCode,
+  type KernelLog,
+} from '@pvblk/shared';
 import { checkGuestName } from '@pvblk/runtime';
 import type { HostBlockDevice } from './block-device.ts';
 import { PartitionDevice } from './partition.ts';
@@ -65,10 +72,7 @@ export function sdDevt(index: number): { major: number; minor: number } {
 /** "sdg" → 6, the inverse of sd_format_disk_name(); null for names that are not sdX. */
 export function sdIndex(name: string): number | null {
   const m = /^sd([a-z]{1,3})$/.exec(name);
-  if (!m) return null;
-  let v = 0;
-  for (const c of m[1]) v = v * 26 + (c.charCodeAt(0) - 96);
-  return v - 1;
+  return m ? diskIndex(m[1]) : null;
 }
 
 function diskName(index: number): string {

@@ -11,7 +11,7 @@
  * pvblk's rules for what it can attach (`checkPvblkDisk`) are separate: the parse is xl's, whatever
  * the backend.
  */
-import { PvblkError } from '@pvblk/shared';
+import { diskIndex, PvblkError, xvdDevid } from '@pvblk/shared';
 
 export interface XlDisk {
   /** pdev_path: null when never given, "" when given empty. */
@@ -318,30 +318,18 @@ export function diskToJson(d: XlDisk): string {
  * number (xen-vbd-interface(7)), with the disk and partition it names; null when it names none.
  */
 export function vdevNumber(vdev: string): { devid: number; disk: number; partition: number } | null {
-  const letters = (s: string): number | null => {
-    if (!/^[a-z]+$/.test(s)) return null;
-    let v = 0;
-    for (const ch of s) v = v * 26 + (ch.charCodeAt(0) - 96);
-    return v - 1;
-  };
   const virtdisk = (prefix: string, maxDisk: number, maxPart: number) => {
     if (!vdev.startsWith(prefix)) return null;
     const m = /^([a-z]+)(0|[1-9][0-9]*)?$/.exec(vdev.slice(prefix.length));
     if (!m) return null;
-    const disk = letters(m[1]);
+    const disk = diskIndex(m[1]);
     const partition = m[2] === undefined ? 0 : Number(m[2]);
     if (disk === null || disk > maxDisk || partition > maxPart) return null;
     return { disk, partition };
   };
   const d = /^d(0|[1-9][0-9]*)p(0|[1-9][0-9]*)$/.exec(vdev);
   const x = d ? { disk: Number(d[1]), partition: Number(d[2]) } : virtdisk('xvd', (1 << 20) - 1, 255);
-  if (x && x.disk < 1 << 20 && x.partition < 256) {
-    const devid =
-      x.disk <= 15 && x.partition <= 15
-        ? (202 << 8) | (x.disk << 4) | x.partition
-        : (1 << 28) | (x.disk << 8) | x.partition;
-    return { devid, ...x };
-  }
+  if (x && x.disk < 1 << 20 && x.partition < 256) return { devid: xvdDevid(x.disk, x.partition), ...x };
   if (/^(0|[1-9][0-9]*|0x[0-9a-fA-F]+|0[0-7]+)$/.test(vdev)) {
     const v = Number(
       vdev.startsWith('0') && !vdev.startsWith('0x') && vdev.length > 1 ? `0o${vdev.slice(1)}` : vdev,

@@ -118,5 +118,11 @@ describe('vdev numbers (xen-vbd-interface(7), libxl__device_disk_dev_number)', (
     expect(vdevNumber('sdb')?.devid).toBe(2064);
     expect(vdevNumber('xvd')).toBeNull();
     expect(vdevNumber('vda')).toBeNull();
+    // the extended form's last disk (2^20 - 1) and partition; one disk more has no number
+    expect(vdevNumber('xvdbgqcv255')?.devid).toBe((1 << 28) | (0xfffff << 8) | 255);
+    expect(vdevNumber('xvdbgqcw')).toBeNull();
+    expect(vdevNumber('xvdbgqcv256')).toBeNull();
+    expect(vdevNumber('d1048576p0')).toBeNull();
+    expect(vdevNumber('xvdzzzzzzzzzzzz')).toBeNull();
   });
 });

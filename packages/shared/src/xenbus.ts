@@ -124,10 +124,15 @@ export function backendPath(backDomid: number, frontDomid: number, devid: number
 }
 
 /**
- * virtual-device numbers (xen-vbd-interface.7): xvd disks 0-15 use 202<<8 | disk<<4 | part, larger
- * ones the extended 1<<28 form. Only whole xvd disks are needed here: xvda = 51712.
+ * Virtual-device numbers (xen-vbd-interface(7)): xvd disks 0-15 with partitions 0-15 use
+ * 202<<8 | disk<<4 | part, the rest the extended form 1<<28 | disk<<8 | part (disk < 2^20, part < 256).
+ * xvda = 51712. Outside those ranges there is no number: a RangeError names the value.
  */
 export function xvdDevid(disk: number, part = 0): number {
+  if (!Number.isInteger(disk) || disk < 0 || disk >= 1 << 20)
+    throw new RangeError(`xvd disk ${disk} is outside 0..${(1 << 20) - 1}`);
+  if (!Number.isInteger(part) || part < 0 || part > 255)
+    throw new RangeError(`xvd partition ${part} is outside 0..255`);
   if (disk < 16 && part < 16) return (202 << 8) | (disk << 4) | part;
   return (1 << 28) | (disk << 8) | part;
 }
@@ -150,11 +155,13 @@ export function xvdName(devid: number): string | null {
   return null;
 }
 
-/** "xvda" → 51712; null when the name is not an xvd disk. */
-export function parseXvdName(name: string): number | null {
-  const m = /^(?:\/dev\/)?xvd([a-z]+)$/.exec(name);
-  if (!m) return null;
-  let disk = 0;
-  for (const ch of m[1]) disk = disk * 26 + (ch.charCodeAt(0) - 96);
-  return xvdDevid(disk - 1);
+/**
+ * The inverse of diskLetters: "a" → 0, "z" → 25, "aa" → 26; null for anything but 1 to 6 letters
+ * a-z (already past the extended xvd range of 2^20 disks, so no caller need handle larger).
+ */
+export function diskIndex(letters: string): number | null {
+  if (!/^[a-z]{1,6}$/.test(letters)) return null;
+  let v = 0;
+  for (const ch of letters) v = v * 26 + (ch.charCodeAt(0) - 96);
+  return v - 1;
 }

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   backendPath,
+  diskIndex,
+  diskLetters,
   frontendPath,
   parseXenbusState,
   parseXsBool,
   parseXsUint,
-  parseXvdName,
   ringRefKey,
   xenbusStateName,
   xvdDevid,
@@ -56,11 +57,30 @@ describe('xenbus', () => {
     expect(xvdName(51712)).toBe('xvda');
     expect(xvdName(51728)).toBe('xvdb');
     expect(xvdName(51713)).toBeNull(); // xvda1, a partition
-    expect(parseXvdName('/dev/xvda')).toBe(51712);
-    expect(parseXvdName('xvdq')).toBe(xvdDevid(16));
     expect(xvdName(xvdDevid(16))).toBe('xvdq');
     expect(xvdName(xvdDevid(26))).toBe('xvdaa');
-    expect(parseXvdName('sda')).toBeNull();
+    // the extended form's last disk and partition, and nothing past them: a disk of 2^20 would
+    // shift into the form's flag bits
+    expect(xvdDevid((1 << 20) - 1, 255)).toBe((1 << 28) | (0xfffff << 8) | 255);
+    expect(() => xvdDevid(1 << 20)).toThrow(/xvd disk 1048576 is outside 0\.\.1048575/);
+    expect(() => xvdDevid(2 ** 24)).toThrow(RangeError);
+    expect(() => xvdDevid(0, 256)).toThrow(/partition 256/);
+    expect(() => xvdDevid(-1)).toThrow(RangeError);
+    expect(() => xvdDevid(1.5)).toThrow(RangeError);
+  });
+  it('names disks with letters and reads them back', () => {
+    for (const [n, s] of [
+      [0, 'a'],
+      [25, 'z'],
+      [26, 'aa'],
+      [701, 'zz'],
+      [702, 'aaa'],
+      [(1 << 20) - 1, 'bgqcv'],
+    ] as const) {
+      expect(diskLetters(n)).toBe(s);
+      expect(diskIndex(s)).toBe(n);
+    }
+    for (const bad of ['', 'A', 'a1', 'xvd1', 'aaaaaaa', ' a']) expect(diskIndex(bad), bad).toBeNull();
   });
   it('builds the vbd paths and ring-ref keys', () => {
     expect(frontendPath(3, 51712)).toBe('/local/domain/3/device/vbd/51712');
