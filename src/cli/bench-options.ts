@@ -23,7 +23,7 @@ import {
   type SplitOption,
 } from '@pvblk/frontend';
 import { parseScsiDebugParams, storeBlocks } from '@pvblk/backend';
-import { isPvblkError } from '@pvblk/shared';
+import { isPvblkError, XENBUS_MAX_RING_GRANT_ORDER } from '@pvblk/shared';
 
 /** The stack a bench point runs on. */
 export interface StackShape {
@@ -174,7 +174,7 @@ function applyStack(s: StackShape, name: string, value: string | null): void {
       s.indirectSegments = parseIntOption('indirect-segments', need(), 0, 4096);
       return;
     case 'ring-page-order':
-      s.ringPageOrder = parseIntOption('ring-page-order', need(), 0, 4);
+      s.ringPageOrder = parseIntOption('ring-page-order', need(), 0, XENBUS_MAX_RING_GRANT_ORDER);
       return;
     case 'queues':
       s.queues = parseIntOption('queues', need(), 1, 16);

@@ -11,7 +11,7 @@ import type { Server } from 'node:net';
 import { Option, type Command } from 'commander';
 import { parseScsiDebugParams } from '@pvblk/backend';
 import { logLevelFromEnv } from '@pvblk/runtime';
-import { PvblkError } from '@pvblk/shared';
+import { PvblkError, XENBUS_MAX_RING_GRANT_ORDER } from '@pvblk/shared';
 import { guestNames, intOption } from './options.ts';
 import { StackLock, type StackInfo } from './lock.ts';
 import { removeDisks } from './disks.ts';
@@ -44,8 +44,8 @@ export function stackOptions(cmd: Command): Command {
     .option('--no-pi-inline', 'integrity requests always in indirect pages (no feature-integrity-inline)')
     .option(
       '--ring-page-order <n>',
-      'blkfront ring size: 2^n pages (blkback allows up to 4)',
-      intOption('--ring-page-order', 0, 4),
+      `blkfront ring size: 2^n pages (blkback allows up to ${XENBUS_MAX_RING_GRANT_ORDER})`,
+      intOption('--ring-page-order', 0, XENBUS_MAX_RING_GRANT_ORDER),
       0,
     )
     .option('--queues <n>', 'blkfront queues (rings) per device', intOption('--queues', 1, 16), 1)

@@ -5,7 +5,7 @@
  * rules refused by name.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { GNTST, PvblkError } from '@pvblk/shared';
+import { BlkifKey, frontendPath, GNTST, PvblkError, xvdDevid } from '@pvblk/shared';
 import {
   FaultAttr,
   LocalHypervisor,
@@ -332,6 +332,32 @@ function bitsDiffering(a: Buffer, b: Buffer): number[] {
   }
   return out;
 }
+
+describe("the blkif tracer: a frontend's rings as blkback reads them", () => {
+  let s: Stack | null = null;
+  afterEach(async () => {
+    await s?.close();
+    s = null;
+  });
+
+  it('reads the queue count and ring page order as decimal numbers in range, or leaves the device out', async () => {
+    s = await startStack();
+    const g = await s.addGuest();
+    const nem = new Nemesis(s.lh.hv, () => {}, 5);
+    const rings = () => nem.tracer.indices().filter((r) => r.domid === g.domid).length;
+    expect(rings()).toBe(1);
+    const key = `${frontendPath(g.domid, xvdDevid(0))}/${BlkifKey.multiQueueNumQueues}`;
+    await g.xc.xs.write(key, '1');
+    expect(rings()).toBe(1);
+    // what Number() took for 1, and blkback's parseXsUint refuses: not a ring to learn requests from
+    for (const bad of [' 1', '0x1', '1.0', '', '65']) {
+      await g.xc.xs.write(key, bad);
+      expect(rings(), JSON.stringify(bad)).toBe(0);
+    }
+    await g.xc.xs.write(key, '1');
+    expect(rings()).toBe(1);
+  });
+});
 
 describe('reset', () => {
   it('resumes paused domains (also one destroyed meanwhile), delivers what is held and uninstalls itself', async () => {

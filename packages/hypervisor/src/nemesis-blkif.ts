@@ -25,6 +25,8 @@ import {
   BLKIF_MAX_INDIRECT_SEGMENTS,
   BlkifKey,
   blkifRingSize,
+  parseXsUint,
+  XENBUS_MAX_RING_GRANT_ORDER,
   decodeIntegrityRequest,
   decodePiSegment,
   decodeRequest,
@@ -154,6 +156,11 @@ export class BlkifTracer {
         return null;
       }
     };
+    // a decimal number up to `max`, as blkback reads a frontend's keys (parseXsUint); null otherwise
+    const xsUint = (raw: string | null, max?: number): number | null => {
+      const v = parseXsUint(raw, 'key', max);
+      return v.ok ? v.value : null;
+    };
     const out: RingState[] = [];
     let devids: string[] = [];
     try {
@@ -163,17 +170,19 @@ export class BlkifTracer {
     }
     for (const devid of devids) {
       const base = `/local/domain/${d.domid}/device/vbd/${devid}`;
+      // the frontend's keys read as blkback reads them (decimal, in range), or the device is skipped:
+      // a ring blkback would refuse is not one the nemesis should learn requests from
       const orderNode = read(`${base}/${BlkifKey.ringPageOrder}`);
-      const order = Number(orderNode ?? 0);
-      const nq = Number(read(`${base}/${BlkifKey.multiQueueNumQueues}`) ?? 1);
-      if (!Number.isInteger(order) || order < 0 || order > 4 || !Number.isInteger(nq) || nq < 1 || nq > 64)
-        continue;
+      const order = orderNode === null ? 0 : xsUint(orderNode, XENBUS_MAX_RING_GRANT_ORDER);
+      const nqNode = read(`${base}/${BlkifKey.multiQueueNumQueues}`);
+      const nq = nqNode === null ? 1 : xsUint(nqNode, 64);
+      if (order === null || nq === null || nq < 1) continue;
       for (let q = 0; q < nq; q++) {
         const dir = nq === 1 ? base : `${base}/${queueDir(q)}`;
         const frames: SharedFrame[] = [];
         for (let i = 0; i < 1 << order; i++) {
-          const ref = Number(read(`${dir}/${ringRefKey(orderNode != null, i)}`));
-          const e = Number.isInteger(ref) ? d.grants.get(ref) : undefined;
+          const ref = xsUint(read(`${dir}/${ringRefKey(orderNode !== null, i)}`));
+          const e = ref === null ? undefined : d.grants.get(ref);
           if (!e) break;
           frames.push(e.frame);
         }

@@ -1,6 +1,7 @@
 /**
  * blkback's tunables, named and defaulted as Linux's module parameters and constants.
  */
+import { XENBUS_MAX_RING_GRANT_ORDER } from '@pvblk/shared';
 import { blkbackTrace, type BlkbackTrace } from './trace.ts';
 
 export interface BlkbackConfig {
@@ -42,7 +43,7 @@ export interface BlkbackConfig {
 }
 
 export const DEFAULT_BLKBACK_CONFIG: Readonly<BlkbackConfig> = Object.freeze({
-  maxRingPageOrder: 4,
+  maxRingPageOrder: XENBUS_MAX_RING_GRANT_ORDER,
   maxQueues: 4,
   maxIndirectSegments: 256,
   persistentGrants: true,

@@ -45,6 +45,7 @@ import {
   SECTOR_SIZE,
   IntegrityKey,
   type IntegrityResponseInfo,
+  XENBUS_MAX_RING_GRANT_ORDER,
 } from '@pvblk/shared';
 import type { Page, Watch, Hypercalls } from '@pvblk/client';
 import type { BlockDriver, BlockRequest, BlockResult, DeviceIntegrity, QueueLimits } from '../block/types.ts';
@@ -531,7 +532,7 @@ export class Blkfront implements BlockDriver {
     const be = this.backendPath;
     const order = await this.readBackendUint(BlkifKey.maxRingPageOrder, 0);
     const maxQueues = await this.readBackendUint(BlkifKey.multiQueueMaxQueues, 1);
-    const ringOrder = Math.min(this.opts.maxRingPageOrder, order, 4);
+    const ringOrder = Math.min(this.opts.maxRingPageOrder, order, XENBUS_MAX_RING_GRANT_ORDER);
     const nrQueues = Math.max(1, Math.min(this.opts.maxQueues, maxQueues));
     const beIndirect = await this.readBackendUint(BlkifKey.featureMaxIndirectSegments, 0);
     const indirect = Math.min(
