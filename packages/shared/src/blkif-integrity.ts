@@ -262,7 +262,7 @@ export function decodeIntegrityDescriptors(
   pages: Uint8Array[],
   nrSegments: number,
   nrPiSegments: number,
-  piBytesFor: (dataSectors: number) => number,
+  piBytesForSectors: (dataSectors: number) => number,
 ): { ok: true; data: BlkifSegment[]; pi: BlkifPiSegment[] } | { ok: false; problem: BlkifRequestProblem } {
   const d = decodeDataDescriptors(pages, nrSegments);
   if (!d.ok) return d;
@@ -286,7 +286,7 @@ export function decodeIntegrityDescriptors(
     piBytes += s.length;
     pi.push(s);
   }
-  const want = piBytesFor(sectors);
+  const want = piBytesForSectors(sectors);
   if (piBytes !== want) {
     return {
       ok: false,
@@ -319,18 +319,18 @@ function decodeDataDescriptors(
 
 /**
  * An inline write with its tuples in the slot: the data descriptors, checked as any, then exactly
- * `piBytesFor(sectors)` bytes of tuples right after them, which must fit the slot. The tuples are a
- * view of `inline`, the request's private copy.
+ * `piBytesForSectors(sectors)` bytes of tuples right after them, which must fit the slot. The tuples
+ * are a view of `inline`, the request's private copy.
  */
 export function decodeInlineWrite(
   inline: Uint8Array,
   nrSegments: number,
-  piBytesFor: (dataSectors: number) => number,
+  piBytesForSectors: (dataSectors: number) => number,
 ): { ok: true; data: BlkifSegment[]; tuples: Uint8Array } | { ok: false; problem: BlkifRequestProblem } {
   const d = decodeDataDescriptors([inline], nrSegments);
   if (!d.ok) return d;
   const at = nrSegments * BLKIF_SEGMENT_SIZE;
-  const want = piBytesFor(d.sectors);
+  const want = piBytesForSectors(d.sectors);
   if (at + want > inline.length) {
     return {
       ok: false,

@@ -569,12 +569,12 @@ export class BlkifRing {
     const prof = this.ctx.integrity!;
     const isWrite = req.integrityOp === BLKIF_OP_WRITE;
     const spi = prof.interval / SECTOR_SIZE;
-    const piBytesFor = (sectors: number) => (sectors / spi) * PI_TUPLE_SIZE;
+    const piBytesForSectors = (sectors: number) => (sectors / spi) * PI_TUPLE_SIZE;
     // descriptors: data segments, then PI segments, in the indirect pages or in the slot (inline);
     // an inline write may carry its tuples in the slot instead of PI segments
     let desc: ReturnType<typeof decodeIntegrityDescriptors> | ReturnType<typeof decodeInlineWrite>;
     if (req.inline && req.nrPiSegments === 0) {
-      desc = decodeInlineWrite(req.inline, req.nrSegments, piBytesFor);
+      desc = decodeInlineWrite(req.inline, req.nrSegments, piBytesForSectors);
     } else {
       const pages = req.inline
         ? [req.inline]
@@ -584,7 +584,7 @@ export class BlkifRing {
             req.nrSegments + req.nrPiSegments,
           );
       if (!pages) return { status: BLKIF_RSP_ERROR, refused: true };
-      desc = decodeIntegrityDescriptors(pages, req.nrSegments, req.nrPiSegments, piBytesFor);
+      desc = decodeIntegrityDescriptors(pages, req.nrSegments, req.nrPiSegments, piBytesForSectors);
     }
     if (!desc.ok) {
       this.debug(`${desc.problem.detail} (integrity, domain ${this.ctx.frontDomid})`);
