@@ -13,3 +13,4 @@ export type {
 export { Page, PagesRingMemory, type PageOrigin } from './memory.ts';
 export { connectWs, wsTransport, type ConnectOptions } from './ws.ts';
 export { RingEvents } from './ring-sync.ts';
+export { xenbusSwitchState } from './xenbus-client.ts';

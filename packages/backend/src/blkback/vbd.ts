@@ -34,8 +34,10 @@ import {
   xenbusStateName,
   type KernelLog,
   IntegrityKey,
+  SRING_REQ_PROD,
+  SRING_RSP_PROD,
 } from '@pvblk/shared';
-import type { Page, Watch, Hypercalls } from '@pvblk/client';
+import { xenbusSwitchState, type Page, type Watch, type Hypercalls } from '@pvblk/client';
 import type { HostBlockDevice, IntegrityProfile } from '../block-device.ts';
 import type { BlkbackConfig } from './config.ts';
 import { BlkifRing } from './ring.ts';
@@ -277,11 +279,7 @@ export class VbdBackend {
   /** xenbus_switch_state: no-op when unchanged; never recreates a removed directory. */
   private async switchState(s: XenbusState): Promise<void> {
     if (this.state === s || this.removed) return;
-    await this.xs.transaction(async (tx) => {
-      const cur = await this.xs.tryRead(`${this.ctx.bePath}/state`, tx);
-      if (cur === null) return;
-      await this.xs.write(`${this.ctx.bePath}/state`, String(s), tx);
-    });
+    await xenbusSwitchState(this.xs, this.ctx.bePath, s);
     this.ctx.log('debug', { vbd: this.name, state: xenbusStateName(s) }, 'backend state');
     this.state = s;
   }
@@ -413,8 +411,8 @@ export class VbdBackend {
         );
       }
       // xen_blkif_map: refuse a ring whose producer is already more than a ring ahead
-      const reqProd = pages[0].buf.readUInt32LE(0);
-      const rspProd = pages[0].buf.readUInt32LE(8);
+      const reqProd = pages[0].buf.readUInt32LE(SRING_REQ_PROD);
+      const rspProd = pages[0].buf.readUInt32LE(SRING_RSP_PROD);
       if ((reqProd - rspProd) >>> 0 > size) {
         throw new XenbusFatal(
           EIO,

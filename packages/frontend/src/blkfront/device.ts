@@ -47,7 +47,7 @@ import {
   type IntegrityResponseInfo,
   XENBUS_MAX_RING_GRANT_ORDER,
 } from '@pvblk/shared';
-import type { Page, Watch, Hypercalls } from '@pvblk/client';
+import { xenbusSwitchState, type Page, type Watch, type Hypercalls } from '@pvblk/client';
 import type { BlockDriver, BlockRequest, BlockResult, DeviceIntegrity, QueueLimits } from '../block/types.ts';
 import { requestSectors } from '../block/queue.ts';
 import { FrontQueue, type PageAllocator, type Submission } from './queue.ts';
@@ -424,10 +424,7 @@ export class Blkfront implements BlockDriver {
 
   private async switchState(s: XenbusState): Promise<void> {
     if (this.state === s) return;
-    await this.xc.xs.transaction(async (tx) => {
-      if ((await this.xc.xs.tryRead(`${this.nodename}/state`, tx)) === null) return;
-      await this.xc.xs.write(`${this.nodename}/state`, String(s), tx);
-    });
+    await xenbusSwitchState(this.xc.xs, this.nodename, s);
     this.log('debug', { dev: this.name, state: xenbusStateName(s) }, 'frontend state');
     this.state = s;
     if (s === XenbusState.Connected) for (const w of this.connectedWaiters.splice(0)) w();
