@@ -357,6 +357,32 @@ describe('backend configuration (backend_changed, connect, xen_vbd_resize)', () 
     expect((d.disk as MemoryBlockDevice).data.every((b) => b === 0)).toBe(true);
   });
 
+  it('a discard past the end is refused; a zero-length one anywhere is answered OKAY and touches nothing (xen_vbd_translate)', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const f = await RawFront.connect(host, d);
+    const disk = d.disk as MemoryBlockDevice;
+    disk.data.fill(0x5a);
+    const end = BigInt(disk.sectors);
+    const discard = (id: bigint, sectorNumber: bigint, nrSectors: bigint): Buffer =>
+      encodeRequest({ operation: BLKIF_OP_DISCARD, flag: 0, handle: DEVID, id, sectorNumber, nrSectors });
+    f.push([discard(1n, end - 8n, 16n), discard(2n, end + 100n, 0n), discard(3n, end - 8n, 8n)]);
+    const rs = await f.responses(3);
+    expect(rs.map((r) => [Number(r.id), r.status])).toEqual([
+      [1, BLKIF_RSP_ERROR],
+      [2, BLKIF_RSP_OKAY],
+      [3, BLKIF_RSP_OKAY],
+    ]);
+    expect(host.klog.lines(KERN_WARNING)).toContain(
+      `xen-blkback: access denied: DISCARD [${end - 8n}->${end + 8n}] on dev=800060`,
+    );
+    // only the last discard's 8 sectors went
+    const bytes = disk.data.length;
+    expect(disk.data.subarray(bytes - 4096).every((b) => b === 0)).toBe(true);
+    expect(disk.data.subarray(0, bytes - 4096).every((b) => b === 0x5a)).toBe(true);
+    expect(host.blkback.stats()[`${d.domid}/${DEVID}`]).toMatchObject({ ds_req: 2 });
+  });
+
   it('discard-enable=0: no discard key at all; absent: discard offered (the default is 1)', async () => {
     host = await startHost();
     const off = await host.domain({ vbd: { discardEnable: '0' } });

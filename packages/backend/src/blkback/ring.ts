@@ -483,12 +483,16 @@ export class BlkifRing {
     return this.readWrite({ ...req, operation: BLKIF_OP_WRITE });
   }
 
-  /** dispatch_discard_io (synchronous in Linux's ring thread; its answer keeps its place here too). */
+  /**
+   * dispatch_discard_io (synchronous in Linux's ring thread; its answer keeps its place here too).
+   * xen_vbd_translate's rule: a read-only vbd refuses it, and the range is checked only when it has
+   * sectors — a zero-length discard anywhere is blkdev_issue_discard() of nothing, answered OKAY.
+   */
   private async discard(req: Extract<BlkifRequest, { operation: 5 }>): Promise<Outcome> {
     const dev = this.ctx.device;
     const start = req.sectorNumber;
     const end = start + req.nrSectors;
-    if (this.ctx.readOnly || end < start || end > BigInt(dev.sectors)) {
+    if (this.ctx.readOnly || (req.nrSectors > 0n && end > BigInt(dev.sectors))) {
       this.ctx.klog.printk(
         KERN_WARNING,
         `xen-blkback: access denied: DISCARD [${start}->${end}] on dev=${this.ctx.pdevice.toString(16).padStart(4, '0')}`,
@@ -497,6 +501,7 @@ export class BlkifRing {
     }
     this.ctx.stats.ds_req++;
     if (!dev.discard) return { status: BLKIF_RSP_EOPNOTSUPP };
+    if (req.nrSectors === 0n) return { status: BLKIF_RSP_OKAY };
     const secure = (req.flag & BLKIF_DISCARD_SECURE) !== 0 && dev.discard.secure;
     const r = await dev.discardRange(Number(start), Number(req.nrSectors), secure);
     if (!r.ok && r.error.kind === 'notsupp') return { status: BLKIF_RSP_EOPNOTSUPP };
