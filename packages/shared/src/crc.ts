@@ -128,8 +128,7 @@ export function intervalGuards(
         : kernel.ipsums(SCRATCH, SCRATCH + len, interval, RESULTS);
     for (let i = 0; i < got; i++) {
       const v = mem[RESULTS + 2 * i] | (mem[RESULTS + 2 * i + 1] << 8);
-      // ipsum's folded little-endian sum, swapped into network order and complemented (see ipChecksum)
-      out[n++] = kind === 'crc' ? v : ~(((v & 0xff) << 8) | (v >>> 8)) & 0xffff;
+      out[n++] = kind === 'crc' ? v : ipGuardOf(v);
     }
   }
   return n;
@@ -159,6 +158,10 @@ export function ipChecksum(data: Uint8Array, start = 0, end = data.length): numb
     kernel.memory.set(data.subarray(at, stop), SCRATCH);
     sum += kernel.ipsum(SCRATCH, SCRATCH + (stop - at));
   }
-  const folded = foldOnesComplement(sum);
+  return ipGuardOf(foldOnesComplement(sum));
+}
+
+/** The checksum of a folded little-endian one's-complement sum: swapped into network order, complemented. */
+function ipGuardOf(folded: number): number {
   return ~(((folded & 0xff) << 8) | (folded >>> 8)) & 0xffff;
 }
