@@ -21,7 +21,7 @@ import type { RelayResult } from './bench-relay.ts';
 import { sliceRatio, type GuestSlice, type Slice, type SliceSide } from './bench-slices.ts';
 import { summarizeRss, type CpuFields, type MachineCpu, type RssSeries } from './bench-rss.ts';
 import type { StageBreakdown } from './bench-trace.ts';
-import type { DomainStats } from '@pvblk/hypervisor';
+import type { DomainStats } from '@pvblk/shared';
 
 /** The hypervisor's per-domain counters (its /status), as a difference over the run. */
 export type BrokerCounters = DomainStats;

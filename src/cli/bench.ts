@@ -16,6 +16,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   etaLine,
+  parseEtaLine,
   FioUsageError,
   JobStats,
   runBanner,
@@ -269,65 +270,6 @@ function diff<T extends object>(a: T | undefined, b: T | undefined): T | null {
   return out as T;
 }
 
-/** Parses the rates of a guest's ETA line, to sum the lines of several guests. */
-function parseEta(line: string): {
-  running: number;
-  states: string[];
-  done: number | null;
-  eta: number | null;
-  rB: number;
-  wB: number;
-  rI: number;
-  wI: number;
-} | null {
-  const m =
-    /^Jobs: (\d+) \(f=\d+\): \[([^\]]*)\]\[([^\]]*)\](?:\[([^\]]*)\]\[([^\]]*) IOPS\])?\[eta ([^\]]+)\]/.exec(
-      line.trim(),
-    );
-  if (!m) return null;
-  const unit: Record<string, number> = {
-    '': 1,
-    k: 1e3,
-    M: 1e6,
-    G: 1e9,
-    Ki: 1024,
-    Mi: 1048576,
-    Gi: 1073741824,
-  };
-  const num = (v: string) => {
-    const x = /^([\d.]+)(Ki|Mi|Gi|k|M|G)?/.exec(v);
-    return x ? Number(x[1]) * (unit[x[2] ?? ''] ?? 1) : 0;
-  };
-  const pairs = (s: string | undefined) => {
-    const r = { r: 0, w: 0 };
-    for (const p of (s ?? '').split(',')) {
-      const [k, v] = p.split('=');
-      if (k === 'r' || k === 'w') r[k] = num(v ?? '');
-    }
-    return r;
-  };
-  const states: string[] = [];
-  for (const part of m[2].split(',')) {
-    const x = /^(.)\((\d+)\)$/.exec(part);
-    if (x) for (let i = 0; i < Number(x[2]); i++) states.push(x[1]);
-  }
-  const eta = /^(?:(\d+)d:)?(?:(\d+)h:)?(\d+)m:(\d+)s$/.exec(m[6]);
-  const bw = pairs(m[4]);
-  const io = pairs(m[5]);
-  return {
-    running: Number(m[1]),
-    states,
-    done: m[3].endsWith('%') && m[3] !== '-.-%' ? Number(m[3].slice(0, -1)) / 100 : null,
-    eta: eta
-      ? Number(eta[1] ?? 0) * 86400 + Number(eta[2] ?? 0) * 3600 + Number(eta[3]) * 60 + Number(eta[4])
-      : null,
-    rB: bw.r,
-    wB: bw.w,
-    rI: io.r,
-    wI: io.w,
-  };
-}
-
 interface GuestOutput {
   status: number;
   stdout: string;
@@ -338,7 +280,7 @@ interface GuestOutput {
 async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<GuestOutput[]> {
   const latest = new Map<string, string>();
   const redraw = () => {
-    const parsed = [...latest.values()].map(parseEta).filter((x): x is NonNullable<typeof x> => !!x);
+    const parsed = [...latest.values()].map(parseEtaLine).filter((x): x is NonNullable<typeof x> => !!x);
     if (!parsed.length) return;
     const dones = parsed.map((p) => p.done).filter((d): d is number => d !== null);
     const etas = parsed.map((p) => p.eta).filter((d): d is number => d !== null);

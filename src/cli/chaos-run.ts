@@ -34,6 +34,7 @@ import {
   type Schedule,
 } from './chaos-schedule.ts';
 import { Shadow, type BlockVerdict } from './chaos-shadow.ts';
+import type { HypervisorStatus } from '@pvblk/shared';
 
 export interface Violation {
   kind: string;
@@ -880,7 +881,7 @@ class ChaosRun {
   }
 
   private async dom0Counts(): Promise<Dom0Counts> {
-    const st = (await this.stack.hvGet('/status')) as HvStatus;
+    const st = (await this.stack.hvGet('/status')) as HypervisorStatus;
     const d = st.domains.find((x) => x.domid === 0)!;
     return {
       grants: d.grants,
@@ -946,7 +947,7 @@ class ChaosRun {
   private async leaks(domids: number[]): Promise<void> {
     const base = this.baseline;
     const settled = await until(async () => {
-      const st = (await this.stack.hvGet('/status')) as HvStatus;
+      const st = (await this.stack.hvGet('/status')) as HypervisorStatus;
       if (st.domains.some((d) => domids.includes(d.domid))) return false;
       const be = (await this.stack.hostSend('GET', '/blkback/rings')) as { vbds: Array<{ vbd: string }> };
       if (be.vbds.some((v) => domids.includes(Number(v.vbd.split('/')[0])))) return false;
@@ -958,7 +959,7 @@ class ChaosRun {
       return (Object.keys(base) as Array<keyof Dom0Counts>).every((k) => now[k] === base[k]);
     }, 10_000);
     if (settled) return;
-    const st = (await this.stack.hvGet('/status').catch(() => null)) as HvStatus | null;
+    const st = (await this.stack.hvGet('/status').catch(() => null)) as HypervisorStatus | null;
     const left = st?.domains.filter((d) => domids.includes(d.domid)).map((d) => d.domid) ?? [];
     const now = base ? await this.dom0Counts().catch(() => null) : null;
     this.violate(
@@ -985,7 +986,7 @@ class ChaosRun {
         this.stack.hostSend('GET', '/blkback/rings') as Promise<{
           vbds: Array<{ vbd: string; rings: Array<{ queue: number; req_cons: number }> }>;
         }>,
-        this.stack.hvGet('/status') as Promise<HvStatus>,
+        this.stack.hvGet('/status') as Promise<HypervisorStatus>,
       ]);
       const parts: string[] = [];
       for (const g of this.guests) {
@@ -1061,15 +1062,4 @@ interface Dom0Counts {
   nodes: number;
   watches: number;
   transactions: number;
-}
-
-interface HvStatus {
-  domains: Array<{
-    domid: number;
-    grants: number;
-    mappings: number;
-    sharedFrames: number;
-    ports: number;
-    xenstore: { nodes: number; watches: number; transactions: number };
-  }>;
 }

@@ -3,25 +3,11 @@
  * list_domains(), tools/xl/xl_block.c main_blocklist()), so that scripts written for xl parse
  * pvblk's output unchanged.
  */
+import type { DomInfo, VbdInfo } from '@pvblk/backend';
 
 /** C's printf for the few conversions xl uses: %-Ns, %Ns, %Nd, %-Nd, %N.1f. */
 const padLeft = (s: string, n: number) => s.padStart(n);
 const padRight = (s: string, n: number) => s.padEnd(n);
-
-export interface DomInfoRow {
-  domid: number;
-  name: string;
-  memKb: number;
-  vcpus: number;
-  running: boolean;
-  blocked: boolean;
-  paused: boolean;
-  shutdown: boolean;
-  dying: boolean;
-  /** 0 when not shut down; else libxl_shutdown_reason (letters "-rscwS"). */
-  shutdownReason?: number;
-  cpuSeconds: number;
-}
 
 /** The header: tabs before State and Time(s), as xl prints it. */
 export const XL_LIST_HEADER = 'Name                                        ID   Mem VCPUs\tState\tTime(s)';
@@ -29,7 +15,7 @@ export const XL_LIST_HEADER = 'Name                                        ID   
 const SHUTDOWN_REASON_LETTERS = '-rscwS';
 
 /** printf("%-40s %5d %5lu %5d     %c%c%c%c%c%c  %8.1f", …) */
-export function formatListRow(d: DomInfoRow): string {
+export function formatListRow(d: DomInfo): string {
   const reason = d.shutdown ? (d.shutdownReason ?? 0) : 0;
   const state =
     (d.running ? 'r' : '-') +
@@ -44,19 +30,15 @@ export function formatListRow(d: DomInfoRow): string {
   );
 }
 
-export function formatList(domains: DomInfoRow[]): string[] {
+export function formatList(domains: DomInfo[]): string[] {
   return [XL_LIST_HEADER, ...domains.map(formatListRow)];
 }
 
-export interface DiskInfoRow {
-  devid: number;
-  backendId: number;
-  frontendId: number;
-  state: number;
-  evtch: number;
-  ringRef: number;
-  backend: string;
-}
+/** What `xl block-list` prints of a vbd (libxl_diskinfo, as the host's API answers it). */
+export type DiskInfoRow = Pick<
+  VbdInfo,
+  'devid' | 'backendId' | 'frontendId' | 'state' | 'evtch' | 'ringRef' | 'backend'
+>;
 
 /** printf("%-5s %-3s %-6s %-5s %-6s %-8s %-30s\n", "Vdev", "BE", "handle", "state", "evt-ch", "ring-ref", "BE-path") */
 export const XL_BLOCK_LIST_HEADER = [

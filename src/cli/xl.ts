@@ -11,16 +11,10 @@ import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { deriveGuestToken } from '@pvblk/runtime';
-import { diskToJson, DiskSpecError, parseDiskSpec, vdevNumber } from '@pvblk/backend';
+import { diskToJson, DiskSpecError, parseDiskSpec, vdevNumber, type DomInfo } from '@pvblk/backend';
 import { defaultRunDir } from './stack.ts';
 import { operatorCall, refusal, resolveOperatorAccess, type OperatorAccess } from './xl-access.ts';
-import {
-  formatBlockRow,
-  formatList,
-  formatListRow,
-  XL_BLOCK_LIST_HEADER,
-  type DomInfoRow,
-} from './xl-format.ts';
+import { formatBlockRow, formatList, formatListRow, XL_BLOCK_LIST_HEADER } from './xl-format.ts';
 import { parseXlConfig } from './xl-config.ts';
 
 const out = (s: string) => process.stdout.write(s);
@@ -59,11 +53,11 @@ const exit = (code: number, message?: string): never => {
   throw new XlExit(code);
 };
 
-async function domains(a: OperatorAccess): Promise<DomInfoRow[]> {
+async function domains(a: OperatorAccess): Promise<DomInfo[]> {
   const r = await operatorCall(a, 'GET', '/domains');
   const no = refusal(r);
   if (no) exit(1, `libxl_list_domain failed: ${no.message}`);
-  return r.body as DomInfoRow[];
+  return r.body as DomInfo[];
 }
 
 /**

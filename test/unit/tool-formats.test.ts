@@ -11,8 +11,8 @@ import {
   formatListRow,
   XL_BLOCK_LIST_HEADER,
   XL_LIST_HEADER,
-  type DomInfoRow,
 } from '../../src/cli/xl-format.ts';
+import type { DomInfo } from '@pvblk/backend';
 import { formatLs, sanitiseValue, unsanitiseValue, type LsNodeView } from '../../src/cli/xenstore-format.ts';
 import { parseXlConfig } from '../../src/cli/xl-config.ts';
 
@@ -22,7 +22,7 @@ const fx = JSON.parse(readFileSync(new URL('./fixtures/xen-tool-outputs.json', i
 const expandTabs = (s: string) =>
   s.split('').reduce((out, c) => (c === '\t' ? out + ' '.repeat(8 - (out.length % 8)) : out + c), '');
 
-const dom = (d: Partial<DomInfoRow> & { name: string; domid: number }): DomInfoRow => ({
+const dom = (d: Partial<DomInfo> & { name: string; domid: number }): DomInfo => ({
   memKb: 0,
   vcpus: 1,
   running: false,

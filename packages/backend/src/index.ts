@@ -8,7 +8,8 @@ export type {
   PiCheck,
 } from './block-device.ts';
 export { MemoryBlockDevice, type MemoryDeviceOptions } from './memory-device.ts';
-export { Toolstack, type VbdSpec } from './toolstack.ts';
+export { Toolstack, type VbdSpec, type VbdInfo } from './toolstack.ts';
+export type { DomInfo } from './observe.ts';
 export { BlkbackDriver, type BlkbackOptions, type DeviceResolver } from './blkback/driver.ts';
 export { VbdBackend } from './blkback/vbd.ts';
 export { DEFAULT_BLKBACK_CONFIG, type BlkbackConfig } from './blkback/config.ts';

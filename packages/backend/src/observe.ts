@@ -10,37 +10,10 @@
  * Ring indices come from the shared page (req_prod is the frontend's: shown, never trusted) and from
  * blkback's private copies (req_cons, rsp_prod_pvt).
  */
-import { xenbusStateName, xvdName } from '@pvblk/shared';
+import { xenbusStateName, xvdName, type HypervisorStatus } from '@pvblk/shared';
 import type { BlkbackDriver } from './blkback/driver.ts';
 import type { BlkbackStats } from './blkback/stats.ts';
 import type { HostDisks } from './disks.ts';
-
-/** The part of the hypervisor's /status the tools read (a subset of HypervisorStatus). */
-export interface HvStatus {
-  uptimeSeconds: number;
-  domains: Array<{
-    domid: number;
-    name: string;
-    privileged: boolean;
-    connected: boolean;
-    grants: number;
-    grantsMapped: number;
-    mappings: number;
-    sharedFrames: number;
-    ports: number;
-    stats: Record<string, number>;
-    memory: { sharedFrameBytes: number; backlogBytes: number; pendingInput: number };
-    xenstore: { nodes: number; watches: number; transactions: number };
-    cpuSeconds?: number;
-  }>;
-  grantsInUse: number;
-  ports: number;
-  xenstore: { nodes: number; watches: number; transactions: number };
-  hypercalls?: {
-    buckets: number[];
-    byType: Record<string, { counts: number[]; sum: number; count: number }>;
-  };
-}
 
 /** libxl_dominfo, as much of it as `xl list` prints. */
 export interface DomInfo {
@@ -54,17 +27,22 @@ export interface DomInfo {
   paused: boolean;
   shutdown: boolean;
   dying: boolean;
+  /** shutdown_reason when `shutdown` (letters "-rscwS"); pvblk's domains do not shut down yet. */
+  shutdownReason?: number;
   /** cpu_time in seconds: the hypervisor's time serving the domain. */
   cpuSeconds: number;
 }
 
 /** Reads the hypervisor's /status with the Dom0 secret; the URL is the hypervisor's ws:// address. */
-export function hypervisorStatusReader(hypervisorUrl: string, dom0Secret: string): () => Promise<HvStatus> {
+export function hypervisorStatusReader(
+  hypervisorUrl: string,
+  dom0Secret: string,
+): () => Promise<HypervisorStatus> {
   const url = new URL('/status', hypervisorUrl.replace(/^ws(s?):/, 'http$1:'));
   return async () => {
     const res = await fetch(url, { headers: { authorization: `Bearer ${dom0Secret}` } });
     if (!res.ok) throw new Error(`the hypervisor's /status answered ${res.status}`);
-    return (await res.json()) as HvStatus;
+    return (await res.json()) as HypervisorStatus;
   };
 }
 
@@ -74,7 +52,7 @@ export function hypervisorStatusReader(hypervisorUrl: string, dom0Secret: string
  * while the hypervisor holds unserved calls of it, blocked (idle) otherwise. Dom0 is running: it is
  * answering this.
  */
-export function domInfos(s: HvStatus): DomInfo[] {
+export function domInfos(s: HypervisorStatus): DomInfo[] {
   return s.domains.map((d) => {
     const running = d.privileged || (d.connected && d.memory.pendingInput > 0);
     return {

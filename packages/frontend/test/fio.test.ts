@@ -15,7 +15,7 @@ import {
 import { checkVerifyBlock, crc32c, fillVerifyBlock } from '../src/guest/fio-verify.ts';
 import { JobStats, Samples, depthBucket, latBuckets } from '../src/guest/fio-stats.ts';
 import { num2str, renderJson, renderNormal, renderTerse, type FioReport } from '../src/guest/fio-report.ts';
-import { condensedRunStr, etaLine, etaToStr, parseGuestFio } from '../src/guest/fio.ts';
+import { condensedRunStr, etaLine, etaToStr, parseEtaLine, parseGuestFio } from '../src/guest/fio.ts';
 
 function parse(args: string[]) {
   return parseFioOptions(splitOptions('fio', args, fioTakesValue));
@@ -343,5 +343,38 @@ describe('fio statistics and output', () => {
     expect(
       etaLine({ running: 1, states: ['w'], done: 0.12, eta: 22, rB: 0, wB: 19.6 * 1048576, rI: 0, wI: 5012 }),
     ).toBe('Jobs: 1 (f=1): [w(1)][12.0%][w=19.6MiB/s][w=5012 IOPS][eta 00m:22s]');
+  });
+
+  it('reads its own ETA line back, to the precision it prints', () => {
+    const line = etaLine({
+      running: 3,
+      states: ['R', 'R', 'w'],
+      done: 0.5,
+      eta: 3723,
+      rB: 2.5 * 1048576,
+      wB: 1.25 * 1048576,
+      rI: 640,
+      wI: 320,
+    });
+    expect(parseEtaLine(line)).toEqual({
+      running: 3,
+      states: ['R', 'R', 'w'],
+      done: 0.5,
+      eta: 3723,
+      rB: 2.5 * 1048576,
+      wB: 1.25 * 1048576,
+      rI: 640,
+      wI: 320,
+    });
+    // no rates yet, no percentage: the line fio draws while jobs start
+    expect(
+      parseEtaLine(etaLine({ running: 1, states: ['P'], done: null, eta: null, rB: 0, wB: 0, rI: 0, wI: 0 })),
+    ).toMatchObject({
+      running: 1,
+      done: null,
+      rB: 0,
+      wI: 0,
+    });
+    expect(parseEtaLine('fio-3.36')).toBeNull();
   });
 });

@@ -1,11 +1,5 @@
-export {
-  Hypervisor,
-  type Envelope,
-  type Interposer,
-  type HypervisorOptions,
-  type HypervisorStatus,
-} from './core/hypervisor.ts';
-export { Domain, type Session, type DomainStats } from './core/domain.ts';
+export { Hypervisor, type Envelope, type Interposer, type HypervisorOptions } from './core/hypervisor.ts';
+export { Domain, type Session } from './core/domain.ts';
 export { Connection, IN_HIGH, type FrameTransport } from './connection.ts';
 export { LocalHypervisor } from './local.ts';
 export {

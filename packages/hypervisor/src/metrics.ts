@@ -18,7 +18,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
-import type { Hypervisor, HypervisorStatus } from './core/hypervisor.ts';
+import type { HypercallHistograms, HypervisorStatus } from '@pvblk/shared';
+import type { Hypervisor } from './core/hypervisor.ts';
 import { requestUrl } from '@pvblk/runtime';
 
 /** Upper bounds of the hypercall histogram, seconds: 1 µs … 100 ms. */
@@ -54,10 +55,7 @@ class FixedHistogram {
   }
 
   /** Cumulative counts per bucket, by label value (for /status and the dashboard). */
-  snapshot(): {
-    buckets: number[];
-    byType: Record<string, { counts: number[]; sum: number; count: number }>;
-  } {
+  snapshot(): HypercallHistograms {
     const byType: Record<string, { counts: number[]; sum: number; count: number }> = {};
     for (const [k, s] of this.series) byType[k] = { counts: [...s.counts], sum: s.sum, count: s.count };
     return { buckets: [...this.buckets], byType };
@@ -137,7 +135,7 @@ export function instrumentHypervisor(
   };
   const cpuSeconds = (domid: number) => cpuSec.get(domid) ?? 0;
   const status = hv.status.bind(hv);
-  hv.status = (): HypervisorStatus & { hypercalls: ReturnType<FixedHistogram['snapshot']> } => {
+  hv.status = (): HypervisorStatus & { hypercalls: HypercallHistograms } => {
     const s = status();
     // destroyed domains' time goes with them (their domid may be reused)
     for (const id of cpuSec.keys()) if (!hv.domains.has(id)) cpuSec.delete(id);

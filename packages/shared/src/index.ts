@@ -11,4 +11,5 @@ export * from './wire.ts';
 export { SpareBuffers } from './spare-buffers.ts';
 export * from './blkif-integrity.ts';
 export * from './lateeoi.ts';
+export * from './hypervisor-status.ts';
 export { mulberry32 } from './mulberry32.ts';

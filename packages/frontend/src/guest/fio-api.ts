@@ -47,6 +47,8 @@ export {
   condensedRunStr,
   etaLine,
   etaToStr,
+  parseEtaLine,
+  type EtaStatus,
   jobBanner,
   PVBLK_STACK_OPTIONS,
   runBanner,

@@ -102,8 +102,8 @@ export function condensedRunStr(states: string[]): string {
   return out.join(',');
 }
 
-/** The ETA line fio redraws once a second (display_thread_status()). */
-export function etaLine(p: {
+/** What the ETA line shows: jobs running and their states, done fraction, ETA (s), rates (B/s, IOPS). */
+export interface EtaStatus {
   running: number;
   states: string[];
   done: number | null;
@@ -112,7 +112,10 @@ export function etaLine(p: {
   wB: number;
   rI: number;
   wI: number;
-}): string {
+}
+
+/** The ETA line fio redraws once a second (display_thread_status()). */
+export function etaLine(p: EtaStatus): string {
   const perc = p.done === null ? '-.-%' : `${(p.done * 100).toFixed(1)}%`;
   let rates = '';
   const has = { r: p.rB > 0 || p.rI > 0, w: p.wB > 0 || p.wI > 0 };
@@ -132,6 +135,59 @@ export function etaLine(p: {
     rates = `[${bw}][${io} IOPS]`;
   }
   return `Jobs: ${p.running} (f=${p.running}): [${condensedRunStr(p.states)}][${perc}]${rates}[eta ${etaToStr(p.eta)}]`;
+}
+
+/**
+ * The ETA line read back (etaLine's inverse, to the precision it prints): `pvblk bench` sums the lines
+ * of several guests into one.
+ */
+export function parseEtaLine(line: string): EtaStatus | null {
+  const m =
+    /^Jobs: (\d+) \(f=\d+\): \[([^\]]*)\]\[([^\]]*)\](?:\[([^\]]*)\]\[([^\]]*) IOPS\])?\[eta ([^\]]+)\]/.exec(
+      line.trim(),
+    );
+  if (!m) return null;
+  const unit: Record<string, number> = {
+    '': 1,
+    k: 1e3,
+    M: 1e6,
+    G: 1e9,
+    Ki: 1024,
+    Mi: 1048576,
+    Gi: 1073741824,
+  };
+  const num = (v: string) => {
+    const x = /^([\d.]+)(Ki|Mi|Gi|k|M|G)?/.exec(v);
+    return x ? Number(x[1]) * (unit[x[2] ?? ''] ?? 1) : 0;
+  };
+  const pairs = (s: string | undefined) => {
+    const r = { r: 0, w: 0 };
+    for (const p of (s ?? '').split(',')) {
+      const [k, v] = p.split('=');
+      if (k === 'r' || k === 'w') r[k] = num(v ?? '');
+    }
+    return r;
+  };
+  const states: string[] = [];
+  for (const part of m[2].split(',')) {
+    const x = /^(.)\((\d+)\)$/.exec(part);
+    if (x) for (let i = 0; i < Number(x[2]); i++) states.push(x[1]);
+  }
+  const eta = /^(?:(\d+)d:)?(?:(\d+)h:)?(\d+)m:(\d+)s$/.exec(m[6]);
+  const bw = pairs(m[4]);
+  const io = pairs(m[5]);
+  return {
+    running: Number(m[1]),
+    states,
+    done: m[3].endsWith('%') && m[3] !== '-.-%' ? Number(m[3].slice(0, -1)) / 100 : null,
+    eta: eta
+      ? Number(eta[1] ?? 0) * 86400 + Number(eta[2] ?? 0) * 3600 + Number(eta[3]) * 60 + Number(eta[4])
+      : null,
+    rB: bw.r,
+    wB: bw.w,
+    rI: io.r,
+    wI: io.w,
+  };
 }
 
 function findDisk(rt: GuestRuntime, path: string | null): GuestDisk | undefined {

@@ -4,7 +4,7 @@
  * authenticated connection it arrived on, never a field of a message.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { HypervisorMessage } from '@pvblk/shared';
+import type { DomainStats, HypervisorMessage } from '@pvblk/shared';
 import type { GrantEntry, Mapping, SharedFrame } from './gnttab.ts';
 import type { Port } from './evtchn.ts';
 
@@ -22,24 +22,6 @@ export interface Session {
   /** Bytes owed to the domain and not read yet, and records received and not served yet. */
   readonly backlog?: number;
   readonly pendingInput?: number;
-}
-
-export interface DomainStats {
-  msgsIn: number;
-  msgsOut: number;
-  invalidMessages: number;
-  eventsSent: number;
-  eventsDelivered: number;
-  pageWrites: number;
-  grantMaps: number;
-  grantCopies: number;
-  /** NOTIFY_IF and FINAL ring checks decided here. */
-  ringChecks: number;
-  /** WebSocket frames and their bytes, from the domain and to it. */
-  framesIn: number;
-  bytesIn: number;
-  framesOut: number;
-  bytesOut: number;
 }
 
 export class Domain {

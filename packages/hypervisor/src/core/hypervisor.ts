@@ -17,6 +17,7 @@ import {
   pageWriteMessage,
   type ClientMessage,
   type HypervisorMessage,
+  type HypervisorStatus,
   type PageRun,
 } from '@pvblk/shared';
 import { Domain, hashCredential, newCredential, type Session } from './domain.ts';
@@ -75,37 +76,6 @@ export interface HypervisorOptions {
 
 /** Longest error text sent back: a reply must stay valid however long the offending input was. */
 const MAX_ERROR_TEXT = 1024;
-
-export interface HypervisorStatus {
-  uptimeSeconds: number;
-  domains: Array<{
-    domid: number;
-    name: string;
-    privileged: boolean;
-    connected: boolean;
-    grants: number;
-    grantsMapped: number;
-    mappings: number;
-    sharedFrames: number;
-    ports: number;
-    stats: Domain['stats'];
-    /** What the broker holds for this domain: frame copies, unread output, unserved input, XenStore. */
-    memory: { sharedFrameBytes: number; backlogBytes: number; pendingInput: number };
-    xenstore: { nodes: number; watches: number; transactions: number };
-  }>;
-  limits: {
-    maxDomains: number;
-    maxGrantFrames: number;
-    maxMaptrack: number;
-    maxSharedFrames: number;
-    maxCopyBytes: number;
-    maxGuestEvtchnPort: number;
-  };
-  grantsInUse: number;
-  ports: number;
-  xenstore: { nodes: number; watches: number; transactions: number };
-  messages: { in: Record<string, number>; out: Record<string, number> };
-}
 
 export class Hypervisor {
   readonly domains = new Map<number, Domain>();
