@@ -24,6 +24,7 @@ import type { XenStoreOps, Watch } from '@pvblk/client';
 import { authenticate, type ApiCredentials } from './api.ts';
 import { runXsRequest } from './xenstore-ops.ts';
 import { requestUrl } from '@pvblk/runtime';
+import { ownEntry } from '@pvblk/shared';
 
 export interface DashboardOptions {
   creds: ApiCredentials;
@@ -149,7 +150,7 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     serveStatic(req, res, url) {
       const m = /^\/dashboard(?:\/([a-z.]*))?$/.exec(url.pathname);
       if (!m || req.method !== 'GET') return false;
-      const file = ASSETS[m[1] ?? ''];
+      const file = ownEntry(ASSETS, m[1] ?? '');
       if (file === undefined) return false;
       void readAsset(file).then((data) => {
         if (!data) {

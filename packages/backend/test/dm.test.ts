@@ -123,6 +123,29 @@ describe('dm-flakey', () => {
     expect(err(`0 ${SECTORS} flakey /dev/sdg 0 1 1 3 drop_writes`)).toMatch(/Invalid number of feature args/);
     expect(err(`0 100 flakey /dev/sdg 0 1 1`)).toMatch(/must map the whole device/);
     expect(err(`0 ${SECTORS} mirror /dev/sdg 0`)).toMatch(/unknown target type "mirror"/);
+    // an area past the end of the device below, as dm-table refuses it
+    for (const t of [
+      'linear /dev/sdg 8',
+      'flakey /dev/sdg 1 1 1',
+      'dust /dev/sdg 8 4096',
+      'delay /dev/sdg 8 0',
+    ])
+      expect(err(`0 ${SECTORS} ${t}`)).toBe(
+        `EINVAL: /dev/sdg too small for target: start=${t.split(' ')[2]}, len=${SECTORS}, dev_size=${SECTORS}`,
+      );
+  });
+
+  it('knows only its own target types: names every object inherits are unknown, and nothing is stacked', async () => {
+    const { dm } = setup();
+    for (const type of ['constructor', 'toString', '__proto__', 'hasOwnProperty'])
+      expect(() => dm.create('x', `0 ${SECTORS} ${type}`)).toThrow(`unknown target type "${type}"`);
+    expect(dm.list()).toEqual([]);
+    expect((await dm.read(0, 8)).ok).toBe(true);
+    dm.create('x', `0 ${SECTORS} linear /dev/sdg 0`);
+    expect(() => dm.reload('x', `0 ${SECTORS} constructor`)).toThrow(/unknown target type/);
+    expect(dm.list().map((l) => l.table)).toEqual([`0 ${SECTORS} linear /dev/sdg 0`]);
+    dm.remove('x');
+    expect(dm.list()).toEqual([]);
   });
 });
 

@@ -12,4 +12,5 @@ export { SpareBuffers } from './spare-buffers.ts';
 export * from './blkif-integrity.ts';
 export * from './lateeoi.ts';
 export * from './hypervisor-status.ts';
+export { ownEntry } from './own-entry.ts';
 export { mulberry32 } from './mulberry32.ts';

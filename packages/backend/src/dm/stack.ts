@@ -6,7 +6,7 @@
  * In Linux the vbd would be configured on /dev/mapper/<name> from the start; here every vbd's disk
  * has a stack, so a fault can be put under a running guest and taken away again.
  */
-import { PvblkError, type KernelLog } from '@pvblk/shared';
+import { ownEntry, PvblkError, type KernelLog } from '@pvblk/shared';
 import type { HostBlockDevice, IoResult, PiBuffer, ReadResult } from '../block-device.ts';
 import { delay } from './delay.ts';
 import { dust } from './dust.ts';
@@ -147,7 +147,7 @@ export class DmStack extends BaseGeometry implements HostBlockDevice {
         'EINVAL',
         `the table must map the whole device: "0 ${this.base.sectors} <target> …" (got "${start ?? ''} ${length ?? ''}")`,
       );
-    const factory = type === undefined ? undefined : DM_TARGETS[type];
+    const factory = type === undefined ? undefined : ownEntry(DM_TARGETS, type);
     if (!factory)
       throw new PvblkError(
         'EINVAL',
@@ -167,18 +167,21 @@ export class DmStack extends BaseGeometry implements HostBlockDevice {
       throw new PvblkError('EINVAL', `a disk may have at most ${MAX_DM_LAYERS} device-mapper layers`);
     const target = this.build(line, this.layers.length - 1);
     const l = new LayerDevice(this.base, target, name);
+    // described before it is stacked: a layer that cannot say what it is never takes I/O
+    const info = this.info(l);
     this.layers.push(l);
-    return this.info(l);
+    return info;
   }
 
   /** dmsetup reload <name> --table '<line>' && dmsetup resume <name>. */
   reload(name: string, line: string): DmLayerInfo {
     const { i, l } = this.layer(name);
     const target = this.build(line, i - 1);
-    l.target.close();
     const n = new LayerDevice(this.base, target, name);
+    const info = this.info(n);
+    l.target.close();
     this.layers[i] = n;
-    return this.info(n);
+    return info;
   }
 
   /** dmsetup message <name> 0 <text>. */

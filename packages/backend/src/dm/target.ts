@@ -58,13 +58,15 @@ export function checkDev(dev: string | undefined, ctx: TargetContext): void {
     );
 }
 
-/** `<offset>` in sectors; 0 when the device carries PI (ref tags are not remapped). */
+/** `<offset>` in sectors: where the mapped area starts on the device below. */
 export function parseOffset(raw: string | undefined, ctx: TargetContext): number {
   const v = parseUint(raw, 'offset');
-  if (v !== 0 && ctx.lower.integrity)
-    throw dmError(`offset ${v}: a device with PI is mapped at offset 0 only (ref tags are not remapped)`);
-  if (v >= ctx.lower.sectors)
-    throw dmError(`offset ${v} is beyond the device (${ctx.lower.sectors} sectors)`);
+  // dm-table.c device_area_is_invalid(): the area a target maps must lie within the device below;
+  // the table maps as many sectors as that device has, so only offset 0 fits
+  if (v + ctx.length > ctx.lower.sectors)
+    throw dmError(
+      `${ctx.lowerNames[0]} too small for target: start=${v}, len=${ctx.length}, dev_size=${ctx.lower.sectors}`,
+    );
   return v;
 }
 
