@@ -167,6 +167,9 @@ describe('dd operand parsing', () => {
     ['dd count=1q', "dd: invalid number `1q'\n"],
     ['dd conv=foo', "dd: invalid conversion: `foo'\nTry `dd --help' for more information.\n"],
     ['dd conv=notrunc,bogus', "dd: invalid conversion: `bogus'\nTry `dd --help' for more information.\n"],
+    // names every object inherits are not conversions
+    ['dd conv=constructor', "dd: invalid conversion: `constructor'\nTry `dd --help' for more information.\n"],
+    ['dd conv=__proto__', "dd: invalid conversion: `__proto__'\nTry `dd --help' for more information.\n"],
     ['dd iflag=binary', "dd: invalid input flag: `binary'\nTry `dd --help' for more information.\n"],
     ['dd oflag=nope', "dd: invalid output flag: `nope'\nTry `dd --help' for more information.\n"],
     ['dd oflag=fullblock', "dd: invalid output flag: 'fullblock'\nTry `dd --help' for more information.\n"],

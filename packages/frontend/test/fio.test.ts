@@ -97,6 +97,12 @@ describe('fio options', () => {
       "fio: unrecognized option '--iodeph=4'",
       'Did you mean iodepth?',
     ]);
+    // names every object inherits are not options; a bad --rw after one is not swallowed as its value
+    for (const arg of ['--constructor=foo', '--toString=1', '--__proto__=1', '--valueOf'])
+      expect(usage(() => parse(['--name=j', arg]))[0]).toBe(`fio: unrecognized option '${arg}'`);
+    expect(usage(() => parse(['--name=j', '--constructor', '--rw=bogus']))[0]).toBe(
+      "fio: unrecognized option '--constructor'",
+    );
     const rw = usage(() => parse(['--name=j', '--rw=bogus']));
     expect(rw[0]).toBe('        valid values: read       Sequential read');
     expect(rw[rw.length - 1]).toBe('fio: failed parsing rw=bogus');

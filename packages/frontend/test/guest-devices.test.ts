@@ -174,6 +174,8 @@ describe('lsblk', () => {
       err: 'lsblk: unknown column: FOO\n',
     });
     expect((await sh('lsblk /dev/xvdz')).err).toBe('lsblk: /dev/xvdz: not a block device\n');
+    // a name every object inherits is an operand like any other, not an option
+    expect((await sh('lsblk constructor')).err).toBe('lsblk: constructor: not a block device\n');
   });
 
   it('sizes as size_to_human_string() prints them', () => {

@@ -61,6 +61,13 @@ describe('$? and variables', () => {
       out: '127\n',
       err: 'sh: nosuch: command not found\n',
     });
+    // names every object inherits are not commands
+    for (const name of ['constructor', 'toString', 'valueOf', '__proto__', 'hasOwnProperty'])
+      expect(await sh(`${name} x && echo ran; echo $?`)).toEqual({
+        status: 0,
+        out: '127\n',
+        err: `sh: ${name}: command not found\n`,
+      });
     expect((await sh('ls /nope; S=$?; echo status $S')).out).toBe('status 2\n');
   });
 

@@ -150,6 +150,12 @@ describe('block devices', () => {
     const { vfs } = setup();
     expect(await vfs.open('/dev/xvdb', RW)).toEqual({ errno: 'ENOENT' });
     expect(await vfs.open('/dev', RW)).toEqual({ errno: 'EISDIR' });
+    // names every object inherits are not devices
+    const RO = { read: true, write: false };
+    for (const name of ['constructor', 'toString', '__proto__']) {
+      expect(await vfs.open(`/dev/${name}`, RO)).toEqual({ errno: 'ENOENT' });
+      expect(await vfs.open(`/dev/${name}/x`, RO)).toEqual({ errno: 'ENOENT' });
+    }
   });
 });
 
@@ -270,6 +276,10 @@ describe('sysfs', () => {
     expect(await vfs.open('/sys/block/xvda/size', { read: false, write: true })).toEqual({ errno: 'EACCES' });
     expect(await vfs.open('/sys/block/xvda/queue', RW)).toEqual({ errno: 'EISDIR' });
     expect(await vfs.open('/sys/block/xvda/nope', RW)).toEqual({ errno: 'ENOENT' });
+    for (const name of ['constructor', 'toString', '__proto__'])
+      expect(await vfs.open(`/sys/block/xvda/${name}`, { read: true, write: false })).toEqual({
+        errno: 'ENOENT',
+      });
     expect(await vfs.open('/sys/block/xvdz/size', { read: true, write: false })).toEqual({ errno: 'ENOENT' });
   });
 });

@@ -18,6 +18,7 @@
  * - GuestFile has no ftruncate: for `seek=N` on a regular file without conv=notrunc, the file is cut
  *   to N*obs bytes by rewriting its prefix (or zero-extended), which leaves the same content.
  */
+import { ownEntry } from '@pvblk/shared';
 import { stdinFile } from './stdin.ts';
 import {
   STRERROR,
@@ -360,7 +361,7 @@ function scanArgs(argv: string[], io: CommandIo): DdConfig | number {
     else if (name === 'conv' || name === 'iflag' || name === 'oflag' || name === 'status') {
       const [valid, what, into] =
         name === 'conv'
-          ? [(w: string) => w in CONVERSIONS, 'invalid conversion', conv]
+          ? [(w: string) => ownEntry(CONVERSIONS, w) !== undefined, 'invalid conversion', conv]
           : name === 'iflag'
             ? [(w: string) => FLAGS.has(w), 'invalid input flag', iflags]
             : name === 'oflag'

@@ -4,6 +4,7 @@
  * or standard input (the pipe) without any or for `-`.
  */
 import { stdinFile } from './stdin.ts';
+import { ownEntry } from '@pvblk/shared';
 import {
   STRERROR,
   type CommandIo,
@@ -223,7 +224,7 @@ function breToJs(re: string): string {
       if (end < 0) return out + '\\[' + re.slice(i + 1).replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
       const body = re
         .slice(i + 1, end)
-        .replace(/\[:([a-z]+):\]/g, (_, name: string) => classes[name] ?? '')
+        .replace(/\[:([a-z]+):\]/g, (_, name: string) => ownEntry(classes, name) ?? '')
         .replace(/\\/g, '\\\\');
       out += `[${body}]`;
       i = end;

@@ -11,7 +11,7 @@
  * `libaio` (fio's is psync), because queue depth is the point of this tool; `filename` defaults to the
  * guest's first disk; a size past the end of the device is refused up front (fio would stop short).
  */
-import { PvblkError } from '@pvblk/shared';
+import { ownEntry, PvblkError } from '@pvblk/shared';
 
 export const FIO_VERSION = 'fio-3.36';
 
@@ -357,7 +357,7 @@ export const FIO_OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
 
 /** Whether a value of `--name` may be the next argument (every option but the set-only ones). */
 export function fioTakesValue(name: string): boolean {
-  const o = OPTIONS[name];
+  const o = ownEntry(OPTIONS, name);
   return o !== undefined && !o.flag;
 }
 
@@ -382,7 +382,7 @@ export function parseFioOptions(
   const given: Array<Record<string, string>> = [];
   let current: FioJob | null = null;
   for (const o of opts) {
-    const def = OPTIONS[o.name];
+    const def = ownEntry(OPTIONS, o.name);
     if (!def) {
       if (extra(o)) continue;
       const hint = closestOption(o.name, [...FIO_OPTION_NAMES, ...knownExtra]);

@@ -19,6 +19,7 @@ import { randomFillSync } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { ownEntry } from '@pvblk/shared';
 import type { BlockDeviceCache } from '../block/page-cache.ts';
 import type { GuestBlockQueue } from '../block/queue.ts';
 import type {
@@ -124,7 +125,12 @@ export class GuestFs implements GuestVfs {
       ]);
     }
     if (p === '/dev' || p.startsWith('/dev/'))
-      return { errno: this.disks.has(p.slice(5)) || p.slice(5) in CHAR_DEVICES ? 'ENOTDIR' : 'ENOENT' };
+      return {
+        errno:
+          this.disks.has(p.slice(5)) || ownEntry(CHAR_DEVICES, p.slice(5)) !== undefined
+            ? 'ENOTDIR'
+            : 'ENOENT',
+      };
     if (p === '/sys' || p.startsWith('/sys/')) {
       const node = this.sysNode(p);
       if (!node) return { errno: 'ENOENT' };
@@ -187,7 +193,7 @@ export class GuestFs implements GuestVfs {
       disk.cache.open();
       return new BlockDevFile(p, disk, flags);
     }
-    const kind = CHAR_DEVICES[name];
+    const kind = ownEntry(CHAR_DEVICES, name);
     if (!kind) return { errno: 'ENOENT' };
     if (trailingSlash) return { errno: 'ENOTDIR' };
     // No ->direct_IO on a character device: open(O_DIRECT) fails.
@@ -216,7 +222,7 @@ export class GuestFs implements GuestVfs {
     if (!disk) return null;
     const rest = parts.slice(3).join('/');
     if (rest === '' || SYS_DISK_DIRS.includes(rest)) return { kind: 'dir' };
-    const attr = diskAttributes(disk)[rest];
+    const attr = ownEntry(diskAttributes(disk), rest);
     return attr ? { kind: 'attr', attr } : null;
   }
 

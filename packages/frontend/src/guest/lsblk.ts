@@ -9,6 +9,7 @@
  * -d/--nodeps, -a/--all, -D/--discard, -t/--topology, -m/--perms, -f/--fs, and device operands.
  */
 import type { CommandIo, GuestCommandContext } from './vfs.ts';
+import { ownEntry } from '@pvblk/shared';
 
 interface Column {
   /** Width hint: >= 1 an absolute width, < 1 a fraction of the terminal (no effect here). */
@@ -101,7 +102,7 @@ export async function lsblk(
     if (a === '-o' || a === '--output') list = args[++i] ?? '';
     else if (a.startsWith('--output=')) list = a.slice('--output='.length);
     else if (a.startsWith('-o') && !a.startsWith('--')) list = a.slice(2);
-    else if (a in LONG) flags.add(LONG[a]);
+    else if (ownEntry(LONG, a) !== undefined) flags.add(LONG[a]);
     else if (/^-[bnrPldaDtmf]+$/.test(a)) for (const c of a.slice(1)) flags.add(c);
     else if (a.startsWith('-')) {
       io.stderr(

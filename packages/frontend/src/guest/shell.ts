@@ -11,6 +11,7 @@
  */
 import type { CommandIo, GuestCommand, GuestCommandContext, GuestInput } from './vfs.ts';
 import { STRERROR } from './vfs.ts';
+import { ownEntry } from '@pvblk/shared';
 
 type Op = ';' | '&&' | '||';
 
@@ -280,7 +281,7 @@ async function runSimple(
     if (!cmd.redirect) return 0;
   }
   const name = argv[0];
-  const fn = name === undefined ? async () => 0 : commands[name];
+  const fn = name === undefined ? async () => 0 : ownEntry(commands, name);
   if (!fn) {
     io.stderr(`sh: ${name}: command not found\n`);
     return 127;

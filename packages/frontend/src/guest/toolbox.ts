@@ -3,7 +3,7 @@
  * the running guest — dmesg reads its kernel log, sync writes back its page caches, blockdev and lsblk
  * describe its disks, demo is the default workload — and `sh -c` for command lines.
  */
-import { formatKmsg, type KernelMessage } from '@pvblk/shared';
+import { formatKmsg, ownEntry, type KernelMessage } from '@pvblk/shared';
 import type { Blkfront } from '../blkfront/device.ts';
 import type { BlockDeviceCache } from '../block/page-cache.ts';
 import type { GuestBlockQueue } from '../block/queue.ts';
@@ -119,7 +119,7 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     for (; i < argv.length && argv[i].startsWith('-'); i++)
       if (argv[i] !== '-q' && argv[i] !== '-v') cmds.push(argv[i]);
     const devices = argv.slice(i);
-    const unknown = cmds.find((c) => !(c in BLOCKDEV_COMMANDS));
+    const unknown = cmds.find((c) => ownEntry(BLOCKDEV_COMMANDS, c) === undefined);
     if (unknown !== undefined || cmds.length === 0 || devices.length === 0) {
       if (unknown !== undefined) io.stderr(`blockdev: Unknown command: ${unknown}\n`);
       io.stderr(`${BLOCKDEV_USAGE}\n`);
