@@ -94,17 +94,18 @@ program
     'run the hypervisor (the broker that plays Xen); needs PVBLK_DOM0_SECRET or PVBLK_DOM0_SECRET_FILE',
   )
   .option('--host <addr>', 'listen address', process.env.PVBLK_HYPERVISOR_HOST ?? '127.0.0.1')
-  .option(
-    '--port <n>',
-    'listen port (0 picks a free one)',
-    intOption('--port', 0, 65535),
-    Number(process.env.PVBLK_HYPERVISOR_PORT ?? 7480),
+  // the environment's values go through the same parser as the option's: a bad one stops the start
+  .addOption(
+    new Option('--port <n>', 'listen port (0 picks a free one)')
+      .env('PVBLK_HYPERVISOR_PORT')
+      .argParser(intOption('--port', 0, 65535))
+      .default(7480),
   )
-  .option(
-    '--max-domains <n>',
-    'domains that may exist at once, Dom0 included',
-    intOption('--max-domains', 2, 32752),
-    Number(process.env.PVBLK_MAX_DOMAINS ?? 256),
+  .addOption(
+    new Option('--max-domains <n>', 'domains that may exist at once, Dom0 included')
+      .env('PVBLK_MAX_DOMAINS')
+      .argParser(intOption('--max-domains', 2, 32752))
+      .default(256),
   )
   .option(
     '--max-grant-frames <n>',
@@ -166,11 +167,11 @@ blkbackOptions(
     .option('--memory', 'keep disks in memory')
     .option('--disk <params>', 'scsi_debug parameters of new disks, modprobe-style', DEFAULT_DISK)
     .option('--api-host <addr>', 'management API address', process.env.PVBLK_API_HOST ?? '127.0.0.1')
-    .option(
-      '--api-port <n>',
-      'management API port',
-      intOption('--api-port', 0, 65535),
-      Number(process.env.PVBLK_API_PORT ?? 7481),
+    .addOption(
+      new Option('--api-port <n>', 'management API port')
+        .env('PVBLK_API_PORT')
+        .argParser(intOption('--api-port', 0, 65535))
+        .default(7481),
     ),
 )
   .option(

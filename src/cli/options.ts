@@ -34,18 +34,22 @@ export function blkbackOptions(cmd: Command): Command {
     .addOption(
       new Option('--data-path <how>', 'how blkback moves data: map grants, or grant copy')
         .choices(['map', 'copy'])
-        .default(process.env.PVBLK_DATA_PATH ?? 'map'),
+        .env('PVBLK_DATA_PATH')
+        .default('map'),
     )
     .option('--no-persistent', 'do not offer persistent grants')
     .option(
       '--no-pi-inline',
       'do not offer feature-integrity-inline (integrity requests then always use indirect pages)',
     )
-    .option(
-      '--partition-start <sectors>',
-      'serve guests a partition of their disk starting at this sector (PI ref tags are remapped)',
-      intOption('--partition-start', 0, 1 << 30),
-      Number(process.env.PVBLK_PARTITION_START ?? 0),
+    .addOption(
+      new Option(
+        '--partition-start <sectors>',
+        'serve guests a partition of their disk starting at this sector (PI ref tags are remapped)',
+      )
+        .env('PVBLK_PARTITION_START')
+        .argParser(intOption('--partition-start', 0, 1 << 30))
+        .default(0),
     );
 }
 

@@ -56,6 +56,23 @@ describe('pvblk run', () => {
     expect(c.stdout + c.stderr).toContain('disk parameter "dif": must be 0, 1, 2 or 3 (got 7)');
   });
 
+  it('refuses a bad value from the environment as it refuses the option, naming the variable', async () => {
+    // a hypervisor that took PVBLK_MAX_DOMAINS=abc ran with no domain limit at all (NaN)
+    const cases: Array<[string[], Record<string, string>, string]> = [
+      [['hypervisor'], { PVBLK_MAX_DOMAINS: 'abc' }, `value 'abc' from env 'PVBLK_MAX_DOMAINS' is invalid`],
+      [['hypervisor'], { PVBLK_MAX_DOMAINS: '1' }, '--max-domains must be between 2 and 32752 (got 1)'],
+      [['hypervisor'], { PVBLK_HYPERVISOR_PORT: '7480x' }, `from env 'PVBLK_HYPERVISOR_PORT' is invalid`],
+      [['host'], { PVBLK_API_PORT: '65536' }, '--api-port must be between 0 and 65535 (got 65536)'],
+      [['host'], { PVBLK_DATA_PATH: 'bogus' }, `value 'bogus' from env 'PVBLK_DATA_PATH' is invalid`],
+      [['host'], { PVBLK_PARTITION_START: '-8' }, `from env 'PVBLK_PARTITION_START' is invalid`],
+    ];
+    for (const [args, env, message] of cases) {
+      const r = await pvblk(args, { env: { PVBLK_DOM0_SECRET: 'process-test-dom0-secret', ...env } });
+      expect(r.code, JSON.stringify(env)).not.toBe(0);
+      expect(r.stderr).toContain(message);
+    }
+  });
+
   it("starts its processes with PVBLK_NODE_FLAGS in place of pvblk's own V8 flags, and refuses a bad one", async () => {
     const run = tempDir('pvblk-t-');
     try {
