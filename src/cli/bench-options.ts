@@ -24,6 +24,7 @@ import {
 } from '@pvblk/frontend';
 import { parseScsiDebugParams, storeBlocks } from '@pvblk/backend';
 import { isPvblkError, XENBUS_MAX_RING_GRANT_ORDER } from '@pvblk/shared';
+import { RELAY_MAX_BS } from './bench-relay.ts';
 
 /** The stack a bench point runs on. */
 export interface StackShape {
@@ -87,6 +88,9 @@ const BENCH_OPTIONS: Record<string, boolean> = {
 export const MAX_BASELINE_SLICES = 100;
 export const MIN_SLICE_MS = 200;
 
+/** Points of one bench (the product of its sweeps' value counts): each is a measured run of its own. */
+export const MAX_SWEEP_POINTS = 256;
+
 export const BENCH_USAGE = `usage: pvblk bench --name=<job> [fio options] [pvblk options]
 
 Starts its own stack (hypervisor, host, guests), runs the fio job in every guest (as
@@ -118,7 +122,8 @@ pvblk options:
   --plot FILE.svg|FILE.png   latency CDF (and stage breakdown with --trace); IOPS and latency
                              against the swept value with --sweep
   --sweep KEY=V1,V2,…        run once per value: ${[...SWEEP_JOB_KEYS, ...SWEEP_STACK_KEYS].join(', ')}
-  --warmup TIME              untimed I/O before each measured run (default 500ms)
+                             (several sweeps run their product, ${MAX_SWEEP_POINTS} points at most)
+  --warmup TIME              untimed I/O before each measured run (default 500ms, 0 for none)
   --rss-interval TIME        how often every process's RSS is sampled (default 1s)
 `;
 
@@ -302,6 +307,12 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
           return true;
         case 'warmup':
           warmupMs = parseTime('warmup', o.value ?? '');
+          // the guests' fio takes it as runtime=, in whole milliseconds (1 at least); 0 means none
+          if (warmupMs > 0 && warmupMs < 1)
+            fail(
+              `warmup: min value out of range: ${o.value} (1ms min, or 0 for none)`,
+              `fio: failed parsing warmup=${o.value}`,
+            );
           return true;
         case 'rss-interval':
           rssIntervalMs = parseTime('rss-interval', o.value ?? '');
@@ -317,9 +328,16 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
     [...Object.keys(PVBLK_STACK_OPTIONS), ...Object.keys(BENCH_OPTIONS)],
   );
   const seen = new Set<string>();
+  let points = 1;
   for (const s of sweeps) {
     if (seen.has(s.key)) fail(`fio: --sweep ${s.key} given twice`);
     seen.add(s.key);
+    // counted before any point is built: a few sweeps of many values would not fit in memory
+    points *= s.values.length;
+    if (points > MAX_SWEEP_POINTS)
+      fail(
+        `fio: --sweep: ${sweeps.map((x) => `${x.key} (${x.values.length})`).join(' × ')} is more than ${MAX_SWEEP_POINTS} points, each a run of its own`,
+      );
   }
   if (baselineSlices > 1) checkSlices(cl, baseline, baselineSlices);
   const o: BenchOptions = {
@@ -333,7 +351,15 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
     rssIntervalMs,
     sweeps,
   };
-  for (const p of benchPoints(o)) checkPoint(p);
+  for (const p of benchPoints(o)) {
+    checkPoint(p);
+    if (baseline)
+      for (const j of p.cl.jobs)
+        if (j.bs > RELAY_MAX_BS)
+          fail(
+            `fio: --baseline: the relay carries requests of ${RELAY_MAX_BS / 1024} KiB at most (bs=${j.bs})`,
+          );
+  }
   return o;
 }
 

@@ -37,6 +37,10 @@ const DESC = 16;
 const DATA_BASE = 1 << 16;
 const CLIENT_SHIFT = 24;
 const LOW = (1 << CLIENT_SHIFT) - 1;
+/** Client numbers fit in the top byte of a frame number, below the sign bit. */
+const MAX_CLIENT = (1 << (31 - CLIENT_SHIFT)) - 1;
+/** A slot's data frames are 256 apart: the largest request the relay carries. */
+export const RELAY_MAX_BS = 256 * PAGE;
 
 export interface RelayClientSpec {
   url: string;
@@ -182,15 +186,21 @@ export async function runRelay(): Promise<void> {
       return;
     }
     const n = Number(/^\/client\/(\d+)$/.exec(url)?.[1] ?? NaN);
-    if (!Number.isInteger(n)) return ws.close(4400, 'unknown path');
-    clients.set(n, new Sender(relayPut(ws)));
+    if (!Number.isInteger(n) || n > MAX_CLIENT) return ws.close(4400, 'unknown path');
+    if (clients.has(n)) return ws.close(4409, `client ${n} is connected already`);
+    const sender = new Sender(relayPut(ws));
+    clients.set(n, sender);
+    ws.on('close', () => {
+      if (clients.get(n) === sender) clients.delete(n);
+    });
     ws.on('message', (data: Buffer) => {
       const d = decodeClientFrame(data);
       if (!d.ok || !server) return;
+      // a client's frame numbers stay in its own range: the top byte is the router's
       for (const m of d.messages) {
         if (m.t === 'mw')
-          server.queue({ t: 'gw', handle: (n << CLIENT_SHIFT) | m.gfn, off: m.off, data: m.data });
-        else if (m.t === 'ev_send') server.queue({ t: 'ev', port: (n << CLIENT_SHIFT) | m.port });
+          server.queue({ t: 'gw', handle: (n << CLIENT_SHIFT) | (m.gfn & LOW), off: m.off, data: m.data });
+        else if (m.t === 'ev_send') server.queue({ t: 'ev', port: (n << CLIENT_SHIFT) | (m.port & LOW) });
       }
     });
   });
@@ -248,6 +258,9 @@ export async function runRelayServer(relayUrl: string): Promise<void> {
  */
 export async function runRelayClient(spec: RelayClientSpec): Promise<void> {
   if (spec.depth * 256 + DATA_BASE > LOW) throw new Error('relay: too many requests in flight');
+  if (spec.bs > RELAY_MAX_BS) throw new Error(`relay: bs ${spec.bs} is above ${RELAY_MAX_BS} bytes`);
+  if (!Number.isInteger(spec.client) || spec.client < 0 || spec.client > MAX_CLIENT)
+    throw new Error(`relay: bad client number ${spec.client}`);
   if (!Number.isInteger(spec.slices) || spec.slices < 1)
     throw new Error(`relay: bad slice count ${spec.slices}`);
   const ws = await open(`${spec.url}/client/${spec.client}`);

@@ -4,7 +4,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { FioUsageError } from '@pvblk/frontend';
-import { benchPoints, parseBenchArgs, type BenchOptions } from '../../src/cli/bench-options.ts';
+import {
+  benchPoints,
+  MAX_SWEEP_POINTS,
+  parseBenchArgs,
+  type BenchOptions,
+} from '../../src/cli/bench-options.ts';
 
 const parse = (...args: string[]) => parseBenchArgs(['--name=t', ...args]) as BenchOptions;
 
@@ -26,5 +31,40 @@ describe('pvblk bench: inline integrity requests', () => {
     expect(() => parse('--no-pi-inline=1')).toThrow(FioUsageError);
     expect(() => parse('--no-pi-inline=1')).toThrow("option '--no-pi-inline' takes no value");
     expect(() => parse('--pi-inline=maybe')).toThrow(/pi-inline/);
+  });
+});
+
+describe('pvblk bench: bounds a command line cannot go past', () => {
+  it('refuses sweeps of more than MAX_SWEEP_POINTS points before building any', () => {
+    const values = (n: number) => Array.from({ length: n }, (_, i) => i + 1).join(',');
+    expect(
+      benchPoints(parse('--sweep', `iodepth=${values(16)}`, '--sweep', `numjobs=${values(16)}`)),
+    ).toHaveLength(MAX_SWEEP_POINTS);
+    expect(() => parse('--sweep', `iodepth=${values(16)}`, '--sweep', `numjobs=${values(17)}`)).toThrow(
+      `fio: --sweep: iodepth (16) × numjobs (17) is more than ${MAX_SWEEP_POINTS} points, each a run of its own`,
+    );
+    // five sweeps of 30 values were 24 million points: refused at once, not out of memory
+    const huge = ['iodepth', 'numjobs', 'bs', 'rwmixread', 'queues'].flatMap((k) => [
+      '--sweep',
+      `${k}=${values(30)}`,
+    ]);
+    expect(() => parse(...huge)).toThrow(`is more than ${MAX_SWEEP_POINTS} points`);
+  });
+
+  it('refuses, with --baseline, requests larger than the relay carries (1 MiB)', () => {
+    expect(parse('--bs=1m', '--baseline').cl.jobs[0].bs).toBe(1 << 20);
+    expect(parse('--bs=2m').cl.jobs[0].bs).toBe(2 << 20);
+    expect(() => parse('--bs=2m', '--baseline')).toThrow(
+      'fio: --baseline: the relay carries requests of 1024 KiB at most (bs=2097152)',
+    );
+    expect(() => parse('--baseline', '--sweep', 'bs=4k,2m')).toThrow(/the relay carries requests/);
+  });
+
+  it('refuses a warm-up shorter than the guests can run (1 ms); 0 means none', () => {
+    expect(parse('--warmup=0').warmupMs).toBe(0);
+    expect(parse('--warmup=2ms').warmupMs).toBe(2);
+    expect(() => parse('--warmup=0.4ms')).toThrow(
+      'warmup: min value out of range: 0.4ms (1ms min, or 0 for none)',
+    );
   });
 });
