@@ -139,6 +139,19 @@ afterEach(async () => {
 });
 
 describe('a driver domain', () => {
+  it('places guests whose names every object inherits like any other (the registry was a plain object)', async () => {
+    await bootGuest('constructor'); // spread: a tie, Dom0 first
+    await bootGuest('__proto__'); // then the driver domain
+    expect(await w.dds.placements()).toEqual(
+      new Map([
+        ['constructor', 'Domain-0'],
+        ['__proto__', 'dd1'],
+      ]),
+    );
+    expect(await w.dds.place('__proto__')).toEqual({ name: 'dd1', domid: w.dd.domid });
+    expect(await w.dds.place('constructor')).toEqual({ name: 'Domain-0', domid: 0 });
+  });
+
   it('is an unprivileged domain with the directories libxl gives driver_domain=1', async () => {
     expect(w.dd.xc.privileged).toBe(false);
     expect(w.dd.xc.domid).toBe(w.dd.domid);
@@ -150,7 +163,7 @@ describe('a driver domain', () => {
   it("serves a guest placed on it: libxl's layout and permissions, the guest's grants to the driver domain", async () => {
     const g1 = await bootGuest('guest1'); // spread: a tie, Dom0 first
     const g2 = await bootGuest('guest2'); // then the driver domain, which has fewer disks
-    expect(await w.dds.placements()).toEqual({ guest1: 'Domain-0', guest2: 'dd1' });
+    expect(Object.fromEntries(await w.dds.placements())).toEqual({ guest1: 'Domain-0', guest2: 'dd1' });
     const fe = frontendPath(g2.domid, DEVID);
     const be = `/local/domain/${w.dd.domid}/backend/vbd/${g2.domid}/${DEVID}`;
     expect(await w.dom0.xs.read(`${fe}/backend`)).toBe(be);

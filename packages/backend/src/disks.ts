@@ -150,7 +150,8 @@ export interface HostDisksOptions {
 export class HostDisks implements DeviceResolver {
   private readonly byPath = new Map<string, HostDisk>();
   private readonly byVbd = new Map<string, HostDisk>();
-  private registry: Record<string, RegistryEntry> = {};
+  /** guest name → its disk (a Map: the names are the guests' own, `__proto__` included). */
+  private registry = new Map<string, RegistryEntry>();
   private loaded = false;
   private readonly dataDir: string | null;
   private readonly klog: KernelLog;
@@ -199,7 +200,7 @@ export class HostDisks implements DeviceResolver {
     this.loaded = true;
   }
 
-  private parseRegistry(text: string): Record<string, RegistryEntry> {
+  private parseRegistry(text: string): Map<string, RegistryEntry> {
     let raw: unknown;
     try {
       raw = JSON.parse(text);
@@ -211,7 +212,7 @@ export class HostDisks implements DeviceResolver {
     }
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
       throw new PvblkError('EINVAL', `the disk registry ${this.registryPath} is not a JSON object`);
-    const out: Record<string, RegistryEntry> = {};
+    const out = new Map<string, RegistryEntry>();
     for (const [guest, v] of Object.entries(
       raw as Record<string, Partial<RegistryEntry & { slot: number }>>,
     )) {
@@ -222,11 +223,11 @@ export class HostDisks implements DeviceResolver {
         );
       // registries before the layout was configurable held only a slot: sdg + slot on host 9 + slot
       const slot = typeof v.slot === 'number' ? v.slot : 0;
-      out[guest] = {
+      out.set(guest, {
         disk: v.disk ?? diskName(6 + slot),
         hctl: v.hctl ?? `${9 + slot}:0:0:0`,
         params: v.params,
-      };
+      });
     }
     return out;
   }
@@ -235,7 +236,7 @@ export class HostDisks implements DeviceResolver {
     if (!this.dataDir) return;
     const tmp = `${this.registryPath}.tmp`;
     try {
-      await writeFile(tmp, JSON.stringify(this.registry, null, 2) + '\n');
+      await writeFile(tmp, JSON.stringify(Object.fromEntries(this.registry), null, 2) + '\n');
       await rename(tmp, this.registryPath);
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => {});
@@ -246,12 +247,12 @@ export class HostDisks implements DeviceResolver {
   /** True when `guest` owns a disk on this host (its name is taken). */
   async has(guest: string): Promise<boolean> {
     await this.load();
-    return Object.hasOwn(this.registry, guest);
+    return this.registry.has(guest);
   }
 
   /** Bytes of capacity of every disk the host keeps, for the total quota. */
   usedBytes(): number {
-    return Object.values(this.registry).reduce((n, e) => n + diskBytes(parseScsiDebugParams(e.params)), 0);
+    return [...this.registry.values()].reduce((n, e) => n + diskBytes(parseScsiDebugParams(e.params)), 0);
   }
 
   /**
@@ -274,19 +275,19 @@ export class HostDisks implements DeviceResolver {
       );
     }
     await this.load();
-    const entry = this.registry[guest];
+    const entry = this.registry.get(guest);
     if (entry === undefined) {
       checkNewDisk(this.quotas, guest, diskBytes(asked), this.usedBytes());
       const slot = this.freeSlot();
-      this.registry[guest] = {
+      this.registry.set(guest, {
         ...slot,
         params: formatScsiDebugParams({ ...asked, host_name: slot.disk, hctl: slot.hctl }),
-      };
+      });
       try {
         await this.saveRegistry();
         return { disk: await this.bringUp(guest), created: true, changes: [] };
       } catch (e) {
-        delete this.registry[guest];
+        this.registry.delete(guest);
         await this.saveRegistry().catch(() => {});
         throw e;
       }
@@ -317,8 +318,8 @@ export class HostDisks implements DeviceResolver {
 
   /** The lowest slot whose disk name and SCSI host number are both free. */
   private freeSlot(): { disk: string; hctl: string } {
-    const names = new Set(Object.values(this.registry).map((e) => e.disk));
-    const hosts = new Set(Object.values(this.registry).map((e) => e.hctl.split(':')[0]));
+    const names = new Set([...this.registry.values()].map((e) => e.disk));
+    const hosts = new Set([...this.registry.values()].map((e) => e.hctl.split(':')[0]));
     for (let k = 0; this.firstIndex + k <= MAX_DISK_INDEX; k++) {
       const disk = diskName(this.firstIndex + k);
       const host = String(this.firstHost + k);
@@ -329,7 +330,7 @@ export class HostDisks implements DeviceResolver {
 
   /** `modprobe scsi_debug` with the registry's parameters: the store, the target and sd. */
   private async bringUp(guest: string): Promise<HostDisk> {
-    const entry = this.registry[guest];
+    const entry = this.registry.get(guest)!;
     const params: ScsiDebugParams = {
       ...parseScsiDebugParams(entry.params),
       host_name: entry.disk,
@@ -386,7 +387,7 @@ export class HostDisks implements DeviceResolver {
 
   private async persistParams(d: HostDisk): Promise<void> {
     d.params = formatScsiDebugParams(d.disk.target.params);
-    this.registry[d.guest].params = d.params;
+    this.registry.get(d.guest)!.params = d.params;
     await this.saveRegistry();
   }
 
@@ -413,7 +414,7 @@ export class HostDisks implements DeviceResolver {
   async restore(): Promise<HostDisk[]> {
     await this.load();
     const out: HostDisk[] = [];
-    for (const guest of Object.keys(this.registry))
+    for (const guest of [...this.registry.keys()])
       out.push(this.byGuest(guest) ?? (await this.bringUp(guest)));
     return out;
   }
@@ -421,7 +422,7 @@ export class HostDisks implements DeviceResolver {
   /** Deletes a guest's disk and its data (`rmmod scsi_debug` and the store with it); the name is free again. */
   async remove(guest: string): Promise<{ path: string }> {
     await this.load();
-    const entry = this.registry[guest];
+    const entry = this.registry.get(guest);
     if (!entry) throw new PvblkError('ENOENT', `guest ${guest} has no disk on this host`);
     const d = this.byGuest(guest);
     if (d) {
@@ -429,7 +430,7 @@ export class HostDisks implements DeviceResolver {
       this.byPath.delete(d.path);
       this.byVbd.delete(d.vbd.path);
     }
-    delete this.registry[guest];
+    this.registry.delete(guest);
     await this.saveRegistry();
     if (this.dataDir) {
       const base = join(this.dataDir, 'disks', entry.disk);

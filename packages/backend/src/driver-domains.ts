@@ -64,8 +64,8 @@ export interface Backend {
 }
 
 export class DriverDomains {
-  /** guest name → the name of the driver domain that keeps its disk. */
-  private registry: Record<string, string> = {};
+  /** guest name → the name of the driver domain that keeps its disk (a Map: names are the guests'). */
+  private readonly registry = new Map<string, string>();
   private loaded = false;
   private watch: Watch | null = null;
   private reaping: Promise<void> = Promise.resolve();
@@ -96,7 +96,7 @@ export class DriverDomains {
         if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
         for (const [g, b] of Object.entries(v as Record<string, unknown>)) {
           if (typeof b !== 'string') throw new Error(`guest ${g}: backend is not a string`);
-          this.registry[g] = b;
+          this.registry.set(g, b);
         }
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
@@ -111,7 +111,7 @@ export class DriverDomains {
     if (!path) return;
     try {
       await mkdir(this.o.dataDir!, { recursive: true });
-      await writeFile(`${path}.tmp`, JSON.stringify(this.registry, null, 2) + '\n');
+      await writeFile(`${path}.tmp`, JSON.stringify(Object.fromEntries(this.registry), null, 2) + '\n');
       await rename(`${path}.tmp`, path);
     } catch (e) {
       throw storageError(e, 'cannot write the placement registry', path);
@@ -158,7 +158,7 @@ export class DriverDomains {
     const guestDomain = (await this.o.xc.domctl.list()).some(
       (d) => d.name === name && !d.privileged && !dds.some((x) => x.domid === d.domid),
     );
-    if (this.registry[name] !== undefined || guestDomain || (await this.o.hasDom0Disk(name)))
+    if (this.registry.has(name) || guestDomain || (await this.o.hasDom0Disk(name)))
       throw new PvblkError(
         'EEXIST',
         `${name} is a guest's name on this host; a driver domain needs a name of its own`,
@@ -188,7 +188,7 @@ export class DriverDomains {
   async place(guest: string): Promise<Backend> {
     await this.load();
     const running = (await this.running()).filter((d) => d.connected);
-    const kept = this.registry[guest] ?? ((await this.o.hasDom0Disk(guest)) ? DOM0_BACKEND : undefined);
+    const kept = this.registry.get(guest) ?? ((await this.o.hasDom0Disk(guest)) ? DOM0_BACKEND : undefined);
     if (kept === DOM0_BACKEND) return { name: DOM0_BACKEND, domid: 0 };
     if (kept !== undefined) {
       const d = running.find((x) => x.name === kept);
@@ -211,7 +211,7 @@ export class DriverDomains {
     const load = (b: Backend) =>
       b.domid === 0
         ? this.o.dom0Guests().length
-        : Object.values(this.registry).filter((x) => x === b.name).length;
+        : [...this.registry.values()].filter((x) => x === b.name).length;
     // the fewest disks; on a tie, Dom0, then driver domains by domid (the order they came up)
     return candidates.reduce((best, b) => (load(b) < load(best) ? b : best));
   }
@@ -219,25 +219,25 @@ export class DriverDomains {
   /** Records where a guest's disk is (kept across host restarts); Dom0's disk registry has its own. */
   async remember(guest: string, backend: Backend): Promise<void> {
     await this.load();
-    if (backend.domid === 0 || this.registry[guest] === backend.name) return;
-    this.registry[guest] = backend.name;
+    if (backend.domid === 0 || this.registry.get(guest) === backend.name) return;
+    this.registry.set(guest, backend.name);
     await this.save();
   }
 
   /** Forgets a guest whose Dom0 disk was deleted. */
   async forget(guest: string): Promise<void> {
     await this.load();
-    if (this.registry[guest] === undefined) return;
-    delete this.registry[guest];
+    if (!this.registry.delete(guest)) return;
     await this.save();
   }
 
   /** The backend of every guest that has a disk: Dom0's, then those on driver domains. */
-  async placements(): Promise<Record<string, string>> {
+  async placements(): Promise<Map<string, string>> {
     await this.load();
-    const out: Record<string, string> = {};
-    for (const g of this.o.dom0Guests()) out[g] = DOM0_BACKEND;
-    return { ...out, ...this.registry };
+    const out = new Map<string, string>();
+    for (const g of this.o.dom0Guests()) out.set(g, DOM0_BACKEND);
+    for (const [g, b] of this.registry) out.set(g, b);
+    return out;
   }
 
   /**

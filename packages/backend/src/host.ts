@@ -158,7 +158,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     const placed = await driverDomains.placements();
     return {
       domains,
-      placement: Object.fromEntries(Object.entries(placed).filter(([g]) => name === undefined || g === name)),
+      placement: Object.fromEntries([...placed].filter(([g]) => name === undefined || g === name)),
       disks: disks
         .list()
         .filter((d) => name === undefined || d.guest === name)
@@ -193,7 +193,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       log.info({ domid: pending.domid, name }, `domain ${pending.domid} (${name}) boots`);
       return { domid: pending.domid, credential: pending.credential, vbds: [] };
     }
-    const placed = (await driverDomains.placements())[name] !== undefined;
+    const placed = (await driverDomains.placements()).has(name);
     if (who.role === 'enrol' && (same.length > 0 || placed || (await disks.has(name)))) {
       throw new PvblkError(
         'EEXIST',

@@ -172,6 +172,31 @@ describe("a guest's disk", () => {
     await a.closeAll();
   });
 
+  it('is a guest name like any other when the name is one every object inherits', async () => {
+    // valid guest names (A-Z a-z 0-9 _ . -); "constructor" found Object's and failed, "__proto__" set
+    // the registry's prototype instead of an entry
+    const a = disks();
+    expect(await a.has('constructor')).toBe(false);
+    const c = await a.attach('constructor', 'dif=1');
+    const p = await a.attach('__proto__', '');
+    expect([c.created, p.created]).toEqual([true, true]);
+    expect([c.disk.path, p.disk.path]).toEqual(['/dev/sdg', '/dev/sdh']);
+    expect(await a.has('__proto__')).toBe(true);
+    expect(await a.has('toString')).toBe(false);
+    await a.closeAll();
+    // both are in the file and come back after a restart
+    const b = disks();
+    expect((await b.restore()).map((d) => [d.guest, d.path])).toEqual([
+      ['constructor', '/dev/sdg'],
+      ['__proto__', '/dev/sdh'],
+    ]);
+    expect(await b.remove('__proto__')).toEqual({ path: '/dev/sdh' });
+    expect((await caught(b.remove('hasOwnProperty'))).message).toBe(
+      'ENOENT: guest hasOwnProperty has no disk on this host',
+    );
+    await b.closeAll();
+  });
+
   it('refuses a corrupt registry instead of handing its disks out again', async () => {
     await writeFile(join(dir, 'disks.json'), '{ not json');
     expect((await caught(disks().attach('g', ''))).message).toMatch(
