@@ -34,7 +34,7 @@ import {
   type Schedule,
 } from './chaos-schedule.ts';
 import { Shadow, type BlockVerdict } from './chaos-shadow.ts';
-import type { HypervisorStatus } from '@pvblk/shared';
+import { domainPath, vbdBackendDir, type HypervisorStatus } from '@pvblk/shared';
 
 export interface Violation {
   kind: string;
@@ -101,7 +101,7 @@ interface Active {
 type CorruptionOutcome = { injected: boolean; result: 'detected' | 'silent' | 'unobserved'; layer?: string };
 
 const CHAOS_BLOCK = 4096;
-const BACKEND_ROOT = '/local/domain/0/backend/vbd';
+const BACKEND_ROOT = vbdBackendDir(0);
 const wait = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The header byte N (1-based) of a chaos-io block's first sector: write id, sector number, seed. */
@@ -952,7 +952,7 @@ class ChaosRun {
       const be = (await this.stack.hostSend('GET', '/blkback/rings')) as { vbds: Array<{ vbd: string }> };
       if (be.vbds.some((v) => domids.includes(Number(v.vbd.split('/')[0])))) return false;
       for (const d of domids)
-        if ((await this.xsExists(`/local/domain/${d}`)) || (await this.xsExists(`${BACKEND_ROOT}/${d}`)))
+        if ((await this.xsExists(domainPath(d))) || (await this.xsExists(`${BACKEND_ROOT}/${d}`)))
           return false;
       if (!base) return true;
       const now = await this.dom0Counts();

@@ -16,7 +16,14 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isPvblkError, PvblkError, type ErrorCode } from '@pvblk/shared';
+import {
+  domainPath,
+  isPvblkError,
+  PvblkError,
+  vbdBackendDir,
+  vbdFrontendDir,
+  type ErrorCode,
+} from '@pvblk/shared';
 import type { Hypercalls, Watch } from '@pvblk/client';
 import type { Toolstack, VbdSpec } from './toolstack.ts';
 import { storageError } from './disks.ts';
@@ -137,7 +144,7 @@ export class DriverDomains {
     const out: Array<Backend & { connected: boolean }> = [];
     for (const d of await this.o.xc.domctl.list()) {
       if (d.privileged) continue;
-      if ((await this.xs.tryRead(`/local/domain/${d.domid}/libxl`)) === null) continue;
+      if ((await this.xs.tryRead(`${domainPath(d.domid)}/libxl`)) === null) continue;
       out.push({ name: d.name, domid: d.domid, connected: d.connected });
     }
     return out;
@@ -172,8 +179,8 @@ export class DriverDomains {
     const { domid, credential } = await this.o.toolstack.createDomain(name);
     await this.xs.transaction(async (tx) => {
       for (const dir of DRIVER_DOMAIN_DIRS) {
-        await this.xs.mkdir(`/local/domain/${domid}/${dir}`, tx);
-        await this.xs.setPerms(`/local/domain/${domid}/${dir}`, [`n${domid}`], tx);
+        await this.xs.mkdir(`${domainPath(domid)}/${dir}`, tx);
+        await this.xs.setPerms(`${domainPath(domid)}/${dir}`, [`n${domid}`], tx);
       }
     });
     this.log('info', { domid, driverDomain: name, by }, `created driver domain ${name} as domain ${domid}`);
@@ -320,7 +327,7 @@ export class DriverDomains {
     const live = new Set(domains.map((d) => d.domid));
     const dds = await this.running();
     for (const dd of dds) {
-      const root = `/local/domain/${dd.domid}/backend/vbd`;
+      const root = vbdBackendDir(dd.domid);
       for (const fe of (await this.xs.directory(root).catch(() => [])) as string[]) {
         if (live.has(Number(fe))) continue;
         await this.xs.rm(`${root}/${fe}`).catch(() => {});
@@ -334,11 +341,9 @@ export class DriverDomains {
     const ddIds = new Set(dds.map((d) => d.domid));
     for (const d of domains) {
       if (d.privileged || ddIds.has(d.domid)) continue;
-      const vbds = (await this.xs
-        .directory(`/local/domain/${d.domid}/device/vbd`)
-        .catch(() => [])) as string[];
+      const vbds = (await this.xs.directory(vbdFrontendDir(d.domid)).catch(() => [])) as string[];
       for (const v of vbds) {
-        const id = Number(await this.xs.tryRead(`/local/domain/${d.domid}/device/vbd/${v}/backend-id`));
+        const id = Number(await this.xs.tryRead(`${vbdFrontendDir(d.domid)}/${v}/backend-id`));
         if (!Number.isInteger(id) || id === 0 || live.has(id)) continue;
         this.log(
           'warn',

@@ -9,7 +9,7 @@
  * `pvblk-scsi-debug` the scsi_debug parameters asked for it: the driver domain keeps its own disks
  * (HostDisks, with its own data directory and the same rules as Dom0's).
  */
-import { isPvblkError } from '@pvblk/shared';
+import { isPvblkError, vbdBackendDir } from '@pvblk/shared';
 import type { Hypercalls, Watch } from '@pvblk/client';
 import type { HostDisks } from './disks.ts';
 import type { DeviceResolver } from './blkback/driver.ts';
@@ -26,7 +26,7 @@ export class BlockHotplug {
     private readonly disks: HostDisks,
     private readonly log: Log = () => {},
   ) {
-    this.root = `/local/domain/${xc.domid}/backend/vbd`;
+    this.root = vbdBackendDir(xc.domid);
   }
 
   /** blkback's view of this domain's disks: `params` names a guest's disk. */

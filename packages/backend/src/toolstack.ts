@@ -13,6 +13,8 @@ import {
   XenbusState,
   XEN_IO_PROTO_ABI_X86_64,
   xvdName,
+  domainPath,
+  vbdBackendDir,
 } from '@pvblk/shared';
 import type { Watch, Hypercalls } from '@pvblk/client';
 
@@ -90,7 +92,7 @@ export class Toolstack {
   /** libxl__domain_make: the domain and its XenStore home. */
   async createDomain(name: string): Promise<{ domid: number; credential: string }> {
     const { domid, credential } = await this.xc.domctl.create(name);
-    const home = `/local/domain/${domid}`;
+    const home = domainPath(domid);
     await this.xc.xs.transaction(async (tx) => {
       const xs = this.xc.xs;
       await xs.mkdir(home, tx);
@@ -274,7 +276,7 @@ export class Toolstack {
    */
   async listVbds(domid: number): Promise<VbdInfo[]> {
     const xs = this.xc.xs;
-    const root = `/local/domain/${this.xc.domid}/backend/vbd/${domid}`;
+    const root = `${vbdBackendDir(this.xc.domid)}/${domid}`;
     const devids = ((await xs.directory(root).catch(() => [])) as string[])
       .filter((d) => /^[0-9]+$/.test(d))
       .map(Number)
@@ -313,7 +315,7 @@ export class Toolstack {
 
   /** The vbds using host device `params`, with their mode (the block script's check_sharing reads it). */
   async vbdUsers(params: string): Promise<Array<{ domid: number; devid: number; mode: string }>> {
-    const root = `/local/domain/${this.xc.domid}/backend/vbd`;
+    const root = vbdBackendDir(this.xc.domid);
     const out: Array<{ domid: number; devid: number; mode: string }> = [];
     for (const d of (await this.xc.xs.directory(root).catch(() => [])) as string[]) {
       for (const v of (await this.xc.xs.directory(`${root}/${d}`).catch(() => [])) as string[]) {
@@ -328,10 +330,10 @@ export class Toolstack {
   /** Removes backend directories whose frontend domain no longer exists. */
   async reap(): Promise<void> {
     const live = new Set((await this.xc.domctl.list()).map((d) => String(d.domid)));
-    const root = `/local/domain/${this.xc.domid}/backend/vbd`;
+    const root = vbdBackendDir(this.xc.domid);
     // blkback's xenbus_dev_fatal records land under error/<backend path>: they go with the domain too,
     // or every guest that ever misbehaved would leave nodes behind in Dom0's tree
-    const errors = `/local/domain/${this.xc.domid}/error/backend/vbd`;
+    const errors = `${domainPath(this.xc.domid)}/error/backend/vbd`;
     const doms = (await this.xc.xs.directory(root).catch(() => [])) as string[];
     const erred = (await this.xc.xs.directory(errors).catch(() => [])) as string[];
     for (const d of new Set([...doms, ...erred])) {

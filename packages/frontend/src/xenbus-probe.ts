@@ -10,7 +10,7 @@
  * find them; those hot-plugged later appear once connected. `disks` is the live list every guest
  * command reads.
  */
-import { xvdName, type KernelLog } from '@pvblk/shared';
+import { vbdFrontendDir, xvdName, type KernelLog } from '@pvblk/shared';
 import type { Hypercalls, Watch } from '@pvblk/client';
 import { Blkfront, type BlkfrontOptions } from './blkfront/device.ts';
 import { GuestBlockQueue } from './block/queue.ts';
@@ -45,7 +45,7 @@ export class XenbusProbe {
     private readonly opts: BlkfrontOptions,
     private readonly log: Log = () => {},
   ) {
-    this.base = `/local/domain/${xc.domid}/device/vbd`;
+    this.base = vbdFrontendDir(xc.domid);
   }
 
   /** Boot: every vbd under device/vbd, each waited for (xenbus_probe_devices at boot). */

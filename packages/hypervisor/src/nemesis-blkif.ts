@@ -42,6 +42,7 @@ import {
   SRING_RSP_EVENT,
   SRING_RSP_PROD,
   type BlkifSegment,
+  vbdFrontendDir,
 } from '@pvblk/shared';
 import type { Domain } from './core/domain.ts';
 import type { GrantEntry, SharedFrame } from './core/gnttab.ts';
@@ -164,12 +165,12 @@ export class BlkifTracer {
     const out: RingState[] = [];
     let devids: string[] = [];
     try {
-      devids = xs.directory(0, 0, `/local/domain/${d.domid}/device/vbd`);
+      devids = xs.directory(0, 0, vbdFrontendDir(d.domid));
     } catch {
       return out;
     }
     for (const devid of devids) {
-      const base = `/local/domain/${d.domid}/device/vbd/${devid}`;
+      const base = `${vbdFrontendDir(d.domid)}/${devid}`;
       // the frontend's keys read as blkback reads them (decimal, in range), or the device is skipped:
       // a ring blkback would refuse is not one the nemesis should learn requests from
       const orderNode = read(`${base}/${BlkifKey.ringPageOrder}`);

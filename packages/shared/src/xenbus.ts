@@ -115,12 +115,27 @@ export function queueDir(queue: number): string {
   return `queue-${queue}`;
 }
 
+/** xs_get_domain_path(): a domain's home in the store. */
+export function domainPath(domid: number): string {
+  return `/local/domain/${domid}`;
+}
+
+/** Where a frontend's vbds are: one directory per devid. */
+export function vbdFrontendDir(frontDomid: number): string {
+  return `${domainPath(frontDomid)}/device/vbd`;
+}
+
+/** Where a backend domain's vbds are: one directory per frontend domain, then per devid. */
+export function vbdBackendDir(backDomid: number): string {
+  return `${domainPath(backDomid)}/backend/vbd`;
+}
+
 export function frontendPath(frontDomid: number, devid: number): string {
-  return `/local/domain/${frontDomid}/device/vbd/${devid}`;
+  return `${vbdFrontendDir(frontDomid)}/${devid}`;
 }
 
 export function backendPath(backDomid: number, frontDomid: number, devid: number): string {
-  return `/local/domain/${backDomid}/backend/vbd/${frontDomid}/${devid}`;
+  return `${vbdBackendDir(backDomid)}/${frontDomid}/${devid}`;
 }
 
 /**

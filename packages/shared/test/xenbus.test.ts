@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import {
   backendPath,
+  domainPath,
+  vbdBackendDir,
+  vbdFrontendDir,
   diskIndex,
   diskLetters,
   frontendPath,
@@ -85,6 +88,9 @@ describe('xenbus', () => {
   it('builds the vbd paths and ring-ref keys', () => {
     expect(frontendPath(3, 51712)).toBe('/local/domain/3/device/vbd/51712');
     expect(backendPath(0, 3, 51712)).toBe('/local/domain/0/backend/vbd/3/51712');
+    expect(domainPath(7)).toBe('/local/domain/7');
+    expect(vbdFrontendDir(3)).toBe('/local/domain/3/device/vbd');
+    expect(vbdBackendDir(5)).toBe('/local/domain/5/backend/vbd');
     expect(ringRefKey(false, 0)).toBe('ring-ref');
     expect(ringRefKey(true, 3)).toBe('ring-ref3');
     // ring-page-order present with value 0: one page, named ring-ref0

@@ -3,7 +3,7 @@
  * for each <frontend-domid>/<devid> directory the toolstack creates, and removes it when the directory
  * goes away — as xenbus_backend's watch on "backend" does in Linux.
  */
-import type { KernelLog } from '@pvblk/shared';
+import { vbdBackendDir, type KernelLog } from '@pvblk/shared';
 import type { Watch, Hypercalls } from '@pvblk/client';
 import type { HostBlockDevice } from '../block-device.ts';
 import { DEFAULT_BLKBACK_CONFIG, type BlkbackConfig } from './config.ts';
@@ -32,7 +32,7 @@ export class BlkbackDriver {
 
   constructor(private readonly opts: BlkbackOptions) {
     this.config = { ...DEFAULT_BLKBACK_CONFIG, ...opts.config };
-    this.root = `/local/domain/${opts.xc.domid}/backend/vbd`;
+    this.root = vbdBackendDir(opts.xc.domid);
   }
 
   private log(level: 'info' | 'warn' | 'error' | 'debug', obj: Record<string, unknown>, msg: string): void {

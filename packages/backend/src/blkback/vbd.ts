@@ -36,6 +36,7 @@ import {
   IntegrityKey,
   SRING_REQ_PROD,
   SRING_RSP_PROD,
+  domainPath,
 } from '@pvblk/shared';
 import { xenbusSwitchState, type Page, type Watch, type Hypercalls } from '@pvblk/client';
 import type { HostBlockDevice, IntegrityProfile } from '../block-device.ts';
@@ -270,7 +271,8 @@ export class VbdBackend {
   private async devFatal(errno: number, msg: string): Promise<void> {
     if (this.removed) return;
     this.ctx.klog.printk(KERN_ERR, `vbd ${this.name}: ${errno} ${msg}`);
-    const errPath = `/local/domain/${this.ctx.xc.domid}/error${this.ctx.bePath.replace(`/local/domain/${this.ctx.xc.domid}`, '')}/error`;
+    const home = domainPath(this.ctx.xc.domid);
+    const errPath = `${home}/error${this.ctx.bePath.replace(home, '')}/error`;
     await this.xs.write(errPath, `${errno} ${msg}`).catch(() => {});
     await this.disconnect();
     await this.switchState(XenbusState.Closing).catch(() => {});

@@ -5,7 +5,7 @@
  * relative to the caller's home `/local/domain/<domid>`; because the caller is always the
  * authenticated domain of the connection, a guest can never name another domain's home implicitly.
  */
-import { PvblkError } from '@pvblk/shared';
+import { domainPath, PvblkError } from '@pvblk/shared';
 
 /** XENSTORE_ABS_PATH_MAX (xs_wire.h): no canonical path may be longer. */
 export const XENSTORE_ABS_PATH_MAX = 3072;
@@ -35,9 +35,7 @@ const VALID_CHARS = /^[A-Za-z0-9\-/_@]+$/;
 // xenstored matches the home prefix with sscanf("%5u"), so at most five digits.
 const LOCAL_DOMAIN_PREFIX = /^\/local\/domain\/\d{1,5}\//;
 
-export function domainPath(domid: number): string {
-  return `/local/domain/${domid}`;
-}
+export { domainPath };
 
 export function isSpecialPath(path: string): path is SpecialPath {
   return (SPECIAL_PATHS as readonly string[]).includes(path);
