@@ -1,7 +1,7 @@
 /**
- * Transactions (xenstore.txt, xenstored transaction.c): a snapshot at start, private changes,
- * EAGAIN at commit when anything the transaction looked at changed meanwhile, watches fired only
- * on a successful commit, nothing at all on abort.
+ * Transactions (xenstore.txt, xenstored transaction.c): each node recorded when first touched,
+ * private changes, EAGAIN at commit when anything the transaction touched changed since, watches
+ * fired only on a successful commit, nothing at all on abort; a guest's transaction bounded.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
 import { PvblkError } from '@pvblk/shared';
@@ -35,13 +35,17 @@ beforeEach(() => {
 });
 
 describe('xenstore transactions', () => {
-  it('see the snapshot taken at start, and their own changes only', () => {
+  it('see each node as it was when they first touched it, and their own changes only', () => {
     const t = xs.transactionStart(0);
+    // touched now: this is what t sees of them from here on
+    expect(xs.read(0, t, '/tx/a')).toBe('1');
+    expect(xs.directory(0, t, '/tx')).toEqual(['a', 'b']);
     xs.write(0, 0, '/tx/a', '2');
     xs.write(0, 0, '/tx/new', 'n');
     expect(xs.read(0, t, '/tx/a')).toBe('1');
-    expect(code(() => xs.read(0, t, '/tx/new'))).toBe('ENOENT');
     expect(xs.directory(0, t, '/tx')).toEqual(['a', 'b']);
+    // a node it had not touched is seen as it is now: xenstored's access_node(), not a snapshot
+    expect(xs.read(0, t, '/tx/new')).toBe('n');
     xs.write(0, t, '/tx/b', 'mine');
     xs.write(0, t, '/tx/c/d', 'deep');
     expect(xs.read(0, t, '/tx/b')).toBe('mine');
@@ -49,6 +53,38 @@ describe('xenstore transactions', () => {
     expect(xs.read(0, 0, '/tx/b')).toBe('1');
     expect(xs.exists('/tx/c')).toBe(false);
     expect(xs.directory(0, 0, '/tx')).toEqual(['a', 'b', 'new']);
+    // what it touched has changed since: the commit is refused and changes nothing
+    expect(code(() => xs.transactionEnd(0, t, true))).toBe('EAGAIN');
+    expect(xs.exists('/tx/c')).toBe(false);
+  });
+
+  it("of a guest touch at most maxTransactionNodes nodes: ENOSPC, then the commit fails; Dom0's are not limited", () => {
+    const q = new XenStore({ quota: { maxTransactionNodes: 8 } });
+    q.mkdir(0, 0, '/local/domain/1');
+    q.setPerms(0, 0, '/local/domain/1', [{ domid: 1, perm: 'n' }]);
+    const t = q.transactionStart(1);
+    // each missing path read is one node touched (and its walk up to /local/domain/1 is shared)
+    let refused = -1;
+    for (let i = 0; i < 20 && refused < 0; i++)
+      if (code(() => q.read(1, t, `m${i}`)) === 'ENOSPC') refused = i;
+    expect(refused).toBeGreaterThan(0);
+    expect(refused).toBeLessThan(8);
+    // touched nodes are still readable; the transaction is doomed
+    expect(code(() => q.read(1, t, 'm0'))).toBe('ENOENT');
+    expect(code(() => q.transactionEnd(1, t, true))).toBe('ENOMEM');
+    // a fresh one starts from nothing, and an abort of a doomed one is fine
+    const t2 = q.transactionStart(1);
+    q.write(1, t2, 'ok', '1');
+    q.transactionEnd(1, t2, true);
+    expect(q.read(1, 0, 'ok')).toBe('1');
+    const t3 = q.transactionStart(1);
+    for (let i = 0; i < 20; i++) code(() => q.read(1, t3, `n${i}`));
+    q.transactionEnd(1, t3, false);
+    const d = q.transactionStart(0);
+    for (let i = 0; i < 100; i++) expect(code(() => q.read(0, d, `/local/domain/1/x${i}`))).toBe('ENOENT');
+    q.write(0, d, '/local/domain/1/dom0', '1');
+    q.transactionEnd(0, d, true);
+    expect(q.read(0, 0, '/local/domain/1/dom0')).toBe('1');
   });
 
   it('commit makes the changes live', () => {

@@ -2,8 +2,8 @@
  * One XenStore node, and the view of the tree an operation works on.
  *
  * Nodes are immutable: a change replaces the object and stamps a fresh generation. That is what
- * lets a transaction keep the whole tree as its snapshot by reference, and lets commit detect
- * conflicts by comparing generations (the scheme of xenstored's transaction.c).
+ * lets a transaction keep each node it touches by reference, and lets commit detect conflicts by
+ * comparing generations (the scheme of xenstored's transaction.c).
  */
 import type { PermEntry } from './perms.ts';
 
@@ -16,7 +16,7 @@ export interface XsNode {
   readonly gen: number;
 }
 
-/** Where an operation reads and writes: the live tree, or a transaction's snapshot + changes. */
+/** Where an operation reads and writes: the live tree, or a transaction's nodes and changes. */
 export interface NodeView {
   get(path: string): XsNode | undefined;
   put(path: string, node: XsNode): void;

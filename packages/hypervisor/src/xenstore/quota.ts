@@ -12,6 +12,8 @@ export interface XenStoreQuota {
   maxWatchesPerDomain: number;
   /** Transactions a guest may have open (ENOSPC beyond). */
   maxTransactionsPerDomain: number;
+  /** Nodes one transaction of a guest may touch (ENOSPC beyond; xenstored's transaction-nodes). */
+  maxTransactionNodes: number;
   /** Bytes in one value (E2BIG beyond): XENSTORE_PAYLOAD_MAX, as oxenstored enforces. */
   maxValueBytes: number;
   /** Entries in one permission list (ENOSPC beyond; xenstored's node-permissions quota). */
@@ -22,6 +24,7 @@ export const DEFAULT_QUOTA: Readonly<XenStoreQuota> = Object.freeze({
   maxNodesPerDomain: 1000,
   maxWatchesPerDomain: 128,
   maxTransactionsPerDomain: 10,
+  maxTransactionNodes: 1024,
   maxValueBytes: 4096,
   maxPermsPerNode: 5,
 });

@@ -70,10 +70,9 @@ export class XenStore {
   onWatchEvent: WatchEventHandler = () => {};
 
   private readonly quota: XenStoreQuota;
-  /** The live tree by absolute path, plus the two '@' nodes (which carry only permissions). */
-  private nodes = new Map<string, XsNode>();
-  /** A transaction holds `nodes` as its snapshot: copy before the next live change. */
-  private nodesShared = false;
+  /** The live tree by absolute path, plus the two '@' nodes (which carry only permissions). One map
+   * for the store's lifetime: transactions read it. */
+  private readonly nodes = new Map<string, XsNode>();
   private generation = 0;
   private readonly ownedCount = new Map<number, number>();
   private readonly watches = new WatchTable();
@@ -198,8 +197,8 @@ export class XenStore {
         `domain ${caller} already has ${this.quota.maxTransactionsPerDomain} transactions open`,
       );
     const id = this.allocTxId();
-    this.nodesShared = true;
-    this.transactions.set(id, new Transaction(id, caller, this.nodes, (d) => this.owned(d)));
+    const maxNodes = isPrivileged(caller) ? Infinity : this.quota.maxTransactionNodes;
+    this.transactions.set(id, new Transaction(id, caller, this.nodes, (d) => this.owned(d), maxNodes));
     return id;
   }
 
@@ -209,6 +208,8 @@ export class XenStore {
     // The id is dead whatever happens next (xenstore.txt): a failed commit must be restarted.
     this.transactions.delete(tx);
     if (!commit) return;
+    if (t.failed !== null)
+      throw new PvblkError('ENOMEM', `transaction ${tx} of domain ${caller} cannot commit: ${t.failed}`);
     const clash = t.conflict(this.nodes);
     if (clash !== undefined)
       throw new PvblkError(
@@ -229,8 +230,7 @@ export class XenStore {
         node ? { ...node, perms: this.forgetReleased(node.perms), gen: this.nextGen() } : undefined,
       );
     const pending: PendingEvent[] = [];
-    for (const [path, exact] of t.queued)
-      pending.push(this.pendingEvent(path, exact, t.base.get(path)?.perms));
+    for (const [path, exact] of t.queued) pending.push(this.pendingEvent(path, exact, t.before(path)?.perms));
     this.deliver(pending);
   }
 
@@ -414,12 +414,8 @@ export class XenStore {
     };
   }
 
-  /** The only place the live tree changes: keeps ownership counts and snapshots right. */
+  /** The only place the live tree changes: keeps ownership counts right. */
   private setLive(path: string, node: XsNode | undefined): void {
-    if (this.nodesShared) {
-      this.nodes = new Map(this.nodes);
-      this.nodesShared = false;
-    }
     const before = this.nodes.get(path);
     if (!path.startsWith('@')) {
       if (before) this.countOwner(ownerOf(before.perms), -1);

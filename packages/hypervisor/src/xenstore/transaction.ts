@@ -1,36 +1,44 @@
 /**
- * A XenStore transaction: a snapshot of the whole tree taken at start (xenstore.txt: "the whole
- * db is copied"), a private overlay of changes, and the set of paths it looked at.
+ * A XenStore transaction as xenstored keeps one (tools/xenstored/transaction.c since Xen 4.9): no
+ * copy of the tree, but every node it touches — read, written, listed, checked on a permission walk
+ * or found missing — recorded the first time with its generation, and a private overlay of its
+ * changes. Later reads in the transaction see that record or its own changes.
  *
- * Commit fails with EAGAIN when any path the transaction looked at, present or absent, no longer
- * has the version it had in the snapshot. Reads, writes, existence checks, the permission walks up
- * to an existing ancestor and parents whose child lists changed all count, which is xenstored's
- * rule (every node it touches goes through access_node() and is generation-checked).
+ * Commit fails with EAGAIN when a recorded node no longer has the generation it had when first
+ * touched. A guest's transaction may touch at most `maxNodes` nodes (xenstored's transaction-nodes
+ * quota): beyond, the request is refused with ENOSPC and the transaction is doomed, as xenstored
+ * marks it failed — its commit answers ENOMEM. Before, a transaction held a snapshot of the whole
+ * tree, which every live write then had to copy: a guest could make each write cost the whole tree
+ * by opening transactions, and fill the hypervisor's memory with one that read many missing paths.
  */
+import { PvblkError } from '@pvblk/shared';
 import type { NodeView, XsNode } from './node.ts';
 import { ownerOf } from './perms.ts';
 
 export class Transaction implements NodeView {
   readonly overlay = new Map<string, XsNode | null>();
-  readonly accessed = new Set<string>();
   /** Paths whose watches fire at commit; false (subtree match) wins over true (exact). */
   readonly queued = new Map<string, boolean>();
-  /** Node ownership changes relative to the snapshot, per domain. */
+  /** Why the transaction can no longer commit, once something in it was refused for its size. */
+  failed: string | null = null;
+  /** Every node touched, as it was when first touched (undefined: it did not exist). */
+  private readonly seen = new Map<string, XsNode | undefined>();
+  /** Node ownership changes relative to the live tree, per domain. */
   private readonly ownedDelta = new Map<number, number>();
 
   constructor(
     readonly id: number,
     readonly domid: number,
-    /** Shared with the store until it next writes (copy-on-write); never mutated. */
-    readonly base: ReadonlyMap<string, XsNode>,
+    /** The store's live tree (the same map for the store's lifetime); only read here. */
+    private readonly live: ReadonlyMap<string, XsNode>,
     private readonly globalOwned: (domid: number) => number,
+    private readonly maxNodes: number,
   ) {}
 
   get(path: string): XsNode | undefined {
-    this.accessed.add(path);
     const mine = this.overlay.get(path);
     if (mine !== undefined) return mine ?? undefined;
-    return this.base.get(path);
+    return this.touch(path);
   }
 
   put(path: string, node: XsNode): void {
@@ -48,8 +56,13 @@ export class Transaction implements NodeView {
   }
 
   changed(path: string, exact: boolean): void {
-    // Visibility is judged at commit, against the committed tree and the snapshot's (old) perms.
+    // Visibility is judged at commit, against the committed tree and the perms first seen.
     this.queued.set(path, (this.queued.get(path) ?? true) && exact);
+  }
+
+  /** The node as the transaction first saw it: its permissions decide who hears of the change. */
+  before(path: string): XsNode | undefined {
+    return this.seen.get(path);
   }
 
   /** Nodes this transaction would add to `domid`'s count if committed onto `current`. */
@@ -64,10 +77,25 @@ export class Transaction implements NodeView {
     return delta;
   }
 
-  /** First path whose version differs between the snapshot and `current`, if any. */
+  /** First path whose generation differs between its first touch and `current`, if any. */
   conflict(current: ReadonlyMap<string, XsNode>): string | undefined {
-    for (const path of this.accessed) if (this.base.get(path)?.gen !== current.get(path)?.gen) return path;
+    for (const [path, node] of this.seen) if (node?.gen !== current.get(path)?.gen) return path;
     return undefined;
+  }
+
+  /** access_node(): the node as first seen, recorded now if it was not touched before. */
+  private touch(path: string): XsNode | undefined {
+    if (this.seen.has(path)) return this.seen.get(path);
+    if (this.seen.size >= this.maxNodes) {
+      this.failed = `it touched more than ${this.maxNodes} nodes`;
+      throw new PvblkError(
+        'ENOSPC',
+        `transaction ${this.id} of domain ${this.domid} may touch at most ${this.maxNodes} nodes (${path} would be one more)`,
+      );
+    }
+    const node = this.live.get(path);
+    this.seen.set(path, node);
+    return node;
   }
 
   private account(path: string, before: XsNode | undefined, after: XsNode | undefined): void {
