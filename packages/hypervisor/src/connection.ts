@@ -55,6 +55,13 @@ export const CLOSE_INTERNAL = 4500;
 
 /** Frames in a row that fail to decode before the connection is dropped. */
 const MAX_BAD_FRAMES = 100;
+/**
+ * The largest frame a connection may send before its hello is accepted: a hello and whatever a
+ * client queues behind it in the same turn fit many times over. Every record of a frame is decoded
+ * before the hello is looked at, and a frame may be WIRE_MAX_FRAME (16 MiB): an unauthenticated peer
+ * made the broker build millions of messages (375 ms, 223 MB) before it was refused.
+ */
+export const PRE_HELLO_FRAME_MAX = 64 * 1024;
 /** Output backlog (bytes owed + bytes handed to the socket) at which a connection is congested … */
 export const OUT_HIGH = 4 * 1024 * 1024;
 /** … and at which it is not any more. */
@@ -292,6 +299,13 @@ export class Connection implements Session, Schedulable {
   }
 
   private receive(frame: Uint8Array): void {
+    if (!this.domain && frame.length > PRE_HELLO_FRAME_MAX) {
+      this.log('warn', { peer: this.peer, bytes: frame.length }, 'oversized frame before hello');
+      const message = `a frame of ${frame.length} bytes before hello (at most ${PRE_HELLO_FRAME_MAX})`;
+      this.sendNow({ t: 'err', id: 0, code: 'EPROTO', message });
+      this.close(CLOSE_PROTOCOL, message);
+      return;
+    }
     const decoded = decodeClientFrame(frame, { pageRuns: true });
     if (!decoded.ok) {
       this.badFrames++;

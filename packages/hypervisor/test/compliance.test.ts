@@ -19,6 +19,7 @@ import {
   type ClientMessage,
   type HypervisorMessage,
 } from '@pvblk/shared';
+import { PRE_HELLO_FRAME_MAX } from '../src/connection.ts';
 import { LocalHypervisor } from '../src/local.ts';
 import { startHypervisorServer, type RunningHypervisor } from '../src/server.ts';
 import { connectWs, type XenClient } from '@pvblk/client';
@@ -189,6 +190,25 @@ describe.each([
       const r = await s.raw([encodeFrame([{ t: 'dom_list', id: 7 }])], (x) => x.closed !== null);
       expect(r.msgs[0]).toMatchObject({ t: 'err', code: 'EACCES' });
       expect(r.closed).toBe(4401);
+    });
+
+    it('refuses an oversized frame before hello without decoding it, and closes the connection', async () => {
+      // a hello followed by a megabyte of event sends: one frame, 1 + 2^18 records
+      const sends = Array.from({ length: 1 << 18 }, () => ({ t: 'ev_send' as const, port: 1 }));
+      const big = encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential: DOM0_SECRET }, ...sends]);
+      expect(big.length).toBeGreaterThan(PRE_HELLO_FRAME_MAX);
+      const r = await s.raw([big], (x) => x.closed !== null);
+      expect(r.msgs).toEqual([
+        {
+          t: 'err',
+          id: 0,
+          code: 'EPROTO',
+          message: `a frame of ${big.length} bytes before hello (at most ${PRE_HELLO_FRAME_MAX})`,
+        },
+      ]);
+      expect(r.closed).toBe(4400);
+      // Dom0 (whose credential that was) is still connected and served
+      expect((await dom0.domctl.list()).map((d) => d.domid)).toEqual([0]);
     });
 
     it('refuses a hello of another wire version', async () => {
