@@ -26,8 +26,13 @@ afterEach(async () => {
   await fsp.rm(root, { recursive: true, force: true });
 });
 
-function guest(opts: { flush?: boolean } = {}) {
-  const driver = new FakeDriver({ flush: opts.flush ?? true });
+function guest(opts: { flush?: boolean; discard?: boolean } = {}) {
+  const driver = new FakeDriver({
+    flush: opts.flush ?? true,
+    limits: opts.discard
+      ? { discard: { maxSectors: 8192, granularity: 512, alignment: 0, secure: false } }
+      : {},
+  });
   const klog = new MemoryKernelLog();
   const queue = new GuestBlockQueue(driver, klog);
   const cache = new BlockDeviceCache(queue, klog);
@@ -184,6 +189,32 @@ describe('lsblk', () => {
     expect(humanSize(512)).toBe('512B');
     expect(humanSize(1.5 * 2 ** 30)).toBe('1.5G');
     expect(humanSize(2 ** 30 - 1)).toBe('1024M');
+  });
+});
+
+describe('blkdiscard', () => {
+  it("reads -o and -l as util-linux's parse_size does, and refuses what it refuses, naming the value", async () => {
+    const { sh, driver } = guest({ discard: true });
+    expect(await sh('blkdiscard -o 0x1000 -l 8KiB /dev/xvda')).toEqual({ status: 0, out: '', err: '' });
+    expect(await sh('blkdiscard -o 010000 -l 1k /dev/xvda')).toEqual({ status: 0, out: '', err: '' });
+    expect(driver.ranges('discard')).toEqual([
+      [8, 16],
+      [8, 2],
+    ]);
+    for (const [args, err] of [
+      ['-o 512 -l -512', "blkdiscard: failed to parse length: '-512'"],
+      ['-o -512 -l 1024', "blkdiscard: failed to parse offset: '-512'"],
+      ["-o '' -l 512", "blkdiscard: failed to parse offset: ''"],
+      ['-o -0', "blkdiscard: failed to parse offset: '-0'"],
+      ['-l 1.5K', "blkdiscard: failed to parse length: '1.5K'"],
+      ['-l 4Q', "blkdiscard: failed to parse length: '4Q'"],
+    ])
+      expect(await sh(`blkdiscard ${args} /dev/xvda`), args).toEqual({ status: 1, out: '', err: `${err}\n` });
+    expect((await sh('blkdiscard /dev/xvda -o')).err).toBe(
+      "blkdiscard: option requires an argument -- 'o'\nTry 'blkdiscard --help' for more information.\n",
+    );
+    // nothing reached the driver for any of them
+    expect(driver.ranges('discard')).toHaveLength(2);
   });
 });
 

@@ -167,9 +167,23 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     let dev: string | null = null;
     for (let i = 1; i < argv.length; i++) {
       const a = argv[i];
-      if (a === '-o' || a === '--offset') offset = Number(argv[++i]);
-      else if (a === '-l' || a === '--length') length = Number(argv[++i]);
-      else if (a === '-s' || a === '--secure') secure = true;
+      if (a === '-o' || a === '--offset' || a === '-l' || a === '--length') {
+        const what = a === '-o' || a === '--offset' ? 'offset' : 'length';
+        const raw = argv[++i];
+        if (raw === undefined) {
+          io.stderr(`blkdiscard: option requires an argument -- '${what[0]}'\n`);
+          io.stderr("Try 'blkdiscard --help' for more information.\n");
+          return 1;
+        }
+        // strtosize_or_err(): the run ends at the first value it cannot read, naming it
+        const v = strtosize(raw);
+        if (v === null) {
+          io.stderr(`blkdiscard: failed to parse ${what}: '${raw}'\n`);
+          return 1;
+        }
+        if (what === 'offset') offset = v;
+        else length = v;
+      } else if (a === '-s' || a === '--secure') secure = true;
       else dev = a;
     }
     if (!dev) {
@@ -329,4 +343,25 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
   };
 
   return commands;
+}
+
+/**
+ * util-linux's parse_size() (lib/strutils.c), as blkdiscard reads -o and -l: leading blanks, no
+ * sign, an integer in C's bases (0x… hex, 0… octal), then an optional unit — K, M, G, T, P, E in
+ * powers of 1024 (alone or with iB, either case), or of 1000 with B (KB, MB, …). Null for anything
+ * else. Deliberately narrower than util-linux: no fractions (it takes 1.5K), and nothing past 2^53
+ * (it takes up to 2^64).
+ */
+export function strtosize(raw: string): number | null {
+  const m = /^\s*(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)(?:([KMGTPEkmgtpe])(iB|B)?)?$/.exec(raw);
+  if (!m) return null;
+  const n =
+    m[1].startsWith('0x') || m[1].startsWith('0X')
+      ? parseInt(m[1], 16)
+      : m[1].startsWith('0')
+        ? parseInt(m[1], 8)
+        : Number(m[1]);
+  const exp = m[2] === undefined ? 0 : 'KMGTPE'.indexOf(m[2].toUpperCase()) + 1;
+  const v = n * (m[3] === 'B' ? 1000 : 1024) ** exp;
+  return Number.isSafeInteger(v) ? v : null;
 }
