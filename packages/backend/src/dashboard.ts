@@ -65,11 +65,22 @@ export interface Dashboard {
   close(): Promise<void>;
 }
 
+/**
+ * Sockets that have not sent a valid token yet, per remote address and in all: each is held up to
+ * 5 s with up to 64 KiB of input, and anyone who reaches the API may open them (the hypervisor
+ * bounds its own unauthenticated connections the same way).
+ */
+export const DASHBOARD_PENDING_PER_ADDRESS = 4;
+export const DASHBOARD_PENDING_MAX = 32;
+
 export function startDashboard(o: DashboardOptions): Dashboard {
   const interval = o.intervalMs ?? 500;
   const maxClients = o.maxClients ?? 8;
   const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
   const clients = new Set<WebSocket>();
+  /** Unauthenticated sockets by remote address. */
+  const pending = new Map<string, number>();
+  let pendingTotal = 0;
   let timer: NodeJS.Timeout | null = null;
   let watch: Watch | null = null;
   let treeDirty = true;
@@ -102,11 +113,15 @@ export function startDashboard(o: DashboardOptions): Dashboard {
   const startUpdates = async () => {
     if (timer) return;
     timer = setInterval(() => void tick(), interval);
-    watch = await o.xenstore
+    const w = await o.xenstore
       .watch('/', () => {
         treeDirty = true;
       })
       .catch(() => null);
+    // the last dashboard may have gone while the watch was being set (stopUpdates found none to
+    // remove), or a later start may have set its own: this one is not needed
+    if (timer === null || watch !== null) await w?.unwatch().catch(() => {});
+    else watch = w;
   };
   const stopUpdates = async () => {
     if (timer) clearInterval(timer);
@@ -115,12 +130,25 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     watch = null;
   };
 
-  wss.on('connection', (ws: WebSocket) => {
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
     let authed = false;
+    const addr = req.socket.remoteAddress ?? '?';
+    let counted = true;
+    const uncount = () => {
+      if (!counted) return;
+      counted = false;
+      pendingTotal--;
+      const n = (pending.get(addr) ?? 1) - 1;
+      if (n > 0) pending.set(addr, n);
+      else pending.delete(addr);
+    };
+    pendingTotal++;
+    pending.set(addr, (pending.get(addr) ?? 0) + 1);
     const hello = setTimeout(() => ws.close(4401, 'send {"token": "<operator token>"} first'), 5000);
     ws.on('message', (data: Buffer) => {
       if (authed) return; // the page only listens after its token
       clearTimeout(hello);
+      uncount();
       let token: unknown;
       try {
         token = (JSON.parse(data.toString('utf8')) as { token?: unknown }).token;
@@ -140,6 +168,7 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     });
     ws.on('close', () => {
       clearTimeout(hello);
+      uncount();
       clients.delete(ws);
       if (clients.size === 0) void stopUpdates();
     });
@@ -175,6 +204,14 @@ export function startDashboard(o: DashboardOptions): Dashboard {
         const path = requestUrl(req)?.pathname ?? '';
         if (path !== '/dashboard/ws') {
           socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          return;
+        }
+        const addr = req.socket.remoteAddress ?? '?';
+        if (
+          pendingTotal >= DASHBOARD_PENDING_MAX ||
+          (pending.get(addr) ?? 0) >= DASHBOARD_PENDING_PER_ADDRESS
+        ) {
+          socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
           return;
         }
         wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
