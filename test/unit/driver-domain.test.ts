@@ -152,6 +152,25 @@ describe('a driver domain', () => {
     expect(await w.dds.place('constructor')).toEqual({ name: 'Domain-0', domid: 0 });
   });
 
+  it("reaps a guest whose driver domain is gone, reading the guest's backend-id as a XenStore number", async () => {
+    const g = await bootGuest('guest1'); // on Dom0
+    const node = `${frontendPath(g.domid, DEVID)}/backend-id`;
+    const alive = async () => (await w.dom0.domctl.list()).some((d) => d.domid === g.domid);
+    // the guest owns its frontend directory; what it writes there that is no domid is not one
+    for (const junk of [' 4242', '4242 ', '0x1092', '', '-1']) {
+      await g.xc.xs.write(node, junk);
+      await w.dds.reap();
+      expect(await alive(), JSON.stringify(junk)).toBe(true);
+    }
+    // a domid that is not running: the vbd's backend is gone, and so is the guest (libxl's rule)
+    await g.xc.xs.write(node, '4242');
+    await w.dds.reap();
+    expect(await alive()).toBe(false);
+    w.guests.splice(w.guests.indexOf(g), 1);
+    await g.front.stop().catch(() => {});
+    g.xc.close();
+  });
+
   it('is an unprivileged domain with the directories libxl gives driver_domain=1', async () => {
     expect(w.dd.xc.privileged).toBe(false);
     expect(w.dd.xc.domid).toBe(w.dd.domid);

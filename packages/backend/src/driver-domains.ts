@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import {
   domainPath,
   isPvblkError,
+  parseXsUint,
   PvblkError,
   vbdBackendDir,
   vbdFrontendDir,
@@ -343,8 +344,14 @@ export class DriverDomains {
       if (d.privileged || ddIds.has(d.domid)) continue;
       const vbds = (await this.xs.directory(vbdFrontendDir(d.domid)).catch(() => [])) as string[];
       for (const v of vbds) {
-        const id = Number(await this.xs.tryRead(`${vbdFrontendDir(d.domid)}/${v}/backend-id`));
-        if (!Number.isInteger(id) || id === 0 || live.has(id)) continue;
+        // the guest can write its own frontend directory: a value that is no domid is not one
+        const parsed = parseXsUint(
+          await this.xs.tryRead(`${vbdFrontendDir(d.domid)}/${v}/backend-id`),
+          'backend-id',
+        );
+        if (!parsed.ok) continue;
+        const id = parsed.value;
+        if (id === 0 || live.has(id)) continue;
         this.log(
           'warn',
           { domid: d.domid, guest: d.name, backend: id },
