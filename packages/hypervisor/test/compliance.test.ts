@@ -16,6 +16,7 @@ import {
   GTF_writing,
   WIRE_VERSION,
   decodeHypervisorFrame,
+  DOMID_SELF,
   type ClientMessage,
   type HypervisorMessage,
 } from '@pvblk/shared';
@@ -590,6 +591,64 @@ describe.each([
       const port = await g.evtchn.allocUnbound(0);
       await expect(h.evtchn.bindInterdomain(g.domid, port)).rejects.toMatchObject({ code: 'EINVAL' });
       await expect(h.evtchn.bindInterdomain(999, port)).rejects.toMatchObject({ code: 'ESRCH' });
+    });
+  });
+
+  describe('pages granted twice, granted to oneself; ports for another domain', () => {
+    it('a second grant of a mapped page does not change its contents behind the mapper', async () => {
+      const g = await newGuest();
+      const page = g.allocPage();
+      const ref = g.gnttab.grantAccess(page, 0, false);
+      await g.fence();
+      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      // a hostile guest grants the same frame again with a body that says req_prod = 5; the
+      // broker's copy (on which FINAL checks are decided) kept it, Dom0's did not see it, and each
+      // of Dom0's idle checks then woke Dom0 again
+      // (its page changed without the write going out, then a grant of it carries the bytes)
+      page.buf.writeUInt32LE(5, 0);
+      g.gnttab.grantAccess(page, 0, true);
+      await g.fence();
+      await dom0.fence();
+      expect(m.page!.readU32LE(0)).toBe(0);
+      expect(s.hv.domains.get(g.domid)!.frames.get(page.gfn)!.data.readUInt32LE(0)).toBe(0);
+      // a write through the page reaches both, as before
+      page.writeU32LE(0, 7);
+      await g.fence();
+      await dom0.fence();
+      expect(m.page!.readU32LE(0)).toBe(7);
+    });
+
+    it('a page mapped by the domain that granted it: each view sees the writes made through the other', async () => {
+      const g = await newGuest();
+      const page = g.allocPage();
+      const ref = g.gnttab.grantAccess(page, g.domid, false);
+      await g.fence();
+      const [m] = await g.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      expect(m.status).toBe(GNTST.okay);
+      page.write(0, Buffer.from('own'));
+      await g.fence();
+      await until(
+        () => m.page!.read(0, 3).toString() === 'own',
+        'the write through the frame, in the mapping',
+      );
+      m.page!.write(10, Buffer.from('mapped'));
+      await g.fence();
+      await until(
+        () => page.read(10, 6).toString() === 'mapped',
+        'the write through the mapping, in the frame',
+      );
+    });
+
+    it('EVTCHNOP_alloc_unbound: DOMID_SELF as the remote end is the caller (Dom0 allocating in a guest)', async () => {
+      const g = await newGuest();
+      const port = await dom0.evtchn.allocUnbound(DOMID_SELF, g.domid);
+      expect(await g.evtchn.status(port)).toMatchObject({ status: EVTCHNSTAT_unbound, remoteDomid: 0 });
+      const local = await dom0.evtchn.bindInterdomain(g.domid, port);
+      expect(await g.evtchn.status(port)).toMatchObject({
+        status: EVTCHNSTAT_interdomain,
+        remoteDomid: 0,
+        remotePort: local,
+      });
     });
   });
 

@@ -68,7 +68,8 @@ export class EventChannels {
       );
     }
     if (!target) throw new PvblkError('ESRCH', `no domain ${dom}`);
-    const remote = remoteDom === DOMID_SELF ? target.domid : remoteDom;
+    // evtchn_alloc_unbound(): DOMID_SELF as the remote end means the caller, not the target
+    const remote = remoteDom === DOMID_SELF ? caller.domid : remoteDom;
     const port = this.allocPort(target);
     target.ports.set(port, {
       port,

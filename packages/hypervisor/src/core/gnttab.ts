@@ -155,9 +155,14 @@ export class GrantTables {
       frame = { owner, gfn, data: Buffer.alloc(PAGE_SIZE), refs: new Set(), mappings: new Set() };
       owner.frames.set(gfn, frame);
     }
-    // The grant carries the page as the owner sees it now; an absent body means a zero page.
-    if (data) Buffer.from(data.buffer, data.byteOffset, data.length).copy(frame.data);
-    else if (frame.refs.size === 0 && frame.mappings.size === 0) frame.data.fill(0);
+    // The grant carries the page as the owner sees it now; an absent body means a zero page. A frame
+    // that is shared already keeps its contents: every write to it has come through here, and its
+    // mappers hold the same bytes — a body that differs would make this copy (on which the ring
+    // checks are decided) disagree with theirs, without their knowing.
+    if (frame.refs.size === 0 && frame.mappings.size === 0) {
+      if (data) Buffer.from(data.buffer, data.byteOffset, data.length).copy(frame.data);
+      else frame.data.fill(0);
+    }
     frame.refs.add(ref);
     owner.grants.set(ref, { ref, domid: grantee, frame, readonly, mapCount: 0, writableMapCount: 0 });
   }
@@ -291,11 +296,14 @@ export class GrantTables {
    */
   private applyWrite(frame: SharedFrame, off: number, data: Uint8Array, from: Domain | Mapping | null): void {
     frame.data.set(data, off);
-    const writer = from === null ? null : 'mapper' in from ? from.mapper : from;
-    if (writer !== frame.owner) this.sink.ownerWrite(frame.owner, frame.gfn, off, data);
+    // A domain's mappings of one frame share one page there, and its own frame is another page: a
+    // domain that maps its own grant (Xen allows it) holds both, and each must hear of the other's
+    // writes. So only the view that wrote is left out.
+    const byMapper = from !== null && 'mapper' in from ? from.mapper : null;
+    if (from === null || byMapper !== null) this.sink.ownerWrite(frame.owner, frame.gfn, off, data);
     let told: Domain[] | null = null;
     for (const m of frame.mappings) {
-      if (m.mapper === writer || m.mapper.dying) continue;
+      if (m.mapper === byMapper || m.mapper.dying) continue;
       if (told?.includes(m.mapper)) continue;
       (told ??= []).push(m.mapper);
       this.sink.mapperWrite(m.mapper, m.handle, off, data);
