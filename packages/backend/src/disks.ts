@@ -152,6 +152,8 @@ export class HostDisks implements DeviceResolver {
   private readonly byVbd = new Map<string, HostDisk>();
   /** guest name → its disk (a Map: the names are the guests' own, `__proto__` included). */
   private registry = new Map<string, RegistryEntry>();
+  /** The registry's writes, one at a time: each goes through the same temporary file. */
+  private saving: Promise<void> = Promise.resolve();
   private loaded = false;
   private readonly dataDir: string | null;
   private readonly klog: KernelLog;
@@ -232,16 +234,26 @@ export class HostDisks implements DeviceResolver {
     return out;
   }
 
-  private async saveRegistry(): Promise<void> {
-    if (!this.dataDir) return;
-    const tmp = `${this.registryPath}.tmp`;
-    try {
-      await writeFile(tmp, JSON.stringify(Object.fromEntries(this.registry), null, 2) + '\n');
-      await rename(tmp, this.registryPath);
-    } catch (e) {
-      await rm(tmp, { force: true }).catch(() => {});
-      throw storageError(e, 'cannot write the disk registry', this.registryPath);
-    }
+  /**
+   * Writes the registry as it is when this write's turn comes. Calls that overlap (attaches of several
+   * guests at once) take turns: two writes of the one temporary file interleaved, and the second
+   * rename found it gone (ENOENT).
+   */
+  private saveRegistry(): Promise<void> {
+    if (!this.dataDir) return Promise.resolve();
+    const write = async () => {
+      const tmp = `${this.registryPath}.tmp`;
+      try {
+        await writeFile(tmp, JSON.stringify(Object.fromEntries(this.registry), null, 2) + '\n');
+        await rename(tmp, this.registryPath);
+      } catch (e) {
+        await rm(tmp, { force: true }).catch(() => {});
+        throw storageError(e, 'cannot write the disk registry', this.registryPath);
+      }
+    };
+    const turn = this.saving.then(write, write);
+    this.saving = turn.catch(() => {});
+    return turn;
   }
 
   /** True when `guest` owns a disk on this host (its name is taken). */
@@ -430,15 +442,17 @@ export class HostDisks implements DeviceResolver {
       this.byPath.delete(d.path);
       this.byVbd.delete(d.vbd.path);
     }
-    this.registry.delete(guest);
-    await this.saveRegistry();
+    // the data first, then the name: a host that stops in between keeps the guest's entry (its disk
+    // comes back blank) rather than an unlisted file that the next disk of that name would open
     if (this.dataDir) {
       const base = join(this.dataDir, 'disks', entry.disk);
-      for (const f of [`${base}.json`, `${base}.img`])
+      for (const f of [`${base}.img`, `${base}.json`])
         await rm(f, { force: true }).catch((e: unknown) => {
           throw storageError(e, `cannot delete the disk of guest ${guest}`, f);
         });
     }
+    this.registry.delete(guest);
+    await this.saveRegistry();
     return { path: `/dev/${entry.disk}` };
   }
 

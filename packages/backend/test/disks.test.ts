@@ -197,6 +197,21 @@ describe("a guest's disk", () => {
     await b.closeAll();
   });
 
+  it('keeps every disk of attaches made at once in the registry file', async () => {
+    // each attach writes the registry through one temporary file: overlapping writes lost the rename
+    const a = disks();
+    const names = Array.from({ length: 12 }, (_, i) => `g${i}`);
+    const done = await Promise.allSettled(names.map((n) => a.attach(n, 'dev_size_mb=1')));
+    expect(done.filter((r) => r.status === 'rejected')).toEqual([]);
+    expect(Object.keys(JSON.parse(await readFile(join(dir, 'disks.json'), 'utf8'))).sort()).toEqual(
+      [...names].sort(),
+    );
+    await a.closeAll();
+    const b = disks();
+    expect((await b.restore()).map((d) => d.guest).sort()).toEqual([...names].sort());
+    await b.closeAll();
+  });
+
   it('refuses a corrupt registry instead of handing its disks out again', async () => {
     await writeFile(join(dir, 'disks.json'), '{ not json');
     expect((await caught(disks().attach('g', ''))).message).toMatch(
