@@ -21,6 +21,7 @@ import { checkGuestCount, DEFAULT_HOST_QUOTAS, formatBytes, type HostQuotas } fr
 import { Toolstack } from './toolstack.ts';
 import { DriverDomains, placementFromEnv } from './driver-domains.ts';
 import { parseScsiDebugParams, RUNTIME_WRITABLE_PARAMS } from './scsi/index.ts';
+import { SD_TIMEOUT_MAX_S } from './scsi/sd.ts';
 import { handleOperatorRoute, operatorCheck } from './operator-api.ts';
 import { VbdAttach } from './vbd-attach.ts';
 import { runXsRequest } from './xenstore-ops.ts';
@@ -437,7 +438,7 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
           if (!sd.setTimeoutSeconds(value))
             throw new PvblkError(
               'EINVAL',
-              `/sys/block/${name}/device/timeout: "${value.slice(0, 32)}" is not a whole number of seconds`,
+              `/sys/block/${name}/device/timeout: "${value.slice(0, 32)}" is not a whole number of seconds up to ${SD_TIMEOUT_MAX_S}`,
             );
           log.info(
             { disk: name, timeout: sd.timeoutSeconds, was },

@@ -102,6 +102,8 @@ import { FileStore, MemoryStore, PI_INTERVAL, type BlockStore } from './store.ts
 
 /** SD_TIMEOUT: 30 s per command. */
 export const SD_TIMEOUT_MS = 30_000;
+/** The longest device timeout, in seconds: Node's timers wait at most 2^31 - 1 ms. */
+export const SD_TIMEOUT_MAX_S = Math.floor(0x7fffffff / 1000);
 /** SD_MAX_RETRIES. */
 export const SD_MAX_RETRIES = 5;
 /** pvblk's bound on silent requeues (Linux would requeue forever). */
@@ -251,11 +253,12 @@ export class SdDisk implements HostBlockDevice {
 
   /**
    * Writing `/sys/block/sdX/device/timeout` (sdev_store_timeout: an int, then rq_timeout = timeout × HZ);
-   * commands issued from then on use it. pvblk refuses what is not a non-negative integer with EINVAL.
+   * commands issued from then on use it. pvblk refuses, with EINVAL, what is not a non-negative
+   * integer up to SD_TIMEOUT_MAX_S: a Node timer cannot wait longer, and one asked to fires at once.
    */
   setTimeoutSeconds(text: string): boolean {
     const m = /^\s*\+?(\d{1,7})\s*$/.exec(text);
-    if (!m) return false;
+    if (!m || Number(m[1]) > SD_TIMEOUT_MAX_S) return false;
     this.timeoutMs = Number(m[1]) * 1000;
     return true;
   }

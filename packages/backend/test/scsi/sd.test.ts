@@ -22,6 +22,7 @@ import {
   type SdDisk,
   type StoreFormat,
 } from '../../src/scsi/index.ts';
+import { SD_TIMEOUT_MAX_S } from '../../src/scsi/sd.ts';
 
 const SEED_LINES = [
   'Sense Key : Medium Error [current]',
@@ -649,6 +650,11 @@ describe('sd: injected faults', () => {
     expect(d.timeoutSeconds).toBe(30);
     expect(d.setTimeoutSeconds('abc')).toBe(false);
     expect(d.setTimeoutSeconds('-1')).toBe(false);
+    // past what a Node timer can wait (2^31 - 1 ms), where one asked to waits 1 ms instead
+    expect(d.setTimeoutSeconds(String(SD_TIMEOUT_MAX_S + 1))).toBe(false);
+    expect(d.timeoutSeconds).toBe(30);
+    expect(d.setTimeoutSeconds(String(SD_TIMEOUT_MAX_S))).toBe(true);
+    expect(d.timeoutSeconds).toBe(2147483);
     expect(d.setTimeoutSeconds('0\n')).toBe(true);
     expect(d.timeoutSeconds).toBe(0);
     await d.read(0, 8);
