@@ -15,6 +15,7 @@ import type { BlockRequest, BlockResult } from '../src/block/types.ts';
 import { GuestFs, xenDevNumbers } from '../src/guest/guest-vfs.ts';
 import { humanSize } from '../src/guest/lsblk.ts';
 import { guestCommands, type GuestDisk } from '../src/guest/toolbox.ts';
+import { runCommandLine } from '../src/guest/shell.ts';
 import { FakeDriver } from './block/fake-driver.ts';
 import { runCaptured } from './run-captured.ts';
 
@@ -189,6 +190,31 @@ describe('lsblk', () => {
     expect(humanSize(512)).toBe('512B');
     expect(humanSize(1.5 * 2 ** 30)).toBe('1.5G');
     expect(humanSize(2 ** 30 - 1)).toBe('1024M');
+  });
+});
+
+describe('/dev/zero and /dev/urandom', () => {
+  it('let the rest of the process run while a reader takes them without end: Ctrl-C stops it', async () => {
+    const { vfs } = guest();
+    const commands = guestCommands({ klog: { messages: () => [] }, disks: [], vfs });
+    for (const line of [
+      'cat /dev/zero > /dev/null',
+      'dd if=/dev/urandom of=/dev/null bs=64k status=none',
+      'md5sum /dev/zero',
+    ]) {
+      const ac = new AbortController();
+      let err = '';
+      const run = runCommandLine(
+        line,
+        { stdout: () => {}, stderr: (t) => (err += t), signal: ac.signal },
+        { vfs, now: () => 0n },
+        commands,
+      );
+      // their reads resolved at once and the loops never let an immediate (or a socket, or a timer) run
+      setImmediate(() => ac.abort());
+      expect(await run, line).toBe(130);
+      expect(err, line).toBe('');
+    }
   });
 });
 

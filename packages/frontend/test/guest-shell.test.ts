@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { COMMANDS } from '../src/guest/commands.ts';
-import { parseCommandLine } from '../src/guest/shell.ts';
+import { parseCommandLine, PIPE_BUF_MAX } from '../src/guest/shell.ts';
+import type { CommandIo } from '../src/guest/vfs.ts';
 import { MemoryVfs } from './memory-vfs.ts';
 import { runCaptured } from './run-captured.ts';
 
@@ -33,6 +34,35 @@ describe('pipes', () => {
     expect(r).toEqual({ status: 0, out: '3\n0\n', err: '' });
     expect((await sh('true | false; echo $?')).out).toBe('1\n');
     expect((await sh('false | true; echo $?')).out).toBe('0\n');
+  });
+
+  it('hold at most PIPE_BUF_MAX bytes: a writer whose reader does not read waits, and ends with it', async () => {
+    let chunks = 0;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const commands = {
+      ...COMMANDS,
+      // writes 4 KiB at a time for ever, waiting on the pipe as cat and dd do
+      produce: async (_a: string[], io: CommandIo) => {
+        for (;;) {
+          if (io.signal.aborted) return 141;
+          io.stdout('z'.repeat(4096));
+          chunks++;
+          await io.drain?.();
+        }
+      },
+      hold: async () => {
+        await released;
+        return 0;
+      },
+    };
+    const run = runCaptured('produce | hold; echo $?', new MemoryVfs(), commands);
+    for (let i = 0; i < 200; i++) await new Promise((r) => setImmediate(r));
+    // 16 chunks fill the pipe; the 16th write's drain waits
+    expect(chunks).toBe(PIPE_BUF_MAX / 4096);
+    release();
+    expect(await run).toEqual({ status: 0, out: '0\n', err: '' });
+    expect(chunks).toBeLessThanOrEqual(PIPE_BUF_MAX / 4096 + 1);
   });
 
   it('tools without a pipe say there is no terminal to read', async () => {
@@ -89,6 +119,47 @@ describe('$? and variables', () => {
     expect((await sh('echo a | | cat')).err).toBe("sh: syntax error near unexpected token `|'\n");
     expect((await sh('a && ; b')).err).toBe("sh: syntax error near unexpected token `;'\n");
     expect(parseCommandLine('echo a;')).toMatchObject({ ok: true });
+  });
+
+  it('refuses what sh would expand or redirect and this shell cannot, rather than taking it for text', async () => {
+    const vfs = new MemoryVfs();
+    for (const [line, what] of [
+      ['echo $(echo hi)', '$('],
+      ['echo "$(echo hi)"', '$('],
+      ['echo `echo x`', '`'],
+      ['echo "a`b"', '`'],
+      ['echo ${X:-def}', '${'],
+      ['echo $$ $1', '$$'],
+      ['echo $1', '$1'],
+      ['(echo a)', '('],
+      ['! true', '!'],
+      // 2> named standard error; the 2 was an argument, written with stdout to the file
+      ['echo data 2>/tmp/e', '2>'],
+    ])
+      expect(await sh(line, vfs), line).toEqual({
+        status: 2,
+        out: '',
+        err: `sh: syntax error: '${what}' is not supported by this shell\n`,
+      });
+    expect(vfs.exists('/tmp/e')).toBe(false);
+    // 1> is >; a lone $ and a ! inside a word are text, as in sh
+    expect(await sh('echo one 1>/tmp/o; cat /tmp/o; echo $ a!b !x', vfs)).toEqual({
+      status: 0,
+      out: 'one\n$ a!b !x\n',
+      err: '',
+    });
+  });
+
+  it('takes Latin-1 text only: a character beyond U+00FF is refused, not cut to its low byte', async () => {
+    const vfs = new MemoryVfs();
+    expect(await sh('echo \u20ac > /tmp/u', vfs)).toEqual({
+      status: 2,
+      out: '',
+      err: 'sh: "\u20ac" (U+20AC): this shell takes Latin-1 text only\n',
+    });
+    expect(vfs.exists('/tmp/u')).toBe(false);
+    await sh('echo \u00e9 > /tmp/e', vfs);
+    expect(Buffer.from(vfs.contents('/tmp/e'))).toEqual(Buffer.from([0xe9, 0x0a]));
   });
 });
 

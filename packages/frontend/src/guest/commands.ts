@@ -81,6 +81,7 @@ async function readWhole(
       offset += r.n;
       // A sink returning false has seen enough (cmp -n).
       if (sink(buf.subarray(0, r.n)) === false) return { ok: true };
+      await io.drain?.();
     }
   } finally {
     await f.close();

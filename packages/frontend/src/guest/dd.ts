@@ -491,6 +491,7 @@ function stdoutFile(io: CommandIo): GuestFile {
     pread: async () => ({ ok: false, errno: 'EBADF' }),
     pwrite: async (buf) => {
       io.stdout(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('latin1'));
+      await io.drain?.();
       return { ok: true, n: buf.length };
     },
     fsync: async () => ({ ok: false, errno: 'EINVAL' }),

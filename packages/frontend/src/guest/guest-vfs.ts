@@ -528,8 +528,14 @@ const CHAR_DEVICES: Record<string, CharKind | undefined> = {
   random: 'urandom',
 };
 
+/** Bytes read from /dev/zero or /dev/urandom between two turns of the event loop. */
+const CHARDEV_YIELD_BYTES = 1 << 20;
+
 class CharDevFile extends OpenFile {
   readonly kind = 'chardev' as const;
+  /** Those reads resolve at once: a reader that never stops would hold the process (blkfront, the
+   * control socket, Ctrl-C, the shutdown's writeback) without this. */
+  private sinceYield = 0;
 
   constructor(
     p: string,
@@ -544,6 +550,10 @@ class CharDevFile extends OpenFile {
   }
 
   protected async doRead(buf: Uint8Array): Promise<IoResult> {
+    if (this.dev !== 'null' && (this.sinceYield += buf.length) >= CHARDEV_YIELD_BYTES) {
+      this.sinceYield = 0;
+      await new Promise((r) => setImmediate(r));
+    }
     switch (this.dev) {
       case 'null':
         return ok(0);

@@ -94,13 +94,18 @@ export function parseCommandLine(line: string): ParsedLine {
     commands = [];
     return null;
   };
-  /** `$…` at i: a parameter part; returns the index of its last character. */
+  /**
+   * `$…` at i: a parameter part; returns the index of its last character, or -1 for an expansion
+   * this shell does not have (`$(…)`, `${X:-…}`, `$$`, `$1`…): sh would expand it, and taking it for
+   * text would run the command with other arguments than the user wrote.
+   */
   const dollar = (i: number, quoted: boolean): number => {
     const rest = line.slice(i + 1);
     const braced = /^\{([A-Za-z_][A-Za-z0-9_]*|\?)\}/.exec(rest);
     const plain = /^(\?|[A-Za-z_][A-Za-z0-9_]*)/.exec(rest);
     const m = braced ?? plain;
     if (!m) {
+      if (/^[({$#!@*0-9-]/.test(rest)) return -1;
       lit('$', quoted);
       return i;
     }
@@ -108,6 +113,10 @@ export function parseCommandLine(line: string): ParsedLine {
     inWord = true;
     return i + m[0].length;
   };
+  const unsupported = (what: string): ParsedLine => ({
+    ok: false,
+    error: `syntax error: '${what}' is not supported by this shell`,
+  });
   for (let i = 0; i < line.length; i++) {
     const c = line[i];
     if (c === '\\' && i + 1 < line.length) {
@@ -125,13 +134,30 @@ export function parseCommandLine(line: string): ParsedLine {
           lit(line[j + 1], true);
           j += 2;
         } else if (line[j] === '$') {
-          j = dollar(j, true) + 1;
+          const end = dollar(j, true);
+          if (end < 0) return unsupported(line.slice(j, j + 2));
+          j = end + 1;
+        } else if (line[j] === '`') {
+          return unsupported('`');
         } else lit(line[j++], true);
       }
       if (j >= line.length) return { ok: false, error: 'syntax error: unterminated quoted string' };
       i = j;
     } else if (c === '$') {
-      i = dollar(i, false);
+      const end = dollar(i, false);
+      if (end < 0) return unsupported(line.slice(i, i + 2));
+      i = end;
+    } else if (c === '`' || c === '(' || c === ')') {
+      return unsupported(c);
+    } else if (
+      c === '!' &&
+      !inWord &&
+      cmd.words.length === 0 &&
+      cmd.assigns.length === 0 &&
+      (i + 1 === line.length || ' \t'.includes(line[i + 1]))
+    ) {
+      // the reserved word that negates a pipeline's status
+      return unsupported('!');
     } else if (c === ' ' || c === '\t') {
       endWord();
     } else if (c === ';' || c === '\n') {
@@ -152,6 +178,14 @@ export function parseCommandLine(line: string): ParsedLine {
     } else if (c === '&' || c === '<') {
       return { ok: false, error: `syntax error: '${c}' is not supported by this shell` };
     } else if (c === '>') {
+      // digits right before it are a file descriptor (`2>err`): only standard output is redirected
+      // here, and taking `2` for an argument would write it, with stdout, to the file
+      const last = word[word.length - 1];
+      if (inWord && word.length === 1 && last && 'lit' in last && !last.quoted && /^\d+$/.test(last.lit)) {
+        if (Number(last.lit) !== 1) return unsupported(`${last.lit}>`);
+        word = [];
+        inWord = false;
+      }
       endWord();
       if (pendingRedirect) return { ok: false, error: unexpected('>') };
       const append = line[i + 1] === '>';
@@ -219,12 +253,18 @@ function expandOne(w: Word, sh: ShellState): string {
     .join('');
 }
 
+/** Linux's pipe capacity (16 pages): beyond it a writer waits for the reader. */
+export const PIPE_BUF_MAX = 64 * 1024;
+
 /** The write end and read end of a pipe between two commands of a pipeline. */
 class Pipe implements GuestInput {
   private readonly chunks: Uint8Array[] = [];
   private wake: ((c: Uint8Array | null) => void) | null = null;
   private ended = false;
   private readerGone = false;
+  /** Bytes written and not read yet, and the writer waiting for them to go below PIPE_BUF_MAX. */
+  private buffered = 0;
+  private roomWaiter: (() => void) | null = null;
 
   constructor(private readonly onReaderGone: () => void) {}
 
@@ -235,7 +275,24 @@ class Pipe implements GuestInput {
       const w = this.wake;
       this.wake = null;
       w(chunk);
-    } else this.chunks.push(chunk);
+    } else {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
+  }
+
+  /** The writer's side of a full pipe: resolves when there is room, or nobody will read. */
+  drain(): Promise<void> {
+    if (this.buffered < PIPE_BUF_MAX || this.readerGone) return Promise.resolve();
+    return new Promise((r) => (this.roomWaiter = r));
+  }
+
+  private room(): void {
+    if (this.roomWaiter && (this.buffered < PIPE_BUF_MAX || this.readerGone)) {
+      const r = this.roomWaiter;
+      this.roomWaiter = null;
+      r();
+    }
   }
 
   end(): void {
@@ -249,7 +306,11 @@ class Pipe implements GuestInput {
 
   read(): Promise<Uint8Array | null> {
     const c = this.chunks.shift();
-    if (c) return Promise.resolve(c);
+    if (c) {
+      this.buffered -= c.length;
+      this.room();
+      return Promise.resolve(c);
+    }
     if (this.ended || this.readerGone) return Promise.resolve(null);
     return new Promise((r) => (this.wake = r));
   }
@@ -259,6 +320,8 @@ class Pipe implements GuestInput {
     if (this.readerGone) return;
     this.readerGone = true;
     this.chunks.length = 0;
+    this.buffered = 0;
+    this.room();
     if (!this.ended) this.onReaderGone();
   }
 }
@@ -311,7 +374,11 @@ async function runSimple(
       }),
     );
   };
-  const status = await fn(argv, { ...io, stdout: out }, ctx);
+  // a writer that never stops (cat /dev/zero > f) waits for its writes now and then
+  const drain = async () => {
+    if (writes.length >= 64) await Promise.all(writes.splice(0));
+  };
+  const status = await fn(argv, { ...io, stdout: out, drain }, ctx);
   await Promise.all(writes);
   const c = await f.close();
   if (!c.ok) failed ??= STRERROR[c.errno];
@@ -348,6 +415,7 @@ async function runPipeline(
       p.commands.map(async (cmd, i) => {
         const stageIo: CommandIo = {
           stdout: i < n - 1 ? (t) => pipes[i].write(t) : io.stdout,
+          drain: i < n - 1 ? () => pipes[i].drain() : io.drain,
           stderr: io.stderr,
           stdin: i > 0 ? pipes[i - 1] : io.stdin,
           signal: stops[i].signal,
@@ -376,6 +444,14 @@ export async function runCommandLine(
   commands: Record<string, GuestCommand>,
   sh: ShellState = { vars: new Map(), status: 0 },
 ): Promise<number> {
+  // a command's text is Latin-1 here (one byte a character, as dd and cat hand bytes on); a character
+  // beyond it would be cut to its low byte on the way to a pipe or a file
+  const wide = /[\u0100-\u{10ffff}]/u.exec(line);
+  if (wide) {
+    const code = wide[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+    io.stderr(`sh: ${JSON.stringify(wide[0])} (U+${code}): this shell takes Latin-1 text only\n`);
+    return 2;
+  }
   const parsed = parseCommandLine(line);
   if (!parsed.ok) {
     io.stderr(`sh: ${parsed.error}\n`);

@@ -123,6 +123,12 @@ export interface CommandIo {
    * writes into a pipe whose reader has finished (SIGPIPE).
    */
   signal: AbortSignal;
+  /**
+   * Resolves once what was written to stdout has room to go: a pipe's reader has taken all but
+   * PIPE_BUF_MAX of it, a redirection's writes have caught up. A command that may write without end
+   * (cat, dd) waits on it after each write, as a writer blocks on a full pipe.
+   */
+  drain?: () => Promise<void>;
 }
 
 export interface GuestCommandContext {
