@@ -7,12 +7,15 @@ import { describe, expect, it } from 'vitest';
 import {
   checkJob,
   checkJobAgainstDevice,
+  closestOption,
+  FIO_OPTION_NAMES,
   FioUsageError,
   fioTakesValue,
   parseFioOptions,
   splitOptions,
 } from '../src/guest/fio-options.ts';
 import { checkVerifyBlock, crc32c, fillVerifyBlock } from '../src/guest/fio-verify.ts';
+import { FIO_IOMEM_MAX, Worker } from '../src/guest/fio-engine.ts';
 import { JobStats, Samples, depthBucket, latBuckets } from '../src/guest/fio-stats.ts';
 import { num2str, renderJson, renderNormal, renderTerse, type FioReport } from '../src/guest/fio-report.ts';
 import { condensedRunStr, etaLine, etaToStr, parseEtaLine, parseGuestFio } from '../src/guest/fio.ts';
@@ -373,5 +376,47 @@ describe('fio statistics and output', () => {
       wI: 0,
     });
     expect(parseEtaLine('fio-3.36')).toBeNull();
+  });
+});
+
+describe('fio job memory', () => {
+  it("refuses iodepth × bs over FIO_IOMEM_MAX before allocating a buffer, in fio's words", async () => {
+    // --bs=8m --iodepth=65536 made the guest fill 512 GiB of buffers, holding it all the while
+    const job = parse(['--name=x', '--bs=8m', '--iodepth=65536', '--size=8m', '--rw=write', '--direct=1'])
+      .jobs[0];
+    let err = '';
+    let pages = 0;
+    const disk = {
+      queue: {
+        capacity: () => 16384,
+        driver: {
+          allocPage: () => {
+            pages++;
+            throw new Error('no buffer may be allocated');
+          },
+        },
+      },
+      cache: { fsync: async () => ({ ok: true, n: 0 }), invalidateAll: () => {} },
+    };
+    const w = new Worker(job, 0, { path: '/dev/xvda', disk, vfs: null } as never, {
+      stdout: () => {},
+      stderr: (t) => (err += t),
+      signal: new AbortController().signal,
+    });
+    expect(job.iodepth * job.bs).toBeGreaterThan(FIO_IOMEM_MAX);
+    expect(await w.open()).toBe(false);
+    expect(pages).toBe(0);
+    expect(err).toBe(
+      `fio: pid=${process.pid}, err=12/file:memory.c, func=iomem allocation, error=Cannot allocate memory\n`,
+    );
+  });
+
+  it('suggests names within two edits, whatever their length difference allows', () => {
+    // names whose lengths differ by more than the best distance so far are not compared (a 100k-
+    // character option took 2.4 s of distance tables); those within reach still are
+    expect(closestOption('iodeph', FIO_OPTION_NAMES)).toBe('iodepth');
+    expect(closestOption('iodepthxx', FIO_OPTION_NAMES)).toBe('iodepth');
+    expect(closestOption('bs', FIO_OPTION_NAMES)).toBe('bs');
+    expect(closestOption('a'.repeat(100_000), FIO_OPTION_NAMES)).toBeNull();
   });
 });

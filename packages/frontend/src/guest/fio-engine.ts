@@ -86,6 +86,8 @@ class Offsets {
   }
 }
 
+/** I/O buffers one job may hold (iodepth × bs): 1 GiB, what 128 requests of 8 MiB need. */
+export const FIO_IOMEM_MAX = 1 << 30;
 export interface Progress {
   /** Per worker: its state character (fio's run_str: R/r/W/w/M/m/V). */
   states: string[];
@@ -255,6 +257,18 @@ export class Worker {
         return false;
       }
       this.file = f;
+    }
+    // fio allocates iodepth buffers of bs bytes before the first I/O (init_io_u), and says so when
+    // that fails; here the bound is FIO_IOMEM_MAX, below what would hold the guest for seconds
+    // filling them (--bs=8m --iodepth=65536 asked for 512 GiB)
+    if (this.depth * this.job.bs > FIO_IOMEM_MAX) {
+      // ENOMEM is not one of the guest file system's errnos: fio's own words, number and text
+      this.io.stderr(
+        `fio: pid=${process.pid}, err=12/file:memory.c, func=iomem allocation, error=Cannot allocate memory\n`,
+      );
+      this.stats.error = 12;
+      this.stats.verror = 'file:memory.c, func=iomem allocation, error=Cannot allocate memory';
+      return false;
     }
     this.allocSlots();
     return true;

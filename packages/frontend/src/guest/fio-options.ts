@@ -310,6 +310,8 @@ export function closestOption(name: string, known: readonly string[]): string | 
   let best: string | null = null;
   let bestD = 3;
   for (const k of known) {
+    // lengths further apart than the best distance cannot beat it: a long name costs nothing
+    if (Math.abs(name.length - k.length) >= bestD) continue;
     const dd = distance(name, k);
     if (dd < bestD) {
       bestD = dd;
