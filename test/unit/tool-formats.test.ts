@@ -140,11 +140,12 @@ describe('xl config files (xl.cfg)', () => {
     );
     expect(c.name).toBe('guest2');
     expect(c.disk).toEqual(['target=scsi_debug:dev_size_mb=4, vdev=xvda', 'vdev=xvdb, target=/dev/sdh']);
-    expect(c.settings.get('memory')).toBe(512);
+    // libxlu keeps a number as its text; xl converts it where it reads one
+    expect(c.settings.get('memory')).toBe('512');
   });
   it("errors name the file, the line and the token, as libxlu's do", () => {
     expect(() => parseXlConfig('name = "g"\ndisk = [ xvda ]\n', 'g.cfg')).toThrow(
-      "g.cfg:2: config parsing error near `xvda': list items must be strings",
+      "g.cfg:2: config parsing error near `xvda': syntax error, unexpected IDENT, expecting STRING or NUMBER or '[' or ']'",
     );
     expect(() => parseXlConfig('memory = 5\n', 'g.cfg')).toThrow('g.cfg: domain name must be specified');
     expect(() => parseXlConfig('name = "g\n', 'g.cfg')).toThrow(/g.cfg:1: .*unterminated string/);

@@ -59,18 +59,50 @@ interface Ctx {
   disk: XlDisk;
   spec: string;
   source: string;
+  /** The first MAX_ERRORS messages; errorCount counts them all. */
   errors: string[];
+  errorCount: number;
   hadDeprPrefix: boolean;
   accessSet: boolean;
   /** libxl keeps the string keys it does not model; we keep them only to detect respecification. */
   strings: Map<string, string>;
 }
 
+/**
+ * xl prints each error as its lexer meets it, each quoting the whole spec; we collect them into one
+ * message instead, where, unbounded, a spec of thousands of bad parameters (`a=b,` × 16000) would
+ * build gigabytes of text and overflow a string. The bounds: the first MAX_ERRORS errors, enough to see
+ * what is wrong (later ones are mostly the same mistake repeated), then a count of the rest; and at
+ * most QUOTE_MAX characters of the spec or of the erroneous text in each, which is room for any
+ * real spec's parameters (a target path is rarely longer) and still names the spec.
+ */
+export const MAX_ERRORS = 20;
+export const QUOTE_MAX = 256;
+
+const quote = (s: string) =>
+  s.length <= QUOTE_MAX ? s : `${s.slice(0, QUOTE_MAX)}… (${s.length - QUOTE_MAX} more characters)`;
+
 function err(c: Ctx, erroneous: string | null, message: string): void {
+  c.errorCount++;
+  if (c.errors.length >= MAX_ERRORS) return;
   c.errors.push(
     `${c.source}: config parsing error in disk specification: ${message}` +
-      (erroneous !== null ? `: near \`${erroneous}'` : '') +
-      ` in \`${c.spec}'`,
+      (erroneous !== null ? `: near \`${quote(erroneous)}'` : '') +
+      ` in \`${quote(c.spec)}'`,
+  );
+}
+
+/** Throws the errors collected so far, with a last line counting those not shown. */
+function failIfErrors(c: Ctx): void {
+  if (c.errorCount === 0) return;
+  const more = c.errorCount - c.errors.length;
+  throw new DiskSpecError(
+    more > 0
+      ? [
+          ...c.errors,
+          `${c.source}: config parsing error in disk specification: ${more} more error${more === 1 ? '' : 's'} not shown`,
+        ]
+      : c.errors,
   );
 }
 
@@ -116,7 +148,7 @@ function vdevAndDevtype(c: Ctx, s: string): boolean {
 }
 
 function positional(c: Ctx, s: string): boolean {
-  if (c.errors.length > 0) return true;
+  if (c.errorCount > 0) return true;
   const d = c.disk;
   if (d.target === null) d.target = save(c, 'target', d.target, s);
   else if (!c.hadDeprPrefix && d.format === 'unknown') {
@@ -265,6 +297,7 @@ export function parseDiskSpec(specs: readonly string[], source = 'command line')
     spec: '',
     source,
     errors: [],
+    errorCount: 0,
     hadDeprPrefix: false,
     accessSet: false,
     strings: new Map(),
@@ -273,7 +306,7 @@ export function parseDiskSpec(specs: readonly string[], source = 'command line')
     if (typeof s !== 'string') throw new DiskSpecError([`${source}: a disk specification must be a string`]);
     c.spec = s;
     scan(c, s);
-    if (c.errors.length > 0) throw new DiskSpecError(c.errors);
+    failIfErrors(c);
   }
   if (disk.format === 'unknown') disk.format = 'raw';
   if (disk.isCdrom) {
@@ -284,7 +317,7 @@ export function parseDiskSpec(specs: readonly string[], source = 'command line')
   if (disk.vdev === null) err(c, null, 'no vdev specified');
   else if (disk.target === null && !disk.removable)
     err(c, null, 'no target specified (and device not removable)');
-  if (c.errors.length > 0) throw new DiskSpecError(c.errors);
+  failIfErrors(c);
   return disk;
 }
 

@@ -5,7 +5,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { checkPvblkDisk, diskToJson, DiskSpecError, parseDiskSpec, vdevNumber } from '../src/xl-disk-spec.ts';
+import {
+  checkPvblkDisk,
+  diskToJson,
+  DiskSpecError,
+  MAX_ERRORS,
+  parseDiskSpec,
+  QUOTE_MAX,
+  vdevNumber,
+} from '../src/xl-disk-spec.ts';
 
 const fixture = JSON.parse(
   readFileSync(new URL('./fixtures/check-xl-disk-parse.json', import.meta.url), 'utf8'),
@@ -124,5 +132,42 @@ describe('vdev numbers (xen-vbd-interface(7), libxl__device_disk_dev_number)', (
     expect(vdevNumber('xvdbgqcv256')).toBeNull();
     expect(vdevNumber('d1048576p0')).toBeNull();
     expect(vdevNumber('xvdzzzzzzzzzzzz')).toBeNull();
+  });
+});
+
+describe('a spec with many errors (xl prints each as it goes; pvblk collects a bounded list)', () => {
+  const error = (spec: string) => {
+    try {
+      parseDiskSpec([spec]);
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error('parsed');
+  };
+  it('16000 unknown parameters: the first MAX_ERRORS, each quoting the spec cut short, then a count', () => {
+    const spec = 'a=b,'.repeat(16000);
+    const e = error(spec);
+    // before the bound, joining 16000 copies of the 64000-character spec threw a RangeError
+    expect(e).toBeInstanceOf(DiskSpecError);
+    const { lines } = e as DiskSpecError;
+    expect(lines).toHaveLength(MAX_ERRORS + 1);
+    expect(lines[0]).toBe(
+      "command line: config parsing error in disk specification: unknown parameter: near `a=b,' in " +
+        `\`${spec.slice(0, QUOTE_MAX)}… (${spec.length - QUOTE_MAX} more characters)'`,
+    );
+    expect(lines.at(-1)).toBe(
+      `command line: config parsing error in disk specification: ${16000 - MAX_ERRORS} more errors not shown`,
+    );
+    for (const l of lines) expect(l.length).toBeLessThan(2 * QUOTE_MAX + 200);
+    // no count line when there are no more
+    expect((error('a=b,'.repeat(MAX_ERRORS)) as DiskSpecError).lines).toHaveLength(MAX_ERRORS);
+  });
+  it('a long erroneous token is cut short too, and the message still says what was wrong', () => {
+    const e = error(`vdev=xvdb,=${'y'.repeat(100_000)}`) as DiskSpecError;
+    expect(e.lines).toHaveLength(1);
+    expect(e.lines[0]).toMatch(
+      /^command line: config parsing error in disk specification: bad disk syntax: near `=y+… \(99745 more characters\)' in `vdev=xvdb,=y+… \(99755 more characters\)'$/,
+    );
+    expect(e.message.length).toBeLessThan(2 * QUOTE_MAX + 200);
   });
 });
