@@ -276,26 +276,6 @@ describe('grep: GNU basic regular expressions', () => {
     expect(await g('\\{1\\}')).toBe('a{1}\n'); // nothing to repeat: plain
   });
 
-  it('what worked before still does', async () => {
-    const v = new MemoryVfs()
-      .addFile('/tmp/lines', Array.from({ length: 12 }, (_, i) => `line ${i + 1}\n`).join(''))
-      .addFile('/tmp/two', 'x y\nz\n');
-    expect((await sh('grep "line 1[01]" /tmp/lines', v)).out).toBe('line 10\nline 11\n');
-    expect((await sh('grep -n "^line \\(2\\|3\\)$" /tmp/lines', v)).out).toBe('2:line 2\n3:line 3\n');
-    expect((await sh('grep -E "^line (2|3)$" /tmp/lines', v)).out).toBe('line 2\nline 3\n');
-    expect((await sh('grep -c -v 1 /tmp/lines', v)).out).toBe('8\n');
-    expect((await sh('grep -F "e 1." /tmp/lines', v)).status).toBe(1);
-    expect((await sh('grep -i LINE.12 /tmp/lines', v)).out).toBe('line 12\n');
-    expect(await sh('grep z /tmp/two /nope', v)).toEqual({
-      status: 2,
-      out: '/tmp/two:z\n',
-      err: 'grep: /nope: No such file or directory\n',
-    });
-    expect((await sh('grep -z x /tmp/two', v)).err).toBe(
-      "grep: invalid option -- 'z'\nUsage: grep [OPTION]... PATTERN [FILE]...\nTry `grep --help' for more information.\n",
-    );
-  });
-
   it("errors in glibc regerror() words (and dfa.c's), status 2", async () => {
     const err = async (re: string) => {
       const r = await sh(`grep '${re}' /tmp/misc`, vfs());

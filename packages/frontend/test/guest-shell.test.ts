@@ -207,6 +207,9 @@ describe('head, tail, wc, grep', () => {
       out: '/tmp/two:z\n',
       err: 'grep: /nope: No such file or directory\n',
     });
+    expect((await sh('grep -z x /tmp/two', vfs())).err).toBe(
+      "grep: invalid option -- 'z'\nUsage: grep [OPTION]... PATTERN [FILE]...\nTry `grep --help' for more information.\n",
+    );
   });
 });
 
