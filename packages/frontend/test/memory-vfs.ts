@@ -15,6 +15,7 @@
  * reaching byte X fail with EIO" or "reads covering byte Y fail with EIO".
  */
 import type { Dirent, Errno, GuestFile, GuestVfs, IoResult, OpenFlags } from '../src/guest/vfs.ts';
+import { CHARDEV_YIELD_BYTES } from '../src/guest/guest-vfs.ts';
 
 export interface Faults {
   /** Consulted before each pread with the clamped range; an errno fails the call. */
@@ -206,6 +207,8 @@ export class MemoryVfs implements GuestVfs {
 class MemoryFile implements GuestFile {
   readonly kind: GuestFile['kind'];
   private closed = false;
+  /** As GuestFs's character devices: an endless reader lets the event loop turn every so often. */
+  private sinceYield = 0;
 
   constructor(
     private readonly vfs: MemoryVfs,
@@ -231,6 +234,13 @@ class MemoryFile implements GuestFile {
     const node = this.node;
     node.stats.reads++;
     if (buf.length === 0) return ok(0);
+    if (
+      (node.kind === 'zero' || node.kind === 'urandom') &&
+      (this.sinceYield += buf.length) >= CHARDEV_YIELD_BYTES
+    ) {
+      this.sinceYield = 0;
+      await new Promise((r) => setImmediate(r));
+    }
     switch (node.kind) {
       case 'zero':
         buf.fill(0);

@@ -6,7 +6,6 @@
  * (a disk) or endless (/dev/zero).
  */
 import { constants as bufferConstants } from 'node:buffer';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { breToJs } from './bre.ts';
 import { stdinFile } from './stdin.ts';
 import {
@@ -19,12 +18,6 @@ import {
 
 const CHUNK = 64 * 1024;
 /**
- * Bytes read from a file between two turns of the event loop. A file's pread may resolve without
- * waiting for anything (/dev/zero, cached pages), and a loop of such awaits runs on microtasks
- * alone: timers, sockets and Ctrl-C would wait until the input ends, which for /dev/zero is never.
- */
-const TURN_BYTES = 4 * 1024 * 1024;
-/**
  * What a tool may hold back in memory (a line for grep, the lines or bytes `head -n -N` must not
  * print yet): the longest string V8 builds. Past it GNU's tools would grow until malloc fails,
  * and say so (xalloc_die: "memory exhausted"); so do these, instead of throwing.
@@ -35,17 +28,9 @@ const NL = 0x0a;
 const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 const latin1 = (b: Uint8Array) => asBuffer(b).toString('latin1');
 
-/** Standard inputs handed out by openInput: pipes, read without extra turns (see readChunks). */
-const pipes = new WeakSet<GuestFile>();
-
 /** Opens an operand (`-` is standard input); an error comes back as its strerror text. */
 async function openInput(path: string, io: CommandIo, ctx: GuestCommandContext): Promise<GuestFile | string> {
-  if (path === '-') {
-    if (!io.stdin) return 'no standard input here (use a pipe: … | cmd)';
-    const f = stdinFile(io.stdin);
-    pipes.add(f);
-    return f;
-  }
+  if (path === '-') return io.stdin ? stdinFile(io.stdin) : 'no standard input here (use a pipe: … | cmd)';
   const f = await ctx.vfs.open(path, { read: true, write: false });
   return 'errno' in f ? STRERROR[f.errno] : f;
 }
@@ -55,7 +40,8 @@ type ReadEnd = 'eof' | 'stopped' | 'interrupted' | { error: string };
 
 /**
  * Hands an input to `take` chunk by chunk (the chunk's memory is reused: copy what is kept) until
- * its end, `to` if given, `take` returning false, an interrupt or an error; closes the input.
+ * its end, `to` if given, `take` returning false, an interrupt or an error; closes the input. An
+ * endless input that answers at once (/dev/zero) lets the event loop turn by itself (guest-vfs.ts).
  */
 async function readChunks(
   f: GuestFile,
@@ -64,7 +50,6 @@ async function readChunks(
   range: { to?: number } = {},
 ): Promise<ReadEnd> {
   const buf = new Uint8Array(CHUNK);
-  let sinceTurn = 0;
   try {
     for (let off = 0; ;) {
       if (io.signal.aborted) return 'interrupted';
@@ -75,13 +60,6 @@ async function readChunks(
       if (r.n === 0) return 'eof';
       off += r.n;
       if (take(buf.subarray(0, r.n)) === false) return 'stopped';
-      sinceTurn += r.n;
-      // Not on a pipe: its read waits for the writer whenever it is empty, and a turn here would let
-      // a writer that never waits (cat /dev/zero) fill it without bound meanwhile.
-      if (sinceTurn >= TURN_BYTES && !pipes.has(f)) {
-        sinceTurn = 0;
-        await nextTurn();
-      }
     }
   } finally {
     await f.close();
@@ -265,7 +243,6 @@ async function lineCut(
 ): Promise<number | 'interrupted' | { error: string }> {
   const buf = new Uint8Array(CHUNK);
   let need = n;
-  let sinceTurn = 0;
   for (let end = size; end > 0;) {
     if (io.signal.aborted) return 'interrupted';
     const start = Math.max(0, end - CHUNK);
@@ -282,11 +259,6 @@ async function lineCut(
     if ('cut' in r) return start + r.cut;
     need = r.need;
     end = start;
-    sinceTurn += got;
-    if (sinceTurn >= TURN_BYTES) {
-      sinceTurn = 0;
-      await nextTurn();
-    }
   }
   return 0;
 }

@@ -529,7 +529,7 @@ const CHAR_DEVICES: Record<string, CharKind | undefined> = {
 };
 
 /** Bytes read from /dev/zero or /dev/urandom between two turns of the event loop. */
-const CHARDEV_YIELD_BYTES = 1 << 20;
+export const CHARDEV_YIELD_BYTES = 1 << 20;
 
 class CharDevFile extends OpenFile {
   readonly kind = 'chardev' as const;
