@@ -23,7 +23,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { XenStoreOps, Watch } from '@pvblk/client';
 import { authenticate, type ApiCredentials } from './api.ts';
 import { runXsRequest } from './xenstore-ops.ts';
-import { requestUrl } from '@pvblk/runtime';
+import { refuseUpgrade, requestUrl } from '@pvblk/runtime';
 import { ownEntry } from '@pvblk/shared';
 
 export interface DashboardOptions {
@@ -78,9 +78,9 @@ export function startDashboard(o: DashboardOptions): Dashboard {
   const maxClients = o.maxClients ?? 8;
   const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
   const clients = new Set<WebSocket>();
-  /** Unauthenticated sockets by remote address. */
-  const pending = new Map<string, number>();
-  let pendingTotal = 0;
+  /** Sockets that have sent no token yet, with their remote address. */
+  const pending = new Map<WebSocket, string>();
+  const pendingFrom = (addr: string) => [...pending.values()].filter((a) => a === addr).length;
   let timer: NodeJS.Timeout | null = null;
   let watch: Watch | null = null;
   let treeDirty = true;
@@ -132,23 +132,12 @@ export function startDashboard(o: DashboardOptions): Dashboard {
 
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
     let authed = false;
-    const addr = req.socket.remoteAddress ?? '?';
-    let counted = true;
-    const uncount = () => {
-      if (!counted) return;
-      counted = false;
-      pendingTotal--;
-      const n = (pending.get(addr) ?? 1) - 1;
-      if (n > 0) pending.set(addr, n);
-      else pending.delete(addr);
-    };
-    pendingTotal++;
-    pending.set(addr, (pending.get(addr) ?? 0) + 1);
+    pending.set(ws, req.socket.remoteAddress ?? '?');
     const hello = setTimeout(() => ws.close(4401, 'send {"token": "<operator token>"} first'), 5000);
     ws.on('message', (data: Buffer) => {
       if (authed) return; // the page only listens after its token
       clearTimeout(hello);
-      uncount();
+      pending.delete(ws);
       let token: unknown;
       try {
         token = (JSON.parse(data.toString('utf8')) as { token?: unknown }).token;
@@ -168,7 +157,7 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     });
     ws.on('close', () => {
       clearTimeout(hello);
-      uncount();
+      pending.delete(ws);
       clients.delete(ws);
       if (clients.size === 0) void stopUpdates();
     });
@@ -203,15 +192,14 @@ export function startDashboard(o: DashboardOptions): Dashboard {
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         const path = requestUrl(req)?.pathname ?? '';
         if (path !== '/dashboard/ws') {
-          socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          refuseUpgrade(socket, 404);
           return;
         }
-        const addr = req.socket.remoteAddress ?? '?';
         if (
-          pendingTotal >= DASHBOARD_PENDING_MAX ||
-          (pending.get(addr) ?? 0) >= DASHBOARD_PENDING_PER_ADDRESS
+          pending.size >= DASHBOARD_PENDING_MAX ||
+          pendingFrom(req.socket.remoteAddress ?? '?') >= DASHBOARD_PENDING_PER_ADDRESS
         ) {
-          socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          refuseUpgrade(socket, 429);
           return;
         }
         wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));

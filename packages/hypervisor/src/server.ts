@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WIRE_MAX_FRAME } from '@pvblk/shared';
-import { requestUrl } from '@pvblk/runtime';
+import { refuseUpgrade, requestUrl } from '@pvblk/runtime';
 import { Connection, type FrameTransport } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
 import { FairScheduler } from './scheduler.ts';
@@ -118,7 +118,7 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
         { peer: addr, open: set?.size ?? 0, unauthenticated: unauth },
         'refusing a connection: too many from this address',
       );
-      socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      refuseUpgrade(socket, 429);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));

@@ -4,8 +4,14 @@
  * cannot parse (`GET // HTTP/1.1`) thrown out of a request listener ends the whole process, before
  * any token is looked at.
  */
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
+
+/** Answers a WebSocket upgrade that is not taken (no such path, too many sockets) and closes it. */
+export function refuseUpgrade(socket: Duplex, status: 404 | 429): void {
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
 
 /** The request's URL, or null when its target is not a path (the caller answers 400). */
 export function requestUrl(req: IncomingMessage): URL | null {

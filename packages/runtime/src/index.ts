@@ -26,7 +26,14 @@ export {
 export { withBackoff } from './backoff.ts';
 export { errnoForHttpStatus } from './http-errno.ts';
 export { requestDomain, type DomainReply, type DomainRequest } from './domain-request.ts';
-export { requestUrl, readJsonBody, MAX_JSON_BODY, HTTP_STATUS, errorReply } from './http-request.ts';
+export {
+  requestUrl,
+  readJsonBody,
+  refuseUpgrade,
+  MAX_JSON_BODY,
+  HTTP_STATUS,
+  errorReply,
+} from './http-request.ts';
 export {
   processTrace,
   decodeStamps,
