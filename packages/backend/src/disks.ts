@@ -12,7 +12,7 @@
  * how to start over; the runtime-writable ones (opts, every_nth, delay, …) are applied to the live disk.
  */
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   diskIndex,
   diskLetters,
@@ -137,6 +137,39 @@ export function storageError(e: unknown, what: string, path: string): unknown {
   return new PvblkError(code, `${what}: ${err.path ?? path}: ${text} (${err.code})`, { cause: e });
 }
 
+/**
+ * A registry the host keeps as one JSON file (the disks', the driver-domain placements): written
+ * whole, through a temporary file and a rename, so a reader never sees half of it; and one write at a
+ * time, each of the value as it is when its turn comes — overlapping writes of the one temporary file
+ * interleaved, and the second rename found it gone (ENOENT).
+ */
+export class RegistryFile {
+  private saving: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly path: string,
+    /** What it is, for errors: "the disk registry". */
+    private readonly what: string,
+  ) {}
+
+  save(value: () => unknown): Promise<void> {
+    const write = async () => {
+      const tmp = `${this.path}.tmp`;
+      try {
+        await mkdir(dirname(this.path), { recursive: true });
+        await writeFile(tmp, JSON.stringify(value(), null, 2) + '\n');
+        await rename(tmp, this.path);
+      } catch (e) {
+        await rm(tmp, { force: true }).catch(() => {});
+        throw storageError(e, `cannot write ${this.what}`, this.path);
+      }
+    };
+    const turn = this.saving.then(write, write);
+    this.saving = turn.catch(() => {});
+    return turn;
+  }
+}
+
 export interface HostDisksOptions {
   /** null: disks live in memory and vanish with the process. */
   dataDir: string | null;
@@ -152,8 +185,7 @@ export class HostDisks implements DeviceResolver {
   private readonly byVbd = new Map<string, HostDisk>();
   /** guest name → its disk (a Map: the names are the guests' own, `__proto__` included). */
   private registry = new Map<string, RegistryEntry>();
-  /** The registry's writes, one at a time: each goes through the same temporary file. */
-  private saving: Promise<void> = Promise.resolve();
+  private registryFile: RegistryFile | null = null;
   private loaded = false;
   private readonly dataDir: string | null;
   private readonly klog: KernelLog;
@@ -234,26 +266,10 @@ export class HostDisks implements DeviceResolver {
     return out;
   }
 
-  /**
-   * Writes the registry as it is when this write's turn comes. Calls that overlap (attaches of several
-   * guests at once) take turns: two writes of the one temporary file interleaved, and the second
-   * rename found it gone (ENOENT).
-   */
   private saveRegistry(): Promise<void> {
     if (!this.dataDir) return Promise.resolve();
-    const write = async () => {
-      const tmp = `${this.registryPath}.tmp`;
-      try {
-        await writeFile(tmp, JSON.stringify(Object.fromEntries(this.registry), null, 2) + '\n');
-        await rename(tmp, this.registryPath);
-      } catch (e) {
-        await rm(tmp, { force: true }).catch(() => {});
-        throw storageError(e, 'cannot write the disk registry', this.registryPath);
-      }
-    };
-    const turn = this.saving.then(write, write);
-    this.saving = turn.catch(() => {});
-    return turn;
+    this.registryFile ??= new RegistryFile(this.registryPath, 'the disk registry');
+    return this.registryFile.save(() => Object.fromEntries(this.registry));
   }
 
   /** True when `guest` owns a disk on this host (its name is taken). */

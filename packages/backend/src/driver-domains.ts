@@ -14,7 +14,7 @@
  * Dom0's disks are in Dom0's disk registry, and the guests placed on driver domains in placement.json
  * in the data directory (written only once a driver domain serves a guest). See docs/driver-domains.md.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   domainPath,
@@ -27,7 +27,7 @@ import {
 } from '@pvblk/shared';
 import type { Hypercalls, Watch } from '@pvblk/client';
 import type { Toolstack, VbdSpec } from './toolstack.ts';
-import { storageError } from './disks.ts';
+import { RegistryFile } from './disks.ts';
 
 export type Placement = 'dom0' | 'spread' | 'driver-domains';
 export const PLACEMENTS: readonly Placement[] = ['dom0', 'spread', 'driver-domains'];
@@ -75,6 +75,7 @@ export class DriverDomains {
   /** guest name → the name of the driver domain that keeps its disk (a Map: names are the guests'). */
   private readonly registry = new Map<string, string>();
   private loaded = false;
+  private registryFile: RegistryFile | null = null;
   private watch: Watch | null = null;
   private reaping: Promise<void> = Promise.resolve();
   private readonly log: Log;
@@ -114,16 +115,11 @@ export class DriverDomains {
     this.loaded = true;
   }
 
-  private async save(): Promise<void> {
+  private save(): Promise<void> {
     const path = this.registryPath;
-    if (!path) return;
-    try {
-      await mkdir(this.o.dataDir!, { recursive: true });
-      await writeFile(`${path}.tmp`, JSON.stringify(Object.fromEntries(this.registry), null, 2) + '\n');
-      await rename(`${path}.tmp`, path);
-    } catch (e) {
-      throw storageError(e, 'cannot write the placement registry', path);
-    }
+    if (!path) return Promise.resolve();
+    this.registryFile ??= new RegistryFile(path, 'the placement registry');
+    return this.registryFile.save(() => Object.fromEntries(this.registry));
   }
 
   /** Reaps backends of dead domains, and guests whose driver domain died, as domains go away. */
