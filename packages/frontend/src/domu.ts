@@ -19,11 +19,10 @@ import {
 } from '@pvblk/runtime';
 import { DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
 import { XenbusProbe } from './xenbus-probe.ts';
-import { GuestFs, xenDevNumbers } from './guest/guest-vfs.ts';
 import { startControlServer, type ControlRequest } from './control.ts';
-import { guestCommands, type GuestDisk } from './guest/toolbox.ts';
-import { quoteArgv, runCommandLine } from './guest/shell.ts';
-import type { GuestCommandContext } from './guest/vfs.ts';
+import type { GuestDisk } from './guest/toolbox.ts';
+import { quoteArgv } from './guest/shell.ts';
+import { GuestUserland } from './guest/userland.ts';
 
 export interface DomuOptions {
   name: string;
@@ -140,23 +139,14 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   // the guest's own files: a directory given to it, or a temporary one it removes when it stops
   const root = o.root ?? (await mkdtemp(join(tmpdir(), `pvblk-${o.name}-`)));
   await mkdir(join(root, 'tmp'), { recursive: true });
-  const vfs = new GuestFs(root);
-  // blkfront never sees VDISK_REMOVABLE or VDISK_CDROM from pvblk's backend: fixed disks
-  for (const d of disks)
-    vfs.registerBlockDevice(d.name, d.queue, d.cache, { ...xenDevNumbers(d.devid), removable: false });
-  const commands = guestCommands({ klog, disks, vfs });
-  const ctx: GuestCommandContext = { vfs, now: () => process.hrtime.bigint() };
+  const userland = new GuestUserland(klog, disks, root);
   // hot-plugged vbds come and go (xenbus_probe_frontend); `disks` is the live list
-  await probe.listen({
-    added: (d) =>
-      vfs.registerBlockDevice(d.name, d.queue, d.cache, { ...xenDevNumbers(d.devid), removable: false }),
-    removed: (d) => vfs.unregisterBlockDevice(d.name),
-  });
+  await probe.listen({ added: (d) => userland.plug(d), removed: (d) => userland.unplug(d) });
 
   const runRequest = (
     req: ControlRequest,
     io: { stdout(t: string): void; stderr(t: string): void; signal: AbortSignal },
-  ) => runCommandLine('line' in req ? req.line : quoteArgv(req.argv), io, ctx, commands);
+  ) => userland.run('line' in req ? req.line : quoteArgv(req.argv), io);
 
   const control = await startControlServer(o.controlPath, (req, s) => {
     // the console: kernel messages that happen while the command runs, in order with its output

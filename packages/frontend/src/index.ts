@@ -18,3 +18,4 @@ export {
 } from './control.ts';
 export * from './guest/fio-api.ts';
 export { XenbusProbe, type XenbusHooks } from './xenbus-probe.ts';
+export { GuestUserland } from './guest/userland.ts';
