@@ -10,6 +10,7 @@ import {
   forEachPageRecord,
   pageWriteMessage,
   WIRE_MAX_FRAME,
+  WIRE_MAX_RECORDS,
   WIRE_VERSION,
   type ClientMessage,
   type HypervisorMessage,
@@ -104,6 +105,33 @@ describe('frame limits', () => {
     for (const f of frames) expect(f.length).toBeLessThanOrEqual(1024 * 1024);
     const gfns = frames.flatMap((f) => clientOk(f).map((m) => (m as { gfn: number }).gfn));
     expect(gfns).toEqual(msgs.map((_, i) => i));
+  });
+
+  it(`cuts a frame at ${WIRE_MAX_RECORDS} records, and refuses a frame of more on both sides`, () => {
+    const sends: ClientMessage[] = Array.from({ length: 2 * WIRE_MAX_RECORDS + 1 }, (_, i) => ({
+      t: 'ev_send',
+      port: i,
+    }));
+    const frames = encodeFrames(sends);
+    expect(frames.map((f) => clientOk(f).length)).toEqual([WIRE_MAX_RECORDS, WIRE_MAX_RECORDS, 1]);
+    expect(frames.flatMap((f) => clientOk(f).map((m) => (m as { port: number }).port))).toEqual(
+      sends.map((_, i) => i),
+    );
+    // page writes that extend the one before are one record: 4096 one-byte writes of one page
+    const w = new FrameWriter();
+    for (let i = 0; i < 4096; i++) w.page(false, 1, i, Buffer.from([i & 0xff]), 0, 1);
+    for (let i = 0; i < WIRE_MAX_RECORDS - 1; i++) w.add({ t: 'ev_send', port: i });
+    expect(w.take().map((f) => clientOk(f).length)).toEqual([WIRE_MAX_RECORDS]);
+    // a frame built past the bound (encodeFrame does not cut) is refused whole
+    const over = encodeFrame(sends.slice(0, WIRE_MAX_RECORDS + 1));
+    const error = `a frame of more than ${WIRE_MAX_RECORDS} records`;
+    expect(decodeClientFrame(over)).toEqual({ ok: false, error });
+    expect(decodeClientFrame(over, { pageRuns: true })).toEqual({ ok: false, error });
+    const upcalls = encodeFrame(
+      Array.from({ length: WIRE_MAX_RECORDS + 1 }, () => ({ t: 'ev' as const, port: 1 })),
+    );
+    expect(decodeHypervisorFrame(upcalls)).toEqual({ ok: false, error });
+    expect(decodeClientFrame(encodeFrame(sends.slice(0, WIRE_MAX_RECORDS)))).toMatchObject({ ok: true });
   });
 
   it('refuses frames over the limit, of another version, and records that are truncated or out of the page', () => {
