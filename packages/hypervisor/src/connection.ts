@@ -425,7 +425,9 @@ export class Connection implements Session, Schedulable {
     if (this.inHead === this.inbox.length) {
       this.inbox = [];
       this.inHead = 0;
-    } else if (this.inHead > 4096) {
+    } else if (this.inHead > 4096 && this.inHead * 2 >= this.inbox.length) {
+      // compacted once half of it is served: each entry is moved O(1) times (a compaction every 4096
+      // entries of a 3-million entry inbox had copied the rest each time)
       this.inbox = this.inbox.slice(this.inHead);
       this.inHead = 0;
     }

@@ -14,6 +14,7 @@ import {
   GTF_readonly,
   GTF_reading,
   GTF_writing,
+  WIRE_MAX_RECORDS,
   WIRE_VERSION,
   decodeHypervisorFrame,
   DOMID_SELF,
@@ -225,6 +226,31 @@ describe.each([
   });
 
   describe('malformed input', () => {
+    it('refuses a frame of more records than a frame may hold, unserved, and goes on serving the domain', async () => {
+      const { credential } = await dom0.domctl.create('many-records');
+      // EOIs of a port it does not have are handled silently: a frame of them queued millions of
+      // messages in the broker before it was refused (16 MiB of 5-byte records)
+      const eois = Array.from({ length: WIRE_MAX_RECORDS + 1 }, () => ({ t: 'ev_eoi' as const, port: 9 }));
+      const r = await s.raw(
+        [
+          encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential }]),
+          encodeFrame(eois),
+          encodeFrame([{ t: 'fence', id: 9 }]),
+        ],
+        (x) => x.msgs.some((m) => 'id' in m && m.id === 9),
+      );
+      expect(r.msgs.slice(1)).toEqual([
+        {
+          t: 'err',
+          id: 0,
+          code: 'EPROTO',
+          message: `malformed frame: a frame of more than ${WIRE_MAX_RECORDS} records`,
+        },
+        { t: 'ok', id: 9 },
+      ]);
+      expect(r.closed).toBeNull();
+    });
+
     it('answers a page write through a mapping the domain does not hold with an error naming the call', async () => {
       const { domid, credential } = await dom0.domctl.create('raw-pages');
       const r = await s.raw(
