@@ -12,8 +12,9 @@
  *   senders whose messages produce output for it wait (see FairScheduler) — and past OUT_MAX it is cut
  *   off as a peer that does not read;
  * - watch events: an event already queued for the same watch and path is not queued twice (the
- *   receiver reads the node anyway), and at most MAX_PENDING_WATCH_EVENTS wait per turn (oxenstored's
- *   maxwatchevents): beyond, events are dropped, counted and logged.
+ *   receiver reads the node anyway); a guest's own writes queue at most MAX_PENDING_WATCH_EVENTS of
+ *   its events a turn (beyond, they are dropped, counted and logged); events for Dom0, and events
+ *   another domain caused, are bounded by the output bounds above (their cause is held), never dropped.
  */
 import {
   decodeClientFrame,
@@ -71,7 +72,7 @@ export const OUT_MAX = 64 * 1024 * 1024;
 /** Inbox sizes (records: a page run counts as its writes) at which reading pauses and resumes. */
 export const IN_HIGH = 16 * 1024;
 const IN_LOW = 4 * 1024;
-/** Watch events waiting for one connection in one turn (oxenstored's default maxwatchevents). */
+/** A guest's own watch events waiting for it in one turn, beyond which they are dropped. */
 export const MAX_PENDING_WATCH_EVENTS = 1024;
 
 type Inbound = ClientMessage | PageRun | { t: '__invalid'; bad: InvalidMessage };
@@ -158,7 +159,17 @@ export class Connection implements Session, Schedulable {
         this.counters.watchEventsCoalesced++;
         return;
       }
-      if (this.pendingWatch.size >= MAX_PENDING_WATCH_EVENTS) {
+      // Past the bound, only a guest's events of its own making are dropped (a guest flooding its own
+      // watches). Dom0's events, and events another domain caused, are never dropped: that domain is
+      // held instead once this receiver is owed too much (holdSender), as xenstored does — C xenstored
+      // charges undelivered events to the domain that caused them and stops reading its requests,
+      // oxenstored holds the source connection; neither drops a receiver's events. Dropping them let
+      // a guest's two commits of 900 nodes each hide another guest's state change from blkback.
+      if (
+        this.pendingWatch.size >= MAX_PENDING_WATCH_EVENTS &&
+        Connection.serving === this &&
+        !this.domain?.privileged
+      ) {
         this.counters.watchEventsDropped++;
         this.droppedThisTurn++;
         return;

@@ -689,6 +689,34 @@ describe.each([
       expect(await g.xs.getPerms('device/x')).toEqual([`n${g.domid}`, 'r0']);
     });
 
+    it("delivers every event another domain's writes cause, however many in one turn", async () => {
+      // a guest renames 900 of its nodes in two transactions (one per directory, so that they do not
+      // conflict) committed in one frame: 1800 events for Dom0's watch in one turn, where more than
+      // 1024 were dropped — another guest's state change in that turn with them
+      const g = await newGuest('flood');
+      const data = `/local/domain/${g.domid}/data`;
+      await dom0.xs.mkdir(data);
+      await dom0.xs.setPerms(data, [`n${g.domid}`]);
+      const node = (i: number, name: string) => `${data}/${i < 450 ? 'a' : 'b'}/${name}${i}`;
+      await Promise.all(Array.from({ length: 900 }, (_, i) => g.xs.write(node(i, 'n'), 'x')));
+      const seen = new Set<string>();
+      await dom0.xs.watch(data, (p) => seen.add(p));
+      await until(() => seen.size === 1, 'the watch firing once when set');
+      const tx = [await g.xs.transactionStart(), await g.xs.transactionStart()];
+      await Promise.all(
+        Array.from({ length: 900 }, (_, i) => {
+          const t = tx[i < 450 ? 0 : 1];
+          return Promise.all([g.xs.rm(node(i, 'n'), t), g.xs.write(node(i, 'm'), 'y', t)]);
+        }),
+      );
+      await Promise.all(tx.map((t) => g.xs.transactionEnd(t, true)));
+      await until(() => seen.size === 1 + 1800, `1800 events (${seen.size - 1} so far)`);
+      for (let i = 0; i < 900; i++) {
+        expect(seen.has(node(i, 'n'))).toBe(true);
+        expect(seen.has(node(i, 'm'))).toBe(true);
+      }
+    });
+
     it('fires watches and retries transactions on EAGAIN', async () => {
       const events: string[] = [];
       const w = await dom0.xs.watch('/local/domain/0/w', (p) => events.push(p));
