@@ -26,6 +26,7 @@ import { LocalHypervisor } from '../src/local.ts';
 import { startHypervisorServer, type RunningHypervisor } from '../src/server.ts';
 import { connectWs, type XenClient } from '@pvblk/client';
 import type { Hypervisor } from '../src/core/hypervisor.ts';
+import { GRANT_PIN_MAX } from '../src/core/gnttab.ts';
 
 const DOM0_SECRET = 'compliance-dom0-secret';
 /** Small limits, so that the quota tests reach them quickly (the same for both implementations). */
@@ -516,6 +517,33 @@ describe.each([
       expect(s.hv.domains.get(0)!.stats.msgsOut - out0).toBeLessThanOrEqual(2);
       expect(maps[1000].page!.read(999, 1)[0]).toBe(999 & 0xff);
       await dom0.gnttab.unmap(maps.map((m) => m.page!));
+    });
+
+    it(`maps one grant at most ${GRANT_PIN_MAX} times of each kind, as Xen's 8-bit pin counts allow`, async () => {
+      // a guest mapping its own grant 65,536 times made each write of the frame visit every mapping
+      const g = await newGuest('g');
+      const page = g.allocPage();
+      const ref = g.gnttab.grantAccess(page, g.domid, false);
+      await g.fence();
+      const op = (readonly: boolean) => ({ dom: g.domid, ref, readonly });
+      const rw = await g.gnttab.map(Array.from({ length: GRANT_PIN_MAX + 1 }, () => op(false)));
+      expect(rw.slice(0, GRANT_PIN_MAX).every((m) => m.status === GNTST.okay)).toBe(true);
+      expect(rw[GRANT_PIN_MAX].status).toBe(GNTST.general_error);
+      // read-only mappings have a count of their own
+      const ro = await g.gnttab.map(Array.from({ length: GRANT_PIN_MAX + 1 }, () => op(true)));
+      expect(ro.slice(0, GRANT_PIN_MAX).every((m) => m.status === GNTST.okay)).toBe(true);
+      expect(ro[GRANT_PIN_MAX].status).toBe(GNTST.general_error);
+      // one unmapped, one more may be mapped; a write through any view reaches the others
+      await g.gnttab.unmap([rw[0].page!]);
+      const [again] = await g.gnttab.map([op(false)]);
+      expect(again.status).toBe(GNTST.okay);
+      again.page!.write(0, Buffer.from('seen'));
+      await g.fence();
+      expect(page.read(0, 4).toString()).toBe('seen');
+      expect(ro[5].page!.read(0, 4).toString()).toBe('seen');
+      await g.gnttab.unmap(
+        [...rw.slice(1, GRANT_PIN_MAX), ...ro.slice(0, GRANT_PIN_MAX), again].map((m) => m.page!),
+      );
     });
 
     it('bounds grant copies per call with E2BIG, and answers within the limit', async () => {

@@ -54,6 +54,12 @@ export const DEFAULT_GRANT_LIMITS: Readonly<GrantLimits> = Object.freeze({
   maxCopyBytes: 2 * 1024 * 1024,
 });
 
+/**
+ * Host mappings of one grant entry, of each kind (writable, read-only): Xen keeps each count in 8 bits
+ * of the active entry's pin and refuses a map once its top bit is set (GNTPIN_incr2oflow_mask).
+ */
+export const GRANT_PIN_MAX = 128;
+
 /** v1 grant entries per grant-table frame. */
 export const GRANT_ENTRIES_PER_FRAME = 512;
 
@@ -63,7 +69,18 @@ export interface SharedFrame {
   data: Buffer;
   /** Grant refs (in the owner's table) that name this frame. */
   refs: Set<number>;
-  mappings: Set<Mapping>;
+  /**
+   * The mappings of this frame, by the domain that holds them (a domain's mappings of one frame share
+   * one page there): a map finds its alias, and a write its domains to forward to, without visiting
+   * every mapping — 65,536 mappings of one frame had made each write of it cost a millisecond.
+   */
+  mappings: Map<Domain, MapperMappings>;
+}
+
+/** One domain's mappings of one frame, and the one that stands for them all (writes name its handle). */
+export interface MapperMappings {
+  all: Set<Mapping>;
+  first: Mapping;
 }
 
 export interface GrantEntry {
@@ -152,7 +169,7 @@ export class GrantTables {
           `domain ${owner.domid} already shares ${owner.frames.size} frames, its limit (max shared frames ${this.limits.maxSharedFrames})`,
         );
       }
-      frame = { owner, gfn, data: Buffer.alloc(PAGE_SIZE), refs: new Set(), mappings: new Set() };
+      frame = { owner, gfn, data: Buffer.alloc(PAGE_SIZE), refs: new Set(), mappings: new Map() };
       owner.frames.set(gfn, frame);
     }
     // The grant carries the page as the owner sees it now; an absent body means a zero page. A frame
@@ -195,14 +212,19 @@ export class GrantTables {
       if (!e || e.domid !== mapper.domid) return { status: GNTST.permission_denied };
       if (e.readonly && !op.readonly) return { status: GNTST.permission_denied };
       if (mapper.maptrack.size >= this.limits.maxMaptrack) return { status: GNTST.no_space };
+      // Xen counts an entry's host mappings in 8-bit fields of its pin and refuses a map that could
+      // overflow one ("risk of counter overflow", map_grant_ref()): at most 128 of each kind.
+      const pinned = op.readonly ? e.mapCount - e.writableMapCount : e.writableMapCount;
+      if (pinned >= GRANT_PIN_MAX) return { status: GNTST.general_error };
       // A frame this domain already maps (through another ref): the new mapping shares that page in
       // the mapper, so two views of one frame cannot diverge, and writes are forwarded once per domain.
-      let alias: Mapping | undefined;
-      for (const x of e.frame.mappings) if (x.mapper === mapper) alias = x;
+      const mine = e.frame.mappings.get(mapper);
+      const alias = mine?.first;
       const handle = mapper.nextHandle++;
       const m: Mapping = { handle, mapper, granter, ref: op.ref, frame: e.frame, readonly: op.readonly };
       mapper.maptrack.set(handle, m);
-      e.frame.mappings.add(m);
+      if (mine) mine.all.add(m);
+      else e.frame.mappings.set(mapper, { all: new Set([m]), first: m });
       e.mapCount++;
       if (!op.readonly) e.writableMapCount++;
       mapper.stats.grantMaps++;
@@ -224,7 +246,13 @@ export class GrantTables {
 
   private dropMapping(m: Mapping): void {
     m.mapper.maptrack.delete(m.handle);
-    m.frame.mappings.delete(m);
+    const mine = m.frame.mappings.get(m.mapper);
+    if (mine) {
+      mine.all.delete(m);
+      const next: Mapping | undefined = mine.first === m ? mine.all.values().next().value : mine.first;
+      if (next) mine.first = next;
+      else m.frame.mappings.delete(m.mapper);
+    }
     const e = m.granter.grants.get(m.ref);
     if (e && e.frame === m.frame) {
       e.mapCount--;
@@ -301,12 +329,9 @@ export class GrantTables {
     // writes. So only the view that wrote is left out.
     const byMapper = from !== null && 'mapper' in from ? from.mapper : null;
     if (from === null || byMapper !== null) this.sink.ownerWrite(frame.owner, frame.gfn, off, data);
-    let told: Domain[] | null = null;
-    for (const m of frame.mappings) {
-      if (m.mapper === byMapper || m.mapper.dying) continue;
-      if (told?.includes(m.mapper)) continue;
-      (told ??= []).push(m.mapper);
-      this.sink.mapperWrite(m.mapper, m.handle, off, data);
+    for (const [mapper, mine] of frame.mappings) {
+      if (mapper === byMapper || mapper.dying) continue;
+      this.sink.mapperWrite(mapper, mine.first.handle, off, data);
     }
   }
 
@@ -338,7 +363,7 @@ export class GrantTables {
     for (const m of [...d.maptrack.values()]) this.dropMapping(m);
     const byMapper = new Map<Domain, number[]>();
     for (const frame of [...d.frames.values()]) {
-      for (const m of [...frame.mappings]) {
+      for (const m of [...frame.mappings.values()].flatMap((mine) => [...mine.all])) {
         if (m.mapper !== d) {
           const list = byMapper.get(m.mapper) ?? [];
           list.push(m.handle);
