@@ -244,6 +244,63 @@ describe('blkdiscard', () => {
   });
 });
 
+describe('blkdiscard options, as getopt_long reads them', () => {
+  it('takes --offset=N, clustered and attached short options and long prefixes, never as the device', async () => {
+    const { sh, driver } = guest({ discard: true });
+    // --offset=4M was taken for the device name, and the next operand discarded from sector 0
+    expect(await sh('blkdiscard --offset=4M /dev/xvda')).toEqual({ status: 0, out: '', err: '' });
+    expect(await sh('blkdiscard /dev/xvda --off=4096 -l8k')).toEqual({ status: 0, out: '', err: '' });
+    expect(await sh('blkdiscard -vl 1k /dev/xvda')).toEqual({
+      status: 0,
+      out: '/dev/xvda: Discarded 1024 bytes from the offset 0\n',
+      err: '',
+    });
+    // --step: the range in pieces of that size, the last one cut at the range's end
+    expect(await sh('blkdiscard -p 4k -o 1M -l 10k /dev/xvda')).toEqual({ status: 0, out: '', err: '' });
+    expect(driver.ranges('discard')).toEqual([
+      [8192, 8192],
+      [8, 16],
+      [0, 2],
+      [2048, 8],
+      [2056, 8],
+      [2064, 4],
+    ]);
+  });
+
+  it('cuts a range at the end of the device, and refuses what util-linux refuses with its messages', async () => {
+    const { sh, driver } = guest({ discard: true });
+    // the last 4 KiB of the 8 MiB disk, asked for with a length of 1 GiB
+    expect(await sh(`blkdiscard -o ${8 * 1048576 - 4096} -l 1G /dev/xvda`)).toEqual({
+      status: 0,
+      out: '',
+      err: '',
+    });
+    expect(driver.ranges('discard')).toEqual([[16376, 8]]);
+    const tryHelp = "Try 'blkdiscard --help' for more information.\n";
+    for (const [args, err] of [
+      ['-x /dev/xvda', `blkdiscard: invalid option -- 'x'\n${tryHelp}`],
+      ['--bogus /dev/xvda', `blkdiscard: unrecognized option '--bogus'\n${tryHelp}`],
+      [
+        '--s /dev/xvda',
+        `blkdiscard: option '--s' is ambiguous; possibilities: '--step' '--secure'\n${tryHelp}`,
+      ],
+      ['--secure=1 /dev/xvda', `blkdiscard: option '--secure' doesn't allow an argument\n${tryHelp}`],
+      ['/dev/xvda --length', `blkdiscard: option '--length' requires an argument\n${tryHelp}`],
+      ['/dev/xvda /dev/xvda', `blkdiscard: unexpected number of arguments\n${tryHelp}`],
+      ['-z /dev/xvda', 'blkdiscard: --zeroout (BLKZEROOUT) is not supported by this guest\n'],
+      ['-o 100 /dev/xvda', 'blkdiscard: /dev/xvda: offset 100 is not aligned to sector size 512\n'],
+      ['-l 100 /dev/xvda', 'blkdiscard: /dev/xvda: length 100 is not aligned to sector size 512\n'],
+      ['-o 9M /dev/xvda', 'blkdiscard: /dev/xvda: offset is greater than device size\n'],
+      ['-v', 'blkdiscard: no device specified\n'],
+    ])
+      expect(await sh(`blkdiscard ${args}`), args).toEqual({ status: 1, out: '', err });
+    expect(driver.ranges('discard')).toHaveLength(1);
+    expect((await sh('blkdiscard --help')).out).toContain(
+      ' -p, --step <num>    size of the discard iterations',
+    );
+  });
+});
+
 describe('tools on a disk the guest does not have', () => {
   it('say "No such device"; a missing operand is a usage error', async () => {
     const { sh } = guest();

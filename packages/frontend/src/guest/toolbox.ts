@@ -19,6 +19,7 @@ import {
   type IoctlResult,
 } from './vfs.ts';
 import { chaosIoCommand } from './chaos-io.ts';
+import { getoptLong, type LongOption } from './getopt.ts';
 
 export interface GuestDisk {
   name: string;
@@ -34,6 +35,19 @@ export interface GuestRuntime {
   disks: GuestDisk[];
   vfs: GuestVfs;
 }
+
+/** blkdiscard's long options (getopt_long's table). */
+const BLKDISCARD_OPTIONS: LongOption[] = [
+  { name: 'help', arg: false, val: 'h' },
+  { name: 'force', arg: false, val: 'f' },
+  { name: 'quiet', arg: false, val: 'q' },
+  { name: 'zeroout', arg: false, val: 'z' },
+  { name: 'offset', arg: true, val: 'o' },
+  { name: 'length', arg: true, val: 'l' },
+  { name: 'step', arg: true, val: 'p' },
+  { name: 'secure', arg: false, val: 's' },
+  { name: 'verbose', arg: false, val: 'v' },
+];
 
 const LEVEL_NAMES = ['emerg', 'alert', 'crit', 'err', 'warn', 'notice', 'info', 'debug'];
 
@@ -160,36 +174,66 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     );
 
   commands.blkdiscard = async (argv, io) => {
-    // blkdiscard [-o offset] [-l length] [-s] <device>
-    let offset = 0;
-    let length: number | null = null;
-    let secure = false;
-    let dev: string | null = null;
-    for (let i = 1; i < argv.length; i++) {
-      const a = argv[i];
-      if (a === '-o' || a === '--offset' || a === '-l' || a === '--length') {
-        const what = a === '-o' || a === '--offset' ? 'offset' : 'length';
-        const raw = argv[++i];
-        if (raw === undefined) {
-          io.stderr(`blkdiscard: option requires an argument -- '${what[0]}'\n`);
-          io.stderr("Try 'blkdiscard --help' for more information.\n");
-          return 1;
-        }
-        // strtosize_or_err(): the run ends at the first value it cannot read, naming it
-        const v = strtosize(raw);
-        if (v === null) {
-          io.stderr(`blkdiscard: failed to parse ${what}: '${raw}'\n`);
-          return 1;
-        }
-        if (what === 'offset') offset = v;
-        else length = v;
-      } else if (a === '-s' || a === '--secure') secure = true;
-      else dev = a;
-    }
-    if (!dev) {
-      io.stderr("blkdiscard: no device specified\nTry `blkdiscard --help' for more information.\n");
+    // util-linux's blkdiscard: -f and -q have nothing to skip or silence here (no filesystem probe,
+    // no warnings); -z (BLKZEROOUT) is refused by name, and there is no version to report
+    const usage = (out: (t: string) => void) =>
+      out(
+        '\nUsage:\n blkdiscard [options] <device>\n\nDiscard the content of sectors on a device.\n\n' +
+          'Options:\n' +
+          ' -o, --offset <num>  offset in bytes to discard from\n' +
+          ' -l, --length <num>  length of bytes to discard from the offset\n' +
+          ' -p, --step <num>    size of the discard iterations within the offset\n' +
+          ' -f, --force         disable all checking\n' +
+          ' -q, --quiet         suppress warning messages\n' +
+          ' -s, --secure        perform secure discard\n' +
+          ' -v, --verbose       print aligned length and offset\n\n' +
+          ' -h, --help     display this help and exit\n\nFor more details see blkdiscard(8).\n',
+      );
+    const tryHelp = "Try 'blkdiscard --help' for more information.\n";
+    const parsed = getoptLong('blkdiscard', argv.slice(1), 'hfqsvzo:l:p:', BLKDISCARD_OPTIONS);
+    if (!parsed.ok) {
+      io.stderr(`${parsed.message}\n${tryHelp}`);
       return 1;
     }
+    let offset = 0;
+    let length: number | null = null;
+    let step = 0;
+    let secure = false;
+    let verbose = false;
+    for (const { opt, arg } of parsed.options) {
+      if (opt === 'h') {
+        usage(io.stdout);
+        return 0;
+      }
+      if (opt === 'z') {
+        io.stderr('blkdiscard: --zeroout (BLKZEROOUT) is not supported by this guest\n');
+        return 1;
+      }
+      if (opt === 'f' || opt === 'q') continue;
+      if (opt === 's') secure = true;
+      else if (opt === 'v') verbose = true;
+      else {
+        // strtosize_or_err(): the run ends at the first value it cannot read, naming it
+        const what = opt === 'o' ? 'offset' : opt === 'l' ? 'length' : 'step';
+        const v = strtosize(arg!);
+        if (v === null) {
+          io.stderr(`blkdiscard: failed to parse ${what}: '${arg}'\n`);
+          return 1;
+        }
+        if (opt === 'o') offset = v;
+        else if (opt === 'l') length = v;
+        else step = v;
+      }
+    }
+    if (parsed.operands.length === 0) {
+      io.stderr('blkdiscard: no device specified\n');
+      return 1;
+    }
+    if (parsed.operands.length > 1) {
+      io.stderr(`blkdiscard: unexpected number of arguments\n${tryHelp}`);
+      return 1;
+    }
+    const dev = parsed.operands[0];
     const d = findDisk(rt, dev);
     if (!d) {
       io.stderr(
@@ -198,35 +242,53 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
       return 1;
     }
     const size = d.queue.capacity() * 512;
-    const len = length ?? size - offset;
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(len) ||
-      offset % 512 ||
-      len % 512 ||
-      offset + len > size
-    ) {
-      io.stderr(
-        `blkdiscard: ${dev}: offset ${offset} and length ${len} must be 512-byte aligned and within the device\n`,
-      );
+    const secsize = d.queue.limits().logicalBlockSize;
+    if (offset % secsize) {
+      io.stderr(`blkdiscard: ${dev}: offset ${offset} is not aligned to sector size ${secsize}\n`);
+      return 1;
+    }
+    if (offset > size) {
+      io.stderr(`blkdiscard: ${dev}: offset is greater than device size\n`);
+      return 1;
+    }
+    // a range past the end of the device is cut there (an absent length is "to the end")
+    const end = length === null || offset + length > size ? size : offset + length;
+    let chunk = step > 0 ? step : end - offset;
+    if (chunk % secsize) {
+      io.stderr(`blkdiscard: ${dev}: length ${chunk} is not aligned to sector size ${secsize}\n`);
       return 1;
     }
     // the page cache must not keep stale blocks of the discarded range
     await d.cache.fsync();
     d.cache.invalidateAll();
-    const r = await d.queue.submitBio({
-      op: 'discard',
-      sector: offset / 512,
-      segments: [],
-      nrSectors: len / 512,
-      secure,
-    });
-    if (r.status !== 'ok') {
-      io.stderr(
-        `blkdiscard: ${dev}: BLKDISCARD ioctl failed: ${r.status === 'notsupp' ? 'Operation not supported' : 'Input/output error'}\n`,
-      );
-      return 1;
+    let statsFrom = offset;
+    let statsBytes = 0;
+    let last = Date.now();
+    for (let at = offset; at < end; at += chunk) {
+      if (at + chunk > end) chunk = end - at;
+      const r = await d.queue.submitBio({
+        op: 'discard',
+        sector: at / 512,
+        segments: [],
+        nrSectors: chunk / 512,
+        secure,
+      });
+      if (r.status !== 'ok') {
+        io.stderr(
+          `blkdiscard: ${dev}: ${secure ? 'BLKSECDISCARD' : 'BLKDISCARD'} ioctl failed: ${r.status === 'notsupp' ? 'Operation not supported' : 'Input/output error'}\n`,
+        );
+        return 1;
+      }
+      // progress at most once a second, with --step
+      if (verbose && step && Date.now() - last >= 1000) {
+        io.stdout(`${dev}: Discarded ${statsBytes} bytes from the offset ${statsFrom}\n`);
+        statsFrom = at;
+        statsBytes = 0;
+        last = Date.now();
+      }
+      statsBytes += chunk;
     }
+    if (verbose) io.stdout(`${dev}: Discarded ${statsBytes} bytes from the offset ${statsFrom}\n`);
     return 0;
   };
 
