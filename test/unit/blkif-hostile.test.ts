@@ -13,8 +13,11 @@ import {
   encodeRequest,
   KERN_ALERT,
   KERN_INFO,
+  KERN_WARNING,
+  MemoryKernelLog,
   SpuriousEventBackoff,
 } from '@pvblk/shared';
+import { Blkfront, DEFAULT_BLKFRONT_OPTIONS } from '@pvblk/frontend';
 import { PagesRingMemory, type Page } from '@pvblk/client';
 import type { MemoryBlockDevice } from '@pvblk/backend';
 import { attachBlkfront, DEVID, RawFront, startHost, waitFor, type Host } from './blkif-peers.ts';
@@ -160,6 +163,45 @@ describe('hostile backend against blkfront', () => {
     expect(g.front.stats.eoiDelayedMs - before.eoiDelayedMs).toBe(expectedDelays(before.spuriousEvents, n));
     const r = rwRequest(g.xc, 'write', 0, pattern(4096, 3));
     expect(await g.front.submit(r)).toEqual({ status: 'ok' });
+  });
+
+  it("a connected disk's block sizes do not change: an online resize reads sectors alone, as Linux's does", async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const g = await attachBlkfront(host, d);
+    const before = g.front.limits();
+    const sectors = g.front.capacity();
+    // a backend rewrites sector-size to 1 GiB and physical-sector-size to 0, then sectors: reads
+    // had failed with a RangeError ("Invalid array length") in the guest
+    await host.dom0.xs.write(`${d.be}/sector-size`, String(1 << 30));
+    await host.dom0.xs.write(`${d.be}/physical-sector-size`, '0');
+    await host.dom0.xs.write(`${d.be}/sectors`, String(sectors + 8));
+    await host.dom0.xs.write(`${d.be}/state`, '4');
+    await until(() => g.front.capacity() === sectors + 8, 'the resize');
+    expect(g.klog.lines(KERN_INFO)).toContain(`Setting capacity to ${sectors + 8}`);
+    expect(g.front.limits().logicalBlockSize).toBe(before.logicalBlockSize);
+    expect(g.front.limits().physicalBlockSize).toBe(before.physicalBlockSize);
+    const r = rwRequest(g.xc, 'read', 0, Buffer.alloc(4096));
+    expect(await g.front.submit(r)).toEqual({ status: 'ok' });
+  });
+
+  it('a disk whose block sizes the block layer would refuse does not connect, and says which', async () => {
+    for (const [disk, why] of [
+      [{ logicalBlockSize: 8192 }, 'sector-size 8192 is not a power of two from 512 to 4096'],
+      [{ logicalBlockSize: 512, physicalBlockSize: 1536 }, 'physical-sector-size 1536 is not a power of two'],
+    ] as const) {
+      host = await startHost();
+      const d = await host.domain({ disk });
+      const xc = await host.lh.connect(d.credential);
+      const klog = new MemoryKernelLog();
+      const front = new Blkfront(xc, klog, d.fe, 'xvda', { ...DEFAULT_BLKFRONT_OPTIONS });
+      await front.start();
+      await until(() => klog.lines(KERN_WARNING).some((l) => l.endsWith(why)), `blkfront to refuse: ${why}`);
+      expect(front.capacity()).toBe(0);
+      await front.stop();
+      await host.close();
+      host = null;
+    }
   });
 
   it('XSA-396: a backend that keeps a non-persistent grant mapped fails the device; the request never completes OK', async () => {

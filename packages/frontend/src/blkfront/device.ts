@@ -46,6 +46,7 @@ import {
   IntegrityKey,
   type IntegrityResponseInfo,
   XENBUS_MAX_RING_GRANT_ORDER,
+  XEN_PAGE_SIZE,
 } from '@pvblk/shared';
 import { xenbusSwitchState, type Page, type Watch, type Hypercalls } from '@pvblk/client';
 import type { BlockDriver, BlockRequest, BlockResult, DeviceIntegrity, QueueLimits } from '../block/types.ts';
@@ -634,7 +635,12 @@ export class Blkfront implements BlockDriver {
     return v.value;
   }
 
-  /** Reads sectors, info, sector-size (required) and physical-sector-size. */
+  /**
+   * blkfront_connect()'s reads of the disk's geometry. An online resize (Connected again) reads
+   * `sectors` alone, as Linux does: the block sizes of a live disk never change. At connect the
+   * block layer's limits apply (blk_validate_limits): a logical block size that is a power of two
+   * from 512 to PAGE_SIZE, and a physical one that is a power of two, raised to the logical one.
+   */
   private async readGeometry(resize: boolean): Promise<boolean> {
     const xs = this.xc.xs;
     const be = this.backendPath;
@@ -643,23 +649,30 @@ export class Blkfront implements BlockDriver {
       'sectors',
       Number.MAX_SAFE_INTEGER,
     );
+    const refuse = (why: string) => {
+      this.klog.printk(KERN_WARNING, `blkfront: ${this.name}: reading backend fields at ${be}: ${why}`);
+      return false;
+    };
+    if (resize) {
+      if (!sectors.ok) return refuse(sectors.error);
+      if (sectors.value !== this.sectors) this.klog.printk(KERN_INFO, `Setting capacity to ${sectors.value}`);
+      this.sectors = sectors.value;
+      return true;
+    }
     const info = parseXsUint(await xs.tryRead(`${be}/${BlkifKey.info}`), 'info');
     const ss = parseXsUint(await xs.tryRead(`${be}/${BlkifKey.sectorSize}`), 'sector-size');
-    if (!sectors.ok || !info.ok || !ss.ok || ss.value < 512 || (ss.value & (ss.value - 1)) !== 0) {
-      const why = [sectors, info, ss].filter((r) => !r.ok).map((r) => (r as { error: string }).error);
-      this.klog.printk(
-        KERN_WARNING,
-        `blkfront: ${this.name}: reading backend fields at ${be}: ${why.join('; ') || 'bad sector-size'}`,
-      );
-      return false;
-    }
-    if (resize && sectors.value !== this.sectors) {
-      this.klog.printk(KERN_INFO, `Setting capacity to ${sectors.value}`);
-    }
-    this.sectors = sectors.value;
-    this.info = info.value;
-    this.sectorSize = ss.value;
-    this.physicalSectorSize = await this.readBackendUint(BlkifKey.physicalSectorSize, ss.value);
+    const why = [sectors, info, ss].filter((r) => !r.ok).map((r) => (r as { error: string }).error);
+    if (why.length) return refuse(why.join('; '));
+    const size = ss.ok ? ss.value : 0;
+    if (size < 512 || size > XEN_PAGE_SIZE || !Number.isInteger(Math.log2(size)))
+      return refuse(`sector-size ${size} is not a power of two from 512 to ${XEN_PAGE_SIZE}`);
+    const physical = await this.readBackendUint(BlkifKey.physicalSectorSize, size);
+    if (physical !== 0 && !Number.isInteger(Math.log2(physical)))
+      return refuse(`physical-sector-size ${physical} is not a power of two`);
+    this.sectors = sectors.ok ? sectors.value : 0;
+    this.info = info.ok ? info.value : 0;
+    this.sectorSize = size;
+    this.physicalSectorSize = Math.max(physical, size);
     return true;
   }
 
