@@ -21,6 +21,8 @@ import {
   type FioCommandLine,
   type FioJob,
   type SplitOption,
+  FIO_IOMEM_MAX,
+  jobIomem,
 } from '@pvblk/frontend';
 import { parseScsiDebugParams, storeBlocks } from '@pvblk/backend';
 import { isPvblkError, XENBUS_MAX_RING_GRANT_ORDER } from '@pvblk/shared';
@@ -405,6 +407,12 @@ function checkPoint(p: BenchPoint): void {
     checkJobAgainstDevice(job, { path: '/dev/xvda', bytes, logicalBlockSize: params.sector_size });
     checkOverlap(job);
   }
+  // what fio in each guest will hold at once; found out there, it would end the run with ENOMEM
+  const iomem = p.cl.jobs.reduce((a, j) => a + j.numjobs * jobIomem(j), 0);
+  if (iomem > FIO_IOMEM_MAX)
+    fail(
+      `fio: the jobs' I/O buffers (numjobs × iodepth × bs) come to ${iomem} bytes, over the ${FIO_IOMEM_MAX} a guest gives them`,
+    );
 }
 
 /** fio warns that several writers overwrite each other's blocks; with verify that is a certain failure. */

@@ -60,6 +60,24 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
     expect(() => parse('--baseline', '--sweep', 'bs=4k,2m')).toThrow(/the relay carries requests/);
   });
 
+  it('refuses jobs whose I/O buffers together are more than a guest gives fio, before any stack starts', () => {
+    // 12 × 16 × 8 MiB: each job alone under the bound; the guest found out, 1.8 GB later
+    expect(() =>
+      parse('--bs=8m', '--iodepth=16', '--numjobs=12', '--size=8m', '--disk', 'dev_size_mb=8'),
+    ).toThrow(
+      "fio: the jobs' I/O buffers (numjobs × iodepth × bs) come to 1610612736 bytes, over the 1073741824 a guest gives them",
+    );
+    expect(
+      parse('--bs=8m', '--iodepth=16', '--numjobs=8', '--size=8m', '--disk', 'dev_size_mb=8').cl.jobs[0]
+        .numjobs,
+    ).toBe(8);
+    // a synchronous engine holds one buffer, whatever the iodepth
+    expect(
+      parse('--bs=8m', '--iodepth=1000', '--ioengine=psync', '--size=8m', '--disk', 'dev_size_mb=8').cl
+        .jobs[0].iodepth,
+    ).toBe(1000);
+  });
+
   it('refuses a warm-up shorter than the guests can run (1 ms); 0 means none', () => {
     expect(parse('--warmup=0').warmupMs).toBe(0);
     expect(parse('--warmup=2ms').warmupMs).toBe(2);

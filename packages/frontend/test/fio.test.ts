@@ -411,6 +411,38 @@ describe('fio job memory', () => {
     );
   });
 
+  it('bounds the I/O buffers of all the jobs a guest runs at once, not each job alone', async () => {
+    // 12 jobs of 16 × 8 MiB each passed a per-job bound and took the guest to 1.8 GB
+    const job = parse(['--name=x', '--bs=8m', '--iodepth=100', '--size=8m', '--rw=write', '--direct=1'])
+      .jobs[0];
+    const empty = { buf: Buffer.alloc(0) }; // nothing to fill: the test is about the accounting
+    const disk = {
+      queue: { capacity: () => 16384, driver: { allocPage: () => empty, freePage: () => {} } },
+      cache: { fsync: async () => ({ ok: true, n: 0 }), invalidateAll: () => {} },
+    };
+    let err = '';
+    const worker = (i: number) =>
+      new Worker(job, i, { path: '/dev/xvda', disk, vfs: null } as never, {
+        stdout: () => {},
+        stderr: (t) => (err += t),
+        signal: new AbortController().signal,
+      });
+    expect(job.iodepth * job.bs).toBeLessThanOrEqual(FIO_IOMEM_MAX);
+    expect(2 * job.iodepth * job.bs).toBeGreaterThan(FIO_IOMEM_MAX);
+    const a = worker(0);
+    expect(await a.open()).toBe(true);
+    const b = worker(1);
+    expect(await b.open()).toBe(false);
+    expect(err).toBe(
+      `fio: pid=${process.pid}, err=12/file:memory.c, func=iomem allocation, error=Cannot allocate memory\n`,
+    );
+    // the first job's buffers go back to the guest when it closes
+    await a.close();
+    const c = worker(2);
+    expect(await c.open()).toBe(true);
+    await c.close();
+  });
+
   it('suggests names within two edits, whatever their length difference allows', () => {
     // names whose lengths differ by more than the best distance so far are not compared (a 100k-
     // character option took 2.4 s of distance tables); those within reach still are

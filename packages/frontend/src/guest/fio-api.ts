@@ -35,6 +35,7 @@ export {
   type RawJob,
   type RawSamples,
 } from './fio-stats.ts';
+export { FIO_IOMEM_MAX, jobIomem } from './fio-engine.ts';
 export {
   num2str,
   renderJson,

@@ -86,8 +86,23 @@ class Offsets {
   }
 }
 
-/** I/O buffers one job may hold (iodepth × bs): 1 GiB, what 128 requests of 8 MiB need. */
+/**
+ * I/O buffers the fio jobs of a guest may hold at once (the sum of iodepth × bs over its running
+ * jobs): 1 GiB, what 128 requests of 8 MiB need. The bound is the guest's, not a job's: numjobs and
+ * job sections multiplied a per-job bound (12 jobs of 16 × 8 MiB took the guest to 1.8 GB).
+ */
 export const FIO_IOMEM_MAX = 1 << 30;
+/** I/Os a job's worker keeps in flight: iodepth, one for the synchronous engines. */
+function jobDepth(job: FioJob): number {
+  return job.ioengine === 'psync' || job.ioengine === 'sync' ? 1 : job.iodepth;
+}
+
+/** Bytes of I/O buffers one job's worker holds: a buffer of bs bytes for each I/O in flight. */
+export function jobIomem(job: FioJob): number {
+  return jobDepth(job) * job.bs;
+}
+/** Bytes of I/O buffers this process's running fio jobs hold (a guest is one process). */
+let iomemInUse = 0;
 export interface Progress {
   /** Per worker: its state character (fio's run_str: R/r/W/w/M/m/V). */
   states: string[];
@@ -135,6 +150,8 @@ export class Worker {
   private readonly slots: Slot[] = [];
   private readonly freeSlots: Slot[] = [];
   private file: GuestFile | null = null;
+  /** Bytes of I/O buffers this job holds in the guest's budget (FIO_IOMEM_MAX), from open to close. */
+  private iomem = 0;
   private inflight = 0;
   private issued = 0;
   private numberio = 0;
@@ -168,7 +185,7 @@ export class Worker {
     this.rand = mulberry32(seed);
     this.offsets = new Offsets(job.offset, size, job.bs, this.kinds.random, this.rand);
     this.direct = job.direct;
-    this.depth = job.ioengine === 'psync' || job.ioengine === 'sync' ? 1 : job.iodepth;
+    this.depth = jobDepth(job);
     this.bytesTarget = this.offsets.count * job.bs;
   }
 
@@ -261,7 +278,8 @@ export class Worker {
     // fio allocates iodepth buffers of bs bytes before the first I/O (init_io_u), and says so when
     // that fails; here the bound is FIO_IOMEM_MAX, below what would hold the guest for seconds
     // filling them (--bs=8m --iodepth=65536 asked for 512 GiB)
-    if (this.depth * this.job.bs > FIO_IOMEM_MAX) {
+    const iomem = jobIomem(this.job);
+    if (iomemInUse + iomem > FIO_IOMEM_MAX) {
       // ENOMEM is not one of the guest file system's errnos: fio's own words, number and text
       this.io.stderr(
         `fio: pid=${process.pid}, err=12/file:memory.c, func=iomem allocation, error=Cannot allocate memory\n`,
@@ -270,6 +288,8 @@ export class Worker {
       this.stats.verror = 'file:memory.c, func=iomem allocation, error=Cannot allocate memory';
       return false;
     }
+    iomemInUse += iomem;
+    this.iomem = iomem;
     this.allocSlots();
     return true;
   }
@@ -282,6 +302,8 @@ export class Worker {
       this.file = null;
     }
     this.freeSlotsAll();
+    iomemInUse -= this.iomem;
+    this.iomem = 0;
   }
 
   stop(): void {

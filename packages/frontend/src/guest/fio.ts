@@ -317,9 +317,13 @@ async function runFio(
     await Promise.all(
       workers.map(async (w, i) => {
         if (!opened[i]) return;
-        if (!w.job.verifyOnly) await w.run();
-        await w.verify();
-        await w.close();
+        try {
+          if (!w.job.verifyOnly) await w.run();
+          await w.verify();
+        } finally {
+          // its buffers go back to the guest's budget whatever happened
+          await w.close();
+        }
       }),
     );
   } finally {
