@@ -148,6 +148,47 @@ describe('hostile frontend against blkback', () => {
   });
 });
 
+describe('a frontend that reconnects with I/O in flight', () => {
+  it('is refused until the I/O completes ("pending I/O"), so no old write lands after a newer acknowledged one', async () => {
+    host = await startHost({ blkback: { drainTimeoutMs: 100, persistentGrants: false } });
+    const h = host;
+    const d = await h.domain();
+    const disk = d.disk as MemoryBlockDevice;
+    const f1 = await RawFront.connect(h, d);
+    // write A, slow on the device (a command in error recovery, dm-delay, scsi_debug delay=)
+    disk.delayMs = 1500;
+    const a = f1.grant(Buffer.alloc(4096, 0xaa), true);
+    f1.push([write(1, 0, a.ref)]);
+    await until(() => h.blkback.stats()[`${d.domid}/${DEVID}`].wr_req === 1, 'write A to reach the device');
+    disk.delayMs = 0;
+    // the guest closes its device and connects again while A is owed
+    const xs = f1.xc.xs;
+    await xs.write(`${d.fe}/state`, '5');
+    await waitFor(async () => (await f1.beState()) === 5, 'backend Closing');
+    await xs.write(`${d.fe}/state`, '6');
+    await waitFor(async () => (await f1.beState()) === 6, 'backend Closed');
+    await xs.write(`${d.fe}/state`, '1');
+    const f2 = new RawFront(f1.xc, d, {}, (p) => h.dom0.xs.tryRead(p));
+    await expect(f2.handshake()).rejects.toThrow('backend went Closing: 16 pending I/O');
+    expect(h.klog.lines()).toContain(
+      `xen-blkback: vbd-${d.domid}-${DEVID}: pending I/O did not finish; the rings stay until it does`,
+    );
+    // A is answered on the ring it came from, which stayed mapped
+    expect((await f1.responses(1, "A's response"))[0]).toMatchObject({ id: 1n, status: BLKIF_RSP_OKAY });
+    expect(disk.data[0]).toBe(0xaa);
+    // once it is, the device connects again; B written there stays
+    await xs.write(`${d.fe}/state`, '6');
+    await waitFor(async () => (await f1.beState()) === 6, 'backend Closed again');
+    await xs.write(`${d.fe}/state`, '1');
+    const f3 = new RawFront(f1.xc, d, {}, (p) => h.dom0.xs.tryRead(p));
+    await f3.handshake();
+    const b = f3.grant(Buffer.alloc(4096, 0xbb), true);
+    f3.push([write(2, 0, b.ref)]);
+    expect((await f3.responses(1, "B's response"))[0]).toMatchObject({ id: 2n, status: BLKIF_RSP_OKAY });
+    expect(disk.data[0]).toBe(0xbb);
+  });
+});
+
 describe('hostile backend against blkfront', () => {
   it('XSA-391: upcalls with no response behind them are spurious EOIs, backed off; the device keeps working', async () => {
     host = await startHost();

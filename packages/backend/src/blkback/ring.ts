@@ -209,8 +209,11 @@ export class BlkifRing {
     }
   }
 
-  /** Stops consuming; resolves once every request in flight has been answered (or the timeout passed). */
-  async stop(timeoutMs: number): Promise<boolean> {
+  /**
+   * Stops consuming; resolves true once every request in flight has been answered, false if the
+   * timeout passed first (null: no timeout). Idempotent: a stopped ring can be waited on again.
+   */
+  async stop(timeoutMs: number | null): Promise<boolean> {
     this.stopped = true;
     if (this.lru) clearInterval(this.lru);
     this.lru = null;
@@ -219,7 +222,7 @@ export class BlkifRing {
     await this.draining;
     if (this.pending.length === 0) return true;
     return new Promise<boolean>((resolve) => {
-      const t = setTimeout(() => resolve(false), timeoutMs);
+      const t = timeoutMs === null ? undefined : setTimeout(() => resolve(false), timeoutMs);
       this.idleWaiters.push(() => {
         clearTimeout(t);
         resolve(true);

@@ -76,6 +76,7 @@ const EINVAL = 22;
 const EIO = 5;
 const ENOSYS = 38;
 const ENOENT = 2;
+const EBUSY = 16;
 
 export class VbdBackend {
   state: XenbusState = XenbusState.Unknown;
@@ -310,7 +311,7 @@ export class VbdBackend {
       case XenbusState.Connected:
         // Closing: we asked the frontend to go away (restart, or a fatal error); wait for its Closed
         if (this.state === XenbusState.Connected || this.state === XenbusState.Closing) return;
-        await this.disconnect();
+        if (!(await this.disconnect())) throw new XenbusFatal(EBUSY, 'pending I/O');
         await this.connectRing();
         await this.connect();
         return;
@@ -550,34 +551,45 @@ export class VbdBackend {
     });
   }
 
-  /** xen_blkif_disconnect(): idempotent. Waits for in-flight I/O, then drops rings, grants and channels. */
-  async disconnect(): Promise<void> {
+  /**
+   * xen_blkif_disconnect(): idempotent. Stops the rings and waits a while for the I/O in flight; then
+   * drops rings, grants and channels and returns true. With I/O still in flight after the wait it keeps
+   * them all and returns false (Linux's -EBUSY): its completions are answered on the rings they came
+   * from, and no new connection may start while they are owed — a write abandoned here had landed on
+   * the disk after a newer write of the same blocks that the next connection had acknowledged.
+   */
+  async disconnect(): Promise<boolean> {
+    const drained = await Promise.all(this.rings.map((r) => r.stop(this.ctx.config.drainTimeoutMs)));
+    if (drained.includes(false)) {
+      this.ctx.klog.printk(
+        KERN_ERR,
+        `xen-blkback: ${this.name}: pending I/O did not finish; the rings stay until it does`,
+      );
+      return false;
+    }
     const rings = this.rings;
     this.rings = [];
-    for (const r of rings) {
-      const drained = await r.stop(this.ctx.config.drainTimeoutMs);
-      if (!drained)
-        this.ctx.klog.printk(
-          KERN_ERR,
-          `xen-blkback: ${this.name}: pending I/O did not finish; disconnecting anyway`,
-        );
-      r.releasePersistent();
-    }
+    for (const r of rings) r.releasePersistent();
     for (const s of this.ringStats.splice(0)) addStats(this.pastStats, s);
     const pages = this.ringPages.splice(0);
     const ports = this.ports.splice(0);
-    if (!this.ctx.xc.connected) return;
+    if (!this.ctx.xc.connected) return true;
     if (pages.length) await this.ctx.xc.gnttab.unmap(pages).catch(() => {});
     for (const p of ports) await this.ctx.xc.evtchn.close(p).catch(() => {});
+    return true;
   }
 
   /** The device is going away (frontend Unknown, offline and Closed, or the toolstack removed it). */
   async remove(): Promise<void> {
     if (this.removed) return;
-    await this.disconnect();
+    const released = await this.disconnect();
     this.removed = true;
     await this.watch?.unwatch().catch(() => {});
     this.watch = null;
+    // rings whose I/O is still in flight go once it completes (Linux frees them with the last
+    // reference the requests hold)
+    if (!released)
+      void Promise.all(this.rings.map((r) => r.stop(null))).then(() => this.disconnect());
   }
 
   /** Arms a fault on every ring of this device; false when it is not connected. */
