@@ -14,7 +14,6 @@
  * that nothing leaked. A violation prints its seed and the command that replays it. Ctrl-C stops the
  * campaign after printing the summary so far and the seed to resume from.
  */
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
 import { resolveDom0Secret, resolveOperatorToken } from '@pvblk/runtime';
@@ -33,6 +32,10 @@ import {
 } from './chaos-schedule.ts';
 import { runSchedule, type ScheduleResult } from './chaos-run.ts';
 import { formatSummary, progressBar, summarize } from './chaos-report.ts';
+import { readBounded } from './read-bounded.ts';
+
+/** The largest schedule read (100,000 steps of events fit). */
+const SCHEDULE_MAX = 16 * 1024 * 1024;
 
 /** Faults that need the controller to own the host's or the hypervisor's process. */
 const OWNS_HOST: readonly FaultKind[] = [
@@ -203,7 +206,7 @@ async function chaos(o: ChaosCli): Promise<void> {
   if (o.schedule) {
     let raw: unknown;
     try {
-      raw = JSON.parse(readFileSync(o.schedule, 'utf8'));
+      raw = JSON.parse(readBounded(o.schedule, SCHEDULE_MAX).toString('utf8'));
     } catch (e) {
       throw new PvblkError('EUSAGE', `cannot read the schedule ${o.schedule}: ${(e as Error).message}`);
     }

@@ -7,7 +7,7 @@
  * or exits 0 on bad input (block-list of an unknown domain), pvblk says so and exits 1.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, readFileSync } from 'node:fs';
+import { mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { deriveGuestToken } from '@pvblk/runtime';
@@ -16,6 +16,10 @@ import { defaultRunDir } from './stack.ts';
 import { operatorCall, refusal, resolveOperatorAccess, type OperatorAccess } from './xl-access.ts';
 import { formatBlockRow, formatList, formatListRow, XL_BLOCK_LIST_HEADER } from './xl-format.ts';
 import { parseXlConfig } from './xl-config.ts';
+import { FileTooLarge, readBounded } from './read-bounded.ts';
+
+/** The largest xl config file read (xl has none; a config is a few hundred bytes). */
+const XL_CONFIG_MAX = 1024 * 1024;
 
 const out = (s: string) => process.stdout.write(s);
 
@@ -230,9 +234,10 @@ export function registerXl(program: Command, fail: (e: unknown) => never): void 
         err(`Parsing config from ${file}\n`);
         let text: string;
         try {
-          text = readFileSync(file, 'utf8');
+          text = readBounded(file, XL_CONFIG_MAX).toString('utf8');
         } catch (e) {
-          return exit(1, `Failed to read config file: ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+          const why = e instanceof FileTooLarge ? e.message : ((e as NodeJS.ErrnoException).code ?? e);
+          return exit(1, `Failed to read config file: ${file}: ${why}`);
         }
         const cfg = parseXlConfig(text, file);
         // xvda is the guest's own disk (registered under its name); the others are attached after it

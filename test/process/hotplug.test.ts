@@ -280,4 +280,17 @@ describe('xl create and destroy', () => {
     expect((await xl('list', 'guest3')).stderr).toBe('guest3 is an invalid domain identifier (rc=-6)\n');
     expect((await xl('destroy', '0')).stderr).toContain('Not destroying domain 0; use -f to force.');
   });
+
+  it('reads at most 1 MiB of a config: /dev/zero is refused, not read until memory runs out', async () => {
+    const env = {
+      PVBLK_TOOLSTACK_URL: sys.api,
+      PVBLK_TOOLSTACK_TOKEN: SECRETS.PVBLK_TOOLSTACK_TOKEN,
+      PVBLK_HYPERVISOR_URL: sys.url,
+    };
+    const c = await pvblk(['xl', '--run-dir', run.path, 'create', '/dev/zero'], { env });
+    expect(c.stderr).toBe(
+      'Parsing config from /dev/zero\nFailed to read config file: /dev/zero: more than 1048576 bytes\n',
+    );
+    expect(c.code).toBe(1);
+  });
 });
