@@ -12,7 +12,8 @@
  * The libraries are loaded only when a plot is asked for (they are large, and a packaged pvblk
  * without them still runs every other command).
  */
-import { writeFile } from 'node:fs/promises';
+import { stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { Samples } from '@pvblk/frontend';
 import type { BenchOptions } from './bench-options.ts';
 import { pointLabel, pointSummary, type PointResult } from './bench-report.ts';
@@ -188,11 +189,28 @@ export async function renderSpec(spec: Spec, png: boolean): Promise<Buffer> {
     .asPng();
 }
 
-/** Loads the plotting libraries (before a run, so a missing one stops the command before anything starts). */
-export async function checkPlotting(png: boolean): Promise<void> {
+/**
+ * Loads the plotting libraries and checks that `file` can be written, before a run: the plot is
+ * written after the whole run (a sweep's too), and a missing library or a directory that is not
+ * there had lost it at the end.
+ */
+export async function checkPlotting(file: string): Promise<void> {
   await load<VegaLiteModule>('vega-lite');
   await load<VegaModule>('vega');
-  if (png) await load<ResvgModule>('@resvg/resvg-js');
+  if (/\.png$/i.test(file)) await load<ResvgModule>('@resvg/resvg-js');
+  const dir = dirname(resolve(file));
+  const d = await stat(dir).catch(() => null);
+  if (!d?.isDirectory()) throw new Error(`${dir} is not a directory`);
+  // a file made there and removed: permission bits say nothing for root, nor for /proc or a read-only mount
+  const probe = join(dir, `.pvblk-plot-${process.pid}`);
+  try {
+    await writeFile(probe, '', { flag: 'wx' });
+  } catch (e) {
+    throw new Error(`cannot create a file in ${dir} (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  await unlink(probe);
+  const f = await stat(file).catch(() => null);
+  if (f && !f.isFile()) throw new Error(`${file} exists and is not a regular file`);
 }
 
 export async function writePlot(file: string, points: PointResult[], o: BenchOptions): Promise<void> {

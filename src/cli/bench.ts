@@ -611,7 +611,7 @@ export async function runBench(argv: string[]): Promise<number> {
   if (o.plot) {
     try {
       const { checkPlotting } = await import('./bench-plot.ts');
-      await checkPlotting(/\.png$/i.test(o.plot));
+      await checkPlotting(o.plot);
     } catch (e) {
       process.stderr.write(`pvblk bench: --plot ${o.plot}: ${(e as Error).message}\n`);
       return 1;

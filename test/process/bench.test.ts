@@ -55,6 +55,14 @@ describe('pvblk bench: bad input', () => {
     ],
     [['--name=t', '--ring-page-order=5'], ['ring-page-order: max value out of range: 5 (4 max)']],
     [['--name=t', '--plot=out.jpg'], ['fio: --plot out.jpg: the file name must end in .svg or .png']],
+    [
+      ['--name=t', '--plot=/nonexistent-dir/x.svg'],
+      ['pvblk bench: --plot /nonexistent-dir/x.svg: /nonexistent-dir is not a directory'],
+    ],
+    [
+      ['--name=t', '--plot=/proc/x.png'],
+      ['pvblk bench: --plot /proc/x.png: cannot create a file in /proc ('],
+    ],
     [['--name=t', '--sweep', 'colour=1,2'], ['fio: --sweep colour=1,2: cannot sweep "colour"']],
     [['--name=t', '--sweep', 'iodepth=1,0'], ['iodepth: min value out of range: 0 (1 min)']],
     [['--name=t', '--disk', 'nope=1'], ['fio: --disk: unknown disk parameter "nope"']],
