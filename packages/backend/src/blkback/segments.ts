@@ -191,6 +191,8 @@ export class GrantDataPath {
     const pages: Array<Page | null> = new Array(segments.length).fill(null);
     const persistentUsed: number[] = [];
     const toMap: Array<{ index: number; persist: boolean }> = [];
+    /** Of `toMap`, the maps that will be kept (counted as they come: a filter per segment was O(n²)). */
+    let persistNew = 0;
     const p = this.persistent;
     for (let i = 0; i < segments.length; i++) {
       const gref = segments[i].gref;
@@ -200,8 +202,9 @@ export class GrantDataPath {
         pages[i] = hit.page;
         persistentUsed.push(gref);
         this.stats.persistent_hits++;
-      } else if (p && !hit && p.tree.size + toMap.filter((m) => m.persist).length < p.max) {
+      } else if (p && !hit && p.tree.size + persistNew < p.max) {
         toMap.push({ index: i, persist: true });
+        persistNew++;
       } else {
         if (p && hit && !p.warnedInUse) p.warnedInUse = true; // "requesting a grant already in use"
         if (p && !hit) p.overflow = true;
