@@ -228,6 +228,27 @@ describe('stacking', () => {
     expect(dm.list()).toEqual([]);
   });
 
+  it('a layer reloaded under another one: the upper layer maps onto the new table, as after dmsetup resume', async () => {
+    const { dm, base } = setup();
+    dm.create('a', `0 ${SECTORS} linear /dev/sdg 0`);
+    dm.create('b', `0 ${SECTORS} linear /dev/mapper/a 0`);
+    await dm.write(0, block(1));
+    expect(base.data[0]).toBe(1);
+    // the table shown and the I/O path agree: b's I/O now meets a's error target
+    dm.reload('a', `0 ${SECTORS} error`);
+    expect(dm.list().map((l) => l.table)).toEqual([
+      `0 ${SECTORS} error`,
+      `0 ${SECTORS} linear /dev/mapper/a 0`,
+    ]);
+    expect((await dm.read(0, 8)).ok).toBe(false);
+    expect((await dm.write(0, block(2))).ok).toBe(false);
+    expect(base.data[0]).toBe(1);
+    // and back to linear: I/O reaches the disk again
+    dm.reload('a', `0 ${SECTORS} linear /dev/sdg 0`);
+    expect((await dm.write(0, block(3))).ok).toBe(true);
+    expect(base.data[0]).toBe(3);
+  });
+
   it(`stops at ${MAX_DM_LAYERS} layers with a message saying so; I/O through the deepest works`, async () => {
     const { dm } = setup();
     let below = '/dev/sdg';

@@ -58,11 +58,15 @@ abstract class BaseGeometry {
   }
 }
 
-/** A device made of a layer's target, with the geometry of the disk below. */
+/**
+ * A mapped device: a layer's target, with the geometry of the disk below. The device stays while its
+ * table changes (reload swaps the target in place), so a layer stacked on it reaches the new table,
+ * as a device stacked on a dm device does in Linux after `dmsetup reload` and `resume`.
+ */
 class LayerDevice extends BaseGeometry implements HostBlockDevice {
   constructor(
     base: HostBlockDevice,
-    readonly target: DmTarget,
+    public target: DmTarget,
     readonly name: string,
   ) {
     super(base);
@@ -166,10 +170,9 @@ export class DmStack extends BaseGeometry implements HostBlockDevice {
     if (this.layers.length >= MAX_DM_LAYERS)
       throw new PvblkError('EINVAL', `a disk may have at most ${MAX_DM_LAYERS} device-mapper layers`);
     const target = this.build(line, this.layers.length - 1);
-    const l = new LayerDevice(this.base, target, name);
     // described before it is stacked: a layer that cannot say what it is never takes I/O
-    const info = this.info(l);
-    this.layers.push(l);
+    const info = this.info(name, target);
+    this.layers.push(new LayerDevice(this.base, target, name));
     return info;
   }
 
@@ -177,10 +180,10 @@ export class DmStack extends BaseGeometry implements HostBlockDevice {
   reload(name: string, line: string): DmLayerInfo {
     const { i, l } = this.layer(name);
     const target = this.build(line, i - 1);
-    const n = new LayerDevice(this.base, target, name);
-    const info = this.info(n);
-    l.target.close();
-    this.layers[i] = n;
+    const info = this.info(name, target);
+    const old = l.target;
+    l.target = target;
+    old.close();
     return info;
   }
 
@@ -208,13 +211,12 @@ export class DmStack extends BaseGeometry implements HostBlockDevice {
     while (this.layers.length) this.layers.pop()!.target.close();
   }
 
-  private info(l: LayerDevice): DmLayerInfo {
-    const t = l.target;
+  private info(name: string, t: DmTarget): DmLayerInfo {
     const head = `0 ${this.base.sectors} ${t.type}`;
     const table = t.table();
     const status = t.status();
     return {
-      name: l.name,
+      name,
       table: table ? `${head} ${table}` : head,
       status: status ? `${head} ${status}` : head,
       pending: t.pending(),
@@ -223,7 +225,7 @@ export class DmStack extends BaseGeometry implements HostBlockDevice {
   }
 
   list(): DmLayerInfo[] {
-    return this.layers.map((l) => this.info(l));
+    return this.layers.map((l) => this.info(l.name, l.target));
   }
 
   /** The target of a layer (tests and the chaos checker read its counters). */
