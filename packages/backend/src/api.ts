@@ -29,8 +29,10 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
 import {
   checkGuestName,
+  httpServerOptions,
   inGroup,
   HTTP_STATUS,
+  limitHttpConnections,
   readJsonBody,
   requestUrl,
   verifyGroupToken,
@@ -141,7 +143,7 @@ export async function startApi(
   publicRoute: PublicRoute = () => false,
 ): Promise<{ server: Server; url: string }> {
   let watchStreams = 0;
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const server = createServer(httpServerOptions(), (req: IncomingMessage, res: ServerResponse) => {
     const send = (code: number, body: unknown, headers: Record<string, string> = {}) => {
       res
         .writeHead(code, { 'content-type': 'application/json', ...headers })
@@ -350,6 +352,7 @@ export async function startApi(
       });
     });
   });
+  limitHttpConnections(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

@@ -12,7 +12,13 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WIRE_MAX_FRAME } from '@pvblk/shared';
-import { refuseUpgrade, requestUrl } from '@pvblk/runtime';
+import {
+  DEFAULT_HTTP_CONNECTION_LIMITS,
+  httpServerOptions,
+  limitHttpConnections,
+  refuseUpgrade,
+  requestUrl,
+} from '@pvblk/runtime';
 import { Connection, type FrameTransport } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
 import { FairScheduler } from './scheduler.ts';
@@ -76,7 +82,7 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   };
 
   const metrics = instrumentHypervisor(hv, opts.dom0Credential, { connections: connectionsByAddress });
-  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const http = createServer(httpServerOptions(), (req: IncomingMessage, res: ServerResponse) => {
     if (metrics.serve(req, res)) return;
     // a request target URL cannot parse ("GET // HTTP/1.1") must not throw out of this listener
     const url = requestUrl(req);
@@ -146,6 +152,11 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
       conn.onClose();
     });
     ws.on('error', (e) => log('warn', { peer, err: e.message }, 'websocket error'));
+  });
+  // the sockets under the WebSockets too: half a request holds one as long as a whole connection does
+  limitHttpConnections(http, {
+    ...DEFAULT_HTTP_CONNECTION_LIMITS,
+    perAddress: Math.max(DEFAULT_HTTP_CONNECTION_LIMITS.perAddress, maxPerAddress + 64),
   });
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);

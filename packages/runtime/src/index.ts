@@ -24,6 +24,12 @@ export {
   type GuestCredential,
 } from './secrets.ts';
 export { withBackoff } from './backoff.ts';
+export {
+  limitHttpConnections,
+  httpServerOptions,
+  DEFAULT_HTTP_CONNECTION_LIMITS,
+  type HttpConnectionLimits,
+} from './http-connections.ts';
 export { errnoForHttpStatus } from './http-errno.ts';
 export { requestDomain, type DomainReply, type DomainRequest } from './domain-request.ts';
 export {
