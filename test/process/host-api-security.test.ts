@@ -117,6 +117,30 @@ describe('a guest with its own token, against the host API (finding 4)', () => {
     await guest2StillWorks();
   });
 
+  it('a refused create keeps nothing; a domid past 16 bits names no domain (404); a guest token on /dm is refused (403)', async () => {
+    // the disk was made before the second disk spec was read, and stayed, counted against the quota
+    const bad = await api('POST', '/guests', OP, { name: 'badcfg', vbds: [['garbage']] });
+    expect(bad.status).toBe(400);
+    expect(bad.body.message).toBe(
+      "command line: config parsing error in disk specification: no vdev specified in `garbage'",
+    );
+    const listed = await api('GET', '/guests?name=badcfg', OP);
+    expect(listed.body.disks).toEqual([]);
+    expect(listed.body.domains).toEqual([]);
+    // a 500 from the hypervisor's call before
+    for (const id of ['65536', '99999999999999999999']) {
+      const r = await api('DELETE', `/guests/${id}`, OP);
+      expect(r.status).toBe(404);
+      expect(r.body.message).toBe(`domain ${id} does not exist`);
+    }
+    // the operator's routes told a guest with a valid token to send the Dom0 secret (401)
+    const dm = await api('GET', '/dm', token('guest1'));
+    expect(dm.status).toBe(403);
+    expect(dm.body.message).toBe("guest guest1 may not use /dm: that is the operator's");
+    expect((await api('GET', '/blkback/x', null)).status).toBe(401);
+    expect((await api('GET', '/dm', OP)).status).toBe(200);
+  });
+
   it("cannot change any disk's parameters, its own included; the disk keeps them", async () => {
     const before = (await api('GET', '/guests', OP)).body.disks as Array<{
       guest: string;

@@ -40,6 +40,7 @@ import {
   type GroupKind,
 } from '@pvblk/runtime';
 import { parseXsRequest, type XsRequest, type XsResult, MAX_WATCH_STREAMS } from './xenstore-ops.ts';
+import { OPERATOR_ROUTE } from './operator-api.ts';
 
 export type Principal =
   | { role: 'operator' }
@@ -134,6 +135,20 @@ export { HTTP_STATUS };
 /** Requests answered before any credential is asked for (the dashboard's static page). */
 export type PublicRoute = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean;
 
+/** Domain ids are 16 bits (domid_t); a longer number in a path names no domain (404, as given). */
+function pathDomid(text: string): number {
+  const n = Number(text);
+  if (text.length > 5 || n > 0xffff) throw new PvblkError('ESRCH', `domain ${text} does not exist`);
+  return n;
+}
+
+/** A vbd's device id in a path: a virtual-device number, below 2^28 (xvd's extended encoding). */
+function pathDevid(domid: string, text: string): number {
+  const n = Number(text);
+  if (text.length > 9 || n >= 1 << 28) throw new PvblkError('ENOENT', `no connected vbd ${domid}/${text}`);
+  return n;
+}
+
 export async function startApi(
   host: string,
   port: number,
@@ -154,9 +169,17 @@ export async function startApi(
     if (url.pathname === '/healthz')
       return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     if (publicRoute(req, res, url)) return;
-    // the operator's fault-injection routes (/dm, /blkback) check their own bearer
-    if (h.operatorRoutes?.(req, res)) return;
     const who = authenticate(req.headers.authorization, creds);
+    // the operator's fault-injection routes (/dm, /blkback) check their own bearer (the operator token
+    // or the Dom0 secret); another valid credential is known, and refused as not the operator's
+    if (who && who.role !== 'operator' && OPERATOR_ROUTE.test(url.pathname)) {
+      const route = url.pathname.split('/').slice(0, 2).join('/');
+      return send(403, {
+        error: 'EACCES',
+        message: forbidden(who, `use ${route}`).message.replace(/^EACCES: /, ''),
+      });
+    }
+    if (h.operatorRoutes?.(req, res)) return;
     if (!who) {
       return send(
         401,
@@ -191,16 +214,16 @@ export async function startApi(
       )
         operatorOnly('use the operator tools (xl, xenstore-*, metrics, the dashboard)');
       if (req.method === 'GET' && url.pathname === '/domains') return send(200, await need(h.listDomains)());
-      if (req.method === 'GET' && vl) return send(200, await need(h.listVbds)(Number(vl[1])));
+      if (req.method === 'GET' && vl) return send(200, await need(h.listVbds)(pathDomid(vl[1])));
       if (req.method === 'POST' && vl) {
         const b = await readJsonBody(req);
         if (!Array.isArray(b.spec) || b.spec.length === 0 || b.spec.some((x) => typeof x !== 'string'))
           throw new PvblkError('EINVAL', 'body.spec must be a non-empty array of disk specification strings');
-        return send(201, await need(h.attachVbd)(Number(vl[1]), b.spec as string[]));
+        return send(201, await need(h.attachVbd)(pathDomid(vl[1]), b.spec as string[]));
       }
       if (req.method === 'DELETE' && vd) {
         const force = url.searchParams.get('force');
-        return send(200, await need(h.detachVbd)(Number(vd[1]), vd[2], force === '1' || force === 'true'));
+        return send(200, await need(h.detachVbd)(pathDomid(vd[1]), vd[2], force === '1' || force === 'true'));
       }
       if (req.method === 'POST' && url.pathname === '/xenstore')
         return send(200, await need(h.xenstore)(parseXsRequest(await readJsonBody(req))));
@@ -294,8 +317,8 @@ export async function startApi(
       }
       if (req.method === 'DELETE' && m) {
         if (who.role === 'enrol' || who.role === 'group') throw forbidden(who, 'destroy domains');
-        await h.destroyGuest(who, Number(m[1]));
-        return send(200, { destroyed: Number(m[1]) });
+        await h.destroyGuest(who, pathDomid(m[1]));
+        return send(200, { destroyed: pathDomid(m[1]) });
       }
       if (req.method === 'POST' && url.pathname === '/tokens') {
         operatorOnly('issue guest tokens');
@@ -330,7 +353,7 @@ export async function startApi(
         operatorOnly('arm faults');
         const b = await readJsonBody(req);
         if (typeof b.fault !== 'string') throw new PvblkError('EINVAL', 'body.fault must be a string');
-        return send(200, await h.injectFault(Number(f[1]), Number(f[2]), b.fault));
+        return send(200, await h.injectFault(pathDomid(f[1]), pathDevid(f[1], f[2]), b.fault));
       }
       send(404, { error: 'ENOENT', message: `no route ${req.method} ${url.pathname}` });
     };

@@ -28,6 +28,7 @@ import { runXsRequest } from './xenstore-ops.ts';
 import { diskViews, domInfos, hypervisorStatusReader, vbdViews } from './observe.ts';
 import { hostMetrics } from './metrics.ts';
 import { startDashboard } from './dashboard.ts';
+import { checkPvblkDisk, parseDiskSpec } from './xl-disk-spec.ts';
 
 /**
  * The faults blkback can arm on a vbd (POST /vbds/<domid>/<devid>/fault), with what each does: the
@@ -238,62 +239,70 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
         ],
       };
     }
+    // xl parses every disk of the config before it creates anything: a bad one leaves nothing behind
+    for (const spec of extraVbds ?? []) checkPvblkDisk(parseDiskSpec(spec));
     const { disk: hd, created, changes } = await disks.attach(name, diskParams ?? opts.disk);
-    await driverDomains.remember(name, backend);
-    if (created) {
-      log.info(
-        { guest: name, disk: hd.path, params: hd.params, by: who.role },
-        `created disk ${hd.path} of ${name} (${formatBytes(hd.disk.sectors * 512)}; ${formatBytes(disks.usedBytes())} of ${formatBytes(quotas.maxTotalDiskBytes)} allotted)`,
-      );
-    } else {
-      log.info({ guest: name, disk: hd.path, params: hd.params }, `reusing disk ${hd.path} of ${name}`);
-    }
-    for (const c of changes) {
-      log.info(
-        { disk: hd.path, key: c.key, was: c.was, now: c.now },
-        `scsi_debug ${hd.path.slice(5)}: ${c.key}=${c.now} (was ${c.was})`,
-      );
-    }
-    await hotplug.checkBootDisk(hd, name);
-    for (const d of same) await toolstack.destroyDomain(d.domid); // created but never booted: replace it
-    pendingBoots.delete(name);
-    const { domid, credential: guestCredential } = await toolstack.createDomain(name);
-    const devid = xvdDevid(0);
-    await toolstack.addVbd(domid, {
-      devid,
-      params: hd.vbd.path,
-      major: hd.major,
-      minor: hd.minor + (hd.vbd.startSector > 0 ? 1 : 0),
-      mode: 'w',
-      discard: true,
-    });
-    // xl create's further disks; any refusal takes the new domain away again
-    const attached = [];
     try {
-      for (const spec of extraVbds ?? []) attached.push(await hotplug.attach(domid, spec));
+      await driverDomains.remember(name, backend);
+      if (created) {
+        log.info(
+          { guest: name, disk: hd.path, params: hd.params, by: who.role },
+          `created disk ${hd.path} of ${name} (${formatBytes(hd.disk.sectors * 512)}; ${formatBytes(disks.usedBytes())} of ${formatBytes(quotas.maxTotalDiskBytes)} allotted)`,
+        );
+      } else {
+        log.info({ guest: name, disk: hd.path, params: hd.params }, `reusing disk ${hd.path} of ${name}`);
+      }
+      for (const c of changes) {
+        log.info(
+          { disk: hd.path, key: c.key, was: c.was, now: c.now },
+          `scsi_debug ${hd.path.slice(5)}: ${c.key}=${c.now} (was ${c.was})`,
+        );
+      }
+      await hotplug.checkBootDisk(hd, name);
+      for (const d of same) await toolstack.destroyDomain(d.domid); // created but never booted: replace it
+      pendingBoots.delete(name);
+      const { domid, credential: guestCredential } = await toolstack.createDomain(name);
+      const devid = xvdDevid(0);
+      await toolstack.addVbd(domid, {
+        devid,
+        params: hd.vbd.path,
+        major: hd.major,
+        minor: hd.minor + (hd.vbd.startSector > 0 ? 1 : 0),
+        mode: 'w',
+        discard: true,
+      });
+      // xl create's further disks; any refusal takes the new domain away again
+      const attached = [];
+      try {
+        for (const spec of extraVbds ?? []) attached.push(await hotplug.attach(domid, spec));
+      } catch (e) {
+        await toolstack.destroyDomain(domid).catch(() => {});
+        throw e;
+      }
+      if (who.role === 'operator' && extraVbds !== undefined)
+        pendingBoots.set(name, { domid, credential: guestCredential });
+      return {
+        domid,
+        credential: guestCredential,
+        // enrolment hands out the name's guest token once: the guest keeps it to boot again
+        ...(who.role === 'enrol' ? { guestToken: deriveGuestToken(operatorToken, name) } : {}),
+        vbds: [
+          {
+            dev: 'xvda',
+            devid,
+            backend: hd.vbd.path,
+            startSector: hd.vbd.startSector,
+            hctl: hd.hctl,
+            params: hd.params,
+          },
+          ...attached.map((a) => ({ dev: a.vdev, devid: a.devid, backend: a.disk })),
+        ],
+      };
     } catch (e) {
-      await toolstack.destroyDomain(domid).catch(() => {});
+      // a disk made for this call goes with it: a refused create keeps nothing
+      if (created) await disks.remove(name).catch(() => {});
       throw e;
     }
-    if (who.role === 'operator' && extraVbds !== undefined)
-      pendingBoots.set(name, { domid, credential: guestCredential });
-    return {
-      domid,
-      credential: guestCredential,
-      // enrolment hands out the name's guest token once: the guest keeps it to boot again
-      ...(who.role === 'enrol' ? { guestToken: deriveGuestToken(operatorToken, name) } : {}),
-      vbds: [
-        {
-          dev: 'xvda',
-          devid,
-          backend: hd.vbd.path,
-          startSector: hd.vbd.startSector,
-          hctl: hd.hctl,
-          params: hd.params,
-        },
-        ...attached.map((a) => ({ dev: a.vdev, devid: a.devid, backend: a.disk })),
-      ],
-    };
   };
 
   const removeDisk = async (which: { disk: string } | { guest: string }) => {

@@ -47,6 +47,9 @@ function diskNamed(disks: HostDisks, name: string): HostDisk {
   return d;
 }
 
+/** The paths of the operator's fault-injection routes. */
+export const OPERATOR_ROUTE = /^\/(dm|blkback)(\/|$)/;
+
 /** Serves /dm and /blkback requests; false for any other path. */
 export function handleOperatorRoute(
   ctx: OperatorContext,
@@ -56,7 +59,7 @@ export function handleOperatorRoute(
   const url = requestUrl(req);
   if (!url) return false; // not a path: the API answers 400
   const p = url.pathname;
-  if (!/^\/(dm|blkback)(\/|$)/.test(p)) return false;
+  if (!OPERATOR_ROUTE.test(p)) return false;
   const send = (code: number, v: unknown): void => {
     res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(v, null, 2) + '\n');
   };
@@ -65,7 +68,7 @@ export function handleOperatorRoute(
     res.setHeader('www-authenticate', 'Bearer');
     send(401, {
       error: 'EACCES',
-      message: `${p.split('/').slice(0, 2).join('/')} is the operator's: send the Dom0 secret as a bearer token`,
+      message: `${p.split('/').slice(0, 2).join('/')} is the operator's: send the operator token or the Dom0 secret as a bearer token`,
     });
     return true;
   }
