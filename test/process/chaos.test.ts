@@ -207,9 +207,10 @@ describe('the operator-only fault endpoints', () => {
     );
     procs.push(host);
     const api = String((await host.waitFor((r) => r.event === 'ready')).api);
-    // a guest's token opens nothing here; the operator's (Dom0 secret or operator token) does
+    // a guest's token opens nothing here (403: a known credential, not the operator's); the operator's
+    // (Dom0 secret or operator token) does
     const guestToken = deriveGuestToken(SECRETS.PVBLK_TOOLSTACK_TOKEN, 'g');
-    expect((await call(api, 'GET', '/dm', guestToken)).status).toBe(401);
+    expect((await call(api, 'GET', '/dm', guestToken)).status).toBe(403);
     expect((await call(api, 'GET', '/dm', 'guess')).status).toBe(401);
     expect((await call(api, 'GET', '/blkback/rings', dom0)).status).toBe(200);
     expect((await call(api, 'GET', '/dm', SECRETS.PVBLK_TOOLSTACK_TOKEN)).status).toBe(200);
@@ -247,7 +248,7 @@ describe('the operator-only fault endpoints', () => {
       await call(api, 'POST', `/dm/${disk}/d/message`, dom0, { message: 'addbadblock 3' }),
     ).toMatchObject({
       status: 200,
-      body: { output: 'badblock added at block 3' },
+      body: { output: 'badblock added at block 3 with write fail count 0' },
     });
     expect((await call(api, 'DELETE', `/dm/${disk}/d`, dom0)).status).toBe(200);
   });
