@@ -1,14 +1,16 @@
 /**
  * dm-dust (drivers/md/dm-dust.c): a linear mapping with a list of bad blocks. Once enabled
  * (`fail_read_on_bad_block`), a read touching a bad block fails with EIO; a write to a bad block
- * removes it from the list and succeeds, as a drive remaps a sector. It starts in bypass mode.
+ * fails while the block's write fail count lasts (each such write takes one), then removes it from
+ * the list and succeeds, as a drive remaps a sector. It starts in bypass mode.
  *
  *   <dev> <offset> <blksz>          blksz in bytes: a power of 2, 512 … 1 GiB
  *
  * Messages (dmsetup message <dev> 0 …), answered as the kernel logs them:
- *   addbadblock <n>  removebadblock <n>  queryblock <n>  countbadblocks  clearbadblocks
- *   enable  disable  quiet
- * `quiet` toggles the logging of additions, removals and remaps; counts and queries always print.
+ *   addbadblock <n> [<wr_fail_cnt> 0-255]  removebadblock <n>  queryblock <n>  countbadblocks
+ *   clearbadblocks  listbadblocks  enable  disable  quiet
+ * `quiet` toggles the logging of additions, removals and remaps; counts and queries always print;
+ * listbadblocks answers the blocks, one a line, in order (nothing for an empty list).
  */
 import type { IoResult, PiBuffer, ReadResult } from '../block-device.ts';
 import {
@@ -23,11 +25,12 @@ import {
 } from './target.ts';
 
 export class DustTarget extends PassThrough {
-  readonly badBlocks = new Set<number>();
+  /** Bad blocks and their write fail counts (writes to the block that fail before one remaps it). */
+  readonly badBlocks = new Map<number, number>();
   enabled = false;
   quiet = false;
-  /** Reads failed on a bad block, and blocks a write removed. */
-  readonly counters = { readsFailed: 0, remapped: 0 };
+  /** Reads failed on a bad block, writes failed on one, and blocks a write removed. */
+  readonly counters = { readsFailed: 0, writesFailed: 0, remapped: 0 };
   private readonly sectPerBlock: number;
   private readonly blocks: number;
 
@@ -74,8 +77,32 @@ export class DustTarget extends PassThrough {
   }
 
   override async write(sector: number, data: Buffer, pi?: PiBuffer): Promise<IoResult> {
-    if (this.enabled) this.remap(sector, data.length / 512);
-    return super.write(sector, data, pi);
+    if (!this.enabled) return super.write(sector, data, pi);
+    // dm-dust splits I/O at its block size (max_io_len) and maps each piece alone: a block whose
+    // write fail count lasts fails its piece, the others are written (bad ones remapped)
+    const failing = this.blocksOf(sector, data.length / 512).filter((b) => (this.badBlocks.get(b) ?? 0) > 0);
+    if (failing.length === 0) {
+      this.remap(sector, data.length / 512);
+      return super.write(sector, data, pi);
+    }
+    for (const b of failing) this.badBlocks.set(b, this.badBlocks.get(b)! - 1);
+    this.counters.writesFailed++;
+    const end = sector + data.length / 512;
+    for (let b = Math.floor(sector / this.sectPerBlock); b * this.sectPerBlock < end; b++) {
+      if (failing.includes(b)) continue;
+      const from = Math.max(sector, b * this.sectPerBlock);
+      const to = Math.min(end, (b + 1) * this.sectPerBlock);
+      this.remap(from, to - from);
+      const slice = data.subarray((from - sector) * 512, (to - sector) * 512);
+      const tuples = pi && { ...pi, tuples: pi.tuples.subarray((from - sector) * 8, (to - sector) * 8) };
+      const r = await super.write(from, slice, tuples);
+      if (!r.ok) return r;
+    }
+    const first = Math.max(sector, failing[0] * this.sectPerBlock);
+    return {
+      ok: false,
+      error: { kind: 'target', sector: first, detail: `dm-dust: write to bad block ${failing[0]}` },
+    };
   }
 
   override async discardRange(sector: number, count: number, secure: boolean): Promise<IoResult> {
@@ -93,8 +120,9 @@ export class DustTarget extends PassThrough {
 
   override message(argv: string[]): string {
     const [cmd, arg, ...extra] = argv;
-    const block = (): number => {
-      if (extra.length) throw dmError(`dust: ${cmd} takes one argument`);
+    const block = (counted = false): number => {
+      if (extra.length > (counted ? 1 : 0))
+        throw dmError(`dust: ${cmd} takes ${counted ? 'a block and a write fail count' : 'one argument'}`);
       const n = parseUint(arg, 'block number');
       if (n >= this.blocks)
         throw dmError(`dust: block ${n} out of range (the device has ${this.blocks} blocks)`);
@@ -107,10 +135,14 @@ export class DustTarget extends PassThrough {
       always || !this.quiet ? dmInfo(this.ctx.klog, 'dust', text) : text;
     switch (cmd) {
       case 'addbadblock': {
-        const n = block();
+        const n = block(true);
+        // kstrtou8: a write fail count is 0-255
+        const count = extra.length ? Number(extra[0]) : 0;
+        if (extra.length && (!/^\+?\d+$/.test(extra[0]) || count > 255))
+          throw dmError(`dust: Invalid write fail count ${JSON.stringify(extra[0])} (0-255)`);
         if (this.badBlocks.has(n)) throw dmError(`dust: block ${n} already in badblocklist`);
-        this.badBlocks.add(n);
-        return say(`badblock added at block ${n}`);
+        this.badBlocks.set(n, count);
+        return say(`badblock added at block ${n} with write fail count ${count}`);
       }
       case 'removebadblock': {
         const n = block();
@@ -127,6 +159,12 @@ export class DustTarget extends PassThrough {
       case 'countbadblocks':
         noArg();
         return say(`countbadblocks: ${this.badBlocks.size} badblock(s) found`, true);
+      case 'listbadblocks':
+        noArg();
+        return [...this.badBlocks.keys()]
+          .sort((a, b) => a - b)
+          .map((b) => `${b}\n`)
+          .join('');
       case 'clearbadblocks': {
         noArg();
         const had = this.badBlocks.size;
@@ -147,7 +185,7 @@ export class DustTarget extends PassThrough {
         return this.quiet ? 'quiet mode on' : 'quiet mode off';
       default:
         throw dmError(
-          `dust: unrecognised message ${JSON.stringify(cmd ?? '')} (addbadblock, removebadblock, queryblock, countbadblocks, clearbadblocks, enable, disable, quiet)`,
+          `dust: unrecognised message ${JSON.stringify(cmd ?? '')} (addbadblock, removebadblock, queryblock, countbadblocks, clearbadblocks, listbadblocks, enable, disable, quiet)`,
         );
     }
   }
