@@ -588,8 +588,7 @@ export class VbdBackend {
     this.watch = null;
     // rings whose I/O is still in flight go once it completes (Linux frees them with the last
     // reference the requests hold)
-    if (!released)
-      void Promise.all(this.rings.map((r) => r.stop(null))).then(() => this.disconnect());
+    if (!released) void Promise.all(this.rings.map((r) => r.stop(null))).then(() => this.disconnect());
   }
 
   /** Arms a fault on every ring of this device; false when it is not connected. */
