@@ -25,6 +25,8 @@ import { fileURLToPath } from 'node:url';
 import { CHILD_NODE_FLAGS } from '../src/cli/stack.ts';
 import {
   figures,
+  GOAL_CONFIGS,
+  goalJobArgs,
   intArg,
   machineInfo,
   median,
@@ -33,26 +35,12 @@ import {
   pvblkBench,
   quick,
   writeResults,
+  type GoalConfig,
 } from './lib.ts';
 
 const runtime = quick ? 2 : 5;
 
-interface Config {
-  id: string;
-  what: string;
-  rw: string;
-  bs: string;
-  iodepth: number;
-  pi: boolean;
-}
-
-const configs: Config[] = [
-  { id: 'qd1', what: '4 KiB randwrite QD1', rw: 'randwrite', bs: '4k', iodepth: 1, pi: false },
-  { id: 'qd32', what: '4 KiB randwrite QD32', rw: 'randwrite', bs: '4k', iodepth: 32, pi: false },
-  { id: 'qd32pi', what: '4 KiB randwrite QD32, PI', rw: 'randwrite', bs: '4k', iodepth: 32, pi: true },
-  { id: 'seq128w', what: '128 KiB write QD8', rw: 'write', bs: '128k', iodepth: 8, pi: false },
-  { id: 'seq128r', what: '128 KiB read QD8', rw: 'read', bs: '128k', iodepth: 8, pi: false },
-];
+const configs = GOAL_CONFIGS;
 
 /** One in-process run, as the child prints it. */
 interface InProcess {
@@ -62,13 +50,13 @@ interface InProcess {
   systemUsPerIo: number;
 }
 
-const diskOf = (c: Config) => (c.pi ? 'delay=0 dif=1 dix=1' : 'delay=0');
-const fioLine = (c: Config, seconds: number) =>
-  `fio --name=${c.id} --filename=/dev/xvda --rw=${c.rw} --bs=${c.bs} --iodepth=${c.iodepth} ` +
+const diskOf = (c: GoalConfig) => (c.pi ? 'delay=0 dif=1 dix=1' : 'delay=0');
+const fioLine = (c: GoalConfig, seconds: number) =>
+  `fio --name=${c.job} --filename=/dev/xvda --rw=${c.rw} --bs=${c.bs} --iodepth=${c.iodepth} ` +
   `--direct=1 --time_based --runtime=${seconds}s --output-format=json`;
 
 /** The child: one stack in this process, a warm-up second, then the measured run. */
-async function child(c: Config): Promise<InProcess> {
+async function child(c: GoalConfig): Promise<InProcess> {
   const { MemoryKernelLog, xvdDevid } = await import('@pvblk/shared');
   const { LocalHypervisor } = await import('@pvblk/hypervisor');
   const { BlkbackDriver, Toolstack, HostDisks, DEFAULT_DISK_LAYOUT, DEFAULT_HOST_QUOTAS } =
@@ -130,7 +118,7 @@ async function child(c: Config): Promise<InProcess> {
   }
 }
 
-function runChild(c: Config): Promise<InProcess> {
+function runChild(c: GoalConfig): Promise<InProcess> {
   const self = fileURLToPath(import.meta.url);
   const register = fileURLToPath(new URL('../bin/register.mjs', import.meta.url));
   return new Promise((resolve, reject) => {
@@ -170,11 +158,7 @@ for (let round = 1; round <= repeat; round++) {
     process.stderr.write(`drivers: ${c.what}${repeat > 1 ? ` (round ${round} of ${repeat})` : ''} …\n`);
     (inProcess[c.id] ??= []).push(await runChild(c));
     const j = await pvblkBench([
-      `--name=${c.id}`,
-      `--rw=${c.rw}`,
-      `--bs=${c.bs}`,
-      `--iodepth=${c.iodepth}`,
-      ...(c.pi ? ['--pi'] : []),
+      ...goalJobArgs(c),
       '--direct=1',
       '--time_based',
       `--runtime=${runtime}`,

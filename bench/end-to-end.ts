@@ -18,6 +18,8 @@
 import { loadavg } from 'node:os';
 import {
   figures,
+  GOAL_CONFIGS,
+  goalJobArgs,
   intArg,
   machineInfo,
   median,
@@ -43,29 +45,7 @@ const common = [
   '--warmup=1s',
 ];
 
-const configs: Array<{ id: string; what: string; args: string[] }> = [
-  {
-    id: 'qd1',
-    what: '4 KiB randwrite QD1',
-    args: ['--name=qd1', '--rw=randwrite', '--bs=4k', '--iodepth=1'],
-  },
-  {
-    id: 'qd32',
-    what: '4 KiB randwrite QD32',
-    args: ['--name=qd32', '--rw=randwrite', '--bs=4k', '--iodepth=32'],
-  },
-  {
-    id: 'qd32pi',
-    what: '4 KiB randwrite QD32, PI',
-    args: ['--name=qd32pi', '--rw=randwrite', '--bs=4k', '--iodepth=32', '--pi'],
-  },
-  {
-    id: 'seq128w',
-    what: '128 KiB write QD8',
-    args: ['--name=seqw', '--rw=write', '--bs=128k', '--iodepth=8'],
-  },
-  { id: 'seq128r', what: '128 KiB read QD8', args: ['--name=seqr', '--rw=read', '--bs=128k', '--iodepth=8'] },
-];
+const configs = GOAL_CONFIGS;
 
 type Figures = ReturnType<typeof figures>;
 const results: Record<string, unknown[]> = {};
@@ -74,7 +54,7 @@ const load0 = loadavg();
 for (let round = 1; round <= repeat; round++) {
   for (const c of configs) {
     process.stderr.write(`end-to-end: ${c.what}${repeat > 1 ? ` (round ${round} of ${repeat})` : ''} …\n`);
-    const j = await pvblkBench([...c.args, ...common]);
+    const j = await pvblkBench([...goalJobArgs(c), ...common]);
     (results[c.id] ??= []).push(j);
     (runs[c.id] ??= []).push(figures(points(j)[0]));
   }

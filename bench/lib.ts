@@ -357,6 +357,55 @@ export function figures(p: BenchPointJson): {
 
 export const quick = process.argv.includes('--quick');
 
+/** One of the job shapes issue 10's goals are set for (bench/end-to-end.ts, bench/drivers.ts). */
+export interface GoalConfig {
+  /** Key of its figures in the results. */
+  id: string;
+  what: string;
+  /** fio's job name. */
+  job: string;
+  rw: 'randwrite' | 'write' | 'read';
+  bs: string;
+  iodepth: number;
+  /** With protection information (`--pi`: the disk's dif=1 dix=1 and blkif's integrity requests). */
+  pi: boolean;
+}
+
+export const GOAL_CONFIGS: readonly GoalConfig[] = [
+  { id: 'qd1', what: '4 KiB randwrite QD1', job: 'qd1', rw: 'randwrite', bs: '4k', iodepth: 1, pi: false },
+  {
+    id: 'qd32',
+    what: '4 KiB randwrite QD32',
+    job: 'qd32',
+    rw: 'randwrite',
+    bs: '4k',
+    iodepth: 32,
+    pi: false,
+  },
+  {
+    id: 'qd32pi',
+    what: '4 KiB randwrite QD32, PI',
+    job: 'qd32pi',
+    rw: 'randwrite',
+    bs: '4k',
+    iodepth: 32,
+    pi: true,
+  },
+  { id: 'seq128w', what: '128 KiB write QD8', job: 'seqw', rw: 'write', bs: '128k', iodepth: 8, pi: false },
+  { id: 'seq128r', what: '128 KiB read QD8', job: 'seqr', rw: 'read', bs: '128k', iodepth: 8, pi: false },
+];
+
+/** A configuration's job options for `pvblk bench`. */
+export function goalJobArgs(c: GoalConfig): string[] {
+  return [
+    `--name=${c.job}`,
+    `--rw=${c.rw}`,
+    `--bs=${c.bs}`,
+    `--iodepth=${c.iodepth}`,
+    ...(c.pi ? ['--pi'] : []),
+  ];
+}
+
 /**
  * An integer option of this script (`--name N` or `--name=N`), `dflt` when absent; anything but an
  * integer from 1 to `max` ends the script with a message naming the option (status 2).
