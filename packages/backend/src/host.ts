@@ -184,6 +184,13 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     /** xl create's further disks; given (even empty), the domain waits paused for its process. */
     extraVbds?: string[][],
   ) => {
+    /** The reply for a domain created here; enrolment hands out the name's guest token once, to keep. */
+    const reply = (domid: number, credential: string, vbds: Array<Record<string, unknown>>) => ({
+      domid,
+      credential,
+      ...(who.role === 'enrol' ? { guestToken: deriveGuestToken(operatorToken, name) } : {}),
+      vbds,
+    });
     const domains = await xc.domctl.list();
     if (await driverDomains.isDriverDomainName(name))
       throw new PvblkError('EEXIST', `${name} is a driver domain on this host, not a guest`);
@@ -224,20 +231,15 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
         { guest: name, domid, driverDomain: backend.name, backendDomid: backend.domid, by: who.role },
         `guest ${name}'s disk is served by driver domain ${backend.name} (domain ${backend.domid}) as ${vbd.physicalDevicePath}`,
       );
-      return {
-        domid,
-        credential: guestCredential,
-        ...(who.role === 'enrol' ? { guestToken: deriveGuestToken(operatorToken, name) } : {}),
-        vbds: [
-          {
-            dev: 'xvda',
-            devid,
-            backend: vbd.physicalDevicePath,
-            backendDomain: backend.name,
-            backendDomid: backend.domid,
-          },
-        ],
-      };
+      return reply(domid, guestCredential, [
+        {
+          dev: 'xvda',
+          devid,
+          backend: vbd.physicalDevicePath,
+          backendDomain: backend.name,
+          backendDomid: backend.domid,
+        },
+      ]);
     }
     // xl parses every disk of the config before it creates anything: a bad one leaves nothing behind
     for (const spec of extraVbds ?? []) checkPvblkDisk(parseDiskSpec(spec));
@@ -281,23 +283,17 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
       }
       if (who.role === 'operator' && extraVbds !== undefined)
         pendingBoots.set(name, { domid, credential: guestCredential });
-      return {
-        domid,
-        credential: guestCredential,
-        // enrolment hands out the name's guest token once: the guest keeps it to boot again
-        ...(who.role === 'enrol' ? { guestToken: deriveGuestToken(operatorToken, name) } : {}),
-        vbds: [
-          {
-            dev: 'xvda',
-            devid,
-            backend: hd.vbd.path,
-            startSector: hd.vbd.startSector,
-            hctl: hd.hctl,
-            params: hd.params,
-          },
-          ...attached.map((a) => ({ dev: a.vdev, devid: a.devid, backend: a.disk })),
-        ],
-      };
+      return reply(domid, guestCredential, [
+        {
+          dev: 'xvda',
+          devid,
+          backend: hd.vbd.path,
+          startSector: hd.vbd.startSector,
+          hctl: hd.hctl,
+          params: hd.params,
+        },
+        ...attached.map((a) => ({ dev: a.vdev, devid: a.devid, backend: a.disk })),
+      ]);
     } catch (e) {
       // a disk made for this call goes with it: a refused create keeps nothing
       if (created) await disks.remove(name).catch(() => {});
