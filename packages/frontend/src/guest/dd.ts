@@ -38,6 +38,7 @@ import {
   humanReadable,
   human_base_1024,
 } from './human.ts';
+import { getoptLong } from './getopt.ts';
 
 /** errno values dd can report that the VFS never returns. */
 type DdErrno = Errno | 'EOVERFLOW';
@@ -305,25 +306,12 @@ function scanArgs(argv: string[], io: CommandIo): DdConfig | number {
     }
   }
   // getopt_long(argc, argv, "", NULL, NULL): dd has no options, so the first one is an error.
-  const operands: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === '--') {
-      operands.push(...args.slice(i + 1));
-      break;
-    }
-    if (a.startsWith('--')) {
-      err(`unrecognized option '${a}'`);
-      io.stderr(TRY_HELP);
-      return 1;
-    }
-    if (a.startsWith('-') && a.length > 1) {
-      err(`invalid option -- '${a[1]}'`);
-      io.stderr(TRY_HELP);
-      return 1;
-    }
-    operands.push(a);
+  const parsed = getoptLong('dd', args, '', []);
+  if (!parsed.ok) {
+    io.stderr(`${parsed.message}\n${TRY_HELP}`);
+    return 1;
   }
+  const operands = parsed.operands;
 
   const conv = new Set<string>();
   const iflags = new Set<string>();
