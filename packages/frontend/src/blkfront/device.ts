@@ -661,16 +661,18 @@ export class Blkfront implements BlockDriver {
     }
     const info = parseXsUint(await xs.tryRead(`${be}/${BlkifKey.info}`), 'info');
     const ss = parseXsUint(await xs.tryRead(`${be}/${BlkifKey.sectorSize}`), 'sector-size');
-    const why = [sectors, info, ss].filter((r) => !r.ok).map((r) => (r as { error: string }).error);
-    if (why.length) return refuse(why.join('; '));
-    const size = ss.ok ? ss.value : 0;
+    if (!sectors.ok || !info.ok || !ss.ok) {
+      const why = [sectors, info, ss].filter((r) => !r.ok).map((r) => (r as { error: string }).error);
+      return refuse(why.join('; '));
+    }
+    const size = ss.value;
     if (size < 512 || size > XEN_PAGE_SIZE || !Number.isInteger(Math.log2(size)))
       return refuse(`sector-size ${size} is not a power of two from 512 to ${XEN_PAGE_SIZE}`);
     const physical = await this.readBackendUint(BlkifKey.physicalSectorSize, size);
     if (physical !== 0 && !Number.isInteger(Math.log2(physical)))
       return refuse(`physical-sector-size ${physical} is not a power of two`);
-    this.sectors = sectors.ok ? sectors.value : 0;
-    this.info = info.ok ? info.value : 0;
+    this.sectors = sectors.value;
+    this.info = info.value;
     this.sectorSize = size;
     this.physicalSectorSize = Math.max(physical, size);
     return true;
