@@ -29,6 +29,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
 import {
   checkGuestName,
+  errorReply,
   httpServerOptions,
   inGroup,
   HTTP_STATUS,
@@ -173,11 +174,8 @@ export async function startApi(
     // the operator's fault-injection routes (/dm, /blkback) check their own bearer (the operator token
     // or the Dom0 secret); another valid credential is known, and refused as not the operator's
     if (who && who.role !== 'operator' && OPERATOR_ROUTE.test(url.pathname)) {
-      const route = url.pathname.split('/').slice(0, 2).join('/');
-      return send(403, {
-        error: 'EACCES',
-        message: forbidden(who, `use ${route}`).message.replace(/^EACCES: /, ''),
-      });
+      const r = errorReply(forbidden(who, `use ${url.pathname.split('/').slice(0, 2).join('/')}`));
+      return send(r.status, r.body);
     }
     if (h.operatorRoutes?.(req, res)) return;
     if (!who) {
@@ -317,8 +315,9 @@ export async function startApi(
       }
       if (req.method === 'DELETE' && m) {
         if (who.role === 'enrol' || who.role === 'group') throw forbidden(who, 'destroy domains');
-        await h.destroyGuest(who, pathDomid(m[1]));
-        return send(200, { destroyed: pathDomid(m[1]) });
+        const domid = pathDomid(m[1]);
+        await h.destroyGuest(who, domid);
+        return send(200, { destroyed: domid });
       }
       if (req.method === 'POST' && url.pathname === '/tokens') {
         operatorOnly('issue guest tokens');
