@@ -264,6 +264,8 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
     let statsFrom = offset;
     let statsBytes = 0;
     let last = Date.now();
+    const printStats = () =>
+      io.stdout(`${dev}: Discarded ${statsBytes} bytes from the offset ${statsFrom}\n`);
     for (let at = offset; at < end; at += chunk) {
       if (at + chunk > end) chunk = end - at;
       const r = await d.queue.submitBio({
@@ -281,14 +283,14 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
       }
       // progress at most once a second, with --step
       if (verbose && step && Date.now() - last >= 1000) {
-        io.stdout(`${dev}: Discarded ${statsBytes} bytes from the offset ${statsFrom}\n`);
+        printStats();
         statsFrom = at;
         statsBytes = 0;
         last = Date.now();
       }
       statsBytes += chunk;
     }
-    if (verbose) io.stdout(`${dev}: Discarded ${statsBytes} bytes from the offset ${statsFrom}\n`);
+    if (verbose) printStats();
     return 0;
   };
 
