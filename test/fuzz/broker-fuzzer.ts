@@ -160,7 +160,6 @@ const mutatedValid = fc
         { t: 'mw', gfn: 0x1000, off: 0, data: Buffer.alloc(32, 1) },
         { t: 'ev_notify_if', port: 1, mapped: false, page: 0x1000, eventOff: 4, oldProd: 0, newProd: 1 },
       ]),
-      encodeFrame([{ t: 'ev_final_check', port: 2, mapped: true, page: 1, prodOff: 0, cons: 5 }]),
     ),
     fc.array(fc.tuple(fc.nat(200), fc.nat(255)), { maxLength: 6 }),
     fc.option(fc.nat(200)),

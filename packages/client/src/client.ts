@@ -44,13 +44,14 @@ export interface ClientTransport {
 
 /**
  * One-way messages that send the frame at once (see enqueue): a notification of the peer — an event
- * (EVTCHNOP_send) or a ring push's NOTIFY_IF. FINAL and EOI concern this domain's own port and wait
- * for the end of the turn: sent at once too, they cost a frame each (Dom0 sent 3 frames per request at
- * QD1 instead of 1, for 415-474 instead of 332-357 us of CPU per I/O over the three processes).
+ * (EVTCHNOP_send) or a ring push's NOTIFY_IF. EOI concerns this domain's own port and waits for the
+ * end of the turn: sent at once too, it cost a frame each (with the FINAL record of wire version 2,
+ * Dom0 sent 3 frames per request at QD1 instead of 1, for 415-474 instead of 332-357 us of CPU per
+ * I/O over the three processes).
  */
 const DOORBELLS: ReadonlySet<string> = new Set(['ev_send', 'ev_notify_if']);
 
-type OneWay = 'ev_send' | 'ev_eoi' | 'ev_notify_if' | 'ev_final_check' | 'mw' | 'gw';
+type OneWay = 'ev_send' | 'ev_eoi' | 'ev_notify_if' | 'mw' | 'gw';
 type Call = Exclude<ClientMessage, { t: OneWay }>;
 type CallWithoutId = Call extends infer M ? (M extends { id: number } ? Omit<M, 'id'> : never) : never;
 
@@ -535,10 +536,6 @@ export class XenClient implements Hypercalls, PageWriteSink {
     notifyIf: (port: number, header: Page, eventOff: number, oldProd: number, newProd: number): void => {
       const { mapped, wireRef: page } = header;
       this.enqueue({ t: 'ev_notify_if', port, mapped, page, eventOff, oldProd, newProd });
-    },
-    finalCheck: (port: number, header: Page, prodOff: number, cons: number): void => {
-      const { mapped, wireRef: page } = header;
-      this.enqueue({ t: 'ev_final_check', port, mapped, page, prodOff, cons });
     },
     close: async (port: number): Promise<void> => {
       this.handlers.delete(port);

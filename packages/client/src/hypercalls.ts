@@ -60,11 +60,6 @@ export interface EventChannelOps {
    * newProd] — decided where the ring is coherent, so no wake-up is lost and none is spurious.
    */
   notifyIf(port: number, header: Page, eventOff: number, oldProd: number, newProd: number): void;
-  /**
-   * The consumer half (RING_FINAL_CHECK_FOR_*): after writing our event index, raise our own `port`
-   * iff the producer index at `prodOff` differs from `cons` where the ring is coherent.
-   */
-  finalCheck(port: number, header: Page, prodOff: number, cons: number): void;
   close(port: number): Promise<void>;
   mask(port: number): Promise<void>;
   unmask(port: number): Promise<void>;

@@ -21,6 +21,8 @@ export class Page {
   grantCount = 0;
   /** A mapping whose grant went away (granter destroyed): writes are dropped, reads see the last contents. */
   revoked = false;
+  /** An armed final check: the word at `off` that another domain's write wakes us on (see ring-sync.ts). */
+  private wake: { off: number; fire: () => void } | null = null;
 
   constructor(
     private readonly sink: PageWriteSink,
@@ -108,11 +110,25 @@ export class Page {
   /** Applies a write that another domain made (delivered by the hypervisor). */
   applyRemoteWrite(off: number, data: Uint8Array): void {
     this.buf.set(data, off);
+    if (this.wake !== null) this.woken(off, data.length);
   }
 
   /** The same, from bytes [start, end) of a received frame (no view made per write). */
   applyRemoteBytes(off: number, src: Buffer, start: number, end: number): void {
     src.copy(this.buf, off, start, end);
+    if (this.wake !== null) this.woken(off, end - start);
+  }
+
+  /** Calls `fire` once, the next time another domain's write touches the 4-byte word at `off`. */
+  wakeOnWrite(off: number, fire: () => void): void {
+    this.wake = { off, fire };
+  }
+
+  private woken(off: number, len: number): void {
+    const w = this.wake!;
+    if (off + len <= w.off || off >= w.off + 4) return;
+    this.wake = null;
+    w.fire();
   }
 }
 

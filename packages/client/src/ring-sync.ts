@@ -7,12 +7,21 @@
  * index may miss a push in flight. Either can lose a wake-up (the classic Dekker race), exactly as on
  * real hardware without the barrier.
  *
- * Both decisions are therefore made at the hypervisor, which applies every write of every domain in
- * one order: after a push, the producer sends NOTIFY_IF (notify iff the event index there lies in
- * (old, new]); after writing its event index, a consumer that sees nothing more to do locally sends
- * FINAL (raise my own port iff the producer index there has moved past what I consumed). Whichever of
- * the two the hypervisor applies first, the other sees its effect: the wake-up cannot be lost, no
- * notification is sent that the event index did not ask for, and neither side waits for a round trip.
+ * - The producer's half is decided at the hypervisor, which applies every write of every domain in
+ *   one order: after a push, the producer sends NOTIFY_IF (notify iff the event index there lies in
+ *   (old, new]).
+ * - The consumer's half (RING_FINAL_CHECK_FOR_*) needs nobody else. After writing its event index E
+ *   and finding nothing more in its own copy, the consumer arms a wake on the producer index of that
+ *   copy: the next write of it that the hypervisor forwards runs the consumer again. A push P either
+ *   reaches the hypervisor after E — its NOTIFY_IF sees E and sends the event — or before it, and
+ *   then P's write was forwarded to the consumer ahead of anything that follows E: it is already in
+ *   the consumer's copy when it looks (and it goes on consuming), or it arrives later and fires the
+ *   wake. No wake-up is lost, and no notification is sent that the event index did not ask for.
+ *
+ * Wire version 2 asked the hypervisor instead (a FINAL record: raise my own port iff the producer
+ * index has moved past what I consumed). That answered the second case with an event of its own,
+ * usually in a frame of its own right behind the one that carried the push: at 4 KiB QD32 with PI,
+ * 0.30 frames per request over the four hops against 0.19 with the local wake.
  * `req_event`/`rsp_event` keep their meaning: they are written into the shared page and honoured.
  */
 import { SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD } from '@pvblk/shared';
@@ -20,7 +29,9 @@ import type { Hypercalls } from './hypercalls.ts';
 import type { Page } from './memory.ts';
 
 export class RingEvents {
-  /** NOTIFY_IF and FINAL records sent (whether an event follows is the hypervisor's call). */
+  /** A wake runs the consumer after the frame that fired it is applied whole, not in the middle of it. */
+  private readonly woken = (): void => queueMicrotask(this.wake);
+  /** NOTIFY_IF records sent (whether an event follows is the hypervisor's call), and final checks that armed a wake. */
   readonly stats = { notifyChecks: 0, finalChecks: 0 };
 
   constructor(
@@ -31,6 +42,8 @@ export class RingEvents {
     private readonly role: 'requester' | 'responder',
     /** The local event-channel port of this ring (known once it is allocated or bound). */
     private readonly port: () => number,
+    /** The consumer's loop: run again when work arrives after a final check found none. */
+    private readonly wake: () => void,
   ) {}
 
   /** After RING_PUSH_REQUESTS / RING_PUSH_RESPONSES: notify the peer if its event index asks for it. */
@@ -44,14 +57,14 @@ export class RingEvents {
   /**
    * RING_FINAL_CHECK_FOR_REQUESTS / _RESPONSES. `check` is the ring's own first half: it writes the
    * event index and says whether work is already visible here. Returns true when the caller must
-   * keep consuming; false when it may go idle — then the hypervisor raises our port if work arrived
-   * that our copy has not seen yet, and we are called again.
+   * keep consuming; false when it may go idle — then the next write of the producer index into our
+   * copy calls `wake` (once), as the work our copy had not seen yet arrives.
    */
-  finalCheck(check: () => boolean, cons: number): boolean {
+  finalCheck(check: () => boolean): boolean {
     if (check()) return true;
     this.stats.finalChecks++;
     const prodOff = this.role === 'requester' ? SRING_RSP_PROD : SRING_REQ_PROD;
-    this.xc.evtchn.finalCheck(this.port(), this.header, prodOff, cons);
+    this.header.wakeOnWrite(prodOff, this.woken);
     return false;
   }
 }

@@ -18,13 +18,15 @@ import {
   WIRE_VERSION,
   decodeHypervisorFrame,
   DOMID_SELF,
+  SRING_REQ_PROD,
+  SRING_RSP_EVENT,
   type ClientMessage,
   type HypervisorMessage,
 } from '@pvblk/shared';
 import { PRE_HELLO_FRAME_MAX } from '../src/connection.ts';
 import { LocalHypervisor } from '../src/local.ts';
 import { startHypervisorServer, type RunningHypervisor } from '../src/server.ts';
-import { connectWs, type XenClient } from '@pvblk/client';
+import { connectWs, RingEvents, type XenClient } from '@pvblk/client';
 import type { Hypervisor } from '../src/core/hypervisor.ts';
 import { GRANT_PIN_MAX } from '../src/core/gnttab.ts';
 
@@ -806,6 +808,54 @@ describe.each([
       const domid = g.domid;
       g.close();
       await until(() => !s.hv.domains.has(domid), 'the domain to be destroyed');
+    });
+  });
+
+  describe("the final check's wake (ring-sync.ts): the consumer's half of the ring barrier", () => {
+    it('runs a consumer that found nothing once, at the next forwarded write of the producer index', async () => {
+      const g = await newGuest();
+      const page = g.allocPage();
+      const ref = g.gnttab.grantAccess(page, 0, false);
+      await g.fence(); // granted before another connection uses the ref
+      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      const theirs = m.page!;
+      let wakes = 0;
+      // Dom0 consumes requests, as blkback does: the guest produces req_prod
+      const events = new RingEvents(
+        dom0,
+        theirs,
+        'responder',
+        () => 0,
+        () => wakes++,
+      );
+      const settled = async () => {
+        await g.fence(); // the guest's writes are applied and forwarded to Dom0 ahead of …
+        await dom0.fence(); // … this reply, so Dom0 has applied them
+        await tick(0); // and a wake they fired has run
+      };
+      expect(events.finalCheck(() => theirs.readU32LE(SRING_REQ_PROD) !== 0)).toBe(false);
+      // writes elsewhere in the page, even next to the index, do not wake it
+      page.writeU32LE(SRING_REQ_PROD + 4, 9);
+      page.writeU32LE(SRING_RSP_EVENT, 1);
+      page.write(64, Buffer.alloc(112, 1));
+      await settled();
+      expect(wakes).toBe(0);
+      // the push that arrives after the check is the one a lost wake-up would miss
+      page.writeU32LE(SRING_REQ_PROD, 1);
+      await until(() => wakes === 1, 'the wake');
+      // once: a consumer that goes idle again arms it again
+      page.writeU32LE(SRING_REQ_PROD, 2);
+      await settled();
+      expect(wakes).toBe(1);
+      // a check that sees work already there arms nothing and says go on
+      expect(events.finalCheck(() => theirs.readU32LE(SRING_REQ_PROD) !== 0)).toBe(true);
+      page.writeU32LE(SRING_REQ_PROD, 3);
+      await settled();
+      expect(wakes).toBe(1);
+      // a byte-wide write into the index wakes it too
+      expect(events.finalCheck(() => false)).toBe(false);
+      page.write(SRING_REQ_PROD + 3, Buffer.from([1]));
+      await until(() => wakes === 2, 'the wake of a one-byte write');
     });
   });
 

@@ -14,7 +14,7 @@ export interface DomainStats {
   pageWrites: number;
   grantMaps: number;
   grantCopies: number;
-  /** NOTIFY_IF and FINAL ring checks decided here. */
+  /** NOTIFY_IF ring checks decided here. */
   ringChecks: number;
   /** WebSocket frames and their bytes, from the domain and to it. */
   framesIn: number;

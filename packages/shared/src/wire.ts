@@ -11,13 +11,13 @@
  *   0x04 EVENT      u32 port                            to the broker: EVTCHNOP_send; from it: an upcall
  *   0x05 EOI        u32 port                            to the broker: the upcall is handled (lateeoi)
  *   0x06 NOTIFY_IF  u32 port, u8 mapped, u32 page, u16 eventOff, u32 oldProd, u32 newProd
- *   0x07 FINAL      u32 port, u8 mapped, u32 page, u16 prodOff, u32 cons
  *
- * NOTIFY_IF and FINAL are the two places where ring.h needs a full barrier (mb()), decided where the
- * ring is coherent — at the broker, which applies every write in one order — instead of by a round
- * trip: NOTIFY_IF sends the event iff the event index in the ring page lies in (oldProd, newProd]
- * (RING_PUSH_*_AND_CHECK_NOTIFY); FINAL raises the sender's own port iff the producer index differs
- * from `cons` (RING_FINAL_CHECK_FOR_*, after the sender's write of its event index).
+ * NOTIFY_IF is the producer's half of ring.h's full barrier (mb()), decided where the ring is
+ * coherent — at the broker, which applies every write in one order — instead of by a round trip: it
+ * sends the event iff the event index in the ring page lies in (oldProd, newProd]
+ * (RING_PUSH_*_AND_CHECK_NOTIFY). The consumer's half (RING_FINAL_CHECK_FOR_*) needs no record: see
+ * @pvblk/client's ring-sync.ts. Version 2 had a FINAL record (0x07) for it, which the broker
+ * answered with an event of the sender's own; version 3 dropped it.
  *
  * Records are applied in order; everything a process produces in one event-loop turn travels in one
  * frame when it fits, so "writes before a notification are visible before the notification is
@@ -32,7 +32,7 @@ import { Packr } from 'msgpackr';
 import { decodeMsgpack, type MsgpackValue } from './msgpack.ts';
 import { SpareBuffers } from './spare-buffers.ts';
 
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 /** Largest frame accepted. */
 export const WIRE_MAX_FRAME = 16 * 1024 * 1024;
 /** Encoders cut frames at this size (between records), far below what the peer accepts. */
@@ -54,7 +54,6 @@ export const REC_PAGE_MAP = 0x03;
 export const REC_EVENT = 0x04;
 export const REC_EOI = 0x05;
 export const REC_NOTIFY_IF = 0x06;
-export const REC_FINAL = 0x07;
 
 // ---------------------------------------------------------------------------------------------
 // Message shapes.
@@ -142,7 +141,6 @@ export type ClientMessage =
   | { t: 'ev_send'; port: number }
   | { t: 'ev_eoi'; port: number }
   | ({ t: 'ev_notify_if'; port: number; eventOff: number; oldProd: number; newProd: number } & RingPageRef)
-  | ({ t: 'ev_final_check'; port: number; prodOff: number; cons: number } & RingPageRef)
   /** The owner writes its own frame (only frames it has granted are propagated). */
   | { t: 'mw'; gfn: number; off: number; data: Uint8Array }
   /** A mapper writes through its mapping handle. */
@@ -275,10 +273,7 @@ export const MAX_MAP_OPS = 1024;
 export const MAX_COPY_OPS = 1024;
 export const MAX_END_REFS = 4096;
 
-type MsgType = Exclude<
-  ClientMessageType,
-  'ev_send' | 'ev_eoi' | 'ev_notify_if' | 'ev_final_check' | 'mw' | 'gw'
->;
+type MsgType = Exclude<ClientMessageType, 'ev_send' | 'ev_eoi' | 'ev_notify_if' | 'mw' | 'gw'>;
 
 const CLIENT_SCHEMAS: Record<MsgType, Record<string, Check>> = {
   hello: { id: u32, v: u32, credential: str(256) },
@@ -400,8 +395,6 @@ function recordSize(m: WireMessage, packed: Uint8Array | null): number {
       return 5;
     case 'ev_notify_if':
       return 24;
-    case 'ev_final_check':
-      return 20;
     default:
       return 5 + packed!.length;
   }
@@ -415,7 +408,6 @@ function isBinary(m: WireMessage): boolean {
     case 'ev_send':
     case 'ev_eoi':
     case 'ev_notify_if':
-    case 'ev_final_check':
       return true;
     default:
       return false;
@@ -448,15 +440,6 @@ function writeRecord(out: Buffer, at: number, m: WireMessage, packed: Uint8Array
       out.writeUInt32LE(m.newProd >>> 0, at + 16);
       out.fill(0, at + 20, at + 24);
       return at + 24;
-    case 'ev_final_check':
-      out[at] = REC_FINAL;
-      out.writeUInt32LE(m.port, at + 1);
-      out[at + 5] = m.mapped ? 1 : 0;
-      out.writeUInt32LE(m.page, at + 6);
-      out.writeUInt16LE(m.prodOff, at + 10);
-      out.writeUInt32LE(m.cons >>> 0, at + 12);
-      out.fill(0, at + 16, at + 20);
-      return at + 20;
     default:
       out[at] = REC_MSG;
       out.writeUInt32LE(packed!.length, at + 1);
@@ -749,28 +732,22 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side, runs: boolean): Decoded
         } else messages.push({ t: kind === REC_EVENT ? 'ev_send' : 'ev_eoi', port } as T);
         break;
       }
-      case REC_NOTIFY_IF:
-      case REC_FINAL: {
+      case REC_NOTIFY_IF: {
         if (side === 'hypervisor')
           return { ok: false, error: `record ${index}: a ring check from the hypervisor` };
-        const size = kind === REC_NOTIFY_IF ? 24 : 20;
-        if ((e = truncated(buf, at, size, index, 'ring check'))) return { ok: false, error: e };
+        if ((e = truncated(buf, at, 24, index, 'ring check'))) return { ok: false, error: e };
         const port = buf.readUInt32LE(at + 1);
         const mappedByte = buf[at + 5];
         const page = buf.readUInt32LE(at + 6);
-        const off = buf.readUInt16LE(at + 10);
-        const a = buf.readUInt32LE(at + 12);
-        const b = kind === REC_NOTIFY_IF ? buf.readUInt32LE(at + 16) : 0;
-        at += size;
-        if (mappedByte > 1 || off > PAGE_SIZE - 4 || off % 4 !== 0) {
+        const eventOff = buf.readUInt16LE(at + 10);
+        const oldProd = buf.readUInt32LE(at + 12);
+        const newProd = buf.readUInt32LE(at + 16);
+        at += 24;
+        if (mappedByte > 1 || eventOff > PAGE_SIZE - 4 || eventOff % 4 !== 0) {
           return { ok: false, error: `record ${index}: a ring check names a bad page or offset` };
         }
         const mapped = mappedByte === 1;
-        messages.push(
-          (kind === REC_NOTIFY_IF
-            ? { t: 'ev_notify_if', port, mapped, page, eventOff: off, oldProd: a, newProd: b }
-            : { t: 'ev_final_check', port, mapped, page, prodOff: off, cons: a }) as T,
-        );
+        messages.push({ t: 'ev_notify_if', port, mapped, page, eventOff, oldProd, newProd } as T);
         break;
       }
       default:

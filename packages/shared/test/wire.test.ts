@@ -33,7 +33,7 @@ describe('wire frames: one fixture per record kind', () => {
       { t: 'gw', handle: 7, off: 4094, data: Buffer.from([1, 2]) },
     ]);
     expect(hex(f)).toBe(
-      '02' + '02 34120000 0800 0200 aabb'.replace(/ /g, '') + '03 07000000 fe0f 0200 0102'.replace(/ /g, ''),
+      '03' + '02 34120000 0800 0200 aabb'.replace(/ /g, '') + '03 07000000 fe0f 0200 0102'.replace(/ /g, ''),
     );
     expect(clientOk(f)).toEqual([
       { t: 'mw', gfn: 0x1234, off: 8, data: Buffer.from([0xaa, 0xbb]) },
@@ -41,7 +41,7 @@ describe('wire frames: one fixture per record kind', () => {
     ]);
   });
 
-  it('EVENT, EOI, NOTIFY_IF and FINAL', () => {
+  it('EVENT, EOI and NOTIFY_IF', () => {
     const msgs: ClientMessage[] = [
       { t: 'ev_send', port: 3 },
       { t: 'ev_eoi', port: 4 },
@@ -54,27 +54,31 @@ describe('wire frames: one fixture per record kind', () => {
         oldProd: 0xffffffff,
         newProd: 1,
       },
-      { t: 'ev_final_check', port: 6, mapped: true, page: 9, prodOff: 8, cons: 2 },
     ];
     const f = encodeFrame(msgs);
     expect(hex(f)).toBe(
-      [
-        '02',
-        '04 03000000',
-        '05 04000000',
-        '06 05000000 00 00100000 0400 ffffffff 01000000 00000000',
-        '07 06000000 01 09000000 0800 02000000 00000000',
-      ]
+      ['03', '04 03000000', '05 04000000', '06 05000000 00 00100000 0400 ffffffff 01000000 00000000']
         .join('')
         .replace(/ /g, ''),
     );
     expect(clientOk(f)).toEqual(msgs);
   });
 
+  it("version 2's FINAL record (0x07) is no longer a record kind", () => {
+    const final = Buffer.from(
+      '03' + '07 06000000 01 09000000 0800 02000000 00000000'.replace(/ /g, ''),
+      'hex',
+    );
+    expect(decodeClientFrame(final)).toEqual({
+      ok: false,
+      error: 'record 0 at byte 1: unknown record kind 0x7',
+    });
+  });
+
   it('MSG: kind, u32 length, one MessagePack map', () => {
     const f = encodeFrame([{ t: 'fence', id: 5 }]);
     // 82 = map of 2; a1 74 = "t"; a5 "fence"; a2 "id"; 05
-    expect(hex(f)).toBe('02' + '01 0d000000'.replace(/ /g, '') + '82a174a566656e6365a2696405');
+    expect(hex(f)).toBe('03' + '01 0d000000'.replace(/ /g, '') + '82a174a566656e6365a2696405');
     expect(clientOk(f)).toEqual([{ t: 'fence', id: 5 }]);
   });
 
@@ -144,21 +148,21 @@ describe('frame limits', () => {
       ok: false,
       error: `wire version 1 is not supported (want ${WIRE_VERSION})`,
     });
-    // the same message in a v2 MSG record
-    expect(decodeClientFrame(bytes('02 01 0c000000 81 a1 74 cf ff ff ff ff ff ff ff ff'))).toEqual({
+    // the same message in a MSG record
+    expect(decodeClientFrame(bytes('03 01 0c000000 81 a1 74 cf ff ff ff ff ff ff ff ff'))).toEqual({
       ok: false,
       error: 'record 0: not valid MessagePack: the 64-bit integer at byte 3 is outside ±2^53',
     });
-    expect(decodeClientFrame(bytes('02 02 00000000 0000 0500 aabb'))).toEqual({
+    expect(decodeClientFrame(bytes('03 02 00000000 0000 0500 aabb'))).toEqual({
       ok: false,
       error: 'record 0 (page write) at byte 1 is truncated',
     });
-    expect(decodeClientFrame(bytes('02 02 00000000 ff0f 0200 aabb'))).toEqual({
+    expect(decodeClientFrame(bytes('03 02 00000000 ff0f 0200 aabb'))).toEqual({
       ok: false,
       error: 'record 0: a page write of 2 bytes at 4095 is outside the page',
     });
-    expect(decodeClientFrame(bytes('02 02 00000000 0000 0000'))).toMatchObject({ ok: false });
-    expect(decodeClientFrame(bytes('02 06 01000000 02 00000000 0400 00000000 01000000 00000000'))).toEqual({
+    expect(decodeClientFrame(bytes('03 02 00000000 0000 0000'))).toMatchObject({ ok: false });
+    expect(decodeClientFrame(bytes('03 06 01000000 02 00000000 0400 00000000 01000000 00000000'))).toEqual({
       ok: false,
       error: 'record 0: a ring check names a bad page or offset',
     });

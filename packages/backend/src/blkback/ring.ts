@@ -142,6 +142,8 @@ export class BlkifRing {
   halted = false;
   private stopped = false;
   private draining: Promise<void> | null = null;
+  /** The consume loop is running (it clears this itself, synchronously, when it stops). */
+  private consuming = false;
   private kickAgain = false;
   private waitingForSlot = false;
   /** A request was consumed since the last EOI (Linux clears XEN_EOI_FLAG_SPURIOUS). */
@@ -166,7 +168,13 @@ export class BlkifRing {
     this.back = new BackRing(this.mem, ringSize, BLKIF_REQUEST_SIZE, this.mem.readU32(8));
     this.maxInflight = BLKIF_REQS_PER_PAGE * ringPages.length;
     this.data = new GrantDataPath(ctx.xc, ctx.frontDomid, ctx.dataPath, ctx.persistent, ctx.stats);
-    this.events = new RingEvents(ctx.xc, ringPages[0], 'responder', () => this.port);
+    this.events = new RingEvents(
+      ctx.xc,
+      ringPages[0],
+      'responder',
+      () => this.port,
+      () => void this.kick(),
+    );
   }
 
   /** Requests consumed and not answered yet. */
@@ -258,76 +266,84 @@ export class BlkifRing {
 
   /** do_block_io_op: consume until the ring is empty, then re-arm req_event behind a barrier. */
   kick(): Promise<void> {
-    if (this.draining) {
+    // `consuming`, not `draining`: the loop has decided to stop a few microtasks before its promise
+    // settles, and a kick in between must start it again rather than set a flag nobody reads
+    if (this.consuming) {
       this.kickAgain = true;
-      return this.draining;
+      return this.draining ?? Promise.resolve();
     }
-    const run = this.consume()
+    this.consuming = true;
+    const run: Promise<void> = this.consume()
       .catch((e: Error) => {
         // the hypervisor went away under us (a fence or a map failed): nothing more to serve
         if (this.ctx.xc.connected)
           this.ctx.klog.printk(KERN_ERR, `xen-blkback: ring ${this.queue}: ${e.message}`);
       })
       .finally(() => {
-        this.draining = null;
+        if (this.draining === run) this.draining = null;
       });
     this.draining = run;
     return run;
   }
 
   private async consume(): Promise<void> {
-    do {
-      this.kickAgain = false;
-      for (;;) {
-        if (this.halted || this.stopped) return;
-        const rp = this.back.reqProd;
-        if (this.back.requestProdOverflow(rp)) {
-          const diff = (rp - this.back.rspProdPvt) | 0;
-          this.ctx.klog.printk(
-            KERN_WARNING,
-            `xen-blkback: Frontend provided bogus ring requests (${rp | 0} - ${this.back.rspProdPvt | 0} = ${diff}). Halting ring processing on dev=${this.ctx.pdevice.toString(16).padStart(4, '0')}`,
-          );
-          this.halted = true;
-          return;
+    // the flag drops in the same turn the loop decides to stop (see kick)
+    try {
+      do {
+        this.kickAgain = false;
+        for (;;) {
+          if (this.halted || this.stopped) return;
+          const rp = this.back.reqProd;
+          if (this.back.requestProdOverflow(rp)) {
+            const diff = (rp - this.back.rspProdPvt) | 0;
+            this.ctx.klog.printk(
+              KERN_WARNING,
+              `xen-blkback: Frontend provided bogus ring requests (${rp | 0} - ${this.back.rspProdPvt | 0} = ${diff}). Halting ring processing on dev=${this.ctx.pdevice.toString(16).padStart(4, '0')}`,
+            );
+            this.halted = true;
+            return;
+          }
+          this.waitingForSlot = false;
+          while (this.back.reqCons !== rp && !this.stopped) {
+            const rc = this.back.reqCons;
+            if (this.back.requestConsOverflow(rc)) break;
+            if (this.pending.length >= this.maxInflight) {
+              this.ctx.stats.oo_req++;
+              this.waitingForSlot = true;
+              break;
+            }
+            if (this.backOffPending) {
+              this.backOffPending = false;
+              await this.sleep(1);
+              continue;
+            }
+            // a private copy first: nothing is read twice from memory the guest can rewrite
+            const slot = this.mem.read(this.back.slotOffset(rc), BLKIF_REQUEST_SIZE);
+            this.ctx.trace?.consumed(rc, slot);
+            this.back.reqCons = (rc + 1) >>> 0; // before dispatch: the response may be made at once
+            this.sawRequest = true;
+            const d = this.classify(slot);
+            if (d.kind === 'refuse') {
+              this.answerNow(d.id, d.op, { status: d.status });
+              if (d.status === BLKIF_RSP_ERROR) this.backOffPending = true;
+            } else if (d.kind === 'barrier') {
+              // xen_blk_drain_io: everything consumed before the barrier completes first; what follows
+              // it waits until the barrier itself is done
+              await this.idle();
+              if (this.stopped) return; // unanswered: the next connection sees it again
+              const barrier = this.track(d.id, BLKIF_OP_WRITE_BARRIER, this.flushThenWrite(d.req));
+              await new Promise<void>((r) => (barrier.answered = r));
+            } else {
+              this.track(d.id, d.op, d.run());
+            }
+          }
+          if (this.waitingForSlot || this.stopped) return; // a completion kicks us again
+          if (!this.events.finalCheck(() => this.back.finalCheckForRequests())) break;
         }
-        this.waitingForSlot = false;
-        while (this.back.reqCons !== rp && !this.stopped) {
-          const rc = this.back.reqCons;
-          if (this.back.requestConsOverflow(rc)) break;
-          if (this.pending.length >= this.maxInflight) {
-            this.ctx.stats.oo_req++;
-            this.waitingForSlot = true;
-            break;
-          }
-          if (this.backOffPending) {
-            this.backOffPending = false;
-            await this.sleep(1);
-            continue;
-          }
-          // a private copy first: nothing is read twice from memory the guest can rewrite
-          const slot = this.mem.read(this.back.slotOffset(rc), BLKIF_REQUEST_SIZE);
-          this.ctx.trace?.consumed(rc, slot);
-          this.back.reqCons = (rc + 1) >>> 0; // before dispatch: the response may be made at once
-          this.sawRequest = true;
-          const d = this.classify(slot);
-          if (d.kind === 'refuse') {
-            this.answerNow(d.id, d.op, { status: d.status });
-            if (d.status === BLKIF_RSP_ERROR) this.backOffPending = true;
-          } else if (d.kind === 'barrier') {
-            // xen_blk_drain_io: everything consumed before the barrier completes first; what follows
-            // it waits until the barrier itself is done
-            await this.idle();
-            if (this.stopped) return; // unanswered: the next connection sees it again
-            const barrier = this.track(d.id, BLKIF_OP_WRITE_BARRIER, this.flushThenWrite(d.req));
-            await new Promise<void>((r) => (barrier.answered = r));
-          } else {
-            this.track(d.id, d.op, d.run());
-          }
-        }
-        if (this.waitingForSlot || this.stopped) return; // a completion kicks us again
-        if (!this.events.finalCheck(() => this.back.finalCheckForRequests(), this.back.reqCons)) break;
-      }
-    } while (this.kickAgain && !this.stopped && !this.halted);
+      } while (this.kickAgain && !this.stopped && !this.halted);
+    } finally {
+      this.consuming = false;
+    }
   }
 
   /** Decodes a request and applies the checks that need no I/O (dispatch_rw_block_io's first half). */

@@ -160,7 +160,13 @@ export class FrontQueue {
     this.ring = FrontRing.init(this.mem, p.size, BLKIF_REQUEST_SIZE, p.startIndex);
     this.shadow = new Array<Shadow | null>(p.size).fill(null);
     for (let i = p.size - 1; i >= 0; i--) this.freeIds.push(i);
-    this.events = new RingEvents(p.xc, this.pages[0], 'requester', () => this.port);
+    this.events = new RingEvents(
+      p.xc,
+      this.pages[0],
+      'requester',
+      () => this.port,
+      () => this.poll(),
+    );
   }
 
   /** Grants the ring pages and allocates the event channel (talk_to_blkback's setup_blkring). */
@@ -414,6 +420,18 @@ export class FrontQueue {
     this.events.pushed(pushed);
   }
 
+  /** Responses that came after a final check found none: blkif_interrupt's `goto again`, without an upcall. */
+  private poll(): void {
+    if (this.handling || this.dead) return;
+    this.handling = true;
+    try {
+      this.consumeResponses();
+    } finally {
+      this.handling = false;
+    }
+    if (!this.dead) this.onSpace?.();
+  }
+
   /** blkif_interrupt, then its xen_irq_lateeoi: an upcall that found no response is backed off. */
   private async interrupt(): Promise<void> {
     if (this.handling) return;
@@ -484,8 +502,7 @@ export class FrontQueue {
       }
       this.ring.rspCons = rp;
       if (this.ring.rspCons !== this.ring.reqProdPvt) {
-        if (!this.events.finalCheck(() => this.ring.finalCheckForResponses(), this.ring.rspCons))
-          return consumed;
+        if (!this.events.finalCheck(() => this.ring.finalCheckForResponses())) return consumed;
       } else {
         this.mem.writeU32(SRING_RSP_EVENT, (this.ring.rspCons + 1) >>> 0);
         return consumed;

@@ -121,15 +121,6 @@ export class EventChannels {
     if (p.state === 'interdomain' && p.remote) this.raise(p.remote);
   }
 
-  /**
-   * Raises the caller's own interdomain port, as a send from its peer would: the FINAL ring check
-   * found work the caller's copy of the ring has not seen yet.
-   */
-  raiseOwn(caller: Domain, port: number): void {
-    const p = this.port(caller, port);
-    if (p.state === 'interdomain') this.raise(p);
-  }
-
   private raise(p: Port): void {
     if (p.masked || p.inUpcall || p.domain.dying) {
       p.pending = true;

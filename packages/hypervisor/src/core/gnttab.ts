@@ -337,7 +337,7 @@ export class GrantTables {
 
   /**
    * The frame that holds a ring's header, as the caller names it: one of its own frames (shared), or
-   * one it maps. For the ring checks (NOTIFY_IF, FINAL) that are decided here.
+   * one it maps. For the ring check (NOTIFY_IF) that is decided here.
    */
   ringFrame(caller: Domain, mapped: boolean, page: number): SharedFrame {
     if (mapped) {

@@ -403,13 +403,6 @@ export class Hypervisor {
         brokerTrace?.routed(d.domid, m.port, m.oldProd, m.newProd, d.ports.get(m.port)?.remoteDomid ?? -1);
         return undefined;
       }
-      case 'ev_final_check': {
-        // RING_FINAL_CHECK_FOR_*'s mb() and re-read: work the caller has not seen yet wakes it
-        const prod = this.gnttab.ringFrame(d, m.mapped, m.page).data.readUInt32LE(m.prodOff);
-        d.stats.ringChecks++;
-        if (prod !== m.cons >>> 0) this.evtchn.raiseOwn(d, m.port);
-        return undefined;
-      }
       case 'mw':
         this.gnttab.ownerWrite(d, m.gfn, m.off, m.data);
         return undefined;
