@@ -22,7 +22,7 @@ export class Page {
   /** A mapping whose grant went away (granter destroyed): writes are dropped, reads see the last contents. */
   revoked = false;
   /** An armed final check: the word at `off` that another domain's write wakes us on (see ring-sync.ts). */
-  private wake: { off: number; fire: () => void } | null = null;
+  private wake: { off: number; seen: number; fire: () => void } | null = null;
 
   constructor(
     private readonly sink: PageWriteSink,
@@ -119,14 +119,20 @@ export class Page {
     if (this.wake !== null) this.woken(off, end - start);
   }
 
-  /** Calls `fire` once, the next time another domain's write touches the 4-byte word at `off`. */
-  wakeOnWrite(off: number, fire: () => void): void {
-    this.wake = { off, fire };
+  /**
+   * Calls `fire` once, the next time another domain's write leaves the u32 (little-endian) at `off`
+   * holding something other than `seen`. A write that puts back the value we saw wakes nobody: a
+   * guest rewriting its unchanged req_prod must not buy a pass of Dom0's ring loop per write, which
+   * the lateeoi backoff on spurious events exists to prevent.
+   */
+  wakeOnWrite(off: number, seen: number, fire: () => void): void {
+    this.wake = { off, seen: seen >>> 0, fire };
   }
 
   private woken(off: number, len: number): void {
     const w = this.wake!;
     if (off + len <= w.off || off >= w.off + 4) return;
+    if (this.buf.readUInt32LE(w.off) === w.seen) return;
     this.wake = null;
     w.fire();
   }

@@ -12,7 +12,9 @@
  *   (old, new]).
  * - The consumer's half (RING_FINAL_CHECK_FOR_*) needs nobody else. After writing its event index E
  *   and finding nothing more in its own copy, the consumer arms a wake on the producer index of that
- *   copy: the next write of it that the hypervisor forwards runs the consumer again. A push P either
+ *   copy: the next write the hypervisor forwards that moves it away from what was consumed runs the
+ *   consumer again (a write of the same value does not: that would let a guest buy a pass of Dom0's
+ *   loop with every write, past the lateeoi backoff that holds back spurious events). A push P either
  *   reaches the hypervisor after E — its NOTIFY_IF sees E and sends the event — or before it, and
  *   then P's write was forwarded to the consumer ahead of anything that follows E: it is already in
  *   the consumer's copy when it looks (and it goes on consuming), or it arrives later and fires the
@@ -57,14 +59,15 @@ export class RingEvents {
   /**
    * RING_FINAL_CHECK_FOR_REQUESTS / _RESPONSES. `check` is the ring's own first half: it writes the
    * event index and says whether work is already visible here. Returns true when the caller must
-   * keep consuming; false when it may go idle — then the next write of the producer index into our
-   * copy calls `wake` (once), as the work our copy had not seen yet arrives.
+   * keep consuming; false when it may go idle — then the next write that moves the producer index
+   * of our copy away from `cons` (what we consumed up to) calls `wake`, once, as the work our copy
+   * had not seen yet arrives.
    */
-  finalCheck(check: () => boolean): boolean {
+  finalCheck(check: () => boolean, cons: number): boolean {
     if (check()) return true;
     this.stats.finalChecks++;
     const prodOff = this.role === 'requester' ? SRING_RSP_PROD : SRING_REQ_PROD;
-    this.header.wakeOnWrite(prodOff, this.woken);
+    this.header.wakeOnWrite(prodOff, cons, this.woken);
     return false;
   }
 }

@@ -338,7 +338,7 @@ export class BlkifRing {
             }
           }
           if (this.waitingForSlot || this.stopped) return; // a completion kicks us again
-          if (!this.events.finalCheck(() => this.back.finalCheckForRequests())) break;
+          if (!this.events.finalCheck(() => this.back.finalCheckForRequests(), this.back.reqCons)) break;
         }
       } while (this.kickAgain && !this.stopped && !this.halted);
     } finally {

@@ -502,7 +502,8 @@ export class FrontQueue {
       }
       this.ring.rspCons = rp;
       if (this.ring.rspCons !== this.ring.reqProdPvt) {
-        if (!this.events.finalCheck(() => this.ring.finalCheckForResponses())) return consumed;
+        if (!this.events.finalCheck(() => this.ring.finalCheckForResponses(), this.ring.rspCons))
+          return consumed;
       } else {
         this.mem.writeU32(SRING_RSP_EVENT, (this.ring.rspCons + 1) >>> 0);
         return consumed;
