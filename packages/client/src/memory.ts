@@ -21,8 +21,12 @@ export class Page {
   grantCount = 0;
   /** A mapping whose grant went away (granter destroyed): writes are dropped, reads see the last contents. */
   revoked = false;
-  /** An armed final check: the word at `off` that another domain's write wakes us on (see ring-sync.ts). */
-  private wake: { off: number; seen: number; fire: () => void } | null = null;
+  /**
+   * An armed final check: the word at `off` that another domain's write wakes us on (see
+   * ring-sync.ts). Held with the buffer, not the Page: the hypervisor forwards a write to a frame
+   * mapped twice here through one of the mappings only, and a wake armed on the other must fire too.
+   */
+  private readonly watch: { wake: { off: number; seen: number; fire: () => void } | null };
 
   constructor(
     private readonly sink: PageWriteSink,
@@ -32,6 +36,7 @@ export class Page {
     sharedWith?: Page,
   ) {
     this.buf = sharedWith ? sharedWith.buf : Buffer.alloc(PAGE_SIZE);
+    this.watch = sharedWith ? sharedWith.watch : { wake: null };
     if (contents) this.buf.set(contents);
   }
 
@@ -110,13 +115,13 @@ export class Page {
   /** Applies a write that another domain made (delivered by the hypervisor). */
   applyRemoteWrite(off: number, data: Uint8Array): void {
     this.buf.set(data, off);
-    if (this.wake !== null) this.woken(off, data.length);
+    if (this.watch.wake !== null) this.woken(off, data.length);
   }
 
   /** The same, from bytes [start, end) of a received frame (no view made per write). */
   applyRemoteBytes(off: number, src: Buffer, start: number, end: number): void {
     src.copy(this.buf, off, start, end);
-    if (this.wake !== null) this.woken(off, end - start);
+    if (this.watch.wake !== null) this.woken(off, end - start);
   }
 
   /**
@@ -126,14 +131,14 @@ export class Page {
    * the lateeoi backoff on spurious events exists to prevent.
    */
   wakeOnWrite(off: number, seen: number, fire: () => void): void {
-    this.wake = { off, seen: seen >>> 0, fire };
+    this.watch.wake = { off, seen: seen >>> 0, fire };
   }
 
   private woken(off: number, len: number): void {
-    const w = this.wake!;
+    const w = this.watch.wake!;
     if (off + len <= w.off || off >= w.off + 4) return;
     if (this.buf.readUInt32LE(w.off) === w.seen) return;
-    this.wake = null;
+    this.watch.wake = null;
     w.fire();
   }
 }

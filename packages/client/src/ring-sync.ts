@@ -31,8 +31,28 @@ import type { Hypercalls } from './hypercalls.ts';
 import type { Page } from './memory.ts';
 
 export class RingEvents {
-  /** A wake runs the consumer after the frame that fired it is applied whole, not in the middle of it. */
-  private readonly woken = (): void => queueMicrotask(this.wake);
+  /** The final check the wake is armed for: the producer index's offset and what was consumed. */
+  private armed: { prodOff: number; cons: number } | null = null;
+
+  /** The page saw a write move the index: look again once the frame that carried it is applied whole. */
+  private readonly woken = (): void => queueMicrotask(this.recheck);
+
+  /**
+   * Runs the consumer only if the index still differs from what it consumed once the whole frame is
+   * applied. A peer that moves the index and puts it back within one frame (cons + 1, then cons)
+   * would otherwise buy a pass of our loop per frame — no request consumed, so nothing counted as
+   * spurious and no lateeoi backoff — and our event-index write back to it; now it buys a re-arm.
+   */
+  private readonly recheck = (): void => {
+    const a = this.armed;
+    if (!a) return;
+    if (this.header.readU32LE(a.prodOff) === a.cons) {
+      this.header.wakeOnWrite(a.prodOff, a.cons, this.woken);
+      return;
+    }
+    this.armed = null;
+    this.wake();
+  };
   /** NOTIFY_IF records sent (whether an event follows is the hypervisor's call), and final checks that armed a wake. */
   readonly stats = { notifyChecks: 0, finalChecks: 0 };
 
@@ -67,6 +87,7 @@ export class RingEvents {
     if (check()) return true;
     this.stats.finalChecks++;
     const prodOff = this.role === 'requester' ? SRING_RSP_PROD : SRING_REQ_PROD;
+    this.armed = { prodOff, cons: cons >>> 0 };
     this.header.wakeOnWrite(prodOff, cons, this.woken);
     return false;
   }
