@@ -12,9 +12,10 @@
  *   (old, new]).
  * - The consumer's half (RING_FINAL_CHECK_FOR_*) needs nobody else. After writing its event index E
  *   and finding nothing more in its own copy, the consumer arms a wake on the producer index of that
- *   copy: the next write the hypervisor forwards that moves it away from what was consumed runs the
- *   consumer again (a write of the same value does not: that would let a guest buy a pass of Dom0's
- *   loop with every write, past the lateeoi backoff that holds back spurious events). A push P either
+ *   copy: once a frame the hypervisor forwards has moved it away from what was consumed, the consumer
+ *   runs again (a frame that leaves it where it was does not, whatever it wrote: that would let a
+ *   guest buy a pass of Dom0's loop per frame, past the lateeoi backoff that holds back spurious
+ *   events). A push P either
  *   reaches the hypervisor after E — its NOTIFY_IF sees E and sends the event — or before it, and
  *   then P's write was forwarded to the consumer ahead of anything that follows E: it is already in
  *   the consumer's copy when it looks (and it goes on consuming), or it arrives later and fires the
