@@ -15,11 +15,11 @@
  *   copy: once a frame the hypervisor forwards has moved it away from what was consumed, the consumer
  *   runs again (a frame that leaves it where it was does not, whatever it wrote: that would let a
  *   guest buy a pass of Dom0's loop per frame, past the lateeoi backoff that holds back spurious
- *   events). A push P either
- *   reaches the hypervisor after E — its NOTIFY_IF sees E and sends the event — or before it, and
- *   then P's write was forwarded to the consumer ahead of anything that follows E: it is already in
- *   the consumer's copy when it looks (and it goes on consuming), or it arrives later and fires the
- *   wake. No wake-up is lost, and no notification is sent that the event index did not ask for.
+ *   events). A push P either reaches the hypervisor after E — its NOTIFY_IF sees E and sends the
+ *   event — or before it, and then P's write was forwarded to the consumer ahead of anything that
+ *   follows E: it is already in the consumer's copy when it looks (and it goes on consuming), or it
+ *   arrives later and fires the wake. No wake-up is lost, and no notification is sent that the event
+ *   index did not ask for.
  *
  * Wire version 2 asked the hypervisor instead (a FINAL record: raise my own port iff the producer
  * index has moved past what I consumed). That answered the second case with an event of its own,
