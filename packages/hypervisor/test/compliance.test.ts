@@ -166,6 +166,16 @@ describe.each([
     return s.connect(credential);
   }
 
+  /** A new guest's page, granted to Dom0 writable and mapped there. */
+  async function sharedWithDom0() {
+    const g = await newGuest();
+    const page = g.allocPage();
+    const ref = g.gnttab.grantAccess(page, 0, false);
+    await g.fence(); // granted before another connection uses the ref
+    const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+    return { g, page, ref, theirs: m.page! };
+  }
+
   describe('domains and credentials', () => {
     it('authenticates Dom0 as domain 0 and a created guest as the domid it was given', async () => {
       expect(dom0.domid).toBe(0);
@@ -384,12 +394,8 @@ describe.each([
     });
 
     it('propagates writes both ways, and orders them before a following event', async () => {
-      const g = await newGuest();
-      const page = g.allocPage();
-      const ref = g.gnttab.grantAccess(page, 0, false);
-      await g.fence(); // granted before another connection uses the ref
-      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
-      const mapped = m.page!;
+      const { g, page, ref, theirs } = await sharedWithDom0();
+      const mapped = theirs;
       expect(s.hv.grantEntryFlags(g.domid, ref)).toBe(GTF_permit_access | GTF_reading | GTF_writing);
 
       // guest → dom0: 200 writes then one event; the handler must see all of them
@@ -450,14 +456,10 @@ describe.each([
     });
 
     it('refuses to end access while mapped, and allows it after unmap', async () => {
-      const g = await newGuest();
-      const page = g.allocPage();
-      const ref = g.gnttab.grantAccess(page, 0, false);
-      await g.fence(); // granted before another connection uses the ref
-      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      const { g, ref, theirs } = await sharedWithDom0();
       expect(await g.gnttab.endForeignAccess([ref])).toEqual(['busy']);
-      expect(await dom0.gnttab.unmap([m.page!])).toEqual([GNTST.okay]);
-      expect(await dom0.gnttab.unmap([m.page!])).toEqual([GNTST.bad_handle]);
+      expect(await dom0.gnttab.unmap([theirs])).toEqual([GNTST.okay]);
+      expect(await dom0.gnttab.unmap([theirs])).toEqual([GNTST.bad_handle]);
       expect(await g.gnttab.endForeignAccess([ref])).toEqual(['ok']);
       const [after] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
       expect(after.status).toBe(GNTST.permission_denied);
@@ -652,26 +654,22 @@ describe.each([
 
   describe('pages granted twice, granted to oneself; ports for another domain', () => {
     it('a second grant of a mapped page does not change its contents behind the mapper', async () => {
-      const g = await newGuest();
-      const page = g.allocPage();
-      const ref = g.gnttab.grantAccess(page, 0, false);
-      await g.fence();
-      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
+      const { g, page, theirs } = await sharedWithDom0();
       // a hostile guest grants the same frame again with a body that says req_prod = 5; the
-      // broker's copy (on which FINAL checks are decided) kept it, Dom0's did not see it, and each
-      // of Dom0's idle checks then woke Dom0 again
+      // broker's copy (on which wire version 2's FINAL checks were decided) kept it, Dom0's did not
+      // see it, and each of Dom0's idle checks then woke Dom0 again
       // (its page changed without the write going out, then a grant of it carries the bytes)
       page.buf.writeUInt32LE(5, 0);
       g.gnttab.grantAccess(page, 0, true);
       await g.fence();
       await dom0.fence();
-      expect(m.page!.readU32LE(0)).toBe(0);
+      expect(theirs.readU32LE(0)).toBe(0);
       expect(s.hv.domains.get(g.domid)!.frames.get(page.gfn)!.data.readUInt32LE(0)).toBe(0);
       // a write through the page reaches both, as before
       page.writeU32LE(0, 7);
       await g.fence();
       await dom0.fence();
-      expect(m.page!.readU32LE(0)).toBe(7);
+      expect(theirs.readU32LE(0)).toBe(7);
     });
 
     it('a page mapped by the domain that granted it: each view sees the writes made through the other', async () => {
@@ -813,12 +811,7 @@ describe.each([
 
   describe("the final check's wake (ring-sync.ts): the consumer's half of the ring barrier", () => {
     it('runs a consumer that found nothing once, at the next forwarded write that moves the producer index', async () => {
-      const g = await newGuest();
-      const page = g.allocPage();
-      const ref = g.gnttab.grantAccess(page, 0, false);
-      await g.fence(); // granted before another connection uses the ref
-      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
-      const theirs = m.page!;
+      const { g, page, theirs } = await sharedWithDom0();
       let wakes = 0;
       // Dom0 consumes requests, as blkback does: the guest produces req_prod
       const events = new RingEvents(
@@ -891,12 +884,7 @@ describe.each([
 
   describe('fence is a full barrier (the Dekker pattern the ring relies on)', () => {
     it('never lets both sides miss each other', async () => {
-      const g = await newGuest();
-      const page = g.allocPage();
-      const ref = g.gnttab.grantAccess(page, 0, false);
-      await g.fence(); // granted before another connection uses the ref
-      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: false }]);
-      const theirs = m.page!;
+      const { g, page, theirs } = await sharedWithDom0();
       for (let round = 1; round <= 30; round++) {
         // each side writes its flag, fences, then reads the other's flag
         const a = (async () => {
