@@ -601,23 +601,18 @@ describe('pvblk bench: a run', () => {
     expectMachine(j.pvblk.machine.relay);
   });
 
-  it('counts: a QD1 write run of N ios has N completions and at most one notification per request each way', async () => {
-    const r = await pvblk(
-      [
-        'bench',
-        '--name=c',
-        '--rw=write',
-        '--bs=4k',
-        '--iodepth=1',
-        '--size=128k',
-        '--direct=1',
-        '--output-format=json',
-        ...QUICK,
-      ],
-      { env: { TMPDIR: tmp.path }, timeoutMs: 120_000 },
-    );
+  /** A direct-I/O job of QUICK's stack, its JSON output. */
+  const countedRun = async (job: string[]): Promise<FioJson> => {
+    const r = await pvblk(['bench', ...job, '--direct=1', '--output-format=json', ...QUICK], {
+      env: { TMPDIR: tmp.path },
+      timeoutMs: 120_000,
+    });
     expect(r.code).toBe(0);
-    const j = JSON.parse(r.stdout) as FioJson;
+    return JSON.parse(r.stdout) as FioJson;
+  };
+
+  it('counts: a QD1 write run of N ios has N completions and at most one notification per request each way', async () => {
+    const j = await countedRun(['--name=c', '--rw=write', '--bs=4k', '--iodepth=1', '--size=128k']);
     const n = 32;
     expect(j.jobs[0].write.total_ios).toBe(n);
     const g = j.pvblk.guests[0];
@@ -638,22 +633,7 @@ describe('pvblk bench: a run', () => {
   });
 
   it('QD32: under 0.1 notifications per request each way, and a final check costs no frame of its own', async () => {
-    const r = await pvblk(
-      [
-        'bench',
-        '--name=q',
-        '--rw=randwrite',
-        '--bs=4k',
-        '--iodepth=32',
-        '--size=4m',
-        '--direct=1',
-        '--output-format=json',
-        ...QUICK,
-      ],
-      { env: { TMPDIR: tmp.path }, timeoutMs: 120_000 },
-    );
-    expect(r.code).toBe(0);
-    const j = JSON.parse(r.stdout) as FioJson;
+    const j = await countedRun(['--name=q', '--rw=randwrite', '--bs=4k', '--iodepth=32', '--size=4m']);
     expect(j.jobs[0].write.total_ios).toBe(1024);
     const pr = j.pvblk.guests[0].per_request;
     expect(pr.notificationsToBackend).toBeLessThan(0.1);
