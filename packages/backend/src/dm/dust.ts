@@ -80,7 +80,8 @@ export class DustTarget extends PassThrough {
     if (!this.enabled) return super.write(sector, data, pi);
     // dm-dust splits I/O at its block size (max_io_len) and maps each piece alone: a block whose
     // write fail count lasts fails its piece, the others are written (bad ones remapped)
-    const failing = this.blocksOf(sector, data.length / 512).filter((b) => (this.badBlocks.get(b) ?? 0) > 0);
+    const blocks = this.blocksOf(sector, data.length / 512);
+    const failing = blocks.filter((b) => (this.badBlocks.get(b) ?? 0) > 0);
     if (failing.length === 0) {
       this.remap(sector, data.length / 512);
       return super.write(sector, data, pi);
@@ -88,7 +89,7 @@ export class DustTarget extends PassThrough {
     for (const b of failing) this.badBlocks.set(b, this.badBlocks.get(b)! - 1);
     this.counters.writesFailed++;
     const end = sector + data.length / 512;
-    for (let b = Math.floor(sector / this.sectPerBlock); b * this.sectPerBlock < end; b++) {
+    for (const b of blocks) {
       if (failing.includes(b)) continue;
       const from = Math.max(sector, b * this.sectPerBlock);
       const to = Math.min(end, (b + 1) * this.sectPerBlock);
