@@ -241,7 +241,7 @@ class HostileBackend {
     // when req_prod next changes in our copy; a backend that skips this is never notified again, as on Xen
     this.ring.writeU32(4, (this.reqCons + 1) >>> 0);
     if (this.ring.readU32(0) !== this.reqCons) this.again = true;
-    else this.pages[0].wakeOnWrite(0, this.reqCons, () => queueMicrotask(() => void this.kick()));
+    else this.pages[0].wakeOnWrite(0, () => queueMicrotask(() => void this.kick()));
   }
 }
 

@@ -26,7 +26,7 @@ export class Page {
    * ring-sync.ts). Held with the buffer, not the Page: the hypervisor forwards a write to a frame
    * mapped twice here through one of the mappings only, and a wake armed on the other must fire too.
    */
-  private readonly watch: { wake: { off: number; seen: number; fire: () => void } | null };
+  private readonly watch: { wake: { off: number; fire: () => void } | null };
 
   constructor(
     private readonly sink: PageWriteSink,
@@ -125,19 +125,16 @@ export class Page {
   }
 
   /**
-   * Calls `fire` once, the next time another domain's write leaves the u32 (little-endian) at `off`
-   * holding something other than `seen`. A write that puts back the value we saw wakes nobody: a
-   * guest rewriting its unchanged req_prod must not buy a pass of Dom0's ring loop per write, which
-   * the lateeoi backoff on spurious events exists to prevent.
+   * Calls `fire` once, the next time another domain's write touches the 4-byte word at `off`. What
+   * the word then holds is the caller's to judge (ring-sync.ts looks once the whole frame is applied).
    */
-  wakeOnWrite(off: number, seen: number, fire: () => void): void {
-    this.watch.wake = { off, seen: seen >>> 0, fire };
+  wakeOnWrite(off: number, fire: () => void): void {
+    this.watch.wake = { off, fire };
   }
 
   private woken(off: number, len: number): void {
     const w = this.watch.wake!;
     if (off + len <= w.off || off >= w.off + 4) return;
-    if (this.buf.readUInt32LE(w.off) === w.seen) return;
     this.watch.wake = null;
     w.fire();
   }

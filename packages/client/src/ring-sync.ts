@@ -35,20 +35,21 @@ export class RingEvents {
   /** The final check the wake is armed for: the producer index's offset and what was consumed. */
   private armed: { prodOff: number; cons: number } | null = null;
 
-  /** The page saw a write move the index: look again once the frame that carried it is applied whole. */
+  /** The page saw a write of the index: look again once the frame that carried it is applied whole. */
   private readonly woken = (): void => queueMicrotask(this.recheck);
 
   /**
-   * Runs the consumer only if the index still differs from what it consumed once the whole frame is
-   * applied. A peer that moves the index and puts it back within one frame (cons + 1, then cons)
-   * would otherwise buy a pass of our loop per frame — no request consumed, so nothing counted as
-   * spurious and no lateeoi backoff — and our event-index write back to it; now it buys a re-arm.
+   * Runs the consumer only if the index differs from what it consumed once the whole frame is
+   * applied. A peer that rewrites the index unchanged, or moves it and puts it back within one frame
+   * (cons + 1, then cons), would otherwise buy a pass of our loop per frame — no request consumed, so
+   * nothing counted as spurious and no lateeoi backoff — and our event-index write back to it; now
+   * it buys a re-arm.
    */
   private readonly recheck = (): void => {
     const a = this.armed;
     if (!a) return;
     if (this.header.readU32LE(a.prodOff) === a.cons) {
-      this.header.wakeOnWrite(a.prodOff, a.cons, this.woken);
+      this.header.wakeOnWrite(a.prodOff, this.woken);
       return;
     }
     this.armed = null;
@@ -89,7 +90,7 @@ export class RingEvents {
     this.stats.finalChecks++;
     const prodOff = this.role === 'requester' ? SRING_RSP_PROD : SRING_REQ_PROD;
     this.armed = { prodOff, cons: cons >>> 0 };
-    this.header.wakeOnWrite(prodOff, cons, this.woken);
+    this.header.wakeOnWrite(prodOff, this.woken);
     return false;
   }
 }
