@@ -420,32 +420,32 @@ export class FrontQueue {
     this.events.pushed(pushed);
   }
 
-  /** Responses that came after a final check found none: blkif_interrupt's `goto again`, without an upcall. */
-  private poll(): void {
-    if (this.handling || this.dead) return;
+  /** Consumes what has arrived and tells the device of freed slots; how many responses it took. */
+  private handleResponses(): number {
     this.handling = true;
-    try {
-      this.consumeResponses();
-    } finally {
-      this.handling = false;
-    }
-    if (!this.dead) this.onSpace?.();
-  }
-
-  /** blkif_interrupt, then its xen_irq_lateeoi: an upcall that found no response is backed off. */
-  private async interrupt(): Promise<void> {
-    if (this.handling) return;
-    if (this.dead) return this.quiet();
-    this.handling = true;
-    this.p.stats.upcalls++;
     let consumed = 0;
     try {
       consumed = this.consumeResponses();
     } finally {
       this.handling = false;
     }
+    if (!this.dead) this.onSpace?.();
+    return consumed;
+  }
+
+  /** Responses that came after a final check found none: blkif_interrupt's `goto again`, without an upcall. */
+  private poll(): void {
+    if (this.handling || this.dead) return;
+    this.handleResponses();
+  }
+
+  /** blkif_interrupt, then its xen_irq_lateeoi: an upcall that found no response is backed off. */
+  private async interrupt(): Promise<void> {
+    if (this.handling) return;
     if (this.dead) return this.quiet();
-    this.onSpace?.();
+    this.p.stats.upcalls++;
+    const consumed = this.handleResponses();
+    if (this.dead) return this.quiet();
     const spurious = consumed === 0;
     const delay = this.backoff.eoi(spurious);
     if (spurious) this.p.stats.spuriousEvents++;
