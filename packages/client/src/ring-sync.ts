@@ -32,8 +32,8 @@ import type { Hypercalls } from './hypercalls.ts';
 import type { Page } from './memory.ts';
 
 export class RingEvents {
-  /** The final check the wake is armed for: the producer index's offset and what was consumed. */
-  private armed: { prodOff: number; cons: number } | null = null;
+  /** What the consumer had consumed when its final check armed the wake; null when none is armed. */
+  private armedAt: number | null = null;
 
   /** The page saw a write of the index: look again once the frame that carried it is applied whole. */
   private readonly woken = (): void => queueMicrotask(this.recheck);
@@ -46,13 +46,12 @@ export class RingEvents {
    * it buys a re-arm.
    */
   private readonly recheck = (): void => {
-    const a = this.armed;
-    if (!a) return;
-    if (this.header.readU32LE(a.prodOff) === a.cons) {
-      this.header.wakeOnWrite(a.prodOff, this.woken);
+    if (this.armedAt === null) return;
+    if (this.header.readU32LE(this.prodOff) === this.armedAt) {
+      this.header.wakeOnWrite(this.prodOff, this.woken);
       return;
     }
-    this.armed = null;
+    this.armedAt = null;
     this.wake();
   };
   /** NOTIFY_IF records sent (whether an event follows is the hypervisor's call), and final checks that armed a wake. */
@@ -69,6 +68,11 @@ export class RingEvents {
     /** The consumer's loop: run again when work arrives after a final check found none. */
     private readonly wake: () => void,
   ) {}
+
+  /** The producer index the consumer waits on: the peer's. */
+  private get prodOff(): number {
+    return this.role === 'requester' ? SRING_RSP_PROD : SRING_REQ_PROD;
+  }
 
   /** After RING_PUSH_REQUESTS / RING_PUSH_RESPONSES: notify the peer if its event index asks for it. */
   pushed(r: { oldProd: number; newProd: number }): void {
@@ -88,9 +92,8 @@ export class RingEvents {
   finalCheck(check: () => boolean, cons: number): boolean {
     if (check()) return true;
     this.stats.finalChecks++;
-    const prodOff = this.role === 'requester' ? SRING_RSP_PROD : SRING_REQ_PROD;
-    this.armed = { prodOff, cons: cons >>> 0 };
-    this.header.wakeOnWrite(prodOff, this.woken);
+    this.armedAt = cons >>> 0;
+    this.header.wakeOnWrite(this.prodOff, this.woken);
     return false;
   }
 }
