@@ -185,7 +185,9 @@ export class XenClient implements Hypercalls, PageWriteSink {
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject, t: m.t });
       try {
-        this.enqueue({ ...m, id } as ClientMessage);
+        // id first: V8 gives `{ ...m, id }` (a key added after a spread) a hidden class of its own
+        // every time; this way each kind of call keeps one
+        this.enqueue({ id, ...m } as ClientMessage);
       } catch (e) {
         this.pending.delete(id);
         reject(e as Error);

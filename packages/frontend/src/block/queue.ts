@@ -26,16 +26,17 @@ import {
   type KernelLog,
   type PiCheck,
 } from '@pvblk/shared';
-import type {
-  BioSegment,
-  BlkStatus,
-  BlockDriver,
-  BlockOp,
-  BlockRequest,
-  BlockResult,
-  DeviceIntegrity,
-  QueueLimits,
-  RequestIntegrity,
+import {
+  withIntegrity,
+  type BioSegment,
+  type BlkStatus,
+  type BlockDriver,
+  type BlockOp,
+  type BlockRequest,
+  type BlockResult,
+  type DeviceIntegrity,
+  type QueueLimits,
+  type RequestIntegrity,
 } from './types.ts';
 
 /** What the page cache and direct I/O hand the block layer: one bio (submit_bio). */
@@ -369,11 +370,11 @@ export class GuestBlockQueue {
     let sent = req;
     let readIntegrity: RequestIntegrity | undefined;
     if (req.op === 'write') {
-      if (bi && this.writeGenerate) sent = { ...sent, integrity: this.generate(req, bi) };
+      if (bi && this.writeGenerate) sent = withIntegrity(sent, this.generate(req, bi));
       sent = this.applyWriteFaults(sent, cleanups);
     } else if (req.op === 'read' && bi && this.readVerify) {
       readIntegrity = this.readIntegrity(req, bi);
-      sent = { ...req, integrity: readIntegrity };
+      sent = withIntegrity(req, readIntegrity);
     }
 
     const t0 = this.now();

@@ -40,6 +40,21 @@ export interface BlockRequest {
   integrity?: RequestIntegrity;
 }
 
+/**
+ * `req` with its protection information set, built field by field. Not `{ ...req, integrity }`: V8
+ * (11.3, Node 20) gives an object literal that spreads an object and then adds a key it did not have
+ * a hidden class of its own every time, so each PI request reached blkfront with a new one — every
+ * property read of a request there became a megamorphic miss, and the guest allocated a map per
+ * request. Optional fields are copied only when present, so that requests keep the few shapes the
+ * block layer builds.
+ */
+export function withIntegrity(req: BlockRequest, integrity: RequestIntegrity | undefined): BlockRequest {
+  const out: BlockRequest = { op: req.op, sector: req.sector, segments: req.segments, integrity };
+  if (req.nrSectors !== undefined) out.nrSectors = req.nrSectors;
+  if (req.secure !== undefined) out.secure = req.secure;
+  return out;
+}
+
 /** blk_status_t, the subset a paravirtual disk can return. */
 export type BlkStatus = 'ok' | 'ioerr' | 'notsupp' | 'protection' | 'nospc';
 

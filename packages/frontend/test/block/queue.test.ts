@@ -6,7 +6,7 @@
 import { KERN_ERR, MemoryKernelLog, PI_TUPLE_SIZE, SECTOR_SIZE, verifyPi } from '@pvblk/shared';
 import { describe, expect, it } from 'vitest';
 import { GuestBlockQueue, type Bio } from '../../src/block/queue.ts';
-import type { BioSegment, DeviceIntegrity } from '../../src/block/types.ts';
+import { withIntegrity, type BioSegment, type DeviceIntegrity } from '../../src/block/types.ts';
 import { FakeDriver, TYPE1_CRC, pageWith } from './fake-driver.ts';
 
 function setup(opts: ConstructorParameters<typeof FakeDriver>[0] = {}): {
@@ -261,6 +261,42 @@ describe('block integrity: generate on write', () => {
     await q.submitBio(write(0, pages(driver, 1)));
     expect(driver.requests[0].integrity).toBeUndefined();
     expect(q.stats.piGenerated).toBe(0);
+  });
+});
+
+describe('withIntegrity', () => {
+  const integrity = {
+    tuples: Buffer.alloc(8),
+    refSeed: 7,
+    appTag: 0,
+    checks: { guard: true, app: false, ref: true },
+  };
+
+  it('adds the PI and keeps exactly the fields the request had', () => {
+    const segments: BioSegment[] = [];
+    const r = withIntegrity({ op: 'write', sector: 56, segments }, integrity);
+    expect(Object.keys(r)).toEqual(['op', 'sector', 'segments', 'integrity']);
+    expect(r).toEqual({ op: 'write', sector: 56, segments, integrity });
+    expect(r.segments).toBe(segments);
+    const d = withIntegrity(
+      { op: 'discard', sector: 8, segments: [], nrSectors: 16, secure: true },
+      undefined,
+    );
+    expect(d).toEqual({
+      op: 'discard',
+      sector: 8,
+      segments: [],
+      nrSectors: 16,
+      secure: true,
+      integrity: undefined,
+    });
+  });
+
+  it('replaces PI the request already carried, and leaves the request itself alone', () => {
+    const req = { op: 'write' as const, sector: 0, segments: [], integrity: { ...integrity, refSeed: 1 } };
+    const r = withIntegrity(req, integrity);
+    expect(r.integrity).toBe(integrity);
+    expect(req.integrity.refSeed).toBe(1);
   });
 });
 
