@@ -148,6 +148,63 @@ describe('hostile frontend against blkback', () => {
   });
 });
 
+describe('one guest and the mappings Dom0 holds for every guest', () => {
+  it("past its budget a guest's requests move by grant copy: Dom0 never runs out of mappings, and another guest's I/O maps and succeeds", async () => {
+    // Dom0 may hold 256 mappings at once for all guests; blkback gives each guest 64 beyond its
+    // persistent grants. The attacker's 32 requests of 11 segments would take 352.
+    host = await startHost({ grants: { maxMaptrack: 256 }, blkback: { maxTransientMaps: 64 } });
+    const victim = await host.domain();
+    const v = await attachBlkfront(host, victim, { persistentGrants: false });
+    const attacker = await host.domain({ disk: { delayMs: 20 } });
+    const a = await RawFront.connect(host, attacker, { persistent: false });
+    const dom0 = host.lh.hv.domains.get(0)!;
+    const slots: Buffer[] = [];
+    for (let id = 0; id < a.size; id++) {
+      const segments = Array.from({ length: 11 }, (_, k) => ({
+        gref: a.grant(Buffer.alloc(4096, (id * 11 + k) & 0xff), true).ref,
+        firstSect: 0,
+        lastSect: 0,
+      }));
+      slots.push(
+        encodeRequest({
+          operation: BLKIF_OP_WRITE,
+          nrSegments: 11,
+          handle: DEVID,
+          id: BigInt(id),
+          sectorNumber: BigInt(id * 11),
+          segments,
+        }),
+      );
+    }
+    let peak = 0;
+    const sample = setInterval(() => (peak = Math.max(peak, dom0.maptrack.size)), 1);
+    try {
+      a.push(slots);
+      // while the attacker's writes wait on its slow disk, the victim's go through, each mapping its page
+      for (let i = 0; i < 8; i++) {
+        peak = Math.max(peak, dom0.maptrack.size);
+        expect(await v.front.submit(rwRequest(v.xc, 'write', i * 8, pattern(4096, i)))).toEqual({
+          status: 'ok',
+        });
+      }
+      const rs = await a.responses(a.size);
+      expect(rs.filter((r) => r.status !== BLKIF_RSP_OKAY)).toEqual([]);
+    } finally {
+      clearInterval(sample);
+    }
+    expect(host.klog.lines().filter((l) => l.includes('GNTST_no_space'))).toEqual([]);
+    const st = host.blkback.stats()[`${attacker.domid}/${DEVID}`];
+    // the attacker's maps stayed within its budget, the rest of its segments were copied
+    expect(st.grant_maps).toBeLessThanOrEqual(64);
+    expect(st.grant_copies).toBeGreaterThan(0);
+    expect(st.grant_maps + st.grant_copies).toBe(a.size * 11);
+    expect(peak).toBeLessThanOrEqual(64 + 64);
+    // the data the attacker wrote by copy is on its disk
+    const r = await (attacker.disk as MemoryBlockDevice).read(31 * 11 + 10, 1);
+    expect(r.ok && r.data[0]).toBe((31 * 11 + 10) & 0xff);
+  });
+});
+
 describe('a frontend that reconnects with I/O in flight', () => {
   it('is refused until the I/O completes ("pending I/O"), so no old write lands after a newer acknowledged one', async () => {
     host = await startHost({ blkback: { drainTimeoutMs: 100, persistentGrants: false } });

@@ -104,8 +104,10 @@ export async function writeVbd(dom0: XenClient, domid: number, params: string, v
   });
 }
 
-export async function startHost(o: { blkback?: Partial<BlkbackConfig> } = {}): Promise<Host> {
-  const lh = new LocalHypervisor({ dom0Credential: 'dom0-local' });
+export async function startHost(
+  o: { blkback?: Partial<BlkbackConfig>; grants?: { maxMaptrack?: number } } = {},
+): Promise<Host> {
+  const lh = new LocalHypervisor({ dom0Credential: 'dom0-local', grants: o.grants });
   let dom0 = await lh.connectDom0();
   const klog = new MemoryKernelLog();
   let toolstack = new Toolstack(dom0);

@@ -16,6 +16,12 @@ export interface BlkbackConfig {
   /** max_persistent_grants per ring. */
   maxPersistentGrants: number;
   /**
+   * Grants of one guest that blkback keeps mapped at once for its requests beyond the persistent ones
+   * (data segments and indirect pages, all its rings and disks together); a request that would pass it
+   * moves its data by grant copy instead. Not a Linux parameter: see MapBudget (segments.ts).
+   */
+  maxTransientMaps: number;
+  /**
    * persistent_grant_unused_seconds, in milliseconds here: a persistent grant idle this long is
    * unmapped by the next LRU pass (purge_persistent_gnt). 0 keeps idle grants for ever.
    */
@@ -48,6 +54,7 @@ export const DEFAULT_BLKBACK_CONFIG: Readonly<BlkbackConfig> = Object.freeze({
   maxIndirectSegments: 256,
   persistentGrants: true,
   maxPersistentGrants: 1056,
+  maxTransientMaps: 2048,
   persistentGrantUnusedMs: 60_000,
   lruIntervalMs: 100,
   dataPath: 'map',

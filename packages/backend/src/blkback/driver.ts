@@ -8,6 +8,7 @@ import type { Watch, Hypercalls } from '@pvblk/client';
 import type { HostBlockDevice } from '../block-device.ts';
 import { DEFAULT_BLKBACK_CONFIG, type BlkbackConfig } from './config.ts';
 import { VbdBackend, type VbdContext } from './vbd.ts';
+import { MapBudget } from './segments.ts';
 import type { BlkbackStats } from './stats.ts';
 
 export interface DeviceResolver {
@@ -25,6 +26,8 @@ export interface BlkbackOptions {
 
 export class BlkbackDriver {
   readonly vbds = new Map<string, VbdBackend>();
+  /** Each frontend domain's budget of transient mappings, kept while it has a vbd here. */
+  private readonly mapBudgets = new Map<number, MapBudget>();
   private watch: Watch | null = null;
   private scanning: Promise<void> = Promise.resolve();
   readonly config: BlkbackConfig;
@@ -92,6 +95,7 @@ export class BlkbackDriver {
           pdevice: opened.pdevice,
           startSector: opened.startSector ?? 0,
           frontDomid: Number(dom),
+          mapBudget: this.mapBudgetOf(Number(dom)),
           devid: Number(dev),
           bePath,
           log: (l, o, m) => this.log(l, o, m),
@@ -112,6 +116,19 @@ export class BlkbackDriver {
         this.log('info', { vbd: key }, 'vbd removed');
       }
     }
+    this.dropUnusedBudgets();
+  }
+
+  private mapBudgetOf(domid: number): MapBudget {
+    let b = this.mapBudgets.get(domid);
+    if (!b) this.mapBudgets.set(domid, (b = new MapBudget(this.config.maxTransientMaps)));
+    return b;
+  }
+
+  /** Drops the budgets of domains with no vbd left (their rings' in-flight requests keep theirs). */
+  private dropUnusedBudgets(): void {
+    const inUse = new Set([...this.vbds.keys()].map((k) => Number(k.split('/')[0])));
+    for (const domid of this.mapBudgets.keys()) if (!inUse.has(domid)) this.mapBudgets.delete(domid);
   }
 
   /** Waits for pending scans and state changes (tests and shutdown). */
@@ -137,5 +154,6 @@ export class BlkbackDriver {
     await this.watch?.unwatch().catch(() => {});
     for (const v of this.vbds.values()) await v.remove();
     this.vbds.clear();
+    this.mapBudgets.clear();
   }
 }

@@ -70,7 +70,7 @@ import {
 import { PagesRingMemory, RingEvents, type Page, type Hypercalls } from '@pvblk/client';
 import type { HostBlockDevice, IntegrityProfile, IoError, IoResult } from '../block-device.ts';
 import { BLKIF_REQS_PER_PAGE } from './config.ts';
-import { GrantDataPath, PersistentGrants } from './segments.ts';
+import { GrantDataPath, PersistentGrants, type MapBudget } from './segments.ts';
 import type { BlkbackStats } from './stats.ts';
 import type { BlkbackRingTrace } from './trace.ts';
 
@@ -89,6 +89,8 @@ export interface RingContext {
   flushSupport: boolean;
   dataPath: 'map' | 'copy';
   persistent: PersistentGrants | null;
+  /** The guest's budget of mappings beyond persistent grants, shared by all its rings and disks. */
+  mapBudget: MapBudget;
   stats: BlkbackStats;
   /** The PI format negotiated with the frontend (the blkif integrity extension), or null. */
   integrity: IntegrityProfile | null;
@@ -167,7 +169,14 @@ export class BlkifRing {
     // BACK_RING_ATTACH at rsp_prod, so a ring that already carried traffic is picked up where it is
     this.back = new BackRing(this.mem, ringSize, BLKIF_REQUEST_SIZE, this.mem.readU32(8));
     this.maxInflight = BLKIF_REQS_PER_PAGE * ringPages.length;
-    this.data = new GrantDataPath(ctx.xc, ctx.frontDomid, ctx.dataPath, ctx.persistent, ctx.stats);
+    this.data = new GrantDataPath(
+      ctx.xc,
+      ctx.frontDomid,
+      ctx.dataPath,
+      ctx.persistent,
+      ctx.stats,
+      ctx.mapBudget,
+    );
     this.events = new RingEvents(
       ctx.xc,
       ringPages[0],

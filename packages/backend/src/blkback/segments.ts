@@ -68,6 +68,32 @@ export class PersistentGrants {
   }
 }
 
+/**
+ * The grants one guest's requests hold mapped in Dom0 beyond its persistent grants, shared by every
+ * ring and disk of that guest. The broker bounds the mappings Dom0 holds at once for all guests
+ * together (maptrack, GNTST_no_space beyond), and Linux's blkback bounds only persistent grants and
+ * requests in flight: a guest with an order-4 ring, persistent grants off and 512 indirect requests of
+ * 256 segments in flight made Dom0 hold 131,600 mappings, and other guests' requests failed with
+ * GNTST_no_space. Past this budget a request moves its data by grant copy, which maps nothing: the
+ * guest that asks for more only slows itself. A deliberate deviation from Linux (docs/security.md).
+ */
+export class MapBudget {
+  /** Mappings held now. */
+  held = 0;
+  constructor(readonly limit: number) {}
+
+  /** Takes `n` mappings if they fit. */
+  take(n: number): boolean {
+    if (this.held + n > this.limit) return false;
+    this.held += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.held -= n;
+  }
+}
+
 export interface SegmentData {
   /**
    * Data of the segments `from` … `to` − 1 (all by default), in order (guest → disk): a view of the
@@ -92,6 +118,8 @@ class MappedSegments implements SegmentData {
     private readonly pages: Page[],
     private readonly persistentUsed: number[],
     private readonly transient: Page[],
+    /** Mappings taken from the guest's budget for this request (those that failed too). */
+    private budgeted: number,
     private readonly path: GrantDataPath,
   ) {}
 
@@ -136,7 +164,8 @@ class MappedSegments implements SegmentData {
   }
 
   release(): void {
-    this.path.releaseMapped(this.persistentUsed, this.transient);
+    this.path.releaseMapped(this.persistentUsed, this.transient, this.budgeted);
+    this.budgeted = 0;
     // the device has copied what it was handed (see gather): the buffers can carry later requests
     if (this.gathered) for (const b of this.gathered.splice(0)) this.path.spareGatherBuffer(b);
   }
@@ -176,6 +205,7 @@ export class GrantDataPath {
     private readonly mode: 'map' | 'copy',
     private readonly persistent: PersistentGrants | null,
     private readonly stats: BlkbackStats,
+    private readonly budget: MapBudget,
   ) {}
 
   /**
@@ -211,6 +241,13 @@ export class GrantDataPath {
         toMap.push({ index: i, persist: false });
       }
     }
+    // the maps this request would hold beyond the ring's persistent grants, against the guest's budget
+    const budgeted = toMap.length - persistNew;
+    if (budgeted > 0 && !this.budget.take(budgeted)) {
+      for (const g of persistentUsed) p!.tree.get(g)!.active = false;
+      this.stats.persistent_hits -= persistentUsed.length;
+      return { ok: true, io: this.copyIo(segments) };
+    }
     // steady state with persistent grants maps nothing: no call, not even a resolved one to await
     const results =
       toMap.length === 0
@@ -241,7 +278,7 @@ export class GrantDataPath {
         transient.push(r.page);
       }
     });
-    const io = new MappedSegments(segments, pages as Page[], persistentUsed, transient, this);
+    const io = new MappedSegments(segments, pages as Page[], persistentUsed, transient, budgeted, this);
     if (failure) {
       // unmap what was mapped, as xen_blkbk_map does on any failure (XSA-365)
       io.release();
@@ -262,7 +299,8 @@ export class GrantDataPath {
   }
 
   /** MappedSegments.release: mark the persistent grants idle, unmap the transient ones. */
-  releaseMapped(persistentUsed: number[], transient: Page[]): void {
+  releaseMapped(persistentUsed: number[], transient: Page[], budgeted: number): void {
+    this.budget.give(budgeted);
     const p = this.persistent;
     const now = Date.now();
     for (const g of persistentUsed) {

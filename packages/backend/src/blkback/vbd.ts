@@ -42,7 +42,7 @@ import { xenbusSwitchState, type Page, type Watch, type Hypercalls } from '@pvbl
 import type { HostBlockDevice, IntegrityProfile } from '../block-device.ts';
 import type { BlkbackConfig } from './config.ts';
 import { BlkifRing } from './ring.ts';
-import { PersistentGrants } from './segments.ts';
+import { PersistentGrants, type MapBudget } from './segments.ts';
 import { addStats, newStats, type BlkbackStats } from './stats.ts';
 
 export interface VbdContext {
@@ -55,6 +55,8 @@ export interface VbdContext {
   /** First sector of the vbd on the device (a partition); 0 for a whole disk. */
   startSector: number;
   frontDomid: number;
+  /** The frontend domain's budget of transient mappings, shared by all its disks (MapBudget). */
+  mapBudget: MapBudget;
   devid: number;
   /** /local/domain/0/backend/vbd/<domid>/<devid> */
   bePath: string;
@@ -444,6 +446,7 @@ export class VbdBackend {
             persistent: this.persistent
               ? new PersistentGrants(config.maxPersistentGrants, config.persistentGrantUnusedMs)
               : null,
+            mapBudget: this.ctx.mapBudget,
             stats,
             integrity: this.integrity,
             integrityInline: this.integrity !== null && config.integrityInline,
