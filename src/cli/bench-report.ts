@@ -83,6 +83,9 @@ export interface PerRequest {
   bytesBrokerToGuest: number;
   framesDom0ToBroker: number;
   framesBrokerToDom0: number;
+  /** Turns in which the broker sent Dom0 anything (each in one or more frames: BROKER_FRAME_TARGET). */
+  flushesBrokerToDom0: number;
+  flushesBrokerToGuest: number;
   bytesDom0ToBroker: number;
   bytesBrokerToDom0: number;
 }
@@ -109,6 +112,8 @@ export function perRequest(g: GuestRun, p: PointResult): PerRequest {
     bytesBrokerToGuest: (br?.bytesOut ?? 0) / r,
     framesDom0ToBroker: ((d0?.framesIn ?? 0) * share) / r,
     framesBrokerToDom0: ((d0?.framesOut ?? 0) * share) / r,
+    flushesBrokerToDom0: ((d0?.flushesOut ?? 0) * share) / r,
+    flushesBrokerToGuest: (br?.flushesOut ?? 0) / r,
     bytesDom0ToBroker: ((d0?.bytesIn ?? 0) * share) / r,
     bytesBrokerToDom0: ((d0?.bytesOut ?? 0) * share) / r,
   };

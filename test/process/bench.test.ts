@@ -642,9 +642,10 @@ describe('pvblk bench: a run', () => {
     // nothing else in steady state: a consumer that goes idle arms a wake in its own copy of the ring
     // (ring-sync.ts). When the broker decided that final check (wire version 2's FINAL), the event it
     // raised on the consumer's own port went out in a frame of its own about one push in two:
-    // 1.35-1.5 frames to Dom0 per frame from the guest at this depth.
-    expect(pr.framesBrokerToDom0).toBeLessThanOrEqual(pr.framesGuestToBroker * 1.1);
-    expect(pr.framesBrokerToGuest).toBeLessThanOrEqual(pr.framesDom0ToBroker * 1.1);
+    // 1.35-1.5 frames to Dom0 per frame from the guest at this depth. (The broker cuts what it
+    // forwards into frames below BROKER_FRAME_TARGET; a turn's output is one flush, however cut.)
+    expect(pr.flushesBrokerToDom0).toBeLessThanOrEqual(pr.framesGuestToBroker * 1.1);
+    expect(pr.flushesBrokerToGuest).toBeLessThanOrEqual(pr.framesDom0ToBroker * 1.1);
   });
 
   it('--pi sends a small write inline; with --no-pi-inline its descriptors and tuples take pages', async () => {

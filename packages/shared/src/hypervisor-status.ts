@@ -21,6 +21,8 @@ export interface DomainStats {
   bytesIn: number;
   framesOut: number;
   bytesOut: number;
+  /** Turns in which the broker sent the domain what it owed (in as many frames as it was cut into). */
+  flushesOut: number;
 }
 
 export interface XenStoreUse {

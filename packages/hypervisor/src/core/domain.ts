@@ -49,6 +49,7 @@ export class Domain {
     bytesIn: 0,
     framesOut: 0,
     bytesOut: 0,
+    flushesOut: 0,
   };
   dying = false;
 
