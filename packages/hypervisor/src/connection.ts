@@ -7,7 +7,7 @@
  * Bounds, so that no peer — authenticated or not — can make the broker run out of memory or time:
  * - input: decoded messages wait in the inbox; past IN_HIGH the socket is paused (TCP backpressure
  *   on the sender) until the scheduler has served it below IN_LOW;
- * - output: frames are cut below WIRE_FRAME_TARGET whatever is owed (never one frame over the peer's
+ * - output: frames are cut below BROKER_FRAME_TARGET whatever is owed (never one frame over the peer's
  *   limit); past OUT_HIGH bytes owed the connection is congested — its own input is not served, and
  *   senders whose messages produce output for it wait (see FairScheduler) — and past OUT_MAX it is cut
  *   off as a peer that does not read;
@@ -62,8 +62,8 @@ export const CLOSE_INTERNAL = 4500;
  * time: Dom0 copied every byte of data once more into fresh memory, which glibc then gave back and
  * the kernel faulted in again (0.45-0.54 page faults a request). Cut below 16 KiB, a receiver that
  * reads 64 KiB at a time reassembles at most one frame a read. Measured on 2 cores, 4 KiB randwrite
- * QD32 with PI: Dom0's CPU per I/O 24.1-24.5 µs against 34.4-40.0, 18-33 % more IOPS
- * (docs/performance.md). The frames go out in the same turn, one after the other.
+ * QD32 with PI, six alternating runs: Dom0's CPU per I/O 21.1-29.6 µs against 30.1-46.8, 16-47 %
+ * more IOPS (docs/performance.md). The frames go out in the same turn, one after the other.
  */
 export const BROKER_FRAME_TARGET = 16 * 1024;
 
