@@ -11,7 +11,7 @@
  * property of the disk: asking an existing disk for another value is refused, naming both values and
  * how to start over; the runtime-writable ones (opts, every_nth, delay, …) are applied to the live disk.
  */
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   diskIndex,
@@ -21,7 +21,7 @@ import {
   type ErrorCode,
   type KernelLog,
 } from '@pvblk/shared';
-import { checkGuestName } from '@pvblk/runtime';
+import { checkGuestName, replaceFile } from '@pvblk/runtime';
 import type { HostBlockDevice } from './block-device.ts';
 import { PartitionDevice } from './partition.ts';
 import { DmStack } from './dm/stack.ts';
@@ -154,13 +154,10 @@ export class RegistryFile {
 
   save(value: () => unknown): Promise<void> {
     const write = async () => {
-      const tmp = `${this.path}.tmp`;
       try {
         await mkdir(dirname(this.path), { recursive: true });
-        await writeFile(tmp, JSON.stringify(value(), null, 2) + '\n');
-        await rename(tmp, this.path);
+        await replaceFile(this.path, JSON.stringify(value(), null, 2) + '\n');
       } catch (e) {
-        await rm(tmp, { force: true }).catch(() => {});
         throw storageError(e, `cannot write ${this.what}`, this.path);
       }
     };

@@ -4,7 +4,7 @@
  * toolstack gave it through blkfront, puts the guest block layer and page cache on top, and then serves
  * guest commands on its control socket until it is stopped.
  */
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { KERN_INFO, PvblkError, XenbusState, type KernelMessage } from '@pvblk/shared';
@@ -13,6 +13,7 @@ import {
   createLogger,
   DomainKernelLog,
   onShutdown,
+  replaceFile,
   resolveGuestCredential,
   requestDomain,
   type GuestCredential,
@@ -63,10 +64,8 @@ async function provision(
       throw new PvblkError('EPROTO', `the host enrolled guest ${name} but sent no guest token`);
     const saveTo = cred.saveTo;
     if (saveTo) {
-      const tmp = `${saveTo}.tmp`;
       await mkdir(dirname(saveTo), { recursive: true })
-        .then(() => writeFile(tmp, body.guestToken + '\n', { mode: 0o600 }))
-        .then(() => rename(tmp, saveTo))
+        .then(() => replaceFile(saveTo, body.guestToken + '\n', { mode: 0o600 }))
         .catch((e: Error) => {
           throw new PvblkError(
             'EIO',

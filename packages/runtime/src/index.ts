@@ -57,3 +57,4 @@ export {
   GROUP_KINDS,
   type GroupKind,
 } from './group-tokens.ts';
+export { replaceFile, nodeReplaceFileSystem, type ReplaceFileSystem } from './replace-file.ts';

@@ -15,9 +15,10 @@
  * Records are addressed with positional reads and writes, so requests to different ranges can run
  * concurrently without a lock.
  */
-import { open, readFile, rename, rm, writeFile, mkdir, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rm, mkdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KERN_NOTICE, PI_TUPLE_SIZE, PvblkError, type KernelLog } from '@pvblk/shared';
+import { replaceFile } from '@pvblk/runtime';
 
 /** Bytes of data per protection interval: one tuple per 512 bytes whatever the block size. */
 export const PI_INTERVAL = 512;
@@ -393,9 +394,8 @@ export class FileStore implements BlockStore {
     try {
       await formatFile(fh, format);
       await fh.datasync();
-      const tmp = `${headerPath}.tmp`;
-      await writeFile(tmp, `${JSON.stringify(want, null, 2)}\n`);
-      await rename(tmp, headerPath);
+      // the header says the file is formatted: durable before anything is acknowledged on it
+      await replaceFile(headerPath, `${JSON.stringify(want, null, 2)}\n`);
     } catch (e) {
       await fh.close();
       throw e;
