@@ -17,7 +17,7 @@ import {
   MemoryKernelLog,
   SpuriousEventBackoff,
 } from '@pvblk/shared';
-import { Blkfront, DEFAULT_BLKFRONT_OPTIONS } from '@pvblk/frontend';
+import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, MAX_DISK_SECTORS } from '@pvblk/frontend';
 import { PagesRingMemory, type Page } from '@pvblk/client';
 import type { MemoryBlockDevice } from '@pvblk/backend';
 import { attachBlkfront, DEVID, RawFront, startHost, waitFor, type Host } from './blkif-peers.ts';
@@ -279,6 +279,27 @@ describe('hostile backend against blkfront', () => {
     expect(g.klog.lines(KERN_INFO)).toContain(`Setting capacity to ${sectors + 8}`);
     expect(g.front.limits().logicalBlockSize).toBe(before.logicalBlockSize);
     expect(g.front.limits().physicalBlockSize).toBe(before.physicalBlockSize);
+    const r = rwRequest(g.xc, 'read', 0, Buffer.alloc(4096));
+    expect(await g.front.submit(r)).toEqual({ status: 'ok' });
+  });
+
+  it('a backend announcing more than 8 PiB is refused: past 2^44 - 1 sectors byte offsets are not exact numbers', async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const g = await attachBlkfront(host, d);
+    const sectors = g.front.capacity();
+    const resize = async (to: number) => {
+      await host!.dom0.xs.write(`${d.be}/sectors`, String(to));
+      await host!.dom0.xs.write(`${d.be}/state`, '4');
+    };
+    // 2^44 sectors: its last byte, 2^53 - 1 + 512, is not a number a dd seek or the page cache can hold
+    await resize(2 ** 44);
+    const why = `blkfront: xvda: reading backend fields at ${d.be}: sectors: ${2 ** 44} is out of range (max ${2 ** 44 - 1})`;
+    await until(() => g.klog.lines(KERN_WARNING).includes(why), 'the refusal');
+    expect(g.front.capacity()).toBe(sectors);
+    expect(MAX_DISK_SECTORS).toBe(2 ** 44 - 1);
+    await resize(MAX_DISK_SECTORS);
+    await until(() => g.front.capacity() === MAX_DISK_SECTORS, 'the largest size accepted');
     const r = rwRequest(g.xc, 'read', 0, Buffer.alloc(4096));
     expect(await g.front.submit(r)).toEqual({ status: 'ok' });
   });

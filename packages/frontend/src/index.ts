@@ -1,6 +1,7 @@
 export {
   Blkfront,
   DEFAULT_BLKFRONT_OPTIONS,
+  MAX_DISK_SECTORS,
   MAX_REQUESTS_PER_PUSH,
   PLUG_FLUSH_BYTES,
   type BlkfrontOptions,

@@ -63,6 +63,15 @@ import { blkfrontTrace, type BlkfrontTrace } from './trace.ts';
  * while the guest still builds the second: 4 KiB randwrite QD32 with PI rose from ≈ 14.0k to ≈ 16.0k
  * IOPS on 2 cores (`pvblk bench`, alternating runs), at ≤ 2 notifications per 32 requests.
  */
+/**
+ * The largest `sectors` a backend may announce: 2^44 - 1 (8 PiB), the last size whose every byte
+ * offset is an exact integer in a JavaScript number (2^53). The guest's tools and page cache address
+ * bytes with numbers, so beyond it two offsets a byte apart are the same number — a dd seek of
+ * 2^61 + 300 bytes reached the ring as a different sector. Linux takes any 64-bit size; refusing a
+ * larger one, as a malformed value, is a deliberate difference (docs/interop.md).
+ */
+export const MAX_DISK_SECTORS = Math.floor(Number.MAX_SAFE_INTEGER / 512);
+
 export const MAX_REQUESTS_PER_PUSH = 16;
 
 /**
@@ -644,11 +653,7 @@ export class Blkfront implements BlockDriver {
   private async readGeometry(resize: boolean): Promise<boolean> {
     const xs = this.xc.xs;
     const be = this.backendPath;
-    const sectors = parseXsUint(
-      await xs.tryRead(`${be}/${BlkifKey.sectors}`),
-      'sectors',
-      Number.MAX_SAFE_INTEGER,
-    );
+    const sectors = parseXsUint(await xs.tryRead(`${be}/${BlkifKey.sectors}`), 'sectors', MAX_DISK_SECTORS);
     const refuse = (why: string) => {
       this.klog.printk(KERN_WARNING, `blkfront: ${this.name}: reading backend fields at ${be}: ${why}`);
       return false;
