@@ -369,6 +369,30 @@ describe.each([
   });
 
   describe('grants and shared pages', () => {
+    it('a refused re-grant of a ref leaves its grant as it was: the grantee keeps its access', async () => {
+      const g = await newGuest('g');
+      const d = s.hv.domains.get(g.domid)!;
+      const page = g.allocPage();
+      page.write(0, Buffer.from('still here'));
+      const ref = g.gnttab.grantAccess(page, 0, true);
+      g.gnttab.grantAccess(page, 0, true); // a second ref: the frame stays shared without the first
+      const solos: number[] = [];
+      for (let i = 2; i < 65; i++) solos.push(g.gnttab.grantAccess(g.allocPage(), 0, true));
+      await g.fence();
+      expect(d.frames.size).toBe(64);
+      // re-granting ref onto a 65th frame is refused for the limit, before anything changed …
+      expect(() => s.hv.gnttab.grant(d, ref, 0, 0x7ff0_0000, false)).toThrow(
+        /^ENOMEM: domain \d+ already shares 64 frames, its limit/,
+      );
+      const [m] = await dom0.gnttab.map([{ dom: g.domid, ref, readonly: true }]);
+      expect(m.status).toBe(GNTST.okay);
+      expect(m.page!.read(0, 10).toString()).toBe('still here');
+      // … while a re-grant that gives back the only frame its ref used fits at the limit
+      s.hv.gnttab.grant(d, solos[0], 0, 0x7ff0_0001, false);
+      expect(d.frames.size).toBe(64);
+      expect(d.frames.has(0x7ff0_0001)).toBe(true);
+    });
+
     it('lets the grantee map a grant read-only, refuses a writable map and other domains', async () => {
       const g = await newGuest('g');
       const other = await newGuest('other');

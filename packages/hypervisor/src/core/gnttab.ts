@@ -160,15 +160,21 @@ export class GrantTables {
         `grant ref ${ref} is mapped by domain ${old.domid}; it cannot be rewritten`,
       );
     }
+    // Every check comes before any change: a refused re-grant leaves the entry it would have
+    // replaced as it was (as Xen leaves a grant entry a failed operation touched), so the grantee
+    // keeps the access it had. Dropping the old entry may give back its frame: counted here.
+    const freesOldFrame = old !== undefined && old.frame.refs.size === 1 && old.frame.mappings.size === 0;
+    const sharedAfter = owner.frames.size - (freesOldFrame ? 1 : 0);
+    const gfnSharedAfter = owner.frames.has(gfn) && !(freesOldFrame && old.frame.gfn === gfn);
+    if (!gfnSharedAfter && !owner.privileged && sharedAfter >= this.limits.maxSharedFrames) {
+      throw new PvblkError(
+        'ENOMEM',
+        `domain ${owner.domid} already shares ${sharedAfter} frames, its limit (max shared frames ${this.limits.maxSharedFrames})`,
+      );
+    }
     if (old) this.dropEntry(owner, old);
     let frame = owner.frames.get(gfn);
     if (!frame) {
-      if (!owner.privileged && owner.frames.size >= this.limits.maxSharedFrames) {
-        throw new PvblkError(
-          'ENOMEM',
-          `domain ${owner.domid} already shares ${owner.frames.size} frames, its limit (max shared frames ${this.limits.maxSharedFrames})`,
-        );
-      }
       frame = { owner, gfn, data: Buffer.alloc(PAGE_SIZE), refs: new Set(), mappings: new Map() };
       owner.frames.set(gfn, frame);
     }
