@@ -5,7 +5,7 @@
  */
 import { beforeEach, describe, expect, it } from 'vitest';
 import { PvblkError } from '@pvblk/shared';
-import { XenStore } from '../src/xenstore/index.ts';
+import { formatPerms, parsePerms, XenStore } from '../src/xenstore/index.ts';
 
 type Event = [domid: number, path: string, token: string];
 
@@ -28,6 +28,8 @@ function code(fn: () => unknown): string {
 
 beforeEach(() => {
   xs = new XenStore();
+  // guests the tests name in permissions exist, as the hypervisor introduces a domain it creates
+  for (const d of [1, 2]) xs.introduceDomain(d);
   events = [];
   xs.onWatchEvent = (domid, path, token) => events.push([domid, path, token]);
   xs.write(0, 0, '/tx/a', '1');
@@ -277,5 +279,62 @@ describe('xenstore transactions', () => {
     expect(code(() => q.transactionEnd(1, t2, true))).toBe('ENOSPC');
     expect(q.directory(1, 0, 'd2')).toEqual([]);
     expect(q.directory(1, 0, 'd1')).toEqual(['x', 'y']);
+  });
+
+  describe('permission entries for domains that do not exist (a domid reused inherits nothing)', () => {
+    /** Domain 1's node /local/domain/1/data, written "mine", with domain 1 owning its home. */
+    function guestNode(q: XenStore): string {
+      q.mkdir(0, 0, '/local/domain/1');
+      q.setPerms(0, 0, '/local/domain/1', parsePerms(['n1']));
+      q.write(1, 0, 'data', 'mine');
+      return '/local/domain/1/data';
+    }
+
+    it('an entry naming a domain not yet created is dropped when set: the domain created later cannot read', () => {
+      const node = guestNode(xs);
+      // domain 1 names 7, which does not exist (xenstored marks such entries ignored)
+      xs.setPerms(1, 0, node, parsePerms(['n1', 'b7', 'r2']));
+      expect(formatPerms(xs.getPerms(1, 0, node))).toEqual(['n1', 'r2']);
+      xs.introduceDomain(7);
+      expect(code(() => xs.read(7, 0, node))).toBe('EACCES');
+      expect(code(() => xs.write(7, 0, node, 'theirs'))).toBe('EACCES');
+      expect(xs.read(2, 0, node)).toBe('mine');
+    });
+
+    it('a transaction that named a domain commits after the domain was released and its id reused: the entry is dropped', () => {
+      const node = guestNode(xs);
+      const t = xs.transactionStart(1);
+      // 2 exists when the transaction writes the entry …
+      xs.setPerms(1, t, node, parsePerms(['n1', 'b2']));
+      // … then goes, and a new domain takes its id before the commit
+      xs.releaseDomain(2);
+      xs.introduceDomain(2);
+      xs.transactionEnd(1, t, true);
+      expect(formatPerms(xs.getPerms(1, 0, node))).toEqual(['n1']);
+      expect(code(() => xs.read(2, 0, node))).toBe('EACCES');
+      expect(code(() => xs.write(2, 0, node, 'theirs'))).toBe('EACCES');
+      expect(xs.read(1, 0, node)).toBe('mine');
+    });
+
+    it("a node a transaction creates under a parent naming a domain inherits no entry for the id's next domain", () => {
+      xs.mkdir(0, 0, '/pool');
+      xs.setPerms(0, 0, '/pool', parsePerms(['n0', 'b2']));
+      const t = xs.transactionStart(0);
+      xs.write(0, t, '/pool/new', 'x');
+      xs.releaseDomain(2);
+      xs.introduceDomain(2);
+      xs.transactionEnd(0, t, true);
+      expect(formatPerms(xs.getPerms(0, 0, '/pool/new'))).toEqual(['n0']);
+      expect(code(() => xs.read(2, 0, '/pool/new'))).toBe('EACCES');
+    });
+
+    it('entries for domains that existed when the transaction started stay', () => {
+      const node = guestNode(xs);
+      const t = xs.transactionStart(1);
+      xs.setPerms(1, t, node, parsePerms(['n1', 'r2']));
+      xs.transactionEnd(1, t, true);
+      expect(formatPerms(xs.getPerms(1, 0, node))).toEqual(['n1', 'r2']);
+      expect(xs.read(2, 0, node)).toBe('mine');
+    });
   });
 });

@@ -24,6 +24,8 @@ function home(domid: number): void {
 
 beforeEach(() => {
   xs = new XenStore();
+  // guests the tests name in permissions exist, as the hypervisor introduces a domain it creates
+  for (const d of [1, 2]) xs.introduceDomain(d);
   events = [];
   xs.onWatchEvent = (domid, path, token) => events.push([domid, path, token]);
 });

@@ -56,6 +56,15 @@ function apply(xs: XenStore, [caller, op, path, args]: Row): Expect {
   }
 }
 
+/**
+ * The store with guests 1-9 introduced, as the hypervisor introduces a domain when it creates it: a
+ * permission entry naming a domain that does not exist is dropped.
+ */
+function withDomains(xs: XenStore): XenStore {
+  for (let d = 1; d <= 9; d++) xs.introduceDomain(d);
+  return xs;
+}
+
 function run(xs: XenStore, rows: Row[]): void {
   rows.forEach((row, i) => {
     const [caller, op, path, args, expected] = row;
@@ -74,7 +83,7 @@ const BE = '/local/domain/0/backend/vbd/1/51712';
 
 describe('xenstore permission table', () => {
   it('Dom0, guests, ownership, inheritance and the libxl vbd layout', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     run(xs, [
       // Dom0 creates a node in a guest's home that does not exist yet: everything inherits "/" = n0.
       [0, 'write', '/local/domain/1/x', ['hello'], OK],
@@ -172,7 +181,7 @@ describe('xenstore permission table', () => {
   it('a driver domain backend and its frontend can each read, but not write, the other side', () => {
     const be = '/local/domain/2/backend/vbd/3/51712';
     const fe = '/local/domain/3/device/vbd/51712';
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     run(xs, [
       [0, 'mkdir', '/local/domain/2', [], OK],
       [0, 'setPerms', '/local/domain/2', ['n2'], OK],
@@ -198,7 +207,7 @@ describe('xenstore permission table', () => {
   });
 
   it('relative paths resolve against the caller’s own home', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     run(xs, [
       [0, 'mkdir', '/local/domain/1', [], OK],
       [0, 'setPerms', '/local/domain/1', ['n1'], OK],
@@ -219,7 +228,7 @@ describe('xenstore permission table', () => {
   });
 
   it('bad paths are EINVAL', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     const long = (n: number): string => 'x'.repeat(n);
     run(xs, [
       [0, 'read', '', [], 'EINVAL'],
@@ -252,7 +261,7 @@ describe('xenstore permission table', () => {
   });
 
   it('rm: subtree, absent node, absent parent, root, and permission on the node only', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     run(xs, [
       [0, 'rm', '/nonexistent', [], OK],
       [0, 'rm', '/nonexistent/child', [], 'ENOENT'],
@@ -282,7 +291,7 @@ describe('xenstore permission table', () => {
   });
 
   it('values over 4096 bytes are E2BIG for guests; Dom0 is exempt', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     run(xs, [
       [0, 'mkdir', '/local/domain/1', [], OK],
       [0, 'setPerms', '/local/domain/1', ['n1'], OK],
@@ -297,9 +306,16 @@ describe('xenstore permission table', () => {
   });
 
   it('quotas: nodes (owner counts), watches, transactions, value size, perms per node', () => {
-    const xs = new XenStore({
-      quota: { maxNodesPerDomain: 6, maxWatchesPerDomain: 2, maxTransactionsPerDomain: 2, maxValueBytes: 8 },
-    });
+    const xs = withDomains(
+      new XenStore({
+        quota: {
+          maxNodesPerDomain: 6,
+          maxWatchesPerDomain: 2,
+          maxTransactionsPerDomain: 2,
+          maxValueBytes: 8,
+        },
+      }),
+    );
     run(xs, [
       [0, 'mkdir', '/local/domain/1', [], OK],
       [0, 'setPerms', '/local/domain/1', ['n1'], OK], // domain 1 owns 1
@@ -366,7 +382,7 @@ describe('xenstore permission table', () => {
 
 describe('xenstore store API', () => {
   it('starts with the xenstored skeleton owned by Dom0', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     expect(xs.dump()).toEqual([
       { path: '/', value: '', perms: ['n0'] },
       { path: '/tool', value: '', perms: ['n0'] },
@@ -379,7 +395,7 @@ describe('xenstore store API', () => {
   });
 
   it('write creates parents with empty values and mkdir leaves existing values alone', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     xs.write(0, 0, '/a/b/c', 'v');
     xs.mkdir(0, 0, '/a/b');
     xs.mkdir(0, 0, '/a/b/c');
@@ -393,13 +409,13 @@ describe('xenstore store API', () => {
   });
 
   it('lists children sorted', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     for (const k of ['zeta', 'alpha', '10', '9', 'Beta']) xs.write(0, 0, `/d/${k}`, '');
     expect(xs.directory(0, 0, '/d')).toEqual(['10', '9', 'Beta', 'alpha', 'zeta']);
   });
 
   it('returns copies that callers cannot use to modify the store', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     xs.write(0, 0, '/a/b', '');
     xs.directory(0, 0, '/a').push('evil');
     const p = xs.getPerms(0, 0, '/a');
@@ -412,7 +428,7 @@ describe('xenstore store API', () => {
   });
 
   it('rejects callers that are not domain ids and bad perm entries', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     const code = (fn: () => unknown): string => {
       try {
         fn();
@@ -433,7 +449,7 @@ describe('xenstore store API', () => {
   });
 
   it('error messages name the path and the domain', () => {
-    const xs = new XenStore();
+    const xs = withDomains(new XenStore());
     xs.write(0, 0, '/secret', 's');
     expect(() => xs.read(7, 0, '/secret')).toThrow('EACCES: domain 7 may not read /secret');
     expect(() => xs.read(0, 0, '/gone')).toThrow('ENOENT: /gone does not exist');

@@ -78,10 +78,15 @@ export class XenStore {
   private readonly watches = new WatchTable();
   private readonly transactions = new Map<number, Transaction>();
   private nextTxId = 1;
-  private readonly introduced = new Set<number>();
-  /** Released domids not introduced since: permission entries naming them are dropped so that a
-   * new domain reusing the id inherits nothing (xenstored `domain_adjust_node_perms`). */
-  private readonly released = new Set<number>();
+  /**
+   * Each domain introduced and not released, with the generation it was introduced at. A permission
+   * entry beyond the owner's counts only for a domain that exists, and only if it existed when the
+   * entry was written: entries naming any other domid are dropped — when they are set (xenstored's
+   * `domain_alloc_permrefs` marks them ignored), when their domain is released (`domain_adjust_node_perms`),
+   * and when a transaction that wrote them before its domain came (again) commits
+   * (`chk_domain_generation`). So a domain that reuses an id inherits nothing, however it is reached.
+   */
+  private readonly introduced = new Map<number, number>();
 
   constructor(opts: XenStoreOptions = {}) {
     this.quota = resolveQuota(opts.quota);
@@ -176,7 +181,7 @@ export class XenStore {
           'EPERM',
           `domain ${caller} may not hand ${p} to domain ${list[0].domid}: only Dom0 may change an owner`,
         );
-      v.put(p, { ...node, perms: list, gen: this.nextGen() });
+      v.put(p, { ...node, perms: this.existingOnly(list, this.generation), gen: this.nextGen() });
       // Old readers hear about it too: losing access is a change they need to see.
       v.changed(p, isSpecialPath(p), node.perms);
     });
@@ -198,7 +203,10 @@ export class XenStore {
       );
     const id = this.allocTxId();
     const maxNodes = isPrivileged(caller) ? Infinity : this.quota.maxTransactionNodes;
-    this.transactions.set(id, new Transaction(id, caller, this.nodes, (d) => this.owned(d), maxNodes));
+    this.transactions.set(
+      id,
+      new Transaction(id, caller, this.nodes, (d) => this.owned(d), maxNodes, this.generation),
+    );
     return id;
   }
 
@@ -227,7 +235,7 @@ export class XenStore {
     for (const [path, node] of t.overlay)
       this.setLive(
         path,
-        node ? { ...node, perms: this.forgetReleased(node.perms), gen: this.nextGen() } : undefined,
+        node ? { ...node, perms: this.existingOnly(node.perms, t.startGen), gen: this.nextGen() } : undefined,
       );
     const pending: PendingEvent[] = [];
     for (const [path, exact] of t.queued) pending.push(this.pendingEvent(path, exact, t.before(path)?.perms));
@@ -269,8 +277,7 @@ export class XenStore {
   introduceDomain(domid: number): void {
     assertDomid(domid, 'domain');
     if (this.introduced.has(domid)) return; // re-introduction rebinds in xenstored; no new event
-    this.introduced.add(domid);
-    this.released.delete(domid);
+    this.introduced.set(domid, this.nextGen());
     this.fireSpecial('@introduceDomain');
   }
 
@@ -300,10 +307,10 @@ export class XenStore {
     for (const p of this.ownedSubtreeRoots(domid)) if (this.nodes.has(p)) this.removeTree(live, p);
     this.ownedCount.delete(domid);
 
-    this.released.add(domid);
     for (const [path, node] of this.nodes) {
-      const kept = this.forgetReleased(node.perms);
-      // Not a change anybody can observe or conflict with, so the generation stays.
+      const kept = this.existingOnly(node.perms, this.generation);
+      // Not a change anybody can observe or conflict with, so the generation stays (a transaction
+      // that wrote the node commits its own copy through existingOnly, which drops the entry too).
       if (kept !== node.perms) this.setLive(path, { ...node, perms: kept });
     }
     this.deliver(pending);
@@ -517,10 +524,18 @@ export class XenStore {
     return roots;
   }
 
-  private forgetReleased(perms: readonly PermEntry[]): readonly PermEntry[] {
-    if (this.released.size === 0) return perms;
-    const kept = perms.filter((e, i) => i === 0 || !this.released.has(e.domid));
-    return kept.length === perms.length ? perms : kept;
+  /**
+   * `perms` without the entries (beyond the owner's) naming a domain that does not exist, or that
+   * was introduced after generation `writtenAt`, when they were written (see `introduced`). Dom0's
+   * entries always stay.
+   */
+  private existingOnly(perms: readonly PermEntry[], writtenAt: number): readonly PermEntry[] {
+    const counts = (e: PermEntry, i: number) => {
+      if (i === 0 || isPrivileged(e.domid)) return true;
+      const since = this.introduced.get(e.domid);
+      return since !== undefined && since <= writtenAt;
+    };
+    return perms.every(counts) ? perms : perms.filter(counts);
   }
 
   private pendingEvent(path: string, exact: boolean, oldPerms?: readonly PermEntry[]): PendingEvent {

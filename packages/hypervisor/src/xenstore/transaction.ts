@@ -33,6 +33,8 @@ export class Transaction implements NodeView {
     private readonly live: ReadonlyMap<string, XsNode>,
     private readonly globalOwned: (domid: number) => number,
     private readonly maxNodes: number,
+    /** The store's generation when the transaction started: what it writes was written then. */
+    readonly startGen: number,
   ) {}
 
   get(path: string): XsNode | undefined {
