@@ -20,7 +20,32 @@ export interface ControlSession {
   stderr(text: string): void;
   kmsg(m: KernelMessage): void;
   signal: AbortSignal;
+  /**
+   * Resolves once the output owed to the client is below CONTROL_OUTPUT_HIGH (or the client is
+   * gone): commands that may write without end (dd, cat) wait on it after each write, as they would
+   * on a full pipe, so a client that reads slowly or not at all slows the command instead of growing
+   * the guest's memory.
+   */
+  drain(): Promise<void>;
 }
+
+/** Bytes owed to a control client beyond which a command's writes wait for it (`drain`). */
+export const CONTROL_OUTPUT_HIGH = 1 << 20;
+/**
+ * Bytes owed beyond which the console's kernel messages are dropped and counted, as printk drops
+ * what a slow console cannot take ("** N printk messages dropped **", printed once it can again).
+ */
+export const CONTROL_KMSG_DROP_AT = 4 << 20;
+/**
+ * Bytes owed beyond which the client is taken for one that does not read: its command is
+ * interrupted and the connection closed. Only output that nothing waits on can get there (a command
+ * that writes a lot without `drain`).
+ */
+export const CONTROL_OUTPUT_MAX = 64 << 20;
+/** Sessions served at once; one more is told so and closed. */
+export const CONTROL_MAX_SESSIONS = 64;
+/** How long a connection may stay without sending its request. */
+export const CONTROL_REQUEST_TIMEOUT_MS = 30_000;
 
 export type ControlHandler = (req: ControlRequest, s: ControlSession) => Promise<number>;
 
@@ -60,19 +85,88 @@ export interface ControlServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startControlServer(path: string, handler: ControlHandler): Promise<ControlServer> {
+export interface ControlServerOptions {
+  /** Sessions served at once (CONTROL_MAX_SESSIONS). */
+  maxSessions?: number;
+  /** How long a connection may stay without its request, ms (CONTROL_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs?: number;
+}
+
+export async function startControlServer(
+  path: string,
+  handler: ControlHandler,
+  opts: ControlServerOptions = {},
+): Promise<ControlServer> {
+  const maxSessions = opts.maxSessions ?? CONTROL_MAX_SESSIONS;
+  const requestTimeoutMs = opts.requestTimeoutMs ?? CONTROL_REQUEST_TIMEOUT_MS;
   await mkdir(dirname(path), { recursive: true });
   if (await controlSocketAnswers(path))
     throw new PvblkError('EBUSY', `another guest already serves the control socket ${path}`);
   await rm(path, { force: true }); // left by a guest that is gone
   const running = new Map<AbortController, Promise<void>>();
+  let sessions = 0;
   const server = createServer((sock: Socket) => {
     let buf = '';
     let started = false;
     const ac = new AbortController();
     const send = (o: unknown) => {
-      if (!sock.destroyed) sock.write(JSON.stringify(o) + '\n');
+      if (sock.destroyed) return;
+      sock.write(JSON.stringify(o) + '\n');
+      if (sock.writableLength > CONTROL_OUTPUT_MAX) {
+        ac.abort();
+        sock.destroy();
+      }
     };
+    let kmsgDropped = 0;
+    const kmsg = (m: KernelMessage) => {
+      if (sock.writableLength > CONTROL_KMSG_DROP_AT) {
+        kmsgDropped++;
+        return;
+      }
+      if (kmsgDropped > 0) {
+        send({
+          kmsg: {
+            ts: Number(m.ts.toFixed(6)),
+            level: 4,
+            text: `** ${kmsgDropped} printk messages dropped **`,
+          },
+        });
+        kmsgDropped = 0;
+      }
+      send({ kmsg: { ts: Number(m.ts.toFixed(6)), level: m.level, text: m.text } });
+    };
+    const drain = () =>
+      sock.destroyed || sock.writableLength < CONTROL_OUTPUT_HIGH
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const done = () => {
+              sock.off('drain', done);
+              sock.off('close', done);
+              resolve();
+            };
+            sock.on('drain', done);
+            sock.on('close', done);
+          });
+    // a session ends when its command has answered, or when its client goes, whichever is first
+    sessions++;
+    let left = false;
+    const leave = () => {
+      if (!left) sessions--;
+      left = true;
+    };
+    sock.once('close', leave);
+    if (sessions > maxSessions) {
+      send({ err: `control: the guest serves ${maxSessions} sessions already\n` });
+      send({ exit: 2 });
+      sock.end();
+      return;
+    }
+    sock.setTimeout(requestTimeoutMs, () => {
+      if (started) return;
+      send({ err: `control: no request within ${requestTimeoutMs / 1000} s\n` });
+      send({ exit: 2 });
+      sock.end();
+    });
     sock.on('error', () => ac.abort());
     sock.on('close', () => ac.abort());
     sock.on('data', (chunk) => {
@@ -92,6 +186,7 @@ export async function startControlServer(path: string, handler: ControlHandler):
           continue;
         }
         started = true;
+        sock.setTimeout(0);
         const req = parseRequest(line);
         if (typeof req === 'string') {
           send({ err: `control: ${req}\n` });
@@ -102,8 +197,9 @@ export async function startControlServer(path: string, handler: ControlHandler):
         const done = handler(req, {
           stdout: (text) => send({ out: text }),
           stderr: (text) => send({ err: text }),
-          kmsg: (m) => send({ kmsg: { ts: Number(m.ts.toFixed(6)), level: m.level, text: m.text } }),
+          kmsg,
           signal: ac.signal,
+          drain,
         })
           .then(
             (code) => {
@@ -116,7 +212,10 @@ export async function startControlServer(path: string, handler: ControlHandler):
               sock.end();
             },
           )
-          .finally(() => running.delete(ac));
+          .finally(() => {
+            running.delete(ac);
+            leave();
+          });
         running.set(ac, done);
       }
     });

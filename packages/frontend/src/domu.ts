@@ -144,7 +144,12 @@ export async function runDomu(o: DomuOptions): Promise<void> {
 
   const runRequest = (
     req: ControlRequest,
-    io: { stdout(t: string): void; stderr(t: string): void; signal: AbortSignal },
+    io: {
+      stdout(t: string): void;
+      stderr(t: string): void;
+      signal: AbortSignal;
+      drain?: () => Promise<void>;
+    },
   ) => userland.run('line' in req ? req.line : quoteArgv(req.argv), io);
 
   const control = await startControlServer(o.controlPath, (req, s) => {
