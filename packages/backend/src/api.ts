@@ -150,6 +150,13 @@ function pathDevid(domid: string, text: string): number {
   return n;
 }
 
+/**
+ * Bytes of watch events a `/xenstore/watch` client may leave unread before its stream is closed:
+ * it is not reading, and what fires would otherwise pile up in Dom0 (xenstored bounds the events it
+ * keeps for a connection too). The client sees the stream end and can watch again and re-read.
+ */
+export const WATCH_STREAM_MAX_OWED = 1 << 20;
+
 export async function startApi(
   host: string,
   port: number,
@@ -226,7 +233,8 @@ export async function startApi(
       if (req.method === 'POST' && url.pathname === '/xenstore')
         return send(200, await need(h.xenstore)(parseXsRequest(await readJsonBody(req))));
       if (req.method === 'GET' && url.pathname === '/xenstore/watch') {
-        const paths = url.searchParams.getAll('path');
+        // a path given twice is one watch (each would fire for every change: twice the lines)
+        const paths = [...new Set(url.searchParams.getAll('path'))];
         if (paths.length === 0 || paths.length > 64 || paths.some((p) => p.length === 0 || p.length > 3072))
           throw new PvblkError('EINVAL', 'watch needs 1 to 64 path= parameters');
         if (watchStreams >= MAX_WATCH_STREAMS)
@@ -243,17 +251,23 @@ export async function startApi(
         res.on('close', end);
         // the watch fires at once, before the answer's headers are out: early events wait for them
         let early: string[] | null = [];
+        // a client that stops reading is cut off rather than owed without end (Dom0's memory)
+        const line = (p: string) => {
+          if (res.destroyed) return;
+          res.write(p + '\n');
+          if (res.writableLength > WATCH_STREAM_MAX_OWED) res.destroy();
+        };
         try {
           stop = await need(h.watchXenstore)(paths, (p) => {
             if (early) early.push(p);
-            else res.write(p + '\n');
+            else line(p);
           });
         } catch (e) {
           watchStreams--;
           throw e;
         }
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
-        for (const p of early) res.write(p + '\n');
+        for (const p of early) line(p);
         early = null;
         res.flushHeaders();
         if (res.destroyed) end();
