@@ -15,7 +15,8 @@ import {
   splitOptions,
 } from '../src/guest/fio-options.ts';
 import { checkVerifyBlock, crc32c, fillVerifyBlock } from '../src/guest/fio-verify.ts';
-import { FIO_IOMEM_MAX, Worker } from '../src/guest/fio-engine.ts';
+import { FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
+import { mulberry32 } from '@pvblk/shared';
 import { JobStats, Samples, depthBucket, latBuckets } from '../src/guest/fio-stats.ts';
 import { num2str, renderJson, renderNormal, renderTerse, type FioReport } from '../src/guest/fio-report.ts';
 import { condensedRunStr, etaLine, etaToStr, parseEtaLine, parseGuestFio } from '../src/guest/fio.ts';
@@ -450,5 +451,50 @@ describe('fio job memory', () => {
     expect(closestOption('iodepthxx', FIO_OPTION_NAMES)).toBe('iodepth');
     expect(closestOption('bs', FIO_OPTION_NAMES)).toBe('bs');
     expect(closestOption('a'.repeat(100_000), FIO_OPTION_NAMES)).toBeNull();
+  });
+});
+
+describe("random offsets: fio's random map without a map", () => {
+  const pass = (o: RandomOrder, n: number) => Array.from({ length: n }, () => o.next());
+
+  it('visits every block exactly once a pass, in a new order each pass', () => {
+    for (const n of [1, 2, 3, 7, 100, 1000, 4097]) {
+      const o = new RandomOrder(n, mulberry32(n));
+      const first = pass(o, n);
+      const second = pass(o, n);
+      const all = Array.from({ length: n }, (_, i) => i);
+      expect(
+        [...first].sort((a, b) => a - b),
+        `n=${n}`,
+      ).toEqual(all);
+      expect(
+        [...second].sort((a, b) => a - b),
+        `n=${n}`,
+      ).toEqual(all);
+      if (n >= 100) {
+        expect(second).not.toEqual(first);
+        // not the identity, nor close to it: few blocks land where sequential order would put them
+        expect(first.filter((v, i) => v === i).length).toBeLessThan(n / 10);
+      }
+    }
+  });
+
+  it('is the same order for the same seed (randrepeat)', () => {
+    expect(pass(new RandomOrder(5000, mulberry32(7)), 5000)).toEqual(
+      pass(new RandomOrder(5000, mulberry32(7)), 5000),
+    );
+    expect(pass(new RandomOrder(5000, mulberry32(7)), 50)).not.toEqual(
+      pass(new RandomOrder(5000, mulberry32(8)), 50),
+    );
+  });
+
+  it('serves a disk of more than 2^32 blocks without a table of them (a 16 TiB disk at 4 KiB had none)', () => {
+    const n = 2 ** 35 + 1;
+    const o = new RandomOrder(n, mulberry32(1));
+    const got = pass(o, 20_000);
+    expect(new Set(got).size).toBe(got.length);
+    expect(got.every((v) => Number.isInteger(v) && v >= 0 && v < n)).toBe(true);
+    // spread over the whole range, not its start
+    expect(got.filter((v) => v >= n / 2).length).toBeGreaterThan(got.length / 4);
   });
 });
