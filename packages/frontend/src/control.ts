@@ -155,6 +155,9 @@ export async function startControlServer(
       left = true;
     };
     sock.once('close', leave);
+    // before anything can fail: a socket error with no listener would take the guest down
+    sock.on('error', () => ac.abort());
+    sock.on('close', () => ac.abort());
     if (sessions > maxSessions) {
       send({ err: `control: the guest serves ${maxSessions} sessions already\n` });
       send({ exit: 2 });
@@ -167,8 +170,6 @@ export async function startControlServer(
       send({ exit: 2 });
       sock.end();
     });
-    sock.on('error', () => ac.abort());
-    sock.on('close', () => ac.abort());
     sock.on('data', (chunk) => {
       buf += chunk.toString('utf8');
       if (buf.length > 1 << 20) {
