@@ -63,6 +63,8 @@ import { blkfrontTrace, type BlkfrontTrace } from './trace.ts';
  * while the guest still builds the second: 4 KiB randwrite QD32 with PI rose from ≈ 14.0k to ≈ 16.0k
  * IOPS on 2 cores (`pvblk bench`, alternating runs), at ≤ 2 notifications per 32 requests.
  */
+export const MAX_REQUESTS_PER_PUSH = 16;
+
 /**
  * The largest `sectors` a backend may announce: 2^44 - 1 (8 PiB), the last size whose every byte
  * offset is an exact integer in a JavaScript number (2^53). The guest's tools and page cache address
@@ -71,8 +73,6 @@ import { blkfrontTrace, type BlkfrontTrace } from './trace.ts';
  * larger one, as a malformed value, is a deliberate difference (docs/interop.md).
  */
 export const MAX_DISK_SECTORS = Math.floor(Number.MAX_SAFE_INTEGER / 512);
-
-export const MAX_REQUESTS_PER_PUSH = 16;
 
 /**
  * A request this big is published at once rather than held for the rest of the turn's requests:
