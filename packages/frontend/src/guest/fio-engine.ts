@@ -52,7 +52,7 @@ const ERRNO_NUM: Partial<Record<Errno, number>> = {
  * block and could not be made at all past 2^32 blocks (a 16 TiB disk at 4 KiB: "Invalid typed array
  * length"). Here a four-round Feistel network keyed from the job's generator permutes the integers
  * below the even power of two at or above n, and values at or past n are skipped (cycle walking):
- * constant memory, under four steps a block.
+ * constant memory, and fewer than four steps a block on average.
  */
 export class RandomOrder {
   /** Bits of each half of the permuted integers. */
