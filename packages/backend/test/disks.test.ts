@@ -222,8 +222,8 @@ describe("a guest's disk", () => {
 
 describe('storage errors', () => {
   it('a full device: ENOSPC with the path (the registry is written through /dev/full)', async () => {
-    // the registry's temporary file (replaceFile: `<path>.<pid>.tmp`) is the full device
-    await symlink('/dev/full', join(dir, `disks.json.${process.pid}.tmp`));
+    // the registry's temporary file (replaceFile: `<path>.tmp`) is the full device
+    await symlink('/dev/full', join(dir, 'disks.json.tmp'));
     const err = await caught(disks().attach('g', ''));
     expect(isPvblkError(err, 'ENOSPC')).toBe(true);
     expect(err.message).toBe(

@@ -50,9 +50,9 @@ const replacing = new Map<string, Promise<void>>();
 /**
  * Replaces `path`'s contents with `data` durably (see above). Replacements of one path made by this
  * process run one after the other, in the order they were asked for — the last one asked for is what
- * the file holds — and share one temporary file name, `<path>.<pid>.tmp`, which no other process
- * writes. On failure the temporary file is removed and the error is the caller's. `mode` is the new
- * file's (0o600 for secrets).
+ * the file holds — so they can share the temporary file `<path>.tmp` (a file has one writer: the
+ * process that owns its directory). On failure the temporary file is removed and the error is the
+ * caller's. `mode` is the new file's (0o600 for secrets).
  */
 export function replaceFile(
   path: string,
@@ -72,7 +72,7 @@ export function replaceFile(
 }
 
 async function replaceNow(path: string, data: string | Uint8Array, mode: number, fs: ReplaceFileSystem) {
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = `${path}.tmp`;
   try {
     await fs.writeAndSync(tmp, data, mode);
     await fs.rename(tmp, path);

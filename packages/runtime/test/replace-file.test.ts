@@ -33,8 +33,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** node's file operations, each call recorded (with the file it touched) before it runs. */
 function recording(fail?: { op: keyof ReplaceFileSystem; error: Error }) {
   const calls: string[] = [];
-  const rel = (p: string) =>
-    p === dir ? '<dir>' : p.slice(dir.length + 1).replace(`.${process.pid}.tmp`, '.<tmp>');
+  const rel = (p: string) => (p === dir ? '<dir>' : p.slice(dir.length + 1).replace(/\.tmp$/, '.<tmp>'));
   const fs: ReplaceFileSystem = {
     async writeAndSync(p, d, m) {
       calls.push(`writeAndSync ${rel(p)}`);
@@ -65,10 +64,10 @@ describe('replaceFile', () => {
     await replaceFile(file, 'data\n');
     const base = dir.split('/').pop();
     expect(handleOps).toEqual([
-      `open synced.json.${process.pid}.tmp w`,
-      `writeFile synced.json.${process.pid}.tmp`,
-      `sync synced.json.${process.pid}.tmp`,
-      `close synced.json.${process.pid}.tmp`,
+      `open synced.json.tmp w`,
+      `writeFile synced.json.tmp`,
+      `sync synced.json.tmp`,
+      `close synced.json.tmp`,
       `open ${base} r`,
       `sync ${base}`,
       `close ${base}`,
