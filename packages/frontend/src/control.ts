@@ -164,12 +164,14 @@ export async function startControlServer(
       sock.end();
       return;
     }
-    sock.setTimeout(requestTimeoutMs, () => {
+    // a deadline, not an idle timeout: a client sending a byte now and then does not keep its place
+    const deadline = setTimeout(() => {
       if (started) return;
       send({ err: `control: no request within ${requestTimeoutMs / 1000} s\n` });
       send({ exit: 2 });
       sock.end();
-    });
+    }, requestTimeoutMs);
+    sock.once('close', () => clearTimeout(deadline));
     sock.on('data', (chunk) => {
       buf += chunk.toString('utf8');
       if (buf.length > 1 << 20) {
@@ -187,7 +189,7 @@ export async function startControlServer(
           continue;
         }
         started = true;
-        sock.setTimeout(0);
+        clearTimeout(deadline);
         const req = parseRequest(line);
         if (typeof req === 'string') {
           send({ err: `control: ${req}\n` });

@@ -124,6 +124,19 @@ describe('the control socket and a client that does not keep up', () => {
     expect(lines).toEqual([{ err: 'control: no request within 0.2 s\n' }, { exit: 2 }]);
   });
 
+  it('the request has a deadline: a client that sends a byte now and then without a request is closed too', async () => {
+    const path = await serve(async () => 0, { requestTimeoutMs: 300 });
+    const c = client(path, undefined);
+    c.sock.write('{');
+    // the stimulus, not a wait: a byte every 20 ms until the guest closes the connection
+    const drip = setInterval(() => c.sock.writable && c.sock.write(' '), 20);
+    try {
+      expect(await c.ended).toEqual([{ err: 'control: no request within 0.3 s\n' }, { exit: 2 }]);
+    } finally {
+      clearInterval(drip);
+    }
+  });
+
   it('serves a bounded number of sessions at once; one more is told so', async () => {
     const release = deferred();
     const started: number[] = [];
