@@ -117,23 +117,24 @@ export async function startControlServer(
         sock.destroy();
       }
     };
+    /** The command did not run: why, and exit status 2; nothing the client sends after is read. */
+    const refuse = (why: string) => {
+      if (sock.writableEnded) return;
+      send({ err: `control: ${why}\n` });
+      send({ exit: 2 });
+      sock.end();
+    };
     let kmsgDropped = 0;
     const kmsg = (m: KernelMessage) => {
       if (sock.writableLength > CONTROL_KMSG_DROP_AT) {
         kmsgDropped++;
         return;
       }
-      if (kmsgDropped > 0) {
-        send({
-          kmsg: {
-            ts: Number(m.ts.toFixed(6)),
-            level: 4,
-            text: `** ${kmsgDropped} printk messages dropped **`,
-          },
-        });
-        kmsgDropped = 0;
-      }
-      send({ kmsg: { ts: Number(m.ts.toFixed(6)), level: m.level, text: m.text } });
+      const ts = Number(m.ts.toFixed(6));
+      if (kmsgDropped > 0)
+        send({ kmsg: { ts, level: 4, text: `** ${kmsgDropped} printk messages dropped **` } });
+      kmsgDropped = 0;
+      send({ kmsg: { ts, level: m.level, text: m.text } });
     };
     const drain = () =>
       sock.destroyed || sock.writableLength < CONTROL_OUTPUT_HIGH
@@ -154,32 +155,23 @@ export async function startControlServer(
       if (!left) sessions--;
       left = true;
     };
-    sock.once('close', leave);
     // before anything can fail: a socket error with no listener would take the guest down
     sock.on('error', () => ac.abort());
-    sock.on('close', () => ac.abort());
-    if (sessions > maxSessions) {
-      send({ err: `control: the guest serves ${maxSessions} sessions already\n` });
-      send({ exit: 2 });
-      sock.end();
-      return;
-    }
+    sock.on('close', () => {
+      ac.abort();
+      leave();
+    });
+    if (sessions > maxSessions) return refuse(`the guest serves ${maxSessions} sessions already`);
     // a deadline, not an idle timeout: a client sending a byte now and then does not keep its place
-    const deadline = setTimeout(() => {
-      if (started) return;
-      send({ err: `control: no request within ${requestTimeoutMs / 1000} s\n` });
-      send({ exit: 2 });
-      sock.end();
-    }, requestTimeoutMs);
+    const deadline = setTimeout(
+      () => refuse(`no request within ${requestTimeoutMs / 1000} s`),
+      requestTimeoutMs,
+    );
     sock.once('close', () => clearTimeout(deadline));
     sock.on('data', (chunk) => {
+      if (sock.writableEnded && !started) return;
       buf += chunk.toString('utf8');
-      if (buf.length > 1 << 20) {
-        send({ err: 'control: request too long\n' });
-        send({ exit: 2 });
-        sock.end();
-        return;
-      }
+      if (buf.length > 1 << 20) return refuse('request too long');
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
@@ -191,12 +183,7 @@ export async function startControlServer(
         started = true;
         clearTimeout(deadline);
         const req = parseRequest(line);
-        if (typeof req === 'string') {
-          send({ err: `control: ${req}\n` });
-          send({ exit: 2 });
-          sock.end();
-          return;
-        }
+        if (typeof req === 'string') return refuse(req);
         const done = handler(req, {
           stdout: (text) => send({ out: text }),
           stderr: (text) => send({ err: text }),
