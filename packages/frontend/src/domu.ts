@@ -22,6 +22,7 @@ import { DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/devic
 import { XenbusProbe } from './xenbus-probe.ts';
 import { startControlServer, type ControlRequest } from './control.ts';
 import type { GuestDisk } from './guest/toolbox.ts';
+import type { CommandIo } from './guest/vfs.ts';
 import { quoteArgv } from './guest/shell.ts';
 import { GuestUserland } from './guest/userland.ts';
 
@@ -142,15 +143,8 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   // hot-plugged vbds come and go (xenbus_probe_frontend); `disks` is the live list
   await probe.listen({ added: (d) => userland.plug(d), removed: (d) => userland.unplug(d) });
 
-  const runRequest = (
-    req: ControlRequest,
-    io: {
-      stdout(t: string): void;
-      stderr(t: string): void;
-      signal: AbortSignal;
-      drain?: () => Promise<void>;
-    },
-  ) => userland.run('line' in req ? req.line : quoteArgv(req.argv), io);
+  const runRequest = (req: ControlRequest, io: CommandIo) =>
+    userland.run('line' in req ? req.line : quoteArgv(req.argv), io);
 
   const control = await startControlServer(o.controlPath, (req, s) => {
     // the console: kernel messages that happen while the command runs, in order with its output
