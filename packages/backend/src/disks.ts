@@ -138,32 +138,26 @@ export function storageError(e: unknown, what: string, path: string): unknown {
 }
 
 /**
- * A registry the host keeps as one JSON file (the disks', the driver-domain placements): written
- * whole, through a temporary file and a rename, so a reader never sees half of it; and one write at a
- * time, each of the value as it is when its turn comes — overlapping writes of the one temporary file
- * interleaved, and the second rename found it gone (ENOENT).
+ * A registry the host keeps as one JSON file (the disks', the driver-domain placements), written
+ * whole and durably by replaceFile: a reader never sees half of it, and writes run one at a time
+ * (overlapping writes of the one temporary file had interleaved, and the second rename found it
+ * gone: ENOENT). Each takes the value as it is when it reaches replaceFile, so the last write holds
+ * the latest value.
  */
 export class RegistryFile {
-  private saving: Promise<void> = Promise.resolve();
-
   constructor(
     readonly path: string,
     /** What it is, for errors: "the disk registry". */
     private readonly what: string,
   ) {}
 
-  save(value: () => unknown): Promise<void> {
-    const write = async () => {
-      try {
-        await mkdir(dirname(this.path), { recursive: true });
-        await replaceFile(this.path, JSON.stringify(value(), null, 2) + '\n');
-      } catch (e) {
-        throw storageError(e, `cannot write ${this.what}`, this.path);
-      }
-    };
-    const turn = this.saving.then(write, write);
-    this.saving = turn.catch(() => {});
-    return turn;
+  async save(value: () => unknown): Promise<void> {
+    try {
+      await mkdir(dirname(this.path), { recursive: true });
+      await replaceFile(this.path, JSON.stringify(value(), null, 2) + '\n');
+    } catch (e) {
+      throw storageError(e, `cannot write ${this.what}`, this.path);
+    }
   }
 }
 
