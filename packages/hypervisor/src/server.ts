@@ -10,6 +10,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WIRE_MAX_FRAME } from '@pvblk/shared';
 import {
@@ -51,11 +52,16 @@ function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(h(a), h(b));
 }
 
-/** A domain's connection to the broker over a WebSocket (the server's side). */
-export function wsFrameTransport(ws: WebSocket, peer: string): FrameTransport {
+/**
+ * A domain's connection to the broker over a WebSocket (the server's side). Given the connection's
+ * `socket`, the frames of a turn leave in one write (the relay baseline sends one frame a turn).
+ */
+export function wsFrameTransport(ws: WebSocket, peer: string, socket?: Duplex): FrameTransport {
   return {
     peer,
     sendFrame: (f, written) => ws.send(f, { binary: true }, () => written()),
+    cork: socket && (() => socket.cork()),
+    uncork: socket && (() => socket.uncork()),
     // ws calls back once the socket has taken the frame's bytes (or is gone): a server's frame is
     // never masked, so until then the socket may still hold the frame itself
     releasesFrames: true,
@@ -135,7 +141,7 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
     const conn = new Connection(
       hv,
       scheduler,
-      wsFrameTransport(ws, peer),
+      wsFrameTransport(ws, peer, req.socket),
       (level, obj, msg) => log(level, obj, msg),
       opts.helloTimeoutMs,
     );
