@@ -24,9 +24,19 @@ import {
   FIO_IOMEM_MAX,
   jobIomem,
 } from '@pvblk/frontend';
-import { parseScsiDebugParams, storeBlocks } from '@pvblk/backend';
+import {
+  checkNewDisk,
+  DEFAULT_HOST_QUOTAS,
+  diskBytes,
+  parseByteSize,
+  parseScsiDebugParams,
+  QUOTA_SETTINGS,
+  storeBlocks,
+  type HostQuotas,
+} from '@pvblk/backend';
 import { isPvblkError, XENBUS_MAX_RING_GRANT_ORDER } from '@pvblk/shared';
 import { RELAY_MAX_BS } from './bench-relay.ts';
+import { guestNames } from './options.ts';
 
 /** The stack a bench point runs on. */
 export interface StackShape {
@@ -90,6 +100,12 @@ const BENCH_OPTIONS: Record<string, boolean> = {
 export const MAX_BASELINE_SLICES = 100;
 export const MIN_SLICE_MS = 200;
 
+/**
+ * The longest warm-up: the guests' fio is handed it as `runtime=<n>ms`, and an untimed hour is already
+ * far past what JIT, pools and persistent grants need.
+ */
+export const MAX_WARMUP_MS = 3_600_000;
+
 /** Points of one bench (the product of its sweeps' value counts): each is a measured run of its own. */
 export const MAX_SWEEP_POINTS = 256;
 
@@ -102,8 +118,9 @@ way, grant operations, broker frames and bytes per request, every process's memo
 fio options (fio's names and syntax, --opt=value or --opt value):
   --name --filename --rw=read|write|randread|randwrite|rw|randrw --rwmixread --bs --iodepth
   --numjobs --size --offset --runtime --time_based --ramp_time --direct=0|1 --ioengine
-  --verify=none|crc32c|md5 --do_verify --verify_only --randseed --group_reporting
+  --verify=none|crc32c|md5 --do_verify --verify_only --randseed --randrepeat --group_reporting
   --percentile_list --output-format=normal|json|json+|terse --eta=auto|always|never
+  (and fio's aliases: --readwrite, --blocksize, --rwmixwrite, --timeout, --buffered)
 
 pvblk options:
   --pi                       disk formatted with PI (dif=1 dix=1) and the blkif integrity extension
@@ -266,6 +283,20 @@ function parseSweep(raw: string): Sweep {
   const values = eq < 0 ? [] : raw.slice(eq + 1).split(',');
   if (values.length < 1 || values.some((v) => v === ''))
     fail(`fio: --sweep ${raw}: give the values as ${key}=V1,V2,…`, 'fio: failed parsing sweep=' + raw);
+  // a disk parameter is checked here, where the message can name the sweep (checkPoint names --disk)
+  if (key === 'ndelay')
+    for (const v of values) {
+      try {
+        parseScsiDebugParams(`ndelay=${v}`);
+      } catch (e) {
+        if (isPvblkError(e))
+          fail(
+            `fio: --sweep ${raw}: ${e.message.replace(/^[A-Z]+: /, '')}`,
+            'fio: failed parsing sweep=' + raw,
+          );
+        throw e;
+      }
+    }
   return { key: key as SweepKey, values };
 }
 
@@ -315,10 +346,19 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
               `warmup: min value out of range: ${o.value} (1ms min, or 0 for none)`,
               `fio: failed parsing warmup=${o.value}`,
             );
+          if (warmupMs > MAX_WARMUP_MS)
+            fail(
+              `warmup: max value out of range: ${o.value} (1h max)`,
+              `fio: failed parsing warmup=${o.value}`,
+            );
           return true;
         case 'rss-interval':
           rssIntervalMs = parseTime('rss-interval', o.value ?? '');
-          if (rssIntervalMs < 100) fail(`rss-interval: min value out of range: ${o.value} (100ms min)`);
+          if (rssIntervalMs < 100)
+            fail(
+              `rss-interval: min value out of range: ${o.value} (100ms min)`,
+              `fio: failed parsing rss-interval=${o.value}`,
+            );
           return true;
       }
       if (Object.hasOwn(PVBLK_STACK_OPTIONS, o.name)) {
@@ -398,6 +438,22 @@ function checkPoint(p: BenchPoint): void {
     if (isPvblkError(e)) fail(`fio: --disk: ${e.message.replace(/^[A-Z]+: /, '')}`);
     throw e;
   }
+  // --pi asks for a PI-formatted disk; dif=0 or dix=0 in --disk would quietly run without one
+  if (p.stack.pi && (params.dif === 0 || params.dix === 0))
+    fail(
+      `fio: --pi with --disk "${p.stack.disk}": --pi needs protection information on the disk (dif=1, 2 or 3, and dix=1); drop dif=0/dix=0 or --pi`,
+    );
+  // the bench's host refuses a disk over its quotas only once the stack is up: refused here instead
+  const quotas = hostQuotas();
+  const each = diskBytes(params);
+  guestNames(p.stack.guests).forEach((guest, i) => {
+    try {
+      checkNewDisk(quotas, guest, each, i * each);
+    } catch (e) {
+      if (isPvblkError(e)) fail(`fio: --disk: ${e.message.replace(/^[A-Z0-9]+: /, '')}`);
+      throw e;
+    }
+  });
   const bytes = storeBlocks(params) * params.sector_size;
   for (const job of p.cl.jobs) {
     checkJob(job);
@@ -413,6 +469,32 @@ function checkPoint(p: BenchPoint): void {
     fail(
       `fio: the jobs' I/O buffers (numjobs × iodepth × bs) come to ${iomem} bytes, over the ${FIO_IOMEM_MAX} a guest gives them`,
     );
+}
+
+/** The disk quotas of the bench's host: its defaults, or what the environment it inherits sets. */
+function hostQuotas(env: Record<string, string | undefined> = process.env): HostQuotas {
+  const size = (v: string | undefined, fallback: number, setting: string): number => {
+    if (v === undefined || v === '') return fallback;
+    try {
+      return parseByteSize(v);
+    } catch (e) {
+      if (isPvblkError(e)) fail(`fio: ${setting}: ${e.message.replace(/^[A-Z0-9]+: /, '')}`);
+      throw e;
+    }
+  };
+  return {
+    ...DEFAULT_HOST_QUOTAS,
+    maxDiskBytes: size(
+      env.PVBLK_MAX_DISK_SIZE,
+      DEFAULT_HOST_QUOTAS.maxDiskBytes,
+      QUOTA_SETTINGS.maxDiskBytes,
+    ),
+    maxTotalDiskBytes: size(
+      env.PVBLK_MAX_TOTAL_DISK,
+      DEFAULT_HOST_QUOTAS.maxTotalDiskBytes,
+      QUOTA_SETTINGS.maxTotalDiskBytes,
+    ),
+  };
 }
 
 /** fio warns that several writers overwrite each other's blocks; with verify that is a certain failure. */

@@ -358,7 +358,7 @@ function parseGuestJson(text: string): GuestJson | null {
 async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boolean): Promise<PointResult> {
   // warm-up: the same jobs, untimed, without verify (JIT, pools, persistent grants)
   if (o.warmupMs > 0) {
-    await runInGuests(
+    const outs = await runInGuests(
       s,
       fioArgv(
         p.cl,
@@ -373,6 +373,13 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       ),
       false,
     );
+    // a warm-up that failed would leave the measured run cold, and its figures wrong without a word
+    outs.forEach((out, k) => {
+      if (out.status !== 0)
+        throw new Error(
+          `the warm-up failed in ${s.guests[k].name} (fio exited ${out.status}): ${out.stderr.trim().split('\n')[0] || 'no message'}`,
+        );
+    });
   }
   const slices = o.baseline ? o.baselineSlices : 1;
   // with slices, the relay is up and warm before pvblk's first slice, and the two take turns

@@ -47,7 +47,40 @@ describe('pvblk bench: bad input', () => {
       ['--name=t', '--disk', 'dev_size_mb=64', '--size=65m'],
       ['fio: offset=0 size=68157440 goes past the end of /dev/xvda (67108864 bytes)'],
     ],
+    [
+      ['--name=t', '--offset=100m'],
+      ['fio: offset=104857600 is at or past the end of /dev/xvda (8388608 bytes)'],
+    ],
     [['--name=t', '--rw=trim'], ['fio: failed parsing rw=trim']],
+    [
+      ['--name=t', '--warmup=2h'],
+      ['warmup: max value out of range: 2h (1h max)', 'fio: failed parsing warmup=2h'],
+    ],
+    [
+      ['--name=t', '--rss-interval=50ms'],
+      ['rss-interval: min value out of range: 50ms (100ms min)', 'fio: failed parsing rss-interval=50ms'],
+    ],
+    [
+      ['--name=t', '--pi', '--disk', 'dif=0'],
+      ['fio: --pi with --disk "dif=0": --pi needs protection information on the disk'],
+    ],
+    [['--name=t', '--sweep', 'pi=0,1', '--disk', 'dix=0'], ['fio: --pi with --disk "dix=0"']],
+    [
+      ['--name=t', '--disk', 'dev_size_mb=2048'],
+      [
+        "fio: --disk: the disk of guest guest: dev_size_mb=2048 (2 GiB) is over the host's limit of 1 GiB per disk (--max-disk-size / PVBLK_MAX_DISK_SIZE)",
+      ],
+    ],
+    [
+      ['--name=t', '--guests=5', '--disk', 'dev_size_mb=1024'],
+      [
+        "fio: --disk: the disk of guest guest5: dev_size_mb=1024 (1 GiB) does not fit in the host's disk quota",
+      ],
+    ],
+    [
+      ['--name=t', '--sweep', 'ndelay=abc,1'],
+      ['fio: --sweep ndelay=abc,1: disk parameter "ndelay"', 'fio: failed parsing sweep=ndelay=abc,1'],
+    ],
     [['--name=t', '--time_based'], ['fio: t: time_based needs a runtime (--runtime=<seconds>)']],
     [
       ['--name=t', '--queues', '0'],

@@ -429,8 +429,11 @@ export function checkJobAgainstDevice(
       `fio: offset=${job.offset} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
     );
   }
+  if (job.offset >= dev.bytes) {
+    fail(`fio: offset=${job.offset} is at or past the end of ${dev.path} (${dev.bytes} bytes)`);
+  }
   const size = job.size ?? dev.bytes - job.offset;
-  if (job.offset >= dev.bytes || job.offset + size > dev.bytes) {
+  if (job.offset + size > dev.bytes) {
     fail(`fio: offset=${job.offset} size=${size} goes past the end of ${dev.path} (${dev.bytes} bytes)`);
   }
   if (size < job.bs) {
