@@ -76,6 +76,7 @@ export class PersistentGrants {
  * 256 segments in flight made Dom0 hold 131,600 mappings, and other guests' requests failed with
  * GNTST_no_space. Past this budget a request moves its data by grant copy, which maps nothing: the
  * guest that asks for more only slows itself. A deliberate deviation from Linux (docs/security.md).
+ * It bounds each guest, not all of them together: see GrantDataPath.copyInstead for that.
  */
 export class MapBudget {
   /** Mappings held now. */
@@ -260,6 +261,8 @@ export class GrantDataPath {
             })),
           );
     this.stats.grant_maps += toMap.length;
+    if (results.some((r) => r.status === GNTST.no_space))
+      return this.copyInstead(segments, results, persistentUsed, budgeted);
     const transient: Page[] = [];
     let failure: string | null = null;
     results.forEach((r, k) => {
@@ -285,6 +288,28 @@ export class GrantDataPath {
       return { ok: false, detail: failure };
     }
     return { ok: true, io };
+  }
+
+  /**
+   * Dom0's maptrack is full — every guest's mappings together, which no one guest's budget bounds
+   * (several guests each within theirs can fill it): the request moves its data by grant copy, which
+   * maps nothing, instead of failing. Linux's blkback answers such a request BLKIF_RSP_ERROR, which
+   * hands the load of some guests to another as I/O errors; here it only slows everyone down. What
+   * this request did map is unmapped, and its persistent grants in use are idle again.
+   */
+  private copyInstead(
+    segments: BlkifSegment[],
+    results: Array<{ status: number; page?: Page }>,
+    persistentUsed: number[],
+    budgeted: number,
+  ): { ok: true; io: SegmentData } {
+    const mapped = results.flatMap((r) => (r.status === GNTST.okay && r.page ? [r.page] : []));
+    for (const g of persistentUsed) this.persistent!.tree.get(g)!.active = false;
+    this.stats.persistent_hits -= persistentUsed.length;
+    this.budget.give(budgeted);
+    this.stats.grant_unmaps += mapped.length;
+    this.xc.gnttab.unmapAsync(mapped);
+    return { ok: true, io: this.copyIo(segments) };
   }
 
   /** A buffer of at least `bytes` for a gather: the smallest spare that fits, else a new one. */
