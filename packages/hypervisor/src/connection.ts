@@ -455,6 +455,16 @@ export class Connection implements Session, Schedulable {
         n += records;
         if (this.blocked) break;
       }
+    } catch (e) {
+      // a bug in the broker, reached by this peer's input — here too when the slice runs from the
+      // scheduler's own turn, where nothing above would catch it and the process would end
+      this.log(
+        'error',
+        { peer: this.peer, domid: d.domid, err: String((e as Error)?.stack ?? e) },
+        'internal error serving a message; closing the connection',
+      );
+      this.close(CLOSE_INTERNAL, 'internal error');
+      return false;
     } finally {
       Connection.serving = prev;
     }
