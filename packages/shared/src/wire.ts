@@ -565,6 +565,8 @@ export class FrameWriter {
 
   /** A page write: `len` bytes of `src` from `srcOff`, for offset `off` of the page. */
   page(mapped: boolean, ref: number, off: number, src: Uint8Array, srcOff: number, len: number): void {
+    // a write of nothing is nothing; as a record it would be one the decoder refuses, frame and all
+    if (len === 0) return;
     const kind = mapped ? REC_PAGE_MAP : REC_PAGE_OWN;
     const l = this.lastPage;
     if (l >= 0 && this.buf[l] === kind && this.buf.readUInt32LE(l + 1) === ref) {

@@ -303,6 +303,20 @@ const hypervisorOk = (f: Uint8Array): HypervisorMessage[] => {
 };
 
 describe('FrameWriter', () => {
+  it('writes no record for a page write of no bytes, so the frame it stands in still decodes', () => {
+    const w = new FrameWriter();
+    w.add({ t: 'ev', port: 3 });
+    w.page(true, 9, 0, Buffer.alloc(0), 0, 0);
+    w.add({ t: 'gw', handle: 9, off: 4096, data: Buffer.alloc(0) });
+    w.add({ t: 'ev', port: 4 });
+    const frames = w.take();
+    expect(frames).toHaveLength(1);
+    expect(hypervisorOk(frames[0])).toEqual([
+      { t: 'ev', port: 3 },
+      { t: 'ev', port: 4 },
+    ]);
+  });
+
   it("sizes each frame's buffer by the frame before it, not by the largest so far", () => {
     const w = new FrameWriter();
     const page = Buffer.alloc(4096, 7);

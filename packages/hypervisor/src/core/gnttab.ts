@@ -329,6 +329,10 @@ export class GrantTables {
    * changes afterwards), never a view of the copy: a later write must not show through an earlier record.
    */
   private applyWrite(frame: SharedFrame, off: number, data: Uint8Array, from: Domain | Mapping | null): void {
+    // a copy of no bytes is a valid GNTTABOP_copy (Xen checks only that it ends in the page) and
+    // changes nothing: forwarded, it became a page write of no bytes, a record every receiver's
+    // decoder refuses with the whole frame it stood in — other domains' events and replies with it
+    if (data.length === 0) return;
     frame.data.set(data, off);
     // A domain's mappings of one frame share one page there, and its own frame is another page: a
     // domain that maps its own grant (Xen allows it) holds both, and each must hear of the other's
