@@ -10,8 +10,9 @@
  * that says what was found and where, never with an exception.
  *
  * Binary values are returned as views into the input (no copy); maps are objects without a prototype,
- * so a key such as `__proto__` is just a key. Nesting depth and container sizes are bounded, and a
- * container can never claim more elements than there are bytes left to hold them.
+ * so a key such as `__proto__` is just a key. Nesting depth, container sizes and the number of objects
+ * built are bounded, and a container can never claim more elements than there are bytes left to hold
+ * them.
  */
 
 export type MsgpackValue =
@@ -22,19 +23,30 @@ export interface MsgpackLimits {
   maxDepth: number;
   /** Elements of one array, or entries of one map. */
   maxItems: number;
+  /**
+   * Arrays, maps and binary values in all: each is a heap object of 50-200 bytes made from as little
+   * as one input byte (an empty map is 0x80), where the element bound alone let a 1 MB record build
+   * 180 MB of objects. A caller decoding many values from one input (a frame) passes what is left of
+   * its own budget.
+   */
+  maxObjects: number;
 }
 
 export const DEFAULT_MSGPACK_LIMITS: Readonly<MsgpackLimits> = Object.freeze({
   maxDepth: 8,
   maxItems: 65536,
+  maxObjects: 65536,
 });
 
-export type MsgpackResult = { ok: true; value: MsgpackValue } | { ok: false; error: string };
+/** `objects`: the arrays, maps and binary values the value is made of (see maxObjects). */
+export type MsgpackResult =
+  { ok: true; value: MsgpackValue; objects: number } | { ok: false; error: string };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 class Reader {
   pos: number;
+  objects = 0;
   constructor(
     readonly buf: Uint8Array,
     start: number,
@@ -84,7 +96,14 @@ function str(r: Reader, len: number): string {
   }
 }
 
-function bin(r: Reader, len: number): Uint8Array {
+/** One more array, map or binary value, within the budget. */
+function object(r: Reader, lim: MsgpackLimits): void {
+  if (++r.objects > lim.maxObjects)
+    throw new Malformed(`more than ${lim.maxObjects} arrays, maps and binary values (at byte ${r.pos})`);
+}
+
+function bin(r: Reader, len: number, lim: MsgpackLimits): Uint8Array {
+  object(r, lim);
   need(r, len, 'binary data');
   const b = r.buf.subarray(r.pos, r.pos + len);
   r.pos += len;
@@ -103,6 +122,7 @@ function int64(r: Reader, signed: boolean): number {
 }
 
 function array(r: Reader, n: number, depth: number, lim: MsgpackLimits): MsgpackValue[] {
+  object(r, lim);
   if (n > lim.maxItems) throw new Malformed(`an array of ${n} items is over the limit of ${lim.maxItems}`);
   // every element takes at least one byte: a claim beyond the bytes left is a lie, refused before allocating
   if (n > r.end - r.pos)
@@ -113,6 +133,7 @@ function array(r: Reader, n: number, depth: number, lim: MsgpackLimits): Msgpack
 }
 
 function map(r: Reader, n: number, depth: number, lim: MsgpackLimits): { [key: string]: MsgpackValue } {
+  object(r, lim);
   if (n > lim.maxItems) throw new Malformed(`a map of ${n} entries is over the limit of ${lim.maxItems}`);
   if (2 * n > r.end - r.pos)
     throw new Malformed(`a map of ${n} entries cannot fit in the ${r.end - r.pos} bytes left`);
@@ -146,11 +167,11 @@ function value(r: Reader, depth: number, lim: MsgpackLimits): MsgpackValue {
     case 0xc3:
       return true;
     case 0xc4:
-      return bin(r, u8(r));
+      return bin(r, u8(r), lim);
     case 0xc5:
-      return bin(r, u16(r));
+      return bin(r, u16(r), lim);
     case 0xc6:
-      return bin(r, u32(r));
+      return bin(r, u32(r), lim);
     case 0xca: {
       need(r, 4, 'a float');
       const x = v.getFloat32(r.pos);
@@ -235,7 +256,7 @@ export function decodeMsgpack(
   try {
     const v = value(r, 1, limits);
     if (r.pos !== b.length) return { ok: false, error: `${b.length - r.pos} bytes after the value` };
-    return { ok: true, value: v };
+    return { ok: true, value: v, objects: r.objects };
   } catch (e) {
     if (e instanceof Malformed) return { ok: false, error: e.error };
     // a decoder bug, or the engine running out of something: still an answer, never an exception

@@ -29,7 +29,7 @@
  * field, and error texts describe what was found without echoing the peer's bytes.
  */
 import { Packr } from 'msgpackr';
-import { decodeMsgpack, type MsgpackValue } from './msgpack.ts';
+import { DEFAULT_MSGPACK_LIMITS, decodeMsgpack, type MsgpackValue } from './msgpack.ts';
 import { SpareBuffers } from './spare-buffers.ts';
 
 export const WIRE_VERSION = 3;
@@ -46,6 +46,14 @@ export const WIRE_MAX_MESSAGE = 8 * 1024 * 1024;
  * broker) where its input bound pauses reading at 16k.
  */
 export const WIRE_MAX_RECORDS = 16 * 1024;
+/**
+ * Arrays, maps and binary values the MessagePack records of one frame may build together. Each is a
+ * heap object made from as little as one input byte: bounded by bytes alone, a 16 MiB frame of empty
+ * maps could build ≈ 3 GB and end the broker (V8 out of heap, which nothing catches). What a process
+ * sends stays far below: its frames are cut at WIRE_FRAME_TARGET (1 MiB), and the smallest records
+ * that build an object (a grant map's op, ≈ 22 bytes) fill 1 MiB with ≈ 48,000.
+ */
+export const WIRE_MAX_OBJECTS = 128 * 1024;
 export const PAGE_SIZE = 4096;
 
 export const REC_MSG = 0x01;
@@ -665,6 +673,9 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side, runs: boolean): Decoded
   const schemas = side === 'client' ? CLIENT_SCHEMAS : HYPERVISOR_SCHEMAS;
   let at = 1;
   let index = 0;
+  // what is left of the frame's WIRE_MAX_OBJECTS goes to each record in turn
+  const limits = { ...DEFAULT_MSGPACK_LIMITS };
+  let objects = 0;
   /** The run the previous record went into, while records of its kind follow it. */
   let run: PageRun | null = null;
   while (at < buf.length) {
@@ -682,9 +693,20 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side, runs: boolean): Decoded
             error: `record ${index}: a message of ${len} bytes is over ${WIRE_MAX_MESSAGE}`,
           };
         if ((e = truncated(buf, at, 5 + len, index, 'message'))) return { ok: false, error: e };
-        const d = decodeMsgpack(buf, at + 5, at + 5 + len);
+        limits.maxObjects = Math.min(DEFAULT_MSGPACK_LIMITS.maxObjects, WIRE_MAX_OBJECTS - objects);
+        const d = decodeMsgpack(buf, at + 5, at + 5 + len, limits);
         at += 5 + len;
-        if (!d.ok) return { ok: false, error: `record ${index}: not valid MessagePack: ${d.error}` };
+        if (!d.ok) {
+          const frameBudget =
+            limits.maxObjects < DEFAULT_MSGPACK_LIMITS.maxObjects && d.error.startsWith('more than');
+          return {
+            ok: false,
+            error: frameBudget
+              ? `record ${index}: the frame's records build more than ${WIRE_MAX_OBJECTS} arrays, maps and binary values`
+              : `record ${index}: not valid MessagePack: ${d.error}`,
+          };
+        }
+        objects += d.objects;
         const r = validateMsg<T>(d.value, index, schemas);
         if (r.ok) messages.push(r.msg);
         else invalid.push(r.bad);

@@ -112,6 +112,15 @@ describe('strict MessagePack decoding', () => {
     );
   });
 
+  it('bounds the arrays, maps and binary values one value builds, and says how many it built', () => {
+    const b = hex('93 80 80 c4 00'); // [{}, {}, <0 bytes>]: four objects from five bytes
+    const lim = { maxDepth: 8, maxItems: 16 };
+    expect(decodeMsgpack(b, 0, b.length, { ...lim, maxObjects: 4 })).toMatchObject({ ok: true, objects: 4 });
+    const r = decodeMsgpack(b, 0, b.length, { ...lim, maxObjects: 3 });
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.error).toMatch(/^more than 3 arrays, maps and binary values \(at byte \d\)$/);
+  });
+
   it('answers any bytes at all with a value or an error, never an exception', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 256 }), (b) => {

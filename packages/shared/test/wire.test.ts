@@ -10,6 +10,7 @@ import {
   forEachPageRecord,
   pageWriteMessage,
   WIRE_MAX_FRAME,
+  WIRE_MAX_OBJECTS,
   WIRE_MAX_RECORDS,
   WIRE_VERSION,
   type ClientMessage,
@@ -96,6 +97,38 @@ describe('wire frames: one fixture per record kind', () => {
 });
 
 describe('frame limits', () => {
+  it(`refuses a frame whose records build more than ${WIRE_MAX_OBJECTS} arrays, maps and binary values`, () => {
+    // grant maps of 1024 ops: 1025 objects a record, each op ≈ 22 bytes (the smallest that build one)
+    const map = (id: number): ClientMessage => ({
+      t: 'gnt_map',
+      id,
+      ops: Array.from({ length: 1024 }, (_, k) => ({ dom: 1, ref: k, readonly: true })),
+    });
+    const fits = Math.floor(WIRE_MAX_OBJECTS / 1025);
+    const ok = encodeFrame(Array.from({ length: fits }, (_, i) => map(i)));
+    expect(clientOk(ok)).toHaveLength(fits);
+    const over = decodeClientFrame(encodeFrame(Array.from({ length: fits + 1 }, (_, i) => map(i))));
+    expect(over).toEqual({
+      ok: false,
+      error: `record ${fits}: the frame's records build more than ${WIRE_MAX_OBJECTS} arrays, maps and binary values`,
+    });
+    // what the budget is for: ≈ 1 MB of empty maps (0x80 each) in one record — 15 arrays of 65,535,
+    // each under the item limit — refused before they are built (they took 180 MB of heap)
+    const inner = Buffer.concat([Buffer.from([0xdc, 0xff, 0xff]), Buffer.alloc(0xffff, 0x80)]);
+    const empties = Buffer.concat([
+      Buffer.from([0x83, 0xa1, 0x74, 0xa5]),
+      Buffer.from('fence'),
+      Buffer.from([0xa2, 0x69, 0x64, 0x01, 0xa1, 0x6a, 0x9f]),
+      ...Array.from({ length: 15 }, () => inner),
+    ]);
+    const rec = Buffer.alloc(5);
+    rec[0] = 0x01;
+    rec.writeUInt32LE(empties.length, 1);
+    const flood = decodeClientFrame(Buffer.concat([Buffer.from([WIRE_VERSION]), rec, empties]));
+    expect(flood.ok).toBe(false);
+    expect(!flood.ok && flood.error).toContain('arrays, maps and binary values');
+  });
+
   it('cuts frames between records below the target, in order, whatever is owed', () => {
     const page = Buffer.alloc(4096, 7);
     const msgs: ClientMessage[] = Array.from({ length: 600 }, (_, i) => ({
