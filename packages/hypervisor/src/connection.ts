@@ -92,6 +92,13 @@ export const OUT_MAX = 64 * 1024 * 1024;
 /** Inbox sizes (records: a page run counts as its writes) at which reading pauses and resumes. */
 export const IN_HIGH = 16 * 1024;
 const IN_LOW = 4 * 1024;
+/**
+ * Bytes of the frames the inbox holds (a queued message keeps its whole frame alive: page runs and
+ * binary values are views of it) at which reading pauses and resumes. Counted in records alone, a
+ * blocked domain sending frames of two 8 MiB records each was still being read after 100 MiB.
+ */
+export const IN_HIGH_BYTES = 32 * 1024 * 1024;
+const IN_LOW_BYTES = 8 * 1024 * 1024;
 /** A guest's own watch events waiting for it in one turn, beyond which they are dropped. */
 export const MAX_PENDING_WATCH_EVENTS = 1024;
 
@@ -123,6 +130,13 @@ export class Connection implements Session, Schedulable {
   private inHead = 0;
   /** Records waiting in the inbox: a page run counts as the page writes it holds. */
   private inRecords = 0;
+  /** Bytes of the frames with entries still in the inbox, and where each frame's entries end. */
+  private inBytes = 0;
+  private inFrames: Array<{ end: number; bytes: number }> = [];
+  private inFramesHead = 0;
+  /** Inbox entries ever queued and ever served (absolute: the inbox's compaction does not move them). */
+  private queuedEntries = 0;
+  private servedEntries = 0;
   private readingPaused = false;
   /** What is owed to the peer this turn, already encoded (the frames go out at the end of the turn). */
   private readonly outbox = new FrameWriter(BROKER_FRAME_TARGET);
@@ -166,6 +180,11 @@ export class Connection implements Session, Schedulable {
   /** Records received and not yet served (the bounds on input count these, whatever their grouping). */
   get pendingInput(): number {
     return this.inRecords;
+  }
+
+  /** Bytes of the frames queued input keeps alive (see IN_HIGH_BYTES). */
+  get pendingInputBytes(): number {
+    return this.inBytes;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -305,6 +324,9 @@ export class Connection implements Session, Schedulable {
     this.inbox = [];
     this.inHead = 0;
     this.inRecords = 0;
+    this.inBytes = 0;
+    this.inFrames = [];
+    this.inFramesHead = 0;
     this.releaseWaiters();
     for (const r of this.waitingFor) r.waiters.delete(this);
     this.waitingFor.clear();
@@ -386,7 +408,13 @@ export class Connection implements Session, Schedulable {
         this.inRecords += n;
       }
     }
-    if (!this.readingPaused && this.pendingInput > IN_HIGH) {
+    const entries = msgs.length + invalid.length;
+    if (entries > 0) {
+      this.queuedEntries += entries;
+      this.inFrames.push({ end: this.queuedEntries, bytes: frame.length });
+      this.inBytes += frame.length;
+    }
+    if (!this.readingPaused && (this.pendingInput > IN_HIGH || this.inBytes > IN_HIGH_BYTES)) {
       this.readingPaused = true;
       this.counters.readPauses++;
       this.transport.pause();
@@ -448,6 +476,7 @@ export class Connection implements Session, Schedulable {
         if (this.closed || d.dying) return false;
         const m = this.inbox[this.inHead];
         this.inbox[this.inHead++] = undefined as unknown as Inbound;
+        this.servedEntries++;
         const records = recordsIn(m);
         this.inRecords -= records;
         if (m.t === '__invalid') this.hv.reject(d, m.bad.id, m.bad.error);
@@ -467,6 +496,7 @@ export class Connection implements Session, Schedulable {
       return false;
     } finally {
       Connection.serving = prev;
+      this.releaseFrames();
     }
     if (this.inHead === this.inbox.length) {
       this.inbox = [];
@@ -477,11 +507,25 @@ export class Connection implements Session, Schedulable {
       this.inbox = this.inbox.slice(this.inHead);
       this.inHead = 0;
     }
-    if (this.readingPaused && this.pendingInput < IN_LOW && !this.closed) {
+    if (this.readingPaused && this.pendingInput < IN_LOW && this.inBytes < IN_LOW_BYTES && !this.closed) {
       this.readingPaused = false;
       this.transport.resume();
     }
     return this.pendingInput > 0 && !this.closed;
+  }
+
+  /** Frames whose every entry has been served no longer count against IN_HIGH_BYTES. */
+  private releaseFrames(): void {
+    const f = this.inFrames;
+    while (this.inFramesHead < f.length && f[this.inFramesHead].end <= this.servedEntries)
+      this.inBytes -= f[this.inFramesHead++].bytes;
+    if (this.inFramesHead === f.length) {
+      this.inFrames = [];
+      this.inFramesHead = 0;
+    } else if (this.inFramesHead > 1024 && this.inFramesHead * 2 >= f.length) {
+      this.inFrames = f.slice(this.inFramesHead);
+      this.inFramesHead = 0;
+    }
   }
 
   /** Called by the transport when the connection is gone. */

@@ -1,6 +1,6 @@
 export { Hypervisor, type Envelope, type Interposer, type HypervisorOptions } from './core/hypervisor.ts';
 export { Domain, type Session } from './core/domain.ts';
-export { Connection, IN_HIGH, type FrameTransport } from './connection.ts';
+export { Connection, IN_HIGH, IN_HIGH_BYTES, type FrameTransport } from './connection.ts';
 export { LocalHypervisor } from './local.ts';
 export {
   startHypervisorServer,
