@@ -148,6 +148,27 @@ describe('hostile frontend against blkback', () => {
   });
 });
 
+/**
+ * A write of 11 one-sector segments in every slot of the ring, each segment its own granted page;
+ * the byte of segment k of request id is `seed + id * 11 + k` (so the disk's sector id * 11 + k).
+ */
+function fullRingOfWrites(a: RawFront, seed: number): Buffer[] {
+  return Array.from({ length: a.size }, (_, id) =>
+    encodeRequest({
+      operation: BLKIF_OP_WRITE,
+      nrSegments: 11,
+      handle: DEVID,
+      id: BigInt(id),
+      sectorNumber: BigInt(id * 11),
+      segments: Array.from({ length: 11 }, (_, k) => ({
+        gref: a.grant(Buffer.alloc(4096, (seed + id * 11 + k) & 0xff), true).ref,
+        firstSect: 0,
+        lastSect: 0,
+      })),
+    }),
+  );
+}
+
 describe('one guest and the mappings Dom0 holds for every guest', () => {
   it("past its budget a guest's requests move by grant copy: Dom0 never runs out of mappings, and another guest's I/O maps and succeeds", async () => {
     // Dom0 may hold 256 mappings at once for all guests; blkback gives each guest 64 beyond its
@@ -158,24 +179,7 @@ describe('one guest and the mappings Dom0 holds for every guest', () => {
     const attacker = await host.domain({ disk: { delayMs: 20 } });
     const a = await RawFront.connect(host, attacker, { persistent: false });
     const dom0 = host.lh.hv.domains.get(0)!;
-    const slots: Buffer[] = [];
-    for (let id = 0; id < a.size; id++) {
-      const segments = Array.from({ length: 11 }, (_, k) => ({
-        gref: a.grant(Buffer.alloc(4096, (id * 11 + k) & 0xff), true).ref,
-        firstSect: 0,
-        lastSect: 0,
-      }));
-      slots.push(
-        encodeRequest({
-          operation: BLKIF_OP_WRITE,
-          nrSegments: 11,
-          handle: DEVID,
-          id: BigInt(id),
-          sectorNumber: BigInt(id * 11),
-          segments,
-        }),
-      );
-    }
+    const slots = fullRingOfWrites(a, 0);
     let peak = 0;
     const sample = setInterval(() => (peak = Math.max(peak, dom0.maptrack.size)), 1);
     try {
@@ -221,25 +225,7 @@ describe('several guests and the mappings Dom0 holds for all of them', () => {
     const sample = setInterval(() => (peak = Math.max(peak, dom0.maptrack.size)), 1);
     try {
       for (const [n, a] of fronts.entries()) {
-        const slots: Buffer[] = [];
-        for (let id = 0; id < a.size; id++) {
-          const segments = Array.from({ length: 11 }, (_, k) => ({
-            gref: a.grant(Buffer.alloc(4096, (n * 7 + id * 11 + k) & 0xff), true).ref,
-            firstSect: 0,
-            lastSect: 0,
-          }));
-          slots.push(
-            encodeRequest({
-              operation: BLKIF_OP_WRITE,
-              nrSegments: 11,
-              handle: DEVID,
-              id: BigInt(id),
-              sectorNumber: BigInt(id * 11),
-              segments,
-            }),
-          );
-        }
-        a.push(slots);
+        a.push(fullRingOfWrites(a, n * 7));
       }
       for (let i = 0; i < 8; i++) {
         expect(await v.front.submit(rwRequest(v.xc, 'write', i * 8, pattern(4096, i)))).toEqual({

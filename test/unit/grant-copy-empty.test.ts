@@ -5,52 +5,25 @@
  * domains bound for the same receiver (a helper's finding: a third domain's event port stuck for good).
  */
 import { describe, expect, it } from 'vitest';
-import { decodeHypervisorFrame, encodeFrame, WIRE_VERSION } from '@pvblk/shared';
-import { Connection, Hypervisor, type FrameTransport } from '@pvblk/hypervisor';
-import { FairScheduler } from '../../packages/hypervisor/src/scheduler.ts';
+import { encodeFrame } from '@pvblk/shared';
+import { brokerWith } from './broker-peers.ts';
 import { until } from './stack.ts';
 
 describe('a grant copy of no bytes', () => {
   it("reaches no mapper: the mapper's frames all decode, and a write after it arrives", async () => {
-    const hv = new Hypervisor({ dom0Credential: 'x' });
-    const sched = new FairScheduler();
-    const a = hv.createDomain('a');
-    const b = hv.createDomain('b');
-    const bad: string[] = [];
-    const got: unknown[] = [];
-    const tA: FrameTransport = {
-      peer: 'a',
-      sendFrame: (_f, written) => written(),
-      close() {},
-      pause() {},
-      resume() {},
-    };
-    const tB: FrameTransport = {
-      peer: 'b',
-      sendFrame: (f, written) => {
-        const d = decodeHypervisorFrame(f);
-        if (d.ok) got.push(...d.messages);
-        else bad.push(d.error);
-        written();
-      },
-      close() {},
-      pause() {},
-      resume() {},
-    };
-    const ca = new Connection(hv, sched, tA, () => {});
-    const cb = new Connection(hv, sched, tB, () => {});
-    ca.onFrame(encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential: a.credential }]));
-    cb.onFrame(encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential: b.credential }]));
+    const {
+      peers: [a, b],
+    } = brokerWith(['a', 'b']);
     // a's page 5 granted to b (a ring page, say) and b maps it; a grants the same page to itself too
-    ca.onFrame(
+    a.conn.onFrame(
       encodeFrame([
         { t: 'gnt_grant', id: 2, ref: 10, domid: b.domid, gfn: 5, readonly: false },
         { t: 'gnt_grant', id: 3, ref: 11, domid: a.domid, gfn: 5, readonly: false },
       ]),
     );
-    cb.onFrame(encodeFrame([{ t: 'gnt_map', id: 2, ops: [{ dom: a.domid, ref: 10, readonly: false }] }]));
-    await until(() => got.some((m) => (m as { t: string }).t === 'ok'), "b's map answered");
-    ca.onFrame(
+    b.conn.onFrame(encodeFrame([{ t: 'gnt_map', id: 2, ops: [{ dom: a.domid, ref: 10, readonly: false }] }]));
+    await until(() => b.got.some((m) => m.t === 'ok'), "b's map answered");
+    a.conn.onFrame(
       encodeFrame([
         {
           t: 'gnt_copy',
@@ -61,9 +34,9 @@ describe('a grant copy of no bytes', () => {
         { t: 'mw', gfn: 5, off: 0, data: Buffer.from([1, 2, 3, 4]) },
       ]),
     );
-    await until(() => got.some((m) => (m as { t: string }).t === 'gw'), "a's write at b");
-    expect(bad).toEqual([]);
-    const writes = got.filter((m) => (m as { t: string }).t === 'gw') as Array<{ data: Uint8Array }>;
+    await until(() => b.got.some((m) => m.t === 'gw'), "a's write at b");
+    expect(b.bad).toEqual([]);
+    const writes = b.got.filter((m) => m.t === 'gw') as Array<{ data: Uint8Array }>;
     expect(writes.map((w) => [...w.data])).toEqual([[1, 2, 3, 4]]);
   });
 });
