@@ -39,8 +39,7 @@ export const DEFAULT_MSGPACK_LIMITS: Readonly<MsgpackLimits> = Object.freeze({
 });
 
 /** `objects`: the arrays, maps and binary values the value is made of (see maxObjects). */
-export type MsgpackResult =
-  { ok: true; value: MsgpackValue; objects: number } | { ok: false; error: string };
+export type MsgpackResult = { ok: true; value: MsgpackValue; objects: number } | { ok: false; error: string };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
