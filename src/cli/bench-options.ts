@@ -150,6 +150,16 @@ const fail = (...lines: string[]): never => {
   throw new FioUsageError(lines);
 };
 
+/** `f()`, with a PvblkError it throws refused as `<prefix>: <its detail>` (and `more` lines). */
+function failOnError<T>(prefix: string, f: () => T, ...more: string[]): T {
+  try {
+    return f();
+  } catch (e) {
+    if (isPvblkError(e)) fail(`${prefix}: ${e.detail}`, ...more);
+    throw e;
+  }
+}
+
 export const DEFAULT_STACK: StackShape = {
   pi: false,
   piInline: true,
@@ -285,18 +295,12 @@ function parseSweep(raw: string): Sweep {
     fail(`fio: --sweep ${raw}: give the values as ${key}=V1,V2,…`, 'fio: failed parsing sweep=' + raw);
   // a disk parameter is checked here, where the message can name the sweep (checkPoint names --disk)
   if (key === 'ndelay')
-    for (const v of values) {
-      try {
-        parseScsiDebugParams(`ndelay=${v}`);
-      } catch (e) {
-        if (isPvblkError(e))
-          fail(
-            `fio: --sweep ${raw}: ${e.message.replace(/^[A-Z]+: /, '')}`,
-            'fio: failed parsing sweep=' + raw,
-          );
-        throw e;
-      }
-    }
+    for (const v of values)
+      failOnError(
+        `fio: --sweep ${raw}`,
+        () => parseScsiDebugParams(`ndelay=${v}`),
+        'fio: failed parsing sweep=' + raw,
+      );
   return { key: key as SweepKey, values };
 }
 
@@ -431,13 +435,7 @@ export function sliceRuntimeMs(cl: FioCommandLine, slices: number): number | nul
 
 /** Everything a point must satisfy before a stack is started for it. */
 function checkPoint(p: BenchPoint): void {
-  let params;
-  try {
-    params = parseScsiDebugParams(diskParams(p.stack));
-  } catch (e) {
-    if (isPvblkError(e)) fail(`fio: --disk: ${e.message.replace(/^[A-Z]+: /, '')}`);
-    throw e;
-  }
+  const params = failOnError('fio: --disk', () => parseScsiDebugParams(diskParams(p.stack)));
   // --pi asks for a PI-formatted disk; dif=0 or dix=0 in --disk would quietly run without one
   if (p.stack.pi && (params.dif === 0 || params.dix === 0))
     fail(
@@ -446,14 +444,9 @@ function checkPoint(p: BenchPoint): void {
   // the bench's host refuses a disk over its quotas only once the stack is up: refused here instead
   const quotas = hostQuotas();
   const each = diskBytes(params);
-  guestNames(p.stack.guests).forEach((guest, i) => {
-    try {
-      checkNewDisk(quotas, guest, each, i * each);
-    } catch (e) {
-      if (isPvblkError(e)) fail(`fio: --disk: ${e.message.replace(/^[A-Z0-9]+: /, '')}`);
-      throw e;
-    }
-  });
+  guestNames(p.stack.guests).forEach((guest, i) =>
+    failOnError('fio: --disk', () => checkNewDisk(quotas, guest, each, i * each)),
+  );
   const bytes = storeBlocks(params) * params.sector_size;
   for (const job of p.cl.jobs) {
     checkJob(job);
@@ -473,15 +466,8 @@ function checkPoint(p: BenchPoint): void {
 
 /** The disk quotas of the bench's host: its defaults, or what the environment it inherits sets. */
 function hostQuotas(env: Record<string, string | undefined> = process.env): HostQuotas {
-  const size = (v: string | undefined, fallback: number, setting: string): number => {
-    if (v === undefined || v === '') return fallback;
-    try {
-      return parseByteSize(v);
-    } catch (e) {
-      if (isPvblkError(e)) fail(`fio: ${setting}: ${e.message.replace(/^[A-Z0-9]+: /, '')}`);
-      throw e;
-    }
-  };
+  const size = (v: string | undefined, fallback: number, setting: string): number =>
+    v === undefined || v === '' ? fallback : failOnError(`fio: ${setting}`, () => parseByteSize(v));
   return {
     ...DEFAULT_HOST_QUOTAS,
     maxDiskBytes: size(

@@ -33,7 +33,7 @@ const DEFAULT_DISK = process.env.PVBLK_DISK ?? '';
 /** An error as the user reads it: what was wrong, in their terms; EUSAGE exits 2, anything else 1. */
 function fail(e: unknown): never {
   let msg: string;
-  if (isPvblkError(e)) msg = e.code === 'EUSAGE' ? e.message.slice('EUSAGE: '.length) : e.message;
+  if (isPvblkError(e)) msg = e.code === 'EUSAGE' ? e.detail : e.message;
   else {
     const n = e as NodeJS.ErrnoException & { address?: string; port?: number };
     const where = n.path ?? (n.address !== undefined ? `${n.address}:${n.port}` : undefined);
@@ -75,7 +75,7 @@ function sizeOption(name: string) {
     try {
       return parseByteSize(raw);
     } catch (e) {
-      throw new InvalidArgumentError(`${name}: ${(e as Error).message.replace(/^[A-Z0-9]+: /, '')}`);
+      throw new InvalidArgumentError(`${name}: ${isPvblkError(e) ? e.detail : (e as Error).message}`);
     }
   };
 }

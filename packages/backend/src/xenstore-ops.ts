@@ -115,7 +115,7 @@ class OpFailed extends Error {
 
 function failure(path: string, e: unknown): OpFailed {
   if (!isPvblkError(e)) throw e;
-  return new OpFailed({ path, errno: e.code, message: e.message.replace(/^[A-Z0-9_]+: /, '') });
+  return new OpFailed({ path, errno: e.code, message: e.detail });
 }
 
 /** Runs one tool invocation against Dom0's XenStore. */

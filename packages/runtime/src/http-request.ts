@@ -71,6 +71,6 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
 /** A route's failure as the answer says it: its errno, its status, the message without the errno prefix. */
 export function errorReply(e: unknown): { status: number; body: { error: string; message: string } } {
   const code = isPvblkError(e) ? e.code : 'EIO';
-  const message = isPvblkError(e) ? e.message.replace(/^[A-Za-z0-9_]+: /, '') : String(e);
+  const message = isPvblkError(e) ? e.detail : String(e);
   return { status: HTTP_STATUS[code] ?? 500, body: { error: code, message } };
 }

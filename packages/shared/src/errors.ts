@@ -55,10 +55,13 @@ export type ErrorCode =
 
 export class PvblkError extends Error {
   readonly code: ErrorCode;
+  /** The message without its code: for a caller that words the error its own way. */
+  readonly detail: string;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(`${code}: ${message}`, options);
     this.name = 'PvblkError';
     this.code = code;
+    this.detail = message;
   }
 }
 

@@ -317,10 +317,7 @@ export class Hypervisor {
   /** The error reply to a call that threw: its code and words, prefixed with the call's type. */
   private failure(d: Domain, m: ClientMessage, e: unknown): HypervisorMessage {
     const code = isPvblkError(e) ? e.code : 'EINVAL';
-    const message = (isPvblkError(e) ? e.message.replace(/^[A-Za-z0-9_]+: /, '') : String(e)).slice(
-      0,
-      MAX_ERROR_TEXT,
-    );
+    const message = (isPvblkError(e) ? e.detail : String(e)).slice(0, MAX_ERROR_TEXT);
     if (!isPvblkError(e)) {
       this.log(
         'error',
