@@ -244,11 +244,7 @@ export class GrantDataPath {
     }
     // the maps this request would hold beyond the ring's persistent grants, against the guest's budget
     const budgeted = toMap.length - persistNew;
-    if (budgeted > 0 && !this.budget.take(budgeted)) {
-      for (const g of persistentUsed) p!.tree.get(g)!.active = false;
-      this.stats.persistent_hits -= persistentUsed.length;
-      return { ok: true, io: this.copyIo(segments) };
-    }
+    if (budgeted > 0 && !this.budget.take(budgeted)) return this.copyInstead(segments, [], persistentUsed, 0);
     // steady state with persistent grants maps nothing: no call, not even a resolved one to await
     const results =
       toMap.length === 0
@@ -291,11 +287,13 @@ export class GrantDataPath {
   }
 
   /**
-   * Dom0's maptrack is full — every guest's mappings together, which no one guest's budget bounds
-   * (several guests each within theirs can fill it): the request moves its data by grant copy, which
-   * maps nothing, instead of failing. Linux's blkback answers such a request BLKIF_RSP_ERROR, which
-   * hands the load of some guests to another as I/O errors; here it only slows everyone down. What
-   * this request did map is unmapped, and its persistent grants in use are idle again.
+   * The request moves its data by grant copy, which maps nothing, instead of by mappings: when it
+   * would pass the guest's budget (nothing mapped yet), and when Dom0's maptrack is full — every
+   * guest's mappings together, which no one guest's budget bounds (several guests each within theirs
+   * can fill it). Linux's blkback answers the latter BLKIF_RSP_ERROR, which hands the load of some
+   * guests to another as I/O errors; here it only slows everyone down. What this request did map
+   * (`results`) is unmapped and its budget (`budgeted`) given back; its persistent grants in use are
+   * idle again.
    */
   private copyInstead(
     segments: BlkifSegment[],
