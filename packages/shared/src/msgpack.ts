@@ -38,8 +38,12 @@ export const DEFAULT_MSGPACK_LIMITS: Readonly<MsgpackLimits> = Object.freeze({
   maxObjects: 65536,
 });
 
-/** `objects`: the arrays, maps and binary values the value is made of (see maxObjects). */
-export type MsgpackResult = { ok: true; value: MsgpackValue; objects: number } | { ok: false; error: string };
+/**
+ * `objects`: the arrays, maps and binary values the value is made of; `overObjects`: it was refused
+ * for having more than maxObjects (see there).
+ */
+export type MsgpackResult =
+  { ok: true; value: MsgpackValue; objects: number } | { ok: false; error: string; overObjects?: true };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -58,7 +62,10 @@ class Reader {
 
 /** Thrown inside the decoder only; `decodeMsgpack` turns it into an error result. */
 class Malformed {
-  constructor(readonly error: string) {}
+  constructor(
+    readonly error: string,
+    readonly overObjects = false,
+  ) {}
 }
 
 function need(r: Reader, n: number, what: string): void {
@@ -98,7 +105,10 @@ function str(r: Reader, len: number): string {
 /** One more array, map or binary value, within the budget. */
 function object(r: Reader, lim: MsgpackLimits): void {
   if (++r.objects > lim.maxObjects)
-    throw new Malformed(`more than ${lim.maxObjects} arrays, maps and binary values (at byte ${r.pos})`);
+    throw new Malformed(
+      `more than ${lim.maxObjects} arrays, maps and binary values (at byte ${r.pos})`,
+      true,
+    );
 }
 
 function bin(r: Reader, len: number, lim: MsgpackLimits): Uint8Array {
@@ -257,7 +267,8 @@ export function decodeMsgpack(
     if (r.pos !== b.length) return { ok: false, error: `${b.length - r.pos} bytes after the value` };
     return { ok: true, value: v, objects: r.objects };
   } catch (e) {
-    if (e instanceof Malformed) return { ok: false, error: e.error };
+    if (e instanceof Malformed)
+      return e.overObjects ? { ok: false, error: e.error, overObjects: true } : { ok: false, error: e.error };
     // a decoder bug, or the engine running out of something: still an answer, never an exception
     return { ok: false, error: `undecodable (${e instanceof Error ? e.name : 'error'})` };
   }

@@ -697,8 +697,8 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side, runs: boolean): Decoded
         const d = decodeMsgpack(buf, at + 5, at + 5 + len, limits);
         at += 5 + len;
         if (!d.ok) {
-          const frameBudget =
-            limits.maxObjects < DEFAULT_MSGPACK_LIMITS.maxObjects && d.error.startsWith('more than');
+          // over the objects left of the frame's budget, not a record's own limit
+          const frameBudget = d.overObjects && limits.maxObjects < DEFAULT_MSGPACK_LIMITS.maxObjects;
           return {
             ok: false,
             error: frameBudget

@@ -119,6 +119,8 @@ describe('strict MessagePack decoding', () => {
     const r = decodeMsgpack(b, 0, b.length, { ...lim, maxObjects: 3 });
     expect(r.ok).toBe(false);
     expect(!r.ok && r.error).toMatch(/^more than 3 arrays, maps and binary values \(at byte \d\)$/);
+    expect(!r.ok && r.overObjects).toBe(true);
+    expect(decodeMsgpack(hex('c1'))).toEqual({ ok: false, error: 'byte 0xc1 at 0 is not a msgpack type' });
   });
 
   it('answers any bytes at all with a value or an error, never an exception', () => {
