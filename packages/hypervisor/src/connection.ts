@@ -130,13 +130,12 @@ export class Connection implements Session, Schedulable {
   private inHead = 0;
   /** Records waiting in the inbox: a page run counts as the page writes it holds. */
   private inRecords = 0;
-  /** Bytes of the frames with entries still in the inbox, and where each frame's entries end. */
+  /**
+   * Bytes of the frames with entries still in the inbox; beside each entry, the bytes it frees once
+   * served (its frame's length on a frame's last entry, else 0).
+   */
   private inBytes = 0;
-  private inFrames: Array<{ end: number; bytes: number }> = [];
-  private inFramesHead = 0;
-  /** Inbox entries ever queued and ever served (absolute: the inbox's compaction does not move them). */
-  private queuedEntries = 0;
-  private servedEntries = 0;
+  private inboxBytes: number[] = [];
   private readingPaused = false;
   /** What is owed to the peer this turn, already encoded (the frames go out at the end of the turn). */
   private readonly outbox = new FrameWriter(BROKER_FRAME_TARGET);
@@ -325,8 +324,7 @@ export class Connection implements Session, Schedulable {
     this.inHead = 0;
     this.inRecords = 0;
     this.inBytes = 0;
-    this.inFrames = [];
-    this.inFramesHead = 0;
+    this.inboxBytes = [];
     this.releaseWaiters();
     for (const r of this.waitingFor) r.waiters.delete(this);
     this.waitingFor.clear();
@@ -398,20 +396,20 @@ export class Connection implements Session, Schedulable {
     while (v < msgs.length || k < invalid.length) {
       if (k < invalid.length && invalid[k].index <= pos) {
         this.inbox.push({ t: '__invalid', bad: invalid[k++] });
+        this.inboxBytes.push(0);
         pos++;
         this.inRecords++;
       } else {
         const m = msgs[v++];
         this.inbox.push(m);
+        this.inboxBytes.push(0);
         const n = recordsIn(m);
         pos += n;
         this.inRecords += n;
       }
     }
-    const entries = msgs.length + invalid.length;
-    if (entries > 0) {
-      this.queuedEntries += entries;
-      this.inFrames.push({ end: this.queuedEntries, bytes: frame.length });
+    if (msgs.length + invalid.length > 0) {
+      this.inboxBytes[this.inboxBytes.length - 1] = frame.length;
       this.inBytes += frame.length;
     }
     if (!this.readingPaused && (this.pendingInput > IN_HIGH || this.inBytes > IN_HIGH_BYTES)) {
@@ -475,8 +473,8 @@ export class Connection implements Session, Schedulable {
       for (let n = 0; n < budget && this.inHead < this.inbox.length;) {
         if (this.closed || d.dying) return false;
         const m = this.inbox[this.inHead];
+        this.inBytes -= this.inboxBytes[this.inHead];
         this.inbox[this.inHead++] = undefined as unknown as Inbound;
-        this.servedEntries++;
         const records = recordsIn(m);
         this.inRecords -= records;
         if (m.t === '__invalid') this.hv.reject(d, m.bad.id, m.bad.error);
@@ -496,15 +494,16 @@ export class Connection implements Session, Schedulable {
       return false;
     } finally {
       Connection.serving = prev;
-      this.releaseFrames();
     }
     if (this.inHead === this.inbox.length) {
       this.inbox = [];
+      this.inboxBytes = [];
       this.inHead = 0;
     } else if (this.inHead > 4096 && this.inHead * 2 >= this.inbox.length) {
       // compacted once half of it is served: each entry is moved O(1) times (a compaction every 4096
       // entries of a 3-million entry inbox had copied the rest each time)
       this.inbox = this.inbox.slice(this.inHead);
+      this.inboxBytes = this.inboxBytes.slice(this.inHead);
       this.inHead = 0;
     }
     if (this.readingPaused && this.pendingInput < IN_LOW && this.inBytes < IN_LOW_BYTES && !this.closed) {
@@ -512,20 +511,6 @@ export class Connection implements Session, Schedulable {
       this.transport.resume();
     }
     return this.pendingInput > 0 && !this.closed;
-  }
-
-  /** Frames whose every entry has been served no longer count against IN_HIGH_BYTES. */
-  private releaseFrames(): void {
-    const f = this.inFrames;
-    while (this.inFramesHead < f.length && f[this.inFramesHead].end <= this.servedEntries)
-      this.inBytes -= f[this.inFramesHead++].bytes;
-    if (this.inFramesHead === f.length) {
-      this.inFrames = [];
-      this.inFramesHead = 0;
-    } else if (this.inFramesHead > 1024 && this.inFramesHead * 2 >= f.length) {
-      this.inFrames = f.slice(this.inFramesHead);
-      this.inFramesHead = 0;
-    }
   }
 
   /** Called by the transport when the connection is gone. */
