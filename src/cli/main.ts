@@ -11,7 +11,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isPvblkError } from '@pvblk/shared';
 import { runHypervisor } from '@pvblk/hypervisor';
-import { parseByteSize, runHost } from '@pvblk/backend';
+import { DEFAULT_HOST_QUOTAS, parseByteSize, runHost } from '@pvblk/backend';
 import { runDomu } from '@pvblk/frontend';
 import { logFormatFromEnv, logLevelFromEnv, watchForShutdown } from '@pvblk/runtime';
 import { registerDriverDomainCommands } from './driver-domain.ts';
@@ -187,19 +187,19 @@ blkbackOptions(
     new Option('--max-guests <n>', 'guest domains alive at once')
       .env('PVBLK_MAX_GUESTS')
       .argParser(intOption('--max-guests', 0, 1 << 20))
-      .default(64),
+      .default(DEFAULT_HOST_QUOTAS.maxGuests),
   )
   .addOption(
     new Option('--max-disk-size <size>', 'largest disk a guest gets (bytes, or with K, M, G, T)')
       .env('PVBLK_MAX_DISK_SIZE')
       .argParser(sizeOption('--max-disk-size'))
-      .default(1 << 30, '1G'),
+      .default(DEFAULT_HOST_QUOTAS.maxDiskBytes, '1G'),
   )
   .addOption(
     new Option('--max-total-disk <size>', 'capacity of all disks the host keeps together')
       .env('PVBLK_MAX_TOTAL_DISK')
       .argParser(sizeOption('--max-total-disk'))
-      .default(4 * (1 << 30), '4G'),
+      .default(DEFAULT_HOST_QUOTAS.maxTotalDiskBytes, '4G'),
   )
   .addOption(
     new Option('--scsi-host <n>', 'SCSI host number of the first disk (9 as in 9:0:0:0)')
