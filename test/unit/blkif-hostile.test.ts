@@ -264,7 +264,6 @@ describe('a frontend that reconnects with I/O in flight', () => {
     const a = f1.grant(Buffer.alloc(4096, 0xaa), true);
     f1.push([write(1, 0, a.ref)]);
     await until(() => h.blkback.stats()[`${d.domid}/${DEVID}`].wr_req === 1, 'write A to reach the device');
-    disk.delayMs = 0;
     // the guest closes its device and connects again while A is owed
     const xs = f1.xc.xs;
     await xs.write(`${d.fe}/state`, '5');
@@ -280,6 +279,9 @@ describe('a frontend that reconnects with I/O in flight', () => {
     // A is answered on the ring it came from, which stayed mapped
     expect((await f1.responses(1, "A's response"))[0]).toMatchObject({ id: 1n, status: BLKIF_RSP_OKAY });
     expect(disk.data[0]).toBe(0xaa);
+    // the device is fast again only now: blkback counts A before it maps A's grant, so a delay reset
+    // as soon as it was counted could reach the device before A did, and A would not be pending
+    disk.delayMs = 0;
     // once it is, the device connects again; B written there stays
     await xs.write(`${d.fe}/state`, '6');
     await waitFor(async () => (await f1.beState()) === 6, 'backend Closed again');
