@@ -155,7 +155,7 @@ printTable(
 );
 const machine = machineInfo();
 console.log(
-  `\n${machine.cores} cores (${machine.cpu}), Node ${machine.node}; runtime ${runtime} s per run${slices > 1 ? ` in ${slices} slices a side` : ''}; load average ${load0[0].toFixed(2)} before, ${load1[0].toFixed(2)} after (this machine is shared: read the ratios)`,
+  `\n${machine.cores} cores (${machine.cpu}), Node ${machine.node}, TCP congestion control ${machine.tcpCongestionControl ?? 'unknown'}; runtime ${runtime} s per run${slices > 1 ? ` in ${slices} slices a side` : ''}; load average ${load0[0].toFixed(2)} before, ${load1[0].toFixed(2)} after (this machine is shared: read the ratios)`,
 );
 console.log(
   `results: ${writeResults('end-to-end', { machine, runtimeSeconds: Number(runtime), slices, repeat, loadavg: { before: load0, after: load1 }, figures: runs, runs: results })}`,

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { createRequire } from 'node:module';
+import { tcpCongestionControl } from '../src/cli/bench-tcp.ts';
 
 // ---------------------------------------------------------------------------------------------
 // statistics
@@ -74,6 +75,8 @@ export interface MachineInfo {
   platform: string;
   cpu: string;
   cores: number;
+  /** This network namespace's TCP congestion control: bbr paces every loopback flow (src/cli/bench-tcp.ts). */
+  tcpCongestionControl: string | null;
 }
 
 export function machineInfo(): MachineInfo {
@@ -83,6 +86,7 @@ export function machineInfo(): MachineInfo {
     platform: `${process.platform}-${process.arch}`,
     cpu: c[0]?.model ?? 'unknown',
     cores: c.length,
+    tcpCongestionControl: tcpCongestionControl(),
   };
 }
 

@@ -21,6 +21,7 @@ import type { RelayResult } from './bench-relay.ts';
 import { sliceRatio, type GuestSlice, type Slice, type SliceSide } from './bench-slices.ts';
 import { summarizeRss, type CpuFields, type MachineCpu, type RssSeries } from './bench-rss.ts';
 import type { StageBreakdown } from './bench-trace.ts';
+import { tcpLine } from './bench-tcp.ts';
 import type { DomainStats } from '@pvblk/shared';
 
 /** The hypervisor's per-domain counters (its /status), as a difference over the run. */
@@ -56,6 +57,8 @@ export interface PointResult {
   /** The whole machine's CPU while each side was measured (null where /proc/stat could not be read). */
   machine: { pvblk: MachineCpu | null; relay: MachineCpu | null };
   relayError: string | null;
+  /** This network namespace's TCP congestion control (bench-tcp.ts); null where it cannot be read. */
+  tcpCongestionControl: string | null;
   /** With --baseline-slices: each slice's part of both runs, in the order they ran. */
   slices: Slice[] | null;
   groupReporting: boolean;
@@ -440,6 +443,7 @@ export function renderPointNormal(p: PointResult): string {
   out.push(
     `pvblk stack: disk "${diskParams(p.stack)}", ${p.stack.guests} guest${p.stack.guests > 1 ? 's' : ''}, ring-page-order ${p.stack.ringPageOrder}, queues ${p.stack.queues}, indirect-segments ${p.stack.indirectSegments}, persistent grants ${p.stack.persistent ? 'on' : 'off'}, data path ${p.stack.dataPath}${p.stack.pi ? `, PI (blkif integrity${p.stack.piInline ? ', inline' : ', no inline'})` : ''}`,
   );
+  out.push(tcpLine(p.tcpCongestionControl));
   out.push(...counterLines(p));
   out.push(...stageLines(p.stages));
   out.push(...memoryLines(p));
@@ -526,6 +530,7 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
     cpu_per_io_us: cpuPerIo(p),
     machine: { pvblk: machineJson(p.machine.pvblk), relay: machineJson(p.machine.relay) },
     relay_error: p.relayError,
+    tcp_congestion_control: p.tcpCongestionControl,
     slices: p.slices
       ? p.slices.map((sl) => ({
           pvblk: sliceJson(sl.pvblk),

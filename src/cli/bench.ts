@@ -55,6 +55,7 @@ import { makeBenchDir, sweepStaleBenchDirs } from './bench-dirs.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
 import { watchForShutdown } from '@pvblk/runtime';
 import { guestNames } from './options.ts';
+import { tcpCongestionControl } from './bench-tcp.ts';
 import {
   anyExit,
   startStack,
@@ -516,6 +517,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       relayCpu: baseline?.cpu ?? null,
       machine: { pvblk: pvCpu ? pvCpu.machineCpu() : rss.machineCpu(), relay: baseline?.machine ?? null },
       relayError: relayError.message,
+      tcpCongestionControl: tcpCongestionControl(),
       slices: slices > 1 ? timeline : null,
       groupReporting: p.cl.global.groupReporting,
       percentiles: p.cl.global.percentileList,

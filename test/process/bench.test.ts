@@ -19,6 +19,7 @@ import {
   waitUntil,
   type Running,
 } from './helpers.ts';
+import { tcpCongestionControl } from '../../src/cli/bench-tcp.ts';
 
 const QUICK = ['--disk', 'delay=0', '--warmup=0', '--rss-interval=200ms'];
 
@@ -199,6 +200,7 @@ interface FioJson {
     relay_cpu: Array<{ name: string } & Cpu>;
     cpu_per_io_us: { pvblk: CpuPerIo | null; relay: CpuPerIo | null };
     machine: { pvblk: Machine | null; relay: Machine | null };
+    tcp_congestion_control: string | null;
   };
 }
 
@@ -558,6 +560,8 @@ describe('pvblk bench: a run', () => {
     // and the machine's CPU while each side ran: busy, and stolen by the hypervisor under this VM
     expectMachine(j.pvblk.machine.pvblk);
     expectMachine(j.pvblk.machine.relay);
+    // the kernel's TCP congestion control under both sides' connections, as this namespace has it
+    expect(j.pvblk.tcp_congestion_control).toBe(tcpCongestionControl());
     const text = await readFile(svg, 'utf8');
     expect(text.startsWith('<svg')).toBe(true);
     expect(text.trimEnd().endsWith('</svg>')).toBe(true);
@@ -737,6 +741,8 @@ describe('pvblk bench: a run', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('=== iodepth=1');
     expect(r.stdout).toContain('=== iodepth=4');
+    // each point says which TCP congestion control carried it
+    expect(r.stdout).toContain(`TCP congestion control: ${tcpCongestionControl() ?? 'unknown'}`);
     expect(r.stdout).toMatch(/Sweep summary:\n.*\n {2}iodepth=1 .*\n {2}iodepth=4 /);
     const b = await readFile(png);
     expect(b.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
