@@ -133,6 +133,19 @@ printTable(
   }),
 );
 console.log('');
+// the namespace's TCP while each side ran: under bbr, segments arriving out of order on loopback and
+// resent (docs/performance.md, "TCP congestion control")
+printTable(
+  ['TCP per 1000 I/Os', 'out of order: pvblk', 'relay', 'retransmitted: pvblk', 'relay'],
+  configs.map((c) => {
+    const m = (k: keyof Figures) => {
+      const v = runs[c.id].map((x) => x[k] as number | null).filter((x): x is number => x !== null);
+      return v.length ? f(median(v), 2) : '–';
+    };
+    return [c.what, m('ofoPerKio'), m('relayOfoPerKio'), m('retransPerKio'), m('relayRetransPerKio')];
+  }),
+);
+console.log('');
 // each round's ratio beside the CPU the hypervisor under this machine stole while each side ran: a
 // round in which one side lost a fifth of its time to another tenant measured the host, not pvblk
 printTable(

@@ -267,7 +267,16 @@ export interface BenchPointJson {
     relay?: { guest?: { ios: number } };
     /** The machine's CPU while each side ran (busy, and stolen by the hypervisor under a VM). */
     machine?: { pvblk: MachineJson | null; relay: MachineJson | null };
+    /** What TCP did in the namespace while each side ran (src/cli/bench-tcp.ts). */
+    tcp?: { pvblk: TcpJson | null; relay: TcpJson | null };
   };
+}
+
+/** `pvblk.tcp.*` of `pvblk bench --output-format=json` (the counts a side's run added). */
+export interface TcpJson {
+  out_segs: number;
+  retrans_segs: number;
+  ofo_queue: number;
 }
 
 /** `pvblk.machine.*` of `pvblk bench --output-format=json`. */
@@ -319,6 +328,11 @@ export function figures(p: BenchPointJson): {
   relayCpuSystemPerIoUs: number | null;
   stealPct: number | null;
   relayStealPct: number | null;
+  /** Segments received out of order and segments resent, per 1000 I/Os of the side's run. */
+  ofoPerKio: number | null;
+  relayOfoPerKio: number | null;
+  retransPerKio: number | null;
+  relayRetransPerKio: number | null;
 } {
   const dirs = p.jobs.flatMap((j) => [j.read, j.write]).filter((d) => d.total_ios > 0);
   const iops = dirs.reduce((a, d) => a + d.iops, 0);
@@ -329,6 +343,9 @@ export function figures(p: BenchPointJson): {
   const rel = p.jobs.map((j) => j.pvblk.relay).filter((r) => r);
   const g = p.pvblk.guests;
   const cpu = p.pvblk.cpu_per_io_us;
+  const tcp = p.pvblk.tcp;
+  const ios = dirs.reduce((a, d) => a + d.total_ios, 0);
+  const relayIos = p.pvblk.relay?.guest?.ios ?? 0;
   const per = (k: string) =>
     g.reduce((a, x) => a + x.per_request[k] * x.per_request.requests, 0) /
     Math.max(
@@ -356,7 +373,15 @@ export function figures(p: BenchPointJson): {
     relayCpuSystemPerIoUs: cpu?.relay?.systemUs ?? null,
     stealPct: p.pvblk.machine?.pvblk?.steal_pct ?? null,
     relayStealPct: p.pvblk.machine?.relay?.steal_pct ?? null,
+    ofoPerKio: perKio(tcp?.pvblk?.ofo_queue, ios),
+    relayOfoPerKio: perKio(tcp?.relay?.ofo_queue, relayIos),
+    retransPerKio: perKio(tcp?.pvblk?.retrans_segs, ios),
+    relayRetransPerKio: perKio(tcp?.relay?.retrans_segs, relayIos),
   };
+}
+
+function perKio(n: number | undefined, ios: number): number | null {
+  return n === undefined || ios <= 0 ? null : (1000 * n) / ios;
 }
 
 export const quick = process.argv.includes('--quick');

@@ -15,6 +15,7 @@ import { sliceRuntimeMs, type BenchOptions, type BenchPoint } from './bench-opti
 import type { ProcessCpu } from './bench-report.ts';
 import { cpuFields, CpuWindows, type MachineCpu } from './bench-rss.ts';
 import { baseEnv } from './child-env.ts';
+import type { TcpCounters } from './bench-tcp.ts';
 import { appendRelayResult } from './bench-slices.ts';
 
 export interface Baseline {
@@ -22,6 +23,8 @@ export interface Baseline {
   cpu: ProcessCpu[];
   /** The machine's CPU over the relay's measured slices. */
   machine: MachineCpu | null;
+  /** What TCP did in this namespace over the relay's measured slices. */
+  tcp: TcpCounters | null;
 }
 
 /** A guest of the point, as the relay is shaped after it: one relay client per guest. */
@@ -199,7 +202,12 @@ export class RelayBaseline {
         name: `relay-client (${name})`,
         ...cpuFields({ user: r.cpuUserSeconds, system: r.cpuSystemSeconds }),
       });
-    return { results: this.results, cpu, machine: this.routerCpu.machineCpu() };
+    return {
+      results: this.results,
+      cpu,
+      machine: this.routerCpu.machineCpu(),
+      tcp: this.routerCpu.tcpCounters(),
+    };
   }
 
   private stopped = false;

@@ -21,7 +21,7 @@ import type { RelayResult } from './bench-relay.ts';
 import { sliceRatio, type GuestSlice, type Slice, type SliceSide } from './bench-slices.ts';
 import { summarizeRss, type CpuFields, type MachineCpu, type RssSeries } from './bench-rss.ts';
 import type { StageBreakdown } from './bench-trace.ts';
-import { tcpLine } from './bench-tcp.ts';
+import { tcpCountersLine, tcpLine, type TcpCounters } from './bench-tcp.ts';
 import type { DomainStats } from '@pvblk/shared';
 
 /** The hypervisor's per-domain counters (its /status), as a difference over the run. */
@@ -59,6 +59,8 @@ export interface PointResult {
   relayError: string | null;
   /** This network namespace's TCP congestion control (bench-tcp.ts); null where it cannot be read. */
   tcpCongestionControl: string | null;
+  /** What TCP did in this namespace while each side was measured (null where it could not be read). */
+  tcp: { pvblk: TcpCounters | null; relay: TcpCounters | null };
   /** With --baseline-slices: each slice's part of both runs, in the order they ran. */
   slices: Slice[] | null;
   groupReporting: boolean;
@@ -351,6 +353,8 @@ function memoryLines(p: PointResult): string[] {
   if (pvblk) out.push(cpuPerIoLine(pvblk, relay));
   const m = machineLine(p.machine);
   if (m) out.push(m);
+  const t = tcpCountersLine(p.tcp.pvblk, p.tcp.relay);
+  if (t) out.push(t);
   return out;
 }
 
@@ -363,6 +367,19 @@ export function machineLine(m: PointResult['machine']): string | null {
   if (!m.pvblk) return null;
   const mine = `  machine (/proc/stat, all CPUs): ${side(m.pvblk)} while pvblk ran`;
   return m.relay ? `${mine}; ${side(m.relay)} while the relay ran` : mine;
+}
+
+/** The JSON of a side's TCP counters (the style of the keys around them). */
+function tcpJson(c: TcpCounters | null): Record<string, number> | null {
+  if (!c) return null;
+  return {
+    out_segs: c.outSegs,
+    retrans_segs: c.retransSegs,
+    sack_recovery: c.sackRecovery,
+    dsack_recv: c.dsackRecv,
+    loss_probes: c.lossProbes,
+    ofo_queue: c.ofoQueue,
+  };
 }
 
 /** The JSON of a machine share (fio's style of keys). */
@@ -531,6 +548,7 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
     machine: { pvblk: machineJson(p.machine.pvblk), relay: machineJson(p.machine.relay) },
     relay_error: p.relayError,
     tcp_congestion_control: p.tcpCongestionControl,
+    tcp: { pvblk: tcpJson(p.tcp.pvblk), relay: tcpJson(p.tcp.relay) },
     slices: p.slices
       ? p.slices.map((sl) => ({
           pvblk: sliceJson(sl.pvblk),

@@ -11,6 +11,7 @@
  * that says whether a ratio was measured on a quiet machine or through another tenant's burst.
  */
 import { readFile } from 'node:fs/promises';
+import { NO_TCP, tcpBetween, tcpCounters, tcpSum, type TcpCounters } from './bench-tcp.ts';
 
 export interface RssSeries {
   name: string;
@@ -159,6 +160,8 @@ export class RssSampler {
   private readonly t0 = performance.now();
   /** The machine's CPU time at the first and the last sample. */
   private machine: [MachineTicks, MachineTicks] | null = null;
+  /** This namespace's TCP counters at the first and the last sample. */
+  private tcp: [TcpCounters, TcpCounters] | null = null;
 
   constructor(
     procs: Array<{ name: string; pid: number }>,
@@ -169,8 +172,9 @@ export class RssSampler {
 
   private async sample(): Promise<void> {
     const t = performance.now() - this.t0;
-    const [m] = await Promise.all([
+    const [m, tcp] = await Promise.all([
       machineTicks(),
+      tcpCounters(),
       ...this.series.map(async (s) => {
         const [b, cpu] = await Promise.all([rssOf(s.pid), cpuTicksOf(s.pid)]);
         if (b !== null) s.samples.push([t, b]);
@@ -178,6 +182,12 @@ export class RssSampler {
       }),
     ]);
     if (m) this.machine = this.machine ? [this.machine[0], m] : [m, m];
+    if (tcp) this.tcp = this.tcp ? [this.tcp[0], tcp] : [tcp, tcp];
+  }
+
+  /** What TCP did in this namespace between the first sample and the last (after stop()). */
+  tcpCounters(): TcpCounters | null {
+    return this.tcp ? tcpBetween(this.tcp[0], this.tcp[1]) : null;
   }
 
   /** The machine's CPU between the first sample and the last (after stop()). */
@@ -222,14 +232,15 @@ export function cpuOf(s: RssSeries): CpuSeconds | null {
 export class CpuWindows {
   private readonly total: Array<CpuSeconds | null>;
   private machine: MachineTicks | null = { total: 0, idle: 0, steal: 0 };
-  private opened: Promise<[MachineTicks | null, Array<CpuTicks | null>]> | null = null;
+  private tcp: TcpCounters | null = NO_TCP;
+  private opened: Promise<Reading> | null = null;
 
   constructor(private readonly pids: number[]) {
     this.total = pids.map(() => ({ user: 0, system: 0 }));
   }
 
-  private read(): Promise<[MachineTicks | null, Array<CpuTicks | null>]> {
-    return Promise.all([machineTicks(), Promise.all(this.pids.map((p) => cpuTicksOf(p)))]);
+  private read(): Promise<Reading> {
+    return Promise.all([machineTicks(), Promise.all(this.pids.map((p) => cpuTicksOf(p))), tcpCounters()]);
   }
 
   begin(): Promise<unknown> {
@@ -239,8 +250,9 @@ export class CpuWindows {
 
   async end(): Promise<void> {
     if (!this.opened) throw new Error('CpuWindows.end without begin');
-    const [[ma, a], [mb, b]] = await Promise.all([this.opened, this.read()]);
+    const [[ma, a, ta], [mb, b, tb]] = await Promise.all([this.opened, this.read()]);
     this.opened = null;
+    this.tcp = tcpSum(this.tcp, tcpBetween(ta, tb));
     this.total.forEach((t, i) => {
       const d = cpuBetween(a[i], b[i]);
       this.total[i] = t && d ? { user: t.user + d.user, system: t.system + d.system } : null;
@@ -265,7 +277,15 @@ export class CpuWindows {
   machineCpu(): MachineCpu | null {
     return machineCpu(this.machine);
   }
+
+  /** What TCP did in this namespace over the windows, added up. */
+  tcpCounters(): TcpCounters | null {
+    return this.tcp;
+  }
 }
+
+/** One reading at a window's edge: the machine, each process, this namespace's TCP. */
+type Reading = [MachineTicks | null, Array<CpuTicks | null>, TcpCounters | null];
 
 export function summarizeRss(s: RssSeries): RssSummary {
   const b = s.samples.map(([, v]) => v);

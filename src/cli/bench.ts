@@ -518,6 +518,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       machine: { pvblk: pvCpu ? pvCpu.machineCpu() : rss.machineCpu(), relay: baseline?.machine ?? null },
       relayError: relayError.message,
       tcpCongestionControl: tcpCongestionControl(),
+      tcp: { pvblk: pvCpu ? pvCpu.tcpCounters() : rss.tcpCounters(), relay: baseline?.tcp ?? null },
       slices: slices > 1 ? timeline : null,
       groupReporting: p.cl.global.groupReporting,
       percentiles: p.cl.global.percentileList,

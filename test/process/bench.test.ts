@@ -201,6 +201,7 @@ interface FioJson {
     cpu_per_io_us: { pvblk: CpuPerIo | null; relay: CpuPerIo | null };
     machine: { pvblk: Machine | null; relay: Machine | null };
     tcp_congestion_control: string | null;
+    tcp: { pvblk: Record<string, number> | null; relay: Record<string, number> | null };
   };
 }
 
@@ -562,6 +563,14 @@ describe('pvblk bench: a run', () => {
     expectMachine(j.pvblk.machine.relay);
     // the kernel's TCP congestion control under both sides' connections, as this namespace has it
     expect(j.pvblk.tcp_congestion_control).toBe(tcpCongestionControl());
+    // and what TCP did while each side ran: both moved their bytes over loopback TCP
+    for (const side of [j.pvblk.tcp.pvblk, j.pvblk.tcp.relay]) {
+      expect(Object.keys(side!).sort()).toEqual(
+        ['dsack_recv', 'loss_probes', 'ofo_queue', 'out_segs', 'retrans_segs', 'sack_recovery'].sort(),
+      );
+      expect(side!.out_segs).toBeGreaterThan(0);
+      for (const v of Object.values(side!)) expect(Number.isSafeInteger(v) && v >= 0).toBe(true);
+    }
     const text = await readFile(svg, 'utf8');
     expect(text.startsWith('<svg')).toBe(true);
     expect(text.trimEnd().endsWith('</svg>')).toBe(true);
@@ -633,9 +642,11 @@ describe('pvblk bench: a run', () => {
     expect(j.jobs[0]['job options'].runtime).toBe('1200ms');
     expect(j.pvblk.relay_cpu.map((c) => c.name)).toEqual(['relay', 'relay-server', 'relay-client (guest)']);
     for (const c of [...j.pvblk.relay_cpu, ...j.pvblk.memory]) expectCpuSplit(c);
-    // each side's share of the machine over its own slices
+    // each side's share of the machine over its own slices, and its TCP segments over them
     expectMachine(j.pvblk.machine.pvblk);
     expectMachine(j.pvblk.machine.relay);
+    expect(j.pvblk.tcp.pvblk!.out_segs).toBeGreaterThan(0);
+    expect(j.pvblk.tcp.relay!.out_segs).toBeGreaterThan(0);
   });
 
   /** A direct-I/O job of QUICK's stack, its JSON output. */
