@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createServer, connect, type AddressInfo } from 'node:net';
@@ -15,12 +14,13 @@ import {
   tcpSum,
 } from '../../src/cli/bench-tcp.ts';
 import { CpuWindows } from '../../src/cli/bench-rss.ts';
+import { tempDir } from '../process/helpers.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'pvblk-tcp-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('pvblk-tcp-');
+afterAll(() => dir.cleanup());
 
 function sysctl(text: string): string {
-  const f = join(dir, `cc-${Math.random().toString(36).slice(2)}`);
+  const f = join(dir.path, `cc-${Math.random().toString(36).slice(2)}`);
   writeFileSync(f, text);
   return f;
 }
@@ -32,7 +32,7 @@ describe("bench: the kernel's TCP congestion control", () => {
   });
 
   it('says unknown (null) for a file that is missing or holds no name', () => {
-    expect(tcpCongestionControl(join(dir, 'absent'))).toBeNull();
+    expect(tcpCongestionControl(join(dir.path, 'absent'))).toBeNull();
     expect(tcpCongestionControl(sysctl(''))).toBeNull();
     expect(parseCongestionControl('bbr cubic')).toBeNull();
     expect(parseCongestionControl('x'.repeat(17))).toBeNull();
