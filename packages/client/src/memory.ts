@@ -4,7 +4,16 @@
  * hypervisor returned). Reads are local. Writes go through `write*` so that they also reach the
  * hypervisor when someone else can see the page — our own frame once it is granted, a mapping always.
  */
-import { PAGE_SIZE, PvblkError, type RingMemory } from '@pvblk/shared';
+import {
+  PAGE_SIZE,
+  PvblkError,
+  bytesView,
+  copyBytes,
+  copyInto,
+  readU32LE,
+  writeU32LE,
+  type RingMemory,
+} from '@pvblk/shared';
 
 export interface PageWriteSink {
   /** Called after every write to a page that others can see: bytes [off, off + len) changed. */
@@ -88,13 +97,13 @@ export class Page {
 
   write(off: number, src: Uint8Array): void {
     this.writable(off, src.length);
-    this.buf.set(src, off);
+    copyInto(this.buf, off, src);
     this.stored(off, src.length);
   }
 
   writeU32LE(off: number, value: number): void {
     this.writable(off, 4);
-    this.buf.writeUInt32LE(value >>> 0, off);
+    writeU32LE(this.buf, off, value >>> 0);
     this.stored(off, 4);
   }
 
@@ -109,18 +118,18 @@ export class Page {
   }
 
   readU32LE(off: number): number {
-    return this.buf.readUInt32LE(off);
+    return readU32LE(this.buf, off);
   }
 
   /** Applies a write that another domain made (delivered by the hypervisor). */
   applyRemoteWrite(off: number, data: Uint8Array): void {
-    this.buf.set(data, off);
+    copyInto(this.buf, off, data);
     if (this.watch.wake !== null) this.woken(off, data.length);
   }
 
   /** The same, from bytes [start, end) of a received frame (no view made per write). */
   applyRemoteBytes(off: number, src: Buffer, start: number, end: number): void {
-    src.copy(this.buf, off, start, end);
+    copyBytes(this.buf, off, src, start, end);
     if (this.watch.wake !== null) this.woken(off, end - start);
   }
 
@@ -151,7 +160,7 @@ export class PagesRingMemory implements RingMemory {
   readU32(off: number): number {
     const p = Math.floor(off / PAGE_SIZE);
     const o = off % PAGE_SIZE;
-    if (o + 4 <= PAGE_SIZE) return this.pages[p].buf.readUInt32LE(o);
+    if (o + 4 <= PAGE_SIZE) return readU32LE(this.pages[p].buf, o);
     return this.read(off, 4).readUInt32LE(0);
   }
 
@@ -170,7 +179,7 @@ export class PagesRingMemory implements RingMemory {
       const p = Math.floor((off + done) / PAGE_SIZE);
       const o = (off + done) % PAGE_SIZE;
       const n = Math.min(len - done, PAGE_SIZE - o);
-      this.pages[p].buf.copy(out, done, o, o + n);
+      copyBytes(out, done, this.pages[p].buf, o, o + n);
       done += n;
     }
     return out;
@@ -182,7 +191,7 @@ export class PagesRingMemory implements RingMemory {
       const p = Math.floor((off + done) / PAGE_SIZE);
       const o = (off + done) % PAGE_SIZE;
       const n = Math.min(src.length - done, PAGE_SIZE - o);
-      this.pages[p].write(o, src.subarray(done, done + n));
+      this.pages[p].write(o, bytesView(src, done, n));
       done += n;
     }
   }

@@ -9,6 +9,21 @@
  * sector offset.
  */
 import {
+  bufferView,
+  bytesView,
+  copyInto,
+  fillBytes,
+  readU16LE,
+  readU32LE,
+  readU64LE,
+  readU8,
+  writeI16LE,
+  writeU16LE,
+  writeU32LE,
+  writeU64LE,
+  writeU8,
+} from './bytes.ts';
+import {
   BLKIF_OP_READ,
   BLKIF_OP_WRITE,
   BLKIF_REQUEST_SIZE,
@@ -21,10 +36,6 @@ import {
   decodeSegment,
   encodeSegment,
   checkDescriptor,
-  readLe16,
-  readLe32,
-  writeLe16,
-  writeLe32,
   type BlkifRequestProblem,
   type BlkifSegment,
 } from './blkif.ts';
@@ -120,27 +131,28 @@ export interface IntegrityResponseInfo {
 
 export function encodeIntegrityRequest(r: BlkifIntegrityRequest): Buffer {
   // from Node's pool, zeroed (as encodeRequest: a buffer of its own cost ≈ 0.3 µs a request)
-  const b = Buffer.allocUnsafe(BLKIF_REQUEST_SIZE).fill(0);
-  b.writeUInt8(BLKIF_OP_INTEGRITY, 0);
-  b.writeUInt8(r.integrityOp, 1);
-  b.writeUInt16LE(r.nrSegments, 2);
-  b.writeUInt16LE(r.nrPiSegments, 4);
-  b.writeUInt8(r.piFlags, 6);
-  b.writeBigUInt64LE(BigInt.asUintN(64, r.id), 8);
-  b.writeBigUInt64LE(BigInt.asUintN(64, r.sectorNumber), 16);
-  b.writeUInt16LE(r.handle, 24);
-  b.writeUInt16LE(r.appTag, 26);
-  b.writeUInt16LE(r.appTagMask, 28);
-  b.writeUInt32LE(r.refTag >>> 0, 32);
+  const b = Buffer.allocUnsafe(BLKIF_REQUEST_SIZE);
+  fillBytes(b, 0);
+  writeU8(b, 0, BLKIF_OP_INTEGRITY);
+  writeU8(b, 1, r.integrityOp);
+  writeU16LE(b, 2, r.nrSegments);
+  writeU16LE(b, 4, r.nrPiSegments);
+  writeU8(b, 6, r.piFlags);
+  writeU64LE(b, 8, BigInt.asUintN(64, r.id));
+  writeU64LE(b, 16, BigInt.asUintN(64, r.sectorNumber));
+  writeU16LE(b, 24, r.handle);
+  writeU16LE(b, 26, r.appTag);
+  writeU16LE(b, 28, r.appTagMask);
+  writeU32LE(b, 32, r.refTag >>> 0);
   if ((r.piFlags & BLKIF_PI_INLINE) !== 0) {
     if (!r.inline || r.inline.length > BLKIF_INTEGRITY_INLINE_BYTES || r.indirectGrefs.length > 0)
       throw new PvblkError(
         'EINVAL',
         `an inline integrity request needs at most ${BLKIF_INTEGRITY_INLINE_BYTES} inline bytes and no indirect page`,
       );
-    b.set(r.inline, 36);
+    copyInto(b, 36, r.inline);
   } else {
-    r.indirectGrefs.forEach((g, i) => b.writeUInt32LE(g >>> 0, 36 + 4 * i));
+    r.indirectGrefs.forEach((g, i) => writeU32LE(b, 36 + 4 * i, g >>> 0));
   }
   return b;
 }
@@ -151,11 +163,11 @@ export type DecodedIntegrityRequest =
 
 /** Decodes BLKIF_OP_INTEGRITY from a private slot copy; `maxSegments` is the backend's indirect limit. */
 export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): DecodedIntegrityRequest {
-  const b = Buffer.from(slot.buffer, slot.byteOffset, BLKIF_REQUEST_SIZE);
-  const id = b.readBigUInt64LE(8);
-  const integrityOp = b.readUInt8(1);
-  const nrSegments = b.readUInt16LE(2);
-  const nrPiSegments = b.readUInt16LE(4);
+  const b = slot;
+  const id = readU64LE(b, 8);
+  const integrityOp = readU8(b, 1);
+  const nrSegments = readU16LE(b, 2);
+  const nrPiSegments = readU16LE(b, 4);
   const bad = (problem: BlkifRequestProblem): DecodedIntegrityRequest => ({
     ok: false,
     id,
@@ -177,7 +189,7 @@ export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): D
       detail: `Bad number of segments in request (${nrSegments})`,
     });
   }
-  const piFlags = b.readUInt8(6);
+  const piFlags = readU8(b, 6);
   if ((piFlags & ~BLKIF_PI_FLAGS) !== 0) {
     return bad({
       code: 'BAD_INDIRECT_OP',
@@ -208,7 +220,7 @@ export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): D
   const indirectGrefs: number[] = [];
   if (!inline) {
     const pages = Math.ceil((nrSegments + nrPiSegments) / BLKIF_SEGS_PER_INDIRECT_FRAME);
-    for (let i = 0; i < pages; i++) indirectGrefs.push(b.readUInt32LE(36 + 4 * i));
+    for (let i = 0; i < pages; i++) indirectGrefs.push(readU32LE(b, 36 + 4 * i));
   }
   return {
     ok: true,
@@ -219,28 +231,28 @@ export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): D
       nrPiSegments,
       piFlags,
       id,
-      sectorNumber: b.readBigUInt64LE(16),
-      handle: b.readUInt16LE(24),
-      appTag: b.readUInt16LE(26),
-      appTagMask: b.readUInt16LE(28),
-      refTag: b.readUInt32LE(32),
+      sectorNumber: readU64LE(b, 16),
+      handle: readU16LE(b, 24),
+      appTag: readU16LE(b, 26),
+      appTagMask: readU16LE(b, 28),
+      refTag: readU32LE(b, 32),
       indirectGrefs,
       // a copy: the descriptors and tuples are read from it later, after the slot buffer is reused
-      ...(inline ? { inline: Buffer.from(b.subarray(36, BLKIF_REQUEST_SIZE)) } : {}),
+      ...(inline ? { inline: Buffer.from(bytesView(b, 36, BLKIF_REQUEST_SIZE - 36)) } : {}),
     },
   };
 }
 
 export function encodePiSegment(buf: Uint8Array, off: number, s: BlkifPiSegment): void {
   checkDescriptor(buf, off);
-  writeLe32(buf, off, s.gref >>> 0);
-  writeLe16(buf, off + 4, s.offset);
-  writeLe16(buf, off + 6, s.length);
+  writeU32LE(buf, off, s.gref >>> 0);
+  writeU16LE(buf, off + 4, s.offset);
+  writeU16LE(buf, off + 6, s.length);
 }
 
 export function decodePiSegment(buf: Uint8Array, off: number): BlkifPiSegment {
   checkDescriptor(buf, off);
-  return { gref: readLe32(buf, off), offset: readLe16(buf, off + 4), length: readLe16(buf, off + 6) };
+  return { gref: readU32LE(buf, off), offset: readU16LE(buf, off + 4), length: readU16LE(buf, off + 6) };
 }
 
 /** Fills indirect pages with data descriptors followed by PI descriptors. */
@@ -342,7 +354,7 @@ export function decodeInlineWrite(
       },
     };
   }
-  return { ok: true, data: d.data, tuples: inline.subarray(at, at + want) };
+  return { ok: true, data: d.data, tuples: bufferView(inline, at, want) };
 }
 
 /** Writes an integrity response: the base fields plus pi_status @9 and pi_offset @12. */
@@ -351,26 +363,28 @@ export function writeIntegrityResponse(
   off: number,
   rsp: { id: bigint; status: number; info?: IntegrityResponseInfo },
 ): void {
-  const b = Buffer.allocUnsafe(16).fill(0);
-  b.writeBigUInt64LE(BigInt.asUintN(64, rsp.id), 0);
-  b.writeUInt8(BLKIF_OP_INTEGRITY, 8);
+  const b = Buffer.allocUnsafe(16);
+  fillBytes(b, 0);
+  writeU64LE(b, 0, BigInt.asUintN(64, rsp.id));
+  writeU8(b, 8, BLKIF_OP_INTEGRITY);
   const i = rsp.info;
   let piStatus = 0;
   if (i?.check)
     piStatus |=
       i.check === 'guard' ? BLKIF_PI_ERR_GUARD : i.check === 'app' ? BLKIF_PI_ERR_APP : BLKIF_PI_ERR_REF;
   if (i?.caughtBy) piStatus |= i.caughtBy === 'backend' ? BLKIF_PI_CAUGHT_BACKEND : BLKIF_PI_CAUGHT_DEVICE;
-  b.writeUInt8(piStatus, 9);
-  b.writeInt16LE(rsp.status, 10);
-  b.writeUInt32LE(rsp.status === BLKIF_RSP_OKAY ? 0 : (i?.sectorOffset ?? 0) >>> 0, 12);
+  writeU8(b, 9, piStatus);
+  writeI16LE(b, 10, rsp.status);
+  writeU32LE(b, 12, rsp.status === BLKIF_RSP_OKAY ? 0 : (i?.sectorOffset ?? 0) >>> 0);
   // every byte is defined for this operation, so the whole slot is written: nothing stale is left
   mem.write(off, b);
 }
 
 /** The extension fields of a response to BLKIF_OP_INTEGRITY. */
 export function decodeIntegrityResponseInfo(slot: Uint8Array): IntegrityResponseInfo {
-  const b = Buffer.from(slot.buffer, slot.byteOffset, 16);
-  const s = b.readUInt8(9);
+  const b = slot;
+  if (b.length < 16) throw new RangeError(`integrity response slot is ${b.length} bytes, need 16`);
+  const s = readU8(b, 9);
   const c = s & 3;
   const w = s & 0x30;
   return {
@@ -383,6 +397,6 @@ export function decodeIntegrityResponseInfo(slot: Uint8Array): IntegrityResponse
             ? 'ref'
             : null,
     caughtBy: w === BLKIF_PI_CAUGHT_BACKEND ? 'backend' : w === BLKIF_PI_CAUGHT_DEVICE ? 'device' : null,
-    sectorOffset: b.readUInt32LE(12),
+    sectorOffset: readU32LE(b, 12),
   };
 }

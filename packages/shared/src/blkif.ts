@@ -8,6 +8,19 @@
  * memory) and it returns a typed result that says what is wrong, so blkback can answer
  * BLKIF_RSP_ERROR or BLKIF_RSP_EOPNOTSUPP with the request's id.
  */
+import {
+  fillBytes,
+  readI16LE,
+  readU16LE,
+  readU32LE,
+  readU64LE,
+  readU8,
+  writeI16LE,
+  writeU16LE,
+  writeU32LE,
+  writeU64LE,
+  writeU8,
+} from './bytes.ts';
 import { ringSize, XEN_PAGE_SIZE, type RingMemory } from './ring.ts';
 
 export const BLKIF_OP_READ = 0;
@@ -121,40 +134,8 @@ export type DecodedRequest =
   /** Enough to answer: the id as the frontend wrote it and the operation to echo. */
   | { ok: false; id: bigint; operation: number; problem: BlkifRequestProblem };
 
-// Descriptors are read and written byte by byte (little-endian): a DataView made per descriptor
+// Descriptors are read and written byte by byte (bytes.ts): a DataView made per descriptor
 // was an allocation per segment on both sides of every request.
-
-/** Little-endian u32 at `buf[off, off + 4)`. */
-export function readLe32(buf: Uint8Array, off: number): number {
-  if (off < 0 || off + 4 > buf.length)
-    throw new RangeError(`offset ${off} is outside the ${buf.length}-byte buffer`);
-  return (buf[off] | (buf[off + 1] << 8) | (buf[off + 2] << 16) | (buf[off + 3] << 24)) >>> 0;
-}
-
-/** Little-endian u16 at `buf[off, off + 2)`. */
-export function readLe16(buf: Uint8Array, off: number): number {
-  if (off < 0 || off + 2 > buf.length)
-    throw new RangeError(`offset ${off} is outside the ${buf.length}-byte buffer`);
-  return buf[off] | (buf[off + 1] << 8);
-}
-
-/** Writes `v` as a little-endian u32 at `buf[off, off + 4)`. */
-export function writeLe32(buf: Uint8Array, off: number, v: number): void {
-  if (off < 0 || off + 4 > buf.length)
-    throw new RangeError(`offset ${off} is outside the ${buf.length}-byte buffer`);
-  buf[off] = v;
-  buf[off + 1] = v >>> 8;
-  buf[off + 2] = v >>> 16;
-  buf[off + 3] = v >>> 24;
-}
-
-/** Writes `v` as a little-endian u16 at `buf[off, off + 2)`. */
-export function writeLe16(buf: Uint8Array, off: number, v: number): void {
-  if (off < 0 || off + 2 > buf.length)
-    throw new RangeError(`offset ${off} is outside the ${buf.length}-byte buffer`);
-  buf[off] = v;
-  buf[off + 1] = v >>> 8;
-}
 
 /** An 8-byte descriptor (a segment's or a PI segment's) must lie inside its page. */
 export function checkDescriptor(buf: Uint8Array, off: number): void {
@@ -164,15 +145,15 @@ export function checkDescriptor(buf: Uint8Array, off: number): void {
 
 export function encodeSegment(buf: Uint8Array, off: number, seg: BlkifSegment): void {
   checkDescriptor(buf, off);
-  writeLe16(buf, off + 6, 0);
-  writeLe32(buf, off, seg.gref >>> 0);
+  writeU16LE(buf, off + 6, 0);
+  writeU32LE(buf, off, seg.gref >>> 0);
   buf[off + 4] = seg.firstSect;
   buf[off + 5] = seg.lastSect;
 }
 
 export function decodeSegment(buf: Uint8Array, off: number): BlkifSegment {
   checkDescriptor(buf, off);
-  return { gref: readLe32(buf, off), firstSect: buf[off + 4], lastSect: buf[off + 5] };
+  return { gref: readU32LE(buf, off), firstSect: buf[off + 4], lastSect: buf[off + 5] };
 }
 
 /** Checks blkback applies to every segment: 0 <= first_sect <= last_sect <= 7. */
@@ -197,29 +178,30 @@ export function segmentSectors(seg: BlkifSegment): number {
 /** Encodes a whole 112-byte slot (unused bytes zero), as blkfront copies its shadow request in. */
 export function encodeRequest(req: BlkifRequest): Buffer {
   // from Node's pool, zeroed here: Buffer.alloc would give every slot a backing store of its own
-  const b = Buffer.allocUnsafe(BLKIF_REQUEST_SIZE).fill(0);
-  b.writeUInt8(req.operation, 0);
+  const b = Buffer.allocUnsafe(BLKIF_REQUEST_SIZE);
+  fillBytes(b, 0);
+  writeU8(b, 0, req.operation);
   switch (req.operation) {
     case BLKIF_OP_DISCARD:
-      b.writeUInt8(req.flag, 1);
-      b.writeUInt16LE(req.handle, 2);
-      b.writeBigUInt64LE(BigInt.asUintN(64, req.id), 8);
-      b.writeBigUInt64LE(BigInt.asUintN(64, req.sectorNumber), 16);
-      b.writeBigUInt64LE(BigInt.asUintN(64, req.nrSectors), 24);
+      writeU8(b, 1, req.flag);
+      writeU16LE(b, 2, req.handle);
+      writeU64LE(b, 8, BigInt.asUintN(64, req.id));
+      writeU64LE(b, 16, BigInt.asUintN(64, req.sectorNumber));
+      writeU64LE(b, 24, BigInt.asUintN(64, req.nrSectors));
       break;
     case BLKIF_OP_INDIRECT:
-      b.writeUInt8(req.indirectOp, 1);
-      b.writeUInt16LE(req.nrSegments, 2);
-      b.writeBigUInt64LE(BigInt.asUintN(64, req.id), 8);
-      b.writeBigUInt64LE(BigInt.asUintN(64, req.sectorNumber), 16);
-      b.writeUInt16LE(req.handle, 24);
-      req.indirectGrefs.forEach((g, i) => b.writeUInt32LE(g >>> 0, 28 + 4 * i));
+      writeU8(b, 1, req.indirectOp);
+      writeU16LE(b, 2, req.nrSegments);
+      writeU64LE(b, 8, BigInt.asUintN(64, req.id));
+      writeU64LE(b, 16, BigInt.asUintN(64, req.sectorNumber));
+      writeU16LE(b, 24, req.handle);
+      req.indirectGrefs.forEach((g, i) => writeU32LE(b, 28 + 4 * i, g >>> 0));
       break;
     default:
-      b.writeUInt8(req.nrSegments, 1);
-      b.writeUInt16LE(req.handle, 2);
-      b.writeBigUInt64LE(BigInt.asUintN(64, req.id), 8);
-      b.writeBigUInt64LE(BigInt.asUintN(64, req.sectorNumber), 16);
+      writeU8(b, 1, req.nrSegments);
+      writeU16LE(b, 2, req.handle);
+      writeU64LE(b, 8, BigInt.asUintN(64, req.id));
+      writeU64LE(b, 16, BigInt.asUintN(64, req.sectorNumber));
       req.segments.forEach((s, i) => encodeSegment(b, 24 + BLKIF_SEGMENT_SIZE * i, s));
   }
   return b;
@@ -239,17 +221,17 @@ export function decodeRequest(slot: Uint8Array, limits: DecodeLimits): DecodedRe
   if (slot.length < BLKIF_REQUEST_SIZE) {
     throw new RangeError(`blkif slot copy is ${slot.length} bytes, need ${BLKIF_REQUEST_SIZE}`);
   }
-  const b = Buffer.from(slot.buffer, slot.byteOffset, BLKIF_REQUEST_SIZE);
-  const operation = b.readUInt8(0);
-  const id = b.readBigUInt64LE(8);
+  const b = slot;
+  const operation = readU8(b, 0);
+  const id = readU64LE(b, 8);
   switch (operation) {
     case BLKIF_OP_READ:
     case BLKIF_OP_WRITE:
     case BLKIF_OP_WRITE_BARRIER:
     case BLKIF_OP_FLUSH_DISKCACHE: {
-      const nrSegments = b.readUInt8(1);
-      const handle = b.readUInt16LE(2);
-      const sectorNumber = b.readBigUInt64LE(16);
+      const nrSegments = readU8(b, 1);
+      const handle = readU16LE(b, 2);
+      const sectorNumber = readU64LE(b, 16);
       const n = Math.min(nrSegments, BLKIF_MAX_SEGMENTS_PER_REQUEST);
       const segments: BlkifSegment[] = [];
       for (let i = 0; i < n; i++) segments.push(decodeSegment(b, 24 + BLKIF_SEGMENT_SIZE * i));
@@ -281,18 +263,18 @@ export function decodeRequest(slot: Uint8Array, limits: DecodeLimits): DecodedRe
         ok: true,
         request: {
           operation,
-          flag: b.readUInt8(1),
-          handle: b.readUInt16LE(2),
+          flag: readU8(b, 1),
+          handle: readU16LE(b, 2),
           id,
-          sectorNumber: b.readBigUInt64LE(16),
-          nrSectors: b.readBigUInt64LE(24),
+          sectorNumber: readU64LE(b, 16),
+          nrSectors: readU64LE(b, 24),
         },
       };
     case BLKIF_OP_INDIRECT: {
-      const indirectOp = b.readUInt8(1);
-      const nrSegments = b.readUInt16LE(2);
-      const sectorNumber = b.readBigUInt64LE(16);
-      const handle = b.readUInt16LE(24);
+      const indirectOp = readU8(b, 1);
+      const nrSegments = readU16LE(b, 2);
+      const sectorNumber = readU64LE(b, 16);
+      const handle = readU16LE(b, 24);
       if (limits.maxIndirectSegments === 0) {
         return {
           ok: false,
@@ -329,7 +311,7 @@ export function decodeRequest(slot: Uint8Array, limits: DecodeLimits): DecodedRe
       }
       const pages = Math.ceil(nrSegments / BLKIF_SEGS_PER_INDIRECT_FRAME);
       const indirectGrefs: number[] = [];
-      for (let i = 0; i < pages; i++) indirectGrefs.push(b.readUInt32LE(28 + 4 * i));
+      for (let i = 0; i < pages; i++) indirectGrefs.push(readU32LE(b, 28 + 4 * i));
       return {
         ok: true,
         request: { operation, indirectOp, nrSegments, id, sectorNumber, handle, indirectGrefs },
@@ -384,18 +366,23 @@ export function encodeIndirectSegments(pages: Uint8Array[], segments: BlkifSegme
 export function writeResponse(mem: RingMemory, off: number, rsp: BlkifResponse): void {
   // one scratch for the fields (RingMemory.write copies them before returning)
   const f = responseFields;
-  f.writeBigUInt64LE(BigInt.asUintN(64, rsp.id), 0);
+  writeU64LE(f, 0, BigInt.asUintN(64, rsp.id));
   f[8] = rsp.operation & 0xff;
-  f.writeInt16LE(rsp.status, 10);
-  mem.write(off, f.subarray(0, 9));
-  mem.write(off + 10, f.subarray(10, 12));
+  writeI16LE(f, 10, rsp.status);
+  mem.write(off, responseHead);
+  mem.write(off + 10, responseStatus);
 }
 
-const responseFields = Buffer.alloc(BLKIF_RESPONSE_SIZE);
+const responseFields = new Uint8Array(BLKIF_RESPONSE_SIZE);
+/** Its id and operation, and its status: views made once, not per response. */
+const responseHead = responseFields.subarray(0, 9);
+const responseStatus = responseFields.subarray(10, 12);
 
 export function decodeResponse(slot: Uint8Array): BlkifResponse {
-  const b = Buffer.from(slot.buffer, slot.byteOffset, BLKIF_RESPONSE_SIZE);
-  return { id: b.readBigUInt64LE(0), operation: b.readUInt8(8), status: b.readInt16LE(10) };
+  const b = slot;
+  if (b.length < BLKIF_RESPONSE_SIZE)
+    throw new RangeError(`blkif response slot is ${b.length} bytes, need ${BLKIF_RESPONSE_SIZE}`);
+  return { id: readU64LE(b, 0), operation: readU8(b, 8), status: readI16LE(b, 10) };
 }
 
 /** The `protocol` ABI strings (io/protocols.h). */

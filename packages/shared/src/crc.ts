@@ -9,6 +9,7 @@
  * All functions take a `[start, end)` byte range so callers can checksum one protection interval of
  * a larger buffer without making a view of it first.
  */
+import { copyBytes } from './bytes.ts';
 import { RESULTS, SCRATCH, SCRATCH_BYTES, guardKernel } from './guard-wasm.ts';
 
 /** CRC-16/T10-DIF generator polynomial (x^16 + x^15 + x^11 + x^9 + x^8 + x^7 + x^5 + x^4 + x^2 + x + 1). */
@@ -65,7 +66,7 @@ export function crc16T10Dif(data: Uint8Array, start = 0, end = data.length, crc 
   crc &= 0xffff;
   for (let at = start; at < end; at += SCRATCH_BYTES) {
     const stop = Math.min(end, at + SCRATCH_BYTES);
-    kernel.memory.set(data.subarray(at, stop), SCRATCH);
+    copyBytes(kernel.memory, SCRATCH, data, at, stop);
     crc = kernel.crc(SCRATCH, SCRATCH + (stop - at), crc);
   }
   return crc;
@@ -120,7 +121,7 @@ export function intervalGuards(
   let n = 0;
   for (let at = start; at < end; at += piece) {
     const stop = Math.min(end, at + piece);
-    mem.set(data.subarray(at, stop), SCRATCH);
+    copyBytes(mem, SCRATCH, data, at, stop);
     const len = stop - at;
     const got =
       kind === 'crc'
@@ -155,7 +156,7 @@ export function ipChecksum(data: Uint8Array, start = 0, end = data.length): numb
   let sum = 0;
   for (let at = start; at < end; at += SCRATCH_BYTES) {
     const stop = Math.min(end, at + SCRATCH_BYTES);
-    kernel.memory.set(data.subarray(at, stop), SCRATCH);
+    copyBytes(kernel.memory, SCRATCH, data, at, stop);
     sum += kernel.ipsum(SCRATCH, SCRATCH + (stop - at));
   }
   return ipGuardOf(foldOnesComplement(sum));

@@ -14,3 +14,4 @@ export * from './lateeoi.ts';
 export * from './hypervisor-status.ts';
 export { ownEntry } from './own-entry.ts';
 export { mulberry32 } from './mulberry32.ts';
+export * from './bytes.ts';

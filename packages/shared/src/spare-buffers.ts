@@ -3,6 +3,8 @@
  * buffers. A buffer allocated per request of 128 KiB cost a young-generation collection every few
  * requests, and page faults where the allocator had handed the memory back to the kernel.
  */
+import { arrayBufferOf } from './bytes.ts';
+
 export class SpareBuffers {
   private readonly spares: Buffer[] = [];
 
@@ -27,7 +29,8 @@ export class SpareBuffers {
    */
   give(b: Buffer): void {
     if (this.spares.length >= this.maxCount || b.length > this.maxBytes) return;
-    if (this.spares.some((s) => s.buffer === b.buffer)) return;
+    const bytes = arrayBufferOf(b);
+    if (this.spares.some((s) => arrayBufferOf(s) === bytes)) return;
     this.spares.push(b);
   }
 

@@ -31,6 +31,18 @@
 import { Packr } from 'msgpackr';
 import { DEFAULT_MSGPACK_LIMITS, decodeMsgpack, type MsgpackValue } from './msgpack.ts';
 import { SpareBuffers } from './spare-buffers.ts';
+import {
+  arrayBufferOf,
+  asBuffer,
+  bufferView,
+  byteOffsetOf,
+  copyBytes,
+  copyInto,
+  readU16LE,
+  readU32LE,
+  writeU16LE,
+  writeU32LE,
+} from './bytes.ts';
 
 export const WIRE_VERSION = 3;
 /** Largest frame accepted. */
@@ -200,9 +212,9 @@ export function forEachPageRecord(
 ): void {
   const f = run.frame;
   for (let at = run.at; at < run.end;) {
-    const len = f.readUInt16LE(at + 7);
+    const len = readU16LE(f, at + 7);
     const start = at + PAGE_RECORD_HEADER;
-    if (fn(f.readUInt32LE(at + 1), f.readUInt16LE(at + 5), start, len) === false) return;
+    if (fn(readU32LE(f, at + 1), readU16LE(f, at + 5), start, len) === false) return;
     at = start + len;
   }
 }
@@ -427,31 +439,31 @@ function writeRecord(out: Buffer, at: number, m: WireMessage, packed: Uint8Array
     case 'mw':
     case 'gw':
       out[at] = m.t === 'mw' ? REC_PAGE_OWN : REC_PAGE_MAP;
-      out.writeUInt32LE(m.t === 'mw' ? m.gfn : m.handle, at + 1);
-      out.writeUInt16LE(m.off, at + 5);
-      out.writeUInt16LE(m.data.length, at + 7);
-      out.set(m.data, at + 9);
+      writeU32LE(out, at + 1, m.t === 'mw' ? m.gfn : m.handle);
+      writeU16LE(out, at + 5, m.off);
+      writeU16LE(out, at + 7, m.data.length);
+      copyInto(out, at + 9, m.data);
       return at + 9 + m.data.length;
     case 'ev':
     case 'ev_send':
     case 'ev_eoi':
       out[at] = m.t === 'ev_eoi' ? REC_EOI : REC_EVENT;
-      out.writeUInt32LE(m.port, at + 1);
+      writeU32LE(out, at + 1, m.port);
       return at + 5;
     case 'ev_notify_if':
       out[at] = REC_NOTIFY_IF;
-      out.writeUInt32LE(m.port, at + 1);
+      writeU32LE(out, at + 1, m.port);
       out[at + 5] = m.mapped ? 1 : 0;
-      out.writeUInt32LE(m.page, at + 6);
-      out.writeUInt16LE(m.eventOff, at + 10);
-      out.writeUInt32LE(m.oldProd >>> 0, at + 12);
-      out.writeUInt32LE(m.newProd >>> 0, at + 16);
-      out.fill(0, at + 20, at + 24);
+      writeU32LE(out, at + 6, m.page);
+      writeU16LE(out, at + 10, m.eventOff);
+      writeU32LE(out, at + 12, m.oldProd >>> 0);
+      writeU32LE(out, at + 16, m.newProd >>> 0);
+      writeU32LE(out, at + 20, 0);
       return at + 24;
     default:
       out[at] = REC_MSG;
-      out.writeUInt32LE(packed!.length, at + 1);
-      out.set(packed!, at + 5);
+      writeU32LE(out, at + 1, packed!.length);
+      copyInto(out, at + 5, packed!);
       return at + 5 + packed!.length;
   }
 }
@@ -527,8 +539,9 @@ export class FrameWriter {
    */
   recycle(frame: Buffer): void {
     // a frame not at its buffer's start shares the buffer; the current one still takes records
-    if (frame.byteOffset !== 0 || frame.buffer === this.buf.buffer) return;
-    this.pool.give(Buffer.from(frame.buffer));
+    const bytes = arrayBufferOf(frame);
+    if (byteOffsetOf(frame) !== 0 || bytes === arrayBufferOf(this.buf)) return;
+    this.pool.give(Buffer.from(bytes));
   }
 
   /** Bytes written and not taken yet. */
@@ -561,7 +574,7 @@ export class FrameWriter {
   }
 
   private cut(): void {
-    this.done.push(this.buf.subarray(0, this.len));
+    this.done.push(bufferView(this.buf, 0, this.len));
     this.doneBytes += this.len;
     this.recent[this.recentAt] = this.len;
     this.recentAt = (this.recentAt + 1) % RECENT_FRAMES;
@@ -577,11 +590,12 @@ export class FrameWriter {
     if (len === 0) return;
     const kind = mapped ? REC_PAGE_MAP : REC_PAGE_OWN;
     const l = this.lastPage;
-    if (l >= 0 && this.buf[l] === kind && this.buf.readUInt32LE(l + 1) === ref) {
-      const lastLen = this.buf.readUInt16LE(l + 7);
-      if (this.buf.readUInt16LE(l + 5) + lastLen === off && this.len + len <= this.buf.length) {
-        this.buf.set(src.subarray(srcOff, srcOff + len), this.len);
-        this.buf.writeUInt16LE(lastLen + len, l + 7);
+    const b = this.buf;
+    if (l >= 0 && b[l] === kind && readU32LE(b, l + 1) === ref) {
+      const lastLen = readU16LE(b, l + 7);
+      if (readU16LE(b, l + 5) + lastLen === off && this.len + len <= b.length) {
+        copyBytes(b, this.len, src, srcOff, srcOff + len);
+        writeU16LE(b, l + 7, lastLen + len);
         this.len += len;
         return;
       }
@@ -589,10 +603,10 @@ export class FrameWriter {
     this.room(9 + len);
     const at = this.len;
     this.buf[at] = kind;
-    this.buf.writeUInt32LE(ref >>> 0, at + 1);
-    this.buf.writeUInt16LE(off, at + 5);
-    this.buf.writeUInt16LE(len, at + 7);
-    this.buf.set(src.subarray(srcOff, srcOff + len), at + 9);
+    writeU32LE(this.buf, at + 1, ref >>> 0);
+    writeU16LE(this.buf, at + 5, off);
+    writeU16LE(this.buf, at + 7, len);
+    copyBytes(this.buf, at + 9, src, srcOff, srcOff + len);
     this.len = at + 9 + len;
     this.lastPage = at;
   }
@@ -667,7 +681,7 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side, runs: boolean): Decoded
   if (frame.length < 2) return { ok: false, error: `frame of ${frame.length} bytes is too short` };
   if (frame[0] !== WIRE_VERSION)
     return { ok: false, error: `wire version ${frame[0]} is not supported (want ${WIRE_VERSION})` };
-  const buf = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  const buf = Buffer.isBuffer(frame) ? frame : asBuffer(frame);
   const messages: T[] = [];
   const invalid: InvalidMessage[] = [];
   const schemas = side === 'client' ? CLIENT_SCHEMAS : HYPERVISOR_SCHEMAS;
@@ -686,7 +700,7 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side, runs: boolean): Decoded
     switch (kind) {
       case REC_MSG: {
         if ((e = truncated(buf, at, 5, index, 'message'))) return { ok: false, error: e };
-        const len = buf.readUInt32LE(at + 1);
+        const len = readU32LE(buf, at + 1);
         if (len > WIRE_MAX_MESSAGE)
           return {
             ok: false,
@@ -715,9 +729,9 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side, runs: boolean): Decoded
       case REC_PAGE_OWN:
       case REC_PAGE_MAP: {
         if ((e = truncated(buf, at, 9, index, 'page write'))) return { ok: false, error: e };
-        const ref = buf.readUInt32LE(at + 1);
-        const off = buf.readUInt16LE(at + 5);
-        const len = buf.readUInt16LE(at + 7);
+        const ref = readU32LE(buf, at + 1);
+        const off = readU16LE(buf, at + 5);
+        const len = readU16LE(buf, at + 7);
         if (len === 0 || off + len > PAGE_SIZE)
           return {
             ok: false,
@@ -748,7 +762,7 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side, runs: boolean): Decoded
       case REC_EVENT:
       case REC_EOI: {
         if ((e = truncated(buf, at, 5, index, 'event'))) return { ok: false, error: e };
-        const port = buf.readUInt32LE(at + 1);
+        const port = readU32LE(buf, at + 1);
         at += 5;
         if (side === 'hypervisor') {
           if (kind === REC_EOI) return { ok: false, error: `record ${index}: an EOI from the hypervisor` };
@@ -760,12 +774,12 @@ function decodeFrameAs<T>(frame: Uint8Array, side: Side, runs: boolean): Decoded
         if (side === 'hypervisor')
           return { ok: false, error: `record ${index}: a ring check from the hypervisor` };
         if ((e = truncated(buf, at, 24, index, 'ring check'))) return { ok: false, error: e };
-        const port = buf.readUInt32LE(at + 1);
+        const port = readU32LE(buf, at + 1);
         const mappedByte = buf[at + 5];
-        const page = buf.readUInt32LE(at + 6);
-        const eventOff = buf.readUInt16LE(at + 10);
-        const oldProd = buf.readUInt32LE(at + 12);
-        const newProd = buf.readUInt32LE(at + 16);
+        const page = readU32LE(buf, at + 6);
+        const eventOff = readU16LE(buf, at + 10);
+        const oldProd = readU32LE(buf, at + 12);
+        const newProd = readU32LE(buf, at + 16);
         at += 24;
         if (mappedByte > 1 || eventOff > PAGE_SIZE - 4 || eventOff % 4 !== 0) {
           return { ok: false, error: `record ${index}: a ring check names a bad page or offset` };

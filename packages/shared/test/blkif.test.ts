@@ -10,14 +10,13 @@ import {
   decodeRequest,
   decodeSegment,
   encodeSegment,
-  readLe16,
-  writeLe16,
   decodeResponse,
   encodeIndirectSegments,
   encodeRequest,
   writeResponse,
 } from '../src/blkif.ts';
 import { BufferRingMemory } from '../src/ring.ts';
+import { readU16LE, writeU16LE } from '../src/bytes.ts';
 import { loadVectors } from './vectors.ts';
 
 const sizes = loadVectors<{ sizes: Record<string, number> }>('blkif-ring-vectors.json').sizes;
@@ -147,8 +146,8 @@ describe('segment descriptors', () => {
     expect(() => encodeSegment(page, 8, { gref: 1, firstSect: 0, lastSect: 7 })).toThrow(
       'descriptor at offset 8 is outside the 12-byte buffer',
     );
-    expect(() => readLe16(page, -1)).toThrow(RangeError);
-    expect(() => writeLe16(page, 11, 1)).toThrow(RangeError);
+    expect(() => readU16LE(page, -1)).toThrow(RangeError);
+    expect(() => writeU16LE(page, 11, 1)).toThrow(RangeError);
     expect(page).toEqual(Buffer.alloc(12));
   });
 });

@@ -40,6 +40,8 @@ import {
   BLKIF_RSP_ERROR,
   BLKIF_RSP_OKAY,
   BLKIF_DISCARD_SECURE,
+  bytesView,
+  copyBytes,
   decodeIndirectSegments,
   decodeRequest,
   KERN_DEBUG,
@@ -771,8 +773,11 @@ export class BlkifRing {
       // its page; a copy of the whole page cost blkback ≈ 1 µs a request in allocation alone).
       const used = Math.min(descriptors * BLKIF_SEGMENT_SIZE, g.data.length);
       const copy = Buffer.allocUnsafe(used);
-      g.data.copy(copy, 0, 0, used);
-      return grefs.map((_, i) => copy.subarray(Math.min(i * 4096, used), Math.min((i + 1) * 4096, used)));
+      copyBytes(copy, 0, g.data, 0, used);
+      return grefs.map((_, i) => {
+        const start = Math.min(i * 4096, used);
+        return bytesView(copy, start, Math.min((i + 1) * 4096, used) - start);
+      });
     } finally {
       acquired.io.release();
     }

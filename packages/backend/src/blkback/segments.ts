@@ -8,7 +8,16 @@
  *   requests in a per-ring tree keyed by gref, so steady-state I/O maps nothing;
  * - copy (QEMU qdisk): never map data pages; GNTTABOP_copy in or out (one copy round trip).
  */
-import { GNTST, SECTOR_SIZE, SpareBuffers, gntstName, type BlkifSegment } from '@pvblk/shared';
+import {
+  GNTST,
+  SECTOR_SIZE,
+  SpareBuffers,
+  bufferView,
+  bytesView,
+  copyBytes,
+  gntstName,
+  type BlkifSegment,
+} from '@pvblk/shared';
 import type { Page, Hypercalls } from '@pvblk/client';
 import type { BlkbackStats } from './stats.ts';
 import { LRU_PERCENT_CLEAN } from './config.ts';
@@ -136,7 +145,7 @@ class MappedSegments implements SegmentData {
     const { segments, pages } = this;
     if (to - from === 1) {
       const off = segmentOffset(segments[from]);
-      return { ok: true, data: pages[from].buf.subarray(off, off + segmentLength(segments[from])) };
+      return { ok: true, data: bufferView(pages[from].buf, off, segmentLength(segments[from])) };
     }
     let bytes = 0;
     for (let i = from; i < to; i++) bytes += segmentLength(segments[i]);
@@ -147,7 +156,7 @@ class MappedSegments implements SegmentData {
     for (let i = from; i < to; i++) {
       const off = segmentOffset(segments[i]);
       const len = segmentLength(segments[i]);
-      data.set(pages[i].buf.subarray(off, off + len), pos);
+      copyBytes(data, pos, pages[i].buf, off, off + len);
       pos += len;
     }
     return { ok: true, data };
@@ -158,7 +167,7 @@ class MappedSegments implements SegmentData {
     for (let i = 0; i < this.segments.length; i++) {
       const off = segmentOffset(this.segments[i]);
       const len = segmentLength(this.segments[i]);
-      this.pages[i].write(off, data.subarray(pos, pos + len));
+      this.pages[i].write(off, bytesView(data, pos, len));
       pos += len;
     }
     return { ok: true };

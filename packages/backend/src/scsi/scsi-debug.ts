@@ -33,6 +33,7 @@ import {
   KERN_INFO,
   PI_TUPLE_SIZE,
   PvblkError,
+  bufferView,
   verifyPi,
   type ComputedGuards,
   type KernelLog,
@@ -683,8 +684,8 @@ export class ScsiDebugTarget {
     for (const q of parts) {
       await this.store.write(
         q.lba,
-        data.subarray(q.at * bs, (q.at + q.n) * bs),
-        pi ? pi.subarray(q.at * tupleBytes, (q.at + q.n) * tupleBytes) : pi,
+        bufferView(data, q.at * bs, q.n * bs),
+        pi ? bufferView(pi, q.at * tupleBytes, q.n * tupleBytes) : pi,
       );
     }
   }

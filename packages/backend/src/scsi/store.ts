@@ -17,7 +17,7 @@
  */
 import { open, readFile, rm, mkdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KERN_NOTICE, PI_TUPLE_SIZE, PvblkError, type KernelLog } from '@pvblk/shared';
+import { KERN_NOTICE, PI_TUPLE_SIZE, PvblkError, copyBytes, type KernelLog } from '@pvblk/shared';
 import { replaceFile } from '@pvblk/runtime';
 
 /** Bytes of data per protection interval: one tuple per 512 bytes whatever the block size. */
@@ -232,8 +232,8 @@ export class MemoryStore implements BlockStore {
     while (at < blocks) {
       const { chunk, from, count } = this.locate(lba + at, blocks - at);
       const c = this.chunks.get(chunk) ?? this.blank;
-      c.data.copy(data, at * bs, from * bs, (from + count) * bs);
-      if (pi) c.pi.copy(pi, at * piPer, from * piPer, (from + count) * piPer);
+      copyBytes(data, at * bs, c.data, from * bs, (from + count) * bs);
+      if (pi) copyBytes(pi, at * piPer, c.pi, from * piPer, (from + count) * piPer);
       at += count;
     }
     return { data, pi };
@@ -248,8 +248,8 @@ export class MemoryStore implements BlockStore {
     while (at < blocks) {
       const { chunk, from, count } = this.locate(lba + at, blocks - at);
       const c = this.chunkFor(chunk);
-      data.copy(c.data, from * bs, at * bs, (at + count) * bs);
-      if (pi) pi.copy(c.pi, from * piPer, at * piPer, (at + count) * piPer);
+      copyBytes(c.data, from * bs, data, at * bs, (at + count) * bs);
+      if (pi) copyBytes(c.pi, from * piPer, pi, at * piPer, (at + count) * piPer);
       at += count;
     }
   }

@@ -41,6 +41,9 @@ import {
   BLKIF_PI_INLINE,
   BLKIF_INTEGRITY_INLINE_BYTES,
   BLKIF_INTEGRITY_INLINE_DESCRIPTORS,
+  bytesView,
+  copyInto,
+  fillBytes,
   decodeIntegrityResponseInfo,
   encodeIntegrityDescriptors,
   encodeIntegrityRequest,
@@ -247,14 +250,14 @@ export class FrontQueue {
         if (this.persistent) {
           // bounce through a persistent grant: the backend keeps it mapped across requests
           const g = this.takePersistent();
-          if (write) g.page.write(s.off, s.page.buf.subarray(s.off, s.off + s.len));
+          if (write) g.page.write(s.off, bytesView(s.page.buf, s.off, s.len));
           sh.borrowed.push({ grant: g, seg: write ? null : s });
           return { gref: g.ref, firstSect, lastSect };
         }
         if (this.bounce) {
           // an untrusted backend sees a zeroed page holding this segment's bytes and nothing else
           const page = this.p.pages.alloc();
-          if (write) page.write(s.off, s.page.buf.subarray(s.off, s.off + s.len));
+          if (write) page.write(s.off, bytesView(s.page.buf, s.off, s.len));
           else sh.bounceIn.push({ page, seg: s });
           sh.transientPages.push(page);
           return { gref: this.grantTransient(sh, page, false), firstSect, lastSect };
@@ -349,7 +352,7 @@ export class FrontQueue {
     const pi: BlkifPiSegment[] = [];
     if (tuplesInline) {
       const bytes = inlineDescriptors(segs, []);
-      integ.tuples.copy(bytes, segs.length * BLKIF_SEGMENT_SIZE);
+      copyInto(bytes, segs.length * BLKIF_SEGMENT_SIZE, integ.tuples);
       this.place(this.integritySlot(id, req, segs.length, 0, { inline: bytes }));
       return;
     }
@@ -528,11 +531,11 @@ export class FrontQueue {
       }
     }
     for (const b of sh.borrowed) {
-      if (b.seg) b.seg.page.write(b.seg.off, b.grant.page.buf.subarray(b.seg.off, b.seg.off + b.seg.len));
+      if (b.seg) b.seg.page.write(b.seg.off, bytesView(b.grant.page.buf, b.seg.off, b.seg.len));
       this.pool.push(b.grant);
     }
     for (const b of sh.bounceIn) {
-      b.seg.page.write(b.seg.off, b.page.buf.subarray(b.seg.off, b.seg.off + b.seg.len));
+      b.seg.page.write(b.seg.off, bytesView(b.page.buf, b.seg.off, b.seg.len));
     }
     if (sh.transientRefs.length) {
       // gnttab_try_end_foreign_access: the backend unmapped before responding, so this must succeed;
@@ -607,7 +610,8 @@ async function endDeferred(xc: Hypercalls, refs: number[], then: () => void, tri
 
 /** The slot's inline bytes (BLKIF_PI_INLINE) holding these descriptors, the rest zero. */
 function inlineDescriptors(segs: BlkifSegment[], pi: BlkifPiSegment[]): Buffer {
-  const bytes = Buffer.allocUnsafe(BLKIF_INTEGRITY_INLINE_BYTES).fill(0);
+  const bytes = Buffer.allocUnsafe(BLKIF_INTEGRITY_INLINE_BYTES);
+  fillBytes(bytes, 0);
   encodeIntegrityDescriptors([bytes], segs, pi);
   return bytes;
 }
@@ -620,9 +624,11 @@ function inlineDescriptors(segs: BlkifSegment[], pi: BlkifPiSegment[]): Buffer {
  */
 function descriptorPages(n: number): Buffer[] {
   // zeroed buffers from Node's pool: one of its own per request cost an ArrayBuffer allocation
-  return Array.from({ length: Math.ceil(n / BLKIF_SEGS_PER_INDIRECT_FRAME) }, (_, i) =>
-    Buffer.allocUnsafe(
+  return Array.from({ length: Math.ceil(n / BLKIF_SEGS_PER_INDIRECT_FRAME) }, (_, i) => {
+    const page = Buffer.allocUnsafe(
       Math.min(BLKIF_SEGS_PER_INDIRECT_FRAME, n - i * BLKIF_SEGS_PER_INDIRECT_FRAME) * BLKIF_SEGMENT_SIZE,
-    ).fill(0),
-  );
+    );
+    fillBytes(page, 0);
+    return page;
+  });
 }

@@ -21,6 +21,7 @@ import {
   PI_TUPLE_SIZE,
   PvblkError,
   SECTOR_SIZE,
+  bufferView,
   generatePi,
   verifyPi,
   type KernelLog,
@@ -587,7 +588,7 @@ export function requestSectors(req: BlockRequest): number {
 export function gather(segments: BioSegment[]): Buffer {
   if (segments.length === 1) {
     const s = segments[0];
-    return s.page.buf.subarray(s.off, s.off + s.len);
+    return bufferView(s.page.buf, s.off, s.len);
   }
   let len = 0;
   for (const s of segments) len += s.len;

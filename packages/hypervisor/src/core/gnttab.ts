@@ -23,6 +23,7 @@ import {
   GTF_reading,
   GTF_writing,
   PAGE_SIZE,
+  copyInto,
   PvblkError,
   isZeroPage,
   type GrantCopyOp,
@@ -333,7 +334,7 @@ export class GrantTables {
     // changes nothing: forwarded, it became a page write of no bytes, a record every receiver's
     // decoder refuses with the whole frame it stood in — other domains' events and replies with it
     if (data.length === 0) return;
-    frame.data.set(data, off);
+    copyInto(frame.data, off, data);
     // A domain's mappings of one frame share one page there, and its own frame is another page: a
     // domain that maps its own grant (Xen allows it) holds both, and each must hear of the other's
     // writes. So only the view that wrote is left out.

@@ -13,6 +13,7 @@ import {
   PAGE_SIZE,
   PvblkError,
   isPvblkError,
+  bytesView,
   forEachPageRecord,
   pageWriteMessage,
   type ClientMessage,
@@ -269,7 +270,7 @@ export class Hypervisor {
       // a reply can cut the sender off (a peer that does not read): stop where serve would
       if (cutOff(d, s)) return false;
       served++;
-      const data = run.frame.subarray(start, start + len);
+      const data = bytesView(run.frame, start, len);
       try {
         if (run.mapped) this.gnttab.mapperWrite(d, ref, off, data);
         else this.gnttab.ownerWrite(d, ref, off, data);
