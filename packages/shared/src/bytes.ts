@@ -142,5 +142,7 @@ export function copyInto(dst: Uint8Array, at: number, src: Uint8Array): void {
 
 /** Copies bytes [start, end) of `src` into `dst` at `at`; a RangeError if either range is outside. */
 export function copyBytes(dst: Uint8Array, at: number, src: Uint8Array, start: number, end: number): void {
-  setInto.call(dst, bytesView(src, start, end - start), at);
+  // all of `src` needs no view (a page write forwarded as it came is one)
+  if (start === 0 && end === src.length) setInto.call(dst, src, at);
+  else setInto.call(dst, bytesView(src, start, end - start), at);
 }
