@@ -403,12 +403,12 @@ const packr = new Packr({
   encodeUndefinedAsNil: true,
 });
 
+/** Messages other than page writes, which FrameWriter.page writes (and extends) itself. */
+type RecordMessage = Exclude<WireMessage, { t: 'mw' | 'gw' }>;
+
 /** Size of the record a message becomes, counting a MSG record's body (already packed) as `packed`. */
-function recordSize(m: WireMessage, packed: Uint8Array | null): number {
+function recordSize(m: RecordMessage, packed: Uint8Array | null): number {
   switch (m.t) {
-    case 'mw':
-    case 'gw':
-      return 9 + m.data.length;
     case 'ev':
     case 'ev_send':
     case 'ev_eoi':
@@ -420,10 +420,8 @@ function recordSize(m: WireMessage, packed: Uint8Array | null): number {
   }
 }
 
-function isBinary(m: WireMessage): boolean {
+function isBinary(m: RecordMessage): boolean {
   switch (m.t) {
-    case 'mw':
-    case 'gw':
     case 'ev':
     case 'ev_send':
     case 'ev_eoi':
@@ -434,16 +432,8 @@ function isBinary(m: WireMessage): boolean {
   }
 }
 
-function writeRecord(out: Buffer, at: number, m: WireMessage, packed: Uint8Array | null): number {
+function writeRecord(out: Buffer, at: number, m: RecordMessage, packed: Uint8Array | null): number {
   switch (m.t) {
-    case 'mw':
-    case 'gw':
-      out[at] = m.t === 'mw' ? REC_PAGE_OWN : REC_PAGE_MAP;
-      writeU32LE(out, at + 1, m.t === 'mw' ? m.gfn : m.handle);
-      writeU16LE(out, at + 5, m.off);
-      writeU16LE(out, at + 7, m.data.length);
-      copyInto(out, at + 9, m.data);
-      return at + 9 + m.data.length;
     case 'ev':
     case 'ev_send':
     case 'ev_eoi':
