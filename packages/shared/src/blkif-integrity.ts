@@ -12,7 +12,6 @@ import {
   bufferView,
   bytesView,
   copyInto,
-  fillBytes,
   readU16LE,
   readU32LE,
   readU64LE,
@@ -22,11 +21,13 @@ import {
   writeU32LE,
   writeU64LE,
   writeU8,
+  zeroedBytes,
 } from './bytes.ts';
 import {
   BLKIF_OP_READ,
   BLKIF_OP_WRITE,
   BLKIF_REQUEST_SIZE,
+  BLKIF_RESPONSE_SIZE,
   BLKIF_RSP_OKAY,
   BLKIF_SEGMENT_SIZE,
   BLKIF_SEGS_PER_INDIRECT_FRAME,
@@ -36,6 +37,7 @@ import {
   decodeSegment,
   encodeSegment,
   checkDescriptor,
+  checkSlot,
   type BlkifRequestProblem,
   type BlkifSegment,
 } from './blkif.ts';
@@ -130,9 +132,7 @@ export interface IntegrityResponseInfo {
 }
 
 export function encodeIntegrityRequest(r: BlkifIntegrityRequest): Buffer {
-  // from Node's pool, zeroed (as encodeRequest: a buffer of its own cost ≈ 0.3 µs a request)
-  const b = Buffer.allocUnsafe(BLKIF_REQUEST_SIZE);
-  fillBytes(b, 0);
+  const b = zeroedBytes(BLKIF_REQUEST_SIZE);
   writeU8(b, 0, BLKIF_OP_INTEGRITY);
   writeU8(b, 1, r.integrityOp);
   writeU16LE(b, 2, r.nrSegments);
@@ -163,6 +163,7 @@ export type DecodedIntegrityRequest =
 
 /** Decodes BLKIF_OP_INTEGRITY from a private slot copy; `maxSegments` is the backend's indirect limit. */
 export function decodeIntegrityRequest(slot: Uint8Array, maxSegments: number): DecodedIntegrityRequest {
+  checkSlot(slot, BLKIF_REQUEST_SIZE, 'integrity slot copy');
   const b = slot;
   const id = readU64LE(b, 8);
   const integrityOp = readU8(b, 1);
@@ -363,8 +364,7 @@ export function writeIntegrityResponse(
   off: number,
   rsp: { id: bigint; status: number; info?: IntegrityResponseInfo },
 ): void {
-  const b = Buffer.allocUnsafe(16);
-  fillBytes(b, 0);
+  const b = zeroedBytes(BLKIF_RESPONSE_SIZE);
   writeU64LE(b, 0, BigInt.asUintN(64, rsp.id));
   writeU8(b, 8, BLKIF_OP_INTEGRITY);
   const i = rsp.info;
@@ -383,7 +383,7 @@ export function writeIntegrityResponse(
 /** The extension fields of a response to BLKIF_OP_INTEGRITY. */
 export function decodeIntegrityResponseInfo(slot: Uint8Array): IntegrityResponseInfo {
   const b = slot;
-  if (b.length < 16) throw new RangeError(`integrity response slot is ${b.length} bytes, need 16`);
+  checkSlot(b, BLKIF_RESPONSE_SIZE, 'integrity response slot');
   const s = readU8(b, 9);
   const c = s & 3;
   const w = s & 0x30;

@@ -9,7 +9,6 @@
  * BLKIF_RSP_ERROR or BLKIF_RSP_EOPNOTSUPP with the request's id.
  */
 import {
-  fillBytes,
   readI16LE,
   readU16LE,
   readU32LE,
@@ -20,6 +19,7 @@ import {
   writeU32LE,
   writeU64LE,
   writeU8,
+  zeroedBytes,
 } from './bytes.ts';
 import { ringSize, XEN_PAGE_SIZE, type RingMemory } from './ring.ts';
 
@@ -137,6 +137,14 @@ export type DecodedRequest =
 // Descriptors are read and written byte by byte (bytes.ts): a DataView made per descriptor
 // was an allocation per segment on both sides of every request.
 
+/**
+ * A slot (or its private copy) shorter than the struct it holds is refused: the fields past its end
+ * are not read as zeros, nor from whatever lies beyond it.
+ */
+export function checkSlot(slot: Uint8Array, size: number, what: string): void {
+  if (slot.length < size) throw new RangeError(`${what} is ${slot.length} bytes, need ${size}`);
+}
+
 /** An 8-byte descriptor (a segment's or a PI segment's) must lie inside its page. */
 export function checkDescriptor(buf: Uint8Array, off: number): void {
   if (!(Number.isInteger(off) && off >= 0 && off + BLKIF_SEGMENT_SIZE <= buf.length))
@@ -177,9 +185,7 @@ export function segmentSectors(seg: BlkifSegment): number {
 
 /** Encodes a whole 112-byte slot (unused bytes zero), as blkfront copies its shadow request in. */
 export function encodeRequest(req: BlkifRequest): Buffer {
-  // from Node's pool, zeroed here: Buffer.alloc would give every slot a backing store of its own
-  const b = Buffer.allocUnsafe(BLKIF_REQUEST_SIZE);
-  fillBytes(b, 0);
+  const b = zeroedBytes(BLKIF_REQUEST_SIZE);
   writeU8(b, 0, req.operation);
   switch (req.operation) {
     case BLKIF_OP_DISCARD:
@@ -218,9 +224,7 @@ export interface DecodeLimits {
  * copied, and an unknown operation yields only its id (for the EOPNOTSUPP answer).
  */
 export function decodeRequest(slot: Uint8Array, limits: DecodeLimits): DecodedRequest {
-  if (slot.length < BLKIF_REQUEST_SIZE) {
-    throw new RangeError(`blkif slot copy is ${slot.length} bytes, need ${BLKIF_REQUEST_SIZE}`);
-  }
+  checkSlot(slot, BLKIF_REQUEST_SIZE, 'blkif slot copy');
   const b = slot;
   const operation = readU8(b, 0);
   const id = readU64LE(b, 8);
@@ -380,8 +384,7 @@ const responseStatus = responseFields.subarray(10, 12);
 
 export function decodeResponse(slot: Uint8Array): BlkifResponse {
   const b = slot;
-  if (b.length < BLKIF_RESPONSE_SIZE)
-    throw new RangeError(`blkif response slot is ${b.length} bytes, need ${BLKIF_RESPONSE_SIZE}`);
+  checkSlot(b, BLKIF_RESPONSE_SIZE, 'blkif response slot');
   return { id: readU64LE(b, 0), operation: readU8(b, 8), status: readI16LE(b, 10) };
 }
 

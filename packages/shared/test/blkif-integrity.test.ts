@@ -364,6 +364,16 @@ describe('BLKIF_OP_INTEGRITY inline (BLKIF_PI_INLINE)', () => {
 });
 
 describe('decodeIntegrityRequest on hostile slots', () => {
+  it('refuses a slot copy shorter than a request, and a response slot shorter than a response', () => {
+    const around = Buffer.alloc(256, 0);
+    expect(() => decodeIntegrityRequest(around.subarray(0, BLKIF_REQUEST_SIZE - 1), 256)).toThrow(
+      'integrity slot copy is 111 bytes, need 112',
+    );
+    expect(() => decodeIntegrityResponseInfo(around.subarray(0, 12))).toThrow(
+      'integrity response slot is 12 bytes, need 16',
+    );
+  });
+
   it('rejects an integrity_op other than READ or WRITE, echoing id and operation 7', () => {
     for (const op of [2, 3, 5, 6, 7, 0xff]) {
       expect(decodeIntegrityRequest(header(op, 1, 1), 256)).toEqual({

@@ -159,4 +159,14 @@ describe('responses', () => {
     expect(buf.toString('hex')).toBe('080706050403020101aaffffaaaaaaaa');
     expect(decodeResponse(buf)).toEqual({ id: 0x0102030405060708n, operation: 1, status: -1 });
   });
+
+  it('are not decoded from a slot shorter than one, though the buffer around it goes on', () => {
+    const around = Buffer.alloc(256, 0x11);
+    expect(() => decodeResponse(around.subarray(8, 8 + BLKIF_RESPONSE_SIZE - 1))).toThrow(
+      'blkif response slot is 15 bytes, need 16',
+    );
+    expect(() => decodeRequest(around.subarray(0, 111), { maxIndirectSegments: 256 })).toThrow(
+      'blkif slot copy is 111 bytes, need 112',
+    );
+  });
 });

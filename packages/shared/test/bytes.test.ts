@@ -8,6 +8,7 @@ import {
   copyBytes,
   copyInto,
   fillBytes,
+  latin1Text,
   readI16LE,
   readU16LE,
   readU32LE,
@@ -132,5 +133,13 @@ describe('views and copies', () => {
     expect([...a.subarray(0, 4)]).toEqual([0, 0xab, 0xab, 7]);
     fillBytes(a, 0);
     expect(a).toEqual(Buffer.alloc(16));
+  });
+
+  it('latin1Text gives one character a byte, for every byte value, of the view only', () => {
+    const b = inner(256);
+    for (let i = 0; i < 256; i++) b[i] = i;
+    const t = latin1Text(b.subarray(1, 255));
+    expect(t.length).toBe(254);
+    expect([...t].map((c) => c.charCodeAt(0))).toEqual([...b.subarray(1, 255)]);
   });
 });

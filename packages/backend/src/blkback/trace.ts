@@ -4,6 +4,7 @@
  * frontend's (domid, queue, ring index), the same key the guest stamps. The ring calls these through
  * the optional `trace` of its RingContext; with tracing off that is null.
  */
+import { readU64LE } from '@pvblk/shared';
 import { processTrace, STAMP, type TraceRecorder } from '@pvblk/runtime';
 
 export interface BlkbackRingTrace {
@@ -36,7 +37,7 @@ class BackTrace implements BlkbackTrace {
     };
     return {
       consumed: (idx, slot) => {
-        const id = Buffer.from(slot.buffer, slot.byteOffset, slot.byteLength).readBigUInt64LE(8);
+        const id = readU64LE(slot, 8);
         idxOf.set(id, idx);
         rec.stamp(STAMP.backendConsume, key, idx);
       },

@@ -43,7 +43,7 @@ import {
   BLKIF_INTEGRITY_INLINE_DESCRIPTORS,
   bytesView,
   copyInto,
-  fillBytes,
+  zeroedBytes,
   decodeIntegrityResponseInfo,
   encodeIntegrityDescriptors,
   encodeIntegrityRequest,
@@ -610,8 +610,7 @@ async function endDeferred(xc: Hypercalls, refs: number[], then: () => void, tri
 
 /** The slot's inline bytes (BLKIF_PI_INLINE) holding these descriptors, the rest zero. */
 function inlineDescriptors(segs: BlkifSegment[], pi: BlkifPiSegment[]): Buffer {
-  const bytes = Buffer.allocUnsafe(BLKIF_INTEGRITY_INLINE_BYTES);
-  fillBytes(bytes, 0);
+  const bytes = zeroedBytes(BLKIF_INTEGRITY_INLINE_BYTES);
   encodeIntegrityDescriptors([bytes], segs, pi);
   return bytes;
 }
@@ -623,12 +622,9 @@ function inlineDescriptors(segs: BlkifSegment[], pi: BlkifPiSegment[]): Buffer {
  * read — and writing only these bytes keeps them off the wire (and spares a zeroed 4 KiB a request).
  */
 function descriptorPages(n: number): Buffer[] {
-  // zeroed buffers from Node's pool: one of its own per request cost an ArrayBuffer allocation
-  return Array.from({ length: Math.ceil(n / BLKIF_SEGS_PER_INDIRECT_FRAME) }, (_, i) => {
-    const page = Buffer.allocUnsafe(
+  return Array.from({ length: Math.ceil(n / BLKIF_SEGS_PER_INDIRECT_FRAME) }, (_, i) =>
+    zeroedBytes(
       Math.min(BLKIF_SEGS_PER_INDIRECT_FRAME, n - i * BLKIF_SEGS_PER_INDIRECT_FRAME) * BLKIF_SEGMENT_SIZE,
-    );
-    fillBytes(page, 0);
-    return page;
-  });
+    ),
+  );
 }

@@ -7,6 +7,7 @@
  * Standard input is a pipe (`a | b`) when there is one; without it, tools that would read it (no file
  * operands, or `-`) say that this guest has no terminal to read.
  */
+import { latin1Text } from '@pvblk/shared';
 import { createHash } from 'node:crypto';
 import { dd, quote } from './dd.ts';
 import { stdinFile } from './stdin.ts';
@@ -23,9 +24,6 @@ import {
 
 const CHUNK = 64 * 1024;
 const SIGINT_STATUS = 130;
-
-const latin1 = (buf: Uint8Array): string =>
-  Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('latin1');
 
 /** getopt's complaint about an unknown option, then the 8.x "Try" line. */
 function badOption(io: CommandIo, prog: string, arg: string): void {
@@ -270,7 +268,7 @@ export const cat: GuestCommand = async (argv, io, ctx) => {
   let status = 0;
   for (const path of operands.length ? operands : ['-']) {
     const r = await readWhole(ctx.vfs, path, io, (chunk) => {
-      io.stdout(latin1(chunk));
+      io.stdout(latin1Text(chunk));
     });
     if (r.ok === 'aborted') return SIGINT_STATUS;
     if (!r.ok) {

@@ -18,7 +18,7 @@
  * - GuestFile has no ftruncate: for `seek=N` on a regular file without conv=notrunc, the file is cut
  *   to N*obs bytes by rewriting its prefix (or zero-extended), which leaves the same content.
  */
-import { ownEntry } from '@pvblk/shared';
+import { latin1Text, ownEntry } from '@pvblk/shared';
 import { stdinFile } from './stdin.ts';
 import {
   STRERROR,
@@ -478,7 +478,7 @@ function stdoutFile(io: CommandIo): GuestFile {
     size: () => null,
     pread: async () => ({ ok: false, errno: 'EBADF' }),
     pwrite: async (buf) => {
-      io.stdout(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('latin1'));
+      io.stdout(latin1Text(buf));
       await io.drain?.();
       return { ok: true, n: buf.length };
     },

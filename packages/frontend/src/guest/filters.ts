@@ -5,6 +5,7 @@
  * input (the pipe) without any or for `-`, chunk by chunk: an input may be larger than any string
  * (a disk) or endless (/dev/zero).
  */
+import { asBuffer, latin1Text } from '@pvblk/shared';
 import { constants as bufferConstants } from 'node:buffer';
 import { breToJs } from './bre.ts';
 import { stdinFile } from './stdin.ts';
@@ -24,9 +25,6 @@ const CHUNK = 64 * 1024;
  */
 const HOLD_MAX = bufferConstants.MAX_STRING_LENGTH;
 const NL = 0x0a;
-
-const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-const latin1 = (b: Uint8Array) => asBuffer(b).toString('latin1');
 
 /** Opens an operand (`-` is standard input); an error comes back as its strerror text. */
 async function openInput(path: string, io: CommandIo, ctx: GuestCommandContext): Promise<GuestFile | string> {
@@ -76,7 +74,7 @@ async function readText(
   const r = await readChunks(f, io, (chunk) => {
     length += chunk.length;
     if (length > HOLD_MAX) return false;
-    parts.push(latin1(chunk));
+    parts.push(latin1Text(chunk));
   });
   if (r === 'stopped') return 'exhausted';
   if (r === 'interrupted' || typeof r === 'object') return r;
@@ -174,7 +172,7 @@ function headOrTail(prog: 'head' | 'tail'): GuestCommand {
 /** head on one input, printing as it reads: the first N lines (bytes), or all but the last N. */
 async function headOne(f: GuestFile, io: CommandIo, o: CountOptions): Promise<ReadEnd | 'exhausted'> {
   const out = (b: Uint8Array) => {
-    if (b.length) io.stdout(latin1(b));
+    if (b.length) io.stdout(latin1Text(b));
   };
   if (!o.elide) {
     let left = o.count;
@@ -529,7 +527,7 @@ export const grep: GuestCommand = async (argv, io, ctx) => {
       else if (!opt.c) io.stdout(`${prefix}${opt.n ? `${lineNo}:` : ''}${l}\n`);
     };
     const r = await readChunks(f, io, (chunk) => {
-      const text = latin1(chunk);
+      const text = latin1Text(chunk);
       let at = 0;
       for (let nl = text.indexOf('\n'); nl >= 0 && !quit; nl = text.indexOf('\n', at)) {
         if (pendingLength + nl - at > HOLD_MAX) {

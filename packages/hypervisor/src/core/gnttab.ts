@@ -184,7 +184,7 @@ export class GrantTables {
     // mappers hold the same bytes — a body that differs would make this copy (on which the ring
     // checks are decided) disagree with theirs, without their knowing.
     if (frame.refs.size === 0 && frame.mappings.size === 0) {
-      if (data) Buffer.from(data.buffer, data.byteOffset, data.length).copy(frame.data);
+      if (data) copyInto(frame.data, 0, data);
       else frame.data.fill(0);
     }
     frame.refs.add(ref);
