@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { KERN_DEBUG, KERN_INFO } from '@pvblk/shared';
+import { BLKIF_REQUEST_SIZE, KERN_DEBUG, KERN_INFO } from '@pvblk/shared';
 import { BlkbackDriver } from '@pvblk/backend';
 import { MAX_REQUESTS_PER_PUSH, PLUG_FLUSH_BYTES } from '@pvblk/frontend';
 import type { XenClient } from '@pvblk/client';
@@ -154,6 +154,53 @@ describe('blkfront ↔ blkback in process', () => {
     expect(pushes.every((p) => p.sentAtOnce)).toBe(true);
     for (let i = 0; i < 40; i++)
       expect(g.disk.data.subarray(i * 4096, (i + 1) * 4096).equals(pattern(4096, i))).toBe(true);
+  });
+
+  it("writes a push's slots to the ring together, so they reach the hypervisor as one page write", async () => {
+    stack = await startStack();
+    const g = await stack.addGuest({ front: { persistentGrants: true } });
+    const pushes = recordPushes(g.xc);
+    const guest = stack.lh.hv.domains.get(g.domid)!;
+    // every store the guest makes to a page the hypervisor must see, in order
+    const stores: Array<{ page: object; off: number; len: number }> = [];
+    const pageWrite = g.xc.pageWrite.bind(g.xc);
+    g.xc.pageWrite = (page, off, len) => {
+      stores.push({ page, off, len });
+      pageWrite(page, off, len);
+    };
+    // warm the persistent pool, so that the measured push grants nothing
+    const warm = Array.from({ length: 16 }, (_, i) => rwRequest(g.xc, 'write', i * 8, pattern(4096, i)));
+    expect((await Promise.all(warm.map((r) => g.front.submit(r)))).every((r) => r.status === 'ok')).toBe(
+      true,
+    );
+    await g.xc.fence();
+    const before = guest.stats.pageWrites;
+    pushes.length = 0;
+    stores.length = 0;
+    const reqs = Array.from({ length: 16 }, (_, i) =>
+      rwRequest(g.xc, 'write', i * 8, pattern(4096, 100 + i)),
+    );
+    expect((await Promise.all(reqs.map((r) => g.front.submit(r)))).every((r) => r.status === 'ok')).toBe(
+      true,
+    );
+    await g.xc.fence();
+    expect(pushes.map((p) => p.newProd - p.oldProd)).toEqual([16]);
+    // the 16 slots are stored one after the other, each where the previous one ended
+    const slots = stores.flatMap((s, i) => (s.len === BLKIF_REQUEST_SIZE ? [i] : []));
+    expect(slots).toHaveLength(16);
+    for (let k = 1; k < 16; k++) {
+      const [a, b] = [stores[slots[k - 1]], stores[slots[k]]];
+      expect([slots[k] - slots[k - 1], b.page === a.page, b.off]).toEqual([1, true, a.off + a.len]);
+    }
+    // and reach the hypervisor as one record: a store continuing the previous one extends its record
+    const records = stores.filter((s, i) => {
+      const p = stores[i - 1];
+      return !(p && p.page === s.page && p.off + p.len === s.off);
+    }).length;
+    expect(records).toBe(stores.length - 15);
+    expect(guest.stats.pageWrites - before).toBe(records);
+    for (let i = 0; i < 16; i++)
+      expect(g.disk.data.subarray(i * 4096, (i + 1) * 4096).equals(pattern(4096, 100 + i))).toBe(true);
   });
 
   it('publishes a request of 128 KiB or more at once, with the smaller ones queued before it (BLK_PLUG_FLUSH_SIZE)', async () => {
