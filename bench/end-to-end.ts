@@ -120,7 +120,7 @@ for (const [head, mine, theirs] of cpuTables) {
   console.log('');
 }
 printTable(
-  ['configuration', 'notify→be/req', 'notify→fe/req', 'req/io', 'grant ops/req'],
+  ['configuration', 'notify→be/req', 'notify→fe/req', 'req/io', 'grant ops/req', 'round trips/req'],
   configs.map((c) => {
     const m = (k: keyof Figures) => median(runs[c.id].map((x) => x[k] as number));
     return [
@@ -129,6 +129,7 @@ printTable(
       f(m('notifyToGuest'), 3),
       f(m('requestsPerIo'), 2),
       f(m('grantOpsPerRequest'), 3),
+      f(m('roundTripsPerRequest'), 3),
     ];
   }),
 );

@@ -320,6 +320,8 @@ export function figures(p: BenchPointJson): {
   notifyToGuest: number;
   requestsPerIo: number;
   grantOpsPerRequest: number;
+  /** Hypercalls answered by the broker (round trips through it) per ring request, both domains. */
+  roundTripsPerRequest: number;
   cpuPerIoUs: number | null;
   relayCpuPerIoUs: number | null;
   cpuUserPerIoUs: number | null;
@@ -365,6 +367,7 @@ export function figures(p: BenchPointJson): {
     notifyPerRequest: per('notificationsToBackend') + per('notificationsToGuest'),
     requestsPerIo: per('requestsPerIo'),
     grantOpsPerRequest: per('grantOpsGuest') + per('grantOpsBackend'),
+    roundTripsPerRequest: per('callsGuest') + per('callsBackend'),
     cpuPerIoUs: cpu?.pvblk?.us ?? null,
     relayCpuPerIoUs: cpu?.relay?.us ?? null,
     cpuUserPerIoUs: cpu?.pvblk?.userUs ?? null,

@@ -82,6 +82,11 @@ export interface PerRequest {
   notificationsToGuest: number;
   grantOpsGuest: number;
   grantOpsBackend: number;
+  /** Hypercalls the broker answered — round trips through it — and the fences among them. */
+  callsGuest: number;
+  callsBackend: number;
+  fencesGuest: number;
+  fencesBackend: number;
   framesGuestToBroker: number;
   framesBrokerToGuest: number;
   bytesGuestToBroker: number;
@@ -111,6 +116,10 @@ export function perRequest(g: GuestRun, p: PointResult): PerRequest {
     notificationsToGuest: sum(g.devices.map((d) => d.upcalls)) / r,
     grantOpsGuest: sum(g.devices.map((d) => d.grants)) / r,
     grantOpsBackend: ((bk.grant_maps ?? 0) + (bk.grant_unmaps ?? 0) + (bk.grant_copies ?? 0)) / r,
+    callsGuest: (br?.calls ?? 0) / r,
+    callsBackend: ((d0?.calls ?? 0) * share) / r,
+    fencesGuest: (br?.fences ?? 0) / r,
+    fencesBackend: ((d0?.fences ?? 0) * share) / r,
     framesGuestToBroker: (br?.framesIn ?? 0) / r,
     framesBrokerToGuest: (br?.framesOut ?? 0) / r,
     bytesGuestToBroker: (br?.bytesIn ?? 0) / r,
@@ -233,6 +242,17 @@ function counterLines(p: PointResult): string[] {
   }
   out.push(
     "  (notify→be: events blkback received; notify→fe: blkfront upcalls; Dom0's frames shared among guests by requests)",
+    `  ${'round trips'.padEnd(14)} ${'calls fe'.padStart(9)} ${'fences fe'.padStart(9)} ${'calls be'.padStart(9)} ${'fences be'.padStart(9)}`,
+  );
+  for (const g of p.guests) {
+    const r = perRequest(g, p);
+    const f3 = (v: number) => v.toFixed(3);
+    out.push(
+      `  ${g.name.padEnd(14)} ${f3(r.callsGuest).padStart(9)} ${f3(r.fencesGuest).padStart(9)} ${f3(r.callsBackend).padStart(9)} ${f3(r.fencesBackend).padStart(9)}`,
+    );
+  }
+  out.push(
+    "  (hypercalls the broker answered, each a round trip through it, and the fences among them; Dom0's by requests)",
   );
   const occ = p.guests.flatMap((g) => g.jobs).reduce((s, j) => (s.merge(j.ringOccupancy), s), new Samples());
   if (occ.n)

@@ -243,14 +243,28 @@ interface Counters {
   vbds: Map<number, BlkbackCounters>;
 }
 
-async function readCounters(s: LiveStack): Promise<Counters> {
+/**
+ * The broker's and blkback's counters. The host answers `/guests` with a hypercall of its own (the
+ * domain list), so the broker is read after it at the start of a run and before it at the end: the
+ * window counts none of the bench's own calls.
+ */
+async function readCounters(s: LiveStack, at: 'start' | 'end'): Promise<Counters> {
   const statusUrl = s.running.hypervisorUrl.replace(/^ws/, 'http').replace(/\/?$/, '/status');
-  const status = (await getJson(statusUrl, s.dom0Secret)) as {
-    domains: Array<{ domid: number; stats: BrokerCounters }>;
-  };
-  const guests = (await getJson(new URL('/guests', s.running.apiUrl).href, s.token)) as {
-    vbds: Record<string, BlkbackCounters>;
-  };
+  const readStatus = async () =>
+    (await getJson(statusUrl, s.dom0Secret)) as { domains: Array<{ domid: number; stats: BrokerCounters }> };
+  const readGuests = async () =>
+    (await getJson(new URL('/guests', s.running.apiUrl).href, s.token)) as {
+      vbds: Record<string, BlkbackCounters>;
+    };
+  let status: Awaited<ReturnType<typeof readStatus>>;
+  let guests: Awaited<ReturnType<typeof readGuests>>;
+  if (at === 'start') {
+    guests = await readGuests();
+    status = await readStatus();
+  } else {
+    status = await readStatus();
+    guests = await readGuests();
+  }
   const broker = new Map(status.domains.map((d) => [d.domid, d.stats]));
   const vbds = new Map<number, BlkbackCounters>();
   for (const [key, st] of Object.entries(guests.vbds ?? {})) {
@@ -402,7 +416,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
   }));
   try {
     if (s.traceDir) await collectTraces(targets, s.traceDir); // empties the recorders: only the run remains
-    const before = await readCounters(s);
+    const before = await readCounters(s, 'start');
     const rss = new RssSampler(procs, o.rssIntervalMs);
     const t0 = performance.now();
     const now = () => performance.now() - t0;
@@ -470,7 +484,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       const cpu = pvCpu.seconds();
       series.forEach((x, i) => (x.cpu = cpu[i]));
     }
-    const after = await readCounters(s);
+    const after = await readCounters(s, 'end');
     let stages: PointResult['stages'] = null;
     if (s.traceDir) {
       try {

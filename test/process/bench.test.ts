@@ -182,7 +182,7 @@ interface FioJson {
   disk_util: Array<{ name: string; write_ios: number }>;
   pvblk: {
     guests: Array<{
-      devices: Array<{ requests: number; completions: number; upcalls: number }>;
+      devices: Array<{ requests: number; completions: number; upcalls: number; grants: number }>;
       blkback: Record<string, number>;
       broker: Record<string, number>;
       per_request: Record<string, number>;
@@ -694,6 +694,34 @@ describe('pvblk bench: a run', () => {
     // forwards into frames below BROKER_FRAME_TARGET; a turn's output is one flush, however cut.)
     expect(pr.flushesBrokerToDom0).toBeLessThanOrEqual(pr.framesGuestToBroker * 1.1);
     expect(pr.flushesBrokerToGuest).toBeLessThanOrEqual(pr.framesDom0ToBroker * 1.1);
+  });
+
+  it('round trips through the broker: with persistent grants only for the first use of a grant; without, two a request on each side', async () => {
+    const job = ['--name=rt', '--rw=write', '--bs=4k', '--iodepth=1', '--size=128k'];
+    const kept = await countedRun(job);
+    const g = kept.pvblk.guests[0];
+    const d0 = kept.pvblk.dom0_broker;
+    expect(kept.jobs[0].write.total_ios).toBe(32);
+    // one write at a time needs one persistent grant: made (guest) and mapped (Dom0) by the first
+    // write of the run, reused by the other 31 with no hypercall at all
+    expect([g.devices[0].grants, g.blkback.persistent_grants, g.blkback.grant_maps]).toEqual([1, 1, 1]);
+    expect(g.blkback.persistent_hits).toBe(31);
+    expect([g.broker.calls, d0.calls]).toEqual([1, 1]);
+    expect([g.broker.fences, d0.fences]).toEqual([0, 0]);
+    expect(g.per_request.callsGuest * g.per_request.requests).toBeCloseTo(1, 6);
+    const per = await countedRun([...job, '--no-persistent']);
+    const h = per.pvblk.guests[0];
+    const e0 = per.pvblk.dom0_broker;
+    // the guest grants each write's page and ends the grant; Dom0 maps it and unmaps it: four hypercalls
+    // the broker answers, none of them a fence
+    expect(h.devices[0].grants).toBe(32);
+    expect(h.broker.calls).toBe(2 * h.devices[0].grants);
+    expect(h.blkback.grant_maps + h.blkback.grant_unmaps).toBe(64);
+    expect(e0.calls).toBe(h.blkback.grant_maps + h.blkback.grant_unmaps);
+    expect([h.broker.fences, e0.fences]).toEqual([0, 0]);
+    const r = h.per_request.requests;
+    expect(h.per_request.callsGuest * r).toBeCloseTo(64, 6);
+    expect(h.per_request.callsBackend * r).toBeCloseTo(64, 6);
   });
 
   it('--pi sends a small write inline; with --no-pi-inline its descriptors and tuples take pages', async () => {

@@ -88,6 +88,7 @@ describe("the hypervisor's /metrics", () => {
         xenstore: { nodes: number; watches: number };
         memory: { sharedFrameBytes: number };
         cpuSeconds: number;
+        stats: { calls: number; fences: number };
       }>;
       xenstore: { nodes: number };
     };
@@ -103,7 +104,14 @@ describe("the hypervisor's /metrics", () => {
       expect(valueOf(fams, 'pvblk_domain_xenstore_nodes', l)).toBe(d.xenstore.nodes);
       // /status came after the scrape: the time can only have grown
       expect(d.cpuSeconds).toBeGreaterThanOrEqual(valueOf(fams, 'pvblk_domain_cpu_seconds_total', l));
+      // so can the calls it answered (the guest is idle; Dom0's toolstack may not be)
+      expect(d.stats.calls).toBeGreaterThanOrEqual(valueOf(fams, 'pvblk_domain_calls_total', l));
+      expect(d.stats.fences).toBeGreaterThanOrEqual(valueOf(fams, 'pvblk_domain_fences_total', l));
     }
+    // every domain got here by hypercalls: hello's answer aside, at least its XenStore reads
+    expect(
+      valueOf(fams, 'pvblk_domain_calls_total', { domid: String(domid), name: 'guest' }),
+    ).toBeGreaterThan(0);
     // the guest is up with its ring granted and mapped by Dom0
     const guest = { domid: String(domid), name: 'guest' };
     expect(valueOf(fams, 'pvblk_domain_grants', guest)).toBeGreaterThan(0);

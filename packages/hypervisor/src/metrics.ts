@@ -285,6 +285,18 @@ export function instrumentHypervisor(
   );
   perDomain(
     'counter',
+    'pvblk_domain_calls_total',
+    'Hypercalls the domain made that the broker answered (each a round trip)',
+    (d) => d.stats.calls,
+  );
+  perDomain(
+    'counter',
+    'pvblk_domain_fences_total',
+    'Fences the domain made (a call answered once all it sent before is applied)',
+    (d) => d.stats.fences,
+  );
+  perDomain(
+    'counter',
     'pvblk_domain_cpu_seconds_total',
     'Seconds the hypervisor spent serving the domain (xl list Time(s))',
     (d) => cpuSeconds(d.domid),

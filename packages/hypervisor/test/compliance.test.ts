@@ -195,6 +195,20 @@ describe.each([
       await expect(s.connect(DOM0_SECRET)).rejects.toMatchObject({ code: 'EBUSY' });
     });
 
+    it("counts a domain's answered calls and its fences, and nothing one-way among them", async () => {
+      const { g, page, theirs } = await sharedWithDom0();
+      const guest = s.hv.domains.get(g.domid)!;
+      const before = { ...guest.stats };
+      page.write(0, Buffer.from('one way'));
+      const port = await g.evtchn.allocUnbound(0);
+      g.evtchn.send(port); // one-way as well
+      await g.fence();
+      await g.fence();
+      await expect(g.domctl.list()).rejects.toMatchObject({ code: 'EPERM' }); // refused: still answered
+      expect(theirs.read(0, 7).toString()).toBe('one way');
+      expect([guest.stats.calls - before.calls, guest.stats.fences - before.fences]).toEqual([4, 2]);
+    });
+
     it('refuses privileged calls from a guest with EPERM', async () => {
       const g = await newGuest();
       await expect(g.domctl.create('evil')).rejects.toMatchObject({ code: 'EPERM' });

@@ -16,6 +16,10 @@ export interface DomainStats {
   grantCopies: number;
   /** NOTIFY_IF ring checks decided here. */
   ringChecks: number;
+  /** Hypercalls answered: each one a round trip through the broker (fences among them). */
+  calls: number;
+  /** Fences (mb() across domains: a call whose reply says everything before it has arrived). */
+  fences: number;
   /** WebSocket frames and their bytes, from the domain and to it. */
   framesIn: number;
   bytesIn: number;

@@ -45,6 +45,8 @@ export class Domain {
     grantMaps: 0,
     grantCopies: 0,
     ringChecks: 0,
+    calls: 0,
+    fences: 0,
     framesIn: 0,
     bytesIn: 0,
     framesOut: 0,

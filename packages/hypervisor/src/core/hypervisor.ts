@@ -300,6 +300,7 @@ export class Hypervisor {
       return;
     }
     const id = m.id;
+    d.stats.calls++;
     // A watch fires at once and a bind sets the new port pending: the caller hears the reply first.
     const deferred = (this.deferred = { d, msgs: [] as HypervisorMessage[] });
     let reply: HypervisorMessage;
@@ -410,6 +411,7 @@ export class Hypervisor {
       case 'fence':
         // Everything this domain sent before the fence has been applied, and everything forwarded
         // to it before now is queued ahead of this reply: the reply is a full barrier.
+        d.stats.fences++;
         brokerTrace?.fence(d.domid, m.id);
         return undefined;
       case 'xs':
