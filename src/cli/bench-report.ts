@@ -233,9 +233,10 @@ function counterLines(p: PointResult): string[] {
     "pvblk counters per ring request (guest: blkfront; backend: blkback's statistics; broker: the hypervisor's /status):",
     `  ${'guest'.padEnd(8)} ${'domid'.padStart(5)} ${'requests'.padStart(9)} ${'req/io'.padStart(7)} ${'notify→be'.padStart(9)} ${'notify→fe'.padStart(9)} ${'grants fe'.padStart(9)} ${'grants be'.padStart(9)} ${'frames fe→hv'.padStart(12)} ${'hv→fe'.padStart(6)} ${'hv→be'.padStart(6)} ${'be→hv'.padStart(6)} ${'KiB fe→hv'.padStart(9)} ${'hv→be'.padStart(6)}`,
   ];
-  for (const g of p.guests) {
-    const r = perRequest(g, p);
-    const f3 = (v: number) => v.toFixed(3);
+  // each guest's figures, for both tables
+  const rows = p.guests.map((g) => ({ g, r: perRequest(g, p) }));
+  const f3 = (v: number) => v.toFixed(3);
+  for (const { g, r } of rows) {
     out.push(
       `  ${g.name.padEnd(8)} ${String(g.domid).padStart(5)} ${String(r.requests).padStart(9)} ${r.requestsPerIo.toFixed(2).padStart(7)} ${f3(r.notificationsToBackend).padStart(9)} ${f3(r.notificationsToGuest).padStart(9)} ${f3(r.grantOpsGuest).padStart(9)} ${f3(r.grantOpsBackend).padStart(9)} ${f3(r.framesGuestToBroker).padStart(12)} ${f3(r.framesBrokerToGuest).padStart(6)} ${f3(r.framesBrokerToDom0).padStart(6)} ${f3(r.framesDom0ToBroker).padStart(6)} ${(r.bytesGuestToBroker / 1024).toFixed(2).padStart(9)} ${(r.bytesBrokerToDom0 / 1024).toFixed(2).padStart(6)}`,
     );
@@ -244,9 +245,7 @@ function counterLines(p: PointResult): string[] {
     "  (notify→be: events blkback received; notify→fe: blkfront upcalls; Dom0's frames shared among guests by requests)",
     `  ${'round trips'.padEnd(14)} ${'calls fe'.padStart(9)} ${'fences fe'.padStart(9)} ${'calls be'.padStart(9)} ${'fences be'.padStart(9)}`,
   );
-  for (const g of p.guests) {
-    const r = perRequest(g, p);
-    const f3 = (v: number) => v.toFixed(3);
+  for (const { g, r } of rows) {
     out.push(
       `  ${g.name.padEnd(14)} ${f3(r.callsGuest).padStart(9)} ${f3(r.fencesGuest).padStart(9)} ${f3(r.callsBackend).padStart(9)} ${f3(r.fencesBackend).padStart(9)}`,
     );

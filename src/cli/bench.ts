@@ -256,15 +256,9 @@ async function readCounters(s: LiveStack, at: 'start' | 'end'): Promise<Counters
     (await getJson(new URL('/guests', s.running.apiUrl).href, s.token)) as {
       vbds: Record<string, BlkbackCounters>;
     };
-  let status: Awaited<ReturnType<typeof readStatus>>;
-  let guests: Awaited<ReturnType<typeof readGuests>>;
-  if (at === 'start') {
-    guests = await readGuests();
-    status = await readStatus();
-  } else {
-    status = await readStatus();
-    guests = await readGuests();
-  }
+  const early = at === 'start' ? await readGuests() : null;
+  const status = await readStatus();
+  const guests = early ?? (await readGuests());
   const broker = new Map(status.domains.map((d) => [d.domid, d.stats]));
   const vbds = new Map<number, BlkbackCounters>();
   for (const [key, st] of Object.entries(guests.vbds ?? {})) {

@@ -382,9 +382,8 @@ export function writeIntegrityResponse(
 
 /** The extension fields of a response to BLKIF_OP_INTEGRITY. */
 export function decodeIntegrityResponseInfo(slot: Uint8Array): IntegrityResponseInfo {
-  const b = slot;
-  checkSlot(b, BLKIF_RESPONSE_SIZE, 'integrity response slot');
-  const s = readU8(b, 9);
+  checkSlot(slot, BLKIF_RESPONSE_SIZE, 'integrity response slot');
+  const s = readU8(slot, 9);
   const c = s & 3;
   const w = s & 0x30;
   return {
@@ -397,6 +396,6 @@ export function decodeIntegrityResponseInfo(slot: Uint8Array): IntegrityResponse
             ? 'ref'
             : null,
     caughtBy: w === BLKIF_PI_CAUGHT_BACKEND ? 'backend' : w === BLKIF_PI_CAUGHT_DEVICE ? 'device' : null,
-    sectorOffset: readU32LE(b, 12),
+    sectorOffset: readU32LE(slot, 12),
   };
 }

@@ -383,9 +383,8 @@ const responseHead = responseFields.subarray(0, 9);
 const responseStatus = responseFields.subarray(10, 12);
 
 export function decodeResponse(slot: Uint8Array): BlkifResponse {
-  const b = slot;
-  checkSlot(b, BLKIF_RESPONSE_SIZE, 'blkif response slot');
-  return { id: readU64LE(b, 0), operation: readU8(b, 8), status: readI16LE(b, 10) };
+  checkSlot(slot, BLKIF_RESPONSE_SIZE, 'blkif response slot');
+  return { id: readU64LE(slot, 0), operation: readU8(slot, 8), status: readI16LE(slot, 10) };
 }
 
 /** The `protocol` ABI strings (io/protocols.h). */
