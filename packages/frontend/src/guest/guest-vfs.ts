@@ -19,7 +19,7 @@ import { randomFillSync } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { ownEntry } from '@pvblk/shared';
+import { latin1Text, ownEntry } from '@pvblk/shared';
 import type { BlockDeviceCache } from '../block/page-cache.ts';
 import type { GuestBlockQueue } from '../block/queue.ts';
 import type {
@@ -605,7 +605,7 @@ class SysfsFile extends OpenFile {
 
   protected async doWrite(buf: Uint8Array): Promise<IoResult> {
     if (!this.attr.store) return fail('EACCES');
-    const errno = this.attr.store(Buffer.from(buf).toString('latin1'));
+    const errno = this.attr.store(latin1Text(buf));
     return errno ? fail(errno) : ok(buf.length);
   }
 

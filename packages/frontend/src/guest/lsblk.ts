@@ -9,7 +9,7 @@
  * -d/--nodeps, -a/--all, -D/--discard, -t/--topology, -m/--perms, -f/--fs, and device operands.
  */
 import type { CommandIo, GuestCommandContext } from './vfs.ts';
-import { ownEntry } from '@pvblk/shared';
+import { latin1Text, ownEntry } from '@pvblk/shared';
 
 interface Column {
   /** Width hint: >= 1 an absolute width, < 1 a fraction of the terminal (no effect here). */
@@ -148,7 +148,7 @@ export async function lsblk(
     const buf = new Uint8Array(4096);
     const r = await f.pread(buf, 0);
     await f.close();
-    return r.ok ? Buffer.from(buf.subarray(0, r.n)).toString('latin1').trim() : '';
+    return r.ok ? latin1Text(buf.subarray(0, r.n)).trim() : '';
   };
   const bytes = flags.has('b');
   const size = (v: string) => (v === '' ? '' : bytes ? v : humanSize(Number(v)));
