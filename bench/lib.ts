@@ -233,7 +233,7 @@ export interface BenchJob {
       iops: number;
       bw_bytes: number;
       rtt_ns: Record<string, number>;
-      ratio: { iops: number; bw: number; clat: Record<string, number> };
+      ratio: { iops: number; bw: number; clat: Record<string, number>; lat: Record<string, number> };
     };
     ring_occupancy: { mean: number; max: number };
   };
@@ -315,6 +315,8 @@ export function figures(p: BenchPointJson): {
   relayIops: number | null;
   relayMibps: number | null;
   relayRttP50us: number | null;
+  /** fio's lat p50 (issue → completion) of the first job: the span the relay's round trip covers. */
+  latP50us: number | null;
   notifyPerRequest: number;
   notifyToBackend: number;
   notifyToGuest: number;
@@ -362,6 +364,8 @@ export function figures(p: BenchPointJson): {
     relayIops: rel.length ? rel.reduce((a, r) => a + r!.iops, 0) : null,
     relayMibps: rel.length ? rel.reduce((a, r) => a + r!.bw_bytes, 0) / 1048576 : null,
     relayRttP50us: rel.length ? rel[0]!.rtt_ns.p50 / 1000 : null,
+    // fio's JSON has lat percentiles only with lat_percentiles=1: the bench's ratio has it
+    latP50us: rel.length ? (rel[0]!.ratio.lat.p50 * rel[0]!.rtt_ns.p50) / 1000 : null,
     notifyToBackend: per('notificationsToBackend'),
     notifyToGuest: per('notificationsToGuest'),
     notifyPerRequest: per('notificationsToBackend') + per('notificationsToGuest'),

@@ -129,6 +129,7 @@ export function sweepSpec(points: PointResult[], o: BenchOptions): Spec {
     if (s.relayIops !== null) iops.push({ point: x, series: 'relay', iops: s.relayIops });
     lat.push({ point: x, series: 'pvblk clat p50', usec: s.clatP50 / 1000 });
     lat.push({ point: x, series: 'pvblk clat p99', usec: s.clatP99 / 1000 });
+    lat.push({ point: x, series: 'pvblk lat p50', usec: s.latP50 / 1000 });
     if (s.relayP50 !== null) lat.push({ point: x, series: 'relay RTT p50', usec: s.relayP50 / 1000 });
   }
   const order = points.map(pointLabel);

@@ -184,10 +184,22 @@ const us = (ns: number) => (ns / 1000).toFixed(1);
 export interface Comparison {
   iops: [number, number];
   mibps: [number, number];
+  /** pvblk's clat (ring push → completion) and the relay's round trip, row by row. */
   clat: Array<[string, number, number]>;
+  /** pvblk's lat (issue → completion, fio's slat + clat) and the relay's round trip. */
+  lat: Array<[string, number, number]>;
 }
 
-/** pvblk (clat: ring push → completion) against the relay (issue → response), same run. */
+/** Lat rows printed in the normal output (the JSON has every row): the spread and the tail. */
+const LAT_ROWS = new Set(['min', 'avg', 'stdev', 'p50', 'p99', 'max']);
+
+/**
+ * pvblk against the relay, same run. The relay's round trip runs from the issue of a request (before
+ * its frame is built) to its response, so it spans what fio's lat does; pvblk's clat starts later,
+ * after the guest's submission (the copy into the granted pages, the slots, the push and its
+ * notification: fio's slat). Both are set beside it: issue 10 states its QD1 goal on clat, and lat is
+ * the like-for-like figure.
+ */
 export function compare(
   s: JobStats,
   rel: NonNullable<ReturnType<typeof relayMerged>>,
@@ -197,34 +209,36 @@ export function compare(
   const ios = sum(d.map((x) => x.ios));
   const bytes = sum(d.map((x) => x.bytes));
   const run = Math.max(...d.map((x) => x.runtimeMs)) || 1;
-  const clat = new Samples();
-  for (const x of d) clat.merge(x.clat);
-  const rows: Array<[string, number, number]> = [
-    ['min', clat.min, rel.rtt.min],
-    ['avg', clat.mean, rel.rtt.mean],
-    ['stdev', clat.stdev, rel.rtt.stdev],
-    ...plist.map((p) => [`p${p}`, clat.pct(p), rel.rtt.pct(p)] as [string, number, number]),
-    ['max', clat.max, rel.rtt.max],
-  ];
+  const rows = (which: 'clat' | 'lat'): Array<[string, number, number]> => {
+    const mine = new Samples();
+    for (const x of d) mine.merge(x[which]);
+    return [
+      ['min', mine.min, rel.rtt.min],
+      ['avg', mine.mean, rel.rtt.mean],
+      ['stdev', mine.stdev, rel.rtt.stdev],
+      ...plist.map((p) => [`p${p}`, mine.pct(p), rel.rtt.pct(p)] as [string, number, number]),
+      ['max', mine.max, rel.rtt.max],
+    ];
+  };
   return {
     iops: [(1000 * ios) / run, (1000 * rel.ios) / (rel.runtimeMs || 1)],
     mibps: [(1000 * bytes) / run / 1048576, (1000 * rel.bytes) / (rel.runtimeMs || 1) / 1048576],
-    clat: rows,
+    clat: rows('clat'),
+    lat: rows('lat'),
   };
 }
 
-function comparisonLines(c: Comparison, what: string): string[] {
+export function comparisonLines(c: Comparison, what: string): string[] {
   const out = [
-    `  pvblk vs relay (${what}; same run: client → relay → server over ws with the same frames):`,
+    `  pvblk vs relay (${what}; same run: client → relay → server over ws with the same frames; the relay's latencies are its round trips, issue → response):`,
     `    ${'figure'.padEnd(16)} ${'pvblk'.padStart(10)} ${'relay'.padStart(10)} ${'pvblk/relay'.padStart(12)}`,
     `    ${'IOPS'.padEnd(16)} ${num2str(c.iops[0], 4, false, 'none').padStart(10)} ${num2str(c.iops[1], 4, false, 'none').padStart(10)} ${fx(ratio(c.iops[0], c.iops[1])).padStart(12)}`,
     `    ${'BW (MiB/s)'.padEnd(16)} ${c.mibps[0].toFixed(1).padStart(10)} ${c.mibps[1].toFixed(1).padStart(10)} ${fx(ratio(c.mibps[0], c.mibps[1])).padStart(12)}`,
   ];
-  for (const [name, a, b] of c.clat) {
-    out.push(
-      `    ${`clat ${name} (usec)`.padEnd(16)} ${us(a).padStart(10)} ${us(b).padStart(10)} ${fx(ratio(a, b)).padStart(12)}`,
-    );
-  }
+  const line = (label: string, a: number, b: number) =>
+    `    ${label.padEnd(16)} ${us(a).padStart(10)} ${us(b).padStart(10)} ${fx(ratio(a, b)).padStart(12)}`;
+  for (const [name, a, b] of c.clat) out.push(line(`clat ${name} (usec)`, a, b));
+  for (const [name, a, b] of c.lat) if (LAT_ROWS.has(name)) out.push(line(`lat ${name} (usec)`, a, b));
   return out;
 }
 
@@ -523,6 +537,7 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
           iops: ratio(c.iops[0], c.iops[1]),
           bw: ratio(c.mibps[0], c.mibps[1]),
           clat: Object.fromEntries(c.clat.map(([k, a, b]) => [k, ratio(a, b)])),
+          lat: Object.fromEntries(c.lat.map(([k, a, b]) => [k, ratio(a, b)])),
         },
       };
     }
@@ -585,6 +600,8 @@ export function pointSummary(p: PointResult): {
   mibps: number;
   clatP50: number;
   clatP99: number;
+  /** fio's lat (issue → completion): the span the relay's round trip covers. */
+  latP50: number;
   relayIops: number | null;
   relayP50: number | null;
   notifyPerReq: number;
@@ -594,9 +611,12 @@ export function pointSummary(p: PointResult): {
   const bytes = sum(jobs.map((j) => j.read.bytes + j.write.bytes));
   const run = Math.max(...jobs.map((j) => Math.max(j.read.runtimeMs, j.write.runtimeMs))) || 1;
   const clat = new Samples();
+  const lat = new Samples();
   for (const j of jobs) {
     clat.merge(j.read.clat);
     clat.merge(j.write.clat);
+    lat.merge(j.read.lat);
+    lat.merge(j.write.lat);
   }
   const rel = relayMerged(p, p.guests);
   const reqs = sum(p.guests.map(guestRequests)) || 1;
@@ -608,6 +628,7 @@ export function pointSummary(p: PointResult): {
     mibps: (1000 * bytes) / run / 1048576,
     clatP50: clat.pct(50),
     clatP99: clat.pct(99),
+    latP50: lat.pct(50),
     relayIops: rel ? (1000 * rel.ios) / (rel.runtimeMs || 1) : null,
     relayP50: rel ? rel.rtt.pct(50) : null,
     notifyPerReq: notify / reqs,
@@ -618,14 +639,16 @@ export function sweepTable(points: PointResult[]): string {
   const out = ['', 'Sweep summary:'];
   const hasRelay = points.some((p) => p.relay);
   out.push(
-    `  ${'point'.padEnd(32)} ${'IOPS'.padStart(8)} ${'MiB/s'.padStart(8)} ${'clat p50'.padStart(9)} ${'clat p99'.padStart(9)} ${'notify/req'.padStart(10)}${hasRelay ? ` ${'relay IOPS'.padStart(10)} ${'IOPS ratio'.padStart(10)} ${'p50 ratio'.padStart(9)}` : ''}`,
+    `  ${'point'.padEnd(32)} ${'IOPS'.padStart(8)} ${'MiB/s'.padStart(8)} ${'clat p50'.padStart(9)} ${'clat p99'.padStart(9)} ${'notify/req'.padStart(10)}${hasRelay ? ` ${'relay IOPS'.padStart(10)} ${'IOPS ratio'.padStart(10)} ${'p50 ratio'.padStart(9)} ${'lat p50 ratio'.padStart(13)}` : ''}`,
   );
   for (const p of points) {
     const s = pointSummary(p);
     out.push(
-      `  ${pointLabel(p).padEnd(32)} ${num2str(s.iops, 4, false, 'none').padStart(8)} ${s.mibps.toFixed(1).padStart(8)} ${us(s.clatP50).padStart(9)} ${us(s.clatP99).padStart(9)} ${s.notifyPerReq.toFixed(3).padStart(10)}${hasRelay ? ` ${(s.relayIops === null ? '–' : num2str(s.relayIops, 4, false, 'none')).padStart(10)} ${fx(ratio(s.iops, s.relayIops ?? NaN)).padStart(10)} ${fx(ratio(s.clatP50, s.relayP50 ?? NaN)).padStart(9)}` : ''}`,
+      `  ${pointLabel(p).padEnd(32)} ${num2str(s.iops, 4, false, 'none').padStart(8)} ${s.mibps.toFixed(1).padStart(8)} ${us(s.clatP50).padStart(9)} ${us(s.clatP99).padStart(9)} ${s.notifyPerReq.toFixed(3).padStart(10)}${hasRelay ? ` ${(s.relayIops === null ? '–' : num2str(s.relayIops, 4, false, 'none')).padStart(10)} ${fx(ratio(s.iops, s.relayIops ?? NaN)).padStart(10)} ${fx(ratio(s.clatP50, s.relayP50 ?? NaN)).padStart(9)} ${fx(ratio(s.latP50, s.relayP50 ?? NaN)).padStart(13)}` : ''}`,
     );
   }
-  out.push('  (clat in usec; notify/req: notifications each way, summed, per ring request)');
+  out.push(
+    "  (clat in usec; notify/req: notifications each way, summed, per ring request; p50 ratios: pvblk's clat p50, then its lat p50, over the relay's round-trip p50)",
+  );
   return out.join('\n') + '\n';
 }

@@ -175,7 +175,7 @@ interface FioJson {
       lat_ns: { N: number; min: number; max: number };
     };
     pvblk: {
-      relay?: { ratio: { iops: number; clat: Record<string, number> } };
+      relay?: { ratio: { iops: number; clat: Record<string, number>; lat: Record<string, number> } };
       ring_occupancy: { max: number };
     };
   }>;
@@ -535,6 +535,11 @@ describe('pvblk bench: a run', () => {
     const rel = j.jobs[0].pvblk.relay!;
     expect(Number.isFinite(rel.ratio.iops)).toBe(true);
     expect(Number.isFinite(rel.ratio.clat.p50)).toBe(true);
+    // lat (issue → completion) is slat + clat for every I/O, so each of its order statistics is at
+    // least clat's: over the same round trips, no lat ratio is below its clat ratio
+    expect(Object.keys(rel.ratio.lat)).toEqual(Object.keys(rel.ratio.clat));
+    for (const k of Object.keys(rel.ratio.clat).filter((k) => k !== 'stdev'))
+      expect(rel.ratio.lat[k], k).toBeGreaterThanOrEqual(rel.ratio.clat[k]);
     expect(j.jobs[0].pvblk.ring_occupancy.max).toBeLessThanOrEqual(4);
     // host-side counters
     const g = j.pvblk.guests[0];

@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { JobStats, Samples } from '@pvblk/frontend';
+import { compare, comparisonLines } from '../../src/cli/bench-report.ts';
+
+/**
+ * A QD1 job whose every write spent 30 µs in submission (fio's slat) and 100 µs after it (clat),
+ * against a relay whose round trips took 110 µs: set beside the relay's round trip, clat looks like
+ * 0.91× and lat, the same span as the round trip (issue → response), is 1.18×.
+ */
+function job(n: number): JobStats {
+  const s = new JobStats('w');
+  for (let i = 0; i < n; i++) {
+    s.write.slat.add(30_000);
+    s.write.clat.add(100_000);
+    s.write.lat.add(130_000);
+  }
+  s.write.ios = n;
+  s.write.bytes = n * 4096;
+  s.write.runtimeMs = 1000;
+  return s;
+}
+
+function relay(n: number): { ios: number; bytes: number; runtimeMs: number; rtt: Samples } {
+  const rtt = new Samples();
+  for (let i = 0; i < n; i++) rtt.add(110_000);
+  return { ios: n, bytes: n * 4096, runtimeMs: 1000, rtt };
+}
+
+describe('pvblk against the relay: clat and lat beside the round trip', () => {
+  it("sets both pvblk's clat and its lat beside the relay's round trip, row by row", () => {
+    const c = compare(job(1000), relay(2000), [50, 99]);
+    expect(c.iops[0] / c.iops[1]).toBeCloseTo(0.5, 6);
+    const row = (rows: Array<[string, number, number]>, k: string) => rows.find(([name]) => name === k)!;
+    // HDR histograms keep 3 significant digits
+    expect(row(c.clat, 'p50')[1] / row(c.clat, 'p50')[2]).toBeCloseTo(100 / 110, 2);
+    expect(row(c.lat, 'p50')[1] / row(c.lat, 'p50')[2]).toBeCloseTo(130 / 110, 2);
+    expect(row(c.lat, 'avg')[1]).toBe(130_000);
+    expect(c.lat.map(([k]) => k)).toEqual(c.clat.map(([k]) => k));
+  });
+
+  it('prints the lat rows after the clat rows, and names the span of the relay column', () => {
+    const lines = comparisonLines(compare(job(10), relay(10), [50, 99]), "guest's jobs");
+    expect(lines[0]).toContain("the relay's latencies are its round trips, issue → response");
+    const labels = lines.slice(4).map((l) => l.trim().split(/ {2,}/)[0]);
+    expect(labels).toEqual([
+      'clat min (usec)',
+      'clat avg (usec)',
+      'clat stdev (usec)',
+      'clat p50 (usec)',
+      'clat p99 (usec)',
+      'clat max (usec)',
+      'lat min (usec)',
+      'lat avg (usec)',
+      'lat stdev (usec)',
+      'lat p50 (usec)',
+      'lat p99 (usec)',
+      'lat max (usec)',
+    ]);
+    expect(lines.find((l) => l.trim().startsWith('lat avg (usec)'))).toMatch(/130\.0\s+110\.0\s+1\.18×$/);
+  });
+});
