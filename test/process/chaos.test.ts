@@ -145,7 +145,8 @@ describe('pvblk chaos', () => {
         if (/ 1\/3 /.test(err)) res();
       }),
     );
-    const exited = new Promise<number | null>((res) => p.on('exit', (code) => res(code)));
+    // 'close', not 'exit': the output is read to its end before it is looked at
+    const exited = new Promise<number | null>((res) => p.on('close', (code) => res(code)));
     await firstDone;
     p.kill('SIGINT');
     expect(await exited).toBe(130);

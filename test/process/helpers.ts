@@ -231,6 +231,9 @@ function watchProc(name: string, argv: string[], env: Record<string, string>): P
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
+  // 'exit' can come before the last lines of stdout are read; 'close' comes after the child's streams
+  // have ended, when every record it wrote has been seen: a waiter gives up only then
+  const closed = new Promise<number | null>((res) => proc.on('close', (code) => res(code)));
   return {
     name,
     proc,
@@ -252,8 +255,12 @@ function watchProc(name: string, argv: string[], env: Record<string, string>): P
             resolve(r);
           },
         });
-        void exited.then((code) =>
-          reject(new Error(`${name} exited (${code}) while waited on; stderr: ${stderr.slice(-2000)}`)),
+        void closed.then((code) =>
+          reject(
+            new Error(
+              `${name} exited (${code}) while waited on; its last records: ${JSON.stringify(records.slice(-3))}; stderr: ${stderr.slice(-2000)}`,
+            ),
+          ),
         );
       });
     },

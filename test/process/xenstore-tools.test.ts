@@ -133,7 +133,8 @@ describe('xenstore-watch streams across the host', () => {
     const linesAtLeast = async (n: number) => {
       while (lines.length < n) await new Promise<void>((r) => waiters.push(r));
     };
-    const exited = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+    // 'close', not 'exit': every line the watch printed has been read by then
+    const exited = new Promise<number | null>((r) => p.on('close', (c) => r(c)));
     await linesAtLeast(1);
     expect(lines[0]).toBe('/tool/pvblk-watch');
     await xs('write', '/tool/pvblk-watch/x', '1');

@@ -37,7 +37,8 @@ function hostInNewPidNamespace(): Promise<string> {
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   return new Promise((resolve, reject) => {
     child.on('error', reject);
-    child.on('exit', (code) =>
+    // 'close', not 'exit': stdout has been read to its end
+    child.on('close', (code) =>
       code === 0 ? resolve(out.trim()) : reject(new Error(`unshare … runHost() exited ${code}`)),
     );
   });
