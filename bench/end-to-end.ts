@@ -6,7 +6,8 @@
  *   node --import tsx bench/end-to-end.ts [--quick] [--repeat N] [--slices N]
  *   (≈ 4 min a round; --quick ≈ 1.5)
  *
- * Prints pvblk, relay and pvblk/relay for the figures issue 10 sets goals for, and the CPU per I/O
+ * Prints pvblk, relay and pvblk/relay for the figures issue 10 sets goals for (and QD1's lat p50, the
+ * span of the relay's round trip, beside the clat p50 the goal is stated on), and the CPU per I/O
  * of all pvblk's processes against all the relay's; writes bench/results/end-to-end.json with every
  * run's full JSON. With `--repeat N` the configurations are run N times in rounds (so a change in the
  * machine's load touches every configuration alike) and each ratio is the median of its N same-run

@@ -233,7 +233,8 @@ export interface BenchJob {
       iops: number;
       bw_bytes: number;
       rtt_ns: Record<string, number>;
-      ratio: { iops: number; bw: number; clat: Record<string, number>; lat: Record<string, number> };
+      // lat: absent from JSON written before the bench compared it
+      ratio: { iops: number; bw: number; clat: Record<string, number>; lat?: Record<string, number> };
     };
     ring_occupancy: { mean: number; max: number };
   };
@@ -307,6 +308,15 @@ export function points(j: BenchJson): BenchPointJson[] {
 }
 
 /** The figures of a point, over all its jobs and both directions. */
+/**
+ * pvblk's lat p50 in µs from a job's comparison with the relay: fio's JSON has lat percentiles only
+ * with lat_percentiles=1, the comparison has the ratio to the round trip.
+ */
+function latP50us(rel: BenchJob['pvblk']['relay']): number | null {
+  const v = rel ? (rel.ratio.lat?.p50 ?? NaN) * (rel.rtt_ns.p50 ?? NaN) : NaN;
+  return Number.isFinite(v) ? v / 1000 : null;
+}
+
 export function figures(p: BenchPointJson): {
   iops: number;
   mibps: number;
@@ -315,7 +325,11 @@ export function figures(p: BenchPointJson): {
   relayIops: number | null;
   relayMibps: number | null;
   relayRttP50us: number | null;
-  /** fio's lat p50 (issue → completion) of the first job: the span the relay's round trip covers. */
+  /**
+   * fio's lat p50 (issue → completion), the span the relay's round trip covers, as the first job's
+   * comparison with the relay has it (that guest's jobs merged; all guests' under group_reporting);
+   * null without a relay or without a p50 in the percentile list.
+   */
   latP50us: number | null;
   notifyPerRequest: number;
   notifyToBackend: number;
@@ -364,8 +378,7 @@ export function figures(p: BenchPointJson): {
     relayIops: rel.length ? rel.reduce((a, r) => a + r!.iops, 0) : null,
     relayMibps: rel.length ? rel.reduce((a, r) => a + r!.bw_bytes, 0) / 1048576 : null,
     relayRttP50us: rel.length ? rel[0]!.rtt_ns.p50 / 1000 : null,
-    // fio's JSON has lat percentiles only with lat_percentiles=1: the bench's ratio has it
-    latP50us: rel.length ? (rel[0]!.ratio.lat.p50 * rel[0]!.rtt_ns.p50) / 1000 : null,
+    latP50us: latP50us(rel[0]),
     notifyToBackend: per('notificationsToBackend'),
     notifyToGuest: per('notificationsToGuest'),
     notifyPerRequest: per('notificationsToBackend') + per('notificationsToGuest'),

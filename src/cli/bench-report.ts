@@ -184,13 +184,16 @@ const us = (ns: number) => (ns / 1000).toFixed(1);
 export interface Comparison {
   iops: [number, number];
   mibps: [number, number];
-  /** pvblk's clat (ring push → completion) and the relay's round trip, row by row. */
+  /** pvblk's clat (submitted, doorbell included → completion) and the relay's round trip, row by row. */
   clat: Array<[string, number, number]>;
   /** pvblk's lat (issue → completion, fio's slat + clat) and the relay's round trip. */
   lat: Array<[string, number, number]>;
 }
 
-/** Lat rows printed in the normal output (the JSON has every row): the spread and the tail. */
+/**
+ * Lat rows printed in the normal output beside every clat row: the spread and the tail, enough to set
+ * it against the round trip without doubling the table (the JSON has every row).
+ */
 const LAT_ROWS = new Set(['min', 'avg', 'stdev', 'p50', 'p99', 'max']);
 
 /**
@@ -639,12 +642,12 @@ export function sweepTable(points: PointResult[]): string {
   const out = ['', 'Sweep summary:'];
   const hasRelay = points.some((p) => p.relay);
   out.push(
-    `  ${'point'.padEnd(32)} ${'IOPS'.padStart(8)} ${'MiB/s'.padStart(8)} ${'clat p50'.padStart(9)} ${'clat p99'.padStart(9)} ${'notify/req'.padStart(10)}${hasRelay ? ` ${'relay IOPS'.padStart(10)} ${'IOPS ratio'.padStart(10)} ${'p50 ratio'.padStart(9)} ${'lat p50 ratio'.padStart(13)}` : ''}`,
+    `  ${'point'.padEnd(32)} ${'IOPS'.padStart(8)} ${'MiB/s'.padStart(8)} ${'clat p50'.padStart(9)} ${'clat p99'.padStart(9)} ${'notify/req'.padStart(10)}${hasRelay ? ` ${'relay IOPS'.padStart(10)} ${'IOPS ratio'.padStart(10)} ${'clat p50 ratio'.padStart(14)} ${'lat p50 ratio'.padStart(13)}` : ''}`,
   );
   for (const p of points) {
     const s = pointSummary(p);
     out.push(
-      `  ${pointLabel(p).padEnd(32)} ${num2str(s.iops, 4, false, 'none').padStart(8)} ${s.mibps.toFixed(1).padStart(8)} ${us(s.clatP50).padStart(9)} ${us(s.clatP99).padStart(9)} ${s.notifyPerReq.toFixed(3).padStart(10)}${hasRelay ? ` ${(s.relayIops === null ? '–' : num2str(s.relayIops, 4, false, 'none')).padStart(10)} ${fx(ratio(s.iops, s.relayIops ?? NaN)).padStart(10)} ${fx(ratio(s.clatP50, s.relayP50 ?? NaN)).padStart(9)} ${fx(ratio(s.latP50, s.relayP50 ?? NaN)).padStart(13)}` : ''}`,
+      `  ${pointLabel(p).padEnd(32)} ${num2str(s.iops, 4, false, 'none').padStart(8)} ${s.mibps.toFixed(1).padStart(8)} ${us(s.clatP50).padStart(9)} ${us(s.clatP99).padStart(9)} ${s.notifyPerReq.toFixed(3).padStart(10)}${hasRelay ? ` ${(s.relayIops === null ? '–' : num2str(s.relayIops, 4, false, 'none')).padStart(10)} ${fx(ratio(s.iops, s.relayIops ?? NaN)).padStart(10)} ${fx(ratio(s.clatP50, s.relayP50 ?? NaN)).padStart(14)} ${fx(ratio(s.latP50, s.relayP50 ?? NaN)).padStart(13)}` : ''}`,
     );
   }
   out.push(

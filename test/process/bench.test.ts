@@ -172,10 +172,13 @@ interface FioJson {
       total_ios: number;
       slat_ns: { N: number };
       clat_ns: { N: number; percentile: Record<string, number> };
-      lat_ns: { N: number; min: number; max: number };
+      lat_ns: { N: number; min: number; max: number; mean: number };
     };
     pvblk: {
-      relay?: { ratio: { iops: number; clat: Record<string, number>; lat: Record<string, number> } };
+      relay?: {
+        rtt_ns: Record<string, number>;
+        ratio: { iops: number; clat: Record<string, number>; lat: Record<string, number> };
+      };
       ring_occupancy: { max: number };
     };
   }>;
@@ -540,6 +543,10 @@ describe('pvblk bench: a run', () => {
     expect(Object.keys(rel.ratio.lat)).toEqual(Object.keys(rel.ratio.clat));
     for (const k of Object.keys(rel.ratio.clat).filter((k) => k !== 'stdev'))
       expect(rel.ratio.lat[k], k).toBeGreaterThanOrEqual(rel.ratio.clat[k]);
+    // and it is the job's own lat set against the round trip (min and mean are exact in both)
+    expect(rel.ratio.lat.min * rel.rtt_ns.min).toBeCloseTo(w.lat_ns.min, 3);
+    expect(rel.ratio.lat.avg * rel.rtt_ns.avg).toBeCloseTo(w.lat_ns.mean, 3);
+    expect(rel.ratio.lat.avg).toBeGreaterThan(rel.ratio.clat.avg); // every submission takes some time
     expect(j.jobs[0].pvblk.ring_occupancy.max).toBeLessThanOrEqual(4);
     // host-side counters
     const g = j.pvblk.guests[0];
@@ -579,7 +586,14 @@ describe('pvblk bench: a run', () => {
     const text = await readFile(svg, 'utf8');
     expect(text.startsWith('<svg')).toBe(true);
     expect(text.trimEnd().endsWith('</svg>')).toBe(true);
-    expect(text).toContain('Completion latency CDF');
+    expect(text).toContain('Latency CDF');
+    // the relay's round trip beside both of pvblk's latencies
+    for (const series of [
+      'pvblk clat (submitted → completion)',
+      'pvblk lat (issue → completion)',
+      'relay round trip',
+    ])
+      expect(text).toContain(series);
     expect(text).toContain('Stage breakdown');
   });
 

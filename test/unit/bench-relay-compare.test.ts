@@ -28,26 +28,28 @@ function relay(n: number): { ios: number; bytes: number; runtimeMs: number; rtt:
 
 describe('pvblk against the relay: clat and lat beside the round trip', () => {
   it("sets both pvblk's clat and its lat beside the relay's round trip, row by row", () => {
-    const c = compare(job(1000), relay(2000), [50, 99]);
+    const c = compare(job(1000), relay(2000), [1, 50, 99, 99.9]);
     expect(c.iops[0] / c.iops[1]).toBeCloseTo(0.5, 6);
     const row = (rows: Array<[string, number, number]>, k: string) => rows.find(([name]) => name === k)!;
-    // HDR histograms keep 3 significant digits
+    // every sample of a kind is equal: each percentile is that value
     expect(row(c.clat, 'p50')[1] / row(c.clat, 'p50')[2]).toBeCloseTo(100 / 110, 2);
     expect(row(c.lat, 'p50')[1] / row(c.lat, 'p50')[2]).toBeCloseTo(130 / 110, 2);
     expect(row(c.lat, 'avg')[1]).toBe(130_000);
     expect(c.lat.map(([k]) => k)).toEqual(c.clat.map(([k]) => k));
   });
 
-  it('prints the lat rows after the clat rows, and names the span of the relay column', () => {
-    const lines = comparisonLines(compare(job(10), relay(10), [50, 99]), "guest's jobs");
+  it('prints every clat row, then the spread and tail of lat, and names the span of the relay column', () => {
+    const lines = comparisonLines(compare(job(10), relay(10), [1, 50, 99, 99.9]), "guest's jobs");
     expect(lines[0]).toContain("the relay's latencies are its round trips, issue → response");
     const labels = lines.slice(4).map((l) => l.trim().split(/ {2,}/)[0]);
     expect(labels).toEqual([
       'clat min (usec)',
       'clat avg (usec)',
       'clat stdev (usec)',
+      'clat p1 (usec)',
       'clat p50 (usec)',
       'clat p99 (usec)',
+      'clat p99.9 (usec)',
       'clat max (usec)',
       'lat min (usec)',
       'lat avg (usec)',
