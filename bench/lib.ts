@@ -307,7 +307,6 @@ export function points(j: BenchJson): BenchPointJson[] {
   return 'sweep' in j ? j.sweep : [j];
 }
 
-/** The figures of a point, over all its jobs and both directions. */
 /**
  * pvblk's lat p50 in µs from a job's comparison with the relay: fio's JSON has lat percentiles only
  * with lat_percentiles=1, the comparison has the ratio to the round trip.
@@ -317,6 +316,7 @@ function latP50us(rel: BenchJob['pvblk']['relay']): number | null {
   return Number.isFinite(v) ? v / 1000 : null;
 }
 
+/** The figures of a point, over all its jobs and both directions. */
 export function figures(p: BenchPointJson): {
   iops: number;
   mibps: number;

@@ -16,7 +16,7 @@ import { stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Samples } from '@pvblk/frontend';
 import type { BenchOptions } from './bench-options.ts';
-import { pointLabel, pointSummary, type PointResult } from './bench-report.ts';
+import { mergedLatency, pointLabel, pointSummary, type PointResult } from './bench-report.ts';
 
 type Spec = Record<string, unknown>;
 
@@ -51,16 +51,6 @@ function cdf(s: Samples, series: string): Array<Record<string, number | string>>
   return out;
 }
 
-function merged(p: PointResult, which: 'clat' | 'lat'): Samples {
-  const s = new Samples();
-  for (const g of p.guests)
-    for (const j of g.jobs) {
-      s.merge(j.read[which]);
-      s.merge(j.write[which]);
-    }
-  return s;
-}
-
 function relayRtt(p: PointResult): Samples | null {
   if (!p.relay || p.relay.size === 0) return null;
   const s = new Samples();
@@ -74,11 +64,14 @@ function describeJob(o: BenchOptions): string {
 }
 
 export function singleSpec(p: PointResult, o: BenchOptions): Spec {
-  const values = cdf(merged(p, 'clat'), 'pvblk clat (submitted → completion)');
+  const values = cdf(mergedLatency(p, 'clat'), 'pvblk clat (submitted → completion)');
   const rel = relayRtt(p);
   // the relay's round trip spans what lat does (issue → completion): both are set beside it
   if (rel)
-    values.push(...cdf(merged(p, 'lat'), 'pvblk lat (issue → completion)'), ...cdf(rel, 'relay round trip'));
+    values.push(
+      ...cdf(mergedLatency(p, 'lat'), 'pvblk lat (issue → completion)'),
+      ...cdf(rel, 'relay round trip'),
+    );
   const panels: Spec[] = [
     {
       title: `Latency CDF — ${describeJob(o)}`,

@@ -597,6 +597,17 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
   return json;
 }
 
+/** One latency of every job of every guest of a point, both directions, in one histogram. */
+export function mergedLatency(p: PointResult, which: 'clat' | 'lat'): Samples {
+  const s = new Samples();
+  for (const g of p.guests)
+    for (const j of g.jobs) {
+      s.merge(j.read[which]);
+      s.merge(j.write[which]);
+    }
+  return s;
+}
+
 /** A one-line summary of a point for sweep tables. */
 export function pointSummary(p: PointResult): {
   iops: number;
@@ -613,14 +624,7 @@ export function pointSummary(p: PointResult): {
   const ios = sum(jobs.map((j) => j.totalIos));
   const bytes = sum(jobs.map((j) => j.read.bytes + j.write.bytes));
   const run = Math.max(...jobs.map((j) => Math.max(j.read.runtimeMs, j.write.runtimeMs))) || 1;
-  const clat = new Samples();
-  const lat = new Samples();
-  for (const j of jobs) {
-    clat.merge(j.read.clat);
-    clat.merge(j.write.clat);
-    lat.merge(j.read.lat);
-    lat.merge(j.write.lat);
-  }
+  const clat = mergedLatency(p, 'clat');
   const rel = relayMerged(p, p.guests);
   const reqs = sum(p.guests.map(guestRequests)) || 1;
   const notify = sum(
@@ -631,7 +635,7 @@ export function pointSummary(p: PointResult): {
     mibps: (1000 * bytes) / run / 1048576,
     clatP50: clat.pct(50),
     clatP99: clat.pct(99),
-    latP50: lat.pct(50),
+    latP50: mergedLatency(p, 'lat').pct(50),
     relayIops: rel ? (1000 * rel.ios) / (rel.runtimeMs || 1) : null,
     relayP50: rel ? rel.rtt.pct(50) : null,
     notifyPerReq: notify / reqs,
