@@ -316,6 +316,12 @@ function latP50us(rel: BenchJob['pvblk']['relay']): number | null {
   return Number.isFinite(v) ? v / 1000 : null;
 }
 
+/** The relay's round-trip p50 in µs; null without a relay or without a p50 in the percentile list. */
+function rttP50us(rel: BenchJob['pvblk']['relay']): number | null {
+  const v = rel?.rtt_ns.p50;
+  return typeof v === 'number' && Number.isFinite(v) ? v / 1000 : null;
+}
+
 /** The figures of a point, over all its jobs and both directions. */
 export function figures(p: BenchPointJson): {
   iops: number;
@@ -377,7 +383,7 @@ export function figures(p: BenchPointJson): {
     clatP99us: w('99.000000') / 1000,
     relayIops: rel.length ? rel.reduce((a, r) => a + r!.iops, 0) : null,
     relayMibps: rel.length ? rel.reduce((a, r) => a + r!.bw_bytes, 0) / 1048576 : null,
-    relayRttP50us: rel.length ? rel[0]!.rtt_ns.p50 / 1000 : null,
+    relayRttP50us: rttP50us(rel[0]),
     latP50us: latP50us(rel[0]),
     notifyToBackend: per('notificationsToBackend'),
     notifyToGuest: per('notificationsToGuest'),
