@@ -307,19 +307,20 @@ export function points(j: BenchJson): BenchPointJson[] {
   return 'sweep' in j ? j.sweep : [j];
 }
 
+/** The relay's round-trip p50 in µs; null without a relay or without a p50 in the percentile list. */
+function rttP50us(rel: BenchJob['pvblk']['relay']): number | null {
+  const v = rel?.rtt_ns.p50;
+  return typeof v === 'number' && Number.isFinite(v) ? v / 1000 : null;
+}
+
 /**
  * pvblk's lat p50 in µs from a job's comparison with the relay: fio's JSON has lat percentiles only
  * with lat_percentiles=1, the comparison has the ratio to the round trip.
  */
 function latP50us(rel: BenchJob['pvblk']['relay']): number | null {
-  const v = rel ? (rel.ratio.lat?.p50 ?? NaN) * (rel.rtt_ns.p50 ?? NaN) : NaN;
-  return Number.isFinite(v) ? v / 1000 : null;
-}
-
-/** The relay's round-trip p50 in µs; null without a relay or without a p50 in the percentile list. */
-function rttP50us(rel: BenchJob['pvblk']['relay']): number | null {
-  const v = rel?.rtt_ns.p50;
-  return typeof v === 'number' && Number.isFinite(v) ? v / 1000 : null;
+  const rtt = rttP50us(rel);
+  const r = rel?.ratio.lat?.p50;
+  return rtt !== null && typeof r === 'number' && Number.isFinite(r) ? r * rtt : null;
 }
 
 /** The figures of a point, over all its jobs and both directions. */
