@@ -383,7 +383,9 @@ export class Worker {
     return new Promise<void>((resolve) => {
       this.done = () => {
         const end = now();
-        const runtime = Math.max(0, end - this.tMeasure);
+        // whole milliseconds, rounded up from whole microseconds, as fio's update_runtime() keeps
+        // ts.runtime: IOPS and BW are computed from the runtime the reports print beside them
+        const runtime = Math.floor((Math.floor(Math.max(0, end - this.tMeasure) * 1000) + 999) / 1000);
         if (this.stats.read.ios) this.stats.read.runtimeMs = runtime;
         if (this.stats.write.ios) this.stats.write.runtimeMs = runtime;
         this.stats.totalRunMs = end - this.tStart;
@@ -495,8 +497,10 @@ export class Worker {
         `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${io.write ? 'write' : 'read'} offset=${io.offset}, buflen=${this.job.bs}`,
       );
     } else {
-      if (!io.write && this.job.verify !== 'none') {
-        // a read workload with verify checks what it reads (blocks written earlier with headers)
+      if (!io.write && this.job.verify !== 'none' && !this.kinds.write) {
+        // A read workload with verify checks what it reads (blocks written earlier with headers). A
+        // mixed one does not: its reads may find blocks it has not written yet, so fio checks only
+        // reads of its verify list (backend.c's do_io) — what the phase after the writes reads back.
         this.verifyRead(io);
       }
       this.account(io, t);
@@ -537,7 +541,9 @@ export class Worker {
       d.clat.add(lat);
     }
     d.lat.add(lat);
-    this.stats.markLatency(lat);
+    // fio's lat (usec/msec) distribution counts completion latency (io_u.c's account_io_completion
+    // marks it with the time since issue to the device, the figure clat reports), not total latency
+    this.stats.markLatency(this.direct ? (t - io.tSubmitted) * 1e6 : lat);
     if (io.write) {
       this.window.wBytes += bs;
       this.window.wIos++;
