@@ -119,7 +119,7 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --name --filename --rw=read|write|randread|randwrite|rw|randrw --rwmixread --bs --iodepth
   --numjobs --size --offset --runtime --time_based --ramp_time --direct=0|1 --ioengine
   --verify=none|crc32c|md5 --do_verify --verify_only --randseed --randrepeat --group_reporting
-  --percentile_list --output-format=normal|json|json+|terse --eta=auto|always|never
+  --percentile_list --output-format=normal|json|json+|terse[,…] --minimal --eta=auto|always|never
   (and fio's aliases: --readwrite, --blocksize, --rwmixwrite, --timeout, --buffered)
 
 pvblk options:

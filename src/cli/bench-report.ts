@@ -65,6 +65,7 @@ export interface PointResult {
   slices: Slice[] | null;
   groupReporting: boolean;
   percentiles: number[];
+  percentilePrecision: number;
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -461,6 +462,7 @@ function fioReport(p: PointResult, withExtra: boolean): FioReport {
       g.disks.map((d) => ({ ...d, name: p.guests.length > 1 ? `${d.name}@${g.name}` : d.name })),
     ),
     percentiles: p.percentiles,
+    percentilePrecision: p.percentilePrecision,
     timestampMs: Date.now(),
     pid: process.pid,
     extraNormal: withExtra
@@ -483,7 +485,7 @@ function fioReport(p: PointResult, withExtra: boolean): FioReport {
   };
 }
 
-export function pointLabel(p: PointResult): string {
+export function pointLabel(p: Pick<PointResult, 'label'>): string {
   return Object.entries(p.label)
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');

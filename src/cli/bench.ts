@@ -19,6 +19,7 @@ import {
   parseEtaLine,
   FioUsageError,
   JobStats,
+  outputCount,
   runBanner,
   runInGuest,
   type DeviceCounters,
@@ -41,6 +42,7 @@ import { runRelay, runRelayClient, runRelayServer, type RelayClientSpec } from '
 import { RelayBaseline, type Baseline, type BaselineGuest } from './bench-baseline.ts';
 import { appendGuestSlice, type GuestSlice, type Slice, type SliceSide } from './bench-slices.ts';
 import {
+  pointLabel,
   renderPointJson,
   renderPointNormal,
   renderPointTerse,
@@ -106,7 +108,9 @@ function fioArgv(cl: FioCommandLine, override: Record<string, string | null>, ex
       argv.push(`--${k}=${v}`);
     }
   }
-  if (cl.global.percentileList.length) argv.push(`--percentile_list=${cl.global.percentileList.join(':')}`);
+  const { percentileList: plist, percentilePrecision: digits } = cl.global;
+  // at the precision given, which the guest's fio takes from the digits it is handed
+  if (plist.length) argv.push(`--percentile_list=${plist.map((v) => v.toFixed(digits)).join(':')}`);
   return [...argv, ...extra];
 }
 
@@ -530,6 +534,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       slices: slices > 1 ? timeline : null,
       groupReporting: p.cl.global.groupReporting,
       percentiles: p.cl.global.percentileList,
+      percentilePrecision: p.cl.global.percentilePrecision,
     };
   } finally {
     await relay?.stop();
@@ -636,6 +641,8 @@ export async function runBench(argv: string[]): Promise<number> {
     }
   }
   const fmt = o.cl.global.outputFormat;
+  // one report is printed as each point ends; several wait for the end and follow fio's order
+  const atEnd = outputCount(fmt) > 1;
   const eta = o.cl.global.eta === 'always' || (o.cl.global.eta === 'auto' && process.stdout.isTTY === true);
   const points = benchPoints(o);
   const results: PointResult[] = [];
@@ -675,23 +682,19 @@ export async function runBench(argv: string[]): Promise<number> {
           stack = await startBenchStack(p.stack, o);
           if (interrupted) return 130;
         }
-        if (fmt === 'normal') {
-          if (points.length > 1)
-            write(
-              `\n=== ${Object.entries(p.label)
-                .map(([k, v]) => `${k}=${v}`)
-                .join(' ')}\n`,
-            );
+        if (fmt.normal) {
+          if (points.length > 1) write(`\n=== ${pointLabel(p)}\n`);
           const banner = runBanner(p.cl.jobs);
           if (p.stack.guests > 1) banner[banner.length - 1] += ` in each of ${p.stack.guests} guests`;
           write(banner.join('\n') + '\n');
         }
         // a stack process that ends on its own ends the run: the guests' jobs would wait for it forever
-        const r = await Promise.race([runPoint(stack, p, o, eta && fmt === 'normal'), stack.died]);
+        const r = await Promise.race([runPoint(stack, p, o, eta && fmt.normal), stack.died]);
         if (interrupted) return 130;
         results.push(r);
-        if (fmt === 'normal') write('\n' + renderPointNormal(r));
-        else if (fmt === 'terse') write(renderPointTerse(r));
+        if (atEnd) continue;
+        if (fmt.normal) write('\n' + renderPointNormal(r));
+        else if (fmt.terse) write(renderPointTerse(r));
       }
     } catch (e) {
       if (interrupted) return 130;
@@ -705,8 +708,9 @@ export async function runBench(argv: string[]): Promise<number> {
     }
     if (stack) await stopBenchStack(stack);
     if (interrupted) return 130;
-    if (fmt === 'json' || fmt === 'json+') {
-      const docs = results.map((r) => renderPointJson(r, fmt === 'json+'));
+    if (atEnd && fmt.terse) for (const r of results) write(renderPointTerse(r));
+    if (fmt.json) {
+      const docs = results.map((r) => renderPointJson(r, fmt.jsonPlus));
       write(
         JSON.stringify(
           docs.length === 1 ? docs[0] : { 'fio version': docs[0]['fio version'], sweep: docs },
@@ -714,14 +718,19 @@ export async function runBench(argv: string[]): Promise<number> {
           2,
         ) + '\n',
       );
-    } else if (fmt === 'normal' && results.length > 1) {
-      write(sweepTable(results));
     }
+    if (atEnd && fmt.normal) {
+      results.forEach((r) => {
+        if (results.length > 1) write(`\n=== ${pointLabel(r)}\n`);
+        write('\n' + renderPointNormal(r));
+      });
+    }
+    if (fmt.normal && results.length > 1) write(sweepTable(results));
     if (o.plot) {
       try {
         const { writePlot } = await import('./bench-plot.ts');
         await writePlot(o.plot, results, o);
-        if (fmt === 'normal') write(`plot: ${o.plot}\n`);
+        if (fmt.normal) write(`plot: ${o.plot}\n`);
       } catch (e) {
         process.stderr.write(`pvblk bench: --plot ${o.plot}: ${(e as Error).message}\n`);
         return 1;

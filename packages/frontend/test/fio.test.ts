@@ -121,6 +121,53 @@ describe('fio options', () => {
     ]);
   });
 
+  it('takes a block size per direction only when the sizes agree', () => {
+    expect(parse(['--name=j', '--bs=4k,4096']).jobs[0].bs).toBe(4096);
+    expect(parse(['--name=j', '--blocksize=8k,']).jobs[0].bs).toBe(8192);
+    expect(usage(() => parse(['--name=j', '--bs=4k,8k']))).toEqual([
+      'bs: block sizes per direction (4k,8k) are not supported: give one size',
+      'fio: failed parsing bs=4k,8k',
+    ]);
+  });
+
+  it("takes fio's output formats together, and its aliases for terse (init.c)", () => {
+    const f = (args: string[]) => parse(['--name=j', ...args]).global.outputFormat;
+    expect(f([])).toEqual({ terse: false, json: false, jsonPlus: false, normal: true });
+    expect(f(['--output-format=json,normal'])).toEqual({
+      terse: false,
+      json: true,
+      jsonPlus: false,
+      normal: true,
+    });
+    expect(f(['--output-format=json+,minimal'])).toEqual({
+      terse: true,
+      json: true,
+      jsonPlus: true,
+      normal: false,
+    });
+    expect(f(['--output-format=csv'])).toEqual({ terse: true, json: false, jsonPlus: false, normal: false });
+    expect(f(['--minimal'])).toEqual({ terse: true, json: false, jsonPlus: false, normal: false });
+    expect(usage(() => f(['--output-format=json,bogus']))).toEqual([
+      'fio: invalid output format bogus',
+      'fio: failed parsing output-format',
+    ]);
+  });
+
+  it('sorts the percentile list and keeps the precision it was given with (parse.c, stat.c)', () => {
+    const g = parse(['--name=j', '--percentile_list=99.999:50:1']).global;
+    expect(g.percentileList).toEqual([1, 50, 99.999]);
+    expect(g.percentilePrecision).toBe(3);
+    expect(parse(['--name=j', '--percentile_list=90:50']).global).toMatchObject({
+      percentileList: [50, 90],
+      percentilePrecision: 0,
+    });
+    expect(parse(['--name=j']).global.percentilePrecision).toBe(2);
+    expect(usage(() => parse(['--name=j', '--percentile_list=50:101']))).toEqual([
+      'value out of range: 101.000000 (range max: 100.000000)',
+      'fio: failed parsing percentile_list=50:101',
+    ]);
+  });
+
   it('checks a job against the device it runs on', () => {
     const dev = { path: '/dev/xvda', bytes: 8 << 20, logicalBlockSize: 512 };
     expect(usage(() => checkJobAgainstDevice(parse(['--name=j', '--bs=1000']).jobs[0], dev))).toEqual([
@@ -308,6 +355,61 @@ describe('fio statistics and output', () => {
     expect(text).toContain(
       '  xvda: ios=0/1000, sectors=0/8000, merge=0/0, ticks=0/900, in_queue=900, util=95.00%',
     );
+  });
+
+  it("prints the percentiles at their precision, as many a line as fio's width allows", () => {
+    const r = { ...report(), percentiles: [1, 50, 99.999], percentilePrecision: 3 };
+    const lines = renderNormal(r).split('\n');
+    const i = lines.indexOf('    clat percentiles (usec):');
+    // " %6.3fth=[%5llu]" cells, (80 - 7) / (3 + 10 + 5) = 4 a line
+    expect(lines[i + 1]).toMatch(
+      /^ {5}\| {2}1\.000th=\[ {2}\d{3}\], 50\.000th=\[ {2}\d{3}\], 99\.999th=\[ {2}\d{3}\]$/,
+    );
+    const none = renderNormal({ ...report(), percentiles: [50, 90], percentilePrecision: 0 }).split('\n');
+    expect(none[none.indexOf('    clat percentiles (usec):') + 1]).toMatch(
+      /^ {5}\| {2}50th=\[ {2}\d{3}\], {2}90th=\[ {2}\d{3}\]$/,
+    );
+  });
+
+  it("adds up the rates of jobs reported as a group (sum_stat's pure sum), and pools a later stretch's", () => {
+    const job = (rates: number[]) => {
+      const j = new JobStats('g');
+      j.write.ios = 100;
+      j.write.bytes = 100 * 4096;
+      j.write.runtimeMs = 1000;
+      for (const r of rates) {
+        j.write.bw.add(r);
+        j.write.iops.add(r / 4);
+      }
+      return j;
+    };
+    const group = new JobStats('g');
+    group.members = 0;
+    group.merge(job([4000, 5000]));
+    group.merge(job([3000, 3000]));
+    expect(group.write.bw).toMatchObject({ n: 4, min: 7000, max: 8000, mean: 7500 });
+    expect(group.write.iops).toMatchObject({ n: 4, min: 1750, max: 2000, mean: 1875 });
+    // the group's bw line is the group's: about all of the aggregate bandwidth
+    const r = { ...report(), jobs: [{ stats: group, options: {} }] };
+    expect(renderNormal(r)).toMatch(
+      / {3}bw \( {2}KiB\/s\): min= 7000, max= 8000, per=100\.00%, avg=7500\.00,/,
+    );
+    const stretch = job([4000, 5000]);
+    stretch.append(job([3000, 3000]));
+    expect(stretch.write.bw).toMatchObject({ n: 4, min: 3000, max: 5000, mean: 3750 });
+  });
+
+  it('floors a depth share under 0.1 % to 0.1 in the JSON as in the normal report (stat_calc_dist)', () => {
+    const r = report();
+    const s = r.jobs[0].stats;
+    s.write.ios = 2000; // fio's total: the job's I/Os
+    s.depthMap.fill(0);
+    s.depthMap[0] = 1999;
+    s.depthMap[1] = 1;
+    const j = renderJson(r) as { jobs: Array<{ iodepth_level: Record<string, number> }> };
+    expect(j.jobs[0].iodepth_level['1']).toBeCloseTo(99.95, 6);
+    expect(j.jobs[0].iodepth_level['2']).toBe(0.1);
+    expect(j.jobs[0].iodepth_level['4']).toBe(0);
   });
 
   it("prints terse version 3 with fio's 121 fields plus 9 per disk", () => {

@@ -12,6 +12,7 @@ export {
   FioUsageError,
   fioTakesValue,
   jobSize,
+  outputCount,
   parseBool,
   parseChoice,
   parseFioOptions,

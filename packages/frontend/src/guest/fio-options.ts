@@ -17,7 +17,36 @@ export const FIO_VERSION = 'fio-3.36';
 
 export type FioRw = 'read' | 'write' | 'randread' | 'randwrite' | 'rw' | 'randrw';
 export type FioVerify = 'none' | 'crc32c' | 'md5';
-export type FioOutputFormat = 'normal' | 'json' | 'json+' | 'terse';
+/**
+ * fio's output_format bits: the reports a run prints, any of them together (`--output-format=json,normal`),
+ * in fio's order at the end of the run — terse, then JSON, then normal. `jsonPlus` adds the latency bins.
+ */
+export interface FioOutputFormat {
+  terse: boolean;
+  json: boolean;
+  jsonPlus: boolean;
+  normal: boolean;
+}
+
+const ONLY_NORMAL: FioOutputFormat = { terse: false, json: false, jsonPlus: false, normal: true };
+
+/** init.c's parse_output_format(): a comma-separated list, `minimal` and `csv` being terse's aliases. */
+export function parseOutputFormat(raw: string): FioOutputFormat {
+  const f: FioOutputFormat = { terse: false, json: false, jsonPlus: false, normal: false };
+  for (const opt of raw.split(',')) {
+    if (opt === 'terse' || opt === 'minimal' || opt === 'csv') f.terse = true;
+    else if (opt === 'json') f.json = true;
+    else if (opt === 'json+') f.json = f.jsonPlus = true;
+    else if (opt === 'normal') f.normal = true;
+    else fail(`fio: invalid output format ${opt}`, 'fio: failed parsing output-format');
+  }
+  return f;
+}
+
+/** How many reports a run prints: with more than one, each waits for the end of the run. */
+export function outputCount(f: FioOutputFormat): number {
+  return Number(f.terse) + Number(f.json) + Number(f.normal);
+}
 export type FioEngine = 'libaio' | 'io_uring' | 'psync' | 'sync' | 'pvblk';
 
 export interface FioJob {
@@ -51,6 +80,8 @@ export interface FioGlobal {
   eta: 'auto' | 'always' | 'never';
   groupReporting: boolean;
   percentileList: number[];
+  /** Decimals the percentiles are printed with: the most any of them was given with (parse.c). */
+  percentilePrecision: number;
 }
 
 export interface FioCommandLine {
@@ -195,8 +226,8 @@ const OPTIONS: Record<string, OptionDef> = {
   },
   rwmixread: { apply: jobOpt((j, v) => (j.rwmixread = parseIntOption('rwmixread', v, 0, 100))) },
   rwmixwrite: { apply: jobOpt((j, v) => (j.rwmixread = 100 - parseIntOption('rwmixwrite', v, 0, 100))) },
-  bs: { apply: jobOpt((j, v) => (j.bs = positiveSize('bs', v))) },
-  blocksize: { apply: jobOpt((j, v) => (j.bs = positiveSize('blocksize', v))) },
+  bs: { apply: jobOpt((j, v) => (j.bs = blockSize('bs', v))) },
+  blocksize: { apply: jobOpt((j, v) => (j.bs = blockSize('blocksize', v))) },
   iodepth: { apply: jobOpt((j, v) => (j.iodepth = parseIntOption('iodepth', v, 1, 65536))) },
   numjobs: { apply: jobOpt((j, v) => (j.numjobs = parseIntOption('numjobs', v, 1, 64))) },
   size: { apply: jobOpt((j, v) => (j.size = positiveSize('size', v))) },
@@ -243,16 +274,21 @@ const OPTIONS: Record<string, OptionDef> = {
     global: true,
     apply: (_j, g, v) => (g.groupReporting = parseBool('group_reporting', v)),
   },
-  percentile_list: { global: true, apply: (_j, g, v) => (g.percentileList = parsePercentiles(v)) },
-  'output-format': {
+  percentile_list: {
     global: true,
-    apply: (_j, g, v) =>
-      (g.outputFormat = parseChoice('output-format', v, [
-        ['normal', 'Human readable output'],
-        ['json', 'JSON output'],
-        ['json+', 'JSON output with latency buckets'],
-        ['terse', 'Terse output (version 3)'],
-      ] as const)),
+    apply: (_j, g, v) => {
+      g.percentileList = parsePercentiles(v);
+      g.percentilePrecision = decimalsOf(v);
+    },
+  },
+  'output-format': { global: true, apply: (_j, g, v) => (g.outputFormat = parseOutputFormat(v)) },
+  // fio's --minimal: terse output only
+  minimal: {
+    flag: true,
+    global: true,
+    apply: (_j, g, v) => {
+      if (parseBool('minimal', v)) g.outputFormat = { ...ONLY_NORMAL, normal: false, terse: true };
+    },
   },
   eta: {
     global: true,
@@ -271,24 +307,58 @@ function positiveSize(opt: string, raw: string): number {
   return v;
 }
 
+/**
+ * fio takes a block size per direction (`bs=4k,8k`: reads, writes[, trims]); this fio runs one size for
+ * all, so a list is taken only when its sizes agree, and refused, by name, when they do not.
+ */
+function blockSize(opt: string, raw: string): number {
+  const sizes = raw.split(',').filter((p) => p !== '');
+  if (sizes.length === 0) return positiveSize(opt, raw);
+  const [first, ...rest] = sizes.map((p) => positiveSize(opt, p));
+  if (rest.some((v) => v !== first))
+    failedParsing(opt, raw, `${opt}: block sizes per direction (${raw}) are not supported: give one size`);
+  return first;
+}
+
 function positiveTime(opt: string, raw: string): number {
   const v = parseTime(opt, raw);
   if (v <= 0) failedParsing(opt, raw, `${opt}: min value out of range: 0 (1 min)`);
   return v;
 }
 
+/**
+ * The percentiles in ascending order, as fio's calc_clat_percentiles() sorts them before every report
+ * (normal, JSON and terse alike).
+ */
 function parsePercentiles(raw: string): number[] {
   const parts = raw.split(':');
   if (parts.length > 20)
     fail('the list exceeding max length 20', `fio: failed parsing percentile_list=${raw}`);
-  return parts.map((p) => {
-    const v = Number(p);
-    if (p === '' || !Number.isFinite(v))
-      fail(`not a floating point value: ${p}`, `fio: failed parsing percentile_list=${raw}`);
-    if (v < 0 || v > 100)
-      fail(`value out of range: ${v} (range 0 to 100)`, `fio: failed parsing percentile_list=${raw}`);
-    return v;
-  });
+  return parts
+    .map((p) => {
+      const v = Number(p);
+      if (p === '' || !Number.isFinite(v))
+        fail(`not a floating point value: ${p}`, `fio: failed parsing percentile_list=${raw}`);
+      // parse.c's words for a float list; its check of the minimum is skipped for a minimum of 0, so
+      // fio takes a negative percentile and reports nonsense for it, where this refuses it
+      if (v > 100)
+        fail(
+          `value out of range: ${v.toFixed(6)} (range max: 100.000000)`,
+          `fio: failed parsing percentile_list=${raw}`,
+        );
+      if (v < 0)
+        fail(
+          `value out of range: ${v.toFixed(6)} (range min: 0.000000)`,
+          `fio: failed parsing percentile_list=${raw}`,
+        );
+      return v;
+    })
+    .sort((a, b) => a - b);
+}
+
+/** The most digits after a decimal point among a list's values: fio's percentile_precision. */
+function decimalsOf(raw: string): number {
+  return Math.max(0, ...raw.split(':').map((p) => /\.(\d*)/.exec(p)?.[1].length ?? 0));
 }
 
 export function isFioOption(name: string): boolean {
@@ -373,10 +443,11 @@ export function parseFioOptions(
   knownExtra: readonly string[] = [],
 ): FioCommandLine {
   const global: FioGlobal = {
-    outputFormat: 'normal',
+    outputFormat: { ...ONLY_NORMAL },
     eta: 'auto',
     groupReporting: false,
     percentileList: DEFAULT_PERCENTILES,
+    percentilePrecision: 2,
   };
   const defaults: FioJob = { name: '', ...DEFAULT_JOB };
   const globalGiven: Record<string, string> = {};

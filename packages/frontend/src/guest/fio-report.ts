@@ -22,6 +22,8 @@ export interface FioReport {
   jobs: FioReportJob[];
   disks: DiskUtil[];
   percentiles: number[];
+  /** Decimals of the percentiles in the normal report (fio's percentile_precision; 2 when absent). */
+  percentilePrecision?: number;
   timestampMs: number;
   pid: number;
   /** Lines printed after a job's normal report (pvblk's comparison with the relay, …). */
@@ -91,7 +93,7 @@ function displayLat(name: string, s: Samples): string {
 }
 
 /** show_clat_percentiles(). */
-function percentileBlock(pre: string, s: Samples, plist: number[]): string[] {
+function percentileBlock(pre: string, s: Samples, plist: number[], precision: number): string[] {
   const vals = plist.map((p) => s.pct(p));
   const minv = Math.min(...vals);
   const maxv = Math.max(...vals);
@@ -106,14 +108,14 @@ function percentileBlock(pre: string, s: Samples, plist: number[]): string[] {
   }
   const divisor = 1000 ** scale;
   const width = Math.max(5, Math.floor(Math.log10(Math.max(1, maxv / divisor))) + 1);
-  const perLine = Math.floor((80 - 7) / (2 + 10 + width));
+  const perLine = Math.floor((80 - 7) / (precision + 10 + width));
   const out = [`    ${pre} percentiles (${unit}):`];
   let line = '     |';
   vals.forEach((v0, j) => {
     let v = v0;
     for (let i = 0; i < scale; i++) v = Math.floor((v + 999) / 1000);
     const last = j === vals.length - 1;
-    line += ` ${pad(plist[j].toFixed(2), 5)}th=[${pad(v, width)}]${last ? '' : ','}`;
+    line += ` ${pad(plist[j].toFixed(precision), precision + 3)}th=[${pad(v, width)}]${last ? '' : ','}`;
     if (last || j % perLine === perLine - 1) {
       out.push(line);
       line = '     |';
@@ -134,7 +136,13 @@ function iopsOf(d: DirStats): number {
   return d.runtimeMs ? (1000 * d.ios) / d.runtimeMs : 0;
 }
 
-function ddirNormal(name: 'read' | 'write', d: DirStats, plist: number[], groupAgg: number): string[] {
+function ddirNormal(
+  name: 'read' | 'write',
+  d: DirStats,
+  plist: number[],
+  precision: number,
+  groupAgg: number,
+): string[] {
   const out: string[] = [];
   const bw = bwOf(d);
   const iops = Math.floor(iopsOf(d));
@@ -144,7 +152,7 @@ function ddirNormal(name: 'read' | 'write', d: DirStats, plist: number[], groupA
   if (d.slat.n) out.push(displayLat('slat', d.slat));
   if (d.clat.n) out.push(displayLat('clat', d.clat));
   if (d.lat.n) out.push(displayLat(' lat', d.lat));
-  if (d.clat.n) out.push(...percentileBlock('clat', d.clat, plist));
+  if (d.clat.n) out.push(...percentileBlock('clat', d.clat, plist, precision));
   if (d.bw.n) {
     let { min, max } = d.bw;
     let mean = d.bw.mean;
@@ -196,13 +204,17 @@ function showLat(percents: number[], unit: string): string[] {
   return out;
 }
 
-/** stat_calc_dist(): percentages, at least 0.1 when any. */
-function dist(map: number[], total: number): string[] {
+/** stat_calc_dist(): percentages, at least 0.1 when any — the normal report's and the JSON's alike. */
+function calcDist(map: number[], total: number): number[] {
   return map.map((c) => {
-    if (!total) return '0.0';
+    if (!total) return 0;
     const p = (c / total) * 100;
-    return (p < 0.1 && c ? 0.1 : p).toFixed(1);
+    return p < 0.1 && c ? 0.1 : p;
   });
+}
+
+function dist(map: number[], total: number): string[] {
+  return calcDist(map, total).map((p) => p.toFixed(1));
 }
 
 function ctimeOf(ms: number): string {
@@ -250,7 +262,8 @@ export function renderNormal(r: FioReport): string {
       `${ts.name}: (groupid=${ts.groupid}, jobs=${ts.members}): ${err}: pid=${r.pid}: ${ctimeOf(ts.jobStartMs || r.timestampMs)}`,
     );
     for (const dir of ['read', 'write'] as const) {
-      if (ts[dir].bytes) out.push(...ddirNormal(dir, ts[dir], r.percentiles, aggs[dir].agg));
+      if (ts[dir].bytes)
+        out.push(...ddirNormal(dir, ts[dir], r.percentiles, r.percentilePrecision ?? 2, aggs[dir].agg));
     }
     const total = ts.totalIos;
     out.push(...showLat(latPercents(ts.latN, total), 'nsec'));
@@ -392,7 +405,6 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
     const run = ts.totalRunMs || 1;
     const depthNames = ['1', '2', '4', '8', '16', '32', '>=64'];
     const batchNames = ['0', '4', '8', '16', '32', '64', '>=64'];
-    const pcts = (m: number[], t: number) => m.map((c) => (t ? (c / t) * 100 : 0));
     const o: Record<string, unknown> = {
       jobname: ts.name,
       groupid: ts.groupid,
@@ -411,12 +423,12 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       ctx: ts.ctx,
       majf: ts.majf,
       minf: ts.minf,
-      iodepth_level: Object.fromEntries(depthNames.map((n, i) => [n, pcts(ts.depthMap, total)[i]])),
+      iodepth_level: Object.fromEntries(depthNames.map((n, i) => [n, calcDist(ts.depthMap, total)[i]])),
       iodepth_submit: Object.fromEntries(
-        batchNames.map((n, i) => [n, pcts(ts.submitMap, ts.totalSubmit)[i]]),
+        batchNames.map((n, i) => [n, calcDist(ts.submitMap, ts.totalSubmit)[i]]),
       ),
       iodepth_complete: Object.fromEntries(
-        batchNames.map((n, i) => [n, pcts(ts.completeMap, ts.totalComplete)[i]]),
+        batchNames.map((n, i) => [n, calcDist(ts.completeMap, ts.totalComplete)[i]]),
       ),
       latency_ns: latMap(LAT_LABELS.slice(0, 10), latPercents(ts.latN, total)),
       latency_us: latMap(LAT_LABELS.slice(0, 10), latPercents(ts.latU, total)),

@@ -54,6 +54,27 @@ export class Samples {
     this.hist.add(o.hist);
   }
 
+  /**
+   * fio's sum_stat() with `pure_sum`, for rates of jobs that ran side by side (group_reporting): their
+   * bandwidth or IOPS samples add up — min, max, mean, sample count and M2 alike — so that the group's
+   * line shows the group's rate, not one job's average. The histogram pools the samples (no report
+   * reads percentiles of a rate).
+   */
+  sum(o: Samples): void {
+    if (o.n === 0) return;
+    if (this.n === 0) {
+      this.min = o.min;
+      this.max = o.max;
+    } else {
+      this.min += o.min;
+      this.max += o.max;
+    }
+    this.n += o.n;
+    this.mean += o.mean;
+    this.m2 += o.m2;
+    this.hist.add(o.hist);
+  }
+
   /** Sample standard deviation, as fio's calc_lat(). */
   get stdev(): number {
     return this.n > 1 ? Math.sqrt(this.m2 / (this.n - 1)) : 0;
@@ -127,7 +148,11 @@ export class DirStats {
   readonly bw = new Samples();
   readonly iops = new Samples();
 
-  merge(o: DirStats): void {
+  /**
+   * `o` ran beside this (another job of a group, another guest): latencies pool, rates add up (fio's
+   * sum_thread_stats). With `rates: 'pool'` rates pool too, for a later stretch of the same job.
+   */
+  merge(o: DirStats, rates: 'sum' | 'pool' = 'sum'): void {
     this.ios += o.ios;
     this.bytes += o.bytes;
     this.shortIos += o.shortIos;
@@ -136,8 +161,13 @@ export class DirStats {
     this.slat.merge(o.slat);
     this.clat.merge(o.clat);
     this.lat.merge(o.lat);
-    this.bw.merge(o.bw);
-    this.iops.merge(o.iops);
+    if (rates === 'sum') {
+      this.bw.sum(o.bw);
+      this.iops.sum(o.iops);
+    } else {
+      this.bw.merge(o.bw);
+      this.iops.merge(o.iops);
+    }
   }
 
   /**
@@ -146,7 +176,7 @@ export class DirStats {
    */
   append(o: DirStats): void {
     const runtimeMs = this.runtimeMs + o.runtimeMs;
-    this.merge(o);
+    this.merge(o, 'pool');
     this.runtimeMs = runtimeMs;
   }
 
@@ -289,7 +319,8 @@ export class JobStats {
     (b.unit === 'n' ? this.latN : b.unit === 'u' ? this.latU : this.latM)[b.idx]++;
   }
 
-  merge(o: JobStats): void {
+  /** `o` ran beside this job (group_reporting, another guest); `rates` as in DirStats.merge. */
+  merge(o: JobStats, rates: 'sum' | 'pool' = 'sum'): void {
     this.members += o.members;
     if (!this.error && o.error) {
       this.error = o.error;
@@ -302,8 +333,8 @@ export class JobStats {
     this.ctx += o.ctx;
     this.majf += o.majf;
     this.minf += o.minf;
-    this.read.merge(o.read);
-    this.write.merge(o.write);
+    this.read.merge(o.read, rates);
+    this.write.merge(o.write, rates);
     for (let i = 0; i < 7; i++) {
       this.depthMap[i] += o.depthMap[i];
       this.submitMap[i] += o.submitMap[i];
@@ -324,7 +355,7 @@ export class JobStats {
     const members = this.members;
     const totalRunMs = this.totalRunMs + o.totalRunMs;
     const runtimeMs = [this.read.runtimeMs + o.read.runtimeMs, this.write.runtimeMs + o.write.runtimeMs];
-    this.merge(o);
+    this.merge(o, 'pool');
     this.members = members;
     this.totalRunMs = totalRunMs;
     this.read.runtimeMs = runtimeMs[0];

@@ -55,7 +55,7 @@ job options (fio's names and syntax; --opt=value or --opt value):
   --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
   --ioengine=libaio|io_uring|psync|sync   --verify=none|crc32c|md5   --do_verify=1   --verify_only
   --randseed=<n>   --randrepeat=1   --group_reporting   --percentile_list=1:5:…:99.99
-  --output-format=normal|json|json+|terse   --eta=auto|always|never
+  --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never
 `;
 
 /** fio's job line at startup, for the normal output. */
@@ -268,7 +268,7 @@ async function runFio(
   raw: boolean,
 ): Promise<number> {
   const fmt = cl.global.outputFormat;
-  if (fmt === 'normal') io.stdout(runBanner(cl.jobs).join('\n') + '\n');
+  if (fmt.normal) io.stdout(runBanner(cl.jobs).join('\n') + '\n');
   const workers: Worker[] = [];
   let index = 0;
   for (const j of cl.jobs) {
@@ -356,15 +356,18 @@ async function runFio(
     jobs: reportJobs(workers, cl, raw),
     disks: before.map((b, i) => diskDelta(b, after[i])),
     percentiles: cl.global.percentileList,
+    percentilePrecision: cl.global.percentilePrecision,
     timestampMs: Date.now(),
     pid: process.pid,
   };
-  if (fmt === 'json' || fmt === 'json+') {
-    const json = renderJson(report, fmt === 'json+');
+  // fio's order (stat.c prints its output buffers by index): terse, JSON, normal
+  if (fmt.terse) io.stdout(renderTerse(report));
+  if (fmt.json) {
+    const json = renderJson(report, fmt.jsonPlus);
     json.pvblk = { devices: devices.map(deviceJson) };
     io.stdout(JSON.stringify(json, null, 2) + '\n');
-  } else if (fmt === 'terse') io.stdout(renderTerse(report));
-  else {
+  }
+  if (fmt.normal) {
     io.stdout('\n' + renderNormal(report));
     for (const d of devices) {
       io.stdout(
