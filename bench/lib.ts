@@ -413,6 +413,21 @@ function perKio(n: number | undefined, ios: number): number | null {
 
 export const quick = process.argv.includes('--quick');
 
+/**
+ * The running script's own header comment, which says how it is run: what `--help` prints. Every
+ * script imports this module before its own code runs, so `--help` prints and exits before a
+ * benchmark starts (it used to start one, whatever the argument).
+ */
+export function scriptUsage(script: string): string {
+  const head = /^\/\*\*\n([\s\S]*?)\n \*\//.exec(readFileSync(script, 'utf8'));
+  return head ? head[1].replace(/^ \* ?/gm, '') + '\n' : `${script}: no usage\n`;
+}
+
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(scriptUsage(process.argv[1]));
+  process.exit(0);
+}
+
 /** One of the job shapes issue 10's goals are set for (bench/end-to-end.ts, bench/drivers.ts). */
 export interface GoalConfig {
   /** Key of its figures in the results. */
