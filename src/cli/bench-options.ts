@@ -235,6 +235,18 @@ export function diskParams(s: StackShape): string {
   return d.trim();
 }
 
+/**
+ * What the disk adds to every command, in words for the report's stack line: scsi_debug's default is a
+ * jiffy (1 ms here), which a `--disk` without `delay=0` keeps and the relay baseline does not have.
+ */
+export function diskDelayNote(s: StackShape): string {
+  const p = parseScsiDebugParams(diskParams(s));
+  if (p.ndelay > 0) return `${p.ndelay} ns a command`;
+  if (p.delay > 0)
+    return `delay=${p.delay}: ${p.delay} ms a command${p.delay === 1 ? ", scsi_debug's default" : ''}; --disk delay=0 for none`;
+  return 'no delay';
+}
+
 /** One point of a sweep: the job options and the stack it runs on. */
 export interface BenchPoint {
   label: Record<string, string>;

@@ -4,7 +4,7 @@
  * @resvg/resvg-js. Nothing is drawn by hand.
  *
  *  - one run: the completion-latency CDF (pvblk's clat; the relay's round trip with --baseline) and,
- *    with --trace, the stage breakdown (mean and p99 per stage);
+ *    with --trace, the stage breakdown (mean and median per stage);
  *  - a sweep: IOPS and clat p50/p99 against the swept value (and the relay's with --baseline).
  *
  * The stage panel shows each stage's mean and median (µs); the tables of the report have p99 and max.
@@ -58,9 +58,20 @@ function relayRtt(p: PointResult): Samples | null {
   return s;
 }
 
-function describeJob(o: BenchOptions): string {
+/** The job a plot is of, without what a sweep varies (the command line's value is not the points'). */
+export function describeJob(o: BenchOptions): string {
   const j = o.cl.jobs[0];
-  return `${j.rw} bs=${j.bs} iodepth=${j.iodepth}${j.numjobs > 1 ? ` numjobs=${j.numjobs}` : ''}`;
+  const swept = new Set<string>(o.sweeps.map((s) => s.key));
+  const parts: Array<[string, string | null]> = [
+    ['rw', j.rw],
+    ['bs', `bs=${j.bs}`],
+    ['iodepth', `iodepth=${j.iodepth}`],
+    ['numjobs', j.numjobs > 1 ? `numjobs=${j.numjobs}` : null],
+  ];
+  return parts
+    .filter(([k, v]) => v !== null && !swept.has(k))
+    .map(([, v]) => v)
+    .join(' ');
 }
 
 export function singleSpec(p: PointResult, o: BenchOptions): Spec {

@@ -16,7 +16,7 @@ import {
   type FioReportJob,
 } from '@pvblk/frontend';
 import type { StackShape } from './bench-options.ts';
-import { diskParams } from './bench-options.ts';
+import { diskDelayNote, diskParams } from './bench-options.ts';
 import type { RelayResult } from './bench-relay.ts';
 import { sliceRatio, type GuestSlice, type Slice, type SliceSide } from './bench-slices.ts';
 import { summarizeRss, type CpuFields, type MachineCpu, type RssSeries } from './bench-rss.ts';
@@ -496,7 +496,7 @@ export function renderPointNormal(p: PointResult): string {
   out.push(renderNormal(fioReport(p, true)).trimEnd());
   out.push('');
   out.push(
-    `pvblk stack: disk "${diskParams(p.stack)}", ${p.stack.guests} guest${p.stack.guests > 1 ? 's' : ''}, ring-page-order ${p.stack.ringPageOrder}, queues ${p.stack.queues}, indirect-segments ${p.stack.indirectSegments}, persistent grants ${p.stack.persistent ? 'on' : 'off'}, data path ${p.stack.dataPath}${p.stack.pi ? `, PI (blkif integrity${p.stack.piInline ? ', inline' : ', no inline'})` : ''}`,
+    `pvblk stack: disk "${diskParams(p.stack)}" (${diskDelayNote(p.stack)}), ${p.stack.guests} guest${p.stack.guests > 1 ? 's' : ''}, ring-page-order ${p.stack.ringPageOrder}, queues ${p.stack.queues}, indirect-segments ${p.stack.indirectSegments}, persistent grants ${p.stack.persistent ? 'on' : 'off'}, data path ${p.stack.dataPath}${p.stack.pi ? `, PI (blkif integrity${p.stack.piInline ? ', inline' : ', no inline'})` : ''}`,
   );
   out.push(tcpLine(p.tcpCongestionControl));
   out.push(...counterLines(p));

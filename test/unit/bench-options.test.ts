@@ -1,11 +1,13 @@
 /**
  * `pvblk bench`'s stack options as parsed (the runs themselves are test/process/bench.test.ts):
- * --pi-inline / --no-pi-inline and its sweep.
+ * --pi-inline / --no-pi-inline and its sweep; the disk delay its stack line names; a plot's job title.
  */
 import { describe, expect, it } from 'vitest';
 import { FioUsageError } from '@pvblk/frontend';
+import { describeJob } from '../../src/cli/bench-plot.ts';
 import {
   benchPoints,
+  diskDelayNote,
   MAX_SWEEP_POINTS,
   parseBenchArgs,
   type BenchOptions,
@@ -84,5 +86,28 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
     expect(() => parse('--warmup=0.4ms')).toThrow(
       'warmup: min value out of range: 0.4ms (1ms min, or 0 for none)',
     );
+  });
+});
+
+describe('pvblk bench: what a plot says its job is', () => {
+  it('leaves out what a sweep varies: the command line holds one value, the points others', () => {
+    const base = ['--rw=randread', '--bs=4k', '--iodepth=1'];
+    expect(describeJob(parse(...base))).toBe('randread bs=4096 iodepth=1');
+    expect(describeJob(parse(...base, '--sweep', 'iodepth=1,2'))).toBe('randread bs=4096');
+    expect(describeJob(parse(...base, '--sweep', 'bs=4k,8k', '--sweep', 'rw=read,write'))).toBe('iodepth=1');
+    expect(describeJob(parse(...base, '--numjobs=2'))).toBe('randread bs=4096 iodepth=1 numjobs=2');
+  });
+});
+
+describe("pvblk bench: the disk's delay, named in the stack line", () => {
+  it("says scsi_debug's default jiffy is there unless --disk takes it away", () => {
+    expect(diskDelayNote(parse().stack)).toBe(
+      "delay=1: 1 ms a command, scsi_debug's default; --disk delay=0 for none",
+    );
+    expect(diskDelayNote(parse('--disk', 'delay=3').stack)).toBe(
+      'delay=3: 3 ms a command; --disk delay=0 for none',
+    );
+    expect(diskDelayNote(parse('--disk', 'delay=0').stack)).toBe('no delay');
+    expect(diskDelayNote(parse('--disk', 'ndelay=50000', '--pi').stack)).toBe('50000 ns a command');
   });
 });
