@@ -28,8 +28,6 @@ export interface FioOutputFormat {
   normal: boolean;
 }
 
-const ONLY_NORMAL: FioOutputFormat = { terse: false, json: false, jsonPlus: false, normal: true };
-
 /** init.c's parse_output_format(): a comma-separated list, `minimal` and `csv` being terse's aliases. */
 export function parseOutputFormat(raw: string): FioOutputFormat {
   const f: FioOutputFormat = { terse: false, json: false, jsonPlus: false, normal: false };
@@ -277,8 +275,9 @@ const OPTIONS: Record<string, OptionDef> = {
   percentile_list: {
     global: true,
     apply: (_j, g, v) => {
-      g.percentileList = parsePercentiles(v);
-      g.percentilePrecision = decimalsOf(v);
+      const { list, precision } = parsePercentiles(v);
+      g.percentileList = list;
+      g.percentilePrecision = precision;
     },
   },
   'output-format': { global: true, apply: (_j, g, v) => (g.outputFormat = parseOutputFormat(v)) },
@@ -287,7 +286,7 @@ const OPTIONS: Record<string, OptionDef> = {
     flag: true,
     global: true,
     apply: (_j, g, v) => {
-      if (parseBool('minimal', v)) g.outputFormat = { ...ONLY_NORMAL, normal: false, terse: true };
+      if (parseBool('minimal', v)) g.outputFormat = parseOutputFormat('terse');
     },
   },
   eta: {
@@ -328,37 +327,33 @@ function positiveTime(opt: string, raw: string): number {
 
 /**
  * The percentiles in ascending order, as fio's calc_clat_percentiles() sorts them before every report
- * (normal, JSON and terse alike).
+ * (normal, JSON and terse alike), and the most digits any was given with after its decimal point: the
+ * precision the normal report prints them at (parse.c's percentile_precision).
  */
-function parsePercentiles(raw: string): number[] {
+function parsePercentiles(raw: string): { list: number[]; precision: number } {
   const parts = raw.split(':');
   if (parts.length > 20)
     fail('the list exceeding max length 20', `fio: failed parsing percentile_list=${raw}`);
-  return parts
-    .map((p) => {
-      const v = Number(p);
-      if (p === '' || !Number.isFinite(v))
-        fail(`not a floating point value: ${p}`, `fio: failed parsing percentile_list=${raw}`);
-      // parse.c's words for a float list; its check of the minimum is skipped for a minimum of 0, so
-      // fio takes a negative percentile and reports nonsense for it, where this refuses it
-      if (v > 100)
-        fail(
-          `value out of range: ${v.toFixed(6)} (range max: 100.000000)`,
-          `fio: failed parsing percentile_list=${raw}`,
-        );
-      if (v < 0)
-        fail(
-          `value out of range: ${v.toFixed(6)} (range min: 0.000000)`,
-          `fio: failed parsing percentile_list=${raw}`,
-        );
-      return v;
-    })
-    .sort((a, b) => a - b);
-}
-
-/** The most digits after a decimal point among a list's values: fio's percentile_precision. */
-function decimalsOf(raw: string): number {
-  return Math.max(0, ...raw.split(':').map((p) => /\.(\d*)/.exec(p)?.[1].length ?? 0));
+  const list = parts.map((p) => {
+    const v = Number(p);
+    if (p === '' || !Number.isFinite(v))
+      fail(`not a floating point value: ${p}`, `fio: failed parsing percentile_list=${raw}`);
+    // parse.c's words for a float list; its check of the minimum is skipped for a minimum of 0, so
+    // fio takes a negative percentile and reports nonsense for it, where this refuses it
+    if (v > 100)
+      fail(
+        `value out of range: ${v.toFixed(6)} (range max: 100.000000)`,
+        `fio: failed parsing percentile_list=${raw}`,
+      );
+    if (v < 0)
+      fail(
+        `value out of range: ${v.toFixed(6)} (range min: 0.000000)`,
+        `fio: failed parsing percentile_list=${raw}`,
+      );
+    return v;
+  });
+  const precision = Math.max(0, ...parts.map((p) => /\.(\d*)/.exec(p)?.[1].length ?? 0));
+  return { list: list.sort((a, b) => a - b), precision };
 }
 
 export function isFioOption(name: string): boolean {
@@ -443,7 +438,7 @@ export function parseFioOptions(
   knownExtra: readonly string[] = [],
 ): FioCommandLine {
   const global: FioGlobal = {
-    outputFormat: { ...ONLY_NORMAL },
+    outputFormat: parseOutputFormat('normal'),
     eta: 'auto',
     groupReporting: false,
     percentileList: DEFAULT_PERCENTILES,

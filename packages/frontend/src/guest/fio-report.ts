@@ -393,7 +393,8 @@ function emptyDir(): Record<string, unknown> {
   };
 }
 
-function latMap(labels: string[], percents: number[]): Record<string, number> {
+/** fio's JSON distributions: each bucket's label with its percentage. */
+function percentMap(labels: string[], percents: number[]): Record<string, number> {
   return Object.fromEntries(labels.map((l, i) => [l, percents[i]]));
 }
 
@@ -423,16 +424,12 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       ctx: ts.ctx,
       majf: ts.majf,
       minf: ts.minf,
-      iodepth_level: Object.fromEntries(depthNames.map((n, i) => [n, calcDist(ts.depthMap, total)[i]])),
-      iodepth_submit: Object.fromEntries(
-        batchNames.map((n, i) => [n, calcDist(ts.submitMap, ts.totalSubmit)[i]]),
-      ),
-      iodepth_complete: Object.fromEntries(
-        batchNames.map((n, i) => [n, calcDist(ts.completeMap, ts.totalComplete)[i]]),
-      ),
-      latency_ns: latMap(LAT_LABELS.slice(0, 10), latPercents(ts.latN, total)),
-      latency_us: latMap(LAT_LABELS.slice(0, 10), latPercents(ts.latU, total)),
-      latency_ms: latMap(LAT_LABELS, latPercents(ts.latM, total)),
+      iodepth_level: percentMap(depthNames, calcDist(ts.depthMap, total)),
+      iodepth_submit: percentMap(batchNames, calcDist(ts.submitMap, ts.totalSubmit)),
+      iodepth_complete: percentMap(batchNames, calcDist(ts.completeMap, ts.totalComplete)),
+      latency_ns: percentMap(LAT_LABELS.slice(0, 10), latPercents(ts.latN, total)),
+      latency_us: percentMap(LAT_LABELS.slice(0, 10), latPercents(ts.latU, total)),
+      latency_ms: percentMap(LAT_LABELS, latPercents(ts.latM, total)),
       latency_depth: Number(job.options.iodepth ?? 1),
       latency_target: 0,
       latency_percentile: 100,
