@@ -144,6 +144,9 @@ pvblk options:
                              (several sweeps run their product, ${MAX_SWEEP_POINTS} points at most)
   --warmup TIME              untimed I/O before each measured run (default 500ms, 0 for none)
   --rss-interval TIME        how often every process's RSS is sampled (default 1s)
+
+Ctrl-C or SIGTERM during a run ends the jobs where they are and reports what ran, as fio does
+(exit status 128); a second one, or one before the first run, stops everything at once (130).
 `;
 
 const fail = (...lines: string[]): never => {

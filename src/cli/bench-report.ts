@@ -57,6 +57,8 @@ export interface PointResult {
   /** The whole machine's CPU while each side was measured (null where /proc/stat could not be read). */
   machine: { pvblk: MachineCpu | null; relay: MachineCpu | null };
   relayError: string | null;
+  /** The signal that cut the run short (fio's `terminating on signal`), or null for a whole run. */
+  stoppedBy: NodeJS.Signals | null;
   /** This network namespace's TCP congestion control (bench-tcp.ts); null where it cannot be read. */
   tcpCongestionControl: string | null;
   /** What TCP did in this namespace while each side was measured (null where it could not be read). */
@@ -504,6 +506,10 @@ export function renderPointNormal(p: PointResult): string {
   out.push(...memoryLines(p));
   out.push(...sliceLines(p.slices));
   if (p.relayError) out.push(`relay baseline: failed (${p.relayError})`);
+  if (p.stoppedBy)
+    out.push(
+      `stopped by ${p.stoppedBy}: the figures cover the run until then, and no relay baseline was run`,
+    );
   return out.join('\n') + '\n';
 }
 
@@ -586,6 +592,7 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
     cpu_per_io_us: cpuPerIo(p),
     machine: { pvblk: machineJson(p.machine.pvblk), relay: machineJson(p.machine.relay) },
     relay_error: p.relayError,
+    stopped_by: p.stoppedBy,
     tcp_congestion_control: p.tcpCongestionControl,
     tcp: { pvblk: tcpJson(p.tcp.pvblk), relay: tcpJson(p.tcp.relay) },
     slices: p.slices

@@ -13,6 +13,7 @@
 import type { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import {
   etaLine,
@@ -120,11 +121,38 @@ function fioArgv(cl: FioCommandLine, override: Record<string, string | null>, ex
  */
 const live = new Map<Supervisor, string | null>();
 
-/** Set by Ctrl-C or SIGTERM: from then on the bench only stops (no report, no next point). */
+/**
+ * Ctrl-C or SIGTERM during a point's run (its warm-up, its measured run, its relay baseline), or
+ * between points once one has reported, is taken as fio's sig_int (backend.c) takes it: `fio:
+ * terminating on signal N` at once, the guests' jobs end where they are (each guest's fio is
+ * interrupted and reports what it did), the relay is stopped and left out, no further point starts,
+ * and the reports cover what ran, with fio's exit status 128. `stopRun` is aborted then. Before the
+ * first run (its stack starting), where nothing could be reported, or a second time, the signal stops
+ * everything at once: `interrupted`, no report, 130.
+ */
+const stopRun = new AbortController();
+
+/** The signal that cut the run short, as fio names it in its message (`stopRun` is aborted by it). */
+let stoppedBy: { name: NodeJS.Signals; number: number } | null = null;
+
+/** Set by a signal that stops the bench outright: from then on it only stops (no report, no next point). */
 let interrupted = false;
+
+/** True from a point's warm-up to its result: the span in which a signal ends the run with a report. */
+let inRun = false;
 
 /** How long an interrupted bench waits for the run in progress to unwind before it exits anyway. */
 const SIGNAL_GRACE_MS = 5000;
+
+/** How long a run cut short by a signal may take to report before the bench stops as a second signal would. */
+const STOP_REPORT_MS = 20_000;
+
+/** Thrown where a run cut short by a signal has nothing to report (its warm-up had not ended). */
+class RunStopped extends Error {
+  constructor() {
+    super('the run was stopped before its measured part');
+  }
+}
 
 async function stopLive(): Promise<void> {
   await Promise.all(
@@ -340,6 +368,8 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
           stderr: (t) => (stderr += t),
           kmsg: () => {},
         },
+        // a signal to the bench interrupts the guests' fio, which end their jobs and report
+        stopRun.signal,
       ).catch((e: Error) => {
         stderr += `pvblk: ${e.message}\n`;
         return 1;
@@ -386,6 +416,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       ),
       false,
     );
+    if (stopRun.signal.aborted) throw new RunStopped();
     // a warm-up that failed would leave the measured run cold, and its figures wrong without a word
     outs.forEach((out, k) => {
       if (out.status !== 0)
@@ -397,6 +428,10 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
   const slices = o.baseline ? o.baselineSlices : 1;
   // with slices, the relay is up and warm before pvblk's first slice, and the two take turns
   const relayError: { message: string | null } = { message: null };
+  // the relay running now, stopped where it is by a signal that cuts the run short (it is left out)
+  let relayNow: RelayBaseline | null = null;
+  const stopRelay = () => void relayNow?.stop();
+  stopRun.signal.addEventListener('abort', stopRelay);
   const relay =
     slices > 1
       ? await startRelay(
@@ -406,6 +441,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
           relayError,
         )
       : null;
+  relayNow = relay;
   const procs = s.children.map((c) => ({ name: c.name, pid: c.proc.pid! }));
   const targets: TraceTarget[] = s.children.map((c) => ({
     name: c.name,
@@ -453,17 +489,17 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       };
     };
     const relaySlice = async (): Promise<SliceSide | null> => {
-      if (!relay || relayError.message) return null;
+      if (!relay || relayError.message || stopRun.signal.aborted) return null;
       try {
         return await relay.slice(now);
       } catch (e) {
         // the rest of the relay stops now: its clients must not run on beside pvblk's next slice
-        relayError.message = (e as Error).message;
+        if (!stopRun.signal.aborted) relayError.message = (e as Error).message;
         await relay.stop();
         return null;
       }
     };
-    for (let i = 0; i < slices; i++) {
+    for (let i = 0; i < slices && !stopRun.signal.aborted; i++) {
       if (interrupted) throw new Error('interrupted');
       // in turn, and every other pair the other way round: a machine that speeds up or slows down
       // through the run then favours neither side
@@ -473,10 +509,13 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
         if (rel) timeline.push({ pvblk: pv, relay: rel });
       } else {
         const rel = await relaySlice();
+        if (stopRun.signal.aborted) break;
         const pv = await pvblkSlice(i);
         if (rel) timeline.push({ pvblk: pv, relay: rel });
       }
     }
+    // cut short before pvblk's first slice ran (the relay was warming up): nothing to report
+    if (!runs) throw new RunStopped();
     const series = await rss.stop();
     if (pvCpu) {
       const cpu = pvCpu.seconds();
@@ -501,21 +540,26 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       blkback: diff(before.vbds.get(g.domid), after.vbds.get(g.domid)),
     }));
     let baseline: Baseline | null = null;
-    if (relay && !relayError.message) {
+    if (stopRun.signal.aborted) {
+      // a run cut short has no baseline: the relay would have to run as long as pvblk happened to
+    } else if (relay && !relayError.message) {
       baseline = relay.finish();
     } else if (o.baseline && slices === 1) {
       const ios = guests.map((g) => ({ name: g.name, ios: g.jobs.reduce((a, j) => a + j.totalIos, 0) }));
       const one = await startRelay(p, o, ios, relayError);
-      if (one) {
+      relayNow = one;
+      // a signal while it started: the listener found nothing to stop yet
+      if (one && stopRun.signal.aborted) await one.stop();
+      if (one && !stopRun.signal.aborted) {
         try {
           await one.slice(now);
-          baseline = one.finish();
+          baseline = stopRun.signal.aborted ? null : one.finish();
         } catch (e) {
-          relayError.message = (e as Error).message;
+          if (!stopRun.signal.aborted) relayError.message = (e as Error).message;
         } finally {
           await one.stop();
         }
-      }
+      } else if (stopRun.signal.aborted) relayError.message = null;
     }
     return {
       label: p.label,
@@ -529,14 +573,16 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       relayCpu: baseline?.cpu ?? null,
       machine: { pvblk: pvCpu ? pvCpu.machineCpu() : rss.machineCpu(), relay: baseline?.machine ?? null },
       relayError: relayError.message,
+      stoppedBy: stopRun.signal.aborted ? (stoppedBy?.name ?? null) : null,
       tcpCongestionControl: tcpCongestionControl(),
       tcp: { pvblk: pvCpu ? pvCpu.tcpCounters() : rss.tcpCounters(), relay: baseline?.tcp ?? null },
-      slices: slices > 1 ? timeline : null,
+      slices: slices > 1 && !stopRun.signal.aborted ? timeline : null,
       groupReporting: p.cl.global.groupReporting,
       percentiles: p.cl.global.percentileList,
       percentilePrecision: p.cl.global.percentilePrecision,
     };
   } finally {
+    stopRun.signal.removeEventListener('abort', stopRelay);
     await relay?.stop();
   }
 }
@@ -649,12 +695,13 @@ export async function runBench(argv: string[]): Promise<number> {
   let stack: LiveStack | null = null;
   // no signal is handled before this turn ends, so the handler below always finds the run it cuts
   const main = runPoints(o);
-  const onSignal = () => {
+  const stopNow = () => {
     // Stops whatever runs now — a stack starting or running, the relay's processes — and exits as a
     // shell reports an interrupt. The run in progress fails once its processes are gone; it notices
     // `interrupted` and prints nothing, starts nothing and leaves the exit to this. A stack cut off
     // while starting removes its directory when its start has failed (a step still under way could
     // create it again after a removal here): that is waited for, boundedly, then what is left goes.
+    if (interrupted) return;
     interrupted = true;
     void (async () => {
       await stopLive();
@@ -663,10 +710,19 @@ export async function runBench(argv: string[]): Promise<number> {
       process.exit(130);
     })();
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const onSignal = (name: NodeJS.Signals) => {
+    // between points (a sweep's next stack starting) there are reports to give: the run ends after it
+    if ((!inRun && !results.length) || stopRun.signal.aborted) return stopNow();
+    stoppedBy = { name, number: osConstants.signals[name] };
+    write(`\nfio: terminating on signal ${stoppedBy.number}\n`);
+    stopRun.abort();
+    // a run that cannot end (a guest that does not answer) is stopped as a second signal would stop it
+    setTimeout(stopNow, STOP_REPORT_MS).unref();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const code = await main;
-  // interrupted: the exit is onSignal's, once every process has stopped
+  // interrupted: the exit is stopNow's, once every process has stopped
   return interrupted ? new Promise<number>(() => {}) : code;
 
   async function runPoints(o: BenchOptions): Promise<number> {
@@ -675,12 +731,14 @@ export async function runBench(argv: string[]): Promise<number> {
     try {
       for (const p of points) {
         if (interrupted) return 130;
+        if (stopRun.signal.aborted) break;
         if (!stack || !sameStack(stack.shape, p.stack)) {
           if (stack) await stopBenchStack(stack);
           stack = null;
           if (interrupted) return 130;
           stack = await startBenchStack(p.stack, o);
           if (interrupted) return 130;
+          if (stopRun.signal.aborted) break;
         }
         if (fmt.normal) {
           if (points.length > 1) write(`\n=== ${pointLabel(p)}\n`);
@@ -689,7 +747,16 @@ export async function runBench(argv: string[]): Promise<number> {
           write(banner.join('\n') + '\n');
         }
         // a stack process that ends on its own ends the run: the guests' jobs would wait for it forever
-        const r = await Promise.race([runPoint(stack, p, o, eta && fmt.normal), stack.died]);
+        inRun = true;
+        let r: PointResult;
+        try {
+          r = await Promise.race([runPoint(stack, p, o, eta && fmt.normal), stack.died]);
+        } catch (e) {
+          if (e instanceof RunStopped) break;
+          throw e;
+        } finally {
+          inRun = false;
+        }
         if (interrupted) return 130;
         results.push(r);
         if (atEnd) continue;
@@ -708,6 +775,8 @@ export async function runBench(argv: string[]): Promise<number> {
     }
     if (stack) await stopBenchStack(stack);
     if (interrupted) return 130;
+    // cut short before any point's measured run: nothing to report, as a signal outside a run
+    if (!results.length) return 130;
     if (atEnd && fmt.terse) for (const r of results) write(renderPointTerse(r));
     if (fmt.json) {
       const docs = results.map((r) => renderPointJson(r, fmt.jsonPlus));
@@ -736,7 +805,11 @@ export async function runBench(argv: string[]): Promise<number> {
         return 1;
       }
     }
-    const failed = results.some((r) => r.guests.some((g) => g.status !== 0 || g.jobs.some((j) => j.error)));
+    // a guest's fio that a signal ended says so with 128 (fio's exit_value), one more for a failed job
+    const failed = results.some((r) =>
+      r.guests.some((g) => (g.status !== 0 && g.status !== 128) || g.jobs.some((j) => j.error)),
+    );
+    if (stoppedBy) return 128 + (failed ? 1 : 0);
     return failed ? 1 : 0;
   }
 }

@@ -330,22 +330,53 @@ describe('pvblk bench: a run', () => {
     });
   });
 
-  it('with slices, Ctrl-C stops the stack and the relay wherever the run is', async () => {
+  it('with slices, Ctrl-C stops the relay at once, and a second one the stack wherever the run is', async () => {
     await killedRun(4, ['--baseline', '--baseline-slices=4'], async (b, bench) => {
       await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
-      const all = [
-        'relay-role=relay',
-        'relay-role=server',
-        'relay-role=client',
-        'pvblk.mjs host',
-        'pvblk.mjs hypervisor',
-      ].map((t) => childWith(bench, t));
-      expect(all.every((pid) => pid !== null)).toBe(true);
+      const relay = ['relay-role=relay', 'relay-role=server', 'relay-role=client'].map((t) =>
+        childWith(bench, t),
+      );
+      const stack = ['pvblk.mjs host', 'pvblk.mjs hypervisor', 'pvblk.mjs domu'].map((t) =>
+        childWith(bench, t),
+      );
+      expect([...relay, ...stack].every((pid) => pid !== null)).toBe(true);
+      // a guest that cannot answer: the run the first signal cuts short cannot end and report
+      process.kill(stack[2]!, 'SIGSTOP');
+      process.kill(bench, 'SIGINT');
+      await b.line((l) => l === 'fio: terminating on signal 2');
+      await waitUntil(() => relay.every((pid) => processGone(pid!)), 20_000, "the relay's processes end");
+      expect(stack.every((pid) => !processGone(pid!))).toBe(true);
       process.kill(bench, 'SIGINT');
       const exit = await b.exited;
       expect(exit.code).toBe(130);
-      for (const pid of all) expect(processGone(pid!)).toBe(true);
+      for (const pid of stack) expect(processGone(pid!)).toBe(true);
       expect(b.out.some((l) => l.includes('Run status group') || l.includes('baseline slices'))).toBe(false);
+    });
+  });
+
+  it("Ctrl-C in the measured run ends the jobs where they are and reports them, as fio's sig_int", async () => {
+    await killedRun(60, ['--eta=always', '--iodepth=4'], async (b, bench) => {
+      // the ETA line carries rates once the jobs have done I/O
+      await b.line((l) => l.startsWith('Jobs: 1 ') && l.includes(' IOPS]'));
+      const stack = ['pvblk.mjs host', 'pvblk.mjs hypervisor', 'pvblk.mjs domu'].map((t) =>
+        childWith(bench, t),
+      );
+      expect(stack.every((pid) => pid !== null)).toBe(true);
+      process.kill(bench, 'SIGINT');
+      const exit = await b.exited;
+      expect(exit.code).toBe(128); // fio's exit_value after a signal
+      expect(b.out).toContain('fio: terminating on signal 2');
+      const run = b.out.map((l) => /WRITE: .* io=.* run=(\d+)-(\d+)msec/.exec(l)).find((m) => m);
+      expect(run, b.out.join('\n')).toBeTruthy();
+      // what ran until the signal, well short of the minute asked for
+      expect(Number(run![2])).toBeGreaterThan(0);
+      expect(Number(run![2])).toBeLessThan(60_000);
+      const issued = b.out.map((l) => /issued rwts: total=0,(\d+),/.exec(l)).find((m) => m);
+      expect(Number(issued![1])).toBeGreaterThan(0);
+      expect(b.out).toContain(
+        'stopped by SIGINT: the figures cover the run until then, and no relay baseline was run',
+      );
+      for (const pid of stack) expect(processGone(pid!)).toBe(true);
     });
   });
 
@@ -419,11 +450,13 @@ describe('pvblk bench: a run', () => {
         process.kill(bench, signal);
         const exit = await b.exited;
         if (signal === 'SIGINT') {
-          // Ctrl-C: the bench stops them itself before it exits, and reports nothing of the run it cut
-          expect(exit.code).toBe(130);
+          // Ctrl-C: the bench stops them itself, and reports pvblk's run, which had ended, without them
+          expect(exit.code).toBe(128);
           for (const pid of relay) expect(processGone(pid!)).toBe(true);
-          expect(b.out.some((l) => l.includes('Run status group') || l.includes('relay baseline'))).toBe(
-            false,
+          expect(b.out.some((l) => l.includes('Run status group'))).toBe(true);
+          expect(b.out.some((l) => l.includes('pvblk/relay') || l.includes('relay baseline:'))).toBe(false);
+          expect(b.out).toContain(
+            'stopped by SIGINT: the figures cover the run until then, and no relay baseline was run',
           );
         } else {
           // nobody left to stop them: they see the bench's IPC channel close and end on their own

@@ -247,10 +247,17 @@ export function runInGuest(
     const sock = createConnection(path);
     let buf = '';
     let exit: number | null = null;
-    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
-    signal?.addEventListener('abort', () => {
-      if (!sock.destroyed) sock.write(JSON.stringify({ signal: 'SIGINT' }) + '\n');
+    // the guest reads its first line as the command: an interrupt goes after it, never before
+    let asked = false;
+    const interrupt = () => {
+      if (asked && !sock.destroyed) sock.write(JSON.stringify({ signal: 'SIGINT' }) + '\n');
+    };
+    sock.on('connect', () => {
+      sock.write(JSON.stringify(req) + '\n');
+      asked = true;
+      if (signal?.aborted) interrupt();
     });
+    signal?.addEventListener('abort', interrupt);
     sock.on('error', (e: NodeJS.ErrnoException) => {
       const why: Record<string, string> = {
         ENOENT: 'no such socket (is the guest running? start one with `pvblk up`)',
@@ -283,6 +290,8 @@ export function runInGuest(
       }
     });
     sock.on('close', () => {
+      // a signal lives longer than a command (a bench interrupts every run of its guests with one)
+      signal?.removeEventListener('abort', interrupt);
       if (exit === null)
         reject(
           new PvblkError(

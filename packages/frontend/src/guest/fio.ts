@@ -23,6 +23,9 @@ import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
 import type { CommandIo, GuestCommand } from './vfs.ts';
 
+/** The signal a guest command is interrupted with: the control socket carries Ctrl-C only. */
+const SIGINT = 2;
+
 /**
  * Options of `pvblk bench` that configure the stack (name → whether it takes a value): meaningless
  * inside a running guest, refused there with a message saying so.
@@ -290,8 +293,15 @@ async function runFio(
   const ru0 = process.resourceUsage();
   const tStart = Date.now();
   const opened = await Promise.all(workers.map((w) => w.open()));
-  const onAbort = () => workers.forEach((w) => w.stop());
+  // Ctrl-C as fio's sig_int (backend.c) takes it: said at once, the jobs end where they are, and the
+  // report still covers what ran
+  const onAbort = () => {
+    io.stdout(`\nfio: terminating on signal ${SIGINT}\n`);
+    workers.forEach((w) => w.stop());
+  };
   io.signal.addEventListener('abort', onAbort);
+  // interrupted while the jobs were opening: the listener came too late to hear it
+  if (io.signal.aborted) onAbort();
   const showEta = cl.global.eta === 'always';
   let etaTimer: NodeJS.Timeout | null = null;
   if (showEta) {
@@ -376,11 +386,9 @@ async function runFio(
     }
   }
   const failed = workers.find((w) => w.stats.error);
-  if (failed) {
-    io.stderr(`fio: pid=${process.pid}, err=${failed.stats.error}/${failed.stats.verror}\n`);
-    return 1;
-  }
-  return io.signal.aborted ? 130 : 0;
+  if (failed) io.stderr(`fio: pid=${process.pid}, err=${failed.stats.error}/${failed.stats.verror}\n`);
+  // fio's exit_value: 128 once a signal has ended the run, one more for a job that failed
+  return (io.signal.aborted ? 128 : 0) + (failed ? 1 : 0);
 }
 
 /** blkfront's counters of a device over the command, with the per-request ratios. */
