@@ -73,28 +73,37 @@ export class RelayBaseline {
 
   /**
    * Starts the relay, its server and one client per guest, and waits until every client has warmed
-   * up. The supervisor is in `live` while it lives (the bench stops what is there on Ctrl-C).
+   * up. The supervisor is in `live` while it lives (the bench stops what is there on Ctrl-C). An
+   * abort of `signal` (a signal that ends the bench's run) stops what has started, and the start fails.
    */
   static async start(
     p: BenchPoint,
     o: BenchOptions,
     guests: BaselineGuest[],
     live: Map<Supervisor, string | null>,
+    signal?: AbortSignal,
   ): Promise<RelayBaseline> {
     let b: RelayBaseline | null = null;
     const sup = new Supervisor({
       onRecord: (name, r) => b?.record(name, r as { event?: unknown; result?: unknown }),
       onText: (n, l) => process.stderr.write(`${n} | ${l}\n`),
     });
-    b = new RelayBaseline(sup, o.baselineSlices, live);
+    const started = new RelayBaseline(sup, o.baselineSlices, live);
+    b = started;
     live.set(sup, null);
+    // its processes exit, and whatever the start waits for fails with them
+    const stop = () => void started.stop();
+    signal?.addEventListener('abort', stop);
     try {
-      await b.launch(p, o, guests);
+      if (signal?.aborted) throw new Error('relay baseline: stopped before it started');
+      await started.launch(p, o, guests, signal);
     } catch (e) {
-      await b.stop();
+      await started.stop();
       throw e;
+    } finally {
+      signal?.removeEventListener('abort', stop);
     }
-    return b;
+    return started;
   }
 
   private record(name: string, r: { event?: unknown; result?: unknown }): void {
@@ -106,7 +115,16 @@ export class RelayBaseline {
     }
   }
 
-  private async launch(p: BenchPoint, o: BenchOptions, guests: BaselineGuest[]): Promise<void> {
+  private async launch(
+    p: BenchPoint,
+    o: BenchOptions,
+    guests: BaselineGuest[],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    // a process the supervisor started after its stop would outlive the baseline
+    const go = () => {
+      if (signal?.aborted) throw new Error('relay baseline: stopped while it started');
+    };
     // The relay's processes get what pvblk's get from the allowlist (child-env.ts), so that a setting
     // made for a measurement (GLIBC_TUNABLES, NODE_OPTIONS) applies to both sides of a ratio; they are
     // no stack of pvblk: no secrets, and no tracing there.
@@ -115,8 +133,10 @@ export class RelayBaseline {
       this.sup.start({ name, args: ['bench', ...args], env, tier });
     const relay = spawn('relay', ['--relay-role=relay'], RELAY_TIER.router);
     const url = String((await relay.ready).url);
+    go();
     const server = spawn('relay-server', ['--relay-role=server', `--relay-url=${url}`], RELAY_TIER.server);
     await server.ready;
+    go();
     this.routers = [relay, server].map((c) => ({ name: c.name, pid: c.proc.pid! }));
     this.routerCpu = new CpuWindows(this.routers.map((x) => x.pid));
     // the router and the server live until the clients are done: one that goes first leaves the

@@ -145,8 +145,9 @@ pvblk options:
   --warmup TIME              untimed I/O before each measured run (default 500ms, 0 for none)
   --rss-interval TIME        how often every process's RSS is sampled (default 1s)
 
-Ctrl-C or SIGTERM during a run ends the jobs where they are and reports what ran, as fio does
-(exit status 128); a second one, or one before the first run, stops everything at once (130).
+Ctrl-C or SIGTERM during a measured run, or once a point has reported, ends the jobs where they
+are and reports what ran, as fio does (exit status 128); a second one, or one before the first
+measured run, stops everything at once without a report (130).
 `;
 
 const fail = (...lines: string[]): never => {

@@ -57,8 +57,12 @@ export interface PointResult {
   /** The whole machine's CPU while each side was measured (null where /proc/stat could not be read). */
   machine: { pvblk: MachineCpu | null; relay: MachineCpu | null };
   relayError: string | null;
-  /** The signal that cut the run short (fio's `terminating on signal`), or null for a whole run. */
-  stoppedBy: NodeJS.Signals | null;
+  /**
+   * A signal that ended the bench's run while this point was under way (fio's `terminating on
+   * signal`): whether pvblk's jobs were still running (their figures cover the run until then), and
+   * whether a relay baseline that was asked for was left out. Null for a point that ran whole.
+   */
+  stopped: { signal: NodeJS.Signals; runCut: boolean; baselineLeftOut: boolean } | null;
   /** This network namespace's TCP congestion control (bench-tcp.ts); null where it cannot be read. */
   tcpCongestionControl: string | null;
   /** What TCP did in this namespace while each side was measured (null where it could not be read). */
@@ -506,11 +510,16 @@ export function renderPointNormal(p: PointResult): string {
   out.push(...memoryLines(p));
   out.push(...sliceLines(p.slices));
   if (p.relayError) out.push(`relay baseline: failed (${p.relayError})`);
-  if (p.stoppedBy)
-    out.push(
-      `stopped by ${p.stoppedBy}: the figures cover the run until then, and no relay baseline was run`,
-    );
+  if (p.stopped) out.push(stoppedLine(p.stopped));
   return out.join('\n') + '\n';
+}
+
+/** What a signal that ended the bench did to a point's figures. */
+export function stoppedLine(st: NonNullable<PointResult['stopped']>): string {
+  const run = st.runCut
+    ? "pvblk's jobs ended where they were: the figures cover the run until the signal"
+    : "pvblk's run had ended: the figures cover all of it";
+  return `stopped by ${st.signal}: ${run}${st.baselineLeftOut ? '; the relay baseline was left out' : ''}`;
 }
 
 export function renderPointTerse(p: PointResult): string {
@@ -592,7 +601,13 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
     cpu_per_io_us: cpuPerIo(p),
     machine: { pvblk: machineJson(p.machine.pvblk), relay: machineJson(p.machine.relay) },
     relay_error: p.relayError,
-    stopped_by: p.stoppedBy,
+    stopped: p.stopped
+      ? {
+          signal: p.stopped.signal,
+          run_cut: p.stopped.runCut,
+          baseline_left_out: p.stopped.baselineLeftOut,
+        }
+      : null,
     tcp_congestion_control: p.tcpCongestionControl,
     tcp: { pvblk: tcpJson(p.tcp.pvblk), relay: tcpJson(p.tcp.relay) },
     slices: p.slices
@@ -659,12 +674,16 @@ export function sweepTable(points: PointResult[]): string {
   );
   for (const p of points) {
     const s = pointSummary(p);
+    // a point a signal cut short is marked: its figures are of a shorter run than the others'
+    const label = pointLabel(p) + (p.stopped?.runCut ? ' *' : '');
     out.push(
-      `  ${pointLabel(p).padEnd(32)} ${num2str(s.iops, 4, false, 'none').padStart(8)} ${s.mibps.toFixed(1).padStart(8)} ${us(s.clatP50).padStart(9)} ${us(s.clatP99).padStart(9)} ${s.notifyPerReq.toFixed(3).padStart(10)}${hasRelay ? ` ${(s.relayIops === null ? '–' : num2str(s.relayIops, 4, false, 'none')).padStart(10)} ${fx(ratio(s.iops, s.relayIops ?? NaN)).padStart(10)} ${fx(ratio(s.clatP50, s.relayP50 ?? NaN)).padStart(14)} ${fx(ratio(s.latP50, s.relayP50 ?? NaN)).padStart(13)}` : ''}`,
+      `  ${label.padEnd(32)} ${num2str(s.iops, 4, false, 'none').padStart(8)} ${s.mibps.toFixed(1).padStart(8)} ${us(s.clatP50).padStart(9)} ${us(s.clatP99).padStart(9)} ${s.notifyPerReq.toFixed(3).padStart(10)}${hasRelay ? ` ${(s.relayIops === null ? '–' : num2str(s.relayIops, 4, false, 'none')).padStart(10)} ${fx(ratio(s.iops, s.relayIops ?? NaN)).padStart(10)} ${fx(ratio(s.clatP50, s.relayP50 ?? NaN)).padStart(14)} ${fx(ratio(s.latP50, s.relayP50 ?? NaN)).padStart(13)}` : ''}`,
     );
   }
   out.push(
     "  (clat in usec; notify/req: notifications each way, summed, per ring request; p50 ratios: pvblk's clat p50, then its lat p50, over the relay's round-trip p50)",
   );
+  const cut = points.find((p) => p.stopped?.runCut);
+  if (cut) out.push(`  (* cut short by ${cut.stopped!.signal}: its jobs ended where they were)`);
   return out.join('\n') + '\n';
 }

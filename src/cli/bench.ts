@@ -13,6 +13,7 @@
 import type { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
+import { setMaxListeners } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -122,15 +123,18 @@ function fioArgv(cl: FioCommandLine, override: Record<string, string | null>, ex
 const live = new Map<Supervisor, string | null>();
 
 /**
- * Ctrl-C or SIGTERM during a point's run (its warm-up, its measured run, its relay baseline), or
- * between points once one has reported, is taken as fio's sig_int (backend.c) takes it: `fio:
- * terminating on signal N` at once, the guests' jobs end where they are (each guest's fio is
- * interrupted and reports what it did), the relay is stopped and left out, no further point starts,
- * and the reports cover what ran, with fio's exit status 128. `stopRun` is aborted then. Before the
- * first run (its stack starting), where nothing could be reported, or a second time, the signal stops
- * everything at once: `interrupted`, no report, 130.
+ * Ctrl-C or SIGTERM during a point's measured run (pvblk's jobs, its relay baseline), or at any moment
+ * once a point has reported, is taken as fio's sig_int (backend.c) takes it: `fio: terminating on
+ * signal N` at once, the guests' jobs end where they are (each guest's fio is interrupted and reports
+ * what it did), the relay and a stack still starting are stopped, no further point starts, and the
+ * reports cover what ran, with fio's exit status 128. `stopRun` is aborted then, with the signal's
+ * name as its reason. Before the first measured run (its stack starting, its warm-up), where nothing
+ * could be reported, or a second time, the signal stops everything at once: `interrupted`, no
+ * report, 130.
  */
 const stopRun = new AbortController();
+// every guest's command listens to it while it runs (64 guests at most) and the relay as it starts
+setMaxListeners(0, stopRun.signal);
 
 /** The signal that cut the run short, as fio names it in its message (`stopRun` is aborted by it). */
 let stoppedBy: { name: NodeJS.Signals; number: number } | null = null;
@@ -138,14 +142,20 @@ let stoppedBy: { name: NodeJS.Signals; number: number } | null = null;
 /** Set by a signal that stops the bench outright: from then on it only stops (no report, no next point). */
 let interrupted = false;
 
-/** True from a point's warm-up to its result: the span in which a signal ends the run with a report. */
-let inRun = false;
+/** True from the end of a point's warm-up to its result: a signal then ends the run with a report. */
+let measuring = false;
+
+/** True while a stack starts for a point: a signal that ends the run stops it too. */
+let starting = false;
 
 /** How long an interrupted bench waits for the run in progress to unwind before it exits anyway. */
 const SIGNAL_GRACE_MS = 5000;
 
 /** How long a run cut short by a signal may take to report before the bench stops as a second signal would. */
 const STOP_REPORT_MS = 20_000;
+
+/** Each tier's grace to exit on SIGTERM after that, before SIGKILL: the run has had its time. */
+const STOP_REPORT_GRACE_MS = 1000;
 
 /** Thrown where a run cut short by a signal has nothing to report (its warm-up had not ended). */
 class RunStopped extends Error {
@@ -154,10 +164,10 @@ class RunStopped extends Error {
   }
 }
 
-async function stopLive(): Promise<void> {
+async function stopLive(graceMs?: number): Promise<void> {
   await Promise.all(
     [...live].map(async ([sup, dir]) => {
-      await sup.stopAll();
+      await sup.stopAll(graceMs);
       if (dir) await rm(dir, { recursive: true, force: true });
     }),
   );
@@ -425,6 +435,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
         );
     });
   }
+  measuring = true;
   const slices = o.baseline ? o.baselineSlices : 1;
   // with slices, the relay is up and warm before pvblk's first slice, and the two take turns
   const relayError: { message: string | null } = { message: null };
@@ -458,6 +469,9 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
     const cl = p.cl;
     const sliceMs = sliceRuntimeMs(cl, slices);
     let runs: GuestSlice[] | null = null;
+    /** Whether a signal ended pvblk's run before its end (a slice cut, or slices not run). */
+    let cut = false;
+    let slicesRun = 0;
     const timeline: Slice[] = [];
     // with slices, each process of the stack is charged only with pvblk's slices
     const pvCpu = slices > 1 ? new CpuWindows(procs.map((x) => x.pid)) : null;
@@ -478,6 +492,8 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       );
       await pvCpu?.end();
       const endMs = now();
+      // the guests' jobs were still running when the signal came (their report says how far they got)
+      if (stopRun.signal.aborted) cut = true;
       const these = s.guests.map((g, k) => guestSlice(g.name, s.guests.length, outs[k]));
       runs = runs ? runs.map((r, k) => appendGuestSlice(r, these[k])) : these;
       const dirMs = (j: JobStats) => Math.max(j.read.runtimeMs, j.write.runtimeMs);
@@ -503,19 +519,24 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       if (interrupted) throw new Error('interrupted');
       // in turn, and every other pair the other way round: a machine that speeds up or slows down
       // through the run then favours neither side
+      slicesRun++;
       if (i % 2 === 0) {
         const pv = await pvblkSlice(i);
         const rel = await relaySlice();
         if (rel) timeline.push({ pvblk: pv, relay: rel });
       } else {
         const rel = await relaySlice();
-        if (stopRun.signal.aborted) break;
+        if (stopRun.signal.aborted) {
+          slicesRun--;
+          break;
+        }
         const pv = await pvblkSlice(i);
         if (rel) timeline.push({ pvblk: pv, relay: rel });
       }
     }
     // cut short before pvblk's first slice ran (the relay was warming up): nothing to report
     if (!runs) throw new RunStopped();
+    if (slicesRun < slices) cut = true;
     const series = await rss.stop();
     if (pvCpu) {
       const cpu = pvCpu.seconds();
@@ -573,7 +594,10 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       relayCpu: baseline?.cpu ?? null,
       machine: { pvblk: pvCpu ? pvCpu.machineCpu() : rss.machineCpu(), relay: baseline?.machine ?? null },
       relayError: relayError.message,
-      stoppedBy: stopRun.signal.aborted ? (stoppedBy?.name ?? null) : null,
+      stopped:
+        stopRun.signal.aborted && stoppedBy
+          ? { signal: stoppedBy.name, runCut: cut, baselineLeftOut: o.baseline && !baseline }
+          : null,
       tcpCongestionControl: tcpCongestionControl(),
       tcp: { pvblk: pvCpu ? pvCpu.tcpCounters() : rss.tcpCounters(), relay: baseline?.tcp ?? null },
       slices: slices > 1 && !stopRun.signal.aborted ? timeline : null,
@@ -595,7 +619,7 @@ async function startRelay(
   error: { message: string | null },
 ): Promise<RelayBaseline | null> {
   try {
-    return await RelayBaseline.start(p, o, guests, live);
+    return await RelayBaseline.start(p, o, guests, live, stopRun.signal);
   } catch (e) {
     error.message = (e as Error).message;
     return null;
@@ -632,7 +656,9 @@ function guestSlice(name: string, guests: number, out: GuestOutput): GuestSlice 
     ioTicks: (Number(d.util) / 100) * Math.max(...jobs.map((j) => j.totalRunMs), 1),
     msec: Math.max(...jobs.map((j) => j.totalRunMs), 1),
   }));
-  if (out.stderr) process.stderr.write(guests > 1 ? out.stderr.replace(/^/gm, `${name}: `) : out.stderr);
+  // once the bench stops everything, a guest's complaint that its stack went is no news
+  if (out.stderr && !interrupted)
+    process.stderr.write(guests > 1 ? out.stderr.replace(/^/gm, `${name}: `) : out.stderr);
   if (!json && out.status === 0) process.stderr.write(`pvblk: ${name}: fio printed no JSON\n`);
   return {
     status: json ? out.status : out.status || 1,
@@ -695,7 +721,7 @@ export async function runBench(argv: string[]): Promise<number> {
   let stack: LiveStack | null = null;
   // no signal is handled before this turn ends, so the handler below always finds the run it cuts
   const main = runPoints(o);
-  const stopNow = () => {
+  const stopNow = (graceMs?: number) => {
     // Stops whatever runs now — a stack starting or running, the relay's processes — and exits as a
     // shell reports an interrupt. The run in progress fails once its processes are gone; it notices
     // `interrupted` and prints nothing, starts nothing and leaves the exit to this. A stack cut off
@@ -704,20 +730,28 @@ export async function runBench(argv: string[]): Promise<number> {
     if (interrupted) return;
     interrupted = true;
     void (async () => {
-      await stopLive();
+      await stopLive(graceMs);
       await Promise.race([main.catch(() => 0), new Promise((r) => setTimeout(r, SIGNAL_GRACE_MS))]);
-      await stopLive();
+      await stopLive(graceMs);
       process.exit(130);
     })();
   };
   const onSignal = (name: NodeJS.Signals) => {
-    // between points (a sweep's next stack starting) there are reports to give: the run ends after it
-    if ((!inRun && !results.length) || stopRun.signal.aborted) return stopNow();
+    // once a point has reported there is something to give, whatever the bench is doing now
+    if (stopRun.signal.aborted || (!measuring && !results.length)) return stopNow();
     stoppedBy = { name, number: osConstants.signals[name] };
+    // on stdout, as fio's log_info puts it: before a JSON report too (fio does the same)
     write(`\nfio: terminating on signal ${stoppedBy.number}\n`);
-    stopRun.abort();
+    stopRun.abort(name);
+    // a stack starting for the next point would only be stopped again: it goes now
+    if (starting) void stopLive();
     // a run that cannot end (a guest that does not answer) is stopped as a second signal would stop it
-    setTimeout(stopNow, STOP_REPORT_MS).unref();
+    setTimeout(() => {
+      process.stderr.write(
+        `pvblk bench: the run did not end within ${STOP_REPORT_MS / 1000} s of ${name}: stopping everything, without a report\n`,
+      );
+      stopNow(STOP_REPORT_GRACE_MS);
+    }, STOP_REPORT_MS).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -736,7 +770,17 @@ export async function runBench(argv: string[]): Promise<number> {
           if (stack) await stopBenchStack(stack);
           stack = null;
           if (interrupted) return 130;
-          stack = await startBenchStack(p.stack, o);
+          if (stopRun.signal.aborted) break;
+          starting = true;
+          try {
+            stack = await startBenchStack(p.stack, o);
+          } catch (e) {
+            // stopped by the signal that ended the run: the points before it report
+            if (stopRun.signal.aborted && !interrupted) break;
+            throw e;
+          } finally {
+            starting = false;
+          }
           if (interrupted) return 130;
           if (stopRun.signal.aborted) break;
         }
@@ -747,7 +791,6 @@ export async function runBench(argv: string[]): Promise<number> {
           write(banner.join('\n') + '\n');
         }
         // a stack process that ends on its own ends the run: the guests' jobs would wait for it forever
-        inRun = true;
         let r: PointResult;
         try {
           r = await Promise.race([runPoint(stack, p, o, eta && fmt.normal), stack.died]);
@@ -755,7 +798,7 @@ export async function runBench(argv: string[]): Promise<number> {
           if (e instanceof RunStopped) break;
           throw e;
         } finally {
-          inRun = false;
+          measuring = false;
         }
         if (interrupted) return 130;
         results.push(r);
@@ -775,14 +818,17 @@ export async function runBench(argv: string[]): Promise<number> {
     }
     if (stack) await stopBenchStack(stack);
     if (interrupted) return 130;
-    // cut short before any point's measured run: nothing to report, as a signal outside a run
+    // cut short before any point's measured run ended: nothing to report
     if (!results.length) return 130;
     if (atEnd && fmt.terse) for (const r of results) write(renderPointTerse(r));
     if (fmt.json) {
       const docs = results.map((r) => renderPointJson(r, fmt.jsonPlus));
       write(
         JSON.stringify(
-          docs.length === 1 ? docs[0] : { 'fio version': docs[0]['fio version'], sweep: docs },
+          // a sweep keeps its shape when a signal ended it after its first point
+          points.length === 1
+            ? docs[0]
+            : { 'fio version': docs[0]['fio version'], sweep: docs, stopped_by: stoppedBy?.name ?? null },
           null,
           2,
         ) + '\n',
@@ -795,7 +841,12 @@ export async function runBench(argv: string[]): Promise<number> {
       });
     }
     if (fmt.normal && results.length > 1) write(sweepTable(results));
-    if (o.plot) {
+    // a plot of a run cut short would draw a partial point, or a sweep's few points, as whole ones
+    if (o.plot && stoppedBy)
+      process.stderr.write(
+        `pvblk bench: --plot ${o.plot}: not drawn, the run was stopped by ${stoppedBy.name}\n`,
+      );
+    else if (o.plot) {
       try {
         const { writePlot } = await import('./bench-plot.ts');
         await writePlot(o.plot, results, o);

@@ -62,7 +62,7 @@ export function registerGuest(program: Command, fail: (e: unknown) => never): vo
       let interrupts = 0;
       const interrupt = (s: NodeJS.Signals) => {
         if (++interrupts > 1) process.exit(shellStatus(null, s));
-        ac.abort();
+        ac.abort(s);
       };
       for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, () => interrupt(s));
       let gone = false;

@@ -74,20 +74,21 @@ export function registerRun(program: Command, fail: (e: unknown) => never): void
     let commandsRunning = false;
     let forced: number | null = null;
     let asked = 0;
-    const stop = (status: number) => {
+    const stop = (status: number, signal?: NodeJS.Signals) => {
       asked++;
       if (stopping) {
         if (asked > 2) for (const c of sup.children) c.proc.kill('SIGKILL');
         return;
       }
-      if (commandsRunning && !interrupt.signal.aborted) return interrupt.abort();
+      // the guest's command hears which signal it was (fio names it)
+      if (commandsRunning && !interrupt.signal.aborted) return interrupt.abort(signal);
       void finish(forced ?? status);
     };
     // Ctrl-C ends with the command's status (130 for dd); SIGTERM/SIGHUP end the run itself: 128 + N
     for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
       process.on(s, () => {
         if (s !== 'SIGINT') forced ??= shellStatus(null, s);
-        stop(shellStatus(null, s));
+        stop(shellStatus(null, s), s);
       });
     local.onDown = () => stop(0);
     cons.onGone = () => {

@@ -279,8 +279,9 @@ describe('pvblk bench: a run', () => {
         '--direct=1',
         '--time_based',
         `--runtime=${runtime}`,
-        ...extra,
+        // after QUICK: a test's own --warmup (or --disk) is the one taken
         ...QUICK,
+        ...extra,
       ],
       { env: { TMPDIR: tmp.path } },
     );
@@ -345,7 +346,7 @@ describe('pvblk bench: a run', () => {
       process.kill(bench, 'SIGINT');
       await b.line((l) => l === 'fio: terminating on signal 2');
       await waitUntil(() => relay.every((pid) => processGone(pid!)), 20_000, "the relay's processes end");
-      expect(stack.every((pid) => !processGone(pid!))).toBe(true);
+      // the stopped guest holds the bench for seconds yet (SIGKILL comes after the stack's grace)
       process.kill(bench, 'SIGINT');
       const exit = await b.exited;
       expect(exit.code).toBe(130);
@@ -374,10 +375,77 @@ describe('pvblk bench: a run', () => {
       const issued = b.out.map((l) => /issued rwts: total=0,(\d+),/.exec(l)).find((m) => m);
       expect(Number(issued![1])).toBeGreaterThan(0);
       expect(b.out).toContain(
-        'stopped by SIGINT: the figures cover the run until then, and no relay baseline was run',
+        "stopped by SIGINT: pvblk's jobs ended where they were: the figures cover the run until the signal",
       );
       for (const pid of stack) expect(processGone(pid!)).toBe(true);
     });
+  });
+
+  it('Ctrl-C during the warm-up of the first point stops at once: nothing measured, nothing said', async () => {
+    await killedRun(2, ['--warmup=20s'], async (b, bench) => {
+      await b.line((l) => l.startsWith('Starting 1 process'));
+      const guest = childWith(bench, 'pvblk.mjs domu');
+      expect(guest).not.toBeNull();
+      process.kill(bench, 'SIGINT');
+      const exit = await b.exited;
+      expect(exit.code).toBe(130);
+      expect(b.out.some((l) => l.includes('terminating') || l.includes('Run status group'))).toBe(false);
+      expect(processGone(guest!)).toBe(true);
+    });
+  });
+
+  it("Ctrl-C while the relay baseline warms up reports pvblk's run without waiting for it", async () => {
+    // the relay's clients warm up as long as pvblk's jobs did: 20 s, were the start not stopped
+    await killedRun(1, ['--baseline', '--warmup=20s'], async (b, bench) => {
+      await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 90_000, 'the relay client runs');
+      const relay = ['relay-role=relay', 'relay-role=server', 'relay-role=client'].map((t) =>
+        childWith(bench, t),
+      );
+      const signalled = Date.now();
+      process.kill(bench, 'SIGINT');
+      const exit = await b.exited;
+      expect(exit.code).toBe(128);
+      expect(Date.now() - signalled).toBeLessThan(15_000);
+      for (const pid of relay) if (pid !== null) expect(processGone(pid)).toBe(true);
+      expect(b.out.some((l) => l.includes('Run status group'))).toBe(true);
+      expect(b.out).toContain(
+        "stopped by SIGINT: pvblk's run had ended: the figures cover all of it; the relay baseline was left out",
+      );
+    });
+  });
+
+  it('Ctrl-C between sweep points reports the points that ran, keeps the sweep JSON, draws no plot', async () => {
+    const plot = join(tmp.path, 'cut-sweep.svg');
+    const before = new Set(benchDirs());
+    await killedRun(
+      2,
+      ['--sweep', 'queues=1,2', '--output-format=json,normal', '--plot', plot],
+      async (b, bench) => {
+        await b.line((l) => l.startsWith('Starting 1 process'));
+        const first = childWith(bench, 'pvblk.mjs hypervisor')!;
+        // the first point's stack stops once its run is over: the bench is between points
+        await waitUntil(() => processGone(first), 90_000, "the first point's stack stops");
+        process.kill(bench, 'SIGINT');
+        const exit = await b.exited;
+        expect(exit.code).toBe(128);
+        expect(b.out).toContain('fio: terminating on signal 2');
+        const start = b.out.indexOf('{');
+        const end = b.out.indexOf('}', start);
+        const doc = JSON.parse(b.out.slice(start, end + 1).join('\n')) as {
+          sweep: Array<{ pvblk: { stopped: unknown } }>;
+          stopped_by: string;
+        };
+        expect(doc.sweep).toHaveLength(1);
+        expect(doc.stopped_by).toBe('SIGINT');
+        expect(doc.sweep[0].pvblk.stopped).toBeNull(); // its run had ended whole
+        expect(b.out.some((l) => l.includes('=== queues=2'))).toBe(false);
+        expect(b.out).toContain(`pvblk bench: --plot ${plot}: not drawn, the run was stopped by SIGINT`);
+        expect(existsSync(plot)).toBe(false);
+        // every stack it started is gone with its directory, the second one's too if it had begun
+        expect(processGone(first)).toBe(true);
+        expect(benchDirs().filter((d) => !before.has(d))).toEqual([]);
+      },
+    );
   });
 
   it("gives the relay's processes the allowlisted environment pvblk's get, and none of its secrets", async () => {
@@ -456,7 +524,7 @@ describe('pvblk bench: a run', () => {
           expect(b.out.some((l) => l.includes('Run status group'))).toBe(true);
           expect(b.out.some((l) => l.includes('pvblk/relay') || l.includes('relay baseline:'))).toBe(false);
           expect(b.out).toContain(
-            'stopped by SIGINT: the figures cover the run until then, and no relay baseline was run',
+            "stopped by SIGINT: pvblk's run had ended: the figures cover all of it; the relay baseline was left out",
           );
         } else {
           // nobody left to stop them: they see the bench's IPC channel close and end on their own

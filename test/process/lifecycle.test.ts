@@ -201,44 +201,51 @@ describe('a stack leaves nothing behind', () => {
     expect(leftovers()).toEqual(['run']);
   });
 
-  it("Ctrl-C of `pvblk run` mid-fio ends the jobs, prints fio's report of what ran and exits 128", async () => {
-    const run = start(
-      [
-        'run',
-        '--memory',
-        '--disk',
-        'delay=0',
-        '--run-dir',
-        runDir,
-        '--',
-        'fio',
-        '--name=j',
-        '--filename=/dev/xvda',
-        '--rw=randwrite',
-        '--bs=4k',
-        '--direct=1',
-        '--time_based',
-        '--runtime=60',
-        '--eta=always',
-      ],
-      true,
-    );
-    // the ETA line carries rates once the job has done I/O
-    await run.line((l) => l.startsWith('guest | Jobs: 1 ') && l.includes(' IOPS]'));
-    process.kill(-run.proc.pid!, 'SIGINT');
-    const e = await run.exited;
-    expect(e.code).toBe(128); // fio's exit_value once a signal has ended the run (backend.c)
-    const at = run.out.indexOf('guest | fio: terminating on signal 2');
-    expect(at, run.out.join('\n')).toBeGreaterThan(0);
-    const total = run.out
-      .map((l) => /^guest \|\s+WRITE: .* run=(\d+)-(\d+)msec$/.exec(l))
-      .findIndex((m) => m);
-    expect(total).toBeGreaterThan(at);
-    const ms = Number(/run=\d+-(\d+)msec/.exec(run.out[total])![1]);
-    expect(ms).toBeGreaterThan(0);
-    expect(ms).toBeLessThan(60_000);
-    expect(leftovers()).toEqual(['run']);
-  });
+  // Ctrl-C: the run ends with fio's status, 128 (its exit_value once a signal ended the jobs, backend.c);
+  // SIGTERM ends the run itself (128 + 15), and fio hears which signal it was
+  for (const [signal, number, status] of [
+    ['SIGINT', 2, 128],
+    ['SIGTERM', 15, 143],
+  ] as const) {
+    it(`${signal} to \`pvblk run\` mid-fio ends the jobs and prints fio's report of what ran (${status})`, async () => {
+      const run = start(
+        [
+          'run',
+          '--memory',
+          '--disk',
+          'delay=0',
+          '--run-dir',
+          runDir,
+          '--',
+          'fio',
+          '--name=j',
+          '--filename=/dev/xvda',
+          '--rw=randwrite',
+          '--bs=4k',
+          '--direct=1',
+          '--time_based',
+          '--runtime=60',
+          '--eta=always',
+        ],
+        true,
+      );
+      // the ETA line carries rates once the job has done I/O
+      await run.line((l) => l.startsWith('guest | Jobs: 1 ') && l.includes(' IOPS]'));
+      process.kill(-run.proc.pid!, signal);
+      const e = await run.exited;
+      expect(e.code).toBe(status);
+      const at = run.out.indexOf(`guest | fio: terminating on signal ${number}`);
+      expect(at, run.out.join('\n')).toBeGreaterThan(0);
+      const total = run.out
+        .map((l) => /^guest \|\s+WRITE: .* run=(\d+)-(\d+)msec$/.exec(l))
+        .findIndex((m) => m);
+      expect(total).toBeGreaterThan(at);
+      const ms = Number(/run=\d+-(\d+)msec/.exec(run.out[total])![1]);
+      expect(ms).toBeGreaterThan(0);
+      expect(ms).toBeLessThan(60_000);
+      expect(leftovers()).toEqual(['run']);
+    });
+  }
 
   it('SIGHUP of `pvblk run` (its terminal closed) interrupts the command and stops the stack: 129', async () => {
     const run = start(['run', '--memory', '--run-dir', runDir, '--', 'sh', '-c', 'echo started; sleep 600']);

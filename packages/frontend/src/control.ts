@@ -12,6 +12,7 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { PvblkError, type KernelMessage } from '@pvblk/shared';
+import { commandSignal, type CommandSignal } from './guest/vfs.ts';
 
 export type ControlRequest = { argv: string[] } | { line: string };
 
@@ -62,6 +63,15 @@ function parseRequest(line: string): ControlRequest | string {
     return { argv: o.argv as string[] };
   if (typeof o.line === 'string' && o.line.length > 0) return { line: o.line };
   return 'request needs argv (a non-empty array of strings) or line (a string)';
+}
+
+/** The signal a client's interrupt line names (`{"signal":"SIGTERM"}`); Ctrl-C's when it names none. */
+function signalOfLine(line: string): CommandSignal {
+  try {
+    return commandSignal((JSON.parse(line) as { signal?: unknown }).signal);
+  } catch {
+    return 'SIGINT';
+  }
 }
 
 /** True when a live guest serves `path` (a socket file nobody listens on is left by a dead guest). */
@@ -177,7 +187,7 @@ export async function startControlServer(
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         if (started) {
-          if (line.includes('"signal"')) ac.abort();
+          if (line.includes('"signal"')) ac.abort(signalOfLine(line));
           continue;
         }
         started = true;
@@ -250,7 +260,8 @@ export function runInGuest(
     // the guest reads its first line as the command: an interrupt goes after it, never before
     let asked = false;
     const interrupt = () => {
-      if (asked && !sock.destroyed) sock.write(JSON.stringify({ signal: 'SIGINT' }) + '\n');
+      if (asked && !sock.destroyed)
+        sock.write(JSON.stringify({ signal: commandSignal(signal?.reason) }) + '\n');
     };
     sock.on('connect', () => {
       sock.write(JSON.stringify(req) + '\n');

@@ -6,11 +6,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   CONTROL_KMSG_DROP_AT,
   CONTROL_OUTPUT_HIGH,
+  runInGuest,
   startControlServer,
   type ControlHandler,
   type ControlServer,
   type ControlServerOptions,
 } from '../src/control.ts';
+import { commandSignal } from '../src/guest/vfs.ts';
 
 const CHUNK = 'x'.repeat(64 * 1024);
 
@@ -156,5 +158,58 @@ describe('the control socket and a client that does not keep up', () => {
     for (const h of held) expect((await h.ended).at(-1)).toEqual({ exit: 0 });
     // the places are given back: a new session is served
     expect((await client(path, { argv: ['sleep'] }).ended).at(-1)).toEqual({ exit: 0 });
+  });
+});
+
+describe('interrupting a command through the control socket', () => {
+  /** Runs a command that waits for its interrupt and prints the signal it was given, by name. */
+  async function interrupted(abort: (ac: AbortController) => void, when: 'before' | 'running') {
+    const running = deferred();
+    const path = await serve(async (_req, io) => {
+      running.resolve();
+      await new Promise((r) => (io.signal.aborted ? r(null) : io.signal.addEventListener('abort', r)));
+      io.stdout(commandSignal(io.signal.reason));
+      return 0;
+    });
+    const ac = new AbortController();
+    // asked before the connection is made: the interrupt must still follow the command line
+    if (when === 'before') abort(ac);
+    let out = '';
+    const status = runInGuest(
+      path,
+      { argv: ['sleep'] },
+      { stdout: (t) => (out += t), stderr: () => {}, kmsg: () => {} },
+      ac.signal,
+    );
+    if (when === 'running') {
+      await running.p;
+      abort(ac);
+    }
+    expect(await status).toBe(0);
+    return out;
+  }
+
+  it('carries the name of the signal, and takes Ctrl-C for one it does not know', async () => {
+    expect(await interrupted((ac) => ac.abort('SIGTERM'), 'running')).toBe('SIGTERM');
+    expect(await interrupted((ac) => ac.abort('SIGHUP'), 'running')).toBe('SIGHUP');
+    expect(await interrupted((ac) => ac.abort(), 'running')).toBe('SIGINT');
+  });
+
+  it('sends an interrupt asked for before the connection after the command, not in its place', async () => {
+    expect(await interrupted((ac) => ac.abort('SIGTERM'), 'before')).toBe('SIGTERM');
+  });
+
+  it('reads a hostile interrupt line as Ctrl-C', async () => {
+    const path = await serve(async (_req, io) => {
+      await new Promise((r) => io.signal.addEventListener('abort', r));
+      io.stdout(commandSignal(io.signal.reason));
+      return 0;
+    });
+    for (const line of ['{"signal":"__proto__"}', '{"signal":"SIGKILL"}', '{"signal":', '"signal"']) {
+      // the line after the request: the command is running when it is read
+      const c = client(path, { argv: ['sleep'] });
+      c.sock.write(line + '\n');
+      expect(await c.ended, line).toEqual([{ out: 'SIGINT' }, { exit: 0 }]);
+    }
   });
 });

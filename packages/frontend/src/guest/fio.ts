@@ -21,10 +21,7 @@ import {
 import { diskDelta, diskSnapshot, frontDelta, frontSnapshot, Worker } from './fio-engine.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
-import type { CommandIo, GuestCommand } from './vfs.ts';
-
-/** The signal a guest command is interrupted with: the control socket carries Ctrl-C only. */
-const SIGINT = 2;
+import { COMMAND_SIGNALS, commandSignal, type CommandIo, type GuestCommand } from './vfs.ts';
 
 /**
  * Options of `pvblk bench` that configure the stack (name → whether it takes a value): meaningless
@@ -296,7 +293,7 @@ async function runFio(
   // Ctrl-C as fio's sig_int (backend.c) takes it: said at once, the jobs end where they are, and the
   // report still covers what ran
   const onAbort = () => {
-    io.stdout(`\nfio: terminating on signal ${SIGINT}\n`);
+    io.stdout(`\nfio: terminating on signal ${COMMAND_SIGNALS[commandSignal(io.signal.reason)]}\n`);
     workers.forEach((w) => w.stop());
   };
   io.signal.addEventListener('abort', onAbort);

@@ -400,7 +400,7 @@ async function runPipeline(
   if (n === 1) return runSimple(p.commands[0], io, ctx, commands, sh);
   // every stage can be interrupted on its own (its reader went away) or with the rest (Ctrl-C)
   const stops = p.commands.map(() => new AbortController());
-  const onAbort = () => stops.forEach((s) => s.abort());
+  const onAbort = () => stops.forEach((s) => s.abort(io.signal.reason));
   io.signal.addEventListener('abort', onAbort);
   const sigpiped = new Set<number>();
   const pipes = p.commands.slice(1).map(

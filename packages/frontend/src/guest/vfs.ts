@@ -112,6 +112,21 @@ export interface GuestInput {
   read(): Promise<Uint8Array | null>;
 }
 
+/**
+ * The signals a user can interrupt a guest command with, by number: the control socket carries their
+ * names (`pvblk guest` and `pvblk run` forward Ctrl-C, SIGTERM and SIGHUP), and the command's
+ * `signal` is aborted with the name as its reason.
+ */
+export const COMMAND_SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+export type CommandSignal = keyof typeof COMMAND_SIGNALS;
+
+/** The signal an abort reason names; Ctrl-C's for any other reason (an abort without one). */
+export function commandSignal(reason: unknown): CommandSignal {
+  return typeof reason === 'string' && Object.hasOwn(COMMAND_SIGNALS, reason)
+    ? (reason as CommandSignal)
+    : 'SIGINT';
+}
+
 /** Output channels of a guest command; text is written as-is (commands add their own newlines). */
 export interface CommandIo {
   stdout(text: string): void;
@@ -119,8 +134,9 @@ export interface CommandIo {
   /** Standard input when the command reads a pipe (`a | b`); absent otherwise (no terminal here). */
   stdin?: GuestInput;
   /**
-   * Aborted when the user interrupts the command (Ctrl-C on `pvblk guest`), or when the command
-   * writes into a pipe whose reader has finished (SIGPIPE).
+   * Aborted when the user interrupts the command (Ctrl-C on `pvblk guest`; the reason names the
+   * signal, see COMMAND_SIGNALS), or when the command writes into a pipe whose reader has finished
+   * (SIGPIPE).
    */
   signal: AbortSignal;
   /**
