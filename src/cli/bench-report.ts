@@ -34,6 +34,8 @@ export type BlkbackCounters = Record<string, number>;
 export interface GuestRun extends GuestSlice {
   name: string;
   domid: number;
+  /** The guest's process: where its fio ran, as fio's job line names the job's process. */
+  pid: number;
   broker: BrokerCounters | null;
   blkback: BlkbackCounters | null;
 }
@@ -147,14 +149,14 @@ export function reportJobs(p: PointResult): Array<FioReportJob & { guest: GuestR
   for (const g of p.guests) {
     g.jobs.forEach((s, i) => {
       if (many) s.name = `${s.name.replace(/@.*$/, '')}@${g.name}`;
-      jobs.push({ stats: s, options: g.options[i] ?? g.options[0] ?? {}, guest: g });
+      jobs.push({ stats: s, options: g.options[i] ?? g.options[0] ?? {}, guest: g, pid: g.pid });
     });
   }
   if (p.groupReporting && jobs.length > 1) {
     const merged = new JobStats(jobs[0].stats.name.replace(/@.*$/, ''));
     merged.members = 0;
     for (const j of jobs) merged.merge(j.stats);
-    return [{ stats: merged, options: jobs[0].options, guest: p.guests[0] }];
+    return [{ stats: merged, options: jobs[0].options, guest: p.guests[0], pid: p.guests[0].pid }];
   }
   return jobs;
 }

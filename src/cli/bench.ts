@@ -554,6 +554,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
     const guests: GuestRun[] = s.guests.map((g, i) => ({
       name: g.name,
       domid: g.domid,
+      pid: g.pid,
       ...runs![i],
       // the options as given, not the slice's runtime and seed
       options: slices > 1 ? runs![i].options.map((x) => wholeRunOptions(x, cl)) : runs![i].options,

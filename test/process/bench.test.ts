@@ -372,6 +372,8 @@ describe('pvblk bench: a run', () => {
       // what ran until the signal, well short of the minute asked for
       expect(Number(run![2])).toBeGreaterThan(0);
       expect(Number(run![2])).toBeLessThan(60_000);
+      // the job's process is the guest's, where its fio ran (fio's job line names the job's process)
+      expect(b.out.some((l) => l.startsWith(`k: (groupid=0, jobs=1): err= 0: pid=${stack[2]}: `))).toBe(true);
       const issued = b.out.map((l) => /issued rwts: total=0,(\d+),/.exec(l)).find((m) => m);
       expect(Number(issued![1])).toBeGreaterThan(0);
       expect(b.out).toContain(

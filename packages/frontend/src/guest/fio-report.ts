@@ -16,6 +16,8 @@ export interface FioReportJob {
   options: Record<string, string>;
   /** pvblk's own figures for the job (counters, ratios against the relay, …). */
   pvblk?: Record<string, unknown>;
+  /** The process the job ran in, where that is not the report's own (a guest's, in `pvblk bench`). */
+  pid?: number;
 }
 
 export interface FioReport {
@@ -259,7 +261,7 @@ export function renderNormal(r: FioReport): string {
     if (!ts.totalIos && !ts.read.bytes && !ts.write.bytes && !ts.error) continue;
     const err = ts.error ? `err=${pad(ts.error, 2)} (${ts.verror})` : `err=${pad(0, 2)}`;
     out.push(
-      `${ts.name}: (groupid=${ts.groupid}, jobs=${ts.members}): ${err}: pid=${r.pid}: ${ctimeOf(ts.jobStartMs || r.timestampMs)}`,
+      `${ts.name}: (groupid=${ts.groupid}, jobs=${ts.members}): ${err}: pid=${job.pid ?? r.pid}: ${ctimeOf(ts.jobStartMs || r.timestampMs)}`,
     );
     for (const dir of ['read', 'write'] as const) {
       if (ts[dir].bytes)
