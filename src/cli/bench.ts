@@ -142,7 +142,7 @@ let stoppedBy: { name: NodeJS.Signals; number: number } | null = null;
 /** Set by a signal that stops the bench outright: from then on it only stops (no report, no next point). */
 let interrupted = false;
 
-/** True from the end of a point's warm-up to its result: a signal then ends the run with a report. */
+/** True from the start of pvblk's measured jobs to the point's result: a signal then ends the run with a report. */
 let measuring = false;
 
 /** True while a stack starts for a point: a signal that ends the run stops it too. */
@@ -435,7 +435,6 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
         );
     });
   }
-  measuring = true;
   const slices = o.baseline ? o.baselineSlices : 1;
   // with slices, the relay is up and warm before pvblk's first slice, and the two take turns
   const relayError: { message: string | null } = { message: null };
@@ -481,6 +480,8 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       if (i > 0) args.randseed = String(cl.jobs[0].randseed + i);
       const startMs = now();
       await pvCpu?.begin();
+      // from pvblk's first measured jobs on, a signal ends the run with a report of them
+      measuring = true;
       const outs = await runInGuests(
         s,
         fioArgv(cl, args, [
@@ -492,8 +493,8 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       );
       await pvCpu?.end();
       const endMs = now();
-      // the guests' jobs were still running when the signal came (their report says how far they got)
-      if (stopRun.signal.aborted) cut = true;
+      // the guests' jobs were still running when the signal came: their fio says so with 128 (129)
+      if (stopRun.signal.aborted && outs.some((x) => x.status === 128 || x.status === 129)) cut = true;
       const these = s.guests.map((g, k) => guestSlice(g.name, s.guests.length, outs[k]));
       runs = runs ? runs.map((r, k) => appendGuestSlice(r, these[k])) : these;
       const dirMs = (j: JobStats) => Math.max(j.read.runtimeMs, j.write.runtimeMs);
@@ -857,9 +858,12 @@ export async function runBench(argv: string[]): Promise<number> {
         return 1;
       }
     }
-    // a guest's fio that a signal ended says so with 128 (fio's exit_value), one more for a failed job
+    // a guest's fio that the bench's signal ended says so with 128 (fio's exit_value), one more for a
+    // failed job; interrupted by anything else (its guest shutting down), its run was cut: a failure
     const failed = results.some((r) =>
-      r.guests.some((g) => (g.status !== 0 && g.status !== 128) || g.jobs.some((j) => j.error)),
+      r.guests.some(
+        (g) => (g.status !== 0 && !(g.status === 128 && stoppedBy)) || g.jobs.some((j) => j.error),
+      ),
     );
     if (stoppedBy) return 128 + (failed ? 1 : 0);
     return failed ? 1 : 0;
