@@ -137,7 +137,7 @@ const stopRun = new AbortController();
 setMaxListeners(0, stopRun.signal);
 
 /** The signal that cut the run short, as fio names it in its message (`stopRun` is aborted by it). */
-let stoppedBy: { name: NodeJS.Signals; number: number } | null = null;
+let stoppedBy: NodeJS.Signals | null = null;
 
 /** Set by a signal that stops the bench outright: from then on it only stops (no report, no next point). */
 let interrupted = false;
@@ -157,7 +157,7 @@ const STOP_REPORT_MS = 20_000;
 /** Each tier's grace to exit on SIGTERM after that, before SIGKILL: the run has had its time. */
 const STOP_REPORT_GRACE_MS = 1000;
 
-/** Thrown where a run cut short by a signal has nothing to report (its warm-up had not ended). */
+/** Thrown where a run cut short by a signal has nothing to report (no slice of pvblk's jobs had run). */
 class RunStopped extends Error {
   constructor() {
     super('the run was stopped before its measured part');
@@ -520,18 +520,16 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       if (interrupted) throw new Error('interrupted');
       // in turn, and every other pair the other way round: a machine that speeds up or slows down
       // through the run then favours neither side
-      slicesRun++;
       if (i % 2 === 0) {
         const pv = await pvblkSlice(i);
+        slicesRun++;
         const rel = await relaySlice();
         if (rel) timeline.push({ pvblk: pv, relay: rel });
       } else {
         const rel = await relaySlice();
-        if (stopRun.signal.aborted) {
-          slicesRun--;
-          break;
-        }
+        if (stopRun.signal.aborted) break;
         const pv = await pvblkSlice(i);
+        slicesRun++;
         if (rel) timeline.push({ pvblk: pv, relay: rel });
       }
     }
@@ -571,9 +569,11 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       const ios = guests.map((g) => ({ name: g.name, ios: g.jobs.reduce((a, j) => a + j.totalIos, 0) }));
       const one = await startRelay(p, o, ios, relayError);
       relayNow = one;
-      // a signal while it started: the listener found nothing to stop yet
-      if (one && stopRun.signal.aborted) await one.stop();
-      if (one && !stopRun.signal.aborted) {
+      if (stopRun.signal.aborted) {
+        // a signal while it started: its start stopped what had started, and its failure is no error
+        await one?.stop();
+        relayError.message = null;
+      } else if (one) {
         try {
           await one.slice(now);
           baseline = stopRun.signal.aborted ? null : one.finish();
@@ -582,7 +582,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
         } finally {
           await one.stop();
         }
-      } else if (stopRun.signal.aborted) relayError.message = null;
+      }
     }
     return {
       label: p.label,
@@ -598,7 +598,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       relayError: relayError.message,
       stopped:
         stopRun.signal.aborted && stoppedBy
-          ? { signal: stoppedBy.name, runCut: cut, baselineLeftOut: o.baseline && !baseline }
+          ? { signal: stoppedBy, runCut: cut, baselineLeftOut: o.baseline && !baseline }
           : null,
       tcpCongestionControl: tcpCongestionControl(),
       tcp: { pvblk: pvCpu ? pvCpu.tcpCounters() : rss.tcpCounters(), relay: baseline?.tcp ?? null },
@@ -741,9 +741,9 @@ export async function runBench(argv: string[]): Promise<number> {
   const onSignal = (name: NodeJS.Signals) => {
     // once a point has reported there is something to give, whatever the bench is doing now
     if (stopRun.signal.aborted || (!measuring && !results.length)) return stopNow();
-    stoppedBy = { name, number: osConstants.signals[name] };
+    stoppedBy = name;
     // on stdout, as fio's log_info puts it: before a JSON report too (fio does the same)
-    write(`\nfio: terminating on signal ${stoppedBy.number}\n`);
+    write(`\nfio: terminating on signal ${osConstants.signals[name]}\n`);
     stopRun.abort(name);
     // a stack starting for the next point would only be stopped again: it goes now
     if (starting) void stopLive();
@@ -830,7 +830,7 @@ export async function runBench(argv: string[]): Promise<number> {
           // a sweep keeps its shape when a signal ended it after its first point
           points.length === 1
             ? docs[0]
-            : { 'fio version': docs[0]['fio version'], sweep: docs, stopped_by: stoppedBy?.name ?? null },
+            : { 'fio version': docs[0]['fio version'], sweep: docs, stopped_by: stoppedBy },
           null,
           2,
         ) + '\n',
@@ -845,9 +845,7 @@ export async function runBench(argv: string[]): Promise<number> {
     if (fmt.normal && results.length > 1) write(sweepTable(results));
     // a plot of a run cut short would draw a partial point, or a sweep's few points, as whole ones
     if (o.plot && stoppedBy)
-      process.stderr.write(
-        `pvblk bench: --plot ${o.plot}: not drawn, the run was stopped by ${stoppedBy.name}\n`,
-      );
+      process.stderr.write(`pvblk bench: --plot ${o.plot}: not drawn, the run was stopped by ${stoppedBy}\n`);
     else if (o.plot) {
       try {
         const { writePlot } = await import('./bench-plot.ts');
