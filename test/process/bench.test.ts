@@ -241,6 +241,16 @@ function expectCpuSplit(c: Cpu): void {
   expect(c.cpuSeconds).toBeCloseTo(c.cpuUserSeconds! + c.cpuSystemSeconds!, 9);
 }
 
+/** The pids (or null) of a bench's relay processes: its router, server and client. */
+function relayOf(bench: number): Array<number | null> {
+  return ['relay', 'server', 'client'].map((r) => childWith(bench, `relay-role=${r}`));
+}
+
+/** The pids (or null) of a bench's stack: its hypervisor, host and guest. */
+function stackOf(bench: number): Array<number | null> {
+  return ['hypervisor', 'host', 'domu'].map((t) => childWith(bench, `pvblk.mjs ${t}`));
+}
+
 /** The pid of a child of `parent` whose command line (arguments joined by spaces) holds `text`, or null. */
 function childWith(parent: number, text: string): number | null {
   for (const d of readdirSync('/proc')) {
@@ -334,12 +344,8 @@ describe('pvblk bench: a run', () => {
   it('with slices, Ctrl-C stops the relay at once, and a second one the stack wherever the run is', async () => {
     await killedRun(4, ['--baseline', '--baseline-slices=4'], async (b, bench) => {
       await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
-      const relay = ['relay-role=relay', 'relay-role=server', 'relay-role=client'].map((t) =>
-        childWith(bench, t),
-      );
-      const stack = ['pvblk.mjs host', 'pvblk.mjs hypervisor', 'pvblk.mjs domu'].map((t) =>
-        childWith(bench, t),
-      );
+      const relay = relayOf(bench);
+      const stack = stackOf(bench);
       expect([...relay, ...stack].every((pid) => pid !== null)).toBe(true);
       // a guest that cannot answer: the run the first signal cuts short cannot end and report
       process.kill(stack[2]!, 'SIGSTOP');
@@ -360,9 +366,7 @@ describe('pvblk bench: a run', () => {
     await killedRun(60, ['--eta=always', '--iodepth=4'], async (b, bench) => {
       // the ETA line carries rates once the jobs have done I/O
       await b.line((l) => l.startsWith('Jobs: 1 ') && l.includes(' IOPS]'));
-      const stack = ['pvblk.mjs host', 'pvblk.mjs hypervisor', 'pvblk.mjs domu'].map((t) =>
-        childWith(bench, t),
-      );
+      const stack = stackOf(bench);
       expect(stack.every((pid) => pid !== null)).toBe(true);
       process.kill(bench, 'SIGINT');
       const exit = await b.exited;
@@ -401,9 +405,7 @@ describe('pvblk bench: a run', () => {
     // the relay's clients warm up as long as pvblk's jobs did: 20 s, were the start not stopped
     await killedRun(1, ['--baseline', '--warmup=20s'], async (b, bench) => {
       await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 90_000, 'the relay client runs');
-      const relay = ['relay-role=relay', 'relay-role=server', 'relay-role=client'].map((t) =>
-        childWith(bench, t),
-      );
+      const relay = relayOf(bench);
       const signalled = Date.now();
       process.kill(bench, 'SIGINT');
       const exit = await b.exited;
@@ -516,7 +518,7 @@ describe('pvblk bench: a run', () => {
           60_000,
           'the relay client runs',
         );
-        const relay = ['relay', 'server', 'client'].map((r) => childWith(bench, `relay-role=${r}`));
+        const relay = relayOf(bench);
         expect(relay.every((pid) => pid !== null)).toBe(true);
         process.kill(bench, signal);
         const exit = await b.exited;
@@ -581,9 +583,7 @@ describe('pvblk bench: a run', () => {
   it('ends the run with an error when a process of its stack is killed, and stops the rest', async () => {
     await killedRun(60, [], async (b, bench) => {
       await b.line((l) => l.startsWith('Starting 1 process'));
-      const [hv, host, guest] = ['pvblk.mjs hypervisor', 'pvblk.mjs host', 'pvblk.mjs domu'].map((t) =>
-        childWith(bench, t),
-      );
+      const [hv, host, guest] = stackOf(bench);
       expect([hv, host, guest].every((pid) => pid !== null)).toBe(true);
       process.kill(host!, 'SIGKILL');
       // long before the 60 s the job asked for: the guest's fio would wait for its disk forever
