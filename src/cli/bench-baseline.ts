@@ -83,13 +83,12 @@ export class RelayBaseline {
     live: Map<Supervisor, string | null>,
     signal?: AbortSignal,
   ): Promise<RelayBaseline> {
-    let b: RelayBaseline | null = null;
     const sup = new Supervisor({
-      onRecord: (name, r) => b?.record(name, r as { event?: unknown; result?: unknown }),
+      // records come from processes that `launch` starts, after `started` exists
+      onRecord: (name, r) => started.record(name, r as { event?: unknown; result?: unknown }),
       onText: (n, l) => process.stderr.write(`${n} | ${l}\n`),
     });
     const started = new RelayBaseline(sup, o.baselineSlices, live);
-    b = started;
     live.set(sup, null);
     // its processes exit, and whatever the start waits for fails with them
     const stop = () => void started.stop();
