@@ -262,6 +262,7 @@ function applyJobValue(cl: FioCommandLine, key: string, value: string): FioComma
   // reparse each job's options with the swept one last: one parser for every value
   const opts: SplitOption[] = [];
   const opt = (k: string, v: string): SplitOption => ({ name: k, value: v, arg: `--${k}=${v}` });
+  for (const [k, v] of Object.entries(cl.globalGiven)) opts.push(opt(k, v));
   for (const given of cl.given) {
     opts.push(opt('name', given.name));
     for (const [k, v] of Object.entries(given)) if (k !== 'name') opts.push(opt(k, v));
@@ -377,6 +378,12 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
           if (rssIntervalMs < 100)
             fail(
               `rss-interval: min value out of range: ${o.value} (100ms min)`,
+              `fio: failed parsing rss-interval=${o.value}`,
+            );
+          // a timer takes at most 2^31 - 1 ms: beyond, Node fires it every millisecond
+          if (rssIntervalMs > MAX_WARMUP_MS)
+            fail(
+              `rss-interval: max value out of range: ${o.value} (1h max)`,
               `fio: failed parsing rss-interval=${o.value}`,
             );
           return true;

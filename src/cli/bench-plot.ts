@@ -217,7 +217,8 @@ export async function checkPlotting(file: string): Promise<void> {
   if (/\.png$/i.test(file)) await load<ResvgModule>('@resvg/resvg-js');
   const dir = dirname(resolve(file));
   const d = await stat(dir).catch(() => null);
-  if (!d?.isDirectory()) throw new Error(`${dir} is not a directory`);
+  if (!d) throw new Error(`${dir}: no such directory`);
+  if (!d.isDirectory()) throw new Error(`${dir} is not a directory`);
   // a file made there and removed: permission bits say nothing for root, nor for /proc or a read-only mount
   const probe = join(dir, `.pvblk-plot-${process.pid}`);
   try {

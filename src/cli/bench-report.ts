@@ -74,9 +74,18 @@ export interface PointResult {
   groupReporting: boolean;
   percentiles: number[];
   percentilePrecision: number;
+  /** Each job clone's iodepth, in the order a guest's fio runs them (jobs, then numjobs). */
+  jobDepths: number[];
+  /** The options of the global section, as fio's JSON "global options". */
+  globalOptions: Record<string, string>;
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/** `prefix` in front of every line of `text` that has anything on it (a guest's stderr, with several). */
+export function prefixLines(text: string, prefix: string): string {
+  return text.replace(/^(?=.)/gm, prefix);
+}
 
 /** Ring requests of a guest over the run (all its devices). */
 function guestRequests(g: GuestRun): number {
@@ -149,14 +158,28 @@ export function reportJobs(p: PointResult): Array<FioReportJob & { guest: GuestR
   for (const g of p.guests) {
     g.jobs.forEach((s, i) => {
       if (many) s.name = `${s.name.replace(/@.*$/, '')}@${g.name}`;
-      jobs.push({ stats: s, options: g.options[i] ?? g.options[0] ?? {}, guest: g, pid: g.pid });
+      jobs.push({
+        stats: s,
+        options: g.options[i] ?? g.options[0] ?? {},
+        iodepth: p.jobDepths[i] ?? p.jobDepths[0] ?? 1,
+        guest: g,
+        pid: g.pid,
+      });
     });
   }
   if (p.groupReporting && jobs.length > 1) {
     const merged = new JobStats(jobs[0].stats.name.replace(/@.*$/, ''));
     merged.members = 0;
     for (const j of jobs) merged.merge(j.stats);
-    return [{ stats: merged, options: jobs[0].options, guest: p.guests[0], pid: p.guests[0].pid }];
+    return [
+      {
+        stats: merged,
+        options: jobs[0].options,
+        iodepth: jobs[0].iodepth,
+        guest: p.guests[0],
+        pid: p.guests[0].pid,
+      },
+    ];
   }
   return jobs;
 }
@@ -472,6 +495,9 @@ function fioReport(p: PointResult, withExtra: boolean): FioReport {
     percentiles: p.percentiles,
     percentilePrecision: p.percentilePrecision,
     timestampMs: Date.now(),
+    // fio's genesis is its start: the bench's
+    elapsedMs: performance.now(),
+    globalOptions: p.globalOptions,
     pid: process.pid,
     extraNormal: withExtra
       ? (job) => {

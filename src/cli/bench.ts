@@ -18,9 +18,13 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import {
   etaLine,
+  fioExitStatus,
+  isGlobalFioOption,
+  jobErrorLine,
   parseEtaLine,
   FioUsageError,
   JobStats,
+  startNotes,
   outputCount,
   runBanner,
   runInGuest,
@@ -45,6 +49,7 @@ import { RelayBaseline, type Baseline, type BaselineGuest } from './bench-baseli
 import { appendGuestSlice, type GuestSlice, type Slice, type SliceSide } from './bench-slices.ts';
 import {
   pointLabel,
+  prefixLines,
   renderPointJson,
   renderPointNormal,
   renderPointTerse,
@@ -103,10 +108,13 @@ export function registerBench(program: Command): void {
 
 function fioArgv(cl: FioCommandLine, override: Record<string, string | null>, extra: string[]): string[] {
   const argv = ['fio'];
+  // the global section's options first, as given (the run's own, group_reporting and the
+  // percentiles, stay with the bench)
+  for (const [k, v] of Object.entries(cl.globalGiven)) if (!isGlobalFioOption(k)) argv.push(`--${k}=${v}`);
   for (const given of cl.given) {
     argv.push(`--name=${given.name}`);
     for (const [k, v] of Object.entries({ ...given, ...override })) {
-      if (k === 'name' || v === null) continue;
+      if (k === 'name' || v === null || isGlobalFioOption(k)) continue;
       argv.push(`--${k}=${v}`);
     }
   }
@@ -606,6 +614,8 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       groupReporting: p.cl.global.groupReporting,
       percentiles: p.cl.global.percentileList,
       percentilePrecision: p.cl.global.percentilePrecision,
+      jobDepths: p.cl.jobs.flatMap((j) => new Array<number>(j.numjobs).fill(j.iodepth)),
+      globalOptions: p.cl.globalGiven,
     };
   } finally {
     stopRun.signal.removeEventListener('abort', stopRelay);
@@ -660,7 +670,7 @@ function guestSlice(name: string, guests: number, out: GuestOutput): GuestSlice 
   }));
   // once the bench stops everything, a guest's complaint that its stack went is no news
   if (out.stderr && !interrupted)
-    process.stderr.write(guests > 1 ? out.stderr.replace(/^/gm, `${name}: `) : out.stderr);
+    process.stderr.write(guests > 1 ? prefixLines(out.stderr, `${name}: `) : out.stderr);
   if (!json && out.status === 0) process.stderr.write(`pvblk: ${name}: fio printed no JSON\n`);
   return {
     status: json ? out.status : out.status || 1,
@@ -689,8 +699,20 @@ async function runRelayRole(argv: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * What the bench does when its output cannot be written: the reader went away (`pvblk bench … | head
+ * -1`: EPIPE) — everything stops and the bench exits 141, as a process SIGPIPE killed — or the file is
+ * full (one line on stderr, 1). Set once the run can be stopped; before, the bench just exits.
+ */
+let onOutputLost: (code: number) => void = (code) => process.exit(code);
+
 export async function runBench(argv: string[]): Promise<number> {
-  if (argv.some((a) => a.startsWith('--relay-role='))) return runRelayRole(argv);
+  // the relay's processes, which the bench starts with their role as the first argument, and nothing else
+  if (argv[0]?.startsWith('--relay-role=')) return runRelayRole(argv);
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') process.stderr.write(`pvblk bench: stdout: ${e.message}\n`);
+    onOutputLost(e.code === 'EPIPE' ? 141 : 1);
+  });
   let o: BenchOptions | 'help';
   try {
     o = parseBenchArgs(argv);
@@ -723,7 +745,7 @@ export async function runBench(argv: string[]): Promise<number> {
   let stack: LiveStack | null = null;
   // no signal is handled before this turn ends, so the handler below always finds the run it cuts
   const main = runPoints(o);
-  const stopNow = (graceMs?: number) => {
+  const stopNow = (graceMs?: number, code = 130) => {
     // Stops whatever runs now — a stack starting or running, the relay's processes — and exits as a
     // shell reports an interrupt. The run in progress fails once its processes are gone; it notices
     // `interrupted` and prints nothing, starts nothing and leaves the exit to this. A stack cut off
@@ -735,9 +757,10 @@ export async function runBench(argv: string[]): Promise<number> {
       await stopLive(graceMs);
       await Promise.race([main.catch(() => 0), new Promise((r) => setTimeout(r, SIGNAL_GRACE_MS))]);
       await stopLive(graceMs);
-      process.exit(130);
+      process.exit(code);
     })();
   };
+  onOutputLost = (code) => stopNow(undefined, code);
   const onSignal = (name: NodeJS.Signals) => {
     // once a point has reported there is something to give, whatever the bench is doing now
     if (stopRun.signal.aborted || (!measuring && !results.length)) return stopNow();
@@ -792,6 +815,8 @@ export async function runBench(argv: string[]): Promise<number> {
           if (p.stack.guests > 1) banner[banner.length - 1] += ` in each of ${p.stack.guests} guests`;
           write(banner.join('\n') + '\n');
         }
+        // fio says these as its jobs start, whatever its output format
+        for (const note of startNotes(p.cl.jobs)) write(note + '\n');
         // a stack process that ends on its own ends the run: the guests' jobs would wait for it forever
         let r: PointResult;
         try {
@@ -804,6 +829,9 @@ export async function runBench(argv: string[]): Promise<number> {
         }
         if (interrupted) return 130;
         results.push(r);
+        // as each guest's fio said them on its stdout (its JSON's), in the process the job ran in
+        for (const g of r.guests)
+          for (const j of g.jobs) if (j.error) write(jobErrorLine(g.pid, j.error, j.verror) + '\n');
         if (atEnd) continue;
         if (fmt.normal) write('\n' + renderPointNormal(r));
         else if (fmt.terse) write(renderPointTerse(r));
@@ -856,14 +884,14 @@ export async function runBench(argv: string[]): Promise<number> {
         return 1;
       }
     }
-    // a guest's fio that the bench's signal ended says so with 128 (fio's exit_value), one more for a
-    // failed job; interrupted by anything else (its guest shutting down), its run was cut: a failure
-    const failed = results.some((r) =>
-      r.guests.some(
-        (g) => (g.status !== 0 && !(g.status === 128 && stoppedBy)) || g.jobs.some((j) => j.error),
-      ),
-    );
-    if (stoppedBy) return 128 + (failed ? 1 : 0);
-    return failed ? 1 : 0;
+    // fio's exit_value: 128 when the bench's signal ended the run, one more for each failed job; a
+    // guest's fio interrupted by anything else (its guest shutting down) had its run cut: one more
+    let failed = 0;
+    for (const r of results)
+      for (const g of r.guests) {
+        const jobs = g.jobs.filter((j) => j.error).length;
+        failed += jobs || (g.status !== 0 && !(g.status >= 128 && stoppedBy) ? 1 : 0);
+      }
+    return fioExitStatus(stoppedBy !== null, failed);
   }
 }

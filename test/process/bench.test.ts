@@ -91,7 +91,7 @@ describe('pvblk bench: bad input', () => {
     [['--name=t', '--plot=out.jpg'], ['fio: --plot out.jpg: the file name must end in .svg or .png']],
     [
       ['--name=t', '--plot=/nonexistent-dir/x.svg'],
-      ['pvblk bench: --plot /nonexistent-dir/x.svg: /nonexistent-dir is not a directory'],
+      ['pvblk bench: --plot /nonexistent-dir/x.svg: /nonexistent-dir: no such directory'],
     ],
     [
       ['--name=t', '--plot=/proc/x.png'],
@@ -360,6 +360,44 @@ describe('pvblk bench: a run', () => {
       for (const pid of stack) expect(processGone(pid!)).toBe(true);
       expect(b.out.some((l) => l.includes('Run status group') || l.includes('baseline slices'))).toBe(false);
     });
+  });
+
+  it('`pvblk bench … | head -1`: stops everything and exits 141, as SIGPIPE would, with no stack trace', async () => {
+    await killedRun(60, ['--eta=always'], async (b, bench) => {
+      // the ETA line comes once a second: a write after the reader has gone
+      await b.line((l) => l.startsWith('Jobs: 1 '));
+      const stack = stackOf(bench);
+      expect(stack.every((pid) => pid !== null)).toBe(true);
+      b.proc.stdout!.destroy();
+      const exit = await b.exited;
+      expect(exit.code).toBe(141);
+      expect(b.out.some((l) => /Error| {4}at /.test(l))).toBe(false);
+      for (const pid of stack) expect(processGone(pid!)).toBe(true);
+    });
+  });
+
+  it('says each failed job on stdout, and exits with one more for each, as fio', async () => {
+    // nothing was ever written at 2 MiB: every block fails its check
+    const r = await pvblk(
+      [
+        'bench',
+        '--rw=read',
+        '--bs=4k',
+        '--size=64k',
+        '--direct=1',
+        '--verify=crc32c',
+        '--verify_only',
+        '--offset=2m',
+        '--name=a',
+        '--name=b',
+        ...QUICK,
+      ],
+      { env: { TMPDIR: tmp.path } },
+    );
+    expect(r.code).toBe(2);
+    expect(r.stdout.split('\n').filter((l) => /^fio: pid=\d+, err=84\/file:io_u\.c, /.test(l))).toHaveLength(
+      2,
+    );
   });
 
   it("Ctrl-C in the measured run ends the jobs where they are and reports them, as fio's sig_int", async () => {
@@ -1034,7 +1072,8 @@ describe('fio in a running guest: --verify catches a block corrupted on the host
       'crc32c: verify failed at file /dev/xvda offset 20480, length 4096 (requested block: offset=20480, length=4096, flags=88)',
     );
     expect(v.stderr).toMatch(/ {7}Expected CRC: [0-9a-f]{8}\n {7}Received CRC: [0-9a-f]{8}/);
-    expect(v.stderr).toMatch(
+    // fio's thread_main() says it on stdout (log_info), as the job ends
+    expect(v.stdout).toMatch(
       /fio: pid=\d+, err=84\/file:io_u\.c, func=io_u_queued_complete, error=Invalid or incomplete multibyte or wide character/,
     );
     expect(v.stdout).toContain('v: (groupid=0, jobs=1): err=84 (file:io_u.c, func=io_u_queued_complete');

@@ -89,6 +89,34 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
   });
 });
 
+describe('pvblk bench: options', () => {
+  it('bounds --rss-interval where a timer can take it (1h), not only below', () => {
+    expect(parse('--rss-interval=250ms').rssIntervalMs).toBe(250);
+    expect(() => parse('--rss-interval=25d')).toThrow('rss-interval: max value out of range: 25d (1h max)');
+  });
+
+  it('refuses a short option as unrecognized, and a bare word as the job file fio would take it for', () => {
+    expect(() => parse('-x')).toThrow("pvblk bench: unrecognized option '-x'");
+    expect(() => parse('job.fio')).toThrow("pvblk bench: job files are not supported: 'job.fio'");
+  });
+
+  it('passes the global section to the sweep points, and sweeps the jobs after it', () => {
+    const o = parseBenchArgs([
+      '--name=global',
+      '--bs=8k',
+      '--name=a',
+      '--sweep',
+      'iodepth=1,4',
+    ]) as BenchOptions;
+    const points = benchPoints(o);
+    expect(points.map((p) => [p.cl.jobs[0].bs, p.cl.jobs[0].iodepth])).toEqual([
+      [8192, 1],
+      [8192, 4],
+    ]);
+    expect(points.map((p) => p.cl.globalGiven)).toEqual([{ bs: '8k' }, { bs: '8k' }]);
+  });
+});
+
 describe('pvblk bench: what a plot says its job is', () => {
   it('leaves out what a sweep varies: the command line holds one value, the points others', () => {
     const base = ['--rw=randread', '--bs=4k', '--iodepth=1'];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { JobStats, Samples } from '@pvblk/frontend';
-import { compare, comparisonLines } from '../../src/cli/bench-report.ts';
+import { compare, comparisonLines, prefixLines } from '../../src/cli/bench-report.ts';
 
 /**
  * A QD1 job whose every write spent 30 µs in submission (fio's slat) and 100 µs after it (clat),
@@ -59,5 +59,13 @@ describe('pvblk against the relay: clat and lat beside the round trip', () => {
       'lat max (usec)',
     ]);
     expect(lines.find((l) => l.trim().startsWith('lat avg (usec)'))).toMatch(/130\.0\s+110\.0\s+1\.18×$/);
+  });
+});
+
+describe("several guests' stderr", () => {
+  it('prefixes each line with its guest, and leaves nothing dangling after the last newline', () => {
+    expect(prefixLines('fio: one\nfio: two\n', 'guest1: ')).toBe('guest1: fio: one\nguest1: fio: two\n');
+    expect(prefixLines('a\n\nb', 'g: ')).toBe('g: a\n\ng: b');
+    expect(prefixLines('', 'g: ')).toBe('');
   });
 });

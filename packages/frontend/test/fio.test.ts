@@ -11,6 +11,7 @@ import {
   FIO_OPTION_NAMES,
   FioUsageError,
   fioTakesValue,
+  jobSize,
   parseFioOptions,
   splitOptions,
 } from '../src/guest/fio-options.ts';
@@ -89,7 +90,98 @@ describe('fio options', () => {
       ['a', 'read', 8192, true, 1],
       ['b', 'write', 8192, true, 4],
     ]);
-    expect(cl.given[1]).toEqual({ bs: '8k', direct: '1', name: 'b', rw: 'write', iodepth: '4' });
+    // fio's JSON lists the global section's options apart from each job's own (stat.c, init.c)
+    expect(cl.globalGiven).toEqual({ bs: '8k', direct: '1' });
+    expect(cl.given[1]).toEqual({ name: 'b', rw: 'write', iodepth: '4' });
+  });
+
+  it('takes --name=global as the global section, for the jobs after it (init.c parse_cmd_line)', () => {
+    const cl = parse([
+      '--name=a',
+      '--rw=write',
+      '--name=global',
+      '--rw=randread',
+      '--group_reporting',
+      '--output-format=json',
+      '--name=b',
+      '--name=globalish',
+      '--bs=8k',
+      '--name=c',
+    ]);
+    expect(cl.jobs.map((j) => [j.name, j.rw, j.bs])).toEqual([
+      ['a', 'write', 4096],
+      ['b', 'randread', 4096],
+      ['c', 'randread', 8192],
+    ]);
+    // group_reporting is a job option fio lists; output-format is a switch of its command line
+    expect(cl.globalGiven).toEqual({ rw: 'randread', group_reporting: '1', bs: '8k' });
+    expect(cl.given.map((g) => g.name)).toEqual(['a', 'b', 'c']);
+    expect(cl.global.groupReporting).toBe(true);
+    expect(usage(() => parse(['--name=global', '--rw=read']))[0]).toBe('No job(s) defined');
+  });
+
+  it("reads numbers as fio's str_to_decimal does: hex and size suffixes, in integer options too", () => {
+    const j = parse(['--name=j', '--iodepth=1k', '--randseed=0x10', '--numjobs=0x2', '--offset=0x1000'])
+      .jobs[0];
+    expect([j.iodepth, j.randseed, j.numjobs, j.offset]).toEqual([1024, 16, 2, 4096]);
+    expect(usage(() => parse(['--name=j', '--rwmixread=1k']))).toEqual([
+      'rwmixread: max value out of range: 1024 (100 max)',
+      'fio: failed parsing rwmixread=1k',
+    ]);
+    expect(usage(() => parse(['--name=j', '--iodepth=4k5']))).toEqual(['fio: failed parsing iodepth=4k5']);
+    expect(usage(() => parse(['--name=j', '--offset=-1']))).toEqual(['fio: failed parsing offset=-1']);
+    // this fio's own bounds, where fio has none, are said to be this fio's
+    expect(usage(() => parse(['--name=j', '--numjobs=65']))).toEqual([
+      'numjobs: 65 is more than this fio runs in one guest (64 jobs at most)',
+      'fio: failed parsing numjobs=65',
+    ]);
+    expect(usage(() => parse(['--name=j', '--iodepth=65537']))[0]).toBe(
+      'iodepth: 65537 is more than this fio keeps in flight (65536 at most)',
+    );
+  });
+
+  it("takes fio's booleans as integers: 0 or 1 for a bool, any for a set-only option (parse.c)", () => {
+    expect(parse(['--name=j', '--direct=0x1']).jobs[0].direct).toBe(true);
+    expect(usage(() => parse(['--name=j', '--direct=2']))).toEqual([
+      'max value out of range: 2 (1 max)',
+      'fio: failed parsing direct=2',
+    ]);
+    expect(usage(() => parse(['--name=j', '--direct=true']))).toEqual(['fio: failed parsing direct=true']);
+    expect(parse(['--name=j', '--time_based=5', '--runtime=1']).jobs[0].timeBased).toBe(true);
+    expect(parse(['--name=j', '--time_based=0']).jobs[0].timeBased).toBe(false);
+  });
+
+  it('takes size as a share of the device (size=N%), rounded down to the block size', () => {
+    const j = parse(['--name=j', '--size=50%', '--bs=4k']).jobs[0];
+    expect(j.size).toBeNull();
+    expect(j.sizePercent).toBe(50);
+    expect(jobSize(j, 1_000_000)).toBe(499_712);
+    // never past the end, from the offset on
+    const o = parse(['--name=j', '--size=100%', '--offset=64k']).jobs[0];
+    expect(jobSize(o, 1 << 20)).toBe((1 << 20) - 65536);
+    expect(usage(() => parse(['--name=j', '--size=0%']))[0]).toBe('size: value out of range: 0% (1-100%)');
+    expect(usage(() => parse(['--name=j', '--size=101%']))[0]).toBe(
+      'size: value out of range: 101% (1-100%)',
+    );
+  });
+
+  it("takes fio's switches as fio does: any --eta but always and never is auto; terse is version 3", () => {
+    expect(parse(['--name=j', '--eta=sometimes']).global.eta).toBe('auto');
+    expect(parse(['--name=j', '--eta=never']).global.eta).toBe('never');
+    expect(parse(['--name=j', '--terse-version=3']).globalGiven).toEqual({});
+    expect(usage(() => parse(['--name=j', '--terse-version=2']))).toEqual([
+      'fio: terse-version=2: this fio prints terse version 3 only',
+      'fio: failed parsing terse-version=2',
+    ]);
+  });
+
+  it("says an option of fio's that this fio lacks is fio's, not unknown", () => {
+    expect(usage(() => parse(['--name=j', '--stonewall']))).toEqual([
+      "fio: option '--stonewall' is one of fio's, but this fio does not implement it (see --help)",
+    ]);
+    expect(usage(() => parse(['--name=j', '--output=/tmp/x']))[0]).toMatch(
+      /^fio: option '--output=\/tmp\/x' is one of fio's/,
+    );
   });
 
   it('refuses what fio refuses, in its words', () => {
@@ -314,7 +406,7 @@ describe('fio statistics and output', () => {
     s.write.iops.add(1000);
     s.totalRunMs = 1000;
     return {
-      jobs: [{ stats: s, options: { name: 'randw', rw: 'randwrite', iodepth: '1' } }],
+      jobs: [{ stats: s, options: { name: 'randw', rw: 'randwrite', iodepth: '1' }, iodepth: 1 }],
       disks: [
         {
           name: 'xvda',
@@ -331,6 +423,8 @@ describe('fio statistics and output', () => {
       ],
       percentiles: [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99],
       timestampMs: Date.UTC(2024, 0, 2, 3, 4, 5),
+      elapsedMs: 1200,
+      globalOptions: {},
       pid: 42,
     };
   }
@@ -390,7 +484,7 @@ describe('fio statistics and output', () => {
     expect(group.write.bw).toMatchObject({ n: 4, min: 7000, max: 8000, mean: 7500 });
     expect(group.write.iops).toMatchObject({ n: 4, min: 1750, max: 2000, mean: 1875 });
     // the group's bw line is the group's: about all of the aggregate bandwidth
-    const r = { ...report(), jobs: [{ stats: group, options: {} }] };
+    const r = { ...report(), jobs: [{ stats: group, options: {}, iodepth: 1 }] };
     expect(renderNormal(r)).toMatch(
       / {3}bw \( {2}KiB\/s\): min= 7000, max= 8000, per=100\.00%, avg=7500\.00,/,
     );

@@ -11,6 +11,7 @@ export {
   FIO_VERSION,
   FioUsageError,
   fioTakesValue,
+  isGlobalFioOption,
   jobSize,
   outputCount,
   parseBool,
@@ -36,7 +37,7 @@ export {
   type RawJob,
   type RawSamples,
 } from './fio-stats.ts';
-export { FIO_IOMEM_MAX, jobIomem } from './fio-engine.ts';
+export { FIO_IOMEM_MAX, jobIomem, syncEngine } from './fio-engine.ts';
 export {
   num2str,
   renderJson,
@@ -49,7 +50,10 @@ export {
   condensedRunStr,
   etaLine,
   etaToStr,
+  fioExitStatus,
+  jobErrorLine,
   parseEtaLine,
+  startNotes,
   type EtaStatus,
   jobBanner,
   PVBLK_STACK_OPTIONS,

@@ -27,7 +27,7 @@ import type { BioSegment } from '../block/types.ts';
 import type { GuestDisk } from './toolbox.ts';
 import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs } from './vfs.ts';
 import { blkStatusToErrno } from '../block/queue.ts';
-import { rwKinds, type FioJob } from './fio-options.ts';
+import { jobSize, rwKinds, type FioJob } from './fio-options.ts';
 import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 
@@ -143,9 +143,17 @@ class Offsets {
  * job sections multiplied a per-job bound (12 jobs of 16 × 8 MiB took the guest to 1.8 GB).
  */
 export const FIO_IOMEM_MAX = 1 << 30;
+/**
+ * The longest the submit loop runs on microtasks alone before it lets the event loop turn. Reads the
+ * page cache holds complete in promise callbacks, never leaving the microtask queue: without a turn of
+ * the loop, a buffered job would hold off the guest's sockets, timers and signals (Ctrl-C, the ETA
+ * line) until it ended.
+ */
+const YIELD_MS = 10;
+
 /** I/Os a job's worker keeps in flight: iodepth, one for the synchronous engines. */
 function jobDepth(job: FioJob): number {
-  return job.ioengine === 'psync' || job.ioengine === 'sync' ? 1 : job.iodepth;
+  return syncEngine(job) ? 1 : job.iodepth;
 }
 
 /** Bytes of I/O buffers one job's worker holds: a buffer of bs bytes for each I/O in flight. */
@@ -186,9 +194,45 @@ interface Io {
   offset: number;
   tIssue: number;
   tSubmitted: number;
+  /** Issued during ramp_time: not accounted. */
+  ramp: boolean;
+}
+
+/** What the guest process used over a span (its CPU times in µs, context switches and page faults). */
+export interface ProcessUsage {
+  user: number;
+  system: number;
+  ctx: number;
+  majf: number;
+  minf: number;
+}
+
+function usageNow(): ProcessUsage {
+  const cpu = process.cpuUsage();
+  const ru = process.resourceUsage();
+  return {
+    user: cpu.user,
+    system: cpu.system,
+    ctx: ru.voluntaryContextSwitches + ru.involuntaryContextSwitches,
+    majf: ru.majorPageFault,
+    minf: ru.minorPageFault,
+  };
+}
+
+/** fio's synchronous engines (FIO_SYNCIO): one I/O at a time, each complete when its call returns. */
+export function syncEngine(job: FioJob): boolean {
+  return job.ioengine === 'psync' || job.ioengine === 'sync';
 }
 
 const now = (): number => performance.now();
+
+/**
+ * Milliseconds, whole, rounded up from whole microseconds, as fio's update_runtime() keeps ts.runtime:
+ * IOPS and BW are computed from the runtime the reports print beside them.
+ */
+function wholeMs(ms: number): number {
+  return Math.floor((Math.floor(Math.max(0, ms) * 1000) + 999) / 1000);
+}
 
 /** One fio worker (a job, or one of its numjobs clones). */
 export class Worker {
@@ -198,6 +242,7 @@ export class Worker {
   private readonly rand: () => number;
   private readonly depth: number;
   private readonly direct: boolean;
+  private readonly sync: boolean;
   private readonly slots: Slot[] = [];
   private readonly freeSlots: Slot[] = [];
   private file: GuestFile | null = null;
@@ -208,10 +253,24 @@ export class Worker {
   private numberio = 0;
   private stopping = false;
   private pumpQueued = false;
+  /** When the event loop last turned while this worker ran (see YIELD_MS and later()). */
+  private lastTurn = now();
+  /** Whether a check of the loop's next turn is pending. */
+  private turnWatched = false;
   private completedBurst = 0;
   private tStart = 0;
   private tMeasure = 0;
   private tEnd = 0;
+  /** Whether ramp_time is over (the first submit loop at or past tMeasure ends it). */
+  private rampDone = false;
+  /**
+   * fio's td->epoch: when the job's I/O began (after its open), moved to the end of ramp_time; its
+   * total_run_time and CPU figures run from here to the end of its verify phase. Null until begun.
+   */
+  private epoch: number | null = null;
+  private usage0: ProcessUsage | null = null;
+  /** What the guest process used from the epoch to the job's end (set by finish). */
+  usage: ProcessUsage = { user: 0, system: 0, ctx: 0, majf: 0, minf: 0 };
   private done!: () => void;
   /** Last write per offset, for the verify phase. */
   private readonly written = new Map<number, number>();
@@ -229,13 +288,14 @@ export class Worker {
     this.stats = new JobStats(job.name);
     this.kinds = rwKinds(job.rw);
     const bytes = target.disk.queue.capacity() * 512;
-    const size = job.size ?? bytes - job.offset;
+    const size = jobSize(job, bytes);
     const seed = job.randrepeat
       ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
       : (Math.random() * 2 ** 32) >>> 0;
     this.rand = mulberry32(seed);
     this.offsets = new Offsets(job.offset, size, job.bs, this.kinds.random, this.rand);
     this.direct = job.direct;
+    this.sync = syncEngine(job);
     this.depth = jobDepth(job);
     this.bytesTarget = this.offsets.count * job.bs;
   }
@@ -361,10 +421,37 @@ export class Worker {
     this.stopping = true;
   }
 
+  /** fio's set_epoch_time() and clear_rusage_stat(): the job's run time and CPU count from here. */
+  private setEpoch(t: number): void {
+    this.epoch = t;
+    this.usage0 = usageNow();
+  }
+
+  /**
+   * The job's end (after its verify phase, as fio's thread_main() measures it): total_run_time in whole
+   * milliseconds rounded up as its runtimes are, so never below a direction's, and the process's usage
+   * over the span. A job that never began (its open failed) ran for no time.
+   */
+  finish(): void {
+    if (this.epoch === null || !this.usage0) return;
+    this.stats.totalRunMs = wholeMs(now() - this.epoch);
+    const u = usageNow();
+    const u0 = this.usage0;
+    this.usage = {
+      user: u.user - u0.user,
+      system: u.system - u0.system,
+      ctx: u.ctx - u0.ctx,
+      majf: u.majf - u0.majf,
+      minf: u.minf - u0.minf,
+    };
+  }
+
   /** The workload: resolves when the last I/O has completed. */
   run(): Promise<void> {
     const j = this.job;
     this.tStart = now();
+    this.lastTurn = this.tStart;
+    this.setEpoch(this.tStart);
     this.tMeasure = this.tStart + j.rampTime;
     this.tEnd = j.runtime !== null ? this.tMeasure + j.runtime : Infinity;
     this.window.t = this.tMeasure;
@@ -383,12 +470,9 @@ export class Worker {
     return new Promise<void>((resolve) => {
       this.done = () => {
         const end = now();
-        // whole milliseconds, rounded up from whole microseconds, as fio's update_runtime() keeps
-        // ts.runtime: IOPS and BW are computed from the runtime the reports print beside them
-        const runtime = Math.floor((Math.floor(Math.max(0, end - this.tMeasure) * 1000) + 999) / 1000);
+        const runtime = wholeMs(end - this.tMeasure);
         if (this.stats.read.ios) this.stats.read.runtimeMs = runtime;
         if (this.stats.write.ios) this.stats.write.runtimeMs = runtime;
-        this.stats.totalRunMs = end - this.tStart;
         this.closeWindow(end, true);
         this.state = '_';
         resolve();
@@ -418,6 +502,14 @@ export class Worker {
       this.completedBurst = 0;
     }
     const t = now();
+    if (!this.rampDone && t >= this.tMeasure) {
+      // fio's ramp_period_over(): what the ramp did is not the job's (reset_io_stats and
+      // reset_all_stats: the depth, submit and complete maps, the run time and CPU start again)
+      this.rampDone = true;
+      this.stats.resetIo();
+      // the ramp ended at tMeasure, where the directions' runtimes start
+      this.setEpoch(this.tMeasure);
+    }
     let n = 0;
     while (this.inflight < this.depth && this.more(t)) {
       this.issue(t);
@@ -441,7 +533,7 @@ export class Worker {
     const slot = this.freeSlots.pop()!;
     const write = this.pickWrite();
     const offset = this.offsets.next();
-    const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0 };
+    const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone };
     this.inflight++;
     this.issued++;
     this.stats.depthMap[depthBucket(this.inflight)]++;
@@ -464,9 +556,12 @@ export class Worker {
         sector: offset / 512,
         segments: slot.segments,
       });
+      // a synchronous engine's I/O is issued by its call and has no submission latency: fio records
+      // slat only for I/O its engine queued (io_u_queued())
+      if (this.sync) io.tSubmitted = tIssue;
       // blkfront pushes in a microtask queued by the submit: this one runs after that push
       queueMicrotask(() => {
-        io.tSubmitted = now();
+        if (!this.sync) io.tSubmitted = now();
         // ring occupancy right after the push that published this I/O (it counts itself)
         this.stats.ringOccupancy.add(this.target.disk.front.inflight);
       });
@@ -507,8 +602,32 @@ export class Worker {
     }
     if (!this.pumpQueued) {
       this.pumpQueued = true;
-      process.nextTick(() => this.pump());
+      this.later(() => this.pump());
     }
+  }
+
+  /**
+   * Runs `fn` once this burst of completions is over: at the end of the microtask queue, or after a
+   * turn of the event loop when the worker has gone YIELD_MS without one.
+   */
+  private later(fn: () => void): void {
+    // an immediate runs once the loop turns: while completions come from sockets (direct I/O) it
+    // turns all the time and the refill stays in this burst of microtasks, as before
+    if (!this.turnWatched) {
+      this.turnWatched = true;
+      setImmediate(() => {
+        this.turnWatched = false;
+        this.lastTurn = now();
+      });
+    }
+    if (now() - this.lastTurn < YIELD_MS) {
+      process.nextTick(fn);
+      return;
+    }
+    setImmediate(() => {
+      this.lastTurn = now();
+      fn();
+    });
   }
 
   private verifyRead(io: Io): void {
@@ -527,14 +646,14 @@ export class Worker {
   }
 
   private account(io: Io, t: number): void {
-    if (io.tIssue < this.tMeasure) return; // ramp: issued before the measurement started
+    if (io.ramp) return; // issued before the measurement started
     const d = io.write ? this.stats.write : this.stats.read;
     const bs = this.job.bs;
     d.ios++;
     d.bytes += bs;
     this.bytesDone += bs;
     const lat = (t - io.tIssue) * 1e6;
-    if (this.direct) {
+    if (this.direct && !this.sync) {
       d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
       d.clat.add((t - io.tSubmitted) * 1e6);
     } else {
@@ -607,6 +726,9 @@ export class Worker {
     const offsets: number[] = this.job.verifyOnly
       ? Array.from({ length: this.offsets.count }, (_, k) => this.job.offset + k * this.job.bs)
       : [...this.written.keys()].sort((a, b) => a - b);
+    // verify_only: the verify phase is the job's I/O, and its epoch
+    if (this.epoch === null) this.setEpoch(now());
+    this.lastTurn = now();
     this.state = 'V';
     let next = 0;
     await new Promise<void>((resolve) => {
@@ -625,9 +747,9 @@ export class Worker {
                 'io_u error',
                 `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: read offset=${offset}, buflen=${this.job.bs}`,
               );
-            else this.verifyRead({ slot, write: false, offset, tIssue: 0, tSubmitted: 0 });
+            else this.verifyRead({ slot, write: false, offset, tIssue: 0, tSubmitted: 0, ramp: false });
             if (inflight === 0 && (next >= offsets.length || this.stats.error || this.stopping)) resolve();
-            else pump();
+            else this.later(pump);
           };
           if (this.direct) {
             this.target.disk.queue

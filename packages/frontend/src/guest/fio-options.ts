@@ -4,8 +4,10 @@
  * `--opt value` are accepted, except for fio's set-only options (`--time_based`, `--group_reporting`,
  * `--verify_only`), which take a value only with `=`, as fio's getopt table has them.
  *
- * Options before the first `--name` are global; each `--name` starts a job that inherits them (fio's
- * command-line job sections). Every error names the option, in fio's words, and nothing runs.
+ * Options before the first `--name` are global, and so are those after `--name=global` (fio's global
+ * section, as its parse_cmd_line() takes any name starting with "global"); each other `--name` starts
+ * a job that inherits the global options given before it (fio's command-line job sections). Every
+ * error names the option, in fio's words, and nothing runs.
  *
  * Deliberate differences from fio, all documented in docs/experiments.md: the default ioengine is
  * `libaio` (fio's is psync), because queue depth is the point of this tool; `filename` defaults to the
@@ -56,8 +58,10 @@ export interface FioJob {
   bs: number;
   iodepth: number;
   numjobs: number;
-  /** Bytes of the region each job works on; null = to the end of the device. */
+  /** Bytes of the region each job works on; null = to the end of the device (or sizePercent of it). */
   size: number | null;
+  /** fio's `size=N%`: that share of the device, from `offset` on; null when not given so. */
+  sizePercent: number | null;
   offset: number;
   /** Milliseconds; null = until `size` bytes are done. */
   runtime: number | null;
@@ -85,7 +89,10 @@ export interface FioGlobal {
 export interface FioCommandLine {
   global: FioGlobal;
   jobs: FioJob[];
-  /** Options given on the command line, per job, as fio's JSON "job options" lists them. */
+  /** Options given in the global section (before the first job, or after `--name=global`), as fio's
+   * JSON "global options" lists them. */
+  globalGiven: Record<string, string>;
+  /** Options given in each job's own section, as fio's JSON "job options" lists them. */
   given: Array<Record<string, string>>;
 }
 
@@ -110,6 +117,7 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   iodepth: 1,
   numjobs: 1,
   size: null,
+  sizePercent: null,
   offset: 0,
   runtime: null,
   timeBased: false,
@@ -146,11 +154,15 @@ const SIZE_UNITS: Record<string, number> = {
   p: 1024 ** 5,
 };
 
-/** fio's size syntax with kb_base=1024: `4096`, `4k`, `4K`, `4KiB`, `128kb`, `1m`, `2g`. */
+/**
+ * fio's number syntax for sizes and integer options alike (parse.c's str_to_decimal with kb_base=1024):
+ * `4096`, `0x1000`, `4k`, `4K`, `4KiB`, `128kb`, `1m`, `2g`.
+ */
 export function parseSize(opt: string, raw: string): number {
-  const m = /^([0-9]+)(?:([kmgtpKMGTP])(?:[iI]?[bB])?|[bB])?$/.exec(raw.trim());
+  const m = /^(?:0[xX]([0-9a-fA-F]+)|([0-9]+)(?:([kmgtpKMGTP])(?:[iI]?[bB])?|[bB])?)$/.exec(raw.trim());
   if (!m) return failedParsing(opt, raw);
-  const v = Number(m[1]) * SIZE_UNITS[(m[2] ?? '').toLowerCase()];
+  const v =
+    m[1] !== undefined ? Number.parseInt(m[1], 16) : Number(m[2]) * SIZE_UNITS[(m[3] ?? '').toLowerCase()];
   if (!Number.isSafeInteger(v)) return failedParsing(opt, raw, `${opt}: value out of range: ${raw}`);
   return v;
 }
@@ -171,18 +183,44 @@ export function parseTime(opt: string, raw: string): number {
   return Number(m[1]) * TIME_UNITS[m[2] ?? 's'];
 }
 
-export function parseIntOption(opt: string, raw: string, min: number, max: number): number {
-  if (!/^-?[0-9]+$/.test(raw.trim())) return failedParsing(opt, raw);
-  const v = Number(raw);
+/**
+ * An integer option in fio's number syntax (parseSize's: `1k` is 1024, `0x10` is 16) within fio's
+ * bounds for it, refused in parse.c's words. `limit` is a bound of this tool's where fio has none: it
+ * is refused in words that say so, not in fio's.
+ */
+export function parseIntOption(
+  opt: string,
+  raw: string,
+  min: number,
+  max: number,
+  limit?: { max: number; why: string },
+): number {
+  const t = raw.trim();
+  const v = t.startsWith('-') ? -parseSize(opt, t.slice(1)) : parseSize(opt, t);
   if (v < min) return failedParsing(opt, raw, `${opt}: min value out of range: ${v} (${min} min)`);
   if (v > max) return failedParsing(opt, raw, `${opt}: max value out of range: ${v} (${max} max)`);
+  if (limit && v > limit.max) return failedParsing(opt, raw, `${opt}: ${v} is more than ${limit.why}`);
   return v;
 }
 
+/** A yes/no option of pvblk's own (`--pi=1`, `--baseline=true`). */
 export function parseBool(opt: string, raw: string): boolean {
   if (raw === '1' || raw === 'true' || raw === 'on' || raw === 'yes') return true;
   if (raw === '0' || raw === 'false' || raw === 'off' || raw === 'no') return false;
   return failedParsing(opt, raw, `${opt}: not a boolean: ${raw} (0 or 1)`);
+}
+
+/**
+ * fio's boolean options (FIO_OPT_BOOL: `direct`, `do_verify`, …) take an integer, 0 or 1 (parse.c's
+ * check_int, decimal or 0x hex; its option table bounds a bool to 0..1); its set-only ones
+ * (FIO_OPT_STR_SET: `time_based`, `group_reporting`, …) take any integer, set when it is not 0.
+ */
+export function fioBool(opt: string, raw: string, kind: 'bool' | 'set'): boolean {
+  const m = /^(?:0[xX]([0-9a-fA-F]+)|([0-9]+))$/.exec(raw.trim());
+  if (!m) return failedParsing(opt, raw);
+  const v = m[1] !== undefined ? Number.parseInt(m[1], 16) : Number(m[2]);
+  if (kind === 'bool' && v > 1) return failedParsing(opt, raw, `max value out of range: ${v} (1 max)`);
+  return v !== 0;
 }
 
 export function parseChoice<T extends string>(
@@ -205,6 +243,8 @@ interface OptionDef {
   flag?: boolean;
   /** Applies to the whole run, not to one job. */
   global?: boolean;
+  /** A switch of fio's command line, not a job option: its JSON lists it in no options object. */
+  switch?: boolean;
   apply: Apply;
 }
 
@@ -226,16 +266,32 @@ const OPTIONS: Record<string, OptionDef> = {
   rwmixwrite: { apply: jobOpt((j, v) => (j.rwmixread = 100 - parseIntOption('rwmixwrite', v, 0, 100))) },
   bs: { apply: jobOpt((j, v) => (j.bs = blockSize('bs', v))) },
   blocksize: { apply: jobOpt((j, v) => (j.bs = blockSize('blocksize', v))) },
-  iodepth: { apply: jobOpt((j, v) => (j.iodepth = parseIntOption('iodepth', v, 1, 65536))) },
-  numjobs: { apply: jobOpt((j, v) => (j.numjobs = parseIntOption('numjobs', v, 1, 64))) },
-  size: { apply: jobOpt((j, v) => (j.size = positiveSize('size', v))) },
+  iodepth: {
+    apply: jobOpt(
+      (j, v) =>
+        (j.iodepth = parseIntOption('iodepth', v, 1, Number.MAX_SAFE_INTEGER, {
+          max: 65536,
+          why: 'this fio keeps in flight (65536 at most)',
+        })),
+    ),
+  },
+  numjobs: {
+    apply: jobOpt(
+      (j, v) =>
+        (j.numjobs = parseIntOption('numjobs', v, 1, Number.MAX_SAFE_INTEGER, {
+          max: 64,
+          why: 'this fio runs in one guest (64 jobs at most)',
+        })),
+    ),
+  },
+  size: { apply: jobOpt((j, v) => sizeOption(j, v)) },
   offset: { apply: jobOpt((j, v) => (j.offset = parseSize('offset', v))) },
   runtime: { apply: jobOpt((j, v) => (j.runtime = positiveTime('runtime', v))) },
   timeout: { apply: jobOpt((j, v) => (j.runtime = positiveTime('timeout', v))) },
-  time_based: { flag: true, apply: jobOpt((j, v) => (j.timeBased = parseBool('time_based', v))) },
+  time_based: { flag: true, apply: jobOpt((j, v) => (j.timeBased = fioBool('time_based', v, 'set'))) },
   ramp_time: { apply: jobOpt((j, v) => (j.rampTime = parseTime('ramp_time', v))) },
-  direct: { apply: jobOpt((j, v) => (j.direct = parseBool('direct', v))) },
-  buffered: { apply: jobOpt((j, v) => (j.direct = !parseBool('buffered', v))) },
+  direct: { apply: jobOpt((j, v) => (j.direct = fioBool('direct', v, 'bool'))) },
+  buffered: { apply: jobOpt((j, v) => (j.direct = !fioBool('buffered', v, 'bool'))) },
   ioengine: {
     apply: jobOpt(
       (j, v) =>
@@ -258,19 +314,19 @@ const OPTIONS: Record<string, OptionDef> = {
         ] as const)),
     ),
   },
-  do_verify: { apply: jobOpt((j, v) => (j.doVerify = parseBool('do_verify', v))) },
-  verify_only: { flag: true, apply: jobOpt((j, v) => (j.verifyOnly = parseBool('verify_only', v))) },
+  do_verify: { apply: jobOpt((j, v) => (j.doVerify = fioBool('do_verify', v, 'bool'))) },
+  verify_only: { flag: true, apply: jobOpt((j, v) => (j.verifyOnly = fioBool('verify_only', v, 'set'))) },
   randseed: {
     apply: jobOpt((j, v) => {
       j.randseed = parseIntOption('randseed', v, 0, 0xffffffff);
       j.randrepeat = true;
     }),
   },
-  randrepeat: { apply: jobOpt((j, v) => (j.randrepeat = parseBool('randrepeat', v))) },
+  randrepeat: { apply: jobOpt((j, v) => (j.randrepeat = fioBool('randrepeat', v, 'bool'))) },
   group_reporting: {
     flag: true,
     global: true,
-    apply: (_j, g, v) => (g.groupReporting = parseBool('group_reporting', v)),
+    apply: (_j, g, v) => (g.groupReporting = fioBool('group_reporting', v, 'set')),
   },
   percentile_list: {
     global: true,
@@ -280,25 +336,131 @@ const OPTIONS: Record<string, OptionDef> = {
       g.percentilePrecision = precision;
     },
   },
-  'output-format': { global: true, apply: (_j, g, v) => (g.outputFormat = parseOutputFormat(v)) },
+  'output-format': {
+    global: true,
+    switch: true,
+    apply: (_j, g, v) => (g.outputFormat = parseOutputFormat(v)),
+  },
   // fio's --minimal: terse output only
   minimal: {
     flag: true,
     global: true,
+    switch: true,
     apply: (_j, g, v) => {
-      if (parseBool('minimal', v)) g.outputFormat = parseOutputFormat('terse');
+      if (fioBool('minimal', v, 'set')) g.outputFormat = parseOutputFormat('terse');
     },
   },
+  // fio's init.c takes `always` and `never`, and anything else as auto
   eta: {
     global: true,
-    apply: (_j, g, v) =>
-      (g.eta = parseChoice('eta', v, [
-        ['auto', 'Show the ETA line when the output is a terminal'],
-        ['always', 'Always show the ETA line'],
-        ['never', 'Never show the ETA line'],
-      ] as const)),
+    switch: true,
+    apply: (_j, g, v) => (g.eta = v === 'always' || v === 'never' ? v : 'auto'),
+  },
+  // the version of terse output: this fio prints version 3, fio's default, and no other
+  'terse-version': {
+    global: true,
+    switch: true,
+    apply: (_j, _g, v) => {
+      if (v.trim() !== '3')
+        fail(
+          `fio: terse-version=${v}: this fio prints terse version 3 only`,
+          `fio: failed parsing terse-version=${v}`,
+        );
+    },
   },
 };
+
+/**
+ * Options of fio that this fio does not implement: refused as such, where fio's "unrecognized option"
+ * would say that fio has no such option.
+ */
+const FIO_UNSUPPORTED = new Set([
+  'output',
+  'stonewall',
+  'wait_for_previous',
+  'new_group',
+  'iodepth_batch',
+  'iodepth_batch_submit',
+  'iodepth_batch_complete',
+  'iodepth_batch_complete_min',
+  'iodepth_batch_complete_max',
+  'iodepth_low',
+  'rate',
+  'rate_iops',
+  'rate_min',
+  'ratecycle',
+  'thinktime',
+  'fsync',
+  'fdatasync',
+  'end_fsync',
+  'fsync_on_close',
+  'norandommap',
+  'random_distribution',
+  'random_generator',
+  'loops',
+  'startdelay',
+  'bssplit',
+  'bsrange',
+  'blocksize_range',
+  'rw_sequencer',
+  'zonemode',
+  'zonesize',
+  'zonerange',
+  'filesize',
+  'nrfiles',
+  'directory',
+  'write_bw_log',
+  'write_lat_log',
+  'write_iops_log',
+  'write_hist_log',
+  'log_avg_msec',
+  'cpus_allowed',
+  'cpumask',
+  'clat_percentiles',
+  'lat_percentiles',
+  'slat_percentiles',
+  'unified_rw_reporting',
+  'invalidate',
+  'refill_buffers',
+  'scramble_buffers',
+  'buffer_pattern',
+  'buffer_compress_percentage',
+  'dedupe_percentage',
+  'zero_buffers',
+  'verify_pattern',
+  'verify_interval',
+  'verify_offset',
+  'verify_backlog',
+  'verify_async',
+  'verify_fatal',
+  'verify_dump',
+  'verify_state_save',
+  'continue_on_error',
+  'ignore_error',
+  'thread',
+  'exitall',
+  'status-interval',
+  'section',
+  'client',
+  'server',
+]);
+
+/**
+ * `size`: bytes, or `N%` of the device from `offset` on (fio's size callback and its filesetup.c, which
+ * rounds the share down to the block size).
+ */
+function sizeOption(j: FioJob, raw: string): void {
+  const pct = /^([0-9]+(?:\.[0-9]+)?)%$/.exec(raw.trim());
+  if (pct) {
+    const v = Number(pct[1]);
+    if (v <= 0 || v > 100) failedParsing('size', raw, `size: value out of range: ${raw} (1-100%)`);
+    j.sizePercent = v;
+    j.size = null;
+    return;
+  }
+  j.size = positiveSize('size', raw);
+  j.sizePercent = null;
+}
 
 function positiveSize(opt: string, raw: string): number {
   const v = parseSize(opt, raw);
@@ -356,8 +518,9 @@ function parsePercentiles(raw: string): { list: number[]; precision: number } {
   return { list: list.sort((a, b) => a - b), precision };
 }
 
-export function isFioOption(name: string): boolean {
-  return Object.hasOwn(OPTIONS, name);
+/** Whether an option applies to the whole run rather than to a job (group_reporting, the outputs, …). */
+export function isGlobalFioOption(name: string): boolean {
+  return ownEntry(OPTIONS, name)?.global === true;
 }
 
 /** Levenshtein distance, for fio's "Did you mean" hint. */
@@ -405,6 +568,8 @@ export function splitOptions(
   const out: SplitOption[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
+    // fio's getopt refuses an option it does not know; a word that is no option is a job file to it
+    if (arg.startsWith('-') && !arg.startsWith('--')) fail(`${prog}: unrecognized option '${arg}'`);
     if (!arg.startsWith('--') || arg === '--') {
       fail(`${prog}: job files are not supported: '${arg}' (give the job as --name=… options)`);
     }
@@ -453,6 +618,8 @@ export function parseFioOptions(
     const def = ownEntry(OPTIONS, o.name);
     if (!def) {
       if (extra(o)) continue;
+      if (FIO_UNSUPPORTED.has(o.name))
+        fail(`fio: option '${o.arg}' is one of fio's, but this fio does not implement it (see --help)`);
       const hint = closestOption(o.name, [...FIO_OPTION_NAMES, ...knownExtra]);
       fail(`fio: unrecognized option '${o.arg}'`, ...(hint ? [`Did you mean ${hint}?`] : []));
     }
@@ -460,21 +627,24 @@ export function parseFioOptions(
     if (value === null) fail(`Option ${o.name} requires an argument`, `fio: failed parsing ${o.name}`);
     if (o.name === 'name') {
       if (value === '') fail('fio: job name may not be empty', 'fio: failed parsing name=');
+      // init.c's parse_cmd_line(): a section whose name starts with "global" is the global one
+      if (value.startsWith('global')) {
+        current = null;
+        continue;
+      }
       current = { ...defaults, name: value };
       jobs.push(current);
-      given.push({ ...globalGiven, name: value });
+      given.push({ name: value });
       continue;
     }
-    if (def.global) {
-      def.apply(null, global, value);
-      continue;
-    }
-    def.apply(current ?? defaults, global, value);
+    if (def.global) def.apply(null, global, value);
+    else def.apply(current ?? defaults, global, value);
+    if (def.switch) continue;
     if (current) given[given.length - 1][o.name] = value;
     else globalGiven[o.name] = value;
   }
   if (jobs.length === 0) fail('No job(s) defined', '', 'give a job with --name=<job name> and its options');
-  return { global, jobs, given };
+  return { global, jobs, globalGiven, given };
 }
 
 /**
@@ -498,7 +668,7 @@ export function checkJobAgainstDevice(
   if (job.offset >= dev.bytes) {
     fail(`fio: offset=${job.offset} is at or past the end of ${dev.path} (${dev.bytes} bytes)`);
   }
-  const size = job.size ?? dev.bytes - job.offset;
+  const size = jobSize(job, dev.bytes);
   if (job.offset + size > dev.bytes) {
     fail(`fio: offset=${job.offset} size=${size} goes past the end of ${dev.path} (${dev.bytes} bytes)`);
   }
@@ -520,9 +690,16 @@ export function checkJob(job: FioJob): void {
   }
 }
 
-/** The job's effective region size against a device of `bytes`. */
+/**
+ * The job's region against a device of `bytes`: `size`, or `sizePercent` of the device (at most what
+ * lies past `offset`, a whole number of blocks, as fio's filesetup.c has it), or all past `offset`.
+ */
 export function jobSize(job: FioJob, bytes: number): number {
-  return job.size ?? bytes - job.offset;
+  if (job.size !== null) return job.size;
+  const rest = bytes - job.offset;
+  if (job.sizePercent === null) return rest;
+  const share = Math.min(rest, Math.floor((bytes * job.sizePercent) / 100));
+  return share - (share % job.bs);
 }
 
 /** Whether the job reads, writes or both. */

@@ -18,6 +18,8 @@ export interface FioReportJob {
   pvblk?: Record<string, unknown>;
   /** The process the job ran in, where that is not the report's own (a guest's, in `pvblk bench`). */
   pid?: number;
+  /** The job's iodepth (the `depth` of its latency line, fio's latency_depth). */
+  iodepth: number;
 }
 
 export interface FioReport {
@@ -27,6 +29,10 @@ export interface FioReport {
   /** Decimals of the percentiles in the normal report (fio's percentile_precision; 2 when absent). */
   percentilePrecision?: number;
   timestampMs: number;
+  /** Milliseconds from the start of the command to the report (fio's `elapsed`, from its genesis). */
+  elapsedMs: number;
+  /** The options of the global section, as fio's JSON "global options". */
+  globalOptions: Record<string, string>;
   pid: number;
   /** Lines printed after a job's normal report (pvblk's comparison with the relay, …). */
   extraNormal?: (job: FioReportJob) => string[];
@@ -290,8 +296,7 @@ export function renderNormal(r: FioReport): string {
     out.push(
       `     issued rwts: total=${ts.read.ios},${ts.write.ios},0,0 short=${ts.read.shortIos},${ts.write.shortIos},0,0 dropped=${ts.read.dropIos},${ts.write.dropIos},0,0`,
     );
-    const depth = Number(job.options.iodepth ?? 1);
-    out.push(`     latency   : target=0, window=0, percentile=100.00%, depth=${depth}`);
+    out.push(`     latency   : target=0, window=0, percentile=100.00%, depth=${job.iodepth}`);
     if (r.extraNormal) out.push(...r.extraNormal(job));
     out.push('');
   }
@@ -414,7 +419,8 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       job_start: Math.round(ts.jobStartMs),
       error: ts.error,
       eta: 0,
-      elapsed: Math.round(ts.totalRunMs / 1000),
+      // eta.c: whole seconds since fio started, rounded up
+      elapsed: Math.floor((Math.floor(r.elapsedMs) + 999) / 1000),
       'job options': job.options,
       read: ts.read.ios ? ddirJson(ts.read, r.percentiles, plus, aggs.read.agg) : emptyDir(),
       write: ts.write.ios ? ddirJson(ts.write, r.percentiles, plus, aggs.write.agg) : emptyDir(),
@@ -432,7 +438,7 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       latency_ns: percentMap(LAT_LABELS.slice(0, 10), latPercents(ts.latN, total)),
       latency_us: percentMap(LAT_LABELS.slice(0, 10), latPercents(ts.latU, total)),
       latency_ms: percentMap(LAT_LABELS, latPercents(ts.latM, total)),
-      latency_depth: Number(job.options.iodepth ?? 1),
+      latency_depth: job.iodepth,
       latency_target: 0,
       latency_percentile: 100,
       latency_window: 0,
@@ -447,6 +453,7 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
     timestamp: Math.floor(r.timestampMs / 1000),
     timestamp_ms: Math.round(r.timestampMs),
     time: ctimeOf(d.getTime()),
+    'global options': r.globalOptions,
     jobs,
     disk_util: r.disks.map((x) => ({
       name: x.name,

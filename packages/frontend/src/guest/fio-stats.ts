@@ -75,6 +75,16 @@ export class Samples {
     this.hist.add(o.hist);
   }
 
+  /** Forgets every sample. */
+  reset(): void {
+    this.n = 0;
+    this.min = Infinity;
+    this.max = 0;
+    this.mean = 0;
+    this.m2 = 0;
+    this.hist.reset();
+  }
+
   /** Sample standard deviation, as fio's calc_lat(). */
   get stdev(): number {
     return this.n > 1 ? Math.sqrt(this.m2 / (this.n - 1)) : 0;
@@ -314,6 +324,18 @@ export class JobStats {
     return this.read.ios + this.write.ios;
   }
 
+  /**
+   * fio's reset_io_stats() at the end of ramp_time: what the ramp's I/O left in the distributions goes
+   * (its I/O was never accounted in the directions).
+   */
+  resetIo(): void {
+    for (const m of [this.depthMap, this.submitMap, this.completeMap, this.latN, this.latU, this.latM])
+      m.fill(0);
+    this.totalSubmit = 0;
+    this.totalComplete = 0;
+    this.ringOccupancy.reset();
+  }
+
   markLatency(ns: number): void {
     const b = latBuckets(ns);
     (b.unit === 'n' ? this.latN : b.unit === 'u' ? this.latU : this.latM)[b.idx]++;
@@ -327,7 +349,9 @@ export class JobStats {
       this.verror = o.verror;
     }
     this.jobStartMs = this.jobStartMs ? Math.min(this.jobStartMs, o.jobStartMs) : o.jobStartMs;
-    this.totalRunMs = Math.max(this.totalRunMs, o.totalRunMs);
+    // fio's sum_thread_stats(): a group's run time is its jobs' added up, so that its CPU shares are
+    // each job's on average (a later stretch of the same job sets its own: append)
+    this.totalRunMs += o.totalRunMs;
     this.usrMs += o.usrMs;
     this.sysMs += o.sysMs;
     this.ctx += o.ctx;

@@ -13,12 +13,13 @@ import {
   FIO_VERSION,
   FioUsageError,
   fioTakesValue,
+  parseBool,
   parseFioOptions,
   splitOptions,
   type FioCommandLine,
   type FioJob,
 } from './fio-options.ts';
-import { diskDelta, diskSnapshot, frontDelta, frontSnapshot, Worker } from './fio-engine.ts';
+import { diskDelta, diskSnapshot, frontDelta, frontSnapshot, syncEngine, Worker } from './fio-engine.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
 import { COMMAND_SIGNALS, commandSignal, type CommandIo, type GuestCommand } from './vfs.ts';
@@ -48,8 +49,8 @@ export const PVBLK_STACK_OPTIONS: Readonly<Record<string, boolean>> = {
 /** pvblk's own option of the guest's fio: include the raw statistics (HDR histograms) for tools. */
 const RAW_OPTION = 'pvblk_raw';
 
-export const FIO_USAGE = `usage: fio --name=<job> [options] [--name=<job> [options] …]
-job options (fio's names and syntax; --opt=value or --opt value):
+export const FIO_USAGE = `usage: fio [global options] --name=<job> [options] [--name=<job> [options] …]
+job options (fio's names and syntax; --opt=value or --opt value; --name=global starts global ones):
   --filename=/dev/xvda   --rw=read|write|randread|randwrite|rw|randrw   --rwmixread=50
   --bs=4k   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0
   --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
@@ -62,6 +63,22 @@ job options (fio's names and syntax; --opt=value or --opt value):
 export function jobBanner(job: FioJob): string {
   const b = num2str(job.bs, 4, true, 'byte');
   return `${job.name}: (g=0): rw=${job.rw}, bs=(R) ${b}-${b}, (W) ${b}-${b}, (T) ${b}-${b}, ioengine=${job.ioengine}, iodepth=${job.iodepth}`;
+}
+
+/** What fio's thread_main() says of a synchronous engine given a queue depth, once per job it starts. */
+export const SYNC_DEPTH_NOTE =
+  'note: both iodepth >= 1 and synchronous I/O engine are selected, queue depth will be capped at 1';
+
+/** The notes fio prints as its jobs start (one per job clone). */
+export function startNotes(jobs: FioJob[]): string[] {
+  return jobs.flatMap((j) =>
+    syncEngine(j) && j.iodepth > 1 ? new Array<string>(j.numjobs).fill(SYNC_DEPTH_NOTE) : [],
+  );
+}
+
+/** The line fio's thread_main() prints (log_info, on stdout) for a job that ended in error. */
+export function jobErrorLine(pid: number, error: number, verror: string): string {
+  return `fio: pid=${pid}, err=${error}/${verror}`;
 }
 
 /** fio's banner before the run: job lines, version, "Starting N processes". */
@@ -203,7 +220,7 @@ export function parseGuestFio(args: string[]): { cl: FioCommandLine; raw: boolea
     opts,
     (o) => {
       if (o.name === RAW_OPTION) {
-        raw = o.value === null || o.value === '1';
+        raw = o.value === null || parseBool(RAW_OPTION, o.value);
         return true;
       }
       if (Object.hasOwn(PVBLK_STACK_OPTIONS, o.name)) {
@@ -267,8 +284,10 @@ async function runFio(
   io: CommandIo,
   raw: boolean,
 ): Promise<number> {
+  const genesis = performance.now();
   const fmt = cl.global.outputFormat;
   if (fmt.normal) io.stdout(runBanner(cl.jobs).join('\n') + '\n');
+  for (const note of startNotes(cl.jobs)) io.stdout(note + '\n');
   const workers: Worker[] = [];
   let index = 0;
   for (const j of cl.jobs) {
@@ -286,8 +305,6 @@ async function runFio(
   const disks = [...new Set(targets.values())];
   const before = disks.map((d) => diskSnapshot(d));
   const front0 = disks.map((d) => frontSnapshot(d));
-  const cpu0 = process.cpuUsage();
-  const ru0 = process.resourceUsage();
   const tStart = Date.now();
   const opened = await Promise.all(workers.map((w) => w.open()));
   // Ctrl-C as fio's sig_int (backend.c) takes it: said at once, the jobs end where they are, and the
@@ -327,10 +344,12 @@ async function runFio(
         try {
           if (!w.job.verifyOnly) await w.run();
           await w.verify();
+          w.finish();
         } finally {
           // its buffers go back to the guest's budget whatever happened
           await w.close();
         }
+        if (w.stats.error) io.stdout(jobErrorLine(process.pid, w.stats.error, w.stats.verror) + '\n');
       }),
     );
   } finally {
@@ -340,22 +359,16 @@ async function runFio(
     }
     io.signal.removeEventListener('abort', onAbort);
   }
-  const cpu = process.cpuUsage(cpu0);
-  const ru = process.resourceUsage();
+  // one JavaScript thread ran every job: what the process used over each job's span, shared evenly
   const n = workers.length;
   for (const w of workers) {
+    const u = w.usage;
     w.stats.jobStartMs = tStart;
-    w.stats.usrMs = cpu.user / 1000 / n;
-    w.stats.sysMs = cpu.system / 1000 / n;
-    w.stats.ctx = Math.round(
-      (ru.voluntaryContextSwitches -
-        ru0.voluntaryContextSwitches +
-        ru.involuntaryContextSwitches -
-        ru0.involuntaryContextSwitches) /
-        n,
-    );
-    w.stats.majf = Math.round((ru.majorPageFault - ru0.majorPageFault) / n);
-    w.stats.minf = Math.round((ru.minorPageFault - ru0.minorPageFault) / n);
+    w.stats.usrMs = u.user / 1000 / n;
+    w.stats.sysMs = u.system / 1000 / n;
+    w.stats.ctx = Math.round(u.ctx / n);
+    w.stats.majf = Math.round(u.majf / n);
+    w.stats.minf = Math.round(u.minf / n);
   }
   const after = disks.map((d) => diskSnapshot(d));
   const devices = disks.map((d, i) => frontDelta(front0[i], frontSnapshot(d)));
@@ -365,6 +378,8 @@ async function runFio(
     percentiles: cl.global.percentileList,
     percentilePrecision: cl.global.percentilePrecision,
     timestampMs: Date.now(),
+    elapsedMs: performance.now() - genesis,
+    globalOptions: cl.globalGiven,
     pid: process.pid,
   };
   // fio's order (stat.c prints its output buffers by index): terse, JSON, normal
@@ -382,10 +397,12 @@ async function runFio(
       );
     }
   }
-  const failed = workers.find((w) => w.stats.error);
-  if (failed) io.stderr(`fio: pid=${process.pid}, err=${failed.stats.error}/${failed.stats.verror}\n`);
-  // fio's exit_value: 128 once a signal has ended the run, one more for a job that failed
-  return (io.signal.aborted ? 128 : 0) + (failed ? 1 : 0);
+  return fioExitStatus(io.signal.aborted, workers.filter((w) => w.stats.error).length);
+}
+
+/** fio's exit_value: 128 once a signal has ended the run, one more for each job that failed. */
+export function fioExitStatus(signalled: boolean, failedJobs: number): number {
+  return Math.min(255, (signalled ? 128 : 0) + failedJobs);
 }
 
 /** blkfront's counters of a device over the command, with the per-request ratios. */
@@ -417,13 +434,14 @@ function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioRep
       const merged = new JobStats(j.name);
       merged.members = 0;
       for (const w of ws) merged.merge(w.stats);
-      out.push({ stats: merged, options: cl.given[ji], pvblk: pvblkOf(merged) });
+      out.push({ stats: merged, options: cl.given[ji], iodepth: j.iodepth, pvblk: pvblkOf(merged) });
     });
     return out;
   }
   return workers.map((w) => ({
     stats: w.stats,
     options: cl.given[cl.jobs.indexOf(w.job)],
+    iodepth: w.job.iodepth,
     pvblk: pvblkOf(w.stats),
   }));
 }

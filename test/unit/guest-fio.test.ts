@@ -1,0 +1,199 @@
+/**
+ * The guest's fio run whole, in one process (the stack of ./stack.ts with a guest booted by
+ * XenbusProbe, as the guest process boots): what fio accounts and prints over a real run — ramp_time,
+ * the synchronous engines, run time and CPU over a verify phase, group_reporting, the global section,
+ * failed jobs — against fio's stat.c, backend.c and init.c, and a buffered job that must leave the
+ * guest's event loop free for its signals.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { xvdDevid } from '@pvblk/shared';
+import { DomainKernelLog } from '@pvblk/runtime';
+import { MemoryBlockDevice } from '@pvblk/backend';
+import { DEFAULT_BLKFRONT_OPTIONS, GuestUserland, XenbusProbe } from '@pvblk/frontend';
+import { startStack, until, type Stack } from './stack.ts';
+
+interface Ddir {
+  runtime: number;
+  total_ios: number;
+  slat_ns: { N: number };
+  clat_ns: { N: number };
+}
+interface FioJson {
+  'global options': Record<string, string>;
+  jobs: Array<{
+    jobname: string;
+    elapsed: number;
+    job_runtime: number;
+    usr_cpu: number;
+    latency_depth: number;
+    'job options': Record<string, string>;
+    read: Ddir;
+    write: Ddir;
+    iodepth_level: Record<string, number>;
+    iodepth_submit: Record<string, number>;
+    iodepth_complete: Record<string, number>;
+  }>;
+}
+
+let stack: Stack;
+let probe: XenbusProbe;
+let userland: GuestUserland;
+let root: string;
+
+beforeAll(async () => {
+  stack = await startStack();
+  stack.disks.set('/dev/sdg', new MemoryBlockDevice({ name: 'sdg', sectors: 16384 }));
+  const { domid, credential } = await stack.toolstack.createDomain('guest');
+  await stack.toolstack.addVbd(domid, {
+    devid: xvdDevid(0),
+    params: '/dev/sdg',
+    major: 8,
+    minor: 96,
+    mode: 'w',
+    discard: true,
+  });
+  const xc = await stack.lh.connect(credential);
+  const klog = new DomainKernelLog(null);
+  probe = new XenbusProbe(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS });
+  const disks = await probe.probeAll();
+  root = await mkdtemp(join(tmpdir(), 'pvblk-guest-fio-'));
+  userland = new GuestUserland(klog, disks, root);
+});
+
+afterAll(async () => {
+  await probe?.stop();
+  await stack?.close();
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+async function fio(args: string, signal = new AbortController().signal) {
+  let stdout = '';
+  let stderr = '';
+  const status = await userland.run(`fio --filename=/dev/xvda ${args}`, {
+    stdout: (t) => (stdout += t),
+    stderr: (t) => (stderr += t),
+    signal,
+  });
+  return { status, stdout, stderr };
+}
+
+const json = (out: string): FioJson => JSON.parse(out.slice(out.indexOf('{'))) as FioJson;
+const total = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0);
+
+describe('the guest fio, run whole', () => {
+  it('starts its distributions, run time and CPU again when ramp_time ends (reset_io_stats)', async () => {
+    const r = await fio(
+      '--name=r --rw=randread --bs=4k --direct=1 --iodepth=8 --ramp_time=300ms --runtime=300ms --time_based --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const j = json(r.stdout).jobs[0];
+    expect(j.read.total_ios).toBeGreaterThan(0);
+    // every I/O counted once: the shares add up to 100 % (each at least 0.1 when any, as calc_dist)
+    for (const m of [j.iodepth_level, j.iodepth_submit, j.iodepth_complete]) {
+      expect(total(m)).toBeGreaterThan(99.5);
+      expect(total(m)).toBeLessThan(101);
+    }
+    // total_run_time runs from the end of the ramp, as the direction's runtime does
+    expect(j.job_runtime).toBeGreaterThanOrEqual(j.read.runtime);
+    expect(j.job_runtime).toBeLessThanOrEqual(j.read.runtime + 1);
+  });
+
+  it('records no slat for a synchronous engine, and says its queue depth is capped', async () => {
+    const r = await fio(
+      '--name=s --rw=randwrite --bs=4k --direct=1 --ioengine=psync --iodepth=4 --size=256k --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const notes = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('note: both iodepth >= 1 and synchronous I/O engine'));
+    expect(notes).toEqual([
+      'note: both iodepth >= 1 and synchronous I/O engine are selected, queue depth will be capped at 1',
+    ]);
+    const j = json(r.stdout).jobs[0];
+    expect(j.write.total_ios).toBe(64);
+    expect(j.write.slat_ns.N).toBe(0);
+    expect(j.write.clat_ns.N).toBe(64);
+    const normal = await fio('--name=s --rw=randwrite --bs=4k --direct=1 --ioengine=psync --size=256k');
+    expect(normal.stdout).toMatch(/^ {4}clat \(/m);
+    expect(normal.stdout).not.toMatch(/^ {4}slat /m);
+    // an asynchronous engine does record it
+    const a = json(
+      (await fio('--name=a --rw=randwrite --bs=4k --direct=1 --iodepth=4 --size=256k --output-format=json'))
+        .stdout,
+    );
+    expect(a.jobs[0].write.slat_ns.N).toBe(64);
+  });
+
+  it('measures a verify_only job over its verify phase: it ran for a time, and said when', async () => {
+    expect(
+      (await fio('--name=w --rw=write --bs=4k --direct=1 --size=512k --verify=crc32c --do_verify=0')).status,
+    ).toBe(0);
+    const r = await fio(
+      '--name=v --rw=read --bs=4k --direct=1 --size=512k --verify=crc32c --verify_only --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const j = json(r.stdout).jobs[0];
+    // before, the run time of a job that never ran its workload was 0, and its CPU was divided by 1 ms
+    expect(j.job_runtime).toBeGreaterThan(0);
+    expect(j.elapsed).toBeGreaterThanOrEqual(1);
+  });
+
+  it('adds up the run times of a group (sum_thread_stats), and lists the global section apart', async () => {
+    const r = await fio(
+      '--name=global --rw=randread --bs=4k --direct=1 --iodepth=2 --runtime=200ms --time_based --name=g --numjobs=2 --group_reporting --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const doc = json(r.stdout);
+    expect(doc['global options']).toEqual({
+      filename: '/dev/xvda',
+      rw: 'randread',
+      bs: '4k',
+      direct: '1',
+      iodepth: '2',
+      runtime: '200ms',
+      time_based: '1',
+    });
+    const j = doc.jobs[0];
+    expect(doc.jobs).toHaveLength(1);
+    expect(j['job options']).toEqual({ name: 'g', numjobs: '2', group_reporting: '1' });
+    expect(j.latency_depth).toBe(2);
+    // two jobs side by side, each about as long as the group's read runtime
+    expect(j.job_runtime).toBeGreaterThanOrEqual(2 * j.read.runtime - 2);
+  });
+
+  it('says each failed job on stdout as it ends, and exits with one more for each (backend.c)', async () => {
+    // nothing was written at 4 MiB: every block fails its check
+    const r = await fio(
+      '--rw=read --bs=4k --size=64k --direct=1 --verify=crc32c --verify_only --offset=4m --name=a --name=b',
+    );
+    expect(r.status).toBe(2);
+    const lines = r.stdout.split('\n').filter((l) => /^fio: pid=\d+, err=84\/file:io_u\.c/.test(l));
+    expect(lines).toHaveLength(2);
+    expect(r.stderr).not.toMatch(/^fio: pid=/m);
+  });
+
+  it('leaves the event loop to the guest while a buffered job reads from its page cache', async () => {
+    // warm the cache: the job's reads then complete without ever waiting on a socket
+    expect((await fio('--name=warm --rw=read --bs=64k --size=1m')).status).toBe(0);
+    const stop = new AbortController();
+    let out = '';
+    const run = userland.run(
+      'fio --filename=/dev/xvda --name=b --rw=read --bs=4k --size=1m --runtime=60s --time_based --eta=always',
+      {
+        stdout: (t) => (out += t),
+        stderr: () => {},
+        signal: stop.signal,
+      },
+    );
+    // the ETA line is a timer's: it comes only if the loop turns
+    await until(() => out.includes('Jobs: 1 (f=1)'), 'the ETA line', 10_000);
+    stop.abort('SIGINT');
+    expect(await run).toBe(128);
+    expect(out).toContain('fio: terminating on signal 2');
+    const m = /\(([\d.]+[KMG]?i?B)\/(\d+)msec\)/.exec(out);
+    expect(Number(m?.[2])).toBeLessThan(60_000);
+  });
+});
