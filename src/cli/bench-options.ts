@@ -28,6 +28,7 @@ import {
   checkNewDisk,
   DEFAULT_HOST_QUOTAS,
   diskBytes,
+  formatBytes,
   parseByteSize,
   parseScsiDebugParams,
   QUOTA_SETTINGS,
@@ -147,7 +148,8 @@ pvblk options:
 
 Ctrl-C or SIGTERM during a measured run, or once a point has reported, ends the jobs where they
 are and reports what ran, as fio does (exit status 128); a second one, or one before the first
-measured run, stops everything at once without a report (130).
+measured run, stops everything at once without a report (130). SIGHUP (the terminal closed) stops
+everything without a report (129); a closed stdout (\`| head -1\`) too (141).
 `;
 
 const fail = (...lines: string[]): never => {
@@ -323,7 +325,6 @@ function parseSweep(raw: string): Sweep {
 
 /** Parses and checks the whole command line. Throws FioUsageError with fio-style lines. */
 export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
-  if (argv.includes('--help') || argv.includes('-h')) return 'help';
   const stack: StackShape = { ...DEFAULT_STACK };
   let baseline = false;
   let baselineSlices = 1;
@@ -334,7 +335,15 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
   const sweeps: Sweep[] = [];
   const takes = (n: string) =>
     fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true || BENCH_OPTIONS[n] === true;
-  const opts = splitOptions('pvblk bench', argv, takes);
+  // help is an option as getopt sees it: not the value of one that takes it (`--filename --help`)
+  const opts = splitOptions(
+    'pvblk bench',
+    argv.map((a) => (a === '-h' ? '--help' : a)),
+    takes,
+  );
+  const help = opts.find((o) => o.name === 'help');
+  if (help && help.value !== null) fail(`pvblk bench: option '--help' doesn't allow an argument`);
+  if (help) return 'help';
   const cl = parseFioOptions(
     opts,
     (o) => {
@@ -460,13 +469,21 @@ export function sliceRuntimeMs(cl: FioCommandLine, slices: number): number | nul
 function checkPoint(p: BenchPoint): void {
   const params = failOnError('fio: --disk', () => parseScsiDebugParams(diskParams(p.stack)));
   // --pi asks for a PI-formatted disk; dif=0 or dix=0 in --disk would quietly run without one
-  if (p.stack.pi && (params.dif === 0 || params.dix === 0))
+  if (p.stack.pi && (params.dif === 0 || params.dix === 0)) {
+    // the point's --pi may be a sweep's value rather than an option given
+    const pi = p.label.pi !== undefined ? `--sweep pi=${p.label.pi}` : '--pi';
     fail(
-      `fio: --pi with --disk "${p.stack.disk}": --pi needs protection information on the disk (dif=1, 2 or 3, and dix=1); drop dif=0/dix=0 or --pi`,
+      `fio: ${pi} with --disk "${p.stack.disk}": --pi needs protection information on the disk (dif=1, 2 or 3, and dix=1); drop dif=0/dix=0 or ${pi}`,
     );
+  }
   // the bench's host refuses a disk over its quotas only once the stack is up: refused here instead
   const quotas = hostQuotas();
   const each = diskBytes(params);
+  // the disks in use would be this run's own other guests': say it of the whole run
+  if (p.stack.guests > 1 && each <= quotas.maxDiskBytes && p.stack.guests * each > quotas.maxTotalDiskBytes)
+    fail(
+      `fio: --guests=${p.stack.guests} with --disk "${p.stack.disk}": ${p.stack.guests} disks of ${formatBytes(each)} (${formatBytes(p.stack.guests * each)}) are over the host's disk quota of ${formatBytes(quotas.maxTotalDiskBytes)} (${QUOTA_SETTINGS.maxTotalDiskBytes})`,
+    );
   guestNames(p.stack.guests).forEach((guest, i) =>
     failOnError('fio: --disk', () => checkNewDisk(quotas, guest, each, i * each)),
   );

@@ -162,8 +162,11 @@ const SIGNAL_GRACE_MS = 5000;
 /** How long a run cut short by a signal may take to report before the bench stops as a second signal would. */
 const STOP_REPORT_MS = 20_000;
 
-/** Each tier's grace to exit on SIGTERM after that, before SIGKILL: the run has had its time. */
-const STOP_REPORT_GRACE_MS = 1000;
+/**
+ * Each tier's grace to exit on SIGTERM when the bench stops everything outright (a second signal, one
+ * before anything could be reported, a run that did not report in time), before SIGKILL.
+ */
+const STOP_NOW_GRACE_MS = 1000;
 
 /** Thrown where a run cut short by a signal has nothing to report (no slice of pvblk's jobs had run). */
 class RunStopped extends Error {
@@ -745,7 +748,9 @@ export async function runBench(argv: string[]): Promise<number> {
   let stack: LiveStack | null = null;
   // no signal is handled before this turn ends, so the handler below always finds the run it cuts
   const main = runPoints(o);
-  const stopNow = (graceMs?: number, code = 130) => {
+  // "at once": each tier of processes has STOP_NOW_GRACE_MS to go on SIGTERM (a guest whose disk
+  // no longer answers would hold a clean shutdown for ever), not the supervisor's default 5 s
+  const stopNow = (graceMs = STOP_NOW_GRACE_MS, code = 130) => {
     // Stops whatever runs now — a stack starting or running, the relay's processes — and exits as a
     // shell reports an interrupt. The run in progress fails once its processes are gone; it notices
     // `interrupted` and prints nothing, starts nothing and leaves the exit to this. A stack cut off
@@ -775,11 +780,14 @@ export async function runBench(argv: string[]): Promise<number> {
       process.stderr.write(
         `pvblk bench: the run did not end within ${STOP_REPORT_MS / 1000} s of ${name}: stopping everything, without a report\n`,
       );
-      stopNow(STOP_REPORT_GRACE_MS);
+      stopNow();
     }, STOP_REPORT_MS).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // its terminal gone: nobody is left to read a report (fio itself would just die), and the stack's
+  // processes must not outlive the bench: everything stops, 129 as `pvblk run` has it
+  process.on('SIGHUP', () => stopNow(undefined, 129));
   const code = await main;
   // interrupted: the exit is stopNow's, once every process has stopped
   return interrupted ? new Promise<number>(() => {}) : code;

@@ -9,7 +9,7 @@ import { realpathSync } from 'node:fs';
 import { delimiter, join, relative, resolve } from 'node:path';
 import type { Server } from 'node:net';
 import { Option, type Command } from 'commander';
-import { parseScsiDebugParams } from '@pvblk/backend';
+import { capacityBlocks, parseScsiDebugParams } from '@pvblk/backend';
 import { logLevelFromEnv } from '@pvblk/runtime';
 import { PvblkError, XENBUS_MAX_RING_GRANT_ORDER } from '@pvblk/shared';
 import { guestNames, intOption } from './options.ts';
@@ -136,7 +136,15 @@ export class LocalStack {
   /** Checks the options, takes the locks, resets disks with --fresh; starts nothing yet. */
   static async open(command: 'up' | 'run', o: StackCli, sup: Supervisor): Promise<LocalStack> {
     const config = stackConfig(o);
-    parseScsiDebugParams(config.disk); // a bad --disk is refused before anything starts
+    const params = parseScsiDebugParams(config.disk); // a bad --disk is refused before anything starts
+    // a partition past the end of the disks the stack will create (in memory, or afresh): refused now
+    // rather than by the host once everything runs (a disk kept in the data dir has its own size)
+    const sectors = (capacityBlocks(params) * params.sector_size) / 512;
+    if ((o.memory || o.fresh) && o.partitionStart > 0 && o.partitionStart >= sectors)
+      throw new PvblkError(
+        'EUSAGE',
+        `--partition-start ${o.partitionStart} is beyond the guests' disks (${config.disk ? `--disk "${config.disk}"` : 'the default --disk'}: ${sectors} sectors)`,
+      );
     // the processes tell their readiness in info records: a quieter level would hide them
     const level = logLevelFromEnv();
     if (['fatal', 'error', 'warn', 'silent'].includes(level))

@@ -59,6 +59,9 @@ const program = new Command('pvblk')
   .enablePositionalOptions()
   .showHelpAfterError('(run with --help for usage)')
   .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `pvblk: ${s}` : s) })
+  // a bad option or value is a usage error, 2 as fail() has it for the checks made after parsing (a
+  // bad --disk), not commander's 1; help and version still exit 0
+  .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2))
   .hook('preAction', () => {
     // the environment every process reads, checked before anything starts
     try {

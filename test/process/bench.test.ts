@@ -376,6 +376,19 @@ describe('pvblk bench: a run', () => {
     });
   });
 
+  it('SIGHUP (its terminal closed) stops everything without a report: 129, nothing left', async () => {
+    await killedRun(60, ['--eta=always'], async (b, bench) => {
+      await b.line((l) => l.startsWith('Jobs: 1 '));
+      const stack = stackOf(bench);
+      expect(stack.every((pid) => pid !== null)).toBe(true);
+      process.kill(bench, 'SIGHUP');
+      const exit = await b.exited;
+      expect(exit.code).toBe(129);
+      expect(b.out.some((l) => l.includes('Run status group'))).toBe(false);
+      for (const pid of stack) expect(processGone(pid!)).toBe(true);
+    });
+  });
+
   it('says each failed job on stdout, and exits with one more for each, as fio', async () => {
     // nothing was ever written at 2 MiB: every block fails its check
     const r = await pvblk(

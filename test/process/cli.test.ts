@@ -43,6 +43,29 @@ describe('the pvblk command', () => {
     expect(disk.code).toBe(2);
     expect(existsSync(runDir)).toBe(false);
 
+    // a partition past the end of the disks it would create: refused before anything starts, too
+    const part = await pvblk(
+      [
+        'run',
+        '--memory',
+        '--run-dir',
+        runDir,
+        '--disk',
+        'dev_size_mb=4',
+        '--partition-start',
+        '8192',
+        '--',
+        'true',
+      ],
+      { env },
+    );
+    expect(part.stderr).toBe(
+      'pvblk: --partition-start 8192 is beyond the guests\' disks (--disk "dev_size_mb=4": 8192 sectors)\n',
+    );
+    expect(part.stdout).toBe('');
+    expect(part.code).toBe(2);
+    expect(existsSync(runDir)).toBe(false);
+
     const level = await pvblk(['run', '--memory', '--run-dir', runDir, '--', 'true'], {
       env: { ...env, PVBLK_LOG_LEVEL: 'bogus' },
     });

@@ -45,14 +45,15 @@ describe('pvblk run', () => {
   });
 
   it('rejects unknown options and bad values with a clear message', async () => {
+    // usage errors exit 2, whether commander finds them or a check after it (a bad --disk)
     const a = await pvblk(['run', '--frobnicate']);
-    expect(a.code).not.toBe(0);
+    expect(a.code).toBe(2);
     expect(a.stderr).toContain("unknown option '--frobnicate'");
     const b = await pvblk(['run', '--guests', 'many']);
-    expect(b.code).not.toBe(0);
+    expect(b.code).toBe(2);
     expect(b.stderr).toMatch(/--guests must be an integer 1-\d+ \(got "many"\)/);
     const c = await pvblk(['run', '--memory', '--disk', 'dif=7', '--', 'true']);
-    expect(c.code).not.toBe(0);
+    expect(c.code).toBe(2);
     expect(c.stdout + c.stderr).toContain('disk parameter "dif": must be 0, 1, 2 or 3 (got 7)');
   });
 

@@ -100,6 +100,25 @@ describe('pvblk bench: options', () => {
     expect(() => parse('job.fio')).toThrow("pvblk bench: job files are not supported: 'job.fio'");
   });
 
+  it('takes --help as getopt does: an option without a value, not the value of another', () => {
+    expect(parseBenchArgs(['--name=t', '-h'])).toBe('help');
+    expect(parseBenchArgs(['--iodepth=0', '--help'])).toBe('help');
+    expect(() => parse('--help=foo')).toThrow("pvblk bench: option '--help' doesn't allow an argument");
+    // fio's getopt gives `--help` to --filename: not a disk of the guests
+    expect(() => parse('--filename', '--help')).toThrow(
+      "fio: --help: the bench's guests have one disk, /dev/xvda",
+    );
+  });
+
+  it("says where a point's --pi came from, and a quota the run's own guests fill as the run's", () => {
+    expect(() => parseBenchArgs(['--name=t', '--sweep=pi=1,0', '--disk=dif=0'])).toThrow(
+      'fio: --sweep pi=1 with --disk "dif=0": --pi needs protection information on the disk (dif=1, 2 or 3, and dix=1); drop dif=0/dix=0 or --sweep pi=1',
+    );
+    expect(() => parse('--guests=64', '--disk', 'delay=0 dev_size_mb=100')).toThrow(
+      /fio: --guests=64 with --disk "delay=0 dev_size_mb=100": 64 disks of 100 MiB \(6400 MiB\) are over the host's disk quota of 4 GiB /,
+    );
+  });
+
   it('passes the global section to the sweep points, and sweeps the jobs after it', () => {
     const o = parseBenchArgs([
       '--name=global',

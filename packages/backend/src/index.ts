@@ -52,6 +52,7 @@ export {
   formatScsiDebugParams,
   parseScsiDebugParams,
   storeBlocks,
+  capacityBlocks,
   type ScsiDebugParams,
 } from './scsi/index.ts';
 export { runDriverDomain, type DriverDomainOptions } from './driver-domain.ts';
