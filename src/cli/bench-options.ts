@@ -10,6 +10,8 @@ import {
   FIO_OPTION_NAMES,
   FioUsageError,
   fioTakesValue,
+  helpAsked,
+  isGlobalFioOption,
   parseBool,
   parseChoice,
   parseFioOptions,
@@ -261,15 +263,19 @@ export interface BenchPoint {
 }
 
 function applyJobValue(cl: FioCommandLine, key: string, value: string): FioCommandLine {
-  // reparse each job's options with the swept one last: one parser for every value
+  // the options as given, parsed again with the swept one last in each job's section (before the
+  // next --name, global or not): one parser for every value, and every section where it was
   const opts: SplitOption[] = [];
-  const opt = (k: string, v: string): SplitOption => ({ name: k, value: v, arg: `--${k}=${v}` });
-  for (const [k, v] of Object.entries(cl.globalGiven)) opts.push(opt(k, v));
-  for (const given of cl.given) {
-    opts.push(opt('name', given.name));
-    for (const [k, v] of Object.entries(given)) if (k !== 'name') opts.push(opt(k, v));
-    opts.push(opt(key, value));
+  const swept: SplitOption = { name: key, value, arg: `--${key}=${value}` };
+  let inJob = false;
+  for (const o of cl.options) {
+    if (o.name === 'name') {
+      if (inJob) opts.push(swept);
+      inJob = !(o.value ?? '').startsWith('global');
+    }
+    opts.push(o);
   }
+  if (inJob) opts.push(swept);
   const next = parseFioOptions(opts);
   next.global = cl.global;
   return next;
@@ -336,14 +342,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
   const takes = (n: string) =>
     fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true || BENCH_OPTIONS[n] === true;
   // help is an option as getopt sees it: not the value of one that takes it (`--filename --help`)
-  const opts = splitOptions(
-    'pvblk bench',
-    argv.map((a) => (a === '-h' ? '--help' : a)),
-    takes,
-  );
-  const help = opts.find((o) => o.name === 'help');
-  if (help && help.value !== null) fail(`pvblk bench: option '--help' doesn't allow an argument`);
-  if (help) return 'help';
+  const opts = splitOptions('pvblk bench', argv, takes);
+  if (helpAsked('pvblk bench', opts)) return 'help';
   const cl = parseFioOptions(
     opts,
     (o) => {
@@ -430,7 +430,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
     sweeps,
   };
   for (const p of benchPoints(o)) {
-    checkPoint(p);
+    checkPoint(p, o.stack.disk);
     if (baseline)
       for (const j of p.cl.jobs)
         if (j.bs > RELAY_MAX_BS)
@@ -466,14 +466,18 @@ export function sliceRuntimeMs(cl: FioCommandLine, slices: number): number | nul
 }
 
 /** Everything a point must satisfy before a stack is started for it. */
-function checkPoint(p: BenchPoint): void {
+/** The option, as the user gave it, that set `key` of a point: a sweep's value, or the option itself. */
+function givenAs(p: BenchPoint, key: string, option: string): string {
+  return p.label[key] !== undefined ? `--sweep ${key}=${p.label[key]}` : option;
+}
+
+function checkPoint(p: BenchPoint, disk: string): void {
   const params = failOnError('fio: --disk', () => parseScsiDebugParams(diskParams(p.stack)));
   // --pi asks for a PI-formatted disk; dif=0 or dix=0 in --disk would quietly run without one
   if (p.stack.pi && (params.dif === 0 || params.dix === 0)) {
-    // the point's --pi may be a sweep's value rather than an option given
-    const pi = p.label.pi !== undefined ? `--sweep pi=${p.label.pi}` : '--pi';
+    const pi = givenAs(p, 'pi', '--pi');
     fail(
-      `fio: ${pi} with --disk "${p.stack.disk}": --pi needs protection information on the disk (dif=1, 2 or 3, and dix=1); drop dif=0/dix=0 or ${pi}`,
+      `fio: ${pi} with --disk "${disk}": --pi needs protection information on the disk (dif=1, 2 or 3, and dix=1); drop dif=0/dix=0 or ${pi}`,
     );
   }
   // the bench's host refuses a disk over its quotas only once the stack is up: refused here instead
@@ -482,7 +486,7 @@ function checkPoint(p: BenchPoint): void {
   // the disks in use would be this run's own other guests': say it of the whole run
   if (p.stack.guests > 1 && each <= quotas.maxDiskBytes && p.stack.guests * each > quotas.maxTotalDiskBytes)
     fail(
-      `fio: --guests=${p.stack.guests} with --disk "${p.stack.disk}": ${p.stack.guests} disks of ${formatBytes(each)} (${formatBytes(p.stack.guests * each)}) are over the host's disk quota of ${formatBytes(quotas.maxTotalDiskBytes)} (${QUOTA_SETTINGS.maxTotalDiskBytes})`,
+      `fio: ${givenAs(p, 'guests', `--guests=${p.stack.guests}`)} with --disk "${disk}": ${p.stack.guests} disks of ${formatBytes(each)} (${formatBytes(p.stack.guests * each)}) are over the host's disk quota of ${formatBytes(quotas.maxTotalDiskBytes)} (${QUOTA_SETTINGS.maxTotalDiskBytes})`,
     );
   guestNames(p.stack.guests).forEach((guest, i) =>
     failOnError('fio: --disk', () => checkNewDisk(quotas, guest, each, i * each)),
@@ -534,3 +538,31 @@ function checkOverlap(job: FioJob): void {
 }
 
 export { FIO_OPTION_NAMES };
+
+/**
+ * The command line of the guests' fio for a point's jobs: each job on its own, with what it inherited,
+ * and `override` (null: leave the option out) over both.
+ */
+export function fioArgv(
+  cl: FioCommandLine,
+  override: Record<string, string | null>,
+  extra: string[],
+): string[] {
+  const argv = ['fio'];
+  const arg = (k: string, v: string) => (v === '' && !fioTakesValue(k) ? `--${k}` : `--${k}=${v}`);
+  // each job with what it inherited from the global sections before it, then its own options, then
+  // the bench's (the warm-up's runtime, …), which win over both; the run's own options
+  // (group_reporting, the percentiles) stay with the bench
+  cl.given.forEach((given, i) => {
+    argv.push(`--name=${given.name}`);
+    for (const [k, v] of Object.entries({ ...cl.inherited[i], ...given, ...override })) {
+      if (k === 'name' || v === null || isGlobalFioOption(k)) continue;
+      argv.push(arg(k, v));
+    }
+  });
+  const { percentileList: plist, percentilePrecision: digits } = cl.global;
+  // at the precision given, which the guest's fio takes from the digits it is handed
+  // (an empty list, which a 0 ended, is a 0 again)
+  argv.push(`--percentile_list=${plist.map((v) => v.toFixed(digits)).join(':') || '0'}`);
+  return [...argv, ...extra];
+}

@@ -76,6 +76,8 @@ export interface PointResult {
   percentilePrecision: number;
   /** Each job clone's iodepth, in the order a guest's fio runs them (jobs, then numjobs). */
   jobDepths: number[];
+  /** Each job clone's own options as given to the bench (its JSON "job options"), in the same order. */
+  jobOptions: Array<Record<string, string>>;
   /** The options of the global section, as fio's JSON "global options". */
   globalOptions: Record<string, string>;
 }
@@ -160,7 +162,7 @@ export function reportJobs(p: PointResult): Array<FioReportJob & { guest: GuestR
       if (many) s.name = `${s.name.replace(/@.*$/, '')}@${g.name}`;
       jobs.push({
         stats: s,
-        options: g.options[i] ?? g.options[0] ?? {},
+        options: p.jobOptions[i] ?? p.jobOptions[0] ?? {},
         iodepth: p.jobDepths[i] ?? p.jobDepths[0] ?? 1,
         guest: g,
         pid: g.pid,

@@ -12,7 +12,6 @@ import type { RelayResult } from './bench-relay.ts';
 export interface GuestSlice {
   status: number;
   jobs: JobStats[];
-  options: Array<Record<string, string>>;
   disks: DiskUtil[];
   devices: DeviceCounters[];
   stderr: string;
@@ -30,7 +29,6 @@ export function appendGuestSlice(a: GuestSlice, b: GuestSlice): GuestSlice {
   return {
     status: a.status || b.status,
     jobs,
-    options: a.options.length ? a.options : b.options,
     disks: a.disks.map((d, i) => (b.disks[i] ? addCounters(d, b.disks[i]) : d)),
     devices: a.devices.map((d, i) => (b.devices[i] ? addCounters(d, b.devices[i]) : d)),
     stderr: a.stderr + b.stderr,

@@ -19,7 +19,6 @@ import { join } from 'node:path';
 import {
   etaLine,
   fioExitStatus,
-  isGlobalFioOption,
   jobErrorLine,
   parseEtaLine,
   FioUsageError,
@@ -30,13 +29,13 @@ import {
   runInGuest,
   type DeviceCounters,
   type DiskUtil,
-  type FioCommandLine,
   type RawJob,
 } from '@pvblk/frontend';
 import {
   BENCH_USAGE,
   benchPoints,
   diskParams,
+  fioArgv,
   parseBenchArgs,
   sameStack,
   sliceRuntimeMs,
@@ -106,24 +105,6 @@ export function registerBench(program: Command): void {
     });
 }
 
-function fioArgv(cl: FioCommandLine, override: Record<string, string | null>, extra: string[]): string[] {
-  const argv = ['fio'];
-  // the global section's options first, as given (the run's own, group_reporting and the
-  // percentiles, stay with the bench)
-  for (const [k, v] of Object.entries(cl.globalGiven)) if (!isGlobalFioOption(k)) argv.push(`--${k}=${v}`);
-  for (const given of cl.given) {
-    argv.push(`--name=${given.name}`);
-    for (const [k, v] of Object.entries({ ...given, ...override })) {
-      if (k === 'name' || v === null || isGlobalFioOption(k)) continue;
-      argv.push(`--${k}=${v}`);
-    }
-  }
-  const { percentileList: plist, percentilePrecision: digits } = cl.global;
-  // at the precision given, which the guest's fio takes from the digits it is handed
-  if (plist.length) argv.push(`--percentile_list=${plist.map((v) => v.toFixed(digits)).join(':')}`);
-  return [...argv, ...extra];
-}
-
 /**
  * The supervisors of this bench's processes while they live — a stack starting or running, the relay
  * baseline's — with the directory each owns: Ctrl-C stops them all, wherever the bench is.
@@ -155,6 +136,9 @@ let measuring = false;
 
 /** True while a stack starts for a point: a signal that ends the run stops it too. */
 let starting = false;
+
+/** True once the bench's processes have all stopped and only its report is left to print. */
+let finishing = false;
 
 /** How long an interrupted bench waits for the run in progress to unwind before it exits anyway. */
 const SIGNAL_GRACE_MS = 5000;
@@ -498,7 +482,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
         fioArgv(cl, args, [
           '--output-format=json',
           '--pvblk_raw',
-          ...(eta && slices === 1 ? ['--eta=always'] : []),
+          ...(eta && slices === 1 ? ['--pvblk_eta'] : []),
         ]),
         eta && slices === 1,
       );
@@ -566,8 +550,6 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       domid: g.domid,
       pid: g.pid,
       ...runs![i],
-      // the options as given, not the slice's runtime and seed
-      options: slices > 1 ? runs![i].options.map((x) => wholeRunOptions(x, cl)) : runs![i].options,
       broker: diff(before.broker.get(g.domid), after.broker.get(g.domid)),
       blkback: diff(before.vbds.get(g.domid), after.vbds.get(g.domid)),
     }));
@@ -618,6 +600,9 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       percentiles: p.cl.global.percentileList,
       percentilePrecision: p.cl.global.percentilePrecision,
       jobDepths: p.cl.jobs.flatMap((j) => new Array<number>(j.numjobs).fill(j.iodepth)),
+      jobOptions: p.cl.jobs.flatMap((j, i) =>
+        new Array<Record<string, string>>(j.numjobs).fill(p.cl.given[i]),
+      ),
       globalOptions: p.cl.globalGiven,
     };
   } finally {
@@ -642,10 +627,6 @@ async function startRelay(
 }
 
 /** The first slice's `job options` as the whole run's: its runtime was the slice's. */
-function wholeRunOptions(o: Record<string, string>, cl: FioCommandLine): Record<string, string> {
-  return 'runtime' in o ? { ...o, runtime: `${cl.jobs[0].runtime}ms` } : o;
-}
-
 /** One guest's fio output for one slice of the run, parsed. */
 function guestSlice(name: string, guests: number, out: GuestOutput): GuestSlice {
   const json = parseGuestJson(out.stdout);
@@ -678,7 +659,6 @@ function guestSlice(name: string, guests: number, out: GuestOutput): GuestSlice 
   return {
     status: json ? out.status : out.status || 1,
     jobs,
-    options: (json?.jobs ?? []).map((j) => j['job options']),
     disks,
     devices,
     stderr: out.stderr,
@@ -787,7 +767,9 @@ export async function runBench(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   // its terminal gone: nobody is left to read a report (fio itself would just die), and the stack's
   // processes must not outlive the bench: everything stops, 129 as `pvblk run` has it
-  process.on('SIGHUP', () => stopNow(undefined, 129));
+  process.on('SIGHUP', () => {
+    if (!finishing) stopNow(undefined, 129);
+  });
   const code = await main;
   // interrupted: the exit is stopNow's, once every process has stopped
   return interrupted ? new Promise<number>(() => {}) : code;
@@ -856,6 +838,8 @@ export async function runBench(argv: string[]): Promise<number> {
     }
     if (stack) await stopBenchStack(stack);
     if (interrupted) return 130;
+    // every process has stopped: what is left is the report, which a SIGHUP no longer cuts short
+    finishing = true;
     // cut short before any point's measured run ended: nothing to report
     if (!results.length) return 130;
     if (atEnd && fmt.terse) for (const r of results) write(renderPointTerse(r));

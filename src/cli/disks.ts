@@ -36,7 +36,8 @@ async function refuseIfInUse(dataDir: string): Promise<void> {
   }
 }
 
-async function registry(dataDir: string): Promise<Record<string, { params: string }>> {
+/** The data dir's disks by guest name (none when it has no registry yet). */
+export async function registry(dataDir: string): Promise<Record<string, { params: string }>> {
   try {
     return JSON.parse(await readFile(join(dataDir, REGISTRY), 'utf8')) as Record<string, { params: string }>;
   } catch (e) {

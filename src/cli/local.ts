@@ -9,12 +9,12 @@ import { realpathSync } from 'node:fs';
 import { delimiter, join, relative, resolve } from 'node:path';
 import type { Server } from 'node:net';
 import { Option, type Command } from 'commander';
-import { capacityBlocks, parseScsiDebugParams } from '@pvblk/backend';
+import { capacityBlocks, parseScsiDebugParams, partitionProblem } from '@pvblk/backend';
 import { logLevelFromEnv } from '@pvblk/runtime';
 import { PvblkError, XENBUS_MAX_RING_GRANT_ORDER } from '@pvblk/shared';
 import { guestNames, intOption } from './options.ts';
 import { StackLock, type StackInfo } from './lock.ts';
-import { removeDisks } from './disks.ts';
+import { registry, removeDisks } from './disks.ts';
 import { serveStackControl } from './stack-control.ts';
 import { defaultRunDir, startStack, type RunningStack, type StackOptions, type Supervisor } from './stack.ts';
 
@@ -136,15 +136,25 @@ export class LocalStack {
   /** Checks the options, takes the locks, resets disks with --fresh; starts nothing yet. */
   static async open(command: 'up' | 'run', o: StackCli, sup: Supervisor): Promise<LocalStack> {
     const config = stackConfig(o);
-    const params = parseScsiDebugParams(config.disk); // a bad --disk is refused before anything starts
-    // a partition past the end of the disks the stack will create (in memory, or afresh): refused now
-    // rather than by the host once everything runs (a disk kept in the data dir has its own size)
-    const sectors = (capacityBlocks(params) * params.sector_size) / 512;
-    if ((o.memory || o.fresh) && o.partitionStart > 0 && o.partitionStart >= sectors)
-      throw new PvblkError(
-        'EUSAGE',
-        `--partition-start ${o.partitionStart} is beyond the guests' disks (${config.disk ? `--disk "${config.disk}"` : 'the default --disk'}: ${sectors} sectors)`,
-      );
+    const asked = parseScsiDebugParams(config.disk); // a bad --disk is refused before anything starts
+    // a partition the guests' disks cannot hold (past the end, off a logical block) is refused now,
+    // rather than by the host once everything runs: each guest's disk as the data dir keeps it, or
+    // as --disk will create it
+    if (o.partitionStart > 0) {
+      const kept = config.dataDir && !o.fresh ? await registry(config.dataDir) : {};
+      for (const guest of config.guests) {
+        const entry = Object.hasOwn(kept, guest) ? kept[guest] : undefined;
+        const params = entry ? parseScsiDebugParams(entry.params) : asked;
+        const sectors = (capacityBlocks(params) * params.sector_size) / 512;
+        const why = partitionProblem(o.partitionStart, sectors, params.sector_size);
+        const disk = entry
+          ? `the disk of ${guest} in the data dir`
+          : config.disk
+            ? `--disk "${config.disk}"`
+            : 'the default --disk';
+        if (why) throw new PvblkError('EUSAGE', `--partition-start ${o.partitionStart} is ${why} of ${disk}`);
+      }
+    }
     // the processes tell their readiness in info records: a quieter level would hide them
     const level = logLevelFromEnv();
     if (['fatal', 'error', 'warn', 'silent'].includes(level))

@@ -65,7 +65,7 @@ describe('pvblk bench: bad input', () => {
       ['--name=t', '--pi', '--disk', 'dif=0'],
       ['fio: --pi with --disk "dif=0": --pi needs protection information on the disk'],
     ],
-    [['--name=t', '--sweep', 'pi=0,1', '--disk', 'dix=0'], ['fio: --pi with --disk "dix=0"']],
+    [['--name=t', '--sweep', 'pi=0,1', '--disk', 'dix=0'], ['fio: --sweep pi=1 with --disk "dix=0"']],
     [
       ['--name=t', '--disk', 'dev_size_mb=2048'],
       [
@@ -75,7 +75,7 @@ describe('pvblk bench: bad input', () => {
     [
       ['--name=t', '--guests=5', '--disk', 'dev_size_mb=1024'],
       [
-        "fio: --disk: the disk of guest guest5: dev_size_mb=1024 (1 GiB) does not fit in the host's disk quota",
+        'fio: --guests=5 with --disk "dev_size_mb=1024": 5 disks of 1 GiB (5 GiB) are over the host\'s disk quota of 4 GiB',
       ],
     ],
     [
@@ -825,8 +825,11 @@ describe('pvblk bench: a run', () => {
     expect(
       Math.abs(j.jobs[0].job_runtime - sl.reduce((a, x) => a + x.pvblk.runtime_ms, 0)),
     ).toBeLessThanOrEqual(sl.length);
-    // the options as given: the whole run's runtime, not a slice's
+    // the options as given: the whole run's runtime, not a slice's, and nothing the bench added
+    // for its guests (their percentile list, the slice's seed)
     expect(j.jobs[0]['job options'].runtime).toBe('1200ms');
+    expect(Object.keys(j.jobs[0]['job options'])).not.toContain('percentile_list');
+    expect(Object.keys(j.jobs[0]['job options'])).not.toContain('randseed');
     expect(j.pvblk.relay_cpu.map((c) => c.name)).toEqual(['relay', 'relay-server', 'relay-client (guest)']);
     for (const c of [...j.pvblk.relay_cpu, ...j.pvblk.memory]) expectCpuSplit(c);
     // each side's share of the machine over its own slices, and its TCP segments over them

@@ -60,7 +60,7 @@ describe('the pvblk command', () => {
       { env },
     );
     expect(part.stderr).toBe(
-      'pvblk: --partition-start 8192 is beyond the guests\' disks (--disk "dev_size_mb=4": 8192 sectors)\n',
+      'pvblk: --partition-start 8192 is past the last logical block (8192 sectors, 512-byte blocks) of --disk "dev_size_mb=4"\n',
     );
     expect(part.stdout).toBe('');
     expect(part.code).toBe(2);

@@ -8,6 +8,7 @@ import { describeJob } from '../../src/cli/bench-plot.ts';
 import {
   benchPoints,
   diskDelayNote,
+  fioArgv,
   MAX_SWEEP_POINTS,
   parseBenchArgs,
   type BenchOptions,
@@ -114,9 +115,43 @@ describe('pvblk bench: options', () => {
     expect(() => parseBenchArgs(['--name=t', '--sweep=pi=1,0', '--disk=dif=0'])).toThrow(
       'fio: --sweep pi=1 with --disk "dif=0": --pi needs protection information on the disk (dif=1, 2 or 3, and dix=1); drop dif=0/dix=0 or --sweep pi=1',
     );
+    expect(() => parseBenchArgs(['--name=t', '--sweep', 'guests=1,8', '--disk', 'dev_size_mb=1024'])).toThrow(
+      /fio: --sweep guests=8 with --disk "dev_size_mb=1024": 8 disks of 1 GiB/,
+    );
     expect(() => parse('--guests=64', '--disk', 'delay=0 dev_size_mb=100')).toThrow(
       /fio: --guests=64 with --disk "delay=0 dev_size_mb=100": 64 disks of 100 MiB \(6400 MiB\) are over the host's disk quota of 4 GiB /,
     );
+  });
+
+  it('gives each job the global options before it only, in the sweep points and in the guests', () => {
+    const o = parseBenchArgs([
+      '--name=a',
+      '--size=1m',
+      '--name=global',
+      '--bs=64k',
+      '--name=b',
+      '--size=1m',
+      '--sweep',
+      'iodepth=1,2',
+    ]) as BenchOptions;
+    for (const p of benchPoints(o)) {
+      expect(p.cl.jobs.map((j) => [j.name, j.bs])).toEqual([
+        ['a', 4096],
+        ['b', 65536],
+      ]);
+      const argv = fioArgv(p.cl, {}, []);
+      expect(argv.slice(0, argv.indexOf('--name=b'))).not.toContain('--bs=64k');
+      expect(argv.slice(argv.indexOf('--name=b'))).toContain('--bs=64k');
+    }
+  });
+
+  it("lets the warm-up's overrides win over a global section's options", () => {
+    const o = parse('--verify=crc32c', '--verify_only', '--ramp_time=1', '--size=1m');
+    const argv = fioArgv(o.cl, { verify: 'none', verify_only: null, ramp_time: null }, []);
+    expect(argv).toContain('--verify=none');
+    expect(argv.filter((a) => /^--(verify_only|ramp_time)/.test(a))).toEqual([]);
+    // a bare flag goes to the guest bare
+    expect(fioArgv(parse('--time_based', '--runtime=1').cl, {}, [])).toContain('--time_based');
   });
 
   it('passes the global section to the sweep points, and sweeps the jobs after it', () => {

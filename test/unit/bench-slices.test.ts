@@ -35,7 +35,6 @@ function guestSlice(ios: number, ms: number, lat: number): GuestSlice {
   return {
     status: 0,
     jobs: [j],
-    options: [{ name: 'sl', runtime: '400ms' }],
     disks: [disk],
     devices: [{ name: 'xvda', requests: ios, completions: ios, upcalls: ios, grants: 0 }],
     stderr: '',
@@ -78,7 +77,7 @@ describe('bench slices: one run from its slices', () => {
   });
 
   it('starts from the next slice when one printed nothing, and keeps the first failure', () => {
-    const empty: GuestSlice = { status: 1, jobs: [], options: [], disks: [], devices: [], stderr: 'x\n' };
+    const empty: GuestSlice = { status: 1, jobs: [], disks: [], devices: [], stderr: 'x\n' };
     const run = appendGuestSlice(empty, guestSlice(10, 400, 1000));
     expect(run.jobs[0].write.ios).toBe(10);
     expect(run.status).toBe(1);

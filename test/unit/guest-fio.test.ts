@@ -18,6 +18,9 @@ import { startStack, until, type Stack } from './stack.ts';
 interface Ddir {
   runtime: number;
   total_ios: number;
+  bw_samples: number;
+  iops_samples: number;
+  bw_min: number;
   slat_ns: { N: number };
   clat_ns: { N: number };
 }
@@ -25,6 +28,7 @@ interface FioJson {
   'global options': Record<string, string>;
   jobs: Array<{
     jobname: string;
+    groupid: number;
     elapsed: number;
     job_runtime: number;
     usr_cpu: number;
@@ -154,14 +158,66 @@ describe('the guest fio, run whole', () => {
       direct: '1',
       iodepth: '2',
       runtime: '200ms',
-      time_based: '1',
+      time_based: '',
     });
     const j = doc.jobs[0];
     expect(doc.jobs).toHaveLength(1);
-    expect(j['job options']).toEqual({ name: 'g', numjobs: '2', group_reporting: '1' });
+    expect(j['job options']).toEqual({ name: 'g', numjobs: '2', group_reporting: '' });
     expect(j.latency_depth).toBe(2);
     // two jobs side by side, each about as long as the group's read runtime
     expect(j.job_runtime).toBeGreaterThanOrEqual(2 * j.read.runtime - 2);
+  });
+
+  it('reports a group as one job whatever its sections, as __show_run_stats() merges a groupid', async () => {
+    const r = await fio(
+      '--group_reporting --name=a --rw=read --bs=4k --size=256k --direct=1 --name=b --rw=write --bs=64k --size=256k --direct=1 --numjobs=2',
+    );
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\n').filter((l) => /^\w+: \(groupid=/.test(l))).toEqual([
+      expect.stringMatching(/^a: \(groupid=0, jobs=3\): err= 0: /),
+    ]);
+    // the one report holds both directions
+    expect(r.stdout).toMatch(/^ {2}read: IOPS=/m);
+    expect(r.stdout).toMatch(/^ {2}write: IOPS=/m);
+    const terse = await fio(
+      '--group_reporting --name=a --rw=read --size=64k --direct=1 --name=b --rw=read --size=64k --direct=1 --minimal',
+    );
+    expect(terse.stdout.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('samples bw and iops once per whole 500 ms window, none for the short last one (__add_samples)', async () => {
+    const j = json(
+      (
+        await fio(
+          '--name=t --rw=randread --bs=4k --iodepth=4 --direct=1 --runtime=1300ms --time_based --output-format=json',
+        )
+      ).stdout,
+    ).jobs[0];
+    expect(j.read.runtime).toBeGreaterThanOrEqual(1300);
+    expect(j.read.bw_samples).toBe(2);
+    expect(j.read.iops_samples).toBe(2);
+    expect(j.read.bw_min).toBeGreaterThan(0);
+  });
+
+  it('records slat for buffered I/O through an asynchronous engine, not through psync', async () => {
+    const aio = json(
+      (await fio('--name=b --rw=randwrite --bs=4k --iodepth=4 --size=64k --output-format=json')).stdout,
+    );
+    expect(aio.jobs[0].write.slat_ns.N).toBe(16);
+    const psync = json(
+      (await fio('--name=b --rw=randwrite --bs=4k --ioengine=psync --size=64k --output-format=json')).stdout,
+    );
+    expect(psync.jobs[0].write.slat_ns.N).toBe(0);
+    expect(psync.jobs[0].write.clat_ns.N).toBe(16);
+  });
+
+  it('prints the ETA line with the normal output only (eta.c), unless the bench asks with --pvblk_eta', async () => {
+    const job = '--name=e --rw=randread --bs=4k --direct=1 --runtime=1200ms --time_based --eta=always';
+    const plain = await fio(`${job} --output-format=json`);
+    expect(plain.stdout).not.toContain('Jobs: 1 (f=1)');
+    const bench = await fio(`${job} --output-format=json --pvblk_eta`);
+    expect(bench.stdout).toContain('Jobs: 1 (f=1)');
+    expect(json(bench.stdout.slice(bench.stdout.indexOf('\n{'))).jobs[0].read.total_ios).toBeGreaterThan(0);
   });
 
   it('says each failed job on stdout as it ends, and exits with one more for each (backend.c)', async () => {

@@ -308,6 +308,11 @@ export class HostDisks implements DeviceResolver {
       } catch (e) {
         this.registry.delete(guest);
         await this.saveRegistry().catch(() => {});
+        // a disk that could not come up (a partition it cannot hold) leaves no data behind
+        if (this.dataDir) {
+          const base = join(this.dataDir, 'disks', slot.disk);
+          for (const f of [`${base}.img`, `${base}.json`]) await rm(f, { force: true }).catch(() => {});
+        }
         throw e;
       }
     }
@@ -361,12 +366,10 @@ export class HostDisks implements DeviceResolver {
     const disk = await openScsiDebugDisk({ dataDir: dir, params, log: this.klog }).catch((e: unknown) => {
       throw storageError(e, `cannot create the disk of guest ${guest}`, join(dir ?? '', `${entry.disk}.img`));
     });
-    if (this.partitionStart > 0 && this.partitionStart >= disk.sectors) {
+    const why = partitionProblem(this.partitionStart, disk.sectors, params.sector_size);
+    if (why) {
       await disk.close().catch(() => {});
-      throw new PvblkError(
-        'EINVAL',
-        `partition start ${this.partitionStart} is beyond ${entry.disk} (${disk.sectors} sectors)`,
-      );
+      throw new PvblkError('EINVAL', `partition start ${this.partitionStart} is ${why} of ${entry.disk}`);
     }
     const { major, minor } = sdDevt(index);
     const d: HostDisk = {
@@ -492,4 +495,19 @@ export class HostDisks implements DeviceResolver {
     this.byPath.clear();
     this.byVbd.clear();
   }
+}
+
+/**
+ * What is wrong with a partition starting at `start` (512-byte sectors) on a disk of `sectors` with
+ * `sectorSize`-byte logical blocks, or null: it must start on a logical block and hold one at least,
+ * or every request to it fails (a misaligned start, a device smaller than a block).
+ */
+export function partitionProblem(start: number, sectors: number, sectorSize: number): string | null {
+  if (start <= 0) return null;
+  const per = sectorSize / 512;
+  if (start % per !== 0)
+    return `not on a logical block (${sectorSize}-byte blocks: a multiple of ${per} sectors)`;
+  if (start + per > sectors)
+    return `past the last logical block (${sectors} sectors, ${sectorSize}-byte blocks)`;
+  return null;
 }

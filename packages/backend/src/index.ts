@@ -17,6 +17,7 @@ export type { BlkbackStats } from './blkback/stats.ts';
 export {
   HostDisks,
   DEFAULT_DISK_LAYOUT,
+  partitionProblem,
   sdDevt,
   sdIndex,
   storageError,

@@ -123,6 +123,24 @@ describe("a guest's disk", () => {
     await a.closeAll();
   });
 
+  it('is refused for a partition it cannot hold, and leaves no data behind', async () => {
+    const misaligned = await caught(
+      disks({ partitionStart: 9 }).attach('guest', 'sector_size=4096 dev_size_mb=1'),
+    );
+    expect(misaligned.message).toContain(
+      'partition start 9 is not on a logical block (4096-byte blocks: a multiple of 8 sectors) of sdg',
+    );
+    const past = await caught(disks({ partitionStart: 2048 }).attach('guest', 'dev_size_mb=1'));
+    expect(past.message).toContain(
+      'partition start 2048 is past the last logical block (2048 sectors, 512-byte blocks) of sdg',
+    );
+    // the refused disk's image was removed with its entry: a later disk of that guest starts blank
+    expect(existsSync(join(dir, 'disks', 'sdg.img'))).toBe(false);
+    expect(JSON.parse(await readFile(join(dir, 'disks.json'), 'utf8'))).toEqual({});
+    const { disk } = await disks({ partitionStart: 2040 }).attach('guest', 'dev_size_mb=1');
+    expect(disk.vbd.startSector).toBe(2040);
+  });
+
   it('is deleted with its data; the name is then free and gets a new, blank disk', async () => {
     const a = disks();
     const { disk } = await a.attach('guest', 'dif=1');

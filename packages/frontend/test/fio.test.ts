@@ -20,7 +20,14 @@ import { FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
 import { mulberry32 } from '@pvblk/shared';
 import { JobStats, Samples, depthBucket, latBuckets } from '../src/guest/fio-stats.ts';
 import { num2str, renderJson, renderNormal, renderTerse, type FioReport } from '../src/guest/fio-report.ts';
-import { condensedRunStr, etaLine, etaToStr, parseEtaLine, parseGuestFio } from '../src/guest/fio.ts';
+import {
+  condensedRunStr,
+  etaLine,
+  etaToStr,
+  fioExitStatus,
+  parseEtaLine,
+  parseGuestFio,
+} from '../src/guest/fio.ts';
 
 function parse(args: string[]) {
   return parseFioOptions(splitOptions('fio', args, fioTakesValue));
@@ -114,7 +121,7 @@ describe('fio options', () => {
       ['c', 'randread', 8192],
     ]);
     // group_reporting is a job option fio lists; output-format is a switch of its command line
-    expect(cl.globalGiven).toEqual({ rw: 'randread', group_reporting: '1', bs: '8k' });
+    expect(cl.globalGiven).toEqual({ rw: 'randread', group_reporting: '', bs: '8k' });
     expect(cl.given.map((g) => g.name)).toEqual(['a', 'b', 'c']);
     expect(cl.global.groupReporting).toBe(true);
     expect(usage(() => parse(['--name=global', '--rw=read']))[0]).toBe('No job(s) defined');
@@ -165,6 +172,31 @@ describe('fio options', () => {
     );
   });
 
+  it("lists options in JSON as fio's add_to_dump_list() does: by their own name, a bare flag without value", () => {
+    const cl = parse([
+      '--name=t',
+      '--readwrite=randrw',
+      '--blocksize=8k',
+      '--timeout=1',
+      '--time_based',
+      '--direct=1',
+    ]);
+    expect(cl.given[0]).toEqual({
+      name: 't',
+      rw: 'randrw',
+      bs: '8k',
+      runtime: '1',
+      time_based: '',
+      direct: '1',
+    });
+  });
+
+  it('ends the percentile list at its first 0, as calc_clat_percentiles() reads it', () => {
+    const cl = parse(['--name=t', '--percentile_list=99:50:0:99.999']);
+    expect(cl.global.percentileList).toEqual([50, 99]);
+    expect(cl.global.percentilePrecision).toBe(3);
+  });
+
   it("takes fio's switches as fio does: any --eta but always and never is auto; terse is version 3", () => {
     expect(parse(['--name=j', '--eta=sometimes']).global.eta).toBe('auto');
     expect(parse(['--name=j', '--eta=never']).global.eta).toBe('never');
@@ -175,9 +207,33 @@ describe('fio options', () => {
     ]);
   });
 
+  it("takes -h and --help where getopt sees an option, not as another option's value", () => {
+    expect(parseGuestFio(['--name=a', '-h'])).toBe('help');
+    expect(parseGuestFio(['--name=a', '--help'])).toBe('help');
+    const named = parseGuestFio(['--name', '-h', '--filename', '--help']);
+    expect(named === 'help' ? null : [named.cl.jobs[0].name, named.cl.jobs[0].filename]).toEqual([
+      '-h',
+      '--help',
+    ]);
+    expect(usage(() => parseGuestFio(['--name=a', '--help=x']))).toEqual([
+      "fio: option '--help' doesn't allow an argument",
+    ]);
+  });
+
+  it('holds the failed-job count of the exit status below the statuses of signals', () => {
+    expect(fioExitStatus(false, 2)).toBe(2);
+    expect(fioExitStatus(false, 128)).toBe(127);
+    expect(fioExitStatus(true, 0)).toBe(128);
+    expect(fioExitStatus(true, 300)).toBe(255);
+  });
+
   it("says an option of fio's that this fio lacks is fio's, not unknown", () => {
     expect(usage(() => parse(['--name=j', '--stonewall']))).toEqual([
       "fio: option '--stonewall' is one of fio's, but this fio does not implement it (see --help)",
+    ]);
+    // written with its value apart too, which is then no job file
+    expect(usage(() => parse(['--name=j', '--output', 'out.txt']))).toEqual([
+      "fio: option '--output' is one of fio's, but this fio does not implement it (see --help)",
     ]);
     expect(usage(() => parse(['--name=j', '--output=/tmp/x']))[0]).toMatch(
       /^fio: option '--output=\/tmp\/x' is one of fio's/,
@@ -203,9 +259,11 @@ describe('fio options', () => {
     expect(rw[0]).toBe('        valid values: read       Sequential read');
     expect(rw[rw.length - 1]).toBe('fio: failed parsing rw=bogus');
     expect(usage(() => parse(['--rw=read']))[0]).toBe('No job(s) defined');
+    // getopt's message, then init.c's for its '?', with the hint show_closest_option() gives
     expect(usage(() => parse(['--name=j', '--bs']))).toEqual([
-      'Option bs requires an argument',
-      'fio: failed parsing bs',
+      "fio: option '--bs' requires an argument",
+      "fio: unrecognized option '--bs'",
+      'Did you mean bs?',
     ]);
     expect(usage(() => parse(['--name=j', 'jobfile.fio']))[0]).toMatch(/job files are not supported/);
     expect(usage(() => checkJob(parse(['--name=j', '--time_based']).jobs[0]))).toEqual([
@@ -428,6 +486,18 @@ describe('fio statistics and output', () => {
       pid: 42,
     };
   }
+
+  it("dates a job's report line when the report is made, as show_thread_status_normal() does", () => {
+    const r = report();
+    r.jobs[0].stats.jobStartMs = r.timestampMs - 3_600_000;
+    const d = new Date(r.timestampMs);
+    const hhmmss = [d.getHours(), d.getMinutes(), d.getSeconds()]
+      .map((v) => String(v).padStart(2, '0'))
+      .join(':');
+    expect(renderNormal(r).split('\n')[0]).toContain(` ${hhmmss} `);
+    // the JSON keeps the job's start
+    expect((renderJson(r).jobs as Array<{ job_start: number }>)[0].job_start).toBe(r.timestampMs - 3_600_000);
+  });
 
   it("prints the normal report in fio's layout", () => {
     const text = renderNormal(report());

@@ -11,6 +11,7 @@ export {
   FIO_VERSION,
   FioUsageError,
   fioTakesValue,
+  helpAsked,
   isGlobalFioOption,
   jobSize,
   outputCount,

@@ -11,12 +11,15 @@
  *   the completion, lat from issue to completion. The device's page cache is written back and
  *   dropped at open and after writing, as blkdev_direct_IO keeps the two coherent.
  * - direct=0: pread/pwrite through the guest's page cache (the VFS file), several in flight for
- *   iodepth > 1 (like fio's posixaio); no slat, clat = lat = the call.
- * psync and sync run with iodepth 1, as fio's synchronous engines do.
+ *   iodepth > 1 (like fio's posixaio); slat is the call until it returns its promise, clat from
+ *   there to its completion.
+ * psync and sync run with iodepth 1, as fio's synchronous engines do, and have no slat (fio records
+ * it only for I/O its engine queued): clat = lat = the call.
  *
  * Completions of one interrupt are reaped together and the free slots refilled once, at the end of
- * that microtask burst (process.nextTick), so a burst of completions becomes one push and at most
- * one notification — fio's io_getevents()+io_submit() loop.
+ * that microtask burst (process.nextTick, or after a turn of the event loop: see YIELD_MS), so a
+ * burst of completions becomes one push and at most one notification — fio's
+ * io_getevents()+io_submit() loop.
  *
  * Deliberate differences from fio: verify reads after the write phase are not accounted in the read
  * statistics; CPU and context switches are the guest process's, divided among its workers.
@@ -473,7 +476,6 @@ export class Worker {
         const runtime = wholeMs(end - this.tMeasure);
         if (this.stats.read.ios) this.stats.read.runtimeMs = runtime;
         if (this.stats.write.ios) this.stats.write.runtimeMs = runtime;
-        this.closeWindow(end, true);
         this.state = '_';
         resolve();
       };
@@ -570,10 +572,12 @@ export class Worker {
         () => this.complete(io, 'EIO'),
       );
     } else {
-      io.tSubmitted = tIssue;
       this.stats.ringOccupancy.add(this.target.disk.front.inflight);
       const f = this.file!;
-      (write ? f.pwrite(slot.buf!, offset) : f.pread(slot.buf!, offset)).then(
+      const p = write ? f.pwrite(slot.buf!, offset) : f.pread(slot.buf!, offset);
+      // queued once the call has returned: what an asynchronous engine's submit takes (slat)
+      io.tSubmitted = this.sync ? tIssue : now();
+      p.then(
         (r) => this.complete(io, r.ok ? (r.n === this.job.bs ? null : 'EIO') : r.errno),
         () => this.complete(io, 'EIO'),
       );
@@ -653,16 +657,14 @@ export class Worker {
     d.bytes += bs;
     this.bytesDone += bs;
     const lat = (t - io.tIssue) * 1e6;
-    if (this.direct && !this.sync) {
-      d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
-      d.clat.add((t - io.tSubmitted) * 1e6);
-    } else {
-      d.clat.add(lat);
-    }
+    // a synchronous engine's I/O has no submission apart from its call (tSubmitted is its issue)
+    if (!this.sync) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
+    const clat = (t - io.tSubmitted) * 1e6;
+    d.clat.add(clat);
     d.lat.add(lat);
     // fio's lat (usec/msec) distribution counts completion latency (io_u.c's account_io_completion
     // marks it with the time since issue to the device, the figure clat reports), not total latency
-    this.stats.markLatency(this.direct ? (t - io.tSubmitted) * 1e6 : lat);
+    this.stats.markLatency(clat);
     if (io.write) {
       this.window.wBytes += bs;
       this.window.wIos++;
@@ -670,25 +672,31 @@ export class Worker {
       this.window.rBytes += bs;
       this.window.rIos++;
     }
-    if (t - this.window.t >= AVG_WINDOW_MS) this.closeWindow(t, false);
+    this.closeWindow(t);
   }
 
   private lastRates = { r: 0, w: 0, ri: 0, wi: 0 };
 
-  /** fio's add_bw_samples()/add_iops_samples(): one sample per window of each active direction. */
-  private closeWindow(t: number, final: boolean): void {
+  /**
+   * fio's __add_samples() for add_bw_samples()/add_iops_samples(): once a window has lasted
+   * AVG_WINDOW_MS (less fio's LOG_MSEC_SLACK of 1 ms), one sample for each direction that did I/O in
+   * it — whole KiB/s and whole IOPS over its whole milliseconds, as fio divides. A direction without
+   * I/O in the window gives none, and nor does the shorter window at the end of a run: fio samples
+   * only while its jobs run, and its final values go to the logs, not to the statistics.
+   */
+  private closeWindow(t: number): void {
     const w = this.window;
-    const span = t - w.t;
-    if (span <= 0 || (final && span < AVG_WINDOW_MS / 2)) return;
-    const s = span / 1000;
+    const spent = Math.floor(t - w.t);
+    if (spent < AVG_WINDOW_MS - 1) return;
+    const s = spent / 1000;
     this.lastRates = { r: w.rBytes / s, w: w.wBytes / s, ri: w.rIos / s, wi: w.wIos / s };
-    if (this.kinds.read && (w.rIos || this.stats.read.ios)) {
-      this.stats.read.bw.add(w.rBytes / 1024 / s);
-      this.stats.read.iops.add(w.rIos / s);
+    if (w.rIos) {
+      this.stats.read.bw.add(Math.floor(Math.floor((w.rBytes * 1000) / spent) / 1024));
+      this.stats.read.iops.add(Math.floor((w.rIos * 1000) / spent));
     }
-    if (this.kinds.write && (w.wIos || this.stats.write.ios)) {
-      this.stats.write.bw.add(w.wBytes / 1024 / s);
-      this.stats.write.iops.add(w.wIos / s);
+    if (w.wIos) {
+      this.stats.write.bw.add(Math.floor(Math.floor((w.wBytes * 1000) / spent) / 1024));
+      this.stats.write.iops.add(Math.floor((w.wIos * 1000) / spent));
     }
     this.window = { t, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
   }

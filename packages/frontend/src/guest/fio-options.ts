@@ -94,6 +94,11 @@ export interface FioCommandLine {
   globalGiven: Record<string, string>;
   /** Options given in each job's own section, as fio's JSON "job options" lists them. */
   given: Array<Record<string, string>>;
+  /** For each job, the global options given before it: what it inherited (a later global section's
+   * options are not its). */
+  inherited: Array<Record<string, string>>;
+  /** fio's options as given, in their order (pvblk's own left out): to parse again with a change. */
+  options: SplitOption[];
 }
 
 export const DEFAULT_PERCENTILES = [
@@ -245,6 +250,8 @@ interface OptionDef {
   global?: boolean;
   /** A switch of fio's command line, not a job option: its JSON lists it in no options object. */
   switch?: boolean;
+  /** The option this name is fio's alias of: its JSON lists the option by that name (parse.c). */
+  aliasOf?: string;
   apply: Apply;
 }
 
@@ -260,12 +267,13 @@ const OPTIONS: Record<string, OptionDef> = {
   filename: { apply: jobOpt((j, v) => (j.filename = v)) },
   rw: { apply: jobOpt((j, v) => (j.rw = parseChoice('rw', v === 'readwrite' ? 'rw' : v, RW_VALUES))) },
   readwrite: {
+    aliasOf: 'rw',
     apply: jobOpt((j, v) => (j.rw = parseChoice('readwrite', v === 'readwrite' ? 'rw' : v, RW_VALUES))),
   },
   rwmixread: { apply: jobOpt((j, v) => (j.rwmixread = parseIntOption('rwmixread', v, 0, 100))) },
   rwmixwrite: { apply: jobOpt((j, v) => (j.rwmixread = 100 - parseIntOption('rwmixwrite', v, 0, 100))) },
   bs: { apply: jobOpt((j, v) => (j.bs = blockSize('bs', v))) },
-  blocksize: { apply: jobOpt((j, v) => (j.bs = blockSize('blocksize', v))) },
+  blocksize: { aliasOf: 'bs', apply: jobOpt((j, v) => (j.bs = blockSize('blocksize', v))) },
   iodepth: {
     apply: jobOpt(
       (j, v) =>
@@ -287,7 +295,7 @@ const OPTIONS: Record<string, OptionDef> = {
   size: { apply: jobOpt((j, v) => sizeOption(j, v)) },
   offset: { apply: jobOpt((j, v) => (j.offset = parseSize('offset', v))) },
   runtime: { apply: jobOpt((j, v) => (j.runtime = positiveTime('runtime', v))) },
-  timeout: { apply: jobOpt((j, v) => (j.runtime = positiveTime('timeout', v))) },
+  timeout: { aliasOf: 'runtime', apply: jobOpt((j, v) => (j.runtime = positiveTime('timeout', v))) },
   time_based: { flag: true, apply: jobOpt((j, v) => (j.timeBased = fioBool('time_based', v, 'set'))) },
   ramp_time: { apply: jobOpt((j, v) => (j.rampTime = parseTime('ramp_time', v))) },
   direct: { apply: jobOpt((j, v) => (j.direct = fioBool('direct', v, 'bool'))) },
@@ -515,7 +523,9 @@ function parsePercentiles(raw: string): { list: number[]; precision: number } {
     return v;
   });
   const precision = Math.max(0, ...parts.map((p) => /\.(\d*)/.exec(p)?.[1].length ?? 0));
-  return { list: list.sort((a, b) => a - b), precision };
+  // stat.c's calc_clat_percentiles() takes the list up to its first 0, then sorts it
+  const end = list.indexOf(0);
+  return { list: (end < 0 ? list : list.slice(0, end)).sort((a, b) => a - b), precision };
 }
 
 /** Whether an option applies to the whole run rather than to a job (group_reporting, the outputs, …). */
@@ -549,6 +559,19 @@ export function closestOption(name: string, known: readonly string[]): string | 
   return best;
 }
 
+/**
+ * What fio says of an option given without its value: getopt's message, then init.c's for the '?' it
+ * returns, with show_closest_option()'s hint (from the argument as written, dashes and all).
+ */
+function missingArgument(name: string, arg: string): string[] {
+  const hint = closestOption(arg.split('=')[0], FIO_OPTION_NAMES);
+  return [
+    `fio: option '--${name}' requires an argument`,
+    `fio: unrecognized option '${arg}'`,
+    ...(hint ? [`Did you mean ${hint}?`] : []),
+  ];
+}
+
 export interface SplitOption {
   name: string;
   value: string | null;
@@ -568,7 +591,12 @@ export function splitOptions(
   const out: SplitOption[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    // fio's getopt refuses an option it does not know; a word that is no option is a job file to it
+    // -h is fio's short --help; getopt refuses any other short option it does not know, and takes a
+    // word that is no option for a job file
+    if (arg === '-h') {
+      out.push({ name: 'help', value: null, arg });
+      continue;
+    }
     if (arg.startsWith('-') && !arg.startsWith('--')) fail(`${prog}: unrecognized option '${arg}'`);
     if (!arg.startsWith('--') || arg === '--') {
       fail(`${prog}: job files are not supported: '${arg}' (give the job as --name=… options)`);
@@ -577,7 +605,7 @@ export function splitOptions(
     const name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
     let value = eq < 0 ? null : arg.slice(eq + 1);
     if (value === null && takesValue(name)) {
-      if (i + 1 >= argv.length) fail(`Option ${name} requires an argument`, `fio: failed parsing ${name}`);
+      if (i + 1 >= argv.length) fail(...missingArgument(name, arg));
       value = argv[++i];
     }
     out.push({ name, value, arg });
@@ -587,10 +615,34 @@ export function splitOptions(
 
 export const FIO_OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
 
-/** Whether a value of `--name` may be the next argument (every option but the set-only ones). */
+/**
+ * Whether the options ask for help (`--help` or `-h` where getopt sees an option, not an option's
+ * value); `--help=…` is refused, as getopt refuses an argument to it.
+ */
+export function helpAsked(prog: string, opts: readonly SplitOption[]): boolean {
+  const help = opts.find((o) => o.name === 'help');
+  if (help && help.value !== null) fail(`${prog}: option '--help' doesn't allow an argument`);
+  return help !== undefined;
+}
+
+/** Options of FIO_UNSUPPORTED that take no value (fio's set-only ones, and its bare switches). */
+const FIO_UNSUPPORTED_FLAGS = new Set([
+  'stonewall',
+  'wait_for_previous',
+  'new_group',
+  'norandommap',
+  'thread',
+  'exitall',
+]);
+
+/**
+ * Whether a value of `--name` may be the next argument: every option but the set-only ones — fio's
+ * own that this fio lacks too, so that `--output out.txt` is refused for the option it is.
+ */
 export function fioTakesValue(name: string): boolean {
   const o = ownEntry(OPTIONS, name);
-  return o !== undefined && !o.flag;
+  if (o) return !o.flag;
+  return FIO_UNSUPPORTED.has(name) && !FIO_UNSUPPORTED_FLAGS.has(name);
 }
 
 /**
@@ -613,6 +665,8 @@ export function parseFioOptions(
   const globalGiven: Record<string, string> = {};
   const jobs: FioJob[] = [];
   const given: Array<Record<string, string>> = [];
+  const inherited: Array<Record<string, string>> = [];
+  const options: SplitOption[] = [];
   let current: FioJob | null = null;
   for (const o of opts) {
     const def = ownEntry(OPTIONS, o.name);
@@ -624,7 +678,8 @@ export function parseFioOptions(
       fail(`fio: unrecognized option '${o.arg}'`, ...(hint ? [`Did you mean ${hint}?`] : []));
     }
     const value = o.value ?? (def.flag ? '1' : null);
-    if (value === null) fail(`Option ${o.name} requires an argument`, `fio: failed parsing ${o.name}`);
+    if (value === null) fail(...missingArgument(o.name, o.arg));
+    options.push(o);
     if (o.name === 'name') {
       if (value === '') fail('fio: job name may not be empty', 'fio: failed parsing name=');
       // init.c's parse_cmd_line(): a section whose name starts with "global" is the global one
@@ -635,16 +690,20 @@ export function parseFioOptions(
       current = { ...defaults, name: value };
       jobs.push(current);
       given.push({ name: value });
+      inherited.push({ ...globalGiven });
       continue;
     }
     if (def.global) def.apply(null, global, value);
     else def.apply(current ?? defaults, global, value);
     if (def.switch) continue;
-    if (current) given[given.length - 1][o.name] = value;
-    else globalGiven[o.name] = value;
+    // as fio's add_to_dump_list() keeps it: the option's own name, and no value for a flag given bare
+    const key = def.aliasOf ?? o.name;
+    const shown = o.value ?? '';
+    if (current) given[given.length - 1][key] = shown;
+    else globalGiven[key] = shown;
   }
   if (jobs.length === 0) fail('No job(s) defined', '', 'give a job with --name=<job name> and its options');
-  return { global, jobs, globalGiven, given };
+  return { global, jobs, globalGiven, given, inherited, options };
 }
 
 /**

@@ -136,6 +136,14 @@ function ddirName(d: 'read' | 'write'): string {
   return d;
 }
 
+/**
+ * stat.c's convert_agg_kbytes_percent(): a job's mean bandwidth (KiB/s, truncated to an integer as fio
+ * passes it) as a share of its group's aggregate (B/s), at most 100.
+ */
+function perOfAgg(meanKiB: number, groupAggBytes: number): number {
+  return groupAggBytes > 1024 ? Math.min(100, (Math.floor(meanKiB) * 100) / (groupAggBytes / 1024)) : 100;
+}
+
 function bwOf(d: DirStats): number {
   return d.runtimeMs ? Math.floor((1000 * d.bytes) / d.runtimeMs) : 0;
 }
@@ -160,13 +168,13 @@ function ddirNormal(
   if (d.slat.n) out.push(displayLat('slat', d.slat));
   if (d.clat.n) out.push(displayLat('clat', d.clat));
   if (d.lat.n) out.push(displayLat(' lat', d.lat));
-  if (d.clat.n) out.push(...percentileBlock('clat', d.clat, plist, precision));
+  if (d.clat.n && plist.length) out.push(...percentileBlock('clat', d.clat, plist, precision));
   if (d.bw.n) {
     let { min, max } = d.bw;
     let mean = d.bw.mean;
     let dev = d.bw.stdev;
     let unit = 'KiB';
-    const perAgg = groupAgg > 1024 ? Math.min(100, (mean * 100) / (groupAgg / 1024)) : 100;
+    const perAgg = perOfAgg(d.bw.mean, groupAgg);
     if (mean > 1024 * 1024) {
       min = Math.floor(min / 1024);
       max = Math.floor(max / 1024);
@@ -267,7 +275,8 @@ export function renderNormal(r: FioReport): string {
     if (!ts.totalIos && !ts.read.bytes && !ts.write.bytes && !ts.error) continue;
     const err = ts.error ? `err=${pad(ts.error, 2)} (${ts.verror})` : `err=${pad(0, 2)}`;
     out.push(
-      `${ts.name}: (groupid=${ts.groupid}, jobs=${ts.members}): ${err}: pid=${job.pid ?? r.pid}: ${ctimeOf(ts.jobStartMs || r.timestampMs)}`,
+      // show_thread_status_normal() prints the time of the report
+      `${ts.name}: (groupid=${ts.groupid}, jobs=${ts.members}): ${err}: pid=${job.pid ?? r.pid}: ${ctimeOf(r.timestampMs)}`,
     );
     for (const dir of ['read', 'write'] as const) {
       if (ts[dir].bytes)
@@ -342,8 +351,7 @@ function latJson(s: Samples, plist: number[] | null, plus: boolean): Record<stri
 
 function ddirJson(d: DirStats, plist: number[], plus: boolean, groupAgg: number): Record<string, unknown> {
   const bwBytes = bwOf(d);
-  const perAgg =
-    d.bw.n && groupAgg > 1024 ? Math.min(100, (d.bw.mean * 100) / (groupAgg / 1024)) : d.bw.n ? 100 : 0;
+  const perAgg = d.bw.n ? perOfAgg(d.bw.mean, groupAgg) : 0;
   return {
     io_bytes: d.bytes,
     io_kbytes: Math.floor(d.bytes / 1024),
@@ -496,7 +504,7 @@ function ddirTerse(d: DirStats, plist: number[], groupAgg: number): string {
   }
   parts.push(...lat(d.lat));
   if (d.bw.n) {
-    const perAgg = groupAgg ? Math.min(100, (d.bw.mean * 100) / (groupAgg / 1024)) : 100;
+    const perAgg = perOfAgg(d.bw.mean, groupAgg);
     parts.push(String(d.bw.min), String(d.bw.max), `${tf(perAgg)}%`, tf(d.bw.mean), tf(d.bw.stdev));
   } else {
     parts.push('0', '0', `${tf(0)}%`, tf(0), tf(0));

@@ -13,6 +13,7 @@ import {
   FIO_VERSION,
   FioUsageError,
   fioTakesValue,
+  helpAsked,
   parseBool,
   parseFioOptions,
   splitOptions,
@@ -48,6 +49,18 @@ export const PVBLK_STACK_OPTIONS: Readonly<Record<string, boolean>> = {
 
 /** pvblk's own option of the guest's fio: include the raw statistics (HDR histograms) for tools. */
 const RAW_OPTION = 'pvblk_raw';
+/**
+ * pvblk's own option of the guest's fio: the ETA line whatever the output format — fio prints it only
+ * with the normal output (eta.c), but `pvblk bench` reads its guests' ETA lines beside their JSON.
+ */
+const ETA_OPTION = 'pvblk_eta';
+
+/** What the guest's fio is asked to run, and pvblk's own options for it. */
+export interface GuestFioCommand {
+  cl: FioCommandLine;
+  raw: boolean;
+  eta: boolean;
+}
 
 export const FIO_USAGE = `usage: fio [global options] --name=<job> [options] [--name=<job> [options] …]
 job options (fio's names and syntax; --opt=value or --opt value; --name=global starts global ones):
@@ -212,15 +225,21 @@ function findDisk(rt: GuestRuntime, path: string | null): GuestDisk | undefined 
   return rt.disks.find((d) => `/dev/${d.name}` === path || d.name === path);
 }
 
-/** Parses the guest fio's argv (without argv[0]); throws FioUsageError. */
-export function parseGuestFio(args: string[]): { cl: FioCommandLine; raw: boolean } {
+/** Parses the guest fio's argv (without argv[0]), or finds --help in it; throws FioUsageError. */
+export function parseGuestFio(args: string[]): GuestFioCommand | 'help' {
   let raw = false;
+  let eta = false;
   const opts = splitOptions('fio', args, (n) => fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true);
+  if (helpAsked('fio', opts)) return 'help';
   const cl = parseFioOptions(
     opts,
     (o) => {
       if (o.name === RAW_OPTION) {
         raw = o.value === null || parseBool(RAW_OPTION, o.value);
+        return true;
+      }
+      if (o.name === ETA_OPTION) {
+        eta = o.value === null || parseBool(ETA_OPTION, o.value);
         return true;
       }
       if (Object.hasOwn(PVBLK_STACK_OPTIONS, o.name)) {
@@ -233,20 +252,25 @@ export function parseGuestFio(args: string[]): { cl: FioCommandLine; raw: boolea
     [],
   );
   for (const j of cl.jobs) checkJob(j);
-  return { cl, raw };
+  return { cl, raw, eta };
 }
 
 /** The guest command. */
 export function fioCommand(rt: GuestRuntime): GuestCommand {
   return async (argv, io) => {
-    if (argv.length === 1 || argv.includes('--help') || argv.includes('-h')) {
-      (argv.length === 1 ? io.stderr : io.stdout)(FIO_USAGE);
-      return argv.length === 1 ? 1 : 0;
+    if (argv.length === 1) {
+      io.stderr(FIO_USAGE);
+      return 1;
     }
-    let parsed: { cl: FioCommandLine; raw: boolean };
+    let parsed: GuestFioCommand;
     const targets = new Map<FioJob, GuestDisk>();
     try {
-      parsed = parseGuestFio(argv.slice(1));
+      const p = parseGuestFio(argv.slice(1));
+      if (p === 'help') {
+        io.stdout(FIO_USAGE);
+        return 0;
+      }
+      parsed = p;
       for (const j of parsed.cl.jobs) {
         const disk = findDisk(rt, j.filename);
         if (!disk) {
@@ -273,16 +297,15 @@ export function fioCommand(rt: GuestRuntime): GuestCommand {
       }
       throw e;
     }
-    return runFio(rt, parsed.cl, targets, io, parsed.raw);
+    return runFio(rt, parsed, targets, io);
   };
 }
 
 async function runFio(
   rt: GuestRuntime,
-  cl: FioCommandLine,
+  { cl, raw, eta }: GuestFioCommand,
   targets: Map<FioJob, GuestDisk>,
   io: CommandIo,
-  raw: boolean,
 ): Promise<number> {
   const genesis = performance.now();
   const fmt = cl.global.outputFormat;
@@ -316,7 +339,8 @@ async function runFio(
   io.signal.addEventListener('abort', onAbort);
   // interrupted while the jobs were opening: the listener came too late to hear it
   if (io.signal.aborted) onAbort();
-  const showEta = cl.global.eta === 'always';
+  // eta.c: the line goes with the normal output only, unless the bench asks for it
+  const showEta = eta || (cl.global.eta === 'always' && fmt.normal);
   let etaTimer: NodeJS.Timeout | null = null;
   if (showEta) {
     etaTimer = setInterval(() => {
@@ -400,9 +424,13 @@ async function runFio(
   return fioExitStatus(io.signal.aborted, workers.filter((w) => w.stats.error).length);
 }
 
-/** fio's exit_value: 128 once a signal has ended the run, one more for each job that failed. */
+/**
+ * fio's exit_value: 128 once a signal has ended the run, one more for each job that failed — the
+ * count held below 128, where fio's would run into the statuses of signals (128 failed jobs and no
+ * signal made 128) and wrap past 255.
+ */
 export function fioExitStatus(signalled: boolean, failedJobs: number): number {
-  return Math.min(255, (signalled ? 128 : 0) + failedJobs);
+  return (signalled ? 128 : 0) + Math.min(127, failedJobs);
 }
 
 /** blkfront's counters of a device over the command, with the per-request ratios. */
@@ -428,15 +456,13 @@ function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioRep
     return o;
   };
   if (cl.global.groupReporting) {
-    const out: FioReportJob[] = [];
-    cl.jobs.forEach((j, ji) => {
-      const ws = workers.filter((w) => w.job === j);
-      const merged = new JobStats(j.name);
-      merged.members = 0;
-      for (const w of ws) merged.merge(w.stats);
-      out.push({ stats: merged, options: cl.given[ji], iodepth: j.iodepth, pvblk: pvblkOf(merged) });
-    });
-    return out;
+    // one report per group, as stat.c's __show_run_stats() merges every job of a groupid: with no
+    // stonewall or new_group (which this fio does not take), every job section is in group 0
+    const first = cl.jobs[0];
+    const merged = new JobStats(first.name);
+    merged.members = 0;
+    for (const w of workers) merged.merge(w.stats);
+    return [{ stats: merged, options: cl.given[0], iodepth: first.iodepth, pvblk: pvblkOf(merged) }];
   }
   return workers.map((w) => ({
     stats: w.stats,
