@@ -45,6 +45,13 @@ export interface ProcessCpu extends CpuFields {
   name: string;
 }
 
+/** One of a point's job clones (a job × numjobs), as the report needs it. */
+export interface JobClone {
+  /** The job's own options as given to the bench: its JSON "job options". */
+  options: Record<string, string>;
+  iodepth: number;
+}
+
 export interface PointResult {
   label: Record<string, string>;
   stack: StackShape;
@@ -74,10 +81,8 @@ export interface PointResult {
   groupReporting: boolean;
   percentiles: number[];
   percentilePrecision: number;
-  /** Each job clone's iodepth, in the order a guest's fio runs them (jobs, then numjobs). */
-  jobDepths: number[];
-  /** Each job clone's own options as given to the bench (its JSON "job options"), in the same order. */
-  jobOptions: Array<Record<string, string>>;
+  /** Each job clone, in the order a guest's fio runs them (jobs, then numjobs). */
+  jobClones: JobClone[];
   /** The options of the global section, as fio's JSON "global options". */
   globalOptions: Record<string, string>;
 }
@@ -160,10 +165,11 @@ export function reportJobs(p: PointResult): Array<FioReportJob & { guest: GuestR
   for (const g of p.guests) {
     g.jobs.forEach((s, i) => {
       if (many) s.name = `${s.name.replace(/@.*$/, '')}@${g.name}`;
+      const clone = p.jobClones[i] ?? p.jobClones[0];
       jobs.push({
         stats: s,
-        options: p.jobOptions[i] ?? p.jobOptions[0] ?? {},
-        iodepth: p.jobDepths[i] ?? p.jobDepths[0] ?? 1,
+        options: clone?.options ?? {},
+        iodepth: clone?.iodepth ?? 1,
         guest: g,
         pid: g.pid,
       });

@@ -56,6 +56,7 @@ import {
   type BlkbackCounters,
   type BrokerCounters,
   type GuestRun,
+  type JobClone,
   type PointResult,
 } from './bench-report.ts';
 import { CpuWindows, RssSampler } from './bench-rss.ts';
@@ -599,9 +600,8 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       groupReporting: p.cl.global.groupReporting,
       percentiles: p.cl.global.percentileList,
       percentilePrecision: p.cl.global.percentilePrecision,
-      jobDepths: p.cl.jobs.flatMap((j) => new Array<number>(j.numjobs).fill(j.iodepth)),
-      jobOptions: p.cl.jobs.flatMap((j, i) =>
-        new Array<Record<string, string>>(j.numjobs).fill(p.cl.given[i]),
+      jobClones: p.cl.jobs.flatMap((j, i) =>
+        new Array<JobClone>(j.numjobs).fill({ options: p.cl.given[i], iodepth: j.iodepth }),
       ),
       globalOptions: p.cl.globalGiven,
     };
@@ -730,7 +730,7 @@ export async function runBench(argv: string[]): Promise<number> {
   const main = runPoints(o);
   // "at once": each tier of processes has STOP_NOW_GRACE_MS to go on SIGTERM (a guest whose disk
   // no longer answers would hold a clean shutdown for ever), not the supervisor's default 5 s
-  const stopNow = (graceMs = STOP_NOW_GRACE_MS, code = 130) => {
+  const stopNow = (code = 130) => {
     // Stops whatever runs now — a stack starting or running, the relay's processes — and exits as a
     // shell reports an interrupt. The run in progress fails once its processes are gone; it notices
     // `interrupted` and prints nothing, starts nothing and leaves the exit to this. A stack cut off
@@ -739,13 +739,13 @@ export async function runBench(argv: string[]): Promise<number> {
     if (interrupted) return;
     interrupted = true;
     void (async () => {
-      await stopLive(graceMs);
+      await stopLive(STOP_NOW_GRACE_MS);
       await Promise.race([main.catch(() => 0), new Promise((r) => setTimeout(r, SIGNAL_GRACE_MS))]);
-      await stopLive(graceMs);
+      await stopLive(STOP_NOW_GRACE_MS);
       process.exit(code);
     })();
   };
-  onOutputLost = (code) => stopNow(undefined, code);
+  onOutputLost = stopNow;
   const onSignal = (name: NodeJS.Signals) => {
     // once a point has reported there is something to give, whatever the bench is doing now
     if (stopRun.signal.aborted || (!measuring && !results.length)) return stopNow();
@@ -768,7 +768,7 @@ export async function runBench(argv: string[]): Promise<number> {
   // its terminal gone: nobody is left to read a report (fio itself would just die), and the stack's
   // processes must not outlive the bench: everything stops, 129 as `pvblk run` has it
   process.on('SIGHUP', () => {
-    if (!finishing) stopNow(undefined, 129);
+    if (!finishing) stopNow(129);
   });
   const code = await main;
   // interrupted: the exit is stopNow's, once every process has stopped

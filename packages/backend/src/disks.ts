@@ -309,10 +309,8 @@ export class HostDisks implements DeviceResolver {
         this.registry.delete(guest);
         await this.saveRegistry().catch(() => {});
         // a disk that could not come up (a partition it cannot hold) leaves no data behind
-        if (this.dataDir) {
-          const base = join(this.dataDir, 'disks', slot.disk);
-          for (const f of [`${base}.img`, `${base}.json`]) await rm(f, { force: true }).catch(() => {});
-        }
+        if (this.dataDir)
+          for (const f of diskFiles(this.dataDir, slot.disk)) await rm(f, { force: true }).catch(() => {});
         throw e;
       }
     }
@@ -455,8 +453,7 @@ export class HostDisks implements DeviceResolver {
     // the data first, then the name: a host that stops in between keeps the guest's entry (its disk
     // comes back blank) rather than an unlisted file that the next disk of that name would open
     if (this.dataDir) {
-      const base = join(this.dataDir, 'disks', entry.disk);
-      for (const f of [`${base}.img`, `${base}.json`])
+      for (const f of diskFiles(this.dataDir, entry.disk))
         await rm(f, { force: true }).catch((e: unknown) => {
           throw storageError(e, `cannot delete the disk of guest ${guest}`, f);
         });
@@ -510,4 +507,10 @@ export function partitionProblem(start: number, sectors: number, sectorSize: num
   if (start + per > sectors)
     return `past the last logical block (${sectors} sectors, ${sectorSize}-byte blocks)`;
   return null;
+}
+
+/** The files of a disk in a data dir: its store and its header (scsi/store.ts). */
+function diskFiles(dataDir: string, disk: string): string[] {
+  const base = join(dataDir, 'disks', disk);
+  return [`${base}.img`, `${base}.json`];
 }

@@ -268,10 +268,10 @@ export class Worker {
   private rampDone = false;
   /**
    * fio's td->epoch: when the job's I/O began (after its open), moved to the end of ramp_time; its
-   * total_run_time and CPU figures run from here to the end of its verify phase. Null until begun.
+   * total_run_time and CPU figures run from here (the process's usage then) to the end of its verify
+   * phase. Null until begun.
    */
-  private epoch: number | null = null;
-  private usage0: ProcessUsage | null = null;
+  private epoch: { t: number; usage: ProcessUsage } | null = null;
   /** What the guest process used from the epoch to the job's end (set by finish). */
   usage: ProcessUsage = { user: 0, system: 0, ctx: 0, majf: 0, minf: 0 };
   private done!: () => void;
@@ -426,8 +426,7 @@ export class Worker {
 
   /** fio's set_epoch_time() and clear_rusage_stat(): the job's run time and CPU count from here. */
   private setEpoch(t: number): void {
-    this.epoch = t;
-    this.usage0 = usageNow();
+    this.epoch = { t, usage: usageNow() };
   }
 
   /**
@@ -436,10 +435,10 @@ export class Worker {
    * over the span. A job that never began (its open failed) ran for no time.
    */
   finish(): void {
-    if (this.epoch === null || !this.usage0) return;
-    this.stats.totalRunMs = wholeMs(now() - this.epoch);
+    if (this.epoch === null) return;
+    this.stats.totalRunMs = wholeMs(now() - this.epoch.t);
     const u = usageNow();
-    const u0 = this.usage0;
+    const u0 = this.epoch.usage;
     this.usage = {
       user: u.user - u0.user,
       system: u.system - u0.system,
