@@ -64,6 +64,7 @@ import { makeBenchDir, sweepStaleBenchDirs } from './bench-dirs.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
 import { watchForShutdown } from '@pvblk/runtime';
 import { guestNames } from './options.ts';
+import { writeOutNow } from './write-out.ts';
 import { tcpCongestionControl } from './bench-tcp.ts';
 import {
   anyExit,
@@ -97,6 +98,8 @@ export function registerBench(program: Command): void {
       "fio-shaped latency experiments: start a stack, run fio jobs in the guests, report with pvblk's counters (pvblk bench --help)",
     )
     .helpOption(false)
+    // `pvblk help bench` prints the bench's own usage, as `pvblk bench --help` does
+    .configureHelp({ formatHelp: () => BENCH_USAGE })
     .allowUnknownOption()
     .allowExcessArguments()
     .passThroughOptions()
@@ -707,7 +710,7 @@ export async function runBench(argv: string[]): Promise<number> {
     throw e;
   }
   if (o === 'help') {
-    write(BENCH_USAGE);
+    writeOutNow(BENCH_USAGE, 'pvblk bench');
     return 0;
   }
   if (o.plot) {

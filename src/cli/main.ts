@@ -27,6 +27,7 @@ import { registerUp } from './up.ts';
 import { registerRun } from './run.ts';
 import { registerGuest } from './guest.ts';
 import { registerManage } from './manage.ts';
+import { writeOutNow } from './write-out.ts';
 
 const DEFAULT_DISK = process.env.PVBLK_DISK ?? '';
 
@@ -58,7 +59,10 @@ const program = new Command('pvblk')
   .version(`pvblk ${pkg.version}`, '-V, --version', 'print the version')
   .enablePositionalOptions()
   .showHelpAfterError('(run with --help for usage)')
-  .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `pvblk: ${s}` : s) })
+  .configureOutput({
+    writeOut: (s) => writeOutNow(s),
+    writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `pvblk: ${s}` : s),
+  })
   // a bad option or value is a usage error, 2 as fail() has it for the checks made after parsing (a
   // bad --disk), not commander's 1; help and version still exit 0
   .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2))
@@ -337,4 +341,8 @@ await import('./bench.ts').then((m) => m.registerBench(program));
 
 (await import('./chaos.ts')).registerChaos(program);
 
-program.parseAsync(process.argv).catch(fail);
+// `pvblk help --help`: the help command has no help of its own, so it is the program's (commander
+// would look for a command named `--help` and fail)
+const argv = process.argv.slice(2);
+if (argv[0] === 'help' && (argv[1] === '--help' || argv[1] === '-h')) argv.splice(0, 2, '--help');
+program.parseAsync(argv, { from: 'user' }).catch(fail);

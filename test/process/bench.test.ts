@@ -302,38 +302,35 @@ describe('pvblk bench: a run', () => {
     }
   }
 
+  /**
+   * Kills the relay's server once its client runs: the bench's own figures stand (status 0), the
+   * baseline is reported failed, and the relay and its client are stopped, not left waiting.
+   */
+  async function killRelayServer(b: Running, bench: number): Promise<void> {
+    await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
+    const server = childWith(bench, 'relay-role=server')!;
+    const others = ['relay-role=relay', 'relay-role=client'].map((t) => childWith(bench, t));
+    expect(others.every((pid) => pid !== null)).toBe(true);
+    process.kill(server, 'SIGKILL');
+    const exit = await b.exited;
+    expect(exit.code).toBe(0);
+    expect(b.out).toContain(
+      'relay baseline: failed (relay-server was killed by SIGKILL (status 137) during the run)',
+    );
+    for (const pid of others) expect(processGone(pid!)).toBe(true);
+  }
+
   it('reports a relay server killed during the baseline, and does not wait for it', async () => {
     await killedRun(3, ['--baseline'], async (b, bench) => {
       // the clients start once the server is ready: then the baseline is running
-      await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
-      const server = childWith(bench, 'relay-role=server')!;
-      const others = ['relay-role=relay', 'relay-role=client'].map((t) => childWith(bench, t));
-      expect(others.every((pid) => pid !== null)).toBe(true);
-      process.kill(server, 'SIGKILL');
-      const exit = await b.exited;
-      expect(exit.code).toBe(0); // pvblk's own figures stand
-      expect(b.out).toContain(
-        'relay baseline: failed (relay-server was killed by SIGKILL (status 137) during the run)',
-      );
-      // the relay and its client were stopped, not left waiting
-      for (const pid of others) expect(processGone(pid!)).toBe(true);
+      await killRelayServer(b, bench);
     });
   });
 
   it('with slices, a relay server killed during the run: pvblk runs every slice, the relay is stopped', async () => {
     await killedRun(4, ['--baseline', '--baseline-slices=4'], async (b, bench) => {
       // with slices the relay is up, warm, before pvblk's first slice
-      await waitUntil(() => childWith(bench, 'relay-role=client') !== null, 60_000, 'the relay client runs');
-      const server = childWith(bench, 'relay-role=server')!;
-      const others = ['relay-role=relay', 'relay-role=client'].map((t) => childWith(bench, t));
-      expect(others.every((pid) => pid !== null)).toBe(true);
-      process.kill(server, 'SIGKILL');
-      const exit = await b.exited;
-      expect(exit.code).toBe(0); // pvblk's own figures stand
-      expect(b.out).toContain(
-        'relay baseline: failed (relay-server was killed by SIGKILL (status 137) during the run)',
-      );
-      for (const pid of others) expect(processGone(pid!)).toBe(true);
+      await killRelayServer(b, bench);
       // all four of pvblk's slices ran: its runtime is the whole run's
       const run = b.out.map((l) => /WRITE: .* run=(\d+)-(\d+)msec/.exec(l)).find((m) => m);
       expect(run).toBeTruthy();

@@ -3,12 +3,12 @@
  * accepts (before anything starts), the environment variables it honours, the disks a data dir keeps
  * and how to reset them, and the `up` banner's command, run as printed.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pvblk, startPvblk, stopAll, tempDir, type Running } from './helpers.ts';
+import { PVBLK, pvblk, startPvblk, stopAll, tempDir, type Running } from './helpers.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let tmp: { path: string; cleanup(): void };
@@ -32,6 +32,43 @@ describe('the pvblk command', () => {
     const r = await pvblk(['--version']);
     expect(r.stdout).toBe(`pvblk ${pkg.version}\n`);
     expect(r.code).toBe(0);
+  });
+
+  it('prints its help where asked, and says when it could not (a full disk: 1; a reader gone: 141)', async () => {
+    const help = await pvblk(['help', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: pvblk \[options\] \[command\]/);
+    expect(help.stderr).toBe('');
+    const bench = await pvblk(['help', 'bench']);
+    expect(bench.stdout).toMatch(/^usage: pvblk bench --name=<job>/);
+    expect(bench.stdout).toBe((await pvblk(['bench', '--help'])).stdout);
+    /** `pvblk <args>` with stdout on `out`, to its exit. */
+    const exit = (args: string[], out: 'pipe' | number) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const p = spawn(process.execPath, [PVBLK, ...args], { stdio: ['ignore', out, 'pipe'] });
+        // the reader goes away before the child has even loaded (closing the pipe's end is immediate)
+        p.stdout?.destroy();
+        let stderr = '';
+        p.stderr!.on('data', (d) => (stderr += d));
+        p.on('close', (code) => resolve({ code, stderr }));
+      });
+    const full = openSync('/dev/full', 'w');
+    try {
+      for (const args of [['--help'], ['--version'], ['bench', '--help']]) {
+        const r = await exit(args, full);
+        expect(r.code, args.join(' ')).toBe(1);
+        expect(r.stderr).toBe(
+          `${args[0] === 'bench' ? 'pvblk bench' : 'pvblk'}: write error: no space left on device\n`,
+        );
+      }
+    } finally {
+      closeSync(full);
+    }
+    for (const args of [['--help'], ['bench', '--help']]) {
+      const r = await exit(args, 'pipe');
+      expect(r.code, args.join(' ')).toBe(141);
+      expect(r.stderr).toBe('');
+    }
   });
 
   it('refuses a bad --disk and a bad PVBLK_LOG_LEVEL before anything starts, naming what was wrong', async () => {

@@ -16,7 +16,7 @@ import {
   splitOptions,
 } from '../src/guest/fio-options.ts';
 import { checkVerifyBlock, crc32c, fillVerifyBlock } from '../src/guest/fio-verify.ts';
-import { FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
+import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
 import { mulberry32 } from '@pvblk/shared';
 import { JobStats, Samples, depthBucket, latBuckets } from '../src/guest/fio-stats.ts';
 import { num2str, renderJson, renderNormal, renderTerse, type FioReport } from '../src/guest/fio-report.ts';
@@ -619,6 +619,15 @@ describe('fio statistics and output', () => {
     expect(
       etaLine({ running: 1, states: ['w'], done: 0.12, eta: 22, rB: 0, wB: 19.6 * 1048576, rI: 0, wI: 5012 }),
     ).toBe('Jobs: 1 (f=1): [w(1)][12.0%][w=19.6MiB/s][w=5012 IOPS][eta 00m:22s]');
+  });
+
+  it("takes the ETA line's rates as eta.c's calc_rate() and calc_iops(): whole ms, KiB/s and IOPS, truncated", () => {
+    const was = { t: 1000.2, rBytes: 0, wBytes: 4096, rIos: 0, wIos: 1 };
+    // 999.9 ms pass: fio divides by 999; 1,000,000 bytes are 1,001,001 B/s, 977 whole KiB/s
+    const is = { t: 2000.1, rBytes: 1_000_000, wBytes: 4096 + 3 * 4096, rIos: 1999, wIos: 4 };
+    expect(etaRates(was, is)).toEqual({ r: 977 * 1024, w: 12 * 1024, ri: 2001, wi: 3 });
+    // no whole millisecond between the two lines: no rate, as fio's mtime of 0
+    expect(etaRates(is, { ...is, t: is.t + 0.5, wIos: 9 })).toEqual({ r: 0, w: 0, ri: 0, wi: 0 });
   });
 
   it('reads its own ETA line back, to the precision it prints', () => {

@@ -229,6 +229,34 @@ export function syncEngine(job: FioJob): boolean {
 
 const now = (): number => performance.now();
 
+/** A job's measured counters at one moment (ms; bytes and I/Os of each direction). */
+export interface EtaCounters {
+  t: number;
+  rBytes: number;
+  wBytes: number;
+  rIos: number;
+  wIos: number;
+}
+
+/**
+ * The rates of the ETA line between two moments, as fio's calc_rate() and calc_iops() make them: over
+ * the whole milliseconds between them, whole KiB/s (returned in bytes, as the line shows them) and
+ * whole IOPS — each truncated, never rounded.
+ */
+export function etaRates(
+  was: EtaCounters,
+  is: EtaCounters,
+): { r: number; w: number; ri: number; wi: number } {
+  const ms = Math.floor(is.t - was.t);
+  const per = (a: number, b: number) => (ms > 0 ? Math.floor(((a - b) * 1000) / ms) : 0);
+  return {
+    r: Math.floor(per(is.rBytes, was.rBytes) / 1024) * 1024,
+    w: Math.floor(per(is.wBytes, was.wBytes) / 1024) * 1024,
+    ri: per(is.rIos, was.rIos),
+    wi: per(is.wIos, was.wIos),
+  };
+}
+
 /**
  * Milliseconds, whole, rounded up from whole microseconds, as fio's update_runtime() keeps ts.runtime:
  * IOPS and BW are computed from the runtime the reports print beside them.
@@ -674,7 +702,8 @@ export class Worker {
     this.closeWindow(t);
   }
 
-  private lastRates = { r: 0, w: 0, ri: 0, wi: 0 };
+  /** What the last ETA line had seen: its time and the measured bytes and I/Os of each direction. */
+  private shown: EtaCounters = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
 
   /**
    * fio's __add_samples() for add_bw_samples()/add_iops_samples(): once a window has lasted
@@ -687,8 +716,6 @@ export class Worker {
     const w = this.window;
     const spent = Math.floor(t - w.t);
     if (spent < AVG_WINDOW_MS - 1) return;
-    const s = spent / 1000;
-    this.lastRates = { r: w.rBytes / s, w: w.wBytes / s, ri: w.rIos / s, wi: w.wIos / s };
     if (w.rIos) {
       this.stats.read.bw.add(Math.floor(Math.floor((w.rBytes * 1000) / spent) / 1024));
       this.stats.read.iops.add(Math.floor((w.rIos * 1000) / spent));
@@ -700,10 +727,23 @@ export class Worker {
     this.window = { t, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
   }
 
+  /**
+   * What the ETA line shows of this job. Its rates are fio's calc_rate()/calc_iops(): over the whole
+   * milliseconds since the line before, whole KiB/s (shown as bytes) and whole IOPS.
+   */
   progress(): { rB: number; wB: number; rI: number; wI: number; done: number | null; eta: number | null } {
     const t = now();
-    const r = this.lastRates;
     if (this.state === '_') return { rB: 0, wB: 0, rI: 0, wI: 0, done: 1, eta: 0 };
+    // the measured counters (ramp_time's I/O is not in them, so the line shows no rate during it)
+    const is = {
+      t,
+      rBytes: this.stats.read.bytes,
+      wBytes: this.stats.write.bytes,
+      rIos: this.stats.read.ios,
+      wIos: this.stats.write.ios,
+    };
+    const r = etaRates(this.shown.t ? this.shown : { ...this.shown, t: this.tStart }, is);
+    this.shown = is;
     let done: number | null = null;
     let eta: number | null = null;
     if (this.tEnd !== Infinity) {

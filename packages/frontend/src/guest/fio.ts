@@ -227,19 +227,16 @@ function findDisk(rt: GuestRuntime, path: string | null): GuestDisk | undefined 
 
 /** Parses the guest fio's argv (without argv[0]), or finds --help in it; throws FioUsageError. */
 export function parseGuestFio(args: string[]): GuestFioCommand | 'help' {
-  let raw = false;
-  let eta = false;
+  // the bench's own switches, fio booleans both
+  const own: Record<string, 'raw' | 'eta'> = { [RAW_OPTION]: 'raw', [ETA_OPTION]: 'eta' };
+  const set = { raw: false, eta: false };
   const opts = splitOptions('fio', args, (n) => fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true);
   if (helpAsked('fio', opts)) return 'help';
   const cl = parseFioOptions(
     opts,
     (o) => {
-      if (o.name === RAW_OPTION) {
-        raw = o.value === null || parseBool(RAW_OPTION, o.value);
-        return true;
-      }
-      if (o.name === ETA_OPTION) {
-        eta = o.value === null || parseBool(ETA_OPTION, o.value);
+      if (Object.hasOwn(own, o.name)) {
+        set[own[o.name]] = o.value === null || parseBool(o.name, o.value);
         return true;
       }
       if (Object.hasOwn(PVBLK_STACK_OPTIONS, o.name)) {
@@ -252,7 +249,7 @@ export function parseGuestFio(args: string[]): GuestFioCommand | 'help' {
     [],
   );
   for (const j of cl.jobs) checkJob(j);
-  return { cl, raw, eta };
+  return { cl, ...set };
 }
 
 /** The guest command. */
