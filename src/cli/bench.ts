@@ -62,7 +62,7 @@ import {
 import { CpuWindows, RssSampler } from './bench-rss.ts';
 import { makeBenchDir, sweepStaleBenchDirs } from './bench-dirs.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
-import { watchForShutdown } from '@pvblk/runtime';
+import { fetchAnswer, watchForShutdown } from '@pvblk/runtime';
 import { guestNames } from './options.ts';
 import { writeOutNow } from './write-out.ts';
 import { tcpCongestionControl } from './bench-tcp.ts';
@@ -274,7 +274,7 @@ async function stopBenchStack(s: LiveStack): Promise<void> {
 }
 
 async function getJson(url: string, bearer: string): Promise<unknown> {
-  const res = await fetch(url, { headers: { authorization: `Bearer ${bearer}` } });
+  const res = await fetchAnswer(url, { headers: { authorization: `Bearer ${bearer}` } });
   if (!res.ok) throw new Error(`${url}: ${res.status} ${res.statusText}`);
   return res.json();
 }

@@ -19,6 +19,7 @@ import { runInGuest } from '@pvblk/frontend';
 import { PvblkError } from '@pvblk/shared';
 import { Supervisor, type LogRecord, type StackChild } from './stack.ts';
 import { childEnv, stackCredentials, type StackCredentials } from './child-env.ts';
+import { fetchAnswer } from '@pvblk/runtime';
 
 export interface ChaosStackOptions {
   guests: string[];
@@ -275,15 +276,18 @@ export class ChaosStack {
     path: string,
     body?: unknown,
   ): Promise<unknown> {
-    const res = await fetch(base + path, {
-      method,
-      headers: {
-        authorization: `Bearer ${auth}`,
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    const res = await fetchAnswer(
+      base + path,
+      {
+        method,
+        headers: {
+          authorization: `Bearer ${auth}`,
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
       },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(10_000),
-    });
+      10_000,
+    );
     const text = await res.text();
     let v: unknown = null;
     try {

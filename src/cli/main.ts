@@ -345,4 +345,16 @@ await import('./bench.ts').then((m) => m.registerBench(program));
 // would look for a command named `--help` and fail)
 const argv = process.argv.slice(2);
 if (argv[0] === 'help' && (argv[1] === '--help' || argv[1] === '-h')) argv.splice(0, 2, '--help');
-program.parseAsync(argv, { from: 'user' }).catch(fail);
+let settled = false;
+program
+  .parseAsync(argv, { from: 'user' })
+  .then(() => (settled = true))
+  .catch(fail);
+// The loop ran dry with the command still waiting: on something that can never happen now (a request
+// whose socket was closed with no answer left Node's fetch waiting for ever once). Without this the
+// process would end with status 0 and no word, as if the command had done its work.
+process.on('beforeExit', () => {
+  if (settled) return;
+  process.stderr.write('pvblk: internal error: the command stopped waiting on something that never came\n');
+  process.exit(70);
+});

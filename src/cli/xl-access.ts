@@ -13,7 +13,7 @@
 import { chmodSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { PvblkError } from '@pvblk/shared';
-import { resolveOperatorToken } from '@pvblk/runtime';
+import { fetchAnswer, resolveOperatorToken } from '@pvblk/runtime';
 import { processRuns } from './lock.ts';
 
 export const ACCESS_FILE = 'toolstack.json';
@@ -94,7 +94,7 @@ export async function operatorCall(
 ): Promise<{ status: number; body: unknown }> {
   let res: Response;
   try {
-    res = await fetch(new URL(path, a.api), {
+    res = await fetchAnswer(new URL(path, a.api), {
       method,
       headers: {
         authorization: `Bearer ${a.token}`,
@@ -103,9 +103,12 @@ export async function operatorCall(
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
-    const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    const timedOut = (e as Error).name === 'TimeoutError';
+    const cause = timedOut
+      ? (e as Error).message
+      : ((e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message);
     throw new PvblkError(
-      'ECONNREFUSED',
+      timedOut ? 'ETIMEDOUT' : 'ECONNREFUSED',
       `the host API at ${a.api} does not answer (${cause}): is the stack still running?`,
     );
   }

@@ -5,6 +5,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -70,6 +71,28 @@ describe('the pvblk command', () => {
       expect(r.stderr).toBe('');
     }
   });
+
+  it('says so when the host API closes every socket unanswered (it ended with status 0 and no word once)', async () => {
+    // what the API does to a socket past its bounds, to every socket
+    const server = createNetServer((s) => s.destroy());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const r = await pvblk(['xl', '--api', `http://127.0.0.1:${port}/`, 'list'], {
+        env: { PVBLK_TOOLSTACK_TOKEN: 'some-operator-token' },
+      });
+      // Node's fetch either fails at once or (as the stranger's attack found) never settles; either
+      // way the command fails and says why
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^pvblk: (ECONNREFUSED|ETIMEDOUT): the host API at http://127\\.0\\.0\\.1:${port}/ does not answer \\((no answer in 15 s|UND_ERR_SOCKET|ECONNRESET)\\): is the stack still running\\?\\n$`,
+        ),
+      );
+    } finally {
+      server.close();
+    }
+  }, 60_000);
 
   it('refuses a bad --disk and a bad PVBLK_LOG_LEVEL before anything starts, naming what was wrong', async () => {
     const disk = await pvblk(['run', '--memory', '--run-dir', runDir, '--disk', 'dif=7', '--', 'true'], {

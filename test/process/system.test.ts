@@ -1,9 +1,12 @@
 /**
- * The system as separate processes started one by one: killing the backend mid-stream, and hostile
- * peers on either side of the ring. Guest commands go through the real control socket.
+ * The system as separate processes started one by one: killing the backend mid-stream, hostile
+ * peers on either side of the ring, and a stranger holding the places of its address. Guest commands go through the real control socket.
  */
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { runInGuest } from '@pvblk/frontend';
+import { deriveGuestToken } from '@pvblk/runtime';
 import { SECRETS, startSystem, tempDir } from './helpers.ts';
 import { blkstat, eventually, vbdStats } from './blkif-peers.ts';
 
@@ -139,5 +142,110 @@ describe('hostile peers', () => {
     );
     expect((await sh(victim.socket, 'echo alive')).out).toBe('alive\n');
     expect((await sh(other.socket, 'demo')).code).toBe(0);
+  });
+});
+
+describe('a stranger on the same address', () => {
+  /**
+   * Sockets a stranger holds open and reopens as they are closed (each reopening bounded): `count`
+   * WebSockets to the hypervisor that never say hello, and `count` sockets to the host API that never
+   * finish their request head.
+   */
+  function holdPlaces(hypervisorUrl: string, apiUrl: string, count: { ws: number; http: number }) {
+    let stop = false;
+    let reopened = 0;
+    const live = new Set<{ close(): void }>();
+    const again = (open: () => void) => {
+      if (!stop && reopened++ < 20_000) open();
+    };
+    const openWs = () => {
+      const ws = new WebSocket(hypervisorUrl);
+      const h = { close: () => ws.terminate() };
+      live.add(h);
+      ws.on('error', () => {});
+      ws.on('close', () => {
+        live.delete(h);
+        again(openWs);
+      });
+    };
+    const api = new URL(apiUrl);
+    const openHttp = () => {
+      const s = connect(Number(api.port), api.hostname, () => s.write('GET /guests HTTP/1.1\r\nHost: x\r\n'));
+      const h = { close: () => s.destroy() };
+      live.add(h);
+      s.on('error', () => {});
+      s.on('close', () => {
+        live.delete(h);
+        again(openHttp);
+      });
+    };
+    for (let i = 0; i < count.ws; i++) openWs();
+    for (let i = 0; i < count.http; i++) openHttp();
+    return {
+      get reopened() {
+        return reopened;
+      },
+      release() {
+        stop = true;
+        for (const h of [...live]) h.close();
+      },
+    };
+  }
+
+  it("holding the broker's and the host API's places, keeps neither a guest from booting nor Dom0 from coming back", async () => {
+    const data = tempDir('pvblk-data-');
+    dirs.push(data);
+    sys = await startSystem({ dataDir: data.path });
+    const hv = sys.url.replace('ws://', 'http://');
+    const held = holdPlaces(sys.url, sys.api, { ws: 16, http: 64 });
+    try {
+      // the broker's sixteen places for connections without a hello are taken
+      await eventually(async () => {
+        const s = (await (
+          await fetch(`${hv}status`, { headers: { authorization: `Bearer ${SECRETS.PVBLK_DOM0_SECRET}` } })
+        ).json()) as { connections: Record<string, { unauthenticated: number }> };
+        return (s.connections['127.0.0.1']?.unauthenticated ?? 0) >= 16;
+      }, 'the stranger holds the broker');
+      // a guest boots: its POST /guests and its hello both find a place
+      const g = await sys.guest('late');
+      expect((await sh(g.socket, 'demo')).code).toBe(0);
+      // Dom0 killed outright comes back, and serves the guest again
+      await sys.restartHost('SIGKILL');
+      const after = await sh(g.socket, 'demo');
+      expect(after.out).toContain('read back and verified identical');
+      expect(after.code).toBe(0);
+      // the stranger was there all along, its sockets closed and reopened
+      expect(held.reopened).toBeGreaterThan(0);
+    } finally {
+      held.release();
+    }
+  });
+
+  it("one guest's token cannot queue more than one request at a time: another guest's boot does not wait behind a flood", async () => {
+    sys = await startSystem();
+    const post = (name: string) =>
+      fetch(`${sys!.api}/guests`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${deriveGuestToken(SECRETS.PVBLK_TOOLSTACK_TOKEN, name)}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({ name }),
+      }).then(async (r) => ({
+        status: r.status,
+        body: (await r.json()) as { error?: string; message?: string },
+      }));
+    const flood = await Promise.all(Array.from({ length: 50 }, () => post('noisy')));
+    // each is answered: created, or refused for the one in progress
+    for (const r of flood) expect([201, 429]).toContain(r.status);
+    const busy = flood.filter((r) => r.status === 429);
+    expect(busy.length).toBeGreaterThan(0);
+    expect(busy[0].body).toEqual({
+      error: 'EAGAIN',
+      message: 'guest noisy has a request in progress already: one at a time',
+    });
+    // another guest's token has a place of its own
+    const g = await sys.guest('quiet');
+    expect((await sh(g.socket, 'demo')).code).toBe(0);
   });
 });

@@ -68,7 +68,8 @@ export interface Dashboard {
 /**
  * Sockets that have not sent a valid token yet, per remote address and in all: each is held up to
  * 5 s with up to 64 KiB of input, and anyone who reaches the API may open them (the hypervisor
- * bounds its own unauthenticated connections the same way).
+ * bounds its own unauthenticated connections the same way). A newcomer past a bound takes the place
+ * of the oldest.
  */
 export const DASHBOARD_PENDING_PER_ADDRESS = 4;
 export const DASHBOARD_PENDING_MAX = 32;
@@ -80,7 +81,6 @@ export function startDashboard(o: DashboardOptions): Dashboard {
   const clients = new Set<WebSocket>();
   /** Sockets that have sent no token yet, with their remote address. */
   const pending = new Map<WebSocket, string>();
-  const pendingFrom = (addr: string) => [...pending.values()].filter((a) => a === addr).length;
   let timer: NodeJS.Timeout | null = null;
   let watch: Watch | null = null;
   let treeDirty = true;
@@ -195,12 +195,20 @@ export function startDashboard(o: DashboardOptions): Dashboard {
           refuseUpgrade(socket, 404);
           return;
         }
-        if (
-          pending.size >= DASHBOARD_PENDING_MAX ||
-          pendingFrom(req.socket.remoteAddress ?? '?') >= DASHBOARD_PENDING_PER_ADDRESS
-        ) {
-          refuseUpgrade(socket, 429);
-          return;
+        // past a bound, the newcomer takes the place of the socket that has waited longest without a
+        // token (of its address, or of all): refused instead, four silent sockets a stranger kept
+        // reopening shut the operator out of the dashboard
+        const addr = req.socket.remoteAddress ?? '?';
+        const mine = [...pending].filter(([, a]) => a === addr);
+        const oldest =
+          mine.length >= DASHBOARD_PENDING_PER_ADDRESS
+            ? mine[0][0]
+            : pending.size >= DASHBOARD_PENDING_MAX
+              ? pending.keys().next().value
+              : undefined;
+        if (oldest) {
+          pending.delete(oldest);
+          oldest.terminate();
         }
         wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
       });

@@ -10,6 +10,7 @@
  * Ring indices come from the shared page (req_prod is the frontend's: shown, never trusted) and from
  * blkback's private copies (req_cons, rsp_prod_pvt).
  */
+import { fetchAnswer } from '@pvblk/runtime';
 import { xenbusStateName, xvdName, type HypervisorStatus } from '@pvblk/shared';
 import type { BlkbackDriver } from './blkback/driver.ts';
 import type { BlkbackStats } from './blkback/stats.ts';
@@ -40,7 +41,7 @@ export function hypervisorStatusReader(
 ): () => Promise<HypervisorStatus> {
   const url = new URL('/status', hypervisorUrl.replace(/^ws(s?):/, 'http$1:'));
   return async () => {
-    const res = await fetch(url, { headers: { authorization: `Bearer ${dom0Secret}` } });
+    const res = await fetchAnswer(url, { headers: { authorization: `Bearer ${dom0Secret}` } });
     if (!res.ok) throw new Error(`the hypervisor's /status answered ${res.status}`);
     return (await res.json()) as HypervisorStatus;
   };

@@ -1,6 +1,6 @@
 /**
  * The dashboard's WebSocket against clients that do not follow the page's script: sockets without a
- * token are bounded per address (they are held 5 s each), and a page that leaves while the XenStore
+ * token are bounded per address (they are held 5 s each; a newcomer takes the oldest one's place), and a page that leaves while the XenStore
  * watch is still being set leaves no watch behind.
  */
 import { createServer, type Server } from 'node:http';
@@ -69,21 +69,30 @@ function open(): Promise<{ ws: WebSocket; outcome: string }> {
 }
 
 describe('the dashboard socket', () => {
-  it(`holds at most ${DASHBOARD_PENDING_PER_ADDRESS} sockets without a token per address; a token frees the place`, async () => {
+  it(`holds the newest ${DASHBOARD_PENDING_PER_ADDRESS} sockets without a token per address: a stranger's cannot shut the operator out`, async () => {
     dash = start(slowWatches().xenstore);
-    const first = await Promise.all(Array.from({ length: DASHBOARD_PENDING_PER_ADDRESS + 3 }, open));
-    expect(first.map((s) => s.outcome).sort()).toEqual([
-      ...Array(3).fill('429'),
-      ...Array(DASHBOARD_PENDING_PER_ADDRESS).fill('open'),
-    ]);
-    // one of them sends the operator's token and is answered: it no longer counts as waiting
-    const authed = first.find((s) => s.outcome === 'open')!.ws;
-    const hello = new Promise((r) => authed.once('message', r));
-    authed.send(JSON.stringify({ token: OP }));
+    const N = DASHBOARD_PENDING_PER_ADDRESS;
+    const gone = (ws: WebSocket) =>
+      ws.readyState === WebSocket.CLOSED ? Promise.resolve() : new Promise((r) => ws.once('close', r));
+    // one after the other, so that their order is known
+    const silent: Array<{ ws: WebSocket; outcome: string }> = [];
+    for (let i = 0; i < N + 3; i++) silent.push(await open());
+    expect(silent.map((s) => s.outcome)).toEqual(Array(N + 3).fill('open'));
+    // each newcomer past the bound took the place of the oldest
+    await Promise.all(silent.slice(0, 3).map((s) => gone(s.ws)));
+    expect(silent.slice(3).every((s) => s.ws.readyState === WebSocket.OPEN)).toBe(true);
+    // the operator, while the address's places are all held: in, and answered
+    const op = await open();
+    expect(op.outcome).toBe('open');
+    const hello = new Promise((r) => op.ws.once('message', r));
+    op.ws.send(JSON.stringify({ token: OP }));
     await hello;
-    expect((await open()).outcome).toBe('open');
-    expect((await open()).outcome).toBe('429');
-    for (const s of first) s.ws.terminate();
+    await gone(silent[3].ws);
+    // a token frees the place: the next newcomer pushes no one out
+    const next = await open();
+    expect(next.outcome).toBe('open');
+    expect(silent.slice(4).every((s) => s.ws.readyState === WebSocket.OPEN)).toBe(true);
+    for (const s of [...silent, op, next]) s.ws.terminate();
   });
 
   it('removes the watch of a page that left before the watch was set', async () => {

@@ -4,7 +4,10 @@
  *
  * Who may come in: any number of domains, but at most `maxConnectionsPerAddress` connections from one
  * address, of which at most `maxUnauthenticatedPerAddress` may still be waiting to say hello (which
- * they must do within `helloTimeoutMs`). `/status` describes every domain, so it takes the operator's
+ * they must do within `helloTimeoutMs`). Past either bound a newcomer takes the place of the oldest
+ * connection of its address that has not said hello: refused instead, a stranger holding sockets
+ * that never say it shut every guest and a restarting Dom0 on its address out (a real peer says hello
+ * within a round trip of its connection, so it is never the oldest for long). `/status` describes every domain, so it takes the operator's
  * credential — the Dom0 secret — as a bearer token; `/healthz` says only "ok".
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -20,7 +23,7 @@ import {
   refuseUpgrade,
   requestUrl,
 } from '@pvblk/runtime';
-import { Connection, type FrameTransport } from './connection.ts';
+import { CLOSE_AUTH_FAILED, Connection, type FrameTransport } from './connection.ts';
 import { Hypervisor, type HypervisorOptions } from './core/hypervisor.ts';
 import { FairScheduler } from './scheduler.ts';
 import { handleNemesisRoute } from './nemesis-routes.ts';
@@ -53,6 +56,12 @@ function sameSecret(a: string, b: string): boolean {
 }
 
 /**
+ * How long a closed connection's peer has to answer the close before its socket is destroyed (ws
+ * would wait 30 s: a peer that never answers held its place, and its socket, that long).
+ */
+const CLOSE_ANSWER_MS = 2_000;
+
+/**
  * A domain's connection to the broker over a WebSocket (the server's side). Given the connection's
  * `socket`, the frames of a turn leave in one write (the relay baseline sends one frame a turn).
  */
@@ -65,7 +74,12 @@ export function wsFrameTransport(ws: WebSocket, peer: string, socket?: Duplex): 
     // ws calls back once the socket has taken the frame's bytes (or is gone): a server's frame is
     // never masked, so until then the socket may still hold the frame itself
     releasesFrames: true,
-    close: (code, reason) => ws.close(code, reason),
+    close: (code, reason) => {
+      ws.close(code, reason);
+      const t = setTimeout(() => ws.terminate(), CLOSE_ANSWER_MS);
+      t.unref();
+      ws.once('close', () => clearTimeout(t));
+    },
     pause: () => ws.pause(),
     resume: () => ws.resume(),
   };
@@ -78,6 +92,7 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   const maxPerAddress = opts.maxConnectionsPerAddress ?? 256;
   const maxUnauthPerAddress = opts.maxUnauthenticatedPerAddress ?? 16;
   const byAddress = new Map<string, Set<Connection>>();
+  const sockets = new WeakMap<Connection, WebSocket>();
 
   const connectionsByAddress = () => {
     const out: Record<string, { open: number; unauthenticated: number }> = {};
@@ -123,15 +138,27 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   http.on('upgrade', (req, socket, head) => {
     const addr = req.socket.remoteAddress ?? '?';
     const set = byAddress.get(addr);
-    const unauth = set ? [...set].filter((c) => !c.domain).length : 0;
-    if ((set?.size ?? 0) >= maxPerAddress || unauth >= maxUnauthPerAddress) {
+    const silent = set ? [...set].filter((c) => !c.domain && !c.closed) : [];
+    if ((set?.size ?? 0) >= maxPerAddress || silent.length >= maxUnauthPerAddress) {
+      // insertion order: the first is the one that has waited longest without a hello
+      const oldest = silent[0];
       log(
         'warn',
-        { peer: addr, open: set?.size ?? 0, unauthenticated: unauth },
-        'refusing a connection: too many from this address',
+        { peer: addr, open: set?.size ?? 0, unauthenticated: silent.length },
+        oldest
+          ? `too many connections from this address: dropping ${oldest.peer}, which has not said hello, for a new one`
+          : 'refusing a connection: too many from this address',
       );
-      refuseUpgrade(socket, 429);
-      return;
+      if (!oldest) {
+        refuseUpgrade(socket, 429);
+        return;
+      }
+      oldest.close(
+        CLOSE_AUTH_FAILED,
+        'no hello yet, and a newer connection from this address needs the place',
+      );
+      // at once, not after the close is answered: its place is taken now
+      sockets.get(oldest)?.terminate();
     }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
@@ -148,6 +175,7 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
     let set = byAddress.get(addr);
     if (!set) byAddress.set(addr, (set = new Set()));
     set.add(conn);
+    sockets.set(conn, ws);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       // text frames are not part of the protocol: answered as malformed
       conn.onFrame(isBinary ? data : Buffer.from([0]));

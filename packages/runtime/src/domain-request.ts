@@ -6,6 +6,7 @@
 import { PvblkError } from '@pvblk/shared';
 import { withBackoff } from './backoff.ts';
 import { errnoForHttpStatus } from './http-errno.ts';
+import { fetchAnswer } from './fetch-answer.ts';
 
 export interface DomainRequest {
   /** The toolstack's base URL. */
@@ -24,19 +25,28 @@ export interface DomainRequest {
 /** The host's answer: the domain and its credential, and whatever else it sent (a guest token). */
 export type DomainReply = { domid: number; credential: string } & Record<string, unknown>;
 
+/** An answer worth asking again for: the host said EAGAIN (HTTP 429), one request at a time. */
+class Busy extends Error {}
+
 export async function requestDomain(r: DomainRequest): Promise<DomainReply> {
   let res: Response;
   try {
     res = await withBackoff(
-      () =>
-        fetch(new URL(r.path, r.url), {
+      async () => {
+        // a socket closed with no answer is an error to retry on, not a wait for ever
+        const answer = await fetchAnswer(new URL(r.path, r.url), {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${r.token}` },
           body: JSON.stringify({ name: r.name }),
-        }),
+        });
+        if (answer.status !== 429) return answer;
+        const said = (await answer.json().catch(() => ({}))) as { message?: unknown };
+        throw new Busy(`the host is busy (HTTP 429): ${String(said.message ?? answer.statusText)}`);
+      },
       { retryForMs: 60_000, firstDelayMs: 200, onRetry: (n, _delay, e) => r.onRetry(n, e.message) },
     );
   } catch (e) {
+    if (e instanceof Busy) throw new PvblkError('EAGAIN', `${r.what}: ${e.message}`);
     throw new PvblkError(
       'ECONNREFUSED',
       `cannot reach the host's toolstack at ${r.url}: ${(e as Error).message}`,

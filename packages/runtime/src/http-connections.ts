@@ -5,16 +5,17 @@
  * file-descriptor limit, and neither the operator nor a booting guest got an answer until they
  * expired (Node's own header timeout is 60 s, checked every 30 s).
  */
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
 export interface HttpConnectionLimits {
   /**
-   * Sockets open from one address, requests made or not; further ones are closed as they come (no
-   * answer: the server's parser would answer a request that arrives on them anyway).
+   * Sockets open from one address, requests made or not. A further one takes the place of the
+   * oldest that only waits (closed with no answer: the server's parser would answer a request that
+   * arrives on it anyway).
    */
   perAddress: number;
-  /** Sockets from one address that have not yet sent a whole request head. */
+  /** Sockets from one address that have not yet sent a whole request head (the oldest makes room). */
   pendingPerAddress: number;
   /** Sockets open in all (Node's maxConnections: further ones are closed as they come). */
   total: number;
@@ -50,37 +51,67 @@ export function httpServerOptions(limits: HttpConnectionLimits = DEFAULT_HTTP_CO
   };
 }
 
-/** Applies the per-address and total bounds to `server`'s sockets. */
+/**
+ * Applies the per-address and total bounds to `server`'s sockets. Past an address's bound a newcomer
+ * takes the place of that address's oldest socket that is only waiting — for a request head, or idle
+ * between requests — which is closed: a stranger holding sockets must not shut out everyone else on
+ * its address (a local stack's guests, Dom0 and the operator all come from 127.0.0.1). Only when
+ * every socket of the address is in the middle of a request is the newcomer closed instead.
+ */
 export function limitHttpConnections(
   server: Server,
   limits: HttpConnectionLimits = DEFAULT_HTTP_CONNECTION_LIMITS,
 ): void {
   server.maxConnections = limits.total;
   const open = new Map<string, number>();
+  // per address, in the order they began to wait: sockets without a whole request head yet, and
+  // sockets idle between requests (a set keeps insertion order: the first has waited longest)
   const pending = new Map<string, Set<Socket>>();
-  const settled = (s: Socket) => {
-    const set = pending.get(s.remoteAddress ?? '?');
-    if (set?.delete(s) && set.size === 0) pending.delete(s.remoteAddress ?? '?');
+  const idle = new Map<string, Set<Socket>>();
+  const enter = (m: Map<string, Set<Socket>>, addr: string, s: Socket) => {
+    const set = m.get(addr);
+    if (set) set.add(s);
+    else m.set(addr, new Set([s]));
   };
+  const leave = (m: Map<string, Set<Socket>>, addr: string, s: Socket) => {
+    const set = m.get(addr);
+    if (set?.delete(s) && set.size === 0) m.delete(addr);
+  };
+  const first = (set: Set<Socket> | undefined) => set?.values().next().value;
   server.on('connection', (s: Socket) => {
     const addr = s.remoteAddress ?? '?';
     const n = open.get(addr) ?? 0;
-    const waiting = pending.get(addr);
-    if (n >= limits.perAddress || (waiting?.size ?? 0) >= limits.pendingPerAddress) {
-      s.destroy();
-      return;
+    if ((pending.get(addr)?.size ?? 0) >= limits.pendingPerAddress) {
+      first(pending.get(addr))!.destroy();
+    } else if (n >= limits.perAddress) {
+      const oldest = first(pending.get(addr)) ?? first(idle.get(addr));
+      if (!oldest) {
+        s.destroy();
+        return;
+      }
+      oldest.destroy();
     }
-    open.set(addr, n + 1);
-    if (waiting) waiting.add(s);
-    else pending.set(addr, new Set([s]));
+    // destroyed above or not, the count is settled by each socket's own 'close'
+    open.set(addr, (open.get(addr) ?? 0) + 1);
+    enter(pending, addr, s);
     s.once('close', () => {
-      settled(s);
+      leave(pending, addr, s);
+      leave(idle, addr, s);
       const left = (open.get(addr) ?? 1) - 1;
       if (left > 0) open.set(addr, left);
       else open.delete(addr);
     });
   });
-  // a whole request head arrived (or a WebSocket upgrade): the socket is no longer waiting for one
-  server.on('request', (req) => settled(req.socket));
-  server.on('upgrade', (req) => settled(req.socket));
+  // a whole request head arrived: the socket is busy until its answer has gone, then idle
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const s = req.socket;
+    const addr = s.remoteAddress ?? '?';
+    leave(pending, addr, s);
+    leave(idle, addr, s);
+    res.once('finish', () => {
+      if (!s.destroyed) enter(idle, addr, s);
+    });
+  });
+  // a WebSocket upgrade: the socket is the WebSocket server's now, with bounds of its own
+  server.on('upgrade', (req: IncomingMessage) => leave(pending, req.socket.remoteAddress ?? '?', req.socket));
 }

@@ -31,6 +31,7 @@ export {
   type HttpConnectionLimits,
 } from './http-connections.ts';
 export { errnoForHttpStatus } from './http-errno.ts';
+export { fetchAnswer, HTTP_ANSWER_TIMEOUT_MS } from './fetch-answer.ts';
 export { requestDomain, type DomainReply, type DomainRequest } from './domain-request.ts';
 export {
   requestUrl,

@@ -1,5 +1,5 @@
 /** The socket bounds of an HTTP server that answers before authentication, on a real loopback server. */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -18,13 +18,20 @@ const limits: HttpConnectionLimits = {
 let server: Server | null = null;
 const sockets: Socket[] = [];
 afterEach(async () => {
+  for (const r of held.splice(0)) r.end('late');
   for (const s of sockets.splice(0)) s.destroy();
   await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
   server = null;
 });
 
+/** Requests for /hold wait here until the test answers them; anything else is answered at once. */
+const held: ServerResponse[] = [];
+
 async function start(): Promise<number> {
-  server = createServer(httpServerOptions(limits), (_req, res) => res.end('ok'));
+  server = createServer(httpServerOptions(limits), (req, res) => {
+    if (req.url === '/hold') held.push(res);
+    else res.end('ok');
+  });
   limitHttpConnections(server, limits);
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
   return (server.address() as AddressInfo).port;
@@ -50,29 +57,42 @@ const until = async (cond: () => boolean, what: string) => {
 };
 
 describe('limitHttpConnections', () => {
-  it('refuses a socket past the half-sent requests one address may hold, and times those out', async () => {
+  it('gives the place of the oldest half-sent request to a newcomer, and times the others out', async () => {
     const port = await start();
     const half = [0, 1, 2].map(() => open(port, 'GET / HTTP/1.1\r\nHost: x\r\n'));
-    const refused = open(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-    expect(await refused.got).toBe(''); // closed unanswered
-    // the half-sent requests end at the header timeout (Node answers 408); then a request is served
-    for (const h of half) expect(await h.got).toMatch(/^HTTP\/1\.1 408 /);
-    const ok = open(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-    expect(await ok.got).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nok$/);
+    await until(() => half.every((h) => h.sock.readyState === 'open'), 'the half-sent requests');
+    // a stranger holding the address's places must not shut its next client out
+    const next = open(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(await next.got).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nok$/);
+    expect(await half[0].got).toBe(''); // the oldest, closed unanswered
+    // the others end at the header timeout (Node answers 408)
+    for (const h of half.slice(1)) expect(await h.got).toMatch(/^HTTP\/1\.1 408 /);
   });
 
-  it('does not count a socket that sent a whole request as waiting; bounds all of one address', async () => {
+  it('past the bound of an address, closes its oldest idle socket for a newcomer', async () => {
     const port = await start();
-    // three keep-alive sockets that were answered: open, but not waiting for a request head
-    const answered = [0, 1, 2].map(() => open(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    // six keep-alive sockets that were answered: the address's bound, none waiting for a request head
+    const answered = [0, 1, 2, 3, 4, 5].map(() => open(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
     const replies = answered.map(() => '');
     answered.forEach((a, i) => a.sock.on('data', (d) => (replies[i] += d.toString('latin1'))));
     await until(() => replies.every((r) => r.endsWith('ok')), 'the answers');
-    // so three half-sent requests are taken (each ends at the header timeout, not refused) …
-    const half = [0, 1, 2].map(() => open(port, 'GET / HTTP/1.1\r\nHost: x\r\n'));
-    // … and a seventh socket from the address is one too many
+    const seventh = open(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(await seventh.got).toMatch(/^HTTP\/1\.1 200 OK/);
+    await answered[0].got; // closed for it
+    expect(answered.slice(1).every((a) => !a.sock.destroyed && a.sock.readyState === 'open')).toBe(true);
+  });
+
+  it('refuses a newcomer only when every socket of the address is in the middle of a request', async () => {
+    const port = await start();
+    const busy = [0, 1, 2, 3, 4, 5].map(() => open(port, 'GET /hold HTTP/1.1\r\nHost: x\r\n\r\n'));
+    await until(() => held.length === 6, 'six requests in progress');
     const seventh = open(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     expect(await seventh.got).toBe('');
-    for (const h of half) expect(await h.got).toMatch(/^HTTP\/1\.1 408 /);
+    // nothing in progress was cut for it
+    expect(busy.every((b) => !b.sock.destroyed)).toBe(true);
+    for (const r of held.splice(0)) r.end('done');
+    const replies = busy.map(() => '');
+    busy.forEach((b, i) => b.sock.on('data', (d) => (replies[i] += d.toString('latin1'))));
+    await until(() => replies.every((r) => r.endsWith('done')), 'the held answers');
   });
 });
