@@ -6,7 +6,7 @@
  * (addresses, processes, guests) for `pvblk status`.
  */
 import { readFileSync } from 'node:fs';
-import { link, readFile, rename, rm, writeFile, mkdir } from 'node:fs/promises';
+import { link, lstat, readFile, rename, rm, writeFile, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PvblkError } from '@pvblk/shared';
 
@@ -95,12 +95,44 @@ async function writeAtomically(path: string, content: string, exclusive: boolean
   }
 }
 
-async function take(dir: string, what: string, hint: string, info: StackInfo): Promise<string> {
+/**
+ * The run dir holds the stack's control sockets and its access file (the operator token's place):
+ * under a shared /tmp, a directory another user made first — or one anyone may write to — would hand
+ * them the stack. So, as tmux checks its socket directory, it must be a directory of ours, not a
+ * symbolic link, that others cannot write to.
+ */
+async function checkPrivate(dir: string, what: string): Promise<void> {
+  const st = await lstat(dir);
+  const uid = process.getuid?.();
+  const problem = st.isSymbolicLink()
+    ? 'is a symbolic link'
+    : !st.isDirectory()
+      ? 'is not a directory'
+      : uid !== undefined && st.uid !== uid
+        ? `belongs to uid ${st.uid}, not to this user (uid ${uid})`
+        : st.mode & 0o002
+          ? 'may be written by any user (mode ' + (st.mode & 0o7777).toString(8) + ')'
+          : null;
+  if (problem)
+    throw new PvblkError(
+      'EUSAGE',
+      `the ${what} ${dir} ${problem}: it would hold this stack's control sockets and operator token; choose another with --run-dir or PVBLK_RUN_DIR`,
+    );
+}
+
+async function take(
+  dir: string,
+  what: string,
+  hint: string,
+  info: StackInfo,
+  ownOnly = false,
+): Promise<string> {
   try {
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: ownOnly ? 0o700 : 0o777 });
   } catch (e) {
     throw new PvblkError('EUSAGE', `cannot create the ${what} ${dir}: ${fsErrorText(e)}`);
   }
+  if (ownOnly) await checkPrivate(dir, what);
   const path = join(dir, LOCK_FILE);
   for (let attempt = 0; ; attempt++) {
     try {
@@ -140,7 +172,7 @@ export class StackLock {
       control: join(runDir, 'stack.ctl'),
       started: Date.now(),
     };
-    const paths = [await take(runDir, 'run dir', 'use --run-dir', info)];
+    const paths = [await take(runDir, 'run dir', 'use --run-dir', info, true)];
     if (dataDir) {
       try {
         paths.push(await take(dataDir, 'data dir', 'use --data-dir (or --memory)', info));

@@ -4,7 +4,16 @@
  * and how to reset them, and the `up` banner's command, run as printed.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+} from 'node:fs';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,6 +102,25 @@ describe('the pvblk command', () => {
       server.close();
     }
   }, 60_000);
+
+  it('refuses a run dir others could have made or may write to: it holds the control sockets and the operator token', async () => {
+    const open = join(tmp.path, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    const link = join(tmp.path, 'link');
+    symlinkSync(open, link);
+    for (const [dir, problem] of [
+      [open, 'may be written by any user (mode 777)'],
+      [link, 'is a symbolic link'],
+    ]) {
+      const r = await pvblk(['run', '--memory', '--run-dir', dir, '--', 'true'], { env });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `pvblk: the run dir ${dir} ${problem}: it would hold this stack's control sockets and operator token; choose another with --run-dir or PVBLK_RUN_DIR\n`,
+      );
+      expect(readdirSync(open)).toEqual([]); // nothing was started or written there
+    }
+  });
 
   it('refuses a bad --disk and a bad PVBLK_LOG_LEVEL before anything starts, naming what was wrong', async () => {
     const disk = await pvblk(['run', '--memory', '--run-dir', runDir, '--disk', 'dif=7', '--', 'true'], {
