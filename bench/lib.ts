@@ -1,7 +1,7 @@
 /**
  * Helpers shared by the benchmark scripts: order statistics, the machine description every result
  * file carries, the CPU other processes used meanwhile, a fixed-width table printer, the JSON writer
- * for bench/results/ (git-ignored), and a runner for `pvblk bench` (the scripts measure through it).
+ * for bench/results/ (its contents git-ignored), and a runner for `pvblk bench` (the scripts measure through it).
  *
  * Benchmarks are scripts, not tests: they print and record figures, they do not assert on them.
  */

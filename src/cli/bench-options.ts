@@ -120,9 +120,10 @@ way, grant operations, broker frames and bytes per request, every process's memo
 
 fio options (fio's names and syntax, --opt=value or --opt value):
   --name --filename --rw=read|write|randread|randwrite|rw|randrw --rwmixread --bs --iodepth
-  --numjobs --size --offset --runtime --time_based --ramp_time --direct=0|1 --ioengine
-  --verify=none|crc32c|md5 --do_verify --verify_only --randseed --randrepeat --group_reporting
-  --percentile_list --output-format=normal|json|json+|terse[,…] --minimal --eta=auto|always|never
+  --numjobs --size --offset --runtime --time_based --ramp_time --direct=0|1
+  --ioengine=libaio|io_uring|psync|sync --verify=none|crc32c|md5 --do_verify --verify_only
+  --randseed --randrepeat --group_reporting --percentile_list
+  --output-format=normal|json|json+|terse[,…] --minimal --terse-version=3 --eta=auto|always|never
   (and fio's aliases: --readwrite, --blocksize, --rwmixwrite, --timeout, --buffered)
 
 pvblk options:
@@ -151,7 +152,8 @@ pvblk options:
 Ctrl-C or SIGTERM during a measured run, or once a point has reported, ends the jobs where they
 are and reports what ran, as fio does (exit status 128); a second one, or one before the first
 measured run, stops everything at once without a report (130). SIGHUP (the terminal closed) stops
-everything without a report (129); a closed stdout (\`| head -1\`) too (141).
+everything without a report (129); a closed stdout (\`| head -1\`) too (141). Run through \`npx\`,
+a Ctrl-C ends npm's own process too, and the shell sees 130 whatever the bench's status.
 `;
 
 const fail = (...lines: string[]): never => {

@@ -717,7 +717,7 @@ export function sweepTable(points: PointResult[]): string {
     );
   }
   out.push(
-    "  (clat in usec; notify/req: notifications each way, summed, per ring request; p50 ratios: pvblk's clat p50, then its lat p50, over the relay's round-trip p50)",
+    `  (clat in usec; notify/req: notifications each way, summed, per ring request${hasRelay ? "; p50 ratios: pvblk's clat p50, then its lat p50, over the relay's round-trip p50" : ''})`,
   );
   const cut = points.find((p) => p.stopped?.runCut);
   if (cut) out.push(`  (* cut short by ${cut.stopped!.signal}: its jobs ended where they were)`);

@@ -970,6 +970,10 @@ describe('pvblk bench: a run', () => {
     // each point says which TCP congestion control carried it
     expect(r.stdout).toContain(`TCP congestion control: ${tcpCongestionControl() ?? 'unknown'}`);
     expect(r.stdout).toMatch(/Sweep summary:\n.*\n {2}iodepth=1 .*\n {2}iodepth=4 /);
+    // without --baseline there are no ratio columns, and the footnote does not speak of them
+    expect(r.stdout).toContain(
+      '  (clat in usec; notify/req: notifications each way, summed, per ring request)\n',
+    );
     const b = await readFile(png);
     expect(b.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
     expect(b.subarray(12, 16).toString('latin1')).toBe('IHDR');

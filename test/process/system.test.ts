@@ -154,40 +154,37 @@ describe('a stranger on the same address', () => {
   function holdPlaces(hypervisorUrl: string, apiUrl: string, count: { ws: number; http: number }) {
     let stop = false;
     let reopened = 0;
-    const live = new Set<{ close(): void }>();
-    const again = (open: () => void) => {
-      if (!stop && reopened++ < 20_000) open();
-    };
-    const openWs = () => {
-      const ws = new WebSocket(hypervisorUrl);
-      const h = { close: () => ws.terminate() };
-      live.add(h);
-      ws.on('error', () => {});
-      ws.on('close', () => {
-        live.delete(h);
-        again(openWs);
+    const live = new Set<() => void>();
+    /** Opens a socket with `open` (given what to do when it closes; it returns how to close it), and again each time it closes. */
+    const keep = (open: (onClose: () => void) => () => void) => {
+      const close = open(() => {
+        live.delete(close);
+        if (!stop && reopened++ < 20_000) keep(open);
       });
+      live.add(close);
+    };
+    const openWs = (onClose: () => void) => {
+      const ws = new WebSocket(hypervisorUrl);
+      ws.on('error', () => {});
+      ws.on('close', onClose);
+      return () => ws.terminate();
     };
     const api = new URL(apiUrl);
-    const openHttp = () => {
+    const openHttp = (onClose: () => void) => {
       const s = connect(Number(api.port), api.hostname, () => s.write('GET /guests HTTP/1.1\r\nHost: x\r\n'));
-      const h = { close: () => s.destroy() };
-      live.add(h);
       s.on('error', () => {});
-      s.on('close', () => {
-        live.delete(h);
-        again(openHttp);
-      });
+      s.on('close', onClose);
+      return () => s.destroy();
     };
-    for (let i = 0; i < count.ws; i++) openWs();
-    for (let i = 0; i < count.http; i++) openHttp();
+    for (let i = 0; i < count.ws; i++) keep(openWs);
+    for (let i = 0; i < count.http; i++) keep(openHttp);
     return {
       get reopened() {
         return reopened;
       },
       release() {
         stop = true;
-        for (const h of [...live]) h.close();
+        for (const close of [...live]) close();
       },
     };
   }
