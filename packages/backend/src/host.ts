@@ -161,10 +161,14 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
     if (who.role === 'operator') return serial(fn);
     const key = `${JSON.stringify(who)} ${target}`;
     if (inProgress.has(key)) {
+      const of =
+        who.role === 'guest' && target === who.name
+          ? ''
+          : ` for ${typeof target === 'number' ? `domain ${target}` : target}`;
       return Promise.reject(
         new PvblkError(
           'EAGAIN',
-          `${describePrincipal(who)} has a request${who.role === 'guest' && target === who.name ? '' : ` for ${typeof target === 'number' ? `domain ${target}` : target}`} in progress already: one at a time`,
+          `${describePrincipal(who)} has a request${of} in progress already: one at a time`,
         ),
       );
     }

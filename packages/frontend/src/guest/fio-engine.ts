@@ -482,6 +482,7 @@ export class Worker {
     this.tStart = now();
     this.lastTurn = this.tStart;
     this.setEpoch(this.tStart);
+    this.shown = { t: this.tStart, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
     this.tMeasure = this.tStart + j.rampTime;
     this.tEnd = j.runtime !== null ? this.tMeasure + j.runtime : Infinity;
     this.window.t = this.tMeasure;
@@ -702,7 +703,7 @@ export class Worker {
     this.closeWindow(t);
   }
 
-  /** What the last ETA line had seen: its time and the measured bytes and I/Os of each direction. */
+  /** What the last ETA line had seen (the job's start, before the first): its time and counters. */
   private shown: EtaCounters = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
 
   /**
@@ -742,7 +743,7 @@ export class Worker {
       rIos: this.stats.read.ios,
       wIos: this.stats.write.ios,
     };
-    const r = etaRates(this.shown.t ? this.shown : { ...this.shown, t: this.tStart }, is);
+    const r = etaRates(this.shown, is);
     this.shown = is;
     let done: number | null = null;
     let eta: number | null = null;
