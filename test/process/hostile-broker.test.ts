@@ -10,7 +10,7 @@ import { Packr } from 'msgpackr';
 import { WebSocket } from 'ws';
 import { connectWs, type XenClient } from '@pvblk/client';
 import { runInGuest } from '@pvblk/frontend';
-import { encodeFrame, WIRE_VERSION } from '@pvblk/shared';
+import { decodeHypervisorFrame, encodeFrame, WIRE_VERSION } from '@pvblk/shared';
 import { SECRETS, startSystem } from './helpers.ts';
 
 type System = Awaited<ReturnType<typeof startSystem>>;
@@ -166,6 +166,32 @@ describe('hostile peers against the hypervisor process', () => {
     await survivors();
   });
 
+  it('an upgrade the host API refuses (404), reset by the stranger on the answer, ended Dom0 once: it keeps serving', async () => {
+    const api = new URL(sys.api);
+    for (let i = 0; i < 3; i++) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const s = connect(Number(api.port), api.hostname, () =>
+          s.write(
+            'GET /nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+              'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+          ),
+        );
+        s.once('data', (d) => {
+          s.resetAndDestroy();
+          resolve(String(d).split('\r\n')[0]);
+        });
+        s.on('error', reject);
+      });
+      expect(answer).toBe('HTTP/1.1 404 Not Found');
+    }
+    // the host answers its API, and the victim's disk (served by its blkback) still round-trips
+    const res = await fetch(`${sys.api}/guests`, {
+      headers: { authorization: `Bearer ${SECRETS.PVBLK_TOOLSTACK_TOKEN}` },
+    });
+    expect(res.status).toBe(200);
+    await survivors();
+  });
+
   it('holds the newest 16 silent sockets of an address, dropping the oldest: a domain saying hello still gets in', async () => {
     const sockets: WebSocket[] = [];
     const closes: Array<Promise<number>> = [];
@@ -189,6 +215,54 @@ describe('hostile peers against the hypervisor process', () => {
     expect(await late.xc.xs.read(`/local/domain/${late.domid}/name`)).toBe('late-comer');
     late.xc.close();
     for (const ws of sockets) ws.terminate();
+    await survivors();
+  });
+
+  it("a connection whose upgrade named its domain's credential is never dropped for a stranger's newcomers: it says hello late and gets in", async () => {
+    const res = await fetch(`${sys.api}/guests`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${SECRETS.PVBLK_TOOLSTACK_TOKEN}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ name: 'slow-hello' }),
+    });
+    expect(res.status).toBe(201);
+    const { domid, credential } = (await res.json()) as { domid: number; credential: string };
+    attackers.push(domid);
+    const opened = (ws: WebSocket) =>
+      new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('unexpected-response', (_req, r) => reject(new Error(`refused: ${r.statusCode}`)));
+      });
+    // the domain's socket, as pvblk's client opens it, and one naming a credential no domain has
+    const named = new WebSocket(sys.url, { headers: { authorization: `Bearer ${credential}` } });
+    const guessed = new WebSocket(sys.url, { headers: { authorization: 'Bearer guessed' } });
+    const guessedClosed = new Promise<number>((resolve) => guessed.on('close', (code) => resolve(code)));
+    for (const ws of [named, guessed]) ws.on('error', () => {});
+    await opened(named);
+    await opened(guessed);
+    // a stranger's 40 silent sockets from the same address: each past the 16th takes the oldest's place
+    const stranger: WebSocket[] = [];
+    for (let i = 0; i < 40; i++) {
+      const ws = new WebSocket(sys.url);
+      ws.on('error', () => {});
+      await opened(ws);
+      stranger.push(ws);
+    }
+    expect(await guessedClosed).toBe(4401);
+    expect(named.readyState).toBe(WebSocket.OPEN);
+    // its hello, long after, is answered: the domain is connected
+    const reply = new Promise<Buffer>((resolve) => named.once('message', (d: Buffer) => resolve(d)));
+    named.send(encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential }]), { binary: true });
+    const decoded = decodeHypervisorFrame(await reply);
+    expect(decoded.ok && decoded.messages[0]).toMatchObject({
+      t: 'ok',
+      id: 1,
+      r: { domid, name: 'slow-hello' },
+    });
+    named.close();
+    for (const ws of stranger) ws.terminate();
     await survivors();
   });
 

@@ -300,10 +300,13 @@ function connect() {
     setStatus('no token: open the URL `pvblk dashboard` prints (…/dashboard#token=…)', false);
     return;
   }
+  // the token goes with the upgrade (hex, as a subprotocol): the host answers such a socket at once,
+  // and a stranger's flood of silent sockets from this address cannot take its place
+  const hex = Array.from(new TextEncoder().encode(token), (b) => b.toString(16).padStart(2, '0')).join('');
   const ws = new WebSocket(
     `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/dashboard/ws`,
+    ['pvblk-dashboard', `pvblk-token.${hex}`],
   );
-  ws.onopen = () => ws.send(JSON.stringify({ token }));
   ws.onmessage = (ev) => {
     const m = JSON.parse(ev.data);
     if (m.type === 'hello') {

@@ -9,10 +9,11 @@
  *   {"type":"xenstore", nodes} the XenStore tree with values and permissions, when it changed
  *                              (a Dom0 watch on "/" marks it dirty; sent at most every `intervalMs`)
  *
- * Operator only. The page itself holds no data and is public; the socket's first message must be
- * {"token": <the operator token>} within 5 s, else it is closed: 4401 without a valid token, 4403 for
- * a guest or enrolment token (the API's 401 and 403). The page gets the token from the URL's
- * fragment (`/dashboard#token=…`, never sent to a server) and sends it; its controls call the API's
+ * Operator only. The page itself holds no data and is public; the socket carries a token, either with
+ * its upgrade (subprotocols `pvblk-dashboard` and `pvblk-token.<the token's UTF-8 in hex>`, as the page
+ * opens it) or as its first message, {"token": <the operator token>}, within 5 s; else it is closed:
+ * 4401 without a valid token, 4403 for a guest or enrolment token (the API's 401 and 403). The page
+ * gets the token from the URL's fragment (`/dashboard#token=…`, never sent to a server); its controls call the API's
  * own routes with it (fault injection, disk parameters: `GET /controls` lists them, so new ones show
  * up without a change here).
  */
@@ -23,7 +24,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { XenStoreOps, Watch } from '@pvblk/client';
 import { authenticate, type ApiCredentials } from './api.ts';
 import { runXsRequest } from './xenstore-ops.ts';
-import { refuseUpgrade, requestUrl } from '@pvblk/runtime';
+import { closeWebSocket, refuseUpgrade, requestUrl } from '@pvblk/runtime';
 import { ownEntry } from '@pvblk/shared';
 
 export interface DashboardOptions {
@@ -74,10 +75,32 @@ export interface Dashboard {
 export const DASHBOARD_PENDING_PER_ADDRESS = 4;
 export const DASHBOARD_PENDING_MAX = 32;
 
+/** The dashboard's WebSocket subprotocol; the page offers `pvblk-token.<hex of its token>` beside it. */
+export const DASHBOARD_PROTOCOL = 'pvblk-dashboard';
+const TOKEN_PROTOCOL = /^pvblk-token\.((?:[0-9a-f]{2}){1,2048})$/;
+
+/**
+ * The token an upgrade offers as a subprotocol, or null when it offers none. Hex, because a
+ * subprotocol is an HTTP token and an operator's token may hold any character.
+ */
+export function offeredToken(header: string | string[] | undefined): string | null {
+  if (typeof header !== 'string') return null;
+  for (const p of header.split(',')) {
+    const m = TOKEN_PROTOCOL.exec(p.trim());
+    if (m) return Buffer.from(m[1], 'hex').toString('utf8');
+  }
+  return null;
+}
+
 export function startDashboard(o: DashboardOptions): Dashboard {
   const interval = o.intervalMs ?? 500;
   const maxClients = o.maxClients ?? 8;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 64 * 1024,
+    // the subprotocol the page asks for; its token rides beside it and is never echoed back
+    handleProtocols: (offers) => (offers.has(DASHBOARD_PROTOCOL) ? DASHBOARD_PROTOCOL : false),
+  });
   const clients = new Set<WebSocket>();
   /** Sockets that have sent no token yet, with their remote address. */
   const pending = new Map<WebSocket, string>();
@@ -130,12 +153,38 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     watch = null;
   };
 
-  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
-    let authed = false;
+  /** Takes a socket's token: the operator's makes it a dashboard, anything else closes it. */
+  const admit = (ws: WebSocket, token: unknown) => {
+    const who = typeof token === 'string' ? authenticate(`Bearer ${token}`, o.creds) : null;
+    if (!who) return closeWebSocket(ws, 4401, 'a valid token is required');
+    if (who.role !== 'operator') return closeWebSocket(ws, 4403, "the dashboard is the operator's");
+    if (clients.size >= maxClients)
+      return closeWebSocket(ws, 4429, `${maxClients} dashboards are open already`);
+    clients.add(ws);
+    ws.send(JSON.stringify({ type: 'hello', intervalMs: interval }));
+    treeDirty = true;
+    lastTree = '';
+    void startUpdates().then(() => tick());
+  };
+
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage, offered: string | null) => {
+    ws.on('close', () => {
+      pending.delete(ws);
+      clients.delete(ws);
+      if (clients.size === 0) void stopUpdates();
+    });
+    ws.on('error', () => {});
+    if (offered !== null) return admit(ws, offered);
+    let answered = false;
     pending.set(ws, req.socket.remoteAddress ?? '?');
-    const hello = setTimeout(() => ws.close(4401, 'send {"token": "<operator token>"} first'), 5000);
+    const hello = setTimeout(
+      () => closeWebSocket(ws, 4401, 'send {"token": "<operator token>"} first'),
+      5000,
+    );
+    ws.once('close', () => clearTimeout(hello));
     ws.on('message', (data: Buffer) => {
-      if (authed) return; // the page only listens after its token
+      if (answered) return; // the page only listens after its token
+      answered = true;
       clearTimeout(hello);
       pending.delete(ws);
       let token: unknown;
@@ -144,24 +193,8 @@ export function startDashboard(o: DashboardOptions): Dashboard {
       } catch {
         token = null;
       }
-      const who = typeof token === 'string' ? authenticate(`Bearer ${token}`, o.creds) : null;
-      if (!who) return ws.close(4401, 'a valid token is required');
-      if (who.role !== 'operator') return ws.close(4403, "the dashboard is the operator's");
-      if (clients.size >= maxClients) return ws.close(4429, `${maxClients} dashboards are open already`);
-      authed = true;
-      clients.add(ws);
-      ws.send(JSON.stringify({ type: 'hello', intervalMs: interval }));
-      treeDirty = true;
-      lastTree = '';
-      void startUpdates().then(() => tick());
+      admit(ws, token);
     });
-    ws.on('close', () => {
-      clearTimeout(hello);
-      pending.delete(ws);
-      clients.delete(ws);
-      if (clients.size === 0) void stopUpdates();
-    });
-    ws.on('error', () => {});
   });
 
   return {
@@ -195,6 +228,15 @@ export function startDashboard(o: DashboardOptions): Dashboard {
           refuseUpgrade(socket, 404);
           return;
         }
+        // The page offers its token with the upgrade, as a subprotocol: such a socket is answered at
+        // once and never waits among the pending. A stranger opening thousands of sockets a second
+        // from the operator's address dropped the page's in the moment between its upgrade and its
+        // first message.
+        const offered = offeredToken(req.headers['sec-websocket-protocol']);
+        if (offered !== null) {
+          wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req, offered));
+          return;
+        }
         // past a bound, the newcomer takes the place of the socket that has waited longest without a
         // token (of its address, or of all): refused instead, four silent sockets a stranger kept
         // reopening shut the operator out of the dashboard
@@ -210,7 +252,7 @@ export function startDashboard(o: DashboardOptions): Dashboard {
           pending.delete(oldest);
           oldest.terminate();
         }
-        wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+        wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req, null));
       });
     },
     async close() {

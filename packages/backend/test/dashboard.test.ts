@@ -7,7 +7,13 @@ import { createServer, type Server } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { XenStoreOps } from '@pvblk/client';
-import { DASHBOARD_PENDING_PER_ADDRESS, startDashboard, type Dashboard } from '../src/dashboard.ts';
+import {
+  DASHBOARD_PENDING_PER_ADDRESS,
+  DASHBOARD_PROTOCOL,
+  offeredToken,
+  startDashboard,
+  type Dashboard,
+} from '../src/dashboard.ts';
 
 const OP = 'operator-token-for-the-dashboard-test';
 
@@ -58,9 +64,13 @@ function start(xenstore: XenStoreOps): Dashboard {
   return d;
 }
 
-/** Opens a socket: 'open', or the HTTP status it was refused with. */
-function open(): Promise<{ ws: WebSocket; outcome: string }> {
-  const ws = new WebSocket(url);
+/** Opens a socket (with these subprotocols): 'open', or the HTTP status it was refused with. */
+function open(
+  protocols: string[] = [],
+  messages: string[] = [],
+): Promise<{ ws: WebSocket; outcome: string }> {
+  const ws = new WebSocket(url, protocols);
+  ws.on('message', (m) => messages.push(String(m)));
   return new Promise((resolve) => {
     ws.once('open', () => resolve({ ws, outcome: 'open' }));
     ws.once('unexpected-response', (_req, res) => resolve({ ws, outcome: String(res.statusCode) }));
@@ -93,6 +103,30 @@ describe('the dashboard socket', () => {
     expect(next.outcome).toBe('open');
     expect(silent.slice(4).every((s) => s.ws.readyState === WebSocket.OPEN)).toBe(true);
     for (const s of [...silent, op, next]) s.ws.terminate();
+  });
+
+  it("a token offered with the upgrade, as the page offers it, is answered at once and never waits among the pending: a stranger's newcomers cannot take its place", async () => {
+    dash = start(slowWatches().xenstore);
+    const hex = (t: string) => `pvblk-token.${Buffer.from(t, 'utf8').toString('hex')}`;
+    expect(offeredToken(`${DASHBOARD_PROTOCOL}, ${hex('é, x')}`)).toBe('é, x');
+    expect(offeredToken(`${DASHBOARD_PROTOCOL}, pvblk-token.zz`)).toBe(null);
+    const messages: string[] = [];
+    const op = await open([DASHBOARD_PROTOCOL, hex(OP)], messages);
+    expect(op.outcome).toBe('open');
+    // the token itself is not echoed: the server chose the dashboard's protocol
+    expect(op.ws.protocol).toBe(DASHBOARD_PROTOCOL);
+    for (let i = 0; i < 100 && messages.length === 0; i++) await new Promise((r) => setImmediate(r));
+    expect(JSON.parse(messages[0]) as unknown).toMatchObject({ type: 'hello' });
+    // a stranger's twice the address's bound of silent sockets: the operator's stays
+    const silent: Array<{ ws: WebSocket; outcome: string }> = [];
+    for (let i = 0; i < 2 * DASHBOARD_PENDING_PER_ADDRESS; i++) silent.push(await open());
+    expect(silent.every((x) => x.outcome === 'open')).toBe(true);
+    expect(op.ws.readyState).toBe(WebSocket.OPEN);
+    // a wrong token offered so is closed at once: 4401
+    const bad = await open([DASHBOARD_PROTOCOL, hex('guessed')]);
+    const code = await new Promise<number>((r) => bad.ws.once('close', (c) => r(c)));
+    expect(code).toBe(4401);
+    for (const x of [...silent, op]) x.ws.terminate();
   });
 
   it('removes the watch of a page that left before the watch was set', async () => {

@@ -7,9 +7,19 @@ import { PvblkError, WIRE_MAX_FRAME } from '@pvblk/shared';
 import { XenClient, type ClientTransport } from './client.ts';
 import { withBackoff } from '@pvblk/runtime';
 
-function openSocket(url: string): Promise<WebSocket> {
+/**
+ * Opens the socket. The upgrade request names the credential the hello will present: the broker then
+ * knows the connection for a domain's before the hello, and never drops it to make room for a
+ * stranger's sockets from the same address (its hello still authenticates it).
+ */
+function openSocket(url: string, credential: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: WIRE_MAX_FRAME });
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      maxPayload: WIRE_MAX_FRAME,
+      // a credential no header can carry goes in the hello alone, which refuses it by name
+      headers: /^[\x21-\x7e]{1,512}$/.test(credential) ? { authorization: `Bearer ${credential}` } : {},
+    });
     ws.binaryType = 'nodebuffer';
     const onError = (e: Error) => {
       ws.removeAllListeners();
@@ -61,7 +71,7 @@ export interface ConnectOptions {
 export async function connectWs(url: string, opts: ConnectOptions): Promise<XenClient> {
   let ws: WebSocket;
   try {
-    ws = await withBackoff(() => openSocket(url), {
+    ws = await withBackoff(() => openSocket(url, opts.credential), {
       retryForMs: opts.retryForMs ?? 30_000,
       firstDelayMs: 100,
       onRetry: opts.onRetry,

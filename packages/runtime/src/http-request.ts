@@ -8,9 +8,40 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
 
-/** Answers a WebSocket upgrade that is not taken (no such path, too many sockets) and closes it. */
+/**
+ * Answers a WebSocket upgrade that is not taken (no such path, too many sockets) and closes it. Once
+ * a request is an upgrade Node's HTTP server no longer listens for its socket's errors: a peer that
+ * resets the connection on the answer raised an unhandled ECONNRESET and ended the process (Dom0
+ * from one stranger's connection). And with the server's half-open sockets the socket is destroyed
+ * once the answer has gone, not left to the peer, as ws's own abortHandshake does.
+ */
 export function refuseUpgrade(socket: Duplex, status: 404 | 429): void {
+  socket.on('error', () => {});
+  socket.once('finish', () => socket.destroy());
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+/** What `closeWebSocket` needs of a WebSocket (ws's server side). */
+export interface ClosableWebSocket {
+  close(code: number, reason: string): void;
+  terminate(): void;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+/**
+ * How long the peer of a WebSocket a server closes has to answer the close before its socket is
+ * destroyed. ws waits 30 s: a stranger that never answers held its place, and its socket, that long —
+ * 512 refused dashboard sockets filled the API's bound for an address, and the broker's closed
+ * connections counted against theirs.
+ */
+export const CLOSE_ANSWER_MS = 2_000;
+
+/** Closes a WebSocket with `code` and `reason`, and destroys its socket if the peer does not answer. */
+export function closeWebSocket(ws: ClosableWebSocket, code: number, reason: string): void {
+  ws.close(code, reason);
+  const t = setTimeout(() => ws.terminate(), CLOSE_ANSWER_MS);
+  t.unref();
+  ws.once('close', () => clearTimeout(t));
 }
 
 /** The request's URL, or null when its target is not a path (the caller answers 400). */

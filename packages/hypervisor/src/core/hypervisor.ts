@@ -159,6 +159,15 @@ export class Hypervisor {
   };
 
   /**
+   * Whether a domain that is not dying has this credential: the broker asks it of a WebSocket upgrade
+   * that names one, before any hello, to know the connection is not a stranger's.
+   */
+  knowsCredential(credential: string): boolean {
+    for (const d of this.domains.values()) if (!d.dying && d.accepts(credential)) return true;
+    return false;
+  }
+
+  /**
    * Binds a connection to the domain whose credential it presented. Returns the domain, or throws
    * EACCES (no domain has that credential) / EBUSY (the domain is already connected).
    */
