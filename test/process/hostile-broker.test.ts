@@ -218,7 +218,7 @@ describe('hostile peers against the hypervisor process', () => {
     await survivors();
   });
 
-  it("a connection whose upgrade named its domain's credential is never dropped for a stranger's newcomers: it says hello late and gets in", async () => {
+  it("a connection whose upgrade named its domain's credential is never dropped for a stranger's newcomers, only for a newer one of its domain: it says hello late and gets in", async () => {
     const res = await fetch(`${sys.api}/guests`, {
       method: 'POST',
       headers: {
@@ -252,9 +252,16 @@ describe('hostile peers against the hypervisor process', () => {
     }
     expect(await guessedClosed).toBe(4401);
     expect(named.readyState).toBe(WebSocket.OPEN);
+    // but a domain has one such connection waiting at most: a newer one of it takes the place (else a
+    // guest could hold its address's 256 places with its own credential and refuse everyone there)
+    const namedClosed = new Promise<number>((resolve) => named.on('close', (code) => resolve(code)));
+    const newer = new WebSocket(sys.url, { headers: { authorization: `Bearer ${credential}` } });
+    newer.on('error', () => {});
+    await opened(newer);
+    expect(await namedClosed).toBe(4401);
     // its hello, long after, is answered: the domain is connected
-    const reply = new Promise<Buffer>((resolve) => named.once('message', (d: Buffer) => resolve(d)));
-    named.send(encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential }]), { binary: true });
+    const reply = new Promise<Buffer>((resolve) => newer.once('message', (d: Buffer) => resolve(d)));
+    newer.send(encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential }]), { binary: true });
     const decoded = decodeHypervisorFrame(await reply);
     expect(decoded.ok && decoded.messages[0]).toMatchObject({
       t: 'ok',

@@ -126,23 +126,38 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: WIRE_MAX_FRAME, perMessageDeflate: false });
   // Connections whose upgrade request named a domain's credential (Authorization: Bearer, as pvblk's
-  // client sends it): they are never taken for a newcomer's place. Without that, a stranger opening
-  // 3,400 sockets a second from a guest's address dropped the guest's own connection in the
+  // client sends it), by domain: they are never taken for a newcomer's place. Without that, a stranger
+  // opening 3,400 sockets a second from a guest's address dropped the guest's own connection in the
   // milliseconds between its upgrade and its hello (2 of 3 guests did not boot). The hello remains
   // what authenticates; a credential no domain has only makes the connection an ordinary silent one,
-  // so its hello is refused as before (EACCES), with the same message.
-  const introduced = new WeakSet<WebSocket>();
+  // so its hello is refused as before (EACCES), with the same message. A domain has one such
+  // connection waiting for its hello at most: a newer one takes its place, so a guest cannot hold
+  // its address's 256 places with its own credential and refuse everyone else there.
+  const introduced = new WeakSet<Connection>();
+  const introducedWaiting = new Map<number, Connection>();
   http.on('upgrade', (req, socket, head) => {
     const addr = req.socket.remoteAddress ?? '?';
     const auth = req.headers.authorization;
-    const named = typeof auth === 'string' && auth.startsWith('Bearer ') && hv.knowsCredential(auth.slice(7));
+    const named =
+      typeof auth === 'string' && auth.startsWith('Bearer ') ? hv.domidOfCredential(auth.slice(7)) : null;
+    const waiting = (c: Connection) => !c.closed && !c.domain;
+    const before = named === null ? undefined : introducedWaiting.get(named);
+    if (before && waiting(before)) {
+      log(
+        'warn',
+        { peer: before.peer, domid: named },
+        `dropping ${before.peer}, which has not said hello, for a newer connection of domain ${named}`,
+      );
+      before.close(CLOSE_AUTH_FAILED, 'no hello yet, and a newer connection of this domain takes its place');
+      sockets.get(before)?.terminate();
+    }
     const set = byAddress.get(addr);
     const all = set ? [...set] : [];
     const open = all.filter((c) => !c.closed);
-    const silent = open.filter((c) => !c.domain && !introduced.has(sockets.get(c)!));
+    const silent = open.filter((c) => waiting(c) && !introduced.has(c));
     // a closed connection whose peer has not answered its close yet: its place goes first, at once
     if (all.length >= maxPerAddress) for (const c of all) if (c.closed) sockets.get(c)?.terminate();
-    if (open.length >= maxPerAddress || (!named && silent.length >= maxUnauthPerAddress)) {
+    if (open.length >= maxPerAddress || (named === null && silent.length >= maxUnauthPerAddress)) {
       // insertion order: the first is the one that has waited longest without a hello
       const oldest = silent[0];
       log(
@@ -163,12 +178,9 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
       // at once, not after the close is answered: its place is taken now
       sockets.get(oldest)?.terminate();
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      if (named) introduced.add(ws);
-      wss.emit('connection', ws, req);
-    });
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req, named));
   });
-  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage, named: number | null) => {
     const addr = req.socket.remoteAddress ?? '?';
     const peer = `${addr}:${req.socket.remotePort}`;
     const conn = new Connection(
@@ -182,11 +194,16 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
     if (!set) byAddress.set(addr, (set = new Set()));
     set.add(conn);
     sockets.set(conn, ws);
+    if (named !== null) {
+      introduced.add(conn);
+      introducedWaiting.set(named, conn);
+    }
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       // text frames are not part of the protocol: answered as malformed
       conn.onFrame(isBinary ? data : Buffer.from([0]));
     });
     ws.on('close', () => {
+      if (named !== null && introducedWaiting.get(named) === conn) introducedWaiting.delete(named);
       set.delete(conn);
       if (set.size === 0) byAddress.delete(addr);
       conn.onClose();

@@ -159,12 +159,12 @@ export class Hypervisor {
   };
 
   /**
-   * Whether a domain that is not dying has this credential: the broker asks it of a WebSocket upgrade
-   * that names one, before any hello, to know the connection is not a stranger's.
+   * The domain (not dying) that has this credential, or null: the broker asks it of a WebSocket
+   * upgrade that names one, before any hello, to know the connection is not a stranger's.
    */
-  knowsCredential(credential: string): boolean {
-    for (const d of this.domains.values()) if (!d.dying && d.accepts(credential)) return true;
-    return false;
+  domidOfCredential(credential: string): number | null {
+    for (const d of this.domains.values()) if (!d.dying && d.accepts(credential)) return d.domid;
+    return null;
   }
 
   /**
