@@ -74,6 +74,8 @@ export interface Dashboard {
  */
 export const DASHBOARD_PENDING_PER_ADDRESS = 4;
 export const DASHBOARD_PENDING_MAX = 32;
+/** Refused sockets left to answer their close, in all (the oldest is destroyed past it). */
+export const DASHBOARD_CLOSING_MAX = 32;
 
 /** The dashboard's WebSocket subprotocol; the page offers `pvblk-token.<hex of its token>` beside it. */
 export const DASHBOARD_PROTOCOL = 'pvblk-dashboard';
@@ -153,13 +155,28 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     watch = null;
   };
 
+  /**
+   * Closes a socket that is refused. Its peer has 2 s to answer the close, but at most
+   * DASHBOARD_CLOSING_MAX such sockets wait for it: past that the oldest is destroyed, so a stranger
+   * sending wrong tokens as fast as it can does not fill the address's sockets with them.
+   */
+  const closing = new Set<WebSocket>();
+  const refuse = (ws: WebSocket, code: number, reason: string) => {
+    closing.add(ws);
+    ws.once('close', () => closing.delete(ws));
+    closeWebSocket(ws, code, reason);
+    if (closing.size > DASHBOARD_CLOSING_MAX) {
+      const oldest = closing.values().next().value!;
+      closing.delete(oldest);
+      oldest.terminate();
+    }
+  };
   /** Takes a socket's token: the operator's makes it a dashboard, anything else closes it. */
   const admit = (ws: WebSocket, token: unknown) => {
     const who = typeof token === 'string' ? authenticate(`Bearer ${token}`, o.creds) : null;
-    if (!who) return closeWebSocket(ws, 4401, 'a valid token is required');
-    if (who.role !== 'operator') return closeWebSocket(ws, 4403, "the dashboard is the operator's");
-    if (clients.size >= maxClients)
-      return closeWebSocket(ws, 4429, `${maxClients} dashboards are open already`);
+    if (!who) return refuse(ws, 4401, 'a valid token is required');
+    if (who.role !== 'operator') return refuse(ws, 4403, "the dashboard is the operator's");
+    if (clients.size >= maxClients) return refuse(ws, 4429, `${maxClients} dashboards are open already`);
     clients.add(ws);
     ws.send(JSON.stringify({ type: 'hello', intervalMs: interval }));
     treeDirty = true;
@@ -177,10 +194,7 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     if (offered !== null) return admit(ws, offered);
     let answered = false;
     pending.set(ws, req.socket.remoteAddress ?? '?');
-    const hello = setTimeout(
-      () => closeWebSocket(ws, 4401, 'send {"token": "<operator token>"} first'),
-      5000,
-    );
+    const hello = setTimeout(() => refuse(ws, 4401, 'send {"token": "<operator token>"} first'), 5000);
     ws.once('close', () => clearTimeout(hello));
     ws.on('message', (data: Buffer) => {
       if (answered) return; // the page only listens after its token

@@ -4,10 +4,12 @@
  * watch is still being set leaves no watch behind.
  */
 import { createServer, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { XenStoreOps } from '@pvblk/client';
 import {
+  DASHBOARD_CLOSING_MAX,
   DASHBOARD_PENDING_PER_ADDRESS,
   DASHBOARD_PROTOCOL,
   offeredToken,
@@ -127,6 +129,43 @@ describe('the dashboard socket', () => {
     const code = await new Promise<number>((r) => bad.ws.once('close', (c) => r(c)));
     expect(code).toBe(4401);
     for (const x of [...silent, op]) x.ws.terminate();
+  });
+
+  it(`leaves at most ${DASHBOARD_CLOSING_MAX} refused sockets to answer their close: a stranger's wrong tokens do not pile up`, async () => {
+    dash = start(slowWatches().xenstore);
+    const port = (server.address() as { port: number }).port;
+    const n = DASHBOARD_CLOSING_MAX + 8;
+    // raw sockets offering a wrong token, that read the close frame and never answer it
+    const sockets = await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<Socket>((resolve) => {
+            const s = connect(port, '127.0.0.1', () =>
+              s.write(
+                'GET /dashboard/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+                  'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
+                  `Sec-WebSocket-Protocol: ${DASHBOARD_PROTOCOL}, pvblk-token.${Buffer.from('guessed').toString('hex')}\r\n\r\n`,
+              ),
+            );
+            s.on('error', () => {});
+            let seen = Buffer.alloc(0);
+            const done = () => resolve(s);
+            s.on('data', (d: Buffer) => {
+              seen = Buffer.concat([seen, d]);
+              // the 101, then the close frame (opcode 8)
+              const body = seen.indexOf('\r\n\r\n');
+              if (body >= 0 && seen.length > body + 4 && (seen[body + 4] & 0x0f) === 8) done();
+            });
+            s.on('close', done);
+          }),
+      ),
+    );
+    const connections = () => new Promise<number>((r) => server.getConnections((_e, k) => r(k)));
+    for (let i = 0; i < 200 && (await connections()) > DASHBOARD_CLOSING_MAX; i++)
+      await new Promise((r) => setImmediate(r));
+    expect(await connections()).toBeLessThanOrEqual(DASHBOARD_CLOSING_MAX);
+    for (const s of sockets) s.destroy();
   });
 
   it('removes the watch of a page that left before the watch was set', async () => {
