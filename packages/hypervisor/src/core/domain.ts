@@ -62,9 +62,12 @@ export class Domain {
     private readonly credentialHash: Buffer,
   ) {}
 
-  /** Constant-time credential check. */
-  accepts(credential: string): boolean {
-    return timingSafeEqual(hashCredential(credential), this.credentialHash);
+  /**
+   * Constant-time credential check, given the credential's hash (`hashCredential`): it is hashed
+   * once for all the domains it is checked against, not once for each.
+   */
+  accepts(credentialHash: Buffer): boolean {
+    return timingSafeEqual(credentialHash, this.credentialHash);
   }
 }
 

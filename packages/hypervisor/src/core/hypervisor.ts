@@ -163,7 +163,8 @@ export class Hypervisor {
    * upgrade that names one, before any hello, to know the connection is not a stranger's.
    */
   domidOfCredential(credential: string): number | null {
-    for (const d of this.domains.values()) if (!d.dying && d.accepts(credential)) return d.domid;
+    const h = hashCredential(credential);
+    for (const d of this.domains.values()) if (!d.dying && d.accepts(h)) return d.domid;
     return null;
   }
 
@@ -172,8 +173,9 @@ export class Hypervisor {
    * EACCES (no domain has that credential) / EBUSY (the domain is already connected).
    */
   attach(session: Session, credential: string): Domain {
+    const h = hashCredential(credential);
     for (const d of this.domains.values()) {
-      if (!d.dying && d.accepts(credential)) {
+      if (!d.dying && d.accepts(h)) {
         if (d.session) {
           throw new PvblkError(
             'EBUSY',
