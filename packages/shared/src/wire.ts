@@ -122,6 +122,9 @@ export interface RingPageRef {
 
 /** Messages a domain sends to the hypervisor. */
 export type ClientMessage =
+  // The first message, which authenticates the connection. The WebSocket upgrade before it may name
+  // the same credential (`Authorization: Bearer …`): the broker then never gives the connection's
+  // place to a newcomer while the hello is on its way.
   | { t: 'hello'; id: number; v: number; credential: string }
   | { t: 'dom_create'; id: number; name: string }
   | { t: 'dom_destroy'; id: number; domid: number }
