@@ -241,6 +241,18 @@ describe('a stranger on the same address', () => {
       error: 'EAGAIN',
       message: 'guest noisy has a request in progress already: one at a time',
     });
+    // nor by naming a different domain in each: the one place is the guest's, not the target's
+    const del = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        fetch(`${sys!.api}/guests/${1000 + i}`, {
+          method: 'DELETE',
+          headers: { authorization: `Bearer ${deriveGuestToken(SECRETS.PVBLK_TOOLSTACK_TOKEN, 'noisy')}` },
+        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error?: string } })),
+      ),
+    );
+    for (const r of del) expect([403, 429]).toContain(r.status);
+    expect(del.filter((r) => r.status === 429).length).toBeGreaterThan(0);
+    expect(del.filter((r) => r.status === 403).every((r) => r.body.error === 'EACCES')).toBe(true);
     // another guest's token has a place of its own
     const g = await sys.guest('quiet');
     expect((await sh(g.socket, 'demo')).code).toBe(0);
