@@ -106,6 +106,42 @@ describe('a guest with its own token, against the host API (finding 4)', () => {
     expect(sys.host.proc.exitCode).toBeNull();
   });
 
+  it('sends one request body at a time: another while its first dribbles is refused at once (429), and no one else waits', async () => {
+    // a body that never ends: before, each such request held a socket for 60 s, and 512 of them
+    // filled the address's bound with requests in progress
+    const u = new URL(sys.api);
+    const slow = connect(Number(u.port), u.hostname);
+    slow.on('error', () => {});
+    slow.write(
+      `POST /guests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token('guest1')}\r\n` +
+        'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
+    );
+    try {
+      let r = await api('POST', '/guests', token('guest1'), { name: 'guest1' });
+      for (let i = 0; i < 100 && r.status !== 429; i++) {
+        await new Promise((res) => setTimeout(res, 20));
+        r = await api('POST', '/guests', token('guest1'), { name: 'guest1' });
+      }
+      expect(r).toEqual({
+        status: 429,
+        body: { error: 'EAGAIN', message: 'guest guest1 is sending a request body already: one at a time' },
+      });
+      // the operator and another guest are answered meanwhile
+      expect((await api('GET', '/guests', OP)).status).toBe(200);
+      expect((await api('GET', '/guests', token('guest2'))).status).toBe(200);
+    } finally {
+      slow.destroy();
+    }
+    // its place is free once that request has gone: the next is refused for what it asks, not 429
+    let after = await api('POST', '/guests', token('guest1'), { name: 'guest1' });
+    for (let i = 0; i < 100 && after.status === 429; i++) {
+      await new Promise((res) => setTimeout(res, 20));
+      after = await api('POST', '/guests', token('guest1'), { name: 'guest1' });
+    }
+    expect(after.status).not.toBe(429);
+    await guest2StillWorks();
+  });
+
   it("cannot DELETE another guest's domain (403), nor a domain that does not exist; guest2 lives", async () => {
     for (const domid of [d2, 0, 999]) {
       const r = await api('DELETE', `/guests/${domid}`, token('guest1'));

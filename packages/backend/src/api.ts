@@ -166,6 +166,10 @@ export async function startApi(
   publicRoute: PublicRoute = () => false,
 ): Promise<{ server: Server; url: string }> {
   let watchStreams = 0;
+  // Principals other than the operator with a request body on its way: one each. The body comes
+  // before the one-at-a-time bound of the guest's operations (it names what the request acts on),
+  // and a guest's token sending 512 bodies a byte every 5 s held every socket its address may have.
+  const sendingBody = new Set<string>();
   const server = createServer(httpServerOptions(), (req: IncomingMessage, res: ServerResponse) => {
     const send = (code: number, body: unknown, headers: Record<string, string> = {}) => {
       res
@@ -204,6 +208,21 @@ export async function startApi(
     const operatorOnly = (what: string) => {
       if (who.role !== 'operator') throw forbidden(who, what);
     };
+    const body = async () => {
+      if (who.role === 'operator') return readJsonBody(req);
+      const key = JSON.stringify(who);
+      if (sendingBody.has(key))
+        throw new PvblkError(
+          'EAGAIN',
+          `${describePrincipal(who)} is sending a request body already: one at a time`,
+        );
+      sendingBody.add(key);
+      try {
+        return await readJsonBody(req);
+      } finally {
+        sendingBody.delete(key);
+      }
+    };
     const route = async (): Promise<void> => {
       const m = /^\/guests\/(\d+)$/.exec(url.pathname);
       const d = /^\/disks\/(sd[a-z]+)\/params$/.exec(url.pathname);
@@ -221,7 +240,7 @@ export async function startApi(
       if (req.method === 'GET' && url.pathname === '/domains') return send(200, await need(h.listDomains)());
       if (req.method === 'GET' && vl) return send(200, await need(h.listVbds)(pathDomid(vl[1])));
       if (req.method === 'POST' && vl) {
-        const b = await readJsonBody(req);
+        const b = await body();
         if (!Array.isArray(b.spec) || b.spec.length === 0 || b.spec.some((x) => typeof x !== 'string'))
           throw new PvblkError('EINVAL', 'body.spec must be a non-empty array of disk specification strings');
         return send(201, await need(h.attachVbd)(pathDomid(vl[1]), b.spec as string[]));
@@ -231,7 +250,7 @@ export async function startApi(
         return send(200, await need(h.detachVbd)(pathDomid(vd[1]), vd[2], force === '1' || force === 'true'));
       }
       if (req.method === 'POST' && url.pathname === '/xenstore')
-        return send(200, await need(h.xenstore)(parseXsRequest(await readJsonBody(req))));
+        return send(200, await need(h.xenstore)(parseXsRequest(await body())));
       if (req.method === 'GET' && url.pathname === '/xenstore/watch') {
         // a path given twice is one watch (each would fire for every change: twice the lines)
         const paths = [...new Set(url.searchParams.getAll('path'))];
@@ -279,7 +298,7 @@ export async function startApi(
       }
       if (req.method === 'GET' && url.pathname === '/controls') return send(200, await need(h.controls)());
       if (req.method === 'POST' && url.pathname === '/guests') {
-        const b = await readJsonBody(req);
+        const b = await body();
         if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
         checkGuestName(b.name);
         if (b.disk !== undefined && typeof b.disk !== 'string')
@@ -308,7 +327,7 @@ export async function startApi(
         return send(201, await h.createGuest(as, { name: b.name, disk: b.disk as string | undefined, vbds }));
       }
       if (req.method === 'POST' && url.pathname === '/driver-domains' && h.createDriverDomain) {
-        const b = await readJsonBody(req);
+        const b = await body();
         if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
         checkGuestName(b.name);
         if (
@@ -335,13 +354,13 @@ export async function startApi(
       }
       if (req.method === 'POST' && url.pathname === '/tokens') {
         operatorOnly('issue guest tokens');
-        const b = await readJsonBody(req);
+        const b = await body();
         if (typeof b.name !== 'string') throw new PvblkError('EINVAL', 'body.name must be a string');
         return send(201, await h.issueGuestToken(checkGuestName(b.name)));
       }
       if (req.method === 'POST' && d) {
         operatorOnly('change disk parameters');
-        const b = await readJsonBody(req);
+        const b = await body();
         if (typeof b.key !== 'string' || typeof b.value !== 'string')
           throw new PvblkError('EINVAL', 'body needs key and value strings');
         return send(200, await h.setDiskParam(d[1], b.key, b.value));
@@ -349,7 +368,7 @@ export async function startApi(
       if (dt && (req.method === 'GET' || req.method === 'PUT')) {
         operatorOnly("read or set a disk's command timeout");
         if (req.method === 'GET') return send(200, await need(h.diskTimeout)(dt[1]));
-        const b = await readJsonBody(req);
+        const b = await body();
         if (typeof b.value !== 'string' && typeof b.value !== 'number')
           throw new PvblkError('EINVAL', 'body.value must be the timeout in seconds (a string or a number)');
         return send(200, await need(h.diskTimeout)(dt[1], String(b.value)));
@@ -364,7 +383,7 @@ export async function startApi(
       }
       if (req.method === 'POST' && f) {
         operatorOnly('arm faults');
-        const b = await readJsonBody(req);
+        const b = await body();
         if (typeof b.fault !== 'string') throw new PvblkError('EINVAL', 'body.fault must be a string');
         return send(200, await h.injectFault(pathDomid(f[1]), pathDevid(f[1], f[2]), b.fault));
       }

@@ -56,29 +56,82 @@ export function requestUrl(req: IncomingMessage): URL | null {
 /** Bodies larger than this are refused with E2BIG before they are parsed. */
 export const MAX_JSON_BODY = 64 * 1024;
 
-/** A request's JSON object body ({} when empty); EINVAL when it is not a JSON object, E2BIG past `limit`. */
-export async function readJsonBody(
-  req: AsyncIterable<unknown>,
+/**
+ * Time a peer has to send a whole body once its request head is in. Node's own bound is the request
+ * timeout (60 s), which let a guest's token hold 512 sockets with bodies sent a byte every 5 s: its
+ * address's bound was full of requests in progress and no one else there was answered.
+ */
+export const JSON_BODY_DEADLINE_MS = 10_000;
+
+/** What `readJsonBody` reads: a request (a Readable of Buffers). */
+export interface BodySource {
+  on(event: 'data', listener: (chunk: Buffer | string) => void): unknown;
+  on(event: 'end' | 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (e: Error) => void): unknown;
+  off(event: 'data', listener: (chunk: Buffer | string) => void): unknown;
+  off(event: 'end' | 'close', listener: () => void): unknown;
+  off(event: 'error', listener: (e: Error) => void): unknown;
+  pause(): unknown;
+}
+
+/**
+ * A request's JSON object body ({} when empty); EINVAL when it is not a JSON object, E2BIG past
+ * `limit`, ETIMEDOUT when it has not all come within `deadlineMs` (the rest is then left unread: the
+ * server discards it once the answer has gone, as for any body a route does not read).
+ */
+export function readJsonBody(
+  req: BodySource,
   limit = MAX_JSON_BODY,
+  deadlineMs = JSON_BODY_DEADLINE_MS,
 ): Promise<Record<string, unknown>> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const c of req) {
-    const b = Buffer.isBuffer(c) ? c : Buffer.from(String(c));
-    size += b.length;
-    if (size > limit) throw new PvblkError('E2BIG', `request body over ${limit} bytes`);
-    chunks.push(b);
-  }
-  if (size === 0) return {};
-  let v: unknown;
-  try {
-    v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch (e) {
-    throw new PvblkError('EINVAL', `request body is not JSON: ${(e as Error).message}`);
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new PvblkError('EINVAL', 'request body must be a JSON object');
-  return v as Record<string, unknown>;
+  return new Promise((resolve, reject) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    const onData = (c: Buffer | string) => {
+      const b = typeof c === 'string' ? Buffer.from(c) : c;
+      size += b.length;
+      if (size > limit) return fail(new PvblkError('E2BIG', `request body over ${limit} bytes`));
+      chunks.push(b);
+    };
+    const onError = (e: Error) => fail(new PvblkError('EIO', `reading the request body: ${e.message}`));
+    const onClose = () => fail(new PvblkError('EIO', 'the connection closed before the request body ended'));
+    const onEnd = () => {
+      done();
+      if (size === 0) return resolve({});
+      let v: unknown;
+      try {
+        v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch (e) {
+        return reject(new PvblkError('EINVAL', `request body is not JSON: ${(e as Error).message}`));
+      }
+      if (typeof v !== 'object' || v === null || Array.isArray(v))
+        return reject(new PvblkError('EINVAL', 'request body must be a JSON object'));
+      resolve(v as Record<string, unknown>);
+    };
+    const timer = setTimeout(
+      () =>
+        fail(
+          new PvblkError('ETIMEDOUT', `the request body did not all arrive within ${deadlineMs / 1000} s`),
+        ),
+      deadlineMs,
+    );
+    const done = () => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      // the request's own error listener stays: an error after this must not end the process
+    };
+    const fail = (e: PvblkError) => {
+      done();
+      req.pause();
+      reject(e);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('close', onClose);
+    req.on('error', onError);
+  });
 }
 
 /** HTTP status of each errno pvblk's HTTP routes answer with (anything else: 500). */
