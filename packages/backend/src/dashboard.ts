@@ -24,7 +24,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { XenStoreOps, Watch } from '@pvblk/client';
 import { authenticate, type ApiCredentials } from './api.ts';
 import { runXsRequest } from './xenstore-ops.ts';
-import { closeWebSocket, refuseUpgrade, requestUrl } from '@pvblk/runtime';
+import { addressGroup, closeWebSocket, refuseUpgrade, requestUrl } from '@pvblk/runtime';
 import { ownEntry } from '@pvblk/shared';
 
 export interface DashboardOptions {
@@ -193,7 +193,7 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     ws.on('error', () => {});
     if (offered !== null) return admit(ws, offered);
     let answered = false;
-    pending.set(ws, req.socket.remoteAddress ?? '?');
+    pending.set(ws, addressGroup(req.socket.remoteAddress));
     const hello = setTimeout(() => refuse(ws, 4401, 'send {"token": "<operator token>"} first'), 5000);
     ws.once('close', () => clearTimeout(hello));
     ws.on('message', (data: Buffer) => {
@@ -254,7 +254,7 @@ export function startDashboard(o: DashboardOptions): Dashboard {
         // past a bound, the newcomer takes the place of the socket that has waited longest without a
         // token (of its address, or of all): refused instead, four silent sockets a stranger kept
         // reopening shut the operator out of the dashboard
-        const addr = req.socket.remoteAddress ?? '?';
+        const addr = addressGroup(req.socket.remoteAddress);
         const mine = [...pending].filter(([, a]) => a === addr);
         const oldest =
           mine.length >= DASHBOARD_PENDING_PER_ADDRESS

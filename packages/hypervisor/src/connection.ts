@@ -83,6 +83,8 @@ const MAX_BAD_FRAMES = 100;
  * made the broker build millions of messages (375 ms, 223 MB) before it was refused.
  */
 export const PRE_HELLO_FRAME_MAX = 64 * 1024;
+/** Bytes a connection may send before its hello is accepted: one such frame and its WebSocket header. */
+export const PRE_HELLO_BYTES_MAX = PRE_HELLO_FRAME_MAX + 14;
 /** Output backlog (bytes owed + bytes handed to the socket) at which a connection is congested … */
 export const OUT_HIGH = 4 * 1024 * 1024;
 /** … and at which it is not any more. */
@@ -122,6 +124,7 @@ export class Connection implements Session, Schedulable {
   private static serving: Connection | null = null;
   readonly id = nextSessionId++;
   domain: Domain | null = null;
+  private preHelloBytes = 0;
   closed = false;
   /** Counters for /status: what was coalesced or dropped to keep the output bounded. */
   readonly counters = { watchEventsCoalesced: 0, watchEventsDropped: 0, readPauses: 0 };
@@ -354,12 +357,32 @@ export class Connection implements Session, Schedulable {
     }
   }
 
+  /**
+   * Bytes the transport has read from the peer's socket, counted while there is no hello yet: the
+   * transport buffers a whole frame (up to WIRE_MAX_FRAME) before `onFrame` sees its length, so a
+   * stranger announcing 16 MiB frames made the broker hold 16 MiB for each of its sockets. False
+   * when this call refuses the connection for them (the transport should then drop the socket at
+   * once: the peer is not waiting for the close). Past the hello it costs nothing and says true.
+   */
+  readBeforeHello(bytes: number): boolean {
+    if (this.domain || this.closed) return true;
+    this.preHelloBytes += bytes;
+    if (this.preHelloBytes <= PRE_HELLO_BYTES_MAX) return true;
+    this.refuseBeforeHello(`${this.preHelloBytes} bytes before hello (at most ${PRE_HELLO_BYTES_MAX})`);
+    return false;
+  }
+
+  private refuseBeforeHello(message: string): void {
+    this.log('warn', { peer: this.peer }, `refused before hello: ${message}`);
+    this.sendNow({ t: 'err', id: 0, code: 'EPROTO', message });
+    this.close(CLOSE_PROTOCOL, message);
+  }
+
   private receive(frame: Uint8Array): void {
     if (!this.domain && frame.length > PRE_HELLO_FRAME_MAX) {
-      this.log('warn', { peer: this.peer, bytes: frame.length }, 'oversized frame before hello');
-      const message = `a frame of ${frame.length} bytes before hello (at most ${PRE_HELLO_FRAME_MAX})`;
-      this.sendNow({ t: 'err', id: 0, code: 'EPROTO', message });
-      this.close(CLOSE_PROTOCOL, message);
+      this.refuseBeforeHello(
+        `a frame of ${frame.length} bytes before hello (at most ${PRE_HELLO_FRAME_MAX})`,
+      );
       return;
     }
     const decoded = decodeClientFrame(frame, { pageRuns: true });

@@ -3,11 +3,13 @@
  * domain), answers `/healthz` for healthchecks, and `/status` (JSON) for the operator.
  *
  * Who may come in: any number of domains, but at most `maxConnectionsPerAddress` connections from one
- * address, of which at most `maxUnauthenticatedPerAddress` may still be waiting to say hello (which
- * they must do within `helloTimeoutMs`). Past either bound a newcomer takes the place of the oldest
- * connection of its address that has not said hello: refused instead, a stranger holding sockets
- * that never say it shut every guest and a restarting Dom0 on its address out (a real peer says hello
- * within a round trip of its connection, so it is never the oldest for long). `/status` describes every domain, so it takes the operator's
+ * address (its `addressGroup`: all of loopback is one, an IPv6 /64 is one), of which at most
+ * `maxUnauthenticatedPerAddress` may still be waiting to say hello (which they must do within
+ * `helloTimeoutMs`, sending at most PRE_HELLO_BYTES_MAX bytes first), and `maxUnauthenticated` from
+ * all addresses. Past a bound a newcomer takes the place of the oldest connection (of its address,
+ * or of all) that has not said hello: refused instead, a stranger holding sockets that never say it
+ * shut every guest and a restarting Dom0 on its address out (a real peer says hello within a round
+ * trip of its connection, so it is never the oldest for long). `/status` describes every domain, so it takes the operator's
  * credential — the Dom0 secret — as a bearer token; `/healthz` says only "ok".
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -17,6 +19,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WIRE_MAX_FRAME } from '@pvblk/shared';
 import {
+  addressGroup,
   DEFAULT_HTTP_CONNECTION_LIMITS,
   httpServerOptions,
   limitHttpConnections,
@@ -37,6 +40,11 @@ export interface HypervisorServerOptions extends HypervisorOptions {
   maxConnectionsPerAddress?: number;
   /** Of those, connections that have not said hello yet (default 16). */
   maxUnauthenticatedPerAddress?: number;
+  /**
+   * Connections that have not said hello yet, from all addresses (default 1024): past it a newcomer
+   * takes the place of the one that has waited longest, whatever its address.
+   */
+  maxUnauthenticated?: number;
   /** Time a connection has to say hello (default 5 s). */
   helloTimeoutMs?: number;
 }
@@ -81,6 +89,10 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   const scheduler = new FairScheduler();
   const maxPerAddress = opts.maxConnectionsPerAddress ?? 256;
   const maxUnauthPerAddress = opts.maxUnauthenticatedPerAddress ?? 16;
+  const maxUnauth = opts.maxUnauthenticated ?? 1024;
+  // connections without a hello that named no credential, in the order they came (entries that said
+  // hello or closed since are pruned as they are met)
+  const silentAll = new Set<Connection>();
   const byAddress = new Map<string, Set<Connection>>();
   const sockets = new WeakMap<Connection, WebSocket>();
 
@@ -136,7 +148,7 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   const introduced = new WeakSet<Connection>();
   const introducedWaiting = new Map<number, Connection>();
   http.on('upgrade', (req, socket, head) => {
-    const addr = req.socket.remoteAddress ?? '?';
+    const addr = addressGroup(req.socket.remoteAddress);
     const auth = req.headers.authorization;
     const named =
       typeof auth === 'string' && auth.startsWith('Bearer ') ? hv.domidOfCredential(auth.slice(7)) : null;
@@ -178,11 +190,26 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
       // at once, not after the close is answered: its place is taken now
       sockets.get(oldest)?.terminate();
     }
+    if (named === null) {
+      // the bound over all addresses: addresses are cheap to a peer with an IPv6 /64 or a network
+      for (const c of silentAll) {
+        if (silentAll.size < maxUnauth) break;
+        silentAll.delete(c);
+        if (!waiting(c)) continue;
+        log(
+          'warn',
+          { peer: c.peer, unauthenticated: maxUnauth },
+          `too many connections without a hello: dropping ${c.peer}, the oldest, for a new one`,
+        );
+        c.close(CLOSE_AUTH_FAILED, 'no hello yet, and a newer connection needs the place');
+        sockets.get(c)?.terminate();
+      }
+    }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req, named));
   });
   wss.on('connection', (ws: WebSocket, req: IncomingMessage, named: number | null) => {
-    const addr = req.socket.remoteAddress ?? '?';
-    const peer = `${addr}:${req.socket.remotePort}`;
+    const addr = addressGroup(req.socket.remoteAddress);
+    const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort}`;
     const conn = new Connection(
       hv,
       scheduler,
@@ -197,12 +224,21 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
     if (named !== null) {
       introduced.add(conn);
       introducedWaiting.set(named, conn);
-    }
+    } else silentAll.add(conn);
+    // the bytes of a frame before the hello are counted as the socket reads them, after ws has taken
+    // them (its listener came first: a chunk that carries the hello has set the domain by now)
+    const socket = req.socket;
+    const beforeHello = (chunk: Buffer) => {
+      if (conn.domain || conn.closed) socket.off('data', beforeHello);
+      else if (!conn.readBeforeHello(chunk.length)) ws.terminate();
+    };
+    socket.on('data', beforeHello);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       // text frames are not part of the protocol: answered as malformed
       conn.onFrame(isBinary ? data : Buffer.from([0]));
     });
     ws.on('close', () => {
+      silentAll.delete(conn);
       if (named !== null && introducedWaiting.get(named) === conn) introducedWaiting.delete(named);
       set.delete(conn);
       if (set.size === 0) byAddress.delete(addr);

@@ -23,7 +23,7 @@ import {
   type ClientMessage,
   type HypervisorMessage,
 } from '@pvblk/shared';
-import { PRE_HELLO_FRAME_MAX } from '../src/connection.ts';
+import { PRE_HELLO_BYTES_MAX, PRE_HELLO_FRAME_MAX } from '../src/connection.ts';
 import { LocalHypervisor } from '../src/local.ts';
 import { startHypervisorServer, type RunningHypervisor } from '../src/server.ts';
 import { connectWs, RingEvents, type XenClient } from '@pvblk/client';
@@ -227,14 +227,16 @@ describe.each([
       const big = encodeFrame([{ t: 'hello', id: 1, v: WIRE_VERSION, credential: DOM0_SECRET }, ...sends]);
       expect(big.length).toBeGreaterThan(PRE_HELLO_FRAME_MAX);
       const r = await s.raw([big], (x) => x.closed !== null);
-      expect(r.msgs).toEqual([
-        {
-          t: 'err',
-          id: 0,
-          code: 'EPROTO',
-          message: `a frame of ${big.length} bytes before hello (at most ${PRE_HELLO_FRAME_MAX})`,
-        },
-      ]);
+      // over a socket the broker does not wait for the frame's end: it stops at the bytes a frame
+      // before hello may take, counted as they are read (ws would buffer the whole 16 MiB a frame
+      // may announce first, for each of a stranger's sockets)
+      const message =
+        _name === 'websocket'
+          ? expect.stringMatching(
+              new RegExp(`^\\d+ bytes before hello \\(at most ${PRE_HELLO_BYTES_MAX}\\)$`),
+            )
+          : `a frame of ${big.length} bytes before hello (at most ${PRE_HELLO_FRAME_MAX})`;
+      expect(r.msgs).toEqual([{ t: 'err', id: 0, code: 'EPROTO', message }]);
       expect(r.closed).toBe(4400);
       // Dom0 (whose credential that was) is still connected and served
       expect((await dom0.domctl.list()).map((d) => d.domid)).toEqual([0]);

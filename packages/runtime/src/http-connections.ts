@@ -10,14 +10,17 @@ import type { Socket } from 'node:net';
 
 export interface HttpConnectionLimits {
   /**
-   * Sockets open from one address, requests made or not. A further one takes the place of the
-   * oldest that only waits (closed with no answer: the server's parser would answer a request that
-   * arrives on it anyway).
+   * Sockets open from one address (its `addressGroup`), requests made or not. A further one takes the
+   * place of the oldest that only waits (closed with no answer: the server's parser would answer a
+   * request that arrives on it anyway).
    */
   perAddress: number;
   /** Sockets from one address that have not yet sent a whole request head (the oldest makes room). */
   pendingPerAddress: number;
-  /** Sockets open in all (Node's maxConnections: further ones are closed as they come). */
+  /**
+   * Sockets open in all. Past it a newcomer takes the place of the oldest socket of any address that
+   * only waits, as past an address's bound; it is closed only when every socket is in a request.
+   */
   total: number;
   /** Time to send a request head (ms). */
   headersTimeoutMs: number;
@@ -34,6 +37,37 @@ export const DEFAULT_HTTP_CONNECTION_LIMITS: HttpConnectionLimits = {
   total: 4096,
   headersTimeoutMs: 10_000,
 };
+
+/**
+ * The group of addresses one peer can use as it likes, which the per-address bounds count as one:
+ * every address of 127.0.0.0/8 and ::1 (any local process can bind any of them: a stranger that spread
+ * its sockets over 70 of them had 70 times the bounds, filled the server's 4,096 and shut out the
+ * operator and every guest), an IPv6 address by its /64 (a host is routinely given a whole one), and
+ * another IPv4 address alone. An IPv4-mapped IPv6 address is its IPv4 address.
+ */
+export function addressGroup(address: string | undefined): string {
+  if (address === undefined) return '?';
+  let a = address.toLowerCase();
+  const zone = a.indexOf('%');
+  if (zone >= 0) a = a.slice(0, zone);
+  if (a.startsWith('::ffff:') && a.includes('.')) a = a.slice(7);
+  if (a.includes('.')) return a.startsWith('127.') ? LOOPBACK_GROUP : a;
+  const halves = a.split('::');
+  if (halves.length > 2) return a; // not an address this function knows: itself
+  const head = halves[0] ? halves[0].split(':') : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+  const groups = [...head, ...Array<string>(Math.max(0, 8 - head.length - tail.length)).fill('0'), ...tail];
+  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return a;
+  const words = groups.map((g) => parseInt(g, 16));
+  if (words.slice(0, 7).every((w) => w === 0) && words[7] === 1) return LOOPBACK_GROUP;
+  return `${words
+    .slice(0, 4)
+    .map((w) => w.toString(16))
+    .join(':')}::/64`;
+}
+
+/** The loopback addresses, as one group. */
+export const LOOPBACK_GROUP = '127.0.0.0/8';
 
 /**
  * The `createServer` options that make the header timeout bite when it says (Node checks it only
@@ -56,18 +90,26 @@ export function httpServerOptions(limits: HttpConnectionLimits = DEFAULT_HTTP_CO
  * takes the place of that address's oldest socket that is only waiting — for a request head, or idle
  * between requests — which is closed: a stranger holding sockets must not shut out everyone else on
  * its address (a local stack's guests, Dom0 and the operator all come from 127.0.0.1). Only when
- * every socket of the address is in the middle of a request is the newcomer closed instead.
+ * every socket of the address is in the middle of a request is the newcomer closed instead. Past the
+ * total, the same with the oldest waiting socket of any address.
  */
 export function limitHttpConnections(
   server: Server,
   limits: HttpConnectionLimits = DEFAULT_HTTP_CONNECTION_LIMITS,
 ): void {
-  server.maxConnections = limits.total;
+  // Node's own bound is only the backstop: a socket closed to make room is counted by Node until its
+  // 'close', a turn later, and this function's bounds are settled before that
+  server.maxConnections = limits.total + limits.pendingPerAddress;
   const open = new Map<string, number>();
-  // per address, in the order they began to wait: sockets without a whole request head yet, and
-  // sockets idle between requests (a set keeps insertion order: the first has waited longest)
+  let openTotal = 0;
+  // per address and in all, in the order they began to wait: sockets without a whole request head
+  // yet, and sockets idle between requests (a set keeps insertion order: the first has waited longest)
   const pending = new Map<string, Set<Socket>>();
   const idle = new Map<string, Set<Socket>>();
+  const pendingAll = new Set<Socket>();
+  const idleAll = new Set<Socket>();
+  const groupOf = new WeakMap<Socket, string>();
+  const counted = new WeakSet<Socket>();
   const enter = (m: Map<string, Set<Socket>>, addr: string, s: Socket) => {
     const set = m.get(addr);
     if (set) set.add(s);
@@ -77,41 +119,77 @@ export function limitHttpConnections(
     const set = m.get(addr);
     if (set?.delete(s) && set.size === 0) m.delete(addr);
   };
+  const unwait = (s: Socket, addr: string) => {
+    leave(pending, addr, s);
+    leave(idle, addr, s);
+    pendingAll.delete(s);
+    idleAll.delete(s);
+  };
+  /** Takes `s` out of every count now (its 'close' comes later), once. */
+  const uncount = (s: Socket) => {
+    if (!counted.has(s)) return;
+    counted.delete(s);
+    const addr = groupOf.get(s)!;
+    unwait(s, addr);
+    openTotal--;
+    const left = (open.get(addr) ?? 1) - 1;
+    if (left > 0) open.set(addr, left);
+    else open.delete(addr);
+  };
+  const drop = (s: Socket) => {
+    uncount(s);
+    s.destroy();
+  };
   const first = (set: Set<Socket> | undefined) => set?.values().next().value;
   server.on('connection', (s: Socket) => {
-    const addr = s.remoteAddress ?? '?';
-    const n = open.get(addr) ?? 0;
+    const addr = addressGroup(s.remoteAddress);
     if ((pending.get(addr)?.size ?? 0) >= limits.pendingPerAddress) {
-      first(pending.get(addr))!.destroy();
-    } else if (n >= limits.perAddress) {
+      drop(first(pending.get(addr))!);
+    } else if ((open.get(addr) ?? 0) >= limits.perAddress) {
       const oldest = first(pending.get(addr)) ?? first(idle.get(addr));
       if (!oldest) {
         s.destroy();
         return;
       }
-      oldest.destroy();
+      drop(oldest);
     }
-    // destroyed above or not, the count is settled by each socket's own 'close'
+    if (openTotal >= limits.total) {
+      const oldest = first(pendingAll) ?? first(idleAll);
+      if (!oldest) {
+        s.destroy();
+        return;
+      }
+      drop(oldest);
+    }
+    groupOf.set(s, addr);
+    counted.add(s);
+    openTotal++;
     open.set(addr, (open.get(addr) ?? 0) + 1);
     enter(pending, addr, s);
-    s.once('close', () => {
-      leave(pending, addr, s);
-      leave(idle, addr, s);
-      const left = (open.get(addr) ?? 1) - 1;
-      if (left > 0) open.set(addr, left);
-      else open.delete(addr);
-    });
+    pendingAll.add(s);
+    s.once('close', () => uncount(s));
   });
-  // a whole request head arrived: the socket is busy until its answer has gone, then idle
+  // a whole request head arrived: the socket is busy until the answers to all its requests have gone
+  // (pipelined ones are answered in turn: the first answer's end is not the socket's), then idle
+  const inRequest = new WeakMap<Socket, number>();
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const s = req.socket;
-    const addr = s.remoteAddress ?? '?';
-    leave(pending, addr, s);
-    leave(idle, addr, s);
-    res.once('finish', () => {
-      if (!s.destroyed) enter(idle, addr, s);
+    if (!counted.has(s)) return;
+    const addr = groupOf.get(s)!;
+    unwait(s, addr);
+    inRequest.set(s, (inRequest.get(s) ?? 0) + 1);
+    res.once('close', () => {
+      const n = (inRequest.get(s) ?? 1) - 1;
+      inRequest.set(s, n);
+      if (n === 0 && !s.destroyed && counted.has(s)) {
+        enter(idle, addr, s);
+        idleAll.add(s);
+      }
     });
   });
   // a WebSocket upgrade: the socket is the WebSocket server's now, with bounds of its own
-  server.on('upgrade', (req: IncomingMessage) => leave(pending, req.socket.remoteAddress ?? '?', req.socket));
+  server.on('upgrade', (req: IncomingMessage) => {
+    const s = req.socket;
+    if (counted.has(s)) unwait(s, groupOf.get(s)!);
+  });
 }

@@ -27,6 +27,8 @@ export { withBackoff } from './backoff.ts';
 export {
   limitHttpConnections,
   httpServerOptions,
+  addressGroup,
+  LOOPBACK_GROUP,
   DEFAULT_HTTP_CONNECTION_LIMITS,
   type HttpConnectionLimits,
 } from './http-connections.ts';

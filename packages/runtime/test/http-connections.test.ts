@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  addressGroup,
   httpServerOptions,
   limitHttpConnections,
   type HttpConnectionLimits,
@@ -38,8 +39,8 @@ async function start(): Promise<number> {
 }
 
 /** A socket that sent `text`, and everything it got back until it closed. */
-function open(port: number, text: string): { sock: Socket; got: Promise<string> } {
-  const sock = connect(port, '127.0.0.1');
+function open(port: number, text: string, localAddress?: string): { sock: Socket; got: Promise<string> } {
+  const sock = connect({ port, host: '127.0.0.1', localAddress });
   sockets.push(sock);
   let got = '';
   const done = new Promise<string>((resolve) => {
@@ -94,5 +95,76 @@ describe('limitHttpConnections', () => {
     const replies = busy.map(() => '');
     busy.forEach((b, i) => b.sock.on('data', (d) => (replies[i] += d.toString('latin1'))));
     await until(() => replies.every((r) => r.endsWith('done')), 'the held answers');
+  });
+
+  it('counts every loopback address as one: half-sent requests spread over 127.0.0.0/8 make room in turn', async () => {
+    const port = await start();
+    const half = [2, 3, 4].map((n) => open(port, 'GET / HTTP/1.1\r\nHost: x\r\n', `127.0.9.${n}`));
+    await until(() => half.every((h) => h.sock.readyState === 'open'), 'the half-sent requests');
+    const next = open(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', '127.0.9.5');
+    expect(await next.got).toMatch(/^HTTP\/1\.1 200 OK/);
+    expect(await half[0].got).toBe(''); // the oldest of the group, closed unanswered
+  });
+
+  it('past the total, closes the oldest socket that only waits, of any address', async () => {
+    limits.total = 4;
+    try {
+      const port = await start();
+      const answered = [0, 1, 2, 3].map(() => open(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+      const replies = answered.map(() => '');
+      answered.forEach((a, i) => a.sock.on('data', (d) => (replies[i] += d.toString('latin1'))));
+      await until(() => replies.every((r) => r.endsWith('ok')), 'the answers');
+      const fifth = open(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      expect(await fifth.got).toMatch(/^HTTP\/1\.1 200 OK/);
+      await answered[0].got; // closed for it
+      expect(answered.slice(1).every((a) => a.sock.readyState === 'open')).toBe(true);
+    } finally {
+      limits.total = 100;
+    }
+  });
+
+  it('keeps a socket busy while a pipelined request waits for its answer, after the first was answered', async () => {
+    limits.perAddress = 2;
+    try {
+      const port = await start();
+      // two requests in one write: the first answered at once, the second held
+      const piped = open(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /hold HTTP/1.1\r\nHost: x\r\n\r\n');
+      let pipedGot = '';
+      piped.sock.on('data', (d) => (pipedGot += d.toString('latin1')));
+      await until(
+        () => held.length === 1 && pipedGot.endsWith('ok'),
+        'the first answer and the held request',
+      );
+      const idle = open(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      let idleGot = '';
+      idle.sock.on('data', (d) => (idleGot += d.toString('latin1')));
+      await until(() => idleGot.endsWith('ok'), 'the idle socket answered');
+      // the address is full: the newcomer takes the idle socket's place, not the busy one's
+      const third = open(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      expect(await third.got).toMatch(/^HTTP\/1\.1 200 OK/);
+      await idle.got;
+      expect(piped.sock.readyState).toBe('open');
+      held.splice(0)[0].end('done');
+      await until(() => pipedGot.endsWith('done'), 'the held answer');
+    } finally {
+      limits.perAddress = 6;
+    }
+  });
+});
+
+describe('addressGroup', () => {
+  it('groups loopback, IPv6 by /64, IPv4-mapped as IPv4, and keeps other IPv4 addresses apart', () => {
+    expect(addressGroup('127.0.0.1')).toBe('127.0.0.0/8');
+    expect(addressGroup('127.3.9.200')).toBe('127.0.0.0/8');
+    expect(addressGroup('::ffff:127.0.0.5')).toBe('127.0.0.0/8');
+    expect(addressGroup('::1')).toBe('127.0.0.0/8');
+    expect(addressGroup('0:0:0:0:0:0:0:1')).toBe('127.0.0.0/8');
+    expect(addressGroup('172.18.0.3')).toBe('172.18.0.3');
+    expect(addressGroup('::ffff:10.0.0.7')).toBe('10.0.0.7');
+    expect(addressGroup('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressGroup('2001:DB8:1:2:bbbb:cccc:dddd:eeee')).toBe('2001:db8:1:2::/64');
+    expect(addressGroup('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(addressGroup('::')).toBe('0:0:0:0::/64');
+    expect(addressGroup(undefined)).toBe('?');
   });
 });
