@@ -79,17 +79,25 @@ export const DASHBOARD_CLOSING_MAX = 32;
 
 /** The dashboard's WebSocket subprotocol; the page offers `pvblk-token.<hex of its token>` beside it. */
 export const DASHBOARD_PROTOCOL = 'pvblk-dashboard';
-const TOKEN_PROTOCOL = /^pvblk-token\.((?:[0-9a-f]{2}){1,2048})$/;
+const TOKEN_PROTOCOL = /^pvblk-token\.((?:[0-9a-f]{2}){1,2048})$/i;
+const TOKEN_PROTOCOL_PREFIX = /^pvblk-token\./i;
+
+/** What an upgrade offers as its token: one, one that is not hex of a token, or none. */
+export type OfferedToken = { token: string } | { malformed: string } | null;
 
 /**
- * The token an upgrade offers as a subprotocol, or null when it offers none. Hex, because a
- * subprotocol is an HTTP token and an operator's token may hold any character.
+ * The token an upgrade offers as a subprotocol (`pvblk-token.<hex of its UTF-8>`, either case), or
+ * null when it offers none. Hex, because a subprotocol is an HTTP token and an operator's token may
+ * hold any character. One that is not such hex is said so at once: left to wait among the sockets
+ * with no token, its page heard only `send {"token": …} first`, 5 s later.
  */
-export function offeredToken(header: string | string[] | undefined): string | null {
+export function offeredToken(header: string | string[] | undefined): OfferedToken {
   if (typeof header !== 'string') return null;
   for (const p of header.split(',')) {
     const m = TOKEN_PROTOCOL.exec(p.trim());
-    if (m) return Buffer.from(m[1], 'hex').toString('utf8');
+    if (m) return { token: Buffer.from(m[1], 'hex').toString('utf8') };
+    if (TOKEN_PROTOCOL_PREFIX.test(p.trim()))
+      return { malformed: 'the subprotocol pvblk-token.<…> must be the hex of a token, 2 to 4096 digits' };
   }
   return null;
 }
@@ -184,14 +192,15 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     void startUpdates().then(() => tick());
   };
 
-  wss.on('connection', (ws: WebSocket, req: IncomingMessage, offered: string | null) => {
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage, offered: OfferedToken) => {
     ws.on('close', () => {
       pending.delete(ws);
       clients.delete(ws);
       if (clients.size === 0) void stopUpdates();
     });
     ws.on('error', () => {});
-    if (offered !== null) return admit(ws, offered);
+    if (offered !== null)
+      return 'token' in offered ? admit(ws, offered.token) : refuse(ws, 4401, offered.malformed);
     let answered = false;
     pending.set(ws, addressGroup(req.socket.remoteAddress));
     const hello = setTimeout(() => refuse(ws, 4401, 'send {"token": "<operator token>"} first'), 5000);

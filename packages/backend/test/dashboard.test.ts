@@ -110,8 +110,14 @@ describe('the dashboard socket', () => {
   it("a token offered with the upgrade, as the page offers it, is answered at once and never waits among the pending: a stranger's newcomers cannot take its place", async () => {
     dash = start(slowWatches().xenstore);
     const hex = (t: string) => `pvblk-token.${Buffer.from(t, 'utf8').toString('hex')}`;
-    expect(offeredToken(`${DASHBOARD_PROTOCOL}, ${hex('é, x')}`)).toBe('é, x');
-    expect(offeredToken(`${DASHBOARD_PROTOCOL}, pvblk-token.zz`)).toBe(null);
+    expect(offeredToken(`${DASHBOARD_PROTOCOL}, ${hex('é, x')}`)).toEqual({ token: 'é, x' });
+    expect(offeredToken(`${DASHBOARD_PROTOCOL}, pvblk-token.C3A9`)).toEqual({ token: 'é' });
+    expect(offeredToken(DASHBOARD_PROTOCOL)).toBe(null);
+    const malformed = {
+      malformed: 'the subprotocol pvblk-token.<…> must be the hex of a token, 2 to 4096 digits',
+    };
+    for (const p of ['pvblk-token.zz', 'pvblk-token.abc', 'pvblk-token.', `pvblk-token.${'ab'.repeat(2049)}`])
+      expect(offeredToken(`${DASHBOARD_PROTOCOL}, ${p}`)).toEqual(malformed);
     const messages: string[] = [];
     const op = await open([DASHBOARD_PROTOCOL, hex(OP)], messages);
     expect(op.outcome).toBe('open');
@@ -128,6 +134,12 @@ describe('the dashboard socket', () => {
     const bad = await open([DASHBOARD_PROTOCOL, hex('guessed')]);
     const code = await new Promise<number>((r) => bad.ws.once('close', (c) => r(c)));
     expect(code).toBe(4401);
+    // and one that is not hex of a token is told so at once, not left to wait for a token message
+    const odd = await open([DASHBOARD_PROTOCOL, 'pvblk-token.zz']);
+    const closed = await new Promise<[number, string]>((r) =>
+      odd.ws.once('close', (c, why) => r([c, String(why)])),
+    );
+    expect(closed).toEqual([4401, malformed.malformed]);
     for (const x of [...silent, op]) x.ws.terminate();
   });
 
