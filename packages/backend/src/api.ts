@@ -42,6 +42,7 @@ import {
 } from '@pvblk/runtime';
 import { parseXsRequest, type XsRequest, type XsResult, MAX_WATCH_STREAMS } from './xenstore-ops.ts';
 import { OPERATOR_ROUTE } from './operator-api.ts';
+import { OneAtATime } from './one-at-a-time.ts';
 
 export type Principal =
   | { role: 'operator' }
@@ -169,7 +170,7 @@ export async function startApi(
   // Principals other than the operator with a request body on its way: one each. The body comes
   // before the one-at-a-time bound of the guest's operations (it names what the request acts on),
   // and a guest's token sending 512 bodies a byte every 5 s held every socket its address may have.
-  const sendingBody = new Set<string>();
+  const sendingBody = new OneAtATime();
   const server = createServer(httpServerOptions(), (req: IncomingMessage, res: ServerResponse) => {
     const send = (code: number, body: unknown, headers: Record<string, string> = {}) => {
       res
@@ -208,21 +209,14 @@ export async function startApi(
     const operatorOnly = (what: string) => {
       if (who.role !== 'operator') throw forbidden(who, what);
     };
-    const body = async () => {
-      if (who.role === 'operator') return readJsonBody(req);
-      const key = JSON.stringify(who);
-      if (sendingBody.has(key))
-        throw new PvblkError(
-          'EAGAIN',
-          `${describePrincipal(who)} is sending a request body already: one at a time`,
-        );
-      sendingBody.add(key);
-      try {
-        return await readJsonBody(req);
-      } finally {
-        sendingBody.delete(key);
-      }
-    };
+    const body = () =>
+      who.role === 'operator'
+        ? readJsonBody(req)
+        : sendingBody.run(
+            JSON.stringify(who),
+            `${describePrincipal(who)} is sending a request body already: one at a time`,
+            () => readJsonBody(req),
+          );
     const route = async (): Promise<void> => {
       const m = /^\/guests\/(\d+)$/.exec(url.pathname);
       const d = /^\/disks\/(sd[a-z]+)\/params$/.exec(url.pathname);

@@ -24,6 +24,7 @@ import { parseScsiDebugParams, RUNTIME_WRITABLE_PARAMS } from './scsi/index.ts';
 import { SD_TIMEOUT_MAX_S } from './scsi/sd.ts';
 import { handleOperatorRoute, operatorCheck } from './operator-api.ts';
 import { VbdAttach } from './vbd-attach.ts';
+import { OneAtATime } from './one-at-a-time.ts';
 import { runXsRequest } from './xenstore-ops.ts';
 import { diskViews, domInfos, hypervisorStatusReader, vbdViews } from './observe.ts';
 import { hostMetrics } from './metrics.ts';
@@ -159,21 +160,15 @@ export async function runHost(opts: HostProcessOptions): Promise<void> {
   // whatever it names (keyed by its target, deletes of 3,140 domains not its own, each refused only
   // when served, went through the queue one by one); a group token has one for each name it acts on.
   // The operator is trusted with more.
-  const inProgress = new Set<string>();
+  const inProgress = new OneAtATime();
   const serialFor = <T>(who: Principal, target: string | number, fn: () => Promise<T>): Promise<T> => {
     if (who.role === 'operator') return serial(fn);
     const of = who.role === 'guest' ? '' : ` for ${typeof target === 'number' ? `domain ${target}` : target}`;
-    const key = JSON.stringify(who) + of;
-    if (inProgress.has(key)) {
-      return Promise.reject(
-        new PvblkError(
-          'EAGAIN',
-          `${describePrincipal(who)} has a request${of} in progress already: one at a time`,
-        ),
-      );
-    }
-    inProgress.add(key);
-    return serial(fn).finally(() => inProgress.delete(key));
+    return inProgress.run(
+      JSON.stringify(who) + of,
+      `${describePrincipal(who)} has a request${of} in progress already: one at a time`,
+      () => serial(fn),
+    );
   };
 
   const listGuests = async (name?: string) => {

@@ -205,10 +205,9 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
         sockets.get(c)?.terminate();
       }
     }
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req, named));
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req, named, addr));
   });
-  wss.on('connection', (ws: WebSocket, req: IncomingMessage, named: number | null) => {
-    const addr = addressGroup(req.socket.remoteAddress);
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage, named: number | null, addr: string) => {
     const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort}`;
     const conn = new Connection(
       hv,

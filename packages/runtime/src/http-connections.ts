@@ -108,8 +108,8 @@ export function limitHttpConnections(
   const idle = new Map<string, Set<Socket>>();
   const pendingAll = new Set<Socket>();
   const idleAll = new Set<Socket>();
+  // the group of each socket still counted (a socket closed to make room is not, before its 'close')
   const groupOf = new WeakMap<Socket, string>();
-  const counted = new WeakSet<Socket>();
   const enter = (m: Map<string, Set<Socket>>, addr: string, s: Socket) => {
     const set = m.get(addr);
     if (set) set.add(s);
@@ -127,9 +127,9 @@ export function limitHttpConnections(
   };
   /** Takes `s` out of every count now (its 'close' comes later), once. */
   const uncount = (s: Socket) => {
-    if (!counted.has(s)) return;
-    counted.delete(s);
-    const addr = groupOf.get(s)!;
+    const addr = groupOf.get(s);
+    if (addr === undefined) return;
+    groupOf.delete(s);
     unwait(s, addr);
     openTotal--;
     const left = (open.get(addr) ?? 1) - 1;
@@ -162,7 +162,6 @@ export function limitHttpConnections(
       drop(oldest);
     }
     groupOf.set(s, addr);
-    counted.add(s);
     openTotal++;
     open.set(addr, (open.get(addr) ?? 0) + 1);
     enter(pending, addr, s);
@@ -174,14 +173,14 @@ export function limitHttpConnections(
   const inRequest = new WeakMap<Socket, number>();
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const s = req.socket;
-    if (!counted.has(s)) return;
-    const addr = groupOf.get(s)!;
+    const addr = groupOf.get(s);
+    if (addr === undefined) return;
     unwait(s, addr);
     inRequest.set(s, (inRequest.get(s) ?? 0) + 1);
     res.once('close', () => {
       const n = (inRequest.get(s) ?? 1) - 1;
       inRequest.set(s, n);
-      if (n === 0 && !s.destroyed && counted.has(s)) {
+      if (n === 0 && !s.destroyed && groupOf.has(s)) {
         enter(idle, addr, s);
         idleAll.add(s);
       }
@@ -189,7 +188,7 @@ export function limitHttpConnections(
   });
   // a WebSocket upgrade: the socket is the WebSocket server's now, with bounds of its own
   server.on('upgrade', (req: IncomingMessage) => {
-    const s = req.socket;
-    if (counted.has(s)) unwait(s, groupOf.get(s)!);
+    const addr = groupOf.get(req.socket);
+    if (addr !== undefined) unwait(req.socket, addr);
   });
 }

@@ -5,7 +5,7 @@
  * any token is looked at.
  */
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { isPvblkError, PvblkError } from '@pvblk/shared';
 
 /**
@@ -63,24 +63,13 @@ export const MAX_JSON_BODY = 64 * 1024;
  */
 export const JSON_BODY_DEADLINE_MS = 10_000;
 
-/** What `readJsonBody` reads: a request (a Readable of Buffers). */
-export interface BodySource {
-  on(event: 'data', listener: (chunk: Buffer | string) => void): unknown;
-  on(event: 'end' | 'close', listener: () => void): unknown;
-  on(event: 'error', listener: (e: Error) => void): unknown;
-  off(event: 'data', listener: (chunk: Buffer | string) => void): unknown;
-  off(event: 'end' | 'close', listener: () => void): unknown;
-  off(event: 'error', listener: (e: Error) => void): unknown;
-  pause(): unknown;
-}
-
 /**
  * A request's JSON object body ({} when empty); EINVAL when it is not a JSON object, E2BIG past
  * `limit`, ETIMEDOUT when it has not all come within `deadlineMs` (the rest is then left unread: the
  * server discards it once the answer has gone, as for any body a route does not read).
  */
 export function readJsonBody(
-  req: BodySource,
+  req: Readable,
   limit = MAX_JSON_BODY,
   deadlineMs = JSON_BODY_DEADLINE_MS,
 ): Promise<Record<string, unknown>> {

@@ -28,7 +28,6 @@ export {
   limitHttpConnections,
   httpServerOptions,
   addressGroup,
-  LOOPBACK_GROUP,
   DEFAULT_HTTP_CONNECTION_LIMITS,
   type HttpConnectionLimits,
 } from './http-connections.ts';
