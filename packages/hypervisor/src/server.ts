@@ -77,7 +77,8 @@ export function wsFrameTransport(ws: WebSocket, peer: string, socket?: Duplex): 
     // ws calls back once the socket has taken the frame's bytes (or is gone): a server's frame is
     // never masked, so until then the socket may still hold the frame itself
     releasesFrames: true,
-    close: (code, reason) => closeWebSocket(ws, code, reason),
+    // a closed connection's socket is counted until it goes: ws would read a whole frame meanwhile
+    close: (code, reason) => closeWebSocket(ws, code, reason, socket),
     pause: () => ws.pause(),
     resume: () => ws.resume(),
   };

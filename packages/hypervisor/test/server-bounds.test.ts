@@ -1,7 +1,9 @@
 /**
- * The broker's bound on connections that have not said hello, over all addresses (a stranger with an
- * IPv6 /64 or a network of its own has as many addresses as it likes), on a real loopback server.
+ * The broker's bounds on connections that have not said hello, on a real loopback server: over all
+ * addresses (a stranger with an IPv6 /64 or a network of its own has as many addresses as it likes),
+ * and on what a connection it has closed may still send.
  */
+import { connect } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { connectWs } from '@pvblk/client';
@@ -43,4 +45,50 @@ it('holds the newest connections without a hello over all addresses, dropping th
   const dom0 = await connectWs(running.url, { credential: DOM0_SECRET, retryForMs: 0 });
   expect((await dom0.domctl.list()).map((d) => d.domid)).toEqual([0]);
   dom0.close();
+});
+
+it("destroys a closed connection's socket once its peer sends more than a close answer, instead of reading a 16 MiB frame", async () => {
+  running = await startHypervisorServer({ host: '127.0.0.1', port: 0, dom0Credential: DOM0_SECRET });
+  const { port } = new URL(running.url);
+  const sock = connect({ host: '127.0.0.1', port: Number(port) });
+  sock.on('error', () => {});
+  const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+  // the upgrade, then a masked binary frame of one byte: too short for a frame, so the broker closes
+  // the connection (4400) and waits for the answer
+  const head =
+    'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+  sock.write(Buffer.concat([Buffer.from(head), Buffer.from([0x82, 0x81, 0, 0, 0, 0, 7])]));
+  // the broker's close frame (opcode 8) has come
+  let got = Buffer.alloc(0);
+  await new Promise<void>((resolve) => {
+    const onData = (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      const at = got.indexOf('\r\n\r\n');
+      if (at >= 0 && got.subarray(at + 4).includes(0x88)) {
+        sock.off('data', onData);
+        resolve();
+      }
+    };
+    sock.on('data', onData);
+  });
+  expect(got.toString('latin1')).toContain('frame of 1 bytes is too short');
+  // no answer to the close: a frame announcing 16 MiB instead, sent as fast as the socket takes it
+  const frame = Buffer.alloc(14);
+  frame[0] = 0x82;
+  frame[1] = 0x80 | 127;
+  frame.writeBigUInt64BE(16n << 20n, 2);
+  sock.write(frame);
+  const chunk = Buffer.alloc(1 << 20, 9);
+  let written = 0;
+  while (written < 16 && !sock.destroyed) {
+    written++;
+    if (!sock.write(chunk)) {
+      await Promise.race([new Promise((resolve) => sock.once('drain', resolve)), closed]);
+    }
+  }
+  await closed;
+  // the broker stopped reading at a close answer's bytes: the socket went before the frame did
+  // (with ws reading the whole frame in the wait, every MiB was taken and the socket closed after)
+  expect(written).toBeLessThan(16);
 });

@@ -40,6 +40,7 @@ export {
   refuseUpgrade,
   closeWebSocket,
   CLOSE_ANSWER_MS,
+  CLOSE_ANSWER_BYTES_MAX,
   type ClosableWebSocket,
   MAX_JSON_BODY,
   HTTP_STATUS,

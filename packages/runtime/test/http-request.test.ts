@@ -1,7 +1,11 @@
-/** A request's JSON body as pvblk's routes read it: its limits and its deadline. */
+/**
+ * A request's JSON body as pvblk's routes read it: its limits and its deadline. A WebSocket a server
+ * closes: what its peer may still send.
+ */
+import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { readJsonBody } from '../src/http-request.ts';
+import { CLOSE_ANSWER_BYTES_MAX, closeWebSocket, readJsonBody } from '../src/http-request.ts';
 
 describe('readJsonBody', () => {
   it('reads a JSON object, and an empty body as {}', async () => {
@@ -47,5 +51,46 @@ describe('readJsonBody', () => {
     s.write('{"na');
     s.destroy();
     await expect(got).rejects.toMatchObject({ code: 'EIO' });
+  });
+});
+
+describe('closeWebSocket', () => {
+  /** A WebSocket that records what is done to it, and the socket under it. */
+  function pair() {
+    const ws = new EventEmitter() as EventEmitter & {
+      closed: Array<[number, string]>;
+      terminated: number;
+      close(code: number, reason: string): void;
+      terminate(): void;
+    };
+    ws.closed = [];
+    ws.terminated = 0;
+    ws.close = (code, reason) => void ws.closed.push([code, reason]);
+    ws.terminate = () => void ws.terminated++;
+    return { ws, socket: new EventEmitter() };
+  }
+
+  it('destroys the socket once the peer sends more than the close answer may take, not before', () => {
+    const { ws, socket } = pair();
+    closeWebSocket(ws, 4400, 'bad frame', socket);
+    expect(ws.closed).toEqual([[4400, 'bad frame']]);
+    socket.emit('data', Buffer.alloc(CLOSE_ANSWER_BYTES_MAX - 1));
+    socket.emit('data', Buffer.alloc(1));
+    expect(ws.terminated).toBe(0);
+    socket.emit('data', Buffer.alloc(1));
+    expect(ws.terminated).toBe(1);
+    ws.emit('close');
+    expect(socket.listenerCount('data')).toBe(0);
+  });
+
+  it('counts nothing without a socket, and stops counting at the close', () => {
+    const { ws, socket } = pair();
+    closeWebSocket(ws, 1000, 'bye');
+    expect(socket.listenerCount('data')).toBe(0);
+    const other = pair();
+    closeWebSocket(other.ws, 1000, 'bye', other.socket);
+    other.ws.emit('close');
+    other.socket.emit('data', Buffer.alloc(CLOSE_ANSWER_BYTES_MAX + 1));
+    expect(other.ws.terminated).toBe(0);
   });
 });
