@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { connectWs } from '@pvblk/client';
+import { DEFAULT_HTTP_CONNECTION_LIMITS } from '@pvblk/runtime';
 import { startHypervisorServer, type RunningHypervisor } from '../src/server.ts';
 
 const DOM0_SECRET = 'server-bounds-dom0-secret';
@@ -91,4 +92,27 @@ it("destroys a closed connection's socket once its peer sends more than a close 
   // the broker stopped reading at a close answer's bytes: the socket went before the frame did
   // (with ws reading the whole frame in the wait, every MiB was taken and the socket closed after)
   expect(written).toBeLessThan(16);
+});
+
+it('closes a socket that pipelines more requests than it may be owed answers; /healthz still answers', async () => {
+  running = await startHypervisorServer({ host: '127.0.0.1', port: 0, dom0Credential: DOM0_SECRET });
+  const { port } = new URL(running.url);
+  const sock = connect({ host: '127.0.0.1', port: Number(port) });
+  sock.on('error', () => {});
+  let got = '';
+  sock.on('data', (d) => (got += d.toString('latin1')));
+  const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+  // every answer is read: the socket is closed for what it asks, not for leaving answers unread
+  sock.write(
+    'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(
+      DEFAULT_HTTP_CONNECTION_LIMITS.answersOwedPerSocket * 64,
+    ),
+  );
+  await closed;
+  expect(got.split('HTTP/1.1 200 OK').length - 1).toBeLessThan(
+    DEFAULT_HTTP_CONNECTION_LIMITS.answersOwedPerSocket * 64,
+  );
+  const res = await fetch(new URL('/healthz', running.url.replace(/^ws/, 'http')));
+  expect(res.status).toBe(200);
+  expect(await res.text()).toBe('ok\n');
 });

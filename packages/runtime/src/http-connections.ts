@@ -24,6 +24,19 @@ export interface HttpConnectionLimits {
   total: number;
   /** Time to send a request head (ms). */
   headersTimeoutMs: number;
+  /**
+   * Requests one socket may have waiting for their answers (pipelined). One more and the socket is
+   * closed: Node parses every request a read brings and keeps each one's answer until the answers
+   * before it have gone, so a stranger that pipelined 20,000 requests for a public page on one socket
+   * and never read took the host from 152 to 554 MB, and 100 such sockets to 943 MB.
+   */
+  answersOwedPerSocket: number;
+  /**
+   * Time an answer may wait on a peer that reads none of it (ms): no byte of it has left in that
+   * time, and the socket is closed (nginx's `send_timeout`, 60 s, is the same rule). Such a socket
+   * only waits, so it makes room for a newcomer, after the sockets waiting for a request or idle.
+   */
+  answerTimeoutMs: number;
 }
 
 /**
@@ -36,6 +49,9 @@ export const DEFAULT_HTTP_CONNECTION_LIMITS: HttpConnectionLimits = {
   pendingPerAddress: 64,
   total: 4096,
   headersTimeoutMs: 10_000,
+  // no client of pvblk's pipelines (fetch and browsers send one request a socket at a time)
+  answersOwedPerSocket: 16,
+  answerTimeoutMs: 60_000,
 };
 
 /**
@@ -87,11 +103,13 @@ export function httpServerOptions(limits: HttpConnectionLimits = DEFAULT_HTTP_CO
 
 /**
  * Applies the per-address and total bounds to `server`'s sockets. Past an address's bound a newcomer
- * takes the place of that address's oldest socket that is only waiting — for a request head, or idle
- * between requests — which is closed: a stranger holding sockets must not shut out everyone else on
- * its address (a local stack's guests, Dom0 and the operator all come from 127.0.0.1). Only when
- * every socket of the address is in the middle of a request is the newcomer closed instead. Past the
- * total, the same with the oldest waiting socket of any address.
+ * takes the place of that address's oldest socket that is only waiting — for a request head, idle
+ * between requests, or with answers its peer does not read — which is closed: a stranger holding
+ * sockets must not shut out everyone else on its address (a local stack's guests, Dom0 and the
+ * operator all come from 127.0.0.1). Only when every socket of the address is in the middle of a
+ * request is the newcomer closed instead. Past the total, the same with the oldest waiting socket of
+ * any address. A socket is also closed when it pipelines more requests than `answersOwedPerSocket`,
+ * or when no byte of an answer to it leaves in `answerTimeoutMs`.
  */
 export function limitHttpConnections(
   server: Server,
@@ -103,13 +121,19 @@ export function limitHttpConnections(
   const open = new Map<string, number>();
   let openTotal = 0;
   // per address and in all, in the order they began to wait: sockets without a whole request head
-  // yet, and sockets idle between requests (a set keeps insertion order: the first has waited longest)
+  // yet, sockets idle between requests, and sockets whose answers their peer leaves unread (a set
+  // keeps insertion order: the first has waited longest)
   const pending = new Map<string, Set<Socket>>();
   const idle = new Map<string, Set<Socket>>();
+  const unread = new Map<string, Set<Socket>>();
   const pendingAll = new Set<Socket>();
   const idleAll = new Set<Socket>();
+  const unreadAll = new Set<Socket>();
   // the group of each socket still counted (a socket closed to make room is not, before its 'close')
   const groupOf = new WeakMap<Socket, string>();
+  // the sockets in a request, and how many answers each is owed
+  const busy = new Set<Socket>();
+  const inRequest = new WeakMap<Socket, number>();
   const enter = (m: Map<string, Set<Socket>>, addr: string, s: Socket) => {
     const set = m.get(addr);
     if (set) set.add(s);
@@ -119,11 +143,16 @@ export function limitHttpConnections(
     const set = m.get(addr);
     if (set?.delete(s) && set.size === 0) m.delete(addr);
   };
+  const read = (s: Socket, addr: string) => {
+    leave(unread, addr, s);
+    unreadAll.delete(s);
+  };
   const unwait = (s: Socket, addr: string) => {
     leave(pending, addr, s);
     leave(idle, addr, s);
     pendingAll.delete(s);
     idleAll.delete(s);
+    read(s, addr);
   };
   /** Takes `s` out of every count now (its 'close' comes later), once. */
   const uncount = (s: Socket) => {
@@ -131,6 +160,7 @@ export function limitHttpConnections(
     if (addr === undefined) return;
     groupOf.delete(s);
     unwait(s, addr);
+    busy.delete(s);
     openTotal--;
     const left = (open.get(addr) ?? 1) - 1;
     if (left > 0) open.set(addr, left);
@@ -146,7 +176,7 @@ export function limitHttpConnections(
     if ((pending.get(addr)?.size ?? 0) >= limits.pendingPerAddress) {
       drop(first(pending.get(addr))!);
     } else if ((open.get(addr) ?? 0) >= limits.perAddress) {
-      const oldest = first(pending.get(addr)) ?? first(idle.get(addr));
+      const oldest = first(pending.get(addr)) ?? first(idle.get(addr)) ?? first(unread.get(addr));
       if (!oldest) {
         s.destroy();
         return;
@@ -154,7 +184,7 @@ export function limitHttpConnections(
       drop(oldest);
     }
     if (openTotal >= limits.total) {
-      const oldest = first(pendingAll) ?? first(idleAll);
+      const oldest = first(pendingAll) ?? first(idleAll) ?? first(unreadAll);
       if (!oldest) {
         s.destroy();
         return;
@@ -170,22 +200,61 @@ export function limitHttpConnections(
   });
   // a whole request head arrived: the socket is busy until the answers to all its requests have gone
   // (pipelined ones are answered in turn: the first answer's end is not the socket's), then idle
-  const inRequest = new WeakMap<Socket, number>();
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const s = req.socket;
     const addr = groupOf.get(s);
     if (addr === undefined) return;
+    const owed = (inRequest.get(s) ?? 0) + 1;
+    if (owed > limits.answersOwedPerSocket) return drop(s);
     unwait(s, addr);
-    inRequest.set(s, (inRequest.get(s) ?? 0) + 1);
+    inRequest.set(s, owed);
+    busy.add(s);
     res.once('close', () => {
       const n = (inRequest.get(s) ?? 1) - 1;
       inRequest.set(s, n);
       if (n === 0 && !s.destroyed && groupOf.has(s)) {
+        busy.delete(s);
+        read(s, addr);
         enter(idle, addr, s);
         idleAll.add(s);
       }
     });
   });
+  // A busy socket with bytes of an answer still to go and none of them taken by the kernel since the
+  // last look only waits on its peer: it may make room for a newcomer, and past the answer's time it
+  // is closed. Node's own timeouts end once a request has arrived, so nothing else ever closed one: a
+  // peer that never read its answers held its place among its address's sockets for good. A write is
+  // counted in `writableLength` until all of it has gone; libuv's queue (`writeQueueSize` of the
+  // socket's handle) shrinks with each part the kernel takes, so a peer reading a large answer slowly
+  // is seen to read.
+  const written = new WeakMap<Socket, { done: number; queued: number; since: number }>();
+  const look = () => {
+    const now = Date.now();
+    for (const s of busy) {
+      const addr = groupOf.get(s);
+      if (addr === undefined) continue;
+      if (s.writableLength === 0) {
+        written.delete(s);
+        read(s, addr);
+        continue;
+      }
+      const done = s.bytesWritten - s.writableLength;
+      const queued = (s as unknown as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0;
+      const w = written.get(s);
+      if (w === undefined || w.done !== done || w.queued !== queued) {
+        written.set(s, { done, queued, since: now });
+        read(s, addr);
+      } else if (now - w.since >= limits.answerTimeoutMs) {
+        drop(s);
+      } else if (!unreadAll.has(s)) {
+        enter(unread, addr, s);
+        unreadAll.add(s);
+      }
+    }
+  };
+  const timer = setInterval(look, Math.min(1000, limits.answerTimeoutMs / 4));
+  timer.unref();
+  server.once('close', () => clearInterval(timer));
   // a WebSocket upgrade: the socket is the WebSocket server's now, with bounds of its own
   server.on('upgrade', (req: IncomingMessage) => {
     const addr = groupOf.get(req.socket);

@@ -15,25 +15,40 @@ const limits: HttpConnectionLimits = {
   pendingPerAddress: 3,
   total: 100,
   headersTimeoutMs: 300,
+  answersOwedPerSocket: 4,
+  answerTimeoutMs: 60_000,
 };
 let server: Server | null = null;
 const sockets: Socket[] = [];
 afterEach(async () => {
   for (const r of held.splice(0)) r.end('late');
   for (const s of sockets.splice(0)) s.destroy();
+  accepted.length = 0;
   await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
   server = null;
 });
 
+/** The answer to /big: more than loopback's socket buffers hold, so an unread one stays queued. */
+const BIG = Buffer.alloc(16 << 20, 0x61);
+/** The server's end of each socket it accepted. */
+const accepted: Socket[] = [];
+/** The server's end of `sock` (a peer that reads nothing never hears that the server closed it). */
+const serverEnd = (sock: Socket): Socket => {
+  const s = accepted.find((a) => a.remotePort === sock.localPort);
+  if (!s) throw new Error(`the server accepted no socket from port ${sock.localPort}`);
+  return s;
+};
 /** Requests for /hold wait here until the test answers them; anything else is answered at once. */
 const held: ServerResponse[] = [];
 
 async function start(): Promise<number> {
   server = createServer(httpServerOptions(limits), (req, res) => {
     if (req.url === '/hold') held.push(res);
+    else if (req.url === '/big') res.end(BIG);
     else res.end('ok');
   });
   limitHttpConnections(server, limits);
+  server.on('connection', (s: Socket) => accepted.push(s));
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
   return (server.address() as AddressInfo).port;
 }
@@ -52,8 +67,8 @@ function open(port: number, text: string, localAddress?: string): { sock: Socket
   return { sock, got: done };
 }
 
-const until = async (cond: () => boolean, what: string) => {
-  for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+const until = async (cond: () => boolean, what: string, tries = 400) => {
+  for (let i = 0; i < tries && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
   if (!cond()) throw new Error(`timed out waiting for ${what}`);
 };
 
@@ -148,6 +163,88 @@ describe('limitHttpConnections', () => {
       await until(() => pipedGot.endsWith('done'), 'the held answer');
     } finally {
       limits.perAddress = 6;
+    }
+  });
+});
+
+describe('limitHttpConnections: answers owed to a peer', () => {
+  const GET = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+
+  it('answers as many pipelined requests as a socket may be owed, and closes one that sends more', async () => {
+    const port = await start();
+    const within = open(port, GET('/hold').repeat(limits.answersOwedPerSocket));
+    let withinGot = '';
+    within.sock.on('data', (d) => (withinGot += d.toString('latin1')));
+    await until(() => held.length === limits.answersOwedPerSocket, 'the pipelined requests held');
+    for (const r of held.splice(0)) r.end('done');
+    await until(() => withinGot.split('done').length - 1 === limits.answersOwedPerSocket, 'every answer');
+    expect(within.sock.readyState).toBe('open');
+    // one more than it may be owed, never read: closed, with the answers it was owed unsent
+    const over = open(port, GET('/hold').repeat(limits.answersOwedPerSocket + 1));
+    let overClosed = false;
+    over.sock.on('close', () => (overClosed = true));
+    await until(() => overClosed, 'the socket that pipelined one request too many closed');
+    expect(await over.got).toBe('');
+    expect(within.sock.readyState).toBe('open');
+  });
+
+  it('makes room for a newcomer with a socket whose answer its peer does not read', async () => {
+    limits.perAddress = 2;
+    limits.answerTimeoutMs = 400;
+    try {
+      const port = await start();
+      const unread = open(port, GET('/big'));
+      unread.sock.pause();
+      const waiting = open(port, GET('/hold'));
+      await until(() => held.length === 1, 'the held request');
+      const unreadEnd = serverEnd(unread.sock);
+      // both sockets are in a request; the unread one is seen to wait on its peer within two looks
+      let answered = '';
+      for (let i = 0; i < 40 && !answered; i++) {
+        answered = await open(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n').got;
+        if (!answered) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(answered).toMatch(/^HTTP\/1\.1 200 OK/);
+      expect(unreadEnd.destroyed).toBe(true);
+      expect(serverEnd(waiting.sock).destroyed).toBe(false);
+    } finally {
+      limits.perAddress = 6;
+      limits.answerTimeoutMs = 60_000;
+    }
+  });
+
+  it('closes a socket when no byte of its answer leaves in the time, not a peer that reads it slowly', async () => {
+    limits.answerTimeoutMs = 1000;
+    try {
+      const port = await start();
+      const t0 = Date.now();
+      const stalled = open(port, GET('/big'));
+      stalled.sock.pause();
+      await until(() => accepted.length === 1, 'the socket accepted');
+      const stalledEnd = serverEnd(stalled.sock);
+      await until(() => stalledEnd.destroyed, 'the unread socket closed', 1000);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+      // 1 MiB at a time with a pause of 100 ms between: the whole answer takes longer than the time,
+      // but the kernel takes more of it every two bursts or so (it wakes the writer in steps of MiBs)
+      const t1 = Date.now();
+      const slow = open(port, GET('/big'));
+      let bytes = 0;
+      let burst = 0;
+      slow.sock.on('data', (d) => {
+        bytes += d.length;
+        burst += d.length;
+        if (burst >= 1 << 20) {
+          burst = 0;
+          slow.sock.pause();
+          setTimeout(() => slow.sock.resume(), 100);
+        }
+      });
+      await until(() => bytes >= BIG.length || slow.sock.readyState === 'closed', 'the slow answer', 2000);
+      expect(Date.now() - t1).toBeGreaterThan(1000);
+      expect(bytes).toBeGreaterThanOrEqual(BIG.length);
+      expect(slow.sock.readyState).toBe('open');
+    } finally {
+      limits.answerTimeoutMs = 60_000;
     }
   });
 });
