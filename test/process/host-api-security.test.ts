@@ -142,6 +142,47 @@ describe('a guest with its own token, against the host API (finding 4)', () => {
     await guest2StillWorks();
   });
 
+  it('a stranger pipelining thousands of requests for the public page and reading none is cut off; the host keeps its memory and answers', async () => {
+    // before: the page was read from disk per request, so each answer came a turn after Node had
+    // parsed the whole read; one such socket took the host from 153 to 450 MB
+    const u = new URL(sys.api);
+    const pid = sys.host.proc.pid!;
+    const before = rssMiB(pid);
+    let peak = before;
+    const flood = 'GET /dashboard/app.js HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(20_000);
+    const answers = await Promise.all(
+      Array.from(
+        { length: 8 },
+        () =>
+          new Promise<number>((resolve) => {
+            const sock = connect(Number(u.port), u.hostname);
+            let got = 0;
+            sock.on('error', () => {});
+            sock.on('close', () => resolve(got));
+            // read nothing until the whole flood is written (or refused), then see how it ended
+            sock.pause();
+            sock.write(flood, () => {
+              peak = Math.max(peak, rssMiB(pid));
+              sock.on('data', (d) => (got += d.toString('latin1').split('HTTP/1.1 200 OK').length - 1));
+              sock.resume();
+            });
+          }),
+      ),
+    );
+    peak = Math.max(peak, rssMiB(pid));
+    for (const n of answers) expect(n).toBeLessThan(20_000);
+    expect(peak - before, `host RSS ${before.toFixed(1)} → ${peak.toFixed(1)} MiB`).toBeLessThan(100);
+    // the page and the API answer as before
+    const page = await fetch(new URL('/dashboard/app.js', sys.api));
+    expect(page.status).toBe(200);
+    expect(await page.text()).toBe(
+      readFileSync(new URL('../../packages/backend/dashboard/app.js', import.meta.url), 'utf8'),
+    );
+    expect((await fetch(new URL('/healthz', sys.api))).status).toBe(200);
+    expect((await api('GET', '/guests', OP)).status).toBe(200);
+    expect(sys.host.proc.exitCode).toBeNull();
+  });
+
   it("cannot DELETE another guest's domain (403), nor a domain that does not exist; guest2 lives", async () => {
     for (const domid of [d2, 0, 999]) {
       const r = await api('DELETE', `/guests/${domid}`, token('guest1'));
