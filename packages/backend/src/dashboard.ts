@@ -178,15 +178,18 @@ export function startDashboard(o: DashboardOptions): Dashboard {
   };
 
   /**
-   * Closes a socket that is refused. Its peer has 2 s to answer the close, but at most
-   * DASHBOARD_CLOSING_MAX such sockets wait for it: past that the oldest is destroyed, so a stranger
-   * sending wrong tokens as fast as it can does not fill the address's sockets with them.
+   * Closes a socket that is refused. Its peer has 2 s to answer the close, and may send 64 KiB
+   * (`CLOSE_ANSWER_BYTES_MAX`) meanwhile, but at most DASHBOARD_CLOSING_MAX such sockets wait for it:
+   * past that the oldest is destroyed, so a stranger sending wrong tokens as fast as it can does not
+   * fill the address's sockets with them.
    */
   const closing = new Set<WebSocket>();
+  /** The socket under each WebSocket: what its peer sends after a refusal is counted on it. */
+  const socketOf = new WeakMap<WebSocket, Duplex>();
   const refuse = (ws: WebSocket, code: number, reason: string) => {
     closing.add(ws);
     ws.once('close', () => closing.delete(ws));
-    closeWebSocket(ws, code, reason);
+    closeWebSocket(ws, code, reason, socketOf.get(ws));
     if (closing.size > DASHBOARD_CLOSING_MAX) {
       const oldest = closing.values().next().value!;
       closing.delete(oldest);
@@ -207,6 +210,7 @@ export function startDashboard(o: DashboardOptions): Dashboard {
   };
 
   wss.on('connection', (ws: WebSocket, req: IncomingMessage, offered: OfferedToken) => {
+    socketOf.set(ws, req.socket);
     ws.on('close', () => {
       pending.delete(ws);
       clients.delete(ws);

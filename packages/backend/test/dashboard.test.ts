@@ -180,6 +180,48 @@ describe('the dashboard socket', () => {
     for (const s of sockets) s.destroy();
   });
 
+  it('destroys a refused socket once its peer sends 64 KiB more instead of answering the close', async () => {
+    dash = start(slowWatches().xenstore);
+    const port = (server.address() as { port: number }).port;
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+    s.write(
+      'GET /dashboard/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
+        `Sec-WebSocket-Protocol: ${DASHBOARD_PROTOCOL}, pvblk-token.${Buffer.from('guessed').toString('hex')}\r\n\r\n`,
+    );
+    // the 101, then the close frame (4401)
+    let seen = Buffer.alloc(0);
+    await new Promise<void>((resolve) => {
+      const onData = (d: Buffer) => {
+        seen = Buffer.concat([seen, d]);
+        const body = seen.indexOf('\r\n\r\n');
+        if (body >= 0 && seen.length > body + 4 && (seen[body + 4] & 0x0f) === 8) {
+          s.off('data', onData);
+          resolve();
+        }
+      };
+      s.on('data', onData);
+    });
+    // masked binary frames of 60 KiB each, under the socket's 64 KiB maxPayload, for up to 2 s of
+    // the wait for the close's answer; ws would read them all
+    const payload = 60 * 1024;
+    const frame = Buffer.alloc(8 + payload, 7);
+    frame[0] = 0x82;
+    frame[1] = 0x80 | 126;
+    frame.writeUInt16BE(payload, 2);
+    frame.writeUInt32BE(0, 4);
+    let written = 0;
+    while (written < 32 && !s.destroyed) {
+      written++;
+      if (!s.write(frame)) await Promise.race([new Promise((r) => s.once('drain', r)), closed]);
+      await new Promise((r) => setImmediate(r));
+    }
+    await closed;
+    expect(written).toBeLessThan(32);
+  });
+
   it('removes the watch of a page that left before the watch was set', async () => {
     const xs = slowWatches();
     dash = start(xs.xenstore);
