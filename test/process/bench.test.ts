@@ -818,10 +818,12 @@ describe('pvblk bench: a run', () => {
       3,
     );
     expect(Number.isFinite(j.jobs[0].pvblk.relay!.ratio.iops)).toBe(true);
-    // each slice's runtime is whole milliseconds rounded up, as fio keeps it: up to one more a slice
-    expect(
-      Math.abs(j.jobs[0].job_runtime - sl.reduce((a, x) => a + x.pvblk.runtime_ms, 0)),
-    ).toBeLessThanOrEqual(sl.length);
+    // the job's run time is its slices' added up: each slice's is never below its I/O's runtime, and
+    // above it only by the moments between the last I/O and the job's end (a few ms on a loaded
+    // machine: CI once saw 5 over 3 slices); one slice's alone would be a third of the sum
+    const ioMs = sl.reduce((a, x) => a + x.pvblk.runtime_ms, 0);
+    expect(j.jobs[0].job_runtime).toBeGreaterThanOrEqual(ioMs);
+    expect(j.jobs[0].job_runtime - ioMs).toBeLessThan(50 * sl.length);
     // the options as given: the whole run's runtime, not a slice's, and nothing the bench added
     // for its guests (their percentile list, the slice's seed)
     expect(j.jobs[0]['job options'].runtime).toBe('1200ms');
