@@ -49,13 +49,23 @@ export interface HypervisorServerOptions extends HypervisorOptions {
   helloTimeoutMs?: number;
 }
 
+/** One address's connections, as /status shows them. */
+export interface ConnectionCounts {
+  /** Connections open, with a hello or without. */
+  open: number;
+  /** Of those, connections that have not said hello yet. */
+  unauthenticated: number;
+  /** Connections the broker has closed, waiting for their peer to answer the close. */
+  closing: number;
+}
+
 export interface RunningHypervisor {
   hv: Hypervisor;
   host: string;
   port: number;
   url: string;
   /** Connections per remote address, for /status. */
-  connections(): Record<string, { open: number; unauthenticated: number }>;
+  connections(): Record<string, ConnectionCounts>;
   close(): Promise<void>;
 }
 
@@ -98,9 +108,17 @@ export async function startHypervisorServer(opts: HypervisorServerOptions): Prom
   const sockets = new WeakMap<Connection, WebSocket>();
 
   const connectionsByAddress = () => {
-    const out: Record<string, { open: number; unauthenticated: number }> = {};
+    const out: Record<string, ConnectionCounts> = {};
     for (const [addr, set] of byAddress) {
-      out[addr] = { open: set.size, unauthenticated: [...set].filter((c) => !c.domain).length };
+      const all = [...set];
+      // a connection the broker has closed waits up to 2 s for its peer's answer: it is no longer
+      // open, nor waiting for a hello (the bounds do not count it either)
+      const open = all.filter((c) => !c.closed);
+      out[addr] = {
+        open: open.length,
+        unauthenticated: open.filter((c) => !c.domain).length,
+        closing: all.length - open.length,
+      };
     }
     return out;
   };

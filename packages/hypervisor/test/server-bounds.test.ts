@@ -42,7 +42,7 @@ it('holds the newest connections without a hello over all addresses, dropping th
   const dropped = { code: 4401, reason: 'no hello yet, and a newer connection needs the place' };
   expect(await Promise.all(closes.slice(0, 2))).toEqual([dropped, dropped]);
   expect(opened.slice(2).every((ws) => ws.readyState === WebSocket.OPEN)).toBe(true);
-  expect(running.connections()['127.0.0.0/8']).toEqual({ open: 4, unauthenticated: 4 });
+  expect(running.connections()['127.0.0.0/8']).toEqual({ open: 4, unauthenticated: 4, closing: 0 });
   const dom0 = await connectWs(running.url, { credential: DOM0_SECRET, retryForMs: 0 });
   expect((await dom0.domctl.list()).map((d) => d.domid)).toEqual([0]);
   dom0.close();
@@ -115,4 +115,37 @@ it('closes a socket that pipelines more requests than it may be owed answers; /h
   const res = await fetch(new URL('/healthz', running.url.replace(/^ws/, 'http')));
   expect(res.status).toBe(200);
   expect(await res.text()).toBe('ok\n');
+});
+
+it('counts a connection it has closed as closing, not as open and unauthenticated, while it waits for the answer', async () => {
+  running = await startHypervisorServer({ host: '127.0.0.1', port: 0, dom0Credential: DOM0_SECRET });
+  const { port } = new URL(running.url);
+  const sock = connect({ host: '127.0.0.1', port: Number(port) });
+  sock.on('error', () => {});
+  const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+  sock.write(
+    'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+  );
+  let got = Buffer.alloc(0);
+  await new Promise<void>((resolve) => {
+    sock.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.includes('\r\n\r\n')) resolve();
+    });
+  });
+  expect(running.connections()['127.0.0.0/8']).toEqual({ open: 1, unauthenticated: 1, closing: 0 });
+  // a frame of one byte: the broker closes the connection (4400) and waits for the close's answer
+  sock.write(Buffer.from([0x82, 0x81, 0, 0, 0, 0, 7]));
+  await new Promise<void>((resolve) => {
+    const check = () => (got.subarray(got.indexOf('\r\n\r\n') + 4).includes(0x88) ? resolve() : undefined);
+    sock.on('data', check);
+    check();
+  });
+  expect(running.connections()['127.0.0.0/8']).toEqual({ open: 0, unauthenticated: 0, closing: 1 });
+  sock.destroy();
+  await closed;
+  for (let i = 0; i < 200 && running.connections()['127.0.0.0/8']; i++)
+    await new Promise((r) => setTimeout(r, 5));
+  expect(running.connections()).toEqual({});
 });
