@@ -33,8 +33,10 @@ export interface HttpConnectionLimits {
   answersOwedPerSocket: number;
   /**
    * Time an answer may wait on a peer that reads none of it (ms): no byte of it has left in that
-   * time, and the socket is closed (nginx's `send_timeout`, 60 s, is the same rule). Such a socket
-   * only waits, so it makes room for a newcomer, after the sockets waiting for a request or idle.
+   * time, and the socket is closed (nginx's `send_timeout`, 60 s, is the same rule). A socket whose
+   * answer has bytes still to go at two looks in a row (a second apart) only waits on its peer, read
+   * it slowly or not at all: it makes room for a newcomer, after the sockets waiting for a request or
+   * idle.
    */
   answerTimeoutMs: number;
 }
@@ -104,7 +106,7 @@ export function httpServerOptions(limits: HttpConnectionLimits = DEFAULT_HTTP_CO
 /**
  * Applies the per-address and total bounds to `server`'s sockets. Past an address's bound a newcomer
  * takes the place of that address's oldest socket that is only waiting — for a request head, idle
- * between requests, or with answers its peer does not read — which is closed: a stranger holding
+ * between requests, or with answers its peer reads slowly or not at all — which is closed: a stranger holding
  * sockets must not shut out everyone else on its address (a local stack's guests, Dom0 and the
  * operator all come from 127.0.0.1). Only when every socket of the address is in the middle of a
  * request is the newcomer closed instead. Past the total, the same with the oldest waiting socket of
@@ -220,13 +222,15 @@ export function limitHttpConnections(
       }
     });
   });
-  // A busy socket with bytes of an answer still to go and none of them taken by the kernel since the
-  // last look only waits on its peer: it may make room for a newcomer, and past the answer's time it
-  // is closed. Node's own timeouts end once a request has arrived, so nothing else ever closed one: a
-  // peer that never read its answers held its place among its address's sockets for good. A write is
-  // counted in `writableLength` until all of it has gone; libuv's queue (`writeQueueSize` of the
-  // socket's handle) shrinks with each part the kernel takes, so a peer reading a large answer slowly
-  // is seen to read.
+  // A busy socket with bytes of an answer still to go at two looks in a row has a peer slower than
+  // the server: it only waits on that peer, so it may make room for a newcomer (a peer reading a
+  // little every second, just enough to be seen to read, would otherwise hold its place as long as it
+  // liked). One that has not taken a byte of it for the answer's time is closed. Node's own timeouts
+  // end once a request has arrived, so nothing else ever closed one: a peer that never read its
+  // answers held its place among its address's sockets for good. A write is counted in
+  // `writableLength` until all of it has gone; libuv's queue (`writeQueueSize` of the socket's
+  // handle) shrinks with each part the kernel takes, so a peer reading a large answer slowly is seen
+  // to read.
   const written = new WeakMap<Socket, { done: number; queued: number; since: number }>();
   const look = () => {
     const now = Date.now();
@@ -241,12 +245,16 @@ export function limitHttpConnections(
       const done = s.bytesWritten - s.writableLength;
       const queued = (s as unknown as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0;
       const w = written.get(s);
-      if (w === undefined || w.done !== done || w.queued !== queued) {
+      if (w === undefined) {
         written.set(s, { done, queued, since: now });
-        read(s, addr);
-      } else if (now - w.since >= limits.answerTimeoutMs) {
+        continue;
+      }
+      if (w.done !== done || w.queued !== queued) written.set(s, { done, queued, since: now });
+      else if (now - w.since >= limits.answerTimeoutMs) {
         drop(s);
-      } else if (!unreadAll.has(s)) {
+        continue;
+      }
+      if (!unreadAll.has(s)) {
         enter(unread, addr, s);
         unreadAll.add(s);
       }

@@ -30,6 +30,8 @@ afterEach(async () => {
 
 /** The answer to /big: more than loopback's socket buffers hold, so an unread one stays queued. */
 const BIG = Buffer.alloc(16 << 20, 0x61);
+/** The answer to /huge: one a slow reader is still reading long after the server has looked twice. */
+const HUGE = Buffer.alloc(64 << 20, 0x62);
 /** The server's end of each socket it accepted. */
 const accepted: Socket[] = [];
 /** The server's end of `sock` (a peer that reads nothing never hears that the server closed it). */
@@ -45,6 +47,7 @@ async function start(): Promise<number> {
   server = createServer(httpServerOptions(limits), (req, res) => {
     if (req.url === '/hold') held.push(res);
     else if (req.url === '/big') res.end(BIG);
+    else if (req.url === '/huge') res.end(HUGE);
     else res.end('ok');
   });
   limitHttpConnections(server, limits);
@@ -188,30 +191,44 @@ describe('limitHttpConnections: answers owed to a peer', () => {
     expect(within.sock.readyState).toBe('open');
   });
 
-  it('makes room for a newcomer with a socket whose answer its peer does not read', async () => {
-    limits.perAddress = 2;
-    limits.answerTimeoutMs = 400;
-    try {
-      const port = await start();
-      const unread = open(port, GET('/big'));
-      unread.sock.pause();
-      const waiting = open(port, GET('/hold'));
-      await until(() => held.length === 1, 'the held request');
-      const unreadEnd = serverEnd(unread.sock);
-      // both sockets are in a request; the unread one is seen to wait on its peer within two looks
-      let answered = '';
-      for (let i = 0; i < 40 && !answered; i++) {
-        answered = await open(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n').got;
-        if (!answered) await new Promise((r) => setTimeout(r, 50));
+  /** Reads 1 MiB of `sock`'s answer every 250 ms: the kernel takes more of it between every two looks. */
+  const readSlowly = (sock: Socket) => {
+    let burst = 0;
+    sock.on('data', (d: Buffer) => {
+      burst += d.length;
+      if (burst >= 1 << 20) {
+        burst = 0;
+        sock.pause();
+        setTimeout(() => sock.resume(), 250);
       }
-      expect(answered).toMatch(/^HTTP\/1\.1 200 OK/);
-      expect(unreadEnd.destroyed).toBe(true);
-      expect(serverEnd(waiting.sock).destroyed).toBe(false);
-    } finally {
-      limits.perAddress = 6;
-      limits.answerTimeoutMs = 60_000;
-    }
-  });
+    });
+  };
+
+  for (const peer of ['reads none of it', 'reads it slowly'] as const) {
+    it(`makes room for a newcomer with a socket whose peer ${peer}, before the answer's time is up`, async () => {
+      limits.perAddress = 2;
+      try {
+        const port = await start();
+        const slow = open(port, GET('/huge'));
+        if (peer === 'reads none of it') slow.sock.pause();
+        else readSlowly(slow.sock);
+        const waiting = open(port, GET('/hold'));
+        await until(() => held.length === 1, 'the held request');
+        const slowEnd = serverEnd(slow.sock);
+        // both sockets are in a request; the slow one is seen to wait on its peer at its second look
+        let answered = '';
+        for (let i = 0; i < 100 && !answered; i++) {
+          answered = await open(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n').got;
+          if (!answered) await new Promise((r) => setTimeout(r, 50));
+        }
+        expect(answered).toMatch(/^HTTP\/1\.1 200 OK/);
+        expect(slowEnd.destroyed).toBe(true);
+        expect(serverEnd(waiting.sock).destroyed).toBe(false);
+      } finally {
+        limits.perAddress = 6;
+      }
+    });
+  }
 
   it('closes a socket when no byte of its answer leaves in the time, not a peer that reads it slowly', async () => {
     limits.answerTimeoutMs = 1000;
@@ -224,21 +241,13 @@ describe('limitHttpConnections: answers owed to a peer', () => {
       const stalledEnd = serverEnd(stalled.sock);
       await until(() => stalledEnd.destroyed, 'the unread socket closed', 1000);
       expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
-      // 1 MiB at a time with a pause of 100 ms between: the whole answer takes longer than the time,
-      // but the kernel takes more of it every two bursts or so (it wakes the writer in steps of MiBs)
+      // read slowly, the whole answer takes longer than the time, but the kernel takes more of it every
+      // two bursts or so (about 500 ms: it wakes the writer in steps of MiBs)
       const t1 = Date.now();
       const slow = open(port, GET('/big'));
       let bytes = 0;
-      let burst = 0;
-      slow.sock.on('data', (d) => {
-        bytes += d.length;
-        burst += d.length;
-        if (burst >= 1 << 20) {
-          burst = 0;
-          slow.sock.pause();
-          setTimeout(() => slow.sock.resume(), 100);
-        }
-      });
+      slow.sock.on('data', (d: Buffer) => (bytes += d.length));
+      readSlowly(slow.sock);
       await until(() => bytes >= BIG.length || slow.sock.readyState === 'closed', 'the slow answer', 2000);
       expect(Date.now() - t1).toBeGreaterThan(1000);
       expect(bytes).toBeGreaterThanOrEqual(BIG.length);
