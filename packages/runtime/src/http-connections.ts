@@ -133,9 +133,11 @@ export function limitHttpConnections(
   const unreadAll = new Set<Socket>();
   // the group of each socket still counted (a socket closed to make room is not, before its 'close')
   const groupOf = new WeakMap<Socket, string>();
-  // the sockets in a request, and how many answers each is owed
+  // the sockets in a request, how many answers each is owed, and what had gone of its answers at the
+  // last look that found bytes of them still to go
   const busy = new Set<Socket>();
   const inRequest = new WeakMap<Socket, number>();
+  const written = new WeakMap<Socket, { done: number; queued: number; since: number }>();
   const enter = (m: Map<string, Set<Socket>>, addr: string, s: Socket) => {
     const set = m.get(addr);
     if (set) set.add(s);
@@ -231,7 +233,9 @@ export function limitHttpConnections(
       const n = (inRequest.get(s) ?? 1) - 1;
       inRequest.set(s, n);
       if (n === 0 && !s.destroyed && groupOf.has(s)) {
+        // what its last answer left behind is not measured against the next one
         busy.delete(s);
+        written.delete(s);
         read(s, addr);
         enter(idle, addr, s);
         idleAll.add(s);
@@ -247,7 +251,6 @@ export function limitHttpConnections(
   // `writableLength` until all of it has gone; libuv's queue (`writeQueueSize` of the socket's
   // handle) shrinks with each part the kernel takes, so a peer reading a large answer slowly is seen
   // to read.
-  const written = new WeakMap<Socket, { done: number; queued: number; since: number }>();
   const look = () => {
     const now = Date.now();
     for (const s of busy) {
