@@ -104,11 +104,46 @@ export function httpServerOptions(limits: HttpConnectionLimits = DEFAULT_HTTP_CO
 }
 
 /**
+ * Sockets that wait in one way (for a request head, idle, on a slow peer), per address group and in
+ * all; a set keeps insertion order, so the first has waited longest.
+ */
+class Waiting {
+  private readonly byAddress = new Map<string, Set<Socket>>();
+  private readonly all = new Set<Socket>();
+
+  add(addr: string, s: Socket): void {
+    const set = this.byAddress.get(addr);
+    if (set) set.add(s);
+    else this.byAddress.set(addr, new Set([s]));
+    this.all.add(s);
+  }
+
+  delete(addr: string, s: Socket): void {
+    const set = this.byAddress.get(addr);
+    if (set?.delete(s) && set.size === 0) this.byAddress.delete(addr);
+    this.all.delete(s);
+  }
+
+  has(s: Socket): boolean {
+    return this.all.has(s);
+  }
+
+  count(addr: string): number {
+    return this.byAddress.get(addr)?.size ?? 0;
+  }
+
+  /** The one that has waited longest, of `addr` or of all. */
+  oldest(addr?: string): Socket | undefined {
+    return (addr === undefined ? this.all : this.byAddress.get(addr))?.values().next().value;
+  }
+}
+
+/**
  * Applies the per-address and total bounds to `server`'s sockets. Past an address's bound a newcomer
  * takes the place of that address's oldest socket that is only waiting — for a request head, idle
- * between requests, or with answers its peer reads slowly or not at all — which is closed: a stranger holding
- * sockets must not shut out everyone else on its address (a local stack's guests, Dom0 and the
- * operator all come from 127.0.0.1). Only when every socket of the address is in the middle of a
+ * between requests, or with answers its peer reads slowly or not at all — which is closed: a
+ * stranger holding sockets must not shut out everyone else on its address (a local stack's guests,
+ * Dom0 and the operator all come from 127.0.0.1). Only when every socket of the address is in the middle of a
  * request is the newcomer closed instead. Past the total, the same with the oldest waiting socket of
  * any address. A socket is also closed when it pipelines more requests than `answersOwedPerSocket`,
  * or when no byte of an answer to it leaves in `answerTimeoutMs`.
@@ -122,41 +157,21 @@ export function limitHttpConnections(
   server.maxConnections = limits.total + limits.pendingPerAddress;
   const open = new Map<string, number>();
   let openTotal = 0;
-  // per address and in all, in the order they began to wait: sockets without a whole request head
-  // yet, sockets idle between requests, and sockets whose answers their peer leaves unread (a set
-  // keeps insertion order: the first has waited longest)
-  const pending = new Map<string, Set<Socket>>();
-  const idle = new Map<string, Set<Socket>>();
-  const unread = new Map<string, Set<Socket>>();
-  const pendingAll = new Set<Socket>();
-  const idleAll = new Set<Socket>();
-  const unreadAll = new Set<Socket>();
+  // sockets without a whole request head yet, sockets idle between requests, and sockets whose
+  // answers their peer reads slowly or not at all
+  const pending = new Waiting();
+  const idle = new Waiting();
+  const unread = new Waiting();
   // the group of each socket still counted (a socket closed to make room is not, before its 'close')
   const groupOf = new WeakMap<Socket, string>();
-  // the sockets in a request, how many answers each is owed, and what had gone of its answers at the
-  // last look that found bytes of them still to go
-  const busy = new Set<Socket>();
-  const inRequest = new WeakMap<Socket, number>();
+  // the sockets in a request with how many answers each is owed, and what had gone of a socket's
+  // answers at the last look that found bytes of them still to go
+  const owed = new Map<Socket, number>();
   const written = new WeakMap<Socket, { done: number; queued: number; since: number }>();
-  const enter = (m: Map<string, Set<Socket>>, addr: string, s: Socket) => {
-    const set = m.get(addr);
-    if (set) set.add(s);
-    else m.set(addr, new Set([s]));
-  };
-  const leave = (m: Map<string, Set<Socket>>, addr: string, s: Socket) => {
-    const set = m.get(addr);
-    if (set?.delete(s) && set.size === 0) m.delete(addr);
-  };
-  const read = (s: Socket, addr: string) => {
-    leave(unread, addr, s);
-    unreadAll.delete(s);
-  };
   const unwait = (s: Socket, addr: string) => {
-    leave(pending, addr, s);
-    leave(idle, addr, s);
-    pendingAll.delete(s);
-    idleAll.delete(s);
-    read(s, addr);
+    pending.delete(addr, s);
+    idle.delete(addr, s);
+    unread.delete(addr, s);
   };
   /** Takes `s` out of every count now (its 'close' comes later), once. */
   const uncount = (s: Socket) => {
@@ -164,7 +179,7 @@ export function limitHttpConnections(
     if (addr === undefined) return;
     groupOf.delete(s);
     unwait(s, addr);
-    busy.delete(s);
+    owed.delete(s);
     openTotal--;
     const left = (open.get(addr) ?? 1) - 1;
     if (left > 0) open.set(addr, left);
@@ -174,7 +189,6 @@ export function limitHttpConnections(
     uncount(s);
     s.destroy();
   };
-  const first = (set: Set<Socket> | undefined) => set?.values().next().value;
   /**
    * Stops Node's parser of `s` at the next request head of the read it is parsing. Node parses every
    * request a read brings before it looks at the socket again, destroyed or not: 2,323 requests of
@@ -190,10 +204,10 @@ export function limitHttpConnections(
   };
   server.on('connection', (s: Socket) => {
     const addr = addressGroup(s.remoteAddress);
-    if ((pending.get(addr)?.size ?? 0) >= limits.pendingPerAddress) {
-      drop(first(pending.get(addr))!);
+    if (pending.count(addr) >= limits.pendingPerAddress) {
+      drop(pending.oldest(addr)!);
     } else if ((open.get(addr) ?? 0) >= limits.perAddress) {
-      const oldest = first(pending.get(addr)) ?? first(idle.get(addr)) ?? first(unread.get(addr));
+      const oldest = pending.oldest(addr) ?? idle.oldest(addr) ?? unread.oldest(addr);
       if (!oldest) {
         s.destroy();
         return;
@@ -201,7 +215,7 @@ export function limitHttpConnections(
       drop(oldest);
     }
     if (openTotal >= limits.total) {
-      const oldest = first(pendingAll) ?? first(idleAll) ?? first(unreadAll);
+      const oldest = pending.oldest() ?? idle.oldest() ?? unread.oldest();
       if (!oldest) {
         s.destroy();
         return;
@@ -211,8 +225,7 @@ export function limitHttpConnections(
     groupOf.set(s, addr);
     openTotal++;
     open.set(addr, (open.get(addr) ?? 0) + 1);
-    enter(pending, addr, s);
-    pendingAll.add(s);
+    pending.add(addr, s);
     s.once('close', () => uncount(s));
   });
   // a whole request head arrived: the socket is busy until the answers to all its requests have gone
@@ -221,24 +234,22 @@ export function limitHttpConnections(
     const s = req.socket;
     const addr = groupOf.get(s);
     if (addr === undefined) return;
-    const owed = (inRequest.get(s) ?? 0) + 1;
-    if (owed > limits.answersOwedPerSocket) {
+    const n = (owed.get(s) ?? 0) + 1;
+    if (n > limits.answersOwedPerSocket) {
       stopParsing(s);
       return drop(s);
     }
     unwait(s, addr);
-    inRequest.set(s, owed);
-    busy.add(s);
+    owed.set(s, n);
     res.once('close', () => {
-      const n = (inRequest.get(s) ?? 1) - 1;
-      inRequest.set(s, n);
-      if (n === 0 && !s.destroyed && groupOf.has(s)) {
-        // what its last answer left behind is not measured against the next one
-        busy.delete(s);
-        written.delete(s);
-        read(s, addr);
-        enter(idle, addr, s);
-        idleAll.add(s);
+      const left = (owed.get(s) ?? 1) - 1;
+      if (left > 0) return void owed.set(s, left);
+      // what its last answer left behind is not measured against the next one
+      owed.delete(s);
+      written.delete(s);
+      if (!s.destroyed && groupOf.has(s)) {
+        unread.delete(addr, s);
+        idle.add(addr, s);
       }
     });
   });
@@ -253,12 +264,12 @@ export function limitHttpConnections(
   // to read.
   const look = () => {
     const now = Date.now();
-    for (const s of busy) {
+    for (const s of owed.keys()) {
       const addr = groupOf.get(s);
       if (addr === undefined) continue;
       if (s.writableLength === 0) {
         written.delete(s);
-        read(s, addr);
+        unread.delete(addr, s);
         continue;
       }
       const done = s.bytesWritten - s.writableLength;
@@ -273,10 +284,7 @@ export function limitHttpConnections(
         drop(s);
         continue;
       }
-      if (!unreadAll.has(s)) {
-        enter(unread, addr, s);
-        unreadAll.add(s);
-      }
+      if (!unread.has(s)) unread.add(addr, s);
     }
   };
   const timer = setInterval(look, Math.min(1000, limits.answerTimeoutMs / 4));
