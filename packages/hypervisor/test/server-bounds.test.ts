@@ -3,7 +3,7 @@
  * addresses (a stranger with an IPv6 /64 or a network of its own has as many addresses as it likes),
  * and on what a connection it has closed may still send.
  */
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { connectWs } from '@pvblk/client';
@@ -18,6 +18,18 @@ afterEach(async () => {
   await running?.close();
   running = null;
 });
+
+/** A WebSocket upgrade request, written by hand. */
+const UPGRADE =
+  'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+  'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+
+/** A raw TCP socket to the server's port, its errors caught (the server resets some). */
+function rawSocket(server: RunningHypervisor): Socket {
+  const sock = connect({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
+  sock.on('error', () => {});
+  return sock;
+}
 
 it('holds the newest connections without a hello over all addresses, dropping the oldest; a domain saying hello still gets in', async () => {
   running = await startHypervisorServer({
@@ -50,16 +62,11 @@ it('holds the newest connections without a hello over all addresses, dropping th
 
 it("destroys a closed connection's socket once its peer sends more than a close answer, instead of reading a 16 MiB frame", async () => {
   running = await startHypervisorServer({ host: '127.0.0.1', port: 0, dom0Credential: DOM0_SECRET });
-  const { port } = new URL(running.url);
-  const sock = connect({ host: '127.0.0.1', port: Number(port) });
-  sock.on('error', () => {});
+  const sock = rawSocket(running);
   const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
   // the upgrade, then a masked binary frame of one byte: too short for a frame, so the broker closes
   // the connection (4400) and waits for the answer
-  const head =
-    'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
-  sock.write(Buffer.concat([Buffer.from(head), Buffer.from([0x82, 0x81, 0, 0, 0, 0, 7])]));
+  sock.write(Buffer.concat([Buffer.from(UPGRADE), Buffer.from([0x82, 0x81, 0, 0, 0, 0, 7])]));
   // the broker's close frame (opcode 8) has come
   let got = Buffer.alloc(0);
   await new Promise<void>((resolve) => {
@@ -96,9 +103,7 @@ it("destroys a closed connection's socket once its peer sends more than a close 
 
 it('closes a socket that pipelines more requests than it may be owed answers; /healthz still answers', async () => {
   running = await startHypervisorServer({ host: '127.0.0.1', port: 0, dom0Credential: DOM0_SECRET });
-  const { port } = new URL(running.url);
-  const sock = connect({ host: '127.0.0.1', port: Number(port) });
-  sock.on('error', () => {});
+  const sock = rawSocket(running);
   let got = '';
   sock.on('data', (d) => (got += d.toString('latin1')));
   const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
@@ -119,14 +124,9 @@ it('closes a socket that pipelines more requests than it may be owed answers; /h
 
 it('counts a connection it has closed as closing, not as open and unauthenticated, while it waits for the answer', async () => {
   running = await startHypervisorServer({ host: '127.0.0.1', port: 0, dom0Credential: DOM0_SECRET });
-  const { port } = new URL(running.url);
-  const sock = connect({ host: '127.0.0.1', port: Number(port) });
-  sock.on('error', () => {});
+  const sock = rawSocket(running);
   const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
-  sock.write(
-    'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-  );
+  sock.write(UPGRADE);
   let got = Buffer.alloc(0);
   await new Promise<void>((resolve) => {
     sock.on('data', (d: Buffer) => {
