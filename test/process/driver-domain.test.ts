@@ -147,15 +147,22 @@ describe('driver domains across processes', () => {
       0,
     );
     expect(g1.proc.exitCode).toBeNull();
-    // while dd1 is away, guest2 cannot boot: its disk is there
+    // while dd1 is away, guest2 cannot boot: its disk is there, so the host tells it to wait (EAGAIN)
+    // rather than placing it anew, and the guest waits for the driver domain
     const early = guest('guest2');
-    expect(await early.exited).toBe(1);
+    const told = await early.waitFor((r) =>
+      String(r.err).includes('driver domain dd1, which is not running'),
+    );
+    expect(told.msg).toBe('the toolstack cannot create this domain yet; retrying');
+    expect(early.records.some((r) => r.event === 'ready')).toBe(false);
     driverDomain('dd1');
     await procs
       .filter((p) => p.name === 'dd1')
       .at(-1)!
       .waitFor((r) => r.event === 'ready');
-    await guest('guest2').waitFor((r) => r.event === 'ready');
+    // the guest that waited boots once its driver domain is back
+    await early.waitFor((r) => r.event === 'ready');
+    expect(early.proc.exitCode).toBeNull();
     const again = await inGuest(
       'guest2',
       'dd if=/dev/xvda of=/tmp/x bs=4096 count=64 skip=100 iflag=direct && md5sum /tmp/x',

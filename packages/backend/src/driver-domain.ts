@@ -7,7 +7,13 @@
  * (hotplug.ts), blkback — unchanged — maps what the guest grants it.
  */
 import { connectWs } from '@pvblk/client';
-import { createLogger, DomainKernelLog, resolveDriverDomainToken, requestDomain } from '@pvblk/runtime';
+import {
+  createLogger,
+  DomainKernelLog,
+  resolveDriverDomainToken,
+  requestDomain,
+  type DomainRequest,
+} from '@pvblk/runtime';
 import { BlkbackDriver } from './blkback/driver.ts';
 import type { BlkbackConfig } from './blkback/config.ts';
 import { DEFAULT_DISK_LAYOUT, HostDisks, type DiskLayout } from './disks.ts';
@@ -32,7 +38,7 @@ async function createDomain(
   url: string,
   token: string,
   name: string,
-  onRetry: (attempt: number, err: string) => void,
+  onRetry: DomainRequest['onRetry'],
 ): Promise<{ domid: number; credential: string }> {
   const r = await requestDomain({
     url,
@@ -59,8 +65,8 @@ export async function runDriverDomain(o: DriverDomainOptions): Promise<void> {
   });
   for (const d of await disks.restore())
     log.info({ disk: d.path, guest: d.guest, params: d.params }, `restored disk ${d.path} of ${d.guest}`);
-  const { domid, credential } = await createDomain(o.toolstackUrl, token, o.name, (attempt, err) =>
-    log.info({ attempt, err }, 'toolstack not reachable yet; retrying'),
+  const { domid, credential } = await createDomain(o.toolstackUrl, token, o.name, (attempt, err, msg) =>
+    log.info({ attempt, err }, msg),
   );
   const xc = await connectWs(o.hypervisorUrl, { credential });
   log.info(

@@ -16,6 +16,7 @@ import {
   replaceFile,
   resolveGuestCredential,
   requestDomain,
+  type DomainRequest,
   type GuestCredential,
 } from '@pvblk/runtime';
 import { DEFAULT_BLKFRONT_OPTIONS, type BlkfrontOptions } from './blkfront/device.ts';
@@ -46,7 +47,7 @@ async function provision(
   url: string,
   cred: GuestCredential,
   name: string,
-  onRetry: (attempt: number, err: string) => void,
+  onRetry: DomainRequest['onRetry'],
 ): Promise<{ domid: number; credential: string }> {
   const body = await requestDomain({
     url,
@@ -119,8 +120,8 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   const log = createLogger(o.name);
   const klog = new DomainKernelLog(log);
   const cred = resolveGuestCredential();
-  const { domid, credential } = await provision(o.toolstackUrl, cred, o.name, (attempt, err) =>
-    log.info({ attempt, err }, 'toolstack not reachable yet; retrying'),
+  const { domid, credential } = await provision(o.toolstackUrl, cred, o.name, (attempt, err, msg) =>
+    log.info({ attempt, err }, msg),
   );
   if (cred.kind === 'enrol')
     log.info(

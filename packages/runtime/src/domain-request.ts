@@ -17,7 +17,9 @@ export interface DomainRequest {
   name: string;
   /** What is created, for messages: `guest g1`, `driver domain dd1`. */
   what: string;
-  onRetry: (attempt: number, err: string) => void;
+  /** Called before each retry with the error and the words for a log line, which say whether the host
+   * was not reached or answered that the domain cannot be created yet (EAGAIN). */
+  onRetry: (attempt: number, err: string, msg: string) => void;
   /** Words added to a refusal with this status (a likely cause), or ''. */
   hint?: (status: number) => string;
 }
@@ -43,7 +45,18 @@ export async function requestDomain(r: DomainRequest): Promise<DomainReply> {
         const said = (await answer.json().catch(() => ({}))) as { message?: unknown };
         throw new Busy(`the host is busy (HTTP 429): ${String(said.message ?? answer.statusText)}`);
       },
-      { retryForMs: 60_000, firstDelayMs: 200, onRetry: (n, _delay, e) => r.onRetry(n, e.message) },
+      {
+        retryForMs: 60_000,
+        firstDelayMs: 200,
+        onRetry: (n, _delay, e) =>
+          r.onRetry(
+            n,
+            e.message,
+            e instanceof Busy
+              ? 'the toolstack cannot create this domain yet; retrying'
+              : 'toolstack not reachable yet; retrying',
+          ),
+      },
     );
   } catch (e) {
     if (e instanceof Busy) throw new PvblkError('EAGAIN', `${r.what}: ${e.message}`);
