@@ -27,7 +27,7 @@ import {
   type WireMessage,
 } from '@pvblk/shared';
 import { Samples, type RawSamples } from '@pvblk/frontend';
-import { wsTransport, type ClientTransport } from '@pvblk/client';
+import { wsTransport, WIRE_CLIENT_OPTIONS, type ClientTransport } from '@pvblk/client';
 import { onShutdown } from '@pvblk/runtime';
 import { wsFrameTransport } from '@pvblk/hypervisor';
 
@@ -150,7 +150,8 @@ function ready(o: Record<string, unknown>): void {
 
 function open(url: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: WIRE_MAX_FRAME });
+    // the domains' own client options: the same frames, unmasked copies and all
+    const ws = new WebSocket(url, WIRE_CLIENT_OPTIONS);
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
   });

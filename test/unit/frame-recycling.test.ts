@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { decodeClientFrame, decodeHypervisorFrame, FrameWriter, type WireMessage } from '@pvblk/shared';
-import { wsTransport } from '@pvblk/client';
+import { wsTransport, WIRE_CLIENT_OPTIONS } from '@pvblk/client';
 import { wsFrameTransport } from '@pvblk/hypervisor';
 
 const FRAMES = 300;
@@ -68,11 +68,8 @@ async function pair(): Promise<{ server: WebSocket; client: WebSocket }> {
   await new Promise<void>((r) => wss.once('listening', () => r()));
   const { port } = wss.address() as { port: number };
   const server = new Promise<WebSocket>((r) => wss.once('connection', (ws) => r(ws)));
-  // an all-zero mask: ws then sends the caller's frame itself instead of a masked copy
-  const client = new WebSocket(`ws://127.0.0.1:${port}`, {
-    perMessageDeflate: false,
-    generateMask: (m: Buffer) => m.fill(0),
-  });
+  // the domains' own options: with their all-zero mask ws sends the caller's frame itself
+  const client = new WebSocket(`ws://127.0.0.1:${port}`, WIRE_CLIENT_OPTIONS);
   open.push(client);
   await new Promise<void>((r, j) => {
     client.once('open', () => r());

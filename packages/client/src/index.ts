@@ -11,6 +11,6 @@ export type {
   XenStoreOps,
 } from './hypercalls.ts';
 export { Page, PagesRingMemory, type PageOrigin } from './memory.ts';
-export { connectWs, wsTransport, type ConnectOptions } from './ws.ts';
+export { connectWs, wsTransport, WIRE_CLIENT_OPTIONS, type ConnectOptions } from './ws.ts';
 export { RingEvents } from './ring-sync.ts';
 export { xenbusSwitchState } from './xenbus-client.ts';

@@ -8,6 +8,26 @@ import { XenClient, type ClientTransport } from './client.ts';
 import { withBackoff } from '@pvblk/runtime';
 
 /**
+ * The options every WebSocket client of pvblk's wire opens with (the domains' and the relay baseline's
+ * alike, so that a ratio between them compares like with like): no compression, the wire's frame
+ * bound, and an all-zero masking key.
+ *
+ * Why the zero key, a deliberate deviation from RFC 6455 5.3 (a fresh unpredictable key per frame):
+ * ws masks a client's frame into a new buffer of its own unless the key is zero, when it sends the
+ * frame itself. That copy is a fresh allocation per frame; a 4 KiB QD32 burst's frame is 68-132 KiB,
+ * so each one faulted in new pages, and on a VM where page faults are dear it doubled the relay
+ * client's CPU per I/O (docs/performance.md, *The masking copy*). Masking exists to keep script in a
+ * browser from steering the bytes a proxy between it and the server sees (RFC 6455 10.3); these
+ * clients are pvblk's own processes, whose frames a proxy that does not speak WebSocket never carries.
+ * The browser's connection to the dashboard is not one of these and keeps the browser's own masking.
+ */
+export const WIRE_CLIENT_OPTIONS = {
+  perMessageDeflate: false,
+  maxPayload: WIRE_MAX_FRAME,
+  generateMask: (mask: Buffer): void => void mask.fill(0),
+} as const;
+
+/**
  * Opens the socket. The upgrade request names the credential the hello will present: the broker then
  * knows the connection for a domain's before the hello, and never drops it to make room for a
  * stranger's sockets from the same address (its hello still authenticates it).
@@ -15,8 +35,7 @@ import { withBackoff } from '@pvblk/runtime';
 function openSocket(url: string, credential: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, {
-      perMessageDeflate: false,
-      maxPayload: WIRE_MAX_FRAME,
+      ...WIRE_CLIENT_OPTIONS,
       // a credential no header can carry goes in the hello alone, which refuses it by name
       headers: /^[\x21-\x7e]{1,512}$/.test(credential) ? { authorization: `Bearer ${credential}` } : {},
     });
@@ -49,9 +68,8 @@ export function wsTransport(ws: WebSocket, peer: string): ClientTransport {
     send: (f) => {
       if (ws.readyState !== WebSocket.OPEN) return true;
       ws.send(f, { binary: true });
-      // Nothing buffered: the socket took every byte. ws masks a client's frame into a buffer of its
-      // own, but with an all-zero mask it sends the frame itself, and bytes a full socket still holds
-      // may be the frame's.
+      // Nothing buffered: the socket took every byte. With the zero key (WIRE_CLIENT_OPTIONS) ws sends
+      // the frame itself, so bytes a full socket still holds may be the frame's.
       return ws.bufferedAmount === 0;
     },
     close: () => ws.close(1000, 'client closed'),
