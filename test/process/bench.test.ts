@@ -23,7 +23,8 @@ import { tcpCongestionControl } from '../../src/cli/bench-tcp.ts';
 
 const QUICK = ['--disk', 'delay=0', '--warmup=0', '--rss-interval=200ms'];
 
-describe('pvblk bench: bad input', () => {
+// each case is a process that refuses and exits: run a few at once (vitest's maxConcurrency, 5)
+describe.concurrent('pvblk bench: bad input', () => {
   const tmp = tempDir('pvblk-bench-err-');
   afterAll(() => tmp.cleanup());
 
@@ -133,7 +134,7 @@ describe('pvblk bench: bad input', () => {
   ];
 
   for (const [args, lines] of cases) {
-    it(`refuses ${args.join(' ')} with status 1 and starts nothing`, async () => {
+    it(`refuses ${args.join(' ')} with status 1 and starts nothing`, async ({ expect }) => {
       const r = await pvblk(['bench', ...args], { env: { TMPDIR: tmp.path }, timeoutMs: 30_000 });
       expect(r.code).toBe(1);
       for (const l of lines) expect(r.stderr).toContain(l);
@@ -143,7 +144,7 @@ describe('pvblk bench: bad input', () => {
     });
   }
 
-  it('prints its usage with --help', async () => {
+  it('prints its usage with --help', async ({ expect }) => {
     const r = await pvblk(['bench', '--help'], { env: { TMPDIR: tmp.path } });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^usage: pvblk bench --name=<job>/);
