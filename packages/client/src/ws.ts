@@ -15,10 +15,11 @@ import { withBackoff } from '@pvblk/runtime';
  * Why the zero key, a deliberate deviation from RFC 6455 5.3 (a fresh unpredictable key per frame):
  * ws masks a client's frame into a new buffer of its own unless the key is zero, when it sends the
  * frame itself. That copy is a fresh allocation per frame; a 4 KiB QD32 burst's frame is 68-132 KiB,
- * so each one faulted in new pages, and on a VM where page faults are dear it doubled the relay
- * client's CPU per I/O (docs/performance.md, *The masking copy*). Masking exists to keep script in a
- * browser from steering the bytes a proxy between it and the server sees (RFC 6455 10.3); these
- * clients are pvblk's own processes, whose frames a proxy that does not speak WebSocket never carries.
+ * so each one faulted in new pages, and on a VM where page faults are dear the relay's client spent
+ * five to six times the CPU per I/O with it (docs/performance.md, *The masking copy*). Masking exists to
+ * keep script in a browser from steering the bytes a proxy between it and the server sees (RFC 6455
+ * 10.3); these clients are pvblk's own processes, which talk to the broker directly (loopback or a
+ * container network).
  * The browser's connection to the dashboard is not one of these and keeps the browser's own masking.
  */
 export const WIRE_CLIENT_OPTIONS = {
