@@ -38,7 +38,7 @@ async function createDomain(
   url: string,
   token: string,
   name: string,
-  onRetry: DomainRequest['onRetry'],
+  log: DomainRequest['log'],
 ): Promise<{ domid: number; credential: string }> {
   const r = await requestDomain({
     url,
@@ -46,7 +46,7 @@ async function createDomain(
     token,
     name,
     what: `driver domain ${name}`,
-    onRetry,
+    log,
   });
   return { domid: r.domid, credential: r.credential };
 }
@@ -65,9 +65,7 @@ export async function runDriverDomain(o: DriverDomainOptions): Promise<void> {
   });
   for (const d of await disks.restore())
     log.info({ disk: d.path, guest: d.guest, params: d.params }, `restored disk ${d.path} of ${d.guest}`);
-  const { domid, credential } = await createDomain(o.toolstackUrl, token, o.name, (attempt, err, msg) =>
-    log.info({ attempt, err }, msg),
-  );
+  const { domid, credential } = await createDomain(o.toolstackUrl, token, o.name, log);
   const xc = await connectWs(o.hypervisorUrl, { credential });
   log.info(
     { domid: xc.domid, privileged: xc.privileged, url: o.hypervisorUrl },

@@ -47,7 +47,7 @@ async function provision(
   url: string,
   cred: GuestCredential,
   name: string,
-  onRetry: DomainRequest['onRetry'],
+  log: DomainRequest['log'],
 ): Promise<{ domid: number; credential: string }> {
   const body = await requestDomain({
     url,
@@ -55,7 +55,7 @@ async function provision(
     token: cred.token,
     name,
     what: `guest ${name}`,
-    onRetry,
+    log,
     hint: (status) =>
       status === 401 && cred.kind === 'guest'
         ? ' (is this guest token from another host, or was the operator token changed?)'
@@ -120,9 +120,7 @@ export async function runDomu(o: DomuOptions): Promise<void> {
   const log = createLogger(o.name);
   const klog = new DomainKernelLog(log);
   const cred = resolveGuestCredential();
-  const { domid, credential } = await provision(o.toolstackUrl, cred, o.name, (attempt, err, msg) =>
-    log.info({ attempt, err }, msg),
-  );
+  const { domid, credential } = await provision(o.toolstackUrl, cred, o.name, log);
   if (cred.kind === 'enrol')
     log.info(
       { enrolled: o.name, kept: cred.saveTo },

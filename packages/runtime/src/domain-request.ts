@@ -3,6 +3,7 @@
  * domain: POST /driver-domains): retried while the host is not up yet, and a refusal reported with
  * the errno the host named — one implementation for every kind of domain.
  */
+import type { Logger } from 'pino';
 import { PvblkError } from '@pvblk/shared';
 import { withBackoff } from './backoff.ts';
 import { errnoForHttpStatus } from './http-errno.ts';
@@ -17,9 +18,9 @@ export interface DomainRequest {
   name: string;
   /** What is created, for messages: `guest g1`, `driver domain dd1`. */
   what: string;
-  /** Called before each retry with the error and the words for a log line, which say whether the host
-   * was not reached or answered that the domain cannot be created yet (EAGAIN). */
-  onRetry: (attempt: number, err: string, msg: string) => void;
+  /** The process's logger: each retry is logged at info, saying whether the host was not reached or
+   * answered that the domain cannot be created yet (EAGAIN), with the attempt and the error. */
+  log: Pick<Logger, 'info'>;
   /** Words added to a refusal with this status (a likely cause), or ''. */
   hint?: (status: number) => string;
 }
@@ -48,10 +49,9 @@ export async function requestDomain(r: DomainRequest): Promise<DomainReply> {
       {
         retryForMs: 60_000,
         firstDelayMs: 200,
-        onRetry: (n, _delay, e) =>
-          r.onRetry(
-            n,
-            e.message,
+        onRetry: (attempt, _delay, e) =>
+          r.log.info(
+            { attempt, err: e.message },
             e instanceof Busy
               ? 'the toolstack cannot create this domain yet; retrying'
               : 'toolstack not reachable yet; retrying',
