@@ -4,7 +4,7 @@
  * are stable in files and CI logs).
  */
 import { prettyFactory } from 'pino-pretty';
-import { formatKmsg } from '@pvblk/shared';
+import { escapeKmsgText, formatKmsg } from '@pvblk/shared';
 
 const pretty = prettyFactory({
   colorize: false,
@@ -24,11 +24,19 @@ export function isKmsgRecord(r: Record<string, unknown>): r is Record<string, un
   return r.kmsg === true && typeof r.ts === 'number' && typeof r.msg === 'string';
 }
 
-/** One human line for a record; null for records that carry nothing to show. */
+/**
+ * One human line for a record; null for records that carry nothing to show. Control characters in a
+ * kernel message or a record are shown escaped (escapeKmsgText); a guest's console output is its own
+ * and passes as it is, as `xl console` passes a guest's.
+ */
 export function renderRecord(r: Record<string, unknown>): string | null {
   if (isKmsgRecord(r)) return formatKmsg(r.ts, r.msg);
   // a guest's console output (its workload): the text as the command printed it
   if (r.console === true && typeof r.msg === 'string') return r.msg;
-  const s = pretty(r).trimEnd();
+  // a record's words can carry a peer's (a XenStore value, a guest's name for something): its message
+  // is one line whatever it holds, and no escape sequence reaches the operator's terminal (an error's
+  // stack keeps the lines pino-pretty lays it out on)
+  const msg = typeof r.msg === 'string' ? { ...r, msg: escapeKmsgText(r.msg) } : r;
+  const s = escapeKmsgText(pretty(msg).trimEnd(), true);
   return s.length > 0 ? s : null;
 }

@@ -31,12 +31,31 @@ export interface KernelLog {
   printk(level: KernLevel, text: string): void;
 }
 
-/** `[%5lu.%06lu] text`, as printk/dmesg print it. */
+/**
+ * Control characters in a message as `\xNN`, as the kernel's /dev/kmsg and util-linux's dmesg show
+ * them. A message can carry words a guest chose (a `protocol` node blkback names in its complaint, a
+ * state it rejects): raw, a newline there forged a whole line on the operator's console, and an escape
+ * sequence drove the terminal. C0 controls but tab, DEL and the C1 controls (U+0080-U+009F, which
+ * some terminals take as escapes too) are replaced; everything else is shown as it is. With
+ * `keepNewlines`, for a rendering whose own layout has several lines, newlines are left alone.
+ */
+export function escapeKmsgText(text: string, keepNewlines = false): string {
+  return text.replace(
+    keepNewlines ? CONTROLS_BUT_NEWLINE : CONTROLS,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}
+// eslint-disable-next-line no-control-regex
+const CONTROLS = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
+// eslint-disable-next-line no-control-regex
+const CONTROLS_BUT_NEWLINE = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+/** `[%5lu.%06lu] text`, as printk/dmesg print it (control characters escaped: escapeKmsgText). */
 export function formatKmsg(ts: number, text: string): string {
   const micros = Math.max(0, Math.round(ts * 1e6));
   const secs = Math.floor(micros / 1e6);
   const frac = String(micros % 1e6).padStart(6, '0');
-  return `[${String(secs).padStart(5, ' ')}.${frac}] ${text}`;
+  return `[${String(secs).padStart(5, ' ')}.${frac}] ${escapeKmsgText(text)}`;
 }
 
 /** A KernelLog that keeps messages in memory; used by unit tests of drivers. */
