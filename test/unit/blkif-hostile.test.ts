@@ -9,9 +9,11 @@ import {
   BLKIF_OP_WRITE,
   BLKIF_OP_WRITE_BARRIER,
   BLKIF_REQUEST_SIZE,
+  BLKIF_RSP_ERROR,
   BLKIF_RSP_OKAY,
   encodeRequest,
   KERN_ALERT,
+  KERN_DEBUG,
   KERN_INFO,
   KERN_WARNING,
   MemoryKernelLog,
@@ -20,6 +22,7 @@ import {
 import { Blkfront, DEFAULT_BLKFRONT_OPTIONS, MAX_DISK_SECTORS } from '@pvblk/frontend';
 import { PagesRingMemory, type Page } from '@pvblk/client';
 import type { MemoryBlockDevice } from '@pvblk/backend';
+import { BlkifRing } from '../../packages/backend/src/blkback/ring.ts';
 import { attachBlkfront, DEVID, RawFront, startHost, waitFor, type Host } from './blkif-peers.ts';
 import { pattern, rwRequest, until } from './stack.ts';
 
@@ -117,6 +120,54 @@ describe('hostile frontend against blkback', () => {
     const a = f.grant(Buffer.alloc(4096, 1));
     f.push([write(1, 0, a.ref)]);
     expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
+  });
+
+  it("requests naming grants the guest never gave: BLKIF_RSP_ERROR, a debug line each and a 1 ms back-off (xen_blkbk_map's pr_debug, fail_response's msleep(1)); another guest unaffected", async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const other = await host.domain();
+    const f = await RawFront.connect(host, d);
+    const g = await attachBlkfront(host, other);
+    const sleeps: number[] = [];
+    const sleep = Object.getOwnPropertyDescriptor(BlkifRing.prototype, 'sleep')!.value as (
+      this: BlkifRing,
+      ms: number,
+    ) => Promise<void>;
+    vi.spyOn(BlkifRing.prototype as unknown as { sleep: typeof sleep }, 'sleep').mockImplementation(function (
+      this: BlkifRing,
+      ms: number,
+    ) {
+      sleeps.push(ms);
+      return sleep.call(this, ms);
+    });
+    const before = host.klog.messages.length;
+    const n = 8;
+    const bad = (i: number) =>
+      encodeRequest({
+        operation: BLKIF_OP_READ,
+        nrSegments: 1,
+        handle: DEVID,
+        id: BigInt(100 + i),
+        sectorNumber: BigInt(i * 8),
+        segments: [{ gref: 20000 + i, firstSect: 0, lastSect: 7 }],
+      });
+    f.push(Array.from({ length: n }, (_, i) => bad(i)));
+    const rsp = await f.responses(n);
+    expect(rsp.map((r) => [r.id, r.status])).toEqual(
+      Array.from({ length: n }, (_, i) => [BigInt(100 + i), BLKIF_RSP_ERROR]),
+    );
+    const said = host.klog.messages.slice(before).filter((m) => m.text.includes('mapping grant 2000'));
+    expect(said).toHaveLength(n);
+    expect(said.every((m) => m.level === KERN_DEBUG)).toBe(true);
+    expect(said[0].text).toBe(
+      `xen-blkback: segment 0: mapping grant 20000 of domain ${d.domid} failed (GNTST_permission_denied)`,
+    );
+    // the next request is consumed after 1 ms for each that failed, as Linux's msleep(1) in its loop
+    const a = f.grant(Buffer.alloc(4096, 7));
+    f.push([write(200, 0, a.ref)]);
+    expect((await f.responses(1))[0]).toMatchObject({ id: 200n, status: BLKIF_RSP_OKAY });
+    expect(sleeps.reduce((x, y) => x + y, 0)).toBe(n);
+    expect(await g.front.submit(rwRequest(g.xc, 'write', 0, pattern(4096, 1)))).toEqual({ status: 'ok' });
   });
 
   it('a frontend cannot wedge its ring: [WRITE, WRITE, WRITE_BARRIER, WRITE] + READ all answered, nothing left running once the domain is destroyed', async () => {
