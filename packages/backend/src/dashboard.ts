@@ -7,7 +7,8 @@
  *                              per-domain grants, mappings, ports, events and its hypercall
  *                              histogram, each vbd's state, counters and rings, each disk)
  *   {"type":"xenstore", nodes} the XenStore tree with values and permissions, when it changed
- *                              (a Dom0 watch on "/" marks it dirty; sent at most every `intervalMs`)
+ *                              (a Dom0 watch on "/" marks it dirty; sent at most every `intervalMs`,
+ *                              and less often as it grows: see treeGap)
  *
  * Operator only. The page itself holds no data and is public; the socket carries a token, either with
  * its upgrade (subprotocols `pvblk-dashboard` and `pvblk-token.<the token's UTF-8 in hex>`, as the page
@@ -115,6 +116,26 @@ export function offeredToken(header: string | string[] | undefined): OfferedToke
   return null;
 }
 
+/** The XenStore tree is listed for the dashboards at most at this rate, in bytes of its listing. */
+export const DASHBOARD_TREE_BYTES_PER_SECOND = 512 * 1024;
+/** … and listing it takes at most this share of the time. */
+export const DASHBOARD_TREE_DUTY = 0.1;
+
+/**
+ * How long after a listing of the tree the next may start: `intervalMs` for a small tree, longer for a
+ * large or slow one. A listing reads every node, its value and its permissions through the broker,
+ * and every open dashboard is sent all of it. A guest that filled its XenStore quota (≈ 1,000 nodes of
+ * 4 KiB) and rewrote one node every 20 ms kept the tree dirty: re-listed every 500 ms, it was 33 MB
+ * sent to one dashboard in 7 s and 3 s of Dom0's CPU, and another guest's I/O slowed by half.
+ */
+export function treeGap(intervalMs: number, bytes: number, listingMs: number): number {
+  return Math.max(
+    intervalMs,
+    (bytes / DASHBOARD_TREE_BYTES_PER_SECOND) * 1000,
+    listingMs / DASHBOARD_TREE_DUTY,
+  );
+}
+
 export function startDashboard(o: DashboardOptions): Dashboard {
   const interval = o.intervalMs ?? 500;
   const maxClients = o.maxClients ?? 8;
@@ -132,6 +153,8 @@ export function startDashboard(o: DashboardOptions): Dashboard {
   let watch: Watch | null = null;
   let treeDirty = true;
   let lastTree = '';
+  /** performance.now() before which the tree is not listed again (treeGap). */
+  let treeNotBefore = 0;
   let busy = false;
 
   const broadcast = (msg: string) => {
@@ -142,10 +165,13 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     busy = true;
     try {
       broadcast(JSON.stringify({ type: 'snapshot', ...(await o.snapshot()) }));
-      if (treeDirty) {
+      if (treeDirty && performance.now() >= treeNotBefore) {
         treeDirty = false;
+        const t0 = performance.now();
         const r = await runXsRequest(o.xenstore, { mode: 'ls', path: '/', perms: true });
         const text = JSON.stringify({ type: 'xenstore', nodes: r.mode === 'ls' ? r.nodes : [] });
+        const now = performance.now();
+        treeNotBefore = now + treeGap(interval, text.length, now - t0);
         if (text !== lastTree) {
           lastTree = text;
           broadcast(text);
@@ -206,6 +232,8 @@ export function startDashboard(o: DashboardOptions): Dashboard {
     ws.send(JSON.stringify({ type: 'hello', intervalMs: interval }));
     treeDirty = true;
     lastTree = '';
+    // a page that just opened gets the tree at once, whatever the others were last sent
+    treeNotBefore = 0;
     void startUpdates().then(() => tick());
   };
 

@@ -14,6 +14,7 @@ import {
   DASHBOARD_PROTOCOL,
   offeredToken,
   startDashboard,
+  treeGap,
   type Dashboard,
 } from '../src/dashboard.ts';
 
@@ -55,12 +56,13 @@ function slowWatches() {
   return { xenstore, state, release };
 }
 
-function start(xenstore: XenStoreOps): Dashboard {
+function start(xenstore: XenStoreOps, intervalMs?: number): Dashboard {
   const d = startDashboard({
     creds: { operatorToken: OP, enrolToken: null } as never,
     snapshot: async () => ({}),
     xenstore,
     log: () => {},
+    intervalMs,
   });
   d.attach(server);
   return d;
@@ -246,5 +248,46 @@ describe('the dashboard socket', () => {
     // the dashboard has had its turn with the watch it got
     await new Promise((r) => setImmediate(r));
     expect(xs.state.active).toBe(0);
+  });
+
+  it('lists a large XenStore tree kept dirty by a guest less often than a small one: at most at the rate treeGap allows', async () => {
+    // a guest's quota of big nodes, one of them rewritten all the time (the watch fires at every tick)
+    const nodes = Array.from({ length: 64 }, (_, i) => `n${i}`);
+    const listings: number[] = [];
+    let fire: (() => void) | null = null;
+    let writes = 0;
+    const xenstore = {
+      watch: async (_path: string, cb: () => void) => {
+        fire = cb;
+        return { unwatch: async () => void (fire = null) };
+      },
+      directory: async (path: string) => {
+        if (path !== '/') return [];
+        listings.push(performance.now());
+        return nodes;
+      },
+      tryRead: async (path: string) => `${path}:${writes}:`.padEnd(4096, 'x'),
+      getPerms: async () => ['n1'],
+    } as unknown as XenStoreOps;
+    const intervalMs = 10;
+    dash = start(xenstore, intervalMs);
+    const messages: string[] = [];
+    const { ws } = await open([], messages);
+    ws.on('message', () => {
+      writes++;
+      fire?.();
+    });
+    ws.send(JSON.stringify({ token: OP }));
+    for (let i = 0; i < 2000 && listings.length < 3; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(listings.length).toBeGreaterThanOrEqual(3);
+    const tree = messages.find((m) => m.startsWith('{"type":"xenstore"'))!;
+    expect(tree.length).toBeGreaterThan(64 * 4096);
+    const gap = treeGap(intervalMs, tree.length, 0);
+    expect(gap).toBeGreaterThan(20 * intervalMs);
+    expect(listings[1] - listings[0]).toBeGreaterThanOrEqual(gap);
+    expect(listings[2] - listings[1]).toBeGreaterThanOrEqual(gap);
+    // the snapshots still came every tick meanwhile
+    expect(messages.filter((m) => m.startsWith('{"type":"snapshot"')).length).toBeGreaterThan(10);
+    ws.close();
   });
 });
