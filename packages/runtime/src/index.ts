@@ -1,5 +1,6 @@
 export {
   createLogger,
+  LOG_BUFFER_BYTES,
   logFormatFromEnv,
   logLevelFromEnv,
   LOG_LEVELS,
