@@ -1,6 +1,5 @@
 export {
   createLogger,
-  LOG_BUFFER_BYTES,
   logFormatFromEnv,
   logLevelFromEnv,
   LOG_LEVELS,

@@ -1,6 +1,6 @@
 /**
- * Process logging. Every pvblk process logs structured pino records (NDJSON on stdout, written
- * asynchronously: see LOG_BUFFER_BYTES) — machines and the `pvblk` supervisor read those. With PVBLK_LOG_FORMAT=pretty a process renders its own records
+ * Process logging. Every pvblk process logs structured pino records (NDJSON on stdout) — machines and
+ * the `pvblk` supervisor read those. With PVBLK_LOG_FORMAT=pretty a process renders its own records
  * for humans instead (what `docker compose up` shows).
  *
  * Kernel-style messages (`end_request: I/O error, dev xvda, sector 4656`) are records with `kmsg: true`,
@@ -31,34 +31,15 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): LogLevel 
   return v as LogLevel;
 }
 
-/**
- * Records a process holds for a stdout that is not being read, in bytes; past them new records are
- * dropped, counted, and the count logged once the reader catches up — as printk's ring buffer and
- * its "** N printk messages dropped **". Written synchronously, a log line waited for the reader:
- * with the operator's console stopped (Ctrl-S, a stopped `pvblk up`), the first write that did not
- * fit stopped Dom0 and the broker, every guest's I/O with them, until the console read again — and
- * a guest could fill that console in a moment with lines Dom0 logs about it. Records still leave in
- * order, and at exit whatever is held is written out first (pino's exit handler).
- */
-export const LOG_BUFFER_BYTES = 4 * 1024 * 1024;
-
 export function createLogger(name: string, opts: { format?: LogFormat; level?: LogLevel } = {}): Logger {
   const format = opts.format ?? logFormatFromEnv();
   const level = opts.level ?? logLevelFromEnv();
   const base = { name };
   if (format === 'json') {
-    const dest = pino.destination({ dest: 1, sync: false, maxLength: LOG_BUFFER_BYTES });
-    const log = pino({ level, base, timestamp: pino.stdTimeFunctions.epochTime }, dest);
-    let dropped = 0;
-    dest.on('drop', () => void dropped++);
-    // the reader is reading again (a write went out): say how many records it missed, once
-    dest.on('write', () => {
-      if (dropped === 0) return;
-      const n = dropped;
-      dropped = 0;
-      log.warn({ dropped: n }, `** ${n} log records dropped **`);
-    });
-    return log;
+    return pino(
+      { level, base, timestamp: pino.stdTimeFunctions.epochTime },
+      pino.destination({ dest: 1, sync: true }),
+    );
   }
   const out = {
     write(line: string) {
