@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isPvblkError } from '@pvblk/shared';
-import { requestDomain } from '../src/domain-request.ts';
+import { requestDomain, type DomainRequest } from '../src/domain-request.ts';
 
 /** A logger that keeps what `info` was given, and can wait for its n-th line. */
 function recorder() {
@@ -35,6 +35,24 @@ async function listen(
   return (s.address() as AddressInfo).port;
 }
 
+/** Asks the host at `port` for guest or driver domain `name` (`kind` names the route). */
+const ask = (
+  port: number,
+  kind: 'guest' | 'driver domain',
+  name: string,
+  log: DomainRequest['log'],
+  hint?: DomainRequest['hint'],
+) =>
+  requestDomain({
+    url: `http://127.0.0.1:${port}`,
+    path: kind === 'guest' ? '/guests' : '/driver-domains',
+    token: 'tok',
+    name,
+    what: `${kind} ${name}`,
+    log,
+    hint,
+  });
+
 const answer = (res: ServerResponse, status: number, body: unknown) => {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
@@ -54,14 +72,7 @@ describe('requestDomain', () => {
       });
     });
     const r = recorder();
-    const got = await requestDomain({
-      url: `http://127.0.0.1:${port}`,
-      path: '/guests',
-      token: 'tok',
-      name: 'g1',
-      what: 'guest g1',
-      log: r.log,
-    });
+    const got = await ask(port, 'guest', 'g1', r.log);
     expect(got).toMatchObject({ domid: 7, credential: 'secret-7' });
     expect(asked).toHaveLength(3);
     expect(asked[0]).toEqual({ auth: 'Bearer tok', body: JSON.stringify({ name: 'g1' }) });
@@ -78,14 +89,7 @@ describe('requestDomain', () => {
     const port = await listen(() => {});
     await new Promise((r) => servers.pop()!.close(r));
     const r = recorder();
-    const pending = requestDomain({
-      url: `http://127.0.0.1:${port}`,
-      path: '/driver-domains',
-      token: 'tok',
-      name: 'dd1',
-      what: 'driver domain dd1',
-      log: r.log,
-    });
+    const pending = ask(port, 'driver domain', 'dd1', r.log);
     await r.untilLines(1);
     await listen((_req, res) => answer(res, 201, { domid: 3, credential: 'c3' }), port);
     await expect(pending).resolves.toMatchObject({ domid: 3, credential: 'c3' });
@@ -98,15 +102,9 @@ describe('requestDomain', () => {
       answer(res, 507, { error: 'ENOSPC', message: 'no room for another disk' }),
     );
     const r = recorder();
-    const e = await requestDomain({
-      url: `http://127.0.0.1:${port}`,
-      path: '/guests',
-      token: 'tok',
-      name: 'g2',
-      what: 'guest g2',
-      log: r.log,
-      hint: (status) => (status === 507 ? ' (free some space)' : ''),
-    }).catch((x: unknown) => x);
+    const e = await ask(port, 'guest', 'g2', r.log, (status) =>
+      status === 507 ? ' (free some space)' : '',
+    ).catch((x: unknown) => x);
     expect(isPvblkError(e, 'ENOSPC')).toBe(true);
     expect((e as Error).message).toBe(
       'ENOSPC: the host refused to create guest g2 (HTTP 507): no room for another disk (free some space)',
