@@ -9,6 +9,7 @@ import {
   BLKIF_OP_READ,
   BLKIF_OP_WRITE,
   BLKIF_OP_WRITE_BARRIER,
+  BLKIF_RSP_ERROR,
   BLKIF_RSP_OKAY,
   encodeRequest,
   SpuriousEventBackoff,
@@ -56,6 +57,38 @@ const demoPasses = async (socket: string) =>
   ).toBe('verified\n');
 
 describe('hostile frontend against pvblk host', () => {
+  it("a guest that makes Dom0 log while Dom0's console reads nothing: Dom0 keeps serving, and every line comes later", async () => {
+    const s = await startSystem();
+    sys = s;
+    const good = await s.guest('good');
+    const f = await rawGuest(s.url, s.api, 'noisy');
+    raws.push(f);
+    // the console stops reading Dom0's log (a stopped `pvblk up`): what Dom0 writes piles up in its
+    // stdout socket, then in Dom0 itself
+    s.host.proc.stdout!.pause();
+    const seen = s.host.records.length;
+    // reads of grants the guest never gave: each is answered ERROR and logged at KERN_DEBUG (these
+    // processes log at debug), about 180 bytes a line, 1 MB for 6,016 — far more than the socket holds
+    const total = 188 * 32;
+    for (let id = 0; id < total; id += 32) {
+      f.push(Array.from({ length: 32 }, (_, i) => rw(BLKIF_OP_READ, id + i, 0, 50_000 + i)));
+      const rsps = await f.responses(32, `answers to bad reads ${id}..${id + 31}`);
+      expect(rsps.every((r) => r.status === BLKIF_RSP_ERROR)).toBe(true);
+    }
+    // and another guest is served all along
+    await demoPasses(good.socket);
+    const read = s.host.records.length - seen;
+    expect(read).toBeLessThan(total / 2);
+    // once the console reads again, every line Dom0 logged meanwhile comes, in order, none dropped
+    s.host.proc.stdout!.resume();
+    const isBadRead = (r: Record<string, unknown>) =>
+      r.kmsg === true && String(r.msg).startsWith('xen-blkback:') && r.klevel === 7;
+    const badReads = () => s.host.records.slice(seen).filter(isBadRead);
+    await eventually(async () => badReads().length >= total, "Dom0's held lines to be read");
+    expect(badReads()).toHaveLength(total);
+    expect(s.host.records.some((r) => r.event === 'log-dropped')).toBe(false);
+  });
+
   it('XSA-332: a flood of events with no request is backed off by the lateeoi rule; other guests keep being served', async () => {
     const s = await startSystem();
     sys = s;

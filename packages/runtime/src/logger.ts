@@ -3,12 +3,17 @@
  * the `pvblk` supervisor read those. With PVBLK_LOG_FORMAT=pretty a process renders its own records
  * for humans instead (what `docker compose up` shows).
  *
+ * Lines go out through the process's stdout sink (log-sink.ts), which never waits for a reader that
+ * has stopped: it holds what the reader has not taken, drops and counts past a bound, and writes what
+ * it holds when the process exits.
+ *
  * Kernel-style messages (`end_request: I/O error, dev xvda, sector 4656`) are records with `kmsg: true`,
  * the printk level and the dmesg timestamp: the renderer prints them exactly as dmesg would.
  */
 import pino, { type Logger } from 'pino';
 import { PvblkError } from '@pvblk/shared';
 import { renderRecord } from './render.ts';
+import { droppedRecord, stdoutSink, type LogSink } from './log-sink.ts';
 
 export type LogFormat = 'json' | 'pretty';
 
@@ -31,20 +36,23 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): LogLevel 
   return v as LogLevel;
 }
 
-export function createLogger(name: string, opts: { format?: LogFormat; level?: LogLevel } = {}): Logger {
+export function createLogger(
+  name: string,
+  opts: { format?: LogFormat; level?: LogLevel; sink?: LogSink } = {},
+): Logger {
   const format = opts.format ?? logFormatFromEnv();
   const level = opts.level ?? logLevelFromEnv();
+  const sink = opts.sink ?? stdoutSink();
   const base = { name };
   if (format === 'json') {
-    return pino(
-      { level, base, timestamp: pino.stdTimeFunctions.epochTime },
-      pino.destination({ dest: 1, sync: true }),
-    );
+    sink.droppedLine = (n) => JSON.stringify(droppedRecord(n, name)) + '\n';
+    return pino({ level, base, timestamp: pino.stdTimeFunctions.epochTime }, sink);
   }
+  sink.droppedLine = (n) => (renderRecord(droppedRecord(n, name)) ?? '') + '\n';
   const out = {
     write(line: string) {
       const text = renderRecord(JSON.parse(line) as Record<string, unknown>);
-      if (text !== null) process.stdout.write(text + '\n');
+      if (text !== null) sink.write(text + '\n');
     },
   };
   return pino({ level, base, timestamp: pino.stdTimeFunctions.epochTime }, out);

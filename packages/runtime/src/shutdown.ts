@@ -8,12 +8,12 @@
  * an `ipc` stdio entry: the kernel closes it when the parent dies, however it dies (SIGKILL included),
  * and the child sees `disconnect` — no polling. The same channel carries the supervisor's one request,
  * `flush`: the process answers with a record `{event: "flushed", id}` on its stdout. Log records are
- * written synchronously to fd 1 (logger.ts), so the answer follows every record the process logged
- * before it: once the supervisor reads it, it has read them all. It is written whatever the log level.
+ * written to fd 1 through one sink (log-sink.ts), in order, so the answer follows every record the
+ * process logged before it: once the supervisor reads it, it has read them all. It is written whatever the log level.
  *
  * Without a supervisor (docker, a process started by hand) only the signals apply.
  */
-import { writeSync } from 'node:fs';
+import { stdoutSink } from './log-sink.ts';
 
 type Cleanup = (reason: string) => Promise<void>;
 
@@ -66,7 +66,7 @@ export function watchForShutdown(): void {
     process.on('message', (m: unknown) => {
       const req = m as { type?: unknown; id?: unknown } | null;
       if (req?.type === 'flush' && typeof req.id === 'number') {
-        writeSync(1, JSON.stringify({ time: Date.now(), event: 'flushed', id: req.id }) + '\n');
+        stdoutSink().write(JSON.stringify({ time: Date.now(), event: 'flushed', id: req.id }) + '\n');
       }
     });
   }
