@@ -9,18 +9,39 @@ afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
 
-/** The child, its stdout left unread (paused) until the test reads it. */
-function start(mode: 'stall' | 'exit', count: number, holdBytes: number) {
-  const proc = spawn(process.execPath, ['--import', 'tsx', FIXTURE, mode, String(count), String(holdBytes)], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
+type Mode = 'stall' | 'exit' | 'signal' | 'plain';
+const LIMIT_MS = 15_000;
+
+/**
+ * The child, its stdout a socket left unread (paused) until the test reads it; `viaPipe` puts a
+ * shell pipe (`| cat`) between the child's stdout and the test instead.
+ */
+function start(mode: Mode, count: number, holdBytes: number, viaPipe = false) {
+  const argv = ['--import', 'tsx', FIXTURE, mode, String(count), String(holdBytes)];
+  const quoted = [process.execPath, ...argv].map((a) => `'${a}'`).join(' ');
+  const proc = viaPipe
+    ? spawn('/bin/sh', ['-c', `${quoted} | cat`], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   children.push(proc);
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const closed = new Promise<number | null>((res) => proc.on('close', (code) => res(code)));
-  /** Reads the rest of stdout, from now on, to its end; `seen` tells when some text has come. */
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+    proc.on('close', (code, signal) => res({ code, signal })),
+  );
+  const failAfter = (what: string) =>
+    new Promise<never>((_, reject) => {
+      setTimeout(
+        () => reject(new Error(`no word from the child in ${LIMIT_MS} ms that ${what}`)),
+        LIMIT_MS,
+      ).unref();
+    });
+  const endedBefore = (what: string) =>
+    closed.then(({ code, signal }) => {
+      throw new Error(`the child ended (${code ?? signal}) before ${what}; stderr: ${stderr}`);
+    });
   let text = '';
   const readers: Array<() => void> = [];
+  /** Reads the rest of stdout, from now on, to its end. */
   const readAll = async (): Promise<Record<string, unknown>[]> => {
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
       text += d;
@@ -32,29 +53,28 @@ function start(mode: 'stall' | 'exit', count: number, holdBytes: number) {
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   };
-  const seen = (needle: string) =>
-    new Promise<void>((resolve, reject) => {
-      const check = () => (text.includes(needle) ? resolve() : undefined);
-      readers.push(check);
-      void closed.then((code) => reject(new Error(`ended (${code}) before writing ${needle}`)));
-      check();
-    });
+  /** Resolves once `needle` has been read from stdout (or said on stderr). */
+  const seen = (needle: string, on: 'stdout' | 'stderr' = 'stdout') =>
+    Promise.race([
+      new Promise<void>((resolve) => {
+        const check = () => ((on === 'stdout' ? text : stderr).includes(needle) ? resolve() : undefined);
+        if (on === 'stdout') readers.push(check);
+        else proc.stderr!.on('data', check);
+        check();
+      }),
+      endedBefore(`writing ${needle}`),
+      failAfter(`it wrote ${needle}`),
+    ]);
   // bounded: a child whose writes wait for the reader never gets this far, and says nothing
   const message = <T>(what: string): Promise<T> =>
-    Promise.race([
-      once(proc, 'message').then(([m]) => m as T),
-      closed.then((code) => {
-        throw new Error(`the child ended (${code}) before ${what}; stderr: ${stderr}`);
-      }),
-      new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error(`no word from the child in 15 s that ${what}`)), 15_000).unref(),
-      ),
-    ]);
+    Promise.race([once(proc, 'message').then(([m]) => m as T), endedBefore(what), failAfter(what)]);
   return { proc, closed, readAll, seen, message, stderr: () => stderr };
 }
 
+const seqs = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+
 describe("a process's log when its stdout stops being read", () => {
-  it('goes on without waiting for the reader, holds up to its bound, and counts what it dropped where it was', async () => {
+  it('goes on without waiting for the reader, holds up to its bound, counts what it dropped where it was, and never drops the answer to a flush', async () => {
     const count = 10_000; // about 2.8 MB of records, far more than the socket holds
     const holdBytes = 256 * 1024;
     const c = start('stall', count, holdBytes);
@@ -66,45 +86,49 @@ describe("a process's log when its stdout stops being read", () => {
     // and its event loop runs
     c.proc.send('ping');
     expect(await c.message<string>('it answered a ping')).toBe('pong');
+    // the supervisor's flush (shutdown.ts), asked while records are being dropped: it waits for the answer
+    c.proc.send({ type: 'flush', id: 7 });
+    c.proc.send('ping');
+    expect(await c.message<string>('it answered a second ping')).toBe('pong');
     const records = c.readAll();
-    // once the reader is back, what was held goes out, then the notice of what was dropped
-    await c.seen('"event":"log-dropped"');
+    await c.seen('"event":"flushed"');
     c.proc.send('last');
     const got = await records;
-    expect(await c.closed).toBe(0);
+    expect((await c.closed).code).toBe(0);
 
-    const notices = got.filter((r) => r.event === 'log-dropped');
-    expect(notices).toHaveLength(1);
-    const gap = got.indexOf(notices[0]);
-    const before = got.slice(0, gap).map((r) => r.seq as number);
-    const after = got.slice(gap + 1).map((r) => r.seq as number);
-    const dropped = notices[0].dropped as number;
-    expect(dropped).toBeGreaterThan(0);
-    expect(notices[0]).toMatchObject({ level: 40, name: 'child' });
-    expect(notices[0].msg).toBe(`** ${dropped} log records dropped: stdout was not being read **`);
-    // what was written before the gap is every record from the first, in order; what follows it
-    // takes up exactly where the dropped ones end, and the last record comes last
-    expect(before).toEqual(Array.from({ length: before.length }, (_, i) => i));
-    expect(after).toEqual(
-      Array.from({ length: count + 1 - before.length - dropped }, (_, i) => before.length + dropped + i),
-    );
-    expect(after.at(-1)).toBe(count);
+    const notice = got.findIndex((r) => r.event === 'log-dropped');
+    expect(notice).toBeGreaterThan(0);
+    const dropped = got[notice].dropped as number;
+    expect(got[notice]).toMatchObject({ level: 40, name: 'child' });
+    expect(got[notice].msg).toBe(`** ${dropped} log records dropped: stdout was not being read **`);
+    // every record from the first, in order, up to the gap; the notice where it is; the flush's
+    // answer next; then the last record: nothing else was lost, nothing came twice
+    expect(got.slice(0, notice).map((r) => r.seq)).toEqual(seqs(0, notice));
+    expect(notice + dropped).toBe(count);
+    expect(got.slice(notice + 1)).toMatchObject([
+      { event: 'flushed', id: 7 },
+      { seq: count, msg: 'last' },
+    ]);
   });
 
-  it('writes every record it holds before the process exits, however it exits', async () => {
+  it('writes every record it holds before the process exits', async () => {
     const count = 3_000; // about 840 KB: more than the socket holds, less than the 4 MiB bound
     const c = start('exit', count, 4 * 1024 * 1024);
     // the child has logged everything and called process.exit with the records still held
-    await new Promise<void>((resolve, reject) => {
-      const check = () => (c.stderr().includes('exiting') ? resolve() : undefined);
-      c.proc.stderr!.on('data', check);
-      void c.closed.then((code) => reject(new Error(`ended (${code}) before saying so: ${c.stderr()}`)));
-      setTimeout(() => reject(new Error('the child did not get to its exit in 15 s')), 15_000).unref();
-      check();
-    });
+    await c.seen('exiting', 'stderr');
     const got = await c.readAll();
-    expect(await c.closed).toBe(3);
-    expect(got.map((r) => r.seq)).toEqual(Array.from({ length: count }, (_, i) => i));
+    expect((await c.closed).code).toBe(3);
+    expect(got.map((r) => r.seq)).toEqual(seqs(0, count));
+  });
+
+  it('writes every record it holds before a signal ends it, with no cleanup registered yet', async () => {
+    const count = 3_000;
+    const c = start('signal', count, 4 * 1024 * 1024);
+    await c.seen('logged', 'stderr');
+    c.proc.kill('SIGTERM');
+    const got = await c.readAll();
+    expect((await c.closed).signal).toBe('SIGTERM');
+    expect(got.map((r) => r.seq)).toEqual(seqs(0, count));
   });
 
   it('stops writing, and lives on, when the reader has gone', async () => {
@@ -114,7 +138,15 @@ describe("a process's log when its stdout stops being read", () => {
     expect(logged.logged).toBe(10_000);
     expect(logged.pending).toBe(0);
     c.proc.send('last');
-    expect(await c.closed).toBe(0);
+    expect((await c.closed).code).toBe(0);
     expect(c.stderr()).toBe('');
+  });
+
+  it('writes through a shell pipe (a FIFO, which it opens again non-blocking) as through a socket', async () => {
+    const c = start('plain', 100, 4 * 1024 * 1024, true);
+    const got = await c.readAll();
+    expect((await c.closed).code).toBe(0);
+    expect(c.stderr()).toBe('');
+    expect(got.map((r) => r.seq)).toEqual(seqs(0, 100));
   });
 });

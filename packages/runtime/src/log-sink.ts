@@ -9,26 +9,34 @@
  * "** N printk messages dropped **" where they were.
  *
  * So each line is written with one non-blocking write(2). What the reader does not take at once is
- * held, in order, and written as it takes more (tried every `retryMs`). Once `holdBytes` are held,
- * new lines are dropped and counted until everything held is out; then `droppedLine(n)` is written
- * where they would have been. Nothing is ever in flight between the process and the kernel — every
- * write is a synchronous call that takes what it can — so at exit what is held is written there and
- * then, waiting up to `exitWaitMs` for the reader. (pino's own asynchronous destination, tried for
- * this, lost the chunk it had in flight when the process exited: a process's last words.)
+ * held, in order, and written as it takes more (tried every `retryMs`, and only then: a write that
+ * would fail with EAGAIN costs Node an exception). Once `holdBytes` are held, new lines are dropped
+ * and counted until everything held is out; then `droppedLine(n)` is written where they would have
+ * been. A line the reader must see (`writeKept`: the answer to the supervisor's flush, which it
+ * waits for) is held past the bound instead. Nothing is ever in flight between the process and the
+ * kernel — every write is a synchronous call that takes what it can — so at exit what is held is
+ * written there and then, waiting up to `exitWaitMs` for the reader: 2 s, under the 5 s that `pvblk
+ * up` and compose give a process to stop before SIGKILL. (pino's own asynchronous destination, tried
+ * for this, lost the chunk it had in flight when the process exited: a process's last words.) Lines
+ * written after that, by later 'exit' listeners, are written the same way at once.
  *
- * The descriptor has to be non-blocking for any of this. For stdout and stderr that is what Node does
- * when the process first touches `process.stdout`/`process.stderr` and the descriptor is a pipe or a
- * socket (libuv's `uv_pipe_open`/`uv_tcp_open` set O_NONBLOCK); a terminal Node keeps blocking, so a
- * process started by hand in a terminal still waits for it, and a file never makes anyone wait.
+ * The descriptor has to be non-blocking for any of this. Node makes a pipe's or socket's stdout
+ * non-blocking when it wraps it as `process.stdout` (libuv's `uv_pipe_open` sets O_NONBLOCK), which in
+ * pvblk's processes happens as they start (their module loader's thread); a terminal it keeps
+ * blocking. So a pipe or terminal is opened again through /proc/self/fd with O_NONBLOCK, a description
+ * of the sink's own that depends on neither (a terminal the operator paused with Ctrl-S no longer
+ * holds the process either). A socket cannot be opened so: for one, or without /proc, the sink
+ * touches `process.stdout` and has Node set the flag. A file never makes anyone wait and is written
+ * as it is.
  */
-import { writeSync, writevSync } from 'node:fs';
+import { constants, fstatSync, openSync, writeSync, writevSync } from 'node:fs';
 
 export interface LogSinkOptions {
   /** Bytes held for a reader that is behind before lines are dropped (default 4 MiB). */
   holdBytes?: number;
   /** How often held lines are tried again (default 10 ms). */
   retryMs?: number;
-  /** How long an exiting process waits for its reader to take what is held (default 10 s). */
+  /** How long an exiting process waits for its reader to take what is held (default 2 s). */
   exitWaitMs?: number;
 }
 
@@ -51,6 +59,9 @@ export function droppedRecord(n: number, name?: string): Record<string, unknown>
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
+/** Errors that mean nobody will ever read what is written: the sink stops writing. */
+const READER_GONE = new Set(['EPIPE', 'ECONNRESET', 'ENOTCONN', 'EBADF']);
+
 export class LogSink {
   private readonly held: Buffer[] = [];
   private heldBytes = 0;
@@ -64,17 +75,16 @@ export class LogSink {
   private readonly exitWaitMs: number;
   droppedLine: DroppedLine = (n) => JSON.stringify(droppedRecord(n)) + '\n';
 
-  constructor(
-    private readonly fd: number,
-    opts: LogSinkOptions = {},
-  ) {
+  private readonly fd: number;
+  /** The process is exiting: what is written is written at once, waiting for the reader. */
+  private exiting = false;
+
+  constructor(fd: number, opts: LogSinkOptions = {}) {
+    this.fd = nonBlocking(fd);
     this.holdBytes = opts.holdBytes ?? DEFAULT_LOG_HOLD_BYTES;
     this.retryMs = opts.retryMs ?? 10;
-    this.exitWaitMs = opts.exitWaitMs ?? 10_000;
-    // Node sets a pipe's or socket's O_NONBLOCK as it wraps it (see above); nothing else is used.
-    if (fd === 1) void process.stdout;
-    else if (fd === 2) void process.stderr;
-    process.on('exit', () => this.flushAtExit());
+    this.exitWaitMs = opts.exitWaitMs ?? 2_000;
+    process.on('exit', () => this.flushNow());
   }
 
   /** Bytes waiting for the reader. */
@@ -82,10 +92,9 @@ export class LogSink {
     return this.heldBytes;
   }
 
-  /** One or more whole lines (pino calls this with each record). */
+  /** One or more whole lines (pino calls this with each record); dropped when too much is held. */
   write(text: string): boolean {
     if (this.gone) return true;
-    if (this.heldBytes > 0 || this.dropped > 0) this.drain();
     if (this.heldBytes === 0) {
       // the common case: the reader keeps up and the line goes at once
       const n = this.tryWrite(text);
@@ -95,8 +104,44 @@ export class LogSink {
     } else {
       this.hold(Buffer.from(text));
     }
-    this.schedule();
+    this.after();
     return true;
+  }
+
+  /** Lines the reader must get, held past the bound if need be (after the notice of any dropped). */
+  writeKept(text: string): void {
+    if (this.gone) return;
+    if (this.heldBytes === 0) {
+      this.write(text);
+      return;
+    }
+    if (this.dropped > 0) {
+      this.hold(Buffer.from(this.droppedLine(this.dropped)));
+      this.dropped = 0;
+    }
+    this.hold(Buffer.from(text));
+    this.after();
+  }
+
+  /**
+   * Writes everything held, waiting up to `exitWaitMs` for the reader; from then on every line is
+   * written so. Run at 'exit', and by whoever ends the process another way (a signal re-raised).
+   */
+  flushNow(): void {
+    this.exiting = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const deadline = Date.now() + this.exitWaitMs;
+    for (;;) {
+      this.drain();
+      if (this.gone || (this.heldBytes === 0 && this.dropped === 0) || Date.now() >= deadline) return;
+      Atomics.wait(sleeper, 0, 0, 5);
+    }
+  }
+
+  private after(): void {
+    if (this.exiting) this.flushNow();
+    else this.schedule();
   }
 
   private hold(buf: Buffer): void {
@@ -122,8 +167,8 @@ export class LogSink {
   }
 
   private failed(e: unknown): number {
-    if ((e as NodeJS.ErrnoException).code === 'EAGAIN') return 0;
-    // EPIPE, EBADF, …: there is no reader left to wait for
+    // EAGAIN: the reader is behind; ENOSPC, EIO, …: a file that may take more later. Held, tried again.
+    if (!READER_GONE.has(String((e as NodeJS.ErrnoException).code))) return 0;
     this.gone = true;
     this.held.length = 0;
     this.heldBytes = 0;
@@ -161,27 +206,45 @@ export class LogSink {
       this.drain();
       this.schedule();
     }, this.retryMs);
-    // held lines do not keep a process alive: its exit writes them (flushAtExit)
+    // held lines do not keep a process alive: its exit writes them (flushNow)
     this.timer.unref();
-  }
-
-  /** At exit: everything held, waiting for the reader up to `exitWaitMs`. */
-  private flushAtExit(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    const deadline = Date.now() + this.exitWaitMs;
-    for (;;) {
-      this.drain();
-      if (this.gone || (this.heldBytes === 0 && this.dropped === 0) || Date.now() >= deadline) return;
-      Atomics.wait(sleeper, 0, 0, 5);
-    }
   }
 }
 
 let stdout: LogSink | null = null;
 
-/** The process's one sink for fd 1: its logger and the supervisor's flush answers share it, in order. */
-export function stdoutSink(): LogSink {
-  stdout ??= new LogSink(1);
+/**
+ * The process's one sink for fd 1: its logger and the supervisor's flush answers share it, in order.
+ * `opts` apply when the first call makes it.
+ */
+export function stdoutSink(opts?: LogSinkOptions): LogSink {
+  stdout ??= new LogSink(1, opts);
   return stdout;
+}
+
+/** Writes what the process's stdout sink holds, if it has one: before it ends other than by exit(). */
+export function flushStdoutSink(): void {
+  stdout?.flushNow();
+}
+
+/** `fd`, non-blocking, or a non-blocking descriptor of our own for the same pipe or terminal (see above). */
+function nonBlocking(fd: number): number {
+  let st;
+  try {
+    st = fstatSync(fd);
+  } catch {
+    return fd; // closed: the first write says so (EBADF), and the sink stops
+  }
+  if (st.isFIFO() || st.isCharacterDevice()) {
+    try {
+      return openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch {
+      // no /proc (not Linux), or a pipe with no reader left (ENXIO): as for a socket
+    }
+  }
+  if (st.isFIFO() || st.isSocket()) {
+    if (fd === 1) void process.stdout;
+    else if (fd === 2) void process.stderr;
+  }
+  return fd;
 }

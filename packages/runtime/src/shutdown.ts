@@ -13,7 +13,7 @@
  *
  * Without a supervisor (docker, a process started by hand) only the signals apply.
  */
-import { stdoutSink } from './log-sink.ts';
+import { flushStdoutSink, stdoutSink } from './log-sink.ts';
 
 type Cleanup = (reason: string) => Promise<void>;
 
@@ -31,6 +31,8 @@ function end(reason: string, signal: NodeJS.Signals | null): void {
     // Nothing to clean up yet (still starting): end as the signal would have, or quietly when the
     // supervisor is gone.
     for (const s of SIGNALS) process.removeAllListeners(s);
+    // a re-raised signal ends the process without 'exit': what the log holds goes first
+    flushStdoutSink();
     if (signal) process.kill(process.pid, signal);
     else process.exit(1);
     return;
@@ -66,7 +68,8 @@ export function watchForShutdown(): void {
     process.on('message', (m: unknown) => {
       const req = m as { type?: unknown; id?: unknown } | null;
       if (req?.type === 'flush' && typeof req.id === 'number') {
-        stdoutSink().write(JSON.stringify({ time: Date.now(), event: 'flushed', id: req.id }) + '\n');
+        // held past the bound if need be: the supervisor waits for it
+        stdoutSink().writeKept(JSON.stringify({ time: Date.now(), event: 'flushed', id: req.id }) + '\n');
       }
     });
   }
