@@ -21,8 +21,9 @@
  * written after that, by later 'exit' listeners, are written the same way at once.
  *
  * The descriptor has to be non-blocking for any of this. Node makes a pipe's or socket's stdout
- * non-blocking when it wraps it as `process.stdout` (libuv's `uv_pipe_open` sets O_NONBLOCK), which in
- * pvblk's processes happens as they start (their module loader's thread); a terminal it keeps
+ * non-blocking when it wraps it as `process.stdout` (libuv's `uv_pipe_open` sets O_NONBLOCK); in
+ * pvblk's processes, started with the TypeScript loader, the flag is already set before any of
+ * pvblk's code runs (`/proc/self/fdinfo/1`), and it is not without a loader. A terminal Node keeps
  * blocking. So a pipe or terminal is opened again through /proc/self/fd with O_NONBLOCK, a description
  * of the sink's own that depends on neither (a terminal the operator paused with Ctrl-S no longer
  * holds the process either). A socket cannot be opened so: for one, or without /proc, the sink
