@@ -866,8 +866,10 @@ describe('pvblk bench: a run', () => {
     expect(g.blkback.notify_received).toBeGreaterThan(0);
     expect(d.upcalls).toBeGreaterThan(0);
     // a request's frame leaves at its doorbell (the push's NOTIFY_IF); EOI rides with the next frame
-    // instead of costing one: about one frame per request each way
-    expect(g.broker.framesIn).toBeLessThanOrEqual(d.requests + 2);
+    // instead of costing one: about one frame per request each way. An EOI goes alone when no
+    // doorbell follows in the turn of the loop it waits for, which is timing: 33 requests took 34-37
+    // frames from the guest in twelve runs (the bound here was + 2 until a CI run met 36)
+    expect(g.broker.framesIn).toBeLessThanOrEqual(d.requests + 4);
     expect(j.pvblk.dom0_broker.framesIn).toBeLessThanOrEqual(d.requests + 4);
   });
 
