@@ -6,13 +6,7 @@ export {
   type LogFormat,
   type LogLevel,
 } from './logger.ts';
-export {
-  LogSink,
-  stdoutSink,
-  droppedRecord,
-  DEFAULT_LOG_HOLD_BYTES,
-  type LogSinkOptions,
-} from './log-sink.ts';
+export { stdoutSink } from './log-sink.ts';
 export { renderRecord, isKmsgRecord, type KmsgRecord } from './render.ts';
 export { DomainKernelLog } from './kernel-log.ts';
 export { onShutdown, watchForShutdown, supervised } from './shutdown.ts';

@@ -13,7 +13,7 @@
 import pino, { type Logger } from 'pino';
 import { PvblkError } from '@pvblk/shared';
 import { renderRecord } from './render.ts';
-import { droppedRecord, stdoutSink, type LogSink } from './log-sink.ts';
+import { droppedRecord, stdoutSink } from './log-sink.ts';
 
 export type LogFormat = 'json' | 'pretty';
 
@@ -36,13 +36,10 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): LogLevel 
   return v as LogLevel;
 }
 
-export function createLogger(
-  name: string,
-  opts: { format?: LogFormat; level?: LogLevel; sink?: LogSink } = {},
-): Logger {
+export function createLogger(name: string, opts: { format?: LogFormat; level?: LogLevel } = {}): Logger {
   const format = opts.format ?? logFormatFromEnv();
   const level = opts.level ?? logLevelFromEnv();
-  const sink = opts.sink ?? stdoutSink();
+  const sink = stdoutSink();
   const base = { name };
   if (format === 'json') {
     sink.droppedLine = (n) => JSON.stringify(droppedRecord(n, name)) + '\n';

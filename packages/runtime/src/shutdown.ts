@@ -9,7 +9,8 @@
  * and the child sees `disconnect` — no polling. The same channel carries the supervisor's one request,
  * `flush`: the process answers with a record `{event: "flushed", id}` on its stdout. Log records are
  * written to fd 1 through one sink (log-sink.ts), in order, so the answer follows every record the
- * process logged before it: once the supervisor reads it, it has read them all. It is written whatever the log level.
+ * process logged before it: once the supervisor reads it, it has read them all. It is written
+ * whatever the log level, and never dropped.
  *
  * Without a supervisor (docker, a process started by hand) only the signals apply.
  */
