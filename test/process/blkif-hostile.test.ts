@@ -56,13 +56,19 @@ const demoPasses = async (socket: string) =>
     ).out,
   ).toBe('verified\n');
 
+/** pvblk's hypervisor and host, a guest `good` and this test's raw frontend `raw`, stopped after the test. */
+async function withGoodGuest(raw: string) {
+  const s = await startSystem();
+  sys = s;
+  const good = await s.guest('good');
+  const f = await rawGuest(s.url, s.api, raw);
+  raws.push(f);
+  return { s, good, f };
+}
+
 describe('hostile frontend against pvblk host', () => {
   it("a guest that makes Dom0 log while Dom0's console reads nothing: Dom0 keeps serving, and every line comes later", async () => {
-    const s = await startSystem();
-    sys = s;
-    const good = await s.guest('good');
-    const f = await rawGuest(s.url, s.api, 'noisy');
-    raws.push(f);
+    const { s, good, f } = await withGoodGuest('noisy');
     // the console stops reading Dom0's log (a stopped `pvblk up`): what Dom0 writes piles up in its
     // stdout socket, then in Dom0 itself
     s.host.proc.stdout!.pause();
@@ -96,11 +102,7 @@ describe('hostile frontend against pvblk host', () => {
   });
 
   it('XSA-332: a flood of events with no request is backed off by the lateeoi rule; other guests keep being served', async () => {
-    const s = await startSystem();
-    sys = s;
-    const good = await s.guest('good');
-    const f = await rawGuest(s.url, s.api, 'flood');
-    raws.push(f);
+    const { s, good, f } = await withGoodGuest('flood');
     const sends = 20_000;
     for (let i = 0; i < sends; i++) {
       f.xc.evtchn.send(f.port);
