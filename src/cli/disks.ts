@@ -9,9 +9,8 @@ import { join, resolve } from 'node:path';
 import {
   DEFAULT_SCSI_DEBUG_PARAMS,
   formatScsiDebugParams,
-  HostDisks,
   parseScsiDebugParams,
-} from '@pvblk/backend';
+} from '@pvblk/backend/scsi-params';
 import { PvblkError, type KernelLog } from '@pvblk/shared';
 import { LOCK_FILE, pvblkProcessAlive, fsErrorText, type StackInfo } from './lock.ts';
 
@@ -78,7 +77,9 @@ export async function removeDisks(dir: string, guests: string[]): Promise<string
       await rm(join(dataDir, REGISTRY), { force: true });
       return Object.keys(reg);
     }
-    // the files of a guest's disk are named by the host (sdg, sdh, …): HostDisks knows them
+    // the files of a guest's disk are named by the host (sdg, sdh, …): HostDisks knows them. Dom0's
+    // disk code is loaded here only: `pvblk up` and `run` read the registry on every start, and no more
+    const { HostDisks } = await import('@pvblk/backend');
     const disks = new HostDisks({ dataDir, klog: quietLog });
     for (const g of guests) await disks.remove(g);
     return guests;

@@ -7,10 +7,9 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_CONSOLE_LOGLEVEL, formatKmsg, PvblkError } from '@pvblk/shared';
-import { controlSocketAnswers, runInGuest } from '@pvblk/frontend';
+import { controlSocketAnswers, runInGuest } from '@pvblk/frontend/control';
 import { intOption } from './options.ts';
-import { defaultRunDir, shellStatus } from './stack.ts';
-import { cliCommand } from './local.ts';
+import { cliCommand, defaultRunDir, shellStatus } from './shell.ts';
 
 /** The guests whose control sockets in `runDir` answer; sockets left by dead guests are skipped. */
 export async function liveGuests(runDir: string): Promise<string[]> {

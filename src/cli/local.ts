@@ -5,18 +5,19 @@
  * behind — no process, no control socket, no temporary directory, no lock.
  */
 import { mkdir, rm } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
-import { delimiter, join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Server } from 'node:net';
 import { Option, type Command } from 'commander';
-import { capacityBlocks, parseScsiDebugParams, partitionProblem } from '@pvblk/backend';
+import { partitionProblem } from '@pvblk/backend/partition';
+import { capacityBlocks, parseScsiDebugParams } from '@pvblk/backend/scsi-params';
 import { logLevelFromEnv } from '@pvblk/runtime';
 import { PvblkError, XENBUS_MAX_RING_GRANT_ORDER } from '@pvblk/shared';
 import { guestNames, intOption } from './options.ts';
 import { StackLock, type StackInfo } from './lock.ts';
+import { defaultRunDir } from './shell.ts';
 import { registry, removeDisks } from './disks.ts';
 import { serveStackControl } from './stack-control.ts';
-import { defaultRunDir, startStack, type RunningStack, type StackOptions, type Supervisor } from './stack.ts';
+import { startStack, type RunningStack, type StackOptions, type Supervisor } from './stack.ts';
 
 export function defaultDataDir(): string {
   return process.env.PVBLK_DATA_DIR ?? '.pvblk/data';
@@ -231,27 +232,4 @@ export class LocalStack {
     })();
     return this.stopped;
   }
-}
-
-/**
- * How to run pvblk again, as the user can type it here: `npx pvblk` when started that way from the
- * clone, `pvblk` when that name on PATH is this CLI (npm link), else `node <path of the entry point>`.
- */
-export function cliCommand(): string {
-  const real = (p: string) => {
-    try {
-      return realpathSync(p);
-    } catch {
-      return null;
-    }
-  };
-  const bin = real(process.argv[1] ?? '');
-  if (!bin) return 'pvblk';
-  if (process.env.npm_command === 'exec' && real(join(process.cwd(), 'bin', 'pvblk.mjs')) === bin)
-    return 'npx pvblk';
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir && real(join(dir, 'pvblk')) === bin) return 'pvblk';
-  }
-  const rel = relative(process.cwd(), bin);
-  return `node ${rel.startsWith('..') ? bin : rel}`;
 }

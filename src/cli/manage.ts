@@ -6,7 +6,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { PvblkError } from '@pvblk/shared';
-import { defaultRunDir } from './stack.ts';
+import { defaultRunDir } from './shell.ts';
 import { defaultDataDir } from './local.ts';
 import { LOCK_FILE, readStack, type StackInfo } from './lock.ts';
 import { askStack } from './stack-control.ts';

@@ -13,11 +13,12 @@
 import type { Command } from 'commander';
 import { DEFAULT_CONSOLE_LOGLEVEL, formatKmsg, type KernelMessage } from '@pvblk/shared';
 import { renderRecord } from '@pvblk/runtime';
-import { runInGuest } from '@pvblk/frontend';
+import { runInGuest } from '@pvblk/frontend/control';
 import { PrefixedConsole } from './console.ts';
 import { LocalStack, stackOptions, type StackCli } from './local.ts';
 import { guestNames, intOption } from './options.ts';
-import { describeExit, shellStatus, Supervisor, type LogRecord } from './stack.ts';
+import { describeExit, Supervisor, type LogRecord } from './stack.ts';
+import { shellStatus } from './shell.ts';
 
 export function registerRun(program: Command, fail: (e: unknown) => never): void {
   stackOptions(

@@ -6,13 +6,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import { constants as osConstants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { renderRecord } from '@pvblk/runtime';
 import { PvblkError } from '@pvblk/shared';
 import { baseEnv, childEnv, stackCredentials } from './child-env.ts';
+import { shellStatus } from './shell.ts';
 import { publishOperatorAccess } from './xl-access.ts';
 
 // children run the same entry point as this process (bin/pvblk.mjs in a checkout, the bundle in an image)
@@ -95,15 +95,6 @@ export interface SupervisorOptions {
   onRecord(child: string, r: LogRecord): void;
   /** Non-JSON output of a child (a crash trace). */
   onText(child: string, line: string): void;
-}
-
-export function defaultRunDir(): string {
-  return process.env.PVBLK_RUN_DIR ?? join(tmpdir(), `pvblk-${process.getuid?.() ?? 'user'}`);
-}
-
-export function shellStatus(code: number | null, signal: NodeJS.Signals | null): number {
-  if (signal) return 128 + (osConstants.signals[signal] ?? 0);
-  return code ?? 0;
 }
 
 /** "exited with status 1", "was killed by SIGKILL (status 137)". */

@@ -5,9 +5,10 @@
 import type { Command } from 'commander';
 import { renderRecord } from '@pvblk/runtime';
 import { PrefixedConsole } from './console.ts';
-import { cliCommand, LocalStack, stackOptions, type StackCli } from './local.ts';
+import { LocalStack, stackOptions, type StackCli } from './local.ts';
 import { guestNames } from './options.ts';
-import { describeExit, shellStatus, Supervisor } from './stack.ts';
+import { describeExit, Supervisor } from './stack.ts';
+import { cliCommand, shellStatus } from './shell.ts';
 
 /** A word as a POSIX shell reads it back. */
 export function shellWord(s: string): string {

@@ -8,7 +8,7 @@
 import { Buffer } from 'node:buffer';
 import type { Command } from 'commander';
 import type { XsResult } from '@pvblk/backend';
-import { defaultRunDir } from './stack.ts';
+import { defaultRunDir } from './shell.ts';
 import { operatorCall, refusal, resolveOperatorAccess, type OperatorAccess } from './xl-access.ts';
 import { formatLs, sanitiseValue, unsanitiseValue } from './xenstore-format.ts';
 

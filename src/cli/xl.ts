@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { deriveGuestToken } from '@pvblk/runtime';
 import { diskToJson, DiskSpecError, parseDiskSpec, vdevNumber, type DomInfo } from '@pvblk/backend';
-import { defaultRunDir } from './stack.ts';
+import { defaultRunDir } from './shell.ts';
 import { operatorCall, refusal, resolveOperatorAccess, type OperatorAccess } from './xl-access.ts';
 import { formatBlockRow, formatList, formatListRow, XL_BLOCK_LIST_HEADER } from './xl-format.ts';
 import { parseXlConfig } from './xl-config.ts';

@@ -17,7 +17,6 @@ export type { BlkbackStats } from './blkback/stats.ts';
 export {
   HostDisks,
   DEFAULT_DISK_LAYOUT,
-  partitionProblem,
   sdDevt,
   sdIndex,
   storageError,
@@ -59,3 +58,4 @@ export {
 export { runDriverDomain, type DriverDomainOptions } from './driver-domain.ts';
 export { DriverDomains, PLACEMENTS, placementFromEnv, type Placement } from './driver-domains.ts';
 export { BlockHotplug } from './hotplug.ts';
+export { partitionProblem } from './partition.ts';

@@ -51,3 +51,18 @@ export class PartitionDevice implements HostBlockDevice {
     return Promise.resolve();
   }
 }
+
+/**
+ * What is wrong with a partition starting at `start` (512-byte sectors) on a disk of `sectors` with
+ * `sectorSize`-byte logical blocks, or null: it must start on a logical block and hold one at least,
+ * or every request to it fails (a misaligned start, a device smaller than a block).
+ */
+export function partitionProblem(start: number, sectors: number, sectorSize: number): string | null {
+  if (start <= 0) return null;
+  const per = sectorSize / 512;
+  if (start % per !== 0)
+    return `not on a logical block (${sectorSize}-byte blocks: a multiple of ${per} sectors)`;
+  if (start + per > sectors)
+    return `past the last logical block (${sectors} sectors, ${sectorSize}-byte blocks)`;
+  return null;
+}
