@@ -9,6 +9,7 @@ import { runDomu } from '@pvblk/frontend';
 import { watchForShutdown } from '@pvblk/runtime';
 import { hypervisorOption, intOption, toolstackOption } from './options.ts';
 import { defaultRunDir } from './shell.ts';
+import { fromParent } from './from-parent.ts';
 
 export function registerDomu(program: Command, fail: (e: unknown) => never): void {
   toolstackOption(
@@ -58,22 +59,27 @@ export function registerDomu(program: Command, fail: (e: unknown) => never): voi
         ringStartIndex: number;
       }) => {
         watchForShutdown();
-        return runDomu({
-          name: o.name === '@hostname' ? hostname() : o.name,
-          hypervisorUrl: o.hypervisor,
-          toolstackUrl: o.toolstack,
-          controlPath:
-            o.control ?? join(defaultRunDir(), `${o.name === '@hostname' ? 'guest' : o.name}.sock`),
-          root: o.root ?? null,
-          workload: o.run ?? null,
-          blkfront: {
-            maxRingPageOrder: o.ringPageOrder,
-            maxQueues: o.queues,
-            maxIndirectSegments: o.indirectSegments,
-            persistentGrants: o.persistent,
-            ringStartIndex: o.ringStartIndex,
-          },
-        }).catch(fail);
+        // the hypervisor's and Dom0's addresses may come from `pvblk up` once they listen (from-parent.ts)
+        return Promise.all([fromParent('--hypervisor', o.hypervisor), fromParent('--toolstack', o.toolstack)])
+          .then(([hypervisorUrl, toolstackUrl]) =>
+            runDomu({
+              name: o.name === '@hostname' ? hostname() : o.name,
+              hypervisorUrl,
+              toolstackUrl,
+              controlPath:
+                o.control ?? join(defaultRunDir(), `${o.name === '@hostname' ? 'guest' : o.name}.sock`),
+              root: o.root ?? null,
+              workload: o.run ?? null,
+              blkfront: {
+                maxRingPageOrder: o.ringPageOrder,
+                maxQueues: o.queues,
+                maxIndirectSegments: o.indirectSegments,
+                persistentGrants: o.persistent,
+                ringStartIndex: o.ringStartIndex,
+              },
+            }),
+          )
+          .catch(fail);
       },
     );
 }

@@ -6,6 +6,7 @@ import { isPvblkError } from '@pvblk/shared';
 import { DEFAULT_HOST_QUOTAS, parseByteSize, runHost } from '@pvblk/backend';
 import { watchForShutdown } from '@pvblk/runtime';
 import { blkbackOptions, choiceOption, hypervisorOption, intOption } from './options.ts';
+import { fromParent } from './from-parent.ts';
 
 const DEFAULT_DISK = process.env.PVBLK_DISK ?? '';
 
@@ -105,24 +106,33 @@ export function registerHost(program: Command, fail: (e: unknown) => never): voi
         partitionStart: number;
       }) => {
         watchForShutdown();
-        return runHost({
-          partitionStart: o.partitionStart,
-          hypervisorUrl: o.hypervisor,
-          dataDir: o.memory ? null : o.dataDir,
-          disk: o.disk,
-          apiHost: o.apiHost,
-          apiPort: o.apiPort,
-          quotas: { maxGuests: o.maxGuests, maxDiskBytes: o.maxDiskSize, maxTotalDiskBytes: o.maxTotalDisk },
-          layout: { firstScsiHost: o.scsiHost, firstDisk: o.firstDisk },
-          blkback: {
-            dataPath: choiceOption('--data-path', ['map', 'copy'] as const)(o.dataPath),
-            persistentGrants: o.persistent,
-            integrityInline: o.piInline,
-            maxIndirectSegments: o.maxIndirectSegments,
-            maxRingPageOrder: o.maxRingPageOrder,
-            maxQueues: o.maxQueues,
-          },
-        }).catch(fail);
+        // the hypervisor's address may come from `pvblk up` once the hypervisor listens (from-parent.ts)
+        return fromParent('--hypervisor', o.hypervisor)
+          .then((hypervisorUrl) =>
+            runHost({
+              partitionStart: o.partitionStart,
+              hypervisorUrl,
+              dataDir: o.memory ? null : o.dataDir,
+              disk: o.disk,
+              apiHost: o.apiHost,
+              apiPort: o.apiPort,
+              quotas: {
+                maxGuests: o.maxGuests,
+                maxDiskBytes: o.maxDiskSize,
+                maxTotalDiskBytes: o.maxTotalDisk,
+              },
+              layout: { firstScsiHost: o.scsiHost, firstDisk: o.firstDisk },
+              blkback: {
+                dataPath: choiceOption('--data-path', ['map', 'copy'] as const)(o.dataPath),
+                persistentGrants: o.persistent,
+                integrityInline: o.piInline,
+                maxIndirectSegments: o.maxIndirectSegments,
+                maxRingPageOrder: o.maxRingPageOrder,
+                maxQueues: o.maxQueues,
+              },
+            }),
+          )
+          .catch(fail);
       },
     );
 }

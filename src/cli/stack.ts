@@ -13,6 +13,7 @@ import { renderRecord } from '@pvblk/runtime';
 import { PvblkError } from '@pvblk/shared';
 import { baseEnv, childEnv, stackCredentials } from './child-env.ts';
 import { shellStatus } from './shell.ts';
+import { FROM_PARENT } from './from-parent.ts';
 import { publishOperatorAccess } from './xl-access.ts';
 
 // children run the same entry point as this process (bin/pvblk.mjs in a checkout, the bundle in an image)
@@ -70,6 +71,11 @@ export interface ChildSpec {
   env?: Record<string, string>;
   /** Stop order when it is not the role's (`tierOf`): the relay baseline's clients, server, router. */
   tier?: number;
+  /**
+   * The values of its `@parent` options, by option name, once they are known (from-parent.ts): given
+   * when the child asks for them. Never given when this rejects (the stack then stops).
+   */
+  values?: Promise<Record<string, string>>;
 }
 
 /** How a child ended, as a shell reports it: its exit code, or 128 + the number of the signal. */
@@ -95,6 +101,28 @@ export interface SupervisorOptions {
   onRecord(child: string, r: LogRecord): void;
   /** Non-JSON output of a child (a crash trace). */
   onText(child: string, line: string): void;
+}
+
+/** Answers a child's `values?` with its `@parent` options' values, once they are known (from-parent.ts). */
+function giveValues(proc: ChildProcess, values: Promise<Record<string, string>>): void {
+  let asked = false;
+  let known: Record<string, string> | null = null;
+  const give = () => {
+    if (asked && known && proc.connected)
+      proc.send({ type: 'values', values: known }, undefined, undefined, () => {});
+  };
+  proc.on('message', (m: unknown) => {
+    if ((m as { type?: unknown } | null)?.type !== 'values?') return;
+    asked = true;
+    give();
+  });
+  values.then(
+    (v) => {
+      known = v;
+      give();
+    },
+    () => {},
+  );
 }
 
 /** "exited with status 1", "was killed by SIGKILL (status 137)". */
@@ -129,6 +157,7 @@ export class Supervisor {
     });
     // A child that is gone cannot take a message: the error is the `exited` path's business.
     proc.on('error', () => {});
+    if (spec.values) giveValues(proc, spec.values);
     const records: LogRecord[] = [];
     let markReady!: (r: LogRecord) => void;
     let failReady!: (e: Error) => void;
@@ -243,7 +272,12 @@ function tierOf(role: string | undefined): number {
   return role === 'hypervisor' ? 0 : role === 'host' ? 1 : 2;
 }
 
-/** Starts hypervisor, host and guests in order, each once the one before is ready. */
+/**
+ * Starts the hypervisor, the host and the guests, all at once: each loads its code while the others
+ * do. The host gets the hypervisor's address once the hypervisor is ready, each guest the host's API
+ * once the host is (from-parent.ts), so they come up in that order as before. Resolves when every
+ * guest is ready; on a rejection the caller stops what was started (`Supervisor.stopAll`).
+ */
 export async function startStack(sup: Supervisor, o: StackOptions): Promise<RunningStack> {
   const creds = stackCredentials();
   await mkdir(o.runDir, { recursive: true });
@@ -252,23 +286,18 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
     args: ['hypervisor', '--host', o.host, '--port', String(o.port)],
     env: childEnv('hypervisor', creds),
   });
-  const hvReady = await hv.ready;
-  const hypervisorUrl = String(hvReady.url);
-  const hostArgs = [
-    'host',
-    '--hypervisor',
-    hypervisorUrl,
-    '--disk',
-    o.disk,
-    '--api-port',
-    '0',
-    ...o.hostArgs,
-  ];
+  const hypervisorUrl = hv.ready.then((r) => String(r.url));
+  const hostArgs = ['host', '--hypervisor', FROM_PARENT, '--disk', o.disk, '--api-port', '0', ...o.hostArgs];
   if (o.dataDir) hostArgs.push('--data-dir', resolve(o.dataDir));
   else hostArgs.push('--memory');
-  const host = sup.start({ name: 'host', args: hostArgs, env: childEnv('host', creds) });
-  const apiUrl = String((await host.ready).api);
-  publishOperatorAccess(o.runDir, { api: apiUrl, hypervisor: hypervisorUrl, token: creds.operatorToken });
+  const host = sup.start({
+    name: 'host',
+    args: hostArgs,
+    env: childEnv('host', creds),
+    values: hypervisorUrl.then((u) => ({ '--hypervisor': u })),
+  });
+  const apiUrl = host.ready.then((r) => String(r.api));
+  const addresses = Promise.all([hypervisorUrl, apiUrl]);
   const sockets = new Map<string, string>();
   const guests = o.guests.map((name) => {
     const sock = join(o.runDir, `${name}.sock`);
@@ -280,9 +309,9 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
         '--name',
         name,
         '--hypervisor',
-        hypervisorUrl,
+        FROM_PARENT,
         '--toolstack',
-        apiUrl,
+        FROM_PARENT,
         '--control',
         sock,
         '--root',
@@ -290,10 +319,14 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
         ...o.guestArgs,
       ],
       env: childEnv('guest', creds, name),
+      values: addresses.then(([h, a]) => ({ '--hypervisor': h, '--toolstack': a })),
     });
   });
+  // the hypervisor's failure is reported before the host's, the host's before a guest's
+  const [hvAddress, api] = await addresses;
+  publishOperatorAccess(o.runDir, { api, hypervisor: hvAddress, token: creds.operatorToken });
   await Promise.all(guests.map((g) => g.ready));
-  return { supervisor: sup, hypervisorUrl, apiUrl, sockets };
+  return { supervisor: sup, hypervisorUrl: hvAddress, apiUrl: api, sockets };
 }
 
 /** A renderer that prefixes each line with the process name padded to a common width. */
