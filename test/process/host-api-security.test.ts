@@ -530,8 +530,11 @@ describe("pvblk up: children get an explicit environment, never Dom0's secret (f
             return false;
           }
         })
-        .map((p) => {
-          const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+        .map((p) => ({ p, argv: readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0') }))
+        // the stack's processes, not a helper of the loader's in `pvblk up` itself (tsx starts
+        // esbuild's service as a child when it compiles a file its cache does not hold)
+        .filter(({ argv }) => argv.some((a) => a.endsWith('pvblk.mjs')))
+        .map(({ p, argv }) => {
           const env = environOf(Number(p));
           // node [its flags] …/pvblk.mjs <role> …
           const role = argv[argv.findIndex((a) => a.endsWith('pvblk.mjs')) + 1];
