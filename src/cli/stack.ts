@@ -322,7 +322,7 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
       values: addresses.then(([h, a]) => ({ '--hypervisor': h, '--toolstack': a })),
     });
   });
-  // the hypervisor's failure is reported before the host's, the host's before a guest's
+  // the addresses first: no guest is ready without them, and a start that fails there fails on them
   const [hvAddress, api] = await addresses;
   publishOperatorAccess(o.runDir, { api, hypervisor: hvAddress, token: creds.operatorToken });
   await Promise.all(guests.map((g) => g.ready));
