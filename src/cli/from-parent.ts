@@ -17,6 +17,12 @@ import { PvblkError } from '@pvblk/shared';
 /** What an option given by the supervisor reads on the command line. */
 export const FROM_PARENT = '@parent';
 
+/**
+ * Set in the environment of a child whose supervisor will answer: a process with an IPC channel to
+ * something else (Node's `fork()`, a process manager) would otherwise ask and wait for ever.
+ */
+export const PARENT_GIVES_VALUES = 'PVBLK_PARENT_GIVES_VALUES';
+
 let asked: Promise<Record<string, unknown>> | null = null;
 
 function valuesOfParent(): Promise<Record<string, unknown>> {
@@ -38,7 +44,7 @@ function valuesOfParent(): Promise<Record<string, unknown>> {
 /** `given`, or when it is `@parent` the value the supervisor gives for `option`. */
 export async function fromParent(option: string, given: string): Promise<string> {
   if (given !== FROM_PARENT) return given;
-  if (typeof process.send !== 'function')
+  if (typeof process.send !== 'function' || process.env[PARENT_GIVES_VALUES] !== '1')
     throw new PvblkError(
       'EUSAGE',
       `${option} ${FROM_PARENT}: only the pvblk up, run or bench that started this process gives that value`,

@@ -13,7 +13,7 @@ import { renderRecord } from '@pvblk/runtime';
 import { PvblkError } from '@pvblk/shared';
 import { baseEnv, childEnv, stackCredentials } from './child-env.ts';
 import { shellStatus } from './shell.ts';
-import { FROM_PARENT } from './from-parent.ts';
+import { FROM_PARENT, PARENT_GIVES_VALUES } from './from-parent.ts';
 import { publishOperatorAccess } from './xl-access.ts';
 
 // children run the same entry point as this process (bin/pvblk.mjs in a checkout, the bundle in an image)
@@ -151,7 +151,11 @@ export class Supervisor {
     if (this.stopping) throw new Error(`not starting ${spec.name}: the stack is stopping`);
     const proc = spawn(process.execPath, [...this.nodeFlags, PVBLK_BIN, ...spec.args], {
       // an explicit environment, never a copy of ours (child-env.ts)
-      env: { ...(spec.env ?? baseEnv(null)), PVBLK_LOG_FORMAT: 'json' },
+      env: {
+        ...(spec.env ?? baseEnv(null)),
+        PVBLK_LOG_FORMAT: 'json',
+        ...(spec.values ? { [PARENT_GIVES_VALUES]: '1' } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       detached: true,
     });
@@ -322,10 +326,13 @@ export async function startStack(sup: Supervisor, o: StackOptions): Promise<Runn
       values: addresses.then(([h, a]) => ({ '--hypervisor': h, '--toolstack': a })),
     });
   });
-  // the addresses first: no guest is ready without them, and a start that fails there fails on them
-  const [hvAddress, api] = await addresses;
+  const guestsReady = Promise.all(guests.map((g) => g.ready));
+  guestsReady.catch(() => {});
+  // no guest is ready before the addresses are known; one that dies while it waits for them is
+  // reported then, not once the hypervisor and the host are ready
+  const [hvAddress, api] = await Promise.race([addresses, guestsReady.then(() => addresses)]);
   publishOperatorAccess(o.runDir, { api, hypervisor: hvAddress, token: creds.operatorToken });
-  await Promise.all(guests.map((g) => g.ready));
+  await guestsReady;
   return { supervisor: sup, hypervisorUrl: hvAddress, apiUrl: api, sockets };
 }
 

@@ -551,7 +551,13 @@ describe("pvblk up: children get an explicit environment, never Dom0's secret (f
       expect(op).toBeDefined();
       for (const g of ['guest1', 'guest2']) {
         const env = byName[g].env;
-        expect(Object.keys(env).filter((k) => /^PVBLK_(?!LOG_)/.test(k))).toEqual(['PVBLK_GUEST_TOKEN']);
+        // its token, and the marker that its supervisor gives its @parent options (no secret)
+        expect(
+          Object.keys(env)
+            .filter((k) => /^PVBLK_(?!LOG_)/.test(k))
+            .sort(),
+        ).toEqual(['PVBLK_GUEST_TOKEN', 'PVBLK_PARENT_GIVES_VALUES']);
+        expect(env.PVBLK_PARENT_GIVES_VALUES).toBe('1');
         expect(Object.values(env)).not.toContain(dom0);
         expect(Object.values(env)).not.toContain(op);
         expect(env.PVBLK_GUEST_TOKEN).toBe(deriveGuestToken(op, g));

@@ -1,8 +1,9 @@
+import { fork } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { pvblk, startPvblk, tempDir, waitUntil } from './helpers.ts';
+import { PVBLK, pvblk, startPvblk, tempDir, waitUntil } from './helpers.ts';
 
 /** The pids of the processes whose environment has TMPDIR=`tmp` (`pvblk up` passes its own on). */
 function processesOf(tmp: string): number[] {
@@ -111,6 +112,20 @@ describe('the stack starts its processes at once; Dom0 and the guests get the ad
     up.proc.kill('SIGKILL');
     await up.exited;
     await waitUntil(() => processesOf(dir).length === 0, 10_000, 'every process of the stack ends');
+  });
+
+  it('`@parent` under a parent with an IPC channel that is not pvblk (a Node fork) is refused, not waited on', async () => {
+    const child = fork(PVBLK, ['host', '--memory', '--hypervisor', '@parent'], {
+      env: { ...process.env, PVBLK_DOM0_SECRET: 'x'.repeat(16), PVBLK_TOOLSTACK_TOKEN: 'y'.repeat(16) },
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
+    expect(code).toBe(2);
+    expect(stderr).toBe(
+      'pvblk: --hypervisor @parent: only the pvblk up, run or bench that started this process gives that value\n',
+    );
   });
 
   it('`@parent` given by hand (no pvblk up to give it) is refused, naming the option', async () => {
