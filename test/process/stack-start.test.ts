@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PVBLK, pvblk, startPvblk, tempDir, waitUntil } from './helpers.ts';
+import { environOf, PVBLK, pvblk, startPvblk, tempDir, waitUntil } from './helpers.ts';
 
 /** The pids of the processes whose environment has TMPDIR=`tmp` (`pvblk up` passes its own on). */
 function processesOf(tmp: string): number[] {
@@ -11,8 +11,7 @@ function processesOf(tmp: string): number[] {
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(`TMPDIR=${tmp}`))
-        pids.push(Number(d));
+      if (environOf(Number(d)).TMPDIR === tmp) pids.push(Number(d));
     } catch {
       // gone, or not ours to read
     }
