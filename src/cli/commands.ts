@@ -15,8 +15,8 @@ export type Register = (program: Command, fail: (e: unknown) => never) => void;
  * Dom0's or the guest's, `pvblk guest` neither (the whole tree takes about a second of CPU to load
  * through tsx, and `pvblk up` starts three processes, a test or a script runs `pvblk guest` many
  * times). Help, `help <command>`, a bad command name and a bare `pvblk` load them all, so commander
- * lists, finds and suggests every command as before (main.ts). test/unit/cli-commands.test.ts checks that each
- * entry names exactly the commands its module registers.
+ * lists, finds and suggests every command as before (main.ts). test/unit/cli-commands.test.ts checks
+ * that each entry names exactly the commands its module registers.
  */
 export const COMMANDS: ReadonlyArray<readonly [names: readonly string[], load: () => Promise<Register>]> = [
   [['up'], async () => (await import('./up.ts')).registerUp],
