@@ -145,7 +145,8 @@ pvblk options:
   --plot FILE.svg|FILE.png   latency CDF (and stage breakdown with --trace); IOPS and latency
                              against the swept value with --sweep
   --sweep KEY=V1,V2,…        run once per value: ${[...SWEEP_JOB_KEYS, ...SWEEP_STACK_KEYS].join(', ')}
-                             (several sweeps run their product, ${MAX_SWEEP_POINTS} points at most)
+                             (several sweeps run their product, ${MAX_SWEEP_POINTS} points at most);
+                             each point's jobs are described by its values (terse: the last field)
   --warmup TIME              untimed I/O before each measured run (default 500ms, 0 for none)
   --rss-interval TIME        how often every process's RSS is sampled (default 1s)
 

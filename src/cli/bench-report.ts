@@ -6,6 +6,7 @@
  * the same run, pvblk/relay beside every figure. JSON carries the same in fio's shape plus `pvblk`.
  */
 import {
+  jobDescription,
   JobStats,
   num2str,
   renderJson,
@@ -50,6 +51,8 @@ export interface JobClone {
   /** The job's own options as given to the bench: its JSON "job options". */
   options: Record<string, string>;
   iodepth: number;
+  /** fio's description of the job: its own, and in a sweep the point's values after it. */
+  description: string;
 }
 
 export interface PointResult {
@@ -170,6 +173,7 @@ export function reportJobs(p: PointResult): Array<FioReportJob & { guest: GuestR
         stats: s,
         options: clone?.options ?? {},
         iodepth: clone?.iodepth ?? 1,
+        description: clone?.description ?? '',
         guest: g,
         pid: g.pid,
       });
@@ -184,6 +188,7 @@ export function reportJobs(p: PointResult): Array<FioReportJob & { guest: GuestR
         stats: merged,
         options: jobs[0].options,
         iodepth: jobs[0].iodepth,
+        description: jobs[0].description,
         guest: p.guests[0],
         pid: p.guests[0].pid,
       },
@@ -531,6 +536,15 @@ export function pointLabel(p: Pick<PointResult, 'label'>): string {
   return Object.entries(p.label)
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
+}
+
+/**
+ * A job's description at a point: its own, then the point's values, so that every report of a sweep
+ * says which point it is of — a terse line in its last field, as fio prints a description — cut as
+ * fio cuts a description.
+ */
+export function pointDescription(own: string, label: Record<string, string>): string {
+  return jobDescription([own, pointLabel({ label })].filter((s) => s !== '').join(' '));
 }
 
 export function renderPointNormal(p: PointResult): string {

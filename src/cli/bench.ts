@@ -52,6 +52,7 @@ import {
   renderPointJson,
   renderPointNormal,
   renderPointTerse,
+  pointDescription,
   sweepTable,
   type BlkbackCounters,
   type BrokerCounters,
@@ -604,7 +605,11 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       percentiles: p.cl.global.percentileList,
       percentilePrecision: p.cl.global.percentilePrecision,
       jobClones: p.cl.jobs.flatMap((j, i) =>
-        new Array<JobClone>(j.numjobs).fill({ options: p.cl.given[i], iodepth: j.iodepth }),
+        new Array<JobClone>(j.numjobs).fill({
+          options: p.cl.given[i],
+          iodepth: j.iodepth,
+          description: pointDescription(j.description, p.label),
+        }),
       ),
       globalOptions: p.cl.globalGiven,
     };

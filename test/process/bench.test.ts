@@ -953,7 +953,7 @@ describe('pvblk bench: a run', () => {
     expect(gi.blkback.pi_tuples).toBe(gp.blkback.pi_tuples);
   });
 
-  it('sweeps and plots IOPS against the swept value as a PNG', async () => {
+  it('sweeps and plots IOPS against the swept value as a PNG; each point says which it is', async () => {
     const png = join(tmp.path, 'sweep.png');
     const r = await pvblk(
       [
@@ -963,14 +963,20 @@ describe('pvblk bench: a run', () => {
         '--bs=4k',
         '--size=128k',
         '--direct=1',
+        '--description=cold',
         '--sweep',
         'iodepth=1,4',
         `--plot=${png}`,
+        '--output-format=normal,terse',
         ...QUICK,
       ],
       { env: { TMPDIR: tmp.path }, timeoutMs: 120_000 },
     );
     expect(r.code).toBe(0);
+    // a terse line per point, told apart by its last field: the job's description, then the point
+    const terse = r.stdout.split('\n').filter((l) => l.startsWith('3;fio-'));
+    expect(terse.map((l) => l.split(';').at(-1))).toEqual(['cold iodepth=1', 'cold iodepth=4']);
+    expect(r.stdout).toContain('  Description  : [cold iodepth=4]\n');
     expect(r.stdout).toContain('=== iodepth=1');
     expect(r.stdout).toContain('=== iodepth=4');
     // each point says which TCP congestion control carried it

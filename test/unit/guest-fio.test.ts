@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { xvdDevid } from '@pvblk/shared';
 import { DomainKernelLog } from '@pvblk/runtime';
 import { MemoryBlockDevice } from '@pvblk/backend';
-import { DEFAULT_BLKFRONT_OPTIONS, GuestUserland, XenbusProbe } from '@pvblk/frontend';
+import { DEFAULT_BLKFRONT_OPTIONS, GuestUserland, jobDescription, XenbusProbe } from '@pvblk/frontend';
 import { startStack, until, type Stack } from './stack.ts';
 
 interface Ddir {
@@ -33,6 +33,7 @@ interface FioJson {
     job_runtime: number;
     usr_cpu: number;
     latency_depth: number;
+    desc?: string;
     'job options': Record<string, string>;
     read: Ddir;
     write: Ddir;
@@ -186,6 +187,39 @@ describe('the guest fio, run whole', () => {
       '--group_reporting --name=a --rw=read --size=64k --direct=1 --name=b --rw=read --size=64k --direct=1 --minimal',
     );
     expect(terse.stdout.trim().split('\n')).toHaveLength(1);
+  });
+
+  it("prints a job's description where stat.c does: under its job line, as JSON desc, last in terse", async () => {
+    const job = '--name=d --rw=read --bs=4k --size=64k --direct=1 --description="warm read"';
+    const normal = await fio(job);
+    expect(normal.status).toBe(0);
+    expect(normal.stdout).toMatch(
+      /^d: \(groupid=0, jobs=1\): err= 0: .*\n {2}Description {2}: \[warm read\]\n {2}read: IOPS=/m,
+    );
+    const j = json((await fio(`${job} --output-format=json`)).stdout).jobs[0];
+    expect(j.desc).toBe('warm read');
+    // after the latency target's keys
+    expect(Object.keys(j).indexOf('desc')).toBe(Object.keys(j).indexOf('latency_window') + 1);
+    const terse = (await fio(`${job} --minimal`)).stdout.trim();
+    expect(terse.split(';').at(-1)).toBe('warm read');
+    // the field before it is the disk's utilisation, where a job without a description ends
+    expect(terse.split(';').at(-2)).toMatch(/^\d+\.\d\d%$/);
+    const plain = await fio('--name=n --rw=read --bs=4k --size=64k --direct=1 --output-format=terse,json');
+    expect(plain.stdout).not.toContain('"desc"');
+    expect(plain.stdout.split('\n').find((l) => l.startsWith('3;'))).toMatch(/;\d+\.\d\d%$/);
+    // with group_reporting, the group is described as its first job
+    const group = await fio(
+      '--group_reporting --name=a --rw=read --size=64k --direct=1 --description=first --name=b --rw=read --size=64k --direct=1 --description=second --minimal',
+    );
+    expect(group.stdout.trim().split(';').at(-1)).toBe('first');
+  });
+
+  it("keeps a description's first 255 bytes, as fio's FIO_JOBDESC_SIZE does, never half a character", () => {
+    expect(jobDescription('x'.repeat(300))).toBe('x'.repeat(255));
+    expect(jobDescription('x'.repeat(255))).toBe('x'.repeat(255));
+    // 254 bytes, then a two-byte character that would end at 256: left out whole
+    expect(jobDescription('x'.repeat(254) + 'é' + 'y')).toBe('x'.repeat(254));
+    expect(jobDescription('x'.repeat(253) + 'é' + 'y')).toBe('x'.repeat(253) + 'é');
   });
 
   it('samples bw and iops once per whole 500 ms window, none for the short last one (__add_samples)', async () => {

@@ -13,6 +13,7 @@ export {
   fioTakesValue,
   helpAsked,
   isGlobalFioOption,
+  jobDescription,
   jobSize,
   outputCount,
   parseBool,

@@ -51,6 +51,8 @@ export type FioEngine = 'libaio' | 'io_uring' | 'psync' | 'sync' | 'pvblk';
 
 export interface FioJob {
   name: string;
+  /** fio's `description`: printed with the job's report ('' when not given). */
+  description: string;
   filename: string | null;
   rw: FioRw;
   /** Percentage of reads in a mixed workload. */
@@ -115,6 +117,7 @@ const RW_VALUES: Array<[FioRw, string]> = [
 ];
 
 const DEFAULT_JOB: Omit<FioJob, 'name'> = {
+  description: '',
   filename: null,
   rw: 'read',
   rwmixread: 50,
@@ -264,6 +267,7 @@ const jobOpt =
 /** The options of fio this tool implements, by every name fio accepts for them. */
 const OPTIONS: Record<string, OptionDef> = {
   name: { apply: jobOpt((j, v) => (j.name = v)) },
+  description: { apply: jobOpt((j, v) => (j.description = jobDescription(v))) },
   filename: { apply: jobOpt((j, v) => (j.filename = v)) },
   rw: { apply: jobOpt((j, v) => (j.rw = parseChoice('rw', v === 'readwrite' ? 'rw' : v, RW_VALUES))) },
   readwrite: {
@@ -487,6 +491,22 @@ function blockSize(opt: string, raw: string): number {
   if (rest.some((v) => v !== first))
     failedParsing(opt, raw, `${opt}: block sizes per direction (${raw}) are not supported: give one size`);
   return first;
+}
+
+/** fio keeps a job's description in FIO_JOBDESC_SIZE (256) bytes with its NUL: the first 255 bytes. */
+const JOB_DESCRIPTION_BYTES = 255;
+
+/** A description as fio keeps it: cut to its first 255 bytes, never inside a character. */
+export function jobDescription(raw: string): string {
+  if (Buffer.byteLength(raw) <= JOB_DESCRIPTION_BYTES) return raw;
+  let out = '';
+  let bytes = 0;
+  for (const ch of raw) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > JOB_DESCRIPTION_BYTES) break;
+    out += ch;
+  }
+  return out;
 }
 
 function positiveTime(opt: string, raw: string): number {

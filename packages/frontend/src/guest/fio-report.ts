@@ -20,6 +20,9 @@ export interface FioReportJob {
   pid?: number;
   /** The job's iodepth (the `depth` of its latency line, fio's latency_depth). */
   iodepth: number;
+  /** fio's `description` of the job ('' or absent: none): a line of the normal report, `desc` in JSON,
+   * the last field of a terse line. */
+  description?: string;
 }
 
 export interface FioReport {
@@ -278,6 +281,7 @@ export function renderNormal(r: FioReport): string {
       // show_thread_status_normal() prints the time of the report
       `${ts.name}: (groupid=${ts.groupid}, jobs=${ts.members}): ${err}: pid=${job.pid ?? r.pid}: ${ctimeOf(r.timestampMs)}`,
     );
+    if (job.description) out.push(`  Description  : [${job.description}]`);
     for (const dir of ['read', 'write'] as const) {
       if (ts[dir].bytes)
         out.push(...ddirNormal(dir, ts[dir], r.percentiles, r.percentilePrecision ?? 2, aggs[dir].agg));
@@ -451,6 +455,8 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       latency_percentile: 100,
       latency_window: 0,
     };
+    // after the latency target's keys, as stat.c adds it
+    if (job.description) o.desc = job.description;
     if (ts.verror) o.verror = ts.verror;
     if (job.pvblk) o.pvblk = job.pvblk;
     return o;
@@ -551,6 +557,8 @@ export function renderTerse(r: FioReport): string {
         `${d.name};${d.readIos};${d.writeIos};0;0;${Math.round(d.readTicks)};${Math.round(d.writeTicks)};${Math.round(d.inQueue)};${f2(util)}%`,
       );
     }
+    // the job's description, when it has one, is the line's last field
+    if (job.description) parts.push(job.description);
     return parts.join(';');
   });
   return lines.join('\n') + '\n';

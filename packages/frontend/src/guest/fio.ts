@@ -68,7 +68,8 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --bs=4k   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0
   --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
   --ioengine=libaio|io_uring|psync|sync   --verify=none|crc32c|md5   --do_verify=1   --verify_only
-  --randseed=<n>   --randrepeat=1   --group_reporting   --percentile_list=1:5:…:99.99
+  --randseed=<n>   --randrepeat=1   --description=<text>
+  --group_reporting   --percentile_list=1:5:…:99.99
   --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never
 `;
 
@@ -459,12 +460,22 @@ function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioRep
     const merged = new JobStats(first.name);
     merged.members = 0;
     for (const w of workers) merged.merge(w.stats);
-    return [{ stats: merged, options: cl.given[0], iodepth: first.iodepth, pvblk: pvblkOf(merged) }];
+    // the group's report is named and described after its first job (__show_run_stats)
+    return [
+      {
+        stats: merged,
+        options: cl.given[0],
+        iodepth: first.iodepth,
+        description: first.description,
+        pvblk: pvblkOf(merged),
+      },
+    ];
   }
   return workers.map((w) => ({
     stats: w.stats,
     options: cl.given[cl.jobs.indexOf(w.job)],
     iodepth: w.job.iodepth,
+    description: w.job.description,
     pvblk: pvblkOf(w.stats),
   }));
 }
