@@ -16,7 +16,7 @@ import {
   xvdDevid,
 } from '@pvblk/shared';
 import type { RawFront } from '../unit/blkif-peers.ts';
-import { startSystem } from './helpers.ts';
+import { SECRETS, startSystem } from './helpers.ts';
 import { api, blkstat, eventually, rawGuest, sh, startCustomSystem, vbdStats } from './blkif-peers.ts';
 
 const DEVID = xvdDevid(0);
@@ -157,6 +157,43 @@ describe('hostile frontend against pvblk host', () => {
     await eventually(async () => (await vbdStats(s.api, f.d.domid)) === undefined, 'the vbd to go');
     await demoPasses(good.socket);
     expect(s.host.proc.exitCode).toBeNull();
+  });
+
+  it('XSA-349: a guest writing nodes under its own frontend state leaves Dom0 one pending watch event; other guests keep being served', async () => {
+    const { s, good, f } = await withGoodGuest('statebomb');
+    const hv = new URL(s.url.replace(/^ws:/, 'http:')).origin;
+    const dom0Calls = async () => {
+      const res = await fetch(`${hv}/status`, {
+        headers: { authorization: `Bearer ${SECRETS.PVBLK_DOM0_SECRET}` },
+      });
+      const st = (await res.json()) as { domains: Array<{ domid: number; stats: { calls: number } }> };
+      return st.domains.find((d) => d.domid === 0)!.stats.calls;
+    };
+    // the guest owns its frontend's `state` and may create nodes under it (500, within its quota of
+    // 1,000); a write to any of them fires blkback's watch on `state`. The broker coalesces only a
+    // turn's events for one path, so each round of writes to every node is 500 events for Dom0
+    const kids = 500;
+    const rounds = 40;
+    const write = (i: number, v: string) => f.xc.xs.write(`${f.d.fe}/state/k${i}`, v);
+    await Promise.all(Array.from({ length: kids }, (_, i) => write(i, '0')));
+    const before = await dom0Calls();
+    for (let r = 0; r < rounds; r++)
+      await Promise.all(Array.from({ length: kids }, (_, i) => write(i, String(r))));
+    // a second of another guest's I/O through Dom0 (its watch handlers and blkback share one loop)
+    const io = await sh(
+      good.socket,
+      'fio --name=g --rw=randwrite --bs=4k --direct=1 --runtime=1s --time_based --minimal',
+    );
+    expect(io.code).toBe(0);
+    await demoPasses(good.socket);
+    // Dom0's calls over the flood and that second: 66 in one run, one read of the frontend's state for
+    // each event that found none pending. With a handler queued per event Dom0 went on reading after
+    // the flood had ended, 20,000 times (the in-process test counts them exactly): 2,219 by the end of
+    // the second in one run, and a guest that kept going took Dom0 to its heap limit
+    expect((await dom0Calls()) - before).toBeLessThan((kids * rounds) / 40);
+    // and the watch still works: the frontend closing is answered
+    await f.xc.xs.write(`${f.d.fe}/state`, '5');
+    await eventually(async () => (await f.xc.xs.tryRead(`${f.d.be}/state`)) === '5', 'blkback to close');
   });
 
   it('XSA-216: responses carry id, operation and status only; the rest of the slot is what the frontend wrote', async () => {

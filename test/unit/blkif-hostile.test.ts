@@ -82,6 +82,36 @@ describe('hostile frontend against blkback', () => {
     expect([...reads.values()]).toEqual(Array(20).fill(1));
   });
 
+  it("XSA-349: writes under the frontend's own state leave one watch event pending in Dom0, not one per write", async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const f = await RawFront.connect(host, d);
+    // the guest owns its `state` and may create nodes under it (500, within its quota of 1,000); a
+    // write to any of them fires blkback's watch on `state`, and the broker coalesces only a turn's
+    // events for one path: each round of writes to every node is 500 events for Dom0
+    const kids = 500;
+    const rounds = 40;
+    const write = (i: number, v: string) => f.xc.xs.write(`${d.fe}/state/k${i}`, v);
+    await Promise.all(Array.from({ length: kids }, (_, i) => write(i, '0')));
+    await host.dom0.xs.tryRead('/');
+    await host.blkback.settled();
+    const dom0Read = vi.spyOn(host.dom0.xs, 'read');
+    for (let r = 0; r < rounds; r++)
+      await Promise.all(Array.from({ length: kids }, (_, i) => write(i, String(r))));
+    // a round trip of Dom0's after the guest's last write: every event is in, and queued if it was
+    // going to be; then the queue drains
+    await host.dom0.xs.tryRead('/');
+    await host.blkback.settled();
+    const reads = dom0Read.mock.calls.filter(([p]) => p === `${d.fe}/state`).length;
+    // frontend_changed ran once for each event that found none pending: a handler queued per event
+    // was 20,000 reads, and across processes a guest that kept going took Dom0 to its heap limit
+    expect(reads).toBeGreaterThan(0);
+    expect(reads).toBeLessThan((kids * rounds) / 100);
+    // and the watch still works: the frontend closing is answered
+    await f.xc.xs.write(`${d.fe}/state`, '5');
+    await waitFor(async () => (await host!.dom0.xs.tryRead(`${d.be}/state`)) === '5', 'blkback to close');
+  });
+
   it('XSA-216: a response writes id, operation and status only — no byte of blkback reaches the padding', async () => {
     host = await startHost();
     const d = await host.domain();

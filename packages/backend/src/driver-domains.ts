@@ -25,7 +25,7 @@ import {
   vbdFrontendDir,
   type ErrorCode,
 } from '@pvblk/shared';
-import type { Hypercalls, Watch } from '@pvblk/client';
+import { oneEventPending, type Hypercalls, type Watch } from '@pvblk/client';
 import type { Toolstack, VbdSpec } from './toolstack.ts';
 import { RegistryFile } from './disks.ts';
 
@@ -304,7 +304,8 @@ export class DriverDomains {
           timeout,
         );
         void this.xs
-          .watch(`${be}/hotplug-status`, () => void check().catch(() => {}))
+          // one check at a time, one event pending: the driver domain writes these nodes
+          .watch(`${be}/hotplug-status`, oneEventPending(() => check().catch(() => {})).fire)
           .then((w) => (watch = w));
       });
     } finally {

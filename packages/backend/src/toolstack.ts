@@ -16,7 +16,7 @@ import {
   domainPath,
   vbdBackendDir,
 } from '@pvblk/shared';
-import type { Watch, Hypercalls } from '@pvblk/client';
+import { oneEventPending, type Watch, type Hypercalls } from '@pvblk/client';
 
 export interface VbdSpec {
   /** virtual-device number, 51712 for xvda. */
@@ -179,7 +179,9 @@ export class Toolstack {
       seen = st && st.ok ? st.value : null;
       if (want(seen)) done(seen);
     };
-    const w = await this.xc.xs.watch(path, () => void check());
+    // one check at a time, one event pending (a driver domain owns its backend's `state`, and may
+    // write under it as fast as it likes while Dom0 waits)
+    const w = await this.xc.xs.watch(path, oneEventPending(check).fire);
     const timer = setTimeout(() => done(null), timeoutMs);
     try {
       return await result;

@@ -14,3 +14,4 @@ export { Page, PagesRingMemory, type PageOrigin } from './memory.ts';
 export { connectWs, wsTransport, WIRE_CLIENT_OPTIONS, type ConnectOptions } from './ws.ts';
 export { RingEvents } from './ring-sync.ts';
 export { xenbusSwitchState } from './xenbus-client.ts';
+export { oneEventPending, type PendingWatch, type WatchQueue } from './watch-pending.ts';

@@ -38,7 +38,7 @@ import {
   SRING_RSP_PROD,
   domainPath,
 } from '@pvblk/shared';
-import { xenbusSwitchState, type Page, type Watch, type Hypercalls } from '@pvblk/client';
+import { oneEventPending, xenbusSwitchState, type Page, type Watch, type Hypercalls } from '@pvblk/client';
 import type { HostBlockDevice, IntegrityProfile } from '../block-device.ts';
 import type { BlkbackConfig } from './config.ts';
 import { BlkifRing } from './ring.ts';
@@ -212,7 +212,13 @@ export class VbdBackend {
       await this.switchState(XenbusState.InitWait);
     }
     // the watch fires at once: a live frontend is connected to straight away (frontend_changed)
-    const watch = await this.xs.watch(`${fe}/state`, () => this.enqueue(() => this.frontendChanged()));
+    // one event pending at most (frontend_will_handle): the guest owns `state` and may write nodes
+    // under it as fast as it likes, and every such write fires this watch
+    const events = oneEventPending(
+      () => this.frontendChanged(),
+      (run) => this.enqueue(run),
+    );
+    const watch = await this.xs.watch(`${fe}/state`, events.fire);
     // removed while the watch was being set up: it must not outlive the device
     if (this.removed) await watch.unwatch().catch(() => {});
     else this.watch = watch;
