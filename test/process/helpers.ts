@@ -299,6 +299,7 @@ export async function startSystem(o: { disk?: string; dataDir?: string; hostArgs
     url,
     api,
     runDir: run.path,
+    hypervisor: hv,
     get host() {
       return host;
     },

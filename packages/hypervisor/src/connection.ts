@@ -20,6 +20,7 @@ import {
   decodeClientFrame,
   FrameWriter,
   PvblkError,
+  RateLimit,
   WIRE_VERSION,
   type ClientMessage,
   type HypervisorMessage,
@@ -147,6 +148,13 @@ export class Connection implements Session, Schedulable {
   private readonly pendingWatch = new Set<string>();
   private droppedThisTurn = 0;
   private badFrames = 0;
+  /**
+   * The warnings a peer can make the broker write (warnLimited): ten in five seconds per connection,
+   * as printk_ratelimited; before a hello, ten for all strangers together, whose connections are new
+   * every time.
+   */
+  private readonly warnings = new RateLimit();
+  private static readonly strangerWarnings = new RateLimit();
   private congested = false;
   /** Receivers this connection waits for, and the senders that wait for this one. */
   private readonly waitingFor = new Set<Connection>();
@@ -372,8 +380,18 @@ export class Connection implements Session, Schedulable {
     return false;
   }
 
+  /** A warning this connection's peer caused, rate-limited; what was left out is counted when it resumes. */
+  private warnLimited(obj: Record<string, unknown>, msg: string): void {
+    const limit = this.domain ? this.warnings : Connection.strangerWarnings;
+    const say = limit.take(performance.now());
+    const who = { peer: this.peer, domid: this.domain?.domid };
+    if (say.suppressed > 0)
+      this.log('warn', { ...who, suppressed: say.suppressed }, `${say.suppressed} warnings suppressed`);
+    if (say.ok) this.log('warn', { ...who, ...obj }, msg);
+  }
+
   private refuseBeforeHello(message: string): void {
-    this.log('warn', { peer: this.peer }, `refused before hello: ${message}`);
+    this.warnLimited({}, `refused before hello: ${message}`);
     this.sendNow({ t: 'err', id: 0, code: 'EPROTO', message });
     this.close(CLOSE_PROTOCOL, message);
   }
@@ -388,11 +406,7 @@ export class Connection implements Session, Schedulable {
     const decoded = decodeClientFrame(frame, { pageRuns: true });
     if (!decoded.ok) {
       this.badFrames++;
-      this.log(
-        'warn',
-        { peer: this.peer, domid: this.domain?.domid, error: decoded.error },
-        'malformed frame',
-      );
+      this.warnLimited({ error: decoded.error }, 'malformed frame');
       this.sendNow({ t: 'err', id: 0, code: 'EPROTO', message: `malformed frame: ${decoded.error}` });
       if (!this.domain || this.badFrames >= MAX_BAD_FRAMES)
         this.close(CLOSE_PROTOCOL, decoded.error.slice(0, 120));
@@ -469,7 +483,7 @@ export class Connection implements Session, Schedulable {
       this.domain = this.hv.attach(this, first.credential);
     } catch (e) {
       const err = e as PvblkError;
-      this.log('warn', { peer: this.peer, code: err.code }, 'authentication refused');
+      this.warnLimited({ code: err.code }, 'authentication refused');
       this.sendNow({ t: 'err', id: first.id, code: err.code ?? 'EACCES', message: err.message });
       this.close(
         CLOSE_AUTH_FAILED,

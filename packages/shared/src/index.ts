@@ -15,3 +15,4 @@ export * from './hypervisor-status.ts';
 export { ownEntry } from './own-entry.ts';
 export { mulberry32 } from './mulberry32.ts';
 export * from './bytes.ts';
+export * from './ratelimit.ts';

@@ -4,7 +4,7 @@
  * authenticated connection it arrived on, never a field of a message.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { DomainStats, HypervisorMessage } from '@pvblk/shared';
+import { RateLimit, type DomainStats, type HypervisorMessage } from '@pvblk/shared';
 import type { GrantEntry, Mapping, SharedFrame } from './gnttab.ts';
 import type { Port } from './evtchn.ts';
 
@@ -54,6 +54,8 @@ export class Domain {
     flushesOut: 0,
   };
   dying = false;
+  /** The warnings this domain's invalid messages are logged with: rate-limited, as printk_ratelimited. */
+  readonly invalidLog = new RateLimit();
 
   constructor(
     readonly domid: number,

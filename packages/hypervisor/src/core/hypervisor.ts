@@ -344,7 +344,15 @@ export class Hypervisor {
   /** A message that failed validation: answered with EPROTO so the sender learns what was wrong. */
   reject(d: Domain, id: number | undefined, error: string): void {
     d.stats.invalidMessages++;
-    this.log('warn', { domid: d.domid, error }, 'invalid message');
+    // every one is answered and counted; the log says ten in five seconds at most, and how many it left out
+    const say = d.invalidLog.take(performance.now());
+    if (say.suppressed > 0)
+      this.log(
+        'warn',
+        { domid: d.domid, suppressed: say.suppressed },
+        `invalid message: ${say.suppressed} suppressed`,
+      );
+    if (say.ok) this.log('warn', { domid: d.domid, error }, 'invalid message');
     this.deliver(d, { t: 'err', id: id ?? 0, code: 'EPROTO', message: error });
   }
 
