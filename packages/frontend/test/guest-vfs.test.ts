@@ -213,6 +213,59 @@ describe('ordinary files under the guest root', () => {
     expect(await vfs.open('/escape/x', { ...RW, create: true })).toEqual({ errno: 'EACCES' });
   });
 
+  it("dd's seek= truncates with ftruncate: a file grows with a hole and is cut without being read", async () => {
+    const vfs = new GuestFs(root);
+    const run = async (line: string) => {
+      let err = '';
+      const status = await dd(
+        line.split(' '),
+        { stdout: () => {}, stderr: (t) => (err += t), signal: new AbortController().signal },
+        { vfs, now: () => 0n },
+      );
+      return { status, err };
+    };
+    // ten GiB and a byte: it put 10 GiB of zeros on the host's disk, and seek=1P 80 GB, before
+    expect((await run('dd if=/dev/zero of=/tmp/s bs=1 count=1 seek=10G status=none')).status).toBe(0);
+    const st = await fsp.stat(path.join(root, 'tmp/s'));
+    expect(st.size).toBe(10 * 1024 ** 3 + 1);
+    expect(st.blocks * 512).toBeLessThan(1024 * 1024);
+    // cut to 1 MiB: no read of the part kept (it read all of it into one buffer)
+    expect((await run('dd if=/dev/zero of=/tmp/s bs=1M count=0 seek=1 status=none')).status).toBe(0);
+    expect((await fsp.stat(path.join(root, 'tmp/s'))).size).toBe(1024 * 1024);
+    // 1 PiB: a hole where the host's file system allows one (tmpfs, xfs), its own error where it
+    // does not (ext4's 16 TiB: EFBIG), as dd says on Linux — never data written
+    const big = await run('dd if=/dev/zero of=/tmp/p bs=1 count=1 seek=1P status=none');
+    if (big.status === 0) {
+      expect((await fsp.stat(path.join(root, 'tmp/p'))).blocks * 512).toBeLessThan(1024 * 1024);
+    } else {
+      expect(big.err).toBe(
+        "dd: failed to truncate to 1125899906842624 bytes in output file `/tmp/p': File too large\n",
+      );
+    }
+  });
+
+  it("the guest's files take at most their bound of the host's disk: past it writes fail with ENOSPC", async () => {
+    const MiB = 1024 * 1024;
+    const vfs = new GuestFs(root, 4 * MiB);
+    let err = '';
+    const status = await dd(
+      ['dd', 'if=/dev/zero', 'of=/tmp/big', 'bs=1M', 'count=64'],
+      { stdout: () => {}, stderr: (t) => (err += t), signal: new AbortController().signal },
+      { vfs, now: () => 0n },
+    );
+    expect(status).toBe(1);
+    expect(err).toMatch(/^dd: writing `\/tmp\/big': No space left on device\n/);
+    // measured after each MiB a handle writes: over by at most one write
+    const used = await vfs.space.used();
+    expect(used).toBeGreaterThanOrEqual(3 * MiB);
+    expect(used).toBeLessThanOrEqual(5 * MiB + 64 * 1024);
+    // removing the file gives the space back
+    await fsp.rm(path.join(root, 'tmp/big'));
+    const f = await open(vfs, '/tmp/small', { ...RW, create: true });
+    expect(await f.pwrite(Buffer.alloc(MiB), 0)).toEqual({ ok: true, n: MiB });
+    await f.close();
+  });
+
   it('directories: EISDIR for writing and for reading', async () => {
     const { vfs } = setup();
     expect(await vfs.open('/tmp', RW)).toEqual({ errno: 'EISDIR' });

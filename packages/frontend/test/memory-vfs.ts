@@ -293,6 +293,20 @@ class MemoryFile implements GuestFile {
     return ok(buf.length);
   }
 
+  async ftruncate(size: number): Promise<IoResult> {
+    if (this.closed || !this.flags.write) return fail('EBADF');
+    if (this.kind !== 'file' || size < 0) return fail('EINVAL');
+    const node = this.node;
+    if (size > node.data.length) {
+      const grown = new Uint8Array(size);
+      grown.set(node.data.subarray(0, node.length));
+      node.data = grown;
+    }
+    if (size > node.length) node.data.fill(0, node.length, size);
+    node.length = size;
+    return ok(0);
+  }
+
   async fsync(): Promise<IoResult> {
     if (this.closed) return fail('EBADF');
     this.node.stats.fsyncs++;

@@ -87,12 +87,62 @@ interface Attribute {
 
 type SysNode = { kind: 'dir' } | { kind: 'attr'; attr: Attribute };
 
+/**
+ * Bytes the guest's ordinary files may take on the host, in blocks allocated (holes are free, as on
+ * any file system). A guest's /tmp is its own memory or disk under Xen; here it is a directory of the
+ * host, which a guest writing `dd if=/dev/zero of=/tmp/big bs=1M count=3000` filled at 0.5 GB/s.
+ */
+export const GUEST_FILES_MAX_BYTES = 1024 * 1024 * 1024;
+
+/** Bytes a file handle may write between two measurements of the guest's files. */
+const SPACE_CHECK_BYTES = 1024 * 1024;
+
+/** The bound on the guest's ordinary files, measured as `du` measures them. */
+export class GuestSpace {
+  constructor(
+    private readonly root: () => Promise<string>,
+    readonly maxBytes = GUEST_FILES_MAX_BYTES,
+  ) {}
+
+  /** Whether `n` more bytes fit: the blocks every file under the root holds now, plus `n`. */
+  async roomFor(n: number): Promise<boolean> {
+    return (await this.used()) + n <= this.maxBytes;
+  }
+
+  /** Blocks allocated under the root, in bytes (st_blocks × 512), each inode once. */
+  async used(): Promise<number> {
+    const seen = new Set<string>();
+    let total = 0;
+    const walk = async (dir: string): Promise<void> => {
+      const names = await fsp.readdir(dir).catch(() => [] as string[]);
+      for (const name of names) {
+        const p = path.join(dir, name);
+        const st = await fsp.lstat(p).catch(() => null);
+        if (!st) continue;
+        const ino = `${st.dev}:${st.ino}`;
+        if (seen.has(ino)) continue;
+        seen.add(ino);
+        total += st.blocks * 512;
+        if (st.isDirectory()) await walk(p);
+      }
+    };
+    await walk(await this.root());
+    return total;
+  }
+}
+
 export class GuestFs implements GuestVfs {
   private readonly disks = new Map<string, BlockDevice>();
   private realRoot: string | null = null;
+  readonly space: GuestSpace;
 
   /** `root`: the host directory that is the guest's `/` for ordinary files. */
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    filesMaxBytes = GUEST_FILES_MAX_BYTES,
+  ) {
+    this.space = new GuestSpace(() => this.rootDir(), filesMaxBytes);
+  }
 
   registerBlockDevice(
     name: string,
@@ -269,7 +319,7 @@ export class GuestFs implements GuestVfs {
       if (flags.truncate && flags.write) mode |= fsc.O_TRUNC;
       const fh = await fsp.open(host, mode, 0o644);
       st = await fh.stat();
-      return new HostFile(p, fh, st.size, flags);
+      return new HostFile(p, fh, st.size, flags, this.space);
     } catch (e) {
       return { errno: toErrno(e) };
     }
@@ -622,17 +672,33 @@ class SysfsFile extends OpenFile {
 class HostFile extends OpenFile {
   readonly kind = 'file' as const;
 
+  /** Bytes written since the guest's files were last measured (the first write measures). */
+  private unmeasured = SPACE_CHECK_BYTES;
+
   constructor(
     p: string,
     private readonly fh: fsp.FileHandle,
     private length: number,
     flags: OpenFlags,
+    private readonly space: GuestSpace,
   ) {
     super(p, flags);
   }
 
   size(): number {
     return this.length;
+  }
+
+  async ftruncate(size: number): Promise<IoResult> {
+    if (this.closed || !this.flags.write) return fail('EBADF');
+    if (size < 0) return fail('EINVAL');
+    try {
+      await this.fh.truncate(size);
+      this.length = size;
+      return ok(0);
+    } catch (e) {
+      return fail(toErrno(e));
+    }
   }
 
   protected async doRead(buf: Uint8Array, offset: number): Promise<IoResult> {
@@ -646,6 +712,13 @@ class HostFile extends OpenFile {
 
   protected async doWrite(buf: Uint8Array, offset: number): Promise<IoResult> {
     try {
+      // measured again after every MiB this handle writes: a guest past its bound gets ENOSPC, as
+      // from a full file system, having overshot by at most that much per open file
+      this.unmeasured += buf.length;
+      if (this.unmeasured >= SPACE_CHECK_BYTES) {
+        if (!(await this.space.roomFor(buf.length))) return fail('ENOSPC');
+        this.unmeasured = 0;
+      }
       const { bytesWritten } = await this.fh.write(buf, 0, buf.length, offset);
       this.length = Math.max(this.length, offset + bytesWritten);
       if (this.flags.sync) await this.fh.datasync();
@@ -700,6 +773,7 @@ class DirectoryFile implements GuestFile {
 
 const HOST_ERRNOS = new Set<string>([
   'EIO',
+  'EFBIG',
   'ENOSPC',
   'ENOENT',
   'EACCES',

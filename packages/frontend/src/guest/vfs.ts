@@ -24,7 +24,8 @@ export type Errno =
   | 'ENXIO'
   | 'EPERM' // a write to a block device set read-only (BLKROSET), as generic_write_checks() answers
   | 'ENOTTY' // an ioctl the file does not know
-  | 'EBUSY';
+  | 'EBUSY'
+  | 'EFBIG'; // ftruncate(2) past the host file system's largest file
 
 /** strerror(3) texts, as glibc prints them. */
 export const STRERROR: Record<Errno, string> = {
@@ -45,6 +46,7 @@ export const STRERROR: Record<Errno, string> = {
   EPERM: 'Operation not permitted',
   ENOTTY: 'Inappropriate ioctl for device',
   EBUSY: 'Device or resource busy',
+  EFBIG: 'File too large',
 };
 
 export type IoResult = { ok: true; n: number } | { ok: false; errno: Errno };
@@ -73,6 +75,11 @@ export interface GuestFile {
   pwrite(buf: Uint8Array, offset: number): Promise<IoResult>;
   /** Writes back dirty data and flushes the device cache. */
   fsync(): Promise<IoResult>;
+  /**
+   * ftruncate(2) of an ordinary file opened for writing: its length becomes `size`, growing with a
+   * hole (no data is written) or cutting; absent where Linux's ftruncate fails (devices).
+   */
+  ftruncate?(size: number): Promise<IoResult>;
   /** Releases the file; for a block device, writes back dirty pages first (last close), like blkdev_release. */
   close(): Promise<IoResult>;
   /** ioctl(2) on a block device (what blockdev(8) uses); other files answer ENOTTY. */
