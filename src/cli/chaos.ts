@@ -32,7 +32,7 @@ import {
 } from './chaos-schedule.ts';
 import { runSchedule, type ScheduleResult } from './chaos-run.ts';
 import { formatSummary, progressBar, summarize } from './chaos-report.ts';
-import { readBounded } from './read-bounded.ts';
+import { readBounded } from '@pvblk/runtime';
 
 /** The largest schedule read (100,000 steps of events fit). */
 const SCHEDULE_MAX = 16 * 1024 * 1024;

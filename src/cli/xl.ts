@@ -16,7 +16,7 @@ import { defaultRunDir } from './shell.ts';
 import { operatorCall, refusal, resolveOperatorAccess, type OperatorAccess } from './xl-access.ts';
 import { formatBlockRow, formatList, formatListRow, XL_BLOCK_LIST_HEADER } from './xl-format.ts';
 import { parseXlConfig } from './xl-config.ts';
-import { FileTooLarge, readBounded } from './read-bounded.ts';
+import { FileTooLarge, readBounded } from '@pvblk/runtime';
 
 /** The largest xl config file read (xl has none; a config is a few hundred bytes). */
 const XL_CONFIG_MAX = 1024 * 1024;

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FileTooLarge, readBounded } from '../../src/cli/read-bounded.ts';
+import { FileTooLarge, readBounded } from '@pvblk/runtime';
 
 describe('readBounded', () => {
   it('reads a file whole up to the bound, refuses one past it, and an endless device stops at it', () => {

@@ -25,6 +25,7 @@ export {
   type GuestCredential,
 } from './secrets.ts';
 export { withBackoff } from './backoff.ts';
+export { FileTooLarge, readBounded } from './read-bounded.ts';
 export {
   limitHttpConnections,
   httpServerOptions,

@@ -13,7 +13,8 @@
  * The host verifies it by recomputing the MAC; it stores no guest tokens. See docs/security-host.md.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readBounded } from './read-bounded.ts';
 import { PvblkError } from '@pvblk/shared';
 
 type Env = Record<string, string | undefined>;
@@ -42,13 +43,16 @@ function readOptionalSecret(
   let secret = value ?? env[name];
   if (!secret && path) {
     try {
-      secret = readFileSync(path, 'utf8').trim();
+      secret = readBounded(path, SECRET_FILE_MAX).toString('utf8').trim();
     } catch (e) {
       throw new PvblkError('EUSAGE', `cannot read the ${what} file ${path}: ${(e as Error).message}`);
     }
   }
   return secret || null;
 }
+
+/** Bytes a `*_FILE` secret may hold: a secret is a line, and the name may be a device that never ends. */
+const SECRET_FILE_MAX = 64 * 1024;
 
 /** Every secret that keys something is at least this long. */
 export const MIN_SECRET_LENGTH = 16;

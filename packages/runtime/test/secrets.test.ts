@@ -44,6 +44,11 @@ describe('secrets from the environment or a file', () => {
       /^EUSAGE: cannot read the Dom0 credential file .*absent: ENOENT/,
     );
     expect(() => resolveDom0Secret({ dom0Secret: 'short' }, {})).toThrow('at least 16 characters');
+    // a device that never ends is read up to 64 KiB, not until the process runs out of memory
+    // (/dev/zero took the hypervisor to 5.3 GB, saying nothing)
+    expect(() => resolveDom0Secret({}, { PVBLK_DOM0_SECRET_FILE: '/dev/zero' })).toThrow(
+      'EUSAGE: cannot read the Dom0 credential file /dev/zero: more than 65536 bytes',
+    );
     expect(resolveEnrolToken({})).toBeNull();
   });
 });

@@ -1,7 +1,8 @@
 /**
- * A file the CLI is told to read whole (an xl config, a chaos schedule), read up to a bound: the name
- * may be a device or a pipe that never ends — `xl create /dev/zero` grew to 3.2 GB before Node's
- * buffer limit stopped it.
+ * A file a process is told to read whole (an xl config, a chaos schedule, a `*_FILE` secret), read up
+ * to a bound: the name may be a device or a pipe that never ends — `xl create /dev/zero` grew to 3.2
+ * GB before Node's buffer limit stopped it, and `PVBLK_DOM0_SECRET_FILE=/dev/zero pvblk hypervisor`
+ * to 5.3 GB, saying nothing.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 
