@@ -181,6 +181,39 @@ describe('head with a negative count: all but the last N lines (bytes)', () => {
   });
 });
 
+describe('a filter writing more than its reader has taken', () => {
+  it('waits for it between chunks, as a writer blocks on a full pipe: head -c 20000000 /dev/zero', async () => {
+    let owed = 0;
+    let most = 0;
+    let total = 0;
+    let drains = 0;
+    const io: CommandIo = {
+      stdout: (t) => {
+        owed += t.length;
+        total += t.length;
+        most = Math.max(most, owed);
+      },
+      stderr: () => {},
+      signal: new AbortController().signal,
+      // the reader takes what is owed before the writer goes on
+      drain: async () => {
+        drains++;
+        await new Promise((r) => setImmediate(r));
+        owed = 0;
+      },
+    };
+    const n = 20_000_000;
+    expect(
+      await head(['head', '-c', String(n), '/dev/zero'], io, { vfs: new MemoryVfs(), now: () => 0n }),
+    ).toBe(0);
+    expect(total).toBe(n);
+    // never more than a chunk ahead of its reader: it had written all 20 MB before the reader's
+    // first turn, and a control client reading all along had its session cut at 64 MiB owed
+    expect(most).toBeLessThanOrEqual(64 * 1024);
+    expect(drains).toBeGreaterThanOrEqual(Math.floor(n / (64 * 1024)));
+  });
+});
+
 describe('wc counts chunk by chunk', () => {
   it('an input larger than the longest string (513 MiB): exact counts, words across chunks', async () => {
     // 7-byte units: chunk boundaries (64 KiB) fall inside words; the last unit is cut after 'a'

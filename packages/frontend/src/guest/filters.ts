@@ -58,6 +58,9 @@ async function readChunks(
       if (r.n === 0) return 'eof';
       off += r.n;
       if (take(buf.subarray(0, r.n)) === false) return 'stopped';
+      // what `take` wrote waits for its reader, as a writer blocks on a full pipe: `head -c 20000000
+      // /dev/zero` outran a control client that read all along and had its session cut at 64 MiB owed
+      await io.drain?.();
     }
   } finally {
     await f.close();
