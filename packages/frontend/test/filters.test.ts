@@ -8,6 +8,7 @@ import { COMMANDS } from '../src/guest/commands.ts';
 import { grep, head, wc } from '../src/guest/filters.ts';
 import type { CommandIo, GuestCommand, GuestFile, GuestVfs, IoResult } from '../src/guest/vfs.ts';
 import { MemoryVfs } from './memory-vfs.ts';
+import { hasBackReference, MATCH_LIMIT_MS } from '../src/guest/regex-match.ts';
 import { runCaptured } from './run-captured.ts';
 
 type Result = { status: number; out: string; err: string };
@@ -178,6 +179,41 @@ describe('head with a negative count: all but the last N lines (bytes)', () => {
       '==> /tmp/abc <==\na\n\n==> /tmp/open <==\na\n',
     );
     expect((await sh('cat /dev/zero | head -c 3 | wc -c; echo $?', v)).out).toBe('3\n0\n');
+  });
+});
+
+describe("grep's matches do not stop the guest", () => {
+  it('a pattern without back-references that backtracks too much goes on in linear time: (a|a)*b', async () => {
+    const v = new MemoryVfs().addFile('/tmp/a', 'a'.repeat(30) + '\n' + 'a'.repeat(30) + 'b\n');
+    // 2^30 steps by backtracking (28 characters took 16 s): V8 goes over to its linear engine
+    expect(await sh("grep -E '(a|a)*b' /tmp/a", v)).toEqual({
+      status: 0,
+      out: 'a'.repeat(30) + 'b\n',
+      err: '',
+    });
+    expect(await sh("grep -c '\\(a\\|a\\)*b' /tmp/a", v)).toEqual({ status: 0, out: '1\n', err: '' });
+  });
+
+  it('a match with back-references that runs past its time limit stops grep, naming the line', async () => {
+    const v = new MemoryVfs().addFile('/tmp/a', 'abab\n' + 'a'.repeat(40) + '\n' + 'abab\n');
+    // back-references are matched as before while they are quick
+    expect(await sh("grep -n '\\(ab\\)\\1' /tmp/a", v)).toEqual({
+      status: 0,
+      out: '1:abab\n3:abab\n',
+      err: '',
+    });
+    const r = await sh("grep '\\(a*\\)*\\1b' /tmp/a", v);
+    expect(r.status).toBe(2);
+    expect(r.err).toBe(
+      `grep: /tmp/a: line 2: matching took more than ${MATCH_LIMIT_MS / 1000} s; stopped (back-references can take exponential time, and this guest's kernel waits for its tools)\n`,
+    );
+  });
+
+  it('tells a back-reference from an escaped digit in a class or a backslash', () => {
+    expect(hasBackReference('(a)\\1')).toBe(true);
+    expect(hasBackReference('[\\1]')).toBe(false);
+    expect(hasBackReference('\\\\1')).toBe(false);
+    expect(hasBackReference('a\\.b')).toBe(false);
   });
 });
 

@@ -8,6 +8,7 @@
 import { asBuffer, latin1Text } from '@pvblk/shared';
 import { constants as bufferConstants } from 'node:buffer';
 import { breToJs } from './bre.ts';
+import { lineMatcher, MATCH_LIMIT_MS, MatchTooCostly } from './regex-match.ts';
 import { stdinFile } from './stdin.ts';
 import {
   STRERROR,
@@ -501,7 +502,8 @@ export const grep: GuestCommand = async (argv, io, ctx) => {
     for (const e of errors.length ? errors : [dfaError]) io.stderr(`grep: ${e}\n`);
     return 2;
   }
-  const selected = (l: string) => res.some((re) => re.test(l)) !== opt.v;
+  const matchers = res.map(lineMatcher);
+  const selected = (l: string) => matchers.some((m) => m(l)) !== opt.v;
   const inputs = files.length ? files : ['-'];
   let matched = false;
   let trouble = false;
@@ -521,9 +523,20 @@ export const grep: GuestCommand = async (argv, io, ctx) => {
     // with every chunk)
     const pending: string[] = [];
     let pendingLength = 0;
+    /** The line whose match ran past its time limit, which stops the command. */
+    let costly = 0;
     const onLine = (l: string) => {
       lineNo++;
-      if (!selected(l)) return;
+      let hit: boolean;
+      try {
+        hit = selected(l);
+      } catch (e) {
+        if (!(e instanceof MatchTooCostly)) throw e;
+        costly = lineNo;
+        quit = true;
+        return;
+      }
+      if (!hit) return;
       count++;
       matched = true;
       if (opt.q) quit = true;
@@ -555,11 +568,18 @@ export const grep: GuestCommand = async (argv, io, ctx) => {
       io.stderr('grep: memory exhausted\n');
       return 2;
     }
-    if (quit) return 0;
+    if (!costly && quit) return 0;
     if (typeof r === 'object') {
       io.stderr(`grep: ${path}: ${r.error}\n`);
       trouble = true;
-    } else if (pending.length) onLine(pending.join('')); // a last line without its newline
+    } else if (!costly && pending.length) onLine(pending.join('')); // a last line without its newline
+    if (costly) {
+      const where = path === '-' ? '(standard input)' : path;
+      io.stderr(
+        `grep: ${where}: line ${costly}: matching took more than ${MATCH_LIMIT_MS / 1000} s; stopped (back-references can take exponential time, and this guest's kernel waits for its tools)\n`,
+      );
+      return 2;
+    }
     if (quit) return 0;
     // grep() returns the lines counted so far even when a read failed, and grepdesc() prints them
     if (opt.c) io.stdout(`${prefix}${count}\n`);
