@@ -5,9 +5,10 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Command } from 'commander';
 import { DEFAULT_CONSOLE_LOGLEVEL, formatKmsg, PvblkError } from '@pvblk/shared';
 import { controlSocketAnswers, runInGuest } from '@pvblk/frontend/control';
+import { checkGuestName } from '@pvblk/runtime/secrets';
+import { InvalidArgumentError, type Command } from 'commander';
 import { intOption } from './options.ts';
 import { cliCommand, defaultRunDir, shellStatus } from './shell.ts';
 
@@ -27,7 +28,14 @@ export function registerGuest(program: Command, fail: (e: unknown) => never): vo
   program
     .command('guest')
     .description('run a command in a running guest (started by `pvblk up` or docker compose)')
-    .option('--name <name>', 'which guest (default: the only one running)')
+    .option('--name <name>', 'which guest (default: the only one running)', (v: string) => {
+      // the name makes a path in the run dir: `--name ../../etc` named /tmp/etc.sock
+      try {
+        return checkGuestName(v);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message.replace(/^EINVAL: /, ''));
+      }
+    })
     .option('--run-dir <dir>', "where the guests' control sockets are ($PVBLK_RUN_DIR)", defaultRunDir())
     .option(
       '--loglevel <n>',

@@ -21,12 +21,19 @@ function fail(e: unknown): never {
   let msg: string;
   if (isPvblkError(e)) msg = e.code === 'EUSAGE' ? e.detail : e.message;
   else {
-    const n = e as NodeJS.ErrnoException & { address?: string; port?: number };
-    const where = n.path ?? (n.address !== undefined ? `${n.address}:${n.port}` : undefined);
+    const n = e as NodeJS.ErrnoException & { address?: string; port?: number; hostname?: string };
+    // a listen on a port the system picks has none to name (it said `8.8.8.8:undefined`), and a name
+    // that does not resolve is named (it said only `getaddrinfo: ENOTFOUND`)
+    const where =
+      n.path ??
+      n.hostname ??
+      (n.address !== undefined ? `${n.address}${n.port ? `:${n.port}` : ''}` : undefined);
     const text: Record<string, string> = {
       EADDRINUSE: 'address already in use',
       EADDRNOTAVAIL: 'address not available on this machine',
       ECONNREFUSED: 'connection refused',
+      ENOTFOUND: 'no such host',
+      EAI_AGAIN: 'temporary failure in name resolution',
     };
     msg =
       n.code && n.syscall

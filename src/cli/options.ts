@@ -3,6 +3,7 @@
  * message that names the option and what it accepts.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { FROM_PARENT } from './from-parent.ts';
 
 export function intOption(name: string, min: number, max: number) {
   return (raw: string): number => {
@@ -53,12 +54,43 @@ export function blkbackOptions(cmd: Command): Command {
     );
 }
 
+/**
+ * A URL option, checked when it is parsed: one of `protocols`, or `@parent` where the stack gives it
+ * (from-parent.ts). An unparsable URL was retried as an unreachable one for 60 s, and a guest given
+ * one for its hypervisor had its domain created first and left paused.
+ */
+export function urlOption(name: string, protocols: readonly string[]) {
+  const want = `a URL (${protocols.map((p) => `${p}//`).join(' or ')})`;
+  return (raw: string): string => {
+    if (raw === FROM_PARENT) return raw;
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw new InvalidArgumentError(`${name} must be ${want} (got "${raw}")`);
+    }
+    if (!protocols.includes(url.protocol))
+      throw new InvalidArgumentError(`${name} must be ${want} (got "${raw}")`);
+    return raw;
+  };
+}
+
 /** --hypervisor: the hypervisor's WebSocket URL ($PVBLK_HYPERVISOR_URL, else the default port here). */
 export function hypervisorOption(cmd: Command, help = "the hypervisor's WebSocket URL"): Command {
-  return cmd.option('--hypervisor <url>', help, process.env.PVBLK_HYPERVISOR_URL ?? 'ws://127.0.0.1:7480/');
+  return cmd.addOption(
+    new Option('--hypervisor <url>', help)
+      .env('PVBLK_HYPERVISOR_URL')
+      .argParser(urlOption('--hypervisor', ['ws:', 'wss:']))
+      .default('ws://127.0.0.1:7480/'),
+  );
 }
 
 /** --toolstack: Dom0's management API ($PVBLK_TOOLSTACK_URL, else the default port here). */
 export function toolstackOption(cmd: Command, help: string): Command {
-  return cmd.option('--toolstack <url>', help, process.env.PVBLK_TOOLSTACK_URL ?? 'http://127.0.0.1:7481');
+  return cmd.addOption(
+    new Option('--toolstack <url>', help)
+      .env('PVBLK_TOOLSTACK_URL')
+      .argParser(urlOption('--toolstack', ['http:', 'https:']))
+      .default('http://127.0.0.1:7481'),
+  );
 }

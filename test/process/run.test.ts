@@ -66,12 +66,40 @@ describe('pvblk run', () => {
       [['host'], { PVBLK_API_PORT: '65536' }, '--api-port must be between 0 and 65535 (got 65536)'],
       [['host'], { PVBLK_DATA_PATH: 'bogus' }, `value 'bogus' from env 'PVBLK_DATA_PATH' is invalid`],
       [['host'], { PVBLK_PARTITION_START: '-8' }, `from env 'PVBLK_PARTITION_START' is invalid`],
+      // a URL is checked as it is parsed: `--toolstack notaurl` was retried for 60 s as unreachable,
+      // and `--hypervisor 'ws://[::1'` had the guest's domain created, then left paused
+      [
+        ['host'],
+        { PVBLK_HYPERVISOR_URL: 'http://x/' },
+        '--hypervisor must be a URL (ws:// or wss://) (got "http://x/")',
+      ],
+      [
+        ['domu'],
+        { PVBLK_TOOLSTACK_URL: 'notaurl' },
+        '--toolstack must be a URL (http:// or https://) (got "notaurl")',
+      ],
+      [
+        ['domu', '--hypervisor', 'ws://[::1'],
+        {},
+        '--hypervisor must be a URL (ws:// or wss://) (got "ws://[::1")',
+      ],
+      // the name makes a path in the run dir
+      [['guest', '--name', '../../etc', 'true'], {}, 'bad guest name "../../etc"'],
     ];
     for (const [args, env, message] of cases) {
       const r = await pvblk(args, { env: { PVBLK_DOM0_SECRET: 'process-test-dom0-secret', ...env } });
-      expect(r.code, JSON.stringify(env)).not.toBe(0);
+      expect(r.code, JSON.stringify([args, env])).toBe(2);
       expect(r.stderr).toContain(message);
     }
+  });
+
+  it('names the address it cannot listen on, without a port the system was to pick', async () => {
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): on no machine's interfaces
+    const r = await pvblk(['hypervisor', '--host', '192.0.2.1', '--port', '0'], {
+      env: { PVBLK_DOM0_SECRET: 'process-test-dom0-secret' },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('pvblk: listen 192.0.2.1: address not available on this machine\n');
   });
 
   it("starts its processes with PVBLK_NODE_FLAGS in place of pvblk's own V8 flags, and refuses a bad one", async () => {
