@@ -359,6 +359,27 @@ describe('hostile peers against the hypervisor process', () => {
     xc.close();
   });
 
+  it("a map call's reply is bounded as a copy's: pages new to the mapper, 2 MiB of them at most (E2BIG)", async () => {
+    const { domid, xc } = await attackerDomain('map-amplifier');
+    // 1,024 pages of its own, not zero, granted to itself: each map of one carries its 4 KiB back
+    const refs = Array.from({ length: 1024 }, (_, i) => {
+      const page = xc.allocPage();
+      page.fill(i & 0xff || 1);
+      return xc.gnttab.grantAccess(page, domid, false);
+    });
+    await xc.fence();
+    const ops = refs.map((ref) => ({ dom: domid, ref, readonly: true }));
+    await expect(xc.gnttab.map(ops)).rejects.toMatchObject({ code: 'E2BIG' });
+    // nothing was mapped by the refused call: half of them fit, and map
+    const half = await xc.gnttab.map(ops.slice(0, 512));
+    expect(half.every((m) => m.status === 0 && m.page?.read(0, 1)[0] !== 0)).toBe(true);
+    // a frame mapped already carries no page again: the same 512 and 512 more in one call fit
+    const again = await xc.gnttab.map(ops);
+    expect(again.every((m) => m.status === 0)).toBe(true);
+    xc.close();
+    await survivors();
+  });
+
   it('finding 6: 128 watches and 200 writes in one frame: watch events are coalesced, not multiplied', async () => {
     const { domid, xc } = await attackerDomain('watcher');
     const base = `/local/domain/${domid}/data`;

@@ -59,7 +59,56 @@ function inlineRequest(op: number, id: number, sector: number, data: BlkifSegmen
   });
 }
 
+function indirectRequest(
+  f: RawFront,
+  op: number,
+  id: number,
+  sector: number,
+  data: BlkifSegment[],
+  pi: BlkifPiSegment[],
+) {
+  const pages = Array.from({ length: Math.ceil((data.length + pi.length) / 512) }, () => Buffer.alloc(4096));
+  encodeIntegrityDescriptors(pages, data, pi);
+  return encodeIntegrityRequest({
+    operation: BLKIF_OP_INTEGRITY,
+    integrityOp: op,
+    nrSegments: data.length,
+    nrPiSegments: pi.length,
+    piFlags: BLKIF_PI_CHECK_GUARD | BLKIF_PI_CHECK_REF,
+    id: BigInt(id),
+    sectorNumber: BigInt(sector),
+    handle: 0,
+    appTag: 0,
+    appTagMask: 0xffff,
+    refTag: sector,
+    indirectGrefs: pages.map((p) => f.grant(p).ref),
+  });
+}
+
 describe('integrity requests a guest may build', () => {
+  it('a write naming 1,152 pages is mapped in calls the broker answers (it refuses one over 2 MiB of pages)', async () => {
+    const f = await piFront();
+    // 128 data pages (512 KiB), and each of the 1,024 tuples in a page of its own: one map call was
+    // refused (E2BIG), and the request failed
+    const data = Buffer.alloc(128 * 4096);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 0xff;
+    const tuples = Buffer.alloc(1024 * 8);
+    generatePi(data, tuples, { format: { type: 1, guard: 'crc', interval: 512 }, seed: 0 });
+    const segs = Array.from({ length: 128 }, (_, i) => ({
+      gref: f.grant(data.subarray(i * 4096, (i + 1) * 4096)).ref,
+      firstSect: 0,
+      lastSect: 7,
+    }));
+    const pis = Array.from({ length: 1024 }, (_, i) => {
+      const page = Buffer.alloc(4096, 0x77);
+      tuples.copy(page, 0, i * 8, i * 8 + 8);
+      return { gref: f.grant(page).ref, offset: 0, length: 8 };
+    });
+    f.push([indirectRequest(f, BLKIF_OP_WRITE, 1, 0, segs, pis)]);
+    // OKAY: every page arrived, the disk having checked each sector's guard against its tuple
+    expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
+  });
+
   it('a read whose two PI segments share one page gets the tuples of both', async () => {
     const f = await piFront();
     const data = Buffer.alloc(8192);

@@ -5,6 +5,13 @@
 import { PvblkError, type ErrorCode } from './errors.ts';
 
 export const GRANT_ENTRY_V1_SIZE = 8;
+/**
+ * Map operations a driver puts in one GNTTABOP_map_grant_ref call: the broker answers a call with the
+ * pages it maps, and refuses (E2BIG) a call whose pages would pass 2 MiB. Linux's blkback maps in
+ * batches too (of BLKIF_MAX_SEGMENTS_PER_REQUEST); pvblk's are larger so that a request of 256
+ * segments is one call.
+ */
+export const GNTTAB_MAP_BATCH = 512;
 /** Refs below 8 are reserved (console 0, xenstore 1); Linux never hands them out. */
 export const GNTTAB_NR_RESERVED_ENTRIES = 8;
 export const GNTTAB_RESERVED_CONSOLE = 0;

@@ -10,6 +10,7 @@
  */
 import {
   GNTST,
+  GNTTAB_MAP_BATCH,
   SECTOR_SIZE,
   SpareBuffers,
   bufferView,
@@ -258,7 +259,7 @@ export class GrantDataPath {
     const results =
       toMap.length === 0
         ? []
-        : await this.xc.gnttab.map(
+        : await this.mapBatched(
             toMap.map((m) => ({
               dom: this.frontDomid,
               ref: segments[m.index].gref,
@@ -304,6 +305,31 @@ export class GrantDataPath {
    * (`results`) is unmapped and its budget (`budgeted`) given back; its persistent grants in use are
    * idle again.
    */
+  /**
+   * GNTTABOP_map_grant_ref in calls of at most GNTTAB_MAP_BATCH operations, sent together (one round
+   * trip): a hostile frontend's integrity request may name 4,096 descriptors, past what the broker
+   * answers in one call.
+   */
+  private async mapBatched(
+    ops: Array<{ dom: number; ref: number; readonly: boolean }>,
+  ): Promise<Array<{ status: number; page?: Page }>> {
+    if (ops.length <= GNTTAB_MAP_BATCH) return this.xc.gnttab.map(ops);
+    const calls: Array<Promise<Array<{ status: number; page?: Page }>>> = [];
+    for (let i = 0; i < ops.length; i += GNTTAB_MAP_BATCH)
+      calls.push(this.xc.gnttab.map(ops.slice(i, i + GNTTAB_MAP_BATCH)));
+    const settled = await Promise.allSettled(calls);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      // what the other calls mapped goes again, as on any failure to map (XSA-365)
+      const mapped = settled.flatMap((r) =>
+        r.status === 'fulfilled' ? r.value.flatMap((m) => (m.page ? [m.page] : [])) : [],
+      );
+      if (mapped.length) this.xc.gnttab.unmapAsync(mapped);
+      throw failed.reason;
+    }
+    return settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+  }
+
   private copyInstead(
     segments: BlkifSegment[],
     results: Array<{ status: number; page?: Page }>,

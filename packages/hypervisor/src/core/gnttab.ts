@@ -44,7 +44,10 @@ export interface GrantLimits {
    * domain is about 4 KiB times this. ENOMEM beyond, as a domain over its memory allocation gets.
    */
   maxSharedFrames: number;
-  /** Bytes one GNTTABOP_copy may move out of frames (its reply must fit a frame); E2BIG beyond. */
+  /**
+   * Bytes one GNTTABOP_copy may move out of frames, and one GNTTABOP_map_grant_ref may carry as pages
+   * new to the mapper (each reply must fit a frame); E2BIG beyond. GNTTAB_MAP_BATCH pages fit.
+   */
   maxCopyBytes: number;
 }
 
@@ -211,6 +214,20 @@ export class GrantTables {
   }
 
   map(mapper: Domain, ops: GrantMapOp[]): GrantMapResult[] {
+    // the reply carries the page of each frame new to the mapper (a frame it maps already, under
+    // another ref or earlier in this call, carries none): bounded per call as a copy's reply is. A
+    // guest granting itself 1,024 pages and mapping them all, call after call, had 4 MB replies.
+    const fresh = new Set<SharedFrame>();
+    for (const op of ops) {
+      const e = this.lookup(op.dom)?.grants.get(op.ref);
+      if (e && e.domid === mapper.domid && !e.frame.mappings.has(mapper)) fresh.add(e.frame);
+    }
+    if (fresh.size * PAGE_SIZE > this.limits.maxCopyBytes) {
+      throw new PvblkError(
+        'E2BIG',
+        `${ops.length} map operations would carry ${fresh.size} pages (${fresh.size * PAGE_SIZE} bytes); the limit per call is ${this.limits.maxCopyBytes}`,
+      );
+    }
     return ops.map((op) => {
       const granter = this.lookup(op.dom);
       if (!granter || granter.dying) return { status: GNTST.bad_domain };
