@@ -233,6 +233,10 @@ describe('a guest with its own token, against the host API (finding 4)', () => {
     const after = (await api('GET', '/guests', OP)).body.disks as typeof before;
     expect(after.find((d) => d.guest === 'guest2')!.params).toBe(sdh.params);
     expect(sdh.path).toBe('/dev/sdh');
+    // the operator's bad value is EINVAL, as the API's errno table has it (it was the CLI's EUSAGE)
+    const bad = await api('POST', '/disks/sdg/params', OP, { key: 'opts', value: '99999999999' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toBe('EINVAL');
   });
 
   it("cannot arm bad-response-id on another guest's vbd; guest2's I/O still verifies", async () => {

@@ -390,8 +390,8 @@ export async function startApi(
         return void res.destroy();
       }
       if (isPvblkError(e)) {
-        const message = e.message.startsWith(`${e.code}: `) ? e.message.slice(e.code.length + 2) : e.message;
-        return send(HTTP_STATUS[e.code] ?? 500, { error: e.code, message });
+        const r = errorReply(e);
+        return send(r.status, r.body);
       }
       // a bug, not a refusal: the details go to the host's log, not to the caller
       onInternalError(`${req.method} ${url.pathname}`, e);

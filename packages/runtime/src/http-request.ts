@@ -158,7 +158,6 @@ export function readJsonBody(
 /** HTTP status of each errno pvblk's HTTP routes answer with (anything else: 500). */
 export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   EINVAL: 400,
-  EUSAGE: 400,
   EACCES: 403,
   EPERM: 403,
   ENOENT: 404,
@@ -175,7 +174,9 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
 
 /** A route's failure as the answer says it: its errno, its status, the message without the errno prefix. */
 export function errorReply(e: unknown): { status: number; body: { error: string; message: string } } {
-  const code = isPvblkError(e) ? e.code : 'EIO';
+  // a bad value in a request is EINVAL, as the API's table has it; EUSAGE is the CLI's name for the
+  // same check (scsi_debug's parameters are checked by one parser for both)
+  const code = isPvblkError(e) ? (e.code === 'EUSAGE' ? 'EINVAL' : e.code) : 'EIO';
   const message = isPvblkError(e) ? e.detail : String(e);
   return { status: HTTP_STATUS[code] ?? 500, body: { error: code, message } };
 }
