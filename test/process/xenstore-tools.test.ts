@@ -87,6 +87,12 @@ describe('changing it, and errors as the tools give them', () => {
     expect(outside.stderr).toMatch(
       /^xenstore-write: could not write path \/local\/\.\.\/x: Invalid argument \(.*only \[A-Za-z0-9-\/_@\] are allowed\)\n$/,
     );
+    // an empty key is XenStore's to refuse, as any bad path (the API had said `pairs[0][0] is empty`)
+    const empty = await xs('write', '', 'v');
+    expect(empty.code).toBe(1);
+    expect(empty.stderr).toMatch(
+      /^xenstore-write: could not write path : Invalid argument \(.*empty path\)\n$/,
+    );
     expect((await xs('exists', '/x')).code).toBe(1);
     const badperm = await xs('chmod', '/tool', 'q0');
     expect(badperm.stderr).toBe("xenstore-chmod: Invalid permission specification: 'q'\n");

@@ -56,7 +56,8 @@ const bad = (msg: string) => new PvblkError('EINVAL', msg);
 
 function checkPath(p: unknown, what: string): string {
   if (typeof p !== 'string') throw bad(`${what} must be a string`);
-  if (p.length === 0) throw bad(`${what} is empty`);
+  // an empty path goes to XenStore like any other, which refuses it (EINVAL) for the tool to say as
+  // xenstore-write says it ("could not write path "), not as a body this API could not read
   if (p.length > MAX_PATH) throw bad(`${what} is longer than ${MAX_PATH} bytes`);
   return p;
 }
