@@ -39,49 +39,36 @@ async function piFront(): Promise<RawFront> {
   return f;
 }
 
-function inlineRequest(op: number, id: number, sector: number, data: BlkifSegment[], pi: BlkifPiSegment[]) {
-  const inline = Buffer.alloc(76);
-  encodeIntegrityDescriptors([inline], data, pi);
-  return encodeIntegrityRequest({
-    operation: BLKIF_OP_INTEGRITY,
-    integrityOp: op,
-    nrSegments: data.length,
-    nrPiSegments: pi.length,
-    piFlags: BLKIF_PI_CHECK_GUARD | BLKIF_PI_CHECK_REF | BLKIF_PI_INLINE,
-    id: BigInt(id),
-    sectorNumber: BigInt(sector),
-    handle: 0,
-    appTag: 0,
-    appTagMask: 0xffff,
-    refTag: sector,
-    indirectGrefs: [],
-    inline,
-  });
-}
-
-function indirectRequest(
-  f: RawFront,
+/**
+ * An integrity request with its descriptors in the slot (BLKIF_PI_INLINE), or, given the frontend
+ * that grants them, in indirect pages.
+ */
+function integrityRequest(
   op: number,
   id: number,
   sector: number,
   data: BlkifSegment[],
   pi: BlkifPiSegment[],
+  indirectVia?: RawFront,
 ) {
-  const pages = Array.from({ length: Math.ceil((data.length + pi.length) / 512) }, () => Buffer.alloc(4096));
+  const pages = indirectVia
+    ? Array.from({ length: Math.ceil((data.length + pi.length) / 512) }, () => Buffer.alloc(4096))
+    : [Buffer.alloc(76)];
   encodeIntegrityDescriptors(pages, data, pi);
   return encodeIntegrityRequest({
     operation: BLKIF_OP_INTEGRITY,
     integrityOp: op,
     nrSegments: data.length,
     nrPiSegments: pi.length,
-    piFlags: BLKIF_PI_CHECK_GUARD | BLKIF_PI_CHECK_REF,
+    piFlags: BLKIF_PI_CHECK_GUARD | BLKIF_PI_CHECK_REF | (indirectVia ? 0 : BLKIF_PI_INLINE),
     id: BigInt(id),
     sectorNumber: BigInt(sector),
     handle: 0,
     appTag: 0,
     appTagMask: 0xffff,
     refTag: sector,
-    indirectGrefs: pages.map((p) => f.grant(p).ref),
+    indirectGrefs: indirectVia ? pages.map((p) => indirectVia.grant(p).ref) : [],
+    ...(indirectVia ? {} : { inline: pages[0] }),
   });
 }
 
@@ -104,7 +91,7 @@ describe('integrity requests a guest may build', () => {
       tuples.copy(page, 0, i * 8, i * 8 + 8);
       return { gref: f.grant(page).ref, offset: 0, length: 8 };
     });
-    f.push([indirectRequest(f, BLKIF_OP_WRITE, 1, 0, segs, pis)]);
+    f.push([integrityRequest(BLKIF_OP_WRITE, 1, 0, segs, pis, f)]);
     // OKAY: every page arrived, the disk having checked each sector's guard against its tuple
     expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
   });
@@ -119,7 +106,7 @@ describe('integrity requests a guest may build', () => {
     // 16 sectors need 128 bytes of tuples, more than fit inline: a PI page, descriptors inline
     const pw = f.grant(tuples);
     f.push([
-      inlineRequest(
+      integrityRequest(
         BLKIF_OP_WRITE,
         2,
         8,
@@ -131,7 +118,7 @@ describe('integrity requests a guest may build', () => {
     const r = [f.grant(Buffer.alloc(4096)), f.grant(Buffer.alloc(4096))];
     const pi = f.grant(Buffer.alloc(4096, 0xee));
     f.push([
-      inlineRequest(
+      integrityRequest(
         BLKIF_OP_READ,
         3,
         8,
