@@ -20,4 +20,13 @@ describe("printk's rate limit (lib/ratelimit.c)", () => {
     expect([r.take(0), r.take(1), r.take(2)].map((v) => v.ok)).toEqual([true, true, false]);
     expect(r.take(101)).toEqual({ ok: true, suppressed: 1 });
   });
+
+  it('allows(): the same verdict for a logger, saying what was left out first', () => {
+    const r = new RateLimit(100, 1);
+    const missed: number[] = [];
+    const say = (n: number) => missed.push(n);
+    expect([r.allows(0, say), r.allows(1, say), r.allows(2, say)]).toEqual([true, false, false]);
+    expect(r.allows(101, say)).toBe(true);
+    expect(missed).toEqual([2]);
+  });
 });

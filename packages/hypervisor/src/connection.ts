@@ -383,11 +383,9 @@ export class Connection implements Session, Schedulable {
   /** A warning this connection's peer caused, rate-limited; what was left out is counted when it resumes. */
   private warnLimited(obj: Record<string, unknown>, msg: string): void {
     const limit = this.domain ? this.warnings : Connection.strangerWarnings;
-    const say = limit.take(performance.now());
     const who = { peer: this.peer, domid: this.domain?.domid };
-    if (say.suppressed > 0)
-      this.log('warn', { ...who, suppressed: say.suppressed }, `${say.suppressed} warnings suppressed`);
-    if (say.ok) this.log('warn', { ...who, ...obj }, msg);
+    const say = (n: number) => this.log('warn', { ...who, suppressed: n }, `${n} warnings suppressed`);
+    if (limit.allows(performance.now(), say)) this.log('warn', { ...who, ...obj }, msg);
   }
 
   private refuseBeforeHello(message: string): void {

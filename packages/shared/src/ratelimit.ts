@@ -42,4 +42,14 @@ export class RateLimit {
     this.missed++;
     return { ok: false, suppressed };
   }
+
+  /**
+   * take() for a logger: `sayMissed(n)` is called with the number left out once a later interval
+   * begins; true when this message may be said.
+   */
+  allows(nowMs: number, sayMissed: (n: number) => void): boolean {
+    const v = this.take(nowMs);
+    if (v.suppressed > 0) sayMissed(v.suppressed);
+    return v.ok;
+  }
 }

@@ -345,14 +345,10 @@ export class Hypervisor {
   reject(d: Domain, id: number | undefined, error: string): void {
     d.stats.invalidMessages++;
     // every one is answered and counted; the log says ten in five seconds at most, and how many it left out
-    const say = d.invalidLog.take(performance.now());
-    if (say.suppressed > 0)
-      this.log(
-        'warn',
-        { domid: d.domid, suppressed: say.suppressed },
-        `invalid message: ${say.suppressed} suppressed`,
-      );
-    if (say.ok) this.log('warn', { domid: d.domid, error }, 'invalid message');
+    const say = (n: number) =>
+      this.log('warn', { domid: d.domid, suppressed: n }, `invalid message: ${n} suppressed`);
+    if (d.invalidLog.allows(performance.now(), say))
+      this.log('warn', { domid: d.domid, error }, 'invalid message');
     this.deliver(d, { t: 'err', id: id ?? 0, code: 'EPROTO', message: error });
   }
 
