@@ -538,6 +538,19 @@ describe('error paths', () => {
     expect(await f.error()).toBe('5 ring 0: req_prod 40 is more than 32 ahead of rsp_prod 0');
   });
 
+  it("destroying a domain removes blkback's error record of it and the directories it leaves empty (libxl__xs_path_cleanup)", async () => {
+    host = await startHost();
+    const d = await host.domain();
+    const xc = await host.lh.connect(d.credential);
+    const f = new RawFront(xc, d, {}, (p) => host!.dom0.xs.tryRead(p));
+    f.mem.writeU32(0, 40);
+    await f.handshake(false);
+    await waitFor(async () => (await f.error()) !== null, 'the error record');
+    await host.toolstack.destroyDomain(d.domid);
+    // error/backend/vbd was left behind, empty: three nodes in Dom0's tree for good
+    expect(await host.dom0.xs.tryRead('/local/domain/0/error')).toBeNull();
+  });
+
   it('a discard the backend cannot do: discard disabled, BLK_STS_NOTSUPP (blkif_interrupt)', async () => {
     host = await startHost();
     const d = await host.domain();

@@ -341,8 +341,26 @@ export class Toolstack {
     for (const d of new Set([...doms, ...erred])) {
       if (live.has(d)) continue;
       await this.xc.xs.rm(`${root}/${d}`).catch(() => {});
-      await this.xc.xs.rm(`${errors}/${d}`).catch(() => {});
+      await this.pathCleanup(`${errors}/${d}`, domainPath(this.xc.domid)).catch(() => {});
       this.log('info', { domid: Number(d) }, `removed the vbds of dead domain ${d}`);
     }
+  }
+
+  /**
+   * libxl__xs_path_cleanup: removes `path`, then each parent left empty, up to (not including)
+   * `stopAt`, in one transaction. The error records' `error/backend/vbd` stayed behind once the last
+   * of them had gone: three nodes in Dom0's tree for good after one guest's xenbus_dev_fatal.
+   */
+  private async pathCleanup(path: string, stopAt: string): Promise<void> {
+    const xs = this.xc.xs;
+    await xs.transaction(async (tx) => {
+      await xs.rm(path, tx).catch(() => {});
+      const parent = (p: string) => p.slice(0, p.lastIndexOf('/'));
+      for (let p = parent(path); p.startsWith(`${stopAt}/`); p = parent(p)) {
+        const left = await xs.directory(p, tx).catch(() => null);
+        if (left === null || left.length > 0) break;
+        await xs.rm(p, tx);
+      }
+    });
   }
 }
