@@ -15,7 +15,9 @@ import {
   WIRE_VERSION,
   type ClientMessage,
   type HypervisorMessage,
+  type PackedMessage,
   type PageRun,
+  unpackClientMessage,
 } from '../src/wire.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -463,5 +465,67 @@ describe('FrameWriter', () => {
       for (let i = 1; i < after.length; i++) expect(after[i].buffer).not.toBe(after[i - 1].buffer);
       expect(after.filter((f) => f.buffer === once.buffer)).toHaveLength(1);
     });
+  });
+});
+
+describe('packed decoding (the broker decodes each message when it serves it)', () => {
+  const unpackAll = (f: Uint8Array) => {
+    const d = decodeClientFrame(f, { pageRuns: true, packed: true });
+    if (!d.ok) throw new Error(d.error);
+    expect(d.invalid).toEqual([]);
+    return d.messages.map((m) => (m.t === 'packed' ? unpackClientMessage(m) : { ok: true, msg: m }));
+  };
+
+  it('leaves MSG records packed, checks the structure all the same, and unpacks them as decodeClientFrame decodes', () => {
+    const msgs: ClientMessage[] = [
+      { t: 'xs', id: 1, op: 'write', tx: 0, path: 'device/vbd/51712/state', value: '4' },
+      { t: 'ev_send', port: 3 },
+      { t: 'fence', id: 2 },
+    ];
+    const f = encodeFrame(msgs);
+    const d = decodeClientFrame(f, { pageRuns: true, packed: true });
+    expect(d.ok && d.messages.map((m) => m.t)).toEqual(['packed', 'ev_send', 'packed']);
+    const packed = d.ok ? (d.messages[0] as PackedMessage) : null;
+    expect(packed && { index: packed.index, frame: packed.frame === f }).toEqual({ index: 0, frame: true });
+    expect(unpackAll(f)).toEqual(clientOk(f).map((msg) => ({ ok: true, msg })));
+    // a structural fault anywhere still refuses the whole frame, before anything is served
+    const cut = f.subarray(0, f.length - 1);
+    expect(decodeClientFrame(cut, { pageRuns: true, packed: true })).toEqual(decodeClientFrame(cut));
+    // an invalid message is found when served, with the error and id the eager decoder gives
+    const bad = encodeFrame([{ t: 'no_such_call', id: 6 } as never]);
+    const eager = decodeClientFrame(bad);
+    expect(unpackAll(bad)).toEqual([{ ok: false, bad: eager.ok && eager.invalid[0] }]);
+  });
+
+  it('makes a record that is not valid MessagePack, or past the frame budget, invalid alone: the records before it stand', () => {
+    const fence = encodeFrame([{ t: 'fence', id: 1 }]).subarray(1);
+    const bad = bytes('01 0c000000 81 a1 74 cf ff ff ff ff ff ff ff ff');
+    const f = Buffer.concat([Buffer.from([WIRE_VERSION]), fence, bad, fence]);
+    // eagerly the whole frame is refused; packed, the fence before it was served already
+    expect(decodeClientFrame(f).ok).toBe(false);
+    expect(unpackAll(f)).toEqual([
+      { ok: true, msg: { t: 'fence', id: 1 } },
+      {
+        ok: false,
+        bad: {
+          index: 1,
+          error: 'record 1: not valid MessagePack: the 64-bit integer at byte 3 is outside ±2^53',
+        },
+      },
+      { ok: true, msg: { t: 'fence', id: 1 } },
+    ]);
+    const map = (id: number): ClientMessage => ({
+      t: 'gnt_map',
+      id,
+      ops: Array.from({ length: 1024 }, (_, k) => ({ dom: 1, ref: k, readonly: true })),
+    });
+    const fits = Math.floor(WIRE_MAX_OBJECTS / 1025);
+    const out = unpackAll(encodeFrame(Array.from({ length: fits + 2 }, (_, i) => map(i))));
+    expect(out.slice(0, fits).every((r) => r.ok)).toBe(true);
+    const over = `the frame's records build more than ${WIRE_MAX_OBJECTS} arrays, maps and binary values`;
+    expect(out.slice(fits)).toEqual([
+      { ok: false, bad: { index: fits, error: `record ${fits}: ${over}` } },
+      { ok: false, bad: { index: fits + 1, error: `record ${fits + 1}: ${over}` } },
+    ]);
   });
 });
