@@ -25,11 +25,13 @@ import {
   type ClientMessage,
   type HypervisorMessage,
   type InvalidMessage,
+  type PackedMessage,
   type PageRun,
+  unpackClientMessage,
 } from '@pvblk/shared';
 import type { Domain, Session } from './core/domain.ts';
 import type { Hypervisor } from './core/hypervisor.ts';
-import type { FairScheduler, Schedulable } from './scheduler.ts';
+import { SLICE_MS, type FairScheduler, type Schedulable } from './scheduler.ts';
 import { brokerTrace } from './trace.ts';
 
 export interface FrameTransport {
@@ -105,7 +107,8 @@ const IN_LOW_BYTES = 8 * 1024 * 1024;
 /** A guest's own watch events waiting for it in one turn, beyond which they are dropped. */
 export const MAX_PENDING_WATCH_EVENTS = 1024;
 
-type Inbound = ClientMessage | PageRun | { t: '__invalid'; bad: InvalidMessage };
+/** A message waiting in the inbox: MSG records stay packed until served (see PackedMessage). */
+type Inbound = ClientMessage | PageRun | PackedMessage | { t: '__invalid'; bad: InvalidMessage };
 
 /** The records of the frame one inbox entry stands for: a page run, its page writes; else one. */
 function recordsIn(m: Inbound): number {
@@ -144,7 +147,6 @@ export class Connection implements Session, Schedulable {
   /** What is owed to the peer this turn, already encoded (the frames go out at the end of the turn). */
   private readonly outbox = new FrameWriter(BROKER_FRAME_TARGET);
   private inflight = 0;
-  private flushScheduled = false;
   private readonly pendingWatch = new Set<string>();
   private droppedThisTurn = 0;
   private badFrames = 0;
@@ -253,10 +255,7 @@ export class Connection implements Session, Schedulable {
     }
     if (!this.congested && this.backlog > OUT_HIGH) this.congested = true;
     if (this.congested) this.holdSender();
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.scheduler.flushSoon(this);
   }
 
   /** The domain being served produced output for us while we are congested: it waits for us to drain. */
@@ -270,8 +269,8 @@ export class Connection implements Session, Schedulable {
     this.waiters.add(s);
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
+  /** Hands everything owed to the socket: the end of this connection's turn (the scheduler calls it). */
+  flush(): void {
     if (this.droppedThisTurn > 0) {
       this.log(
         'warn',
@@ -401,7 +400,10 @@ export class Connection implements Session, Schedulable {
       );
       return;
     }
-    const decoded = decodeClientFrame(frame, { pageRuns: true });
+    // MSG records are decoded as they are served (PackedMessage) — but before the hello, at once: a
+    // stranger's frame is small (PRE_HELLO_FRAME_MAX), and one that is not MessagePack is a protocol
+    // error (4400), not a refused hello
+    const decoded = decodeClientFrame(frame, { pageRuns: true, packed: this.domain !== null });
     if (!decoded.ok) {
       this.badFrames++;
       this.warnLimited({ error: decoded.error }, 'malformed frame');
@@ -456,7 +458,10 @@ export class Connection implements Session, Schedulable {
   }
 
   /** The first message of a connection: hello with a credential. False when the connection is refused. */
-  private hello(first: ClientMessage | PageRun | undefined, invalid: InvalidMessage[]): boolean {
+  private hello(
+    first: ClientMessage | PageRun | PackedMessage | undefined,
+    invalid: InvalidMessage[],
+  ): boolean {
     if (!first || first.t !== 'hello' || invalid.some((b) => b.index === 0)) {
       this.sendNow({
         t: 'err',
@@ -467,22 +472,23 @@ export class Connection implements Session, Schedulable {
       this.close(CLOSE_AUTH_FAILED, 'expected hello');
       return false;
     }
-    if (first.v !== WIRE_VERSION) {
+    const h = first;
+    if (h.v !== WIRE_VERSION) {
       this.sendNow({
         t: 'err',
-        id: first.id,
+        id: h.id,
         code: 'EPROTO',
-        message: `wire version ${first.v} is not supported (this hypervisor speaks ${WIRE_VERSION})`,
+        message: `wire version ${h.v} is not supported (this hypervisor speaks ${WIRE_VERSION})`,
       });
       this.close(CLOSE_PROTOCOL, 'wire version mismatch');
       return false;
     }
     try {
-      this.domain = this.hv.attach(this, first.credential);
+      this.domain = this.hv.attach(this, h.credential);
     } catch (e) {
       const err = e as PvblkError;
       this.warnLimited({ code: err.code }, 'authentication refused');
-      this.sendNow({ t: 'err', id: first.id, code: err.code ?? 'EACCES', message: err.message });
+      this.sendNow({ t: 'err', id: h.id, code: err.code ?? 'EACCES', message: err.message });
       this.close(
         CLOSE_AUTH_FAILED,
         err.code === 'EBUSY' ? 'domain already connected' : 'authentication failed',
@@ -491,11 +497,14 @@ export class Connection implements Session, Schedulable {
     }
     clearTimeout(this.helloTimer);
     const d = this.domain;
-    this.send({ t: 'ok', id: first.id, r: { domid: d.domid, name: d.name, privileged: d.privileged } });
+    this.send({ t: 'ok', id: h.id, r: { domid: d.domid, name: d.name, privileged: d.privileged } });
     return true;
   }
 
-  /** Serves up to `budget` messages of the inbox (the scheduler calls this). True when input remains. */
+  /**
+   * Serves up to `budget` messages of the inbox, and for at most about SLICE_MS (the scheduler calls
+   * this). True when input remains.
+   */
   runSlice(budget: number): boolean {
     const d = this.domain;
     if (!d || this.closed) return false;
@@ -505,6 +514,7 @@ export class Connection implements Session, Schedulable {
       // the budget is in records: a page run counts as the page writes it holds (so a slice may end
       // up to MAX_PAGE_RUN - 1 records past it, and `blocked` is looked at between runs: a congested
       // receiver gets at most one run's writes, ≤ 64 pages, past its mark — far below OUT_MAX)
+      const deadline = performance.now() + SLICE_MS;
       for (let n = 0; n < budget && this.inHead < this.inbox.length;) {
         if (this.closed || d.dying) return false;
         const m = this.inbox[this.inHead];
@@ -512,10 +522,14 @@ export class Connection implements Session, Schedulable {
         this.inbox[this.inHead++] = undefined as unknown as Inbound;
         const records = recordsIn(m);
         this.inRecords -= records;
-        if (m.t === '__invalid') this.hv.reject(d, m.bad.id, m.bad.error);
+        if (m.t === 'packed') {
+          const u = unpackClientMessage(m);
+          if (u.ok) this.hv.handle(d, u.msg);
+          else this.hv.reject(d, u.bad.id, u.bad.error);
+        } else if (m.t === '__invalid') this.hv.reject(d, m.bad.id, m.bad.error);
         else this.hv.handle(d, m);
         n += records;
-        if (this.blocked) break;
+        if (this.blocked || performance.now() >= deadline) break;
       }
     } catch (e) {
       // a bug in the broker, reached by this peer's input — here too when the slice runs from the

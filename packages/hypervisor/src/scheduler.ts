@@ -15,27 +15,38 @@
 export interface Schedulable {
   /** Serves up to `budget` messages; true when input remains. */
   runSlice(budget: number): boolean;
+  /** Hands what is owed to the peer to its socket. */
+  flush(): void;
   /** True while the connection may not be served (see above). */
   readonly blocked: boolean;
   readonly closed: boolean;
 }
 
-/** Messages served per connection per round. */
+/** Messages served per connection per round … */
 export const SLICE_MESSAGES = 256;
+/**
+ * … and milliseconds: a slice ends at whichever comes first. 256 XenStore writes, each firing a watch,
+ * took 1-2 ms, and another guest's request waited for one such slice at every pass through the broker
+ * (a QD1 write passes two to three times). A slice of the data path (page runs, events) ends on its
+ * record count well within this.
+ */
+export const SLICE_MS = 0.2;
 
 export class FairScheduler {
   private readonly runnable = new Set<Schedulable>();
+  /** Connections with output owed, flushed at the start of the next turn. */
+  private readonly owing = new Set<Schedulable>();
   private scheduled = false;
   private running = false;
 
-  /** True when connections other than the caller are waiting: the caller must queue, not jump ahead. */
-  get busy(): boolean {
-    return this.running || this.runnable.size > 0;
-  }
-
-  /** `c` has input: serve it now when nobody else waits, else in its turn. */
+  /**
+   * `c` has input: served at once when it had none waiting — a sparse flow, as fq_codel's new flows go
+   * before the backlogged ones — else in its turn. A connection with a backlog cannot jump ahead by
+   * sending more: its new input queues behind its old. So a guest whose one request waits at each
+   * pass through the broker is served on arrival, not after a slice of every domain that floods it.
+   */
   arrived(c: Schedulable): void {
-    if (!this.busy && !c.blocked) {
+    if (!this.running && !this.runnable.has(c) && !c.blocked) {
       this.running = true;
       let more: boolean;
       try {
@@ -55,15 +66,35 @@ export class FairScheduler {
     this.schedule();
   }
 
+  /**
+   * `c` owes its peer output: it leaves at the start of the next turn, before any slice is served. A
+   * sparse flow's answer, produced when its frame arrived, went out behind the next slice of every
+   * backlogged domain when the two were separate callbacks (setImmediate runs them in order): at each
+   * pass through a flooded broker a guest's request waited for a whole slice more.
+   */
+  flushSoon(c: Schedulable): void {
+    this.owing.add(c);
+    this.schedule();
+  }
+
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.round());
+    setImmediate(() => this.turn());
   }
 
-  /** One round: every runnable connection gets one slice, in order of arrival. */
-  private round(): void {
+  /** One turn: what is owed goes out, then every runnable connection gets one slice, in order of arrival. */
+  private turn(): void {
     this.scheduled = false;
+    if (this.owing.size > 0) {
+      const owing = [...this.owing];
+      this.owing.clear();
+      for (const c of owing) c.flush();
+    }
+    if (this.runnable.size > 0) this.round();
+  }
+
+  private round(): void {
     const turn = [...this.runnable];
     this.runnable.clear();
     this.running = true;

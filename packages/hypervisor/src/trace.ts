@@ -6,7 +6,7 @@
  * drivers noted. And the hypervisor's half of every clock probe: when it handled each fence.
  */
 import { processTrace, STAMP, type TraceRecorder } from '@pvblk/runtime';
-import type { ClientMessage, PageRun } from '@pvblk/shared';
+import type { ClientMessage, PackedMessage, PageRun } from '@pvblk/shared';
 
 class BrokerTrace {
   /** NOTIFY_IFs routed to a domain whose frame has not left yet: peer domid → keys. */
@@ -19,7 +19,7 @@ class BrokerTrace {
   constructor(private readonly rec: TraceRecorder) {}
 
   /** A frame from `domid` was decoded (the stamp is at least the arrival time). */
-  frameIn(domid: number, msgs: ReadonlyArray<ClientMessage | PageRun>): void {
+  frameIn(domid: number, msgs: ReadonlyArray<ClientMessage | PageRun | PackedMessage>): void {
     const t = performance.now();
     for (const m of msgs) {
       if (m.t === 'ev_notify_if')
