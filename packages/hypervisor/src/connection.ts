@@ -472,23 +472,22 @@ export class Connection implements Session, Schedulable {
       this.close(CLOSE_AUTH_FAILED, 'expected hello');
       return false;
     }
-    const h = first;
-    if (h.v !== WIRE_VERSION) {
+    if (first.v !== WIRE_VERSION) {
       this.sendNow({
         t: 'err',
-        id: h.id,
+        id: first.id,
         code: 'EPROTO',
-        message: `wire version ${h.v} is not supported (this hypervisor speaks ${WIRE_VERSION})`,
+        message: `wire version ${first.v} is not supported (this hypervisor speaks ${WIRE_VERSION})`,
       });
       this.close(CLOSE_PROTOCOL, 'wire version mismatch');
       return false;
     }
     try {
-      this.domain = this.hv.attach(this, h.credential);
+      this.domain = this.hv.attach(this, first.credential);
     } catch (e) {
       const err = e as PvblkError;
       this.warnLimited({ code: err.code }, 'authentication refused');
-      this.sendNow({ t: 'err', id: h.id, code: err.code ?? 'EACCES', message: err.message });
+      this.sendNow({ t: 'err', id: first.id, code: err.code ?? 'EACCES', message: err.message });
       this.close(
         CLOSE_AUTH_FAILED,
         err.code === 'EBUSY' ? 'domain already connected' : 'authentication failed',
@@ -497,7 +496,7 @@ export class Connection implements Session, Schedulable {
     }
     clearTimeout(this.helloTimer);
     const d = this.domain;
-    this.send({ t: 'ok', id: h.id, r: { domid: d.domid, name: d.name, privileged: d.privileged } });
+    this.send({ t: 'ok', id: first.id, r: { domid: d.domid, name: d.name, privileged: d.privileged } });
     return true;
   }
 
