@@ -31,7 +31,7 @@ import {
 } from '@pvblk/shared';
 import type { Domain, Session } from './core/domain.ts';
 import type { Hypervisor } from './core/hypervisor.ts';
-import { SLICE_MS, type FairScheduler, type Schedulable } from './scheduler.ts';
+import type { FairScheduler, Schedulable } from './scheduler.ts';
 import { brokerTrace } from './trace.ts';
 
 export interface FrameTransport {
@@ -501,10 +501,10 @@ export class Connection implements Session, Schedulable {
   }
 
   /**
-   * Serves up to `budget` messages of the inbox, and for at most about SLICE_MS (the scheduler calls
-   * this). True when input remains.
+   * Serves up to `budget` messages of the inbox, for about `ms` at most (the scheduler calls this).
+   * True when input remains.
    */
-  runSlice(budget: number): boolean {
+  runSlice(budget: number, ms = Infinity): boolean {
     const d = this.domain;
     if (!d || this.closed) return false;
     const prev = Connection.serving;
@@ -513,7 +513,7 @@ export class Connection implements Session, Schedulable {
       // the budget is in records: a page run counts as the page writes it holds (so a slice may end
       // up to MAX_PAGE_RUN - 1 records past it, and `blocked` is looked at between runs: a congested
       // receiver gets at most one run's writes, ≤ 64 pages, past its mark — far below OUT_MAX)
-      const deadline = performance.now() + SLICE_MS;
+      const deadline = performance.now() + ms;
       for (let n = 0; n < budget && this.inHead < this.inbox.length;) {
         if (this.closed || d.dying) return false;
         const m = this.inbox[this.inHead];

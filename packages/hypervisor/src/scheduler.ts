@@ -13,8 +13,8 @@
 
 /** What the scheduler needs of a connection. */
 export interface Schedulable {
-  /** Serves up to `budget` messages; true when input remains. */
-  runSlice(budget: number): boolean;
+  /** Serves up to `budget` messages, for about `ms` at most; true when input remains. */
+  runSlice(budget: number, ms?: number): boolean;
   /** Hands what is owed to the peer to its socket. */
   flush(): void;
   /** True while the connection may not be served (see above). */
@@ -25,10 +25,12 @@ export interface Schedulable {
 /** Messages served per connection per round … */
 export const SLICE_MESSAGES = 256;
 /**
- * … and milliseconds: a slice ends at whichever comes first. 256 XenStore writes, each firing a watch,
- * took 1-2 ms, and another guest's request waited for one such slice at every pass through the broker
- * (a QD1 write passes two to three times). A slice of the data path (page runs, events) ends on its
- * record count well within this.
+ * … and milliseconds, for a domain served in the rounds (one with a backlog): its slice ends at
+ * whichever comes first. 256 XenStore writes, each firing a watch, took 1-2 ms, and another guest's
+ * request waited for one such slice at every pass through the broker (a QD1 write passes two to three
+ * times). A domain served as its frame arrives has no time bound: a frame of the data path is
+ * forwarded in one piece (cut by time, a QD32 frame from the guest left in two flushes to Dom0 when
+ * the machine was busy), and a flooder is served that way once per frame at most.
  */
 export const SLICE_MS = 0.2;
 
@@ -102,7 +104,7 @@ export class FairScheduler {
       for (const c of turn) {
         if (c.closed) continue;
         if (c.blocked) continue; // woken again by what it waits for
-        if (c.runSlice(SLICE_MESSAGES)) this.runnable.add(c);
+        if (c.runSlice(SLICE_MESSAGES, SLICE_MS)) this.runnable.add(c);
       }
     } finally {
       this.running = false;
