@@ -96,6 +96,30 @@ describe('integrity requests a guest may build', () => {
     expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
   });
 
+  it("a write of 2,304 pages, past the guest's budget of maps, is copied in calls the broker takes", async () => {
+    const f = await piFront();
+    // 256 data pages (the whole 1 MiB disk) and each of the 2,048 tuples in a page of its own: past
+    // the maps blkback may hold for one guest, so it copies instead — in one call of 2,304 ops, which
+    // the wire refuses (1,024 at most), and the request failed "unexpectedly" (BLKIF_RSP_ERROR)
+    const data = Buffer.alloc(256 * 4096);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 29) & 0xff;
+    const tuples = Buffer.alloc(2048 * 8);
+    generatePi(data, tuples, { format: { type: 1, guard: 'crc', interval: 512 }, seed: 0 });
+    const segs = Array.from({ length: 256 }, (_, i) => ({
+      gref: f.grant(data.subarray(i * 4096, (i + 1) * 4096)).ref,
+      firstSect: 0,
+      lastSect: 7,
+    }));
+    const pis = Array.from({ length: 2048 }, (_, i) => {
+      const page = Buffer.alloc(4096, 0x77);
+      tuples.copy(page, 0, i * 8, i * 8 + 8);
+      return { gref: f.grant(page).ref, offset: 0, length: 8 };
+    });
+    f.push([integrityRequest(BLKIF_OP_WRITE, 1, 0, segs, pis, f)]);
+    expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
+    expect(host!.klog.lines().filter((l) => l.includes('failed unexpectedly'))).toEqual([]);
+  });
+
   it('a read whose two PI segments share one page gets the tuples of both', async () => {
     const f = await piFront();
     const data = Buffer.alloc(8192);

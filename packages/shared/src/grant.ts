@@ -12,6 +12,12 @@ export const GRANT_ENTRY_V1_SIZE = 8;
  * segments is one call.
  */
 export const GNTTAB_MAP_BATCH = 512;
+/**
+ * Copy operations a driver puts in one GNTTABOP_copy call: 512 of a page each is 2 MiB, the broker's
+ * bound on what one call copies out (E2BIG beyond), and half the ops the wire lets a call carry. An
+ * integrity write of 256 data pages and 2,048 tuple pages, copied in one call, was refused.
+ */
+export const GNTTAB_COPY_BATCH = 512;
 /** Refs below 8 are reserved (console 0, xenstore 1); Linux never hands them out. */
 export const GNTTAB_NR_RESERVED_ENTRIES = 8;
 export const GNTTAB_RESERVED_CONSOLE = 0;

@@ -10,6 +10,7 @@
  */
 import {
   GNTST,
+  GNTTAB_COPY_BATCH,
   GNTTAB_MAP_BATCH,
   SECTOR_SIZE,
   SpareBuffers,
@@ -376,8 +377,9 @@ export class GrantDataPath {
     return {
       gather: async (from = 0, to = segments.length) => {
         const range = segments.slice(from, to);
-        const rs = await this.xc.gnttab.copyFrom(
+        const rs = await copyBatched(
           range.map((s) => ({ dom: this.frontDomid, ref: s.gref, ...segBytes(s) })),
+          (ops) => this.xc.gnttab.copyFrom(ops),
         );
         this.stats.grant_copies += range.length;
         const bad = rs.findIndex((r) => r.status !== GNTST.okay);
@@ -402,7 +404,7 @@ export class GrantDataPath {
           pos += len;
           return op;
         });
-        const st = await this.xc.gnttab.copyTo(ops);
+        const st = await copyBatched(ops, (batch) => this.xc.gnttab.copyTo(batch));
         this.stats.grant_copies += segments.length;
         const bad = st.findIndex((x) => x !== GNTST.okay);
         return bad >= 0
@@ -442,4 +444,16 @@ export class GrantDataPath {
     this.stats.persistent_grants = 0;
     this.xc.gnttab.unmapAsync(pages);
   }
+}
+
+/**
+ * GNTTABOP_copy in calls of at most GNTTAB_COPY_BATCH ops, sent together; the results in the ops'
+ * order. A copy holds nothing once done, so a failed call fails the whole, as one call would.
+ */
+async function copyBatched<T, R>(ops: T[], copy: (batch: T[]) => Promise<R[]>): Promise<R[]> {
+  if (ops.length <= GNTTAB_COPY_BATCH) return copy(ops);
+  const calls: Array<Promise<R[]>> = [];
+  for (let i = 0; i < ops.length; i += GNTTAB_COPY_BATCH)
+    calls.push(copy(ops.slice(i, i + GNTTAB_COPY_BATCH)));
+  return (await Promise.all(calls)).flat();
 }
