@@ -96,7 +96,7 @@ describe('integrity requests a guest may build', () => {
     expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
   });
 
-  it("a write of 2,304 pages, past the guest's budget of maps, is copied in calls the broker takes", async () => {
+  it("a write and a read of 2,304 pages, past the guest's budget of maps, are copied in calls the broker takes", async () => {
     const f = await piFront();
     // 256 data pages (the whole 1 MiB disk) and each of the 2,048 tuples in a page of its own: past
     // the maps blkback may hold for one guest, so it copies instead — in one call of 2,304 ops, which
@@ -117,6 +117,22 @@ describe('integrity requests a guest may build', () => {
     });
     f.push([integrityRequest(BLKIF_OP_WRITE, 1, 0, segs, pis, f)]);
     expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
+    // and back, copied into 2,304 pages: 9 MiB, which one call could not carry either
+    const back = Array.from({ length: 256 }, () => f.grant());
+    const piBack = Array.from({ length: 2048 }, () => f.grant());
+    f.push([
+      integrityRequest(
+        BLKIF_OP_READ,
+        2,
+        0,
+        back.map((g) => ({ gref: g.ref, firstSect: 0, lastSect: 7 })),
+        piBack.map((g) => ({ gref: g.ref, offset: 0, length: 8 })),
+        f,
+      ),
+    ]);
+    expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
+    expect(Buffer.concat(back.map((g) => Buffer.from(g.page.read(0, 4096)))).equals(data)).toBe(true);
+    expect(Buffer.concat(piBack.map((g) => Buffer.from(g.page.read(0, 8)))).equals(tuples)).toBe(true);
     expect(host!.klog.lines().filter((l) => l.includes('failed unexpectedly'))).toEqual([]);
   });
 
