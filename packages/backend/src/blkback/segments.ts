@@ -298,15 +298,6 @@ export class GrantDataPath {
   }
 
   /**
-   * The request moves its data by grant copy, which maps nothing, instead of by mappings: when it
-   * would pass the guest's budget (nothing mapped yet), and when Dom0's maptrack is full — every
-   * guest's mappings together, which no one guest's budget bounds (several guests each within theirs
-   * can fill it). Linux's blkback answers the latter BLKIF_RSP_ERROR, which hands the load of some
-   * guests to another as I/O errors; here it only slows everyone down. What this request did map
-   * (`results`) is unmapped and its budget (`budgeted`) given back; its persistent grants in use are
-   * idle again.
-   */
-  /**
    * GNTTABOP_map_grant_ref in calls of at most GNTTAB_MAP_BATCH operations, sent together (one round
    * trip): a hostile frontend's integrity request may name 4,096 descriptors, past what the broker
    * answers in one call.
@@ -315,10 +306,9 @@ export class GrantDataPath {
     ops: Array<{ dom: number; ref: number; readonly: boolean }>,
   ): Promise<Array<{ status: number; page?: Page }>> {
     if (ops.length <= GNTTAB_MAP_BATCH) return this.xc.gnttab.map(ops);
-    const calls: Array<Promise<Array<{ status: number; page?: Page }>>> = [];
-    for (let i = 0; i < ops.length; i += GNTTAB_MAP_BATCH)
-      calls.push(this.xc.gnttab.map(ops.slice(i, i + GNTTAB_MAP_BATCH)));
-    const settled = await Promise.allSettled(calls);
+    const settled = await Promise.allSettled(
+      inCalls(ops, GNTTAB_MAP_BATCH, (batch) => this.xc.gnttab.map(batch)),
+    );
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       // what the other calls mapped goes again, as on any failure to map (XSA-365)
@@ -331,6 +321,15 @@ export class GrantDataPath {
     return settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
   }
 
+  /**
+   * The request moves its data by grant copy, which maps nothing, instead of by mappings: when it
+   * would pass the guest's budget (nothing mapped yet), and when Dom0's maptrack is full — every
+   * guest's mappings together, which no one guest's budget bounds (several guests each within theirs
+   * can fill it). Linux's blkback answers the latter BLKIF_RSP_ERROR, which hands the load of some
+   * guests to another as I/O errors; here it only slows everyone down. What this request did map
+   * (`results`) is unmapped and its budget (`budgeted`) given back; its persistent grants in use are
+   * idle again.
+   */
   private copyInstead(
     segments: BlkifSegment[],
     results: Array<{ status: number; page?: Page }>,
@@ -452,8 +451,12 @@ export class GrantDataPath {
  */
 async function copyBatched<T, R>(ops: T[], copy: (batch: T[]) => Promise<R[]>): Promise<R[]> {
   if (ops.length <= GNTTAB_COPY_BATCH) return copy(ops);
-  const calls: Array<Promise<R[]>> = [];
-  for (let i = 0; i < ops.length; i += GNTTAB_COPY_BATCH)
-    calls.push(copy(ops.slice(i, i + GNTTAB_COPY_BATCH)));
-  return (await Promise.all(calls)).flat();
+  return (await Promise.all(inCalls(ops, GNTTAB_COPY_BATCH, copy))).flat();
+}
+
+/** `ops` cut into calls of at most `size`, all sent at once (one round trip); the calls in order. */
+function inCalls<T, R>(ops: T[], size: number, call: (batch: T[]) => Promise<R>): Array<Promise<R>> {
+  const calls: Array<Promise<R>> = [];
+  for (let i = 0; i < ops.length; i += size) calls.push(call(ops.slice(i, i + size)));
+  return calls;
 }
