@@ -72,25 +72,34 @@ function integrityRequest(
   });
 }
 
+/**
+ * `pages` data pages of a pattern (`i * step`), granted, with their protection information and each
+ * sector's tuple in a page of its own, granted: the descriptors of a write that names many pages.
+ */
+function tuplePerPage(f: RawFront, pages: number, step: number) {
+  const data = Buffer.alloc(pages * 4096);
+  for (let i = 0; i < data.length; i++) data[i] = (i * step) & 0xff;
+  const tuples = Buffer.alloc(pages * 8 * 8);
+  generatePi(data, tuples, { format: { type: 1, guard: 'crc', interval: 512 }, seed: 0 });
+  const segs = Array.from({ length: pages }, (_, i) => ({
+    gref: f.grant(data.subarray(i * 4096, (i + 1) * 4096)).ref,
+    firstSect: 0,
+    lastSect: 7,
+  }));
+  const pis = Array.from({ length: pages * 8 }, (_, i) => {
+    const page = Buffer.alloc(4096, 0x77);
+    tuples.copy(page, 0, i * 8, i * 8 + 8);
+    return { gref: f.grant(page).ref, offset: 0, length: 8 };
+  });
+  return { data, tuples, segs, pis };
+}
+
 describe('integrity requests a guest may build', () => {
   it('a write naming 1,152 pages is mapped in calls the broker answers (it refuses one over 2 MiB of pages)', async () => {
     const f = await piFront();
     // 128 data pages (512 KiB), and each of the 1,024 tuples in a page of its own: one map call was
     // refused (E2BIG), and the request failed
-    const data = Buffer.alloc(128 * 4096);
-    for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 0xff;
-    const tuples = Buffer.alloc(1024 * 8);
-    generatePi(data, tuples, { format: { type: 1, guard: 'crc', interval: 512 }, seed: 0 });
-    const segs = Array.from({ length: 128 }, (_, i) => ({
-      gref: f.grant(data.subarray(i * 4096, (i + 1) * 4096)).ref,
-      firstSect: 0,
-      lastSect: 7,
-    }));
-    const pis = Array.from({ length: 1024 }, (_, i) => {
-      const page = Buffer.alloc(4096, 0x77);
-      tuples.copy(page, 0, i * 8, i * 8 + 8);
-      return { gref: f.grant(page).ref, offset: 0, length: 8 };
-    });
+    const { segs, pis } = tuplePerPage(f, 128, 13);
     f.push([integrityRequest(BLKIF_OP_WRITE, 1, 0, segs, pis, f)]);
     // OKAY: every page arrived, the disk having checked each sector's guard against its tuple
     expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
@@ -101,20 +110,7 @@ describe('integrity requests a guest may build', () => {
     // 256 data pages (the whole 1 MiB disk) and each of the 2,048 tuples in a page of its own: past
     // the maps blkback may hold for one guest, so it copies instead — in one call of 2,304 ops, which
     // the wire refuses (1,024 at most), and the request failed "unexpectedly" (BLKIF_RSP_ERROR)
-    const data = Buffer.alloc(256 * 4096);
-    for (let i = 0; i < data.length; i++) data[i] = (i * 29) & 0xff;
-    const tuples = Buffer.alloc(2048 * 8);
-    generatePi(data, tuples, { format: { type: 1, guard: 'crc', interval: 512 }, seed: 0 });
-    const segs = Array.from({ length: 256 }, (_, i) => ({
-      gref: f.grant(data.subarray(i * 4096, (i + 1) * 4096)).ref,
-      firstSect: 0,
-      lastSect: 7,
-    }));
-    const pis = Array.from({ length: 2048 }, (_, i) => {
-      const page = Buffer.alloc(4096, 0x77);
-      tuples.copy(page, 0, i * 8, i * 8 + 8);
-      return { gref: f.grant(page).ref, offset: 0, length: 8 };
-    });
+    const { data, tuples, segs, pis } = tuplePerPage(f, 256, 29);
     f.push([integrityRequest(BLKIF_OP_WRITE, 1, 0, segs, pis, f)]);
     expect((await f.responses(1))[0].status).toBe(BLKIF_RSP_OKAY);
     // and back, copied into 2,304 pages: 9 MiB, which one call could not carry either

@@ -31,7 +31,15 @@ import type { Blkfront } from '@pvblk/frontend';
 import { openScsiDebugDisk } from '../../packages/backend/src/scsi/sd.ts';
 import { GuestBlockQueue } from '../../packages/frontend/src/block/queue.ts';
 import { BlockDeviceCache } from '../../packages/frontend/src/block/page-cache.ts';
-import { attachBlkfront, DEVID, RawFront, startHost, waitFor, type Host } from './blkif-peers.ts';
+import {
+  attachBlkfront,
+  DEVID,
+  RawFront,
+  startHost,
+  waitFor,
+  type Host,
+  type HostDomain,
+} from './blkif-peers.ts';
 import { gather, pattern, rwRequest, until } from './stack.ts';
 
 let host: Host | null = null;
@@ -527,28 +535,29 @@ describe('error paths', () => {
     expect(Number(process.hrtime.bigint() - t0) / 1e6).toBeGreaterThanOrEqual(19);
   });
 
-  it('a ring whose req_prod is already more than a ring ahead is refused at connect (xen_blkif_map)', async () => {
+  /** A frontend whose ring's req_prod is 40 before it connects: more than a ring ahead of rsp_prod 0. */
+  async function ringAheadAtConnect(): Promise<{ d: HostDomain; f: RawFront }> {
     host = await startHost();
     const d = await host.domain();
     const xc = await host.lh.connect(d.credential);
     const f = new RawFront(xc, d, {}, (p) => host!.dom0.xs.tryRead(p));
     f.mem.writeU32(0, 40);
     await f.handshake(false);
+    return { d, f };
+  }
+
+  it('a ring whose req_prod is already more than a ring ahead is refused at connect (xen_blkif_map)', async () => {
+    const { f } = await ringAheadAtConnect();
     await waitFor(async () => (await f.beState()) === 5, 'the backend to go Closing');
     expect(await f.error()).toBe('5 ring 0: req_prod 40 is more than 32 ahead of rsp_prod 0');
   });
 
   it("destroying a domain removes blkback's error record of it and the directories it leaves empty (libxl__xs_path_cleanup)", async () => {
-    host = await startHost();
-    const d = await host.domain();
-    const xc = await host.lh.connect(d.credential);
-    const f = new RawFront(xc, d, {}, (p) => host!.dom0.xs.tryRead(p));
-    f.mem.writeU32(0, 40);
-    await f.handshake(false);
+    const { d, f } = await ringAheadAtConnect();
     await waitFor(async () => (await f.error()) !== null, 'the error record');
-    await host.toolstack.destroyDomain(d.domid);
+    await host!.toolstack.destroyDomain(d.domid);
     // error/backend/vbd was left behind, empty: three nodes in Dom0's tree for good
-    expect(await host.dom0.xs.tryRead('/local/domain/0/error')).toBeNull();
+    expect(await host!.dom0.xs.tryRead('/local/domain/0/error')).toBeNull();
   });
 
   it('a discard the backend cannot do: discard disabled, BLK_STS_NOTSUPP (blkif_interrupt)', async () => {
