@@ -15,11 +15,13 @@
  * bench/results/xenstore-flood.json.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectWs } from '@pvblk/client';
+import { readStack } from '../src/cli/lock.ts';
+import { resolveOperatorAccess } from '../src/cli/xl-access.ts';
 import { cpuSnapshot, intArg, machineInfo, printTable, quick, writeResults } from './lib.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -96,16 +98,10 @@ interface FioSide {
   clat_ns: { max: number; percentile: Record<string, number> };
 }
 
-function stackPids(): Record<string, number> {
-  const lock = JSON.parse(readFileSync(join(runDir, 'pvblk.lock'), 'utf8')) as {
-    processes: Array<{ name: string; pid: number }>;
-  };
-  return Object.fromEntries(lock.processes.map((p) => [p.name, p.pid]));
-}
-
 /** CPU seconds each stack process used while `phase` ran. */
 async function measured<T>(phase: () => Promise<T>): Promise<{ result: T; cpu: Record<string, number> }> {
-  const pids = stackPids();
+  const stack = await readStack(runDir);
+  const pids = Object.fromEntries((stack?.info.processes ?? []).map((p) => [p.name, p.pid]));
   const before = Object.fromEntries(Object.entries(pids).map(([n, p]) => [n, cpuSnapshot([p]).ownMs]));
   const result = await phase();
   const cpu: Record<string, number> = {};
@@ -118,11 +114,9 @@ async function measured<T>(phase: () => Promise<T>): Promise<{ result: T; cpu: R
 }
 
 await waitFor(() => existsSync(join(runDir, 'guest.sock')), 'the guest');
-const ts = JSON.parse(readFileSync(join(runDir, 'toolstack.json'), 'utf8')) as {
-  api: string;
-  hypervisor: string;
-  token: string;
-};
+// the stack's own access file, whatever PVBLK_TOOLSTACK_* this shell has
+const ts = resolveOperatorAccess({ runDir }, {});
+if (!ts.hypervisor) throw new Error(`${runDir}: the stack published no hypervisor URL`);
 const made = await fetch(`${ts.api}/guests`, {
   method: 'POST',
   headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' },
