@@ -513,7 +513,9 @@ export class Connection implements Session, Schedulable {
       // the budget is in records: a page run counts as the page writes it holds (so a slice may end
       // up to MAX_PAGE_RUN - 1 records past it, and `blocked` is looked at between runs: a congested
       // receiver gets at most one run's writes, ≤ 64 pages, past its mark — far below OUT_MAX)
-      const deadline = performance.now() + ms;
+      // an arrival's slice has no time bound (ms = Infinity): it reads no clock
+      const timed = ms !== Infinity;
+      const deadline = timed ? performance.now() + ms : Infinity;
       for (let n = 0; n < budget && this.inHead < this.inbox.length;) {
         if (this.closed || d.dying) return false;
         const m = this.inbox[this.inHead];
@@ -528,7 +530,7 @@ export class Connection implements Session, Schedulable {
         } else if (m.t === '__invalid') this.hv.reject(d, m.bad.id, m.bad.error);
         else this.hv.handle(d, m);
         n += records;
-        if (this.blocked || performance.now() >= deadline) break;
+        if (this.blocked || (timed && performance.now() >= deadline)) break;
       }
     } catch (e) {
       // a bug in the broker, reached by this peer's input — here too when the slice runs from the
