@@ -18,7 +18,15 @@ import {
 import { checkVerifyBlock, crc32c, fillVerifyBlock } from '../src/guest/fio-verify.ts';
 import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
 import { mulberry32 } from '@pvblk/shared';
-import { JobStats, Samples, depthBucket, latBuckets } from '../src/guest/fio-stats.ts';
+import {
+  FIO_IO_U_PLAT_NR,
+  JobStats,
+  Samples,
+  depthBucket,
+  latBuckets,
+  platIdxToVal,
+  platValToIdx,
+} from '../src/guest/fio-stats.ts';
 import { num2str, renderJson, renderNormal, renderTerse, type FioReport } from '../src/guest/fio-report.ts';
 import {
   condensedRunStr,
@@ -413,6 +421,44 @@ describe('fio statistics and output', () => {
     expect(Math.abs(back.pct(50) - 500_000) / 500_000).toBeLessThan(0.001);
   });
 
+  it("numbers latency buckets as fio's plat_val_to_idx and plat_idx_to_val do", () => {
+    // below 128 ns a value is its own bucket; from there 64 buckets an octave, keyed by their middle
+    expect([0, 1, 127, 128, 129, 130, 255, 256].map(platValToIdx)).toEqual([
+      0, 1, 127, 128, 128, 129, 191, 192,
+    ]);
+    expect([127, 128, 129, 191, 192].map(platIdxToVal)).toEqual([127, 129, 131, 255, 258]);
+    // 1 ms: msb 19, 13 error bits, group 14, offset (1e6 >> 13) & 63 = 58; its bucket is
+    // [2^19 + 58·2^13, 2^19 + 59·2^13) and fio keys it by the middle
+    expect(platValToIdx(1_000_000)).toBe(14 * 64 + 58);
+    expect(platIdxToVal(14 * 64 + 58)).toBe(2 ** 19 + 58.5 * 2 ** 13);
+    // past 2^32 ns (4.3 s) as below; past 2^34 (17.2 s) everything lands in the last bucket
+    expect(platValToIdx(2 ** 33 + 5 * 2 ** 27)).toBe(28 * 64 + 5);
+    expect(platValToIdx(2 ** 34)).toBe(FIO_IO_U_PLAT_NR - 1);
+    expect(platValToIdx(3600e9)).toBe(FIO_IO_U_PLAT_NR - 1);
+    // every bucket's value is inside the bucket, and the buckets tile the line in order
+    let prev = -1;
+    for (let idx = 0; idx < FIO_IO_U_PLAT_NR - 1; idx++) {
+      expect(platValToIdx(platIdxToVal(idx))).toBe(idx);
+      expect(platIdxToVal(idx)).toBeGreaterThan(prev);
+      prev = platIdxToVal(idx);
+    }
+  });
+
+  it("gives json+ bins in fio's buckets, folded from the HDR histogram without loss", () => {
+    const s = new Samples();
+    const direct = new Map<number, number>();
+    const rnd = mulberry32(7);
+    for (let i = 0; i < 20_000; i++) {
+      // latencies from 1 ns to about 20 s, spread over every octave
+      const v = Math.floor(2 ** (rnd() * 34.2));
+      s.add(v);
+      const key = platIdxToVal(platValToIdx(v));
+      direct.set(key, (direct.get(key) ?? 0) + 1);
+    }
+    const bins = s.fioBins();
+    expect(bins).toEqual([...direct].sort((a, b) => a[0] - b[0]));
+    expect(bins.reduce((n, [, c]) => n + c, 0)).toBe(20_000);
+  });
   it('merges larger values into samples decoded from JSON (a later slice of a run)', () => {
     const early = new Samples();
     for (let i = 1; i <= 100; i++) early.add(1000 + i);

@@ -348,7 +348,7 @@ function latJson(s: Samples, plist: number[] | null, plus: boolean): Record<stri
     const p: Record<string, number> = {};
     for (const x of plist) p[x.toFixed(6)] = s.pct(x);
     o.percentile = p;
-    if (plus) o.bins = Object.fromEntries(s.bins().map(([v, c]) => [String(v), c]));
+    if (plus) o.bins = Object.fromEntries(s.fioBins().map(([v, c]) => [String(v), c]));
   }
   return o;
 }

@@ -8,6 +8,30 @@
  */
 import * as hdr from 'hdr-histogram-js';
 
+/** fio's latency histogram (stat.h): 29 groups of 2^6 buckets, each group an octave. */
+export const FIO_IO_U_PLAT_BITS = 6;
+const FIO_IO_U_PLAT_VAL = 1 << FIO_IO_U_PLAT_BITS;
+export const FIO_IO_U_PLAT_NR = 29 * FIO_IO_U_PLAT_VAL;
+
+/** The index of fio's bucket for a latency of `v` ns (stat.c's plat_val_to_idx), for v < 2^53. */
+export function platValToIdx(v: number): number {
+  // below 2^7 a value is its own bucket; above, the top 7 bits pick it (the MSB its group)
+  if (v < 2 * FIO_IO_U_PLAT_VAL) return v;
+  const msb = v < 2 ** 32 ? 31 - Math.clz32(v) : 63 - Math.clz32(Math.floor(v / 2 ** 32));
+  const errorBits = msb - FIO_IO_U_PLAT_BITS;
+  const base = (errorBits + 1) << FIO_IO_U_PLAT_BITS;
+  const offset = Math.floor(v / 2 ** errorBits) % FIO_IO_U_PLAT_VAL;
+  return Math.min(base + offset, FIO_IO_U_PLAT_NR - 1);
+}
+
+/** The value fio prints for bucket `idx` (stat.c's plat_idx_to_val): the middle of its range. */
+export function platIdxToVal(idx: number): number {
+  if (idx < 2 * FIO_IO_U_PLAT_VAL) return idx;
+  const errorBits = (idx >> FIO_IO_U_PLAT_BITS) - 1;
+  const k = idx % FIO_IO_U_PLAT_VAL;
+  return 2 ** (errorBits + FIO_IO_U_PLAT_BITS) + (k + 0.5) * 2 ** errorBits;
+}
+
 /** A latency (ns) or rate sample set: exact moments plus an HDR histogram. */
 export class Samples {
   n = 0;
@@ -96,7 +120,24 @@ export class Samples {
     return Math.min(this.max, Math.max(this.min, this.hist.getValueAtPercentile(p)));
   }
 
-  /** (value, count) of every recorded bucket, lowest first: fio's json+ bins, and the CDF plots. */
+  /**
+   * fio's json+ `bins`: (bucket value, count) of every non-empty bucket of fio's own latency
+   * histogram, lowest first, keyed as fio keys them (`plat_idx_to_val`, the middle of the bucket), so
+   * that a json+ reader that adds or compares bins across runs of fio and pvblk sees one bucket grid.
+   * They are folded from the HDR histogram without loss: at 3 significant digits its buckets are
+   * powers of two wide and aligned, at most 1/1024 of their octave, and fio's are 1/64 of theirs (1
+   * ns below 128), so every HDR bucket lies inside one of fio's.
+   */
+  fioBins(): Array<[number, number]> {
+    const counts = new Map<number, number>();
+    for (const [v, c] of this.bins()) {
+      const idx = platValToIdx(v);
+      counts.set(idx, (counts.get(idx) ?? 0) + c);
+    }
+    return [...counts].sort((a, b) => a[0] - b[0]).map(([idx, c]) => [platIdxToVal(idx), c]);
+  }
+
+  /** (value, count) of every recorded HDR bucket, lowest first (its highest equivalent value): the CDF plots. */
   bins(): Array<[number, number]> {
     const out: Array<[number, number]> = [];
     const it = (this.hist as hdr.JsHistogram).recordedValuesIterator;
