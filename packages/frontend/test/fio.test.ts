@@ -3,6 +3,7 @@
  * init.c), verify headers and checksums (verify.c, the CRC-32C check value), num2str (lib/num2str.c),
  * the percentile block and the terse v3 field list (stat.c), JSON keys (stat.c's json output).
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   checkJob,
@@ -442,6 +443,28 @@ describe('fio statistics and output', () => {
       expect(platIdxToVal(idx)).toBeGreaterThan(prev);
       prev = platIdxToVal(idx);
     }
+  });
+
+  it("keys json+ bins as real fio does, and fio's own percentiles follow from them", () => {
+    // a real fio 3.33 job's clat_ns (fixtures/README.md)
+    const fio = JSON.parse(
+      readFileSync(new URL('./fixtures/fio-3.33-jsonplus-clat.json', import.meta.url), 'utf8'),
+    ) as { clat_ns: { N: number; percentile: Record<string, number>; bins: Record<string, number> } };
+    const { N, percentile, bins } = fio.clat_ns;
+    const keys = Object.keys(bins).map(Number);
+    expect(keys.length).toBeGreaterThan(100);
+    // every key fio printed is the value of its own bucket
+    for (const k of keys) expect(platIdxToVal(platValToIdx(k))).toBe(k);
+    // calc_clat_percentiles(): the first bucket whose running count reaches p % of N
+    for (const [p, v] of Object.entries(percentile)) {
+      let sum = 0;
+      const at = keys.find((k) => (sum += bins[k]) >= (Number(p) / 100) * N);
+      expect(at).toBe(v);
+    }
+    // the same latencies recorded by the guest fio come out as fio's very bins
+    const s = new Samples();
+    for (const k of keys) for (let i = 0; i < bins[k]; i++) s.add(k);
+    expect(Object.fromEntries(s.fioBins().map(([v, c]) => [String(v), c]))).toEqual(bins);
   });
 
   it("gives json+ bins in fio's buckets, folded from the HDR histogram without loss", () => {
