@@ -101,6 +101,9 @@ describe('the guest fio, run whole', () => {
       expect(total(m)).toBeGreaterThan(99.5);
       expect(total(m)).toBeLessThan(101);
     }
+    // each refill is counted at the depth it leaves the queue at, as fio's td_io_commit() counts a
+    // commit: a queue kept full reads 8=100% (counted at each I/O's own place it read 12.5 %)
+    expect(j.iodepth_level['8']).toBeGreaterThan(99);
     // total_run_time runs from the end of the ramp, as the direction's runtime does
     expect(j.job_runtime).toBeGreaterThanOrEqual(j.read.runtime);
     expect(j.job_runtime).toBeLessThanOrEqual(j.read.runtime + 1);

@@ -548,6 +548,10 @@ export class Worker {
     if (n) {
       this.stats.submitMap[batchBucket(n)]++;
       this.stats.totalSubmit++;
+      // fio's td_io_commit(): every I/O of a commit is counted at the depth the queue has once the
+      // whole commit is in (io_u_mark_depth(td, io_u_queued) at cur_depth), not at its own place
+      // in the refill — a saturated QD32 job reads 32=100%, as under fio
+      this.stats.depthMap[depthBucket(this.inflight)] += n;
     }
     if (this.inflight === 0 && !this.more(t)) this.done();
   }
@@ -566,7 +570,6 @@ export class Worker {
     const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone };
     this.inflight++;
     this.issued++;
-    this.stats.depthMap[depthBucket(this.inflight)]++;
     if (write && this.job.verify !== 'none') {
       const numberio = this.numberio++;
       fillVerifyBlock(this.job.verify, slot.buf!, {
