@@ -574,7 +574,8 @@ describe('fio statistics and output', () => {
     expect(lines[0]).toMatch(
       /^randw: \(groupid=0, jobs=1\): err= 0: pid=42: \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$/,
     );
-    expect(lines[1]).toBe('  write: IOPS=1000, BW=4000KiB/s (4096kB/s)(4000KiB/1000msec)');
+    // fio 3.36's write line ends with its zoned-block count (stat.c's zbd_write_status()), 0 here
+    expect(lines[1]).toBe('  write: IOPS=1000, BW=4000KiB/s (4096kB/s)(4000KiB/1000msec); 0 zone resets');
     expect(lines).toContain('    clat percentiles (usec):');
     // 4 per line, "     |" continued, fio's " %5.2fth=[%5llu]" cells
     const i = lines.indexOf('    clat percentiles (usec):');
@@ -652,6 +653,22 @@ describe('fio statistics and output', () => {
     // write section starts after the 41 read fields: kb, bw (KiB/s), iops, runtime
     expect(f.slice(46, 50)).toEqual(['4000', '4000', '1000', '1000']);
     expect(f[f.length - 9]).toBe('xvda');
+    // the read direction ran nothing, and still names every listed percentile, at 0, as
+    // calc_clat_percentiles() gives them for no samples; the list's unused places are 0%=0
+    const plist = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99];
+    expect(f.slice(17, 37)).toEqual([...plist.map((p) => `${p.toFixed(6)}%=0`), '0%=0', '0%=0', '0%=0']);
+  });
+
+  it('prints no line between two jobs, and one before the run status group (show_run_stats)', () => {
+    const r = report();
+    r.jobs.push({ ...r.jobs[0] });
+    const lines = renderNormal(r).split('\n');
+    const heads = lines.flatMap((l, i) => (l.startsWith('randw: (groupid=0') ? [i] : []));
+    expect(heads).toHaveLength(2);
+    expect(lines[heads[1] - 1]).toMatch(/^ {5}latency {3}: target=0/);
+    const run = lines.indexOf('Run status group 0 (all jobs):');
+    expect(lines[run - 1]).toBe('');
+    expect(lines[run - 2]).toMatch(/^ {5}latency {3}: target=0/);
   });
 
   it("carries fio's JSON keys", () => {

@@ -166,7 +166,7 @@ function ddirNormal(
   const bw = bwOf(d);
   const iops = Math.floor(iopsOf(d));
   out.push(
-    `  ${ddirName(name)}: IOPS=${num2str(iops, 4, false, 'none')}, BW=${num2str(bw, 4, true, 'bytepersec')} (${num2str(bw, 4, false, 'bytepersec')})(${num2str(d.bytes, 4, true, 'byte')}/${Math.round(d.runtimeMs)}msec)`,
+    `  ${ddirName(name)}: IOPS=${num2str(iops, 4, false, 'none')}, BW=${num2str(bw, 4, true, 'bytepersec')} (${num2str(bw, 4, false, 'bytepersec')})(${num2str(d.bytes, 4, true, 'byte')}/${Math.round(d.runtimeMs)}msec)${name === 'write' ? '; 0 zone resets' : ''}`,
   );
   if (d.slat.n) out.push(displayLat('slat', d.slat));
   if (d.clat.n) out.push(displayLat('clat', d.clat));
@@ -311,8 +311,9 @@ export function renderNormal(r: FioReport): string {
     );
     out.push(`     latency   : target=0, window=0, percentile=100.00%, depth=${job.iodepth}`);
     if (r.extraNormal) out.push(...r.extraNormal(job));
-    out.push('');
   }
+  // fio's show_run_stats() prints "\nRun status group": one blank line there, none between jobs
+  out.push('');
   out.push(`Run status group 0 (all jobs):`);
   for (const dir of ['read', 'write'] as const) {
     const g = aggs[dir];
@@ -504,8 +505,9 @@ function ddirTerse(d: DirStats, plist: number[], groupAgg: number): string {
       : ['0', '0', tf(0), tf(0)];
   parts.push(...lat(d.slat), ...lat(d.clat));
   for (let i = 0; i < 20; i++) {
-    if (i < plist.length && d.clat.n)
-      parts.push(`${tf(plist[i])}%=${Math.floor(d.clat.pct(plist[i]) / 1000)}`);
+    // calc_clat_percentiles() gives every listed percentile, 0 when the direction has no samples
+    if (i < plist.length)
+      parts.push(`${tf(plist[i])}%=${d.clat.n ? Math.floor(d.clat.pct(plist[i]) / 1000) : 0}`);
     else parts.push('0%=0');
   }
   parts.push(...lat(d.lat));
