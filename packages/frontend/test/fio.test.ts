@@ -684,6 +684,15 @@ describe('fio statistics and output', () => {
     expect((w.lat_ns as { N: number }).N).toBe(1000);
     expect(w.slat_ns).toMatchObject({ N: 1000 });
     expect(j.jobs[0]['job options']).toEqual({ name: 'randw', rw: 'randwrite', iodepth: '1' });
+    // no global section given: no "global options" at all (json_add_job_opts() on an empty list)
+    expect(Object.keys(j)).not.toContain('global options');
+    // a bare flag is not in fio's JSON (json.c's strdup_escape() refuses an empty value)
+    const bare = report();
+    bare.globalOptions = { time_based: '', direct: '1' };
+    bare.jobs[0].options = { name: 'randw', group_reporting: '' };
+    const jb = renderJson(bare) as Record<string, unknown> & { jobs: Array<Record<string, unknown>> };
+    expect(jb['global options']).toEqual({ direct: '1' });
+    expect(jb.jobs[0]['job options']).toEqual({ name: 'randw' });
     expect(Object.keys(j.jobs[0].latency_us)).toEqual([
       '2',
       '4',

@@ -337,6 +337,14 @@ export function renderNormal(r: FioReport): string {
 // ------------------------------------------------------------------------------------------------
 // JSON
 
+/**
+ * Options as fio's JSON holds them: a flag given bare is on the dump list with an empty value, and
+ * json.c's strdup_escape() refuses an empty string, so the pair is never added.
+ */
+function dumpedOptions(o: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== ''));
+}
+
 function latJson(s: Samples, plist: number[] | null, plus: boolean): Record<string, unknown> {
   const o: Record<string, unknown> = {
     min: s.n ? s.min : 0,
@@ -434,7 +442,7 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       eta: 0,
       // eta.c: whole seconds since fio started, rounded up
       elapsed: Math.floor((Math.floor(r.elapsedMs) + 999) / 1000),
-      'job options': job.options,
+      'job options': dumpedOptions(job.options),
       read: ts.read.ios ? ddirJson(ts.read, r.percentiles, plus, aggs.read.agg) : emptyDir(),
       write: ts.write.ios ? ddirJson(ts.write, r.percentiles, plus, aggs.write.agg) : emptyDir(),
       trim: emptyDir(),
@@ -468,7 +476,8 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
     timestamp: Math.floor(r.timestampMs / 1000),
     timestamp_ms: Math.round(r.timestampMs),
     time: ctimeOf(d.getTime()),
-    'global options': r.globalOptions,
+    // json_add_job_opts() adds nothing for an empty list
+    ...(Object.keys(r.globalOptions).length ? { 'global options': dumpedOptions(r.globalOptions) } : {}),
     jobs,
     disk_util: r.disks.map((x) => ({
       name: x.name,
