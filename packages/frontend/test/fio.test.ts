@@ -19,6 +19,7 @@ import {
 import { checkVerifyBlock, crc32c, fillVerifyBlock } from '../src/guest/fio-verify.ts';
 import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
 import { mulberry32 } from '@pvblk/shared';
+import { fixed } from '../src/guest/printf.ts';
 import {
   FIO_IO_U_PLAT_NR,
   JobStats,
@@ -392,6 +393,32 @@ describe('fio statistics and output', () => {
     expect(num2str(999, 4, false, 'none')).toBe('999');
     expect(num2str(123456, 6, false, 'none')).toBe('123456');
     expect(num2str(1234567, 6, false, 'none')).toBe('1234.6k');
+    // a remainder exactly halfway is rounded to even by glibc's %.*f, which num2str prints it with
+    // (fio's own lib/num2str.c, compiled, gave these)
+    expect(num2str(13250, 4, false, 'none')).toBe('13.2k');
+    expect(num2str(13750, 4, false, 'none')).toBe('13.8k'); // 0.75: a tie, 8 is even
+    expect(num2str(13350, 4, false, 'none')).toBe('13.3k'); // 0.35 is 0.3499… as a double: no tie
+    expect(num2str(13894192, 4, true, 'bytepersec')).toBe('13.2MiB/s');
+    expect(num2str(1004250, 6, false, 'none')).toBe('1004.2k');
+  });
+
+  it('prints %.*f as glibc does: the exact value of the double, a tie to even (printf.ts)', () => {
+    // expected values from C's printf (Python's % operator gives the same)
+    const cases: Array<[number, number, string]> = [
+      [0.25, 1, '0.2'],
+      [0.125, 2, '0.12'],
+      [0.375, 2, '0.38'],
+      [2.5, 0, '2'],
+      [3.5, 0, '4'],
+      [12.5, 0, '12'],
+      [0.15, 1, '0.1'], // 0.1499999… as a double: not a tie
+      [1.005, 2, '1.00'],
+      [99.95, 1, '100.0'],
+      [50.0625, 3, '50.062'],
+      [5e-324, 3, '0.000'],
+      [-0.25, 1, '-0.2'],
+    ];
+    expect(cases.map(([x, d]) => fixed(x, d))).toEqual(cases.map(([, , c]) => c));
   });
 
   it('buckets depth and latency as fio', () => {

@@ -14,6 +14,7 @@
  * guest's first disk; a size past the end of the device is refused up front (fio would stop short).
  */
 import { ownEntry, PvblkError } from '@pvblk/shared';
+import { fixed } from './printf.ts';
 
 export const FIO_VERSION = 'fio-3.36';
 
@@ -532,12 +533,12 @@ function parsePercentiles(raw: string): { list: number[]; precision: number } {
     // fio takes a negative percentile and reports nonsense for it, where this refuses it
     if (v > 100)
       fail(
-        `value out of range: ${v.toFixed(6)} (range max: 100.000000)`,
+        `value out of range: ${fixed(v, 6)} (range max: 100.000000)`,
         `fio: failed parsing percentile_list=${raw}`,
       );
     if (v < 0)
       fail(
-        `value out of range: ${v.toFixed(6)} (range min: 0.000000)`,
+        `value out of range: ${fixed(v, 6)} (range min: 0.000000)`,
         `fio: failed parsing percentile_list=${raw}`,
       );
     return v;

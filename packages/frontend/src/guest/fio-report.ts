@@ -9,6 +9,7 @@
  */
 import { FIO_VERSION } from './fio-options.ts';
 import type { DirStats, DiskUtil, JobStats, Samples } from './fio-stats.ts';
+import { fixed } from './printf.ts';
 
 export interface FioReportJob {
   stats: JobStats;
@@ -69,12 +70,12 @@ export function num2str(num: number, maxlen: number, pow2: boolean, units: Units
     if (modulo >= thousand / 2) n++;
     return `${n}${prefix[post]}${UNIT_STR[units]}`;
   }
-  const frac = (modulo / thousand).toFixed(room - 1);
+  const frac = fixed(modulo / thousand, room - 1);
   if (frac[0] === '1') n++;
   return `${n}.${frac.slice(2)}${prefix[post]}${UNIT_STR[units]}`;
 }
 
-const f2 = (v: number): string => v.toFixed(2);
+const f2 = (v: number): string => fixed(v, 2);
 const pad = (s: string | number, w: number): string => String(s).padStart(w, ' ');
 
 // ------------------------------------------------------------------------------------------------
@@ -126,7 +127,7 @@ function percentileBlock(pre: string, s: Samples, plist: number[], precision: nu
     let v = v0;
     for (let i = 0; i < scale; i++) v = Math.floor((v + 999) / 1000);
     const last = j === vals.length - 1;
-    line += ` ${pad(plist[j].toFixed(precision), precision + 3)}th=[${pad(v, width)}]${last ? '' : ','}`;
+    line += ` ${pad(fixed(plist[j], precision), precision + 3)}th=[${pad(v, width)}]${last ? '' : ','}`;
     if (last || j % perLine === perLine - 1) {
       out.push(line);
       line = '     |';
@@ -233,7 +234,7 @@ function calcDist(map: number[], total: number): number[] {
 }
 
 function dist(map: number[], total: number): string[] {
-  return calcDist(map, total).map((p) => p.toFixed(1));
+  return calcDist(map, total).map((p) => fixed(p, 1));
 }
 
 function ctimeOf(ms: number): string {
@@ -355,7 +356,7 @@ function latJson(s: Samples, plist: number[] | null, plus: boolean): Record<stri
   };
   if (plist && s.n) {
     const p: Record<string, number> = {};
-    for (const x of plist) p[x.toFixed(6)] = s.pct(x);
+    for (const x of plist) p[fixed(x, 6)] = s.pct(x);
     o.percentile = p;
     if (plus) o.bins = Object.fromEntries(s.fioBins().map(([v, c]) => [String(v), c]));
   }
@@ -498,7 +499,7 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
 // ------------------------------------------------------------------------------------------------
 // terse, version 3
 
-const tf = (v: number): string => v.toFixed(6);
+const tf = (v: number): string => fixed(v, 6);
 
 function ddirTerse(d: DirStats, plist: number[], groupAgg: number): string {
   const parts: string[] = [];

@@ -24,6 +24,7 @@ import { diskDelta, diskSnapshot, frontDelta, frontSnapshot, syncEngine, Worker 
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
 import { COMMAND_SIGNALS, commandSignal, type CommandIo, type GuestCommand } from './vfs.ts';
+import { fixed } from './printf.ts';
 
 /**
  * Options of `pvblk bench` that configure the stack (name → whether it takes a value): meaningless
@@ -147,7 +148,7 @@ export interface EtaStatus {
 
 /** The ETA line fio redraws once a second (display_thread_status()). */
 export function etaLine(p: EtaStatus): string {
-  const perc = p.done === null ? '-.-%' : `${(p.done * 100).toFixed(1)}%`;
+  const perc = p.done === null ? '-.-%' : `${fixed(p.done * 100, 1)}%`;
   let rates = '';
   const has = { r: p.rB > 0 || p.rI > 0, w: p.wB > 0 || p.wI > 0 };
   if (has.r || has.w) {
