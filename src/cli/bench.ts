@@ -330,23 +330,25 @@ interface GuestOutput {
 /** Runs `fio …` in every guest at once; ETA lines (when asked for) are summed and redrawn here. */
 async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<GuestOutput[]> {
   const latest = new Map<string, string>();
+  // eta.c's linelen_last: a shorter line is padded with spaces over the tail of the one before
+  let lastLen = 0;
   const redraw = () => {
     const parsed = [...latest.values()].map(parseEtaLine).filter((x): x is NonNullable<typeof x> => !!x);
     if (!parsed.length) return;
     const dones = parsed.map((p) => p.done).filter((d): d is number => d !== null);
     const etas = parsed.map((p) => p.eta).filter((d): d is number => d !== null);
-    write(
-      etaLine({
-        running: parsed.reduce((a, p) => a + p.running, 0),
-        states: parsed.flatMap((p) => p.states),
-        done: dones.length ? Math.min(...dones) : null,
-        eta: etas.length ? Math.max(...etas) : null,
-        rB: parsed.reduce((a, p) => a + p.rB, 0),
-        wB: parsed.reduce((a, p) => a + p.wB, 0),
-        rI: parsed.reduce((a, p) => a + p.rI, 0),
-        wI: parsed.reduce((a, p) => a + p.wI, 0),
-      }) + '\r',
-    );
+    const line = etaLine({
+      running: parsed.reduce((a, p) => a + p.running, 0),
+      states: parsed.flatMap((p) => p.states),
+      done: dones.length ? Math.min(...dones) : null,
+      eta: etas.length ? Math.max(...etas) : null,
+      rB: parsed.reduce((a, p) => a + p.rB, 0),
+      wB: parsed.reduce((a, p) => a + p.wB, 0),
+      rI: parsed.reduce((a, p) => a + p.rI, 0),
+      wI: parsed.reduce((a, p) => a + p.wI, 0),
+    });
+    write(line.padEnd(lastLen, ' ') + '\r');
+    lastLen = line.length;
   };
   const outs = await Promise.all(
     s.guests.map(async (g) => {
@@ -831,7 +833,8 @@ export async function runBench(argv: string[]): Promise<number> {
         for (const g of r.guests)
           for (const j of g.jobs) if (j.error) write(jobErrorLine(g.pid, j.error, j.verror) + '\n');
         if (atEnd) continue;
-        if (fmt.normal) write('\n' + renderPointNormal(r));
+        // fio ends a run with one new line before its report: the one that ended the ETA line, if drawn
+        if (fmt.normal) write((eta ? '' : '\n') + renderPointNormal(r));
         else if (fmt.terse) write(renderPointTerse(r));
       }
     } catch (e) {

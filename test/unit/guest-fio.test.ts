@@ -260,6 +260,20 @@ describe('the guest fio, run whole', () => {
     expect(json(bench.stdout.slice(bench.stdout.indexOf('\n{'))).jobs[0].read.total_ios).toBeGreaterThan(0);
   });
 
+  it('ends the ETA lines with the one new line before the report, each as long as the one before at least', async () => {
+    const r = await fio(
+      '--name=e --rw=randread --bs=4k --direct=1 --runtime=2100ms --time_based --eta=always',
+    );
+    expect(r.status).toBe(0);
+    const lines = r.stdout.split('\r');
+    const etas = lines.slice(0, -1).map((l) => l.slice(l.lastIndexOf('\n') + 1));
+    expect(etas.length).toBeGreaterThanOrEqual(2);
+    // eta.c pads a shorter line over the tail of the one before (linelen_last)
+    for (let i = 1; i < etas.length; i++) expect(etas[i].length).toBeGreaterThanOrEqual(etas[i - 1].length);
+    // fio's run ends with one new line: the report follows the last ETA line at once, no blank line
+    expect(lines[lines.length - 1]).toMatch(/^\ne: \(groupid=0, jobs=1\): err= 0/);
+  });
+
   it('says each failed job on stdout as it ends, and exits with one more for each (backend.c)', async () => {
     // nothing was written at 4 MiB: every block fails its check
     const r = await fio(

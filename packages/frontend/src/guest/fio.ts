@@ -341,23 +341,25 @@ async function runFio(
   // eta.c: the line goes with the normal output only, unless the bench asks for it
   const showEta = eta || (cl.global.eta === 'always' && fmt.normal);
   let etaTimer: NodeJS.Timeout | null = null;
+  // eta.c's linelen_last: a line shorter than the one before is padded with spaces over its tail
+  let etaLast = 0;
   if (showEta) {
     etaTimer = setInterval(() => {
       const ps = workers.map((w) => w.progress());
       const running = workers.filter((w) => w.state !== '_' && w.state !== 'P').length;
       const known = ps.filter((p) => p.done !== null);
-      io.stdout(
-        etaLine({
-          running,
-          states: workers.map((w) => w.state),
-          done: known.length ? Math.min(...known.map((p) => p.done!)) : null,
-          eta: known.length ? Math.max(...known.map((p) => p.eta ?? 0)) : null,
-          rB: ps.reduce((a, p) => a + p.rB, 0),
-          wB: ps.reduce((a, p) => a + p.wB, 0),
-          rI: ps.reduce((a, p) => a + p.rI, 0),
-          wI: ps.reduce((a, p) => a + p.wI, 0),
-        }) + '\r',
-      );
+      const line = etaLine({
+        running,
+        states: workers.map((w) => w.state),
+        done: known.length ? Math.min(...known.map((p) => p.done!)) : null,
+        eta: known.length ? Math.max(...known.map((p) => p.eta ?? 0)) : null,
+        rB: ps.reduce((a, p) => a + p.rB, 0),
+        wB: ps.reduce((a, p) => a + p.wB, 0),
+        rI: ps.reduce((a, p) => a + p.rI, 0),
+        wI: ps.reduce((a, p) => a + p.wI, 0),
+      });
+      io.stdout(line.padEnd(etaLast, ' ') + '\r');
+      etaLast = line.length;
     }, 1000);
   }
   try {
@@ -413,7 +415,8 @@ async function runFio(
     io.stdout(JSON.stringify(json, null, 2) + '\n');
   }
   if (fmt.normal) {
-    io.stdout('\n' + renderNormal(report));
+    // fio ends its run with one new line before the report: the one that ended the ETA line, if shown
+    io.stdout((showEta ? '' : '\n') + renderNormal(report));
     for (const d of devices) {
       io.stdout(
         `  ${d.name} (blkfront): ring requests=${d.requests}, notifications received=${d.upcalls} (${(d.requests ? d.upcalls / d.requests : 0).toFixed(3)}/request), grant operations=${d.grants}\n`,
