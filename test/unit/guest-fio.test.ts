@@ -274,6 +274,16 @@ describe('the guest fio, run whole', () => {
     expect(lines[lines.length - 1]).toMatch(/^\ne: \(groupid=0, jobs=1\): err= 0/);
   });
 
+  it('samples bw and iops every 500 ms while the job runs, as many times as fio: not the window its runtime ends', async () => {
+    const r = await fio(
+      '--name=s --rw=randread --bs=4k --direct=1 --runtime=1000ms --time_based --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const d = json(r.stdout).jobs[0].read as unknown as { bw_samples: number; iops_samples: number };
+    // fio 3.33 took 1 sample of each over a 1 s job (2 were taken here before)
+    expect([d.bw_samples, d.iops_samples]).toEqual([1, 1]);
+  });
+
   it('says each failed job on stdout as it ends, and exits with one more for each (backend.c)', async () => {
     // nothing was written at 4 MiB: every block fails its check
     const r = await fio(

@@ -306,6 +306,8 @@ export class Worker {
   /** Last write per offset, for the verify phase. */
   private readonly written = new Map<number, number>();
   private window = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
+  /** The next tick of fio's helper thread that samples the window: every AVG_WINDOW_MS from the start. */
+  private nextSampleAt = 0;
   state = 'P';
   private bytesTarget: number;
   private bytesDone = 0;
@@ -486,6 +488,7 @@ export class Worker {
     this.tMeasure = this.tStart + j.rampTime;
     this.tEnd = j.runtime !== null ? this.tMeasure + j.runtime : Infinity;
     this.window.t = this.tMeasure;
+    this.nextSampleAt = this.tMeasure + AVG_WINDOW_MS;
     this.state =
       this.kinds.read && this.kinds.write
         ? this.kinds.random
@@ -710,16 +713,22 @@ export class Worker {
   private shown: EtaCounters = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
 
   /**
-   * fio's __add_samples() for add_bw_samples()/add_iops_samples(): once a window has lasted
-   * AVG_WINDOW_MS (less fio's LOG_MSEC_SLACK of 1 ms), one sample for each direction that did I/O in
-   * it — whole KiB/s and whole IOPS over its whole milliseconds, as fio divides. A direction without
-   * I/O in the window gives none, and nor does the shorter window at the end of a run: fio samples
-   * only while its jobs run, and its final values go to the logs, not to the statistics.
+   * fio's __add_samples() for add_bw_samples()/add_iops_samples(), called by its helper thread every
+   * AVG_WINDOW_MS from the job's start (calc_log_samples()): the first completion at or after a tick
+   * (less fio's LOG_MSEC_SLACK of 1 ms) takes the sample, one for each direction that did I/O since
+   * the last — whole KiB/s and whole IOPS over its whole milliseconds, as fio divides. A direction
+   * without I/O in the window gives none. A tick at or past the end of the runtime takes none: the
+   * helper samples a job only while it runs, and by then it is finishing, draining what it had in
+   * flight; so fio takes 1, 3 and 5 samples over runs of 1, 2 and 3 s (closing that last window too
+   * took one more). The final values of a run go to fio's logs, not to its statistics.
    */
   private closeWindow(t: number): void {
+    if (t < this.nextSampleAt - 1 || this.nextSampleAt >= this.tEnd) return;
     const w = this.window;
     const spent = Math.floor(t - w.t);
-    if (spent < AVG_WINDOW_MS - 1) return;
+    // a completion after a stall may pass several ticks: one sample for all of them, as the helper
+    // finding the window late takes one
+    while (this.nextSampleAt <= t + 1) this.nextSampleAt += AVG_WINDOW_MS;
     if (w.rIos) {
       this.stats.read.bw.add(Math.floor(Math.floor((w.rBytes * 1000) / spent) / 1024));
       this.stats.read.iops.add(Math.floor((w.rIos * 1000) / spent));
