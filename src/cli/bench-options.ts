@@ -11,6 +11,7 @@ import {
   FioUsageError,
   fioTakesValue,
   helpAsked,
+  versionAsked,
   isGlobalFioOption,
   parseBool,
   parseChoice,
@@ -333,7 +334,7 @@ function parseSweep(raw: string): Sweep {
 }
 
 /** Parses and checks the whole command line. Throws FioUsageError with fio-style lines. */
-export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
+export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' | 'version' {
   const stack: StackShape = { ...DEFAULT_STACK };
   let baseline = false;
   let baselineSlices = 1;
@@ -347,6 +348,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
   // help is an option as getopt sees it: not the value of one that takes it (`--filename --help`)
   const opts = splitOptions('pvblk bench', argv, takes);
   if (helpAsked('pvblk bench', opts)) return 'help';
+  if (versionAsked('pvblk bench', opts)) return 'version';
   const cl = parseFioOptions(
     opts,
     (o) => {

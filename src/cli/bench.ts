@@ -22,6 +22,7 @@ import {
   jobErrorLine,
   parseEtaLine,
   FioUsageError,
+  FIO_VERSION,
   JobStats,
   startNotes,
   outputCount,
@@ -706,7 +707,7 @@ export async function runBench(argv: string[]): Promise<number> {
     if (e.code !== 'EPIPE') process.stderr.write(`pvblk bench: stdout: ${e.message}\n`);
     onOutputLost(e.code === 'EPIPE' ? 141 : 1);
   });
-  let o: BenchOptions | 'help';
+  let o: BenchOptions | 'help' | 'version';
   try {
     o = parseBenchArgs(argv);
   } catch (e) {
@@ -718,6 +719,11 @@ export async function runBench(argv: string[]): Promise<number> {
   }
   if (o === 'help') {
     writeOutNow(BENCH_USAGE, 'pvblk bench');
+    return 0;
+  }
+  // the version of fio whose options and reports the bench takes and prints, as `fio --version`
+  if (o === 'version') {
+    writeOutNow(`${FIO_VERSION}\n`, 'pvblk bench');
     return 0;
   }
   if (o.plot) {

@@ -221,12 +221,42 @@ describe('fio options', () => {
     expect(parseGuestFio(['--name=a', '-h'])).toBe('help');
     expect(parseGuestFio(['--name=a', '--help'])).toBe('help');
     const named = parseGuestFio(['--name', '-h', '--filename', '--help']);
-    expect(named === 'help' ? null : [named.cl.jobs[0].name, named.cl.jobs[0].filename]).toEqual([
+    expect(typeof named === 'string' ? null : [named.cl.jobs[0].name, named.cl.jobs[0].filename]).toEqual([
       '-h',
       '--help',
     ]);
     expect(usage(() => parseGuestFio(['--name=a', '--help=x']))).toEqual([
       "fio: option '--help' doesn't allow an argument",
+    ]);
+  });
+
+  it("answers --version as fio.c does, and names fio's options it lacks as fio's", () => {
+    expect(parseGuestFio(['--version'])).toBe('version');
+    expect(parseGuestFio(['--name=a', '--iodepth=0', '--version'])).toBe('version');
+    expect(usage(() => parseGuestFio(['--version=1']))).toEqual([
+      "fio: option '--version' doesn't allow an argument",
+    ]);
+    // switches and job options of fio's that this fio does not have: not "unrecognized"
+    for (const o of [
+      '--kb_base=1000',
+      '--gtod_reduce=1',
+      '--significant_figures=6',
+      '--readonly',
+      '--showcmd',
+    ])
+      expect(usage(() => parseGuestFio(['--name=a', o]))).toEqual([
+        `fio: option '${o}' is one of fio's, but this fio does not implement it (see --help)`,
+      ]);
+  });
+
+  it('takes runtime=0 and size=0 as fio does: no limit, the whole device', () => {
+    const j = parse(['--name=a', '--runtime=0', '--size=0']).jobs[0];
+    expect([j.runtime, j.size, j.sizePercent]).toEqual([null, null, null]);
+    expect(parse(['--name=a', '--timeout=0']).jobs[0].runtime).toBeNull();
+    expect(parse(['--name=a', '--runtime=2']).jobs[0].runtime).toBe(2000);
+    // time_based still needs a runtime to end
+    expect(usage(() => checkJob(parse(['--name=a', '--runtime=0', '--time_based']).jobs[0]))).toEqual([
+      'fio: a: time_based needs a runtime (--runtime=<seconds>)',
     ]);
   });
 

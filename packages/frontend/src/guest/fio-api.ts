@@ -12,6 +12,7 @@ export {
   FioUsageError,
   fioTakesValue,
   helpAsked,
+  versionAsked,
   isGlobalFioOption,
   jobDescription,
   jobSize,

@@ -299,8 +299,9 @@ const OPTIONS: Record<string, OptionDef> = {
   },
   size: { apply: jobOpt((j, v) => sizeOption(j, v)) },
   offset: { apply: jobOpt((j, v) => (j.offset = parseSize('offset', v))) },
-  runtime: { apply: jobOpt((j, v) => (j.runtime = positiveTime('runtime', v))) },
-  timeout: { aliasOf: 'runtime', apply: jobOpt((j, v) => (j.runtime = positiveTime('timeout', v))) },
+  // fio's runtime has no minimum: 0 is no limit, as when it is not given
+  runtime: { apply: jobOpt((j, v) => (j.runtime = parseTime('runtime', v) || null)) },
+  timeout: { aliasOf: 'runtime', apply: jobOpt((j, v) => (j.runtime = parseTime('timeout', v) || null)) },
   time_based: { flag: true, apply: jobOpt((j, v) => (j.timeBased = fioBool('time_based', v, 'set'))) },
   ramp_time: { apply: jobOpt((j, v) => (j.rampTime = parseTime('ramp_time', v))) },
   direct: { apply: jobOpt((j, v) => (j.direct = fioBool('direct', v, 'bool'))) },
@@ -388,6 +389,41 @@ const OPTIONS: Record<string, OptionDef> = {
  * would say that fio has no such option.
  */
 const FIO_UNSUPPORTED = new Set([
+  // fio's command-line switches (fio.c's l_opts) that this fio lacks
+  'parse-only',
+  'showcmd',
+  'readonly',
+  'eta-newline',
+  'eta-interval',
+  'status-interval',
+  'cmdhelp',
+  'enghelp',
+  'debug',
+  'bandwidth-log',
+  'write_to_stdout',
+  'trigger',
+  'trigger-file',
+  'trigger-timeout',
+  'alloc-size',
+  'aux-path',
+  'server',
+  'client',
+  'daemonize',
+  'remote-config',
+  'idle-prof',
+  'inflate-log',
+  'cpuclock-test',
+  'crctest',
+  'max-jobs',
+  // and job options
+  'kb_base',
+  'unit_base',
+  'significant_figures',
+  'gtod_reduce',
+  'disable_lat',
+  'disable_clat',
+  'disable_slat',
+  'disable_bw_measurement',
   'output',
   'stonewall',
   'wait_for_previous',
@@ -471,7 +507,9 @@ function sizeOption(j: FioJob, raw: string): void {
     j.size = null;
     return;
   }
-  j.size = positiveSize('size', raw);
+  // size=0 is the whole device, as when it is not given (fio's size has no minimum)
+  const v = parseSize('size', raw);
+  j.size = v === 0 ? null : positiveSize('size', raw);
   j.sizePercent = null;
 }
 
@@ -508,12 +546,6 @@ export function jobDescription(raw: string): string {
     out += ch;
   }
   return out;
-}
-
-function positiveTime(opt: string, raw: string): number {
-  const v = parseTime(opt, raw);
-  if (v <= 0) failedParsing(opt, raw, `${opt}: min value out of range: 0 (1 min)`);
-  return v;
 }
 
 /**
@@ -646,8 +678,23 @@ export function helpAsked(prog: string, opts: readonly SplitOption[]): boolean {
   return help !== undefined;
 }
 
+/**
+ * Whether the options ask for fio's version (`--version`, which fio.c answers with the version string
+ * and status 0); `--version=…` is refused, as getopt refuses an argument to it.
+ */
+export function versionAsked(prog: string, opts: readonly SplitOption[]): boolean {
+  const v = opts.find((o) => o.name === 'version');
+  if (v && v.value !== null) fail(`${prog}: option '--version' doesn't allow an argument`);
+  return v !== undefined;
+}
+
 /** Options of FIO_UNSUPPORTED that take no value (fio's set-only ones, and its bare switches). */
 const FIO_UNSUPPORTED_FLAGS = new Set([
+  'parse-only',
+  'showcmd',
+  'readonly',
+  'cpuclock-test',
+  'daemonize',
   'stonewall',
   'wait_for_previous',
   'new_group',

@@ -14,6 +14,7 @@ import {
   FioUsageError,
   fioTakesValue,
   helpAsked,
+  versionAsked,
   parseBool,
   parseFioOptions,
   splitOptions,
@@ -71,7 +72,7 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --ioengine=libaio|io_uring|psync|sync   --verify=none|crc32c|md5   --do_verify=1   --verify_only
   --randseed=<n>   --randrepeat=1   --description=<text>
   --group_reporting   --percentile_list=1:5:…:99.99
-  --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never
+  --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never   --version
 `;
 
 /** fio's job line at startup, for the normal output. */
@@ -228,12 +229,13 @@ function findDisk(rt: GuestRuntime, path: string | null): GuestDisk | undefined 
 }
 
 /** Parses the guest fio's argv (without argv[0]), or finds --help in it; throws FioUsageError. */
-export function parseGuestFio(args: string[]): GuestFioCommand | 'help' {
+export function parseGuestFio(args: string[]): GuestFioCommand | 'help' | 'version' {
   // the bench's own switches, fio booleans both
   const own: Record<string, 'raw' | 'eta'> = { [RAW_OPTION]: 'raw', [ETA_OPTION]: 'eta' };
   const set = { raw: false, eta: false };
   const opts = splitOptions('fio', args, (n) => fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true);
   if (helpAsked('fio', opts)) return 'help';
+  if (versionAsked('fio', opts)) return 'version';
   const cl = parseFioOptions(
     opts,
     (o) => {
@@ -267,6 +269,10 @@ export function fioCommand(rt: GuestRuntime): GuestCommand {
       const p = parseGuestFio(argv.slice(1));
       if (p === 'help') {
         io.stdout(FIO_USAGE);
+        return 0;
+      }
+      if (p === 'version') {
+        io.stdout(`${FIO_VERSION}\n`);
         return 0;
       }
       parsed = p;
