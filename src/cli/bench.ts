@@ -23,6 +23,7 @@ import {
   parseEtaLine,
   FioUsageError,
   FIO_VERSION,
+  fioJsonText,
   JobStats,
   startNotes,
   outputCount,
@@ -863,13 +864,11 @@ export async function runBench(argv: string[]): Promise<number> {
     if (fmt.json) {
       const docs = results.map((r) => renderPointJson(r, fmt.jsonPlus));
       write(
-        JSON.stringify(
+        fioJsonText(
           // a sweep keeps its shape when a signal ended it after its first point
           points.length === 1
             ? docs[0]
             : { 'fio version': docs[0]['fio version'], sweep: docs, stopped_by: stoppedBy },
-          null,
-          2,
         ) + '\n',
       );
     }

@@ -20,6 +20,7 @@ import { checkVerifyBlock, crc32c, fillVerifyBlock } from '../src/guest/fio-veri
 import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
 import { mulberry32 } from '@pvblk/shared';
 import { fixed } from '../src/guest/printf.ts';
+import { fioJsonText } from '../src/guest/fio-json.ts';
 import {
   FIO_IO_U_PLAT_NR,
   JobStats,
@@ -701,6 +702,34 @@ describe('fio statistics and output', () => {
     expect(j.jobs[0].iodepth_level['1']).toBeCloseTo(99.95, 6);
     expect(j.jobs[0].iodepth_level['2']).toBe(0.1);
     expect(j.jobs[0].iodepth_level['4']).toBe(0);
+  });
+
+  it('prints JSON as real fio 3.33 does: its layout, its keys in its order, its integers and floats', () => {
+    const fio = readFileSync(new URL('./fixtures/fio-3.33-randwrite-json.txt', import.meta.url), 'utf8');
+    const ours = fioJsonText(renderJson(report())) + '\n';
+    // each line as its key and the kind of its value: I an integer, F fio's %f, S a string
+    const skeleton = (text: string, from: string, to: string): string[] => {
+      const lines = text.split('\n');
+      const a = lines.indexOf(from);
+      const b = lines.indexOf(to, a);
+      return lines.slice(a, b + 1).map((l) =>
+        l
+          .replace(/,$/, '')
+          .replace(/ : -?\d+\.\d{6}$/, ' : F')
+          .replace(/ : -?\d+$/, ' : I')
+          .replace(/ : ".*"$/, ' : S'),
+      );
+    };
+    // a job's report from its read direction to its last key, past the options it was given
+    const job = (text: string) => skeleton(text, '      "read" : {', '      "latency_window" : 0');
+    expect(job(fio).length).toBeGreaterThan(150);
+    expect(job(ours)).toEqual(job(fio));
+    // the document's head, but for the key fio 3.36 added (job_start) and the options given
+    const head = (text: string) =>
+      skeleton(text, '{', '      "job options" : {').filter((l) => !l.includes('"job_start"'));
+    expect(head(ours)).toEqual(head(fio));
+    // fio was given --time_based: a bare flag, which its JSON leaves out
+    expect(fio).not.toContain('"time_based"');
   });
 
   it("prints terse version 3 with fio's 121 fields plus 9 per disk", () => {

@@ -41,6 +41,7 @@ export {
   type RawSamples,
 } from './fio-stats.ts';
 export { FIO_IOMEM_MAX, jobIomem, syncEngine } from './fio-engine.ts';
+export { fioJsonText } from './fio-json.ts';
 export {
   num2str,
   renderJson,

@@ -26,6 +26,7 @@ import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
 import { COMMAND_SIGNALS, commandSignal, type CommandIo, type GuestCommand } from './vfs.ts';
 import { fixed } from './printf.ts';
+import { fioJsonText } from './fio-json.ts';
 
 /**
  * Options of `pvblk bench` that configure the stack (name → whether it takes a value): meaningless
@@ -418,7 +419,7 @@ async function runFio(
   if (fmt.json) {
     const json = renderJson(report, fmt.jsonPlus);
     json.pvblk = { devices: devices.map(deviceJson) };
-    io.stdout(JSON.stringify(json, null, 2) + '\n');
+    io.stdout(fioJsonText(json) + '\n');
   }
   if (fmt.normal) {
     // fio ends its run with one new line before the report: the one that ended the ETA line, if shown
