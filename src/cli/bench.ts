@@ -713,6 +713,7 @@ export async function runBench(argv: string[]): Promise<number> {
     o = parseBenchArgs(argv);
   } catch (e) {
     if (e instanceof FioUsageError) {
+      if (e.out.length) writeOutNow(e.out.join('\n') + '\n', 'pvblk bench');
       process.stderr.write(e.lines.join('\n') + '\n');
       return 1;
     }

@@ -44,6 +44,16 @@ function parse(args: string[]) {
   return parseFioOptions(splitOptions('fio', args, fioTakesValue));
 }
 
+function thrown(fn: () => unknown): FioUsageError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof FioUsageError) return e;
+    throw e;
+  }
+  throw new Error('no usage error');
+}
+
 function usage(fn: () => unknown): string[] {
   try {
     fn();
@@ -296,9 +306,12 @@ describe('fio options', () => {
     expect(usage(() => parse(['--name=j', '--constructor', '--rw=bogus']))[0]).toBe(
       "fio: unrecognized option '--constructor'",
     );
-    const rw = usage(() => parse(['--name=j', '--rw=bogus']));
-    expect(rw[0]).toBe('        valid values: read       Sequential read');
-    expect(rw[rw.length - 1]).toBe('fio: failed parsing rw=bogus');
+    // the table of valid values on stdout (show_option_values()'s log_info), the failure on stderr
+    const rw = thrown(() => parse(['--name=j', '--rw=bogus']));
+    expect(rw.out[0]).toBe('        valid values: read       Sequential read');
+    expect(rw.out).toContain('                    : readwrite  Sequential read and write mix');
+    expect(rw.out[rw.out.length - 1]).toBe('');
+    expect(rw.lines).toEqual(['fio: failed parsing rw=bogus']);
     expect(usage(() => parse(['--rw=read']))[0]).toBe('No job(s) defined');
     // getopt's message, then init.c's for its '?', with the hint show_closest_option() gives
     expect(usage(() => parse(['--name=j', '--bs']))).toEqual([

@@ -108,14 +108,21 @@ export const DEFAULT_PERCENTILES = [
   1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99,
 ];
 
-const RW_VALUES: Array<[FioRw, string]> = [
+/** fio's values of rw in its order, but for the trims this fio lacks; readwrite is rw's other name. */
+const RW_VALUES: Array<[FioRw | 'readwrite', string]> = [
   ['read', 'Sequential read'],
   ['write', 'Sequential write'],
   ['randread', 'Random read'],
   ['randwrite', 'Random write'],
   ['rw', 'Sequential read and write mix'],
+  ['readwrite', 'Sequential read and write mix'],
   ['randrw', 'Random read and write mix'],
 ];
+
+function parseRw(opt: string, raw: string): FioRw {
+  const v = parseChoice(opt, raw, RW_VALUES);
+  return v === 'readwrite' ? 'rw' : v;
+}
 
 const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   description: '',
@@ -142,8 +149,15 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
 
 /** A command-line mistake: the lines fio would print, then exit status 1. */
 export class FioUsageError extends PvblkError {
-  constructor(readonly lines: string[]) {
-    super('EUSAGE', lines.join('\n'));
+  /**
+   * `lines` go to stderr (fio's log_err); `out`, printed first, to stdout, where fio's log_info puts
+   * what it says beside an error (a choice's table of valid values).
+   */
+  constructor(
+    readonly lines: string[],
+    readonly out: string[] = [],
+  ) {
+    super('EUSAGE', [...out, ...lines].join('\n'));
   }
 }
 
@@ -239,10 +253,11 @@ export function parseChoice<T extends string>(
 ): T {
   const hit = values.find(([v]) => v === raw);
   if (hit) return hit[0];
+  // parse.c's show_option_values() says the table with log_info, on stdout; the failure on stderr
   const table = values.map(([v, help], i) =>
     `${(i === 0 ? 'valid values' : '').padStart(20)}: ${v.padEnd(10)} ${help}`.trimEnd(),
   );
-  return fail(...table, '', `fio: failed parsing ${opt}=${raw}`);
+  throw new FioUsageError([`fio: failed parsing ${opt}=${raw}`], [...table, '']);
 }
 
 type Apply = (job: FioJob | null, global: FioGlobal, raw: string) => void;
@@ -270,10 +285,10 @@ const OPTIONS: Record<string, OptionDef> = {
   name: { apply: jobOpt((j, v) => (j.name = v)) },
   description: { apply: jobOpt((j, v) => (j.description = jobDescription(v))) },
   filename: { apply: jobOpt((j, v) => (j.filename = v)) },
-  rw: { apply: jobOpt((j, v) => (j.rw = parseChoice('rw', v === 'readwrite' ? 'rw' : v, RW_VALUES))) },
+  rw: { apply: jobOpt((j, v) => (j.rw = parseRw('rw', v))) },
   readwrite: {
     aliasOf: 'rw',
-    apply: jobOpt((j, v) => (j.rw = parseChoice('readwrite', v === 'readwrite' ? 'rw' : v, RW_VALUES))),
+    apply: jobOpt((j, v) => (j.rw = parseRw('readwrite', v))),
   },
   rwmixread: { apply: jobOpt((j, v) => (j.rwmixread = parseIntOption('rwmixread', v, 0, 100))) },
   rwmixwrite: { apply: jobOpt((j, v) => (j.rwmixread = 100 - parseIntOption('rwmixwrite', v, 0, 100))) },

@@ -298,6 +298,7 @@ export function fioCommand(rt: GuestRuntime): GuestCommand {
       }
     } catch (e) {
       if (e instanceof FioUsageError) {
+        if (e.out.length) io.stdout(e.out.join('\n') + '\n');
         io.stderr(e.lines.join('\n') + '\n');
         return 1;
       }
