@@ -244,6 +244,12 @@ describe('fio options', () => {
   it("answers --version as fio.c does, and names fio's options it lacks as fio's", () => {
     expect(parseGuestFio(['--version'])).toBe('version');
     expect(parseGuestFio(['--name=a', '--iodepth=0', '--version'])).toBe('version');
+    // --minimal is getopt's no_argument too
+    expect(usage(() => parseGuestFio(['--name=a', '--minimal=1']))).toEqual([
+      "fio: option '--minimal' doesn't allow an argument",
+      "fio: unrecognized option '--minimal=1'",
+      'Did you mean minimal?',
+    ]);
     expect(usage(() => parseGuestFio(['--version=1']))).toEqual([
       "fio: option '--version' doesn't allow an argument",
     ]);

@@ -553,8 +553,12 @@ export class Worker {
       this.stats.totalSubmit++;
       // fio's td_io_commit(): every I/O of a commit is counted at the depth the queue has once the
       // whole commit is in (io_u_mark_depth(td, io_u_queued) at cur_depth), not at its own place
-      // in the refill — a saturated QD32 job reads 32=100%, as under fio
-      this.stats.depthMap[depthBucket(this.inflight)] += n;
+      // in the refill — a saturated QD32 job reads 32=100%, as under fio. The first fill is fio's
+      // one I/O a commit (iodepth_batch_submit=1) at depths 1, 2, …, which leaves its 0.1 % floors
+      // in the lower buckets as under fio
+      if (this.issued === n)
+        for (let d = this.inflight - n + 1; d <= this.inflight; d++) this.stats.depthMap[depthBucket(d)]++;
+      else this.stats.depthMap[depthBucket(this.inflight)] += n;
     }
     if (this.inflight === 0 && !this.more(t)) this.done();
   }
@@ -717,10 +721,13 @@ export class Worker {
    * AVG_WINDOW_MS from the job's start (calc_log_samples()): the first completion at or after a tick
    * (less fio's LOG_MSEC_SLACK of 1 ms) takes the sample, one for each direction that did I/O since
    * the last — whole KiB/s and whole IOPS over its whole milliseconds, as fio divides. A direction
-   * without I/O in the window gives none. A tick at or past the end of the runtime takes none: the
-   * helper samples a job only while it runs, and by then it is finishing, draining what it had in
-   * flight; so fio takes 1, 3 and 5 samples over runs of 1, 2 and 3 s (closing that last window too
-   * took one more). The final values of a run go to fio's logs, not to its statistics.
+   * without I/O in the window gives none. A tick at or past the end of the runtime takes none here.
+   * fio's helper samples a job while it is running, its drain of what it had in flight included, so
+   * fio takes that tick's sample only when the drain outlasts it: over runs of 1 and 2 s it took 1
+   * and 3 samples when its drain ended within a millisecond or so, 2 and 4 when it ran longer. This
+   * takes the first count always (closing the window on the drain's completions had taken one more
+   * even on a run that ended first, as windows were closed 1 ms early). The final values of a run go
+   * to fio's logs, not to its statistics.
    */
   private closeWindow(t: number): void {
     if (t < this.nextSampleAt - 1 || this.nextSampleAt >= this.tEnd) return;

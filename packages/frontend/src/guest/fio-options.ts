@@ -776,6 +776,14 @@ export function parseFioOptions(
       const hint = closestOption(o.name, [...FIO_OPTION_NAMES, ...knownExtra]);
       fail(`fio: unrecognized option '${o.arg}'`, ...(hint ? [`Did you mean ${hint}?`] : []));
     }
+    // a switch of fio's command line with no argument (getopt's no_argument): getopt refuses one
+    // given with '=', and init.c then calls the option unrecognized
+    if (def.switch && def.flag && o.value !== null)
+      fail(
+        `fio: option '--${o.name}' doesn't allow an argument`,
+        `fio: unrecognized option '${o.arg}'`,
+        `Did you mean ${o.name}?`,
+      );
     const value = o.value ?? (def.flag ? '1' : null);
     if (value === null) fail(...missingArgument(o.name, o.arg));
     options.push(o);
