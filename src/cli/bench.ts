@@ -18,6 +18,7 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import {
   etaLine,
+  etaRedraw,
   fioExitStatus,
   jobErrorLine,
   parseEtaLine,
@@ -332,8 +333,7 @@ interface GuestOutput {
 /** Runs `fio …` in every guest at once; ETA lines (when asked for) are summed and redrawn here. */
 async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<GuestOutput[]> {
   const latest = new Map<string, string>();
-  // eta.c's linelen_last: a shorter line is padded with spaces over the tail of the one before
-  let lastLen = 0;
+  const redrawn = etaRedraw();
   const redraw = () => {
     const parsed = [...latest.values()].map(parseEtaLine).filter((x): x is NonNullable<typeof x> => !!x);
     if (!parsed.length) return;
@@ -349,8 +349,7 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
       rI: parsed.reduce((a, p) => a + p.rI, 0),
       wI: parsed.reduce((a, p) => a + p.wI, 0),
     });
-    write(line.padEnd(lastLen, ' ') + '\r');
-    lastLen = line.length;
+    write(redrawn(line));
   };
   const outs = await Promise.all(
     s.guests.map(async (g) => {

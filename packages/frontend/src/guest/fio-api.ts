@@ -53,6 +53,7 @@ export {
 export {
   condensedRunStr,
   etaLine,
+  etaRedraw,
   etaToStr,
   fioExitStatus,
   jobErrorLine,

@@ -172,6 +172,19 @@ export function etaLine(p: EtaStatus): string {
 }
 
 /**
+ * Draws ETA lines over each other as eta.c does: each ends with a carriage return, and one shorter
+ * than the line before is padded with spaces over that line's tail (linelen_last).
+ */
+export function etaRedraw(): (line: string) => string {
+  let last = 0;
+  return (line) => {
+    const out = line.padEnd(last, ' ') + '\r';
+    last = line.length;
+    return out;
+  };
+}
+
+/**
  * The ETA line read back (etaLine's inverse, to the precision it prints): `pvblk bench` sums the lines
  * of several guests into one.
  */
@@ -349,8 +362,7 @@ async function runFio(
   // eta.c: the line goes with the normal output only, unless the bench asks for it
   const showEta = eta || (cl.global.eta === 'always' && fmt.normal);
   let etaTimer: NodeJS.Timeout | null = null;
-  // eta.c's linelen_last: a line shorter than the one before is padded with spaces over its tail
-  let etaLast = 0;
+  const redraw = etaRedraw();
   if (showEta) {
     etaTimer = setInterval(() => {
       const ps = workers.map((w) => w.progress());
@@ -366,8 +378,7 @@ async function runFio(
         rI: ps.reduce((a, p) => a + p.rI, 0),
         wI: ps.reduce((a, p) => a + p.wI, 0),
       });
-      io.stdout(line.padEnd(etaLast, ' ') + '\r');
-      etaLast = line.length;
+      io.stdout(redraw(line));
     }, 1000);
   }
   try {
