@@ -399,37 +399,49 @@ const OPTIONS: Record<string, OptionDef> = {
   },
 };
 
-/**
- * Options of fio that this fio does not implement: refused as such, where fio's "unrecognized option"
- * would say that fio has no such option.
- */
-const FIO_UNSUPPORTED = new Set([
-  // fio's command-line switches (init.c's l_opts) that this fio lacks
-  'latency-log',
+/** Options of fio's this fio lacks that take no value (fio's set-only ones, and its bare switches). */
+const FIO_UNSUPPORTED_FLAGS = new Set([
+  // l_opts with no_argument or optional_argument: getopt takes a value only after '='
   'bandwidth-log',
   'append-terse',
   'cmdhelp',
   'enghelp',
   'showcmd',
   'readonly',
+  'parse-only',
+  'warnings-fatal',
+  'server',
+  'cpuclock-test',
+  'crctest',
+  'memcpytest',
+  'stonewall',
+  'wait_for_previous',
+  'new_group',
+  'norandommap',
+  'thread',
+  'exitall',
+]);
+
+/**
+ * Options of fio that this fio does not implement: refused as such, where fio's "unrecognized option"
+ * would say that fio has no such option.
+ */
+const FIO_UNSUPPORTED = new Set([
+  ...FIO_UNSUPPORTED_FLAGS,
+  // the rest of init.c's l_opts this fio lacks, which take their value from the next argument
+  'latency-log',
   'eta-interval',
   'eta-newline',
   'debug',
-  'parse-only',
   'section',
   'inflate-log',
   'alloc-size',
   'profile',
-  'warnings-fatal',
   'max-jobs',
-  'server',
   'server-internal',
   'daemonize',
   'client',
   'remote-config',
-  'cpuclock-test',
-  'crctest',
-  'memcpytest',
   'idle-prof',
   'status-interval',
   'trigger-file',
@@ -448,9 +460,6 @@ const FIO_UNSUPPORTED = new Set([
   'disable_slat',
   'disable_bw_measurement',
   'output',
-  'stonewall',
-  'wait_for_previous',
-  'new_group',
   'iodepth_batch',
   'iodepth_batch_submit',
   'iodepth_batch_complete',
@@ -466,7 +475,6 @@ const FIO_UNSUPPORTED = new Set([
   'fdatasync',
   'end_fsync',
   'fsync_on_close',
-  'norandommap',
   'random_distribution',
   'random_generator',
   'loops',
@@ -509,12 +517,9 @@ const FIO_UNSUPPORTED = new Set([
   'verify_state_save',
   'continue_on_error',
   'ignore_error',
-  'thread',
-  'exitall',
   'status-interval',
   'section',
   'client',
-  'server',
 ]);
 
 /**
@@ -532,12 +537,11 @@ function sizeOption(j: FioJob, raw: string): void {
   }
   // size=0 is the whole device, as when it is not given (fio's size has no minimum)
   const v = parseSize('size', raw);
-  j.size = v === 0 ? null : positiveSize('size', raw);
+  j.size = v === 0 ? null : positiveSize('size', raw, v);
   j.sizePercent = null;
 }
 
-function positiveSize(opt: string, raw: string): number {
-  const v = parseSize(opt, raw);
+function positiveSize(opt: string, raw: string, v = parseSize(opt, raw)): number {
   if (v < 1) failedParsing(opt, raw, `${opt}: min value out of range: ${v} (1 min)`);
   return v;
 }
@@ -696,44 +700,22 @@ export const FIO_OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
  * value); `--help=…` is refused, as getopt refuses an argument to it.
  */
 export function helpAsked(prog: string, opts: readonly SplitOption[]): boolean {
-  const help = opts.find((o) => o.name === 'help');
-  if (help && help.value !== null) fail(`${prog}: option '--help' doesn't allow an argument`);
-  return help !== undefined;
+  return switchAsked(prog, opts, 'help');
 }
-
 /**
  * Whether the options ask for fio's version (`--version`, which fio.c answers with the version string
  * and status 0); `--version=…` is refused, as getopt refuses an argument to it.
  */
 export function versionAsked(prog: string, opts: readonly SplitOption[]): boolean {
-  const v = opts.find((o) => o.name === 'version');
-  if (v && v.value !== null) fail(`${prog}: option '--version' doesn't allow an argument`);
-  return v !== undefined;
+  return switchAsked(prog, opts, 'version');
 }
 
-/** Options of FIO_UNSUPPORTED that take no value (fio's set-only ones, and its bare switches). */
-const FIO_UNSUPPORTED_FLAGS = new Set([
-  // l_opts with no_argument or optional_argument: getopt takes a value only after '='
-  'bandwidth-log',
-  'append-terse',
-  'cmdhelp',
-  'enghelp',
-  'showcmd',
-  'readonly',
-  'parse-only',
-  'warnings-fatal',
-  'server',
-  'cpuclock-test',
-  'crctest',
-  'memcpytest',
-  'stonewall',
-  'wait_for_previous',
-  'new_group',
-  'norandommap',
-  'thread',
-  'exitall',
-]);
-
+/** Whether a switch that getopt takes with no argument was given; one given a value is refused. */
+function switchAsked(prog: string, opts: readonly SplitOption[], name: string): boolean {
+  const o = opts.find((x) => x.name === name);
+  if (o && o.value !== null) fail(`${prog}: option '--${name}' doesn't allow an argument`);
+  return o !== undefined;
+}
 /**
  * Whether a value of `--name` may be the next argument: every option but the set-only ones — fio's
  * own that this fio lacks too, so that `--output out.txt` is refused for the option it is.
