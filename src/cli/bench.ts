@@ -26,6 +26,7 @@ import {
   FIO_VERSION,
   fioJsonText,
   JobStats,
+  setupNotes,
   startNotes,
   outputCount,
   runBanner,
@@ -816,8 +817,10 @@ export async function runBench(argv: string[]): Promise<number> {
           if (interrupted) return 130;
           if (stopRun.signal.aborted) break;
         }
+        if (fmt.normal && points.length > 1) write(`\n=== ${pointLabel(p)}\n`);
+        // what fio says of its jobs as it reads them, before its banner
+        for (const note of setupNotes(p.cl.jobs)) write(note + '\n');
         if (fmt.normal) {
-          if (points.length > 1) write(`\n=== ${pointLabel(p)}\n`);
           const banner = runBanner(p.cl.jobs);
           if (p.stack.guests > 1) banner[banner.length - 1] += ` in each of ${p.stack.guests} guests`;
           write(banner.join('\n') + '\n');

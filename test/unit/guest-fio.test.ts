@@ -110,6 +110,19 @@ describe('the guest fio, run whole', () => {
     expect(j.job_runtime).toBeLessThanOrEqual(j.read.runtime + 1);
   });
 
+  it("shows a job in its ramp_time as eta.c's TD_RAMP: '/', no file open, no percentage", async () => {
+    const r = await fio(
+      '--name=r --rw=randread --bs=4k --direct=1 --iodepth=2 --ramp_time=1200ms --runtime=200ms --time_based --eta=always',
+    );
+    expect(r.status).toBe(0);
+    const lines = r.stdout
+      .split('\r')
+      .map((l) => l.slice(l.lastIndexOf('\n') + 1))
+      .filter((l) => l.startsWith('Jobs: '));
+    // the line drawn 1 s in, during the ramp
+    expect(lines[0]).toMatch(/^Jobs: 1 \(f=0\): \[\/\(1\)\]\[-\.-%\]\[eta \d\dm:\d\ds\] *$/);
+  });
+
   it('records no slat for a synchronous engine, and says its queue depth is capped', async () => {
     const r = await fio(
       '--name=s --rw=randwrite --bs=4k --direct=1 --ioengine=psync --iodepth=4 --size=256k --output-format=json',
@@ -319,5 +332,81 @@ describe('the guest fio, run whole', () => {
     expect(out).toContain('fio: terminating on signal 2');
     const m = /\(([\d.]+[KMG]?i?B)\/(\d+)msec\)/.exec(out);
     expect(Number(m?.[2])).toBeLessThan(60_000);
+  });
+});
+
+describe("the guest fio's verify phases (backend.c's thread_main())", () => {
+  interface Dir {
+    total_ios: number;
+    runtime: number;
+  }
+  const dirs = (out: string) => {
+    const j = json(out).jobs[0] as unknown as { read: Dir; write: Dir; job_runtime: number };
+    return { r: j.read, w: j.write, job: j.job_runtime };
+  };
+
+  it('accounts the read-back in the read direction, with its own run time', async () => {
+    const r = await fio(
+      '--name=v --rw=randwrite --bs=4k --direct=1 --iodepth=4 --size=256k --verify=crc32c --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const { r: rd, w: wr, job } = dirs(r.stdout);
+    // every block of the pass written once and read back once (before, the read direction was empty)
+    expect(wr.total_ios).toBe(64);
+    expect(rd.total_ios).toBe(64);
+    expect(rd.runtime).toBeGreaterThan(0);
+    // the two phases one after the other: each direction's time is its own phase's
+    expect(rd.runtime + wr.runtime).toBeLessThanOrEqual(job + 2);
+  });
+
+  it('with time_based, says what fio says, and verifies each whole pass until the runtime is over', async () => {
+    const r = await fio(
+      '--name=v --rw=randwrite --bs=4k --direct=1 --iodepth=4 --size=64k --verify=crc32c --time_based --runtime=400ms --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    // init.c's words, before anything else
+    expect(r.stdout.split('\n')[0]).toBe(
+      'fio: verification read phase will never start because write phase uses all of runtime',
+    );
+    const { r: rd, w: wr } = dirs(r.stdout);
+    // passes of 16 blocks, each read back after it: the last pass, or its read-back, cut by the runtime
+    expect(rd.total_ios).toBeGreaterThanOrEqual(16);
+    expect(wr.total_ios).toBeGreaterThanOrEqual(rd.total_ios);
+    expect(wr.total_ios - rd.total_ios).toBeLessThanOrEqual(16);
+    expect(Math.floor(wr.total_ios / 16)).toBeGreaterThanOrEqual(Math.floor(rd.total_ios / 16));
+    // both phases share the runtime (update_runtime() per direction)
+    expect(rd.runtime + wr.runtime).toBeGreaterThanOrEqual(398);
+    expect(rd.runtime + wr.runtime).toBeLessThan(600);
+  });
+
+  it('does not verify a pass the runtime cut short (td->terminate skips do_verify())', async () => {
+    // 2048 blocks at queue depth 1 take far longer than 30 ms
+    const r = await fio(
+      '--name=v --rw=randwrite --bs=4k --direct=1 --size=8m --verify=crc32c --runtime=30ms --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const { r: rd, w: wr } = dirs(r.stdout);
+    expect(wr.total_ios).toBeGreaterThan(0);
+    expect(wr.total_ios).toBeLessThan(2048);
+    expect(rd.total_ios).toBe(0);
+    // nor read anything back unaccounted (before, it verified after the runtime)
+    expect(
+      (json(r.stdout) as unknown as { disk_util: Array<{ read_ios: number }> }).disk_util[0].read_ios,
+    ).toBe(0);
+  });
+
+  it('reads a buffered job back from the disk, not from its page cache', async () => {
+    const r = await fio(
+      '--name=b --rw=write --bs=4k --direct=0 --size=128k --verify=md5 --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const doc = json(r.stdout) as unknown as {
+      jobs: Array<{ read: Dir }>;
+      disk_util: Array<{ read_ios: number }>;
+    };
+    expect(doc.jobs[0].read.total_ios).toBe(32);
+    // do_verify() synced and dropped the cache: the 128 KiB came from the device (kept, every read
+    // was a page cache hit and the disk read nothing)
+    expect(doc.disk_util[0].read_ios).toBeGreaterThan(0);
   });
 });

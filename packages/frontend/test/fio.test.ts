@@ -819,6 +819,14 @@ describe('fio statistics and output', () => {
     expect(
       etaLine({ running: 1, states: ['w'], done: 0.12, eta: 22, rB: 0, wB: 19.6 * 1048576, rI: 0, wI: 5012 }),
     ).toBe('Jobs: 1 (f=1): [w(1)][12.0%][w=19.6MiB/s][w=5012 IOPS][eta 00m:22s]');
+    // eta.c's TD_RAMP: '/', no file open, and no percentage while every running job ramps
+    const idle = { rB: 0, wB: 0, rI: 0, wI: 0 };
+    expect(etaLine({ running: 1, states: ['/'], done: 0.3, eta: 3, ...idle })).toBe(
+      'Jobs: 1 (f=0): [/(1)][-.-%][eta 00m:03s]',
+    );
+    expect(etaLine({ running: 2, states: ['/', 'w'], done: 0.5, eta: 2, ...idle })).toBe(
+      'Jobs: 2 (f=1): [/(1),w(1)][50.0%][eta 00m:02s]',
+    );
   });
 
   it("takes the ETA line's rates as eta.c's calc_rate() and calc_iops(): whole ms, KiB/s and IOPS, truncated", () => {

@@ -58,6 +58,7 @@ export {
   fioExitStatus,
   jobErrorLine,
   parseEtaLine,
+  setupNotes,
   startNotes,
   type EtaStatus,
   jobBanner,

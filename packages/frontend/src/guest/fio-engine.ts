@@ -21,8 +21,13 @@
  * burst of completions becomes one push and at most one notification — fio's
  * io_getevents()+io_submit() loop.
  *
- * Deliberate differences from fio: verify reads after the write phase are not accounted in the read
- * statistics; CPU and context switches are the guest process's, divided among its workers.
+ * A job with verify runs fio's phases (backend.c's thread_main()): a pass of writes over its region,
+ * then the verify phase reading back what the pass wrote, its reads accounted in the read direction
+ * with their own run time; a time_based job repeats the pair until its runtime is over. A job whose
+ * runtime ends in its writes is not verified, as fio's td->terminate skips do_verify().
+ *
+ * Deliberate difference from fio: CPU and context switches are the guest process's, divided among
+ * its workers.
  */
 import { mulberry32 } from '@pvblk/shared';
 import type { Page } from '@pvblk/client';
@@ -166,7 +171,7 @@ export function jobIomem(job: FioJob): number {
 /** Bytes of I/O buffers this process's running fio jobs hold (a guest is one process). */
 let iomemInUse = 0;
 export interface Progress {
-  /** Per worker: its state character (fio's run_str: R/r/W/w/M/m/V). */
+  /** Per worker: its state character (fio's run_str: R/r/W/w/M/m, / ramping, V verifying). */
   states: string[];
   readBytesPerSec: number;
   writeBytesPerSec: number;
@@ -199,6 +204,8 @@ interface Io {
   tSubmitted: number;
   /** Issued during ramp_time: not accounted. */
   ramp: boolean;
+  /** A read of the verify phase: its block is checked. */
+  verify: boolean;
 }
 
 /** What the guest process used over a span (its CPU times in µs, context switches and page faults). */
@@ -302,9 +309,23 @@ export class Worker {
   private epoch: { t: number; usage: ProcessUsage } | null = null;
   /** What the guest process used from the epoch to the job's end (set by finish). */
   usage: ProcessUsage = { user: 0, system: 0, ctx: 0, majf: 0, minf: 0 };
-  private done!: () => void;
-  /** Last write per offset, for the verify phase. */
+  private resolveJob!: () => void;
+  /** Whether the job's last phase has ended. */
+  private ended = false;
+  /** Last write per offset of the current pass, for its verify phase (fio's io_piece log). */
   private readonly written = new Map<number, number>();
+  /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
+  private phase: 'io' | 'verify' = 'io';
+  /** The verify phase's offsets, in order, and the index of the next to read. */
+  private verifyList: number[] = [];
+  private verifyNext = 0;
+  /** When the current phase began (fio's td->start), and the bytes it accounted in each direction. */
+  private phaseStart = 0;
+  private phaseBytes = { r: 0, w: 0 };
+  /** fio's elapsed_us of each direction: the phases that did its I/O, in whole µs. */
+  private elapsedUs = { r: 0, w: 0 };
+  /** The runtime ended the job (fio's td->terminate from runtime_exceeded()): no verify follows. */
+  private terminated = false;
   private window = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
   /** The next tick of fio's helper thread that samples the window: every AVG_WINDOW_MS from the start. */
   private nextSampleAt = 0;
@@ -489,36 +510,97 @@ export class Worker {
     this.tEnd = j.runtime !== null ? this.tMeasure + j.runtime : Infinity;
     this.window.t = this.tMeasure;
     this.nextSampleAt = this.tMeasure + AVG_WINDOW_MS;
-    this.state =
-      this.kinds.read && this.kinds.write
-        ? this.kinds.random
-          ? 'm'
-          : 'M'
-        : this.kinds.write
-          ? this.kinds.random
-            ? 'w'
-            : 'W'
-          : this.kinds.random
-            ? 'r'
-            : 'R';
     return new Promise<void>((resolve) => {
-      this.done = () => {
-        const end = now();
-        const runtime = wholeMs(end - this.tMeasure);
-        if (this.stats.read.ios) this.stats.read.runtimeMs = runtime;
-        if (this.stats.write.ios) this.stats.write.runtimeMs = runtime;
-        this.state = '_';
-        resolve();
-      };
-      this.pump();
+      this.resolveJob = resolve;
+      void this.startPhase(this.job.verifyOnly ? 'verify' : 'io', this.tStart);
     });
+  }
+
+  /** fio's run_str letter of the workload (R/r/W/w/M/m). */
+  private get letter(): string {
+    const k = this.kinds;
+    const l = k.read && k.write ? 'm' : k.write ? 'w' : 'r';
+    return k.random ? l : l.toUpperCase();
+  }
+
+  private async startPhase(phase: 'io' | 'verify', t: number): Promise<void> {
+    this.phase = phase;
+    this.phaseStart = t;
+    this.phaseBytes = { r: 0, w: 0 };
+    if (phase === 'io') {
+      // prune_io_piece_log(): each pass verifies what it wrote itself
+      this.written.clear();
+      this.bytesDone = 0;
+      // TD_RAMP's '/' until ramp_time is over (pump() ends it)
+      this.state = this.rampDone ? this.letter : '/';
+    } else {
+      // verify_only reads back the whole region; otherwise what the pass wrote, by offset (fio keeps
+      // a random writer's log in an rb-tree sorted by offset)
+      this.verifyList = this.job.verifyOnly
+        ? Array.from({ length: this.offsets.count }, (_, k) => this.job.offset + k * this.job.bs)
+        : [...this.written.keys()].sort((a, b) => a - b);
+      this.verifyNext = 0;
+      this.state = 'V';
+      if (!this.direct) {
+        // do_verify() syncs and drops the cache first, so that what it reads comes from the disk
+        const cache = this.target.disk.cache;
+        const r = await cache.fsync();
+        if (r.ok) cache.invalidateAll();
+        else
+          this.fail(
+            r.errno,
+            'fsync',
+            `fio: pid=${process.pid}, err=${ERRNO_NUM[r.errno]}/file:backend.c, func=fsync, error=${STRERROR[r.errno]}`,
+          );
+      }
+    }
+    this.pump();
+  }
+
+  /**
+   * A phase is over: its time goes to the run time of the directions it did I/O in (fio's
+   * update_runtime(), whole µs summed over phases, rounded up to ms once), then the next phase, as
+   * thread_main() loops: verify after a pass that wrote, another pass while a time_based job has
+   * runtime left. An error, a stop or the runtime's end ends the job.
+   */
+  private endPhase(): void {
+    if (this.ended) return;
+    const t = now();
+    const us = Math.floor(Math.max(0, t - this.phaseStart) * 1000);
+    if (this.phase === 'io') {
+      if (this.phaseBytes.r && this.kinds.read) this.elapsedUs.r += us;
+      if (this.phaseBytes.w && this.kinds.write) this.elapsedUs.w += us;
+    } else this.elapsedUs.r += us;
+    if (this.stats.read.ios) this.stats.read.runtimeMs = Math.floor((this.elapsedUs.r + 999) / 1000);
+    if (this.stats.write.ios) this.stats.write.runtimeMs = Math.floor((this.elapsedUs.w + 999) / 1000);
+    // a pass that did no I/O ends the job (do_io() with no bytes done marks it terminated)
+    const idle = this.phase === 'io' && !this.phaseBytes.r && !this.phaseBytes.w;
+    if (!this.stats.error && !this.stopping && !this.terminated && !idle) {
+      if (this.phase === 'io' && this.job.verify !== 'none' && this.job.doVerify && this.kinds.write) {
+        void this.startPhase('verify', t);
+        return;
+      }
+      if (this.job.timeBased) {
+        void this.startPhase(this.job.verifyOnly ? 'verify' : 'io', t);
+        return;
+      }
+    }
+    this.ended = true;
+    this.state = '_';
+    this.resolveJob();
   }
 
   private more(t: number): boolean {
     if (this.stopping) return false;
-    if (t >= this.tEnd) return false;
-    if (this.job.timeBased) return true;
-    // size-based: one pass (ramp I/O does not count towards it)
+    if (t >= this.tEnd) {
+      this.terminated = true;
+      return false;
+    }
+    if (this.phase === 'verify') return this.verifyNext < this.verifyList.length;
+    // a time_based job runs to the end of its runtime; with verify, fio's do_io() still ends each
+    // pass over the region, for its verify phase to follow
+    if (this.job.timeBased && this.job.verify === 'none') return true;
+    // one pass (ramp I/O does not count towards it)
     return this.bytesDone + this.inflightBytes() < this.bytesTarget;
   }
 
@@ -542,6 +624,9 @@ export class Worker {
       this.stats.resetIo();
       // the ramp ended at tMeasure, where the directions' runtimes start
       this.setEpoch(this.tMeasure);
+      this.phaseStart = this.tMeasure;
+      this.elapsedUs = { r: 0, w: 0 };
+      if (this.phase === 'io') this.state = this.letter;
     }
     let n = 0;
     while (this.inflight < this.depth && this.more(t)) {
@@ -560,7 +645,7 @@ export class Worker {
         for (let d = this.inflight - n + 1; d <= this.inflight; d++) this.stats.depthMap[depthBucket(d)]++;
       else this.stats.depthMap[depthBucket(this.inflight)] += n;
     }
-    if (this.inflight === 0 && !this.more(t)) this.done();
+    if (this.inflight === 0 && !this.more(t)) this.endPhase();
   }
 
   private pickWrite(): boolean {
@@ -572,9 +657,10 @@ export class Worker {
 
   private issue(t: number): void {
     const slot = this.freeSlots.pop()!;
-    const write = this.pickWrite();
-    const offset = this.offsets.next();
-    const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone };
+    const verify = this.phase === 'verify';
+    const write = !verify && this.pickWrite();
+    const offset = verify ? this.verifyList[this.verifyNext++] : this.offsets.next();
+    const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone, verify };
     this.inflight++;
     this.issued++;
     if (write && this.job.verify !== 'none') {
@@ -634,7 +720,7 @@ export class Worker {
         `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${io.write ? 'write' : 'read'} offset=${io.offset}, buflen=${this.job.bs}`,
       );
     } else {
-      if (!io.write && this.job.verify !== 'none' && !this.kinds.write) {
+      if (!io.write && this.job.verify !== 'none' && (io.verify || !this.kinds.write)) {
         // A read workload with verify checks what it reads (blocks written earlier with headers). A
         // mixed one does not: its reads may find blocks it has not written yet, so fio checks only
         // reads of its verify list (backend.c's do_io) — what the phase after the writes reads back.
@@ -693,7 +779,9 @@ export class Worker {
     const bs = this.job.bs;
     d.ios++;
     d.bytes += bs;
-    this.bytesDone += bs;
+    if (!io.verify) this.bytesDone += bs;
+    if (io.write) this.phaseBytes.w += bs;
+    else this.phaseBytes.r += bs;
     const lat = (t - io.tIssue) * 1e6;
     // a synchronous engine's I/O has no submission apart from its call (tSubmitted is its issue)
     if (!this.sync) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
@@ -781,62 +869,6 @@ export class Worker {
       }
     }
     return { rB: r.r, wB: r.w, rI: r.ri, wI: r.wi, done, eta };
-  }
-
-  /**
-   * The verify phase: reads back every block this worker wrote (or, for verify_only, every block of
-   * the region the workload covers) and checks it. Stops at the first failure, as fio does.
-   */
-  async verify(): Promise<void> {
-    if (this.job.verify === 'none' || this.stats.error) return;
-    if (!this.job.verifyOnly && !(this.kinds.write && this.job.doVerify)) return;
-    const offsets: number[] = this.job.verifyOnly
-      ? Array.from({ length: this.offsets.count }, (_, k) => this.job.offset + k * this.job.bs)
-      : [...this.written.keys()].sort((a, b) => a - b);
-    // verify_only: the verify phase is the job's I/O, and its epoch
-    if (this.epoch === null) this.setEpoch(now());
-    this.lastTurn = now();
-    this.state = 'V';
-    let next = 0;
-    await new Promise<void>((resolve) => {
-      let inflight = 0;
-      const pump = () => {
-        while (inflight < this.depth && next < offsets.length && !this.stats.error && !this.stopping) {
-          const offset = offsets[next++];
-          const slot = this.freeSlots.pop()!;
-          inflight++;
-          const finish = (err: Errno | null) => {
-            inflight--;
-            this.freeSlots.push(slot);
-            if (err)
-              this.fail(
-                err,
-                'io_u error',
-                `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: read offset=${offset}, buflen=${this.job.bs}`,
-              );
-            else this.verifyRead({ slot, write: false, offset, tIssue: 0, tSubmitted: 0, ramp: false });
-            if (inflight === 0 && (next >= offsets.length || this.stats.error || this.stopping)) resolve();
-            else this.later(pump);
-          };
-          if (this.direct) {
-            this.target.disk.queue
-              .submitBio({ op: 'read', sector: offset / 512, segments: slot.segments })
-              .then(
-                (res) => finish(res.status === 'ok' ? null : (blkStatusToErrno(res.status) ?? 'EIO')),
-                () => finish('EIO'),
-              );
-          } else {
-            this.file!.pread(slot.buf!, offset).then(
-              (r) => finish(r.ok ? null : r.errno),
-              () => finish('EIO'),
-            );
-          }
-        }
-        if (inflight === 0) resolve();
-      };
-      pump();
-    });
-    this.state = '_';
   }
 }
 

@@ -17,6 +17,7 @@ import {
   versionAsked,
   parseBool,
   parseFioOptions,
+  rwKinds,
   splitOptions,
   type FioCommandLine,
   type FioJob,
@@ -93,6 +94,27 @@ export function startNotes(jobs: FioJob[]): string[] {
   );
 }
 
+/**
+ * What fio's fixup_options() (init.c) says of a job section as it reads it, on stdout (log_info),
+ * before anything else. The second is fio's own words for a time_based writer with verify, although
+ * its thread_main() does verify each pass over the region the job completes within its runtime.
+ */
+export function setupNotes(jobs: FioJob[]): string[] {
+  return jobs.flatMap((j) => {
+    const k = rwKinds(j.rw);
+    if (j.verify === 'none' || !k.write || !j.doVerify) return [];
+    const out: string[] = [];
+    // with no filename each clone has its own file ($jobname.$jobnum.$filenum), so fio says nothing
+    if (j.numjobs > 1 && j.filename !== null)
+      out.push(
+        'fio: multiple writers may overwrite blocks that belong to other jobs. This can cause verification failures.',
+      );
+    if (j.runtime !== null && j.timeBased && !k.read)
+      out.push('fio: verification read phase will never start because write phase uses all of runtime');
+    return out;
+  });
+}
+
 /** The line fio's thread_main() prints (log_info, on stdout) for a job that ended in error. */
 export function jobErrorLine(pid: number, error: number, verror: string): string {
   return `fio: pid=${pid}, err=${error}/${verror}`;
@@ -150,7 +172,11 @@ export interface EtaStatus {
 
 /** The ETA line fio redraws once a second (display_thread_status()). */
 export function etaLine(p: EtaStatus): string {
-  const perc = p.done === null ? '-.-%' : `${fixed(p.done * 100, 1)}%`;
+  // a job in its ramp_time ('/', TD_RAMP) runs but has no file open in eta.c's count, and while every
+  // running job ramps there is no percentage
+  const ramping = p.states.filter((c) => c === '/').length;
+  const perc =
+    p.done === null || (ramping > 0 && ramping === p.running) ? '-.-%' : `${fixed(p.done * 100, 1)}%`;
   let rates = '';
   const has = { r: p.rB > 0 || p.rI > 0, w: p.wB > 0 || p.wI > 0 };
   if (has.r || has.w) {
@@ -168,7 +194,7 @@ export function etaLine(p: EtaStatus): string {
       .join(',');
     rates = `[${bw}][${io} IOPS]`;
   }
-  return `Jobs: ${p.running} (f=${p.running}): [${condensedRunStr(p.states)}][${perc}]${rates}[eta ${etaToStr(p.eta)}]`;
+  return `Jobs: ${p.running} (f=${p.running - ramping}): [${condensedRunStr(p.states)}][${perc}]${rates}[eta ${etaToStr(p.eta)}]`;
 }
 
 /**
@@ -329,6 +355,7 @@ async function runFio(
 ): Promise<number> {
   const genesis = performance.now();
   const fmt = cl.global.outputFormat;
+  for (const note of setupNotes(cl.jobs)) io.stdout(note + '\n');
   if (fmt.normal) io.stdout(runBanner(cl.jobs).join('\n') + '\n');
   for (const note of startNotes(cl.jobs)) io.stdout(note + '\n');
   const workers: Worker[] = [];
@@ -386,8 +413,7 @@ async function runFio(
       workers.map(async (w, i) => {
         if (!opened[i]) return;
         try {
-          if (!w.job.verifyOnly) await w.run();
-          await w.verify();
+          await w.run();
           w.finish();
         } finally {
           // its buffers go back to the guest's budget whatever happened
