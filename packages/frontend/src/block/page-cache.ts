@@ -5,9 +5,13 @@
  * - Block size from set_init_blocksize(): start at the logical block size and double while it is
  *   below PAGE_SIZE and the device size has no bit at that size (i.e. stays a multiple of it).
  *   Computed at the first open, like bd_set_size().
- * - Reads: every page of the range whose wanted bytes are not uptodate contributes all its missing
- *   blocks; consecutive missing blocks go out as one bio (the per-buffer submissions Linux merges
- *   under a plug). There is no readahead window. If a bio spanning several pages fails, each page is
+ * - Readahead, for a read(2) through an open file: its file_ra_state and Linux's on-demand rules
+ *   (./readahead.ts) — a missed page starts a window (page_cache_sync_readahead), the page marked
+ *   PG_readahead starts the next one (page_cache_async_readahead), each window's missing pages read
+ *   as large bios. read_ahead_kb 0 turns it off, as do reads without a file (the cache's own).
+ * - Reads: every page of the range whose wanted bytes are not uptodate (and that no readahead is
+ *   reading) contributes all its missing blocks; consecutive missing blocks go out as one bio (the
+ *   per-buffer submissions Linux merges under a plug). If a bio spanning several pages fails, each page is
  *   read again on its own, as do_generic_file_read() falls back to ->readpage after a failed
  *   readahead; a page whose own read fails ends the read(2): short count if bytes were copied, EIO
  *   otherwise (whatever the block status: filemap only sees "not uptodate"). Its blocks are
@@ -36,6 +40,7 @@ import { KERN_ERR, KERN_WARNING, PAGE_SIZE, SECTOR_SIZE, type KernelLog } from '
 import type { Errno, IoResult } from '../guest/vfs.ts';
 import { blkStatusToErrno, type BioResult, type GuestBlockQueue } from './queue.ts';
 import type { BioSegment } from './types.ts';
+import type { CachedPagesView, FileReadahead, ReadaheadWindow } from './readahead.ts';
 
 export interface BlockDeviceCacheOptions {
   /** Dirty bytes above which a writer writes back (balance_dirty_pages). Default 16 MiB. */
@@ -62,13 +67,15 @@ interface CachedPage {
   pins: number;
   /** Removed from the cache (invalidated) while pinned: freed at the last unpin. */
   detached: boolean;
+  /** PG_readahead: reaching this page starts the next readahead window. */
+  readahead: boolean;
   lastUse: number;
 }
 
 const ok = (n: number): IoResult => ({ ok: true, n });
 const fail = (errno: Errno): IoResult => ({ ok: false, errno });
 
-export class BlockDeviceCache {
+export class BlockDeviceCache implements CachedPagesView {
   readonly dirtyThresholdBytes: number;
   readonly cacheLimitBytes: number;
   private readonly pages = new Map<number, CachedPage>();
@@ -143,12 +150,17 @@ export class BlockDeviceCache {
 
   // --- buffered read -----------------------------------------------------------------------------
 
-  async pread(buf: Uint8Array, off: number): Promise<IoResult> {
+  /** read(2) of the device: through the open file's readahead state `ra`, if given. */
+  async pread(buf: Uint8Array, off: number, ra?: FileReadahead): Promise<IoResult> {
     const size = this.size();
     if (buf.length === 0 || off >= size) return ok(0);
     const end = Math.min(off + buf.length, size);
     const first = Math.floor(off / PAGE_SIZE);
     const last = Math.floor((end - 1) / PAGE_SIZE);
+    // do_generic_file_read()'s last_index: from what was asked, not what the device holds
+    if (ra) this.readaheadFor(ra, first, Math.ceil((off + buf.length) / PAGE_SIZE), last);
+    /** The last page copied from and where the copy ended: the file's prev_pos. */
+    let prevPos = -1;
     const pinned: CachedPage[] = [];
     for (let p = first; p <= last; p++) pinned.push(this.pin(p));
     try {
@@ -180,6 +192,7 @@ export class BlockDeviceCache {
             buf.set(cp.page.buf.subarray(from, to), cp.index * PAGE_SIZE + from - off);
             copied += to - from;
             cp.lastUse = ++this.useClock;
+            prevPos = cp.index * PAGE_SIZE + (to % PAGE_SIZE);
             break;
           }
           if (triedAlone) {
@@ -192,9 +205,64 @@ export class BlockDeviceCache {
       }
       return ok(copied);
     } finally {
+      if (ra && prevPos >= 0) ra.prevPos = prevPos;
       for (const cp of pinned) this.unpin(cp);
       this.shrink();
     }
+  }
+
+  /**
+   * The readahead of do_generic_file_read()'s page loop over pages [first, lastIndex) (up to the
+   * device's last page, `lastPage`): a page not in the cache starts a synchronous readahead, a page
+   * carrying the marker an asynchronous one (not while it is under writeback). The windows' reads
+   * are started here; the read itself then finds their pages being read and waits for them.
+   */
+  private readaheadFor(ra: FileReadahead, first: number, lastIndex: number, lastPage: number): void {
+    for (let i = first; i < lastIndex && i <= lastPage; i++) {
+      let cp = this.pages.get(i);
+      if (!cp) {
+        for (const w of ra.onMiss(i, lastIndex - i, this) ?? []) this.readaheadWindow(w);
+        cp = this.pages.get(i);
+        if (!cp) continue;
+      }
+      if (cp.readahead) {
+        cp.readahead = false;
+        if (cp.writeback) continue;
+        const w = ra.onMarker(i, lastIndex - i, this);
+        if (w) this.readaheadWindow(w);
+      }
+    }
+  }
+
+  /**
+   * __do_page_cache_readahead(): the pages of the window not in the cache are added and their blocks
+   * read, consecutive ones as one bio; the page `asyncSize` from the window's end is marked.
+   */
+  private readaheadWindow(w: ReadaheadWindow): void {
+    const pages = Math.ceil(this.size() / PAGE_SIZE);
+    const blocks: number[] = [];
+    for (let k = 0; k < w.size && w.start + k < pages; k++) {
+      if (this.pages.has(w.start + k)) continue;
+      const cp = this.newPage(w.start + k);
+      if (k === w.size - w.asyncSize) cp.readahead = true;
+      blocks.push(...this.missingBlocks(cp));
+    }
+    // nobody waits on a readahead: a reader that needs its page waits on the page, and one whose
+    // read failed reads the page again on its own
+    for (const run of runs(blocks)) void this.startRead(run).catch(() => undefined);
+  }
+
+  /** radix_tree_next_hole(): the first page at or after `from` not cached, looking at `max` pages. */
+  nextHole(from: number, max: number): number {
+    for (let i = from; i < from + max; i++) if (!this.pages.has(i)) return i;
+    return from + max;
+  }
+
+  /** count_history_pages(): cached pages right before `index`, at most `max`. */
+  historyBefore(index: number, max: number): number {
+    let n = 0;
+    while (n < max && index - 1 - n >= 0 && this.pages.has(index - 1 - n)) n++;
+    return n;
   }
 
   /** ->readpage: reads every missing block of the page; resolves with the last failing result. */
@@ -503,27 +571,31 @@ export class BlockDeviceCache {
   }
 
   private pin(index: number): CachedPage {
-    let cp = this.pages.get(index);
-    if (!cp) {
-      const bpp = this.blocksPerPage();
-      const nrBlocks = Math.floor(this.size() / this.bs);
-      const uptodate: boolean[] = [];
-      // Blocks past the end of the device are zeros and uptodate, as block_read_full_page() makes them.
-      for (let s = 0; s < bpp; s++) uptodate.push(index * bpp + s >= nrBlocks);
-      cp = {
-        index,
-        page: this.queue.driver.allocPage(),
-        uptodate,
-        dirty: new Array<boolean>(bpp).fill(false),
-        reading: new Array<Promise<unknown> | null>(bpp).fill(null),
-        writeback: null,
-        pins: 0,
-        detached: false,
-        lastUse: ++this.useClock,
-      };
-      this.pages.set(index, cp);
-    }
+    const cp = this.pages.get(index) ?? this.newPage(index);
     cp.pins++;
+    return cp;
+  }
+
+  /** A page added to the cache: none of its blocks uptodate but those past the device's end. */
+  private newPage(index: number): CachedPage {
+    const bpp = this.blocksPerPage();
+    const nrBlocks = Math.floor(this.size() / this.bs);
+    const uptodate: boolean[] = [];
+    // Blocks past the end of the device are zeros and uptodate, as block_read_full_page() makes them.
+    for (let s = 0; s < bpp; s++) uptodate.push(index * bpp + s >= nrBlocks);
+    const cp: CachedPage = {
+      index,
+      page: this.queue.driver.allocPage(),
+      uptodate,
+      dirty: new Array<boolean>(bpp).fill(false),
+      reading: new Array<Promise<unknown> | null>(bpp).fill(null),
+      writeback: null,
+      pins: 0,
+      detached: false,
+      readahead: false,
+      lastUse: ++this.useClock,
+    };
+    this.pages.set(index, cp);
     return cp;
   }
 

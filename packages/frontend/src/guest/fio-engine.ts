@@ -439,6 +439,17 @@ export class Worker {
         return false;
       }
       this.file = f;
+      // td_io_open_file(): the device's cache dropped first (invalidate=1: BLKFLSBUF for a block
+      // device; a failure is only said), then the job's pattern advised (fadvise_hint), which is
+      // what sizes the readahead of a buffered job: none for a random one, twice the device's for a
+      // sequential one
+      if (this.job.invalidate && f.ioctl) {
+        const r = await f.ioctl('BLKFLSBUF');
+        if (!r.ok)
+          this.io.stdout(`fio: cache invalidation of ${this.target.path} failed: ${STRERROR[r.errno]}\n`);
+      }
+      const hint = this.job.fadviseHint;
+      if (hint !== 'none') f.fadvise?.(hint !== 'type' ? hint : this.kinds.random ? 'random' : 'sequential');
     }
     // fio allocates iodepth buffers of bs bytes before the first I/O (init_io_u), and says so when
     // that fails; here the bound is FIO_IOMEM_MAX, below what would hold the guest for seconds

@@ -72,6 +72,10 @@ export interface FioJob {
   /** Milliseconds of I/O before statistics start (fio's ramp_time). */
   rampTime: number;
   direct: boolean;
+  /** fio's `invalidate`: drop the device's page cache before the job (BLKFLSBUF on a block device). */
+  invalidate: boolean;
+  /** fio's `fadvise_hint`: none, the job's pattern (`1`: random or sequential), or one of the two. */
+  fadviseHint: 'none' | 'type' | 'random' | 'sequential';
   ioengine: FioEngine;
   verify: FioVerify;
   doVerify: boolean;
@@ -139,6 +143,8 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   timeBased: false,
   rampTime: 0,
   direct: false,
+  invalidate: true,
+  fadviseHint: 'type',
   ioengine: 'libaio',
   verify: 'none',
   doVerify: true,
@@ -320,6 +326,18 @@ const OPTIONS: Record<string, OptionDef> = {
   time_based: { flag: true, apply: jobOpt((j, v) => (j.timeBased = fioBool('time_based', v, 'set'))) },
   ramp_time: { apply: jobOpt((j, v) => (j.rampTime = parseTime('ramp_time', v))) },
   direct: { apply: jobOpt((j, v) => (j.direct = fioBool('direct', v, 'bool'))) },
+  invalidate: { apply: jobOpt((j, v) => (j.invalidate = fioBool('invalidate', v, 'bool'))) },
+  fadvise_hint: {
+    apply: jobOpt((j, v) => {
+      const c = parseChoice('fadvise_hint', v, [
+        ['0', "Don't issue fadvise/madvise"],
+        ['1', 'Advise using fio IO pattern'],
+        ['random', 'Advise using FADV_RANDOM'],
+        ['sequential', 'Advise using FADV_SEQUENTIAL'],
+      ] as const);
+      j.fadviseHint = c === '0' ? 'none' : c === '1' ? 'type' : c;
+    }),
+  },
   buffered: { apply: jobOpt((j, v) => (j.direct = !fioBool('buffered', v, 'bool'))) },
   ioengine: {
     apply: jobOpt(
@@ -500,7 +518,6 @@ const FIO_UNSUPPORTED = new Set([
   'lat_percentiles',
   'slat_percentiles',
   'unified_rw_reporting',
-  'invalidate',
   'refill_buffers',
   'scramble_buffers',
   'buffer_pattern',

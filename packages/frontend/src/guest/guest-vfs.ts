@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import { latin1Text, ownEntry } from '@pvblk/shared';
 import type { BlockDeviceCache } from '../block/page-cache.ts';
 import type { GuestBlockQueue } from '../block/queue.ts';
+import { FileReadahead, type FadviseAdvice } from '../block/readahead.ts';
 import type {
   BlockIoctl,
   Dirent,
@@ -496,6 +497,8 @@ abstract class OpenFile implements GuestFile {
 
 class BlockDevFile extends OpenFile {
   readonly kind = 'blockdev' as const;
+  /** The file's readahead state, sized by the device's read_ahead_kb at open (file_ra_state_init()). */
+  private readonly ra: FileReadahead;
 
   constructor(
     p: string,
@@ -503,6 +506,13 @@ class BlockDevFile extends OpenFile {
     flags: OpenFlags,
   ) {
     super(p, flags);
+    this.ra = new FileReadahead(disk.readAheadKb);
+  }
+
+  fadvise(advice: FadviseAdvice): IoResult {
+    if (this.closed) return fail('EBADF');
+    this.ra.fadvise(advice);
+    return ok(0);
   }
 
   size(): number {
@@ -510,7 +520,9 @@ class BlockDevFile extends OpenFile {
   }
 
   protected doRead(buf: Uint8Array, offset: number): Promise<IoResult> {
-    return this.flags.direct ? this.disk.cache.directRead(buf, offset) : this.disk.cache.pread(buf, offset);
+    return this.flags.direct
+      ? this.disk.cache.directRead(buf, offset)
+      : this.disk.cache.pread(buf, offset, this.ra);
   }
 
   protected async doWrite(buf: Uint8Array, offset: number): Promise<IoResult> {

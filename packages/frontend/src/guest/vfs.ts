@@ -6,6 +6,7 @@
  * Errors are data: an errno name, as a syscall would return it. Nothing here throws for an I/O
  * error; a thrown exception means a bug.
  */
+import type { FadviseAdvice } from '../block/readahead.ts';
 
 export type Errno =
   | 'EIO'
@@ -84,6 +85,8 @@ export interface GuestFile {
   close(): Promise<IoResult>;
   /** ioctl(2) on a block device (what blockdev(8) uses); other files answer ENOTTY. */
   ioctl?(cmd: BlockIoctl, arg?: number): Promise<IoctlResult>;
+  /** posix_fadvise(2) over the whole file, for the advice that changes its readahead; absent where none. */
+  fadvise?(advice: FadviseAdvice): IoResult;
 }
 
 /** The block device ioctls of <linux/fs.h> the guest's tools use. */

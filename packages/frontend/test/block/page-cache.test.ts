@@ -7,6 +7,7 @@ import { KERN_ERR, KERN_WARNING, MemoryKernelLog, SECTOR_SIZE } from '@pvblk/sha
 import { describe, expect, it } from 'vitest';
 import { BlockDeviceCache, type BlockDeviceCacheOptions } from '../../src/block/page-cache.ts';
 import { GuestBlockQueue } from '../../src/block/queue.ts';
+import { FileReadahead, initRaSize, nextRaSize } from '../../src/block/readahead.ts';
 import { FakeDriver, TYPE1_CRC, type FakeDriverOptions } from './fake-driver.ts';
 
 const KiB = 1024;
@@ -390,5 +391,130 @@ describe('seed scenario: dd if=/dev/zero of=/dev/xvda on a disk whose reads of 4
     expect(await cache.close()).toEqual({ ok: true, n: 0 });
     const written = driver.ranges('write').reduce((n, [, s]) => n + s, 0);
     expect(written).toBe(4656);
+  });
+});
+
+describe('readahead (mm/readahead.c, through an open file)', () => {
+  // indirect-sized requests, so that each readahead window is one request and can be told apart
+  const wide = { limits: { maxHwSectors: 1024, maxSegments: 256 } };
+  const sequential = async (cache: BlockDeviceCache, ra: FileReadahead, pages: number, bs = 4096) => {
+    const buf = Buffer.alloc(bs);
+    for (let off = 0; off < pages * PAGE; off += bs) expect((await cache.pread(buf, off, ra)).ok).toBe(true);
+  };
+  const PAGE = 4096;
+  /** [first page, pages] of each read request. */
+  const windows = (driver: FakeDriver) =>
+    driver.ranges('read').map(([s, n]) => [(s * SECTOR_SIZE) / PAGE, (n * SECTOR_SIZE) / PAGE]);
+
+  it("sizes windows as get_init_ra_size() and get_next_ra_size() do (the kernel's table for a 128 KiB maximum)", () => {
+    // "1-2 page = 16k, 3-4 page 32k, 5-8 page = 64k, > 8 page = 128k initial"
+    expect([1, 2, 3, 4, 5, 8, 9, 32].map((n) => initRaSize(n, 32))).toEqual([4, 4, 8, 8, 16, 16, 32, 32]);
+    // ×4 below max/16 (2 pages), ×2 from there, never past max
+    expect([1, 2, 4, 8, 16, 32].map((n) => nextRaSize(n, 32))).toEqual([4, 4, 8, 16, 32, 32]);
+  });
+
+  it('a sequential reader of 4 KiB pages reads ahead in windows of 4, 8, 16 and then 32 pages, each started at its marker', async () => {
+    const { driver, cache } = setup(wide);
+    const ra = new FileReadahead(128);
+    await sequential(cache, ra, 40);
+    // the first read misses page 0: 4 pages, the marker on page 1 (size - async = 4 - 3); page 1
+    // starts pages 4-11, page 4 pages 12-27, page 12 pages 28-59, page 28 pages 60-91
+    expect(windows(driver)).toEqual([
+      [0, 4],
+      [4, 8],
+      [12, 16],
+      [28, 32],
+      [60, 32],
+    ]);
+  });
+
+  it('POSIX_FADV_SEQUENTIAL doubles the largest window; read_ahead_kb=0 reads only what is asked', async () => {
+    const seq = setup(wide);
+    const ra = new FileReadahead(128);
+    ra.fadvise('sequential');
+    await sequential(seq.cache, ra, 100);
+    expect(windows(seq.driver).map(([, n]) => n)).toEqual([4, 8, 16, 32, 64, 64]);
+
+    const off = setup(wide);
+    await sequential(off.cache, new FileReadahead(0), 3);
+    expect(windows(off.driver)).toEqual([
+      [0, 1],
+      [1, 1],
+      [2, 1],
+    ]);
+  });
+
+  it('POSIX_FADV_RANDOM reads just the request; a lone random read leaves the window alone', async () => {
+    const rnd = setup(wide);
+    const r = new FileReadahead(128);
+    r.fadvise('random');
+    const buf = Buffer.alloc(4096);
+    await rnd.cache.pread(buf, 100 * PAGE, r);
+    await rnd.cache.pread(buf, 101 * PAGE, r);
+    await rnd.cache.pread(Buffer.alloc(3 * PAGE), 200 * PAGE, r);
+    expect(windows(rnd.driver)).toEqual([
+      [100, 1],
+      [101, 1],
+      [200, 3],
+    ]);
+
+    const normal = setup(wide);
+    const n = new FileReadahead(128);
+    await normal.cache.pread(buf, 100 * PAGE, n);
+    // the page after the last one read is a sequential miss: a first window from there
+    await normal.cache.pread(buf, 101 * PAGE, n);
+    // a step back is not
+    await normal.cache.pread(buf, 50 * PAGE, n);
+    expect(windows(normal.driver)).toEqual([
+      [100, 1],
+      [101, 4],
+      [50, 1],
+    ]);
+  });
+
+  it("another reader's cached pages before a miss start a window (try_context_readahead)", async () => {
+    const { driver, cache } = setup(wide);
+    await sequential(cache, new FileReadahead(0), 0);
+    // pages 50-53 cached by a reader without readahead
+    await cache.pread(Buffer.alloc(4 * PAGE), 50 * PAGE);
+    const ra = new FileReadahead(128);
+    await cache.pread(Buffer.alloc(PAGE), 54 * PAGE, ra);
+    // 4 pages of history and the page asked: a first window of 16, read at once with the next (32)
+    expect(windows(driver)).toEqual([
+      [50, 4],
+      [54, 48],
+    ]);
+  });
+
+  it('stops at the end of the device, and a read after it returns the data the window read', async () => {
+    const { driver, cache } = setup({ ...wide, capacity: 64 }); // 32 KiB: 8 pages
+    driver.data.fill(0x5a);
+    const ra = new FileReadahead(128);
+    const buf = Buffer.alloc(PAGE);
+    for (let p = 0; p < 8; p++) {
+      buf.fill(0);
+      expect(await cache.pread(buf, p * PAGE, ra)).toEqual({ ok: true, n: PAGE });
+      expect(buf.every((b) => b === 0x5a)).toBe(true);
+    }
+    // pages 0-3 by the first window, 4-7 by the one its marker started: none past page 7
+    expect(windows(driver)).toEqual([
+      [0, 4],
+      [4, 4],
+    ]);
+  });
+
+  it('a window whose read fails leaves its pages to be read alone: the bad one fails, the others read', async () => {
+    const { driver, log, cache } = setup(wide);
+    // page 6's first sector (48) is bad: the window of pages 4-11 fails as a whole
+    driver.failWhen({ op: 'read', from: 48, to: 48, status: 'ioerr' });
+    const ra = new FileReadahead(128);
+    const buf = Buffer.alloc(PAGE);
+    const got = [];
+    for (let p = 0; p < 8; p++) got.push((await cache.pread(buf, p * PAGE, ra)).ok);
+    expect(got).toEqual([true, true, true, true, true, true, false, true]);
+    expect(log.lines(KERN_ERR)).toContain('Buffer I/O error on device xvda, logical block 6');
+    // and every page goes back to the driver when the cache is dropped
+    await cache.close();
+    expect(driver.livePages.size).toBe(0);
   });
 });

@@ -1,0 +1,164 @@
+/**
+ * A file's readahead state and Linux's on-demand readahead rules (mm/readahead.c, the algorithm of
+ * 2.6.23 to 4.x: ondemand_readahead(), get_init_ra_size(), get_next_ra_size(), the context
+ * readahead of try_context_readahead()). Pure: the page cache asks it what to read when a reader
+ * misses a page (page_cache_sync_readahead) or reaches the page marked PG_readahead
+ * (page_cache_async_readahead), and reads the window it returns.
+ *
+ * All quantities are in pages. The window is [start, start + size); its last `asyncSize` pages are
+ * read ahead of the reader, and the first of them carries the marker that starts the next window.
+ */
+
+import { PAGE_SIZE } from '@pvblk/shared';
+
+/** What a readahead asks the page cache to read: pages [start, start + size), marked at start + size - asyncSize. */
+export interface ReadaheadWindow {
+  start: number;
+  size: number;
+  /** 0: no marker (a plain read of the request, or fadvise RANDOM's forced read). */
+  asyncSize: number;
+}
+
+/** posix_fadvise(2) advice that changes readahead (mm/fadvise.c). */
+export type FadviseAdvice = 'normal' | 'random' | 'sequential';
+
+/** What the page cache can tell about its pages, for the rules that look at it. */
+export interface CachedPagesView {
+  /** The first page at or after `from` (looking at most `max` pages) not in the cache. */
+  nextHole(from: number, max: number): number;
+  /** Pages in the cache right before `index`, at most `max` of them (count_history_pages()). */
+  historyBefore(index: number, max: number): number;
+}
+
+/** roundup_pow_of_two() */
+function roundupPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** get_init_ra_size(): the first window, from the request's size: ×4 small, ×2 medium, else max. */
+export function initRaSize(size: number, max: number): number {
+  const n = roundupPow2(size);
+  if (n <= max / 32) return n * 4;
+  if (n <= max / 4) return n * 2;
+  return max;
+}
+
+/** get_next_ra_size(): the window after one, ×4 while small, ×2 after, at most max. */
+export function nextRaSize(cur: number, max: number): number {
+  return Math.min(cur < max / 16 ? 4 * cur : 2 * cur, max);
+}
+
+/** force_page_cache_readahead()'s chunk: 2 MiB of pages at a time. */
+const FORCE_CHUNK_PAGES = 512;
+
+/** struct file_ra_state of one open file, with its FMODE_RANDOM bit. */
+export class FileReadahead {
+  start = 0;
+  size = 0;
+  asyncSize = 0;
+  /** ra->prev_pos: the byte where the last read(2) of this file stopped, -1 before any. */
+  prevPos = -1;
+  /** FMODE_RANDOM (POSIX_FADV_RANDOM). */
+  random = false;
+  /** The device's read_ahead_kb when the file was opened, in pages (file_ra_state_init()). */
+  private readonly bdiPages: number;
+  /** ra->ra_pages: the device's, or twice it after POSIX_FADV_SEQUENTIAL. */
+  raPages: number;
+
+  constructor(readAheadKb: number) {
+    this.bdiPages = Math.floor((readAheadKb * 1024) / PAGE_SIZE);
+    this.raPages = this.bdiPages;
+  }
+
+  /** generic_fadvise() of 3.x/4.x: SEQUENTIAL doubles the window, RANDOM stops it. */
+  fadvise(advice: FadviseAdvice): void {
+    this.random = advice === 'random';
+    this.raPages = advice === 'sequential' ? this.bdiPages * 2 : this.bdiPages;
+  }
+
+  /**
+   * page_cache_sync_readahead(): the reader missed page `index`, wanting `reqSize` pages from it.
+   * Null when readahead is off: the page is then read on its own.
+   */
+  onMiss(index: number, reqSize: number, cache: CachedPagesView): ReadaheadWindow[] | null {
+    if (this.raPages === 0) return null;
+    if (this.random) {
+      // force_page_cache_readahead(): exactly what was asked, in chunks, no marker, no state
+      const out: ReadaheadWindow[] = [];
+      for (let at = index; at < index + reqSize; at += FORCE_CHUNK_PAGES)
+        out.push({ start: at, size: Math.min(FORCE_CHUNK_PAGES, index + reqSize - at), asyncSize: 0 });
+      return out;
+    }
+    return [this.ondemand(false, index, reqSize, cache)].filter((w): w is ReadaheadWindow => w !== null);
+  }
+
+  /** page_cache_async_readahead(): the reader reached the marked page `index`. */
+  onMarker(index: number, reqSize: number, cache: CachedPagesView): ReadaheadWindow | null {
+    if (this.raPages === 0) return null;
+    return this.ondemand(true, index, reqSize, cache);
+  }
+
+  /** ondemand_readahead(). */
+  private ondemand(
+    marker: boolean,
+    index: number,
+    reqSize: number,
+    cache: CachedPagesView,
+  ): ReadaheadWindow | null {
+    const max = this.raPages;
+    const initial = (): ReadaheadWindow => {
+      this.start = index;
+      this.size = initRaSize(reqSize, max);
+      this.asyncSize = this.size > reqSize ? this.size - reqSize : this.size;
+      return this.readit(index, max);
+    };
+    // the start of the file
+    if (index === 0) return initial();
+    // the expected place (the marker, or just past the window): sequential, ramp the window up
+    if (index === this.start + this.size - this.asyncSize || index === this.start + this.size) {
+      this.start += this.size;
+      this.size = nextRaSize(this.size, max);
+      this.asyncSize = this.size;
+      return this.readit(index, max);
+    }
+    // a marked page without the state that set it (interleaved readers): the cached run ahead of it
+    // is the old window's async part
+    if (marker) {
+      const hole = cache.nextHole(index + 1, max);
+      if (hole - index > max) return null;
+      this.start = hole;
+      this.size = nextRaSize(hole - index + reqSize, max);
+      this.asyncSize = this.size;
+      return this.readit(index, max);
+    }
+    // an oversize read
+    if (reqSize > max) return initial();
+    // a sequential miss: the page of the last read's end, or the one after (an unsigned difference
+    // in Linux: a step back is no sequential miss; prev_pos of -1 is page -1)
+    const step = index - Math.floor(this.prevPos / PAGE_SIZE);
+    if (step >= 0 && step <= 1) return initial();
+    // try_context_readahead(): pages cached just before this one are a stream's trace
+    let history = cache.historyBefore(index, max);
+    if (history > 0) {
+      // from the start of the file: likely a whole-file read
+      if (history >= index) history *= 2;
+      this.start = index;
+      this.size = initRaSize(history + reqSize, max);
+      this.asyncSize = this.size;
+      return this.readit(index, max);
+    }
+    // a lone small random read: read it as it is, and leave the state alone
+    return { start: index, size: reqSize, asyncSize: 0 };
+  }
+
+  /** readit: a read that would hit its own marker at once takes the next window along with it. */
+  private readit(index: number, max: number): ReadaheadWindow {
+    if (index === this.start && this.size === this.asyncSize) {
+      this.asyncSize = nextRaSize(this.size, max);
+      this.size += this.asyncSize;
+    }
+    return { start: this.start, size: this.size, asyncSize: this.asyncSize };
+  }
+}
