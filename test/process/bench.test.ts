@@ -35,7 +35,11 @@ describe.concurrent('pvblk bench: bad input', () => {
     ],
     [
       ['--name=t', '--iodeph=4'],
-      ["fio: unrecognized option '--iodeph=4'", 'Did you mean iodepth?'],
+      [
+        "fio: unrecognized option '--iodeph=4'",
+        "fio: unrecognized option '--iodeph=4'",
+        'Did you mean iodepth?',
+      ],
     ],
     [
       ['--name=t', '--bs=1000'],

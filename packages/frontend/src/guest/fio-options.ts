@@ -773,7 +773,9 @@ export function parseFioOptions(
       if (FIO_UNSUPPORTED.has(o.name))
         fail(`fio: option '${o.arg}' is one of fio's, but this fio does not implement it (see --help)`);
       const hint = closestOption(o.name, [...FIO_OPTION_NAMES, ...knownExtra]);
-      fail(`fio: unrecognized option '${o.arg}'`, ...(hint ? [`Did you mean ${hint}?`] : []));
+      // said twice, as fio's are: by glibc's getopt_long, then by init.c for the '?' it returned
+      const said = `fio: unrecognized option '${o.arg}'`;
+      fail(said, said, ...(hint ? [`Did you mean ${hint}?`] : []));
     }
     // a switch of fio's command line with no argument (getopt's no_argument): getopt refuses one
     // given with '=', and init.c then calls the option unrecognized
