@@ -67,9 +67,21 @@ export class FileReadahead {
   /** ra->ra_pages: the device's, or twice it after POSIX_FADV_SEQUENTIAL. */
   raPages: number;
 
-  constructor(readAheadKb: number) {
+  /**
+   * `maxSanePages` bounds every window, as max_sane_readahead() bounds it by half the free memory:
+   * read_ahead_kb takes any number, and a window is pages added to the cache at once.
+   */
+  constructor(
+    readAheadKb: number,
+    private readonly maxSanePages: number,
+  ) {
     this.bdiPages = Math.floor((readAheadKb * 1024) / PAGE_SIZE);
     this.raPages = this.bdiPages;
+  }
+
+  /** max_sane_readahead(ra->ra_pages): the largest window. */
+  private get max(): number {
+    return Math.min(this.raPages, this.maxSanePages);
   }
 
   /** generic_fadvise() of 3.x/4.x: SEQUENTIAL doubles the window, RANDOM stops it. */
@@ -85,10 +97,12 @@ export class FileReadahead {
   onMiss(index: number, reqSize: number, cache: CachedPagesView): ReadaheadWindow[] | null {
     if (this.raPages === 0) return null;
     if (this.random) {
-      // force_page_cache_readahead(): exactly what was asked, in chunks, no marker, no state
+      // force_page_cache_readahead(): what was asked (at most the sane maximum: the read itself
+      // reads the rest), in chunks, no marker, no state
+      const n = Math.min(reqSize, this.maxSanePages);
       const out: ReadaheadWindow[] = [];
-      for (let at = index; at < index + reqSize; at += FORCE_CHUNK_PAGES)
-        out.push({ start: at, size: Math.min(FORCE_CHUNK_PAGES, index + reqSize - at), asyncSize: 0 });
+      for (let at = index; at < index + n; at += FORCE_CHUNK_PAGES)
+        out.push({ start: at, size: Math.min(FORCE_CHUNK_PAGES, index + n - at), asyncSize: 0 });
       return out;
     }
     return [this.ondemand(false, index, reqSize, cache)].filter((w): w is ReadaheadWindow => w !== null);
@@ -107,7 +121,7 @@ export class FileReadahead {
     reqSize: number,
     cache: CachedPagesView,
   ): ReadaheadWindow | null {
-    const max = this.raPages;
+    const max = this.max;
     const initial = (): ReadaheadWindow => {
       this.start = index;
       this.size = initRaSize(reqSize, max);

@@ -19,7 +19,7 @@ import { randomFillSync } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { latin1Text, ownEntry } from '@pvblk/shared';
+import { latin1Text, ownEntry, PAGE_SIZE } from '@pvblk/shared';
 import type { BlockDeviceCache } from '../block/page-cache.ts';
 import type { GuestBlockQueue } from '../block/queue.ts';
 import { FileReadahead, type FadviseAdvice } from '../block/readahead.ts';
@@ -506,7 +506,8 @@ class BlockDevFile extends OpenFile {
     flags: OpenFlags,
   ) {
     super(p, flags);
-    this.ra = new FileReadahead(disk.readAheadKb);
+    // no window larger than half the cache (max_sane_readahead() takes half the free memory)
+    this.ra = new FileReadahead(disk.readAheadKb, Math.floor(disk.cache.cacheLimitBytes / PAGE_SIZE / 2));
   }
 
   fadvise(advice: FadviseAdvice): IoResult {

@@ -415,7 +415,7 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
 
   it('a sequential reader of 4 KiB pages reads ahead in windows of 4, 8, 16 and then 32 pages, each started at its marker', async () => {
     const { driver, cache } = setup(wide);
-    const ra = new FileReadahead(128);
+    const ra = new FileReadahead(128, 8192);
     await sequential(cache, ra, 40);
     // the first read misses page 0: 4 pages, the marker on page 1 (size - async = 4 - 3); page 1
     // starts pages 4-11, page 4 pages 12-27, page 12 pages 28-59, page 28 pages 60-91
@@ -430,13 +430,13 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
 
   it('POSIX_FADV_SEQUENTIAL doubles the largest window; read_ahead_kb=0 reads only what is asked', async () => {
     const seq = setup(wide);
-    const ra = new FileReadahead(128);
+    const ra = new FileReadahead(128, 8192);
     ra.fadvise('sequential');
     await sequential(seq.cache, ra, 100);
     expect(windows(seq.driver).map(([, n]) => n)).toEqual([4, 8, 16, 32, 64, 64]);
 
     const off = setup(wide);
-    await sequential(off.cache, new FileReadahead(0), 3);
+    await sequential(off.cache, new FileReadahead(0, 8192), 3);
     expect(windows(off.driver)).toEqual([
       [0, 1],
       [1, 1],
@@ -444,9 +444,26 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
     ]);
   });
 
+  it('bounds a window by the sane maximum, whatever read_ahead_kb says (max_sane_readahead())', async () => {
+    const { driver, cache } = setup(wide);
+    // read_ahead_kb takes any number: 2^40 KiB, with room for windows of 16 pages
+    await sequential(cache, new FileReadahead(2 ** 40, 16), 40);
+    expect(Math.max(...windows(driver).map(([, n]) => n))).toBe(16);
+    const rnd = setup(wide);
+    const r = new FileReadahead(128, 16);
+    r.fadvise('random');
+    expect((await rnd.cache.pread(Buffer.alloc(40 * PAGE), 0, r)).ok).toBe(true);
+    // 16 pages forced at a time: the read's loop forces again at each page it finds missing
+    expect(windows(rnd.driver)).toEqual([
+      [0, 16],
+      [16, 16],
+      [32, 8],
+    ]);
+  });
+
   it('POSIX_FADV_RANDOM reads just the request; a lone random read leaves the window alone', async () => {
     const rnd = setup(wide);
-    const r = new FileReadahead(128);
+    const r = new FileReadahead(128, 8192);
     r.fadvise('random');
     const buf = Buffer.alloc(4096);
     await rnd.cache.pread(buf, 100 * PAGE, r);
@@ -459,7 +476,7 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
     ]);
 
     const normal = setup(wide);
-    const n = new FileReadahead(128);
+    const n = new FileReadahead(128, 8192);
     await normal.cache.pread(buf, 100 * PAGE, n);
     // the page after the last one read is a sequential miss: a first window from there
     await normal.cache.pread(buf, 101 * PAGE, n);
@@ -474,10 +491,10 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
 
   it("another reader's cached pages before a miss start a window (try_context_readahead)", async () => {
     const { driver, cache } = setup(wide);
-    await sequential(cache, new FileReadahead(0), 0);
+    await sequential(cache, new FileReadahead(0, 8192), 0);
     // pages 50-53 cached by a reader without readahead
     await cache.pread(Buffer.alloc(4 * PAGE), 50 * PAGE);
-    const ra = new FileReadahead(128);
+    const ra = new FileReadahead(128, 8192);
     await cache.pread(Buffer.alloc(PAGE), 54 * PAGE, ra);
     // 4 pages of history and the page asked: a first window of 16, read at once with the next (32)
     expect(windows(driver)).toEqual([
@@ -489,7 +506,7 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
   it('stops at the end of the device, and a read after it returns the data the window read', async () => {
     const { driver, cache } = setup({ ...wide, capacity: 64 }); // 32 KiB: 8 pages
     driver.data.fill(0x5a);
-    const ra = new FileReadahead(128);
+    const ra = new FileReadahead(128, 8192);
     const buf = Buffer.alloc(PAGE);
     for (let p = 0; p < 8; p++) {
       buf.fill(0);
@@ -507,7 +524,7 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
     const { driver, log, cache } = setup(wide);
     // page 6's first sector (48) is bad: the window of pages 4-11 fails as a whole
     driver.failWhen({ op: 'read', from: 48, to: 48, status: 'ioerr' });
-    const ra = new FileReadahead(128);
+    const ra = new FileReadahead(128, 8192);
     const buf = Buffer.alloc(PAGE);
     const got = [];
     for (let p = 0; p < 8; p++) got.push((await cache.pread(buf, p * PAGE, ra)).ok);
