@@ -380,20 +380,30 @@ describe("the guest fio's verify phases (backend.c's thread_main())", () => {
     expect(rd.runtime + wr.runtime).toBeLessThan(600);
   });
 
-  it('does not verify a pass the runtime cut short (td->terminate skips do_verify())', async () => {
-    // 2048 blocks at queue depth 1 take far longer than 30 ms
+  /** A random writer's job with crc32c verify, direct, its JSON read. */
+  const verifyJob = async (args: string) => {
     const r = await fio(
-      '--name=v --rw=randwrite --bs=4k --direct=1 --size=8m --verify=crc32c --runtime=30ms --output-format=json',
+      `--name=v --rw=randwrite --bs=4k --direct=1 --verify=crc32c --output-format=json ${args}`,
     );
     expect(r.status).toBe(0);
-    const { r: rd, w: wr } = dirs(r.stdout);
+    const disk = (json(r.stdout) as unknown as { disk_util: Array<{ read_ios: number }> }).disk_util[0];
+    return { ...dirs(r.stdout), disk };
+  };
+
+  it('never verifies a time_based job of a synchronous engine: its pass never ends (bytes_issued)', async () => {
+    const { r: rd, w: wr } = await verifyJob('--ioengine=psync --size=64k --time_based --runtime=200ms');
+    expect(wr.total_ios).toBeGreaterThan(16);
+    expect(rd.total_ios).toBe(0);
+  });
+
+  it('does not verify a pass the runtime cut short (td->terminate skips do_verify())', async () => {
+    // 2048 blocks at queue depth 1 take far longer than 30 ms
+    const { r: rd, w: wr, disk } = await verifyJob('--size=8m --runtime=30ms');
     expect(wr.total_ios).toBeGreaterThan(0);
     expect(wr.total_ios).toBeLessThan(2048);
     expect(rd.total_ios).toBe(0);
     // nor read anything back unaccounted (before, it verified after the runtime)
-    expect(
-      (json(r.stdout) as unknown as { disk_util: Array<{ read_ios: number }> }).disk_util[0].read_ios,
-    ).toBe(0);
+    expect(disk.read_ios).toBe(0);
   });
 
   it('reads a buffered job back from the disk, not from its page cache', async () => {

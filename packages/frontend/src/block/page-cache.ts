@@ -132,6 +132,9 @@ export class BlockDeviceCache implements CachedPagesView {
     if (--this.openers > 0) return ok(0);
     await this.writebackRange(0, Infinity);
     const err = this.takeWbError();
+    // truncate_inode_pages() waits for pages still being read (a readahead nobody waited for) before
+    // it drops them: none may outlive the last close
+    for (const cp of [...this.pages.values()]) await this.pageUnlocked(cp);
     this.invalidateAll();
     return err ? fail('EIO') : ok(0);
   }
@@ -225,9 +228,9 @@ export class BlockDeviceCache implements CachedPagesView {
         cp = this.pages.get(i);
         if (!cp) continue;
       }
-      if (cp.readahead) {
+      // page_cache_async_readahead() leaves the marker of a page under writeback for a later reader
+      if (cp.readahead && !cp.writeback) {
         cp.readahead = false;
-        if (cp.writeback) continue;
         const w = ra.onMarker(i, lastIndex - i, this);
         if (w) this.readaheadWindow(w);
       }
@@ -541,10 +544,14 @@ export class BlockDeviceCache implements CachedPagesView {
     }
   }
 
-  /** Drops every idle page (kill_bdev / drop_caches). */
+  /**
+   * Drops every clean, idle page (invalidate_mapping_pages(): BLKFLSBUF, drop_caches, and the last
+   * close once it has written everything back). A page written meanwhile stays: its data is in no
+   * other place.
+   */
   invalidateAll(): void {
     for (const cp of [...this.pages.values()]) {
-      if (cp.writeback || cp.reading.some((r) => r)) continue;
+      if (cp.writeback || cp.reading.some((r) => r) || cp.dirty.some((d) => d)) continue;
       this.detach(cp);
     }
   }

@@ -1,7 +1,8 @@
 /**
- * A file's readahead state and Linux's on-demand readahead rules (mm/readahead.c, the algorithm of
- * 2.6.23 to 4.x: ondemand_readahead(), get_init_ra_size(), get_next_ra_size(), the context
- * readahead of try_context_readahead()). Pure: the page cache asks it what to read when a reader
+ * A file's readahead state and Linux's on-demand readahead rules, as mm/readahead.c has them from
+ * 4.10 to 4.19 (ondemand_readahead(), get_init_ra_size(), get_next_ra_size(), the conservative
+ * context readahead of 3.12 on, 4.10's cap on a merged window; not its io_pages, which lets an
+ * oversize read's window grow to max_sectors_kb). Pure: the page cache asks it what to read when a reader
  * misses a page (page_cache_sync_readahead) or reaches the page marked PG_readahead
  * (page_cache_async_readahead), and reads the window it returns.
  *
@@ -50,6 +51,11 @@ export function nextRaSize(cur: number, max: number): number {
   return Math.min(cur < max / 16 ? 4 * cur : 2 * cur, max);
 }
 
+/** read_ahead_kb in pages (queue_ra_store()'s shift). */
+function kbToPages(kb: number): number {
+  return Math.floor((kb * 1024) / PAGE_SIZE);
+}
+
 /** force_page_cache_readahead()'s chunk: 2 MiB of pages at a time. */
 const FORCE_CHUNK_PAGES = 512;
 
@@ -62,9 +68,7 @@ export class FileReadahead {
   prevPos = -1;
   /** FMODE_RANDOM (POSIX_FADV_RANDOM). */
   random = false;
-  /** The device's read_ahead_kb when the file was opened, in pages (file_ra_state_init()). */
-  private readonly bdiPages: number;
-  /** ra->ra_pages: the device's, or twice it after POSIX_FADV_SEQUENTIAL. */
+  /** ra->ra_pages: the device's read_ahead_kb when the file was opened (file_ra_state_init()), in pages. */
   raPages: number;
 
   /**
@@ -75,8 +79,7 @@ export class FileReadahead {
     readAheadKb: number,
     private readonly maxSanePages: number,
   ) {
-    this.bdiPages = Math.floor((readAheadKb * 1024) / PAGE_SIZE);
-    this.raPages = this.bdiPages;
+    this.raPages = kbToPages(readAheadKb);
   }
 
   /** max_sane_readahead(ra->ra_pages): the largest window. */
@@ -84,10 +87,17 @@ export class FileReadahead {
     return Math.min(this.raPages, this.maxSanePages);
   }
 
-  /** generic_fadvise() of 3.x/4.x: SEQUENTIAL doubles the window, RANDOM stops it. */
-  fadvise(advice: FadviseAdvice): void {
-    this.random = advice === 'random';
-    this.raPages = advice === 'sequential' ? this.bdiPages * 2 : this.bdiPages;
+  /**
+   * generic_fadvise(), given the device's read_ahead_kb now: RANDOM stops readahead and leaves the
+   * window's size alone; NORMAL and SEQUENTIAL start it again, at the device's size or twice it.
+   */
+  fadvise(advice: FadviseAdvice, readAheadKb: number): void {
+    if (advice === 'random') {
+      this.random = true;
+      return;
+    }
+    this.random = false;
+    this.raPages = kbToPages(readAheadKb) * (advice === 'sequential' ? 2 : 1);
   }
 
   /**
@@ -153,25 +163,35 @@ export class FileReadahead {
     // in Linux: a step back is no sequential miss; prev_pos of -1 is page -1)
     const step = index - Math.floor(this.prevPos / PAGE_SIZE);
     if (step >= 0 && step <= 1) return initial();
-    // try_context_readahead(): pages cached just before this one are a stream's trace
+    // try_context_readahead() (3.12's): more pages cached just before this one than it asks for are
+    // a stream's trace; it reads as many again, and the next page already starts the next window
     let history = cache.historyBefore(index, max);
-    if (history > 0) {
+    if (history > reqSize) {
       // from the start of the file: likely a whole-file read
       if (history >= index) history *= 2;
       this.start = index;
-      this.size = initRaSize(history + reqSize, max);
-      this.asyncSize = this.size;
+      this.size = Math.min(history + reqSize, max);
+      this.asyncSize = 1;
       return this.readit(index, max);
     }
     // a lone small random read: read it as it is, and leave the state alone
     return { start: index, size: reqSize, asyncSize: 0 };
   }
 
-  /** readit: a read that would hit its own marker at once takes the next window along with it. */
+  /**
+   * readit: a read that would hit its own marker at once takes the next window along with it, no
+   * larger than max together (4.10; before, a window of twice max).
+   */
   private readit(index: number, max: number): ReadaheadWindow {
     if (index === this.start && this.size === this.asyncSize) {
-      this.asyncSize = nextRaSize(this.size, max);
-      this.size += this.asyncSize;
+      const add = nextRaSize(this.size, max);
+      if (this.size + add <= max) {
+        this.asyncSize = add;
+        this.size += add;
+      } else {
+        this.size = max;
+        this.asyncSize = Math.floor(max / 2);
+      }
     }
     return { start: this.start, size: this.size, asyncSize: this.asyncSize };
   }

@@ -332,6 +332,8 @@ export class Worker {
   state = 'P';
   private bytesTarget: number;
   private bytesDone = 0;
+  /** Bytes the verify phases read back. */
+  private verifiedBytes = 0;
 
   constructor(
     readonly job: FioJob,
@@ -527,10 +529,13 @@ export class Worker {
     });
   }
 
-  /** fio's run_str letter of the workload (R/r/W/w/M/m). */
+  /** fio's run_str letter of the workload (R/r/W/w/M/m); a mix all of one kind is that kind's (eta.c). */
   private get letter(): string {
     const k = this.kinds;
-    const l = k.read && k.write ? 'm' : k.write ? 'w' : 'r';
+    const mix = this.job.rwmixread;
+    const read = k.read && (!k.write || mix === 100);
+    const write = k.write && (!k.read || mix === 0);
+    const l = read ? 'r' : write ? 'w' : 'm';
     return k.random ? l : l.toUpperCase();
   }
 
@@ -609,8 +614,10 @@ export class Worker {
     }
     if (this.phase === 'verify') return this.verifyNext < this.verifyList.length;
     // a time_based job runs to the end of its runtime; with verify, fio's do_io() still ends each
-    // pass over the region, for its verify phase to follow
-    if (this.job.timeBased && this.job.verify === 'none') return true;
+    // pass over the region, for its verify phase to follow — counted in bytes_issued, which only
+    // an I/O its engine queued adds to: a synchronous engine's pass never ends, so it never verifies
+    // (as init.c's warning says)
+    if (this.job.timeBased && (this.job.verify === 'none' || this.sync)) return true;
     // one pass (ramp I/O does not count towards it)
     return this.bytesDone + this.inflightBytes() < this.bytesTarget;
   }
@@ -790,7 +797,8 @@ export class Worker {
     const bs = this.job.bs;
     d.ios++;
     d.bytes += bs;
-    if (!io.verify) this.bytesDone += bs;
+    if (io.verify) this.verifiedBytes += bs;
+    else this.bytesDone += bs;
     if (io.write) this.phaseBytes.w += bs;
     else this.phaseBytes.r += bs;
     const lat = (t - io.tIssue) * 1e6;
@@ -871,9 +879,16 @@ export class Worker {
       eta = Math.max(0, (this.tEnd - t) / 1000);
     }
     if (!this.job.timeBased && this.bytesTarget) {
-      const d = this.bytesDone / this.bytesTarget;
+      // thread_eta(): a writer that verifies afterwards has its size twice to do, a mixed one its
+      // write share (50 % without one) more
+      const k = this.kinds;
+      const verifies = !this.job.verifyOnly && this.job.verify !== 'none' && this.job.doVerify && k.write;
+      const share = k.read ? (100 - this.job.rwmixread || 50) / 100 : 1;
+      const total = this.bytesTarget * (verifies ? 1 + share : 1);
+      const doneBytes = this.bytesDone + this.verifiedBytes;
+      const d = doneBytes / total;
       const rate = r.r + r.w;
-      const e = rate > 0 ? (this.bytesTarget - this.bytesDone) / rate : null;
+      const e = rate > 0 ? (total - doneBytes) / rate : null;
       if (done === null || d > done) {
         done = d;
         eta = e;

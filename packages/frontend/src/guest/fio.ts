@@ -97,8 +97,8 @@ export function startNotes(jobs: FioJob[]): string[] {
 
 /**
  * What fio's fixup_options() (init.c) says of a job section as it reads it, on stdout (log_info),
- * before anything else. The second is fio's own words for a time_based writer with verify, although
- * its thread_main() does verify each pass over the region the job completes within its runtime.
+ * before anything else. The second is fio's own words for a time_based writer with verify: true of
+ * the synchronous engines, while an asynchronous one verifies each pass it completes.
  */
 export function setupNotes(jobs: FioJob[]): string[] {
   return jobs.flatMap((j) => {

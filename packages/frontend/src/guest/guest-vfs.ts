@@ -512,7 +512,7 @@ class BlockDevFile extends OpenFile {
 
   fadvise(advice: FadviseAdvice): IoResult {
     if (this.closed) return fail('EBADF');
-    this.ra.fadvise(advice);
+    this.ra.fadvise(advice, this.disk.readAheadKb);
     return ok(0);
   }
 
