@@ -310,8 +310,9 @@ export class Worker {
   /** What the guest process used from the epoch to the job's end (set by finish). */
   usage: ProcessUsage = { user: 0, system: 0, ctx: 0, majf: 0, minf: 0 };
   private resolveJob!: () => void;
-  /** Whether the job's last phase has ended. */
+  /** Whether the job's last phase has ended, or the current one is ending. */
   private ended = false;
+  private ending = false;
   /** Last write per offset of the current pass, for its verify phase (fio's io_piece log). */
   private readonly written = new Map<number, number>();
   /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
@@ -472,7 +473,15 @@ export class Worker {
     return true;
   }
 
+  /** fsync(2) of the job's file: the page cache written back and the device flushed (blkdev_fsync). */
+  private async syncFile(): Promise<boolean> {
+    const r = this.file ? await this.file.fsync() : await this.target.disk.cache.fsync();
+    return r.ok;
+  }
+
   async close(): Promise<void> {
+    // fsync_on_close: once more as the file closes (filesetup.c's generic_close_file())
+    if (this.job.fsyncOnClose && this.kinds.write && this.epoch !== null) await this.syncFile();
     if (this.direct) {
       if (this.kinds.write) this.target.disk.cache.invalidateAll();
     } else if (this.file) {
@@ -580,7 +589,21 @@ export class Worker {
    * runtime left. An error, a stop or the runtime's end ends the job.
    */
   private endPhase(): void {
-    if (this.ended) return;
+    if (this.ended || this.ending) return;
+    this.ending = true;
+    void this.finishPhase();
+  }
+
+  private async finishPhase(): Promise<void> {
+    // do_io()'s end: a writer syncs its file (end_fsync, or fsync_on_close), inside the pass's time
+    if (
+      this.phase === 'io' &&
+      (this.job.endFsync || this.job.fsyncOnClose) &&
+      this.kinds.write &&
+      !this.stats.error
+    )
+      if (!(await this.syncFile())) this.io.stderr(`fio: end_fsync failed for file ${this.target.path}\n`);
+    this.ending = false;
     const t = now();
     const us = Math.floor(Math.max(0, t - this.phaseStart) * 1000);
     if (this.phase === 'io') {

@@ -74,6 +74,10 @@ export interface FioJob {
   direct: boolean;
   /** fio's `invalidate`: drop the device's page cache before the job (BLKFLSBUF on a block device). */
   invalidate: boolean;
+  /** fio's `end_fsync`: a writer fsyncs its file at the end of each pass, inside the pass's time. */
+  endFsync: boolean;
+  /** fio's `fsync_on_close`: that, and once more when the file is closed. */
+  fsyncOnClose: boolean;
   /** fio's `fadvise_hint`: none, the job's pattern (`1`: random or sequential), or one of the two. */
   fadviseHint: 'none' | 'type' | 'random' | 'sequential';
   ioengine: FioEngine;
@@ -144,6 +148,8 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   rampTime: 0,
   direct: false,
   invalidate: true,
+  endFsync: false,
+  fsyncOnClose: false,
   fadviseHint: 'type',
   ioengine: 'libaio',
   verify: 'none',
@@ -327,6 +333,8 @@ const OPTIONS: Record<string, OptionDef> = {
   ramp_time: { apply: jobOpt((j, v) => (j.rampTime = parseTime('ramp_time', v))) },
   direct: { apply: jobOpt((j, v) => (j.direct = fioBool('direct', v, 'bool'))) },
   invalidate: { apply: jobOpt((j, v) => (j.invalidate = fioBool('invalidate', v, 'bool'))) },
+  end_fsync: { apply: jobOpt((j, v) => (j.endFsync = fioBool('end_fsync', v, 'bool'))) },
+  fsync_on_close: { apply: jobOpt((j, v) => (j.fsyncOnClose = fioBool('fsync_on_close', v, 'bool'))) },
   fadvise_hint: {
     apply: jobOpt((j, v) => {
       const c = parseChoice('fadvise_hint', v, [
@@ -491,8 +499,6 @@ const FIO_UNSUPPORTED = new Set([
   'thinktime',
   'fsync',
   'fdatasync',
-  'end_fsync',
-  'fsync_on_close',
   'random_distribution',
   'random_generator',
   'loops',

@@ -71,7 +71,7 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --filename=/dev/xvda   --rw=read|write|randread|randwrite|rw|randrw   --rwmixread=50
   --bs=4k   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0
   --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
-  --invalidate=1   --fadvise_hint=0|1|random|sequential
+  --invalidate=1   --fadvise_hint=0|1|random|sequential   --end_fsync=0   --fsync_on_close=0
   --ioengine=libaio|io_uring|psync|sync   --verify=none|crc32c|md5   --do_verify=1   --verify_only
   --randseed=<n>   --randrepeat=1   --description=<text>
   --group_reporting   --percentile_list=1:5:…:99.99
