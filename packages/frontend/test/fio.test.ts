@@ -882,7 +882,11 @@ describe('fio job memory', () => {
           },
         },
       },
-      cache: { fsync: async () => ({ ok: true, n: 0 }), invalidateAll: () => {} },
+      cache: {
+        fsync: async () => ({ ok: true, n: 0 }),
+        invalidateAll: () => {},
+        flushBuffers: async () => {},
+      },
     };
     const w = new Worker(job, 0, { path: '/dev/xvda', disk, vfs: null } as never, {
       stdout: () => {},
@@ -904,7 +908,11 @@ describe('fio job memory', () => {
     const empty = { buf: Buffer.alloc(0) }; // nothing to fill: the test is about the accounting
     const disk = {
       queue: { capacity: () => 16384, driver: { allocPage: () => empty, freePage: () => {} } },
-      cache: { fsync: async () => ({ ok: true, n: 0 }), invalidateAll: () => {} },
+      cache: {
+        fsync: async () => ({ ok: true, n: 0 }),
+        invalidateAll: () => {},
+        flushBuffers: async () => {},
+      },
     };
     let err = '';
     const worker = (i: number) =>

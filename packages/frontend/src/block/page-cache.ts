@@ -228,8 +228,9 @@ export class BlockDeviceCache implements CachedPagesView {
         cp = this.pages.get(i);
         if (!cp) continue;
       }
-      // page_cache_async_readahead() leaves the marker of a page under writeback for a later reader
-      if (cp.readahead && !cp.writeback) {
+      // page_cache_async_readahead() leaves the marker for a later reader when this file reads
+      // nothing ahead, or the page is under writeback
+      if (cp.readahead && ra.raPages > 0 && !cp.writeback) {
         cp.readahead = false;
         const w = ra.onMarker(i, lastIndex - i, this);
         if (w) this.readaheadWindow(w);
@@ -377,6 +378,17 @@ export class BlockDeviceCache implements CachedPagesView {
     // blkdev_fsync() ignores -EOPNOTSUPP from blkdev_issue_flush(); anything else is -EIO.
     if (r.status !== 'ok' && r.status !== 'notsupp') return fail('EIO');
     return ok(0);
+  }
+
+  /**
+   * BLKFLSBUF (blkdev_flushbuf()): fsync_bdev() writes the cache back — no device flush — and
+   * invalidate_bdev() drops its clean pages. The ioctl says nothing of a writeback error: the wait
+   * for writeback (filemap_write_and_wait()) clears it.
+   */
+  async flushBuffers(): Promise<void> {
+    await this.writebackRange(0, Infinity);
+    this.takeWbError();
+    this.invalidateAll();
   }
 
   /** Starts writeback of everything dirty without waiting (the flusher thread); for experiments. */

@@ -1,8 +1,8 @@
 /**
  * A file's readahead state and Linux's on-demand readahead rules, as mm/readahead.c has them from
  * 4.10 to 4.19 (ondemand_readahead(), get_init_ra_size(), get_next_ra_size(), the conservative
- * context readahead of 3.12 on, 4.10's cap on a merged window; not its io_pages, which lets an
- * oversize read's window grow to max_sectors_kb). Pure: the page cache asks it what to read when a reader
+ * context readahead of 3.12 on, 4.10's cap on a merged window and its io_pages, which lets an
+ * oversize read's window grow to the device's largest request). Pure: the page cache asks it what to read when a reader
  * misses a page (page_cache_sync_readahead) or reaches the page marked PG_readahead
  * (page_cache_async_readahead), and reads the window it returns.
  *
@@ -72,19 +72,24 @@ export class FileReadahead {
   raPages: number;
 
   /**
-   * `maxSanePages` bounds every window, as max_sane_readahead() bounds it by half the free memory:
-   * read_ahead_kb takes any number, and a window is pages added to the cache at once.
+   * `ioPages`: the device's largest request in pages (bdi->io_pages, from max_sectors_kb).
+   * `limitPages` bounds every window. read_ahead_kb takes any number; Linux 4.x adds a window's
+   * pages until an allocation fails (__GFP_NORETRY), where pvblk's page cache has a size limit in
+   * place of free memory, so a window is at most the share of it the owner gives.
    */
   constructor(
     readAheadKb: number,
-    private readonly maxSanePages: number,
+    private readonly limits: { ioPages: number; limitPages: number },
   ) {
     this.raPages = kbToPages(readAheadKb);
   }
 
-  /** max_sane_readahead(ra->ra_pages): the largest window. */
-  private get max(): number {
-    return Math.min(this.raPages, this.maxSanePages);
+  /** The largest window for a read of `reqSize` pages: ra_pages, or up to io_pages for a larger read. */
+  private maxFor(reqSize: number): number {
+    const { ioPages, limitPages } = this.limits;
+    let max = this.raPages;
+    if (reqSize > max && ioPages > max) max = Math.min(reqSize, ioPages);
+    return Math.min(max, limitPages);
   }
 
   /**
@@ -107,9 +112,9 @@ export class FileReadahead {
   onMiss(index: number, reqSize: number, cache: CachedPagesView): ReadaheadWindow[] | null {
     if (this.raPages === 0) return null;
     if (this.random) {
-      // force_page_cache_readahead(): what was asked (at most the sane maximum: the read itself
-      // reads the rest), in chunks, no marker, no state
-      const n = Math.min(reqSize, this.maxSanePages);
+      // force_page_cache_readahead(): what was asked, up to the larger of io_pages and ra_pages (the
+      // read's loop forces again where it finds the rest missing), in chunks, no marker, no state
+      const n = Math.min(reqSize, Math.max(this.limits.ioPages, this.raPages), this.limits.limitPages);
       const out: ReadaheadWindow[] = [];
       for (let at = index; at < index + n; at += FORCE_CHUNK_PAGES)
         out.push({ start: at, size: Math.min(FORCE_CHUNK_PAGES, index + n - at), asyncSize: 0 });
@@ -131,7 +136,7 @@ export class FileReadahead {
     reqSize: number,
     cache: CachedPagesView,
   ): ReadaheadWindow | null {
-    const max = this.max;
+    const max = this.maxFor(reqSize);
     const initial = (): ReadaheadWindow => {
       this.start = index;
       this.size = initRaSize(reqSize, max);

@@ -33,7 +33,7 @@ import { mulberry32 } from '@pvblk/shared';
 import type { Page } from '@pvblk/client';
 import type { BioSegment } from '../block/types.ts';
 import type { GuestDisk } from './toolbox.ts';
-import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs } from './vfs.ts';
+import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs, type IoResult } from './vfs.ts';
 import { blkStatusToErrno } from '../block/queue.ts';
 import { jobSize, rwKinds, type FioJob } from './fio-options.ts';
 import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
@@ -313,6 +313,8 @@ export class Worker {
   /** Whether the job's last phase has ended, or the current one is ending. */
   private ended = false;
   private ending = false;
+  /** The last thing the job did was a sync (fio's td->last_was_sync). */
+  private lastWasSync = false;
   /** Last write per offset of the current pass, for its verify phase (fio's io_piece log). */
   private readonly written = new Map<number, number>();
   /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
@@ -357,11 +359,12 @@ export class Worker {
     this.bytesTarget = this.offsets.count * job.bs;
   }
 
-  private fail(errno: Errno, func: string, line: string): void {
+  /** The job's error (td_verror()), said first with `line` on stderr when there is one. */
+  private fail(errno: Errno, func: string, line: string | null, file = 'io_u.c'): void {
     if (this.stats.error) return;
-    this.io.stderr(line + '\n');
+    if (line !== null) this.io.stderr(line + '\n');
     this.stats.error = ERRNO_NUM[errno] ?? 5;
-    this.stats.verror = `file:io_u.c, func=${func}, error=${STRERROR[errno]}`;
+    this.stats.verror = `file:${file}, func=${func}, error=${STRERROR[errno]}`;
     this.stopping = true;
   }
 
@@ -422,17 +425,9 @@ export class Worker {
   async open(): Promise<boolean> {
     const cache = this.target.disk.cache;
     if (this.direct) {
-      // what O_DIRECT keeps coherent range by range: nothing of the device stays cached under us
-      const r = await cache.fsync();
-      if (!r.ok) {
-        this.fail(
-          r.errno,
-          'fsync',
-          `fio: pid=${process.pid}, err=${ERRNO_NUM[r.errno]}/file:filesetup.c, func=fsync, error=${STRERROR[r.errno]}`,
-        );
-        return false;
-      }
-      cache.invalidateAll();
+      // td_io_open_file()'s invalidate=1 (BLKFLSBUF); past that, O_DIRECT keeps the cache coherent
+      // range by range
+      if (this.job.invalidate) await cache.flushBuffers();
     } else {
       const f = await this.target.vfs.open(this.target.path, { read: true, write: this.kinds.write });
       if ('errno' in f) {
@@ -443,7 +438,7 @@ export class Worker {
       }
       this.file = f;
       // td_io_open_file(): the device's cache dropped first (invalidate=1: BLKFLSBUF for a block
-      // device; a failure is only said), then the job's pattern advised (fadvise_hint), which is
+      // device; a failure would only be said), then the job's pattern advised (fadvise_hint), which is
       // what sizes the readahead of a buffered job: none for a random one, twice the device's for a
       // sequential one
       if (this.job.invalidate && f.ioctl) {
@@ -474,14 +469,15 @@ export class Worker {
   }
 
   /** fsync(2) of the job's file: the page cache written back and the device flushed (blkdev_fsync). */
-  private async syncFile(): Promise<boolean> {
-    const r = this.file ? await this.file.fsync() : await this.target.disk.cache.fsync();
-    return r.ok;
+  private syncFile(): Promise<IoResult> {
+    return this.file ? this.file.fsync() : this.target.disk.cache.fsync();
   }
 
   async close(): Promise<void> {
-    // fsync_on_close: once more as the file closes (filesetup.c's generic_close_file())
-    if (this.job.fsyncOnClose && this.kinds.write && this.epoch !== null) await this.syncFile();
+    // fsync_on_close: once more as the file closes (generic_close_file()), unless the last thing
+    // done was a sync (should_fsync()'s last_was_sync)
+    if (this.job.fsyncOnClose && this.kinds.write && this.epoch !== null && !this.lastWasSync)
+      await this.syncFile();
     if (this.direct) {
       if (this.kinds.write) this.target.disk.cache.invalidateAll();
     } else if (this.file) {
@@ -566,18 +562,12 @@ export class Worker {
         : [...this.written.keys()].sort((a, b) => a - b);
       this.verifyNext = 0;
       this.state = 'V';
-      if (!this.direct) {
-        // do_verify() syncs and drops the cache first, so that what it reads comes from the disk
-        const cache = this.target.disk.cache;
-        const r = await cache.fsync();
-        if (r.ok) cache.invalidateAll();
-        else
-          this.fail(
-            r.errno,
-            'fsync',
-            `fio: pid=${process.pid}, err=${ERRNO_NUM[r.errno]}/file:backend.c, func=fsync, error=${STRERROR[r.errno]}`,
-          );
-      }
+      // do_verify(), whatever the engine: the file synced (fio_io_sync(): fsync, the device flushed)
+      // and its cache dropped (file_invalidate_cache(): BLKFLSBUF), so that what it reads comes from
+      // the disk; a failed sync is the job's error, and no verify follows
+      const r = await this.syncFile();
+      if (r.ok) await this.target.disk.cache.flushBuffers();
+      else this.fail(r.errno, 'td_io_queue', null, 'backend.c');
     }
     this.pump();
   }
@@ -595,14 +585,20 @@ export class Worker {
   }
 
   private async finishPhase(): Promise<void> {
-    // do_io()'s end: a writer syncs its file (end_fsync, or fsync_on_close), inside the pass's time
+    // do_io()'s end: a writer syncs its file (end_fsync, or fsync_on_close), inside the pass's time,
+    // in eta.c's TD_FSYNCING ('F'); a failed sync is the job's error (fio_io_sync()'s td_verror)
     if (
       this.phase === 'io' &&
       (this.job.endFsync || this.job.fsyncOnClose) &&
       this.kinds.write &&
       !this.stats.error
-    )
-      if (!(await this.syncFile())) this.io.stderr(`fio: end_fsync failed for file ${this.target.path}\n`);
+    ) {
+      this.state = 'F';
+      const r = await this.syncFile();
+      if (r.ok) this.lastWasSync = true;
+      else
+        this.fail(r.errno, 'td_io_queue', `fio: end_fsync failed for file ${this.target.path}`, 'backend.c');
+    }
     this.ending = false;
     const t = now();
     const us = Math.floor(Math.max(0, t - this.phaseStart) * 1000);
@@ -704,6 +700,7 @@ export class Worker {
     const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone, verify };
     this.inflight++;
     this.issued++;
+    this.lastWasSync = false;
     if (write && this.job.verify !== 'none') {
       const numberio = this.numberio++;
       fillVerifyBlock(this.job.verify, slot.buf!, {
@@ -909,7 +906,7 @@ export class Worker {
       const share = k.read ? (100 - this.job.rwmixread || 50) / 100 : 1;
       const total = this.bytesTarget * (verifies ? 1 + share : 1);
       const doneBytes = this.bytesDone + this.verifiedBytes;
-      const d = doneBytes / total;
+      const d = Math.min(1, doneBytes / total);
       const rate = r.r + r.w;
       const e = rate > 0 ? (total - doneBytes) / rate : null;
       if (done === null || d > done) {

@@ -506,8 +506,11 @@ class BlockDevFile extends OpenFile {
     flags: OpenFlags,
   ) {
     super(p, flags);
-    // no window larger than half the cache (max_sane_readahead() takes half the free memory)
-    this.ra = new FileReadahead(disk.readAheadKb, Math.floor(disk.cache.cacheLimitBytes / PAGE_SIZE / 2));
+    // no window larger than half the cache, the guest's stand-in for free memory
+    this.ra = new FileReadahead(disk.readAheadKb, {
+      ioPages: Math.floor((disk.queue.limits().maxHwSectors * 512) / PAGE_SIZE),
+      limitPages: Math.floor(disk.cache.cacheLimitBytes / PAGE_SIZE / 2),
+    });
   }
 
   fadvise(advice: FadviseAdvice): IoResult {
@@ -568,13 +571,9 @@ class BlockDevFile extends OpenFile {
         return value(l.physicalBlockSize);
       case 'BLKBSZGET':
         return value(d.cache.blockSize);
-      case 'BLKFLSBUF': {
-        // fsync_bdev() then invalidate_bdev(): written back, then dropped from the cache
-        const r = await d.cache.fsync();
-        if (!r.ok) return r;
-        d.cache.invalidateAll();
+      case 'BLKFLSBUF':
+        await d.cache.flushBuffers();
         return value(0);
-      }
       case 'BLKRRPART':
         // rescan_partitions(): the vbd carries no partition table, so there is nothing to add
         return value(0);

@@ -402,6 +402,9 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
     for (let off = 0; off < pages * PAGE; off += bs) expect((await cache.pread(buf, off, ra)).ok).toBe(true);
   };
   const PAGE = 4096;
+  /** A file's readahead on the wide device: requests of 128 pages, windows of `limitPages` at most. */
+  const file = (readAheadKb: number, limitPages: number, ioPages = 128) =>
+    new FileReadahead(readAheadKb, { ioPages, limitPages });
   /** [first page, pages] of each read request. */
   const windows = (driver: FakeDriver) =>
     driver.ranges('read').map(([s, n]) => [(s * SECTOR_SIZE) / PAGE, (n * SECTOR_SIZE) / PAGE]);
@@ -415,7 +418,7 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
 
   it('a sequential reader of 4 KiB pages reads ahead in windows of 4, 8, 16 and then 32 pages, each started at its marker', async () => {
     const { driver, cache } = setup(wide);
-    const ra = new FileReadahead(128, 8192);
+    const ra = file(128, 8192);
     await sequential(cache, ra, 40);
     // the first read misses page 0: 4 pages, the marker on page 1 (size - async = 4 - 3); page 1
     // starts pages 4-11, page 4 pages 12-27, page 12 pages 28-59, page 28 pages 60-91
@@ -430,13 +433,13 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
 
   it('POSIX_FADV_SEQUENTIAL doubles the largest window; read_ahead_kb=0 reads only what is asked', async () => {
     const seq = setup(wide);
-    const ra = new FileReadahead(128, 8192);
+    const ra = file(128, 8192);
     ra.fadvise('sequential', 128);
     await sequential(seq.cache, ra, 100);
     expect(windows(seq.driver).map(([, n]) => n)).toEqual([4, 8, 16, 32, 64, 64]);
 
     const off = setup(wide);
-    await sequential(off.cache, new FileReadahead(0, 8192), 3);
+    await sequential(off.cache, file(0, 8192), 3);
     expect(windows(off.driver)).toEqual([
       [0, 1],
       [1, 1],
@@ -447,10 +450,10 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
   it('bounds a window by the sane maximum, whatever read_ahead_kb says (max_sane_readahead())', async () => {
     const { driver, cache } = setup(wide);
     // read_ahead_kb takes any number: 2^40 KiB, with room for windows of 16 pages
-    await sequential(cache, new FileReadahead(2 ** 40, 16), 40);
+    await sequential(cache, file(2 ** 40, 16), 40);
     expect(Math.max(...windows(driver).map(([, n]) => n))).toBe(16);
     const rnd = setup(wide);
-    const r = new FileReadahead(128, 16);
+    const r = file(128, 16);
     r.fadvise('random', 128);
     expect((await rnd.cache.pread(Buffer.alloc(40 * PAGE), 0, r)).ok).toBe(true);
     // 16 pages forced at a time: the read's loop forces again at each page it finds missing
@@ -461,9 +464,29 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
     ]);
   });
 
+  it("lets a read larger than the window read up to the device's largest request (io_pages, 4.10)", async () => {
+    const big = setup(wide);
+    expect((await big.cache.pread(Buffer.alloc(64 * PAGE), 0, file(128, 8192, 128))).ok).toBe(true);
+    // one window the size of the read, its marker half-way (4.10's cap on the merged window), where
+    // the read itself starts the next
+    expect(windows(big.driver)).toEqual([
+      [0, 64],
+      [64, 32],
+    ]);
+    // a device whose requests are no larger than the window: read_ahead_kb's windows, each started
+    // at the marker of the one before
+    const small = setup(wide);
+    expect((await small.cache.pread(Buffer.alloc(64 * PAGE), 0, file(128, 8192, 32))).ok).toBe(true);
+    expect(windows(small.driver)).toEqual([
+      [0, 32],
+      [32, 32],
+      [64, 32],
+    ]);
+  });
+
   it('POSIX_FADV_RANDOM reads just the request; a lone random read leaves the window alone', async () => {
     const rnd = setup(wide);
-    const r = new FileReadahead(128, 8192);
+    const r = file(128, 8192);
     r.fadvise('random', 128);
     const buf = Buffer.alloc(4096);
     await rnd.cache.pread(buf, 100 * PAGE, r);
@@ -476,7 +499,7 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
     ]);
 
     const normal = setup(wide);
-    const n = new FileReadahead(128, 8192);
+    const n = file(128, 8192);
     await normal.cache.pread(buf, 100 * PAGE, n);
     // the page after the last one read is a sequential miss: a first window from there
     await normal.cache.pread(buf, 101 * PAGE, n);
@@ -494,10 +517,10 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
     // pages 50-53 and 300 cached by a reader without readahead
     await cache.pread(Buffer.alloc(4 * PAGE), 50 * PAGE);
     await cache.pread(Buffer.alloc(PAGE), 300 * PAGE);
-    const ra = new FileReadahead(128, 8192);
+    const ra = file(128, 8192);
     // 4 pages of history before a 1-page miss: as many again and the page asked, the marker on the
     // first page after it (3.12's conservative rule: before, 48 pages)
-    await cache.pread(Buffer.alloc(PAGE), 54 * PAGE, new FileReadahead(128, 8192));
+    await cache.pread(Buffer.alloc(PAGE), 54 * PAGE, file(128, 8192));
     // 1 page of history for 1 asked is no stream: the page alone
     await cache.pread(Buffer.alloc(PAGE), 301 * PAGE, ra);
     expect(windows(driver)).toEqual([
@@ -511,7 +534,7 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
   it('stops at the end of the device, and a read after it returns the data the window read', async () => {
     const { driver, cache } = setup({ ...wide, capacity: 64 }); // 32 KiB: 8 pages
     driver.data.fill(0x5a);
-    const ra = new FileReadahead(128, 8192);
+    const ra = file(128, 8192);
     const buf = Buffer.alloc(PAGE);
     for (let p = 0; p < 8; p++) {
       buf.fill(0);
@@ -529,7 +552,7 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
     const { driver, log, cache } = setup(wide);
     // page 6's first sector (48) is bad: the window of pages 4-11 fails as a whole
     driver.failWhen({ op: 'read', from: 48, to: 48, status: 'ioerr' });
-    const ra = new FileReadahead(128, 8192);
+    const ra = file(128, 8192);
     const buf = Buffer.alloc(PAGE);
     const got = [];
     for (let p = 0; p < 8; p++) got.push((await cache.pread(buf, p * PAGE, ra)).ok);
@@ -542,7 +565,7 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
 
   it('the last close waits for a window nobody waited for, and drops it; BLKFLSBUF keeps a dirty page', async () => {
     const { driver, cache } = setup(wide);
-    const ra = new FileReadahead(128, 8192);
+    const ra = file(128, 8192);
     await cache.pread(Buffer.alloc(PAGE), 0, ra);
     // page 1's marker starts pages 4-11, still in flight when the read returns
     await cache.pread(Buffer.alloc(PAGE), PAGE, ra);
@@ -559,5 +582,25 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
     await other.cache.pread(back, 10 * PAGE);
     expect(back[0]).toBe(0x22);
     expect(other.driver.ranges('read')).toEqual([]);
+  });
+
+  it('BLKFLSBUF writes back without a device flush; a reader without readahead leaves the marker', async () => {
+    const { driver, cache } = setup(wide);
+    await cache.pwrite(Buffer.alloc(PAGE, 1), 20 * PAGE);
+    await cache.flushBuffers();
+    expect(driver.requests.map((r) => r.op)).toEqual(['write']);
+    expect(cache.cachedBytes()).toBe(0);
+
+    const two = setup(wide);
+    const a = file(128, 8192);
+    await two.cache.pread(Buffer.alloc(PAGE), 0, a);
+    // another file with read_ahead_kb 0 reads the marked page 1: page_cache_async_readahead() returns
+    // before it clears the mark
+    await two.cache.pread(Buffer.alloc(PAGE), PAGE, file(0, 8192));
+    await two.cache.pread(Buffer.alloc(PAGE), PAGE, a);
+    expect(windows(two.driver)).toEqual([
+      [0, 4],
+      [4, 8],
+    ]);
   });
 });
