@@ -266,6 +266,30 @@ describe('fio options', () => {
       ]);
   });
 
+  it("takes an option's unambiguous prefix, as glibc's getopt_long_only() does in fio's table", () => {
+    // fio 3.33 took these (--parse-only exited 0)
+    const j = parse(['--name=a', '--invalid=0', '--iodepth', '4', '--rwmixr=30', '--rw=randrw']).jobs[0];
+    expect([j.invalidate, j.iodepth, j.rwmixread]).toEqual([false, 4, 30]);
+    // listed in JSON under its own name, as fio's dump list has it
+    expect(parse(['--name=a', '--invalid=0']).given[0]).toEqual({ name: 'a', invalidate: '0' });
+    expect(parseGuestFio(['--vers'])).toBe('version');
+    // several candidates: glibc names them in the table's order (fio 3.33's very lines)
+    expect(usage(() => parse(['--name=a', '--iodep=2']))).toEqual([
+      "fio: option '--iodep=2' is ambiguous; possibilities: '--iodepth' '--iodepth_batch' '--iodepth_batch_submit' '--iodepth_batch_complete_min' '--iodepth_batch_complete' '--iodepth_batch_complete_max' '--iodepth_low'",
+      "fio: unrecognized option '--iodep=2'",
+      'Did you mean iodepth?',
+    ]);
+    // a prefix of one option this fio lacks is that option
+    expect(usage(() => parse(['--name=a', '--gtod_cp=1']))).toEqual([
+      "fio: option '--gtod_cp=1' is one of fio's, but this fio does not implement it (see --help)",
+    ]);
+    // a set-only option of fio's takes no value from the next argument (getopt's optional_argument):
+    // the word after it is a job file
+    expect(usage(() => parse(['--name=a', '--zero_buffers', 'x']))[0]).toMatch(
+      /job files are not supported: 'x'/,
+    );
+  });
+
   it('takes runtime=0 and size=0 as fio does: no limit, the whole device', () => {
     const j = parse(['--name=a', '--runtime=0', '--size=0']).jobs[0];
     expect([j.runtime, j.size, j.sizePercent]).toEqual([null, null, null]);

@@ -15,6 +15,7 @@
  */
 import { ownEntry, PvblkError } from '@pvblk/shared';
 import { fixed } from './printf.ts';
+import { FIO_GETOPT_TABLE } from './fio-getopt-table.ts';
 
 export const FIO_VERSION = 'fio-3.36';
 
@@ -425,125 +426,19 @@ const OPTIONS: Record<string, OptionDef> = {
   },
 };
 
-/** Options of fio's this fio lacks that take no value (fio's set-only ones, and its bare switches). */
-const FIO_UNSUPPORTED_FLAGS = new Set([
-  // l_opts with no_argument or optional_argument: getopt takes a value only after '='
-  'bandwidth-log',
-  'append-terse',
-  'cmdhelp',
-  'enghelp',
-  'showcmd',
-  'readonly',
-  'parse-only',
-  'warnings-fatal',
-  'server',
-  'cpuclock-test',
-  'crctest',
-  'memcpytest',
-  'stonewall',
-  'wait_for_previous',
-  'new_group',
-  'norandommap',
-  'thread',
-  'exitall',
-]);
+/** fio's getopt table by name: whether getopt takes the value from the next argument. */
+const FIO_GETOPT = new Map(FIO_GETOPT_TABLE);
 
 /**
- * Options of fio that this fio does not implement: refused as such, where fio's "unrecognized option"
- * would say that fio has no such option.
+ * The option a name means, as glibc's getopt_long_only() finds it in fio's table: the name itself,
+ * or the one option it is a prefix of; the candidates, in the table's order, when it is a prefix of
+ * several; null when it is none.
  */
-const FIO_UNSUPPORTED = new Set([
-  ...FIO_UNSUPPORTED_FLAGS,
-  // the rest of init.c's l_opts this fio lacks, which take their value from the next argument
-  'latency-log',
-  'eta-interval',
-  'eta-newline',
-  'debug',
-  'section',
-  'inflate-log',
-  'alloc-size',
-  'profile',
-  'max-jobs',
-  'server-internal',
-  'daemonize',
-  'client',
-  'remote-config',
-  'idle-prof',
-  'status-interval',
-  'trigger-file',
-  'trigger-timeout',
-  'trigger',
-  'trigger-remote',
-  'aux-path',
-  'merge-blktrace-only',
-  // and job options
-  'kb_base',
-  'unit_base',
-  'significant_figures',
-  'gtod_reduce',
-  'disable_lat',
-  'disable_clat',
-  'disable_slat',
-  'disable_bw_measurement',
-  'output',
-  'iodepth_batch',
-  'iodepth_batch_submit',
-  'iodepth_batch_complete',
-  'iodepth_batch_complete_min',
-  'iodepth_batch_complete_max',
-  'iodepth_low',
-  'rate',
-  'rate_iops',
-  'rate_min',
-  'ratecycle',
-  'thinktime',
-  'fsync',
-  'fdatasync',
-  'random_distribution',
-  'random_generator',
-  'loops',
-  'startdelay',
-  'bssplit',
-  'bsrange',
-  'blocksize_range',
-  'rw_sequencer',
-  'zonemode',
-  'zonesize',
-  'zonerange',
-  'filesize',
-  'nrfiles',
-  'directory',
-  'write_bw_log',
-  'write_lat_log',
-  'write_iops_log',
-  'write_hist_log',
-  'log_avg_msec',
-  'cpus_allowed',
-  'cpumask',
-  'clat_percentiles',
-  'lat_percentiles',
-  'slat_percentiles',
-  'unified_rw_reporting',
-  'refill_buffers',
-  'scramble_buffers',
-  'buffer_pattern',
-  'buffer_compress_percentage',
-  'dedupe_percentage',
-  'zero_buffers',
-  'verify_pattern',
-  'verify_interval',
-  'verify_offset',
-  'verify_backlog',
-  'verify_async',
-  'verify_fatal',
-  'verify_dump',
-  'verify_state_save',
-  'continue_on_error',
-  'ignore_error',
-  'status-interval',
-  'section',
-  'client',
-]);
+export function fioOptionName(name: string): string | readonly string[] | null {
+  if (ownEntry(OPTIONS, name) || FIO_GETOPT.has(name)) return name;
+  const c = FIO_GETOPT_TABLE.filter(([n]) => n.startsWith(name)).map(([n]) => n);
+  return c.length === 1 ? c[0] : c.length > 1 ? c : null;
+}
 
 /**
  * `size`: bytes, or `N%` of the device from `offset` on (fio's size callback and its filesetup.c, which
@@ -735,7 +630,7 @@ export function versionAsked(prog: string, opts: readonly SplitOption[]): boolea
 
 /** Whether a switch that getopt takes with no argument was given; one given a value is refused. */
 function switchAsked(prog: string, opts: readonly SplitOption[], name: string): boolean {
-  const o = opts.find((x) => x.name === name);
+  const o = opts.find((x) => fioOptionName(x.name) === name);
   if (o && o.value !== null) fail(`${prog}: option '--${name}' doesn't allow an argument`);
   return o !== undefined;
 }
@@ -744,9 +639,10 @@ function switchAsked(prog: string, opts: readonly SplitOption[], name: string): 
  * own that this fio lacks too, so that `--output out.txt` is refused for the option it is.
  */
 export function fioTakesValue(name: string): boolean {
-  const o = ownEntry(OPTIONS, name);
-  if (o) return !o.flag;
-  return FIO_UNSUPPORTED.has(name) && !FIO_UNSUPPORTED_FLAGS.has(name);
+  const r = fioOptionName(name);
+  if (typeof r !== 'string') return false;
+  const o = ownEntry(OPTIONS, r);
+  return o ? !o.flag : (FIO_GETOPT.get(r) ?? false);
 }
 
 /**
@@ -772,17 +668,27 @@ export function parseFioOptions(
   const inherited: Array<Record<string, string>> = [];
   const options: SplitOption[] = [];
   let current: FioJob | null = null;
-  for (const o of opts) {
-    const def = ownEntry(OPTIONS, o.name);
-    if (!def) {
-      if (extra(o)) continue;
-      if (FIO_UNSUPPORTED.has(o.name))
-        fail(`fio: option '${o.arg}' is one of fio's, but this fio does not implement it (see --help)`);
-      const hint = closestOption(o.name, [...FIO_OPTION_NAMES, ...knownExtra]);
-      // said twice, as fio's are: by glibc's getopt_long, then by init.c for the '?' it returned
-      const said = `fio: unrecognized option '${o.arg}'`;
-      fail(said, said, ...(hint ? [`Did you mean ${hint}?`] : []));
+  for (const given0 of opts) {
+    let def = ownEntry(OPTIONS, given0.name);
+    if (!def && extra(given0)) continue;
+    // an unambiguous prefix is the option it begins (getopt_long_only())
+    const meant = def ? given0.name : fioOptionName(given0.name);
+    if (typeof meant !== 'string') {
+      const hint = closestOption(given0.name, [...FIO_OPTION_NAMES, ...knownExtra]);
+      const said = `fio: unrecognized option '${given0.arg}'`;
+      const did = hint ? [`Did you mean ${hint}?`] : [];
+      // glibc's getopt names the candidates, then init.c its '?'; an unknown name both say unknown
+      if (meant)
+        fail(
+          `fio: option '${given0.arg}' is ambiguous; possibilities: ${meant.map((n) => `'--${n}'`).join(' ')}`,
+          said,
+          ...did,
+        );
+      fail(said, said, ...did);
     }
+    const o: SplitOption = { ...given0, name: meant };
+    def = ownEntry(OPTIONS, meant);
+    if (!def) fail(`fio: option '${o.arg}' is one of fio's, but this fio does not implement it (see --help)`);
     // a switch of fio's command line with no argument (getopt's no_argument): getopt refuses one
     // given with '=', and init.c then calls the option unrecognized
     if (def.switch && def.flag && o.value !== null)
