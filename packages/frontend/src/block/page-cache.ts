@@ -540,6 +540,23 @@ export class BlockDeviceCache implements CachedPagesView {
 
   // --- cache management --------------------------------------------------------------------------
 
+  /**
+   * Drops every cached page overlapping [from, to), dirty or not, once its I/O is done: BLKDISCARD's
+   * truncate_inode_pages_range(), so that no page read before the discard (a readahead in flight
+   * included) outlives it. Goes over the cached pages, not the range's: a discard may span the disk.
+   */
+  async discardRange(from: number, to: number): Promise<void> {
+    const inRange = (cp: CachedPage): boolean =>
+      cp.index * PAGE_SIZE < to && (cp.index + 1) * PAGE_SIZE > from;
+    for (const cp of [...this.pages.values()].filter(inRange)) {
+      while (cp.writeback || cp.reading.some((r) => r)) {
+        if (cp.writeback) await cp.writeback;
+        await this.pageUnlocked(cp);
+      }
+      if (this.pages.get(cp.index) === cp) this.detach(cp);
+    }
+  }
+
   /** Drops the cached pages overlapping [from, to) once their I/O is done (invalidate_inode_pages2_range). */
   private async invalidateRange(from: number, to: number): Promise<void> {
     const first = Math.floor(from / PAGE_SIZE);

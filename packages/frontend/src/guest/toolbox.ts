@@ -258,9 +258,9 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
       io.stderr(`blkdiscard: ${dev}: length ${chunk} is not aligned to sector size ${secsize}\n`);
       return 1;
     }
-    // the page cache must not keep stale blocks of the discarded range
+    // the page cache must not keep stale blocks of the discarded range, nor a readahead's
     await d.cache.fsync();
-    d.cache.invalidateAll();
+    await d.cache.discardRange(offset, end);
     let statsFrom = offset;
     let statsBytes = 0;
     let last = Date.now();

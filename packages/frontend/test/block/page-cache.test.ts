@@ -603,4 +603,20 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
       [4, 8],
     ]);
   });
+
+  it("a discard drops its range's pages once a readahead in flight there is done, and no others", async () => {
+    const { driver, cache } = setup(wide);
+    driver.data.fill(0x77);
+    const ra = file(128, 8192);
+    await cache.pread(Buffer.alloc(PAGE), 0, ra);
+    // page 1's marker starts pages 4-11, in flight when the read returns
+    await cache.pread(Buffer.alloc(PAGE), PAGE, ra);
+    await cache.discardRange(4 * PAGE, 12 * PAGE);
+    // pages 0-3 stay; the window's were read, then dropped (truncate_inode_pages_range())
+    expect(cache.cachedBytes()).toBe(4 * PAGE);
+    driver.data.fill(0, 4 * PAGE, 12 * PAGE);
+    const back = Buffer.alloc(PAGE, 1);
+    await cache.pread(back, 5 * PAGE);
+    expect(back.every((b) => b === 0)).toBe(true);
+  });
 });
