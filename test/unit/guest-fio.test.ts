@@ -448,11 +448,22 @@ describe("a buffered job's page cache: fio's invalidate and fadvise_hint, the gu
     expect(disk.read_sectors).toBeGreaterThanOrEqual(2048);
   });
 
-  it('drops the cache first (invalidate=1), unless asked not to', async () => {
-    // another opener keeps the device's cache past each job's last close (kill_bdev drops it then)
+  /**
+   * Runs `body` while another opener holds the device: the jobs' last close then neither writes the
+   * cache back nor drops it (kill_bdev).
+   */
+  const withDeviceHeld = async (body: () => Promise<void>) => {
     const holder = await userland.vfs.open('/dev/xvda', { read: true, write: false });
     if ('errno' in holder) throw new Error(holder.errno);
     try {
+      await body();
+    } finally {
+      await holder.close();
+    }
+  };
+
+  it('drops the cache first (invalidate=1), unless asked not to', async () => {
+    await withDeviceHeld(async () => {
       await run('--name=s --rw=read');
       // the job before left the first 1 MiB cached: read again
       const cold = await run('--name=s --rw=read');
@@ -460,16 +471,11 @@ describe("a buffered job's page cache: fio's invalidate and fadvise_hint, the gu
       // or found there
       const warm = await run('--name=s --rw=read --invalidate=0');
       expect(warm.disk.read_ios).toBe(0);
-    } finally {
-      await holder.close();
-    }
+    });
   });
 
   it('syncs a writer at the end of its pass with end_fsync, inside its run time', async () => {
-    // another opener keeps the job's last close from writing the cache back
-    const holder = await userland.vfs.open('/dev/xvda', { read: true, write: false });
-    if ('errno' in holder) throw new Error(holder.errno);
-    try {
+    await withDeviceHeld(async () => {
       const writes = async (args: string) => {
         const r = await fio(
           `--name=w --rw=write --bs=4k --size=256k --direct=0 --output-format=json ${args}`,
@@ -482,9 +488,7 @@ describe("a buffered job's page cache: fio's invalidate and fadvise_hint, the gu
       expect(await writes('')).toBe(0);
       // written back (and the device flushed) before the job ended
       expect(await writes('--end_fsync=1')).toBeGreaterThan(0);
-    } finally {
-      await holder.close();
-    }
+    });
   });
 
   it('advises a random job RANDOM: each read reads its page alone; without the hint, readahead reads more', async () => {

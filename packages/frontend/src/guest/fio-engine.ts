@@ -269,7 +269,12 @@ export function etaRates(
  * IOPS and BW are computed from the runtime the reports print beside them.
  */
 function wholeMs(ms: number): number {
-  return Math.floor((Math.floor(Math.max(0, ms) * 1000) + 999) / 1000);
+  return msOfUs(Math.floor(Math.max(0, ms) * 1000));
+}
+
+/** Whole microseconds in whole milliseconds, rounded up (update_runtime()'s `(us + 999) / 1000`). */
+function msOfUs(us: number): number {
+  return Math.floor((us + 999) / 1000);
 }
 
 /** One fio worker (a job, or one of its numjobs clones). */
@@ -606,8 +611,8 @@ export class Worker {
       if (this.phaseBytes.r && this.kinds.read) this.elapsedUs.r += us;
       if (this.phaseBytes.w && this.kinds.write) this.elapsedUs.w += us;
     } else this.elapsedUs.r += us;
-    if (this.stats.read.ios) this.stats.read.runtimeMs = Math.floor((this.elapsedUs.r + 999) / 1000);
-    if (this.stats.write.ios) this.stats.write.runtimeMs = Math.floor((this.elapsedUs.w + 999) / 1000);
+    if (this.stats.read.ios) this.stats.read.runtimeMs = msOfUs(this.elapsedUs.r);
+    if (this.stats.write.ios) this.stats.write.runtimeMs = msOfUs(this.elapsedUs.w);
     // a pass that did no I/O ends the job (do_io() with no bytes done marks it terminated)
     const idle = this.phase === 'io' && !this.phaseBytes.r && !this.phaseBytes.w;
     if (!this.stats.error && !this.stopping && !this.terminated && !idle) {
