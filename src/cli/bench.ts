@@ -17,6 +17,7 @@ import { setMaxListeners } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import {
+  etaBare,
   etaLine,
   etaRedraw,
   fioExitStatus,
@@ -340,16 +341,21 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
     if (!parsed.length) return;
     const dones = parsed.map((p) => p.done).filter((d): d is number => d !== null);
     const etas = parsed.map((p) => p.eta).filter((d): d is number => d !== null);
-    const line = etaLine({
-      running: parsed.reduce((a, p) => a + p.running, 0),
-      states: parsed.flatMap((p) => p.states),
-      done: dones.length ? Math.min(...dones) : null,
-      eta: etas.length ? Math.max(...etas) : null,
-      rB: parsed.reduce((a, p) => a + p.rB, 0),
-      wB: parsed.reduce((a, p) => a + p.wB, 0),
-      rI: parsed.reduce((a, p) => a + p.rI, 0),
-      wI: parsed.reduce((a, p) => a + p.wI, 0),
-    });
+    // fio's genesis is its start: the bench's, stack start-up and all (the JSON `elapsed` counts it too)
+    const running = parsed.reduce((a, p) => a + p.running, 0);
+    const line = etaLine(
+      {
+        running,
+        states: parsed.flatMap((p) => p.states),
+        done: dones.length ? Math.min(...dones) : null,
+        eta: etas.length ? Math.max(...etas) : null,
+        rB: parsed.reduce((a, p) => a + p.rB, 0),
+        wB: parsed.reduce((a, p) => a + p.wB, 0),
+        rI: parsed.reduce((a, p) => a + p.rI, 0),
+        wI: parsed.reduce((a, p) => a + p.wI, 0),
+      },
+      etaBare(performance.now(), running),
+    );
     write(redrawn(line));
   };
   const outs = await Promise.all(

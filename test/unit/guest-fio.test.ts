@@ -112,7 +112,8 @@ describe('the guest fio, run whole', () => {
 
   it("shows a job in its ramp_time as eta.c's TD_RAMP: '/', no file open, no percentage", async () => {
     const r = await fio(
-      '--name=r --rw=randread --bs=4k --direct=1 --iodepth=2 --ramp_time=1200ms --runtime=200ms --time_based --eta=always',
+      // the bench's lines (--pvblk_eta) are never bare, so the line at 1 s shows the ramp
+      '--name=r --rw=randread --bs=4k --direct=1 --iodepth=2 --ramp_time=1200ms --runtime=200ms --time_based --eta=always --pvblk_eta',
     );
     expect(r.status).toBe(0);
     const lines = r.stdout
@@ -277,17 +278,25 @@ describe('the guest fio, run whole', () => {
     expect(json(bench.stdout.slice(bench.stdout.indexOf('\n{'))).jobs[0].read.total_ios).toBeGreaterThan(0);
   });
 
-  it('ends the ETA lines with the one new line before the report, each as long as the one before at least', async () => {
+  it('draws bare ETA lines until 3 s, then full ones, padded over the last full one; one new line ends them', async () => {
     const r = await fio(
-      '--name=e --rw=randread --bs=4k --direct=1 --runtime=2600ms --time_based --eta=always',
+      '--name=e --rw=randread --bs=4k --direct=1 --runtime=3600ms --time_based --eta=always',
     );
     expect(r.status).toBe(0);
     const lines = r.stdout.split('\r');
     const etas = lines.slice(0, -1).map((l) => l.slice(l.lastIndexOf('\n') + 1));
-    // lines at 1 s and 2 s at least: 0.6 s to spare for a loaded machine's late timers
-    expect(etas.length).toBeGreaterThanOrEqual(2);
-    // eta.c pads a shorter line over the tail of the one before (linelen_last)
-    for (let i = 1; i < etas.length; i++) expect(etas[i].length).toBeGreaterThanOrEqual(etas[i - 1].length);
+    // lines at 1, 2 and 3 s at least: 0.6 s to spare for a loaded machine's late timers
+    expect(etas.length).toBeGreaterThanOrEqual(3);
+    // eta.c has no estimate in its first whole seconds: the line at 1 s is the count alone, as fio
+    // 3.33 draws it; the one at 3 s has one
+    expect(etas[0]).toBe('Jobs: 1 (f=1)');
+    expect(etas[etas.length - 1]).toMatch(
+      /^Jobs: 1 \(f=1\): \[r\(1\)\]\[\d+\.\d%\]\[r=.*\]\[eta \d\dm:\d\ds\] *$/,
+    );
+    const full = etas.filter((l) => l !== 'Jobs: 1 (f=1)');
+    expect(etas.slice(0, etas.length - full.length).every((l) => l === 'Jobs: 1 (f=1)')).toBe(true);
+    // eta.c pads a shorter line over the tail of the full one before (linelen_last)
+    for (let i = 1; i < full.length; i++) expect(full[i].length).toBeGreaterThanOrEqual(full[i - 1].length);
     // fio's run ends with one new line: the report follows the last ETA line at once, no blank line
     expect(lines[lines.length - 1]).toMatch(/^\ne: \(groupid=0, jobs=1\): err= 0/);
   });

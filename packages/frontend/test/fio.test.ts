@@ -33,7 +33,9 @@ import {
 import { num2str, renderJson, renderNormal, renderTerse, type FioReport } from '../src/guest/fio-report.ts';
 import {
   condensedRunStr,
+  etaBare,
   etaLine,
+  etaRedraw,
   etaToStr,
   fioExitStatus,
   parseEtaLine,
@@ -852,6 +854,25 @@ describe('fio statistics and output', () => {
     );
     expect(etaLine({ running: 2, states: ['/', 'w'], done: 0.5, eta: 2, ...idle })).toBe(
       'Jobs: 2 (f=1): [/(1),w(1)][50.0%][eta 00m:02s]',
+    );
+    // no estimate yet, or no job running: the count of jobs and open files alone
+    expect(etaLine({ running: 2, states: ['/', 'w'], done: 0.5, eta: 2, ...idle }, true)).toBe(
+      'Jobs: 2 (f=1)',
+    );
+  });
+
+  it("has eta.c's first estimate once the whole seconds since fio's start, rounded up, reach 3", () => {
+    expect(etaBare(1000, 1)).toBe(true);
+    expect(etaBare(2000.9, 1)).toBe(true); // mtime_since_genesis() is whole ms: (2000 + 999) / 1000 = 2
+    expect(etaBare(2001, 1)).toBe(false);
+    expect(etaBare(60_000, 0)).toBe(true);
+    // a bare line is not padded over the full one before, nor does it shorten the next one's padding
+    const redraw = etaRedraw();
+    const full = 'Jobs: 1 (f=1): [w(1)][12.0%][w=19.6MiB/s][w=5012 IOPS][eta 00m:22s]';
+    expect(redraw(full)).toBe(full + '\r');
+    expect(redraw('Jobs: 0 (f=0)')).toBe('Jobs: 0 (f=0)\r');
+    expect(redraw('Jobs: 1 (f=1): [w(1)][99.0%][eta 00m:01s]')).toBe(
+      'Jobs: 1 (f=1): [w(1)][99.0%][eta 00m:01s]'.padEnd(full.length) + '\r',
     );
   });
 

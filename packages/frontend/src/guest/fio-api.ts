@@ -52,6 +52,7 @@ export {
 } from './fio-report.ts';
 export {
   condensedRunStr,
+  etaBare,
   etaLine,
   etaRedraw,
   etaToStr,

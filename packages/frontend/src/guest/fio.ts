@@ -171,11 +171,24 @@ export interface EtaStatus {
   wI: number;
 }
 
-/** The ETA line fio redraws once a second (display_thread_status()). */
-export function etaLine(p: EtaStatus): string {
+/**
+ * Whether display_thread_status() draws the bare `Jobs: 1 (f=1)`: with no job running, or before
+ * eta.c estimates. calc_thread_status() leaves every job's ETA at INT_MAX until the whole seconds
+ * since fio's start (`(mtime_since_genesis() + 999) / 1000`) reach 3.
+ */
+export function etaBare(msSinceGenesis: number, running: number): boolean {
+  return running === 0 || Math.floor((Math.floor(msSinceGenesis) + 999) / 1000) < 3;
+}
+
+/**
+ * The ETA line fio redraws once a second (display_thread_status()); `bare` (etaBare()), the count of
+ * jobs and open files alone.
+ */
+export function etaLine(p: EtaStatus, bare = false): string {
   // a job in its ramp_time ('/', TD_RAMP) runs but has no file open in eta.c's count, and while every
   // running job ramps there is no percentage
   const ramping = p.states.filter((c) => c === '/').length;
+  if (bare) return `Jobs: ${p.running} (f=${p.running - ramping})`;
   const perc =
     p.done === null || (ramping > 0 && ramping === p.running) ? '-.-%' : `${fixed(p.done * 100, 1)}%`;
   let rates = '';
@@ -200,11 +213,14 @@ export function etaLine(p: EtaStatus): string {
 
 /**
  * Draws ETA lines over each other as eta.c does: each ends with a carriage return, and one shorter
- * than the line before is padded with spaces over that line's tail (linelen_last).
+ * than the line before is padded with spaces over that line's tail (linelen_last). A bare line
+ * (`Jobs: 1 (f=1)`) is neither padded nor remembered: display_thread_status() keeps linelen_last in
+ * the branch that draws the full line only.
  */
 export function etaRedraw(): (line: string) => string {
   let last = 0;
   return (line) => {
+    if (/^Jobs: \d+ \(f=\d+\)$/.test(line)) return line + '\r';
     const out = line.padEnd(last, ' ') + '\r';
     last = line.length;
     return out;
@@ -396,16 +412,20 @@ async function runFio(
       const ps = workers.map((w) => w.progress());
       const running = workers.filter((w) => w.state !== '_' && w.state !== 'P').length;
       const known = ps.filter((p) => p.done !== null);
-      const line = etaLine({
-        running,
-        states: workers.map((w) => w.state),
-        done: known.length ? Math.min(...known.map((p) => p.done!)) : null,
-        eta: known.length ? Math.max(...known.map((p) => p.eta ?? 0)) : null,
-        rB: ps.reduce((a, p) => a + p.rB, 0),
-        wB: ps.reduce((a, p) => a + p.wB, 0),
-        rI: ps.reduce((a, p) => a + p.rI, 0),
-        wI: ps.reduce((a, p) => a + p.wI, 0),
-      });
+      // the bench draws its own line from the guests' (on its own clock): theirs are never bare
+      const line = etaLine(
+        {
+          running,
+          states: workers.map((w) => w.state),
+          done: known.length ? Math.min(...known.map((p) => p.done!)) : null,
+          eta: known.length ? Math.max(...known.map((p) => p.eta ?? 0)) : null,
+          rB: ps.reduce((a, p) => a + p.rB, 0),
+          wB: ps.reduce((a, p) => a + p.wB, 0),
+          rI: ps.reduce((a, p) => a + p.rI, 0),
+          wI: ps.reduce((a, p) => a + p.wI, 0),
+        },
+        !eta && etaBare(performance.now() - genesis, running),
+      );
       io.stdout(redraw(line));
     }, 1000);
   }
