@@ -35,7 +35,7 @@ import type { BioSegment } from '../block/types.ts';
 import type { GuestDisk } from './toolbox.ts';
 import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs, type IoResult } from './vfs.ts';
 import { blkStatusToErrno } from '../block/queue.ts';
-import { jobSize, rwKinds, type FioJob } from './fio-options.ts';
+import { jobSize, rwKinds, verifiesWrites, type FioJob } from './fio-options.ts';
 import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 
@@ -616,7 +616,7 @@ export class Worker {
     // a pass that did no I/O ends the job (do_io() with no bytes done marks it terminated)
     const idle = this.phase === 'io' && !this.phaseBytes.r && !this.phaseBytes.w;
     if (!this.stats.error && !this.stopping && !this.terminated && !idle) {
-      if (this.phase === 'io' && this.job.verify !== 'none' && this.job.doVerify && this.kinds.write) {
+      if (this.phase === 'io' && verifiesWrites(this.job)) {
         void this.startPhase('verify', t);
         return;
       }
@@ -907,7 +907,7 @@ export class Worker {
       // thread_eta(): a writer that verifies afterwards has its size twice to do, a mixed one its
       // write share (50 % without one) more
       const k = this.kinds;
-      const verifies = !this.job.verifyOnly && this.job.verify !== 'none' && this.job.doVerify && k.write;
+      const verifies = !this.job.verifyOnly && verifiesWrites(this.job);
       const share = k.read ? (100 - this.job.rwmixread || 50) / 100 : 1;
       const total = this.bytesTarget * (verifies ? 1 + share : 1);
       const doneBytes = this.bytesDone + this.verifiedBytes;

@@ -781,6 +781,15 @@ export function jobSize(job: FioJob, bytes: number): number {
   return share - (share % job.bs);
 }
 
+/**
+ * A writer that verifies what it wrote (`do_verify && verify && td_write(td)` in fio): backend.c
+ * follows each of its passes with a verify phase, eta.c counts that phase in its size, and init.c
+ * warns of what can keep the phase from starting or passing.
+ */
+export function verifiesWrites(job: FioJob): boolean {
+  return job.verify !== 'none' && job.doVerify && rwKinds(job.rw).write;
+}
+
 /** Whether the job reads, writes or both. */
 export function rwKinds(rw: FioRw): { read: boolean; write: boolean; random: boolean } {
   return {

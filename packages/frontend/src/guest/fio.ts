@@ -18,6 +18,7 @@ import {
   parseBool,
   parseFioOptions,
   rwKinds,
+  verifiesWrites,
   splitOptions,
   type FioCommandLine,
   type FioJob,
@@ -103,7 +104,7 @@ export function startNotes(jobs: FioJob[]): string[] {
 export function setupNotes(jobs: FioJob[]): string[] {
   return jobs.flatMap((j) => {
     const k = rwKinds(j.rw);
-    if (j.verify === 'none' || !k.write || !j.doVerify) return [];
+    if (!verifiesWrites(j)) return [];
     const out: string[] = [];
     // with no filename each clone has its own file ($jobname.$jobnum.$filenum), so fio says nothing
     if (j.numjobs > 1 && j.filename !== null)
