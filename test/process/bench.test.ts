@@ -413,9 +413,9 @@ describe('pvblk bench: a run', () => {
       { env: { TMPDIR: tmp.path } },
     );
     expect(r.code).toBe(2);
-    expect(r.stdout.split('\n').filter((l) => /^fio: pid=\d+, err=84\/file:io_u\.c, /.test(l))).toHaveLength(
-      2,
-    );
+    expect(
+      r.stdout.split('\n').filter((l) => /^fio: pid=\d+, err=84\/file:io_u\.c:2213, /.test(l)),
+    ).toHaveLength(2);
   });
 
   it("Ctrl-C in the measured run ends the jobs where they are and reports them, as fio's sig_int", async () => {
@@ -1127,8 +1127,8 @@ describe('fio in a running guest: --verify catches a block corrupted on the host
     expect(v.stderr).toMatch(/ {7}Expected CRC: [0-9a-f]{8}\n {7}Received CRC: [0-9a-f]{8}/);
     // fio's thread_main() says it on stdout (log_info), as the job ends
     expect(v.stdout).toMatch(
-      /fio: pid=\d+, err=84\/file:io_u\.c, func=io_u_queued_complete, error=Invalid or incomplete multibyte or wide character/,
+      /fio: pid=\d+, err=84\/file:io_u\.c:2213, func=io_u_queued_complete, error=Invalid or incomplete multibyte or wide character/,
     );
-    expect(v.stdout).toContain('v: (groupid=0, jobs=1): err=84 (file:io_u.c, func=io_u_queued_complete');
+    expect(v.stdout).toContain('v: (groupid=0, jobs=1): err=84 (file:io_u.c:2213, func=io_u_queued_complete');
   });
 });

@@ -29,6 +29,7 @@ interface FioJson {
   jobs: Array<{
     jobname: string;
     groupid: number;
+    error: number;
     elapsed: number;
     job_runtime: number;
     usr_cpu: number;
@@ -320,6 +321,27 @@ describe('the guest fio, run whole', () => {
     const lines = r.stdout.split('\n').filter((l) => /^fio: pid=\d+, err=84\/file:io_u\.c/.test(l));
     expect(lines).toHaveLength(2);
     expect(r.stderr).not.toMatch(/^fio: pid=/m);
+    // td_verror() names its file and line in fio 3.36: the check where an asynchronous engine's
+    // completions are reaped, or, for a synchronous one, where its call returns
+    expect(lines[0]).toMatch(
+      /^fio: pid=\d+, err=84\/file:io_u\.c:2213, func=io_u_queued_complete, error=Invalid or incomplete multibyte or wide character$/,
+    );
+    const sync = await fio(
+      '--name=a --rw=read --bs=4k --size=64k --direct=1 --verify=crc32c --verify_only --offset=4m --ioengine=psync',
+    );
+    expect(sync.stdout).toMatch(
+      /^fio: pid=\d+, err=84\/file:io_u\.c:2175, func=io_u_sync_complete, error=Invalid or incomplete multibyte or wide character$/m,
+    );
+    // stat.c's JSON has the error's number only
+    const j = json(
+      (
+        await fio(
+          '--name=a --rw=read --bs=4k --size=64k --direct=1 --verify=crc32c --verify_only --offset=4m --output-format=json',
+        )
+      ).stdout,
+    ).jobs[0];
+    expect(j.error).toBe(84);
+    expect(Object.keys(j)).not.toContain('verror');
   });
 
   it('leaves the event loop to the guest while a buffered job reads from its page cache', async () => {

@@ -229,6 +229,25 @@ function usageNow(): ProcessUsage {
   };
 }
 
+/**
+ * Where fio 3.36 calls td_verror() for each error a job here can have: the message it keeps
+ * (`td->verror`, said in the job's header and its `fio: pid=…, err=` line) names the call's file and
+ * line (fio.h's `__td_verror()`: `file:%s:%d, func=%s, error=%s`).
+ */
+const VERROR_AT = {
+  'io_u error': 'io_u.c:1896', // io_completed(): an I/O's error
+  io_u_sync_complete: 'io_u.c:2175', // a verify failure, synchronous engine
+  io_u_queued_complete: 'io_u.c:2213', // a verify failure, asynchronous engine
+  td_io_queue: 'backend.c:288', // fio_io_sync(): a failed fsync
+  open: 'filesetup.c:794', // file_open(): `open(<file>)`
+  'iomem allocation': 'memory.c:334',
+} as const;
+type VerrorFunc = keyof typeof VERROR_AT;
+
+function verror(func: VerrorFunc, error: string, name: string = func): string {
+  return `file:${VERROR_AT[func]}, func=${name}, error=${error}`;
+}
+
 /** fio's synchronous engines (FIO_SYNCIO): one I/O at a time, each complete when its call returns. */
 export function syncEngine(job: FioJob): boolean {
   return job.ioengine === 'psync' || job.ioengine === 'sync';
@@ -365,11 +384,11 @@ export class Worker {
   }
 
   /** The job's error (td_verror()), said first with `line` on stderr when there is one. */
-  private fail(errno: Errno, func: string, line: string | null, file = 'io_u.c'): void {
+  private fail(errno: Errno, func: VerrorFunc, line: string | null): void {
     if (this.stats.error) return;
     if (line !== null) this.io.stderr(line + '\n');
     this.stats.error = ERRNO_NUM[errno] ?? 5;
-    this.stats.verror = `file:${file}, func=${func}, error=${STRERROR[errno]}`;
+    this.stats.verror = verror(func, STRERROR[errno]);
     this.stopping = true;
   }
 
@@ -438,7 +457,7 @@ export class Worker {
       if ('errno' in f) {
         this.io.stderr(`fio: failed opening ${this.target.path}: ${STRERROR[f.errno]}\n`);
         this.stats.error = ERRNO_NUM[f.errno] ?? 5;
-        this.stats.verror = `file:filesetup.c, func=open(${this.target.path}), error=${STRERROR[f.errno]}`;
+        this.stats.verror = verror('open', STRERROR[f.errno], `open(${this.target.path})`);
         return false;
       }
       this.file = f;
@@ -461,10 +480,10 @@ export class Worker {
     if (iomemInUse + iomem > FIO_IOMEM_MAX) {
       // ENOMEM is not one of the guest file system's errnos: fio's own words, number and text
       this.io.stderr(
-        `fio: pid=${process.pid}, err=12/file:memory.c, func=iomem allocation, error=Cannot allocate memory\n`,
+        `fio: pid=${process.pid}, err=12/${verror('iomem allocation', 'Cannot allocate memory')}\n`,
       );
       this.stats.error = 12;
-      this.stats.verror = 'file:memory.c, func=iomem allocation, error=Cannot allocate memory';
+      this.stats.verror = verror('iomem allocation', 'Cannot allocate memory');
       return false;
     }
     iomemInUse += iomem;
@@ -572,7 +591,7 @@ export class Worker {
       // the disk; a failed sync is the job's error, and no verify follows
       const r = await this.syncFile();
       if (r.ok) await this.target.disk.cache.flushBuffers();
-      else this.fail(r.errno, 'td_io_queue', null, 'backend.c');
+      else this.fail(r.errno, 'td_io_queue', null);
     }
     this.pump();
   }
@@ -601,8 +620,7 @@ export class Worker {
       this.state = 'F';
       const r = await this.syncFile();
       if (r.ok) this.lastWasSync = true;
-      else
-        this.fail(r.errno, 'td_io_queue', `fio: end_fsync failed for file ${this.target.path}`, 'backend.c');
+      else this.fail(r.errno, 'td_io_queue', `fio: end_fsync failed for file ${this.target.path}`);
     }
     this.ending = false;
     const t = now();
@@ -812,7 +830,9 @@ export class Worker {
     if (this.stats.error) return;
     this.io.stderr(lines.join('\n') + '\n');
     this.stats.error = 84;
-    this.stats.verror = `file:io_u.c, func=io_u_queued_complete, error=${STRERROR.EILSEQ}`;
+    // the check runs where the engine's completions are reaped: at the call's return for a
+    // synchronous one
+    this.stats.verror = verror(this.sync ? 'io_u_sync_complete' : 'io_u_queued_complete', STRERROR.EILSEQ);
     this.stopping = true;
   }
 

@@ -428,6 +428,7 @@ const OPTIONS: Record<string, OptionDef> = {
 
 /** fio's getopt table by name: whether getopt takes the value from the next argument. */
 const FIO_GETOPT = new Map(FIO_GETOPT_TABLE);
+const FIO_GETOPT_NAMES = FIO_GETOPT_TABLE.map(([n]) => n);
 
 /**
  * The option a name means, as glibc's getopt_long_only() finds it in fio's table: the name itself,
@@ -541,20 +542,28 @@ function distance(a: string, b: string): number {
   return d[a.length][b.length];
 }
 
-/** fio's show_closest_option(): a suggestion when a name is within distance 2 of a known one. */
-export function closestOption(name: string, known: readonly string[]): string | null {
+/**
+ * fio's show_closest_option() (init.c): the first name of its getopt table nearest the argument as
+ * written — leading dashes stripped, `=value` and all — if within half the argument's length (parse.c's
+ * string_distance_ok()); `extra` names (the bench's own options) come after fio's.
+ */
+export function closestOption(arg: string, extra: readonly string[] = []): string | null {
+  const name = arg.replace(/^-+/, '');
+  const ok = Math.floor((name.length + 1) / 2);
   let best: string | null = null;
-  let bestD = 3;
-  for (const k of known) {
-    // lengths further apart than the best distance cannot beat it: a long name costs nothing
-    if (Math.abs(name.length - k.length) >= bestD) continue;
+  let bestD = Infinity;
+  for (const k of [...FIO_GETOPT_NAMES, ...extra]) {
+    // the distance is at least the lengths' difference: a name that far off can neither beat the
+    // best so far nor be close enough (a 100k-character option took 2.4 s of distance tables)
+    const gap = Math.abs(name.length - k.length);
+    if (gap >= bestD || gap > ok) continue;
     const dd = distance(name, k);
     if (dd < bestD) {
       bestD = dd;
       best = k;
     }
   }
-  return best;
+  return bestD <= ok ? best : null;
 }
 
 /**
@@ -562,7 +571,7 @@ export function closestOption(name: string, known: readonly string[]): string | 
  * returns, with show_closest_option()'s hint (from the argument as written, dashes and all).
  */
 function missingArgument(name: string, arg: string): string[] {
-  const hint = closestOption(arg.split('=')[0], FIO_OPTION_NAMES);
+  const hint = closestOption(arg);
   return [
     `fio: option '--${name}' requires an argument`,
     `fio: unrecognized option '${arg}'`,
@@ -674,7 +683,7 @@ export function parseFioOptions(
     // an unambiguous prefix is the option it begins (getopt_long_only())
     const meant = def ? given0.name : fioOptionName(given0.name);
     if (typeof meant !== 'string') {
-      const hint = closestOption(given0.name, [...FIO_OPTION_NAMES, ...knownExtra]);
+      const hint = closestOption(given0.arg, knownExtra);
       const said = `fio: unrecognized option '${given0.arg}'`;
       const did = hint ? [`Did you mean ${hint}?`] : [];
       // glibc's getopt names the candidates, then init.c its '?'; an unknown name both say unknown
@@ -699,9 +708,11 @@ export function parseFioOptions(
       );
     const value = o.value ?? (def.flag ? '1' : null);
     if (value === null) fail(...missingArgument(o.name, o.arg));
+    // init.c's parse_cmd_line(): a job option of getopt's required_argument given `=` and nothing
+    if (value === '' && !def.switch && fioTakesValue(o.name))
+      fail(`fio: option ${o.name} requires an argument`);
     options.push(o);
     if (o.name === 'name') {
-      if (value === '') fail('fio: job name may not be empty', 'fio: failed parsing name=');
       // init.c's parse_cmd_line(): a section whose name starts with "global" is the global one
       if (value.startsWith('global')) {
         current = null;

@@ -467,7 +467,6 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
     };
     // after the latency target's keys, as stat.c adds it
     if (job.description) o.desc = job.description;
-    if (ts.verror) o.verror = ts.verror;
     if (job.pvblk) o.pvblk = job.pvblk;
     return o;
   });
