@@ -312,6 +312,28 @@ describe('the guest fio, run whole', () => {
     expect([d.bw_samples, d.iops_samples]).toEqual([1, 1]);
   });
 
+  it('issues a sequential pass until its bytes reach the size, with a position per direction (do_io(), last_pos[ddir])', async () => {
+    // bs does not divide the size: fio 3.33 read 16 blocks of 64 KiB for 1000 KiB sequentially (the
+    // last one past the size), and the 15 whole ones of its random map at random
+    const seq = json((await fio('--name=s --rw=read --bs=64k --size=1000k --output-format=json')).stdout);
+    expect(seq.jobs[0].read.total_ios).toBe(16);
+    const rnd = json((await fio('--name=r --rw=randread --bs=64k --size=1000k --output-format=json')).stdout);
+    expect(rnd.jobs[0].read.total_ios).toBe(15);
+    // a sequential mix walks the region twice over, reads and writes each from its start (fio 3.33's
+    // write_iolog of such a job: reads at 0, 4096, 8192, a write at 0, …)
+    const dev = stack.disks.get('/dev/sdg')!;
+    const logAt = dev.log.length;
+    const mix = json(
+      (await fio('--name=m --rw=rw --bs=4k --size=64k --direct=1 --output-format=json')).stdout,
+    ).jobs[0];
+    expect(mix.read.total_ios + mix.write.total_ios).toBe(16);
+    expect(mix.write.total_ios).toBeGreaterThan(0);
+    const sectors = (op: string) => dev.log.slice(logAt).flatMap((e) => (e.op === op ? [e.sector] : []));
+    const walk = (n: number) => Array.from({ length: n }, (_, b) => b * 8);
+    expect(sectors('read')).toEqual(walk(mix.read.total_ios));
+    expect(sectors('write')).toEqual(walk(mix.write.total_ios));
+  });
+
   it('says each failed job on stdout as it ends, and exits with one more for each (backend.c)', async () => {
     // nothing was written at 4 MiB: every block fails its check
     const r = await fio(

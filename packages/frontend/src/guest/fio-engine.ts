@@ -121,7 +121,8 @@ export class RandomOrder {
 class Offsets {
   private readonly blocks: number;
   private readonly order: RandomOrder | null;
-  private i = 0;
+  /** The next block of each direction: fio keeps a sequential position per direction (last_pos[ddir]). */
+  private readonly at = { r: 0, w: 0 };
 
   constructor(
     private readonly base: number,
@@ -129,8 +130,13 @@ class Offsets {
     private readonly bs: number,
     random: boolean,
     rand: () => number,
+    end: number,
   ) {
-    this.blocks = Math.max(1, Math.floor(size / bs));
+    // A random job's map holds the region's whole blocks (io_size / min_bs). A sequential one issues
+    // until the bytes issued reach the size (do_io()), so its last block may run past the size when
+    // bs does not divide it — but not past the device's end, where fill_io_u() refuses the I/O.
+    const whole = Math.floor(size / bs);
+    this.blocks = Math.max(1, random ? whole : Math.min(Math.ceil(size / bs), Math.floor((end - base) / bs)));
     this.order = random ? new RandomOrder(this.blocks, rand) : null;
   }
 
@@ -139,9 +145,10 @@ class Offsets {
     return this.blocks;
   }
 
-  next(): number {
+  next(write: boolean): number {
     if (this.order) return this.base + this.order.next() * this.bs;
-    return this.base + (this.i++ % this.blocks) * this.bs;
+    const d = write ? 'w' : 'r';
+    return this.base + (this.at[d]++ % this.blocks) * this.bs;
   }
 }
 
@@ -376,7 +383,7 @@ export class Worker {
       ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
       : (Math.random() * 2 ** 32) >>> 0;
     this.rand = mulberry32(seed);
-    this.offsets = new Offsets(job.offset, size, job.bs, this.kinds.random, this.rand);
+    this.offsets = new Offsets(job.offset, size, job.bs, this.kinds.random, this.rand, bytes);
     this.direct = job.direct;
     this.sync = syncEngine(job);
     this.depth = jobDepth(job);
@@ -719,7 +726,7 @@ export class Worker {
     const slot = this.freeSlots.pop()!;
     const verify = this.phase === 'verify';
     const write = !verify && this.pickWrite();
-    const offset = verify ? this.verifyList[this.verifyNext++] : this.offsets.next();
+    const offset = verify ? this.verifyList[this.verifyNext++] : this.offsets.next(write);
     const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone, verify };
     this.inflight++;
     this.issued++;
