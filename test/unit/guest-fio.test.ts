@@ -111,6 +111,36 @@ describe('the guest fio, run whole', () => {
     expect(j.job_runtime).toBeLessThanOrEqual(j.read.runtime + 1);
   });
 
+  it("counts a size-bound job's ramp in its size: the size once, ramp included (io_issue_bytes outlives the ramp)", async () => {
+    const dev = stack.disks.get('/dev/sdg')!;
+    const reads = () => dev.log.filter((e) => e.op === 'read').length;
+    // the job ends inside its ramp: fio 3.33 reported its I/O (4096KiB of 4 MiB) with no latencies
+    let at = reads();
+    const inRamp = json(
+      (
+        await fio(
+          '--name=r --rw=randread --bs=4k --direct=1 --size=256k --ramp_time=30s --output-format=json',
+        )
+      ).stdout,
+    ).jobs[0];
+    expect(reads() - at).toBe(64);
+    expect(inRamp.read.total_ios).toBe(64);
+    expect(inRamp.read.clat_ns.N).toBe(0);
+    expect(inRamp.read.runtime).toBeGreaterThan(0);
+    const normal = (await fio('--name=r --rw=randread --bs=4k --direct=1 --size=256k --ramp_time=30s'))
+      .stdout;
+    expect(normal).toMatch(/^ {2}read: IOPS=\d+, BW=.*\(256KiB\/\d+msec\)\n {2}cpu {10}: /m);
+    // the ramp ends first: the device still reads the size once, the report counts what followed
+    at = reads();
+    const after = json(
+      (await fio('--name=r --rw=randread --bs=4k --direct=1 --size=8m --ramp_time=20ms --output-format=json'))
+        .stdout,
+    ).jobs[0];
+    expect(reads() - at).toBe(2048);
+    expect(after.read.total_ios).toBeLessThan(2048);
+    expect(after.read.clat_ns.N).toBe(after.read.total_ios);
+  });
+
   it("shows a job in its ramp_time as eta.c's TD_RAMP: '/', no file open, no percentage", async () => {
     const r = await fio(
       // the bench's lines (--pvblk_eta) are never bare, so the line at 1 s shows the ramp

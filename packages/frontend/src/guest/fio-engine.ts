@@ -667,7 +667,7 @@ export class Worker {
     // an I/O its engine queued adds to: a synchronous engine's pass never ends, so it never verifies
     // (as init.c's warning says)
     if (this.job.timeBased && (this.job.verify === 'none' || this.sync)) return true;
-    // one pass (ramp I/O does not count towards it)
+    // one pass, the ramp's I/O included
     return this.bytesDone + this.inflightBytes() < this.bytesTarget;
   }
 
@@ -844,13 +844,25 @@ export class Worker {
   }
 
   private account(io: Io, t: number): void {
-    if (io.ramp) return; // issued before the measurement started
     const d = io.write ? this.stats.write : this.stats.read;
     const bs = this.job.bs;
-    d.ios++;
-    d.bytes += bs;
+    // the pass's budget counts what it did in the ramp too: fio's issued bytes outlive the ramp's end
+    // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included
     if (io.verify) this.verifiedBytes += bs;
     else this.bytesDone += bs;
+    if (io.ramp) {
+      // Issued in the ramp: counted as fio's io_completed() counts it, its latency never taken
+      // (should_account()). The ramp's end forgets the counts (resetIo()); a job that ends before
+      // it reports them, with no latencies. One that completes after that end is not the run's.
+      if (this.rampDone) return;
+      d.ios++;
+      d.bytes += bs;
+      if (io.write) this.phaseBytes.w += bs;
+      else this.phaseBytes.r += bs;
+      return;
+    }
+    d.ios++;
+    d.bytes += bs;
     if (io.write) this.phaseBytes.w += bs;
     else this.phaseBytes.r += bs;
     const lat = (t - io.tIssue) * 1e6;
@@ -913,13 +925,15 @@ export class Worker {
   progress(): { rB: number; wB: number; rI: number; wI: number; done: number | null; eta: number | null } {
     const t = now();
     if (this.state === '_') return { rB: 0, wB: 0, rI: 0, wI: 0, done: 1, eta: 0 };
-    // the measured counters (ramp_time's I/O is not in them, so the line shows no rate during it)
+    // the measured counters: eta.c sums the bytes of jobs past TD_SETTING_UP only, so a job in its
+    // ramp (TD_RAMP), whose I/O is counted until the ramp ends, shows no rate
+    const ramp = !this.rampDone;
     const is = {
       t,
-      rBytes: this.stats.read.bytes,
-      wBytes: this.stats.write.bytes,
-      rIos: this.stats.read.ios,
-      wIos: this.stats.write.ios,
+      rBytes: ramp ? 0 : this.stats.read.bytes,
+      wBytes: ramp ? 0 : this.stats.write.bytes,
+      rIos: ramp ? 0 : this.stats.read.ios,
+      wIos: ramp ? 0 : this.stats.write.ios,
     };
     const r = etaRates(this.shown, is);
     this.shown = is;

@@ -372,6 +372,11 @@ export class JobStats {
   resetIo(): void {
     for (const m of [this.depthMap, this.submitMap, this.completeMap, this.latN, this.latU, this.latM])
       m.fill(0);
+    // the ramp's I/O was counted (io_bytes, io_blocks), never its latencies
+    for (const d of [this.read, this.write]) {
+      d.ios = 0;
+      d.bytes = 0;
+    }
     this.totalSubmit = 0;
     this.totalComplete = 0;
     this.ringOccupancy.reset();
