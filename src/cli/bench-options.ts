@@ -558,18 +558,15 @@ export function fioArgv(
   const argv = ['fio'];
   const arg = (k: string, v: string) => (v === '' && !fioTakesValue(k) ? `--${k}` : `--${k}=${v}`);
   // each job with what it inherited from the global sections before it, then its own options, then
-  // the bench's (the warm-up's runtime, …), which win over both; the run's own options
-  // (group_reporting, the percentiles) stay with the bench
+  // the bench's (the warm-up's runtime, …), which win over both; the run's own options stay with the
+  // bench, and so does group_reporting: the bench groups the jobs of every guest (reportJobs()), from
+  // each job's own figures
   cl.given.forEach((given, i) => {
     argv.push(`--name=${given.name}`);
     for (const [k, v] of Object.entries({ ...cl.inherited[i], ...given, ...override })) {
-      if (k === 'name' || v === null || isGlobalFioOption(k)) continue;
+      if (k === 'name' || v === null || isGlobalFioOption(k) || k === 'group_reporting') continue;
       argv.push(arg(k, v));
     }
   });
-  const { percentileList: plist, percentilePrecision: digits } = cl.global;
-  // at the precision given, which the guest's fio takes from the digits it is handed
-  // (an empty list, which a 0 ended, is a 0 again)
-  argv.push(`--percentile_list=${plist.map((v) => v.toFixed(digits)).join(':') || '0'}`);
   return [...argv, ...extra];
 }

@@ -6,12 +6,14 @@
  * the same run, pvblk/relay beside every figure. JSON carries the same in fio's shape plus `pvblk`.
  */
 import {
+  DEFAULT_PERCENTILES,
   jobDescription,
   JobStats,
   num2str,
   renderJson,
   renderNormal,
   renderTerse,
+  reportGroups,
   Samples,
   type FioReport,
   type FioReportJob,
@@ -53,6 +55,10 @@ export interface JobClone {
   iodepth: number;
   /** fio's description of the job: its own, and in a sweep the point's values after it. */
   description: string;
+  /** fio's group_reporting, a job option: the job's report joins the one before it (reportGroups()). */
+  groupReporting: boolean;
+  percentiles: number[];
+  percentilePrecision: number;
 }
 
 export interface PointResult {
@@ -81,9 +87,6 @@ export interface PointResult {
   tcp: { pvblk: TcpCounters | null; relay: TcpCounters | null };
   /** With --baseline-slices: each slice's part of both runs, in the order they ran. */
   slices: Slice[] | null;
-  groupReporting: boolean;
-  percentiles: number[];
-  percentilePrecision: number;
   /** Each job clone, in the order a guest's fio runs them (jobs, then numjobs). */
   jobClones: JobClone[];
   /** The options of the global section, as fio's JSON "global options". */
@@ -161,10 +164,16 @@ export function perRequest(g: GuestRun, p: PointResult): PerRequest {
   };
 }
 
-/** The report's jobs: every guest's, suffixed with the guest when there are several, or merged. */
-export function reportJobs(p: PointResult): Array<FioReportJob & { guest: GuestRun }> {
+type BenchReportJob = FioReportJob & { guest: GuestRun };
+
+/**
+ * The report's jobs: every guest's, suffixed with the guest when there are several, in groups as fio
+ * makes them (reportGroups(): a job with group_reporting joins the report before it, over every
+ * guest's jobs in turn).
+ */
+export function reportJobs(p: PointResult): BenchReportJob[] {
   const many = p.guests.length > 1;
-  const jobs: Array<FioReportJob & { guest: GuestRun }> = [];
+  const jobs: Array<BenchReportJob & { groupReporting: boolean }> = [];
   for (const g of p.guests) {
     g.jobs.forEach((s, i) => {
       if (many) s.name = `${s.name.replace(/@.*$/, '')}@${g.name}`;
@@ -174,27 +183,41 @@ export function reportJobs(p: PointResult): Array<FioReportJob & { guest: GuestR
         options: clone?.options ?? {},
         iodepth: clone?.iodepth ?? 1,
         description: clone?.description ?? '',
+        percentiles: clone?.percentiles,
+        percentilePrecision: clone?.percentilePrecision,
+        groupReporting: clone?.groupReporting ?? false,
         guest: g,
         pid: g.pid,
       });
     });
   }
-  if (p.groupReporting && jobs.length > 1) {
-    const merged = new JobStats(jobs[0].stats.name.replace(/@.*$/, ''));
-    merged.members = 0;
-    for (const j of jobs) merged.merge(j.stats);
-    return [
-      {
-        stats: merged,
-        options: jobs[0].options,
-        iodepth: jobs[0].iodepth,
-        description: jobs[0].description,
-        guest: p.guests[0],
-        pid: p.guests[0].pid,
-      },
-    ];
-  }
-  return jobs;
+  return reportGroups(jobs, (j) => j.groupReporting).map((group) => {
+    const [first] = group;
+    const last = group[group.length - 1];
+    const job: BenchReportJob = {
+      stats: first.stats,
+      options: last.options,
+      iodepth: last.iodepth,
+      description: first.description,
+      percentiles: last.percentiles,
+      percentilePrecision: last.percentilePrecision,
+      guest: first.guest,
+      pid: first.pid,
+    };
+    if (group.length > 1) {
+      // named after its first job, without the guest where it has several guests' jobs
+      const guests = new Set(group.map((j) => j.guest)).size;
+      job.stats = new JobStats(guests > 1 ? first.stats.name.replace(/@.*$/, '') : first.stats.name);
+      job.stats.members = 0;
+      for (const j of group) job.stats.merge(j.stats);
+    }
+    return job;
+  });
+}
+
+/** Whether the report is one job made of several: compared as a whole with the relay of every guest. */
+function oneOfAll(p: PointResult, jobs: readonly FioReportJob[]): boolean {
+  return jobs.length === 1 && sum(p.guests.map((g) => g.jobs.length)) > 1;
 }
 
 /** A guest's jobs merged (what its relay client is compared with). */
@@ -505,8 +528,7 @@ function fioReport(p: PointResult, withExtra: boolean): FioReport {
     disks: p.guests.flatMap((g) =>
       g.disks.map((d) => ({ ...d, name: p.guests.length > 1 ? `${d.name}@${g.name}` : d.name })),
     ),
-    percentiles: p.percentiles,
-    percentilePrecision: p.percentilePrecision,
+    percentiles: DEFAULT_PERCENTILES,
     timestampMs: Date.now(),
     // fio's genesis is its start: the bench's
     elapsedMs: performance.now(),
@@ -516,16 +538,22 @@ function fioReport(p: PointResult, withExtra: boolean): FioReport {
       ? (job) => {
           if (!p.relay) return [];
           const j = job as FioReportJob & { guest: GuestRun };
-          if (p.groupReporting && jobs.length === 1) {
+          if (oneOfAll(p, jobs)) {
             const rel = relayMerged(p, p.guests);
             return rel
-              ? comparisonLines(compare(j.stats, rel, p.percentiles), `all ${p.guests.length} guests`)
+              ? comparisonLines(
+                  compare(j.stats, rel, j.percentiles ?? DEFAULT_PERCENTILES),
+                  `all ${p.guests.length} guests`,
+                )
               : [];
           }
           if (lastOfGuest.get(j.guest) !== job) return [];
           const rel = relayMerged(p, [j.guest]);
           return rel
-            ? comparisonLines(compare(guestMerged(j.guest), rel, p.percentiles), `${j.guest.name}'s jobs`)
+            ? comparisonLines(
+                compare(guestMerged(j.guest), rel, j.percentiles ?? DEFAULT_PERCENTILES),
+                `${j.guest.name}'s jobs`,
+              )
             : [];
         }
       : undefined,
@@ -589,17 +617,15 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
       domid: j.guest.domid,
       ring_occupancy: { samples: occ.n, mean: occ.mean, p50: occ.pct(50), p99: occ.pct(99), max: occ.max },
     };
-    const rel = p.relay
-      ? relayMerged(p, p.groupReporting && report.jobs.length === 1 ? p.guests : [j.guest])
-      : null;
+    const rel = p.relay ? relayMerged(p, oneOfAll(p, report.jobs) ? p.guests : [j.guest]) : null;
     if (rel) {
       const c = compare(
-        p.groupReporting && report.jobs.length === 1 ? j.stats : guestMerged(j.guest),
+        oneOfAll(p, report.jobs) ? j.stats : guestMerged(j.guest),
         rel,
-        p.percentiles,
+        j.percentiles ?? DEFAULT_PERCENTILES,
       );
       o.relay = {
-        compared: p.groupReporting && report.jobs.length === 1 ? 'all guests' : `${j.guest.name}'s jobs`,
+        compared: oneOfAll(p, report.jobs) ? 'all guests' : `${j.guest.name}'s jobs`,
         iops: c.iops[1],
         bw_bytes: c.mibps[1] * 1048576,
         rtt_ns: Object.fromEntries(c.clat.map(([k, , b]) => [k, b])),

@@ -611,14 +611,14 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       tcpCongestionControl: tcpCongestionControl(),
       tcp: { pvblk: pvCpu ? pvCpu.tcpCounters() : rss.tcpCounters(), relay: baseline?.tcp ?? null },
       slices: slices > 1 && !stopRun.signal.aborted ? timeline : null,
-      groupReporting: p.cl.global.groupReporting,
-      percentiles: p.cl.global.percentileList,
-      percentilePrecision: p.cl.global.percentilePrecision,
       jobClones: p.cl.jobs.flatMap((j, i) =>
         new Array<JobClone>(j.numjobs).fill({
           options: p.cl.given[i],
           iodepth: j.iodepth,
           description: pointDescription(j.description, p.label),
+          groupReporting: j.groupReporting,
+          percentiles: j.percentileList,
+          percentilePrecision: j.percentilePrecision,
         }),
       ),
       globalOptions: p.cl.globalGiven,

@@ -221,6 +221,33 @@ describe('the guest fio, run whole', () => {
     expect(j.job_runtime).toBeLessThan(2 * j.read.runtime + 100);
   });
 
+  it('takes group_reporting and percentile_list as job options, as fio: a job with group_reporting joins the report before it', async () => {
+    const heads = (out: string) => out.split('\n').filter((l) => /^\w+: \(groupid=/.test(l));
+    // fio 3.33: a's two clones in one report, b (no group_reporting) in its own
+    const split = await fio(
+      '--size=64k --direct=1 --name=a --rw=read --group_reporting --numjobs=2 --name=b --rw=write',
+    );
+    expect(heads(split.stdout)).toEqual([
+      expect.stringMatching(/^a: \(groupid=0, jobs=2\): err= 0: /),
+      expect.stringMatching(/^b: \(groupid=0, jobs=1\): err= 0: /),
+    ]);
+    // each job's own percentiles (fio 3.33: `50th` for a, `90th` and `99th` for b)
+    const lists = json(
+      (
+        await fio(
+          '--size=64k --direct=1 --name=a --percentile_list=50 --name=b --percentile_list=90:99 --output-format=json',
+        )
+      ).stdout,
+    ).jobs.map((j) => Object.keys((j.read.clat_ns as unknown as { percentile: object }).percentile));
+    expect(lists).toEqual([['50.000000'], ['90.000000', '99.000000']]);
+    // a group has its last job's latency depth (fio 3.33: depth=8), its first job's name
+    const depth = await fio(
+      '--size=64k --direct=1 --group_reporting --name=a --iodepth=1 --name=b --iodepth=8',
+    );
+    expect(heads(depth.stdout)).toEqual([expect.stringMatching(/^a: \(groupid=0, jobs=2\)/)]);
+    expect(depth.stdout).toMatch(/^ {5}latency {3}: target=0, window=0, percentile=100\.00%, depth=8$/m);
+  });
+
   it('reports a group as one job whatever its sections, as __show_run_stats() merges a groupid', async () => {
     const r = await fio(
       '--group_reporting --name=a --rw=read --bs=4k --size=256k --direct=1 --name=b --rw=write --bs=64k --size=256k --direct=1 --numjobs=2',

@@ -145,7 +145,8 @@ describe('fio options', () => {
     // group_reporting is a job option fio lists; output-format is a switch of its command line
     expect(cl.globalGiven).toEqual({ rw: 'randread', group_reporting: '', bs: '8k' });
     expect(cl.given.map((g) => g.name)).toEqual(['a', 'b', 'c']);
-    expect(cl.global.groupReporting).toBe(true);
+    // a job option: the jobs after the global section that set it have it, the one before does not
+    expect(cl.jobs.map((j) => j.groupReporting)).toEqual([false, true, true]);
     expect(usage(() => parse(['--name=global', '--rw=read']))[0]).toBe('No job(s) defined');
   });
 
@@ -215,8 +216,8 @@ describe('fio options', () => {
 
   it('ends the percentile list at its first 0, as calc_clat_percentiles() reads it', () => {
     const cl = parse(['--name=t', '--percentile_list=99:50:0:99.999']);
-    expect(cl.global.percentileList).toEqual([50, 99]);
-    expect(cl.global.percentilePrecision).toBe(3);
+    expect(cl.jobs[0].percentileList).toEqual([50, 99]);
+    expect(cl.jobs[0].percentilePrecision).toBe(3);
   });
 
   it("takes fio's switches as fio does: any --eta but always and never is auto; terse is version 3", () => {
@@ -402,14 +403,17 @@ describe('fio options', () => {
   });
 
   it('sorts the percentile list and keeps the precision it was given with (parse.c, stat.c)', () => {
-    const g = parse(['--name=j', '--percentile_list=99.999:50:1']).global;
+    const g = parse(['--name=j', '--percentile_list=99.999:50:1']).jobs[0];
     expect(g.percentileList).toEqual([1, 50, 99.999]);
     expect(g.percentilePrecision).toBe(3);
-    expect(parse(['--name=j', '--percentile_list=90:50']).global).toMatchObject({
+    expect(parse(['--name=j', '--percentile_list=90:50']).jobs[0]).toMatchObject({
       percentileList: [50, 90],
       percentilePrecision: 0,
     });
-    expect(parse(['--name=j']).global.percentilePrecision).toBe(2);
+    expect(parse(['--name=j']).jobs[0].percentilePrecision).toBe(2);
+    // a job option, as fio's: each job has its own list
+    const two = parse(['--name=a', '--percentile_list=50', '--name=b', '--percentile_list=90:99']).jobs;
+    expect(two.map((j) => j.percentileList)).toEqual([[50], [90, 99]]);
     expect(usage(() => parse(['--name=j', '--percentile_list=50:101']))).toEqual([
       'value out of range: 101.000000 (range max: 100.000000)',
       'fio: failed parsing percentile_list=50:101',

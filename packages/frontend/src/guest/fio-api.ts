@@ -47,6 +47,7 @@ export {
   renderJson,
   renderNormal,
   renderTerse,
+  reportGroups,
   type FioReport,
   type FioReportJob,
 } from './fio-report.ts';

@@ -87,15 +87,19 @@ export interface FioJob {
   verifyOnly: boolean;
   randseed: number;
   randrepeat: boolean;
+  /**
+   * fio's `group_reporting`, a job option: the job's report joins the one before it (stat.c's
+   * __show_run_stats(); reportGroups()).
+   */
+  groupReporting: boolean;
+  percentileList: number[];
+  /** Decimals the percentiles are printed with: the most any of them was given with (parse.c). */
+  percentilePrecision: number;
 }
 
 export interface FioGlobal {
   outputFormat: FioOutputFormat;
   eta: 'auto' | 'always' | 'never';
-  groupReporting: boolean;
-  percentileList: number[];
-  /** Decimals the percentiles are printed with: the most any of them was given with (parse.c). */
-  percentilePrecision: number;
 }
 
 export interface FioCommandLine {
@@ -158,6 +162,9 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   verifyOnly: false,
   randseed: 0x2ce7a3bf,
   randrepeat: true,
+  groupReporting: false,
+  percentileList: DEFAULT_PERCENTILES,
+  percentilePrecision: 2,
 };
 
 /** A command-line mistake: the lines fio would print, then exit status 1. */
@@ -381,16 +388,14 @@ const OPTIONS: Record<string, OptionDef> = {
   randrepeat: { apply: jobOpt((j, v) => (j.randrepeat = fioBool('randrepeat', v, 'bool'))) },
   group_reporting: {
     flag: true,
-    global: true,
-    apply: (_j, g, v) => (g.groupReporting = fioBool('group_reporting', v, 'set')),
+    apply: jobOpt((j, v) => (j.groupReporting = fioBool('group_reporting', v, 'set'))),
   },
   percentile_list: {
-    global: true,
-    apply: (_j, g, v) => {
+    apply: jobOpt((j, v) => {
       const { list, precision } = parsePercentiles(v);
-      g.percentileList = list;
-      g.percentilePrecision = precision;
-    },
+      j.percentileList = list;
+      j.percentilePrecision = precision;
+    }),
   },
   'output-format': {
     global: true,
@@ -666,9 +671,6 @@ export function parseFioOptions(
   const global: FioGlobal = {
     outputFormat: parseOutputFormat('normal'),
     eta: 'auto',
-    groupReporting: false,
-    percentileList: DEFAULT_PERCENTILES,
-    percentilePrecision: 2,
   };
   const defaults: FioJob = { name: '', ...DEFAULT_JOB };
   const globalGiven: Record<string, string> = {};

@@ -24,6 +24,25 @@ export interface FioReportJob {
   /** fio's `description` of the job ('' or absent: none): a line of the normal report, `desc` in JSON,
    * the last field of a terse line. */
   description?: string;
+  /** The job's percentile_list and its precision, where not the report's. */
+  percentiles?: number[];
+  percentilePrecision?: number;
+}
+
+/**
+ * Which jobs report together, as stat.c's __show_run_stats() sorts them: `group_reporting` is a job
+ * option, and a job that has it joins the report before it (every job here is in group 0: this fio
+ * takes no stonewall or new_group); one without starts a report of its own. A report is named,
+ * described and timed after its first job, and has its last job's options, percentiles and latency
+ * depth (fio copies each member's over the one before).
+ */
+export function reportGroups<T>(members: readonly T[], groupReporting: (m: T) => boolean): T[][] {
+  const groups: T[][] = [];
+  for (const m of members) {
+    if (groups.length && groupReporting(m)) groups[groups.length - 1].push(m);
+    else groups.push([m]);
+  }
+  return groups;
 }
 
 export interface FioReport {
@@ -285,7 +304,15 @@ export function renderNormal(r: FioReport): string {
     if (job.description) out.push(`  Description  : [${job.description}]`);
     for (const dir of ['read', 'write'] as const) {
       if (ts[dir].bytes)
-        out.push(...ddirNormal(dir, ts[dir], r.percentiles, r.percentilePrecision ?? 2, aggs[dir].agg));
+        out.push(
+          ...ddirNormal(
+            dir,
+            ts[dir],
+            job.percentiles ?? r.percentiles,
+            job.percentilePrecision ?? r.percentilePrecision ?? 2,
+            aggs[dir].agg,
+          ),
+        );
     }
     const total = ts.totalIos;
     out.push(...showLat(latPercents(ts.latN, total), 'nsec'));
@@ -444,8 +471,12 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       // eta.c: whole seconds since fio started, rounded up
       elapsed: Math.floor((Math.floor(r.elapsedMs) + 999) / 1000),
       'job options': dumpedOptions(job.options),
-      read: ts.read.ios ? ddirJson(ts.read, r.percentiles, plus, aggs.read.agg) : emptyDir(),
-      write: ts.write.ios ? ddirJson(ts.write, r.percentiles, plus, aggs.write.agg) : emptyDir(),
+      read: ts.read.ios
+        ? ddirJson(ts.read, job.percentiles ?? r.percentiles, plus, aggs.read.agg)
+        : emptyDir(),
+      write: ts.write.ios
+        ? ddirJson(ts.write, job.percentiles ?? r.percentiles, plus, aggs.write.agg)
+        : emptyDir(),
       trim: emptyDir(),
       sync: { total_ios: 0, lat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 } },
       job_runtime: Math.round(ts.totalRunMs),
@@ -536,8 +567,8 @@ export function renderTerse(r: FioReport): string {
     const total = ts.totalIos;
     const run = ts.totalRunMs || 1;
     const parts: string[] = [`3;${FIO_VERSION};${ts.name};${ts.groupid};${ts.error}`];
-    parts.push(ddirTerse(ts.read, r.percentiles, aggs.read.agg));
-    parts.push(ddirTerse(ts.write, r.percentiles, aggs.write.agg));
+    parts.push(ddirTerse(ts.read, job.percentiles ?? r.percentiles, aggs.read.agg));
+    parts.push(ddirTerse(ts.write, job.percentiles ?? r.percentiles, aggs.write.agg));
     parts.push(
       [
         `${tf((ts.usrMs * 100) / run)}%`,

@@ -6,10 +6,18 @@
  *
  *   pvblk guest fio --name=randw --rw=randwrite --bs=4k --iodepth=32 --direct=1 --size=4m
  */
-import { num2str, renderJson, renderNormal, renderTerse, type FioReportJob } from './fio-report.ts';
+import {
+  num2str,
+  renderJson,
+  renderNormal,
+  renderTerse,
+  reportGroups,
+  type FioReportJob,
+} from './fio-report.ts';
 import {
   checkJob,
   checkJobAgainstDevice,
+  DEFAULT_PERCENTILES,
   FIO_VERSION,
   FioUsageError,
   fioTakesValue,
@@ -467,8 +475,7 @@ async function runFio(
   const report = {
     jobs: reportJobs(workers, cl, raw),
     disks: before.map((b, i) => diskDelta(b, after[i])),
-    percentiles: cl.global.percentileList,
-    percentilePrecision: cl.global.percentilePrecision,
+    percentiles: DEFAULT_PERCENTILES,
     timestampMs: Date.now(),
     elapsedMs: performance.now() - genesis,
     globalOptions: cl.globalGiven,
@@ -514,7 +521,7 @@ export function deviceJson(d: DeviceCounters): Record<string, number | string> {
   };
 }
 
-/** Jobs for the report: one per worker, or one per job with group_reporting. */
+/** Jobs for the report: a worker's own, or a group's (group_reporting: reportGroups()). */
 function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioReportJob[] {
   const pvblkOf = (s: JobStats): Record<string, unknown> => {
     const occ = s.ringOccupancy;
@@ -524,29 +531,23 @@ function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioRep
     if (raw) o.raw = s.toRaw();
     return o;
   };
-  if (cl.global.groupReporting) {
-    // one report per group, as stat.c's __show_run_stats() merges every job of a groupid: with no
-    // stonewall or new_group (which this fio does not take), every job section is in group 0
-    const first = cl.jobs[0];
-    const merged = new JobStats(first.name);
-    merged.members = 0;
-    for (const w of workers) merged.merge(w.stats);
-    // the group's report is named and described after its first job (__show_run_stats)
-    return [
-      {
-        stats: merged,
-        options: cl.given[0],
-        iodepth: first.iodepth,
-        description: first.description,
-        pvblk: pvblkOf(merged),
-      },
-    ];
-  }
-  return workers.map((w) => ({
-    stats: w.stats,
-    options: cl.given[cl.jobs.indexOf(w.job)],
-    iodepth: w.job.iodepth,
-    description: w.job.description,
-    pvblk: pvblkOf(w.stats),
-  }));
+  return reportGroups(workers, (w) => w.job.groupReporting).map((group) => {
+    const first = group[0].job;
+    const last = group[group.length - 1].job;
+    let stats = group[0].stats;
+    if (group.length > 1) {
+      stats = new JobStats(first.name);
+      stats.members = 0;
+      for (const w of group) stats.merge(w.stats);
+    }
+    return {
+      stats,
+      options: cl.given[cl.jobs.indexOf(last)],
+      iodepth: last.iodepth,
+      description: first.description,
+      percentiles: last.percentileList,
+      percentilePrecision: last.percentilePrecision,
+      pvblk: pvblkOf(stats),
+    };
+  });
 }
