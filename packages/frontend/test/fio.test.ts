@@ -364,6 +364,20 @@ describe('fio options', () => {
     ])
       expect(usage(() => parse(['--name=j', arg]))).toEqual([`fio: option ${name} requires an argument`]);
     expect(usage(() => parse(['--name=j', '--time_based=']))).toEqual(['fio: failed parsing time_based=']);
+    // an engine fio has no library of: ioengine_load()'s words, with the job section's td_vmsg() (fio
+    // 3.33's lines, at its line of ioengines.c); fio's own engines that this fio lacks are named so
+    expect(usage(() => parse(['--name=j', '--ioengine=foo']))).toEqual([
+      'fio: engine foo not loadable',
+      'fio: failed to load engine',
+      'fio: file:ioengines.c:135, func=dlopen, error=foo: cannot open shared object file: No such file or directory',
+    ]);
+    expect(usage(() => parse(['--ioengine=foo', '--name=j']))).toEqual([
+      'fio: engine foo not loadable',
+      'fio: failed to load engine',
+    ]);
+    expect(usage(() => parse(['--name=j', '--ioengine=null']))).toEqual([
+      "fio: ioengine=null is one of fio's engines, but this fio does not implement it (see --help)",
+    ]);
     expect(usage(() => parse(['--name=j', 'jobfile.fio']))[0]).toMatch(/job files are not supported/);
     expect(usage(() => checkJob(parse(['--name=j', '--time_based']).jobs[0]))).toEqual([
       'fio: j: time_based needs a runtime (--runtime=<seconds>)',
@@ -804,6 +818,22 @@ describe('fio statistics and output', () => {
     // calc_clat_percentiles() gives them for no samples; the list's unused places are 0%=0
     const plist = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99];
     expect(f.slice(17, 37)).toEqual([...plist.map((p) => `${p.toFixed(6)}%=0`), '0%=0', '0%=0', '0%=0']);
+  });
+
+  it("works out terse's bw share as show_ddir_status_terse() does, not as the normal report's and JSON's", () => {
+    const r = report();
+    const w = r.jobs[0].stats.write;
+    // an aggregate of 4000.5 KiB/s, and samples of 3001.5 KiB/s on average
+    w.bytes += 512;
+    w.bw.add(2003);
+    const f = renderTerse(r).trimEnd().split(';');
+    const at = f.findIndex((x, i) => x === '2003' && f[i + 1] === '4000');
+    // the mean over the aggregate in whole KiB: 3001.5 × 100 / 4000
+    expect(f[at + 2]).toBe('75.037500%');
+    // convert_agg_kbytes_percent(): the mean truncated, over the aggregate in KiB: 3001 × 100 / 4000.5
+    expect(renderNormal(r)).toContain('per=75.02%');
+    const bwAgg = (renderJson(r).jobs as Array<{ write: { bw_agg: number } }>)[0].write.bw_agg;
+    expect(bwAgg).toBeCloseTo((3001 * 100) / 4000.5, 9);
   });
 
   it('prints no line between two jobs, and one before the run status group (show_run_stats)', () => {

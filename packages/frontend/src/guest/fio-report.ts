@@ -167,6 +167,17 @@ function perOfAgg(meanKiB: number, groupAggBytes: number): number {
   return groupAggBytes > 1024 ? Math.min(100, (Math.floor(meanKiB) * 100) / (groupAggBytes / 1024)) : 100;
 }
 
+/**
+ * The same share as show_ddir_status_terse() works it out on its own: the mean not truncated, the
+ * aggregate in whole KiB (an integer division), any aggregate at all (one under 1 KiB/s divides by 0,
+ * which the cap makes 100).
+ */
+function terseOfAgg(meanKiB: number, groupAggBytes: number): number {
+  if (!groupAggBytes) return 100;
+  const kib = Math.floor(groupAggBytes / 1024);
+  return kib ? Math.min(100, (meanKiB * 100) / kib) : 100;
+}
+
 function bwOf(d: DirStats): number {
   return d.runtimeMs ? Math.floor((1000 * d.bytes) / d.runtimeMs) : 0;
 }
@@ -552,7 +563,7 @@ function ddirTerse(d: DirStats, plist: number[], groupAgg: number): string {
   }
   parts.push(...lat(d.lat));
   if (d.bw.n) {
-    const perAgg = perOfAgg(d.bw.mean, groupAgg);
+    const perAgg = terseOfAgg(d.bw.mean, groupAgg);
     parts.push(String(d.bw.min), String(d.bw.max), `${tf(perAgg)}%`, tf(d.bw.mean), tf(d.bw.stdev));
   } else {
     parts.push('0', '0', `${tf(0)}%`, tf(0), tf(0));
