@@ -465,12 +465,13 @@ describe('fio verify', () => {
   it("writes fio's header and finds a flipped bit with fio's message", () => {
     for (const kind of ['crc32c', 'md5'] as const) {
       const b = Buffer.alloc(4096);
-      fillVerifyBlock(kind, b, { offset: 8192, seed: 7, numberio: 3, thread: 0 });
+      fillVerifyBlock(kind, b, { offset: 8192, seed: 7, numberio: 3, thread: 1 });
       expect(b.readUInt16LE(0)).toBe(0xacca);
-      expect(b[2]).toBe(0x81);
+      expect(b.readUInt16LE(2)).toBe(kind === 'md5' ? 2 : 5);
       expect(b.readUInt32LE(4)).toBe(4096);
       expect(Number(b.readBigUInt64LE(16))).toBe(8192);
-      expect(checkVerifyBlock(kind, b, '/dev/xvda', 8192)).toBeNull();
+      expect([b.readUInt16LE(32), b.readUInt16LE(34)]).toEqual([1, 3]);
+      expect(checkVerifyBlock(kind, b, '/dev/xvda', 8192, 3)).toBeNull();
       const bad = Buffer.from(b);
       bad[1000] ^= 0x10;
       const lines = checkVerifyBlock(kind, bad, '/dev/xvda', 8192)!;
@@ -479,14 +480,59 @@ describe('fio verify', () => {
       );
       expect(lines[1]).toMatch(/^ {7}Expected CRC: [0-9a-f]+$/);
       expect(lines[2]).toMatch(/^ {7}Received CRC: [0-9a-f]+$/);
+      expect(lines).toHaveLength(3);
       // a block written for another offset (a misdirected write) fails on its header
       expect(checkVerifyBlock(kind, b, '/dev/xvda', 4096)![0]).toBe(
         'verify: bad header offset 8192, wanted 4096 at file /dev/xvda offset 4096, length 4096 (requested block: offset=4096, length=4096)',
+      );
+      // an older write of the block (a lost write) fails on its number
+      expect(checkVerifyBlock(kind, b, '/dev/xvda', 8192, 4)![0]).toBe(
+        'verify: bad header numberio 3, wanted 4 at file /dev/xvda offset 8192, length 4096 (requested block: offset=8192, length=4096)',
       );
       expect(checkVerifyBlock(kind, Buffer.alloc(4096), '/dev/xvda', 0)![0]).toMatch(
         /^verify: bad magic header 0, wanted acca at file \/dev\/xvda offset 0/,
       );
     }
+  });
+
+  it('verifies the blocks real fio wrote, in the same layout as its own (verify.h of fio 3.33 to 3.36)', () => {
+    for (const kind of ['crc32c', 'md5'] as const) {
+      const file = readFileSync(new URL(`./fixtures/fio-3.33-verify-${kind}.bin`, import.meta.url));
+      for (const k of [0, 1]) {
+        const block = file.subarray(k * 4096, (k + 1) * 4096);
+        // a writer's check, numberio and all
+        expect(checkVerifyBlock(kind, Buffer.from(block), '/dev/xvda', k * 4096, k)).toBeNull();
+        // ours: the same fields at the same places (the data and its seed are each writer's own)
+        const ours = Buffer.alloc(4096);
+        fillVerifyBlock(kind, ours, { offset: k * 4096, seed: 1, numberio: k, thread: 1 });
+        for (const [at, size] of [
+          [0, 2],
+          [2, 2],
+          [4, 4],
+          [16, 8],
+          [32, 2],
+          [34, 2],
+        ])
+          expect(ours.subarray(at, at + size)).toEqual(block.subarray(at, at + size));
+      }
+    }
+    // checked by the other method: fio 3.33's lines (the medium's md5 digest read as a CRC32C's
+    // place, and the type mismatch named)
+    const crc = readFileSync(new URL('./fixtures/fio-3.33-verify-crc32c.bin', import.meta.url)).subarray(
+      0,
+      4096,
+    );
+    const lines = checkVerifyBlock('md5', Buffer.from(crc), '/dev/xvda', 0)!;
+    expect(lines[0]).toBe(
+      'md5: verify failed at file /dev/xvda offset 0, length 4096 (requested block: offset=0, length=4096, flags=88)',
+    );
+    expect(lines[3]).toBe('fio: verify type mismatch (5 media, 2 given)');
+    // a zeroed byte in the header: its CRC
+    const hdr = Buffer.from(crc);
+    hdr[34] = 0xff;
+    expect(checkVerifyBlock('crc32c', hdr, '/dev/xvda', 0)![0]).toMatch(
+      /^verify: bad header crc [0-9a-f]+, calculated /,
+    );
   });
 });
 

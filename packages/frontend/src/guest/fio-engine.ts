@@ -737,7 +737,7 @@ export class Worker {
         offset,
         seed: this.job.randseed,
         numberio,
-        thread: this.index,
+        thread: this.index + 1, // td->thread_number, from 1
       });
       if (this.direct) this.toPages(slot);
       this.written.set(offset, numberio);
@@ -829,7 +829,11 @@ export class Worker {
   private verifyRead(io: Io): void {
     if (this.job.verify === 'none') return;
     if (this.direct) this.fromPages(io.slot);
-    const bad = checkVerifyBlock(this.job.verify, io.slot.buf!, this.target.path, io.offset);
+    // verify_header() checks the write's number where the job's log is sure of it: a writer of one
+    // block size, neither time_based nor verify_only
+    const sure = this.kinds.write && !this.job.timeBased && !this.job.verifyOnly;
+    const numberio = sure ? (this.written.get(io.offset) ?? null) : null;
+    const bad = checkVerifyBlock(this.job.verify, io.slot.buf!, this.target.path, io.offset, numberio);
     if (bad) this.verifyFailed(bad);
   }
 
