@@ -391,6 +391,24 @@ describe('the guest fio, run whole', () => {
     expect(sectors('write')).toEqual(walk(mix.write.total_ios));
   });
 
+  it('counts a failed I/O as issued, as fio counts total_io_u at queue time: shares add up to 100 %', async () => {
+    const dev = stack.disks.get('/dev/sdg')!;
+    // the 65th block of a sequential read fails (fio 3.33 over a file failing there: total=257 for
+    // 256 good reads, slat N 257, clat N 256, IO depths 1=100.0%)
+    dev.failWhen = (op, sector) => (op === 'read' && sector === 64 * 8 ? { kind: 'medium', sector } : null);
+    try {
+      const r = await fio('--name=e --rw=read --bs=4k --direct=1 --size=1m --output-format=json');
+      expect(r.status).toBe(1);
+      const j = json(r.stdout).jobs[0];
+      expect(j.read.total_ios).toBe(65);
+      expect(j.read.slat_ns.N).toBe(65);
+      expect(j.read.clat_ns.N).toBe(64);
+      expect(j.iodepth_level['1']).toBe(100);
+    } finally {
+      dev.failWhen = null;
+    }
+  });
+
   it('says each failed job on stdout as it ends, and exits with one more for each (backend.c)', async () => {
     // nothing was written at 4 MiB: every block fails its check
     const r = await fio(

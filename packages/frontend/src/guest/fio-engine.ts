@@ -730,6 +730,9 @@ export class Worker {
     const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone, verify };
     this.inflight++;
     this.issued++;
+    // fio's total_io_u: every I/O its engine was handed, a failed one too, counted as it is queued
+    // (td_io_queue()): the job's IOPS, `issued rwts` and the base of its depth and latency shares
+    (write ? this.stats.write : this.stats.read).ios++;
     this.lastWasSync = false;
     if (write && this.job.verify !== 'none') {
       const numberio = this.numberio++;
@@ -782,6 +785,9 @@ export class Worker {
     this.freeSlots.push(io.slot);
     this.completedBurst++;
     if (err) {
+      // its submission latency was taken as it was queued (io_u_queued()), a failure notwithstanding
+      if (!io.ramp && !this.sync)
+        (io.write ? this.stats.write : this.stats.read).slat.add((io.tSubmitted - io.tIssue) * 1e6);
       this.fail(
         err,
         'io_u error',
@@ -855,17 +861,15 @@ export class Worker {
     if (io.verify) this.verifiedBytes += bs;
     else this.bytesDone += bs;
     if (io.ramp) {
-      // Issued in the ramp: counted as fio's io_completed() counts it, its latency never taken
+      // Issued in the ramp: its bytes counted as fio's io_completed() counts them, its latency never taken
       // (should_account()). The ramp's end forgets the counts (resetIo()); a job that ends before
       // it reports them, with no latencies. One that completes after that end is not the run's.
       if (this.rampDone) return;
-      d.ios++;
       d.bytes += bs;
       if (io.write) this.phaseBytes.w += bs;
       else this.phaseBytes.r += bs;
       return;
     }
-    d.ios++;
     d.bytes += bs;
     if (io.write) this.phaseBytes.w += bs;
     else this.phaseBytes.r += bs;
