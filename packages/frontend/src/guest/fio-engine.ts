@@ -242,7 +242,7 @@ function usageNow(): ProcessUsage {
  * line (fio.h's `__td_verror()`: `file:%s:%d, func=%s, error=%s`).
  */
 const VERROR_AT = {
-  'io_u error': 'io_u.c:1896', // io_completed(): an I/O's error
+  'io_u error': 'io_u.c:1896', // __io_u_log_error(): an I/O's error
   io_u_sync_complete: 'io_u.c:2175', // a verify failure, synchronous engine
   io_u_queued_complete: 'io_u.c:2213', // a verify failure, asynchronous engine
   td_io_queue: 'backend.c:288', // fio_io_sync(): a failed fsync
