@@ -207,9 +207,11 @@ export function reportJobs(p: PointResult): BenchReportJob[] {
     if (group.length > 1) {
       // named after its first job, without the guest where it has several guests' jobs
       const guests = new Set(group.map((j) => j.guest)).size;
-      job.stats = new JobStats(guests > 1 ? first.stats.name.replace(/@.*$/, '') : first.stats.name);
-      job.stats.members = 0;
-      for (const j of group) job.stats.merge(j.stats);
+      const name = guests > 1 ? first.stats.name.replace(/@.*$/, '') : first.stats.name;
+      job.stats = JobStats.merged(
+        name,
+        group.map((j) => j.stats),
+      );
     }
     return job;
   });
@@ -222,10 +224,7 @@ function oneOfAll(p: PointResult, jobs: readonly FioReportJob[]): boolean {
 
 /** A guest's jobs merged (what its relay client is compared with). */
 function guestMerged(g: GuestRun): JobStats {
-  const m = new JobStats(g.name);
-  m.members = 0;
-  for (const j of g.jobs) m.merge(j);
-  return m;
+  return JobStats.merged(g.name, g.jobs);
 }
 
 function relayMerged(

@@ -860,19 +860,14 @@ export class Worker {
     // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included
     if (io.verify) this.verifiedBytes += bs;
     else this.bytesDone += bs;
-    if (io.ramp) {
-      // Issued in the ramp: its bytes counted as fio's io_completed() counts them, its latency never taken
-      // (should_account()). The ramp's end forgets the counts (resetIo()); a job that ends before
-      // it reports them, with no latencies. One that completes after that end is not the run's.
-      if (this.rampDone) return;
-      d.bytes += bs;
-      if (io.write) this.phaseBytes.w += bs;
-      else this.phaseBytes.r += bs;
-      return;
-    }
+    // Issued in the ramp: its bytes counted as fio's io_completed() counts them, its latency never
+    // taken (should_account()). The ramp's end forgets the counts (resetIo()); a job that ends before
+    // it reports them, with no latencies. One that completes after that end is not the run's.
+    if (io.ramp && this.rampDone) return;
     d.bytes += bs;
     if (io.write) this.phaseBytes.w += bs;
     else this.phaseBytes.r += bs;
+    if (io.ramp) return;
     const lat = (t - io.tIssue) * 1e6;
     // a synchronous engine's I/O has no submission apart from its call (tSubmitted is its issue)
     if (!this.sync) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);

@@ -476,7 +476,7 @@ const OPTIONS: Record<string, OptionDef> = {
 
 /** fio's getopt table by name: whether getopt takes the value from the next argument. */
 const FIO_GETOPT = new Map(FIO_GETOPT_TABLE);
-const FIO_GETOPT_NAMES = FIO_GETOPT_TABLE.map(([n]) => n);
+const FIO_GETOPT_NAMES = [...FIO_GETOPT.keys()];
 
 /**
  * The option a name means, as glibc's getopt_long_only() finds it in fio's table: the name itself,

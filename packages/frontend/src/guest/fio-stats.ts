@@ -387,6 +387,14 @@ export class JobStats {
     (b.unit === 'n' ? this.latN : b.unit === 'u' ? this.latU : this.latM)[b.idx]++;
   }
 
+  /** Jobs that ran side by side (a group_reporting group, a guest's jobs) as one, named `name`. */
+  static merged(name: string, jobs: Iterable<JobStats>): JobStats {
+    const m = new JobStats(name);
+    m.members = 0;
+    for (const j of jobs) m.merge(j);
+    return m;
+  }
+
   /** `o` ran beside this job (group_reporting, another guest); `rates` as in DirStats.merge. */
   merge(o: JobStats, rates: 'sum' | 'pool' = 'sum'): void {
     this.members += o.members;

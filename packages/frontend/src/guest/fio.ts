@@ -534,12 +534,13 @@ function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioRep
   return reportGroups(workers, (w) => w.job.groupReporting).map((group) => {
     const first = group[0].job;
     const last = group[group.length - 1].job;
-    let stats = group[0].stats;
-    if (group.length > 1) {
-      stats = new JobStats(first.name);
-      stats.members = 0;
-      for (const w of group) stats.merge(w.stats);
-    }
+    const stats =
+      group.length > 1
+        ? JobStats.merged(
+            first.name,
+            group.map((w) => w.stats),
+          )
+        : group[0].stats;
     return {
       stats,
       options: cl.given[cl.jobs.indexOf(last)],
