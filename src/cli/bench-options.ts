@@ -123,7 +123,8 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --name --filename --rw=read|write|randread|randwrite|rw|randrw --rwmixread --bs --iodepth
   --numjobs --size --offset --runtime --time_based --ramp_time --direct=0|1
   --invalidate --fadvise_hint=0|1|random|sequential --end_fsync --fsync_on_close
-  --ioengine=libaio|io_uring|psync|sync --verify=none|crc32c|md5 --do_verify --verify_only
+  --ioengine=libaio|io_uring|psync|sync --verify=none|md5|crc32c|sha256|…|meta|pattern|null
+  --verify_pattern --do_verify --verify_only
   --randseed --randrepeat --group_reporting --percentile_list
   --output-format=normal|json|json+|terse[,…] --minimal --terse-version=3 --eta=auto|always|never
   (and fio's aliases: --readwrite, --blocksize, --rwmixwrite, --timeout, --buffered; an

@@ -509,6 +509,45 @@ describe("the guest fio's verify phases (backend.c's thread_main())", () => {
     expect(rd.runtime + wr.runtime).toBeLessThan(600);
   });
 
+  it("writes and checks blocks by each of fio's methods, a pattern's too, and names a bad byte as fio does", async () => {
+    // a mixed job's verify phase checks each block's seed against the log (td_rw()) as well
+    for (const m of ['sha256', 'sha512', 'crc64', 'crc7', 'xxhash', 'sha3-384', 'sha1', 'meta', 'null']) {
+      const r = await fio(
+        `--name=v --rw=randrw --bs=4k --direct=1 --iodepth=4 --size=128k --verify=${m} --offset=2m`,
+      );
+      expect(r.stderr, m).toBe('');
+      expect(r.status, m).toBe(0);
+    }
+    // the pattern with the block's offset in it, no header: read back by another job, then one block
+    // overwritten under it
+    const pattern = '--verify=pattern --verify_pattern=0xdeadbeef%o';
+    const w = await fio(`--name=w --rw=write --bs=4k --direct=1 --size=64k --offset=3m ${pattern}`);
+    expect(w.status).toBe(0);
+    const rd = `--name=r --rw=read --bs=4k --direct=1 --size=64k --offset=3m ${pattern}`;
+    expect((await fio(rd)).status).toBe(0);
+    let out = '';
+    const dd = await userland.run(
+      'dd if=/dev/zero of=/dev/xvda bs=1 count=1 seek=3153925 conv=notrunc,fsync',
+      {
+        stdout: (t) => (out += t),
+        stderr: (t) => (out += t),
+        signal: new AbortController().signal,
+      },
+    );
+    expect(dd, out).toBe(0);
+    // the byte at 3153925 = 3 MiB + 2 blocks + 5: the %o's second byte (the block's offset, 0x302000,
+    // little-endian: 00 20 30 00 …). With no header, fio reads the length and the type from the
+    // block's bytes all the same: 00 00 30 00 and be ef.
+    const bad = await fio(rd);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.split('\n').slice(0, 4)).toEqual([
+      "fio: got pattern '00', wanted '20'. Bad bits 1",
+      'fio: bad pattern block offset 5',
+      'pattern: verify failed at file /dev/xvda offset 3153920, length 3145728 (requested block: offset=3153920, length=4096, flags=8)',
+      'fio: verify type mismatch (61374 media, 18 given)',
+    ]);
+  });
+
   /** A random writer's job with crc32c verify, direct, its JSON read. */
   const verifyJob = async (args: string) => {
     const r = await fio(

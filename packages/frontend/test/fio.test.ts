@@ -15,7 +15,15 @@ import {
   parseFioOptions,
   splitOptions,
 } from '../src/guest/fio-options.ts';
-import { checkVerifyBlock, crc32c, fillVerifyBlock } from '../src/guest/fio-verify.ts';
+import {
+  checkVerifyBlock,
+  crc32c,
+  fillVerifyBlock,
+  type VerifyExpect,
+  type VerifySpec,
+} from '../src/guest/fio-verify.ts';
+import { parseVerifyPattern } from '../src/guest/fio-pattern.ts';
+import type { FioVerify } from '../src/guest/fio-options.ts';
 import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
 import { mulberry32 } from '@pvblk/shared';
 import { fixed } from '../src/guest/printf.ts';
@@ -457,6 +465,14 @@ describe('fio options', () => {
 });
 
 describe('fio verify', () => {
+  const spec = (verify: FioVerify, pattern?: string): VerifySpec => ({
+    verify,
+    verifyPattern: pattern === undefined ? null : parseVerifyPattern(pattern),
+  });
+  const sure = (numberio: number | null, flags = 0x88): VerifyExpect => ({ numberio, seed: null, flags });
+  const fixture = (name: string): Buffer =>
+    readFileSync(new URL(`./fixtures/fio-3.33-verify-${name}.bin`, import.meta.url));
+
   it('computes CRC-32C (check value of "123456789" is e3069283)', () => {
     expect(crc32c(Buffer.from('123456789')).toString(16)).toBe('e3069283');
     expect(crc32c(Buffer.alloc(0))).toBe(0);
@@ -465,46 +481,86 @@ describe('fio verify', () => {
   it("writes fio's header and finds a flipped bit with fio's message", () => {
     for (const kind of ['crc32c', 'md5'] as const) {
       const b = Buffer.alloc(4096);
-      fillVerifyBlock(kind, b, { offset: 8192, seed: 7, numberio: 3, thread: 1 });
+      fillVerifyBlock(spec(kind), b, { offset: 8192, seed: 7n, numberio: 3, thread: 1 });
       expect(b.readUInt16LE(0)).toBe(0xacca);
       expect(b.readUInt16LE(2)).toBe(kind === 'md5' ? 2 : 5);
       expect(b.readUInt32LE(4)).toBe(4096);
+      expect(b.readBigUInt64LE(8)).toBe(7n);
       expect(Number(b.readBigUInt64LE(16))).toBe(8192);
       expect([b.readUInt16LE(32), b.readUInt16LE(34)]).toEqual([1, 3]);
-      expect(checkVerifyBlock(kind, b, '/dev/xvda', 8192, 3)).toBeNull();
+      expect(checkVerifyBlock(spec(kind), b, '/dev/xvda', 8192, sure(3))).toBeNull();
       const bad = Buffer.from(b);
       bad[1000] ^= 0x10;
-      const lines = checkVerifyBlock(kind, bad, '/dev/xvda', 8192)!;
+      const lines = checkVerifyBlock(spec(kind), bad, '/dev/xvda', 8192)!;
       expect(lines[0]).toBe(
         `${kind}: verify failed at file /dev/xvda offset 8192, length 4096 (requested block: offset=8192, length=4096, flags=88)`,
       );
       expect(lines[1]).toMatch(/^ {7}Expected CRC: [0-9a-f]+$/);
       expect(lines[2]).toMatch(/^ {7}Received CRC: [0-9a-f]+$/);
       expect(lines).toHaveLength(3);
+      // a job's own read, not one of the verify phase: io_u->flags without IO_U_F_VER_LIST
+      expect(checkVerifyBlock(spec(kind), bad, '/dev/xvda', 8192, sure(null, 0x8))![0]).toMatch(
+        /, flags=8\)$/,
+      );
       // a block written for another offset (a misdirected write) fails on its header
-      expect(checkVerifyBlock(kind, b, '/dev/xvda', 4096)![0]).toBe(
+      expect(checkVerifyBlock(spec(kind), b, '/dev/xvda', 4096)![0]).toBe(
         'verify: bad header offset 8192, wanted 4096 at file /dev/xvda offset 4096, length 4096 (requested block: offset=4096, length=4096)',
       );
       // an older write of the block (a lost write) fails on its number
-      expect(checkVerifyBlock(kind, b, '/dev/xvda', 8192, 4)![0]).toBe(
+      expect(checkVerifyBlock(spec(kind), b, '/dev/xvda', 8192, sure(4))![0]).toBe(
         'verify: bad header numberio 3, wanted 4 at file /dev/xvda offset 8192, length 4096 (requested block: offset=8192, length=4096)',
       );
-      expect(checkVerifyBlock(kind, Buffer.alloc(4096), '/dev/xvda', 0)![0]).toMatch(
+      // … and in a job that reads and writes, on its seed first, as verify_header() checks them
+      expect(
+        checkVerifyBlock(spec(kind), b, '/dev/xvda', 8192, { numberio: 4, seed: 9n, flags: 0x88 })![0],
+      ).toBe(
+        'verify: bad header rand_seed 7, wanted 9 at file /dev/xvda offset 8192, length 4096 (requested block: offset=8192, length=4096)',
+      );
+      expect(checkVerifyBlock(spec(kind), Buffer.alloc(4096), '/dev/xvda', 0)![0]).toMatch(
         /^verify: bad magic header 0, wanted acca at file \/dev\/xvda offset 0/,
       );
     }
   });
 
-  it('verifies the blocks real fio wrote, in the same layout as its own (verify.h of fio 3.33 to 3.36)', () => {
-    for (const kind of ['crc32c', 'md5'] as const) {
-      const file = readFileSync(new URL(`./fixtures/fio-3.33-verify-${kind}.bin`, import.meta.url));
+  it('verifies the blocks real fio wrote with every checksum method, and writes the same layout', () => {
+    const methods = [
+      'md5',
+      'crc64',
+      'crc32',
+      'crc32c',
+      'crc16',
+      'crc7',
+      'sha1',
+      'sha256',
+      'sha512',
+      'sha3-224',
+      'sha3-256',
+      'sha3-384',
+      'sha3-512',
+      'xxhash',
+      'meta',
+    ] as const;
+    for (const kind of methods) {
+      const file = fixture(kind);
       for (const k of [0, 1]) {
-        const block = file.subarray(k * 4096, (k + 1) * 4096);
+        const block = Buffer.from(file.subarray(k * 4096, (k + 1) * 4096));
         // a writer's check, numberio and all
-        expect(checkVerifyBlock(kind, Buffer.from(block), '/dev/xvda', k * 4096, k)).toBeNull();
-        // ours: the same fields at the same places (the data and its seed are each writer's own)
+        expect(checkVerifyBlock(spec(kind), block, '/dev/xvda', k * 4096, sure(k)), kind).toBeNull();
+        // a flipped bit in the data: fio's lines, the method's name first (meta checks no data)
+        const bad = Buffer.from(block);
+        bad[4095] ^= 0x01;
+        const lines = checkVerifyBlock(spec(kind), bad, '/dev/xvda', k * 4096, sure(k));
+        if (kind === 'meta') expect(lines).toBeNull();
+        else {
+          expect(lines![0], kind).toBe(
+            `${kind}: verify failed at file /dev/xvda offset ${k * 4096}, length 4096 (requested block: offset=${k * 4096}, length=4096, flags=88)`,
+          );
+          expect(lines).toHaveLength(3);
+        }
+        // ours: the same fields at the same places (the data and its seed are each writer's own),
+        // and a checksum that checks
         const ours = Buffer.alloc(4096);
-        fillVerifyBlock(kind, ours, { offset: k * 4096, seed: 1, numberio: k, thread: 1 });
+        fillVerifyBlock(spec(kind), ours, { offset: k * 4096, seed: 1n, numberio: k, thread: 1 });
         for (const [at, size] of [
           [0, 2],
           [2, 2],
@@ -513,16 +569,25 @@ describe('fio verify', () => {
           [32, 2],
           [34, 2],
         ])
-          expect(ours.subarray(at, at + size)).toEqual(block.subarray(at, at + size));
+          expect(ours.subarray(at, at + size), `${kind} @${at}`).toEqual(block.subarray(at, at + size));
+        expect(checkVerifyBlock(spec(kind), ours, '/dev/xvda', k * 4096, sure(k))).toBeNull();
       }
     }
+    // fio's sha512 keeps only its block buffer: the data's last partial block (88 bytes here) over
+    // its first 128 bytes. A flipped bit anywhere else goes unnoticed, by fio and so by the guest's.
+    const sha512 = Buffer.from(fixture('sha512').subarray(0, 4096));
+    sha512[2000] ^= 0x01;
+    expect(checkVerifyBlock(spec('sha512'), sha512, '/dev/xvda', 0, sure(0))).toBeNull();
+    sha512[40 + 128 + 5] ^= 0x01; // the data's 6th byte: under the tail in the buffer
+    expect(checkVerifyBlock(spec('sha512'), sha512, '/dev/xvda', 0, sure(0))).toBeNull();
+    sha512[40 + 128 + 100] ^= 0x01; // its 101st: still in the buffer
+    expect(checkVerifyBlock(spec('sha512'), sha512, '/dev/xvda', 0, sure(0))![0]).toMatch(
+      /^sha512: verify failed/,
+    );
     // checked by the other method: fio 3.33's lines (the medium's md5 digest read as a CRC32C's
     // place, and the type mismatch named)
-    const crc = readFileSync(new URL('./fixtures/fio-3.33-verify-crc32c.bin', import.meta.url)).subarray(
-      0,
-      4096,
-    );
-    const lines = checkVerifyBlock('md5', Buffer.from(crc), '/dev/xvda', 0)!;
+    const crc = fixture('crc32c').subarray(0, 4096);
+    const lines = checkVerifyBlock(spec('md5'), Buffer.from(crc), '/dev/xvda', 0)!;
     expect(lines[0]).toBe(
       'md5: verify failed at file /dev/xvda offset 0, length 4096 (requested block: offset=0, length=4096, flags=88)',
     );
@@ -530,8 +595,118 @@ describe('fio verify', () => {
     // a zeroed byte in the header: its CRC
     const hdr = Buffer.from(crc);
     hdr[34] = 0xff;
-    expect(checkVerifyBlock('crc32c', hdr, '/dev/xvda', 0)![0]).toMatch(
+    expect(checkVerifyBlock(spec('crc32c'), hdr, '/dev/xvda', 0)![0]).toMatch(
       /^verify: bad header crc [0-9a-f]+, calculated /,
+    );
+  });
+
+  it("checks fio's pattern blocks, with and without a header, and fails one as fio 3.36 says", () => {
+    // verify=pattern verify_pattern=0xdeadbeef: no header at all
+    const plain = fixture('pattern');
+    expect(plain.subarray(0, 8).toString('hex')).toBe('deadbeefdeadbeef');
+    for (const k of [0, 1])
+      expect(
+        checkVerifyBlock(
+          spec('pattern', '0xdeadbeef'),
+          Buffer.from(plain.subarray(k * 4096, (k + 1) * 4096)),
+          '/f',
+          k * 4096,
+        ),
+      ).toBeNull();
+    const bad = Buffer.from(plain.subarray(4096));
+    bad[100] = 0;
+    // real fio 3.33's lines for this block, byte for byte: the "length" and the media type are the
+    // pattern's bytes read as a header's
+    expect(checkVerifyBlock(spec('pattern', '0xdeadbeef'), bad, '/f', 4096, sure(null, 0x8))).toEqual([
+      "fio: got pattern '00', wanted 'de'. Bad bits 6",
+      'fio: bad pattern block offset 100',
+      'pattern: verify failed at file /f offset 4096, length 4022250974 (requested block: offset=4096, length=4096, flags=8)',
+      'fio: verify type mismatch (61374 media, 18 given)',
+    ]);
+    // verify_pattern alone: a header (VERIFY_PATTERN, 17), the pattern after it with the block's
+    // offset for %o; fio 3.36 counts the bad byte's offset from the block's start (3.33 from the
+    // pattern's start after the header: 2)
+    const withHdr = fixture('pattern-header');
+    const p = spec('pattern-header', '"ab"%o-12');
+    for (const k of [0, 1])
+      expect(
+        checkVerifyBlock(p, Buffer.from(withHdr.subarray(k * 4096, (k + 1) * 4096)), '/f', k * 4096, sure(k)),
+      ).toBeNull();
+    const bad2 = Buffer.from(withHdr.subarray(4096));
+    bad2[42] = 0;
+    expect(checkVerifyBlock(p, bad2, '/f', 4096, sure(1, 0x8))).toEqual([
+      "fio: got pattern '00', wanted '61'. Bad bits 3",
+      'fio: bad pattern block offset 42',
+      'pattern: verify failed at file /f offset 4096, length 4096 (requested block: offset=4096, length=4096, flags=8)',
+    ]);
+    // the block at 4096 does not pass for the one at 0: %o is in its data
+    const moved = Buffer.from(withHdr.subarray(4096));
+    moved.writeBigUInt64LE(0n, 16);
+    moved.writeUInt32LE(0, 36);
+    expect(checkVerifyBlock(p, moved, '/f', 0)![0]).toMatch(/^verify: bad header crc/);
+    // ours, the same bytes but for the header's time and CRC
+    const ours = Buffer.alloc(4096);
+    fillVerifyBlock(p, ours, { offset: 4096, seed: 5n, numberio: 1, thread: 1 });
+    expect(ours.subarray(40)).toEqual(withHdr.subarray(4096 + 40));
+    expect(ours.readBigUInt64LE(8)).toBe(0n); // a pattern leaves io_u->rand_seed 0
+    // meta with a pattern checks it too
+    const meta = spec('meta', '0x55');
+    const m = Buffer.alloc(4096);
+    fillVerifyBlock(meta, m, { offset: 0, seed: 5n, numberio: 0, thread: 1 });
+    expect(m.subarray(40, 48).toString('hex')).toBe('5555555555555555');
+    m[4095] = 0x54;
+    expect(checkVerifyBlock(meta, m, '/f', 0)![1]).toBe('fio: bad pattern block offset 4095');
+    // null checks nothing
+    expect(checkVerifyBlock(spec('null'), Buffer.alloc(4096), '/f', 0)).toBeNull();
+  });
+
+  it('parses verify_pattern as lib/pattern.c does (its own examples)', () => {
+    const hexOf = (s: string) => {
+      const p = parseVerifyPattern(s);
+      return p && { hex: p.bytes.toString('hex'), offsets: p.offsets };
+    };
+    expect(hexOf('"abcd"')).toEqual({ hex: '61626364', offsets: [] });
+    expect(hexOf('-1024')).toEqual({ hex: '00fcffff', offsets: [] });
+    expect(hexOf('66')).toEqual({ hex: '42', offsets: [] });
+    expect(hexOf('0xFF0X1')).toEqual({ hex: 'ff01', offsets: [] });
+    expect(hexOf('%o')).toEqual({ hex: '0000000000000000', offsets: [0] });
+    expect(hexOf('"123"0xFFeeCC')).toEqual({ hex: '313233ffeecc', offsets: [] });
+    expect(hexOf('-100xab"1"%o"2"')).toEqual({ hex: 'f6ffffffab31' + '00'.repeat(8) + '32', offsets: [6] });
+    expect(hexOf('%o0xdeadbeef%o')).toEqual({
+      hex: '00'.repeat(8) + 'deadbeef' + '00'.repeat(8),
+      offsets: [0, 12],
+    });
+    expect(hexOf('0x' + 'fe'.repeat(21))).toEqual({ hex: 'fe'.repeat(21), offsets: [] });
+    expect(hexOf('0')).toEqual({ hex: '00', offsets: [] });
+    // an odd count of hex digits: the first byte takes one (real fio 3.33 wrote 0a bc for 0xabc)
+    expect(hexOf('0xabc')).toEqual({ hex: '0abc', offsets: [] });
+    // what fio fails to parse
+    for (const bad of ['0xzz', '"open', '%x', 'abc', '2147483648', '', '0x' + 'ff'.repeat(513)])
+      expect(parseVerifyPattern(bad), bad).toBeNull();
+  });
+
+  it("takes fio's verify values and verify_pattern, and refuses what fio cannot check", () => {
+    const job = (...args: string[]) => parse(['--name=j', '--filename=/dev/xvda', ...args]).jobs[0];
+    expect(job('--verify=sha256').verify).toBe('sha256');
+    expect(job('--verify=crc32c-intel').verify).toBe('crc32c');
+    expect(job('--verify=0').verify).toBe('none');
+    expect(job('--verify=none').verify).toBe('none');
+    expect(job('--verify_pattern=0xdeadbeef').verify).toBe('pattern-header');
+    expect(job('--verify=crc32c', '--verify_pattern=0xdeadbeef').verify).toBe('crc32c');
+    expect(job('--verify_pattern=0xdeadbeef', '--verify=pattern').verify).toBe('pattern');
+    expect(job('--verify_pattern=0xdeadbeef').verifyPattern!.bytes.toString('hex')).toBe('deadbeef');
+    // fio's table of values, in its order, for one it does not know
+    const e = usage(() => parseGuestFio(['--name=j', '--verify=foo']));
+    expect(e[0]).toBe('fio: failed parsing verify=foo');
+    expect(thrown(() => parseGuestFio(['--name=j', '--verify=foo'])).out).toContain(
+      '                    : sha3-512   Use sha3-512 checksums for verification',
+    );
+    expect(usage(() => parseGuestFio(['--name=j', '--verify_pattern=0xzz']))[0]).toBe(
+      'fio: failed parsing verify_pattern=0xzz',
+    );
+    // fio 3.36 writes these blocks and then fails an assertion reading them back
+    expect(() => parseGuestFio(['--name=j', '--filename=/dev/xvda', '--verify=pattern'])).toThrow(
+      /verify=pattern needs a verify_pattern/,
     );
   });
 });

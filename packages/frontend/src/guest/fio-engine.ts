@@ -347,7 +347,10 @@ export class Worker {
   /** The last thing the job did was a sync (fio's td->last_was_sync). */
   private lastWasSync = false;
   /** Last write per offset of the current pass, for its verify phase (fio's io_piece log). */
-  private readonly written = new Map<number, number>();
+  /** Each block written: the number of its write and its seed, as fio's io_piece log has them. */
+  private readonly written = new Map<number, { numberio: number; seed: bigint }>();
+  /** The seeds of verify blocks (fio's td->verify_state), apart from the offsets' generator. */
+  private readonly verifyRand: () => number;
   /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
   private phase: 'io' | 'verify' = 'io';
   /** The verify phase's offsets, in order, and the index of the next to read. */
@@ -383,6 +386,7 @@ export class Worker {
       ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
       : (Math.random() * 2 ** 32) >>> 0;
     this.rand = mulberry32(seed);
+    this.verifyRand = mulberry32(seed ^ 0x5bd1e995);
     this.offsets = new Offsets(job.offset, size, job.bs, this.kinds.random, this.rand, bytes);
     this.direct = job.direct;
     this.sync = syncEngine(job);
@@ -736,14 +740,18 @@ export class Worker {
     this.lastWasSync = false;
     if (write && this.job.verify !== 'none') {
       const numberio = this.numberio++;
-      fillVerifyBlock(this.job.verify, slot.buf!, {
+      // a 64-bit seed from two draws, as fio's fill_verify_pattern() multiplies two
+      const drawn =
+        (BigInt(Math.floor(this.verifyRand() * 2 ** 32)) << 32n) |
+        BigInt(Math.floor(this.verifyRand() * 2 ** 32));
+      const seed = fillVerifyBlock(this.job, slot.buf!, {
         offset,
-        seed: this.job.randseed,
+        seed: drawn,
         numberio,
         thread: this.index + 1, // td->thread_number, from 1
       });
       if (this.direct) this.toPages(slot);
-      this.written.set(offset, numberio);
+      this.written.set(offset, { numberio, seed });
     }
     const tIssue = now();
     io.tIssue = tIssue;
@@ -838,8 +846,14 @@ export class Worker {
     // verify_header() checks the write's number where the job's log is sure of it: a writer of one
     // block size, neither time_based nor verify_only
     const sure = this.kinds.write && !this.job.timeBased && !this.job.verifyOnly;
-    const numberio = sure ? (this.written.get(io.offset) ?? null) : null;
-    const bad = checkVerifyBlock(this.job.verify, io.slot.buf!, this.target.path, io.offset, numberio);
+    const logged = this.written.get(io.offset);
+    const bad = checkVerifyBlock(this.job, io.slot.buf!, this.target.path, io.offset, {
+      numberio: sure ? (logged?.numberio ?? null) : null,
+      // verify_io_u() takes the header's seed for its own unless the job both reads and writes
+      // (td_rw()); a verify_only run's log is of a dry run, whose seeds are not the writer's
+      seed: this.kinds.read && this.kinds.write && !this.job.verifyOnly ? (logged?.seed ?? null) : null,
+      flags: io.verify ? 0x88 : 0x8,
+    });
     if (bad) this.verifyFailed(bad);
   }
 

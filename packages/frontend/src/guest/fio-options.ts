@@ -16,11 +16,18 @@
 import { ownEntry, PvblkError } from '@pvblk/shared';
 import { fixed } from './printf.ts';
 import { FIO_GETOPT_TABLE } from './fio-getopt-table.ts';
+import type { ChecksumName } from './fio-checksum.ts';
+import { parseVerifyPattern, type VerifyPattern } from './fio-pattern.ts';
+import { headerSize } from './fio-verify.ts';
 
 export const FIO_VERSION = 'fio-3.36';
 
 export type FioRw = 'read' | 'write' | 'randread' | 'randwrite' | 'rw' | 'randrw';
-export type FioVerify = 'none' | 'crc32c' | 'md5';
+/**
+ * fio's verify methods; `pattern-header` is VERIFY_PATTERN, which a `verify_pattern` given without
+ * `verify` sets (a header, then the pattern), where `pattern` is VERIFY_PATTERN_NO_HDR.
+ */
+export type FioVerify = 'none' | ChecksumName | 'meta' | 'pattern' | 'pattern-header' | 'null';
 /**
  * fio's output_format bits: the reports a run prints, any of them together (`--output-format=json,normal`),
  * in fio's order at the end of the run — terse, then JSON, then normal. `jsonPlus` adds the latency bins.
@@ -83,6 +90,10 @@ export interface FioJob {
   fadviseHint: 'none' | 'type' | 'random' | 'sequential';
   ioengine: FioEngine;
   verify: FioVerify;
+  /** Whether `verify` was given (fio_option_is_set()): a later `verify_pattern` leaves it alone. */
+  verifyGiven: boolean;
+  /** fio's `verify_pattern`: the data of every block written, checked by meta and the pattern methods. */
+  verifyPattern: VerifyPattern | null;
   doVerify: boolean;
   verifyOnly: boolean;
   randseed: number;
@@ -158,6 +169,8 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   fadviseHint: 'type',
   ioengine: 'libaio',
   verify: 'none',
+  verifyGiven: false,
+  verifyPattern: null,
   doVerify: true,
   verifyOnly: false,
   randseed: 0x2ce7a3bf,
@@ -279,6 +292,32 @@ export function parseChoice<T extends string>(
   );
   throw new FioUsageError([`fio: failed parsing ${opt}=${raw}`], [...table, '']);
 }
+
+/** fio's `verify` values with their help, in its table's order (options.c). */
+const VERIFY_CHOICES = [
+  ['0', "Don't do IO verification"],
+  ['md5', 'Use md5 checksums for verification'],
+  ['crc64', 'Use crc64 checksums for verification'],
+  ['crc32', 'Use crc32 checksums for verification'],
+  ['crc32c-intel', 'Use crc32c checksums for verification (hw assisted, if available)'],
+  ['crc32c', 'Use crc32c checksums for verification (hw assisted, if available)'],
+  ['crc16', 'Use crc16 checksums for verification'],
+  ['crc7', 'Use crc7 checksums for verification'],
+  ['sha1', 'Use sha1 checksums for verification'],
+  ['sha256', 'Use sha256 checksums for verification'],
+  ['sha512', 'Use sha512 checksums for verification'],
+  ['sha3-224', 'Use sha3-224 checksums for verification'],
+  ['sha3-256', 'Use sha3-256 checksums for verification'],
+  ['sha3-384', 'Use sha3-384 checksums for verification'],
+  ['sha3-512', 'Use sha3-512 checksums for verification'],
+  ['xxhash', 'Use xxhash checksums for verification'],
+  [
+    'meta',
+    "Use io information for verification. Now is implied by default, thus option is obsolete, don't use it",
+  ],
+  ['pattern', 'Verify strict pattern'],
+  ['null', 'Pretend to verify'],
+] as const;
 
 /** Applies an option's value: to `job` (the global section's defaults, unless `inJob`), or the run. */
 type Apply = (job: FioJob | null, global: FioGlobal, raw: string, inJob: boolean) => void;
@@ -411,14 +450,20 @@ const OPTIONS: Record<string, OptionDef> = {
     },
   },
   verify: {
-    apply: jobOpt(
-      (j, v) =>
-        (j.verify = parseChoice('verify', v === 'crc32c-intel' ? 'crc32c' : v, [
-          ['none', "Don't do IO verification"],
-          ['md5', 'Use md5 checksums for verification'],
-          ['crc32c', 'Use crc32c checksums for verification'],
-        ] as const)),
-    ),
+    apply: jobOpt((j, v) => {
+      // `none` is pvblk's word for fio's `0`, which fio 3.36 alone takes
+      const m = parseChoice('verify', v === 'none' ? '0' : v, VERIFY_CHOICES);
+      j.verify = m === '0' ? 'none' : m === 'crc32c-intel' ? 'crc32c' : m;
+      j.verifyGiven = true;
+    }),
+  },
+  verify_pattern: {
+    apply: jobOpt((j, v) => {
+      const p = parseVerifyPattern(v);
+      if (!p) failedParsing('verify_pattern', v);
+      j.verifyPattern = p;
+      if (!j.verifyGiven) j.verify = 'pattern-header';
+    }),
   },
   do_verify: { apply: jobOpt((j, v) => (j.doVerify = fioBool('do_verify', v, 'bool'))) },
   verify_only: { flag: true, apply: jobOpt((j, v) => (j.verifyOnly = fioBool('verify_only', v, 'set'))) },
@@ -818,10 +863,17 @@ export function checkJob(job: FioJob): void {
     fail(`fio: ${job.name}: time_based needs a runtime (--runtime=<seconds>)`);
   }
   if (job.verifyOnly && job.verify === 'none') {
-    fail(`fio: ${job.name}: verify_only needs a verify method (--verify=crc32c|md5)`);
+    fail(`fio: ${job.name}: verify_only needs a verify method (--verify=crc32c|md5|…)`);
   }
-  if (job.verify !== 'none' && job.bs < 64) {
-    fail(`fio: ${job.name}: bs=${job.bs} cannot hold a verify header (64 bytes at least)`);
+  // fio 3.36 writes such a job's blocks and then fails an assertion in its verify phase
+  if (job.verify === 'pattern' && !job.verifyPattern) {
+    fail(`fio: ${job.name}: verify=pattern needs a verify_pattern (--verify_pattern=0xdeadbeef, say)`);
+  }
+  if (job.verify !== 'none' && job.bs <= headerSize(job.verify)) {
+    // populate_hdr()'s "Blocksize too small", said before the job starts
+    fail(
+      `fio: ${job.name}: bs=${job.bs} is too small for verify=${job.verify}'s ${headerSize(job.verify)}-byte header`,
+    );
   }
 }
 

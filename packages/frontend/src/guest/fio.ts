@@ -81,7 +81,9 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --bs=4k   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0
   --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
   --invalidate=1   --fadvise_hint=0|1|random|sequential   --end_fsync=0   --fsync_on_close=0
-  --ioengine=libaio|io_uring|psync|sync   --verify=none|crc32c|md5   --do_verify=1   --verify_only
+  --ioengine=libaio|io_uring|psync|sync   --do_verify=1   --verify_only
+  --verify=none|md5|crc64|crc32|crc32c|crc16|crc7|sha1|sha256|sha512|sha3-224|sha3-256|sha3-384|
+           sha3-512|xxhash|meta|pattern|null   --verify_pattern=0xdeadbeef|"text"|<int>|%o…
   --randseed=<n>   --randrepeat=1   --description=<text>
   --group_reporting   --percentile_list=1:5:…:99.99
   --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never   --version

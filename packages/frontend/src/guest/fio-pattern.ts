@@ -1,0 +1,83 @@
+/**
+ * fio's `verify_pattern` (lib/pattern.c's parse_and_fill_pattern()): a run of elements, each a
+ * double-quoted string (no escapes), a hexadecimal number of any length (`0x…`, its bytes in the
+ * order written, an odd digit count taking one digit for its first byte), a decimal number in
+ * [INT_MIN, INT_MAX] (its bytes little-endian, no more than it needs; 0 is one byte), or `%o`, the
+ * block's offset as 8 little-endian bytes. `"ab"%o-12` is 61 62, eight offset bytes, f4 ff ff ff.
+ * fio's `'file'` element (the pattern read from a file) is not taken: a guest's fio has no such
+ * file to hand, and it is refused like any other element fio cannot parse.
+ */
+
+/** The longest pattern fio takes (MAX_PATTERN_SIZE). */
+export const MAX_PATTERN_SIZE = 512;
+
+export interface VerifyPattern {
+  /** The pattern's bytes, each `%o`'s eight zero. */
+  bytes: Buffer;
+  /** Where each `%o` goes in `bytes`. */
+  offsets: number[];
+}
+
+/** Parses `s`, or returns null where fio's parser fails (the caller says fio's words). */
+export function parseVerifyPattern(s: string): VerifyPattern | null {
+  const out: number[] = [];
+  const offsets: number[] = [];
+  let i = 0;
+  if (s.length === 0) return null;
+  while (i < s.length) {
+    const c = s[i];
+    if (c === '"') {
+      const end = s.indexOf('"', i + 1);
+      if (end < 0) return null;
+      for (const b of Buffer.from(s.slice(i + 1, end), 'latin1')) out.push(b);
+      // fio asserts something was filled: an empty string is no element
+      if (end === i + 1) return null;
+      i = end + 1;
+    } else if (c === '%') {
+      if (s.slice(i, i + 2) !== '%o') return null;
+      offsets.push(out.length);
+      for (let k = 0; k < 8; k++) out.push(0);
+      i += 2;
+    } else {
+      const hex = /^0[xX]([0-9a-fA-F]+)/.exec(s.slice(i));
+      if (hex) {
+        let digits = hex[1];
+        // "0xff0x14" is two numbers: the 0 before the next x is not a digit of this one
+        const next = s[i + 2 + digits.length];
+        if ((next === 'x' || next === 'X') && digits.endsWith('0')) digits = digits.slice(0, -1);
+        // an odd count: the first byte takes one digit, as fio's "%1hhx" does ("0xabc" is 0a bc)
+        const odd = digits.length % 2;
+        if (odd) out.push(Number.parseInt(digits[0], 16));
+        for (let k = odd; k < digits.length; k += 2) out.push(Number.parseInt(digits.slice(k, k + 2), 16));
+        i += 2 + digits.length;
+      } else {
+        // strtol up to the next "0x", if any (fio looks ahead for one)
+        const rest = s.slice(i);
+        const stop = rest.toLowerCase().indexOf('0x');
+        const m = /^[ \t]*[+-]?[0-9]+/.exec(stop > 0 ? rest.slice(0, stop) : rest);
+        if (!m) return null;
+        const v = Number(m[0].trim());
+        if (v > 0x7fffffff || v < -0x80000000) return null;
+        let u = v >>> 0;
+        if (u === 0) out.push(0);
+        for (; u !== 0; u >>>= 8) out.push(u & 0xff);
+        i += m[0].length;
+      }
+    }
+    if (out.length > MAX_PATTERN_SIZE) return null;
+  }
+  return { bytes: Buffer.from(out), offsets };
+}
+
+/** The pattern with each `%o` replaced by `offset` (paste_blockoff()). */
+export function patternAt(p: VerifyPattern, offset: number): Buffer {
+  if (p.offsets.length === 0) return p.bytes;
+  const b = Buffer.from(p.bytes);
+  for (const at of p.offsets) b.writeBigUInt64LE(BigInt(offset), at);
+  return b;
+}
+
+/** Fills `buf` with the pattern repeated from its first byte (cpy_pattern()). */
+export function fillPattern(buf: Uint8Array, pattern: Uint8Array): void {
+  for (let i = 0; i < buf.length; i += pattern.length) buf.set(pattern.subarray(0, buf.length - i), i);
+}
