@@ -18,6 +18,9 @@ export interface VerifyPattern {
   offsets: number[];
 }
 
+const HEX = /0[xX]([0-9a-fA-F]+)/y;
+const DECIMAL = /[ \t]*[+-]?[0-9]+/y;
+
 /** Parses `s`, or returns null where fio's parser fails (the caller says fio's words). */
 export function parseVerifyPattern(s: string): VerifyPattern | null {
   const out: number[] = [];
@@ -28,8 +31,9 @@ export function parseVerifyPattern(s: string): VerifyPattern | null {
     const c = s[i];
     if (c === '"') {
       const end = s.indexOf('"', i + 1);
-      if (end < 0) return null;
-      for (const b of Buffer.from(s.slice(i + 1, end), 'latin1')) out.push(b);
+      if (end < 0 || end - i - 1 > MAX_PATTERN_SIZE) return null;
+      // the argument's bytes, as the shell handed them to fio
+      for (const b of Buffer.from(s.slice(i + 1, end), 'utf8')) out.push(b);
       // fio asserts something was filled: an empty string is no element
       if (end === i + 1) return null;
       i = end + 1;
@@ -39,29 +43,35 @@ export function parseVerifyPattern(s: string): VerifyPattern | null {
       for (let k = 0; k < 8; k++) out.push(0);
       i += 2;
     } else {
-      const hex = /^0[xX]([0-9a-fA-F]+)/.exec(s.slice(i));
+      HEX.lastIndex = i;
+      const hex = HEX.exec(s);
       if (hex) {
         let digits = hex[1];
         // "0xff0x14" is two numbers: the 0 before the next x is not a digit of this one
         const next = s[i + 2 + digits.length];
         if ((next === 'x' || next === 'X') && digits.endsWith('0')) digits = digits.slice(0, -1);
+        if (digits.length > 2 * MAX_PATTERN_SIZE) return null;
         // an odd count: the first byte takes one digit, as fio's "%1hhx" does ("0xabc" is 0a bc)
         const odd = digits.length % 2;
         if (odd) out.push(Number.parseInt(digits[0], 16));
         for (let k = odd; k < digits.length; k += 2) out.push(Number.parseInt(digits.slice(k, k + 2), 16));
         i += 2 + digits.length;
       } else {
-        // strtol up to the next "0x", if any (fio looks ahead for one)
-        const rest = s.slice(i);
-        const stop = rest.toLowerCase().indexOf('0x');
-        const m = /^[ \t]*[+-]?[0-9]+/.exec(stop > 0 ? rest.slice(0, stop) : rest);
+        // strtol, but only up to a "0x" (fio looks ahead for one): in a run of digits that can only
+        // be its last 0, before an x ("100x5" is 10, then 0x5)
+        DECIMAL.lastIndex = i;
+        const m = DECIMAL.exec(s);
         if (!m) return null;
-        const v = Number(m[0].trim());
+        let tok = m[0];
+        const next = s[i + tok.length];
+        if ((next === 'x' || next === 'X') && tok.endsWith('0')) tok = tok.slice(0, -1);
+        if (!/[0-9]/.test(tok)) return null;
+        const v = Number(tok.trim());
         if (v > 0x7fffffff || v < -0x80000000) return null;
         let u = v >>> 0;
         if (u === 0) out.push(0);
         for (; u !== 0; u >>>= 8) out.push(u & 0xff);
-        i += m[0].length;
+        i += tok.length;
       }
     }
     if (out.length > MAX_PATTERN_SIZE) return null;
