@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import {
   etaBare,
   etaLine,
+  etaPercentage,
   etaRedraw,
   fioExitStatus,
   jobErrorLine,
@@ -336,19 +337,20 @@ interface GuestOutput {
 async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<GuestOutput[]> {
   const latest = new Map<string, string>();
   const redrawn = etaRedraw();
+  const percentage = etaPercentage();
   const redraw = () => {
     const parsed = [...latest.values()].map(parseEtaLine).filter((x): x is NonNullable<typeof x> => !!x);
     if (!parsed.length) return;
-    const dones = parsed.map((p) => p.done).filter((d): d is number => d !== null);
-    const etas = parsed.map((p) => p.eta).filter((d): d is number => d !== null);
-    // fio's genesis is its start: the bench's, stack start-up and all (the JSON `elapsed` counts it too)
+    // the largest of the guests' ETAs, and the percentage display_thread_status() makes of it. fio's
+    // genesis is its start: the bench's, stack start-up and all (the JSON `elapsed` counts it too)
+    const etaSec = Math.max(0, ...parsed.map((p) => p.eta ?? 0));
     const running = parsed.reduce((a, p) => a + p.running, 0);
     const line = etaLine(
       {
         running,
         states: parsed.flatMap((p) => p.states),
-        done: dones.length ? Math.min(...dones) : null,
-        eta: etas.length ? Math.max(...etas) : null,
+        done: percentage(performance.now(), etaSec),
+        eta: etaSec,
         rB: parsed.reduce((a, p) => a + p.rB, 0),
         wB: parsed.reduce((a, p) => a + p.wB, 0),
         rI: parsed.reduce((a, p) => a + p.rI, 0),

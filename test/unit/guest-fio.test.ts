@@ -353,6 +353,14 @@ describe('the guest fio, run whole', () => {
     );
     const full = etas.filter((l) => l !== 'Jobs: 1 (f=1)');
     expect(etas.slice(0, etas.length - full.length).every((l) => l === 'Jobs: 1 (f=1)')).toBe(true);
+    // display_thread_status()'s percentage: whole seconds since the start over those and the ETA,
+    // so every one shown is e / (e + eta) for the line's eta and some whole e of 3 or more
+    for (const l of full) {
+      const m = /\]\[(\d+\.\d)%\].*\[eta 00m:(\d\d)s\]/.exec(l)!;
+      const [perc, eta] = [Number(m[1]), Number(m[2])];
+      const whole = [3, 4, 5, 6].some((e) => Math.abs((100 * e) / (e + eta) - perc) <= 0.05);
+      expect(whole, l).toBe(true);
+    }
     // eta.c pads a shorter line over the tail of the full one before (linelen_last)
     for (let i = 1; i < full.length; i++) expect(full[i].length).toBeGreaterThanOrEqual(full[i - 1].length);
     // fio's run ends with one new line: the report follows the last ETA line at once, no blank line

@@ -55,6 +55,7 @@ export {
   condensedRunStr,
   etaBare,
   etaLine,
+  etaPercentage,
   etaRedraw,
   etaToStr,
   fioExitStatus,

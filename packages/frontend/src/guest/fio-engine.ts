@@ -939,9 +939,9 @@ export class Worker {
    * What the ETA line shows of this job. Its rates are fio's calc_rate()/calc_iops(): over the whole
    * milliseconds since the line before, whole KiB/s (shown as bytes) and whole IOPS.
    */
-  progress(): { rB: number; wB: number; rI: number; wI: number; done: number | null; eta: number | null } {
+  progress(doneSecs = 0): { rB: number; wB: number; rI: number; wI: number; eta: number } {
     const t = now();
-    if (this.state === '_') return { rB: 0, wB: 0, rI: 0, wI: 0, done: 1, eta: 0 };
+    if (this.state === '_') return { rB: 0, wB: 0, rI: 0, wI: 0, eta: 0 };
     // the measured counters: eta.c sums the bytes of jobs past TD_SETTING_UP only, so a job in its
     // ramp (TD_RAMP), whose I/O is counted until the ramp ends, shows no rate
     const ramp = !this.rampDone;
@@ -954,30 +954,48 @@ export class Worker {
     };
     const r = etaRates(this.shown, is);
     this.shown = is;
-    let done: number | null = null;
-    let eta: number | null = null;
-    if (this.tEnd !== Infinity) {
-      const total = this.tEnd - this.tStart;
-      done = Math.min(1, (t - this.tStart) / total);
-      eta = Math.max(0, (this.tEnd - t) / 1000);
-    }
-    if (!this.job.timeBased && this.bytesTarget) {
-      // thread_eta(): a writer that verifies afterwards has its size twice to do, a mixed one its
-      // write share (50 % without one) more
-      const k = this.kinds;
-      const verifies = !this.job.verifyOnly && verifiesWrites(this.job);
-      const share = k.read ? (100 - this.job.rwmixread || 50) / 100 : 1;
-      const total = this.bytesTarget * (verifies ? 1 + share : 1);
-      const doneBytes = this.bytesDone + this.verifiedBytes;
-      const d = Math.min(1, doneBytes / total);
-      const rate = r.r + r.w;
-      const e = rate > 0 ? (total - doneBytes) / rate : null;
-      if (done === null || d > done) {
-        done = d;
-        eta = e;
+    return { rB: r.r, wB: r.w, rI: r.ri, wI: r.wi, eta: this.threadEta(t, doneSecs) };
+  }
+
+  /**
+   * eta.c's thread_eta(): the job's remaining whole seconds as fio guesses them. Running or verifying,
+   * from the share of its bytes done since its epoch (the ramp's end) and the whole seconds since then
+   * — for time_based, the share of its runtime if smaller — capped at what its runtime leaves (with
+   * `doneSecs`, the seconds of the jobs that have ended, fio's done_secs). Before (opening, in its
+   * ramp), its runtime and ramp left. Ending (its final fsync), nothing.
+   */
+  private threadEta(t: number, doneSecs: number): number {
+    const j = this.job;
+    const sinceEpoch = this.epoch ? Math.floor(t - this.epoch.t) : 0;
+    const elapsed = Math.floor((sinceEpoch + 999) / 1000);
+    // o.timeout is microseconds, divided down to whole seconds
+    const timeout = j.runtime !== null ? Math.floor(j.runtime / 1000) : 0;
+    if (this.state === 'F') return 0;
+    if (this.state === 'P' || this.state === '/') {
+      if (j.runtime === null) return 0;
+      let tEta = Math.floor((j.runtime + (this.rampDone ? 0 : j.rampTime)) / 1000);
+      if (this.state === '/') {
+        const rampLeft = Math.floor((sinceEpoch + 999) / 1000);
+        if (rampLeft <= tEta) tEta -= rampLeft;
       }
+      return tEta;
     }
-    return { rB: r.r, wB: r.w, rI: r.ri, wI: r.wi, done, eta };
+    // a writer that verifies afterwards has its size twice to do, a mixed one its write share (50 %
+    // without one) more
+    let total = this.bytesTarget;
+    if (verifiesWrites(j)) {
+      if (this.kinds.read) total += Math.floor((total * (100 - j.rwmixread || 50)) / 100);
+      else total *= 2;
+    }
+    // td->io_bytes: what completed since the ramp's end, the verify phase's reads included
+    const done = this.stats.read.bytes + this.stats.write.bytes;
+    let perc = total ? Math.min(1, done / total) : 0;
+    if (j.timeBased) perc = timeout ? Math.min(perc, elapsed / timeout) : 0;
+    let eta = perc === 0 ? timeout : Math.floor(elapsed * (1 / perc)) - elapsed;
+    // unsigned in fio: a cap below zero wraps and never applies
+    const cap = timeout + doneSecs - elapsed;
+    if (timeout && cap >= 0 && eta > cap) eta = cap;
+    return eta;
   }
 }
 

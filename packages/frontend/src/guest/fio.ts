@@ -192,6 +192,21 @@ export function etaBare(msSinceGenesis: number, running: number): boolean {
 }
 
 /**
+ * display_thread_status()'s percentage, with its memory: the whole seconds since fio's start over
+ * those and the ETA (the largest of the jobs' thread_eta()). `-.-%` (null) while the ETA is 0 and no
+ * percentage has been shown yet (its static eta_good). Steps of whole seconds, as fio's.
+ */
+export function etaPercentage(): (msSinceGenesis: number, etaSec: number) => number | null {
+  let good = false;
+  return (ms, eta) => {
+    if (eta === 0 && !good) return null;
+    good = true;
+    const elapsed = Math.floor((Math.floor(ms) + 999) / 1000);
+    return elapsed ? elapsed / (elapsed + eta) : 0;
+  };
+}
+
+/**
  * The ETA line fio redraws once a second (display_thread_status()); `bare` (etaBare()), the count of
  * jobs and open files alone.
  */
@@ -419,23 +434,30 @@ async function runFio(
   let etaTimer: NodeJS.Timeout | null = null;
   const redraw = etaRedraw();
   if (showEta) {
+    const percentage = etaPercentage();
     etaTimer = setInterval(() => {
-      const ps = workers.map((w) => w.progress());
+      // fio's done_secs: the whole seconds of the jobs that have ended
+      const doneSecs = workers.reduce(
+        (a, w) => a + (w.state === '_' ? Math.floor(w.stats.totalRunMs / 1000) : 0),
+        0,
+      );
+      const ps = workers.map((w) => w.progress(doneSecs));
       const running = workers.filter((w) => w.state !== '_' && w.state !== 'P').length;
-      const known = ps.filter((p) => p.done !== null);
+      const etaSec = Math.max(0, ...ps.map((p) => p.eta));
+      const ms = performance.now() - genesis;
       // the bench draws its own line from the guests' (on its own clock): theirs are never bare
       const line = etaLine(
         {
           running,
           states: workers.map((w) => w.state),
-          done: known.length ? Math.min(...known.map((p) => p.done!)) : null,
-          eta: known.length ? Math.max(...known.map((p) => p.eta ?? 0)) : null,
+          done: percentage(ms, etaSec),
+          eta: etaSec,
           rB: ps.reduce((a, p) => a + p.rB, 0),
           wB: ps.reduce((a, p) => a + p.wB, 0),
           rI: ps.reduce((a, p) => a + p.rI, 0),
           wI: ps.reduce((a, p) => a + p.wI, 0),
         },
-        !eta && etaBare(performance.now() - genesis, running),
+        !eta && etaBare(ms, running),
       );
       io.stdout(redraw(line));
     }, 1000);
