@@ -20,6 +20,7 @@ import {
   etaBare,
   etaLine,
   etaPercentage,
+  type EtaStatus,
   etaRedraw,
   fioExitStatus,
   jobErrorLine,
@@ -333,6 +334,14 @@ interface GuestOutput {
   stderr: string;
 }
 
+/** The guests' rate limits, summed as calc_thread_status() sums its jobs' (a byte rate over an I/O one). */
+function sumLimits(limits: EtaStatus['limit'][]): EtaStatus['limit'] {
+  const sum = (kind: 'bw' | 'iops') => limits.reduce((a, l) => a + (l?.kind === kind ? l.max : 0), 0);
+  const bw = sum('bw');
+  const iops = sum('iops');
+  return bw ? { kind: 'bw', max: bw } : iops ? { kind: 'iops', max: iops } : null;
+}
+
 /** Runs `fio …` in every guest at once; ETA lines (when asked for) are summed and redrawn here. */
 async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<GuestOutput[]> {
   const latest = new Map<string, string>();
@@ -351,6 +360,7 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
         states: parsed.flatMap((p) => p.states),
         done: percentage(performance.now(), etaSec),
         eta: etaSec,
+        limit: sumLimits(parsed.map((p) => p.limit ?? null)),
         rB: parsed.reduce((a, p) => a + p.rB, 0),
         wB: parsed.reduce((a, p) => a + p.wB, 0),
         rI: parsed.reduce((a, p) => a + p.rI, 0),

@@ -367,6 +367,41 @@ describe('the guest fio, run whole', () => {
     expect(lines[lines.length - 1]).toMatch(/^\ne: \(groupid=0, jobs=1\): err= 0/);
   });
 
+  it("holds a job to its rate: rate_iops's count over a runtime, a mix's split, a ramp's reset", async () => {
+    // 200 writes a second for 1 s: fio 3.33 issued 400 over 2 s with this job (rate × runtime)
+    const w = json(
+      (
+        await fio(
+          '--name=w --rw=randwrite --bs=4k --direct=1 --iodepth=4 --rate_iops=200 --runtime=1s --time_based --output-format=json',
+        )
+      ).stdout,
+    ).jobs[0];
+    expect(w.write.total_ios).toBeGreaterThanOrEqual(196);
+    expect(w.write.total_ios).toBeLessThanOrEqual(201);
+    // a mix with a rate each way: the rates split it, not rwmixread (fio 3.33: 25 reads, 75 writes,
+    // 247 ms for this job)
+    const m = json(
+      (
+        await fio(
+          '--name=m --rw=randrw --bs=4k --direct=1 --size=400k --rate_iops=100,300 --output-format=json',
+        )
+      ).stdout,
+    ).jobs[0];
+    expect(m.read.total_ios + m.write.total_ios).toBe(100);
+    expect(Math.abs(m.read.total_ios - 25)).toBeLessThanOrEqual(3);
+    expect(m.job_runtime).toBeGreaterThanOrEqual(230);
+    // after a ramp the rate's clock starts again with the epoch: not a burst to catch up the ramp
+    const r = json(
+      (
+        await fio(
+          '--name=r --rw=randread --bs=4k --direct=1 --rate_iops=100 --ramp_time=500ms --runtime=1s --time_based --output-format=json',
+        )
+      ).stdout,
+    ).jobs[0];
+    expect(r.read.total_ios).toBeGreaterThanOrEqual(97);
+    expect(r.read.total_ios).toBeLessThanOrEqual(101);
+  });
+
   it('samples bw and iops every 500 ms while the job runs, as many times as fio: not the window its runtime ends', async () => {
     const r = await fio(
       '--name=s --rw=randread --bs=4k --direct=1 --runtime=1000ms --time_based --output-format=json',

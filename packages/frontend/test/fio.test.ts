@@ -23,6 +23,7 @@ import {
   type VerifySpec,
 } from '../src/guest/fio-verify.ts';
 import { parseVerifyPattern } from '../src/guest/fio-pattern.ts';
+import { RateControl } from '../src/guest/fio-rate.ts';
 import type { FioVerify } from '../src/guest/fio-options.ts';
 import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
 import { mulberry32 } from '@pvblk/shared';
@@ -712,6 +713,65 @@ describe('fio verify', () => {
   });
 });
 
+describe("fio's rate control (rate, rate_iops, rate_process)", () => {
+  it('times each direction by the bytes it issued (usec_for_io()), and sleeps, switches or ends as rate_ddir() does', () => {
+    // 200 IOPS of 4 KiB each way; a writer alone
+    const w = new RateControl([819200, 819200], 4096, 'linear', null, Math.random);
+    expect(w.decide(true, 0, Infinity)).toEqual({ write: true, sleepUs: 0 });
+    w.issued(true);
+    // the next write is due 5 ms after the epoch: 1.2 ms in, sleep 3.8 ms
+    expect(w.decide(true, 1200, Infinity)).toEqual({ write: true, sleepUs: 3800 });
+    // late: at once (fio catches up)
+    expect(w.decide(true, 9000, Infinity)).toEqual({ write: true, sleepUs: 0 });
+    // a sleep past the runtime is cut to it, and past it the job is over
+    expect(w.decide(true, 1200, 3000)).toEqual({ write: true, sleepUs: 1800 });
+    expect(w.decide(true, 3001, 3000)).toBe('timeout');
+    // the bytes count, not the time: 1 MiB/s of 4 KiB is 3906.25 µs a block, rounded down each time
+    const b = new RateControl([0, 1048576], 4096, 'linear', null, Math.random);
+    for (let i = 0; i < 3; i++) b.issued(true);
+    expect(b.decide(true, 0, Infinity)).toEqual({ write: true, sleepUs: 11718 });
+    // reset at the ramp's end: due at once again
+    b.reset();
+    expect(b.decide(true, 0, Infinity)).toEqual({ write: true, sleepUs: 0 });
+    // a mix: the other direction goes when it is due, else the nearer one is slept to
+    const m = new RateControl([409600, 1228800], 4096, 'linear', { read: 50, write: 50 }, Math.random);
+    m.issued(false); // next read at 10 ms
+    expect(m.decide(false, 1000, Infinity)).toEqual({ write: true, sleepUs: 0 });
+    m.issued(true); // next write at 3333 µs
+    expect(m.decide(false, 1000, Infinity)).toEqual({ write: true, sleepUs: 2333 });
+    // rwmixread=100: no writes to switch to
+    const r = new RateControl([409600, 409600], 4096, 'linear', { read: 100, write: 0 }, Math.random);
+    r.issued(false);
+    expect(r.decide(false, 0, Infinity)).toEqual({ write: false, sleepUs: 10000 });
+  });
+
+  it('spaces Poisson arrivals at the rate on average', () => {
+    const p = new RateControl([0, 4096 * 1000], 4096, 'poisson', null, mulberry32(7));
+    for (let i = 0; i < 20000; i++) p.issued(true);
+    // 20,000 gaps of 1 ms on average
+    const due = (p.decide(true, 0, Infinity) as { sleepUs: number }).sleepUs;
+    expect(due / 20000).toBeGreaterThan(950);
+    expect(due / 20000).toBeLessThan(1050);
+  });
+
+  it('takes rate and rate_iops per direction, rate_process by name, and refuses both rates together', () => {
+    const job = (...args: string[]) => parse(['--name=j', ...args]).jobs[0];
+    expect(job('--rate=1m').rate).toEqual([1048576, 1048576]);
+    expect(job('--rate=1m,500k').rate).toEqual([1048576, 512000]);
+    expect(job('--rate=,500k').rate).toEqual([0, 512000]);
+    expect(job('--rate=500k,').rate).toEqual([512000, 0]);
+    expect(job('--rate_iops=200').rateIops).toEqual([200, 200]);
+    expect(job('--rate_process=poisson').rateProcess).toBe('poisson');
+    expect(usage(() => parse(['--name=j', '--rate_process=burst']))[0]).toBe(
+      'fio: failed parsing rate_process=burst',
+    );
+    expect(usage(() => parse(['--name=j', '--rate=fast']))[0]).toBe('fio: failed parsing rate=fast');
+    expect(
+      usage(() => parseGuestFio(['--name=j', '--filename=/dev/xvda', '--rate=1m', '--rate_iops=10'])),
+    ).toEqual(['fio: rate and rate_iops are mutually exclusive']);
+  });
+});
+
 describe('fio statistics and output', () => {
   it('formats numbers like num2str', () => {
     expect(num2str(4096, 4, true, 'byte')).toBe('4096B');
@@ -1176,8 +1236,17 @@ describe('fio statistics and output', () => {
       wB: 1.25 * 1048576,
       rI: 640,
       wI: 320,
+      limit: null,
     };
     expect(parseEtaLine(etaLine(status))).toEqual(status);
+    // with the running jobs' rate limits after the count, as fio 3.33 draws them
+    const rated = { ...status, limit: { kind: 'iops' as const, max: 200 } };
+    expect(etaLine(rated)).toMatch(/^Jobs: 3 \(f=3\), 0-200 IOPS: \[R\(2\),w\(1\)\]/);
+    expect(parseEtaLine(etaLine(rated))).toEqual(rated);
+    const bw = { ...status, limit: { kind: 'bw' as const, max: 1048576 } };
+    expect(etaLine(bw)).toMatch(/^Jobs: 3 \(f=3\), 0B\/s-1024KiB\/s: \[/);
+    expect(parseEtaLine(etaLine(bw))).toEqual(bw);
+    expect(etaLine(bw, true)).toBe('Jobs: 3 (f=3), 0B/s-1024KiB/s');
     // no rates yet, no percentage: the line fio draws while jobs start
     expect(
       parseEtaLine(etaLine({ running: 1, states: ['P'], done: null, eta: null, rB: 0, wB: 0, rI: 0, wI: 0 })),

@@ -38,6 +38,7 @@ import { blkStatusToErrno } from '../block/queue.ts';
 import { jobSize, rwKinds, verifiesWrites, type FioJob } from './fio-options.ts';
 import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
+import { RateControl } from './fio-rate.ts';
 
 const PAGE = 4096;
 /** fio's bw_avg_time / iops_avg_time. */
@@ -327,6 +328,13 @@ export class Worker {
   /** Whether a check of the loop's next turn is pending. */
   private turnWatched = false;
   private completedBurst = 0;
+  /** fio's rate control, when the job has a rate (TD_F_CHECK_RATE). */
+  private readonly rate: RateControl | null;
+  /** Ahead of the rate: the direction to issue after the sleep rate_ddir() chose, once nothing is in flight. */
+  private rateWait: { write: boolean; us: number } | null = null;
+  private rateTimer: NodeJS.Timeout | null = null;
+  /** The sleep is over: the next I/O goes this way. */
+  private rateWake: boolean | null = null;
   private tStart = 0;
   private tMeasure = 0;
   private tEnd = 0;
@@ -387,6 +395,17 @@ export class Worker {
       : (Math.random() * 2 ** 32) >>> 0;
     this.rand = mulberry32(seed);
     this.verifyRand = mulberry32(seed ^ 0x5bd1e995);
+    const bps = [0, 1].map((d) => job.rate[d] || job.rateIops[d] * job.bs) as [number, number];
+    this.rate =
+      bps[0] || bps[1]
+        ? new RateControl(
+            bps,
+            job.bs,
+            job.rateProcess,
+            this.kinds.read && this.kinds.write ? { read: job.rwmixread, write: 100 - job.rwmixread } : null,
+            mulberry32(seed ^ 0x27d4eb2f),
+          )
+        : null;
     this.offsets = new Offsets(job.offset, size, job.bs, this.kinds.random, this.rand, bytes);
     this.direct = job.direct;
     this.sync = syncEngine(job);
@@ -526,6 +545,13 @@ export class Worker {
 
   stop(): void {
     this.stopping = true;
+    // asleep for the rate with nothing in flight: nothing else would wake the job to end it
+    if (this.rateTimer) {
+      clearTimeout(this.rateTimer);
+      this.rateTimer = null;
+      this.rateWait = null;
+      this.pump();
+    }
   }
 
   /** fio's set_epoch_time() and clear_rusage_stat(): the job's run time and CPU count from here. */
@@ -693,6 +719,7 @@ export class Worker {
       // reset_all_stats: the depth, submit and complete maps, the run time and CPU start again)
       this.rampDone = true;
       this.stats.resetIo();
+      this.rate?.reset();
       // the ramp ended at tMeasure, where the directions' runtimes start
       this.setEpoch(this.tMeasure);
       this.phaseStart = this.tMeasure;
@@ -700,9 +727,32 @@ export class Worker {
       if (this.phase === 'io') this.state = this.letter;
     }
     let n = 0;
-    while (this.inflight < this.depth && this.more(t)) {
-      this.issue(t);
+    // ahead of the rate, nothing is issued until the sleep is over (see rateIssue())
+    while (!this.rateWait && this.inflight < this.depth && this.more(t)) {
+      const write = this.rateIssue(t);
+      if (write === null) break;
+      this.issue(t, write);
+      this.rate?.issued(write);
       n++;
+    }
+    if (this.rateWait && this.inflight === 0 && !this.rateTimer) {
+      // fio's io_u_quiesce() has let what was in flight complete: now the sleep rate_ddir() chose
+      // when it decided, however long that took (usec_sleep())
+      const { write, us } = this.rateWait;
+      const until = now() + us / 1000;
+      // in steps of a second at most, as usec_sleep() sleeps: a timer's delay has a ceiling
+      const wake = () => {
+        const left = until - now();
+        if (left > 0) {
+          this.rateTimer = setTimeout(wake, Math.min(left, 1000));
+          return;
+        }
+        this.rateTimer = null;
+        this.rateWait = null;
+        this.rateWake = write;
+        this.pump();
+      };
+      this.rateTimer = setTimeout(wake, Math.min(us / 1000, 1000));
     }
     if (n) {
       this.stats.submitMap[batchBucket(n)]++;
@@ -726,10 +776,37 @@ export class Worker {
     return this.rand() * 100 >= this.job.rwmixread;
   }
 
-  private issue(t: number): void {
+  /**
+   * The next I/O's direction (get_rw_ddir()), and what the rate says of it (rate_ddir()): null when
+   * it is not to be issued now — ahead of the rate (rateWait is then set) or past the runtime. The
+   * verify phase reads its list unrated, as do_verify() does.
+   */
+  private rateIssue(t: number): boolean | null {
+    if (this.phase === 'verify') return false;
+    if (this.rateWake !== null) {
+      // slept to this direction's time: it goes now
+      const w = this.rateWake;
+      this.rateWake = null;
+      return w;
+    }
+    const write = this.pickWrite();
+    if (!this.rate) return write;
+    const epoch = this.epoch!.t;
+    const d = this.rate.decide(write, (t - epoch) * 1000, (this.tEnd - epoch) * 1000);
+    if (d === 'timeout') {
+      this.terminated = true;
+      return null;
+    }
+    if (d.sleepUs > 0) {
+      this.rateWait = { write: d.write, us: d.sleepUs };
+      return null;
+    }
+    return d.write;
+  }
+
+  private issue(t: number, write: boolean): void {
     const slot = this.freeSlots.pop()!;
     const verify = this.phase === 'verify';
-    const write = !verify && this.pickWrite();
     const offset = verify ? this.verifyList[this.verifyNext++] : this.offsets.next(write);
     const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone, verify };
     this.inflight++;

@@ -19,6 +19,7 @@ import { FIO_GETOPT_TABLE } from './fio-getopt-table.ts';
 import type { ChecksumName } from './fio-checksum.ts';
 import { parseVerifyPattern, type VerifyPattern } from './fio-pattern.ts';
 import { headerSize } from './fio-verify.ts';
+import type { RateProcess } from './fio-rate.ts';
 
 export const FIO_VERSION = 'fio-3.36';
 
@@ -96,6 +97,11 @@ export interface FioJob {
   verifyPattern: VerifyPattern | null;
   doVerify: boolean;
   verifyOnly: boolean;
+  /** fio's `rate`: bytes a second, reads then writes; 0 where unlimited. */
+  rate: [number, number];
+  /** fio's `rate_iops`: I/Os a second, reads then writes; 0 where unlimited. */
+  rateIops: [number, number];
+  rateProcess: RateProcess;
   randseed: number;
   randrepeat: boolean;
   /**
@@ -173,6 +179,9 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   verifyPattern: null,
   doVerify: true,
   verifyOnly: false,
+  rate: [0, 0],
+  rateIops: [0, 0],
+  rateProcess: 'linear',
   randseed: 0x2ce7a3bf,
   randrepeat: true,
   groupReporting: false,
@@ -291,6 +300,24 @@ export function parseChoice<T extends string>(
     `${(i === 0 ? 'valid values' : '').padStart(20)}: ${v.padEnd(10)} ${help}`.trimEnd(),
   );
   throw new FioUsageError([`fio: failed parsing ${opt}=${raw}`], [...table, '']);
+}
+
+/**
+ * An option with a value per direction, as parse.c's handle_option() splits it and fio's HOWTO has
+ * `rate`: one value is both directions', `r,w` each its own, an empty one (`,500k`, `1m,`) none. A
+ * third, the trims', is taken and has nothing to apply to here.
+ */
+function perDirection(opt: string, raw: string, parse: (v: string) => number): [number, number] {
+  const parts = raw.split(',');
+  if (parts.length > 3) return failedParsing(opt, raw);
+  if (parts.length === 1) {
+    const v = parse(parts[0]);
+    return [v, v];
+  }
+  const at = (i: number) => (parts[i] ? parse(parts[i]) : 0);
+  const both: [number, number] = [at(0), at(1)];
+  if (parts.length === 3) at(2);
+  return both;
 }
 
 /** fio's `verify` values with their help, in its table's order (options.c). */
@@ -456,6 +483,22 @@ const OPTIONS: Record<string, OptionDef> = {
       j.verify = m === '0' ? 'none' : m === 'crc32c-intel' ? 'crc32c' : m;
       j.verifyGiven = true;
     }),
+  },
+  rate: { apply: jobOpt((j, v) => (j.rate = perDirection('rate', v, (x) => parseSize('rate', x)))) },
+  rate_iops: {
+    apply: jobOpt(
+      (j, v) =>
+        (j.rateIops = perDirection('rate_iops', v, (x) => parseIntOption('rate_iops', x, 0, 0xffffffff))),
+    ),
+  },
+  rate_process: {
+    apply: jobOpt(
+      (j, v) =>
+        (j.rateProcess = parseChoice('rate_process', v, [
+          ['linear', 'Linear rate of IO'],
+          ['poisson', 'Rate follows Poisson process'],
+        ] as const)),
+    ),
   },
   verify_pattern: {
     apply: jobOpt((j, v) => {
@@ -861,6 +904,9 @@ export function checkJobAgainstDevice(
 export function checkJob(job: FioJob): void {
   if (job.timeBased && job.runtime === null) {
     fail(`fio: ${job.name}: time_based needs a runtime (--runtime=<seconds>)`);
+  }
+  if ((job.rate[0] || job.rate[1]) && (job.rateIops[0] || job.rateIops[1])) {
+    fail('fio: rate and rate_iops are mutually exclusive');
   }
   if (job.verifyOnly && job.verify === 'none') {
     fail(`fio: ${job.name}: verify_only needs a verify method (--verify=crc32c|md5|…)`);

@@ -84,6 +84,7 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --ioengine=libaio|io_uring|psync|sync   --do_verify=1   --verify_only
   --verify=none|md5|crc64|crc32|crc32c|crc16|crc7|sha1|sha256|sha512|sha3-224|sha3-256|sha3-384|
            sha3-512|xxhash|meta|pattern|null   --verify_pattern=0xdeadbeef|"text"|<int>|%o…
+  --rate=<bytes/s>[,<bytes/s>]   --rate_iops=<n>[,<n>]   --rate_process=linear|poisson
   --randseed=<n>   --randrepeat=1   --description=<text>
   --group_reporting   --percentile_list=1:5:…:99.99
   --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never   --version
@@ -180,6 +181,12 @@ export interface EtaStatus {
   wB: number;
   rI: number;
   wI: number;
+  /**
+   * The rate limits of the running jobs, summed over them and their directions (eta.c's m_rate and
+   * t_rate, or m_iops and t_iops): `, 0B/s-1024KiB/s` or `, 0-200 IOPS` after the job count. The
+   * minimum is always 0 here (no rate_min).
+   */
+  limit?: { kind: 'bw' | 'iops'; max: number } | null;
 }
 
 /**
@@ -189,6 +196,27 @@ export interface EtaStatus {
  */
 export function etaBare(msSinceGenesis: number, running: number): boolean {
   return running === 0 || Math.floor((Math.floor(msSinceGenesis) + 999) / 1000) < 3;
+}
+
+/**
+ * The rate part of the ETA line (EtaStatus.limit): calc_thread_status() sums the `rate` (else the
+ * `rate_iops`) of every job running, over the directions it does I/O in.
+ */
+export function etaLimit(jobs: FioJob[]): EtaStatus['limit'] {
+  let bw = 0;
+  let iops = 0;
+  for (const j of jobs) {
+    const k = rwKinds(j.rw);
+    for (const [d, on] of [
+      [0, k.read],
+      [1, k.write],
+    ] as const)
+      if (on) {
+        bw += j.rate[d];
+        iops += j.rateIops[d];
+      }
+  }
+  return bw ? { kind: 'bw', max: bw } : iops ? { kind: 'iops', max: iops } : null;
 }
 
 /**
@@ -214,7 +242,13 @@ export function etaLine(p: EtaStatus, bare = false): string {
   // a job in its ramp_time ('/', TD_RAMP) runs but has no file open in eta.c's count, and while every
   // running job ramps there is no percentage
   const ramping = p.states.filter((c) => c === '/').length;
-  if (bare) return `Jobs: ${p.running} (f=${p.running - ramping})`;
+  const limit = !p.limit
+    ? ''
+    : p.limit.kind === 'bw'
+      ? `, ${num2str(0, 4, true, 'bytepersec')}-${num2str(p.limit.max, 4, true, 'bytepersec')}`
+      : `, 0-${p.limit.max} IOPS`;
+  const head = `Jobs: ${p.running} (f=${p.running - ramping})${limit}`;
+  if (bare) return head;
   const perc =
     p.done === null || (ramping > 0 && ramping === p.running) ? '-.-%' : `${fixed(p.done * 100, 1)}%`;
   let rates = '';
@@ -234,7 +268,7 @@ export function etaLine(p: EtaStatus, bare = false): string {
       .join(',');
     rates = `[${bw}][${io} IOPS]`;
   }
-  return `Jobs: ${p.running} (f=${p.running - ramping}): [${condensedRunStr(p.states)}][${perc}]${rates}[eta ${etaToStr(p.eta)}]`;
+  return `${head}: [${condensedRunStr(p.states)}][${perc}]${rates}[eta ${etaToStr(p.eta)}]`;
 }
 
 /**
@@ -259,7 +293,7 @@ export function etaRedraw(): (line: string) => string {
  */
 export function parseEtaLine(line: string): EtaStatus | null {
   const m =
-    /^Jobs: (\d+) \(f=\d+\): \[([^\]]*)\]\[([^\]]*)\](?:\[([^\]]*)\]\[([^\]]*) IOPS\])?\[eta ([^\]]+)\]/.exec(
+    /^Jobs: (\d+) \(f=\d+\)(?:, (?:0-(\d+) IOPS|[^-]+-([^:]+)))?: \[([^\]]*)\]\[([^\]]*)\](?:\[([^\]]*)\]\[([^\]]*) IOPS\])?\[eta ([^\]]+)\]/.exec(
       line.trim(),
     );
   if (!m) return null;
@@ -285,17 +319,17 @@ export function parseEtaLine(line: string): EtaStatus | null {
     return r;
   };
   const states: string[] = [];
-  for (const part of m[2].split(',')) {
+  for (const part of m[4].split(',')) {
     const x = /^(.)\((\d+)\)$/.exec(part);
     if (x) for (let i = 0; i < Number(x[2]); i++) states.push(x[1]);
   }
-  const eta = /^(?:(\d+)d:)?(?:(\d+)h:)?(\d+)m:(\d+)s$/.exec(m[6]);
-  const bw = pairs(m[4]);
-  const io = pairs(m[5]);
+  const eta = /^(?:(\d+)d:)?(?:(\d+)h:)?(\d+)m:(\d+)s$/.exec(m[8]);
+  const bw = pairs(m[6]);
+  const io = pairs(m[7]);
   return {
     running: Number(m[1]),
     states,
-    done: m[3].endsWith('%') && m[3] !== '-.-%' ? Number(m[3].slice(0, -1)) / 100 : null,
+    done: m[5].endsWith('%') && m[5] !== '-.-%' ? Number(m[5].slice(0, -1)) / 100 : null,
     eta: eta
       ? Number(eta[1] ?? 0) * 86400 + Number(eta[2] ?? 0) * 3600 + Number(eta[3]) * 60 + Number(eta[4])
       : null,
@@ -303,6 +337,12 @@ export function parseEtaLine(line: string): EtaStatus | null {
     wB: bw.w,
     rI: io.r,
     wI: io.w,
+    limit:
+      m[2] !== undefined
+        ? { kind: 'iops', max: Number(m[2]) }
+        : m[3] !== undefined
+          ? { kind: 'bw', max: num(m[3]) }
+          : null,
   };
 }
 
@@ -452,6 +492,7 @@ async function runFio(
           states: workers.map((w) => w.state),
           done: percentage(ms, etaSec),
           eta: etaSec,
+          limit: etaLimit(workers.filter((w) => !'_P/'.includes(w.state)).map((w) => w.job)),
           rB: ps.reduce((a, p) => a + p.rB, 0),
           wB: ps.reduce((a, p) => a + p.wB, 0),
           rI: ps.reduce((a, p) => a + p.rI, 0),

@@ -1,0 +1,87 @@
+/**
+ * fio's rate control (`rate`, `rate_iops`, `rate_process`): each direction's next I/O has a time,
+ * in microseconds since the job's epoch, that the bytes it has issued allow (backend.c's
+ * usec_for_io(): linear, or Poisson arrivals at the same mean); an I/O due later waits for it, or
+ * goes the other way in a mixed job whose other direction is due (io_u.c's rate_ddir()). The clock
+ * and the sleeping are the caller's: this only decides.
+ */
+
+export type RateProcess = 'linear' | 'poisson';
+
+/** What rate_ddir() says of the next I/O: issue it (in `write`'s direction) now, after `sleepUs`, or the runtime is over. */
+export type RateDecision = { write: boolean; sleepUs: number } | 'timeout';
+
+export class RateControl {
+  /** Bytes a second each way (rate_bps[]: `rate`, or `rate_iops` × bs); 0 where unlimited. */
+  private readonly bps: [number, number];
+  private next: [number, number] = [0, 0];
+  private issuedBytes: [number, number] = [0, 0];
+  private lastUsec: [number, number] = [0, 0];
+
+  constructor(
+    bps: [number, number],
+    private readonly bs: number,
+    private readonly process: RateProcess,
+    /** The job's mix: both directions, each with a share (td_rw() && rwmix[odir]). */
+    private readonly mixShares: { read: number; write: number } | null,
+    /** Uniform draws in [0, 1) for the Poisson process (fio's poisson_state). */
+    private readonly rand: () => number,
+  ) {
+    this.bps = bps;
+  }
+
+  /** reset_io_counters(): the ramp is over, and the epoch moves to its end. */
+  reset(): void {
+    this.next = [0, 0];
+    this.issuedBytes = [0, 0];
+    this.lastUsec = [0, 0];
+  }
+
+  /**
+   * rate_ddir() for an I/O chosen to go `write`'s way at `nowUs` since the epoch, with the runtime
+   * ending at `limitUs` (Infinity without one).
+   */
+  decide(write: boolean, nowUs: number, limitUs: number): RateDecision {
+    const d = write ? 1 : 0;
+    const o = 1 - d;
+    if (this.next[d] <= nowUs) return { write, sleepUs: 0 };
+    let dir = d;
+    let usec: number;
+    const otherShare = this.mixShares && (o === 1 ? this.mixShares.write : this.mixShares.read);
+    if (otherShare) {
+      // the other direction is behind its rate: it goes instead
+      if (this.next[o] <= nowUs) return { write: o === 1, sleepUs: 0 };
+      // both ahead: sleep to the nearer, in its direction
+      if (this.next[d] <= this.next[o]) usec = this.next[d] - nowUs;
+      else {
+        usec = this.next[o] - nowUs;
+        dir = o;
+      }
+    } else usec = this.next[d] - nowUs;
+    if (nowUs + usec > limitUs) {
+      if (nowUs > limitUs) return 'timeout';
+      usec = limitUs - nowUs;
+    }
+    return { write: dir === 1, sleepUs: usec };
+  }
+
+  /** An I/O went `write`'s way: its bytes counted, and the direction's next time (usec_for_io()). */
+  issued(write: boolean): void {
+    const d = write ? 1 : 0;
+    this.issuedBytes[d] += this.bs;
+    const bps = this.bps[d];
+    if (this.process === 'poisson' && bps) {
+      // a mean gap of 1/iops, exponentially distributed; the mean is whole microseconds, the
+      // product truncated, as fio's integer arithmetic has them
+      const iops = Math.floor(bps / this.bs);
+      const mean = iops ? Math.floor(1_000_000 / iops) : 0;
+      this.lastUsec[d] += Math.floor(mean * -Math.log(1 - this.rand()));
+      this.next[d] = this.lastUsec[d];
+    } else if (bps) {
+      const bytes = this.issuedBytes[d];
+      const secs = Math.floor(bytes / bps);
+      const rem = bytes - secs * bps;
+      this.next[d] = Math.floor((rem * 1_000_000) / bps) + secs * 1_000_000;
+    }
+  }
+}
