@@ -170,6 +170,21 @@ export const EXPERIMENTS: Experiment[] = [
     ],
     figure: 'iops',
   },
+  {
+    id: 'load',
+    title: 'latency against offered load: rate_iops held, then none (4 KiB randwrite QD32)',
+    args: [
+      '--name=ol',
+      '--rw=randwrite',
+      '--bs=4k',
+      '--iodepth=32',
+      '--disk',
+      'delay=0',
+      '--sweep',
+      'rate_iops=1000,4000,16000,0',
+    ],
+    figure: 'clatP50us',
+  },
 ];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith('-'));

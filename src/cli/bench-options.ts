@@ -78,7 +78,7 @@ export interface Sweep {
 }
 
 /** What --sweep can vary: job options (same stack) and stack options (a new stack per point). */
-export const SWEEP_JOB_KEYS = ['iodepth', 'bs', 'numjobs', 'rwmixread', 'rw'] as const;
+export const SWEEP_JOB_KEYS = ['iodepth', 'bs', 'numjobs', 'rwmixread', 'rw', 'rate_iops', 'rate'] as const;
 export const SWEEP_STACK_KEYS = [
   'ring-page-order',
   'queues',
