@@ -354,8 +354,10 @@ export class Worker {
   private ending = false;
   /** The last thing the job did was a sync (fio's td->last_was_sync). */
   private lastWasSync = false;
-  /** Last write per offset of the current pass, for its verify phase (fio's io_piece log). */
-  /** Each block written: the number of its write and its seed, as fio's io_piece log has them. */
+  /**
+   * The last write of each block of the current pass, for its verify phase: the number of the write
+   * and its seed, as fio's io_piece log has them.
+   */
   private readonly written = new Map<number, { numberio: number; seed: bigint }>();
   /** The seeds of verify blocks (fio's td->verify_state), apart from the offsets' generator. */
   private readonly verifyRand: () => number;
@@ -377,8 +379,6 @@ export class Worker {
   state = 'P';
   private bytesTarget: number;
   private bytesDone = 0;
-  /** Bytes the verify phases read back. */
-  private verifiedBytes = 0;
 
   constructor(
     readonly job: FioJob,
@@ -949,8 +949,7 @@ export class Worker {
     const bs = this.job.bs;
     // the pass's budget counts what it did in the ramp too: fio's issued bytes outlive the ramp's end
     // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included
-    if (io.verify) this.verifiedBytes += bs;
-    else this.bytesDone += bs;
+    if (!io.verify) this.bytesDone += bs;
     // Issued in the ramp: its bytes counted as fio's io_completed() counts them, its latency never
     // taken (should_account()). The ramp's end forgets the counts (resetIo()); a job that ends before
     // it reports them, with no latencies. One that completes after that end is not the run's.
