@@ -125,7 +125,8 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --invalidate --fadvise_hint=0|1|random|sequential --end_fsync --fsync_on_close
   --ioengine=libaio|io_uring|psync|sync --verify=none|md5|crc32c|sha256|…|meta|pattern|null
   --verify_pattern --do_verify --verify_only
-  --rate --rate_iops --rate_process=linear|poisson
+  --rate --rate_iops --rate_process=linear|poisson --thinktime --thinktime_spin --thinktime_blocks
+  --thinktime_blocks_type=complete|issue --thinktime_iotime
   --randseed --randrepeat --group_reporting --percentile_list
   --output-format=normal|json|json+|terse[,…] --minimal --terse-version=3 --eta=auto|always|never
   (and fio's aliases: --readwrite, --blocksize, --rwmixwrite, --timeout, --buffered; an

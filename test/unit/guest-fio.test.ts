@@ -402,6 +402,44 @@ describe('the guest fio, run whole', () => {
     expect(r.read.total_ios).toBeLessThanOrEqual(101);
   });
 
+  it('thinks between I/Os (thinktime): stalls, spins, and ends at once when stopped mid-thought', async () => {
+    // 100 ms of thought after each completed block: ten or so in a second (fio: the first two go
+    // back to back, then one per thought), never more than the thoughts allow
+    const t = json(
+      (
+        await fio(
+          '--name=t --rw=randread --bs=4k --direct=1 --thinktime=100ms --runtime=1s --time_based --output-format=json',
+        )
+      ).stdout,
+    ).jobs[0];
+    expect(t.read.total_ios).toBeGreaterThanOrEqual(5);
+    expect(t.read.total_ios).toBeLessThanOrEqual(12);
+    // half of each thought spun: the job's CPU shows it (a thought asleep costs none)
+    const spin = json(
+      (
+        await fio(
+          '--name=s --rw=randread --bs=4k --direct=1 --thinktime=100ms --thinktime_spin=50ms --runtime=1s --time_based --output-format=json',
+        )
+      ).stdout,
+    ).jobs[0] as unknown as { usr_cpu: number; read: { total_ios: number } };
+    expect(spin.usr_cpu).toBeGreaterThan(30);
+    expect(spin.read.total_ios).toBeLessThanOrEqual(12);
+    // a thought of 10 minutes: Ctrl-C ends the job during it, with its report
+    const dev = stack.disks.get('/dev/sdg')!;
+    const at = dev.log.length;
+    const stop = new AbortController();
+    let out = '';
+    const run = userland.run(
+      'fio --filename=/dev/xvda --name=z --rw=randread --bs=4k --direct=1 --thinktime=600s --runtime=1h --time_based',
+      { stdout: (x) => (out += x), stderr: () => {}, signal: stop.signal },
+    );
+    // the first two reads go, then the job thinks
+    await until(() => dev.log.length - at >= 2, 'two reads', 10_000);
+    stop.abort('SIGINT');
+    expect(await run).toBe(128);
+    expect(out).toMatch(/issued rwts: total=2,0,0,0/);
+  });
+
   it('samples bw and iops every 500 ms while the job runs, as many times as fio: not the window its runtime ends', async () => {
     const r = await fio(
       '--name=s --rw=randread --bs=4k --direct=1 --runtime=1000ms --time_based --output-format=json',

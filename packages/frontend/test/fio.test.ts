@@ -766,6 +766,18 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
       'fio: failed parsing rate_process=burst',
     );
     expect(usage(() => parse(['--name=j', '--rate=fast']))[0]).toBe('fio: failed parsing rate=fast');
+    // thinktime's unit is the microsecond, thinktime_iotime's the second, as fio's is_time options
+    const t = job('--thinktime=1500', '--thinktime_spin=1ms', '--thinktime_iotime=2', '--thinktime_blocks=4');
+    expect([t.thinktime, t.thinktimeSpin, t.thinktimeIotime, t.thinktimeBlocks]).toEqual([1.5, 1, 2000, 4]);
+    expect(t.thinktimeBlocksGiven).toBe(true);
+    expect(job('--thinktime_blocks_type=issue').thinktimeBlocksType).toBe('issue');
+    // an unsigned int of microseconds, as fio keeps them
+    expect(usage(() => parse(['--name=j', '--thinktime=4295s']))[0]).toBe(
+      'thinktime: max value out of range: 4295000000 (4294967295 max)',
+    );
+    expect(usage(() => parse(['--name=j', '--thinktime_blocks=0']))[0]).toMatch(
+      /min value out of range: 0 \(1 min\)/,
+    );
     expect(
       usage(() => parseGuestFio(['--name=j', '--filename=/dev/xvda', '--rate=1m', '--rate_iops=10'])),
     ).toEqual(['fio: rate and rate_iops are mutually exclusive']);

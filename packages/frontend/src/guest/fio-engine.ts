@@ -41,6 +41,8 @@ import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 import { RateControl } from './fio-rate.ts';
 
 const PAGE = 4096;
+/** The longest stretch thinktime_spin keeps the event loop busy (see stallNow()). */
+const SPIN_SLICE_MS = 5;
 /** fio's bw_avg_time / iops_avg_time. */
 const AVG_WINDOW_MS = 500;
 
@@ -330,11 +332,21 @@ export class Worker {
   private completedBurst = 0;
   /** fio's rate control, when the job has a rate (TD_F_CHECK_RATE). */
   private readonly rate: RateControl | null;
-  /** Ahead of the rate: the direction to issue after the sleep rate_ddir() chose, once nothing is in flight. */
-  private rateWait: { write: boolean; us: number } | null = null;
-  private rateTimer: NodeJS.Timeout | null = null;
-  /** The sleep is over: the next I/O goes this way. */
+  /**
+   * A stall of the submit loop — ahead of the rate (rate_ddir()) or thinking (handle_thinktime()):
+   * once nothing is in flight (fio's io_u_quiesce()), `spinUs` of busy CPU and then `us` asleep, and
+   * `after` when it is over. Nothing is issued meanwhile.
+   */
+  private stall: { us: number; spinUs: number; after: () => void } | null = null;
+  private stallTimer: NodeJS.Timeout | null = null;
+  /** The rate's sleep is over: the next I/O goes this way. */
   private rateWake: boolean | null = null;
+  /** thinktime_blocks's counter when the job last thought (td->last_thinktime_blocks). */
+  private lastThinkBlocks = 0;
+  /** When the job last thought, for thinktime_iotime (td->last_thinktime). */
+  private lastThink = 0;
+  /** I/Os completed without error since the epoch (td->io_blocks). */
+  private completedIos = 0;
   private tStart = 0;
   private tMeasure = 0;
   private tEnd = 0;
@@ -545,11 +557,11 @@ export class Worker {
 
   stop(): void {
     this.stopping = true;
-    // asleep for the rate with nothing in flight: nothing else would wake the job to end it
-    if (this.rateTimer) {
-      clearTimeout(this.rateTimer);
-      this.rateTimer = null;
-      this.rateWait = null;
+    // stalled with nothing in flight: nothing else would wake the job to end it
+    if (this.stallTimer) {
+      clearTimeout(this.stallTimer);
+      this.stallTimer = null;
+      this.stall = null;
       this.pump();
     }
   }
@@ -583,6 +595,7 @@ export class Worker {
     const j = this.job;
     this.tStart = now();
     this.lastTurn = this.tStart;
+    this.lastThink = this.tStart;
     this.setEpoch(this.tStart);
     this.shown = { t: this.tStart, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
     this.tMeasure = this.tStart + j.rampTime;
@@ -718,6 +731,11 @@ export class Worker {
       // fio's ramp_period_over(): what the ramp did is not the job's (reset_io_stats and
       // reset_all_stats: the depth, submit and complete maps, the run time and CPU start again)
       this.rampDone = true;
+      // the think counter starts again with the stats (reset_all_stats(): last_thinktime_blocks
+      // made relative, last_thinktime at the new epoch)
+      this.lastThinkBlocks -= this.thinkCounter();
+      this.completedIos = 0;
+      this.lastThink = this.tMeasure;
       this.stats.resetIo();
       this.rate?.reset();
       // the ramp ended at tMeasure, where the directions' runtimes start
@@ -727,33 +745,16 @@ export class Worker {
       if (this.phase === 'io') this.state = this.letter;
     }
     let n = 0;
-    // ahead of the rate, nothing is issued until the sleep is over (see rateIssue())
-    while (!this.rateWait && this.inflight < this.depth && this.more(t)) {
+    // stalled (ahead of the rate, or thinking), nothing is issued until the stall is over
+    while (!this.stall && this.inflight < this.depth && this.more(t)) {
       const write = this.rateIssue(t);
       if (write === null) break;
       this.issue(t, write);
       this.rate?.issued(write);
       n++;
+      if (this.job.thinktime && this.phase === 'io') this.think(t);
     }
-    if (this.rateWait && this.inflight === 0 && !this.rateTimer) {
-      // fio's io_u_quiesce() has let what was in flight complete: now the sleep rate_ddir() chose
-      // when it decided, however long that took (usec_sleep())
-      const { write, us } = this.rateWait;
-      const until = now() + us / 1000;
-      // in steps of a second at most, as usec_sleep() sleeps: a timer's delay has a ceiling
-      const wake = () => {
-        const left = until - now();
-        if (left > 0) {
-          this.rateTimer = setTimeout(wake, Math.min(left, 1000));
-          return;
-        }
-        this.rateTimer = null;
-        this.rateWait = null;
-        this.rateWake = write;
-        this.pump();
-      };
-      this.rateTimer = setTimeout(wake, Math.min(us / 1000, 1000));
-    }
+    if (this.stall && this.inflight === 0 && !this.stallTimer) this.stallNow();
     if (n) {
       this.stats.submitMap[batchBucket(n)]++;
       this.stats.totalSubmit++;
@@ -778,7 +779,7 @@ export class Worker {
 
   /**
    * The next I/O's direction (get_rw_ddir()), and what the rate says of it (rate_ddir()): null when
-   * it is not to be issued now — ahead of the rate (rateWait is then set) or past the runtime. The
+   * it is not to be issued now — ahead of the rate (a stall is then set) or past the runtime. The
    * verify phase reads its list unrated, as do_verify() does.
    */
   private rateIssue(t: number): boolean | null {
@@ -798,10 +799,90 @@ export class Worker {
       return null;
     }
     if (d.sleepUs > 0) {
-      this.rateWait = { write: d.write, us: d.sleepUs };
+      // what is in flight completes first, however long that takes, and then the whole sleep
+      // (io_u_quiesce(), then usec_sleep() of what rate_ddir() worked out before it)
+      this.stall = { us: d.sleepUs, spinUs: 0, after: () => (this.rateWake = d.write) };
       return null;
     }
     return d.write;
+  }
+
+  /**
+   * handle_thinktime() after an I/O is queued: every `thinktime_blocks` blocks completed (or issued,
+   * with thinktime_blocks_type=issue) since the last think — or once `thinktime_iotime` has passed
+   * since it — the job stalls: `thinktime_spin` of busy CPU, then the rest of `thinktime` asleep,
+   * neither past the runtime.
+   */
+  private think(t: number): void {
+    const j = this.job;
+    let due = false;
+    if (j.thinktimeIotime) {
+      if (t - this.lastThink >= j.thinktimeIotime) due = true;
+      // thinktime_iotime alone: the blocks' default of 1 does not apply
+      else if (!j.thinktimeBlocksGiven) return;
+    }
+    const b = this.thinkCounter();
+    if (b >= this.lastThinkBlocks + j.thinktimeBlocks) due = true;
+    if (!due) return;
+    this.stall = {
+      spinUs: j.thinktimeSpin * 1000,
+      us: j.thinktime * 1000,
+      after: () => {
+        this.lastThinkBlocks = b;
+        if (j.thinktimeIotime) this.lastThink = now();
+      },
+    };
+  }
+
+  /** thinktime_blocks's counter: blocks completed (td->io_blocks), or issued with thinktime_blocks_type=issue. */
+  private thinkCounter(): number {
+    return this.job.thinktimeBlocksType === 'issue'
+      ? this.stats.read.ios + this.stats.write.ios
+      : this.completedIos;
+  }
+
+  /**
+   * The stall, now that nothing is in flight: the spin, then what it left of the stall asleep on a
+   * timer — neither past the runtime. The spin keeps the CPU busy as the application it stands for
+   * would, in slices of SPIN_SLICE_MS with a turn of the event loop between them: the guest's kernel
+   * (blkfront, its interrupts) shares this thread, where a real guest's would preempt fio.
+   */
+  private stallNow(): void {
+    const st = this.stall!;
+    const leftUs = () => (this.tEnd === Infinity ? Infinity : Math.max(0, (this.tEnd - now()) * 1000));
+    const t0 = now();
+    const spinUntil = t0 + Math.min(st.spinUs, leftUs()) / 1000;
+    const spin = () => {
+      this.stallTimer = null;
+      const sliceEnd = Math.min(spinUntil, now() + SPIN_SLICE_MS);
+      while (now() < sliceEnd) {
+        /* fio's usec_spin() */
+      }
+      if (now() < spinUntil && !this.stopping) {
+        this.stallTimer = setTimeout(spin, 0);
+        return;
+      }
+      sleep();
+    };
+    const sleep = () => {
+      const us = Math.min(Math.max(0, st.us - (now() - t0) * 1000), leftUs());
+      const until = now() + us / 1000;
+      // in steps of a second at most, as usec_sleep() sleeps: a timer's delay has a ceiling
+      const wake = () => {
+        const left = until - now();
+        if (left > 0 && !this.stopping) {
+          this.stallTimer = setTimeout(wake, Math.min(left, 1000));
+          return;
+        }
+        this.stallTimer = null;
+        this.stall = null;
+        st.after();
+        this.pump();
+      };
+      this.stallTimer = setTimeout(wake, Math.min(us / 1000, 1000));
+    };
+    if (st.spinUs > 0) spin();
+    else sleep();
   }
 
   private issue(t: number, write: boolean): void {
@@ -950,6 +1031,7 @@ export class Worker {
     // the pass's budget counts what it did in the ramp too: fio's issued bytes outlive the ramp's end
     // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included
     if (!io.verify) this.bytesDone += bs;
+    this.completedIos++;
     // Issued in the ramp: its bytes counted as fio's io_completed() counts them, its latency never
     // taken (should_account()). The ramp's end forgets the counts (resetIo()); a job that ends before
     // it reports them, with no latencies. One that completes after that end is not the run's.

@@ -102,6 +102,15 @@ export interface FioJob {
   /** fio's `rate_iops`: I/Os a second, reads then writes; 0 where unlimited. */
   rateIops: [number, number];
   rateProcess: RateProcess;
+  /** fio's `thinktime` and `thinktime_spin`, in ms (given in µs without a unit). */
+  thinktime: number;
+  thinktimeSpin: number;
+  thinktimeBlocks: number;
+  /** Whether thinktime_blocks was given: thinktime_iotime alone leaves its default of 1 out. */
+  thinktimeBlocksGiven: boolean;
+  thinktimeBlocksType: 'complete' | 'issue';
+  /** fio's `thinktime_iotime`, in ms (given in seconds without a unit). */
+  thinktimeIotime: number;
   randseed: number;
   randrepeat: boolean;
   /**
@@ -182,6 +191,12 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   rate: [0, 0],
   rateIops: [0, 0],
   rateProcess: 'linear',
+  thinktime: 0,
+  thinktimeSpin: 0,
+  thinktimeBlocks: 1,
+  thinktimeBlocksGiven: false,
+  thinktimeBlocksType: 'complete',
+  thinktimeIotime: 0,
   randseed: 0x2ce7a3bf,
   randrepeat: true,
   groupReporting: false,
@@ -242,10 +257,19 @@ const TIME_UNITS: Record<string, number> = {
 };
 
 /** fio's time syntax, seconds by default: `60`, `30s`, `500ms`, `2m`, `1h`. Returns milliseconds. */
-export function parseTime(opt: string, raw: string): number {
+export function parseTime(opt: string, raw: string, unit: keyof typeof TIME_UNITS = 's'): number {
   const m = /^([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h|d)?$/.exec(raw.trim());
   if (!m) return failedParsing(opt, raw);
-  return Number(m[1]) * TIME_UNITS[m[2] ?? 's'];
+  return Number(m[1]) * TIME_UNITS[m[2] ?? unit];
+}
+
+/** A time option fio keeps in an unsigned int of microseconds, in µs without a unit: in ms. */
+function parseMicros(opt: string, raw: string): number {
+  const ms = parseTime(opt, raw, 'us');
+  const us = Math.round(ms * 1000);
+  if (us > 0xffffffff)
+    return failedParsing(opt, raw, `${opt}: max value out of range: ${us} (4294967295 max)`);
+  return ms;
 }
 
 /**
@@ -499,6 +523,34 @@ const OPTIONS: Record<string, OptionDef> = {
           ['poisson', 'Rate follows Poisson process'],
         ] as const)),
     ),
+  },
+  thinktime: { apply: jobOpt((j, v) => (j.thinktime = parseMicros('thinktime', v))) },
+  thinktime_spin: { apply: jobOpt((j, v) => (j.thinktimeSpin = parseMicros('thinktime_spin', v))) },
+  thinktime_blocks: {
+    apply: jobOpt((j, v) => {
+      j.thinktimeBlocks = parseIntOption('thinktime_blocks', v, 1, 0xffffffff);
+      j.thinktimeBlocksGiven = true;
+    }),
+  },
+  thinktime_blocks_type: {
+    apply: jobOpt(
+      (j, v) =>
+        (j.thinktimeBlocksType = parseChoice('thinktime_blocks_type', v, [
+          ['complete', 'thinktime_blocks takes effect at the completion side'],
+          ['issue', 'thinktime_blocks takes effect at the issue side'],
+        ] as const)),
+    ),
+  },
+  thinktime_iotime: {
+    apply: jobOpt((j, v) => {
+      j.thinktimeIotime = parseTime('thinktime_iotime', v);
+      if (j.thinktimeIotime > 0xffffffff * 1000)
+        failedParsing(
+          'thinktime_iotime',
+          v,
+          `thinktime_iotime: max value out of range: ${v} (4294967295 max)`,
+        );
+    }),
   },
   verify_pattern: {
     apply: jobOpt((j, v) => {

@@ -85,6 +85,8 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --verify=none|md5|crc64|crc32|crc32c|crc16|crc7|sha1|sha256|sha512|sha3-224|sha3-256|sha3-384|
            sha3-512|xxhash|meta|pattern|null   --verify_pattern=0xdeadbeef|"text"|<int>|%o…
   --rate=<bytes/s>[,<bytes/s>]   --rate_iops=<n>[,<n>]   --rate_process=linear|poisson
+  --thinktime=<µs>   --thinktime_spin=<µs>   --thinktime_blocks=1   --thinktime_iotime=<s>
+  --thinktime_blocks_type=complete|issue
   --randseed=<n>   --randrepeat=1   --description=<text>
   --group_reporting   --percentile_list=1:5:…:99.99
   --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never   --version
