@@ -127,7 +127,8 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --verify_pattern --do_verify --verify_only
   --rate --rate_iops --rate_process=linear|poisson --thinktime --thinktime_spin --thinktime_blocks
   --thinktime_blocks_type=complete|issue --thinktime_iotime
-  --randseed --randrepeat --group_reporting --percentile_list
+  --randseed --randrepeat --group_reporting --percentile_list --slat_percentiles --clat_percentiles
+  --lat_percentiles
   --output-format=normal|json|json+|terse[,…] --minimal --terse-version=3 --eta=auto|always|never
   (and fio's aliases: --readwrite, --blocksize, --rwmixwrite, --timeout, --buffered; an
   unambiguous prefix of an option is that option, as fio's getopt takes it)

@@ -17,6 +17,7 @@ import {
   Samples,
   type FioReport,
   type FioReportJob,
+  type LatencyPercentiles,
 } from '@pvblk/frontend';
 import type { StackShape } from './bench-options.ts';
 import { diskDelayNote, diskParams } from './bench-options.ts';
@@ -59,6 +60,7 @@ export interface JobClone {
   groupReporting: boolean;
   percentiles: number[];
   percentilePrecision: number;
+  latencyPercentiles: LatencyPercentiles;
 }
 
 export interface PointResult {
@@ -185,6 +187,7 @@ export function reportJobs(p: PointResult): BenchReportJob[] {
         description: clone?.description ?? '',
         percentiles: clone?.percentiles,
         percentilePrecision: clone?.percentilePrecision,
+        latencyPercentiles: clone?.latencyPercentiles,
         groupReporting: clone?.groupReporting ?? false,
         guest: g,
         pid: g.pid,
@@ -201,6 +204,7 @@ export function reportJobs(p: PointResult): BenchReportJob[] {
       description: first.description,
       percentiles: last.percentiles,
       percentilePrecision: last.percentilePrecision,
+      latencyPercentiles: last.latencyPercentiles,
       guest: first.guest,
       pid: first.pid,
     };

@@ -631,6 +631,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
           groupReporting: j.groupReporting,
           percentiles: j.percentileList,
           percentilePrecision: j.percentilePrecision,
+          latencyPercentiles: j.latencyPercentiles,
         }),
       ),
       globalOptions: p.cl.globalGiven,

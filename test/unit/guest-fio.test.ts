@@ -440,6 +440,32 @@ describe('the guest fio, run whole', () => {
     expect(out).toMatch(/issued rwts: total=2,0,0,0/);
   });
 
+  it('gives the percentiles of the latencies the job names (slat_percentiles, clat_percentiles, lat_percentiles), as stat.c does', async () => {
+    const args =
+      '--name=p --rw=randread --bs=4k --direct=1 --size=256k --slat_percentiles=1 --clat_percentiles=0 --lat_percentiles=1';
+    const j = json((await fio(`${args} --output-format=json`)).stdout).jobs[0].read as unknown as Record<
+      string,
+      { percentile?: Record<string, number> }
+    >;
+    // fio 3.33's JSON for these options: slat's and lat's percentiles, not clat's
+    expect(
+      [j.slat_ns.percentile, j.clat_ns.percentile, j.lat_ns.percentile].map((p) => p !== undefined),
+    ).toEqual([true, false, true]);
+    // the normal output: the blocks in show_ddir_status()'s order, slat then lat
+    const normal = (await fio(args)).stdout;
+    const blocks = [...normal.matchAll(/^ {4}(\w+) percentiles \((?:nsec|usec|msec)\):$/gm)].map((m) => m[1]);
+    expect(blocks).toEqual(['slat', 'lat']);
+    // terse gives lat's percentiles when asked for them (show_ddir_status_terse())
+    const both = await fio(`${args} --output-format=terse,json`);
+    const terse = both.stdout.split('\n')[0].split(';');
+    const read = json(both.stdout).jobs[0].read as unknown as {
+      lat_ns: { percentile: Record<string, number> };
+    };
+    const lat = read.lat_ns;
+    const p50 = terse.find((f) => f.startsWith('50.000000%='))!;
+    expect(Number(p50.split('=')[1])).toBe(Math.floor(lat.percentile['50.000000'] / 1000));
+  });
+
   it('samples bw and iops every 500 ms while the job runs, as many times as fio: not the window its runtime ends', async () => {
     const r = await fio(
       '--name=s --rw=randread --bs=4k --direct=1 --runtime=1000ms --time_based --output-format=json',

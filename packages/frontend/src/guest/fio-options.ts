@@ -23,6 +23,13 @@ import type { RateProcess } from './fio-rate.ts';
 
 export const FIO_VERSION = 'fio-3.36';
 
+/** Which latencies the report gives percentiles of (slat_percentiles, clat_percentiles, lat_percentiles). */
+export interface LatencyPercentiles {
+  slat: boolean;
+  clat: boolean;
+  lat: boolean;
+}
+
 export type FioRw = 'read' | 'write' | 'randread' | 'randwrite' | 'rw' | 'randrw';
 /**
  * fio's verify methods; `pattern-header` is VERIFY_PATTERN, which a `verify_pattern` given without
@@ -119,6 +126,8 @@ export interface FioJob {
    */
   groupReporting: boolean;
   percentileList: number[];
+  /** fio's slat_percentiles, clat_percentiles and lat_percentiles: whose percentiles the report gives. */
+  latencyPercentiles: LatencyPercentiles;
   /** Decimals the percentiles are printed with: the most any of them was given with (parse.c). */
   percentilePrecision: number;
 }
@@ -201,6 +210,7 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   randrepeat: true,
   groupReporting: false,
   percentileList: DEFAULT_PERCENTILES,
+  latencyPercentiles: { slat: false, clat: true, lat: false },
   percentilePrecision: 2,
 };
 
@@ -572,6 +582,24 @@ const OPTIONS: Record<string, OptionDef> = {
   group_reporting: {
     flag: true,
     apply: jobOpt((j, v) => (j.groupReporting = fioBool('group_reporting', v, 'set'))),
+  },
+  slat_percentiles: {
+    apply: jobOpt(
+      (j, v) =>
+        (j.latencyPercentiles = { ...j.latencyPercentiles, slat: fioBool('slat_percentiles', v, 'bool') }),
+    ),
+  },
+  clat_percentiles: {
+    apply: jobOpt(
+      (j, v) =>
+        (j.latencyPercentiles = { ...j.latencyPercentiles, clat: fioBool('clat_percentiles', v, 'bool') }),
+    ),
+  },
+  lat_percentiles: {
+    apply: jobOpt(
+      (j, v) =>
+        (j.latencyPercentiles = { ...j.latencyPercentiles, lat: fioBool('lat_percentiles', v, 'bool') }),
+    ),
   },
   percentile_list: {
     apply: jobOpt((j, v) => {

@@ -7,7 +7,7 @@
  * Percentiles come from HDR histograms (3 significant digits) where fio has its own log-linear
  * histogram; min/max/mean/stdev are exact, as in fio.
  */
-import { FIO_VERSION } from './fio-options.ts';
+import { FIO_VERSION, type LatencyPercentiles } from './fio-options.ts';
 import type { DirStats, DiskUtil, JobStats, Samples } from './fio-stats.ts';
 import { fixed } from './printf.ts';
 
@@ -27,7 +27,11 @@ export interface FioReportJob {
   /** The job's percentile_list and its precision, where not the report's. */
   percentiles?: number[];
   percentilePrecision?: number;
+  /** Whose percentiles the job's report gives; clat's alone where absent. */
+  latencyPercentiles?: LatencyPercentiles;
 }
+
+const CLAT_ONLY: LatencyPercentiles = { slat: false, clat: true, lat: false };
 
 /**
  * Which jobs report together, as stat.c's __show_run_stats() sorts them: `group_reporting` is a job
@@ -192,6 +196,7 @@ function ddirNormal(
   plist: number[],
   precision: number,
   groupAgg: number,
+  which: LatencyPercentiles,
 ): string[] {
   const out: string[] = [];
   const bw = bwOf(d);
@@ -202,7 +207,10 @@ function ddirNormal(
   if (d.slat.n) out.push(displayLat('slat', d.slat));
   if (d.clat.n) out.push(displayLat('clat', d.clat));
   if (d.lat.n) out.push(displayLat(' lat', d.lat));
-  if (d.clat.n && plist.length) out.push(...percentileBlock('clat', d.clat, plist, precision));
+  // show_ddir_status(): each latency whose percentiles the job asked for, in this order
+  if (plist.length)
+    for (const k of ['slat', 'clat', 'lat'] as const)
+      if (which[k] && d[k].n) out.push(...percentileBlock(k, d[k], plist, precision));
   if (d.bw.n) {
     let { min, max } = d.bw;
     let mean = d.bw.mean;
@@ -322,6 +330,7 @@ export function renderNormal(r: FioReport): string {
             job.percentiles ?? r.percentiles,
             job.percentilePrecision ?? r.percentilePrecision ?? 2,
             aggs[dir].agg,
+            job.latencyPercentiles ?? CLAT_ONLY,
           ),
         );
     }
@@ -401,7 +410,13 @@ function latJson(s: Samples, plist: number[] | null, plus: boolean): Record<stri
   return o;
 }
 
-function ddirJson(d: DirStats, plist: number[], plus: boolean, groupAgg: number): Record<string, unknown> {
+function ddirJson(
+  d: DirStats,
+  plist: number[],
+  plus: boolean,
+  groupAgg: number,
+  which: LatencyPercentiles,
+): Record<string, unknown> {
   const bwBytes = bwOf(d);
   const perAgg = d.bw.n ? perOfAgg(d.bw.mean, groupAgg) : 0;
   return {
@@ -414,9 +429,9 @@ function ddirJson(d: DirStats, plist: number[], plus: boolean, groupAgg: number)
     total_ios: d.ios,
     short_ios: d.shortIos,
     drop_ios: d.dropIos,
-    slat_ns: latJson(d.slat, null, plus),
-    clat_ns: latJson(d.clat, plist, plus),
-    lat_ns: latJson(d.lat, null, plus),
+    slat_ns: latJson(d.slat, which.slat ? plist : null, plus),
+    clat_ns: latJson(d.clat, which.clat ? plist : null, plus),
+    lat_ns: latJson(d.lat, which.lat ? plist : null, plus),
     bw_min: d.bw.n ? d.bw.min : 0,
     bw_max: d.bw.max,
     bw_agg: perAgg,
@@ -483,10 +498,22 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       elapsed: Math.floor((Math.floor(r.elapsedMs) + 999) / 1000),
       'job options': dumpedOptions(job.options),
       read: ts.read.ios
-        ? ddirJson(ts.read, job.percentiles ?? r.percentiles, plus, aggs.read.agg)
+        ? ddirJson(
+            ts.read,
+            job.percentiles ?? r.percentiles,
+            plus,
+            aggs.read.agg,
+            job.latencyPercentiles ?? CLAT_ONLY,
+          )
         : emptyDir(),
       write: ts.write.ios
-        ? ddirJson(ts.write, job.percentiles ?? r.percentiles, plus, aggs.write.agg)
+        ? ddirJson(
+            ts.write,
+            job.percentiles ?? r.percentiles,
+            plus,
+            aggs.write.agg,
+            job.latencyPercentiles ?? CLAT_ONLY,
+          )
         : emptyDir(),
       trim: emptyDir(),
       sync: { total_ios: 0, lat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 } },
@@ -542,7 +569,7 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
 
 const tf = (v: number): string => fixed(v, 6);
 
-function ddirTerse(d: DirStats, plist: number[], groupAgg: number): string {
+function ddirTerse(d: DirStats, plist: number[], groupAgg: number, which: LatencyPercentiles): string {
   const parts: string[] = [];
   const runt = Math.round(d.runtimeMs);
   const bwKiB = runt ? Math.floor(Math.floor((1000 * d.bytes) / runt) / 1024) : 0;
@@ -555,10 +582,12 @@ function ddirTerse(d: DirStats, plist: number[], groupAgg: number): string {
         )
       : ['0', '0', tf(0), tf(0)];
   parts.push(...lat(d.slat), ...lat(d.clat));
+  // lat's percentiles if asked for, else clat's if asked for, else none (show_ddir_status_terse())
+  const src = which.lat ? d.lat : which.clat ? d.clat : null;
+  const len = src ? plist.length : 0;
   for (let i = 0; i < 20; i++) {
     // calc_clat_percentiles() gives every listed percentile, 0 when the direction has no samples
-    if (i < plist.length)
-      parts.push(`${tf(plist[i])}%=${d.clat.n ? Math.floor(d.clat.pct(plist[i]) / 1000) : 0}`);
+    if (i < len) parts.push(`${tf(plist[i])}%=${src!.n ? Math.floor(src!.pct(plist[i]) / 1000) : 0}`);
     else parts.push('0%=0');
   }
   parts.push(...lat(d.lat));
@@ -578,8 +607,9 @@ export function renderTerse(r: FioReport): string {
     const total = ts.totalIos;
     const run = ts.totalRunMs || 1;
     const parts: string[] = [`3;${FIO_VERSION};${ts.name};${ts.groupid};${ts.error}`];
-    parts.push(ddirTerse(ts.read, job.percentiles ?? r.percentiles, aggs.read.agg));
-    parts.push(ddirTerse(ts.write, job.percentiles ?? r.percentiles, aggs.write.agg));
+    const which = job.latencyPercentiles ?? CLAT_ONLY;
+    parts.push(ddirTerse(ts.read, job.percentiles ?? r.percentiles, aggs.read.agg, which));
+    parts.push(ddirTerse(ts.write, job.percentiles ?? r.percentiles, aggs.write.agg, which));
     parts.push(
       [
         `${tf((ts.usrMs * 100) / run)}%`,

@@ -89,6 +89,7 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --thinktime_blocks_type=complete|issue
   --randseed=<n>   --randrepeat=1   --description=<text>
   --group_reporting   --percentile_list=1:5:…:99.99
+  --slat_percentiles=0   --clat_percentiles=1   --lat_percentiles=0
   --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never   --version
 `;
 
@@ -615,6 +616,7 @@ function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioRep
       description: first.description,
       percentiles: last.percentileList,
       percentilePrecision: last.percentilePrecision,
+      latencyPercentiles: last.latencyPercentiles,
       pvblk: pvblkOf(stats),
     };
   });
