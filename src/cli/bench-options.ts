@@ -78,7 +78,16 @@ export interface Sweep {
 }
 
 /** What --sweep can vary: job options (same stack) and stack options (a new stack per point). */
-export const SWEEP_JOB_KEYS = ['iodepth', 'bs', 'numjobs', 'rwmixread', 'rw', 'rate_iops', 'rate'] as const;
+export const SWEEP_JOB_KEYS = [
+  'iodepth',
+  'bs',
+  'numjobs',
+  'rwmixread',
+  'rw',
+  'rate_iops',
+  'rate',
+  'thinktime',
+] as const;
 export const SWEEP_STACK_KEYS = [
   'ring-page-order',
   'queues',
@@ -443,11 +452,23 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' |
   for (const p of benchPoints(o)) {
     checkPoint(p, o.stack.disk);
     if (baseline)
-      for (const j of p.cl.jobs)
+      for (const j of p.cl.jobs) {
         if (j.bs > RELAY_MAX_BS)
           fail(
             `fio: --baseline: the relay carries requests of ${RELAY_MAX_BS / 1024} KiB at most (bs=${j.bs})`,
           );
+        // the relay keeps its depth full: beside a held rate or a thinking job its figures would be
+        // of another load, and their ratio no measure of the path
+        const held = [
+          j.rate[0] || j.rate[1] ? 'rate' : '',
+          j.rateIops[0] || j.rateIops[1] ? 'rate_iops' : '',
+          j.thinktime ? 'thinktime' : '',
+        ].filter(Boolean);
+        if (held.length)
+          fail(
+            `fio: --baseline: the relay runs at its full depth and has no ${held.join(' or ')}: measure that job without --baseline`,
+          );
+      }
   }
   return o;
 }
