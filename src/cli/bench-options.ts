@@ -130,7 +130,7 @@ way, grant operations, broker frames and bytes per request, every process's memo
 
 fio options (fio's names and syntax, --opt=value or --opt value):
   --name --filename --rw=read|write|randread|randwrite|rw|randrw --rwmixread --bs --iodepth
-  --numjobs --size --offset --runtime --time_based --ramp_time --direct=0|1
+  --numjobs --size --offset --loops --runtime --time_based --ramp_time --direct=0|1
   --invalidate --fadvise_hint=0|1|random|sequential --end_fsync --fsync_on_close
   --ioengine=libaio|io_uring|psync|sync --verify=none|md5|crc32c|sha256|…|meta|pattern|null
   --verify_pattern --do_verify --verify_only

@@ -655,6 +655,25 @@ describe("the guest fio's verify phases (backend.c's thread_main())", () => {
     ]);
   });
 
+  it('repeats the pass and its verify phase `loops` times; loops=0 is one pass, as keep_running() has it', async () => {
+    // fio 3.33 with these jobs: 48 writes and 48 reads; 48 reads; 16 reads
+    const v = json(
+      (
+        await fio(
+          '--name=l --rw=randwrite --bs=4k --direct=1 --size=64k --loops=3 --verify=crc32c --output-format=json',
+        )
+      ).stdout,
+    ).jobs[0];
+    expect([v.read.total_ios, v.write.total_ios, v.error]).toEqual([48, 48, 0]);
+    const r = json((await fio('--name=l --rw=read --bs=4k --size=64k --loops=3 --output-format=json')).stdout)
+      .jobs[0];
+    expect(r.read.total_ios).toBe(48);
+    const once = json(
+      (await fio('--name=l --rw=read --bs=4k --size=64k --loops=0 --output-format=json')).stdout,
+    ).jobs[0];
+    expect(once.read.total_ios).toBe(16);
+  });
+
   /** A random writer's job with crc32c verify, direct, its JSON read. */
   const verifyJob = async (args: string) => {
     const r = await fio(

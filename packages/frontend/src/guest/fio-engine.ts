@@ -391,6 +391,8 @@ export class Worker {
   state = 'P';
   private bytesTarget: number;
   private bytesDone = 0;
+  /** Passes done (each with its verify phase), for `loops`. */
+  private passes = 0;
 
   constructor(
     readonly job: FioJob,
@@ -688,7 +690,8 @@ export class Worker {
         void this.startPhase('verify', t);
         return;
       }
-      if (this.job.timeBased) {
+      // keep_running(): time_based runs pass after pass; else `loops` of them
+      if (this.job.timeBased || ++this.passes < this.job.loops) {
         void this.startPhase(this.job.verifyOnly ? 'verify' : 'io', t);
         return;
       }
@@ -1140,7 +1143,8 @@ export class Worker {
     }
     // a writer that verifies afterwards has its size twice to do, a mixed one its write share (50 %
     // without one) more
-    let total = this.bytesTarget;
+    // td->total_io_size: the size times the loops
+    let total = this.bytesTarget * j.loops;
     if (verifiesWrites(j)) {
       if (this.kinds.read) total += Math.floor((total * (100 - j.rwmixread || 50)) / 100);
       else total *= 2;

@@ -109,6 +109,8 @@ export interface FioJob {
   /** fio's `rate_iops`: I/Os a second, reads then writes; 0 where unlimited. */
   rateIops: [number, number];
   rateProcess: RateProcess;
+  /** fio's `loops`: passes over the region (and their verify phases), 1 for 0 as keep_running() has it. */
+  loops: number;
   /** fio's `thinktime` and `thinktime_spin`, in ms (given in µs without a unit). */
   thinktime: number;
   thinktimeSpin: number;
@@ -200,6 +202,7 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   rate: [0, 0],
   rateIops: [0, 0],
   rateProcess: 'linear',
+  loops: 1,
   thinktime: 0,
   thinktimeSpin: 0,
   thinktimeBlocks: 1,
@@ -534,6 +537,7 @@ const OPTIONS: Record<string, OptionDef> = {
         ] as const)),
     ),
   },
+  loops: { apply: jobOpt((j, v) => (j.loops = Math.max(1, parseIntOption('loops', v, 0, 0xffffffff)))) },
   thinktime: { apply: jobOpt((j, v) => (j.thinktime = parseMicros('thinktime', v))) },
   thinktime_spin: { apply: jobOpt((j, v) => (j.thinktimeSpin = parseMicros('thinktime_spin', v))) },
   thinktime_blocks: {

@@ -78,7 +78,7 @@ export interface GuestFioCommand {
 export const FIO_USAGE = `usage: fio [global options] --name=<job> [options] [--name=<job> [options] …]
 job options (fio's names and syntax; --opt=value or --opt value; --name=global starts global ones):
   --filename=/dev/xvda   --rw=read|write|randread|randwrite|rw|randrw   --rwmixread=50
-  --bs=4k   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0
+  --bs=4k   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0   --loops=1
   --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
   --invalidate=1   --fadvise_hint=0|1|random|sequential   --end_fsync=0   --fsync_on_close=0
   --ioengine=libaio|io_uring|psync|sync   --do_verify=1   --verify_only
