@@ -354,11 +354,15 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
     // genesis is its start: the bench's, stack start-up and all (the JSON `elapsed` counts it too)
     const etaSec = Math.max(0, ...parsed.map((p) => p.eta ?? 0));
     const running = parsed.reduce((a, p) => a + p.running, 0);
+    const states = parsed.flatMap((p) => p.states);
+    const bare = etaBare(performance.now(), running);
+    // fio's eta_good is set where a percentage is printed, not on a bare line or while all ramp
+    const allRamp = running > 0 && states.filter((c) => c === '/').length === running;
     const line = etaLine(
       {
         running,
-        states: parsed.flatMap((p) => p.states),
-        done: percentage(performance.now(), etaSec),
+        states,
+        done: bare || allRamp ? null : percentage(performance.now(), etaSec),
         eta: etaSec,
         limit: sumLimits(parsed.map((p) => p.limit ?? null)),
         rB: parsed.reduce((a, p) => a + p.rB, 0),
@@ -366,7 +370,7 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
         rI: parsed.reduce((a, p) => a + p.rI, 0),
         wI: parsed.reduce((a, p) => a + p.wI, 0),
       },
-      etaBare(performance.now(), running),
+      bare,
     );
     write(redrawn(line));
   };

@@ -683,7 +683,18 @@ describe('fio verify', () => {
     // an odd count of hex digits: the first byte takes one (real fio 3.33 wrote 0a bc for 0xabc)
     expect(hexOf('0xabc')).toEqual({ hex: '0abc', offsets: [] });
     // what fio fails to parse
-    for (const bad of ['0xzz', '"open', '%x', 'abc', '2147483648', '', '0x' + 'ff'.repeat(513)])
+    // eight %o at most (fio's verify_fmt[8])
+    expect(parseVerifyPattern('%o'.repeat(8))!.offsets).toHaveLength(8);
+    for (const bad of [
+      '0xzz',
+      '"open',
+      '%x',
+      'abc',
+      '2147483648',
+      '',
+      '0x' + 'ff'.repeat(513),
+      '%o'.repeat(9),
+    ])
       expect(parseVerifyPattern(bad), bad).toBeNull();
   });
 
@@ -771,13 +782,15 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
     expect([t.thinktime, t.thinktimeSpin, t.thinktimeIotime, t.thinktimeBlocks]).toEqual([1.5, 1, 2000, 4]);
     expect(t.thinktimeBlocksGiven).toBe(true);
     expect(job('--thinktime_blocks_type=issue').thinktimeBlocksType).toBe('issue');
-    // an unsigned int of microseconds, as fio keeps them
-    expect(usage(() => parse(['--name=j', '--thinktime=4295s']))[0]).toBe(
-      'thinktime: max value out of range: 4295000000 (4294967295 max)',
-    );
-    expect(usage(() => parse(['--name=j', '--thinktime_blocks=0']))[0]).toMatch(
-      /min value out of range: 0 \(1 min\)/,
-    );
+    // an unsigned int of microseconds, as fio keeps them: 5000 s is what is left past 2^32 µs
+    expect(job('--thinktime=5000s').thinktime).toBe(705032.704);
+    expect(job('--thinktime_iotime=5000').thinktimeIotime).toBe(705032.704);
+    // no minimum: 0 thinks after every I/O issued
+    expect(job('--thinktime_blocks=0').thinktimeBlocks).toBe(0);
+    // Poisson arrivals need a block a second: fio 3.36 divides by zero (SIGFPE)
+    expect(
+      usage(() => parseGuestFio(['--name=j', '--filename=/dev/xvda', '--rate=1k', '--rate_process=poisson'])),
+    ).toEqual(['fio: j: rate_process=poisson needs a block a second at least (rate=1024 B/s, bs=4096)']);
     expect(
       usage(() => parseGuestFio(['--name=j', '--filename=/dev/xvda', '--rate=1m', '--rate_iops=10'])),
     ).toEqual(['fio: rate and rate_iops are mutually exclusive']);

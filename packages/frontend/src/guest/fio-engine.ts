@@ -43,6 +43,8 @@ import { RateControl } from './fio-rate.ts';
 const PAGE = 4096;
 /** The longest stretch thinktime_spin keeps the event loop busy (see stallNow()). */
 const SPIN_SLICE_MS = 5;
+/** The last part of a stall's sleep watched by the loop's turns rather than a timer (see stallNow()). */
+const SLEEP_POLL_MS = 1.5;
 /** fio's bw_avg_time / iops_avg_time. */
 const AVG_WINDOW_MS = 500;
 
@@ -338,7 +340,10 @@ export class Worker {
    * `after` when it is over. Nothing is issued meanwhile.
    */
   private stall: { us: number; spinUs: number; after: () => void } | null = null;
-  private stallTimer: NodeJS.Timeout | null = null;
+  /** Cancels the stall's pending spin slice, timer or poll (set while one is pending). */
+  private stallCancel: (() => void) | null = null;
+  /** The queue was full at the last issue: the thought waits for the reap (see pump()). */
+  private thinkAfterReap = false;
   /** The rate's sleep is over: the next I/O goes this way. */
   private rateWake: boolean | null = null;
   /** thinktime_blocks's counter when the job last thought (td->last_thinktime_blocks). */
@@ -560,9 +565,9 @@ export class Worker {
   stop(): void {
     this.stopping = true;
     // stalled with nothing in flight: nothing else would wake the job to end it
-    if (this.stallTimer) {
-      clearTimeout(this.stallTimer);
-      this.stallTimer = null;
+    if (this.stallCancel) {
+      this.stallCancel();
+      this.stallCancel = null;
       this.stall = null;
       this.pump();
     }
@@ -748,6 +753,12 @@ export class Worker {
       if (this.phase === 'io') this.state = this.letter;
     }
     let n = 0;
+    // do_io() reaps when its queue is full and only then looks at thinktime: a thought the last
+    // issue left for after the reap is looked at now
+    if (this.thinkAfterReap) {
+      this.thinkAfterReap = false;
+      if (this.phase === 'io') this.think(t);
+    }
     // stalled (ahead of the rate, or thinking), nothing is issued until the stall is over
     while (!this.stall && this.inflight < this.depth && this.more(t)) {
       const write = this.rateIssue(t);
@@ -755,9 +766,12 @@ export class Worker {
       this.issue(t, write);
       this.rate?.issued(write);
       n++;
-      if (this.job.thinktime && this.phase === 'io') this.think(t);
+      if (this.job.thinktime && this.phase === 'io') {
+        if (this.inflight >= this.depth) this.thinkAfterReap = true;
+        else this.think(t);
+      }
     }
-    if (this.stall && this.inflight === 0 && !this.stallTimer) this.stallNow();
+    if (this.stall && this.inflight === 0 && !this.stallCancel) this.stallNow();
     if (n) {
       this.stats.submitMap[batchBucket(n)]++;
       this.stats.totalSubmit++;
@@ -770,7 +784,8 @@ export class Worker {
         for (let d = this.inflight - n + 1; d <= this.inflight; d++) this.stats.depthMap[depthBucket(d)]++;
       else this.stats.depthMap[depthBucket(this.inflight)] += n;
     }
-    if (this.inflight === 0 && !this.more(t)) this.endPhase();
+    // a stall after the last I/O is the job's too (fio thinks after it): its wake ends the phase
+    if (this.inflight === 0 && !this.stall && !this.thinkAfterReap && !this.more(t)) this.endPhase();
   }
 
   private pickWrite(): boolean {
@@ -855,34 +870,41 @@ export class Worker {
     const leftUs = () => (this.tEnd === Infinity ? Infinity : Math.max(0, (this.tEnd - now()) * 1000));
     const t0 = now();
     const spinUntil = t0 + Math.min(st.spinUs, leftUs()) / 1000;
+    const later = (fn: () => void, ms: number) => {
+      const h = setTimeout(fn, ms);
+      this.stallCancel = () => clearTimeout(h);
+    };
+    const nextTurn = (fn: () => void) => {
+      const h = setImmediate(fn);
+      this.stallCancel = () => clearImmediate(h);
+    };
     const spin = () => {
-      this.stallTimer = null;
       const sliceEnd = Math.min(spinUntil, now() + SPIN_SLICE_MS);
       while (now() < sliceEnd) {
         /* fio's usec_spin() */
       }
-      if (now() < spinUntil && !this.stopping) {
-        this.stallTimer = setTimeout(spin, 0);
-        return;
-      }
-      sleep();
+      if (now() < spinUntil && !this.stopping) nextTurn(spin);
+      else sleep();
     };
     const sleep = () => {
-      const us = Math.min(Math.max(0, st.us - (now() - t0) * 1000), leftUs());
-      const until = now() + us / 1000;
-      // in steps of a second at most, as usec_sleep() sleeps: a timer's delay has a ceiling
+      const until = now() + Math.min(Math.max(0, st.us - (now() - t0) * 1000), leftUs()) / 1000;
+      // usec_sleep()'s precision: a timer until SLEEP_POLL_MS before the end (in steps of a second
+      // at most: a timer's delay has a ceiling), then a look at the clock each turn of the loop — a
+      // timer alone never fires under a millisecond, and a think of 100 µs would take ten times that
       const wake = () => {
         const left = until - now();
         if (left > 0 && !this.stopping) {
-          this.stallTimer = setTimeout(wake, Math.min(left, 1000));
+          if (left > SLEEP_POLL_MS) later(wake, Math.min(left - SLEEP_POLL_MS, 1000));
+          else nextTurn(wake);
           return;
         }
-        this.stallTimer = null;
+        this.stallCancel = null;
         this.stall = null;
         st.after();
         this.pump();
       };
-      this.stallTimer = setTimeout(wake, Math.min(us / 1000, 1000));
+      // never at once: the pump that set the stall is still on the stack
+      nextTurn(wake);
     };
     if (st.spinUs > 0) spin();
     else sleep();
@@ -1132,22 +1154,27 @@ export class Worker {
     // o.timeout is microseconds, divided down to whole seconds
     const timeout = j.runtime !== null ? Math.floor(j.runtime / 1000) : 0;
     if (this.state === 'F') return 0;
-    if (this.state === 'P' || this.state === '/') {
-      if (j.runtime === null) return 0;
-      let tEta = Math.floor((j.runtime + (this.rampDone ? 0 : j.rampTime)) / 1000);
-      if (this.state === '/') {
-        const rampLeft = Math.floor((sinceEpoch + 999) / 1000);
-        if (rampLeft <= tEta) tEta -= rampLeft;
-      }
-      return tEta;
-    }
     // a writer that verifies afterwards has its size twice to do, a mixed one its write share (50 %
-    // without one) more
-    // td->total_io_size: the size times the loops
+    // without one) more; td->total_io_size is the size times the loops
     let total = this.bytesTarget * j.loops;
     if (verifiesWrites(j)) {
       if (this.kinds.read) total += Math.floor((total * (100 - j.rwmixread || 50)) / 100);
       else total *= 2;
+    }
+    if (this.state === 'P' || this.state === '/') {
+      // not running yet: the runtime (and the ramp left) if there is one, the size at the `rate` if
+      // there is one, the smaller of the two if both
+      let tEta = 0;
+      if (j.runtime !== null) {
+        tEta = Math.floor((j.runtime + (this.rampDone ? 0 : j.rampTime)) / 1000);
+        if (this.state === '/') {
+          const rampLeft = Math.floor((sinceEpoch + 999) / 1000);
+          if (rampLeft <= tEta) tEta -= rampLeft;
+        }
+      }
+      const rateBytes = (this.kinds.read ? j.rate[0] : 0) + (this.kinds.write ? j.rate[1] : 0);
+      const rEta = rateBytes ? Math.floor(total / rateBytes) : 0;
+      return rEta && tEta ? Math.min(rEta, tEta) : rEta || tEta;
     }
     // td->io_bytes: what completed since the ramp's end, the verify phase's reads included
     const done = this.stats.read.bytes + this.stats.write.bytes;

@@ -276,13 +276,14 @@ export function parseTime(opt: string, raw: string, unit: keyof typeof TIME_UNIT
   return Number(m[1]) * TIME_UNITS[m[2] ?? unit];
 }
 
-/** A time option fio keeps in an unsigned int of microseconds, in µs without a unit: in ms. */
-function parseMicros(opt: string, raw: string): number {
-  const ms = parseTime(opt, raw, 'us');
-  const us = Math.round(ms * 1000);
-  if (us > 0xffffffff)
-    return failedParsing(opt, raw, `${opt}: max value out of range: ${us} (4294967295 max)`);
-  return ms;
+/**
+ * A time option fio keeps in an unsigned int of microseconds (`unit` without one), in ms. parse.c
+ * takes a value past 2^32 µs and the unsigned int keeps what is left of it (`thinktime=5000s` is
+ * 705 s), so this does too.
+ */
+function parseMicros(opt: string, raw: string, unit: 'us' | 's' = 'us'): number {
+  const us = Math.round(parseTime(opt, raw, unit) * 1000);
+  return (us % 2 ** 32) / 1000;
 }
 
 /**
@@ -542,7 +543,8 @@ const OPTIONS: Record<string, OptionDef> = {
   thinktime_spin: { apply: jobOpt((j, v) => (j.thinktimeSpin = parseMicros('thinktime_spin', v))) },
   thinktime_blocks: {
     apply: jobOpt((j, v) => {
-      j.thinktimeBlocks = parseIntOption('thinktime_blocks', v, 1, 0xffffffff);
+      // no minimum in fio: 0 thinks after every I/O the loop issues
+      j.thinktimeBlocks = parseIntOption('thinktime_blocks', v, 0, 0xffffffff);
       j.thinktimeBlocksGiven = true;
     }),
   },
@@ -556,15 +558,7 @@ const OPTIONS: Record<string, OptionDef> = {
     ),
   },
   thinktime_iotime: {
-    apply: jobOpt((j, v) => {
-      j.thinktimeIotime = parseTime('thinktime_iotime', v);
-      if (j.thinktimeIotime > 0xffffffff * 1000)
-        failedParsing(
-          'thinktime_iotime',
-          v,
-          `thinktime_iotime: max value out of range: ${v} (4294967295 max)`,
-        );
-    }),
+    apply: jobOpt((j, v) => (j.thinktimeIotime = parseMicros('thinktime_iotime', v, 's'))),
   },
   verify_pattern: {
     apply: jobOpt((j, v) => {
@@ -991,6 +985,16 @@ export function checkJob(job: FioJob): void {
   }
   if ((job.rate[0] || job.rate[1]) && (job.rateIops[0] || job.rateIops[1])) {
     fail('fio: rate and rate_iops are mutually exclusive');
+  }
+  if (job.rateProcess === 'poisson') {
+    // usec_for_io() divides by the blocks a second: fio 3.36 dies of SIGFPE under one
+    for (const d of [0, 1]) {
+      const bps = job.rate[d] || job.rateIops[d] * job.bs;
+      if (bps && bps < job.bs)
+        fail(
+          `fio: ${job.name}: rate_process=poisson needs a block a second at least (rate=${bps} B/s, bs=${job.bs})`,
+        );
+    }
   }
   if (job.verifyOnly && job.verify === 'none') {
     fail(`fio: ${job.name}: verify_only needs a verify method (--verify=crc32c|md5|…)`);

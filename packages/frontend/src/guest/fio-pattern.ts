@@ -10,6 +10,8 @@
 
 /** The longest pattern fio takes (MAX_PATTERN_SIZE). */
 export const MAX_PATTERN_SIZE = 512;
+/** The most `%o` a pattern holds (the size of fio's verify_fmt[]). */
+const MAX_PATTERN_FORMATS = 8;
 
 export interface VerifyPattern {
   /** The pattern's bytes, each `%o`'s eight zero. */
@@ -38,7 +40,8 @@ export function parseVerifyPattern(s: string): VerifyPattern | null {
       if (end === i + 1) return null;
       i = end + 1;
     } else if (c === '%') {
-      if (s.slice(i, i + 2) !== '%o') return null;
+      // fio keeps eight formats at most (verify_fmt[8])
+      if (s.slice(i, i + 2) !== '%o' || offsets.length === MAX_PATTERN_FORMATS) return null;
       offsets.push(out.length);
       for (let k = 0; k < 8; k++) out.push(0);
       i += 2;

@@ -488,12 +488,16 @@ async function runFio(
       const running = workers.filter((w) => w.state !== '_' && w.state !== 'P').length;
       const etaSec = Math.max(0, ...ps.map((p) => p.eta));
       const ms = performance.now() - genesis;
+      const states = workers.map((w) => w.state);
+      const bare = !eta && etaBare(ms, running);
+      // fio's eta_good is set where a percentage is printed, not on a bare line or while all ramp
+      const allRamp = running > 0 && states.filter((c) => c === '/').length === running;
       // the bench draws its own line from the guests' (on its own clock): theirs are never bare
       const line = etaLine(
         {
           running,
-          states: workers.map((w) => w.state),
-          done: percentage(ms, etaSec),
+          states,
+          done: bare || allRamp ? null : percentage(ms, etaSec),
           eta: etaSec,
           limit: etaLimit(workers.filter((w) => !'_P/'.includes(w.state)).map((w) => w.job)),
           rB: ps.reduce((a, p) => a + p.rB, 0),
@@ -501,7 +505,7 @@ async function runFio(
           rI: ps.reduce((a, p) => a + p.rI, 0),
           wI: ps.reduce((a, p) => a + p.wI, 0),
         },
-        !eta && etaBare(ms, running),
+        bare,
       );
       io.stdout(redraw(line));
     }, 1000);
