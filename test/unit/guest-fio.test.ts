@@ -459,6 +459,20 @@ describe('the guest fio, run whole', () => {
     stop.abort('SIGINT');
     expect(await run).toBe(128);
     expect(out).toMatch(/issued rwts: total=1,0,0,0/);
+    // stopped in a thought that outlasts ramp_time: the ramp's read is still the job's report (fio
+    // ends a ramp when I/O goes on, and none does)
+    const at2 = dev.log.length;
+    const stop2 = new AbortController();
+    let out2 = '';
+    const run2 = userland.run(
+      'fio --filename=/dev/xvda --name=r --rw=randread --bs=4k --direct=1 --thinktime=600s --ramp_time=1ms --runtime=1h',
+      { stdout: (x) => (out2 += x), stderr: () => {}, signal: stop2.signal },
+    );
+    await until(() => dev.log.length - at2 >= 1, 'a read', 10_000);
+    stop2.abort('SIGINT');
+    expect(await run2).toBe(128);
+    expect(out2).toMatch(/^r: \(groupid=0, jobs=1\)/m);
+    expect(out2).toMatch(/issued rwts: total=1,0,0,0/);
   });
 
   it('gives the percentiles of the latencies the job names (slat_percentiles, clat_percentiles, lat_percentiles), as stat.c does', async () => {

@@ -43,8 +43,12 @@ import { RateControl } from './fio-rate.ts';
 const PAGE = 4096;
 /** The longest stretch thinktime_spin keeps the event loop busy (see stallNow()). */
 const SPIN_SLICE_MS = 5;
-/** The last part of a stall's sleep watched by the loop's turns rather than a timer (see stallNow()). */
+/** The last part of a stall's sleep not left to a timer (see stallNow()). */
 const SLEEP_POLL_MS = 1.5;
+/** What a wait of the thread overshoots by, about (a futex's wake-up here): left to the loop's turns. */
+const WAIT_SLACK_MS = 0.2;
+/** Never notified: Atomics.wait() on it is a sleep of the thread. */
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 /** fio's bw_avg_time / iops_avg_time. */
 const AVG_WINDOW_MS = 500;
 
@@ -735,7 +739,9 @@ export class Worker {
       this.completedBurst = 0;
     }
     const t = now();
-    if (!this.rampDone && t >= this.tMeasure) {
+    // the ramp ends when I/O goes on past it (fio looks when an I/O is queued or completes): not in
+    // the pump of a stop, which would forget what the ramp did before the report
+    if (!this.rampDone && t >= this.tMeasure && !this.stopping) {
       // fio's ramp_period_over(): what the ramp did is not the job's (reset_io_stats and
       // reset_all_stats: the depth, submit and complete maps, the run time and CPU start again)
       this.rampDone = true;
@@ -867,9 +873,8 @@ export class Worker {
    */
   private stallNow(): void {
     const st = this.stall!;
-    const leftUs = () => (this.tEnd === Infinity ? Infinity : Math.max(0, (this.tEnd - now()) * 1000));
     const t0 = now();
-    const spinUntil = t0 + Math.min(st.spinUs, leftUs()) / 1000;
+    const spinUntil = Math.min(t0 + st.spinUs / 1000, this.tEnd);
     const later = (fn: () => void, ms: number) => {
       const h = setTimeout(fn, ms);
       this.stallCancel = () => clearTimeout(h);
@@ -887,15 +892,22 @@ export class Worker {
       else sleep();
     };
     const sleep = () => {
-      const until = now() + Math.min(Math.max(0, st.us - (now() - t0) * 1000), leftUs()) / 1000;
+      // one reading of the clock, and never past the runtime's end: a wake at that end ends the job
+      const start = now();
+      const until = Math.min(start + Math.max(0, st.us / 1000 - (start - t0)), this.tEnd);
       // usec_sleep()'s precision: a timer until SLEEP_POLL_MS before the end (in steps of a second
-      // at most: a timer's delay has a ceiling), then a look at the clock each turn of the loop — a
-      // timer alone never fires under a millisecond, and a think of 100 µs would take ten times that
+      // at most: a timer's delay has a ceiling) — a timer never fires under a millisecond, and a
+      // think of 100 µs would take ten times that — then the thread asleep (Atomics.wait: no CPU,
+      // as fio's nanosleep) to WAIT_SLACK_MS before the end, which a wait overshoots by about that
+      // much, and the rest by looking at the clock each turn of the loop
       const wake = () => {
         const left = until - now();
         if (left > 0 && !this.stopping) {
           if (left > SLEEP_POLL_MS) later(wake, Math.min(left - SLEEP_POLL_MS, 1000));
-          else nextTurn(wake);
+          else {
+            if (left > WAIT_SLACK_MS) Atomics.wait(SLEEPER, 0, 0, left - WAIT_SLACK_MS);
+            nextTurn(wake);
+          }
           return;
         }
         this.stallCancel = null;
