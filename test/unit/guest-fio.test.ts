@@ -445,34 +445,32 @@ describe('the guest fio, run whole', () => {
     ).jobs[0] as unknown as { usr_cpu: number; read: { total_ios: number } };
     expect(spin.usr_cpu).toBeGreaterThan(30);
     expect(spin.read.total_ios).toBeLessThanOrEqual(10);
-    // a thought of 10 minutes: Ctrl-C ends the job during it, with its report
+    // a thought of 10 minutes: Ctrl-C, once the first read has gone, ends the job during it, with
+    // its report
     const dev = stack.disks.get('/dev/sdg')!;
-    const at = dev.log.length;
-    const stop = new AbortController();
-    let out = '';
-    const run = userland.run(
-      'fio --filename=/dev/xvda --name=z --rw=randread --bs=4k --direct=1 --thinktime=600s --runtime=1h --time_based',
-      { stdout: (x) => (out += x), stderr: () => {}, signal: stop.signal },
-    );
-    // the first read goes, then the job thinks
-    await until(() => dev.log.length - at >= 1, 'a read', 10_000);
-    stop.abort('SIGINT');
-    expect(await run).toBe(128);
-    expect(out).toMatch(/issued rwts: total=1,0,0,0/);
+    const interrupted = async (opts: string) => {
+      const at = dev.log.length;
+      const stop = new AbortController();
+      let out = '';
+      const run = userland.run(
+        `fio --filename=/dev/xvda --rw=randread --bs=4k --direct=1 --thinktime=600s ${opts}`,
+        {
+          stdout: (x) => (out += x),
+          stderr: () => {},
+          signal: stop.signal,
+        },
+      );
+      await until(() => dev.log.length - at >= 1, 'a read', 10_000);
+      stop.abort('SIGINT');
+      expect(await run).toBe(128);
+      return out;
+    };
+    expect(await interrupted('--name=z --runtime=1h --time_based')).toMatch(/issued rwts: total=1,0,0,0/);
     // stopped in a thought that outlasts ramp_time: the ramp's read is still the job's report (fio
     // ends a ramp when I/O goes on, and none does)
-    const at2 = dev.log.length;
-    const stop2 = new AbortController();
-    let out2 = '';
-    const run2 = userland.run(
-      'fio --filename=/dev/xvda --name=r --rw=randread --bs=4k --direct=1 --thinktime=600s --ramp_time=1ms --runtime=1h',
-      { stdout: (x) => (out2 += x), stderr: () => {}, signal: stop2.signal },
-    );
-    await until(() => dev.log.length - at2 >= 1, 'a read', 10_000);
-    stop2.abort('SIGINT');
-    expect(await run2).toBe(128);
-    expect(out2).toMatch(/^r: \(groupid=0, jobs=1\)/m);
-    expect(out2).toMatch(/issued rwts: total=1,0,0,0/);
+    const ramped = await interrupted('--name=r --ramp_time=1ms --runtime=1h');
+    expect(ramped).toMatch(/^r: \(groupid=0, jobs=1\)/m);
+    expect(ramped).toMatch(/issued rwts: total=1,0,0,0/);
   });
 
   it('gives the percentiles of the latencies the job names (slat_percentiles, clat_percentiles, lat_percentiles), as stat.c does', async () => {
