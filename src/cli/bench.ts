@@ -20,6 +20,7 @@ import {
   etaBare,
   etaLine,
   etaPercentage,
+  rateLimit,
   type EtaStatus,
   etaRedraw,
   fioExitStatus,
@@ -337,9 +338,7 @@ interface GuestOutput {
 /** The guests' rate limits, summed as calc_thread_status() sums its jobs' (a byte rate over an I/O one). */
 function sumLimits(limits: EtaStatus['limit'][]): EtaStatus['limit'] {
   const sum = (kind: 'bw' | 'iops') => limits.reduce((a, l) => a + (l?.kind === kind ? l.max : 0), 0);
-  const bw = sum('bw');
-  const iops = sum('iops');
-  return bw ? { kind: 'bw', max: bw } : iops ? { kind: 'iops', max: iops } : null;
+  return rateLimit(sum('bw'), sum('iops'));
 }
 
 /** Runs `fio …` in every guest at once; ETA lines (when asked for) are summed and redrawn here. */
@@ -356,13 +355,11 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
     const running = parsed.reduce((a, p) => a + p.running, 0);
     const states = parsed.flatMap((p) => p.states);
     const bare = etaBare(performance.now(), running);
-    // fio's eta_good is set where a percentage is printed, not on a bare line or while all ramp
-    const allRamp = running > 0 && states.filter((c) => c === '/').length === running;
     const line = etaLine(
       {
         running,
         states,
-        done: bare || allRamp ? null : percentage(performance.now(), etaSec),
+        done: percentage(performance.now(), etaSec, { bare, running, states }),
         eta: etaSec,
         limit: sumLimits(parsed.map((p) => p.limit ?? null)),
         rB: parsed.reduce((a, p) => a + p.rB, 0),

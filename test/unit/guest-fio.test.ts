@@ -87,6 +87,8 @@ async function fio(args: string, signal = new AbortController().signal) {
 }
 
 const json = (out: string): FioJson => JSON.parse(out.slice(out.indexOf('{'))) as FioJson;
+/** The first job of a run's JSON report. */
+const jobJson = async (args: string) => json((await fio(`${args} --output-format=json`)).stdout).jobs[0];
 const total = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0);
 
 describe('the guest fio, run whole', () => {
@@ -116,13 +118,7 @@ describe('the guest fio, run whole', () => {
     const reads = () => dev.log.filter((e) => e.op === 'read').length;
     // the job ends inside its ramp: fio 3.33 reported its I/O (4096KiB of 4 MiB) with no latencies
     let at = reads();
-    const inRamp = json(
-      (
-        await fio(
-          '--name=r --rw=randread --bs=4k --direct=1 --size=256k --ramp_time=30s --output-format=json',
-        )
-      ).stdout,
-    ).jobs[0];
+    const inRamp = await jobJson('--name=r --rw=randread --bs=4k --direct=1 --size=256k --ramp_time=30s');
     expect(reads() - at).toBe(64);
     expect(inRamp.read.total_ios).toBe(64);
     expect(inRamp.read.clat_ns.N).toBe(0);
@@ -299,13 +295,9 @@ describe('the guest fio, run whole', () => {
   });
 
   it('samples bw and iops once per whole 500 ms window, none for the short last one (__add_samples)', async () => {
-    const j = json(
-      (
-        await fio(
-          '--name=t --rw=randread --bs=4k --iodepth=4 --direct=1 --runtime=1300ms --time_based --output-format=json',
-        )
-      ).stdout,
-    ).jobs[0];
+    const j = await jobJson(
+      '--name=t --rw=randread --bs=4k --iodepth=4 --direct=1 --runtime=1300ms --time_based',
+    );
     expect(j.read.runtime).toBeGreaterThanOrEqual(1300);
     expect(j.read.bw_samples).toBe(2);
     expect(j.read.iops_samples).toBe(2);
@@ -370,35 +362,21 @@ describe('the guest fio, run whole', () => {
 
   it("holds a job to its rate: rate_iops's count over a runtime, a mix's split, a ramp's reset", async () => {
     // 200 writes a second for 1 s: fio 3.33 issued 400 over 2 s with this job (rate × runtime)
-    const w = json(
-      (
-        await fio(
-          '--name=w --rw=randwrite --bs=4k --direct=1 --iodepth=4 --rate_iops=200 --runtime=1s --time_based --output-format=json',
-        )
-      ).stdout,
-    ).jobs[0];
+    const w = await jobJson(
+      '--name=w --rw=randwrite --bs=4k --direct=1 --iodepth=4 --rate_iops=200 --runtime=1s --time_based',
+    );
     expect(w.write.total_ios).toBeGreaterThanOrEqual(196);
     expect(w.write.total_ios).toBeLessThanOrEqual(201);
     // a mix with a rate each way: the rates split it, not rwmixread (fio 3.33: 25 reads, 75 writes,
     // 247 ms for this job)
-    const m = json(
-      (
-        await fio(
-          '--name=m --rw=randrw --bs=4k --direct=1 --size=400k --rate_iops=100,300 --output-format=json',
-        )
-      ).stdout,
-    ).jobs[0];
+    const m = await jobJson('--name=m --rw=randrw --bs=4k --direct=1 --size=400k --rate_iops=100,300');
     expect(m.read.total_ios + m.write.total_ios).toBe(100);
     expect(Math.abs(m.read.total_ios - 25)).toBeLessThanOrEqual(3);
     expect(m.job_runtime).toBeGreaterThanOrEqual(230);
     // after a ramp the rate's clock starts again with the epoch: not a burst to catch up the ramp
-    const r = json(
-      (
-        await fio(
-          '--name=r --rw=randread --bs=4k --direct=1 --rate_iops=100 --ramp_time=500ms --runtime=1s --time_based --output-format=json',
-        )
-      ).stdout,
-    ).jobs[0];
+    const r = await jobJson(
+      '--name=r --rw=randread --bs=4k --direct=1 --rate_iops=100 --ramp_time=500ms --runtime=1s --time_based',
+    );
     expect(r.read.total_ios).toBeGreaterThanOrEqual(97);
     expect(r.read.total_ios).toBeLessThanOrEqual(101);
   });
@@ -406,24 +384,14 @@ describe('the guest fio, run whole', () => {
   it('thinks between I/Os (thinktime): stalls, spins, and ends at once when stopped mid-thought', async () => {
     // 100 ms of thought after each block, looked at once the full queue was reaped (do_io()): ten in
     // a second at most
-    const t = json(
-      (
-        await fio(
-          '--name=t --rw=randread --bs=4k --direct=1 --thinktime=100ms --runtime=1s --time_based --output-format=json',
-        )
-      ).stdout,
-    ).jobs[0];
+    const t = await jobJson(
+      '--name=t --rw=randread --bs=4k --direct=1 --thinktime=100ms --runtime=1s --time_based',
+    );
     expect(t.read.total_ios).toBeGreaterThanOrEqual(5);
     expect(t.read.total_ios).toBeLessThanOrEqual(10);
     // the thought after the last I/O is the job's too: 2 blocks, 2 thoughts of 300 ms (fio 3.33 ran
     // 4001 ms for this job with thoughts of 2 s)
-    const last = json(
-      (
-        await fio(
-          '--name=l --rw=randread --bs=4k --direct=1 --size=8k --thinktime=300ms --output-format=json',
-        )
-      ).stdout,
-    ).jobs[0];
+    const last = await jobJson('--name=l --rw=randread --bs=4k --direct=1 --size=8k --thinktime=300ms');
     expect(last.read.total_ios).toBe(2);
     expect(last.job_runtime).toBeGreaterThanOrEqual(600);
     // a job that ends in its ramp while thinking is still reported, beside one that runs on
@@ -436,13 +404,9 @@ describe('the guest fio, run whole', () => {
     ).jobs;
     expect(two.map((j) => j.jobname)).toEqual(['a', 'b']);
     // half of each thought spun: the job's CPU shows it (a thought asleep costs none)
-    const spin = json(
-      (
-        await fio(
-          '--name=s --rw=randread --bs=4k --direct=1 --thinktime=100ms --thinktime_spin=50ms --runtime=1s --time_based --output-format=json',
-        )
-      ).stdout,
-    ).jobs[0] as unknown as { usr_cpu: number; read: { total_ios: number } };
+    const spin = (await jobJson(
+      '--name=s --rw=randread --bs=4k --direct=1 --thinktime=100ms --thinktime_spin=50ms --runtime=1s --time_based',
+    )) as unknown as { usr_cpu: number; read: { total_ios: number } };
     expect(spin.usr_cpu).toBeGreaterThan(30);
     expect(spin.read.total_ios).toBeLessThanOrEqual(10);
     // a thought of 10 minutes: Ctrl-C, once the first read has gone, ends the job during it, with
@@ -520,9 +484,7 @@ describe('the guest fio, run whole', () => {
     // write_iolog of such a job: reads at 0, 4096, 8192, a write at 0, …)
     const dev = stack.disks.get('/dev/sdg')!;
     const logAt = dev.log.length;
-    const mix = json(
-      (await fio('--name=m --rw=rw --bs=4k --size=64k --direct=1 --output-format=json')).stdout,
-    ).jobs[0];
+    const mix = await jobJson('--name=m --rw=rw --bs=4k --size=64k --direct=1');
     expect(mix.read.total_ios + mix.write.total_ios).toBe(16);
     expect(mix.write.total_ios).toBeGreaterThan(0);
     const sectors = (op: string) => dev.log.slice(logAt).flatMap((e) => (e.op === op ? [e.sector] : []));
@@ -570,13 +532,9 @@ describe('the guest fio, run whole', () => {
       /^fio: pid=\d+, err=84\/file:io_u\.c:2175, func=io_u_sync_complete, error=Invalid or incomplete multibyte or wide character$/m,
     );
     // stat.c's JSON has the error's number only
-    const j = json(
-      (
-        await fio(
-          '--name=a --rw=read --bs=4k --size=64k --direct=1 --verify=crc32c --verify_only --offset=4m --output-format=json',
-        )
-      ).stdout,
-    ).jobs[0];
+    const j = await jobJson(
+      '--name=a --rw=read --bs=4k --size=64k --direct=1 --verify=crc32c --verify_only --offset=4m',
+    );
     expect(j.error).toBe(84);
     expect(Object.keys(j)).not.toContain('verror');
   });
@@ -690,20 +648,14 @@ describe("the guest fio's verify phases (backend.c's thread_main())", () => {
 
   it('repeats the pass and its verify phase `loops` times; loops=0 is one pass, as keep_running() has it', async () => {
     // fio 3.33 with these jobs: 48 writes and 48 reads; 48 reads; 16 reads
-    const v = json(
-      (
-        await fio(
-          '--name=l --rw=randwrite --bs=4k --direct=1 --size=64k --loops=3 --verify=crc32c --output-format=json',
-        )
-      ).stdout,
-    ).jobs[0];
+    const v = await jobJson(
+      '--name=l --rw=randwrite --bs=4k --direct=1 --size=64k --loops=3 --verify=crc32c',
+    );
     expect([v.read.total_ios, v.write.total_ios, v.error]).toEqual([48, 48, 0]);
     const r = json((await fio('--name=l --rw=read --bs=4k --size=64k --loops=3 --output-format=json')).stdout)
       .jobs[0];
     expect(r.read.total_ios).toBe(48);
-    const once = json(
-      (await fio('--name=l --rw=read --bs=4k --size=64k --loops=0 --output-format=json')).stdout,
-    ).jobs[0];
+    const once = await jobJson('--name=l --rw=read --bs=4k --size=64k --loops=0');
     expect(once.read.total_ios).toBe(16);
   });
 

@@ -1192,18 +1192,23 @@ describe('fio statistics and output', () => {
   });
 
   it("makes display_thread_status()'s percentage of whole seconds, -.-% until an ETA is first known", () => {
+    const shown = { bare: false, running: 1, states: ['w'] };
     const p = etaPercentage();
     // no ETA yet and none shown: -.-%
-    expect(p(2500, 0)).toBeNull();
+    expect(p(2500, 0, shown)).toBeNull();
+    // a bare line, or one where every running job ramps, shows none and leaves the memory as it was
+    expect(p(2500, 5, { ...shown, bare: true })).toBeNull();
+    expect(p(2500, 5, { ...shown, states: ['/'] })).toBeNull();
+    expect(p(2600, 0, shown)).toBeNull();
     // 3 whole seconds (2.5 s rounded up is 3) and 5 left: 3/8
-    expect(p(2500, 5)).toBe(3 / 8);
-    expect(p(3001, 5)).toBe(4 / 9);
+    expect(p(2500, 5, shown)).toBe(3 / 8);
+    expect(p(3001, 5, shown)).toBe(4 / 9);
     // once one was shown, an ETA of 0 is 100 %
-    expect(p(5000, 0)).toBe(1);
+    expect(p(5000, 0, shown)).toBe(1);
     // fio 3.33's lines of a 5 s time_based job: 60.0 % with 2 s left at 3 s, 80.0 % with 1 s at 4 s
     const q = etaPercentage();
-    expect(fixed(q(3000, 2)! * 100, 1)).toBe('60.0');
-    expect(fixed(q(4000, 1)! * 100, 1)).toBe('80.0');
+    expect(fixed(q(3000, 2, shown)! * 100, 1)).toBe('60.0');
+    expect(fixed(q(4000, 1, shown)! * 100, 1)).toBe('80.0');
   });
 
   it('draws the ETA line as fio', () => {

@@ -58,6 +58,7 @@ export {
   etaLine,
   etaPercentage,
   etaRedraw,
+  rateLimit,
   etaToStr,
   fioExitStatus,
   jobErrorLine,

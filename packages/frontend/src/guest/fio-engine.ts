@@ -35,7 +35,7 @@ import type { BioSegment } from '../block/types.ts';
 import type { GuestDisk } from './toolbox.ts';
 import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs, type IoResult } from './vfs.ts';
 import { blkStatusToErrno } from '../block/queue.ts';
-import { jobSize, rwKinds, verifiesWrites, type FioJob } from './fio-options.ts';
+import { jobSize, rateBps, rwKinds, verifiesWrites, type FioJob } from './fio-options.ts';
 import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 import { RateControl } from './fio-rate.ts';
@@ -418,7 +418,7 @@ export class Worker {
       : (Math.random() * 2 ** 32) >>> 0;
     this.rand = mulberry32(seed);
     this.verifyRand = mulberry32(seed ^ 0x5bd1e995);
-    const bps = [0, 1].map((d) => job.rate[d] || job.rateIops[d] * job.bs) as [number, number];
+    const bps = rateBps(job);
     this.rate =
       bps[0] || bps[1]
         ? new RateControl(

@@ -978,6 +978,11 @@ export function checkJobAgainstDevice(
   }
 }
 
+/** The bytes a second each way a job is held to (init.c's __setup_rate(): `rate`, else `rate_iops` × bs); 0: none. */
+export function rateBps(job: FioJob): [number, number] {
+  return [job.rate[0] || job.rateIops[0] * job.bs, job.rate[1] || job.rateIops[1] * job.bs];
+}
+
 /** Checks a job on its own (what needs no device). */
 export function checkJob(job: FioJob): void {
   if (job.timeBased && job.runtime === null) {
@@ -988,8 +993,7 @@ export function checkJob(job: FioJob): void {
   }
   if (job.rateProcess === 'poisson') {
     // usec_for_io() divides by the blocks a second: fio 3.36 dies of SIGFPE under one
-    for (const d of [0, 1]) {
-      const bps = job.rate[d] || job.rateIops[d] * job.bs;
+    for (const bps of rateBps(job)) {
       if (bps && bps < job.bs)
         fail(
           `fio: ${job.name}: rate_process=poisson needs a block a second at least (rate=${bps} B/s, bs=${job.bs})`,

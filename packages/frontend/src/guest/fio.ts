@@ -219,18 +219,29 @@ export function etaLimit(jobs: FioJob[]): EtaStatus['limit'] {
         iops += j.rateIops[d];
       }
   }
+  return rateLimit(bw, iops);
+}
+
+/** The limit the ETA line names, of summed byte and I/O rates: a byte rate over an I/O one, as eta.c. */
+export function rateLimit(bw: number, iops: number): EtaStatus['limit'] {
   return bw ? { kind: 'bw', max: bw } : iops ? { kind: 'iops', max: iops } : null;
 }
 
 /**
  * display_thread_status()'s percentage, with its memory: the whole seconds since fio's start over
  * those and the ETA (the largest of the jobs' thread_eta()). `-.-%` (null) while the ETA is 0 and no
- * percentage has been shown yet (its static eta_good). Steps of whole seconds, as fio's.
+ * percentage has been shown yet (its static eta_good), and on a line that shows none: a bare one, or
+ * one where every running job ramps — neither sets the memory. Steps of whole seconds, as fio's.
  */
-export function etaPercentage(): (msSinceGenesis: number, etaSec: number) => number | null {
+export function etaPercentage(): (
+  msSinceGenesis: number,
+  etaSec: number,
+  line: { bare: boolean; running: number; states: string[] },
+) => number | null {
   let good = false;
-  return (ms, eta) => {
-    if (eta === 0 && !good) return null;
+  return (ms, eta, line) => {
+    const allRamp = line.running > 0 && line.states.filter((c) => c === '/').length === line.running;
+    if (line.bare || allRamp || (eta === 0 && !good)) return null;
     good = true;
     const elapsed = Math.floor((Math.floor(ms) + 999) / 1000);
     return elapsed ? elapsed / (elapsed + eta) : 0;
@@ -490,14 +501,12 @@ async function runFio(
       const ms = performance.now() - genesis;
       const states = workers.map((w) => w.state);
       const bare = !eta && etaBare(ms, running);
-      // fio's eta_good is set where a percentage is printed, not on a bare line or while all ramp
-      const allRamp = running > 0 && states.filter((c) => c === '/').length === running;
       // the bench draws its own line from the guests' (on its own clock): theirs are never bare
       const line = etaLine(
         {
           running,
           states,
-          done: bare || allRamp ? null : percentage(ms, etaSec),
+          done: percentage(ms, etaSec, { bare, running, states }),
           eta: etaSec,
           limit: etaLimit(workers.filter((w) => !'_P/'.includes(w.state)).map((w) => w.job)),
           rB: ps.reduce((a, p) => a + p.rB, 0),
