@@ -138,6 +138,9 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --thinktime_blocks_type=complete|issue --thinktime_iotime
   --randseed --randrepeat --group_reporting --percentile_list --slat_percentiles --clat_percentiles
   --lat_percentiles
+  --write_lat_log --write_bw_log --write_iops_log --log_avg_msec --log_max_value --log_offset
+  --log_prio --per_job_logs --bwavgtime --iopsavgtime (each guest's logs are brought here as
+  <log file>.<guest>, and in a sweep .<key>=<value> after that, as fio's client names a server's)
   --output-format=normal|json|json+|terse[,…] --minimal --terse-version=3 --eta=auto|always|never
   (and fio's aliases: --readwrite, --blocksize, --rwmixwrite, --timeout, --buffered; an
   unambiguous prefix of an option is that option, as fio's getopt takes it)
@@ -484,6 +487,11 @@ function checkSlices(cl: FioCommandLine, baseline: boolean, n: number): void {
   // every slice is a run of its own: a ramp would be repeated in each, and not in the relay's
   if (cl.jobs.some((j) => j.rampTime > 0))
     fail(`fio: --baseline-slices=${n} cannot be used with ramp_time (each slice would ramp again)`);
+  // each slice's fio writes its logs afresh, their times from its own start
+  if (cl.jobs.some((j) => j.logs.lat !== null || j.logs.bw !== null || j.logs.iops !== null))
+    fail(
+      `fio: --baseline-slices=${n} cannot be used with write_lat_log, write_bw_log or write_iops_log (each slice is a run of its own, whose log would start again at 0)`,
+    );
   const ms = [...runtimes][0]!;
   if (ms / n < MIN_SLICE_MS)
     fail(

@@ -69,6 +69,7 @@ import {
   type PointResult,
 } from './bench-report.ts';
 import { CpuWindows, RssSampler } from './bench-rss.ts';
+import { collectLogs } from './bench-logs.ts';
 import { makeBenchDir, sweepStaleBenchDirs } from './bench-dirs.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
 import { fetchAnswer, watchForShutdown } from '@pvblk/runtime';
@@ -99,6 +100,9 @@ interface LiveStack {
 }
 
 const write = (s: string) => process.stdout.write(s);
+
+/** The directory of the guests' own files in a bench's directory: each guest's `/` is a directory in it. */
+const workDirOf = (tmp: string) => join(tmp, 'work');
 
 export function registerBench(program: Command): void {
   program
@@ -209,7 +213,7 @@ async function startBenchStack(shape: StackShape, o: BenchOptions): Promise<Live
     disk: diskParams(shape),
     dataDir: null,
     runDir: join(tmp, 'run'),
-    workDir: join(tmp, 'work'),
+    workDir: workDirOf(tmp),
     host: '127.0.0.1',
     port: 0,
     hostArgs: [
@@ -444,6 +448,10 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
           ramp_time: null,
           verify: 'none',
           verify_only: null,
+          // the measured run's logs only
+          write_lat_log: null,
+          write_bw_log: null,
+          write_iops_log: null,
         },
         ['--output-format=json'],
       ),
@@ -565,6 +573,12 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       series.forEach((x, i) => (x.cpu = cpu[i]));
     }
     const after = await readCounters(s, 'end');
+    await collectLogs(
+      p.cl.jobs,
+      s.guests.map((g) => ({ guest: g.name, root: join(workDirOf(s.tmp), g.name) })),
+      o.sweeps.length ? p.label : {},
+      (line) => process.stderr.write(line + '\n'),
+    );
     let stages: PointResult['stages'] = null;
     if (s.traceDir) {
       try {

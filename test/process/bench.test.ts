@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { open, readdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   environOf,
@@ -135,6 +135,13 @@ describe.concurrent('pvblk bench: bad input', () => {
       ['--name=t', '--time_based', '--runtime=100', '--baseline', '--baseline-slices=101'],
       ['baseline-slices: max value out of range: 101 (100 max)'],
     ],
+    [
+      ['--name=t', '--time_based', '--runtime=2', '--baseline', '--baseline-slices=2', '--write_bw_log=b'],
+      [
+        'fio: --baseline-slices=2 cannot be used with write_lat_log, write_bw_log or write_iops_log (each slice is a run of its own, whose log would start again at 0)',
+      ],
+    ],
+    [['--name=t', '--write_lat_log='], ['fio: option write_lat_log requires an argument']],
   ];
 
   for (const [args, lines] of cases) {
@@ -960,6 +967,43 @@ describe('pvblk bench: a run', () => {
     expect(gi.blkback.pi_tuples).toBe(gp.blkback.pi_tuples);
   });
 
+  it("brings the measured run's logs from every guest, not the warm-up's; a log the guest could not write is said", async () => {
+    const dir = join(tmp.path, 'logs');
+    await mkdir(dir);
+    const r = await pvblk(
+      [
+        'bench',
+        '--name=l',
+        '--rw=randwrite',
+        '--bs=4k',
+        '--size=64k',
+        '--direct=1',
+        '--write_lat_log=l',
+        '--per_job_logs=0',
+        '--name=m',
+        '--write_bw_log=/no/such/dir/m',
+        '--guests=2',
+        '--disk',
+        'delay=0',
+        '--warmup=300ms',
+        '--output-format=terse',
+      ],
+      { env: { TMPDIR: tmp.path }, timeoutMs: 120_000, cwd: dir },
+    );
+    expect(r.code).toBe(0);
+    expect((await readdir(dir)).sort()).toEqual(
+      ['clat', 'lat', 'slat'].flatMap((k) => [`l_${k}.log.guest1`, `l_${k}.log.guest2`]).sort(),
+    );
+    // per_job_logs=0 appends: a warm-up that logged would have added its own entries before these
+    for (const f of await readdir(dir)) {
+      const lines = (await readFile(join(dir, f), 'utf8')).split('\n');
+      expect(lines.filter((l) => /^\d+, \d+, 1, 4096, 0$/.test(l))).toHaveLength(16);
+      expect(lines).toHaveLength(17);
+    }
+    for (const g of ['guest1', 'guest2'])
+      expect(r.stderr).toContain(`pvblk bench: ${g} wrote no /no/such/dir/m_bw.2.log`);
+  });
+
   it('sweeps and plots IOPS against the swept value as a PNG; each point says which it is', async () => {
     const png = join(tmp.path, 'sweep.png');
     const r = await pvblk(
@@ -975,11 +1019,19 @@ describe('pvblk bench: a run', () => {
         'iodepth=1,4',
         `--plot=${png}`,
         '--output-format=normal,terse',
+        '--write_iops_log=sw',
         ...QUICK,
       ],
-      { env: { TMPDIR: tmp.path }, timeoutMs: 120_000 },
+      { env: { TMPDIR: tmp.path }, timeoutMs: 120_000, cwd: tmp.path },
     );
     expect(r.code).toBe(0);
+    // each point's log, brought from the guest as fio's client names a server's, the point after it:
+    // an entry per read of the 128 KiB pass
+    for (const qd of [1, 4]) {
+      const log = await readFile(join(tmp.path, `sw_iops.1.log.guest.iodepth=${qd}`), 'utf8');
+      expect(log.split('\n').filter((l) => /^\d+, 1, 0, 4096, 0$/.test(l))).toHaveLength(32);
+      expect(log.split('\n')).toHaveLength(33);
+    }
     // a terse line per point, told apart by its last field: the job's description, then the point
     const terse = r.stdout.split('\n').filter((l) => l.startsWith('3;fio-'));
     expect(terse.map((l) => l.split(';').at(-1))).toEqual(['cold iodepth=1', 'cold iodepth=4']);

@@ -5,7 +5,7 @@
  * failed jobs — against fio's stat.c, backend.c and init.c, and a buffered job that must leave the
  * guest's event loop free for its signals.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +21,8 @@ interface Ddir {
   bw_samples: number;
   iops_samples: number;
   bw_min: number;
+  iops_min: number;
+  iops_max: number;
   slat_ns: { N: number };
   clat_ns: { N: number };
 }
@@ -777,5 +779,114 @@ describe("a buffered job's page cache: fio's invalidate and fadvise_hint, the gu
     // fadvise_hint=0: the same offsets under the normal rules, whose windows read pages not asked for
     const normal = await run('--name=r --rw=randread --fadvise_hint=0');
     expect(normal.disk.read_sectors).toBeGreaterThan(2048);
+  });
+});
+
+describe("the guest fio's logs (write_lat_log, write_bw_log, write_iops_log)", () => {
+  /** A log file the guest's fio wrote under its `/`, as fields per line. */
+  const logOf = async (name: string): Promise<number[][]> => {
+    const text = await readFile(join(root, name), 'utf8');
+    if (text === '') return [];
+    expect(text.endsWith('\n')).toBe(true);
+    return text
+      .slice(0, -1)
+      .split('\n')
+      .map((l) => {
+        expect(l).toMatch(/^\d+(, \d+)+$/);
+        return l.split(', ').map(Number);
+      });
+  };
+
+  it("writes an entry per I/O in fio's format, offsets with log_offset, and takes the report's bw and iops per I/O (add_bw_sample)", async () => {
+    const r = await fio(
+      '--name=l --rw=randwrite --bs=4k --direct=1 --size=64k --iodepth=4 --write_lat_log=l --write_bw_log=l --write_iops_log=l --log_offset=1 --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const j = json(r.stdout).jobs[0];
+    const [lat, slat, clat, bw, iops] = await Promise.all(
+      ['lat', 'slat', 'clat', 'bw', 'iops'].map((k) => logOf(`l_${k}.1.log`)),
+    );
+    for (const log of [lat, slat, clat, bw, iops]) {
+      expect(log).toHaveLength(16);
+      for (const e of log) {
+        // time, value, direction (write), block size, offset, priority
+        expect(e).toHaveLength(6);
+        expect(e.slice(2, 4)).toEqual([1, 4096]);
+        expect(e[5]).toBe(0);
+      }
+      // each block of the random pass once, in the order they completed
+      expect(log.map((e) => e[4]).sort((a, b) => a - b)).toEqual([...Array(16).keys()].map((i) => i * 4096));
+    }
+    for (let i = 0; i < 16; i++) {
+      // the same I/O on the same line of each log: lat is slat and clat, to a nanosecond of rounding
+      expect(lat[i][4]).toBe(clat[i][4]);
+      expect(Math.abs(lat[i][1] - slat[i][1] - clat[i][1])).toBeLessThanOrEqual(1);
+      expect(bw[i][1]).toBe(Math.floor((4096 * 1e6) / clat[i][1]));
+      expect(iops[i][1]).toBe(1);
+    }
+    // times are whole ms since the job's start, in completion order
+    expect(lat.map((e) => e[0])).toEqual(lat.map((e) => e[0]).sort((a, b) => a - b));
+    // a per-I/O bw or iops log makes the report's samples per I/O too, as fio 3.33 reported
+    // (samples=16, iops min=max=1)
+    expect([j.write.bw_samples, j.write.iops_samples]).toEqual([16, 16]);
+    expect([j.write.iops_min, j.write.iops_max]).toEqual([1, 1]);
+    expect(j['job options'].write_lat_log).toBe('l');
+  });
+
+  it('averages over log_avg_msec: per direction, the windows of the report and of the log the same (bw_avg_time = log_avg_msec)', async () => {
+    const r = await fio(
+      '--name=a --rw=randrw --bs=4k --direct=1 --iodepth=2 --rate_iops=400 --runtime=1250ms --time_based --log_avg_msec=300 --write_lat_log=a --write_iops_log=a --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const j = json(r.stdout).jobs[0];
+    const lat = await logOf('a_lat.1.log');
+    const iops = await logOf('a_iops.1.log');
+    for (const ddir of [0, 1]) {
+      const l = lat.filter((e) => e[2] === ddir);
+      // a window's entry when a sample finds it over: at 300, 600, 900, 1200 ms, and the rest at the
+      // end (finalize_logs()); block size 0, as averaged entries have it
+      expect(l.length).toBeGreaterThanOrEqual(4);
+      expect(l.length).toBeLessThanOrEqual(6);
+      expect(l.slice(0, 4).map((e) => Math.floor(e[0] / 300))).toEqual([1, 2, 3, 4]);
+      for (const e of l) expect([e[3], e[4]]).toEqual([0, 0]);
+      // the report's iops samples are the iops log's entries: one window each
+      const i = iops.filter((e) => e[2] === ddir);
+      const d = ddir ? j.write : j.read;
+      expect(i.length).toBe(d.iops_samples);
+      expect(d.iops_samples).toBe(4);
+      // held to 400 a second, each window's rate close to it
+      for (const e of i) expect(Math.abs(e[1] - 400)).toBeLessThan(80);
+      // no bw log: the report's bw windows stay at 500 ms
+      expect(d.bw_samples).toBe(2);
+    }
+    // bs column 0, and no offset column without log_offset
+    expect(lat.every((e) => e.length === 5)).toBe(true);
+  });
+
+  it("logs only after ramp_time, its times from the ramp's end (the epoch reset_all_stats() sets)", async () => {
+    const r = await fio(
+      '--name=r --rw=randread --bs=4k --direct=1 --iodepth=2 --rate_iops=200 --ramp_time=400ms --runtime=300ms --time_based --write_lat_log=r --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const j = json(r.stdout).jobs[0];
+    const clat = await logOf('r_clat.1.log');
+    expect(clat).toHaveLength(j.read.total_ios);
+    expect(clat[0][0]).toBeLessThan(50);
+    expect(clat[clat.length - 1][0]).toBeLessThanOrEqual(j.read.runtime + 5);
+  });
+
+  it('with per_job_logs=0, the jobs append to one file named without a number; a file it cannot open is said and the run goes on', async () => {
+    await rm(join(root, 'p_lat.log'), { force: true });
+    const args =
+      '--name=p --rw=randread --bs=4k --direct=1 --size=32k --numjobs=2 --per_job_logs=0 --write_lat_log=p';
+    expect((await fio(args)).status).toBe(0);
+    expect(await logOf('p_lat.log')).toHaveLength(16);
+    // fio opens it "a": a second run adds to the first
+    expect((await fio(args)).status).toBe(0);
+    expect(await logOf('p_lat.log')).toHaveLength(32);
+    const bad = await fio('--name=b --rw=read --bs=4k --direct=1 --size=16k --write_lat_log=/no/such/dir/b');
+    expect(bad.status).toBe(0);
+    expect(bad.stderr).toBe('fopen log: No such file or directory\n'.repeat(3));
+    expect(bad.stdout).toMatch(/read: IOPS=/);
   });
 });

@@ -24,6 +24,7 @@ import {
 } from '../src/guest/fio-verify.ts';
 import { parseVerifyPattern } from '../src/guest/fio-pattern.ts';
 import { RateControl } from '../src/guest/fio-rate.ts';
+import { IoLog, jobLogs, statWindows } from '../src/guest/fio-log.ts';
 import type { FioVerify } from '../src/guest/fio-options.ts';
 import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
 import { mulberry32 } from '@pvblk/shared';
@@ -721,6 +722,102 @@ describe('fio verify', () => {
     expect(() => parseGuestFio(['--name=j', '--filename=/dev/xvda', '--verify=pattern'])).toThrow(
       /verify=pattern needs a verify_pattern/,
     );
+  });
+});
+
+describe("fio's logs (iolog.c, stat.c's add_log_sample())", () => {
+  it('names the files as init.c does: the prefix, or the job for an empty one; the job number unless per_job_logs=0', () => {
+    const [a, b] = parse([
+      '--write_lat_log=x',
+      '--name=one',
+      '--write_bw_log=bwp',
+      '--name=two',
+      '--per_job_logs=0',
+      '--write_iops_log=/tmp/i',
+    ]).jobs;
+    const la = jobLogs(a, 1);
+    expect([la.lat?.file, la.slat?.file, la.clat?.file, la.bw?.file, la.iops]).toEqual([
+      'x_lat.1.log',
+      'x_slat.1.log',
+      'x_clat.1.log',
+      'bwp_bw.1.log',
+      null,
+    ]);
+    const lb = jobLogs(b, 3);
+    expect([lb.lat?.file, lb.bw, lb.iops?.file]).toEqual(['x_lat.log', null, '/tmp/i_iops.log']);
+    // the logs' options were the job's own: the first job's are untouched by the second's
+    expect([a.logs.perJob, a.logs.iops, b.logs.bw]).toEqual([true, null, null]);
+    // an empty prefix is refused on the command line, as fio's getopt requires an argument
+    expect(usage(() => parse(['--name=j', '--write_lat_log=']))).toEqual([
+      'fio: option write_lat_log requires an argument',
+    ]);
+  });
+
+  it("writes fio 3.36's lines: time, value, direction, block size, [offset,] priority (0x%04x with log_prio)", () => {
+    const plain = new IoLog('clat', 'c', 0, false, false, false);
+    plain.add(0, 27651, true, 4096, 61440);
+    plain.add(3, 5320, false, 4096, 8192);
+    expect(plain.text()).toBe('0, 27651, 1, 4096, 0\n3, 5320, 0, 4096, 0\n');
+    const off = new IoLog('lat', 'l', 0, false, true, true);
+    off.add(7, 382464, true, 4096, 61440);
+    expect(off.text()).toBe('7, 382464, 1, 4096, 61440, 0x0000\n');
+    expect(plain.text(1)).toBe('3, 5320, 0, 4096, 0\n');
+  });
+
+  it('averages each direction over its window, rounded half up, or keeps its maximum; the rest at the end', () => {
+    const lat = new IoLog('lat', 'l', 250, false, false, false);
+    lat.add(10, 100, true, 4096, 0);
+    lat.add(100, 101, true, 4096, 0);
+    lat.add(120, 7, false, 4096, 0);
+    // a latency sample 1 ms before the window's end does not close it (inline_log())
+    lat.add(249, 102, true, 4096, 0);
+    expect(lat.length).toBe(0);
+    // the first at or past 250 does: the mean of four (100, 101, 102, 103) is 101.5, written 102
+    lat.add(251, 103, true, 4096, 0);
+    expect(lat.text()).toBe('251, 102, 1, 0, 0\n');
+    // the next window runs from 250, where the last ended (avg_last = elapsed - elapsed % avg_msec)
+    lat.add(499, 1, true, 4096, 0);
+    expect(lat.length).toBe(1);
+    lat.finalize(530);
+    expect(lat.text().split('\n').slice(1)).toEqual(['530, 7, 0, 0, 0', '530, 1, 1, 0, 0', '']);
+    const max = new IoLog('clat', 'm', 100, true, false, false);
+    for (const v of [5, 90, 3]) max.add(50, v, false, 4096, 0);
+    max.add(100, 4, false, 4096, 0);
+    expect(max.text()).toBe('100, 90, 0, 0, 0\n');
+    // a bw or iops sample within LOG_MSEC_SLACK (1 ms) of its window's end closes it
+    const bw = new IoLog('bw', 'b', 500, false, false, false);
+    bw.add(499, 8000, true, 4096, 0);
+    expect(bw.text()).toBe('499, 8000, 1, 0, 0\n');
+  });
+
+  it("takes the report's rate windows from the logs as add_job() does (bwavgtime, iopsavgtime)", () => {
+    const w = (...args: string[]) => {
+      const j = parse(['--name=j', ...args]).jobs[0];
+      const l = jobLogs(j, 1);
+      return { windows: statWindows(j), bwAvg: l.bw?.avgMsec, iopsAvg: l.iops?.avgMsec };
+    };
+    expect(w()).toEqual({ windows: { bw: 500, iops: 500 }, bwAvg: undefined, iopsAvg: undefined });
+    // a bw log sets the report's bw window to log_avg_msec (0: per I/O); iops keeps 500
+    expect(w('--write_bw_log=b', '--log_avg_msec=250')).toEqual({
+      windows: { bw: 250, iops: 500 },
+      bwAvg: 250,
+      iopsAvg: undefined,
+    });
+    expect(w('--write_bw_log=b').bwAvg).toBe(0);
+    // given, bwavgtime stays the report's window, and the log averages over the shorter of the two
+    expect(w('--write_bw_log=b', '--log_avg_msec=1000', '--bwavgtime=300', '--write_iops_log=i')).toEqual({
+      windows: { bw: 300, iops: 1000 },
+      bwAvg: 300,
+      iopsAvg: 1000,
+    });
+    expect(w('--iopsavgtime=200').windows).toEqual({ bw: 500, iops: 200 });
+    expect(usage(() => parse(['--name=j', '--bwavgtime=0']))).toEqual([
+      "bwavgtime: a window of 0 ms: this fio's windows are 1 ms at least",
+      'fio: failed parsing bwavgtime=0',
+    ]);
+    expect(usage(() => parse(['--name=j', '--log_avg_msec=x']))).toEqual([
+      'fio: failed parsing log_avg_msec=x',
+    ]);
   });
 });
 

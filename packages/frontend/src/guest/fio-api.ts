@@ -43,6 +43,7 @@ export {
 } from './fio-stats.ts';
 export { FIO_IOMEM_MAX, jobIomem, syncEngine } from './fio-engine.ts';
 export { fioJsonText } from './fio-json.ts';
+export { logFiles } from './fio-log.ts';
 export {
   num2str,
   renderJson,

@@ -39,6 +39,7 @@ import { jobSize, rateBps, rwKinds, verifiesWrites, type FioJob } from './fio-op
 import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 import { RateControl } from './fio-rate.ts';
+import { jobLogs, statWindows, type IoLog, type JobLogs } from './fio-log.ts';
 
 const PAGE = 4096;
 /** The longest stretch thinktime_spin keeps the event loop busy (see stallNow()). */
@@ -49,8 +50,19 @@ const SLEEP_POLL_MS = 1.5;
 const WAIT_SLACK_MS = 0.2;
 /** Never notified: Atomics.wait() on it is a sleep of the thread. */
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
-/** fio's bw_avg_time / iops_avg_time. */
-const AVG_WINDOW_MS = 500;
+/**
+ * What one of the report's rates (bw or iops) counted since its last sample: fio's bw_sample_time or
+ * iops_sample_time, and this_io_bytes/blocks against stat_io_bytes/blocks.
+ */
+interface SampleWindow {
+  /** bwavgtime or iopsavgtime (ms). */
+  readonly period: number;
+  /** Where this window began, and the next tick of fio's helper thread that samples it. */
+  t: number;
+  next: number;
+  /** Bytes (bw) or I/Os (iops) of each direction since then: reads, writes. */
+  count: [number, number];
+}
 
 const ERRNO_NUM: Partial<Record<Errno, number>> = {
   EIO: 5,
@@ -394,9 +406,13 @@ export class Worker {
   private elapsedUs = { r: 0, w: 0 };
   /** The runtime ended the job (fio's td->terminate from runtime_exceeded()): no verify follows. */
   private terminated = false;
-  private window = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
-  /** The next tick of fio's helper thread that samples the window: every AVG_WINDOW_MS from the start. */
-  private nextSampleAt = 0;
+  /**
+   * The report's bw and iops samples, each taken over its window (null: per I/O, as with a bw or iops
+   * log that is not averaged), and the job's logs.
+   */
+  private readonly bwWindow: SampleWindow | null;
+  private readonly iopsWindow: SampleWindow | null;
+  readonly logs: JobLogs;
   state = 'P';
   private bytesTarget: number;
   private bytesDone = 0;
@@ -434,6 +450,12 @@ export class Worker {
     this.sync = syncEngine(job);
     this.depth = jobDepth(job);
     this.bytesTarget = this.offsets.count * job.bs;
+    this.logs = jobLogs(job, index + 1);
+    const periods = statWindows(job);
+    const window = (period: number, log: IoLog | null): SampleWindow | null =>
+      log?.perUnit ? null : { period, t: 0, next: 0, count: [0, 0] };
+    this.bwWindow = window(periods.bw, this.logs.bw);
+    this.iopsWindow = window(periods.iops, this.logs.iops);
   }
 
   /** The job's error (td_verror()), said first with `line` on stderr when there is one. */
@@ -611,8 +633,11 @@ export class Worker {
     this.shown = { t: this.tStart, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
     this.tMeasure = this.tStart + j.rampTime;
     this.tEnd = j.runtime !== null ? this.tMeasure + j.runtime : Infinity;
-    this.window.t = this.tMeasure;
-    this.nextSampleAt = this.tMeasure + AVG_WINDOW_MS;
+    for (const w of [this.bwWindow, this.iopsWindow]) {
+      if (!w) continue;
+      w.t = this.tMeasure;
+      w.next = this.tMeasure + w.period;
+    }
     return new Promise<void>((resolve) => {
       this.resolveJob = resolve;
       void this.startPhase(this.job.verifyOnly ? 'verify' : 'io', this.tStart);
@@ -1086,14 +1111,50 @@ export class Worker {
     // fio's lat (usec/msec) distribution counts completion latency (io_u.c's account_io_completion
     // marks it with the time since issue to the device, the figure clat reports), not total latency
     this.stats.markLatency(clat);
-    if (io.write) {
-      this.window.wBytes += bs;
-      this.window.wIos++;
-    } else {
-      this.window.rBytes += bs;
-      this.window.rIos++;
+    const ms = this.logTime(t);
+    const logs = this.logs;
+    const at = io.offset;
+    if (logs.lat) this.log(logs.lat, ms, Math.floor(lat), io.write, at);
+    if (logs.slat && !this.sync)
+      this.log(logs.slat, ms, Math.floor((io.tSubmitted - io.tIssue) * 1e6), io.write, at);
+    if (logs.clat) this.log(logs.clat, ms, Math.floor(clat), io.write, at);
+    const ddir = io.write ? 1 : 0;
+    if (this.bwWindow) this.bwWindow.count[ddir] += bs;
+    else {
+      // add_bw_sample(): the block's bytes over its clat, a sample of the report's and an entry
+      const rate = clat >= 1 ? Math.floor((bs * 1e6) / Math.floor(clat)) : 0;
+      d.bw.add(rate);
+      this.log(logs.bw!, ms, rate, io.write, at);
     }
-    this.closeWindow(t);
+    if (this.iopsWindow) this.iopsWindow.count[ddir]++;
+    else {
+      d.iops.add(1);
+      this.log(logs.iops!, ms, 1, io.write, at);
+    }
+    this.closeWindow(this.bwWindow, t, 'bw');
+    this.closeWindow(this.iopsWindow, t, 'iops');
+  }
+
+  /** A log entry's time: whole milliseconds since the job's epoch (mtime_since_now(&td->epoch)). */
+  private logTime(t: number): number {
+    return Math.floor(t - (this.epoch?.t ?? t));
+  }
+
+  private log(log: IoLog, ms: number, value: number, write: boolean, offset: number): void {
+    if (log.add(ms, value, write, this.job.bs, offset)) this.logFull(log);
+  }
+
+  private logFull(log: IoLog): void {
+    this.io.stderr(`fio: ${log.file}: log full at ${log.length} entries, later samples dropped\n`);
+  }
+
+  /**
+   * The job's end, for its logs (finalize_logs()): what their averaging windows hold, as entries at
+   * the end.
+   */
+  finalizeLogs(): void {
+    const ms = this.logTime(now());
+    for (const log of Object.values(this.logs)) if (log?.finalize(ms)) this.logFull(log);
   }
 
   /** What the last ETA line had seen (the job's start, before the first): its time and counters. */
@@ -1101,10 +1162,11 @@ export class Worker {
 
   /**
    * fio's __add_samples() for add_bw_samples()/add_iops_samples(), called by its helper thread every
-   * AVG_WINDOW_MS from the job's start (calc_log_samples()): the first completion at or after a tick
-   * (less fio's LOG_MSEC_SLACK of 1 ms) takes the sample, one for each direction that did I/O since
-   * the last — whole KiB/s and whole IOPS over its whole milliseconds, as fio divides. A direction
-   * without I/O in the window gives none. A tick at or past the end of the runtime takes none here.
+   * bwavgtime/iopsavgtime ms (500 by default) from the job's start (calc_log_samples()): the first
+   * completion at or after a tick (less fio's LOG_MSEC_SLACK of 1 ms) takes the sample, one for each
+   * direction that did I/O since the last — whole KiB/s and whole IOPS over its whole milliseconds, as
+   * fio divides — and gives it to the bw or iops log, if any, as well. A direction without I/O in the
+   * window gives none. A tick at or past the end of the runtime takes none here.
    * fio's helper samples a job while it is running, its drain of what it had in flight included, so
    * fio takes that tick's sample only when the drain outlasts it: over runs of 1 and 2 s it took 1
    * and 3 samples when its drain ended within a millisecond or so, 2 and 4 when it ran longer. This
@@ -1112,22 +1174,25 @@ export class Worker {
    * even on a run that ended first, as windows were closed 1 ms early). The final values of a run go
    * to fio's logs, not to its statistics.
    */
-  private closeWindow(t: number): void {
-    if (t < this.nextSampleAt - 1 || this.nextSampleAt >= this.tEnd) return;
-    const w = this.window;
+  private closeWindow(w: SampleWindow | null, t: number, kind: 'bw' | 'iops'): void {
+    if (!w || t < w.next - 1 || w.next >= this.tEnd) return;
     const spent = Math.floor(t - w.t);
     // a completion after a stall may pass several ticks: one sample for all of them, as the helper
     // finding the window late takes one
-    while (this.nextSampleAt <= t + 1) this.nextSampleAt += AVG_WINDOW_MS;
-    if (w.rIos) {
-      this.stats.read.bw.add(Math.floor(Math.floor((w.rBytes * 1000) / spent) / 1024));
-      this.stats.read.iops.add(Math.floor((w.rIos * 1000) / spent));
+    while (w.next <= t + 1) w.next += w.period;
+    const ms = this.logTime(t);
+    const log = kind === 'bw' ? this.logs.bw : this.logs.iops;
+    for (const ddir of [0, 1] as const) {
+      const n = w.count[ddir];
+      if (!n) continue;
+      const rate =
+        kind === 'bw' ? Math.floor(Math.floor((n * 1000) / spent) / 1024) : Math.floor((n * 1000) / spent);
+      const d = ddir ? this.stats.write : this.stats.read;
+      (kind === 'bw' ? d.bw : d.iops).add(rate);
+      if (log) this.log(log, ms, rate, ddir === 1, 0);
     }
-    if (w.wIos) {
-      this.stats.write.bw.add(Math.floor(Math.floor((w.wBytes * 1000) / spent) / 1024));
-      this.stats.write.iops.add(Math.floor((w.wIos * 1000) / spent));
-    }
-    this.window = { t, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
+    w.t = t;
+    w.count = [0, 0];
   }
 
   /**

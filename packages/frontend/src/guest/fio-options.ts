@@ -132,6 +132,30 @@ export interface FioJob {
   latencyPercentiles: LatencyPercentiles;
   /** Decimals the percentiles are printed with: the most any of them was given with (parse.c). */
   percentilePrecision: number;
+  logs: FioLogOptions;
+}
+
+/** fio's logging options (the files a job writes as it runs: fio-log.ts). */
+export interface FioLogOptions {
+  /** The name prefixes of write_lat_log (lat, slat and clat), write_bw_log, write_iops_log; null = none. */
+  lat: string | null;
+  bw: string | null;
+  iops: string | null;
+  /** log_avg_msec: 0 logs every sample. */
+  avgMsec: number;
+  /** log_max_value: a window's maximum instead of its mean. */
+  maxValue: boolean;
+  /** log_offset: each entry with its I/O's offset. */
+  offset: boolean;
+  /** log_prio: the priority column as the I/O's ioprio in hex. */
+  prio: boolean;
+  /** per_job_logs: the job's number in each file's name (else the jobs append to one file). */
+  perJob: boolean;
+  /** bwavgtime, iopsavgtime: the report's rate windows in ms, and whether they were given. */
+  bwAvgTime: number;
+  bwAvgGiven: boolean;
+  iopsAvgTime: number;
+  iopsAvgGiven: boolean;
 }
 
 export interface FioGlobal {
@@ -215,6 +239,20 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   percentileList: DEFAULT_PERCENTILES,
   latencyPercentiles: { slat: false, clat: true, lat: false },
   percentilePrecision: 2,
+  logs: {
+    lat: null,
+    bw: null,
+    iops: null,
+    avgMsec: 0,
+    maxValue: false,
+    offset: false,
+    prio: false,
+    perJob: true,
+    bwAvgTime: 500,
+    bwAvgGiven: false,
+    iopsAvgTime: 500,
+    iopsAvgGiven: false,
+  },
 };
 
 /** A command-line mistake: the lines fio would print, then exit status 1. */
@@ -404,6 +442,25 @@ const jobOpt =
   (job, _g, raw) => {
     if (job) fn(job, raw);
   };
+
+/** A logging option: on a copy of the job's logging options, which it may share with the defaults. */
+const logOpt =
+  (fn: (logs: FioLogOptions, raw: string) => void): Apply =>
+  (job, _g, raw) => {
+    if (!job) return;
+    job.logs = { ...job.logs };
+    fn(job.logs, raw);
+  };
+
+/**
+ * bwavgtime and iopsavgtime, in ms. fio takes 0, and its helper thread then takes a sample at every
+ * wake-up; here a window is 1 ms at least.
+ */
+function avgTime(opt: string, raw: string): number {
+  const v = parseIntOption(opt, raw, 0, 0xffffffff);
+  if (v === 0) failedParsing(opt, raw, `${opt}: a window of 0 ms: this fio's windows are 1 ms at least`);
+  return v;
+}
 
 /** The engines here (`pvblk` is libaio's, under pvblk's name). */
 const IOENGINES: readonly FioEngine[] = ['libaio', 'io_uring', 'pvblk', 'psync', 'sync'];
@@ -604,6 +661,26 @@ const OPTIONS: Record<string, OptionDef> = {
       const { list, precision } = parsePercentiles(v);
       j.percentileList = list;
       j.percentilePrecision = precision;
+    }),
+  },
+  write_lat_log: { apply: logOpt((l, v) => (l.lat = v)) },
+  write_bw_log: { apply: logOpt((l, v) => (l.bw = v)) },
+  write_iops_log: { apply: logOpt((l, v) => (l.iops = v)) },
+  log_avg_msec: { apply: logOpt((l, v) => (l.avgMsec = parseIntOption('log_avg_msec', v, 0, 0xffffffff))) },
+  log_max_value: { apply: logOpt((l, v) => (l.maxValue = fioBool('log_max_value', v, 'bool'))) },
+  log_offset: { apply: logOpt((l, v) => (l.offset = fioBool('log_offset', v, 'bool'))) },
+  log_prio: { apply: logOpt((l, v) => (l.prio = fioBool('log_prio', v, 'bool'))) },
+  per_job_logs: { apply: logOpt((l, v) => (l.perJob = fioBool('per_job_logs', v, 'bool'))) },
+  bwavgtime: {
+    apply: logOpt((l, v) => {
+      l.bwAvgTime = avgTime('bwavgtime', v);
+      l.bwAvgGiven = true;
+    }),
+  },
+  iopsavgtime: {
+    apply: logOpt((l, v) => {
+      l.iopsAvgTime = avgTime('iopsavgtime', v);
+      l.iopsAvgGiven = true;
     }),
   },
   'output-format': {

@@ -37,6 +37,7 @@ import type { GuestDisk, GuestRuntime } from './toolbox.ts';
 import { COMMAND_SIGNALS, commandSignal, type CommandIo, type GuestCommand } from './vfs.ts';
 import { fixed } from './printf.ts';
 import { fioJsonText } from './fio-json.ts';
+import { writeLog } from './fio-log.ts';
 
 /**
  * Options of `pvblk bench` that configure the stack (name → whether it takes a value): meaningless
@@ -90,6 +91,9 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --randseed=<n>   --randrepeat=1   --description=<text>
   --group_reporting   --percentile_list=1:5:…:99.99
   --slat_percentiles=0   --clat_percentiles=1   --lat_percentiles=0
+  --write_lat_log=<prefix>   --write_bw_log=<prefix>   --write_iops_log=<prefix>   --log_avg_msec=0
+  --log_max_value=0   --log_offset=0   --log_prio=0   --per_job_logs=1   --bwavgtime=500
+  --iopsavgtime=500   (the logs are written in the guest's /, as <prefix>_lat.1.log, …)
   --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never   --version
 `;
 
@@ -519,6 +523,13 @@ async function runFio(
       io.stdout(redraw(line));
     }, 1000);
   }
+  // the jobs' logs are written one file at a time: with per_job_logs=0 jobs append to one file
+  let logsWritten: Promise<void> = Promise.resolve();
+  const writeLogs = (w: Worker): Promise<void> =>
+    (logsWritten = logsWritten.then(async () => {
+      for (const log of Object.values(w.logs))
+        if (log) await writeLog(rt.vfs, log, !w.job.logs.perJob, (s) => io.stderr(s));
+    }));
   try {
     await Promise.all(
       workers.map(async (w, i) => {
@@ -526,10 +537,13 @@ async function runFio(
         try {
           await w.run();
           w.finish();
+          w.finalizeLogs();
         } finally {
           // its buffers go back to the guest's budget whatever happened
           await w.close();
         }
+        // td_writeout_logs() at the job's end, before the run's report
+        await writeLogs(w);
         if (w.stats.error) io.stdout(jobErrorLine(process.pid, w.stats.error, w.stats.verror) + '\n');
       }),
     );
