@@ -138,6 +138,7 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --thinktime_blocks_type=complete|issue --thinktime_iotime
   --randseed --randrepeat --group_reporting --percentile_list --slat_percentiles --clat_percentiles
   --lat_percentiles
+  --max_latency --latency_target --latency_window --latency_percentile --latency_run
   --write_lat_log --write_bw_log --write_iops_log --log_avg_msec --log_max_value --log_offset
   --log_prio --per_job_logs --bwavgtime --iopsavgtime (each guest's logs are brought here as
   <log file>.<guest>, and in a sweep .<key>=<value> after that, as fio's client names a server's)
@@ -466,6 +467,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' |
           j.rate[0] || j.rate[1] ? 'rate' : '',
           j.rateIops[0] || j.rateIops[1] ? 'rate_iops' : '',
           j.thinktime ? 'thinktime' : '',
+          j.latencyTarget.targetNs ? 'latency_target' : '',
         ].filter(Boolean);
         if (held.length)
           fail(

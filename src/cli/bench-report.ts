@@ -16,6 +16,7 @@ import {
   reportGroups,
   Samples,
   type FioReport,
+  type FioLatencyTarget,
   type FioReportJob,
   type LatencyPercentiles,
 } from '@pvblk/frontend';
@@ -54,6 +55,7 @@ export interface JobClone {
   /** The job's own options as given to the bench: its JSON "job options". */
   options: Record<string, string>;
   iodepth: number;
+  latencyTarget: FioLatencyTarget;
   /** fio's description of the job: its own, and in a sweep the point's values after it. */
   description: string;
   /** fio's group_reporting, a job option: the job's report joins the one before it (reportGroups()). */
@@ -184,6 +186,7 @@ export function reportJobs(p: PointResult): BenchReportJob[] {
         stats: s,
         options: clone?.options ?? {},
         iodepth: clone?.iodepth ?? 1,
+        latencyTarget: clone?.latencyTarget,
         description: clone?.description ?? '',
         percentiles: clone?.percentiles,
         percentilePrecision: clone?.percentilePrecision,
@@ -201,6 +204,7 @@ export function reportJobs(p: PointResult): BenchReportJob[] {
       stats: first.stats,
       options: last.options,
       iodepth: last.iodepth,
+      latencyTarget: last.latencyTarget,
       description: first.description,
       percentiles: last.percentiles,
       percentilePrecision: last.percentilePrecision,

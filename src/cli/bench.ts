@@ -642,6 +642,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
         new Array<JobClone>(j.numjobs).fill({
           options: p.cl.given[i],
           iodepth: j.iodepth,
+          latencyTarget: j.latencyTarget,
           description: pointDescription(j.description, p.label),
           groupReporting: j.groupReporting,
           percentiles: j.percentileList,

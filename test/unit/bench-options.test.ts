@@ -63,12 +63,16 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
     expect(() => parse('--baseline', '--sweep', 'bs=4k,2m')).toThrow(/the relay carries requests/);
   });
 
-  it('refuses, with --baseline, a held rate or a thinking job, which the relay has no counterpart of', () => {
+  it('refuses, with --baseline, a held rate, a thinking job or a latency target, which the relay has no counterpart of', () => {
     expect(() => parse('--rate_iops=1000', '--baseline')).toThrow(
       'fio: --baseline: the relay runs at its full depth and has no rate_iops: measure that job without --baseline',
     );
     expect(() => parse('--baseline', '--sweep', 'rate_iops=0,1000')).toThrow(/has no rate_iops/);
     expect(() => parse('--thinktime=1ms', '--rate=1m', '--baseline')).toThrow(/has no rate or thinktime/);
+    // a latency target keeps its own depth, below the relay's
+    expect(() => parse('--latency_target=2ms', '--iodepth=32', '--baseline')).toThrow(
+      /has no latency_target/,
+    );
     // without --baseline, and at a point with no rate, all is well
     expect(parse('--rate_iops=1000').cl.jobs[0].rateIops).toEqual([1000, 1000]);
     expect(parse('--baseline', '--sweep', 'thinktime=0').baseline).toBe(true);

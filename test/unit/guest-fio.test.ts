@@ -36,6 +36,9 @@ interface FioJson {
     job_runtime: number;
     usr_cpu: number;
     latency_depth: number;
+    latency_target: number;
+    latency_window: number;
+    latency_percentile: number;
     desc?: string;
     'job options': Record<string, string>;
     read: Ddir;
@@ -817,10 +820,16 @@ describe("the guest fio's logs (write_lat_log, write_bw_log, write_iops_log)", (
       // each block of the random pass once, in the order they completed
       expect(log.map((e) => e[4]).sort((a, b) => a - b)).toEqual([...Array(16).keys()].map((i) => i * 4096));
     }
+    // slat is logged as the I/O is queued (io_u_queued()), the others as it completes
+    const queued = new Map(slat.map((e) => [e[4], e]));
     for (let i = 0; i < 16; i++) {
-      // the same I/O on the same line of each log: lat is slat and clat, to a nanosecond of rounding
+      // the same I/O on the same line of each completion's log: lat is slat and clat, to a
+      // nanosecond of rounding
       expect(lat[i][4]).toBe(clat[i][4]);
-      expect(Math.abs(lat[i][1] - slat[i][1] - clat[i][1])).toBeLessThanOrEqual(1);
+      const q = queued.get(lat[i][4])!;
+      expect(Math.abs(lat[i][1] - q[1] - clat[i][1])).toBeLessThanOrEqual(1);
+      expect(q[0]).toBeLessThanOrEqual(lat[i][0]);
+      expect(q[0]).toBeGreaterThanOrEqual(lat[i][0] - Math.ceil(lat[i][1] / 1e6) - 1);
       expect(bw[i][1]).toBe(Math.floor((4096 * 1e6) / clat[i][1]));
       expect(iops[i][1]).toBe(1);
     }
@@ -854,8 +863,13 @@ describe("the guest fio's logs (write_lat_log, write_bw_log, write_iops_log)", (
       const d = ddir ? j.write : j.read;
       expect(i.length).toBe(d.iops_samples);
       expect(d.iops_samples).toBe(4);
-      // held to 400 a second, each window's rate close to it
+      // held to 400 a second, each window's rate close to it, taken at the window's tick (by fio's
+      // helper thread), not at the next completion
       for (const e of i) expect(Math.abs(e[1] - 400)).toBeLessThan(80);
+      i.forEach((e, k) => {
+        expect(e[0]).toBeGreaterThanOrEqual(300 * (k + 1));
+        expect(e[0]).toBeLessThan(300 * (k + 1) + 50);
+      });
       // no bw log: the report's bw windows stay at 500 ms
       expect(d.bw_samples).toBe(2);
     }
@@ -888,5 +902,69 @@ describe("the guest fio's logs (write_lat_log, write_bw_log, write_iops_log)", (
     expect(bad.status).toBe(0);
     expect(bad.stderr).toBe('fopen log: No such file or directory\n'.repeat(3));
     expect(bad.stdout).toMatch(/read: IOPS=/);
+  });
+});
+
+describe("the guest fio's latency limits (max_latency, latency_target: io_u.c's lat_target_*)", () => {
+  it("fails a job whose I/O takes longer than max_latency, with ETIMEDOUT and fio's line; per direction", async () => {
+    const r = await fio('--name=m --rw=randread --bs=4k --direct=1 --iodepth=2 --size=64k --max_latency=1');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /^fio: latency of \d+ nsec exceeds specified max \(1000 nsec\): \/dev\/xvda read \d+ 4096\n/,
+    );
+    expect(r.stdout).toContain(
+      'err=110/file:io_u.c:1449, func=max latency exceeded, error=Connection timed out',
+    );
+    // reads held to 10 s, writes to 1 µs: a write trips it
+    const w = await fio(
+      '--name=m --rw=randrw --bs=4k --direct=1 --size=64k --max_latency=10s,1 --output-format=json',
+    );
+    expect(w.status).toBe(1);
+    expect(w.stderr).toMatch(/exceeds specified max \(1000 nsec\): \/dev\/xvda write \d+ 4096\n/);
+    expect(json(w.stdout).jobs[0].error).toBe(110);
+  });
+
+  it('finds the deepest queue within a latency target, runs a final window at it, and ends the job there', async () => {
+    const r = await fio(
+      '--name=t --rw=randread --bs=4k --direct=1 --iodepth=4 --latency_target=10s --latency_window=100ms --runtime=20s --time_based --output-format=json,normal',
+    );
+    expect(r.status).toBe(0);
+    const j = json(r.stdout.slice(0, r.stdout.lastIndexOf('}') + 1)).jobs[0];
+    expect([j.latency_depth, j.latency_target, j.latency_window, j.latency_percentile]).toEqual([
+      4, 10_000_000_000, 100_000, 100,
+    ]);
+    // 1, 2, 4, 4 again: the final window, whose figures alone are reported (its depth 4 throughout),
+    // and then the job ends long before its runtime
+    expect(j.iodepth_level['4']).toBeGreaterThan(99);
+    expect(j.read.runtime).toBeGreaterThanOrEqual(100);
+    expect(j.read.runtime).toBeLessThan(2000);
+    expect(r.stdout).toContain(
+      '     latency   : target=10000000000, window=100000, percentile=100.00%, depth=4\n',
+    );
+  });
+
+  it('keeps adjusting with latency_run, to the end of the runtime', async () => {
+    const j = await jobJson(
+      '--name=t --rw=randread --bs=4k --direct=1 --iodepth=4 --latency_target=10s --latency_window=50ms --latency_run=1 --runtime=600ms --time_based',
+    );
+    expect(j.latency_depth).toBe(4);
+    expect(j.read.runtime).toBeGreaterThanOrEqual(600);
+  });
+
+  it('at depth 1: an I/O over a 100 % target fails the job; under a lower percentile the depth stays 1', async () => {
+    const r = await fio(
+      '--name=t --rw=randread --bs=4k --direct=1 --iodepth=8 --latency_target=1 --runtime=2s --time_based',
+    );
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /^fio: latency of \d+ nsec exceeds specified max \(1000 nsec\): \/dev\/xvda read/,
+    );
+    const j = await jobJson(
+      '--name=t --rw=randread --bs=4k --direct=1 --iodepth=8 --latency_target=1 --latency_percentile=50 --latency_window=50ms --runtime=400ms --time_based',
+    );
+    expect(j.error).toBe(0);
+    expect(j.latency_depth).toBe(1);
+    expect(j.iodepth_level['1']).toBe(100);
+    expect(j.read.runtime).toBeGreaterThanOrEqual(400);
   });
 });

@@ -25,6 +25,7 @@ import {
 import { parseVerifyPattern } from '../src/guest/fio-pattern.ts';
 import { RateControl } from '../src/guest/fio-rate.ts';
 import { IoLog, jobLogs, statWindows } from '../src/guest/fio-log.ts';
+import { LatencyTarget } from '../src/guest/fio-latency.ts';
 import type { FioVerify } from '../src/guest/fio-options.ts';
 import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
 import { mulberry32 } from '@pvblk/shared';
@@ -818,6 +819,116 @@ describe("fio's logs (iolog.c, stat.c's add_log_sample())", () => {
     expect(usage(() => parse(['--name=j', '--log_avg_msec=x']))).toEqual([
       'fio: failed parsing log_avg_msec=x',
     ]);
+  });
+});
+
+describe("fio's latency target (io_u.c's lat_target_check(), lat_target_success(), __lat_target_failed())", () => {
+  const target = (percentile = 100, run = false, windowUs = 0) =>
+    new LatencyTarget({ targetNs: 1e6, windowUs, percentile, run }, 32);
+
+  it('doubles the depth while every window holds, bisects towards a depth that failed, then runs a final window and ends', () => {
+    const lt = target();
+    lt.init(0, 0);
+    expect(lt.qd).toBe(1);
+    let done = 0;
+    const ok = () => lt.check(0, (done += 10));
+    for (const qd of [2, 4, 8, 16]) {
+      expect(ok()).toBeNull();
+      expect(lt.qd).toBe(qd);
+    }
+    // an I/O over the target at 16: halfway down to the last depth that held, after a quiesce
+    expect(lt.over()).toBe('quiesce');
+    expect(lt.qd).toBe(12);
+    lt.newCycle(0, done);
+    expect(ok()).toBeNull();
+    expect(lt.qd).toBe(14);
+    expect(ok()).toBeNull();
+    expect(lt.qd).toBe(15);
+    // one below the depth that failed: the depth stays, so the final window starts, and then the job ends
+    expect(ok()).toBe('final');
+    expect(lt.qd).toBe(15);
+    lt.newCycle(0, 0);
+    done = 0;
+    expect(ok()).toBe('done');
+    expect(lt.qd).toBe(15);
+  });
+
+  it('takes the depth as far as iodepth, and keeps adjusting with latency_run', () => {
+    const lt = target();
+    lt.init(0, 0);
+    let done = 0;
+    for (let i = 0; i < 5; i++) expect(lt.check(0, (done += 5))).toBeNull();
+    expect(lt.qd).toBe(32);
+    expect(lt.check(0, (done += 5))).toBe('final');
+    const run = target(100, true);
+    run.init(0, 0);
+    done = 0;
+    for (let i = 0; i < 20; i++) expect(run.check(0, (done += 5))).toBeNull();
+    expect(run.qd).toBe(32);
+  });
+
+  it('with a percentile under 100, counts the I/Os over the target and judges the window by their share', () => {
+    const lt = target(99, false, 100_000);
+    lt.init(0, 0);
+    lt.check(0, 100); // not a window yet: nothing
+    expect(lt.qd).toBe(1);
+    expect(lt.check(100, 100)).toBeNull();
+    expect(lt.qd).toBe(2);
+    lt.newCycle(100, 100);
+    // 2 of 100 over the target: 98 % held, under 99 %
+    expect(lt.over()).toBeNull();
+    expect(lt.over()).toBeNull();
+    expect(lt.check(150, 200)).toBeNull();
+    expect(lt.check(200, 200)).toBe('quiesce');
+    expect(lt.qd).toBe(1);
+  });
+
+  it('at depth 1, an I/O over a 100 % target is fatal, and a window without completions a failure that changes nothing', () => {
+    const lt = target();
+    lt.init(0, 0);
+    expect(lt.over()).toBe('fatal');
+    // fio's 0/0: no percentile is reached, so the window fails; at depth 1 the depth and cycle stay
+    expect(lt.check(0, 0)).toBeNull();
+    // what fio 3.33 did with latency_window=0 (run=1msec, depth=1): up to 2 on the first completion,
+    // down again on a look without one, then a final window of one I/O
+    expect(lt.check(0, 1)).toBeNull();
+    expect(lt.check(0, 1)).toBe('quiesce');
+    expect(lt.qd).toBe(1);
+    lt.newCycle(0, 1);
+    expect(lt.check(0, 2)).toBe('final');
+    lt.newCycle(0, 0);
+    expect(lt.check(0, 1)).toBe('done');
+  });
+
+  it('parses the options as fio does: times in µs without a unit, a percentile in 0-100, max_latency per direction', () => {
+    const j = parse([
+      '--name=j',
+      '--latency_target=2ms',
+      '--latency_window=300',
+      '--latency_percentile=99.5',
+      '--latency_run=1',
+      '--max_latency=100,2ms',
+    ]).jobs[0];
+    expect(j.latencyTarget).toEqual({ targetNs: 2e6, windowUs: 300, percentile: 99.5, run: true });
+    expect(j.maxLatencyNs).toEqual([100_000, 2_000_000]);
+    expect(usage(() => parse(['--name=j', '--latency_percentile=101']))).toEqual([
+      'value out of range: 101.000000 (range max: 100.000000)',
+      'fio: failed parsing latency_percentile=101',
+    ]);
+    expect(usage(() => parse(['--name=j', '--latency_percentile=abc']))).toEqual([
+      'not a floating point value: abc',
+      'fio: failed parsing latency_percentile=abc',
+    ]);
+    expect(usage(() => parse(['--name=j', '--max_latency=abc']))).toEqual([
+      'fio: failed parsing max_latency=abc',
+    ]);
+    // the defaults were not touched by the job that set them
+    expect(parse(['--name=k']).jobs[0].latencyTarget).toEqual({
+      targetNs: 0,
+      windowUs: 0,
+      percentile: 100,
+      run: false,
+    });
   });
 });
 

@@ -28,6 +28,7 @@ export {
   type FioCommandLine,
   type FioGlobal,
   type FioJob,
+  type FioLatencyTarget,
   type LatencyPercentiles,
   type FioRw,
   type SplitOption,

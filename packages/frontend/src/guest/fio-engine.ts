@@ -40,8 +40,11 @@ import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil 
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 import { RateControl } from './fio-rate.ts';
 import { jobLogs, statWindows, type IoLog, type JobLogs } from './fio-log.ts';
+import { LatencyTarget, type LatencyStep } from './fio-latency.ts';
 
 const PAGE = 4096;
+/** fio's LOG_MSEC_SLACK: a sample this close before its tick is the tick's (stat.c). */
+const LOG_MSEC_SLACK = 1;
 /** The longest stretch thinktime_spin keeps the event loop busy (see stallNow()). */
 const SPIN_SLICE_MS = 5;
 /** The last part of a stall's sleep not left to a timer (see stallNow()). */
@@ -71,6 +74,7 @@ const ERRNO_NUM: Partial<Record<Errno, number>> = {
   EILSEQ: 84,
   EOPNOTSUPP: 95,
   ENXIO: 6,
+  ETIMEDOUT: 110,
 };
 
 /**
@@ -269,6 +273,7 @@ const VERROR_AT = {
   td_io_queue: 'backend.c:288', // fio_io_sync(): a failed fsync
   open: 'filesetup.c:794', // file_open(): `open(<file>)`
   'iomem allocation': 'memory.c:334',
+  'max latency exceeded': 'io_u.c:1449', // lat_fatal(): max_latency, or a latency target at depth 1
 } as const;
 type VerrorFunc = keyof typeof VERROR_AT;
 
@@ -410,7 +415,14 @@ export class Worker {
    * The report's bw and iops samples, each taken over its window (null: per I/O, as with a bw or iops
    * log that is not averaged), and the job's logs.
    */
+  /** The latency target's search (null without latency_target), and whether it has ended the job. */
+  private readonly lat: LatencyTarget | null;
+  private latDone = false;
+  /** The queue was full at the last issue: the latency target's look waits for the reap (see pump()). */
+  private latCheckAfterReap = false;
   private readonly bwWindow: SampleWindow | null;
+  /** The timer of the next tick of the bw and iops windows (see armSampler()). */
+  private sampleTimer: NodeJS.Timeout | null = null;
   private readonly iopsWindow: SampleWindow | null;
   readonly logs: JobLogs;
   state = 'P';
@@ -451,6 +463,7 @@ export class Worker {
     this.depth = jobDepth(job);
     this.bytesTarget = this.offsets.count * job.bs;
     this.logs = jobLogs(job, index + 1);
+    this.lat = job.latencyTarget.targetNs ? new LatencyTarget(job.latencyTarget, this.depth) : null;
     const periods = statWindows(job);
     const window = (period: number, log: IoLog | null): SampleWindow | null =>
       log?.perUnit ? null : { period, t: 0, next: 0, count: [0, 0] };
@@ -610,6 +623,7 @@ export class Worker {
    * over the span. A job that never began (its open failed) ran for no time.
    */
   finish(): void {
+    this.stats.latencyDepth = this.lat?.qd ?? null;
     if (this.epoch === null) return;
     this.stats.totalRunMs = wholeMs(now() - this.epoch.t);
     const u = usageNow();
@@ -638,6 +652,7 @@ export class Worker {
       w.t = this.tMeasure;
       w.next = this.tMeasure + w.period;
     }
+    this.armSampler();
     return new Promise<void>((resolve) => {
       this.resolveJob = resolve;
       void this.startPhase(this.job.verifyOnly ? 'verify' : 'io', this.tStart);
@@ -662,6 +677,8 @@ export class Worker {
       // prune_io_piece_log(): each pass verifies what it wrote itself
       this.written.clear();
       this.bytesDone = 0;
+      // lat_target_init() at the start of do_io(): each pass searches from depth 1 again
+      this.lat?.init(t, this.completedIos);
       // TD_RAMP's '/' until ramp_time is over (pump() ends it)
       this.state = this.rampDone ? this.letter : '/';
     } else {
@@ -725,12 +742,14 @@ export class Worker {
         return;
       }
       // keep_running(): time_based runs pass after pass; else `loops` of them
-      if (this.job.timeBased || ++this.passes < this.job.loops) {
+      if (!this.latDone && (this.job.timeBased || ++this.passes < this.job.loops)) {
         void this.startPhase(this.job.verifyOnly ? 'verify' : 'io', t);
         return;
       }
     }
     this.ended = true;
+    if (this.sampleTimer) clearTimeout(this.sampleTimer);
+    this.sampleTimer = null;
     this.state = '_';
     this.resolveJob();
   }
@@ -742,6 +761,8 @@ export class Worker {
       return false;
     }
     if (this.phase === 'verify') return this.verifyNext < this.verifyList.length;
+    // the latency target's final window is over (td->done)
+    if (this.latDone) return false;
     // a time_based job runs to the end of its runtime; with verify, fio's do_io() still ends each
     // pass over the region, for its verify phase to follow — counted in bytes_issued, which only
     // an I/O its engine queued adds to: a synchronous engine's pass never ends, so it never verifies
@@ -767,39 +788,38 @@ export class Worker {
     // the ramp ends when I/O goes on past it (fio looks when an I/O is queued or completes): not in
     // the pump of a stop, which would forget what the ramp did before the report
     if (!this.rampDone && t >= this.tMeasure && !this.stopping) {
-      // fio's ramp_period_over(): what the ramp did is not the job's (reset_io_stats and
-      // reset_all_stats: the depth, submit and complete maps, the run time and CPU start again)
+      // fio's ramp_period_over(): what the ramp did is not the job's
       this.rampDone = true;
-      // the think counter starts again with the stats (reset_all_stats(): last_thinktime_blocks
-      // made relative, last_thinktime at the new epoch)
-      this.lastThinkBlocks -= this.thinkCounter();
-      this.completedIos = 0;
-      this.lastThink = this.tMeasure;
-      this.stats.resetIo();
-      this.rate?.reset();
       // the ramp ended at tMeasure, where the directions' runtimes start
-      this.setEpoch(this.tMeasure);
-      this.phaseStart = this.tMeasure;
-      this.elapsedUs = { r: 0, w: 0 };
+      this.resetAllStats(this.tMeasure);
       if (this.phase === 'io') this.state = this.letter;
     }
     let n = 0;
-    // do_io() reaps when its queue is full and only then looks at thinktime: a thought the last
-    // issue left for after the reap is looked at now
+    // do_io() reaps when its queue is full and only then looks at thinktime and the latency target:
+    // a look the last issue left for after the reap is taken now
     if (this.thinkAfterReap) {
       this.thinkAfterReap = false;
       if (this.phase === 'io') this.think(t);
     }
-    // stalled (ahead of the rate, or thinking), nothing is issued until the stall is over
-    while (!this.stall && this.inflight < this.depth && this.more(t)) {
+    if (this.latCheckAfterReap) {
+      this.latCheckAfterReap = false;
+      this.latCheck(t);
+    }
+    // stalled (ahead of the rate, thinking, quiescing), nothing is issued until the stall is over
+    while (!this.stall && this.inflight < this.queueDepth && this.more(t)) {
       const write = this.rateIssue(t);
       if (write === null) break;
       this.issue(t, write);
       this.rate?.issued(write);
       n++;
+      const full = this.inflight >= this.queueDepth;
       if (this.job.thinktime && this.phase === 'io') {
-        if (this.inflight >= this.depth) this.thinkAfterReap = true;
+        if (full) this.thinkAfterReap = true;
         else this.think(t);
+      }
+      if (this.lat) {
+        if (full) this.latCheckAfterReap = true;
+        else this.latCheck(t);
       }
     }
     if (this.stall && this.inflight === 0 && !this.stallCancel) this.stallNow();
@@ -817,6 +837,87 @@ export class Worker {
     }
     // a stall after the last I/O is the job's too (fio thinks after it): its wake ends the phase
     if (this.inflight === 0 && !this.stall && !this.thinkAfterReap && !this.more(t)) this.endPhase();
+  }
+
+  /** queue_full()'s bound: the latency target's depth where it has one, else the job's. */
+  private get queueDepth(): number {
+    return this.lat ? this.lat.qd : this.depth;
+  }
+
+  /**
+   * fio's reset_all_stats() and reset_io_stats(): at the end of ramp_time, and before a latency
+   * target's final window. The distributions, latencies and rates, the run time, CPU and epoch start
+   * again at `t`; so do the think counters (last_thinktime_blocks made relative, last_thinktime at
+   * the new epoch), the rate's and the latency target's (lat_target_reset()).
+   */
+  private resetAllStats(t: number): void {
+    this.lastThinkBlocks -= this.thinkCounter();
+    this.completedIos = 0;
+    this.lastThink = t;
+    this.stats.resetIo();
+    this.rate?.reset();
+    this.setEpoch(t);
+    this.phaseStart = t;
+    this.elapsedUs = { r: 0, w: 0 };
+    for (const w of [this.bwWindow, this.iopsWindow]) {
+      if (!w) continue;
+      w.t = t;
+      w.next = t + w.period;
+      w.count = [0, 0];
+    }
+    this.armSampler();
+    this.lat?.reset(t, 0);
+  }
+
+  /** lat_target_check() in do_io()'s loop: not in the ramp, nor before an I/O of the pass completed. */
+  private latCheck(t: number): void {
+    if (!this.lat || !this.rampDone || this.phase !== 'io' || !this.completedIos) return;
+    this.latStep(this.lat.check(t, this.completedIos));
+  }
+
+  /** What the latency target decided, done: see LatencyStep. */
+  private latStep(step: LatencyStep, io?: Io, latNs?: number): void {
+    const lat = this.lat!;
+    const quiesce = (after: () => void) => {
+      // io_u_quiesce(): what is in flight completes before the next issue, after any stall already set
+      if (this.stall) {
+        const before = this.stall.after;
+        this.stall.after = () => {
+          before();
+          after();
+        };
+      } else this.stall = { us: 0, spinUs: 0, after };
+    };
+    switch (step) {
+      case null:
+        return;
+      case 'quiesce':
+        quiesce(() => lat.newCycle(now(), this.completedIos));
+        return;
+      case 'final':
+        // the window whose figures are the report's starts once the queue has drained
+        quiesce(() => {
+          const t = now();
+          this.resetAllStats(t);
+          lat.newCycle(t, 0);
+        });
+        return;
+      case 'done':
+        this.latDone = true;
+        return;
+      case 'fatal':
+        this.latFatal(io!, latNs!, this.job.latencyTarget.targetNs);
+        return;
+    }
+  }
+
+  /** lat_fatal(): the I/O's lat (ns) was over `maxNs`; the job fails with ETIMEDOUT. */
+  private latFatal(io: Io, latNs: number, maxNs: number): void {
+    this.fail(
+      'ETIMEDOUT',
+      'max latency exceeded',
+      `fio: latency of ${latNs} nsec exceeds specified max (${maxNs} nsec): ${this.target.path} ${io.write ? 'write' : 'read'} ${io.offset} ${this.job.bs}`,
+    );
   }
 
   private pickWrite(): boolean {
@@ -986,7 +1087,7 @@ export class Worker {
       if (this.sync) io.tSubmitted = tIssue;
       // blkfront pushes in a microtask queued by the submit: this one runs after that push
       queueMicrotask(() => {
-        if (!this.sync) io.tSubmitted = now();
+        if (!this.sync) this.submitted(io, now());
         // ring occupancy right after the push that published this I/O (it counts itself)
         this.stats.ringOccupancy.add(this.target.disk.front.inflight);
       });
@@ -999,7 +1100,8 @@ export class Worker {
       const f = this.file!;
       const p = write ? f.pwrite(slot.buf!, offset) : f.pread(slot.buf!, offset);
       // queued once the call has returned: what an asynchronous engine's submit takes (slat)
-      io.tSubmitted = this.sync ? tIssue : now();
+      if (this.sync) io.tSubmitted = tIssue;
+      else this.submitted(io, now());
       p.then(
         (r) => this.complete(io, r.ok ? (r.n === this.job.bs ? null : 'EIO') : r.errno),
         () => this.complete(io, 'EIO'),
@@ -1103,6 +1205,11 @@ export class Worker {
     else this.phaseBytes.r += bs;
     if (io.ramp) return;
     const lat = (t - io.tIssue) * 1e6;
+    // account_io_completion(): max_latency, then the latency target, on the whole ns of lat
+    const latNs = Math.floor(lat);
+    const maxNs = this.job.maxLatencyNs[io.write ? 1 : 0];
+    if (maxNs && latNs > maxNs) this.latFatal(io, latNs, maxNs);
+    if (this.lat && latNs > this.job.latencyTarget.targetNs) this.latStep(this.lat.over(), io, latNs);
     // a synchronous engine's I/O has no submission apart from its call (tSubmitted is its issue)
     if (!this.sync) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
     const clat = (t - io.tSubmitted) * 1e6;
@@ -1115,8 +1222,6 @@ export class Worker {
     const logs = this.logs;
     const at = io.offset;
     if (logs.lat) this.log(logs.lat, ms, Math.floor(lat), io.write, at);
-    if (logs.slat && !this.sync)
-      this.log(logs.slat, ms, Math.floor((io.tSubmitted - io.tIssue) * 1e6), io.write, at);
     if (logs.clat) this.log(logs.clat, ms, Math.floor(clat), io.write, at);
     const ddir = io.write ? 1 : 0;
     if (this.bwWindow) this.bwWindow.count[ddir] += bs;
@@ -1131,8 +1236,16 @@ export class Worker {
       d.iops.add(1);
       this.log(logs.iops!, ms, 1, io.write, at);
     }
-    this.closeWindow(this.bwWindow, t, 'bw');
-    this.closeWindow(this.iopsWindow, t, 'iops');
+  }
+
+  /**
+   * An asynchronous engine's I/O is queued at `t` (io_u_queued()): its slat goes to the slat log then,
+   * as fio logs it, in the order of submission (its statistics take it with the completion).
+   */
+  private submitted(io: Io, t: number): void {
+    io.tSubmitted = t;
+    if (this.logs.slat && !io.ramp)
+      this.log(this.logs.slat, this.logTime(t), Math.floor((t - io.tIssue) * 1e6), io.write, io.offset);
   }
 
   /** A log entry's time: whole milliseconds since the job's epoch (mtime_since_now(&td->epoch)). */
@@ -1161,25 +1274,56 @@ export class Worker {
   private shown: EtaCounters = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
 
   /**
-   * fio's __add_samples() for add_bw_samples()/add_iops_samples(), called by its helper thread every
-   * bwavgtime/iopsavgtime ms (500 by default) from the job's start (calc_log_samples()): the first
-   * completion at or after a tick (less fio's LOG_MSEC_SLACK of 1 ms) takes the sample, one for each
-   * direction that did I/O since the last — whole KiB/s and whole IOPS over its whole milliseconds, as
-   * fio divides — and gives it to the bw or iops log, if any, as well. A direction without I/O in the
-   * window gives none. A tick at or past the end of the runtime takes none here.
-   * fio's helper samples a job while it is running, its drain of what it had in flight included, so
-   * fio takes that tick's sample only when the drain outlasts it: over runs of 1 and 2 s it took 1
-   * and 3 samples when its drain ended within a millisecond or so, 2 and 4 when it ran longer. This
-   * takes the first count always (closing the window on the drain's completions had taken one more
-   * even on a run that ended first, as windows were closed 1 ms early). The final values of a run go
-   * to fio's logs, not to its statistics.
+   * fio's helper thread's calc_log_samples(): at each tick of the bw and iops windows (every
+   * bwavgtime/iopsavgtime ms from the job's start, 500 by default), a sample of each — whether or not
+   * an I/O has just completed — while the job runs (not in its ramp), but for a tick at or past the
+   * end of the runtime. A timer stands for the helper thread: a tick that fires late takes its sample
+   * late, as the helper woken late does.
+   */
+  private armSampler(): void {
+    if (this.sampleTimer) clearTimeout(this.sampleTimer);
+    this.sampleTimer = null;
+    const next = Math.min(
+      ...[this.bwWindow, this.iopsWindow].map((w) => (w && w.next < this.tEnd ? w.next : Infinity)),
+    );
+    if (next === Infinity || this.ended) return;
+    // a timer's delay has a ceiling (2^31 - 1 ms): a longer window is reached in steps
+    this.sampleTimer = setTimeout(() => this.sampleTick(), Math.min(2 ** 30, Math.max(0, next - now())));
+  }
+
+  private sampleTick(): void {
+    this.sampleTimer = null;
+    const t = now();
+    // a timer keeps whole milliseconds of a clock read at the loop's turn: it may fire a little
+    // before its tick, which the helper never does
+    const due = Math.min(...[this.bwWindow, this.iopsWindow].map((w) => w?.next ?? Infinity));
+    if (t < due) {
+      this.sampleTimer = setTimeout(() => this.sampleTick(), Math.ceil(due - t));
+      return;
+    }
+    // in the ramp the helper takes nothing; the ramp's end starts the windows again
+    if (this.rampDone) {
+      this.closeWindow(this.bwWindow, t, 'bw');
+      this.closeWindow(this.iopsWindow, t, 'iops');
+    }
+    for (const w of [this.bwWindow, this.iopsWindow])
+      if (w) while (w.next <= t + LOG_MSEC_SLACK) w.next += w.period;
+    this.armSampler();
+  }
+
+  /**
+   * fio's __add_samples() for add_bw_samples()/add_iops_samples(): at a tick (less fio's
+   * LOG_MSEC_SLACK of 1 ms), one sample for each direction that did I/O since the last — whole KiB/s
+   * and whole IOPS over its whole milliseconds, as fio divides — given to the bw or iops log, if any,
+   * as well. A direction without I/O in the window gives none. fio's helper samples a job while it is
+   * running, its drain of what it had in flight included, so fio takes the tick at the runtime's end
+   * only when the drain outlasts it: over runs of 1 and 2 s it took 1 and 3 samples when its drain
+   * ended within a millisecond or so, 2 and 4 when it ran longer; this never takes it. The final
+   * values of a run go to fio's logs, not to its statistics.
    */
   private closeWindow(w: SampleWindow | null, t: number, kind: 'bw' | 'iops'): void {
-    if (!w || t < w.next - 1 || w.next >= this.tEnd) return;
+    if (!w || t < w.next - LOG_MSEC_SLACK || w.next >= this.tEnd) return;
     const spent = Math.floor(t - w.t);
-    // a completion after a stall may pass several ticks: one sample for all of them, as the helper
-    // finding the window late takes one
-    while (w.next <= t + 1) w.next += w.period;
     const ms = this.logTime(t);
     const log = kind === 'bw' ? this.logs.bw : this.logs.iops;
     for (const ddir of [0, 1] as const) {

@@ -133,6 +133,18 @@ export interface FioJob {
   /** Decimals the percentiles are printed with: the most any of them was given with (parse.c). */
   percentilePrecision: number;
   logs: FioLogOptions;
+  latencyTarget: FioLatencyTarget;
+  /** fio's max_latency, reads then writes: the lat (ns) over which an I/O fails the job; 0 = none. */
+  maxLatencyNs: [number, number];
+}
+
+/** fio's latency target (fio-latency.ts): `latency_target` (ns here; 0 = none), `latency_window`
+ * (µs), `latency_percentile`, `latency_run` — in the units fio's report prints them. */
+export interface FioLatencyTarget {
+  targetNs: number;
+  windowUs: number;
+  percentile: number;
+  run: boolean;
 }
 
 /** fio's logging options (the files a job writes as it runs: fio-log.ts). */
@@ -253,6 +265,8 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
     iopsAvgTime: 500,
     iopsAvgGiven: false,
   },
+  latencyTarget: { targetNs: 0, windowUs: 0, percentile: 100, run: false },
+  maxLatencyNs: [0, 0],
 };
 
 /** A command-line mistake: the lines fio would print, then exit status 1. */
@@ -443,14 +457,34 @@ const jobOpt =
     if (job) fn(job, raw);
   };
 
-/** A logging option: on a copy of the job's logging options, which it may share with the defaults. */
-const logOpt =
-  (fn: (logs: FioLogOptions, raw: string) => void): Apply =>
+/**
+ * An option of one of a job's groups of settings (its logs, its latency target): set on a copy of the
+ * group, which the job may share with the defaults it was made from.
+ */
+const groupOpt =
+  <K extends 'logs' | 'latencyTarget'>(key: K, fn: (group: FioJob[K], raw: string) => void): Apply =>
   (job, _g, raw) => {
     if (!job) return;
-    job.logs = { ...job.logs };
-    fn(job.logs, raw);
+    const copy = { ...job[key] };
+    job[key] = copy;
+    fn(copy, raw);
   };
+const logOpt = (fn: (logs: FioLogOptions, raw: string) => void) => groupOpt('logs', fn);
+const latencyOpt = (fn: (l: FioLatencyTarget, raw: string) => void) => groupOpt('latencyTarget', fn);
+
+/** A latency fio takes in µs without a unit (`200`, `2ms`), in ns. */
+function latencyNs(opt: string, raw: string): number {
+  return Math.round(parseTime(opt, raw, 'us') * 1e6);
+}
+
+/** A single floating-point value within bounds, refused in parse.c's words for a float list. */
+function parseFloatOption(opt: string, raw: string, min: number, max: number): number {
+  const v = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(v)) failedParsing(opt, raw, `not a floating point value: ${raw}`);
+  if (v > max) failedParsing(opt, raw, `value out of range: ${fixed(v, 6)} (range max: ${fixed(max, 6)})`);
+  if (v < min) failedParsing(opt, raw, `value out of range: ${fixed(v, 6)} (range min: ${fixed(min, 6)})`);
+  return v;
+}
 
 /**
  * bwavgtime and iopsavgtime, in ms. fio takes 0, and its helper thread then takes a sample at every
@@ -663,6 +697,19 @@ const OPTIONS: Record<string, OptionDef> = {
       j.percentilePrecision = precision;
     }),
   },
+  max_latency: {
+    apply: jobOpt(
+      (j, v) => (j.maxLatencyNs = perDirection('max_latency', v, (x) => latencyNs('max_latency', x))),
+    ),
+  },
+  latency_target: { apply: latencyOpt((l, v) => (l.targetNs = latencyNs('latency_target', v))) },
+  latency_window: {
+    apply: latencyOpt((l, v) => (l.windowUs = Math.round(parseTime('latency_window', v, 'us') * 1000))),
+  },
+  latency_percentile: {
+    apply: latencyOpt((l, v) => (l.percentile = parseFloatOption('latency_percentile', v, 0, 100))),
+  },
+  latency_run: { apply: latencyOpt((l, v) => (l.run = fioBool('latency_run', v, 'bool'))) },
   write_lat_log: { apply: logOpt((l, v) => (l.lat = v)) },
   write_bw_log: { apply: logOpt((l, v) => (l.bw = v)) },
   write_iops_log: { apply: logOpt((l, v) => (l.iops = v)) },

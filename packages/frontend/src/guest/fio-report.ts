@@ -7,7 +7,7 @@
  * Percentiles come from HDR histograms (3 significant digits) where fio has its own log-linear
  * histogram; min/max/mean/stdev are exact, as in fio.
  */
-import { FIO_VERSION, type LatencyPercentiles } from './fio-options.ts';
+import { FIO_VERSION, type FioLatencyTarget, type LatencyPercentiles } from './fio-options.ts';
 import type { DirStats, DiskUtil, JobStats, Samples } from './fio-stats.ts';
 import { fixed } from './printf.ts';
 
@@ -19,8 +19,10 @@ export interface FioReportJob {
   pvblk?: Record<string, unknown>;
   /** The process the job ran in, where that is not the report's own (a guest's, in `pvblk bench`). */
   pid?: number;
-  /** The job's iodepth (the `depth` of its latency line, fio's latency_depth). */
+  /** The job's iodepth: the `depth` of its latency line (fio's latency_depth) without a latency target. */
   iodepth: number;
+  /** The job's latency target (its latency line); none where absent. */
+  latencyTarget?: FioLatencyTarget;
   /** fio's `description` of the job ('' or absent: none): a line of the normal report, `desc` in JSON,
    * the last field of a terse line. */
   description?: string;
@@ -32,6 +34,12 @@ export interface FioReportJob {
 }
 
 const CLAT_ONLY: LatencyPercentiles = { slat: false, clat: true, lat: false };
+const NO_LATENCY_TARGET: FioLatencyTarget = { targetNs: 0, windowUs: 0, percentile: 100, run: false };
+
+/** fio's latency_depth: where a latency target settled, else the job's iodepth. */
+function latencyDepth(job: FioReportJob): number {
+  return job.stats.latencyDepth ?? job.iodepth;
+}
 
 /**
  * Which jobs report together, as stat.c's __show_run_stats() sorts them: `group_reporting` is a job
@@ -357,7 +365,10 @@ export function renderNormal(r: FioReport): string {
     out.push(
       `     issued rwts: total=${ts.read.ios},${ts.write.ios},0,0 short=${ts.read.shortIos},${ts.write.shortIos},0,0 dropped=${ts.read.dropIos},${ts.write.dropIos},0,0`,
     );
-    out.push(`     latency   : target=0, window=0, percentile=100.00%, depth=${job.iodepth}`);
+    const lt = job.latencyTarget ?? NO_LATENCY_TARGET;
+    out.push(
+      `     latency   : target=${lt.targetNs}, window=${lt.windowUs}, percentile=${fixed(lt.percentile, 2)}%, depth=${latencyDepth(job)}`,
+    );
     if (r.extraNormal) out.push(...r.extraNormal(job));
   }
   // fio's show_run_stats() prints "\nRun status group": one blank line there, none between jobs
@@ -529,10 +540,10 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       latency_ns: percentMap(LAT_LABELS.slice(0, 10), latPercents(ts.latN, total)),
       latency_us: percentMap(LAT_LABELS.slice(0, 10), latPercents(ts.latU, total)),
       latency_ms: percentMap(LAT_LABELS, latPercents(ts.latM, total)),
-      latency_depth: job.iodepth,
-      latency_target: 0,
-      latency_percentile: 100,
-      latency_window: 0,
+      latency_depth: latencyDepth(job),
+      latency_target: (job.latencyTarget ?? NO_LATENCY_TARGET).targetNs,
+      latency_percentile: (job.latencyTarget ?? NO_LATENCY_TARGET).percentile,
+      latency_window: (job.latencyTarget ?? NO_LATENCY_TARGET).windowUs,
     };
     // after the latency target's keys, as stat.c adds it
     if (job.description) o.desc = job.description;

@@ -334,6 +334,8 @@ export interface DiskUtil {
 export class JobStats {
   error = 0;
   verror = '';
+  /** The depth a latency target settled on (fio's latency_depth); null without one: the job's iodepth. */
+  latencyDepth: number | null = null;
   members = 1;
   jobStartMs = 0;
   /** Wall time of the job, ms (fio's total_run_time). */
@@ -366,16 +368,20 @@ export class JobStats {
   }
 
   /**
-   * fio's reset_io_stats() at the end of ramp_time: what the ramp's I/O left in the distributions goes
-   * (its I/O was never accounted in the directions).
+   * fio's reset_io_stats(): at the end of ramp_time, what the ramp's I/O left in the distributions
+   * and counts goes (its latencies were never taken); before a latency target's final window, what
+   * the search did goes too.
    */
   resetIo(): void {
     for (const m of [this.depthMap, this.submitMap, this.completeMap, this.latN, this.latU, this.latM])
       m.fill(0);
-    // the ramp's I/O was counted (io_bytes, io_blocks), never its latencies
     for (const d of [this.read, this.write]) {
       d.ios = 0;
       d.bytes = 0;
+      d.shortIos = 0;
+      d.dropIos = 0;
+      d.runtimeMs = 0;
+      for (const x of [d.slat, d.clat, d.lat, d.bw, d.iops]) x.reset();
     }
     this.totalSubmit = 0;
     this.totalComplete = 0;
@@ -402,6 +408,8 @@ export class JobStats {
       this.error = o.error;
       this.verror = o.verror;
     }
+    // a group's is its last member's, as __show_run_stats() copies each td's over the one before
+    if (o.latencyDepth !== null) this.latencyDepth = o.latencyDepth;
     this.jobStartMs = this.jobStartMs ? Math.min(this.jobStartMs, o.jobStartMs) : o.jobStartMs;
     // fio's sum_thread_stats(): a group's run time is its jobs' added up, so that its CPU shares are
     // each job's on average (a later stretch of the same job sets its own: append)
@@ -446,6 +454,7 @@ export class JobStats {
       groupid: this.groupid,
       error: this.error,
       verror: this.verror,
+      latencyDepth: this.latencyDepth,
       members: this.members,
       jobStartMs: this.jobStartMs,
       totalRunMs: this.totalRunMs,
@@ -472,6 +481,7 @@ export class JobStats {
     const j = new JobStats(r.name, r.groupid);
     j.error = r.error;
     j.verror = r.verror;
+    j.latencyDepth = r.latencyDepth;
     j.members = r.members;
     j.jobStartMs = r.jobStartMs;
     j.totalRunMs = r.totalRunMs;
@@ -500,6 +510,7 @@ export interface RawJob {
   groupid: number;
   error: number;
   verror: string;
+  latencyDepth: number | null;
   members: number;
   jobStartMs: number;
   totalRunMs: number;

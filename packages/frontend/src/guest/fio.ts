@@ -91,6 +91,8 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --randseed=<n>   --randrepeat=1   --description=<text>
   --group_reporting   --percentile_list=1:5:…:99.99
   --slat_percentiles=0   --clat_percentiles=1   --lat_percentiles=0
+  --max_latency=<µs>[,<µs>]   --latency_target=<µs>   --latency_window=<µs>   --latency_percentile=100
+  --latency_run=0
   --write_lat_log=<prefix>   --write_bw_log=<prefix>   --write_iops_log=<prefix>   --log_avg_msec=0
   --log_max_value=0   --log_offset=0   --log_prio=0   --per_job_logs=1   --bwavgtime=500
   --iopsavgtime=500   (the logs are written in the guest's /, as <prefix>_lat.1.log, …)
@@ -640,6 +642,7 @@ function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioRep
       stats,
       options: cl.given[cl.jobs.indexOf(last)],
       iodepth: last.iodepth,
+      latencyTarget: last.latencyTarget,
       description: first.description,
       percentiles: last.percentileList,
       percentilePrecision: last.percentilePrecision,

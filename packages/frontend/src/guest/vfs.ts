@@ -26,7 +26,8 @@ export type Errno =
   | 'EPERM' // a write to a block device set read-only (BLKROSET), as generic_write_checks() answers
   | 'ENOTTY' // an ioctl the file does not know
   | 'EBUSY'
-  | 'EFBIG'; // ftruncate(2) past the host file system's largest file
+  | 'EFBIG' // ftruncate(2) past the host file system's largest file
+  | 'ETIMEDOUT'; // fio's max_latency and latency target (lat_fatal())
 
 /** strerror(3) texts, as glibc prints them. */
 export const STRERROR: Record<Errno, string> = {
@@ -48,6 +49,7 @@ export const STRERROR: Record<Errno, string> = {
   ENOTTY: 'Inappropriate ioctl for device',
   EBUSY: 'Device or resource busy',
   EFBIG: 'File too large',
+  ETIMEDOUT: 'Connection timed out',
 };
 
 export type IoResult = { ok: true; n: number } | { ok: false; errno: Errno };
