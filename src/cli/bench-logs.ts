@@ -5,10 +5,27 @@
  * logs (`fio --client`: the log's name, a dot, the server's host name), and in a sweep with the
  * point's values after it (`.iodepth=4`), so that no point's logs overwrite another's. The guest's
  * copy is removed, so that a job with per_job_logs=0, which appends, starts the next point afresh.
+ * As fio's client writes a server's log, the file is written over if it exists (through a symbolic
+ * link too: fopen(3) follows it), and one that cannot be written is said and left out.
  */
 import { copyFile, lstat, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { logFiles, type FioJob } from '@pvblk/frontend';
+
+/** strerror(3)'s text of what opening a file for writing can fail with. */
+const HOST_STRERROR: Record<string, string> = {
+  EACCES: 'Permission denied',
+  EPERM: 'Operation not permitted',
+  ENOENT: 'No such file or directory',
+  ENOTDIR: 'Not a directory',
+  EISDIR: 'Is a directory',
+  EROFS: 'Read-only file system',
+  ENOSPC: 'No space left on device',
+  EDQUOT: 'Disk quota exceeded',
+  ENAMETOOLONG: 'File name too long',
+  ELOOP: 'Too many levels of symbolic links',
+  EIO: 'Input/output error',
+};
 
 /**
  * Copies the logs of `jobs` from each guest's files (`roots`: guest name → the host directory that is
@@ -40,7 +57,9 @@ export async function collectLogs(
         await copyFile(from, to);
         written.push(to);
       } catch (e) {
-        warn(`fio: fopen log ${to} : ${(e as Error).message}`);
+        // fio's client's words, with strerror's text (Node's message also names the guest's file)
+        const code = (e as NodeJS.ErrnoException).code ?? '';
+        warn(`fio: fopen log ${to} : ${HOST_STRERROR[code] ?? code}`);
       } finally {
         await rm(from, { force: true });
       }

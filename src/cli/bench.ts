@@ -68,7 +68,7 @@ import {
   type JobClone,
   type PointResult,
 } from './bench-report.ts';
-import { CpuWindows, RssSampler } from './bench-rss.ts';
+import { CpuWindows, RssSampler, type RssSeries } from './bench-rss.ts';
 import { collectLogs } from './bench-logs.ts';
 import { makeBenchDir, sweepStaleBenchDirs } from './bench-dirs.ts';
 import { collectTraces, joinTraces, type TraceTarget } from './bench-trace.ts';
@@ -345,8 +345,21 @@ function sumLimits(limits: EtaStatus['limit'][]): EtaStatus['limit'] {
   return rateLimit(sum('bw'), sum('iops'));
 }
 
-/** Runs `fio …` in every guest at once; ETA lines (when asked for) are summed and redrawn here. */
-async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<GuestOutput[]> {
+/**
+ * Runs `fio …` in every guest at once; ETA lines (when asked for) are summed and redrawn here.
+ * `reported` is called once every guest has printed its JSON report or ended: the guests' fio write
+ * their logs after it (see the guest's runFio()), outside what the bench measures.
+ */
+async function runInGuests(
+  s: LiveStack,
+  argv: string[],
+  eta: boolean,
+  reported: () => void = () => {},
+): Promise<GuestOutput[]> {
+  let left = s.guests.length;
+  const done = () => {
+    if (--left === 0) reported();
+  };
   const latest = new Map<string, string>();
   const redrawn = etaRedraw();
   const percentage = etaPercentage();
@@ -380,6 +393,20 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
       let stdout = '';
       let stderr = '';
       let pending = '';
+      let hasReported = false;
+      // the report is one JSON text, said last: complete with the brace that closes it, at the start
+      // of a line (the braces inside are indented), and the new line after it
+      const lookForReport = () => {
+        if (hasReported || !stdout.endsWith('\n}\n')) return;
+        const at = stdout.indexOf('{');
+        try {
+          JSON.parse(stdout.slice(at));
+        } catch {
+          return;
+        }
+        hasReported = true;
+        done();
+      };
       const status = await runInGuest(
         g.socket,
         { argv },
@@ -387,6 +414,7 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
           stdout: (t) => {
             if (!eta) {
               stdout += t;
+              lookForReport();
               return;
             }
             pending += t;
@@ -400,6 +428,7 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
             if (pending.includes('{')) {
               stdout += pending;
               pending = '';
+              lookForReport();
             }
           },
           stderr: (t) => (stderr += t),
@@ -411,6 +440,10 @@ async function runInGuests(s: LiveStack, argv: string[], eta: boolean): Promise<
         stderr += `pvblk: ${e.message}\n`;
         return 1;
       });
+      if (!hasReported) {
+        hasReported = true;
+        done();
+      }
       return { status, stdout: stdout + pending, stderr };
     }),
   );
@@ -496,6 +529,9 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
     const t0 = performance.now();
     const now = () => performance.now() - t0;
     rss.start();
+    // the measured run ends with the guests' reports: what they do after (write fio's logs) is not in
+    // its CPU and memory figures
+    let rssStopped: Promise<RssSeries[]> | null = null;
     const cl = p.cl;
     const sliceMs = sliceRuntimeMs(cl, slices);
     let runs: GuestSlice[] | null = null;
@@ -521,6 +557,9 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
           ...(eta && slices === 1 ? ['--pvblk_eta'] : []),
         ]),
         eta && slices === 1,
+        () => {
+          if (slices === 1) rssStopped = rss.stop();
+        },
       );
       await pvCpu?.end();
       const endMs = now();
@@ -567,7 +606,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
     // cut short before pvblk's first slice ran (the relay was warming up): nothing to report
     if (!runs) throw new RunStopped();
     if (slicesRun < slices) cut = true;
-    const series = await rss.stop();
+    const series = await (rssStopped ?? rss.stop());
     if (pvCpu) {
       const cpu = pvCpu.seconds();
       series.forEach((x, i) => (x.cpu = cpu[i]));

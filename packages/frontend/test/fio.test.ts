@@ -24,7 +24,7 @@ import {
 } from '../src/guest/fio-verify.ts';
 import { parseVerifyPattern } from '../src/guest/fio-pattern.ts';
 import { RateControl } from '../src/guest/fio-rate.ts';
-import { IoLog, jobLogs, statWindows } from '../src/guest/fio-log.ts';
+import { IoLog, jobLogs, MAX_LOG_ENTRIES, statWindows } from '../src/guest/fio-log.ts';
 import { LatencyTarget } from '../src/guest/fio-latency.ts';
 import type { FioVerify } from '../src/guest/fio-options.ts';
 import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
@@ -789,6 +789,26 @@ describe("fio's logs (iolog.c, stat.c's add_log_sample())", () => {
     const bw = new IoLog('bw', 'b', 500, false, false, false);
     bw.add(499, 8000, true, 4096, 0);
     expect(bw.text()).toBe('499, 8000, 1, 0, 0\n');
+  });
+
+  it("bounds the entries of all the guest's logs together, and gives a written log's back", () => {
+    const a = new IoLog('lat', 'a', 0, false, false, false);
+    const b = new IoLog('clat', 'b', 0, false, false, false);
+    // (the logs of the tests before hold a few entries of the bound)
+    let i = 0;
+    while (i <= MAX_LOG_ENTRIES && !a.add(i, i, true, 4096, 0)) i++;
+    expect(a.length).toBe(i);
+    expect(a.length).toBeGreaterThan(MAX_LOG_ENTRIES - 100);
+    expect(a.length).toBeLessThanOrEqual(MAX_LOG_ENTRIES);
+    // the next entry of any log is one too many: said once (true), then dropped
+    expect(b.add(0, 1, false, 4096, 0)).toBe(true);
+    expect(b.add(1, 1, false, 4096, 0)).toBe(false);
+    expect(b.length).toBe(0);
+    a.dispose();
+    const c = new IoLog('slat', 'c', 0, false, false, false);
+    expect(c.add(0, 1, false, 4096, 0)).toBe(false);
+    expect(c.length).toBe(1);
+    c.dispose();
   });
 
   it("takes the report's rate windows from the logs as add_job() does (bwavgtime, iopsavgtime)", () => {

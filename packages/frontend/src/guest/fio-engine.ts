@@ -39,7 +39,7 @@ import { jobSize, rateBps, rwKinds, verifiesWrites, type FioJob } from './fio-op
 import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 import { RateControl } from './fio-rate.ts';
-import { jobLogs, statWindows, type IoLog, type JobLogs } from './fio-log.ts';
+import { jobLogs, MAX_LOG_ENTRIES, statWindows, type IoLog, type JobLogs } from './fio-log.ts';
 import { LatencyTarget, type LatencyStep } from './fio-latency.ts';
 
 const PAGE = 4096;
@@ -1258,7 +1258,9 @@ export class Worker {
   }
 
   private logFull(log: IoLog): void {
-    this.io.stderr(`fio: ${log.file}: log full at ${log.length} entries, later samples dropped\n`);
+    this.io.stderr(
+      `fio: ${log.file}: the guest's logs hold ${MAX_LOG_ENTRIES} entries at most: later samples dropped\n`,
+    );
   }
 
   /**
@@ -1330,7 +1332,13 @@ export class Worker {
       const n = w.count[ddir];
       if (!n) continue;
       const rate =
-        kind === 'bw' ? Math.floor(Math.floor((n * 1000) / spent) / 1024) : Math.floor((n * 1000) / spent);
+        // a tick less than a millisecond after the last (a window of 1 ms, a late timer) spent none:
+        // fio's rate is 0 then
+        !spent
+          ? 0
+          : kind === 'bw'
+            ? Math.floor(Math.floor((n * 1000) / spent) / 1024)
+            : Math.floor((n * 1000) / spent);
       const d = ddir ? this.stats.write : this.stats.read;
       (kind === 'bw' ? d.bw : d.iops).add(rate);
       if (log) this.log(log, ms, rate, ddir === 1, 0);

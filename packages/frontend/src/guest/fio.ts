@@ -525,7 +525,9 @@ async function runFio(
       io.stdout(redraw(line));
     }, 1000);
   }
-  // the jobs' logs are written one file at a time: with per_job_logs=0 jobs append to one file
+  // the jobs' logs are written one file at a time: with per_job_logs=0 jobs append to one file. Each
+  // as its job ends (td_writeout_logs()), but for the bench's (raw): after the report, so that the
+  // bench's figures, which end with the report, leave the writing out
   let logsWritten: Promise<void> = Promise.resolve();
   const writeLogs = (w: Worker): Promise<void> =>
     (logsWritten = logsWritten.then(async () => {
@@ -544,8 +546,7 @@ async function runFio(
           // its buffers go back to the guest's budget whatever happened
           await w.close();
         }
-        // td_writeout_logs() at the job's end, before the run's report
-        await writeLogs(w);
+        if (!raw) await writeLogs(w);
         if (w.stats.error) io.stdout(jobErrorLine(process.pid, w.stats.error, w.stats.verror) + '\n');
       }),
     );
@@ -594,6 +595,10 @@ async function runFio(
       );
     }
   }
+  if (raw) for (const [i, w] of workers.entries()) if (opened[i]) await writeLogs(w);
+  await logsWritten;
+  // a job that never ran (its open failed) writes no logs here
+  for (const w of workers) for (const log of Object.values(w.logs)) log?.dispose();
   return fioExitStatus(io.signal.aborted, workers.filter((w) => w.stats.error).length);
 }
 

@@ -797,6 +797,7 @@ const HOST_ERRNOS = new Set<string>([
   'EEXIST',
   'ENODEV',
   'ENXIO',
+  'ENAMETOOLONG',
 ]);
 
 /** A host error as the guest sees it; anything without a guest equivalent is an I/O error. */

@@ -27,7 +27,8 @@ export type Errno =
   | 'ENOTTY' // an ioctl the file does not know
   | 'EBUSY'
   | 'EFBIG' // ftruncate(2) past the host file system's largest file
-  | 'ETIMEDOUT'; // fio's max_latency and latency target (lat_fatal())
+  | 'ETIMEDOUT' // fio's max_latency and latency target (lat_fatal())
+  | 'ENAMETOOLONG';
 
 /** strerror(3) texts, as glibc prints them. */
 export const STRERROR: Record<Errno, string> = {
@@ -50,6 +51,7 @@ export const STRERROR: Record<Errno, string> = {
   EBUSY: 'Device or resource busy',
   EFBIG: 'File too large',
   ETIMEDOUT: 'Connection timed out',
+  ENAMETOOLONG: 'File name too long',
 };
 
 export type IoResult = { ok: true; n: number } | { ok: false; errno: Errno };
