@@ -138,6 +138,7 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --thinktime_blocks_type=complete|issue --thinktime_iotime
   --randseed --randrepeat --group_reporting --percentile_list --slat_percentiles --clat_percentiles
   --lat_percentiles
+  --rate_min --rate_iops_min --rate_cycle --rate_ignore_thinktime --startdelay
   --max_latency --latency_target --latency_window --latency_percentile --latency_run
   --write_lat_log --write_bw_log --write_iops_log --log_avg_msec --log_max_value --log_offset
   --log_prio --per_job_logs --bwavgtime --iopsavgtime (each guest's logs are brought here as
@@ -468,6 +469,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' |
           j.rateIops[0] || j.rateIops[1] ? 'rate_iops' : '',
           j.thinktime ? 'thinktime' : '',
           j.latencyTarget.targetNs ? 'latency_target' : '',
+          j.startDelay[1] ? 'startdelay' : '',
         ].filter(Boolean);
         if (held.length)
           fail(

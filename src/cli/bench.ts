@@ -481,7 +481,8 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
           ramp_time: null,
           verify: 'none',
           verify_only: null,
-          // the measured run's logs only
+          // the measured run's logs only, every job from the start
+          startdelay: null,
           write_lat_log: null,
           write_bw_log: null,
           write_iops_log: null,

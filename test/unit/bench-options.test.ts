@@ -74,7 +74,7 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
       /has no latency_target/,
     );
     // without --baseline, and at a point with no rate, all is well
-    expect(parse('--rate_iops=1000').cl.jobs[0].rateIops).toEqual([1000, 1000]);
+    expect(parse('--rate_iops=1000').cl.jobs[0].rateIops).toEqual([1000, 1000, 1000]);
     expect(parse('--baseline', '--sweep', 'thinktime=0').baseline).toBe(true);
   });
 

@@ -906,6 +906,65 @@ describe("the guest fio's logs (write_lat_log, write_bw_log, write_iops_log)", (
 });
 
 describe("the guest fio's latency limits (max_latency, latency_target: io_u.c's lat_target_*)", () => {
+  it('starts a job its startdelay after the command; a signal during it leaves the job out of the report', async () => {
+    const t0 = performance.now();
+    const r = await fio(
+      '--name=a --rw=randread --bs=4k --direct=1 --size=16k --name=b --rw=randread --bs=4k --direct=1 --time_based --runtime=300ms --startdelay=700ms --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const ms = performance.now() - t0;
+    expect(ms).toBeGreaterThanOrEqual(1000);
+    const [a, b] = json(r.stdout).jobs;
+    expect([a.jobname, b.jobname]).toEqual(['a', 'b']);
+    expect(b.read.runtime).toBeGreaterThanOrEqual(300);
+    // Ctrl-C while b waits: a's report alone, as fio's run_threads() never starts b
+    const dev = stack.disks.get('/dev/sdg')!;
+    const at = dev.log.length;
+    const stop = new AbortController();
+    let out = '';
+    const run = userland.run(
+      'fio --filename=/dev/xvda --output-format=json --name=a --rw=randread --bs=4k --direct=1 --size=16k --name=b --rw=read --bs=4k --direct=1 --size=16k --startdelay=10m',
+      { stdout: (x) => (out += x), stderr: () => {}, signal: stop.signal },
+    );
+    await until(() => dev.log.length - at >= 4, "a's reads", 10_000);
+    stop.abort('SIGINT');
+    expect(await run).toBe(128);
+    expect(json(out).jobs.map((j) => j.jobname)).toEqual(['a']);
+    expect(dev.log.length - at).toBe(4);
+  });
+
+  it('catches up on its rate after a thought, unless rate_ignore_thinktime (fio 3.33: 120 I/Os against 100)', async () => {
+    const args =
+      '--name=j --rw=randread --bs=4k --direct=1 --rate_iops=100 --thinktime=500ms --thinktime_blocks=20 --runtime=3 --time_based';
+    const catching = await jobJson(args);
+    const ignoring = await jobJson(`${args} --rate_ignore_thinktime=1`);
+    // 20 I/Os at the rate (200 ms), then 500 ms of thought, over 3 s: four thoughts; caught up
+    // after each, the next 20 go at once
+    expect(catching.read.total_ios).toBeGreaterThanOrEqual(115);
+    expect(catching.read.total_ios).toBeLessThanOrEqual(125);
+    expect(ignoring.read.total_ios).toBeGreaterThanOrEqual(95);
+    expect(ignoring.read.total_ios).toBeLessThanOrEqual(105);
+  });
+
+  it('fails a job slower than rate_min over a rate_cycle, after 2 s to settle (check_min_rate()); one that keeps up runs on', async () => {
+    const slow = await fio(
+      '--name=k --rw=randread --bs=4k --direct=1 --thinktime=50ms --rate_min=400k --rate_cycle=500 --runtime=6s --time_based --output-format=json',
+    );
+    expect(slow.status).toBe(1);
+    // about 80 KiB/s: 4 KiB every 50 ms
+    expect(slow.stderr).toMatch(/^k: rate_min=409600B\/s not met, got \d+B\/s\n/);
+    const j = json(slow.stdout).jobs[0];
+    expect(j.error).toBe(5);
+    // the first look after 2 s only notes where the job is; the next, a cycle later, fails it
+    expect(j.read.runtime).toBeGreaterThanOrEqual(2500);
+    expect(j.read.runtime).toBeLessThan(4000);
+    const kept = await jobJson(
+      '--name=j --rw=randread --bs=4k --direct=1 --rate_iops=200 --rate_iops_min=100 --runtime=2600ms --time_based',
+    );
+    expect(kept.error).toBe(0);
+    expect(kept.read.runtime).toBeGreaterThanOrEqual(2600);
+  });
+
   it("fails a job whose I/O takes longer than max_latency, with ETIMEDOUT and fio's line; per direction", async () => {
     const r = await fio('--name=m --rw=randread --bs=4k --direct=1 --iodepth=2 --size=64k --max_latency=1');
     expect(r.status).toBe(1);

@@ -930,7 +930,7 @@ describe("fio's latency target (io_u.c's lat_target_check(), lat_target_success(
       '--max_latency=100,2ms',
     ]).jobs[0];
     expect(j.latencyTarget).toEqual({ targetNs: 2e6, windowUs: 300, percentile: 99.5, run: true });
-    expect(j.maxLatencyNs).toEqual([100_000, 2_000_000]);
+    expect(j.maxLatencyNs).toEqual([100_000, 2_000_000, 2_000_000]);
     expect(usage(() => parse(['--name=j', '--latency_percentile=101']))).toEqual([
       'value out of range: 101.000000 (range max: 100.000000)',
       'fio: failed parsing latency_percentile=101',
@@ -984,6 +984,22 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
     expect(r.decide(false, 0, Infinity)).toEqual({ write: false, sleepUs: 10000 });
   });
 
+  it('counts a thought as time at the rate with rate_ignore_thinktime: no catching up after it', () => {
+    // 100 IOPS of 4 KiB: one I/O, then 500 ms of thought
+    const ignoring = new RateControl([409600, 409600], 4096, 'linear', null, Math.random);
+    const catching = new RateControl([409600, 409600], 4096, 'linear', null, Math.random);
+    for (const r of [ignoring, catching]) r.issued(true);
+    // the 50 blocks it would have issued meanwhile, less one: the next goes at once, the one after
+    // a block's time later (510 ms), where a job that catches up goes at once again
+    ignoring.thought(true, 500_000);
+    for (const r of [ignoring, catching]) {
+      expect(r.decide(true, 505_000, Infinity)).toEqual({ write: true, sleepUs: 0 });
+      r.issued(true);
+    }
+    expect(ignoring.decide(true, 505_000, Infinity)).toEqual({ write: true, sleepUs: 5000 });
+    expect(catching.decide(true, 505_000, Infinity)).toEqual({ write: true, sleepUs: 0 });
+  });
+
   it('spaces Poisson arrivals at the rate on average', () => {
     const p = new RateControl([0, 4096 * 1000], 4096, 'poisson', null, mulberry32(7));
     for (let i = 0; i < 20000; i++) p.issued(true);
@@ -995,11 +1011,31 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
 
   it('takes rate and rate_iops per direction, rate_process by name, and refuses both rates together', () => {
     const job = (...args: string[]) => parse(['--name=j', ...args]).jobs[0];
-    expect(job('--rate=1m').rate).toEqual([1048576, 1048576]);
-    expect(job('--rate=1m,500k').rate).toEqual([1048576, 512000]);
-    expect(job('--rate=,500k').rate).toEqual([0, 512000]);
-    expect(job('--rate=500k,').rate).toEqual([512000, 0]);
-    expect(job('--rate_iops=200').rateIops).toEqual([200, 200]);
+    // reads, writes, trims, as parse.c fills them: the last value given sets the rest, unless the
+    // list ends with a separator; ':' and '-' separate too; a value that does not parse is skipped
+    // (fio 3.33: `rate_iops=100,` held reads at 100 and writes not at all, `-5` writes at 5)
+    expect(job('--rate=1m').rate).toEqual([1048576, 1048576, 1048576]);
+    expect(job('--rate=1m,500k').rate).toEqual([1048576, 512000, 512000]);
+    expect(job('--rate=,500k').rate).toEqual([0, 512000, 512000]);
+    expect(job('--rate=500k,').rate).toEqual([512000, 0, 0]);
+    expect(job('--rate=1m:500k').rate).toEqual([1048576, 512000, 512000]);
+    expect(job('--rate_iops=100-200').rateIops).toEqual([100, 200, 200]);
+    expect(job('--rate_iops=-5').rateIops).toEqual([0, 5, 5]);
+    expect(job('--rate_iops=100,abc').rateIops).toEqual([100, 0, 0]);
+    expect(job('--rate_iops=1,2,3,4').rateIops).toEqual([1, 2, 3]);
+    expect(job('--rate_iops=200').rateIops).toEqual([200, 200, 200]);
+    // startdelay: seconds without a unit, a range's two ends
+    expect(job('--startdelay=2').startDelay).toEqual([2000, 2000]);
+    expect(job('--startdelay=500ms-2s').startDelay).toEqual([500, 2000]);
+    // a direction a job does not set keeps what the global section gave it
+    expect(parse(['--rate=1m', '--name=j', '--rate=,500k']).jobs[0].rate).toEqual([1048576, 512000, 512000]);
+    expect(usage(() => parse(['--name=j', '--rate_iops=abc,def']))).toEqual([
+      'fio: failed parsing rate_iops=abc,def',
+    ]);
+    expect(usage(() => parse(['--name=j', '--rate_iops=4294967296']))).toEqual([
+      'rate_iops: max value out of range: 4294967296 (4294967295 max)',
+      'fio: failed parsing rate_iops=4294967296',
+    ]);
     expect(job('--rate_process=poisson').rateProcess).toBe('poisson');
     expect(usage(() => parse(['--name=j', '--rate_process=burst']))[0]).toBe(
       'fio: failed parsing rate_process=burst',

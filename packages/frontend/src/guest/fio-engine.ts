@@ -274,6 +274,7 @@ const VERROR_AT = {
   open: 'filesetup.c:794', // file_open(): `open(<file>)`
   'iomem allocation': 'memory.c:334',
   'max latency exceeded': 'io_u.c:1449', // lat_fatal(): max_latency, or a latency target at depth 1
+  check_min_rate: 'backend.c:1147', // do_io(): rate_min or rate_iops_min not met
 } as const;
 type VerrorFunc = keyof typeof VERROR_AT;
 
@@ -360,11 +361,17 @@ export class Worker {
    * once nothing is in flight (fio's io_u_quiesce()), `spinUs` of busy CPU and then `us` asleep, and
    * `after` when it is over. Nothing is issued meanwhile.
    */
-  private stall: { us: number; spinUs: number; after: () => void } | null = null;
+  private stall: { us: number; spinUs: number; after: (stalledUs: number) => void } | null = null;
   /** Cancels the stall's pending spin slice, timer or poll (set while one is pending). */
   private stallCancel: (() => void) | null = null;
   /** The queue was full at the last issue: the thought waits for the reap (see pump()). */
   private thinkAfterReap = false;
+  /** How long after the command's start the job starts (startdelay). */
+  readonly startDelayMs: number;
+  /** The job never started: a signal came during its start delay (fio reports no such job). */
+  skipped = false;
+  /** The direction of the last I/O issued: a thought after the reap is that I/O's (handle_thinktime()). */
+  private lastIssueWrite = false;
   /** The rate's sleep is over: the next I/O goes this way. */
   private rateWake: boolean | null = null;
   /** thinktime_blocks's counter when the job last thought (td->last_thinktime_blocks). */
@@ -418,8 +425,17 @@ export class Worker {
   /** The latency target's search (null without latency_target), and whether it has ended the job. */
   private readonly lat: LatencyTarget | null;
   private latDone = false;
-  /** The queue was full at the last issue: the latency target's look waits for the reap (see pump()). */
-  private latCheckAfterReap = false;
+  /** The queue was full at the last issue: the min rate's and the latency target's looks wait for
+   * the reap (see pump()). */
+  private checksAfterReap = false;
+  /** Whether the job has a rate_min or rate_iops_min (fio's should_check_rate() for them). */
+  private readonly minRated: boolean;
+  /**
+   * Per direction, what completed since the statistics last started (td->this_io_bytes and
+   * this_io_blocks), and what it was at the min rate's last look (last_rate_check_*), with when.
+   */
+  private thisIo = { bytes: [0, 0], blocks: [0, 0] };
+  private lastRateCheck = { bytes: [0, 0], blocks: [0, 0], t: [0, 0] };
   private readonly bwWindow: SampleWindow | null;
   /** The timer of the next tick of the bw and iops windows (see armSampler()). */
   private sampleTimer: NodeJS.Timeout | null = null;
@@ -464,6 +480,11 @@ export class Worker {
     this.bytesTarget = this.offsets.count * job.bs;
     this.logs = jobLogs(job, index + 1);
     this.lat = job.latencyTarget.targetNs ? new LatencyTarget(job.latencyTarget, this.depth) : null;
+    this.minRated = [0, 1].some((d) => job.rateMin[d] || job.rateIopsMin[d]);
+    // init.c: a start delay given as a range is drawn once a job, between its ends, whole µs
+    const [low, high] = job.startDelay;
+    this.startDelayMs =
+      high > low ? low + Math.floor(mulberry32(seed ^ 0x3c6ef372)() * ((high - low) * 1000 + 1)) / 1000 : low;
     const periods = statWindows(job);
     const window = (period: number, log: IoLog | null): SampleWindow | null =>
       log?.perUnit ? null : { period, t: 0, next: 0, count: [0, 0] };
@@ -799,11 +820,11 @@ export class Worker {
     // a look the last issue left for after the reap is taken now
     if (this.thinkAfterReap) {
       this.thinkAfterReap = false;
-      if (this.phase === 'io') this.think(t);
+      if (this.phase === 'io') this.think(t, this.lastIssueWrite);
     }
-    if (this.latCheckAfterReap) {
-      this.latCheckAfterReap = false;
-      this.latCheck(t);
+    if (this.checksAfterReap) {
+      this.checksAfterReap = false;
+      this.loopChecks(t);
     }
     // stalled (ahead of the rate, thinking, quiescing), nothing is issued until the stall is over
     while (!this.stall && this.inflight < this.queueDepth && this.more(t)) {
@@ -811,15 +832,16 @@ export class Worker {
       if (write === null) break;
       this.issue(t, write);
       this.rate?.issued(write);
+      this.lastIssueWrite = write;
       n++;
       const full = this.inflight >= this.queueDepth;
       if (this.job.thinktime && this.phase === 'io') {
         if (full) this.thinkAfterReap = true;
-        else this.think(t);
+        else this.think(t, write);
       }
-      if (this.lat) {
-        if (full) this.latCheckAfterReap = true;
-        else this.latCheck(t);
+      if (this.lat || this.minRated) {
+        if (full) this.checksAfterReap = true;
+        else this.loopChecks(t);
       }
     }
     if (this.stall && this.inflight === 0 && !this.stallCancel) this.stallNow();
@@ -867,12 +889,54 @@ export class Worker {
     }
     this.armSampler();
     this.lat?.reset(t, 0);
+    // reset_io_counters(td, 1)
+    this.thisIo = { bytes: [0, 0], blocks: [0, 0] };
+    this.lastRateCheck = { bytes: [0, 0], blocks: [0, 0], t: [0, 0] };
   }
 
-  /** lat_target_check() in do_io()'s loop: not in the ramp, nor before an I/O of the pass completed. */
-  private latCheck(t: number): void {
-    if (!this.lat || !this.rampDone || this.phase !== 'io' || !this.completedIos) return;
-    this.latStep(this.lat.check(t, this.completedIos));
+  /**
+   * The end of a turn of do_io()'s loop: check_min_rate(), then lat_target_check() — not in the
+   * ramp, nor before an I/O has completed.
+   */
+  private loopChecks(t: number): void {
+    if (!this.rampDone || this.phase !== 'io' || !this.completedIos || this.stopping) return;
+    if (this.minRated && this.minRateMissed(t)) return;
+    if (this.lat) this.latStep(this.lat.check(t, this.completedIos));
+  }
+
+  /**
+   * check_min_rate(): after the first 2 s of the pass (or of the statistics), each direction that has
+   * completed I/O is looked at once every rate_cycle ms; one that did less than its rate_min (bytes)
+   * or rate_iops_min over it fails the job with EIO, and says so.
+   */
+  private minRateMissed(t: number): boolean {
+    const j = this.job;
+    if (t - this.phaseStart < 2000) return false;
+    for (const d of [0, 1] as const) {
+      if (!this.thisIo.bytes[d] || (!j.rateMin[d] && !j.rateIopsMin[d])) continue;
+      const last = this.lastRateCheck;
+      if (last.bytes[d] || last.blocks[d]) {
+        const spent = Math.floor(t - last.t[d]);
+        if (spent < j.rateCycle || spent === 0) continue;
+        let line: string | null = null;
+        if (j.rateMin[d]) {
+          const got = Math.floor(((this.thisIo.bytes[d] - last.bytes[d]) * 1000) / spent);
+          if (got < j.rateMin[d]) line = `${j.name}: rate_min=${j.rateMin[d]}B/s not met, got ${got}B/s`;
+        } else {
+          const got = Math.floor(((this.thisIo.blocks[d] - last.blocks[d]) * 1000) / spent);
+          if (got < j.rateIopsMin[d])
+            line = `${j.name}: rate_iops_min=${j.rateIopsMin[d]} not met, got ${got} IOPS`;
+        }
+        if (line) {
+          this.fail('EIO', 'check_min_rate', line);
+          return true;
+        }
+      }
+      last.bytes[d] = this.thisIo.bytes[d];
+      last.blocks[d] = this.thisIo.blocks[d];
+      last.t[d] = t;
+    }
+    return false;
   }
 
   /** What the latency target decided, done: see LatencyStep. */
@@ -882,8 +946,8 @@ export class Worker {
       // io_u_quiesce(): what is in flight completes before the next issue, after any stall already set
       if (this.stall) {
         const before = this.stall.after;
-        this.stall.after = () => {
-          before();
+        this.stall.after = (us) => {
+          before(us);
           after();
         };
       } else this.stall = { us: 0, spinUs: 0, after };
@@ -963,7 +1027,7 @@ export class Worker {
    * since it — the job stalls: `thinktime_spin` of busy CPU, then the rest of `thinktime` asleep,
    * neither past the runtime.
    */
-  private think(t: number): void {
+  private think(t: number, write: boolean): void {
     const j = this.job;
     let due = false;
     if (j.thinktimeIotime) {
@@ -977,7 +1041,8 @@ export class Worker {
     this.stall = {
       spinUs: j.thinktimeSpin * 1000,
       us: j.thinktime * 1000,
-      after: () => {
+      after: (us) => {
+        if (j.rateIgnoreThinktime) this.rate?.thought(write, us);
         this.lastThinkBlocks = b;
         if (j.thinktimeIotime) this.lastThink = now();
       },
@@ -1038,7 +1103,8 @@ export class Worker {
         }
         this.stallCancel = null;
         this.stall = null;
-        st.after();
+        // what fio's usec_spin() and usec_sleep() return: the whole µs spun and slept
+        st.after(Math.floor((now() - t0) * 1000));
         this.pump();
       };
       // never at once: the pump that set the stall is still on the stack
@@ -1196,6 +1262,9 @@ export class Worker {
     // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included
     if (!io.verify) this.bytesDone += bs;
     this.completedIos++;
+    // io_completed()'s this_io_bytes and this_io_blocks: the ramp's and the verify phase's too
+    this.thisIo.bytes[io.write ? 1 : 0] += bs;
+    this.thisIo.blocks[io.write ? 1 : 0]++;
     // Issued in the ramp: its bytes counted as fio's io_completed() counts them, its latency never
     // taken (should_account()). The ramp's end forgets the counts (resetIo()); a job that ends before
     // it reports them, with no latencies. One that completes after that end is not the run's.
@@ -1395,14 +1464,14 @@ export class Worker {
       // there is one, the smaller of the two if both
       let tEta = 0;
       if (j.runtime !== null) {
-        tEta = Math.floor((j.runtime + (this.rampDone ? 0 : j.rampTime)) / 1000);
+        tEta = Math.floor((j.runtime + this.startDelayMs + (this.rampDone ? 0 : j.rampTime)) / 1000);
         if (this.state === '/') {
           const rampLeft = Math.floor((sinceEpoch + 999) / 1000);
           if (rampLeft <= tEta) tEta -= rampLeft;
         }
       }
       const rateBytes = (this.kinds.read ? j.rate[0] : 0) + (this.kinds.write ? j.rate[1] : 0);
-      const rEta = rateBytes ? Math.floor(total / rateBytes) : 0;
+      const rEta = rateBytes ? Math.floor(total / rateBytes) + Math.floor(this.startDelayMs / 1000) : 0;
       return rEta && tEta ? Math.min(rEta, tEta) : rEta || tEta;
     }
     // td->io_bytes: what completed since the ramp's end, the verify phase's reads included

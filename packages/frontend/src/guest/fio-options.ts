@@ -105,10 +105,17 @@ export interface FioJob {
   doVerify: boolean;
   verifyOnly: boolean;
   /** fio's `rate`: bytes a second, reads then writes; 0 where unlimited. */
-  rate: [number, number];
+  rate: PerDirection;
   /** fio's `rate_iops`: I/Os a second, reads then writes; 0 where unlimited. */
-  rateIops: [number, number];
+  rateIops: PerDirection;
+  /** fio's `rate_min` (bytes a second) and `rate_iops_min`: a job slower than either over a
+   * `rate_cycle` (ms) fails; 0 where not checked. */
+  rateMin: PerDirection;
+  rateIopsMin: PerDirection;
+  rateCycle: number;
   rateProcess: RateProcess;
+  /** fio's `rate_ignore_thinktime`: the time a job thinks counts as time at its rate (no catching up). */
+  rateIgnoreThinktime: boolean;
   /** fio's `loops`: passes over the region (and their verify phases), 1 for 0 as keep_running() has it. */
   loops: number;
   /** fio's `thinktime` and `thinktime_spin`, in ms (given in µs without a unit). */
@@ -120,6 +127,8 @@ export interface FioJob {
   thinktimeBlocksType: 'complete' | 'issue';
   /** fio's `thinktime_iotime`, in ms (given in seconds without a unit). */
   thinktimeIotime: number;
+  /** fio's `startdelay` (seconds without a unit; `low-high` for a random one per job), in ms. */
+  startDelay: [low: number, high: number];
   randseed: number;
   randrepeat: boolean;
   /**
@@ -135,7 +144,7 @@ export interface FioJob {
   logs: FioLogOptions;
   latencyTarget: FioLatencyTarget;
   /** fio's max_latency, reads then writes: the lat (ns) over which an I/O fails the job; 0 = none. */
-  maxLatencyNs: [number, number];
+  maxLatencyNs: PerDirection;
 }
 
 /** fio's latency target (fio-latency.ts): `latency_target` (ns here; 0 = none), `latency_window`
@@ -235,9 +244,13 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   verifyPattern: null,
   doVerify: true,
   verifyOnly: false,
-  rate: [0, 0],
-  rateIops: [0, 0],
+  rate: [0, 0, 0],
+  rateIops: [0, 0, 0],
+  rateMin: [0, 0, 0],
+  rateIopsMin: [0, 0, 0],
+  rateCycle: 1000,
   rateProcess: 'linear',
+  rateIgnoreThinktime: false,
   loops: 1,
   thinktime: 0,
   thinktimeSpin: 0,
@@ -245,6 +258,7 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   thinktimeBlocksGiven: false,
   thinktimeBlocksType: 'complete',
   thinktimeIotime: 0,
+  startDelay: [0, 0],
   randseed: 0x2ce7a3bf,
   randrepeat: true,
   groupReporting: false,
@@ -266,7 +280,7 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
     iopsAvgGiven: false,
   },
   latencyTarget: { targetNs: 0, windowUs: 0, percentile: 100, run: false },
-  maxLatencyNs: [0, 0],
+  maxLatencyNs: [0, 0, 0],
 };
 
 /** A command-line mistake: the lines fio would print, then exit status 1. */
@@ -392,22 +406,59 @@ export function parseChoice<T extends string>(
   throw new FioUsageError([`fio: failed parsing ${opt}=${raw}`], [...table, '']);
 }
 
+/** A value per direction, as fio keeps those options (off1, off2, off3): reads, writes, trims. */
+export type PerDirection = [read: number, write: number, trim: number];
+
 /**
- * An option with a value per direction, as parse.c's handle_option() splits it and fio's HOWTO has
- * `rate`: one value is both directions', `r,w` each its own, an empty one (`,500k`, `1m,`) none. A
- * third, the trims', is taken and has nothing to apply to here.
+ * An option with a value per direction, as parse.c's handle_option() takes it: values split at `,`
+ * (else at `:`, else at `-`), the first the reads', the second the writes', the third the trims'; the
+ * last value given sets the directions after it too (`rate=1m` is all three, `rate=1m,500k` trims at
+ * 500k), unless the list ends with a separator (`rate=1m,`: writes and trims as they were). A value
+ * that does not parse leaves its direction as it was (`--rate=,500k`: reads unlimited), and the
+ * option fails only when none parses — with that value's own words. Values past the third are parsed
+ * and kept nowhere. Directions keep `prev` (a global section's, the defaults) where not set.
  */
-function perDirection(opt: string, raw: string, parse: (v: string) => number): [number, number] {
-  const parts = raw.split(',');
-  if (parts.length > 3) return failedParsing(opt, raw);
-  if (parts.length === 1) {
-    const v = parse(parts[0]);
-    return [v, v];
+function perDirection(
+  opt: string,
+  raw: string,
+  parse: (v: string) => number,
+  prev: PerDirection,
+): PerDirection {
+  const out: PerDirection = [...prev];
+  let rest = raw;
+  let firstError: unknown = null;
+  let parsed = false;
+  for (let curr = 0; ; curr++) {
+    let at = rest.indexOf(',');
+    let value: string;
+    let more: boolean;
+    if (at >= 0) {
+      value = rest.slice(0, at);
+      more = true;
+    } else {
+      at = rest.indexOf(':');
+      if (at < 0) at = rest.indexOf('-');
+      value = at < 0 ? rest : rest.slice(0, at);
+      more = at >= 0;
+    }
+    try {
+      const v = parse(value);
+      parsed = true;
+      if (curr < 3) out[curr] = v;
+      if (!more) for (let d = curr + 1; d < 3; d++) out[d] = v;
+    } catch (e) {
+      if (!(e instanceof FioUsageError)) throw e;
+      firstError ??= e;
+    }
+    if (!more) break;
+    rest = rest.slice(at + 1);
   }
-  const at = (i: number) => (parts[i] ? parse(parts[i]) : 0);
-  const both: [number, number] = [at(0), at(1)];
-  if (parts.length === 3) at(2);
-  return both;
+  if (!parsed) {
+    // the words of the value that failed first; said of the option as given
+    const lines = (firstError as FioUsageError).lines.filter((l) => !l.startsWith('fio: failed parsing'));
+    fail(...lines, `fio: failed parsing ${opt}=${raw}`);
+  }
+  return out;
 }
 
 /** fio's `verify` values with their help, in its table's order (options.c). */
@@ -471,6 +522,20 @@ const groupOpt =
   };
 const logOpt = (fn: (logs: FioLogOptions, raw: string) => void) => groupOpt('logs', fn);
 const latencyOpt = (fn: (l: FioLatencyTarget, raw: string) => void) => groupOpt('latencyTarget', fn);
+
+/** An option with a value per direction (perDirection()), kept in the job's `key`. */
+function perDirOption(
+  opt: string,
+  key: 'rate' | 'rateIops' | 'rateMin' | 'rateIopsMin' | 'maxLatencyNs',
+  one: (opt: string, raw: string) => number,
+): OptionDef {
+  return { apply: jobOpt((j, v) => (j[key] = perDirection(opt, v, (x) => one(opt, x), j[key]))) };
+}
+
+/** An unsigned int of fio's (FIO_OPT_INT without bounds). */
+function parseUint32(opt: string, raw: string): number {
+  return parseIntOption(opt, raw, 0, 0xffffffff);
+}
 
 /** A latency fio takes in µs without a unit (`200`, `2ms`), in ns. */
 function latencyNs(opt: string, raw: string): number {
@@ -613,12 +678,15 @@ const OPTIONS: Record<string, OptionDef> = {
       j.verifyGiven = true;
     }),
   },
-  rate: { apply: jobOpt((j, v) => (j.rate = perDirection('rate', v, (x) => parseSize('rate', x)))) },
-  rate_iops: {
-    apply: jobOpt(
-      (j, v) =>
-        (j.rateIops = perDirection('rate_iops', v, (x) => parseIntOption('rate_iops', x, 0, 0xffffffff))),
-    ),
+  rate: perDirOption('rate', 'rate', parseSize),
+  rate_iops: perDirOption('rate_iops', 'rateIops', parseUint32),
+  rate_min: perDirOption('rate_min', 'rateMin', parseSize),
+  ratemin: { aliasOf: 'rate_min', ...perDirOption('ratemin', 'rateMin', parseSize) },
+  rate_iops_min: perDirOption('rate_iops_min', 'rateIopsMin', parseUint32),
+  rate_cycle: { apply: jobOpt((j, v) => (j.rateCycle = parseIntOption('rate_cycle', v, 0, 0xffffffff))) },
+  ratecycle: {
+    aliasOf: 'rate_cycle',
+    apply: jobOpt((j, v) => (j.rateCycle = parseIntOption('ratecycle', v, 0, 0xffffffff))),
   },
   rate_process: {
     apply: jobOpt(
@@ -628,6 +696,9 @@ const OPTIONS: Record<string, OptionDef> = {
           ['poisson', 'Rate follows Poisson process'],
         ] as const)),
     ),
+  },
+  rate_ignore_thinktime: {
+    apply: jobOpt((j, v) => (j.rateIgnoreThinktime = fioBool('rate_ignore_thinktime', v, 'bool'))),
   },
   loops: { apply: jobOpt((j, v) => (j.loops = Math.max(1, parseIntOption('loops', v, 0, 0xffffffff)))) },
   thinktime: { apply: jobOpt((j, v) => (j.thinktime = parseMicros('thinktime', v))) },
@@ -647,6 +718,14 @@ const OPTIONS: Record<string, OptionDef> = {
           ['issue', 'thinktime_blocks takes effect at the issue side'],
         ] as const)),
     ),
+  },
+  startdelay: {
+    apply: jobOpt((j, v) => {
+      // parse.c: the first value is the low end, a second after `-` or `,` the high end; one alone
+      // is both
+      const [low, high] = perDirection('startdelay', v, (x) => parseTime('startdelay', x), [0, 0, 0]);
+      j.startDelay = [low, Math.max(low, high)];
+    }),
   },
   thinktime_iotime: {
     apply: jobOpt((j, v) => (j.thinktimeIotime = parseMicros('thinktime_iotime', v, 's'))),
@@ -697,11 +776,7 @@ const OPTIONS: Record<string, OptionDef> = {
       j.percentilePrecision = precision;
     }),
   },
-  max_latency: {
-    apply: jobOpt(
-      (j, v) => (j.maxLatencyNs = perDirection('max_latency', v, (x) => latencyNs('max_latency', x))),
-    ),
-  },
+  max_latency: perDirOption('max_latency', 'maxLatencyNs', latencyNs),
   latency_target: { apply: latencyOpt((l, v) => (l.targetNs = latencyNs('latency_target', v))) },
   latency_window: {
     apply: latencyOpt((l, v) => (l.windowUs = Math.round(parseTime('latency_window', v, 'us') * 1000))),
@@ -1112,9 +1187,19 @@ export function checkJob(job: FioJob): void {
   if (job.timeBased && job.runtime === null) {
     fail(`fio: ${job.name}: time_based needs a runtime (--runtime=<seconds>)`);
   }
-  if ((job.rate[0] || job.rate[1]) && (job.rateIops[0] || job.rateIops[1])) {
-    fail('fio: rate and rate_iops are mutually exclusive');
-  }
+  // fixup_options(): the sums over the three directions, as fio adds them; each direction's minimum
+  // against its rate
+  const sum = (x: PerDirection) => x[0] + x[1] + x[2];
+  const rateLines: string[] = [];
+  if ((sum(job.rate) && sum(job.rateIops)) || (sum(job.rateMin) && sum(job.rateIopsMin)))
+    rateLines.push('fio: rate and rate_iops are mutually exclusive');
+  for (const d of [0, 1, 2])
+    if (
+      (job.rate[d] && job.rate[d] < job.rateMin[d]) ||
+      (job.rateIops[d] && job.rateIops[d] < job.rateIopsMin[d])
+    )
+      rateLines.push(`fio: minimum rate exceeds rate, ddir ${d}`);
+  if (rateLines.length) fail(...rateLines);
   if (job.rateProcess === 'poisson') {
     // usec_for_io() divides by the blocks a second: fio 3.36 dies of SIGFPE under one
     for (const bps of rateBps(job)) {

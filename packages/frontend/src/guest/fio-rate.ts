@@ -65,6 +65,22 @@ export class RateControl {
     return { write: dir === 1, sleepUs: usec };
   }
 
+  /**
+   * The job thought for `us` after an I/O went `write`'s way, with rate_ignore_thinktime: the bytes it
+   * would have issued meanwhile count as issued (but a block, when the thought was longer than one
+   * block's time, so that the next goes at once), so that the rate does not catch up after it
+   * (handle_thinktime()).
+   */
+  thought(write: boolean, us: number): void {
+    const d = write ? 1 : 0;
+    const bps = this.bps[d];
+    if (!us || !bps) return;
+    const missed = Math.floor((bps * us) / 1_000_000);
+    const usPerOp = Math.floor((this.bs * 1_000_000) / bps);
+    this.issuedBytes[d] += missed - (usPerOp <= us ? this.bs : 0);
+    this.lastUsec[d] += us;
+  }
+
   /** An I/O went `write`'s way: its bytes counted, and the direction's next time (usec_for_io()). */
   issued(write: boolean): void {
     const d = write ? 1 : 0;

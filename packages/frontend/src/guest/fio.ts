@@ -87,7 +87,8 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
            sha3-512|xxhash|meta|pattern|null   --verify_pattern=0xdeadbeef|"text"|<int>|%o…
   --rate=<bytes/s>[,<bytes/s>]   --rate_iops=<n>[,<n>]   --rate_process=linear|poisson
   --thinktime=<µs>   --thinktime_spin=<µs>   --thinktime_blocks=1   --thinktime_iotime=<s>
-  --thinktime_blocks_type=complete|issue
+  --thinktime_blocks_type=complete|issue   --rate_ignore_thinktime=0
+  --rate_min=<bytes/s>[,…]   --rate_iops_min=<n>[,…]   --rate_cycle=1000   --startdelay=<s>[-<s>]
   --randseed=<n>   --randrepeat=1   --description=<text>
   --group_reporting   --percentile_list=1:5:…:99.99
   --slat_percentiles=0   --clat_percentiles=1   --lat_percentiles=0
@@ -539,6 +540,13 @@ async function runFio(
       workers.map(async (w, i) => {
         if (!opened[i]) return;
         try {
+          // run_threads() starts a job once its startdelay has passed since the command's start; one a
+          // signal stops before then never starts
+          const wait = w.startDelayMs - (performance.now() - genesis);
+          if (wait > 0 && !(await delayUnlessAborted(wait, io.signal))) {
+            w.skipped = true;
+            return;
+          }
           await w.run();
           w.finish();
           w.finalizeLogs();
@@ -595,11 +603,36 @@ async function runFio(
       );
     }
   }
-  if (raw) for (const [i, w] of workers.entries()) if (opened[i]) await writeLogs(w);
+  if (raw) for (const [i, w] of workers.entries()) if (opened[i] && !w.skipped) await writeLogs(w);
   await logsWritten;
   // a job that never ran (its open failed) writes no logs here
   for (const w of workers) for (const log of Object.values(w.logs)) log?.dispose();
   return fioExitStatus(io.signal.aborted, workers.filter((w) => w.stats.error).length);
+}
+
+/** Resolves true after `ms`, or false as soon as `signal` aborts. */
+function delayUnlessAborted(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const end = performance.now() + ms;
+    let timer: NodeJS.Timeout;
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    // a timer's delay has a ceiling (2^31 - 1 ms): a longer one is waited in steps
+    const step = () => {
+      const left = end - performance.now();
+      if (left <= 0) {
+        signal.removeEventListener('abort', onAbort);
+        resolve(true);
+        return;
+      }
+      timer = setTimeout(step, Math.min(left, 2 ** 30));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    step();
+  });
 }
 
 /**
@@ -624,7 +657,8 @@ export function deviceJson(d: DeviceCounters): Record<string, number | string> {
 }
 
 /** Jobs for the report: a worker's own, or a group's (group_reporting: reportGroups()). */
-function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioReportJob[] {
+function reportJobs(all: Worker[], cl: FioCommandLine, raw: boolean): FioReportJob[] {
+  const workers = all.filter((w) => !w.skipped);
   const pvblkOf = (s: JobStats): Record<string, unknown> => {
     const occ = s.ringOccupancy;
     const o: Record<string, unknown> = {
