@@ -839,6 +839,21 @@ describe("fio's logs (iolog.c, stat.c's add_log_sample())", () => {
     expect(usage(() => parse(['--name=j', '--log_avg_msec=x']))).toEqual([
       'fio: failed parsing log_avg_msec=x',
     ]);
+    // log_entries is fio's first allocation, taken within its bounds and of no other use here
+    expect(usage(() => parse(['--name=j', '--log_entries=1000']))).toEqual([
+      'log_entries: min value out of range: 1000 (1024 min)',
+      'fio: failed parsing log_entries=1000',
+    ]);
+    expect(usage(() => parse(['--name=j', '--log_alternate_epoch_clock_id=4']))).toEqual([
+      'log_alternate_epoch_clock_id: clock 4: this fio has 0 (CLOCK_REALTIME) and 1 (CLOCK_MONOTONIC)',
+      'fio: failed parsing log_alternate_epoch_clock_id=4',
+    ]);
+    // the clock id given before or after the switch
+    const clock = (...a: string[]) => parse(['--name=j', ...a]).jobs[0].logs.alternateEpochClock;
+    expect(clock('--log_alternate_epoch_clock_id=1', '--log_unix_epoch=1')).toBe(1);
+    expect(clock('--log_unix_epoch=1', '--log_alternate_epoch_clock_id=1')).toBe(1);
+    expect(clock('--log_unix_epoch=1')).toBe(0);
+    expect(clock('--log_alternate_epoch_clock_id=1')).toBeNull();
   });
 });
 

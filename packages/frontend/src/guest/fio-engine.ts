@@ -391,6 +391,8 @@ export class Worker {
    * phase. Null until begun.
    */
   private epoch: { t: number; usage: ProcessUsage } | null = null;
+  /** log_alternate_epoch: the epoch on that clock, ms, added to the logs' times (0 without it). */
+  private logEpochMs = 0;
   /** What the guest process used from the epoch to the job's end (set by finish). */
   usage: ProcessUsage = { user: 0, system: 0, ctx: 0, majf: 0, minf: 0 };
   private resolveJob!: () => void;
@@ -636,6 +638,10 @@ export class Worker {
   /** fio's set_epoch_time() and clear_rusage_stat(): the job's run time and CPU count from here. */
   private setEpoch(t: number): void {
     this.epoch = { t, usage: usageNow() };
+    // set_epoch_time(): the alternate epoch of the logs' times, whole ms on its clock at `t`
+    const clock = this.job.logs.alternateEpochClock;
+    if (clock === 0) this.logEpochMs = Math.floor(performance.timeOrigin + t);
+    else if (clock === 1) this.logEpochMs = Math.floor(Number(process.hrtime.bigint()) / 1e6 - (now() - t));
   }
 
   /**
@@ -1319,7 +1325,7 @@ export class Worker {
 
   /** A log entry's time: whole milliseconds since the job's epoch (mtime_since_now(&td->epoch)). */
   private logTime(t: number): number {
-    return Math.floor(t - (this.epoch?.t ?? t));
+    return Math.floor(t - (this.epoch?.t ?? t)) + this.logEpochMs;
   }
 
   private log(log: IoLog, ms: number, value: number, write: boolean, offset: number): void {

@@ -172,6 +172,12 @@ export interface FioLogOptions {
   prio: boolean;
   /** per_job_logs: the job's number in each file's name (else the jobs append to one file). */
   perJob: boolean;
+  /**
+   * log_alternate_epoch (log_unix_epoch): entries' times on the clock of log_alternate_epoch_clock_id
+   * (0: CLOCK_REALTIME, ms since 1970; 1: CLOCK_MONOTONIC), else since the job's start; null: off.
+   */
+  alternateEpochClock: 0 | 1 | null;
+  alternateClockId: 0 | 1;
   /** bwavgtime, iopsavgtime: the report's rate windows in ms, and whether they were given. */
   bwAvgTime: number;
   bwAvgGiven: boolean;
@@ -274,6 +280,8 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
     offset: false,
     prio: false,
     perJob: true,
+    alternateEpochClock: null,
+    alternateClockId: 0,
     bwAvgTime: 500,
     bwAvgGiven: false,
     iopsAvgTime: 500,
@@ -793,6 +801,32 @@ const OPTIONS: Record<string, OptionDef> = {
   log_offset: { apply: logOpt((l, v) => (l.offset = fioBool('log_offset', v, 'bool'))) },
   log_prio: { apply: logOpt((l, v) => (l.prio = fioBool('log_prio', v, 'bool'))) },
   per_job_logs: { apply: logOpt((l, v) => (l.perJob = fioBool('per_job_logs', v, 'bool'))) },
+  log_alternate_epoch: {
+    apply: logOpt((l, v) => {
+      l.alternateEpochClock = fioBool('log_alternate_epoch', v, 'bool') ? l.alternateClockId : null;
+    }),
+  },
+  log_unix_epoch: {
+    aliasOf: 'log_alternate_epoch',
+    apply: logOpt((l, v) => {
+      l.alternateEpochClock = fioBool('log_unix_epoch', v, 'bool') ? l.alternateClockId : null;
+    }),
+  },
+  log_alternate_epoch_clock_id: {
+    apply: logOpt((l, v) => {
+      const id = parseIntOption('log_alternate_epoch_clock_id', v, 0, 0xffffffff);
+      if (id > 1)
+        failedParsing(
+          'log_alternate_epoch_clock_id',
+          v,
+          `log_alternate_epoch_clock_id: clock ${id}: this fio has 0 (CLOCK_REALTIME) and 1 (CLOCK_MONOTONIC)`,
+        );
+      l.alternateClockId = id === 1 ? 1 : 0;
+      if (l.alternateEpochClock !== null) l.alternateEpochClock = l.alternateClockId;
+    }),
+  },
+  // the first allocation of a log's entries in fio; this one grows its logs in chunks of its own
+  log_entries: { apply: logOpt((_l, v) => parseIntOption('log_entries', v, 1024, 1024 * 1024)) },
   bwavgtime: {
     apply: logOpt((l, v) => {
       l.bwAvgTime = avgTime('bwavgtime', v);
