@@ -141,7 +141,8 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --rate_min --rate_iops_min --rate_cycle --rate_ignore_thinktime --startdelay
   --max_latency --latency_target --latency_window --latency_percentile --latency_run
   --write_lat_log --write_bw_log --write_iops_log --log_avg_msec --log_max_value --log_offset
-  --log_prio --per_job_logs --bwavgtime --iopsavgtime (each guest's logs are brought here as
+  --log_prio --per_job_logs --log_unix_epoch --bwavgtime --iopsavgtime --write_hist_log
+  --log_hist_msec --log_hist_coarseness (each guest's logs are brought here as
   <log file>.<guest>, and in a sweep .<key>=<value> after that, as fio's client names a server's)
   --output-format=normal|json|json+|terse[,…] --minimal --terse-version=3 --eta=auto|always|never
   (and fio's aliases: --readwrite, --blocksize, --rwmixwrite, --timeout, --buffered; an
@@ -492,9 +493,10 @@ function checkSlices(cl: FioCommandLine, baseline: boolean, n: number): void {
   if (cl.jobs.some((j) => j.rampTime > 0))
     fail(`fio: --baseline-slices=${n} cannot be used with ramp_time (each slice would ramp again)`);
   // each slice's fio writes its logs afresh, their times from its own start
-  if (cl.jobs.some((j) => j.logs.lat !== null || j.logs.bw !== null || j.logs.iops !== null))
+  const l = (j: FioJob) => j.logs;
+  if (cl.jobs.some((j) => l(j).lat !== null || l(j).bw !== null || l(j).iops !== null || l(j).hist !== null))
     fail(
-      `fio: --baseline-slices=${n} cannot be used with write_lat_log, write_bw_log or write_iops_log (each slice is a run of its own, whose log would start again at 0)`,
+      `fio: --baseline-slices=${n} cannot be used with write_lat_log, write_bw_log, write_iops_log or write_hist_log (each slice is a run of its own, whose log would start again at 0)`,
     );
   const ms = [...runtimes][0]!;
   if (ms / n < MIN_SLICE_MS)

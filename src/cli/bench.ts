@@ -486,6 +486,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
           write_lat_log: null,
           write_bw_log: null,
           write_iops_log: null,
+          write_hist_log: null,
         },
         ['--output-format=json'],
       ),

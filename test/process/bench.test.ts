@@ -138,7 +138,7 @@ describe.concurrent('pvblk bench: bad input', () => {
     [
       ['--name=t', '--time_based', '--runtime=2', '--baseline', '--baseline-slices=2', '--write_bw_log=b'],
       [
-        'fio: --baseline-slices=2 cannot be used with write_lat_log, write_bw_log or write_iops_log (each slice is a run of its own, whose log would start again at 0)',
+        'fio: --baseline-slices=2 cannot be used with write_lat_log, write_bw_log, write_iops_log or write_hist_log (each slice is a run of its own, whose log would start again at 0)',
       ],
     ],
     [['--name=t', '--write_lat_log='], ['fio: option write_lat_log requires an argument']],

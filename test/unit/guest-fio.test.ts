@@ -877,6 +877,63 @@ describe("the guest fio's logs (write_lat_log, write_bw_log, write_iops_log)", (
     expect(lat.every((e) => e.length === 5)).toBe(true);
   });
 
+  it("writes a clat histogram a log_hist_msec window (write_hist_log), in fio's buckets, coarsened", async () => {
+    const r = await fio(
+      '--name=h --rw=randread --bs=4k --direct=1 --iodepth=2 --rate_iops=400 --runtime=1300ms --time_based --write_hist_log=h --log_hist_msec=300 --log_hist_coarseness=2 --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const ios = json(r.stdout).jobs[0].read.total_ios;
+    const hist = await logOf('h_clat_hist.1.log');
+    // from the first completion, a window each 300 ms: four in 1.3 s, the last part written by none
+    expect(hist).toHaveLength(4);
+    let sum = 0;
+    hist.forEach((e, k) => {
+      // time, direction, block size, then fio's 1856 buckets four to a field
+      expect(e).toHaveLength(3 + 1856 / 4);
+      expect(e.slice(1, 3)).toEqual([0, 4096]);
+      if (k) expect(Math.abs(e[0] - hist[k - 1][0] - 300)).toBeLessThanOrEqual(20);
+      const n = e.slice(3).reduce((a, b) => a + b, 0);
+      // 400 a second for 300 ms: about 120 completions a window
+      expect(Math.abs(n - 120)).toBeLessThan(30);
+      sum += n;
+    });
+    expect(sum).toBeLessThan(ios);
+    // without log_hist_msec, an empty file, as fio's; with clat_percentiles=0, buckets fio never fills
+    await fio('--name=e --rw=read --bs=4k --direct=1 --size=16k --write_hist_log=e');
+    expect(await logOf('e_clat_hist.1.log')).toEqual([]);
+    await fio(
+      '--name=z --rw=read --bs=4k --direct=1 --size=1m --write_hist_log=z --log_hist_msec=1 --clat_percentiles=0',
+    );
+    const zero = await logOf('z_clat_hist.1.log');
+    for (const e of zero) expect(e.slice(3).every((x) => x === 0)).toBe(true);
+  });
+
+  it('puts its times on the wall clock with log_unix_epoch, on the monotonic one with clock id 1 (log_alternate_epoch)', async () => {
+    const wall = [Date.now()];
+    const u = await fio(
+      '--name=u --rw=read --bs=4k --direct=1 --size=16k --write_lat_log=u --log_unix_epoch=1',
+    );
+    expect(u.status).toBe(0);
+    wall.push(Date.now());
+    const mono = [Number(process.hrtime.bigint()) / 1e6];
+    const m = await fio(
+      '--name=m --rw=read --bs=4k --direct=1 --size=16k --write_lat_log=m --log_alternate_epoch=1 --log_alternate_epoch_clock_id=1',
+    );
+    expect(m.status).toBe(0);
+    mono.push(Number(process.hrtime.bigint()) / 1e6);
+    for (const [file, [from, to]] of [
+      ['u_lat.1.log', wall],
+      ['m_clat.1.log', mono],
+    ] as const) {
+      const log = await logOf(file);
+      expect(log).toHaveLength(4);
+      for (const e of log) {
+        expect(e[0]).toBeGreaterThanOrEqual(Math.floor(from));
+        expect(e[0]).toBeLessThanOrEqual(Math.ceil(to));
+      }
+    }
+  });
+
   it("logs only after ramp_time, its times from the ramp's end (the epoch reset_all_stats() sets)", async () => {
     const r = await fio(
       '--name=r --rw=randread --bs=4k --direct=1 --iodepth=2 --rate_iops=200 --ramp_time=400ms --runtime=300ms --time_based --write_lat_log=r --output-format=json',

@@ -24,7 +24,7 @@ import {
 } from '../src/guest/fio-verify.ts';
 import { parseVerifyPattern } from '../src/guest/fio-pattern.ts';
 import { RateControl } from '../src/guest/fio-rate.ts';
-import { IoLog, jobLogs, MAX_LOG_ENTRIES, statWindows } from '../src/guest/fio-log.ts';
+import { HistLog, IoLog, jobLogs, MAX_LOG_ENTRIES, statWindows } from '../src/guest/fio-log.ts';
 import { LatencyTarget } from '../src/guest/fio-latency.ts';
 import type { FioVerify } from '../src/guest/fio-options.ts';
 import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
@@ -789,6 +789,30 @@ describe("fio's logs (iolog.c, stat.c's add_log_sample())", () => {
     const bw = new IoLog('bw', 'b', 500, false, false, false);
     bw.add(499, 8000, true, 4096, 0);
     expect(bw.text()).toBe('499, 8000, 1, 0, 0\n');
+  });
+
+  it("writes each window's histogram as flush_hist_samples() does: the buckets since the last, 2^coarseness a field", () => {
+    const h = new HistLog('h_clat_hist.1.log', 100, 10, true);
+    // the window starts with the first sample at or after 1 ms (hist_last 0 is "not yet")
+    h.add(1, 5, false, 4096);
+    h.add(50, 300, false, 4096);
+    expect(h.length).toBe(0);
+    h.add(101, 5, false, 4096);
+    // 1024 buckets a field: the first field, then the last 1024 (fio's last field overlaps the one
+    // before when 1856 is not a multiple)
+    expect(h.text()).toBe('101, 0, 4096, 3, 0\n');
+    h.add(150, 7, true, 4096);
+    h.add(250, 7, true, 4096);
+    h.add(201, 5, false, 4096);
+    expect(h.text(1)).toBe('250, 1, 4096, 2, 0\n201, 0, 4096, 1, 0\n');
+    // 1856 fields at coarseness 0
+    const fine = new HistLog('f', 10, 0, true);
+    fine.add(1, 3, false, 512);
+    fine.add(11, 3, false, 512);
+    const fields = fine.text().trim().split(', ').map(Number);
+    expect(fields).toHaveLength(3 + 1856);
+    expect(fields[3 + 3]).toBe(2);
+    for (const l of [h, fine]) l.dispose();
   });
 
   it("bounds the entries of all the guest's logs together, and gives a written log's back", () => {

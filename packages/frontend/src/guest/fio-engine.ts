@@ -39,7 +39,7 @@ import { jobSize, rateBps, rwKinds, verifiesWrites, type FioJob } from './fio-op
 import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 import { RateControl } from './fio-rate.ts';
-import { jobLogs, MAX_LOG_ENTRIES, statWindows, type IoLog, type JobLogs } from './fio-log.ts';
+import { jobLogs, MAX_LOG_ENTRIES, statWindows, type IoLog, type JobLogs, type LogFile } from './fio-log.ts';
 import { LatencyTarget, type LatencyStep } from './fio-latency.ts';
 
 const PAGE = 4096;
@@ -895,6 +895,7 @@ export class Worker {
     }
     this.armSampler();
     this.lat?.reset(t, 0);
+    this.logs.hist?.reset();
     // reset_io_counters(td, 1)
     this.thisIo = { bytes: [0, 0], blocks: [0, 0] };
     this.lastRateCheck = { bytes: [0, 0], blocks: [0, 0], t: [0, 0] };
@@ -1298,6 +1299,7 @@ export class Worker {
     const at = io.offset;
     if (logs.lat) this.log(logs.lat, ms, Math.floor(lat), io.write, at);
     if (logs.clat) this.log(logs.clat, ms, Math.floor(clat), io.write, at);
+    if (logs.hist?.add(ms, Math.floor(clat), io.write, bs)) this.logFull(logs.hist);
     const ddir = io.write ? 1 : 0;
     if (this.bwWindow) this.bwWindow.count[ddir] += bs;
     else {
@@ -1332,7 +1334,7 @@ export class Worker {
     if (log.add(ms, value, write, this.job.bs, offset)) this.logFull(log);
   }
 
-  private logFull(log: IoLog): void {
+  private logFull(log: LogFile): void {
     this.io.stderr(
       `fio: ${log.file}: the guest's logs hold ${MAX_LOG_ENTRIES} entries at most: later samples dropped\n`,
     );

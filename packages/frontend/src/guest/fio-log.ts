@@ -15,6 +15,7 @@
  * samples; this file keeps them and says them.
  */
 import type { FioJob } from './fio-options.ts';
+import { FIO_IO_U_PLAT_NR, platValToIdx } from './fio-stats.ts';
 import type { GuestVfs } from './vfs.ts';
 import { STRERROR } from './vfs.ts';
 
@@ -38,6 +39,26 @@ export const MAX_LOG_ENTRIES = 1 << 22;
 /** Entries the guest's logs hold now, against MAX_LOG_ENTRIES. */
 let entriesInUse = 0;
 
+/** Takes `n` entries of the bound: false when they are not left. */
+function takeEntries(n: number): boolean {
+  if (entriesInUse + n > MAX_LOG_ENTRIES) return false;
+  entriesInUse += n;
+  return true;
+}
+
+/** What a job's log is to the code that writes it: a file, and its lines. */
+export interface LogFile {
+  readonly file: string;
+  /** Entries (lines) it holds. */
+  readonly length: number;
+  /** finalize_logs() at the job's end (`ms`): true when that filled the bound. */
+  finalize(ms: number): boolean;
+  /** Lines `[from, to)`. */
+  text(from?: number, to?: number): string;
+  /** Gives its entries back to the bound; it is empty from here on. */
+  dispose(): void;
+}
+
 /** Fields of an entry, in a Float64Array chunk: time, value, direction, block size, offset. */
 const FIELDS = 5;
 const CHUNK_ENTRIES = 1 << 14;
@@ -49,7 +70,7 @@ interface Window {
 }
 
 /** One of a job's logs: fio's struct io_log. */
-export class IoLog {
+export class IoLog implements LogFile {
   private readonly chunks: Float64Array[] = [];
   private entries = 0;
   /** Per direction: the running window of an averaged log, and where it began (avg_last). */
@@ -147,11 +168,10 @@ export class IoLog {
 
   private push(ms: number, value: number, ddir: number, bs: number, offset: number): boolean {
     if (this.full) return false;
-    if (entriesInUse >= MAX_LOG_ENTRIES) {
+    if (!takeEntries(1)) {
       this.full = true;
       return true;
     }
-    entriesInUse++;
     const ci = Math.floor(this.entries / CHUNK_ENTRIES);
     if (ci === this.chunks.length) this.chunks.push(new Float64Array(CHUNK_ENTRIES * FIELDS));
     const c = this.chunks[ci];
@@ -166,6 +186,95 @@ export class IoLog {
   }
 }
 
+/** The bound's entries a histogram takes: its buckets, at 8 bytes each, in entries of 40. */
+const HIST_ENTRY_COST = Math.ceil(FIO_IO_U_PLAT_NR / FIELDS);
+
+/**
+ * fio's clat histogram log (`write_hist_log`, `log_hist_msec`, `log_hist_coarseness`): every
+ * `log_hist_msec` of completions in a direction (from its first, as add_clat_sample() starts the
+ * window), the histogram of the clat of that window in fio's buckets (stat.c's plat_val_to_idx()),
+ * written as iolog.c's flush_hist_samples() does: `time, direction, block size, ` and the buckets,
+ * 2^coarseness of them added up a field. Without `log_hist_msec` the file is empty, as fio's is.
+ */
+export class HistLog implements LogFile {
+  /** The buckets since the statistics began (td->ts.io_u_plat[FIO_CLAT]), per direction. */
+  private readonly cum = [new Float64Array(FIO_IO_U_PLAT_NR), new Float64Array(FIO_IO_U_PLAT_NR)];
+  /** The buckets at the last entry of each direction (the entry before, that flush subtracts). */
+  private readonly before = [new Float64Array(FIO_IO_U_PLAT_NR), new Float64Array(FIO_IO_U_PLAT_NR)];
+  /** Per direction, where its window began (hist_last; 0: not yet). */
+  private readonly last = [0, 0];
+  private entries: Array<{ ms: number; ddir: number; bs: number; bins: Float64Array }> = [];
+  full = false;
+
+  constructor(
+    readonly file: string,
+    private readonly msec: number,
+    private readonly coarseness: number,
+    /** clat_percentiles: fio fills the buckets only then (the log's are all 0 without). */
+    private readonly counts: boolean,
+  ) {}
+
+  get length(): number {
+    return this.entries.length;
+  }
+
+  /** A completion's clat (ns) at `ms`: add_clat_sample()'s part for this log. True when that filled the bound. */
+  add(ms: number, clatNs: number, write: boolean, bs: number): boolean {
+    if (!this.msec) return false;
+    const d = write ? 1 : 0;
+    if (this.counts) this.cum[d][platValToIdx(clatNs)]++;
+    if (!this.last[d]) this.last[d] = ms;
+    const window = ms - this.last[d];
+    if (window < this.msec) return false;
+    // the next window from where this one should have ended, not from the late sample
+    this.last[d] = ms - (window - this.msec);
+    if (this.full) return false;
+    if (!takeEntries(HIST_ENTRY_COST)) {
+      this.full = true;
+      return true;
+    }
+    const bins = new Float64Array(FIO_IO_U_PLAT_NR);
+    for (let i = 0; i < FIO_IO_U_PLAT_NR; i++) bins[i] = this.cum[d][i] - this.before[d][i];
+    this.before[d].set(this.cum[d]);
+    this.entries.push({ ms, ddir: d, bs, bins });
+    return false;
+  }
+
+  /** reset_io_stats(): the histograms start again (the ramp's end, a latency target's final window). */
+  reset(): void {
+    for (const d of [0, 1]) {
+      this.cum[d].fill(0);
+      this.before[d].fill(0);
+    }
+  }
+
+  finalize(): boolean {
+    return false;
+  }
+
+  text(from = 0, to = this.entries.length): string {
+    const stride = 2 ** this.coarseness;
+    const lines: string[] = [];
+    for (const e of this.entries.slice(from, to)) {
+      const sums: number[] = [];
+      const sum = (j: number) => {
+        let x = 0;
+        for (let k = 0; k < stride; k++) x += e.bins[j + k];
+        return x;
+      };
+      for (let j = 0; j < FIO_IO_U_PLAT_NR - stride; j += stride) sums.push(sum(j));
+      sums.push(sum(FIO_IO_U_PLAT_NR - stride));
+      lines.push(`${e.ms}, ${e.ddir}, ${e.bs}, ${sums.join(', ')}\n`);
+    }
+    return lines.join('');
+  }
+
+  dispose(): void {
+    entriesInUse -= this.entries.length * HIST_ENTRY_COST;
+    this.entries = [];
+  }
+}
+
 /** A job's logs, each null when not asked for. */
 export interface JobLogs {
   lat: IoLog | null;
@@ -173,6 +282,7 @@ export interface JobLogs {
   clat: IoLog | null;
   bw: IoLog | null;
   iops: IoLog | null;
+  hist: HistLog | null;
 }
 
 /**
@@ -181,20 +291,32 @@ export interface JobLogs {
  */
 export function jobLogs(job: FioJob, threadNumber: number): JobLogs {
   const l = job.logs;
-  const make = (kind: IoLogKind, prefix: string | null, avgMsec: number): IoLog | null => {
-    if (prefix === null) return null;
-    // make_log_name(): the option's value, or the job's name for an empty one
-    const pre = prefix === '' ? job.name : prefix;
-    const file = l.perJob ? `${pre}_${kind}.${threadNumber}.log` : `${pre}_${kind}.log`;
-    return new IoLog(kind, file, avgMsec, l.maxValue, l.offset, l.prio);
-  };
+  const make = (kind: IoLogKind, prefix: string | null, avgMsec: number): IoLog | null =>
+    prefix === null
+      ? null
+      : new IoLog(kind, logName(job, prefix, kind, threadNumber), avgMsec, l.maxValue, l.offset, l.prio);
   return {
     lat: make('lat', l.lat, l.avgMsec),
     slat: make('slat', l.lat, l.avgMsec),
     clat: make('clat', l.lat, l.avgMsec),
     bw: make('bw', l.bw, bwLogAvg(job)),
     iops: make('iops', l.iops, iopsLogAvg(job)),
+    hist:
+      l.hist === null
+        ? null
+        : new HistLog(
+            logName(job, l.hist, 'clat_hist', threadNumber),
+            l.histMsec,
+            l.histCoarseness,
+            job.latencyPercentiles.clat,
+          ),
   };
+}
+
+/** init.c's gen_log_name() with make_log_name(): the option's value, or the job's name for an empty one. */
+function logName(job: FioJob, prefix: string, kind: string, threadNumber: number): string {
+  const pre = prefix === '' ? job.name : prefix;
+  return job.logs.perJob ? `${pre}_${kind}.${threadNumber}.log` : `${pre}_${kind}.log`;
 }
 
 /**
@@ -243,7 +365,7 @@ const WRITE_ENTRIES = 1 << 15;
  */
 export async function writeLog(
   vfs: GuestVfs,
-  log: IoLog,
+  log: LogFile,
   append: boolean,
   stderr: (s: string) => void,
 ): Promise<void> {

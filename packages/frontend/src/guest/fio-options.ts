@@ -162,6 +162,10 @@ export interface FioLogOptions {
   lat: string | null;
   bw: string | null;
   iops: string | null;
+  /** write_hist_log's prefix (null: none), log_hist_msec (0: no entries), log_hist_coarseness. */
+  hist: string | null;
+  histMsec: number;
+  histCoarseness: number;
   /** log_avg_msec: 0 logs every sample. */
   avgMsec: number;
   /** log_max_value: a window's maximum instead of its mean. */
@@ -275,6 +279,9 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
     lat: null,
     bw: null,
     iops: null,
+    hist: null,
+    histMsec: 0,
+    histCoarseness: 0,
     avgMsec: 0,
     maxValue: false,
     offset: false,
@@ -545,6 +552,21 @@ function parseUint32(opt: string, raw: string): number {
   return parseIntOption(opt, raw, 0, 0xffffffff);
 }
 
+/**
+ * log_hist_coarseness: fio takes any, and past 10 (2^11 buckets a field) reads outside its 1856
+ * buckets; here it ends at 10.
+ */
+function histCoarseness(raw: string): number {
+  const v = parseIntOption('log_hist_coarseness', raw, 0, 0xffffffff);
+  if (v > 10)
+    failedParsing(
+      'log_hist_coarseness',
+      raw,
+      `log_hist_coarseness: ${v}: 10 at most (2^10 of fio's 1856 buckets a field)`,
+    );
+  return v;
+}
+
 /** A latency fio takes in µs without a unit (`200`, `2ms`), in ns. */
 function latencyNs(opt: string, raw: string): number {
   return Math.round(parseTime(opt, raw, 'us') * 1e6);
@@ -796,6 +818,13 @@ const OPTIONS: Record<string, OptionDef> = {
   write_lat_log: { apply: logOpt((l, v) => (l.lat = v)) },
   write_bw_log: { apply: logOpt((l, v) => (l.bw = v)) },
   write_iops_log: { apply: logOpt((l, v) => (l.iops = v)) },
+  write_hist_log: { apply: logOpt((l, v) => (l.hist = v)) },
+  log_hist_msec: {
+    apply: logOpt((l, v) => (l.histMsec = parseIntOption('log_hist_msec', v, 0, 0xffffffff))),
+  },
+  log_hist_coarseness: {
+    apply: logOpt((l, v) => (l.histCoarseness = histCoarseness(v))),
+  },
   log_avg_msec: { apply: logOpt((l, v) => (l.avgMsec = parseIntOption('log_avg_msec', v, 0, 0xffffffff))) },
   log_max_value: { apply: logOpt((l, v) => (l.maxValue = fioBool('log_max_value', v, 'bool'))) },
   log_offset: { apply: logOpt((l, v) => (l.offset = fioBool('log_offset', v, 'bool'))) },

@@ -96,7 +96,8 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --latency_run=0
   --write_lat_log=<prefix>   --write_bw_log=<prefix>   --write_iops_log=<prefix>   --log_avg_msec=0
   --log_max_value=0   --log_offset=0   --log_prio=0   --per_job_logs=1   --bwavgtime=500
-  --iopsavgtime=500   (the logs are written in the guest's /, as <prefix>_lat.1.log, …)
+  --iopsavgtime=500   --log_unix_epoch=0   --write_hist_log=<prefix>   --log_hist_msec=0
+  --log_hist_coarseness=0   (the logs are written in the guest's /, as <prefix>_lat.1.log, …)
   --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never   --version
 `;
 
