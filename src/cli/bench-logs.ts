@@ -11,21 +11,7 @@
 import { copyFile, lstat, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { logFiles, type FioJob } from '@pvblk/frontend';
-
-/** strerror(3)'s text of what opening a file for writing can fail with. */
-const HOST_STRERROR: Record<string, string> = {
-  EACCES: 'Permission denied',
-  EPERM: 'Operation not permitted',
-  ENOENT: 'No such file or directory',
-  ENOTDIR: 'Not a directory',
-  EISDIR: 'Is a directory',
-  EROFS: 'Read-only file system',
-  ENOSPC: 'No space left on device',
-  EDQUOT: 'Disk quota exceeded',
-  ENAMETOOLONG: 'File name too long',
-  ELOOP: 'Too many levels of symbolic links',
-  EIO: 'Input/output error',
-};
+import { strerrorText } from './lock.ts';
 
 /**
  * Copies the logs of `jobs` from each guest's files (`roots`: guest name → the host directory that is
@@ -58,8 +44,7 @@ export async function collectLogs(
         written.push(to);
       } catch (e) {
         // fio's client's words, with strerror's text (Node's message also names the guest's file)
-        const code = (e as NodeJS.ErrnoException).code ?? '';
-        warn(`fio: fopen log ${to} : ${HOST_STRERROR[code] ?? code}`);
+        warn(`fio: fopen log ${to} : ${strerrorText(e)}`);
       } finally {
         await rm(from, { force: true });
       }

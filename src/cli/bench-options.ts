@@ -145,6 +145,7 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --log_hist_msec --log_hist_coarseness (each guest's logs are brought here as
   <log file>.<guest>, and in a sweep .<key>=<value> after that, as fio's client names a server's)
   --output-format=normal|json|json+|terse[,…] --minimal --terse-version=3 --eta=auto|always|never
+  --output=FILE (the report to FILE on this machine, the ETA line to the terminal)
   (and fio's aliases: --readwrite, --blocksize, --rwmixwrite, --timeout, --buffered; an
   unambiguous prefix of an option is that option, as fio's getopt takes it)
 

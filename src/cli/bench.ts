@@ -13,6 +13,8 @@
 import type { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
+import { openSync, writeSync } from 'node:fs';
+import { strerrorText } from './lock.ts';
 import { setMaxListeners } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -814,6 +816,27 @@ export async function runBench(argv: string[]): Promise<number> {
     }
   }
   const fmt = o.cl.global.outputFormat;
+  // --output: the reports (what fio says with log_info()) go to the file, made or emptied now as
+  // fio's init.c opens it; the ETA line stays on the terminal
+  let out = write;
+  if (o.cl.global.output !== null) {
+    let fd: number;
+    try {
+      fd = openSync(o.cl.global.output, 'w+');
+    } catch (e) {
+      process.stderr.write(`fio: output file open error: ${strerrorText(e)}\n`);
+      return 1;
+    }
+    out = (text: string) => {
+      try {
+        writeSync(fd, text);
+      } catch (e) {
+        process.stderr.write(`pvblk bench: --output ${o.cl.global.output}: ${strerrorText(e)}\n`);
+        onOutputLost(1);
+      }
+      return true;
+    };
+  }
   // one report is printed as each point ends; several wait for the end and follow fio's order
   const atEnd = outputCount(fmt) > 1;
   const eta = o.cl.global.eta === 'always' || (o.cl.global.eta === 'auto' && process.stdout.isTTY === true);
@@ -845,7 +868,7 @@ export async function runBench(argv: string[]): Promise<number> {
     if (stopRun.signal.aborted || (!measuring && !results.length)) return stopNow();
     stoppedBy = name;
     // on stdout, as fio's log_info puts it: before a JSON report too (fio does the same)
-    write(`\nfio: terminating on signal ${osConstants.signals[name]}\n`);
+    out(`\nfio: terminating on signal ${osConstants.signals[name]}\n`);
     stopRun.abort(name);
     // a stack starting for the next point would only be stopped again: it goes now
     if (starting) void stopLive();
@@ -893,16 +916,16 @@ export async function runBench(argv: string[]): Promise<number> {
           if (interrupted) return 130;
           if (stopRun.signal.aborted) break;
         }
-        if (fmt.normal && points.length > 1) write(`\n=== ${pointLabel(p)}\n`);
+        if (fmt.normal && points.length > 1) out(`\n=== ${pointLabel(p)}\n`);
         // what fio says of its jobs as it reads them, before its banner
-        for (const note of setupNotes(p.cl.jobs)) write(note + '\n');
+        for (const note of setupNotes(p.cl.jobs)) out(note + '\n');
         if (fmt.normal) {
           const banner = runBanner(p.cl.jobs);
           if (p.stack.guests > 1) banner[banner.length - 1] += ` in each of ${p.stack.guests} guests`;
-          write(banner.join('\n') + '\n');
+          out(banner.join('\n') + '\n');
         }
         // fio says these as its jobs start, whatever its output format
-        for (const note of startNotes(p.cl.jobs)) write(note + '\n');
+        for (const note of startNotes(p.cl.jobs)) out(note + '\n');
         // a stack process that ends on its own ends the run: the guests' jobs would wait for it forever
         let r: PointResult;
         try {
@@ -917,11 +940,11 @@ export async function runBench(argv: string[]): Promise<number> {
         results.push(r);
         // as each guest's fio said them on its stdout (its JSON's), in the process the job ran in
         for (const g of r.guests)
-          for (const j of g.jobs) if (j.error) write(jobErrorLine(g.pid, j.error, j.verror) + '\n');
+          for (const j of g.jobs) if (j.error) out(jobErrorLine(g.pid, j.error, j.verror) + '\n');
         if (atEnd) continue;
         // fio ends a run with one new line before its report: the one that ended the ETA line, if drawn
-        if (fmt.normal) write((eta ? '' : '\n') + renderPointNormal(r));
-        else if (fmt.terse) write(renderPointTerse(r));
+        if (fmt.normal) out((eta && out === write ? '' : '\n') + renderPointNormal(r));
+        else if (fmt.terse) out(renderPointTerse(r));
       }
     } catch (e) {
       if (interrupted) return 130;
@@ -939,10 +962,10 @@ export async function runBench(argv: string[]): Promise<number> {
     finishing = true;
     // cut short before any point's measured run ended: nothing to report
     if (!results.length) return 130;
-    if (atEnd && fmt.terse) for (const r of results) write(renderPointTerse(r));
+    if (atEnd && fmt.terse) for (const r of results) out(renderPointTerse(r));
     if (fmt.json) {
       const docs = results.map((r) => renderPointJson(r, fmt.jsonPlus));
-      write(
+      out(
         fioJsonText(
           // a sweep keeps its shape when a signal ended it after its first point
           points.length === 1
@@ -953,11 +976,11 @@ export async function runBench(argv: string[]): Promise<number> {
     }
     if (atEnd && fmt.normal) {
       results.forEach((r) => {
-        if (results.length > 1) write(`\n=== ${pointLabel(r)}\n`);
-        write('\n' + renderPointNormal(r));
+        if (results.length > 1) out(`\n=== ${pointLabel(r)}\n`);
+        out('\n' + renderPointNormal(r));
       });
     }
-    if (fmt.normal && results.length > 1) write(sweepTable(results));
+    if (fmt.normal && results.length > 1) out(sweepTable(results));
     // a plot of a run cut short would draw a partial point, or a sweep's few points, as whole ones
     if (o.plot && stoppedBy)
       process.stderr.write(`pvblk bench: --plot ${o.plot}: not drawn, the run was stopped by ${stoppedBy}\n`);
@@ -965,7 +988,7 @@ export async function runBench(argv: string[]): Promise<number> {
       try {
         const { writePlot } = await import('./bench-plot.ts');
         await writePlot(o.plot, results, o);
-        if (fmt.normal) write(`plot: ${o.plot}\n`);
+        if (fmt.normal) out(`plot: ${o.plot}\n`);
       } catch (e) {
         process.stderr.write(`pvblk bench: --plot ${o.plot}: ${(e as Error).message}\n`);
         return 1;

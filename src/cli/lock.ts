@@ -31,19 +31,30 @@ export interface StackInfo {
 /** Text of the errno a file operation failed with, as a user reads it. */
 export function fsErrorText(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code ?? '';
-  const text: Record<string, string> = {
-    EACCES: 'permission denied',
-    EPERM: 'operation not permitted',
-    EROFS: 'read-only file system',
-    ENOSPC: 'no space left on device',
-    ENOENT: 'no such file or directory',
-    ENOTDIR: 'not a directory',
-    EEXIST: 'file exists',
-    EISDIR: 'is a directory',
-    EDQUOT: 'disk quota exceeded',
-  };
-  return text[code] ?? (code || String(e));
+  return Object.hasOwn(STRERROR, code) ? STRERROR[code].toLowerCase() : code || String(e);
 }
+
+/** strerror(3)'s text of a file system error, as fio says it (`fopen log x : No such file or directory`). */
+export function strerrorText(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code ?? '';
+  return Object.hasOwn(STRERROR, code) ? STRERROR[code] : code || String(e);
+}
+
+/** glibc's strerror() of what opening, making and writing files can fail with. */
+const STRERROR: Record<string, string> = {
+  EACCES: 'Permission denied',
+  EPERM: 'Operation not permitted',
+  EROFS: 'Read-only file system',
+  ENOSPC: 'No space left on device',
+  ENOENT: 'No such file or directory',
+  ENOTDIR: 'Not a directory',
+  EEXIST: 'File exists',
+  EISDIR: 'Is a directory',
+  EDQUOT: 'Disk quota exceeded',
+  ENAMETOOLONG: 'File name too long',
+  ELOOP: 'Too many levels of symbolic links',
+  EIO: 'Input/output error',
+};
 
 /** True while a process with this pid exists (ours or not: EPERM means it runs as someone else). */
 export function processRuns(pid: number): boolean {

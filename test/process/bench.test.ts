@@ -142,6 +142,10 @@ describe.concurrent('pvblk bench: bad input', () => {
       ],
     ],
     [['--name=t', '--write_lat_log='], ['fio: option write_lat_log requires an argument']],
+    [
+      ['--name=t', '--output=/nonexistent/dir/out'],
+      ['fio: output file open error: No such file or directory'],
+    ],
   ];
 
   for (const [args, lines] of cases) {
@@ -987,15 +991,21 @@ describe('pvblk bench: a run', () => {
         'delay=0',
         '--warmup=300ms',
         '--output-format=terse',
+        '--output=report.txt',
       ],
       { env: { TMPDIR: tmp.path }, timeoutMs: 120_000, cwd: dir },
     );
     expect(r.code).toBe(0);
-    expect((await readdir(dir)).sort()).toEqual(
+    // --output: the report in the file, nothing on stdout
+    expect(r.stdout).toBe('');
+    const report = await readFile(join(dir, 'report.txt'), 'utf8');
+    expect(report.split('\n').filter((l) => l.startsWith('3;fio-3.36;'))).toHaveLength(4);
+    const logs = (await readdir(dir)).filter((f) => f !== 'report.txt');
+    expect(logs.sort()).toEqual(
       ['clat', 'lat', 'slat'].flatMap((k) => [`l_${k}.log.guest1`, `l_${k}.log.guest2`]).sort(),
     );
     // per_job_logs=0 appends: a warm-up that logged would have added its own entries before these
-    for (const f of await readdir(dir)) {
+    for (const f of logs) {
       const lines = (await readFile(join(dir, f), 'utf8')).split('\n');
       expect(lines.filter((l) => /^\d+, \d+, 1, 4096, 0$/.test(l))).toHaveLength(16);
       expect(lines).toHaveLength(17);

@@ -963,6 +963,21 @@ describe("the guest fio's logs (write_lat_log, write_bw_log, write_iops_log)", (
 });
 
 describe("the guest fio's latency limits (max_latency, latency_target: io_u.c's lat_target_*)", () => {
+  it('writes its output to the --output file (made or emptied first), the ETA line to the terminal', async () => {
+    const r = await fio('--name=o --rw=read --bs=4k --direct=1 --size=16k --output=/o.txt --eta=always');
+    expect(r.status).toBe(0);
+    expect(r.stdout).not.toContain('o: (groupid=0');
+    const text = await readFile(join(root, 'o.txt'), 'utf8');
+    expect(text).toMatch(
+      /^o: \(g=0\): rw=read, .*\nfio-3\.36\nStarting 1 process\n\no: \(groupid=0, jobs=1\): err= 0/,
+    );
+    expect(text).toContain('Run status group 0 (all jobs):');
+    const bad = await fio('--name=o --rw=read --bs=4k --size=16k --output=/no/such/dir/o.txt');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toBe('fio: output file open error: No such file or directory\n');
+    expect(bad.stdout).toBe('');
+  });
+
   it('starts a job its startdelay after the command; a signal during it leaves the job out of the report', async () => {
     const t0 = performance.now();
     const r = await fio(

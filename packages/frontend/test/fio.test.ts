@@ -327,12 +327,14 @@ describe('fio options', () => {
       "fio: option '--stonewall' is one of fio's, but this fio does not implement it (see --help)",
     ]);
     // written with its value apart too, which is then no job file
-    expect(usage(() => parse(['--name=j', '--output', 'out.txt']))).toEqual([
-      "fio: option '--output' is one of fio's, but this fio does not implement it (see --help)",
+    expect(usage(() => parse(['--name=j', '--io_submit_mode', 'offload']))).toEqual([
+      "fio: option '--io_submit_mode' is one of fio's, but this fio does not implement it (see --help)",
     ]);
-    expect(usage(() => parse(['--name=j', '--output=/tmp/x']))[0]).toMatch(
-      /^fio: option '--output=\/tmp\/x' is one of fio's/,
+    expect(usage(() => parse(['--name=j', '--io_submit_mode=offload']))[0]).toMatch(
+      /^fio: option '--io_submit_mode=offload' is one of fio's/,
     );
+    // --output takes its value apart too
+    expect(parse(['--output', 'out.txt', '--name=j']).global.output).toBe('out.txt');
   });
 
   it('refuses what fio refuses, in its words', () => {

@@ -191,6 +191,8 @@ export interface FioLogOptions {
 
 export interface FioGlobal {
   outputFormat: FioOutputFormat;
+  /** fio's `--output`: the file the run's output goes to (the ETA line stays on the terminal). */
+  output: string | null;
   eta: 'auto' | 'always' | 'never';
 }
 
@@ -868,6 +870,11 @@ const OPTIONS: Record<string, OptionDef> = {
       l.iopsAvgGiven = true;
     }),
   },
+  output: {
+    global: true,
+    switch: true,
+    apply: (_j, g, v) => (g.output = v),
+  },
   'output-format': {
     global: true,
     switch: true,
@@ -1121,7 +1128,7 @@ function switchAsked(prog: string, opts: readonly SplitOption[], name: string): 
 }
 /**
  * Whether a value of `--name` may be the next argument: every option but the set-only ones — fio's
- * own that this fio lacks too, so that `--output out.txt` is refused for the option it is.
+ * own that this fio lacks too, so that `--io_submit_mode offload` is refused for the option it is.
  */
 export function fioTakesValue(name: string): boolean {
   const r = fioOptionName(name);
@@ -1141,6 +1148,7 @@ export function parseFioOptions(
 ): FioCommandLine {
   const global: FioGlobal = {
     outputFormat: parseOutputFormat('normal'),
+    output: null,
     eta: 'auto',
   };
   const defaults: FioJob = { name: '', ...DEFAULT_JOB };

@@ -34,7 +34,15 @@ import {
 import { diskDelta, diskSnapshot, frontDelta, frontSnapshot, syncEngine, Worker } from './fio-engine.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
-import { COMMAND_SIGNALS, commandSignal, type CommandIo, type GuestCommand } from './vfs.ts';
+import {
+  COMMAND_SIGNALS,
+  commandSignal,
+  STRERROR,
+  type CommandIo,
+  type Errno,
+  type GuestCommand,
+  type GuestVfs,
+} from './vfs.ts';
 import { fixed } from './printf.ts';
 import { fioJsonText } from './fio-json.ts';
 import { writeLog } from './fio-log.ts';
@@ -99,6 +107,7 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --iopsavgtime=500   --log_unix_epoch=0   --write_hist_log=<prefix>   --log_hist_msec=0
   --log_hist_coarseness=0   (the logs are written in the guest's /, as <prefix>_lat.1.log, …)
   --output-format=normal|json|json+|terse[,…]   --minimal   --eta=auto|always|never   --version
+  --output=<file>
 `;
 
 /** fio's job line at startup, for the normal output. */
@@ -456,10 +465,17 @@ async function runFio(
   rt: GuestRuntime,
   { cl, raw, eta }: GuestFioCommand,
   targets: Map<FioJob, GuestDisk>,
-  io: CommandIo,
+  tty: CommandIo,
 ): Promise<number> {
   const genesis = performance.now();
   const fmt = cl.global.outputFormat;
+  // --output: what fio says with log_info() goes to the file, the ETA line stays on the terminal
+  const output = cl.global.output === null ? null : await openOutput(rt.vfs, cl.global.output);
+  if (output && 'errno' in output) {
+    tty.stderr(`fio: output file open error: ${STRERROR[output.errno]}\n`);
+    return 1;
+  }
+  const io: CommandIo = output ? { ...tty, stdout: output.write } : tty;
   for (const note of setupNotes(cl.jobs)) io.stdout(note + '\n');
   if (fmt.normal) io.stdout(runBanner(cl.jobs).join('\n') + '\n');
   for (const note of startNotes(cl.jobs)) io.stdout(note + '\n');
@@ -524,7 +540,7 @@ async function runFio(
         },
         bare,
       );
-      io.stdout(redraw(line));
+      tty.stdout(redraw(line));
     }, 1000);
   }
   // the jobs' logs are written one file at a time: with per_job_logs=0 jobs append to one file. Each
@@ -562,7 +578,7 @@ async function runFio(
   } finally {
     if (etaTimer) {
       clearInterval(etaTimer);
-      io.stdout('\n');
+      tty.stdout('\n');
     }
     io.signal.removeEventListener('abort', onAbort);
   }
@@ -597,7 +613,7 @@ async function runFio(
   }
   if (fmt.normal) {
     // fio ends its run with one new line before the report: the one that ended the ETA line, if shown
-    io.stdout((showEta ? '' : '\n') + renderNormal(report));
+    io.stdout((showEta && !output ? '' : '\n') + renderNormal(report));
     for (const d of devices) {
       io.stdout(
         `  ${d.name} (blkfront): ring requests=${d.requests}, notifications received=${d.upcalls} (${(d.requests ? d.upcalls / d.requests : 0).toFixed(3)}/request), grant operations=${d.grants}\n`,
@@ -608,7 +624,43 @@ async function runFio(
   await logsWritten;
   // a job that never ran (its open failed) writes no logs here
   for (const w of workers) for (const log of Object.values(w.logs)) log?.dispose();
+  await output?.close((line) => tty.stderr(line));
   return fioExitStatus(io.signal.aborted, workers.filter((w) => w.stats.error).length);
+}
+
+/**
+ * fio's `--output` file, opened as init.c opens it (`w+`: made, or emptied) before anything runs, and
+ * written when the run is over.
+ */
+async function openOutput(
+  vfs: GuestVfs,
+  path: string,
+): Promise<
+  { errno: Errno } | { write: (s: string) => void; close: (err: (l: string) => void) => Promise<void> }
+> {
+  const f = await vfs.open(path.startsWith('/') ? path : `/${path}`, {
+    read: true,
+    write: true,
+    create: true,
+    truncate: true,
+  });
+  if ('errno' in f) return f;
+  const text: string[] = [];
+  return {
+    write: (s) => void text.push(s),
+    close: async (err) => {
+      const data = new TextEncoder().encode(text.join(''));
+      for (let at = 0; at < data.length;) {
+        const r = await f.pwrite(data.subarray(at), at);
+        if (!r.ok || r.n === 0) {
+          err(`fio: ${path}: ${STRERROR[r.ok ? 'ENOSPC' : r.errno]}\n`);
+          break;
+        }
+        at += r.n;
+      }
+      await f.close();
+    },
+  };
 }
 
 /** Resolves true after `ms`, or false as soon as `signal` aborts. */
