@@ -343,8 +343,9 @@ interface GuestOutput {
 
 /** The guests' rate limits, summed as calc_thread_status() sums its jobs' (a byte rate over an I/O one). */
 function sumLimits(limits: EtaStatus['limit'][]): EtaStatus['limit'] {
-  const sum = (kind: 'bw' | 'iops') => limits.reduce((a, l) => a + (l?.kind === kind ? l.max : 0), 0);
-  return rateLimit(sum('bw'), sum('iops'));
+  const sum = (kind: 'bw' | 'iops', end: 'min' | 'max') =>
+    limits.reduce((a, l) => a + (l?.kind === kind ? l[end] : 0), 0);
+  return rateLimit({ bwMin: sum('bw', 'min'), bw: sum('bw', 'max'), iopsMin: sum('iops', 'min'), iops: sum('iops', 'max') });
 }
 
 /**

@@ -308,7 +308,10 @@ describe('the guest fio, run whole', () => {
     expect(j.read.iops_samples).toBe(2);
     expect(j.read.bw_min).toBeGreaterThan(0);
     // the first fill went in one I/O at a time, as fio's: its depths 1 and 2-3 show at fio's 0.1 % floor
-    expect([j.iodepth_level['1'], j.iodepth_level['2']]).toEqual([0.1, 0.1]);
+    for (const d of ['1', '2']) {
+      expect(j.iodepth_level[d]).toBeGreaterThanOrEqual(0.1);
+      expect(j.iodepth_level[d]).toBeLessThan(1);
+    }
     expect(j.iodepth_level['4']).toBeGreaterThan(99);
   });
 
@@ -1067,6 +1070,12 @@ describe("the guest fio's latency limits (max_latency, latency_target: io_u.c's 
     // 1, 2, 4, 4 again: the final window, whose figures alone are reported (its depth 4 throughout),
     // and then the job ends long before its runtime
     expect(j.iodepth_level['4']).toBeGreaterThan(99);
+    // the window began with the queue drained: refilled one I/O a commit, as fio 3.36 shows it (0.1 %
+    // at the lower depths)
+    for (const d of ['1', '2']) {
+      expect(j.iodepth_level[d]).toBeGreaterThanOrEqual(0.1);
+      expect(j.iodepth_level[d]).toBeLessThan(1);
+    }
     expect(j.read.runtime).toBeGreaterThanOrEqual(100);
     expect(j.read.runtime).toBeLessThan(2000);
     expect(r.stdout).toContain(

@@ -44,6 +44,7 @@ import { num2str, renderJson, renderNormal, renderTerse, type FioReport } from '
 import {
   condensedRunStr,
   etaBare,
+  etaLimit,
   etaLine,
   etaPercentage,
   etaRedraw,
@@ -1061,13 +1062,32 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
     expect(job('--rate=500k,').rate).toEqual([512000, 0, 0]);
     expect(job('--rate=1m:500k').rate).toEqual([1048576, 512000, 512000]);
     expect(job('--rate_iops=100-200').rateIops).toEqual([100, 200, 200]);
-    expect(job('--rate_iops=-5').rateIops).toEqual([0, 5, 5]);
+    // a negative value wraps, as fio's unsigned int keeps it: reads at 4294967291, writes at 5
+    expect(job('--rate_iops=-5').rateIops).toEqual([4294967291, 5, 5]);
+    expect(job('--rate_iops=-5,-6').rateIops).toEqual([4294967291, 4294967290, 6]);
+    // so a negative minimum is above any rate (fio 3.36: `fio: minimum rate exceeds rate, ddir 0`)
+    expect(
+      usage(() =>
+        parseGuestFio(['--name=j', '--filename=/dev/xvda', '--rate_iops=100', '--rate_iops_min=-5']),
+      ),
+    ).toEqual(['fio: minimum rate exceeds rate, ddir 0']);
     expect(job('--rate_iops=100,abc').rateIops).toEqual([100, 0, 0]);
     expect(job('--rate_iops=1,2,3,4').rateIops).toEqual([1, 2, 3]);
     expect(job('--rate_iops=200').rateIops).toEqual([200, 200, 200]);
     // startdelay: seconds without a unit, a range's two ends
     expect(job('--startdelay=2').startDelay).toEqual([2000, 2000]);
     expect(job('--startdelay=500ms-2s').startDelay).toEqual([500, 2000]);
+    // the low end from the first value, the high end from the last (fio 3.36 waited up to 3 s for
+    // `0,0,3`); a high end below the low one, or a negative delay, which fio waits on forever, refused
+    expect(job('--startdelay=0,0,3').startDelay).toEqual([0, 3000]);
+    expect(usage(() => parse(['--name=j', '--startdelay=3-1']))).toEqual([
+      'startdelay: the high end (1) is below the low end (3)',
+      'fio: failed parsing startdelay=3-1',
+    ]);
+    expect(usage(() => parse(['--name=j', '--startdelay=-3']))).toEqual([
+      'startdelay: -3: a delay is not negative',
+      'fio: failed parsing startdelay=-3',
+    ]);
     // a direction a job does not set keeps what the global section gave it
     expect(parse(['--rate=1m', '--name=j', '--rate=,500k']).jobs[0].rate).toEqual([1048576, 512000, 512000]);
     expect(usage(() => parse(['--name=j', '--rate_iops=abc,def']))).toEqual([
@@ -1575,10 +1595,28 @@ describe('fio statistics and output', () => {
     };
     expect(parseEtaLine(etaLine(status))).toEqual(status);
     // with the running jobs' rate limits after the count, as fio 3.33 draws them
-    const rated = { ...status, limit: { kind: 'iops' as const, max: 200 } };
+    const rated = { ...status, limit: { kind: 'iops' as const, min: 0, max: 200 } };
     expect(etaLine(rated)).toMatch(/^Jobs: 3 \(f=3\), 0-200 IOPS: \[R\(2\),w\(1\)\]/);
     expect(parseEtaLine(etaLine(rated))).toEqual(rated);
-    const bw = { ...status, limit: { kind: 'bw' as const, max: 1048576 } };
+    // the running jobs' limits, summed over their directions as eta.c sums them (fio 3.33 and 3.36:
+    // `100-200 IOPS`, `200KiB/s-0B/s`, `50-0 IOPS`)
+    const limit = (...a: string[]) => etaLimit(parse(['--name=j', ...a]).jobs);
+    expect(limit('--rw=randrw', '--rate_iops=100', '--rate_iops_min=50')).toEqual({
+      kind: 'iops',
+      min: 100,
+      max: 200,
+    });
+    expect(limit('--rw=randrw', '--rate_min=100k')).toEqual({ kind: 'bw', min: 204800, max: 0 });
+    expect(limit('--rw=randrw', '--rate_iops_min=20,30')).toEqual({ kind: 'iops', min: 50, max: 0 });
+    expect(limit('--rw=read', '--rate=1m')).toEqual({ kind: 'bw', min: 0, max: 1048576 });
+    // rate_iops_min before the dash (fio 3.36: `Jobs: 1 (f=1), 100-200 IOPS`)
+    const floored = { ...status, limit: { kind: 'iops' as const, min: 100, max: 200 } };
+    expect(etaLine(floored)).toMatch(/^Jobs: 3 \(f=3\), 100-200 IOPS: /);
+    expect(parseEtaLine(etaLine(floored))).toEqual(floored);
+    const minOnly = { ...status, limit: { kind: 'bw' as const, min: 204800, max: 0 } };
+    expect(etaLine(minOnly)).toMatch(/^Jobs: 3 \(f=3\), 200KiB\/s-0B\/s: /);
+    expect(parseEtaLine(etaLine(minOnly))).toEqual(minOnly);
+    const bw = { ...status, limit: { kind: 'bw' as const, min: 0, max: 1048576 } };
     expect(etaLine(bw)).toMatch(/^Jobs: 3 \(f=3\), 0B\/s-1024KiB\/s: \[/);
     expect(parseEtaLine(etaLine(bw))).toEqual(bw);
     expect(etaLine(bw, true)).toBe('Jobs: 3 (f=3), 0B/s-1024KiB/s');

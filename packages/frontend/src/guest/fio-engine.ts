@@ -370,6 +370,10 @@ export class Worker {
   readonly startDelayMs: number;
   /** The job never started: a signal came during its start delay (fio reports no such job). */
   skipped = false;
+  /** A stall drained the queue: the next refill is counted one I/O a commit, as the first fill. */
+  private refillFromEmpty = false;
+  /** The job's epoch in ms since 1970: its JSON job_start (0 until it begins). */
+  startedAtMs = 0;
   /** The direction of the last I/O issued: a thought after the reap is that I/O's (handle_thinktime()). */
   private lastIssueWrite = false;
   /** The rate's sleep is over: the next I/O goes this way. */
@@ -638,6 +642,8 @@ export class Worker {
   /** fio's set_epoch_time() and clear_rusage_stat(): the job's run time and CPU count from here. */
   private setEpoch(t: number): void {
     this.epoch = { t, usage: usageNow() };
+    // td->job_start, set with the epoch: after any startdelay, and again when the ramp ends
+    this.startedAtMs = Math.floor(performance.timeOrigin + t);
     // set_epoch_time(): the alternate epoch of the logs' times, whole ms on its clock at `t`
     const clock = this.job.logs.alternateEpochClock;
     if (clock === 0) this.logEpochMs = Math.floor(performance.timeOrigin + t);
@@ -858,11 +864,13 @@ export class Worker {
       // whole commit is in (io_u_mark_depth(td, io_u_queued) at cur_depth), not at its own place
       // in the refill — a saturated QD32 job reads 32=100%, as under fio. The first fill is fio's
       // one I/O a commit (iodepth_batch_submit=1) at depths 1, 2, …, which leaves its 0.1 % floors
-      // in the lower buckets as under fio
-      if (this.issued === n)
+      // in the lower buckets as under fio; so is a refill after a stall, which began with the queue
+      // drained (io_u_quiesce())
+      if (this.issued === n || this.refillFromEmpty)
         for (let d = this.inflight - n + 1; d <= this.inflight; d++) this.stats.depthMap[depthBucket(d)]++;
       else this.stats.depthMap[depthBucket(this.inflight)] += n;
     }
+    if (n) this.refillFromEmpty = false;
     // a stall after the last I/O is the job's too (fio thinks after it): its wake ends the phase
     if (this.inflight === 0 && !this.stall && !this.thinkAfterReap && !this.more(t)) this.endPhase();
   }
@@ -1110,6 +1118,7 @@ export class Worker {
         }
         this.stallCancel = null;
         this.stall = null;
+        this.refillFromEmpty = true;
         // what fio's usec_spin() and usec_sleep() return: the whole µs spun and slept
         st.after(Math.floor((now() - t0) * 1000));
         this.pump();
@@ -1438,8 +1447,9 @@ export class Worker {
       t,
       rBytes: ramp ? 0 : this.stats.read.bytes,
       wBytes: ramp ? 0 : this.stats.write.bytes,
-      rIos: ramp ? 0 : this.stats.read.ios,
-      wIos: ramp ? 0 : this.stats.write.ios,
+      // calc_iops(): the blocks completed (io_blocks), as the bytes are, not those issued
+      rIos: ramp ? 0 : this.thisIo.blocks[0],
+      wIos: ramp ? 0 : this.thisIo.blocks[1],
     };
     const r = etaRates(this.shown, is);
     this.shown = is;

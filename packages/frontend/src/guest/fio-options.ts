@@ -427,39 +427,63 @@ export function parseChoice<T extends string>(
 export type PerDirection = [read: number, write: number, trim: number];
 
 /**
+ * The rounds of parse.c's handle_option(): the value split at `,` (else `:`, else `-`), each round the
+ * text up to its separator and whether another round follows. A round that begins with the `-` it
+ * is split at is a negative number, as fio's strtoll() reads the rest of the string (`-5` is -5,
+ * then 5).
+ */
+function optionRounds(raw: string): Array<{ value: string; more: boolean }> {
+  const rounds: Array<{ value: string; more: boolean }> = [];
+  let rest = raw;
+  for (;;) {
+    let at = rest.indexOf(',');
+    if (at < 0) at = rest.indexOf(':');
+    if (at < 0) at = rest.indexOf('-');
+    if (at < 0) {
+      rounds.push({ value: rest, more: false });
+      return rounds;
+    }
+    let value = rest.slice(0, at);
+    if (at === 0 && rest[0] === '-') value = '-' + (/^[^,:-]*/.exec(rest.slice(1))?.[0] ?? '');
+    rounds.push({ value, more: true });
+    rest = rest.slice(at + 1);
+  }
+}
+
+/**
+ * One round's value of an unsigned option: a negative one kept as fio's unsigned integer keeps it,
+ * `wrap` (2^32 for an int, 2^64 for an unsigned long long) less its magnitude.
+ */
+function unsignedValue(value: string, parse: (v: string) => number, wrap: number): number {
+  if (!value.startsWith('-')) return parse(value);
+  const n = parse(value.slice(1));
+  return n ? wrap - n : 0;
+}
+
+/**
  * An option with a value per direction, as parse.c's handle_option() takes it: values split at `,`
  * (else at `:`, else at `-`), the first the reads', the second the writes', the third the trims'; the
  * last value given sets the directions after it too (`rate=1m` is all three, `rate=1m,500k` trims at
  * 500k), unless the list ends with a separator (`rate=1m,`: writes and trims as they were). A value
  * that does not parse leaves its direction as it was (`--rate=,500k`: reads unlimited), and the
- * option fails only when none parses — with that value's own words. Values past the third are parsed
- * and kept nowhere. Directions keep `prev` (a global section's, the defaults) where not set.
+ * option fails only when none parses — with that value's own words. A negative value wraps as fio's
+ * unsigned one does (`rate_iops=-5`: reads at 4294967291, writes and trims at 5). Values past the
+ * third are parsed and kept nowhere. Directions keep `prev` (a global section's, the defaults) where
+ * not set.
  */
 function perDirection(
   opt: string,
   raw: string,
   parse: (v: string) => number,
+  wrap: number,
   prev: PerDirection,
 ): PerDirection {
   const out: PerDirection = [...prev];
-  let rest = raw;
   let firstError: unknown = null;
   let parsed = false;
-  for (let curr = 0; ; curr++) {
-    let at = rest.indexOf(',');
-    let value: string;
-    let more: boolean;
-    if (at >= 0) {
-      value = rest.slice(0, at);
-      more = true;
-    } else {
-      at = rest.indexOf(':');
-      if (at < 0) at = rest.indexOf('-');
-      value = at < 0 ? rest : rest.slice(0, at);
-      more = at >= 0;
-    }
+  optionRounds(raw).forEach(({ value, more }, curr) => {
     try {
-      const v = parse(value);
+      const v = unsignedValue(value, parse, wrap);
       parsed = true;
       if (curr < 3) out[curr] = v;
       if (!more) for (let d = curr + 1; d < 3; d++) out[d] = v;
@@ -467,15 +491,34 @@ function perDirection(
       if (!(e instanceof FioUsageError)) throw e;
       firstError ??= e;
     }
-    if (!more) break;
-    rest = rest.slice(at + 1);
-  }
+  });
   if (!parsed) {
     // the words of the value that failed first; said of the option as given
     const lines = (firstError as FioUsageError).lines.filter((l) => !l.startsWith('fio: failed parsing'));
     fail(...lines, `fio: failed parsing ${opt}=${raw}`);
   }
   return out;
+}
+
+/**
+ * `startdelay` (FIO_OPT_STR_VAL_TIME with a second offset): the first value is the low end, the last
+ * the high end, one alone both. fio takes a high end below the low one, or a negative value, and then
+ * waits for what wraps around (it hangs); here those are refused.
+ */
+function startDelay(raw: string): [number, number] {
+  const rounds = optionRounds(raw);
+  const ends = [rounds[0], rounds[rounds.length - 1]].map(({ value }) => {
+    if (value.startsWith('-'))
+      failedParsing('startdelay', raw, `startdelay: ${value}: a delay is not negative`);
+    return parseTime('startdelay', value);
+  });
+  if (ends[1] < ends[0])
+    failedParsing(
+      'startdelay',
+      raw,
+      `startdelay: the high end (${rounds[rounds.length - 1].value}) is below the low end (${rounds[0].value})`,
+    );
+  return [ends[0], ends[1]];
 }
 
 /** fio's `verify` values with their help, in its table's order (options.c). */
@@ -545,8 +588,11 @@ function perDirOption(
   opt: string,
   key: 'rate' | 'rateIops' | 'rateMin' | 'rateIopsMin' | 'maxLatencyNs',
   one: (opt: string, raw: string) => number,
+  /** fio's type: an unsigned int (FIO_OPT_INT) or an unsigned long long (FIO_OPT_ULL). */
+  type: 'int' | 'ull',
 ): OptionDef {
-  return { apply: jobOpt((j, v) => (j[key] = perDirection(opt, v, (x) => one(opt, x), j[key]))) };
+  const wrap = type === 'int' ? 2 ** 32 : 2 ** 64;
+  return { apply: jobOpt((j, v) => (j[key] = perDirection(opt, v, (x) => one(opt, x), wrap, j[key]))) };
 }
 
 /** An unsigned int of fio's (FIO_OPT_INT without bounds). */
@@ -710,11 +756,11 @@ const OPTIONS: Record<string, OptionDef> = {
       j.verifyGiven = true;
     }),
   },
-  rate: perDirOption('rate', 'rate', parseSize),
-  rate_iops: perDirOption('rate_iops', 'rateIops', parseUint32),
-  rate_min: perDirOption('rate_min', 'rateMin', parseSize),
-  ratemin: { aliasOf: 'rate_min', ...perDirOption('ratemin', 'rateMin', parseSize) },
-  rate_iops_min: perDirOption('rate_iops_min', 'rateIopsMin', parseUint32),
+  rate: perDirOption('rate', 'rate', parseSize, 'ull'),
+  rate_iops: perDirOption('rate_iops', 'rateIops', parseUint32, 'int'),
+  rate_min: perDirOption('rate_min', 'rateMin', parseSize, 'ull'),
+  ratemin: { aliasOf: 'rate_min', ...perDirOption('ratemin', 'rateMin', parseSize, 'ull') },
+  rate_iops_min: perDirOption('rate_iops_min', 'rateIopsMin', parseUint32, 'int'),
   rate_cycle: { apply: jobOpt((j, v) => (j.rateCycle = parseIntOption('rate_cycle', v, 0, 0xffffffff))) },
   ratecycle: {
     aliasOf: 'rate_cycle',
@@ -752,12 +798,7 @@ const OPTIONS: Record<string, OptionDef> = {
     ),
   },
   startdelay: {
-    apply: jobOpt((j, v) => {
-      // parse.c: the first value is the low end, a second after `-` or `,` the high end; one alone
-      // is both
-      const [low, high] = perDirection('startdelay', v, (x) => parseTime('startdelay', x), [0, 0, 0]);
-      j.startDelay = [low, Math.max(low, high)];
-    }),
+    apply: jobOpt((j, v) => (j.startDelay = startDelay(v))),
   },
   thinktime_iotime: {
     apply: jobOpt((j, v) => (j.thinktimeIotime = parseMicros('thinktime_iotime', v, 's'))),
@@ -808,7 +849,7 @@ const OPTIONS: Record<string, OptionDef> = {
       j.percentilePrecision = precision;
     }),
   },
-  max_latency: perDirOption('max_latency', 'maxLatencyNs', latencyNs),
+  max_latency: perDirOption('max_latency', 'maxLatencyNs', latencyNs, 'ull'),
   latency_target: { apply: latencyOpt((l, v) => (l.targetNs = latencyNs('latency_target', v))) },
   latency_window: {
     apply: latencyOpt((l, v) => (l.windowUs = Math.round(parseTime('latency_window', v, 'us') * 1000))),

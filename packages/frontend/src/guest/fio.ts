@@ -203,10 +203,10 @@ export interface EtaStatus {
   wI: number;
   /**
    * The rate limits of the running jobs, summed over them and their directions (eta.c's m_rate and
-   * t_rate, or m_iops and t_iops): `, 0B/s-1024KiB/s` or `, 0-200 IOPS` after the job count. The
-   * minimum is always 0 here (no rate_min).
+   * t_rate, or m_iops and t_iops): `, 200KiB/s-1024KiB/s` or `, 100-200 IOPS` after the job count —
+   * rate_min (rate_iops_min) before the dash, rate (rate_iops) after it.
    */
-  limit?: { kind: 'bw' | 'iops'; max: number } | null;
+  limit?: { kind: 'bw' | 'iops'; min: number; max: number } | null;
 }
 
 /**
@@ -223,8 +223,7 @@ export function etaBare(msSinceGenesis: number, running: number): boolean {
  * `rate_iops`) of every job running, over the directions it does I/O in.
  */
 export function etaLimit(jobs: FioJob[]): EtaStatus['limit'] {
-  let bw = 0;
-  let iops = 0;
+  const sum: RateSums = { bwMin: 0, bw: 0, iopsMin: 0, iops: 0 };
   for (const j of jobs) {
     const k = rwKinds(j.rw);
     for (const [d, on] of [
@@ -232,16 +231,28 @@ export function etaLimit(jobs: FioJob[]): EtaStatus['limit'] {
       [1, k.write],
     ] as const)
       if (on) {
-        bw += j.rate[d];
-        iops += j.rateIops[d];
+        sum.bwMin += j.rateMin[d];
+        sum.bw += j.rate[d];
+        sum.iopsMin += j.rateIopsMin[d];
+        sum.iops += j.rateIops[d];
       }
   }
-  return rateLimit(bw, iops);
+  return rateLimit(sum);
 }
 
-/** The limit the ETA line names, of summed byte and I/O rates: a byte rate over an I/O one, as eta.c. */
-export function rateLimit(bw: number, iops: number): EtaStatus['limit'] {
-  return bw ? { kind: 'bw', max: bw } : iops ? { kind: 'iops', max: iops } : null;
+/** Byte and I/O rates, their minimums and limits, summed (eta.c's m_rate, t_rate, m_iops, t_iops). */
+export interface RateSums {
+  bwMin: number;
+  bw: number;
+  iopsMin: number;
+  iops: number;
+}
+
+/** The limit the ETA line names, of summed rates: byte rates over I/O ones, as eta.c. */
+export function rateLimit(s: RateSums): EtaStatus['limit'] {
+  if (s.bwMin || s.bw) return { kind: 'bw', min: s.bwMin, max: s.bw };
+  if (s.iopsMin || s.iops) return { kind: 'iops', min: s.iopsMin, max: s.iops };
+  return null;
 }
 
 /**
@@ -276,8 +287,8 @@ export function etaLine(p: EtaStatus, bare = false): string {
   const limit = !p.limit
     ? ''
     : p.limit.kind === 'bw'
-      ? `, ${num2str(0, 4, true, 'bytepersec')}-${num2str(p.limit.max, 4, true, 'bytepersec')}`
-      : `, 0-${p.limit.max} IOPS`;
+      ? `, ${num2str(p.limit.min, 4, true, 'bytepersec')}-${num2str(p.limit.max, 4, true, 'bytepersec')}`
+      : `, ${p.limit.min}-${p.limit.max} IOPS`;
   const head = `Jobs: ${p.running} (f=${p.running - ramping})${limit}`;
   if (bare) return head;
   const perc =
@@ -324,7 +335,7 @@ export function etaRedraw(): (line: string) => string {
  */
 export function parseEtaLine(line: string): EtaStatus | null {
   const m =
-    /^Jobs: (\d+) \(f=\d+\)(?:, (?:0-(\d+) IOPS|[^-]+-([^:]+)))?: \[([^\]]*)\]\[([^\]]*)\](?:\[([^\]]*)\]\[([^\]]*) IOPS\])?\[eta ([^\]]+)\]/.exec(
+    /^Jobs: (\d+) \(f=\d+\)(?:, (?:(\d+)-(\d+) IOPS|([^-]+)-([^:]+)))?: \[([^\]]*)\]\[([^\]]*)\](?:\[([^\]]*)\]\[([^\]]*) IOPS\])?\[eta ([^\]]+)\]/.exec(
       line.trim(),
     );
   if (!m) return null;
@@ -350,17 +361,17 @@ export function parseEtaLine(line: string): EtaStatus | null {
     return r;
   };
   const states: string[] = [];
-  for (const part of m[4].split(',')) {
+  for (const part of m[6].split(',')) {
     const x = /^(.)\((\d+)\)$/.exec(part);
     if (x) for (let i = 0; i < Number(x[2]); i++) states.push(x[1]);
   }
-  const eta = /^(?:(\d+)d:)?(?:(\d+)h:)?(\d+)m:(\d+)s$/.exec(m[8]);
-  const bw = pairs(m[6]);
-  const io = pairs(m[7]);
+  const eta = /^(?:(\d+)d:)?(?:(\d+)h:)?(\d+)m:(\d+)s$/.exec(m[10]);
+  const bw = pairs(m[8]);
+  const io = pairs(m[9]);
   return {
     running: Number(m[1]),
     states,
-    done: m[5].endsWith('%') && m[5] !== '-.-%' ? Number(m[5].slice(0, -1)) / 100 : null,
+    done: m[7].endsWith('%') && m[7] !== '-.-%' ? Number(m[7].slice(0, -1)) / 100 : null,
     eta: eta
       ? Number(eta[1] ?? 0) * 86400 + Number(eta[2] ?? 0) * 3600 + Number(eta[3]) * 60 + Number(eta[4])
       : null,
@@ -370,9 +381,9 @@ export function parseEtaLine(line: string): EtaStatus | null {
     wI: io.w,
     limit:
       m[2] !== undefined
-        ? { kind: 'iops', max: Number(m[2]) }
-        : m[3] !== undefined
-          ? { kind: 'bw', max: num(m[3]) }
+        ? { kind: 'iops', min: Number(m[2]), max: Number(m[3]) }
+        : m[4] !== undefined
+          ? { kind: 'bw', min: num(m[4]), max: num(m[5]) }
           : null,
   };
 }
@@ -586,7 +597,8 @@ async function runFio(
   const n = workers.length;
   for (const w of workers) {
     const u = w.usage;
-    w.stats.jobStartMs = tStart;
+    // job_start: the job's epoch (fio's td->job_start), after any startdelay or ramp
+    w.stats.jobStartMs = w.startedAtMs || tStart;
     w.stats.usrMs = u.user / 1000 / n;
     w.stats.sysMs = u.system / 1000 / n;
     w.stats.ctx = Math.round(u.ctx / n);
