@@ -345,7 +345,12 @@ interface GuestOutput {
 function sumLimits(limits: EtaStatus['limit'][]): EtaStatus['limit'] {
   const sum = (kind: 'bw' | 'iops', end: 'min' | 'max') =>
     limits.reduce((a, l) => a + (l?.kind === kind ? l[end] : 0), 0);
-  return rateLimit({ bwMin: sum('bw', 'min'), bw: sum('bw', 'max'), iopsMin: sum('iops', 'min'), iops: sum('iops', 'max') });
+  return rateLimit({
+    bwMin: sum('bw', 'min'),
+    bw: sum('bw', 'max'),
+    iopsMin: sum('iops', 'min'),
+    iops: sum('iops', 'max'),
+  });
 }
 
 /**
