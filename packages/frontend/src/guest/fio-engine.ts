@@ -368,7 +368,7 @@ export class Worker {
   private thinkAfterReap = false;
   /** How long after the command's start the job starts (startdelay). */
   readonly startDelayMs: number;
-  /** The job never started: a signal came during its start delay (fio reports no such job). */
+  /** The job never started: a signal came during its start delay (its report is of no I/O). */
   skipped = false;
   /** A stall drained the queue: the next refill is counted one I/O a commit, as the first fill. */
   private refillFromEmpty = false;

@@ -606,10 +606,13 @@ async function runFio(
     w.stats.minf = Math.round(u.minf / n);
   }
   const after = disks.map((d) => diskSnapshot(d));
-  const devices = disks.map((d, i) => frontDelta(front0[i], frontSnapshot(d)));
+  // a disk's figures are said when a job that began used it (fio's init_disk_util() as a job starts)
+  const began = new Set(workers.filter((w) => !w.skipped).map((w) => targets.get(w.job)));
+  const used = disks.map((d) => began.has(d));
+  const devices = disks.map((d, i) => frontDelta(front0[i], frontSnapshot(d))).filter((_, i) => used[i]);
   const report = {
     jobs: reportJobs(workers, cl, raw),
-    disks: before.map((b, i) => diskDelta(b, after[i])),
+    disks: before.map((b, i) => diskDelta(b, after[i])).filter((_, i) => used[i]),
     percentiles: DEFAULT_PERCENTILES,
     timestampMs: Date.now(),
     elapsedMs: performance.now() - genesis,
@@ -722,8 +725,7 @@ export function deviceJson(d: DeviceCounters): Record<string, number | string> {
 }
 
 /** Jobs for the report: a worker's own, or a group's (group_reporting: reportGroups()). */
-function reportJobs(all: Worker[], cl: FioCommandLine, raw: boolean): FioReportJob[] {
-  const workers = all.filter((w) => !w.skipped);
+function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioReportJob[] {
   const pvblkOf = (s: JobStats): Record<string, unknown> => {
     const occ = s.ringOccupancy;
     const o: Record<string, unknown> = {
