@@ -13,7 +13,7 @@
 import type { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
-import { openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { strerrorText } from './lock.ts';
 import { setMaxListeners } from 'node:events';
 import { constants as osConstants } from 'node:os';
@@ -825,6 +825,7 @@ export async function runBench(argv: string[]): Promise<number> {
   // --output: the reports (what fio says with log_info()) go to the file, made or emptied now as
   // fio's init.c opens it; the ETA line stays on the terminal
   let out = write;
+  let outFd: number | null = null;
   if (o.cl.global.output !== null) {
     let fd: number;
     try {
@@ -833,6 +834,7 @@ export async function runBench(argv: string[]): Promise<number> {
       process.stderr.write(`fio: output file open error: ${strerrorText(e)}\n`);
       return 1;
     }
+    outFd = fd;
     out = (text: string) => {
       try {
         writeSync(fd, text);
@@ -894,6 +896,7 @@ export async function runBench(argv: string[]): Promise<number> {
     if (!finishing) stopNow(129);
   });
   const code = await main;
+  if (outFd !== null) closeSync(outFd);
   // interrupted: the exit is stopNow's, once every process has stopped
   return interrupted ? new Promise<number>(() => {}) : code;
 

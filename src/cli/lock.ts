@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { link, lstat, readFile, rename, rm, writeFile, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { PvblkError } from '@pvblk/shared';
+import { PvblkError, strerror } from '@pvblk/shared';
 
 export const LOCK_FILE = 'pvblk.lock';
 
@@ -31,30 +31,14 @@ export interface StackInfo {
 /** Text of the errno a file operation failed with, as a user reads it. */
 export function fsErrorText(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code ?? '';
-  return Object.hasOwn(STRERROR, code) ? STRERROR[code].toLowerCase() : code || String(e);
+  return strerror(code)?.toLowerCase() ?? (code || String(e));
 }
 
 /** strerror(3)'s text of a file system error, as fio says it (`fopen log x : No such file or directory`). */
 export function strerrorText(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code ?? '';
-  return Object.hasOwn(STRERROR, code) ? STRERROR[code] : code || String(e);
+  return strerror(code) ?? (code || String(e));
 }
-
-/** glibc's strerror() of what opening, making and writing files can fail with. */
-const STRERROR: Record<string, string> = {
-  EACCES: 'Permission denied',
-  EPERM: 'Operation not permitted',
-  EROFS: 'Read-only file system',
-  ENOSPC: 'No space left on device',
-  ENOENT: 'No such file or directory',
-  ENOTDIR: 'Not a directory',
-  EEXIST: 'File exists',
-  EISDIR: 'Is a directory',
-  EDQUOT: 'Disk quota exceeded',
-  ENAMETOOLONG: 'File name too long',
-  ELOOP: 'Too many levels of symbolic links',
-  EIO: 'Input/output error',
-};
 
 /** True while a process with this pid exists (ours or not: EPERM means it runs as someone else). */
 export function processRuns(pid: number): boolean {

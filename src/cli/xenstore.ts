@@ -11,26 +11,7 @@ import type { XsResult } from '@pvblk/backend';
 import { defaultRunDir } from './shell.ts';
 import { operatorCall, refusal, resolveOperatorAccess, type OperatorAccess } from './xl-access.ts';
 import { formatLs, sanitiseValue, unsanitiseValue } from './xenstore-format.ts';
-
-/** strerror() of the errnos XenStore answers with. */
-const STRERROR: Record<string, string> = {
-  ENOENT: 'No such file or directory',
-  EACCES: 'Permission denied',
-  EINVAL: 'Invalid argument',
-  E2BIG: 'Argument list too long',
-  ENOSPC: 'No space left on device',
-  EEXIST: 'File exists',
-  EISDIR: 'Is a directory',
-  ENOTEMPTY: 'Directory not empty',
-  EAGAIN: 'Resource temporarily unavailable',
-  EPERM: 'Operation not permitted',
-  EBUSY: 'Device or resource busy',
-  ENOMEM: 'Cannot allocate memory',
-  EIO: 'Input/output error',
-  EROFS: 'Read-only file system',
-  ENOSYS: 'Function not implemented',
-  EQUOTA: 'Disk quota exceeded',
-};
+import { strerror } from '@pvblk/shared';
 
 class ToolExit extends Error {
   constructor(readonly code: number) {
@@ -71,7 +52,7 @@ export function registerXenstore(program: Command, fail: (e: unknown) => never):
   };
   /** "couldn't read path P" — and why, unless it is simply absent. */
   const why = (f: Failure) =>
-    f.errno === 'ENOENT' ? '' : `: ${STRERROR[f.errno] ?? f.errno} (${f.message})`;
+    f.errno === 'ENOENT' ? '' : `: ${strerror(f.errno) ?? f.errno} (${f.message})`;
 
   const run =
     (mode: string, fn: (a: OperatorAccess, args: string[], o: Record<string, unknown>) => Promise<number>) =>
@@ -193,7 +174,7 @@ export function registerXenstore(program: Command, fail: (e: unknown) => never):
           process.stdout.write(lines.map((l) => l + '\n').join(''));
           for (const w of warnings) warn('ls', w);
           if (r.failed) {
-            warn('ls', `xs_directory (${r.failed.path}): ${STRERROR[r.failed.errno] ?? r.failed.errno}`);
+            warn('ls', `xs_directory (${r.failed.path}): ${strerror(r.failed.errno) ?? r.failed.errno}`);
             return 1;
           }
         }
@@ -223,7 +204,7 @@ export function registerXenstore(program: Command, fail: (e: unknown) => never):
         if (r.failed) {
           warn(
             'chmod',
-            `Error occurred setting permissions on '${r.failed.path}': ${STRERROR[r.failed.errno] ?? r.failed.errno}${r.failed.errno === 'EINVAL' ? ` (${r.failed.message})` : ''}`,
+            `Error occurred setting permissions on '${r.failed.path}': ${strerror(r.failed.errno) ?? r.failed.errno}${r.failed.errno === 'EINVAL' ? ` (${r.failed.message})` : ''}`,
           );
           return 1;
         }

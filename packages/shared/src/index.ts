@@ -15,4 +15,5 @@ export * from './hypervisor-status.ts';
 export { ownEntry } from './own-entry.ts';
 export { mulberry32 } from './mulberry32.ts';
 export * from './bytes.ts';
+export * from './strerror.ts';
 export * from './ratelimit.ts';

@@ -39,12 +39,20 @@ import { jobSize, rateBps, rwKinds, verifiesWrites, type FioJob } from './fio-op
 import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 import { RateControl } from './fio-rate.ts';
-import { jobLogs, MAX_LOG_ENTRIES, statWindows, type IoLog, type JobLogs, type LogFile } from './fio-log.ts';
+import {
+  jobLogs,
+  LOG_MSEC_SLACK,
+  MAX_LOG_ENTRIES,
+  statWindows,
+  type IoLog,
+  type JobLogs,
+  type LogFile,
+} from './fio-log.ts';
 import { LatencyTarget, type LatencyStep } from './fio-latency.ts';
 
 const PAGE = 4096;
-/** fio's LOG_MSEC_SLACK: a sample this close before its tick is the tick's (stat.c). */
-const LOG_MSEC_SLACK = 1;
+/** The longest delay given to one timer (Node's ceiling is 2^31 - 1 ms): longer waits go in steps. */
+export const MAX_TIMER_MS = 2 ** 30;
 /** The longest stretch thinktime_spin keeps the event loop busy (see stallNow()). */
 const SPIN_SLICE_MS = 5;
 /** The last part of a stall's sleep not left to a timer (see stallNow()). */
@@ -395,8 +403,6 @@ export class Worker {
    * phase. Null until begun.
    */
   private epoch: { t: number; usage: ProcessUsage } | null = null;
-  /** log_alternate_epoch: the epoch on that clock, ms, added to the logs' times (0 without it). */
-  private logEpochMs = 0;
   /** What the guest process used from the epoch to the job's end (set by finish). */
   usage: ProcessUsage = { user: 0, system: 0, ctx: 0, majf: 0, minf: 0 };
   private resolveJob!: () => void;
@@ -424,12 +430,8 @@ export class Worker {
   private elapsedUs = { r: 0, w: 0 };
   /** The runtime ended the job (fio's td->terminate from runtime_exceeded()): no verify follows. */
   private terminated = false;
-  /**
-   * The report's bw and iops samples, each taken over its window (null: per I/O, as with a bw or iops
-   * log that is not averaged), and the job's logs.
-   */
   /** The latency target's search (null without latency_target), and whether it has ended the job. */
-  private readonly lat: LatencyTarget | null;
+  private readonly latTarget: LatencyTarget | null;
   private latDone = false;
   /** The queue was full at the last issue: the min rate's and the latency target's looks wait for
    * the reap (see pump()). */
@@ -442,11 +444,15 @@ export class Worker {
    */
   private thisIo = { bytes: [0, 0], blocks: [0, 0] };
   private lastRateCheck = { bytes: [0, 0], blocks: [0, 0], t: [0, 0] };
+  /**
+   * The report's bw and iops samples, each taken over its window (null: per I/O, as with a bw or iops
+   * log that is not averaged), and the job's logs.
+   */
   private readonly bwWindow: SampleWindow | null;
-  /** The timer of the next tick of the bw and iops windows (see armSampler()). */
-  private sampleTimer: NodeJS.Timeout | null = null;
   private readonly iopsWindow: SampleWindow | null;
   readonly logs: JobLogs;
+  /** The timer of the next tick of the bw and iops windows (see armSampler()). */
+  private sampleTimer: NodeJS.Timeout | null = null;
   state = 'P';
   private bytesTarget: number;
   private bytesDone = 0;
@@ -485,7 +491,7 @@ export class Worker {
     this.depth = jobDepth(job);
     this.bytesTarget = this.offsets.count * job.bs;
     this.logs = jobLogs(job, index + 1);
-    this.lat = job.latencyTarget.targetNs ? new LatencyTarget(job.latencyTarget, this.depth) : null;
+    this.latTarget = job.latencyTarget.targetNs ? new LatencyTarget(job.latencyTarget, this.depth) : null;
     this.minRated = [0, 1].some((d) => job.rateMin[d] || job.rateIopsMin[d]);
     // init.c: a start delay given as a range is drawn once a job, between its ends, whole µs
     const [low, high] = job.startDelay;
@@ -646,8 +652,10 @@ export class Worker {
     this.startedAtMs = Math.floor(performance.timeOrigin + t);
     // set_epoch_time(): the alternate epoch of the logs' times, whole ms on its clock at `t`
     const clock = this.job.logs.alternateEpochClock;
-    if (clock === 0) this.logEpochMs = Math.floor(performance.timeOrigin + t);
-    else if (clock === 1) this.logEpochMs = Math.floor(Number(process.hrtime.bigint()) / 1e6 - (now() - t));
+    let epochMs = 0;
+    if (clock === 0) epochMs = Math.floor(performance.timeOrigin + t);
+    else if (clock === 1) epochMs = Math.floor(Number(process.hrtime.bigint()) / 1e6 - (now() - t));
+    for (const log of Object.values(this.logs)) if (log) log.epochMs = epochMs;
   }
 
   /**
@@ -656,7 +664,7 @@ export class Worker {
    * over the span. A job that never began (its open failed) ran for no time.
    */
   finish(): void {
-    this.stats.latencyDepth = this.lat?.qd ?? null;
+    this.stats.latencyDepth = this.latTarget?.qd ?? null;
     if (this.epoch === null) return;
     this.stats.totalRunMs = wholeMs(now() - this.epoch.t);
     const u = usageNow();
@@ -711,7 +719,7 @@ export class Worker {
       this.written.clear();
       this.bytesDone = 0;
       // lat_target_init() at the start of do_io(): each pass searches from depth 1 again
-      this.lat?.init(t, this.completedIos);
+      this.latTarget?.init(t, this.completedIos);
       // TD_RAMP's '/' until ramp_time is over (pump() ends it)
       this.state = this.rampDone ? this.letter : '/';
     } else {
@@ -851,7 +859,7 @@ export class Worker {
         if (full) this.thinkAfterReap = true;
         else this.think(t, write);
       }
-      if (this.lat || this.minRated) {
+      if (this.latTarget || this.minRated) {
         if (full) this.checksAfterReap = true;
         else this.loopChecks(t);
       }
@@ -877,7 +885,7 @@ export class Worker {
 
   /** queue_full()'s bound: the latency target's depth where it has one, else the job's. */
   private get queueDepth(): number {
-    return this.lat ? this.lat.qd : this.depth;
+    return this.latTarget ? this.latTarget.qd : this.depth;
   }
 
   /**
@@ -902,7 +910,7 @@ export class Worker {
       w.count = [0, 0];
     }
     this.armSampler();
-    this.lat?.reset(t, 0);
+    this.latTarget?.reset(t, 0);
     this.logs.hist?.reset();
     // reset_io_counters(td, 1)
     this.thisIo = { bytes: [0, 0], blocks: [0, 0] };
@@ -916,7 +924,7 @@ export class Worker {
   private loopChecks(t: number): void {
     if (!this.rampDone || this.phase !== 'io' || !this.completedIos || this.stopping) return;
     if (this.minRated && this.minRateMissed(t)) return;
-    if (this.lat) this.latStep(this.lat.check(t, this.completedIos));
+    if (this.latTarget) this.latStep(this.latTarget.check(t, this.completedIos));
   }
 
   /**
@@ -927,6 +935,7 @@ export class Worker {
   private minRateMissed(t: number): boolean {
     const j = this.job;
     if (t - this.phaseStart < 2000) return false;
+    const missed: string[] = [];
     for (const d of [0, 1] as const) {
       if (!this.thisIo.bytes[d] || (!j.rateMin[d] && !j.rateIopsMin[d])) continue;
       const last = this.lastRateCheck;
@@ -942,31 +951,26 @@ export class Worker {
           if (got < j.rateIopsMin[d])
             line = `${j.name}: rate_iops_min=${j.rateIopsMin[d]} not met, got ${got} IOPS`;
         }
+        // check_min_rate() looks at each direction and says each that failed; the job fails once
         if (line) {
-          this.fail('EIO', 'check_min_rate', line);
-          return true;
+          missed.push(line);
+          continue;
         }
       }
       last.bytes[d] = this.thisIo.bytes[d];
       last.blocks[d] = this.thisIo.blocks[d];
       last.t[d] = t;
     }
-    return false;
+    if (!missed.length) return false;
+    this.fail('EIO', 'check_min_rate', missed.join('\n'));
+    return true;
   }
 
   /** What the latency target decided, done: see LatencyStep. */
   private latStep(step: LatencyStep, io?: Io, latNs?: number): void {
-    const lat = this.lat!;
-    const quiesce = (after: () => void) => {
-      // io_u_quiesce(): what is in flight completes before the next issue, after any stall already set
-      if (this.stall) {
-        const before = this.stall.after;
-        this.stall.after = (us) => {
-          before(us);
-          after();
-        };
-      } else this.stall = { us: 0, spinUs: 0, after };
-    };
+    const lat = this.latTarget!;
+    // io_u_quiesce(): what is in flight completes before the next issue
+    const quiesce = (after: () => void) => this.addStall(0, 0, after);
     switch (step) {
       case null:
         return;
@@ -988,6 +992,26 @@ export class Worker {
         this.latFatal(io!, latNs!, this.job.latencyTarget.targetNs);
         return;
     }
+  }
+
+  /**
+   * A stall of `us` (`spinUs` of it spun) once nothing is in flight, then `after` with the µs it took.
+   * One already pending (not begun: it begins once the queue has drained, and nothing is in flight
+   * while it runs) takes this one after it, as fio does its quiesce, thought and rate sleep one after
+   * the other.
+   */
+  private addStall(us: number, spinUs: number, after: (stalledUs: number) => void): void {
+    const before = this.stall;
+    this.stall = before
+      ? {
+          us: before.us + us,
+          spinUs: before.spinUs + spinUs,
+          after: (took) => {
+            before.after(took);
+            after(took);
+          },
+        }
+      : { us, spinUs, after };
   }
 
   /** lat_fatal(): the I/O's lat (ns) was over `maxNs`; the job fails with ETIMEDOUT. */
@@ -1030,7 +1054,7 @@ export class Worker {
     if (d.sleepUs > 0) {
       // what is in flight completes first, however long that takes, and then the whole sleep
       // (io_u_quiesce(), then usec_sleep() of what rate_ddir() worked out before it)
-      this.stall = { us: d.sleepUs, spinUs: 0, after: () => (this.rateWake = d.write) };
+      this.addStall(d.sleepUs, 0, () => (this.rateWake = d.write));
       return null;
     }
     return d.write;
@@ -1053,15 +1077,11 @@ export class Worker {
     const b = this.thinkCounter();
     if (b >= this.lastThinkBlocks + j.thinktimeBlocks) due = true;
     if (!due) return;
-    this.stall = {
-      spinUs: j.thinktimeSpin * 1000,
-      us: j.thinktime * 1000,
-      after: (us) => {
-        if (j.rateIgnoreThinktime) this.rate?.thought(write, us);
-        this.lastThinkBlocks = b;
-        if (j.thinktimeIotime) this.lastThink = now();
-      },
-    };
+    this.addStall(j.thinktime * 1000, j.thinktimeSpin * 1000, (us) => {
+      if (j.rateIgnoreThinktime) this.rate?.thought(write, us);
+      this.lastThinkBlocks = b;
+      if (j.thinktimeIotime) this.lastThink = now();
+    });
   }
 
   /** thinktime_blocks's counter: blocks completed (td->io_blocks), or issued with thinktime_blocks_type=issue. */
@@ -1294,7 +1314,8 @@ export class Worker {
     const latNs = Math.floor(lat);
     const maxNs = this.job.maxLatencyNs[io.write ? 1 : 0];
     if (maxNs && latNs > maxNs) this.latFatal(io, latNs, maxNs);
-    if (this.lat && latNs > this.job.latencyTarget.targetNs) this.latStep(this.lat.over(), io, latNs);
+    if (this.latTarget && latNs > this.job.latencyTarget.targetNs)
+      this.latStep(this.latTarget.over(), io, latNs);
     // a synchronous engine's I/O has no submission apart from its call (tSubmitted is its issue)
     if (!this.sync) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
     const clat = (t - io.tSubmitted) * 1e6;
@@ -1336,7 +1357,7 @@ export class Worker {
 
   /** A log entry's time: whole milliseconds since the job's epoch (mtime_since_now(&td->epoch)). */
   private logTime(t: number): number {
-    return Math.floor(t - (this.epoch?.t ?? t)) + this.logEpochMs;
+    return Math.floor(t - (this.epoch?.t ?? t));
   }
 
   private log(log: IoLog, ms: number, value: number, write: boolean, offset: number): void {
@@ -1375,8 +1396,11 @@ export class Worker {
       ...[this.bwWindow, this.iopsWindow].map((w) => (w && w.next < this.tEnd ? w.next : Infinity)),
     );
     if (next === Infinity || this.ended) return;
-    // a timer's delay has a ceiling (2^31 - 1 ms): a longer window is reached in steps
-    this.sampleTimer = setTimeout(() => this.sampleTick(), Math.min(2 ** 30, Math.max(0, next - now())));
+    // a timer's delay has a ceiling: a longer window is reached in steps (sampleTick() arms again)
+    this.sampleTimer = setTimeout(
+      () => this.sampleTick(),
+      Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(next - now()))),
+    );
   }
 
   private sampleTick(): void {
@@ -1386,7 +1410,7 @@ export class Worker {
     // before its tick, which the helper never does
     const due = Math.min(...[this.bwWindow, this.iopsWindow].map((w) => w?.next ?? Infinity));
     if (t < due) {
-      this.sampleTimer = setTimeout(() => this.sampleTick(), Math.ceil(due - t));
+      this.armSampler();
       return;
     }
     // in the ramp the helper takes nothing; the ramp's end starts the windows again

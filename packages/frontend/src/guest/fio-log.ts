@@ -25,7 +25,7 @@ export type IoLogKind = 'lat' | 'slat' | 'clat' | 'bw' | 'iops';
  * fio's LOG_MSEC_SLACK: a bw or iops sample up to this much before its window's end closes it (the
  * helper thread that takes them wakes about then); a latency sample never does (inline_log()).
  */
-const LOG_MSEC_SLACK = 1;
+export const LOG_MSEC_SLACK = 1;
 
 /**
  * The most entries the logs of all the guest's jobs keep at once (40 bytes each: 160 MiB). fio grows
@@ -49,6 +49,13 @@ function takeEntries(n: number): boolean {
 /** What a job's log is to the code that writes it: a file, and its lines. */
 export interface LogFile {
   readonly file: string;
+  /**
+   * log_alternate_epoch: what an entry's time has added as it is stored (the job's epoch on the other
+   * clock, ms); its windows still run on the time since the job's epoch, as fio's add_log_sample().
+   */
+  epochMs: number;
+  /** Entries written at a time: a few MB of text at most. */
+  readonly entriesPerWrite: number;
   /** Entries (lines) it holds. */
   readonly length: number;
   /** finalize_logs() at the job's end (`ms`): true when that filled the bound. */
@@ -71,6 +78,8 @@ interface Window {
 
 /** One of a job's logs: fio's struct io_log. */
 export class IoLog implements LogFile {
+  epochMs = 0;
+  readonly entriesPerWrite = 1 << 15;
   private readonly chunks: Float64Array[] = [];
   private entries = 0;
   /** Per direction: the running window of an averaged log, and where it began (avg_last). */
@@ -176,7 +185,7 @@ export class IoLog implements LogFile {
     if (ci === this.chunks.length) this.chunks.push(new Float64Array(CHUNK_ENTRIES * FIELDS));
     const c = this.chunks[ci];
     const o = (this.entries % CHUNK_ENTRIES) * FIELDS;
-    c[o] = ms;
+    c[o] = ms + this.epochMs;
     c[o + 1] = value;
     c[o + 2] = ddir;
     c[o + 3] = bs;
@@ -197,6 +206,9 @@ const HIST_ENTRY_COST = Math.ceil(FIO_IO_U_PLAT_NR / FIELDS);
  * 2^coarseness of them added up a field. Without `log_hist_msec` the file is empty, as fio's is.
  */
 export class HistLog implements LogFile {
+  epochMs = 0;
+  /** A line is up to 1856 fields: 64 of them at a time. */
+  readonly entriesPerWrite = 64;
   /** The buckets since the statistics began (td->ts.io_u_plat[FIO_CLAT]), per direction. */
   private readonly cum = [new Float64Array(FIO_IO_U_PLAT_NR), new Float64Array(FIO_IO_U_PLAT_NR)];
   /** The buckets at the last entry of each direction (the entry before, that flush subtracts). */
@@ -236,7 +248,7 @@ export class HistLog implements LogFile {
     const bins = new Float64Array(FIO_IO_U_PLAT_NR);
     for (let i = 0; i < FIO_IO_U_PLAT_NR; i++) bins[i] = this.cum[d][i] - this.before[d][i];
     this.before[d].set(this.cum[d]);
-    this.entries.push({ ms, ddir: d, bs, bins });
+    this.entries.push({ ms: ms + this.epochMs, ddir: d, bs, bins });
     return false;
   }
 
@@ -355,9 +367,6 @@ export function statWindows(job: FioJob): { bw: number; iops: number } {
   };
 }
 
-/** Entries said and written at a time: the text of a whole log is never held at once. */
-const WRITE_ENTRIES = 1 << 15;
-
 /**
  * Writes a log to its file in the guest (td_writeout_logs() at the job's end): truncated, or appended
  * to with `per_job_logs=0`, where the jobs share one file. A file that cannot be opened is said as
@@ -380,8 +389,9 @@ export async function writeLog(
   try {
     let at = append ? (f.size() ?? 0) : 0;
     const enc = new TextEncoder();
-    for (let i = 0; i < log.length; i += WRITE_ENTRIES) {
-      const data = enc.encode(log.text(i, i + WRITE_ENTRIES));
+    // a few MB at a time: the text of a whole log is never held at once
+    for (let i = 0; i < log.length; i += log.entriesPerWrite) {
+      const data = enc.encode(log.text(i, i + log.entriesPerWrite));
       for (let done = 0; done < data.length;) {
         const r = await f.pwrite(data.subarray(done), at);
         if (!r.ok || r.n === 0) {

@@ -510,7 +510,10 @@ function startDelay(raw: string): [number, number] {
   const ends = [rounds[0], rounds[rounds.length - 1]].map(({ value }) => {
     if (value.startsWith('-'))
       failedParsing('startdelay', raw, `startdelay: ${value}: a delay is not negative`);
-    return parseTime('startdelay', value);
+    // said of the option as given, not of the piece (`startdelay=1-` has an empty high end)
+    const ms = /^[0-9]/.test(value.trim()) ? parseTime('startdelay', value.trim()) : NaN;
+    if (Number.isNaN(ms)) failedParsing('startdelay', raw);
+    return ms;
   });
   if (ends[1] < ends[0])
     failedParsing(

@@ -31,7 +31,15 @@ import {
   type FioCommandLine,
   type FioJob,
 } from './fio-options.ts';
-import { diskDelta, diskSnapshot, frontDelta, frontSnapshot, syncEngine, Worker } from './fio-engine.ts';
+import {
+  diskDelta,
+  diskSnapshot,
+  frontDelta,
+  frontSnapshot,
+  MAX_TIMER_MS,
+  syncEngine,
+  Worker,
+} from './fio-engine.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
 import {
@@ -487,87 +495,87 @@ async function runFio(
     return 1;
   }
   const io: CommandIo = output ? { ...tty, stdout: output.write } : tty;
-  for (const note of setupNotes(cl.jobs)) io.stdout(note + '\n');
-  if (fmt.normal) io.stdout(runBanner(cl.jobs).join('\n') + '\n');
-  for (const note of startNotes(cl.jobs)) io.stdout(note + '\n');
   const workers: Worker[] = [];
-  let index = 0;
-  for (const j of cl.jobs) {
-    for (let k = 0; k < j.numjobs; k++) {
-      workers.push(
-        new Worker(
-          j,
-          index++,
-          { path: `/dev/${targets.get(j)!.name}`, disk: targets.get(j)!, vfs: rt.vfs },
-          io,
-        ),
-      );
-    }
-  }
-  const disks = [...new Set(targets.values())];
-  const before = disks.map((d) => diskSnapshot(d));
-  const front0 = disks.map((d) => frontSnapshot(d));
-  const tStart = Date.now();
-  const opened = await Promise.all(workers.map((w) => w.open()));
-  // Ctrl-C as fio's sig_int (backend.c) takes it: said at once, the jobs end where they are, and the
-  // report still covers what ran
-  const onAbort = () => {
-    io.stdout(`\nfio: terminating on signal ${COMMAND_SIGNALS[commandSignal(io.signal.reason)]}\n`);
-    workers.forEach((w) => w.stop());
-  };
-  io.signal.addEventListener('abort', onAbort);
-  // interrupted while the jobs were opening: the listener came too late to hear it
-  if (io.signal.aborted) onAbort();
-  // eta.c: the line goes with the normal output only, unless the bench asks for it
-  const showEta = eta || (cl.global.eta === 'always' && fmt.normal);
-  let etaTimer: NodeJS.Timeout | null = null;
-  const redraw = etaRedraw();
-  if (showEta) {
-    const percentage = etaPercentage();
-    etaTimer = setInterval(() => {
-      // fio's done_secs: the whole seconds of the jobs that have ended
-      const doneSecs = workers.reduce(
-        (a, w) => a + (w.state === '_' ? Math.floor(w.stats.totalRunMs / 1000) : 0),
-        0,
-      );
-      const ps = workers.map((w) => w.progress(doneSecs));
-      const running = workers.filter((w) => w.state !== '_' && w.state !== 'P').length;
-      const etaSec = Math.max(0, ...ps.map((p) => p.eta));
-      const ms = performance.now() - genesis;
-      const states = workers.map((w) => w.state);
-      const bare = !eta && etaBare(ms, running);
-      // the bench draws its own line from the guests' (on its own clock): theirs are never bare
-      const line = etaLine(
-        {
-          running,
-          states,
-          done: percentage(ms, etaSec, { bare, running, states }),
-          eta: etaSec,
-          limit: etaLimit(workers.filter((w) => !'_P/'.includes(w.state)).map((w) => w.job)),
-          rB: ps.reduce((a, p) => a + p.rB, 0),
-          wB: ps.reduce((a, p) => a + p.wB, 0),
-          rI: ps.reduce((a, p) => a + p.rI, 0),
-          wI: ps.reduce((a, p) => a + p.wI, 0),
-        },
-        bare,
-      );
-      tty.stdout(redraw(line));
-    }, 1000);
-  }
-  // the jobs' logs are written one file at a time: with per_job_logs=0 jobs append to one file. Each
-  // as its job ends (td_writeout_logs()), but for the bench's (raw): after the report, so that the
-  // bench's figures, which end with the report, leave the writing out
-  let logsWritten: Promise<void> = Promise.resolve();
-  const writeLogs = (w: Worker): Promise<void> =>
-    (logsWritten = logsWritten.then(async () => {
-      for (const log of Object.values(w.logs))
-        if (log) await writeLog(rt.vfs, log, !w.job.logs.perJob, (s) => io.stderr(s));
-    }));
   try {
-    await Promise.all(
-      workers.map(async (w, i) => {
-        if (!opened[i]) return;
-        try {
+    for (const note of setupNotes(cl.jobs)) io.stdout(note + '\n');
+    if (fmt.normal) io.stdout(runBanner(cl.jobs).join('\n') + '\n');
+    for (const note of startNotes(cl.jobs)) io.stdout(note + '\n');
+    let index = 0;
+    for (const j of cl.jobs) {
+      for (let k = 0; k < j.numjobs; k++) {
+        workers.push(
+          new Worker(
+            j,
+            index++,
+            { path: `/dev/${targets.get(j)!.name}`, disk: targets.get(j)!, vfs: rt.vfs },
+            io,
+          ),
+        );
+      }
+    }
+    const disks = [...new Set(targets.values())];
+    const before = disks.map((d) => diskSnapshot(d));
+    const front0 = disks.map((d) => frontSnapshot(d));
+    const tStart = Date.now();
+    // each job opens its file and takes its buffers as it starts (thread_main()), after its startdelay
+    const opened = workers.map(() => false);
+    // Ctrl-C as fio's sig_int (backend.c) takes it: said at once, the jobs end where they are, and the
+    // report still covers what ran
+    const onAbort = () => {
+      io.stdout(`\nfio: terminating on signal ${COMMAND_SIGNALS[commandSignal(io.signal.reason)]}\n`);
+      workers.forEach((w) => w.stop());
+    };
+    io.signal.addEventListener('abort', onAbort);
+    // interrupted while the jobs were opening: the listener came too late to hear it
+    if (io.signal.aborted) onAbort();
+    // eta.c: the line goes with the normal output only, unless the bench asks for it
+    const showEta = eta || (cl.global.eta === 'always' && fmt.normal);
+    let etaTimer: NodeJS.Timeout | null = null;
+    const redraw = etaRedraw();
+    if (showEta) {
+      const percentage = etaPercentage();
+      etaTimer = setInterval(() => {
+        // fio's done_secs: the whole seconds of the jobs that have ended
+        const doneSecs = workers.reduce(
+          (a, w) => a + (w.state === '_' ? Math.floor(w.stats.totalRunMs / 1000) : 0),
+          0,
+        );
+        const ps = workers.map((w) => w.progress(doneSecs));
+        const running = workers.filter((w) => w.state !== '_' && w.state !== 'P').length;
+        const etaSec = Math.max(0, ...ps.map((p) => p.eta));
+        const ms = performance.now() - genesis;
+        const states = workers.map((w) => w.state);
+        const bare = !eta && etaBare(ms, running);
+        // the bench draws its own line from the guests' (on its own clock): theirs are never bare
+        const line = etaLine(
+          {
+            running,
+            states,
+            done: percentage(ms, etaSec, { bare, running, states }),
+            eta: etaSec,
+            limit: etaLimit(workers.filter((w) => !'_P/'.includes(w.state)).map((w) => w.job)),
+            rB: ps.reduce((a, p) => a + p.rB, 0),
+            wB: ps.reduce((a, p) => a + p.wB, 0),
+            rI: ps.reduce((a, p) => a + p.rI, 0),
+            wI: ps.reduce((a, p) => a + p.wI, 0),
+          },
+          bare,
+        );
+        tty.stdout(redraw(line));
+      }, 1000);
+    }
+    // the jobs' logs are written one file at a time: with per_job_logs=0 jobs append to one file. Each
+    // as its job ends (td_writeout_logs()), but for the bench's (raw): after the report, so that the
+    // bench's figures, which end with the report, leave the writing out
+    let logsWritten: Promise<void> = Promise.resolve();
+    const writeLogs = (w: Worker): Promise<void> =>
+      (logsWritten = logsWritten.then(async () => {
+        for (const log of Object.values(w.logs))
+          if (log) await writeLog(rt.vfs, log, !w.job.logs.perJob, (s) => io.stderr(s));
+      }));
+    try {
+      await Promise.all(
+        workers.map(async (w, i) => {
           // run_threads() starts a job once its startdelay has passed since the command's start; one a
           // signal stops before then never starts
           const wait = w.startDelayMs - (performance.now() - genesis);
@@ -575,72 +583,78 @@ async function runFio(
             w.skipped = true;
             return;
           }
-          await w.run();
-          w.finish();
-          w.finalizeLogs();
-        } finally {
-          // its buffers go back to the guest's budget whatever happened
-          await w.close();
-        }
-        if (!raw) await writeLogs(w);
-        if (w.stats.error) io.stdout(jobErrorLine(process.pid, w.stats.error, w.stats.verror) + '\n');
-      }),
-    );
-  } finally {
-    if (etaTimer) {
-      clearInterval(etaTimer);
-      tty.stdout('\n');
-    }
-    io.signal.removeEventListener('abort', onAbort);
-  }
-  // one JavaScript thread ran every job: what the process used over each job's span, shared evenly
-  const n = workers.length;
-  for (const w of workers) {
-    const u = w.usage;
-    // job_start: the job's epoch (fio's td->job_start), after any startdelay or ramp
-    w.stats.jobStartMs = w.startedAtMs || tStart;
-    w.stats.usrMs = u.user / 1000 / n;
-    w.stats.sysMs = u.system / 1000 / n;
-    w.stats.ctx = Math.round(u.ctx / n);
-    w.stats.majf = Math.round(u.majf / n);
-    w.stats.minf = Math.round(u.minf / n);
-  }
-  const after = disks.map((d) => diskSnapshot(d));
-  // a disk's figures are said when a job that began used it (fio's init_disk_util() as a job starts)
-  const began = new Set(workers.filter((w) => !w.skipped).map((w) => targets.get(w.job)));
-  const used = disks.map((d) => began.has(d));
-  const devices = disks.map((d, i) => frontDelta(front0[i], frontSnapshot(d))).filter((_, i) => used[i]);
-  const report = {
-    jobs: reportJobs(workers, cl, raw),
-    disks: before.map((b, i) => diskDelta(b, after[i])).filter((_, i) => used[i]),
-    percentiles: DEFAULT_PERCENTILES,
-    timestampMs: Date.now(),
-    elapsedMs: performance.now() - genesis,
-    globalOptions: cl.globalGiven,
-    pid: process.pid,
-  };
-  // fio's order (stat.c prints its output buffers by index): terse, JSON, normal
-  if (fmt.terse) io.stdout(renderTerse(report));
-  if (fmt.json) {
-    const json = renderJson(report, fmt.jsonPlus);
-    json.pvblk = { devices: devices.map(deviceJson) };
-    io.stdout(fioJsonText(json) + '\n');
-  }
-  if (fmt.normal) {
-    // fio ends its run with one new line before the report: the one that ended the ETA line, if shown
-    io.stdout((showEta && !output ? '' : '\n') + renderNormal(report));
-    for (const d of devices) {
-      io.stdout(
-        `  ${d.name} (blkfront): ring requests=${d.requests}, notifications received=${d.upcalls} (${(d.requests ? d.upcalls / d.requests : 0).toFixed(3)}/request), grant operations=${d.grants}\n`,
+          opened[i] = await w.open();
+          if (!opened[i]) return;
+          try {
+            await w.run();
+            w.finish();
+            w.finalizeLogs();
+          } finally {
+            // its buffers go back to the guest's budget whatever happened
+            await w.close();
+          }
+          if (!raw) await writeLogs(w);
+          if (w.stats.error) io.stdout(jobErrorLine(process.pid, w.stats.error, w.stats.verror) + '\n');
+        }),
       );
+    } finally {
+      if (etaTimer) {
+        clearInterval(etaTimer);
+        tty.stdout('\n');
+      }
+      io.signal.removeEventListener('abort', onAbort);
     }
+    // one JavaScript thread ran every job: what the process used over each job's span, shared evenly
+    const n = workers.length;
+    for (const w of workers) {
+      const u = w.usage;
+      // job_start: the job's epoch (fio's td->job_start), after any startdelay or ramp
+      w.stats.jobStartMs = w.startedAtMs || tStart;
+      w.stats.usrMs = u.user / 1000 / n;
+      w.stats.sysMs = u.system / 1000 / n;
+      w.stats.ctx = Math.round(u.ctx / n);
+      w.stats.majf = Math.round(u.majf / n);
+      w.stats.minf = Math.round(u.minf / n);
+    }
+    const after = disks.map((d) => diskSnapshot(d));
+    // a disk's figures are said when a job that began used it (fio's init_disk_util() as a job starts)
+    const began = new Set(workers.filter((w) => !w.skipped).map((w) => targets.get(w.job)));
+    const used = disks.map((d) => began.has(d));
+    const devices = disks.map((d, i) => frontDelta(front0[i], frontSnapshot(d))).filter((_, i) => used[i]);
+    const report = {
+      jobs: reportJobs(workers, cl, raw),
+      disks: before.map((b, i) => diskDelta(b, after[i])).filter((_, i) => used[i]),
+      percentiles: DEFAULT_PERCENTILES,
+      timestampMs: Date.now(),
+      elapsedMs: performance.now() - genesis,
+      globalOptions: cl.globalGiven,
+      pid: process.pid,
+    };
+    // fio's order (stat.c prints its output buffers by index): terse, JSON, normal
+    if (fmt.terse) io.stdout(renderTerse(report));
+    if (fmt.json) {
+      const json = renderJson(report, fmt.jsonPlus);
+      json.pvblk = { devices: devices.map(deviceJson) };
+      io.stdout(fioJsonText(json) + '\n');
+    }
+    if (fmt.normal) {
+      // fio ends its run with one new line before the report: the one that ended the ETA line, if shown
+      io.stdout((showEta && !output ? '' : '\n') + renderNormal(report));
+      for (const d of devices) {
+        io.stdout(
+          `  ${d.name} (blkfront): ring requests=${d.requests}, notifications received=${d.upcalls} (${(d.requests ? d.upcalls / d.requests : 0).toFixed(3)}/request), grant operations=${d.grants}\n`,
+        );
+      }
+    }
+    if (raw) for (const [i, w] of workers.entries()) if (opened[i] && !w.skipped) await writeLogs(w);
+    await logsWritten;
+    return fioExitStatus(io.signal.aborted, workers.filter((w) => w.stats.error).length);
+  } finally {
+    // whatever happened: the logs' entries back to the guest's bound (a job that never ran, its open
+    // failed, writes none), the output file written and closed
+    for (const w of workers) for (const log of Object.values(w.logs)) log?.dispose();
+    await output?.close((line) => tty.stderr(line));
   }
-  if (raw) for (const [i, w] of workers.entries()) if (opened[i] && !w.skipped) await writeLogs(w);
-  await logsWritten;
-  // a job that never ran (its open failed) writes no logs here
-  for (const w of workers) for (const log of Object.values(w.logs)) log?.dispose();
-  await output?.close((line) => tty.stderr(line));
-  return fioExitStatus(io.signal.aborted, workers.filter((w) => w.stats.error).length);
 }
 
 /**
@@ -688,7 +702,7 @@ function delayUnlessAborted(ms: number, signal: AbortSignal): Promise<boolean> {
       clearTimeout(timer);
       resolve(false);
     };
-    // a timer's delay has a ceiling (2^31 - 1 ms): a longer one is waited in steps
+    // a timer's delay has a ceiling: a longer one is waited in steps
     const step = () => {
       const left = end - performance.now();
       if (left <= 0) {
@@ -696,7 +710,7 @@ function delayUnlessAborted(ms: number, signal: AbortSignal): Promise<boolean> {
         resolve(true);
         return;
       }
-      timer = setTimeout(step, Math.min(left, 2 ** 30));
+      timer = setTimeout(step, Math.min(left, MAX_TIMER_MS));
     };
     signal.addEventListener('abort', onAbort, { once: true });
     step();

@@ -6,6 +6,7 @@
  * Errors are data: an errno name, as a syscall would return it. Nothing here throws for an I/O
  * error; a thrown exception means a bug.
  */
+import { GLIBC_STRERROR } from '@pvblk/shared';
 import type { FadviseAdvice } from '../block/readahead.ts';
 
 export type Errno =
@@ -31,28 +32,7 @@ export type Errno =
   | 'ENAMETOOLONG';
 
 /** strerror(3) texts, as glibc prints them. */
-export const STRERROR: Record<Errno, string> = {
-  EIO: 'Input/output error',
-  ENOSPC: 'No space left on device',
-  ENOENT: 'No such file or directory',
-  EACCES: 'Permission denied',
-  EINVAL: 'Invalid argument',
-  EISDIR: 'Is a directory',
-  ENOTDIR: 'Not a directory',
-  EROFS: 'Read-only file system',
-  EBADF: 'Bad file descriptor',
-  EEXIST: 'File exists',
-  EILSEQ: 'Invalid or incomplete multibyte or wide character',
-  EOPNOTSUPP: 'Operation not supported',
-  ENODEV: 'No such device',
-  ENXIO: 'No such device or address',
-  EPERM: 'Operation not permitted',
-  ENOTTY: 'Inappropriate ioctl for device',
-  EBUSY: 'Device or resource busy',
-  EFBIG: 'File too large',
-  ETIMEDOUT: 'Connection timed out',
-  ENAMETOOLONG: 'File name too long',
-};
+export const STRERROR: Readonly<Record<Errno, string>> = GLIBC_STRERROR;
 
 export type IoResult = { ok: true; n: number } | { ok: false; errno: Errno };
 
