@@ -924,6 +924,17 @@ describe("the guest fio's logs (write_lat_log, write_bw_log, write_iops_log)", (
     );
     expect(m.status).toBe(0);
     mono.push(Number(process.hrtime.bigint()) / 1e6);
+    // averaged, the windows still run on the time since the job's start: a window each 100 ms, the
+    // wall clock only added to the entries (they had lined up with the wall clock's hundreds)
+    const t0 = Date.now();
+    const avg = await fio(
+      '--name=w --rw=randread --bs=4k --direct=1 --rate_iops=500 --runtime=450ms --time_based --write_lat_log=w --log_avg_msec=100 --log_unix_epoch=1',
+    );
+    expect(avg.status).toBe(0);
+    const w = (await logOf('w_lat.1.log')).map((e) => e[0]);
+    expect(w.length).toBeGreaterThanOrEqual(4);
+    expect(w[0] - t0).toBeGreaterThanOrEqual(100);
+    for (let k = 1; k < 4; k++) expect(Math.abs(w[k] - w[k - 1] - 100)).toBeLessThanOrEqual(15);
     for (const [file, [from, to]] of [
       ['u_lat.1.log', wall],
       ['m_clat.1.log', mono],
