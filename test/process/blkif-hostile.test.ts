@@ -186,11 +186,13 @@ describe('hostile frontend against pvblk host', () => {
     );
     expect(io.code).toBe(0);
     await demoPasses(good.socket);
-    // Dom0's calls over the flood and that second: 66 in one run, one read of the frontend's state for
-    // each event that found none pending. With a handler queued per event Dom0 went on reading after
-    // the flood had ended, 20,000 times (the in-process test counts them exactly): 2,219 by the end of
-    // the second in one run, and a guest that kept going took Dom0 to its heap limit
-    expect((await dom0Calls()) - before).toBeLessThan((kids * rounds) / 40);
+    // Dom0's calls over the flood and that second: one read of the frontend's state for each event
+    // that found none pending, so as many as the flood's bursts Dom0 catches between them — 66 in one
+    // run, 251 to 511 in six of another day (nearly all of them during the flood, one or two in the
+    // second). With a handler queued per event Dom0 went on reading after the flood had ended, 20,000
+    // times (the in-process test counts them exactly): 2,219 by the end of the second in one run, and
+    // a guest that kept going took Dom0 to its heap limit
+    expect((await dom0Calls()) - before).toBeLessThan((kids * rounds) / 20);
     // and the watch still works: the frontend closing is answered
     await f.xc.xs.write(`${f.d.fe}/state`, '5');
     await eventually(async () => (await f.xc.xs.tryRead(`${f.d.be}/state`)) === '5', 'blkback to close');
