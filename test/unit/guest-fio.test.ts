@@ -94,6 +94,26 @@ async function fio(args: string, signal = new AbortController().signal) {
 const json = (out: string): FioJson => JSON.parse(out.slice(out.indexOf('{'))) as FioJson;
 /** The first job of a run's JSON report. */
 const jobJson = async (args: string) => json((await fio(`${args} --output-format=json`)).stdout).jobs[0];
+
+/**
+ * `fio <args>` in the guest, Ctrl-C'd once `ready` holds of its stdout and the requests its disk has
+ * seen since: its status, its stdout and those requests.
+ */
+async function interruptedFio(args: string, ready: (out: string, requests: number) => boolean, what: string) {
+  const dev = stack.disks.get('/dev/sdg')!;
+  const at = dev.log.length;
+  const stop = new AbortController();
+  let out = '';
+  const run = userland.run(`fio --filename=/dev/xvda ${args}`, {
+    stdout: (x) => (out += x),
+    stderr: () => {},
+    signal: stop.signal,
+  });
+  await until(() => ready(out, dev.log.length - at), what, 10_000);
+  stop.abort('SIGINT');
+  const status = await run;
+  return { status, out, requests: dev.log.length - at };
+}
 const total = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0);
 
 describe('the guest fio, run whole', () => {
@@ -419,23 +439,14 @@ describe('the guest fio, run whole', () => {
     expect(spin.read.total_ios).toBeLessThanOrEqual(10);
     // a thought of 10 minutes: Ctrl-C, once the first read has gone, ends the job during it, with
     // its report
-    const dev = stack.disks.get('/dev/sdg')!;
     const interrupted = async (opts: string) => {
-      const at = dev.log.length;
-      const stop = new AbortController();
-      let out = '';
-      const run = userland.run(
-        `fio --filename=/dev/xvda --rw=randread --bs=4k --direct=1 --thinktime=600s ${opts}`,
-        {
-          stdout: (x) => (out += x),
-          stderr: () => {},
-          signal: stop.signal,
-        },
+      const r = await interruptedFio(
+        `--rw=randread --bs=4k --direct=1 --thinktime=600s ${opts}`,
+        (_, reads) => reads >= 1,
+        'a read',
       );
-      await until(() => dev.log.length - at >= 1, 'a read', 10_000);
-      stop.abort('SIGINT');
-      expect(await run).toBe(128);
-      return out;
+      expect(r.status).toBe(128);
+      return r.out;
     };
     expect(await interrupted('--name=z --runtime=1h --time_based')).toMatch(/issued rwts: total=1,0,0,0/);
     // stopped in a thought that outlasts ramp_time: the ramp's read is still the job's report (fio
@@ -1005,26 +1016,15 @@ describe("the guest fio's latency limits (max_latency, latency_target: io_u.c's 
     expect(b.read.runtime).toBeGreaterThanOrEqual(300);
     // Ctrl-C while b waits: fio's run_threads() never starts b; its JSON has b with no I/O, its normal
     // report leaves it out (show_thread_status_normal() skips a job without I/O), as fio 3.33's
-    const dev = stack.disks.get('/dev/sdg')!;
-    const interrupted = async (jobs: string) => {
-      const at = dev.log.length;
-      const stop = new AbortController();
-      let out = '';
-      const run = userland.run(`fio --filename=/dev/xvda ${jobs}`, {
-        stdout: (x) => (out += x),
-        stderr: () => {},
-        signal: stop.signal,
-      });
-      await until(() => dev.log.length - at >= 4, "a's reads", 10_000);
-      stop.abort('SIGINT');
-      expect(await run).toBe(128);
-      expect(dev.log.length - at).toBe(4);
-      return out;
-    };
     const late = '--name=b --rw=read --bs=4k --direct=1 --size=16k --startdelay=10m';
-    const out = await interrupted(
+    const both = await interruptedFio(
       `--output-format=json,normal --name=a --rw=randread --bs=4k --direct=1 --size=16k ${late}`,
+      (_, reads) => reads >= 4,
+      "a's reads",
     );
+    expect(both.status).toBe(128);
+    expect(both.requests).toBe(4);
+    const out = both.out;
     const report = json(out.slice(0, out.indexOf('\n}\n') + 3));
     expect(report.jobs.map((j) => [j.jobname, j.read.total_ios])).toEqual([
       ['a', 4],
@@ -1034,18 +1034,10 @@ describe("the guest fio's latency limits (max_latency, latency_target: io_u.c's 
     expect(normal).toMatch(/^a: \(groupid=0/m);
     expect(normal).not.toMatch(/^b: \(groupid=0/m);
     // the delayed job alone: nothing began, so no disk's figures either (fio 3.36 prints none)
-    const stop = new AbortController();
-    let alone = '';
-    const run = userland.run(`fio --filename=/dev/xvda ${late}`, {
-      stdout: (x) => (alone += x),
-      stderr: () => {},
-      signal: stop.signal,
-    });
-    await until(() => alone.includes('Starting 1 process'), 'the start', 10_000);
-    stop.abort('SIGINT');
-    expect(await run).toBe(128);
-    expect(alone).toContain('fio: terminating on signal 2');
-    expect(alone).not.toContain('Disk stats');
+    const alone = await interruptedFio(late, (o) => o.includes('Starting 1 process'), 'the start');
+    expect(alone.status).toBe(128);
+    expect(alone.out).toContain('fio: terminating on signal 2');
+    expect(alone.out).not.toContain('Disk stats');
   });
 
   it('catches up on its rate after a thought, unless rate_ignore_thinktime (fio 3.33: 120 I/Os against 100)', async () => {

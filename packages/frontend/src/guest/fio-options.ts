@@ -586,6 +586,15 @@ const groupOpt =
 const logOpt = (fn: (logs: FioLogOptions, raw: string) => void) => groupOpt('logs', fn);
 const latencyOpt = (fn: (l: FioLatencyTarget, raw: string) => void) => groupOpt('latencyTarget', fn);
 
+/** log_alternate_epoch, under its name or its alias: on the clock log_alternate_epoch_clock_id names. */
+function alternateEpochOption(opt: string): OptionDef {
+  return {
+    apply: logOpt((l, v) => {
+      l.alternateEpochClock = fioBool(opt, v, 'bool') ? l.alternateClockId : null;
+    }),
+  };
+}
+
 /** An option with a value per direction (perDirection()), kept in the job's `key`. */
 function perDirOption(
   opt: string,
@@ -876,17 +885,8 @@ const OPTIONS: Record<string, OptionDef> = {
   log_offset: { apply: logOpt((l, v) => (l.offset = fioBool('log_offset', v, 'bool'))) },
   log_prio: { apply: logOpt((l, v) => (l.prio = fioBool('log_prio', v, 'bool'))) },
   per_job_logs: { apply: logOpt((l, v) => (l.perJob = fioBool('per_job_logs', v, 'bool'))) },
-  log_alternate_epoch: {
-    apply: logOpt((l, v) => {
-      l.alternateEpochClock = fioBool('log_alternate_epoch', v, 'bool') ? l.alternateClockId : null;
-    }),
-  },
-  log_unix_epoch: {
-    aliasOf: 'log_alternate_epoch',
-    apply: logOpt((l, v) => {
-      l.alternateEpochClock = fioBool('log_unix_epoch', v, 'bool') ? l.alternateClockId : null;
-    }),
-  },
+  log_alternate_epoch: alternateEpochOption('log_alternate_epoch'),
+  log_unix_epoch: { aliasOf: 'log_alternate_epoch', ...alternateEpochOption('log_unix_epoch') },
   log_alternate_epoch_clock_id: {
     apply: logOpt((l, v) => {
       const id = parseIntOption('log_alternate_epoch_clock_id', v, 0, 0xffffffff);
