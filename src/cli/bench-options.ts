@@ -20,7 +20,12 @@ import {
   parseTime,
   PVBLK_STACK_OPTIONS,
   rwKinds,
+  sectionsAsked,
   splitOptions,
+  GUEST_KEYWORDS,
+  JOB_FILE_MAX_BYTES,
+  JobFileError,
+  jobFileOptions,
   type FioCommandLine,
   type FioJob,
   type SplitOption,
@@ -38,6 +43,7 @@ import {
   storeBlocks,
   type HostQuotas,
 } from '@pvblk/backend';
+import { open } from 'node:fs/promises';
 import { isPvblkError, XENBUS_MAX_RING_GRANT_ORDER } from '@pvblk/shared';
 import { RELAY_MAX_BS } from './bench-relay.ts';
 import { guestNames } from './options.ts';
@@ -122,7 +128,7 @@ export const MAX_WARMUP_MS = 3_600_000;
 /** Points of one bench (the product of its sweeps' value counts): each is a measured run of its own. */
 export const MAX_SWEEP_POINTS = 256;
 
-export const BENCH_USAGE = `usage: pvblk bench --name=<job> [fio options] [pvblk options]
+export const BENCH_USAGE = `usage: pvblk bench --name=<job> [fio options] [pvblk options] [job file …]
 
 Starts its own stack (hypervisor, host, guests), runs the fio job in every guest (as
 \`pvblk guest fio\` would), and prints fio's report with what only the host sees: notifications each
@@ -137,7 +143,7 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --rate --rate_iops --rate_process=linear|poisson --thinktime --thinktime_spin --thinktime_blocks
   --thinktime_blocks_type=complete|issue --thinktime_iotime
   --randseed --randrepeat --group_reporting --percentile_list --slat_percentiles --clat_percentiles
-  --lat_percentiles
+  --lat_percentiles --stonewall --wait_for_previous --new_group --wait_for
   --rate_min --rate_iops_min --rate_cycle --rate_ignore_thinktime --startdelay
   --max_latency --latency_target --latency_window --latency_percentile --latency_run
   --write_lat_log --write_bw_log --write_iops_log --log_avg_msec --log_max_value --log_offset
@@ -146,6 +152,8 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   <log file>.<guest>, and in a sweep .<key>=<value> after that, as fio's client names a server's)
   --output-format=normal|json|json+|terse[,…] --minimal --terse-version=3 --eta=auto|always|never
   --output=FILE (the report to FILE on this machine, the ETA line to the terminal)
+  job files (fio's [section] and key=value lines, read on this machine; \${VAR} from its
+  environment) and --section=<name>, as \`fio job.fio\`
   (and fio's aliases: --readwrite, --blocksize, --rwmixwrite, --timeout, --buffered; an
   unambiguous prefix of an option is that option, as fio's getopt takes it)
 
@@ -355,8 +363,62 @@ function parseSweep(raw: string): Sweep {
   return { key: key as SweepKey, values };
 }
 
-/** Parses and checks the whole command line. Throws FioUsageError with fio-style lines. */
-export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' | 'version' {
+/** The bench's argv split: its options (fio's, the stack's, the bench's own) and its job files. */
+function splitBench(argv: readonly string[]) {
+  const takes = (n: string) =>
+    fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true || BENCH_OPTIONS[n] === true;
+  // help is an option as getopt sees it: not the value of one that takes it (`--filename --help`)
+  return splitOptions('pvblk bench', argv, takes);
+}
+
+/**
+ * The options of the job files the command line names, read on this host (`-`: standard input), with
+ * its environment for `${VAR}`; the keywords are the guests' (jobFileKeywords()). Throws
+ * FioUsageError with fio's lines.
+ */
+export async function benchJobFiles(argv: readonly string[]): Promise<SplitOption[]> {
+  const { options, jobFiles } = splitBench(argv);
+  if (!jobFiles.length || helpAsked('pvblk bench', options) || versionAsked('pvblk bench', options))
+    return [];
+  try {
+    return await jobFileOptions(jobFiles, {
+      async read(path) {
+        try {
+          // a bound on what is read: a larger file is refused on its size, not held
+          const fd = await open(path === '-' ? '/dev/stdin' : path, 'r');
+          try {
+            const buf = Buffer.alloc(JOB_FILE_MAX_BYTES + 1);
+            let n = 0;
+            for (;;) {
+              const r = await fd.read(buf, n, buf.length - n, null);
+              if (r.bytesRead === 0 || (n += r.bytesRead) === buf.length) break;
+            }
+            return buf.subarray(0, n).toString('utf8');
+          } finally {
+            await fd.close();
+          }
+        } catch {
+          return null;
+        }
+      },
+      env: (name) => process.env[name],
+      keywords: GUEST_KEYWORDS,
+      sections: sectionsAsked(options),
+    });
+  } catch (e) {
+    if (e instanceof JobFileError) throw new FioUsageError(e.lines);
+    throw e;
+  }
+}
+
+/**
+ * Parses and checks the whole command line, with the options of its job files (benchJobFiles()).
+ * Throws FioUsageError with fio-style lines.
+ */
+export function parseBenchArgs(
+  argv: readonly string[],
+  fromFiles: readonly SplitOption[] = [],
+): BenchOptions | 'help' | 'version' {
   const stack: StackShape = { ...DEFAULT_STACK };
   let baseline = false;
   let baselineSlices = 1;
@@ -365,14 +427,11 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' |
   let warmupMs = 500;
   let rssIntervalMs = 1000;
   const sweeps: Sweep[] = [];
-  const takes = (n: string) =>
-    fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true || BENCH_OPTIONS[n] === true;
-  // help is an option as getopt sees it: not the value of one that takes it (`--filename --help`)
-  const opts = splitOptions('pvblk bench', argv, takes);
+  const { options: opts } = splitBench(argv);
   if (helpAsked('pvblk bench', opts)) return 'help';
   if (versionAsked('pvblk bench', opts)) return 'version';
   const cl = parseFioOptions(
-    opts,
+    [...opts, ...fromFiles],
     (o) => {
       switch (o.name) {
         case 'baseline':
@@ -602,7 +661,7 @@ export function fioArgv(
   // bench, and so does group_reporting: the bench groups the jobs of every guest (reportJobs()), from
   // each job's own figures
   cl.given.forEach((given, i) => {
-    argv.push(`--name=${given.name}`);
+    argv.push(`--name=${cl.jobs[i].name}`);
     for (const [k, v] of Object.entries({ ...cl.inherited[i], ...given, ...override })) {
       if (k === 'name' || v === null || isGlobalFioOption(k) || k === 'group_reporting') continue;
       argv.push(arg(k, v));

@@ -197,7 +197,11 @@ export function reportJobs(p: PointResult): BenchReportJob[] {
       });
     });
   }
-  return reportGroups(jobs, (j) => j.groupReporting).map((group) => {
+  return reportGroups(
+    jobs,
+    (j) => j.groupReporting,
+    (j) => j.stats.groupid,
+  ).map((group) => {
     const [first] = group;
     const last = group[group.length - 1];
     const job: BenchReportJob = {

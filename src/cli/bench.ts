@@ -46,6 +46,7 @@ import {
   benchPoints,
   diskParams,
   fioArgv,
+  benchJobFiles,
   parseBenchArgs,
   sameStack,
   sliceRuntimeMs,
@@ -794,7 +795,7 @@ export async function runBench(argv: string[]): Promise<number> {
   });
   let o: BenchOptions | 'help' | 'version';
   try {
-    o = parseBenchArgs(argv);
+    o = parseBenchArgs(argv, await benchJobFiles(argv));
   } catch (e) {
     if (e instanceof FioUsageError) {
       if (e.out.length) writeOutNow(e.out.join('\n') + '\n', 'pvblk bench');

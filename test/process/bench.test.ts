@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, open, readdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   environOf,
@@ -146,6 +146,7 @@ describe.concurrent('pvblk bench: bad input', () => {
       ['--name=t', '--output=/nonexistent/dir/out'],
       ['fio: output file open error: No such file or directory'],
     ],
+    [['/nonexistent/job.fio'], ["fio: unable to open '/nonexistent/job.fio' job file"]],
   ];
 
   for (const [args, lines] of cases) {
@@ -1012,6 +1013,46 @@ describe('pvblk bench: a run', () => {
     }
     for (const g of ['guest1', 'guest2'])
       expect(r.stderr).toContain(`pvblk bench: ${g} wrote no /no/such/dir/m_bw.2.log`);
+  });
+
+  it("runs a job file from the host, ${VAR} from the bench's environment; a stonewall job in its own group", async () => {
+    const dir = join(tmp.path, 'jobfile');
+    await mkdir(dir);
+    await writeFile(
+      join(dir, 'walls.fio'),
+      [
+        '[global]',
+        'bs=4k',
+        'direct=1',
+        'size=${JOB_SIZE}',
+        '[w]',
+        'rw=write',
+        '[r]',
+        'stonewall',
+        'rw=read',
+        'iodepth=4',
+      ].join('\n'),
+    );
+    const r = await pvblk(['bench', 'walls.fio', ...QUICK, '--output-format=json'], {
+      env: { TMPDIR: tmp.path, JOB_SIZE: '64k' },
+      timeoutMs: 120_000,
+      cwd: dir,
+    });
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      'global options': Record<string, string>;
+      jobs: Array<{
+        jobname: string;
+        groupid: number;
+        read: { io_bytes: number };
+        write: { io_bytes: number };
+      }>;
+    };
+    expect(j['global options']).toEqual({ bs: '4k', direct: '1', size: '64k' });
+    expect(j.jobs.map((x) => [x.jobname, x.groupid, x.write.io_bytes, x.read.io_bytes])).toEqual([
+      ['w', 0, 65536, 0],
+      ['r', 1, 0, 65536],
+    ]);
   });
 
   it('sweeps and plots IOPS against the swept value as a PNG; each point says which it is', async () => {

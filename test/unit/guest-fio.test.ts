@@ -5,7 +5,7 @@
  * failed jobs — against fio's stat.c, backend.c and init.c, and a buffered job that must leave the
  * guest's event loop free for its signals.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -1138,5 +1138,106 @@ describe("the guest fio's latency limits (max_latency, latency_target: io_u.c's 
     expect(j.latency_depth).toBe(1);
     expect(j.iodepth_level['1']).toBe(100);
     expect(j.read.runtime).toBeGreaterThanOrEqual(400);
+  });
+});
+
+describe("the guest fio's job files and the order of its jobs (stonewall, new_group, wait_for)", () => {
+  /** Writes a job file into the guest's root. */
+  const jobFile = (name: string, lines: string[]) => writeFile(join(root, name), lines.join('\n') + '\n');
+  /** The disk's requests of a run: reads and writes, in the order the disk took them. */
+  async function requestsOf(run: () => Promise<{ status: number; stdout: string; stderr: string }>) {
+    const dev = stack.disks.get('/dev/sdg')!;
+    const at = dev.log.length;
+    const r = await run();
+    return {
+      ...r,
+      ops: dev.log
+        .slice(at)
+        .map((e) => e.op)
+        .filter((op) => op === 'read' || op === 'write'),
+    };
+  }
+
+  it('runs a job file, a stonewall job only after the jobs before it ended, in its own reporting group', async () => {
+    await jobFile('walls.fio', [
+      '; a writer, then a reader behind a stonewall',
+      '[global]',
+      'bs=4k',
+      'direct=1',
+      'size=512k',
+      '[w]',
+      'rw=randwrite',
+      'iodepth=8',
+      '[r]',
+      'stonewall',
+      'rw=read   # sequential',
+      'iodepth=8',
+    ]);
+    const r = await requestsOf(() => fio('/walls.fio'));
+    expect(r.status).toBe(0);
+    // every write before the first read: the reader started when the writer had ended
+    expect(r.ops.lastIndexOf('write')).toBeLessThan(r.ops.indexOf('read'));
+    expect(r.ops.filter((op) => op === 'write')).toHaveLength(128);
+    expect(r.stdout).toMatch(/^w: \(g=0\): rw=randwrite/m);
+    expect(r.stdout).toMatch(/^r: \(g=1\): rw=read/m);
+    expect(r.stdout).toMatch(/^w: \(groupid=0, jobs=1\)/m);
+    expect(r.stdout).toMatch(/^r: \(groupid=1, jobs=1\)/m);
+    // a run status a group: the writer's in 0, the reader's in 1
+    expect(r.stdout).toMatch(/Run status group 0 \(all jobs\):\n {2}WRITE: bw=.*io=512KiB/);
+    expect(r.stdout).toMatch(/Run status group 1 \(all jobs\):\n {3}READ: bw=.*io=512KiB/);
+    const j = json((await fio('/walls.fio --output-format=json')).stdout);
+    expect(j.jobs.map((x) => [x.jobname, x.groupid])).toEqual([
+      ['w', 0],
+      ['r', 1],
+    ]);
+    // the command line's global options and the file's global section's are the run's; a section's
+    // header is no option
+    expect(j['global options']).toEqual({ filename: '/dev/xvda', bs: '4k', direct: '1', size: '512k' });
+    expect(j.jobs[1]['job options']).toEqual({ rw: 'read', iodepth: '8' });
+  });
+
+  it('runs only the --section sections; new_group groups without waiting; wait_for waits for its job', async () => {
+    await jobFile('groups.fio', [
+      '[global]',
+      'bs=4k',
+      'direct=1',
+      'size=256k',
+      '[a]',
+      'rw=write',
+      '[b]',
+      'new_group',
+      'rw=randwrite',
+      'offset=4m',
+      '[c]',
+      'rw=read',
+      'wait_for=a',
+    ]);
+    const only = json((await fio('--section=b /groups.fio --output-format=json')).stdout);
+    // b alone: no job before it, so its new_group starts no group
+    expect(only.jobs.map((x) => [x.jobname, x.groupid])).toEqual([['b', 0]]);
+    const r = await requestsOf(() => fio('/groups.fio --output-format=json'));
+    expect(r.status).toBe(0);
+    expect(json(r.stdout).jobs.map((x) => [x.jobname, x.groupid])).toEqual([
+      ['a', 0],
+      ['b', 1],
+      ['c', 1],
+    ]);
+    // c read only once a had written all it would: a's 64 writes and b's, then no write after c's first read
+    const firstRead = r.ops.indexOf('read');
+    expect(r.ops.slice(0, firstRead).filter((op) => op === 'write').length).toBeGreaterThanOrEqual(64);
+  });
+
+  it("refuses a job file's mistakes in fio's words, and runs nothing", async () => {
+    await jobFile('bad.fio', ['[j]', 'rw=randread', 'bogus=1', 'bs=abc']);
+    const dev = stack.disks.get('/dev/sdg')!;
+    const at = dev.log.length;
+    const r = await fio('/bad.fio');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      'fio: failed parsing bs=abc\nBad option <bogus=1>\nDid you mean bs?\nfio: job j dropped\n',
+    );
+    expect(dev.log.length).toBe(at);
+    const missing = await fio('/nope.fio');
+    expect([missing.status, missing.stderr]).toEqual([1, "fio: unable to open '/nope.fio' job file\n"]);
   });
 });

@@ -51,13 +51,13 @@ function splitArgs(args: string[]): { options: string[]; operands: string[] } {
   return { options, operands };
 }
 
-type ReadOutcome = { ok: true } | { ok: false; message: string } | { ok: 'aborted' };
+export type ReadOutcome = { ok: true } | { ok: false; message: string } | { ok: 'aborted' };
 
 /**
  * Opens `path` and feeds its content to `sink` in 64 KiB chunks until EOF. Errors come back as the
  * strerror text; an interrupt stops between chunks.
  */
-async function readWhole(
+export async function readWhole(
   vfs: GuestVfs,
   path: string,
   io: CommandIo,

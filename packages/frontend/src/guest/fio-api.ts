@@ -24,6 +24,7 @@ export {
   parseSize,
   parseTime,
   rwKinds,
+  sectionsAsked,
   splitOptions,
   type FioCommandLine,
   type FioGlobal,
@@ -45,6 +46,7 @@ export {
 export { FIO_IOMEM_MAX, jobIomem, syncEngine } from './fio-engine.ts';
 export { fioJsonText } from './fio-json.ts';
 export { logFiles } from './fio-log.ts';
+export { JOB_FILE_MAX_BYTES, JobFileError, jobFileOptions } from './fio-jobfile.ts';
 export {
   num2str,
   renderJson,
@@ -72,4 +74,5 @@ export {
   PVBLK_STACK_OPTIONS,
   runBanner,
   deviceJson,
+  GUEST_KEYWORDS,
 } from './fio.ts';

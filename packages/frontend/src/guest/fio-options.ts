@@ -16,6 +16,7 @@
 import { ownEntry, PvblkError } from '@pvblk/shared';
 import { fixed } from './printf.ts';
 import { FIO_GETOPT_TABLE } from './fio-getopt-table.ts';
+import type { JobFileLine } from './fio-jobfile.ts';
 import type { ChecksumName } from './fio-checksum.ts';
 import { parseVerifyPattern, type VerifyPattern } from './fio-pattern.ts';
 import { headerSize } from './fio-verify.ts';
@@ -136,6 +137,17 @@ export interface FioJob {
    * __show_run_stats(); reportGroups()).
    */
   groupReporting: boolean;
+  /**
+   * fio's `stonewall` (alias `wait_for_previous`): the job starts once every job started before it
+   * has ended (backend.c's run_threads()), and starts a new reporting group.
+   */
+  stonewall: boolean;
+  /** fio's `new_group`: the job starts a new reporting group, without waiting. */
+  newGroup: boolean;
+  /** fio's `wait_for`: the name of an earlier job this one starts after ('' for none). */
+  waitFor: string;
+  /** fio's td->groupid: the job's reporting group, as init.c's add_job() numbers them. */
+  groupid: number;
   percentileList: number[];
   /** fio's slat_percentiles, clat_percentiles and lat_percentiles: whose percentiles the report gives. */
   latencyPercentiles: LatencyPercentiles;
@@ -194,6 +206,8 @@ export interface FioGlobal {
   /** fio's `--output`: the file the run's output goes to (the ETA line stays on the terminal). */
   output: string | null;
   eta: 'auto' | 'always' | 'never';
+  /** fio's `--section`: the job file sections that run (with the global ones); none given, all. */
+  sections: string[];
 }
 
 export interface FioCommandLine {
@@ -274,6 +288,10 @@ const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   randseed: 0x2ce7a3bf,
   randrepeat: true,
   groupReporting: false,
+  stonewall: false,
+  newGroup: false,
+  waitFor: '',
+  groupid: 0,
   percentileList: DEFAULT_PERCENTILES,
   latencyPercentiles: { slat: false, clat: true, lat: false },
   percentilePrecision: 2,
@@ -836,6 +854,14 @@ const OPTIONS: Record<string, OptionDef> = {
     flag: true,
     apply: jobOpt((j, v) => (j.groupReporting = fioBool('group_reporting', v, 'set'))),
   },
+  stonewall: { flag: true, apply: jobOpt((j, v) => (j.stonewall = fioBool('stonewall', v, 'set'))) },
+  wait_for_previous: {
+    flag: true,
+    aliasOf: 'stonewall',
+    apply: jobOpt((j, v) => (j.stonewall = fioBool('wait_for_previous', v, 'set'))),
+  },
+  new_group: { flag: true, apply: jobOpt((j, v) => (j.newGroup = fioBool('new_group', v, 'set'))) },
+  wait_for: { apply: jobOpt((j, v) => (j.waitFor = v)) },
   slat_percentiles: {
     apply: jobOpt(
       (j, v) =>
@@ -919,6 +945,8 @@ const OPTIONS: Record<string, OptionDef> = {
     switch: true,
     apply: (_j, g, v) => (g.output = v),
   },
+  // read where the job files are (sectionsAsked()): here for the option's checks and the record
+  section: { global: true, switch: true, apply: (_j, g, v) => g.sections.push(v) },
   'output-format': {
     global: true,
     switch: true,
@@ -956,6 +984,9 @@ const OPTIONS: Record<string, OptionDef> = {
 /** fio's getopt table by name: whether getopt takes the value from the next argument. */
 const FIO_GETOPT = new Map(FIO_GETOPT_TABLE);
 const FIO_GETOPT_NAMES = [...FIO_GETOPT.keys()];
+/** The names of fio's job options (fio_options, from `description` on): a job file's options. */
+const FIO_JOB_OPTION_NAMES = FIO_GETOPT_NAMES.slice(FIO_GETOPT_NAMES.indexOf('description'));
+const FIO_JOB_OPTIONS = new Set(FIO_JOB_OPTION_NAMES);
 
 /**
  * The option a name means, as glibc's getopt_long_only() finds it in fio's table: the name itself,
@@ -1074,12 +1105,16 @@ function distance(a: string, b: string): number {
  * written — leading dashes stripped, `=value` and all — if within half the argument's length (parse.c's
  * string_distance_ok()); `extra` names (the bench's own options) come after fio's.
  */
-export function closestOption(arg: string, extra: readonly string[] = []): string | null {
+export function closestOption(
+  arg: string,
+  extra: readonly string[] = [],
+  among: readonly string[] = FIO_GETOPT_NAMES,
+): string | null {
   const name = arg.replace(/^-+/, '');
   const ok = Math.floor((name.length + 1) / 2);
   let best: string | null = null;
   let bestD = Infinity;
-  for (const k of [...FIO_GETOPT_NAMES, ...extra]) {
+  for (const k of [...among, ...extra]) {
     // the distance is at least the lengths' difference: a name that far off can neither beat the
     // best so far nor be close enough (a 100k-character option took 2.4 s of distance tables)
     const gap = Math.abs(name.length - k.length);
@@ -1111,29 +1146,45 @@ export interface SplitOption {
   value: string | null;
   /** The argument as written, for messages. */
   arg: string;
+  /** Where a job file's option came from: its errors are said as fio says a job file's. */
+  from?: JobFileLine;
+}
+
+/** A command line: its options, and the job files named in it (fio's words that are no option). */
+export interface SplitCommandLine {
+  options: SplitOption[];
+  jobFiles: string[];
 }
 
 /**
- * Splits argv into `--name[=value]` options. `takesValue(name)` says whether a value may come from the
- * next argument. Anything that is not an option is refused (fio would read it as a job file).
+ * Splits argv into `--name[=value]` options and job files. `takesValue(name)` says whether a value may
+ * come from the next argument. As glibc's getopt permutes them, a word that is no option (and every
+ * word after `--`) is a job file wherever it stands; fio reads its job files after the command line.
  */
 export function splitOptions(
   prog: string,
   argv: readonly string[],
   takesValue: (name: string) => boolean,
-): SplitOption[] {
-  const out: SplitOption[] = [];
+): SplitCommandLine {
+  const options: SplitOption[] = [];
+  const jobFiles: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    // -h is fio's short --help; getopt refuses any other short option it does not know, and takes a
-    // word that is no option for a job file
+    // -h is fio's short --help; getopt refuses any other short option it does not know
     if (arg === '-h') {
-      out.push({ name: 'help', value: null, arg });
+      options.push({ name: 'help', value: null, arg });
       continue;
     }
-    if (arg.startsWith('-') && !arg.startsWith('--')) fail(`${prog}: unrecognized option '${arg}'`);
-    if (!arg.startsWith('--') || arg === '--') {
-      fail(`${prog}: job files are not supported: '${arg}' (give the job as --name=… options)`);
+    if (arg === '--') {
+      jobFiles.push(...argv.slice(i + 1));
+      break;
+    }
+    // `-` alone is a job file: standard input
+    if (arg.startsWith('-') && !arg.startsWith('--') && arg !== '-')
+      fail(`${prog}: unrecognized option '${arg}'`);
+    if (!arg.startsWith('--')) {
+      jobFiles.push(arg);
+      continue;
     }
     const eq = arg.indexOf('=');
     const name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
@@ -1142,9 +1193,9 @@ export function splitOptions(
       if (i + 1 >= argv.length) fail(...missingArgument(name, arg));
       value = argv[++i];
     }
-    out.push({ name, value, arg });
+    options.push({ name, value, arg });
   }
-  return out;
+  return { options, jobFiles };
 }
 
 export const FIO_OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
@@ -1162,6 +1213,11 @@ export function helpAsked(prog: string, opts: readonly SplitOption[]): boolean {
  */
 export function versionAsked(prog: string, opts: readonly SplitOption[]): boolean {
   return switchAsked(prog, opts, 'version');
+}
+
+/** The `--section` names of a command line, which choose among its job files' sections. */
+export function sectionsAsked(opts: readonly SplitOption[]): string[] {
+  return opts.filter((o) => fioOptionName(o.name) === 'section').map((o) => o.value ?? '');
 }
 
 /** Whether a switch that getopt takes with no argument was given; one given a value is refused. */
@@ -1182,8 +1238,10 @@ export function fioTakesValue(name: string): boolean {
 }
 
 /**
- * Parses fio options into jobs. `extra` handles names that are not fio's (pvblk's own options): it
- * returns true when it consumed the option. Unknown names fail with fio's message.
+ * Parses fio options into jobs: the command line's, then its job files' (jobFileOptions()). `extra`
+ * handles names that are not fio's (pvblk's own options): it returns true when it consumed the option.
+ * Unknown names fail with fio's message — a job file's as options.c says them for a file: every bad
+ * option of the section, then `fio: job <section> dropped`.
  */
 export function parseFioOptions(
   opts: readonly SplitOption[],
@@ -1194,6 +1252,7 @@ export function parseFioOptions(
     outputFormat: parseOutputFormat('normal'),
     output: null,
     eta: 'auto',
+    sections: [],
   };
   const defaults: FioJob = { name: '', ...DEFAULT_JOB };
   const globalGiven: Record<string, string> = {};
@@ -1202,11 +1261,33 @@ export function parseFioOptions(
   const inherited: Array<Record<string, string>> = [];
   const options: SplitOption[] = [];
   let current: FioJob | null = null;
-  for (const given0 of opts) {
+  // a job file's section whose options failed: what fio said of each, until the section ends
+  let dropped: {
+    section: string;
+    index: number;
+    lines: string[];
+    unknown: string[];
+    out: string[];
+  } | null = null;
+  const endOfSection = (next: SplitOption | null) => {
+    if (dropped && next?.from?.sectionIndex !== dropped.index)
+      throw new FioUsageError(
+        [...dropped.lines, ...dropped.unknown, `fio: job ${dropped.section} dropped`],
+        dropped.out,
+      );
+  };
+  const take = (given0: SplitOption) => {
     let def = ownEntry(OPTIONS, given0.name);
-    if (!def && extra(given0)) continue;
-    // an unambiguous prefix is the option it begins (getopt_long_only())
-    const meant = def ? given0.name : fioOptionName(given0.name);
+    if (given0.from) {
+      // a file names an option exactly (parse.c's find_option_c()), and the command line's own
+      // switches are none of its options
+      if (def?.switch || (!def && !FIO_JOB_OPTIONS.has(given0.name))) {
+        const hint = closestOption(given0.name, [], FIO_JOB_OPTION_NAMES);
+        fail(`Bad option <${given0.arg}>`, ...(hint ? [`Did you mean ${hint}?`] : []));
+      }
+    } else if (!def && extra(given0)) return;
+    // an unambiguous prefix is the option it begins (getopt_long_only()); a file's is exact
+    const meant = def || given0.from ? given0.name : fioOptionName(given0.name);
     if (typeof meant !== 'string') {
       const hint = closestOption(given0.arg, knownExtra);
       const said = `fio: unrecognized option '${given0.arg}'`;
@@ -1232,34 +1313,100 @@ export function parseFioOptions(
         `Did you mean ${o.name}?`,
       );
     const value = o.value ?? (def.flag ? '1' : null);
-    if (value === null) fail(...missingArgument(o.name, o.arg));
+    if (value === null)
+      fail(...(o.from ? [`Option ${o.name} requires an argument`] : missingArgument(o.name, o.arg)));
     // init.c's parse_cmd_line(): a job option of getopt's required_argument given `=` and nothing
-    if (value === '' && !def.switch && fioTakesValue(o.name))
+    if (value === '' && !o.from && !def.switch && fioTakesValue(o.name))
       fail(`fio: option ${o.name} requires an argument`);
     options.push(o);
     if (o.name === 'name') {
+      // a job file's `name=` names the job of its section (its [header] started it)
+      if (o.from && !o.from.header) {
+        if (!current) fail(`fio: ${o.from.line}: a [global] section's name= is not supported`);
+        current.name = value;
+        given[given.length - 1].name = value;
+        return;
+      }
       // init.c's parse_cmd_line(): a section whose name starts with "global" is the global one
       if (value.startsWith('global')) {
         current = null;
-        continue;
+        return;
       }
       current = { ...defaults, name: value };
       jobs.push(current);
-      given.push({ name: value });
+      // a job file's section header is no option: fio's JSON lists no name for its job
+      given.push(o.from ? {} : { name: value });
       inherited.push({ ...globalGiven });
-      continue;
+      return;
     }
     if (def.global) def.apply(null, global, value, false);
     else def.apply(current ?? defaults, global, value, current !== null);
-    if (def.switch) continue;
+    if (def.switch) return;
     // as fio's add_to_dump_list() keeps it: the option's own name, and no value for a flag given bare
     const key = def.aliasOf ?? o.name;
     const shown = o.value ?? '';
     if (current) given[given.length - 1][key] = shown;
     else globalGiven[key] = shown;
+  };
+  for (const o of opts) {
+    endOfSection(o);
+    if (!o.from) {
+      take(o);
+      continue;
+    }
+    try {
+      take(o);
+    } catch (e) {
+      if (!(e instanceof FioUsageError)) throw e;
+      // parse.c says a file's value that does not parse with the line as written
+      const failed = `fio: failed parsing ${o.name}=${o.value ?? ''}`;
+      const lines = e.lines.map((l) => (l === failed ? `fio: failed parsing ${o.arg}` : l));
+      if (!lines.includes(`fio: failed parsing ${o.arg}`) && !lines[0].startsWith('Bad option'))
+        lines.push(`fio: failed parsing ${o.arg}`);
+      dropped ??= {
+        section: o.from.section,
+        index: o.from.sectionIndex,
+        lines: [],
+        unknown: [],
+        out: [],
+      };
+      // fio_options_parse() tries the names it does not know again after the others (as the
+      // ioengine's options), and says them then
+      (lines[0].startsWith('Bad option') ? dropped.unknown : dropped.lines).push(...lines);
+      dropped.out.push(...e.out);
+    }
   }
+  endOfSection(null);
   if (jobs.length === 0) fail('No job(s) defined', '', 'give a job with --name=<job name> and its options');
+  numberGroups(jobs);
   return { global, jobs, globalGiven, given, inherited, options };
+}
+
+/**
+ * init.c's add_job(), job by job: a `stonewall` or `new_group` job after others starts a new reporting
+ * group (its numjobs clones stay in it: fio clears the option on them); a `wait_for` names one earlier
+ * job, not itself, and not a name two jobs have.
+ */
+function numberGroups(jobs: FioJob[]): void {
+  let groupid = 0;
+  let groupJobs = 0;
+  for (const [i, j] of jobs.entries()) {
+    if ((j.stonewall || j.newGroup) && groupJobs) {
+      groupJobs = 0;
+      groupid++;
+    }
+    j.groupid = groupid;
+    groupJobs += j.numjobs;
+    if (!j.waitFor) continue;
+    if (j.waitFor === j.name) fail(`${j.name}: a job cannot wait for itself (wait_for=${j.waitFor}).`);
+    const waitees = jobs.slice(0, i).filter((w) => w.name === j.waitFor).length;
+    if (!waitees) fail(`${j.name}: waitee job ${j.waitFor} unknown.`);
+    if (waitees > 1)
+      fail(
+        `${j.name}: multiple waitees ${j.waitFor} found,`,
+        'please avoid duplicates when using wait_for option.',
+      );
+  }
 }
 
 /**

@@ -43,15 +43,20 @@ function latencyDepth(job: FioReportJob): number {
 
 /**
  * Which jobs report together, as stat.c's __show_run_stats() sorts them: `group_reporting` is a job
- * option, and a job that has it joins the report before it (every job here is in group 0: this fio
- * takes no stonewall or new_group); one without starts a report of its own. A report is named,
- * described and timed after its first job, and has its last job's options, percentiles and latency
- * depth (fio copies each member's over the one before).
+ * option, and a job that has it joins the report before it when both are in one reporting group (a
+ * `stonewall` or `new_group` starts another); one without starts a report of its own. A report is
+ * named, described and timed after its first job, and has its last job's options, percentiles and
+ * latency depth (fio copies each member's over the one before).
  */
-export function reportGroups<T>(members: readonly T[], groupReporting: (m: T) => boolean): T[][] {
+export function reportGroups<T>(
+  members: readonly T[],
+  groupReporting: (m: T) => boolean,
+  groupid: (m: T) => number,
+): T[][] {
   const groups: T[][] = [];
   for (const m of members) {
-    if (groups.length && groupReporting(m)) groups[groups.length - 1].push(m);
+    const last = groups[groups.length - 1];
+    if (last && groupReporting(m) && groupid(last[last.length - 1]) === groupid(m)) last.push(m);
     else groups.push([m]);
   }
   return groups;
@@ -319,9 +324,15 @@ function groupAgg(
 
 export function renderNormal(r: FioReport): string {
   const out: string[] = [];
-  const aggs = { read: groupAgg(r.jobs, 'read'), write: groupAgg(r.jobs, 'write') };
+  // stat.c's runstats: one a reporting group, over its jobs
+  const groups = Math.max(0, ...r.jobs.map((j) => j.stats.groupid)) + 1;
+  const runstats = Array.from({ length: groups }, (_, g) => {
+    const members = r.jobs.filter((j) => j.stats.groupid === g);
+    return { read: groupAgg(members, 'read'), write: groupAgg(members, 'write') };
+  });
   for (const job of r.jobs) {
     const ts = job.stats;
+    const aggs = runstats[ts.groupid];
     if (!ts.totalIos && !ts.read.bytes && !ts.write.bytes && !ts.error) continue;
     const err = ts.error ? `err=${pad(ts.error, 2)} (${ts.verror})` : `err=${pad(0, 2)}`;
     out.push(
@@ -371,15 +382,16 @@ export function renderNormal(r: FioReport): string {
     );
     if (r.extraNormal) out.push(...r.extraNormal(job));
   }
-  // fio's show_run_stats() prints "\nRun status group": one blank line there, none between jobs
-  out.push('');
-  out.push(`Run status group 0 (all jobs):`);
-  for (const dir of ['read', 'write'] as const) {
-    const g = aggs[dir];
-    if (!g.maxRun) continue;
-    out.push(
-      `${dir === 'read' ? '   READ' : '  WRITE'}: bw=${num2str(g.agg, 4, true, 'bytepersec')} (${num2str(g.agg, 4, false, 'bytepersec')}), ${num2str(g.minBw, 4, true, 'bytepersec')}-${num2str(g.maxBw, 4, true, 'bytepersec')} (${num2str(g.minBw, 4, false, 'bytepersec')}-${num2str(g.maxBw, 4, false, 'bytepersec')}), io=${num2str(g.bytes, 4, true, 'byte')} (${num2str(g.bytes, 4, false, 'byte')}), run=${Math.round(g.minRun)}-${Math.round(g.maxRun)}msec`,
-    );
+  // fio's show_group_stats() prints "\nRun status group": one blank line there, none between jobs
+  for (const [groupid, aggs] of runstats.entries()) {
+    out.push('', `Run status group ${groupid} (all jobs):`);
+    for (const dir of ['read', 'write'] as const) {
+      const g = aggs[dir];
+      if (!g.maxRun) continue;
+      out.push(
+        `${dir === 'read' ? '   READ' : '  WRITE'}: bw=${num2str(g.agg, 4, true, 'bytepersec')} (${num2str(g.agg, 4, false, 'bytepersec')}), ${num2str(g.minBw, 4, true, 'bytepersec')}-${num2str(g.maxBw, 4, true, 'bytepersec')} (${num2str(g.minBw, 4, false, 'bytepersec')}-${num2str(g.maxBw, 4, false, 'bytepersec')}), io=${num2str(g.bytes, 4, true, 'byte')} (${num2str(g.bytes, 4, false, 'byte')}), run=${Math.round(g.minRun)}-${Math.round(g.maxRun)}msec`,
+      );
+    }
   }
   if (r.disks.length) {
     out.push('', 'Disk stats (read/write):');

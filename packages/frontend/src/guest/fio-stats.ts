@@ -394,8 +394,9 @@ export class JobStats {
   }
 
   /** Jobs that ran side by side (a group_reporting group, a guest's jobs) as one, named `name`. */
-  static merged(name: string, jobs: Iterable<JobStats>): JobStats {
-    const m = new JobStats(name);
+  /** A group_reporting report of `jobs`, in the reporting group of the first (stat.c's ts->groupid). */
+  static merged(name: string, jobs: readonly JobStats[]): JobStats {
+    const m = new JobStats(name, jobs[0]?.groupid ?? 0);
     m.members = 0;
     for (const j of jobs) m.merge(j);
     return m;

@@ -27,19 +27,16 @@ import {
   parseFioOptions,
   rwKinds,
   verifiesWrites,
+  sectionsAsked,
   splitOptions,
   type FioCommandLine,
   type FioJob,
+  type SplitOption,
 } from './fio-options.ts';
-import {
-  diskDelta,
-  diskSnapshot,
-  frontDelta,
-  frontSnapshot,
-  MAX_TIMER_MS,
-  syncEngine,
-  Worker,
-} from './fio-engine.ts';
+import { JOB_FILE_MAX_BYTES, JobFileError, jobFileOptions, type JobFileSource } from './fio-jobfile.ts';
+import { readWhole } from './commands.ts';
+import { runThreads } from './fio-run-threads.ts';
+import { diskDelta, diskSnapshot, frontDelta, frontSnapshot, syncEngine, Worker } from './fio-engine.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
 import {
@@ -52,6 +49,7 @@ import {
   type GuestVfs,
 } from './vfs.ts';
 import { fixed } from './printf.ts';
+import { totalmem } from 'node:os';
 import { fioJsonText } from './fio-json.ts';
 import { writeLog } from './fio-log.ts';
 
@@ -92,7 +90,8 @@ export interface GuestFioCommand {
   eta: boolean;
 }
 
-export const FIO_USAGE = `usage: fio [global options] --name=<job> [options] [--name=<job> [options] …]
+export const FIO_USAGE = `usage: fio [global options] --name=<job> [options] [--name=<job> [options] …] [job file …]
+job files: [section] lines and key=value options, as fio's (docs/experiments.md); --section=<name>
 job options (fio's names and syntax; --opt=value or --opt value; --name=global starts global ones):
   --filename=/dev/xvda   --rw=read|write|randread|randwrite|rw|randrw   --rwmixread=50
   --bs=4k   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0   --loops=1
@@ -106,6 +105,7 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --thinktime_blocks_type=complete|issue   --rate_ignore_thinktime=0
   --rate_min=<bytes/s>[,…]   --rate_iops_min=<n>[,…]   --rate_cycle=1000   --startdelay=<s>[-<s>]
   --randseed=<n>   --randrepeat=1   --description=<text>
+  --stonewall   --wait_for_previous   --new_group   --wait_for=<job>
   --group_reporting   --percentile_list=1:5:…:99.99
   --slat_percentiles=0   --clat_percentiles=1   --lat_percentiles=0
   --max_latency=<µs>[,<µs>]   --latency_target=<µs>   --latency_window=<µs>   --latency_percentile=100
@@ -121,7 +121,7 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
 /** fio's job line at startup, for the normal output. */
 export function jobBanner(job: FioJob): string {
   const b = num2str(job.bs, 4, true, 'byte');
-  return `${job.name}: (g=0): rw=${job.rw}, bs=(R) ${b}-${b}, (W) ${b}-${b}, (T) ${b}-${b}, ioengine=${job.ioengine}, iodepth=${job.iodepth}`;
+  return `${job.name}: (g=${job.groupid}): rw=${job.rw}, bs=(R) ${b}-${b}, (W) ${b}-${b}, (T) ${b}-${b}, ioengine=${job.ioengine}, iodepth=${job.iodepth}`;
 }
 
 /** What fio's thread_main() says of a synchronous engine given a queue depth, once per job it starts. */
@@ -401,16 +401,37 @@ function findDisk(rt: GuestRuntime, path: string | null): GuestDisk | undefined 
   return rt.disks.find((d) => `/dev/${d.name}` === path || d.name === path);
 }
 
-/** Parses the guest fio's argv (without argv[0]), or finds --help in it; throws FioUsageError. */
-export function parseGuestFio(args: string[]): GuestFioCommand | 'help' | 'version' {
+/**
+ * fio's keywords in a job file as a guest's fio finds them: 4 KiB pages, the memory of the machine it
+ * runs on, one CPU (one thread runs every job).
+ */
+export const GUEST_KEYWORDS: JobFileSource['keywords'] = {
+  pagesize: 4096,
+  mb_memory: Math.floor(totalmem() / 2 ** 20),
+  ncpus: 1,
+};
+
+/** The guest fio's argv split: its options and its job files. */
+function splitGuestFio(args: string[]) {
+  return splitOptions('fio', args, (n) => fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true);
+}
+
+/**
+ * Parses the guest fio's argv (without argv[0]) and the options of its job files (jobFileOptions(),
+ * which fio takes after the command line's), or finds --help in it; throws FioUsageError.
+ */
+export function parseGuestFio(
+  args: string[],
+  fromFiles: readonly SplitOption[] = [],
+): GuestFioCommand | 'help' | 'version' {
   // the bench's own switches, fio booleans both
   const own: Record<string, 'raw' | 'eta'> = { [RAW_OPTION]: 'raw', [ETA_OPTION]: 'eta' };
   const set = { raw: false, eta: false };
-  const opts = splitOptions('fio', args, (n) => fioTakesValue(n) || PVBLK_STACK_OPTIONS[n] === true);
-  if (helpAsked('fio', opts)) return 'help';
-  if (versionAsked('fio', opts)) return 'version';
+  const { options } = splitGuestFio(args);
+  if (helpAsked('fio', options)) return 'help';
+  if (versionAsked('fio', options)) return 'version';
   const cl = parseFioOptions(
-    opts,
+    [...options, ...fromFiles],
     (o) => {
       if (Object.hasOwn(own, o.name)) {
         set[own[o.name]] = o.value === null || parseBool(o.name, o.value);
@@ -429,6 +450,38 @@ export function parseGuestFio(args: string[]): GuestFioCommand | 'help' | 'versi
   return { cl, ...set };
 }
 
+/**
+ * The job files of a guest's fio, read from its filesystem (`-`: its standard input) into options;
+ * throws FioUsageError with fio's lines.
+ */
+async function guestJobFiles(rt: GuestRuntime, args: string[], io: CommandIo): Promise<SplitOption[]> {
+  const { options, jobFiles } = splitGuestFio(args);
+  if (!jobFiles.length || helpAsked('fio', options) || versionAsked('fio', options)) return [];
+  const src: JobFileSource = {
+    async read(path) {
+      const chunks: Uint8Array[] = [];
+      let bytes = 0;
+      const r = await readWhole(rt.vfs, path, io, (c) => {
+        chunks.push(c.slice());
+        bytes += c.length;
+        // past the bound: enough read to refuse the file
+        return bytes <= JOB_FILE_MAX_BYTES;
+      });
+      return r.ok === true ? Buffer.concat(chunks).toString('utf8') : null;
+    },
+    // the guest has no environment: a ${VAR} is replaced by nothing, as fio does an unset one
+    env: () => undefined,
+    keywords: GUEST_KEYWORDS,
+    sections: sectionsAsked(options),
+  };
+  try {
+    return await jobFileOptions(jobFiles, src);
+  } catch (e) {
+    if (e instanceof JobFileError) throw new FioUsageError(e.lines);
+    throw e;
+  }
+}
+
 /** The guest command. */
 export function fioCommand(rt: GuestRuntime): GuestCommand {
   return async (argv, io) => {
@@ -439,7 +492,7 @@ export function fioCommand(rt: GuestRuntime): GuestCommand {
     let parsed: GuestFioCommand;
     const targets = new Map<FioJob, GuestDisk>();
     try {
-      const p = parseGuestFio(argv.slice(1));
+      const p = parseGuestFio(argv.slice(1), await guestJobFiles(rt, argv.slice(1), io));
       if (p === 'help') {
         io.stdout(FIO_USAGE);
         return 0;
@@ -503,14 +556,14 @@ async function runFio(
     let index = 0;
     for (const j of cl.jobs) {
       for (let k = 0; k < j.numjobs; k++) {
-        workers.push(
-          new Worker(
-            j,
-            index++,
-            { path: `/dev/${targets.get(j)!.name}`, disk: targets.get(j)!, vfs: rt.vfs },
-            io,
-          ),
+        const w = new Worker(
+          j,
+          index++,
+          { path: `/dev/${targets.get(j)!.name}`, disk: targets.get(j)!, vfs: rt.vfs },
+          io,
         );
+        w.stats.groupid = j.groupid;
+        workers.push(w);
       }
     }
     const disks = [...new Set(targets.values())];
@@ -532,6 +585,9 @@ async function runFio(
     const showEta = eta || (cl.global.eta === 'always' && fmt.normal);
     let etaTimer: NodeJS.Timeout | null = null;
     const redraw = etaRedraw();
+    // fio clears stonewall on a job's numjobs clones: the first of them has it
+    const stonewall = workers.map((w, i) => w.job.stonewall && (i === 0 || workers[i - 1].job !== w.job));
+    const stoneWaiting = (i: number) => workers[i].state === 'P' && stonewall[i];
     if (showEta) {
       const percentage = etaPercentage();
       etaTimer = setInterval(() => {
@@ -542,7 +598,10 @@ async function runFio(
         );
         const ps = workers.map((w) => w.progress(doneSecs));
         const running = workers.filter((w) => w.state !== '_' && w.state !== 'P').length;
-        const etaSec = Math.max(0, ...ps.map((p) => p.eta));
+        // eta.c: a stonewall job yet to start adds its time to the longest of the others'
+        const etaSec =
+          Math.max(0, ...ps.filter((_, i) => !stoneWaiting(i)).map((p) => p.eta)) +
+          ps.reduce((a, p, i) => a + (stoneWaiting(i) ? p.eta : 0), 0);
         const ms = performance.now() - genesis;
         const states = workers.map((w) => w.state);
         const bare = !eta && etaBare(ms, running);
@@ -574,15 +633,18 @@ async function runFio(
           if (log) await writeLog(rt.vfs, log, !w.job.logs.perJob, (s) => io.stderr(s));
       }));
     try {
-      await Promise.all(
-        workers.map(async (w, i) => {
-          // run_threads() starts a job once its startdelay has passed since the command's start; one a
-          // signal stops before then never starts
-          const wait = w.startDelayMs - (performance.now() - genesis);
-          if (wait > 0 && !(await delayUnlessAborted(wait, io.signal))) {
-            w.skipped = true;
-            return;
-          }
+      const starting = workers.map((w, i) => ({
+        name: w.job.name,
+        startDelayMs: w.startDelayMs,
+        stonewall: stonewall[i],
+        waitFor: w.job.waitFor,
+      }));
+      await runThreads(
+        starting,
+        () => performance.now() - genesis,
+        io.signal,
+        async (i) => {
+          const w = workers[i];
           opened[i] = await w.open();
           if (!opened[i]) return;
           try {
@@ -595,7 +657,9 @@ async function runFio(
           }
           if (!raw) await writeLogs(w);
           if (w.stats.error) io.stdout(jobErrorLine(process.pid, w.stats.error, w.stats.verror) + '\n');
-        }),
+        },
+        // one a signal stops before it starts never does
+        (i) => (workers[i].skipped = true),
       );
     } finally {
       if (etaTimer) {
@@ -692,31 +756,6 @@ async function openOutput(
   };
 }
 
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-function delayUnlessAborted(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const end = performance.now() + ms;
-    let timer: NodeJS.Timeout;
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    // a timer's delay has a ceiling: a longer one is waited in steps
-    const step = () => {
-      const left = end - performance.now();
-      if (left <= 0) {
-        signal.removeEventListener('abort', onAbort);
-        resolve(true);
-        return;
-      }
-      timer = setTimeout(step, Math.min(left, MAX_TIMER_MS));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    step();
-  });
-}
-
 /**
  * fio's exit_value: 128 once a signal has ended the run, one more for each job that failed — the
  * count held below 128, where fio's would run into the statuses of signals (128 failed jobs and no
@@ -748,7 +787,11 @@ function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioRep
     if (raw) o.raw = s.toRaw();
     return o;
   };
-  return reportGroups(workers, (w) => w.job.groupReporting).map((group) => {
+  return reportGroups(
+    workers,
+    (w) => w.job.groupReporting,
+    (w) => w.job.groupid,
+  ).map((group) => {
     const first = group[0].job;
     const last = group[group.length - 1].job;
     const stats =

@@ -1,0 +1,353 @@
+/**
+ * fio's job files (fio-jobfile.ts) and when their jobs start (fio-run-threads.ts). The expected
+ * command lines are fio 3.33's own `fio --showcmd <file>` for the same files (Debian's fio, run by
+ * hand beside this code; its dump of the options a file set), and the expected errors its stderr.
+ */
+import { describe, expect, it } from 'vitest';
+import { bcInteger, JobFileError, jobFileOptions, type JobFileSource } from '../src/guest/fio-jobfile.ts';
+import {
+  FioUsageError,
+  fioTakesValue,
+  parseFioOptions,
+  splitOptions,
+  type SplitOption,
+} from '../src/guest/fio-options.ts';
+import { runThreads, type StartingJob } from '../src/guest/fio-run-threads.ts';
+
+function source(files: Record<string, string>, more: Partial<JobFileSource> = {}): JobFileSource {
+  return {
+    read: async (path) => (Object.hasOwn(files, path) ? files[path] : null),
+    env: () => undefined,
+    keywords: { pagesize: 4096, mb_memory: 2048, ncpus: 2 },
+    sections: [],
+    ...more,
+  };
+}
+
+/** What `fio --showcmd` prints of options: `--name=` for a job's section, `--opt=value` or `--opt`. */
+function showcmd(opts: readonly SplitOption[]): string {
+  const words = opts
+    .filter((o) => !(o.name === 'name' && (o.value ?? '').startsWith('global')))
+    .map((o) => (o.value === null ? `--${o.name}` : `--${o.name}=${o.value}`));
+  return ['fio', ...words].join(' ');
+}
+
+async function refusal(p: Promise<unknown>): Promise<string[]> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof JobFileError) return e.lines;
+    throw e;
+  }
+  throw new Error('no refusal');
+}
+
+/** The command line of `argv` with the options of `files`, parsed as the guest's fio parses it. */
+async function parseWithFiles(argv: string[], files: Record<string, string>) {
+  const { options, jobFiles } = splitOptions('fio', argv, fioTakesValue);
+  return parseFioOptions([...options, ...(await jobFileOptions(jobFiles, source(files)))]);
+}
+
+function usage(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof FioUsageError) return e.lines;
+    throw e;
+  }
+  throw new Error('no usage error');
+}
+
+describe('fio job files', () => {
+  it('reads sections, comments, ${VAR} and keywords as fio 3.33 --showcmd shows them', async () => {
+    const file = [
+      '[global]',
+      'bs=4k ; inline',
+      'rw=randread  # x',
+      '  ioengine=psync',
+      '[j1]',
+      'size=1m',
+      'filename=/tmp/x.dat',
+      '# c',
+      '[j2]',
+      'stonewall',
+      'numjobs=2',
+      'size=${SZ}',
+      'runtime=$ncpus',
+    ].join('\n');
+    const opts = await jobFileOptions(
+      ['t.fio'],
+      source({ 't.fio': file }, { env: (n) => (n === 'SZ' ? '2m' : undefined) }),
+    );
+    // fio: SZ=2m fio --showcmd t.fio, on two CPUs
+    expect(showcmd(opts)).toBe(
+      'fio --bs=4k --rw=randread --ioengine=psync --name=j1 --size=1m --filename=/tmp/x.dat --name=j2 --stonewall --numjobs=2 --size=2m --runtime=2',
+    );
+  });
+
+  it('parses filename after the other options of its section (its priority, sort_options())', async () => {
+    const opts = await jobFileOptions(
+      ['g.fio'],
+      source({ 'g.fio': '[global]\nfilename=/tmp/rf.dat\nbs=4k\nrw=randwrite\nsize=1m\n[a]\n' }),
+    );
+    // fio 3.33's JSON "global options" of this file: bs, rw, size, filename
+    expect(showcmd(opts)).toBe('fio --bs=4k --rw=randwrite --size=1m --filename=/tmp/rf.dat --name=a');
+  });
+
+  it('includes a file relative to the one that includes it', async () => {
+    const opts = await jobFileOptions(
+      ['sub/main.fio'],
+      source({ 'sub/main.fio': '[j]\nsize=1m\ninclude inc.fio\nrw=read\n', 'sub/inc.fio': 'bs=8k\n' }),
+    );
+    expect(showcmd(opts)).toBe('fio --name=j --size=1m --bs=8k --rw=read');
+    expect(await refusal(jobFileOptions(['a.fio'], source({ 'a.fio': '[j]\ninclude nope.fio\n' })))).toEqual([
+      "fio: unable to open 'nope.fio' job file",
+      'Error 1 while parsing include file nope.fio',
+    ]);
+    expect(
+      await refusal(jobFileOptions(['a.fio'], source({ 'a.fio': '[j]\ninclude b.fio\n', 'b.fio': '[k]\n' }))),
+    ).toEqual(['No new sections in included files']);
+    // a file that includes itself: fio recurses without end, this one stops
+    expect(
+      (
+        await refusal(
+          jobFileOptions(['a.fio'], source({ 'a.fio': '[j]\ninclude b.fio\n', 'b.fio': 'include b.fio\n' })),
+        )
+      )[0],
+    ).toMatch(/includes nested more than 16 deep are refused/);
+  });
+
+  it('chooses sections with --section in the first file only, and walls each later file off', async () => {
+    const a = '[a]\nsize=1m\n[b]\nsize=2m\n';
+    const opts = await jobFileOptions(
+      ['a.fio', 'g.fio', 'a.fio'],
+      source({ 'a.fio': a, 'g.fio': '[global]\nbs=4k\n' }, { sections: ['b'] }),
+    );
+    // fio --showcmd a.fio g.fio a.fio --section=b prints the three files' options as these; its
+    // dump leaves out the stonewall it sets on the third file's first job
+    expect(showcmd(opts)).toBe(
+      'fio --name=b --size=2m --bs=4k --name=a --stonewall --size=1m --name=b --size=2m',
+    );
+  });
+
+  it('refuses what fio refuses in a file, in its words', async () => {
+    expect(await refusal(jobFileOptions(['x.fio'], source({})))).toEqual([
+      "fio: unable to open 'x.fio' job file",
+    ]);
+    expect(await refusal(jobFileOptions(['t2.fio'], source({ 't2.fio': 'bs=4k\n[j]\n' })))).toEqual([
+      'fio: option <bs=4k> outside of [] job section',
+    ]);
+    // bc divides by zero and prints nothing on its stdout
+    expect(
+      await refusal(
+        jobFileOptions(['k.fio'], source({ 'k.fio': '[j]\nsize=$mb_memory/1024\niodepth=$ncpus/0\n' })),
+      ),
+    ).toEqual(['fio: failed parsing iodepth=$ncpus/0', 'fio: job j dropped']);
+    expect(
+      await refusal(jobFileOptions(['big.fio'], source({ 'big.fio': '[j]\n' + 'x'.repeat(1 << 20) }))),
+    ).toEqual(['fio: big.fio: job files of more than 1048576 bytes (with what they include) are refused']);
+  });
+
+  it("computes a keyword's arithmetic as bc does with scale=0", async () => {
+    const opts = await jobFileOptions(
+      ['k.fio'],
+      source({ 'k.fio': '[j]\nsize=$mb_memory/1024\nbs=$pagesize*2\nnumjobs=$ncpus-5\n' }),
+    );
+    expect(showcmd(opts)).toBe('fio --name=j --size=2 --bs=8192 --numjobs=-3');
+    expect(bcInteger('7/2')).toBe(3n);
+    expect(bcInteger('-7/2')).toBe(-3n);
+    expect(bcInteger('(1+2)*3%4')).toBe(1n);
+    expect(bcInteger('2k')).toBeNull();
+    expect(bcInteger('1/0')).toBeNull();
+  });
+
+  it("says every bad option of a section, the unknown names last, then drops the job (fio 3.33's stderr)", async () => {
+    const file = [
+      '[global]',
+      'bs=4k',
+      '[a]',
+      'iodepth=4',
+      '[b]',
+      'stonewall',
+      '[c]',
+      'bogus=1',
+      'bs=abc',
+      'rw = read',
+    ].join('\n');
+    let e: unknown = null;
+    try {
+      await parseWithFiles(['rj2.fio'], { 'rj2.fio': file });
+    } catch (x) {
+      e = x;
+    }
+    expect(e).toBeInstanceOf(FioUsageError);
+    expect((e as FioUsageError).lines).toEqual([
+      'fio: failed parsing bs=abc',
+      'fio: failed parsing rw = read',
+      'Bad option <bogus=1>',
+      'Did you mean bs?',
+      'fio: job c dropped',
+    ]);
+    // the valid values of rw, on stdout as fio's show_option_values() prints them
+    expect((e as FioUsageError).out[0]).toMatch(/valid values: read +Sequential read/);
+  });
+
+  it("takes a file's options as the command line's, after them, and a section's name= as its job's", async () => {
+    const cl = await parseWithFiles(['--bs=8k', 'j.fio', '--name=cmd', '--iodepth=2'], {
+      'j.fio': '[global]\nrw=randwrite\n[f]\nname=renamed\niodepth=8\n[g]\nnew_group\n',
+    });
+    expect(cl.jobs.map((j) => [j.name, j.bs, j.rw, j.iodepth, j.groupid])).toEqual([
+      ['cmd', 8192, 'read', 2, 0],
+      ['renamed', 8192, 'randwrite', 8, 0],
+      ['g', 8192, 'randwrite', 1, 1],
+    ]);
+    // a section's header is no option: fio's JSON lists a name only where name= was given
+    expect(cl.given).toEqual([
+      { name: 'cmd', iodepth: '2' },
+      { name: 'renamed', iodepth: '8' },
+      { new_group: '' },
+    ]);
+    // the command line's switches are no options of a file
+    const lines = await parseWithFiles(['o.fio'], { 'o.fio': '[j]\noutput=x\n' }).then(
+      () => [],
+      (e: FioUsageError) => e.lines,
+    );
+    expect(lines).toEqual(['Bad option <output=x>', 'fio: job j dropped']);
+    // one of fio's job options this fio lacks is said as such
+    await expect(parseWithFiles(['x.fio'], { 'x.fio': '[j]\nexitall\n' })).rejects.toThrow(
+      "fio: option 'exitall' is one of fio's, but this fio does not implement it (see --help)",
+    );
+  });
+});
+
+describe('reporting groups and waits (init.c add_job())', () => {
+  const parse = (...args: string[]) => parseFioOptions(splitOptions('fio', args, fioTakesValue).options);
+
+  it('numbers groups at a stonewall or new_group after jobs, numjobs clones staying in theirs', () => {
+    const cl = parse(
+      '--name=a',
+      '--new_group',
+      '--name=b',
+      '--numjobs=2',
+      '--name=c',
+      '--stonewall',
+      '--name=d',
+      '--wait_for_previous',
+      '--name=e',
+    );
+    expect(cl.jobs.map((j) => [j.name, j.groupid])).toEqual([
+      ['a', 0],
+      ['b', 0],
+      ['c', 1],
+      ['d', 2],
+      ['e', 2],
+    ]);
+    // fio's JSON lists a set-only option given bare by no value, and the alias by its option's name
+    expect(cl.given[3]).toEqual({ name: 'd', stonewall: '' });
+  });
+
+  it("refuses a wait_for of itself, of no earlier job, or of a name two jobs have, in fio's words", () => {
+    expect(usage(() => parse('--name=a', '--wait_for=a'))).toEqual([
+      'a: a job cannot wait for itself (wait_for=a).',
+    ]);
+    expect(usage(() => parse('--name=a', '--wait_for=b', '--name=b'))).toEqual(['a: waitee job b unknown.']);
+    expect(usage(() => parse('--name=b', '--name=b', '--name=c', '--wait_for=b'))).toEqual([
+      'c: multiple waitees b found,',
+      'please avoid duplicates when using wait_for option.',
+    ]);
+  });
+});
+
+describe('when jobs start (backend.c run_threads())', () => {
+  /** Runs `jobs` with each job ending when the test says so; the order of starts and ends. */
+  function harness(jobs: StartingJob[], signal = new AbortController().signal) {
+    const events: string[] = [];
+    const enders = new Map<number, () => void>();
+    const skipped: number[] = [];
+    const t0 = performance.now();
+    const done = runThreads(
+      jobs,
+      () => performance.now() - t0,
+      signal,
+      (i) =>
+        new Promise<void>((resolve) => {
+          events.push(`start ${jobs[i].name}`);
+          enders.set(i, () => {
+            events.push(`end ${jobs[i].name}`);
+            resolve();
+          });
+        }),
+      (i) => skipped.push(i),
+    );
+    const end = async (i: number) => {
+      await waitFor(() => enders.has(i));
+      enders.get(i)!();
+      enders.delete(i);
+    };
+    return { events, end, done, skipped, started: (i: number) => enders.has(i) };
+  }
+  const job = (name: string, more: Partial<StartingJob> = {}): StartingJob => ({
+    name,
+    startDelayMs: 0,
+    stonewall: false,
+    waitFor: '',
+    ...more,
+  });
+  async function waitFor(cond: () => boolean): Promise<void> {
+    for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 2));
+    expect(cond()).toBe(true);
+  }
+
+  it('holds a stonewall, and every job after it, until the jobs before have ended', async () => {
+    const h = harness([job('a'), job('b'), job('c', { stonewall: true }), job('d')]);
+    await waitFor(() => h.started(1));
+    expect(h.events).toEqual(['start a', 'start b']);
+    await h.end(0);
+    expect(h.started(2)).toBe(false);
+    await h.end(1);
+    await waitFor(() => h.started(3));
+    expect(h.events).toEqual(['start a', 'start b', 'end a', 'end b', 'start c', 'start d']);
+    await h.end(2);
+    await h.end(3);
+    await h.done;
+  });
+
+  it('starts a later job before an earlier one whose startdelay has not passed', async () => {
+    const h = harness([job('slow', { startDelayMs: 60 }), job('next', { stonewall: true })]);
+    // the stonewall looks only at jobs that started: none had
+    await waitFor(() => h.started(1));
+    expect(h.events).toEqual(['start next']);
+    await waitFor(() => h.started(0));
+    expect(h.events).toEqual(['start next', 'start slow']);
+    await h.end(1);
+    await h.end(0);
+    await h.done;
+  });
+
+  it('starts a wait_for job once every job of that name has ended, others meanwhile', async () => {
+    const h = harness([job('w'), job('w'), job('x', { waitFor: 'w' }), job('y')]);
+    await waitFor(() => h.started(3));
+    expect(h.events).toEqual(['start w', 'start w', 'start y']);
+    await h.end(0);
+    expect(h.started(2)).toBe(false);
+    await h.end(1);
+    await waitFor(() => h.started(2));
+    await h.end(2);
+    await h.end(3);
+    await h.done;
+  });
+
+  it('never starts the jobs a signal stops before they start', async () => {
+    const stop = new AbortController();
+    const h = harness(
+      [job('a'), job('b', { stonewall: true }), job('c', { startDelayMs: 10_000 })],
+      stop.signal,
+    );
+    await waitFor(() => h.started(0));
+    stop.abort('SIGINT');
+    await h.end(0);
+    await h.done;
+    expect(h.events).toEqual(['start a', 'end a']);
+    expect(h.skipped.sort()).toEqual([1, 2]);
+  });
+});
