@@ -35,7 +35,7 @@ import type { BioSegment } from '../block/types.ts';
 import type { GuestDisk } from './toolbox.ts';
 import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs, type IoResult } from './vfs.ts';
 import { blkStatusToErrno } from '../block/queue.ts';
-import { jobSize, rateBps, rwKinds, verifiesWrites, type FioJob } from './fio-options.ts';
+import { jobSize, rateBps, rwKinds, verifiesWrites, type FioJob } from './fio-job.ts';
 import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 import { RateControl } from './fio-rate.ts';

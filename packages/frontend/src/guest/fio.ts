@@ -14,23 +14,24 @@ import {
   reportGroups,
   type FioReportJob,
 } from './fio-report.ts';
+import { FIO_VERSION } from './fio-options.ts';
+import {
+  fioTakesValue,
+  helpAsked,
+  versionAsked,
+  parseFioOptions,
+  splitOptions,
+  type FioCommandLine,
+} from './fio-cmdline.ts';
 import {
   checkJob,
   checkJobAgainstDevice,
   DEFAULT_PERCENTILES,
-  FIO_VERSION,
-  FioUsageError,
-  fioTakesValue,
-  helpAsked,
-  versionAsked,
-  parseBool,
-  parseFioOptions,
   rwKinds,
   verifiesWrites,
-  splitOptions,
-  type FioCommandLine,
   type FioJob,
-} from './fio-options.ts';
+} from './fio-job.ts';
+import { FioUsageError, parseBool } from './fio-parse.ts';
 import {
   diskDelta,
   diskSnapshot,
