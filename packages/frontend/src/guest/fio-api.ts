@@ -26,6 +26,7 @@ export {
   DEFAULT_PERCENTILES,
   jobSize,
   rwKinds,
+  syncEngine,
   type FioJob,
   type FioLatencyTarget,
   type LatencyPercentiles,
@@ -41,7 +42,7 @@ export {
   type RawJob,
   type RawSamples,
 } from './fio-stats.ts';
-export { FIO_IOMEM_MAX, jobIomem, syncEngine } from './fio-engine.ts';
+export { FIO_IOMEM_MAX, jobIomem } from './fio-iomem.ts';
 export { fioJsonText } from './fio-json.ts';
 export { logFiles } from './fio-log.ts';
 export {

@@ -323,6 +323,11 @@ export function verifiesWrites(job: FioJob): boolean {
   return job.verify !== 'none' && job.doVerify && rwKinds(job.rw).write;
 }
 
+/** fio's synchronous engines (FIO_SYNCIO): one I/O at a time, each complete when its call returns. */
+export function syncEngine(job: FioJob): boolean {
+  return job.ioengine === 'psync' || job.ioengine === 'sync';
+}
+
 /** Whether the job reads, writes or both. */
 export function rwKinds(rw: FioRw): { read: boolean; write: boolean; random: boolean } {
   return {

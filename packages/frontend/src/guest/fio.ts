@@ -28,19 +28,14 @@ import {
   checkJobAgainstDevice,
   DEFAULT_PERCENTILES,
   rwKinds,
+  syncEngine,
   verifiesWrites,
   type FioJob,
 } from './fio-job.ts';
 import { FioUsageError, parseBool } from './fio-parse.ts';
-import {
-  diskDelta,
-  diskSnapshot,
-  frontDelta,
-  frontSnapshot,
-  MAX_TIMER_MS,
-  syncEngine,
-  Worker,
-} from './fio-engine.ts';
+import { Worker } from './fio-engine.ts';
+import { diskDelta, diskSnapshot, frontDelta, frontSnapshot } from './fio-diskutil.ts';
+import { MAX_TIMER_MS } from './fio-samples.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
 import {
@@ -589,7 +584,7 @@ async function runFio(
           try {
             await w.run();
             w.finish();
-            w.finalizeLogs();
+            w.samples.finalizeLogs();
           } finally {
             // its buffers go back to the guest's budget whatever happened
             await w.close();
