@@ -5,13 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { bcInteger, JobFileError, jobFileOptions, type JobFileSource } from '../src/guest/fio-jobfile.ts';
-import {
-  FioUsageError,
-  fioTakesValue,
-  parseFioOptions,
-  splitOptions,
-  type SplitOption,
-} from '../src/guest/fio-options.ts';
+import { fioTakesValue, parseFioOptions, splitOptions, type SplitOption } from '../src/guest/fio-cmdline.ts';
+import { FioUsageError } from '../src/guest/fio-parse.ts';
 import { runThreads, type StartingJob } from '../src/guest/fio-run-threads.ts';
 
 function source(files: Record<string, string>, more: Partial<JobFileSource> = {}): JobFileSource {

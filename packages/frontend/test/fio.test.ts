@@ -5,16 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import {
-  checkJob,
-  checkJobAgainstDevice,
-  closestOption,
-  FioUsageError,
-  fioTakesValue,
-  jobSize,
-  parseFioOptions,
-  splitOptions,
-} from '../src/guest/fio-options.ts';
+import { closestOption, fioTakesValue, parseFioOptions, splitOptions } from '../src/guest/fio-cmdline.ts';
+import { checkJob, checkJobAgainstDevice, jobSize } from '../src/guest/fio-job.ts';
+import { FioUsageError } from '../src/guest/fio-parse.ts';
 import {
   checkVerifyBlock,
   crc32c,
@@ -26,8 +19,11 @@ import { parseVerifyPattern } from '../src/guest/fio-pattern.ts';
 import { RateControl } from '../src/guest/fio-rate.ts';
 import { HistLog, IoLog, jobLogs, MAX_LOG_ENTRIES, statWindows } from '../src/guest/fio-log.ts';
 import { LatencyTarget } from '../src/guest/fio-latency.ts';
-import type { FioVerify } from '../src/guest/fio-options.ts';
-import { etaRates, FIO_IOMEM_MAX, RandomOrder, Worker } from '../src/guest/fio-engine.ts';
+import type { FioVerify } from '../src/guest/fio-job.ts';
+import { Worker } from '../src/guest/fio-engine.ts';
+import { etaRates } from '../src/guest/fio-eta.ts';
+import { FIO_IOMEM_MAX } from '../src/guest/fio-iomem.ts';
+import { RandomOrder } from '../src/guest/fio-offsets.ts';
 import { mulberry32 } from '@pvblk/shared';
 import { fixed } from '../src/guest/printf.ts';
 import { fioJsonText } from '../src/guest/fio-json.ts';

@@ -3,37 +3,37 @@
  * and one renderer for both, so the bench prints exactly what fio in the guest prints.
  */
 export {
-  checkJob,
-  checkJobAgainstDevice,
-  closestOption,
-  DEFAULT_PERCENTILES,
   FIO_OPTION_NAMES,
   FIO_VERSION,
-  FioUsageError,
+  isGlobalFioOption,
+  jobDescription,
+  outputCount,
+  type FioGlobal,
+} from './fio-options.ts';
+export {
+  closestOption,
   fioTakesValue,
   helpAsked,
   versionAsked,
-  isGlobalFioOption,
-  jobDescription,
-  jobSize,
-  outputCount,
-  parseBool,
-  parseChoice,
   parseFioOptions,
-  parseIntOption,
-  parseSize,
-  parseTime,
-  rwKinds,
   sectionsAsked,
   splitOptions,
   type FioCommandLine,
-  type FioGlobal,
+  type SplitOption,
+} from './fio-cmdline.ts';
+export {
+  checkJob,
+  checkJobAgainstDevice,
+  DEFAULT_PERCENTILES,
+  jobSize,
+  rwKinds,
+  syncEngine,
   type FioJob,
   type FioLatencyTarget,
   type LatencyPercentiles,
   type FioRw,
-  type SplitOption,
-} from './fio-options.ts';
+} from './fio-job.ts';
+export { FioUsageError, parseBool, parseChoice, parseIntOption, parseSize, parseTime } from './fio-parse.ts';
 export {
   DirStats,
   JobStats,
@@ -43,7 +43,7 @@ export {
   type RawJob,
   type RawSamples,
 } from './fio-stats.ts';
-export { FIO_IOMEM_MAX, jobIomem, syncEngine } from './fio-engine.ts';
+export { FIO_IOMEM_MAX, jobIomem } from './fio-iomem.ts';
 export { fioJsonText } from './fio-json.ts';
 export { logFiles } from './fio-log.ts';
 export { JOB_FILE_MAX_BYTES, JobFileError, jobFileOptions } from './fio-jobfile.ts';

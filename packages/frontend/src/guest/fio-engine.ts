@@ -30,167 +30,23 @@
  * its workers.
  */
 import { mulberry32 } from '@pvblk/shared';
-import type { Page } from '@pvblk/client';
-import type { BioSegment } from '../block/types.ts';
 import type { GuestDisk } from './toolbox.ts';
 import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs, type IoResult } from './vfs.ts';
 import { blkStatusToErrno } from '../block/queue.ts';
-import { jobSize, rateBps, rwKinds, verifiesWrites, type FioJob } from './fio-options.ts';
-import { batchBucket, depthBucket, JobStats, type DeviceCounters, type DiskUtil } from './fio-stats.ts';
+import { jobSize, rateBps, rwKinds, syncEngine, verifiesWrites, type FioJob } from './fio-job.ts';
+import { batchBucket, depthBucket, JobStats } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
-import { RateControl } from './fio-rate.ts';
-import {
-  jobLogs,
-  LOG_MSEC_SLACK,
-  MAX_LOG_ENTRIES,
-  statWindows,
-  type IoLog,
-  type JobLogs,
-  type LogFile,
-} from './fio-log.ts';
+import { MinRateCheck, RateControl } from './fio-rate.ts';
+import { jobLogs, type JobLogs } from './fio-log.ts';
 import { LatencyTarget, type LatencyStep } from './fio-latency.ts';
+import { Offsets } from './fio-offsets.ts';
+import { fromPages, IoSlots, jobDepth, toPages, type Slot } from './fio-iomem.ts';
+import { JobSamples } from './fio-samples.ts';
+import { Stalls } from './fio-stall.ts';
+import { etaRates, runLetter, threadEta, type EtaCounters } from './fio-eta.ts';
+import { usageNow, usageSince, type ProcessUsage } from './fio-rusage.ts';
+import { ERRNO_NUM, verror, type VerrorFunc } from './fio-verror.ts';
 
-const PAGE = 4096;
-/** The longest delay given to one timer (Node's ceiling is 2^31 - 1 ms): longer waits go in steps. */
-export const MAX_TIMER_MS = 2 ** 30;
-/** The longest stretch thinktime_spin keeps the event loop busy (see stallNow()). */
-const SPIN_SLICE_MS = 5;
-/** The last part of a stall's sleep not left to a timer (see stallNow()). */
-const SLEEP_POLL_MS = 1.5;
-/** What a wait of the thread overshoots by, about (a futex's wake-up here): left to the loop's turns. */
-const WAIT_SLACK_MS = 0.2;
-/** Never notified: Atomics.wait() on it is a sleep of the thread. */
-const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
-/**
- * What one of the report's rates (bw or iops) counted since its last sample: fio's bw_sample_time or
- * iops_sample_time, and this_io_bytes/blocks against stat_io_bytes/blocks.
- */
-interface SampleWindow {
-  /** bwavgtime or iopsavgtime (ms). */
-  readonly period: number;
-  /** Where this window began, and the next tick of fio's helper thread that samples it. */
-  t: number;
-  next: number;
-  /** Bytes (bw) or I/Os (iops) of each direction since then: reads, writes. */
-  count: [number, number];
-}
-
-const ERRNO_NUM: Partial<Record<Errno, number>> = {
-  EIO: 5,
-  ENOSPC: 28,
-  EINVAL: 22,
-  EILSEQ: 84,
-  EOPNOTSUPP: 95,
-  ENXIO: 6,
-  ETIMEDOUT: 110,
-};
-
-/**
- * A pseudo-random order of the blocks `[0, n)` that visits each exactly once, drawn afresh for each
- * pass: fio's random map (every block once per pass) without a map. fio keeps a bitmap of the blocks
- * done (an axmap, one bit a block), or with `random_generator=lfsr` a maximal-length LFSR walked
- * until it lands in range; a table of the blocks in shuffled order, as this was, took 4 bytes a
- * block and could not be made at all past 2^32 blocks (a 16 TiB disk at 4 KiB: "Invalid typed array
- * length"). Here a four-round Feistel network keyed from the job's generator permutes the integers
- * below the even power of two at or above n, and values at or past n are skipped (cycle walking):
- * constant memory, and fewer than four steps a block on average.
- */
-export class RandomOrder {
-  /** Bits of each half of the permuted integers. */
-  private readonly half: number;
-  private readonly halfSize: number;
-  private readonly keys = new Int32Array(4);
-  /** The next integer of the current pass to permute. */
-  private at = 0;
-  /** Blocks given out in the current pass. */
-  private given = 0;
-
-  constructor(
-    private readonly n: number,
-    private readonly rand: () => number,
-  ) {
-    let bits = 2;
-    while (2 ** bits < n) bits++;
-    this.half = Math.ceil(bits / 2);
-    this.halfSize = 2 ** this.half;
-    this.newPass();
-  }
-
-  next(): number {
-    if (this.given === this.n) this.newPass();
-    this.given++;
-    for (;;) {
-      const v = this.permute(this.at++);
-      if (v < this.n) return v;
-    }
-  }
-
-  private newPass(): void {
-    for (let i = 0; i < 4; i++) this.keys[i] = Math.floor(this.rand() * 0x1_0000_0000) | 0;
-    this.at = 0;
-    this.given = 0;
-  }
-
-  private permute(x: number): number {
-    const mask = this.halfSize - 1;
-    let l = Math.floor(x / this.halfSize);
-    let r = x % this.halfSize;
-    for (let i = 0; i < 4; i++) {
-      // a 32-bit integer hash of the right half under the round's key (the halves are at most 22
-      // bits wide for the largest disk blkfront accepts, 2^44 sectors)
-      let h = r ^ this.keys[i];
-      h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
-      h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
-      h ^= h >>> 16;
-      const t = r;
-      r = (l ^ h) & mask;
-      l = t;
-    }
-    return l * this.halfSize + r;
-  }
-}
-
-/** Offsets of one worker: sequential with wrap-around, or a fresh random order per pass. */
-class Offsets {
-  private readonly blocks: number;
-  private readonly order: RandomOrder | null;
-  /** The next block of each direction: fio keeps a sequential position per direction (last_pos[ddir]). */
-  private readonly at = { r: 0, w: 0 };
-
-  constructor(
-    private readonly base: number,
-    size: number,
-    private readonly bs: number,
-    random: boolean,
-    rand: () => number,
-    end: number,
-  ) {
-    // A random job's map holds the region's whole blocks (io_size / min_bs). A sequential one issues
-    // until the bytes issued reach the size (do_io()), so its last block may run past the size when
-    // bs does not divide it — but not past the device's end, where fill_io_u() refuses the I/O.
-    const whole = Math.floor(size / bs);
-    this.blocks = Math.max(1, random ? whole : Math.min(Math.ceil(size / bs), Math.floor((end - base) / bs)));
-    this.order = random ? new RandomOrder(this.blocks, rand) : null;
-  }
-
-  /** Blocks in one pass over the region. */
-  get count(): number {
-    return this.blocks;
-  }
-
-  next(write: boolean): number {
-    if (this.order) return this.base + this.order.next() * this.bs;
-    const d = write ? 'w' : 'r';
-    return this.base + (this.at[d]++ % this.blocks) * this.bs;
-  }
-}
-
-/**
- * I/O buffers the fio jobs of a guest may hold at once (the sum of iodepth × bs over its running
- * jobs): 1 GiB, what 128 requests of 8 MiB need. The bound is the guest's, not a job's: numjobs and
- * job sections multiplied a per-job bound (12 jobs of 16 × 8 MiB took the guest to 1.8 GB).
- */
-export const FIO_IOMEM_MAX = 1 << 30;
 /**
  * The longest the submit loop runs on microtasks alone before it lets the event loop turn. Reads the
  * page cache holds complete in promise callbacks, never leaving the microtask queue: without a turn of
@@ -199,41 +55,10 @@ export const FIO_IOMEM_MAX = 1 << 30;
  */
 const YIELD_MS = 10;
 
-/** I/Os a job's worker keeps in flight: iodepth, one for the synchronous engines. */
-function jobDepth(job: FioJob): number {
-  return syncEngine(job) ? 1 : job.iodepth;
-}
-
-/** Bytes of I/O buffers one job's worker holds: a buffer of bs bytes for each I/O in flight. */
-export function jobIomem(job: FioJob): number {
-  return jobDepth(job) * job.bs;
-}
-/** Bytes of I/O buffers this process's running fio jobs hold (a guest is one process). */
-let iomemInUse = 0;
-export interface Progress {
-  /** Per worker: its state character (fio's run_str: R/r/W/w/M/m, / ramping, V verifying). */
-  states: string[];
-  readBytesPerSec: number;
-  writeBytesPerSec: number;
-  readIops: number;
-  writeIops: number;
-  /** 0..1, or null while unknown. */
-  done: number | null;
-  etaSec: number | null;
-}
-
 export interface WorkerTarget {
   path: string;
   disk: GuestDisk;
   vfs: GuestVfs;
-}
-
-interface Slot {
-  /** direct=1: the I/O's pages, as the bio's segments. */
-  pages: Page[];
-  segments: BioSegment[];
-  /** The block contiguous: the buffer of buffered I/O, and where verify builds and checks blocks. */
-  buf: Buffer | null;
 }
 
 interface Io {
@@ -248,82 +73,7 @@ interface Io {
   verify: boolean;
 }
 
-/** What the guest process used over a span (its CPU times in µs, context switches and page faults). */
-export interface ProcessUsage {
-  user: number;
-  system: number;
-  ctx: number;
-  majf: number;
-  minf: number;
-}
-
-function usageNow(): ProcessUsage {
-  const cpu = process.cpuUsage();
-  const ru = process.resourceUsage();
-  return {
-    user: cpu.user,
-    system: cpu.system,
-    ctx: ru.voluntaryContextSwitches + ru.involuntaryContextSwitches,
-    majf: ru.majorPageFault,
-    minf: ru.minorPageFault,
-  };
-}
-
-/**
- * Where fio 3.36 calls td_verror() for each error a job here can have: the message it keeps
- * (`td->verror`, said in the job's header and its `fio: pid=…, err=` line) names the call's file and
- * line (fio.h's `__td_verror()`: `file:%s:%d, func=%s, error=%s`).
- */
-const VERROR_AT = {
-  'io_u error': 'io_u.c:1896', // __io_u_log_error(): an I/O's error
-  io_u_sync_complete: 'io_u.c:2175', // a verify failure, synchronous engine
-  io_u_queued_complete: 'io_u.c:2213', // a verify failure, asynchronous engine
-  td_io_queue: 'backend.c:288', // fio_io_sync(): a failed fsync
-  open: 'filesetup.c:794', // file_open(): `open(<file>)`
-  'iomem allocation': 'memory.c:334',
-  'max latency exceeded': 'io_u.c:1449', // lat_fatal(): max_latency, or a latency target at depth 1
-  check_min_rate: 'backend.c:1147', // do_io(): rate_min or rate_iops_min not met
-} as const;
-type VerrorFunc = keyof typeof VERROR_AT;
-
-function verror(func: VerrorFunc, error: string, name: string = func): string {
-  return `file:${VERROR_AT[func]}, func=${name}, error=${error}`;
-}
-
-/** fio's synchronous engines (FIO_SYNCIO): one I/O at a time, each complete when its call returns. */
-export function syncEngine(job: FioJob): boolean {
-  return job.ioengine === 'psync' || job.ioengine === 'sync';
-}
-
 const now = (): number => performance.now();
-
-/** A job's measured counters at one moment (ms; bytes and I/Os of each direction). */
-export interface EtaCounters {
-  t: number;
-  rBytes: number;
-  wBytes: number;
-  rIos: number;
-  wIos: number;
-}
-
-/**
- * The rates of the ETA line between two moments, as fio's calc_rate() and calc_iops() make them: over
- * the whole milliseconds between them, whole KiB/s (returned in bytes, as the line shows them) and
- * whole IOPS — each truncated, never rounded.
- */
-export function etaRates(
-  was: EtaCounters,
-  is: EtaCounters,
-): { r: number; w: number; ri: number; wi: number } {
-  const ms = Math.floor(is.t - was.t);
-  const per = (a: number, b: number) => (ms > 0 ? Math.floor(((a - b) * 1000) / ms) : 0);
-  return {
-    r: Math.floor(per(is.rBytes, was.rBytes) / 1024) * 1024,
-    w: Math.floor(per(is.wBytes, was.wBytes) / 1024) * 1024,
-    ri: per(is.rIos, was.rIos),
-    wi: per(is.wIos, was.wIos),
-  };
-}
 
 /**
  * Milliseconds, whole, rounded up from whole microseconds, as fio's update_runtime() keeps ts.runtime:
@@ -347,11 +97,9 @@ export class Worker {
   private readonly depth: number;
   private readonly direct: boolean;
   private readonly sync: boolean;
-  private readonly slots: Slot[] = [];
-  private readonly freeSlots: Slot[] = [];
+  /** The I/O buffers, a slot for each I/O in flight. */
+  private readonly buffers: IoSlots;
   private file: GuestFile | null = null;
-  /** Bytes of I/O buffers this job holds in the guest's budget (FIO_IOMEM_MAX), from open to close. */
-  private iomem = 0;
   private inflight = 0;
   private issued = 0;
   private numberio = 0;
@@ -364,14 +112,14 @@ export class Worker {
   private completedBurst = 0;
   /** fio's rate control, when the job has a rate (TD_F_CHECK_RATE). */
   private readonly rate: RateControl | null;
-  /**
-   * A stall of the submit loop — ahead of the rate (rate_ddir()) or thinking (handle_thinktime()):
-   * once nothing is in flight (fio's io_u_quiesce()), `spinUs` of busy CPU and then `us` asleep, and
-   * `after` when it is over. Nothing is issued meanwhile.
-   */
-  private stall: { us: number; spinUs: number; after: (stalledUs: number) => void } | null = null;
-  /** Cancels the stall's pending spin slice, timer or poll (set while one is pending). */
-  private stallCancel: (() => void) | null = null;
+  /** The submit loop's stalls: ahead of the rate, thinking, quiescing (see pump()). */
+  private readonly stalls = new Stalls({
+    stopping: () => this.stopping,
+    woke: () => {
+      this.refillFromEmpty = true;
+      this.pump();
+    },
+  });
   /** The queue was full at the last issue: the thought waits for the reap (see pump()). */
   private thinkAfterReap = false;
   /** How long after the command's start the job starts (startdelay). */
@@ -436,23 +184,16 @@ export class Worker {
   /** The queue was full at the last issue: the min rate's and the latency target's looks wait for
    * the reap (see pump()). */
   private checksAfterReap = false;
-  /** Whether the job has a rate_min or rate_iops_min (fio's should_check_rate() for them). */
-  private readonly minRated: boolean;
+  /** The check of rate_min and rate_iops_min, when the job has either (fio's should_check_rate() for them). */
+  private readonly minRate: MinRateCheck | null;
   /**
    * Per direction, what completed since the statistics last started (td->this_io_bytes and
-   * this_io_blocks), and what it was at the min rate's last look (last_rate_check_*), with when.
+   * this_io_blocks).
    */
   private thisIo = { bytes: [0, 0], blocks: [0, 0] };
-  private lastRateCheck = { bytes: [0, 0], blocks: [0, 0], t: [0, 0] };
-  /**
-   * The report's bw and iops samples, each taken over its window (null: per I/O, as with a bw or iops
-   * log that is not averaged), and the job's logs.
-   */
-  private readonly bwWindow: SampleWindow | null;
-  private readonly iopsWindow: SampleWindow | null;
+  /** The job's logs, and its samples: of the report's bw and iops, and the logs' entries. */
   readonly logs: JobLogs;
-  /** The timer of the next tick of the bw and iops windows (see armSampler()). */
-  private sampleTimer: NodeJS.Timeout | null = null;
+  readonly samples: JobSamples;
   state = 'P';
   private bytesTarget: number;
   private bytesDone = 0;
@@ -489,19 +230,19 @@ export class Worker {
     this.direct = job.direct;
     this.sync = syncEngine(job);
     this.depth = jobDepth(job);
+    this.buffers = new IoSlots(job, index, target.disk);
     this.bytesTarget = this.offsets.count * job.bs;
     this.logs = jobLogs(job, index + 1);
+    this.samples = new JobSamples(job, this.stats, this.logs, io, {
+      epoch: () => this.epoch?.t,
+      rampDone: () => this.rampDone,
+    });
     this.latTarget = job.latencyTarget.targetNs ? new LatencyTarget(job.latencyTarget, this.depth) : null;
-    this.minRated = [0, 1].some((d) => job.rateMin[d] || job.rateIopsMin[d]);
+    this.minRate = [0, 1].some((d) => job.rateMin[d] || job.rateIopsMin[d]) ? new MinRateCheck(job) : null;
     // init.c: a start delay given as a range is drawn once a job, between its ends, whole µs
     const [low, high] = job.startDelay;
     this.startDelayMs =
       high > low ? low + Math.floor(mulberry32(seed ^ 0x3c6ef372)() * ((high - low) * 1000 + 1)) / 1000 : low;
-    const periods = statWindows(job);
-    const window = (period: number, log: IoLog | null): SampleWindow | null =>
-      log?.perUnit ? null : { period, t: 0, next: 0, count: [0, 0] };
-    this.bwWindow = window(periods.bw, this.logs.bw);
-    this.iopsWindow = window(periods.iops, this.logs.iops);
   }
 
   /** The job's error (td_verror()), said first with `line` on stderr when there is one. */
@@ -511,60 +252,6 @@ export class Worker {
     this.stats.error = ERRNO_NUM[errno] ?? 5;
     this.stats.verror = verror(func, STRERROR[errno]);
     this.stopping = true;
-  }
-
-  private allocSlots(): void {
-    const driver = this.target.disk.queue.driver;
-    const bs = this.job.bs;
-    for (let s = 0; s < this.depth; s++) {
-      // fio fills its buffers with random data once (a zero page would travel without contents)
-      const fill = mulberry32(this.index * 7919 + s * 104729);
-      const random = (b: Buffer) => {
-        for (let i = 0; i + 4 <= b.length; i += 4) b.writeUInt32LE((fill() * 2 ** 32) >>> 0, i);
-      };
-      const pages: Page[] = [];
-      const segments: BioSegment[] = [];
-      if (this.direct) {
-        for (let p = 0; p * PAGE < bs; p++) {
-          const page = driver.allocPage();
-          random(page.buf);
-          pages.push(page);
-          segments.push({ page, off: 0, len: Math.min(PAGE, bs - p * PAGE) });
-        }
-      }
-      let buf: Buffer | null = null;
-      if (!this.direct || this.job.verify !== 'none') {
-        buf = Buffer.alloc(bs);
-        random(buf);
-      }
-      const slot = { pages, segments, buf };
-      this.slots.push(slot);
-      this.freeSlots.push(slot);
-    }
-  }
-
-  /** direct=1: the block between the contiguous buffer and the bio's pages. */
-  private toPages(slot: Slot): void {
-    let pos = 0;
-    for (const sg of slot.segments) {
-      slot.buf!.copy(sg.page.buf, sg.off, pos, pos + sg.len);
-      pos += sg.len;
-    }
-  }
-
-  private fromPages(slot: Slot): void {
-    let pos = 0;
-    for (const sg of slot.segments) {
-      sg.page.buf.copy(slot.buf!, pos, sg.off, sg.off + sg.len);
-      pos += sg.len;
-    }
-  }
-
-  private freeSlotsAll(): void {
-    const driver = this.target.disk.queue.driver;
-    for (const s of this.slots) for (const p of s.pages) driver.freePage(p);
-    this.slots.length = 0;
-    this.freeSlots.length = 0;
   }
 
   async open(): Promise<boolean> {
@@ -597,8 +284,7 @@ export class Worker {
     // fio allocates iodepth buffers of bs bytes before the first I/O (init_io_u), and says so when
     // that fails; here the bound is FIO_IOMEM_MAX, below what would hold the guest for seconds
     // filling them (--bs=8m --iodepth=65536 asked for 512 GiB)
-    const iomem = jobIomem(this.job);
-    if (iomemInUse + iomem > FIO_IOMEM_MAX) {
+    if (!this.buffers.alloc()) {
       // ENOMEM is not one of the guest file system's errnos: fio's own words, number and text
       this.io.stderr(
         `fio: pid=${process.pid}, err=12/${verror('iomem allocation', 'Cannot allocate memory')}\n`,
@@ -607,9 +293,6 @@ export class Worker {
       this.stats.verror = verror('iomem allocation', 'Cannot allocate memory');
       return false;
     }
-    iomemInUse += iomem;
-    this.iomem = iomem;
-    this.allocSlots();
     return true;
   }
 
@@ -629,20 +312,13 @@ export class Worker {
       await this.file.close();
       this.file = null;
     }
-    this.freeSlotsAll();
-    iomemInUse -= this.iomem;
-    this.iomem = 0;
+    this.buffers.release();
   }
 
   stop(): void {
     this.stopping = true;
     // stalled with nothing in flight: nothing else would wake the job to end it
-    if (this.stallCancel) {
-      this.stallCancel();
-      this.stallCancel = null;
-      this.stall = null;
-      this.pump();
-    }
+    if (this.stalls.cancel()) this.pump();
   }
 
   /** fio's set_epoch_time() and clear_rusage_stat(): the job's run time and CPU count from here. */
@@ -667,15 +343,7 @@ export class Worker {
     this.stats.latencyDepth = this.latTarget?.qd ?? null;
     if (this.epoch === null) return;
     this.stats.totalRunMs = wholeMs(now() - this.epoch.t);
-    const u = usageNow();
-    const u0 = this.epoch.usage;
-    this.usage = {
-      user: u.user - u0.user,
-      system: u.system - u0.system,
-      ctx: u.ctx - u0.ctx,
-      majf: u.majf - u0.majf,
-      minf: u.minf - u0.minf,
-    };
+    this.usage = usageSince(this.epoch.usage);
   }
 
   /** The workload: resolves when the last I/O has completed. */
@@ -688,26 +356,11 @@ export class Worker {
     this.shown = { t: this.tStart, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
     this.tMeasure = this.tStart + j.rampTime;
     this.tEnd = j.runtime !== null ? this.tMeasure + j.runtime : Infinity;
-    for (const w of [this.bwWindow, this.iopsWindow]) {
-      if (!w) continue;
-      w.t = this.tMeasure;
-      w.next = this.tMeasure + w.period;
-    }
-    this.armSampler();
+    this.samples.start(this.tMeasure, this.tEnd);
     return new Promise<void>((resolve) => {
       this.resolveJob = resolve;
       void this.startPhase(this.job.verifyOnly ? 'verify' : 'io', this.tStart);
     });
-  }
-
-  /** fio's run_str letter of the workload (R/r/W/w/M/m); a mix all of one kind is that kind's (eta.c). */
-  private get letter(): string {
-    const k = this.kinds;
-    const mix = this.job.rwmixread;
-    const read = k.read && (!k.write || mix === 100);
-    const write = k.write && (!k.read || mix === 0);
-    const l = read ? 'r' : write ? 'w' : 'm';
-    return k.random ? l : l.toUpperCase();
   }
 
   private async startPhase(phase: 'io' | 'verify', t: number): Promise<void> {
@@ -721,7 +374,7 @@ export class Worker {
       // lat_target_init() at the start of do_io(): each pass searches from depth 1 again
       this.latTarget?.init(t, this.completedIos);
       // TD_RAMP's '/' until ramp_time is over (pump() ends it)
-      this.state = this.rampDone ? this.letter : '/';
+      this.state = this.rampDone ? runLetter(this.job) : '/';
     } else {
       // verify_only reads back the whole region; otherwise what the pass wrote, by offset (fio keeps
       // a random writer's log in an rb-tree sorted by offset)
@@ -789,8 +442,7 @@ export class Worker {
       }
     }
     this.ended = true;
-    if (this.sampleTimer) clearTimeout(this.sampleTimer);
-    this.sampleTimer = null;
+    this.samples.end();
     this.state = '_';
     this.resolveJob();
   }
@@ -833,7 +485,7 @@ export class Worker {
       this.rampDone = true;
       // the ramp ended at tMeasure, where the directions' runtimes start
       this.resetAllStats(this.tMeasure);
-      if (this.phase === 'io') this.state = this.letter;
+      if (this.phase === 'io') this.state = runLetter(this.job);
     }
     let n = 0;
     // do_io() reaps when its queue is full and only then looks at thinktime and the latency target:
@@ -847,7 +499,7 @@ export class Worker {
       this.loopChecks(t);
     }
     // stalled (ahead of the rate, thinking, quiescing), nothing is issued until the stall is over
-    while (!this.stall && this.inflight < this.queueDepth && this.more(t)) {
+    while (!this.stalls.stalled && this.inflight < this.queueDepth && this.more(t)) {
       const write = this.rateIssue(t);
       if (write === null) break;
       this.issue(t, write);
@@ -859,12 +511,12 @@ export class Worker {
         if (full) this.thinkAfterReap = true;
         else this.think(t, write);
       }
-      if (this.latTarget || this.minRated) {
+      if (this.latTarget || this.minRate) {
         if (full) this.checksAfterReap = true;
         else this.loopChecks(t);
       }
     }
-    if (this.stall && this.inflight === 0 && !this.stallCancel) this.stallNow();
+    if (this.stalls.waiting && this.inflight === 0) this.stalls.begin(this.tEnd);
     if (n) {
       this.stats.submitMap[batchBucket(n)]++;
       this.stats.totalSubmit++;
@@ -880,7 +532,7 @@ export class Worker {
     }
     if (n) this.refillFromEmpty = false;
     // a stall after the last I/O is the job's too (fio thinks after it): its wake ends the phase
-    if (this.inflight === 0 && !this.stall && !this.thinkAfterReap && !this.more(t)) this.endPhase();
+    if (this.inflight === 0 && !this.stalls.stalled && !this.thinkAfterReap && !this.more(t)) this.endPhase();
   }
 
   /** queue_full()'s bound: the latency target's depth where it has one, else the job's. */
@@ -903,18 +555,12 @@ export class Worker {
     this.setEpoch(t);
     this.phaseStart = t;
     this.elapsedUs = { r: 0, w: 0 };
-    for (const w of [this.bwWindow, this.iopsWindow]) {
-      if (!w) continue;
-      w.t = t;
-      w.next = t + w.period;
-      w.count = [0, 0];
-    }
-    this.armSampler();
+    this.samples.restart(t);
     this.latTarget?.reset(t, 0);
     this.logs.hist?.reset();
     // reset_io_counters(td, 1)
     this.thisIo = { bytes: [0, 0], blocks: [0, 0] };
-    this.lastRateCheck = { bytes: [0, 0], blocks: [0, 0], t: [0, 0] };
+    this.minRate?.reset();
   }
 
   /**
@@ -923,44 +569,13 @@ export class Worker {
    */
   private loopChecks(t: number): void {
     if (!this.rampDone || this.phase !== 'io' || !this.completedIos || this.stopping) return;
-    if (this.minRated && this.minRateMissed(t)) return;
+    if (this.minRate && this.minRateMissed(t)) return;
     if (this.latTarget) this.latStep(this.latTarget.check(t, this.completedIos));
   }
 
-  /**
-   * check_min_rate(): after the first 2 s of the pass (or of the statistics), each direction that has
-   * completed I/O is looked at once every rate_cycle ms; one that did less than its rate_min (bytes)
-   * or rate_iops_min over it fails the job with EIO, and says so.
-   */
+  /** check_min_rate() (MinRateCheck): a direction too slow fails the job with EIO, and says so. */
   private minRateMissed(t: number): boolean {
-    const j = this.job;
-    if (t - this.phaseStart < 2000) return false;
-    const missed: string[] = [];
-    for (const d of [0, 1] as const) {
-      if (!this.thisIo.bytes[d] || (!j.rateMin[d] && !j.rateIopsMin[d])) continue;
-      const last = this.lastRateCheck;
-      if (last.bytes[d] || last.blocks[d]) {
-        const spent = Math.floor(t - last.t[d]);
-        if (spent < j.rateCycle || spent === 0) continue;
-        let line: string | null = null;
-        if (j.rateMin[d]) {
-          const got = Math.floor(((this.thisIo.bytes[d] - last.bytes[d]) * 1000) / spent);
-          if (got < j.rateMin[d]) line = `${j.name}: rate_min=${j.rateMin[d]}B/s not met, got ${got}B/s`;
-        } else {
-          const got = Math.floor(((this.thisIo.blocks[d] - last.blocks[d]) * 1000) / spent);
-          if (got < j.rateIopsMin[d])
-            line = `${j.name}: rate_iops_min=${j.rateIopsMin[d]} not met, got ${got} IOPS`;
-        }
-        // check_min_rate() looks at each direction and says each that failed; the job fails once
-        if (line) {
-          missed.push(line);
-          continue;
-        }
-      }
-      last.bytes[d] = this.thisIo.bytes[d];
-      last.blocks[d] = this.thisIo.blocks[d];
-      last.t[d] = t;
-    }
+    const missed = this.minRate!.missed(t, this.phaseStart, this.thisIo);
     if (!missed.length) return false;
     this.fail('EIO', 'check_min_rate', missed.join('\n'));
     return true;
@@ -970,7 +585,7 @@ export class Worker {
   private latStep(step: LatencyStep, io?: Io, latNs?: number): void {
     const lat = this.latTarget!;
     // io_u_quiesce(): what is in flight completes before the next issue
-    const quiesce = (after: () => void) => this.addStall(0, 0, after);
+    const quiesce = (after: () => void) => this.stalls.add(0, 0, after);
     switch (step) {
       case null:
         return;
@@ -992,26 +607,6 @@ export class Worker {
         this.latFatal(io!, latNs!, this.job.latencyTarget.targetNs);
         return;
     }
-  }
-
-  /**
-   * A stall of `us` (`spinUs` of it spun) once nothing is in flight, then `after` with the µs it took.
-   * One already pending (not begun: it begins once the queue has drained, and nothing is in flight
-   * while it runs) takes this one after it, as fio does its quiesce, thought and rate sleep one after
-   * the other.
-   */
-  private addStall(us: number, spinUs: number, after: (stalledUs: number) => void): void {
-    const before = this.stall;
-    this.stall = before
-      ? {
-          us: before.us + us,
-          spinUs: before.spinUs + spinUs,
-          after: (took) => {
-            before.after(took);
-            after(took);
-          },
-        }
-      : { us, spinUs, after };
   }
 
   /** lat_fatal(): the I/O's lat (ns) was over `maxNs`; the job fails with ETIMEDOUT. */
@@ -1054,7 +649,7 @@ export class Worker {
     if (d.sleepUs > 0) {
       // what is in flight completes first, however long that takes, and then the whole sleep
       // (io_u_quiesce(), then usec_sleep() of what rate_ddir() worked out before it)
-      this.addStall(d.sleepUs, 0, () => (this.rateWake = d.write));
+      this.stalls.add(d.sleepUs, 0, () => (this.rateWake = d.write));
       return null;
     }
     return d.write;
@@ -1077,7 +672,7 @@ export class Worker {
     const b = this.thinkCounter();
     if (b >= this.lastThinkBlocks + j.thinktimeBlocks) due = true;
     if (!due) return;
-    this.addStall(j.thinktime * 1000, j.thinktimeSpin * 1000, (us) => {
+    this.stalls.add(j.thinktime * 1000, j.thinktimeSpin * 1000, (us) => {
       if (j.rateIgnoreThinktime) this.rate?.thought(write, us);
       this.lastThinkBlocks = b;
       if (j.thinktimeIotime) this.lastThink = now();
@@ -1091,67 +686,8 @@ export class Worker {
       : this.completedIos;
   }
 
-  /**
-   * The stall, now that nothing is in flight: the spin, then what it left of the stall asleep on a
-   * timer — neither past the runtime. The spin keeps the CPU busy as the application it stands for
-   * would, in slices of SPIN_SLICE_MS with a turn of the event loop between them: the guest's kernel
-   * (blkfront, its interrupts) shares this thread, where a real guest's would preempt fio.
-   */
-  private stallNow(): void {
-    const st = this.stall!;
-    const t0 = now();
-    const spinUntil = Math.min(t0 + st.spinUs / 1000, this.tEnd);
-    const later = (fn: () => void, ms: number) => {
-      const h = setTimeout(fn, ms);
-      this.stallCancel = () => clearTimeout(h);
-    };
-    const nextTurn = (fn: () => void) => {
-      const h = setImmediate(fn);
-      this.stallCancel = () => clearImmediate(h);
-    };
-    const spin = () => {
-      const sliceEnd = Math.min(spinUntil, now() + SPIN_SLICE_MS);
-      while (now() < sliceEnd) {
-        /* fio's usec_spin() */
-      }
-      if (now() < spinUntil && !this.stopping) nextTurn(spin);
-      else sleep();
-    };
-    const sleep = () => {
-      // one reading of the clock, and never past the runtime's end: a wake at that end ends the job
-      const start = now();
-      const until = Math.min(start + Math.max(0, st.us / 1000 - (start - t0)), this.tEnd);
-      // usec_sleep()'s precision: a timer until SLEEP_POLL_MS before the end (in steps of a second
-      // at most: a timer's delay has a ceiling) — a timer never fires under a millisecond, and a
-      // think of 100 µs would take ten times that — then the thread asleep (Atomics.wait: no CPU,
-      // as fio's nanosleep) to WAIT_SLACK_MS before the end, which a wait overshoots by about that
-      // much, and the rest by looking at the clock each turn of the loop
-      const wake = () => {
-        const left = until - now();
-        if (left > 0 && !this.stopping) {
-          if (left > SLEEP_POLL_MS) later(wake, Math.min(left - SLEEP_POLL_MS, 1000));
-          else {
-            if (left > WAIT_SLACK_MS) Atomics.wait(SLEEPER, 0, 0, left - WAIT_SLACK_MS);
-            nextTurn(wake);
-          }
-          return;
-        }
-        this.stallCancel = null;
-        this.stall = null;
-        this.refillFromEmpty = true;
-        // what fio's usec_spin() and usec_sleep() return: the whole µs spun and slept
-        st.after(Math.floor((now() - t0) * 1000));
-        this.pump();
-      };
-      // never at once: the pump that set the stall is still on the stack
-      nextTurn(wake);
-    };
-    if (st.spinUs > 0) spin();
-    else sleep();
-  }
-
   private issue(t: number, write: boolean): void {
-    const slot = this.freeSlots.pop()!;
+    const slot = this.buffers.free.pop()!;
     const verify = this.phase === 'verify';
     const offset = verify ? this.verifyList[this.verifyNext++] : this.offsets.next(write);
     const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone, verify };
@@ -1173,7 +709,7 @@ export class Worker {
         numberio,
         thread: this.index + 1, // td->thread_number, from 1
       });
-      if (this.direct) this.toPages(slot);
+      if (this.direct) toPages(slot);
       this.written.set(offset, { numberio, seed });
     }
     const tIssue = now();
@@ -1214,7 +750,7 @@ export class Worker {
   private complete(io: Io, err: Errno | null): void {
     const t = now();
     this.inflight--;
-    this.freeSlots.push(io.slot);
+    this.buffers.free.push(io.slot);
     this.completedBurst++;
     if (err) {
       // its submission latency was taken as it was queued (io_u_queued()), a failure notwithstanding
@@ -1266,7 +802,7 @@ export class Worker {
 
   private verifyRead(io: Io): void {
     if (this.job.verify === 'none') return;
-    if (this.direct) this.fromPages(io.slot);
+    if (this.direct) fromPages(io.slot);
     // verify_header() checks the write's number where the job's log is sure of it: a writer of one
     // block size, neither time_based nor verify_only
     const sure = this.kinds.write && !this.job.timeBased && !this.job.verifyOnly;
@@ -1324,25 +860,7 @@ export class Worker {
     // fio's lat (usec/msec) distribution counts completion latency (io_u.c's account_io_completion
     // marks it with the time since issue to the device, the figure clat reports), not total latency
     this.stats.markLatency(clat);
-    const ms = this.logTime(t);
-    const logs = this.logs;
-    const at = io.offset;
-    if (logs.lat) this.log(logs.lat, ms, Math.floor(lat), io.write, at);
-    if (logs.clat) this.log(logs.clat, ms, Math.floor(clat), io.write, at);
-    if (logs.hist?.add(ms, Math.floor(clat), io.write, bs)) this.logFull(logs.hist);
-    const ddir = io.write ? 1 : 0;
-    if (this.bwWindow) this.bwWindow.count[ddir] += bs;
-    else {
-      // add_bw_sample(): the block's bytes over its clat, a sample of the report's and an entry
-      const rate = clat >= 1 ? Math.floor((bs * 1e6) / Math.floor(clat)) : 0;
-      d.bw.add(rate);
-      this.log(logs.bw!, ms, rate, io.write, at);
-    }
-    if (this.iopsWindow) this.iopsWindow.count[ddir]++;
-    else {
-      d.iops.add(1);
-      this.log(logs.iops!, ms, 1, io.write, at);
-    }
+    this.samples.completed(t, io.write, io.offset, lat, clat);
   }
 
   /**
@@ -1351,111 +869,11 @@ export class Worker {
    */
   private submitted(io: Io, t: number): void {
     io.tSubmitted = t;
-    if (this.logs.slat && !io.ramp)
-      this.log(this.logs.slat, this.logTime(t), Math.floor((t - io.tIssue) * 1e6), io.write, io.offset);
-  }
-
-  /** A log entry's time: whole milliseconds since the job's epoch (mtime_since_now(&td->epoch)). */
-  private logTime(t: number): number {
-    return Math.floor(t - (this.epoch?.t ?? t));
-  }
-
-  private log(log: IoLog, ms: number, value: number, write: boolean, offset: number): void {
-    if (log.add(ms, value, write, this.job.bs, offset)) this.logFull(log);
-  }
-
-  private logFull(log: LogFile): void {
-    this.io.stderr(
-      `fio: ${log.file}: the guest's logs hold ${MAX_LOG_ENTRIES} entries at most: later samples dropped\n`,
-    );
-  }
-
-  /**
-   * The job's end, for its logs (finalize_logs()): what their averaging windows hold, as entries at
-   * the end.
-   */
-  finalizeLogs(): void {
-    const ms = this.logTime(now());
-    for (const log of Object.values(this.logs)) if (log?.finalize(ms)) this.logFull(log);
+    if (!io.ramp) this.samples.slat(t, t - io.tIssue, io.write, io.offset);
   }
 
   /** What the last ETA line had seen (the job's start, before the first): its time and counters. */
   private shown: EtaCounters = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
-
-  /**
-   * fio's helper thread's calc_log_samples(): at each tick of the bw and iops windows (every
-   * bwavgtime/iopsavgtime ms from the job's start, 500 by default), a sample of each — whether or not
-   * an I/O has just completed — while the job runs (not in its ramp), but for a tick at or past the
-   * end of the runtime. A timer stands for the helper thread: a tick that fires late takes its sample
-   * late, as the helper woken late does.
-   */
-  private armSampler(): void {
-    if (this.sampleTimer) clearTimeout(this.sampleTimer);
-    this.sampleTimer = null;
-    const next = Math.min(
-      ...[this.bwWindow, this.iopsWindow].map((w) => (w && w.next < this.tEnd ? w.next : Infinity)),
-    );
-    if (next === Infinity || this.ended) return;
-    // a timer's delay has a ceiling: a longer window is reached in steps (sampleTick() arms again)
-    this.sampleTimer = setTimeout(
-      () => this.sampleTick(),
-      Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(next - now()))),
-    );
-  }
-
-  private sampleTick(): void {
-    this.sampleTimer = null;
-    const t = now();
-    // a timer keeps whole milliseconds of a clock read at the loop's turn: it may fire a little
-    // before its tick, which the helper never does
-    const due = Math.min(...[this.bwWindow, this.iopsWindow].map((w) => w?.next ?? Infinity));
-    if (t < due) {
-      this.armSampler();
-      return;
-    }
-    // in the ramp the helper takes nothing; the ramp's end starts the windows again
-    if (this.rampDone) {
-      this.closeWindow(this.bwWindow, t, 'bw');
-      this.closeWindow(this.iopsWindow, t, 'iops');
-    }
-    for (const w of [this.bwWindow, this.iopsWindow])
-      if (w) while (w.next <= t + LOG_MSEC_SLACK) w.next += w.period;
-    this.armSampler();
-  }
-
-  /**
-   * fio's __add_samples() for add_bw_samples()/add_iops_samples(): at a tick (less fio's
-   * LOG_MSEC_SLACK of 1 ms), one sample for each direction that did I/O since the last — whole KiB/s
-   * and whole IOPS over its whole milliseconds, as fio divides — given to the bw or iops log, if any,
-   * as well. A direction without I/O in the window gives none. fio's helper samples a job while it is
-   * running, its drain of what it had in flight included, so fio takes the tick at the runtime's end
-   * only when the drain outlasts it: over runs of 1 and 2 s it took 1 and 3 samples when its drain
-   * ended within a millisecond or so, 2 and 4 when it ran longer; this never takes it. The final
-   * values of a run go to fio's logs, not to its statistics.
-   */
-  private closeWindow(w: SampleWindow | null, t: number, kind: 'bw' | 'iops'): void {
-    if (!w || t < w.next - LOG_MSEC_SLACK || w.next >= this.tEnd) return;
-    const spent = Math.floor(t - w.t);
-    const ms = this.logTime(t);
-    const log = kind === 'bw' ? this.logs.bw : this.logs.iops;
-    for (const ddir of [0, 1] as const) {
-      const n = w.count[ddir];
-      if (!n) continue;
-      const rate =
-        // a tick less than a millisecond after the last (a window of 1 ms, a late timer) spent none:
-        // fio's rate is 0 then
-        !spent
-          ? 0
-          : kind === 'bw'
-            ? Math.floor(Math.floor((n * 1000) / spent) / 1024)
-            : Math.floor((n * 1000) / spent);
-      const d = ddir ? this.stats.write : this.stats.read;
-      (kind === 'bw' ? d.bw : d.iops).add(rate);
-      if (log) this.log(log, ms, rate, ddir === 1, 0);
-    }
-    w.t = t;
-    w.count = [0, 0];
-  }
 
   /**
    * What the ETA line shows of this job. Its rates are fio's calc_rate()/calc_iops(): over the whole
@@ -1477,108 +895,18 @@ export class Worker {
     };
     const r = etaRates(this.shown, is);
     this.shown = is;
-    return { rB: r.r, wB: r.w, rI: r.ri, wI: r.wi, eta: this.threadEta(t, doneSecs) };
+    const eta = threadEta(
+      {
+        job: this.job,
+        state: this.state,
+        sinceEpoch: this.epoch ? Math.floor(t - this.epoch.t) : 0,
+        bytesTarget: this.bytesTarget,
+        startDelayMs: this.startDelayMs,
+        rampDone: this.rampDone,
+        doneBytes: this.stats.read.bytes + this.stats.write.bytes,
+      },
+      doneSecs,
+    );
+    return { rB: r.r, wB: r.w, rI: r.ri, wI: r.wi, eta };
   }
-
-  /**
-   * eta.c's thread_eta(): the job's remaining whole seconds as fio guesses them. Running or verifying,
-   * from the share of its bytes done since its epoch (the ramp's end) and the whole seconds since then
-   * — for time_based, the share of its runtime if smaller — capped at what its runtime leaves (with
-   * `doneSecs`, the seconds of the jobs that have ended, fio's done_secs). Before (opening, in its
-   * ramp), its runtime and ramp left. Ending (its final fsync), nothing.
-   */
-  private threadEta(t: number, doneSecs: number): number {
-    const j = this.job;
-    const sinceEpoch = this.epoch ? Math.floor(t - this.epoch.t) : 0;
-    const elapsed = Math.floor((sinceEpoch + 999) / 1000);
-    // o.timeout is microseconds, divided down to whole seconds
-    const timeout = j.runtime !== null ? Math.floor(j.runtime / 1000) : 0;
-    if (this.state === 'F') return 0;
-    // a writer that verifies afterwards has its size twice to do, a mixed one its write share (50 %
-    // without one) more; td->total_io_size is the size times the loops
-    let total = this.bytesTarget * j.loops;
-    if (verifiesWrites(j)) {
-      if (this.kinds.read) total += Math.floor((total * (100 - j.rwmixread || 50)) / 100);
-      else total *= 2;
-    }
-    if (this.state === 'P' || this.state === '/') {
-      // not running yet: the runtime (and the ramp left) if there is one, the size at the `rate` if
-      // there is one, the smaller of the two if both
-      let tEta = 0;
-      if (j.runtime !== null) {
-        tEta = Math.floor((j.runtime + this.startDelayMs + (this.rampDone ? 0 : j.rampTime)) / 1000);
-        if (this.state === '/') {
-          const rampLeft = Math.floor((sinceEpoch + 999) / 1000);
-          if (rampLeft <= tEta) tEta -= rampLeft;
-        }
-      }
-      const rateBytes = (this.kinds.read ? j.rate[0] : 0) + (this.kinds.write ? j.rate[1] : 0);
-      const rEta = rateBytes ? Math.floor(total / rateBytes) + Math.floor(this.startDelayMs / 1000) : 0;
-      return rEta && tEta ? Math.min(rEta, tEta) : rEta || tEta;
-    }
-    // td->io_bytes: what completed since the ramp's end, the verify phase's reads included
-    const done = this.stats.read.bytes + this.stats.write.bytes;
-    let perc = total ? Math.min(1, done / total) : 0;
-    if (j.timeBased) perc = timeout ? Math.min(perc, elapsed / timeout) : 0;
-    let eta = perc === 0 ? timeout : Math.floor(elapsed * (1 / perc)) - elapsed;
-    // unsigned in fio: a cap below zero wraps and never applies
-    const cap = timeout + doneSecs - elapsed;
-    if (timeout && cap >= 0 && eta > cap) eta = cap;
-    return eta;
-  }
-}
-
-/** blkfront's counters of a device (the difference over a command). */
-export function frontSnapshot(d: GuestDisk): DeviceCounters {
-  const s = d.front.stats;
-  return {
-    name: d.name,
-    requests: s.requests,
-    completions: s.completions,
-    upcalls: s.upcalls,
-    grants: s.grants,
-  };
-}
-
-export function frontDelta(a: DeviceCounters, b: DeviceCounters): DeviceCounters {
-  return {
-    name: a.name,
-    requests: b.requests - a.requests,
-    completions: b.completions - a.completions,
-    upcalls: b.upcalls - a.upcalls,
-    grants: b.grants - a.grants,
-  };
-}
-
-/** The block device's counters, for fio's "Disk stats" (the difference over the run). */
-export function diskSnapshot(d: GuestDisk): Omit<DiskUtil, 'msec'> & { t: number } {
-  const s = d.queue.stats;
-  const ioTicks = s.ioTicksMs;
-  return {
-    name: d.name,
-    readIos: s.readIos,
-    writeIos: s.writeIos,
-    readSectors: s.readSectors,
-    writeSectors: s.writeSectors,
-    readTicks: s.readTicksMs,
-    writeTicks: s.writeTicksMs,
-    inQueue: s.timeInQueueMs,
-    ioTicks,
-    t: performance.now(),
-  };
-}
-
-export function diskDelta(a: ReturnType<typeof diskSnapshot>, b: ReturnType<typeof diskSnapshot>): DiskUtil {
-  return {
-    name: a.name,
-    readIos: b.readIos - a.readIos,
-    writeIos: b.writeIos - a.writeIos,
-    readSectors: b.readSectors - a.readSectors,
-    writeSectors: b.writeSectors - a.writeSectors,
-    readTicks: b.readTicks - a.readTicks,
-    writeTicks: b.writeTicks - a.writeTicks,
-    inQueue: b.inQueue - a.inQueue,
-    ioTicks: b.ioTicks - a.ioTicks,
-    msec: b.t - a.t,
-  };
 }

@@ -11,7 +11,7 @@
  * file is said in fio's words for files (`Bad option <…>`, `fio: failed parsing <line>`, `fio: job j
  * dropped`). No I/O here: the caller reads the files.
  */
-import type { SplitOption } from './fio-options.ts';
+import type { SplitOption } from './fio-cmdline.ts';
 
 /** Where an option of a job file came from. */
 export interface JobFileLine {

@@ -12,7 +12,7 @@
  *
  * This is the decision alone; the engine keeps the depth, quiesces and resets (fio-engine.ts).
  */
-import type { FioLatencyTarget } from './fio-options.ts';
+import type { FioLatencyTarget } from './fio-job.ts';
 
 /** What the engine is to do after a decision. */
 export type LatencyStep =

@@ -14,7 +14,7 @@
  * window whole KiB/s; iops, per I/O, 1, and over a window whole I/Os a second. The engine gives the
  * samples; this file keeps them and says them.
  */
-import type { FioJob } from './fio-options.ts';
+import type { FioJob } from './fio-job.ts';
 import { FIO_IO_U_PLAT_NR, platValToIdx } from './fio-stats.ts';
 import type { GuestVfs } from './vfs.ts';
 import { STRERROR } from './vfs.ts';

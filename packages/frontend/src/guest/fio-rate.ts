@@ -3,8 +3,10 @@
  * in microseconds since the job's epoch, that the bytes it has issued allow (backend.c's
  * usec_for_io(): linear, or Poisson arrivals at the same mean); an I/O due later waits for it, or
  * goes the other way in a mixed job whose other direction is due (io_u.c's rate_ddir()). The clock
- * and the sleeping are the caller's: this only decides.
+ * and the sleeping are the caller's: this only decides. And the rate a job must keep up
+ * (`rate_min`, `rate_iops_min`, `rate_cycle`: backend.c's check_min_rate()).
  */
+import type { FioJob } from './fio-job.ts';
 
 export type RateProcess = 'linear' | 'poisson';
 
@@ -99,5 +101,56 @@ export class RateControl {
       const rem = bytes - secs * bps;
       this.next[d] = Math.floor((rem * 1_000_000) / bps) + secs * 1_000_000;
     }
+  }
+}
+
+/** A job's rate_min and rate_iops_min, looked at every rate_cycle ms. */
+export class MinRateCheck {
+  /** What completed at the min rate's last look (last_rate_check_*), with when. */
+  private lastRateCheck = { bytes: [0, 0], blocks: [0, 0], t: [0, 0] };
+
+  constructor(private readonly job: FioJob) {}
+
+  /** reset_io_counters(): the statistics start again. */
+  reset(): void {
+    this.lastRateCheck = { bytes: [0, 0], blocks: [0, 0], t: [0, 0] };
+  }
+
+  /**
+   * check_min_rate(): after the first 2 s of the pass (or of the statistics), each direction that has
+   * completed I/O is looked at once every rate_cycle ms; one that did less than its rate_min (bytes)
+   * or rate_iops_min over it fails the job with EIO, and says so. `thisIo`: what each direction
+   * completed since the statistics last started; the lines said of those that missed (none: all kept up).
+   */
+  missed(t: number, phaseStart: number, thisIo: { bytes: number[]; blocks: number[] }): string[] {
+    const j = this.job;
+    if (t - phaseStart < 2000) return [];
+    const missed: string[] = [];
+    for (const d of [0, 1] as const) {
+      if (!thisIo.bytes[d] || (!j.rateMin[d] && !j.rateIopsMin[d])) continue;
+      const last = this.lastRateCheck;
+      if (last.bytes[d] || last.blocks[d]) {
+        const spent = Math.floor(t - last.t[d]);
+        if (spent < j.rateCycle || spent === 0) continue;
+        let line: string | null = null;
+        if (j.rateMin[d]) {
+          const got = Math.floor(((thisIo.bytes[d] - last.bytes[d]) * 1000) / spent);
+          if (got < j.rateMin[d]) line = `${j.name}: rate_min=${j.rateMin[d]}B/s not met, got ${got}B/s`;
+        } else {
+          const got = Math.floor(((thisIo.blocks[d] - last.blocks[d]) * 1000) / spent);
+          if (got < j.rateIopsMin[d])
+            line = `${j.name}: rate_iops_min=${j.rateIopsMin[d]} not met, got ${got} IOPS`;
+        }
+        // check_min_rate() looks at each direction and says each that failed; the job fails once
+        if (line) {
+          missed.push(line);
+          continue;
+        }
+      }
+      last.bytes[d] = thisIo.bytes[d];
+      last.blocks[d] = thisIo.blocks[d];
+      last.t[d] = t;
+    }
+    return missed;
   }
 }

@@ -7,7 +7,8 @@
  * Percentiles come from HDR histograms (3 significant digits) where fio has its own log-linear
  * histogram; min/max/mean/stdev are exact, as in fio.
  */
-import { FIO_VERSION, type FioLatencyTarget, type LatencyPercentiles } from './fio-options.ts';
+import { FIO_VERSION } from './fio-options.ts';
+import type { FioLatencyTarget, LatencyPercentiles } from './fio-job.ts';
 import type { DirStats, DiskUtil, JobStats, Samples } from './fio-stats.ts';
 import { fixed } from './printf.ts';
 

@@ -5,7 +5,7 @@
  * `wait_for` job starts once every job of the name it waits for has ended. A signal stops the jobs
  * that have not started: they never do.
  */
-import { MAX_TIMER_MS } from './fio-engine.ts';
+import { MAX_TIMER_MS } from './fio-samples.ts';
 
 /** What run_threads() looks at in a job (one of numjobs clones counts as a job). */
 export interface StartingJob {

@@ -18,7 +18,7 @@
  * Blocks fio 3.33 wrote are fixtures of the tests (packages/frontend/test/fixtures/).
  */
 import { CHECKSUMS, type ChecksumName, fioCrc32c } from './fio-checksum.ts';
-import type { FioVerify } from './fio-options.ts';
+import type { FioVerify } from './fio-job.ts';
 import { fillPattern, patternAt, type VerifyPattern } from './fio-pattern.ts';
 
 export { crc32c } from './fio-checksum.ts';

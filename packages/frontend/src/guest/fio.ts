@@ -14,29 +14,32 @@ import {
   reportGroups,
   type FioReportJob,
 } from './fio-report.ts';
+import { FIO_VERSION } from './fio-options.ts';
+import {
+  fioTakesValue,
+  helpAsked,
+  versionAsked,
+  parseFioOptions,
+  sectionsAsked,
+  splitOptions,
+  type FioCommandLine,
+  type SplitOption,
+} from './fio-cmdline.ts';
 import {
   checkJob,
   checkJobAgainstDevice,
   DEFAULT_PERCENTILES,
-  FIO_VERSION,
-  FioUsageError,
-  fioTakesValue,
-  helpAsked,
-  versionAsked,
-  parseBool,
-  parseFioOptions,
   rwKinds,
+  syncEngine,
   verifiesWrites,
-  sectionsAsked,
-  splitOptions,
-  type FioCommandLine,
   type FioJob,
-  type SplitOption,
-} from './fio-options.ts';
+} from './fio-job.ts';
+import { FioUsageError, parseBool } from './fio-parse.ts';
+import { Worker } from './fio-engine.ts';
+import { diskDelta, diskSnapshot, frontDelta, frontSnapshot } from './fio-diskutil.ts';
 import { JOB_FILE_MAX_BYTES, JobFileError, jobFileOptions, type JobFileSource } from './fio-jobfile.ts';
 import { readWhole } from './commands.ts';
 import { runThreads } from './fio-run-threads.ts';
-import { diskDelta, diskSnapshot, frontDelta, frontSnapshot, syncEngine, Worker } from './fio-engine.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
 import type { GuestDisk, GuestRuntime } from './toolbox.ts';
 import {
@@ -650,7 +653,7 @@ async function runFio(
           try {
             await w.run();
             w.finish();
-            w.finalizeLogs();
+            w.samples.finalizeLogs();
           } finally {
             // its buffers go back to the guest's budget whatever happened
             await w.close();

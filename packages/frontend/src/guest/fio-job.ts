@@ -1,0 +1,353 @@
+/**
+ * A fio job's settings (fio's thread_options), as its options leave them, and their defaults; what
+ * init.c checks of a job before it runs, on its own and against its device; and what follows from
+ * the settings (the job's region, its rate, whether it verifies what it writes).
+ *
+ * Deliberate differences from fio, all documented in docs/experiments.md: the default ioengine is
+ * `libaio` (fio's is psync), because queue depth is the point of this tool; `filename` defaults to the
+ * guest's first disk; a size past the end of the device is refused up front (fio would stop short).
+ */
+import type { ChecksumName } from './fio-checksum.ts';
+import type { VerifyPattern } from './fio-pattern.ts';
+import { headerSize } from './fio-verify.ts';
+import type { RateProcess } from './fio-rate.ts';
+import { fail, type PerDirection } from './fio-parse.ts';
+
+/** Which latencies the report gives percentiles of (slat_percentiles, clat_percentiles, lat_percentiles). */
+export interface LatencyPercentiles {
+  slat: boolean;
+  clat: boolean;
+  lat: boolean;
+}
+
+export type FioRw = 'read' | 'write' | 'randread' | 'randwrite' | 'rw' | 'randrw';
+/**
+ * fio's verify methods; `pattern-header` is VERIFY_PATTERN, which a `verify_pattern` given without
+ * `verify` sets (a header, then the pattern), where `pattern` is VERIFY_PATTERN_NO_HDR.
+ */
+export type FioVerify = 'none' | ChecksumName | 'meta' | 'pattern' | 'pattern-header' | 'null';
+
+export type FioEngine = 'libaio' | 'io_uring' | 'psync' | 'sync' | 'pvblk';
+
+export interface FioJob {
+  name: string;
+  /** fio's `description`: printed with the job's report ('' when not given). */
+  description: string;
+  filename: string | null;
+  rw: FioRw;
+  /** Percentage of reads in a mixed workload. */
+  rwmixread: number;
+  bs: number;
+  iodepth: number;
+  numjobs: number;
+  /** Bytes of the region each job works on; null = to the end of the device (or sizePercent of it). */
+  size: number | null;
+  /** fio's `size=N%`: that share of the device, from `offset` on; null when not given so. */
+  sizePercent: number | null;
+  offset: number;
+  /** Milliseconds; null = until `size` bytes are done. */
+  runtime: number | null;
+  timeBased: boolean;
+  /** Milliseconds of I/O before statistics start (fio's ramp_time). */
+  rampTime: number;
+  direct: boolean;
+  /** fio's `invalidate`: drop the device's page cache before the job (BLKFLSBUF on a block device). */
+  invalidate: boolean;
+  /** fio's `end_fsync`: a writer fsyncs its file at the end of each pass, inside the pass's time. */
+  endFsync: boolean;
+  /** fio's `fsync_on_close`: that, and once more when the file is closed. */
+  fsyncOnClose: boolean;
+  /** fio's `fadvise_hint`: none, the job's pattern (`1`: random or sequential), or one of the two. */
+  fadviseHint: 'none' | 'type' | 'random' | 'sequential';
+  ioengine: FioEngine;
+  verify: FioVerify;
+  /** Whether `verify` was given (fio_option_is_set()): a later `verify_pattern` leaves it alone. */
+  verifyGiven: boolean;
+  /** fio's `verify_pattern`: the data of every block written, checked by meta and the pattern methods. */
+  verifyPattern: VerifyPattern | null;
+  doVerify: boolean;
+  verifyOnly: boolean;
+  /** fio's `rate`: bytes a second, reads then writes; 0 where unlimited. */
+  rate: PerDirection;
+  /** fio's `rate_iops`: I/Os a second, reads then writes; 0 where unlimited. */
+  rateIops: PerDirection;
+  /** fio's `rate_min` (bytes a second) and `rate_iops_min`: a job slower than either over a
+   * `rate_cycle` (ms) fails; 0 where not checked. */
+  rateMin: PerDirection;
+  rateIopsMin: PerDirection;
+  rateCycle: number;
+  rateProcess: RateProcess;
+  /** fio's `rate_ignore_thinktime`: the time a job thinks counts as time at its rate (no catching up). */
+  rateIgnoreThinktime: boolean;
+  /** fio's `loops`: passes over the region (and their verify phases), 1 for 0 as keep_running() has it. */
+  loops: number;
+  /** fio's `thinktime` and `thinktime_spin`, in ms (given in µs without a unit). */
+  thinktime: number;
+  thinktimeSpin: number;
+  thinktimeBlocks: number;
+  /** Whether thinktime_blocks was given: thinktime_iotime alone leaves its default of 1 out. */
+  thinktimeBlocksGiven: boolean;
+  thinktimeBlocksType: 'complete' | 'issue';
+  /** fio's `thinktime_iotime`, in ms (given in seconds without a unit). */
+  thinktimeIotime: number;
+  /** fio's `startdelay` (seconds without a unit; `low-high` for a random one per job), in ms. */
+  startDelay: [low: number, high: number];
+  randseed: number;
+  randrepeat: boolean;
+  /**
+   * fio's `group_reporting`, a job option: the job's report joins the one before it (stat.c's
+   * __show_run_stats(); reportGroups()).
+   */
+  groupReporting: boolean;
+  /**
+   * fio's `stonewall` (alias `wait_for_previous`): the job starts once every job started before it
+   * has ended (backend.c's run_threads()), and starts a new reporting group.
+   */
+  stonewall: boolean;
+  /** fio's `new_group`: the job starts a new reporting group, without waiting. */
+  newGroup: boolean;
+  /** fio's `wait_for`: the name of an earlier job this one starts after ('' for none). */
+  waitFor: string;
+  /** fio's td->groupid: the job's reporting group, as init.c's add_job() numbers them. */
+  groupid: number;
+  percentileList: number[];
+  /** fio's slat_percentiles, clat_percentiles and lat_percentiles: whose percentiles the report gives. */
+  latencyPercentiles: LatencyPercentiles;
+  /** Decimals the percentiles are printed with: the most any of them was given with (parse.c). */
+  percentilePrecision: number;
+  logs: FioLogOptions;
+  latencyTarget: FioLatencyTarget;
+  /** fio's max_latency, reads then writes: the lat (ns) over which an I/O fails the job; 0 = none. */
+  maxLatencyNs: PerDirection;
+}
+
+/** fio's latency target (fio-latency.ts): `latency_target` (ns here; 0 = none), `latency_window`
+ * (µs), `latency_percentile`, `latency_run` — in the units fio's report prints them. */
+export interface FioLatencyTarget {
+  targetNs: number;
+  windowUs: number;
+  percentile: number;
+  run: boolean;
+}
+
+/** fio's logging options (the files a job writes as it runs: fio-log.ts). */
+export interface FioLogOptions {
+  /** The name prefixes of write_lat_log (lat, slat and clat), write_bw_log, write_iops_log; null = none. */
+  lat: string | null;
+  bw: string | null;
+  iops: string | null;
+  /** write_hist_log's prefix (null: none), log_hist_msec (0: no entries), log_hist_coarseness. */
+  hist: string | null;
+  histMsec: number;
+  histCoarseness: number;
+  /** log_avg_msec: 0 logs every sample. */
+  avgMsec: number;
+  /** log_max_value: a window's maximum instead of its mean. */
+  maxValue: boolean;
+  /** log_offset: each entry with its I/O's offset. */
+  offset: boolean;
+  /** log_prio: the priority column as the I/O's ioprio in hex. */
+  prio: boolean;
+  /** per_job_logs: the job's number in each file's name (else the jobs append to one file). */
+  perJob: boolean;
+  /**
+   * log_alternate_epoch (log_unix_epoch): entries' times on the clock of log_alternate_epoch_clock_id
+   * (0: CLOCK_REALTIME, ms since 1970; 1: CLOCK_MONOTONIC), else since the job's start; null: off.
+   */
+  alternateEpochClock: 0 | 1 | null;
+  alternateClockId: 0 | 1;
+  /** bwavgtime, iopsavgtime: the report's rate windows in ms, and whether they were given. */
+  bwAvgTime: number;
+  bwAvgGiven: boolean;
+  iopsAvgTime: number;
+  iopsAvgGiven: boolean;
+}
+
+export const DEFAULT_PERCENTILES = [
+  1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99,
+];
+
+export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
+  description: '',
+  filename: null,
+  rw: 'read',
+  rwmixread: 50,
+  bs: 4096,
+  iodepth: 1,
+  numjobs: 1,
+  size: null,
+  sizePercent: null,
+  offset: 0,
+  runtime: null,
+  timeBased: false,
+  rampTime: 0,
+  direct: false,
+  invalidate: true,
+  endFsync: false,
+  fsyncOnClose: false,
+  fadviseHint: 'type',
+  ioengine: 'libaio',
+  verify: 'none',
+  verifyGiven: false,
+  verifyPattern: null,
+  doVerify: true,
+  verifyOnly: false,
+  rate: [0, 0, 0],
+  rateIops: [0, 0, 0],
+  rateMin: [0, 0, 0],
+  rateIopsMin: [0, 0, 0],
+  rateCycle: 1000,
+  rateProcess: 'linear',
+  rateIgnoreThinktime: false,
+  loops: 1,
+  thinktime: 0,
+  thinktimeSpin: 0,
+  thinktimeBlocks: 1,
+  thinktimeBlocksGiven: false,
+  thinktimeBlocksType: 'complete',
+  thinktimeIotime: 0,
+  startDelay: [0, 0],
+  randseed: 0x2ce7a3bf,
+  randrepeat: true,
+  groupReporting: false,
+  stonewall: false,
+  newGroup: false,
+  waitFor: '',
+  groupid: 0,
+  percentileList: DEFAULT_PERCENTILES,
+  latencyPercentiles: { slat: false, clat: true, lat: false },
+  percentilePrecision: 2,
+  logs: {
+    lat: null,
+    bw: null,
+    iops: null,
+    hist: null,
+    histMsec: 0,
+    histCoarseness: 0,
+    avgMsec: 0,
+    maxValue: false,
+    offset: false,
+    prio: false,
+    perJob: true,
+    alternateEpochClock: null,
+    alternateClockId: 0,
+    bwAvgTime: 500,
+    bwAvgGiven: false,
+    iopsAvgTime: 500,
+    iopsAvgGiven: false,
+  },
+  latencyTarget: { targetNs: 0, windowUs: 0, percentile: 100, run: false },
+  maxLatencyNs: [0, 0, 0],
+};
+
+/**
+ * Checks a job against the device it will run on: what fio refuses at setup, plus a size past the
+ * end of the device (fio would stop short; here it is refused, as the brief of the tool is exact counts).
+ */
+export function checkJobAgainstDevice(
+  job: FioJob,
+  dev: { path: string; bytes: number; logicalBlockSize: number },
+): void {
+  if (job.bs % dev.logicalBlockSize !== 0) {
+    fail(
+      `fio: bs=${job.bs} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
+    );
+  }
+  if (job.offset % dev.logicalBlockSize !== 0) {
+    fail(
+      `fio: offset=${job.offset} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
+    );
+  }
+  if (job.offset >= dev.bytes) {
+    fail(`fio: offset=${job.offset} is at or past the end of ${dev.path} (${dev.bytes} bytes)`);
+  }
+  const size = jobSize(job, dev.bytes);
+  if (job.offset + size > dev.bytes) {
+    fail(`fio: offset=${job.offset} size=${size} goes past the end of ${dev.path} (${dev.bytes} bytes)`);
+  }
+  if (size < job.bs) {
+    fail(`fio: size too small, must not be less than minimum block size: ${size} < ${job.bs}`);
+  }
+}
+
+/** The bytes a second each way a job is held to (init.c's __setup_rate(): `rate`, else `rate_iops` × bs); 0: none. */
+export function rateBps(job: FioJob): [number, number] {
+  return [job.rate[0] || job.rateIops[0] * job.bs, job.rate[1] || job.rateIops[1] * job.bs];
+}
+
+/** Checks a job on its own (what needs no device). */
+export function checkJob(job: FioJob): void {
+  if (job.timeBased && job.runtime === null) {
+    fail(`fio: ${job.name}: time_based needs a runtime (--runtime=<seconds>)`);
+  }
+  // fixup_options(): the sums over the three directions, as fio adds them; each direction's minimum
+  // against its rate
+  const sum = (x: PerDirection) => x[0] + x[1] + x[2];
+  const rateLines: string[] = [];
+  if ((sum(job.rate) && sum(job.rateIops)) || (sum(job.rateMin) && sum(job.rateIopsMin)))
+    rateLines.push('fio: rate and rate_iops are mutually exclusive');
+  for (const d of [0, 1, 2])
+    if (
+      (job.rate[d] && job.rate[d] < job.rateMin[d]) ||
+      (job.rateIops[d] && job.rateIops[d] < job.rateIopsMin[d])
+    )
+      rateLines.push(`fio: minimum rate exceeds rate, ddir ${d}`);
+  if (rateLines.length) fail(...rateLines);
+  if (job.rateProcess === 'poisson') {
+    // usec_for_io() divides by the blocks a second: fio 3.36 dies of SIGFPE under one
+    for (const bps of rateBps(job)) {
+      if (bps && bps < job.bs)
+        fail(
+          `fio: ${job.name}: rate_process=poisson needs a block a second at least (rate=${bps} B/s, bs=${job.bs})`,
+        );
+    }
+  }
+  if (job.verifyOnly && job.verify === 'none') {
+    fail(`fio: ${job.name}: verify_only needs a verify method (--verify=crc32c|md5|…)`);
+  }
+  // fio 3.36 writes such a job's blocks and then fails an assertion in its verify phase
+  if (job.verify === 'pattern' && !job.verifyPattern) {
+    fail(`fio: ${job.name}: verify=pattern needs a verify_pattern (--verify_pattern=0xdeadbeef, say)`);
+  }
+  if (job.verify !== 'none' && job.bs <= headerSize(job.verify)) {
+    // populate_hdr()'s "Blocksize too small", said before the job starts
+    fail(
+      `fio: ${job.name}: bs=${job.bs} is too small for verify=${job.verify}'s ${headerSize(job.verify)}-byte header`,
+    );
+  }
+}
+
+/**
+ * The job's region against a device of `bytes`: `size`, or `sizePercent` of the device (at most what
+ * lies past `offset`, a whole number of blocks, as fio's filesetup.c has it), or all past `offset`.
+ */
+export function jobSize(job: FioJob, bytes: number): number {
+  if (job.size !== null) return job.size;
+  const rest = bytes - job.offset;
+  if (job.sizePercent === null) return rest;
+  const share = Math.min(rest, Math.floor((bytes * job.sizePercent) / 100));
+  return share - (share % job.bs);
+}
+
+/**
+ * A writer that verifies what it wrote (`do_verify && verify && td_write(td)` in fio): backend.c
+ * follows each of its passes with a verify phase, eta.c counts that phase in its size, and init.c
+ * warns of what can keep the phase from starting or passing.
+ */
+export function verifiesWrites(job: FioJob): boolean {
+  return job.verify !== 'none' && job.doVerify && rwKinds(job.rw).write;
+}
+
+/** fio's synchronous engines (FIO_SYNCIO): one I/O at a time, each complete when its call returns. */
+export function syncEngine(job: FioJob): boolean {
+  return job.ioengine === 'psync' || job.ioengine === 'sync';
+}
+
+/** Whether the job reads, writes or both. */
+export function rwKinds(rw: FioRw): { read: boolean; write: boolean; random: boolean } {
+  return {
+    read: rw === 'read' || rw === 'randread' || rw === 'rw' || rw === 'randrw',
+    write: rw === 'write' || rw === 'randwrite' || rw === 'rw' || rw === 'randrw',
+    random: rw.startsWith('rand'),
+  };
+}

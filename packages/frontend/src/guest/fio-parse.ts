@@ -1,0 +1,237 @@
+/**
+ * fio's option values, as its parse.c reads them: sizes (`4k`), times (`30s`, `500ms`), integers
+ * within bounds, its booleans, a choice from a table, a value per direction (`rate=1m,500k`) — each
+ * refused in parse.c's words, as a FioUsageError: the lines fio would print, then exit status 1. And
+ * parse.c's distance between two names, for fio's "Did you mean" hint.
+ */
+import { PvblkError } from '@pvblk/shared';
+import { fixed } from './printf.ts';
+
+/** A command-line mistake: the lines fio would print, then exit status 1. */
+export class FioUsageError extends PvblkError {
+  /**
+   * `lines` go to stderr (fio's log_err); `out`, printed first, to stdout, where fio's log_info puts
+   * what it says beside an error (a choice's table of valid values).
+   */
+  constructor(
+    readonly lines: string[],
+    readonly out: string[] = [],
+  ) {
+    super('EUSAGE', [...out, ...lines].join('\n'));
+  }
+}
+
+export function fail(...lines: string[]): never {
+  throw new FioUsageError(lines);
+}
+export function failedParsing(opt: string, val: string, why?: string): never {
+  return why ? fail(why, `fio: failed parsing ${opt}=${val}`) : fail(`fio: failed parsing ${opt}=${val}`);
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  k: 1024,
+  m: 1024 ** 2,
+  g: 1024 ** 3,
+  t: 1024 ** 4,
+  p: 1024 ** 5,
+};
+
+/**
+ * fio's number syntax for sizes and integer options alike (parse.c's str_to_decimal with kb_base=1024):
+ * `4096`, `0x1000`, `4k`, `4K`, `4KiB`, `128kb`, `1m`, `2g`.
+ */
+export function parseSize(opt: string, raw: string): number {
+  const m = /^(?:0[xX]([0-9a-fA-F]+)|([0-9]+)(?:([kmgtpKMGTP])(?:[iI]?[bB])?|[bB])?)$/.exec(raw.trim());
+  if (!m) return failedParsing(opt, raw);
+  const v =
+    m[1] !== undefined ? Number.parseInt(m[1], 16) : Number(m[2]) * SIZE_UNITS[(m[3] ?? '').toLowerCase()];
+  if (!Number.isSafeInteger(v)) return failedParsing(opt, raw, `${opt}: value out of range: ${raw}`);
+  return v;
+}
+
+const TIME_UNITS: Record<string, number> = {
+  us: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/** fio's time syntax, seconds by default: `60`, `30s`, `500ms`, `2m`, `1h`. Returns milliseconds. */
+export function parseTime(opt: string, raw: string, unit: keyof typeof TIME_UNITS = 's'): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!m) return failedParsing(opt, raw);
+  return Number(m[1]) * TIME_UNITS[m[2] ?? unit];
+}
+
+/**
+ * A time option fio keeps in an unsigned int of microseconds (`unit` without one), in ms. parse.c
+ * takes a value past 2^32 µs and the unsigned int keeps what is left of it (`thinktime=5000s` is
+ * 705 s), so this does too.
+ */
+export function parseMicros(opt: string, raw: string, unit: 'us' | 's' = 'us'): number {
+  const us = Math.round(parseTime(opt, raw, unit) * 1000);
+  return (us % 2 ** 32) / 1000;
+}
+
+/**
+ * An integer option in fio's number syntax (parseSize's: `1k` is 1024, `0x10` is 16) within fio's
+ * bounds for it, refused in parse.c's words. `limit` is a bound of this tool's where fio has none: it
+ * is refused in words that say so, not in fio's.
+ */
+export function parseIntOption(
+  opt: string,
+  raw: string,
+  min: number,
+  max: number,
+  limit?: { max: number; why: string },
+): number {
+  const t = raw.trim();
+  const v = t.startsWith('-') ? -parseSize(opt, t.slice(1)) : parseSize(opt, t);
+  if (v < min) return failedParsing(opt, raw, `${opt}: min value out of range: ${v} (${min} min)`);
+  if (v > max) return failedParsing(opt, raw, `${opt}: max value out of range: ${v} (${max} max)`);
+  if (limit && v > limit.max) return failedParsing(opt, raw, `${opt}: ${v} is more than ${limit.why}`);
+  return v;
+}
+
+/** A yes/no option of pvblk's own (`--pi=1`, `--baseline=true`). */
+export function parseBool(opt: string, raw: string): boolean {
+  if (raw === '1' || raw === 'true' || raw === 'on' || raw === 'yes') return true;
+  if (raw === '0' || raw === 'false' || raw === 'off' || raw === 'no') return false;
+  return failedParsing(opt, raw, `${opt}: not a boolean: ${raw} (0 or 1)`);
+}
+
+/**
+ * fio's boolean options (FIO_OPT_BOOL: `direct`, `do_verify`, …) take an integer, 0 or 1 (parse.c's
+ * check_int, decimal or 0x hex; its option table bounds a bool to 0..1); its set-only ones
+ * (FIO_OPT_STR_SET: `time_based`, `group_reporting`, …) take any integer, set when it is not 0.
+ */
+export function fioBool(opt: string, raw: string, kind: 'bool' | 'set'): boolean {
+  const m = /^(?:0[xX]([0-9a-fA-F]+)|([0-9]+))$/.exec(raw.trim());
+  if (!m) return failedParsing(opt, raw);
+  const v = m[1] !== undefined ? Number.parseInt(m[1], 16) : Number(m[2]);
+  if (kind === 'bool' && v > 1) return failedParsing(opt, raw, `max value out of range: ${v} (1 max)`);
+  return v !== 0;
+}
+
+export function parseChoice<T extends string>(
+  opt: string,
+  raw: string,
+  values: ReadonlyArray<readonly [T, string]>,
+): T {
+  const hit = values.find(([v]) => v === raw);
+  if (hit) return hit[0];
+  // parse.c's show_option_values() says the table with log_info, on stdout; the failure on stderr
+  const table = values.map(([v, help], i) =>
+    `${(i === 0 ? 'valid values' : '').padStart(20)}: ${v.padEnd(10)} ${help}`.trimEnd(),
+  );
+  throw new FioUsageError([`fio: failed parsing ${opt}=${raw}`], [...table, '']);
+}
+
+/** A value per direction, as fio keeps those options (off1, off2, off3): reads, writes, trims. */
+export type PerDirection = [read: number, write: number, trim: number];
+
+/**
+ * The rounds of parse.c's handle_option(): the value split at `,` (else `:`, else `-`), each round the
+ * text up to its separator and whether another round follows. A round that begins with the `-` it
+ * is split at is a negative number, as fio's strtoll() reads the rest of the string (`-5` is -5,
+ * then 5).
+ */
+export function optionRounds(raw: string): Array<{ value: string; more: boolean }> {
+  const rounds: Array<{ value: string; more: boolean }> = [];
+  let rest = raw;
+  for (;;) {
+    let at = rest.indexOf(',');
+    if (at < 0) at = rest.indexOf(':');
+    if (at < 0) at = rest.indexOf('-');
+    if (at < 0) {
+      rounds.push({ value: rest, more: false });
+      return rounds;
+    }
+    let value = rest.slice(0, at);
+    if (at === 0 && rest[0] === '-') value = '-' + (/^[^,:-]*/.exec(rest.slice(1))?.[0] ?? '');
+    rounds.push({ value, more: true });
+    rest = rest.slice(at + 1);
+  }
+}
+
+/**
+ * One round's value of an unsigned option: a negative one kept as fio's unsigned integer keeps it,
+ * `wrap` (2^32 for an int, 2^64 for an unsigned long long) less its magnitude.
+ */
+function unsignedValue(value: string, parse: (v: string) => number, wrap: number): number {
+  if (!value.startsWith('-')) return parse(value);
+  const n = parse(value.slice(1));
+  return n ? wrap - n : 0;
+}
+
+/**
+ * An option with a value per direction, as parse.c's handle_option() takes it: values split at `,`
+ * (else at `:`, else at `-`), the first the reads', the second the writes', the third the trims'; the
+ * last value given sets the directions after it too (`rate=1m` is all three, `rate=1m,500k` trims at
+ * 500k), unless the list ends with a separator (`rate=1m,`: writes and trims as they were). A value
+ * that does not parse leaves its direction as it was (`--rate=,500k`: reads unlimited), and the
+ * option fails only when none parses — with that value's own words. A negative value wraps as fio's
+ * unsigned one does (`rate_iops=-5`: reads at 4294967291, writes and trims at 5). Values past the
+ * third are parsed and kept nowhere. Directions keep `prev` (a global section's, the defaults) where
+ * not set.
+ */
+export function perDirection(
+  opt: string,
+  raw: string,
+  parse: (v: string) => number,
+  wrap: number,
+  prev: PerDirection,
+): PerDirection {
+  const out: PerDirection = [...prev];
+  let firstError: unknown = null;
+  let parsed = false;
+  optionRounds(raw).forEach(({ value, more }, curr) => {
+    try {
+      const v = unsignedValue(value, parse, wrap);
+      parsed = true;
+      if (curr < 3) out[curr] = v;
+      if (!more) for (let d = curr + 1; d < 3; d++) out[d] = v;
+    } catch (e) {
+      if (!(e instanceof FioUsageError)) throw e;
+      firstError ??= e;
+    }
+  });
+  if (!parsed) {
+    // the words of the value that failed first; said of the option as given
+    const lines = (firstError as FioUsageError).lines.filter((l) => !l.startsWith('fio: failed parsing'));
+    fail(...lines, `fio: failed parsing ${opt}=${raw}`);
+  }
+  return out;
+}
+
+/** An unsigned int of fio's (FIO_OPT_INT without bounds). */
+export function parseUint32(opt: string, raw: string): number {
+  return parseIntOption(opt, raw, 0, 0xffffffff);
+}
+
+/** A latency fio takes in µs without a unit (`200`, `2ms`), in ns. */
+export function latencyNs(opt: string, raw: string): number {
+  return Math.round(parseTime(opt, raw, 'us') * 1e6);
+}
+
+/** A single floating-point value within bounds, refused in parse.c's words for a float list. */
+export function parseFloatOption(opt: string, raw: string, min: number, max: number): number {
+  const v = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(v)) failedParsing(opt, raw, `not a floating point value: ${raw}`);
+  if (v > max) failedParsing(opt, raw, `value out of range: ${fixed(v, 6)} (range max: ${fixed(max, 6)})`);
+  if (v < min) failedParsing(opt, raw, `value out of range: ${fixed(v, 6)} (range min: ${fixed(min, 6)})`);
+  return v;
+}
+
+/** Levenshtein distance, for fio's "Did you mean" hint. */
+export function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++)
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length][b.length];
+}
