@@ -143,7 +143,8 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --rate --rate_iops --rate_process=linear|poisson --thinktime --thinktime_spin --thinktime_blocks
   --thinktime_blocks_type=complete|issue --thinktime_iotime
   --randseed --randrepeat --group_reporting --percentile_list --slat_percentiles --clat_percentiles
-  --lat_percentiles --stonewall --wait_for_previous --new_group --wait_for
+  --lat_percentiles --stonewall --wait_for_previous --new_group --wait_for --exitall --exit_what
+  --exitall_on_error
   --rate_min --rate_iops_min --rate_cycle --rate_ignore_thinktime --startdelay
   --max_latency --latency_target --latency_window --latency_percentile --latency_run
   --write_lat_log --write_bw_log --write_iops_log --log_avg_msec --log_max_value --log_offset

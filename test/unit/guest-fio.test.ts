@@ -1227,6 +1227,48 @@ describe("the guest fio's job files and the order of its jobs (stonewall, new_gr
     expect(r.ops.slice(0, firstRead).filter((op) => op === 'write').length).toBeGreaterThanOrEqual(64);
   });
 
+  it('exitall: a job that ends stops its group (exit_what=group), or everything (all); exitall_on_error on a failure', async () => {
+    await jobFile('exit.fio', [
+      '[global]',
+      'bs=4k',
+      'direct=1',
+      '[short]',
+      'rw=write',
+      'size=64k',
+      '[long]',
+      'rw=randread',
+      'time_based',
+      'runtime=20',
+      'exitall',
+      '[later]',
+      'stonewall',
+      'rw=read',
+      'size=64k',
+    ]);
+    const group = json((await fio('/exit.fio --output-format=json')).stdout);
+    // long stopped when short ended, 20 s early; later, in the next group, ran whole
+    expect(group.jobs[1].read.runtime).toBeLessThan(15_000);
+    expect(group.jobs.map((x) => [x.jobname, x.groupid, x.error])).toEqual([
+      ['short', 0, 0],
+      ['long', 0, 0],
+      ['later', 1, 0],
+    ]);
+    expect(group.jobs[2].read.total_ios).toBe(16);
+    // exit_what=all: nothing starts after the first job to end, not even the next group
+    const all = json((await fio('/exit.fio --exit_what=all --output-format=json')).stdout);
+    expect(all.jobs[2].read.total_ios).toBe(0);
+    expect(all.jobs[1].read.runtime).toBeLessThan(15_000);
+    // exitall_on_error: only a failed job stops the others (a max_latency of 1 µs fails "fast")
+    const onError = await fio(
+      '--name=fast --rw=randread --bs=4k --direct=1 --max_latency=1 --exitall_on_error ' +
+        '--name=slow --rw=randread --bs=4k --direct=1 --time_based --runtime=20 --output-format=json',
+    );
+    expect(onError.status).toBe(1);
+    const e = json(onError.stdout);
+    expect(e.jobs.map((x) => x.error)).toEqual([110, 0]);
+    expect(e.jobs[1].read.runtime).toBeLessThan(15_000);
+  });
+
   it("refuses a job file's mistakes in fio's words, and runs nothing", async () => {
     await jobFile('bad.fio', ['[j]', 'rw=randread', 'bogus=1', 'bs=abc']);
     const dev = stack.disks.get('/dev/sdg')!;

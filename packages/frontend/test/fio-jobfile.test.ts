@@ -209,8 +209,8 @@ describe('fio job files', () => {
     );
     expect(lines).toEqual(['Bad option <output=x>', 'fio: job j dropped']);
     // one of fio's job options this fio lacks is said as such
-    await expect(parseWithFiles(['x.fio'], { 'x.fio': '[j]\nexitall\n' })).rejects.toThrow(
-      "fio: option 'exitall' is one of fio's, but this fio does not implement it (see --help)",
+    await expect(parseWithFiles(['x.fio'], { 'x.fio': '[j]\nlog_compression=1m\n' })).rejects.toThrow(
+      "fio: option 'log_compression=1m' is one of fio's, but this fio does not implement it (see --help)",
     );
   });
 });
@@ -255,7 +255,11 @@ describe('reporting groups and waits (init.c add_job())', () => {
 
 describe('when jobs start (backend.c run_threads())', () => {
   /** Runs `jobs` with each job ending when the test says so; the order of starts and ends. */
-  function harness(jobs: StartingJob[], signal = new AbortController().signal) {
+  function harness(
+    jobs: StartingJob[],
+    signal = new AbortController().signal,
+    terminated: (i: number) => boolean = () => false,
+  ) {
     const events: string[] = [];
     const enders = new Map<number, () => void>();
     const skipped: number[] = [];
@@ -273,6 +277,7 @@ describe('when jobs start (backend.c run_threads())', () => {
           });
         }),
       (i) => skipped.push(i),
+      terminated,
     );
     const end = async (i: number) => {
       await waitFor(() => enders.has(i));
@@ -344,5 +349,22 @@ describe('when jobs start (backend.c run_threads())', () => {
     await h.done;
     expect(h.events).toEqual(['start a', 'end a']);
     expect(h.skipped.sort()).toEqual([1, 2]);
+  });
+
+  it('never starts a job an exitall terminated (td->terminate), and starts the ones after it', async () => {
+    const gone = new Set<number>();
+    const h = harness(
+      [job('a'), job('b', { startDelayMs: 50 }), job('c', { stonewall: true })],
+      undefined,
+      (i) => gone.has(i),
+    );
+    await waitFor(() => h.started(0));
+    gone.add(1);
+    await h.end(0);
+    await waitFor(() => h.started(2));
+    await h.end(2);
+    await h.done;
+    expect(h.events).toEqual(['start a', 'end a', 'start c', 'end c']);
+    expect(h.skipped).toEqual([1]);
   });
 });

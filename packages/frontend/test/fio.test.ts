@@ -324,8 +324,8 @@ describe('fio options', () => {
   });
 
   it("says an option of fio's that this fio lacks is fio's, not unknown", () => {
-    expect(usage(() => parse(['--name=j', '--exitall']))).toEqual([
-      "fio: option '--exitall' is one of fio's, but this fio does not implement it (see --help)",
+    expect(usage(() => parse(['--name=j', '--disable_lat=1']))).toEqual([
+      "fio: option '--disable_lat=1' is one of fio's, but this fio does not implement it (see --help)",
     ]);
     // written with its value apart too, which is then no job file
     expect(usage(() => parse(['--name=j', '--io_submit_mode', 'offload']))).toEqual([

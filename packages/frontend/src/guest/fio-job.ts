@@ -110,6 +110,15 @@ export interface FioJob {
   waitFor: string;
   /** fio's td->groupid: the job's reporting group, as init.c's add_job() numbers them. */
   groupid: number;
+  /**
+   * fio's `exitall`: when a job ends, the jobs `exitWhat` names are stopped. Its callback sets a
+   * global flag whatever the value, so one job's `exitall` (even `exitall=0`) is the run's.
+   */
+  exitall: boolean;
+  /** fio's `exit_what`: the jobs an exit stops — its reporting group's, those running, or all. */
+  exitWhat: 'group' | 'stonewall' | 'all';
+  /** fio's `exitall_on_error`: a job that fails (or misses its minimum rate) stops them too. */
+  exitallOnError: boolean;
   percentileList: number[];
   /** fio's slat_percentiles, clat_percentiles and lat_percentiles: whose percentiles the report gives. */
   latencyPercentiles: LatencyPercentiles;
@@ -214,6 +223,9 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   newGroup: false,
   waitFor: '',
   groupid: 0,
+  exitall: false,
+  exitWhat: 'group',
+  exitallOnError: false,
   percentileList: DEFAULT_PERCENTILES,
   latencyPercentiles: { slat: false, clat: true, lat: false },
   percentilePrecision: 2,

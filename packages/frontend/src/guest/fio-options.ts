@@ -405,6 +405,28 @@ export const OPTIONS: Record<string, OptionDef> = {
   },
   new_group: { flag: true, apply: jobOpt((j, v) => (j.newGroup = fioBool('new_group', v, 'set'))) },
   wait_for: { apply: jobOpt((j, v) => (j.waitFor = v)) },
+  exitall: {
+    flag: true,
+    // str_exitall_cb() ignores the value: any that parses turns it on
+    apply: jobOpt((j, v) => {
+      fioBool('exitall', v, 'set');
+      j.exitall = true;
+    }),
+  },
+  exit_what: {
+    apply: jobOpt(
+      (j, v) =>
+        (j.exitWhat = parseChoice('exit_what', v, [
+          ['group', 'exit_all=1 default behaviour'],
+          ['stonewall', 'quit all currently running jobs; continue with next stonewall'],
+          ['all', 'Quit everything'],
+        ] as const)),
+    ),
+  },
+  exitall_on_error: {
+    flag: true,
+    apply: jobOpt((j, v) => (j.exitallOnError = fioBool('exitall_on_error', v, 'set'))),
+  },
   slat_percentiles: {
     apply: jobOpt(
       (j, v) =>

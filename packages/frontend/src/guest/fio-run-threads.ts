@@ -3,7 +3,8 @@
  * its `startdelay` has passed since the command began (a later job may start before it meanwhile); a
  * `stonewall` job starts only when no job is running, and no job after it starts before it does; a
  * `wait_for` job starts once every job of the name it waits for has ended. A signal stops the jobs
- * that have not started: they never do.
+ * that have not started, and so does an `exitall` that names them (fio's td->terminate): they never
+ * do.
  */
 import { MAX_TIMER_MS } from './fio-samples.ts';
 
@@ -20,8 +21,8 @@ export interface StartingJob {
 
 /**
  * Starts `jobs` by `start(i)` (which resolves when job i has ended) as run_threads() would; `skip(i)`
- * is told of each job a signal stopped before it started. Resolves when every job has ended or been
- * skipped. `elapsedMs()` is the time since the command began.
+ * is told of each job a signal, or `terminated(i)`, stopped before it started. Resolves when every
+ * job has ended or been skipped. `elapsedMs()` is the time since the command began.
  */
 export function runThreads(
   jobs: readonly StartingJob[],
@@ -29,6 +30,7 @@ export function runThreads(
   signal: AbortSignal,
   start: (i: number) => Promise<void>,
   skip: (i: number) => void,
+  terminated: (i: number) => boolean = () => false,
 ): Promise<void> {
   const state = jobs.map((): 'waiting' | 'running' | 'ended' => 'waiting');
   let running = 0;
@@ -45,7 +47,7 @@ export function runThreads(
       let nextDue = Infinity;
       for (const [i, j] of jobs.entries()) {
         if (state[i] !== 'waiting') continue;
-        if (signal.aborted) {
+        if (signal.aborted || terminated(i)) {
           state[i] = 'ended';
           skip(i);
           continue;

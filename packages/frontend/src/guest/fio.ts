@@ -108,7 +108,8 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --thinktime_blocks_type=complete|issue   --rate_ignore_thinktime=0
   --rate_min=<bytes/s>[,…]   --rate_iops_min=<n>[,…]   --rate_cycle=1000   --startdelay=<s>[-<s>]
   --randseed=<n>   --randrepeat=1   --description=<text>
-  --stonewall   --wait_for_previous   --new_group   --wait_for=<job>
+  --stonewall   --wait_for_previous   --new_group   --wait_for=<job>   --exitall
+  --exit_what=group|stonewall|all   --exitall_on_error
   --group_reporting   --percentile_list=1:5:…:99.99
   --slat_percentiles=0   --clat_percentiles=1   --lat_percentiles=0
   --max_latency=<µs>[,<µs>]   --latency_target=<µs>   --latency_window=<µs>   --latency_percentile=100
@@ -635,6 +636,21 @@ async function runFio(
         for (const log of Object.values(w.logs))
           if (log) await writeLog(rt.vfs, log, !w.job.logs.perJob, (s) => io.stderr(s));
       }));
+    // libfio.c's fio_terminate_threads(), as a job that ends calls it under exitall (or
+    // exitall_on_error, failed): the jobs exit_what names end where they are, those not started never do
+    const exitall = cl.jobs.some((j) => j.exitall);
+    const terminated = workers.map(() => false);
+    const terminate = (from: Worker) => {
+      for (const [i, w] of workers.entries()) {
+        const hit =
+          from.job.exitWhat === 'all' ||
+          (from.job.exitWhat === 'group' && w.job.groupid === from.job.groupid) ||
+          (from.job.exitWhat === 'stonewall' && w.state !== 'P' && w.state !== '_');
+        if (!hit || terminated[i]) continue;
+        terminated[i] = true;
+        w.stop();
+      }
+    };
     try {
       const starting = workers.map((w, i) => ({
         name: w.job.name,
@@ -658,11 +674,13 @@ async function runFio(
             // its buffers go back to the guest's budget whatever happened
             await w.close();
           }
+          if (exitall || (w.job.exitallOnError && w.stats.error)) terminate(w);
           if (!raw) await writeLogs(w);
           if (w.stats.error) io.stdout(jobErrorLine(process.pid, w.stats.error, w.stats.verror) + '\n');
         },
-        // one a signal stops before it starts never does
+        // one a signal (or an exitall) stops before it starts never does
         (i) => (workers[i].skipped = true),
+        (i) => terminated[i],
       );
     } finally {
       if (etaTimer) {
