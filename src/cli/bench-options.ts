@@ -372,6 +372,11 @@ function splitBench(argv: readonly string[]) {
   return splitOptions('pvblk bench', argv, takes);
 }
 
+/** How many job files the command line names. */
+export function benchJobFileCount(argv: readonly string[]): number {
+  return splitBench(argv).jobFiles.length;
+}
+
 /**
  * The options of the job files the command line names, read on this host (`-`: standard input), with
  * its environment for `${VAR}`; the keywords are the guests' (jobFileKeywords()). Throws

@@ -40,12 +40,14 @@ import {
   type DeviceCounters,
   type DiskUtil,
   type RawJob,
+  showCommandLines,
 } from '@pvblk/frontend';
 import {
   BENCH_USAGE,
   benchPoints,
   diskParams,
   fioArgv,
+  benchJobFileCount,
   benchJobFiles,
   parseBenchArgs,
   sameStack,
@@ -813,6 +815,10 @@ export async function runBench(argv: string[]): Promise<number> {
     writeOutNow(`${FIO_VERSION}\n`, 'pvblk bench');
     return 0;
   }
+  // --parse-only and --showcmd, as fio's: the jobs parsed (and the job files shown), nothing run
+  if (o.cl.global.showcmd)
+    writeOutNow(showCommandLines(o.cl.options, benchJobFileCount(argv)), 'pvblk bench');
+  if (o.cl.global.showcmd || o.cl.global.parseOnly) return 0;
   if (o.plot) {
     try {
       const { checkPlotting } = await import('./bench-plot.ts');

@@ -1269,6 +1269,19 @@ describe("the guest fio's job files and the order of its jobs (stonewall, new_gr
     expect(e.jobs[1].read.runtime).toBeLessThan(15_000);
   });
 
+  it('--showcmd prints the file as options and runs nothing; a job with no options has no "job options"', async () => {
+    await jobFile('show.fio', ['[global]', 'bs=4k', 'size=64k', 'direct=1', '[bare]', '[w]', 'rw=write']);
+    const shown = await requestsOf(() => fio('--showcmd /show.fio'));
+    expect([shown.status, shown.stdout, shown.ops]).toEqual([
+      0,
+      'fio --filename=/dev/xvda --bs=4k --size=64k --direct=1 --name=bare --name=w --rw=write \n',
+      [],
+    ]);
+    const j = json((await fio('/show.fio --output-format=json')).stdout);
+    // stat.c leaves the key out for a job with none
+    expect(j.jobs.map((x) => 'job options' in x)).toEqual([false, true]);
+  });
+
   it("refuses a job file's mistakes in fio's words, and runs nothing", async () => {
     await jobFile('bad.fio', ['[j]', 'rw=randread', 'bogus=1', 'bs=abc']);
     const dev = stack.disks.get('/dev/sdg')!;

@@ -5,7 +5,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { bcInteger, JobFileError, jobFileOptions, type JobFileSource } from '../src/guest/fio-jobfile.ts';
-import { fioTakesValue, parseFioOptions, splitOptions, type SplitOption } from '../src/guest/fio-cmdline.ts';
+import {
+  fioTakesValue,
+  parseFioOptions,
+  sectionsAsked,
+  showCommandLines,
+  splitOptions,
+  type SplitOption,
+} from '../src/guest/fio-cmdline.ts';
 import { FioUsageError } from '../src/guest/fio-parse.ts';
 import { runThreads, type StartingJob } from '../src/guest/fio-run-threads.ts';
 
@@ -40,8 +47,11 @@ async function refusal(p: Promise<unknown>): Promise<string[]> {
 /** The command line of `argv` with the options of `files`, parsed as the guest's fio parses it. */
 async function parseWithFiles(argv: string[], files: Record<string, string>) {
   const { options, jobFiles } = splitOptions('fio', argv, fioTakesValue);
-  return parseFioOptions([...options, ...(await jobFileOptions(jobFiles, source(files)))]);
+  const fromFiles = await jobFileOptions(jobFiles, source(files, { sections: sectionsAsked(options) }));
+  return parseFioOptions([...options, ...fromFiles]);
 }
+
+const parse = (...args: string[]) => parseFioOptions(splitOptions('fio', args, fioTakesValue).options);
 
 function usage(fn: () => unknown): string[] {
   try {
@@ -101,7 +111,7 @@ describe('fio job files', () => {
     ]);
     expect(
       await refusal(jobFileOptions(['a.fio'], source({ 'a.fio': '[j]\ninclude b.fio\n', 'b.fio': '[k]\n' }))),
-    ).toEqual(['No new sections in included files']);
+    ).toEqual(['No new sections in included files', 'Error 1 while parsing include file b.fio']);
     // a file that includes itself: fio recurses without end, this one stops
     expect(
       (
@@ -215,9 +225,77 @@ describe('fio job files', () => {
   });
 });
 
-describe('reporting groups and waits (init.c add_job())', () => {
-  const parse = (...args: string[]) => parseFioOptions(splitOptions('fio', args, fioTakesValue).options);
+describe('several job files, --section, --showcmd (init.c parse_options())', () => {
+  const m1a = '[global]\nbs=8k\n[a]\nsize=1m\n';
+  const m1b = '[b]\nsize=1m\n[c]\nrw=write\n';
 
+  it("starts each job file after the first from fio's defaults, the command line's globals dropped", async () => {
+    const cl = await parseWithFiles(['--iodepth=4', 'm1a.fio', 'm1b.fio'], {
+      'm1a.fio': m1a,
+      'm1b.fio': m1b,
+    });
+    // fio 3.33: a bs=8192 iodepth=4, then b and c bs=4096 iodepth=1; JSON has no global options
+    expect(cl.jobs.map((j) => [j.name, j.bs, j.iodepth, j.stonewall])).toEqual([
+      ['a', 8192, 4, false],
+      ['b', 4096, 1, true],
+      ['c', 4096, 1, false],
+    ]);
+    expect(cl.globalGiven).toEqual({});
+    const last = await parseWithFiles(['m1a.fio', 'm1c.fio'], {
+      'm1a.fio': m1a,
+      'm1c.fio': '[global]\nrw=read\n[d]\n',
+    });
+    expect(last.globalGiven).toEqual({ rw: 'read' });
+  });
+
+  it('shows the files as fio 3.33 --showcmd does, one line a file', async () => {
+    const po = '[global]\nbs=4k\n[a]\nsize=1m\nfilename=/tmp/rf.dat\n[b]\nrw=read\n';
+    const cl = await parseWithFiles(['--showcmd', '--bs=8k', 'po.fio', 'po.fio'], { 'po.fio': po });
+    expect(cl.global.showcmd).toBe(true);
+    expect(showCommandLines(cl.options, 2)).toBe(
+      'fio --bs=8k --bs=4k --name=a --size=1m --filename=/tmp/rf.dat --name=b --rw=read \n' +
+        'fio --bs=4k --name=a --size=1m --filename=/tmp/rf.dat --name=b --rw=read \n',
+    );
+    // the command line's own jobs are not shown
+    expect(showCommandLines(parse('--showcmd', '--name=x', '--bs=8k').options, 0)).toBe('');
+  });
+
+  it("lists a global section's name= and names no job by it; skips command-line jobs --section does not name", async () => {
+    const g = await parseWithFiles(['r.fio'], { 'r.fio': '[global]\nname=fio-rand-RW\n[file1]\n' });
+    expect(g.jobs.map((j) => j.name)).toEqual(['file1']);
+    expect(g.globalGiven).toEqual({ name: 'fio-rand-RW' });
+    // fio --section=b --name=x --bs=8k s1.fio: x skipped, its options global, b runs with them
+    const s = await parseWithFiles(['--section=b', '--name=x', '--bs=8k', 's1.fio'], {
+      's1.fio': '[a]\n[b]\n',
+    });
+    expect(s.jobs.map((j) => [j.name, j.bs])).toEqual([['b', 8192]]);
+    expect(usage(() => parse('--section=global', '--name=a'))).toEqual([
+      "fio: can't use global as only section",
+    ]);
+  });
+
+  it('fails an empty value in a file; takes no unit behind a leading blank, as parse.c', async () => {
+    await expect(parseWithFiles(['d.fio'], { 'd.fio': '[a]\ndescription=\n' })).rejects.toThrow(
+      'fio: failed parsing description=',
+    );
+    const cl = await parseWithFiles(['b.fio'], { 'b.fio': '[a]\nsize = 512k\nbs=\t8k\nruntime= 10ms\n' });
+    // fio: size 512 (then "size too small"), bs 8, a runtime of 10 s
+    expect([cl.jobs[0].size, cl.jobs[0].bs, cl.jobs[0].runtime]).toEqual([512, 8, 10_000]);
+  });
+
+  it("takes bc's ^ and leaves a long option as bc_calc() does", async () => {
+    const opts = await jobFileOptions(
+      ['k.fio'],
+      source({ 'k.fio': `[j]\nbs=$pagesize*2^1\ndescription=${'x'.repeat(110)}-$ncpus\n` }),
+    );
+    expect(showcmd(opts)).toBe(`fio --name=j --bs=8192 --description=${'x'.repeat(110)}-2`);
+    expect(bcInteger('2^3^2')).toBe(512n);
+    expect(bcInteger('2^-1')).toBe(0n);
+    expect(bcInteger('2^5000')).toBeNull();
+  });
+});
+
+describe('reporting groups and waits (init.c add_job())', () => {
   it('numbers groups at a stonewall or new_group after jobs, numjobs clones staying in theirs', () => {
     const cl = parse(
       '--name=a',

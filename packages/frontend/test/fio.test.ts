@@ -270,7 +270,7 @@ describe('fio options', () => {
       '--gtod_reduce=1',
       '--significant_figures=6',
       '--readonly',
-      '--showcmd',
+      '--cmdhelp',
     ])
       expect(usage(() => parseGuestFio(['--name=a', o]))).toEqual([
         `fio: option '${o}' is one of fio's, but this fio does not implement it (see --help)`,

@@ -17,6 +17,7 @@ export {
   versionAsked,
   parseFioOptions,
   sectionsAsked,
+  showCommandLines,
   splitOptions,
   type FioCommandLine,
   type SplitOption,

@@ -204,8 +204,10 @@ export function parseFioOptions(
     output: null,
     eta: 'auto',
     sections: [],
+    parseOnly: false,
+    showcmd: false,
   };
-  const defaults: FioJob = { name: '', ...DEFAULT_JOB };
+  let defaults: FioJob = { name: '', ...DEFAULT_JOB };
   const globalGiven: Record<string, string> = {};
   const jobs: FioJob[] = [];
   const given: Array<Record<string, string>> = [];
@@ -266,20 +268,35 @@ export function parseFioOptions(
     const value = o.value ?? (def.flag ? '1' : null);
     if (value === null)
       fail(...(o.from ? [`Option ${o.name} requires an argument`] : missingArgument(o.name, o.arg)));
-    // init.c's parse_cmd_line(): a job option of getopt's required_argument given `=` and nothing
+    // init.c's parse_cmd_line(): a job option of getopt's required_argument given `=` and nothing;
+    // in a file, parse.c fails an empty value of any option
     if (value === '' && !o.from && !def.switch && fioTakesValue(o.name))
       fail(`fio: option ${o.name} requires an argument`);
+    if (value === '' && o.from && !o.from.header) fail(`fio: failed parsing ${o.arg}`);
+    // init.c's parse_options(): each job file after the first starts from fio's defaults again
+    // (fill_def_thread()), without the global options given before it, the command line's included
+    if (o.from?.newFile) {
+      defaults = { name: '', ...DEFAULT_JOB };
+      for (const k of Object.keys(globalGiven)) delete globalGiven[k];
+      current = null;
+    }
     options.push(o);
     if (o.name === 'name') {
-      // a job file's `name=` names the job of its section (its [header] started it)
+      // a job file's `name=` names the job of its section (its [header] started it); a global
+      // section's is listed and names no job (get_new_job() names each after its section)
       if (o.from && !o.from.header) {
-        if (!current) fail(`fio: ${o.from.line}: a [global] section's name= is not supported`);
-        current.name = value;
-        given[given.length - 1].name = value;
+        if (current) {
+          current.name = value;
+          given[given.length - 1].name = value;
+        } else globalGiven.name = value;
         return;
       }
-      // init.c's parse_cmd_line(): a section whose name starts with "global" is the global one
-      if (value.startsWith('global')) {
+      // init.c's parse_cmd_line(): a section whose name starts with "global" is the global one; with
+      // --section, a command-line job of another name is skipped and the options after it are global
+      if (
+        value.startsWith('global') ||
+        (!o.from && global.sections.length > 0 && !global.sections.includes(value))
+      ) {
         current = null;
         return;
       }
@@ -358,4 +375,73 @@ function numberGroups(jobs: FioJob[]): void {
         'please avoid duplicates when using wait_for option.',
       );
   }
+}
+
+/**
+ * What fio's `--showcmd` prints of job files (init.c's dump_cmdline): for each file, `fio ` at its
+ * first section, every global option so far at a global section (the command line's included, as
+ * they are all fio's def_thread), `--name=<section>` and the section's own options at a job's, and a
+ * new line at the file's end. The command line's own jobs are not printed.
+ */
+export function showCommandLines(opts: readonly SplitOption[], fileCount: number): string {
+  let out = '';
+  let globals: string[] = [];
+  let jobOptions: string[] | null = null;
+  let printed = false;
+  let files = 0;
+  const dumped = (o: SplitOption): string | null => {
+    const def = ownEntry(OPTIONS, o.name);
+    // the stonewall between files is set, not parsed: fio's dump has no entry for it
+    if (!def || def.switch || o.name === 'name' || o.from?.implied) return null;
+    const name = def.aliasOf ?? o.name;
+    return o.value === null ? `--${name} ` : `--${name}=${o.value} `;
+  };
+  // a section's options are printed once they are all read: at the next section or the file's end
+  let pending: (() => void) | null = null;
+  const flush = () => {
+    pending?.();
+    pending = null;
+  };
+  const endFile = () => {
+    flush();
+    out += '\n';
+    files++;
+    printed = false;
+  };
+  for (const o of opts) {
+    if (!o.from) {
+      // the command line's: its global options are def_thread's, its jobs no file's
+      if (o.name === 'name') jobOptions = (o.value ?? '').startsWith('global') ? null : [];
+      else if (jobOptions === null) {
+        const d = dumped(o);
+        if (d) globals.push(d);
+      }
+      continue;
+    }
+    // fill_def_thread() before each file after the first
+    if (o.from.newFile) {
+      endFile();
+      globals = [];
+    }
+    if (o.from.header) {
+      flush();
+      if (!printed) out += 'fio ';
+      printed = true;
+      const global = (o.value ?? '').startsWith('global');
+      if (global) {
+        jobOptions = null;
+        pending = () => (out += globals.join(''));
+      } else {
+        const own: string[] = [];
+        jobOptions = own;
+        out += `--name=${o.value} `;
+        pending = () => (out += own.join(''));
+      }
+      continue;
+    }
+    const d = dumped(o);
+    if (d) (jobOptions ?? globals).push(d);
+  }
+  while (files < fileCount) endFile();
+  return out;
 }

@@ -21,6 +21,10 @@ export interface JobFileLine {
   sectionIndex: number;
   /** The section's `[header]`, which starts its job as the command line's --name does. */
   header?: true;
+  /** The first option of a job file after the first: fio starts it from its defaults again. */
+  newFile?: true;
+  /** An option no line gave: the stonewall fio sets between job files. */
+  implied?: true;
   /** The line as written, blanks and comment stripped: what fio's messages quote. */
   line: string;
 }
@@ -82,7 +86,7 @@ function substituteEnv(opt: string, env: JobFileSource['env']): string {
  * error, a division by zero).
  */
 export function bcInteger(expr: string): bigint | null {
-  const tokens = expr.match(/\d+|[-+*/%()]|\S/g) ?? [];
+  const tokens = expr.match(/\d+|[-+*/%^()]|\S/g) ?? [];
   let at = 0;
   const peek = () => tokens[at];
   const primary = (): bigint | null => {
@@ -98,11 +102,22 @@ export function bcInteger(expr: string): bigint | null {
     }
     return /^\d+$/.test(t) ? BigInt(t) : null;
   };
+  // bc's ^: an integer power, right-associative, above * / %
+  const power = (): bigint | null => {
+    const base = primary();
+    if (base === null || peek() !== '^') return base;
+    at++;
+    const exp = power();
+    // bc raises to a negative power as 1 / base^n: 0 at scale 0 unless the base is ±1
+    if (exp === null || exp > 4096n) return null;
+    if (exp < 0n) return base === 0n ? null : base === 1n ? 1n : base === -1n ? (-exp % 2n ? -1n : 1n) : 0n;
+    return base ** exp;
+  };
   const product = (): bigint | null => {
-    let v = primary();
+    let v = power();
     while (v !== null && (peek() === '*' || peek() === '/' || peek() === '%')) {
       const op = tokens[at++];
-      const r = primary();
+      const r = power();
       if (r === null || (op !== '*' && r === 0n)) return null;
       v = op === '*' ? v * r : op === '/' ? v / r : v % r;
     }
@@ -139,7 +154,8 @@ function replaceKeywords(opt: string, kw: JobFileSource['keywords']): string | n
   }
   if (!replaced || !/[-+*/]/.test(opt) || opt.includes("'")) return opt;
   const eq = opt.indexOf('=');
-  if (eq < 0) return opt;
+  // bc_calc() leaves a long option as it is
+  if (eq < 0 || opt.length >= 128 || opt.length - eq - 1 > 100) return opt;
   const v = bcInteger(opt.slice(eq + 1));
   return v === null ? null : `${opt.slice(0, eq + 1)}${v}`;
 }
@@ -184,7 +200,11 @@ export async function jobFileOptions(files: readonly string[], src: JobFileSourc
         if (emptyOrComment(raw)) continue;
         const line = stripBlankEnd(raw.replace(/^\s+/, ''));
         if (line.startsWith('[')) {
-          if (nested) throw new JobFileError(['No new sections in included files']);
+          if (nested)
+            throw new JobFileError([
+              'No new sections in included files',
+              `Error 1 while parsing include file ${path}`,
+            ]);
           if (line.length < 2) throw new JobFileError([`fio: option <${line}> outside of [] job section`]);
           flush();
           // sscanf("[%255[^\n]]"), then the last character dropped: the `]`, where there is one
@@ -207,7 +227,7 @@ export async function jobFileOptions(files: readonly string[], src: JobFileSourc
               name: 'stonewall',
               value: null,
               arg: 'stonewall',
-              from: { section: name, sectionIndex: section.index, line },
+              from: { section: name, sectionIndex: section.index, line, implied: true },
             });
             stonewall = false;
           }
@@ -249,8 +269,11 @@ export async function jobFileOptions(files: readonly string[], src: JobFileSourc
     };
     const text = await src.read(file);
     if (text === null) throw new JobFileError([`fio: unable to open '${file}' job file`]);
+    const first = out.length;
     await sectionLines(file, counted(file, text), 0);
     flush();
+    const o = out[first];
+    if (index > 0 && o?.from) o.from = { ...o.from, newFile: true };
   }
   return out;
 }

@@ -62,6 +62,9 @@ export interface FioGlobal {
   eta: 'auto' | 'always' | 'never';
   /** fio's `--section`: the job file sections that run (with the global ones); none given, all. */
   sections: string[];
+  /** fio's `--parse-only` (and `--showcmd`, which also prints each job file as options): no run. */
+  parseOnly: boolean;
+  showcmd: boolean;
 }
 
 /** fio's values of rw in its order, but for the trims this fio lacks; readwrite is rw's other name. */
@@ -511,7 +514,14 @@ export const OPTIONS: Record<string, OptionDef> = {
     apply: (_j, g, v) => (g.output = v),
   },
   // read where the job files are (sectionsAsked()): here for the option's checks and the record
-  section: { global: true, switch: true, apply: (_j, g, v) => g.sections.push(v) },
+  section: {
+    global: true,
+    switch: true,
+    apply: (_j, g, v) => {
+      if (v === 'global') fail("fio: can't use global as only section");
+      g.sections.push(v);
+    },
+  },
   'output-format': {
     global: true,
     switch: true,
@@ -532,6 +542,8 @@ export const OPTIONS: Record<string, OptionDef> = {
     switch: true,
     apply: (_j, g, v) => (g.eta = v === 'always' || v === 'never' ? v : 'auto'),
   },
+  'parse-only': { flag: true, global: true, switch: true, apply: (_j, g) => (g.parseOnly = true) },
+  showcmd: { flag: true, global: true, switch: true, apply: (_j, g) => (g.showcmd = true) },
   // the version of terse output: this fio prints version 3, fio's default, and no other
   'terse-version': {
     global: true,

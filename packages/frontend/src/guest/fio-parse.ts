@@ -44,8 +44,10 @@ const SIZE_UNITS: Record<string, number> = {
 export function parseSize(opt: string, raw: string): number {
   const m = /^(?:0[xX]([0-9a-fA-F]+)|([0-9]+)(?:([kmgtpKMGTP])(?:[iI]?[bB])?|[bB])?)$/.exec(raw.trim());
   if (!m) return failedParsing(opt, raw);
-  const v =
-    m[1] !== undefined ? Number.parseInt(m[1], 16) : Number(m[2]) * SIZE_UNITS[(m[3] ?? '').toLowerCase()];
+  // get_mult_bytes() looks for the unit after the leading digits: behind a leading blank (a job
+  // file's `size = 512k`) it finds none, and the value is in bytes
+  const unit = leadingBlank(raw) ? '' : (m[3] ?? '').toLowerCase();
+  const v = m[1] !== undefined ? Number.parseInt(m[1], 16) : Number(m[2]) * SIZE_UNITS[unit];
   if (!Number.isSafeInteger(v)) return failedParsing(opt, raw, `${opt}: value out of range: ${raw}`);
   return v;
 }
@@ -63,7 +65,13 @@ const TIME_UNITS: Record<string, number> = {
 export function parseTime(opt: string, raw: string, unit: keyof typeof TIME_UNITS = 's'): number {
   const m = /^([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h|d)?$/.exec(raw.trim());
   if (!m) return failedParsing(opt, raw);
-  return Number(m[1]) * TIME_UNITS[m[2] ?? unit];
+  // get_mult_time(), as get_mult_bytes(): behind a leading blank the unit is the default one
+  return Number(m[1]) * TIME_UNITS[leadingBlank(raw) ? unit : (m[2] ?? unit)];
+}
+
+/** Whether a value begins with a blank, which strtoll() skips and parse.c's unit lookups do not. */
+function leadingBlank(raw: string): boolean {
+  return /^\s/.test(raw);
 }
 
 /**
@@ -89,7 +97,9 @@ export function parseIntOption(
   limit?: { max: number; why: string },
 ): number {
   const t = raw.trim();
-  const v = t.startsWith('-') ? -parseSize(opt, t.slice(1)) : parseSize(opt, t);
+  // a leading blank is kept for parseSize(), which then finds no unit, as parse.c does
+  const lead = leadingBlank(raw) ? ' ' : '';
+  const v = t.startsWith('-') ? -parseSize(opt, lead + t.slice(1)) : parseSize(opt, lead + t);
   if (v < min) return failedParsing(opt, raw, `${opt}: min value out of range: ${v} (${min} min)`);
   if (v > max) return failedParsing(opt, raw, `${opt}: max value out of range: ${v} (${max} max)`);
   if (limit && v > limit.max) return failedParsing(opt, raw, `${opt}: ${v} is more than ${limit.why}`);

@@ -300,6 +300,20 @@ function ctimeOf(ms: number): string {
   return `${day} ${mon} ${String(d.getDate()).padStart(2, ' ')} ${hh}:${mm}:${ss} ${d.getFullYear()}`;
 }
 
+/**
+ * stat.c's runstats: a reporting group's aggregates over its jobs, by groupid (every group to the
+ * highest, as fio has one for each), which each job's `per=` and the group's run status use.
+ */
+function runStats(
+  jobs: readonly FioReportJob[],
+): Array<Record<'read' | 'write', ReturnType<typeof groupAgg>>> {
+  const groups = Math.max(0, ...jobs.map((j) => j.stats.groupid)) + 1;
+  return Array.from({ length: groups }, (_, g) => {
+    const members = jobs.filter((j) => j.stats.groupid === g);
+    return { read: groupAgg(members, 'read'), write: groupAgg(members, 'write') };
+  });
+}
+
 function groupAgg(
   jobs: FioReportJob[],
   dir: 'read' | 'write',
@@ -325,12 +339,7 @@ function groupAgg(
 
 export function renderNormal(r: FioReport): string {
   const out: string[] = [];
-  // stat.c's runstats: one a reporting group, over its jobs
-  const groups = Math.max(0, ...r.jobs.map((j) => j.stats.groupid)) + 1;
-  const runstats = Array.from({ length: groups }, (_, g) => {
-    const members = r.jobs.filter((j) => j.stats.groupid === g);
-    return { read: groupAgg(members, 'read'), write: groupAgg(members, 'write') };
-  });
+  const runstats = runStats(r.jobs);
   for (const job of r.jobs) {
     const ts = job.stats;
     const aggs = runstats[ts.groupid];
@@ -505,9 +514,10 @@ function percentMap(labels: string[], percents: number[]): Record<string, number
 }
 
 export function renderJson(r: FioReport, plus = false): Record<string, unknown> {
-  const aggs = { read: groupAgg(r.jobs, 'read'), write: groupAgg(r.jobs, 'write') };
+  const runstats = runStats(r.jobs);
   const jobs = r.jobs.map((job) => {
     const ts = job.stats;
+    const aggs = runstats[ts.groupid];
     const total = ts.totalIos;
     const run = ts.totalRunMs || 1;
     const depthNames = ['1', '2', '4', '8', '16', '32', '>=64'];
@@ -561,6 +571,8 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
     // after the latency target's keys, as stat.c adds it
     if (job.description) o.desc = job.description;
     if (job.pvblk) o.pvblk = job.pvblk;
+    // stat.c lists the job options only when the job has some (a bare flag counts, and shows as {})
+    if (!Object.keys(job.options).length) delete o['job options'];
     return o;
   });
   const d = new Date(r.timestampMs);
@@ -625,9 +637,10 @@ function ddirTerse(d: DirStats, plist: number[], groupAgg: number, which: Latenc
 }
 
 export function renderTerse(r: FioReport): string {
-  const aggs = { read: groupAgg(r.jobs, 'read'), write: groupAgg(r.jobs, 'write') };
+  const runstats = runStats(r.jobs);
   const lines = r.jobs.map((job) => {
     const ts = job.stats;
+    const aggs = runstats[ts.groupid];
     const total = ts.totalIos;
     const run = ts.totalRunMs || 1;
     const parts: string[] = [`3;${FIO_VERSION};${ts.name};${ts.groupid};${ts.error}`];

@@ -21,6 +21,7 @@ import {
   versionAsked,
   parseFioOptions,
   sectionsAsked,
+  showCommandLines,
   splitOptions,
   type FioCommandLine,
   type SplitOption,
@@ -506,6 +507,10 @@ export function fioCommand(rt: GuestRuntime): GuestCommand {
         return 0;
       }
       parsed = p;
+      // --parse-only and --showcmd: the jobs parsed (and the files shown), nothing run
+      if (p.cl.global.showcmd)
+        io.stdout(showCommandLines(p.cl.options, splitGuestFio(argv.slice(1)).jobFiles.length));
+      if (p.cl.global.showcmd || p.cl.global.parseOnly) return 0;
       for (const j of parsed.cl.jobs) {
         const disk = findDisk(rt, j.filename);
         if (!disk) {
@@ -589,6 +594,8 @@ async function runFio(
     const showEta = eta || (cl.global.eta === 'always' && fmt.normal);
     let etaTimer: NodeJS.Timeout | null = null;
     const redraw = etaRedraw();
+    // fio's exitall_on_terminate: any job's exitall, whatever its value, is the run's
+    const exitall = cl.jobs.some((j) => j.exitall);
     // fio clears stonewall on a job's numjobs clones: the first of them has it
     const stonewall = workers.map((w, i) => w.job.stonewall && (i === 0 || workers[i - 1].job !== w.job));
     const stoneWaiting = (i: number) => workers[i].state === 'P' && stonewall[i];
@@ -602,10 +609,12 @@ async function runFio(
         );
         const ps = workers.map((w) => w.progress(doneSecs));
         const running = workers.filter((w) => w.state !== '_' && w.state !== 'P').length;
-        // eta.c: a stonewall job yet to start adds its time to the longest of the others'
-        const etaSec =
-          Math.max(0, ...ps.filter((_, i) => !stoneWaiting(i)).map((p) => p.eta)) +
-          ps.reduce((a, p, i) => a + (stoneWaiting(i) ? p.eta : 0), 0);
+        // eta.c: under exitall the first job to end ends the run, so the shortest; else a stonewall
+        // job yet to start adds its time to the longest of the others'
+        const etaSec = exitall
+          ? Math.min(...ps.map((p) => p.eta))
+          : Math.max(0, ...ps.filter((_, i) => !stoneWaiting(i)).map((p) => p.eta)) +
+            ps.reduce((a, p, i) => a + (stoneWaiting(i) ? p.eta : 0), 0);
         const ms = performance.now() - genesis;
         const states = workers.map((w) => w.state);
         const bare = !eta && etaBare(ms, running);
@@ -638,7 +647,6 @@ async function runFio(
       }));
     // libfio.c's fio_terminate_threads(), as a job that ends calls it under exitall (or
     // exitall_on_error, failed): the jobs exit_what names end where they are, those not started never do
-    const exitall = cl.jobs.some((j) => j.exitall);
     const terminated = workers.map(() => false);
     const terminate = (from: Worker) => {
       for (const [i, w] of workers.entries()) {
