@@ -389,22 +389,25 @@ export async function benchJobFiles(argv: readonly string[]): Promise<SplitOptio
   try {
     return await jobFileOptions(jobFiles, {
       async read(path) {
+        let fd;
+        try {
+          fd = await open(path === '-' ? '/dev/stdin' : path, 'r');
+        } catch (e) {
+          return { missing: (e as NodeJS.ErrnoException).code === 'ENOENT' };
+        }
         try {
           // a bound on what is read: a larger file is refused on its size, not held
-          const fd = await open(path === '-' ? '/dev/stdin' : path, 'r');
-          try {
-            const buf = Buffer.alloc(JOB_FILE_MAX_BYTES + 1);
-            let n = 0;
-            for (;;) {
-              const r = await fd.read(buf, n, buf.length - n, null);
-              if (r.bytesRead === 0 || (n += r.bytesRead) === buf.length) break;
-            }
-            return buf.subarray(0, n).toString('utf8');
-          } finally {
-            await fd.close();
+          const buf = Buffer.alloc(JOB_FILE_MAX_BYTES + 1);
+          let n = 0;
+          for (;;) {
+            const r = await fd.read(buf, n, buf.length - n, null);
+            if (r.bytesRead === 0 || (n += r.bytesRead) === buf.length) break;
           }
+          return n > JOB_FILE_MAX_BYTES ? { tooBig: true } : buf.subarray(0, n);
         } catch {
-          return null;
+          return {};
+        } finally {
+          await fd.close();
         }
       },
       env: (name) => process.env[name],

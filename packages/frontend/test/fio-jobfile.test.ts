@@ -18,7 +18,7 @@ import { runThreads, type StartingJob } from '../src/guest/fio-run-threads.ts';
 
 function source(files: Record<string, string>, more: Partial<JobFileSource> = {}): JobFileSource {
   return {
-    read: async (path) => (Object.hasOwn(files, path) ? files[path] : null),
+    read: async (path) => (Object.hasOwn(files, path) ? Buffer.from(files[path]) : { missing: true }),
     env: () => undefined,
     keywords: { pagesize: 4096, mb_memory: 2048, ncpus: 2 },
     sections: [],
@@ -295,6 +295,71 @@ describe('several job files, --section, --showcmd (init.c parse_options())', () 
   });
 });
 
+describe('job files against an attacker: every bound holds', () => {
+  it('refuses a 65th job, numjobs clones counted, before making it', async () => {
+    const many = '[global]\nsize=4k\n' + '[a]\n'.repeat(10_000);
+    await expect(parseWithFiles(['m.fio'], { 'm.fio': many })).rejects.toThrow(
+      'error: maximum number of jobs reached.',
+    );
+    expect(usage(() => parse('--name=a', '--numjobs=64', '--name=b', '--numjobs=2'))[0]).toBe(
+      'error: maximum number of jobs reached.',
+    );
+    expect(parse('--name=a', '--numjobs=63', '--name=b').jobs).toHaveLength(2);
+  });
+
+  it('counts a file in bytes, refuses one too big however it is read, and stops on a signal', async () => {
+    // 600k two-byte characters: under the bound in characters, over it in bytes
+    const wide = '[a]\nsize=64k\n#' + 'é'.repeat(600_000) + '\nrw=readwrite\n';
+    expect((await refusal(jobFileOptions(['w.fio'], source({ 'w.fio': wide }))))[0]).toMatch(
+      /job files of more than 1048576 bytes/,
+    );
+    const tooBig = { ...source({}), read: async () => ({ tooBig: true }) };
+    expect((await refusal(jobFileOptions(['b.fio'], tooBig)))[0]).toMatch(/job files of more than/);
+    const stopped = { ...source({}), read: async () => ({ aborted: true }) };
+    await expect(jobFileOptions(['-'], stopped)).rejects.toMatchObject({ aborted: true, lines: [] });
+    const noPipe = { ...source({}), read: async () => ({ reason: 'no standard input here' }) };
+    expect(await refusal(jobFileOptions(['-'], noPipe))).toEqual([
+      "fio: unable to open '-' job file (no standard input here)",
+    ]);
+  });
+
+  it('looks beside the including file only for a relative name that is not there', async () => {
+    const files = { 'd/main.fio': '[j]\ninclude /abs.fio\n' };
+    expect(await refusal(jobFileOptions(['d/main.fio'], source(files)))).toEqual([
+      "fio: unable to open '/abs.fio' job file",
+      'Error 1 while parsing include file /abs.fio',
+    ]);
+  });
+
+  it("keeps a line's ${VAR}s within OPT_LEN_MAX, as fio_option_dup_subs() does", async () => {
+    const big = 'x'.repeat(120_000);
+    const opts = await jobFileOptions(
+      ['e.fio'],
+      source(
+        { 'e.fio': '[j]\ndescription=' + '${A}'.repeat(2000) + '${B}\n' },
+        { env: (n) => (n === 'A' ? big : n === 'B' ? 'end' : undefined) },
+      ),
+    );
+    // each 120 KB value is dropped (it does not fit), the short one kept
+    expect(opts[1].value).toBe('end');
+  });
+
+  it('takes a section of 170,000 options without running out of stack', async () => {
+    const opts = await jobFileOptions(['o.fio'], source({ 'o.fio': '[a]\n' + 'bs=4k\n'.repeat(170_000) }));
+    expect(opts).toHaveLength(170_001);
+  });
+
+  it('refuses a bc result past 128 bits before computing it', () => {
+    expect(bcInteger('((9^4096)^4096)^4096')).toBeNull();
+    expect(bcInteger('(99^4096)^4096')).toBeNull();
+    expect(bcInteger('2^127')).toBe(2n ** 127n);
+    expect(bcInteger('2^128')).toBeNull();
+    expect(bcInteger('2^64*2^64')).toBeNull();
+    expect(bcInteger('('.repeat(100) + '1' + ')'.repeat(100))).toBeNull();
+    expect(bcInteger('('.repeat(20) + '1' + ')'.repeat(20))).toBe(1n);
+  });
+});
+
 describe('reporting groups and waits (init.c add_job())', () => {
   it('numbers groups at a stonewall or new_group after jobs, numjobs clones staying in theirs', () => {
     const cl = parse(
@@ -399,6 +464,18 @@ describe('when jobs start (backend.c run_threads())', () => {
     expect(h.events).toEqual(['start next', 'start slow']);
     await h.end(1);
     await h.end(0);
+    await h.done;
+  });
+
+  it('waits only on earlier jobs of the name: two jobs of one name waiting on each other still run', async () => {
+    // fio 3.36 waits for every job of the name, later ones too: this file never ends there
+    const h = harness([job('a'), job('b', { waitFor: 'a' }), job('a', { waitFor: 'b' })]);
+    await waitFor(() => h.started(0));
+    await h.end(0);
+    await waitFor(() => h.started(1));
+    await h.end(1);
+    await waitFor(() => h.started(2));
+    await h.end(2);
     await h.done;
   });
 

@@ -13,7 +13,7 @@
  */
 import { ownEntry } from '@pvblk/shared';
 import { FIO_GETOPT_TABLE } from './fio-getopt-table.ts';
-import { DEFAULT_JOB, type FioJob } from './fio-job.ts';
+import { DEFAULT_JOB, MAX_JOBS, type FioJob } from './fio-job.ts';
 import { OPTIONS, parseOutputFormat, type FioGlobal } from './fio-options.ts';
 import { distance, fail, FioUsageError } from './fio-parse.ts';
 import type { JobFileLine } from './fio-jobfile.ts';
@@ -300,6 +300,8 @@ export function parseFioOptions(
         current = null;
         return;
       }
+      // checked as each job is made: a file of many sections fails before it takes their memory
+      if (jobs.length >= MAX_JOBS) tooManyJobs();
       current = { ...defaults, name: value };
       jobs.push(current);
       // a job file's section header is no option: fio's JSON lists no name for its job
@@ -346,8 +348,16 @@ export function parseFioOptions(
   }
   endOfSection(null);
   if (jobs.length === 0) fail('No job(s) defined', '', 'give a job with --name=<job name> and its options');
+  if (jobs.reduce((n, j) => n + j.numjobs, 0) > MAX_JOBS) tooManyJobs();
   numberGroups(jobs);
   return { global, jobs, globalGiven, given, inherited, options };
+}
+
+function tooManyJobs(): never {
+  return fail(
+    'error: maximum number of jobs reached.',
+    `fio: this fio runs ${MAX_JOBS} jobs at most in a guest, numjobs clones counted (the command line's and its job files' together)`,
+  );
 }
 
 /**
@@ -358,16 +368,19 @@ export function parseFioOptions(
 function numberGroups(jobs: FioJob[]): void {
   let groupid = 0;
   let groupJobs = 0;
-  for (const [i, j] of jobs.entries()) {
+  // the jobs before this one, by name
+  const earlier = new Map<string, number>();
+  for (const j of jobs) {
     if ((j.stonewall || j.newGroup) && groupJobs) {
       groupJobs = 0;
       groupid++;
     }
     j.groupid = groupid;
     groupJobs += j.numjobs;
+    const waitees = earlier.get(j.waitFor) ?? 0;
+    earlier.set(j.name, (earlier.get(j.name) ?? 0) + 1);
     if (!j.waitFor) continue;
     if (j.waitFor === j.name) fail(`${j.name}: a job cannot wait for itself (wait_for=${j.waitFor}).`);
-    const waitees = jobs.slice(0, i).filter((w) => w.name === j.waitFor).length;
     if (!waitees) fail(`${j.name}: waitee job ${j.waitFor} unknown.`);
     if (waitees > 1)
       fail(

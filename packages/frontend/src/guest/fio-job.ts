@@ -172,6 +172,12 @@ export interface FioLogOptions {
   iopsAvgGiven: boolean;
 }
 
+/**
+ * The jobs a guest's fio runs at most, numjobs clones counted (fio's is 4096): each is a worker with
+ * its own buffers and histograms (some 100 KB) in the guest's one process.
+ */
+export const MAX_JOBS = 64;
+
 export const DEFAULT_PERCENTILES = [
   1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99,
 ];

@@ -29,9 +29,21 @@ export interface JobFileLine {
   line: string;
 }
 
+/** Why a job file could not be read. */
+export interface JobFileUnread {
+  /** It is not there (an include is then looked for beside the file that includes it). */
+  missing?: boolean;
+  /** It holds more than JOB_FILE_MAX_BYTES: it was not read whole. */
+  tooBig?: boolean;
+  /** A signal stopped the read: the command ends. */
+  aborted?: boolean;
+  /** What to say after fio's line, if anything (`-` with no pipe). */
+  reason?: string;
+}
+
 export interface JobFileSource {
-  /** A job file's text (`-`: standard input), or null when it cannot be read. */
-  read(path: string): Promise<string | null>;
+  /** A job file's bytes (`-`: standard input), at most JOB_FILE_MAX_BYTES, or why not. */
+  read(path: string): Promise<Uint8Array | JobFileUnread>;
   /** The environment `${VAR}` is taken from (unset: replaced by nothing, as fio). */
   env(name: string): string | undefined;
   /** fio's keywords: the system's page size, memory in MiB and CPUs. */
@@ -47,9 +59,12 @@ export const JOB_FILE_MAX_BYTES = 1 << 20;
 /** How deep includes may nest. */
 const MAX_INCLUDE_DEPTH = 16;
 
-/** An error in a job file: fio's lines for it; the run does not start. */
+/** An error in a job file: fio's lines for it; the run does not start. `aborted`: a signal's. */
 export class JobFileError extends Error {
-  constructor(readonly lines: string[]) {
+  constructor(
+    readonly lines: string[],
+    readonly aborted = false,
+  ) {
     super(lines.join('\n'));
   }
 }
@@ -75,10 +90,34 @@ function stripBlankEnd(line: string): string {
   return line.slice(0, end).replace(/\s+$/, '');
 }
 
-/** options.c's fio_option_dup_subs(): `${VAR}` by the environment's value, or nothing. */
+/**
+ * options.c's fio_option_dup_subs(): `${VAR}` by the environment's value, or nothing, into at most
+ * OPT_LEN_MAX characters: a value that does not fit in what is left is dropped, and the copy stops
+ * when the room is used up.
+ */
 function substituteEnv(opt: string, env: JobFileSource['env']): string {
-  return opt.replace(/\$\{([^}]+)\}/g, (_m, name: string) => env(name) ?? '');
+  let out = '';
+  let room = OPT_LEN_MAX;
+  for (let i = 0; i < opt.length && room > 0;) {
+    const close = opt.startsWith('${', i) ? opt.indexOf('}', i) : -1;
+    if (close > i + 2) {
+      const value = env(opt.slice(i + 2, close)) ?? '';
+      if (value.length <= room) {
+        out += value;
+        room -= value.length;
+      }
+      i = close + 1;
+      continue;
+    }
+    out += opt[i++];
+    room--;
+  }
+  return out;
 }
+
+/** bc's results at most this many bits (fio keeps its values in 64), and parentheses this deep. */
+const BC_MAX_BITS = 128;
+const BC_MAX_DEPTH = 64;
 
 /**
  * bc, as options.c's bc_calc() runs it on a value with a keyword in it: integer arithmetic (`scale=0`
@@ -88,19 +127,22 @@ function substituteEnv(opt: string, env: JobFileSource['env']): string {
 export function bcInteger(expr: string): bigint | null {
   const tokens = expr.match(/\d+|[-+*/%^()]|\S/g) ?? [];
   let at = 0;
+  let depth = 0;
   const peek = () => tokens[at];
+  // fio's values are 64-bit: a result past BC_MAX_BITS is refused before it is made
+  const fits = (v: bigint | null): bigint | null =>
+    v !== null && (v < 0n ? -v : v).toString(2).length <= BC_MAX_BITS ? v : null;
   const primary = (): bigint | null => {
     const t = tokens[at++];
-    if (t === undefined) return null;
-    if (t === '(') {
-      const v = sum();
+    if (t === undefined || depth > BC_MAX_DEPTH) return null;
+    if (t === '(' || t === '-') {
+      depth++;
+      const v = t === '(' ? sum() : primary();
+      depth--;
+      if (t === '-') return v === null ? null : -v;
       return v !== null && tokens[at++] === ')' ? v : null;
     }
-    if (t === '-') {
-      const v = primary();
-      return v === null ? null : -v;
-    }
-    return /^\d+$/.test(t) ? BigInt(t) : null;
+    return /^\d+$/.test(t) ? fits(BigInt(t)) : null;
   };
   // bc's ^: an integer power, right-associative, above * / %
   const power = (): bigint | null => {
@@ -109,9 +151,11 @@ export function bcInteger(expr: string): bigint | null {
     at++;
     const exp = power();
     // bc raises to a negative power as 1 / base^n: 0 at scale 0 unless the base is ±1
-    if (exp === null || exp > 4096n) return null;
+    if (exp === null) return null;
     if (exp < 0n) return base === 0n ? null : base === 1n ? 1n : base === -1n ? (-exp % 2n ? -1n : 1n) : 0n;
-    return base ** exp;
+    const bits = BigInt((base < 0n ? -base : base).toString(2).length);
+    if (base > 1n || base < -1n ? bits * exp > BigInt(BC_MAX_BITS) + exp : false) return null;
+    return fits(base ** exp);
   };
   const product = (): bigint | null => {
     let v = power();
@@ -119,7 +163,7 @@ export function bcInteger(expr: string): bigint | null {
       const op = tokens[at++];
       const r = power();
       if (r === null || (op !== '*' && r === 0n)) return null;
-      v = op === '*' ? v * r : op === '/' ? v / r : v % r;
+      v = fits(op === '*' ? v * r : op === '/' ? v / r : v % r);
     }
     return v;
   };
@@ -129,7 +173,7 @@ export function bcInteger(expr: string): bigint | null {
       const op = tokens[at++];
       const r = product();
       if (r === null) return null;
-      v = op === '+' ? v + r : v - r;
+      v = fits(op === '+' ? v + r : v - r);
     }
     return v;
   };
@@ -175,13 +219,21 @@ export async function jobFileOptions(files: readonly string[], src: JobFileSourc
   const out: SplitOption[] = [];
   let bytes = 0;
   let sections = 0;
-  const counted = (path: string, text: string): string[] => {
-    bytes += text.length;
-    if (bytes > JOB_FILE_MAX_BYTES)
-      throw new JobFileError([
+  // the file's lines, or fio's words for why it could not be read; the files' bytes count together
+  const counted = (path: string, got: Uint8Array | JobFileUnread, after: string[] = []): string[] => {
+    const tooBig = () =>
+      new JobFileError([
         `fio: ${path}: job files of more than ${JOB_FILE_MAX_BYTES} bytes (with what they include) are refused`,
       ]);
-    return text.split('\n');
+    if (!(got instanceof Uint8Array)) {
+      if (got.aborted) throw new JobFileError([], true);
+      if (got.tooBig) throw tooBig();
+      const why = got.reason ? ` (${got.reason})` : '';
+      throw new JobFileError([`fio: unable to open '${path}' job file${why}`, ...after]);
+    }
+    bytes += got.length;
+    if (bytes > JOB_FILE_MAX_BYTES) throw tooBig();
+    return Buffer.from(got.buffer, got.byteOffset, got.length).toString('utf8').split('\n');
   };
   for (const [index, file] of files.entries()) {
     let stonewall = index > 0;
@@ -191,7 +243,9 @@ export async function jobFileOptions(files: readonly string[], src: JobFileSourc
     const flush = () => {
       if (!section) return;
       const o = section.options;
-      out.push(...o.filter((x) => x.name !== 'filename'), ...o.filter((x) => x.name === 'filename'));
+      // a loop: a section may have more options than a call takes arguments
+      for (const x of o) if (x.name !== 'filename') out.push(x);
+      for (const x of o) if (x.name === 'filename') out.push(x);
       section.options = [];
     };
     let skipping = false;
@@ -236,23 +290,25 @@ export async function jobFileOptions(files: readonly string[], src: JobFileSourc
         if (skipping) continue;
         if (section === null) throw new JobFileError([`fio: option <${line}> outside of [] job section`]);
         if (line.startsWith('include')) {
-          // relative to the including file when it is not found as given
+          // relative to the including file when it is not there as given (access(F_OK) fails)
           const name = line.slice('include'.length + 1);
           const slash = path.lastIndexOf('/');
-          let text = await src.read(name);
-          const tried = text === null && slash >= 0 ? path.slice(0, slash + 1) + name : name;
-          if (tried !== name) text = await src.read(tried);
-          if (text === null)
-            throw new JobFileError([
-              `fio: unable to open '${tried}' job file`,
-              `Error 1 while parsing include file ${tried}`,
-            ]);
-          // fio recurses without end on a file that includes itself
+          let got = await src.read(name);
+          let tried = name;
+          if (!(got instanceof Uint8Array) && got.missing && slash >= 0 && !name.startsWith('/')) {
+            tried = path.slice(0, slash + 1) + name;
+            got = await src.read(tried);
+          }
+          // a section-less file that includes itself has fio recurse until it runs out of files
           if (nested >= MAX_INCLUDE_DEPTH)
             throw new JobFileError([
               `fio: ${tried}: includes nested more than ${MAX_INCLUDE_DEPTH} deep are refused`,
             ]);
-          await sectionLines(tried, counted(tried, text), nested + 1);
+          await sectionLines(
+            tried,
+            counted(tried, got, [`Error 1 while parsing include file ${tried}`]),
+            nested + 1,
+          );
           continue;
         }
         const from: JobFileLine = { section: section.name, sectionIndex: section.index, line };
@@ -267,10 +323,8 @@ export async function jobFileOptions(files: readonly string[], src: JobFileSourc
         section.options.push(optionOf(subbed, from));
       }
     };
-    const text = await src.read(file);
-    if (text === null) throw new JobFileError([`fio: unable to open '${file}' job file`]);
     const first = out.length;
-    await sectionLines(file, counted(file, text), 0);
+    await sectionLines(file, counted(file, await src.read(file)), 0);
     flush();
     const o = out[first];
     if (index > 0 && o?.from) o.from = { ...o.from, newFile: true };

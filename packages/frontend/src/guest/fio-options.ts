@@ -7,7 +7,14 @@
 import { ownEntry } from '@pvblk/shared';
 import { fixed } from './printf.ts';
 import { parseVerifyPattern } from './fio-pattern.ts';
-import type { FioEngine, FioJob, FioLatencyTarget, FioLogOptions, FioRw } from './fio-job.ts';
+import {
+  MAX_JOBS,
+  type FioEngine,
+  type FioJob,
+  type FioLatencyTarget,
+  type FioLogOptions,
+  type FioRw,
+} from './fio-job.ts';
 import {
   fail,
   failedParsing,
@@ -273,8 +280,8 @@ export const OPTIONS: Record<string, OptionDef> = {
     apply: jobOpt(
       (j, v) =>
         (j.numjobs = parseIntOption('numjobs', v, 1, Number.MAX_SAFE_INTEGER, {
-          max: 64,
-          why: 'this fio runs in one guest (64 jobs at most)',
+          max: MAX_JOBS,
+          why: `this fio runs in one guest (${MAX_JOBS} jobs at most)`,
         })),
     ),
   },

@@ -2,7 +2,9 @@
  * When each job starts, as backend.c's run_threads() decides it: in the jobs' order, a job starts once
  * its `startdelay` has passed since the command began (a later job may start before it meanwhile); a
  * `stonewall` job starts only when no job is running, and no job after it starts before it does; a
- * `wait_for` job starts once every job of the name it waits for has ended. A signal stops the jobs
+ * `wait_for` job starts once every earlier job of the name it waits for has ended (fio's
+ * waitee_running() looks at later ones too, so that two jobs of one name waiting on each other wait
+ * for ever: here a job only ever waits on jobs before it, and the run always ends). A signal stops the jobs
  * that have not started, and so does an `exitall` that names them (fio's td->terminate): they never
  * do.
  */
@@ -58,8 +60,7 @@ export function runThreads(
           continue;
         }
         if (j.stonewall && running > 0) break;
-        if (j.waitFor && jobs.some((w, k) => k !== i && w.name === j.waitFor && state[k] !== 'ended'))
-          continue;
+        if (j.waitFor && jobs.some((w, k) => k < i && w.name === j.waitFor && state[k] !== 'ended')) continue;
         state[i] = 'running';
         running++;
         start(i).then(

@@ -457,7 +457,7 @@ export function parseGuestFio(
 
 /**
  * The job files of a guest's fio, read from its filesystem (`-`: its standard input) into options;
- * throws FioUsageError with fio's lines.
+ * throws JobFileError with fio's lines (or, `aborted`, none: a signal came).
  */
 async function guestJobFiles(rt: GuestRuntime, args: string[], io: CommandIo): Promise<SplitOption[]> {
   const { options, jobFiles } = splitGuestFio(args);
@@ -467,24 +467,25 @@ async function guestJobFiles(rt: GuestRuntime, args: string[], io: CommandIo): P
       const chunks: Uint8Array[] = [];
       let bytes = 0;
       const r = await readWhole(rt.vfs, path, io, (c) => {
-        chunks.push(c.slice());
         bytes += c.length;
         // past the bound: enough read to refuse the file
-        return bytes <= JOB_FILE_MAX_BYTES;
+        if (bytes > JOB_FILE_MAX_BYTES) return false;
+        chunks.push(c.slice());
       });
-      return r.ok === true ? Buffer.concat(chunks).toString('utf8') : null;
+      if (r.ok === 'aborted') return { aborted: true };
+      if (!r.ok)
+        return {
+          missing: r.message === STRERROR.ENOENT,
+          reason: path === '-' ? r.message : undefined,
+        };
+      return bytes > JOB_FILE_MAX_BYTES ? { tooBig: true } : Buffer.concat(chunks);
     },
     // the guest has no environment: a ${VAR} is replaced by nothing, as fio does an unset one
     env: () => undefined,
     keywords: GUEST_KEYWORDS,
     sections: sectionsAsked(options),
   };
-  try {
-    return await jobFileOptions(jobFiles, src);
-  } catch (e) {
-    if (e instanceof JobFileError) throw new FioUsageError(e.lines);
-    throw e;
-  }
+  return await jobFileOptions(jobFiles, src);
 }
 
 /** The guest command. */
@@ -531,13 +532,17 @@ export function fioCommand(rt: GuestRuntime): GuestCommand {
         targets.set(j, disk);
       }
     } catch (e) {
-      if (e instanceof FioUsageError) {
-        if (e.out.length) io.stdout(e.out.join('\n') + '\n');
+      // a signal while the job files were read ends the command as the signal would fio's
+      if (e instanceof JobFileError && e.aborted)
+        return 128 + COMMAND_SIGNALS[commandSignal(io.signal.reason)];
+      if (e instanceof FioUsageError || e instanceof JobFileError) {
+        if (e instanceof FioUsageError && e.out.length) io.stdout(e.out.join('\n') + '\n');
         io.stderr(e.lines.join('\n') + '\n');
         return 1;
       }
       throw e;
     }
+    if (io.signal.aborted) return 128 + COMMAND_SIGNALS[commandSignal(io.signal.reason)];
     return runFio(rt, parsed, targets, io);
   };
 }
