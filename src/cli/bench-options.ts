@@ -13,6 +13,8 @@ import {
   helpAsked,
   versionAsked,
   isGlobalFioOption,
+  isGlobalSection,
+  commandLineFirst,
   parseBool,
   parseChoice,
   parseFioOptions,
@@ -304,9 +306,10 @@ function applyJobValue(cl: FioCommandLine, key: string, value: string): FioComma
   const swept: SplitOption = { name: key, value, arg: `--${key}=${value}` };
   let inJob = false;
   for (const o of cl.options) {
-    if (o.name === 'name') {
+    // a section's start: the command line's --name or a job file's header (its name= lines rename)
+    if (o.name === 'name' && (!o.from || o.from.header)) {
       if (inJob) opts.push(swept);
-      inJob = !(o.value ?? '').startsWith('global');
+      inJob = !isGlobalSection(o.value ?? '');
     }
     opts.push(o);
   }
@@ -379,13 +382,14 @@ export function benchJobFileCount(argv: readonly string[]): number {
 
 /**
  * The options of the job files the command line names, read on this host (`-`: standard input), with
- * its environment for `${VAR}`; the keywords are the guests' (jobFileKeywords()). Throws
+ * its environment for `${VAR}`; the keywords are the guests' (GUEST_KEYWORDS). Throws
  * FioUsageError with fio's lines.
  */
 export async function benchJobFiles(argv: readonly string[]): Promise<SplitOption[]> {
   const { options, jobFiles } = splitBench(argv);
   if (!jobFiles.length || helpAsked('pvblk bench', options) || versionAsked('pvblk bench', options))
     return [];
+  commandLineFirst(() => parseBenchArgs(argv));
   try {
     return await jobFileOptions(jobFiles, {
       async read(path) {
@@ -540,6 +544,9 @@ export function parseBenchArgs(
           j.thinktime ? 'thinktime' : '',
           j.latencyTarget.targetNs ? 'latency_target' : '',
           j.startDelay[1] ? 'startdelay' : '',
+          // jobs that run one after another: the relay runs them side by side
+          j.stonewall ? 'stonewall' : '',
+          j.waitFor ? 'wait_for' : '',
         ].filter(Boolean);
         if (held.length)
           fail(
@@ -671,10 +678,13 @@ export function fioArgv(
   // each job's own figures
   cl.given.forEach((given, i) => {
     argv.push(`--name=${cl.jobs[i].name}`);
-    for (const [k, v] of Object.entries({ ...cl.inherited[i], ...given, ...override })) {
+    const options = { ...cl.inherited[i], ...given, ...override };
+    for (const [k, v] of Object.entries(options)) {
       if (k === 'name' || v === null || isGlobalFioOption(k) || k === 'group_reporting') continue;
       argv.push(arg(k, v));
     }
+    // the stonewall fio sets between job files is no option given: the job says it
+    if (cl.jobs[i].stonewall && !('stonewall' in options)) argv.push('--stonewall');
   });
   return [...argv, ...extra];
 }

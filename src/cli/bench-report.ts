@@ -1,6 +1,5 @@
 /**
- * What `pvblk bench` prints: fio's report of the jobs of every guest (one group, as fio prints
- * concurrent jobs), then what only the host can see — per ring request: notifications each way,
+ * What `pvblk bench` prints: fio's report of the jobs of every guest (in fio's reporting groups), then what only the host can see — per ring request: notifications each way,
  * grant operations, frames and bytes through the broker; ring occupancy; the stage breakdown with
  * how the clocks were aligned; every process's memory — and with --baseline the relay measured in
  * the same run, pvblk/relay beside every figure. JSON carries the same in fio's shape plus `pvblk`.
@@ -172,8 +171,9 @@ type BenchReportJob = FioReportJob & { guest: GuestRun };
 
 /**
  * The report's jobs: every guest's, suffixed with the guest when there are several, in groups as fio
- * makes them (reportGroups(): a job with group_reporting joins the report before it, over every
- * guest's jobs in turn).
+ * makes them (reportGroups(): a job with group_reporting joins the report before it in its reporting
+ * group), over every guest's jobs in turn, a reporting group after another — as fio's client lists
+ * its servers' jobs of one group together.
  */
 export function reportJobs(p: PointResult): BenchReportJob[] {
   const many = p.guests.length > 1;
@@ -197,6 +197,8 @@ export function reportJobs(p: PointResult): BenchReportJob[] {
       });
     });
   }
+  // stable: within a reporting group the guests' jobs keep their order
+  jobs.sort((a, b) => a.stats.groupid - b.stats.groupid);
   return reportGroups(
     jobs,
     (j) => j.groupReporting,

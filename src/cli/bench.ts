@@ -492,7 +492,8 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
           ramp_time: null,
           verify: 'none',
           verify_only: null,
-          // the measured run's logs only, every job from the start
+          // the measured run's logs only, every job from the start (--baseline refuses jobs that
+          // wait for others, so its warm-up has none)
           startdelay: null,
           write_lat_log: null,
           write_bw_log: null,

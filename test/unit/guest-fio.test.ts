@@ -1149,13 +1149,8 @@ describe("the guest fio's job files and the order of its jobs (stonewall, new_gr
     const dev = stack.disks.get('/dev/sdg')!;
     const at = dev.log.length;
     const r = await run();
-    return {
-      ...r,
-      ops: dev.log
-        .slice(at)
-        .map((e) => e.op)
-        .filter((op) => op === 'read' || op === 'write'),
-    };
+    const io = dev.log.slice(at).filter((e) => e.op === 'read' || e.op === 'write');
+    return { ...r, ops: io.map((e) => e.op), io };
   }
 
   it('runs a job file, a stonewall job only after the jobs before it ended, in its own reporting group', async () => {
@@ -1196,7 +1191,7 @@ describe("the guest fio's job files and the order of its jobs (stonewall, new_gr
     expect(j.jobs[1]['job options']).toEqual({ rw: 'read', iodepth: '8' });
   });
 
-  it('runs only the --section sections; new_group groups without waiting; wait_for waits for its job', async () => {
+  it('runs only the --section sections; new_group starts a group; wait_for waits for its job', async () => {
     await jobFile('groups.fio', [
       '[global]',
       'bs=4k',
@@ -1222,9 +1217,12 @@ describe("the guest fio's job files and the order of its jobs (stonewall, new_gr
       ['b', 1],
       ['c', 1],
     ]);
-    // c read only once a had written all it would: a's 64 writes and b's, then no write after c's first read
+    // c read only once a had written all it would: every write of a (below b's offset of 4 MiB)
+    // before c's first read
     const firstRead = r.ops.indexOf('read');
-    expect(r.ops.slice(0, firstRead).filter((op) => op === 'write').length).toBeGreaterThanOrEqual(64);
+    const aWrites = r.io.flatMap((e, i) => (e.op === 'write' && e.sector < 8192 ? [i] : []));
+    expect(aWrites).toHaveLength(64);
+    expect(Math.max(...aWrites)).toBeLessThan(firstRead);
   });
 
   it('exitall: a job that ends stops its group (exit_what=group), or everything (all); exitall_on_error on a failure', async () => {
@@ -1294,5 +1292,8 @@ describe("the guest fio's job files and the order of its jobs (stonewall, new_gr
     expect(dev.log.length).toBe(at);
     const missing = await fio('/nope.fio');
     expect([missing.status, missing.stderr]).toEqual([1, "fio: unable to open '/nope.fio' job file\n"]);
+    // the command line's error first, as fio's parse_cmd_line() stops there before any file
+    const first = await fio('--bs=abc /nope.fio');
+    expect([first.status, first.stderr]).toEqual([1, 'fio: failed parsing bs=abc\n']);
   });
 });

@@ -143,11 +143,9 @@ describe('fio job files', () => {
       'fio: option <bs=4k> outside of [] job section',
     ]);
     // bc divides by zero and prints nothing on its stdout
-    expect(
-      await refusal(
-        jobFileOptions(['k.fio'], source({ 'k.fio': '[j]\nsize=$mb_memory/1024\niodepth=$ncpus/0\n' })),
-      ),
-    ).toEqual(['fio: failed parsing iodepth=$ncpus/0', 'fio: job j dropped']);
+    await expect(
+      parseWithFiles(['k.fio'], { 'k.fio': '[j]\nsize=$mb_memory/1024\niodepth=$ncpus/0\n' }),
+    ).rejects.toMatchObject({ lines: ['fio: failed parsing iodepth=$ncpus/0', 'fio: job j dropped'] });
     expect(
       await refusal(jobFileOptions(['big.fio'], source({ 'big.fio': '[j]\n' + 'x'.repeat(1 << 20) }))),
     ).toEqual(['fio: big.fio: job files of more than 1048576 bytes (with what they include) are refused']);
@@ -298,9 +296,13 @@ describe('several job files, --section, --showcmd (init.c parse_options())', () 
 describe('job files against an attacker: every bound holds', () => {
   it('refuses a 65th job, numjobs clones counted, before making it', async () => {
     const many = '[global]\nsize=4k\n' + '[a]\n'.repeat(10_000);
-    await expect(parseWithFiles(['m.fio'], { 'm.fio': many })).rejects.toThrow(
-      'error: maximum number of jobs reached.',
-    );
+    // get_new_job()'s failure alone: no section of the file is said to be dropped
+    await expect(parseWithFiles(['m.fio'], { 'm.fio': many })).rejects.toMatchObject({
+      lines: [
+        'error: maximum number of jobs reached.',
+        "fio: this fio runs 64 jobs at most in a guest, numjobs clones counted (the command line's and its job files' together)",
+      ],
+    });
     expect(usage(() => parse('--name=a', '--numjobs=64', '--name=b', '--numjobs=2'))[0]).toBe(
       'error: maximum number of jobs reached.',
     );
@@ -323,12 +325,15 @@ describe('job files against an attacker: every bound holds', () => {
     ]);
   });
 
-  it('looks beside the including file only for a relative name that is not there', async () => {
-    const files = { 'd/main.fio': '[j]\ninclude /abs.fio\n' };
+  it('looks beside the including file only for a name that is not there (an absolute one as dir//name)', async () => {
+    const files = { 'd/main.fio': '[j]\ninclude /abs.fio\ninclude x.fio\n', 'x.fio': 'bs=8k\n' };
     expect(await refusal(jobFileOptions(['d/main.fio'], source(files)))).toEqual([
-      "fio: unable to open '/abs.fio' job file",
-      'Error 1 while parsing include file /abs.fio',
+      "fio: unable to open 'd//abs.fio' job file",
+      'Error 1 while parsing include file d//abs.fio',
     ]);
+    // found as given: not looked for beside
+    const found = await jobFileOptions(['d/main.fio'], source({ ...files, 'd//abs.fio': 'size=1m\n' }));
+    expect(showcmd(found)).toBe('fio --name=j --size=1m --bs=8k');
   });
 
   it("keeps a line's ${VAR}s within OPT_LEN_MAX, as fio_option_dup_subs() does", async () => {

@@ -51,7 +51,7 @@ function splitArgs(args: string[]): { options: string[]; operands: string[] } {
   return { options, operands };
 }
 
-export type ReadOutcome = { ok: true } | { ok: false; message: string } | { ok: 'aborted' };
+type ReadOutcome = { ok: true } | { ok: false; message: string } | { ok: 'aborted' };
 
 /**
  * Opens `path` and feeds its content to `sink` in 64 KiB chunks until EOF. Errors come back as the

@@ -16,6 +16,7 @@ export {
   helpAsked,
   versionAsked,
   parseFioOptions,
+  isGlobalSection,
   sectionsAsked,
   showCommandLines,
   splitOptions,
@@ -75,5 +76,6 @@ export {
   PVBLK_STACK_OPTIONS,
   runBanner,
   deviceJson,
+  commandLineFirst,
   GUEST_KEYWORDS,
 } from './fio.ts';

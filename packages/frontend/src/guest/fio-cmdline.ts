@@ -149,8 +149,6 @@ export function splitOptions(
   return { options, jobFiles };
 }
 
-export const FIO_OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
-
 /**
  * Whether the options ask for help (`--help` or `-h` where getopt sees an option, not an option's
  * value); `--help=…` is refused, as getopt refuses an argument to it.
@@ -164,6 +162,11 @@ export function helpAsked(prog: string, opts: readonly SplitOption[]): boolean {
  */
 export function versionAsked(prog: string, opts: readonly SplitOption[]): boolean {
   return switchAsked(prog, opts, 'version');
+}
+
+/** init.c: a section (or a command-line --name) whose name starts with "global" is a global one. */
+export function isGlobalSection(name: string): boolean {
+  return name.startsWith('global');
 }
 
 /** The `--section` names of a command line, which choose among its job files' sections. */
@@ -231,6 +234,8 @@ export function parseFioOptions(
   };
   const take = (given0: SplitOption) => {
     let def = ownEntry(OPTIONS, given0.name);
+    // a line whose substitutions failed (fio_options_parse() gets no copy of it)
+    if (given0.from?.failed) fail(...given0.from.failed, `fio: failed parsing ${given0.arg}`);
     if (given0.from) {
       // a file names an option exactly (parse.c's find_option_c()), and the command line's own
       // switches are none of its options
@@ -294,7 +299,7 @@ export function parseFioOptions(
       // init.c's parse_cmd_line(): a section whose name starts with "global" is the global one; with
       // --section, a command-line job of another name is skipped and the options after it are global
       if (
-        value.startsWith('global') ||
+        isGlobalSection(value) ||
         (!o.from && global.sections.length > 0 && !global.sections.includes(value))
       ) {
         current = null;
@@ -315,6 +320,8 @@ export function parseFioOptions(
     // as fio's add_to_dump_list() keeps it: the option's own name, and no value for a flag given bare
     const key = def.aliasOf ?? o.name;
     const shown = o.value ?? '';
+    // the stonewall fio sets between job files is no option given (its JSON does not list it)
+    if (o.from?.implied) return;
     if (current) given[given.length - 1][key] = shown;
     else globalGiven[key] = shown;
   };
@@ -327,7 +334,8 @@ export function parseFioOptions(
     try {
       take(o);
     } catch (e) {
-      if (!(e instanceof FioUsageError)) throw e;
+      // get_new_job() failing is the run's error, not the section's
+      if (!(e instanceof FioUsageError) || e.lines[0] === MAX_JOBS_LINE) throw e;
       // parse.c says a file's value that does not parse with the line as written
       const failed = `fio: failed parsing ${o.name}=${o.value ?? ''}`;
       const lines = e.lines.map((l) => (l === failed ? `fio: failed parsing ${o.arg}` : l));
@@ -347,15 +355,18 @@ export function parseFioOptions(
     }
   }
   endOfSection(null);
-  if (jobs.length === 0) fail('No job(s) defined', '', 'give a job with --name=<job name> and its options');
+  if (jobs.length === 0) fail(NO_JOBS_LINE, '', 'give a job with --name=<job name> and its options');
   if (jobs.reduce((n, j) => n + j.numjobs, 0) > MAX_JOBS) tooManyJobs();
   numberGroups(jobs);
   return { global, jobs, globalGiven, given, inherited, options };
 }
 
+const MAX_JOBS_LINE = 'error: maximum number of jobs reached.';
+/** What fio says of a run with no job. */
+export const NO_JOBS_LINE = 'No job(s) defined';
 function tooManyJobs(): never {
   return fail(
-    'error: maximum number of jobs reached.',
+    MAX_JOBS_LINE,
     `fio: this fio runs ${MAX_JOBS} jobs at most in a guest, numjobs clones counted (the command line's and its job files' together)`,
   );
 }
@@ -404,10 +415,12 @@ export function showCommandLines(opts: readonly SplitOption[], fileCount: number
   let files = 0;
   const dumped = (o: SplitOption): string | null => {
     const def = ownEntry(OPTIONS, o.name);
-    // the stonewall between files is set, not parsed: fio's dump has no entry for it
-    if (!def || def.switch || o.name === 'name' || o.from?.implied) return null;
+    // the stonewall between files is set, not parsed: fio's dump has no entry for it; a section's
+    // header is printed as its --name, a name= line as an option (dump_print_option())
+    if (!def || def.switch || o.from?.implied || (o.name === 'name' && !o.from)) return null;
     const name = def.aliasOf ?? o.name;
-    return o.value === null ? `--${name} ` : `--${name}=${o.value} `;
+    const quote = name === 'description' ? '"' : '';
+    return o.value === null ? `--${name} ` : `--${name}=${quote}${o.value}${quote} `;
   };
   // a section's options are printed once they are all read: at the next section or the file's end
   let pending: (() => void) | null = null;
@@ -424,7 +437,7 @@ export function showCommandLines(opts: readonly SplitOption[], fileCount: number
   for (const o of opts) {
     if (!o.from) {
       // the command line's: its global options are def_thread's, its jobs no file's
-      if (o.name === 'name') jobOptions = (o.value ?? '').startsWith('global') ? null : [];
+      if (o.name === 'name') jobOptions = isGlobalSection(o.value ?? '') ? null : [];
       else if (jobOptions === null) {
         const d = dumped(o);
         if (d) globals.push(d);
@@ -440,7 +453,7 @@ export function showCommandLines(opts: readonly SplitOption[], fileCount: number
       flush();
       if (!printed) out += 'fio ';
       printed = true;
-      const global = (o.value ?? '').startsWith('global');
+      const global = isGlobalSection(o.value ?? '');
       if (global) {
         jobOptions = null;
         pending = () => (out += globals.join(''));

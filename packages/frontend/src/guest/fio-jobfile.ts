@@ -11,7 +11,7 @@
  * file is said in fio's words for files (`Bad option <…>`, `fio: failed parsing <line>`, `fio: job j
  * dropped`). No I/O here: the caller reads the files.
  */
-import type { SplitOption } from './fio-cmdline.ts';
+import { isGlobalSection, type SplitOption } from './fio-cmdline.ts';
 
 /** Where an option of a job file came from. */
 export interface JobFileLine {
@@ -25,6 +25,8 @@ export interface JobFileLine {
   newFile?: true;
   /** An option no line gave: the stonewall fio sets between job files. */
   implied?: true;
+  /** What fio says of a line it could not take (its substitutions failed): the parser says it, in order. */
+  failed?: string[];
   /** The line as written, blanks and comment stripped: what fio's messages quote. */
   line: string;
 }
@@ -99,8 +101,9 @@ function substituteEnv(opt: string, env: JobFileSource['env']): string {
   let out = '';
   let room = OPT_LEN_MAX;
   for (let i = 0; i < opt.length && room > 0;) {
+    // `${}` too: fio's test is only that the `}` comes after the `{`
     const close = opt.startsWith('${', i) ? opt.indexOf('}', i) : -1;
-    if (close > i + 2) {
+    if (close > i + 1) {
       const value = env(opt.slice(i + 2, close)) ?? '';
       if (value.length <= room) {
         out += value;
@@ -263,7 +266,7 @@ export async function jobFileOptions(files: readonly string[], src: JobFileSourc
           flush();
           // sscanf("[%255[^\n]]"), then the last character dropped: the `]`, where there is one
           const name = line.slice(1, 256).slice(0, -1);
-          const global = name.startsWith('global');
+          const global = isGlobalSection(name);
           // fio forgets the --section names once its first job file is read: they choose in it alone
           skipping = !global && index === 0 && src.sections.length > 0 && !src.sections.includes(name);
           if (skipping) continue;
@@ -295,7 +298,8 @@ export async function jobFileOptions(files: readonly string[], src: JobFileSourc
           const slash = path.lastIndexOf('/');
           let got = await src.read(name);
           let tried = name;
-          if (!(got instanceof Uint8Array) && got.missing && slash >= 0 && !name.startsWith('/')) {
+          // an absolute name too: fio joins it as `dir//name`
+          if (!(got instanceof Uint8Array) && got.missing && slash >= 0) {
             tried = path.slice(0, slash + 1) + name;
             got = await src.read(tried);
           }
@@ -312,15 +316,19 @@ export async function jobFileOptions(files: readonly string[], src: JobFileSourc
           continue;
         }
         const from: JobFileLine = { section: section.name, sectionIndex: section.index, line };
-        const dropped = `fio: job ${section.name} dropped`;
-        if (line.length + 1 > OPT_LEN_MAX)
-          throw new JobFileError([`OPT_LEN_MAX (${OPT_LEN_MAX}) is too small`, dropped]);
+        if (line.length + 1 > OPT_LEN_MAX) {
+          section.options.push(
+            optionOf(line, { ...from, failed: [`OPT_LEN_MAX (${OPT_LEN_MAX}) is too small`] }),
+          );
+          continue;
+        }
         const subbed = replaceKeywords(
           substituteEnv(line, (n) => src.env(n)),
           src.keywords,
         );
-        if (subbed === null) throw new JobFileError([`fio: failed parsing ${line}`, dropped]);
-        section.options.push(optionOf(subbed, from));
+        section.options.push(
+          subbed === null ? optionOf(line, { ...from, failed: [] }) : optionOf(subbed, from),
+        );
       }
     };
     const first = out.length;

@@ -37,13 +37,17 @@ export function runThreads(
   const state = jobs.map((): 'waiting' | 'running' | 'ended' => 'waiting');
   let running = 0;
   let timer: NodeJS.Timeout | null = null;
+  // once failed (or done), nothing more starts: the caller has moved on
+  let settled = false;
   return new Promise<void>((resolve, reject) => {
     const finish = () => {
+      settled = true;
       if (timer) clearTimeout(timer);
       signal.removeEventListener('abort', pump);
       resolve();
     };
     function pump(): void {
+      if (settled) return;
       if (timer) clearTimeout(timer);
       timer = null;
       let nextDue = Infinity;

@@ -393,8 +393,10 @@ export class JobStats {
     (b.unit === 'n' ? this.latN : b.unit === 'u' ? this.latU : this.latM)[b.idx]++;
   }
 
-  /** Jobs that ran side by side (a group_reporting group, a guest's jobs) as one, named `name`. */
-  /** A group_reporting report of `jobs`, in the reporting group of the first (stat.c's ts->groupid). */
+  /**
+   * Jobs that ran side by side (a group_reporting group, a guest's jobs) as one, named `name`, in the
+   * reporting group of the first (stat.c's ts->groupid for a group_reporting report).
+   */
   static merged(name: string, jobs: readonly JobStats[]): JobStats {
     const m = new JobStats(name, jobs[0]?.groupid ?? 0);
     m.members = 0;

@@ -16,6 +16,7 @@ import {
 } from './fio-report.ts';
 import { FIO_VERSION } from './fio-options.ts';
 import {
+  NO_JOBS_LINE,
   fioTakesValue,
   helpAsked,
   versionAsked,
@@ -456,12 +457,25 @@ export function parseGuestFio(
 }
 
 /**
+ * init.c's parse_cmd_line() ends the run at the command line's first error, before a job file is
+ * read: `parse` (the command line alone) says it; that its jobs are all in the files is no error.
+ */
+export function commandLineFirst(parse: () => unknown): void {
+  try {
+    parse();
+  } catch (e) {
+    if (!(e instanceof FioUsageError) || e.lines[0] !== NO_JOBS_LINE) throw e;
+  }
+}
+
+/**
  * The job files of a guest's fio, read from its filesystem (`-`: its standard input) into options;
  * throws JobFileError with fio's lines (or, `aborted`, none: a signal came).
  */
 async function guestJobFiles(rt: GuestRuntime, args: string[], io: CommandIo): Promise<SplitOption[]> {
   const { options, jobFiles } = splitGuestFio(args);
   if (!jobFiles.length || helpAsked('fio', options) || versionAsked('fio', options)) return [];
+  commandLineFirst(() => parseGuestFio(args));
   const src: JobFileSource = {
     async read(path) {
       const chunks: Uint8Array[] = [];
