@@ -15,6 +15,7 @@ import {
 } from '../src/guest/fio-cmdline.ts';
 import { FioUsageError } from '../src/guest/fio-parse.ts';
 import { runThreads, type StartingJob } from '../src/guest/fio-run-threads.ts';
+import { usage } from './fio-usage.ts';
 
 function source(files: Record<string, string>, more: Partial<JobFileSource> = {}): JobFileSource {
   return {
@@ -52,16 +53,6 @@ async function parseWithFiles(argv: string[], files: Record<string, string>) {
 }
 
 const parse = (...args: string[]) => parseFioOptions(splitOptions('fio', args, fioTakesValue).options);
-
-function usage(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof FioUsageError) return e.lines;
-    throw e;
-  }
-  throw new Error('no usage error');
-}
 
 describe('fio job files', () => {
   it('reads sections, comments, ${VAR} and keywords as fio 3.33 --showcmd shows them', async () => {

@@ -7,7 +7,6 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { closestOption, fioTakesValue, parseFioOptions, splitOptions } from '../src/guest/fio-cmdline.ts';
 import { checkJob, checkJobAgainstDevice, jobSize } from '../src/guest/fio-job.ts';
-import { FioUsageError } from '../src/guest/fio-parse.ts';
 import {
   checkVerifyBlock,
   crc32c,
@@ -49,29 +48,10 @@ import {
   parseEtaLine,
   parseGuestFio,
 } from '../src/guest/fio.ts';
+import { thrown, usage } from './fio-usage.ts';
 
 function parse(args: string[]) {
   return parseFioOptions(splitOptions('fio', args, fioTakesValue).options);
-}
-
-function thrown(fn: () => unknown): FioUsageError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof FioUsageError) return e;
-    throw e;
-  }
-  throw new Error('no usage error');
-}
-
-function usage(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof FioUsageError) return e.lines;
-    throw e;
-  }
-  throw new Error('no usage error');
 }
 
 describe('fio options', () => {
