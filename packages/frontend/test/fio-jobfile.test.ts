@@ -488,6 +488,22 @@ describe('when jobs start (backend.c run_threads())', () => {
     await h.done;
   });
 
+  it("rejects with a job's failure, and starts nothing after it", async () => {
+    const started: string[] = [];
+    const run = runThreads(
+      [job('a'), job('b', { stonewall: true })],
+      () => 0,
+      new AbortController().signal,
+      async (i) => {
+        started.push(['a', 'b'][i]);
+        throw new Error('open failed');
+      },
+      () => {},
+    );
+    await expect(run).rejects.toThrow('open failed');
+    expect(started).toEqual(['a']);
+  });
+
   it('never starts the jobs a signal stops before they start', async () => {
     const stop = new AbortController();
     const h = harness(

@@ -40,10 +40,13 @@ export function runThreads(
   // once failed (or done), nothing more starts: the caller has moved on
   let settled = false;
   return new Promise<void>((resolve, reject) => {
-    const finish = () => {
+    const settle = () => {
       settled = true;
       if (timer) clearTimeout(timer);
       signal.removeEventListener('abort', pump);
+    };
+    const finish = () => {
+      settle();
       resolve();
     };
     function pump(): void {
@@ -73,8 +76,9 @@ export function runThreads(
             running--;
             pump();
           },
+          // a job's failure is the run's: the promise rejects with it
           (e: unknown) => {
-            finish();
+            settle();
             reject(e);
           },
         );
