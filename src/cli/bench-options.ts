@@ -141,7 +141,8 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --numjobs --size --offset --loops --runtime --time_based --ramp_time --direct=0|1
   --invalidate --fadvise_hint=0|1|random|sequential --end_fsync --fsync_on_close
   --ioengine=libaio|io_uring|psync|sync --verify=none|md5|crc32c|sha256|…|meta|pattern|null
-  --verify_pattern --do_verify --verify_only
+  --verify_pattern --do_verify --verify_only --verify_interval --verify_offset --verify_fatal
+  --verify_dump --verify_backlog --verify_backlog_batch
   --rate --rate_iops --rate_process=linear|poisson --thinktime --thinktime_spin --thinktime_blocks
   --thinktime_blocks_type=complete|issue --thinktime_iotime
   --randseed --randrepeat --group_reporting --percentile_list --slat_percentiles --clat_percentiles

@@ -116,6 +116,15 @@ async function interruptedFio(args: string, ready: (out: string, requests: numbe
 }
 const total = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0);
 
+/** The disk's requests of a run: reads and writes, in the order the disk took them. */
+async function requestsOf(run: () => Promise<{ status: number; stdout: string; stderr: string }>) {
+  const dev = stack.disks.get('/dev/sdg')!;
+  const at = dev.log.length;
+  const r = await run();
+  const io = dev.log.slice(at).filter((e) => e.op === 'read' || e.op === 'write');
+  return { ...r, ops: io.map((e) => e.op), io };
+}
+
 describe('the guest fio, run whole', () => {
   it('starts its distributions, run time and CPU again when ramp_time ends (reset_io_stats)', async () => {
     const r = await fio(
@@ -720,6 +729,130 @@ describe("the guest fio's verify phases (backend.c's thread_main())", () => {
   });
 });
 
+describe("the guest fio's verify options (verify_interval, verify_offset, verify_fatal, verify_dump, verify_backlog)", () => {
+  /** `dd` in the guest, its status 0 asserted. */
+  const dd = async (args: string) => {
+    let out = '';
+    const st = await userland.run(`dd ${args}`, {
+      stdout: (t) => (out += t),
+      stderr: (t) => (out += t),
+      signal: new AbortController().signal,
+    });
+    expect(st, out).toBe(0);
+  };
+  const sectorsOf = (io: Array<{ op: string; sector: number }>, op: string) =>
+    io.flatMap((e) => (e.op === op ? [e.sector] : []));
+
+  it("reads a random writer's blocks back in the order it wrote them (fio's io_piece list), a sequential one's by offset", async () => {
+    // fio 3.33, --rw=randwrite --size=32k --verify=crc32c: the verify phase's offsets are the writes'
+    const r = await requestsOf(() =>
+      fio(
+        '--name=v --rw=randwrite --bs=4k --direct=1 --size=64k --offset=1m --verify=crc32c --ioengine=psync',
+      ),
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const writes = sectorsOf(r.io, 'write');
+    expect(writes).toHaveLength(16);
+    expect(writes).not.toEqual([...writes].sort((a, b) => a - b));
+    expect(sectorsOf(r.io, 'read')).toEqual(writes);
+    expect(r.ops.join('')).toBe('write'.repeat(16) + 'read'.repeat(16));
+  });
+
+  it('reads back batches of what it wrote as it goes, as check_get_verify() does, and the rest at the end', async () => {
+    // fio 3.33, psync, --size=40k --verify_backlog=4 --verify_backlog_batch=3: four writes, three of
+    // them read back, three writes, three reads, … and the one left read in the verify phase
+    const r = await requestsOf(() =>
+      fio(
+        '--name=v --rw=randwrite --bs=4k --direct=1 --size=40k --offset=1m --verify=crc32c --verify_backlog=4 --verify_backlog_batch=3 --ioengine=psync --output-format=json',
+      ),
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const seq = r.ops.map((o) => (o === 'write' ? 'w' : 'r')).join('');
+    expect(seq).toBe('wwwwrrrwwwrrrwwwrrrr');
+    // each read is of the oldest write not read back yet
+    expect(sectorsOf(r.io, 'read')).toEqual(sectorsOf(r.io, 'write'));
+    const j = json(r.stdout).jobs[0];
+    expect([j.write.total_ios, j.read.total_ios, j.error]).toEqual([10, 10, 0]);
+    // the backlog's reads give the writer a read run time (TD_F_VER_BACKLOG)
+    expect(j.read.runtime).toBeGreaterThan(0);
+    // the batch defaults to the backlog; a deeper queue reads each block back once all the same
+    const deep = await requestsOf(() =>
+      fio(
+        '--name=v --rw=write --bs=4k --direct=1 --size=256k --offset=1m --verify=md5 --verify_backlog=8 --iodepth=8 --output-format=json',
+      ),
+    );
+    expect(deep.status, deep.stderr).toBe(0);
+    expect([...sectorsOf(deep.io, 'read')].sort((a, b) => a - b)).toEqual(sectorsOf(deep.io, 'write'));
+    // and before the pass has ended: the first read comes before the last write
+    expect(deep.ops.indexOf('read')).toBeLessThan(deep.ops.lastIndexOf('write'));
+  });
+
+  it('keeps a header every verify_interval bytes at verify_offset, and says each bad interval as fio 3.33 does', async () => {
+    const opts =
+      '--rw=write --bs=4k --direct=1 --size=16k --offset=5m --verify=crc32c --verify_interval=1024 --verify_offset=100';
+    expect((await fio(`--name=w ${opts} --do_verify=0`)).status).toBe(0);
+    const check = (more = '') => fio(`--name=c ${opts} --verify_only ${more}`);
+    const good = await check();
+    expect([good.status, good.stderr]).toEqual([0, '']);
+    // two bytes zeroed in block 1 (5 MiB + 4 KiB): in its intervals 1 and 2
+    await dd('if=/dev/zero of=/dev/xvda bs=1 count=1 seek=5248700 conv=notrunc,fsync');
+    await dd('if=/dev/zero of=/dev/xvda bs=1 count=1 seek=5249524 conv=notrunc,fsync');
+    const failures = (stderr: string) => stderr.split('\n').filter((l) => l.includes('verify failed'));
+    // each said; the block's last interval is good, so verify_io_u() returns 0: no error, as fio's
+    const said = await check('--output-format=json');
+    expect(failures(said.stderr)).toEqual([
+      'crc32c: verify failed at file /dev/xvda offset 5248000, length 1024 (requested block: offset=5246976, length=4096, flags=88)',
+      'crc32c: verify failed at file /dev/xvda offset 5249024, length 1024 (requested block: offset=5246976, length=4096, flags=88)',
+    ]);
+    expect([said.status, json(said.stdout).jobs[0].error]).toEqual([0, 0]);
+    // verify_fatal: the first bad interval fails the job
+    const fatal = await check('--verify_fatal=1 --output-format=json');
+    expect(failures(fatal.stderr)).toHaveLength(1);
+    expect([fatal.status, json(fatal.stdout).jobs[0].error]).toEqual([1, 84]);
+    // verify_dump: each bad interval as read, and as written, in fio's working directory
+    const dumped = await check('--verify_dump=1 --verify_fatal=1');
+    expect(dumped.stderr.split('\n').slice(3, 5)).toEqual([
+      '       received data dumped as xvda.5248000.received',
+      '       expected data dumped as xvda.5248000.expected',
+    ]);
+    const got = await readFile(join(root, 'xvda.5248000.received'));
+    const want = await readFile(join(root, 'xvda.5248000.expected'));
+    expect([got.length, want.length]).toEqual([1024, 1024]);
+    // received has its header swapped back to the interval's start; expected is as written, the
+    // header at verify_offset (fio's own dumps differ so too)
+    expect(got.readUInt16LE(0)).toBe(0xacca);
+    expect(want.readUInt16LE(100)).toBe(0xacca);
+    expect(got.subarray(100, 144)).toEqual(want.subarray(0, 44));
+    const differ = [...got.keys()].filter((i) => i >= 144 && got[i] !== want[i]);
+    expect(differ).toEqual([700]);
+  });
+
+  it('refuses verify options fio refuses, and what would swap a header out of its interval', async () => {
+    const bad = async (args: string) => {
+      const r = await fio(`--name=v --rw=write --bs=4k --size=64k --verify=crc32c ${args}`);
+      expect(r.status).toBe(1);
+      return r.stderr.trim().split('\n');
+    };
+    expect(await bad('--verify_interval=10')).toEqual([
+      'verify_interval: min value out of range: 10 (80 min)',
+      'fio: failed parsing verify_interval=10',
+    ]);
+    expect(await bad('--verify_offset=10')).toEqual([
+      'verify_offset: min value out of range: 10 (40 min)',
+      'fio: failed parsing verify_offset=10',
+    ]);
+    expect(await bad('--verify_backlog=abc')).toEqual(['fio: failed parsing verify_backlog=abc']);
+    // an interval that does not divide the block is the block, as init.c leaves it: then too small
+    // for no header
+    expect((await bad('--verify_offset=4090'))[0]).toMatch(
+      /^fio: v: verify_offset=4090 must be from 44 to 4052/,
+    );
+    expect((await bad('--verify=sha512 --bs=4608 --verify_interval=96'))[0]).toBe(
+      "fio: v: verify_interval=96 is too small for verify=sha512's 168-byte header",
+    );
+  });
+});
+
 describe("a buffered job's page cache: fio's invalidate and fadvise_hint, the guest's readahead", () => {
   interface Disk {
     read_ios: number;
@@ -1144,14 +1277,6 @@ describe("the guest fio's latency limits (max_latency, latency_target: io_u.c's 
 describe("the guest fio's job files and the order of its jobs (stonewall, new_group, wait_for)", () => {
   /** Writes a job file into the guest's root. */
   const jobFile = (name: string, lines: string[]) => writeFile(join(root, name), lines.join('\n') + '\n');
-  /** The disk's requests of a run: reads and writes, in the order the disk took them. */
-  async function requestsOf(run: () => Promise<{ status: number; stdout: string; stderr: string }>) {
-    const dev = stack.disks.get('/dev/sdg')!;
-    const at = dev.log.length;
-    const r = await run();
-    const io = dev.log.slice(at).filter((e) => e.op === 'read' || e.op === 'write');
-    return { ...r, ops: io.map((e) => e.op), io };
-  }
 
   it('runs a job file, a stonewall job only after the jobs before it ended, in its own reporting group', async () => {
     await jobFile('walls.fio', [

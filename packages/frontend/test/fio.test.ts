@@ -455,7 +455,22 @@ describe('fio verify', () => {
     verify,
     verifyPattern: pattern === undefined ? null : parseVerifyPattern(pattern),
   });
+  // the lines of a block the check fails
+  const check = (...args: Parameters<typeof checkVerifyBlock>): string[] | null => {
+    const r = checkVerifyBlock(...args);
+    if (r) expect(r.failed).toBe(true);
+    return r?.lines ?? null;
+  };
   const sure = (numberio: number | null, flags = 0x88): VerifyExpect => ({ numberio, seed: null, flags });
+  /** The header's fields that do not depend on the writer's data or time: magic, type, len, offset, thread, numberio. */
+  const HEADER_FIELDS = [
+    [0, 2],
+    [2, 2],
+    [4, 4],
+    [16, 8],
+    [32, 2],
+    [34, 2],
+  ] as const;
   const fixture = (name: string): Buffer =>
     readFileSync(new URL(`./fixtures/fio-3.33-verify-${name}.bin`, import.meta.url));
 
@@ -474,10 +489,10 @@ describe('fio verify', () => {
       expect(b.readBigUInt64LE(8)).toBe(7n);
       expect(Number(b.readBigUInt64LE(16))).toBe(8192);
       expect([b.readUInt16LE(32), b.readUInt16LE(34)]).toEqual([1, 3]);
-      expect(checkVerifyBlock(spec(kind), b, '/dev/xvda', 8192, sure(3))).toBeNull();
+      expect(check(spec(kind), b, '/dev/xvda', 8192, sure(3))).toBeNull();
       const bad = Buffer.from(b);
       bad[1000] ^= 0x10;
-      const lines = checkVerifyBlock(spec(kind), bad, '/dev/xvda', 8192)!;
+      const lines = check(spec(kind), bad, '/dev/xvda', 8192)!;
       expect(lines[0]).toBe(
         `${kind}: verify failed at file /dev/xvda offset 8192, length 4096 (requested block: offset=8192, length=4096, flags=88)`,
       );
@@ -485,24 +500,20 @@ describe('fio verify', () => {
       expect(lines[2]).toMatch(/^ {7}Received CRC: [0-9a-f]+$/);
       expect(lines).toHaveLength(3);
       // a job's own read, not one of the verify phase: io_u->flags without IO_U_F_VER_LIST
-      expect(checkVerifyBlock(spec(kind), bad, '/dev/xvda', 8192, sure(null, 0x8))![0]).toMatch(
-        /, flags=8\)$/,
-      );
+      expect(check(spec(kind), bad, '/dev/xvda', 8192, sure(null, 0x8))![0]).toMatch(/, flags=8\)$/);
       // a block written for another offset (a misdirected write) fails on its header
-      expect(checkVerifyBlock(spec(kind), b, '/dev/xvda', 4096)![0]).toBe(
+      expect(check(spec(kind), b, '/dev/xvda', 4096)![0]).toBe(
         'verify: bad header offset 8192, wanted 4096 at file /dev/xvda offset 4096, length 4096 (requested block: offset=4096, length=4096)',
       );
       // an older write of the block (a lost write) fails on its number
-      expect(checkVerifyBlock(spec(kind), b, '/dev/xvda', 8192, sure(4))![0]).toBe(
+      expect(check(spec(kind), b, '/dev/xvda', 8192, sure(4))![0]).toBe(
         'verify: bad header numberio 3, wanted 4 at file /dev/xvda offset 8192, length 4096 (requested block: offset=8192, length=4096)',
       );
       // … and in a job that reads and writes, on its seed first, as verify_header() checks them
-      expect(
-        checkVerifyBlock(spec(kind), b, '/dev/xvda', 8192, { numberio: 4, seed: 9n, flags: 0x88 })![0],
-      ).toBe(
+      expect(check(spec(kind), b, '/dev/xvda', 8192, { numberio: 4, seed: 9n, flags: 0x88 })![0]).toBe(
         'verify: bad header rand_seed 7, wanted 9 at file /dev/xvda offset 8192, length 4096 (requested block: offset=8192, length=4096)',
       );
-      expect(checkVerifyBlock(spec(kind), Buffer.alloc(4096), '/dev/xvda', 0)![0]).toMatch(
+      expect(check(spec(kind), Buffer.alloc(4096), '/dev/xvda', 0)![0]).toMatch(
         /^verify: bad magic header 0, wanted acca at file \/dev\/xvda offset 0/,
       );
     }
@@ -531,11 +542,11 @@ describe('fio verify', () => {
       for (const k of [0, 1]) {
         const block = Buffer.from(file.subarray(k * 4096, (k + 1) * 4096));
         // a writer's check, numberio and all
-        expect(checkVerifyBlock(spec(kind), block, '/dev/xvda', k * 4096, sure(k)), kind).toBeNull();
+        expect(check(spec(kind), block, '/dev/xvda', k * 4096, sure(k)), kind).toBeNull();
         // a flipped bit in the data: fio's lines, the method's name first (meta checks no data)
         const bad = Buffer.from(block);
         bad[4095] ^= 0x01;
-        const lines = checkVerifyBlock(spec(kind), bad, '/dev/xvda', k * 4096, sure(k));
+        const lines = check(spec(kind), bad, '/dev/xvda', k * 4096, sure(k));
         if (kind === 'meta') expect(lines).toBeNull();
         else {
           expect(lines![0], kind).toBe(
@@ -547,33 +558,24 @@ describe('fio verify', () => {
         // and a checksum that checks
         const ours = Buffer.alloc(4096);
         fillVerifyBlock(spec(kind), ours, { offset: k * 4096, seed: 1n, numberio: k, thread: 1 });
-        for (const [at, size] of [
-          [0, 2],
-          [2, 2],
-          [4, 4],
-          [16, 8],
-          [32, 2],
-          [34, 2],
-        ])
+        for (const [at, size] of HEADER_FIELDS)
           expect(ours.subarray(at, at + size), `${kind} @${at}`).toEqual(block.subarray(at, at + size));
-        expect(checkVerifyBlock(spec(kind), ours, '/dev/xvda', k * 4096, sure(k))).toBeNull();
+        expect(check(spec(kind), ours, '/dev/xvda', k * 4096, sure(k))).toBeNull();
       }
     }
     // fio's sha512 keeps only its block buffer: the data's last partial block (88 bytes here) over
     // its first 128 bytes. A flipped bit anywhere else goes unnoticed, by fio and so by the guest's.
     const sha512 = Buffer.from(fixture('sha512').subarray(0, 4096));
     sha512[2000] ^= 0x01;
-    expect(checkVerifyBlock(spec('sha512'), sha512, '/dev/xvda', 0, sure(0))).toBeNull();
+    expect(check(spec('sha512'), sha512, '/dev/xvda', 0, sure(0))).toBeNull();
     sha512[40 + 128 + 5] ^= 0x01; // the data's 6th byte: under the tail in the buffer
-    expect(checkVerifyBlock(spec('sha512'), sha512, '/dev/xvda', 0, sure(0))).toBeNull();
+    expect(check(spec('sha512'), sha512, '/dev/xvda', 0, sure(0))).toBeNull();
     sha512[40 + 128 + 100] ^= 0x01; // its 101st: still in the buffer
-    expect(checkVerifyBlock(spec('sha512'), sha512, '/dev/xvda', 0, sure(0))![0]).toMatch(
-      /^sha512: verify failed/,
-    );
+    expect(check(spec('sha512'), sha512, '/dev/xvda', 0, sure(0))![0]).toMatch(/^sha512: verify failed/);
     // checked by the other method: fio 3.33's lines (the medium's md5 digest read as a CRC32C's
     // place, and the type mismatch named)
     const crc = fixture('crc32c').subarray(0, 4096);
-    const lines = checkVerifyBlock(spec('md5'), Buffer.from(crc), '/dev/xvda', 0)!;
+    const lines = check(spec('md5'), Buffer.from(crc), '/dev/xvda', 0)!;
     expect(lines[0]).toBe(
       'md5: verify failed at file /dev/xvda offset 0, length 4096 (requested block: offset=0, length=4096, flags=88)',
     );
@@ -581,7 +583,7 @@ describe('fio verify', () => {
     // a zeroed byte in the header: its CRC
     const hdr = Buffer.from(crc);
     hdr[34] = 0xff;
-    expect(checkVerifyBlock(spec('crc32c'), hdr, '/dev/xvda', 0)![0]).toMatch(
+    expect(check(spec('crc32c'), hdr, '/dev/xvda', 0)![0]).toMatch(
       /^verify: bad header crc [0-9a-f]+, calculated /,
     );
   });
@@ -592,7 +594,7 @@ describe('fio verify', () => {
     expect(plain.subarray(0, 8).toString('hex')).toBe('deadbeefdeadbeef');
     for (const k of [0, 1])
       expect(
-        checkVerifyBlock(
+        check(
           spec('pattern', '0xdeadbeef'),
           Buffer.from(plain.subarray(k * 4096, (k + 1) * 4096)),
           '/f',
@@ -603,7 +605,7 @@ describe('fio verify', () => {
     bad[100] = 0;
     // real fio 3.33's lines for this block, byte for byte: the "length" and the media type are the
     // pattern's bytes read as a header's
-    expect(checkVerifyBlock(spec('pattern', '0xdeadbeef'), bad, '/f', 4096, sure(null, 0x8))).toEqual([
+    expect(check(spec('pattern', '0xdeadbeef'), bad, '/f', 4096, sure(null, 0x8))).toEqual([
       "fio: got pattern '00', wanted 'de'. Bad bits 6",
       'fio: bad pattern block offset 100',
       'pattern: verify failed at file /f offset 4096, length 4022250974 (requested block: offset=4096, length=4096, flags=8)',
@@ -616,11 +618,11 @@ describe('fio verify', () => {
     const p = spec('pattern-header', '"ab"%o-12');
     for (const k of [0, 1])
       expect(
-        checkVerifyBlock(p, Buffer.from(withHdr.subarray(k * 4096, (k + 1) * 4096)), '/f', k * 4096, sure(k)),
+        check(p, Buffer.from(withHdr.subarray(k * 4096, (k + 1) * 4096)), '/f', k * 4096, sure(k)),
       ).toBeNull();
     const bad2 = Buffer.from(withHdr.subarray(4096));
     bad2[42] = 0;
-    expect(checkVerifyBlock(p, bad2, '/f', 4096, sure(1, 0x8))).toEqual([
+    expect(check(p, bad2, '/f', 4096, sure(1, 0x8))).toEqual([
       "fio: got pattern '00', wanted '61'. Bad bits 3",
       'fio: bad pattern block offset 42',
       'pattern: verify failed at file /f offset 4096, length 4096 (requested block: offset=4096, length=4096, flags=8)',
@@ -629,7 +631,7 @@ describe('fio verify', () => {
     const moved = Buffer.from(withHdr.subarray(4096));
     moved.writeBigUInt64LE(0n, 16);
     moved.writeUInt32LE(0, 36);
-    expect(checkVerifyBlock(p, moved, '/f', 0)![0]).toMatch(/^verify: bad header crc/);
+    expect(check(p, moved, '/f', 0)![0]).toMatch(/^verify: bad header crc/);
     // ours, the same bytes but for the header's time and CRC
     const ours = Buffer.alloc(4096);
     fillVerifyBlock(p, ours, { offset: 4096, seed: 5n, numberio: 1, thread: 1 });
@@ -641,9 +643,107 @@ describe('fio verify', () => {
     fillVerifyBlock(meta, m, { offset: 0, seed: 5n, numberio: 0, thread: 1 });
     expect(m.subarray(40, 48).toString('hex')).toBe('5555555555555555');
     m[4095] = 0x54;
-    expect(checkVerifyBlock(meta, m, '/f', 0)![1]).toBe('fio: bad pattern block offset 4095');
+    expect(check(meta, m, '/f', 0)![1]).toBe('fio: bad pattern block offset 4095');
     // null checks nothing
-    expect(checkVerifyBlock(spec('null'), Buffer.alloc(4096), '/f', 0)).toBeNull();
+    expect(check(spec('null'), Buffer.alloc(4096), '/f', 0)).toBeNull();
+  });
+
+  it("checks fio's blocks with a header every verify_interval bytes, swapped to verify_offset, as fio 3.33 wrote and failed them", () => {
+    // --verify=crc32c --verify_interval=1024 --verify_offset=100: four headers a block, each 100 bytes in
+    const spec = { verify: 'crc32c', verifyPattern: null, verifyInterval: 1024, verifyOffset: 100 } as const;
+    const file = fixture('crc32c-interval-offset');
+    const block = (k: number) => Buffer.from(file.subarray(k * 4096, (k + 1) * 4096));
+    for (const k of [0, 1]) expect(checkVerifyBlock(spec, block(k), '/f', k * 4096, sure(k))).toBeNull();
+    // ours: the same fields at the same places of each interval, and a check that passes
+    const ours = Buffer.alloc(4096);
+    fillVerifyBlock(spec, ours, { offset: 4096, seed: 3n, numberio: 1, thread: 1 });
+    for (let i = 0; i < 4; i++) {
+      const at = i * 1024 + 100;
+      for (const [f, size] of HEADER_FIELDS)
+        expect(ours.subarray(at + f, at + f + size), `interval ${i} @${f}`).toEqual(
+          block(1).subarray(at + f, at + f + size),
+        );
+    }
+    expect(checkVerifyBlock(spec, Buffer.from(ours), '/f', 4096, sure(1))).toBeNull();
+    // fio 3.33's lines for two bad intervals (6144+500 and 5120+700): each said, in the order of the
+    // block, and — the last interval being good — the block not failed (verify_io_u()'s last return)
+    const bad = block(1);
+    bad[2048 + 500] = 0;
+    bad[1024 + 700] = 0;
+    const r = checkVerifyBlock(spec, Buffer.from(bad), '/tmp/fv/fx1b', 4096, sure(1))!;
+    expect(r.failed).toBe(false);
+    expect(r.lines.filter((l) => l.includes('verify failed'))).toEqual([
+      'crc32c: verify failed at file /tmp/fv/fx1b offset 5120, length 1024 (requested block: offset=4096, length=4096, flags=88)',
+      'crc32c: verify failed at file /tmp/fv/fx1b offset 6144, length 1024 (requested block: offset=4096, length=4096, flags=88)',
+    ]);
+    // the CRCs fio printed for the first, over its own data
+    expect(r.lines.slice(1, 3)).toEqual(['       Expected CRC: 922eb9fa', '       Received CRC: 7dfdf38e']);
+    // a bad last interval fails the block; verify_fatal stops at the first bad one and fails it
+    const last = block(1);
+    last[3072 + 900] ^= 0x01;
+    expect(checkVerifyBlock(spec, Buffer.from(last), '/f', 4096, sure(1))!.failed).toBe(true);
+    const fatal = checkVerifyBlock({ ...spec, verifyFatal: true }, Buffer.from(bad), '/f', 4096, sure(1))!;
+    expect(fatal.failed).toBe(true);
+    expect(fatal.lines).toHaveLength(3);
+    expect(fatal.lines[0]).toMatch(/offset 5120, length 1024/);
+    // a header checked against its interval's place, said against the block's (fio's words)
+    const moved = block(1);
+    moved.copy(moved, 1024, 0, 1024);
+    expect(check(spec, moved, '/f', 4096, sure(1))).toEqual([
+      'verify: bad header offset 4096, wanted 4096 at file /f offset 5120, length 1024 (requested block: offset=4096, length=4096)',
+    ]);
+  });
+
+  it("checks a pattern after each interval's header, and dumps a bad interval as fio 3.33 does (verify_dump)", () => {
+    // --verify=md5 --verify_interval=512 --verify_pattern=0x5a: md5 checks its digest, not the pattern
+    const spec = { verify: 'md5', verifyPattern: parseVerifyPattern('0x5a'), verifyInterval: 512 } as const;
+    const file = fixture('md5-interval-pattern');
+    const block = Buffer.from(file.subarray(0, 4096));
+    expect(checkVerifyBlock(spec, Buffer.from(block), '/f', 0, sure(0))).toBeNull();
+    expect(block.subarray(512 + 56, 512 + 64).toString('hex')).toBe('5a5a5a5a5a5a5a5a');
+    // the byte fio 3.33's run found (1536+300): its one line, and its two files named so
+    const bad = Buffer.from(block);
+    bad[1536 + 300] = 0;
+    const r = checkVerifyBlock({ ...spec, verifyDump: true }, bad, '/tmp/fv/fx2b', 0, sure(0))!;
+    expect(r.failed).toBe(false);
+    expect(r.lines).toEqual([
+      'md5: verify failed at file /tmp/fv/fx2b offset 1536, length 512 (requested block: offset=0, length=4096, flags=88)',
+      expect.stringMatching(/^ {7}Expected CRC: [0-9a-f]{32}$/),
+      expect.stringMatching(/^ {7}Received CRC: [0-9a-f]{32}$/),
+      '       received data dumped as fx2b.1536.received',
+      '       expected data dumped as fx2b.1536.expected',
+    ]);
+    expect(r.dumps.map((d) => [d.name, d.line, d.data.length])).toEqual([
+      ['fx2b.1536.received', 3, 512],
+      ['fx2b.1536.expected', 4, 512],
+    ]);
+    // received: the interval read; expected: it made again, which differs in the bad byte and the
+    // header's time and CRC alone
+    const [got, want] = r.dumps.map((d) => d.data);
+    expect(got).toEqual(bad.subarray(1536, 2048));
+    const differ = [...got.keys()].filter((i) => got[i] !== want[i]);
+    expect(differ.every((i) => i === 300 || (i >= 24 && i < 32) || (i >= 36 && i < 40))).toBe(true);
+    expect(differ).toContain(300);
+    // meta checks the pattern after each interval's header: the byte named from the interval's start
+    const meta = { ...spec, verify: 'meta' } as const;
+    const m = Buffer.alloc(4096);
+    fillVerifyBlock(meta, m, { offset: 0, seed: 1n, numberio: 0, thread: 1 });
+    expect(checkVerifyBlock(meta, Buffer.from(m), '/f', 0)).toBeNull();
+    m[1536 + 300] = 0;
+    expect(checkVerifyBlock(meta, m, '/f', 0)?.lines).toEqual([
+      "fio: got pattern '00', wanted '5a'. Bad bits 4",
+      'fio: bad pattern block offset 300',
+      'pattern: verify failed at file /f offset 1536, length 512 (requested block: offset=0, length=4096, flags=88)',
+    ]);
+    // a bad header: its line and its interval dumped as hdr_fail
+    const hdr = Buffer.from(block);
+    hdr[512] = 0;
+    const h = checkVerifyBlock({ ...spec, verifyDump: true }, hdr, '/dev/xvda', 0, sure(0))!;
+    expect(h.failed).toBe(true);
+    expect(h.lines).toEqual([
+      'verify: bad magic header ac00, wanted acca at file /dev/xvda offset 512, length 512 (requested block: offset=0, length=4096)',
+      '       hdr_fail data dumped as xvda.512.hdr_fail',
+    ]);
   });
 
   it('parses verify_pattern as lib/pattern.c does (its own examples)', () => {

@@ -36,6 +36,7 @@ import { blkStatusToErrno } from '../block/queue.ts';
 import { jobSize, rateBps, rwKinds, syncEngine, verifiesWrites, type FioJob } from './fio-job.ts';
 import { batchBucket, depthBucket, JobStats } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
+import { WriteLog, type LoggedWrite } from './fio-write-log.ts';
 import { MinRateCheck, RateControl } from './fio-rate.ts';
 import { jobLogs, type JobLogs } from './fio-log.ts';
 import { LatencyTarget, type LatencyStep } from './fio-latency.ts';
@@ -69,8 +70,12 @@ interface Io {
   tSubmitted: number;
   /** Issued during ramp_time: not accounted. */
   ramp: boolean;
-  /** A read of the verify phase: its block is checked. */
+  /** A read of the verify phase, or of `verify_backlog`'s (IO_U_F_VER_LIST): its block is checked. */
   verify: boolean;
+  /** A `verify_backlog` read, issued in the pass. */
+  backlog: boolean;
+  /** A verify read's logged write: the number and seed its header should hold. */
+  logged: LoggedWrite | null;
 }
 
 const now = (): number => performance.now();
@@ -159,17 +164,20 @@ export class Worker {
   private ending = false;
   /** The last thing the job did was a sync (fio's td->last_was_sync). */
   private lastWasSync = false;
-  /**
-   * The last write of each block of the current pass, for its verify phase: the number of the write
-   * and its seed, as fio's io_piece log has them.
-   */
-  private readonly written = new Map<number, { numberio: number; seed: bigint }>();
+  /** The writes of the current pass, for its verify phase and `verify_backlog` (fio's io_piece log). */
+  private readonly written: WriteLog;
+  /** Whether the last I/O to complete was a write (td->last_ddir is a read until one completes). */
+  private lastCompletedWrite = false;
+  /** verify_dump's files being written: the job issues nothing until they are (fio writes them inline). */
+  private dumping = 0;
+  /** What the job has still to say on stderr after those files, in order (null: nothing pending). */
+  private stderrTail: Promise<void> | null = null;
   /** The seeds of verify blocks (fio's td->verify_state), apart from the offsets' generator. */
   private readonly verifyRand: () => number;
   /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
   private phase: 'io' | 'verify' = 'io';
-  /** The verify phase's offsets, in order, and the index of the next to read. */
-  private verifyList: number[] = [];
+  /** The verify phase's blocks, in order (their logged writes), and the index of the next to read. */
+  private verifyList: Array<{ offset: number; logged: LoggedWrite | null }> = [];
   private verifyNext = 0;
   /** When the current phase began (fio's td->start), and the bytes it accounted in each direction. */
   private phaseStart = 0;
@@ -227,6 +235,9 @@ export class Worker {
           )
         : null;
     this.offsets = new Offsets(job.offset, size, job.bs, this.kinds.random, this.rand, bytes);
+    // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
+    const backlog = verifiesWrites(job) ? job.verifyBacklog : 0;
+    this.written = new WriteLog(!this.kinds.random, backlog, job.verifyBacklogBatch);
     this.direct = job.direct;
     this.sync = syncEngine(job);
     this.depth = jobDepth(job);
@@ -248,7 +259,7 @@ export class Worker {
   /** The job's error (td_verror()), said first with `line` on stderr when there is one. */
   private fail(errno: Errno, func: VerrorFunc, line: string | null): void {
     if (this.stats.error) return;
-    if (line !== null) this.io.stderr(line + '\n');
+    if (line !== null) this.say(line + '\n');
     this.stats.error = ERRNO_NUM[errno] ?? 5;
     this.stats.verror = verror(func, STRERROR[errno]);
     this.stopping = true;
@@ -376,11 +387,14 @@ export class Worker {
       // TD_RAMP's '/' until ramp_time is over (pump() ends it)
       this.state = this.rampDone ? runLetter(this.job) : '/';
     } else {
-      // verify_only reads back the whole region; otherwise what the pass wrote, by offset (fio keeps
-      // a random writer's log in an rb-tree sorted by offset)
+      // verify_only reads back the whole region; otherwise what the pass wrote and its backlog has
+      // not read yet, in the log's order (WriteLog)
       this.verifyList = this.job.verifyOnly
-        ? Array.from({ length: this.offsets.count }, (_, k) => this.job.offset + k * this.job.bs)
-        : [...this.written.keys()].sort((a, b) => a - b);
+        ? Array.from({ length: this.offsets.count }, (_, k) => ({
+            offset: this.job.offset + k * this.job.bs,
+            logged: null,
+          }))
+        : this.written.drain().map((logged) => ({ offset: logged.offset, logged }));
       this.verifyNext = 0;
       this.state = 'V';
       // do_verify(), whatever the engine: the file synced (fio_io_sync(): fsync, the device flushed)
@@ -406,6 +420,8 @@ export class Worker {
   }
 
   private async finishPhase(): Promise<void> {
+    // what the phase has still to say (verify_dump's lines, and what came after them) before its end
+    if (this.stderrTail) await this.stderrTail;
     // do_io()'s end: a writer syncs its file (end_fsync, or fsync_on_close), inside the pass's time,
     // in eta.c's TD_FSYNCING ('F'); a failed sync is the job's error (fio_io_sync()'s td_verror)
     if (
@@ -423,7 +439,8 @@ export class Worker {
     const t = now();
     const us = Math.floor(Math.max(0, t - this.phaseStart) * 1000);
     if (this.phase === 'io') {
-      if (this.phaseBytes.r && this.kinds.read) this.elapsedUs.r += us;
+      // a writer's backlog reads give it a read run time (TD_F_VER_BACKLOG in thread_main())
+      if (this.phaseBytes.r && (this.kinds.read || this.job.verifyBacklog)) this.elapsedUs.r += us;
       if (this.phaseBytes.w && this.kinds.write) this.elapsedUs.w += us;
     } else this.elapsedUs.r += us;
     if (this.stats.read.ios) this.stats.read.runtimeMs = msOfUs(this.elapsedUs.r);
@@ -498,11 +515,14 @@ export class Worker {
       this.checksAfterReap = false;
       this.loopChecks(t);
     }
-    // stalled (ahead of the rate, thinking, quiescing), nothing is issued until the stall is over
-    while (!this.stalls.stalled && this.inflight < this.queueDepth && this.more(t)) {
-      const write = this.rateIssue(t);
+    // stalled (ahead of the rate, thinking, quiescing), nothing is issued until the stall is over;
+    // nor while verify_dump's files are written
+    while (!this.stalls.stalled && !this.dumping && this.inflight < this.queueDepth && this.more(t)) {
+      // get_io_u(): a read of the backlog goes before the rate's say (check_get_verify())
+      const back = this.phase === 'io' ? this.written.nextBacklog(this.lastCompletedWrite) : null;
+      const write = back ? false : this.rateIssue(t);
       if (write === null) break;
-      this.issue(t, write);
+      this.issue(t, back ?? write);
       this.rate?.issued(write);
       this.lastIssueWrite = write;
       n++;
@@ -532,7 +552,8 @@ export class Worker {
     }
     if (n) this.refillFromEmpty = false;
     // a stall after the last I/O is the job's too (fio thinks after it): its wake ends the phase
-    if (this.inflight === 0 && !this.stalls.stalled && !this.thinkAfterReap && !this.more(t)) this.endPhase();
+    if (this.inflight === 0 && !this.stalls.stalled && !this.thinkAfterReap && !this.dumping && !this.more(t))
+      this.endPhase();
   }
 
   /** queue_full()'s bound: the latency target's depth where it has one, else the job's. */
@@ -686,11 +707,33 @@ export class Worker {
       : this.completedIos;
   }
 
-  private issue(t: number, write: boolean): void {
+  /**
+   * Issues one I/O: `write` a direction of the workload, or a logged write to read back (the verify
+   * phase's next, or `verify_backlog`'s).
+   */
+  private issue(t: number, what: boolean | LoggedWrite): void {
     const slot = this.buffers.free.pop()!;
-    const verify = this.phase === 'verify';
-    const offset = verify ? this.verifyList[this.verifyNext++] : this.offsets.next(write);
-    const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone, verify };
+    const backlog = typeof what === 'object';
+    const write = what === true;
+    const verify = this.phase === 'verify' || backlog;
+    let offset: number;
+    let logged: LoggedWrite | null = null;
+    if (backlog) ({ offset } = logged = what);
+    else if (this.phase === 'verify') ({ offset, logged } = this.verifyList[this.verifyNext++]);
+    else offset = this.offsets.next(write);
+    const io: Io = {
+      slot,
+      write,
+      offset,
+      tIssue: t,
+      tSubmitted: 0,
+      ramp: !this.rampDone,
+      verify,
+      backlog,
+      logged,
+    };
+    // do_io()'s run state: TD_VERIFYING for a read of the backlog, else running (or ramping)
+    if (this.phase === 'io' && this.rampDone) this.state = backlog ? 'V' : runLetter(this.job);
     this.inflight++;
     this.issued++;
     // fio's total_io_u: every I/O its engine was handed, a failed one too, counted as it is queued
@@ -710,7 +753,7 @@ export class Worker {
         thread: this.index + 1, // td->thread_number, from 1
       });
       if (this.direct) toPages(slot);
-      this.written.set(offset, { numberio, seed });
+      this.written.log(offset, numberio, seed);
     }
     const tIssue = now();
     io.tIssue = tIssue;
@@ -750,6 +793,8 @@ export class Worker {
   private complete(io: Io, err: Errno | null): void {
     const t = now();
     this.inflight--;
+    this.lastCompletedWrite = io.write;
+    if (io.write) this.written.completed(io.offset, !err);
     this.buffers.free.push(io.slot);
     this.completedBurst++;
     if (err) {
@@ -806,20 +851,72 @@ export class Worker {
     // verify_header() checks the write's number where the job's log is sure of it: a writer of one
     // block size, neither time_based nor verify_only
     const sure = this.kinds.write && !this.job.timeBased && !this.job.verifyOnly;
-    const logged = this.written.get(io.offset);
-    const bad = checkVerifyBlock(this.job, io.slot.buf!, this.target.path, io.offset, {
+    const logged = io.logged;
+    const r = checkVerifyBlock(this.job, io.slot.buf!, this.target.path, io.offset, {
       numberio: sure ? (logged?.numberio ?? null) : null,
       // verify_io_u() takes the header's seed for its own unless the job both reads and writes
-      // (td_rw()); a verify_only run's log is of a dry run, whose seeds are not the writer's
-      seed: this.kinds.read && this.kinds.write && !this.job.verifyOnly ? (logged?.seed ?? null) : null,
+      // (td_rw()) without a backlog; a verify_only run's log is of a dry run, whose seeds are not the
+      // writer's
+      seed:
+        this.kinds.read && this.kinds.write && !this.job.verifyOnly && !this.job.verifyBacklog
+          ? (logged?.seed ?? null)
+          : null,
       flags: io.verify ? 0x88 : 0x8,
     });
-    if (bad) this.verifyFailed(bad);
+    if (!r) return;
+    if (r.failed) this.verifyFailed();
+    if (!r.dumps.length) {
+      this.say(r.lines.join('\n') + '\n');
+      return;
+    }
+    // dump_buf() writes each file where it says so; the job waits for them (see pump())
+    const { lines, dumps } = r;
+    this.dumping++;
+    const tail = (this.stderrTail ?? Promise.resolve()).then(async () => {
+      for (const d of dumps) {
+        const said = await this.dumpFile(d.name, d.data);
+        if (said) lines[d.line] = said;
+      }
+      this.io.stderr(lines.join('\n') + '\n');
+    });
+    this.stderrTail = tail;
+    void tail.then(() => {
+      this.dumping--;
+      if (this.stderrTail === tail) this.stderrTail = null;
+      this.pump();
+    });
   }
 
-  private verifyFailed(lines: string[]): void {
+  /**
+   * One of verify_dump's files, in the guest's / (fio's working directory). Returns what fio says
+   * instead of its `dumped as` line when the file could not be made, or with it when a write failed.
+   */
+  private async dumpFile(name: string, data: Buffer): Promise<string | null> {
+    const f = await this.target.vfs
+      .open(`/${name}`, { read: false, write: true, create: true, truncate: true })
+      .catch(() => ({ errno: 'EIO' as const }));
+    if ('errno' in f) return `open verify buf file: ${STRERROR[f.errno]}`;
+    try {
+      for (let at = 0; at < data.length;) {
+        const r = await f.pwrite(data.subarray(at), at);
+        if (!r.ok || r.n === 0)
+          return `write verify buf file: ${STRERROR[r.ok ? 'ENOSPC' : r.errno]}\n       ${name.split('.').pop()} data dumped as ${name}`;
+        at += r.n;
+      }
+      return null;
+    } finally {
+      await f.close();
+    }
+  }
+
+  /** Says `text` on stderr after what verify_dump has still to say, in fio's order. */
+  private say(text: string): void {
+    if (this.stderrTail) this.stderrTail = this.stderrTail.then(() => this.io.stderr(text));
+    else this.io.stderr(text);
+  }
+
+  private verifyFailed(): void {
     if (this.stats.error) return;
-    this.io.stderr(lines.join('\n') + '\n');
     this.stats.error = 84;
     // the check runs where the engine's completions are reaped: at the call's return for a
     // synchronous one
@@ -832,7 +929,8 @@ export class Worker {
     const bs = this.job.bs;
     // the pass's budget counts what it did in the ramp too: fio's issued bytes outlive the ramp's end
     // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included
-    if (!io.verify) this.bytesDone += bs;
+    // … and a mixed job's backlog reads, which fio's io_issue_bytes_exceeded() counts with its reads
+    if (!io.verify || (io.backlog && this.kinds.read)) this.bytesDone += bs;
     this.completedIos++;
     // io_completed()'s this_io_bytes and this_io_blocks: the ramp's and the verify phase's too
     this.thisIo.bytes[io.write ? 1 : 0] += bs;

@@ -9,7 +9,7 @@
  */
 import type { ChecksumName } from './fio-checksum.ts';
 import type { VerifyPattern } from './fio-pattern.ts';
-import { headerSize } from './fio-verify.ts';
+import { headerInterval, headerSize } from './fio-verify.ts';
 import type { RateProcess } from './fio-rate.ts';
 import { fail, type PerDirection } from './fio-parse.ts';
 
@@ -67,6 +67,18 @@ export interface FioJob {
   verifyPattern: VerifyPattern | null;
   doVerify: boolean;
   verifyOnly: boolean;
+  /** fio's `verify_interval`: a header every this many bytes of a block (0: one a block). */
+  verifyInterval: number;
+  /** fio's `verify_offset`: each header is kept this far into its interval, swapped with what was there. */
+  verifyOffset: number;
+  /** fio's `verify_fatal`: a block's check stops at its first bad interval (and so fails on it). */
+  verifyFatal: boolean;
+  /** fio's `verify_dump`: a bad interval's bytes, and what they should be, written to files. */
+  verifyDump: boolean;
+  /** fio's `verify_backlog`: every this many blocks written, some of them are read back (0: at the end). */
+  verifyBacklog: number;
+  /** fio's `verify_backlog_batch`: how many are read back each time (0: `verify_backlog`). */
+  verifyBacklogBatch: number;
   /** fio's `rate`: bytes a second, reads then writes; 0 where unlimited. */
   rate: PerDirection;
   /** fio's `rate_iops`: I/Os a second, reads then writes; 0 where unlimited. */
@@ -207,6 +219,12 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   verifyPattern: null,
   doVerify: true,
   verifyOnly: false,
+  verifyInterval: 0,
+  verifyOffset: 0,
+  verifyFatal: false,
+  verifyDump: false,
+  verifyBacklog: 0,
+  verifyBacklogBatch: 0,
   rate: [0, 0, 0],
   rateIops: [0, 0, 0],
   rateMin: [0, 0, 0],
@@ -327,10 +345,19 @@ export function checkJob(job: FioJob): void {
   if (job.verify === 'pattern' && !job.verifyPattern) {
     fail(`fio: ${job.name}: verify=pattern needs a verify_pattern (--verify_pattern=0xdeadbeef, say)`);
   }
-  if (job.verify !== 'none' && job.bs <= headerSize(job.verify)) {
+  if (job.verify === 'none') return;
+  const hdr = headerSize(job.verify);
+  const inc = headerInterval(job, job.bs);
+  if (inc <= hdr) {
     // populate_hdr()'s "Blocksize too small", said before the job starts
+    const what = inc === job.bs ? `bs=${job.bs}` : `verify_interval=${inc}`;
+    fail(`fio: ${job.name}: ${what} is too small for verify=${job.verify}'s ${hdr}-byte header`);
+  }
+  // fio swaps the header with whatever lies at verify_offset: overlapping it, or past the interval
+  // (past the buffer, for the last one); here the header's place must be apart from it, in the interval
+  if (job.verifyOffset && hdr && (job.verifyOffset < hdr || job.verifyOffset + hdr > inc)) {
     fail(
-      `fio: ${job.name}: bs=${job.bs} is too small for verify=${job.verify}'s ${headerSize(job.verify)}-byte header`,
+      `fio: ${job.name}: verify_offset=${job.verifyOffset} must be from ${hdr} to ${inc - hdr}: verify=${job.verify}'s ${hdr}-byte header is swapped with the bytes there, in an interval of ${inc}`,
     );
   }
 }

@@ -396,6 +396,25 @@ export const OPTIONS: Record<string, OptionDef> = {
   },
   do_verify: { apply: jobOpt((j, v) => (j.doVerify = fioBool('do_verify', v, 'bool'))) },
   verify_only: { flag: true, apply: jobOpt((j, v) => (j.verifyOnly = fioBool('verify_only', v, 'set'))) },
+  // verify_interval's and verify_offset's minimums are options.c's (two headers, one header)
+  verify_interval: {
+    apply: jobOpt((j, v) => (j.verifyInterval = parseIntOption('verify_interval', v, 80, 0xffffffff))),
+  },
+  verify_offset: {
+    apply: jobOpt((j, v) => (j.verifyOffset = parseIntOption('verify_offset', v, 40, 0xffffffff))),
+  },
+  verify_fatal: { apply: jobOpt((j, v) => (j.verifyFatal = fioBool('verify_fatal', v, 'bool'))) },
+  verify_dump: { apply: jobOpt((j, v) => (j.verifyDump = fioBool('verify_dump', v, 'bool'))) },
+  verify_backlog: {
+    apply: jobOpt(
+      (j, v) => (j.verifyBacklog = parseIntOption('verify_backlog', v, 0, Number.MAX_SAFE_INTEGER)),
+    ),
+  },
+  verify_backlog_batch: {
+    apply: jobOpt(
+      (j, v) => (j.verifyBacklogBatch = parseIntOption('verify_backlog_batch', v, 0, 0xffffffff)),
+    ),
+  },
   randseed: {
     apply: jobOpt((j, v) => {
       j.randseed = parseIntOption('randseed', v, 0, 0xffffffff);

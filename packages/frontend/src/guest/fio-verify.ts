@@ -63,6 +63,32 @@ function mediaHeaderSize(type: number): number | null {
 export interface VerifySpec {
   verify: FioVerify;
   verifyPattern: VerifyPattern | null;
+  /** fio's `verify_interval`: a header every this many bytes of a block (0: one a block). */
+  verifyInterval?: number;
+  /** fio's `verify_offset`: each header is swapped with the bytes this far into its interval. */
+  verifyOffset?: number;
+  /** fio's `verify_fatal`: the check of a block stops at its first bad interval. */
+  verifyFatal?: boolean;
+  /** fio's `verify_dump`: a bad interval's bytes, and what they should have been, kept in files. */
+  verifyDump?: boolean;
+}
+
+/**
+ * The bytes each header covers in a block of `len` (get_hdr_inc(), with init.c's fixup of
+ * `verify_interval` folded in: at most the block size, and a divisor of it, or else the block size —
+ * fio's gcd of the smallest and largest block size, both `bs` here).
+ */
+export function headerInterval(spec: VerifySpec, len: number): number {
+  const i = spec.verifyInterval ?? 0;
+  return i > 0 && i <= len && len % i === 0 ? i : len;
+}
+
+/** memswp(): fio's `verify_offset` moves each interval's header there, and back before the check. */
+function swapHeader(interval: Buffer, at: number, size: number): void {
+  if (!at || !size) return;
+  const head = Buffer.from(interval.subarray(0, size));
+  interval.copy(interval, 0, at, at + size);
+  head.copy(interval, at);
 }
 
 /** xorshift32 fill: fio fills verify blocks from a per-block seed; any fast PRNG serves. */
@@ -88,29 +114,37 @@ export interface VerifyStamp {
 
 /**
  * Fills one block (`block`, the block's bytes, possibly spread over pages by the caller) with its
- * data, header and checksum for `stamp` (fill_pattern_headers()). Returns the seed its header
- * holds: 0 when a pattern fills the data, as fio leaves io_u->rand_seed then.
+ * data, then a header and checksum at the start of each interval for `stamp` (fill_pattern_headers(),
+ * populate_hdr()). Returns the seed its headers hold: 0 when a pattern fills the data, as fio leaves
+ * io_u->rand_seed then.
  */
-export function fillVerifyBlock(spec: VerifySpec, block: Buffer, s: VerifyStamp): bigint {
+export function fillVerifyBlock(spec: VerifySpec, block: Buffer, s: VerifyStamp, time = Date.now()): bigint {
   const kind = spec.verify;
-  // the data first, over the whole block; the header, then, over its start
+  // the data first, over the whole block; the headers, then, over its intervals' starts
   if (spec.verifyPattern) fillPattern(block, patternAt(spec.verifyPattern, s.offset));
-  else fillFromSeed(block, s.seed ^ BigInt(Math.floor(s.offset / 512)) ^ BigInt(s.numberio << 7));
+  // numberio as the header keeps it (16 bits), so that verify_dump can make the block again from it
+  else fillFromSeed(block, s.seed ^ BigInt(Math.floor(s.offset / 512)) ^ BigInt((s.numberio & 0xffff) << 7));
   const seed = spec.verifyPattern ? 0n : s.seed;
   if (kind === 'none' || kind === 'null' || kind === 'pattern') return seed;
-  const now = Date.now();
-  block.writeUInt16LE(FIO_HDR_MAGIC, 0);
-  block.writeUInt16LE(VERIFY_TYPE[kind], 2);
-  block.writeUInt32LE(block.length, 4);
-  block.writeBigUInt64LE(seed, 8);
-  block.writeBigUInt64LE(BigInt(s.offset), 16);
-  block.writeUInt32LE(Math.floor(now / 1000), 24);
-  block.writeUInt32LE((now % 1000) * 1_000_000, 28);
-  block.writeUInt16LE(s.thread & 0xffff, 32);
-  block.writeUInt16LE(s.numberio & 0xffff, 34);
-  block.writeUInt32LE(fioCrc32c(block.subarray(0, HDR_CRC_OFF)), HDR_CRC_OFF);
-  const sum = checksumOf(kind);
-  if (sum) sum.sum(block.subarray(HDR_SIZE + sum.size)).copy(block, HDR_SIZE);
+  const inc = headerInterval(spec, block.length);
+  const size = headerSize(kind);
+  for (let at = 0; at < block.length; at += inc) {
+    const b = block.subarray(at, at + inc);
+    b.writeUInt16LE(FIO_HDR_MAGIC, 0);
+    b.writeUInt16LE(VERIFY_TYPE[kind], 2);
+    b.writeUInt32LE(inc, 4);
+    b.writeBigUInt64LE(seed, 8);
+    // __fill_hdr(): the block's offset plus the interval's place in it
+    b.writeBigUInt64LE(BigInt(s.offset + at), 16);
+    b.writeUInt32LE(Math.floor(time / 1000), 24);
+    b.writeUInt32LE((time % 1000) * 1_000_000, 28);
+    b.writeUInt16LE(s.thread & 0xffff, 32);
+    b.writeUInt16LE(s.numberio & 0xffff, 34);
+    b.writeUInt32LE(fioCrc32c(b.subarray(0, HDR_CRC_OFF)), HDR_CRC_OFF);
+    const sum = checksumOf(kind);
+    if (sum) sum.sum(b.subarray(HDR_SIZE + sum.size)).copy(b, HDR_SIZE);
+    swapHeader(b, spec.verifyOffset ?? 0, size);
+  }
   return seed;
 }
 
@@ -126,10 +160,31 @@ export interface VerifyExpect {
   flags: number;
 }
 
+/** A file `verify_dump` writes (dump_buf()): `<file's basename>.<offset>.<type>` in fio's directory. */
+export interface VerifyDump {
+  name: string;
+  data: Buffer;
+  /** The index in the outcome's `lines` of its `… data dumped as …` line. */
+  line: number;
+}
+
+/** What the check of one block says. */
+export interface VerifyOutcome {
+  /** fio's lines on stderr, in its order. */
+  lines: string[];
+  /**
+   * Whether the block failed: verify_io_u()'s return, which a bad header decides at once and, after
+   * that, the last interval checked — so that without `verify_fatal` a bad interval followed by a
+   * good one is said and not failed, as fio 3.33 does.
+   */
+  failed: boolean;
+  dumps: VerifyDump[];
+}
+
 /**
- * Checks one block read back from `file` at `offset` by the method the job was given. Returns null
- * when the block verifies, else the lines fio prints (verify_header(), log_verify_failure(),
- * verify_io_u_pattern(), verify_io_u()).
+ * Checks one block read back from `file` at `offset` by the method the job was given, interval by
+ * interval (verify_io_u()): each one's header swapped back from `verify_offset`, then checked
+ * (verify_header()), then its data. Returns null when there is nothing to say.
  */
 export function checkVerifyBlock(
   spec: VerifySpec,
@@ -137,75 +192,147 @@ export function checkVerifyBlock(
   file: string,
   offset: number,
   expect: VerifyExpect = { numberio: null, seed: null, flags: 0x88 },
-): string[] | null {
+): VerifyOutcome | null {
   const kind = spec.verify;
   if (kind === 'none' || kind === 'null') return null;
   const len = block.length;
-  if (kind !== 'pattern') {
-    const bad = checkHeader(block, file, offset, expect);
-    if (bad) return [bad];
+  const inc = headerInterval(spec, len);
+  const out: VerifyOutcome = { lines: [], failed: false, dumps: [] };
+  const base = file.slice(file.lastIndexOf('/') + 1);
+  const dump = (data: Buffer, at: number, type: string): void => {
+    if (!spec.verifyDump) return;
+    const name = `${base}.${at}.${type}`;
+    out.dumps.push({ name, data: Buffer.from(data), line: out.lines.length });
+    out.lines.push(`       ${type} data dumped as ${name}`);
+  };
+  let failed = false;
+  for (let k = 0; k * inc < len; k++) {
+    if (failed && spec.verifyFatal) break;
+    const b = block.subarray(k * inc, (k + 1) * inc);
+    swapHeader(b, spec.verifyOffset ?? 0, headerSize(kind));
+    if (kind !== 'pattern') {
+      const bad = checkHeader(b, k, file, offset, len, expect);
+      if (bad) {
+        out.lines.push(bad);
+        dump(b, offset + k * inc, 'hdr_fail');
+        out.failed = true;
+        return out;
+      }
+    }
+    const lines = checkInterval(spec, b, k, offset);
+    failed = lines !== null;
+    if (!lines) continue;
+    // The header does not choose the check: the job's method does, and a failure names both types
+    // when they differ. Without a header, fio reads its fields from the data all the same.
+    const media = b.readUInt16LE(2);
+    const hlen = b.readUInt32LE(4);
+    // log_verify_failure(): the interval's place from the header's length, an unsigned int product
+    out.lines.push(
+      ...lines.before,
+      `${lines.name}: verify failed at file ${file} offset ${offset + (Math.imul(k, hlen) >>> 0)}, length ${hlen} (requested block: offset=${offset}, length=${len}, flags=${expect.flags.toString(16)})`,
+      ...lines.after,
+    );
+    if (spec.verifyDump) {
+      // the interval as read (its header swapped back), then as fill_pattern_headers() makes it again
+      // from the header's seed and number (fio's time is the read's)
+      dump(b, offset + k * inc, 'received');
+      const again = Buffer.alloc(len);
+      fillVerifyBlock(spec, again, {
+        offset,
+        seed: b.readBigUInt64LE(8),
+        numberio: b.readUInt16LE(34),
+        thread: b.readUInt16LE(32),
+      });
+      dump(again.subarray(k * inc, (k + 1) * inc), offset + k * inc, 'expected');
+    }
+    if (media !== VERIFY_TYPE[kind])
+      out.lines.push(`fio: verify type mismatch (${media} media, ${VERIFY_TYPE[kind]} given)`);
   }
-  // The header does not choose the check: the job's method does, and a failure names both types
-  // when they differ. Without a header, fio reads its fields from the data all the same.
-  const media = block.readUInt16LE(2);
-  const failed = (name: string, lines: string[] = []): string[] => [
-    // log_verify_failure() prints the header's length, whatever it holds
-    `${name}: verify failed at file ${file} offset ${offset}, length ${block.readUInt32LE(4)} (requested block: offset=${offset}, length=${len}, flags=${expect.flags.toString(16)})`,
-    ...lines,
-    ...(media !== VERIFY_TYPE[kind]
-      ? [`fio: verify type mismatch (${media} media, ${VERIFY_TYPE[kind]} given)`]
-      : []),
-  ];
+  out.failed = failed;
+  return out.lines.length ? out : null;
+}
+
+/**
+ * The check of one interval's data by the job's method: null when it passes, else the failure's
+ * name (`%.8s`) and fio's lines before and after its `verify failed` one.
+ */
+function checkInterval(
+  spec: VerifySpec,
+  b: Buffer,
+  k: number,
+  offset: number,
+): { before: string[]; name: string; after: string[] } | null {
+  const kind = spec.verify as VerifyKind;
+  const inc = b.length;
   const sum = checksumOf(kind);
   if (!sum) {
     // meta checks the pattern if there is one; pattern and pattern-header always have one
     if (!spec.verifyPattern) return null;
     const at = headerSize(kind);
     const pattern = patternAt(spec.verifyPattern, offset);
-    for (let i = at, mod = at % pattern.length; i < len; i++, mod = (mod + 1) % pattern.length) {
-      if (block[i] === pattern[mod]) continue;
-      let bits = block[i] ^ pattern[mod];
+    // verify_io_u_pattern(): the pattern's phase where this interval's data starts in the block
+    for (let i = at, mod = (inc * k + at) % pattern.length; i < inc; i++, mod = (mod + 1) % pattern.length) {
+      if (b[i] === pattern[mod]) continue;
+      let bits = b[i] ^ pattern[mod];
       let n = 0;
       for (; bits; bits &= bits - 1) n++;
-      // the block offset is the byte's from the block's start, as fio 3.36 prints it (242c63db)
-      const got = block[i].toString(16).padStart(2, '0');
+      // the offset is the byte's from the interval's start, as fio 3.36 prints it (242c63db)
+      const got = b[i].toString(16).padStart(2, '0');
       const wanted = pattern[mod].toString(16).padStart(2, '0');
-      return [
-        `fio: got pattern '${got}', wanted '${wanted}'. Bad bits ${n}`,
-        `fio: bad pattern block offset ${i}`,
-        ...failed('pattern'),
-      ];
+      return {
+        before: [
+          `fio: got pattern '${got}', wanted '${wanted}'. Bad bits ${n}`,
+          `fio: bad pattern block offset ${i}`,
+        ],
+        name: 'pattern',
+        after: [],
+      };
     }
     return null;
   }
   // over what follows the header the medium's type implies (hdr_size()), against the bytes after
   // the header
-  const dataAt = mediaHeaderSize(media) ?? headerSize(kind);
-  const want = block.subarray(HDR_SIZE, HDR_SIZE + sum.size);
-  const got = sum.sum(block.subarray(Math.min(dataAt, len)));
+  const dataAt = mediaHeaderSize(b.readUInt16LE(2)) ?? headerSize(kind);
+  const want = b.subarray(HDR_SIZE, HDR_SIZE + sum.size);
+  const got = sum.sum(b.subarray(Math.min(dataAt, inc)));
   if (got.equals(want)) return null;
-  return failed(kind.slice(0, 8), [`       Expected CRC: ${hex(want)}`, `       Received CRC: ${hex(got)}`]);
+  return {
+    before: [],
+    name: kind.slice(0, 8),
+    after: [`       Expected CRC: ${hex(want)}`, `       Received CRC: ${hex(got)}`],
+  };
 }
 
-/** verify_header(): the first field that is wrong, in fio's order, with its words. */
-function checkHeader(block: Buffer, file: string, offset: number, expect: VerifyExpect): string | null {
-  const len = block.length;
-  const where = ` at file ${file} offset ${offset}, length ${len} (requested block: offset=${offset}, length=${len})`;
-  const magic = block.readUInt16LE(0);
+/**
+ * verify_header() of interval `k` (`b`, its header swapped back) of the block at `offset`, `len`
+ * bytes long: the first field that is wrong, in fio's order, with its words.
+ */
+function checkHeader(
+  b: Buffer,
+  k: number,
+  file: string,
+  offset: number,
+  len: number,
+  expect: VerifyExpect,
+): string | null {
+  const inc = b.length;
+  const where = ` at file ${file} offset ${offset + k * inc}, length ${inc} (requested block: offset=${offset}, length=${len})`;
+  const magic = b.readUInt16LE(0);
   if (magic !== FIO_HDR_MAGIC)
     return `verify: bad magic header ${magic.toString(16)}, wanted ${FIO_HDR_MAGIC.toString(16)}${where}`;
-  const hlen = block.readUInt32LE(4);
-  if (hlen !== len) return `verify: bad header length ${hlen}, wanted ${len}${where}`;
-  const hseed = block.readBigUInt64LE(8);
+  const hlen = b.readUInt32LE(4);
+  if (hlen !== inc) return `verify: bad header length ${hlen}, wanted ${inc}${where}`;
+  const hseed = b.readBigUInt64LE(8);
   if (expect.seed !== null && hseed !== expect.seed)
     return `verify: bad header rand_seed ${hseed}, wanted ${expect.seed}${where}`;
-  const hoff = Number(block.readBigUInt64LE(16));
-  if (hoff !== offset) return `verify: bad header offset ${hoff}, wanted ${offset}${where}`;
-  const hnum = block.readUInt16LE(34);
+  // checked against the interval's place, said against the block's (fio's words)
+  const hoff = Number(b.readBigUInt64LE(16));
+  if (hoff !== offset + k * inc) return `verify: bad header offset ${hoff}, wanted ${offset}${where}`;
+  const hnum = b.readUInt16LE(34);
   if (expect.numberio !== null && hnum !== (expect.numberio & 0xffff))
     return `verify: bad header numberio ${hnum}, wanted ${expect.numberio & 0xffff}${where}`;
-  const hcrc = block.readUInt32LE(HDR_CRC_OFF);
-  const calc = fioCrc32c(block.subarray(0, HDR_CRC_OFF));
+  const hcrc = b.readUInt32LE(HDR_CRC_OFF);
+  const calc = fioCrc32c(b.subarray(0, HDR_CRC_OFF));
   if (hcrc !== calc)
     return `verify: bad header crc ${hcrc.toString(16)}, calculated ${calc.toString(16)}${where}`;
   return null;

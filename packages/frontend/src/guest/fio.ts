@@ -105,6 +105,8 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --ioengine=libaio|io_uring|psync|sync   --do_verify=1   --verify_only
   --verify=none|md5|crc64|crc32|crc32c|crc16|crc7|sha1|sha256|sha512|sha3-224|sha3-256|sha3-384|
            sha3-512|xxhash|meta|pattern|null   --verify_pattern=0xdeadbeef|"text"|<int>|%o…
+  --verify_interval=<bytes>   --verify_offset=<bytes>   --verify_fatal=0   --verify_dump=0
+  --verify_backlog=<blocks>   --verify_backlog_batch=<blocks>
   --rate=<bytes/s>[,<bytes/s>]   --rate_iops=<n>[,<n>]   --rate_process=linear|poisson
   --thinktime=<µs>   --thinktime_spin=<µs>   --thinktime_blocks=1   --thinktime_iotime=<s>
   --thinktime_blocks_type=complete|issue   --rate_ignore_thinktime=0
@@ -156,7 +158,7 @@ export function setupNotes(jobs: FioJob[]): string[] {
       out.push(
         'fio: multiple writers may overwrite blocks that belong to other jobs. This can cause verification failures.',
       );
-    if (j.runtime !== null && j.timeBased && !k.read)
+    if (j.runtime !== null && j.timeBased && !k.read && !j.verifyBacklog)
       out.push('fio: verification read phase will never start because write phase uses all of runtime');
     return out;
   });

@@ -1,0 +1,105 @@
+/**
+ * fio's log of a pass's writes for verification (iolog.c's log_io_piece(), the io_piece list and
+ * tree): what the verify phase reads back, and what `verify_backlog` reads back while the pass goes on
+ * (io_u.c's check_get_verify(), verify.c's get_next_verify()).
+ *
+ * A random job keeps its writes in the order it issued them (fio's list: with its random map a pass
+ * writes each block once); a sequential one sorted by offset (fio's tree, where a later write of a
+ * block replaces the earlier one). A write is logged as it is issued and is in flight until it
+ * completes; a failed one leaves the log (unlog_io_piece()).
+ */
+
+/** One logged write: the number and seed its header holds. */
+export interface LoggedWrite {
+  offset: number;
+  numberio: number;
+  seed: bigint;
+  inFlight: boolean;
+}
+
+export class WriteLog {
+  private readonly entries = new Map<number, LoggedWrite>();
+  /** Whether every offset logged so far was above the one before: insertion order is then sorted. */
+  private ascending = true;
+  private lastOffset = -1;
+  /** Verify reads left of the current backlog batch (td->verify_batch). */
+  private batch = 0;
+
+  /**
+   * @param sorted a sequential job's log (fio's tree)
+   * @param backlog `verify_backlog`: every this many logged writes, a batch of them is read back (0: never)
+   * @param backlogBatch `verify_backlog_batch`: the batch's size (0: `backlog`)
+   */
+  constructor(
+    private readonly sorted: boolean,
+    private readonly backlog: number,
+    private readonly backlogBatch: number,
+  ) {}
+
+  /** Logged writes not yet read back (td->io_hist_len). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  log(offset: number, numberio: number, seed: bigint): void {
+    // an earlier write of the block leaves the log (the tree's overlap), so the newest is last
+    this.entries.delete(offset);
+    this.entries.set(offset, { offset, numberio, seed, inFlight: true });
+    if (offset <= this.lastOffset) this.ascending = false;
+    this.lastOffset = offset;
+  }
+
+  /** The write at `offset` completed: no longer in flight, or gone from the log when it failed. */
+  completed(offset: number, ok: boolean): void {
+    const e = this.entries.get(offset);
+    if (!e) return;
+    if (ok) e.inFlight = false;
+    else this.entries.delete(offset);
+  }
+
+  get(offset: number): LoggedWrite | undefined {
+    return this.entries.get(offset);
+  }
+
+  /** A new pass (prune_io_piece_log()): each pass verifies what it wrote itself. */
+  clear(): void {
+    this.entries.clear();
+    this.ascending = true;
+    this.lastOffset = -1;
+    this.batch = 0;
+  }
+
+  /** What the verify phase reads back, in the log's order; the log is then empty. */
+  drain(): LoggedWrite[] {
+    const all = [...this.entries.values()];
+    if (this.sorted && !this.ascending) all.sort((a, b) => a.offset - b.offset);
+    this.clear();
+    return all;
+  }
+
+  /**
+   * check_get_verify(), before each I/O of the pass: the write to read back now, or null. A batch
+   * starts when the logged writes are a multiple of `backlog` and the last I/O to complete was not a
+   * read (td->last_ddir); it goes on over the next I/Os while the log's first write has completed.
+   */
+  nextBacklog(lastCompletedWrite: boolean): LoggedWrite | null {
+    if (!this.backlog || !this.entries.size) return null;
+    if (!this.batch) {
+      if (this.entries.size % this.backlog !== 0 || !lastCompletedWrite) return null;
+      this.batch = this.backlogBatch || this.backlog;
+    }
+    const first = this.first();
+    // get_next_verify(): nothing while the first is in flight; the batch waits for it
+    if (first.inFlight) return null;
+    this.entries.delete(first.offset);
+    this.batch--;
+    return first;
+  }
+
+  private first(): LoggedWrite {
+    if (!this.sorted || this.ascending) return this.entries.values().next().value!;
+    let min: LoggedWrite | null = null;
+    for (const e of this.entries.values()) if (!min || e.offset < min.offset) min = e;
+    return min!;
+  }
+}
