@@ -146,7 +146,8 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --rate --rate_iops --rate_process=linear|poisson --thinktime --thinktime_spin --thinktime_blocks
   --thinktime_blocks_type=complete|issue --thinktime_iotime
   --randseed --randrepeat --group_reporting --percentile_list --slat_percentiles --clat_percentiles
-  --lat_percentiles --stonewall --wait_for_previous --new_group --wait_for --exitall --exit_what
+  --lat_percentiles --disable_lat --disable_clat --disable_slat --disable_bw_measurement
+  --gtod_reduce --stats --stonewall --wait_for_previous --new_group --wait_for --exitall --exit_what
   --exitall_on_error
   --rate_min --rate_iops_min --rate_cycle --rate_ignore_thinktime --startdelay
   --max_latency --latency_target --latency_window --latency_percentile --latency_run
@@ -548,6 +549,8 @@ export function parseBenchArgs(
           // jobs that run one after another: the relay runs them side by side
           j.stonewall ? 'stonewall' : '',
           j.waitFor ? 'wait_for' : '',
+          // a job left out of pvblk's report would be in the relay's
+          j.stats ? '' : 'stats=0',
         ].filter(Boolean);
         if (held.length)
           fail(

@@ -691,8 +691,9 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       tcpCongestionControl: tcpCongestionControl(),
       tcp: { pvblk: pvCpu ? pvCpu.tcpCounters() : rss.tcpCounters(), relay: baseline?.tcp ?? null },
       slices: slices > 1 && !stopRun.signal.aborted ? timeline : null,
+      // the guests' reports leave out the jobs with stats=0
       jobClones: p.cl.jobs.flatMap((j, i) =>
-        new Array<JobClone>(j.numjobs).fill({
+        new Array<JobClone>(j.stats ? j.numjobs : 0).fill({
           options: p.cl.given[i],
           iodepth: j.iodepth,
           latencyTarget: j.latencyTarget,

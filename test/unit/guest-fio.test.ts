@@ -24,7 +24,8 @@ interface Ddir {
   iops_min: number;
   iops_max: number;
   slat_ns: { N: number };
-  clat_ns: { N: number };
+  clat_ns: { N: number; percentile?: Record<string, number> };
+  lat_ns: { N: number };
 }
 interface FioJson {
   'global options': Record<string, string>;
@@ -850,6 +851,59 @@ describe("the guest fio's verify options (verify_interval, verify_offset, verify
     expect((await bad('--verify=sha512 --bs=4608 --verify_interval=96'))[0]).toBe(
       "fio: v: verify_interval=96 is too small for verify=sha512's 168-byte header",
     );
+  });
+});
+
+describe("the guest fio's measurements turned off (disable_lat, disable_clat, disable_slat, gtod_reduce, stats)", () => {
+  const job = '--name=a --rw=randwrite --bs=4k --direct=1 --size=256k --iodepth=4';
+  /** The JSON report of a run that printed others after it. */
+  const jsonPart = (out: string) => json(out.slice(0, out.indexOf('\n}\n') + 2));
+
+  it('takes no sample of a latency it does not measure, and prints none (account_io_completion())', async () => {
+    const r = await fio(`${job} --disable_lat=1 --disable_slat=1 --output-format=json,normal`);
+    expect(r.status, r.stderr).toBe(0);
+    const w = jsonPart(r.stdout).jobs[0].write;
+    expect([w.lat_ns.N, w.slat_ns.N, w.clat_ns.N]).toEqual([0, 0, 64]);
+    const normal = r.stdout.slice(r.stdout.lastIndexOf('}') + 1);
+    expect(normal).toMatch(/^ {4}clat \(/m);
+    expect(normal).not.toMatch(/^ {4}slat \(|^ {5}lat \(/m);
+    // no clat: no percentiles though asked for (fixup_options()), no lat (usec) distribution
+    const c = await fio(`${job} --disable_clat=1 --clat_percentiles=1 --output-format=json,normal`);
+    expect(c.status, c.stderr).toBe(0);
+    const cw = jsonPart(c.stdout).jobs[0].write;
+    expect([cw.clat_ns.N, cw.lat_ns.N, cw.clat_ns.percentile]).toEqual([0, 64, undefined]);
+    expect(c.stdout).not.toMatch(/clat percentiles|^ {2}lat \((usec|msec)\)/m);
+    // gtod_reduce=1: all three
+    const g = await jobJson(`${job} --gtod_reduce=1`);
+    expect([g.write.lat_ns.N, g.write.slat_ns.N, g.write.clat_ns.N, g.write.total_ios]).toEqual([
+      0, 0, 0, 64,
+    ]);
+    // a latency not measured is not held to max_latency
+    expect((await fio(`${job} --max_latency=1 --disable_lat=1`)).status).toBe(0);
+    expect((await fio(`${job} --max_latency=1`)).status).toBe(1);
+  });
+
+  it('leaves a job with stats=0 out of every report, its I/O done all the same', async () => {
+    const dev = stack.disks.get('/dev/sdg')!;
+    const at = dev.log.length;
+    const r = await fio(
+      '--rw=write --bs=4k --direct=1 --size=64k --name=bg --stats=0 --offset=1m --name=fg --offset=2m --output-format=json,normal,terse',
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const writes = dev.log.slice(at).filter((e) => e.op === 'write');
+    expect(writes).toHaveLength(32);
+    const doc = jsonPart(r.stdout);
+    expect(doc.jobs.map((j) => j.jobname)).toEqual(['fg']);
+    expect(r.stdout).toMatch(/^fg: \(groupid=0/m);
+    expect(r.stdout).not.toMatch(/^bg: \(groupid/m);
+    expect(
+      r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('3;'))
+        .map((l) => l.split(';')[2]),
+    ).toEqual(['fg']);
+    // the group's figures are fg's alone
+    expect(r.stdout).toMatch(/WRITE: bw=.*io=64\.0KiB/);
   });
 });
 

@@ -247,7 +247,7 @@ describe('fio options', () => {
     // switches and job options of fio's that this fio does not have: not "unrecognized"
     for (const o of [
       '--kb_base=1000',
-      '--gtod_reduce=1',
+      '--unified_rw_reporting=1',
       '--significant_figures=6',
       '--readonly',
       '--cmdhelp',
@@ -304,8 +304,8 @@ describe('fio options', () => {
   });
 
   it("says an option of fio's that this fio lacks is fio's, not unknown", () => {
-    expect(usage(() => parse(['--name=j', '--disable_lat=1']))).toEqual([
-      "fio: option '--disable_lat=1' is one of fio's, but this fio does not implement it (see --help)",
+    expect(usage(() => parse(['--name=j', '--zonemode=zbd']))).toEqual([
+      "fio: option '--zonemode=zbd' is one of fio's, but this fio does not implement it (see --help)",
     ]);
     // written with its value apart too, which is then no job file
     expect(usage(() => parse(['--name=j', '--io_submit_mode', 'offload']))).toEqual([

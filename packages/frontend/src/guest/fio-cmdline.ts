@@ -13,7 +13,7 @@
  */
 import { ownEntry } from '@pvblk/shared';
 import { FIO_GETOPT_TABLE } from './fio-getopt-table.ts';
-import { DEFAULT_JOB, MAX_JOBS, type FioJob } from './fio-job.ts';
+import { DEFAULT_JOB, fixupJob, MAX_JOBS, type FioJob } from './fio-job.ts';
 import { OPTIONS, parseOutputFormat, type FioGlobal } from './fio-options.ts';
 import { distance, fail, FioUsageError } from './fio-parse.ts';
 import type { JobFileLine } from './fio-jobfile.ts';
@@ -358,6 +358,7 @@ export function parseFioOptions(
   if (jobs.length === 0) fail(NO_JOBS_LINE, '', 'give a job with --name=<job name> and its options');
   if (jobs.reduce((n, j) => n + j.numjobs, 0) > MAX_JOBS) tooManyJobs();
   numberGroups(jobs);
+  for (const j of jobs) fixupJob(j);
   return { global, jobs, globalGiven, given, inherited, options };
 }
 

@@ -799,7 +799,7 @@ export class Worker {
     this.completedBurst++;
     if (err) {
       // its submission latency was taken as it was queued (io_u_queued()), a failure notwithstanding
-      if (!io.ramp && !this.sync)
+      if (!io.ramp && !this.sync && this.job.stats && !this.job.disableSlat)
         (io.write ? this.stats.write : this.stats.read).slat.add((io.tSubmitted - io.tIssue) * 1e6);
       this.fail(
         err,
@@ -942,22 +942,27 @@ export class Worker {
     d.bytes += bs;
     if (io.write) this.phaseBytes.w += bs;
     else this.phaseBytes.r += bs;
-    if (io.ramp) return;
+    // account_io_completion(): nothing of a job without stats, nor of a latency not measured
+    const j = this.job;
+    if (io.ramp || !j.stats) return;
     const lat = (t - io.tIssue) * 1e6;
-    // account_io_completion(): max_latency, then the latency target, on the whole ns of lat
-    const latNs = Math.floor(lat);
-    const maxNs = this.job.maxLatencyNs[io.write ? 1 : 0];
-    if (maxNs && latNs > maxNs) this.latFatal(io, latNs, maxNs);
-    if (this.latTarget && latNs > this.job.latencyTarget.targetNs)
-      this.latStep(this.latTarget.over(), io, latNs);
+    if (!j.disableLat) {
+      // max_latency, then the latency target, on the whole ns of lat
+      const latNs = Math.floor(lat);
+      const maxNs = j.maxLatencyNs[io.write ? 1 : 0];
+      if (maxNs && latNs > maxNs) this.latFatal(io, latNs, maxNs);
+      if (this.latTarget && latNs > j.latencyTarget.targetNs) this.latStep(this.latTarget.over(), io, latNs);
+      d.lat.add(lat);
+    }
     // a synchronous engine's I/O has no submission apart from its call (tSubmitted is its issue)
-    if (!this.sync) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
+    if (!this.sync && !j.disableSlat) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
     const clat = (t - io.tSubmitted) * 1e6;
-    d.clat.add(clat);
-    d.lat.add(lat);
-    // fio's lat (usec/msec) distribution counts completion latency (io_u.c's account_io_completion
-    // marks it with the time since issue to the device, the figure clat reports), not total latency
-    this.stats.markLatency(clat);
+    if (!j.disableClat) {
+      d.clat.add(clat);
+      // fio's lat (usec/msec) distribution counts completion latency (io_u.c's account_io_completion
+      // marks it with the time since issue to the device, the figure clat reports), not total latency
+      this.stats.markLatency(clat);
+    }
     this.samples.completed(t, io.write, io.offset, lat, clat);
   }
 
@@ -967,7 +972,9 @@ export class Worker {
    */
   private submitted(io: Io, t: number): void {
     io.tSubmitted = t;
-    if (!io.ramp) this.samples.slat(t, t - io.tIssue, io.write, io.offset);
+    // io_u_queued(): with slat measured, past the ramp, in a job with stats
+    if (!io.ramp && this.job.stats && !this.job.disableSlat)
+      this.samples.slat(t, t - io.tIssue, io.write, io.offset);
   }
 
   /** What the last ETA line had seen (the job's start, before the first): its time and counters. */

@@ -79,6 +79,14 @@ export interface FioJob {
   verifyBacklog: number;
   /** fio's `verify_backlog_batch`: how many are read back each time (0: `verify_backlog`). */
   verifyBacklogBatch: number;
+  /** fio's `disable_lat`, `disable_clat`, `disable_slat`: that latency is not measured (nor logged). */
+  disableLat: boolean;
+  disableClat: boolean;
+  disableSlat: boolean;
+  /** fio's `disable_bw_measurement`: no bw sample per I/O (the windows' samples are still taken). */
+  disableBw: boolean;
+  /** fio's `stats`: false leaves the job out of every report (its I/O is done all the same). */
+  stats: boolean;
   /** fio's `rate`: bytes a second, reads then writes; 0 where unlimited. */
   rate: PerDirection;
   /** fio's `rate_iops`: I/Os a second, reads then writes; 0 where unlimited. */
@@ -225,6 +233,11 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   verifyDump: false,
   verifyBacklog: 0,
   verifyBacklogBatch: 0,
+  disableLat: false,
+  disableClat: false,
+  disableSlat: false,
+  disableBw: false,
+  stats: true,
   rate: [0, 0, 0],
   rateIops: [0, 0, 0],
   rateMin: [0, 0, 0],
@@ -309,6 +322,28 @@ export function checkJobAgainstDevice(
 /** The bytes a second each way a job is held to (init.c's __setup_rate(): `rate`, else `rate_iops` × bs); 0: none. */
 export function rateBps(job: FioJob): [number, number] {
   return [job.rate[0] || job.rateIops[0] * job.bs, job.rate[1] || job.rateIops[1] * job.bs];
+}
+
+/**
+ * fixup_options() of what the job's options say of each other once all are given: a latency that is
+ * not measured has no percentiles (`--disable_clat --clat_percentiles=1` gives none).
+ */
+export function fixupJob(job: FioJob): void {
+  const p = job.latencyPercentiles;
+  if ((job.disableLat && p.lat) || (job.disableClat && p.clat) || (job.disableSlat && p.slat))
+    job.latencyPercentiles = {
+      lat: p.lat && !job.disableLat,
+      clat: p.clat && !job.disableClat,
+      slat: p.slat && !job.disableSlat,
+    };
+}
+
+/**
+ * io_u.c's gtod_reduce(): clat and slat unmeasured and no per-I/O bw sample (`gtod_reduce=1` sets
+ * those, and disable_lat) — fio then takes no iops sample per I/O either.
+ */
+export function timeReduced(job: FioJob): boolean {
+  return job.disableClat && job.disableSlat && job.disableBw;
 }
 
 /** Checks a job on its own (what needs no device). */

@@ -308,9 +308,10 @@ export function jobLogs(job: FioJob, threadNumber: number): JobLogs {
       ? null
       : new IoLog(kind, logName(job, prefix, kind, threadNumber), avgMsec, l.maxValue, l.offset, l.prio);
   return {
-    lat: make('lat', l.lat, l.avgMsec),
-    slat: make('slat', l.lat, l.avgMsec),
-    clat: make('clat', l.lat, l.avgMsec),
+    // a latency that is not measured has no log (init.c's setup_log() is skipped for it)
+    lat: job.disableLat ? null : make('lat', l.lat, l.avgMsec),
+    slat: job.disableSlat ? null : make('slat', l.lat, l.avgMsec),
+    clat: job.disableClat ? null : make('clat', l.lat, l.avgMsec),
     bw: make('bw', l.bw, bwLogAvg(job)),
     iops: make('iops', l.iops, iopsLogAvg(job)),
     hist:

@@ -405,6 +405,25 @@ export const OPTIONS: Record<string, OptionDef> = {
   },
   verify_fatal: { apply: jobOpt((j, v) => (j.verifyFatal = fioBool('verify_fatal', v, 'bool'))) },
   verify_dump: { apply: jobOpt((j, v) => (j.verifyDump = fioBool('verify_dump', v, 'bool'))) },
+  disable_lat: { apply: jobOpt((j, v) => (j.disableLat = fioBool('disable_lat', v, 'bool'))) },
+  disable_clat: { apply: jobOpt((j, v) => (j.disableClat = fioBool('disable_clat', v, 'bool'))) },
+  disable_slat: { apply: jobOpt((j, v) => (j.disableSlat = fioBool('disable_slat', v, 'bool'))) },
+  disable_bw_measurement: {
+    apply: jobOpt((j, v) => (j.disableBw = fioBool('disable_bw_measurement', v, 'bool'))),
+  },
+  disable_bw: {
+    aliasOf: 'disable_bw_measurement',
+    apply: jobOpt((j, v) => (j.disableBw = fioBool('disable_bw', v, 'bool'))),
+  },
+  gtod_reduce: {
+    // str_gtod_reduce_cb(): 1 turns the measurements off, 0 leaves them as they are
+    apply: jobOpt((j, v) => {
+      if (!fioBool('gtod_reduce', v, 'bool')) return;
+      j.disableLat = j.disableClat = j.disableSlat = j.disableBw = true;
+      j.latencyPercentiles = { slat: false, clat: false, lat: false };
+    }),
+  },
+  stats: { apply: jobOpt((j, v) => (j.stats = fioBool('stats', v, 'bool'))) },
   verify_backlog: {
     apply: jobOpt(
       (j, v) => (j.verifyBacklog = parseIntOption('verify_backlog', v, 0, Number.MAX_SAFE_INTEGER)),

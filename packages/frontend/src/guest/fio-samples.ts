@@ -5,7 +5,7 @@
  * (fio-log.ts), as its I/Os are queued and complete, and at its end.
  */
 import type { CommandIo } from './vfs.ts';
-import type { FioJob } from './fio-job.ts';
+import { timeReduced, type FioJob } from './fio-job.ts';
 import type { JobStats } from './fio-stats.ts';
 import {
   LOG_MSEC_SLACK,
@@ -100,17 +100,18 @@ export class JobSamples {
     const logs = this.logs;
     if (logs.lat) this.log(logs.lat, ms, Math.floor(lat), write, offset);
     if (logs.clat) this.log(logs.clat, ms, Math.floor(clat), write, offset);
-    if (logs.hist?.add(ms, Math.floor(clat), write, bs)) this.logFull(logs.hist);
+    // the histogram is of clat's samples (add_clat_sample()), which disable_clat does not take
+    if (!this.job.disableClat && logs.hist?.add(ms, Math.floor(clat), write, bs)) this.logFull(logs.hist);
     const ddir = write ? 1 : 0;
     if (this.bwWindow) this.bwWindow.count[ddir] += bs;
-    else {
+    else if (!this.job.disableBw) {
       // add_bw_sample(): the block's bytes over its clat, a sample of the report's and an entry
       const rate = clat >= 1 ? Math.floor((bs * 1e6) / Math.floor(clat)) : 0;
       d.bw.add(rate);
       this.log(logs.bw!, ms, rate, write, offset);
     }
     if (this.iopsWindow) this.iopsWindow.count[ddir]++;
-    else {
+    else if (!timeReduced(this.job)) {
       d.iops.add(1);
       this.log(logs.iops!, ms, 1, write, offset);
     }

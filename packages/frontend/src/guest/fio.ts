@@ -116,6 +116,8 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --exit_what=group|stonewall|all   --exitall_on_error
   --group_reporting   --percentile_list=1:5:…:99.99
   --slat_percentiles=0   --clat_percentiles=1   --lat_percentiles=0
+  --disable_lat=0   --disable_clat=0   --disable_slat=0   --disable_bw_measurement=0   --gtod_reduce=0
+  --stats=1
   --max_latency=<µs>[,<µs>]   --latency_target=<µs>   --latency_window=<µs>   --latency_percentile=100
   --latency_run=0
   --write_lat_log=<prefix>   --write_bw_log=<prefix>   --write_iops_log=<prefix>   --log_avg_msec=0
@@ -837,8 +839,9 @@ function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioRep
     if (raw) o.raw = s.toRaw();
     return o;
   };
+  // a job with stats=0 is in no report, nor in its group's figures (stat.c's __show_run_stats())
   return reportGroups(
-    workers,
+    workers.filter((w) => w.job.stats),
     (w) => w.job.groupReporting,
     (w) => w.job.groupid,
   ).map((group) => {
