@@ -73,6 +73,9 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
     expect(() => parse('--latency_target=2ms', '--iodepth=32', '--baseline')).toThrow(
       /has no latency_target/,
     );
+    // a job left out of pvblk's report (stats=0) would be in the relay's figures
+    expect(() => parse('--stats=0', '--baseline')).toThrow(/has no stats=0/);
+    expect(parse('--stats=1', '--baseline').baseline).toBe(true);
     // without --baseline, and at a point with no rate, all is well
     expect(parse('--rate_iops=1000').cl.jobs[0].rateIops).toEqual([1000, 1000, 1000]);
     expect(parse('--baseline', '--sweep', 'thinktime=0').baseline).toBe(true);
