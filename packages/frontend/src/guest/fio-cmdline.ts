@@ -182,7 +182,7 @@ function switchAsked(prog: string, opts: readonly SplitOption[], name: string): 
 }
 /**
  * Whether a value of `--name` may be the next argument: every option but the set-only ones — fio's
- * own that this fio lacks too, so that `--io_submit_mode offload` is refused for the option it is.
+ * own that this fio lacks too, so that `--log_compression 1m` is refused for the option it is.
  */
 export function fioTakesValue(name: string): boolean {
   const r = fioOptionName(name);

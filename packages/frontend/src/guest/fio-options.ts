@@ -424,6 +424,21 @@ export const OPTIONS: Record<string, OptionDef> = {
     }),
   },
   stats: { apply: jobOpt((j, v) => (j.stats = fioBool('stats', v, 'bool'))) },
+  io_submit_mode: {
+    apply: jobOpt((_j, v) => {
+      const mode = parseChoice('io_submit_mode', v, [
+        ['inline', 'Submit and complete IO inline'],
+        ['offload', 'Offload submit and complete to threads'],
+      ] as const);
+      // the guest's fio runs every job on its one thread: inline is all it does
+      if (mode === 'offload')
+        failedParsing(
+          'io_submit_mode',
+          v,
+          'io_submit_mode: offload (submissions and completions on worker threads) is not implemented; inline is',
+        );
+    }),
+  },
   verify_backlog: {
     apply: jobOpt(
       (j, v) => (j.verifyBacklog = parseIntOption('verify_backlog', v, 0, Number.MAX_SAFE_INTEGER)),
