@@ -828,6 +828,84 @@ describe("the guest fio's verify options (verify_interval, verify_offset, verify
     expect(differ).toEqual([700]);
   });
 
+  it("leaves the verify list's reads out of a mixed job's pass and out of the bw and iops samples, as fio 3.33", async () => {
+    // fio 3.33, psync, rw=rw size=40k verify_backlog=3: 10 I/Os of the job's own, each write read
+    // back once — reads 10 in all, whatever the mix drew (before, the backlog's reads ended the pass)
+    const r = await requestsOf(() =>
+      fio(
+        '--name=v --rw=rw --bs=4k --direct=1 --size=40k --offset=1m --verify=crc32c --verify_backlog=3 --ioengine=psync --output-format=json',
+      ),
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const j = json(r.stdout).jobs[0];
+    expect(j.read.total_ios).toBe(10);
+    expect(j.write.total_ios).toBeGreaterThan(0);
+    expect(r.io.filter((e) => e.op === 'read')).toHaveLength(10);
+    // the verify phase's reads take no bw or iops sample (fio's this_io_bytes leaves them out)
+    const v = await jobJson(
+      '--name=v --rw=write --bs=4k --direct=1 --size=4m --offset=1m --verify=crc32c --bwavgtime=10 --iopsavgtime=10',
+    );
+    expect(v.read.total_ios).toBe(1024);
+    expect([v.read.bw_samples, v.read.iops_samples]).toEqual([0, 0]);
+    expect(v.write.bw_samples).toBeGreaterThan(0);
+  });
+
+  it("repeats a random job's offsets on every pass (clear_io_state() seeds again with randrepeat)", async () => {
+    const passes = async (more: string) => {
+      const r = await requestsOf(() =>
+        fio(`--name=v --rw=randread --bs=4k --direct=1 --size=32k --offset=1m --loops=3 ${more}`),
+      );
+      expect(r.status, r.stderr).toBe(0);
+      const s = sectorsOf(r.io, 'read');
+      expect(s).toHaveLength(24);
+      return [s.slice(0, 8), s.slice(8, 16), s.slice(16)];
+    };
+    // fio 3.33: the same eight offsets, in the same order, three times
+    const [a, b, c] = await passes('');
+    expect(b).toEqual(a);
+    expect(c).toEqual(a);
+    const [x, y] = await passes('--randrepeat=0');
+    expect(y).not.toEqual(x);
+  });
+
+  it("verify_only reads back what the job's pass would have written, in its order (do_dry_run())", async () => {
+    const w = '--name=v --bs=4k --direct=1 --size=40k --offset=6m --verify=crc32c';
+    const wrote = await requestsOf(() => fio(`--rw=randwrite ${w} --do_verify=0`));
+    expect(wrote.status, wrote.stderr).toBe(0);
+    const check = await requestsOf(() => fio(`--rw=randwrite ${w} --verify_only`));
+    expect(check.status, check.stderr).toBe(0);
+    // fio 3.33: the dry run's write order (before: the region by offset)
+    expect(sectorsOf(check.io, 'read')).toEqual(sectorsOf(wrote.io, 'write'));
+    // a mixed job: only the blocks it wrote, none it read (before: every block, and a false failure)
+    const mixed = await requestsOf(() => fio(`--rw=rw ${w} --offset=7m --do_verify=0`));
+    expect(mixed.status, mixed.stderr).toBe(0);
+    const again = await requestsOf(() => fio(`--rw=rw ${w} --offset=7m --verify_only`));
+    expect([again.status, again.stderr]).toEqual([0, '']);
+    expect(sectorsOf(again.io, 'read')).toEqual(sectorsOf(mixed.io, 'write'));
+    // with a backlog the dry run takes its reads with no I/O: fio 3.33 checks only what is left
+    await dd('if=/dev/zero of=/dev/xvda bs=1 count=1 seek=6291556 conv=notrunc,fsync');
+    const seq = '--rw=write --bs=4k --direct=1 --size=40k --offset=6m --verify=crc32c';
+    expect((await fio(`--name=v ${seq} --do_verify=0`)).status).toBe(0);
+    await dd('if=/dev/zero of=/dev/xvda bs=1 count=1 seek=6291556 conv=notrunc,fsync');
+    expect((await fio(`--name=v ${seq} --verify_only`)).status).toBe(1);
+    const backlog = await requestsOf(() => fio(`--name=v ${seq} --verify_only --verify_backlog=3`));
+    expect([backlog.status, sectorsOf(backlog.io, 'read')]).toEqual([0, [12288 + 72]]);
+  });
+
+  it('starts a job offset=N% into the device, rounded up to the block size (get_start_offset())', async () => {
+    // fio 3.33 on an 8 MiB file: size=1% offset=50% reads 20 blocks from 4 MiB
+    const r = await requestsOf(() => fio('--name=v --rw=read --bs=4k --direct=1 --size=1% --offset=50%'));
+    expect(r.status, r.stderr).toBe(0);
+    const s = sectorsOf(r.io, 'read');
+    expect([s.length, s[0], s[s.length - 1]]).toEqual([20, 8192, 8192 + 19 * 8]);
+    // 33% of 8 MiB is 2768240.64 bytes: the next 4 KiB boundary
+    const t = await requestsOf(() => fio('--name=v --rw=read --bs=4k --direct=1 --size=8k --offset=33%'));
+    expect(sectorsOf(t.io, 'read')[0]).toBe(Math.ceil(Math.floor((8 << 20) * 0.33) / 4096) * 8);
+    expect((await fio('--name=v --rw=read --offset=101%')).stderr).toMatch(
+      /offset: value out of range: 101%/,
+    );
+  });
+
   it('refuses verify options fio refuses, and what would swap a header out of its interval', async () => {
     const bad = async (args: string) => {
       const r = await fio(`--name=v --rw=write --bs=4k --size=64k --verify=crc32c ${args}`);

@@ -33,7 +33,15 @@ import { mulberry32 } from '@pvblk/shared';
 import type { GuestDisk } from './toolbox.ts';
 import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs, type IoResult } from './vfs.ts';
 import { blkStatusToErrno } from '../block/queue.ts';
-import { jobSize, rateBps, rwKinds, syncEngine, verifiesWrites, type FioJob } from './fio-job.ts';
+import {
+  jobSize,
+  rateBps,
+  rwKinds,
+  startOffset,
+  syncEngine,
+  verifiesWrites,
+  type FioJob,
+} from './fio-job.ts';
 import { batchBucket, depthBucket, JobStats } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
 import { WriteLog, type LoggedWrite } from './fio-write-log.ts';
@@ -98,7 +106,11 @@ export class Worker {
   readonly stats: JobStats;
   private readonly kinds: ReturnType<typeof rwKinds>;
   private readonly offsets: Offsets;
-  private readonly rand: () => number;
+  private rand: () => number;
+  /** The job's seed: with randrepeat each pass draws from it again (see startPhase()). */
+  private readonly seed: number;
+  /** Passes over the region begun (do_io() entered). */
+  private ioPhases = 0;
   private readonly depth: number;
   private readonly direct: boolean;
   private readonly sync: boolean;
@@ -173,7 +185,7 @@ export class Worker {
   /** What the job has still to say on stderr after those files, in order (null: nothing pending). */
   private stderrTail: Promise<void> | null = null;
   /** The seeds of verify blocks (fio's td->verify_state), apart from the offsets' generator. */
-  private readonly verifyRand: () => number;
+  private verifyRand: () => number;
   /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
   private phase: 'io' | 'verify' = 'io';
   /** The verify phase's blocks, in order (their logged writes), and the index of the next to read. */
@@ -199,6 +211,8 @@ export class Worker {
    * this_io_blocks).
    */
   private thisIo = { bytes: [0, 0], blocks: [0, 0] };
+  /** Per direction, the I/Os completed since the statistics last started, the verify list's too (td->io_blocks). */
+  private ioBlocks = [0, 0];
   /** The job's logs, and its samples: of the report's bw and iops, and the logs' entries. */
   readonly logs: JobLogs;
   readonly samples: JobSamples;
@@ -221,6 +235,7 @@ export class Worker {
     const seed = job.randrepeat
       ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
       : (Math.random() * 2 ** 32) >>> 0;
+    this.seed = seed;
     this.rand = mulberry32(seed);
     this.verifyRand = mulberry32(seed ^ 0x5bd1e995);
     const bps = rateBps(job);
@@ -234,7 +249,8 @@ export class Worker {
             mulberry32(seed ^ 0x27d4eb2f),
           )
         : null;
-    this.offsets = new Offsets(job.offset, size, job.bs, this.kinds.random, this.rand, bytes);
+    const start = startOffset(job, bytes);
+    this.offsets = new Offsets(start, size, job.bs, this.kinds.random, () => this.rand(), bytes);
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
     const backlog = verifiesWrites(job) ? job.verifyBacklog : 0;
     this.written = new WriteLog(!this.kinds.random, backlog, job.verifyBacklogBatch);
@@ -378,6 +394,14 @@ export class Worker {
     this.phase = phase;
     this.phaseStart = t;
     this.phaseBytes = { r: 0, w: 0 };
+    // clear_io_state() before each pass after the first (verify_only's dry run is its pass): with
+    // randrepeat (the default) the generators are seeded again (td_fill_rand_seeds()), so that every
+    // pass issues the first's random offsets, directions and verify seeds, in the first's order
+    if ((phase === 'io' || this.job.verifyOnly) && ++this.ioPhases > 1 && this.job.randrepeat) {
+      this.rand = mulberry32(this.seed);
+      this.verifyRand = mulberry32(this.seed ^ 0x5bd1e995);
+      this.offsets.restartRandom();
+    }
     if (phase === 'io') {
       // prune_io_piece_log(): each pass verifies what it wrote itself
       this.written.clear();
@@ -387,13 +411,10 @@ export class Worker {
       // TD_RAMP's '/' until ramp_time is over (pump() ends it)
       this.state = this.rampDone ? runLetter(this.job) : '/';
     } else {
-      // verify_only reads back the whole region; otherwise what the pass wrote and its backlog has
-      // not read yet, in the log's order (WriteLog)
+      // what the pass wrote and its backlog has not read yet, in the log's order (WriteLog); with
+      // verify_only, what the pass would have
       this.verifyList = this.job.verifyOnly
-        ? Array.from({ length: this.offsets.count }, (_, k) => ({
-            offset: this.job.offset + k * this.job.bs,
-            logged: null,
-          }))
+        ? this.dryRun()
         : this.written.drain().map((logged) => ({ offset: logged.offset, logged }));
       this.verifyNext = 0;
       this.state = 'V';
@@ -405,6 +426,41 @@ export class Worker {
       else this.fail(r.errno, 'td_io_queue', null);
     }
     this.pump();
+  }
+
+  /**
+   * verify_only's pass (backend.c's do_dry_run()): the offsets and directions the job would issue,
+   * drawn as it draws them, its writes logged as it would log them and its backlog's reads taken off
+   * the log with no I/O, as fio completes them — what is left is what verify_only reads back (a
+   * random writer's blocks in the order it wrote them, none a mixed job only read). A job that
+   * does not write reads its own offsets, in its order, as its do_io() would.
+   */
+  private dryRun(): Array<{ offset: number; logged: null }> {
+    const j = this.job;
+    const log = new WriteLog(
+      !this.kinds.random,
+      verifiesWrites(j) ? j.verifyBacklog : 0,
+      j.verifyBacklogBatch,
+    );
+    const reads: number[] = [];
+    let lastWrite = false;
+    for (let done = 0; done < this.offsets.count;) {
+      if (log.nextBacklog(lastWrite)) {
+        lastWrite = false;
+        continue;
+      }
+      const write = this.pickWrite();
+      const offset = this.offsets.next(write);
+      done++;
+      lastWrite = write;
+      if (!write) reads.push(offset);
+      else {
+        log.log(offset, 0, 0n);
+        log.completed(offset, true);
+      }
+    }
+    const list = this.kinds.write ? log.drain().map((w) => w.offset) : reads;
+    return list.map((offset) => ({ offset, logged: null }));
   }
 
   /**
@@ -581,6 +637,7 @@ export class Worker {
     this.logs.hist?.reset();
     // reset_io_counters(td, 1)
     this.thisIo = { bytes: [0, 0], blocks: [0, 0] };
+    this.ioBlocks = [0, 0];
     this.minRate?.reset();
   }
 
@@ -928,13 +985,19 @@ export class Worker {
     const d = io.write ? this.stats.write : this.stats.read;
     const bs = this.job.bs;
     // the pass's budget counts what it did in the ramp too: fio's issued bytes outlive the ramp's end
-    // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included
-    // … and a mixed job's backlog reads, which fio's io_issue_bytes_exceeded() counts with its reads
-    if (!io.verify || (io.backlog && this.kinds.read)) this.bytesDone += bs;
+    // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included;
+    // a read of the verify list (the verify phase's, the backlog's) is not in it (td_io_queue() leaves
+    // IO_U_F_VER_LIST out of io_issue_bytes)
+    if (!io.verify) this.bytesDone += bs;
     this.completedIos++;
-    // io_completed()'s this_io_bytes and this_io_blocks: the ramp's and the verify phase's too
-    this.thisIo.bytes[io.write ? 1 : 0] += bs;
-    this.thisIo.blocks[io.write ? 1 : 0]++;
+    const ddir = io.write ? 1 : 0;
+    this.ioBlocks[ddir]++;
+    // io_completed()'s this_io_bytes and this_io_blocks, the ramp's too, but no read of the verify
+    // list: the bw and iops samples, and rate_min, are of the job's own I/O
+    if (!io.verify) {
+      this.thisIo.bytes[ddir] += bs;
+      this.thisIo.blocks[ddir]++;
+    }
     // Issued in the ramp: its bytes counted as fio's io_completed() counts them, its latency never
     // taken (should_account()). The ramp's end forgets the counts (resetIo()); a job that ends before
     // it reports them, with no latencies. One that completes after that end is not the run's.
@@ -963,7 +1026,7 @@ export class Worker {
       // marks it with the time since issue to the device, the figure clat reports), not total latency
       this.stats.markLatency(clat);
     }
-    this.samples.completed(t, io.write, io.offset, lat, clat);
+    this.samples.completed(t, io.write, io.offset, lat, clat, !io.verify);
   }
 
   /**
@@ -995,8 +1058,8 @@ export class Worker {
       rBytes: ramp ? 0 : this.stats.read.bytes,
       wBytes: ramp ? 0 : this.stats.write.bytes,
       // calc_iops(): the blocks completed (io_blocks), as the bytes are, not those issued
-      rIos: ramp ? 0 : this.thisIo.blocks[0],
-      wIos: ramp ? 0 : this.thisIo.blocks[1],
+      rIos: ramp ? 0 : this.ioBlocks[0],
+      wIos: ramp ? 0 : this.ioBlocks[1],
     };
     const r = etaRates(this.shown, is);
     this.shown = is;

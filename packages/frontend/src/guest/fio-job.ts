@@ -45,6 +45,8 @@ export interface FioJob {
   /** fio's `size=N%`: that share of the device, from `offset` on; null when not given so. */
   sizePercent: number | null;
   offset: number;
+  /** fio's `offset=N%`: the region starts that share into the device (startOffset()); null when not given so. */
+  offsetPercent: number | null;
   /** Milliseconds; null = until `size` bytes are done. */
   runtime: number | null;
   timeBased: boolean;
@@ -213,6 +215,7 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   size: null,
   sizePercent: null,
   offset: 0,
+  offsetPercent: null,
   runtime: null,
   timeBased: false,
   rampTime: 0,
@@ -302,17 +305,18 @@ export function checkJobAgainstDevice(
       `fio: bs=${job.bs} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
     );
   }
-  if (job.offset % dev.logicalBlockSize !== 0) {
+  const offset = startOffset(job, dev.bytes);
+  if (offset % dev.logicalBlockSize !== 0) {
     fail(
-      `fio: offset=${job.offset} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
+      `fio: offset=${offset} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
     );
   }
-  if (job.offset >= dev.bytes) {
-    fail(`fio: offset=${job.offset} is at or past the end of ${dev.path} (${dev.bytes} bytes)`);
+  if (offset >= dev.bytes) {
+    fail(`fio: offset=${offset} is at or past the end of ${dev.path} (${dev.bytes} bytes)`);
   }
   const size = jobSize(job, dev.bytes);
-  if (job.offset + size > dev.bytes) {
-    fail(`fio: offset=${job.offset} size=${size} goes past the end of ${dev.path} (${dev.bytes} bytes)`);
+  if (offset + size > dev.bytes) {
+    fail(`fio: offset=${offset} size=${size} goes past the end of ${dev.path} (${dev.bytes} bytes)`);
   }
   if (size < job.bs) {
     fail(`fio: size too small, must not be less than minimum block size: ${size} < ${job.bs}`);
@@ -398,12 +402,22 @@ export function checkJob(job: FioJob): void {
 }
 
 /**
+ * Where the job's region starts on a device of `bytes` (filesetup.c's get_start_offset()): `offset`, or
+ * `offsetPercent` of the device rounded up to the block size.
+ */
+export function startOffset(job: FioJob, bytes: number): number {
+  if (job.offsetPercent === null) return job.offset;
+  const raw = Math.floor((bytes * job.offsetPercent) / 100);
+  return Math.ceil(raw / job.bs) * job.bs;
+}
+
+/**
  * The job's region against a device of `bytes`: `size`, or `sizePercent` of the device (at most what
  * lies past `offset`, a whole number of blocks, as fio's filesetup.c has it), or all past `offset`.
  */
 export function jobSize(job: FioJob, bytes: number): number {
   if (job.size !== null) return job.size;
-  const rest = bytes - job.offset;
+  const rest = bytes - startOffset(job, bytes);
   if (job.sizePercent === null) return rest;
   const share = Math.min(rest, Math.floor((bytes * job.sizePercent) / 100));
   return share - (share % job.bs);

@@ -43,7 +43,8 @@ export class RandomOrder {
     }
   }
 
-  private newPass(): void {
+  /** A new pass, its keys drawn now (from a generator seeded again, the pass before's order). */
+  newPass(): void {
     for (let i = 0; i < 4; i++) this.keys[i] = Math.floor(this.rand() * 0x1_0000_0000) | 0;
     this.at = 0;
     this.given = 0;
@@ -94,6 +95,11 @@ export class Offsets {
   /** Blocks in one pass over the region. */
   get count(): number {
     return this.blocks;
+  }
+
+  /** A random job's new pass over its blocks, in an order drawn now (fio's random map reset). */
+  restartRandom(): void {
+    this.order?.newPass();
   }
 
   next(write: boolean): number {

@@ -286,7 +286,7 @@ export const OPTIONS: Record<string, OptionDef> = {
     ),
   },
   size: { apply: jobOpt((j, v) => sizeOption(j, v)) },
-  offset: { apply: jobOpt((j, v) => (j.offset = parseSize('offset', v))) },
+  offset: { apply: jobOpt((j, v) => offsetOption(j, v)) },
   // fio's runtime has no minimum: 0 is no limit, as when it is not given
   runtime: { apply: jobOpt((j, v) => (j.runtime = parseTime('runtime', v) || null)) },
   timeout: { aliasOf: 'runtime', apply: jobOpt((j, v) => (j.runtime = parseTime('timeout', v) || null)) },
@@ -635,6 +635,20 @@ function sizeOption(j: FioJob, raw: string): void {
   const v = parseSize('size', raw);
   j.size = v === 0 ? null : positiveSize('size', raw, v);
   j.sizePercent = null;
+}
+
+/** `offset`: bytes, or `N%` of the device (str_offset_cb(): the share, rounded up to the block size). */
+function offsetOption(j: FioJob, raw: string): void {
+  const pct = /^([0-9]+(?:\.[0-9]+)?)%$/.exec(raw.trim());
+  if (pct) {
+    const v = Number(pct[1]);
+    if (v > 100) failedParsing('offset', raw, `offset: value out of range: ${raw} (0-100%)`);
+    j.offsetPercent = v;
+    j.offset = 0;
+    return;
+  }
+  j.offset = parseSize('offset', raw);
+  j.offsetPercent = null;
 }
 
 function positiveSize(opt: string, raw: string, v = parseSize(opt, raw)): number {

@@ -91,9 +91,10 @@ export class JobSamples {
 
   /**
    * A completed I/O (account_io_completion()): its lat and clat (ns) to the logs, its bytes to the bw
-   * and iops windows — or, per I/O, a sample of the report's and an entry.
+   * and iops windows (`windowed`: not a read of the verify list, which fio's this_io_bytes leaves
+   * out) — or, per I/O, a sample of the report's and an entry.
    */
-  completed(t: number, write: boolean, offset: number, lat: number, clat: number): void {
+  completed(t: number, write: boolean, offset: number, lat: number, clat: number, windowed = true): void {
     const d = write ? this.stats.write : this.stats.read;
     const bs = this.job.bs;
     const ms = this.logTime(t);
@@ -103,15 +104,17 @@ export class JobSamples {
     // the histogram is of clat's samples (add_clat_sample()), which disable_clat does not take
     if (!this.job.disableClat && logs.hist?.add(ms, Math.floor(clat), write, bs)) this.logFull(logs.hist);
     const ddir = write ? 1 : 0;
-    if (this.bwWindow) this.bwWindow.count[ddir] += bs;
-    else if (!this.job.disableBw) {
+    if (this.bwWindow) {
+      if (windowed) this.bwWindow.count[ddir] += bs;
+    } else if (!this.job.disableBw) {
       // add_bw_sample(): the block's bytes over its clat, a sample of the report's and an entry
       const rate = clat >= 1 ? Math.floor((bs * 1e6) / Math.floor(clat)) : 0;
       d.bw.add(rate);
       this.log(logs.bw!, ms, rate, write, offset);
     }
-    if (this.iopsWindow) this.iopsWindow.count[ddir]++;
-    else if (!timeReduced(this.job)) {
+    if (this.iopsWindow) {
+      if (windowed) this.iopsWindow.count[ddir]++;
+    } else if (!timeReduced(this.job)) {
       d.iops.add(1);
       this.log(logs.iops!, ms, 1, write, offset);
     }
