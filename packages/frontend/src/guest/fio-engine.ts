@@ -44,7 +44,8 @@ import {
 } from './fio-job.ts';
 import { batchBucket, depthBucket, JobStats } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
-import { WriteLog, type LoggedWrite } from './fio-write-log.ts';
+import { dryRun, WriteLog, type LoggedWrite } from './fio-write-log.ts';
+import { JobStderr } from './fio-job-stderr.ts';
 import { MinRateCheck, RateControl } from './fio-rate.ts';
 import { jobLogs, type JobLogs } from './fio-log.ts';
 import { LatencyTarget, type LatencyStep } from './fio-latency.ts';
@@ -180,10 +181,8 @@ export class Worker {
   private readonly written: WriteLog;
   /** Whether the last I/O to complete was a write (td->last_ddir is a read until one completes). */
   private lastCompletedWrite = false;
-  /** verify_dump's files being written: the job issues nothing until they are (fio writes them inline). */
-  private dumping = 0;
-  /** What the job has still to say on stderr after those files, in order (null: nothing pending). */
-  private stderrTail: Promise<void> | null = null;
+  /** The job's stderr, verify_dump's files among it (the job issues nothing while they are written). */
+  private readonly stderr: JobStderr;
   /** The seeds of verify blocks (fio's td->verify_state), apart from the offsets' generator. */
   private verifyRand: () => number;
   /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
@@ -229,6 +228,7 @@ export class Worker {
     private readonly io: CommandIo,
   ) {
     this.stats = new JobStats(job.name);
+    this.stderr = new JobStderr(io, target.vfs, () => this.pump());
     this.kinds = rwKinds(job.rw);
     const bytes = target.disk.queue.capacity() * 512;
     const size = jobSize(job, bytes);
@@ -252,8 +252,7 @@ export class Worker {
     const start = startOffset(job, bytes);
     this.offsets = new Offsets(start, size, job.bs, this.kinds.random, () => this.rand(), bytes);
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
-    const backlog = verifiesWrites(job) ? job.verifyBacklog : 0;
-    this.written = new WriteLog(!this.kinds.random, backlog, job.verifyBacklogBatch);
+    this.written = this.newWriteLog();
     this.direct = job.direct;
     this.sync = syncEngine(job);
     this.depth = jobDepth(job);
@@ -275,7 +274,7 @@ export class Worker {
   /** The job's error (td_verror()), said first with `line` on stderr when there is one. */
   private fail(errno: Errno, func: VerrorFunc, line: string | null): void {
     if (this.stats.error) return;
-    if (line !== null) this.say(line + '\n');
+    if (line !== null) this.stderr.say(line + '\n');
     this.stats.error = ERRNO_NUM[errno] ?? 5;
     this.stats.verror = verror(func, STRERROR[errno]);
     this.stopping = true;
@@ -414,7 +413,10 @@ export class Worker {
       // what the pass wrote and its backlog has not read yet, in the log's order (WriteLog); with
       // verify_only, what the pass would have
       this.verifyList = this.job.verifyOnly
-        ? this.dryRun()
+        ? dryRun(this.offsets.count, this.kinds.write, this.newWriteLog(), () => {
+            const write = this.pickWrite();
+            return { write, offset: this.offsets.next(write) };
+          }).map((offset) => ({ offset, logged: null }))
         : this.written.drain().map((logged) => ({ offset: logged.offset, logged }));
       this.verifyNext = 0;
       this.state = 'V';
@@ -428,39 +430,10 @@ export class Worker {
     this.pump();
   }
 
-  /**
-   * verify_only's pass (backend.c's do_dry_run()): the offsets and directions the job would issue,
-   * drawn as it draws them, its writes logged as it would log them and its backlog's reads taken off
-   * the log with no I/O, as fio completes them — what is left is what verify_only reads back (a
-   * random writer's blocks in the order it wrote them, none a mixed job only read). A job that
-   * does not write reads its own offsets, in its order, as its do_io() would.
-   */
-  private dryRun(): Array<{ offset: number; logged: null }> {
+  /** A log of the pass's writes, as the job keeps one (and its dry run does). */
+  private newWriteLog(): WriteLog {
     const j = this.job;
-    const log = new WriteLog(
-      !this.kinds.random,
-      verifiesWrites(j) ? j.verifyBacklog : 0,
-      j.verifyBacklogBatch,
-    );
-    const reads: number[] = [];
-    let lastWrite = false;
-    for (let done = 0; done < this.offsets.count;) {
-      if (log.nextBacklog(lastWrite)) {
-        lastWrite = false;
-        continue;
-      }
-      const write = this.pickWrite();
-      const offset = this.offsets.next(write);
-      done++;
-      lastWrite = write;
-      if (!write) reads.push(offset);
-      else {
-        log.log(offset, 0, 0n);
-        log.completed(offset, true);
-      }
-    }
-    const list = this.kinds.write ? log.drain().map((w) => w.offset) : reads;
-    return list.map((offset) => ({ offset, logged: null }));
+    return new WriteLog(!this.kinds.random, verifiesWrites(j) ? j.verifyBacklog : 0, j.verifyBacklogBatch);
   }
 
   /**
@@ -477,7 +450,7 @@ export class Worker {
 
   private async finishPhase(): Promise<void> {
     // what the phase has still to say (verify_dump's lines, and what came after them) before its end
-    if (this.stderrTail) await this.stderrTail;
+    await this.stderr.flushed();
     // do_io()'s end: a writer syncs its file (end_fsync, or fsync_on_close), inside the pass's time,
     // in eta.c's TD_FSYNCING ('F'); a failed sync is the job's error (fio_io_sync()'s td_verror)
     if (
@@ -573,7 +546,7 @@ export class Worker {
     }
     // stalled (ahead of the rate, thinking, quiescing), nothing is issued until the stall is over;
     // nor while verify_dump's files are written
-    while (!this.stalls.stalled && !this.dumping && this.inflight < this.queueDepth && this.more(t)) {
+    while (!this.stalls.stalled && !this.stderr.busy && this.inflight < this.queueDepth && this.more(t)) {
       // get_io_u(): a read of the backlog goes before the rate's say (check_get_verify())
       const back = this.phase === 'io' ? this.written.nextBacklog(this.lastCompletedWrite) : null;
       const write = back ? false : this.rateIssue(t);
@@ -608,7 +581,13 @@ export class Worker {
     }
     if (n) this.refillFromEmpty = false;
     // a stall after the last I/O is the job's too (fio thinks after it): its wake ends the phase
-    if (this.inflight === 0 && !this.stalls.stalled && !this.thinkAfterReap && !this.dumping && !this.more(t))
+    if (
+      this.inflight === 0 &&
+      !this.stalls.stalled &&
+      !this.thinkAfterReap &&
+      !this.stderr.busy &&
+      !this.more(t)
+    )
       this.endPhase();
   }
 
@@ -922,54 +901,8 @@ export class Worker {
     });
     if (!r) return;
     if (r.failed) this.verifyFailed();
-    if (!r.dumps.length) {
-      this.say(r.lines.join('\n') + '\n');
-      return;
-    }
-    // dump_buf() writes each file where it says so; the job waits for them (see pump())
-    const { lines, dumps } = r;
-    this.dumping++;
-    const tail = (this.stderrTail ?? Promise.resolve()).then(async () => {
-      for (const d of dumps) {
-        const said = await this.dumpFile(d.name, d.data);
-        if (said) lines[d.line] = said;
-      }
-      this.io.stderr(lines.join('\n') + '\n');
-    });
-    this.stderrTail = tail;
-    void tail.then(() => {
-      this.dumping--;
-      if (this.stderrTail === tail) this.stderrTail = null;
-      this.pump();
-    });
-  }
-
-  /**
-   * One of verify_dump's files, in the guest's / (fio's working directory). Returns what fio says
-   * instead of its `dumped as` line when the file could not be made, or with it when a write failed.
-   */
-  private async dumpFile(name: string, data: Buffer): Promise<string | null> {
-    const f = await this.target.vfs
-      .open(`/${name}`, { read: false, write: true, create: true, truncate: true })
-      .catch(() => ({ errno: 'EIO' as const }));
-    if ('errno' in f) return `open verify buf file: ${STRERROR[f.errno]}`;
-    try {
-      for (let at = 0; at < data.length;) {
-        const r = await f.pwrite(data.subarray(at), at);
-        if (!r.ok || r.n === 0)
-          return `write verify buf file: ${STRERROR[r.ok ? 'ENOSPC' : r.errno]}\n       ${name.split('.').pop()} data dumped as ${name}`;
-        at += r.n;
-      }
-      return null;
-    } finally {
-      await f.close();
-    }
-  }
-
-  /** Says `text` on stderr after what verify_dump has still to say, in fio's order. */
-  private say(text: string): void {
-    if (this.stderrTail) this.stderrTail = this.stderrTail.then(() => this.io.stderr(text));
-    else this.io.stderr(text);
+    if (r.dumps.length) this.stderr.sayWithDumps(r.lines, r.dumps);
+    else this.stderr.say(r.lines.join('\n') + '\n');
   }
 
   private verifyFailed(): void {

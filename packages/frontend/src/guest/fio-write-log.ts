@@ -103,3 +103,35 @@ export class WriteLog {
     return min!;
   }
 }
+
+/**
+ * verify_only's pass (backend.c's do_dry_run()): `count` I/Os drawn as the job draws them (`next`),
+ * its writes logged in `log` as the job would log them and its backlog's reads taken off the log with
+ * no I/O, as fio completes them. Returns the offsets verify_only reads back: what the log is left
+ * with (a random writer's blocks in the order it wrote them, none a mixed job only read), or, for a
+ * job that does not write, its own reads in its order, as its do_io() would read them.
+ */
+export function dryRun(
+  count: number,
+  writes: boolean,
+  log: WriteLog,
+  next: () => { write: boolean; offset: number },
+): number[] {
+  const reads: number[] = [];
+  let lastWrite = false;
+  for (let done = 0; done < count;) {
+    if (log.nextBacklog(lastWrite)) {
+      lastWrite = false;
+      continue;
+    }
+    const { write, offset } = next();
+    done++;
+    lastWrite = write;
+    if (!write) reads.push(offset);
+    else {
+      log.log(offset, 0, 0n);
+      log.completed(offset, true);
+    }
+  }
+  return writes ? log.drain().map((w) => w.offset) : reads;
+}
