@@ -5,7 +5,7 @@
  * failed jobs — against fio's stat.c, backend.c and init.c, and a buffered job that must leave the
  * guest's event loop free for its signals.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -906,6 +906,29 @@ describe("the guest fio's verify options (verify_interval, verify_offset, verify
     );
   });
 
+  it("writes 256 of verify_dump's files at most a job, and says so once", async () => {
+    // a zeroed 64 KiB read as 0xab patterns of 128-byte intervals: 512 bad intervals, two files each
+    await dd('if=/dev/zero of=/dev/xvda bs=64k count=1 seek=120 conv=notrunc,fsync');
+    const before = new Set(await readdir(root));
+    const r = await fio(
+      '--name=v --rw=read --bs=64k --size=64k --offset=7680k --direct=1 --verify=pattern --verify_pattern=0xab --verify_interval=128 --verify_dump=1',
+    );
+    // the last interval is bad: the job failed (verify_io_u()'s last return)
+    expect(r.status).toBe(1);
+    const lines = r.stderr.split('\n');
+    expect(lines.filter((l) => l.includes('verify failed'))).toHaveLength(512);
+    expect(lines.filter((l) => l.includes(' data dumped as '))).toHaveLength(256);
+    expect(lines.filter((l) => l.startsWith('fio: verify_dump: '))).toEqual([
+      'fio: verify_dump: 256 files written, the job writes no more',
+    ]);
+    const made = (await readdir(root)).filter((f) => !before.has(f) && f.startsWith('xvda.'));
+    expect(made).toHaveLength(256);
+    // the first interval's pair, its expected file the pattern again
+    expect(made).toContain('xvda.7864320.received');
+    expect((await readFile(join(root, 'xvda.7864320.expected'))).equals(Buffer.alloc(128, 0xab))).toBe(true);
+    await Promise.all(made.map((f) => rm(join(root, f))));
+  });
+
   it('refuses verify options fio refuses, and what would swap a header out of its interval', async () => {
     const bad = async (args: string) => {
       const r = await fio(`--name=v --rw=write --bs=4k --size=64k --verify=crc32c ${args}`);
@@ -925,6 +948,9 @@ describe("the guest fio's verify options (verify_interval, verify_offset, verify
     // for no header
     expect((await bad('--verify_offset=4090'))[0]).toMatch(
       /^fio: v: verify_offset=4090 must be from 44 to 4052/,
+    );
+    expect((await bad('--verify=sha512 --verify_interval=256 --verify_offset=168'))[0]).toBe(
+      "fio: v: verify_offset=168: an interval of 256 has no room to swap verify=sha512's 168-byte header with another 168 bytes (it needs 336)",
     );
     expect((await bad('--verify=sha512 --bs=4608 --verify_interval=96'))[0]).toBe(
       "fio: v: verify_interval=96 is too small for verify=sha512's 168-byte header",

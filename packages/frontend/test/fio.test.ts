@@ -738,6 +738,26 @@ describe('fio verify', () => {
       'fio: bad pattern block offset 300',
       'pattern: verify failed at file /f offset 1536, length 512 (requested block: offset=0, length=4096, flags=88)',
     ]);
+    // past the job's bound (maxDumps) the files are counted, not made: a bad header's, with none left…
+    const zero = checkVerifyBlock({ ...spec, verifyDump: true }, Buffer.alloc(4096), '/f', 0, sure(0), 0)!;
+    expect([zero.dumps.length, zero.dumpsDropped]).toEqual([0, 1]);
+    const pat = {
+      verify: 'pattern',
+      verifyPattern: parseVerifyPattern('0x5a'),
+      verifyInterval: 512,
+    } as const;
+    const many = checkVerifyBlock({ ...pat, verifyDump: true }, Buffer.alloc(4096), '/f', 0, sure(0), 3)!;
+    expect([many.dumps.length, many.dumpsDropped, many.lines.filter((l) => l.includes('dumped as'))]).toEqual(
+      [
+        3,
+        13,
+        [
+          '       received data dumped as f.0.received',
+          '       expected data dumped as f.0.expected',
+          '       received data dumped as f.512.received',
+        ],
+      ],
+    );
     // a bad header: its line and its interval dumped as hdr_fail
     const hdr = Buffer.from(block);
     hdr[512] = 0;

@@ -343,6 +343,7 @@ export class Worker {
 
   stop(): void {
     this.stopping = true;
+    this.stderr.abandon();
     // stalled with nothing in flight: nothing else would wake the job to end it
     if (this.stalls.cancel()) this.pump();
   }
@@ -888,21 +889,27 @@ export class Worker {
     // block size, neither time_based nor verify_only
     const sure = this.kinds.write && !this.job.timeBased && !this.job.verifyOnly;
     const logged = io.logged;
-    const r = checkVerifyBlock(this.job, io.slot.buf!, this.target.path, io.offset, {
-      numberio: sure ? (logged?.numberio ?? null) : null,
-      // verify_io_u() takes the header's seed for its own unless the job both reads and writes
-      // (td_rw()) without a backlog; a verify_only run's log is of a dry run, whose seeds are not the
-      // writer's
-      seed:
-        this.kinds.read && this.kinds.write && !this.job.verifyOnly && !this.job.verifyBacklog
-          ? (logged?.seed ?? null)
-          : null,
-      flags: io.verify ? 0x88 : 0x8,
-    });
+    const r = checkVerifyBlock(
+      this.job,
+      io.slot.buf!,
+      this.target.path,
+      io.offset,
+      {
+        numberio: sure ? (logged?.numberio ?? null) : null,
+        // verify_io_u() takes the header's seed for its own unless the job both reads and writes
+        // (td_rw()) without a backlog; a verify_only run's log is of a dry run, whose seeds are not the
+        // writer's
+        seed:
+          this.kinds.read && this.kinds.write && !this.job.verifyOnly && !this.job.verifyBacklog
+            ? (logged?.seed ?? null)
+            : null,
+        flags: io.verify ? 0x88 : 0x8,
+      },
+      this.stderr.dumpsLeft,
+    );
     if (!r) return;
     if (r.failed) this.verifyFailed();
-    if (r.dumps.length) this.stderr.sayWithDumps(r.lines, r.dumps);
-    else this.stderr.say(r.lines.join('\n') + '\n');
+    this.stderr.sayWithDumps(r.lines, r.dumps, r.dumpsDropped);
   }
 
   private verifyFailed(): void {

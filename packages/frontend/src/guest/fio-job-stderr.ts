@@ -3,16 +3,25 @@
  * file where it says `… data dumped as <file>`, inline, and goes on once it has. Here the guest's
  * file system is asynchronous, so the lines of a failure with files wait for them, whatever the job
  * says after waits behind those lines, and the job issues nothing while files are being written
- * (`writing`).
+ * (`busy`). A job writes MAX_DUMP_FILES at most (fio has no bound: a 1 MiB block of 128-byte
+ * intervals that all fail is 16,384 files), and a stopped job writes no more.
  */
 import { STRERROR, type CommandIo, type GuestVfs } from './vfs.ts';
 import type { VerifyDump } from './fio-verify.ts';
 
+/** verify_dump's files a job writes at most. */
+export const MAX_DUMP_FILES = 256;
+
 export class JobStderr {
   /** verify_dump's files being written. */
   private writing = 0;
+  /** verify_dump's files the job may still write. */
+  dumpsLeft = MAX_DUMP_FILES;
+  /** The job stopped: the files not yet written are not. */
+  private abandoned = false;
   /** What is still to be said after those files, in order (null: nothing pending). */
   private tail: Promise<void> | null = null;
+  private saidBound = false;
 
   constructor(
     private readonly io: CommandIo,
@@ -35,16 +44,30 @@ export class JobStderr {
 
   /**
    * A failure's `lines`, once its `dumps` are written: each file's line says so, or what fio says
-   * instead (its perror()) when the file could not be made or written.
+   * instead (its perror()) when the file could not be made or written. `dropped`: files past the
+   * bound, said once.
    */
-  sayWithDumps(lines: string[], dumps: readonly VerifyDump[]): void {
+  sayWithDumps(lines: string[], dumps: readonly VerifyDump[], dropped: number): void {
+    this.dumpsLeft -= dumps.length;
+    const said: Array<string | null> = [...lines];
+    if (dropped && this.dumpsLeft === 0 && !this.saidBound) {
+      this.saidBound = true;
+      said.push(`fio: verify_dump: ${MAX_DUMP_FILES} files written, the job writes no more`);
+    }
+    if (!dumps.length) {
+      this.say(said.join('\n') + '\n');
+      return;
+    }
     this.writing++;
     const tail = (this.tail ?? Promise.resolve()).then(async () => {
       for (const d of dumps) {
-        const said = await this.dumpFile(d.name, d.data);
-        if (said) lines[d.line] = said;
+        if (this.abandoned) said[d.line] = null;
+        else {
+          const instead = await this.dumpFile(d.name, d.data);
+          if (instead) said[d.line] = instead;
+        }
       }
-      this.io.stderr(lines.join('\n') + '\n');
+      this.io.stderr(said.filter((l) => l !== null).join('\n') + '\n');
     });
     this.tail = tail;
     void tail.then(() => {
@@ -52,6 +75,11 @@ export class JobStderr {
       if (this.tail === tail) this.tail = null;
       this.drained();
     });
+  }
+
+  /** The job stopped: what is queued is said, without the files not yet written. */
+  abandon(): void {
+    this.abandoned = true;
   }
 
   /** Resolves once everything said so far is out. */

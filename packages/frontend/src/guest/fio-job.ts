@@ -396,7 +396,9 @@ export function checkJob(job: FioJob): void {
   // (past the buffer, for the last one); here the header's place must be apart from it, in the interval
   if (job.verifyOffset && hdr && (job.verifyOffset < hdr || job.verifyOffset + hdr > inc)) {
     fail(
-      `fio: ${job.name}: verify_offset=${job.verifyOffset} must be from ${hdr} to ${inc - hdr}: verify=${job.verify}'s ${hdr}-byte header is swapped with the bytes there, in an interval of ${inc}`,
+      inc < 2 * hdr
+        ? `fio: ${job.name}: verify_offset=${job.verifyOffset}: an interval of ${inc} has no room to swap verify=${job.verify}'s ${hdr}-byte header with another ${hdr} bytes (it needs ${2 * hdr})`
+        : `fio: ${job.name}: verify_offset=${job.verifyOffset} must be from ${hdr} to ${inc - hdr}: verify=${job.verify}'s ${hdr}-byte header is swapped with the bytes there, in an interval of ${inc}`,
     );
   }
 }

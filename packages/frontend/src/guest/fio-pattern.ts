@@ -92,5 +92,9 @@ export function patternAt(p: VerifyPattern, offset: number): Buffer {
 
 /** Fills `buf` with the pattern repeated from its first byte (cpy_pattern()). */
 export function fillPattern(buf: Uint8Array, pattern: Uint8Array): void {
-  for (let i = 0; i < buf.length; i += pattern.length) buf.set(pattern.subarray(0, buf.length - i), i);
+  if (!buf.length) return;
+  buf.set(pattern.subarray(0, buf.length));
+  // what is filled is copied after itself, doubling: a one-byte pattern over a block is a few copies
+  for (let done = Math.min(pattern.length, buf.length); done < buf.length; done *= 2)
+    buf.copyWithin(done, 0, Math.min(done, buf.length - done));
 }
