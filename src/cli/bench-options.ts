@@ -550,7 +550,7 @@ export function parseBenchArgs(
           j.stonewall ? 'stonewall' : '',
           j.waitFor ? 'wait_for' : '',
           // a job left out of pvblk's report would be in the relay's
-          j.stats ? '' : 'stats=0',
+          j.statsEnabled ? '' : 'stats=0',
         ].filter(Boolean);
         if (held.length)
           fail(

@@ -15,12 +15,20 @@ export interface GuestSlice {
   disks: DiskUtil[];
   devices: DeviceCounters[];
   stderr: string;
+  /** The errors of the guest's jobs that no report lists (stats=0): said and counted all the same. */
+  unreported: Array<{ error: number; verror: string }>;
 }
 
 /** `b` ran after `a`, in the same guest, with the same jobs. */
 export function appendGuestSlice(a: GuestSlice, b: GuestSlice): GuestSlice {
   // a slice whose fio printed nothing holds no jobs: the run's figures start with the next one
-  if (a.jobs.length === 0) return { ...b, status: a.status || b.status, stderr: a.stderr + b.stderr };
+  if (a.jobs.length === 0)
+    return {
+      ...b,
+      status: a.status || b.status,
+      stderr: a.stderr + b.stderr,
+      unreported: [...a.unreported, ...b.unreported],
+    };
   const jobs = a.jobs.map((j, i) => {
     const next = b.jobs[i];
     if (next) j.append(next);
@@ -32,6 +40,7 @@ export function appendGuestSlice(a: GuestSlice, b: GuestSlice): GuestSlice {
     disks: a.disks.map((d, i) => (b.disks[i] ? addCounters(d, b.disks[i]) : d)),
     devices: a.devices.map((d, i) => (b.devices[i] ? addCounters(d, b.devices[i]) : d)),
     stderr: a.stderr + b.stderr,
+    unreported: [...a.unreported, ...b.unreported],
   };
 }
 

@@ -465,7 +465,10 @@ async function runInGuests(
 interface GuestJson {
   jobs: Array<{ jobname: string; 'job options': Record<string, string>; pvblk?: { raw?: RawJob } }>;
   disk_util: Array<Record<string, number | string>>;
-  pvblk?: { devices?: Array<Record<string, number | string>> };
+  pvblk?: {
+    devices?: Array<Record<string, number | string>>;
+    unreported?: Array<{ error: number; verror: string }>;
+  };
 }
 
 function parseGuestJson(text: string): GuestJson | null {
@@ -693,7 +696,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       slices: slices > 1 && !stopRun.signal.aborted ? timeline : null,
       // the guests' reports leave out the jobs with stats=0
       jobClones: p.cl.jobs.flatMap((j, i) =>
-        new Array<JobClone>(j.stats ? j.numjobs : 0).fill({
+        new Array<JobClone>(j.statsEnabled ? j.numjobs : 0).fill({
           options: p.cl.given[i],
           iodepth: j.iodepth,
           latencyTarget: j.latencyTarget,
@@ -763,6 +766,10 @@ function guestSlice(name: string, guests: number, out: GuestOutput): GuestSlice 
     disks,
     devices,
     stderr: out.stderr,
+    unreported: (json?.pvblk?.unreported ?? []).map((u) => ({
+      error: Number(u.error),
+      verror: String(u.verror),
+    })),
   };
 }
 
@@ -958,7 +965,8 @@ export async function runBench(argv: string[]): Promise<number> {
         results.push(r);
         // as each guest's fio said them on its stdout (its JSON's), in the process the job ran in
         for (const g of r.guests)
-          for (const j of g.jobs) if (j.error) out(jobErrorLine(g.pid, j.error, j.verror) + '\n');
+          for (const j of [...g.jobs, ...g.unreported])
+            if (j.error) out(jobErrorLine(g.pid, j.error, j.verror) + '\n');
         if (atEnd) continue;
         // fio ends a run with one new line before its report: the one that ended the ETA line, if drawn
         if (fmt.normal) out((eta && out === write ? '' : '\n') + renderPointNormal(r));
@@ -1017,7 +1025,7 @@ export async function runBench(argv: string[]): Promise<number> {
     let failed = 0;
     for (const r of results)
       for (const g of r.guests) {
-        const jobs = g.jobs.filter((j) => j.error).length;
+        const jobs = g.jobs.filter((j) => j.error).length + g.unreported.filter((j) => j.error).length;
         failed += jobs || (g.status !== 0 && !(g.status >= 128 && stoppedBy) ? 1 : 0);
       }
     return fioExitStatus(stoppedBy !== null, failed);

@@ -38,6 +38,7 @@ function guestSlice(ios: number, ms: number, lat: number): GuestSlice {
     disks: [disk],
     devices: [{ name: 'xvda', requests: ios, completions: ios, upcalls: ios, grants: 0 }],
     stderr: '',
+    unreported: [],
   };
 }
 
@@ -77,11 +78,20 @@ describe('bench slices: one run from its slices', () => {
   });
 
   it('starts from the next slice when one printed nothing, and keeps the first failure', () => {
-    const empty: GuestSlice = { status: 1, jobs: [], disks: [], devices: [], stderr: 'x\n' };
+    const empty: GuestSlice = {
+      status: 1,
+      jobs: [],
+      disks: [],
+      devices: [],
+      stderr: 'x\n',
+      unreported: [{ error: 84, verror: 'file:io_u.c:2213, func=io_u_queued_complete, error=x' }],
+    };
     const run = appendGuestSlice(empty, guestSlice(10, 400, 1000));
     expect(run.jobs[0].write.ios).toBe(10);
     expect(run.status).toBe(1);
     expect(run.stderr).toBe('x\n');
+    // a stats=0 job's error in the first slice is the run's
+    expect(run.unreported.map((u) => u.error)).toEqual([84]);
   });
 
   it("adds a relay client's slices, round trips merged", () => {

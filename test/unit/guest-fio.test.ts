@@ -774,8 +774,15 @@ describe("the guest fio's verify options (verify_interval, verify_offset, verify
     expect(sectorsOf(r.io, 'read')).toEqual(sectorsOf(r.io, 'write'));
     const j = json(r.stdout).jobs[0];
     expect([j.write.total_ios, j.read.total_ios, j.error]).toEqual([10, 10, 0]);
-    // the backlog's reads give the writer a read run time (TD_F_VER_BACKLOG)
-    expect(j.read.runtime).toBeGreaterThan(0);
+    // the backlog's reads give the writer's pass to its read run time too (fio 3.36's update_runtime()
+    // with TD_F_VER_BACKLOG): a pass of 10 writes that think 20 ms each, against a verify phase of
+    // a few ms
+    const thinking = '--rw=write --bs=4k --direct=1 --size=40k --offset=1m --verify=crc32c --thinktime=20ms';
+    const back = await jobJson(`--name=v ${thinking} --verify_backlog=3`);
+    expect(back.write.runtime).toBeGreaterThanOrEqual(180);
+    expect(back.read.runtime).toBeGreaterThanOrEqual(back.write.runtime);
+    const none = await jobJson(`--name=v ${thinking}`);
+    expect(none.read.runtime).toBeLessThan(none.write.runtime / 2);
     // the batch defaults to the backlog; a deeper queue reads each block back once all the same
     const deep = await requestsOf(() =>
       fio(
@@ -1008,6 +1015,19 @@ describe("the guest fio's measurements turned off (disable_lat, disable_clat, di
     ).toEqual(['fg']);
     // the group's figures are fg's alone
     expect(r.stdout).toMatch(/WRITE: bw=.*io=64\.0KiB/);
+    // failed, it says so and counts in the status as any job; for pvblk bench (--pvblk_raw) its error
+    // is in the JSON apart from the jobs, which the bench says and counts
+    const bad = await fio(
+      '--name=bg --stats=0 --rw=read --bs=4k --size=16k --offset=1m --verify=meta --verify_pattern=0x1234 --direct=1 --name=fg --rw=read --size=16k --offset=2m --output-format=json --pvblk_raw',
+    );
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toMatch(/^fio: pid=\d+, err=84\//m);
+    const doc2 = jsonPart(bad.stdout.slice(bad.stdout.indexOf('{'))) as unknown as {
+      jobs: Array<{ jobname: string }>;
+      pvblk: { unreported: Array<{ error: number }> };
+    };
+    expect(doc2.jobs.map((j) => j.jobname)).toEqual(['fg']);
+    expect(doc2.pvblk.unreported.map((u) => u.error)).toEqual([84]);
   });
 });
 

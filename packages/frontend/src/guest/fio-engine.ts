@@ -81,8 +81,6 @@ interface Io {
   ramp: boolean;
   /** A read of the verify phase, or of `verify_backlog`'s (IO_U_F_VER_LIST): its block is checked. */
   verify: boolean;
-  /** A `verify_backlog` read, issued in the pass. */
-  backlog: boolean;
   /** A verify read's logged write: the number and seed its header should hold. */
   logged: LoggedWrite | null;
 }
@@ -185,6 +183,8 @@ export class Worker {
   private readonly stderr: JobStderr;
   /** The seeds of verify blocks (fio's td->verify_state), apart from the offsets' generator. */
   private verifyRand: () => number;
+  /** The gaps of rate_process=poisson (fio's poisson_state), seeded again with the others. */
+  private rateRand: () => number;
   /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
   private phase: 'io' | 'verify' = 'io';
   /** The verify phase's blocks, in order (their logged writes), and the index of the next to read. */
@@ -238,6 +238,7 @@ export class Worker {
     this.seed = seed;
     this.rand = mulberry32(seed);
     this.verifyRand = mulberry32(seed ^ 0x5bd1e995);
+    this.rateRand = mulberry32(seed ^ 0x27d4eb2f);
     const bps = rateBps(job);
     this.rate =
       bps[0] || bps[1]
@@ -246,7 +247,7 @@ export class Worker {
             job.bs,
             job.rateProcess,
             this.kinds.read && this.kinds.write ? { read: job.rwmixread, write: 100 - job.rwmixread } : null,
-            mulberry32(seed ^ 0x27d4eb2f),
+            () => this.rateRand(),
           )
         : null;
     const start = startOffset(job, bytes);
@@ -259,7 +260,7 @@ export class Worker {
     this.buffers = new IoSlots(job, index, target.disk);
     this.bytesTarget = this.offsets.count * job.bs;
     this.logs = jobLogs(job, index + 1);
-    this.samples = new JobSamples(job, this.stats, this.logs, io, {
+    this.samples = new JobSamples(job, this.stats, this.logs, (s) => this.stderr.say(s), {
       epoch: () => this.epoch?.t,
       rampDone: () => this.rampDone,
     });
@@ -400,6 +401,7 @@ export class Worker {
     if ((phase === 'io' || this.job.verifyOnly) && ++this.ioPhases > 1 && this.job.randrepeat) {
       this.rand = mulberry32(this.seed);
       this.verifyRand = mulberry32(this.seed ^ 0x5bd1e995);
+      this.rateRand = mulberry32(this.seed ^ 0x27d4eb2f);
       this.offsets.restartRandom();
     }
     if (phase === 'io') {
@@ -758,19 +760,14 @@ export class Worker {
     if (backlog) ({ offset } = logged = what);
     else if (this.phase === 'verify') ({ offset, logged } = this.verifyList[this.verifyNext++]);
     else offset = this.offsets.next(write);
-    const io: Io = {
-      slot,
-      write,
-      offset,
-      tIssue: t,
-      tSubmitted: 0,
-      ramp: !this.rampDone,
-      verify,
-      backlog,
-      logged,
-    };
-    // do_io()'s run state: TD_VERIFYING for a read of the backlog, else running (or ramping)
-    if (this.phase === 'io' && this.rampDone) this.state = backlog ? 'V' : runLetter(this.job);
+    const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone, verify, logged };
+    // do_io()'s run state as each I/O is issued: TD_VERIFYING for a read it checks (the backlog's, or
+    // any of a job that does not both read and write), else ramping or running
+    if (this.phase === 'io') {
+      const checked =
+        !write && this.job.verify !== 'none' && (backlog || !(this.kinds.read && this.kinds.write));
+      this.state = checked ? 'V' : this.rampDone ? runLetter(this.job) : '/';
+    }
     this.inflight++;
     this.issued++;
     // fio's total_io_u: every I/O its engine was handed, a failed one too, counted as it is queued
@@ -836,7 +833,7 @@ export class Worker {
     this.completedBurst++;
     if (err) {
       // its submission latency was taken as it was queued (io_u_queued()), a failure notwithstanding
-      if (!io.ramp && !this.sync && this.job.stats && !this.job.disableSlat)
+      if (!io.ramp && !this.sync && this.job.statsEnabled && !this.job.disableSlat)
         (io.write ? this.stats.write : this.stats.read).slat.add((io.tSubmitted - io.tIssue) * 1e6);
       this.fail(
         err,
@@ -947,7 +944,7 @@ export class Worker {
     else this.phaseBytes.r += bs;
     // account_io_completion(): nothing of a job without stats, nor of a latency not measured
     const j = this.job;
-    if (io.ramp || !j.stats) return;
+    if (io.ramp || !j.statsEnabled) return;
     const lat = (t - io.tIssue) * 1e6;
     if (!j.disableLat) {
       // max_latency, then the latency target, on the whole ns of lat
@@ -976,7 +973,7 @@ export class Worker {
   private submitted(io: Io, t: number): void {
     io.tSubmitted = t;
     // io_u_queued(): with slat measured, past the ramp, in a job with stats
-    if (!io.ramp && this.job.stats && !this.job.disableSlat)
+    if (!io.ramp && this.job.statsEnabled && !this.job.disableSlat)
       this.samples.slat(t, t - io.tIssue, io.write, io.offset);
   }
 

@@ -38,7 +38,7 @@ export class JobStderr {
 
   /** Says `text` after what is still to be said. */
   say(text: string): void {
-    if (this.tail) this.tail = this.tail.then(() => this.io.stderr(text));
+    if (this.tail) this.tail = this.tail.then(() => this.io.stderr(text)).catch(() => {});
     else this.io.stderr(text);
   }
 
@@ -63,16 +63,22 @@ export class JobStderr {
       for (const d of dumps) {
         if (this.abandoned) said[d.line] = null;
         else {
-          const instead = await this.dumpFile(d.name, d.data);
+          // a file system that throws (a bug of its) is said as a failed write, never left pending:
+          // the job waits on these files
+          const instead = await this.dumpFile(d.name, d.data).catch(
+            (e: unknown) => `write verify buf file: ${e instanceof Error ? e.message : String(e)}`,
+          );
           if (instead) said[d.line] = instead;
         }
       }
       this.io.stderr(said.filter((l) => l !== null).join('\n') + '\n');
     });
-    this.tail = tail;
-    void tail.then(() => {
+    // whatever happened, the job goes on: the chain after it, the count, the wake-up
+    this.tail = tail.catch(() => {});
+    const mine = this.tail;
+    void mine.then(() => {
       this.writing--;
-      if (this.tail === tail) this.tail = null;
+      if (this.tail === mine) this.tail = null;
       this.drained();
     });
   }
@@ -95,8 +101,10 @@ export class JobStderr {
     try {
       for (let at = 0; at < data.length;) {
         const r = await f.pwrite(data.subarray(at), at);
-        if (!r.ok || r.n === 0)
-          return `write verify buf file: ${STRERROR[r.ok ? 'ENOSPC' : r.errno]}\n       ${name.split('.').pop()} data dumped as ${name}`;
+        // dump_buf(): a write of nothing ends the file quietly, a failed one says so first
+        if (r.ok && r.n === 0) break;
+        if (!r.ok)
+          return `write verify buf file: ${STRERROR[r.errno]}\n       ${name.split('.').pop()} data dumped as ${name}`;
         at += r.n;
       }
       return null;

@@ -87,8 +87,10 @@ export interface FioJob {
   disableSlat: boolean;
   /** fio's `disable_bw_measurement`: no bw sample per I/O (the windows' samples are still taken). */
   disableBw: boolean;
+  /** fio's `gtod_reduce=1`: the four above set, and no iops sample per I/O whatever they say after. */
+  gtodReduce: boolean;
   /** fio's `stats`: false leaves the job out of every report (its I/O is done all the same). */
-  stats: boolean;
+  statsEnabled: boolean;
   /** fio's `rate`: bytes a second, reads then writes; 0 where unlimited. */
   rate: PerDirection;
   /** fio's `rate_iops`: I/Os a second, reads then writes; 0 where unlimited. */
@@ -240,7 +242,8 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   disableClat: false,
   disableSlat: false,
   disableBw: false,
-  stats: true,
+  gtodReduce: false,
+  statsEnabled: true,
   rate: [0, 0, 0],
   rateIops: [0, 0, 0],
   rateMin: [0, 0, 0],
@@ -347,7 +350,7 @@ export function fixupJob(job: FioJob): void {
  * those, and disable_lat) — fio then takes no iops sample per I/O either.
  */
 export function timeReduced(job: FioJob): boolean {
-  return job.disableClat && job.disableSlat && job.disableBw;
+  return (job.disableClat && job.disableSlat && job.disableBw) || job.gtodReduce;
 }
 
 /** Checks a job on its own (what needs no device). */

@@ -418,12 +418,13 @@ export const OPTIONS: Record<string, OptionDef> = {
   gtod_reduce: {
     // str_gtod_reduce_cb(): 1 turns the measurements off, 0 leaves them as they are
     apply: jobOpt((j, v) => {
-      if (!fioBool('gtod_reduce', v, 'bool')) return;
+      j.gtodReduce = fioBool('gtod_reduce', v, 'bool');
+      if (!j.gtodReduce) return;
       j.disableLat = j.disableClat = j.disableSlat = j.disableBw = true;
       j.latencyPercentiles = { slat: false, clat: false, lat: false };
     }),
   },
-  stats: { apply: jobOpt((j, v) => (j.stats = fioBool('stats', v, 'bool'))) },
+  stats: { apply: jobOpt((j, v) => (j.statsEnabled = fioBool('stats', v, 'bool'))) },
   io_submit_mode: {
     apply: jobOpt((_j, v) => {
       const mode = parseChoice('io_submit_mode', v, [
@@ -637,9 +638,12 @@ function sizeOption(j: FioJob, raw: string): void {
   j.sizePercent = null;
 }
 
-/** `offset`: bytes, or `N%` of the device (str_offset_cb(): the share, rounded up to the block size). */
+/**
+ * `offset`: bytes, or `N%` of the device (str_offset_cb(): the share, rounded up to the block size),
+ * N whole from 0 to 100.
+ */
 function offsetOption(j: FioJob, raw: string): void {
-  const pct = /^([0-9]+(?:\.[0-9]+)?)%$/.exec(raw.trim());
+  const pct = /^([0-9]+)%$/.exec(raw.trim());
   if (pct) {
     const v = Number(pct[1]);
     if (v > 100) failedParsing('offset', raw, `offset: value out of range: ${raw} (0-100%)`);

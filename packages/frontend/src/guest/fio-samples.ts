@@ -4,7 +4,6 @@
  * thread, or per I/O where a bw or iops log is not averaged; and the entries of the job's logs
  * (fio-log.ts), as its I/Os are queued and complete, and at its end.
  */
-import type { CommandIo } from './vfs.ts';
 import { timeReduced, type FioJob } from './fio-job.ts';
 import type { JobStats } from './fio-stats.ts';
 import {
@@ -54,7 +53,8 @@ export class JobSamples {
     private readonly job: FioJob,
     private readonly stats: JobStats,
     private readonly logs: JobLogs,
-    private readonly io: CommandIo,
+    /** The job's stderr (JobStderr.say(): after what it has still to say). */
+    private readonly say: (text: string) => void,
     /** The worker's epoch (ms; undefined before it has one) and whether its ramp_time is over. */
     private readonly worker: { epoch(): number | undefined; rampDone(): boolean },
   ) {
@@ -135,7 +135,7 @@ export class JobSamples {
   }
 
   private logFull(log: LogFile): void {
-    this.io.stderr(
+    this.say(
       `fio: ${log.file}: the guest's logs hold ${MAX_LOG_ENTRIES} entries at most: later samples dropped\n`,
     );
   }

@@ -750,7 +750,15 @@ async function runFio(
     if (fmt.terse) io.stdout(renderTerse(report));
     if (fmt.json) {
       const json = renderJson(report, fmt.jsonPlus);
-      json.pvblk = { devices: devices.map(deviceJson) };
+      json.pvblk = {
+        devices: devices.map(deviceJson),
+        // for pvblk bench (raw): the errors of jobs no report lists (stats=0), which fio says all the same
+        ...(raw && {
+          unreported: workers
+            .filter((w) => !w.job.statsEnabled && w.stats.error)
+            .map((w) => ({ error: w.stats.error, verror: w.stats.verror })),
+        }),
+      };
       io.stdout(fioJsonText(json) + '\n');
     }
     if (fmt.normal) {
@@ -841,7 +849,7 @@ function reportJobs(workers: Worker[], cl: FioCommandLine, raw: boolean): FioRep
   };
   // a job with stats=0 is in no report, nor in its group's figures (stat.c's __show_run_stats())
   return reportGroups(
-    workers.filter((w) => w.job.stats),
+    workers.filter((w) => w.job.statsEnabled),
     (w) => w.job.groupReporting,
     (w) => w.job.groupid,
   ).map((group) => {
