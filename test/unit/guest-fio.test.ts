@@ -783,6 +783,13 @@ describe("the guest fio's verify options (verify_interval, verify_offset, verify
     expect(back.read.runtime).toBeGreaterThanOrEqual(back.write.runtime);
     const none = await jobJson(`--name=v ${thinking}`);
     expect(none.read.runtime).toBeLessThan(none.write.runtime / 2);
+    // … once the job has read anything (td->io_bytes: the first verify phase's reads count), so a
+    // second pass whose backlog never filled gives its time to the reads too
+    const two = await jobJson(
+      '--name=v --rw=write --bs=4k --direct=1 --size=16k --offset=1m --verify=crc32c --thinktime=20ms --loops=2 --verify_backlog=100',
+    );
+    expect(two.write.runtime).toBeGreaterThanOrEqual(140);
+    expect(two.read.runtime).toBeGreaterThanOrEqual(60);
     // the batch defaults to the backlog; a deeper queue reads each block back once all the same
     const deep = await requestsOf(() =>
       fio(

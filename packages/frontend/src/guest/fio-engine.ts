@@ -471,9 +471,11 @@ export class Worker {
     const t = now();
     const us = Math.floor(Math.max(0, t - this.phaseStart) * 1000);
     if (this.phase === 'io') {
-      // a writer's backlog reads give it a read run time (TD_F_VER_BACKLOG in thread_main())
-      if (this.phaseBytes.r && (this.kinds.read || this.job.verifyBacklog)) this.elapsedUs.r += us;
-      if (this.phaseBytes.w && this.kinds.write) this.elapsedUs.w += us;
+      // thread_main(): a direction the job does, once it has moved bytes since the statistics
+      // started (td->io_bytes, the verify phases' reads in it) — and a writer's reads with a
+      // backlog (TD_F_VER_BACKLOG)
+      if (this.stats.read.bytes && (this.kinds.read || this.job.verifyBacklog)) this.elapsedUs.r += us;
+      if (this.stats.write.bytes && this.kinds.write) this.elapsedUs.w += us;
     } else this.elapsedUs.r += us;
     if (this.stats.read.ios) this.stats.read.runtimeMs = msOfUs(this.elapsedUs.r);
     if (this.stats.write.ios) this.stats.write.runtimeMs = msOfUs(this.elapsedUs.w);
