@@ -449,10 +449,11 @@ describe('the guest fio, run whole', () => {
     expect(spin.read.total_ios).toBeLessThanOrEqual(10);
     // a thought of 10 minutes: Ctrl-C, once the first read has gone, ends the job during it, with
     // its report
-    const interrupted = async (opts: string) => {
+    const interrupted = async (opts: string, afterMs = 0) => {
+      const t0 = Date.now();
       const r = await interruptedFio(
         `--rw=randread --bs=4k --direct=1 --thinktime=600s ${opts}`,
-        (_, reads) => reads >= 1,
+        (_, reads) => reads >= 1 && Date.now() - t0 >= afterMs,
         'a read',
       );
       expect(r.status).toBe(128);
@@ -460,8 +461,10 @@ describe('the guest fio, run whole', () => {
     };
     expect(await interrupted('--name=z --runtime=1h --time_based')).toMatch(/issued rwts: total=1,0,0,0/);
     // stopped in a thought that outlasts ramp_time: the ramp's read is still the job's report (fio
-    // ends a ramp when I/O goes on, and none does)
-    const ramped = await interrupted('--name=r --ramp_time=1ms --runtime=1h');
+    // ends a ramp when I/O goes on, and none does). The ramp is long enough for the read to complete
+    // in it on a busy machine (a completion past the ramp's end ends the ramp), and the stop comes
+    // after it
+    const ramped = await interrupted('--name=r --ramp_time=50ms --runtime=1h', 150);
     expect(ramped).toMatch(/^r: \(groupid=0, jobs=1\)/m);
     expect(ramped).toMatch(/issued rwts: total=1,0,0,0/);
   });
@@ -880,6 +883,11 @@ describe("the guest fio's verify options (verify_interval, verify_offset, verify
     expect(c).toEqual(a);
     const [x, y] = await passes('--randrepeat=0');
     expect(y).not.toEqual(x);
+    // a randseed given overrides randrepeat (init.c): fio 3.33's second pass was another order, and
+    // the same seed gives the same run again
+    const [s1, s2] = await passes('--randseed=1234');
+    expect(s2).not.toEqual(s1);
+    expect((await passes('--randseed=1234'))[1]).toEqual(s2);
   });
 
   it("verify_only reads back what the job's pass would have written, in its order (do_dry_run())", async () => {
@@ -1035,6 +1043,9 @@ describe("the guest fio's measurements turned off (disable_lat, disable_clat, di
     };
     expect(doc2.jobs.map((j) => j.jobname)).toEqual(['fg']);
     expect(doc2.pvblk.unreported.map((u) => u.error)).toEqual([84]);
+    // nothing to report in terse is no line at all, as fio's
+    const quiet = await fio('--name=bg --stats=0 --rw=read --bs=4k --size=16k --output-format=terse');
+    expect([quiet.status, quiet.stdout]).toEqual([0, '']);
   });
 });
 

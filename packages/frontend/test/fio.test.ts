@@ -18,6 +18,7 @@ import { parseVerifyPattern } from '../src/guest/fio-pattern.ts';
 import { RateControl } from '../src/guest/fio-rate.ts';
 import { HistLog, IoLog, jobLogs, MAX_LOG_ENTRIES, statWindows } from '../src/guest/fio-log.ts';
 import { LatencyTarget } from '../src/guest/fio-latency.ts';
+import { fioTime } from '../src/guest/fio-parse.ts';
 import type { FioVerify } from '../src/guest/fio-job.ts';
 import { Worker } from '../src/guest/fio-engine.ts';
 import { etaRates } from '../src/guest/fio-eta.ts';
@@ -319,6 +320,26 @@ describe('fio options', () => {
     ]);
     // --output takes its value apart too
     expect(parse(['--output', 'out.txt', '--name=j']).global.output).toBe('out.txt');
+  });
+
+  it("reads time values as parse.c's get_mult_time() does, fio 3.33's runs of them checked", () => {
+    // (ms) fio 3.33's --time_based --runtime=…: 500msec ran 0.5 s, 1500000usec 1.5 s, 1.5s 1 s, and
+    // 2sec and 2mins next to nothing (2 µs: a word it does not know is a microsecond)
+    expect(fioTime('runtime', '500msec')).toBe(500);
+    expect(fioTime('runtime', '1500000usec')).toBe(1500);
+    expect(fioTime('runtime', '1.5s')).toBe(1000);
+    expect(fioTime('runtime', '2sec')).toBe(0.002);
+    expect(fioTime('runtime', '2mins')).toBe(0.002);
+    expect([fioTime('runtime', '30'), fioTime('runtime', '2m'), fioTime('runtime', '1h')]).toEqual([
+      30_000, 120_000, 3_600_000,
+    ]);
+    // an option in µs: latency_target=1ns was target=1000 (ns) under fio 3.33, 1500ns 1500000
+    expect(fioTime('latency_target', '1ns', 'us')).toBe(0.001);
+    expect(fioTime('latency_target', '1500ns', 'us')).toBe(1.5);
+    // a blank before the number leaves the unit unread, as before; a negative or no number is refused
+    expect(fioTime('runtime', ' 10ms')).toBe(10_000);
+    expect(() => fioTime('runtime', '-1s')).toThrow(/failed parsing runtime=-1s/);
+    expect(() => fioTime('runtime', 'abc')).toThrow(/failed parsing runtime=abc/);
   });
 
   it('refuses what fio refuses, in its words', () => {

@@ -232,9 +232,10 @@ export class Worker {
     this.kinds = rwKinds(job.rw);
     const bytes = target.disk.queue.capacity() * 512;
     const size = jobSize(job, bytes);
-    const seed = job.randrepeat
-      ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
-      : (Math.random() * 2 ** 32) >>> 0;
+    const seed =
+      job.randrepeat || job.randseedGiven
+        ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
+        : (Math.random() * 2 ** 32) >>> 0;
     this.seed = seed;
     this.rand = mulberry32(seed);
     this.verifyRand = mulberry32(seed ^ 0x5bd1e995);
@@ -398,7 +399,13 @@ export class Worker {
     // clear_io_state() before each pass after the first (verify_only's dry run is its pass): with
     // randrepeat (the default) the generators are seeded again (td_fill_rand_seeds()), so that every
     // pass issues the first's random offsets, directions and verify seeds, in the first's order
-    if ((phase === 'io' || this.job.verifyOnly) && ++this.ioPhases > 1 && this.job.randrepeat) {
+    if (
+      (phase === 'io' || this.job.verifyOnly) &&
+      ++this.ioPhases > 1 &&
+      this.job.randrepeat &&
+      // init.c: a randseed given overrides randrepeat (rand_repeatable = 0)
+      !this.job.randseedGiven
+    ) {
       this.rand = mulberry32(this.seed);
       this.verifyRand = mulberry32(this.seed ^ 0x5bd1e995);
       this.rateRand = mulberry32(this.seed ^ 0x27d4eb2f);

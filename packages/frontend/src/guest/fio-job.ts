@@ -87,8 +87,6 @@ export interface FioJob {
   disableSlat: boolean;
   /** fio's `disable_bw_measurement`: no bw sample per I/O (the windows' samples are still taken). */
   disableBw: boolean;
-  /** fio's `gtod_reduce=1`: the four above set, and no iops sample per I/O whatever they say after. */
-  gtodReduce: boolean;
   /** fio's `stats`: false leaves the job out of every report (its I/O is done all the same). */
   statsEnabled: boolean;
   /** fio's `rate`: bytes a second, reads then writes; 0 where unlimited. */
@@ -117,6 +115,8 @@ export interface FioJob {
   /** fio's `startdelay` (seconds without a unit; `low-high` for a random one per job), in ms. */
   startDelay: [low: number, high: number];
   randseed: number;
+  /** Whether `randseed` was given: the seed is it, and, as init.c has it, the passes do not repeat. */
+  randseedGiven: boolean;
   randrepeat: boolean;
   /**
    * fio's `group_reporting`, a job option: the job's report joins the one before it (stat.c's
@@ -242,7 +242,6 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   disableClat: false,
   disableSlat: false,
   disableBw: false,
-  gtodReduce: false,
   statsEnabled: true,
   rate: [0, 0, 0],
   rateIops: [0, 0, 0],
@@ -260,6 +259,7 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   thinktimeIotime: 0,
   startDelay: [0, 0],
   randseed: 0x2ce7a3bf,
+  randseedGiven: false,
   randrepeat: true,
   groupReporting: false,
   stonewall: false,
@@ -347,10 +347,12 @@ export function fixupJob(job: FioJob): void {
 
 /**
  * io_u.c's gtod_reduce(): clat and slat unmeasured and no per-I/O bw sample (`gtod_reduce=1` sets
- * those, and disable_lat) — fio then takes no iops sample per I/O either.
+ * those, and disable_lat) — fio then takes no iops sample per I/O either. Its `|| o->gtod_reduce`
+ * never holds: the option has a callback and no field of its own, so one of them turned on again
+ * after it (`--gtod_reduce=1 --disable_clat=0`) brings the iops samples back, as in fio 3.33.
  */
 export function timeReduced(job: FioJob): boolean {
-  return (job.disableClat && job.disableSlat && job.disableBw) || job.gtodReduce;
+  return job.disableClat && job.disableSlat && job.disableBw;
 }
 
 /** Checks a job on its own (what needs no device). */

@@ -26,7 +26,7 @@ import {
   parseIntOption,
   parseMicros,
   parseSize,
-  parseTime,
+  fioTime,
   parseUint32,
   perDirection,
 } from './fio-parse.ts';
@@ -101,7 +101,7 @@ function startDelay(raw: string): [number, number] {
     if (value.startsWith('-'))
       failedParsing('startdelay', raw, `startdelay: ${value}: a delay is not negative`);
     // said of the option as given, not of the piece (`startdelay=1-` has an empty high end)
-    const ms = /^[0-9]/.test(value.trim()) ? parseTime('startdelay', value.trim()) : NaN;
+    const ms = /^[0-9]/.test(value.trim()) ? fioTime('startdelay', value.trim()) : NaN;
     if (Number.isNaN(ms)) failedParsing('startdelay', raw);
     return ms;
   });
@@ -288,10 +288,10 @@ export const OPTIONS: Record<string, OptionDef> = {
   size: { apply: jobOpt((j, v) => sizeOption(j, v)) },
   offset: { apply: jobOpt((j, v) => offsetOption(j, v)) },
   // fio's runtime has no minimum: 0 is no limit, as when it is not given
-  runtime: { apply: jobOpt((j, v) => (j.runtime = parseTime('runtime', v) || null)) },
-  timeout: { aliasOf: 'runtime', apply: jobOpt((j, v) => (j.runtime = parseTime('timeout', v) || null)) },
+  runtime: { apply: jobOpt((j, v) => (j.runtime = fioTime('runtime', v) || null)) },
+  timeout: { aliasOf: 'runtime', apply: jobOpt((j, v) => (j.runtime = fioTime('timeout', v) || null)) },
   time_based: { flag: true, apply: jobOpt((j, v) => (j.timeBased = fioBool('time_based', v, 'set'))) },
-  ramp_time: { apply: jobOpt((j, v) => (j.rampTime = parseTime('ramp_time', v))) },
+  ramp_time: { apply: jobOpt((j, v) => (j.rampTime = fioTime('ramp_time', v))) },
   direct: { apply: jobOpt((j, v) => (j.direct = fioBool('direct', v, 'bool'))) },
   invalidate: { apply: jobOpt((j, v) => (j.invalidate = fioBool('invalidate', v, 'bool'))) },
   end_fsync: { apply: jobOpt((j, v) => (j.endFsync = fioBool('end_fsync', v, 'bool'))) },
@@ -418,8 +418,7 @@ export const OPTIONS: Record<string, OptionDef> = {
   gtod_reduce: {
     // str_gtod_reduce_cb(): 1 turns the measurements off, 0 leaves them as they are
     apply: jobOpt((j, v) => {
-      j.gtodReduce = fioBool('gtod_reduce', v, 'bool');
-      if (!j.gtodReduce) return;
+      if (!fioBool('gtod_reduce', v, 'bool')) return;
       j.disableLat = j.disableClat = j.disableSlat = j.disableBw = true;
       j.latencyPercentiles = { slat: false, clat: false, lat: false };
     }),
@@ -453,7 +452,7 @@ export const OPTIONS: Record<string, OptionDef> = {
   randseed: {
     apply: jobOpt((j, v) => {
       j.randseed = parseIntOption('randseed', v, 0, 0xffffffff);
-      j.randrepeat = true;
+      j.randseedGiven = true;
     }),
   },
   randrepeat: { apply: jobOpt((j, v) => (j.randrepeat = fioBool('randrepeat', v, 'bool'))) },
@@ -519,7 +518,7 @@ export const OPTIONS: Record<string, OptionDef> = {
   max_latency: perDirOption('max_latency', 'maxLatencyNs', latencyNs, 'ull'),
   latency_target: { apply: latencyOpt((l, v) => (l.targetNs = latencyNs('latency_target', v))) },
   latency_window: {
-    apply: latencyOpt((l, v) => (l.windowUs = Math.round(parseTime('latency_window', v, 'us') * 1000))),
+    apply: latencyOpt((l, v) => (l.windowUs = Math.round(fioTime('latency_window', v, 'us') * 1000))),
   },
   latency_percentile: {
     apply: latencyOpt((l, v) => (l.percentile = parseFloatOption('latency_percentile', v, 0, 100))),

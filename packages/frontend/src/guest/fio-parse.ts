@@ -69,6 +69,28 @@ export function parseTime(opt: string, raw: string, unit: keyof typeof TIME_UNIT
   return Number(m[1]) * TIME_UNITS[leadingBlank(raw) ? unit : (m[2] ?? unit)];
 }
 
+/**
+ * fio's time values (parse.c's str_to_decimal() with get_mult_time()): the leading integer (hex when
+ * `0x` is anywhere in the value, as fio asks strtoll()), times a unit read from the value's start past
+ * its digits and signs — `us…` and `ms…` by their first two letters (`usec`, `msec`), `s`, `m`, `h`,
+ * `d` exactly, and any other word a microsecond, as fio reads it (`2sec` is 2 µs, `1ns` 1 µs); where
+ * no letter follows the digits (`30`, `1.5s`, a leading blank) the option's own unit. A negative
+ * value is refused. Returns milliseconds.
+ */
+export function fioTime(opt: string, raw: string, unit: 's' | 'us' = 's'): number {
+  const hex = /0[xX]/.test(raw);
+  const m = (hex ? /^\s*([+-]?)(?:0[xX])?([0-9a-fA-F]+)/ : /^\s*([+-]?)([0-9]+)/).exec(raw);
+  if (!m || m[1] === '-') return failedParsing(opt, raw);
+  const v = Number.parseInt(m[2], hex ? 16 : 10);
+  const word = raw.slice(/^[0-9+-]*/.exec(raw)![0].length).toLowerCase();
+  let us: number;
+  if (!/^[a-z]/.test(word)) us = unit === 's' ? 1e6 : 1;
+  else if (word.startsWith('us')) us = 1;
+  else if (word.startsWith('ms')) us = 1000;
+  else us = { s: 1e6, m: 60e6, h: 3600e6, d: 86400e6 }[word] ?? 1;
+  return (v * us) / 1000;
+}
+
 /** Whether a value begins with a blank, which strtoll() skips and parse.c's unit lookups do not. */
 function leadingBlank(raw: string): boolean {
   return /^\s/.test(raw);
@@ -80,7 +102,7 @@ function leadingBlank(raw: string): boolean {
  * 705 s), so this does too.
  */
 export function parseMicros(opt: string, raw: string, unit: 'us' | 's' = 'us'): number {
-  const us = Math.round(parseTime(opt, raw, unit) * 1000);
+  const us = Math.round(fioTime(opt, raw, unit) * 1000);
   return (us % 2 ** 32) / 1000;
 }
 
@@ -224,7 +246,7 @@ export function parseUint32(opt: string, raw: string): number {
 
 /** A latency fio takes in µs without a unit (`200`, `2ms`), in ns. */
 export function latencyNs(opt: string, raw: string): number {
-  return Math.round(parseTime(opt, raw, 'us') * 1e6);
+  return Math.round(fioTime(opt, raw, 'us') * 1e6);
 }
 
 /** A single floating-point value within bounds, refused in parse.c's words for a float list. */

@@ -681,5 +681,6 @@ export function renderTerse(r: FioReport): string {
     if (job.description) parts.push(job.description);
     return parts.join(';');
   });
-  return lines.join('\n') + '\n';
+  // a line a job, nothing without one (stats=0 jobs alone)
+  return lines.map((l) => l + '\n').join('');
 }
