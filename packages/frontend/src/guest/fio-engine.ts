@@ -105,7 +105,7 @@ export class Worker {
   readonly stats: JobStats;
   private readonly kinds: ReturnType<typeof rwKinds>;
   private readonly offsets: Offsets;
-  private rand: () => number;
+  private rand!: () => number;
   /** The job's seed: with randrepeat each pass draws from it again (see startPhase()). */
   private readonly seed: number;
   /** Passes over the region begun (do_io() entered). */
@@ -154,8 +154,10 @@ export class Worker {
   private lastThinkBlocks = 0;
   /** When the job last thought, for thinktime_iotime (td->last_thinktime). */
   private lastThink = 0;
-  /** I/Os completed without error since the epoch (td->io_blocks). */
-  private completedIos = 0;
+  /** I/Os completed without error since the epoch (td->io_blocks, both directions). */
+  private get completedIos(): number {
+    return this.ioBlocks[0] + this.ioBlocks[1];
+  }
   private tStart = 0;
   private tMeasure = 0;
   private tEnd = 0;
@@ -182,9 +184,9 @@ export class Worker {
   /** The job's stderr, verify_dump's files among it (the job issues nothing while they are written). */
   private readonly stderr: JobStderr;
   /** The seeds of verify blocks (fio's td->verify_state), apart from the offsets' generator. */
-  private verifyRand: () => number;
+  private verifyRand!: () => number;
   /** The gaps of rate_process=poisson (fio's poisson_state), seeded again with the others. */
-  private rateRand: () => number;
+  private rateRand!: () => number;
   /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
   private phase: 'io' | 'verify' = 'io';
   /** The verify phase's blocks, in order (their logged writes), and the index of the next to read. */
@@ -210,7 +212,7 @@ export class Worker {
    * this_io_blocks).
    */
   private thisIo = { bytes: [0, 0], blocks: [0, 0] };
-  /** Per direction, the I/Os completed since the statistics last started, the verify list's too (td->io_blocks). */
+  /** Per direction, the I/Os completed without error since the epoch, the verify list's too (td->io_blocks). */
   private ioBlocks = [0, 0];
   /** The job's logs, and its samples: of the report's bw and iops, and the logs' entries. */
   readonly logs: JobLogs;
@@ -237,9 +239,7 @@ export class Worker {
         ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
         : (Math.random() * 2 ** 32) >>> 0;
     this.seed = seed;
-    this.rand = mulberry32(seed);
-    this.verifyRand = mulberry32(seed ^ 0x5bd1e995);
-    this.rateRand = mulberry32(seed ^ 0x27d4eb2f);
+    this.seedGenerators();
     const bps = rateBps(job);
     this.rate =
       bps[0] || bps[1]
@@ -406,9 +406,7 @@ export class Worker {
       // init.c: a randseed given overrides randrepeat (rand_repeatable = 0)
       !this.job.randseedGiven
     ) {
-      this.rand = mulberry32(this.seed);
-      this.verifyRand = mulberry32(this.seed ^ 0x5bd1e995);
-      this.rateRand = mulberry32(this.seed ^ 0x27d4eb2f);
+      this.seedGenerators();
       this.offsets.restartRandom();
     }
     if (phase === 'io') {
@@ -438,6 +436,13 @@ export class Worker {
       else this.fail(r.errno, 'td_io_queue', null);
     }
     this.pump();
+  }
+
+  /** The job's generators from its seed (td_fill_rand_seeds()): at its start, and again for a pass. */
+  private seedGenerators(): void {
+    this.rand = mulberry32(this.seed);
+    this.verifyRand = mulberry32(this.seed ^ 0x5bd1e995);
+    this.rateRand = mulberry32(this.seed ^ 0x27d4eb2f);
   }
 
   /** A log of the pass's writes, as the job keeps one (and its dry run does). */
@@ -616,7 +621,7 @@ export class Worker {
    */
   private resetAllStats(t: number): void {
     this.lastThinkBlocks -= this.thinkCounter();
-    this.completedIos = 0;
+    this.ioBlocks = [0, 0];
     this.lastThink = t;
     this.stats.resetIo();
     this.rate?.reset();
@@ -628,7 +633,6 @@ export class Worker {
     this.logs.hist?.reset();
     // reset_io_counters(td, 1)
     this.thisIo = { bytes: [0, 0], blocks: [0, 0] };
-    this.ioBlocks = [0, 0];
     this.minRate?.reset();
   }
 
@@ -935,7 +939,6 @@ export class Worker {
     // a read of the verify list (the verify phase's, the backlog's) is not in it (td_io_queue() leaves
     // IO_U_F_VER_LIST out of io_issue_bytes)
     if (!io.verify) this.bytesDone += bs;
-    this.completedIos++;
     const ddir = io.write ? 1 : 0;
     this.ioBlocks[ddir]++;
     // io_completed()'s this_io_bytes and this_io_blocks, the ramp's too, but no read of the verify
