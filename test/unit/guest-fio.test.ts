@@ -41,6 +41,8 @@ interface FioJson {
     latency_window: number;
     latency_percentile: number;
     desc?: string;
+    total_err?: number;
+    first_error?: number;
     'job options': Record<string, string>;
     read: Ddir;
     write: Ddir;
@@ -1616,5 +1618,210 @@ describe("the guest fio's job files and the order of its jobs (stonewall, new_gr
     // the command line's error first, as fio's parse_cmd_line() stops there before any file
     const first = await fio('--bs=abc /nope.fio');
     expect([first.status, first.stderr]).toEqual([1, 'fio: failed parsing bs=abc\n']);
+  });
+});
+
+describe("the guest fio's non-fatal errors (continue_on_error, ignore_error, error_dump: td_error.c)", () => {
+  /** `fio <args>` with the disk failing the requests `fails` picks, as a medium error. */
+  async function failing(args: string, fails: (op: string, sector: number) => boolean) {
+    const dev = stack.disks.get('/dev/sdg')!;
+    dev.failWhen = (op, sector) => (fails(op, sector) ? { kind: 'medium', sector } : null);
+    try {
+      return await requestsOf(() => fio(args));
+    } finally {
+      dev.failWhen = null;
+    }
+  }
+  const blocks =
+    (...b: number[]) =>
+    (op: string, sector: number) =>
+      b.includes(sector / 8);
+  const reads =
+    (...b: number[]) =>
+    (op: string, sector: number) =>
+      op === 'read' && blocks(...b)(op, sector);
+  const writes =
+    (...b: number[]) =>
+    (op: string, sector: number) =>
+      op === 'write' && blocks(...b)(op, sector);
+
+  it('counts the errors it continues on and goes on: the pass, the report, JSON and terse (fio 3.33)', async () => {
+    const r = await failing(
+      '--name=c --rw=read --bs=4k --size=256k --direct=1 --continue_on_error=read',
+      reads(5, 9),
+    );
+    // the pass issues its 64 blocks, the failed two among them, and does not make them up
+    expect(r.status).toBe(0);
+    expect(r.io.filter((e) => e.op === 'read')).toHaveLength(64);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).not.toMatch(/^fio: pid=/m);
+    // the job's error is its first non-fatal one, and nothing set td->verror for an asynchronous engine
+    expect(r.stdout).toMatch(/^c: \(groupid=0, jobs=1\): err= 5 \(\): pid=\d+: /m);
+    expect(r.stdout).toContain('(248KiB/');
+    expect(r.stdout).toContain('     issued rwts: total=64,0,0,0 short=0,0,0,0 dropped=0,0,0,0\n');
+    expect(r.stdout).toContain('     errors    : total=2, first_error=5/<Input/output error>\n');
+    const j = json(
+      (
+        await failing(
+          '--name=c --rw=read --bs=4k --size=256k --direct=1 --continue_on_error=io --output-format=json',
+          reads(1, 2, 3),
+        )
+      ).stdout,
+    ).jobs[0];
+    expect([j.error, j.total_err, j.first_error, j.read.total_ios, j.read.clat_ns.N]).toEqual([
+      5, 3, 5, 64, 61,
+    ]);
+    // stat.c's keys come only with continue_on_error
+    expect(Object.keys(await jobJson('--name=n --rw=read --bs=4k --size=16k --direct=1'))).not.toContain(
+      'total_err',
+    );
+    const terse = (
+      await failing(
+        '--name=c --rw=read --bs=4k --size=64k --direct=1 --continue_on_error=all --minimal',
+        reads(2),
+      )
+    ).stdout.trim();
+    expect(terse.split(';').slice(-2)).toEqual(['1', '5']);
+    expect(terse.split(';')[4]).toBe('5');
+    // a group adds its members' counts up; its error is the first member's with one
+    const g = json(
+      (
+        await failing(
+          '--name=g --rw=read --bs=4k --size=64k --direct=1 --continue_on_error=read --numjobs=2 --group_reporting --output-format=json',
+          reads(4),
+        )
+      ).stdout,
+    ).jobs;
+    expect(g.map((x) => [x.error, x.total_err, x.first_error, x.read.total_ios])).toEqual([[5, 2, 5, 32]]);
+  });
+
+  it("names the synchronous engine's call, or with error_dump says each error as __io_u_log_error() does", async () => {
+    const sync = await failing(
+      '--name=s --rw=write --bs=4k --size=64k --direct=1 --ioengine=psync --continue_on_error=all',
+      writes(2, 3),
+    );
+    expect(sync.status).toBe(0);
+    expect(sync.stderr).toBe('');
+    expect(sync.stdout).toMatch(
+      /^s: \(groupid=0, jobs=1\): err= 5 \(file:engines\/sync\.c:126, func=xfer, error=Input\/output error\): pid=/m,
+    );
+    expect(sync.stdout).toContain('errors    : total=2, first_error=5/<Input/output error>');
+    const dump = await failing(
+      '--name=d --rw=write --bs=4k --size=64k --direct=1 --continue_on_error=write --error_dump=1',
+      writes(2, 3),
+    );
+    expect(dump.status).toBe(0);
+    expect(dump.stderr).toBe(
+      'fio: io_u error on file /dev/xvda: Input/output error: write offset=8192, buflen=4096\n' +
+        'fio: io_u error on file /dev/xvda: Input/output error: write offset=12288, buflen=4096\n',
+    );
+    expect(dump.stdout).toMatch(/err= 5 \(file:io_u\.c:1896, func=io_u error, error=Input\/output error\)/);
+  });
+
+  it('stops on an error of a kind it does not continue on, and says every kind with no error as Success', async () => {
+    const r = await failing(
+      '--name=w --rw=read --bs=4k --size=64k --direct=1 --continue_on_error=write',
+      reads(3),
+    );
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      'fio: io_u error on file /dev/xvda: Input/output error: read offset=12288, buflen=4096\n',
+    );
+    expect(r.stdout).toMatch(/^fio: pid=\d+, err=5\/file:io_u\.c:1896, func=io_u error/m);
+    expect(r.stdout).toContain('errors    : total=0, first_error=0/<Success>');
+  });
+
+  it("takes ignore_error's lists by kind, and refuses what fio refuses", async () => {
+    // reads: ENOSPC only, so EIO stays fatal; writes: EIO (by number) — which continues on writes
+    const r = await failing(
+      '--name=i --rw=write --bs=4k --size=64k --direct=1 --ignore_error=ENOSPC,5 --output-format=json',
+      writes(0, 15),
+    );
+    expect(r.status).toBe(0);
+    expect(json(r.stdout).jobs[0].total_err).toBe(2);
+    const fatal = await failing(
+      '--name=i --rw=read --bs=4k --size=64k --direct=1 --ignore_error=ENOSPC,5',
+      reads(0),
+    );
+    expect(fatal.status).toBe(1);
+    for (const [arg, err] of [
+      [
+        '--ignore_error=EFOO',
+        'Unknown error EFOO, please use number value\nfio: failed parsing ignore_error=EFOO\n',
+      ],
+      [
+        '--ignore_error=EIO,EIO,EIO,EIO',
+        'Illegal error type\nfio: failed parsing ignore_error=EIO,EIO,EIO,EIO\n',
+      ],
+      [
+        '--ignore_error=EILSEQ',
+        'Unknown error EILSEQ, please use number value\nfio: failed parsing ignore_error=EILSEQ\n',
+      ],
+    ]) {
+      const bad = await fio(`--name=x --size=64k ${arg}`);
+      expect([bad.status, bad.stderr]).toEqual([1, err]);
+    }
+    const choice = await fio('--name=x --size=64k --continue_on_error=bogus');
+    expect([choice.status, choice.stderr]).toEqual([1, 'fio: failed parsing continue_on_error=bogus\n']);
+    expect(choice.stdout).toContain("                    : 1          Alias for 'all'\n");
+  });
+
+  it('goes on past verify failures with continue_on_error=verify, and verify_fatal still ends the job', async () => {
+    // nothing was written at 4 MiB: every block fails its check
+    const args = '--name=v --rw=read --bs=4k --size=64k --direct=1 --verify=crc32c --verify_only --offset=4m';
+    const all = await fio(`${args} --continue_on_error=verify --output-format=json`);
+    expect(all.status).toBe(0);
+    const j = json(all.stdout).jobs[0];
+    expect([j.error, j.total_err, j.first_error, j.read.total_ios]).toEqual([84, 16, 84, 16]);
+    expect(all.stderr.match(/verify failed|bad magic header/g)?.length).toBe(16);
+    const normal = await fio(`${args} --continue_on_error=verify`);
+    expect(normal.stdout).toMatch(/^v: \(groupid=0, jobs=1\): err=84 \(\): pid=/m);
+    const fatal = json(
+      (await fio(`${args} --continue_on_error=verify --verify_fatal=1 --output-format=json`)).stdout,
+    ).jobs[0];
+    expect(fatal.error).toBe(84);
+    expect(fatal.total_err).toBe(1);
+    expect(fatal.read.total_ios).toBeLessThan(16);
+    // a read error is not a verify failure
+    const io = await failing(
+      `--name=r --rw=read --bs=4k --size=64k --direct=1 --continue_on_error=verify`,
+      reads(1),
+    );
+    expect(io.status).toBe(1);
+  });
+
+  it("leaves a synchronous engine's failed write in flight in its log: the verify phase stops there, as fio 3.33's does", async () => {
+    // fio 3.33 over a file failing the third write: read 2 blocks back, 1 error, no verify failure
+    const r = await failing(
+      '--name=p --rw=write --bs=4k --size=64k --direct=1 --ioengine=psync --verify=crc32c --continue_on_error=all --output-format=json',
+      writes(2),
+    );
+    expect(r.status).toBe(0);
+    const j = json(r.stdout).jobs[0];
+    expect([j.write.total_ios, j.read.total_ios, j.total_err]).toEqual([16, 2, 1]);
+    expect(r.stderr).toBe('');
+    // an asynchronous engine's failed write leaves the log: the rest is read back
+    const a = await failing(
+      '--name=a --rw=write --bs=4k --size=64k --direct=1 --verify=crc32c --continue_on_error=all --output-format=json',
+      writes(2),
+    );
+    const ja = json(a.stdout).jobs[0];
+    expect([ja.write.total_ios, ja.read.total_ios, ja.total_err]).toEqual([16, 15, 1]);
+  });
+
+  it('counts I/O over max_latency when ignore_error names ETIMEDOUT (110), saying each', async () => {
+    const r = await fio(
+      '--name=l --rw=read --bs=4k --size=32k --direct=1 --max_latency=1 --ignore_error=110,110',
+    );
+    expect(r.status).toBe(0);
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('fio: latency of '));
+    expect(lines).toHaveLength(8);
+    expect(lines[7]).toMatch(
+      /^fio: latency of \d+ nsec exceeds specified max \(1000 nsec\): \/dev\/xvda read 28672 4096$/,
+    );
+    expect(r.stdout).toMatch(
+      /err=110 \(file:io_u\.c:\d+, func=max latency exceeded, error=Connection timed out\)/,
+    );
+    expect(r.stdout).toContain('errors    : total=8, first_error=110/<Connection timed out>');
   });
 });

@@ -19,6 +19,7 @@ import { RateControl } from '../src/guest/fio-rate.ts';
 import { HistLog, IoLog, jobLogs, MAX_LOG_ENTRIES, statWindows } from '../src/guest/fio-log.ts';
 import { LatencyTarget } from '../src/guest/fio-latency.ts';
 import { fioTime } from '../src/guest/fio-parse.ts';
+import { applyIgnoreError, errorKind, nonFatal, type ErrorPolicy } from '../src/guest/fio-td-error.ts';
 import type { FioVerify } from '../src/guest/fio-job.ts';
 import { Worker } from '../src/guest/fio-engine.ts';
 import { etaRates } from '../src/guest/fio-eta.ts';
@@ -1892,5 +1893,38 @@ describe("random offsets: fio's random map without a map", () => {
     expect(got.every((v) => Number.isInteger(v) && v >= 0 && v < n)).toBe(true);
     // spread over the whole range, not its start
     expect(got.filter((v) => v >= n / 2).length).toBeGreaterThan(got.length / 4);
+  });
+});
+
+describe("fio's non-fatal errors (td_error.c, options.c's str_ignore_error_cb())", () => {
+  const policy = (...given: string[]): ErrorPolicy => {
+    const p: ErrorPolicy = { continueOnError: 0, ignoreError: [null, null, null] };
+    for (const g of given) applyIgnoreError(p, g);
+    return p;
+  };
+
+  it('takes an EILSEQ as a verify failure whatever its direction: a PI error on a read is one', () => {
+    expect([errorKind(false, 84), errorKind(true, 84), errorKind(false, 5), errorKind(true, 5)]).toEqual([
+      2, 2, 0, 1,
+    ]);
+    const p: ErrorPolicy = { continueOnError: 1, ignoreError: [null, null, null] };
+    expect([nonFatal(p, 0, 5), nonFatal(p, 0, 28), nonFatal(p, 2, 84)]).toEqual([true, false, false]);
+  });
+
+  it('reads the lists as fio does: atoi, absolute values, an empty entry ending a list', () => {
+    expect(policy('EIO::ENOSPC').ignoreError).toEqual([[5], null, null]);
+    expect(policy('-28, 5x:ENOSPC').ignoreError).toEqual([[28], [5, 28], null]);
+    // strip_blank_front() takes the value's own blanks, not a list's: atoi skips those
+    expect(policy('  EIO,  7').ignoreError).toEqual([[5], [7], null]);
+    const p = policy(',,110');
+    expect(p.ignoreError).toEqual([null, null, [110]]);
+    expect(p.continueOnError).toBe(4);
+    // a kind given before and emptied: nothing of it is non-fatal any more
+    const q = policy('EIO', ',EIO');
+    expect(q.ignoreError).toEqual([[], [5], null]);
+    expect(nonFatal(q, 0, 5)).toBe(false);
+    expect(nonFatal(policy(',EIO'), 0, 5)).toBe(false);
+    expect(() => policy('E5')).toThrow(/Unknown error E5, please use number value/);
+    expect(() => policy('0')).toThrow(/Unknown error 0/);
   });
 });

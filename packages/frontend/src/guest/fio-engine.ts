@@ -56,6 +56,7 @@ import { Stalls } from './fio-stall.ts';
 import { etaRates, runLetter, threadEta, type EtaCounters } from './fio-eta.ts';
 import { usageNow, usageSince, type ProcessUsage } from './fio-rusage.ts';
 import { ERRNO_NUM, verror, type VerrorFunc } from './fio-verror.ts';
+import { ERROR_VERIFY, errorKind, nonFatal } from './fio-td-error.ts';
 
 /**
  * The longest the submit loop runs on microtasks alone before it lets the event loop turn. Reads the
@@ -230,6 +231,7 @@ export class Worker {
     private readonly io: CommandIo,
   ) {
     this.stats = new JobStats(job.name);
+    this.stats.continueOnError = job.continueOnError;
     this.stderr = new JobStderr(io, target.vfs, () => this.pump());
     this.kinds = rwKinds(job.rw);
     const bytes = target.disk.queue.capacity() * 512;
@@ -684,11 +686,19 @@ export class Worker {
 
   /** lat_fatal(): the I/O's lat (ns) was over `maxNs`; the job fails with ETIMEDOUT. */
   private latFatal(io: Io, latNs: number, maxNs: number): void {
-    this.fail(
-      'ETIMEDOUT',
-      'max latency exceeded',
-      `fio: latency of ${latNs} nsec exceeds specified max (${maxNs} nsec): ${this.target.path} ${io.write ? 'write' : 'read'} ${io.offset} ${this.job.bs}`,
-    );
+    const line = `fio: latency of ${latNs} nsec exceeds specified max (${maxNs} nsec): ${this.target.path} ${io.write ? 'write' : 'read'} ${io.offset} ${this.job.bs}`;
+    // lat_fatal() sets the error and the completion's: an ignore_error list naming ETIMEDOUT (110)
+    // makes it non-fatal, said and counted at each I/O over the bound
+    if (
+      !this.stats.error &&
+      nonFatal(this.job, errorKind(io.write, ERRNO_NUM.ETIMEDOUT!), ERRNO_NUM.ETIMEDOUT!)
+    ) {
+      this.stderr.say(line + '\n');
+      this.stats.verror = verror('max latency exceeded', STRERROR.ETIMEDOUT);
+      this.stats.countError(ERRNO_NUM.ETIMEDOUT!);
+      return;
+    }
+    this.fail('ETIMEDOUT', 'max latency exceeded', line);
   }
 
   private pickWrite(): boolean {
@@ -841,18 +851,29 @@ export class Worker {
     const t = now();
     this.inflight--;
     this.lastCompletedWrite = io.write;
-    if (io.write) this.written.completed(io.offset, !err);
+    // a failed write leaves the log (io_completed()'s unlog_io_piece()), but for a synchronous
+    // engine's: io_queue_event() puts it back with its entry still in flight, where the verify phase
+    // and the backlog stop (get_next_verify()), as under fio 3.33 with continue_on_error
+    if (io.write && !(err && this.sync)) this.written.completed(io.offset, !err);
     this.buffers.free.push(io.slot);
     this.completedBurst++;
     if (err) {
       // its submission latency was taken as it was queued (io_u_queued()), a failure notwithstanding
       if (!io.ramp && !this.sync && this.job.statsEnabled && !this.job.disableSlat)
         (io.write ? this.stats.write : this.stats.read).slat.add((io.tSubmitted - io.tIssue) * 1e6);
-      this.fail(
-        err,
-        'io_u error',
-        `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${io.write ? 'write' : 'read'} offset=${io.offset}, buflen=${this.job.bs}`,
-      );
+      const line = `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${io.write ? 'write' : 'read'} offset=${io.offset}, buflen=${this.job.bs}`;
+      const num = ERRNO_NUM[err] ?? 5;
+      if (nonFatal(this.job, errorKind(io.write, num), num)) {
+        // Counted and cleared, and the job goes on. __io_u_log_error() says it only with error_dump,
+        // and then sets td->verror; without, a synchronous engine's fio_io_end() sets it ("xfer"),
+        // an asynchronous one's nothing. Neither sets it over an error the job already has.
+        if (this.job.errorDump) this.stderr.say(line + '\n');
+        if (!this.stats.error && (this.job.errorDump || this.sync))
+          this.stats.verror = verror(this.job.errorDump ? 'io_u error' : 'xfer', STRERROR[err]);
+        this.stats.countError(num);
+        // issued, it counts in the pass's bytes (td->io_issue_bytes) as if it had completed
+        if (!io.verify) this.bytesDone += this.job.bs;
+      } else this.fail(err, 'io_u error', line);
     } else {
       if (!io.write && this.job.verify !== 'none' && (io.verify || !this.kinds.write)) {
         // A read workload with verify checks what it reads (blocks written earlier with headers). A
@@ -918,7 +939,14 @@ export class Worker {
       this.stderr.dumpsLeft,
     );
     if (!r) return;
-    if (r.failed) this.verifyFailed();
+    if (r.failed) {
+      // continue_on_error=verify: counted, and the job goes on — but for verify_fatal, which ends it
+      // (verify_io_u()'s fio_mark_td_terminate()) with no error of its own
+      if (nonFatal(this.job, ERROR_VERIFY, ERRNO_NUM.EILSEQ!)) {
+        this.stats.countError(ERRNO_NUM.EILSEQ!);
+        if (this.job.verifyFatal) this.stopping = true;
+      } else this.verifyFailed();
+    }
     this.stderr.sayWithDumps(r.lines, r.dumps, r.dumpsDropped);
   }
 

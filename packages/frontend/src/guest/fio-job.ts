@@ -79,6 +79,19 @@ export interface FioJob {
   verifyDump: boolean;
   /** fio's `verify_backlog`: every this many blocks written, some of them are read back (0: at the end). */
   verifyBacklog: number;
+  /**
+   * fio's `continue_on_error`: the kinds of error (ERROR_TYPE_READ 1, WRITE 2, VERIFY 4, any 0xffff)
+   * that a job counts and goes on after, for the errnos `ignoreError` lists; `ignore_error` adds the
+   * kinds it lists errors for.
+   */
+  continueOnError: number;
+  /**
+   * fio's `ignore_error`: per kind (reads, writes, verify), the errnos taken as non-fatal; null is
+   * fio's default list, EIO and EILSEQ (td_error.c's __NON_FATAL_ERR).
+   */
+  ignoreError: [read: number[] | null, write: number[] | null, verify: number[] | null];
+  /** fio's `error_dump`: a non-fatal I/O error is said all the same (`fio: io_u error …`). */
+  errorDump: boolean;
   /** fio's `verify_backlog_batch`: how many are read back each time (0: `verify_backlog`). */
   verifyBacklogBatch: number;
   /** fio's `disable_lat`, `disable_clat`, `disable_slat`: that latency is not measured (nor logged). */
@@ -237,6 +250,9 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   verifyFatal: false,
   verifyDump: false,
   verifyBacklog: 0,
+  continueOnError: 0,
+  ignoreError: [null, null, null],
+  errorDump: false,
   verifyBacklogBatch: 0,
   disableLat: false,
   disableClat: false,

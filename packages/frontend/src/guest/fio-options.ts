@@ -7,6 +7,7 @@
 import { ownEntry } from '@pvblk/shared';
 import { fixed } from './printf.ts';
 import { parseVerifyPattern } from './fio-pattern.ts';
+import { applyIgnoreError, parseContinueOnError } from './fio-td-error.ts';
 import {
   MAX_JOBS,
   type FioEngine,
@@ -405,6 +406,9 @@ export const OPTIONS: Record<string, OptionDef> = {
   },
   verify_fatal: { apply: jobOpt((j, v) => (j.verifyFatal = fioBool('verify_fatal', v, 'bool'))) },
   verify_dump: { apply: jobOpt((j, v) => (j.verifyDump = fioBool('verify_dump', v, 'bool'))) },
+  continue_on_error: { apply: jobOpt((j, v) => (j.continueOnError = parseContinueOnError(v))) },
+  ignore_error: { apply: jobOpt((j, v) => applyIgnoreError(j, v)) },
+  error_dump: { apply: jobOpt((j, v) => (j.errorDump = fioBool('error_dump', v, 'bool'))) },
   disable_lat: { apply: jobOpt((j, v) => (j.disableLat = fioBool('disable_lat', v, 'bool'))) },
   disable_clat: { apply: jobOpt((j, v) => (j.disableClat = fioBool('disable_clat', v, 'bool'))) },
   disable_slat: { apply: jobOpt((j, v) => (j.disableSlat = fioBool('disable_slat', v, 'bool'))) },

@@ -11,6 +11,7 @@ import { FIO_VERSION } from './fio-options.ts';
 import type { FioLatencyTarget, LatencyPercentiles } from './fio-job.ts';
 import type { DirStats, DiskUtil, JobStats, Samples } from './fio-stats.ts';
 import { fixed } from './printf.ts';
+import { errnoText } from './fio-verror.ts';
 
 export interface FioReportJob {
   stats: JobStats;
@@ -343,8 +344,9 @@ export function renderNormal(r: FioReport): string {
   for (const job of r.jobs) {
     const ts = job.stats;
     const aggs = runstats[ts.groupid];
-    if (!ts.totalIos && !ts.read.bytes && !ts.write.bytes && !ts.error) continue;
-    const err = ts.error ? `err=${pad(ts.error, 2)} (${ts.verror})` : `err=${pad(0, 2)}`;
+    const shown = ts.reported;
+    if (!ts.totalIos && !ts.read.bytes && !ts.write.bytes && !shown.error) continue;
+    const err = shown.error ? `err=${pad(shown.error, 2)} (${shown.verror})` : `err=${pad(0, 2)}`;
     out.push(
       // show_thread_status_normal() prints the time of the report
       `${ts.name}: (groupid=${ts.groupid}, jobs=${ts.members}): ${err}: pid=${job.pid ?? r.pid}: ${ctimeOf(r.timestampMs)}`,
@@ -386,6 +388,10 @@ export function renderNormal(r: FioReport): string {
     out.push(
       `     issued rwts: total=${ts.read.ios},${ts.write.ios},0,0 short=${ts.read.shortIos},${ts.write.shortIos},0,0 dropped=${ts.read.dropIos},${ts.write.dropIos},0,0`,
     );
+    if (ts.continueOnError)
+      out.push(
+        `     errors    : total=${ts.totalErr}, first_error=${ts.firstError}/<${errnoText(ts.firstError)}>`,
+      );
     const lt = job.latencyTarget ?? NO_LATENCY_TARGET;
     out.push(
       `     latency   : target=${lt.targetNs}, window=${lt.windowUs}, percentile=${fixed(lt.percentile, 2)}%, depth=${latencyDepth(job)}`,
@@ -526,7 +532,7 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       jobname: ts.name,
       groupid: ts.groupid,
       job_start: Math.round(ts.jobStartMs),
-      error: ts.error,
+      error: ts.reported.error,
       eta: 0,
       // eta.c: whole seconds since fio started, rounded up
       elapsed: Math.floor((Math.floor(r.elapsedMs) + 999) / 1000),
@@ -563,6 +569,8 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
       latency_ns: percentMap(LAT_LABELS.slice(0, 10), latPercents(ts.latN, total)),
       latency_us: percentMap(LAT_LABELS.slice(0, 10), latPercents(ts.latU, total)),
       latency_ms: percentMap(LAT_LABELS, latPercents(ts.latM, total)),
+      // stat.c adds these only with continue_on_error
+      ...(ts.continueOnError ? { total_err: ts.totalErr, first_error: ts.firstError } : {}),
       latency_depth: latencyDepth(job),
       latency_target: (job.latencyTarget ?? NO_LATENCY_TARGET).targetNs,
       latency_percentile: (job.latencyTarget ?? NO_LATENCY_TARGET).percentile,
@@ -643,7 +651,7 @@ export function renderTerse(r: FioReport): string {
     const aggs = runstats[ts.groupid];
     const total = ts.totalIos;
     const run = ts.totalRunMs || 1;
-    const parts: string[] = [`3;${FIO_VERSION};${ts.name};${ts.groupid};${ts.error}`];
+    const parts: string[] = [`3;${FIO_VERSION};${ts.name};${ts.groupid};${ts.reported.error}`];
     const which = job.latencyPercentiles ?? CLAT_ONLY;
     parts.push(ddirTerse(ts.read, job.percentiles ?? r.percentiles, aggs.read.agg, which));
     parts.push(ddirTerse(ts.write, job.percentiles ?? r.percentiles, aggs.write.agg, which));
@@ -677,6 +685,8 @@ export function renderTerse(r: FioReport): string {
         `${d.name};${d.readIos};${d.writeIos};0;0;${Math.round(d.readTicks)};${Math.round(d.writeTicks)};${Math.round(d.inQueue)};${f2(util)}%`,
       );
     }
+    // with continue_on_error, the errors counted and the first, before the description
+    if (ts.continueOnError) parts.push(String(ts.totalErr), String(ts.firstError));
     // the job's description, when it has one, is the line's last field
     if (job.description) parts.push(job.description);
     return parts.join(';');

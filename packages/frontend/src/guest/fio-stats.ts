@@ -332,8 +332,16 @@ export interface DiskUtil {
 }
 
 export class JobStats {
+  /** fio's td->error: the error that ended the job (0: none, or only non-fatal ones). */
   error = 0;
+  /** fio's td->verror: where the last error was set, kept when a non-fatal one is cleared. */
   verror = '';
+  /** fio's `continue_on_error` bits, and the non-fatal errors counted (total_err_count, first_error). */
+  continueOnError = 0;
+  totalErr = 0;
+  firstError = 0;
+  /** A merged job's reported error, once a member has one (see reported). */
+  private mergedError: { error: number; verror: string } | null = null;
   /** The depth a latency target settled on (fio's latency_depth); null without one: the job's iodepth. */
   latencyDepth: number | null = null;
   members = 1;
@@ -365,6 +373,21 @@ export class JobStats {
 
   get totalIos(): number {
     return this.read.ios + this.write.ios;
+  }
+
+  /**
+   * The error a report gives the job, with its message (__show_run_stats()): the one that ended it,
+   * else, with continue_on_error, the first non-fatal one — said with td->verror in both cases, empty
+   * when nothing set it (fio 3.33 prints `err=84 ()`). A merged job's is its first member's with one.
+   */
+  get reported(): { error: number; verror: string } {
+    if (this.mergedError) return this.mergedError;
+    return { error: this.error || (this.continueOnError ? this.firstError : 0), verror: this.verror };
+  }
+
+  /** update_error_count(): a non-fatal error counted. */
+  countError(errno: number): void {
+    if (++this.totalErr === 1) this.firstError = errno;
   }
 
   /**
@@ -411,6 +434,12 @@ export class JobStats {
       this.error = o.error;
       this.verror = o.verror;
     }
+    if (!this.reported.error && o.reported.error) this.mergedError = o.reported;
+    // the group's continue_on_error and first_error are its last member's, even a 0, as
+    // __show_run_stats() copies each td's over the one before; the counts add up
+    this.continueOnError = o.continueOnError;
+    this.firstError = o.firstError;
+    this.totalErr += o.totalErr;
     // a group's is its last member's, as __show_run_stats() copies each td's over the one before
     if (o.latencyDepth !== null) this.latencyDepth = o.latencyDepth;
     this.jobStartMs = this.jobStartMs ? Math.min(this.jobStartMs, o.jobStartMs) : o.jobStartMs;
@@ -444,7 +473,9 @@ export class JobStats {
     const members = this.members;
     const totalRunMs = this.totalRunMs + o.totalRunMs;
     const runtimeMs = [this.read.runtimeMs + o.read.runtimeMs, this.write.runtimeMs + o.write.runtimeMs];
+    const firstError = this.firstError || o.firstError;
     this.merge(o, 'pool');
+    this.firstError = firstError;
     this.members = members;
     this.totalRunMs = totalRunMs;
     this.read.runtimeMs = runtimeMs[0];
@@ -457,6 +488,10 @@ export class JobStats {
       groupid: this.groupid,
       error: this.error,
       verror: this.verror,
+      continueOnError: this.continueOnError,
+      totalErr: this.totalErr,
+      firstError: this.firstError,
+      mergedError: this.mergedError,
       latencyDepth: this.latencyDepth,
       members: this.members,
       jobStartMs: this.jobStartMs,
@@ -484,6 +519,10 @@ export class JobStats {
     const j = new JobStats(r.name, r.groupid);
     j.error = r.error;
     j.verror = r.verror;
+    j.continueOnError = r.continueOnError;
+    j.totalErr = r.totalErr;
+    j.firstError = r.firstError;
+    j.mergedError = r.mergedError;
     j.latencyDepth = r.latencyDepth;
     j.members = r.members;
     j.jobStartMs = r.jobStartMs;
@@ -513,6 +552,10 @@ export interface RawJob {
   groupid: number;
   error: number;
   verror: string;
+  continueOnError: number;
+  totalErr: number;
+  firstError: number;
+  mergedError: { error: number; verror: string } | null;
   latencyDepth: number | null;
   members: number;
   jobStartMs: number;

@@ -2,7 +2,7 @@
  * A job's error as fio keeps it (td_verror()): the errno's number, and the message naming where fio
  * 3.36 sets it.
  */
-import type { Errno } from './vfs.ts';
+import { STRERROR, type Errno } from './vfs.ts';
 
 export const ERRNO_NUM: Partial<Record<Errno, number>> = {
   EIO: 5,
@@ -21,6 +21,7 @@ export const ERRNO_NUM: Partial<Record<Errno, number>> = {
  */
 const VERROR_AT = {
   'io_u error': 'io_u.c:1896', // __io_u_log_error(): an I/O's error
+  xfer: 'engines/sync.c:126', // fio_io_end(): a synchronous engine's failed call
   io_u_sync_complete: 'io_u.c:2175', // a verify failure, synchronous engine
   io_u_queued_complete: 'io_u.c:2213', // a verify failure, asynchronous engine
   td_io_queue: 'backend.c:288', // fio_io_sync(): a failed fsync
@@ -33,4 +34,11 @@ export type VerrorFunc = keyof typeof VERROR_AT;
 
 export function verror(func: VerrorFunc, error: string, name: string = func): string {
   return `file:${VERROR_AT[func]}, func=${name}, error=${error}`;
+}
+
+/** strerror() of an errno's number, as fio prints a job's first error: 0 is glibc's `Success`. */
+export function errnoText(num: number): string {
+  if (num === 0) return 'Success';
+  const name = (Object.keys(ERRNO_NUM) as Errno[]).find((e) => ERRNO_NUM[e] === num);
+  return name ? STRERROR[name] : `Unknown error ${num}`;
 }

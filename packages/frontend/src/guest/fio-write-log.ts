@@ -6,7 +6,7 @@
  * A random job keeps its writes in the order it issued them (fio's list: with its random map a pass
  * writes each block once); a sequential one sorted by offset (fio's tree, where a later write of a
  * block replaces the earlier one). A write is logged as it is issued and is in flight until it
- * completes; a failed one leaves the log (unlog_io_piece()).
+ * completes; a failed one leaves the log (unlog_io_piece()), but for a synchronous engine's (drain()).
  */
 
 /** One logged write: the number and seed its header holds. */
@@ -69,12 +69,16 @@ export class WriteLog {
     this.batch = 0;
   }
 
-  /** What the verify phase reads back, in the log's order; the log is then empty. */
+  /**
+   * What the verify phase reads back, in the log's order; the log is then empty. get_next_verify()
+   * ends the phase at a write still in flight: only a synchronous engine's failed write is one then.
+   */
   drain(): LoggedWrite[] {
     const all = [...this.entries.values()];
     if (this.sorted && !this.ascending) all.sort((a, b) => a.offset - b.offset);
     this.clear();
-    return all;
+    const stuck = all.findIndex((e) => e.inFlight);
+    return stuck < 0 ? all : all.slice(0, stuck);
   }
 
   /**
