@@ -33,6 +33,9 @@ import {
   type SplitOption,
   FIO_IOMEM_MAX,
   jobIomem,
+  jobSize,
+  startOffset,
+  subjobNumber,
 } from '@pvblk/frontend';
 import {
   checkNewDisk,
@@ -624,7 +627,7 @@ function checkPoint(p: BenchPoint, disk: string): void {
       fail(`fio: ${job.filename}: the bench's guests have one disk, /dev/xvda`);
     }
     checkJobAgainstDevice(job, { path: '/dev/xvda', bytes, logicalBlockSize: params.sector_size });
-    checkOverlap(job);
+    checkOverlap(job, bytes);
   }
   // what fio in each guest will hold at once; found out there, it would end the run with ENOMEM
   const iomem = p.cl.jobs.reduce((a, j) => a + j.numjobs * jobIomem(j), 0);
@@ -653,14 +656,21 @@ function hostQuotas(env: Record<string, string | undefined> = process.env): Host
   };
 }
 
-/** fio warns that several writers overwrite each other's blocks; with verify that is a certain failure. */
-function checkOverlap(job: FioJob): void {
-  if (job.numjobs > 1 && job.verify !== 'none' && rwKinds(job.rw).write) {
-    fail(
-      `fio: ${job.name}: verify with numjobs=${job.numjobs} on one region: the writers overwrite each other's blocks`,
-      'fio: give each job its own --offset and --size, or numjobs=1',
-    );
-  }
+/**
+ * fio warns that several writers overwrite each other's blocks; with verify that is a certain failure,
+ * unless `offset_increment` keeps the clones' regions apart.
+ */
+function checkOverlap(job: FioJob, bytes: number): void {
+  if (job.numjobs < 2 || job.verify === 'none' || !rwKinds(job.rw).write) return;
+  const regions = Array.from({ length: job.numjobs }, (_, k) => {
+    const start = startOffset(job, bytes, subjobNumber(job, k));
+    return [start, start + jobSize(job, bytes, subjobNumber(job, k))];
+  }).sort((a, b) => a[0] - b[0]);
+  if (regions.every(([start], i) => i === 0 || start >= regions[i - 1][1])) return;
+  fail(
+    `fio: ${job.name}: verify with numjobs=${job.numjobs} on overlapping regions: the writers overwrite each other's blocks`,
+    'fio: give the clones regions apart (--offset_increment at least --size), or each job its own --offset and --size, or numjobs=1',
+  );
 }
 
 export { FIO_OPTION_NAMES };

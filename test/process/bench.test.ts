@@ -107,7 +107,7 @@ describe.concurrent('pvblk bench: bad input', () => {
     [['--name=t', '--disk', 'nope=1'], ['fio: --disk: unknown disk parameter "nope"']],
     [
       ['--name=t', '--rw=write', '--verify=crc32c', '--numjobs=2'],
-      ["fio: t: verify with numjobs=2 on one region: the writers overwrite each other's blocks"],
+      ["fio: t: verify with numjobs=2 on overlapping regions: the writers overwrite each other's blocks"],
     ],
     [['--name=t', '--filename=/dev/xvdb'], ["fio: /dev/xvdb: the bench's guests have one disk, /dev/xvda"]],
     [['--rw=read'], ['No job(s) defined']],

@@ -210,3 +210,14 @@ describe("pvblk bench: the disk's delay, named in the stack line", () => {
     expect(diskDelayNote(parse('--disk', 'ndelay=50000', '--pi').stack)).toBe('50000 ns a command');
   });
 });
+
+describe('pvblk bench: verifying writers of numjobs clones', () => {
+  it('takes them when offset_increment keeps their regions apart, and refuses them when the regions overlap', () => {
+    const job = ['--rw=write', '--verify=crc32c', '--numjobs=3', '--size=1m'];
+    expect(parse(...job, '--offset_increment=1m').cl.jobs[0].offsetIncrement).toBe(1 << 20);
+    expect(() => parse(...job, '--offset_increment=512k')).toThrow(
+      "fio: t: verify with numjobs=3 on overlapping regions: the writers overwrite each other's blocks",
+    );
+    expect(() => parse(...job)).toThrow(/on overlapping regions/);
+  });
+});

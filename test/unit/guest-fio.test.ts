@@ -1621,6 +1621,62 @@ describe("the guest fio's job files and the order of its jobs (stonewall, new_gr
   });
 });
 
+describe("the guest fio's numjobs clones apart (offset_increment, offset_align: filesetup.c's get_start_offset())", () => {
+  /** Where each job's log says its first I/O went. */
+  async function firstOffsets(prefix: string, n: number): Promise<number[]> {
+    const out: number[] = [];
+    for (let k = 1; k <= n; k++) {
+      const line = (await readFile(join(root, `${prefix}_lat.${k}.log`), 'utf8')).split('\n')[0];
+      out.push(Number(line.split(', ')[4]));
+    }
+    return out;
+  }
+
+  it('puts each clone its subjob number of increments on, the clones counting down as add_job() makes them (fio 3.33)', async () => {
+    const r = await requestsOf(() =>
+      fio(
+        '--name=x --rw=write --bs=4k --size=64k --direct=1 --numjobs=3 --offset_increment=64k --write_lat_log=inc --log_offset=1',
+      ),
+    );
+    expect(r.status).toBe(0);
+    // fio 3.33 over a file: the second job at 128 KiB, the third at 64 KiB
+    expect(await firstOffsets('inc', 3)).toEqual([0, 131072, 65536]);
+    // together they wrote the first 192 KiB, each block once
+    expect(r.io.map((e) => e.sector).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 48 }, (_, b) => b * 8),
+    );
+  });
+
+  it('rounds a percentage up to offset_align, else to the block size; bytes alone are not rounded', async () => {
+    const args = '--rw=write --bs=4k --size=16k --direct=1 --numjobs=3 --log_offset=1';
+    // 10 % of the 8 MiB disk is 838860 bytes: subjob 2 at 1677720, subjob 1 at 838860, each rounded up
+    expect((await fio(`--name=p ${args} --offset_increment=10% --write_lat_log=pct`)).status).toBe(0);
+    expect(await firstOffsets('pct', 3)).toEqual([0, 1679360, 839680]);
+    expect(
+      (await fio(`--name=a ${args} --offset_increment=10% --offset_align=512 --write_lat_log=al`)).status,
+    ).toBe(0);
+    expect(await firstOffsets('al', 3)).toEqual([0, 1677824, 839168]);
+    expect(
+      (await fio(`--name=b ${args} --offset=4k --offset_increment=1m --offset_align=64k --write_lat_log=by`))
+        .status,
+    ).toBe(0);
+    expect(await firstOffsets('by', 3)).toEqual([4096, 4096 + 2 * 1048576, 4096 + 1048576]);
+  });
+
+  it("refuses a clone's region past the device, and offset_align=0 (fio 3.33 divides by it)", async () => {
+    const past = await fio('--name=e --rw=read --bs=4k --size=64k --numjobs=2 --offset_increment=8m');
+    expect([past.status, past.stderr]).toEqual([
+      1,
+      "fio: offset=8388608 (e's subjob 1, offset_increment) is at or past the end of /dev/xvda (8388608 bytes)\n",
+    ]);
+    const zero = await fio('--name=z --rw=read --bs=4k --size=64k --offset=10% --offset_align=0');
+    expect([zero.status, zero.stderr]).toEqual([
+      1,
+      'offset_align: 0 aligns nothing (fio 3.33 divides by it): give 1 or more\nfio: failed parsing offset_align=0\n',
+    ]);
+  });
+});
+
 describe("the guest fio's non-fatal errors (continue_on_error, ignore_error, error_dump: td_error.c)", () => {
   /** `fio <args>` with the disk failing the requests `fails` picks, as a medium error. */
   async function failing(args: string, fails: (op: string, sector: number) => boolean) {

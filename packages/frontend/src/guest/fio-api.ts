@@ -29,6 +29,8 @@ export {
   DEFAULT_PERCENTILES,
   jobSize,
   rwKinds,
+  startOffset,
+  subjobNumber,
   syncEngine,
   type FioJob,
   type FioLatencyTarget,

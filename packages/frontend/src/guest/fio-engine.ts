@@ -70,6 +70,8 @@ export interface WorkerTarget {
   path: string;
   disk: GuestDisk;
   vfs: GuestVfs;
+  /** fio's subjob_number (subjobNumber()): where `offset_increment` puts this clone's region; 0 if absent. */
+  subjob?: number;
 }
 
 interface Io {
@@ -235,7 +237,7 @@ export class Worker {
     this.stderr = new JobStderr(io, target.vfs, () => this.pump());
     this.kinds = rwKinds(job.rw);
     const bytes = target.disk.queue.capacity() * 512;
-    const size = jobSize(job, bytes);
+    const size = jobSize(job, bytes, target.subjob);
     const seed =
       job.randrepeat || job.randseedGiven
         ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
@@ -253,7 +255,7 @@ export class Worker {
             () => this.rateRand(),
           )
         : null;
-    const start = startOffset(job, bytes);
+    const start = startOffset(job, bytes, target.subjob);
     this.offsets = new Offsets(start, size, job.bs, this.kinds.random, () => this.rand(), bytes);
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
     this.written = this.newWriteLog();

@@ -47,6 +47,14 @@ export interface FioJob {
   offset: number;
   /** fio's `offset=N%`: the region starts that share into the device (startOffset()); null when not given so. */
   offsetPercent: number | null;
+  /**
+   * fio's `offset_increment`: each numjobs clone's region starts its subjob number times this past
+   * `offset` (startOffset()); `offset_increment=N%`, that share of the device instead.
+   */
+  offsetIncrement: number;
+  offsetIncrementPercent: number | null;
+  /** fio's `offset_align`: what an offset worked out from a percentage is rounded up to (null: `bs`). */
+  offsetAlign: number | null;
   /** Milliseconds; null = until `size` bytes are done. */
   runtime: number | null;
   timeBased: boolean;
@@ -231,6 +239,9 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   sizePercent: null,
   offset: 0,
   offsetPercent: null,
+  offsetIncrement: 0,
+  offsetIncrementPercent: null,
+  offsetAlign: null,
   runtime: null,
   timeBased: false,
   rampTime: 0,
@@ -324,21 +335,27 @@ export function checkJobAgainstDevice(
       `fio: bs=${job.bs} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
     );
   }
-  const offset = startOffset(job, dev.bytes);
-  if (offset % dev.logicalBlockSize !== 0) {
-    fail(
-      `fio: offset=${offset} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
-    );
-  }
-  if (offset >= dev.bytes) {
-    fail(`fio: offset=${offset} is at or past the end of ${dev.path} (${dev.bytes} bytes)`);
-  }
-  const size = jobSize(job, dev.bytes);
-  if (offset + size > dev.bytes) {
-    fail(`fio: offset=${offset} size=${size} goes past the end of ${dev.path} (${dev.bytes} bytes)`);
-  }
-  if (size < job.bs) {
-    fail(`fio: size too small, must not be less than minimum block size: ${size} < ${job.bs}`);
+  // each clone's region: offset_increment moves them apart
+  for (let k = 0; k < job.numjobs; k++) {
+    const subjob = subjobNumber(job, k);
+    // the job's own offset is said as before; a clone's names its subjob number
+    const of = subjob ? ` (${job.name}'s subjob ${subjob}, offset_increment)` : '';
+    const offset = startOffset(job, dev.bytes, subjob);
+    if (offset % dev.logicalBlockSize !== 0) {
+      fail(
+        `fio: offset=${offset}${of} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
+      );
+    }
+    if (offset >= dev.bytes) {
+      fail(`fio: offset=${offset}${of} is at or past the end of ${dev.path} (${dev.bytes} bytes)`);
+    }
+    const size = jobSize(job, dev.bytes, subjob);
+    if (offset + size > dev.bytes) {
+      fail(`fio: offset=${offset}${of} size=${size} goes past the end of ${dev.path} (${dev.bytes} bytes)`);
+    }
+    if (size < job.bs) {
+      fail(`fio: size too small, must not be less than minimum block size: ${size} < ${job.bs}`);
+    }
   }
 }
 
@@ -428,19 +445,40 @@ export function checkJob(job: FioJob): void {
  * Where the job's region starts on a device of `bytes` (filesetup.c's get_start_offset()): `offset`, or
  * `offsetPercent` of the device rounded up to the block size.
  */
-export function startOffset(job: FioJob, bytes: number): number {
-  if (job.offsetPercent === null) return job.offset;
-  const raw = Math.floor((bytes * job.offsetPercent) / 100);
-  return Math.ceil(raw / job.bs) * job.bs;
+export function startOffset(job: FioJob, bytes: number, subjob = 0): number {
+  // filesetup.c's get_start_offset(): a percentage, of the offset or of the increment, rounds the
+  // offset up to `offset_align`, else to the block size; bytes alone are taken as they are
+  let align = false;
+  let increment = job.offsetIncrement;
+  if (job.offsetIncrementPercent !== null) {
+    increment = Math.floor((job.offsetIncrementPercent * bytes) / 100);
+    align = true;
+  }
+  let offset = job.offset + subjob * increment;
+  if (job.offsetPercent !== null && job.offsetPercent > 0) {
+    offset = Math.floor((bytes * job.offsetPercent) / 100) + subjob * increment;
+    align = true;
+  }
+  if (!align) return offset;
+  const to = job.offsetAlign ?? job.bs;
+  return Math.ceil(offset / to) * to;
+}
+
+/**
+ * fio's subjob_number of a job's clone `k` (0 the job itself): add_job() makes the clones counting
+ * down, so the second job of `numjobs=4` is subjob 3 and the last subjob 1.
+ */
+export function subjobNumber(job: FioJob, k: number): number {
+  return k === 0 ? 0 : job.numjobs - k;
 }
 
 /**
  * The job's region against a device of `bytes`: `size`, or `sizePercent` of the device (at most what
  * lies past `offset`, a whole number of blocks, as fio's filesetup.c has it), or all past `offset`.
  */
-export function jobSize(job: FioJob, bytes: number): number {
+export function jobSize(job: FioJob, bytes: number, subjob = 0): number {
   if (job.size !== null) return job.size;
-  const rest = bytes - startOffset(job, bytes);
+  const rest = bytes - startOffset(job, bytes, subjob);
   if (job.sizePercent === null) return rest;
   const share = Math.min(rest, Math.floor((bytes * job.sizePercent) / 100));
   return share - (share % job.bs);

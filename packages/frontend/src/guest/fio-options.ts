@@ -288,6 +288,20 @@ export const OPTIONS: Record<string, OptionDef> = {
   },
   size: { apply: jobOpt((j, v) => sizeOption(j, v)) },
   offset: { apply: jobOpt((j, v) => offsetOption(j, v)) },
+  offset_increment: { apply: jobOpt((j, v) => offsetIncrementOption(j, v)) },
+  // fio takes 0 and then divides by it when an offset is a percentage (SIGFPE): refused here
+  offset_align: {
+    apply: jobOpt((j, v) => {
+      const n = parseIntOption('offset_align', v, 0, 0xffffffff);
+      if (n === 0)
+        failedParsing(
+          'offset_align',
+          v,
+          'offset_align: 0 aligns nothing (fio 3.33 divides by it): give 1 or more',
+        );
+      j.offsetAlign = n;
+    }),
+  },
   // fio's runtime has no minimum: 0 is no limit, as when it is not given
   runtime: { apply: jobOpt((j, v) => (j.runtime = fioTime('runtime', v) || null)) },
   timeout: { aliasOf: 'runtime', apply: jobOpt((j, v) => (j.runtime = fioTime('timeout', v) || null)) },
@@ -646,16 +660,23 @@ function sizeOption(j: FioJob, raw: string): void {
  * N whole from 0 to 100.
  */
 function offsetOption(j: FioJob, raw: string): void {
+  [j.offset, j.offsetPercent] = bytesOrPercent('offset', raw);
+}
+
+/** `offset_increment`, read as `offset` is (str_offset_increment_cb()). */
+function offsetIncrementOption(j: FioJob, raw: string): void {
+  [j.offsetIncrement, j.offsetIncrementPercent] = bytesOrPercent('offset_increment', raw);
+}
+
+/** A size in bytes, or `N%` (N whole, 0 to 100): [bytes, null] or [0, N]. */
+function bytesOrPercent(opt: string, raw: string): [number, number | null] {
   const pct = /^([0-9]+)%$/.exec(raw.trim());
   if (pct) {
     const v = Number(pct[1]);
-    if (v > 100) failedParsing('offset', raw, `offset: value out of range: ${raw} (0-100%)`);
-    j.offsetPercent = v;
-    j.offset = 0;
-    return;
+    if (v > 100) failedParsing(opt, raw, `${opt}: value out of range: ${raw} (0-100%)`);
+    return [0, v];
   }
-  j.offset = parseSize('offset', raw);
-  j.offsetPercent = null;
+  return [parseSize(opt, raw), null];
 }
 
 function positiveSize(opt: string, raw: string, v = parseSize(opt, raw)): number {

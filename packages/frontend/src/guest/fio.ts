@@ -30,6 +30,7 @@ import {
 import {
   checkJob,
   checkJobAgainstDevice,
+  subjobNumber,
   DEFAULT_PERCENTILES,
   rwKinds,
   syncEngine,
@@ -591,7 +592,12 @@ async function runFio(
         const w = new Worker(
           j,
           index++,
-          { path: `/dev/${targets.get(j)!.name}`, disk: targets.get(j)!, vfs: rt.vfs },
+          {
+            path: `/dev/${targets.get(j)!.name}`,
+            disk: targets.get(j)!,
+            vfs: rt.vfs,
+            subjob: subjobNumber(j, k),
+          },
           io,
         );
         w.stats.groupid = j.groupid;
