@@ -1677,6 +1677,66 @@ describe("the guest fio's numjobs clones apart (offset_increment, offset_align: 
   });
 });
 
+describe("the guest fio's io_size and number_ios (backend.c's keep_running() and io_bytes_exceeded())", () => {
+  /** [reads, writes] a run did, from its JSON. */
+  async function ios(args: string): Promise<[number, number]> {
+    const r = await fio(`--name=n --bs=4k --size=64k --direct=1 ${args} --output-format=json`);
+    expect(r.stderr).toBe('');
+    const j = json(r.stdout).jobs[0];
+    return [j.read.total_ios, j.write.total_ios];
+  }
+
+  it('does io_size over as many passes as it takes, the last cut where the issued bytes reach it (fio 3.33)', async () => {
+    // each figure is fio 3.33's over a 64 KiB region of a file
+    for (const rw of ['write', 'randwrite', 'read', 'randread'])
+      for (const engine of ['psync', 'libaio --iodepth=4'])
+        expect(await ios(`--rw=${rw} --ioengine=${engine} --io_size=256k`)).toEqual(
+          rw.endsWith('read') ? [64, 0] : [0, 64],
+        );
+    expect(await ios('--rw=write --io_size=100k')).toEqual([0, 25]);
+    expect(await ios('--rw=write --io_size=10k')).toEqual([0, 3]);
+    expect((await ios('--rw=rw --io_size=96k')).reduce((a, b) => a + b)).toBe(24);
+    // loops are passes before io_size is looked at; its verify reads count as done
+    expect(await ios('--rw=write --io_size=256k --loops=2')).toEqual([0, 64]);
+    expect(await ios('--rw=write --io_size=256k --verify=crc32c')).toEqual([32, 32]);
+    // N % cuts the region
+    expect(await ios('--rw=write --io_limit=50%')).toEqual([0, 8]);
+    const over = await fio('--name=o --size=64k --io_size=150%');
+    expect([over.status, over.stderr]).toEqual([
+      1,
+      "fio: io_size values greater than 100% aren't supported\nfio: failed parsing io_size=150%\n",
+    ]);
+  });
+
+  it('repeats a random pass with randrepeat, each pass of io_size seeded again', async () => {
+    expect(
+      (
+        await fio(
+          '--name=r --rw=randwrite --bs=4k --size=64k --direct=1 --io_size=160k --write_lat_log=ios --log_offset=1',
+        )
+      ).status,
+    ).toBe(0);
+    const offsets = (await readFile(join(root, 'ios_lat.1.log'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => Number(l.split(', ')[4]));
+    expect(offsets).toHaveLength(40);
+    expect(offsets.slice(16, 32)).toEqual(offsets.slice(0, 16));
+    expect(offsets.slice(32)).toEqual(offsets.slice(0, 8));
+    expect(new Set(offsets.slice(0, 16)).size).toBe(16);
+  });
+
+  it('ends the job at number_ios, times loops, counting I/O in flight; a time_based job runs on', async () => {
+    expect(await ios('--rw=write --number_ios=5')).toEqual([0, 5]);
+    expect(await ios('--rw=write --number_ios=5 --loops=2')).toEqual([0, 10]);
+    expect(await ios('--rw=randwrite --number_ios=5 --ioengine=libaio --iodepth=4')).toEqual([0, 5]);
+    // the verify phase reads back what was written
+    expect(await ios('--rw=write --number_ios=5 --verify=crc32c')).toEqual([5, 5]);
+    const [, timed] = await ios('--rw=write --number_ios=5 --io_size=8k --time_based --runtime=200ms');
+    expect(timed).toBeGreaterThan(16);
+  });
+});
+
 describe("the guest fio's non-fatal errors (continue_on_error, ignore_error, error_dump: td_error.c)", () => {
   /** `fio <args>` with the disk failing the requests `fails` picks, as a medium error. */
   async function failing(args: string, fails: (op: string, sector: number) => boolean) {

@@ -223,6 +223,8 @@ export class Worker {
   state = 'P';
   private bytesTarget: number;
   private bytesDone = 0;
+  /** Bytes of the workload issued over all passes (td->io_issue_bytes), for io_size and loops. */
+  private issuedBytes = 0;
   /** Passes done (each with its verify phase), for `loops`. */
   private passes = 0;
 
@@ -503,7 +505,7 @@ export class Worker {
         return;
       }
       // keep_running(): time_based runs pass after pass; else `loops` of them
-      if (!this.latDone && (this.job.timeBased || ++this.passes < this.job.loops)) {
+      if (!this.latDone && (this.job.timeBased || ++this.passes < this.job.loops || this.ioSizeLeft())) {
         void this.startPhase(this.job.verifyOnly ? 'verify' : 'io', t);
         return;
       }
@@ -528,8 +530,31 @@ export class Worker {
     // an I/O its engine queued adds to: a synchronous engine's pass never ends, so it never verifies
     // (as init.c's warning says)
     if (this.job.timeBased && (this.job.verify === 'none' || this.sync)) return true;
+    // io_issue_bytes_exceeded(), which a time_based job does not look at: the job's issued bytes
+    // over all its passes against io_size (else size) times loops, and number_ios against what
+    // completed or is in flight
+    if (
+      !this.job.timeBased &&
+      (this.issuedBytes >= (this.job.ioSize ?? this.bytesTarget) * this.job.loops || this.exceedsNumberIos())
+    )
+      return false;
     // one pass, the ramp's I/O included
     return this.bytesDone + this.inflightBytes() < this.bytesTarget;
+  }
+
+  /** exceeds_number_ios(): I/Os completed (td->io_blocks) and in flight, against number_ios × loops. */
+  private exceedsNumberIos(): boolean {
+    return this.job.numberIos > 0 && this.completedIos + this.inflight >= this.job.numberIos * this.job.loops;
+  }
+
+  /**
+   * keep_running() once `loops` is used up: with io_size, another pass while what the job has done
+   * (td->io_bytes, verify reads included) leaves at least a block of it — unless number_ios is met.
+   */
+  private ioSizeLeft(): boolean {
+    const j = this.job;
+    if (j.ioSize === null || this.exceedsNumberIos()) return false;
+    return j.ioSize - (this.stats.read.bytes + this.stats.write.bytes) >= j.bs;
   }
 
   private inflightBytes(): number {
@@ -795,6 +820,8 @@ export class Worker {
     }
     this.inflight++;
     this.issued++;
+    // td->io_issue_bytes: every I/O of the workload, a failed one too, over all passes
+    if (!verify) this.issuedBytes += this.job.bs;
     // fio's total_io_u: every I/O its engine was handed, a failed one too, counted as it is queued
     // (td_io_queue()): the job's IOPS, `issued rwts` and the base of its depth and latency shares
     (write ? this.stats.write : this.stats.read).ios++;

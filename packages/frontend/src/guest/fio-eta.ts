@@ -85,8 +85,8 @@ export function threadEta(s: EtaJob, doneSecs: number): number {
   const timeout = j.runtime !== null ? Math.floor(j.runtime / 1000) : 0;
   if (s.state === 'F') return 0;
   // a writer that verifies afterwards has its size twice to do, a mixed one its write share (50 %
-  // without one) more; td->total_io_size is the size times the loops
-  let total = s.bytesTarget * j.loops;
+  // without one) more; td->total_io_size is io_size, else the size, times the loops
+  let total = (j.ioSize ?? s.bytesTarget) * j.loops;
   if (verifiesWrites(j)) {
     if (kinds.read) total += Math.floor((total * (100 - j.rwmixread || 50)) / 100);
     else total *= 2;

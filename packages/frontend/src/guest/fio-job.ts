@@ -124,6 +124,15 @@ export interface FioJob {
   rateIgnoreThinktime: boolean;
   /** fio's `loops`: passes over the region (and their verify phases), 1 for 0 as keep_running() has it. */
   loops: number;
+  /**
+   * fio's `io_size` (`io_limit`): the bytes the job does, over as many passes as that takes
+   * (keep_running()), the last cut where its issued bytes reach it; null: `size`, `loops` times.
+   */
+  ioSize: number | null;
+  /** fio's `io_size=N%`: the region cut to that share (filesetup.c's io_size_percent); null when not given so. */
+  ioSizePercent: number | null;
+  /** fio's `number_ios`: the job ends once this many I/Os (times `loops`) are done or in flight; 0: no bound. */
+  numberIos: number;
   /** fio's `thinktime` and `thinktime_spin`, in ms (given in µs without a unit). */
   thinktime: number;
   thinktimeSpin: number;
@@ -278,6 +287,9 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   rateProcess: 'linear',
   rateIgnoreThinktime: false,
   loops: 1,
+  ioSize: null,
+  ioSizePercent: null,
+  numberIos: 0,
   thinktime: 0,
   thinktimeSpin: 0,
   thinktimeBlocks: 1,
@@ -477,6 +489,14 @@ export function subjobNumber(job: FioJob, k: number): number {
  * lies past `offset`, a whole number of blocks, as fio's filesetup.c has it), or all past `offset`.
  */
 export function jobSize(job: FioJob, bytes: number, subjob = 0): number {
+  const size = regionSize(job, bytes, subjob);
+  // io_size=N% cuts the region itself (setup_files(): o->size becomes the share)
+  return job.ioSizePercent === null || job.ioSizePercent === 100
+    ? size
+    : Math.floor((size * job.ioSizePercent) / 100);
+}
+
+function regionSize(job: FioJob, bytes: number, subjob: number): number {
   if (job.size !== null) return job.size;
   const rest = bytes - startOffset(job, bytes, subjob);
   if (job.sizePercent === null) return rest;

@@ -376,6 +376,9 @@ export const OPTIONS: Record<string, OptionDef> = {
   rate_ignore_thinktime: {
     apply: jobOpt((j, v) => (j.rateIgnoreThinktime = fioBool('rate_ignore_thinktime', v, 'bool'))),
   },
+  io_size: { apply: jobOpt((j, v) => ioSizeOption('io_size', j, v)) },
+  io_limit: { aliasOf: 'io_size', apply: jobOpt((j, v) => ioSizeOption('io_limit', j, v)) },
+  number_ios: { apply: jobOpt((j, v) => (j.numberIos = parseSize('number_ios', v))) },
   loops: { apply: jobOpt((j, v) => (j.loops = Math.max(1, parseIntOption('loops', v, 0, 0xffffffff)))) },
   thinktime: { apply: jobOpt((j, v) => (j.thinktime = parseMicros('thinktime', v))) },
   thinktime_spin: { apply: jobOpt((j, v) => (j.thinktimeSpin = parseMicros('thinktime_spin', v))) },
@@ -666,6 +669,19 @@ function offsetOption(j: FioJob, raw: string): void {
 /** `offset_increment`, read as `offset` is (str_offset_increment_cb()). */
 function offsetIncrementOption(j: FioJob, raw: string): void {
   [j.offsetIncrement, j.offsetIncrementPercent] = bytesOrPercent('offset_increment', raw);
+}
+
+/**
+ * `io_size`: bytes (0: none, as when not given), or `N%` of the region (str_io_size_cb(); fio's own
+ * message above 100 %).
+ */
+function ioSizeOption(opt: string, j: FioJob, raw: string): void {
+  const pct = /^([0-9]+)%$/.exec(raw.trim());
+  if (pct && Number(pct[1]) > 100)
+    failedParsing(opt, raw, "fio: io_size values greater than 100% aren't supported");
+  const [bytes, percent] = bytesOrPercent(opt, raw);
+  j.ioSize = bytes || null;
+  j.ioSizePercent = percent || null;
 }
 
 /** A size in bytes, or `N%` (N whole, 0 to 100): [bytes, null] or [0, N]. */
