@@ -180,6 +180,9 @@ export class Worker {
   private ending = false;
   /** The last thing the job did was a sync (fio's td->last_was_sync). */
   private lastWasSync = false;
+  /** A sync of `fsync=N` is in progress: nothing is issued, and completions wait for its end. */
+  private syncing = false;
+  private heldCompletions: Array<() => void> = [];
   /** The writes of the current pass, for its verify phase and `verify_backlog` (fio's io_piece log). */
   private readonly written: WriteLog;
   /** Whether the last I/O to complete was a write (td->last_ddir is a read until one completes). */
@@ -592,9 +595,18 @@ export class Worker {
     }
     // stalled (ahead of the rate, thinking, quiescing), nothing is issued until the stall is over;
     // nor while verify_dump's files are written
-    while (!this.stalls.stalled && !this.stderr.busy && this.inflight < this.queueDepth && this.more(t)) {
-      // get_io_u(): a read of the backlog goes before the rate's say (check_get_verify())
+    let sync: 'fsync' | 'fdatasync' | null = null;
+    while (
+      !this.syncing &&
+      !this.stalls.stalled &&
+      !this.stderr.busy &&
+      this.inflight < this.queueDepth &&
+      this.more(t)
+    ) {
+      // get_io_u(): a read of the backlog goes before the rate's say (check_get_verify()), and a
+      // sync due (get_rw_ddir()) before the workload's next direction
       const back = this.phase === 'io' ? this.written.nextBacklog(this.lastCompletedWrite) : null;
+      if (!back && this.phase === 'io' && (sync = this.syncDue())) break;
       const write = back ? false : this.rateIssue(t);
       if (write === null) break;
       this.issue(t, back ?? write);
@@ -626,15 +638,77 @@ export class Worker {
       else this.stats.depthMap[depthBucket(this.inflight)] += n;
     }
     if (n) this.refillFromEmpty = false;
+    if (sync) {
+      void this.syncNow(sync);
+      return;
+    }
     // a stall after the last I/O is the job's too (fio thinks after it): its wake ends the phase
     if (
       this.inflight === 0 &&
+      !this.syncing &&
       !this.stalls.stalled &&
       !this.thinkAfterReap &&
       !this.stderr.busy &&
       !this.more(t)
     )
       this.endPhase();
+  }
+
+  /**
+   * get_rw_ddir()'s look for a sync before the next I/O: a writer whose writes issued (io_issues) are
+   * a multiple of `fsync` (else `fdatasync`), unless a sync was the last thing it did — which only a
+   * write's completion undoes, so a deep queue may pass a multiple by.
+   */
+  private syncDue(): 'fsync' | 'fdatasync' | null {
+    const j = this.job;
+    const writes = this.stats.write.ios;
+    if (!this.kinds.write || this.lastWasSync || !writes) return null;
+    if (j.fsyncBlocks && writes % j.fsyncBlocks === 0) return 'fsync';
+    if (j.fdatasyncBlocks && writes % j.fdatasyncBlocks === 0) return 'fdatasync';
+    return null;
+  }
+
+  /**
+   * The sync, as fio's engines do it (do_io_u_sync()): synchronously, with the I/O already submitted
+   * left in flight (libaio has none waiting to be submitted) — a block device's fsync and fdatasync
+   * are both a cache flush. It is counted at the depth it was issued at, as issued (total_io_u
+   * [DDIR_SYNC]) and, when it succeeds, its time from issue to return is a sync sample. A synchronous
+   * engine counts it a submit and a completion of one.
+   */
+  private async syncNow(kind: 'fsync' | 'fdatasync'): Promise<void> {
+    this.syncing = true;
+    const tIssue = now();
+    const r = await this.syncFile();
+    const t = now();
+    this.syncing = false;
+    const st = this.stats;
+    st.syncIos++;
+    st.depthMap[depthBucket(this.inflight + 1)]++;
+    if (this.sync) {
+      st.submitMap[batchBucket(1)]++;
+      st.totalSubmit++;
+      st.completeMap[batchBucket(1)]++;
+      st.totalComplete++;
+    }
+    if (r.ok) {
+      this.lastWasSync = true;
+      // account_io_completion(): past the ramp, with stats and clat measured
+      if (this.rampDone && this.job.statsEnabled && !this.job.disableClat) st.syncLat.add((t - tIssue) * 1e6);
+    } else {
+      const num = ERRNO_NUM[r.errno] ?? 5;
+      // td_error_type(): a sync's error is of the writes' kind
+      if (nonFatal(this.job, errorKind(true, num), num)) st.countError(num);
+      else
+        this.fail(
+          r.errno,
+          'io_u error',
+          `fio: io_u error on file ${this.target.path}: ${STRERROR[r.errno]}: ${kind === 'fsync' ? 'sync' : 'datasync'} offset=0, buflen=0`,
+        );
+    }
+    const held = this.heldCompletions;
+    this.heldCompletions = [];
+    for (const c of held) c();
+    this.pump();
   }
 
   /** queue_full()'s bound: the latency target's depth where it has one, else the job's. */
@@ -825,7 +899,6 @@ export class Worker {
     // fio's total_io_u: every I/O its engine was handed, a failed one too, counted as it is queued
     // (td_io_queue()): the job's IOPS, `issued rwts` and the base of its depth and latency shares
     (write ? this.stats.write : this.stats.read).ios++;
-    this.lastWasSync = false;
     if (write && this.job.verify !== 'none') {
       const numberio = this.numberio++;
       // a 64-bit seed from two draws, as fio's fill_verify_pattern() multiplies two
@@ -877,7 +950,14 @@ export class Worker {
   }
 
   private complete(io: Io, err: Errno | null): void {
+    // fio's thread is in fsync(2): what completes meanwhile is reaped when the call returns
+    if (this.syncing) {
+      this.heldCompletions.push(() => this.complete(io, err));
+      return;
+    }
     const t = now();
+    // io_completed(): the last thing done is no longer a sync
+    this.lastWasSync = false;
     this.inflight--;
     this.lastCompletedWrite = io.write;
     // a failed write leaves the log (io_completed()'s unlog_io_piece()), but for a synchronous

@@ -65,6 +65,12 @@ export interface FioJob {
   invalidate: boolean;
   /** fio's `end_fsync`: a writer fsyncs its file at the end of each pass, inside the pass's time. */
   endFsync: boolean;
+  /**
+   * fio's `fsync` and `fdatasync` (fsync_blocks, fdatasync_blocks): a writer syncs its file after
+   * every this many writes issued (get_rw_ddir()); 0: never.
+   */
+  fsyncBlocks: number;
+  fdatasyncBlocks: number;
   /** fio's `fsync_on_close`: that, and once more when the file is closed. */
   fsyncOnClose: boolean;
   /** fio's `fadvise_hint`: none, the job's pattern (`1`: random or sequential), or one of the two. */
@@ -257,6 +263,8 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   direct: false,
   invalidate: true,
   endFsync: false,
+  fsyncBlocks: 0,
+  fdatasyncBlocks: 0,
   fsyncOnClose: false,
   fadviseHint: 'type',
   ioengine: 'libaio',

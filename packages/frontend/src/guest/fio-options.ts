@@ -310,6 +310,8 @@ export const OPTIONS: Record<string, OptionDef> = {
   direct: { apply: jobOpt((j, v) => (j.direct = fioBool('direct', v, 'bool'))) },
   invalidate: { apply: jobOpt((j, v) => (j.invalidate = fioBool('invalidate', v, 'bool'))) },
   end_fsync: { apply: jobOpt((j, v) => (j.endFsync = fioBool('end_fsync', v, 'bool'))) },
+  fsync: { apply: jobOpt((j, v) => (j.fsyncBlocks = parseIntOption('fsync', v, 0, 0xffffffff))) },
+  fdatasync: { apply: jobOpt((j, v) => (j.fdatasyncBlocks = parseIntOption('fdatasync', v, 0, 0xffffffff))) },
   fsync_on_close: { apply: jobOpt((j, v) => (j.fsyncOnClose = fioBool('fsync_on_close', v, 'bool'))) },
   fadvise_hint: {
     apply: jobOpt((j, v) => {

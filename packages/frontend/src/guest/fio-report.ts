@@ -369,6 +369,18 @@ export function renderNormal(r: FioReport): string {
     out.push(...showLat(latPercents(ts.latN, total), 'nsec'));
     out.push(...showLat(latPercents(ts.latU, total), 'usec'));
     out.push(...showLat(latPercents(ts.latM, total), 'msec'));
+    // show_ddir_status(DDIR_SYNC): after the distribution, with its percentiles whatever was asked
+    if (ts.syncLat.n)
+      out.push(
+        '  fsync/fdatasync/sync_file_range:',
+        displayLat('sync', ts.syncLat),
+        ...percentileBlock(
+          'sync',
+          ts.syncLat,
+          job.percentiles ?? r.percentiles,
+          job.percentilePrecision ?? r.percentilePrecision ?? 2,
+        ),
+      );
     const run = ts.totalRunMs || 1;
     out.push(
       `  cpu          : usr=${f2((ts.usrMs * 100) / run)}%, sys=${f2((ts.sysMs * 100) / run)}%, ctx=${ts.ctx}, majf=${ts.majf}, minf=${ts.minf}`,
@@ -386,7 +398,7 @@ export function renderNormal(r: FioReport): string {
       `     complete  : 0=${com[0]}%, 4=${com[1]}%, 8=${com[2]}%, 16=${com[3]}%, 32=${com[4]}%, 64=${com[5]}%, >=64=${com[6]}%`,
     );
     out.push(
-      `     issued rwts: total=${ts.read.ios},${ts.write.ios},0,0 short=${ts.read.shortIos},${ts.write.shortIos},0,0 dropped=${ts.read.dropIos},${ts.write.dropIos},0,0`,
+      `     issued rwts: total=${ts.read.ios},${ts.write.ios},0,${ts.syncIos} short=${ts.read.shortIos},${ts.write.shortIos},0,0 dropped=${ts.read.dropIos},${ts.write.dropIos},0,0`,
     );
     if (ts.continueOnError)
       out.push(
@@ -556,7 +568,17 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
           )
         : emptyDir(),
       trim: emptyDir(),
-      sync: { total_ios: 0, lat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 } },
+      // its percentiles with either clat's or lat's asked for (stat.c's add_ddir_status_json())
+      sync: {
+        total_ios: ts.syncIos,
+        lat_ns: latJson(
+          ts.syncLat,
+          (job.latencyPercentiles ?? CLAT_ONLY).clat || (job.latencyPercentiles ?? CLAT_ONLY).lat
+            ? (job.percentiles ?? r.percentiles)
+            : null,
+          plus,
+        ),
+      },
       job_runtime: Math.round(ts.totalRunMs),
       usr_cpu: (ts.usrMs * 100) / run,
       sys_cpu: (ts.sysMs * 100) / run,

@@ -365,6 +365,12 @@ export class JobStats {
   readonly latM = new Array<number>(12).fill(0);
   /** Requests on the device's rings right after each I/O was pushed (pvblk's own). */
   readonly ringOccupancy = new Samples();
+  /**
+   * fsync and fdatasync of `fsync=N`/`fdatasync=N`: how many were issued (total_io_u[DDIR_SYNC]) and
+   * their latencies, issue to completion (ts->sync_stat, io_u_sync_plat).
+   */
+  syncIos = 0;
+  readonly syncLat = new Samples();
 
   constructor(
     public name: string,
@@ -409,6 +415,8 @@ export class JobStats {
     this.totalSubmit = 0;
     this.totalComplete = 0;
     this.ringOccupancy.reset();
+    this.syncIos = 0;
+    this.syncLat.reset();
   }
 
   markLatency(ns: number): void {
@@ -466,6 +474,8 @@ export class JobStats {
     }
     for (let i = 0; i < 12; i++) this.latM[i] += o.latM[i];
     this.ringOccupancy.merge(o.ringOccupancy);
+    this.syncIos += o.syncIos;
+    this.syncLat.merge(o.syncLat);
   }
 
   /** `o` is a later stretch of the same job (see DirStats.append): times add up, members do not. */
@@ -512,6 +522,8 @@ export class JobStats {
       latU: [...this.latU],
       latM: [...this.latM],
       ringOccupancy: this.ringOccupancy.toRaw(),
+      syncIos: this.syncIos,
+      syncLat: this.syncLat.toRaw(),
     };
   }
 
@@ -543,6 +555,8 @@ export class JobStats {
     r.latU.forEach((v, i) => (j.latU[i] = v));
     r.latM.forEach((v, i) => (j.latM[i] = v));
     j.ringOccupancy.merge(Samples.fromRaw(r.ringOccupancy));
+    j.syncIos = r.syncIos;
+    j.syncLat.merge(Samples.fromRaw(r.syncLat));
     return j;
   }
 }
@@ -576,4 +590,6 @@ export interface RawJob {
   latU: number[];
   latM: number[];
   ringOccupancy: RawSamples;
+  syncIos: number;
+  syncLat: RawSamples;
 }
