@@ -46,6 +46,7 @@ import {
   parseScsiDebugParams,
   QUOTA_SETTINGS,
   storeBlocks,
+  capacityBlocks,
   type HostQuotas,
 } from '@pvblk/backend';
 import { open } from 'node:fs/promises';
@@ -620,14 +621,17 @@ function checkPoint(p: BenchPoint, disk: string): void {
   guestNames(p.stack.guests).forEach((guest, i) =>
     failOnError('fio: --disk', () => checkNewDisk(quotas, guest, each, i * each)),
   );
-  const bytes = storeBlocks(params) * params.sector_size;
+  // the guest's fio works its regions out against the capacity it sees (virtual_gb's, when set);
+  // the data lives in the store, which a larger capacity wraps around
+  const bytes = capacityBlocks(params) * params.sector_size;
+  const store = storeBlocks(params) * params.sector_size;
   for (const job of p.cl.jobs) {
     checkJob(job);
     if (job.filename !== null && job.filename !== '/dev/xvda' && job.filename !== 'xvda') {
       fail(`fio: ${job.filename}: the bench's guests have one disk, /dev/xvda`);
     }
     checkJobAgainstDevice(job, { path: '/dev/xvda', bytes, logicalBlockSize: params.sector_size });
-    checkOverlap(job, bytes);
+    checkOverlap(job, bytes, store);
   }
   // what fio in each guest will hold at once; found out there, it would end the run with ENOMEM
   const iomem = p.cl.jobs.reduce((a, j) => a + j.numjobs * jobIomem(j), 0);
@@ -658,15 +662,26 @@ function hostQuotas(env: Record<string, string | undefined> = process.env): Host
 
 /**
  * fio warns that several writers overwrite each other's blocks; with verify that is a certain failure,
- * unless `offset_increment` keeps the clones' regions apart.
+ * unless `offset_increment` keeps the clones' regions apart. The regions are compared where their
+ * data lands: in the store, which a virtual_gb capacity wraps around (a region longer than the store
+ * overwrites itself).
  */
-function checkOverlap(job: FioJob, bytes: number): void {
-  if (job.numjobs < 2 || job.verify === 'none' || !rwKinds(job.rw).write) return;
-  const regions = Array.from({ length: job.numjobs }, (_, k) => {
+function checkOverlap(job: FioJob, bytes: number, store: number): void {
+  if (job.verify === 'none' || !rwKinds(job.rw).write) return;
+  const spans: Array<[number, number]> = [];
+  for (let k = 0; k < job.numjobs; k++) {
     const start = startOffset(job, bytes, subjobNumber(job, k));
-    return [start, start + jobSize(job, bytes, subjobNumber(job, k))];
-  }).sort((a, b) => a[0] - b[0]);
-  if (regions.every(([start], i) => i === 0 || start >= regions[i - 1][1])) return;
+    const size = jobSize(job, bytes, subjobNumber(job, k));
+    if (size > store)
+      fail(
+        `fio: ${job.name}: verify over ${size} bytes, more than the disk's store of ${store} (virtual_gb wraps the region over itself)`,
+      );
+    const s = start % store;
+    if (s + size <= store) spans.push([s, s + size]);
+    else spans.push([s, store], [0, s + size - store]);
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  if (spans.every(([s], i) => i === 0 || s >= spans[i - 1][1])) return;
   fail(
     `fio: ${job.name}: verify with numjobs=${job.numjobs} on overlapping regions: the writers overwrite each other's blocks`,
     'fio: give the clones regions apart (--offset_increment at least --size), or each job its own --offset and --size, or numjobs=1',

@@ -403,6 +403,9 @@ async function runInGuests(
     s.guests.map(async (g) => {
       let stdout = '';
       let stderr = '';
+      // what fio says on stderr is kept to be printed after the run, up to GUEST_STDERR_KEEP bytes:
+      // a job that says a line per I/O (error_dump, ignore_error=110) would grow it without end
+      let stderrDropped = 0;
       let pending = '';
       let hasReported = false;
       // the report is one JSON text, said last: complete with the brace that closes it, at the start
@@ -442,7 +445,10 @@ async function runInGuests(
               lookForReport();
             }
           },
-          stderr: (t) => (stderr += t),
+          stderr: (t) => {
+            if (!stderrDropped && stderr.length + t.length <= GUEST_STDERR_KEEP) stderr += t;
+            else stderrDropped += Buffer.byteLength(t);
+          },
           kmsg: () => {},
         },
         // a signal to the bench interrupts the guests' fio, which end their jobs and report
@@ -455,12 +461,17 @@ async function runInGuests(
         hasReported = true;
         done();
       }
+      if (stderrDropped)
+        stderr += `pvblk bench: ${stderrDropped} more bytes of fio's stderr not kept (${GUEST_STDERR_KEEP} at most a run)\n`;
       return { status, stdout: stdout + pending, stderr };
     }),
   );
   if (eta) write('\n');
   return outs;
 }
+
+/** Bytes of a guest's fio stderr a bench run keeps to print (see runInGuests()). */
+const GUEST_STDERR_KEEP = 1 << 20;
 
 interface GuestJson {
   jobs: Array<{ jobname: string; 'job options': Record<string, string>; pvblk?: { raw?: RawJob } }>;

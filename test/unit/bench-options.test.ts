@@ -220,4 +220,23 @@ describe('pvblk bench: verifying writers of numjobs clones', () => {
     );
     expect(() => parse(...job)).toThrow(/on overlapping regions/);
   });
+
+  it('compares the regions the guest works out against its capacity, where their data lands in the store (virtual_gb)', () => {
+    // 50 % of a 1 GiB capacity is 512 MiB: a multiple of the 8 MiB store, so the clone's region
+    // lands on the first's
+    const job = [
+      '--rw=randwrite',
+      '--verify=crc32c',
+      '--numjobs=2',
+      '--size=4m',
+      '--disk',
+      'delay=0 virtual_gb=1',
+    ];
+    expect(() => parse(...job, '--offset_increment=50%')).toThrow(/on overlapping regions/);
+    expect(parse(...job, '--offset_increment=4m').cl.jobs[0].offsetIncrement).toBe(4 << 20);
+    // the whole capacity wraps over itself
+    expect(() => parse('--rw=write', '--verify=crc32c', '--disk', 'delay=0 virtual_gb=1')).toThrow(
+      /more than the disk's store of 8388608 \(virtual_gb wraps the region over itself\)/,
+    );
+  });
 });

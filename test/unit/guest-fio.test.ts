@@ -1668,17 +1668,28 @@ describe("the guest fio's numjobs clones apart (offset_increment, offset_align: 
     expect(await firstOffsets('by', 3)).toEqual([4096, 4096 + 2 * 1048576, 4096 + 1048576]);
   });
 
-  it("refuses a clone's region past the device, and offset_align=0 (fio 3.33 divides by it)", async () => {
+  it("refuses a clone's region past the device, and offset_align=0 with a percentage (fio 3.33 divides by it)", async () => {
     const past = await fio('--name=e --rw=read --bs=4k --size=64k --numjobs=2 --offset_increment=8m');
     expect([past.status, past.stderr]).toEqual([
       1,
       "fio: offset=8388608 (e's subjob 1, offset_increment) is at or past the end of /dev/xvda (8388608 bytes)\n",
     ]);
+    // 0 is taken as fio takes it, and refused where fio divides by it
     const zero = await fio('--name=z --rw=read --bs=4k --size=64k --offset=10% --offset_align=0');
     expect([zero.status, zero.stderr]).toEqual([
       1,
-      'offset_align: 0 aligns nothing (fio 3.33 divides by it): give 1 or more\nfio: failed parsing offset_align=0\n',
+      'fio: offset_align=0 with an offset given as a percentage: fio 3.33 divides by it (SIGFPE)\n',
     ]);
+    expect((await fio('--name=z --rw=read --bs=4k --size=64k --offset_align=0')).status).toBe(0);
+    // str_offset_cb(): bytes after a percentage leave the percentage in use
+    expect(
+      (
+        await fio(
+          '--name=k --rw=write --bs=4k --size=16k --direct=1 --offset=10% --offset=1m --write_lat_log=keep --log_offset=1',
+        )
+      ).status,
+    ).toBe(0);
+    expect(await firstOffsets('keep', 1)).toEqual([839680]);
   });
 });
 
@@ -1946,6 +1957,20 @@ describe("the guest fio's non-fatal errors (continue_on_error, ignore_error, err
       const bad = await fio(`--name=x --size=64k ${arg}`);
       expect([bad.status, bad.stderr]).toEqual([1, err]);
     }
+    // parse.c matches a choice up to its first ',' (else ':'): `io,verify` is `io`
+    const first = await failing(
+      '--name=i --rw=read --bs=4k --size=64k --direct=1 --continue_on_error=io,verify --output-format=json',
+      reads(1),
+    );
+    expect([first.status, json(first.stdout).jobs[0]['job options'].continue_on_error]).toEqual([
+      0,
+      'io,verify',
+    ]);
+    const seq = await fio('--name=x --size=64k --rw=randread:8');
+    expect([seq.status, seq.stderr]).toEqual([
+      1,
+      "rw: randread:8: the ':<n>' after the pattern is not supported by this fio\nfio: failed parsing rw=randread:8\n",
+    ]);
     const choice = await fio('--name=x --size=64k --continue_on_error=bogus');
     expect([choice.status, choice.stderr]).toEqual([1, 'fio: failed parsing continue_on_error=bogus\n']);
     expect(choice.stdout).toContain("                    : 1          Alias for 'all'\n");
@@ -1961,11 +1986,25 @@ describe("the guest fio's non-fatal errors (continue_on_error, ignore_error, err
     expect(all.stderr.match(/verify failed|bad magic header/g)?.length).toBe(16);
     const normal = await fio(`${args} --continue_on_error=verify`);
     expect(normal.stdout).toMatch(/^v: \(groupid=0, jobs=1\): err=84 \(\): pid=/m);
-    const fatal = json(
+    // verify_fatal ends the job at a bad checksum; a bad header returns before it looks (fio 3.33
+    // reads all 16 blocks here)
+    const headers = json(
       (await fio(`${args} --continue_on_error=verify --verify_fatal=1 --output-format=json`)).stdout,
     ).jobs[0];
-    expect(fatal.error).toBe(84);
-    expect(fatal.total_err).toBe(1);
+    expect([headers.total_err, headers.read.total_ios]).toEqual([16, 16]);
+    expect(
+      (await fio('--name=w --rw=write --bs=4k --size=64k --direct=1 --verify=crc32c --do_verify=0')).status,
+    ).toBe(0);
+    const dev = stack.disks.get('/dev/sdg')!;
+    for (const b of [3, 9]) dev.data[b * 4096 + 200] ^= 0xff;
+    const fatal = json(
+      (
+        await fio(
+          '--name=v --rw=read --bs=4k --size=64k --direct=1 --verify=crc32c --verify_only --continue_on_error=verify --verify_fatal=1 --output-format=json',
+        )
+      ).stdout,
+    ).jobs[0];
+    expect([fatal.error, fatal.total_err]).toEqual([84, 1]);
     expect(fatal.read.total_ios).toBeLessThan(16);
     // a read error is not a verify failure
     const io = await failing(
@@ -1973,6 +2012,67 @@ describe("the guest fio's non-fatal errors (continue_on_error, ignore_error, err
       reads(1),
     );
     expect(io.status).toBe(1);
+  });
+
+  it("ends the job at a synchronous engine's read error in its verify phase, whatever continue_on_error says (fio 3.33)", async () => {
+    // do_verify() stops on it: fio 3.33 over a file failing the third read back says the xfer error,
+    // 3 reads, nothing counted, exit 1
+    const r = await failing(
+      '--name=p --rw=write --bs=4k --size=64k --direct=1 --ioengine=psync --verify=crc32c --continue_on_error=all',
+      reads(2),
+    );
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(
+      /^fio: pid=\d+, err=5\/file:engines\/sync\.c:126, func=xfer, error=Input\/output error$/m,
+    );
+    expect(r.stdout).toContain('issued rwts: total=3,16,0,0');
+    expect(r.stdout).toContain('errors    : total=0, first_error=0/<Success>');
+    expect(r.stderr).toBe('');
+    // an asynchronous engine's verify phase counts it and reads the rest
+    const a = await failing(
+      '--name=a --rw=write --bs=4k --size=64k --direct=1 --verify=crc32c --continue_on_error=all',
+      reads(2),
+    );
+    expect(a.status).toBe(0);
+    expect(a.stdout).toContain('issued rwts: total=16,16,0,0');
+    expect(a.stdout).toContain('errors    : total=1, first_error=5/<Input/output error>');
+  });
+
+  it("counts a synchronous engine's error that ends the job when the job continues on its kind (break_on_this_error())", async () => {
+    // reads continued on for ENOSPC only: the EIO ends the job, counted (fio 3.33: total=1, first_error=5)
+    const r = await failing(
+      '--name=p --rw=read --bs=4k --size=64k --direct=1 --ioengine=psync --ignore_error=ENOSPC',
+      reads(2),
+    );
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain('errors    : total=1, first_error=5/<Input/output error>');
+    // a verify failure reaches it as io_u_sync_complete()'s -1: errno 1, of the read's kind
+    const v = await fio(
+      '--name=v --rw=read --bs=4k --size=64k --direct=1 --verify=crc32c --verify_only --offset=4m --ioengine=psync --continue_on_error=io',
+    );
+    expect(v.status).toBe(1);
+    expect(v.stdout).toContain('errors    : total=1, first_error=1/<Operation not permitted>');
+    // an asynchronous engine's does not
+    const a = await fio(
+      '--name=v --rw=read --bs=4k --size=64k --direct=1 --verify=crc32c --verify_only --offset=4m --continue_on_error=io',
+    );
+    expect(a.stdout).toContain('errors    : total=0, first_error=0/<Success>');
+  });
+
+  it("says on stdout when a synchronous engine's first I/O fails with EIO, as td_io_queue() does", async () => {
+    const note = 'fio: first I/O failed. If /dev/xvda is a zoned block device, consider --zonemode=zbd\n';
+    const first = await failing(
+      '--name=z --rw=write --bs=4k --size=16k --direct=1 --ioengine=psync',
+      writes(0),
+    );
+    expect(first.stdout).toContain(note);
+    const later = await failing(
+      '--name=z --rw=write --bs=4k --size=16k --direct=1 --ioengine=psync',
+      writes(1),
+    );
+    expect(later.stdout).not.toContain('first I/O failed');
+    const aio = await failing('--name=z --rw=write --bs=4k --size=16k --direct=1', writes(0));
+    expect(aio.stdout).not.toContain('first I/O failed');
   });
 
   it("leaves a synchronous engine's failed write in flight in its log: the verify phase stops there, as fio 3.33's does", async () => {

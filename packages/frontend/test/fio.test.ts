@@ -20,6 +20,7 @@ import { HistLog, IoLog, jobLogs, MAX_LOG_ENTRIES, statWindows } from '../src/gu
 import { LatencyTarget } from '../src/guest/fio-latency.ts';
 import { fioTime } from '../src/guest/fio-parse.ts';
 import { applyIgnoreError, errorKind, nonFatal, type ErrorPolicy } from '../src/guest/fio-td-error.ts';
+import { JobStderr } from '../src/guest/fio-job-stderr.ts';
 import type { FioVerify } from '../src/guest/fio-job.ts';
 import { Worker } from '../src/guest/fio-engine.ts';
 import { etaRates } from '../src/guest/fio-eta.ts';
@@ -1924,7 +1925,44 @@ describe("fio's non-fatal errors (td_error.c, options.c's str_ignore_error_cb())
     expect(q.ignoreError).toEqual([[], [5], null]);
     expect(nonFatal(q, 0, 5)).toBe(false);
     expect(nonFatal(policy(',EIO'), 0, 5)).toBe(false);
+    // glibc's atoi(): all the digits, the long cut to an int (fio 3.33 takes 4294967301 as EIO)
+    expect(policy('0000000000005,4294967301').ignoreError).toEqual([[5], [5], null]);
+    expect(() => policy('4294967296')).toThrow(/Unknown error 4294967296/);
     expect(() => policy('E5')).toThrow(/Unknown error E5, please use number value/);
     expect(() => policy('0')).toThrow(/Unknown error 0/);
   });
 });
+
+describe("a job's stderr waits for its reader (fio-job-stderr.ts)", () => {
+  it('keeps the job from issuing while the reader lags, and wakes it once the reader has caught up', async () => {
+    let release!: () => void;
+    let said = '';
+    let woken = 0;
+    const io = {
+      stdout: () => {},
+      stderr: (t: string) => (said += t),
+      signal: new AbortController().signal,
+      drain: () => new Promise<void>((r) => (release = r)),
+    };
+    const err = new JobStderr(io, null as never, () => woken++);
+    err.say('fio: latency of 5000 nsec exceeds specified max (1000 nsec): /dev/xvda read 0 4096\n');
+    expect(said).toContain('exceeds specified max');
+    expect(err.busy).toBe(true);
+    // more lines while it lags wait on the same drain
+    err.say('second\n');
+    await Promise.resolve();
+    expect([err.busy, woken]).toEqual([true, 0]);
+    release();
+    await until(() => woken === 1);
+    expect(err.busy).toBe(false);
+    // without a drain (a command run in-process) nothing waits
+    const free = new JobStderr({ ...io, drain: undefined }, null as never, () => woken++);
+    free.say('x\n');
+    expect(free.busy).toBe(false);
+  });
+});
+
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setImmediate(r));
+  expect(cond()).toBe(true);
+}

@@ -228,6 +228,8 @@ export class Worker {
   private bytesDone = 0;
   /** Bytes of the workload issued over all passes (td->io_issue_bytes), for io_size and loops. */
   private issuedBytes = 0;
+  /** The workload's I/Os issued per direction since the statistics started (td->io_issues). */
+  private ioIssues = [0, 0];
   /** Passes done (each with its verify phase), for `loops`. */
   private passes = 0;
 
@@ -655,6 +657,15 @@ export class Worker {
   }
 
   /**
+   * break_on_this_error()'s fatal branch, which a synchronous engine's errors reach: an error that
+   * ends the job is counted all the same when the job continues on its kind (td_error_type()) — a
+   * verify failure or a latency over its bound as errno 1, io_u_sync_complete()'s -1 taken for one.
+   */
+  private countFatal(write: boolean, errno: number): void {
+    if (this.sync && this.job.continueOnError & (1 << errorKind(write, errno))) this.stats.countError(errno);
+  }
+
+  /**
    * get_rw_ddir()'s look for a sync before the next I/O: a writer whose writes issued (io_issues) are
    * a multiple of `fsync` (else `fdatasync`), unless a sync was the last thing it did — which only a
    * write's completion undoes, so a deep queue may pass a multiple by.
@@ -696,14 +707,17 @@ export class Worker {
       if (this.rampDone && this.job.statsEnabled && !this.job.disableClat) st.syncLat.add((t - tIssue) * 1e6);
     } else {
       const num = ERRNO_NUM[r.errno] ?? 5;
-      // td_error_type(): a sync's error is of the writes' kind
+      // td_error_type(): a sync's error is of the writes' kind; break_on_this_error() counts it even
+      // when it ends the job, if the job continues on that kind
       if (nonFatal(this.job, errorKind(true, num), num)) st.countError(num);
-      else
+      else {
+        if (!st.error && this.job.continueOnError & (1 << errorKind(true, num))) st.countError(num);
         this.fail(
           r.errno,
           'io_u error',
           `fio: io_u error on file ${this.target.path}: ${STRERROR[r.errno]}: ${kind === 'fsync' ? 'sync' : 'datasync'} offset=0, buflen=0`,
         );
+      }
     }
     const held = this.heldCompletions;
     this.heldCompletions = [];
@@ -725,6 +739,7 @@ export class Worker {
   private resetAllStats(t: number): void {
     this.lastThinkBlocks -= this.thinkCounter();
     this.ioBlocks = [0, 0];
+    this.ioIssues = [0, 0];
     this.lastThink = t;
     this.stats.resetIo();
     this.rate?.reset();
@@ -799,6 +814,8 @@ export class Worker {
       this.stats.countError(ERRNO_NUM.ETIMEDOUT!);
       return;
     }
+    // io_u_sync_complete()'s -1, as break_on_this_error() takes it
+    if (!this.stats.error) this.countFatal(io.write, 1);
     this.fail('ETIMEDOUT', 'max latency exceeded', line);
   }
 
@@ -894,8 +911,12 @@ export class Worker {
     }
     this.inflight++;
     this.issued++;
-    // td->io_issue_bytes: every I/O of the workload, a failed one too, over all passes
-    if (!verify) this.issuedBytes += this.job.bs;
+    // td->io_issue_bytes: every I/O of the workload, a failed one too, over all passes; and
+    // td->io_issues, since the statistics started
+    if (!verify) {
+      this.issuedBytes += this.job.bs;
+      this.ioIssues[write ? 1 : 0]++;
+    }
     // fio's total_io_u: every I/O its engine was handed, a failed one too, counted as it is queued
     // (td_io_queue()): the job's IOPS, `issued rwts` and the base of its depth and latency shares
     (write ? this.stats.write : this.stats.read).ios++;
@@ -972,7 +993,18 @@ export class Worker {
         (io.write ? this.stats.write : this.stats.read).slat.add((io.tSubmitted - io.tIssue) * 1e6);
       const line = `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${io.write ? 'write' : 'read'} offset=${io.offset}, buflen=${this.job.bs}`;
       const num = ERRNO_NUM[err] ?? 5;
-      if (nonFatal(this.job, errorKind(io.write, num), num)) {
+      // td_io_queue(): a synchronous engine's first I/O of a direction failing as a zoned device's
+      // unaligned write would (EIO), said on stdout whatever becomes of the error
+      if (this.sync && !io.verify && err === 'EIO' && this.ioIssues[io.write ? 1 : 0] === 1)
+        this.io.stdout(
+          `fio: first I/O failed. If ${this.target.path} is a zoned block device, consider --zonemode=zbd\n`,
+        );
+      const nf = nonFatal(this.job, errorKind(io.write, num), num);
+      if (nf && this.sync && this.phase === 'verify') {
+        // do_verify(): io_queue_event() returns from a verify's error without break_on_this_error(),
+        // and the phase ends on it: the job fails with what fio_io_end() set, nothing counted
+        this.fail(err, this.job.errorDump ? 'io_u error' : 'xfer', this.job.errorDump ? line : null);
+      } else if (nf) {
         // Counted and cleared, and the job goes on. __io_u_log_error() says it only with error_dump,
         // and then sets td->verror; without, a synchronous engine's fio_io_end() sets it ("xfer"),
         // an asynchronous one's nothing. Neither sets it over an error the job already has.
@@ -982,7 +1014,10 @@ export class Worker {
         this.stats.countError(num);
         // issued, it counts in the pass's bytes (td->io_issue_bytes) as if it had completed
         if (!io.verify) this.bytesDone += this.job.bs;
-      } else this.fail(err, 'io_u error', line);
+      } else {
+        if (!this.stats.error) this.countFatal(io.write, num);
+        this.fail(err, 'io_u error', line);
+      }
     } else {
       if (!io.write && this.job.verify !== 'none' && (io.verify || !this.kinds.write)) {
         // A read workload with verify checks what it reads (blocks written earlier with headers). A
@@ -1053,7 +1088,8 @@ export class Worker {
       // (verify_io_u()'s fio_mark_td_terminate()) with no error of its own
       if (nonFatal(this.job, ERROR_VERIFY, ERRNO_NUM.EILSEQ!)) {
         this.stats.countError(ERRNO_NUM.EILSEQ!);
-        if (this.job.verifyFatal) this.stopping = true;
+        // a bad header returns before verify_fatal's terminate: the job goes on
+        if (this.job.verifyFatal && !r.badHeader) this.stopping = true;
       } else this.verifyFailed();
     }
     this.stderr.sayWithDumps(r.lines, r.dumps, r.dumpsDropped);
@@ -1061,6 +1097,8 @@ export class Worker {
 
   private verifyFailed(): void {
     if (this.stats.error) return;
+    // io_u_sync_complete()'s -1, as break_on_this_error() takes it: errno 1 of the read's kind
+    this.countFatal(false, 1);
     this.stats.error = 84;
     // the check runs where the engine's completions are reaped: at the call's return for a
     // synchronous one

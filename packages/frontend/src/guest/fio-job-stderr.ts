@@ -4,7 +4,10 @@
  * file system is asynchronous, so the lines of a failure with files wait for them, whatever the job
  * says after waits behind those lines, and the job issues nothing while files are being written
  * (`busy`). A job writes MAX_DUMP_FILES at most (fio has no bound: a 1 MiB block of 128-byte
- * intervals that all fail is 16,384 files), and a stopped job writes no more.
+ * intervals that all fail is 16,384 files), and a stopped job writes no more. What is said waits for
+ * the command's reader as fio's write(2) to a full terminal or pipe would (`drain`): a job that says
+ * a line per I/O (error_dump, ignore_error=110) issues nothing while its reader lags, instead of
+ * piling its output up in the guest.
  */
 import { STRERROR, type CommandIo, type GuestVfs } from './vfs.ts';
 import type { VerifyDump } from './fio-verify.ts';
@@ -22,24 +25,42 @@ export class JobStderr {
   /** What is still to be said after those files, in order (null: nothing pending). */
   private tail: Promise<void> | null = null;
   private saidBound = false;
+  /** Waiting for the reader to take what was said. */
+  private draining = false;
 
   constructor(
     private readonly io: CommandIo,
     /** The guest's file system: the files go in its `/`, fio's working directory. */
     private readonly vfs: GuestVfs,
-    /** Called once a failure's files are written and its lines said. */
+    /** Called once a failure's files are written and its lines said, or the reader has caught up. */
     private readonly drained: () => void,
   ) {}
 
-  /** Whether verify_dump's files are being written: the job issues nothing meanwhile. */
+  /**
+   * Whether verify_dump's files are being written, or the reader has yet to take what was said: the
+   * job issues nothing meanwhile.
+   */
   get busy(): boolean {
-    return this.writing > 0;
+    return this.writing > 0 || this.draining;
   }
 
   /** Says `text` after what is still to be said. */
   say(text: string): void {
     if (this.tail) this.tail = this.tail.then(() => this.io.stderr(text)).catch(() => {});
     else this.io.stderr(text);
+    this.waitForReader();
+  }
+
+  private waitForReader(): void {
+    if (this.draining || !this.io.drain) return;
+    this.draining = true;
+    void this.io
+      .drain()
+      .catch(() => {})
+      .then(() => {
+        this.draining = false;
+        this.drained();
+      });
   }
 
   /**
@@ -72,6 +93,7 @@ export class JobStderr {
         }
       }
       this.io.stderr(said.filter((l) => l !== null).join('\n') + '\n');
+      await this.io.drain?.();
     });
     // whatever happened, the job goes on: the chain after it, the count, the wake-up
     this.tail = tail.catch(() => {});

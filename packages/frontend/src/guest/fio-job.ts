@@ -355,6 +355,10 @@ export function checkJobAgainstDevice(
       `fio: bs=${job.bs} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
     );
   }
+  // get_start_offset() rounds an offset worked out from a percentage up to offset_align: fio 3.33
+  // divides by 0 there (SIGFPE)
+  if (job.offsetAlign === 0 && ((job.offsetPercent ?? 0) > 0 || job.offsetIncrementPercent !== null))
+    fail('fio: offset_align=0 with an offset given as a percentage: fio 3.33 divides by it (SIGFPE)');
   // each clone's region: offset_increment moves them apart
   for (let k = 0; k < job.numjobs; k++) {
     const subjob = subjobNumber(job, k);

@@ -22,7 +22,7 @@ import {
   fioBool,
   latencyNs,
   optionRounds,
-  parseChoice,
+  fioChoice,
   parseFloatOption,
   parseIntOption,
   parseMicros,
@@ -87,7 +87,11 @@ const RW_VALUES: Array<[FioRw | 'readwrite', string]> = [
 ];
 
 function parseRw(opt: string, raw: string): FioRw {
-  const v = parseChoice(opt, raw, RW_VALUES);
+  const v = fioChoice(opt, raw, RW_VALUES);
+  // str_rw_cb() takes what follows a `:` as a count: a new random offset every N I/Os, or a hole of
+  // N bytes after each sequential one (ddir_seq_nr, ddir_seq_add)
+  if (raw.includes(':'))
+    failedParsing(opt, raw, `${opt}: ${raw}: the ':<n>' after the pattern is not supported by this fio`);
   return v === 'readwrite' ? 'rw' : v;
 }
 
@@ -289,18 +293,10 @@ export const OPTIONS: Record<string, OptionDef> = {
   size: { apply: jobOpt((j, v) => sizeOption(j, v)) },
   offset: { apply: jobOpt((j, v) => offsetOption(j, v)) },
   offset_increment: { apply: jobOpt((j, v) => offsetIncrementOption(j, v)) },
-  // fio takes 0 and then divides by it when an offset is a percentage (SIGFPE): refused here
+  // 0 is taken, as fio takes it; fio then divides by it when an offset is a percentage (SIGFPE),
+  // which checkJobAgainstDevice() refuses
   offset_align: {
-    apply: jobOpt((j, v) => {
-      const n = parseIntOption('offset_align', v, 0, 0xffffffff);
-      if (n === 0)
-        failedParsing(
-          'offset_align',
-          v,
-          'offset_align: 0 aligns nothing (fio 3.33 divides by it): give 1 or more',
-        );
-      j.offsetAlign = n;
-    }),
+    apply: jobOpt((j, v) => (j.offsetAlign = parseIntOption('offset_align', v, 0, 0xffffffff))),
   },
   // fio's runtime has no minimum: 0 is no limit, as when it is not given
   runtime: { apply: jobOpt((j, v) => (j.runtime = fioTime('runtime', v) || null)) },
@@ -315,7 +311,7 @@ export const OPTIONS: Record<string, OptionDef> = {
   fsync_on_close: { apply: jobOpt((j, v) => (j.fsyncOnClose = fioBool('fsync_on_close', v, 'bool'))) },
   fadvise_hint: {
     apply: jobOpt((j, v) => {
-      const c = parseChoice('fadvise_hint', v, [
+      const c = fioChoice('fadvise_hint', v, [
         ['0', "Don't issue fadvise/madvise"],
         ['1', 'Advise using fio IO pattern'],
         ['random', 'Advise using FADV_RANDOM'],
@@ -351,7 +347,7 @@ export const OPTIONS: Record<string, OptionDef> = {
   verify: {
     apply: jobOpt((j, v) => {
       // `none` is pvblk's word for fio's `0`, which fio 3.36 alone takes
-      const m = parseChoice('verify', v === 'none' ? '0' : v, VERIFY_CHOICES);
+      const m = fioChoice('verify', v === 'none' ? '0' : v, VERIFY_CHOICES);
       j.verify = m === '0' ? 'none' : m === 'crc32c-intel' ? 'crc32c' : m;
       j.verifyGiven = true;
     }),
@@ -369,7 +365,7 @@ export const OPTIONS: Record<string, OptionDef> = {
   rate_process: {
     apply: jobOpt(
       (j, v) =>
-        (j.rateProcess = parseChoice('rate_process', v, [
+        (j.rateProcess = fioChoice('rate_process', v, [
           ['linear', 'Linear rate of IO'],
           ['poisson', 'Rate follows Poisson process'],
         ] as const)),
@@ -394,7 +390,7 @@ export const OPTIONS: Record<string, OptionDef> = {
   thinktime_blocks_type: {
     apply: jobOpt(
       (j, v) =>
-        (j.thinktimeBlocksType = parseChoice('thinktime_blocks_type', v, [
+        (j.thinktimeBlocksType = fioChoice('thinktime_blocks_type', v, [
           ['complete', 'thinktime_blocks takes effect at the completion side'],
           ['issue', 'thinktime_blocks takes effect at the issue side'],
         ] as const)),
@@ -449,7 +445,7 @@ export const OPTIONS: Record<string, OptionDef> = {
   stats: { apply: jobOpt((j, v) => (j.statsEnabled = fioBool('stats', v, 'bool'))) },
   io_submit_mode: {
     apply: jobOpt((_j, v) => {
-      const mode = parseChoice('io_submit_mode', v, [
+      const mode = fioChoice('io_submit_mode', v, [
         ['inline', 'Submit and complete IO inline'],
         ['offload', 'Offload submit and complete to threads'],
       ] as const);
@@ -502,7 +498,7 @@ export const OPTIONS: Record<string, OptionDef> = {
   exit_what: {
     apply: jobOpt(
       (j, v) =>
-        (j.exitWhat = parseChoice('exit_what', v, [
+        (j.exitWhat = fioChoice('exit_what', v, [
           ['group', 'exit_all=1 default behaviour'],
           ['stonewall', 'quit all currently running jobs; continue with next stonewall'],
           ['all', 'Quit everything'],
@@ -665,12 +661,24 @@ function sizeOption(j: FioJob, raw: string): void {
  * N whole from 0 to 100.
  */
 function offsetOption(j: FioJob, raw: string): void {
-  [j.offset, j.offsetPercent] = bytesOrPercent('offset', raw);
+  const [bytes, percent] = bytesOrPercent('offset', raw);
+  // str_offset_cb(): bytes leave a percentage given before in place, and it is the one used
+  j.offset = bytes;
+  if (percent !== null) j.offsetPercent = percent;
 }
 
 /** `offset_increment`, read as `offset` is (str_offset_increment_cb()). */
 function offsetIncrementOption(j: FioJob, raw: string): void {
-  [j.offsetIncrement, j.offsetIncrementPercent] = bytesOrPercent('offset_increment', raw);
+  const [bytes, percent] = bytesOrPercent('offset_increment', raw);
+  // fio keeps both, and then fails its assertion that only one is set (get_start_offset())
+  if (percent === null && j.offsetIncrementPercent !== null && bytes)
+    failedParsing(
+      'offset_increment',
+      raw,
+      `offset_increment: ${raw} after a percentage: fio 3.33 aborts on both (get_start_offset()'s assertion)`,
+    );
+  j.offsetIncrement = bytes;
+  if (percent !== null) j.offsetIncrementPercent = percent;
 }
 
 /**

@@ -152,14 +152,30 @@ export function parseChoice<T extends string>(
   opt: string,
   raw: string,
   values: ReadonlyArray<readonly [T, string]>,
+  /** what is matched, when not the whole value (fioChoice()) */
+  key: string = raw,
 ): T {
-  const hit = values.find(([v]) => v === raw);
+  const hit = values.find(([v]) => v === key);
   if (hit) return hit[0];
   // parse.c's show_option_values() says the table with log_info, on stdout; the failure on stderr
   const table = values.map(([v, help], i) =>
     `${(i === 0 ? 'valid values' : '').padStart(20)}: ${v.padEnd(10)} ${help}`.trimEnd(),
   );
   throw new FioUsageError([`fio: failed parsing ${opt}=${raw}`], [...table, '']);
+}
+
+/**
+ * A choice of one of fio's options (FIO_OPT_STR): parse.c matches the value up to its first `,`, else
+ * its first `:` (opt_len()), so `continue_on_error=io,verify` is `io`.
+ */
+export function fioChoice<T extends string>(
+  opt: string,
+  raw: string,
+  values: ReadonlyArray<readonly [T, string]>,
+): T {
+  const comma = raw.indexOf(',');
+  const cut = comma >= 0 ? comma : raw.indexOf(':');
+  return parseChoice(opt, raw, values, cut < 0 ? raw : raw.slice(0, cut));
 }
 
 /** A value per direction, as fio keeps those options (off1, off2, off3): reads, writes, trims. */

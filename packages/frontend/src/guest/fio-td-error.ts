@@ -4,7 +4,7 @@
  * write's, or a verify failure's (EILSEQ, whatever the direction: a PI error on a read is one too) —
  * and is non-fatal when the job continues on that kind and the kind's list holds its errno.
  */
-import { failedParsing, parseChoice } from './fio-parse.ts';
+import { failedParsing, fioChoice } from './fio-parse.ts';
 
 /** td_error.h's error_type_bit. */
 export type ErrorKind = 0 | 1 | 2;
@@ -58,7 +58,7 @@ const CONTINUE_BITS: Record<(typeof CONTINUE_VALUES)[number][0], number> = {
 };
 
 export function parseContinueOnError(raw: string): number {
-  return CONTINUE_BITS[parseChoice('continue_on_error', raw, CONTINUE_VALUES)];
+  return CONTINUE_BITS[fioChoice('continue_on_error', raw, CONTINUE_VALUES)];
 }
 
 /** options.c's str2error(): the names `ignore_error` knows, errno 1 to 34 in order. */
@@ -99,11 +99,16 @@ const ERROR_NAMES = [
   'ERANGE',
 ];
 
-/** C's atoi(): leading blanks, a sign, then digits as far as they go (0 for none). */
+/**
+ * glibc's atoi(): (int) strtol() — leading blanks, a sign, then digits as far as they go (0 for
+ * none), clamped to a 64-bit long and then cut to an int, so that 4294967301 is 5.
+ */
 function atoi(s: string): number {
   const m = /^[ \t\n\v\f\r]*([+-]?)([0-9]*)/.exec(s)!;
-  const v = m[2] ? Number(m[2].slice(0, 12)) : 0;
-  return m[1] === '-' ? -v : v;
+  let v = m[2] ? BigInt(m[2]) : 0n;
+  if (m[1] === '-') v = -v;
+  const long = v > 2n ** 63n - 1n ? 2n ** 63n - 1n : v < -(2n ** 63n) ? -(2n ** 63n) : v;
+  return Number(BigInt.asIntN(32, long));
 }
 
 /**

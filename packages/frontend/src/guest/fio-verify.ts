@@ -178,6 +178,8 @@ export interface VerifyOutcome {
    * good one is said and not failed, as fio 3.33 does.
    */
   failed: boolean;
+  /** It failed on a header: verify_io_u() returns at once, before verify_fatal's terminate. */
+  badHeader: boolean;
   dumps: VerifyDump[];
   /** Files verify_dump would have written past `maxDumps`. */
   dumpsDropped: number;
@@ -201,7 +203,7 @@ export function checkVerifyBlock(
   if (kind === 'none' || kind === 'null') return null;
   const len = block.length;
   const inc = headerInterval(spec, len);
-  const out: VerifyOutcome = { lines: [], failed: false, dumps: [], dumpsDropped: 0 };
+  const out: VerifyOutcome = { lines: [], failed: false, badHeader: false, dumps: [], dumpsDropped: 0 };
   const base = file.slice(file.lastIndexOf('/') + 1);
   const dump = (data: Buffer, at: number, type: string): void => {
     if (!spec.verifyDump) return;
@@ -227,6 +229,7 @@ export function checkVerifyBlock(
         out.lines.push(bad);
         dump(b, offset + k * inc, 'hdr_fail');
         out.failed = true;
+        out.badHeader = true;
         return out;
       }
     }

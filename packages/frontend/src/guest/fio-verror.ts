@@ -5,6 +5,7 @@
 import { STRERROR, type Errno } from './vfs.ts';
 
 export const ERRNO_NUM: Partial<Record<Errno, number>> = {
+  EPERM: 1,
   EIO: 5,
   ENOSPC: 28,
   EINVAL: 22,
