@@ -1817,6 +1817,87 @@ describe("the guest fio's fsync and fdatasync every N writes (io_u.c's get_rw_dd
   });
 });
 
+describe("the guest fio's random offsets without a map (norandommap, random_distribution: lib/zipf.c, lib/gauss.c)", () => {
+  /** How often each offset of a job's lat log was hit, most hit first. */
+  async function hits(prefix: string): Promise<Array<[number, number]>> {
+    const count = new Map<number, number>();
+    for (const l of (await readFile(join(root, `${prefix}_lat.1.log`), 'utf8')).trim().split('\n')) {
+      const off = Number(l.split(', ')[4]);
+      count.set(off, (count.get(off) ?? 0) + 1);
+    }
+    return [...count.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+  }
+  const run = async (prefix: string, args: string) =>
+    expect(
+      (
+        await fio(
+          `--name=${prefix} --rw=randread --bs=4k --direct=1 --write_lat_log=${prefix} --log_offset=1 ${args}`,
+        )
+      ).status,
+    ).toBe(0);
+
+  it("puts zipf's ranks where fio 3.33 puts them: from the center, scattered by the golden ratio", async () => {
+    // fio 3.33 over an 8 MiB file, zipf:1.2:0.5, 1024 reads: 245 at 4 MiB, 97 at 8302592, 75 at 4022272
+    await run('zc', '--random_distribution=zipf:1.2:0.5 --io_size=4m');
+    const h = await hits('zc');
+    expect(h.slice(0, 3).map(([o]) => o)).toEqual([4194304, 8302592, 4022272]);
+    // rank 1 over rank 2 is 2^1.2 = 2.3 on average
+    expect(h[0][1] / h[1][1]).toBeGreaterThan(1.5);
+    expect(h[0][1] / 1024).toBeGreaterThan(0.15);
+  });
+
+  it('draws pareto and normal with replacement, in the shares fio 3.33 shows', async () => {
+    // fio 3.33, 4096 reads over 2048 blocks: pareto:0.2 put 3500 of them on a fifth of the blocks
+    // (989 blocks hit); normal:10 hit 846 blocks, none more than 15 times
+    await run('pa', '--random_distribution=pareto:0.2 --io_size=16m');
+    const p = await hits('pa');
+    const top = p.slice(0, 410).reduce((a, [, c]) => a + c, 0);
+    expect(top / 4096).toBeGreaterThan(0.8);
+    expect(top / 4096).toBeLessThan(0.9);
+    expect(p.length).toBeGreaterThan(850);
+    expect(p.length).toBeLessThan(1150);
+    await run('no', '--random_distribution=normal:10 --io_size=16m');
+    const g = await hits('no');
+    expect(g.length).toBeGreaterThan(700);
+    expect(g.length).toBeLessThan(1000);
+    expect(g[0][1]).toBeLessThan(40);
+  });
+
+  it('with norandommap, blocks repeat in a pass, and verify reads back each block once, its last write', async () => {
+    const r = await fio(
+      '--name=n --rw=randwrite --bs=4k --size=64k --direct=1 --norandommap --verify=crc32c --write_lat_log=nm --log_offset=1 --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const j = json(r.stdout).jobs[0];
+    const written = (await readFile(join(root, 'nm_lat.1.log'), 'utf8'))
+      .trim()
+      .split('\n')
+      .filter((l) => l.split(', ')[2] === '1')
+      .map((l) => Number(l.split(', ')[4]));
+    expect(written).toHaveLength(16);
+    const distinct = new Set(written).size;
+    // 16 draws over 16 blocks repeat some (1 in 2 million do not)
+    expect(distinct).toBeLessThan(16);
+    expect(j.read.total_ios).toBe(distinct);
+  });
+
+  it("refuses what fio's random_distribution refuses, in its words", async () => {
+    for (const [arg, err] of [
+      ['zipf:1', 'fio: zipf theta must different than 1.0'],
+      ['pareto:1.5', 'fio: pareto input out of range (0 < input < 1.0)'],
+      ['normal:100', 'fio: normal deviation out of range (0 <= input < 100.0)'],
+      ['zipf:1.2:2', 'fio: distribution center out of range (0 <= center <= 1.0)'],
+      ['zipf:x', 'fio: random postfix parsing failed'],
+    ]) {
+      const bad = await fio(`--name=x --size=64k --rw=randread --random_distribution=${arg}`);
+      expect([bad.status, bad.stderr]).toEqual([
+        1,
+        `${err}\nfio: failed parsing random_distribution=${arg}\n`,
+      ]);
+    }
+  });
+});
+
 describe("the guest fio's non-fatal errors (continue_on_error, ignore_error, error_dump: td_error.c)", () => {
   /** `fio <args>` with the disk failing the requests `fails` picks, as a medium error. */
   async function failing(args: string, fails: (op: string, sector: number) => boolean) {

@@ -50,6 +50,7 @@ import { MinRateCheck, RateControl } from './fio-rate.ts';
 import { jobLogs, type JobLogs } from './fio-log.ts';
 import { LatencyTarget, type LatencyStep } from './fio-latency.ts';
 import { Offsets } from './fio-offsets.ts';
+import { blockDraw, withoutRandomMap } from './fio-distribution.ts';
 import { fromPages, IoSlots, jobDepth, toPages, type Slot } from './fio-iomem.ts';
 import { JobSamples } from './fio-samples.ts';
 import { Stalls } from './fio-stall.ts';
@@ -263,7 +264,23 @@ export class Worker {
           )
         : null;
     const start = startOffset(job, bytes, target.subjob);
-    this.offsets = new Offsets(start, size, job.bs, this.kinds.random, () => this.rand(), bytes);
+    // a distribution's own generator (fio's f->zipf and f->gauss), seeded once for the job
+    const distRand = mulberry32(seed ^ 0x2545f491);
+    this.offsets = new Offsets(
+      start,
+      size,
+      job.bs,
+      this.kinds.random,
+      () => this.rand(),
+      bytes,
+      (n) =>
+        blockDraw(
+          job,
+          n,
+          () => Math.floor(this.rand() * 0x1_0000_0000),
+          () => Math.floor(distRand() * 0x1_0000_0000),
+        ),
+    );
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
     this.written = this.newWriteLog();
     this.direct = job.direct;
@@ -459,7 +476,13 @@ export class Worker {
   /** A log of the pass's writes, as the job keeps one (and its dry run does). */
   private newWriteLog(): WriteLog {
     const j = this.job;
-    return new WriteLog(!this.kinds.random, verifiesWrites(j) ? j.verifyBacklog : 0, j.verifyBacklogBatch);
+    // log_io_piece(): a list while the job keeps a random map (each block once a pass), else the
+    // tree, where a block written again replaces its earlier write
+    return new WriteLog(
+      !this.kinds.random || withoutRandomMap(j),
+      verifiesWrites(j) ? j.verifyBacklog : 0,
+      j.verifyBacklogBatch,
+    );
   }
 
   /**

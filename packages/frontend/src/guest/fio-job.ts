@@ -7,6 +7,7 @@
  * `libaio` (fio's is psync), because queue depth is the point of this tool; `filename` defaults to the
  * guest's first disk; a size past the end of the device is refused up front (fio would stop short).
  */
+import type { RandomDistribution } from './fio-distribution.ts';
 import type { ChecksumName } from './fio-checksum.ts';
 import type { VerifyPattern } from './fio-pattern.ts';
 import { headerInterval, headerSize } from './fio-verify.ts';
@@ -128,6 +129,10 @@ export interface FioJob {
   rateProcess: RateProcess;
   /** fio's `rate_ignore_thinktime`: the time a job thinks counts as time at its rate (no catching up). */
   rateIgnoreThinktime: boolean;
+  /** fio's `norandommap`: random offsets drawn with replacement, not every block once a pass. */
+  norandommap: boolean;
+  /** fio's `random_distribution`: anything but `random` draws with replacement too (init.c). */
+  randomDistribution: RandomDistribution;
   /** fio's `loops`: passes over the region (and their verify phases), 1 for 0 as keep_running() has it. */
   loops: number;
   /**
@@ -295,6 +300,8 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   rateProcess: 'linear',
   rateIgnoreThinktime: false,
   loops: 1,
+  norandommap: false,
+  randomDistribution: { kind: 'random' },
   ioSize: null,
   ioSizePercent: null,
   numberIos: 0,

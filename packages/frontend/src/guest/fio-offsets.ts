@@ -69,10 +69,14 @@ export class RandomOrder {
   }
 }
 
-/** Offsets of one worker: sequential with wrap-around, or a fresh random order per pass. */
+/**
+ * Offsets of one worker: sequential with wrap-around, a fresh random order per pass, or drawn with
+ * replacement from a distribution (fio-distribution.ts).
+ */
 export class Offsets {
   private readonly blocks: number;
   private readonly order: RandomOrder | null;
+  private readonly draw: (() => number) | null;
   /** The next block of each direction: fio keeps a sequential position per direction (last_pos[ddir]). */
   private readonly at = { r: 0, w: 0 };
 
@@ -83,13 +87,16 @@ export class Offsets {
     random: boolean,
     rand: () => number,
     end: number,
+    /** A random job's generator of block numbers below `n` when it has no random map (blockDraw()). */
+    drawFor: (n: number) => (() => number) | null = () => null,
   ) {
     // A random job's map holds the region's whole blocks (io_size / min_bs). A sequential one issues
     // until the bytes issued reach the size (do_io()), so its last block may run past the size when
     // bs does not divide it — but not past the device's end, where fill_io_u() refuses the I/O.
     const whole = Math.floor(size / bs);
     this.blocks = Math.max(1, random ? whole : Math.min(Math.ceil(size / bs), Math.floor((end - base) / bs)));
-    this.order = random ? new RandomOrder(this.blocks, rand) : null;
+    this.draw = random ? drawFor(this.blocks) : null;
+    this.order = random && !this.draw ? new RandomOrder(this.blocks, rand) : null;
   }
 
   /** Blocks in one pass over the region. */
@@ -103,6 +110,7 @@ export class Offsets {
   }
 
   next(write: boolean): number {
+    if (this.draw) return this.base + this.draw() * this.bs;
     if (this.order) return this.base + this.order.next() * this.bs;
     const d = write ? 'w' : 'r';
     return this.base + (this.at[d]++ % this.blocks) * this.bs;

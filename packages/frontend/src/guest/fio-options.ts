@@ -8,6 +8,7 @@ import { ownEntry } from '@pvblk/shared';
 import { fixed } from './printf.ts';
 import { parseVerifyPattern } from './fio-pattern.ts';
 import { applyIgnoreError, parseContinueOnError } from './fio-td-error.ts';
+import type { RandomDistribution } from './fio-distribution.ts';
 import {
   MAX_JOBS,
   type FioEngine,
@@ -374,6 +375,8 @@ export const OPTIONS: Record<string, OptionDef> = {
   rate_ignore_thinktime: {
     apply: jobOpt((j, v) => (j.rateIgnoreThinktime = fioBool('rate_ignore_thinktime', v, 'bool'))),
   },
+  norandommap: { flag: true, apply: jobOpt((j, v) => (j.norandommap = fioBool('norandommap', v, 'set'))) },
+  random_distribution: { apply: jobOpt((j, v) => (j.randomDistribution = randomDistribution(v))) },
   io_size: { apply: jobOpt((j, v) => ioSizeOption('io_size', j, v)) },
   io_limit: { aliasOf: 'io_size', apply: jobOpt((j, v) => ioSizeOption('io_limit', j, v)) },
   number_ios: { apply: jobOpt((j, v) => (j.numberIos = parseSize('number_ios', v))) },
@@ -679,6 +682,56 @@ function offsetIncrementOption(j: FioJob, raw: string): void {
     );
   j.offsetIncrement = bytes;
   if (percent !== null) j.offsetIncrementPercent = percent;
+}
+
+/** options.c's `random_distribution` values, in its order. */
+const DISTRIBUTIONS = [
+  ['random', 'Uniform random distribution'],
+  ['zipf', 'Zipf distribution'],
+  ['pareto', 'Pareto distribution'],
+  ['normal', 'Normal (Gaussian) distribution'],
+  ['zoned', 'Zoned random distribution'],
+  ['zoned_abs', 'Zoned absolute random distribution'],
+] as const;
+
+/**
+ * `random_distribution=<kind>[:<value>[:<center>]]` (str_random_distribution_cb()): zipf's theta
+ * (1.1 if not given, not 1), pareto's h (0.2, strictly between 0 and 1), normal's deviation in % (0,
+ * below 100), a center from 0 to 1. fio's messages for values out of range.
+ */
+function randomDistribution(raw: string): RandomDistribution {
+  const kind = fioChoice('random_distribution', raw, DISTRIBUTIONS);
+  if (kind === 'random') return { kind };
+  if (kind === 'zoned' || kind === 'zoned_abs')
+    failedParsing(
+      'random_distribution',
+      raw,
+      `random_distribution=${kind}: zoned distributions are not supported by this fio`,
+    );
+  let value = kind === 'zipf' ? 1.1 : kind === 'pareto' ? 0.2 : 0;
+  let center: number | null = null;
+  const colon = raw.indexOf(':');
+  if (colon >= 0) {
+    // split_parse_distr(): the value, then a center after a second ':', each a float (strtod)
+    const [v, c] = raw
+      .slice(colon + 1)
+      .trim()
+      .split(/:(.*)/s);
+    const float = (t: string) => (/^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?/i.test(t) ? parseFloat(t) : NaN);
+    value = float(v);
+    if (c !== undefined) center = float(c);
+    if (Number.isNaN(value) || (center !== null && Number.isNaN(center)))
+      failedParsing('random_distribution', raw, 'fio: random postfix parsing failed');
+  }
+  if (center !== null && (center < 0 || center > 1))
+    failedParsing('random_distribution', raw, 'fio: distribution center out of range (0 <= center <= 1.0)');
+  if (kind === 'zipf' && value === 1)
+    failedParsing('random_distribution', raw, 'fio: zipf theta must different than 1.0');
+  if (kind === 'pareto' && (value <= 0 || value >= 1))
+    failedParsing('random_distribution', raw, 'fio: pareto input out of range (0 < input < 1.0)');
+  if (kind === 'normal' && (value < 0 || value >= 100))
+    failedParsing('random_distribution', raw, 'fio: normal deviation out of range (0 <= input < 100.0)');
+  return { kind, value, center };
 }
 
 /**
