@@ -405,6 +405,7 @@ async function runInGuests(
       let stderr = '';
       // what fio says on stderr is kept to be printed after the run, up to GUEST_STDERR_KEEP bytes:
       // a job that says a line per I/O (error_dump, ignore_error=110) would grow it without end
+      let stderrKept = 0;
       let stderrDropped = 0;
       let pending = '';
       let hasReported = false;
@@ -446,8 +447,11 @@ async function runInGuests(
             }
           },
           stderr: (t) => {
-            if (!stderrDropped && stderr.length + t.length <= GUEST_STDERR_KEEP) stderr += t;
-            else stderrDropped += Buffer.byteLength(t);
+            const n = Buffer.byteLength(t);
+            if (!stderrDropped && stderrKept + n <= GUEST_STDERR_KEEP) {
+              stderr += t;
+              stderrKept += n;
+            } else stderrDropped += n;
           },
           kmsg: () => {},
         },

@@ -28,6 +28,8 @@ export interface ControlSession {
    * the guest's memory.
    */
   drain(): Promise<void>;
+  /** The same, for what a command says on stderr (it goes over the same socket). */
+  stderrDrain(): Promise<void>;
 }
 
 /** Bytes owed to a control client beyond which a command's writes wait for it (`drain`). */
@@ -200,6 +202,8 @@ export async function startControlServer(
           kmsg,
           signal: ac.signal,
           drain,
+          // stdout and stderr share the socket
+          stderrDrain: drain,
         })
           .then(
             (code) => {

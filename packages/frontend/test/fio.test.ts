@@ -1915,8 +1915,10 @@ describe("fio's non-fatal errors (td_error.c, options.c's str_ignore_error_cb())
   it('reads the lists as fio does: atoi, absolute values, an empty entry ending a list', () => {
     expect(policy('EIO::ENOSPC').ignoreError).toEqual([[5], null, null]);
     expect(policy('-28, 5x:ENOSPC').ignoreError).toEqual([[28], [5, 28], null]);
-    // strip_blank_front() takes the value's own blanks, not a list's: atoi skips those
-    expect(policy('  EIO,  7').ignoreError).toEqual([[5], [7], null]);
+    // str_ignore_error_cb() splits the value from its start, blanks and all: a name after a blank is
+    // unknown, a number is read by atoi(), which skips them
+    expect(policy('  5,  7').ignoreError).toEqual([[5], [7], null]);
+    expect(() => policy('  EIO')).toThrow(/Unknown error {3}EIO, please use number value/);
     const p = policy(',,110');
     expect(p.ignoreError).toEqual([null, null, [110]]);
     expect(p.continueOnError).toBe(4);
@@ -1942,7 +1944,7 @@ describe("a job's stderr waits for its reader (fio-job-stderr.ts)", () => {
       stdout: () => {},
       stderr: (t: string) => (said += t),
       signal: new AbortController().signal,
-      drain: () => new Promise<void>((r) => (release = r)),
+      stderrDrain: () => new Promise<void>((r) => (release = r)),
     };
     const err = new JobStderr(io, null as never, () => woken++);
     err.say('fio: latency of 5000 nsec exceeds specified max (1000 nsec): /dev/xvda read 0 4096\n');
@@ -1956,7 +1958,7 @@ describe("a job's stderr waits for its reader (fio-job-stderr.ts)", () => {
     await until(() => woken === 1);
     expect(err.busy).toBe(false);
     // without a drain (a command run in-process) nothing waits
-    const free = new JobStderr({ ...io, drain: undefined }, null as never, () => woken++);
+    const free = new JobStderr({ ...io, stderrDrain: undefined }, null as never, () => woken++);
     free.say('x\n');
     expect(free.busy).toBe(false);
   });
@@ -1966,3 +1968,48 @@ async function until(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setImmediate(r));
   expect(cond()).toBe(true);
 }
+
+describe("a job's error counts and sync figures across merges and the raw JSON (stat.c's __show_run_stats())", () => {
+  const job = (o: { error?: number; coe?: number; errs?: number[]; syncs?: number[] }) => {
+    const j = new JobStats('j');
+    j.error = o.error ?? 0;
+    j.verror = o.error ? 'file:io_u.c:1896, func=io_u error, error=Input/output error' : '';
+    j.continueOnError = o.coe ?? 0;
+    for (const e of o.errs ?? []) j.countError(e);
+    for (const ns of o.syncs ?? []) {
+      j.syncIos++;
+      j.syncLat.add(ns);
+    }
+    return j;
+  };
+
+  it("gives a group its first member's reported error, its counts added up, the last member's first_error", () => {
+    const m = JobStats.merged('g', [
+      job({ coe: 1, syncs: [1000] }),
+      job({ coe: 1, errs: [5, 84], syncs: [3000, 5000] }),
+      job({ coe: 1, error: 84 }),
+    ]);
+    // the second member's first non-fatal error is the first reported one; the third's fatal one
+    // does not replace it
+    expect([m.reported.error, m.totalErr, m.firstError, m.continueOnError]).toEqual([5, 2, 0, 1]);
+    expect([m.error, m.syncIos, m.syncLat.n, m.syncLat.max]).toEqual([84, 3, 3, 5000]);
+    // through the raw JSON pvblk bench reads, unchanged
+    const back = JobStats.fromRaw(JSON.parse(JSON.stringify(m.toRaw())) as ReturnType<JobStats['toRaw']>);
+    expect([back.reported, back.totalErr, back.firstError, back.syncIos, back.syncLat.n]).toEqual([
+      m.reported,
+      2,
+      0,
+      3,
+      3,
+    ]);
+  });
+
+  it("keeps a job's first error when a later stretch of it is appended (a bench slice)", () => {
+    const a = job({ coe: 0xffff, errs: [5] });
+    a.append(job({ coe: 0xffff, errs: [84, 84], syncs: [2000] }));
+    expect([a.totalErr, a.firstError, a.reported.error, a.syncIos]).toEqual([3, 5, 5, 1]);
+    const none = job({ coe: 0xffff });
+    none.append(job({ coe: 0xffff, errs: [84] }));
+    expect([none.firstError, none.reported.error]).toEqual([84, 84]);
+  });
+});

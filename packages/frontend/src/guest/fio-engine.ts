@@ -116,7 +116,8 @@ export class Worker {
   private ioPhases = 0;
   private readonly depth: number;
   private readonly direct: boolean;
-  private readonly sync: boolean;
+  /** A synchronous engine (psync, sync): each I/O complete when its call returns. */
+  private readonly synchronous: boolean;
   /** The I/O buffers, a slot for each I/O in flight. */
   private readonly buffers: IoSlots;
   private file: GuestFile | null = null;
@@ -182,7 +183,7 @@ export class Worker {
   /** The last thing the job did was a sync (fio's td->last_was_sync). */
   private lastWasSync = false;
   /** A sync of `fsync=N` is in progress: nothing is issued, and completions wait for its end. */
-  private syncing = false;
+  private fsyncing = false;
   private heldCompletions: Array<() => void> = [];
   /** The writes of the current pass, for its verify phase and `verify_backlog` (fio's io_piece log). */
   private readonly written: WriteLog;
@@ -284,10 +285,15 @@ export class Worker {
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
     this.written = this.newWriteLog();
     this.direct = job.direct;
-    this.sync = syncEngine(job);
+    this.synchronous = syncEngine(job);
     this.depth = jobDepth(job);
     this.buffers = new IoSlots(job, index, target.disk);
-    this.bytesTarget = this.offsets.count * job.bs;
+    // io_size=N% cuts the pass (setup_files(): o->size becomes the share), not the region its random
+    // offsets come from (f->io_size)
+    this.bytesTarget =
+      job.ioSizePercent && job.ioSizePercent !== 100
+        ? Math.floor((size * job.ioSizePercent) / 100)
+        : this.offsets.count * job.bs;
     this.logs = jobLogs(job, index + 1);
     this.samples = new JobSamples(job, this.stats, this.logs, (s) => this.stderr.say(s), {
       epoch: () => this.epoch?.t,
@@ -305,7 +311,7 @@ export class Worker {
   private fail(errno: Errno, func: VerrorFunc, line: string | null): void {
     if (this.stats.error) return;
     if (line !== null) this.stderr.say(line + '\n');
-    this.stats.error = ERRNO_NUM[errno] ?? 5;
+    this.stats.error = ERRNO_NUM[errno];
     this.stats.verror = verror(func, STRERROR[errno]);
     this.stopping = true;
   }
@@ -320,7 +326,7 @@ export class Worker {
       const f = await this.target.vfs.open(this.target.path, { read: true, write: this.kinds.write });
       if ('errno' in f) {
         this.io.stderr(`fio: failed opening ${this.target.path}: ${STRERROR[f.errno]}\n`);
-        this.stats.error = ERRNO_NUM[f.errno] ?? 5;
+        this.stats.error = ERRNO_NUM[f.errno];
         this.stats.verror = verror('open', STRERROR[f.errno], `open(${this.target.path})`);
         return false;
       }
@@ -437,6 +443,8 @@ export class Worker {
       this.seedGenerators();
       this.offsets.restartRandom();
     }
+    // clear_io_state()'s reset_io_counters(), before each pass and each verify phase
+    this.lastWasSync = false;
     if (phase === 'io') {
       // prune_io_piece_log(): each pass verifies what it wrote itself
       this.written.clear();
@@ -557,7 +565,7 @@ export class Worker {
     // pass over the region, for its verify phase to follow — counted in bytes_issued, which only
     // an I/O its engine queued adds to: a synchronous engine's pass never ends, so it never verifies
     // (as init.c's warning says)
-    if (this.job.timeBased && (this.job.verify === 'none' || this.sync)) return true;
+    if (this.job.timeBased && (this.job.verify === 'none' || this.synchronous)) return true;
     // io_issue_bytes_exceeded(), which a time_based job does not look at: the job's issued bytes
     // over all its passes against io_size (else size) times loops, and number_ios against what
     // completed or is in flight
@@ -592,6 +600,8 @@ export class Worker {
   /** Refills the free slots: fio's submit loop. */
   private pump(): void {
     this.pumpQueued = false;
+    // a wake-up after the job's end (its stderr's reader catching up, say) has nothing to do
+    if (this.ended) return;
     if (this.completedBurst) {
       this.stats.completeMap[batchBucket(this.completedBurst)]++;
       this.stats.totalComplete++;
@@ -622,7 +632,7 @@ export class Worker {
     // nor while verify_dump's files are written
     let sync: 'fsync' | 'fdatasync' | null = null;
     while (
-      !this.syncing &&
+      !this.fsyncing &&
       !this.stalls.stalled &&
       !this.stderr.busy &&
       this.inflight < this.queueDepth &&
@@ -631,7 +641,12 @@ export class Worker {
       // get_io_u(): a read of the backlog goes before the rate's say (check_get_verify()), and a
       // sync due (get_rw_ddir()) before the workload's next direction
       const back = this.phase === 'io' ? this.written.nextBacklog(this.lastCompletedWrite) : null;
-      if (!back && this.phase === 'io' && (sync = this.syncDue())) break;
+      if (!back && this.phase === 'io' && (sync = this.fsyncDue())) {
+        if (!this.fsyncQueued) break;
+        void this.fsyncNow(sync);
+        sync = null;
+        continue;
+      }
       const write = back ? false : this.rateIssue(t);
       if (write === null) break;
       this.issue(t, back ?? write);
@@ -664,13 +679,13 @@ export class Worker {
     }
     if (n) this.refillFromEmpty = false;
     if (sync) {
-      void this.syncNow(sync);
+      void this.fsyncNow(sync);
       return;
     }
     // a stall after the last I/O is the job's too (fio thinks after it): its wake ends the phase
     if (
       this.inflight === 0 &&
-      !this.syncing &&
+      !this.fsyncing &&
       !this.stalls.stalled &&
       !this.thinkAfterReap &&
       !this.stderr.busy &&
@@ -685,67 +700,93 @@ export class Worker {
    * verify failure or a latency over its bound as errno 1, io_u_sync_complete()'s -1 taken for one.
    */
   private countFatal(write: boolean, errno: number): void {
-    if (this.sync && this.job.continueOnError & (1 << errorKind(write, errno))) this.stats.countError(errno);
+    if (this.synchronous && this.job.continueOnError & (1 << errorKind(write, errno)))
+      this.stats.countError(errno);
   }
 
   /**
    * get_rw_ddir()'s look for a sync before the next I/O: a writer whose writes issued (io_issues) are
-   * a multiple of `fsync` (else `fdatasync`), unless a sync was the last thing it did — which only a
-   * write's completion undoes, so a deep queue may pass a multiple by.
+   * a multiple of `fsync` (else `fdatasync`), unless a sync was the last thing to complete — which
+   * only a write's completion undoes, so a deep queue may pass a multiple by, and io_uring, whose
+   * syncs are queued, queues one after another until one completes or the queue is full.
    */
-  private syncDue(): 'fsync' | 'fdatasync' | null {
+  private fsyncDue(): 'fsync' | 'fdatasync' | null {
     const j = this.job;
-    const writes = this.stats.write.ios;
+    const writes = this.ioIssues[1];
     if (!this.kinds.write || this.lastWasSync || !writes) return null;
     if (j.fsyncBlocks && writes % j.fsyncBlocks === 0) return 'fsync';
     if (j.fdatasyncBlocks && writes % j.fdatasyncBlocks === 0) return 'fdatasync';
     return null;
   }
 
+  /** io_uring queues a sync (IORING_OP_FSYNC); libaio and the synchronous engines call it inline. */
+  private get fsyncQueued(): boolean {
+    return this.job.ioengine === 'io_uring';
+  }
+
   /**
-   * The sync, as fio's engines do it (do_io_u_sync()): synchronously, with the I/O already submitted
-   * left in flight (libaio has none waiting to be submitted) — a block device's fsync and fdatasync
-   * are both a cache flush. It is counted at the depth it was issued at, as issued (total_io_u
-   * [DDIR_SYNC]) and, when it succeeds, its time from issue to return is a sync sample. A synchronous
-   * engine counts it a submit and a completion of one.
+   * A sync of `fsync=N` (a block device's fsync and fdatasync are both a cache flush), counted as
+   * issued (total_io_u[DDIR_SYNC]) at the depth it goes in at; a synchronous engine counts it a submit
+   * and a completion of one. Inline (do_io_u_sync()), nothing is issued until it returns and what
+   * completes meanwhile is reaped after it — the I/O already submitted stays in flight, libaio having
+   * none waiting to be submitted; queued, it is one more I/O in flight. Done, it is the last thing
+   * done (last_was_sync) and, past the ramp, a sync sample from its issue.
    */
-  private async syncNow(kind: 'fsync' | 'fdatasync'): Promise<void> {
-    this.syncing = true;
-    const tIssue = now();
-    const r = await this.syncFile();
-    const t = now();
-    this.syncing = false;
+  private async fsyncNow(kind: 'fsync' | 'fdatasync'): Promise<void> {
     const st = this.stats;
+    const queued = this.fsyncQueued;
     st.syncIos++;
     st.depthMap[depthBucket(this.inflight + 1)]++;
-    if (this.sync) {
+    if (this.synchronous) {
       st.submitMap[batchBucket(1)]++;
       st.totalSubmit++;
       st.completeMap[batchBucket(1)]++;
       st.totalComplete++;
     }
+    if (queued) this.inflight++;
+    else this.fsyncing = true;
+    const tIssue = now();
+    const r = await this.syncFile().catch((): IoResult => ({ ok: false, errno: 'EIO' }));
+    const t = now();
+    if (queued) this.inflight--;
+    else this.fsyncing = false;
     if (r.ok) {
       this.lastWasSync = true;
       // account_io_completion(): past the ramp, with stats and clat measured
       if (this.rampDone && this.job.statsEnabled && !this.job.disableClat) st.syncLat.add((t - tIssue) * 1e6);
-    } else {
-      const num = ERRNO_NUM[r.errno] ?? 5;
-      // td_error_type(): a sync's error is of the writes' kind; break_on_this_error() counts it even
-      // when it ends the job, if the job continues on that kind
-      if (nonFatal(this.job, errorKind(true, num), num)) st.countError(num);
-      else {
-        if (!st.error && this.job.continueOnError & (1 << errorKind(true, num))) st.countError(num);
-        this.fail(
-          r.errno,
-          'io_u error',
-          `fio: io_u error on file ${this.target.path}: ${STRERROR[r.errno]}: ${kind === 'fsync' ? 'sync' : 'datasync'} offset=0, buflen=0`,
-        );
-      }
-    }
+    } else this.fsyncFailed(kind, r.errno);
     const held = this.heldCompletions;
     this.heldCompletions = [];
     for (const c of held) c();
-    this.pump();
+    if (!this.pumpQueued) {
+      this.pumpQueued = true;
+      this.later(() => this.pump());
+    }
+  }
+
+  /**
+   * A failed sync is an error of the writes' kind (td_error_type()). io_uring's is an I/O's error
+   * like any other; an inline one goes through td_io_queue() and break_on_this_error(), which counts
+   * it even when it ends the job, if the job continues on that kind: a synchronous engine says it
+   * as fio_io_end() does, libaio silently, with td_io_queue()'s message.
+   */
+  private fsyncFailed(kind: 'fsync' | 'fdatasync', errno: Errno): void {
+    const st = this.stats;
+    const num = ERRNO_NUM[errno];
+    if (nonFatal(this.job, errorKind(true, num), num)) {
+      st.countError(num);
+      return;
+    }
+    if (st.error) return;
+    if (!this.fsyncQueued && this.job.continueOnError & (1 << errorKind(true, num))) st.countError(num);
+    // fio prints the offset and length its io_u last held: here 0
+    const line = `fio: io_u error on file ${this.target.path}: ${STRERROR[errno]}: ${kind === 'fsync' ? 'sync' : 'datasync'} offset=0, buflen=0`;
+    if (this.synchronous || this.fsyncQueued) this.fail(errno, 'io_u error', line);
+    else {
+      this.stats.error = num;
+      this.stats.verror = verror('td_io_queue engine', STRERROR[errno], 'td_io_queue');
+      this.stopping = true;
+    }
   }
 
   /** queue_full()'s bound: the latency target's depth where it has one, else the job's. */
@@ -763,6 +804,7 @@ export class Worker {
     this.lastThinkBlocks -= this.thinkCounter();
     this.ioBlocks = [0, 0];
     this.ioIssues = [0, 0];
+    this.lastWasSync = false;
     this.lastThink = t;
     this.stats.resetIo();
     this.rate?.reset();
@@ -830,11 +872,11 @@ export class Worker {
     // makes it non-fatal, said and counted at each I/O over the bound
     if (
       !this.stats.error &&
-      nonFatal(this.job, errorKind(io.write, ERRNO_NUM.ETIMEDOUT!), ERRNO_NUM.ETIMEDOUT!)
+      nonFatal(this.job, errorKind(io.write, ERRNO_NUM.ETIMEDOUT), ERRNO_NUM.ETIMEDOUT)
     ) {
       this.stderr.say(line + '\n');
       this.stats.verror = verror('max latency exceeded', STRERROR.ETIMEDOUT);
-      this.stats.countError(ERRNO_NUM.ETIMEDOUT!);
+      this.stats.countError(ERRNO_NUM.ETIMEDOUT);
       return;
     }
     // io_u_sync_complete()'s -1, as break_on_this_error() takes it
@@ -968,10 +1010,10 @@ export class Worker {
       });
       // a synchronous engine's I/O is issued by its call and has no submission latency: fio records
       // slat only for I/O its engine queued (io_u_queued())
-      if (this.sync) io.tSubmitted = tIssue;
+      if (this.synchronous) io.tSubmitted = tIssue;
       // blkfront pushes in a microtask queued by the submit: this one runs after that push
       queueMicrotask(() => {
-        if (!this.sync) this.submitted(io, now());
+        if (!this.synchronous) this.submitted(io, now());
         // ring occupancy right after the push that published this I/O (it counts itself)
         this.stats.ringOccupancy.add(this.target.disk.front.inflight);
       });
@@ -984,7 +1026,7 @@ export class Worker {
       const f = this.file!;
       const p = write ? f.pwrite(slot.buf!, offset) : f.pread(slot.buf!, offset);
       // queued once the call has returned: what an asynchronous engine's submit takes (slat)
-      if (this.sync) io.tSubmitted = tIssue;
+      if (this.synchronous) io.tSubmitted = tIssue;
       else this.submitted(io, now());
       p.then(
         (r) => this.complete(io, r.ok ? (r.n === this.job.bs ? null : 'EIO') : r.errno),
@@ -995,7 +1037,7 @@ export class Worker {
 
   private complete(io: Io, err: Errno | null): void {
     // fio's thread is in fsync(2): what completes meanwhile is reaped when the call returns
-    if (this.syncing) {
+    if (this.fsyncing) {
       this.heldCompletions.push(() => this.complete(io, err));
       return;
     }
@@ -1007,23 +1049,23 @@ export class Worker {
     // a failed write leaves the log (io_completed()'s unlog_io_piece()), but for a synchronous
     // engine's: io_queue_event() puts it back with its entry still in flight, where the verify phase
     // and the backlog stop (get_next_verify()), as under fio 3.33 with continue_on_error
-    if (io.write && !(err && this.sync)) this.written.completed(io.offset, !err);
+    if (io.write && !(err && this.synchronous)) this.written.completed(io.offset, !err);
     this.buffers.free.push(io.slot);
     this.completedBurst++;
     if (err) {
       // its submission latency was taken as it was queued (io_u_queued()), a failure notwithstanding
-      if (!io.ramp && !this.sync && this.job.statsEnabled && !this.job.disableSlat)
+      if (!io.ramp && !this.synchronous && this.job.statsEnabled && !this.job.disableSlat)
         (io.write ? this.stats.write : this.stats.read).slat.add((io.tSubmitted - io.tIssue) * 1e6);
       const line = `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${io.write ? 'write' : 'read'} offset=${io.offset}, buflen=${this.job.bs}`;
-      const num = ERRNO_NUM[err] ?? 5;
+      const num = ERRNO_NUM[err];
       // td_io_queue(): a synchronous engine's first I/O of a direction failing as a zoned device's
       // unaligned write would (EIO), said on stdout whatever becomes of the error
-      if (this.sync && !io.verify && err === 'EIO' && this.ioIssues[io.write ? 1 : 0] === 1)
+      if (this.synchronous && !io.verify && err === 'EIO' && this.ioIssues[io.write ? 1 : 0] === 1)
         this.io.stdout(
           `fio: first I/O failed. If ${this.target.path} is a zoned block device, consider --zonemode=zbd\n`,
         );
       const nf = nonFatal(this.job, errorKind(io.write, num), num);
-      if (nf && this.sync && this.phase === 'verify') {
+      if (nf && this.synchronous && this.phase === 'verify') {
         // do_verify(): io_queue_event() returns from a verify's error without break_on_this_error(),
         // and the phase ends on it: the job fails with what fio_io_end() set, nothing counted
         this.fail(err, this.job.errorDump ? 'io_u error' : 'xfer', this.job.errorDump ? line : null);
@@ -1032,13 +1074,14 @@ export class Worker {
         // and then sets td->verror; without, a synchronous engine's fio_io_end() sets it ("xfer"),
         // an asynchronous one's nothing. Neither sets it over an error the job already has.
         if (this.job.errorDump) this.stderr.say(line + '\n');
-        if (!this.stats.error && (this.job.errorDump || this.sync))
+        if (!this.stats.error && (this.job.errorDump || this.synchronous))
           this.stats.verror = verror(this.job.errorDump ? 'io_u error' : 'xfer', STRERROR[err]);
         this.stats.countError(num);
         // issued, it counts in the pass's bytes (td->io_issue_bytes) as if it had completed
         if (!io.verify) this.bytesDone += this.job.bs;
       } else {
-        if (!this.stats.error) this.countFatal(io.write, num);
+        // a synchronous engine's verify phase returns from its error before break_on_this_error()
+        if (!this.stats.error && this.phase !== 'verify') this.countFatal(io.write, num);
         this.fail(err, 'io_u error', line);
       }
     } else {
@@ -1109,8 +1152,8 @@ export class Worker {
     if (r.failed) {
       // continue_on_error=verify: counted, and the job goes on — but for verify_fatal, which ends it
       // (verify_io_u()'s fio_mark_td_terminate()) with no error of its own
-      if (nonFatal(this.job, ERROR_VERIFY, ERRNO_NUM.EILSEQ!)) {
-        this.stats.countError(ERRNO_NUM.EILSEQ!);
+      if (nonFatal(this.job, ERROR_VERIFY, ERRNO_NUM.EILSEQ)) {
+        this.stats.countError(ERRNO_NUM.EILSEQ);
         // a bad header returns before verify_fatal's terminate: the job goes on
         if (this.job.verifyFatal && !r.badHeader) this.stopping = true;
       } else this.verifyFailed();
@@ -1125,7 +1168,10 @@ export class Worker {
     this.stats.error = 84;
     // the check runs where the engine's completions are reaped: at the call's return for a
     // synchronous one
-    this.stats.verror = verror(this.sync ? 'io_u_sync_complete' : 'io_u_queued_complete', STRERROR.EILSEQ);
+    this.stats.verror = verror(
+      this.synchronous ? 'io_u_sync_complete' : 'io_u_queued_complete',
+      STRERROR.EILSEQ,
+    );
     this.stopping = true;
   }
 
@@ -1165,7 +1211,7 @@ export class Worker {
       d.lat.add(lat);
     }
     // a synchronous engine's I/O has no submission apart from its call (tSubmitted is its issue)
-    if (!this.sync && !j.disableSlat) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
+    if (!this.synchronous && !j.disableSlat) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
     const clat = (t - io.tSubmitted) * 1e6;
     if (!j.disableClat) {
       d.clat.add(clat);

@@ -52,10 +52,10 @@ export class JobStderr {
   }
 
   private waitForReader(): void {
-    if (this.draining || !this.io.drain) return;
+    if (this.draining || !this.io.stderrDrain) return;
     this.draining = true;
     void this.io
-      .drain()
+      .stderrDrain()
       .catch(() => {})
       .then(() => {
         this.draining = false;
@@ -93,7 +93,7 @@ export class JobStderr {
         }
       }
       this.io.stderr(said.filter((l) => l !== null).join('\n') + '\n');
-      await this.io.drain?.();
+      await this.io.stderrDrain?.();
     });
     // whatever happened, the job goes on: the chain after it, the count, the wake-up
     this.tail = tail.catch(() => {});

@@ -364,7 +364,7 @@ export function checkJobAgainstDevice(
   }
   // get_start_offset() rounds an offset worked out from a percentage up to offset_align: fio 3.33
   // divides by 0 there (SIGFPE)
-  if (job.offsetAlign === 0 && ((job.offsetPercent ?? 0) > 0 || job.offsetIncrementPercent !== null))
+  if (job.offsetAlign === 0 && ((job.offsetPercent ?? 0) > 0 || (job.offsetIncrementPercent ?? 0) > 0))
     fail('fio: offset_align=0 with an offset given as a percentage: fio 3.33 divides by it (SIGFPE)');
   // each clone's region: offset_increment moves them apart
   for (let k = 0; k < job.numjobs; k++) {
@@ -481,7 +481,8 @@ export function startOffset(job: FioJob, bytes: number, subjob = 0): number {
   // offset up to `offset_align`, else to the block size; bytes alone are taken as they are
   let align = false;
   let increment = job.offsetIncrement;
-  if (job.offsetIncrementPercent !== null) {
+  // offset_increment_percent is looked at when it is not 0
+  if (job.offsetIncrementPercent) {
     increment = Math.floor((job.offsetIncrementPercent * bytes) / 100);
     align = true;
   }
@@ -508,14 +509,6 @@ export function subjobNumber(job: FioJob, k: number): number {
  * lies past `offset`, a whole number of blocks, as fio's filesetup.c has it), or all past `offset`.
  */
 export function jobSize(job: FioJob, bytes: number, subjob = 0): number {
-  const size = regionSize(job, bytes, subjob);
-  // io_size=N% cuts the region itself (setup_files(): o->size becomes the share)
-  return job.ioSizePercent === null || job.ioSizePercent === 100
-    ? size
-    : Math.floor((size * job.ioSizePercent) / 100);
-}
-
-function regionSize(job: FioJob, bytes: number, subjob: number): number {
   if (job.size !== null) return job.size;
   const rest = bytes - startOffset(job, bytes, subjob);
   if (job.sizePercent === null) return rest;

@@ -743,8 +743,9 @@ function ioSizeOption(opt: string, j: FioJob, raw: string): void {
   if (pct && Number(pct[1]) > 100)
     failedParsing(opt, raw, "fio: io_size values greater than 100% aren't supported");
   const [bytes, percent] = bytesOrPercent(opt, raw);
+  // str_io_size_cb(): bytes leave a percentage given before in place, and both apply
   j.ioSize = bytes || null;
-  j.ioSizePercent = percent || null;
+  if (percent !== null) j.ioSizePercent = percent || null;
 }
 
 /** A size in bytes, or `N%` (N whole, 0 to 100): [bytes, null] or [0, N]. */

@@ -118,7 +118,9 @@ function atoi(s: string): number {
  * fio's default list.
  */
 export function applyIgnoreError(p: ErrorPolicy, raw: string): void {
-  const value = raw.replace(/^[ \t]+/, '').replace(/[ \t\r\n]+$/, '');
+  // strip_blank_end() cuts the value; fio strips its front too but splits the string from where it
+  // began, so a leading blank stays (and makes a name unknown)
+  const value = raw.replace(/[ \t\r\n]+$/, '');
   const lists = [...p.ignoreError] as [number[] | null, number[] | null, number[] | null];
   value.split(',').forEach((text, kind) => {
     if (kind > ERROR_VERIFY) failedParsing('ignore_error', raw, 'Illegal error type');

@@ -4,14 +4,26 @@
  */
 import { STRERROR, type Errno } from './vfs.ts';
 
-export const ERRNO_NUM: Partial<Record<Errno, number>> = {
+export const ERRNO_NUM: Readonly<Record<Errno, number>> = {
   EPERM: 1,
+  ENOENT: 2,
   EIO: 5,
-  ENOSPC: 28,
+  ENXIO: 6,
+  EBADF: 9,
+  EACCES: 13,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
   EINVAL: 22,
+  ENOTTY: 25,
+  EFBIG: 27,
+  ENOSPC: 28,
+  EROFS: 30,
+  ENAMETOOLONG: 36,
   EILSEQ: 84,
   EOPNOTSUPP: 95,
-  ENXIO: 6,
   ETIMEDOUT: 110,
 };
 
@@ -26,6 +38,7 @@ const VERROR_AT = {
   io_u_sync_complete: 'io_u.c:2175', // a verify failure, synchronous engine
   io_u_queued_complete: 'io_u.c:2213', // a verify failure, asynchronous engine
   td_io_queue: 'backend.c:288', // fio_io_sync(): a failed fsync
+  'td_io_queue engine': 'ioengines.c:405', // td_io_queue(): an error the engine left to it (libaio's inline sync)
   open: 'filesetup.c:794', // file_open(): `open(<file>)`
   'iomem allocation': 'memory.c:334',
   'max latency exceeded': 'io_u.c:1449', // lat_fatal(): max_latency, or a latency target at depth 1

@@ -417,6 +417,7 @@ async function runPipeline(
           stdout: i < n - 1 ? (t) => pipes[i].write(t) : io.stdout,
           drain: i < n - 1 ? () => pipes[i].drain() : io.drain,
           stderr: io.stderr,
+          stderrDrain: io.stderrDrain,
           stdin: i > 0 ? pipes[i - 1] : io.stdin,
           signal: stops[i].signal,
         };

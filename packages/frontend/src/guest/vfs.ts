@@ -139,6 +139,11 @@ export interface CommandIo {
    * (cat, dd) waits on it after each write, as a writer blocks on a full pipe.
    */
   drain?: () => Promise<void>;
+  /**
+   * The same for stderr: what was said there has room to go (the console's client has taken all
+   * but CONTROL_OUTPUT_HIGH of it). A command that may say a line per I/O (fio) waits on it.
+   */
+  stderrDrain?: () => Promise<void>;
 }
 
 export interface GuestCommandContext {
