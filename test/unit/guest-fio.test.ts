@@ -1827,15 +1827,41 @@ describe("the guest fio's fsync and fdatasync every N writes (io_u.c's get_rw_dd
     expect(u.flushes).toBeGreaterThan(3);
   });
 
-  it('looks again at each pass: a pass may begin with a sync (reset_io_counters() forgets the last one)', async () => {
-    // the end_fsync of pass 1, then a sync before pass 2's first write (4 writes issued), and pass 2's
-    // end_fsync; only the middle one is fsync=4's
+  it('looks again at each pass, and a synchronous engine at the end of a pass another follows (fio 3.33)', async () => {
+    // strace of fio 3.33: 4 writes, fsync, fsync, 4 writes, fsync. A psync pass asks for one more I/O
+    // when the job goes on (do_io() counts no bytes_issued for it): a sync, counted; no end_fsync
+    // after it (should_fsync()); pass 2 forgets it (reset_io_counters()) and syncs before its first
+    // write, counted; the job's last pass ends with end_fsync's
     const r = await flushesOf(
       '--name=l --rw=write --bs=4k --size=16k --direct=1 --ioengine=psync --fsync=4 --end_fsync=1 --loops=2',
     );
     expect(r.status).toBe(0);
     expect(r.flushes).toBe(3);
-    expect(r.stdout).toContain('issued rwts: total=0,8,0,1');
+    expect(r.stdout).toContain('issued rwts: total=0,8,0,2');
+    // fio 3.33 over 2 passes of 16 writes: 8 syncs, IO depths 1=125.0%
+    const p = await flushesOf(
+      '--name=l --rw=write --bs=4k --size=64k --direct=1 --ioengine=psync --fsync=4 --loops=2',
+    );
+    expect(p.stdout).toContain('issued rwts: total=0,32,0,8');
+    expect(p.stdout).toContain('IO depths    : 1=125.0%');
+    // libaio's pass ends on its bytes issued: no such sync
+    const a = await flushesOf(
+      '--name=l --rw=write --bs=4k --size=64k --direct=1 --iodepth=1 --fsync=4 --loops=2',
+    );
+    expect(a.stdout).toContain('issued rwts: total=0,32,0,7');
+  });
+
+  it("takes a direction the rate chose before its sleep as the next I/O's, with no sync before it (fio 3.33: 7 syncs)", async () => {
+    const r = await fio(
+      '--name=r --rw=write --bs=4k --size=64k --direct=1 --iodepth=4 --fsync=4 --time_based --runtime=300ms --rate_iops=100',
+    );
+    // (how many writes fit in the runtime is the rate's and the clock's: 30 under fio 3.33)
+    const m = /issued rwts: total=0,(\d+),0,(\d+) /.exec(r.stdout)!;
+    const [w, syncs] = [Number(m[1]), Number(m[2])];
+    expect(w).toBeGreaterThan(20);
+    // one sync each 4 writes, never two in a row (the guest once made 14 of them here)
+    expect(syncs).toBeLessThanOrEqual(Math.floor(w / 4));
+    expect(syncs).toBeGreaterThanOrEqual(Math.floor(w / 4) - 1);
   });
 });
 

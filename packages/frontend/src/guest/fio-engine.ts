@@ -185,6 +185,8 @@ export class Worker {
   /** A sync of `fsync=N` is in progress: nothing is issued, and completions wait for its end. */
   private fsyncing = false;
   private heldCompletions: Array<() => void> = [];
+  /** The sync waiting for the buffered I/O in flight to complete. */
+  private onIdle: (() => void) | null = null;
   /** The writes of the current pass, for its verify phase and `verify_backlog` (fio's io_piece log). */
   private readonly written: WriteLog;
   /** Whether the last I/O to complete was a write (td->last_ddir is a read until one completes). */
@@ -446,6 +448,8 @@ export class Worker {
     // clear_io_state()'s reset_io_counters(), before each pass and each verify phase
     this.lastWasSync = false;
     if (phase === 'io') {
+      // the pass starts with its queue drained: refilled one I/O a commit, as the job's first fill
+      if (this.ioPhases > 1) this.refillFromEmpty = true;
       // prune_io_piece_log(): each pass verifies what it wrote itself
       this.written.clear();
       this.bytesDone = 0;
@@ -464,12 +468,10 @@ export class Worker {
         : this.written.drain().map((logged) => ({ offset: logged.offset, logged }));
       this.verifyNext = 0;
       this.state = 'V';
-      // do_verify(), whatever the engine: the file synced (fio_io_sync(): fsync, the device flushed)
-      // and its cache dropped (file_invalidate_cache(): BLKFLSBUF), so that what it reads comes from
-      // the disk; a failed sync is the job's error, and no verify follows
-      const r = await this.syncFile();
-      if (r.ok) await this.target.disk.cache.flushBuffers();
-      else this.fail(r.errno, 'td_io_queue', null);
+      // do_verify() syncs and drops the cache of the files still open, and clear_io_state() has
+      // closed them all: none. The file opened again for the reads drops its cache with invalidate=1
+      // (td_io_open_file(): BLKFLSBUF, its dirty pages written back first, no flush of the disk's)
+      if (this.job.invalidate) await this.target.disk.cache.flushBuffers();
     }
     this.pump();
   }
@@ -510,10 +512,12 @@ export class Worker {
     await this.stderr.flushed();
     // do_io()'s end: a writer syncs its file (end_fsync, or fsync_on_close), inside the pass's time,
     // in eta.c's TD_FSYNCING ('F'); a failed sync is the job's error (fio_io_sync()'s td_verror)
+    // (should_fsync(): not right after a sync)
     if (
       this.phase === 'io' &&
       (this.job.endFsync || this.job.fsyncOnClose) &&
       this.kinds.write &&
+      !this.lastWasSync &&
       !this.stats.error
     ) {
       this.state = 'F';
@@ -576,6 +580,14 @@ export class Worker {
       return false;
     // one pass, the ramp's I/O included
     return this.bytesDone + this.inflightBytes() < this.bytesTarget;
+  }
+
+  /** Whether the job goes on past this pass: do_io()'s own test of its issued bytes, not the pass's. */
+  private passesLeft(): boolean {
+    if (this.stopping || this.terminated || this.latDone || this.job.timeBased) return false;
+    return (
+      this.issuedBytes < (this.job.ioSize ?? this.bytesTarget) * this.job.loops && !this.exceedsNumberIos()
+    );
   }
 
   /** exceeds_number_ios(): I/Os completed (td->io_blocks) and in flight, against number_ios × loops. */
@@ -641,7 +653,8 @@ export class Worker {
       // get_io_u(): a read of the backlog goes before the rate's say (check_get_verify()), and a
       // sync due (get_rw_ddir()) before the workload's next direction
       const back = this.phase === 'io' ? this.written.nextBacklog(this.lastCompletedWrite) : null;
-      if (!back && this.phase === 'io' && (sync = this.fsyncDue())) {
+      // (a direction the rate chose before its sleep is the next I/O's: get_rw_ddir() has returned)
+      if (!back && this.phase === 'io' && this.rateWake === null && (sync = this.fsyncDue())) {
         if (!this.fsyncQueued) break;
         void this.fsyncNow(sync);
         sync = null;
@@ -678,6 +691,20 @@ export class Worker {
       else this.stats.depthMap[depthBucket(this.inflight)] += n;
     }
     if (n) this.refillFromEmpty = false;
+    // a synchronous engine never adds to do_io()'s bytes_issued, so at its pass's end do_io() asks
+    // get_io_u() for one more I/O while the job has more to do (another pass): a sync due goes then
+    if (
+      !sync &&
+      this.synchronous &&
+      this.phase === 'io' &&
+      this.inflight === 0 &&
+      !this.fsyncing &&
+      !this.stalls.stalled &&
+      !this.stderr.busy &&
+      !this.more(t) &&
+      this.passesLeft()
+    )
+      sync = this.fsyncDue();
     if (sync) {
       void this.fsyncNow(sync);
       return;
@@ -719,6 +746,12 @@ export class Worker {
     return null;
   }
 
+  /** Resolves once no buffered I/O is in flight (the sync's wait, see fsyncNow()). */
+  private buffersWritten(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.onIdle = resolve));
+  }
+
   /** io_uring queues a sync (IORING_OP_FSYNC); libaio and the synchronous engines call it inline. */
   private get fsyncQueued(): boolean {
     return this.job.ioengine === 'io_uring';
@@ -744,7 +777,12 @@ export class Worker {
       st.totalComplete++;
     }
     if (queued) this.inflight++;
-    else this.fsyncing = true;
+    else {
+      this.fsyncing = true;
+      // a buffered write is in the page cache once Linux's io_submit() returns: the sync waits for
+      // those still in flight here, whose completion is that copy
+      if (!this.direct) await this.buffersWritten();
+    }
     const tIssue = now();
     const r = await this.syncFile().catch((): IoResult => ({ ok: false, errno: 'EIO' }));
     const t = now();
@@ -755,13 +793,12 @@ export class Worker {
       // account_io_completion(): past the ramp, with stats and clat measured
       if (this.rampDone && this.job.statsEnabled && !this.job.disableClat) st.syncLat.add((t - tIssue) * 1e6);
     } else this.fsyncFailed(kind, r.errno);
+    // do_io() goes on issuing until its queue is full before it reaps: what completed during the
+    // sync is still in flight to it (a write issued now finds last_was_sync set), and is reaped after
+    this.pump();
     const held = this.heldCompletions;
     this.heldCompletions = [];
     for (const c of held) c();
-    if (!this.pumpQueued) {
-      this.pumpQueued = true;
-      this.later(() => this.pump());
-    }
   }
 
   /**
@@ -1036,8 +1073,9 @@ export class Worker {
   }
 
   private complete(io: Io, err: Errno | null): void {
-    // fio's thread is in fsync(2): what completes meanwhile is reaped when the call returns
-    if (this.fsyncing) {
+    // fio's thread is in fsync(2): what completes meanwhile is reaped when the call returns — but for
+    // the buffered writes it waits on first
+    if (this.fsyncing && !this.onIdle) {
       this.heldCompletions.push(() => this.complete(io, err));
       return;
     }
@@ -1045,6 +1083,11 @@ export class Worker {
     // io_completed(): the last thing done is no longer a sync
     this.lastWasSync = false;
     this.inflight--;
+    if (this.onIdle && this.inflight === 0) {
+      const idle = this.onIdle;
+      this.onIdle = null;
+      queueMicrotask(idle);
+    }
     this.lastCompletedWrite = io.write;
     // a failed write leaves the log (io_completed()'s unlog_io_piece()), but for a synchronous
     // engine's: io_queue_event() puts it back with its entry still in flight, where the verify phase
