@@ -51,6 +51,7 @@ import { jobLogs, type JobLogs } from './fio-log.ts';
 import { LatencyTarget, type LatencyStep } from './fio-latency.ts';
 import { Offsets } from './fio-offsets.ts';
 import { blockDraw, withoutRandomMap } from './fio-distribution.ts';
+import { JobFsyncs, type SyncKind } from './fio-fsync.ts';
 import { fromPages, IoSlots, jobDepth, toPages, type Slot } from './fio-iomem.ts';
 import { JobSamples } from './fio-samples.ts';
 import { Stalls } from './fio-stall.ts';
@@ -180,13 +181,8 @@ export class Worker {
   /** Whether the job's last phase has ended, or the current one is ending. */
   private ended = false;
   private ending = false;
-  /** The last thing the job did was a sync (fio's td->last_was_sync). */
-  private lastWasSync = false;
-  /** A sync of `fsync=N` is in progress: nothing is issued, and completions wait for its end. */
-  private fsyncing = false;
-  private heldCompletions: Array<() => void> = [];
-  /** The sync waiting for the buffered I/O in flight to complete. */
-  private onIdle: (() => void) | null = null;
+  /** The syncs of `fsync=N` and `fdatasync=N`, and fio's last_was_sync. */
+  private readonly fsyncs: JobFsyncs;
   /** The writes of the current pass, for its verify phase and `verify_backlog` (fio's io_piece log). */
   private readonly written: WriteLog;
   /** Whether the last I/O to complete was a write (td->last_ddir is a read until one completes). */
@@ -245,6 +241,20 @@ export class Worker {
   ) {
     this.stats = new JobStats(job.name);
     this.stats.continueOnError = job.continueOnError;
+    this.fsyncs = new JobFsyncs({
+      job,
+      stats: this.stats,
+      path: target.path,
+      synchronous: syncEngine(job),
+      direct: job.direct,
+      inflight: () => this.inflight,
+      addInflight: (n) => (this.inflight += n),
+      writesIssued: () => this.ioIssues[1],
+      rampDone: () => this.rampDone,
+      syncFile: () => this.syncFile(),
+      pump: () => this.pump(),
+      fail: (errno, func, line, name) => this.fail(errno, func, line, name),
+    });
     this.stderr = new JobStderr(io, target.vfs, () => this.pump());
     this.kinds = rwKinds(job.rw);
     const bytes = target.disk.queue.capacity() * 512;
@@ -310,11 +320,11 @@ export class Worker {
   }
 
   /** The job's error (td_verror()), said first with `line` on stderr when there is one. */
-  private fail(errno: Errno, func: VerrorFunc, line: string | null): void {
+  private fail(errno: Errno, func: VerrorFunc, line: string | null, name: string = func): void {
     if (this.stats.error) return;
     if (line !== null) this.stderr.say(line + '\n');
     this.stats.error = ERRNO_NUM[errno];
-    this.stats.verror = verror(func, STRERROR[errno]);
+    this.stats.verror = verror(func, STRERROR[errno], name);
     this.stopping = true;
   }
 
@@ -368,7 +378,7 @@ export class Worker {
   async close(): Promise<void> {
     // fsync_on_close: once more as the file closes (generic_close_file()), unless the last thing
     // done was a sync (should_fsync()'s last_was_sync)
-    if (this.job.fsyncOnClose && this.kinds.write && this.epoch !== null && !this.lastWasSync)
+    if (this.job.fsyncOnClose && this.kinds.write && this.epoch !== null && !this.fsyncs.lastWasSync)
       await this.syncFile();
     if (this.direct) {
       if (this.kinds.write) this.target.disk.cache.invalidateAll();
@@ -446,7 +456,7 @@ export class Worker {
       this.offsets.restartRandom();
     }
     // clear_io_state()'s reset_io_counters(), before each pass and each verify phase
-    this.lastWasSync = false;
+    this.fsyncs.lastWasSync = false;
     if (phase === 'io') {
       // the pass starts with its queue drained: refilled one I/O a commit, as the job's first fill
       if (this.ioPhases > 1) this.refillFromEmpty = true;
@@ -517,12 +527,12 @@ export class Worker {
       this.phase === 'io' &&
       (this.job.endFsync || this.job.fsyncOnClose) &&
       this.kinds.write &&
-      !this.lastWasSync &&
+      !this.fsyncs.lastWasSync &&
       !this.stats.error
     ) {
       this.state = 'F';
       const r = await this.syncFile();
-      if (r.ok) this.lastWasSync = true;
+      if (r.ok) this.fsyncs.lastWasSync = true;
       else this.fail(r.errno, 'td_io_queue', `fio: end_fsync failed for file ${this.target.path}`);
     }
     this.ending = false;
@@ -642,9 +652,9 @@ export class Worker {
     }
     // stalled (ahead of the rate, thinking, quiescing), nothing is issued until the stall is over;
     // nor while verify_dump's files are written
-    let sync: 'fsync' | 'fdatasync' | null = null;
+    let sync: SyncKind | null = null;
     while (
-      !this.fsyncing &&
+      !this.fsyncs.blocking &&
       !this.stalls.stalled &&
       !this.stderr.busy &&
       this.inflight < this.queueDepth &&
@@ -654,9 +664,14 @@ export class Worker {
       // sync due (get_rw_ddir()) before the workload's next direction
       const back = this.phase === 'io' ? this.written.nextBacklog(this.lastCompletedWrite) : null;
       // (a direction the rate chose before its sleep is the next I/O's: get_rw_ddir() has returned)
-      if (!back && this.phase === 'io' && this.rateWake === null && (sync = this.fsyncDue())) {
-        if (!this.fsyncQueued) break;
-        void this.fsyncNow(sync);
+      if (
+        !back &&
+        this.phase === 'io' &&
+        this.rateWake === null &&
+        (sync = this.fsyncs.due(this.kinds.write))
+      ) {
+        if (!this.fsyncs.queued) break;
+        void this.fsyncs.run(sync);
         sync = null;
         continue;
       }
@@ -698,21 +713,21 @@ export class Worker {
       this.synchronous &&
       this.phase === 'io' &&
       this.inflight === 0 &&
-      !this.fsyncing &&
+      !this.fsyncs.blocking &&
       !this.stalls.stalled &&
       !this.stderr.busy &&
       !this.more(t) &&
       this.passesLeft()
     )
-      sync = this.fsyncDue();
+      sync = this.fsyncs.due(this.kinds.write);
     if (sync) {
-      void this.fsyncNow(sync);
+      void this.fsyncs.run(sync);
       return;
     }
     // a stall after the last I/O is the job's too (fio thinks after it): its wake ends the phase
     if (
       this.inflight === 0 &&
-      !this.fsyncing &&
+      !this.fsyncs.blocking &&
       !this.stalls.stalled &&
       !this.thinkAfterReap &&
       !this.stderr.busy &&
@@ -731,101 +746,6 @@ export class Worker {
       this.stats.countError(errno);
   }
 
-  /**
-   * get_rw_ddir()'s look for a sync before the next I/O: a writer whose writes issued (io_issues) are
-   * a multiple of `fsync` (else `fdatasync`), unless a sync was the last thing to complete — which
-   * only a write's completion undoes, so a deep queue may pass a multiple by, and io_uring, whose
-   * syncs are queued, queues one after another until one completes or the queue is full.
-   */
-  private fsyncDue(): 'fsync' | 'fdatasync' | null {
-    const j = this.job;
-    const writes = this.ioIssues[1];
-    if (!this.kinds.write || this.lastWasSync || !writes) return null;
-    if (j.fsyncBlocks && writes % j.fsyncBlocks === 0) return 'fsync';
-    if (j.fdatasyncBlocks && writes % j.fdatasyncBlocks === 0) return 'fdatasync';
-    return null;
-  }
-
-  /** Resolves once no buffered I/O is in flight (the sync's wait, see fsyncNow()). */
-  private buffersWritten(): Promise<void> {
-    if (this.inflight === 0) return Promise.resolve();
-    return new Promise((resolve) => (this.onIdle = resolve));
-  }
-
-  /** io_uring queues a sync (IORING_OP_FSYNC); libaio and the synchronous engines call it inline. */
-  private get fsyncQueued(): boolean {
-    return this.job.ioengine === 'io_uring';
-  }
-
-  /**
-   * A sync of `fsync=N` (a block device's fsync and fdatasync are both a cache flush), counted as
-   * issued (total_io_u[DDIR_SYNC]) at the depth it goes in at; a synchronous engine counts it a submit
-   * and a completion of one. Inline (do_io_u_sync()), nothing is issued until it returns and what
-   * completes meanwhile is reaped after it — the I/O already submitted stays in flight, libaio having
-   * none waiting to be submitted; queued, it is one more I/O in flight. Done, it is the last thing
-   * done (last_was_sync) and, past the ramp, a sync sample from its issue.
-   */
-  private async fsyncNow(kind: 'fsync' | 'fdatasync'): Promise<void> {
-    const st = this.stats;
-    const queued = this.fsyncQueued;
-    st.syncIos++;
-    st.depthMap[depthBucket(this.inflight + 1)]++;
-    if (this.synchronous) {
-      st.submitMap[batchBucket(1)]++;
-      st.totalSubmit++;
-      st.completeMap[batchBucket(1)]++;
-      st.totalComplete++;
-    }
-    if (queued) this.inflight++;
-    else {
-      this.fsyncing = true;
-      // a buffered write is in the page cache once Linux's io_submit() returns: the sync waits for
-      // those still in flight here, whose completion is that copy
-      if (!this.direct) await this.buffersWritten();
-    }
-    const tIssue = now();
-    const r = await this.syncFile().catch((): IoResult => ({ ok: false, errno: 'EIO' }));
-    const t = now();
-    if (queued) this.inflight--;
-    else this.fsyncing = false;
-    if (r.ok) {
-      this.lastWasSync = true;
-      // account_io_completion(): past the ramp, with stats and clat measured
-      if (this.rampDone && this.job.statsEnabled && !this.job.disableClat) st.syncLat.add((t - tIssue) * 1e6);
-    } else this.fsyncFailed(kind, r.errno);
-    // do_io() goes on issuing until its queue is full before it reaps: what completed during the
-    // sync is still in flight to it (a write issued now finds last_was_sync set), and is reaped after
-    this.pump();
-    const held = this.heldCompletions;
-    this.heldCompletions = [];
-    for (const c of held) c();
-  }
-
-  /**
-   * A failed sync is an error of the writes' kind (td_error_type()). io_uring's is an I/O's error
-   * like any other; an inline one goes through td_io_queue() and break_on_this_error(), which counts
-   * it even when it ends the job, if the job continues on that kind: a synchronous engine says it
-   * as fio_io_end() does, libaio silently, with td_io_queue()'s message.
-   */
-  private fsyncFailed(kind: 'fsync' | 'fdatasync', errno: Errno): void {
-    const st = this.stats;
-    const num = ERRNO_NUM[errno];
-    if (nonFatal(this.job, errorKind(true, num), num)) {
-      st.countError(num);
-      return;
-    }
-    if (st.error) return;
-    if (!this.fsyncQueued && this.job.continueOnError & (1 << errorKind(true, num))) st.countError(num);
-    // fio prints the offset and length its io_u last held: here 0
-    const line = `fio: io_u error on file ${this.target.path}: ${STRERROR[errno]}: ${kind === 'fsync' ? 'sync' : 'datasync'} offset=0, buflen=0`;
-    if (this.synchronous || this.fsyncQueued) this.fail(errno, 'io_u error', line);
-    else {
-      this.stats.error = num;
-      this.stats.verror = verror('td_io_queue engine', STRERROR[errno], 'td_io_queue');
-      this.stopping = true;
-    }
-  }
-
   /** queue_full()'s bound: the latency target's depth where it has one, else the job's. */
   private get queueDepth(): number {
     return this.latTarget ? this.latTarget.qd : this.depth;
@@ -841,7 +761,7 @@ export class Worker {
     this.lastThinkBlocks -= this.thinkCounter();
     this.ioBlocks = [0, 0];
     this.ioIssues = [0, 0];
-    this.lastWasSync = false;
+    this.fsyncs.lastWasSync = false;
     this.lastThink = t;
     this.stats.resetIo();
     this.rate?.reset();
@@ -1073,21 +993,12 @@ export class Worker {
   }
 
   private complete(io: Io, err: Errno | null): void {
-    // fio's thread is in fsync(2): what completes meanwhile is reaped when the call returns — but for
-    // the buffered writes it waits on first
-    if (this.fsyncing && !this.onIdle) {
-      this.heldCompletions.push(() => this.complete(io, err));
-      return;
-    }
+    // fio's thread may be in fsync(2): what completes meanwhile is reaped when the call returns
+    if (this.fsyncs.hold(() => this.complete(io, err))) return;
     const t = now();
-    // io_completed(): the last thing done is no longer a sync
-    this.lastWasSync = false;
     this.inflight--;
-    if (this.onIdle && this.inflight === 0) {
-      const idle = this.onIdle;
-      this.onIdle = null;
-      queueMicrotask(idle);
-    }
+    // io_completed(): the last thing done is no longer a sync
+    this.fsyncs.completed();
     this.lastCompletedWrite = io.write;
     // a failed write leaves the log (io_completed()'s unlog_io_piece()), but for a synchronous
     // engine's: io_queue_event() puts it back with its entry still in flight, where the verify phase
