@@ -19,7 +19,13 @@ import { RateControl } from '../src/guest/fio-rate.ts';
 import { HistLog, IoLog, jobLogs, MAX_LOG_ENTRIES, statWindows } from '../src/guest/fio-log.ts';
 import { LatencyTarget } from '../src/guest/fio-latency.ts';
 import { fioTime } from '../src/guest/fio-parse.ts';
-import { applyIgnoreError, errorKind, nonFatal, type ErrorPolicy } from '../src/guest/fio-td-error.ts';
+import {
+  applyIgnoreError,
+  errorKind,
+  ioErrorOutcome,
+  nonFatal,
+  type ErrorPolicy,
+} from '../src/guest/fio-td-error.ts';
 import { JobStderr } from '../src/guest/fio-job-stderr.ts';
 import type { FioVerify } from '../src/guest/fio-job.ts';
 import { Worker } from '../src/guest/fio-engine.ts';
@@ -1910,6 +1916,52 @@ describe("fio's non-fatal errors (td_error.c, options.c's str_ignore_error_cb())
     ]);
     const p: ErrorPolicy = { continueOnError: 1, ignoreError: [null, null, null] };
     expect([nonFatal(p, 0, 5), nonFatal(p, 0, 28), nonFatal(p, 2, 84)]).toEqual([true, false, false]);
+  });
+
+  it("decides an I/O error's fate as io_completed(), io_queue_event() and break_on_this_error() do", () => {
+    const all = { continueOnError: 0xffff, ignoreError: [null, null, null] as ErrorPolicy['ignoreError'] };
+    const io = (o: Partial<Parameters<typeof ioErrorOutcome>[1]>) => ({
+      write: false,
+      errno: 5,
+      synchronous: false,
+      verifyPhase: false,
+      ...o,
+    });
+    // non-fatal: goes on; verror from xfer for a synchronous engine, from the log with error_dump
+    expect(ioErrorOutcome({ ...all, errorDump: false }, io({}))).toEqual({
+      goesOn: true,
+      said: false,
+      verror: null,
+      countedFatal: false,
+    });
+    expect(ioErrorOutcome({ ...all, errorDump: false }, io({ synchronous: true })).verror).toBe('xfer');
+    expect(ioErrorOutcome({ ...all, errorDump: true }, io({ synchronous: true }))).toMatchObject({
+      said: true,
+      verror: 'io_u error',
+    });
+    // a synchronous engine's verify phase stops on it, uncounted
+    expect(
+      ioErrorOutcome({ ...all, errorDump: false }, io({ synchronous: true, verifyPhase: true })),
+    ).toEqual({
+      goesOn: false,
+      said: false,
+      verror: 'xfer',
+      countedFatal: false,
+    });
+    // fatal, but of a kind continued on: a synchronous engine counts it, an asynchronous one not
+    const enospc = {
+      continueOnError: 1,
+      ignoreError: [[28], null, null] as ErrorPolicy['ignoreError'],
+      errorDump: false,
+    };
+    expect(ioErrorOutcome(enospc, io({ synchronous: true }))).toEqual({
+      goesOn: false,
+      said: true,
+      verror: 'io_u error',
+      countedFatal: true,
+    });
+    expect(ioErrorOutcome(enospc, io({})).countedFatal).toBe(false);
+    expect(ioErrorOutcome(enospc, io({ synchronous: true, write: true })).countedFatal).toBe(false);
   });
 
   it('reads the lists as fio does: atoi, absolute values, an empty entry ending a list', () => {

@@ -58,7 +58,7 @@ import { Stalls } from './fio-stall.ts';
 import { etaRates, runLetter, threadEta, type EtaCounters } from './fio-eta.ts';
 import { usageNow, usageSince, type ProcessUsage } from './fio-rusage.ts';
 import { ERRNO_NUM, verror, type VerrorFunc } from './fio-verror.ts';
-import { ERROR_VERIFY, errorKind, nonFatal } from './fio-td-error.ts';
+import { countsFatal, ERROR_VERIFY, errorKind, ioErrorOutcome, nonFatal } from './fio-td-error.ts';
 
 /**
  * The longest the submit loop runs on microtasks alone before it lets the event loop turn. Reads the
@@ -736,14 +736,9 @@ export class Worker {
       this.endPhase();
   }
 
-  /**
-   * break_on_this_error()'s fatal branch, which a synchronous engine's errors reach: an error that
-   * ends the job is counted all the same when the job continues on its kind (td_error_type()) — a
-   * verify failure or a latency over its bound as errno 1, io_u_sync_complete()'s -1 taken for one.
-   */
+  /** break_on_this_error()'s count of an error that ends the job (countsFatal()). */
   private countFatal(write: boolean, errno: number): void {
-    if (this.synchronous && this.job.continueOnError & (1 << errorKind(write, errno)))
-      this.stats.countError(errno);
+    if (countsFatal(this.job, this.synchronous, write, errno)) this.stats.countError(errno);
   }
 
   /** queue_full()'s bound: the latency target's depth where it has one, else the job's. */
@@ -1018,25 +1013,21 @@ export class Worker {
         this.io.stdout(
           `fio: first I/O failed. If ${this.target.path} is a zoned block device, consider --zonemode=zbd\n`,
         );
-      const nf = nonFatal(this.job, errorKind(io.write, num), num);
-      if (nf && this.synchronous && this.phase === 'verify') {
-        // do_verify(): io_queue_event() returns from a verify's error without break_on_this_error(),
-        // and the phase ends on it: the job fails with what fio_io_end() set, nothing counted
-        this.fail(err, this.job.errorDump ? 'io_u error' : 'xfer', this.job.errorDump ? line : null);
-      } else if (nf) {
-        // Counted and cleared, and the job goes on. __io_u_log_error() says it only with error_dump,
-        // and then sets td->verror; without, a synchronous engine's fio_io_end() sets it ("xfer"),
-        // an asynchronous one's nothing. Neither sets it over an error the job already has.
-        if (this.job.errorDump) this.stderr.say(line + '\n');
-        if (!this.stats.error && (this.job.errorDump || this.synchronous))
-          this.stats.verror = verror(this.job.errorDump ? 'io_u error' : 'xfer', STRERROR[err]);
+      const o = ioErrorOutcome(this.job, {
+        write: io.write,
+        errno: num,
+        synchronous: this.synchronous,
+        verifyPhase: this.phase === 'verify',
+      });
+      if (o.goesOn) {
+        if (o.said) this.stderr.say(line + '\n');
+        if (!this.stats.error && o.verror) this.stats.verror = verror(o.verror, STRERROR[err]);
         this.stats.countError(num);
         // issued, it counts in the pass's bytes (td->io_issue_bytes) as if it had completed
         if (!io.verify) this.bytesDone += this.job.bs;
       } else {
-        // a synchronous engine's verify phase returns from its error before break_on_this_error()
-        if (!this.stats.error && this.phase !== 'verify') this.countFatal(io.write, num);
-        this.fail(err, 'io_u error', line);
+        if (!this.stats.error && o.countedFatal) this.stats.countError(num);
+        this.fail(err, o.verror ?? 'io_u error', o.said ? line : null);
       }
     } else {
       if (!io.write && this.job.verify !== 'none' && (io.verify || !this.kinds.write)) {

@@ -139,3 +139,55 @@ export function applyIgnoreError(p: ErrorPolicy, raw: string): void {
   });
   p.ignoreError = lists;
 }
+
+/** What becomes of an I/O's error (io_completed(), io_queue_event(), break_on_this_error()). */
+export interface IoErrorOutcome {
+  /** Counted and cleared, and the job goes on. */
+  goesOn: boolean;
+  /** fio's `fio: io_u error on file …` line is said. */
+  said: boolean;
+  /** The call that sets td->verror (never over an error the job already has), or none. */
+  verror: 'io_u error' | 'xfer' | null;
+  /** Counted although it ends the job: break_on_this_error()'s fatal branch, for its kind. */
+  countedFatal: boolean;
+}
+
+/**
+ * The rule for an I/O that failed with `errno`. A non-fatal one goes on; __io_u_log_error() says it
+ * only with error_dump and then sets td->verror, else a synchronous engine's fio_io_end() sets it
+ * ("xfer") and an asynchronous engine's nothing. A synchronous engine's errors reach
+ * break_on_this_error(), which counts even a fatal one when the job continues on its kind — but not
+ * in its verify phase, where io_queue_event() returns first and do_verify() stops on any error.
+ */
+export function ioErrorOutcome(
+  p: ErrorPolicy & { errorDump: boolean },
+  io: { write: boolean; errno: number; synchronous: boolean; verifyPhase: boolean },
+): IoErrorOutcome {
+  const kind = errorKind(io.write, io.errno);
+  const dumped = p.errorDump ? ('io_u error' as const) : null;
+  if (nonFatal(p, kind, io.errno)) {
+    if (io.synchronous && io.verifyPhase)
+      return { goesOn: false, said: p.errorDump, verror: dumped ?? 'xfer', countedFatal: false };
+    return {
+      goesOn: true,
+      said: p.errorDump,
+      verror: dumped ?? (io.synchronous ? 'xfer' : null),
+      countedFatal: false,
+    };
+  }
+  return {
+    goesOn: false,
+    said: true,
+    verror: 'io_u error',
+    countedFatal: countsFatal(p, io.synchronous && !io.verifyPhase, io.write, io.errno),
+  };
+}
+
+/**
+ * break_on_this_error()'s count of an error that ends the job, which only a synchronous engine's
+ * errors reach: when the job continues on its kind. A verify failure or a latency over its bound
+ * reaches it as errno 1 (io_u_sync_complete()'s -1 taken for an errno), of the I/O's direction.
+ */
+export function countsFatal(p: ErrorPolicy, synchronous: boolean, write: boolean, errno: number): boolean {
+  return synchronous && (p.continueOnError & (1 << errorKind(write, errno))) !== 0;
+}
