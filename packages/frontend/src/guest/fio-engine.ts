@@ -399,12 +399,15 @@ export class Worker {
   /** fio's set_epoch_time() and clear_rusage_stat(): the job's run time and CPU count from here. */
   private setEpoch(t: number): void {
     this.epoch = { t, usage: usageNow() };
+    // the wall clock at `t`, read now (fio's gettimeofday()): timeOrigin + t parts from it when the
+    // wall clock is slewed (NTP) while the process runs
+    const wall = Date.now() - (now() - t);
     // td->job_start, set with the epoch: after any startdelay, and again when the ramp ends
-    this.startedAtMs = Math.floor(performance.timeOrigin + t);
+    this.startedAtMs = Math.floor(wall);
     // set_epoch_time(): the alternate epoch of the logs' times, whole ms on its clock at `t`
     const clock = this.job.logs.alternateEpochClock;
     let epochMs = 0;
-    if (clock === 0) epochMs = Math.floor(performance.timeOrigin + t);
+    if (clock === 0) epochMs = Math.floor(wall);
     else if (clock === 1) epochMs = Math.floor(Number(process.hrtime.bigint()) / 1e6 - (now() - t));
     for (const log of Object.values(this.logs)) if (log) log.epochMs = epochMs;
   }
@@ -630,15 +633,7 @@ export class Worker {
       this.completedBurst = 0;
     }
     const t = now();
-    // the ramp ends when I/O goes on past it (fio looks when an I/O is queued or completes): not in
-    // the pump of a stop, which would forget what the ramp did before the report
-    if (!this.rampDone && t >= this.tMeasure && !this.stopping) {
-      // fio's ramp_period_over(): what the ramp did is not the job's
-      this.rampDone = true;
-      // the ramp ended at tMeasure, where the directions' runtimes start
-      this.resetAllStats(this.tMeasure);
-      if (this.phase === 'io') this.state = runLetter(this.job);
-    }
+    this.rampCheck(t);
     let n = 0;
     // do_io() reaps when its queue is full and only then looks at thinktime and the latency target:
     // a look the last issue left for after the reap is taken now
@@ -692,34 +687,8 @@ export class Worker {
       }
     }
     if (this.stalls.waiting && this.inflight === 0) this.stalls.begin(this.tEnd);
-    if (n) {
-      this.stats.submitMap[batchBucket(n)]++;
-      this.stats.totalSubmit++;
-      // fio's td_io_commit(): every I/O of a commit is counted at the depth the queue has once the
-      // whole commit is in (io_u_mark_depth(td, io_u_queued) at cur_depth), not at its own place
-      // in the refill — a saturated QD32 job reads 32=100%, as under fio. The first fill is fio's
-      // one I/O a commit (iodepth_batch_submit=1) at depths 1, 2, …, which leaves its 0.1 % floors
-      // in the lower buckets as under fio; so is a refill after a stall, which began with the queue
-      // drained (io_u_quiesce())
-      if (this.issued === n || this.refillFromEmpty)
-        for (let d = this.inflight - n + 1; d <= this.inflight; d++) this.stats.depthMap[depthBucket(d)]++;
-      else this.stats.depthMap[depthBucket(this.inflight)] += n;
-    }
-    if (n) this.refillFromEmpty = false;
-    // a synchronous engine never adds to do_io()'s bytes_issued, so at its pass's end do_io() asks
-    // get_io_u() for one more I/O while the job has more to do (another pass): a sync due goes then
-    if (
-      !sync &&
-      this.synchronous &&
-      this.phase === 'io' &&
-      this.inflight === 0 &&
-      !this.fsyncs.blocking &&
-      !this.stalls.stalled &&
-      !this.stderr.busy &&
-      !this.more(t) &&
-      this.passesLeft()
-    )
-      sync = this.fsyncs.due(this.kinds.write);
+    if (n) this.committed(n);
+    sync ??= this.passEndSync(t);
     if (sync) {
       void this.fsyncs.run(sync);
       return;
@@ -734,6 +703,55 @@ export class Worker {
       !this.more(t)
     )
       this.endPhase();
+  }
+
+  /**
+   * The ramp ends when I/O goes on past it (fio looks when an I/O is queued or completes): not in the
+   * pump of a stop, which would forget what the ramp did before the report. What it did is not the
+   * job's (ramp_period_over()), and the directions' runtimes start where it ended.
+   */
+  private rampCheck(t: number): void {
+    if (this.rampDone || t < this.tMeasure || this.stopping) return;
+    this.rampDone = true;
+    this.resetAllStats(this.tMeasure);
+    if (this.phase === 'io') this.state = runLetter(this.job);
+  }
+
+  /**
+   * A refill of `n` I/Os, as fio's td_io_commit() counts it: a submit of `n`, and every I/O of it at
+   * the depth the queue has once the whole commit is in (io_u_mark_depth(td, io_u_queued) at
+   * cur_depth), not at its own place in the refill — a saturated QD32 job reads 32=100%, as under
+   * fio. The first fill is fio's one I/O a commit (iodepth_batch_submit=1) at depths 1, 2, …, which
+   * leaves its 0.1 % floors in the lower buckets as under fio; so is a refill after a stall or at a
+   * pass's start, which began with the queue drained (io_u_quiesce()).
+   */
+  private committed(n: number): void {
+    const st = this.stats;
+    st.submitMap[batchBucket(n)]++;
+    st.totalSubmit++;
+    if (this.issued === n || this.refillFromEmpty)
+      for (let d = this.inflight - n + 1; d <= this.inflight; d++) st.depthMap[depthBucket(d)]++;
+    else st.depthMap[depthBucket(this.inflight)] += n;
+    this.refillFromEmpty = false;
+  }
+
+  /**
+   * A synchronous engine never adds to do_io()'s bytes_issued, so at its pass's end do_io() asks
+   * get_io_u() for one more I/O while the job has more to do (another pass): the sync due then, if any.
+   */
+  private passEndSync(t: number): SyncKind | null {
+    if (
+      !this.synchronous ||
+      this.phase !== 'io' ||
+      this.inflight !== 0 ||
+      this.fsyncs.blocking ||
+      this.stalls.stalled ||
+      this.stderr.busy ||
+      this.more(t) ||
+      !this.passesLeft()
+    )
+      return null;
+    return this.fsyncs.due(this.kinds.write);
   }
 
   /** break_on_this_error()'s count of an error that ends the job (countsFatal()). */
