@@ -241,11 +241,12 @@ export class Worker {
   ) {
     this.stats = new JobStats(job.name);
     this.stats.continueOnError = job.continueOnError;
+    this.synchronous = syncEngine(job);
     this.fsyncs = new JobFsyncs({
       job,
       stats: this.stats,
       path: target.path,
-      synchronous: syncEngine(job),
+      synchronous: this.synchronous,
       direct: job.direct,
       inflight: () => this.inflight,
       addInflight: (n) => (this.inflight += n),
@@ -297,7 +298,6 @@ export class Worker {
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
     this.written = this.newWriteLog();
     this.direct = job.direct;
-    this.synchronous = syncEngine(job);
     this.depth = jobDepth(job);
     this.buffers = new IoSlots(job, index, target.disk);
     // io_size=N% cuts the pass (setup_files(): o->size becomes the share), not the region its random
@@ -583,14 +583,8 @@ export class Worker {
     // an I/O its engine queued adds to: a synchronous engine's pass never ends, so it never verifies
     // (as init.c's warning says)
     if (this.job.timeBased && (this.job.verify === 'none' || this.synchronous)) return true;
-    // io_issue_bytes_exceeded(), which a time_based job does not look at: the job's issued bytes
-    // over all its passes against io_size (else size) times loops, and number_ios against what
-    // completed or is in flight
-    if (
-      !this.job.timeBased &&
-      (this.issuedBytes >= (this.job.ioSize ?? this.bytesTarget) * this.job.loops || this.exceedsNumberIos())
-    )
-      return false;
+    // io_issue_bytes_exceeded(), which a time_based job does not look at
+    if (!this.job.timeBased && this.issueBytesExceeded()) return false;
     // one pass, the ramp's I/O included
     return this.bytesDone + this.inflightBytes() < this.bytesTarget;
   }
@@ -598,8 +592,16 @@ export class Worker {
   /** Whether the job goes on past this pass: do_io()'s own test of its issued bytes, not the pass's. */
   private passesLeft(): boolean {
     if (this.stopping || this.terminated || this.latDone || this.job.timeBased) return false;
+    return !this.issueBytesExceeded();
+  }
+
+  /**
+   * io_issue_bytes_exceeded(): the job's issued bytes over all its passes against io_size (else
+   * size) times loops, or number_ios against what completed or is in flight.
+   */
+  private issueBytesExceeded(): boolean {
     return (
-      this.issuedBytes < (this.job.ioSize ?? this.bytesTarget) * this.job.loops && !this.exceedsNumberIos()
+      this.issuedBytes >= (this.job.ioSize ?? this.bytesTarget) * this.job.loops || this.exceedsNumberIos()
     );
   }
 

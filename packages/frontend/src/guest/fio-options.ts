@@ -739,21 +739,22 @@ function randomDistribution(raw: string): RandomDistribution {
  * message above 100 %).
  */
 function ioSizeOption(opt: string, j: FioJob, raw: string): void {
-  const pct = /^([0-9]+)%$/.exec(raw.trim());
-  if (pct && Number(pct[1]) > 100)
-    failedParsing(opt, raw, "fio: io_size values greater than 100% aren't supported");
-  const [bytes, percent] = bytesOrPercent(opt, raw);
+  const [bytes, percent] = bytesOrPercent(opt, raw, "fio: io_size values greater than 100% aren't supported");
   // str_io_size_cb(): bytes leave a percentage given before in place, and both apply
   j.ioSize = bytes || null;
   if (percent !== null) j.ioSizePercent = percent || null;
 }
 
-/** A size in bytes, or `N%` (N whole, 0 to 100): [bytes, null] or [0, N]. */
-function bytesOrPercent(opt: string, raw: string): [number, number | null] {
+/** A size in bytes, or `N%` (N whole, 0 to 100; `over` said past 100): [bytes, null] or [0, N]. */
+function bytesOrPercent(
+  opt: string,
+  raw: string,
+  over = `${opt}: value out of range: ${raw} (0-100%)`,
+): [number, number | null] {
   const pct = /^([0-9]+)%$/.exec(raw.trim());
   if (pct) {
     const v = Number(pct[1]);
-    if (v > 100) failedParsing(opt, raw, `${opt}: value out of range: ${raw} (0-100%)`);
+    if (v > 100) failedParsing(opt, raw, over);
     return [0, v];
   }
   return [parseSize(opt, raw), null];
