@@ -549,6 +549,12 @@ class BlockDevFile extends OpenFile {
     return ok(0);
   }
 
+  /** BLKDISCARD (blk_ioctl_discard()): the file must be open for writing; see BlockDeviceCache.discard(). */
+  discard(start: number, len: number): Promise<IoResult> {
+    if (this.closed || !this.flags.write) return Promise.resolve(fail('EBADF'));
+    return this.disk.cache.discard(start, len, this.disk.ro);
+  }
+
   /** blkdev_ioctl() for what blockdev(8) asks. */
   async ioctl(cmd: BlockIoctl, arg = 0): Promise<IoctlResult> {
     if (this.closed) return { ok: false, errno: 'EBADF' };

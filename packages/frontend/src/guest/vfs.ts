@@ -69,6 +69,8 @@ export interface GuestFile {
   close(): Promise<IoResult>;
   /** ioctl(2) on a block device (what blockdev(8) uses); other files answer ENOTTY. */
   ioctl?(cmd: BlockIoctl, arg?: number): Promise<IoctlResult>;
+  /** BLKDISCARD of `len` bytes at `start` on a block device; absent where Linux answers ENOTTY. */
+  discard?(start: number, len: number): Promise<IoResult>;
   /** posix_fadvise(2) over the whole file, for the advice that changes its readahead; absent where none. */
   fadvise?(advice: FadviseAdvice): IoResult;
 }

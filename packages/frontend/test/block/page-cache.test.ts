@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { BlockDeviceCache, type BlockDeviceCacheOptions } from '../../src/block/page-cache.ts';
 import { GuestBlockQueue } from '../../src/block/queue.ts';
 import { FileReadahead, initRaSize, nextRaSize } from '../../src/block/readahead.ts';
-import { FakeDriver, TYPE1_CRC, type FakeDriverOptions } from './fake-driver.ts';
+import { BLKFRONT_LIMITS, FakeDriver, TYPE1_CRC, type FakeDriverOptions } from './fake-driver.ts';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -618,5 +618,52 @@ describe('readahead (mm/readahead.c, through an open file)', () => {
     const back = Buffer.alloc(PAGE, 1);
     await cache.pread(back, 5 * PAGE);
     expect(back.every((b) => b === 0)).toBe(true);
+  });
+});
+
+describe('BLKDISCARD (blk_ioctl_discard())', () => {
+  const discarding = { granularity: 512, alignment: 0, secure: false, maxSectors: 1 << 20 };
+  const limits = { ...BLKFRONT_LIMITS, discard: discarding };
+
+  it('refuses in the kernel order: no discard, read-only, then an empty, unaligned or too long range', async () => {
+    expect(await setup().cache.discard(0, 4096)).toEqual({ ok: false, errno: 'EOPNOTSUPP' });
+    // no discard is said before read-only, and read-only before a bad range
+    expect(await setup({ readOnly: true }).cache.discard(0, 0)).toEqual({ ok: false, errno: 'EOPNOTSUPP' });
+    const ro = setup({ readOnly: true, limits });
+    expect(await ro.cache.discard(0, 0)).toEqual({ ok: false, errno: 'EPERM' });
+    const { driver, cache } = setup({ limits });
+    expect(await cache.discard(0, 4096, true)).toEqual({ ok: false, errno: 'EPERM' });
+    const end = 16384 * SECTOR_SIZE;
+    for (const [start, len] of [
+      [0, 0],
+      [0, 1000],
+      [100, 4096],
+      [end - 4096, 8192],
+      [end, 512],
+    ])
+      expect(await cache.discard(start, len), `${start}+${len}`).toEqual({ ok: false, errno: 'EINVAL' });
+    expect(driver.requests).toEqual([]);
+    expect(await cache.discard(512, 512)).toEqual({ ok: true, n: 512 });
+    expect(await cache.discard(end - 4096, 4096)).toEqual({ ok: true, n: 4096 });
+    expect(driver.requests.map((x) => [x.op, x.sector, x.nrSectors])).toEqual([
+      ['discard', 1, 1],
+      ['discard', end / SECTOR_SIZE - 8, 8],
+    ]);
+  });
+
+  it("drops the range's cached pages, dirty ones too, before the discard goes down", async () => {
+    const { driver, cache } = setup({ limits });
+    await cache.pwrite(Buffer.alloc(3 * 4096, 0xaa), 0);
+    expect(await cache.discard(4096, 4096)).toEqual({ ok: true, n: 4096 });
+    // the middle page's dirty data is gone (truncate_bdev_range()); its neighbours are written back
+    expect(cache.cachedBytes()).toBe(2 * 4096);
+    await cache.fsync();
+    expect(driver.requests.filter((x) => x.op !== 'flush').map((x) => [x.op, x.sector, x.nrSectors])).toEqual(
+      [
+        ['discard', 8, 8],
+        ['write', 0, 8],
+        ['write', 16, 8],
+      ],
+    );
   });
 });
