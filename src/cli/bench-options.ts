@@ -141,7 +141,8 @@ Starts its own stack (hypervisor, host, guests), runs the fio job in every guest
 way, grant operations, broker frames and bytes per request, every process's memory.
 
 fio options (fio's names and syntax, --opt=value or --opt value):
-  --name --filename --rw=read|write|randread|randwrite|rw|randrw --rwmixread --bs --iodepth
+  --name --filename --rw=read|write|trim|randread|randwrite|randtrim|rw|randrw|trimwrite|randtrimwrite
+  --rwmixread --bs --iodepth
   --numjobs --size --offset --loops --runtime --time_based --ramp_time --direct=0|1
   --invalidate --fadvise_hint=0|1|random|sequential --end_fsync --fsync_on_close
   --ioengine=libaio|io_uring|psync|sync --verify=none|md5|crc32c|sha256|…|meta|pattern|null
@@ -542,6 +543,8 @@ export function parseBenchArgs(
           fail(
             `fio: --baseline: the relay carries requests of ${RELAY_MAX_BS / 1024} KiB at most (bs=${j.bs})`,
           );
+        if (rwKinds(j.rw).trim)
+          fail(`fio: --baseline: the relay carries reads and writes, no trims (rw=${j.rw})`);
         // the relay keeps its depth full: beside a held rate or a thinking job its figures would be
         // of another load, and their ratio no measure of the path
         const held = [

@@ -735,8 +735,8 @@ export function pointSummary(p: PointResult): {
 } {
   const jobs = p.guests.flatMap((g) => g.jobs);
   const ios = sum(jobs.map((j) => j.totalIos));
-  const bytes = sum(jobs.map((j) => j.read.bytes + j.write.bytes));
-  const run = Math.max(...jobs.map((j) => Math.max(j.read.runtimeMs, j.write.runtimeMs))) || 1;
+  const bytes = sum(jobs.map((j) => j.read.bytes + j.write.bytes + j.trim.bytes));
+  const run = Math.max(...jobs.map((j) => Math.max(...j.dirs.map((d) => d.runtimeMs)))) || 1;
   const clat = mergedLatency(p, 'clat');
   const rel = relayMerged(p, p.guests);
   const reqs = sum(p.guests.map(guestRequests)) || 1;

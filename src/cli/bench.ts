@@ -394,6 +394,8 @@ async function runInGuests(
         wB: parsed.reduce((a, p) => a + p.wB, 0),
         rI: parsed.reduce((a, p) => a + p.rI, 0),
         wI: parsed.reduce((a, p) => a + p.wI, 0),
+        tB: parsed.reduce((a, p) => a + (p.tB ?? 0), 0),
+        tI: parsed.reduce((a, p) => a + (p.tI ?? 0), 0),
       },
       bare,
     );
@@ -599,7 +601,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       if (stopRun.signal.aborted && outs.some((x) => x.status === 128 || x.status === 129)) cut = true;
       const these = s.guests.map((g, k) => guestSlice(g.name, s.guests.length, outs[k]));
       runs = runs ? runs.map((r, k) => appendGuestSlice(r, these[k])) : these;
-      const dirMs = (j: JobStats) => Math.max(j.read.runtimeMs, j.write.runtimeMs);
+      const dirMs = (j: JobStats) => Math.max(...j.dirs.map((d) => d.runtimeMs));
       return {
         startMs,
         endMs,

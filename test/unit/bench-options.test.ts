@@ -63,6 +63,17 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
     expect(() => parse('--baseline', '--sweep', 'bs=4k,2m')).toThrow(/the relay carries requests/);
   });
 
+  it('takes trim workloads, but not with --baseline: the relay has no trims', () => {
+    expect(parse('--rw=randtrimwrite').cl.jobs[0].rw).toBe('randtrimwrite');
+    expect(() => parse('--rw=randtrim', '--baseline')).toThrow(
+      'fio: --baseline: the relay carries reads and writes, no trims (rw=randtrim)',
+    );
+    // a rate on trims alone holds no read or write
+    expect(parse('--rw=randwrite', '--rate_iops=,,100', '--baseline').cl.jobs[0].rateIops).toEqual([
+      0, 0, 100,
+    ]);
+  });
+
   it('refuses, with --baseline, a held rate, a thinking job or a latency target, which the relay has no counterpart of', () => {
     expect(() => parse('--rate_iops=1000', '--baseline')).toThrow(
       'fio: --baseline: the relay runs at its full depth and has no rate_iops: measure that job without --baseline',

@@ -18,6 +18,7 @@ import { startStack, until, type Stack } from './stack.ts';
 interface Ddir {
   runtime: number;
   total_ios: number;
+  io_bytes: number;
   bw_samples: number;
   iops_samples: number;
   bw_min: number;
@@ -46,6 +47,7 @@ interface FioJson {
     'job options': Record<string, string>;
     read: Ddir;
     write: Ddir;
+    trim: Ddir;
     iodepth_level: Record<string, number>;
     iodepth_submit: Record<string, number>;
     iodepth_complete: Record<string, number>;
@@ -2247,5 +2249,119 @@ describe("the guest fio's non-fatal errors (continue_on_error, ignore_error, err
       /err=110 \(file:io_u\.c:\d+, func=max latency exceeded, error=Connection timed out\)/,
     );
     expect(r.stdout).toContain('errors    : total=8, first_error=110/<Connection timed out>');
+  });
+});
+
+describe('trims: rw=trim, randtrim, trimwrite, randtrimwrite (BLKDISCARD down the ring)', () => {
+  /** The disk's requests of a run: discards and writes, as [op, byte offset, bytes]. */
+  async function discardsOf(args: string) {
+    const dev = stack.disks.get('/dev/sdg')!;
+    const at = dev.log.length;
+    const r = await fio(args);
+    const ops = dev.log
+      .slice(at)
+      .filter((e) => e.op === 'discard' || e.op === 'write')
+      .map((e) => [e.op, e.sector * 512, e.count * 512] as const);
+    return { ...r, ops };
+  }
+  /** A latency log's (ddir, offset) pairs, in its order. */
+  const logged = async (prefix: string) =>
+    (await readFile(join(root, `${prefix}_lat.1.log`), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => l.split(', '))
+      .map((f) => [Number(f[2]), Number(f[4])]);
+
+  it('trims each block of the region once, inline for libaio: depth 1, no slat, a trim section and a TRIM line', async () => {
+    const r = await discardsOf(
+      '--name=t --rw=randtrim --bs=4k --offset=1m --size=64k --ioengine=libaio --iodepth=4 --direct=1',
+    );
+    expect(r.status).toBe(0);
+    expect(r.ops.every(([op, , n]) => op === 'discard' && n === 4096)).toBe(true);
+    const offsets = r.ops.map(([, o]) => o);
+    expect([...offsets].sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 16 }, (_, i) => 1048576 + i * 4096),
+    );
+    // in a random order
+    expect(offsets).not.toEqual([...offsets].sort((a, b) => a - b));
+    const lines = r.stdout.split('\n');
+    const trim = lines.findIndex((l) => l.startsWith('  trim: IOPS='));
+    expect(trim).toBeGreaterThan(0);
+    expect(lines[trim]).toMatch(/\(64\.0KiB\/\d+msec\)$/);
+    expect(lines[trim + 1]).toMatch(/^ {4}clat \(/);
+    expect(r.stdout).not.toMatch(/slat| {2}read:| {2}write:/);
+    expect(r.stdout).toContain('IO depths    : 1=100.0%, 2=0.0%, 4=0.0%');
+    expect(r.stdout).toContain('issued rwts: total=0,0,16,0 short=0,0,0,0 dropped=0,0,0,0');
+    expect(lines.find((l) => l.startsWith('   TRIM: bw='))).toMatch(
+      /, io=64\.0KiB \(65\.5kB\), run=\d+-\d+msec$/,
+    );
+  });
+
+  it('trimwrite: a trim, then a write of the range it trimmed, through the page cache; JSON has both', async () => {
+    const dev = stack.disks.get('/dev/sdg')!;
+    dev.data.fill(0, 2 * 1048576, 2 * 1048576 + 32768);
+    const r = await fio(
+      '--name=tw --rw=trimwrite --bs=4k --offset=2m --size=32k --ioengine=psync --direct=1 --write_lat_log=tw --log_offset=1 --output-format=json',
+    );
+    expect(r.status).toBe(0);
+    const j = json(r.stdout).jobs[0];
+    expect([j.read.total_ios, j.write.total_ios, j.trim.total_ios]).toEqual([0, 8, 8]);
+    expect(j.trim.io_bytes).toBe(32768);
+    // a trim has no submission latency, whatever the engine
+    expect(j.trim.slat_ns.N).toBe(0);
+    expect(j.trim.clat_ns.N).toBe(8);
+    const want = Array.from({ length: 8 }, (_, i) => [
+      [2, 2 * 1048576 + i * 4096],
+      [1, 2 * 1048576 + i * 4096],
+    ]).flat();
+    expect(await logged('tw')).toEqual(want);
+    // direct=1 does not apply to a job that trims (fio opens its file without O_DIRECT): the writes
+    // reached the disk from the page cache, after the trims, as fio's buffered writes do
+    expect(dev.data.subarray(2 * 1048576, 2 * 1048576 + 32768).some((b) => b !== 0)).toBe(true);
+  });
+
+  it('randtrimwrite writes where each trim went, and trims every block once', async () => {
+    const r = await fio(
+      '--name=rtw --rw=randtrimwrite --bs=4k --offset=3m --size=32k --ioengine=psync --write_lat_log=rtw --log_offset=1',
+    );
+    expect(r.status).toBe(0);
+    const pairs = await logged('rtw');
+    expect(pairs).toHaveLength(16);
+    for (let i = 0; i < 16; i += 2) {
+      expect(pairs[i][0]).toBe(2);
+      expect(pairs[i + 1]).toEqual([1, pairs[i][1]]);
+    }
+    const trimmed = pairs.filter(([d]) => d === 2).map(([, o]) => o);
+    expect([...trimmed].sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 8 }, (_, i) => 3 * 1048576 + i * 4096),
+    );
+  });
+
+  it("fails on a trim's error as td_io_queue() does, and counts it with continue_on_error=write", async () => {
+    const dev = stack.disks.get('/dev/sdg')!;
+    dev.failWhen = (op, sector) =>
+      op === 'discard' && sector === 4 * 2048 + 3 * 8 ? { kind: 'medium', sector } : null;
+    try {
+      const args = '--name=e --rw=trim --bs=4k --offset=4m --size=32k --ioengine=psync';
+      const fatal = await fio(args);
+      expect(fatal.status).toBe(1);
+      const message = 'err= 5 (file:ioengines.c:405, func=td_io_queue, error=Input/output error)';
+      expect(fatal.stdout).toContain(`e: (groupid=0, jobs=1): ${message}`);
+      expect(fatal.stdout + fatal.stderr).not.toContain('io_u error');
+      expect(fatal.stdout).toContain('issued rwts: total=0,0,4,0');
+      const going = await fio(`${args} --continue_on_error=write`);
+      expect(going.status).toBe(0);
+      expect(going.stdout).toContain(`e: (groupid=0, jobs=1): ${message}`);
+      expect(going.stdout).toContain('issued rwts: total=0,0,8,0');
+      expect(going.stdout).toContain('errors    : total=1, first_error=5/<Input/output error>');
+    } finally {
+      dev.failWhen = null;
+    }
+  });
+
+  it("refuses verify with a trim workload: the verification of trims is not this fio's", async () => {
+    const v = await fio('--name=v --rw=randtrim --bs=4k --size=64k --verify=crc32c');
+    expect(v.status).toBe(1);
+    expect(v.stderr).toContain('fio: v: verify with rw=randtrim is not supported by this fio');
   });
 });

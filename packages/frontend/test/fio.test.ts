@@ -29,7 +29,7 @@ import {
 import { JobStderr } from '../src/guest/fio-job-stderr.ts';
 import type { FioVerify } from '../src/guest/fio-job.ts';
 import { Worker } from '../src/guest/fio-engine.ts';
-import { etaRates } from '../src/guest/fio-eta.ts';
+import { etaRates, runLetter } from '../src/guest/fio-eta.ts';
 import { FIO_IOMEM_MAX } from '../src/guest/fio-iomem.ts';
 import { RandomOrder } from '../src/guest/fio-offsets.ts';
 import { mulberry32 } from '@pvblk/shared';
@@ -890,59 +890,59 @@ describe("fio's logs (iolog.c, stat.c's add_log_sample())", () => {
 
   it("writes fio 3.36's lines: time, value, direction, block size, [offset,] priority (0x%04x with log_prio)", () => {
     const plain = new IoLog('clat', 'c', 0, false, false, false);
-    plain.add(0, 27651, true, 4096, 61440);
-    plain.add(3, 5320, false, 4096, 8192);
+    plain.add(0, 27651, 1, 4096, 61440);
+    plain.add(3, 5320, 0, 4096, 8192);
     expect(plain.text()).toBe('0, 27651, 1, 4096, 0\n3, 5320, 0, 4096, 0\n');
     const off = new IoLog('lat', 'l', 0, false, true, true);
-    off.add(7, 382464, true, 4096, 61440);
+    off.add(7, 382464, 1, 4096, 61440);
     expect(off.text()).toBe('7, 382464, 1, 4096, 61440, 0x0000\n');
     expect(plain.text(1)).toBe('3, 5320, 0, 4096, 0\n');
   });
 
   it('averages each direction over its window, rounded half up, or keeps its maximum; the rest at the end', () => {
     const lat = new IoLog('lat', 'l', 250, false, false, false);
-    lat.add(10, 100, true, 4096, 0);
-    lat.add(100, 101, true, 4096, 0);
-    lat.add(120, 7, false, 4096, 0);
+    lat.add(10, 100, 1, 4096, 0);
+    lat.add(100, 101, 1, 4096, 0);
+    lat.add(120, 7, 0, 4096, 0);
     // a latency sample 1 ms before the window's end does not close it (inline_log())
-    lat.add(249, 102, true, 4096, 0);
+    lat.add(249, 102, 1, 4096, 0);
     expect(lat.length).toBe(0);
     // the first at or past 250 does: the mean of four (100, 101, 102, 103) is 101.5, written 102
-    lat.add(251, 103, true, 4096, 0);
+    lat.add(251, 103, 1, 4096, 0);
     expect(lat.text()).toBe('251, 102, 1, 0, 0\n');
     // the next window runs from 250, where the last ended (avg_last = elapsed - elapsed % avg_msec)
-    lat.add(499, 1, true, 4096, 0);
+    lat.add(499, 1, 1, 4096, 0);
     expect(lat.length).toBe(1);
     lat.finalize(530);
     expect(lat.text().split('\n').slice(1)).toEqual(['530, 7, 0, 0, 0', '530, 1, 1, 0, 0', '']);
     const max = new IoLog('clat', 'm', 100, true, false, false);
-    for (const v of [5, 90, 3]) max.add(50, v, false, 4096, 0);
-    max.add(100, 4, false, 4096, 0);
+    for (const v of [5, 90, 3]) max.add(50, v, 0, 4096, 0);
+    max.add(100, 4, 0, 4096, 0);
     expect(max.text()).toBe('100, 90, 0, 0, 0\n');
     // a bw or iops sample within LOG_MSEC_SLACK (1 ms) of its window's end closes it
     const bw = new IoLog('bw', 'b', 500, false, false, false);
-    bw.add(499, 8000, true, 4096, 0);
+    bw.add(499, 8000, 1, 4096, 0);
     expect(bw.text()).toBe('499, 8000, 1, 0, 0\n');
   });
 
   it("writes each window's histogram as flush_hist_samples() does: the buckets since the last, 2^coarseness a field", () => {
     const h = new HistLog('h_clat_hist.1.log', 100, 10, true);
     // the window starts with the first sample at or after 1 ms (hist_last 0 is "not yet")
-    h.add(1, 5, false, 4096);
-    h.add(50, 300, false, 4096);
+    h.add(1, 5, 0, 4096);
+    h.add(50, 300, 0, 4096);
     expect(h.length).toBe(0);
-    h.add(101, 5, false, 4096);
+    h.add(101, 5, 0, 4096);
     // 1024 buckets a field: the first field, then the last 1024 (fio's last field overlaps the one
     // before when 1856 is not a multiple)
     expect(h.text()).toBe('101, 0, 4096, 3, 0\n');
-    h.add(150, 7, true, 4096);
-    h.add(250, 7, true, 4096);
-    h.add(201, 5, false, 4096);
+    h.add(150, 7, 1, 4096);
+    h.add(250, 7, 1, 4096);
+    h.add(201, 5, 0, 4096);
     expect(h.text(1)).toBe('250, 1, 4096, 2, 0\n201, 0, 4096, 1, 0\n');
     // 1856 fields at coarseness 0
     const fine = new HistLog('f', 10, 0, true);
-    fine.add(1, 3, false, 512);
-    fine.add(11, 3, false, 512);
+    fine.add(1, 3, 0, 512);
+    fine.add(11, 3, 0, 512);
     const fields = fine.text().trim().split(', ').map(Number);
     expect(fields).toHaveLength(3 + 1856);
     expect(fields[3 + 3]).toBe(2);
@@ -954,17 +954,17 @@ describe("fio's logs (iolog.c, stat.c's add_log_sample())", () => {
     const b = new IoLog('clat', 'b', 0, false, false, false);
     // (the logs of the tests before hold a few entries of the bound)
     let i = 0;
-    while (i <= MAX_LOG_ENTRIES && !a.add(i, i, true, 4096, 0)) i++;
+    while (i <= MAX_LOG_ENTRIES && !a.add(i, i, 1, 4096, 0)) i++;
     expect(a.length).toBe(i);
     expect(a.length).toBeGreaterThan(MAX_LOG_ENTRIES - 100);
     expect(a.length).toBeLessThanOrEqual(MAX_LOG_ENTRIES);
     // the next entry of any log is one too many: said once (true), then dropped
-    expect(b.add(0, 1, false, 4096, 0)).toBe(true);
-    expect(b.add(1, 1, false, 4096, 0)).toBe(false);
+    expect(b.add(0, 1, 0, 4096, 0)).toBe(true);
+    expect(b.add(1, 1, 0, 4096, 0)).toBe(false);
     expect(b.length).toBe(0);
     a.dispose();
     const c = new IoLog('slat', 'c', 0, false, false, false);
-    expect(c.add(0, 1, false, 4096, 0)).toBe(false);
+    expect(c.add(0, 1, 0, 4096, 0)).toBe(false);
     expect(c.length).toBe(1);
     c.dispose();
   });
@@ -1129,55 +1129,65 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
   it('times each direction by the bytes it issued (usec_for_io()), and sleeps, switches or ends as rate_ddir() does', () => {
     // 200 IOPS of 4 KiB each way; a writer alone
     const w = new RateControl([819200, 819200], 4096, 'linear', null, Math.random);
-    expect(w.decide(true, 0, Infinity)).toEqual({ write: true, sleepUs: 0 });
-    w.issued(true);
+    expect(w.decide(1, 0, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
+    w.issued(1);
     // the next write is due 5 ms after the epoch: 1.2 ms in, sleep 3.8 ms
-    expect(w.decide(true, 1200, Infinity)).toEqual({ write: true, sleepUs: 3800 });
+    expect(w.decide(1, 1200, Infinity)).toEqual({ ddir: 1, sleepUs: 3800 });
     // late: at once (fio catches up)
-    expect(w.decide(true, 9000, Infinity)).toEqual({ write: true, sleepUs: 0 });
+    expect(w.decide(1, 9000, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
     // a sleep past the runtime is cut to it, and past it the job is over
-    expect(w.decide(true, 1200, 3000)).toEqual({ write: true, sleepUs: 1800 });
-    expect(w.decide(true, 3001, 3000)).toBe('timeout');
+    expect(w.decide(1, 1200, 3000)).toEqual({ ddir: 1, sleepUs: 1800 });
+    expect(w.decide(1, 3001, 3000)).toBe('timeout');
     // the bytes count, not the time: 1 MiB/s of 4 KiB is 3906.25 µs a block, rounded down each time
     const b = new RateControl([0, 1048576], 4096, 'linear', null, Math.random);
-    for (let i = 0; i < 3; i++) b.issued(true);
-    expect(b.decide(true, 0, Infinity)).toEqual({ write: true, sleepUs: 11718 });
+    for (let i = 0; i < 3; i++) b.issued(1);
+    expect(b.decide(1, 0, Infinity)).toEqual({ ddir: 1, sleepUs: 11718 });
     // reset at the ramp's end: due at once again
     b.reset();
-    expect(b.decide(true, 0, Infinity)).toEqual({ write: true, sleepUs: 0 });
+    expect(b.decide(1, 0, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
     // a mix: the other direction goes when it is due, else the nearer one is slept to
     const m = new RateControl([409600, 1228800], 4096, 'linear', { read: 50, write: 50 }, Math.random);
-    m.issued(false); // next read at 10 ms
-    expect(m.decide(false, 1000, Infinity)).toEqual({ write: true, sleepUs: 0 });
-    m.issued(true); // next write at 3333 µs
-    expect(m.decide(false, 1000, Infinity)).toEqual({ write: true, sleepUs: 2333 });
+    m.issued(0); // next read at 10 ms
+    expect(m.decide(0, 1000, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
+    m.issued(1); // next write at 3333 µs
+    expect(m.decide(0, 1000, Infinity)).toEqual({ ddir: 1, sleepUs: 2333 });
     // rwmixread=100: no writes to switch to
     const r = new RateControl([409600, 409600], 4096, 'linear', { read: 100, write: 0 }, Math.random);
-    r.issued(false);
-    expect(r.decide(false, 0, Infinity)).toEqual({ write: false, sleepUs: 10000 });
+    r.issued(0);
+    expect(r.decide(0, 0, Infinity)).toEqual({ ddir: 0, sleepUs: 10000 });
+  });
+
+  it('holds trims to their own rate, which never turns to another direction', () => {
+    // 100 trims a second of 4 KiB; reads and writes unlimited, a mix's shares beside it
+    const t = new RateControl([0, 0, 409600], 4096, 'linear', { read: 50, write: 50 }, Math.random);
+    expect(t.decide(2, 0, Infinity)).toEqual({ ddir: 2, sleepUs: 0 });
+    t.issued(2);
+    expect(t.decide(2, 4000, Infinity)).toEqual({ ddir: 2, sleepUs: 6000 });
+    // the other directions are not held by it
+    expect(t.decide(1, 4000, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
   });
 
   it('counts a thought as time at the rate with rate_ignore_thinktime: no catching up after it', () => {
     // 100 IOPS of 4 KiB: one I/O, then 500 ms of thought
     const ignoring = new RateControl([409600, 409600], 4096, 'linear', null, Math.random);
     const catching = new RateControl([409600, 409600], 4096, 'linear', null, Math.random);
-    for (const r of [ignoring, catching]) r.issued(true);
+    for (const r of [ignoring, catching]) r.issued(1);
     // the 50 blocks it would have issued meanwhile, less one: the next goes at once, the one after
     // a block's time later (510 ms), where a job that catches up goes at once again
-    ignoring.thought(true, 500_000);
+    ignoring.thought(1, 500_000);
     for (const r of [ignoring, catching]) {
-      expect(r.decide(true, 505_000, Infinity)).toEqual({ write: true, sleepUs: 0 });
-      r.issued(true);
+      expect(r.decide(1, 505_000, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
+      r.issued(1);
     }
-    expect(ignoring.decide(true, 505_000, Infinity)).toEqual({ write: true, sleepUs: 5000 });
-    expect(catching.decide(true, 505_000, Infinity)).toEqual({ write: true, sleepUs: 0 });
+    expect(ignoring.decide(1, 505_000, Infinity)).toEqual({ ddir: 1, sleepUs: 5000 });
+    expect(catching.decide(1, 505_000, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
   });
 
   it('spaces Poisson arrivals at the rate on average', () => {
     const p = new RateControl([0, 4096 * 1000], 4096, 'poisson', null, mulberry32(7));
-    for (let i = 0; i < 20000; i++) p.issued(true);
+    for (let i = 0; i < 20000; i++) p.issued(1);
     // 20,000 gaps of 1 ms on average
-    const due = (p.decide(true, 0, Infinity) as { sleepUs: number }).sleepUs;
+    const due = (p.decide(1, 0, Infinity) as { sleepUs: number }).sleepUs;
     expect(due / 20000).toBeGreaterThan(950);
     expect(due / 20000).toBeLessThan(1050);
   });
@@ -1688,6 +1698,27 @@ describe('fio statistics and output', () => {
     );
   });
 
+  it("shows trims as t= and a trimming job as D/d, trimwrite's as a writer's W/w (eta.c)", () => {
+    const job = (rw: string) => parse(['--name=j', `--rw=${rw}`]).jobs[0];
+    expect(
+      ['trim', 'randtrim', 'trimwrite', 'randtrimwrite', 'randrw'].map((rw) => runLetter(job(rw))),
+    ).toEqual(['D', 'd', 'W', 'w', 'm']);
+    const trims = { running: 1, states: ['d'], done: 0.429, eta: 4, rB: 0, wB: 0, rI: 0, wI: 0 };
+    const line = etaLine({ ...trims, tB: 200 * 1024, tI: 50 });
+    // fio 3.33 with --rw=randtrim --rate_iops=,,50
+    expect(line).toBe('Jobs: 1 (f=1): [d(1)][42.9%][t=200KiB/s][t=50 IOPS][eta 00m:04s]');
+    expect(parseEtaLine(line)).toMatchObject({ tB: 200 * 1024, tI: 50, rB: 0, wB: 0 });
+    expect(etaLine({ ...trims, states: ['w'], wB: 102400, wI: 25, tB: 102400, tI: 25 })).toBe(
+      'Jobs: 1 (f=1): [w(1)][42.9%][w=100KiB/s,t=100KiB/s][w=25,t=25 IOPS][eta 00m:04s]',
+    );
+    // the trims' counters between two lines, as the others'
+    const was = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0, tBytes: 0, tIos: 0 };
+    expect(etaRates(was, { ...was, t: 1000, tBytes: 51 * 4096, tIos: 51 })).toMatchObject({
+      t: 204 * 1024,
+      ti: 51,
+    });
+  });
+
   it("has eta.c's first estimate once the whole seconds since fio's start, rounded up, reach 3", () => {
     expect(etaBare(1000, 1)).toBe(true);
     expect(etaBare(2000.9, 1)).toBe(true); // mtime_since_genesis() is whole ms: (2000 + 999) / 1000 = 2
@@ -1707,9 +1738,16 @@ describe('fio statistics and output', () => {
     const was = { t: 1000.2, rBytes: 0, wBytes: 4096, rIos: 0, wIos: 1 };
     // 999.9 ms pass: fio divides by 999; 1,000,000 bytes are 1,001,001 B/s, 977 whole KiB/s
     const is = { t: 2000.1, rBytes: 1_000_000, wBytes: 4096 + 3 * 4096, rIos: 1999, wIos: 4 };
-    expect(etaRates(was, is)).toEqual({ r: 977 * 1024, w: 12 * 1024, ri: 2001, wi: 3 });
+    expect(etaRates(was, is)).toEqual({ r: 977 * 1024, w: 12 * 1024, t: 0, ri: 2001, wi: 3, ti: 0 });
     // no whole millisecond between the two lines: no rate, as fio's mtime of 0
-    expect(etaRates(is, { ...is, t: is.t + 0.5, wIos: 9 })).toEqual({ r: 0, w: 0, ri: 0, wi: 0 });
+    expect(etaRates(is, { ...is, t: is.t + 0.5, wIos: 9 })).toEqual({
+      r: 0,
+      w: 0,
+      t: 0,
+      ri: 0,
+      wi: 0,
+      ti: 0,
+    });
   });
 
   it('reads its own ETA line back, to the precision it prints', () => {

@@ -35,6 +35,7 @@ import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs, ty
 import { blkStatusToErrno } from '../block/queue.ts';
 import {
   jobSize,
+  openDirect,
   rateBps,
   rwKinds,
   startOffset,
@@ -59,6 +60,8 @@ import { etaRates, runLetter, threadEta, type EtaCounters } from './fio-eta.ts';
 import { usageNow, usageSince, type ProcessUsage } from './fio-rusage.ts';
 import { ERRNO_NUM, verror, type VerrorFunc } from './fio-verror.ts';
 import { countsFatal, ERROR_VERIFY, errorKind, ioErrorOutcome, nonFatal } from './fio-td-error.ts';
+import { DDIR_READ, DDIR_TRIM, DDIR_WRITE, DDIRS, ddirName, type Ddir } from './fio-ddir.ts';
+import { InlineCall } from './fio-inline.ts';
 
 /**
  * The longest the submit loop runs on microtasks alone before it lets the event loop turn. Reads the
@@ -78,7 +81,9 @@ export interface WorkerTarget {
 
 interface Io {
   slot: Slot;
-  write: boolean;
+  ddir: Ddir;
+  /** A trim of libaio or io_uring, made inline (InlineCall): no submission of its own, no slat. */
+  inline: boolean;
   offset: number;
   tIssue: number;
   tSubmitted: number;
@@ -153,16 +158,18 @@ export class Worker {
   /** The job's epoch in ms since 1970: its JSON job_start (0 until it begins). */
   startedAtMs = 0;
   /** The direction of the last I/O issued: a thought after the reap is that I/O's (handle_thinktime()). */
-  private lastIssueWrite = false;
+  private lastIssueDdir: Ddir = DDIR_READ;
   /** The rate's sleep is over: the next I/O goes this way. */
-  private rateWake: boolean | null = null;
+  private rateWake: Ddir | null = null;
+  /** trimwrite's turn: the next I/O trims (else it writes the range the last trim went over). */
+  private trimNext = true;
   /** thinktime_blocks's counter when the job last thought (td->last_thinktime_blocks). */
   private lastThinkBlocks = 0;
   /** When the job last thought, for thinktime_iotime (td->last_thinktime). */
   private lastThink = 0;
   /** I/Os completed without error since the epoch (td->io_blocks, both directions). */
   private get completedIos(): number {
-    return this.ioBlocks[0] + this.ioBlocks[1];
+    return this.ioBlocks[0] + this.ioBlocks[1] + this.ioBlocks[2];
   }
   private tStart = 0;
   private tMeasure = 0;
@@ -183,6 +190,8 @@ export class Worker {
   private ending = false;
   /** The syncs of `fsync=N` and `fdatasync=N`, and fio's last_was_sync. */
   private readonly fsyncs: JobFsyncs;
+  /** The engine's inline calls: libaio's syncs, libaio's and io_uring's trims. */
+  private readonly inline = new InlineCall();
   /** The writes of the current pass, for its verify phase and `verify_backlog` (fio's io_piece log). */
   private readonly written: WriteLog;
   /** Whether the last I/O to complete was a write (td->last_ddir is a read until one completes). */
@@ -200,9 +209,9 @@ export class Worker {
   private verifyNext = 0;
   /** When the current phase began (fio's td->start), and the bytes it accounted in each direction. */
   private phaseStart = 0;
-  private phaseBytes = { r: 0, w: 0 };
+  private phaseBytes = [0, 0, 0];
   /** fio's elapsed_us of each direction: the phases that did its I/O, in whole µs. */
-  private elapsedUs = { r: 0, w: 0 };
+  private elapsedUs = [0, 0, 0];
   /** The runtime ended the job (fio's td->terminate from runtime_exceeded()): no verify follows. */
   private terminated = false;
   /** The latency target's search (null without latency_target), and whether it has ended the job. */
@@ -217,19 +226,21 @@ export class Worker {
    * Per direction, what completed since the statistics last started (td->this_io_bytes and
    * this_io_blocks).
    */
-  private thisIo = { bytes: [0, 0], blocks: [0, 0] };
+  private thisIo = { bytes: [0, 0, 0], blocks: [0, 0, 0] };
   /** Per direction, the I/Os completed without error since the epoch, the verify list's too (td->io_blocks). */
-  private ioBlocks = [0, 0];
+  private ioBlocks = [0, 0, 0];
   /** The job's logs, and its samples: of the report's bw and iops, and the logs' entries. */
   readonly logs: JobLogs;
   readonly samples: JobSamples;
   state = 'P';
   private bytesTarget: number;
   private bytesDone = 0;
-  /** Bytes of the workload issued over all passes (td->io_issue_bytes), for io_size and loops. */
-  private issuedBytes = 0;
+  /** Bytes of the workload issued over all passes per direction (td->io_issue_bytes), for io_size and loops. */
+  private issuedBytes = [0, 0, 0];
   /** The workload's I/Os issued per direction since the statistics started (td->io_issues). */
-  private ioIssues = [0, 0];
+  private ioIssues = [0, 0, 0];
+  /** trimwrite trims each block and then writes it: do_io()'s bytes and number_ios are twice the job's. */
+  private readonly trimwrite: boolean;
   /** Passes done (each with its verify phase), for `loops`. */
   private passes = 0;
 
@@ -247,7 +258,8 @@ export class Worker {
       stats: this.stats,
       path: target.path,
       synchronous: this.synchronous,
-      direct: job.direct,
+      inline: this.inline,
+      direct: openDirect(job),
       inflight: () => this.inflight,
       addInflight: (n) => (this.inflight += n),
       writesIssued: () => this.ioIssues[1],
@@ -258,6 +270,7 @@ export class Worker {
     });
     this.stderr = new JobStderr(io, target.vfs, () => this.pump());
     this.kinds = rwKinds(job.rw);
+    this.trimwrite = this.kinds.trim && this.kinds.write;
     const bytes = target.disk.queue.capacity() * 512;
     const size = jobSize(job, bytes, target.subjob);
     const seed =
@@ -267,16 +280,15 @@ export class Worker {
     this.seed = seed;
     this.seedGenerators();
     const bps = rateBps(job);
-    this.rate =
-      bps[0] || bps[1]
-        ? new RateControl(
-            bps,
-            job.bs,
-            job.rateProcess,
-            this.kinds.read && this.kinds.write ? { read: job.rwmixread, write: 100 - job.rwmixread } : null,
-            () => this.rateRand(),
-          )
-        : null;
+    this.rate = DDIRS.some((d) => bps[d] && this.does(d))
+      ? new RateControl(
+          bps,
+          job.bs,
+          job.rateProcess,
+          this.kinds.read && this.kinds.write ? { read: job.rwmixread, write: 100 - job.rwmixread } : null,
+          () => this.rateRand(),
+        )
+      : null;
     const start = startOffset(job, bytes, target.subjob);
     // a distribution's own generator (fio's f->zipf and f->gauss), seeded once for the job
     const distRand = mulberry32(seed ^ 0x2545f491);
@@ -297,7 +309,7 @@ export class Worker {
     );
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
     this.written = this.newWriteLog();
-    this.direct = job.direct;
+    this.direct = openDirect(job);
     this.depth = jobDepth(job);
     this.buffers = new IoSlots(job, index, target.disk);
     // io_size=N% cuts the pass (setup_files(): o->size becomes the share), not the region its random
@@ -312,7 +324,7 @@ export class Worker {
       rampDone: () => this.rampDone,
     });
     this.latTarget = job.latencyTarget.targetNs ? new LatencyTarget(job.latencyTarget, this.depth) : null;
-    this.minRate = [0, 1].some((d) => job.rateMin[d] || job.rateIopsMin[d]) ? new MinRateCheck(job) : null;
+    this.minRate = DDIRS.some((d) => job.rateMin[d] || job.rateIopsMin[d]) ? new MinRateCheck(job) : null;
     // init.c: a start delay given as a range is drawn once a job, between its ends, whole µs
     const [low, high] = job.startDelay;
     this.startDelayMs =
@@ -335,7 +347,11 @@ export class Worker {
       // range by range
       if (this.job.invalidate) await cache.flushBuffers();
     } else {
-      const f = await this.target.vfs.open(this.target.path, { read: true, write: this.kinds.write });
+      // O_RDWR for a job that writes or trims (BLKDISCARD needs a file open for writing)
+      const f = await this.target.vfs.open(this.target.path, {
+        read: true,
+        write: this.kinds.write || this.kinds.trim,
+      });
       if ('errno' in f) {
         this.io.stderr(`fio: failed opening ${this.target.path}: ${STRERROR[f.errno]}\n`);
         this.stats.error = ERRNO_NUM[f.errno];
@@ -431,7 +447,7 @@ export class Worker {
     this.lastTurn = this.tStart;
     this.lastThink = this.tStart;
     this.setEpoch(this.tStart);
-    this.shown = { t: this.tStart, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
+    this.shown = { t: this.tStart, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0, tBytes: 0, tIos: 0 };
     this.tMeasure = this.tStart + j.rampTime;
     this.tEnd = j.runtime !== null ? this.tMeasure + j.runtime : Infinity;
     this.samples.start(this.tMeasure, this.tEnd);
@@ -444,7 +460,7 @@ export class Worker {
   private async startPhase(phase: 'io' | 'verify', t: number): Promise<void> {
     this.phase = phase;
     this.phaseStart = t;
-    this.phaseBytes = { r: 0, w: 0 };
+    this.phaseBytes = [0, 0, 0];
     // clear_io_state() before each pass after the first (verify_only's dry run is its pass): with
     // randrepeat (the default) the generators are seeded again (td_fill_rand_seeds()), so that every
     // pass issues the first's random offsets, directions and verify seeds, in the first's order
@@ -463,6 +479,7 @@ export class Worker {
     if (phase === 'io') {
       // the pass starts with its queue drained: refilled one I/O a commit, as the job's first fill
       if (this.ioPhases > 1) this.refillFromEmpty = true;
+      this.trimNext = true;
       // prune_io_piece_log(): each pass verifies what it wrote itself
       this.written.clear();
       this.bytesDone = 0;
@@ -475,8 +492,8 @@ export class Worker {
       // verify_only, what the pass would have
       this.verifyList = this.job.verifyOnly
         ? dryRun(this.offsets.count, this.kinds.write, this.newWriteLog(), () => {
-            const write = this.pickWrite();
-            return { write, offset: this.offsets.next(write) };
+            const d = this.pickDdir();
+            return { write: d === DDIR_WRITE, offset: this.offsets.next(d) };
           }).map((offset) => ({ offset, logged: null }))
         : this.written.drain().map((logged) => ({ offset: logged.offset, logged }));
       this.verifyNext = 0;
@@ -545,13 +562,13 @@ export class Worker {
       // thread_main(): a direction the job does, once it has moved bytes since the statistics
       // started (td->io_bytes, the verify phases' reads in it) — and a writer's reads with a
       // backlog (TD_F_VER_BACKLOG)
-      if (this.stats.read.bytes && (this.kinds.read || this.job.verifyBacklog)) this.elapsedUs.r += us;
-      if (this.stats.write.bytes && this.kinds.write) this.elapsedUs.w += us;
-    } else this.elapsedUs.r += us;
-    if (this.stats.read.ios) this.stats.read.runtimeMs = msOfUs(this.elapsedUs.r);
-    if (this.stats.write.ios) this.stats.write.runtimeMs = msOfUs(this.elapsedUs.w);
+      for (const d of DDIRS)
+        if (this.stats.dir(d).bytes && (this.does(d) || (d === DDIR_READ && this.job.verifyBacklog)))
+          this.elapsedUs[d] += us;
+    } else this.elapsedUs[DDIR_READ] += us;
+    for (const d of DDIRS) if (this.stats.dir(d).ios) this.stats.dir(d).runtimeMs = msOfUs(this.elapsedUs[d]);
     // a pass that did no I/O ends the job (do_io() with no bytes done marks it terminated)
-    const idle = this.phase === 'io' && !this.phaseBytes.r && !this.phaseBytes.w;
+    const idle = this.phase === 'io' && this.phaseBytes.every((b) => !b);
     if (!this.stats.error && !this.stopping && !this.terminated && !idle) {
       if (this.phase === 'io' && verifiesWrites(this.job)) {
         void this.startPhase('verify', t);
@@ -585,8 +602,16 @@ export class Worker {
     if (this.job.timeBased && (this.job.verify === 'none' || this.synchronous)) return true;
     // io_issue_bytes_exceeded(), which a time_based job does not look at
     if (!this.job.timeBased && this.issueBytesExceeded()) return false;
-    // one pass, the ramp's I/O included
-    return this.bytesDone + this.inflightBytes() < this.bytesTarget;
+    // one pass, the ramp's I/O included; trimwrite's twice the size, its trims and its writes
+    return this.bytesDone + this.inflightBytes() < this.bytesTarget * (this.trimwrite ? 2 : 1);
+  }
+
+  /** trimwrite's last trim: where its next write goes. */
+  private lastTrim = 0;
+
+  /** Whether the job's workload goes in direction `d` (td_read(), td_write(), td_trim()). */
+  private does(d: Ddir): boolean {
+    return d === DDIR_READ ? this.kinds.read : d === DDIR_WRITE ? this.kinds.write : this.kinds.trim;
   }
 
   /** Whether the job goes on past this pass: do_io()'s own test of its issued bytes, not the pass's. */
@@ -597,17 +622,25 @@ export class Worker {
 
   /**
    * io_issue_bytes_exceeded(): the job's issued bytes over all its passes against io_size (else
-   * size) times loops, or number_ios against what completed or is in flight.
+   * size) times loops, or number_ios against what completed or is in flight. The bytes are those of
+   * the job's directions as io_bytes_exceeded() picks them: reads and writes of a mixed job, else the
+   * writes (trimwrite's too), the reads, the trims.
    */
   private issueBytesExceeded(): boolean {
-    return (
-      this.issuedBytes >= (this.job.ioSize ?? this.bytesTarget) * this.job.loops || this.exceedsNumberIos()
-    );
+    const k = this.kinds;
+    const b = this.issuedBytes;
+    const bytes =
+      k.read && k.write ? b[0] + b[1] : k.write ? b[DDIR_WRITE] : k.read ? b[DDIR_READ] : b[DDIR_TRIM];
+    return bytes >= (this.job.ioSize ?? this.bytesTarget) * this.job.loops || this.exceedsNumberIos();
   }
 
-  /** exceeds_number_ios(): I/Os completed (td->io_blocks) and in flight, against number_ios × loops. */
+  /**
+   * exceeds_number_ios(): I/Os completed (td->io_blocks) and in flight, against number_ios × loops —
+   * twice number_ios for trimwrite, which do_io() doubles.
+   */
   private exceedsNumberIos(): boolean {
-    return this.job.numberIos > 0 && this.completedIos + this.inflight >= this.job.numberIos * this.job.loops;
+    const ios = this.job.numberIos * (this.trimwrite ? 2 : 1);
+    return ios > 0 && this.completedIos + this.inflight >= ios * this.job.loops;
   }
 
   /**
@@ -617,7 +650,7 @@ export class Worker {
   private ioSizeLeft(): boolean {
     const j = this.job;
     if (j.ioSize === null || this.exceedsNumberIos()) return false;
-    return j.ioSize - (this.stats.read.bytes + this.stats.write.bytes) >= j.bs;
+    return j.ioSize - this.stats.dirs.reduce((n, d) => n + d.bytes, 0) >= j.bs;
   }
 
   private inflightBytes(): number {
@@ -641,7 +674,7 @@ export class Worker {
     // a look the last issue left for after the reap is taken now
     if (this.thinkAfterReap) {
       this.thinkAfterReap = false;
-      if (this.phase === 'io') this.think(t, this.lastIssueWrite);
+      if (this.phase === 'io') this.think(t, this.lastIssueDdir);
     }
     if (this.checksAfterReap) {
       this.checksAfterReap = false;
@@ -651,7 +684,7 @@ export class Worker {
     // nor while verify_dump's files are written
     let sync: SyncKind | null = null;
     while (
-      !this.fsyncs.blocking &&
+      !this.inline.blocking &&
       !this.stalls.stalled &&
       !this.stderr.busy &&
       this.inflight < this.queueDepth &&
@@ -672,16 +705,23 @@ export class Worker {
         sync = null;
         continue;
       }
-      const write = back ? false : this.rateIssue(t);
-      if (write === null) break;
-      this.issue(t, back ?? write);
-      this.rate?.issued(write);
-      this.lastIssueWrite = write;
-      n++;
+      const ddir = back ? DDIR_READ : this.rateIssue(t);
+      if (ddir === null) break;
+      // libaio and io_uring trim inline: what their queue holds goes in first (FIO_Q_BUSY), and the
+      // trim is a commit of its own
+      const inline = ddir === DDIR_TRIM && !this.synchronous;
+      if (inline && n) {
+        this.committed(n);
+        n = 0;
+      }
+      this.issue(t, back ?? ddir);
+      this.rate?.issued(ddir);
+      this.lastIssueDdir = ddir;
+      if (!inline) n++;
       const full = this.inflight >= this.queueDepth;
       if (this.job.thinktime && this.phase === 'io') {
         if (full) this.thinkAfterReap = true;
-        else this.think(t, write);
+        else this.think(t, ddir);
       }
       if (this.latTarget || this.minRate) {
         if (full) this.checksAfterReap = true;
@@ -698,7 +738,7 @@ export class Worker {
     // a stall after the last I/O is the job's too (fio thinks after it): its wake ends the phase
     if (
       this.inflight === 0 &&
-      !this.fsyncs.blocking &&
+      !this.inline.blocking &&
       !this.stalls.stalled &&
       !this.thinkAfterReap &&
       !this.stderr.busy &&
@@ -746,7 +786,7 @@ export class Worker {
       !this.synchronous ||
       this.phase !== 'io' ||
       this.inflight !== 0 ||
-      this.fsyncs.blocking ||
+      this.inline.blocking ||
       this.stalls.stalled ||
       this.stderr.busy ||
       this.more(t) ||
@@ -756,9 +796,9 @@ export class Worker {
     return this.fsyncs.due(this.kinds.write);
   }
 
-  /** break_on_this_error()'s count of an error that ends the job (countsFatal()). */
-  private countFatal(write: boolean, errno: number): void {
-    if (countsFatal(this.job, this.synchronous, write, errno)) this.stats.countError(errno);
+  /** break_on_this_error()'s count of an error that ends the job (countsFatal()): a trim's is a write's. */
+  private countFatal(d: Ddir, errno: number): void {
+    if (countsFatal(this.job, this.synchronous, d !== DDIR_READ, errno)) this.stats.countError(errno);
   }
 
   /** queue_full()'s bound: the latency target's depth where it has one, else the job's. */
@@ -774,20 +814,20 @@ export class Worker {
    */
   private resetAllStats(t: number): void {
     this.lastThinkBlocks -= this.thinkCounter();
-    this.ioBlocks = [0, 0];
-    this.ioIssues = [0, 0];
+    this.ioBlocks = [0, 0, 0];
+    this.ioIssues = [0, 0, 0];
     this.fsyncs.lastWasSync = false;
     this.lastThink = t;
     this.stats.resetIo();
     this.rate?.reset();
     this.setEpoch(t);
     this.phaseStart = t;
-    this.elapsedUs = { r: 0, w: 0 };
+    this.elapsedUs = [0, 0, 0];
     this.samples.restart(t);
     this.latTarget?.reset(t, 0);
     this.logs.hist?.reset();
     // reset_io_counters(td, 1)
-    this.thisIo = { bytes: [0, 0], blocks: [0, 0] };
+    this.thisIo = { bytes: [0, 0, 0], blocks: [0, 0, 0] };
     this.minRate?.reset();
   }
 
@@ -839,12 +879,12 @@ export class Worker {
 
   /** lat_fatal(): the I/O's lat (ns) was over `maxNs`; the job fails with ETIMEDOUT. */
   private latFatal(io: Io, latNs: number, maxNs: number): void {
-    const line = `fio: latency of ${latNs} nsec exceeds specified max (${maxNs} nsec): ${this.target.path} ${io.write ? 'write' : 'read'} ${io.offset} ${this.job.bs}`;
+    const line = `fio: latency of ${latNs} nsec exceeds specified max (${maxNs} nsec): ${this.target.path} ${ddirName(io.ddir)} ${io.offset} ${this.job.bs}`;
     // lat_fatal() sets the error and the completion's: an ignore_error list naming ETIMEDOUT (110)
     // makes it non-fatal, said and counted at each I/O over the bound
     if (
       !this.stats.error &&
-      nonFatal(this.job, errorKind(io.write, ERRNO_NUM.ETIMEDOUT), ERRNO_NUM.ETIMEDOUT)
+      nonFatal(this.job, errorKind(io.ddir !== DDIR_READ, ERRNO_NUM.ETIMEDOUT), ERRNO_NUM.ETIMEDOUT)
     ) {
       this.stderr.say(line + '\n');
       this.stats.verror = verror('max latency exceeded', STRERROR.ETIMEDOUT);
@@ -852,15 +892,32 @@ export class Worker {
       return;
     }
     // io_u_sync_complete()'s -1, as break_on_this_error() takes it
-    if (!this.stats.error) this.countFatal(io.write, 1);
+    if (!this.stats.error) this.countFatal(io.ddir, 1);
     this.fail('ETIMEDOUT', 'max latency exceeded', line);
   }
 
-  private pickWrite(): boolean {
+  /** The workload's next direction, as get_rw_ddir() and then set_rw_ddir() choose it. */
+  private pickDdir(): Ddir {
+    return this.setRwDdir(this.getRwDdir());
+  }
+
+  /**
+   * get_rw_ddir(): a mixed job's direction by rwmixread, else the job's — the writes' for trimwrite,
+   * where td_write() is looked at before td_trim(). The rate decides on this direction.
+   */
+  private getRwDdir(): Ddir {
     const k = this.kinds;
-    if (!k.read) return true;
-    if (!k.write) return false;
-    return this.rand() * 100 >= this.job.rwmixread;
+    if (k.read && k.write) return this.rand() * 100 >= this.job.rwmixread ? DDIR_WRITE : DDIR_READ;
+    return k.read ? DDIR_READ : k.write ? DDIR_WRITE : DDIR_TRIM;
+  }
+
+  /**
+   * set_rw_ddir(): trimwrite trims and then writes the range it trimmed, in turn, whatever
+   * get_rw_ddir() and the rate said — so a write rate holds both, and a trim rate neither (fio 3.33).
+   */
+  private setRwDdir(d: Ddir): Ddir {
+    if (!this.trimwrite) return d;
+    return this.trimNext ? DDIR_TRIM : DDIR_WRITE;
   }
 
   /**
@@ -868,18 +925,18 @@ export class Worker {
    * it is not to be issued now — ahead of the rate (a stall is then set) or past the runtime. The
    * verify phase reads its list unrated, as do_verify() does.
    */
-  private rateIssue(t: number): boolean | null {
-    if (this.phase === 'verify') return false;
+  private rateIssue(t: number): Ddir | null {
+    if (this.phase === 'verify') return DDIR_READ;
     if (this.rateWake !== null) {
       // slept to this direction's time: it goes now
       const w = this.rateWake;
       this.rateWake = null;
-      return w;
+      return this.setRwDdir(w);
     }
-    const write = this.pickWrite();
-    if (!this.rate) return write;
+    const ddir = this.getRwDdir();
+    if (!this.rate) return this.setRwDdir(ddir);
     const epoch = this.epoch!.t;
-    const d = this.rate.decide(write, (t - epoch) * 1000, (this.tEnd - epoch) * 1000);
+    const d = this.rate.decide(ddir, (t - epoch) * 1000, (this.tEnd - epoch) * 1000);
     if (d === 'timeout') {
       this.terminated = true;
       return null;
@@ -887,10 +944,10 @@ export class Worker {
     if (d.sleepUs > 0) {
       // what is in flight completes first, however long that takes, and then the whole sleep
       // (io_u_quiesce(), then usec_sleep() of what rate_ddir() worked out before it)
-      this.stalls.add(d.sleepUs, 0, () => (this.rateWake = d.write));
+      this.stalls.add(d.sleepUs, 0, () => (this.rateWake = d.ddir));
       return null;
     }
-    return d.write;
+    return this.setRwDdir(d.ddir);
   }
 
   /**
@@ -899,7 +956,7 @@ export class Worker {
    * since it — the job stalls: `thinktime_spin` of busy CPU, then the rest of `thinktime` asleep,
    * neither past the runtime.
    */
-  private think(t: number, write: boolean): void {
+  private think(t: number, ddir: Ddir): void {
     const j = this.job;
     let due = false;
     if (j.thinktimeIotime) {
@@ -911,7 +968,7 @@ export class Worker {
     if (b >= this.lastThinkBlocks + j.thinktimeBlocks) due = true;
     if (!due) return;
     this.stalls.add(j.thinktime * 1000, j.thinktimeSpin * 1000, (us) => {
-      if (j.rateIgnoreThinktime) this.rate?.thought(write, us);
+      if (j.rateIgnoreThinktime) this.rate?.thought(ddir, us);
       this.lastThinkBlocks = b;
       if (j.thinktimeIotime) this.lastThink = now();
     });
@@ -919,31 +976,50 @@ export class Worker {
 
   /** thinktime_blocks's counter: blocks completed (td->io_blocks), or issued with thinktime_blocks_type=issue. */
   private thinkCounter(): number {
-    return this.job.thinktimeBlocksType === 'issue'
-      ? this.stats.read.ios + this.stats.write.ios
-      : this.completedIos;
+    return this.job.thinktimeBlocksType === 'issue' ? this.stats.totalIos : this.completedIos;
   }
 
   /**
-   * Issues one I/O: `write` a direction of the workload, or a logged write to read back (the verify
-   * phase's next, or `verify_backlog`'s).
+   * Issues one I/O: a direction of the workload, or a logged write to read back (the verify phase's
+   * next, or `verify_backlog`'s).
    */
-  private issue(t: number, what: boolean | LoggedWrite): void {
+  private issue(t: number, what: Ddir | LoggedWrite): void {
     const slot = this.buffers.free.pop()!;
     const backlog = typeof what === 'object';
-    const write = what === true;
+    const ddir = backlog ? DDIR_READ : what;
+    const write = ddir === DDIR_WRITE;
     const verify = this.phase === 'verify' || backlog;
     let offset: number;
     let logged: LoggedWrite | null = null;
     if (backlog) ({ offset } = logged = what);
     else if (this.phase === 'verify') ({ offset, logged } = this.verifyList[this.verifyNext++]);
-    else offset = this.offsets.next(write);
-    const io: Io = { slot, write, offset, tIssue: t, tSubmitted: 0, ramp: !this.rampDone, verify, logged };
+    else if (this.trimwrite && write) {
+      // trimwrite writes the range its last trim went over (get_next_block()'s last_start[DDIR_TRIM])
+      offset = this.lastTrim;
+    } else offset = this.offsets.next(ddir);
+    if (this.trimwrite) {
+      if (ddir === DDIR_TRIM) this.lastTrim = offset;
+      this.trimNext = ddir !== DDIR_TRIM;
+    }
+    const inline = ddir === DDIR_TRIM && !this.synchronous;
+    const io: Io = {
+      slot,
+      ddir,
+      inline,
+      offset,
+      tIssue: t,
+      tSubmitted: 0,
+      ramp: !this.rampDone,
+      verify,
+      logged,
+    };
     // do_io()'s run state as each I/O is issued: TD_VERIFYING for a read it checks (the backlog's, or
     // any of a job that does not both read and write), else ramping or running
     if (this.phase === 'io') {
       const checked =
-        !write && this.job.verify !== 'none' && (backlog || !(this.kinds.read && this.kinds.write));
+        ddir === DDIR_READ &&
+        this.job.verify !== 'none' &&
+        (backlog || !(this.kinds.read && this.kinds.write));
       this.state = checked ? 'V' : this.rampDone ? runLetter(this.job) : '/';
     }
     this.inflight++;
@@ -951,12 +1027,12 @@ export class Worker {
     // td->io_issue_bytes: every I/O of the workload, a failed one too, over all passes; and
     // td->io_issues, since the statistics started
     if (!verify) {
-      this.issuedBytes += this.job.bs;
-      this.ioIssues[write ? 1 : 0]++;
+      this.issuedBytes[ddir] += this.job.bs;
+      this.ioIssues[ddir]++;
     }
     // fio's total_io_u: every I/O its engine was handed, a failed one too, counted as it is queued
     // (td_io_queue()): the job's IOPS, `issued rwts` and the base of its depth and latency shares
-    (write ? this.stats.write : this.stats.read).ios++;
+    this.stats.dir(ddir).ios++;
     if (write && this.job.verify !== 'none') {
       const numberio = this.numberio++;
       // a 64-bit seed from two draws, as fio's fill_verify_pattern() multiplies two
@@ -974,6 +1050,10 @@ export class Worker {
     }
     const tIssue = now();
     io.tIssue = tIssue;
+    if (ddir === DDIR_TRIM) {
+      this.trim(io);
+      return;
+    }
     if (this.direct) {
       const p = this.target.disk.queue.submitBio({
         op: write ? 'write' : 'read',
@@ -1007,6 +1087,62 @@ export class Worker {
     }
   }
 
+  /**
+   * A trim: BLKDISCARD of the I/O's range on the job's file (do_io_u_trim(), os_trim()). A
+   * synchronous engine's is its call. libaio and io_uring make it inline: the engine counts it a
+   * submit and a completion of one, td_io_queue() an I/O at the queue's depth, and the job issues
+   * nothing until it returns (InlineCall).
+   */
+  private trim(io: Io): void {
+    const f = this.file!;
+    const p = (
+      f.discard
+        ? f.discard(io.offset, this.job.bs)
+        : Promise.resolve<IoResult>({ ok: false, errno: 'ENOTTY' })
+    ).catch((): IoResult => ({ ok: false, errno: 'EIO' }));
+    // no submission apart from the call (the issue time is set before it: FIO_ASYNCIO_SYNC_TRIM)
+    io.tSubmitted = io.tIssue;
+    const done = (r: IoResult) => this.complete(io, r.ok ? null : r.errno);
+    if (!io.inline) {
+      void p.then(done);
+      return;
+    }
+    const st = this.stats;
+    st.submitMap[batchBucket(1)]++;
+    st.totalSubmit++;
+    st.completeMap[batchBucket(1)]++;
+    st.totalComplete++;
+    // io_u_mark_depth(td, 1): at the depth the queue has, the trim in it (td->cur_depth)
+    st.depthMap[depthBucket(this.inflight)]++;
+    this.inline.begin();
+    void p.then((r) =>
+      this.inline.end(() => {
+        done(r);
+        this.pump();
+      }),
+    );
+  }
+
+  /**
+   * A failed trim. Every engine completes a trim in its queue() (FIO_Q_COMPLETED), so the error is
+   * td_io_queue()'s, with no `io_u error` line, and break_on_this_error() decides: a trim's error is
+   * of the writes' kind (td_error_type()); a fatal one is counted when the job continues on that
+   * kind, a non-fatal one counted and cleared, its message kept (the report's `err=`).
+   */
+  private trimFailed(err: Errno): void {
+    const num = ERRNO_NUM[err];
+    const kind = errorKind(true, num);
+    if (nonFatal(this.job, kind, num)) {
+      if (!this.stats.error) this.stats.verror = verror('td_io_queue engine', STRERROR[err], 'td_io_queue');
+      this.stats.countError(num);
+      // issued, it counts in the pass's bytes as if it had completed
+      this.bytesDone += this.job.bs;
+      return;
+    }
+    if (!this.stats.error && this.job.continueOnError & (1 << kind)) this.stats.countError(num);
+    this.fail(err, 'td_io_queue engine', null, 'td_io_queue');
+  }
+
   private complete(io: Io, err: Errno | null): void {
     // fio's thread may be in fsync(2): what completes meanwhile is reaped when the call returns
     if (this.fsyncs.hold(() => this.complete(io, err))) return;
@@ -1014,27 +1150,31 @@ export class Worker {
     this.inflight--;
     // io_completed(): the last thing done is no longer a sync
     this.fsyncs.completed();
-    this.lastCompletedWrite = io.write;
+    const write = io.ddir === DDIR_WRITE;
+    this.lastCompletedWrite = write;
     // a failed write leaves the log (io_completed()'s unlog_io_piece()), but for a synchronous
     // engine's: io_queue_event() puts it back with its entry still in flight, where the verify phase
     // and the backlog stop (get_next_verify()), as under fio 3.33 with continue_on_error
-    if (io.write && !(err && this.synchronous)) this.written.completed(io.offset, !err);
+    if (write && !(err && this.synchronous)) this.written.completed(io.offset, !err);
     this.buffers.free.push(io.slot);
-    this.completedBurst++;
-    if (err) {
+    // an inline trim was counted a completion of its own (trim())
+    if (!io.inline) this.completedBurst++;
+    if (err && io.ddir === DDIR_TRIM) this.trimFailed(err);
+    else if (err) {
       // its submission latency was taken as it was queued (io_u_queued()), a failure notwithstanding
-      if (!io.ramp && !this.synchronous && this.job.statsEnabled && !this.job.disableSlat)
-        (io.write ? this.stats.write : this.stats.read).slat.add((io.tSubmitted - io.tIssue) * 1e6);
-      const line = `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${io.write ? 'write' : 'read'} offset=${io.offset}, buflen=${this.job.bs}`;
+      if (!io.ramp && this.queuedSlat(io) && this.job.statsEnabled && !this.job.disableSlat)
+        this.stats.dir(io.ddir).slat.add((io.tSubmitted - io.tIssue) * 1e6);
+      const line = `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${ddirName(io.ddir)} offset=${io.offset}, buflen=${this.job.bs}`;
       const num = ERRNO_NUM[err];
       // td_io_queue(): a synchronous engine's first I/O of a direction failing as a zoned device's
       // unaligned write would (EIO), said on stdout whatever becomes of the error
-      if (this.synchronous && !io.verify && err === 'EIO' && this.ioIssues[io.write ? 1 : 0] === 1)
+      if (this.synchronous && !io.verify && err === 'EIO' && this.ioIssues[io.ddir] === 1)
         this.io.stdout(
           `fio: first I/O failed. If ${this.target.path} is a zoned block device, consider --zonemode=zbd\n`,
         );
       const o = ioErrorOutcome(this.job, {
-        write: io.write,
+        // td_error_type(): a trim's error is of the writes' kind
+        write: io.ddir !== DDIR_READ,
         errno: num,
         synchronous: this.synchronous,
         verifyPhase: this.phase === 'verify',
@@ -1050,7 +1190,7 @@ export class Worker {
         this.fail(err, o.verror ?? 'io_u error', o.said ? line : null);
       }
     } else {
-      if (!io.write && this.job.verify !== 'none' && (io.verify || !this.kinds.write)) {
+      if (io.ddir === DDIR_READ && this.job.verify !== 'none' && (io.verify || !this.kinds.write)) {
         // A read workload with verify checks what it reads (blocks written earlier with headers). A
         // mixed one does not: its reads may find blocks it has not written yet, so fio checks only
         // reads of its verify list (backend.c's do_io) — what the phase after the writes reads back.
@@ -1129,7 +1269,7 @@ export class Worker {
   private verifyFailed(): void {
     if (this.stats.error) return;
     // io_u_sync_complete()'s -1, as break_on_this_error() takes it: errno 1 of the read's kind
-    this.countFatal(false, 1);
+    this.countFatal(DDIR_READ, 1);
     this.stats.error = 84;
     // the check runs where the engine's completions are reaped: at the call's return for a
     // synchronous one
@@ -1141,14 +1281,14 @@ export class Worker {
   }
 
   private account(io: Io, t: number): void {
-    const d = io.write ? this.stats.write : this.stats.read;
+    const d = this.stats.dir(io.ddir);
     const bs = this.job.bs;
     // the pass's budget counts what it did in the ramp too: fio's issued bytes outlive the ramp's end
     // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included;
     // a read of the verify list (the verify phase's, the backlog's) is not in it (td_io_queue() leaves
     // IO_U_F_VER_LIST out of io_issue_bytes)
     if (!io.verify) this.bytesDone += bs;
-    const ddir = io.write ? 1 : 0;
+    const ddir = io.ddir;
     this.ioBlocks[ddir]++;
     // io_completed()'s this_io_bytes and this_io_blocks, the ramp's too, but no read of the verify
     // list: the bw and iops samples, and rate_min, are of the job's own I/O
@@ -1161,8 +1301,7 @@ export class Worker {
     // it reports them, with no latencies. One that completes after that end is not the run's.
     if (io.ramp && this.rampDone) return;
     d.bytes += bs;
-    if (io.write) this.phaseBytes.w += bs;
-    else this.phaseBytes.r += bs;
+    this.phaseBytes[ddir] += bs;
     // account_io_completion(): nothing of a job without stats, nor of a latency not measured
     const j = this.job;
     if (io.ramp || !j.statsEnabled) return;
@@ -1170,13 +1309,13 @@ export class Worker {
     if (!j.disableLat) {
       // max_latency, then the latency target, on the whole ns of lat
       const latNs = Math.floor(lat);
-      const maxNs = j.maxLatencyNs[io.write ? 1 : 0];
+      const maxNs = j.maxLatencyNs[ddir];
       if (maxNs && latNs > maxNs) this.latFatal(io, latNs, maxNs);
       if (this.latTarget && latNs > j.latencyTarget.targetNs) this.latStep(this.latTarget.over(), io, latNs);
       d.lat.add(lat);
     }
     // a synchronous engine's I/O has no submission apart from its call (tSubmitted is its issue)
-    if (!this.synchronous && !j.disableSlat) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
+    if (this.queuedSlat(io) && !j.disableSlat) d.slat.add((io.tSubmitted - io.tIssue) * 1e6);
     const clat = (t - io.tSubmitted) * 1e6;
     if (!j.disableClat) {
       d.clat.add(clat);
@@ -1184,7 +1323,12 @@ export class Worker {
       // marks it with the time since issue to the device, the figure clat reports), not total latency
       this.stats.markLatency(clat);
     }
-    this.samples.completed(t, io.write, io.offset, lat, clat, !io.verify);
+    this.samples.completed(t, ddir, io.offset, lat, clat, !io.verify);
+  }
+
+  /** Whether the I/O was queued by its engine, and so has a submission latency (io_u_queued()). */
+  private queuedSlat(io: Io): boolean {
+    return !this.synchronous && !io.inline;
   }
 
   /**
@@ -1195,25 +1339,35 @@ export class Worker {
     io.tSubmitted = t;
     // io_u_queued(): with slat measured, past the ramp, in a job with stats
     if (!io.ramp && this.job.statsEnabled && !this.job.disableSlat)
-      this.samples.slat(t, t - io.tIssue, io.write, io.offset);
+      this.samples.slat(t, t - io.tIssue, io.ddir, io.offset);
   }
 
   /** What the last ETA line had seen (the job's start, before the first): its time and counters. */
-  private shown: EtaCounters = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0 };
+  private shown: EtaCounters = { t: 0, rBytes: 0, wBytes: 0, rIos: 0, wIos: 0, tBytes: 0, tIos: 0 };
 
   /**
    * What the ETA line shows of this job. Its rates are fio's calc_rate()/calc_iops(): over the whole
    * milliseconds since the line before, whole KiB/s (shown as bytes) and whole IOPS.
    */
-  progress(doneSecs = 0): { rB: number; wB: number; rI: number; wI: number; eta: number } {
+  progress(doneSecs = 0): {
+    rB: number;
+    wB: number;
+    tB: number;
+    rI: number;
+    wI: number;
+    tI: number;
+    eta: number;
+  } {
     const t = now();
-    if (this.state === '_') return { rB: 0, wB: 0, rI: 0, wI: 0, eta: 0 };
+    if (this.state === '_') return { rB: 0, wB: 0, tB: 0, rI: 0, wI: 0, tI: 0, eta: 0 };
     // the measured counters: eta.c sums the bytes of jobs past TD_SETTING_UP only, so a job in its
     // ramp (TD_RAMP), whose I/O is counted until the ramp ends, shows no rate
     const ramp = !this.rampDone;
     const is = {
       t,
       rBytes: ramp ? 0 : this.stats.read.bytes,
+      tBytes: ramp ? 0 : this.stats.trim.bytes,
+      tIos: ramp ? 0 : this.ioBlocks[DDIR_TRIM],
       wBytes: ramp ? 0 : this.stats.write.bytes,
       // calc_iops(): the blocks completed (io_blocks), as the bytes are, not those issued
       rIos: ramp ? 0 : this.ioBlocks[0],
@@ -1229,10 +1383,10 @@ export class Worker {
         bytesTarget: this.bytesTarget,
         startDelayMs: this.startDelayMs,
         rampDone: this.rampDone,
-        doneBytes: this.stats.read.bytes + this.stats.write.bytes,
+        doneBytes: this.stats.read.bytes + this.stats.write.bytes + this.stats.trim.bytes,
       },
       doneSecs,
     );
-    return { rB: r.r, wB: r.w, rI: r.ri, wI: r.wi, eta };
+    return { rB: r.r, wB: r.w, tB: r.t, rI: r.ri, wI: r.wi, tI: r.ti, eta };
   }
 }

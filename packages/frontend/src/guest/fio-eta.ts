@@ -23,6 +23,8 @@ export interface EtaCounters {
   wBytes: number;
   rIos: number;
   wIos: number;
+  tBytes?: number;
+  tIos?: number;
 }
 
 /**
@@ -33,24 +35,29 @@ export interface EtaCounters {
 export function etaRates(
   was: EtaCounters,
   is: EtaCounters,
-): { r: number; w: number; ri: number; wi: number } {
+): { r: number; w: number; t: number; ri: number; wi: number; ti: number } {
   const ms = Math.floor(is.t - was.t);
   const per = (a: number, b: number) => (ms > 0 ? Math.floor(((a - b) * 1000) / ms) : 0);
   return {
     r: Math.floor(per(is.rBytes, was.rBytes) / 1024) * 1024,
     w: Math.floor(per(is.wBytes, was.wBytes) / 1024) * 1024,
+    t: Math.floor(per(is.tBytes ?? 0, was.tBytes ?? 0) / 1024) * 1024,
     ri: per(is.rIos, was.rIos),
     wi: per(is.wIos, was.wIos),
+    ti: per(is.tIos ?? 0, was.tIos ?? 0),
   };
 }
 
-/** fio's run_str letter of the workload (R/r/W/w/M/m); a mix all of one kind is that kind's (eta.c). */
+/**
+ * fio's run_str letter of the workload (R/r/W/w/M/m, D/d for trims); a mix all of one kind is that
+ * kind's, trimwrite a writer's (eta.c: td_write() holds for it).
+ */
 export function runLetter(job: FioJob): string {
   const k = rwKinds(job.rw);
   const mix = job.rwmixread;
   const read = k.read && (!k.write || mix === 100);
   const write = k.write && (!k.read || mix === 0);
-  const l = read ? 'r' : write ? 'w' : 'm';
+  const l = read ? 'r' : write ? 'w' : k.read ? 'm' : 'd';
   return k.random ? l : l.toUpperCase();
 }
 
@@ -102,7 +109,8 @@ export function threadEta(s: EtaJob, doneSecs: number): number {
         if (rampLeft <= tEta) tEta -= rampLeft;
       }
     }
-    const rateBytes = (kinds.read ? j.rate[0] : 0) + (kinds.write ? j.rate[1] : 0);
+    const rateBytes =
+      (kinds.read ? j.rate[0] : 0) + (kinds.write ? j.rate[1] : 0) + (kinds.trim ? j.rate[2] : 0);
     const rEta = rateBytes ? Math.floor(total / rateBytes) + Math.floor(s.startDelayMs / 1000) : 0;
     return rEta && tEta ? Math.min(rEta, tEta) : rEta || tEta;
   }

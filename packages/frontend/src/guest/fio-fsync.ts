@@ -9,6 +9,7 @@ import { errorKind, nonFatal } from './fio-td-error.ts';
 import { ERRNO_NUM, type VerrorFunc } from './fio-verror.ts';
 import type { FioJob } from './fio-job.ts';
 import { STRERROR, type Errno, type IoResult } from './vfs.ts';
+import type { InlineCall } from './fio-inline.ts';
 
 export type SyncKind = 'fsync' | 'fdatasync';
 
@@ -20,6 +21,8 @@ export interface FsyncWorker {
   readonly path: string;
   /** A synchronous engine (psync, sync). */
   readonly synchronous: boolean;
+  /** The engine's inline calls, which an inline sync is one of. */
+  readonly inline: InlineCall;
   readonly direct: boolean;
   /** I/Os in flight, the queued sync's too; `add` counts one in (1) or out (-1). */
   inflight(): number;
@@ -40,18 +43,10 @@ const now = (): number => performance.now();
 export class JobFsyncs {
   /** fio's td->last_was_sync: set as a sync completes, cleared by any other completion. */
   lastWasSync = false;
-  /** An inline sync is in progress: nothing is issued, and completions wait for its end. */
-  private inline = false;
-  private held: Array<() => void> = [];
   /** The inline sync waiting for the buffered I/O in flight to complete. */
   private onIdle: (() => void) | null = null;
 
   constructor(private readonly w: FsyncWorker) {}
-
-  /** Whether the job may issue nothing now: an inline sync is in progress. */
-  get blocking(): boolean {
-    return this.inline;
-  }
 
   /** io_uring queues a sync (IORING_OP_FSYNC); libaio and the synchronous engines call it inline. */
   get queued(): boolean {
@@ -78,9 +73,7 @@ export class JobFsyncs {
    * it), unless the sync waits for the buffered writes in flight. Returns whether it was held.
    */
   hold(complete: () => void): boolean {
-    if (!this.inline || this.onIdle) return false;
-    this.held.push(complete);
-    return true;
+    return !this.onIdle && this.w.inline.hold(complete);
   }
 
   /** An I/O's completion was taken: the last thing done is no longer a sync; a waiting sync may go. */
@@ -116,25 +109,26 @@ export class JobFsyncs {
     }
     if (queued) w.addInflight(1);
     else {
-      this.inline = true;
+      w.inline.begin();
       if (!w.direct && w.inflight() > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
     }
     const tIssue = now();
     const r = await w.syncFile().catch((): IoResult => ({ ok: false, errno: 'EIO' }));
     const t = now();
-    if (queued) w.addInflight(-1);
-    else this.inline = false;
-    if (r.ok) {
-      this.lastWasSync = true;
-      // account_io_completion(): past the ramp, with stats and clat measured
-      if (w.rampDone() && w.job.statsEnabled && !w.job.disableClat) st.syncLat.add((t - tIssue) * 1e6);
-    } else this.failed(kind, r.errno);
-    // do_io() goes on issuing until its queue is full before it reaps: what completed during the
-    // sync is still in flight to it (a write issued now finds last_was_sync set), and is reaped after
-    w.pump();
-    const held = this.held;
-    this.held = [];
-    for (const c of held) c();
+    const done = () => {
+      if (r.ok) {
+        this.lastWasSync = true;
+        // account_io_completion(): past the ramp, with stats and clat measured
+        if (w.rampDone() && w.job.statsEnabled && !w.job.disableClat) st.syncLat.add((t - tIssue) * 1e6);
+      } else this.failed(kind, r.errno);
+      // do_io() goes on issuing until its queue is full before it reaps: what completed during the
+      // sync is still in flight to it (a write issued now finds last_was_sync set), and is reaped after
+      w.pump();
+    };
+    if (queued) {
+      w.addInflight(-1);
+      done();
+    } else w.inline.end(done);
   }
 
   /**

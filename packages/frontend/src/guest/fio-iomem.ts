@@ -7,7 +7,7 @@ import { mulberry32 } from '@pvblk/shared';
 import type { Page } from '@pvblk/client';
 import type { BioSegment } from '../block/types.ts';
 import type { GuestDisk } from './toolbox.ts';
-import { syncEngine, type FioJob } from './fio-job.ts';
+import { openDirect, syncEngine, type FioJob } from './fio-job.ts';
 
 const PAGE = 4096;
 
@@ -54,7 +54,7 @@ export class IoSlots {
     private readonly disk: GuestDisk,
   ) {
     this.depth = jobDepth(job);
-    this.direct = job.direct;
+    this.direct = openDirect(job);
   }
 
   /**

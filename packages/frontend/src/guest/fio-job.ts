@@ -21,7 +21,17 @@ export interface LatencyPercentiles {
   lat: boolean;
 }
 
-export type FioRw = 'read' | 'write' | 'randread' | 'randwrite' | 'rw' | 'randrw';
+export type FioRw =
+  | 'read'
+  | 'write'
+  | 'trim'
+  | 'randread'
+  | 'randwrite'
+  | 'randtrim'
+  | 'rw'
+  | 'randrw'
+  | 'trimwrite'
+  | 'randtrimwrite';
 /**
  * fio's verify methods; `pattern-header` is VERIFY_PATTERN, which a `verify_pattern` given without
  * `verify` sets (a header, then the pattern), where `pattern` is VERIFY_PATTERN_NO_HDR.
@@ -391,8 +401,9 @@ export function checkJobAgainstDevice(
 }
 
 /** The bytes a second each way a job is held to (init.c's __setup_rate(): `rate`, else `rate_iops` × bs); 0: none. */
-export function rateBps(job: FioJob): [number, number] {
-  return [job.rate[0] || job.rateIops[0] * job.bs, job.rate[1] || job.rateIops[1] * job.bs];
+export function rateBps(job: FioJob): [number, number, number] {
+  const bps = (d: 0 | 1 | 2) => job.rate[d] || job.rateIops[d] * job.bs;
+  return [bps(0), bps(1), bps(2)];
 }
 
 /**
@@ -437,6 +448,12 @@ export function checkJob(job: FioJob): void {
     )
       rateLines.push(`fio: minimum rate exceeds rate, ddir ${d}`);
   if (rateLines.length) fail(...rateLines);
+  // fio's verify of trims (trim_percentage, trim_verify_zero, trim_backlog) is not this fio's; nor is
+  // the read-back of trimwrite's writes
+  if (job.verify !== 'none' && rwKinds(job.rw).trim)
+    fail(
+      `fio: ${job.name}: verify with rw=${job.rw} is not supported by this fio (use verify with a write workload)`,
+    );
   if (job.rateProcess === 'poisson') {
     // usec_for_io() divides by the blocks a second: fio 3.36 dies of SIGFPE under one
     for (const bps of rateBps(job)) {
@@ -525,16 +542,25 @@ export function verifiesWrites(job: FioJob): boolean {
   return job.verify !== 'none' && job.doVerify && rwKinds(job.rw).write;
 }
 
+/**
+ * Whether the job's file is opened O_DIRECT: `direct`, but never for a job that trims, which
+ * generic_open_file() opens without it (its skip_flags) — trimwrite's writes go through the page cache.
+ */
+export function openDirect(job: FioJob): boolean {
+  return job.direct && !rwKinds(job.rw).trim;
+}
+
 /** fio's synchronous engines (FIO_SYNCIO): one I/O at a time, each complete when its call returns. */
 export function syncEngine(job: FioJob): boolean {
   return job.ioengine === 'psync' || job.ioengine === 'sync';
 }
 
-/** Whether the job reads, writes or both. */
-export function rwKinds(rw: FioRw): { read: boolean; write: boolean; random: boolean } {
+/** Whether the job reads, writes, trims (td_read(), td_write(), td_trim()), and at random offsets. */
+export function rwKinds(rw: FioRw): { read: boolean; write: boolean; trim: boolean; random: boolean } {
   return {
     read: rw === 'read' || rw === 'randread' || rw === 'rw' || rw === 'randrw',
-    write: rw === 'write' || rw === 'randwrite' || rw === 'rw' || rw === 'randrw',
+    write: rw === 'write' || rw === 'randwrite' || rw === 'rw' || rw === 'randrw' || rw.endsWith('trimwrite'),
+    trim: rw.includes('trim'),
     random: rw.startsWith('rand'),
   };
 }

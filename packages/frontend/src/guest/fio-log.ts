@@ -14,6 +14,7 @@
  * window whole KiB/s; iops, per I/O, 1, and over a window whole I/Os a second. The engine gives the
  * samples; this file keeps them and says them.
  */
+import { DDIRS, type Ddir } from './fio-ddir.ts';
 import type { FioJob } from './fio-job.ts';
 import { FIO_IO_U_PLAT_NR, platValToIdx } from './fio-stats.ts';
 import type { GuestVfs } from './vfs.ts';
@@ -83,11 +84,12 @@ export class IoLog implements LogFile {
   private readonly chunks: Float64Array[] = [];
   private entries = 0;
   /** Per direction: the running window of an averaged log, and where it began (avg_last). */
-  private readonly windows: [Window, Window] = [
+  private readonly windows: Window[] = [
+    { n: 0, mean: 0, max: 0 },
     { n: 0, mean: 0, max: 0 },
     { n: 0, mean: 0, max: 0 },
   ];
-  private readonly avgLast: [number, number] = [0, 0];
+  private readonly avgLast = [0, 0, 0];
   full = false;
 
   constructor(
@@ -114,8 +116,7 @@ export class IoLog implements LogFile {
    * A sample at `ms` (whole milliseconds since the job's epoch): add_log_sample(). Returns whether
    * this was the entry that filled the log (the caller says so once).
    */
-  add(ms: number, value: number, write: boolean, bs: number, offset: number): boolean {
-    const ddir = write ? 1 : 0;
+  add(ms: number, value: number, ddir: Ddir, bs: number, offset: number): boolean {
     if (this.avgMsec === 0) return this.push(ms, value, ddir, bs, offset);
     const w = this.windows[ddir];
     w.n++;
@@ -133,9 +134,8 @@ export class IoLog implements LogFile {
   /** finalize_logs(): what the windows hold at the job's end, as entries at `ms`. */
   finalize(ms: number): boolean {
     if (this.avgMsec === 0) return false;
-    const a = this.flushWindow(0, ms);
-    const b = this.flushWindow(1, ms);
-    return a || b;
+    // every window flushed, in fio's order of the directions
+    return DDIRS.map((d) => this.flushWindow(d, ms)).some((filled) => filled);
   }
 
   /** The text of entries `[from, to)`: flush_samples()'s lines. */
@@ -165,7 +165,7 @@ export class IoLog implements LogFile {
   }
 
   /** __add_stat_to_log(): the window's mean (rounded half up) or maximum, if it had samples. */
-  private flushWindow(ddir: 0 | 1, ms: number): boolean {
+  private flushWindow(ddir: Ddir, ms: number): boolean {
     const w = this.windows[ddir];
     let filled = false;
     if (w.n) filled = this.push(ms, this.logMax ? w.max : Math.floor(w.mean + 0.5), ddir, 0, 0);
@@ -210,11 +210,11 @@ export class HistLog implements LogFile {
   /** A line is up to 1856 fields: 64 of them at a time. */
   readonly entriesPerWrite = 64;
   /** The buckets since the statistics began (td->ts.io_u_plat[FIO_CLAT]), per direction. */
-  private readonly cum = [new Float64Array(FIO_IO_U_PLAT_NR), new Float64Array(FIO_IO_U_PLAT_NR)];
+  private readonly cum = DDIRS.map(() => new Float64Array(FIO_IO_U_PLAT_NR));
   /** The buckets at the last entry of each direction (the entry before, that flush subtracts). */
-  private readonly before = [new Float64Array(FIO_IO_U_PLAT_NR), new Float64Array(FIO_IO_U_PLAT_NR)];
+  private readonly before = DDIRS.map(() => new Float64Array(FIO_IO_U_PLAT_NR));
   /** Per direction, where its window began (hist_last; 0: not yet). */
-  private readonly last = [0, 0];
+  private readonly last = [0, 0, 0];
   private entries: Array<{ ms: number; ddir: number; bs: number; bins: Float64Array }> = [];
   full = false;
 
@@ -231,9 +231,8 @@ export class HistLog implements LogFile {
   }
 
   /** A completion's clat (ns) at `ms`: add_clat_sample()'s part for this log. True when that filled the bound. */
-  add(ms: number, clatNs: number, write: boolean, bs: number): boolean {
+  add(ms: number, clatNs: number, d: Ddir, bs: number): boolean {
     if (!this.msec) return false;
-    const d = write ? 1 : 0;
     if (this.counts) this.cum[d][platValToIdx(clatNs)]++;
     if (!this.last[d]) this.last[d] = ms;
     const window = ms - this.last[d];
@@ -254,7 +253,7 @@ export class HistLog implements LogFile {
 
   /** reset_io_stats(): the histograms start again (the ramp's end, a latency target's final window). */
   reset(): void {
-    for (const d of [0, 1]) {
+    for (const d of DDIRS) {
       this.cum[d].fill(0);
       this.before[d].fill(0);
     }

@@ -78,7 +78,7 @@ export class Offsets {
   private readonly order: RandomOrder | null;
   private readonly draw: (() => number) | null;
   /** The next block of each direction: fio keeps a sequential position per direction (last_pos[ddir]). */
-  private readonly at = { r: 0, w: 0 };
+  private readonly at = [0, 0, 0];
 
   constructor(
     private readonly base: number,
@@ -109,10 +109,10 @@ export class Offsets {
     this.order?.newPass();
   }
 
-  next(write: boolean): number {
+  /** The next offset of direction `d` (0 read, 1 write, 2 trim). */
+  next(d: 0 | 1 | 2): number {
     if (this.draw) return this.base + this.draw() * this.bs;
     if (this.order) return this.base + this.order.next() * this.bs;
-    const d = write ? 'w' : 'r';
     return this.base + (this.at[d]++ % this.blocks) * this.bs;
   }
 }

@@ -76,15 +76,19 @@ export interface FioGlobal {
   showcmd: boolean;
 }
 
-/** fio's values of rw in its order, but for the trims this fio lacks; readwrite is rw's other name. */
+/** fio's values of rw in its order (options.c); readwrite is rw's other name. */
 const RW_VALUES: Array<[FioRw | 'readwrite', string]> = [
   ['read', 'Sequential read'],
   ['write', 'Sequential write'],
+  ['trim', 'Sequential trim'],
   ['randread', 'Random read'],
   ['randwrite', 'Random write'],
+  ['randtrim', 'Random trim'],
   ['rw', 'Sequential read and write mix'],
   ['readwrite', 'Sequential read and write mix'],
   ['randrw', 'Random read and write mix'],
+  ['trimwrite', 'Trim and write mix, trims preceding writes'],
+  ['randtrimwrite', 'Randomly trim and write mix, trims preceding writes'],
 ];
 
 function parseRw(opt: string, raw: string): FioRw {

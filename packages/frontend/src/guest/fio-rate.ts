@@ -7,21 +7,22 @@
  * (`rate_min`, `rate_iops_min`, `rate_cycle`: backend.c's check_min_rate()).
  */
 import type { FioJob } from './fio-job.ts';
+import { DDIRS, type Ddir } from './fio-ddir.ts';
 
 export type RateProcess = 'linear' | 'poisson';
 
-/** What rate_ddir() says of the next I/O: issue it (in `write`'s direction) now, after `sleepUs`, or the runtime is over. */
-export type RateDecision = { write: boolean; sleepUs: number } | 'timeout';
+/** What rate_ddir() says of the next I/O: issue it (in direction `ddir`) now, after `sleepUs`, or the runtime is over. */
+export type RateDecision = { ddir: Ddir; sleepUs: number } | 'timeout';
 
 export class RateControl {
   /** Bytes a second each way (rate_bps[]: `rate`, or `rate_iops` × bs); 0 where unlimited. */
-  private readonly bps: [number, number];
-  private next: [number, number] = [0, 0];
-  private issuedBytes: [number, number] = [0, 0];
-  private lastUsec: [number, number] = [0, 0];
+  private readonly bps: readonly number[];
+  private next = [0, 0, 0];
+  private issuedBytes = [0, 0, 0];
+  private lastUsec = [0, 0, 0];
 
   constructor(
-    bps: [number, number],
+    bps: readonly number[],
     private readonly bs: number,
     private readonly process: RateProcess,
     /** The job's mix: both directions, each with a share (td_rw() && rwmix[odir]). */
@@ -34,25 +35,25 @@ export class RateControl {
 
   /** reset_io_counters(): the ramp is over, and the epoch moves to its end. */
   reset(): void {
-    this.next = [0, 0];
-    this.issuedBytes = [0, 0];
-    this.lastUsec = [0, 0];
+    this.next = [0, 0, 0];
+    this.issuedBytes = [0, 0, 0];
+    this.lastUsec = [0, 0, 0];
   }
 
   /**
-   * rate_ddir() for an I/O chosen to go `write`'s way at `nowUs` since the epoch, with the runtime
-   * ending at `limitUs` (Infinity without one).
+   * rate_ddir() for an I/O chosen to go in direction `d` at `nowUs` since the epoch, with the runtime
+   * ending at `limitUs` (Infinity without one). Only a job that both reads and writes has another
+   * direction to turn to.
    */
-  decide(write: boolean, nowUs: number, limitUs: number): RateDecision {
-    const d = write ? 1 : 0;
-    const o = 1 - d;
-    if (this.next[d] <= nowUs) return { write, sleepUs: 0 };
-    let dir = d;
+  decide(d: Ddir, nowUs: number, limitUs: number): RateDecision {
+    if (this.next[d] <= nowUs) return { ddir: d, sleepUs: 0 };
+    const o: Ddir = d === 0 ? 1 : 0;
+    let dir: Ddir = d;
     let usec: number;
-    const otherShare = this.mixShares && (o === 1 ? this.mixShares.write : this.mixShares.read);
+    const otherShare = d !== 2 && this.mixShares && (o === 1 ? this.mixShares.write : this.mixShares.read);
     if (otherShare) {
       // the other direction is behind its rate: it goes instead
-      if (this.next[o] <= nowUs) return { write: o === 1, sleepUs: 0 };
+      if (this.next[o] <= nowUs) return { ddir: o, sleepUs: 0 };
       // both ahead: sleep to the nearer, in its direction
       if (this.next[d] <= this.next[o]) usec = this.next[d] - nowUs;
       else {
@@ -64,17 +65,16 @@ export class RateControl {
       if (nowUs > limitUs) return 'timeout';
       usec = limitUs - nowUs;
     }
-    return { write: dir === 1, sleepUs: usec };
+    return { ddir: dir, sleepUs: usec };
   }
 
   /**
-   * The job thought for `us` after an I/O went `write`'s way, with rate_ignore_thinktime: the bytes it
+   * The job thought for `us` after an I/O went in direction `d`, with rate_ignore_thinktime: the bytes it
    * would have issued meanwhile count as issued (but a block, when the thought was longer than one
    * block's time, so that the next goes at once), so that the rate does not catch up after it
    * (handle_thinktime()).
    */
-  thought(write: boolean, us: number): void {
-    const d = write ? 1 : 0;
+  thought(d: Ddir, us: number): void {
     const bps = this.bps[d];
     if (!us || !bps) return;
     const missed = Math.floor((bps * us) / 1_000_000);
@@ -83,9 +83,8 @@ export class RateControl {
     this.lastUsec[d] += us;
   }
 
-  /** An I/O went `write`'s way: its bytes counted, and the direction's next time (usec_for_io()). */
-  issued(write: boolean): void {
-    const d = write ? 1 : 0;
+  /** An I/O went in direction `d`: its bytes counted, and the direction's next time (usec_for_io()). */
+  issued(d: Ddir): void {
     this.issuedBytes[d] += this.bs;
     const bps = this.bps[d];
     if (this.process === 'poisson' && bps) {
@@ -107,13 +106,13 @@ export class RateControl {
 /** A job's rate_min and rate_iops_min, looked at every rate_cycle ms. */
 export class MinRateCheck {
   /** What completed at the min rate's last look (last_rate_check_*), with when. */
-  private lastRateCheck = { bytes: [0, 0], blocks: [0, 0], t: [0, 0] };
+  private lastRateCheck = { bytes: [0, 0, 0], blocks: [0, 0, 0], t: [0, 0, 0] };
 
   constructor(private readonly job: FioJob) {}
 
   /** reset_io_counters(): the statistics start again. */
   reset(): void {
-    this.lastRateCheck = { bytes: [0, 0], blocks: [0, 0], t: [0, 0] };
+    this.lastRateCheck = { bytes: [0, 0, 0], blocks: [0, 0, 0], t: [0, 0, 0] };
   }
 
   /**
@@ -126,7 +125,7 @@ export class MinRateCheck {
     const j = this.job;
     if (t - phaseStart < 2000) return [];
     const missed: string[] = [];
-    for (const d of [0, 1] as const) {
+    for (const d of DDIRS) {
       if (!thisIo.bytes[d] || (!j.rateMin[d] && !j.rateIopsMin[d])) continue;
       const last = this.lastRateCheck;
       if (last.bytes[d] || last.blocks[d]) {

@@ -174,9 +174,10 @@ function percentileBlock(pre: string, s: Samples, plist: number[], precision: nu
   return out;
 }
 
-function ddirName(d: 'read' | 'write'): string {
-  return d;
-}
+type DirName = 'read' | 'write' | 'trim';
+
+/** The directions in fio's order, as its reports go over them (for_each_rw_ddir()). */
+const DIR_NAMES: readonly DirName[] = ['read', 'write', 'trim'];
 
 /**
  * stat.c's convert_agg_kbytes_percent(): a job's mean bandwidth (KiB/s, truncated to an integer as fio
@@ -206,7 +207,7 @@ function iopsOf(d: DirStats): number {
 }
 
 function ddirNormal(
-  name: 'read' | 'write',
+  name: DirName,
   d: DirStats,
   plist: number[],
   precision: number,
@@ -217,7 +218,7 @@ function ddirNormal(
   const bw = bwOf(d);
   const iops = Math.floor(iopsOf(d));
   out.push(
-    `  ${ddirName(name)}: IOPS=${num2str(iops, 4, false, 'none')}, BW=${num2str(bw, 4, true, 'bytepersec')} (${num2str(bw, 4, false, 'bytepersec')})(${num2str(d.bytes, 4, true, 'byte')}/${Math.round(d.runtimeMs)}msec)${name === 'write' ? '; 0 zone resets' : ''}`,
+    `  ${name}: IOPS=${num2str(iops, 4, false, 'none')}, BW=${num2str(bw, 4, true, 'bytepersec')} (${num2str(bw, 4, false, 'bytepersec')})(${num2str(d.bytes, 4, true, 'byte')}/${Math.round(d.runtimeMs)}msec)${name === 'write' ? '; 0 zone resets' : ''}`,
   );
   if (d.slat.n) out.push(displayLat('slat', d.slat));
   if (d.clat.n) out.push(displayLat('clat', d.clat));
@@ -305,19 +306,21 @@ function ctimeOf(ms: number): string {
  * stat.c's runstats: a reporting group's aggregates over its jobs, by groupid (every group to the
  * highest, as fio has one for each), which each job's `per=` and the group's run status use.
  */
-function runStats(
-  jobs: readonly FioReportJob[],
-): Array<Record<'read' | 'write', ReturnType<typeof groupAgg>>> {
+function runStats(jobs: readonly FioReportJob[]): Array<Record<DirName, ReturnType<typeof groupAgg>>> {
   const groups = Math.max(0, ...jobs.map((j) => j.stats.groupid)) + 1;
   return Array.from({ length: groups }, (_, g) => {
     const members = jobs.filter((j) => j.stats.groupid === g);
-    return { read: groupAgg(members, 'read'), write: groupAgg(members, 'write') };
+    return {
+      read: groupAgg(members, 'read'),
+      write: groupAgg(members, 'write'),
+      trim: groupAgg(members, 'trim'),
+    };
   });
 }
 
 function groupAgg(
   jobs: FioReportJob[],
-  dir: 'read' | 'write',
+  dir: DirName,
 ): { agg: number; bytes: number; minRun: number; maxRun: number; minBw: number; maxBw: number } {
   let bytes = 0;
   let minRun = Infinity;
@@ -345,14 +348,14 @@ export function renderNormal(r: FioReport): string {
     const ts = job.stats;
     const aggs = runstats[ts.groupid];
     const shown = ts.reported;
-    if (!ts.totalIos && !ts.read.bytes && !ts.write.bytes && !shown.error) continue;
+    if (!ts.totalIos && ts.dirs.every((d) => !d.bytes) && !shown.error) continue;
     const err = shown.error ? `err=${pad(shown.error, 2)} (${shown.verror})` : `err=${pad(0, 2)}`;
     out.push(
       // show_thread_status_normal() prints the time of the report
       `${ts.name}: (groupid=${ts.groupid}, jobs=${ts.members}): ${err}: pid=${job.pid ?? r.pid}: ${ctimeOf(r.timestampMs)}`,
     );
     if (job.description) out.push(`  Description  : [${job.description}]`);
-    for (const dir of ['read', 'write'] as const) {
+    for (const dir of DIR_NAMES) {
       if (ts[dir].bytes)
         out.push(
           ...ddirNormal(
@@ -398,7 +401,7 @@ export function renderNormal(r: FioReport): string {
       `     complete  : 0=${com[0]}%, 4=${com[1]}%, 8=${com[2]}%, 16=${com[3]}%, 32=${com[4]}%, 64=${com[5]}%, >=64=${com[6]}%`,
     );
     out.push(
-      `     issued rwts: total=${ts.read.ios},${ts.write.ios},0,${ts.syncIos} short=${ts.read.shortIos},${ts.write.shortIos},0,0 dropped=${ts.read.dropIos},${ts.write.dropIos},0,0`,
+      `     issued rwts: total=${ts.read.ios},${ts.write.ios},${ts.trim.ios},${ts.syncIos} short=${ts.read.shortIos},${ts.write.shortIos},${ts.trim.shortIos},0 dropped=${ts.read.dropIos},${ts.write.dropIos},${ts.trim.dropIos},0`,
     );
     if (ts.continueOnError)
       out.push(
@@ -413,11 +416,11 @@ export function renderNormal(r: FioReport): string {
   // fio's show_group_stats() prints "\nRun status group": one blank line there, none between jobs
   for (const [groupid, aggs] of runstats.entries()) {
     out.push('', `Run status group ${groupid} (all jobs):`);
-    for (const dir of ['read', 'write'] as const) {
+    for (const dir of DIR_NAMES) {
       const g = aggs[dir];
       if (!g.maxRun) continue;
       out.push(
-        `${dir === 'read' ? '   READ' : '  WRITE'}: bw=${num2str(g.agg, 4, true, 'bytepersec')} (${num2str(g.agg, 4, false, 'bytepersec')}), ${num2str(g.minBw, 4, true, 'bytepersec')}-${num2str(g.maxBw, 4, true, 'bytepersec')} (${num2str(g.minBw, 4, false, 'bytepersec')}-${num2str(g.maxBw, 4, false, 'bytepersec')}), io=${num2str(g.bytes, 4, true, 'byte')} (${num2str(g.bytes, 4, false, 'byte')}), run=${Math.round(g.minRun)}-${Math.round(g.maxRun)}msec`,
+        `${dir.toUpperCase().padStart(7)}: bw=${num2str(g.agg, 4, true, 'bytepersec')} (${num2str(g.agg, 4, false, 'bytepersec')}), ${num2str(g.minBw, 4, true, 'bytepersec')}-${num2str(g.maxBw, 4, true, 'bytepersec')} (${num2str(g.minBw, 4, false, 'bytepersec')}-${num2str(g.maxBw, 4, false, 'bytepersec')}), io=${num2str(g.bytes, 4, true, 'byte')} (${num2str(g.bytes, 4, false, 'byte')}), run=${Math.round(g.minRun)}-${Math.round(g.maxRun)}msec`,
       );
     }
   }
@@ -567,7 +570,15 @@ export function renderJson(r: FioReport, plus = false): Record<string, unknown> 
             job.latencyPercentiles ?? CLAT_ONLY,
           )
         : emptyDir(),
-      trim: emptyDir(),
+      trim: ts.trim.ios
+        ? ddirJson(
+            ts.trim,
+            job.percentiles ?? r.percentiles,
+            plus,
+            aggs.trim.agg,
+            job.latencyPercentiles ?? CLAT_ONLY,
+          )
+        : emptyDir(),
       // its percentiles with either clat's or lat's asked for (stat.c's add_ddir_status_json())
       sync: {
         total_ios: ts.syncIos,

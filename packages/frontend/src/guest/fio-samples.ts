@@ -6,6 +6,7 @@
  */
 import { timeReduced, type FioJob } from './fio-job.ts';
 import type { JobStats } from './fio-stats.ts';
+import { DDIRS, type Ddir } from './fio-ddir.ts';
 import {
   LOG_MSEC_SLACK,
   MAX_LOG_ENTRIES,
@@ -28,8 +29,8 @@ interface SampleWindow {
   /** Where this window began, and the next tick of fio's helper thread that samples it. */
   t: number;
   next: number;
-  /** Bytes (bw) or I/Os (iops) of each direction since then: reads, writes. */
-  count: [number, number];
+  /** Bytes (bw) or I/Os (iops) of each direction since then: reads, writes, trims. */
+  count: [number, number, number];
 }
 
 const now = (): number => performance.now();
@@ -60,7 +61,7 @@ export class JobSamples {
   ) {
     const periods = statWindows(job);
     const window = (period: number, log: IoLog | null): SampleWindow | null =>
-      log?.perUnit ? null : { period, t: 0, next: 0, count: [0, 0] };
+      log?.perUnit ? null : { period, t: 0, next: 0, count: [0, 0, 0] };
     this.bwWindow = window(periods.bw, this.logs.bw);
     this.iopsWindow = window(periods.iops, this.logs.iops);
   }
@@ -77,7 +78,7 @@ export class JobSamples {
       if (!w) continue;
       w.t = t;
       w.next = t + w.period;
-      w.count = [0, 0];
+      w.count = [0, 0, 0];
     }
     this.armSampler();
   }
@@ -94,35 +95,34 @@ export class JobSamples {
    * and iops windows (`windowed`: not a read of the verify list, which fio's this_io_bytes leaves
    * out) — or, per I/O, a sample of the report's and an entry.
    */
-  completed(t: number, write: boolean, offset: number, lat: number, clat: number, windowed = true): void {
-    const d = write ? this.stats.write : this.stats.read;
+  completed(t: number, ddir: Ddir, offset: number, lat: number, clat: number, windowed = true): void {
+    const d = this.stats.dir(ddir);
     const bs = this.job.bs;
     const ms = this.logTime(t);
     const logs = this.logs;
-    if (logs.lat) this.log(logs.lat, ms, Math.floor(lat), write, offset);
-    if (logs.clat) this.log(logs.clat, ms, Math.floor(clat), write, offset);
+    if (logs.lat) this.log(logs.lat, ms, Math.floor(lat), ddir, offset);
+    if (logs.clat) this.log(logs.clat, ms, Math.floor(clat), ddir, offset);
     // the histogram is of clat's samples (add_clat_sample()), which disable_clat does not take
-    if (!this.job.disableClat && logs.hist?.add(ms, Math.floor(clat), write, bs)) this.logFull(logs.hist);
-    const ddir = write ? 1 : 0;
+    if (!this.job.disableClat && logs.hist?.add(ms, Math.floor(clat), ddir, bs)) this.logFull(logs.hist);
     if (this.bwWindow) {
       if (windowed) this.bwWindow.count[ddir] += bs;
     } else if (!this.job.disableBw) {
       // add_bw_sample(): the block's bytes over its clat, a sample of the report's and an entry
       const rate = clat >= 1 ? Math.floor((bs * 1e6) / Math.floor(clat)) : 0;
       d.bw.add(rate);
-      this.log(logs.bw!, ms, rate, write, offset);
+      this.log(logs.bw!, ms, rate, ddir, offset);
     }
     if (this.iopsWindow) {
       if (windowed) this.iopsWindow.count[ddir]++;
     } else if (!timeReduced(this.job)) {
       d.iops.add(1);
-      this.log(logs.iops!, ms, 1, write, offset);
+      this.log(logs.iops!, ms, 1, ddir, offset);
     }
   }
 
   /** An I/O queued at `t`, `ms` after its issue: its slat to the slat log. */
-  slat(t: number, ms: number, write: boolean, offset: number): void {
-    if (this.logs.slat) this.log(this.logs.slat, this.logTime(t), Math.floor(ms * 1e6), write, offset);
+  slat(t: number, ms: number, ddir: Ddir, offset: number): void {
+    if (this.logs.slat) this.log(this.logs.slat, this.logTime(t), Math.floor(ms * 1e6), ddir, offset);
   }
 
   /** A log entry's time: whole milliseconds since the job's epoch (mtime_since_now(&td->epoch)). */
@@ -130,8 +130,8 @@ export class JobSamples {
     return Math.floor(t - (this.worker.epoch() ?? t));
   }
 
-  private log(log: IoLog, ms: number, value: number, write: boolean, offset: number): void {
-    if (log.add(ms, value, write, this.job.bs, offset)) this.logFull(log);
+  private log(log: IoLog, ms: number, value: number, ddir: Ddir, offset: number): void {
+    if (log.add(ms, value, ddir, this.job.bs, offset)) this.logFull(log);
   }
 
   private logFull(log: LogFile): void {
@@ -205,7 +205,7 @@ export class JobSamples {
     const spent = Math.floor(t - w.t);
     const ms = this.logTime(t);
     const log = kind === 'bw' ? this.logs.bw : this.logs.iops;
-    for (const ddir of [0, 1] as const) {
+    for (const ddir of DDIRS) {
       const n = w.count[ddir];
       if (!n) continue;
       const rate =
@@ -216,11 +216,11 @@ export class JobSamples {
           : kind === 'bw'
             ? Math.floor(Math.floor((n * 1000) / spent) / 1024)
             : Math.floor((n * 1000) / spent);
-      const d = ddir ? this.stats.write : this.stats.read;
+      const d = this.stats.dir(ddir);
       (kind === 'bw' ? d.bw : d.iops).add(rate);
-      if (log) this.log(log, ms, rate, ddir === 1, 0);
+      if (log) this.log(log, ms, rate, ddir, 0);
     }
     w.t = t;
-    w.count = [0, 0];
+    w.count = [0, 0, 0];
   }
 }

@@ -7,6 +7,7 @@
  * histograms as HdrHistogram's compressed base64 form.
  */
 import * as hdr from 'hdr-histogram-js';
+import type { Ddir } from './fio-ddir.ts';
 
 /** fio's latency histogram (stat.h): 29 groups of 2^6 buckets, each group an octave. */
 export const FIO_IO_U_PLAT_BITS = 6;
@@ -184,7 +185,7 @@ export interface RawSamples {
   hdr: string;
 }
 
-/** One direction (read or write) of a job: fio's per-ddir fields. */
+/** One direction (read, write or trim) of a job: fio's per-ddir fields. */
 export class DirStats {
   ios = 0;
   bytes = 0;
@@ -355,6 +356,7 @@ export class JobStats {
   minf = 0;
   readonly read = new DirStats();
   readonly write = new DirStats();
+  readonly trim = new DirStats();
   readonly depthMap = new Array<number>(7).fill(0);
   readonly submitMap = new Array<number>(7).fill(0);
   readonly completeMap = new Array<number>(7).fill(0);
@@ -378,7 +380,17 @@ export class JobStats {
   ) {}
 
   get totalIos(): number {
-    return this.read.ios + this.write.ios;
+    return this.read.ios + this.write.ios + this.trim.ios;
+  }
+
+  /** The directions in fio's order (ts->...[DDIR_READ], [DDIR_WRITE], [DDIR_TRIM]). */
+  get dirs(): readonly [DirStats, DirStats, DirStats] {
+    return [this.read, this.write, this.trim];
+  }
+
+  /** Direction `d`'s statistics. */
+  dir(d: Ddir): DirStats {
+    return d === 0 ? this.read : d === 1 ? this.write : this.trim;
   }
 
   /**
@@ -404,7 +416,7 @@ export class JobStats {
   resetIo(): void {
     for (const m of [this.depthMap, this.submitMap, this.completeMap, this.latN, this.latU, this.latM])
       m.fill(0);
-    for (const d of [this.read, this.write]) {
+    for (const d of this.dirs) {
       d.ios = 0;
       d.bytes = 0;
       d.shortIos = 0;
@@ -461,6 +473,7 @@ export class JobStats {
     this.minf += o.minf;
     this.read.merge(o.read, rates);
     this.write.merge(o.write, rates);
+    this.trim.merge(o.trim, rates);
     for (let i = 0; i < 7; i++) {
       this.depthMap[i] += o.depthMap[i];
       this.submitMap[i] += o.submitMap[i];
@@ -482,14 +495,13 @@ export class JobStats {
   append(o: JobStats): void {
     const members = this.members;
     const totalRunMs = this.totalRunMs + o.totalRunMs;
-    const runtimeMs = [this.read.runtimeMs + o.read.runtimeMs, this.write.runtimeMs + o.write.runtimeMs];
+    const runtimeMs = this.dirs.map((d, i) => d.runtimeMs + o.dirs[i].runtimeMs);
     const firstError = this.firstError || o.firstError;
     this.merge(o, 'pool');
     this.firstError = firstError;
     this.members = members;
     this.totalRunMs = totalRunMs;
-    this.read.runtimeMs = runtimeMs[0];
-    this.write.runtimeMs = runtimeMs[1];
+    this.dirs.forEach((d, i) => (d.runtimeMs = runtimeMs[i]));
   }
 
   toRaw(): RawJob {
@@ -513,6 +525,7 @@ export class JobStats {
       minf: this.minf,
       read: this.read.toRaw(),
       write: this.write.toRaw(),
+      trim: this.trim.toRaw(),
       depthMap: [...this.depthMap],
       submitMap: [...this.submitMap],
       completeMap: [...this.completeMap],
@@ -546,6 +559,7 @@ export class JobStats {
     j.minf = r.minf;
     j.read.merge(DirStats.fromRaw(r.read));
     j.write.merge(DirStats.fromRaw(r.write));
+    j.trim.merge(DirStats.fromRaw(r.trim));
     r.depthMap.forEach((v, i) => (j.depthMap[i] = v));
     r.submitMap.forEach((v, i) => (j.submitMap[i] = v));
     r.completeMap.forEach((v, i) => (j.completeMap[i] = v));
@@ -581,6 +595,7 @@ export interface RawJob {
   minf: number;
   read: RawDir;
   write: RawDir;
+  trim: RawDir;
   depthMap: number[];
   submitMap: number[];
   completeMap: number[];

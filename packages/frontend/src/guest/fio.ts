@@ -99,7 +99,8 @@ export interface GuestFioCommand {
 export const FIO_USAGE = `usage: fio [global options] --name=<job> [options] [--name=<job> [options] …] [job file …]
 job files: [section] lines and key=value options, as fio's (docs/experiments.md); --section=<name>
 job options (fio's names and syntax; --opt=value or --opt value; --name=global starts global ones):
-  --filename=/dev/xvda   --rw=read|write|randread|randwrite|rw|randrw   --rwmixread=50
+  --filename=/dev/xvda   --rw=read|write|trim|randread|randwrite|randtrim|rw|randrw|trimwrite|randtrimwrite
+  --rwmixread=50
   --bs=4k   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0   --loops=1
   --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
   --invalidate=1   --fadvise_hint=0|1|random|sequential   --end_fsync=0   --fsync_on_close=0
@@ -220,6 +221,9 @@ export interface EtaStatus {
   wB: number;
   rI: number;
   wI: number;
+  /** Trims' rates (absent: none). */
+  tB?: number;
+  tI?: number;
   /**
    * The rate limits of the running jobs, summed over them and their directions (eta.c's m_rate and
    * t_rate, or m_iops and t_iops): `, 200KiB/s-1024KiB/s` or `, 100-200 IOPS` after the job count —
@@ -248,6 +252,7 @@ export function etaLimit(jobs: FioJob[]): EtaStatus['limit'] {
     for (const [d, on] of [
       [0, k.read],
       [1, k.write],
+      [2, k.trim],
     ] as const)
       if (on) {
         sum.bwMin += j.rateMin[d];
@@ -313,20 +318,16 @@ export function etaLine(p: EtaStatus, bare = false): string {
   const perc =
     p.done === null || (ramping > 0 && ramping === p.running) ? '-.-%' : `${fixed(p.done * 100, 1)}%`;
   let rates = '';
-  const has = { r: p.rB > 0 || p.rI > 0, w: p.wB > 0 || p.wI > 0 };
-  if (has.r || has.w) {
-    const bw = [
-      has.r ? `r=${num2str(p.rB, 4, true, 'bytepersec')}` : '',
-      has.w ? `w=${num2str(p.wB, 4, true, 'bytepersec')}` : '',
-    ]
-      .filter(Boolean)
-      .join(',');
-    const io = [
-      has.r ? `r=${num2str(p.rI, 4, false, 'none')}` : '',
-      has.w ? `w=${num2str(p.wI, 4, false, 'none')}` : '',
-    ]
-      .filter(Boolean)
-      .join(',');
+  // each direction with a rate or IOPS above 0, as r=, w=, t=
+  const dirs = [
+    ['r', p.rB, p.rI],
+    ['w', p.wB, p.wI],
+    ['t', p.tB ?? 0, p.tI ?? 0],
+  ] as const;
+  const shown = dirs.filter(([, b, i]) => b > 0 || i > 0);
+  if (shown.length) {
+    const bw = shown.map(([c, b]) => `${c}=${num2str(b, 4, true, 'bytepersec')}`).join(',');
+    const io = shown.map(([c, , i]) => `${c}=${num2str(i, 4, false, 'none')}`).join(',');
     rates = `[${bw}][${io} IOPS]`;
   }
   return `${head}: [${condensedRunStr(p.states)}][${perc}]${rates}[eta ${etaToStr(p.eta)}]`;
@@ -372,10 +373,10 @@ export function parseEtaLine(line: string): EtaStatus | null {
     return x ? Number(x[1]) * (unit[x[2] ?? ''] ?? 1) : 0;
   };
   const pairs = (s: string | undefined) => {
-    const r = { r: 0, w: 0 };
+    const r = { r: 0, w: 0, t: 0 };
     for (const p of (s ?? '').split(',')) {
       const [k, v] = p.split('=');
-      if (k === 'r' || k === 'w') r[k] = num(v ?? '');
+      if (k === 'r' || k === 'w' || k === 't') r[k] = num(v ?? '');
     }
     return r;
   };
@@ -398,6 +399,8 @@ export function parseEtaLine(line: string): EtaStatus | null {
     wB: bw.w,
     rI: io.r,
     wI: io.w,
+    // trims only where the line shows them
+    ...(bw.t || io.t ? { tB: bw.t, tI: io.t } : {}),
     limit:
       m[2] !== undefined
         ? { kind: 'iops', min: Number(m[2]), max: Number(m[3]) }
@@ -659,6 +662,8 @@ async function runFio(
             wB: ps.reduce((a, p) => a + p.wB, 0),
             rI: ps.reduce((a, p) => a + p.rI, 0),
             wI: ps.reduce((a, p) => a + p.wI, 0),
+            tB: ps.reduce((a, p) => a + p.tB, 0),
+            tI: ps.reduce((a, p) => a + p.tI, 0),
           },
           bare,
         );
