@@ -541,17 +541,22 @@ export class BlockDeviceCache implements CachedPagesView {
   // --- ioctls ------------------------------------------------------------------------------------
 
   /**
-   * BLKDISCARD on the device (block/ioctl.c's blk_ioctl_discard(), in its order): refused with
-   * EOPNOTSUPP when the device has no discard, EPERM when it is read-only (the vbd's mode, or
-   * `readOnly`: BLKROSET), EINVAL for an empty range, one not aligned to the logical block size or one
-   * past the device's end; else the cached pages of the range are dropped (truncate_bdev_range()) and
-   * the discard goes down, its status the call's. `n` is the range's bytes.
+   * BLKDISCARD on the device (block/ioctl.c's blk_ioctl_discard(), in its order), or with `secure`
+   * BLKSECDISCARD: refused with EOPNOTSUPP when the device has no discard (no secure one), EPERM when
+   * it is read-only (the vbd's mode, or `readOnly`: BLKROSET), EINVAL for an empty range, one not
+   * aligned to the logical block size or one past the device's end; else the cached pages of the
+   * range are dropped, dirty ones too (truncate_bdev_range()), and the discard goes down, its status
+   * the call's. `n` is the range's bytes.
    */
-  async discard(start: number, len: number, readOnly = false): Promise<IoResult> {
+  async discard(
+    start: number,
+    len: number,
+    o: { readOnly?: boolean; secure?: boolean } = {},
+  ): Promise<IoResult> {
     const q = this.queue;
     const limits = q.limits();
-    if (!limits.discard) return fail('EOPNOTSUPP');
-    if (readOnly || q.driver.readOnly) return fail('EPERM');
+    if (!limits.discard || (o.secure && !limits.discard.secure)) return fail('EOPNOTSUPP');
+    if (o.readOnly || q.driver.readOnly) return fail('EPERM');
     const mask = limits.logicalBlockSize - 1;
     if (!len || start % (mask + 1) || len % (mask + 1)) return fail('EINVAL');
     if (start + len > q.capacity() * SECTOR_SIZE) return fail('EINVAL');
@@ -561,6 +566,7 @@ export class BlockDeviceCache implements CachedPagesView {
       sector: start / SECTOR_SIZE,
       segments: [],
       nrSectors: len / SECTOR_SIZE,
+      ...(o.secure ? { secure: true } : {}),
     });
     const errno = blkStatusToErrno(r.status);
     return errno ? fail(errno) : { ok: true, n: len };

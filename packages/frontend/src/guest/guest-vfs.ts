@@ -552,7 +552,7 @@ class BlockDevFile extends OpenFile {
   /** BLKDISCARD (blk_ioctl_discard()): the file must be open for writing; see BlockDeviceCache.discard(). */
   discard(start: number, len: number): Promise<IoResult> {
     if (this.closed || !this.flags.write) return Promise.resolve(fail('EBADF'));
-    return this.disk.cache.discard(start, len, this.disk.ro);
+    return this.disk.cache.discard(start, len, { readOnly: this.disk.ro });
   }
 
   /** blkdev_ioctl() for what blockdev(8) asks. */

@@ -258,9 +258,6 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
       io.stderr(`blkdiscard: ${dev}: length ${chunk} is not aligned to sector size ${secsize}\n`);
       return 1;
     }
-    // the page cache must not keep stale blocks of the discarded range, nor a readahead's
-    await d.cache.fsync();
-    await d.cache.discardRange(offset, end);
     let statsFrom = offset;
     let statsBytes = 0;
     let last = Date.now();
@@ -268,16 +265,11 @@ export function guestCommands(rt: GuestRuntime): Record<string, GuestCommand> {
       io.stdout(`${dev}: Discarded ${statsBytes} bytes from the offset ${statsFrom}\n`);
     for (let at = offset; at < end; at += chunk) {
       if (at + chunk > end) chunk = end - at;
-      const r = await d.queue.submitBio({
-        op: 'discard',
-        sector: at / 512,
-        segments: [],
-        nrSectors: chunk / 512,
-        secure,
-      });
-      if (r.status !== 'ok') {
+      // a BLKDISCARD (BLKSECDISCARD) a step: the step's cached pages dropped, then the discard
+      const r = await d.cache.discard(at, chunk, { secure });
+      if (!r.ok) {
         io.stderr(
-          `blkdiscard: ${dev}: ${secure ? 'BLKSECDISCARD' : 'BLKDISCARD'} ioctl failed: ${r.status === 'notsupp' ? 'Operation not supported' : 'Input/output error'}\n`,
+          `blkdiscard: ${dev}: ${secure ? 'BLKSECDISCARD' : 'BLKDISCARD'} ioctl failed: ${STRERROR[r.errno]}\n`,
         );
         return 1;
       }

@@ -632,7 +632,9 @@ describe('BLKDISCARD (blk_ioctl_discard())', () => {
     const ro = setup({ readOnly: true, limits });
     expect(await ro.cache.discard(0, 0)).toEqual({ ok: false, errno: 'EPERM' });
     const { driver, cache } = setup({ limits });
-    expect(await cache.discard(0, 4096, true)).toEqual({ ok: false, errno: 'EPERM' });
+    expect(await cache.discard(0, 4096, { readOnly: true })).toEqual({ ok: false, errno: 'EPERM' });
+    // BLKSECDISCARD on a device without secure discard
+    expect(await cache.discard(0, 4096, { secure: true })).toEqual({ ok: false, errno: 'EOPNOTSUPP' });
     const end = 16384 * SECTOR_SIZE;
     for (const [start, len] of [
       [0, 0],
