@@ -491,9 +491,11 @@ export class Worker {
       // what the pass wrote and its backlog has not read yet, in the log's order (WriteLog); with
       // verify_only, what the pass would have
       this.verifyList = this.job.verifyOnly
-        ? dryRun(this.offsets.count, this.kinds.write, this.newWriteLog(), () => {
+        ? // (trimwrite's dry run goes until its writes are the size, as do_dry_run()'s
+          // io_complete_bytes_exceeded() has it: a trim before each)
+          dryRun(this.offsets.count * (this.trimwrite ? 2 : 1), this.kinds.write, this.newWriteLog(), () => {
             const d = this.pickDdir();
-            return { write: d === DDIR_WRITE, offset: this.offsets.next(d) };
+            return { write: d === DDIR_WRITE, offset: this.place(d) };
           }).map((offset) => ({ offset, logged: null }))
         : this.written.drain().map((logged) => ({ offset: logged.offset, logged }));
       this.verifyNext = 0;
@@ -604,6 +606,18 @@ export class Worker {
     if (!this.job.timeBased && this.issueBytesExceeded()) return false;
     // one pass, the ramp's I/O included; trimwrite's twice the size, its trims and its writes
     return this.bytesDone + this.inflightBytes() < this.bytesTarget * (this.trimwrite ? 2 : 1);
+  }
+
+  /**
+   * Where the workload's next I/O in direction `d` goes: the offsets' next, but for trimwrite's write,
+   * which goes where its trim went (get_next_block()'s last_start[DDIR_TRIM]) — and trimwrite's turn
+   * passes to the other direction.
+   */
+  private place(d: Ddir): number {
+    if (!this.trimwrite) return this.offsets.next(d);
+    this.trimNext = d !== DDIR_TRIM;
+    if (d === DDIR_WRITE) return this.lastTrim;
+    return (this.lastTrim = this.offsets.next(d));
   }
 
   /** trimwrite's last trim: where its next write goes. */
@@ -993,14 +1007,7 @@ export class Worker {
     let logged: LoggedWrite | null = null;
     if (backlog) ({ offset } = logged = what);
     else if (this.phase === 'verify') ({ offset, logged } = this.verifyList[this.verifyNext++]);
-    else if (this.trimwrite && write) {
-      // trimwrite writes the range its last trim went over (get_next_block()'s last_start[DDIR_TRIM])
-      offset = this.lastTrim;
-    } else offset = this.offsets.next(ddir);
-    if (this.trimwrite) {
-      if (ddir === DDIR_TRIM) this.lastTrim = offset;
-      this.trimNext = ddir !== DDIR_TRIM;
-    }
+    else offset = this.place(ddir);
     const inline = ddir === DDIR_TRIM && !this.synchronous;
     const io: Io = {
       slot,
