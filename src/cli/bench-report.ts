@@ -710,14 +710,10 @@ export function renderPointJson(p: PointResult, plus: boolean): Record<string, u
   return json;
 }
 
-/** One latency of every job of every guest of a point, both directions, in one histogram. */
+/** One latency of every job of every guest of a point, all directions (trims too), in one histogram. */
 export function mergedLatency(p: PointResult, which: 'clat' | 'lat'): Samples {
   const s = new Samples();
-  for (const g of p.guests)
-    for (const j of g.jobs) {
-      s.merge(j.read[which]);
-      s.merge(j.write[which]);
-    }
+  for (const g of p.guests) for (const j of g.jobs) for (const d of j.dirs) s.merge(d[which]);
   return s;
 }
 

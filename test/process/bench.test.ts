@@ -57,7 +57,7 @@ describe.concurrent('pvblk bench: bad input', () => {
       ['--name=t', '--offset=100m'],
       ['fio: offset=104857600 is at or past the end of /dev/xvda (8388608 bytes)'],
     ],
-    [['--name=t', '--rw=trim'], ['fio: failed parsing rw=trim']],
+    [['--name=t', '--rw=trimread'], ['fio: failed parsing rw=trimread']],
     [
       ['--name=t', '--warmup=2h'],
       ['warmup: max value out of range: 2h (1h max)', 'fio: failed parsing warmup=2h'],
@@ -155,7 +155,7 @@ describe.concurrent('pvblk bench: bad input', () => {
       expect(r.code).toBe(1);
       for (const l of lines) expect(r.stderr).toContain(l);
       // a bad choice's table of valid values goes to stdout, as fio's show_option_values() says it
-      if (args.includes('--rw=trim'))
+      if (args.includes('--rw=trimread'))
         expect(r.stdout).toMatch(/^ {8}valid values: read {7}Sequential read\n/);
       else expect(r.stdout).toBe('');
       // a stack would have made its temporary directory here

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { JobStats, Samples } from '@pvblk/frontend';
-import { compare, comparisonLines, prefixLines } from '../../src/cli/bench-report.ts';
+import {
+  compare,
+  comparisonLines,
+  mergedLatency,
+  prefixLines,
+  type PointResult,
+} from '../../src/cli/bench-report.ts';
 
 /**
  * A QD1 job whose every write spent 30 µs in submission (fio's slat) and 100 µs after it (clat),
@@ -67,5 +73,16 @@ describe("several guests' stderr", () => {
     expect(prefixLines('fio: one\nfio: two\n', 'guest1: ')).toBe('guest1: fio: one\nguest1: fio: two\n');
     expect(prefixLines('a\n\nb', 'g: ')).toBe('g: a\n\ng: b');
     expect(prefixLines('', 'g: ')).toBe('');
+  });
+});
+
+describe("a point's merged latency (the sweep table's clat, the CDF plots)", () => {
+  it('holds every direction of every job, trims too', () => {
+    const trims = new JobStats('t');
+    for (let i = 0; i < 10; i++) trims.trim.clat.add(1_000_000);
+    const point = { guests: [{ jobs: [job(10), trims] }] } as unknown as PointResult;
+    const clat = mergedLatency(point, 'clat');
+    expect(clat.n).toBe(20);
+    expect(clat.max).toBe(1_000_000);
   });
 });

@@ -1975,6 +1975,13 @@ describe("the guest fio's non-fatal errors (continue_on_error, ignore_error, err
     (op: string, sector: number) =>
       op === 'write' && blocks(...b)(op, sector);
 
+  it("counts cleanup_pending_aio()'s reap of none when an error ends the job (fio 3.33: 0=25.0%, 4=75.0%)", async () => {
+    const r = await failing('--name=e --rw=read --bs=4k --size=64k --ioengine=psync --direct=1', reads(2));
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain('issued rwts: total=3,0,0,0');
+    expect(r.stdout).toContain('complete  : 0=25.0%, 4=75.0%, 8=0.0%');
+  });
+
   it('counts the errors it continues on and goes on: the pass, the report, JSON and terse (fio 3.33)', async () => {
     const r = await failing(
       '--name=c --rw=read --bs=4k --size=256k --direct=1 --continue_on_error=read',
@@ -2320,11 +2327,13 @@ describe('trims: rw=trim, randtrim, trimwrite, randtrimwrite (BLKDISCARD down th
     expect(dev.data.subarray(2 * 1048576, 2 * 1048576 + 32768).some((b) => b !== 0)).toBe(true);
   });
 
-  it('randtrimwrite writes where each trim went, and trims every block once', async () => {
+  it('randtrimwrite writes where each trim went, trims every block once, and makes no fsync=N sync', async () => {
     const r = await fio(
-      '--name=rtw --rw=randtrimwrite --bs=4k --offset=3m --size=32k --ioengine=psync --write_lat_log=rtw --log_offset=1',
+      '--name=rtw --rw=randtrimwrite --bs=4k --offset=3m --size=32k --ioengine=psync --write_lat_log=rtw --log_offset=1 --fsync=3',
     );
     expect(r.status).toBe(0);
+    // set_rw_ddir() turns the sync get_rw_ddir() chose into the next trim or write (fio 3.33: 0 syncs)
+    expect(r.stdout).toContain('issued rwts: total=0,8,8,0');
     const pairs = await logged('rtw');
     expect(pairs).toHaveLength(16);
     for (let i = 0; i < 16; i += 2) {
@@ -2349,6 +2358,8 @@ describe('trims: rw=trim, randtrim, trimwrite, randtrimwrite (BLKDISCARD down th
       expect(fatal.stdout).toContain(`e: (groupid=0, jobs=1): ${message}`);
       expect(fatal.stdout + fatal.stderr).not.toContain('io_u error');
       expect(fatal.stdout).toContain('issued rwts: total=0,0,4,0');
+      // each psync I/O a completion of one, and cleanup_pending_aio()'s reap of none at the end
+      expect(fatal.stdout).toContain('complete  : 0=20.0%, 4=80.0%');
       const going = await fio(`${args} --continue_on_error=write`);
       expect(going.status).toBe(0);
       expect(going.stdout).toContain(`e: (groupid=0, jobs=1): ${message}`);
@@ -2356,6 +2367,23 @@ describe('trims: rw=trim, randtrim, trimwrite, randtrimwrite (BLKDISCARD down th
       expect(going.stdout).toContain('errors    : total=1, first_error=5/<Input/output error>');
     } finally {
       dev.failWhen = null;
+    }
+  });
+
+  it('lets the event loop turn between inline trims that fail at once: the ETA line is drawn and Ctrl-C ends the job', async () => {
+    const quiet = { stdout: () => {}, stderr: () => {}, signal: new AbortController().signal };
+    // a read-only device: each BLKDISCARD is refused (EPERM) without reaching the ring
+    expect(await userland.run('blockdev --setro /dev/xvda', quiet)).toBe(0);
+    try {
+      const r = await interruptedFio(
+        '--name=ro --rw=randtrim --bs=4k --size=64k --ioengine=libaio --iodepth=4 --time_based --runtime=20 --eta=always --continue_on_error=write --ignore_error=,EPERM',
+        (out) => out.includes('Jobs: 1 (f=1)'),
+        'the ETA line of a job whose trims all fail',
+      );
+      expect(r.status).toBe(128);
+      expect(r.out).toMatch(/errors {4}: total=\d+, first_error=1\/<Operation not permitted>/);
+    } finally {
+      expect(await userland.run('blockdev --setrw /dev/xvda', quiet)).toBe(0);
     }
   });
 

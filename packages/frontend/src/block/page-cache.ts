@@ -575,19 +575,43 @@ export class BlockDeviceCache implements CachedPagesView {
   // --- cache management --------------------------------------------------------------------------
 
   /**
-   * Drops every cached page overlapping [from, to), dirty or not, once its I/O is done: BLKDISCARD's
-   * truncate_inode_pages_range(), so that no page read before the discard (a readahead in flight
-   * included) outlives it. Goes over the cached pages, not the range's: a discard may span the disk.
+   * BLKDISCARD's truncate_inode_pages_range() over [from, to): once their I/O is done, the cached
+   * pages inside the range are dropped, dirty or not, so that no page read before the discard (a
+   * readahead in flight included) outlives it. A page the range covers in part keeps the rest of its
+   * bytes — a write beside the range is not lost —: the range's bytes are zeroed in it and a block
+   * wholly inside the range is no longer dirty (truncate_inode_partial_folio(), whose
+   * block_invalidate_folio() discards the buffers inside). Goes over the range's pages or the cached
+   * ones, whichever are fewer: a discard may span the disk, a trim is a block.
    */
   async discardRange(from: number, to: number): Promise<void> {
-    const inRange = (cp: CachedPage): boolean =>
-      cp.index * PAGE_SIZE < to && (cp.index + 1) * PAGE_SIZE > from;
-    for (const cp of [...this.pages.values()].filter(inRange)) {
+    const first = Math.floor(from / PAGE_SIZE);
+    const end = Math.ceil(to / PAGE_SIZE);
+    const pages: CachedPage[] = [];
+    if (end - first <= this.pages.size) {
+      for (let i = first; i < end; i++) {
+        const cp = this.pages.get(i);
+        if (cp) pages.push(cp);
+      }
+    } else for (const cp of this.pages.values()) if (cp.index >= first && cp.index < end) pages.push(cp);
+    for (const cp of pages) {
       while (cp.writeback || cp.reading.some((r) => r)) {
         if (cp.writeback) await cp.writeback;
         await this.pageUnlocked(cp);
       }
-      if (this.pages.get(cp.index) === cp) this.detach(cp);
+      if (this.pages.get(cp.index) !== cp) continue;
+      const base = cp.index * PAGE_SIZE;
+      const lo = Math.max(from, base) - base;
+      const hi = Math.min(to, base + PAGE_SIZE) - base;
+      if (lo === 0 && hi === PAGE_SIZE) {
+        this.detach(cp);
+        continue;
+      }
+      cp.page.fill(0, lo, hi - lo);
+      for (let b = 0; b < cp.dirty.length; b++)
+        if (cp.dirty[b] && b * this.bs >= lo && (b + 1) * this.bs <= hi) {
+          cp.dirty[b] = false;
+          this.dirtyCount--;
+        }
     }
   }
 

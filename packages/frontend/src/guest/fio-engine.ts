@@ -542,6 +542,13 @@ export class Worker {
   private async finishPhase(): Promise<void> {
     // what the phase has still to say (verify_dump's lines, and what came after them) before its end
     await this.stderr.flushed();
+    // cleanup_pending_aio(): a phase that an error ended reaps what is left with a wait for none
+    // first, which td_io_getevents() counts as a reap of 0 whatever the engine (psync's too); what
+    // was still in flight has been reaped as it completed
+    if (this.stats.error) {
+      this.stats.completeMap[0]++;
+      this.stats.totalComplete++;
+    }
     // do_io()'s end: a writer syncs its file (end_fsync, or fsync_on_close), inside the pass's time,
     // in eta.c's TD_FSYNCING ('F'); a failed sync is the job's error (fio_io_sync()'s td_verror)
     // (should_fsync(): not right after a sync)
@@ -622,6 +629,14 @@ export class Worker {
 
   /** trimwrite's last trim: where its next write goes. */
   private lastTrim = 0;
+
+  /**
+   * A writer whose `fsync`/`fdatasync` syncs are made: not trimwrite's, whose set_rw_ddir() turns the
+   * sync get_rw_ddir() chose into its next trim or write, so that fio 3.33 never syncs it.
+   */
+  private get syncingWriter(): boolean {
+    return this.kinds.write && !this.trimwrite;
+  }
 
   /** Whether the job's workload goes in direction `d` (td_read(), td_write(), td_trim()). */
   private does(d: Ddir): boolean {
@@ -712,7 +727,7 @@ export class Worker {
         !back &&
         this.phase === 'io' &&
         this.rateWake === null &&
-        (sync = this.fsyncs.due(this.kinds.write))
+        (sync = this.fsyncs.due(this.syncingWriter))
       ) {
         if (!this.fsyncs.queued) break;
         void this.fsyncs.run(sync);
@@ -807,7 +822,7 @@ export class Worker {
       !this.passesLeft()
     )
       return null;
-    return this.fsyncs.due(this.kinds.write);
+    return this.fsyncs.due(this.syncingWriter);
   }
 
   /** break_on_this_error()'s count of an error that ends the job (countsFatal()): a trim's is a write's. */
@@ -1122,11 +1137,16 @@ export class Worker {
     // io_u_mark_depth(td, 1): at the depth the queue has, the trim in it (td->cur_depth)
     st.depthMap[depthBucket(this.inflight)]++;
     this.inline.begin();
+    // its return, and the issues and reaps that follow, after the event loop's turn when one is due
+    // (later()): trims that fail at once (no discard, a read-only disk) would otherwise hold the
+    // guest's sockets, timers and signals for the whole run
     void p.then((r) =>
-      this.inline.end(() => {
-        done(r);
-        this.pump();
-      }),
+      this.later(() =>
+        this.inline.end(() => {
+          done(r);
+          this.pump();
+        }),
+      ),
     );
   }
 

@@ -653,6 +653,29 @@ describe('BLKDISCARD (blk_ioctl_discard())', () => {
     ]);
   });
 
+  it('keeps what a page holds beside a range that covers it in part: zeroed in the range, a block inside no longer dirty', async () => {
+    // 4 KiB blocks: the block is partly in the range, stays dirty, and is written back with the range zeroed
+    const four = setup({ limits });
+    await four.cache.pwrite(Buffer.alloc(4096, 0xaa), 0);
+    expect(await four.cache.discard(1024, 512)).toEqual({ ok: true, n: 512 });
+    expect(four.cache.cachedBytes()).toBe(4096);
+    await four.cache.fsync();
+    const page = four.driver.data.subarray(0, 4096);
+    expect(page.subarray(1024, 1536).every((b) => b === 0)).toBe(true);
+    expect([...page.subarray(0, 1024), ...page.subarray(1536)].every((b) => b === 0xaa)).toBe(true);
+    // 512-byte blocks (a capacity with bit 512 set): the block inside the range is not written back
+    const small = setup({ limits, capacity: 16385 });
+    expect(small.cache.blockSize).toBe(512);
+    await small.cache.pwrite(Buffer.alloc(4096, 0xbb), 0);
+    expect(await small.cache.discard(1024, 512)).toEqual({ ok: true, n: 512 });
+    await small.cache.fsync();
+    const written = small.driver.requests.filter((x) => x.op === 'write').map((x) => [x.sector, x.nrSectors]);
+    expect(written).toEqual([
+      [0, 2],
+      [3, 5],
+    ]);
+  });
+
   it("drops the range's cached pages, dirty ones too, before the discard goes down", async () => {
     const { driver, cache } = setup({ limits });
     await cache.pwrite(Buffer.alloc(3 * 4096, 0xaa), 0);
