@@ -16,6 +16,7 @@ import {
 } from '../src/guest/fio-verify.ts';
 import { parseVerifyPattern } from '../src/guest/fio-pattern.ts';
 import { RateControl } from '../src/guest/fio-rate.ts';
+import { WorkloadDirections } from '../src/guest/fio-ddir.ts';
 import { HistLog, IoLog, jobLogs, MAX_LOG_ENTRIES, statWindows } from '../src/guest/fio-log.ts';
 import { LatencyTarget } from '../src/guest/fio-latency.ts';
 import { fioTime } from '../src/guest/fio-parse.ts';
@@ -1155,6 +1156,38 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
     const r = new RateControl([409600, 409600], 4096, 'linear', { read: 100, write: 0 }, Math.random);
     r.issued(0);
     expect(r.decide(0, 0, Infinity)).toEqual({ ddir: 0, sleepUs: 10000 });
+  });
+
+  it("turns trimwrite's directions as set_rw_ddir() does, whatever was chosen, and writes where it trimmed", () => {
+    let at = 0;
+    const offsets = { next: () => (at++ * 4096) % 16384 };
+    const tw = new WorkloadDirections({ read: false, write: true, trim: true }, 50, offsets, Math.random);
+    // the rate decides on the writes' direction; the I/O is a trim, then a write of its range
+    const seq: Array<[number, number]> = [];
+    for (let i = 0; i < 6; i++) {
+      expect(tw.chosen()).toBe(1);
+      const d = tw.turned(tw.chosen());
+      seq.push([d, tw.place(d)]);
+    }
+    expect(seq).toEqual([
+      [2, 0],
+      [1, 0],
+      [2, 4096],
+      [1, 4096],
+      [2, 8192],
+      [1, 8192],
+    ]);
+    // a new pass begins with a trim, even after a trim
+    expect(tw.turned(tw.chosen())).toBe(2);
+    tw.place(2);
+    tw.restart();
+    expect(tw.next()).toBe(2);
+    // a mixed job by rwmixread, and neither trims nor is turned
+    const draws = [0.1, 0.9];
+    const rw = new WorkloadDirections({ read: true, write: true, trim: false }, 50, offsets, () =>
+      draws.shift()!,
+    );
+    expect([rw.next(), rw.next()]).toEqual([0, 1]);
   });
 
   it('holds trims to their own rate, which never turns to another direction', () => {

@@ -15,3 +15,60 @@ export const DDIRS: readonly Ddir[] = [DDIR_READ, DDIR_WRITE, DDIR_TRIM];
 export function ddirName(d: Ddir): 'read' | 'write' | 'trim' {
   return d === DDIR_READ ? 'read' : d === DDIR_WRITE ? 'write' : 'trim';
 }
+
+/**
+ * The directions of a job's workload and where each I/O goes: io_u.c's get_rw_ddir() — a mixed job's
+ * direction by `rwmixread`, else the job's, the writes' for trimwrite, where td_write() is looked at
+ * before td_trim(), and the direction the rate decides on —, then set_rw_ddir(), which has trimwrite
+ * trim and then write the range it trimmed, in turn, whatever get_rw_ddir() and the rate said (so a
+ * write rate holds both, a trim rate neither, and a sync due is never made, as in fio 3.33).
+ */
+export class WorkloadDirections {
+  /** trimwrite's turn: the next I/O trims (else it writes the range the last trim went over). */
+  private trimNext = true;
+  /** trimwrite's last trim: where its next write goes (get_next_block()'s last_start[DDIR_TRIM]). */
+  private lastTrim = 0;
+  readonly trimwrite: boolean;
+
+  constructor(
+    private readonly kinds: { read: boolean; write: boolean; trim: boolean },
+    private readonly rwmixread: number,
+    /** The job's offsets: the next of a direction. */
+    private readonly offsets: { next(d: Ddir): number },
+    /** The job's generator, uniform in [0, 1) (seeded again for a pass: looked up at each draw). */
+    private readonly rand: () => number,
+  ) {
+    this.trimwrite = kinds.trim && kinds.write;
+  }
+
+  /** A pass begins: trimwrite's first I/O is a trim. */
+  restart(): void {
+    this.trimNext = true;
+  }
+
+  /** get_rw_ddir()'s direction, the one the rate decides on. */
+  chosen(): Ddir {
+    const k = this.kinds;
+    if (k.read && k.write) return this.rand() * 100 >= this.rwmixread ? DDIR_WRITE : DDIR_READ;
+    return k.read ? DDIR_READ : k.write ? DDIR_WRITE : DDIR_TRIM;
+  }
+
+  /** set_rw_ddir(): the direction the I/O goes in, of the one chosen (and the rate's say on it). */
+  turned(d: Ddir): Ddir {
+    if (!this.trimwrite) return d;
+    return this.trimNext ? DDIR_TRIM : DDIR_WRITE;
+  }
+
+  /** The next I/O's direction, without a rate. */
+  next(): Ddir {
+    return this.turned(this.chosen());
+  }
+
+  /** Where the next I/O in direction `d` goes; trimwrite's turn passes to the other direction. */
+  place(d: Ddir): number {
+    if (!this.trimwrite) return this.offsets.next(d);
+    this.trimNext = d !== DDIR_TRIM;
+    if (d === DDIR_WRITE) return this.lastTrim;
+    return (this.lastTrim = this.offsets.next(d));
+  }
+}

@@ -60,7 +60,15 @@ import { etaRates, runLetter, threadEta, type EtaCounters } from './fio-eta.ts';
 import { usageNow, usageSince, type ProcessUsage } from './fio-rusage.ts';
 import { ERRNO_NUM, verror, type VerrorFunc } from './fio-verror.ts';
 import { countsFatal, ERROR_VERIFY, errorKind, ioErrorOutcome, nonFatal } from './fio-td-error.ts';
-import { DDIR_READ, DDIR_TRIM, DDIR_WRITE, DDIRS, ddirName, type Ddir } from './fio-ddir.ts';
+import {
+  DDIR_READ,
+  DDIR_TRIM,
+  DDIR_WRITE,
+  DDIRS,
+  ddirName,
+  WorkloadDirections,
+  type Ddir,
+} from './fio-ddir.ts';
 import { InlineCall } from './fio-inline.ts';
 
 /**
@@ -161,8 +169,6 @@ export class Worker {
   private lastIssueDdir: Ddir = DDIR_READ;
   /** The rate's sleep is over: the next I/O goes this way. */
   private rateWake: Ddir | null = null;
-  /** trimwrite's turn: the next I/O trims (else it writes the range the last trim went over). */
-  private trimNext = true;
   /** thinktime_blocks's counter when the job last thought (td->last_thinktime_blocks). */
   private lastThinkBlocks = 0;
   /** When the job last thought, for thinktime_iotime (td->last_thinktime). */
@@ -239,8 +245,12 @@ export class Worker {
   private issuedBytes = [0, 0, 0];
   /** The workload's I/Os issued per direction since the statistics started (td->io_issues). */
   private ioIssues = [0, 0, 0];
+  /** The workload's directions, and where each I/O goes. */
+  private readonly directions: WorkloadDirections;
   /** trimwrite trims each block and then writes it: do_io()'s bytes and number_ios are twice the job's. */
-  private readonly trimwrite: boolean;
+  private get trimwrite(): boolean {
+    return this.directions.trimwrite;
+  }
   /** Passes done (each with its verify phase), for `loops`. */
   private passes = 0;
 
@@ -270,7 +280,6 @@ export class Worker {
     });
     this.stderr = new JobStderr(io, target.vfs, () => this.pump());
     this.kinds = rwKinds(job.rw);
-    this.trimwrite = this.kinds.trim && this.kinds.write;
     const bytes = target.disk.queue.capacity() * 512;
     const size = jobSize(job, bytes, target.subjob);
     const seed =
@@ -307,6 +316,7 @@ export class Worker {
           () => Math.floor(distRand() * 0x1_0000_0000),
         ),
     );
+    this.directions = new WorkloadDirections(this.kinds, job.rwmixread, this.offsets, () => this.rand());
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
     this.written = this.newWriteLog();
     this.direct = openDirect(job);
@@ -479,7 +489,7 @@ export class Worker {
     if (phase === 'io') {
       // the pass starts with its queue drained: refilled one I/O a commit, as the job's first fill
       if (this.ioPhases > 1) this.refillFromEmpty = true;
-      this.trimNext = true;
+      this.directions.restart();
       // prune_io_piece_log(): each pass verifies what it wrote itself
       this.written.clear();
       this.bytesDone = 0;
@@ -494,8 +504,8 @@ export class Worker {
         ? // (trimwrite's dry run goes until its writes are the size, as do_dry_run()'s
           // io_complete_bytes_exceeded() has it: a trim before each)
           dryRun(this.offsets.count * (this.trimwrite ? 2 : 1), this.kinds.write, this.newWriteLog(), () => {
-            const d = this.pickDdir();
-            return { write: d === DDIR_WRITE, offset: this.place(d) };
+            const d = this.directions.next();
+            return { write: d === DDIR_WRITE, offset: this.directions.place(d) };
           }).map((offset) => ({ offset, logged: null }))
         : this.written.drain().map((logged) => ({ offset: logged.offset, logged }));
       this.verifyNext = 0;
@@ -614,21 +624,6 @@ export class Worker {
     // one pass, the ramp's I/O included; trimwrite's twice the size, its trims and its writes
     return this.bytesDone + this.inflightBytes() < this.bytesTarget * (this.trimwrite ? 2 : 1);
   }
-
-  /**
-   * Where the workload's next I/O in direction `d` goes: the offsets' next, but for trimwrite's write,
-   * which goes where its trim went (get_next_block()'s last_start[DDIR_TRIM]) — and trimwrite's turn
-   * passes to the other direction.
-   */
-  private place(d: Ddir): number {
-    if (!this.trimwrite) return this.offsets.next(d);
-    this.trimNext = d !== DDIR_TRIM;
-    if (d === DDIR_WRITE) return this.lastTrim;
-    return (this.lastTrim = this.offsets.next(d));
-  }
-
-  /** trimwrite's last trim: where its next write goes. */
-  private lastTrim = 0;
 
   /**
    * A writer whose `fsync`/`fdatasync` syncs are made: not trimwrite's, whose set_rw_ddir() turns the
@@ -925,30 +920,6 @@ export class Worker {
     this.fail('ETIMEDOUT', 'max latency exceeded', line);
   }
 
-  /** The workload's next direction, as get_rw_ddir() and then set_rw_ddir() choose it. */
-  private pickDdir(): Ddir {
-    return this.setRwDdir(this.getRwDdir());
-  }
-
-  /**
-   * get_rw_ddir(): a mixed job's direction by rwmixread, else the job's — the writes' for trimwrite,
-   * where td_write() is looked at before td_trim(). The rate decides on this direction.
-   */
-  private getRwDdir(): Ddir {
-    const k = this.kinds;
-    if (k.read && k.write) return this.rand() * 100 >= this.job.rwmixread ? DDIR_WRITE : DDIR_READ;
-    return k.read ? DDIR_READ : k.write ? DDIR_WRITE : DDIR_TRIM;
-  }
-
-  /**
-   * set_rw_ddir(): trimwrite trims and then writes the range it trimmed, in turn, whatever
-   * get_rw_ddir() and the rate said — so a write rate holds both, and a trim rate neither (fio 3.33).
-   */
-  private setRwDdir(d: Ddir): Ddir {
-    if (!this.trimwrite) return d;
-    return this.trimNext ? DDIR_TRIM : DDIR_WRITE;
-  }
-
   /**
    * The next I/O's direction (get_rw_ddir()), and what the rate says of it (rate_ddir()): null when
    * it is not to be issued now — ahead of the rate (a stall is then set) or past the runtime. The
@@ -960,10 +931,10 @@ export class Worker {
       // slept to this direction's time: it goes now
       const w = this.rateWake;
       this.rateWake = null;
-      return this.setRwDdir(w);
+      return this.directions.turned(w);
     }
-    const ddir = this.getRwDdir();
-    if (!this.rate) return this.setRwDdir(ddir);
+    const ddir = this.directions.chosen();
+    if (!this.rate) return this.directions.turned(ddir);
     const epoch = this.epoch!.t;
     const d = this.rate.decide(ddir, (t - epoch) * 1000, (this.tEnd - epoch) * 1000);
     if (d === 'timeout') {
@@ -976,7 +947,7 @@ export class Worker {
       this.stalls.add(d.sleepUs, 0, () => (this.rateWake = d.ddir));
       return null;
     }
-    return this.setRwDdir(d.ddir);
+    return this.directions.turned(d.ddir);
   }
 
   /**
@@ -1022,7 +993,7 @@ export class Worker {
     let logged: LoggedWrite | null = null;
     if (backlog) ({ offset } = logged = what);
     else if (this.phase === 'verify') ({ offset, logged } = this.verifyList[this.verifyNext++]);
-    else offset = this.place(ddir);
+    else offset = this.directions.place(ddir);
     const inline = ddir === DDIR_TRIM && !this.synchronous;
     const io: Io = {
       slot,
