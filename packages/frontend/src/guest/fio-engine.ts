@@ -70,6 +70,7 @@ import {
   type Ddir,
 } from './fio-ddir.ts';
 import { InlineCall } from './fio-inline.ts';
+import { IoBudget } from './fio-io-budget.ts';
 
 /**
  * The longest the submit loop runs on microtasks alone before it lets the event loop turn. Reads the
@@ -239,10 +240,8 @@ export class Worker {
   readonly logs: JobLogs;
   readonly samples: JobSamples;
   state = 'P';
-  private bytesTarget: number;
-  private bytesDone = 0;
-  /** Bytes of the workload issued over all passes per direction (td->io_issue_bytes), for io_size and loops. */
-  private issuedBytes = [0, 0, 0];
+  /** What the job does: its pass, its bytes issued, io_size, number_ios and loops. */
+  private readonly budget: IoBudget;
   /** The workload's I/Os issued per direction since the statistics started (td->io_issues). */
   private ioIssues = [0, 0, 0];
   /** The workload's directions, and where each I/O goes. */
@@ -324,10 +323,12 @@ export class Worker {
     this.buffers = new IoSlots(job, index, target.disk);
     // io_size=N% cuts the pass (setup_files(): o->size becomes the share), not the region its random
     // offsets come from (f->io_size)
-    this.bytesTarget =
+    this.budget = new IoBudget(
+      job,
       job.ioSizePercent && job.ioSizePercent !== 100
         ? Math.floor((size * job.ioSizePercent) / 100)
-        : this.offsets.count * job.bs;
+        : this.offsets.count * job.bs,
+    );
     this.logs = jobLogs(job, index + 1);
     this.samples = new JobSamples(job, this.stats, this.logs, (s) => this.stderr.say(s), {
       epoch: () => this.epoch?.t,
@@ -492,7 +493,7 @@ export class Worker {
       this.directions.restart();
       // prune_io_piece_log(): each pass verifies what it wrote itself
       this.written.clear();
-      this.bytesDone = 0;
+      this.budget.newPass();
       // lat_target_init() at the start of do_io(): each pass searches from depth 1 again
       this.latTarget?.init(t, this.completedIos);
       // TD_RAMP's '/' until ramp_time is over (pump() ends it)
@@ -622,7 +623,7 @@ export class Worker {
     // io_issue_bytes_exceeded(), which a time_based job does not look at
     if (!this.job.timeBased && this.issueBytesExceeded()) return false;
     // one pass, the ramp's I/O included; trimwrite's twice the size, its trims and its writes
-    return this.bytesDone + this.inflightBytes() < this.bytesTarget * (this.trimwrite ? 2 : 1);
+    return this.budget.passLeft(this.inflight);
   }
 
   /**
@@ -644,41 +645,17 @@ export class Worker {
     return !this.issueBytesExceeded();
   }
 
-  /**
-   * io_issue_bytes_exceeded(): the job's issued bytes over all its passes against io_size (else
-   * size) times loops, or number_ios against what completed or is in flight. The bytes are those of
-   * the job's directions as io_bytes_exceeded() picks them: reads and writes of a mixed job, else the
-   * writes (trimwrite's too), the reads, the trims.
-   */
+  /** io_issue_bytes_exceeded(), of what completed and is in flight (IoBudget). */
   private issueBytesExceeded(): boolean {
-    const k = this.kinds;
-    const b = this.issuedBytes;
-    const bytes =
-      k.read && k.write ? b[0] + b[1] : k.write ? b[DDIR_WRITE] : k.read ? b[DDIR_READ] : b[DDIR_TRIM];
-    return bytes >= (this.job.ioSize ?? this.bytesTarget) * this.job.loops || this.exceedsNumberIos();
+    return this.budget.exceeded(this.completedIos + this.inflight);
   }
 
-  /**
-   * exceeds_number_ios(): I/Os completed (td->io_blocks) and in flight, against number_ios × loops —
-   * twice number_ios for trimwrite, which do_io() doubles.
-   */
-  private exceedsNumberIos(): boolean {
-    const ios = this.job.numberIos * (this.trimwrite ? 2 : 1);
-    return ios > 0 && this.completedIos + this.inflight >= ios * this.job.loops;
-  }
-
-  /**
-   * keep_running() once `loops` is used up: with io_size, another pass while what the job has done
-   * (td->io_bytes, verify reads included) leaves at least a block of it — unless number_ios is met.
-   */
+  /** keep_running()'s io_size (IoBudget). */
   private ioSizeLeft(): boolean {
-    const j = this.job;
-    if (j.ioSize === null || this.exceedsNumberIos()) return false;
-    return j.ioSize - this.stats.dirs.reduce((n, d) => n + d.bytes, 0) >= j.bs;
-  }
-
-  private inflightBytes(): number {
-    return this.inflight * this.job.bs;
+    return this.budget.ioSizeLeft(
+      this.stats.dirs.reduce((n, d) => n + d.bytes, 0),
+      this.completedIos + this.inflight,
+    );
   }
 
   /** Refills the free slots: fio's submit loop. */
@@ -1020,7 +997,7 @@ export class Worker {
     // td->io_issue_bytes: every I/O of the workload, a failed one too, over all passes; and
     // td->io_issues, since the statistics started
     if (!verify) {
-      this.issuedBytes[ddir] += this.job.bs;
+      this.budget.issue(ddir);
       this.ioIssues[ddir]++;
     }
     // fio's total_io_u: every I/O its engine was handed, a failed one too, counted as it is queued
@@ -1134,7 +1111,7 @@ export class Worker {
       if (!this.stats.error) this.stats.verror = verror('td_io_queue engine', STRERROR[err], 'td_io_queue');
       this.stats.countError(num);
       // issued, it counts in the pass's bytes as if it had completed
-      this.bytesDone += this.job.bs;
+      this.budget.done();
       return;
     }
     if (!this.stats.error && this.job.continueOnError & (1 << kind)) this.stats.countError(num);
@@ -1182,7 +1159,7 @@ export class Worker {
         if (!this.stats.error && o.verror) this.stats.verror = verror(o.verror, STRERROR[err]);
         this.stats.countError(num);
         // issued, it counts in the pass's bytes (td->io_issue_bytes) as if it had completed
-        if (!io.verify) this.bytesDone += this.job.bs;
+        if (!io.verify) this.budget.done();
       } else {
         if (!this.stats.error && o.countedFatal) this.stats.countError(num);
         this.fail(err, o.verror ?? 'io_u error', o.said ? line : null);
@@ -1285,7 +1262,7 @@ export class Worker {
     // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included;
     // a read of the verify list (the verify phase's, the backlog's) is not in it (td_io_queue() leaves
     // IO_U_F_VER_LIST out of io_issue_bytes)
-    if (!io.verify) this.bytesDone += bs;
+    if (!io.verify) this.budget.done();
     const ddir = io.ddir;
     this.ioBlocks[ddir]++;
     // io_completed()'s this_io_bytes and this_io_blocks, the ramp's too, but no read of the verify
@@ -1378,7 +1355,7 @@ export class Worker {
         job: this.job,
         state: this.state,
         sinceEpoch: this.epoch ? Math.floor(t - this.epoch.t) : 0,
-        bytesTarget: this.bytesTarget,
+        bytesTarget: this.budget.passBytes,
         startDelayMs: this.startDelayMs,
         rampDone: this.rampDone,
         doneBytes: this.stats.read.bytes + this.stats.write.bytes + this.stats.trim.bytes,

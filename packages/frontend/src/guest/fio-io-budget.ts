@@ -1,0 +1,80 @@
+/**
+ * How much a job does (backend.c's do_io() and keep_running(), io_u.c's io_bytes_exceeded() and
+ * exceeds_number_ios()): the bytes of one pass over its region, those its workload issued over all
+ * passes, and what `io_size`, `number_ios` and `loops` make of them.
+ */
+import { rwKinds, type FioJob } from './fio-job.ts';
+import { DDIR_READ, DDIR_TRIM, DDIR_WRITE, type Ddir } from './fio-ddir.ts';
+
+export class IoBudget {
+  /** Bytes of the workload issued over all passes per direction (td->io_issue_bytes). */
+  private readonly issued = [0, 0, 0];
+  /** The pass's bytes issued and done (do_io()'s bytes_issued, a failed I/O's too). */
+  private passDone = 0;
+  private readonly kinds: ReturnType<typeof rwKinds>;
+  /** trimwrite trims each block and then writes it: do_io()'s bytes and number_ios are twice the job's. */
+  private readonly twice: number;
+
+  constructor(
+    private readonly job: FioJob,
+    /** The bytes of one pass over the region (the eta's total too). */
+    readonly passBytes: number,
+  ) {
+    this.kinds = rwKinds(job.rw);
+    this.twice = this.kinds.trim && this.kinds.write ? 2 : 1;
+  }
+
+  /** An I/O of the workload issued in direction `d` (a read of the verify list is not one). */
+  issue(d: Ddir): void {
+    this.issued[d] += this.job.bs;
+  }
+
+  /** An I/O of the pass is done, or failed and the job goes on: it counts in the pass's bytes. */
+  done(): void {
+    this.passDone += this.job.bs;
+  }
+
+  /** A pass begins. */
+  newPass(): void {
+    this.passDone = 0;
+  }
+
+  /** Whether the pass has more to issue, with `inflight` I/Os in flight (the ramp's I/O included). */
+  passLeft(inflight: number): boolean {
+    return this.passDone + inflight * this.job.bs < this.passBytes * this.twice;
+  }
+
+  /**
+   * io_issue_bytes_exceeded(): the job's issued bytes over all its passes against io_size (else the
+   * pass's) times loops, or number_ios against `ios`, the I/Os completed and in flight. The bytes are
+   * those of the job's directions as io_bytes_exceeded() picks them: reads and writes of a mixed job,
+   * else the writes (trimwrite's too), the reads, the trims.
+   */
+  exceeded(ios: number): boolean {
+    const k = this.kinds;
+    const b = this.issued;
+    const bytes =
+      k.read && k.write ? b[0] + b[1] : k.write ? b[DDIR_WRITE] : k.read ? b[DDIR_READ] : b[DDIR_TRIM];
+    return bytes >= (this.job.ioSize ?? this.passBytes) * this.job.loops || this.exceedsNumberIos(ios);
+  }
+
+  /**
+   * exceeds_number_ios(): `ios`, the I/Os completed (td->io_blocks) and in flight, against number_ios
+   * × loops — twice number_ios for trimwrite, which do_io() doubles.
+   */
+  exceedsNumberIos(ios: number): boolean {
+    const n = this.job.numberIos * this.twice;
+    return n > 0 && ios >= n * this.job.loops;
+  }
+
+  /**
+   * keep_running() once `loops` is used up: with io_size, another pass while what the job has done
+   * (`doneBytes`: td->io_bytes, verify reads included) leaves at least a block of it — unless
+   * number_ios is met.
+   */
+  ioSizeLeft(doneBytes: number, ios: number): boolean {
+    const j = this.job;
+    if (j.ioSize === null || this.exceedsNumberIos(ios)) return false;
+    return j.ioSize - doneBytes >= j.bs;
+  }
+}
