@@ -544,9 +544,12 @@ export class BlockDeviceCache implements CachedPagesView {
    * BLKDISCARD on the device (block/ioctl.c's blk_ioctl_discard(), in its order), or with `secure`
    * BLKSECDISCARD: refused with EOPNOTSUPP when the device has no discard (no secure one), EPERM when
    * it is read-only (the vbd's mode, or `readOnly`: BLKROSET), EINVAL for an empty range, one not
-   * aligned to the logical block size or one past the device's end; else the cached pages of the
-   * range are dropped, dirty ones too (truncate_bdev_range()), and the discard goes down, its status
-   * the call's. `n` is the range's bytes.
+   * aligned to the logical block size or one past the device's end; else the range is dropped from
+   * the cache, dirty data too (truncate_bdev_range(): discardRange()), and the discard goes down, its
+   * status the call's. Linux holds the mapping's invalidate lock meanwhile, so that no read brings a
+   * block of the range back from before the discard; here a page a read brought in meanwhile is
+   * dropped once the discard is done, unless written since (invalidateRange()). `n` is the range's
+   * bytes.
    */
   async discard(
     start: number,
@@ -568,6 +571,7 @@ export class BlockDeviceCache implements CachedPagesView {
       nrSectors: len / SECTOR_SIZE,
       ...(o.secure ? { secure: true } : {}),
     });
+    await this.invalidateRange(start, start + len);
     const errno = blkStatusToErrno(r.status);
     return errno ? fail(errno) : { ok: true, n: len };
   }

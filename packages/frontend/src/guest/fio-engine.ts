@@ -1072,7 +1072,7 @@ export class Worker {
     ).catch((): IoResult => ({ ok: false, errno: 'EIO' }));
     // no submission apart from the call (the issue time is set before it: FIO_ASYNCIO_SYNC_TRIM)
     io.tSubmitted = io.tIssue;
-    const done = (r: IoResult) => this.complete(io, r.ok ? null : r.errno);
+    const done = (r: IoResult, t?: number) => this.complete(io, r.ok ? null : r.errno, t);
     if (!io.inline) {
       void p.then(done);
       return;
@@ -1087,15 +1087,16 @@ export class Worker {
     this.inline.begin();
     // its return, and the issues and reaps that follow, after the event loop's turn when one is due
     // (later()): trims that fail at once (no discard, a read-only disk) would otherwise hold the
-    // guest's sockets, timers and signals for the whole run
-    void p.then((r) =>
+    // guest's sockets, timers and signals for the whole run. Its time is the call's return.
+    void p.then((r) => {
+      const t = now();
       this.later(() =>
         this.inline.end(() => {
-          done(r);
+          done(r, t);
           this.pump();
         }),
-      ),
-    );
+      );
+    });
   }
 
   /**
@@ -1118,10 +1119,11 @@ export class Worker {
     this.fail(err, 'td_io_queue engine', null, 'td_io_queue');
   }
 
-  private complete(io: Io, err: Errno | null): void {
+  /** An I/O completed (at `at`, else now). */
+  private complete(io: Io, err: Errno | null, at?: number): void {
     // fio's thread may be in fsync(2): what completes meanwhile is reaped when the call returns
     if (this.fsyncs.hold(() => this.complete(io, err))) return;
-    const t = now();
+    const t = at ?? now();
     this.inflight--;
     // io_completed(): the last thing done is no longer a sync
     this.fsyncs.completed();

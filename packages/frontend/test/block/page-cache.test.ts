@@ -676,6 +676,26 @@ describe('BLKDISCARD (blk_ioctl_discard())', () => {
     ]);
   });
 
+  it('keeps no block a read brought in while the discard waited: the invalidate lock Linux holds', async () => {
+    const { driver, cache } = setup({ limits });
+    driver.data.fill(0x77);
+    await cache.pwrite(Buffer.alloc(4096, 0xaa), 0);
+    const wb = cache.writebackAll();
+    // the discard waits for page 0's writeback; page 1 is read from the disk meanwhile, before it
+    const d = cache.discard(0, 8192);
+    const r = cache.pread(Buffer.alloc(4096), 4096);
+    await Promise.all([wb, d, r]);
+    const after = Buffer.alloc(4096, 1);
+    await cache.pread(after, 4096);
+    expect(after.every((b) => b === 0)).toBe(true);
+    expect(driver.requests.map((x) => [x.op, x.sector, x.nrSectors])).toEqual([
+      ['write', 0, 8],
+      ['read', 8, 8],
+      ['discard', 0, 16],
+      ['read', 8, 8],
+    ]);
+  });
+
   it("drops the range's cached pages, dirty ones too, before the discard goes down", async () => {
     const { driver, cache } = setup({ limits });
     await cache.pwrite(Buffer.alloc(3 * 4096, 0xaa), 0);
