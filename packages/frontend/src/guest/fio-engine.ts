@@ -1107,15 +1107,15 @@ export class Worker {
    */
   private trimFailed(err: Errno): void {
     const num = ERRNO_NUM[err];
-    const kind = errorKind(true, num);
-    if (nonFatal(this.job, kind, num)) {
+    if (nonFatal(this.job, errorKind(true, num), num)) {
       if (!this.stats.error) this.stats.verror = verror('td_io_queue engine', STRERROR[err], 'td_io_queue');
       this.stats.countError(num);
       // issued, it counts in the pass's bytes as if it had completed
       this.budget.done();
       return;
     }
-    if (!this.stats.error && this.job.continueOnError & (1 << kind)) this.stats.countError(num);
+    // completed in the engine's queue(), it reaches break_on_this_error() as a synchronous one does
+    if (!this.stats.error && countsFatal(this.job, true, true, num)) this.stats.countError(num);
     this.fail(err, 'td_io_queue engine', null, 'td_io_queue');
   }
 

@@ -5,7 +5,7 @@
  * fdatasync are both a cache flush (blkdev_fsync: BLKIF_OP_FLUSH_DISKCACHE).
  */
 import { batchBucket, depthBucket, type JobStats } from './fio-stats.ts';
-import { errorKind, nonFatal } from './fio-td-error.ts';
+import { countsFatal, errorKind, nonFatal } from './fio-td-error.ts';
 import { ERRNO_NUM, type VerrorFunc } from './fio-verror.ts';
 import type { FioJob } from './fio-job.ts';
 import { STRERROR, type Errno, type IoResult } from './vfs.ts';
@@ -146,7 +146,7 @@ export class JobFsyncs {
       return;
     }
     if (st.error) return;
-    if (!this.queued && w.job.continueOnError & (1 << errorKind(true, num))) st.countError(num);
+    if (countsFatal(w.job, !this.queued, true, num)) st.countError(num);
     // fio prints the offset and length its io_u last held: here 0
     const line = `fio: io_u error on file ${w.path}: ${STRERROR[errno]}: ${kind === 'fsync' ? 'sync' : 'datasync'} offset=0, buflen=0`;
     if (w.synchronous || this.queued) w.fail(errno, 'io_u error', line);

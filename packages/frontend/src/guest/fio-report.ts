@@ -7,6 +7,7 @@
  * Percentiles come from HDR histograms (3 significant digits) where fio has its own log-linear
  * histogram; min/max/mean/stdev are exact, as in fio.
  */
+import { DDIRS, ddirName } from './fio-ddir.ts';
 import { FIO_VERSION } from './fio-options.ts';
 import type { FioLatencyTarget, LatencyPercentiles } from './fio-job.ts';
 import type { DirStats, DiskUtil, JobStats, Samples } from './fio-stats.ts';
@@ -174,10 +175,10 @@ function percentileBlock(pre: string, s: Samples, plist: number[], precision: nu
   return out;
 }
 
-type DirName = 'read' | 'write' | 'trim';
+type DirName = ReturnType<typeof ddirName>;
 
 /** The directions in fio's order, as its reports go over them (for_each_rw_ddir()). */
-const DIR_NAMES: readonly DirName[] = ['read', 'write', 'trim'];
+const DIR_NAMES: readonly DirName[] = DDIRS.map(ddirName);
 
 /**
  * stat.c's convert_agg_kbytes_percent(): a job's mean bandwidth (KiB/s, truncated to an integer as fio
