@@ -731,7 +731,7 @@ export function pointSummary(p: PointResult): {
 } {
   const jobs = p.guests.flatMap((g) => g.jobs);
   const ios = sum(jobs.map((j) => j.totalIos));
-  const bytes = sum(jobs.map((j) => j.read.bytes + j.write.bytes + j.trim.bytes));
+  const bytes = sum(jobs.map((j) => j.totalBytes));
   const run = Math.max(...jobs.map((j) => Math.max(...j.dirs.map((d) => d.runtimeMs)))) || 1;
   const clat = mergedLatency(p, 'clat');
   const rel = relayMerged(p, p.guests);

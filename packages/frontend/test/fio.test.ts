@@ -1161,7 +1161,12 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
   it("turns trimwrite's directions as set_rw_ddir() does, whatever was chosen, and writes where it trimmed", () => {
     let at = 0;
     const offsets = { next: () => (at++ * 4096) % 16384 };
-    const tw = new WorkloadDirections({ read: false, write: true, trim: true }, 50, offsets, Math.random);
+    const tw = new WorkloadDirections(
+      { read: false, write: true, trimwrite: true },
+      50,
+      offsets,
+      Math.random,
+    );
     // the rate decides on the writes' direction; the I/O is a trim, then a write of its range
     const seq: Array<[number, number]> = [];
     for (let i = 0; i < 6; i++) {
@@ -1184,7 +1189,7 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
     expect(tw.next()).toBe(2);
     // a mixed job by rwmixread, and neither trims nor is turned
     const draws = [0.1, 0.9];
-    const rw = new WorkloadDirections({ read: true, write: true, trim: false }, 50, offsets, () =>
+    const rw = new WorkloadDirections({ read: true, write: true, trimwrite: false }, 50, offsets, () =>
       draws.shift()!,
     );
     expect([rw.next(), rw.next()]).toEqual([0, 1]);

@@ -28,18 +28,14 @@ export class WorkloadDirections {
   private trimNext = true;
   /** trimwrite's last trim: where its next write goes (get_next_block()'s last_start[DDIR_TRIM]). */
   private lastTrim = 0;
-  readonly trimwrite: boolean;
-
   constructor(
-    private readonly kinds: { read: boolean; write: boolean; trim: boolean },
+    private readonly kinds: { read: boolean; write: boolean; trimwrite: boolean },
     private readonly rwmixread: number,
     /** The job's offsets: the next of a direction. */
     private readonly offsets: { next(d: Ddir): number },
     /** The job's generator, uniform in [0, 1) (seeded again for a pass: looked up at each draw). */
     private readonly rand: () => number,
-  ) {
-    this.trimwrite = kinds.trim && kinds.write;
-  }
+  ) {}
 
   /** A pass begins: trimwrite's first I/O is a trim. */
   restart(): void {
@@ -55,7 +51,7 @@ export class WorkloadDirections {
 
   /** set_rw_ddir(): the direction the I/O goes in, of the one chosen (and the rate's say on it). */
   turned(d: Ddir): Ddir {
-    if (!this.trimwrite) return d;
+    if (!this.kinds.trimwrite) return d;
     return this.trimNext ? DDIR_TRIM : DDIR_WRITE;
   }
 
@@ -66,7 +62,7 @@ export class WorkloadDirections {
 
   /** Where the next I/O in direction `d` goes; trimwrite's turn passes to the other direction. */
   place(d: Ddir): number {
-    if (!this.trimwrite) return this.offsets.next(d);
+    if (!this.kinds.trimwrite) return this.offsets.next(d);
     this.trimNext = d !== DDIR_TRIM;
     if (d === DDIR_WRITE) return this.lastTrim;
     return (this.lastTrim = this.offsets.next(d));

@@ -42,6 +42,7 @@ import {
   syncEngine,
   verifiesWrites,
   type FioJob,
+  type RwKinds,
 } from './fio-job.ts';
 import { batchBucket, depthBucket, JobStats } from './fio-stats.ts';
 import { checkVerifyBlock, fillVerifyBlock } from './fio-verify.ts';
@@ -122,7 +123,7 @@ function msOfUs(us: number): number {
 /** One fio worker (a job, or one of its numjobs clones). */
 export class Worker {
   readonly stats: JobStats;
-  private readonly kinds: ReturnType<typeof rwKinds>;
+  private readonly kinds: RwKinds;
   private readonly offsets: Offsets;
   private rand!: () => number;
   /** The job's seed: with randrepeat each pass draws from it again (see startPhase()). */
@@ -248,7 +249,7 @@ export class Worker {
   private readonly directions: WorkloadDirections;
   /** trimwrite trims each block and then writes it: do_io()'s bytes and number_ios are twice the job's. */
   private get trimwrite(): boolean {
-    return this.directions.trimwrite;
+    return this.kinds.trimwrite;
   }
   /** Passes done (each with its verify phase), for `loops`. */
   private passes = 0;
@@ -325,6 +326,7 @@ export class Worker {
     // offsets come from (f->io_size)
     this.budget = new IoBudget(
       job,
+      this.kinds,
       job.ioSizePercent && job.ioSizePercent !== 100
         ? Math.floor((size * job.ioSizePercent) / 100)
         : this.offsets.count * job.bs,
@@ -652,10 +654,7 @@ export class Worker {
 
   /** keep_running()'s io_size (IoBudget). */
   private ioSizeLeft(): boolean {
-    return this.budget.ioSizeLeft(
-      this.stats.dirs.reduce((n, d) => n + d.bytes, 0),
-      this.completedIos + this.inflight,
-    );
+    return this.budget.ioSizeLeft(this.stats.totalBytes, this.completedIos + this.inflight);
   }
 
   /** Refills the free slots: fio's submit loop. */
@@ -1360,7 +1359,7 @@ export class Worker {
         bytesTarget: this.budget.passBytes,
         startDelayMs: this.startDelayMs,
         rampDone: this.rampDone,
-        doneBytes: this.stats.read.bytes + this.stats.write.bytes + this.stats.trim.bytes,
+        doneBytes: this.stats.totalBytes,
       },
       doneSecs,
     );

@@ -3,7 +3,7 @@
  * exceeds_number_ios()): the bytes of one pass over its region, those its workload issued over all
  * passes, and what `io_size`, `number_ios` and `loops` make of them.
  */
-import { rwKinds, type FioJob } from './fio-job.ts';
+import type { FioJob, RwKinds } from './fio-job.ts';
 import { DDIR_READ, DDIR_TRIM, DDIR_WRITE, type Ddir } from './fio-ddir.ts';
 
 export class IoBudget {
@@ -11,17 +11,16 @@ export class IoBudget {
   private readonly issued = [0, 0, 0];
   /** The pass's bytes issued and done (do_io()'s bytes_issued, a failed I/O's too). */
   private passDone = 0;
-  private readonly kinds: ReturnType<typeof rwKinds>;
   /** trimwrite trims each block and then writes it: do_io()'s bytes and number_ios are twice the job's. */
   private readonly twice: number;
 
   constructor(
     private readonly job: FioJob,
+    private readonly kinds: RwKinds,
     /** The bytes of one pass over the region (the eta's total too). */
     readonly passBytes: number,
   ) {
-    this.kinds = rwKinds(job.rw);
-    this.twice = this.kinds.trim && this.kinds.write ? 2 : 1;
+    this.twice = kinds.trimwrite ? 2 : 1;
   }
 
   /** An I/O of the workload issued in direction `d` (a read of the verify list is not one). */

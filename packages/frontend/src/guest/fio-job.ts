@@ -556,12 +556,25 @@ export function syncEngine(job: FioJob): boolean {
   return job.ioengine === 'psync' || job.ioengine === 'sync';
 }
 
+/** What a job's rw does (fio's td_ddir flags). */
+export interface RwKinds {
+  /** td_read(), td_write(), td_trim(). */
+  read: boolean;
+  write: boolean;
+  trim: boolean;
+  /** td_trimwrite(): trims, each followed by a write of its range. */
+  trimwrite: boolean;
+  /** td_random(). */
+  random: boolean;
+}
+
 /** Whether the job reads, writes, trims (td_read(), td_write(), td_trim()), and at random offsets. */
-export function rwKinds(rw: FioRw): { read: boolean; write: boolean; trim: boolean; random: boolean } {
+export function rwKinds(rw: FioRw): RwKinds {
   return {
     read: rw === 'read' || rw === 'randread' || rw === 'rw' || rw === 'randrw',
     write: rw === 'write' || rw === 'randwrite' || rw === 'rw' || rw === 'randrw' || rw.endsWith('trimwrite'),
     trim: rw.includes('trim'),
+    trimwrite: rw.endsWith('trimwrite'),
     random: rw.startsWith('rand'),
   };
 }

@@ -383,6 +383,11 @@ export class JobStats {
     return this.read.ios + this.write.ios + this.trim.ios;
   }
 
+  /** Bytes of all directions (fio's ddir_rw_sum(td->io_bytes)). */
+  get totalBytes(): number {
+    return this.read.bytes + this.write.bytes + this.trim.bytes;
+  }
+
   /** The directions in fio's order (ts->...[DDIR_READ], [DDIR_WRITE], [DDIR_TRIM]). */
   get dirs(): readonly [DirStats, DirStats, DirStats] {
     return [this.read, this.write, this.trim];
