@@ -9,6 +9,7 @@
  * on whichever happened to run through it. Each relay client stays up between its slices, warm,
  * and starts the next one when the bench says so over its IPC channel.
  */
+import { oneBlockSize } from '@pvblk/frontend';
 import { anyExit, Supervisor, type StackChild } from './stack.ts';
 import { RELAY_GO, type RelayClientSpec, type RelayResult } from './bench-relay.ts';
 import { sliceRuntimeMs, type BenchOptions, type BenchPoint } from './bench-options.ts';
@@ -154,7 +155,8 @@ export class RelayBaseline {
         const spec: RelayClientSpec = {
           url,
           client: i,
-          bs: job.bs,
+          // one size: checked with the options
+          bs: oneBlockSize(job)!,
           depth,
           readPct,
           runtimeMs: job.timeBased ? sliceRuntimeMs(p.cl, this.slices) : null,

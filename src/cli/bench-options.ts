@@ -21,6 +21,7 @@ import {
   parseIntOption,
   parseTime,
   PVBLK_STACK_OPTIONS,
+  oneBlockSize,
   rwKinds,
   sectionsAsked,
   splitOptions,
@@ -539,9 +540,14 @@ export function parseBenchArgs(
     checkPoint(p, o.stack.disk);
     if (baseline)
       for (const j of p.cl.jobs) {
-        if (j.bs > RELAY_MAX_BS)
+        const bs = oneBlockSize(j);
+        if (bs === null)
           fail(
-            `fio: --baseline: the relay carries requests of ${RELAY_MAX_BS / 1024} KiB at most (bs=${j.bs})`,
+            `fio: --baseline: the relay carries requests of one size: give one bs for all directions (no bsrange or bssplit)`,
+          );
+        else if (bs > RELAY_MAX_BS)
+          fail(
+            `fio: --baseline: the relay carries requests of ${RELAY_MAX_BS / 1024} KiB at most (bs=${bs})`,
           );
         if (rwKinds(j.rw).trim)
           fail(`fio: --baseline: the relay carries reads and writes, no trims (rw=${j.rw})`);

@@ -3,7 +3,7 @@
  * --pi-inline / --no-pi-inline and its sweep; the disk delay its stack line names; a plot's job title.
  */
 import { describe, expect, it } from 'vitest';
-import { FioUsageError } from '@pvblk/frontend';
+import { FioUsageError, oneBlockSize } from '@pvblk/frontend';
 import { describeJob } from '../../src/cli/bench-plot.ts';
 import {
   benchPoints,
@@ -55,12 +55,18 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
   });
 
   it('refuses, with --baseline, requests larger than the relay carries (1 MiB)', () => {
-    expect(parse('--bs=1m', '--baseline').cl.jobs[0].bs).toBe(1 << 20);
-    expect(parse('--bs=2m').cl.jobs[0].bs).toBe(2 << 20);
+    expect(parse('--bs=1m', '--baseline').cl.jobs[0].bs[1]).toBe(1 << 20);
+    expect(parse('--bs=2m').cl.jobs[0].bs[1]).toBe(2 << 20);
     expect(() => parse('--bs=2m', '--baseline')).toThrow(
       'fio: --baseline: the relay carries requests of 1024 KiB at most (bs=2097152)',
     );
     expect(() => parse('--baseline', '--sweep', 'bs=4k,2m')).toThrow(/the relay carries requests/);
+    // the relay's requests are all of one size
+    for (const sizes of ['--bs=4k,8k', '--bsrange=4k-16k', '--bssplit=4k/50:64k/50'])
+      expect(() => parse(sizes, '--baseline')).toThrow(
+        'fio: --baseline: the relay carries requests of one size: give one bs for all directions (no bsrange or bssplit)',
+      );
+    expect(parse('--bssplit=4k/50:64k/50').cl.jobs[0].maxBs).toEqual([65536, 65536, 65536]);
   });
 
   it('takes trim workloads, but not with --baseline: the relay has no trims', () => {
@@ -163,7 +169,7 @@ describe('pvblk bench: options', () => {
       'iodepth=1,2',
     ]) as BenchOptions;
     for (const p of benchPoints(o)) {
-      expect(p.cl.jobs.map((j) => [j.name, j.bs])).toEqual([
+      expect(p.cl.jobs.map((j) => [j.name, oneBlockSize(j)])).toEqual([
         ['a', 4096],
         ['b', 65536],
       ]);
@@ -191,7 +197,7 @@ describe('pvblk bench: options', () => {
       'iodepth=1,4',
     ]) as BenchOptions;
     const points = benchPoints(o);
-    expect(points.map((p) => [p.cl.jobs[0].bs, p.cl.jobs[0].iodepth])).toEqual([
+    expect(points.map((p) => [oneBlockSize(p.cl.jobs[0]), p.cl.jobs[0].iodepth])).toEqual([
       [8192, 1],
       [8192, 4],
     ]);
@@ -206,6 +212,8 @@ describe('pvblk bench: what a plot says its job is', () => {
     expect(describeJob(parse(...base, '--sweep', 'iodepth=1,2'))).toBe('randread bs=4096');
     expect(describeJob(parse(...base, '--sweep', 'bs=4k,8k', '--sweep', 'rw=read,write'))).toBe('iodepth=1');
     expect(describeJob(parse(...base, '--numjobs=2'))).toBe('randread bs=4096 iodepth=1 numjobs=2');
+    // sizes that vary: the smallest and the largest
+    expect(describeJob(parse(...base, '--bssplit=4k/50:64k/50'))).toBe('randread bs=4096-65536 iodepth=1');
   });
 });
 

@@ -164,7 +164,7 @@ describe('the guest fio, run whole', () => {
     expect(inRamp.read.runtime).toBeGreaterThan(0);
     const normal = (await fio('--name=r --rw=randread --bs=4k --direct=1 --size=256k --ramp_time=30s'))
       .stdout;
-    expect(normal).toMatch(/^ {2}read: IOPS=\d+, BW=.*\(256KiB\/\d+msec\)\n {2}cpu {10}: /m);
+    expect(normal).toMatch(/^ {2}read: IOPS=[\d.]+k?, BW=.*\(256KiB\/\d+msec\)\n {2}cpu {10}: /m);
     // the ramp ends first: the device still reads the size once, the report counts what followed
     at = reads();
     const after = json(
@@ -2400,5 +2400,112 @@ describe('trims: rw=trim, randtrim, trimwrite, randtrimwrite (BLKDISCARD down th
     expect(tw.status).toBe(0);
     expect(tw.stdout).toContain('issued rwts: total=16,16,16,0');
     expect(tw.stdout + tw.stderr).not.toContain('verify failed');
+  });
+});
+
+describe("block sizes that vary: bsrange, bssplit, a size per direction (io_u.c's get_next_buflen(), mark_random_map())", () => {
+  /** The lat log a run wrote under the guest's `/`: [time, lat, direction, bs, offset] per I/O. */
+  const latLog = async (prefix: string) =>
+    (await readFile(join(root, `${prefix}_lat.1.log`), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => l.split(', ').map(Number));
+
+  it('writes a random region once with a range of sizes, each cut where it meets a block done, and verifies each at its length', async () => {
+    const r = await requestsOf(() =>
+      fio(
+        '--name=v --rw=randwrite --bsrange=4k-16k --direct=1 --size=256k --iodepth=4 --verify=crc32c --write_lat_log=vr --log_offset=1 --output-format=json',
+      ),
+    );
+    expect(r.status).toBe(0);
+    const j = json(r.stdout).jobs[0];
+    expect([j.write.io_bytes, j.read.io_bytes]).toEqual([262144, 262144]);
+    const log = await latLog('vr');
+    const writes = log.filter((e) => e[2] === 1);
+    const reads = log.filter((e) => e[2] === 0);
+    expect(writes).toHaveLength(j.write.total_ios);
+    // the region's 64 blocks each written once; lengths of 4k to 16k in 4k steps
+    const done = new Uint8Array(64);
+    for (const [, , , bs, offset] of writes) {
+      expect([4096, 8192, 12288, 16384]).toContain(bs);
+      for (let b = offset / 4096; b < (offset + bs) / 4096; b++) {
+        expect(done[b]).toBe(0);
+        done[b] = 1;
+      }
+    }
+    expect(done.every((d) => d === 1)).toBe(true);
+    expect(new Set(writes.map((e) => e[3])).size).toBeGreaterThan(1);
+    // the verify phase reads back every write where it went, at its length
+    const key = (e: number[]) => `${e[4]}+${e[3]}`;
+    expect(reads.map(key).sort()).toEqual(writes.map(key).sort());
+    // and the disk took what the log says
+    const sectors = (op: string) => r.io.filter((e) => e.op === op).reduce((a, e) => a + e.count, 0);
+    expect([sectors('write'), sectors('read')]).toEqual([512, 512]);
+  });
+
+  it('reads and writes each at its own size (bs=4k,16k), as the job line says', async () => {
+    const r = await fio(
+      '--name=d --rw=randrw --bs=4k,16k --direct=1 --size=512k --norandommap --write_lat_log=dr --log_offset=1',
+    );
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(
+      'd: (g=0): rw=randrw, bs=(R) 4096B-4096B, (W) 16.0KiB-16.0KiB, (T) 16.0KiB-16.0KiB, ioengine=libaio, iodepth=1',
+    );
+    const log = await latLog('dr');
+    // the pass is the size in bytes, reads and writes together (do_io()'s bytes_issued)
+    const bytes = log.reduce((a, e) => a + e[3], 0);
+    expect(bytes).toBeGreaterThanOrEqual(512 * 1024);
+    expect(bytes).toBeLessThan(512 * 1024 + 16384);
+    for (const [, , d, bs, offset] of log) {
+      // each direction's offsets are in blocks of its own size (ba[ddir])
+      const size = d === 0 ? 4096 : 16384;
+      expect(bs).toBe(size);
+      expect(offset % size).toBe(0);
+      expect(offset + bs).toBeLessThanOrEqual(512 * 1024);
+    }
+    expect(new Set(log.map((e) => e[2]))).toEqual(new Set([0, 1]));
+  });
+
+  it('reads a region in order with the sizes of a split, to its end', async () => {
+    const r = await fio(
+      '--name=s --rw=read --bssplit=4k/50:32k/50 --direct=1 --size=1m --write_lat_log=sr --log_offset=1',
+    );
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('bs=(R) 4096B-32.0KiB, (W) 4096B-32.0KiB, (T) 4096B-32.0KiB');
+    const log = await latLog('sr');
+    let pos = 0;
+    for (const [, , , bs, offset] of log) {
+      expect(offset).toBe(pos);
+      expect([4096, 32768]).toContain(bs);
+      pos += bs;
+    }
+    expect(pos).toBe(1 << 20);
+    expect(new Set(log.map((e) => e[3])).size).toBe(2);
+  });
+
+  it("writes what trimwrite trimmed, at the trim's length", async () => {
+    const r = await fio(
+      '--name=t --rw=trimwrite --bsrange=4k-12k --direct=1 --size=128k --write_lat_log=tw --log_offset=1',
+    );
+    expect(r.status).toBe(0);
+    const log = await latLog('tw');
+    expect(log.length % 2).toBe(0);
+    let pos = 0;
+    for (let i = 0; i < log.length; i += 2) {
+      const [trim, write] = [log[i], log[i + 1]];
+      expect([trim[2], write[2]]).toEqual([2, 1]);
+      expect(write.slice(3, 5)).toEqual(trim.slice(3, 5));
+      expect(trim[4]).toBe(pos);
+      pos += trim[3];
+    }
+    expect(pos).toBe(128 * 1024);
+  });
+
+  it('starts a time_based random region over once its map is full', async () => {
+    const j = await jobJson(
+      '--name=w --rw=randread --bsrange=4k-8k --direct=1 --size=64k --time_based --runtime=300ms',
+    );
+    expect(j.error).toBe(0);
+    expect(j.read.io_bytes).toBeGreaterThan(2 * 65536);
   });
 });

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { closestOption, fioTakesValue, parseFioOptions, splitOptions } from '../src/guest/fio-cmdline.ts';
 import { checkJob, checkJobAgainstDevice, jobSize } from '../src/guest/fio-job.ts';
+import { BlockLengths, blockSizes, oneBlockSize } from '../src/guest/fio-block-size.ts';
 import {
   checkVerifyBlock,
   crc32c,
@@ -32,7 +33,7 @@ import type { FioVerify } from '../src/guest/fio-job.ts';
 import { Worker } from '../src/guest/fio-engine.ts';
 import { etaRates, runLetter } from '../src/guest/fio-eta.ts';
 import { FIO_IOMEM_MAX } from '../src/guest/fio-iomem.ts';
-import { RandomOrder } from '../src/guest/fio-offsets.ts';
+import { BlockMap, RandomOrder, VariableOffsets } from '../src/guest/fio-offsets.ts';
 import { mulberry32 } from '@pvblk/shared';
 import { fixed } from '../src/guest/printf.ts';
 import { fioJsonText } from '../src/guest/fio-json.ts';
@@ -95,7 +96,7 @@ describe('fio options', () => {
       expect(cl.jobs[0]).toMatchObject({
         name: 'j',
         rw: 'randwrite',
-        bs: 4096,
+        bs: [4096, 4096, 4096],
         iodepth: 32,
         size: 1048576,
         runtime: 2000,
@@ -114,7 +115,7 @@ describe('fio options', () => {
       '--rw=write',
       '--iodepth=4',
     ]);
-    expect(cl.jobs.map((j) => [j.name, j.rw, j.bs, j.direct, j.iodepth])).toEqual([
+    expect(cl.jobs.map((j) => [j.name, j.rw, oneBlockSize(j), j.direct, j.iodepth])).toEqual([
       ['a', 'read', 8192, true, 1],
       ['b', 'write', 8192, true, 4],
     ]);
@@ -136,7 +137,7 @@ describe('fio options', () => {
       '--bs=8k',
       '--name=c',
     ]);
-    expect(cl.jobs.map((j) => [j.name, j.rw, j.bs])).toEqual([
+    expect(cl.jobs.map((j) => [j.name, j.rw, oneBlockSize(j)])).toEqual([
       ['a', 'write', 4096],
       ['b', 'randread', 4096],
       ['c', 'randread', 8192],
@@ -411,12 +412,47 @@ describe('fio options', () => {
     ]);
   });
 
-  it('takes a block size per direction only when the sizes agree', () => {
-    expect(parse(['--name=j', '--bs=4k,4096']).jobs[0].bs).toBe(4096);
-    expect(parse(['--name=j', '--blocksize=8k,']).jobs[0].bs).toBe(8192);
-    expect(usage(() => parse(['--name=j', '--bs=4k,8k']))).toEqual([
-      'bs: block sizes per direction (4k,8k) are not supported: give one size',
-      'fio: failed parsing bs=4k,8k',
+  it("takes bs, bsrange and bssplit per direction as fio's parser does: reads, writes, trims", () => {
+    const sizes = (...args: string[]) =>
+      blockSizes(parse(['--name=j', ...args]).jobs[0]).map((d) =>
+        d.split.length
+          ? `${d.min}-${d.max} ${d.split.map((s) => `${s.bs}/${s.perc}`).join(':')}`
+          : `${d.min}-${d.max}`,
+      );
+    expect(sizes('--bs=4k,4096')).toEqual(['4096-4096', '4096-4096', '4096-4096']);
+    // a value with none after it stands for the directions after it; an empty one (a trailing comma)
+    // keeps the direction's default, as fio 3.33 prints them: `bs=(R) 8192B-8192B, (W) 4096B-4096B, …`
+    expect(sizes('--bs=8k,32k')).toEqual(['8192-8192', '32768-32768', '32768-32768']);
+    expect(sizes('--blocksize=8k,')).toEqual(['8192-8192', '4096-4096', '4096-4096']);
+    expect(sizes('--bs=8k,32k,')).toEqual(['8192-8192', '32768-32768', '4096-4096']);
+    expect(sizes('--bs=,8k')).toEqual(['4096-4096', '8192-8192', '8192-8192']);
+    // a range wins over bs whatever their order, and is swapped when given high first
+    expect(sizes('--bsrange=16k-4k', '--bs=8k')).toEqual(['4096-16384', '4096-16384', '4096-16384']);
+    expect(sizes('--blocksize_range=1k:4k,2k-8k')).toEqual(['1024-4096', '2048-8192', '2048-8192']);
+    // a split's shares sorted; one left out takes what the others leave
+    expect(sizes('--bssplit=4k/10:64k/50:32k')).toEqual(
+      Array(3).fill('4096-65536 4096/10:32768/40:65536/50'),
+    );
+    // `a,b`: reads a, writes and trims b; a lone size without a share gets 0 (bssplit_ddir()'s sum),
+    // and a share over 100 is 100
+    expect(sizes('--bssplit=4k/50:8k/50,16k')).toEqual([
+      '4096-8192 4096/50:8192/50',
+      '16384-16384 16384/0',
+      '16384-16384 16384/0',
+    ]);
+    expect(sizes('--bssplit=,,8k/150')).toEqual(['4096-4096', '4096-4096', '8192-8192 8192/100']);
+    expect(usage(() => parse(['--name=j', '--bssplit=4k/90:8k/20:16k:32k']))).toEqual([
+      'fio: bssplit percentages add to more than 100%',
+      'fio: failed parsing bssplit=4k/90:8k/20:16k:32k',
+    ]);
+    expect(usage(() => parse(['--name=j', '--bssplit=4q/50:8k/50']))).toEqual([
+      'fio: split conversion failed',
+      'fio: failed parsing bssplit=4q/50:8k/50',
+    ]);
+    expect(usage(() => parse(['--name=j', '--bsrange=4k']))).toEqual(['fio: failed parsing bsrange=4k']);
+    expect(usage(() => parse(['--name=j', '--bs=0']))).toEqual([
+      'bs: min value out of range: 0 (1 min)',
+      'fio: failed parsing bs=0',
     ]);
   });
 
@@ -1129,9 +1165,9 @@ describe("fio's latency target (io_u.c's lat_target_check(), lat_target_success(
 describe("fio's rate control (rate, rate_iops, rate_process)", () => {
   it('times each direction by the bytes it issued (usec_for_io()), and sleeps, switches or ends as rate_ddir() does', () => {
     // 200 IOPS of 4 KiB each way; a writer alone
-    const w = new RateControl([819200, 819200], 4096, 'linear', null, Math.random);
+    const w = new RateControl([819200, 819200], [4096, 4096, 4096], 'linear', null, Math.random);
     expect(w.decide(1, 0, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
-    w.issued(1);
+    w.issued(1, 4096);
     // the next write is due 5 ms after the epoch: 1.2 ms in, sleep 3.8 ms
     expect(w.decide(1, 1200, Infinity)).toEqual({ ddir: 1, sleepUs: 3800 });
     // late: at once (fio catches up)
@@ -1140,27 +1176,39 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
     expect(w.decide(1, 1200, 3000)).toEqual({ ddir: 1, sleepUs: 1800 });
     expect(w.decide(1, 3001, 3000)).toBe('timeout');
     // the bytes count, not the time: 1 MiB/s of 4 KiB is 3906.25 µs a block, rounded down each time
-    const b = new RateControl([0, 1048576], 4096, 'linear', null, Math.random);
-    for (let i = 0; i < 3; i++) b.issued(1);
+    const b = new RateControl([0, 1048576], [4096, 4096, 4096], 'linear', null, Math.random);
+    for (let i = 0; i < 3; i++) b.issued(1, 4096);
     expect(b.decide(1, 0, Infinity)).toEqual({ ddir: 1, sleepUs: 11718 });
     // reset at the ramp's end: due at once again
     b.reset();
     expect(b.decide(1, 0, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
     // a mix: the other direction goes when it is due, else the nearer one is slept to
-    const m = new RateControl([409600, 1228800], 4096, 'linear', { read: 50, write: 50 }, Math.random);
-    m.issued(0); // next read at 10 ms
+    const m = new RateControl(
+      [409600, 1228800],
+      [4096, 4096, 4096],
+      'linear',
+      { read: 50, write: 50 },
+      Math.random,
+    );
+    m.issued(0, 4096); // next read at 10 ms
     expect(m.decide(0, 1000, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
-    m.issued(1); // next write at 3333 µs
+    m.issued(1, 4096); // next write at 3333 µs
     expect(m.decide(0, 1000, Infinity)).toEqual({ ddir: 1, sleepUs: 2333 });
     // rwmixread=100: no writes to switch to
-    const r = new RateControl([409600, 409600], 4096, 'linear', { read: 100, write: 0 }, Math.random);
-    r.issued(0);
+    const r = new RateControl(
+      [409600, 409600],
+      [4096, 4096, 4096],
+      'linear',
+      { read: 100, write: 0 },
+      Math.random,
+    );
+    r.issued(0, 4096);
     expect(r.decide(0, 0, Infinity)).toEqual({ ddir: 0, sleepUs: 10000 });
   });
 
   it("turns trimwrite's directions as set_rw_ddir() does, whatever was chosen, and writes where it trimmed", () => {
     let at = 0;
-    const offsets = { next: () => (at++ * 4096) % 16384 };
+    const offsets = { place: () => ({ offset: (at++ * 4096) % 16384, len: 4096 }) };
     const tw = new WorkloadDirections(
       { read: false, write: true, trimwrite: true },
       50,
@@ -1172,7 +1220,7 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
     for (let i = 0; i < 6; i++) {
       expect(tw.chosen()).toBe(1);
       const d = tw.turned(tw.chosen());
-      seq.push([d, tw.place(d)]);
+      seq.push([d, tw.place(d)!.offset]);
     }
     expect(seq).toEqual([
       [2, 0],
@@ -1197,9 +1245,15 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
 
   it('holds trims to their own rate, which never turns to another direction', () => {
     // 100 trims a second of 4 KiB; reads and writes unlimited, a mix's shares beside it
-    const t = new RateControl([0, 0, 409600], 4096, 'linear', { read: 50, write: 50 }, Math.random);
+    const t = new RateControl(
+      [0, 0, 409600],
+      [4096, 4096, 4096],
+      'linear',
+      { read: 50, write: 50 },
+      Math.random,
+    );
     expect(t.decide(2, 0, Infinity)).toEqual({ ddir: 2, sleepUs: 0 });
-    t.issued(2);
+    t.issued(2, 4096);
     expect(t.decide(2, 4000, Infinity)).toEqual({ ddir: 2, sleepUs: 6000 });
     // the other directions are not held by it
     expect(t.decide(1, 4000, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
@@ -1207,23 +1261,23 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
 
   it('counts a thought as time at the rate with rate_ignore_thinktime: no catching up after it', () => {
     // 100 IOPS of 4 KiB: one I/O, then 500 ms of thought
-    const ignoring = new RateControl([409600, 409600], 4096, 'linear', null, Math.random);
-    const catching = new RateControl([409600, 409600], 4096, 'linear', null, Math.random);
-    for (const r of [ignoring, catching]) r.issued(1);
+    const ignoring = new RateControl([409600, 409600], [4096, 4096, 4096], 'linear', null, Math.random);
+    const catching = new RateControl([409600, 409600], [4096, 4096, 4096], 'linear', null, Math.random);
+    for (const r of [ignoring, catching]) r.issued(1, 4096);
     // the 50 blocks it would have issued meanwhile, less one: the next goes at once, the one after
     // a block's time later (510 ms), where a job that catches up goes at once again
     ignoring.thought(1, 500_000);
     for (const r of [ignoring, catching]) {
       expect(r.decide(1, 505_000, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
-      r.issued(1);
+      r.issued(1, 4096);
     }
     expect(ignoring.decide(1, 505_000, Infinity)).toEqual({ ddir: 1, sleepUs: 5000 });
     expect(catching.decide(1, 505_000, Infinity)).toEqual({ ddir: 1, sleepUs: 0 });
   });
 
   it('spaces Poisson arrivals at the rate on average', () => {
-    const p = new RateControl([0, 4096 * 1000], 4096, 'poisson', null, mulberry32(7));
-    for (let i = 0; i < 20000; i++) p.issued(1);
+    const p = new RateControl([0, 4096 * 1000], [4096, 4096, 4096], 'poisson', null, mulberry32(7));
+    for (let i = 0; i < 20000; i++) p.issued(1, 4096);
     // 20,000 gaps of 1 ms on average
     const due = (p.decide(1, 0, Infinity) as { sleepUs: number }).sleepUs;
     expect(due / 20000).toBeGreaterThan(950);
@@ -1868,7 +1922,7 @@ describe('fio job memory', () => {
       stderr: (t) => (err += t),
       signal: new AbortController().signal,
     });
-    expect(job.iodepth * job.bs).toBeGreaterThan(FIO_IOMEM_MAX);
+    expect(job.iodepth * job.bs[0]).toBeGreaterThan(FIO_IOMEM_MAX);
     expect(await w.open()).toBe(false);
     expect(pages).toBe(0);
     expect(err).toBe(
@@ -1896,8 +1950,8 @@ describe('fio job memory', () => {
         stderr: (t) => (err += t),
         signal: new AbortController().signal,
       });
-    expect(job.iodepth * job.bs).toBeLessThanOrEqual(FIO_IOMEM_MAX);
-    expect(2 * job.iodepth * job.bs).toBeGreaterThan(FIO_IOMEM_MAX);
+    expect(job.iodepth * job.bs[0]).toBeLessThanOrEqual(FIO_IOMEM_MAX);
+    expect(2 * job.iodepth * job.bs[0]).toBeGreaterThan(FIO_IOMEM_MAX);
     const a = worker(0);
     expect(await a.open()).toBe(true);
     const b = worker(1);
@@ -1976,6 +2030,196 @@ describe("random offsets: fio's random map without a map", () => {
     expect(got.every((v) => Number.isInteger(v) && v >= 0 && v < n)).toBe(true);
     // spread over the whole range, not its start
     expect(got.filter((v) => v >= n / 2).length).toBeGreaterThan(got.length / 4);
+  });
+});
+
+describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's get_next_buflen())", () => {
+  const sizesOf = (...args: string[]) => blockSizes(parse(['--name=j', ...args]).jobs[0]);
+  const FRAND32_MAX = 0xffffffff;
+
+  it("draws a range's lengths as fio does: min + max × r, down to a step of the smallest, at most the largest", () => {
+    const draws: number[] = [];
+    const lengths = new BlockLengths(sizesOf('--bsrange=4k-16k'), () => draws.shift()!);
+    const len = (r: number, room = Infinity) => {
+      draws.push(r);
+      return lengths.next(1, room);
+    };
+    // min + floor(16k × r / 2^32): [4k, 20k) in 4k steps, the last step cut to 16k — four sizes alike
+    expect(len(0)).toBe(4096);
+    expect(len(2 ** 30 - 1)).toBe(4096);
+    expect(len(2 ** 30)).toBe(8192);
+    expect(len(2 ** 31)).toBe(12288);
+    expect(len(3 * 2 ** 30)).toBe(16384);
+    expect(len(FRAND32_MAX)).toBe(16384);
+    // a length that does not fit is drawn again; none fits under the smallest
+    draws.push(FRAND32_MAX);
+    expect(len(0, 8192)).toBe(4096);
+    expect(len(0, 4095)).toBe(0);
+    // one size is the size, with no draw and no room looked at
+    expect(new BlockLengths(sizesOf('--bs=8k'), () => 0).next(0, 0)).toBe(8192);
+  });
+
+  it("takes a split's size by the running sum of its shares, in the order of the shares", () => {
+    const draws: number[] = [];
+    // sorted by share: 4k/10, 6k/40 (taken down to 4k, a step of the smallest), 64k/50
+    const lengths = new BlockLengths(sizesOf('--bssplit=64k/50:4k/10:6k/40'), () => draws.shift()!);
+    const len = (r: number, room = Infinity) => {
+      draws.push(r);
+      return lengths.next(0, room);
+    };
+    const step = Math.floor(FRAND32_MAX / 100);
+    // r / 10 <= step: the first; then r / 50 <= step; else the last
+    expect(len(10 * step + 9)).toBe(4096);
+    expect(len(10 * step + 10)).toBe(4096);
+    expect(len(50 * step + 49)).toBe(4096);
+    expect(len(50 * step + 50)).toBe(65536);
+    expect(len(FRAND32_MAX)).toBe(65536);
+    // a size that does not fit is passed over for the next: the last, 64k, does not fit either,
+    // and is drawn again until one does
+    draws.push(0);
+    expect(len(FRAND32_MAX, 8192)).toBe(4096);
+    // a size whose share is 0 is never drawn: with only it fitting, the I/O is not made (fio draws forever)
+    const zero = new BlockLengths(sizesOf('--bssplit=4k/0:64k/100'), () => 0);
+    expect(zero.next(0, 8192)).toBe(0);
+  });
+
+  it('keeps a random map of the smallest blocks: a run stops at a block done, the next free wraps around', () => {
+    const m = new BlockMap(100);
+    expect(m.setRun(10, 4)).toBe(4);
+    // a run into block 10 is cut there
+    expect(m.setRun(8, 4)).toBe(2);
+    expect([m.isSet(8), m.isSet(9), m.isSet(13), m.isSet(14)]).toEqual([true, true, true, false]);
+    expect(m.nextFree(8)).toBe(14);
+    // at the end it runs out of map
+    expect(m.setRun(98, 4)).toBe(2);
+    expect(m.nextFree(98)).toBe(0);
+    // everything but one block, in a map whose full words are skipped
+    const big = new BlockMap(70_000);
+    big.setRun(0, 70_000);
+    expect(big.nextFree(5)).toBe(-1);
+    const holes = new BlockMap(70_000);
+    holes.setRun(0, 45_677);
+    holes.setRun(45_678, 70_000);
+    for (const from of [0, 45_676, 45_677, 45_678, 69_999]) expect(holes.nextFree(from)).toBe(45_677);
+    holes.clear();
+    expect(holes.nextFree(69_999)).toBe(0);
+  });
+
+  it('covers a random region exactly once a pass, each I/O cut where it meets one done before', () => {
+    for (const args of [
+      ['--bsrange=4k-16k'],
+      ['--bssplit=4k/30:8k/30:128k/40'],
+      ['--bs=4k,4k', '--bsrange=4k-64k'],
+    ]) {
+      const sizes = sizesOf(...args);
+      const rand = mulberry32(11);
+      const size = 1 << 20;
+      const o = new VariableOffsets(
+        0,
+        size,
+        sizes,
+        true,
+        rand,
+        8 << 20,
+        false,
+        new BlockLengths(sizes, () => Math.floor(rand() * 2 ** 32)),
+        new BlockMap(size / 4096),
+        () => null,
+        false,
+      );
+      for (let pass = 0; pass < 2; pass++) {
+        const done = new Uint8Array(size / 4096);
+        let bytes = 0;
+        const lens = new Set<number>();
+        for (let at = o.place(1); at; at = bytes < size ? o.place(1) : null) {
+          for (let b = at.offset / 4096; b < (at.offset + at.len) / 4096; b++) {
+            expect(done[b], `${args.join(' ')}: block ${b} twice`).toBe(0);
+            done[b] = 1;
+          }
+          bytes += at.len;
+          lens.add(at.len);
+        }
+        expect(bytes).toBe(size);
+        // sizes drawn, and cut ones beside them, none past the largest
+        expect(lens.size).toBeGreaterThan(2);
+        expect(Math.max(...lens)).toBeLessThanOrEqual(sizes[1].max);
+        // a full map: nothing more this pass
+        expect(o.place(1)).toBeNull();
+        o.newPass();
+      }
+    }
+  });
+
+  it('ends a sequential pass where the smallest size no longer fits; time_based starts over at the end', () => {
+    const sizes = sizesOf('--bsrange=4k-8k');
+    const run = (region: number, wrap: boolean) => {
+      const rand = mulberry32(3);
+      const o = new VariableOffsets(
+        4096,
+        region,
+        sizes,
+        false,
+        rand,
+        8 << 20,
+        wrap,
+        new BlockLengths(sizes, () => Math.floor(rand() * 2 ** 32)),
+        null,
+        () => null,
+        false,
+      );
+      const got: Array<[number, number]> = [];
+      for (let i = 0, at = o.place(1); at && i < 12; i++, at = o.place(1))
+        got.push([at.offset - 4096, at.len]);
+      return got;
+    };
+    // each I/O starts where the last ended, 4k or 8k long, until less than 4k is left of 10 KiB
+    for (const wrap of [false, true]) {
+      const got = run(10 * 1024, wrap);
+      let pos = 0;
+      for (const [off, len] of got) {
+        expect(off).toBe(pos);
+        expect([4096, 8192]).toContain(len);
+        pos += len;
+      }
+      expect(pos).toBeGreaterThan(10 * 1024 - 4096);
+      expect(pos).toBeLessThanOrEqual(10 * 1024);
+    }
+    // 16 KiB ends exactly at its end (a length that does not fit is drawn again): a pass of its own,
+    // or with time_based the region again from its start
+    const once = run(16 * 1024, false);
+    expect(once.reduce((a, [, len]) => a + len, 0)).toBe(16 * 1024);
+    const again = run(16 * 1024, true);
+    expect(again.length).toBe(12);
+    expect(again.slice(0, once.length)).toEqual(once);
+    expect(again[once.length][0]).toBe(0);
+  });
+
+  it('refuses what this fio does not do with sizes that vary, naming it', () => {
+    const job = (...args: string[]) => parse(['--name=j', ...args]).jobs[0];
+    expect(
+      usage(() => checkJob(job('--rw=randwrite', '--bsrange=4k-16k', '--norandommap', '--verify=crc32c'))),
+    ).toEqual([
+      'fio: j: verify of writes whose sizes vary, without a random map (norandommap, random_distribution), is not supported by this fio: their blocks overlap',
+    ]);
+    // with a random map, or sequential, they do not overlap: taken
+    checkJob(job('--rw=randwrite', '--bsrange=4k-16k', '--verify=crc32c'));
+    checkJob(job('--rw=write', '--bssplit=4k/50:16k/50', '--norandommap', '--verify=crc32c'));
+    const dev = { path: '/dev/xvda', bytes: 8 << 20, logicalBlockSize: 512 };
+    expect(usage(() => checkJobAgainstDevice(job('--bsrange=1000-4k,4k'), dev))).toEqual([
+      'fio: read block size=1000 is not a multiple of the logical block size of /dev/xvda (512)',
+    ]);
+    // a map of 2^26 blocks at most: 256 GiB of 4 KiB
+    const big = { path: '/dev/xvdb', bytes: 2 ** 41, logicalBlockSize: 512 };
+    checkJobAgainstDevice(job('--rw=randread', '--bsrange=4k-8k', '--size=256g'), big);
+    expect(
+      usage(() => checkJobAgainstDevice(job('--rw=randread', '--bsrange=4k-8k', '--size=1100g'), big)),
+    ).toEqual([
+      'fio: j: a random map of 288358400 blocks of 4096 bytes is more than this fio keeps for block sizes that vary (67108864): give norandommap, a smaller size or a larger smallest size',
+    ]);
+    checkJobAgainstDevice(job('--rw=randread', '--bsrange=4k-8k', '--norandommap'), big);
+    expect(usage(() => checkJobAgainstDevice(job('--bs=4k', '--size=2k'), dev))).toEqual([
+      'fio: size too small, must not be less than minimum block size: 2048 < 4096',
+    ]);
   });
 });
 

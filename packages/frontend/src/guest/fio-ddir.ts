@@ -2,6 +2,8 @@
  * fio's data directions (io_ddir.h's enum fio_ddir, its first three: DDIR_RWDIR_CNT): the index of
  * every per-direction array of a job — its statistics, rates, counters and log entries.
  */
+import type { Placement } from './fio-offsets.ts';
+
 export type Ddir = 0 | 1 | 2;
 
 export const DDIR_READ = 0;
@@ -26,13 +28,16 @@ export function ddirName(d: Ddir): 'read' | 'write' | 'trim' {
 export class WorkloadDirections {
   /** trimwrite's turn: the next I/O trims (else it writes the range the last trim went over). */
   private trimNext = true;
-  /** trimwrite's last trim: where its next write goes (get_next_block()'s last_start[DDIR_TRIM]). */
-  private lastTrim = 0;
+  /**
+   * trimwrite's last trim: where its next write goes, and how long it is (get_next_block()'s
+   * last_start[DDIR_TRIM], get_next_buflen()'s last_pos less last_start).
+   */
+  private lastTrim: Placement = { offset: 0, len: 0 };
   constructor(
     private readonly kinds: { read: boolean; write: boolean; trimwrite: boolean },
     private readonly rwmixread: number,
-    /** The job's offsets: the next of a direction. */
-    private readonly offsets: { next(d: Ddir): number },
+    /** The job's offsets: the next I/O of a direction. */
+    private readonly offsets: { place(d: Ddir): Placement | null },
     /** The job's generator, uniform in [0, 1) (seeded again for a pass: looked up at each draw). */
     private readonly rand: () => number,
   ) {}
@@ -60,11 +65,19 @@ export class WorkloadDirections {
     return this.turned(this.chosen());
   }
 
-  /** Where the next I/O in direction `d` goes; trimwrite's turn passes to the other direction. */
-  place(d: Ddir): number {
-    if (!this.kinds.trimwrite) return this.offsets.next(d);
-    this.trimNext = d !== DDIR_TRIM;
-    if (d === DDIR_WRITE) return this.lastTrim;
-    return (this.lastTrim = this.offsets.next(d));
+  /**
+   * Where the next I/O in direction `d` goes (null: none fits); trimwrite's turn passes to the other
+   * direction.
+   */
+  place(d: Ddir): Placement | null {
+    if (!this.kinds.trimwrite) return this.offsets.place(d);
+    if (d === DDIR_WRITE) {
+      this.trimNext = true;
+      return { ...this.lastTrim };
+    }
+    const at = this.offsets.place(d);
+    if (!at) return null;
+    this.trimNext = false;
+    return (this.lastTrim = at);
   }
 }

@@ -51,10 +51,11 @@ import { JobStderr } from './fio-job-stderr.ts';
 import { MinRateCheck, RateControl } from './fio-rate.ts';
 import { jobLogs, type JobLogs } from './fio-log.ts';
 import { LatencyTarget, type LatencyStep } from './fio-latency.ts';
-import { Offsets } from './fio-offsets.ts';
+import { jobPlacer, type Placement, type Placer } from './fio-offsets.ts';
+import { BSRANGE_SEEDS, blockSizes, tdMaxBs, tdMinBs, type JobBlockSizes } from './fio-block-size.ts';
 import { blockDraw, withoutRandomMap } from './fio-distribution.ts';
 import { JobFsyncs, type SyncKind } from './fio-fsync.ts';
-import { fromPages, IoSlots, jobDepth, toPages, type Slot } from './fio-iomem.ts';
+import { fromPages, IoSlots, jobDepth, segmentsFor, toPages, type Slot } from './fio-iomem.ts';
 import { JobSamples } from './fio-samples.ts';
 import { Stalls } from './fio-stall.ts';
 import { etaRates, runLetter, threadEta, type EtaCounters } from './fio-eta.ts';
@@ -92,6 +93,8 @@ export interface WorkerTarget {
 interface Io {
   slot: Slot;
   ddir: Ddir;
+  /** Bytes (io_u->buflen). */
+  len: number;
   /** A trim of libaio or io_uring, made inline (InlineCall): no submission of its own, no slat. */
   inline: boolean;
   offset: number;
@@ -124,14 +127,22 @@ function msOfUs(us: number): number {
 export class Worker {
   readonly stats: JobStats;
   private readonly kinds: RwKinds;
-  private readonly offsets: Offsets;
+  private readonly offsets: Placer;
+  /** The job's block sizes, per direction. */
+  private readonly sizes: JobBlockSizes;
   private rand!: () => number;
+  /** get_next_buflen()'s draws, per direction (td->bsrange_state[]), seeded again with the others. */
+  private bsRand: Array<() => number> = [];
   /** The job's seed: with randrepeat each pass draws from it again (see startPhase()). */
   private readonly seed: number;
   /** Passes over the region begun (do_io() entered). */
   private ioPhases = 0;
   private readonly depth: number;
   private readonly direct: boolean;
+  /** Bytes of the I/Os in flight. */
+  private inflightBytes = 0;
+  /** No I/O fitted in what is left of the region: the pass ends (fill_io_u() failing). */
+  private outOfRoom = false;
   /** A synchronous engine (psync, sync): each I/O complete when its call returns. */
   private readonly synchronous: boolean;
   /** The I/O buffers, a slot for each I/O in flight. */
@@ -213,7 +224,7 @@ export class Worker {
   /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
   private phase: 'io' | 'verify' = 'io';
   /** The verify phase's blocks, in order (their logged writes), and the index of the next to read. */
-  private verifyList: Array<{ offset: number; logged: LoggedWrite | null }> = [];
+  private verifyList: Array<{ at: Placement; logged: LoggedWrite | null }> = [];
   private verifyNext = 0;
   /** When the current phase began (fio's td->start), and the bytes it accounted in each direction. */
   private phaseStart = 0;
@@ -280,6 +291,7 @@ export class Worker {
     });
     this.stderr = new JobStderr(io, target.vfs, () => this.pump());
     this.kinds = rwKinds(job.rw);
+    this.sizes = blockSizes(job);
     const bytes = target.disk.queue.capacity() * 512;
     const size = jobSize(job, bytes, target.subjob);
     const seed =
@@ -292,7 +304,7 @@ export class Worker {
     this.rate = DDIRS.some((d) => bps[d] && this.does(d))
       ? new RateControl(
           bps,
-          job.bs,
+          this.sizes.map((s) => s.min),
           job.rateProcess,
           this.kinds.read && this.kinds.write ? { read: job.rwmixread, write: 100 - job.rwmixread } : null,
           () => this.rateRand(),
@@ -301,21 +313,21 @@ export class Worker {
     const start = startOffset(job, bytes, target.subjob);
     // a distribution's own generator (fio's f->zipf and f->gauss), seeded once for the job
     const distRand = mulberry32(seed ^ 0x2545f491);
-    this.offsets = new Offsets(
+    const drawFor = (n: number) =>
+      blockDraw(
+        job,
+        n,
+        () => Math.floor(this.rand() * 0x1_0000_0000),
+        () => Math.floor(distRand() * 0x1_0000_0000),
+      );
+    this.offsets = jobPlacer(job, this.sizes, {
       start,
       size,
-      job.bs,
-      this.kinds.random,
-      () => this.rand(),
-      bytes,
-      (n) =>
-        blockDraw(
-          job,
-          n,
-          () => Math.floor(this.rand() * 0x1_0000_0000),
-          () => Math.floor(distRand() * 0x1_0000_0000),
-        ),
-    );
+      end: bytes,
+      rand: () => this.rand(),
+      rand32: (d) => Math.floor(this.bsRand[d]() * 0x1_0000_0000),
+      drawFor,
+    });
     this.directions = new WorkloadDirections(this.kinds, job.rwmixread, this.offsets, () => this.rand());
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
     this.written = this.newWriteLog();
@@ -326,10 +338,11 @@ export class Worker {
     // offsets come from (f->io_size)
     this.budget = new IoBudget(
       job,
+      tdMaxBs(this.sizes),
       this.kinds,
       job.ioSizePercent && job.ioSizePercent !== 100
         ? Math.floor((size * job.ioSizePercent) / 100)
-        : this.offsets.count * job.bs,
+        : this.offsets.passBytes,
     );
     this.logs = jobLogs(job, index + 1);
     this.samples = new JobSamples(job, this.stats, this.logs, (s) => this.stderr.say(s), {
@@ -493,6 +506,8 @@ export class Worker {
       // the pass starts with its queue drained: refilled one I/O a commit, as the job's first fill
       if (this.ioPhases > 1) this.refillFromEmpty = true;
       this.directions.restart();
+      this.offsets.newPass();
+      this.outOfRoom = false;
       // prune_io_piece_log(): each pass verifies what it wrote itself
       this.written.clear();
       this.budget.newPass();
@@ -503,14 +518,21 @@ export class Worker {
     } else {
       // what the pass wrote and its backlog has not read yet, in the log's order (WriteLog); with
       // verify_only, what the pass would have
+      if (this.job.verifyOnly) this.offsets.newPass();
       this.verifyList = this.job.verifyOnly
         ? // (trimwrite's dry run goes until its writes are the size, as do_dry_run()'s
           // io_complete_bytes_exceeded() has it: a trim before each)
-          dryRun(this.offsets.count * (this.trimwrite ? 2 : 1), this.kinds.write, this.newWriteLog(), () => {
-            const d = this.directions.next();
-            return { write: d === DDIR_WRITE, offset: this.directions.place(d) };
-          }).map((offset) => ({ offset, logged: null }))
-        : this.written.drain().map((logged) => ({ offset: logged.offset, logged }));
+          dryRun(
+            this.offsets.passBytes * (this.trimwrite ? 2 : 1),
+            this.kinds.write,
+            this.newWriteLog(),
+            () => {
+              const d = this.directions.next();
+              const at = this.directions.place(d);
+              return at && { write: d === DDIR_WRITE, ...at };
+            },
+          ).map((at) => ({ at, logged: null }))
+        : this.written.drain().map((logged) => ({ at: { offset: logged.offset, len: logged.len }, logged }));
       this.verifyNext = 0;
       this.state = 'V';
       // do_verify() syncs and drops the cache of the files still open, and clear_io_state() has
@@ -524,6 +546,7 @@ export class Worker {
   /** The job's generators from its seed (td_fill_rand_seeds()): at its start, and again for a pass. */
   private seedGenerators(): void {
     this.rand = mulberry32(this.seed);
+    this.bsRand = BSRANGE_SEEDS.map((k) => mulberry32(this.seed ^ k));
     this.verifyRand = mulberry32(this.seed ^ 0x5bd1e995);
     this.rateRand = mulberry32(this.seed ^ 0x27d4eb2f);
   }
@@ -597,7 +620,13 @@ export class Worker {
         return;
       }
       // keep_running(): time_based runs pass after pass; else `loops` of them
-      if (!this.latDone && (this.job.timeBased || ++this.passes < this.job.loops || this.ioSizeLeft())) {
+      // a pass that found no room for any I/O would find none again: the job ends
+      const noRoom = this.outOfRoom && this.budget.passEmpty;
+      if (
+        !this.latDone &&
+        !noRoom &&
+        (this.job.timeBased || ++this.passes < this.job.loops || this.ioSizeLeft())
+      ) {
         void this.startPhase(this.job.verifyOnly ? 'verify' : 'io', t);
         return;
       }
@@ -615,8 +644,9 @@ export class Worker {
       return false;
     }
     if (this.phase === 'verify') return this.verifyNext < this.verifyList.length;
-    // the latency target's final window is over (td->done)
-    if (this.latDone) return false;
+    // the latency target's final window is over (td->done); or no I/O fits in what is left of the
+    // region (get_io_u() failing ends do_io()'s pass)
+    if (this.latDone || this.outOfRoom) return false;
     // a time_based job runs to the end of its runtime; with verify, fio's do_io() still ends each
     // pass over the region, for its verify phase to follow — counted in bytes_issued, which only
     // an I/O its engine queued adds to: a synchronous engine's pass never ends, so it never verifies
@@ -625,7 +655,7 @@ export class Worker {
     // io_issue_bytes_exceeded(), which a time_based job does not look at
     if (!this.job.timeBased && this.issueBytesExceeded()) return false;
     // one pass, the ramp's I/O included; trimwrite's twice the size, its trims and its writes
-    return this.budget.passLeft(this.inflight);
+    return this.budget.passLeft(this.inflightBytes);
   }
 
   /**
@@ -714,8 +744,9 @@ export class Worker {
         this.committed(n);
         n = 0;
       }
-      this.issue(t, back ?? ddir);
-      this.rate?.issued(ddir);
+      const len = this.issue(t, back ?? ddir);
+      if (!len) break;
+      this.rate?.issued(ddir, len);
       this.lastIssueDdir = ddir;
       if (!inline) n++;
       const full = this.inflight >= this.queueDepth;
@@ -879,7 +910,7 @@ export class Worker {
 
   /** lat_fatal(): the I/O's lat (ns) was over `maxNs`; the job fails with ETIMEDOUT. */
   private latFatal(io: Io, latNs: number, maxNs: number): void {
-    const line = `fio: latency of ${latNs} nsec exceeds specified max (${maxNs} nsec): ${this.target.path} ${ddirName(io.ddir)} ${io.offset} ${this.job.bs}`;
+    const line = `fio: latency of ${latNs} nsec exceeds specified max (${maxNs} nsec): ${this.target.path} ${ddirName(io.ddir)} ${io.offset} ${io.len}`;
     // lat_fatal() sets the error and the completion's: an ignore_error list naming ETIMEDOUT (110)
     // makes it non-fatal, said and counted at each I/O over the bound
     if (
@@ -957,23 +988,30 @@ export class Worker {
 
   /**
    * Issues one I/O: a direction of the workload, or a logged write to read back (the verify phase's
-   * next, or `verify_backlog`'s).
+   * next, or `verify_backlog`'s). Returns its length: 0 when none fits, and the pass ends.
    */
-  private issue(t: number, what: Ddir | LoggedWrite): void {
-    const slot = this.buffers.free.pop()!;
+  private issue(t: number, what: Ddir | LoggedWrite): number {
     const backlog = typeof what === 'object';
     const ddir = backlog ? DDIR_READ : what;
     const write = ddir === DDIR_WRITE;
     const verify = this.phase === 'verify' || backlog;
-    let offset: number;
+    let at: Placement | null;
     let logged: LoggedWrite | null = null;
-    if (backlog) ({ offset } = logged = what);
-    else if (this.phase === 'verify') ({ offset, logged } = this.verifyList[this.verifyNext++]);
-    else offset = this.directions.place(ddir);
+    if (backlog) at = { offset: what.offset, len: (logged = what).len };
+    else if (this.phase === 'verify') ({ at, logged } = this.verifyList[this.verifyNext++]);
+    else at = this.directions.place(ddir);
+    if (!at) {
+      // fill_io_u() failed: the pass is over once what is in flight completes
+      this.outOfRoom = true;
+      return 0;
+    }
+    const { offset, len } = at;
+    const slot = this.buffers.free.pop()!;
     const inline = ddir === DDIR_TRIM && !this.synchronous;
     const io: Io = {
       slot,
       ddir,
+      len,
       inline,
       offset,
       tIssue: t,
@@ -992,11 +1030,12 @@ export class Worker {
       this.state = checked ? 'V' : this.rampDone ? runLetter(this.job) : '/';
     }
     this.inflight++;
+    this.inflightBytes += len;
     this.issued++;
     // td->io_issue_bytes: every I/O of the workload, a failed one too, over all passes; and
     // td->io_issues, since the statistics started
     if (!verify) {
-      this.budget.issue(ddir);
+      this.budget.issue(ddir, len);
       this.ioIssues[ddir]++;
     }
     // fio's total_io_u: every I/O its engine was handed, a failed one too, counted as it is queued
@@ -1008,26 +1047,26 @@ export class Worker {
       const drawn =
         (BigInt(Math.floor(this.verifyRand() * 2 ** 32)) << 32n) |
         BigInt(Math.floor(this.verifyRand() * 2 ** 32));
-      const seed = fillVerifyBlock(this.job, slot.buf!, {
+      const seed = fillVerifyBlock(this.job, slot.buf!.subarray(0, len), {
         offset,
         seed: drawn,
         numberio,
         thread: this.index + 1, // td->thread_number, from 1
       });
-      if (this.direct) toPages(slot);
-      this.written.log(offset, numberio, seed);
+      if (this.direct) toPages(slot, len);
+      this.written.log(offset, len, numberio, seed);
     }
     const tIssue = now();
     io.tIssue = tIssue;
     if (ddir === DDIR_TRIM) {
       this.trim(io);
-      return;
+      return len;
     }
     if (this.direct) {
       const p = this.target.disk.queue.submitBio({
         op: write ? 'write' : 'read',
         sector: offset / 512,
-        segments: slot.segments,
+        segments: segmentsFor(slot, len),
       });
       // a synchronous engine's I/O is issued by its call and has no submission latency: fio records
       // slat only for I/O its engine queued (io_u_queued())
@@ -1045,15 +1084,17 @@ export class Worker {
     } else {
       this.stats.ringOccupancy.add(this.target.disk.front.inflight);
       const f = this.file!;
-      const p = write ? f.pwrite(slot.buf!, offset) : f.pread(slot.buf!, offset);
+      const buf = slot.buf!.subarray(0, len);
+      const p = write ? f.pwrite(buf, offset) : f.pread(buf, offset);
       // queued once the call has returned: what an asynchronous engine's submit takes (slat)
       if (this.synchronous) io.tSubmitted = tIssue;
       else this.submitted(io, now());
       p.then(
-        (r) => this.complete(io, r.ok ? (r.n === this.job.bs ? null : 'EIO') : r.errno),
+        (r) => this.complete(io, r.ok ? (r.n === len ? null : 'EIO') : r.errno),
         () => this.complete(io, 'EIO'),
       );
     }
+    return len;
   }
 
   /**
@@ -1065,9 +1106,7 @@ export class Worker {
   private trim(io: Io): void {
     const f = this.file!;
     const p = (
-      f.discard
-        ? f.discard(io.offset, this.job.bs)
-        : Promise.resolve<IoResult>({ ok: false, errno: 'ENOTTY' })
+      f.discard ? f.discard(io.offset, io.len) : Promise.resolve<IoResult>({ ok: false, errno: 'ENOTTY' })
     ).catch((): IoResult => ({ ok: false, errno: 'EIO' }));
     // no submission apart from the call (the issue time is set before it: FIO_ASYNCIO_SYNC_TRIM)
     io.tSubmitted = io.tIssue;
@@ -1104,13 +1143,13 @@ export class Worker {
    * of the writes' kind (td_error_type()); a fatal one is counted when the job continues on that
    * kind, a non-fatal one counted and cleared, its message kept (the report's `err=`).
    */
-  private trimFailed(err: Errno): void {
+  private trimFailed(io: Io, err: Errno): void {
     const num = ERRNO_NUM[err];
     if (nonFatal(this.job, errorKind(true, num), num)) {
       if (!this.stats.error) this.stats.verror = verror('td_io_queue engine', STRERROR[err], 'td_io_queue');
       this.stats.countError(num);
       // issued, it counts in the pass's bytes as if it had completed
-      this.budget.done();
+      this.budget.done(io.len);
       return;
     }
     // completed in the engine's queue(), it reaches break_on_this_error() as a synchronous one does
@@ -1124,6 +1163,7 @@ export class Worker {
     if (this.fsyncs.hold(() => this.complete(io, err))) return;
     const t = at ?? now();
     this.inflight--;
+    this.inflightBytes -= io.len;
     // io_completed(): the last thing done is no longer a sync
     this.fsyncs.completed();
     const write = io.ddir === DDIR_WRITE;
@@ -1135,12 +1175,12 @@ export class Worker {
     this.buffers.free.push(io.slot);
     // an inline trim was counted a completion of its own (trim())
     if (!io.inline) this.completedBurst++;
-    if (err && io.ddir === DDIR_TRIM) this.trimFailed(err);
+    if (err && io.ddir === DDIR_TRIM) this.trimFailed(io, err);
     else if (err) {
       // its submission latency was taken as it was queued (io_u_queued()), a failure notwithstanding
       if (!io.ramp && this.queuedSlat(io) && this.job.statsEnabled && !this.job.disableSlat)
         this.stats.dir(io.ddir).slat.add((io.tSubmitted - io.tIssue) * 1e6);
-      const line = `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${ddirName(io.ddir)} offset=${io.offset}, buflen=${this.job.bs}`;
+      const line = `fio: io_u error on file ${this.target.path}: ${STRERROR[err]}: ${ddirName(io.ddir)} offset=${io.offset}, buflen=${io.len}`;
       const num = ERRNO_NUM[err];
       // td_io_queue(): a synchronous engine's first I/O of a direction failing as a zoned device's
       // unaligned write would (EIO), said on stdout whatever becomes of the error
@@ -1160,7 +1200,7 @@ export class Worker {
         if (!this.stats.error && o.verror) this.stats.verror = verror(o.verror, STRERROR[err]);
         this.stats.countError(num);
         // issued, it counts in the pass's bytes (td->io_issue_bytes) as if it had completed
-        if (!io.verify) this.budget.done();
+        if (!io.verify) this.budget.done(io.len);
       } else {
         if (!this.stats.error && o.countedFatal) this.stats.countError(num);
         this.fail(err, o.verror ?? 'io_u error', o.said ? line : null);
@@ -1206,14 +1246,18 @@ export class Worker {
 
   private verifyRead(io: Io): void {
     if (this.job.verify === 'none') return;
-    if (this.direct) fromPages(io.slot);
+    if (this.direct) fromPages(io.slot, io.len);
     // verify_header() checks the write's number where the job's log is sure of it: a writer of one
-    // block size, neither time_based nor verify_only
-    const sure = this.kinds.write && !this.job.timeBased && !this.job.verifyOnly;
+    // block size (td_min_bs() == td_max_bs()), neither time_based nor verify_only
+    const sure =
+      this.kinds.write &&
+      tdMinBs(this.sizes) === tdMaxBs(this.sizes) &&
+      !this.job.timeBased &&
+      !this.job.verifyOnly;
     const logged = io.logged;
     const r = checkVerifyBlock(
       this.job,
-      io.slot.buf!,
+      io.slot.buf!.subarray(0, io.len),
       this.target.path,
       io.offset,
       {
@@ -1258,12 +1302,12 @@ export class Worker {
 
   private account(io: Io, t: number): void {
     const d = this.stats.dir(io.ddir);
-    const bs = this.job.bs;
+    const bs = io.len;
     // the pass's budget counts what it did in the ramp too: fio's issued bytes outlive the ramp's end
     // (reset_all_stats() leaves them), so a job bound by its size does the size once, ramp included;
     // a read of the verify list (the verify phase's, the backlog's) is not in it (td_io_queue() leaves
     // IO_U_F_VER_LIST out of io_issue_bytes)
-    if (!io.verify) this.budget.done();
+    if (!io.verify) this.budget.done(io.len);
     const ddir = io.ddir;
     this.ioBlocks[ddir]++;
     // io_completed()'s this_io_bytes and this_io_blocks, the ramp's too, but no read of the verify
@@ -1299,7 +1343,7 @@ export class Worker {
       // marks it with the time since issue to the device, the figure clat reports), not total latency
       this.stats.markLatency(clat);
     }
-    this.samples.completed(t, ddir, io.offset, lat, clat, !io.verify);
+    this.samples.completed(t, ddir, io.offset, io.len, lat, clat, !io.verify);
   }
 
   /** Whether the I/O was queued by its engine, and so has a submission latency (io_u_queued()). */
@@ -1315,7 +1359,7 @@ export class Worker {
     io.tSubmitted = t;
     // io_u_queued(): with slat measured, past the ramp, in a job with stats
     if (!io.ramp && this.job.statsEnabled && !this.job.disableSlat)
-      this.samples.slat(t, t - io.tIssue, io.ddir, io.offset);
+      this.samples.slat(t, t - io.tIssue, io.ddir, io.len, io.offset);
   }
 
   /** What the last ETA line had seen (the job's start, before the first): its time and counters. */

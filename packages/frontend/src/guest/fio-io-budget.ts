@@ -16,6 +16,8 @@ export class IoBudget {
 
   constructor(
     private readonly job: FioJob,
+    /** The job's largest block size (td_max_bs()): keep_running()'s least that is worth a pass. */
+    private readonly maxBs: number,
     private readonly kinds: RwKinds,
     /** The bytes of one pass over the region (the eta's total too). */
     readonly passBytes: number,
@@ -23,14 +25,19 @@ export class IoBudget {
     this.twice = kinds.trimwrite ? 2 : 1;
   }
 
-  /** An I/O of the workload issued in direction `d` (a read of the verify list is not one). */
-  issue(d: Ddir): void {
-    this.issued[d] += this.job.bs;
+  /** An I/O of the workload issued in direction `d`, of `len` bytes (a read of the verify list is not one). */
+  issue(d: Ddir, len: number): void {
+    this.issued[d] += len;
   }
 
-  /** An I/O of the pass is done, or failed and the job goes on: it counts in the pass's bytes. */
-  done(): void {
-    this.passDone += this.job.bs;
+  /** An I/O of the pass is done, or failed and the job goes on: its bytes count in the pass's. */
+  done(len: number): void {
+    this.passDone += len;
+  }
+
+  /** Whether the pass has done nothing (a pass that ends so finds no room for any I/O). */
+  get passEmpty(): boolean {
+    return this.passDone === 0;
   }
 
   /** A pass begins. */
@@ -38,9 +45,9 @@ export class IoBudget {
     this.passDone = 0;
   }
 
-  /** Whether the pass has more to issue, with `inflight` I/Os in flight (the ramp's I/O included). */
-  passLeft(inflight: number): boolean {
-    return this.passDone + inflight * this.job.bs < this.passBytes * this.twice;
+  /** Whether the pass has more to issue, with `inflightBytes` in flight (the ramp's I/O included). */
+  passLeft(inflightBytes: number): boolean {
+    return this.passDone + inflightBytes < this.passBytes * this.twice;
   }
 
   /**
@@ -68,12 +75,12 @@ export class IoBudget {
 
   /**
    * keep_running() once `loops` is used up: with io_size, another pass while what the job has done
-   * (`doneBytes`: td->io_bytes, verify reads included) leaves at least a block of it — unless
+   * (`doneBytes`: td->io_bytes, verify reads included) leaves at least the largest block of it — unless
    * number_ios is met.
    */
   ioSizeLeft(doneBytes: number, ios: number): boolean {
     const j = this.job;
     if (j.ioSize === null || this.exceedsNumberIos(ios)) return false;
-    return j.ioSize - doneBytes >= j.bs;
+    return j.ioSize - doneBytes >= this.maxBs;
   }
 }

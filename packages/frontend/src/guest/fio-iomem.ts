@@ -1,5 +1,5 @@
 /**
- * fio's I/O buffers (memory.c, io_u.c's init_io_u()): a buffer of bs bytes for each I/O a job keeps in
+ * fio's I/O buffers (memory.c, io_u.c's init_io_u()): a buffer of max_bs bytes for each I/O a job keeps in
  * flight, allocated before its first I/O out of the guest's budget for them and given back as it
  * closes.
  */
@@ -8,6 +8,7 @@ import type { Page } from '@pvblk/client';
 import type { BioSegment } from '../block/types.ts';
 import type { GuestDisk } from './toolbox.ts';
 import { openDirect, syncEngine, type FioJob } from './fio-job.ts';
+import { blockSizes, tdMaxBs } from './fio-block-size.ts';
 
 const PAGE = 4096;
 
@@ -23,9 +24,9 @@ export function jobDepth(job: FioJob): number {
   return syncEngine(job) ? 1 : job.iodepth;
 }
 
-/** Bytes of I/O buffers one job's worker holds: a buffer of bs bytes for each I/O in flight. */
+/** Bytes of I/O buffers one job's worker holds: a buffer of its largest block for each I/O in flight. */
 export function jobIomem(job: FioJob): number {
-  return jobDepth(job) * job.bs;
+  return jobDepth(job) * tdMaxBs(blockSizes(job));
 }
 /** Bytes of I/O buffers this process's running fio jobs hold (a guest is one process). */
 let iomemInUse = 0;
@@ -79,7 +80,7 @@ export class IoSlots {
 
   private allocSlots(): void {
     const driver = this.disk.queue.driver;
-    const bs = this.job.bs;
+    const bs = tdMaxBs(blockSizes(this.job));
     for (let s = 0; s < this.depth; s++) {
       // fio fills its buffers with random data once (a zero page would travel without contents)
       const fill = mulberry32(this.index * 7919 + s * 104729);
@@ -115,19 +116,38 @@ export class IoSlots {
   }
 }
 
-/** direct=1: the block between the contiguous buffer and the bio's pages. */
-export function toPages(slot: Slot): void {
+/** direct=1: the bio's segments of an I/O of `len` bytes, the slot's first pages (the last cut short). */
+export function segmentsFor(slot: Slot, len: number): BioSegment[] {
+  let full = 0;
+  for (const sg of slot.segments) full += sg.len;
+  if (len === full) return slot.segments;
+  const out: BioSegment[] = [];
+  for (let pos = 0, i = 0; pos < len; i++) {
+    const sg = slot.segments[i];
+    out.push({ page: sg.page, off: sg.off, len: Math.min(sg.len, len - pos) });
+    pos += sg.len;
+  }
+  return out;
+}
+
+/** direct=1: an I/O's first `len` bytes from the contiguous buffer to the bio's pages. */
+export function toPages(slot: Slot, len: number): void {
   let pos = 0;
   for (const sg of slot.segments) {
-    slot.buf!.copy(sg.page.buf, sg.off, pos, pos + sg.len);
-    pos += sg.len;
+    if (pos >= len) break;
+    const n = Math.min(sg.len, len - pos);
+    slot.buf!.copy(sg.page.buf, sg.off, pos, pos + n);
+    pos += n;
   }
 }
 
-export function fromPages(slot: Slot): void {
+/** direct=1: an I/O's first `len` bytes from the bio's pages to the contiguous buffer. */
+export function fromPages(slot: Slot, len: number): void {
   let pos = 0;
   for (const sg of slot.segments) {
-    sg.page.buf.copy(slot.buf!, pos, sg.off, sg.off + sg.len);
-    pos += sg.len;
+    if (pos >= len) break;
+    const n = Math.min(sg.len, len - pos);
+    sg.page.buf.copy(slot.buf!, pos, sg.off, sg.off + n);
+    pos += n;
   }
 }

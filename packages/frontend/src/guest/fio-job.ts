@@ -13,6 +13,9 @@ import type { VerifyPattern } from './fio-pattern.ts';
 import { headerInterval, headerSize } from './fio-verify.ts';
 import type { RateProcess } from './fio-rate.ts';
 import { fail, type PerDirection } from './fio-parse.ts';
+import { DDIRS, ddirName } from './fio-ddir.ts';
+import { BLOCK_MAP_MAX_BITS, blockSizes, fixedBlockSize, tdMinBs, type BsSplit } from './fio-block-size.ts';
+import { withoutRandomMap } from './fio-distribution.ts';
 
 /** Which latencies the report gives percentiles of (slat_percentiles, clat_percentiles, lat_percentiles). */
 export interface LatencyPercentiles {
@@ -48,7 +51,13 @@ export interface FioJob {
   rw: FioRw;
   /** Percentage of reads in a mixed workload. */
   rwmixread: number;
-  bs: number;
+  /** `bs`, per direction (reads, writes, trims); what `bsrange` and `bssplit` leave is blockSizes(). */
+  bs: PerDirection;
+  /** `bsrange`'s and `bssplit`'s smallest and largest sizes, per direction (0: not given). */
+  minBs: PerDirection;
+  maxBs: PerDirection;
+  /** `bssplit`, per direction (empty: none). */
+  bsSplit: [BsSplit[], BsSplit[], BsSplit[]];
   iodepth: number;
   numjobs: number;
   /** Bytes of the region each job works on; null = to the end of the device (or sizePercent of it). */
@@ -262,7 +271,10 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   filename: null,
   rw: 'read',
   rwmixread: 50,
-  bs: 4096,
+  bs: [4096, 4096, 4096],
+  minBs: [0, 0, 0],
+  maxBs: [0, 0, 0],
+  bsSplit: [[], [], []],
   iodepth: 1,
   numjobs: 1,
   size: null,
@@ -367,10 +379,14 @@ export function checkJobAgainstDevice(
   job: FioJob,
   dev: { path: string; bytes: number; logicalBlockSize: number },
 ): void {
-  if (job.bs % dev.logicalBlockSize !== 0) {
-    fail(
-      `fio: bs=${job.bs} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
-    );
+  const sizes = blockSizes(job);
+  for (const d of DDIRS) {
+    const { min, max, split } = sizes[d];
+    for (const v of [min, max, ...split.map((s) => s.bs)])
+      if (v % dev.logicalBlockSize !== 0)
+        fail(
+          `fio: ${fixedBlockSize(sizes) ? 'bs' : `${ddirName(d)} block size`}=${v} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
+        );
   }
   // get_start_offset() rounds an offset worked out from a percentage up to offset_align: fio 3.33
   // divides by 0 there (SIGFPE)
@@ -394,15 +410,30 @@ export function checkJobAgainstDevice(
     if (offset + size > dev.bytes) {
       fail(`fio: offset=${offset}${of} size=${size} goes past the end of ${dev.path} (${dev.bytes} bytes)`);
     }
-    if (size < job.bs) {
-      fail(`fio: size too small, must not be less than minimum block size: ${size} < ${job.bs}`);
+    if (size < tdMinBs(sizes)) {
+      fail(`fio: size too small, must not be less than minimum block size: ${size} < ${tdMinBs(sizes)}`);
     }
+    // the random map of sizes that vary is a bit a block of the smallest (VariableOffsets)
+    const bits = Math.floor(Math.min(size, dev.bytes - offset) / tdMinBs(sizes));
+    if (
+      rwKinds(job.rw).random &&
+      !withoutRandomMap(job) &&
+      !fixedBlockSize(sizes) &&
+      bits > BLOCK_MAP_MAX_BITS
+    )
+      fail(
+        `fio: ${job.name}${of}: a random map of ${bits} blocks of ${tdMinBs(sizes)} bytes is more than this fio keeps for block sizes that vary (${BLOCK_MAP_MAX_BITS}): give norandommap, a smaller size or a larger smallest size`,
+      );
   }
 }
 
-/** The bytes a second each way a job is held to (init.c's __setup_rate(): `rate`, else `rate_iops` × bs); 0: none. */
+/**
+ * The bytes a second each way a job is held to (init.c's __setup_rate(): `rate`, else `rate_iops` ×
+ * the direction's smallest block size); 0: none.
+ */
 export function rateBps(job: FioJob): [number, number, number] {
-  const bps = (d: 0 | 1 | 2) => job.rate[d] || job.rateIops[d] * job.bs;
+  const sizes = blockSizes(job);
+  const bps = (d: 0 | 1 | 2) => job.rate[d] || job.rateIops[d] * sizes[d].min;
   return [bps(0), bps(1), bps(2)];
 }
 
@@ -411,6 +442,7 @@ export function rateBps(job: FioJob): [number, number, number] {
  * not measured has no percentiles (`--disable_clat --clat_percentiles=1` gives none).
  */
 export function fixupJob(job: FioJob): void {
+  if (job.verify !== 'none') job.verifyInterval = verifyInterval(job);
   const p = job.latencyPercentiles;
   if ((job.disableLat && p.lat) || (job.disableClat && p.clat) || (job.disableSlat && p.slat))
     job.latencyPercentiles = {
@@ -455,12 +487,14 @@ export function checkJob(job: FioJob): void {
     fail(
       `fio: ${job.name}: verify with rw=${job.rw} is not supported by this fio: a job that only trims writes nothing to verify`,
     );
+  const sizes = blockSizes(job);
   if (job.rateProcess === 'poisson') {
     // usec_for_io() divides by the blocks a second: fio 3.36 dies of SIGFPE under one
-    for (const bps of rateBps(job)) {
-      if (bps && bps < job.bs)
+    for (const d of DDIRS) {
+      const bps = rateBps(job)[d];
+      if (bps && bps < sizes[d].min)
         fail(
-          `fio: ${job.name}: rate_process=poisson needs a block a second at least (rate=${bps} B/s, bs=${job.bs})`,
+          `fio: ${job.name}: rate_process=poisson needs a block a second at least (rate=${bps} B/s, bs=${sizes[d].min})`,
         );
     }
   }
@@ -472,11 +506,17 @@ export function checkJob(job: FioJob): void {
     fail(`fio: ${job.name}: verify=pattern needs a verify_pattern (--verify_pattern=0xdeadbeef, say)`);
   }
   if (job.verify === 'none') return;
+  // fio warns ("norandommap given for variable block sizes, verify limited") and reads back only the
+  // newest of writes that overlap
+  if (sizes[1].min !== sizes[1].max && kinds.random && withoutRandomMap(job))
+    fail(
+      `fio: ${job.name}: verify of writes whose sizes vary, without a random map (norandommap, random_distribution), is not supported by this fio: their blocks overlap`,
+    );
   const hdr = headerSize(job.verify);
-  const inc = headerInterval(job, job.bs);
+  const inc = headerInterval(job, sizes[1].min);
   if (inc <= hdr) {
     // populate_hdr()'s "Blocksize too small", said before the job starts
-    const what = inc === job.bs ? `bs=${job.bs}` : `verify_interval=${inc}`;
+    const what = inc === sizes[1].min ? `bs=${sizes[1].min}` : `verify_interval=${inc}`;
     fail(`fio: ${job.name}: ${what} is too small for verify=${job.verify}'s ${hdr}-byte header`);
   }
   // fio swaps the header with whatever lies at verify_offset: overlapping it, or past the interval
@@ -510,7 +550,7 @@ export function startOffset(job: FioJob, bytes: number, subjob = 0): number {
     align = true;
   }
   if (!align) return offset;
-  const to = job.offsetAlign ?? job.bs;
+  const to = job.offsetAlign ?? tdMinBs(blockSizes(job));
   return Math.ceil(offset / to) * to;
 }
 
@@ -531,7 +571,7 @@ export function jobSize(job: FioJob, bytes: number, subjob = 0): number {
   const rest = bytes - startOffset(job, bytes, subjob);
   if (job.sizePercent === null) return rest;
   const share = Math.min(rest, Math.floor((bytes * job.sizePercent) / 100));
-  return share - (share % job.bs);
+  return share - (share % tdMinBs(blockSizes(job)));
 }
 
 /**
@@ -577,4 +617,24 @@ export function rwKinds(rw: FioRw): RwKinds {
     trimwrite: rw.endsWith('trimwrite'),
     random: rw.startsWith('rand'),
   };
+}
+
+/**
+ * The verify header's interval as init.c's fixup_options() leaves it: the writes' smallest size when
+ * their sizes vary and none was given; at most the writes' smallest (else the reads', for a job that
+ * reads); and a factor of both the writes' smallest and largest, else their greatest common divisor.
+ */
+function verifyInterval(job: FioJob): number {
+  const s = blockSizes(job);
+  const w = s[1];
+  let vi = job.verifyInterval;
+  if (w.max !== w.min && !vi) vi = w.min;
+  if (vi > w.min) vi = w.min;
+  else if (rwKinds(job.rw).read && vi > s[0].min) vi = s[0].min;
+  if (!vi || w.min % vi || w.max % vi) vi = gcd(w.min, w.max);
+  return vi;
+}
+
+function gcd(m: number, n: number): number {
+  return n ? gcd(n, m % n) : m;
 }

@@ -7,6 +7,7 @@
 import { ownEntry } from '@pvblk/shared';
 import { fixed } from './printf.ts';
 import { parseVerifyPattern } from './fio-pattern.ts';
+import { parseBsRange, parseBsSplit } from './fio-block-size.ts';
 import { applyIgnoreError, parseContinueOnError } from './fio-td-error.ts';
 import type { RandomDistribution } from './fio-distribution.ts';
 import {
@@ -275,8 +276,11 @@ export const OPTIONS: Record<string, OptionDef> = {
   },
   rwmixread: { apply: jobOpt((j, v) => (j.rwmixread = parseIntOption('rwmixread', v, 0, 100))) },
   rwmixwrite: { apply: jobOpt((j, v) => (j.rwmixread = 100 - parseIntOption('rwmixwrite', v, 0, 100))) },
-  bs: { apply: jobOpt((j, v) => (j.bs = blockSize('bs', v))) },
-  blocksize: { aliasOf: 'bs', apply: jobOpt((j, v) => (j.bs = blockSize('blocksize', v))) },
+  bs: blockSizeOption('bs'),
+  blocksize: { ...blockSizeOption('blocksize'), aliasOf: 'bs' },
+  bsrange: blockRangeOption('bsrange'),
+  blocksize_range: { ...blockRangeOption('blocksize_range'), aliasOf: 'bsrange' },
+  bssplit: { apply: jobOpt((j, v) => Object.assign(j, parseBsSplit('bssplit', v, j))) },
   iodepth: {
     apply: jobOpt(
       (j, v) =>
@@ -769,17 +773,22 @@ function positiveSize(opt: string, raw: string, v = parseSize(opt, raw)): number
   return v;
 }
 
-/**
- * fio takes a block size per direction (`bs=4k,8k`: reads, writes[, trims]); this fio runs one size for
- * all, so a list is taken only when its sizes agree, and refused, by name, when they do not.
- */
-function blockSize(opt: string, raw: string): number {
-  const sizes = raw.split(',').filter((p) => p !== '');
-  if (sizes.length === 0) return positiveSize(opt, raw);
-  const [first, ...rest] = sizes.map((p) => positiveSize(opt, p));
-  if (rest.some((v) => v !== first))
-    failedParsing(opt, raw, `${opt}: block sizes per direction (${raw}) are not supported: give one size`);
-  return first;
+/** `bs` (FIO_OPT_ULL, at least 1): a size per direction, as perDirection() splits them. */
+function blockSizeOption(opt: string): OptionDef {
+  return {
+    apply: jobOpt((j, v) => (j.bs = perDirection(opt, v, (x) => positiveSize(opt, x), 2 ** 64, j.bs))),
+  };
+}
+
+/** `bsrange`: a range per direction (parseBsRange()). */
+function blockRangeOption(opt: string): OptionDef {
+  return {
+    apply: jobOpt((j, v) => {
+      const { min, max } = parseBsRange(opt, v, j.minBs, j.maxBs);
+      j.minBs = min;
+      j.maxBs = max;
+    }),
+  };
 }
 
 /** fio keeps a job's description in FIO_JOBDESC_SIZE (256) bytes with its NUL: the first 255 bytes. */

@@ -23,7 +23,8 @@ export class RateControl {
 
   constructor(
     bps: readonly number[],
-    private readonly bs: number,
+    /** Each direction's smallest block size (td->o.min_bs[ddir]). */
+    private readonly minBs: readonly number[],
     private readonly process: RateProcess,
     /** The job's mix: both directions, each with a share (td_rw() && rwmix[odir]). */
     private readonly mixShares: { read: number; write: number } | null,
@@ -78,19 +79,20 @@ export class RateControl {
     const bps = this.bps[d];
     if (!us || !bps) return;
     const missed = Math.floor((bps * us) / 1_000_000);
-    const usPerOp = Math.floor((this.bs * 1_000_000) / bps);
-    this.issuedBytes[d] += missed - (usPerOp <= us ? this.bs : 0);
+    const bs = this.minBs[d];
+    const usPerOp = Math.floor((bs * 1_000_000) / bps);
+    this.issuedBytes[d] += missed - (usPerOp <= us ? bs : 0);
     this.lastUsec[d] += us;
   }
 
-  /** An I/O went in direction `d`: its bytes counted, and the direction's next time (usec_for_io()). */
-  issued(d: Ddir): void {
-    this.issuedBytes[d] += this.bs;
+  /** An I/O of `len` bytes went in direction `d`: counted, and the direction's next time (usec_for_io()). */
+  issued(d: Ddir, len: number): void {
+    this.issuedBytes[d] += len;
     const bps = this.bps[d];
     if (this.process === 'poisson' && bps) {
       // a mean gap of 1/iops, exponentially distributed; the mean is whole microseconds, the
       // product truncated, as fio's integer arithmetic has them
-      const iops = Math.floor(bps / this.bs);
+      const iops = Math.floor(bps / this.minBs[d]);
       const mean = iops ? Math.floor(1_000_000 / iops) : 0;
       this.lastUsec[d] += Math.floor(mean * -Math.log(1 - this.rand()));
       this.next[d] = this.lastUsec[d];

@@ -5,6 +5,7 @@
  * (fio-log.ts), as its I/Os are queued and complete, and at its end.
  */
 import { timeReduced, type FioJob } from './fio-job.ts';
+import { blockSizes } from './fio-block-size.ts';
 import type { JobStats } from './fio-stats.ts';
 import { DDIRS, type Ddir } from './fio-ddir.ts';
 import {
@@ -95,13 +96,20 @@ export class JobSamples {
    * and iops windows (`windowed`: not a read of the verify list, which fio's this_io_bytes leaves
    * out) — or, per I/O, a sample of the report's and an entry.
    */
-  completed(t: number, ddir: Ddir, offset: number, lat: number, clat: number, windowed = true): void {
+  completed(
+    t: number,
+    ddir: Ddir,
+    offset: number,
+    bs: number,
+    lat: number,
+    clat: number,
+    windowed = true,
+  ): void {
     const d = this.stats.dir(ddir);
-    const bs = this.job.bs;
     const ms = this.logTime(t);
     const logs = this.logs;
-    if (logs.lat) this.log(logs.lat, ms, Math.floor(lat), ddir, offset);
-    if (logs.clat) this.log(logs.clat, ms, Math.floor(clat), ddir, offset);
+    if (logs.lat) this.log(logs.lat, ms, Math.floor(lat), ddir, bs, offset);
+    if (logs.clat) this.log(logs.clat, ms, Math.floor(clat), ddir, bs, offset);
     // the histogram is of clat's samples (add_clat_sample()), which disable_clat does not take
     if (!this.job.disableClat && logs.hist?.add(ms, Math.floor(clat), ddir, bs)) this.logFull(logs.hist);
     if (this.bwWindow) {
@@ -110,19 +118,19 @@ export class JobSamples {
       // add_bw_sample(): the block's bytes over its clat, a sample of the report's and an entry
       const rate = clat >= 1 ? Math.floor((bs * 1e6) / Math.floor(clat)) : 0;
       d.bw.add(rate);
-      this.log(logs.bw!, ms, rate, ddir, offset);
+      this.log(logs.bw!, ms, rate, ddir, bs, offset);
     }
     if (this.iopsWindow) {
       if (windowed) this.iopsWindow.count[ddir]++;
     } else if (!timeReduced(this.job)) {
       d.iops.add(1);
-      this.log(logs.iops!, ms, 1, ddir, offset);
+      this.log(logs.iops!, ms, 1, ddir, bs, offset);
     }
   }
 
   /** An I/O queued at `t`, `ms` after its issue: its slat to the slat log. */
-  slat(t: number, ms: number, ddir: Ddir, offset: number): void {
-    if (this.logs.slat) this.log(this.logs.slat, this.logTime(t), Math.floor(ms * 1e6), ddir, offset);
+  slat(t: number, ms: number, ddir: Ddir, bs: number, offset: number): void {
+    if (this.logs.slat) this.log(this.logs.slat, this.logTime(t), Math.floor(ms * 1e6), ddir, bs, offset);
   }
 
   /** A log entry's time: whole milliseconds since the job's epoch (mtime_since_now(&td->epoch)). */
@@ -130,8 +138,8 @@ export class JobSamples {
     return Math.floor(t - (this.worker.epoch() ?? t));
   }
 
-  private log(log: IoLog, ms: number, value: number, ddir: Ddir, offset: number): void {
-    if (log.add(ms, value, ddir, this.job.bs, offset)) this.logFull(log);
+  private log(log: IoLog, ms: number, value: number, ddir: Ddir, bs: number, offset: number): void {
+    if (log.add(ms, value, ddir, bs, offset)) this.logFull(log);
   }
 
   private logFull(log: LogFile): void {
@@ -218,7 +226,9 @@ export class JobSamples {
             : Math.floor((n * 1000) / spent);
       const d = this.stats.dir(ddir);
       (kind === 'bw' ? d.bw : d.iops).add(rate);
-      if (log) this.log(log, ms, rate, ddir, 0);
+      // __add_samples(): the direction's block size when it has one size, else 0
+      const { min, max } = blockSizes(this.job)[ddir];
+      if (log) this.log(log, ms, rate, ddir, min === max ? min : 0, 0);
     }
     w.t = t;
     w.count = [0, 0, 0];

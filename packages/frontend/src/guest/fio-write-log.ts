@@ -12,6 +12,7 @@
 /** One logged write: the number and seed its header holds. */
 export interface LoggedWrite {
   offset: number;
+  len: number;
   numberio: number;
   seed: bigint;
   inFlight: boolean;
@@ -41,10 +42,12 @@ export class WriteLog {
     return this.entries.size;
   }
 
-  log(offset: number, numberio: number, seed: bigint): void {
-    // an earlier write of the block leaves the log (the tree's overlap), so the newest is last
+  log(offset: number, len: number, numberio: number, seed: bigint): void {
+    // an earlier write of the block leaves the log (the tree's overlap), so the newest is last; writes
+    // that overlap without starting at the same offset are of sizes that vary without a random map,
+    // which checkJob() refuses to verify
     this.entries.delete(offset);
-    this.entries.set(offset, { offset, numberio, seed, inFlight: true });
+    this.entries.set(offset, { offset, len, numberio, seed, inFlight: true });
     if (offset <= this.lastOffset) this.ascending = false;
     this.lastOffset = offset;
   }
@@ -108,34 +111,43 @@ export class WriteLog {
   }
 }
 
+/** One I/O of a dry run: its direction and place. */
+export interface DryIo {
+  write: boolean;
+  offset: number;
+  len: number;
+}
+
 /**
- * verify_only's pass (backend.c's do_dry_run()): `count` I/Os drawn as the job draws them (`next`),
+ * verify_only's pass (backend.c's do_dry_run()): I/Os drawn as the job draws them (`next`), until
+ * they come to `bytes` or none fits,
  * its writes logged in `log` as the job would log them and its backlog's reads taken off the log with
  * no I/O, as fio completes them. Returns the offsets verify_only reads back: what the log is left
  * with (a random writer's blocks in the order it wrote them, none a mixed job only read), or, for a
  * job that does not write, its own reads in its order, as its do_io() would read them.
  */
 export function dryRun(
-  count: number,
+  bytes: number,
   writes: boolean,
   log: WriteLog,
-  next: () => { write: boolean; offset: number },
-): number[] {
-  const reads: number[] = [];
+  next: () => DryIo | null,
+): Array<{ offset: number; len: number }> {
+  const reads: Array<{ offset: number; len: number }> = [];
   let lastWrite = false;
-  for (let done = 0; done < count;) {
+  for (let done = 0; done < bytes;) {
     if (log.nextBacklog(lastWrite)) {
       lastWrite = false;
       continue;
     }
-    const { write, offset } = next();
-    done++;
-    lastWrite = write;
-    if (!write) reads.push(offset);
+    const io = next();
+    if (!io) break;
+    done += io.len;
+    lastWrite = io.write;
+    if (!io.write) reads.push({ offset: io.offset, len: io.len });
     else {
-      log.log(offset, 0, 0n);
-      log.completed(offset, true);
+      log.log(io.offset, io.len, 0, 0n);
+      log.completed(io.offset, true);
     }
   }
-  return writes ? log.drain().map((w) => w.offset) : reads;
+  return writes ? log.drain().map(({ offset, len }) => ({ offset, len })) : reads;
 }

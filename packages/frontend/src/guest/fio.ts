@@ -41,6 +41,7 @@ import { FioUsageError, parseBool } from './fio-parse.ts';
 import { Worker } from './fio-engine.ts';
 import { diskDelta, diskSnapshot, frontDelta, frontSnapshot } from './fio-diskutil.ts';
 import { JOB_FILE_MAX_BYTES, JobFileError, jobFileOptions, type JobFileSource } from './fio-jobfile.ts';
+import { blockSizes, bsHeader } from './fio-block-size.ts';
 import { readWhole } from './commands.ts';
 import { runThreads } from './fio-run-threads.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
@@ -101,7 +102,8 @@ job files: [section] lines and key=value options, as fio's (docs/experiments.md)
 job options (fio's names and syntax; --opt=value or --opt value; --name=global starts global ones):
   --filename=/dev/xvda   --rw=read|write|trim|randread|randwrite|randtrim|rw|randrw|trimwrite|randtrimwrite
   --rwmixread=50
-  --bs=4k   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0   --loops=1
+  --bs=4k[,<writes>[,<trims>]]   --bsrange=4k-64k[,…]   --bssplit=4k/50:64k/50[,…]
+  --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0   --loops=1
   --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
   --invalidate=1   --fadvise_hint=0|1|random|sequential   --end_fsync=0   --fsync_on_close=0
   --ioengine=libaio|io_uring|psync|sync   --do_verify=1   --verify_only
@@ -132,8 +134,8 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
 
 /** fio's job line at startup, for the normal output. */
 export function jobBanner(job: FioJob): string {
-  const b = num2str(job.bs, 4, true, 'byte');
-  return `${job.name}: (g=${job.groupid}): rw=${job.rw}, bs=(R) ${b}-${b}, (W) ${b}-${b}, (T) ${b}-${b}, ioengine=${job.ioengine}, iodepth=${job.iodepth}`;
+  const sizes = bsHeader(blockSizes(job), (n) => num2str(n, 4, true, 'byte'));
+  return `${job.name}: (g=${job.groupid}): rw=${job.rw}, bs=${sizes}, ioengine=${job.ioengine}, iodepth=${job.iodepth}`;
 }
 
 /** What fio's thread_main() says of a synchronous engine given a queue depth, once per job it starts. */

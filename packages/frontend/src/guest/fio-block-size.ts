@@ -1,0 +1,266 @@
+/**
+ * A job's block sizes, per direction (fio's `bs`, `bsrange` and `bssplit`: thread_options' bs[],
+ * min_bs[], max_bs[] and bssplit[]), and the length of each I/O drawn from them (io_u.c's
+ * get_next_buflen()).
+ */
+import type { Ddir } from './fio-ddir.ts';
+import { fail, failedParsing, parseSize, type PerDirection } from './fio-parse.ts';
+
+/** One size of a `bssplit` and its share, in per cent. */
+export interface BsSplit {
+  readonly bs: number;
+  readonly perc: number;
+}
+
+/** The sizes of one direction once the options are all given (fixup_options()). */
+export interface DirBlockSizes {
+  readonly min: number;
+  readonly max: number;
+  /** bssplit's sizes, in ascending order of their shares (bs_cmp()); empty without one. */
+  readonly split: readonly BsSplit[];
+}
+
+export type JobBlockSizes = readonly [DirBlockSizes, DirBlockSizes, DirBlockSizes];
+
+/** What a job's options keep of its block sizes, as fio's thread_options does. */
+export interface BlockSizeOptions {
+  /** `bs`, per direction. */
+  bs: PerDirection;
+  /** `bsrange`'s and `bssplit`'s smallest and largest, per direction (0: not given, `bs` then). */
+  minBs: PerDirection;
+  maxBs: PerDirection;
+  /** `bssplit`, per direction (empty: none). */
+  bsSplit: [BsSplit[], BsSplit[], BsSplit[]];
+}
+
+/** fio's BSSPLIT_MAX: the sizes a direction's split holds at most. */
+const BSSPLIT_MAX = 64;
+
+/** fixup_options(): each direction's smallest and largest size, `bs` where no range or split gave one. */
+export function blockSizes(o: BlockSizeOptions): JobBlockSizes {
+  const dir = (d: Ddir): DirBlockSizes => ({
+    min: o.minBs[d] || o.bs[d],
+    max: o.maxBs[d] || o.bs[d],
+    split: o.bsSplit[d],
+  });
+  return [dir(0), dir(1), dir(2)];
+}
+
+/** init.c's fixed_block_size(): one size, the same in every direction. */
+export function fixedBlockSize(s: JobBlockSizes): boolean {
+  return s.every((d) => d.min === d.max && d.min === s[0].min);
+}
+
+/** td_min_bs(): the smallest size of any direction (fio's rw_min_bs too). */
+export function tdMinBs(s: JobBlockSizes): number {
+  return Math.min(...s.map((d) => d.min));
+}
+
+/** td_max_bs(): the largest size of any direction, what each I/O buffer holds. */
+export function tdMaxBs(s: JobBlockSizes): number {
+  return Math.max(...s.map((d) => d.max));
+}
+
+/** The job header's sizes (add_job()): `(R) 4096B-4096B, (W) 4096B-4096B, (T) 4096B-4096B`. */
+export function bsHeader(s: JobBlockSizes, num2str: (n: number) => string): string {
+  const [r, w, t] = s.map((d) => `${num2str(d.min)}-${num2str(d.max)}`);
+  return `(R) ${r}, (W) ${w}, (T) ${t}`;
+}
+
+/**
+ * `bsrange` (FIO_OPT_RANGE): `min-max` (or `min:max`) per direction, split at commas as parse.c's
+ * handle_option() splits them — reads, writes, trims, the last given standing for the rest. A pair
+ * given high first is swapped. Returns the new minima and maxima.
+ */
+export function parseBsRange(
+  opt: string,
+  raw: string,
+  prevMin: PerDirection,
+  prevMax: PerDirection,
+): { min: PerDirection; max: PerDirection } {
+  const min: PerDirection = [...prevMin];
+  const max: PerDirection = [...prevMax];
+  const rounds = rangeRounds(raw);
+  let parsed = false;
+  rounds.forEach(({ value, more }, curr) => {
+    const sep = value.search(/[-:]/);
+    if (sep < 0) return;
+    let lo: number;
+    let hi: number;
+    try {
+      lo = parseSize(opt, value.slice(0, sep));
+      hi = parseSize(opt, value.slice(sep + 1));
+    } catch {
+      return;
+    }
+    if (lo > hi) [lo, hi] = [hi, lo];
+    // fio stores a 0 and then reads the direction's `bs` for it (fixup_options()); refused here
+    if (lo < 1) failedParsing(opt, raw, `${opt}: min value out of range: ${lo} (1 min)`);
+    parsed = true;
+    if (curr < 3) [min[curr], max[curr]] = [lo, hi];
+    if (!more) for (let d = curr + 1; d < 3; d++) [min[d], max[d]] = [lo, hi];
+  });
+  if (!parsed) failedParsing(opt, raw);
+  return { min, max };
+}
+
+/**
+ * handle_option()'s rounds for a range: split at commas only (a range's own `-` and `:` are inside
+ * it); a comma that ends the value ends it, and the round after it is empty.
+ */
+function rangeRounds(raw: string): Array<{ value: string; more: boolean }> {
+  const parts = raw.split(',');
+  return parts.map((value, i) => ({ value, more: i < parts.length - 1 }));
+}
+
+/**
+ * `bssplit` (str_split_parse() with bssplit_ddir()): `size/perc:size/perc…` per direction, the
+ * directions split at commas — `a` for all, `a,b` reads a and writes and trims b, `a,b,c` each its
+ * own; an empty one keeps what it had. A share left out (or 0) takes an equal part of what the
+ * others leave of 100 %; over 100 is 100. Returns `minBs`, `maxBs` and `bsSplit` with the directions
+ * given set.
+ */
+export function parseBsSplit(
+  opt: string,
+  raw: string,
+  o: Pick<BlockSizeOptions, 'minBs' | 'maxBs' | 'bsSplit'>,
+): Pick<BlockSizeOptions, 'minBs' | 'maxBs' | 'bsSplit'> {
+  const out = {
+    minBs: [...o.minBs] as PerDirection,
+    maxBs: [...o.maxBs] as PerDirection,
+    bsSplit: [...o.bsSplit] as BlockSizeOptions['bsSplit'],
+  };
+  const str = raw.trim();
+  const commas = str.split(',');
+  const per: Array<[Ddir, string]> =
+    commas.length === 1
+      ? [
+          [1, str],
+          [2, str],
+          [0, str],
+        ]
+      : commas.length === 2
+        ? [
+            [2, commas[1]],
+            [1, commas[1]],
+            [0, commas[0]],
+          ]
+        : [
+            // str_split_parse() takes all past the second comma as the trims'
+            [2, commas.slice(2).join(',')],
+            [1, commas[1]],
+            [0, commas[0]],
+          ];
+  for (const [d, part] of per) {
+    const split = bssplitDdir(opt, raw, part);
+    if (!split) continue;
+    out.bsSplit[d] = split;
+    out.minBs[d] = Math.min(...split.map((s) => s.bs));
+    out.maxBs[d] = Math.max(...split.map((s) => s.bs));
+  }
+  return out;
+}
+
+/** One direction's split, its shares filled in and sorted as bssplit_ddir() leaves them; null when empty. */
+function bssplitDdir(opt: string, raw: string, part: string): BsSplit[] | null {
+  const entries: Array<{ bs: number; perc: number | null }> = [];
+  for (const item of part.split(':')) {
+    // split_parse_ddir() stops at an empty item
+    if (item === '') break;
+    const slash = item.indexOf('/');
+    const size = slash < 0 ? item : item.slice(0, slash);
+    let perc: number | null = null;
+    if (slash >= 0) {
+      // atoi(): the leading digits, 0 when there are none
+      const v = Number(/^\s*[+-]?\d*/.exec(item.slice(slash + 1))![0].trim() || '0');
+      perc = v > 100 ? 100 : v <= 0 ? null : v;
+    }
+    let bs: number;
+    try {
+      bs = parseSize(opt, size);
+    } catch {
+      fail('fio: split conversion failed', `fio: failed parsing ${opt}=${raw}`);
+    }
+    if (bs < 1) failedParsing(opt, raw, `${opt}: a block size of 0 in ${part}`);
+    entries.push({ bs, perc });
+    if (entries.length === BSSPLIT_MAX) break;
+  }
+  if (!entries.length) return null;
+  const missing = entries.filter((e) => e.perc === null).length;
+  let perc = entries.reduce((a, e) => a + (e.perc ?? 0), 0);
+  if (perc > 100 && missing > 1)
+    fail('fio: bssplit percentages add to more than 100%', `fio: failed parsing ${opt}=${raw}`);
+  if (missing === 1 && entries.length === 1) perc = 100;
+  const split = entries.map((e) => ({
+    bs: e.bs,
+    // fio's unsigned arithmetic: what is left of 100 shared out in whole per cent, 0 for a lone size
+    // (never drawn: one size is the direction's), and wrapped past 2^32 when the others go over 100
+    perc: e.perc ?? Math.floor(((100 - perc) >>> 0) / missing),
+  }));
+  // qsort() by share; equal shares keep their order here (glibc's merge sort is stable too)
+  return split.sort((a, b) => a.perc - b.perc);
+}
+
+/**
+ * Blocks the random map of a job whose sizes vary holds at most here (BlockMap): 8 MiB of bits a job
+ * (256 GiB of 4 KiB blocks), 512 MiB for a guest's 64 jobs. fio's axmap takes any.
+ */
+export const BLOCK_MAP_MAX_BITS = 2 ** 26;
+
+/** FRAND32_MAX: the largest value of fio's 32-bit generator. */
+const FRAND32_MAX = 0xffffffff;
+
+/**
+ * get_next_buflen()'s draws a job makes before it gives up on one I/O's length: fio draws until one
+ * fits, which never ends when the only size that fits has a share of 0 (`bssplit=4k/0:64k/100` at
+ * the region's last 4 KiB); here the I/O is then not made, as when the smallest does not fit.
+ */
+const MAX_LENGTH_DRAWS = 10_000;
+
+/**
+ * The length of each I/O (get_next_buflen()): the direction's one size, or a size drawn from its
+ * range (uniform, in steps of its smallest) or its split, that fits in what is left of the region.
+ */
+export class BlockLengths {
+  constructor(
+    private readonly sizes: JobBlockSizes,
+    /** Each direction's own generator of 32-bit values (td->bsrange_state[ddir]), looked up at each draw. */
+    private readonly rand32: (d: Ddir) => number,
+  ) {}
+
+  /** One I/O's length in direction `d` with `room` bytes left of the region; 0: none fits. */
+  next(d: Ddir, room: number): number {
+    const { min, max, split } = this.sizes[d];
+    if (min === max) return min;
+    if (min > room) return 0;
+    const pow2 = (min & (min - 1)) === 0;
+    for (let draw = 0; draw < MAX_LENGTH_DRAWS; draw++) {
+      const r = this.rand32(d);
+      let len = 0;
+      if (!split.length) len = min + Math.floor(max * (r / (FRAND32_MAX + 1)));
+      else {
+        let perc = 0;
+        for (const s of split) {
+          if (!s.perc) continue;
+          len = s.bs;
+          perc += s.perc;
+          if (Math.floor(r / perc) <= Math.floor(FRAND32_MAX / 100) && len <= room) break;
+        }
+      }
+      // down to a whole number of the smallest size (a power of two's mask, else the remainder)
+      len = pow2 ? len - (len & (min - 1)) : len - (len % min);
+      if (len > max) len = max;
+      if (len <= room && len > 0) return len;
+    }
+    return 0;
+  }
+}
+
+/** Each direction's 32-bit generator for BlockLengths, from the job's seed (td_fill_rand_seeds()). */
+export const BSRANGE_SEEDS: PerDirection = [0x1b873593, 0x85ebca6b, 0xc2b2ae35];
+
+/** A job's one block size (fixed_block_size()); null when its sizes vary or differ between directions. */
+export function oneBlockSize(o: BlockSizeOptions): number | null {
+  const s = blockSizes(o);
+  return fixedBlockSize(s) ? s[0].min : null;
+}
