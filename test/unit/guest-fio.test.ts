@@ -2501,6 +2501,59 @@ describe("block sizes that vary: bsrange, bssplit, a size per direction (io_u.c'
     expect(pos).toBe(128 * 1024);
   });
 
+  it('starts a random I/O at any multiple of blockalign, with no map, as fio says on stderr', async () => {
+    const r = await fio(
+      '--name=a --rw=randread --bs=4k --blockalign=512 --direct=1 --size=64k --write_lat_log=ba --log_offset=1',
+    );
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain('fio: Any use of blockalign= turns off randommap\n');
+    const log = await latLog('ba');
+    // the size's bytes in blocks of 4 KiB drawn with replacement, each at a multiple of 512 below 60 KiB
+    expect(log).toHaveLength(16);
+    for (const [, , , bs, offset] of log) {
+      expect(bs).toBe(4096);
+      expect(offset % 512).toBe(0);
+      expect(offset).toBeLessThanOrEqual(61440);
+    }
+    expect(log.some((e) => e[4] % 4096 !== 0)).toBe(true);
+  });
+
+  it("sizes sequential I/O with the reads' sizes and random I/O with the writes' (bs_is_seq_rand)", async () => {
+    const r = await fio(
+      '--name=q --rw=randread --bs=4k,16k --bs_is_seq_rand=1 --direct=1 --size=256k --write_lat_log=sq --log_offset=1',
+    );
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('bs=(R) 4096B-4096B, (W) 16.0KiB-16.0KiB, bs_is_seq_rand, ioengine=libaio');
+    const log = await latLog('sq');
+    // reads at offsets in the reads' 4 KiB, 16 KiB long but where the map cuts them
+    expect(log.every((e) => e[2] === 0 && e[4] % 4096 === 0 && e[3] % 4096 === 0 && e[3] <= 16384)).toBe(
+      true,
+    );
+    expect(log.filter((e) => e[3] === 16384).length).toBeGreaterThan(log.length / 2);
+    expect(log.reduce((a, e) => a + e[3], 0)).toBe(256 * 1024);
+    const seq = await fio(
+      '--name=q --rw=read --bs=4k,16k --bs_is_seq_rand=1 --direct=1 --size=64k --write_lat_log=sr2',
+    );
+    expect(seq.status).toBe(0);
+    expect((await latLog('sr2')).map((e) => e[3])).toEqual(Array(16).fill(4096));
+  });
+
+  it('writes lengths off the sector with bs_unaligned, through the page cache, and reads them back', async () => {
+    const w = await fio(
+      '--name=u --rw=write --bsrange=512-4k --bs_unaligned --size=64k --end_fsync=1 --write_lat_log=un --log_offset=1',
+    );
+    expect(w.status).toBe(0);
+    const log = await latLog('un');
+    let pos = 0;
+    for (const [, , , bs, offset] of log) {
+      expect(offset).toBe(pos);
+      pos += bs;
+    }
+    expect(log.some((e) => e[3] % 512 !== 0)).toBe(true);
+    expect(pos).toBeLessThanOrEqual(65536);
+    expect(pos).toBeGreaterThan(65536 - 512);
+  });
+
   it('starts a time_based random region over once its map is full', async () => {
     const j = await jobJson(
       '--name=w --rw=randread --bsrange=4k-8k --direct=1 --size=64k --time_based --runtime=300ms',

@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { closestOption, fioTakesValue, parseFioOptions, splitOptions } from '../src/guest/fio-cmdline.ts';
 import { checkJob, checkJobAgainstDevice, jobSize } from '../src/guest/fio-job.ts';
-import { BlockLengths, blockSizes, oneBlockSize } from '../src/guest/fio-block-size.ts';
+import { blockAlign, BlockLengths, blockSizes, oneBlockSize } from '../src/guest/fio-block-size.ts';
+import { withoutRandomMap } from '../src/guest/fio-distribution.ts';
+import { jobBanner, setupErrors } from '../src/guest/fio.ts';
 import {
   checkVerifyBlock,
   crc32c,
@@ -2039,7 +2041,7 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
 
   it("draws a range's lengths as fio does: min + max × r, down to a step of the smallest, at most the largest", () => {
     const draws: number[] = [];
-    const lengths = new BlockLengths(sizesOf('--bsrange=4k-16k'), () => draws.shift()!);
+    const lengths = new BlockLengths(sizesOf('--bsrange=4k-16k'), false, () => draws.shift()!);
     const len = (r: number, room = Infinity) => {
       draws.push(r);
       return lengths.next(1, room);
@@ -2056,13 +2058,13 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
     expect(len(0, 8192)).toBe(4096);
     expect(len(0, 4095)).toBe(0);
     // one size is the size, with no draw and no room looked at
-    expect(new BlockLengths(sizesOf('--bs=8k'), () => 0).next(0, 0)).toBe(8192);
+    expect(new BlockLengths(sizesOf('--bs=8k'), false, () => 0).next(0, 0)).toBe(8192);
   });
 
   it("takes a split's size by the running sum of its shares, in the order of the shares", () => {
     const draws: number[] = [];
     // sorted by share: 4k/10, 6k/40 (taken down to 4k, a step of the smallest), 64k/50
-    const lengths = new BlockLengths(sizesOf('--bssplit=64k/50:4k/10:6k/40'), () => draws.shift()!);
+    const lengths = new BlockLengths(sizesOf('--bssplit=64k/50:4k/10:6k/40'), false, () => draws.shift()!);
     const len = (r: number, room = Infinity) => {
       draws.push(r);
       return lengths.next(0, room);
@@ -2079,7 +2081,7 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
     draws.push(0);
     expect(len(FRAND32_MAX, 8192)).toBe(4096);
     // a size whose share is 0 is never drawn: with only it fitting, the I/O is not made (fio draws forever)
-    const zero = new BlockLengths(sizesOf('--bssplit=4k/0:64k/100'), () => 0);
+    const zero = new BlockLengths(sizesOf('--bssplit=4k/0:64k/100'), false, () => 0);
     expect(zero.next(0, 8192)).toBe(0);
   });
 
@@ -2114,19 +2116,21 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
       const sizes = sizesOf(...args);
       const rand = mulberry32(11);
       const size = 1 << 20;
-      const o = new VariableOffsets(
-        0,
+      const o = new VariableOffsets({
+        base: 0,
         size,
         sizes,
-        true,
+        align: sizes.map((s) => s.min),
+        random: true,
         rand,
-        8 << 20,
-        false,
-        new BlockLengths(sizes, () => Math.floor(rand() * 2 ** 32)),
-        new BlockMap(size / 4096),
-        () => null,
-        false,
-      );
+        end: 8 << 20,
+        wrap: false,
+        lengths: new BlockLengths(sizes, false, () => Math.floor(rand() * 2 ** 32)),
+        seqRand: false,
+        map: new BlockMap(size / 4096),
+        drawFor: () => null,
+        distribution: false,
+      });
       for (let pass = 0; pass < 2; pass++) {
         const done = new Uint8Array(size / 4096);
         let bytes = 0;
@@ -2154,19 +2158,21 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
     const sizes = sizesOf('--bsrange=4k-8k');
     const run = (region: number, wrap: boolean) => {
       const rand = mulberry32(3);
-      const o = new VariableOffsets(
-        4096,
-        region,
+      const o = new VariableOffsets({
+        base: 4096,
+        size: region,
         sizes,
-        false,
+        align: sizes.map((s) => s.min),
+        random: false,
         rand,
-        8 << 20,
+        end: 8 << 20,
         wrap,
-        new BlockLengths(sizes, () => Math.floor(rand() * 2 ** 32)),
-        null,
-        () => null,
-        false,
-      );
+        lengths: new BlockLengths(sizes, false, () => Math.floor(rand() * 2 ** 32)),
+        seqRand: false,
+        map: null,
+        drawFor: () => null,
+        distribution: false,
+      });
       const got: Array<[number, number]> = [];
       for (let i = 0, at = o.place(1); at && i < 12; i++, at = o.place(1))
         got.push([at.offset - 4096, at.len]);
@@ -2194,12 +2200,60 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
     expect(again[once.length][0]).toBe(0);
   });
 
+  it("takes blockalign, bs_unaligned and bs_is_seq_rand as fio's fixup_options() leaves them", () => {
+    const job = (...args: string[]) => parse(['--name=j', ...args]).jobs[0];
+    // blockalign is per direction, and only a random job's; one other than the sizes turns the map off,
+    // as fio says on stderr
+    expect(blockAlign(job('--rw=randread', '--ba=512,2k'), true)).toEqual([512, 2048, 2048]);
+    expect(blockAlign(job('--rw=read', '--blockalign=512'), false)).toEqual([4096, 4096, 4096]);
+    expect(setupErrors([job('--rw=randread', '--blockalign=512')])).toEqual([
+      'fio: Any use of blockalign= turns off randommap',
+    ]);
+    expect(setupErrors([job('--rw=randread', '--blockalign=4k')])).toEqual([]);
+    expect(setupErrors([job('--rw=randread', '--blockalign=512', '--norandommap')])).toEqual([]);
+    expect(setupErrors([job('--rw=read', '--blockalign=512')])).toEqual([]);
+    expect(withoutRandomMap(job('--rw=randread', '--blockalign=512'))).toBe(true);
+    // bs_is_seq_rand: the job line has no trims
+    expect(jobBanner(job('--rw=randread', '--bs=4k,16k', '--bs_is_seq_rand=1'))).toContain(
+      'bs=(R) 4096B-4096B, (W) 16.0KiB-16.0KiB, bs_is_seq_rand, ioengine',
+    );
+    // bs_unaligned: lengths off the smallest size's steps
+    const draws = [2 ** 31];
+    expect(new BlockLengths(sizesOf('--bsrange=512-4k'), true, () => draws.shift()!).next(1, Infinity)).toBe(
+      512 + 2048,
+    );
+    const odd = [2 ** 31 + 2 ** 20];
+    expect(new BlockLengths(sizesOf('--bsrange=512-4k'), true, () => odd.shift()!).next(1, Infinity)).toBe(
+      2561,
+    );
+    const unaligned = [3 * 2 ** 29];
+    expect(
+      new BlockLengths(sizesOf('--bsrange=1000-3000'), true, () => unaligned.shift()!).next(1, Infinity),
+    ).toBe(1000 + 1125);
+    expect(
+      usage(() => checkJob(job('--rw=randwrite', '--bsrange=512-4k', '--bs_unaligned', '--direct=1'))),
+    ).toEqual([
+      'fio: j: bs_unaligned with direct=1 is refused: O_DIRECT I/O of lengths that are not whole sectors fails (fio: bs_unaligned may not work with raw io)',
+    ]);
+    expect(
+      usage(() => checkJob(job('--rw=write', '--bsrange=512-4k', '--bs_unaligned', '--verify=md5'))),
+    ).toEqual(['fio: j: verify with bs_unaligned is not supported by this fio']);
+    // writes of one size at a blockalign below it overlap, with no map to keep them apart
+    expect(usage(() => checkJob(job('--rw=randwrite', '--blockalign=512', '--verify=crc32c')))).toEqual([
+      'fio: j: verify of writes that may overlap (sizes that vary, or a blockalign below them) without a random map is not supported by this fio',
+    ]);
+    const dev = { path: '/dev/xvda', bytes: 8 << 20, logicalBlockSize: 4096 };
+    expect(usage(() => checkJobAgainstDevice(job('--rw=randread', '--blockalign=512'), dev))).toEqual([
+      'fio: bs=512 is not a multiple of the logical block size of /dev/xvda (4096)',
+    ]);
+  });
+
   it('refuses what this fio does not do with sizes that vary, naming it', () => {
     const job = (...args: string[]) => parse(['--name=j', ...args]).jobs[0];
     expect(
       usage(() => checkJob(job('--rw=randwrite', '--bsrange=4k-16k', '--norandommap', '--verify=crc32c'))),
     ).toEqual([
-      'fio: j: verify of writes whose sizes vary, without a random map (norandommap, random_distribution), is not supported by this fio: their blocks overlap',
+      'fio: j: verify of writes that may overlap (sizes that vary, or a blockalign below them) without a random map is not supported by this fio',
     ]);
     // with a random map, or sequential, they do not overlap: taken
     checkJob(job('--rw=randwrite', '--bsrange=4k-16k', '--verify=crc32c'));

@@ -72,6 +72,7 @@ export {
   fioExitStatus,
   jobErrorLine,
   parseEtaLine,
+  setupErrors,
   setupNotes,
   startNotes,
   type EtaStatus,

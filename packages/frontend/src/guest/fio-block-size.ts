@@ -31,6 +31,12 @@ export interface BlockSizeOptions {
   maxBs: PerDirection;
   /** `bssplit`, per direction (empty: none). */
   bsSplit: [BsSplit[], BsSplit[], BsSplit[]];
+  /** `blockalign`, per direction: where a random job's I/O may start (0: not given, the smallest size). */
+  ba: PerDirection;
+  /** `bs_unaligned`: lengths drawn are not taken down to a multiple of the smallest size. */
+  bsUnaligned: boolean;
+  /** `bs_is_seq_rand`: the reads' sizes are those of sequential I/O, the writes' of random I/O. */
+  bsIsSeqRand: boolean;
 }
 
 /** fio's BSSPLIT_MAX: the sizes a direction's split holds at most. */
@@ -44,6 +50,22 @@ export function blockSizes(o: BlockSizeOptions): JobBlockSizes {
     split: o.bsSplit[d],
   });
   return [dir(0), dir(1), dir(2)];
+}
+
+/**
+ * fixup_options()'s ba[]: where a random job's I/O of each direction may start — `blockalign`, else
+ * (and always for a sequential job) the direction's smallest size.
+ */
+export function blockAlign(o: BlockSizeOptions, random: boolean): PerDirection {
+  const s = blockSizes(o);
+  const ba = (d: Ddir) => (!o.ba[d] || !random ? s[d].min : o.ba[d]);
+  return [ba(0), ba(1), ba(2)];
+}
+
+/** A random job's `blockalign` other than its sizes: fio then keeps no random map ("turns off randommap"). */
+export function alignTurnsOffMap(o: BlockSizeOptions): boolean {
+  const s = blockSizes(o);
+  return blockAlign(o, true).some((a, d) => a !== s[d].min);
 }
 
 /** init.c's fixed_block_size(): one size, the same in every direction. */
@@ -61,10 +83,13 @@ export function tdMaxBs(s: JobBlockSizes): number {
   return Math.max(...s.map((d) => d.max));
 }
 
-/** The job header's sizes (add_job()): `(R) 4096B-4096B, (W) 4096B-4096B, (T) 4096B-4096B`. */
-export function bsHeader(s: JobBlockSizes, num2str: (n: number) => string): string {
-  const [r, w, t] = s.map((d) => `${num2str(d.min)}-${num2str(d.max)}`);
-  return `(R) ${r}, (W) ${w}, (T) ${t}`;
+/**
+ * The job header's sizes (add_job()): `(R) 4096B-4096B, (W) 4096B-4096B, (T) 4096B-4096B`, or with
+ * `bs_is_seq_rand` the first two and `bs_is_seq_rand`.
+ */
+export function bsHeader(o: BlockSizeOptions, num2str: (n: number) => string): string {
+  const [r, w, t] = blockSizes(o).map((d) => `${num2str(d.min)}-${num2str(d.max)}`);
+  return o.bsIsSeqRand ? `(R) ${r}, (W) ${w}, bs_is_seq_rand` : `(R) ${r}, (W) ${w}, (T) ${t}`;
 }
 
 /**
@@ -224,6 +249,8 @@ const MAX_LENGTH_DRAWS = 10_000;
 export class BlockLengths {
   constructor(
     private readonly sizes: JobBlockSizes,
+    /** `bs_unaligned`: a length is not taken down to a multiple of the smallest size. */
+    private readonly unaligned: boolean,
     /** Each direction's own generator of 32-bit values (td->bsrange_state[ddir]), looked up at each draw. */
     private readonly rand32: (d: Ddir) => number,
   ) {}
@@ -248,7 +275,7 @@ export class BlockLengths {
         }
       }
       // down to a whole number of the smallest size (a power of two's mask, else the remainder)
-      len = pow2 ? len - (len & (min - 1)) : len - (len % min);
+      if (!this.unaligned) len = pow2 ? len - (len & (min - 1)) : len - (len % min);
       if (len > max) len = max;
       if (len <= room && len > 0) return len;
     }

@@ -7,6 +7,7 @@
  * its start; `:center` (0 to 1) sets where the draws start instead of a random offset.
  */
 import type { FioJob } from './fio-job.ts';
+import { alignTurnsOffMap } from './fio-block-size.ts';
 
 export type RandomDistribution =
   { kind: 'random' } | { kind: 'zipf' | 'pareto' | 'normal'; value: number; center: number | null };
@@ -31,9 +32,12 @@ function u64(x: number): bigint {
   return BigInt.asUintN(64, BigInt(Math.trunc(x)));
 }
 
-/** file_randommap()'s negation: `norandommap`, or a distribution other than `random` (init.c). */
+/**
+ * file_randommap()'s negation, of a random job: `norandommap`, a distribution other than `random`, or
+ * a `blockalign` other than the sizes (init.c's fixup_options() sets norandommap then).
+ */
 export function withoutRandomMap(job: FioJob): boolean {
-  return job.norandommap || job.randomDistribution.kind !== 'random';
+  return job.norandommap || job.randomDistribution.kind !== 'random' || alignTurnsOffMap(job);
 }
 
 /**
@@ -51,7 +55,7 @@ export function blockDraw(
 ): (() => number) | null {
   const d = job.randomDistribution;
   if (d.kind === 'random')
-    return job.norandommap ? () => Math.floor(n * (jobRand32() / (FRAND32_MAX + 1))) : null;
+    return withoutRandomMap(job) ? () => Math.floor(n * (jobRand32() / (FRAND32_MAX + 1))) : null;
   const rand32 = ownRand32;
   if (d.kind === 'normal') return gauss(n, d.value, d.center, rand32);
   // shared_rand_init(): a random offset, unless a center is given

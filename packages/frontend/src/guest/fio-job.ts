@@ -14,7 +14,14 @@ import { headerInterval, headerSize } from './fio-verify.ts';
 import type { RateProcess } from './fio-rate.ts';
 import { fail, type PerDirection } from './fio-parse.ts';
 import { DDIRS, ddirName } from './fio-ddir.ts';
-import { BLOCK_MAP_MAX_BITS, blockSizes, fixedBlockSize, tdMinBs, type BsSplit } from './fio-block-size.ts';
+import {
+  BLOCK_MAP_MAX_BITS,
+  blockAlign,
+  blockSizes,
+  fixedBlockSize,
+  tdMinBs,
+  type BsSplit,
+} from './fio-block-size.ts';
 import { withoutRandomMap } from './fio-distribution.ts';
 
 /** Which latencies the report gives percentiles of (slat_percentiles, clat_percentiles, lat_percentiles). */
@@ -58,6 +65,10 @@ export interface FioJob {
   maxBs: PerDirection;
   /** `bssplit`, per direction (empty: none). */
   bsSplit: [BsSplit[], BsSplit[], BsSplit[]];
+  /** `blockalign`, per direction (0: not given). */
+  ba: PerDirection;
+  bsUnaligned: boolean;
+  bsIsSeqRand: boolean;
   iodepth: number;
   numjobs: number;
   /** Bytes of the region each job works on; null = to the end of the device (or sizePercent of it). */
@@ -275,6 +286,9 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   minBs: [0, 0, 0],
   maxBs: [0, 0, 0],
   bsSplit: [[], [], []],
+  ba: [0, 0, 0],
+  bsUnaligned: false,
+  bsIsSeqRand: false,
   iodepth: 1,
   numjobs: 1,
   size: null,
@@ -382,7 +396,8 @@ export function checkJobAgainstDevice(
   const sizes = blockSizes(job);
   for (const d of DDIRS) {
     const { min, max, split } = sizes[d];
-    for (const v of [min, max, ...split.map((s) => s.bs)])
+    // a random job's I/O starts at a multiple of its blockalign
+    for (const v of [min, max, ...split.map((s) => s.bs), blockAlign(job, rwKinds(job.rw).random)[d]])
       if (v % dev.logicalBlockSize !== 0)
         fail(
           `fio: ${fixedBlockSize(sizes) ? 'bs' : `${ddirName(d)} block size`}=${v} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
@@ -505,12 +520,26 @@ export function checkJob(job: FioJob): void {
   if (job.verify === 'pattern' && !job.verifyPattern) {
     fail(`fio: ${job.name}: verify=pattern needs a verify_pattern (--verify_pattern=0xdeadbeef, say)`);
   }
-  if (job.verify === 'none') return;
-  // fio warns ("norandommap given for variable block sizes, verify limited") and reads back only the
-  // newest of writes that overlap
-  if (sizes[1].min !== sizes[1].max && kinds.random && withoutRandomMap(job))
+  // O_DIRECT wants whole sectors: fio says "bs_unaligned may not work with raw io" and its I/O fails
+  // with EINVAL
+  if (job.bsUnaligned && openDirect(job) && !fixedBlockSize(sizes))
     fail(
-      `fio: ${job.name}: verify of writes whose sizes vary, without a random map (norandommap, random_distribution), is not supported by this fio: their blocks overlap`,
+      `fio: ${job.name}: bs_unaligned with direct=1 is refused: O_DIRECT I/O of lengths that are not whole sectors fails (fio: bs_unaligned may not work with raw io)`,
+    );
+  if (job.verify === 'none') return;
+  // fio's verify of a length that its interval does not divide checks a last interval cut short
+  if (job.bsUnaligned && !fixedBlockSize(sizes))
+    fail(`fio: ${job.name}: verify with bs_unaligned is not supported by this fio`);
+  // fio warns ("norandommap given for variable block sizes, verify limited") and reads back only the
+  // newest of writes that overlap: writes of sizes that vary, or of one size at a blockalign of less,
+  // with no random map to keep them apart
+  if (
+    kinds.random &&
+    withoutRandomMap(job) &&
+    (sizes[1].min !== sizes[1].max || blockAlign(job, true)[1] !== sizes[1].min)
+  )
+    fail(
+      `fio: ${job.name}: verify of writes that may overlap (sizes that vary, or a blockalign below them) without a random map is not supported by this fio`,
     );
   const hdr = headerSize(job.verify);
   const inc = headerInterval(job, sizes[1].min);

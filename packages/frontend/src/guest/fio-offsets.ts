@@ -3,7 +3,7 @@
  * direction from where it left off, or random, every block once a pass as fio's random map has it.
  */
 import type { Ddir } from './fio-ddir.ts';
-import { BlockLengths, fixedBlockSize, tdMinBs, type JobBlockSizes } from './fio-block-size.ts';
+import { blockAlign, BlockLengths, fixedBlockSize, tdMinBs, type JobBlockSizes } from './fio-block-size.ts';
 import { withoutRandomMap } from './fio-distribution.ts';
 import { rwKinds, type FioJob } from './fio-job.ts';
 
@@ -239,39 +239,52 @@ export class BlockMap {
  * direction's smallest size (ba[ddir]), kept apart by a BlockMap, or with replacement from `draw`.
  * null: no I/O fits, and the pass ends (fill_io_u() failing).
  */
+export interface VariableOffsetsOptions {
+  /** The region: where it starts and its bytes. */
+  base: number;
+  size: number;
+  sizes: JobBlockSizes;
+  /** Where each direction's random I/O may start (fio's ba[]: blockAlign()). */
+  align: readonly number[];
+  random: boolean;
+  /** The job's generator, uniform in [0, 1). */
+  rand: () => number;
+  /** The device's end: no I/O goes past it. */
+  end: number;
+  /** time_based: a sequential direction at the region's end starts over; a full map is cleared. */
+  wrap: boolean;
+  lengths: BlockLengths;
+  /** `bs_is_seq_rand`: lengths of the reads' sizes for sequential I/O, of the writes' for random. */
+  seqRand: boolean;
+  /** The random map (null without one: norandommap, a distribution, blockalign). */
+  map: BlockMap | null;
+  /** A random job's generator of block numbers below `n` when it has no random map. */
+  drawFor: (n: number) => (() => number) | null;
+  /**
+   * A distribution (zipf, pareto, normal): one generator over the region in ranges of the smaller
+   * of the reads' and writes' sizes (__init_rand_distribution()); else each direction draws
+   * uniformly below its own blocks (last_block()).
+   */
+  distribution: boolean;
+}
+
 export class VariableOffsets implements Placer {
   private readonly pos = [0, 0, 0];
-  /** Each direction's blocks (last_block()): the region in its smallest size. */
+  /** Each direction's blocks (last_block()): the starts of its smallest size in the region. */
   private readonly lastb: number[];
   private readonly draw: Array<(() => number) | null>;
+  private readonly base: number;
+  private readonly size: number;
+  private readonly map: BlockMap | null;
 
-  constructor(
-    private readonly base: number,
-    private readonly size: number,
-    private readonly sizes: JobBlockSizes,
-    private readonly random: boolean,
-    /** The job's generator, uniform in [0, 1). */
-    private readonly rand: () => number,
-    /** The device's end: no I/O goes past it. */
-    private readonly end: number,
-    /** time_based: a sequential direction at the region's end starts over; a full map is cleared. */
-    private readonly wrap: boolean,
-    private readonly lengths: BlockLengths,
-    /** The random map (null without one: norandommap, or a distribution). */
-    private readonly map: BlockMap | null,
-    /** A random job's generator of block numbers below `n` when it has no random map. */
-    drawFor: (n: number) => (() => number) | null,
-    /**
-     * A distribution (zipf, pareto, normal): one generator over the region in ranges of the smaller
-     * of the reads' and writes' sizes (__init_rand_distribution()); else each direction draws
-     * uniformly below its own blocks (last_block()).
-     */
-    distribution: boolean,
-  ) {
-    this.lastb = sizes.map((s) => Math.floor(size / s.min));
-    const ranges = Math.ceil(Math.min(size, end - base) / Math.min(sizes[0].min, sizes[1].min));
-    const shared = random && !map && distribution ? drawFor(ranges) : null;
-    this.draw = this.lastb.map((n) => (random && !map ? (shared ?? drawFor(n)) : null));
+  constructor(private readonly o: VariableOffsetsOptions) {
+    ({ base: this.base, size: this.size, map: this.map } = o);
+    const { sizes, align, random, size } = o;
+    // last_block(): a smallest block past its alignment's last start would run off the region
+    this.lastb = sizes.map((s, d) => Math.floor((size - Math.max(0, s.min - align[d])) / align[d]));
+    const ranges = Math.ceil(Math.min(size, o.end - o.base) / Math.min(sizes[0].min, sizes[1].min));
+    const shared = random && !o.map && o.distribution ? o.drawFor(ranges) : null;
+    this.draw = this.lastb.map((n) => (random && !o.map ? (shared ?? o.drawFor(n)) : null));
   }
 
   get passBytes(): number {
@@ -288,38 +301,39 @@ export class VariableOffsets implements Placer {
   }
 
   place(d: Ddir): Placement | null {
-    const off = this.random ? this.randomOffset(d) : this.sequentialOffset(d);
+    const { random, seqRand } = this.o;
+    const off = random ? this.randomOffset(d) : this.sequentialOffset(d);
     if (off === null || off >= this.size) return null;
-    let len = this.lengths.next(d, this.size - off);
-    if (!len || this.base + off + len > this.end) return null;
-    if (this.random && this.map) {
-      const unit = this.sizes[d].min;
+    let len = this.o.lengths.next(seqRand ? (random ? 1 : 0) : d, this.size - off);
+    if (!len || this.base + off + len > this.o.end) return null;
+    if (random && this.map) {
+      const unit = this.o.sizes[d].min;
       const nr = this.map.setRun(Math.floor(off / unit), Math.ceil(len / unit));
       if (nr * unit < len) len = nr * unit;
     }
-    if (!this.random) this.pos[d] = off + len;
+    if (!random) this.pos[d] = off + len;
     return { offset: this.base + off, len };
   }
 
   private sequentialOffset(d: Ddir): number | null {
-    if (this.pos[d] >= this.size && this.wrap) this.pos[d] = 0;
+    if (this.pos[d] >= this.size && this.o.wrap) this.pos[d] = 0;
     return this.pos[d];
   }
 
   private randomOffset(d: Ddir): number | null {
-    const unit = this.sizes[d].min;
+    const unit = this.o.align[d];
     const draw = this.draw[d];
     if (draw) return draw() * unit;
     const lastb = this.lastb[d];
     if (!lastb) return null;
     const map = this.map!;
-    let b = Math.floor(lastb * this.rand());
+    let b = Math.floor(lastb * this.o.rand());
     if (!map.isSet(b)) return b * unit;
     b = map.nextFree(b);
-    if (b < 0 && this.wrap) {
+    if (b < 0 && this.o.wrap) {
       // get_next_rand_block(): a time_based job starts its map over
       map.clear();
-      b = Math.floor(lastb * this.rand());
+      b = Math.floor(lastb * this.o.rand());
     }
     return b < 0 ? null : b * unit;
   }
@@ -347,20 +361,23 @@ export function jobPlacer(
   },
 ): Placer {
   const random = rwKinds(job.rw).random;
-  if (fixedBlockSize(sizes))
+  const align = blockAlign(job, random);
+  if (fixedBlockSize(sizes) && align.every((a) => a === sizes[0].min))
     return new Offsets(o.start, o.size, sizes[0].min, random, o.rand, o.end, o.drawFor);
   const map = random && !withoutRandomMap(job);
-  return new VariableOffsets(
-    o.start,
-    o.size,
+  return new VariableOffsets({
+    base: o.start,
+    size: o.size,
     sizes,
+    align,
     random,
-    o.rand,
-    o.end,
-    job.timeBased,
-    new BlockLengths(sizes, o.rand32),
-    map ? new BlockMap(Math.floor(Math.min(o.size, o.end - o.start) / tdMinBs(sizes))) : null,
-    o.drawFor,
-    job.randomDistribution.kind !== 'random',
-  );
+    rand: o.rand,
+    end: o.end,
+    wrap: job.timeBased,
+    lengths: new BlockLengths(sizes, job.bsUnaligned, o.rand32),
+    seqRand: job.bsIsSeqRand,
+    map: map ? new BlockMap(Math.floor(Math.min(o.size, o.end - o.start) / tdMinBs(sizes))) : null,
+    drawFor: o.drawFor,
+    distribution: job.randomDistribution.kind !== 'random',
+  });
 }

@@ -281,6 +281,25 @@ export const OPTIONS: Record<string, OptionDef> = {
   bsrange: blockRangeOption('bsrange'),
   blocksize_range: { ...blockRangeOption('blocksize_range'), aliasOf: 'bsrange' },
   bssplit: { apply: jobOpt((j, v) => Object.assign(j, parseBsSplit('bssplit', v, j))) },
+  ba: {
+    apply: jobOpt((j, v) => (j.ba = perDirection('ba', v, (x) => positiveSize('ba', x), 2 ** 64, j.ba))),
+  },
+  blockalign: {
+    aliasOf: 'ba',
+    apply: jobOpt(
+      (j, v) => (j.ba = perDirection('blockalign', v, (x) => positiveSize('blockalign', x), 2 ** 64, j.ba)),
+    ),
+  },
+  bs_unaligned: {
+    flag: true,
+    apply: jobOpt((j, v) => (j.bsUnaligned = fioBool('bs_unaligned', v, 'set'))),
+  },
+  blocksize_unaligned: {
+    aliasOf: 'bs_unaligned',
+    flag: true,
+    apply: jobOpt((j, v) => (j.bsUnaligned = fioBool('blocksize_unaligned', v, 'set'))),
+  },
+  bs_is_seq_rand: { apply: jobOpt((j, v) => (j.bsIsSeqRand = fioBool('bs_is_seq_rand', v, 'bool'))) },
   iodepth: {
     apply: jobOpt(
       (j, v) =>

@@ -41,7 +41,7 @@ import { FioUsageError, parseBool } from './fio-parse.ts';
 import { Worker } from './fio-engine.ts';
 import { diskDelta, diskSnapshot, frontDelta, frontSnapshot } from './fio-diskutil.ts';
 import { JOB_FILE_MAX_BYTES, JobFileError, jobFileOptions, type JobFileSource } from './fio-jobfile.ts';
-import { blockSizes, bsHeader } from './fio-block-size.ts';
+import { alignTurnsOffMap, bsHeader } from './fio-block-size.ts';
 import { readWhole } from './commands.ts';
 import { runThreads } from './fio-run-threads.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
@@ -103,6 +103,7 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --filename=/dev/xvda   --rw=read|write|trim|randread|randwrite|randtrim|rw|randrw|trimwrite|randtrimwrite
   --rwmixread=50
   --bs=4k[,<writes>[,<trims>]]   --bsrange=4k-64k[,…]   --bssplit=4k/50:64k/50[,…]
+  --blockalign=<bytes>[,…]   --bs_unaligned   --bs_is_seq_rand=0
   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0   --loops=1
   --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
   --invalidate=1   --fadvise_hint=0|1|random|sequential   --end_fsync=0   --fsync_on_close=0
@@ -134,7 +135,7 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
 
 /** fio's job line at startup, for the normal output. */
 export function jobBanner(job: FioJob): string {
-  const sizes = bsHeader(blockSizes(job), (n) => num2str(n, 4, true, 'byte'));
+  const sizes = bsHeader(job, (n) => num2str(n, 4, true, 'byte'));
   return `${job.name}: (g=${job.groupid}): rw=${job.rw}, bs=${sizes}, ioengine=${job.ioengine}, iodepth=${job.iodepth}`;
 }
 
@@ -146,6 +147,15 @@ export const SYNC_DEPTH_NOTE =
 export function startNotes(jobs: FioJob[]): string[] {
   return jobs.flatMap((j) =>
     syncEngine(j) && j.iodepth > 1 ? new Array<string>(j.numjobs).fill(SYNC_DEPTH_NOTE) : [],
+  );
+}
+
+/** What fio's fixup_options() (init.c) says of a job section on stderr (log_err) as it reads it. */
+export function setupErrors(jobs: FioJob[]): string[] {
+  return jobs.flatMap((j) =>
+    rwKinds(j.rw).random && alignTurnsOffMap(j) && !j.norandommap
+      ? ['fio: Any use of blockalign= turns off randommap']
+      : [],
   );
 }
 
@@ -588,6 +598,7 @@ async function runFio(
   const io: CommandIo = output ? { ...tty, stdout: output.write } : tty;
   const workers: Worker[] = [];
   try {
+    for (const line of setupErrors(cl.jobs)) tty.stderr(line + '\n');
     for (const note of setupNotes(cl.jobs)) io.stdout(note + '\n');
     if (fmt.normal) io.stdout(runBanner(cl.jobs).join('\n') + '\n');
     for (const note of startNotes(cl.jobs)) io.stdout(note + '\n');
