@@ -9,7 +9,7 @@
  * on whichever happened to run through it. Each relay client stays up between its slices, warm,
  * and starts the next one when the bench says so over its IPC channel.
  */
-import { oneBlockSize } from '@pvblk/frontend';
+import { rwBlockSize } from '@pvblk/frontend';
 import { anyExit, Supervisor, type StackChild } from './stack.ts';
 import { RELAY_GO, type RelayClientSpec, type RelayResult } from './bench-relay.ts';
 import { sliceRuntimeMs, type BenchOptions, type BenchPoint } from './bench-options.ts';
@@ -156,7 +156,7 @@ export class RelayBaseline {
           url,
           client: i,
           // one size: checked with the options
-          bs: oneBlockSize(job)!,
+          bs: rwBlockSize(job)!,
           depth,
           readPct,
           runtimeMs: job.timeBased ? sliceRuntimeMs(p.cl, this.slices) : null,

@@ -21,7 +21,7 @@ import {
   parseIntOption,
   parseTime,
   PVBLK_STACK_OPTIONS,
-  oneBlockSize,
+  rwBlockSize,
   rwKinds,
   sectionsAsked,
   splitOptions,
@@ -540,10 +540,10 @@ export function parseBenchArgs(
     checkPoint(p, o.stack.disk);
     if (baseline)
       for (const j of p.cl.jobs) {
-        const bs = oneBlockSize(j);
+        const bs = rwBlockSize(j);
         if (bs === null)
           fail(
-            `fio: --baseline: the relay carries requests of one size: give one bs for all directions (no bsrange or bssplit)`,
+            `fio: --baseline: the relay carries requests of one size: give one bs for reads and writes (no bsrange or bssplit)`,
           );
         else if (bs > RELAY_MAX_BS)
           fail(

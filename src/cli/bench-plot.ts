@@ -14,7 +14,7 @@
  */
 import { stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { blockSizes, oneBlockSize, Samples, tdMaxBs, tdMinBs } from '@pvblk/frontend';
+import { blockSizes, rwBlockSize, Samples, tdMaxBs, tdMinBs } from '@pvblk/frontend';
 import type { BenchOptions } from './bench-options.ts';
 import { mergedLatency, pointLabel, pointSummary, type PointResult } from './bench-report.ts';
 
@@ -64,7 +64,7 @@ export function describeJob(o: BenchOptions): string {
   const swept = new Set<string>(o.sweeps.map((s) => s.key));
   const parts: Array<[string, string | null]> = [
     ['rw', j.rw],
-    ['bs', `bs=${oneBlockSize(j) ?? `${tdMinBs(blockSizes(j))}-${tdMaxBs(blockSizes(j))}`}`],
+    ['bs', `bs=${rwBlockSize(j) ?? `${tdMinBs(blockSizes(j))}-${tdMaxBs(blockSizes(j))}`}`],
     ['iodepth', `iodepth=${j.iodepth}`],
     ['numjobs', j.numjobs > 1 ? `numjobs=${j.numjobs}` : null],
   ];

@@ -32,7 +32,6 @@ import {
   FIO_VERSION,
   fioJsonText,
   JobStats,
-  setupErrors,
   setupNotes,
   startNotes,
   outputCount,
@@ -961,7 +960,6 @@ export async function runBench(argv: string[]): Promise<number> {
         }
         if (fmt.normal && points.length > 1) out(`\n=== ${pointLabel(p)}\n`);
         // what fio says of its jobs as it reads them, before its banner
-        for (const line of setupErrors(p.cl.jobs)) process.stderr.write(line + '\n');
         for (const note of setupNotes(p.cl.jobs)) out(note + '\n');
         if (fmt.normal) {
           const banner = runBanner(p.cl.jobs);

@@ -3,7 +3,7 @@
  * --pi-inline / --no-pi-inline and its sweep; the disk delay its stack line names; a plot's job title.
  */
 import { describe, expect, it } from 'vitest';
-import { FioUsageError, oneBlockSize } from '@pvblk/frontend';
+import { FioUsageError, rwBlockSize } from '@pvblk/frontend';
 import { describeJob } from '../../src/cli/bench-plot.ts';
 import {
   benchPoints,
@@ -64,8 +64,10 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
     // the relay's requests are all of one size
     for (const sizes of ['--bs=4k,8k', '--bsrange=4k-16k', '--bssplit=4k/50:64k/50'])
       expect(() => parse(sizes, '--baseline')).toThrow(
-        'fio: --baseline: the relay carries requests of one size: give one bs for all directions (no bsrange or bssplit)',
+        'fio: --baseline: the relay carries requests of one size: give one bs for reads and writes (no bsrange or bssplit)',
       );
+    // the trims' size is not the relay's concern
+    expect(parse('--rw=randrw', '--bs=4k,4k,16k', '--baseline').cl.jobs[0].bs).toEqual([4096, 4096, 16384]);
     expect(parse('--bssplit=4k/50:64k/50').cl.jobs[0].maxBs).toEqual([65536, 65536, 65536]);
   });
 
@@ -169,7 +171,7 @@ describe('pvblk bench: options', () => {
       'iodepth=1,2',
     ]) as BenchOptions;
     for (const p of benchPoints(o)) {
-      expect(p.cl.jobs.map((j) => [j.name, oneBlockSize(j)])).toEqual([
+      expect(p.cl.jobs.map((j) => [j.name, rwBlockSize(j)])).toEqual([
         ['a', 4096],
         ['b', 65536],
       ]);
@@ -197,7 +199,7 @@ describe('pvblk bench: options', () => {
       'iodepth=1,4',
     ]) as BenchOptions;
     const points = benchPoints(o);
-    expect(points.map((p) => [oneBlockSize(p.cl.jobs[0]), p.cl.jobs[0].iodepth])).toEqual([
+    expect(points.map((p) => [rwBlockSize(p.cl.jobs[0]), p.cl.jobs[0].iodepth])).toEqual([
       [8192, 1],
       [8192, 4],
     ]);

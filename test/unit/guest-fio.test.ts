@@ -2554,6 +2554,32 @@ describe("block sizes that vary: bsrange, bssplit, a size per direction (io_u.c'
     expect(pos).toBeGreaterThan(65536 - 512);
   });
 
+  it("trims and writes a sequential region at their own sizes (trimwrite's last starts)", async () => {
+    // fio 3.33: trims of 16 KiB, each followed by writes of 4 KiB until one starts where it did
+    const r = await fio(
+      '--name=t --rw=trimwrite --bs=4k,4k,16k --size=256k --direct=1 --write_lat_log=ts --log_offset=1',
+    );
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('issued rwts: total=0,61,16,0');
+    const log = await latLog('ts');
+    const first = log.slice(0, 8).map((e) => `${e[2] === 2 ? 'T' : 'W'}${e[3] / 1024}k@${e[4] / 1024}k`);
+    expect(first.sort()).toEqual(
+      ['T16k@0k', 'W4k@0k', 'T16k@16k', 'W4k@4k', 'W4k@8k', 'W4k@12k', 'W4k@16k', 'T16k@32k'].sort(),
+    );
+    // writes of 16 KiB after trims of 4 KiB meet a trim's start once only
+    const w = await fio('--name=t --rw=trimwrite --bs=4k,16k,4k --size=256k --direct=1');
+    expect(w.stdout).toContain('issued rwts: total=0,16,2,0');
+  });
+
+  it('ends the pass, and says so, when no size of a split that fits has a share', async () => {
+    const r = await fio('--name=z --rw=write --bssplit=4k/0:64k/100 --size=68k --direct=1');
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain(
+      'fio: z: no block size of 4096 to 65536 fits in the 4096 bytes left of the region after 10000 draws (a size that fits has a share of 0): the pass ends there\n',
+    );
+    expect(r.stdout).toContain('issued rwts: total=0,1,0,0');
+  });
+
   it('starts a time_based random region over once its map is full', async () => {
     const j = await jobJson(
       '--name=w --rw=randread --bsrange=4k-8k --direct=1 --size=64k --time_based --runtime=300ms',

@@ -14,7 +14,7 @@ import {
   type SplitOption,
 } from '../src/guest/fio-cmdline.ts';
 import { FioUsageError } from '../src/guest/fio-parse.ts';
-import { oneBlockSize } from '../src/guest/fio-block-size.ts';
+import { rwBlockSize } from '../src/guest/fio-block-size.ts';
 import { runThreads, type StartingJob } from '../src/guest/fio-run-threads.ts';
 import { usage } from './fio-usage.ts';
 
@@ -191,7 +191,7 @@ describe('fio job files', () => {
     const cl = await parseWithFiles(['--bs=8k', 'j.fio', '--name=cmd', '--iodepth=2'], {
       'j.fio': '[global]\nrw=randwrite\n[f]\nname=renamed\niodepth=8\n[g]\nnew_group\n',
     });
-    expect(cl.jobs.map((j) => [j.name, oneBlockSize(j), j.rw, j.iodepth, j.groupid])).toEqual([
+    expect(cl.jobs.map((j) => [j.name, rwBlockSize(j), j.rw, j.iodepth, j.groupid])).toEqual([
       ['cmd', 8192, 'read', 2, 0],
       ['renamed', 8192, 'randwrite', 8, 0],
       ['g', 8192, 'randwrite', 1, 1],
@@ -225,7 +225,7 @@ describe('several job files, --section, --showcmd (init.c parse_options())', () 
       'm1b.fio': m1b,
     });
     // fio 3.33: a bs=8192 iodepth=4, then b and c bs=4096 iodepth=1; JSON has no global options
-    expect(cl.jobs.map((j) => [j.name, oneBlockSize(j), j.iodepth, j.stonewall])).toEqual([
+    expect(cl.jobs.map((j) => [j.name, rwBlockSize(j), j.iodepth, j.stonewall])).toEqual([
       ['a', 8192, 4, false],
       ['b', 4096, 1, true],
       ['c', 4096, 1, false],
@@ -258,7 +258,7 @@ describe('several job files, --section, --showcmd (init.c parse_options())', () 
     const s = await parseWithFiles(['--section=b', '--name=x', '--bs=8k', 's1.fio'], {
       's1.fio': '[a]\n[b]\n',
     });
-    expect(s.jobs.map((j) => [j.name, oneBlockSize(j)])).toEqual([['b', 8192]]);
+    expect(s.jobs.map((j) => [j.name, rwBlockSize(j)])).toEqual([['b', 8192]]);
     expect(usage(() => parse('--section=global', '--name=a'))).toEqual([
       "fio: can't use global as only section",
     ]);
@@ -270,7 +270,7 @@ describe('several job files, --section, --showcmd (init.c parse_options())', () 
     );
     const cl = await parseWithFiles(['b.fio'], { 'b.fio': '[a]\nsize = 512k\nbs=\t8k\nruntime= 10ms\n' });
     // fio: size 512 (then "size too small"), bs 8, a runtime of 10 s
-    expect([cl.jobs[0].size, oneBlockSize(cl.jobs[0]), cl.jobs[0].runtime]).toEqual([512, 8, 10_000]);
+    expect([cl.jobs[0].size, rwBlockSize(cl.jobs[0]), cl.jobs[0].runtime]).toEqual([512, 8, 10_000]);
   });
 
   it("takes bc's ^ and leaves a long option as bc_calc() does", async () => {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { closestOption, fioTakesValue, parseFioOptions, splitOptions } from '../src/guest/fio-cmdline.ts';
 import { checkJob, checkJobAgainstDevice, jobSize } from '../src/guest/fio-job.ts';
-import { blockAlign, BlockLengths, blockSizes, oneBlockSize } from '../src/guest/fio-block-size.ts';
+import { blockAlign, BlockLengths, blockSizes, rwBlockSize } from '../src/guest/fio-block-size.ts';
 import { withoutRandomMap } from '../src/guest/fio-distribution.ts';
 import { jobBanner, setupErrors } from '../src/guest/fio.ts';
 import {
@@ -117,7 +117,7 @@ describe('fio options', () => {
       '--rw=write',
       '--iodepth=4',
     ]);
-    expect(cl.jobs.map((j) => [j.name, j.rw, oneBlockSize(j), j.direct, j.iodepth])).toEqual([
+    expect(cl.jobs.map((j) => [j.name, j.rw, rwBlockSize(j), j.direct, j.iodepth])).toEqual([
       ['a', 'read', 8192, true, 1],
       ['b', 'write', 8192, true, 4],
     ]);
@@ -139,7 +139,7 @@ describe('fio options', () => {
       '--bs=8k',
       '--name=c',
     ]);
-    expect(cl.jobs.map((j) => [j.name, j.rw, oneBlockSize(j)])).toEqual([
+    expect(cl.jobs.map((j) => [j.name, j.rw, rwBlockSize(j)])).toEqual([
       ['a', 'write', 4096],
       ['b', 'randread', 4096],
       ['c', 'randread', 8192],
@@ -443,6 +443,16 @@ describe('fio options', () => {
       '16384-16384 16384/0',
     ]);
     expect(sizes('--bssplit=,,8k/150')).toEqual(['4096-4096', '4096-4096', '8192-8192 8192/100']);
+    // a share of what is left wraps past 2^32 when the others pass 100, and, compared as an int, sorts
+    // first; a negative share is over 100, and cut to 100
+    expect(sizes('--bssplit=4k/80:8k/80:16k')).toEqual(
+      Array(3).fill('4096-16384 16384/4294967236:4096/80:8192/80'),
+    );
+    expect(sizes('--bssplit=4k/-5:8k/-5:16k/50')).toEqual(
+      Array(3).fill('4096-16384 16384/50:4096/100:8192/100'),
+    );
+    // a range's 0 is the direction's bs
+    expect(sizes('--bsrange=0-16k')).toEqual(['4096-16384', '4096-16384', '4096-16384']);
     expect(usage(() => parse(['--name=j', '--bssplit=4k/90:8k/20:16k:32k']))).toEqual([
       'fio: bssplit percentages add to more than 100%',
       'fio: failed parsing bssplit=4k/90:8k/20:16k:32k',
@@ -1209,40 +1219,94 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
   });
 
   it("turns trimwrite's directions as set_rw_ddir() does, whatever was chosen, and writes where it trimmed", () => {
-    let at = 0;
-    const offsets = { place: () => ({ offset: (at++ * 4096) % 16384, len: 4096 }) };
-    const tw = new WorkloadDirections(
-      { read: false, write: true, trimwrite: true },
-      50,
-      offsets,
-      Math.random,
-    );
-    // the rate decides on the writes' direction; the I/O is a trim, then a write of its range
-    const seq: Array<[number, number]> = [];
-    for (let i = 0; i < 6; i++) {
-      expect(tw.chosen()).toBe(1);
-      const d = tw.turned(tw.chosen());
-      seq.push([d, tw.place(d)!.offset]);
-    }
-    expect(seq).toEqual([
-      [2, 0],
-      [1, 0],
-      [2, 4096],
-      [1, 4096],
-      [2, 8192],
-      [1, 8192],
-    ]);
+    // each direction sequential from its own place, at its own size
+    const offsetsOf = (sizes: number[]) => {
+      const pos = [0, 0, 0];
+      return {
+        place: (d: 0 | 1 | 2) => {
+          const at = { offset: pos[d] % 65536, len: sizes[d] };
+          pos[d] += sizes[d];
+          return at;
+        },
+      };
+    };
+    const run = (kinds: { random: boolean }, sizes: number[], n: number) => {
+      const tw = new WorkloadDirections(
+        { read: false, write: true, trimwrite: true, ...kinds },
+        50,
+        offsetsOf(sizes),
+        Math.random,
+      );
+      const seq: string[] = [];
+      for (let i = 0; i < n; i++) {
+        // the rate decides on the writes' direction
+        expect(tw.chosen()).toBe(1);
+        const d = tw.turned(tw.chosen());
+        const at = tw.place(d)!;
+        seq.push(`${d === 2 ? 'T' : 'W'}${at.len / 1024}k@${at.offset / 1024}k`);
+      }
+      return { tw, seq };
+    };
+    // one size: a trim, then a write of its range
+    const { tw, seq } = run({ random: false }, [4096, 4096, 4096], 6);
+    expect(seq).toEqual(['T4k@0k', 'W4k@0k', 'T4k@4k', 'W4k@4k', 'T4k@8k', 'W4k@8k']);
     // a new pass begins with a trim, even after a trim
     expect(tw.turned(tw.chosen())).toBe(2);
     tw.place(2);
     tw.restart();
     expect(tw.next()).toBe(2);
+    // trims of 16k and writes of 4k: the writes go on from their own place until one starts where
+    // the last trim did, as fio 3.33 logs `bs=4k,4k,16k`
+    expect(run({ random: false }, [4096, 4096, 16384], 8).seq).toEqual([
+      'T16k@0k',
+      'W4k@0k',
+      'T16k@16k',
+      'W4k@4k',
+      'W4k@8k',
+      'W4k@12k',
+      'W4k@16k',
+      'T16k@32k',
+    ]);
+    // writes of 16k after trims of 4k never start where a trim did again (fio 3.33: total=0,16,2)
+    expect(run({ random: false }, [4096, 16384, 4096], 5).seq).toEqual([
+      'T4k@0k',
+      'W16k@0k',
+      'T4k@4k',
+      'W16k@16k',
+      'W16k@32k',
+    ]);
+    // randtrimwrite writes the range its trim went over, at the trim's length
+    expect(run({ random: true }, [4096, 4096, 16384], 4).seq).toEqual([
+      'T16k@0k',
+      'W16k@0k',
+      'T16k@16k',
+      'W16k@16k',
+    ]);
     // a mixed job by rwmixread, and neither trims nor is turned
     const draws = [0.1, 0.9];
-    const rw = new WorkloadDirections({ read: true, write: true, trimwrite: false }, 50, offsets, () =>
-      draws.shift()!,
+    const rw = new WorkloadDirections(
+      { read: true, write: true, trimwrite: false, random: false },
+      50,
+      offsetsOf([4096, 4096, 4096]),
+      () => draws.shift()!,
     );
     expect([rw.next(), rw.next()]).toEqual([0, 1]);
+  });
+
+  it('moves the write off a random trim that lands where the last one did, so that a write follows', () => {
+    const places = [0, 0, 8192];
+    const tw = new WorkloadDirections(
+      { read: false, write: true, trimwrite: true, random: true },
+      50,
+      { place: () => ({ offset: places.shift()!, len: 4096 }) },
+      Math.random,
+    );
+    const seq: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const d = tw.next();
+      seq.push(`${d === 2 ? 'T' : 'W'}@${tw.place(d)!.offset}`);
+    }
+    expect(seq).toEqual(['T@0', 'W@0', 'T@0', 'W@0', 'T@8192', 'W@8192']);
   });
 
   it('holds trims to their own rate, which never turns to another direction', () => {
@@ -2059,6 +2123,48 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
     expect(len(0, 4095)).toBe(0);
     // one size is the size, with no draw and no room looked at
     expect(new BlockLengths(sizesOf('--bs=8k'), false, () => 0).next(0, 0)).toBe(8192);
+  });
+
+  it("says what it skipped as it parses, as fio's log_err does, and goes on", () => {
+    expect(parse(['--name=j', '--bs=4k,0,8k']).warnings).toEqual(['bs: min value out of range: 0 (1 min)']);
+    expect(blockSizes(parse(['--name=j', '--bs=4k,0,8k']).jobs[0]).map((d) => d.min)).toEqual([
+      4096, 4096, 8192,
+    ]);
+    const many = Array.from({ length: 70 }, (_, i) => `${(i + 1) * 4}k/1`).join(':');
+    const cl = parse(['--name=j', `--bssplit=${many}`]);
+    expect(cl.warnings).toEqual(Array(3).fill('fio: hit max of 64 split entries'));
+    expect(blockSizes(cl.jobs[0])[0].max).toBe(256 * 1024);
+    // an option that fails after them: they are said first
+    expect(usage(() => parse(['--name=j', '--bs=4k,0', '--rw=wat']))[0]).toBe(
+      'bs: min value out of range: 0 (1 min)',
+    );
+    expect(parse(['--name=j', '--bs=,8k']).warnings).toEqual([]);
+    // with verify and no random map, sizes that vary are read back as far as they do not overlap
+    const job = (...args: string[]) => parse(['--name=j', ...args]).jobs[0];
+    expect(setupErrors([job('--rw=write', '--bsrange=4k-16k', '--norandommap', '--verify=crc32c')])).toEqual([
+      'fio: norandommap given for variable block sizes, verify limited',
+    ]);
+    expect(setupErrors([job('--rw=write', '--bs=4k', '--norandommap', '--verify=crc32c')])).toEqual([]);
+  });
+
+  it("draws fio's sizes of shares that wrapped: one past 2^31 takes every draw, a negative one is 100", () => {
+    const draws = (split: string) => {
+      const rand = mulberry32(5);
+      const l = new BlockLengths(sizesOf(`--bssplit=${split}`), false, () => Math.floor(rand() * 2 ** 32));
+      const seen = new Map<number, number>();
+      for (let i = 0; i < 2000; i++) {
+        const len = l.next(1, Infinity);
+        seen.set(len, (seen.get(len) ?? 0) + 1);
+      }
+      return seen;
+    };
+    // fio 3.33: all 16K
+    expect([...draws('4k/80:8k/80:16k').keys()]).toEqual([16384]);
+    // fio 3.33: 4K and 16K about alike, never 8K
+    const halves = draws('4k/-5:8k/-5:16k/50');
+    expect([...halves.keys()].sort((a, b) => a - b)).toEqual([4096, 16384]);
+    expect(halves.get(16384)!).toBeGreaterThan(850);
+    expect(halves.get(4096)!).toBeGreaterThan(850);
   });
 
   it("takes a split's size by the running sum of its shares, in the order of the shares", () => {

@@ -37,7 +37,7 @@ export {
   type LatencyPercentiles,
   type FioRw,
 } from './fio-job.ts';
-export { blockSizes, oneBlockSize, tdMaxBs, tdMinBs } from './fio-block-size.ts';
+export { blockSizes, rwBlockSize, tdMaxBs, tdMinBs } from './fio-block-size.ts';
 export { FioUsageError, parseBool, parseChoice, parseIntOption, parseSize, parseTime } from './fio-parse.ts';
 export {
   DirStats,

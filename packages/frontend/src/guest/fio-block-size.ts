@@ -4,7 +4,7 @@
  * get_next_buflen()).
  */
 import type { Ddir } from './fio-ddir.ts';
-import { fail, failedParsing, parseSize, type PerDirection } from './fio-parse.ts';
+import { fail, failedParsing, parseSize, warn, type PerDirection } from './fio-parse.ts';
 
 /** One size of a `bssplit` and its share, in per cent. */
 export interface BsSplit {
@@ -108,7 +108,9 @@ export function parseBsRange(
   const rounds = rangeRounds(raw);
   let parsed = false;
   rounds.forEach(({ value, more }, curr) => {
-    const sep = value.search(/[-:]/);
+    // parse.c looks for a dash, and only then for a colon
+    let sep = value.indexOf('-');
+    if (sep < 0) sep = value.indexOf(':');
     if (sep < 0) return;
     let lo: number;
     let hi: number;
@@ -119,8 +121,7 @@ export function parseBsRange(
       return;
     }
     if (lo > hi) [lo, hi] = [hi, lo];
-    // fio stores a 0 and then reads the direction's `bs` for it (fixup_options()); refused here
-    if (lo < 1) failedParsing(opt, raw, `${opt}: min value out of range: ${lo} (1 min)`);
+    // a 0 stands for the direction's `bs` (fixup_options(): `0-16k` is bs to 16k)
     parsed = true;
     if (curr < 3) [min[curr], max[curr]] = [lo, hi];
     if (!more) for (let d = curr + 1; d < 3; d++) [min[d], max[d]] = [lo, hi];
@@ -196,9 +197,10 @@ function bssplitDdir(opt: string, raw: string, part: string): BsSplit[] | null {
     const size = slash < 0 ? item : item.slice(0, slash);
     let perc: number | null = null;
     if (slash >= 0) {
-      // atoi(): the leading digits, 0 when there are none
+      // atoi(): the leading digits, 0 when there are none; kept in an unsigned long long, so a
+      // negative share is over 100, and cut to it
       const v = Number(/^\s*[+-]?\d*/.exec(item.slice(slash + 1))![0].trim() || '0');
-      perc = v > 100 ? 100 : v <= 0 ? null : v;
+      perc = v > 100 || v < 0 ? 100 : v === 0 ? null : v;
     }
     let bs: number;
     try {
@@ -206,9 +208,11 @@ function bssplitDdir(opt: string, raw: string, part: string): BsSplit[] | null {
     } catch {
       fail('fio: split conversion failed', `fio: failed parsing ${opt}=${raw}`);
     }
-    if (bs < 1) failedParsing(opt, raw, `${opt}: a block size of 0 in ${part}`);
     entries.push({ bs, perc });
-    if (entries.length === BSSPLIT_MAX) break;
+    if (entries.length === BSSPLIT_MAX) {
+      warn(`fio: hit max of ${BSSPLIT_MAX} split entries`);
+      break;
+    }
   }
   if (!entries.length) return null;
   const missing = entries.filter((e) => e.perc === null).length;
@@ -222,8 +226,9 @@ function bssplitDdir(opt: string, raw: string, part: string): BsSplit[] | null {
     // (never drawn: one size is the direction's), and wrapped past 2^32 when the others go over 100
     perc: e.perc ?? Math.floor(((100 - perc) >>> 0) / missing),
   }));
-  // qsort() by share; equal shares keep their order here (glibc's merge sort is stable too)
-  return split.sort((a, b) => a.perc - b.perc);
+  // qsort() by share, compared as ints (bs_cmp()): a share wrapped past 2^31 sorts first; equal shares
+  // keep their order (glibc's merge sort is stable too)
+  return split.sort((a, b) => (a.perc | 0) - (b.perc | 0));
 }
 
 /**
@@ -253,6 +258,8 @@ export class BlockLengths {
     private readonly unaligned: boolean,
     /** Each direction's own generator of 32-bit values (td->bsrange_state[ddir]), looked up at each draw. */
     private readonly rand32: (d: Ddir) => number,
+    /** Said when MAX_LENGTH_DRAWS found no length that fits (fio would draw on forever). */
+    private readonly gaveUp: (line: string) => void = () => {},
   ) {}
 
   /** One I/O's length in direction `d` with `room` bytes left of the region; 0: none fits. */
@@ -260,7 +267,6 @@ export class BlockLengths {
     const { min, max, split } = this.sizes[d];
     if (min === max) return min;
     if (min > room) return 0;
-    const pow2 = (min & (min - 1)) === 0;
     for (let draw = 0; draw < MAX_LENGTH_DRAWS; draw++) {
       const r = this.rand32(d);
       let len = 0;
@@ -274,11 +280,15 @@ export class BlockLengths {
           if (Math.floor(r / perc) <= Math.floor(FRAND32_MAX / 100) && len <= room) break;
         }
       }
-      // down to a whole number of the smallest size (a power of two's mask, else the remainder)
-      if (!this.unaligned) len = pow2 ? len - (len & (min - 1)) : len - (len % min);
+      // down to a whole number of the smallest size (fio masks a power of two: the same, in 64 bits)
+      if (!this.unaligned) len -= len % min;
       if (len > max) len = max;
-      if (len <= room && len > 0) return len;
+      // a size of 0 in a split fits, and ends the pass (fill_io_u() takes no empty I/O)
+      if (len <= room) return len;
     }
+    this.gaveUp(
+      `no block size of ${min} to ${max} fits in the ${room} bytes left of the region after ${MAX_LENGTH_DRAWS} draws (a size that fits has a share of 0): the pass ends there`,
+    );
     return 0;
   }
 }
@@ -286,8 +296,11 @@ export class BlockLengths {
 /** Each direction's 32-bit generator for BlockLengths, from the job's seed (td_fill_rand_seeds()). */
 export const BSRANGE_SEEDS: PerDirection = [0x1b873593, 0x85ebca6b, 0xc2b2ae35];
 
-/** A job's one block size (fixed_block_size()); null when its sizes vary or differ between directions. */
-export function oneBlockSize(o: BlockSizeOptions): number | null {
-  const s = blockSizes(o);
-  return fixedBlockSize(s) ? s[0].min : null;
+/**
+ * The one size of a job's reads and writes, what the relay's requests carry; null when their sizes
+ * vary or differ (the trims' are not looked at: the relay has none).
+ */
+export function rwBlockSize(o: BlockSizeOptions): number | null {
+  const [r, w] = blockSizes(o);
+  return r.min === r.max && w.min === w.max && r.min === w.min ? r.min : null;
 }

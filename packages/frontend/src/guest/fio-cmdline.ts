@@ -15,7 +15,7 @@ import { ownEntry } from '@pvblk/shared';
 import { FIO_GETOPT_TABLE } from './fio-getopt-table.ts';
 import { DEFAULT_JOB, fixupJob, MAX_JOBS, type FioJob } from './fio-job.ts';
 import { OPTIONS, parseOutputFormat, type FioGlobal } from './fio-options.ts';
-import { distance, fail, FioUsageError } from './fio-parse.ts';
+import { distance, fail, FioUsageError, withWarnings } from './fio-parse.ts';
 import type { JobFileLine } from './fio-jobfile.ts';
 
 export interface FioCommandLine {
@@ -31,6 +31,8 @@ export interface FioCommandLine {
   inherited: Array<Record<string, string>>;
   /** fio's options as given, in their order (pvblk's own left out): to parse again with a change. */
   options: SplitOption[];
+  /** What fio said of the options as it parsed them and went on (stderr, before anything else). */
+  warnings: string[];
 }
 
 /** fio's getopt table by name: whether getopt takes the value from the next argument. */
@@ -202,6 +204,15 @@ export function parseFioOptions(
   extra: (o: SplitOption) => boolean = () => false,
   knownExtra: readonly string[] = [],
 ): FioCommandLine {
+  const { value, warnings } = withWarnings(() => parseAll(opts, extra, knownExtra));
+  return { ...value, warnings };
+}
+
+function parseAll(
+  opts: readonly SplitOption[],
+  extra: (o: SplitOption) => boolean,
+  knownExtra: readonly string[],
+): Omit<FioCommandLine, 'warnings'> {
   const global: FioGlobal = {
     outputFormat: parseOutputFormat('normal'),
     output: null,

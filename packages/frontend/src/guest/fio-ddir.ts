@@ -22,19 +22,19 @@ export function ddirName(d: Ddir): 'read' | 'write' | 'trim' {
  * The directions of a job's workload and where each I/O goes: io_u.c's get_rw_ddir() — a mixed job's
  * direction by `rwmixread`, else the job's, the writes' for trimwrite, where td_write() is looked at
  * before td_trim(), and the direction the rate decides on —, then set_rw_ddir(), which has trimwrite
- * trim and then write the range it trimmed, in turn, whatever get_rw_ddir() and the rate said (so a
- * write rate holds both, a trim rate neither, and a sync due is never made, as in fio 3.33).
+ * trim while its last write started where its last trim did, and write otherwise, whatever
+ * get_rw_ddir() and the rate said (so a write rate holds both, a trim rate neither, and a sync due is
+ * never made, as in fio 3.33). trimwrite's writes go on from their own last place, at their own
+ * sizes (of one size with its trims, they write each range just trimmed); randtrimwrite's write the
+ * range the last trim went over (get_next_block(), get_next_buflen()).
  */
 export class WorkloadDirections {
-  /** trimwrite's turn: the next I/O trims (else it writes the range the last trim went over). */
-  private trimNext = true;
-  /**
-   * trimwrite's last trim: where its next write goes, and how long it is (get_next_block()'s
-   * last_start[DDIR_TRIM], get_next_buflen()'s last_pos less last_start).
-   */
+  /** Where the last write and the last trim started (f->last_start[]): -1 before the pass's first. */
+  private lastStart = [-1, -1];
+  /** randtrimwrite's last trim: where its next write goes, and how long it is. */
   private lastTrim: Placement = { offset: 0, len: 0 };
   constructor(
-    private readonly kinds: { read: boolean; write: boolean; trimwrite: boolean },
+    private readonly kinds: { read: boolean; write: boolean; trimwrite: boolean; random: boolean },
     private readonly rwmixread: number,
     /** The job's offsets: the next I/O of a direction. */
     private readonly offsets: { place(d: Ddir): Placement | null },
@@ -42,9 +42,9 @@ export class WorkloadDirections {
     private readonly rand: () => number,
   ) {}
 
-  /** A pass begins: trimwrite's first I/O is a trim. */
+  /** A pass begins (fio_file_reset()): trimwrite's first I/O is a trim. */
   restart(): void {
-    this.trimNext = true;
+    this.lastStart = [-1, -1];
   }
 
   /** get_rw_ddir()'s direction, the one the rate decides on. */
@@ -57,7 +57,7 @@ export class WorkloadDirections {
   /** set_rw_ddir(): the direction the I/O goes in, of the one chosen (and the rate's say on it). */
   turned(d: Ddir): Ddir {
     if (!this.kinds.trimwrite) return d;
-    return this.trimNext ? DDIR_TRIM : DDIR_WRITE;
+    return this.lastStart[0] === this.lastStart[1] ? DDIR_TRIM : DDIR_WRITE;
   }
 
   /** The next I/O's direction, without a rate. */
@@ -65,19 +65,25 @@ export class WorkloadDirections {
     return this.turned(this.chosen());
   }
 
-  /**
-   * Where the next I/O in direction `d` goes (null: none fits); trimwrite's turn passes to the other
-   * direction.
-   */
+  /** Where the next I/O in direction `d` goes (null: none fits). */
   place(d: Ddir): Placement | null {
     if (!this.kinds.trimwrite) return this.offsets.place(d);
-    if (d === DDIR_WRITE) {
-      this.trimNext = true;
+    const random = this.kinds.random;
+    if (random && d === DDIR_WRITE) {
+      this.lastStart[0] = this.lastTrim.offset;
       return { ...this.lastTrim };
     }
     const at = this.offsets.place(d);
     if (!at) return null;
-    this.trimNext = false;
-    return (this.lastTrim = at);
+    if (d === DDIR_WRITE) {
+      this.lastStart[0] = at.offset;
+      return at;
+    }
+    // get_next_offset(): a random trim where the last one was would leave the starts equal, and the
+    // next I/O a trim: the write's start is moved off it, so that the write follows
+    if (random && at.offset === this.lastStart[1]) this.lastStart[0]--;
+    this.lastStart[1] = at.offset;
+    if (random) this.lastTrim = at;
+    return at;
   }
 }

@@ -327,6 +327,7 @@ export class Worker {
       rand: () => this.rand(),
       rand32: (d) => Math.floor(this.bsRand[d]() * 0x1_0000_0000),
       drawFor,
+      say: (line) => this.stderr.say(line),
     });
     this.directions = new WorkloadDirections(this.kinds, job.rwmixread, this.offsets, () => this.rand());
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
@@ -546,7 +547,12 @@ export class Worker {
   /** The job's generators from its seed (td_fill_rand_seeds()): at its start, and again for a pass. */
   private seedGenerators(): void {
     this.rand = mulberry32(this.seed);
-    this.bsRand = BSRANGE_SEEDS.map((k) => mulberry32(this.seed ^ k));
+    // td_fill_rand_seeds_internal(): with verify the writes' lengths are drawn as the reads' (so a job
+    // that reads the writes back draws the same sizes), and trimwrite's trims as its writes (so that
+    // ranges of one distribution pair up)
+    const [read, write, trim] = BSRANGE_SEEDS;
+    const writes = this.job.verify !== 'none' ? read : write;
+    this.bsRand = [read, writes, this.kinds.trimwrite ? writes : trim].map((k) => mulberry32(this.seed ^ k));
     this.verifyRand = mulberry32(this.seed ^ 0x5bd1e995);
     this.rateRand = mulberry32(this.seed ^ 0x27d4eb2f);
   }

@@ -358,6 +358,8 @@ export function jobPlacer(
     rand32: (d: Ddir) => number;
     /** A random job's generator of block numbers below `n` when it has no random map (blockDraw()). */
     drawFor: (n: number) => (() => number) | null;
+    /** Says a line on the job's stderr (BlockLengths giving up on a length). */
+    say: (line: string) => void;
   },
 ): Placer {
   const random = rwKinds(job.rw).random;
@@ -374,7 +376,9 @@ export function jobPlacer(
     rand: o.rand,
     end: o.end,
     wrap: job.timeBased,
-    lengths: new BlockLengths(sizes, job.bsUnaligned, o.rand32),
+    lengths: new BlockLengths(sizes, job.bsUnaligned, o.rand32, (line) =>
+      o.say(`fio: ${job.name}: ${line}\n`),
+    ),
     seqRand: job.bsIsSeqRand,
     map: map ? new BlockMap(Math.floor(Math.min(o.size, o.end - o.start) / tdMinBs(sizes))) : null,
     drawFor: o.drawFor,

@@ -24,6 +24,32 @@ export class FioUsageError extends PvblkError {
 export function fail(...lines: string[]): never {
   throw new FioUsageError(lines);
 }
+
+/** What the parse under way has said and gone on from (parse.c's log_err of a value it skipped). */
+let warnings: string[] | null = null;
+
+/** Says `line` on stderr, as fio does while it parses, and goes on (kept for the parse under way). */
+export function warn(line: string): void {
+  warnings?.push(line);
+}
+
+/**
+ * Runs a parse, with what it says and goes on from (warn()): its result and those lines, or, when
+ * it fails, its FioUsageError with them before its own lines, in the order fio says them.
+ */
+export function withWarnings<T>(parse: () => T): { value: T; warnings: string[] } {
+  const outer = warnings;
+  const mine: string[] = [];
+  warnings = mine;
+  try {
+    return { value: parse(), warnings: mine };
+  } catch (e) {
+    if (e instanceof FioUsageError && mine.length) throw new FioUsageError([...mine, ...e.lines], e.out);
+    throw e;
+  } finally {
+    warnings = outer;
+  }
+}
 export function failedParsing(opt: string, val: string, why?: string): never {
   return why ? fail(why, `fio: failed parsing ${opt}=${val}`) : fail(`fio: failed parsing ${opt}=${val}`);
 }
@@ -220,7 +246,8 @@ function unsignedValue(value: string, parse: (v: string) => number, wrap: number
  * (else at `:`, else at `-`), the first the reads', the second the writes', the third the trims'; the
  * last value given sets the directions after it too (`rate=1m` is all three, `rate=1m,500k` trims at
  * 500k), unless the list ends with a separator (`rate=1m,`: writes and trims as they were). A value
- * that does not parse leaves its direction as it was (`--rate=,500k`: reads unlimited), and the
+ * that does not parse leaves its direction as it was (`--rate=,500k`: reads unlimited), what was
+ * wrong with it said (warn(): `bs=4k,0` says `bs: min value out of range: 0 (1 min)`), and the
  * option fails only when none parses — with that value's own words. A negative value wraps as fio's
  * unsigned one does (`rate_iops=-5`: reads at 4294967291, writes and trims at 5). Values past the
  * third are parsed and kept nowhere. Directions keep `prev` (a global section's, the defaults) where
@@ -236,6 +263,7 @@ export function perDirection(
   const out: PerDirection = [...prev];
   let firstError: unknown = null;
   let parsed = false;
+  const said: string[] = [];
   optionRounds(raw).forEach(({ value, more }, curr) => {
     try {
       const v = unsignedValue(value, parse, wrap);
@@ -245,8 +273,11 @@ export function perDirection(
     } catch (e) {
       if (!(e instanceof FioUsageError)) throw e;
       firstError ??= e;
+      // __handle_option() says what was wrong with a value (an empty one has no words of its own)
+      said.push(...e.lines.filter((l) => !l.startsWith('fio: failed parsing')));
     }
   });
+  if (parsed) for (const line of said) warn(line);
   if (!parsed) {
     // the words of the value that failed first; said of the option as given
     const lines = (firstError as FioUsageError).lines.filter((l) => !l.startsWith('fio: failed parsing'));

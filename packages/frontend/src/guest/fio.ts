@@ -41,7 +41,7 @@ import { FioUsageError, parseBool } from './fio-parse.ts';
 import { Worker } from './fio-engine.ts';
 import { diskDelta, diskSnapshot, frontDelta, frontSnapshot } from './fio-diskutil.ts';
 import { JOB_FILE_MAX_BYTES, JobFileError, jobFileOptions, type JobFileSource } from './fio-jobfile.ts';
-import { alignTurnsOffMap, bsHeader } from './fio-block-size.ts';
+import { alignTurnsOffMap, blockSizes, bsHeader, fixedBlockSize } from './fio-block-size.ts';
 import { readWhole } from './commands.ts';
 import { runThreads } from './fio-run-threads.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
@@ -152,11 +152,15 @@ export function startNotes(jobs: FioJob[]): string[] {
 
 /** What fio's fixup_options() (init.c) says of a job section on stderr (log_err) as it reads it. */
 export function setupErrors(jobs: FioJob[]): string[] {
-  return jobs.flatMap((j) =>
-    rwKinds(j.rw).random && alignTurnsOffMap(j) && !j.norandommap
-      ? ['fio: Any use of blockalign= turns off randommap']
-      : [],
-  );
+  return jobs.flatMap((j) => {
+    const out: string[] = [];
+    // blockalign sets norandommap, before the look at verify
+    const alignOff = rwKinds(j.rw).random && alignTurnsOffMap(j);
+    if (alignOff && !j.norandommap) out.push('fio: Any use of blockalign= turns off randommap');
+    if ((j.norandommap || alignOff) && j.verify !== 'none' && !fixedBlockSize(blockSizes(j)))
+      out.push('fio: norandommap given for variable block sizes, verify limited');
+    return out;
+  });
 }
 
 /**
@@ -472,7 +476,14 @@ export function parseGuestFio(
     },
     [],
   );
-  for (const j of cl.jobs) checkJob(j);
+  try {
+    for (const j of cl.jobs) checkJob(j);
+  } catch (e) {
+    // what fio said as it parsed comes before
+    if (e instanceof FioUsageError && cl.warnings.length)
+      throw new FioUsageError([...cl.warnings, ...e.lines], e.out);
+    throw e;
+  }
   return { cl, ...set };
 }
 
@@ -542,6 +553,7 @@ export function fioCommand(rt: GuestRuntime): GuestCommand {
         return 0;
       }
       parsed = p;
+      for (const line of p.cl.warnings) io.stderr(line + '\n');
       // --parse-only and --showcmd: the jobs parsed (and the files shown), nothing run
       if (p.cl.global.showcmd)
         io.stdout(showCommandLines(p.cl.options, splitGuestFio(argv.slice(1)).jobFiles.length));
