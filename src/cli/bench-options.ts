@@ -143,8 +143,8 @@ way, grant operations, broker frames and bytes per request, every process's memo
 
 fio options (fio's names and syntax, --opt=value or --opt value):
   --name --filename --rw=read|write|trim|randread|randwrite|randtrim|rw|randrw|trimwrite|randtrimwrite
-  --rwmixread --bs --iodepth
-  --numjobs --size --offset --loops --runtime --time_based --ramp_time --direct=0|1
+  --rwmixread --bs (per direction: 4k,16k) --bsrange --bssplit --blockalign --bs_unaligned
+  --bs_is_seq_rand --iodepth --numjobs --size --offset --loops --runtime --time_based --ramp_time --direct=0|1
   --invalidate --fadvise_hint=0|1|random|sequential --end_fsync --fsync_on_close
   --ioengine=libaio|io_uring|psync|sync --verify=none|md5|crc32c|sha256|…|meta|pattern|null
   --verify_pattern --do_verify --verify_only --verify_interval --verify_offset --verify_fatal
