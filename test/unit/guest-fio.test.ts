@@ -2569,15 +2569,27 @@ describe("block sizes that vary: bsrange, bssplit, a size per direction (io_u.c'
     // writes of 16 KiB after trims of 4 KiB meet a trim's start once only
     const w = await fio('--name=t --rw=trimwrite --bs=4k,16k,4k --size=256k --direct=1');
     expect(w.stdout).toContain('issued rwts: total=0,16,2,0');
+    // the pass ends on the writes' bytes, not the trims' (which pass the region here)
+    const t12 = await fio('--name=t --rw=trimwrite --bs=4k,4k,12k --size=64k --direct=1');
+    expect(t12.stdout).toContain('issued rwts: total=0,16,6,0');
   });
 
   it('ends the pass, and says so, when no size of a split that fits has a share', async () => {
     const r = await fio('--name=z --rw=write --bssplit=4k/0:64k/100 --size=68k --direct=1');
     expect(r.status).toBe(0);
     expect(r.stderr).toContain(
-      'fio: z: no block size of 4096 to 65536 fits in the 4096 bytes left of the region after 10000 draws (a size that fits has a share of 0): the pass ends there\n',
+      'fio: z: no size of the split of 4096 to 65536 fits in the 4096 bytes left of the region after 10000 draws (those that fit have a share of 0): the pass ends there\n',
     );
     expect(r.stdout).toContain('issued rwts: total=0,1,0,0');
+  });
+
+  it('reads the whole region with a wide range, to its last few bytes, and nothing past a blockalign larger than it', async () => {
+    const wide = await jobJson('--name=w --rw=randread --bsrange=512-8m --direct=1 --randseed=7');
+    expect(wide.error).toBe(0);
+    expect(wide.read.io_bytes).toBe(8 << 20);
+    const none = await fio('--name=n --rw=randread --bs=4k --ba=2m --size=1m --direct=1');
+    expect(none.status).toBe(0);
+    expect(none.stdout).not.toContain('issued rwts');
   });
 
   it('starts a time_based random region over once its map is full', async () => {

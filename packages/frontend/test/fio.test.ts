@@ -2117,10 +2117,13 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
     expect(len(2 ** 31)).toBe(12288);
     expect(len(3 * 2 ** 30)).toBe(16384);
     expect(len(FRAND32_MAX)).toBe(16384);
-    // a length that does not fit is drawn again; none fits under the smallest
-    draws.push(FRAND32_MAX);
-    expect(len(0, 8192)).toBe(4096);
-    expect(len(0, 4095)).toBe(0);
+    // a length that does not fit is drawn again: the draw is taken below the bound of those that fit,
+    // the same lengths alike (8 KiB left: 4k or 8k, half each); none fits under the smallest
+    expect(len(FRAND32_MAX, 8192)).toBe(8192);
+    expect(len(2 ** 30, 8192)).toBe(4096);
+    expect(len(3 * 2 ** 30, 8192)).toBe(8192);
+    expect(lengths.next(1, 4095)).toBe(0);
+    expect(draws).toEqual([]);
     // one size is the size, with no draw and no room looked at
     expect(new BlockLengths(sizesOf('--bs=8k'), false, () => 0).next(0, 0)).toBe(8192);
   });
@@ -2339,19 +2342,32 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
     expect(
       usage(() => checkJob(job('--rw=randwrite', '--bsrange=512-4k', '--bs_unaligned', '--direct=1'))),
     ).toEqual([
-      'fio: j: bs_unaligned with direct=1 is refused: O_DIRECT I/O of lengths that are not whole sectors fails (fio: bs_unaligned may not work with raw io)',
+      'fio: j: bs_unaligned with a bsrange and direct=1 is refused: O_DIRECT I/O of lengths that are not whole sectors fails (fio: bs_unaligned may not work with raw io)',
     ]);
     expect(
       usage(() => checkJob(job('--rw=write', '--bsrange=512-4k', '--bs_unaligned', '--verify=md5'))),
-    ).toEqual(['fio: j: verify with bs_unaligned is not supported by this fio']);
+    ).toEqual(['fio: j: verify with bs_unaligned and a bsrange is not supported by this fio']);
+    // a split's lengths and one size are whole sectors: taken, with fio's warning for direct=1
+    checkJob(job('--rw=randwrite', '--bssplit=4k/50:6k/50', '--bs_unaligned', '--direct=1', '--verify=md5'));
+    expect(
+      setupErrors([job('--rw=write', '--bs=4k', '--bs_unaligned', '--direct=1', '--numjobs=2')]),
+    ).toEqual(['fio: bs_unaligned may not work with raw io', 'fio: bs_unaligned may not work with raw io']);
     // writes of one size at a blockalign below it overlap, with no map to keep them apart
     expect(usage(() => checkJob(job('--rw=randwrite', '--blockalign=512', '--verify=crc32c')))).toEqual([
       'fio: j: verify of writes that may overlap (sizes that vary, or a blockalign below them) without a random map is not supported by this fio',
     ]);
+    // a blockalign at or above the size keeps writes apart, and a reader writes nothing: taken
+    checkJob(job('--rw=randwrite', '--bs=4k', '--blockalign=16k', '--verify=crc32c'));
+    checkJob(job('--rw=randread', '--blockalign=2k', '--verify=crc32c'));
     const dev = { path: '/dev/xvda', bytes: 8 << 20, logicalBlockSize: 4096 };
-    expect(usage(() => checkJobAgainstDevice(job('--rw=randread', '--blockalign=512'), dev))).toEqual([
-      'fio: bs=512 is not a multiple of the logical block size of /dev/xvda (4096)',
+    expect(
+      usage(() => checkJobAgainstDevice(job('--rw=randread', '--blockalign=512', '--direct=1'), dev)),
+    ).toEqual([
+      'fio: ba=512 (read) is not a multiple of the logical block size of /dev/xvda (4096) for direct=1',
     ]);
+    // buffered I/O starts anywhere, and a direction the job does not do is not looked at
+    checkJobAgainstDevice(job('--rw=randread', '--blockalign=512'), dev);
+    checkJobAgainstDevice(job('--rw=randread', '--blockalign=4k,512', '--direct=1'), dev);
   });
 
   it('refuses what this fio does not do with sizes that vary, naming it', () => {

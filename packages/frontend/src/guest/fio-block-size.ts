@@ -199,7 +199,9 @@ function bssplitDdir(opt: string, raw: string, part: string): BsSplit[] | null {
     if (slash >= 0) {
       // atoi(): the leading digits, 0 when there are none; kept in an unsigned long long, so a
       // negative share is over 100, and cut to it
-      const v = Number(/^\s*[+-]?\d*/.exec(item.slice(slash + 1))![0].trim() || '0');
+      // atoi() returns an int: a share of 2^32 or more keeps its low 32 bits, as glibc's does
+      const digits = /^\s*[+-]?\d*/.exec(item.slice(slash + 1))![0].trim();
+      const v = Number(BigInt.asIntN(32, BigInt(/\d/.test(digits) ? digits : '0')));
       perc = v > 100 || v < 0 ? 100 : v === 0 ? null : v;
     }
     let bs: number;
@@ -252,6 +254,9 @@ const MAX_LENGTH_DRAWS = 10_000;
  * range (uniform, in steps of its smallest) or its split, that fits in what is left of the region.
  */
 export class BlockLengths {
+  /** The split gave up on a length before: said once a job. */
+  private saidGaveUp = false;
+
   constructor(
     private readonly sizes: JobBlockSizes,
     /** `bs_unaligned`: a length is not taken down to a multiple of the smallest size. */
@@ -267,8 +272,16 @@ export class BlockLengths {
     const { min, max, split } = this.sizes[d];
     if (min === max) return min;
     if (min > room) return 0;
+    // a range's lengths that fit are those of a draw below a bound: drawing below it is drawing until
+    // one fits, as fio does (over a few bytes left of a wide range, 16,384 draws on average)
+    let bound = FRAND32_MAX + 1;
+    if (!split.length) {
+      // the first length past the room, before it is taken down a step (or, unaligned, as it is)
+      const over = this.unaligned ? room + 1 : (Math.floor(room / min) + 1) * min;
+      bound = Math.min(bound, Math.ceil(((over - min) * (FRAND32_MAX + 1)) / max));
+    }
     for (let draw = 0; draw < MAX_LENGTH_DRAWS; draw++) {
-      const r = this.rand32(d);
+      const r = Math.floor((this.rand32(d) * bound) / (FRAND32_MAX + 1));
       let len = 0;
       if (!split.length) len = min + Math.floor(max * (r / (FRAND32_MAX + 1)));
       else {
@@ -286,9 +299,11 @@ export class BlockLengths {
       // a size of 0 in a split fits, and ends the pass (fill_io_u() takes no empty I/O)
       if (len <= room) return len;
     }
-    this.gaveUp(
-      `no block size of ${min} to ${max} fits in the ${room} bytes left of the region after ${MAX_LENGTH_DRAWS} draws (a size that fits has a share of 0): the pass ends there`,
-    );
+    if (!this.saidGaveUp)
+      this.gaveUp(
+        `no size of the split of ${min} to ${max} fits in the ${room} bytes left of the region after ${MAX_LENGTH_DRAWS} draws (those that fit have a share of 0): the pass ends there`,
+      );
+    this.saidGaveUp = true;
     return 0;
   }
 }

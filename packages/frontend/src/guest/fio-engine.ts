@@ -34,6 +34,7 @@ import type { GuestDisk } from './toolbox.ts';
 import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs, type IoResult } from './vfs.ts';
 import { blkStatusToErrno } from '../block/queue.ts';
 import {
+  doesDirection,
   jobSize,
   openDirect,
   rateBps,
@@ -674,7 +675,7 @@ export class Worker {
 
   /** Whether the job's workload goes in direction `d` (td_read(), td_write(), td_trim()). */
   private does(d: Ddir): boolean {
-    return d === DDIR_READ ? this.kinds.read : d === DDIR_WRITE ? this.kinds.write : this.kinds.trim;
+    return doesDirection(this.kinds, d);
   }
 
   /** Whether the job goes on past this pass: do_io()'s own test of its issued bytes, not the pass's. */

@@ -11,7 +11,9 @@ export class IoBudget {
   private readonly issued = [0, 0, 0];
   /** The pass's bytes issued and done (do_io()'s bytes_issued, a failed I/O's too). */
   private passDone = 0;
-  /** trimwrite trims each block and then writes it: do_io()'s bytes and number_ios are twice the job's. */
+  /** trimwrite: the pass's writes issued, in bytes (its trims, made inline, are never do_io()'s). */
+  private passWrites = 0;
+  /** trimwrite trims each block and then writes it: do_io()'s number_ios is twice the job's. */
   private readonly twice: number;
 
   constructor(
@@ -28,6 +30,7 @@ export class IoBudget {
   /** An I/O of the workload issued in direction `d`, of `len` bytes (a read of the verify list is not one). */
   issue(d: Ddir, len: number): void {
     this.issued[d] += len;
+    if (d === DDIR_WRITE) this.passWrites += len;
   }
 
   /** An I/O of the pass is done, or failed and the job goes on: its bytes count in the pass's. */
@@ -43,11 +46,16 @@ export class IoBudget {
   /** A pass begins. */
   newPass(): void {
     this.passDone = 0;
+    this.passWrites = 0;
   }
 
   /** Whether the pass has more to issue, with `inflightBytes` in flight (the ramp's I/O included). */
   passLeft(inflightBytes: number): boolean {
-    return this.passDone + inflightBytes < this.passBytes * this.twice;
+    // trimwrite's trims complete in the engine's queue and never count in do_io()'s bytes_issued:
+    // its pass ends once its writes are the size (io_issue_bytes_exceeded(), of the writes), or when
+    // no trim or write fits
+    if (this.kinds.trimwrite) return this.passWrites < this.passBytes;
+    return this.passDone + inflightBytes < this.passBytes;
   }
 
   /**

@@ -13,7 +13,7 @@ import type { VerifyPattern } from './fio-pattern.ts';
 import { headerInterval, headerSize } from './fio-verify.ts';
 import type { RateProcess } from './fio-rate.ts';
 import { fail, type PerDirection } from './fio-parse.ts';
-import { DDIRS, ddirName } from './fio-ddir.ts';
+import { DDIR_READ, DDIR_WRITE, DDIRS, ddirName, type Ddir } from './fio-ddir.ts';
 import {
   BLOCK_MAP_MAX_BITS,
   blockAlign,
@@ -396,12 +396,17 @@ export function checkJobAgainstDevice(
   const sizes = blockSizes(job);
   for (const d of DDIRS) {
     const { min, max, split } = sizes[d];
-    // a random job's I/O starts at a multiple of its blockalign
-    for (const v of [min, max, ...split.map((s) => s.bs), blockAlign(job, rwKinds(job.rw).random)[d]])
+    for (const v of [min, max, ...split.map((s) => s.bs)])
       if (v % dev.logicalBlockSize !== 0)
         fail(
           `fio: ${fixedBlockSize(sizes) ? 'bs' : `${ddirName(d)} block size`}=${v} is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize})`,
         );
+    // a random job's direct I/O starts at a multiple of its blockalign (buffered I/O starts anywhere)
+    const ba = blockAlign(job, rwKinds(job.rw).random)[d];
+    if (openDirect(job) && job.ba[d] && ba % dev.logicalBlockSize !== 0 && doesDirection(rwKinds(job.rw), d))
+      fail(
+        `fio: ba=${ba} (${ddirName(d)}) is not a multiple of the logical block size of ${dev.path} (${dev.logicalBlockSize}) for direct=1`,
+      );
   }
   // get_start_offset() rounds an offset worked out from a percentage up to offset_align: fio 3.33
   // divides by 0 there (SIGFPE)
@@ -520,24 +525,23 @@ export function checkJob(job: FioJob): void {
   if (job.verify === 'pattern' && !job.verifyPattern) {
     fail(`fio: ${job.name}: verify=pattern needs a verify_pattern (--verify_pattern=0xdeadbeef, say)`);
   }
+  // a range's lengths are any number of bytes with bs_unaligned (a split's and one size's are theirs)
+  const unaligned =
+    job.bsUnaligned && DDIRS.some((d) => sizes[d].min !== sizes[d].max && !sizes[d].split.length);
   // O_DIRECT wants whole sectors: fio says "bs_unaligned may not work with raw io" and its I/O fails
   // with EINVAL
-  if (job.bsUnaligned && openDirect(job) && !fixedBlockSize(sizes))
+  if (unaligned && openDirect(job))
     fail(
-      `fio: ${job.name}: bs_unaligned with direct=1 is refused: O_DIRECT I/O of lengths that are not whole sectors fails (fio: bs_unaligned may not work with raw io)`,
+      `fio: ${job.name}: bs_unaligned with a bsrange and direct=1 is refused: O_DIRECT I/O of lengths that are not whole sectors fails (fio: bs_unaligned may not work with raw io)`,
     );
   if (job.verify === 'none') return;
   // fio's verify of a length that its interval does not divide checks a last interval cut short
-  if (job.bsUnaligned && !fixedBlockSize(sizes))
-    fail(`fio: ${job.name}: verify with bs_unaligned is not supported by this fio`);
+  if (unaligned)
+    fail(`fio: ${job.name}: verify with bs_unaligned and a bsrange is not supported by this fio`);
   // fio warns ("norandommap given for variable block sizes, verify limited") and reads back only the
-  // newest of writes that overlap: writes of sizes that vary, or of one size at a blockalign of less,
-  // with no random map to keep them apart
-  if (
-    kinds.random &&
-    withoutRandomMap(job) &&
-    (sizes[1].min !== sizes[1].max || blockAlign(job, true)[1] !== sizes[1].min)
-  )
+  // newest of writes that overlap: writes that may start closer than they are long (sizes that vary, a
+  // blockalign below the largest), with no random map to keep them apart
+  if (kinds.write && kinds.random && withoutRandomMap(job) && blockAlign(job, true)[1] < sizes[1].max)
     fail(
       `fio: ${job.name}: verify of writes that may overlap (sizes that vary, or a blockalign below them) without a random map is not supported by this fio`,
     );
@@ -638,6 +642,11 @@ export interface RwKinds {
 }
 
 /** Whether the job reads, writes, trims (td_read(), td_write(), td_trim()), and at random offsets. */
+/** Whether a workload of these kinds goes in direction `d` (td_read(), td_write(), td_trim()). */
+export function doesDirection(k: RwKinds, d: Ddir): boolean {
+  return d === DDIR_READ ? k.read : d === DDIR_WRITE ? k.write : k.trim;
+}
+
 export function rwKinds(rw: FioRw): RwKinds {
   return {
     read: rw === 'read' || rw === 'randread' || rw === 'rw' || rw === 'randrw',

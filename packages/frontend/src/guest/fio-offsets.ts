@@ -322,10 +322,12 @@ export class VariableOffsets implements Placer {
 
   private randomOffset(d: Ddir): number | null {
     const unit = this.o.align[d];
+    const lastb = this.lastb[d];
+    // get_next_rand_offset(): no block of the direction in the region, no I/O (a distribution draws
+    // over the region's ranges regardless)
+    if (!lastb && !this.o.distribution) return null;
     const draw = this.draw[d];
     if (draw) return draw() * unit;
-    const lastb = this.lastb[d];
-    if (!lastb) return null;
     const map = this.map!;
     let b = Math.floor(lastb * this.o.rand());
     if (!map.isSet(b)) return b * unit;

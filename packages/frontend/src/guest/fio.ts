@@ -32,6 +32,7 @@ import {
   checkJobAgainstDevice,
   subjobNumber,
   DEFAULT_PERCENTILES,
+  openDirect,
   rwKinds,
   syncEngine,
   verifiesWrites,
@@ -159,7 +160,9 @@ export function setupErrors(jobs: FioJob[]): string[] {
     if (alignOff && !j.norandommap) out.push('fio: Any use of blockalign= turns off randommap');
     if ((j.norandommap || alignOff) && j.verify !== 'none' && !fixedBlockSize(blockSizes(j)))
       out.push('fio: norandommap given for variable block sizes, verify limited');
-    return out;
+    if (j.bsUnaligned && openDirect(j)) out.push('fio: bs_unaligned may not work with raw io');
+    // fixup_options() runs for each numjobs clone
+    return Array.from({ length: j.numjobs }, () => out).flat();
   });
 }
 
