@@ -661,7 +661,7 @@ export class Worker {
     if (this.job.timeBased && (this.job.verify === 'none' || this.synchronous)) return true;
     // io_issue_bytes_exceeded(), which a time_based job does not look at
     if (!this.job.timeBased && this.issueBytesExceeded()) return false;
-    // one pass, the ramp's I/O included; trimwrite's twice the size, its trims and its writes
+    // one pass, the ramp's I/O included (trimwrite's: its writes, IoBudget)
     return this.budget.passLeft(this.inflightBytes);
   }
 

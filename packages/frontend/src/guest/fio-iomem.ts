@@ -38,6 +38,8 @@ export interface Slot {
   segments: BioSegment[];
   /** The block contiguous: the buffer of buffered I/O, and where verify builds and checks blocks. */
   buf: Buffer | null;
+  /** Bytes the slot holds: the job's largest block. */
+  bytes: number;
 }
 
 /** A job's I/O slots: each with its buffers, and those no I/O in flight holds. */
@@ -102,7 +104,7 @@ export class IoSlots {
         buf = Buffer.alloc(bs);
         random(buf);
       }
-      const slot = { pages, segments, buf };
+      const slot = { pages, segments, buf, bytes: bs };
       this.slots.push(slot);
       this.free.push(slot);
     }
@@ -118,9 +120,7 @@ export class IoSlots {
 
 /** direct=1: the bio's segments of an I/O of `len` bytes, the slot's first pages (the last cut short). */
 export function segmentsFor(slot: Slot, len: number): BioSegment[] {
-  let full = 0;
-  for (const sg of slot.segments) full += sg.len;
-  if (len === full) return slot.segments;
+  if (len === slot.bytes) return slot.segments;
   const out: BioSegment[] = [];
   for (let pos = 0, i = 0; pos < len; i++) {
     const sg = slot.segments[i];

@@ -20,7 +20,7 @@ import {
   blockSizes,
   fixedBlockSize,
   tdMinBs,
-  type BsSplit,
+  type BlockSizeOptions,
 } from './fio-block-size.ts';
 import { withoutRandomMap } from './fio-distribution.ts';
 
@@ -50,7 +50,8 @@ export type FioVerify = 'none' | ChecksumName | 'meta' | 'pattern' | 'pattern-he
 
 export type FioEngine = 'libaio' | 'io_uring' | 'psync' | 'sync' | 'pvblk';
 
-export interface FioJob {
+/** A job's options; its block sizes (`bs`, `bsrange`, `bssplit`, …) as BlockSizeOptions keeps them. */
+export interface FioJob extends BlockSizeOptions {
   name: string;
   /** fio's `description`: printed with the job's report ('' when not given). */
   description: string;
@@ -58,17 +59,6 @@ export interface FioJob {
   rw: FioRw;
   /** Percentage of reads in a mixed workload. */
   rwmixread: number;
-  /** `bs`, per direction (reads, writes, trims); what `bsrange` and `bssplit` leave is blockSizes(). */
-  bs: PerDirection;
-  /** `bsrange`'s and `bssplit`'s smallest and largest sizes, per direction (0: not given). */
-  minBs: PerDirection;
-  maxBs: PerDirection;
-  /** `bssplit`, per direction (empty: none). */
-  bsSplit: [BsSplit[], BsSplit[], BsSplit[]];
-  /** `blockalign`, per direction (0: not given). */
-  ba: PerDirection;
-  bsUnaligned: boolean;
-  bsIsSeqRand: boolean;
   iodepth: number;
   numjobs: number;
   /** Bytes of the region each job works on; null = to the end of the device (or sizePercent of it). */
@@ -510,8 +500,9 @@ export function checkJob(job: FioJob): void {
   const sizes = blockSizes(job);
   if (job.rateProcess === 'poisson') {
     // usec_for_io() divides by the blocks a second: fio 3.36 dies of SIGFPE under one
+    const rates = rateBps(job);
     for (const d of DDIRS) {
-      const bps = rateBps(job)[d];
+      const bps = rates[d];
       if (bps && bps < sizes[d].min)
         fail(
           `fio: ${job.name}: rate_process=poisson needs a block a second at least (rate=${bps} B/s, bs=${sizes[d].min})`,

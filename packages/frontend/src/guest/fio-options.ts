@@ -276,29 +276,15 @@ export const OPTIONS: Record<string, OptionDef> = {
   },
   rwmixread: { apply: jobOpt((j, v) => (j.rwmixread = parseIntOption('rwmixread', v, 0, 100))) },
   rwmixwrite: { apply: jobOpt((j, v) => (j.rwmixread = 100 - parseIntOption('rwmixwrite', v, 0, 100))) },
-  bs: blockSizeOption('bs'),
-  blocksize: { ...blockSizeOption('blocksize'), aliasOf: 'bs' },
+  bs: blockSizeOption('bs', 'bs'),
+  blocksize: { ...blockSizeOption('blocksize', 'bs'), aliasOf: 'bs' },
   bsrange: blockRangeOption('bsrange'),
   blocksize_range: { ...blockRangeOption('blocksize_range'), aliasOf: 'bsrange' },
   bssplit: { apply: jobOpt((j, v) => Object.assign(j, parseBsSplit('bssplit', v, j))) },
-  ba: {
-    apply: jobOpt((j, v) => (j.ba = perDirection('ba', v, (x) => positiveSize('ba', x), 2 ** 64, j.ba))),
-  },
-  blockalign: {
-    aliasOf: 'ba',
-    apply: jobOpt(
-      (j, v) => (j.ba = perDirection('blockalign', v, (x) => positiveSize('blockalign', x), 2 ** 64, j.ba)),
-    ),
-  },
-  bs_unaligned: {
-    flag: true,
-    apply: jobOpt((j, v) => (j.bsUnaligned = fioBool('bs_unaligned', v, 'set'))),
-  },
-  blocksize_unaligned: {
-    aliasOf: 'bs_unaligned',
-    flag: true,
-    apply: jobOpt((j, v) => (j.bsUnaligned = fioBool('blocksize_unaligned', v, 'set'))),
-  },
+  ba: blockSizeOption('ba', 'ba'),
+  blockalign: { ...blockSizeOption('blockalign', 'ba'), aliasOf: 'ba' },
+  bs_unaligned: unalignedOption('bs_unaligned'),
+  blocksize_unaligned: { ...unalignedOption('blocksize_unaligned'), aliasOf: 'bs_unaligned' },
   bs_is_seq_rand: { apply: jobOpt((j, v) => (j.bsIsSeqRand = fioBool('bs_is_seq_rand', v, 'bool'))) },
   iodepth: {
     apply: jobOpt(
@@ -792,11 +778,16 @@ function positiveSize(opt: string, raw: string, v = parseSize(opt, raw)): number
   return v;
 }
 
-/** `bs` (FIO_OPT_ULL, at least 1): a size per direction, as perDirection() splits them. */
-function blockSizeOption(opt: string): OptionDef {
+/** `bs` or `ba` (FIO_OPT_ULL, at least 1): a size per direction, as perDirection() splits them. */
+function blockSizeOption(opt: string, key: 'bs' | 'ba'): OptionDef {
   return {
-    apply: jobOpt((j, v) => (j.bs = perDirection(opt, v, (x) => positiveSize(opt, x), 2 ** 64, j.bs))),
+    apply: jobOpt((j, v) => (j[key] = perDirection(opt, v, (x) => positiveSize(opt, x), 2 ** 64, j[key]))),
   };
+}
+
+/** `bs_unaligned` (FIO_OPT_STR_SET). */
+function unalignedOption(opt: string): OptionDef {
+  return { flag: true, apply: jobOpt((j, v) => (j.bsUnaligned = fioBool(opt, v, 'set'))) };
 }
 
 /** `bsrange`: a range per direction (parseBsRange()). */
