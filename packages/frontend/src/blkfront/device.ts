@@ -119,6 +119,8 @@ export const DEFAULT_BLKFRONT_OPTIONS: Readonly<BlkfrontOptions> = Object.freeze
 
 export interface BlkfrontStats {
   requests: number;
+  /** Pushes that published requests (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY): a plug's end, or a full one's. */
+  pushes: number;
   completions: number;
   errors: number;
   requeued: number;
@@ -195,6 +197,7 @@ export class Blkfront implements BlockDriver {
   private readonly connectedWaiters: Array<() => void> = [];
   readonly stats: BlkfrontStats = {
     requests: 0,
+    pushes: 0,
     completions: 0,
     errors: 0,
     requeued: 0,
@@ -350,6 +353,14 @@ export class Blkfront implements BlockDriver {
       return notsupp ? { status: 'ok' } : { status: 'ioerr' };
     }
     return { status: 'ioerr' };
+  }
+
+  /**
+   * The end of a plug: what was submitted since is published now (blkif_queue_rq()'s push at
+   * `bd->last`) — rather than at the end of the turn, which would join it to what the next plug adds.
+   */
+  unplug(): void {
+    if (this.pending.length) this.pump();
   }
 
   /**

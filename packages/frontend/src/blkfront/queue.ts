@@ -116,6 +116,7 @@ export interface QueueParams {
   /** Counters shared by the device. */
   stats: {
     requests: number;
+    pushes: number;
     upcalls: number;
     grants: number;
     spuriousEvents: number;
@@ -439,6 +440,7 @@ export class FrontQueue {
       return;
     }
     const pushed = this.ring.pushRequestsAndCheckNotify();
+    if (pushed.newProd !== pushed.oldProd) this.p.stats.pushes++;
     this.trace?.pushed(pushed.oldProd, pushed.newProd);
     this.events.pushed(pushed);
   }

@@ -267,6 +267,14 @@ export class GuestBlockQueue {
     return f.map((v) => String(v).padStart(8, ' ')).join(' ') + '\n';
   }
 
+  /**
+   * blk_finish_plug(): the requests of the bios submitted since go to the driver's queue now — one
+   * io_submit() is one plug. A bio reaches the driver in its submitBio() call, so they are all there.
+   */
+  unplug(): void {
+    this.driver.unplug?.();
+  }
+
   async submitBio(bio: Bio): Promise<BioResult> {
     switch (bio.op) {
       case 'flush':

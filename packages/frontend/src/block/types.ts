@@ -104,6 +104,11 @@ export interface BlockDriver {
   integrity(): DeviceIntegrity | null;
   /** Queues one request; resolves when it completes (possibly after a backend reconnect). */
   submit(req: BlockRequest): Promise<BlockResult>;
+  /**
+   * The end of a plug (blk_finish_plug()): what was queued since goes to the device now rather than
+   * at the end of the turn. Optional: a driver without it sends what it queued at its own pace.
+   */
+  unplug?(): void;
   /** Allocates a page the driver can share with the backend (zeroed). */
   allocPage(): Page;
   freePage(p: Page): void;
