@@ -100,6 +100,10 @@ export const SWEEP_JOB_KEYS = [
   'rate_iops',
   'rate',
   'thinktime',
+  // fio's batches: how many I/Os go down the ring at a time, and how many it waits for
+  'iodepth_batch',
+  'iodepth_batch_complete_min',
+  'iodepth_low',
 ] as const;
 export const SWEEP_STACK_KEYS = [
   'ring-page-order',
@@ -156,6 +160,8 @@ fio options (fio's names and syntax, --opt=value or --opt value):
   --gtod_reduce --stats --stonewall --wait_for_previous --new_group --wait_for --exitall --exit_what
   --exitall_on_error
   --rate_min --rate_iops_min --rate_cycle --rate_ignore_thinktime --startdelay
+  --iodepth_batch_submit (--iodepth_batch) --iodepth_batch_complete_min (--iodepth_batch_complete)
+  --iodepth_batch_complete_max --iodepth_low
   --max_latency --latency_target --latency_window --latency_percentile --latency_run
   --write_lat_log --write_bw_log --write_iops_log --log_avg_msec --log_max_value --log_offset
   --log_prio --per_job_logs --log_unix_epoch --bwavgtime --iopsavgtime --write_hist_log
@@ -559,6 +565,11 @@ export function parseBenchArgs(
           j.thinktime ? 'thinktime' : '',
           j.latencyTarget.targetNs ? 'latency_target' : '',
           j.startDelay[1] ? 'startdelay' : '',
+          // batches and a low-water mark change the depth the job keeps
+          j.iodepthBatch.submit !== null ? 'iodepth_batch_submit' : '',
+          j.iodepthBatch.completeMin !== null ? 'iodepth_batch_complete_min' : '',
+          j.iodepthBatch.completeMax !== null ? 'iodepth_batch_complete_max' : '',
+          j.iodepthBatch.low !== null ? 'iodepth_low' : '',
           // jobs that run one after another: the relay runs them side by side
           j.stonewall ? 'stonewall' : '',
           j.waitFor ? 'wait_for' : '',

@@ -98,6 +98,16 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
     // without --baseline, and at a point with no rate, all is well
     expect(parse('--rate_iops=1000').cl.jobs[0].rateIops).toEqual([1000, 1000, 1000]);
     expect(parse('--baseline', '--sweep', 'thinktime=0').baseline).toBe(true);
+    // fio's batches and low-water mark change the depth the job keeps; the relay keeps its own
+    expect(() => parse('--iodepth=32', '--iodepth_batch=8', '--iodepth_low=16', '--baseline')).toThrow(
+      'fio: --baseline: the relay runs at its full depth and has no iodepth_batch_submit or iodepth_low: measure that job without --baseline',
+    );
+    expect(() => parse('--iodepth_batch_complete=4', '--baseline')).toThrow(
+      /has no iodepth_batch_complete_min:/,
+    );
+    expect(parse('--iodepth=32', '--iodepth_batch_complete_max=32').cl.jobs[0].iodepthBatch.completeMax).toBe(
+      32,
+    );
   });
 
   it('refuses jobs whose I/O buffers together are more than a guest gives fio, before any stack starts', () => {

@@ -58,6 +58,7 @@ let stack: Stack;
 let probe: XenbusProbe;
 let userland: GuestUserland;
 let root: string;
+let disks: Awaited<ReturnType<XenbusProbe['probeAll']>>;
 
 beforeAll(async () => {
   stack = await startStack();
@@ -74,7 +75,7 @@ beforeAll(async () => {
   const xc = await stack.lh.connect(credential);
   const klog = new DomainKernelLog(null);
   probe = new XenbusProbe(xc, klog, { ...DEFAULT_BLKFRONT_OPTIONS });
-  const disks = await probe.probeAll();
+  disks = await probe.probeAll();
   root = await mkdtemp(join(tmpdir(), 'pvblk-guest-fio-'));
   userland = new GuestUserland(klog, disks, root);
 });
@@ -2598,5 +2599,173 @@ describe("block sizes that vary: bsrange, bssplit, a size per direction (io_u.c'
     );
     expect(j.error).toBe(0);
     expect(j.read.io_bytes).toBeGreaterThan(2 * 65536);
+  });
+});
+
+describe("fio's batches: iodepth_batch_submit, iodepth_batch_complete_min/max, iodepth_low (backend.c's wait_for_completions())", () => {
+  /** The `IO depths`, `submit` and `complete` lines of a 4 KiB randread at QD32 over 4 MiB. */
+  const lines = async (opts: string) => {
+    const r = await fio(`--name=b --rw=randread --bs=4k --iodepth=32 --direct=1 --size=4m ${opts}`);
+    expect(r.status).toBe(0);
+    return r.stdout
+      .split('\n')
+      .filter((l) => /^\s+(IO depths|submit|complete)\s+:/.test(l))
+      .map((l) => l.trim());
+  };
+
+  // fio 3.33 on a 64 MiB loop device of this machine, the same job (libaio, unless named), each run
+  // once: what it printed. A wait of a fixed number of completions (complete_max not above
+  // complete_min) makes the counts the same on any device, however fast.
+  it.each([
+    [
+      '--iodepth_batch=-1',
+      '1=0.0%, 2=0.0%, 4=0.0%, 8=0.0%, 16=0.0%, 32=100.0%, >=64=0.0%',
+      '0=0.0%, 4=99.9%, 8=0.0%, 16=0.0%, 32=0.1%, 64=0.0%, >=64=0.0%',
+      '0=0.0%, 4=99.9%, 8=0.0%, 16=0.0%, 32=0.1%, 64=0.0%, >=64=0.0%',
+    ],
+    [
+      '--iodepth_low=-3',
+      '1=0.1%, 2=0.2%, 4=0.4%, 8=0.8%, 16=1.6%, 32=97.0%, >=64=0.0%',
+      '0=0.0%, 4=100.0%, 8=0.0%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+      '0=0.0%, 4=99.9%, 8=0.0%, 16=0.0%, 32=0.1%, 64=0.0%, >=64=0.0%',
+    ],
+    [
+      '--iodepth_batch_complete_min=-1',
+      '1=3.1%, 2=6.2%, 4=12.5%, 8=25.0%, 16=50.0%, 32=3.1%, >=64=0.0%',
+      '0=0.0%, 4=100.0%, 8=0.0%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+      '0=0.0%, 4=0.0%, 8=0.0%, 16=0.0%, 32=100.0%, 64=0.0%, >=64=0.0%',
+    ],
+    [
+      '--iodepth_batch_complete_min=0 --iodepth_batch_complete_max=0',
+      '1=100.0%, 2=0.0%, 4=0.0%, 8=0.0%, 16=0.0%, 32=0.0%, >=64=0.0%',
+      '0=0.0%, 4=100.0%, 8=0.0%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+      '0=0.0%, 4=100.0%, 8=0.0%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+    ],
+    [
+      '--iodepth_batch_complete=4',
+      '1=0.1%, 2=0.2%, 4=0.4%, 8=0.8%, 16=74.2%, 32=24.3%, >=64=0.0%',
+      '0=0.0%, 4=100.0%, 8=0.0%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+      '0=0.0%, 4=99.6%, 8=0.0%, 16=0.0%, 32=0.4%, 64=0.0%, >=64=0.0%',
+    ],
+    [
+      '--iodepth_batch=8 --iodepth_batch_complete_min=8 --iodepth_low=16',
+      '1=0.0%, 2=0.0%, 4=0.0%, 8=0.8%, 16=50.0%, 32=49.2%, >=64=0.0%',
+      '0=0.0%, 4=0.0%, 8=100.0%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+      '0=0.0%, 4=0.0%, 8=99.2%, 16=0.8%, 32=0.0%, 64=0.0%, >=64=0.0%',
+    ],
+    [
+      '--iodepth_batch=5 --iodepth_batch_complete=3 --iodepth_low=20',
+      '1=0.0%, 2=0.0%, 4=0.5%, 8=1.0%, 16=90.3%, 32=7.8%, >=64=0.0%',
+      // libaio's ring of 32 iocbs splits a commit of 5 where it wraps: more, smaller submits
+      '0=0.0%, 4=58.0%, 8=42.0%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+      '0=0.0%, 4=99.7%, 8=0.0%, 16=0.0%, 32=0.3%, 64=0.0%, >=64=0.0%',
+    ],
+    [
+      '--ioengine=io_uring --iodepth_batch=5 --iodepth_batch_complete=3 --iodepth_low=20',
+      '1=0.0%, 2=0.0%, 4=0.5%, 8=1.0%, 16=90.3%, 32=7.8%, >=64=0.0%',
+      '0=0.0%, 4=49.6%, 8=50.4%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+      '0=0.0%, 4=99.7%, 8=0.0%, 16=0.0%, 32=0.3%, 64=0.0%, >=64=0.0%',
+    ],
+    [
+      '--iodepth_batch_submit=0 --iodepth_low=1',
+      '1=0.0%, 2=6.2%, 4=12.5%, 8=25.0%, 16=50.0%, 32=6.2%, >=64=0.0%',
+      '0=0.0%, 4=12.7%, 8=12.7%, 16=25.4%, 32=49.2%, 64=0.0%, >=64=0.0%',
+      '0=0.0%, 4=100.0%, 8=0.0%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+    ],
+  ])(
+    '%s: IO depths, submit and complete as fio 3.33 printed them',
+    async (opts, depths, submit, complete) => {
+      expect(await lines(opts)).toEqual([
+        `IO depths    : ${depths}`,
+        `submit    : ${submit}`,
+        `complete  : ${complete}`,
+      ]);
+    },
+  );
+
+  it("puts a commit on the ring as one push: one I/O a push at fio's defaults, where its own loop pushes a burst", async () => {
+    const front = disks[0].front;
+    const pushes = async (opts: string) => {
+      const [p, q] = [front.stats.pushes, front.stats.requests];
+      const r = await fio(`--name=p --rw=randread --bs=4k --direct=1 ${opts}`);
+      expect(r.status).toBe(0);
+      return { pushes: front.stats.pushes - p, requests: front.stats.requests - q };
+    };
+    // any of the options given: fio's defaults for the rest, an io_submit() of one I/O, one push each
+    expect(await pushes('--iodepth=4 --size=64k --iodepth_batch=1')).toEqual({ pushes: 16, requests: 16 });
+    // commits of 8: the first fill's four, then two each time the queue has drained to 16
+    expect(
+      await pushes(
+        '--iodepth=32 --size=1m --iodepth_batch=8 --iodepth_batch_complete_min=8 --iodepth_low=16',
+      ),
+    ).toEqual({
+      pushes: 32,
+      requests: 256,
+    });
+    // none given: a burst of completions refilled at once, in pushes of up to 16
+    const own = await pushes('--iodepth=32 --size=1m');
+    expect(own.requests).toBe(256);
+    expect(own.pushes).toBeLessThan(own.requests / 2);
+  });
+
+  it("lists the options in the JSON under fio's names, and leaves a synchronous engine's loop alone", async () => {
+    const j = await jobJson(
+      '--name=s --rw=read --bs=4k --size=64k --ioengine=psync --iodepth=4 --iodepth_batch_submit=4 --iodepth_low=2',
+    );
+    expect(j['job options']).toMatchObject({ iodepth_batch: '4', iodepth_low: '2' });
+    expect(j.iodepth_level['1']).toBe(100);
+    expect(j.iodepth_submit['4']).toBe(100);
+    expect(j.iodepth_complete['4']).toBe(100);
+  });
+
+  it('ends a job an error stops mid-batch, with what was held and in flight reaped, and goes on past one it continues on', async () => {
+    const dev = stack.disks.get('/dev/sdg')!;
+    dev.failWhen = (op, sector) => (op === 'read' && sector === 10 * 8 ? { kind: 'medium', sector } : null);
+    try {
+      const opts =
+        '--rw=read --bs=4k --size=256k --direct=1 --iodepth=8 --iodepth_batch=4 --iodepth_batch_complete_min=4';
+      const stopped = await fio(`--name=e ${opts}`);
+      expect(stopped.status).toBe(1);
+      expect(stopped.stdout).toMatch(/^e: \(groupid=0, jobs=1\): err= 5 /m);
+      // the error ends the pass where the reads had got to: a batch or two past block 10
+      const issued = Number(/issued rwts: total=(\d+),/.exec(stopped.stdout)![1]);
+      expect(issued).toBeGreaterThan(10);
+      expect(issued).toBeLessThan(64);
+      const goesOn = await requestsOf(() => fio(`--name=c ${opts} --continue_on_error=read`));
+      expect(goesOn.status).toBe(0);
+      expect(goesOn.io).toHaveLength(64);
+      expect(goesOn.stdout).toContain('errors    : total=1, first_error=5/<Input/output error>');
+    } finally {
+      dev.failWhen = null;
+    }
+  });
+
+  it('stops on Ctrl-C with its report, whatever the loop was waiting for', async () => {
+    const r = await interruptedFio(
+      '--name=i --rw=randread --bs=4k --direct=1 --iodepth=16 --runtime=1h --time_based --iodepth_batch=4 --iodepth_batch_complete_min=4 --iodepth_low=8',
+      (_, requests) => requests >= 200,
+      '200 reads',
+    );
+    expect(r.status).toBe(128);
+    expect(r.out).toMatch(/^i: \(groupid=0, jobs=1\)/m);
+    const issued = Number(/issued rwts: total=(\d+),/.exec(r.out)![1]);
+    // every read the disk took is in the report: none was left held or unreaped
+    expect(issued).toBe(r.requests);
+  });
+
+  it('with verify, batches the verify phase too and reads back every block, as fio 3.33 did', async () => {
+    const r = await fio(
+      '--name=v --rw=randwrite --bs=4k --size=256k --direct=1 --iodepth=16 --verify=crc32c --iodepth_batch=4 --iodepth_batch_complete_min=4 --iodepth_low=8',
+    );
+    expect(r.status).toBe(0);
+    const out = r.stdout.split('\n').map((l) => l.trim());
+    // fio 3.33, the same job on the loop device (libaio)
+    for (const l of [
+      'IO depths    : 1=0.0%, 2=0.0%, 4=6.2%, 8=50.0%, 16=43.8%, 32=0.0%, >=64=0.0%',
+      'submit    : 0=0.0%, 4=100.0%, 8=0.0%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+      'complete  : 0=0.0%, 4=93.3%, 8=6.7%, 16=0.0%, 32=0.0%, 64=0.0%, >=64=0.0%',
+      'issued rwts: total=64,64,0,0 short=0,0,0,0 dropped=0,0,0,0',
+    ])
+      expect(out).toContain(l);
   });
 });

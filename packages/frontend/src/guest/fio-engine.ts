@@ -19,7 +19,9 @@
  * Completions of one interrupt are reaped together and the free slots refilled once, at the end of
  * that microtask burst (process.nextTick, or after a turn of the event loop: see YIELD_MS), so a
  * burst of completions becomes one push and at most one notification — fio's
- * io_getevents()+io_submit() loop.
+ * io_getevents()+io_submit() loop. A job that gives any of fio's batch options (iodepth_batch_submit,
+ * iodepth_batch_complete_min/max, iodepth_low) runs fio's own loop instead (ReapLoop, fio-reap.ts):
+ * I/Os held until a commit, which is one push, and completions kept until a getevents reaps them.
  *
  * A job with verify runs fio's phases (backend.c's thread_main()): a pass of writes over its region,
  * then the verify phase reading back what the pass wrote, its reads accounted in the read direction
@@ -74,6 +76,7 @@ import {
 } from './fio-ddir.ts';
 import { InlineCall } from './fio-inline.ts';
 import { IoBudget } from './fio-io-budget.ts';
+import { ReapLoop, reapOptions } from './fio-reap.ts';
 
 /**
  * The longest the submit loop runs on microtasks alone before it lets the event loop turn. Reads the
@@ -107,6 +110,12 @@ interface Io {
   verify: boolean;
   /** A verify read's logged write: the number and seed its header should hold. */
   logged: LoggedWrite | null;
+}
+
+/** An I/O the ReapLoop holds until its commit, and what puts it on its way. */
+interface Held {
+  io: Io;
+  go: () => void;
 }
 
 const now = (): number => performance.now();
@@ -159,6 +168,12 @@ export class Worker {
   /** Whether a check of the loop's next turn is pending. */
   private turnWatched = false;
   private completedBurst = 0;
+  /** fio's batched submit and reap (iodepth_batch_*, iodepth_low), when the job gives any of them. */
+  private readonly reaper: ReapLoop<Held> | null;
+  /** A getevents of the ReapLoop is taking completions: the pump running it goes on after them. */
+  private reaping = false;
+  /** A trim the engine answered busy (under the ReapLoop): the next I/O, as it was chosen. */
+  private requeued: Ddir | null = null;
   /** fio's rate control, when the job has a rate (TD_F_CHECK_RATE). */
   private readonly rate: RateControl | null;
   /** The submit loop's stalls: ahead of the rate, thinking, quiescing (see pump()). */
@@ -336,6 +351,19 @@ export class Worker {
     this.direct = openDirect(job);
     this.depth = jobDepth(job);
     this.buffers = new IoSlots(job, index, target.disk);
+    // a synchronous engine completes each I/O in its call: nothing to batch or reap
+    const reap = this.synchronous ? null : reapOptions(job.iodepthBatch, this.depth);
+    this.reaper = reap
+      ? new ReapLoop<Held>(
+          reap,
+          {
+            depth: () => this.inflight,
+            stats: this.stats,
+            submit: (held) => this.submitHeld(held),
+          },
+          job.ioengine === 'io_uring' ? null : this.depth,
+        )
+      : null;
     // io_size=N% cuts the pass (setup_files(): o->size becomes the share), not the region its random
     // offsets come from (f->io_size)
     this.budget = new IoBudget(
@@ -706,6 +734,9 @@ export class Worker {
     }
     const t = now();
     this.rampCheck(t);
+    // under the ReapLoop a wait for completions lasts until what it waits for has completed (fio's
+    // thread is not reaping while in an inline call or writing verify_dump's files)
+    if (this.reaper && !this.inline.blocking && !this.stderr.busy && !this.reap(this.stalls.stalled)) return;
     let n = 0;
     // do_io() reaps when its queue is full and only then looks at thinktime and the latency target:
     // a look the last issue left for after the reap is taken now
@@ -725,6 +756,7 @@ export class Worker {
       !this.stalls.stalled &&
       !this.stderr.busy &&
       this.inflight < this.queueDepth &&
+      !this.reaper?.waiting &&
       this.more(t)
     ) {
       // get_io_u(): a read of the backlog goes before the rate's say (check_get_verify()), and a
@@ -737,12 +769,25 @@ export class Worker {
         this.rateWake === null &&
         (sync = this.fsyncs.due(this.syncingWriter))
       ) {
-        if (!this.fsyncs.queued) break;
+        if (!this.fsyncs.queued) {
+          // libaio answers busy to a sync behind what it holds: a commit and a wait first; the sync is
+          // due again once the wait is over (nothing that ends it has changed)
+          if (this.reaper?.holding) {
+            this.reaper.busy(this.inflight >= this.queueDepth);
+            sync = null;
+            if (this.reap(false)) continue;
+          }
+          break;
+        }
+        // what the engine holds goes first: libaio answers busy to a sync behind it
+        this.reaper?.commit();
         void this.fsyncs.run(sync);
         sync = null;
         continue;
       }
-      const ddir = back ? DDIR_READ : this.rateIssue(t);
+      // a trim the engine answered busy goes first, as it was (fio's io_u_requeues)
+      const ddir = back ? DDIR_READ : (this.requeued ?? this.rateIssue(t));
+      this.requeued = null;
       if (ddir === null) break;
       // libaio and io_uring trim inline: what their queue holds goes in first (FIO_Q_BUSY), and the
       // trim is a commit of its own
@@ -751,12 +796,25 @@ export class Worker {
         this.committed(n);
         n = 0;
       }
+      if (inline && this.reaper?.holding) {
+        // under the ReapLoop the busy answer is fio's: the trim requeued, a commit, and a wait
+        this.requeued = ddir;
+        this.reaper.busy(this.inflight >= this.queueDepth);
+        if (this.reap(false)) continue;
+        break;
+      }
       const len = this.issue(t, back ?? ddir);
       if (!len) break;
       this.rate?.issued(ddir, len);
       this.lastIssueDdir = ddir;
-      if (!inline) n++;
-      const full = this.inflight >= this.queueDepth;
+      if (!inline && !this.reaper) n++;
+      let full = this.inflight >= this.queueDepth;
+      // do_io()'s reap under the ReapLoop: with the queue full (or polling) it waits for completions;
+      // what the wait is for may have come already
+      if (this.reaper) {
+        this.reaper.afterIssue(full);
+        full = !this.reap(false);
+      }
       if (this.job.thinktime && this.phase === 'io') {
         if (full) this.thinkAfterReap = true;
         else this.think(t, ddir);
@@ -766,6 +824,8 @@ export class Worker {
         else this.loopChecks(t);
       }
     }
+    if (this.reaper && !this.reaper.waiting && !this.inline.blocking && !this.stderr.busy)
+      this.reapStopped(t, sync !== null);
     if (this.stalls.waiting && this.inflight === 0) this.stalls.begin(this.tEnd);
     if (n) this.committed(n);
     sync ??= this.passEndSync(t);
@@ -783,6 +843,35 @@ export class Worker {
       !this.more(t)
     )
       this.endPhase();
+  }
+
+  /** The ReapLoop's wait, as far as it goes now (ReapLoop.resume()): true once it is over. */
+  private reap(quiescing: boolean): boolean {
+    this.reaping = true;
+    try {
+      return this.reaper!.resume(quiescing);
+    } finally {
+      this.reaping = false;
+    }
+  }
+
+  /**
+   * The submit loop stopped with no wait under way: before an inline sync what the engine holds is
+   * committed (libaio answers busy to a sync behind it); before a stall the queue is committed and
+   * drained (io_u_quiesce()); at a pass's end what is in flight is reaped by one getevents (do_io()'s
+   * `io_u_queued_complete(td, cur_depth)`).
+   */
+  private reapStopped(t: number, syncDue: boolean): void {
+    const r = this.reaper!;
+    if (syncDue) r.commit();
+    else if (this.stalls.stalled) this.reap(true);
+    else if (this.inflight >= this.queueDepth) {
+      r.afterIssue(true);
+      this.reap(false);
+    } else if (this.inflight && !this.more(t)) {
+      r.waitAll();
+      this.reap(false);
+    }
   }
 
   /**
@@ -1069,6 +1158,16 @@ export class Worker {
       this.trim(io);
       return len;
     }
+    if (this.reaper) this.reaper.queue({ io, go: () => this.start(io) });
+    else this.start(io);
+    return len;
+  }
+
+  /** An I/O on its way: a bio to the block layer (direct), else the page cache's call. */
+  private start(io: Io): void {
+    const { slot, len, offset } = io;
+    const write = io.ddir === DDIR_WRITE;
+    const batched = this.reaper !== null;
     if (this.direct) {
       const p = this.target.disk.queue.submitBio({
         op: write ? 'write' : 'read',
@@ -1077,16 +1176,18 @@ export class Worker {
       });
       // a synchronous engine's I/O is issued by its call and has no submission latency: fio records
       // slat only for I/O its engine queued (io_u_queued())
-      if (this.synchronous) io.tSubmitted = tIssue;
-      // blkfront pushes in a microtask queued by the submit: this one runs after that push
-      queueMicrotask(() => {
-        if (!this.synchronous) this.submitted(io, now());
-        // ring occupancy right after the push that published this I/O (it counts itself)
-        this.stats.ringOccupancy.add(this.target.disk.front.inflight);
-      });
+      if (this.synchronous) io.tSubmitted = io.tIssue;
+      // blkfront pushes in a microtask queued by the submit: this one runs after that push (a
+      // commit of the ReapLoop pushes at once, and takes the time itself: submitHeld())
+      if (!batched)
+        queueMicrotask(() => {
+          if (!this.synchronous) this.submitted(io, now());
+          // ring occupancy right after the push that published this I/O (it counts itself)
+          this.stats.ringOccupancy.add(this.target.disk.front.inflight);
+        });
       p.then(
-        (res) => this.complete(io, res.status === 'ok' ? null : (blkStatusToErrno(res.status) ?? 'EIO')),
-        () => this.complete(io, 'EIO'),
+        (res) => this.done(io, res.status === 'ok' ? null : (blkStatusToErrno(res.status) ?? 'EIO')),
+        () => this.done(io, 'EIO'),
       );
     } else {
       this.stats.ringOccupancy.add(this.target.disk.front.inflight);
@@ -1094,14 +1195,39 @@ export class Worker {
       const buf = slot.buf!.subarray(0, len);
       const p = write ? f.pwrite(buf, offset) : f.pread(buf, offset);
       // queued once the call has returned: what an asynchronous engine's submit takes (slat)
-      if (this.synchronous) io.tSubmitted = tIssue;
+      if (this.synchronous) io.tSubmitted = io.tIssue;
       else this.submitted(io, now());
       p.then(
-        (r) => this.complete(io, r.ok ? (r.n === len ? null : 'EIO') : r.errno),
-        () => this.complete(io, 'EIO'),
+        (r) => this.done(io, r.ok ? (r.n === len ? null : 'EIO') : r.errno),
+        () => this.done(io, 'EIO'),
       );
     }
-    return len;
+  }
+
+  /**
+   * The engine's commit of the I/Os the ReapLoop held: each on its way, and — one io_submit() being
+   * one plug — their requests published at once (blk_finish_plug()), not at the end of the turn; a
+   * direct I/O's slat ends there.
+   */
+  private submitHeld(held: Held[]): void {
+    for (const h of held) h.go();
+    if (!this.direct) return;
+    this.target.disk.queue.unplug();
+    const t = now();
+    for (const h of held) {
+      this.submitted(h.io, t);
+      this.stats.ringOccupancy.add(this.target.disk.front.inflight);
+    }
+  }
+
+  /** An I/O's end: taken now, or, under the ReapLoop, when a getevents reaps it. */
+  private done(io: Io, err: Errno | null): void {
+    if (!this.reaper) {
+      this.complete(io, err);
+      return;
+    }
+    this.reaper.arrive(() => this.complete(io, err));
+    this.schedulePump();
   }
 
   /**
@@ -1181,7 +1307,8 @@ export class Worker {
     if (write && !(err && this.synchronous)) this.written.completed(io.offset, !err);
     this.buffers.free.push(io.slot);
     // an inline trim was counted a completion of its own (trim())
-    if (!io.inline) this.completedBurst++;
+    // (the ReapLoop counts its own getevents)
+    if (!io.inline && !this.reaper) this.completedBurst++;
     if (err && io.ddir === DDIR_TRIM) this.trimFailed(io, err);
     else if (err) {
       // its submission latency was taken as it was queued (io_u_queued()), a failure notwithstanding
@@ -1221,10 +1348,14 @@ export class Worker {
       }
       this.account(io, t);
     }
-    if (!this.pumpQueued) {
-      this.pumpQueued = true;
-      this.later(() => this.pump());
-    }
+    // under the ReapLoop the pump that reaped it goes on to refill
+    if (!this.reaping) this.schedulePump();
+  }
+
+  private schedulePump(): void {
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    this.later(() => this.pump());
   }
 
   /**

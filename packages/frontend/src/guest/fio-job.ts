@@ -12,6 +12,7 @@ import type { ChecksumName } from './fio-checksum.ts';
 import type { VerifyPattern } from './fio-pattern.ts';
 import { headerInterval, headerSize } from './fio-verify.ts';
 import type { RateProcess } from './fio-rate.ts';
+import type { IodepthBatch } from './fio-reap.ts';
 import { fail, type PerDirection } from './fio-parse.ts';
 import { DDIR_READ, DDIR_WRITE, DDIRS, ddirName, type Ddir } from './fio-ddir.ts';
 import {
@@ -60,6 +61,13 @@ export interface FioJob extends BlockSizeOptions {
   /** Percentage of reads in a mixed workload. */
   rwmixread: number;
   iodepth: number;
+  /**
+   * fio's `iodepth_batch_submit` (`iodepth_batch`), `iodepth_batch_complete_min`
+   * (`iodepth_batch_complete`), `iodepth_batch_complete_max` and `iodepth_low`, as given (each an
+   * unsigned int, as fio stores it); null when not given. Given any, the job submits and reaps as
+   * fio's loop does with them (fio-reap.ts); given none, as this fio's own loop does.
+   */
+  iodepthBatch: IodepthBatch;
   numjobs: number;
   /** Bytes of the region each job works on; null = to the end of the device (or sizePercent of it). */
   size: number | null;
@@ -280,6 +288,7 @@ export const DEFAULT_JOB: Omit<FioJob, 'name'> = {
   bsUnaligned: false,
   bsIsSeqRand: false,
   iodepth: 1,
+  iodepthBatch: { submit: null, completeMin: null, completeMax: null, low: null },
   numjobs: 1,
   size: null,
   sizePercent: null,

@@ -10,6 +10,7 @@ import { parseVerifyPattern } from './fio-pattern.ts';
 import { parseBsRange, parseBsSplit } from './fio-block-size.ts';
 import { applyIgnoreError, parseContinueOnError } from './fio-td-error.ts';
 import type { RandomDistribution } from './fio-distribution.ts';
+import type { IodepthBatch } from './fio-reap.ts';
 import {
   MAX_JOBS,
   type FioEngine,
@@ -177,7 +178,10 @@ const jobOpt =
  * group, which the job may share with the defaults it was made from.
  */
 const groupOpt =
-  <K extends 'logs' | 'latencyTarget'>(key: K, fn: (group: FioJob[K], raw: string) => void): Apply =>
+  <K extends 'logs' | 'latencyTarget' | 'iodepthBatch'>(
+    key: K,
+    fn: (group: FioJob[K], raw: string) => void,
+  ): Apply =>
   (job, _g, raw) => {
     if (!job) return;
     const copy = { ...job[key] };
@@ -186,6 +190,20 @@ const groupOpt =
   };
 const logOpt = (fn: (logs: FioLogOptions, raw: string) => void) => groupOpt('logs', fn);
 const latencyOpt = (fn: (l: FioLatencyTarget, raw: string) => void) => groupOpt('latencyTarget', fn);
+
+/**
+ * One of iodepth_batch_submit, iodepth_batch_complete_min/max and iodepth_low (fio-reap.ts): an
+ * integer with parse.c's units, stored as fio stores a FIO_OPT_INT — its low 32 bits, so -1 is
+ * 4294967295 (a batch or low mark past the depth, which fixup_options() takes down to it).
+ */
+function batchOption(opt: string, key: keyof IodepthBatch): OptionDef {
+  return {
+    apply: groupOpt('iodepthBatch', (b, v) => {
+      const n = parseIntOption(opt, v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+      b[key] = Number(BigInt.asUintN(32, BigInt(n)));
+    }),
+  };
+}
 
 /** log_alternate_epoch, under its name or its alias: on the clock log_alternate_epoch_clock_id names. */
 function alternateEpochOption(opt: string): OptionDef {
@@ -295,6 +313,15 @@ export const OPTIONS: Record<string, OptionDef> = {
         })),
     ),
   },
+  iodepth_batch: batchOption('iodepth_batch', 'submit'),
+  iodepth_batch_submit: { ...batchOption('iodepth_batch_submit', 'submit'), aliasOf: 'iodepth_batch' },
+  iodepth_batch_complete_min: batchOption('iodepth_batch_complete_min', 'completeMin'),
+  iodepth_batch_complete: {
+    ...batchOption('iodepth_batch_complete', 'completeMin'),
+    aliasOf: 'iodepth_batch_complete_min',
+  },
+  iodepth_batch_complete_max: batchOption('iodepth_batch_complete_max', 'completeMax'),
+  iodepth_low: batchOption('iodepth_low', 'low'),
   numjobs: {
     apply: jobOpt(
       (j, v) =>

@@ -106,6 +106,8 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --bs=4k[,<writes>[,<trims>]]   --bsrange=4k-64k[,…]   --bssplit=4k/50:64k/50[,…]
   --blockalign=<bytes>[,…]   --bs_unaligned   --bs_is_seq_rand=0
   --iodepth=1   --numjobs=1   --size=<bytes>   --offset=0   --loops=1
+  --iodepth_batch_submit=1   --iodepth_batch_complete_min=1   --iodepth_batch_complete_max=<n>
+  --iodepth_low=<n>   (any of them: fio's submit and reap; none: reap a burst, refill at once)
   --runtime=<time>   --time_based   --ramp_time=<time>   --direct=0|1
   --invalidate=1   --fadvise_hint=0|1|random|sequential   --end_fsync=0   --fsync_on_close=0
   --ioengine=libaio|io_uring|psync|sync   --do_verify=1   --verify_only
