@@ -2142,6 +2142,19 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
       'bs: min value out of range: 0 (1 min)',
     );
     expect(parse(['--name=j', '--bs=,8k']).warnings).toEqual([]);
+    // an alias's value is parsed as its option's and said by the option's name, as parse.c's o->name;
+    // the line that names what failed keeps the name as given
+    expect(parse(['--name=j', '--blockalign=4k,0']).warnings).toEqual([
+      'ba: min value out of range: 0 (1 min)',
+    ]);
+    expect(usage(() => parse(['--name=j', '--blocksize=0']))).toEqual([
+      'bs: min value out of range: 0 (1 min)',
+      'fio: failed parsing blocksize=0',
+    ]);
+    expect(usage(() => parse(['--name=j', '--io_limit=101%']))).toEqual([
+      "fio: io_size values greater than 100% aren't supported",
+      'fio: failed parsing io_limit=101%',
+    ]);
     // with verify and no random map, sizes that vary are read back as far as they do not overlap
     const job = (...args: string[]) => parse(['--name=j', ...args]).jobs[0];
     expect(setupErrors([job('--rw=write', '--bsrange=4k-16k', '--norandommap', '--verify=crc32c')])).toEqual([

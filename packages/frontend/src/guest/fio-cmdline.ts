@@ -15,7 +15,7 @@ import { ownEntry } from '@pvblk/shared';
 import { FIO_GETOPT_TABLE } from './fio-getopt-table.ts';
 import { DEFAULT_JOB, fixupJob, MAX_JOBS, type FioJob } from './fio-job.ts';
 import { OPTIONS, parseOutputFormat, type FioGlobal } from './fio-options.ts';
-import { distance, fail, FioUsageError, withWarnings } from './fio-parse.ts';
+import { distance, fail, FioUsageError, warn, withWarnings } from './fio-parse.ts';
 import type { JobFileLine } from './fio-jobfile.ts';
 
 export interface FioCommandLine {
@@ -325,8 +325,12 @@ function parseAll(
       inherited.push({ ...globalGiven });
       return;
     }
-    if (def.global) def.apply(null, global, value, false);
-    else def.apply(current ?? defaults, global, value, current !== null);
+    const apply = () =>
+      def.global
+        ? def.apply(null, global, value, false)
+        : def.apply(current ?? defaults, global, value, current !== null);
+    if (def.aliasOf) asOption(o.name, def.aliasOf, apply);
+    else apply();
     if (def.switch) return;
     // as fio's add_to_dump_list() keeps it: the option's own name, and no value for a flag given bare
     const key = def.aliasOf ?? o.name;
@@ -482,4 +486,22 @@ export function showCommandLines(opts: readonly SplitOption[], fileCount: number
   }
   while (files < fileCount) endFile();
   return out;
+}
+
+/**
+ * An alias's value parsed as its option's: parse.c finds the option's entry under either name, and
+ * says what is wrong with a value by the entry's own name (`--blocksize=0`: `bs: min value out of
+ * range: 0 (1 min)`), the line that names what failed keeping the name as given (`fio: failed parsing
+ * blocksize=0`).
+ */
+function asOption(alias: string, name: string, apply: () => void): void {
+  const own = (l: string) => (l.startsWith(`${alias}: `) ? `${name}: ${l.slice(alias.length + 2)}` : l);
+  let said: string[];
+  try {
+    said = withWarnings(apply).warnings;
+  } catch (e) {
+    if (e instanceof FioUsageError) throw new FioUsageError(e.lines.map(own), e.out);
+    throw e;
+  }
+  for (const l of said) warn(own(l));
 }
