@@ -149,7 +149,10 @@ export class Worker {
   private ioPhases = 0;
   private readonly depth: number;
   private readonly direct: boolean;
-  /** Bytes of the I/Os in flight. */
+  /**
+   * Bytes of the workload's I/Os in flight: not the verify reads (the backlog's), which are not the
+   * pass's bytes (io_issue_bytes_exceeded() leaves them out), as its completed bytes are not.
+   */
   private inflightBytes = 0;
   /** No I/O fitted in what is left of the region: the pass ends (fill_io_u() failing). */
   private outOfRoom = false;
@@ -856,15 +859,16 @@ export class Worker {
   }
 
   /**
-   * The submit loop stopped with no wait under way: before an inline sync what the engine holds is
-   * committed (libaio answers busy to a sync behind it); before a stall the queue is committed and
+   * The submit loop stopped with no wait under way: before an inline sync nothing (the loop gave
+   * libaio's busy answer to one behind what the engine held; what a getevents submitted is counted at
+   * the next td_io_commit(), as fio counts it); before a stall the queue is committed and
    * drained (io_u_quiesce()); at a pass's end what is in flight is reaped by one getevents (do_io()'s
    * `io_u_queued_complete(td, cur_depth)`).
    */
   private reapStopped(t: number, syncDue: boolean): void {
     const r = this.reaper!;
-    if (syncDue) r.commit();
-    else if (this.stalls.stalled) this.reap(true);
+    if (syncDue) return;
+    if (this.stalls.stalled) this.reap(true);
     else if (this.inflight >= this.queueDepth) {
       r.afterIssue(true);
       this.reap(false);
@@ -1126,7 +1130,7 @@ export class Worker {
       this.state = checked ? 'V' : this.rampDone ? runLetter(this.job) : '/';
     }
     this.inflight++;
-    this.inflightBytes += len;
+    if (!verify) this.inflightBytes += len;
     this.issued++;
     // td->io_issue_bytes: every I/O of the workload, a failed one too, over all passes; and
     // td->io_issues, since the statistics started
@@ -1296,7 +1300,7 @@ export class Worker {
     if (this.fsyncs.hold(() => this.complete(io, err))) return;
     const t = at ?? now();
     this.inflight--;
-    this.inflightBytes -= io.len;
+    if (!io.verify) this.inflightBytes -= io.len;
     // io_completed(): the last thing done is no longer a sync
     this.fsyncs.completed();
     const write = io.ddir === DDIR_WRITE;

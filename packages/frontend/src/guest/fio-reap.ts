@@ -211,6 +211,7 @@ export class ReapLoop<T> {
       if (min) this.submitHeld();
       if (this.arrived.length < min) return false;
       if (min) this.getevents(min);
+      else this.countComplete(0); // td_io_getevents(0, 0) on an empty queue: a reap of none, counted
       if (!min || !(w.full && this.w.depth() > this.options.low)) {
         this.wait = null;
         return true;
@@ -227,10 +228,14 @@ export class ReapLoop<T> {
     let max = Math.min(this.options.completeMax, this.w.depth());
     if (min > max) max = min;
     const r = Math.min(this.arrived.length, max);
-    if (!r) return;
+    this.countComplete(r);
+    for (const reap of this.arrived.splice(0, r)) reap();
+  }
+
+  /** io_u_mark_complete(): a getevents of `r`, none included. */
+  private countComplete(r: number): void {
     const st = this.w.stats;
     st.completeMap[batchBucket(r)]++;
     st.totalComplete++;
-    for (const reap of this.arrived.splice(0, r)) reap();
   }
 }
