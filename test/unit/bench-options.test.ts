@@ -108,6 +108,23 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
     expect(parse('--iodepth=32', '--iodepth_batch_complete_max=32').cl.jobs[0].iodepthBatch.completeMax).toBe(
       32,
     );
+    // swept, each point's job has its batch, the others' options as given
+    const points = benchPoints(
+      parse(
+        '--iodepth=32',
+        '--iodepth_low=8',
+        '--sweep',
+        'iodepth_batch=1,16',
+        '--sweep',
+        'iodepth_batch_complete_min=1,16',
+      ),
+    );
+    expect(points.map((p) => p.cl.jobs[0].iodepthBatch)).toEqual([
+      { submit: 1, completeMin: 1, completeMax: null, low: 8 },
+      { submit: 1, completeMin: 16, completeMax: null, low: 8 },
+      { submit: 16, completeMin: 1, completeMax: null, low: 8 },
+      { submit: 16, completeMin: 16, completeMax: null, low: 8 },
+    ]);
   });
 
   it('refuses jobs whose I/O buffers together are more than a guest gives fio, before any stack starts', () => {
