@@ -32,10 +32,10 @@ import {
   FIO_VERSION,
   fioJsonText,
   JobStats,
-  setupNotes,
+  setupLines,
   startNotes,
   outputCount,
-  runBanner,
+  startBanner,
   runInGuest,
   type DeviceCounters,
   type DiskUtil,
@@ -826,6 +826,9 @@ export async function runBench(argv: string[]): Promise<number> {
     o = parseBenchArgs(argv, await benchJobFiles(argv));
   } catch (e) {
     if (e instanceof FioUsageError) {
+      for (const l of e.said)
+        if (l.stderr) process.stderr.write(l.line + '\n');
+        else writeOutNow(l.line + '\n', 'pvblk bench');
       if (e.out.length) writeOutNow(e.out.join('\n') + '\n', 'pvblk bench');
       process.stderr.write(e.lines.join('\n') + '\n');
       return 1;
@@ -959,10 +962,13 @@ export async function runBench(argv: string[]): Promise<number> {
           if (stopRun.signal.aborted) break;
         }
         if (fmt.normal && points.length > 1) out(`\n=== ${pointLabel(p)}\n`);
-        // what fio says of its jobs as it reads them, before its banner
-        for (const note of setupNotes(p.cl.jobs)) out(note + '\n');
+        // what fio says as it reads its jobs, in its order: the guests' fio leave it to the bench (raw),
+        // which says it once, as each point starts
+        for (const l of setupLines(p.cl))
+          if (l.stderr) process.stderr.write(l.line + '\n');
+          else out(l.line + '\n');
         if (fmt.normal) {
-          const banner = runBanner(p.cl.jobs);
+          const banner = startBanner(p.cl.jobs);
           if (p.stack.guests > 1) banner[banner.length - 1] += ` in each of ${p.stack.guests} guests`;
           out(banner.join('\n') + '\n');
         }

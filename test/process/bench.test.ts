@@ -6,12 +6,14 @@
  * valid SVG and PNG files. Behaviour only: no figure is asserted.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   environOf,
   processGone,
+  PVBLK,
   pvblk,
   startPvblk,
   startSystem,
@@ -404,6 +406,50 @@ describe('pvblk bench: a run', () => {
       expect(b.out.some((l) => l.includes('Run status group'))).toBe(false);
       for (const pid of stack) expect(processGone(pid!)).toBe(true);
     });
+  });
+
+  it("says what fio says as it reads its jobs once, in fio's order, before the run: not again for each guest", async () => {
+    // stdout and stderr into one file: the order they were written in
+    const file = join(tmp.path, 'said.txt');
+    const fh = await open(file, 'w');
+    try {
+      const proc = spawn(
+        process.execPath,
+        [
+          PVBLK,
+          'bench',
+          ...'--name=a --rw=randread --bs=4k,0 --blockalign=512 --size=64k --numjobs=2'.split(' '),
+          ...'--name=b --bs=8k,0 --rw=randread --blockalign=512 --size=64k'.split(' '),
+          '--guests=2',
+          '--eta=never',
+          ...QUICK,
+        ],
+        { env: { ...process.env, TMPDIR: tmp.path }, stdio: ['ignore', fh.fd, fh.fd] },
+      );
+      expect(await new Promise((res) => proc.on('close', res))).toBe(0);
+    } finally {
+      await fh.close();
+    }
+    const lines = (await readFile(file, 'utf8')).split('\n');
+    const start = lines.findIndex((l) => l.startsWith('Starting '));
+    const job = (name: string, bs: string) =>
+      `${name}: (g=0): rw=randread, bs=(R) ${bs}, (W) 4096B-4096B, (T) 4096B-4096B, ioengine=libaio, iodepth=1`;
+    // fio 3.33's order: a job's parse warnings, its fixup message, its line, its clone's fixup, `...`
+    expect(lines.slice(0, start + 1)).toEqual([
+      'bs: min value out of range: 0 (1 min)',
+      'fio: Any use of blockalign= turns off randommap',
+      job('a', '4096B-4096B'),
+      '...',
+      'bs: min value out of range: 0 (1 min)',
+      'fio: Any use of blockalign= turns off randommap',
+      job('b', '8192B-8192B'),
+      'fio-3.36',
+      'Starting 3 processes in each of 2 guests',
+    ]);
+    // the guests' fio said none of it: nothing of it after the run, from either guest
+    expect(lines.slice(start).filter((l) => /min value out of range|blockalign=/.test(l))).toEqual([]);
+    // and the run was whole: two clones of a in each guest
+    expect(lines.filter((l) => /^a@guest[12]: \(groupid=0/.test(l))).toHaveLength(4);
   });
 
   it('says each failed job on stdout, and exits with one more for each, as fio', async () => {

@@ -298,7 +298,11 @@ describe('the guest fio, run whole', () => {
     const terse = await fio(
       '--group_reporting --name=a --rw=read --size=64k --direct=1 --name=b --rw=read --size=64k --direct=1 --minimal',
     );
-    expect(terse.stdout.trim().split('\n')).toHaveLength(1);
+    // one terse line; before it a's job line, as fio 3.33 prints it: --minimal came after a was added
+    expect(terse.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^a: \(g=0\): rw=read, /),
+      expect.stringMatching(/^3;fio-[\d.]+;a;0;0;128;/),
+    ]);
   });
 
   it("prints a job's description where stat.c does: under its job line, as JSON desc, last in terse", async () => {
@@ -1629,6 +1633,147 @@ describe("the guest fio's job files and the order of its jobs (stonewall, new_gr
     // the command line's error first, as fio's parse_cmd_line() stops there before any file
     const first = await fio('--bs=abc /nope.fio');
     expect([first.status, first.stderr]).toEqual([1, 'fio: failed parsing bs=abc\n']);
+  });
+});
+
+describe('what the guest fio says as it reads its jobs, in the order fio 3.33 says it (init.c, add_job())', () => {
+  /** `fio <args>` in the guest: what it said on stdout (`out`) and stderr (`err`), line by line, in order. */
+  async function said(args: string, until = /^Starting |^\{/) {
+    const lines: string[] = [];
+    const status = await userland.run(`fio --filename=/dev/xvda ${args}`, {
+      stdout: (t) =>
+        lines.push(
+          ...t
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => `out ${l}`),
+        ),
+      stderr: (t) =>
+        lines.push(
+          ...t
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => `err ${l}`),
+        ),
+      signal: new AbortController().signal,
+    });
+    const end = lines.findIndex((l) => until.test(l.slice(4)));
+    return { status, lines: end < 0 ? lines : lines.slice(0, end + 1) };
+  }
+  const line = (bs: string, rw = 'randread', wbs = '4096B-4096B') =>
+    `(g=0): rw=${rw}, bs=(R) ${bs}, (W) ${wbs}, (T) ${wbs}, ioengine=libaio, iodepth=1`;
+
+  // each expected run below is what fio 3.33 printed on a terminal for the same options (psync for
+  // libaio, its version for this fio's)
+  it("says each job's parse warnings, then its fixup messages and its line, job by job; a clone's after the line", async () => {
+    const r = await said(
+      '--name=a --rw=randread --bs=4k,0 --blockalign=512 --size=64k --numjobs=2 --name=b --bs=8k,0 --rw=randread --blockalign=512 --size=64k',
+    );
+    expect(r.status).toBe(0);
+    expect(r.lines).toEqual([
+      'err bs: min value out of range: 0 (1 min)',
+      'err fio: Any use of blockalign= turns off randommap',
+      `out a: ${line('4096B-4096B')}`,
+      'out ...',
+      'err bs: min value out of range: 0 (1 min)',
+      'err fio: Any use of blockalign= turns off randommap',
+      `out b: ${line('8192B-8192B')}`,
+      'out fio-3.36',
+      'out Starting 3 processes',
+    ]);
+    // each numjobs clone runs fixup_options() on a copy of its job: the time_based note again, the
+    // note of several writers (numjobs=1 in a clone) not
+    const notes = await said(
+      '--name=a --rw=write --bs=4k --verify=crc32c --size=64k --numjobs=2 --time_based --runtime=100ms --name=b --rw=write --size=64k --time_based --runtime=100ms --verify=crc32c --verify_backlog=4 --numjobs=2',
+    );
+    const writers =
+      'out fio: multiple writers may overwrite blocks that belong to other jobs. This can cause verification failures.';
+    const never = 'out fio: verification read phase will never start because write phase uses all of runtime';
+    expect(notes.lines).toEqual([
+      writers,
+      never,
+      `out a: ${line('4096B-4096B', 'write')}`,
+      never,
+      'out ...',
+      writers,
+      `out b: ${line('4096B-4096B', 'write')}`,
+      'out ...',
+      'out fio-3.36',
+      'out Starting 4 processes',
+    ]);
+  });
+
+  it('shows the lines of the jobs added before an --output-format without normal, and before a failed option', async () => {
+    // fio adds a job when the next one starts: a format given in the last job's section hides only its line
+    const json = await said('--name=a --size=64k --numjobs=2 --name=b --size=64k --output-format=json');
+    expect(json.lines).toEqual([`out a: ${line('4096B-4096B', 'read')}`, 'out ...', 'out {']);
+    const first = await said('--output-format=json --name=a --size=64k --name=b --size=64k --bs=4k,0');
+    expect(first.lines).toEqual(['err bs: min value out of range: 0 (1 min)', 'out {']);
+    // job a was added, and its line said, before job b's bs=0 failed
+    const bad = await said('--name=a --size=64k --name=b --bs=0');
+    expect(bad).toEqual({
+      status: 1,
+      lines: [
+        `out a: ${line('4096B-4096B', 'read')}`,
+        'err bs: min value out of range: 0 (1 min)',
+        'err fio: failed parsing bs=0',
+      ],
+    });
+    // a job's own mistake found as fio adds it comes after the jobs before it
+    const late = await said(
+      '--name=a --size=64k --blockalign=512 --rw=randread --name=b --rate=1m --rate_iops=10',
+    );
+    expect(late).toEqual({
+      status: 1,
+      lines: [
+        'err fio: Any use of blockalign= turns off randommap',
+        `out a: ${line('4096B-4096B')}`,
+        'err fio: rate and rate_iops are mutually exclusive',
+      ],
+    });
+    // --parse-only adds no job: what the parse said, nothing more
+    const parsed = await said(
+      '--parse-only --name=a --rw=randread --blockalign=512 --bs=4k,0 --name=b --bs=8k,0',
+    );
+    expect(parsed).toEqual({
+      status: 0,
+      lines: ['err bs: min value out of range: 0 (1 min)', 'err bs: min value out of range: 0 (1 min)'],
+    });
+  });
+
+  it("says a job file's sections in its order: a global section's warnings after the job before it", async () => {
+    await writeFile(
+      join(root, 'said.fio'),
+      [
+        '[global]',
+        'size=64k',
+        'bs=4k,0',
+        '[a]',
+        'rw=randread',
+        'blockalign=512',
+        'numjobs=2',
+        '[global]',
+        'bs=8k,0',
+        '[b]',
+        'rw=randread',
+        'bs=0',
+        '',
+      ].join('\n'),
+    );
+    const r = await said('/said.fio');
+    expect(r).toEqual({
+      status: 1,
+      lines: [
+        'err bs: min value out of range: 0 (1 min)',
+        'err fio: Any use of blockalign= turns off randommap',
+        `out a: ${line('4096B-4096B')}`,
+        'out ...',
+        'err bs: min value out of range: 0 (1 min)',
+        'err bs: min value out of range: 0 (1 min)',
+        'err fio: failed parsing bs=0',
+        'err fio: job b dropped',
+      ],
+    });
   });
 });
 

@@ -9,7 +9,7 @@ import { closestOption, fioTakesValue, parseFioOptions, splitOptions } from '../
 import { checkJob, checkJobAgainstDevice, jobSize } from '../src/guest/fio-job.ts';
 import { blockAlign, BlockLengths, blockSizes, rwBlockSize } from '../src/guest/fio-block-size.ts';
 import { withoutRandomMap } from '../src/guest/fio-distribution.ts';
-import { jobBanner, setupErrors } from '../src/guest/fio.ts';
+import { fixupErrors, jobBanner, setupLines } from '../src/guest/fio-setup.ts';
 import {
   checkVerifyBlock,
   crc32c,
@@ -2157,10 +2157,10 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
     ]);
     // with verify and no random map, sizes that vary are read back as far as they do not overlap
     const job = (...args: string[]) => parse(['--name=j', ...args]).jobs[0];
-    expect(setupErrors([job('--rw=write', '--bsrange=4k-16k', '--norandommap', '--verify=crc32c')])).toEqual([
-      'fio: norandommap given for variable block sizes, verify limited',
-    ]);
-    expect(setupErrors([job('--rw=write', '--bs=4k', '--norandommap', '--verify=crc32c')])).toEqual([]);
+    expect(
+      fixupErrors(job('--rw=write', '--bsrange=4k-16k', '--norandommap', '--verify=crc32c'), false),
+    ).toEqual(['fio: norandommap given for variable block sizes, verify limited']);
+    expect(fixupErrors(job('--rw=write', '--bs=4k', '--norandommap', '--verify=crc32c'), false)).toEqual([]);
   });
 
   it("draws fio's sizes of shares that wrapped: one past 2^31 takes every draw, a negative one is 100", () => {
@@ -2328,12 +2328,12 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
     // as fio says on stderr
     expect(blockAlign(job('--rw=randread', '--ba=512,2k'), true)).toEqual([512, 2048, 2048]);
     expect(blockAlign(job('--rw=read', '--blockalign=512'), false)).toEqual([4096, 4096, 4096]);
-    expect(setupErrors([job('--rw=randread', '--blockalign=512')])).toEqual([
+    expect(fixupErrors(job('--rw=randread', '--blockalign=512'), false)).toEqual([
       'fio: Any use of blockalign= turns off randommap',
     ]);
-    expect(setupErrors([job('--rw=randread', '--blockalign=4k')])).toEqual([]);
-    expect(setupErrors([job('--rw=randread', '--blockalign=512', '--norandommap')])).toEqual([]);
-    expect(setupErrors([job('--rw=read', '--blockalign=512')])).toEqual([]);
+    expect(fixupErrors(job('--rw=randread', '--blockalign=4k'), false)).toEqual([]);
+    expect(fixupErrors(job('--rw=randread', '--blockalign=512', '--norandommap'), false)).toEqual([]);
+    expect(fixupErrors(job('--rw=read', '--blockalign=512'), false)).toEqual([]);
     expect(withoutRandomMap(job('--rw=randread', '--blockalign=512'))).toBe(true);
     // bs_is_seq_rand: the job line has no trims
     expect(jobBanner(job('--rw=randread', '--bs=4k,16k', '--bs_is_seq_rand=1'))).toContain(
@@ -2362,9 +2362,23 @@ describe("block sizes that vary: bsrange, bssplit, sizes per direction (io_u.c's
     ).toEqual(['fio: j: verify with bs_unaligned and a bsrange is not supported by this fio']);
     // a split's lengths and one size are whole sectors: taken, with fio's warning for direct=1
     checkJob(job('--rw=randwrite', '--bssplit=4k/50:6k/50', '--bs_unaligned', '--direct=1', '--verify=md5'));
+    // each numjobs clone's fixup_options() says it
     expect(
-      setupErrors([job('--rw=write', '--bs=4k', '--bs_unaligned', '--direct=1', '--numjobs=2')]),
-    ).toEqual(['fio: bs_unaligned may not work with raw io', 'fio: bs_unaligned may not work with raw io']);
+      setupLines(
+        parse([
+          '--name=j',
+          '--rw=write',
+          '--bs=4k',
+          '--bs_unaligned',
+          '--direct=1',
+          '--numjobs=2',
+          '--output-format=json',
+        ]),
+      ),
+    ).toEqual([
+      { stderr: true, line: 'fio: bs_unaligned may not work with raw io' },
+      { stderr: true, line: 'fio: bs_unaligned may not work with raw io' },
+    ]);
     // writes of one size at a blockalign below it overlap, with no map to keep them apart
     expect(usage(() => checkJob(job('--rw=randwrite', '--blockalign=512', '--verify=crc32c')))).toEqual([
       'fio: j: verify of writes that may overlap (sizes that vary, or a blockalign below them) without a random map is not supported by this fio',

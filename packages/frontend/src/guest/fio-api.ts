@@ -38,7 +38,15 @@ export {
   type FioRw,
 } from './fio-job.ts';
 export { blockSizes, rwBlockSize, tdMaxBs, tdMinBs } from './fio-block-size.ts';
-export { FioUsageError, parseBool, parseChoice, parseIntOption, parseSize, parseTime } from './fio-parse.ts';
+export {
+  FioUsageError,
+  type SaidLine,
+  parseBool,
+  parseChoice,
+  parseIntOption,
+  parseSize,
+  parseTime,
+} from './fio-parse.ts';
 export {
   DirStats,
   JobStats,
@@ -61,6 +69,7 @@ export {
   type FioReport,
   type FioReportJob,
 } from './fio-report.ts';
+export { jobBanner, setupLines, startBanner } from './fio-setup.ts';
 export {
   condensedRunStr,
   etaBare,
@@ -72,13 +81,9 @@ export {
   fioExitStatus,
   jobErrorLine,
   parseEtaLine,
-  setupErrors,
-  setupNotes,
   startNotes,
   type EtaStatus,
-  jobBanner,
   PVBLK_STACK_OPTIONS,
-  runBanner,
   deviceJson,
   commandLineFirst,
   GUEST_KEYWORDS,

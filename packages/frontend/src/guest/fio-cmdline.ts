@@ -15,7 +15,8 @@ import { ownEntry } from '@pvblk/shared';
 import { FIO_GETOPT_TABLE } from './fio-getopt-table.ts';
 import { DEFAULT_JOB, fixupJob, MAX_JOBS, type FioJob } from './fio-job.ts';
 import { OPTIONS, parseOutputFormat, type FioGlobal } from './fio-options.ts';
-import { distance, fail, FioUsageError, warn, withWarnings } from './fio-parse.ts';
+import { distance, fail, FioUsageError, saidSoFar, warn, withWarnings, type SaidLine } from './fio-parse.ts';
+import { setupLines } from './fio-setup.ts';
 import type { JobFileLine } from './fio-jobfile.ts';
 
 export interface FioCommandLine {
@@ -33,6 +34,16 @@ export interface FioCommandLine {
   options: SplitOption[];
   /** What fio said of the options as it parsed them and went on (stderr, before anything else). */
   warnings: string[];
+  /**
+   * For each warning, how many jobs had been read whole when it was said: init.c adds a job (and says
+   * what fixup_options() finds, and its line) when the next section starts, or the options end.
+   */
+  warnedAt: number[];
+  /**
+   * For each job, whether fio shows its line: whether the output format had `normal` when fio added
+   * the job. An --output-format given after a job's section does not hide that job's line.
+   */
+  jobLines: boolean[];
 }
 
 /** fio's getopt table by name: whether getopt takes the value from the next argument. */
@@ -227,6 +238,12 @@ function parseAll(
   const given: Array<Record<string, string>> = [];
   const inherited: Array<Record<string, string>> = [];
   const options: SplitOption[] = [];
+  const warnedAt: number[] = [];
+  // for each job whose section has ended (fio has added it): whether its line is shown (jobLines)
+  const jobLines: boolean[] = [];
+  const close = () => {
+    while (jobLines.length < jobs.length) jobLines.push(global.outputFormat.normal);
+  };
   let current: FioJob | null = null;
   // a job file's section whose options failed: what fio said of each, until the section ends
   let dropped: {
@@ -292,6 +309,7 @@ function parseAll(
     // init.c's parse_options(): each job file after the first starts from fio's defaults again
     // (fill_def_thread()), without the global options given before it, the command line's included
     if (o.from?.newFile) {
+      close();
       defaults = { name: '', ...DEFAULT_JOB };
       for (const k of Object.keys(globalGiven)) delete globalGiven[k];
       current = null;
@@ -307,6 +325,8 @@ function parseAll(
         } else globalGiven.name = value;
         return;
       }
+      // a new section: the job before it is read whole
+      close();
       // init.c's parse_cmd_line(): a section whose name starts with "global" is the global one; with
       // --section, a command-line job of another name is skipped and the options after it are global
       if (
@@ -340,41 +360,79 @@ function parseAll(
     if (current) given[given.length - 1][key] = shown;
     else globalGiven[key] = shown;
   };
-  for (const o of opts) {
-    endOfSection(o);
-    if (!o.from) {
-      take(o);
-      continue;
+  const tag = () => {
+    while (warnedAt.length < saidSoFar().length) warnedAt.push(jobLines.length);
+  };
+  try {
+    for (const o of opts) {
+      endOfSection(o);
+      if (!o.from) {
+        take(o);
+        tag();
+        continue;
+      }
+      try {
+        take(o);
+        tag();
+      } catch (e) {
+        // get_new_job() failing is the run's error, not the section's
+        if (!(e instanceof FioUsageError) || e.lines[0] === MAX_JOBS_LINE) throw e;
+        // parse.c says a file's value that does not parse with the line as written
+        const failed = `fio: failed parsing ${o.name}=${o.value ?? ''}`;
+        const lines = e.lines.map((l) => (l === failed ? `fio: failed parsing ${o.arg}` : l));
+        if (!lines.includes(`fio: failed parsing ${o.arg}`) && !lines[0].startsWith('Bad option'))
+          lines.push(`fio: failed parsing ${o.arg}`);
+        dropped ??= {
+          section: o.from.section,
+          index: o.from.sectionIndex,
+          lines: [],
+          unknown: [],
+          out: [],
+        };
+        // fio_options_parse() tries the names it does not know again after the others (as the
+        // ioengine's options), and says them then
+        (lines[0].startsWith('Bad option') ? dropped.unknown : dropped.lines).push(...lines);
+        dropped.out.push(...e.out);
+      }
     }
-    try {
-      take(o);
-    } catch (e) {
-      // get_new_job() failing is the run's error, not the section's
-      if (!(e instanceof FioUsageError) || e.lines[0] === MAX_JOBS_LINE) throw e;
-      // parse.c says a file's value that does not parse with the line as written
-      const failed = `fio: failed parsing ${o.name}=${o.value ?? ''}`;
-      const lines = e.lines.map((l) => (l === failed ? `fio: failed parsing ${o.arg}` : l));
-      if (!lines.includes(`fio: failed parsing ${o.arg}`) && !lines[0].startsWith('Bad option'))
-        lines.push(`fio: failed parsing ${o.arg}`);
-      dropped ??= {
-        section: o.from.section,
-        index: o.from.sectionIndex,
-        lines: [],
-        unknown: [],
-        out: [],
-      };
-      // fio_options_parse() tries the names it does not know again after the others (as the
-      // ioengine's options), and says them then
-      (lines[0].startsWith('Bad option') ? dropped.unknown : dropped.lines).push(...lines);
-      dropped.out.push(...e.out);
-    }
+    endOfSection(null);
+  } catch (e) {
+    if (!(e instanceof FioUsageError) || !jobLines.length) throw e;
+    // the jobs whose sections had ended were added (their lines said) before the option that failed
+    tag();
+    throw new FioUsageError(
+      e.lines,
+      e.out,
+      readBefore(jobs.slice(0, jobLines.length), saidSoFar(), warnedAt, jobLines),
+    );
   }
-  endOfSection(null);
   if (jobs.length === 0) fail(NO_JOBS_LINE, '', 'give a job with --name=<job name> and its options');
   if (jobs.reduce((n, j) => n + j.numjobs, 0) > MAX_JOBS) tooManyJobs();
   numberGroups(jobs);
   for (const j of jobs) fixupJob(j);
-  return { global, jobs, globalGiven, given, inherited, options };
+  close();
+  return { global, jobs, globalGiven, given, inherited, options, warnedAt, jobLines };
+}
+
+/**
+ * What fio had said when a later section's option failed: the jobs it had added (fio's add_job() is
+ * done with each as the next section starts), with what parsing them said, and what the failing
+ * section's options said before the error.
+ */
+function readBefore(
+  added: FioJob[],
+  warnings: readonly string[],
+  warnedAt: number[],
+  jobLines: boolean[],
+): SaidLine[] {
+  try {
+    numberGroups(added);
+    for (const j of added) fixupJob(j);
+  } catch {
+    // an added job's own error is said when the jobs are checked; here only the lines before it count
+    return warnings.map((line) => ({ stderr: true, line }));
+  }
+  return setupLines({ jobs: added, warnings, warnedAt, jobLines });
 }
 
 const MAX_JOBS_LINE = 'error: maximum number of jobs reached.';

@@ -7,17 +7,25 @@
 import { PvblkError } from '@pvblk/shared';
 import { fixed } from './printf.ts';
 
+/** A line fio says: log_err's, on stderr, or log_info's, on stdout. */
+export interface SaidLine {
+  readonly stderr: boolean;
+  readonly line: string;
+}
+
 /** A command-line mistake: the lines fio would print, then exit status 1. */
 export class FioUsageError extends PvblkError {
   /**
-   * `lines` go to stderr (fio's log_err); `out`, printed first, to stdout, where fio's log_info puts
-   * what it says beside an error (a choice's table of valid values).
+   * `lines` go to stderr (fio's log_err); `out`, printed before them, to stdout, where fio's log_info
+   * puts what it says beside an error (a choice's table of valid values); `said`, printed first, is
+   * what fio said in its order as it read the jobs before the one that failed.
    */
   constructor(
     readonly lines: string[],
     readonly out: string[] = [],
+    readonly said: readonly SaidLine[] = [],
   ) {
-    super('EUSAGE', [...out, ...lines].join('\n'));
+    super('EUSAGE', [...said.map((l) => l.line), ...out, ...lines].join('\n'));
   }
 }
 
@@ -33,6 +41,11 @@ export function warn(line: string): void {
   warnings?.push(line);
 }
 
+/** What the parse under way has said so far (warn()). */
+export function saidSoFar(): readonly string[] {
+  return warnings ?? [];
+}
+
 /**
  * Runs a parse, with what it says and goes on from (warn()): its result and those lines, or, when
  * it fails, its FioUsageError with them before its own lines, in the order fio says them.
@@ -44,7 +57,9 @@ export function withWarnings<T>(parse: () => T): { value: T; warnings: string[] 
   try {
     return { value: parse(), warnings: mine };
   } catch (e) {
-    if (e instanceof FioUsageError && mine.length) throw new FioUsageError([...mine, ...e.lines], e.out);
+    // an error that says what fio said before it, in its order (`said`), has these among them
+    if (e instanceof FioUsageError && mine.length && !e.said.length)
+      throw new FioUsageError([...mine, ...e.lines], e.out);
     throw e;
   } finally {
     warnings = outer;

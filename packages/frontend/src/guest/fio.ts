@@ -32,17 +32,15 @@ import {
   checkJobAgainstDevice,
   subjobNumber,
   DEFAULT_PERCENTILES,
-  openDirect,
   rwKinds,
   syncEngine,
-  verifiesWrites,
   type FioJob,
 } from './fio-job.ts';
 import { FioUsageError, parseBool } from './fio-parse.ts';
+import { setupLines, startBanner } from './fio-setup.ts';
 import { Worker } from './fio-engine.ts';
 import { diskDelta, diskSnapshot, frontDelta, frontSnapshot } from './fio-diskutil.ts';
 import { JOB_FILE_MAX_BYTES, JobFileError, jobFileOptions, type JobFileSource } from './fio-jobfile.ts';
-import { alignTurnsOffMap, blockSizes, bsHeader, fixedBlockSize } from './fio-block-size.ts';
 import { readWhole } from './commands.ts';
 import { runThreads } from './fio-run-threads.ts';
 import { JobStats, type DeviceCounters } from './fio-stats.ts';
@@ -83,7 +81,11 @@ export const PVBLK_STACK_OPTIONS: Readonly<Record<string, boolean>> = {
   trace: false,
 };
 
-/** pvblk's own option of the guest's fio: include the raw statistics (HDR histograms) for tools. */
+/**
+ * pvblk's own option of the guest's fio, for `pvblk bench`: include the raw statistics (HDR
+ * histograms) and the errors of jobs no report lists, and leave what fio says as it reads its jobs
+ * (setupLines()) to the bench, which says it once for all its guests.
+ */
 const RAW_OPTION = 'pvblk_raw';
 /**
  * pvblk's own option of the guest's fio: the ETA line whatever the output format — fio prints it only
@@ -136,12 +138,6 @@ job options (fio's names and syntax; --opt=value or --opt value; --name=global s
   --output=<file>
 `;
 
-/** fio's job line at startup, for the normal output. */
-export function jobBanner(job: FioJob): string {
-  const sizes = bsHeader(job, (n) => num2str(n, 4, true, 'byte'));
-  return `${job.name}: (g=${job.groupid}): rw=${job.rw}, bs=${sizes}, ioengine=${job.ioengine}, iodepth=${job.iodepth}`;
-}
-
 /** What fio's thread_main() says of a synchronous engine given a queue depth, once per job it starts. */
 export const SYNC_DEPTH_NOTE =
   'note: both iodepth >= 1 and synchronous I/O engine are selected, queue depth will be capped at 1';
@@ -153,57 +149,9 @@ export function startNotes(jobs: FioJob[]): string[] {
   );
 }
 
-/** What fio's fixup_options() (init.c) says of a job section on stderr (log_err) as it reads it. */
-export function setupErrors(jobs: FioJob[]): string[] {
-  return jobs.flatMap((j) => {
-    const out: string[] = [];
-    // blockalign sets norandommap, before the look at verify
-    const alignOff = rwKinds(j.rw).random && alignTurnsOffMap(j);
-    if (alignOff && !j.norandommap) out.push('fio: Any use of blockalign= turns off randommap');
-    if ((j.norandommap || alignOff) && j.verify !== 'none' && !fixedBlockSize(blockSizes(j)))
-      out.push('fio: norandommap given for variable block sizes, verify limited');
-    if (j.bsUnaligned && openDirect(j)) out.push('fio: bs_unaligned may not work with raw io');
-    // fixup_options() runs for each numjobs clone
-    return Array.from({ length: j.numjobs }, () => out).flat();
-  });
-}
-
-/**
- * What fio's fixup_options() (init.c) says of a job section as it reads it, on stdout (log_info),
- * before anything else. The second is fio's own words for a time_based writer with verify: true of
- * the synchronous engines, while an asynchronous one verifies each pass it completes.
- */
-export function setupNotes(jobs: FioJob[]): string[] {
-  return jobs.flatMap((j) => {
-    const k = rwKinds(j.rw);
-    if (!verifiesWrites(j)) return [];
-    const out: string[] = [];
-    // with no filename each clone has its own file ($jobname.$jobnum.$filenum), so fio says nothing
-    if (j.numjobs > 1 && j.filename !== null)
-      out.push(
-        'fio: multiple writers may overwrite blocks that belong to other jobs. This can cause verification failures.',
-      );
-    if (j.runtime !== null && j.timeBased && !k.read && !j.verifyBacklog)
-      out.push('fio: verification read phase will never start because write phase uses all of runtime');
-    return out;
-  });
-}
-
 /** The line fio's thread_main() prints (log_info, on stdout) for a job that ended in error. */
 export function jobErrorLine(pid: number, error: number, verror: string): string {
   return `fio: pid=${pid}, err=${error}/${verror}`;
-}
-
-/** fio's banner before the run: job lines, version, "Starting N processes". */
-export function runBanner(jobs: FioJob[]): string[] {
-  const out: string[] = [];
-  for (const j of jobs) {
-    out.push(jobBanner(j));
-    if (j.numjobs > 1) out.push('...');
-  }
-  const n = jobs.reduce((a, j) => a + j.numjobs, 0);
-  out.push(FIO_VERSION, `Starting ${n} process${n === 1 ? '' : 'es'}`);
-  return out;
 }
 
 /** eta_to_str(). */
@@ -481,14 +429,21 @@ export function parseGuestFio(
     },
     [],
   );
-  try {
-    for (const j of cl.jobs) checkJob(j);
-  } catch (e) {
-    // what fio said as it parsed comes before
-    if (e instanceof FioUsageError && cl.warnings.length)
-      throw new FioUsageError([...cl.warnings, ...e.lines], e.out);
-    throw e;
-  }
+  cl.jobs.forEach((j, i) => {
+    try {
+      checkJob(j);
+    } catch (e) {
+      if (!(e instanceof FioUsageError)) throw e;
+      // what fio said as it read the jobs before comes first: with --parse-only (or --showcmd) it adds
+      // none, and says what its parse said; for pvblk bench (raw) the bench has said it
+      const reading = cl.global.parseOnly || cl.global.showcmd;
+      throw new FioUsageError(
+        e.lines,
+        e.out,
+        set.raw ? [] : reading ? cl.warnings.map((line) => ({ stderr: true, line })) : setupLines(cl, i),
+      );
+    }
+  });
   return { cl, ...set };
 }
 
@@ -558,36 +513,29 @@ export function fioCommand(rt: GuestRuntime): GuestCommand {
         return 0;
       }
       parsed = p;
-      for (const line of p.cl.warnings) io.stderr(line + '\n');
-      // --parse-only and --showcmd: the jobs parsed (and the files shown), nothing run
-      if (p.cl.global.showcmd)
-        io.stdout(showCommandLines(p.cl.options, splitGuestFio(argv.slice(1)).jobFiles.length));
-      if (p.cl.global.showcmd || p.cl.global.parseOnly) return 0;
-      for (const j of parsed.cl.jobs) {
-        const disk = findDisk(rt, j.filename);
-        if (!disk) {
-          throw new FioUsageError([
-            j.filename === null
-              ? 'fio: this guest has no block device'
-              : `fio: ${j.filename}: not a block device of this guest (${rt.disks.map((d) => `/dev/${d.name}`).join(', ') || 'none'})`,
-          ]);
-        }
-        checkJobAgainstDevice(j, {
-          path: `/dev/${disk.name}`,
-          bytes: disk.queue.capacity() * 512,
-          logicalBlockSize: disk.queue.limits().logicalBlockSize,
-        });
-        if (j.rw !== 'read' && j.rw !== 'randread' && disk.front.readOnly) {
-          throw new FioUsageError([`fio: /dev/${disk.name} is read-only: it cannot be written`]);
-        }
-        targets.set(j, disk);
+      // --parse-only and --showcmd: the jobs parsed (and the files shown), nothing run, nothing added
+      if (p.cl.global.showcmd || p.cl.global.parseOnly) {
+        for (const line of p.cl.warnings) io.stderr(line + '\n');
+        if (p.cl.global.showcmd)
+          io.stdout(showCommandLines(p.cl.options, splitGuestFio(argv.slice(1)).jobFiles.length));
+        return 0;
+      }
+      try {
+        checkDevices(rt, p.cl.jobs, targets);
+      } catch (e) {
+        // fio opens its files once it has read every job: what it said of them comes first
+        if (!(e instanceof FioUsageError) || p.raw) throw e;
+        throw new FioUsageError(e.lines, e.out, setupLines(p.cl));
       }
     } catch (e) {
       // a signal while the job files were read ends the command as the signal would fio's
       if (e instanceof JobFileError && e.aborted)
         return 128 + COMMAND_SIGNALS[commandSignal(io.signal.reason)];
       if (e instanceof FioUsageError || e instanceof JobFileError) {
-        if (e instanceof FioUsageError && e.out.length) io.stdout(e.out.join('\n') + '\n');
+        if (e instanceof FioUsageError) {
+          for (const l of e.said) (l.stderr ? io.stderr : io.stdout)(l.line + '\n');
+          if (e.out.length) io.stdout(e.out.join('\n') + '\n');
+        }
         io.stderr(e.lines.join('\n') + '\n');
         return 1;
       }
@@ -596,6 +544,29 @@ export function fioCommand(rt: GuestRuntime): GuestCommand {
     if (io.signal.aborted) return 128 + COMMAND_SIGNALS[commandSignal(io.signal.reason)];
     return runFio(rt, parsed, targets, io);
   };
+}
+
+/** Finds each job's disk in the guest (into `targets`), and checks the job against it. */
+function checkDevices(rt: GuestRuntime, jobs: FioJob[], targets: Map<FioJob, GuestDisk>): void {
+  for (const j of jobs) {
+    const disk = findDisk(rt, j.filename);
+    if (!disk) {
+      throw new FioUsageError([
+        j.filename === null
+          ? 'fio: this guest has no block device'
+          : `fio: ${j.filename}: not a block device of this guest (${rt.disks.map((d) => `/dev/${d.name}`).join(', ') || 'none'})`,
+      ]);
+    }
+    checkJobAgainstDevice(j, {
+      path: `/dev/${disk.name}`,
+      bytes: disk.queue.capacity() * 512,
+      logicalBlockSize: disk.queue.limits().logicalBlockSize,
+    });
+    if (j.rw !== 'read' && j.rw !== 'randread' && disk.front.readOnly) {
+      throw new FioUsageError([`fio: /dev/${disk.name} is read-only: it cannot be written`]);
+    }
+    targets.set(j, disk);
+  }
 }
 
 async function runFio(
@@ -615,9 +586,9 @@ async function runFio(
   const io: CommandIo = output ? { ...tty, stdout: output.write } : tty;
   const workers: Worker[] = [];
   try {
-    for (const line of setupErrors(cl.jobs)) tty.stderr(line + '\n');
-    for (const note of setupNotes(cl.jobs)) io.stdout(note + '\n');
-    if (fmt.normal) io.stdout(runBanner(cl.jobs).join('\n') + '\n');
+    // for pvblk bench (raw) the bench says these itself, once for all its guests and slices
+    if (!raw) for (const l of setupLines(cl)) (l.stderr ? tty.stderr : io.stdout)(l.line + '\n');
+    if (fmt.normal) io.stdout(startBanner(cl.jobs).join('\n') + '\n');
     for (const note of startNotes(cl.jobs)) io.stdout(note + '\n');
     let index = 0;
     for (const j of cl.jobs) {
