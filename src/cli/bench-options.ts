@@ -589,10 +589,17 @@ export function parseBenchArgs(
 function checkSlices(cl: FioCommandLine, baseline: boolean, n: number): void {
   if (!baseline)
     fail(`fio: --baseline-slices=${n} needs --baseline (it interleaves pvblk's run with the relay's)`);
-  const runtimes = new Set(cl.jobs.map((j) => (j.timeBased ? j.runtime : null)));
-  if (runtimes.has(null))
-    fail(`fio: --baseline-slices=${n} needs --time_based and --runtime (slices are cut from the runtime)`);
-  if (runtimes.size > 1) fail(`fio: --baseline-slices=${n} needs the same --runtime for every job`);
+  // a job's options follow its --name: which job lacks what is said, for a second job's own options
+  const lacking = cl.jobs.find((j) => !j.timeBased || j.runtime === null);
+  if (lacking)
+    fail(
+      `fio: --baseline-slices=${n} needs --time_based and --runtime (slices are cut from the runtime)${cl.jobs.length > 1 ? `: job ${lacking.name} has ${lacking.timeBased ? 'no runtime' : lacking.runtime === null ? 'neither' : 'no time_based'}` : ''}`,
+    );
+  const runtimes = new Set(cl.jobs.map((j) => j.runtime));
+  if (runtimes.size > 1)
+    fail(
+      `fio: --baseline-slices=${n} needs the same --runtime for every job (${cl.jobs.map((j) => `${j.name}: ${j.runtime}ms`).join(', ')})`,
+    );
   // every slice is a run of its own: a ramp would be repeated in each, and not in the relay's
   if (cl.jobs.some((j) => j.rampTime > 0))
     fail(`fio: --baseline-slices=${n} cannot be used with ramp_time (each slice would ramp again)`);

@@ -71,6 +71,30 @@ describe('pvblk bench: bounds a command line cannot go past', () => {
     expect(parse('--bssplit=4k/50:64k/50').cl.jobs[0].maxBs).toEqual([65536, 65536, 65536]);
   });
 
+  it("names the job that --baseline-slices cannot cut: a job's options follow its own --name", () => {
+    const slices = ['--baseline', '--baseline-slices=2'];
+    expect(() => parse('--size=64k', ...slices)).toThrow(
+      'fio: --baseline-slices=2 needs --time_based and --runtime (slices are cut from the runtime)',
+    );
+    // --runtime and --time_based after --name=b are b's alone
+    expect(() => parse('--name=b', '--time_based', '--runtime=1', ...slices)).toThrow(
+      'fio: --baseline-slices=2 needs --time_based and --runtime (slices are cut from the runtime): job t has neither',
+    );
+    expect(() => parse('--runtime=1', '--name=b', '--time_based', '--runtime=1', ...slices)).toThrow(
+      /: job t has no time_based$/,
+    );
+    expect(() => parse('--time_based', '--name=b', '--time_based', '--runtime=1', ...slices)).toThrow(
+      /: job t has no runtime$/,
+    );
+    expect(() =>
+      parse('--time_based', '--runtime=1', '--name=b', '--time_based', '--runtime=2', ...slices),
+    ).toThrow('fio: --baseline-slices=2 needs the same --runtime for every job (t: 1000ms, b: 2000ms)');
+    expect(
+      parse('--time_based', '--runtime=2', '--name=b', '--time_based', '--runtime=2', ...slices)
+        .baselineSlices,
+    ).toBe(2);
+  });
+
   it('takes trim workloads, but not with --baseline: the relay has no trims', () => {
     expect(parse('--rw=randtrimwrite').cl.jobs[0].rw).toBe('randtrimwrite');
     expect(() => parse('--rw=randtrim', '--baseline')).toThrow(
