@@ -1777,6 +1777,37 @@ describe('what the guest fio says as it reads its jobs, in the order fio 3.33 sa
   });
 });
 
+describe("the guest fio's mixed jobs (rw, randrw): io_u.c's get_rw_ddir() with fio's own generator (lib/rand.c)", () => {
+  // each job's `issued rwts` lines as fio 3.33 printed them for the same options on a loop device
+  // (libaio unless named): the directions are drawn as fio draws them, from fio's seeds
+  const cases: Array<[string, string[]]> = [
+    ['--rw=randrw --bs=4k --size=256k --direct=1', ['29,35,0,0']],
+    ['--rw=rw --bs=4k --size=256k --rwmixread=70 --direct=1', ['43,21,0,0']],
+    // clones are fio's jobs 2 and 3: their own seeds
+    [
+      '--rw=randrw --bs=4k --size=256k --rwmixread=30 --numjobs=3 --direct=1 --group_reporting',
+      ['52,140,0,0'],
+    ],
+    // randrepeat: the second pass draws the first's directions again, the runs counted on
+    ['--rw=randrw --bs=4k --size=1m --rwmixread=60 --loops=2 --direct=1', ['312,200,0,0']],
+    [
+      '--name=a --rw=randrw --bs=4k --size=512k --numjobs=2 --direct=1 --name=b --rw=rw --bs=8k --size=512k --rwmixwrite=80 --direct=1',
+      ['62,66,0,0', '59,69,0,0', '12,52,0,0'],
+    ],
+    ['--rw=randrw --bs=4k --size=256k --randrepeat=0 --randseed=7 --loops=2 --direct=1', ['62,66,0,0']],
+    // the rate turns a run to the direction behind it (rate_ddir()), and the run goes on from there
+    ['--rw=randrw --bs=4k --size=512k --rate_iops=200,50 --direct=1', ['102,26,0,0']],
+    // a sync after every third write, again after each read while the count stands (last_was_sync)
+    ['--rw=randrw --bs=4k --size=512k --ioengine=psync --direct=1 --fsync=3', ['62,66,0,38']],
+    ['--rw=randrw --bs=4k --size=512k --ioengine=psync --direct=1 --verify=crc32c', ['128,66,0,0']],
+  ];
+  it.each(cases)('%s', async (args, issued) => {
+    const r = await fio(`${args.startsWith('--name=') ? '' : '--name=m '}${args} --eta=never`);
+    expect(r.status).toBe(0);
+    expect([...r.stdout.matchAll(/issued rwts: total=([\d,]+) /g)].map((m) => m[1])).toEqual(issued);
+  });
+});
+
 describe("the guest fio's numjobs clones apart (offset_increment, offset_align: filesetup.c's get_start_offset())", () => {
   /** Where each job's log says its first I/O went. */
   async function firstOffsets(prefix: string, n: number): Promise<number[]> {

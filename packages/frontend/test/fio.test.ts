@@ -67,6 +67,13 @@ function parse(args: string[]) {
   return parseFioOptions(splitOptions('fio', args, fioTakesValue).options);
 }
 
+/** The mixed workload of a job that is not mixed: never drawn from. */
+const NO_MIX = {
+  rand: () => {
+    throw new Error('a job that is not mixed draws no direction');
+  },
+  issues: () => [0, 0, 0],
+};
 describe('fio options', () => {
   it('takes --opt=value and --opt value alike, with fio units', () => {
     const a = parse([
@@ -1235,7 +1242,7 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
         { read: false, write: true, trimwrite: true, ...kinds },
         50,
         offsetsOf(sizes),
-        Math.random,
+        NO_MIX,
       );
       const seq: string[] = [];
       for (let i = 0; i < n; i++) {
@@ -1282,15 +1289,35 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
       'T16k@16k',
       'W16k@16k',
     ]);
-    // a mixed job by rwmixread, and neither trims nor is turned
-    const draws = [0.1, 0.9];
+    // a mixed job neither trims nor is turned; it keeps a direction for a run of I/Os (get_rw_ddir()):
+    // after 10 reads a draw of 80 (above rwmixread) turns it to writes for 10 × 50 % of them
+    // (set_rwmix_bytes(): the old direction's issues by the other's share), then a draw of 10 to reads
+    // for 5 × 50 %, floored: 2, which the 10 reads already pass, so the next I/O draws again
+    const draws = [80, 10, 30];
+    const issues = [10, 0, 0];
     const rw = new WorkloadDirections(
       { read: true, write: true, trimwrite: false, random: false },
       50,
       offsetsOf([4096, 4096, 4096]),
-      () => draws.shift()!,
+      {
+        rand: () => ({ between: (a, b) => (expect([a, b]).toEqual([1, 100]), draws.shift()!) }),
+        issues: () => issues,
+      },
     );
-    expect([rw.next(), rw.next()]).toEqual([0, 1]);
+    const mixed: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const d = rw.next();
+      issues[d]++;
+      mixed.push(d);
+    }
+    expect(mixed).toEqual([1, 1, 1, 1, 1, 0, 0]);
+    expect(draws).toEqual([]);
+    // a pass's start (reset_io_counters()) draws at the next I/O, and the rate's direction is the run's
+    draws.push(10, 90);
+    rw.resetMix();
+    expect(rw.chosen()).toBe(0);
+    rw.rated(1);
+    expect(rw.chosen()).toBe(1);
   });
 
   it('moves the write off a random trim that lands where the last one did, so that a write follows', () => {
@@ -1299,7 +1326,7 @@ describe("fio's rate control (rate, rate_iops, rate_process)", () => {
       { read: false, write: true, trimwrite: true, random: true },
       50,
       { place: () => ({ offset: places.shift()!, len: 4096 }) },
-      Math.random,
+      NO_MIX,
     );
     const seq: string[] = [];
     for (let i = 0; i < 6; i++) {

@@ -33,13 +33,23 @@ export class WorkloadDirections {
   private lastStart = [-1, -1];
   /** randtrimwrite's last trim: where its next write goes, and how long it is. */
   private lastTrim: Placement = { offset: 0, len: 0 };
+  /** A mixed job's direction (td->rwmix_ddir): the one its I/Os go in until rwmixIssues. */
+  private rwmixDdir: Ddir = DDIR_READ;
+  /** td->rwmix_issues: the issues of rwmixDdir at which a direction is drawn again. */
+  private rwmixIssues = 0;
   constructor(
     private readonly kinds: { read: boolean; write: boolean; trimwrite: boolean; random: boolean },
     private readonly rwmixread: number,
     /** The job's offsets: the next I/O of a direction. */
     private readonly offsets: { place(d: Ddir): Placement | null },
-    /** The job's generator, uniform in [0, 1) (seeded again for a pass: looked up at each draw). */
-    private readonly rand: () => number,
+    /**
+     * The mixed workload's generator, fio's (td->rwmix_state: seeded again for a pass, so looked up
+     * at each draw), and the job's I/Os issued per direction (td->io_issues).
+     */
+    private readonly mix: {
+      rand: () => { between(start: number, end: number): number };
+      issues: () => readonly number[];
+    },
   ) {}
 
   /** A pass begins (fio_file_reset()): trimwrite's first I/O is a trim. */
@@ -47,11 +57,37 @@ export class WorkloadDirections {
     this.lastStart = [-1, -1];
   }
 
-  /** get_rw_ddir()'s direction, the one the rate decides on. */
+  /** reset_io_counters(), before each pass and each verify phase: a mixed job draws at its next I/O. */
+  resetMix(): void {
+    this.rwmixIssues = 0;
+  }
+
+  /**
+   * get_rw_ddir()'s direction, the one the rate decides on. A mixed job keeps a direction for a run of
+   * I/Os: once it has issued rwmixIssues in it, a direction is drawn (get_rand_ddir(): 1 to 100 against
+   * rwmixread), and on a change the new one's run is set from the old one's issues by the other's
+   * share (set_rwmix_bytes()).
+   */
   chosen(): Ddir {
     const k = this.kinds;
-    if (k.read && k.write) return this.rand() * 100 >= this.rwmixread ? DDIR_WRITE : DDIR_READ;
+    if (k.read && k.write) {
+      const issues = this.mix.issues();
+      if (issues[this.rwmixDdir] >= this.rwmixIssues) {
+        const d = this.mix.rand().between(1, 100) <= this.rwmixread ? DDIR_READ : DDIR_WRITE;
+        if (d !== this.rwmixDdir) {
+          const other = this.rwmixDdir === DDIR_READ ? 100 - this.rwmixread : this.rwmixread;
+          this.rwmixIssues = Math.floor((issues[this.rwmixDdir] * other) / 100);
+        }
+        this.rwmixDdir = d;
+      }
+      return this.rwmixDdir;
+    }
     return k.read ? DDIR_READ : k.write ? DDIR_WRITE : DDIR_TRIM;
+  }
+
+  /** What rate_ddir() made of the chosen direction is the mixed job's (td->rwmix_ddir). */
+  rated(d: Ddir): void {
+    if (this.kinds.read && this.kinds.write) this.rwmixDdir = d;
   }
 
   /** set_rw_ddir(): the direction the I/O goes in, of the one chosen (and the rate's say on it). */

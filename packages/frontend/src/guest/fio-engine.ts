@@ -32,6 +32,7 @@
  * its workers.
  */
 import { mulberry32 } from '@pvblk/shared';
+import { FIO_DEFAULT_RANDSEED, rwmixSeed, Taus88 } from './fio-rand.ts';
 import type { GuestDisk } from './toolbox.ts';
 import { STRERROR, type CommandIo, type Errno, type GuestFile, type GuestVfs, type IoResult } from './vfs.ts';
 import { blkStatusToErrno } from '../block/queue.ts';
@@ -240,6 +241,9 @@ export class Worker {
   private verifyRand!: () => number;
   /** The gaps of rate_process=poisson (fio's poisson_state), seeded again with the others. */
   private rateRand!: () => number;
+  /** The mixed workload's generator (fio's td->rwmix_state), and its seed. */
+  private mixRand!: Taus88;
+  private readonly mixSeed: number;
   /** fio's two phases: the workload's I/O (do_io()) and the read-back of what it wrote (do_verify()). */
   private phase: 'io' | 'verify' = 'io';
   /** The verify phase's blocks, in order (their logged writes), and the index of the next to read. */
@@ -318,6 +322,11 @@ export class Worker {
         ? (job.randseed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0
         : (Math.random() * 2 ** 32) >>> 0;
     this.seed = seed;
+    // the mixed workload's generator is fio's, seeded as fio seeds job number index + 1
+    this.mixSeed =
+      job.randrepeat || job.randseedGiven
+        ? rwmixSeed(job.randseedGiven ? BigInt(job.randseed) : FIO_DEFAULT_RANDSEED, index + 1)
+        : seed;
     this.seedGenerators();
     const bps = rateBps(job);
     this.rate = DDIRS.some((d) => bps[d] && this.does(d))
@@ -348,7 +357,10 @@ export class Worker {
       drawFor,
       say: (line) => this.stderr.say(line),
     });
-    this.directions = new WorkloadDirections(this.kinds, job.rwmixread, this.offsets, () => this.rand());
+    this.directions = new WorkloadDirections(this.kinds, job.rwmixread, this.offsets, {
+      rand: () => this.mixRand,
+      issues: () => this.ioIssues,
+    });
     // a backlog only where the pass's writes are logged for verification (log_io_piece()'s terms)
     this.written = this.newWriteLog();
     this.direct = openDirect(job);
@@ -535,6 +547,7 @@ export class Worker {
     }
     // clear_io_state()'s reset_io_counters(), before each pass and each verify phase
     this.fsyncs.lastWasSync = false;
+    this.directions.resetMix();
     if (phase === 'io') {
       // the pass starts with its queue drained: refilled one I/O a commit, as the job's first fill
       if (this.ioPhases > 1) this.refillFromEmpty = true;
@@ -587,6 +600,7 @@ export class Worker {
     this.bsRand = [read, writes, this.kinds.trimwrite ? writes : trim].map((k) => mulberry32(this.seed ^ k));
     this.verifyRand = mulberry32(this.seed ^ 0x5bd1e995);
     this.rateRand = mulberry32(this.seed ^ 0x27d4eb2f);
+    this.mixRand = new Taus88(this.mixSeed);
   }
 
   /** A log of the pass's writes, as the job keeps one (and its dry run does). */
@@ -1048,6 +1062,7 @@ export class Worker {
       this.terminated = true;
       return null;
     }
+    this.directions.rated(d.ddir);
     if (d.sleepUs > 0) {
       // what is in flight completes first, however long that takes, and then the whole sleep
       // (io_u_quiesce(), then usec_sleep() of what rate_ddir() worked out before it)
