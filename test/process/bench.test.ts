@@ -627,7 +627,8 @@ describe('pvblk bench: a run', () => {
   for (const signal of ['SIGINT', 'SIGKILL'] as const) {
     it(`leaves no relay process behind when the bench gets ${signal} during the baseline`, async () => {
       const before = new Set(benchDirs());
-      await killedRun(6, ['--baseline'], async (b, bench) => {
+      // the relay runs as long as pvblk did: 3 s in which to find its client and signal the bench
+      await killedRun(3, ['--baseline'], async (b, bench) => {
         await waitUntil(
           () => childWith(bench, 'relay-role=client') !== null,
           60_000,
