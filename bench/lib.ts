@@ -195,7 +195,9 @@ export function pvblkBenchRun(
   env: Record<string, string> = {},
 ): Promise<{ json: BenchJson; console: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [PVBLK, 'bench', ...args, '--output-format=json'], {
+    // the format first: fio shows the line of a job added before it (a job is added when the next
+    // one's --name comes), which would come before the JSON
+    const p = spawn(process.execPath, [PVBLK, 'bench', '--output-format=json', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     });

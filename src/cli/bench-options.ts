@@ -742,5 +742,7 @@ export function fioArgv(
     // the stonewall fio sets between job files is no option given: the job says it
     if (cl.jobs[i].stonewall && !('stonewall' in options)) argv.push('--stonewall');
   });
-  return [...argv, ...extra];
+  // the bench's own global options (the output format) before the jobs: fio shows a job's line by
+  // the format in force when it adds the job, which is when the next job's --name comes
+  return [argv[0], ...extra, ...argv.slice(1)];
 }
