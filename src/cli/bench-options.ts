@@ -591,10 +591,13 @@ function checkSlices(cl: FioCommandLine, baseline: boolean, n: number): void {
     fail(`fio: --baseline-slices=${n} needs --baseline (it interleaves pvblk's run with the relay's)`);
   // a job's options follow its --name: which job lacks what is said, for a second job's own options
   const lacking = cl.jobs.find((j) => !j.timeBased || j.runtime === null);
-  if (lacking)
+  if (lacking) {
+    const missing = lacking.timeBased ? 'no runtime' : lacking.runtime === null ? 'neither' : 'no time_based';
+    const which = cl.jobs.length > 1 ? `: job ${lacking.name} has ${missing}` : '';
     fail(
-      `fio: --baseline-slices=${n} needs --time_based and --runtime (slices are cut from the runtime)${cl.jobs.length > 1 ? `: job ${lacking.name} has ${lacking.timeBased ? 'no runtime' : lacking.runtime === null ? 'neither' : 'no time_based'}` : ''}`,
+      `fio: --baseline-slices=${n} needs --time_based and --runtime (slices are cut from the runtime)${which}`,
     );
+  }
   const runtimes = new Set(cl.jobs.map((j) => j.runtime));
   if (runtimes.size > 1)
     fail(

@@ -32,6 +32,7 @@ import {
   FIO_VERSION,
   fioJsonText,
   JobStats,
+  sayLines,
   setupLines,
   startNotes,
   outputCount,
@@ -826,9 +827,11 @@ export async function runBench(argv: string[]): Promise<number> {
     o = parseBenchArgs(argv, await benchJobFiles(argv));
   } catch (e) {
     if (e instanceof FioUsageError) {
-      for (const l of e.said)
-        if (l.stderr) process.stderr.write(l.line + '\n');
-        else writeOutNow(l.line + '\n', 'pvblk bench');
+      sayLines(
+        e.said,
+        (t) => process.stderr.write(t),
+        (t) => writeOutNow(t, 'pvblk bench'),
+      );
       if (e.out.length) writeOutNow(e.out.join('\n') + '\n', 'pvblk bench');
       process.stderr.write(e.lines.join('\n') + '\n');
       return 1;
@@ -964,9 +967,7 @@ export async function runBench(argv: string[]): Promise<number> {
         if (fmt.normal && points.length > 1) out(`\n=== ${pointLabel(p)}\n`);
         // what fio says as it reads its jobs, in its order: the guests' fio leave it to the bench (raw),
         // which says it once, as each point starts
-        for (const l of setupLines(p.cl))
-          if (l.stderr) process.stderr.write(l.line + '\n');
-          else out(l.line + '\n');
+        sayLines(setupLines(p.cl), (t) => process.stderr.write(t), out);
         if (fmt.normal) {
           const banner = startBanner(p.cl.jobs);
           if (p.stack.guests > 1) banner[banner.length - 1] += ` in each of ${p.stack.guests} guests`;

@@ -41,6 +41,7 @@ export { blockSizes, rwBlockSize, tdMaxBs, tdMinBs } from './fio-block-size.ts';
 export {
   FioUsageError,
   type SaidLine,
+  sayLines,
   parseBool,
   parseChoice,
   parseIntOption,

@@ -365,15 +365,15 @@ function parseAll(
   };
   try {
     for (const o of opts) {
+      // what the option before said, with the jobs read whole by then (before this one starts a section)
+      tag();
       endOfSection(o);
       if (!o.from) {
         take(o);
-        tag();
         continue;
       }
       try {
         take(o);
-        tag();
       } catch (e) {
         // get_new_job() failing is the run's error, not the section's
         if (!(e instanceof FioUsageError) || e.lines[0] === MAX_JOBS_LINE) throw e;
@@ -395,6 +395,7 @@ function parseAll(
         dropped.out.push(...e.out);
       }
     }
+    tag();
     endOfSection(null);
   } catch (e) {
     if (!(e instanceof FioUsageError) || !jobLines.length) throw e;

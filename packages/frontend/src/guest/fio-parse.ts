@@ -13,6 +13,15 @@ export interface SaidLine {
   readonly line: string;
 }
 
+/** Says `lines` in their order, each on the stream fio says it on. */
+export function sayLines(
+  lines: readonly SaidLine[],
+  stderr: (text: string) => void,
+  stdout: (text: string) => void,
+): void {
+  for (const l of lines) (l.stderr ? stderr : stdout)(l.line + '\n');
+}
+
 /** A command-line mistake: the lines fio would print, then exit status 1. */
 export class FioUsageError extends PvblkError {
   /**

@@ -31,6 +31,11 @@ export function rwmixSeed(randseed: bigint, thread: number): number {
   return repeatableSeed(randseed, thread, FIO_RAND_MIX_OFF);
 }
 
+/** One component's step of __rand32(): rand.h's TAUSWORTHE(s, a, b, c, d), in unsigned 32 bits. */
+function taus(s: number, a: number, b: number, c: number, d: number): number {
+  return (((s & c) << d) ^ (((s << a) ^ s) >>> b)) >>> 0;
+}
+
 /** lib/rand.c's taus88 state, seeded as __init_rand32() seeds it. */
 export class Taus88 {
   private s1: number;
@@ -50,8 +55,6 @@ export class Taus88 {
 
   /** __rand32(): the next 32-bit value. */
   next(): number {
-    const taus = (s: number, a: number, b: number, c: number, d: number) =>
-      (((s & c) << d) ^ (((s << a) ^ s) >>> b)) >>> 0;
     this.s1 = taus(this.s1, 13, 19, 0xfffffffe, 12);
     this.s2 = taus(this.s2, 2, 25, 0xfffffff8, 4);
     this.s3 = taus(this.s3, 3, 11, 0xfffffff0, 17);

@@ -36,7 +36,7 @@ import {
   syncEngine,
   type FioJob,
 } from './fio-job.ts';
-import { FioUsageError, parseBool } from './fio-parse.ts';
+import { FioUsageError, parseBool, sayLines } from './fio-parse.ts';
 import { setupLines, startBanner } from './fio-setup.ts';
 import { Worker } from './fio-engine.ts';
 import { diskDelta, diskSnapshot, frontDelta, frontSnapshot } from './fio-diskutil.ts';
@@ -533,7 +533,7 @@ export function fioCommand(rt: GuestRuntime): GuestCommand {
         return 128 + COMMAND_SIGNALS[commandSignal(io.signal.reason)];
       if (e instanceof FioUsageError || e instanceof JobFileError) {
         if (e instanceof FioUsageError) {
-          for (const l of e.said) (l.stderr ? io.stderr : io.stdout)(l.line + '\n');
+          sayLines(e.said, io.stderr, io.stdout);
           if (e.out.length) io.stdout(e.out.join('\n') + '\n');
         }
         io.stderr(e.lines.join('\n') + '\n');
@@ -587,7 +587,7 @@ async function runFio(
   const workers: Worker[] = [];
   try {
     // for pvblk bench (raw) the bench says these itself, once for all its guests and slices
-    if (!raw) for (const l of setupLines(cl)) (l.stderr ? tty.stderr : io.stdout)(l.line + '\n');
+    if (!raw) sayLines(setupLines(cl), tty.stderr, io.stdout);
     if (fmt.normal) io.stdout(startBanner(cl.jobs).join('\n') + '\n');
     for (const note of startNotes(cl.jobs)) io.stdout(note + '\n');
     let index = 0;
