@@ -68,10 +68,11 @@ export function setupLines(
   const out: SaidLine[] = [];
   const err = (line: string) => out.push({ stderr: true, line });
   const info = (line: string) => out.push({ stderr: false, line });
-  const parsed = (closed: number) =>
-    cl.warnings.forEach((line, i) => {
-      if (cl.warnedAt[i] === closed) err(line);
-    });
+  // warnedAt never decreases: one walk over the warnings says each in its place
+  let said = 0;
+  const parsed = (closed: number) => {
+    while (said < cl.warnings.length && cl.warnedAt[said] <= closed) err(cl.warnings[said++]);
+  };
   for (let i = 0; i < upTo; i++) {
     parsed(i);
     const j = cl.jobs[i];
