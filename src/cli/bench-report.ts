@@ -98,9 +98,33 @@ export interface PointResult {
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
-/** `prefix` in front of every line of `text` that has anything on it (a guest's stderr, with several). */
-export function prefixLines(text: string, prefix: string): string {
-  return text.replace(/^(?=.)/gm, prefix);
+/**
+ * A guest's stderr said as it comes, a whole line at a time, so that the lines of several guests do
+ * not cut into each other; `prefix` goes in front of every line that has anything on it (the guest's
+ * name, with several). `flush()` says what is left of a last line without its new line.
+ */
+export class LineSayer {
+  private pending = '';
+  constructor(
+    private readonly prefix: string,
+    private readonly say: (text: string) => void,
+  ) {}
+
+  push(text: string): void {
+    const all = this.pending + text;
+    const end = all.lastIndexOf('\n') + 1;
+    this.pending = all.slice(end);
+    if (end) this.say(this.prefixed(all.slice(0, end)));
+  }
+
+  flush(): void {
+    if (this.pending) this.say(this.prefixed(this.pending));
+    this.pending = '';
+  }
+
+  private prefixed(lines: string): string {
+    return this.prefix ? lines.replace(/^(?=.)/gm, this.prefix) : lines;
+  }
 }
 
 /** Ring requests of a guest over the run (all its devices). */

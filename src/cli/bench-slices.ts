@@ -14,7 +14,6 @@ export interface GuestSlice {
   jobs: JobStats[];
   disks: DiskUtil[];
   devices: DeviceCounters[];
-  stderr: string;
   /** The errors of the guest's jobs that no report lists (stats=0): said and counted all the same. */
   unreported: Array<{ error: number; verror: string }>;
 }
@@ -26,7 +25,6 @@ export function appendGuestSlice(a: GuestSlice, b: GuestSlice): GuestSlice {
     return {
       ...b,
       status: a.status || b.status,
-      stderr: a.stderr + b.stderr,
       unreported: [...a.unreported, ...b.unreported],
     };
   const jobs = a.jobs.map((j, i) => {
@@ -39,7 +37,6 @@ export function appendGuestSlice(a: GuestSlice, b: GuestSlice): GuestSlice {
     jobs,
     disks: a.disks.map((d, i) => (b.disks[i] ? addCounters(d, b.disks[i]) : d)),
     devices: a.devices.map((d, i) => (b.devices[i] ? addCounters(d, b.devices[i]) : d)),
-    stderr: a.stderr + b.stderr,
     unreported: [...a.unreported, ...b.unreported],
   };
 }

@@ -62,7 +62,7 @@ import { RelayBaseline, type Baseline, type BaselineGuest } from './bench-baseli
 import { appendGuestSlice, type GuestSlice, type Slice, type SliceSide } from './bench-slices.ts';
 import {
   pointLabel,
-  prefixLines,
+  LineSayer,
   renderPointJson,
   renderPointNormal,
   renderPointTerse,
@@ -342,6 +342,7 @@ function diff<T extends object>(a: T | undefined, b: T | undefined): T | null {
 interface GuestOutput {
   status: number;
   stdout: string;
+  /** What fio said on stderr, when it was kept rather than said as it came (the warm-up's). */
   stderr: string;
 }
 
@@ -360,12 +361,16 @@ function sumLimits(limits: EtaStatus['limit'][]): EtaStatus['limit'] {
 /**
  * Runs `fio …` in every guest at once; ETA lines (when asked for) are summed and redrawn here.
  * `reported` is called once every guest has printed its JSON report or ended: the guests' fio write
- * their logs after it (see the guest's runFio()), outside what the bench measures.
+ * their logs after it (see the guest's runFio()), outside what the bench measures. With `say`, what
+ * each guest's fio says on stderr is said on the bench's stderr as it comes (a verify failure when
+ * the block is read, as fio says it), a line at a time, each line prefixed with the guest's name
+ * when there are several; without, it is kept for the caller.
  */
 async function runInGuests(
   s: LiveStack,
   argv: string[],
   eta: boolean,
+  say: boolean,
   reported: () => void = () => {},
 ): Promise<GuestOutput[]> {
   let left = s.guests.length;
@@ -406,8 +411,14 @@ async function runInGuests(
     s.guests.map(async (g) => {
       let stdout = '';
       let stderr = '';
-      // what fio says on stderr is kept to be printed after the run, up to GUEST_STDERR_KEEP bytes:
-      // a job that says a line per I/O (error_dump, ignore_error=110) would grow it without end
+      // once the bench stops everything, a guest's complaint that its stack went is no news
+      const sayer = say
+        ? new LineSayer(s.guests.length > 1 ? `${g.name}: ` : '', (t) => {
+            if (!interrupted) process.stderr.write(t);
+          })
+        : null;
+      // what fio says on stderr and is not said is kept, up to GUEST_STDERR_KEEP bytes: a job that
+      // says a line per I/O (error_dump, ignore_error=110) would grow it without end
       let stderrKept = 0;
       let stderrDropped = 0;
       let pending = '';
@@ -450,6 +461,7 @@ async function runInGuests(
             }
           },
           stderr: (t) => {
+            if (sayer) return sayer.push(t);
             const n = Buffer.byteLength(t);
             if (!stderrDropped && stderrKept + n <= GUEST_STDERR_KEEP) {
               stderr += t;
@@ -461,9 +473,11 @@ async function runInGuests(
         // a signal to the bench interrupts the guests' fio, which end their jobs and report
         stopRun.signal,
       ).catch((e: Error) => {
-        stderr += `pvblk: ${e.message}\n`;
+        if (sayer) sayer.push(`pvblk: ${e.message}\n`);
+        else stderr += `pvblk: ${e.message}\n`;
         return 1;
       });
+      sayer?.flush();
       if (!hasReported) {
         hasReported = true;
         done();
@@ -477,7 +491,7 @@ async function runInGuests(
   return outs;
 }
 
-/** Bytes of a guest's fio stderr a bench run keeps to print (see runInGuests()). */
+/** Bytes of a guest's fio stderr a bench run keeps when it does not say it (see runInGuests()). */
 const GUEST_STDERR_KEEP = 1 << 20;
 
 interface GuestJson {
@@ -523,6 +537,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
         },
         ['--output-format=json'],
       ),
+      false,
       false,
     );
     if (stopRun.signal.aborted) throw new RunStopped();
@@ -592,6 +607,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
           ...(eta && slices === 1 ? ['--pvblk_eta'] : []),
         ]),
         eta && slices === 1,
+        true,
         () => {
           if (slices === 1) rssStopped = rss.stop();
         },
@@ -600,7 +616,7 @@ async function runPoint(s: LiveStack, p: BenchPoint, o: BenchOptions, eta: boole
       const endMs = now();
       // the guests' jobs were still running when the signal came: their fio says so with 128 (129)
       if (stopRun.signal.aborted && outs.some((x) => x.status === 128 || x.status === 129)) cut = true;
-      const these = s.guests.map((g, k) => guestSlice(g.name, s.guests.length, outs[k]));
+      const these = s.guests.map((g, k) => guestSlice(g.name, outs[k]));
       runs = runs ? runs.map((r, k) => appendGuestSlice(r, these[k])) : these;
       const dirMs = (j: JobStats) => Math.max(...j.dirs.map((d) => d.runtimeMs));
       return {
@@ -750,7 +766,7 @@ async function startRelay(
 
 /** The first slice's `job options` as the whole run's: its runtime was the slice's. */
 /** One guest's fio output for one slice of the run, parsed. */
-function guestSlice(name: string, guests: number, out: GuestOutput): GuestSlice {
+function guestSlice(name: string, out: GuestOutput): GuestSlice {
   const json = parseGuestJson(out.stdout);
   const jobs = (json?.jobs ?? []).map((j) =>
     j.pvblk?.raw ? JobStats.fromRaw(j.pvblk.raw) : new JobStats(j.jobname),
@@ -774,16 +790,12 @@ function guestSlice(name: string, guests: number, out: GuestOutput): GuestSlice 
     ioTicks: (Number(d.util) / 100) * Math.max(...jobs.map((j) => j.totalRunMs), 1),
     msec: Math.max(...jobs.map((j) => j.totalRunMs), 1),
   }));
-  // once the bench stops everything, a guest's complaint that its stack went is no news
-  if (out.stderr && !interrupted)
-    process.stderr.write(guests > 1 ? prefixLines(out.stderr, `${name}: `) : out.stderr);
   if (!json && out.status === 0) process.stderr.write(`pvblk: ${name}: fio printed no JSON\n`);
   return {
     status: json ? out.status : out.status || 1,
     jobs,
     disks,
     devices,
-    stderr: out.stderr,
     unreported: (json?.pvblk?.unreported ?? []).map((u) => ({
       error: Number(u.error),
       verror: String(u.verror),

@@ -452,6 +452,43 @@ describe('pvblk bench: a run', () => {
     expect(lines.filter((l) => /^a@guest[12]: \(groupid=0/.test(l))).toHaveLength(4);
   });
 
+  it("says what the guests' fio say during the run as they say it, a whole line at a time, each guest's named", async () => {
+    // nothing was ever written at 2 MiB: every block read fails its check, and the job goes on for
+    // two minutes; a bench that kept the lines to the end would say none of them within the wait
+    const b = startPvblk(
+      [
+        'bench',
+        ...'--name=v --rw=read --bs=4k --size=64k --offset=2m --direct=1 --verify=crc32c --verify_only'.split(
+          ' ',
+        ),
+        ...'--continue_on_error=verify --time_based --runtime=120 --guests=2 --eta=never'.split(' '),
+        ...QUICK,
+      ],
+      { env: { TMPDIR: tmp.path } },
+    );
+    const failed = (guest: string) =>
+      new RegExp(
+        `^${guest}: verify: bad magic header 0, wanted acca at file /dev/xvda offset (\\d+), length 4096 \\(requested block: offset=\\1, length=4096\\)$`,
+      );
+    try {
+      await b.line((l) => failed('guest1').test(l), 30_000);
+      await b.line((l) => failed('guest2').test(l), 30_000);
+      // still running: no report yet
+      expect(b.proc.exitCode).toBeNull();
+      expect(b.out.some((l) => l.includes('Run status group'))).toBe(false);
+      process.kill(b.proc.pid!, 'SIGINT');
+      expect((await b.exited).code).toBe(128);
+    } finally {
+      if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGTERM');
+    }
+    // every line the guests said came whole, under its guest's name: none cut into by the other's
+    const said = b.out.filter((l) => l.includes('verify: '));
+    expect(said.length).toBeGreaterThan(1);
+    for (const l of said) expect(l).toMatch(failed('guest[12]'));
+    // and the run was reported, each guest's job with its verify error
+    expect(b.out.filter((l) => /^v@guest[12]: \(groupid=0, jobs=1\): err=84 /.test(l))).toHaveLength(2);
+  });
+
   it('says each failed job on stdout, and exits with one more for each, as fio', async () => {
     // nothing was ever written at 2 MiB: every block fails its check
     const r = await pvblk(

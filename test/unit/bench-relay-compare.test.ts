@@ -4,7 +4,7 @@ import {
   compare,
   comparisonLines,
   mergedLatency,
-  prefixLines,
+  LineSayer,
   type PointResult,
 } from '../../src/cli/bench-report.ts';
 
@@ -68,11 +68,48 @@ describe('pvblk against the relay: clat and lat beside the round trip', () => {
   });
 });
 
-describe("several guests' stderr", () => {
+describe("a guest's stderr, said as it comes", () => {
+  const sayer = (prefix: string) => {
+    const said: string[] = [];
+    return { said, s: new LineSayer(prefix, (t) => said.push(t)) };
+  };
+
   it('prefixes each line with its guest, and leaves nothing dangling after the last newline', () => {
-    expect(prefixLines('fio: one\nfio: two\n', 'guest1: ')).toBe('guest1: fio: one\nguest1: fio: two\n');
-    expect(prefixLines('a\n\nb', 'g: ')).toBe('g: a\n\ng: b');
-    expect(prefixLines('', 'g: ')).toBe('');
+    const a = sayer('guest1: ');
+    a.s.push('fio: one\nfio: two\n');
+    expect(a.said).toEqual(['guest1: fio: one\nguest1: fio: two\n']);
+    const b = sayer('g: ');
+    b.s.push('a\n\nb');
+    b.s.flush();
+    expect(b.said).toEqual(['g: a\n\n', 'g: b']);
+    const c = sayer('g: ');
+    c.s.push('');
+    c.s.flush();
+    expect(c.said).toEqual([]);
+  });
+
+  it('says a line only once it is whole, so that two guests never cut into each other', () => {
+    const out: string[] = [];
+    const one = new LineSayer('guest1: ', (t) => out.push(t));
+    const two = new LineSayer('guest2: ', (t) => out.push(t));
+    one.push('verify: bad magic');
+    two.push('verify: bad ');
+    one.push(' header 0\nfio: pid');
+    two.push('magic header 0\n');
+    one.push('=1\n');
+    expect(out.join('')).toBe(
+      'guest1: verify: bad magic header 0\nguest2: verify: bad magic header 0\nguest1: fio: pid=1\n',
+    );
+    one.flush();
+    two.flush();
+    expect(out).toHaveLength(3);
+  });
+
+  it('says them unprefixed with one guest', () => {
+    const a = sayer('');
+    a.s.push('x\ny');
+    a.s.flush();
+    expect(a.said).toEqual(['x\n', 'y']);
   });
 });
 
