@@ -13,7 +13,7 @@
 import { chmodSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { PvblkError } from '@pvblk/shared';
-import { fetchAnswer, resolveOperatorToken } from '@pvblk/runtime';
+import { AnswerError, fetchAnswer, resolveOperatorToken, type Answer } from '@pvblk/runtime';
 import { processRuns } from './lock.ts';
 
 export const ACCESS_FILE = 'toolstack.json';
@@ -92,7 +92,7 @@ export async function operatorCall(
   path: string,
   body?: unknown,
 ): Promise<{ status: number; body: unknown }> {
-  let res: Response;
+  let res: Answer;
   try {
     res = await fetchAnswer(new URL(path, a.api), {
       method,
@@ -103,10 +103,10 @@ export async function operatorCall(
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
-    const timedOut = (e as Error).name === 'TimeoutError';
-    const cause = timedOut
-      ? (e as Error).message
-      : ((e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message);
+    if (!(e instanceof AnswerError)) throw e;
+    const timedOut = e.code === 'ETIMEDOUT';
+    // the errno name of a socket's failure (ECONNRESET), the words of a wait's
+    const cause = timedOut ? e.message : e.code;
     throw new PvblkError(
       timedOut ? 'ETIMEDOUT' : 'ECONNREFUSED',
       `the host API at ${a.api} does not answer (${cause}): is the stack still running?`,

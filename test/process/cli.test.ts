@@ -81,7 +81,7 @@ describe('the pvblk command', () => {
     }
   });
 
-  it('says so when the host API closes every socket unanswered (it ended with status 0 and no word once)', async () => {
+  it('says so at once when the host API closes every socket unanswered (it ended with status 0 and no word once)', async () => {
     // what the API does to a socket past its bounds, to every socket
     const server = createNetServer((s) => s.destroy());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -90,13 +90,11 @@ describe('the pvblk command', () => {
       const r = await pvblk(['xl', '--api', `http://127.0.0.1:${port}/`, 'list'], {
         env: { PVBLK_TOOLSTACK_TOKEN: 'some-operator-token' },
       });
-      // Node's fetch either fails at once or (as the stranger's attack found) never settles; either
-      // way the command fails and says why
+      // at once: Node 20's fetch never settled here (the stranger's attack), and the command waited
+      // for its 15 s bound; the client's node:http says the reset
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(
-        new RegExp(
-          `^pvblk: (ECONNREFUSED|ETIMEDOUT): the host API at http://127\\.0\\.0\\.1:${port}/ does not answer \\((no answer in 15 s|UND_ERR_SOCKET|ECONNRESET)\\): is the stack still running\\?\\n$`,
-        ),
+      expect(r.stderr).toBe(
+        `pvblk: ECONNREFUSED: the host API at http://127.0.0.1:${port}/ does not answer (ECONNRESET): is the stack still running?\n`,
       );
     } finally {
       server.close();

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { PvblkError } from '@pvblk/shared';
 import { withBackoff } from './backoff.ts';
 import { errnoForHttpStatus } from './http-errno.ts';
-import { fetchAnswer } from './fetch-answer.ts';
+import { fetchAnswer, type Answer } from './fetch-answer.ts';
 
 export interface DomainRequest {
   /** The toolstack's base URL. */
@@ -32,7 +32,7 @@ export type DomainReply = { domid: number; credential: string } & Record<string,
 class Busy extends Error {}
 
 export async function requestDomain(r: DomainRequest): Promise<DomainReply> {
-  let res: Response;
+  let res: Answer;
   try {
     res = await withBackoff(
       async () => {

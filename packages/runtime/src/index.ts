@@ -34,7 +34,14 @@ export {
   type HttpConnectionLimits,
 } from './http-connections.ts';
 export { errnoForHttpStatus } from './http-errno.ts';
-export { fetchAnswer, HTTP_ANSWER_TIMEOUT_MS } from './fetch-answer.ts';
+export {
+  AnswerError,
+  fetchAnswer,
+  HTTP_ANSWER_MAX_BYTES,
+  HTTP_ANSWER_TIMEOUT_MS,
+  type Answer,
+  type AnswerRequest,
+} from './fetch-answer.ts';
 export { requestDomain, type DomainReply, type DomainRequest } from './domain-request.ts';
 export {
   requestUrl,
