@@ -55,6 +55,9 @@ export function fetchAnswer(
   const body = init.body === undefined ? undefined : Buffer.from(init.body);
   return new Promise<Answer>((resolve, reject) => {
     const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {
+      // a socket of its own, closed after the answer: one kept alive for the next call can meet the
+      // server's idle close as the call goes out, and fail with ECONNRESET for no fault of either
+      agent: false,
       method: init.method ?? 'GET',
       headers: { ...init.headers, ...(body ? { 'content-length': String(body.length) } : {}) },
     });
