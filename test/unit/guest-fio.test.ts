@@ -2975,3 +2975,57 @@ describe("fio's batches: iodepth_batch_submit, iodepth_batch_complete_min/max, i
     expect(issued).toBe(r.requests);
   });
 });
+
+describe('a value ending in z (parse.c: a count of zones for size, offset, io_size, offset_increment; refused for any other number)', () => {
+  // each expected line below is what fio 3.33 said for the same option (its parse.c is 3.36's here)
+  it("refuses it for a number, once for each round handle_option() reads, by the option's own name", async () => {
+    const cases: Array<[string, string[]]> = [
+      [
+        '--bs=4k,8z',
+        [
+          "bs: 'z' suffix isn't applicable",
+          "bs: 'z' suffix isn't applicable",
+          'fio: failed parsing bs=4k,8z',
+        ],
+      ],
+      [
+        '--blocksize=4k,8z',
+        [
+          "bs: 'z' suffix isn't applicable",
+          "bs: 'z' suffix isn't applicable",
+          'fio: failed parsing blocksize=4k,8z',
+        ],
+      ],
+      ['--runtime=1z', ["runtime: 'z' suffix isn't applicable", 'fio: failed parsing runtime=1z']],
+      ['--iodepth=2z', ["iodepth: 'z' suffix isn't applicable", 'fio: failed parsing iodepth=2z']],
+      ['--rate=1z', ["rate: 'z' suffix isn't applicable", 'fio: failed parsing rate=1z']],
+      ['--thinktime=1z', ["thinktime: 'z' suffix isn't applicable", 'fio: failed parsing thinktime=1z']],
+      ['--size=xz', ["size: unexpected zone value 'xz'", 'fio: failed parsing size=xz']],
+    ];
+    for (const [opt, lines] of cases) {
+      const r = await fio(`--name=a ${opt} --rw=read --parse-only`);
+      expect(r.status, opt).toBe(1);
+      expect(r.stderr.split('\n').filter(Boolean), opt).toEqual(lines);
+      expect(r.stdout, opt).toBe('');
+    }
+    // a z not at the end is read as fio reads it: `4z` is 4 (an unknown unit counts 1), as in fio
+    expect((await fio('--name=a --bs=4z,8k --size=64k --rw=read --parse-only')).status).toBe(0);
+  });
+
+  it('takes a count of zones for size and offset, with no zones: the whole device, from 0, as fio 3.33 ran it', async () => {
+    const whole = await jobJson('--name=a --rw=read --bs=64k --size=1z');
+    expect(whole.read.io_bytes).toBe(8 * 1024 * 1024);
+    // a count of zones clears a percentage given before (str_offset_cb()): the job starts at 0
+    const r = await requestsOf(() =>
+      fio('--name=a --rw=read --bs=64k --direct=1 --offset=50% --offset=2z --size=128k'),
+    );
+    expect(r.status).toBe(0);
+    expect(r.io.map((e) => e.sector)).toEqual([0, 128]);
+    // strtoul() stops at the first z: `1zz` is a count too; a sign is strtoul()'s
+    for (const v of ['1zz', '+3z', '-1z'])
+      expect((await fio(`--name=a --size=${v} --rw=read --bs=64k`)).status, v).toBe(0);
+    expect((await fio('--name=a --size=99999999999999999999z --rw=read --parse-only')).stderr).toBe(
+      "size: unexpected zone value '99999999999999999999z'\nfio: failed parsing size=99999999999999999999z\n",
+    );
+  });
+});

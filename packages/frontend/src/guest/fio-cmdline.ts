@@ -12,10 +12,19 @@
  * by the same parser. Every error names the option, in fio's words, and nothing runs.
  */
 import { ownEntry } from '@pvblk/shared';
-import { FIO_GETOPT_TABLE } from './fio-getopt-table.ts';
+import { FIO_GETOPT_TABLE, FIO_NUMBER_OPTIONS } from './fio-getopt-table.ts';
 import { DEFAULT_JOB, fixupJob, MAX_JOBS, type FioJob } from './fio-job.ts';
 import { OPTIONS, parseOutputFormat, type FioGlobal } from './fio-options.ts';
-import { distance, fail, FioUsageError, saidSoFar, warn, withWarnings, type SaidLine } from './fio-parse.ts';
+import {
+  distance,
+  fail,
+  FioUsageError,
+  saidSoFar,
+  warn,
+  withWarnings,
+  zoneSuffix,
+  type SaidLine,
+} from './fio-parse.ts';
 import { setupLines } from './fio-setup.ts';
 import type { JobFileLine } from './fio-jobfile.ts';
 
@@ -345,10 +354,14 @@ function parseAll(
       inherited.push({ ...globalGiven });
       return;
     }
-    const apply = () =>
-      def.global
+    const apply = () => {
+      // parse.c refuses a number ending in `z` before it reads it, by the option's own name
+      // (under the name given: asOption() says an alias's lines by its option's name)
+      if (FIO_NUMBER_OPTIONS.has(def.aliasOf ?? o.name)) zoneSuffix(o.name, value, false);
+      return def.global
         ? def.apply(null, global, value, false)
         : def.apply(current ?? defaults, global, value, current !== null);
+    };
     if (def.aliasOf) asOption(o.name, def.aliasOf, apply);
     else apply();
     if (def.switch) return;

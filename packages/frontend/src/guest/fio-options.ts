@@ -33,6 +33,7 @@ import {
   fioTime,
   parseUint32,
   perDirection,
+  zoneSuffix,
 } from './fio-parse.ts';
 
 export const FIO_VERSION = 'fio-3.36';
@@ -685,6 +686,13 @@ export const OPTIONS: Record<string, OptionDef> = {
  * rounds the share down to the block size).
  */
 function sizeOption(j: FioJob, raw: string): void {
+  // a count of zones: this fio has no zones (zonemode), and with none fio's zbd.c leaves the size
+  // as str_size_cb() set it, 0 — the whole device
+  if (zoneSuffix('size', raw, true)) {
+    j.size = null;
+    j.sizePercent = null;
+    return;
+  }
   const pct = /^([0-9]+(?:\.[0-9]+)?)%$/.exec(raw.trim());
   if (pct) {
     const v = Number(pct[1]);
@@ -704,7 +712,8 @@ function sizeOption(j: FioJob, raw: string): void {
  * N whole from 0 to 100.
  */
 function offsetOption(j: FioJob, raw: string): void {
-  const [bytes, percent] = bytesOrPercent('offset', raw);
+  // a count of zones, without zones (see sizeOption()): 0, and no percentage (str_offset_cb())
+  const [bytes, percent] = zoneSuffix('offset', raw, true) ? [0, 0] : bytesOrPercent('offset', raw);
   // str_offset_cb(): bytes leave a percentage given before in place, and it is the one used
   j.offset = bytes;
   if (percent !== null) j.offsetPercent = percent;
@@ -712,7 +721,9 @@ function offsetOption(j: FioJob, raw: string): void {
 
 /** `offset_increment`, read as `offset` is (str_offset_increment_cb()). */
 function offsetIncrementOption(j: FioJob, raw: string): void {
-  const [bytes, percent] = bytesOrPercent('offset_increment', raw);
+  const [bytes, percent] = zoneSuffix('offset_increment', raw, true)
+    ? [0, 0]
+    : bytesOrPercent('offset_increment', raw);
   // fio keeps both, and then fails its assertion that only one is set (get_start_offset())
   if (percent === null && j.offsetIncrementPercent !== null && bytes)
     failedParsing(
@@ -779,7 +790,10 @@ function randomDistribution(raw: string): RandomDistribution {
  * message above 100 %).
  */
 function ioSizeOption(opt: string, j: FioJob, raw: string): void {
-  const [bytes, percent] = bytesOrPercent(opt, raw, "fio: io_size values greater than 100% aren't supported");
+  // a count of zones, without zones (see sizeOption()): none, and no percentage (str_io_size_cb())
+  const [bytes, percent] = zoneSuffix(opt, raw, true)
+    ? [0, 0]
+    : bytesOrPercent(opt, raw, "fio: io_size values greater than 100% aren't supported");
   // str_io_size_cb(): bytes leave a percentage given before in place, and both apply
   j.ioSize = bytes || null;
   if (percent !== null) j.ioSizePercent = percent || null;

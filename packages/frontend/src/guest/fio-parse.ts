@@ -237,22 +237,43 @@ export type PerDirection = [read: number, write: number, trim: number];
  * is split at is a negative number, as fio's strtoll() reads the rest of the string (`-5` is -5,
  * then 5).
  */
-export function optionRounds(raw: string): Array<{ value: string; more: boolean }> {
-  const rounds: Array<{ value: string; more: boolean }> = [];
+export function optionRounds(raw: string): Array<{ value: string; more: boolean; tail: string }> {
+  const rounds: Array<{ value: string; more: boolean; tail: string }> = [];
   let rest = raw;
   for (;;) {
     let at = rest.indexOf(',');
     if (at < 0) at = rest.indexOf(':');
     if (at < 0) at = rest.indexOf('-');
     if (at < 0) {
-      rounds.push({ value: rest, more: false });
+      rounds.push({ value: rest, more: false, tail: rest });
       return rounds;
     }
     let value = rest.slice(0, at);
     if (at === 0 && rest[0] === '-') value = '-' + (/^[^,:-]*/.exec(rest.slice(1))?.[0] ?? '');
-    rounds.push({ value, more: true });
+    rounds.push({ value, more: true, tail: rest });
     rest = rest.slice(at + 1);
   }
+}
+
+/**
+ * parse.c's __handle_option() before it reads a number: a value ending in `z` is a count of zones
+ * for the options that take one (FIO_OPT_STR_VAL_ZONE: `size=2z`, `zoned`), and refused for any other
+ * number (`bs: 'z' suffix isn't applicable`). It looks at each round's text to the value's end (its
+ * `tail`), so each round says it: `bs=4k,8z` twice, as fio 3.36 does. A count is strtoul()'s: blanks,
+ * a sign and digits, `z` right after them (`1zz` is one zone). Returns whether the value is a count
+ * of zones.
+ */
+export function zoneSuffix(opt: string, raw: string, zoned: boolean): boolean {
+  if (!raw.endsWith('z')) return false;
+  const said = optionRounds(raw).map(({ tail }) => {
+    if (!zoned) return `${opt}: 'z' suffix isn't applicable`;
+    const m = /^[ \t\n\v\f\r]*[+-]?([0-9]+)z/.exec(tail);
+    // past ULONG_MAX strtoul() says ERANGE
+    return m && BigInt(m[1]) < 2n ** 64n ? null : `${opt}: unexpected zone value '${tail}'`;
+  });
+  const lines = said.filter((l): l is string => l !== null);
+  if (lines.length) fail(...lines, `fio: failed parsing ${opt}=${raw}`);
+  return true;
 }
 
 /**
