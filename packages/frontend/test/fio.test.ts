@@ -188,6 +188,28 @@ describe('fio options', () => {
     expect(usage(() => parse(['--name=j', '--direct=true']))).toEqual(['fio: failed parsing direct=true']);
     expect(parse(['--name=j', '--time_based=5', '--runtime=1']).jobs[0].timeBased).toBe(true);
     expect(parse(['--name=j', '--time_based=0']).jobs[0].timeBased).toBe(false);
+
+    // check_int() is sscanf()'s: what follows the digits is left unread, a blank or a sign before
+    // them taken, the low 32 bits kept (each as fio 3.33 took it)
+    for (const v of ['1z', '1.5', ' 1', '-1', '+1'])
+      expect(parse(['--name=j', `--direct=${v}`]).jobs[0].direct, v).toBe(true);
+    expect(parse(['--name=j', '--time_based=7z', '--runtime=1']).jobs[0].timeBased).toBe(true);
+    expect(usage(() => parse(['--name=j', '--direct=10x']))).toEqual([
+      'max value out of range: 16 (1 max)',
+      'fio: failed parsing direct=10x',
+    ]);
+    expect(usage(() => parse(['--name=j', '--direct=99999999999']))).toEqual([
+      'max value out of range: 1215752191 (1 max)',
+      'fio: failed parsing direct=99999999999',
+    ]);
+    // each round of handle_option() is read: a later one out of bounds is said, and the option stands
+    const later = parse(['--name=j', '--direct=1,5']);
+    expect([later.jobs[0].direct, later.warnings]).toEqual([true, ['max value out of range: 5 (1 max)']]);
+    expect(usage(() => parse(['--name=j', '--direct=5,7']))).toEqual([
+      'max value out of range: 5 (1 max)',
+      'max value out of range: 7 (1 max)',
+      'fio: failed parsing direct=5,7',
+    ]);
   });
 
   it('takes size as a share of the device (size=N%), rounded down to the block size', () => {

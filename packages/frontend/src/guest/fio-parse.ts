@@ -186,16 +186,44 @@ export function parseBool(opt: string, raw: string): boolean {
 }
 
 /**
- * fio's boolean options (FIO_OPT_BOOL: `direct`, `do_verify`, …) take an integer, 0 or 1 (parse.c's
- * check_int, decimal or 0x hex; its option table bounds a bool to 0..1); its set-only ones
- * (FIO_OPT_STR_SET: `time_based`, `group_reporting`, …) take any integer, set when it is not 0.
+ * parse.c's check_int(): sscanf()'s `%x` when `0x` is anywhere in the text, else `%u` — blanks, a
+ * sign, the digits, and whatever follows them left unread (`1z`, `1.5` and ` 1` are 1) — into an int:
+ * the unsigned long strtoul() makes of the digits (ULONG_MAX past it), its low 32 bits, signed. Null
+ * when no digit leads.
+ */
+function checkInt(p: string): number | null {
+  const hex = /0[xX]/.test(p);
+  const m = (hex ? /^[ \t\n\v\f\r]*([+-]?)(?:0[xX])?([0-9a-fA-F]+)/ : /^[ \t\n\v\f\r]*([+-]?)([0-9]+)/).exec(
+    p,
+  );
+  if (!m) return null;
+  let v = BigInt(hex ? `0x${m[2]}` : m[2]);
+  if (v >= 2n ** 64n) v = 2n ** 64n - 1n;
+  if (m[1] === '-') v = BigInt.asUintN(64, -v);
+  return Number(BigInt.asIntN(32, v));
+}
+
+/**
+ * fio's boolean options (FIO_OPT_BOOL: `direct`, `do_verify`, …), bounded to 0..1 by its option
+ * table, and its set-only ones (FIO_OPT_STR_SET: `time_based`, `group_reporting`, …), set by any
+ * integer but 0: check_int() of each round handle_option() reads (optionRounds(), each to the value's
+ * end), the first round's value the option's. A later round out of the bounds is said and the option
+ * stands (`direct=1,5`: `max value out of range: 5 (1 max)`, direct on), as in fio. Deliberate
+ * difference: when the first round fails and a later one parses (`direct=x,1`, `direct=5,1`), fio
+ * keeps the option as it was (after the words of the bound, if any); this fails it.
  */
 export function fioBool(opt: string, raw: string, kind: 'bool' | 'set'): boolean {
-  const m = /^(?:0[xX]([0-9a-fA-F]+)|([0-9]+))$/.exec(raw.trim());
-  if (!m) return failedParsing(opt, raw);
-  const v = m[1] !== undefined ? Number.parseInt(m[1], 16) : Number(m[2]);
-  if (kind === 'bool' && v > 1) return failedParsing(opt, raw, `max value out of range: ${v} (1 max)`);
-  return v !== 0;
+  let value: number | null = null;
+  const said: string[] = [];
+  optionRounds(raw).forEach(({ tail }, curr) => {
+    const il = tail === '' ? null : checkInt(tail);
+    if (il === null) return;
+    if (kind === 'bool' && il > 1) said.push(`max value out of range: ${il} (1 max)`);
+    else if (curr === 0) value = il;
+  });
+  if (value === null) fail(...said, `fio: failed parsing ${opt}=${raw}`);
+  for (const line of said) warn(line);
+  return value !== 0;
 }
 
 export function parseChoice<T extends string>(
