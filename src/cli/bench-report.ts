@@ -101,8 +101,13 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 /**
  * A guest's stderr said as it comes, a whole line at a time, so that the lines of several guests do
  * not cut into each other; `prefix` goes in front of every line that has anything on it (the guest's
- * name, with several). `flush()` says what is left of a last line without its new line.
+ * name, with several). A line longer than LINE_SAYER_MAX is said in pieces of that size, each ended
+ * with a new line: a guest that says bytes without one must not grow the bench. `flush()` says what
+ * is left of a last line, ended with a new line too.
  */
+/** The longest piece of a line LineSayer holds back (characters). */
+export const LINE_SAYER_MAX = 64 * 1024;
+
 export class LineSayer {
   private pending = '';
   constructor(
@@ -115,10 +120,14 @@ export class LineSayer {
     const end = all.lastIndexOf('\n') + 1;
     this.pending = all.slice(end);
     if (end) this.say(this.prefixed(all.slice(0, end)));
+    while (this.pending.length >= LINE_SAYER_MAX) {
+      this.say(this.prefixed(this.pending.slice(0, LINE_SAYER_MAX) + '\n'));
+      this.pending = this.pending.slice(LINE_SAYER_MAX);
+    }
   }
 
   flush(): void {
-    if (this.pending) this.say(this.prefixed(this.pending));
+    if (this.pending) this.say(this.prefixed(this.pending + '\n'));
     this.pending = '';
   }
 

@@ -473,6 +473,8 @@ async function runInGuests(
         // a signal to the bench interrupts the guests' fio, which end their jobs and report
         stopRun.signal,
       ).catch((e: Error) => {
+        // on a line of its own, after what fio said
+        sayer?.flush();
         if (sayer) sayer.push(`pvblk: ${e.message}\n`);
         else stderr += `pvblk: ${e.message}\n`;
         return 1;

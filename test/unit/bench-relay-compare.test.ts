@@ -4,6 +4,7 @@ import {
   compare,
   comparisonLines,
   mergedLatency,
+  LINE_SAYER_MAX,
   LineSayer,
   type PointResult,
 } from '../../src/cli/bench-report.ts';
@@ -81,7 +82,8 @@ describe("a guest's stderr, said as it comes", () => {
     const b = sayer('g: ');
     b.s.push('a\n\nb');
     b.s.flush();
-    expect(b.said).toEqual(['g: a\n\n', 'g: b']);
+    // a last line left unfinished is ended: what is said next starts a line of its own
+    expect(b.said).toEqual(['g: a\n\n', 'g: b\n']);
     const c = sayer('g: ');
     c.s.push('');
     c.s.flush();
@@ -109,7 +111,17 @@ describe("a guest's stderr, said as it comes", () => {
     const a = sayer('');
     a.s.push('x\ny');
     a.s.flush();
-    expect(a.said).toEqual(['x\n', 'y']);
+    expect(a.said).toEqual(['x\n', 'y\n']);
+  });
+
+  it('says a line that never ends in pieces, holding back no more than one piece', () => {
+    const a = sayer('g: ');
+    const chunk = 'x'.repeat(LINE_SAYER_MAX / 4 + 1);
+    for (let i = 0; i < 8; i++) a.s.push(chunk);
+    // 8 chunks are two whole pieces and a bit: the pieces said, the bit held
+    expect(a.said).toEqual([`g: ${'x'.repeat(LINE_SAYER_MAX)}\n`, `g: ${'x'.repeat(LINE_SAYER_MAX)}\n`]);
+    a.s.flush();
+    expect(a.said[2]).toBe(`g: ${'x'.repeat(8 * chunk.length - 2 * LINE_SAYER_MAX)}\n`);
   });
 });
 
