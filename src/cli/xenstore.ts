@@ -13,6 +13,9 @@ import { operatorCall, refusal, resolveOperatorAccess, type OperatorAccess } fro
 import { formatLs, sanitiseValue, unsanitiseValue } from './xenstore-format.ts';
 import { strerror } from '@pvblk/shared';
 
+/** The longest line xenstore-watch takes from the host (paths are at most 3072 bytes). */
+const WATCH_LINE_MAX = 64 * 1024;
+
 class ToolExit extends Error {
   constructor(readonly code: number) {
     super(`exit ${code}`);
@@ -247,6 +250,13 @@ export function registerXenstore(program: Command, fail: (e: unknown) => never):
         try {
           for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
             buf += Buffer.from(chunk).toString('utf8');
+            // a path is at most XENSTORE_ABS_PATH_MAX (3072) bytes: a host that sends more without a
+            // new line is not sending paths, and must not grow this command
+            if (buf.length > WATCH_LINE_MAX && !buf.includes('\n')) {
+              warn('watch', `the host sent more than ${WATCH_LINE_MAX} bytes without a new line`);
+              ac.abort();
+              return 1;
+            }
             let nl: number;
             while ((nl = buf.indexOf('\n')) >= 0) {
               const p = buf.slice(0, nl);

@@ -103,10 +103,14 @@ export async function operatorCall(
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
-    if (!(e instanceof AnswerError)) throw e;
-    const timedOut = e.code === 'ETIMEDOUT';
-    // the errno name of a socket's failure (ECONNRESET), the words of a wait's
-    const cause = timedOut ? e.message : e.code;
+    if (e instanceof AnswerError && (e.code === 'EFBIG' || e.code.startsWith('HPE_')))
+      throw new PvblkError(
+        'EPROTO',
+        `the host API at ${a.api} gave an answer this command cannot read (${e.message})`,
+      );
+    const timedOut = e instanceof AnswerError && e.code === 'ETIMEDOUT';
+    // the errno name of a socket's failure (ECONNRESET), the words of a wait's or of anything else
+    const cause = e instanceof AnswerError && !timedOut ? e.code : (e as Error).message;
     throw new PvblkError(
       timedOut ? 'ETIMEDOUT' : 'ECONNREFUSED',
       `the host API at ${a.api} does not answer (${cause}): is the stack still running?`,
