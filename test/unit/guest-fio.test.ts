@@ -3010,6 +3010,21 @@ describe('a value ending in z (parse.c: a count of zones for size, offset, io_si
     }
     // a z not at the end is read as fio reads it: `4z` is 4 (an unknown unit counts 1), as in fio
     expect((await fio('--name=a --bs=4z,8k --size=64k --rw=read --parse-only')).status).toBe(0);
+    // handle_option() cuts a `,` that ends the value before it looks
+    const comma = await fio('--name=a --bs=8z, --size=64k --rw=read --parse-only');
+    expect([comma.status, comma.stderr]).toEqual([
+      1,
+      "bs: 'z' suffix isn't applicable\nfio: failed parsing bs=8z,\n",
+    ]);
+    expect((await fio('--name=a --size=2z, --rw=read --parse-only')).status).toBe(0);
+    // a round that is no count is said; a later one that is makes the value a count (fio 3.33)
+    const later = await fio('--name=a --size=1,2z --rw=read --parse-only');
+    expect([later.status, later.stderr]).toEqual([0, "size: unexpected zone value '1,2z'\n"]);
+    // a count of zones leaves no percentage behind: bytes after it are no conflict
+    expect(
+      (await fio('--name=a --size=64k --offset_increment=2z --offset_increment=4k --rw=read --parse-only'))
+        .status,
+    ).toBe(0);
   });
 
   it('takes a count of zones for size and offset, with no zones: the whole device, from 0, as fio 3.33 ran it', async () => {

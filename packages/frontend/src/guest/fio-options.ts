@@ -724,8 +724,9 @@ function offsetIncrementOption(j: FioJob, raw: string): void {
   const [bytes, percent] = zoneSuffix('offset_increment', raw, true)
     ? [0, 0]
     : bytesOrPercent('offset_increment', raw);
-  // fio keeps both, and then fails its assertion that only one is set (get_start_offset())
-  if (percent === null && j.offsetIncrementPercent !== null && bytes)
+  // fio keeps both, and then fails its assertion that only one is set (get_start_offset()): a
+  // percentage of 0 (`0%`, or a count of zones) is none
+  if (percent === null && j.offsetIncrementPercent && bytes)
     failedParsing(
       'offset_increment',
       raw,

@@ -188,8 +188,8 @@ export function parseBool(opt: string, raw: string): boolean {
 /**
  * parse.c's check_int(): sscanf()'s `%x` when `0x` is anywhere in the text, else `%u` — blanks, a
  * sign, the digits, and whatever follows them left unread (`1z`, `1.5` and ` 1` are 1) — into an int:
- * the unsigned long strtoul() makes of the digits (ULONG_MAX past it), its low 32 bits, signed. Null
- * when no digit leads.
+ * the unsigned long strtoul() makes of them (ULONG_MAX past it, whatever the sign), its low 32 bits,
+ * signed. Null when no digit leads.
  */
 function checkInt(p: string): number | null {
   const hex = /0[xX]/.test(p);
@@ -198,8 +198,9 @@ function checkInt(p: string): number | null {
   );
   if (!m) return null;
   let v = BigInt(hex ? `0x${m[2]}` : m[2]);
+  // strtoul(): ERANGE gives ULONG_MAX, sign or not; a value within range is negated after a `-`
   if (v >= 2n ** 64n) v = 2n ** 64n - 1n;
-  if (m[1] === '-') v = BigInt.asUintN(64, -v);
+  else if (m[1] === '-') v = BigInt.asUintN(64, -v);
   return Number(BigInt.asIntN(32, v));
 }
 
@@ -287,20 +288,25 @@ export function optionRounds(raw: string): Array<{ value: string; more: boolean;
  * parse.c's __handle_option() before it reads a number: a value ending in `z` is a count of zones
  * for the options that take one (FIO_OPT_STR_VAL_ZONE: `size=2z`, `zoned`), and refused for any other
  * number (`bs: 'z' suffix isn't applicable`). It looks at each round's text to the value's end (its
- * `tail`), so each round says it: `bs=4k,8z` twice, as fio 3.36 does. A count is strtoul()'s: blanks,
- * a sign and digits, `z` right after them (`1zz` is one zone). Returns whether the value is a count
- * of zones.
+ * `tail`), so each round says it: `bs=4k,8z` twice, as fio 3.36 does; handle_option() cuts a `,` that
+ * ends the value first (`bs=8z,` is refused, `size=2z,` a count). A count is strtoul()'s: blanks, a
+ * sign and digits, `z` right after them (`1zz` is one zone); a round that is none says so, and the
+ * value is a count if any round is one (`size=1,2z` says `size: unexpected zone value '1,2z'` and is
+ * a count, as in fio). Returns whether the value is a count of zones.
  */
 export function zoneSuffix(opt: string, raw: string, zoned: boolean): boolean {
-  if (!raw.endsWith('z')) return false;
-  const said = optionRounds(raw).map(({ tail }) => {
-    if (!zoned) return `${opt}: 'z' suffix isn't applicable`;
-    const m = /^[ \t\n\v\f\r]*[+-]?([0-9]+)z/.exec(tail);
+  const value = raw.endsWith(',') ? raw.slice(0, -1) : raw;
+  if (!value.endsWith('z')) return false;
+  const said: string[] = [];
+  let counts = false;
+  for (const { tail } of optionRounds(value)) {
+    const m = zoned ? /^[ \t\n\v\f\r]*[+-]?([0-9]+)z/.exec(tail) : null;
     // past ULONG_MAX strtoul() says ERANGE
-    return m && BigInt(m[1]) < 2n ** 64n ? null : `${opt}: unexpected zone value '${tail}'`;
-  });
-  const lines = said.filter((l): l is string => l !== null);
-  if (lines.length) fail(...lines, `fio: failed parsing ${opt}=${raw}`);
+    if (m && BigInt(m[1]) < 2n ** 64n) counts = true;
+    else said.push(zoned ? `${opt}: unexpected zone value '${tail}'` : `${opt}: 'z' suffix isn't applicable`);
+  }
+  if (!counts) fail(...said, `fio: failed parsing ${opt}=${raw}`);
+  for (const line of said) warn(line);
   return true;
 }
 
