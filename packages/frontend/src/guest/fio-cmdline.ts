@@ -354,10 +354,12 @@ function parseAll(
       inherited.push({ ...globalGiven });
       return;
     }
+    // the option's own name, an alias's too
+    const key = def.aliasOf ?? o.name;
     const apply = () => {
       // parse.c refuses a number ending in `z` before it reads it, by the option's own name
       // (under the name given: asOption() says an alias's lines by its option's name)
-      if (FIO_NUMBER_OPTIONS.has(def.aliasOf ?? o.name)) zoneSuffix(o.name, value, false);
+      if (FIO_NUMBER_OPTIONS.has(key)) zoneSuffix(o.name, value, false);
       return def.global
         ? def.apply(null, global, value, false)
         : def.apply(current ?? defaults, global, value, current !== null);
@@ -366,7 +368,6 @@ function parseAll(
     else apply();
     if (def.switch) return;
     // as fio's add_to_dump_list() keeps it: the option's own name, and no value for a flag given bare
-    const key = def.aliasOf ?? o.name;
     const shown = o.value ?? '';
     // the stonewall fio sets between job files is no option given (its JSON does not list it)
     if (o.from?.implied) return;

@@ -186,22 +186,28 @@ export function parseBool(opt: string, raw: string): boolean {
 }
 
 /**
- * parse.c's check_int(): sscanf()'s `%x` when `0x` is anywhere in the text, else `%u` — blanks, a
- * sign, the digits, and whatever follows them left unread (`1z`, `1.5` and ` 1` are 1) — into an int:
- * the unsigned long strtoul() makes of them (ULONG_MAX past it, whatever the sign), its low 32 bits,
- * signed. Null when no digit leads.
+ * glibc's strtoul() of base 10, or of base 16 with an optional `0x` (sscanf()'s `%x`): blanks, a sign
+ * and the digits. Its unsigned long — ULONG_MAX past it (`erange`) whatever the sign, negated after a
+ * `-` otherwise — and where it stopped; null when no digit leads.
  */
-function checkInt(p: string): number | null {
-  const hex = /0[xX]/.test(p);
+function strtoul(p: string, hex: boolean): { value: bigint; erange: boolean; end: number } | null {
   const m = (hex ? /^[ \t\n\v\f\r]*([+-]?)(?:0[xX])?([0-9a-fA-F]+)/ : /^[ \t\n\v\f\r]*([+-]?)([0-9]+)/).exec(
     p,
   );
   if (!m) return null;
-  let v = BigInt(hex ? `0x${m[2]}` : m[2]);
-  // strtoul(): ERANGE gives ULONG_MAX, sign or not; a value within range is negated after a `-`
-  if (v >= 2n ** 64n) v = 2n ** 64n - 1n;
-  else if (m[1] === '-') v = BigInt.asUintN(64, -v);
-  return Number(BigInt.asIntN(32, v));
+  const v = BigInt(hex ? `0x${m[2]}` : m[2]);
+  if (v >= 2n ** 64n) return { value: 2n ** 64n - 1n, erange: true, end: m[0].length };
+  return { value: m[1] === '-' ? BigInt.asUintN(64, -v) : v, erange: false, end: m[0].length };
+}
+
+/**
+ * parse.c's check_int(): sscanf()'s `%x` when `0x` is anywhere in the text, else `%u` — blanks, a
+ * sign, the digits, and whatever follows them left unread (`1z`, `1.5` and ` 1` are 1) — into an int:
+ * strtoul()'s unsigned long, its low 32 bits, signed. Null when no digit leads.
+ */
+function checkInt(p: string): number | null {
+  const r = strtoul(p, /0[xX]/.test(p));
+  return r ? Number(BigInt.asIntN(32, r.value)) : null;
 }
 
 /**
@@ -300,9 +306,9 @@ export function zoneSuffix(opt: string, raw: string, zoned: boolean): boolean {
   const said: string[] = [];
   let counts = false;
   for (const { tail } of optionRounds(value)) {
-    const m = zoned ? /^[ \t\n\v\f\r]*[+-]?([0-9]+)z/.exec(tail) : null;
-    // past ULONG_MAX strtoul() says ERANGE
-    if (m && BigInt(m[1]) < 2n ** 64n) counts = true;
+    // parse.c: strtoul() without ERANGE, stopped at a `z`
+    const r = zoned ? strtoul(tail, false) : null;
+    if (r && !r.erange && tail[r.end] === 'z') counts = true;
     else said.push(zoned ? `${opt}: unexpected zone value '${tail}'` : `${opt}: 'z' suffix isn't applicable`);
   }
   if (!counts) fail(...said, `fio: failed parsing ${opt}=${raw}`);
