@@ -98,6 +98,9 @@ export interface PointResult {
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
+/** The longest piece of a line LineSayer holds back (characters). */
+export const LINE_SAYER_MAX = 64 * 1024;
+
 /**
  * A guest's stderr said as it comes, a whole line at a time, so that the lines of several guests do
  * not cut into each other; `prefix` goes in front of every line that has anything on it (the guest's
@@ -105,9 +108,6 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
  * with a new line: a guest that says bytes without one must not grow the bench. `flush()` says what
  * is left of a last line, ended with a new line too.
  */
-/** The longest piece of a line LineSayer holds back (characters). */
-export const LINE_SAYER_MAX = 64 * 1024;
-
 export class LineSayer {
   private pending = '';
   constructor(

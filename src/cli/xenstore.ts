@@ -250,13 +250,6 @@ export function registerXenstore(program: Command, fail: (e: unknown) => never):
         try {
           for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
             buf += Buffer.from(chunk).toString('utf8');
-            // a path is at most XENSTORE_ABS_PATH_MAX (3072) bytes: a host that sends more without a
-            // new line is not sending paths, and must not grow this command
-            if (buf.length > WATCH_LINE_MAX && !buf.includes('\n')) {
-              warn('watch', `the host sent more than ${WATCH_LINE_MAX} bytes without a new line`);
-              ac.abort();
-              return 1;
-            }
             let nl: number;
             while ((nl = buf.indexOf('\n')) >= 0) {
               const p = buf.slice(0, nl);
@@ -267,6 +260,13 @@ export function registerXenstore(program: Command, fail: (e: unknown) => never):
                 ac.abort();
                 return 0;
               }
+            }
+            // what is left has no new line: a path is at most XENSTORE_ABS_PATH_MAX (3072) bytes, so a
+            // host that sends more is not sending paths, and must not grow this command
+            if (buf.length > WATCH_LINE_MAX) {
+              warn('watch', `the host sent more than ${WATCH_LINE_MAX} bytes without a new line`);
+              ac.abort();
+              return 1;
             }
           }
         } catch (e) {

@@ -66,8 +66,10 @@ export function fetchAnswer(
       req.destroy();
       reject(new AnswerError(code, message));
     };
+    // a socket's or the parser's error (ECONNRESET, HPE_INVALID_CONSTANT), by its code
+    const failed = (e: NodeJS.ErrnoException) => fail(e.code ?? 'EIO', `${e.code ?? 'EIO'}: ${e.message}`);
     const timer = setTimeout(() => fail('ETIMEDOUT', `no answer in ${ms / 1000} s`), ms);
-    req.on('error', (e: NodeJS.ErrnoException) => fail(e.code ?? 'EIO', `${e.code ?? 'EIO'}: ${e.message}`));
+    req.on('error', failed);
     req.on('response', (res) => {
       const parts: Buffer[] = [];
       let n = 0;
@@ -77,9 +79,7 @@ export function fetchAnswer(
           fail('EFBIG', `the answer is larger than ${HTTP_ANSWER_MAX_BYTES} bytes`);
         else parts.push(b);
       });
-      res.on('error', (e: NodeJS.ErrnoException) =>
-        fail(e.code ?? 'EIO', `${e.code ?? 'EIO'}: ${e.message}`),
-      );
+      res.on('error', failed);
       // 'aborted' without 'end': the server closed the socket inside the body
       res.on('aborted', () => fail('ECONNRESET', 'ECONNRESET: the answer was cut short'));
       res.on('end', () => {
